@@ -1,0 +1,74 @@
+# ddnn — build, test and run. `make run` and `make test` install what is
+# missing first (apt packages, the ONNX Runtime library, Go modules).
+
+SHELL := /bin/bash
+export PATH := /usr/local/go/bin:$(PATH)
+export CGO_ENABLED := 1
+GO ?= go
+
+MODULE   := github.com/ddnn-continuum/ddnn
+ORT_LIB  := $(CURDIR)/.deps/onnxruntime/libonnxruntime.so.1
+VERSION  := $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+LDFLAGS  := -X $(MODULE)/internal/cli.version=$(VERSION) -X $(MODULE)/internal/onnx.DefaultLibPath=$(ORT_LIB)
+PIPELINE ?= deploy/pipeline.yaml
+LISTEN   ?= 127.0.0.1:8090
+# Tests find the library through the environment.
+export ONNXRUNTIME_LIB := $(ORT_LIB)
+
+.PHONY: all deps build test unit smoke run bench fuzz models models-deps vet clean help
+
+all: build
+
+help:
+	@echo "make run      install, build, check the models and serve the edge tier on $(LISTEN)"
+	@echo "make test     install, build, vet, run all tests and the binary smoke checks"
+	@echo "make build    build bin/ddnn"
+	@echo "make deps     install apt packages, the ONNX Runtime library and Go modules"
+	@echo "make bench    run the benchmarks"
+	@echo "make fuzz     fuzz the wire decoders for a short while"
+	@echo "make models   retrain and export the sample DDNN (not part of CI)"
+
+deps:
+	@scripts/deps.sh
+
+build: deps
+	$(GO) build -trimpath -ldflags "$(LDFLAGS)" -o bin/ddnn ./cmd/ddnn
+
+vet: deps
+	$(GO) vet ./...
+	@out=$$(gofmt -l $$(git ls-files '*.go')); if [[ -n $$out ]]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+
+unit: deps
+	$(GO) test -race -count=1 ./...
+
+smoke: build
+	bin/ddnn version
+	bin/ddnn models check -f $(PIPELINE)
+	@if bin/ddnn models check -f models/testdata/broken-chain.yaml >/dev/null 2>&1; then \
+		echo "smoke: broken-chain fixture passed the check"; exit 1; fi
+	bin/ddnn models eval -f $(PIPELINE) --json
+
+test: vet build unit smoke
+
+run: build
+	bin/ddnn models check -f $(PIPELINE)
+	bin/ddnn models eval -f $(PIPELINE)
+	@echo
+	@echo "Serving the edge tier. Try:  scripts/infer-example.sh $(LISTEN)   (Ctrl-C stops)"
+	bin/ddnn inference -f $(PIPELINE) --tier edge --listen $(LISTEN)
+
+bench: deps
+	$(GO) test -run '^$$' -bench . -benchmem ./...
+
+fuzz: deps
+	@for f in $$($(GO) test -list 'Fuzz.*' ./internal/wire/ | grep ^Fuzz); do \
+		$(GO) test -run '^$$' -fuzz "^$$f$$" -fuzztime 15s ./internal/wire/ || exit 1; done
+
+models-deps:
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -q python3-torch python3-onnx dataset-fashion-mnist
+
+models: models-deps
+	/usr/bin/python3 models/train.py --out models
+
+clean:
+	rm -rf bin

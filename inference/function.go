@@ -1,0 +1,324 @@
+package inference
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/ddnn-continuum/ddnn/internal/pipeline"
+	"github.com/ddnn-continuum/ddnn/internal/wire"
+)
+
+// InferPath is where a function takes batches.
+const InferPath = "/v1/infer"
+
+// Deliverer sends a batch's decisions onward before the function answers:
+// exits to the results funnel, forwards to the next tier's funnel. The
+// function acknowledges its caller only after Deliver returned nil; an error
+// makes it answer 502 so the caller retries. A nil Deliverer keeps decisions
+// in the response only.
+type Deliverer interface {
+	Deliver(ctx context.Context, msgs []wire.Message, ds []wire.Decision) error
+}
+
+// Config is what a Function needs besides its session.
+type Config struct {
+	Pipeline *pipeline.Pipeline
+	// Tier is the served tier's name.
+	Tier string
+	// Deliverer, when set, forwards decisions (see Deliverer).
+	Deliverer Deliverer
+	// Metrics records the function's work; nil records nothing.
+	Metrics *Metrics
+	// Logger; nil discards.
+	Logger *slog.Logger
+}
+
+// Function serves one tier over HTTP: a batch of messages in, one decision
+// per message out. It is ready once its session is set.
+type Function struct {
+	p         *pipeline.Pipeline
+	tier      *pipeline.Tier
+	index     int
+	next      string
+	deliverer Deliverer
+	m         *Metrics
+	log       *slog.Logger
+
+	policy Policy
+	labels []string
+
+	// What each message's tensor must be.
+	wantDType wire.DType
+	wantShape []int
+	wantLen   int
+	scale     float32
+
+	session atomic.Pointer[Session]
+	bufs    sync.Pool // *[]float32 input batches
+}
+
+// New builds a function for cfg.Tier. It is not ready until SetSession.
+func New(cfg Config) (*Function, error) {
+	t, i, err := cfg.Pipeline.Tier(cfg.Tier)
+	if err != nil {
+		return nil, err
+	}
+	pol, err := NewPolicy(t.Exit, cfg.Pipeline.Last(i))
+	if err != nil {
+		return nil, fmt.Errorf("tier %q: %w", t.Name, err)
+	}
+	f := &Function{
+		p:         cfg.Pipeline,
+		tier:      t,
+		index:     i,
+		deliverer: cfg.Deliverer,
+		m:         cfg.Metrics,
+		log:       cfg.Logger,
+		policy:    pol,
+		labels:    cfg.Pipeline.Classes,
+		scale:     1,
+	}
+	if f.log == nil {
+		f.log = slog.New(slog.DiscardHandler)
+	}
+	if !cfg.Pipeline.Last(i) {
+		f.next = cfg.Pipeline.Tiers[i+1].Name
+	}
+	if i == 0 {
+		f.wantDType = cfg.Pipeline.Input.DType
+		f.wantShape = cfg.Pipeline.Input.Shape
+		f.wantLen = wire.NumElements(f.wantShape)
+		f.scale = float32(cfg.Pipeline.Input.Scale)
+	}
+	return f, nil
+}
+
+// SetSession makes the function ready with s. It checks that s fits what
+// the function's callers send.
+func (f *Function) SetSession(s *Session) error {
+	if f.index == 0 {
+		if s.InputLen() != f.wantLen {
+			return fmt.Errorf("tier %q: pipeline input.shape %v has %d elements, model input %q has per-sample shape %v (%d elements)",
+				f.tier.Name, f.wantShape, f.wantLen, s.InputName, s.InputShape, s.InputLen())
+		}
+	} else {
+		f.wantDType = wire.Float32
+		f.wantShape = intShape(s.InputShape)
+		f.wantLen = s.InputLen()
+	}
+	if s.Classes != len(f.labels) {
+		return fmt.Errorf("tier %q: exit head has %d classes, pipeline names %d", f.tier.Name, s.Classes, len(f.labels))
+	}
+	f.session.Store(s)
+	return nil
+}
+
+// Ready reports whether the model is loaded.
+func (f *Function) Ready() bool { return f.session.Load() != nil }
+
+// Handler serves InferPath, /healthz and /readyz.
+func (f *Function) Handler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc(InferPath, f.serveInfer)
+	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) {
+		io.WriteString(w, "ok\n")
+	})
+	mux.HandleFunc("/readyz", func(w http.ResponseWriter, _ *http.Request) {
+		if !f.Ready() {
+			http.Error(w, "model loading", http.StatusServiceUnavailable)
+			return
+		}
+		io.WriteString(w, "ready\n")
+	})
+	return mux
+}
+
+// Rejection names one message a request could not take.
+type Rejection struct {
+	Index  int    `json:"index"`
+	ID     string `json:"id,omitempty"`
+	Reason string `json:"reason"`
+}
+
+// ErrorBody is the JSON body of every error answer. Rejected lists the bad
+// messages of a 400, so a caller can park exactly those and resend the rest.
+type ErrorBody struct {
+	Error    string      `json:"error"`
+	Rejected []Rejection `json:"rejected,omitempty"`
+}
+
+// Outcomes label the requests counter.
+const (
+	outcomeOK          = "ok"
+	outcomeBadRequest  = "bad_request"
+	outcomeTooLarge    = "too_large"
+	outcomeUnsupported = "unsupported_media_type"
+	outcomeUnavailable = "unavailable"
+	outcomeDelivery    = "delivery_failed"
+	outcomeError       = "error"
+	outcomeMethod      = "method_not_allowed"
+)
+
+func (f *Function) fail(w http.ResponseWriter, code int, outcome string, body ErrorBody) {
+	f.m.request(f.tier.Name, outcome)
+	w.Header().Set("Content-Type", wire.ContentTypeJSON)
+	if code == http.StatusServiceUnavailable {
+		w.Header().Set("Retry-After", "1")
+	}
+	w.WriteHeader(code)
+	json.NewEncoder(w).Encode(body)
+}
+
+func (f *Function) serveInfer(w http.ResponseWriter, r *http.Request) {
+	if r.Method != http.MethodPost {
+		w.Header().Set("Allow", http.MethodPost)
+		f.fail(w, http.StatusMethodNotAllowed, outcomeMethod, ErrorBody{Error: "use POST"})
+		return
+	}
+	enc, err := wire.EncodingFor(r.Header.Get("Content-Type"))
+	if err != nil {
+		f.fail(w, http.StatusUnsupportedMediaType, outcomeUnsupported, ErrorBody{Error: err.Error()})
+		return
+	}
+	sess := f.session.Load()
+	if sess == nil {
+		f.fail(w, http.StatusServiceUnavailable, outcomeUnavailable, ErrorBody{Error: "model loading"})
+		return
+	}
+	limit := f.tier.Inference.MaxRequestBytes
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, limit))
+	if err != nil {
+		var mb *http.MaxBytesError
+		if errors.As(err, &mb) {
+			f.fail(w, http.StatusRequestEntityTooLarge, outcomeTooLarge,
+				ErrorBody{Error: fmt.Sprintf("request body over the limit of %d bytes (tiers[].inference.max_request_bytes)", limit)})
+			return
+		}
+		f.fail(w, http.StatusBadRequest, outcomeBadRequest, ErrorBody{Error: "reading body: " + err.Error()})
+		return
+	}
+	msgs, err := wire.DecodeMessages(enc, body)
+	if err != nil {
+		f.fail(w, http.StatusBadRequest, outcomeBadRequest, ErrorBody{Error: err.Error()})
+		return
+	}
+	if len(msgs) == 0 {
+		f.fail(w, http.StatusBadRequest, outcomeBadRequest, ErrorBody{Error: "empty batch: send at least one message"})
+		return
+	}
+	if max := f.tier.Inference.MaxBatch; len(msgs) > max {
+		f.fail(w, http.StatusRequestEntityTooLarge, outcomeTooLarge,
+			ErrorBody{Error: fmt.Sprintf("batch of %d messages over max_batch %d", len(msgs), max)})
+		return
+	}
+	if rej := f.check(msgs); len(rej) > 0 {
+		f.fail(w, http.StatusBadRequest, outcomeBadRequest, ErrorBody{
+			Error:    fmt.Sprintf("%d of %d messages rejected", len(rej), len(msgs)),
+			Rejected: rej,
+		})
+		return
+	}
+	ds, err := f.Infer(sess, msgs)
+	if err != nil {
+		f.log.Error("inference", "err", err)
+		f.fail(w, http.StatusInternalServerError, outcomeError, ErrorBody{Error: err.Error()})
+		return
+	}
+	if f.deliverer != nil {
+		if err := f.deliverer.Deliver(r.Context(), msgs, ds); err != nil {
+			f.log.Warn("delivery", "err", err, "messages", len(msgs))
+			f.fail(w, http.StatusBadGateway, outcomeDelivery, ErrorBody{Error: "delivery: " + err.Error()})
+			return
+		}
+	}
+	out, err := wire.AppendDecisions(nil, enc, ds)
+	if err != nil {
+		f.fail(w, http.StatusInternalServerError, outcomeError, ErrorBody{Error: err.Error()})
+		return
+	}
+	f.m.request(f.tier.Name, outcomeOK)
+	w.Header().Set("Content-Type", enc.ContentType())
+	w.Header().Set("Content-Length", strconv.Itoa(len(out)))
+	w.Write(out)
+}
+
+// check validates every message's tensor against what the tier takes.
+func (f *Function) check(msgs []wire.Message) []Rejection {
+	var rej []Rejection
+	for i := range msgs {
+		t := &msgs[i].Tensor
+		var reason string
+		switch {
+		case t.DType != f.wantDType:
+			reason = fmt.Sprintf("tensor dtype %s, tier %q takes %s %v", t.DType, f.tier.Name, f.wantDType, f.wantShape)
+		case t.Len() != f.wantLen:
+			reason = fmt.Sprintf("tensor has %d elements (shape %v), tier %q takes %d: shape %v", t.Len(), t.Shape, f.tier.Name, f.wantLen, f.wantShape)
+		default:
+			if err := t.Validate(); err != nil {
+				reason = err.Error()
+			}
+		}
+		if reason != "" {
+			rej = append(rej, Rejection{Index: i, ID: msgs[i].ID, Reason: reason})
+		}
+	}
+	return rej
+}
+
+// Infer runs checked messages through sess and applies the exit policy to
+// each sample. Forwarded decisions carry the forward tensor.
+func (f *Function) Infer(sess *Session, msgs []wire.Message) ([]wire.Decision, error) {
+	n := len(msgs)
+	bp, _ := f.bufs.Get().(*[]float32)
+	if bp == nil {
+		bp = new([]float32)
+	}
+	in := (*bp)[:0]
+	for i := range msgs {
+		in = msgs[i].Tensor.AppendFloat32s(in, f.scale)
+	}
+	start := time.Now()
+	out, err := sess.Run(in, n)
+	elapsed := time.Since(start)
+	*bp = in
+	f.bufs.Put(bp)
+	if err != nil {
+		return nil, err
+	}
+	f.m.batch(f.tier.Name, n, elapsed)
+
+	ds := make([]wire.Decision, n)
+	var scratch [64]float64
+	exits := 0
+	for i := range msgs {
+		v := f.policy.Decide(out.Exit[i*sess.Classes:(i+1)*sess.Classes], scratch[:])
+		d := wire.Decision{ID: msgs[i].ID, Tier: f.tier.Name, Exit: v.Exit, Class: v.Class, Confidence: v.Confidence}
+		if v.Exit {
+			d.Label = f.labels[v.Class]
+			exits++
+		} else {
+			fw := wire.Float32Tensor(intShape(sess.ForwardShape), out.Forward[i*sess.ForwardLen:(i+1)*sess.ForwardLen])
+			d.Forward = &fw
+		}
+		ds[i] = d
+	}
+	f.m.decisions(f.tier.Name, exits, n-exits)
+	return ds, nil
+}
+
+func intShape(s []int64) []int {
+	out := make([]int, len(s))
+	for i, d := range s {
+		out[i] = int(d)
+	}
+	return out
+}

@@ -1,0 +1,125 @@
+package inference
+
+import (
+	"fmt"
+	"math"
+
+	"github.com/ddnn-continuum/ddnn/internal/pipeline"
+)
+
+// Policy decides, for one sample's exit scores, whether the sample leaves at
+// this tier. Decisions are always per sample.
+type Policy struct {
+	// Kind is pipeline.PolicyMaxProb, PolicyEntropy or PolicyMargin.
+	Kind string
+	// Threshold is the policy's bound.
+	Threshold float64
+	// Logits makes Decide apply a softmax to the scores first.
+	Logits bool
+	// Always makes every sample exit (the last tier).
+	Always bool
+}
+
+// NewPolicy builds the policy of a tier; the last tier always exits.
+func NewPolicy(e pipeline.Exit, last bool) (Policy, error) {
+	p := Policy{
+		Kind:      e.Policy,
+		Threshold: e.ThresholdOr(0),
+		Logits:    e.Scores == pipeline.ScoresLogits,
+		Always:    last,
+	}
+	switch p.Kind {
+	case pipeline.PolicyMaxProb, pipeline.PolicyEntropy, pipeline.PolicyMargin:
+	default:
+		return Policy{}, fmt.Errorf("unknown exit policy %q", p.Kind)
+	}
+	return p, nil
+}
+
+// Verdict is a policy's answer for one sample.
+type Verdict struct {
+	Exit  bool
+	Class int
+	// Confidence is the top-1 probability.
+	Confidence float32
+	// Score is the value compared with the threshold: top-1 probability,
+	// normalized entropy or margin, by policy.
+	Score float64
+}
+
+// Decide applies the policy to one sample's class scores. scratch, if it has
+// room for len(scores) values, avoids an allocation when scores are logits.
+func (p Policy) Decide(scores []float32, scratch []float64) Verdict {
+	probs := scratch[:0]
+	if cap(probs) < len(scores) {
+		probs = make([]float64, 0, len(scores))
+	}
+	probs = probs[:len(scores)]
+	if p.Logits {
+		softmax(scores, probs)
+	} else {
+		for i, s := range scores {
+			probs[i] = float64(s)
+		}
+	}
+	top1, top2 := -1, -1
+	for i, v := range probs {
+		switch {
+		case top1 < 0 || v > probs[top1]:
+			top2, top1 = top1, i
+		case top2 < 0 || v > probs[top2]:
+			top2 = i
+		}
+	}
+	v := Verdict{Class: top1, Confidence: float32(probs[top1])}
+	switch p.Kind {
+	case pipeline.PolicyMaxProb:
+		v.Score = probs[top1]
+		v.Exit = v.Score >= p.Threshold
+	case pipeline.PolicyMargin:
+		second := 0.0
+		if top2 >= 0 {
+			second = probs[top2]
+		}
+		v.Score = probs[top1] - second
+		v.Exit = v.Score >= p.Threshold
+	case pipeline.PolicyEntropy:
+		v.Score = NormalizedEntropy(probs)
+		v.Exit = v.Score <= p.Threshold
+	}
+	if p.Always {
+		v.Exit = true
+	}
+	return v
+}
+
+// NormalizedEntropy is -Σp·log p / log C, in [0, 1] for a distribution over C
+// classes: 0 when one class has all the mass, 1 when uniform.
+func NormalizedEntropy(probs []float64) float64 {
+	if len(probs) < 2 {
+		return 0
+	}
+	h := 0.0
+	for _, p := range probs {
+		if p > 0 {
+			h -= p * math.Log(p)
+		}
+	}
+	return h / math.Log(float64(len(probs)))
+}
+
+// softmax writes the softmax of logits to out, stable against overflow.
+func softmax(logits []float32, out []float64) {
+	maxv := math.Inf(-1)
+	for _, l := range logits {
+		maxv = math.Max(maxv, float64(l))
+	}
+	sum := 0.0
+	for i, l := range logits {
+		out[i] = math.Exp(float64(l) - maxv)
+		sum += out[i]
+	}
+	for i := range out {
+		out[i] /= sum
+	}
+}

@@ -1,0 +1,109 @@
+// Package cli owns ddnn's command line: it parses each subcommand's flags,
+// builds the component it names from the pipeline YAML and runs it. It holds
+// no logic of its own beyond wiring; components live in their packages.
+package cli
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"strings"
+)
+
+const usage = `ddnn runs distributed deep neural networks over edge, fog and cloud tiers.
+
+Usage:
+  ddnn <command> [flags]
+
+Commands:
+  models check   load every tier's model and verify the chain
+  models eval    run the labeled test set through the chain; --sweep, --json
+  inference      serve one tier's inference function over HTTP
+  version        print version information
+
+Run 'ddnn <command> -h' for a command's flags.
+`
+
+// errUsage marks errors caused by bad arguments (exit code 2).
+var errUsage = errors.New("usage")
+
+// Run executes the command in args and returns the process exit code.
+func Run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	err := dispatch(ctx, args, stdout, stderr)
+	switch {
+	case err == nil:
+		return 0
+	case errors.Is(err, flag.ErrHelp):
+		return 0
+	case errors.Is(err, errUsage):
+		if msg := strings.TrimPrefix(err.Error(), errUsage.Error()+": "); msg != errUsage.Error() {
+			fmt.Fprintln(stderr, "ddnn:", msg)
+		}
+		return 2
+	default:
+		fmt.Fprintln(stderr, "ddnn:", err)
+		return 1
+	}
+}
+
+func dispatch(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return errUsage
+	}
+	switch args[0] {
+	case "help", "-h", "-help", "--help":
+		fmt.Fprint(stdout, usage)
+		return nil
+	case "version", "--version":
+		return runVersion(args[1:], stdout, stderr)
+	case "models":
+		return runModels(ctx, args[1:], stdout, stderr)
+	case "inference":
+		return runInference(ctx, args[1:], stdout, stderr)
+	default:
+		fmt.Fprint(stderr, usage)
+		return fmt.Errorf("%w: unknown command %q", errUsage, args[0])
+	}
+}
+
+// newFlags makes a flag set that reports errors instead of exiting.
+func newFlags(name, synopsis string, stderr io.Writer) *flag.FlagSet {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() {
+		fmt.Fprintf(stderr, "Usage: ddnn %s\n\nFlags:\n", synopsis)
+		fs.PrintDefaults()
+	}
+	return fs
+}
+
+// parse parses flags and rejects positional arguments.
+func parse(fs *flag.FlagSet, args []string) error {
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return err
+		}
+		return errUsage
+	}
+	if fs.NArg() > 0 {
+		fs.Usage()
+		return fmt.Errorf("%w: unexpected argument %q", errUsage, fs.Arg(0))
+	}
+	return nil
+}
+
+// logFlags adds --log-level and returns a constructor for the logger.
+func logFlags(fs *flag.FlagSet, stderr io.Writer) func() (*slog.Logger, error) {
+	level := fs.String("log-level", "info", "log level: debug, info, warn or error")
+	return func() (*slog.Logger, error) {
+		var l slog.Level
+		if err := l.UnmarshalText([]byte(*level)); err != nil {
+			return nil, fmt.Errorf("%w: --log-level %q: want debug, info, warn or error", errUsage, *level)
+		}
+		return slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: l})), nil
+	}
+}

@@ -1,0 +1,336 @@
+// Package pipeline owns the pipeline description operators write in YAML: its
+// types, strict decoding, defaults and validation.
+//
+// Load reads a file, rejects unknown keys, fills defaults and validates the
+// result, reporting every problem at once with the field that is wrong. The
+// package knows nothing about ONNX Runtime, Kafka or HTTP: checks that need a
+// model file opened (tensor names and shapes) belong to the models package.
+package pipeline
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"os"
+	"path/filepath"
+	"regexp"
+
+	"gopkg.in/yaml.v3"
+
+	"github.com/ddnn-continuum/ddnn/internal/wire"
+)
+
+// Exit policies: how a tier decides that its prediction is final.
+const (
+	// PolicyMaxProb exits when the top-1 probability is at least the threshold.
+	PolicyMaxProb = "max_prob"
+	// PolicyEntropy exits when the normalized entropy -Σp·log p / log C is at
+	// most the threshold (the DDNN paper's rule).
+	PolicyEntropy = "entropy"
+	// PolicyMargin exits when top-1 minus top-2 probability is at least the
+	// threshold.
+	PolicyMargin = "margin"
+)
+
+// Kinds of exit scores a model's exit head produces.
+const (
+	ScoresProbabilities = "probabilities"
+	ScoresLogits        = "logits"
+)
+
+// Defaults applied to fields left out of the YAML.
+const (
+	DefaultIntraOpThreads  = 1
+	DefaultMaxBatch        = 1024
+	DefaultMaxRequestBytes = 16 << 20
+)
+
+// Pipeline is the whole description of one DDNN pipeline.
+type Pipeline struct {
+	// Name prefixes every topic of the pipeline; lowercase letters, digits,
+	// '-' and '_'.
+	Name string `yaml:"name"`
+	// Input describes what devices send to the first tier.
+	Input Input `yaml:"input"`
+	// Classes names the model's classes, in the order of the exit heads.
+	Classes []string `yaml:"classes"`
+	// Tiers in order, from the devices up (edge, fog, cloud).
+	Tiers []Tier `yaml:"tiers"`
+	// Eval names a labeled test set for `ddnn models eval`; optional.
+	Eval Eval `yaml:"eval"`
+
+	// Dir is the directory of the YAML file; relative model paths are
+	// resolved against it.
+	Dir string `yaml:"-"`
+}
+
+// Input is the sample devices send.
+type Input struct {
+	// DType is the element type on the wire: uint8 or float32.
+	DType wire.DType `yaml:"dtype"`
+	// Shape is one sample's shape, without a batch axis.
+	Shape []int `yaml:"shape"`
+	// Scale multiplies every element when it is converted to float32 for the
+	// first tier's model (1/255 for images sent as bytes). Default 1.
+	Scale float64 `yaml:"scale"`
+}
+
+// Eval names a labeled test set shipped with the models, as gzipped IDX
+// files (the MNIST format), relative to the YAML file's directory.
+type Eval struct {
+	Images string `yaml:"images"`
+	Labels string `yaml:"labels"`
+}
+
+// Tier is one stage of the DDNN with its model and exit policy.
+type Tier struct {
+	Name string `yaml:"name"`
+	// Model is the ONNX file, relative to the YAML file's directory.
+	Model string `yaml:"model"`
+	// InputName is the model input to feed; empty means the model's only
+	// input.
+	InputName string `yaml:"input"`
+	Exit      Exit   `yaml:"exit"`
+	// Forward names the output sent to the next tier; every tier but the
+	// last has one.
+	Forward   *Forward  `yaml:"forward"`
+	Inference Inference `yaml:"inference"`
+}
+
+// Exit describes a tier's exit head and when a sample may leave there.
+type Exit struct {
+	// Output is the name of the ONNX output holding class scores [N, C].
+	Output string `yaml:"output"`
+	// Scores says whether Output holds probabilities or logits; logits go
+	// through a softmax before the policy sees them.
+	Scores string `yaml:"scores"`
+	// Policy is max_prob, entropy or margin. The last tier always exits
+	// and needs none.
+	Policy string `yaml:"policy"`
+	// Threshold is the policy's bound, in [0, 1].
+	Threshold *float64 `yaml:"threshold"`
+}
+
+// Forward names the tensor a tier sends up.
+type Forward struct {
+	Output string `yaml:"output"`
+}
+
+// Inference tunes a tier's inference function.
+type Inference struct {
+	// IntraOpThreads is ONNX Runtime's intra-op thread count per replica.
+	IntraOpThreads int `yaml:"intra_op_threads"`
+	// MaxBatch is the most messages one request may carry.
+	MaxBatch int `yaml:"max_batch"`
+	// MaxRequestBytes bounds a request body; larger ones get 413.
+	MaxRequestBytes int64 `yaml:"max_request_bytes"`
+}
+
+// Load reads, decodes, defaults and validates the pipeline in path.
+func Load(path string) (*Pipeline, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("pipeline: %w", err)
+	}
+	p, err := Parse(b)
+	if err != nil {
+		return nil, fmt.Errorf("pipeline %s: %w", path, err)
+	}
+	abs, err := filepath.Abs(filepath.Dir(path))
+	if err != nil {
+		return nil, fmt.Errorf("pipeline %s: %w", path, err)
+	}
+	p.Dir = abs
+	return p, nil
+}
+
+// Parse decodes YAML strictly (unknown keys are errors), applies defaults and
+// validates. Relative model paths stay relative to the current directory
+// unless the caller sets Dir.
+func Parse(b []byte) (*Pipeline, error) {
+	var p Pipeline
+	dec := yaml.NewDecoder(bytes.NewReader(b))
+	dec.KnownFields(true)
+	if err := dec.Decode(&p); err != nil {
+		if errors.Is(err, io.EOF) {
+			return nil, errors.New("empty document")
+		}
+		return nil, err
+	}
+	p.setDefaults()
+	if err := p.Validate(); err != nil {
+		return nil, err
+	}
+	return &p, nil
+}
+
+func (p *Pipeline) setDefaults() {
+	if p.Input.Scale == 0 {
+		p.Input.Scale = 1
+	}
+	for i := range p.Tiers {
+		t := &p.Tiers[i]
+		if t.Exit.Scores == "" {
+			t.Exit.Scores = ScoresProbabilities
+		}
+		if t.Exit.Policy == "" {
+			t.Exit.Policy = PolicyMaxProb
+		}
+		if t.Inference.IntraOpThreads == 0 {
+			t.Inference.IntraOpThreads = DefaultIntraOpThreads
+		}
+		if t.Inference.MaxBatch == 0 {
+			t.Inference.MaxBatch = DefaultMaxBatch
+		}
+		if t.Inference.MaxRequestBytes == 0 {
+			t.Inference.MaxRequestBytes = DefaultMaxRequestBytes
+		}
+	}
+}
+
+var nameRE = regexp.MustCompile(`^[a-z0-9][a-z0-9_-]{0,62}$`)
+
+// Validate reports every problem in p at once, each naming its field.
+func (p *Pipeline) Validate() error {
+	var errs []error
+	bad := func(field, format string, args ...any) {
+		errs = append(errs, fmt.Errorf("%s: "+format, append([]any{field}, args...)...))
+	}
+	if p.Name == "" {
+		bad("name", "required")
+	} else if !nameRE.MatchString(p.Name) {
+		bad("name", "%q must be lowercase letters, digits, '-' or '_' (at most 63)", p.Name)
+	}
+	switch p.Input.DType {
+	case wire.Uint8, wire.Float32:
+	case wire.DTypeInvalid:
+		bad("input.dtype", "required (uint8 or float32)")
+	default:
+		bad("input.dtype", "%s not supported (uint8 or float32)", p.Input.DType)
+	}
+	if len(p.Input.Shape) == 0 {
+		bad("input.shape", "required, e.g. [1, 28, 28]")
+	}
+	for i, d := range p.Input.Shape {
+		if d < 1 {
+			bad(fmt.Sprintf("input.shape[%d]", i), "dimension %d must be at least 1", d)
+		}
+	}
+	if p.Input.Scale <= 0 || math.IsInf(p.Input.Scale, 0) || math.IsNaN(p.Input.Scale) {
+		bad("input.scale", "%v must be a positive number", p.Input.Scale)
+	}
+	if len(p.Classes) < 2 {
+		bad("classes", "need at least 2 class names, have %d", len(p.Classes))
+	}
+	seenClass := map[string]bool{}
+	for i, c := range p.Classes {
+		if c == "" {
+			bad(fmt.Sprintf("classes[%d]", i), "empty name")
+		} else if seenClass[c] {
+			bad(fmt.Sprintf("classes[%d]", i), "duplicate name %q", c)
+		}
+		seenClass[c] = true
+	}
+	if len(p.Tiers) == 0 {
+		bad("tiers", "at least one tier is required")
+	}
+	seenTier := map[string]bool{}
+	for i := range p.Tiers {
+		t := &p.Tiers[i]
+		f := fmt.Sprintf("tiers[%d]", i)
+		if t.Name == "" {
+			bad(f+".name", "required")
+		} else {
+			f = fmt.Sprintf("tiers[%d] (%s)", i, t.Name)
+			if !nameRE.MatchString(t.Name) {
+				bad(f+".name", "%q must be lowercase letters, digits, '-' or '_'", t.Name)
+			}
+			if seenTier[t.Name] {
+				bad(f+".name", "duplicate tier name %q", t.Name)
+			}
+			seenTier[t.Name] = true
+		}
+		if t.Model == "" {
+			bad(f+".model", "required: path to the tier's ONNX file")
+		}
+		errs = append(errs, t.Exit.validate(f+".exit", i == len(p.Tiers)-1)...)
+		last := i == len(p.Tiers)-1
+		switch {
+		case last && t.Forward != nil:
+			bad(f+".forward", "the last tier always exits and must not forward")
+		case !last && (t.Forward == nil || t.Forward.Output == ""):
+			bad(f+".forward.output", "required: every tier but the last forwards a tensor")
+		}
+		if t.Inference.IntraOpThreads < 1 || t.Inference.IntraOpThreads > 256 {
+			bad(f+".inference.intra_op_threads", "%d must be in [1, 256]", t.Inference.IntraOpThreads)
+		}
+		if t.Inference.MaxBatch < 1 {
+			bad(f+".inference.max_batch", "%d must be at least 1", t.Inference.MaxBatch)
+		}
+		if t.Inference.MaxRequestBytes < 1024 {
+			bad(f+".inference.max_request_bytes", "%d must be at least 1024", t.Inference.MaxRequestBytes)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func (e *Exit) validate(field string, last bool) []error {
+	var errs []error
+	if e.Output == "" {
+		errs = append(errs, fmt.Errorf("%s.output: required: name of the ONNX output with class scores", field))
+	}
+	switch e.Scores {
+	case ScoresProbabilities, ScoresLogits:
+	default:
+		errs = append(errs, fmt.Errorf("%s.scores: %q unknown (want %s or %s)", field, e.Scores, ScoresProbabilities, ScoresLogits))
+	}
+	switch e.Policy {
+	case PolicyMaxProb, PolicyEntropy, PolicyMargin:
+	default:
+		errs = append(errs, fmt.Errorf("%s.policy: %q unknown (want %s, %s or %s)", field, e.Policy, PolicyMaxProb, PolicyEntropy, PolicyMargin))
+	}
+	switch {
+	case e.Threshold == nil && !last:
+		errs = append(errs, fmt.Errorf("%s.threshold: required for every tier but the last", field))
+	case e.Threshold != nil && (math.IsNaN(*e.Threshold) || *e.Threshold < 0 || *e.Threshold > 1):
+		errs = append(errs, fmt.Errorf("%s.threshold: %v must be in [0, 1]", field, *e.Threshold))
+	}
+	return errs
+}
+
+// Tier returns the tier called name and its index.
+func (p *Pipeline) Tier(name string) (*Tier, int, error) {
+	names := make([]string, len(p.Tiers))
+	for i := range p.Tiers {
+		if p.Tiers[i].Name == name {
+			return &p.Tiers[i], i, nil
+		}
+		names[i] = p.Tiers[i].Name
+	}
+	return nil, -1, fmt.Errorf("no tier %q in pipeline %q (tiers: %v)", name, p.Name, names)
+}
+
+// Last reports whether tier i is the final tier, which always exits.
+func (p *Pipeline) Last(i int) bool { return i == len(p.Tiers)-1 }
+
+// ModelPath resolves a tier's model path against the pipeline's directory.
+func (p *Pipeline) ModelPath(t *Tier) string { return p.Path(t.Model) }
+
+// Path resolves a path from the YAML against the pipeline's directory.
+func (p *Pipeline) Path(rel string) string {
+	if rel == "" || filepath.IsAbs(rel) || p.Dir == "" {
+		return rel
+	}
+	return filepath.Join(p.Dir, rel)
+}
+
+// ThresholdOr returns the exit threshold, or def when none is set (the last
+// tier).
+func (e *Exit) ThresholdOr(def float64) float64 {
+	if e.Threshold == nil {
+		return def
+	}
+	return *e.Threshold
+}

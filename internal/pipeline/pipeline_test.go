@@ -1,0 +1,117 @@
+package pipeline
+
+import (
+	"errors"
+	"io/fs"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/ddnn-continuum/ddnn/internal/wire"
+)
+
+func TestLoadGood(t *testing.T) {
+	p, err := Load("testdata/good.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p.Input.DType != wire.Float32 || p.Input.Scale != 1 {
+		t.Errorf("input = %+v, want float32 with default scale 1", p.Input)
+	}
+	edge, cloud := p.Tiers[0], p.Tiers[1]
+	if edge.Exit.Scores != ScoresProbabilities || edge.Exit.Policy != PolicyEntropy || *edge.Exit.Threshold != 0.3 {
+		t.Errorf("edge exit = %+v", edge.Exit)
+	}
+	if edge.Inference != (Inference{IntraOpThreads: DefaultIntraOpThreads, MaxBatch: DefaultMaxBatch, MaxRequestBytes: DefaultMaxRequestBytes}) {
+		t.Errorf("edge inference defaults = %+v", edge.Inference)
+	}
+	if cloud.Exit.Policy != PolicyMaxProb || cloud.Exit.Scores != ScoresLogits || cloud.Exit.Threshold != nil {
+		t.Errorf("cloud exit = %+v", cloud.Exit)
+	}
+	if cloud.Inference.MaxBatch != 64 || cloud.InputName != "features" {
+		t.Errorf("cloud = %+v", cloud)
+	}
+	dir, _ := filepath.Abs("testdata")
+	if got := p.ModelPath(&p.Tiers[0]); got != filepath.Join(dir, "edge.onnx") {
+		t.Errorf("relative model path = %s", got)
+	}
+	if got := p.ModelPath(&p.Tiers[1]); got != "/abs/cloud.onnx" {
+		t.Errorf("absolute model path = %s", got)
+	}
+	if _, i, err := p.Tier("cloud"); err != nil || i != 1 || !p.Last(i) {
+		t.Errorf("Tier(cloud) = %d, %v", i, err)
+	}
+	if _, _, err := p.Tier("fog"); err == nil || !strings.Contains(err.Error(), `tiers: [edge cloud]`) {
+		t.Errorf("Tier(fog) error = %v", err)
+	}
+}
+
+func TestShippedPipelineLoads(t *testing.T) {
+	p, err := Load("../../deploy/pipeline.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(p.Tiers) != 3 || len(p.Classes) != 10 {
+		t.Errorf("shipped pipeline has %d tiers and %d classes", len(p.Tiers), len(p.Classes))
+	}
+}
+
+// TestLoadBadReportsEveryProblem checks that one load names every broken
+// field, not just the first.
+func TestLoadBadReportsEveryProblem(t *testing.T) {
+	_, err := Load("testdata/bad-many.yaml")
+	if err == nil {
+		t.Fatal("bad pipeline loaded")
+	}
+	for _, want := range []string{
+		`name: "Bad Name" must be lowercase`,
+		`input.shape[1]: dimension 0 must be at least 1`,
+		`input.scale: -1 must be a positive number`,
+		`classes: need at least 2 class names, have 1`,
+		`tiers[0] (edge).model: required`,
+		`tiers[0] (edge).exit.scores: "odds" unknown`,
+		`tiers[0] (edge).exit.policy: "softmax" unknown (want max_prob, entropy or margin)`,
+		`tiers[0] (edge).exit.threshold: 1.5 must be in [0, 1]`,
+		`tiers[0] (edge).forward.output: required`,
+		`tiers[1] (edge).name: duplicate tier name "edge"`,
+		`tiers[1] (edge).forward: the last tier always exits`,
+		`tiers[1] (edge).inference.intra_op_threads: 300 must be in [1, 256]`,
+		`tiers[1] (edge).inference.max_batch: -1 must be at least 1`,
+	} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error lacks %q:\n%v", want, err)
+		}
+	}
+}
+
+func TestParseErrors(t *testing.T) {
+	base := "name: x\ninput: {dtype: uint8, shape: [2]}\nclasses: [a, b]\n"
+	tier := "tiers:\n  - {name: t, model: m.onnx, exit: {output: o}}\n"
+	for _, tc := range []struct {
+		name, yaml, want string
+	}{
+		{"empty", "", "empty document"},
+		{"unknown top-level key", base + tier + "replicas: 3\n", "field replicas not found"},
+		{"unknown tier key", base + "tiers:\n  - {name: t, model: m.onnx, exit: {output: o}, thresh: 1}\n", "field thresh not found"},
+		{"bad dtype", "name: x\ninput: {dtype: int4, shape: [2]}\nclasses: [a, b]\n" + tier, `int4`},
+		{"no tiers", base, "tiers: at least one tier is required"},
+		{"missing dtype", "name: x\ninput: {shape: [2]}\nclasses: [a, b]\n" + tier, "input.dtype: required"},
+		{"missing threshold before last", base + "tiers:\n  - {name: a, model: m.onnx, exit: {output: o}, forward: {output: f}}\n  - {name: b, model: m.onnx, exit: {output: o}}\n", "tiers[0] (a).exit.threshold: required"},
+		{"missing exit output", base + "tiers:\n  - {name: t, model: m.onnx}\n", "tiers[0] (t).exit.output: required"},
+		{"duplicate class", "name: x\ninput: {dtype: uint8, shape: [2]}\nclasses: [a, a]\n" + tier, `classes[1]: duplicate name "a"`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := Parse([]byte(tc.yaml))
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("error = %v, want it to contain %q", err, tc.want)
+			}
+		})
+	}
+}
+
+func TestLoadMissingFile(t *testing.T) {
+	_, err := Load(filepath.Join(t.TempDir(), "nope.yaml"))
+	if !errors.Is(err, fs.ErrNotExist) || !strings.Contains(err.Error(), "nope.yaml") {
+		t.Errorf("error = %v, want not-exist naming the file", err)
+	}
+}

@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# Installs what building and testing ddnn needs on Debian 12 and is missing:
+# apt packages (only when a command is absent), the ONNX Runtime library, and
+# the pinned Go modules. Safe to run again: it skips what is present.
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+
+# command -> Debian package providing it
+declare -A want=(
+	[gcc]=gcc
+	[npm]=npm
+	[sha256sum]=coreutils
+	[curl]=curl
+)
+missing=()
+for cmd in "${!want[@]}"; do
+	command -v "$cmd" >/dev/null || missing+=("${want[$cmd]}")
+done
+# cgo needs the C library headers too.
+[[ -f /usr/include/stdlib.h ]] || missing+=(libc6-dev)
+if ((${#missing[@]})); then
+	echo "deps: installing ${missing[*]} with apt"
+	export DEBIAN_FRONTEND=noninteractive
+	apt-get update -q >/dev/null
+	apt-get install -y -q "${missing[@]}" >/dev/null
+fi
+
+GO=${GO:-go}
+if ! command -v "$GO" >/dev/null; then
+	if [[ -x /usr/local/go/bin/go ]]; then
+		GO=/usr/local/go/bin/go
+	else
+		echo "deps: Go 1.26 or newer is required (https://go.dev/dl); Debian 12's golang package is too old" >&2
+		exit 1
+	fi
+fi
+
+"$root/scripts/install-ort.sh"
+(cd "$root" && "$GO" mod download)
