@@ -59,12 +59,12 @@ func (c *Chain) Close() {
 
 // TierResult is one tier's share of an evaluation.
 type TierResult struct {
-	Name      string  `json:"name"`
-	Policy    string  `json:"policy"`
+	Name   string `json:"name"`
+	Policy string `json:"policy"`
 	// Threshold is nil on the last tier, which always exits.
 	Threshold *float64 `json:"threshold,omitempty"`
-	Exited    int     `json:"exited"`
-	ExitRatio float64 `json:"exit_ratio"`
+	Exited    int      `json:"exited"`
+	ExitRatio float64  `json:"exit_ratio"`
 	// Accuracy is over the samples that exited at this tier.
 	Accuracy float64 `json:"accuracy"`
 	correct  int

@@ -1,0 +1,326 @@
+package inference
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"math"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/ddnn-continuum/ddnn/internal/wire"
+)
+
+// newFunction serves tier of the shipped pipeline with a loaded session.
+func newFunction(t testing.TB, tier string, cfg Config) (*Function, *httptest.Server) {
+	t.Helper()
+	if cfg.Pipeline == nil {
+		cfg.Pipeline = shipped(t)
+	}
+	cfg.Tier = tier
+	f, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := f.SetSession(openSession(t, cfg.Pipeline, tier)); err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(f.Handler())
+	t.Cleanup(srv.Close)
+	return f, srv
+}
+
+func post(t testing.TB, url, contentType string, body []byte) (*http.Response, []byte) {
+	t.Helper()
+	resp, err := http.Post(url+InferPath, contentType, bytes.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return resp, b
+}
+
+func encode(t testing.TB, enc wire.Encoding, msgs []wire.Message) []byte {
+	t.Helper()
+	b, err := wire.AppendMessages(nil, enc, msgs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+func imageMessages(t testing.TB, n int) []wire.Message {
+	imgs := testImages(t, n)
+	msgs := make([]wire.Message, n)
+	for i := range msgs {
+		msgs[i] = wire.Message{ID: string(rune('a' + i%26)), Tensor: wire.Tensor{DType: wire.Uint8, Shape: []int{1, 28, 28}, Data: imgs[i]}}
+	}
+	return msgs
+}
+
+// TestInferBothEncodings sends the same batch as JSON and as binary and
+// expects the same per-sample decisions, in the encoding of the request.
+func TestInferBothEncodings(t *testing.T) {
+	m := NewMetrics(prometheus.NewRegistry())
+	_, srv := newFunction(t, "edge", Config{Metrics: m})
+	msgs := imageMessages(t, 32)
+	var got [2][]wire.Decision
+	for i, enc := range []wire.Encoding{wire.JSON, wire.Binary} {
+		resp, body := post(t, srv.URL, enc.ContentType(), encode(t, enc, msgs))
+		if resp.StatusCode != http.StatusOK {
+			t.Fatalf("%s: status %d: %s", enc.ContentType(), resp.StatusCode, body)
+		}
+		if ct := resp.Header.Get("Content-Type"); ct != enc.ContentType() {
+			t.Errorf("response content type %q, want %q", ct, enc.ContentType())
+		}
+		ds, err := wire.DecodeDecisions(enc, body)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got[i] = ds
+	}
+	exits, forwards := 0, 0
+	for i, d := range got[0] {
+		b := got[1][i]
+		if d.ID != msgs[i].ID || d.Tier != "edge" || d.Exit != b.Exit || d.Class != b.Class || d.Confidence != b.Confidence {
+			t.Errorf("decision %d: json %+v, binary %+v", i, d, b)
+		}
+		switch {
+		case d.Exit && (d.Label == "" || d.Forward != nil || d.Confidence < 0.9):
+			t.Errorf("exit decision %d malformed: %+v", i, d)
+		case !d.Exit && (d.Forward == nil || d.Forward.Len() != 32 || d.Confidence >= 0.9):
+			t.Errorf("forward decision %d malformed: %+v", i, d)
+		}
+		if d.Exit {
+			exits++
+		} else {
+			forwards++
+		}
+	}
+	// The shipped edge threshold lets some but not all of these samples out.
+	if exits == 0 || forwards == 0 {
+		t.Errorf("exits %d, forwards %d: want per-sample decisions of both kinds", exits, forwards)
+	}
+	if v := testutil.ToFloat64(m.exits.WithLabelValues("edge")); v != float64(2*exits) {
+		t.Errorf("exits metric %v, want %d", v, 2*exits)
+	}
+}
+
+// TestInferJSONByHand is what a person types with curl.
+func TestInferJSONByHand(t *testing.T) {
+	_, srv := newFunction(t, "cloud", Config{})
+	data := make([]string, 16)
+	for i := range data {
+		data[i] = "0.5"
+	}
+	body := `{"messages":[{"id":"m1","device":"d1","tensor":{"dtype":"float32","shape":[16],"data":[` + strings.Join(data, ",") + `]}}]}`
+	resp, b := post(t, srv.URL, "application/json; charset=utf-8", []byte(body))
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("status %d: %s", resp.StatusCode, b)
+	}
+	var out struct {
+		Decisions []struct {
+			ID    string `json:"id"`
+			Exit  bool   `json:"exit"`
+			Label string `json:"label"`
+		} `json:"decisions"`
+	}
+	if err := json.Unmarshal(b, &out); err != nil {
+		t.Fatal(err)
+	}
+	if len(out.Decisions) != 1 || out.Decisions[0].ID != "m1" || !out.Decisions[0].Exit || out.Decisions[0].Label == "" {
+		t.Errorf("decisions = %s", b)
+	}
+}
+
+func floatBody(t testing.TB, vals ...[]float32) []byte {
+	msgs := make([]wire.Message, len(vals))
+	for i, v := range vals {
+		msgs[i] = wire.Message{ID: "f" + string(rune('0'+i)), Tensor: wire.Float32Tensor([]int{len(v)}, v)}
+	}
+	return encode(t, wire.Binary, msgs)
+}
+
+func repeat(v []float32, n int) [][]float32 {
+	out := make([][]float32, n)
+	for i := range out {
+		out[i] = v
+	}
+	return out
+}
+
+func filled(n int, v float32) []float32 {
+	out := make([]float32, n)
+	for i := range out {
+		out[i] = v
+	}
+	return out
+}
+
+// TestInferBadInput: each bad request gets its own status and a message
+// naming what was expected; the function keeps serving good ones.
+func TestInferBadInput(t *testing.T) {
+	p := shipped(t)
+	p.Tiers[1].Inference.MaxRequestBytes = 4096
+	m := NewMetrics(prometheus.NewRegistry())
+	_, srv := newFunction(t, "fog", Config{Pipeline: p, Metrics: m})
+	_, edge := newFunction(t, "edge", Config{})
+
+	nan := filled(32, 1)
+	nan[17] = float32(math.NaN())
+	inf := filled(32, 1)
+	inf[3] = float32(math.Inf(-1))
+	for _, tc := range []struct {
+		name        string
+		url         string
+		contentType string
+		body        []byte
+		status      int
+		wants       []string
+	}{
+		{"wrong element count", srv.URL, wire.ContentTypeBinary, floatBody(t, filled(32, 1), filled(31, 1)), 400,
+			[]string{"1 of 2 messages rejected", `"index":1`, "has 31 elements", `tier \"fog\" takes 32: shape [32]`}},
+		{"wrong element count at the edge", edge.URL, wire.ContentTypeJSON,
+			[]byte(`{"messages":[{"id":"x","tensor":{"dtype":"uint8","shape":[3],"data":[1,2,3]}}]}`), 400,
+			[]string{"has 3 elements", "takes 784: shape [1 28 28]"}},
+		{"wrong dtype", srv.URL, wire.ContentTypeJSON,
+			[]byte(`{"messages":[{"tensor":{"dtype":"uint8","shape":[32],"data":[` + strings.Repeat("1,", 31) + `1]}}]}`), 400,
+			[]string{"dtype uint8", "takes float32 [32]"}},
+		{"NaN", srv.URL, wire.ContentTypeBinary, floatBody(t, nan), 400, []string{"element 17 is NaN"}},
+		{"Inf", srv.URL, wire.ContentTypeBinary, floatBody(t, filled(32, 1), inf), 400, []string{`"index":1`, "element 3 is -Inf"}},
+		{"empty batch json", srv.URL, wire.ContentTypeJSON, []byte(`{"messages":[]}`), 400, []string{"empty batch"}},
+		{"empty batch binary", srv.URL, wire.ContentTypeBinary, encode(t, wire.Binary, nil), 400, []string{"empty batch"}},
+		{"undecodable", srv.URL, wire.ContentTypeJSON, []byte(`{"messages":[{"bogus":1}]}`), 400, []string{"bogus"}},
+		{"body over limit", srv.URL, wire.ContentTypeBinary, floatBody(t, repeat(filled(32, 1), 40)...), 413,
+			[]string{"over the limit of 4096 bytes"}},
+		{"unknown content type", srv.URL, "text/plain", []byte("hello"), 415, []string{"application/json", wire.ContentTypeBinary}},
+		{"no content type", srv.URL, "", []byte("{}"), 415, nil},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			resp, body := post(t, tc.url, tc.contentType, tc.body)
+			if resp.StatusCode != tc.status {
+				t.Fatalf("status %d, want %d: %s", resp.StatusCode, tc.status, body)
+			}
+			var eb ErrorBody
+			if err := json.Unmarshal(body, &eb); err != nil || eb.Error == "" {
+				t.Fatalf("error body %q is not an ErrorBody: %v", body, err)
+			}
+			for _, w := range tc.wants {
+				if !strings.Contains(string(body), w) {
+					t.Errorf("body %s lacks %q", body, w)
+				}
+			}
+		})
+	}
+	// A good request after all that still works.
+	resp, body := post(t, srv.URL, wire.ContentTypeBinary, floatBody(t, filled(32, 1)))
+	if resp.StatusCode != http.StatusOK {
+		t.Errorf("good request after bad ones: %d %s", resp.StatusCode, body)
+	}
+	if v := testutil.ToFloat64(m.requests.WithLabelValues("fog", "bad_request")); v < 6 {
+		t.Errorf("bad_request count %v", v)
+	}
+}
+
+func TestInferMaxBatch(t *testing.T) {
+	p := shipped(t)
+	p.Tiers[1].Inference.MaxBatch = 2
+	_, srv := newFunction(t, "fog", Config{Pipeline: p})
+	resp, body := post(t, srv.URL, wire.ContentTypeBinary, floatBody(t, filled(32, 1), filled(32, 1), filled(32, 1)))
+	if resp.StatusCode != http.StatusRequestEntityTooLarge || !strings.Contains(string(body), "batch of 3 messages over max_batch 2") {
+		t.Errorf("status %d: %s", resp.StatusCode, body)
+	}
+}
+
+func TestInferNotReadyAndMethod(t *testing.T) {
+	f, err := New(Config{Pipeline: shipped(t), Tier: "edge"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(f.Handler())
+	defer srv.Close()
+	for path, want := range map[string]int{"/healthz": 200, "/readyz": 503} {
+		resp, err := http.Get(srv.URL + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != want {
+			t.Errorf("%s: %d, want %d", path, resp.StatusCode, want)
+		}
+	}
+	resp, body := post(t, srv.URL, wire.ContentTypeBinary, encode(t, wire.Binary, imageMessages(t, 1)))
+	if resp.StatusCode != http.StatusServiceUnavailable || resp.Header.Get("Retry-After") == "" {
+		t.Errorf("infer before ready: %d %s", resp.StatusCode, body)
+	}
+	resp, err = http.Get(srv.URL + InferPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusMethodNotAllowed {
+		t.Errorf("GET %s: %d", InferPath, resp.StatusCode)
+	}
+}
+
+type recordingDeliverer struct {
+	mu    sync.Mutex
+	got   []wire.Decision
+	fail  error
+	calls int
+}
+
+func (r *recordingDeliverer) Deliver(_ context.Context, msgs []wire.Message, ds []wire.Decision) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.calls++
+	if len(msgs) != len(ds) {
+		return errors.New("length mismatch")
+	}
+	if r.fail != nil {
+		return r.fail
+	}
+	r.got = append(r.got, ds...)
+	return nil
+}
+
+// TestInferDelivers: decisions go to the Deliverer before the answer; a
+// failed delivery answers 502 so the caller retries.
+func TestInferDelivers(t *testing.T) {
+	d := &recordingDeliverer{}
+	_, srv := newFunction(t, "edge", Config{Deliverer: d})
+	resp, body := post(t, srv.URL, wire.ContentTypeBinary, encode(t, wire.Binary, imageMessages(t, 5)))
+	if resp.StatusCode != 200 || len(d.got) != 5 {
+		t.Fatalf("status %d, delivered %d: %s", resp.StatusCode, len(d.got), body)
+	}
+	d.fail = errors.New("results funnel unreachable")
+	resp, body = post(t, srv.URL, wire.ContentTypeBinary, encode(t, wire.Binary, imageMessages(t, 5)))
+	if resp.StatusCode != http.StatusBadGateway || !strings.Contains(string(body), "results funnel unreachable") {
+		t.Errorf("failed delivery: %d %s", resp.StatusCode, body)
+	}
+}
+
+func TestSetSessionChecksInput(t *testing.T) {
+	p := shipped(t)
+	p.Input.Shape = []int{28, 27}
+	f, err := New(Config{Pipeline: p, Tier: "edge"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = f.SetSession(openSession(t, p, "edge"))
+	if err == nil || !strings.Contains(err.Error(), "pipeline input.shape [28 27] has 756 elements") {
+		t.Errorf("error = %v", err)
+	}
+}

@@ -1,0 +1,18 @@
+// Package wire owns the encoding and decoding of everything ddnn sends
+// between tiers: messages (one sample and its tensor), decisions (an
+// inference function's answer) and batches of either, in two encodings:
+//
+//   - JSON (ContentTypeJSON), the human-friendly form people type with curl;
+//   - a compact, versioned binary form (ContentTypeBinary) for the hot path.
+//
+// It is the only code in ddnn that turns these values into bytes or back.
+// Decoders are strict and defensive: they reject unknown fields, trailing
+// data and structurally invalid tensors, and they check every declared
+// length against the remaining input before allocating, so a small
+// malicious input cannot cause a large allocation. They do not check that
+// float32 elements are finite; callers that need that call [Tensor.Validate].
+//
+// The package must not do I/O, logging or metrics, and must not know about
+// transports (HTTP, Kafka), models or exit policies: it only converts
+// between values and bytes.
+package wire

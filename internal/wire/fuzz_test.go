@@ -1,0 +1,145 @@
+package wire_test
+
+import (
+	"testing"
+
+	"github.com/ddnn-continuum/ddnn/internal/wire"
+)
+
+// The fuzz tests check that decoders never panic and that whatever they
+// accept re-encodes to something that decodes to the same value. More seeds
+// live in testdata/fuzz/<FuzzName>/.
+
+func FuzzDecodeMessagesBinary(f *testing.F) {
+	addSeeds(f, func(msgs []wire.Message) ([]byte, error) {
+		return wire.AppendMessages(nil, wire.Binary, msgs)
+	})
+	f.Fuzz(func(t *testing.T, b []byte) {
+		msgs, err := wire.DecodeMessages(wire.Binary, b)
+		if err != nil {
+			return
+		}
+		checkMessagesRoundTrip(t, wire.Binary, msgs)
+		// Apart from non-finite float32 data, JSON accepts what binary does.
+		for _, m := range msgs {
+			if m.Tensor.Validate() != nil {
+				return
+			}
+		}
+		checkMessagesRoundTrip(t, wire.JSON, msgs)
+	})
+}
+
+func FuzzDecodeMessagesJSON(f *testing.F) {
+	addSeeds(f, func(msgs []wire.Message) ([]byte, error) {
+		return wire.AppendMessages(nil, wire.JSON, msgs)
+	})
+	f.Add([]byte(`{"messages":[{"tensor":{"data":[1E2,-0.0000015,-0],"shape":[3],"dtype":"float32"},"sent_at":"2026-11-22T12:00:00+02:00"}]}`))
+	f.Add([]byte(`{"messages":[{"id":"\u00e9\ud83d\ude80\"","tensor":{"dtype":"uint8","shape":[1,2],"data":[ 0 , 255 ]}}]}`))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		msgs, err := wire.DecodeMessages(wire.JSON, b)
+		if err != nil {
+			return
+		}
+		checkMessagesRoundTrip(t, wire.JSON, msgs)
+		checkMessagesRoundTrip(t, wire.Binary, msgs)
+	})
+}
+
+func FuzzDecodeMessageBinary(f *testing.F) {
+	for _, m := range slicesOf(roundTripMessages()) {
+		b, err := wire.AppendMessage(nil, wire.Binary, &m)
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(b)
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		m, err := wire.DecodeMessage(wire.Binary, b)
+		if err != nil {
+			return
+		}
+		b2, err := wire.AppendMessage(nil, wire.Binary, &m)
+		if err != nil {
+			t.Fatalf("AppendMessage of a decoded message: %v", err)
+		}
+		m2, err := wire.DecodeMessage(wire.Binary, b2)
+		if err != nil {
+			t.Fatalf("DecodeMessage of a re-encoded message: %v", err)
+		}
+		checkEqual(t, "message after a round trip", m2, m)
+	})
+}
+
+func FuzzDecodeDecisionsBinary(f *testing.F) {
+	ds := slicesOf(roundTripDecisions())
+	for i := range ds {
+		b, err := wire.AppendDecisions(nil, wire.Binary, ds[i:i+1])
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(b)
+	}
+	b, err := wire.AppendDecisions(nil, wire.Binary, ds)
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Add(b)
+	f.Fuzz(func(t *testing.T, b []byte) {
+		ds, err := wire.DecodeDecisions(wire.Binary, b)
+		if err != nil {
+			return
+		}
+		checkDecisionsRoundTripFuzz(t, wire.Binary, ds)
+		for _, d := range ds {
+			if d.Forward != nil && d.Forward.Validate() != nil {
+				return
+			}
+		}
+		checkDecisionsRoundTripFuzz(t, wire.JSON, ds)
+	})
+}
+
+func addSeeds(f *testing.F, encode func([]wire.Message) ([]byte, error)) {
+	msgs := slicesOf(roundTripMessages())
+	for i := range msgs {
+		b, err := encode(msgs[i : i+1])
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(b)
+	}
+	for _, batch := range [][]wire.Message{nil, msgs} {
+		b, err := encode(batch)
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(b)
+	}
+}
+
+func checkMessagesRoundTrip(t *testing.T, enc wire.Encoding, msgs []wire.Message) {
+	t.Helper()
+	b, err := wire.AppendMessages(nil, enc, msgs)
+	if err != nil {
+		t.Fatalf("%v: AppendMessages of decoded messages: %v", enc, err)
+	}
+	got, err := wire.DecodeMessages(enc, b)
+	if err != nil {
+		t.Fatalf("%v: DecodeMessages of re-encoded messages: %v\n%s", enc, err, dump(b))
+	}
+	checkEqual(t, enc.String()+": messages after a round trip", got, msgs)
+}
+
+func checkDecisionsRoundTripFuzz(t *testing.T, enc wire.Encoding, ds []wire.Decision) {
+	t.Helper()
+	b, err := wire.AppendDecisions(nil, enc, ds)
+	if err != nil {
+		t.Fatalf("%v: AppendDecisions of decoded decisions: %v", enc, err)
+	}
+	got, err := wire.DecodeDecisions(enc, b)
+	if err != nil {
+		t.Fatalf("%v: DecodeDecisions of re-encoded decisions: %v\n%s", enc, err, dump(b))
+	}
+	checkEqual(t, enc.String()+": decisions after a round trip", got, ds)
+}
