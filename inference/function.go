@@ -64,6 +64,34 @@ type Function struct {
 
 	session atomic.Pointer[Session]
 	bufs    sync.Pool // *[]float32 input batches
+	bytes   sync.Pool // *[]byte request and response bodies
+}
+
+func (f *Function) getBytes() *[]byte {
+	if bp, ok := f.bytes.Get().(*[]byte); ok {
+		return bp
+	}
+	return new([]byte)
+}
+
+// readBody reads r into buf, growing it once when the length is known.
+func readBody(r io.Reader, length int64, buf []byte) ([]byte, error) {
+	if length > 0 && int64(cap(buf)) < length+1 {
+		buf = make([]byte, 0, length+1) // +1 so the final read sees EOF without growing
+	}
+	for {
+		if len(buf) == cap(buf) {
+			buf = append(buf, 0)[:len(buf)]
+		}
+		n, err := r.Read(buf[len(buf):cap(buf)])
+		buf = buf[:len(buf)+n]
+		if err == io.EOF {
+			return buf, nil
+		}
+		if err != nil {
+			return buf, err
+		}
+	}
 }
 
 // New builds a function for cfg.Tier. It is not ready until SetSession.
@@ -195,7 +223,15 @@ func (f *Function) serveInfer(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	limit := f.tier.Inference.MaxRequestBytes
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, limit))
+	if r.ContentLength > limit {
+		f.fail(w, http.StatusRequestEntityTooLarge, outcomeTooLarge,
+			ErrorBody{Error: fmt.Sprintf("request body of %d bytes over the limit of %d bytes (tiers[].inference.max_request_bytes)", r.ContentLength, limit)})
+		return
+	}
+	bp := f.getBytes()
+	defer f.bytes.Put(bp)
+	body, err := readBody(http.MaxBytesReader(w, r.Body, limit), r.ContentLength, (*bp)[:0])
+	*bp = body
 	if err != nil {
 		var mb *http.MaxBytesError
 		if errors.As(err, &mb) {
@@ -240,7 +276,10 @@ func (f *Function) serveInfer(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	out, err := wire.AppendDecisions(nil, enc, ds)
+	op := f.getBytes()
+	defer f.bytes.Put(op)
+	out, err := wire.AppendDecisions((*op)[:0], enc, ds)
+	*op = out
 	if err != nil {
 		f.fail(w, http.StatusInternalServerError, outcomeError, ErrorBody{Error: err.Error()})
 		return
