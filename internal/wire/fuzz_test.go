@@ -1,6 +1,8 @@
 package wire_test
 
 import (
+	"encoding/json"
+	"slices"
 	"testing"
 
 	"github.com/ddnn-continuum/ddnn/internal/wire"
@@ -43,7 +45,40 @@ func FuzzDecodeMessagesJSON(f *testing.F) {
 		}
 		checkMessagesRoundTrip(t, wire.JSON, msgs)
 		checkMessagesRoundTrip(t, wire.Binary, msgs)
+		checkLikeEncodingJSON(t, b, msgs)
 	})
+}
+
+// checkLikeEncodingJSON checks that b, which DecodeMessages accepted, is
+// valid JSON whose strings encoding/json reads the same way.
+func checkLikeEncodingJSON(t *testing.T, b []byte, msgs []wire.Message) {
+	t.Helper()
+	if !json.Valid(b) {
+		t.Fatalf("DecodeMessages accepted invalid JSON %q", b)
+	}
+	type hop struct{ Tier string }
+	var ref struct {
+		Messages []struct {
+			ID, Device, Route string
+			Hops              []hop
+		}
+	}
+	if err := json.Unmarshal(b, &ref); err != nil {
+		t.Fatalf("encoding/json rejects %q: %v", b, err)
+	}
+	if len(ref.Messages) != len(msgs) {
+		t.Fatalf("encoding/json reads %d messages, DecodeMessages %d", len(ref.Messages), len(msgs))
+	}
+	for i, m := range msgs {
+		r := ref.Messages[i]
+		var hops []hop
+		for _, h := range m.Hops {
+			hops = append(hops, hop{h.Tier})
+		}
+		if r.ID != m.ID || r.Device != m.Device || r.Route != m.Route || !slices.Equal(r.Hops, hops) {
+			t.Fatalf("message %d: encoding/json reads %+v, DecodeMessages %+v", i, r, m)
+		}
+	}
 }
 
 func FuzzDecodeMessageBinary(f *testing.F) {

@@ -1,0 +1,271 @@
+package cli
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+
+	"github.com/ddnn-continuum/ddnn/internal/wire"
+)
+
+// asDDNN makes the test binary act as the ddnn command, for tests that need
+// a fresh process (ONNX Runtime loads once per process).
+const asDDNN = "DDNN_TEST_AS_COMMAND"
+
+func TestMain(m *testing.M) {
+	// The tests run from internal/cli; the pipeline's paths are relative to
+	// the checkout.
+	if err := os.Chdir("../.."); err != nil {
+		panic(err)
+	}
+	if os.Getenv(asDDNN) == "1" {
+		os.Exit(Run(context.Background(), os.Args[1:], os.Stdout, os.Stderr))
+	}
+	goleak.VerifyTestMain(m)
+}
+
+// syncBuffer is a bytes.Buffer safe to read while a command writes to it.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+func run(t *testing.T, args ...string) (int, string, string) {
+	t.Helper()
+	var out, errb bytes.Buffer
+	code := Run(context.Background(), args, &out, &errb)
+	return code, out.String(), errb.String()
+}
+
+func TestUsageErrors(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		code int
+		want string
+	}{
+		{nil, 2, "Usage:"},
+		{[]string{"frobnicate"}, 2, `unknown command "frobnicate"`},
+		{[]string{"models"}, 2, "models check"},
+		{[]string{"models", "train"}, 2, `unknown models command "train"`},
+		{[]string{"inference", "-f", "deploy/pipeline.yaml"}, 2, "--tier is required"},
+		{[]string{"inference", "--tier", "edge", "--log-level", "loud"}, 2, `--log-level "loud"`},
+		{[]string{"models", "check", "extra"}, 2, `unexpected argument "extra"`},
+		{[]string{"models", "check", "--nope"}, 2, "flag provided but not defined: -nope"},
+		{[]string{"help"}, 0, ""},
+		{[]string{"models", "check", "-h"}, 0, "Usage: ddnn models check"},
+	} {
+		t.Run(strings.Join(tc.args, " "), func(t *testing.T) {
+			code, _, stderr := run(t, tc.args...)
+			if code != tc.code || !strings.Contains(stderr, tc.want) {
+				t.Errorf("exit %d, stderr %q; want %d and %q", code, stderr, tc.code, tc.want)
+			}
+		})
+	}
+}
+
+func TestVersion(t *testing.T) {
+	code, out, _ := run(t, "version")
+	if code != 0 || !strings.Contains(out, "ddnn ") || !strings.Contains(out, "onnxruntime: 1.24.3") {
+		t.Errorf("exit %d:\n%s", code, out)
+	}
+}
+
+func TestModelsCheck(t *testing.T) {
+	code, out, stderr := run(t, "models", "check", "-f", "deploy/pipeline.yaml")
+	if code != 0 || !strings.Contains(out, `pipeline "fmnist": 3 tiers, chain ok`) {
+		t.Errorf("shipped: exit %d\n%s%s", code, out, stderr)
+	}
+	code, _, stderr = run(t, "models", "check", "-f", "models/testdata/broken-chain.yaml")
+	want := `tier "edge": forward output "forward" has shape [-1 32], next tier "fog" input "features" expects [-1 16]`
+	if code != 1 || !strings.Contains(stderr, want) {
+		t.Errorf("broken: exit %d, stderr %q", code, stderr)
+	}
+	code, _, stderr = run(t, "models", "check", "-f", "deploy/nope.yaml")
+	if code != 1 || !strings.Contains(stderr, "nope.yaml") {
+		t.Errorf("missing file: exit %d, stderr %q", code, stderr)
+	}
+}
+
+// TestModelsEvalJSON checks the acceptance numbers through the command.
+func TestModelsEvalJSON(t *testing.T) {
+	code, out, stderr := run(t, "models", "eval", "-f", "deploy/pipeline.yaml", "--json")
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, stderr)
+	}
+	var r struct {
+		Samples        int     `json:"samples"`
+		Accuracy       float64 `json:"accuracy"`
+		EarlyExitRatio float64 `json:"early_exit_ratio"`
+		Tiers          []struct {
+			Name      string  `json:"name"`
+			Exited    int     `json:"exited"`
+			ExitRatio float64 `json:"exit_ratio"`
+			Accuracy  float64 `json:"accuracy"`
+		} `json:"tiers"`
+	}
+	if err := json.Unmarshal([]byte(out), &r); err != nil {
+		t.Fatalf("%v: %s", err, out)
+	}
+	if r.Samples < 2000 || r.Accuracy < 0.84 || len(r.Tiers) != 3 || 1-r.Tiers[2].ExitRatio < 0.40 {
+		t.Errorf("eval = %+v", r)
+	}
+	code, out, _ = run(t, "models", "eval", "-f", "deploy/pipeline.yaml", "--sweep")
+	if code != 0 || !strings.Contains(out, "tier edge (max_prob), other tiers as shipped:") || !strings.Contains(out, "tier fog (max_prob)") {
+		t.Errorf("sweep: exit %d\n%s", code, out)
+	}
+}
+
+func TestModelsEvalNoTestSet(t *testing.T) {
+	dir := t.TempDir()
+	b, err := os.ReadFile("deploy/pipeline.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	y := strings.ReplaceAll(string(b), "../models/", filepath.Join(mustAbs(t, "models"))+"/")
+	y = y[:strings.Index(y, "eval:")]
+	f := filepath.Join(dir, "p.yaml")
+	os.WriteFile(f, []byte(y), 0o644)
+	code, _, stderr := run(t, "models", "eval", "-f", f)
+	if code != 2 || !strings.Contains(stderr, "no test set") {
+		t.Errorf("exit %d, stderr %q", code, stderr)
+	}
+}
+
+func mustAbs(t *testing.T, p string) string {
+	a, err := filepath.Abs(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return a
+}
+
+// TestInferenceServes runs the inference command, waits for /readyz, sends
+// a batch and stops it with the context, as SIGTERM would.
+func TestInferenceServes(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var out, errb syncBuffer
+	done := make(chan int, 1)
+	go func() {
+		done <- Run(ctx, []string{"inference", "-f", "deploy/pipeline.yaml", "--tier", "fog", "--listen", "127.0.0.1:0"}, &out, &errb)
+	}()
+	addrRE := regexp.MustCompile(`serving on http://(127\.0\.0\.1:\d+)/v1/infer`)
+	var base string
+	deadline := time.Now().Add(10 * time.Second)
+	for base == "" {
+		if m := addrRE.FindStringSubmatch(out.String()); m != nil {
+			base = "http://" + m[1]
+		} else if time.Now().After(deadline) {
+			t.Fatalf("no address printed; stdout %q stderr %q", out.String(), errb.String())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	for {
+		resp, err := http.Get(base + "/readyz")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == 200 {
+				break
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("not ready: %v", err)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	body, _ := wire.AppendMessages(nil, wire.JSON, []wire.Message{{ID: "x", Tensor: wire.Float32Tensor([]int{32}, make([]float32, 32))}})
+	resp, err := http.Post(base+"/v1/infer", wire.ContentTypeJSON, bytes.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 200 {
+		t.Errorf("infer: %d", resp.StatusCode)
+	}
+	resp, err = http.Get(base + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var m bytes.Buffer
+	m.ReadFrom(resp.Body)
+	resp.Body.Close()
+	if !strings.Contains(m.String(), `ddnn_inference_samples_total{pipeline="fmnist",tier="fog"} 1`) {
+		t.Errorf("metrics lack the sample count:\n%s", m.String())
+	}
+	cancel()
+	select {
+	case code := <-done:
+		if code != 0 {
+			t.Errorf("exit %d: %s", code, errb.String())
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("inference did not stop")
+	}
+}
+
+func TestInferenceMissingModel(t *testing.T) {
+	dir := t.TempDir()
+	b, _ := os.ReadFile("deploy/pipeline.yaml")
+	y := strings.ReplaceAll(string(b), "../models/fog.onnx", filepath.Join(dir, "gone.onnx"))
+	y = strings.ReplaceAll(y, "../models/", mustAbs(t, "models")+"/")
+	f := filepath.Join(dir, "p.yaml")
+	os.WriteFile(f, []byte(y), 0o644)
+	code, _, stderr := run(t, "inference", "-f", f, "--tier", "fog", "--listen", "127.0.0.1:0")
+	if code != 1 || !strings.Contains(stderr, "gone.onnx") {
+		t.Errorf("exit %d, stderr %q", code, stderr)
+	}
+}
+
+// TestMissingLibrary runs the command in a fresh process with no library
+// where it looks: the error names the path tried and the install command.
+func TestMissingLibrary(t *testing.T) {
+	missing := filepath.Join(t.TempDir(), "libonnxruntime.so.1")
+	for _, tc := range []struct {
+		name string
+		args []string
+		env  string
+	}{
+		{"flag", []string{"models", "check", "--ort-lib", missing}, ""},
+		{"env", []string{"models", "check"}, missing},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cmd := exec.Command(os.Args[0], tc.args...)
+			cmd.Dir = "internal/cli" // TestMain moves to the checkout
+			cmd.Env = append(os.Environ(), asDDNN+"=1", "ONNXRUNTIME_LIB="+tc.env)
+			out, err := cmd.CombinedOutput()
+			var exit *exec.ExitError
+			if !errors.As(err, &exit) || exit.ExitCode() != 1 {
+				t.Fatalf("err %v, output %s", err, out)
+			}
+			for _, want := range []string{"onnxruntime library not found", missing, `"make deps"`} {
+				if !strings.Contains(string(out), want) {
+					t.Errorf("output %q lacks %q", out, want)
+				}
+			}
+		})
+	}
+}
