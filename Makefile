@@ -54,7 +54,8 @@ run: build
 	bin/ddnn models check -f $(PIPELINE)
 	bin/ddnn models eval -f $(PIPELINE)
 	@echo
-	@echo "Serving the edge tier. Try:  scripts/infer-example.sh $(LISTEN)   (Ctrl-C stops)"
+	@echo "Serving the edge tier on $(LISTEN) (Ctrl-C stops). In another shell:"
+	@echo "  curl -s -H 'Content-Type: application/json' --data @deploy/examples/edge-request.json http://$(LISTEN)/v1/infer"
 	bin/ddnn inference -f $(PIPELINE) --tier edge --listen $(LISTEN)
 
 bench: deps
