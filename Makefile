@@ -9,7 +9,9 @@ GO ?= go
 MODULE   := github.com/ddnn-continuum/ddnn
 ORT_LIB  := $(CURDIR)/.deps/onnxruntime/libonnxruntime.so.1
 VERSION  := $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
-LDFLAGS  := -X $(MODULE)/internal/cli.version=$(VERSION) -X $(MODULE)/internal/onnx.DefaultLibPath=$(ORT_LIB)
+COMMIT   := $(shell git rev-parse HEAD 2>/dev/null)
+LDFLAGS  := -X $(MODULE)/internal/cli.version=$(VERSION) -X $(MODULE)/internal/cli.commit=$(COMMIT) \
+            -X $(MODULE)/internal/onnx.DefaultLibPath=$(ORT_LIB)
 PIPELINE ?= deploy/pipeline.yaml
 LISTEN   ?= 127.0.0.1:8090
 # Tests find the library through the environment.

@@ -9,8 +9,11 @@ import (
 	"github.com/ddnn-continuum/ddnn/internal/onnx"
 )
 
-// version is set at build time with -ldflags "-X ...cli.version=v1.2.3".
-var version = "dev"
+// version and commit are set at build time with -ldflags "-X ...cli.version=v1.2.3".
+var (
+	version = "dev"
+	commit  = ""
+)
 
 func runVersion(args []string, stdout, stderr io.Writer) error {
 	fs := newFlags("version", "version [--ort-lib PATH]", stderr)
@@ -19,7 +22,9 @@ func runVersion(args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	fmt.Fprintf(stdout, "ddnn %s\n", version)
-	if bi, ok := debug.ReadBuildInfo(); ok {
+	if commit != "" {
+		fmt.Fprintf(stdout, "commit:      %s\n", commit)
+	} else if bi, ok := debug.ReadBuildInfo(); ok {
 		var rev, when, dirty string
 		for _, s := range bi.Settings {
 			switch s.Key {

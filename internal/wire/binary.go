@@ -153,9 +153,41 @@ func appendDecisionBinary(dst []byte, d *Decision) ([]byte, error) {
 
 // decoder reads the binary form. Every method checks lengths against the
 // remaining input before slicing or allocating.
+//
+// Allocation dominates decoding, so the decoder carves tensor data, shapes
+// and hops out of shared chunks (capacity-limited, so appending to one
+// never overwrites another), and reuses the strings that repeat across a
+// batch (device, route and tier names, labels).
 type decoder struct {
-	b   []byte
-	off int
+	b    []byte
+	off  int
+	data chunk[byte]
+	ints chunk[int]
+	hops chunk[Hop]
+	fwds chunk[Tensor]
+
+	recent     [8]string // recently decoded repeating strings
+	nextRecent int
+}
+
+// dataChunk is the most tensor data the decoder allocates at once, and so
+// the most that one retained tensor keeps alive.
+const dataChunk = 64 << 10
+
+// chunk hands out slices of a larger allocation.
+type chunk[T any] struct {
+	buf []T
+}
+
+// take returns a zeroed slice of n elements, allocating a new chunk of
+// max(n, size) elements if the current one is too small.
+func (c *chunk[T]) take(n, size int) []T {
+	if cap(c.buf)-len(c.buf) < n {
+		c.buf = make([]T, 0, max(n, size))
+	}
+	start := len(c.buf)
+	c.buf = c.buf[:start+n]
+	return c.buf[start : start+n : start+n]
 }
 
 func (d *decoder) remaining() int { return len(d.b) - d.off }
@@ -240,7 +272,9 @@ func (d *decoder) count(what string, minLen int) (int, error) {
 	return int(n), nil
 }
 
-func (d *decoder) string(what string) (string, error) {
+// string reads a string. If repeats, the string is likely to repeat in
+// the batch, and an equal recent one is returned instead of a copy.
+func (d *decoder) string(what string, repeats bool) (string, error) {
 	n, err := d.uvarint(what)
 	if err != nil {
 		return "", err
@@ -253,7 +287,18 @@ func (d *decoder) string(what string) (string, error) {
 		return "", fmt.Errorf("%s: invalid UTF-8", what)
 	}
 	d.off += int(n)
-	return string(b), nil
+	if !repeats || n == 0 {
+		return string(b), nil
+	}
+	for _, s := range d.recent {
+		if s == string(b) {
+			return s, nil
+		}
+	}
+	s := string(b)
+	d.recent[d.nextRecent] = s
+	d.nextRecent = (d.nextRecent + 1) % len(d.recent)
+	return s, nil
 }
 
 func (d *decoder) time(what string) (time.Time, error) {
@@ -280,7 +325,7 @@ func (d *decoder) tensor(t *Tensor) error {
 	if rank < 1 || rank > MaxRank {
 		return fmt.Errorf("rank %d is not in 1..%d", rank, MaxRank)
 	}
-	t.Shape = make([]int, rank)
+	t.Shape = d.ints.take(int(rank), 64)
 	for i := range t.Shape {
 		v, err := d.uvarint("dim")
 		if err != nil {
@@ -305,20 +350,21 @@ func (d *decoder) tensor(t *Tensor) error {
 	if int(size) > d.remaining() {
 		return truncated("data", int(size), d)
 	}
-	t.Data = make([]byte, size)
+	// size <= remaining, so the chunk is bounded by the input too.
+	t.Data = d.data.take(int(size), min(d.remaining(), dataChunk))
 	d.off += copy(t.Data, d.b[d.off:])
 	return nil
 }
 
 func (d *decoder) message(m *Message) error {
 	var err error
-	if m.ID, err = d.string("id"); err != nil {
+	if m.ID, err = d.string("id", false); err != nil {
 		return err
 	}
-	if m.Device, err = d.string("device"); err != nil {
+	if m.Device, err = d.string("device", true); err != nil {
 		return err
 	}
-	if m.Route, err = d.string("route"); err != nil {
+	if m.Route, err = d.string("route", true); err != nil {
 		return err
 	}
 	if m.SentAt, err = d.time("sent_at"); err != nil {
@@ -329,10 +375,10 @@ func (d *decoder) message(m *Message) error {
 		return err
 	}
 	if n > 0 {
-		m.Hops = make([]Hop, n)
+		m.Hops = d.hops.take(n, 32)
 		for i := range m.Hops {
 			h := &m.Hops[i]
-			if h.Tier, err = d.string("tier"); err != nil {
+			if h.Tier, err = d.string("tier", true); err != nil {
 				return fmt.Errorf("hop %d: %w", i, err)
 			}
 			if h.At, err = d.time("at"); err != nil {
@@ -348,10 +394,10 @@ func (d *decoder) message(m *Message) error {
 
 func (d *decoder) decision(x *Decision) error {
 	var err error
-	if x.ID, err = d.string("id"); err != nil {
+	if x.ID, err = d.string("id", false); err != nil {
 		return err
 	}
-	if x.Tier, err = d.string("tier"); err != nil {
+	if x.Tier, err = d.string("tier", true); err != nil {
 		return err
 	}
 	flags, err := d.byte("flags")
@@ -373,7 +419,7 @@ func (d *decoder) decision(x *Decision) error {
 	if int64(x.Class) != class {
 		return fmt.Errorf("class %d overflows int", class)
 	}
-	if x.Label, err = d.string("label"); err != nil {
+	if x.Label, err = d.string("label", true); err != nil {
 		return err
 	}
 	if d.remaining() < 4 {
@@ -385,7 +431,7 @@ func (d *decoder) decision(x *Decision) error {
 		return err
 	}
 	if flags&flagForward != 0 {
-		x.Forward = new(Tensor)
+		x.Forward = &d.fwds.take(1, 32)[0]
 		if err := d.tensor(x.Forward); err != nil {
 			return fmt.Errorf("forward: %w", err)
 		}

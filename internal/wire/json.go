@@ -160,12 +160,7 @@ func appendTensorJSON(dst []byte, t *Tensor) ([]byte, error) {
 	dst = append(dst, `],"data":[`...)
 	switch t.DType {
 	case Uint8:
-		for i, b := range t.Data {
-			if i > 0 {
-				dst = append(dst, ',')
-			}
-			dst = append(dst, uint8Text[b]...)
-		}
+		dst = appendUint8sJSON(dst, t.Data)
 	case Float32:
 		data := t.Data
 		for i := 0; len(data) >= 4; i++ {
@@ -183,13 +178,42 @@ func appendTensorJSON(dst []byte, t *Tensor) ([]byte, error) {
 	return append(dst, "]}"...), nil
 }
 
-// uint8Text holds the decimal text of every byte value.
-var uint8Text = func() (t [256]string) {
+// uint8Comma holds the decimal text of every byte value followed by a
+// comma, packed little-endian into a uint32 so that one store writes it.
+var uint8Comma = func() (t [256]uint32) {
 	for i := range t {
-		t[i] = strconv.Itoa(i)
+		s := strconv.Itoa(i) + ","
+		var v uint32
+		for j := len(s) - 1; j >= 0; j-- {
+			v = v<<8 | uint32(s[j])
+		}
+		t[i] = v
 	}
 	return t
 }()
+
+// appendUint8sJSON appends data as comma-separated decimal numbers.
+func appendUint8sJSON(dst []byte, data []byte) []byte {
+	if len(data) == 0 {
+		return dst
+	}
+	n := len(dst)
+	dst = slices.Grow(dst, 4*len(data))[:n+4*len(data)]
+	for _, b := range data {
+		v := uint8Comma[b]
+		binary.LittleEndian.PutUint32(dst[n:], v)
+		// The text is 2, 3 or 4 bytes long: the comma is its last byte.
+		switch {
+		case b < 10:
+			n += 2
+		case b < 100:
+			n += 3
+		default:
+			n += 4
+		}
+	}
+	return dst[:n-1] // drop the last comma
+}
 
 func appendJSONTime(dst []byte, t time.Time) []byte {
 	dst = append(dst, '"')

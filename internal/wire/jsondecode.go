@@ -20,6 +20,9 @@ import (
 type jsonReader struct {
 	b []byte
 	i int
+
+	recent     [8]string // recently decoded repeating strings
+	nextRecent int
 }
 
 var errEmpty = errors.New("empty input")
@@ -135,12 +138,25 @@ func (r *jsonReader) array(elem func(i int) error) error {
 	}
 }
 
-func (r *jsonReader) string() (string, error) {
+// string reads a string. If repeats, the string is likely to repeat in
+// the batch, and an equal recent one is returned instead of a copy.
+func (r *jsonReader) string(repeats bool) (string, error) {
 	if r.i >= len(r.b) || r.b[r.i] != '"' {
 		return "", r.syntaxError("a string")
 	}
-	s, err := r.stringBytes()
-	return string(s), err
+	b, err := r.stringBytes()
+	if err != nil || !repeats || len(b) == 0 {
+		return string(b), err
+	}
+	for _, s := range r.recent {
+		if s == string(b) {
+			return s, nil
+		}
+	}
+	s := string(b)
+	r.recent[r.nextRecent] = s
+	r.nextRecent = (r.nextRecent + 1) % len(r.recent)
+	return s, nil
 }
 
 // stringBytes reads the string at r.b[r.i] == '"'. The result aliases r.b
@@ -413,13 +429,13 @@ func (r *jsonReader) message() (Message, error) {
 		var err error
 		switch k {
 		case 0:
-			m.ID, err = r.string()
+			m.ID, err = r.string(false)
 		case 1:
-			m.Device, err = r.string()
+			m.Device, err = r.string(true)
 		case 2:
 			m.SentAt, err = r.time()
 		case 3:
-			m.Route, err = r.string()
+			m.Route, err = r.string(true)
 		case 4:
 			return r.array(func(i int) error {
 				h, err := r.hop()
@@ -455,7 +471,7 @@ func (r *jsonReader) hop() (Hop, error) {
 		var err error
 		switch k {
 		case 0:
-			h.Tier, err = r.string()
+			h.Tier, err = r.string(true)
 		case 1:
 			h.At, err = r.time()
 		}
@@ -475,15 +491,15 @@ func (r *jsonReader) decision() (Decision, error) {
 		var err error
 		switch k {
 		case 0:
-			d.ID, err = r.string()
+			d.ID, err = r.string(false)
 		case 1:
-			d.Tier, err = r.string()
+			d.Tier, err = r.string(true)
 		case 2:
 			d.Exit, err = r.bool()
 		case 3:
 			d.Class, err = r.int()
 		case 4:
-			d.Label, err = r.string()
+			d.Label, err = r.string(true)
 		case 5:
 			d.Confidence, err = r.float32()
 		case 6:
@@ -520,7 +536,7 @@ func (r *jsonReader) tensor() (Tensor, error) {
 		switch k {
 		case 0:
 			var s string
-			if s, err = r.string(); err == nil {
+			if s, err = r.string(true); err == nil {
 				t.DType, err = ParseDType(s)
 			}
 		case 1:
@@ -601,6 +617,24 @@ func (r *jsonReader) data(dt DType, n int) ([]byte, error) {
 		}
 		r.skipSpace()
 		start := r.i
+		if dt == Uint8 {
+			if v, end, ok := fastUint8(r.b, start); ok {
+				out = append(out, v)
+				count++
+				if end < len(r.b) && r.b[end] == ',' {
+					r.i = end + 1
+					continue
+				}
+				r.i = end
+				if r.consume(',') {
+					continue
+				}
+				if r.consume(']') {
+					return checkCount(out, count, n)
+				}
+				return nil, fmt.Errorf("element %d: %w", count-1, r.syntaxError("',' or ']' after it"))
+			}
+		}
 		end, integer, ok := scanNumber(r.b, start)
 		if !ok {
 			return nil, fmt.Errorf("element %d: %w", count, r.syntaxError("a number"))
@@ -631,6 +665,32 @@ func (r *jsonReader) data(dt DType, n int) ([]byte, error) {
 		}
 		return nil, fmt.Errorf("element %d: %w", count-1, r.syntaxError("',' or ']' after it"))
 	}
+}
+
+// fastUint8 parses the common form of a uint8 element at b[i:], 1 to 3
+// digits without a leading zero and not followed by a fraction, an
+// exponent or another digit. If ok is false, the general path must decide.
+func fastUint8(b []byte, i int) (v byte, end int, ok bool) {
+	if i >= len(b) || b[i]-'0' > 9 {
+		return 0, i, false
+	}
+	n := int(b[i] - '0')
+	i++
+	if n != 0 {
+		for k := 0; k < 2 && i < len(b) && b[i]-'0' <= 9; k++ {
+			n = n*10 + int(b[i]-'0')
+			i++
+		}
+	}
+	if i < len(b) {
+		if c := b[i]; c-'0' <= 9 || c == '.' || c == 'e' || c == 'E' {
+			return 0, i, false
+		}
+	}
+	if n > 255 {
+		return 0, i, false
+	}
+	return byte(n), i, true
 }
 
 func checkCount(out []byte, count, n int) ([]byte, error) {

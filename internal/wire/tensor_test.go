@@ -179,6 +179,8 @@ func TestAppendFloat32s(t *testing.T) {
 		{"float32 passthrough", f32, nil, 1, edgeFloats},
 		{"float32 scale 0 is 1", f32, nil, 0, edgeFloats},
 		{"float32 scaled", f32, []float32{}, 0.5, scaled},
+		{"float32 not a multiple of 4", wire.Float32Tensor([]int{7}, edgeFloats[:7]), nil, 1, edgeFloats[:7]},
+		{"float32 scaled not a multiple of 4", wire.Float32Tensor([]int{7}, edgeFloats[:7]), nil, 0.5, scaled[:7]},
 		{"invalid dtype", wire.Tensor{Data: []byte{1, 2}}, []float32{7}, 1, []float32{7}},
 		{"partial element ignored", wire.Tensor{DType: wire.Float32, Data: []byte{0, 0, 0x80, 0x3f, 1}}, nil, 1, []float32{1}},
 	}

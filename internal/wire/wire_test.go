@@ -645,3 +645,26 @@ func TestEncodingFor(t *testing.T) {
 		t.Errorf("Encoding(5).ContentType() = %q, want empty", ct)
 	}
 }
+
+// Decoded messages may share backing arrays, but appending to one must not
+// change another.
+func TestDecodedMessagesAreIndependent(t *testing.T) {
+	want := slicesOf(roundTripMessages())
+	for _, enc := range encodings {
+		t.Run(enc.String(), func(t *testing.T) {
+			b, err := wire.AppendMessages(nil, enc, want)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got, err := wire.DecodeMessages(enc, b)
+			if err != nil {
+				t.Fatal(err)
+			}
+			m0 := &got[0]
+			m0.Tensor.Data = append(m0.Tensor.Data, 0xAA, 0xBB, 0xCC, 0xDD)
+			m0.Tensor.Shape = append(m0.Tensor.Shape, 9)
+			m0.Hops = append(m0.Hops, wire.Hop{Tier: "x"})
+			checkEqual(t, "other messages", got[1:], want[1:])
+		})
+	}
+}
