@@ -36,8 +36,6 @@ func FuzzDecodeMessagesJSON(f *testing.F) {
 	addSeeds(f, func(msgs []wire.Message) ([]byte, error) {
 		return wire.AppendMessages(nil, wire.JSON, msgs)
 	})
-	f.Add([]byte(`{"messages":[{"tensor":{"data":[1E2,-0.0000015,-0],"shape":[3],"dtype":"float32"},"sent_at":"2026-11-22T12:00:00+02:00"}]}`))
-	f.Add([]byte(`{"messages":[{"id":"\u00e9\ud83d\ude80\"","tensor":{"dtype":"uint8","shape":[1,2],"data":[ 0 , 255 ]}}]}`))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		msgs, err := wire.DecodeMessages(wire.JSON, b)
 		if err != nil {
