@@ -60,6 +60,10 @@ type Pipeline struct {
 	Tiers []Tier `yaml:"tiers"`
 	// Eval names a labeled test set for `ddnn models eval`; optional.
 	Eval Eval `yaml:"eval"`
+	// Kafka, Funnel and Admin configure the streaming pipeline.
+	Kafka  Kafka  `yaml:"kafka"`
+	Funnel Funnel `yaml:"funnel"`
+	Admin  Admin  `yaml:"admin"`
 
 	// Dir is the directory of the YAML file; relative model paths are
 	// resolved against it.
@@ -97,6 +101,9 @@ type Tier struct {
 	// last has one.
 	Forward   *Forward  `yaml:"forward"`
 	Inference Inference `yaml:"inference"`
+	Connector Connector `yaml:"connector"`
+	// Replicas is how many inference replicas serve the tier.
+	Replicas int `yaml:"replicas"`
 }
 
 // Exit describes a tier's exit head and when a sample may leave there.
@@ -188,6 +195,7 @@ func (p *Pipeline) setDefaults() {
 			t.Inference.MaxRequestBytes = DefaultMaxRequestBytes
 		}
 	}
+	p.setStreamingDefaults()
 }
 
 var nameRE = regexp.MustCompile(`^[a-z0-9][a-z0-9_-]{0,62}$`)
@@ -273,6 +281,7 @@ func (p *Pipeline) Validate() error {
 			bad(f+".inference.max_request_bytes", "%d must be at least 1024", t.Inference.MaxRequestBytes)
 		}
 	}
+	errs = append(errs, p.validateStreaming()...)
 	return errors.Join(errs...)
 }
 

@@ -30,7 +30,7 @@ const (
 	kindMessages  = 'M'
 	kindDecisions = 'D'
 	kindMessage   = 'm'
-	headerLen     = len(magic) + 2
+	headerLen     = len(magic) + 2 // magic, version, kind
 
 	flagExit    = 1 << 0
 	flagForward = 1 << 1
@@ -40,6 +40,10 @@ const (
 	minMessageLen  = 5 + minTensorLen
 	minHopLen      = 2
 	minDecisionLen = 5 + 4
+
+	// maxPrealloc is the most items a decoder allocates room for before
+	// decoding them.
+	maxPrealloc = 1024
 )
 
 func appendHeader(dst []byte, kind byte) []byte {
@@ -192,7 +196,7 @@ func (c *chunk[T]) take(n, size int) []T {
 
 func (d *decoder) remaining() int { return len(d.b) - d.off }
 
-func truncated(what string, need int, d *decoder) error {
+func (d *decoder) truncated(what string, need uint64) error {
 	return fmt.Errorf("%s needs %d bytes, %d remain: %w", what, need, d.remaining(), io.ErrUnexpectedEOF)
 }
 
@@ -202,7 +206,7 @@ func (d *decoder) header(kind byte) error {
 		return fmt.Errorf("bad magic %q, want %q", m, magic)
 	}
 	if d.remaining() < headerLen {
-		return truncated("header", headerLen, d)
+		return d.truncated("header", uint64(headerLen))
 	}
 	h := d.b[:headerLen]
 	if v := h[len(magic)]; v != version {
@@ -229,7 +233,7 @@ func kindName(k byte) string {
 
 func (d *decoder) byte(what string) (byte, error) {
 	if d.remaining() < 1 {
-		return 0, truncated(what, 1, d)
+		return 0, d.truncated(what, 1)
 	}
 	c := d.b[d.off]
 	d.off++
@@ -280,7 +284,7 @@ func (d *decoder) string(what string, repeats bool) (string, error) {
 		return "", err
 	}
 	if n > uint64(d.remaining()) {
-		return "", truncated(what, int(min(n, math.MaxInt32)), d)
+		return "", d.truncated(what, n)
 	}
 	b := d.b[d.off : d.off+int(n)]
 	if !utf8.Valid(b) {
@@ -348,7 +352,7 @@ func (d *decoder) tensor(t *Tensor) error {
 		return fmt.Errorf("data is %d bytes, want %d for shape %v %s", size, want, t.Shape, t.DType)
 	}
 	if int(size) > d.remaining() {
-		return truncated("data", int(size), d)
+		return d.truncated("data", size)
 	}
 	// size <= remaining, so the chunk is bounded by the input too.
 	t.Data = d.data.take(int(size), min(d.remaining(), dataChunk))
@@ -423,7 +427,7 @@ func (d *decoder) decision(x *Decision) error {
 		return err
 	}
 	if d.remaining() < 4 {
-		return truncated("confidence", 4, d)
+		return d.truncated("confidence", 4)
 	}
 	x.Confidence = math.Float32frombits(binary.LittleEndian.Uint32(d.b[d.off:]))
 	d.off += 4
@@ -455,8 +459,11 @@ func decodeMessagesBinary(b []byte) ([]Message, error) {
 	if err != nil {
 		return nil, err
 	}
-	msgs := make([]Message, n)
-	for i := range msgs {
+	// n is bounded by the input, but a Message is much larger than its
+	// smallest encoding: grow as messages decode rather than trust n.
+	msgs := make([]Message, 0, min(n, maxPrealloc))
+	for i := range n {
+		msgs = append(msgs, Message{})
 		if err := d.message(&msgs[i]); err != nil {
 			return nil, fmt.Errorf("message %d: %w", i, err)
 		}
@@ -476,8 +483,9 @@ func decodeDecisionsBinary(b []byte) ([]Decision, error) {
 	if err != nil {
 		return nil, err
 	}
-	ds := make([]Decision, n)
-	for i := range ds {
+	ds := make([]Decision, 0, min(n, maxPrealloc))
+	for i := range n {
+		ds = append(ds, Decision{})
 		if err := d.decision(&ds[i]); err != nil {
 			return nil, fmt.Errorf("decision %d: %w", i, err)
 		}

@@ -10,8 +10,8 @@ import (
 	"unicode/utf8"
 )
 
-// The JSON form, written and read by hand for speed (encoding/json spends
-// most of its time on tensor data) and strictness.
+// The JSON form, written (here) and read (jsondecode.go) by hand, for speed
+// (encoding/json spends most of its time on tensor data) and strictness.
 //
 //	{"messages":[message...]}
 //	{"decisions":[decision...]}
@@ -19,16 +19,21 @@ import (
 //	decision = {"id":s,"tier":s,"exit":b,"class":n,"label":s,"confidence":n,"forward":tensor}
 //	tensor   = {"dtype":"uint8"|"float32","shape":[n...],"data":[n...]}
 //
-// Empty strings, zero times and empty hops are omitted; times are RFC 3339
-// with nanoseconds, in UTC.
-
-// Encoding.
+// The encoder omits empty strings, zero times and empty hops, a decision's
+// class unless it exits or the class is not 0, and an empty label. Times
+// are RFC 3339 with nanoseconds, in UTC. uint8 data are integers 0..255;
+// float32 data are written in the shortest form that reads back exactly.
+//
+// The decoder accepts fields in any order and whitespace anywhere; a null
+// value is an absent field. Field names must match exactly, and unknown or
+// duplicate fields are errors. Only tensor is required in a message, and
+// dtype, shape and data in a tensor.
 
 func appendMessagesJSON(dst []byte, msgs []Message) ([]byte, error) {
 	size := 16
 	for i := range msgs {
-		// Up to 4 bytes per uint8 and about 12 per float32.
-		size += 3*messageSize(&msgs[i]) + 96
+		// Up to 4 bytes per uint8, and at most 16 per float32.
+		size += 4*messageSize(&msgs[i]) + 64
 	}
 	dst = slices.Grow(dst, size)
 	dst = append(dst, `{"messages":[`...)
@@ -98,7 +103,7 @@ func appendDecisionsJSON(dst []byte, ds []Decision) ([]byte, error) {
 	for i := range ds {
 		size += 96 + len(ds[i].ID) + len(ds[i].Tier) + len(ds[i].Label)
 		if f := ds[i].Forward; f != nil {
-			size += 48 + 3*len(f.Data)
+			size += 48 + 4*len(f.Data)
 		}
 	}
 	dst = slices.Grow(dst, size)

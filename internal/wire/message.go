@@ -109,6 +109,12 @@ func EncodingFor(contentType string) (Encoding, error) {
 // AppendMessages appends the encoding of a batch of messages to dst. An
 // empty batch is fine. On error it returns dst unchanged; the error names
 // the index of the message at fault.
+//
+// The encoders refuse what the decoders would: structurally invalid
+// tensors (see Tensor.Validate), strings that are not valid UTF-8, and
+// times outside the years 1678..2262 (Unix nanoseconds). JSON also refuses
+// NaN and infinite float32 elements, which it cannot express; binary
+// carries them.
 func AppendMessages(dst []byte, enc Encoding, msgs []Message) ([]byte, error) {
 	var (
 		out []byte
@@ -130,8 +136,12 @@ func AppendMessages(dst []byte, enc Encoding, msgs []Message) ([]byte, error) {
 
 // DecodeMessages decodes a batch of messages. An empty batch gives no
 // messages and no error. It checks tensors structurally but not that
-// float32 elements are finite (see Tensor.Validate). The messages do not
-// alias b.
+// float32 elements are finite (see Tensor.Validate).
+//
+// The messages do not alias b, but to save allocations they may share
+// backing arrays with each other (capacity-limited, so appending to one
+// never changes another): a retained tensor may keep up to 64 KiB of its
+// batch's data alive.
 func DecodeMessages(enc Encoding, b []byte) ([]Message, error) {
 	switch enc {
 	case JSON:
@@ -144,7 +154,8 @@ func DecodeMessages(enc Encoding, b []byte) ([]Message, error) {
 
 // AppendDecisions appends the encoding of a batch of decisions to dst. On
 // error it returns dst unchanged; the error names the index of the
-// decision at fault.
+// decision at fault. Besides what AppendMessages refuses, it refuses a
+// NaN or infinite Confidence and an exit decision with a Forward tensor.
 func AppendDecisions(dst []byte, enc Encoding, ds []Decision) ([]byte, error) {
 	var (
 		out []byte
@@ -165,7 +176,8 @@ func AppendDecisions(dst []byte, enc Encoding, ds []Decision) ([]byte, error) {
 }
 
 // DecodeDecisions decodes a batch of decisions. An empty batch gives no
-// decisions and no error. The decisions do not alias b.
+// decisions and no error. It checks forward tensors structurally but not
+// that their float32 elements are finite. The decisions do not alias b.
 func DecodeDecisions(enc Encoding, b []byte) ([]Decision, error) {
 	switch enc {
 	case JSON:

@@ -1,0 +1,210 @@
+package pipeline
+
+import (
+	"fmt"
+	"net"
+	"time"
+)
+
+// Defaults of the streaming part of a pipeline.
+const (
+	DefaultEmbeddedBroker     = "127.0.0.1:9092"
+	DefaultPartitions         = 4
+	DefaultClientID           = "ddnn"
+	DefaultProduceTimeout     = 5 * time.Second
+	DefaultFunnelListen       = "127.0.0.1:8080"
+	DefaultAdminListen        = "127.0.0.1:9464"
+	DefaultConnectorMaxBatch  = 64
+	DefaultConnectorMaxWait   = 5 * time.Millisecond
+	DefaultInFlightPerReplica = 4
+	DefaultRetries            = 8
+	DefaultBackoff            = 50 * time.Millisecond
+	DefaultMaxBackoff         = 2 * time.Second
+	DefaultRequestTimeout     = 10 * time.Second
+	DefaultReplicas           = 1
+)
+
+// Kafka says where the pipeline's topics live.
+type Kafka struct {
+	// Brokers of a real Kafka cluster; empty means the embedded broker that
+	// `ddnn up` starts (in memory only).
+	Brokers []string `yaml:"brokers"`
+	// EmbeddedListen is where the embedded broker listens.
+	EmbeddedListen string `yaml:"embedded_listen"`
+	// Partitions per topic, when ddnn creates the topics.
+	Partitions int32 `yaml:"partitions"`
+	// ClientID prefixes the Kafka client ids of every role.
+	ClientID string `yaml:"client_id"`
+	// ProduceTimeout bounds how long a funnel waits for Kafka to acknowledge
+	// a write before answering 503.
+	ProduceTimeout time.Duration `yaml:"produce_timeout"`
+}
+
+// Embedded reports whether the pipeline uses the embedded broker.
+func (k *Kafka) Embedded() bool { return len(k.Brokers) == 0 }
+
+// SeedBrokers is what clients dial: the configured brokers or the embedded
+// broker's address.
+func (k *Kafka) SeedBrokers() []string {
+	if k.Embedded() {
+		return []string{k.EmbeddedListen}
+	}
+	return k.Brokers
+}
+
+// Funnel configures the funnel that devices and inference functions write to.
+type Funnel struct {
+	// Listen is the HTTP address of /v1/ingest and the internal delivery
+	// routes.
+	Listen string `yaml:"listen"`
+	// MaxRequestBytes bounds a request body; larger ones get 413.
+	MaxRequestBytes int64 `yaml:"max_request_bytes"`
+}
+
+// Admin configures the supervisor's /metrics, /healthz and /readyz.
+type Admin struct {
+	Listen string `yaml:"listen"`
+}
+
+// Connector tunes a tier's kafka-to-http connector.
+type Connector struct {
+	// MaxBatch is the most records in one invocation.
+	MaxBatch int `yaml:"max_batch"`
+	// MaxWait is how long a partial batch waits for more records.
+	MaxWait time.Duration `yaml:"max_wait"`
+	// InFlightPerReplica bounds concurrent invocations of one replica.
+	InFlightPerReplica int `yaml:"in_flight_per_replica"`
+	// Retries is how many times a failed invocation (5xx, timeout,
+	// connection error) is retried before the connector stops to wait.
+	Retries int `yaml:"retries"`
+	// Backoff is the first retry delay; it doubles up to MaxBackoff, with
+	// jitter.
+	Backoff    time.Duration `yaml:"backoff"`
+	MaxBackoff time.Duration `yaml:"max_backoff"`
+	// RequestTimeout bounds one invocation.
+	RequestTimeout time.Duration `yaml:"request_timeout"`
+}
+
+// Topic names, derived from the pipeline name.
+
+// InputTopic is the topic a tier consumes.
+func (p *Pipeline) InputTopic(tier string) string { return p.Name + "." + tier + ".in" }
+
+// DLQTopic is where a tier's connector parks records its function rejected.
+func (p *Pipeline) DLQTopic(tier string) string { return p.Name + "." + tier + ".dlq" }
+
+// ResultsTopic holds one result record per exited message.
+func (p *Pipeline) ResultsTopic() string { return p.Name + ".results" }
+
+// Topics lists every topic of the pipeline.
+func (p *Pipeline) Topics() []string {
+	var ts []string
+	for _, t := range p.Tiers {
+		ts = append(ts, p.InputTopic(t.Name), p.DLQTopic(t.Name))
+	}
+	return append(ts, p.ResultsTopic())
+}
+
+// ConsumerGroup is the group of a tier's connector.
+func (p *Pipeline) ConsumerGroup(tier string) string { return p.Name + "." + tier + ".connector" }
+
+func (p *Pipeline) setStreamingDefaults() {
+	k := &p.Kafka
+	if k.EmbeddedListen == "" {
+		k.EmbeddedListen = DefaultEmbeddedBroker
+	}
+	if k.Partitions == 0 {
+		k.Partitions = DefaultPartitions
+	}
+	if k.ClientID == "" {
+		k.ClientID = DefaultClientID
+	}
+	if k.ProduceTimeout == 0 {
+		k.ProduceTimeout = DefaultProduceTimeout
+	}
+	if p.Funnel.Listen == "" {
+		p.Funnel.Listen = DefaultFunnelListen
+	}
+	if p.Funnel.MaxRequestBytes == 0 {
+		p.Funnel.MaxRequestBytes = DefaultMaxRequestBytes
+	}
+	if p.Admin.Listen == "" {
+		p.Admin.Listen = DefaultAdminListen
+	}
+	for i := range p.Tiers {
+		c := &p.Tiers[i].Connector
+		setDefault(&c.MaxBatch, DefaultConnectorMaxBatch)
+		setDefault(&c.MaxWait, DefaultConnectorMaxWait)
+		setDefault(&c.InFlightPerReplica, DefaultInFlightPerReplica)
+		setDefault(&c.Retries, DefaultRetries)
+		setDefault(&c.Backoff, DefaultBackoff)
+		setDefault(&c.MaxBackoff, DefaultMaxBackoff)
+		setDefault(&c.RequestTimeout, DefaultRequestTimeout)
+		setDefault(&p.Tiers[i].Replicas, DefaultReplicas)
+	}
+}
+
+func setDefault[T comparable](v *T, def T) {
+	var zero T
+	if *v == zero {
+		*v = def
+	}
+}
+
+func (p *Pipeline) validateStreaming() []error {
+	var errs []error
+	bad := func(field, format string, args ...any) {
+		errs = append(errs, fmt.Errorf("%s: "+format, append([]any{field}, args...)...))
+	}
+	addr := func(field, v string) {
+		if _, _, err := net.SplitHostPort(v); err != nil {
+			bad(field, "%q is not host:port", v)
+		}
+	}
+	k := &p.Kafka
+	for i, b := range k.Brokers {
+		addr(fmt.Sprintf("kafka.brokers[%d]", i), b)
+	}
+	addr("kafka.embedded_listen", k.EmbeddedListen)
+	if k.Partitions < 1 || k.Partitions > 1024 {
+		bad("kafka.partitions", "%d must be in [1, 1024]", k.Partitions)
+	}
+	if k.ProduceTimeout < 100*time.Millisecond {
+		bad("kafka.produce_timeout", "%s must be at least 100ms", k.ProduceTimeout)
+	}
+	addr("funnel.listen", p.Funnel.Listen)
+	if p.Funnel.MaxRequestBytes < 1024 {
+		bad("funnel.max_request_bytes", "%d must be at least 1024", p.Funnel.MaxRequestBytes)
+	}
+	addr("admin.listen", p.Admin.Listen)
+	for i := range p.Tiers {
+		t := &p.Tiers[i]
+		f := fmt.Sprintf("tiers[%d] (%s)", i, t.Name)
+		c := &t.Connector
+		if c.MaxBatch < 1 {
+			bad(f+".connector.max_batch", "%d must be at least 1", c.MaxBatch)
+		}
+		if c.MaxBatch > t.Inference.MaxBatch {
+			bad(f+".connector.max_batch", "%d is over the function's inference.max_batch %d", c.MaxBatch, t.Inference.MaxBatch)
+		}
+		if c.MaxWait < 0 {
+			bad(f+".connector.max_wait", "%s must not be negative", c.MaxWait)
+		}
+		if c.InFlightPerReplica < 1 {
+			bad(f+".connector.in_flight_per_replica", "%d must be at least 1", c.InFlightPerReplica)
+		}
+		if c.Retries < 1 {
+			bad(f+".connector.retries", "%d must be at least 1", c.Retries)
+		}
+		if c.Backoff <= 0 || c.MaxBackoff < c.Backoff {
+			bad(f+".connector.backoff", "%s must be positive and at most max_backoff %s", c.Backoff, c.MaxBackoff)
+		}
+		if c.RequestTimeout < 10*time.Millisecond {
+			bad(f+".connector.request_timeout", "%s must be at least 10ms", c.RequestTimeout)
+		}
+		if t.Replicas < 1 || t.Replicas > 256 {
+			bad(f+".replicas", "%d must be in [1, 256]", t.Replicas)
+		}
+	}
+	return errs
+}

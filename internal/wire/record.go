@@ -1,0 +1,199 @@
+package wire
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"strconv"
+	"time"
+)
+
+// Header is a Kafka record header.
+type Header struct {
+	Key   string
+	Value []byte
+}
+
+// Record headers ddnn reads and writes. Devices producing straight to Kafka
+// may set HeaderID, HeaderDevice and HeaderSentAt on raw or JSON values.
+const (
+	// HeaderEncoding is "binary" or "json"; without it the value is sniffed.
+	HeaderEncoding = "ddnn-encoding"
+	HeaderID       = "ddnn-id"
+	HeaderDevice   = "ddnn-device"
+	// HeaderSentAt is RFC 3339 (with fraction) or integer Unix milliseconds.
+	HeaderSentAt = "ddnn-sent-at"
+	// HeaderReason carries why a record was dead-lettered.
+	HeaderReason = "ddnn-reason"
+)
+
+// AppendRecord encodes m as a record value in the binary envelope and
+// returns the headers that go with it (encoding and id, so tools such as
+// kcat can show the id).
+func AppendRecord(dst []byte, m *Message) ([]byte, []Header, error) {
+	v, err := AppendMessage(dst, Binary, m)
+	if err != nil {
+		return dst, nil, err
+	}
+	return v, []Header{{Key: HeaderEncoding, Value: []byte("binary")}, {Key: HeaderID, Value: []byte(m.ID)}}, nil
+}
+
+// RawInput says how to read a record value that is not an envelope: the raw
+// little-endian elements of one sample with this dtype and shape.
+type RawInput struct {
+	DType DType
+	Shape []int
+}
+
+// DecodeRecord reads a record into a message. The value is the binary
+// envelope, a JSON message, or (when raw is set) one sample's raw elements.
+// The id comes from the envelope, else HeaderID, else the record key, else
+// fallbackID (callers pass something stable per record, such as
+// topic/partition/offset, so redeliveries keep their id).
+func DecodeRecord(key, value []byte, headers []Header, raw *RawInput, fallbackID string) (Message, error) {
+	var m Message
+	var err error
+	enc := ""
+	for _, h := range headers {
+		if h.Key == HeaderEncoding {
+			enc = string(h.Value)
+		}
+	}
+	switch {
+	case enc == "binary" || (enc == "" && bytes.HasPrefix(value, []byte{magic[0], magic[1], magic[2], version, kindMessage})):
+		m, err = DecodeMessage(Binary, value)
+	case enc == "json" || (enc == "" && startsJSONObject(value)):
+		m, err = DecodeMessage(JSON, value)
+	case enc != "" && enc != "raw":
+		return m, fmt.Errorf("header %s: unknown encoding %q (want binary, json or raw)", HeaderEncoding, enc)
+	case raw == nil:
+		return m, fmt.Errorf("value of %d bytes is neither a binary nor a JSON message", len(value))
+	default:
+		need := NumElements(raw.Shape) * raw.DType.Size()
+		if len(value) != need {
+			return m, fmt.Errorf("raw value has %d bytes, want %d (%s %v)", len(value), need, raw.DType, raw.Shape)
+		}
+		m.Tensor = Tensor{DType: raw.DType, Shape: append([]int(nil), raw.Shape...), Data: append([]byte(nil), value...)}
+	}
+	if err != nil {
+		return m, err
+	}
+	for _, h := range headers {
+		switch h.Key {
+		case HeaderID:
+			if m.ID == "" {
+				m.ID = string(h.Value)
+			}
+		case HeaderDevice:
+			if m.Device == "" {
+				m.Device = string(h.Value)
+			}
+		case HeaderSentAt:
+			if m.SentAt.IsZero() {
+				if m.SentAt, err = parseSentAt(string(h.Value)); err != nil {
+					return m, err
+				}
+			}
+		}
+	}
+	if m.ID == "" {
+		m.ID = string(key)
+	}
+	if m.ID == "" {
+		m.ID = fallbackID
+	}
+	return m, nil
+}
+
+func startsJSONObject(b []byte) bool {
+	b = bytes.TrimLeft(b, " \t\r\n")
+	return len(b) > 0 && b[0] == '{'
+}
+
+func parseSentAt(s string) (time.Time, error) {
+	if ms, err := strconv.ParseInt(s, 10, 64); err == nil {
+		return time.UnixMilli(ms).UTC(), nil
+	}
+	t, err := time.Parse(time.RFC3339Nano, s)
+	if err != nil {
+		return time.Time{}, fmt.Errorf("header %s: %q is neither RFC 3339 nor Unix milliseconds", HeaderSentAt, s)
+	}
+	return t.UTC(), nil
+}
+
+// Result is the record written to the results topic for each exited
+// message.
+type Result struct {
+	ID         string    `json:"id"`
+	Device     string    `json:"device,omitempty"`
+	Tier       string    `json:"tier"`
+	Class      int       `json:"class"`
+	Label      string    `json:"label"`
+	Confidence float32   `json:"confidence"`
+	SentAt     time.Time `json:"sent_at,omitzero"`
+	ExitedAt   time.Time `json:"exited_at"`
+	Hops       []Hop     `json:"hops,omitempty"`
+}
+
+// hopJSON is a Hop's JSON form.
+type hopJSON struct {
+	Tier string    `json:"tier"`
+	At   time.Time `json:"at"`
+}
+
+// MarshalJSON writes {"tier":…,"at":…}.
+func (h Hop) MarshalJSON() ([]byte, error) { return json.Marshal(hopJSON(h)) }
+
+// UnmarshalJSON reads {"tier":…,"at":…}.
+func (h *Hop) UnmarshalJSON(b []byte) error {
+	var j hopJSON
+	if err := json.Unmarshal(b, &j); err != nil {
+		return err
+	}
+	*h = Hop(j)
+	return nil
+}
+
+// AppendResult encodes r as JSON (result records are JSON for every
+// consumer's sake).
+func AppendResult(dst []byte, r *Result) ([]byte, error) {
+	b, err := json.Marshal(r)
+	if err != nil {
+		return dst, fmt.Errorf("result %s: %w", r.ID, err)
+	}
+	return append(dst, b...), nil
+}
+
+// DecodeResult reads a result record.
+func DecodeResult(b []byte) (Result, error) {
+	var r Result
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&r); err != nil {
+		return r, fmt.Errorf("result record: %w", err)
+	}
+	return r, nil
+}
+
+// Results are carried between inference functions and the funnel as a JSON
+// array or in the binary batch form below.
+
+// AppendResults encodes a batch of results as a JSON array.
+func AppendResults(dst []byte, rs []Result) ([]byte, error) {
+	b, err := json.Marshal(rs)
+	if err != nil {
+		return dst, fmt.Errorf("results: %w", err)
+	}
+	return append(dst, b...), nil
+}
+
+// DecodeResults reads a JSON array of results.
+func DecodeResults(b []byte) ([]Result, error) {
+	var rs []Result
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&rs); err != nil {
+		return nil, fmt.Errorf("results: %w", err)
+	}
+	return rs, nil
+}
