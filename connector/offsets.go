@@ -45,6 +45,24 @@ type Offsets struct {
 	mu      sync.Mutex
 	parts   map[TopicPartition]*partOffsets
 	pending int // records added and not done, over all live partitions
+
+	// lastTP and lastP cache the last partition looked up: records come
+	// in runs of one partition. Entries are never deleted from parts, so
+	// the cache can't go stale.
+	lastTP TopicPartition
+	lastP  *partOffsets
+}
+
+// part returns tp's state, nil if tp was never added. o.mu must be held.
+func (o *Offsets) part(tp TopicPartition) *partOffsets {
+	if o.lastP != nil && tp == o.lastTP {
+		return o.lastP
+	}
+	p := o.parts[tp]
+	if p != nil {
+		o.lastTP, o.lastP = tp, p
+	}
+	return p
 }
 
 // partOffsets is one partition's state. The pending window is
@@ -94,7 +112,7 @@ func (o *Offsets) Add(tp TopicPartition, offset int64) error {
 	}
 	o.mu.Lock()
 	defer o.mu.Unlock()
-	p := o.parts[tp]
+	p := o.part(tp)
 	switch {
 	case p == nil:
 		p = &partOffsets{commit: -1, marked: -1, genStart: offset}
@@ -140,7 +158,7 @@ func (o *Offsets) Add(tp TopicPartition, offset int64) error {
 func (o *Offsets) Done(tp TopicPartition, offset int64) error {
 	o.mu.Lock()
 	defer o.mu.Unlock()
-	p := o.parts[tp]
+	p := o.part(tp)
 	switch {
 	case p == nil:
 		return fmt.Errorf("connector: offsets: done %s offset %d: %w: partition not assigned", tpString(tp), offset, errNotPending)

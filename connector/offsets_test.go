@@ -1,11 +1,13 @@
 package connector
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"maps"
 	"math/rand/v2"
 	"runtime"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -536,6 +538,29 @@ func TestOffsetsProperty(t *testing.T) {
 	}
 }
 
+// TestSearch compares search with slices.BinarySearchFunc on windows with
+// and without gaps, for every offset around the window.
+func TestSearch(t *testing.T) {
+	rng := rand.New(rand.NewPCG(5, 5))
+	for n := range 40 {
+		for _, maxGap := range []int64{1, 2, 5} {
+			win := make([]offsetEntry, n)
+			off := rng.Int64N(10)
+			for i := range win {
+				win[i].off = off
+				off += 1 + rng.Int64N(maxGap)
+			}
+			for q := int64(-2); q < off+2; q++ {
+				gi, gf := search(win, q)
+				wi, wf := slices.BinarySearchFunc(win, q, func(e offsetEntry, q int64) int { return cmp.Compare(e.off, q) })
+				if gf != wf || (gf && gi != wi) {
+					t.Fatalf("n=%d gap<=%d: search(%d) = %d, %v; want %d, %v", n, maxGap, q, gi, gf, wi, wf)
+				}
+			}
+		}
+	}
+}
+
 // TestOffsetsConcurrent runs a producer adding records of several
 // partitions, workers completing them out of order, and a committer
 // polling Committable/MarkCommitted, all at once (meant for -race).
@@ -743,6 +768,38 @@ func BenchmarkOffsets(b *testing.B) {
 			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(windows*window), "ns/record")
 		})
 	}
+	// 16 partitions (2 topics) with their records interleaved one by one:
+	// no run of one partition.
+	b.Run("interleaved16", func(b *testing.B) {
+		const nparts = 16
+		o := NewOffsets()
+		var tps [nparts]TopicPartition
+		for i := range tps {
+			tps[i] = TopicPartition{Topic: fmt.Sprintf("tier-%d", i%2), Partition: int32(i)}
+		}
+		var next int64
+		windows := 0
+		b.ReportAllocs()
+		for b.Loop() {
+			for i := range int64(window) {
+				for _, tp := range tps {
+					if err := o.Add(tp, next+i); err != nil {
+						b.Fatal(err)
+					}
+				}
+			}
+			for _, j := range perms[windows%len(perms)] {
+				for _, tp := range tps {
+					if err := o.Done(tp, next+int64(j)); err != nil {
+						b.Fatal(err)
+					}
+				}
+			}
+			next += window
+			windows++
+		}
+		b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(windows*window*nparts), "ns/record")
+	})
 	// One partition per goroutine, one shared Offsets: lock contention.
 	b.Run("parallel", func(b *testing.B) {
 		o := NewOffsets()

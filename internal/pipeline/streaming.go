@@ -169,8 +169,8 @@ func (p *Pipeline) validateStreaming() []error {
 	if k.Partitions < 1 || k.Partitions > 1024 {
 		bad("kafka.partitions", "%d must be in [1, 1024]", k.Partitions)
 	}
-	if k.ProduceTimeout < 100*time.Millisecond {
-		bad("kafka.produce_timeout", "%s must be at least 100ms", k.ProduceTimeout)
+	if k.ProduceTimeout < time.Second {
+		bad("kafka.produce_timeout", "%s must be at least 1s", k.ProduceTimeout)
 	}
 	addr("funnel.listen", p.Funnel.Listen)
 	if p.Funnel.MaxRequestBytes < 1024 {

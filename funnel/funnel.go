@@ -1,0 +1,377 @@
+// Package funnel owns the functions that write into the pipeline's Kafka
+// topics: the device-facing ingest route, which enters samples into the
+// first tier, and the internal routes inference functions deliver to: the
+// next tier's input topic and the results topic.
+//
+// A funnel answers only after Kafka acknowledged every record of the request
+// (acks=all, idempotent producer); records of concurrent requests are
+// batched by the producer, never produced synchronously one by one. When
+// Kafka does not acknowledge within the produce timeout the funnel answers
+// 503 with Retry-After. It never consumes, and it knows nothing of models.
+package funnel
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"mime"
+	"net/http"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/ddnn-continuum/ddnn/internal/pipeline"
+	"github.com/ddnn-continuum/ddnn/internal/wire"
+)
+
+// Routes a funnel serves.
+const (
+	PathIngest  = "/v1/ingest"
+	PathTiers   = "/v1/tiers/" // + tier name: internal, a batch of messages
+	PathResults = "/v1/results"
+	PathDrain   = "/v1/drain" // internal: stop taking device data
+)
+
+// Headers devices may set on ingest.
+const (
+	HeaderDeviceID  = "X-Device-Id"
+	HeaderMessageID = "X-Message-Id"
+)
+
+// Funnel serves the routes above with one shared producer.
+type Funnel struct {
+	p        *pipeline.Pipeline
+	cl       *kgo.Client
+	m        *Metrics
+	log      *slog.Logger
+	first    string // first tier
+	draining atomic.Bool
+	now      func() time.Time
+	bufs     sync.Pool
+}
+
+// New builds a funnel over cl, a client made with ProducerOptions.
+func New(p *pipeline.Pipeline, cl *kgo.Client, m *Metrics, log *slog.Logger) *Funnel {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return &Funnel{p: p, cl: cl, m: m, log: log, first: p.Tiers[0].Name, now: time.Now}
+}
+
+// ProducerOptions are the producer settings a funnel's client needs on top
+// of the shared ones: acks from all in-sync replicas with idempotence (the
+// franz-go default, stated here so nobody weakens it), short linger for
+// batching, and bounded delivery time so requests never hang.
+func ProducerOptions(p *pipeline.Pipeline) []kgo.Opt {
+	return []kgo.Opt{
+		kgo.RequiredAcks(kgo.AllISRAcks()),
+		kgo.ProducerLinger(time.Millisecond),
+		kgo.RecordDeliveryTimeout(p.Kafka.ProduceTimeout),
+		kgo.ProducerBatchMaxBytes(4 << 20),
+		kgo.MaxBufferedRecords(100_000),
+	}
+}
+
+// Drain makes the ingest route answer 503 from now on; internal routes keep
+// working so in-flight samples can finish.
+func (f *Funnel) Drain() { f.draining.Store(true) }
+
+// Handler serves the funnel's routes, /healthz and /readyz.
+func (f *Funnel) Handler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("POST "+PathIngest, f.serveIngest)
+	mux.HandleFunc("POST "+PathTiers+"{tier}", f.serveTier)
+	mux.HandleFunc("POST "+PathResults, f.serveResults)
+	mux.HandleFunc("POST "+PathDrain, func(w http.ResponseWriter, _ *http.Request) {
+		f.Drain()
+		io.WriteString(w, "draining\n")
+	})
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { io.WriteString(w, "ok\n") })
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
+		if f.draining.Load() {
+			http.Error(w, "draining", http.StatusServiceUnavailable)
+			return
+		}
+		io.WriteString(w, "ready\n")
+	})
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		writeError(w, http.StatusNotFound, fmt.Sprintf("no route %s %s (routes: POST %s, POST %s<tier>, POST %s)", r.Method, r.URL.Path, PathIngest, PathTiers, PathResults))
+	})
+	return mux
+}
+
+// ErrorBody is the JSON of every error answer.
+type ErrorBody struct {
+	Error string `json:"error"`
+}
+
+func writeError(w http.ResponseWriter, code int, msg string) {
+	w.Header().Set("Content-Type", "application/json")
+	if code == http.StatusServiceUnavailable {
+		w.Header().Set("Retry-After", "1")
+	}
+	w.WriteHeader(code)
+	json.NewEncoder(w).Encode(ErrorBody{Error: msg})
+}
+
+// fail answers an error and counts it.
+func (f *Funnel) fail(w http.ResponseWriter, route string, code int, msg string) {
+	f.m.request(route, outcomeFor(code))
+	writeError(w, code, msg)
+}
+
+func outcomeFor(code int) string {
+	switch code {
+	case http.StatusBadRequest:
+		return "bad_request"
+	case http.StatusNotFound:
+		return "not_found"
+	case http.StatusRequestEntityTooLarge:
+		return "too_large"
+	case http.StatusUnsupportedMediaType:
+		return "unsupported_media_type"
+	case http.StatusServiceUnavailable:
+		return "unavailable"
+	default:
+		return "error"
+	}
+}
+
+// readBody reads at most the configured bytes; ok is false after answering.
+func (f *Funnel) readBody(w http.ResponseWriter, r *http.Request, route string) ([]byte, bool) {
+	limit := f.p.Funnel.MaxRequestBytes
+	if r.ContentLength > limit {
+		f.fail(w, route, http.StatusRequestEntityTooLarge, fmt.Sprintf("body of %d bytes over the limit of %d (funnel.max_request_bytes)", r.ContentLength, limit))
+		return nil, false
+	}
+	b, err := io.ReadAll(http.MaxBytesReader(w, r.Body, limit))
+	if err != nil {
+		var mb *http.MaxBytesError
+		if errors.As(err, &mb) {
+			f.fail(w, route, http.StatusRequestEntityTooLarge, fmt.Sprintf("body over the limit of %d bytes (funnel.max_request_bytes)", limit))
+		} else {
+			f.fail(w, route, http.StatusBadRequest, "reading body: "+err.Error())
+		}
+		return nil, false
+	}
+	return b, true
+}
+
+// IngestResponse is the body of a 202 from the ingest route.
+type IngestResponse struct {
+	ID string `json:"id"`
+}
+
+func (f *Funnel) serveIngest(w http.ResponseWriter, r *http.Request) {
+	const route = "ingest"
+	if f.draining.Load() {
+		f.fail(w, route, http.StatusServiceUnavailable, "funnel is shutting down")
+		return
+	}
+	body, ok := f.readBody(w, r, route)
+	if !ok {
+		return
+	}
+	m, err := f.decodeIngest(r.Header.Get("Content-Type"), body)
+	if err != nil {
+		code := http.StatusBadRequest
+		var ct *wire.UnsupportedContentTypeError
+		if errors.As(err, &ct) {
+			code = http.StatusUnsupportedMediaType
+		}
+		f.fail(w, route, code, err.Error())
+		return
+	}
+	if v := r.Header.Get(HeaderMessageID); v != "" && m.ID == "" {
+		m.ID = v
+	}
+	if v := r.Header.Get(HeaderDeviceID); v != "" && m.Device == "" {
+		m.Device = v
+	}
+	if m.ID == "" {
+		m.ID = NewID()
+	}
+	if m.SentAt.IsZero() {
+		m.SentAt = f.now().UTC()
+	}
+	m.Route = f.first
+	if err := f.produceMessages(r.Context(), f.p.InputTopic(f.first), []wire.Message{m}); err != nil {
+		f.produceFailed(w, route, err)
+		return
+	}
+	f.m.request(route, "ok")
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(http.StatusAccepted)
+	json.NewEncoder(w).Encode(IngestResponse{ID: m.ID})
+}
+
+// decodeIngest reads raw bytes (the pipeline input's dtype and shape) or
+// the JSON ingest form, and validates the sample.
+func (f *Funnel) decodeIngest(contentType string, body []byte) (wire.Message, error) {
+	in := f.p.Input
+	mt, _, err := mime.ParseMediaType(contentType)
+	if err != nil {
+		mt = ""
+	}
+	var m wire.Message
+	switch mt {
+	case "application/octet-stream":
+		need := wire.NumElements(in.Shape) * in.DType.Size()
+		if len(body) != need {
+			return m, fmt.Errorf("raw body has %d bytes, want %d: %s %v", len(body), need, in.DType, in.Shape)
+		}
+		m.Tensor = wire.Tensor{DType: in.DType, Shape: in.Shape, Data: body}
+	case "application/json":
+		if m, err = wire.DecodeIngestJSON(body, in.DType, in.Shape); err != nil {
+			return m, fmt.Errorf("%w (want {\"id\"?, \"device\"?, \"data\":[%d %s values]})", err, wire.NumElements(in.Shape), in.DType)
+		}
+	default:
+		return m, &wire.UnsupportedContentTypeError{ContentType: contentType}
+	}
+	if err := m.Tensor.Validate(); err != nil {
+		return m, err
+	}
+	return m, nil
+}
+
+// serveTier takes a batch of messages for a tier's input topic.
+func (f *Funnel) serveTier(w http.ResponseWriter, r *http.Request) {
+	const route = "tier"
+	tier := r.PathValue("tier")
+	if _, _, err := f.p.Tier(tier); err != nil {
+		f.fail(w, route, http.StatusNotFound, err.Error())
+		return
+	}
+	enc, err := wire.EncodingFor(r.Header.Get("Content-Type"))
+	if err != nil {
+		f.fail(w, route, http.StatusUnsupportedMediaType, err.Error())
+		return
+	}
+	body, ok := f.readBody(w, r, route)
+	if !ok {
+		return
+	}
+	msgs, err := wire.DecodeMessages(enc, body)
+	if err != nil {
+		f.fail(w, route, http.StatusBadRequest, err.Error())
+		return
+	}
+	for i := range msgs {
+		msgs[i].Route = tier
+	}
+	if err := f.produceMessages(r.Context(), f.p.InputTopic(tier), msgs); err != nil {
+		f.produceFailed(w, route, err)
+		return
+	}
+	f.m.request(route, "ok")
+	w.WriteHeader(http.StatusNoContent)
+}
+
+// serveResults takes a JSON array of result records.
+func (f *Funnel) serveResults(w http.ResponseWriter, r *http.Request) {
+	const route = "results"
+	body, ok := f.readBody(w, r, route)
+	if !ok {
+		return
+	}
+	rs, err := wire.DecodeResults(body)
+	if err != nil {
+		f.fail(w, route, http.StatusBadRequest, err.Error())
+		return
+	}
+	recs := make([]*kgo.Record, len(rs))
+	for i := range rs {
+		v, err := wire.AppendResult(nil, &rs[i])
+		if err != nil {
+			f.fail(w, route, http.StatusBadRequest, err.Error())
+			return
+		}
+		recs[i] = &kgo.Record{Topic: f.p.ResultsTopic(), Key: keyFor(rs[i].Device), Value: v}
+	}
+	if err := f.produce(r.Context(), recs); err != nil {
+		f.produceFailed(w, route, err)
+		return
+	}
+	f.m.request(route, "ok")
+	w.WriteHeader(http.StatusNoContent)
+}
+
+func (f *Funnel) produceFailed(w http.ResponseWriter, route string, err error) {
+	f.log.Warn("produce", "route", route, "err", err)
+	f.fail(w, route, http.StatusServiceUnavailable, "kafka did not acknowledge: "+err.Error())
+}
+
+func keyFor(device string) []byte {
+	if device == "" {
+		return nil
+	}
+	return []byte(device)
+}
+
+func (f *Funnel) produceMessages(ctx context.Context, topic string, msgs []wire.Message) error {
+	recs := make([]*kgo.Record, len(msgs))
+	for i := range msgs {
+		v, hs, err := wire.AppendRecord(nil, &msgs[i])
+		if err != nil {
+			return fmt.Errorf("message %d: %w", i, err)
+		}
+		rec := &kgo.Record{Topic: topic, Key: keyFor(msgs[i].Device), Value: v}
+		for _, h := range hs {
+			rec.Headers = append(rec.Headers, kgo.RecordHeader{Key: h.Key, Value: h.Value})
+		}
+		recs[i] = rec
+	}
+	return f.produce(ctx, recs)
+}
+
+// produce hands every record to the producer at once and waits until each
+// was acknowledged or failed, bounded by the produce timeout.
+func (f *Funnel) produce(ctx context.Context, recs []*kgo.Record) error {
+	ctx, cancel := context.WithTimeout(ctx, f.p.Kafka.ProduceTimeout)
+	defer cancel()
+	var (
+		wg    sync.WaitGroup
+		mu    sync.Mutex
+		first error
+	)
+	wg.Add(len(recs))
+	for _, rec := range recs {
+		f.cl.Produce(ctx, rec, func(r *kgo.Record, err error) {
+			defer wg.Done()
+			f.m.record(r.Topic, err)
+			if err != nil {
+				mu.Lock()
+				if first == nil {
+					first = err
+				}
+				mu.Unlock()
+			}
+		})
+	}
+	wg.Wait()
+	return first
+}
+
+// NewID returns a random 128-bit id in hex.
+func NewID() string {
+	var b [16]byte
+	rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}
+
+// topicLabel maps a topic to a bounded label: the tier or "results".
+func topicLabel(topic string) string {
+	parts := strings.Split(topic, ".")
+	if len(parts) >= 3 {
+		return parts[len(parts)-2]
+	}
+	return parts[len(parts)-1]
+}

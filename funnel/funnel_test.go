@@ -1,0 +1,265 @@
+package funnel
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"encoding/json"
+	"math"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
+	"go.uber.org/goleak"
+
+	"github.com/ddnn-continuum/ddnn/internal/kafka"
+	"github.com/ddnn-continuum/ddnn/internal/pipeline"
+	"github.com/ddnn-continuum/ddnn/internal/wire"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+const testYAML = `
+name: t
+input: {dtype: float32, shape: [2, 2]}
+classes: [a, b]
+tiers:
+  - {name: edge, model: e.onnx, exit: {output: o, threshold: 0.5}, forward: {output: f}}
+  - {name: cloud, model: c.onnx, exit: {output: o}}
+funnel: {max_request_bytes: 2048}
+kafka: {partitions: 2, produce_timeout: 1s}
+`
+
+type env struct {
+	p   *pipeline.Pipeline
+	srv *httptest.Server
+	cl  *kgo.Client
+}
+
+// setup runs a funnel against an in-process broker (brokerAddr "" ) or
+// against brokerAddr.
+func setup(t *testing.T, brokerAddr string) *env {
+	t.Helper()
+	p, err := pipeline.Parse([]byte(testYAML))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if brokerAddr == "" {
+		b, err := kafka.StartBroker("127.0.0.1:0", p.Kafka.Partitions, p.Topics(), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(b.Close)
+		brokerAddr = b.Addr()
+	}
+	p.Kafka.Brokers = []string{brokerAddr}
+	cl, err := kgo.NewClient(append(kafka.ClientOptions(&p.Kafka, "funnel", nil), ProducerOptions(p)...)...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(cl.Close)
+	srv := httptest.NewServer(New(p, cl, nil, nil).Handler())
+	t.Cleanup(srv.Close)
+	return &env{p: p, srv: srv, cl: cl}
+}
+
+func (e *env) post(t *testing.T, path, contentType string, body []byte, hdr map[string]string) (*http.Response, string) {
+	t.Helper()
+	req, _ := http.NewRequest("POST", e.srv.URL+path, bytes.NewReader(body))
+	if contentType != "" {
+		req.Header.Set("Content-Type", contentType)
+	}
+	for k, v := range hdr {
+		req.Header.Set(k, v)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var b bytes.Buffer
+	b.ReadFrom(resp.Body)
+	return resp, b.String()
+}
+
+// records reads everything in topic.
+func (e *env) records(t *testing.T, topic string) []*kgo.Record {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	adm := kadm.NewClient(e.cl)
+	ends, err := adm.ListEndOffsets(ctx, topic)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var total int64
+	ends.Each(func(o kadm.ListedOffset) { total += o.Offset })
+	if total == 0 {
+		return nil
+	}
+	c, err := kgo.NewClient(kgo.SeedBrokers(e.p.Kafka.Brokers...), kgo.ConsumeTopics(topic), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	var out []*kgo.Record
+	for int64(len(out)) < total {
+		fs := c.PollFetches(ctx)
+		if err := ctx.Err(); err != nil {
+			t.Fatalf("read %d of %d records from %s: %v", len(out), total, topic, err)
+		}
+		out = append(out, fs.Records()...)
+	}
+	return out
+}
+
+func floats(v ...float32) []byte {
+	b := make([]byte, 4*len(v))
+	for i, f := range v {
+		binary.LittleEndian.PutUint32(b[4*i:], math.Float32bits(f))
+	}
+	return b
+}
+
+func TestIngestWritesAfterAck(t *testing.T) {
+	e := setup(t, "")
+	resp, body := e.post(t, PathIngest, "application/octet-stream", floats(1, 2, 3, 4), map[string]string{HeaderDeviceID: "dev-1", HeaderMessageID: "m-1"})
+	if resp.StatusCode != http.StatusAccepted || !strings.Contains(body, `"id":"m-1"`) {
+		t.Fatalf("raw ingest: %d %s", resp.StatusCode, body)
+	}
+	resp, body = e.post(t, PathIngest, "application/json", []byte(`{"device":"dev-2","data":[0.5,1,1.5,2]}`), nil)
+	var ir IngestResponse
+	if resp.StatusCode != http.StatusAccepted || json.Unmarshal([]byte(body), &ir) != nil || len(ir.ID) != 32 {
+		t.Fatalf("json ingest: %d %s", resp.StatusCode, body)
+	}
+	recs := e.records(t, "t.edge.in")
+	if len(recs) != 2 {
+		t.Fatalf("%d records in t.edge.in, want 2", len(recs))
+	}
+	byID := map[string]wire.Message{}
+	for _, r := range recs {
+		var hs []wire.Header
+		for _, h := range r.Headers {
+			hs = append(hs, wire.Header{Key: h.Key, Value: h.Value})
+		}
+		m, err := wire.DecodeRecord(r.Key, r.Value, hs, nil, "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if string(r.Key) != m.Device || m.Route != "edge" || m.SentAt.IsZero() {
+			t.Errorf("record key %q, message %+v", r.Key, m)
+		}
+		byID[m.ID] = m
+	}
+	if m := byID["m-1"]; m.Device != "dev-1" || !bytes.Equal(m.Tensor.Data, floats(1, 2, 3, 4)) {
+		t.Errorf("raw message %+v", m)
+	}
+	if m := byID[ir.ID]; m.Device != "dev-2" || !bytes.Equal(m.Tensor.Data, floats(0.5, 1, 1.5, 2)) {
+		t.Errorf("json message %+v", m)
+	}
+}
+
+// TestIngestBadInput: each bad request is refused with its own status and
+// nothing reaches Kafka.
+func TestIngestBadInput(t *testing.T) {
+	e := setup(t, "")
+	nan := floats(1, float32(math.NaN()), 3, 4)
+	for _, tc := range []struct {
+		name, path, ct string
+		body           []byte
+		status         int
+		want           string
+	}{
+		{"malformed json", PathIngest, "application/json", []byte(`{"data":[1,2,`), 400, "data"},
+		{"json wrong count", PathIngest, "application/json", []byte(`{"data":[1,2,3]}`), 400, "want {"},
+		{"raw wrong count", PathIngest, "application/octet-stream", floats(1, 2, 3), 400, "raw body has 12 bytes, want 16: float32 [2 2]"},
+		{"NaN", PathIngest, "application/octet-stream", nan, 400, "element 1 is NaN"},
+		{"unknown content type", PathIngest, "text/plain", []byte("x"), 415, "application/json"},
+		{"oversized", PathIngest, "application/json", bytes.Repeat([]byte(" "), 4096), 413, "over the limit of 2048"},
+		{"unknown route", "/v1/nope", "application/json", []byte("{}"), 404, "no route POST /v1/nope"},
+		{"unknown tier", PathTiers + "fog", wire.ContentTypeJSON, []byte(`{"messages":[]}`), 404, `no tier \"fog\"`},
+		{"bad tier batch", PathTiers + "cloud", wire.ContentTypeJSON, []byte(`{"messages":[{"x":1}]}`), 400, "x"},
+		{"bad results", PathResults, "application/json", []byte(`[{"id":1}]`), 400, "result"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			resp, body := e.post(t, tc.path, tc.ct, tc.body, nil)
+			if resp.StatusCode != tc.status || !strings.Contains(body, tc.want) {
+				t.Errorf("%d %s; want %d containing %q", resp.StatusCode, body, tc.status, tc.want)
+			}
+		})
+	}
+	for _, topic := range e.p.Topics() {
+		if n := len(e.records(t, topic)); n != 0 {
+			t.Errorf("%d records in %s after bad requests", n, topic)
+		}
+	}
+}
+
+func TestInternalRoutes(t *testing.T) {
+	e := setup(t, "")
+	msgs := []wire.Message{
+		{ID: "a", Tensor: wire.Float32Tensor([]int{3}, []float32{1, 2, 3})},
+		{ID: "b", Device: "d", Tensor: wire.Float32Tensor([]int{3}, []float32{4, 5, 6})},
+	}
+	body, _ := wire.AppendMessages(nil, wire.Binary, msgs)
+	if resp, b := e.post(t, PathTiers+"cloud", wire.ContentTypeBinary, body, nil); resp.StatusCode != http.StatusNoContent {
+		t.Fatalf("tier delivery: %d %s", resp.StatusCode, b)
+	}
+	rs := []wire.Result{{ID: "a", Tier: "cloud", Class: 1, Label: "b", Confidence: 0.9, ExitedAt: time.Now().UTC()}}
+	body, _ = wire.AppendResults(nil, rs)
+	if resp, b := e.post(t, PathResults, "application/json", body, nil); resp.StatusCode != http.StatusNoContent {
+		t.Fatalf("results delivery: %d %s", resp.StatusCode, b)
+	}
+	if n := len(e.records(t, "t.cloud.in")); n != 2 {
+		t.Errorf("%d records in t.cloud.in, want 2", n)
+	}
+	res := e.records(t, "t.results")
+	if len(res) != 1 {
+		t.Fatalf("%d results", len(res))
+	}
+	r, err := wire.DecodeResult(res[0].Value)
+	if err != nil || r.ID != "a" || r.Label != "b" {
+		t.Errorf("result %+v, %v", r, err)
+	}
+}
+
+// TestKafkaUnreachable: with no broker the funnel answers 503 with
+// Retry-After within its produce timeout instead of hanging.
+func TestKafkaUnreachable(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close() // nothing listens there now
+	e := setup(t, addr)
+	start := time.Now()
+	resp, body := e.post(t, PathIngest, "application/octet-stream", floats(1, 2, 3, 4), nil)
+	took := time.Since(start)
+	if resp.StatusCode != http.StatusServiceUnavailable || resp.Header.Get("Retry-After") == "" {
+		t.Errorf("%d %s, Retry-After %q", resp.StatusCode, body, resp.Header.Get("Retry-After"))
+	}
+	if took > 5*time.Second {
+		t.Errorf("answer took %s with a 1s produce timeout", took)
+	}
+}
+
+func TestDrain(t *testing.T) {
+	e := setup(t, "")
+	if resp, _ := e.post(t, PathDrain, "", nil, nil); resp.StatusCode != 200 {
+		t.Fatal(resp.StatusCode)
+	}
+	resp, body := e.post(t, PathIngest, "application/octet-stream", floats(1, 2, 3, 4), nil)
+	if resp.StatusCode != http.StatusServiceUnavailable {
+		t.Errorf("ingest while draining: %d %s", resp.StatusCode, body)
+	}
+	body2, _ := wire.AppendMessages(nil, wire.Binary, []wire.Message{{ID: "a", Tensor: wire.Float32Tensor([]int{1}, []float32{1})}})
+	if resp, b := e.post(t, PathTiers+"cloud", wire.ContentTypeBinary, body2, nil); resp.StatusCode != http.StatusNoContent {
+		t.Errorf("internal delivery while draining: %d %s", resp.StatusCode, b)
+	}
+}
