@@ -207,6 +207,7 @@ func (f *Function) fail(w http.ResponseWriter, code int, outcome string, body Er
 }
 
 func (f *Function) serveInfer(w http.ResponseWriter, r *http.Request) {
+	arrived := time.Now().UTC()
 	if r.Method != http.MethodPost {
 		w.Header().Set("Allow", http.MethodPost)
 		f.fail(w, http.StatusMethodNotAllowed, outcomeMethod, ErrorBody{Error: "use POST"})
@@ -270,10 +271,18 @@ func (f *Function) serveInfer(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if f.deliverer != nil {
+		for i := range msgs {
+			msgs[i].Hops = append(msgs[i].Hops, wire.Hop{Tier: f.tier.Name, At: arrived})
+		}
 		if err := f.deliverer.Deliver(r.Context(), msgs, ds); err != nil {
 			f.log.Warn("delivery", "err", err, "messages", len(msgs))
 			f.fail(w, http.StatusBadGateway, outcomeDelivery, ErrorBody{Error: "delivery: " + err.Error()})
 			return
+		}
+		// The next tier has the tensors now; the caller needs only the
+		// decisions.
+		for i := range ds {
+			ds[i].Forward = nil
 		}
 	}
 	op := f.getBytes()

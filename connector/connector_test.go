@@ -1,0 +1,378 @@
+package connector
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/ddnn-continuum/ddnn/internal/kafka"
+	"github.com/ddnn-continuum/ddnn/internal/pipeline"
+	"github.com/ddnn-continuum/ddnn/internal/wire"
+)
+
+const testYAML = `
+name: t
+input: {dtype: uint8, shape: [4]}
+classes: [a, b]
+tiers:
+  - name: edge
+    model: e.onnx
+    exit: {output: o, threshold: 0.5}
+    forward: {output: f}
+    connector: {max_batch: 8, max_wait: 2ms, in_flight_per_replica: 2, backoff: 5ms, max_backoff: 50ms, request_timeout: 2s}
+  - {name: cloud, model: c.onnx, exit: {output: o}}
+kafka: {partitions: 3}
+`
+
+// fakeReplica answers like an inference function: 200 with one exit per
+// message, unless behave says otherwise.
+type fakeReplica struct {
+	mu     sync.Mutex
+	seen   map[string]int
+	calls  atomic.Int64
+	behave func(msgs []wire.Message) (int, string)
+	srv    *httptest.Server
+}
+
+func newFakeReplica(t *testing.T, behave func([]wire.Message) (int, string)) *fakeReplica {
+	f := &fakeReplica{seen: map[string]int{}, behave: behave}
+	f.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		f.calls.Add(1)
+		b, _ := io.ReadAll(r.Body)
+		msgs, err := wire.DecodeMessages(wire.Binary, b)
+		if err != nil {
+			http.Error(w, err.Error(), 400)
+			return
+		}
+		if f.behave != nil {
+			if code, body := f.behave(msgs); code != 200 {
+				w.WriteHeader(code)
+				io.WriteString(w, body)
+				return
+			}
+		}
+		f.mu.Lock()
+		ds := make([]wire.Decision, len(msgs))
+		for i, m := range msgs {
+			f.seen[m.ID]++
+			ds[i] = wire.Decision{ID: m.ID, Tier: "edge", Exit: true, Label: "a", Confidence: 1}
+		}
+		f.mu.Unlock()
+		out, _ := wire.AppendDecisions(nil, wire.Binary, ds)
+		w.Header().Set("Content-Type", wire.ContentTypeBinary)
+		w.Write(out)
+	}))
+	t.Cleanup(f.srv.Close)
+	return f
+}
+
+func (f *fakeReplica) ids() map[string]int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	out := map[string]int{}
+	for k, v := range f.seen {
+		out[k] = v
+	}
+	return out
+}
+
+type env struct {
+	p  *pipeline.Pipeline
+	cl *kgo.Client
+}
+
+func setup(t *testing.T) *env {
+	t.Helper()
+	p, err := pipeline.Parse([]byte(testYAML))
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := kafka.StartBroker("127.0.0.1:0", p.Kafka.Partitions, p.Topics(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(b.Close)
+	p.Kafka.Brokers = []string{b.Addr()}
+	cl, err := kgo.NewClient(kgo.SeedBrokers(b.Addr()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(cl.Close)
+	return &env{p: p, cl: cl}
+}
+
+// produce writes n envelope records with ids m0..m(n-1), plus raw ones when
+// raw is set (the value is the 4 sample bytes, the id from the key).
+func (e *env) produce(t *testing.T, n int, prefix string) {
+	t.Helper()
+	var recs []*kgo.Record
+	for i := 0; i < n; i++ {
+		m := wire.Message{ID: fmt.Sprintf("%s%d", prefix, i), Tensor: wire.Tensor{DType: wire.Uint8, Shape: []int{4}, Data: []byte{1, 2, 3, byte(i)}}}
+		v, hs, err := wire.AppendRecord(nil, &m)
+		if err != nil {
+			t.Fatal(err)
+		}
+		rec := &kgo.Record{Topic: "t.edge.in", Value: v, Partition: int32(i % 3)}
+		for _, h := range hs {
+			rec.Headers = append(rec.Headers, kgo.RecordHeader{Key: h.Key, Value: h.Value})
+		}
+		recs = append(recs, rec)
+	}
+	if err := e.cl.ProduceSync(context.Background(), recs...).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func (e *env) start(t *testing.T, replicas ...*fakeReplica) (*Connector, context.CancelFunc, <-chan error) {
+	t.Helper()
+	var urls []string
+	for _, r := range replicas {
+		urls = append(urls, r.srv.URL)
+	}
+	c, err := New(Config{Pipeline: e.p, Tier: "edge", Replicas: urls, Registerer: prometheus.NewRegistry(), DrainTimeout: 3 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	stopped := make(chan struct{})
+	go func() {
+		defer close(stopped)
+		done <- c.Run(ctx)
+	}()
+	t.Cleanup(func() {
+		cancel()
+		select {
+		case <-stopped:
+		case <-time.After(10 * time.Second):
+			t.Error("connector did not stop")
+		}
+	})
+	return c, cancel, done
+}
+
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(15 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// lag is the group's total lag on the edge topic (never-committed
+// partitions count in full).
+func (e *env) lag(t *testing.T) int64 {
+	adm := kadm.NewClient(e.cl)
+	lags, err := adm.Lag(context.Background(), e.p.ConsumerGroup("edge"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var total int64
+	for _, l := range lags {
+		if l.Error() != nil {
+			return -1
+		}
+		for _, pl := range l.Lag["t.edge.in"] {
+			total += pl.Lag
+		}
+	}
+	return total
+}
+
+func TestDeliversAllAndCommits(t *testing.T) {
+	e := setup(t)
+	a, b := newFakeReplica(t, nil), newFakeReplica(t, nil)
+	e.produce(t, 300, "m")
+	e.start(t, a, b)
+	waitFor(t, "all records invoked and committed", func() bool {
+		return len(a.ids())+len(b.ids()) >= 300 && e.lag(t) == 0
+	})
+	seen := map[string]int{}
+	for _, r := range []*fakeReplica{a, b} {
+		for id, n := range r.ids() {
+			seen[id] += n
+		}
+	}
+	for i := 0; i < 300; i++ {
+		if n := seen[fmt.Sprintf("m%d", i)]; n != 1 {
+			t.Errorf("m%d invoked %d times", i, n)
+		}
+	}
+	if a.calls.Load() == 0 || b.calls.Load() == 0 {
+		t.Errorf("calls a=%d b=%d: want both replicas used", a.calls.Load(), b.calls.Load())
+	}
+	if calls := a.calls.Load() + b.calls.Load(); calls >= 300 {
+		t.Errorf("%d calls for 300 records: not batched", calls)
+	}
+}
+
+// TestRetriesOnAnotherReplica: one replica always fails with 503; every
+// record still gets through the other.
+func TestRetriesOnAnotherReplica(t *testing.T) {
+	e := setup(t)
+	bad := newFakeReplica(t, func([]wire.Message) (int, string) { return 503, "overloaded" })
+	good := newFakeReplica(t, nil)
+	e.produce(t, 100, "m")
+	e.start(t, bad, good)
+	waitFor(t, "all records through the good replica", func() bool { return len(good.ids()) == 100 && e.lag(t) == 0 })
+	if bad.calls.Load() == 0 {
+		t.Error("the failing replica was never tried")
+	}
+}
+
+// TestDeadLetters: an undecodable record and a record the function rejects
+// go to the DLQ with reasons; everything else is invoked.
+func TestDeadLetters(t *testing.T) {
+	e := setup(t)
+	rep := newFakeReplica(t, func(msgs []wire.Message) (int, string) {
+		for i, m := range msgs {
+			if m.ID == "m7" {
+				return 400, fmt.Sprintf(`{"error":"1 of %d messages rejected","rejected":[{"index":%d,"id":"m7","reason":"tensor has NaN"}]}`, len(msgs), i)
+			}
+		}
+		return 200, ""
+	})
+	e.produce(t, 20, "m")
+	if err := e.cl.ProduceSync(context.Background(), &kgo.Record{Topic: "t.edge.in", Value: []byte("garbage!")}).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+	e.start(t, rep)
+	waitFor(t, "lag 0", func() bool { return e.lag(t) == 0 })
+	ids := rep.ids()
+	if len(ids) != 19 || ids["m7"] != 0 {
+		t.Errorf("invoked %d ids (m7: %d), want 19 without m7", len(ids), ids["m7"])
+	}
+	dlq := consumeAll(t, e, "t.edge.dlq", 2)
+	reasons := map[string]string{}
+	for _, r := range dlq {
+		for _, h := range r.Headers {
+			if h.Key == wire.HeaderReason {
+				reasons[string(r.Value[:min(8, len(r.Value))])] = string(h.Value)
+			}
+		}
+	}
+	var joined []string
+	for _, v := range reasons {
+		joined = append(joined, v)
+	}
+	all := strings.Join(joined, " | ")
+	if !strings.Contains(all, "undecodable record: raw value has 8 bytes, want 4") || !strings.Contains(all, "tensor has NaN") {
+		t.Errorf("dead-letter reasons: %s", all)
+	}
+}
+
+func consumeAll(t *testing.T, e *env, topic string, n int) []*kgo.Record {
+	t.Helper()
+	c, err := kgo.NewClient(kgo.SeedBrokers(e.p.Kafka.Brokers...), kgo.ConsumeTopics(topic), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	var out []*kgo.Record
+	for len(out) < n {
+		fs := c.PollFetches(ctx)
+		if ctx.Err() != nil {
+			t.Fatalf("got %d of %d records from %s", len(out), n, topic)
+		}
+		out = append(out, fs.Records()...)
+	}
+	return out
+}
+
+// TestNoCommitPastUnfinished holds one record in a replica and checks the
+// group's committed offset on its partition stops before it, then catches up
+// once it is released.
+func TestNoCommitPastUnfinished(t *testing.T) {
+	e := setup(t)
+	release := make(chan struct{})
+	var once sync.Once
+	unblock := func() { once.Do(func() { close(release) }) }
+	t.Cleanup(unblock)
+	var held atomic.Bool
+	rep := newFakeReplica(t, func(msgs []wire.Message) (int, string) {
+		for _, m := range msgs {
+			if m.ID == "m0" && !held.Load() {
+				held.Store(true)
+				<-release
+			}
+		}
+		return 200, ""
+	})
+	e.produce(t, 60, "m")
+	e.start(t, rep)
+	// m0 is on partition 0 at offset 0; its batch (at most 8) is held.
+	// Wait until everything else is done.
+	waitFor(t, "the other records invoked", func() bool { return len(rep.ids()) >= 60-8 })
+	time.Sleep(1200 * time.Millisecond) // two commit rounds
+	adm := kadm.NewClient(e.cl)
+	offs, err := adm.FetchOffsets(context.Background(), e.p.ConsumerGroup("edge"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if o, ok := offs.Lookup("t.edge.in", 0); ok && o.At > 0 {
+		t.Errorf("partition 0 committed at %d while offset 0 is unfinished", o.At)
+	}
+	unblock()
+	waitFor(t, "lag 0 after release", func() bool { return e.lag(t) == 0 })
+}
+
+// TestGracefulStop stops the connector with records flowing: Run returns,
+// and what was committed was invoked.
+func TestGracefulStop(t *testing.T) {
+	e := setup(t)
+	rep := newFakeReplica(t, func([]wire.Message) (int, string) {
+		time.Sleep(5 * time.Millisecond)
+		return 200, ""
+	})
+	e.produce(t, 500, "m")
+	_, cancel, done := e.start(t, rep)
+	waitFor(t, "some progress", func() bool { return len(rep.ids()) > 50 })
+	cancel()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("Run did not return")
+	}
+	adm := kadm.NewClient(e.cl)
+	offs, err := adm.FetchOffsets(context.Background(), e.p.ConsumerGroup("edge"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var committed int64
+	offs.Each(func(o kadm.OffsetResponse) { committed += o.At })
+	if committed == 0 || committed > int64(len(rep.ids())) {
+		t.Errorf("committed %d records, invoked %d", committed, len(rep.ids()))
+	}
+	// A new connector picks up the rest: every record ends up invoked.
+	e.start(t, rep)
+	waitFor(t, "the rest after restart", func() bool { return len(rep.ids()) == 500 && e.lag(t) == 0 })
+}
+
+func TestBackoff(t *testing.T) {
+	for attempt := 1; attempt < 12; attempt++ {
+		d := backoff(10*time.Millisecond, 100*time.Millisecond, attempt)
+		want := min(10*time.Millisecond<<(attempt-1), 100*time.Millisecond)
+		if d < want/2 || d > want {
+			t.Errorf("attempt %d: %s not in [%s, %s]", attempt, d, want/2, want)
+		}
+	}
+}

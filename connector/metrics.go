@@ -1,0 +1,88 @@
+package connector
+
+import (
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Metrics are a connector's Prometheus metrics; a nil *Metrics records
+// nothing. Every metric belongs to the connector's tier, which the caller
+// adds as a constant label.
+type Metrics struct {
+	fetchedRecs  prometheus.Counter
+	invocations  *prometheus.CounterVec
+	retries      prometheus.Counter
+	deadLetters  prometheus.Counter
+	commits      prometheus.Counter
+	batchSize    prometheus.Histogram
+	invokeTimeHi prometheus.Histogram
+}
+
+// NewMetrics registers the connector's metrics with reg.
+func NewMetrics(reg prometheus.Registerer) *Metrics {
+	m := &Metrics{
+		fetchedRecs: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "ddnn_connector_fetched_records_total", Help: "Records fetched from the tier's input topic.",
+		}),
+		invocations: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "ddnn_connector_invocations_total", Help: "Invocations of inference replicas by outcome (ok, rejected, retry).",
+		}, []string{"outcome"}),
+		retries: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "ddnn_connector_retries_total", Help: "Invocations retried after a 5xx, timeout or connection error.",
+		}),
+		deadLetters: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "ddnn_connector_dead_lettered_records_total", Help: "Records parked on the tier's dead-letter topic.",
+		}),
+		commits: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "ddnn_connector_committed_partitions_total", Help: "Partition offsets committed (one per partition per commit).",
+		}),
+		batchSize: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "ddnn_connector_batch_size", Help: "Records per invocation.",
+			Buckets: prometheus.ExponentialBuckets(1, 2, 11),
+		}),
+		invokeTimeHi: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "ddnn_connector_invocation_duration_seconds", Help: "Time of one invocation of a replica.",
+			Buckets: prometheus.ExponentialBuckets(100e-6, 2.5, 14),
+		}),
+	}
+	reg.MustRegister(m.fetchedRecs, m.invocations, m.retries, m.deadLetters, m.commits, m.batchSize, m.invokeTimeHi)
+	return m
+}
+
+func (m *Metrics) fetched(n int) {
+	if m != nil {
+		m.fetchedRecs.Add(float64(n))
+	}
+}
+
+func (m *Metrics) invocation(d time.Duration, n int) {
+	if m != nil {
+		m.invokeTimeHi.Observe(d.Seconds())
+		m.batchSize.Observe(float64(n))
+	}
+}
+
+func (m *Metrics) invoked(outcome string) {
+	if m != nil {
+		m.invocations.WithLabelValues(outcome).Inc()
+	}
+}
+
+func (m *Metrics) retried() {
+	if m != nil {
+		m.retries.Inc()
+	}
+}
+
+func (m *Metrics) deadLettered() {
+	if m != nil {
+		m.deadLetters.Inc()
+	}
+}
+
+func (m *Metrics) committed(n int) {
+	if m != nil {
+		m.commits.Add(float64(n))
+	}
+}
