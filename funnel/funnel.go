@@ -300,6 +300,13 @@ func (f *Funnel) serveResults(w http.ResponseWriter, r *http.Request) {
 		f.produceFailed(w, route, err)
 		return
 	}
+	now := f.now()
+	for i := range rs {
+		// Only known tiers become label values.
+		if _, _, err := f.p.Tier(rs[i].Tier); err == nil && !rs[i].SentAt.IsZero() {
+			f.m.e2e(rs[i].Tier, now.Sub(rs[i].SentAt))
+		}
+	}
 	f.m.request(route, "ok")
 	w.WriteHeader(http.StatusNoContent)
 }

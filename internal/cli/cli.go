@@ -19,8 +19,13 @@ Usage:
   ddnn <command> [flags]
 
 Commands:
+  up             run the whole pipeline on this machine (embedded broker by default)
+  results        read results from the results topic
   models check   load every tier's model and verify the chain
   models eval    run the labeled test set through the chain; --sweep, --json
+  broker         run the embedded Kafka-protocol broker alone (in memory)
+  funnel         run the funnel alone: device ingest and internal deliveries
+  connector      run one tier's kafka-to-http connector alone
   inference      serve one tier's inference function over HTTP
   version        print version information
 
@@ -64,6 +69,16 @@ func dispatch(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return runModels(ctx, args[1:], stdout, stderr)
 	case "inference":
 		return runInference(ctx, args[1:], stdout, stderr)
+	case "broker":
+		return runBroker(ctx, args[1:], stdout, stderr)
+	case "funnel":
+		return runFunnel(ctx, args[1:], stdout, stderr)
+	case "connector":
+		return runConnector(ctx, args[1:], stdout, stderr)
+	case "results":
+		return runResults(ctx, args[1:], stdout, stderr)
+	case "up":
+		return runUp(ctx, args[1:], stdout, stderr)
 	default:
 		fmt.Fprint(stderr, usage)
 		return fmt.Errorf("%w: unknown command %q", errUsage, args[0])

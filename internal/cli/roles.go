@@ -1,0 +1,216 @@
+package cli
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/ddnn-continuum/ddnn/connector"
+	"github.com/ddnn-continuum/ddnn/funnel"
+	"github.com/ddnn-continuum/ddnn/internal/kafka"
+	"github.com/ddnn-continuum/ddnn/internal/pipeline"
+)
+
+// newRegistry makes a registry with Go and process metrics; rolled-up
+// metrics carry the pipeline name.
+func newRegistry(p *pipeline.Pipeline) (*prometheus.Registry, prometheus.Registerer) {
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	return reg, prometheus.WrapRegistererWith(prometheus.Labels{"pipeline": p.Name}, reg)
+}
+
+// serveHTTP serves h on ln until ctx ends, then shuts down gracefully.
+func serveHTTP(ctx context.Context, ln net.Listener, h http.Handler, grace time.Duration) error {
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+	select {
+	case err := <-errc:
+		return err
+	case <-ctx.Done():
+	}
+	sctx, cancel := context.WithTimeout(context.Background(), grace)
+	defer cancel()
+	srv.Shutdown(sctx)
+	if err := <-errc; !errors.Is(err, http.ErrServerClosed) {
+		return err
+	}
+	return nil
+}
+
+// loadPipeline reads -f without initializing ONNX Runtime (roles that run
+// no model).
+func loadPipeline(fs flagSet) *string {
+	return fs.String("f", "deploy/pipeline.yaml", "pipeline YAML file")
+}
+
+type flagSet interface {
+	String(name, value, usage string) *string
+}
+
+func runBroker(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := newFlags("broker", "broker -f FILE [--listen ADDR]", stderr)
+	file := loadPipeline(fs)
+	listen := fs.String("listen", "", "address to listen on (default: the pipeline's kafka.embedded_listen)")
+	newLogger := logFlags(fs, stderr)
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	log, err := newLogger()
+	if err != nil {
+		return err
+	}
+	p, err := pipeline.Load(*file)
+	if err != nil {
+		return err
+	}
+	addr := p.Kafka.EmbeddedListen
+	if *listen != "" {
+		addr = *listen
+	}
+	b, err := kafka.StartBroker(addr, p.Kafka.Partitions, p.Topics(), log.With("component", "broker"))
+	if err != nil {
+		return err
+	}
+	defer b.Close()
+	fmt.Fprintf(stdout, "embedded Kafka broker on %s (in memory: data is lost when it stops); topics: %s\n", b.Addr(), strings.Join(p.Topics(), ", "))
+	<-ctx.Done()
+	return nil
+}
+
+func runFunnel(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := newFlags("funnel", "funnel -f FILE [--listen ADDR] [--brokers H:P,...]", stderr)
+	file := loadPipeline(fs)
+	listen := fs.String("listen", "", "address to serve on (default: the pipeline's funnel.listen)")
+	brokers := fs.String("brokers", "", "Kafka brokers, comma-separated (default: the pipeline's kafka section)")
+	newLogger := logFlags(fs, stderr)
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	log, err := newLogger()
+	if err != nil {
+		return err
+	}
+	p, err := pipeline.Load(*file)
+	if err != nil {
+		return err
+	}
+	overrideBrokers(p, *brokers)
+	log = log.With("component", "funnel")
+	reg, wrapped := newRegistry(p)
+	cl, err := kgo.NewClient(append(kafka.ClientOptions(&p.Kafka, "funnel", wrapped), funnel.ProducerOptions(p)...)...)
+	if err != nil {
+		return fmt.Errorf("funnel: kafka client: %w", err)
+	}
+	defer cl.Close()
+	tctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	err = kafka.EnsureTopics(tctx, cl, p.Kafka.Partitions, p.Topics()...)
+	cancel()
+	if err != nil {
+		log.Warn("topics not ensured; continuing (they may exist already)", "err", err)
+	}
+	f := funnel.New(p, cl, funnel.NewMetrics(wrapped), log)
+	addr := p.Funnel.Listen
+	if *listen != "" {
+		addr = *listen
+	}
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return fmt.Errorf("funnel: %w", err)
+	}
+	mux := http.NewServeMux()
+	mux.Handle("/", f.Handler())
+	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	fmt.Fprintf(stdout, "funnel: POST http://%s%s (devices), internal routes %s<tier>, %s\n", ln.Addr(), funnel.PathIngest, funnel.PathTiers, funnel.PathResults)
+	log.Info("funnel serving", "addr", ln.Addr().String(), "brokers", p.Kafka.SeedBrokers())
+	err = serveHTTP(ctx, ln, mux, 8*time.Second)
+	f.Drain()
+	fctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	defer cancel()
+	cl.Flush(fctx)
+	return err
+}
+
+func overrideBrokers(p *pipeline.Pipeline, brokers string) {
+	if brokers != "" {
+		p.Kafka.Brokers = strings.Split(brokers, ",")
+	}
+}
+
+func runConnector(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := newFlags("connector", "connector -f FILE --tier NAME --replicas URL[,URL...] [--admin ADDR]", stderr)
+	file := loadPipeline(fs)
+	tier := fs.String("tier", "", "tier whose input topic to consume (required)")
+	replicas := fs.String("replicas", "", "inference replica base URLs, comma-separated (required)")
+	admin := fs.String("admin", "127.0.0.1:0", "address of /metrics, /healthz and /readyz")
+	brokers := fs.String("brokers", "", "Kafka brokers, comma-separated (default: the pipeline's kafka section)")
+	drain := fs.Duration("drain-timeout", 8*time.Second, "how long a graceful stop waits for in-flight invocations")
+	newLogger := logFlags(fs, stderr)
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	if *tier == "" || *replicas == "" {
+		fs.Usage()
+		return fmt.Errorf("%w: --tier and --replicas are required", errUsage)
+	}
+	log, err := newLogger()
+	if err != nil {
+		return err
+	}
+	p, err := pipeline.Load(*file)
+	if err != nil {
+		return err
+	}
+	overrideBrokers(p, *brokers)
+	log = log.With("component", "connector", "tier", *tier)
+	reg, wrapped := newRegistry(p)
+	c, err := connector.New(connector.Config{
+		Pipeline:     p,
+		Tier:         *tier,
+		Replicas:     strings.Split(*replicas, ","),
+		DrainTimeout: *drain,
+		Registerer:   wrapped,
+		Logger:       log,
+	})
+	if err != nil {
+		return err
+	}
+	ln, err := net.Listen("tcp", *admin)
+	if err != nil {
+		return fmt.Errorf("connector admin: %w", err)
+	}
+	fmt.Fprintf(stdout, "connector %s: admin on http://%s (metrics, healthz, readyz)\n", *tier, ln.Addr())
+	actx, stopAdmin := context.WithCancel(context.Background())
+	adminDone := make(chan error, 1)
+	go func() { adminDone <- serveHTTP(actx, ln, adminMux(reg, func() bool { return true }), time.Second) }()
+	err = c.Run(ctx)
+	stopAdmin()
+	<-adminDone
+	return err
+}
+
+// adminMux serves /metrics, /healthz and /readyz.
+func adminMux(g prometheus.Gatherer, ready func() bool) *http.ServeMux {
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", promhttp.HandlerFor(g, promhttp.HandlerOpts{}))
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { io.WriteString(w, "ok\n") })
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
+		if !ready() {
+			http.Error(w, "not ready", http.StatusServiceUnavailable)
+			return
+		}
+		io.WriteString(w, "ready\n")
+	})
+	return mux
+}
+

@@ -1,0 +1,45 @@
+package cli
+
+import (
+	"context"
+	"io"
+
+	"github.com/ddnn-continuum/ddnn/internal/onnx"
+	"github.com/ddnn-continuum/ddnn/internal/pipeline"
+	"github.com/ddnn-continuum/ddnn/internal/up"
+	"github.com/ddnn-continuum/ddnn/models"
+)
+
+func runUp(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := newFlags("up", "up -f FILE", stderr)
+	pf := addPipelineFlags(fs)
+	newLogger := logFlags(fs, stderr)
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	log, err := newLogger()
+	if err != nil {
+		return err
+	}
+	p, err := pipeline.Load(*pf.file)
+	if err != nil {
+		return err
+	}
+	// Check the chain before starting anything: a broken chain would only
+	// show up as replicas failing to start.
+	lib, err := onnx.Init(*pf.ortLib)
+	if err != nil {
+		return err
+	}
+	if _, err := models.Check(p); err != nil {
+		return err
+	}
+	return up.Run(ctx, up.Config{
+		Pipeline: p,
+		File:     *pf.file,
+		ORTLib:   lib,
+		Out:      stderr,
+		Announce: stdout,
+		Logger:   log,
+	})
+}
