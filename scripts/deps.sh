@@ -11,6 +11,7 @@ declare -A want=(
 	[npm]=npm
 	[sha256sum]=coreutils
 	[curl]=curl
+	[kcat]=kcat
 )
 missing=()
 for cmd in "${!want[@]}"; do

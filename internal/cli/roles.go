@@ -213,4 +213,3 @@ func adminMux(g prometheus.Gatherer, ready func() bool) *http.ServeMux {
 	})
 	return mux
 }
-
