@@ -1,0 +1,466 @@
+// Package e2e runs whole pipelines the way users do: the ddnn binary
+// (built once for the tests), `ddnn up` on the embedded broker, devices over
+// HTTP, kcat as a foreign Kafka client, signals and crashes.
+package e2e
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/ddnn-continuum/ddnn/internal/wire"
+	"github.com/ddnn-continuum/ddnn/models"
+)
+
+var ddnn string // the binary under test
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "ddnn-e2e")
+	if err != nil {
+		panic(err)
+	}
+	ddnn = filepath.Join(dir, "ddnn")
+	build := exec.Command("go", "build", "-o", ddnn, "github.com/ddnn-continuum/ddnn/cmd/ddnn")
+	build.Stdout, build.Stderr = os.Stdout, os.Stderr
+	if err := build.Run(); err != nil {
+		fmt.Fprintln(os.Stderr, "e2e: building ddnn:", err)
+		os.Exit(1)
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+func root(t testing.TB) string {
+	r, err := filepath.Abs("../..")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r
+}
+
+func freeAddr(t testing.TB) string {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+// pipelineFile writes the shipped pipeline under a new name with free ports
+// and absolute paths, plus extra YAML (e.g. replicas).
+type testPipeline struct {
+	file, name, broker, funnel, admin string
+}
+
+func writePipeline(t testing.TB, name string, edgeReplicas int, brokers string) testPipeline {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(root(t), "deploy/pipeline.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	y := strings.ReplaceAll(string(b), "../models/", filepath.Join(root(t), "models")+"/")
+	y = strings.Replace(y, "name: fmnist", "name: "+name, 1)
+	y = strings.Replace(y, "    inference:\n      intra_op_threads: 1\n", fmt.Sprintf("    inference:\n      intra_op_threads: 1\n    replicas: %d\n", edgeReplicas), 1)
+	tp := testPipeline{name: name, broker: freeAddr(t), funnel: freeAddr(t), admin: freeAddr(t)}
+	if brokers != "" {
+		tp.broker = brokers
+		y += fmt.Sprintf("kafka:\n  brokers: [%s]\n", brokers)
+	} else {
+		y += fmt.Sprintf("kafka:\n  embedded_listen: %s\n", tp.broker)
+	}
+	y += fmt.Sprintf("funnel:\n  listen: %s\nadmin:\n  listen: %s\n", tp.funnel, tp.admin)
+	tp.file = filepath.Join(t.TempDir(), name+".yaml")
+	if err := os.WriteFile(tp.file, []byte(y), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return tp
+}
+
+// proc is a ddnn process started by a test and stopped by its PID.
+type proc struct {
+	cmd    *exec.Cmd
+	out    *syncBuf
+	exited chan struct{}
+	err    error
+}
+
+type syncBuf struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuf) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuf) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+func start(t testing.TB, args ...string) *proc {
+	t.Helper()
+	p := &proc{cmd: exec.Command(ddnn, args...), out: &syncBuf{}, exited: make(chan struct{})}
+	p.cmd.Stdout, p.cmd.Stderr = p.out, p.out
+	if err := p.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() {
+		p.err = p.cmd.Wait()
+		close(p.exited)
+	}()
+	t.Cleanup(func() {
+		select {
+		case <-p.exited:
+			return
+		default:
+		}
+		p.cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-p.exited:
+		case <-time.After(15 * time.Second):
+			p.cmd.Process.Kill()
+			<-p.exited
+		}
+		if t.Failed() {
+			t.Logf("output of ddnn %s:\n%s", strings.Join(args, " "), tail(p.out.String(), 60))
+		}
+	})
+	return p
+}
+
+func tail(s string, n int) string {
+	lines := strings.Split(s, "\n")
+	return strings.Join(lines[max(0, len(lines)-n):], "\n")
+}
+
+func waitFor(t testing.TB, what string, timeout time.Duration, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %s waiting for %s", timeout, what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func ready(url string) bool {
+	c := &http.Client{Timeout: time.Second}
+	resp, err := c.Get(url)
+	if err != nil {
+		return false
+	}
+	resp.Body.Close()
+	return resp.StatusCode == 200
+}
+
+func up(t testing.TB, tp testPipeline) *proc {
+	t.Helper()
+	p := start(t, "up", "-f", tp.file)
+	waitFor(t, "ddnn up ready", 60*time.Second, func() bool {
+		select {
+		case <-p.exited:
+			t.Fatalf("ddnn up exited: %v\n%s", p.err, tail(p.out.String(), 40))
+		default:
+		}
+		return ready("http://" + tp.admin + "/readyz")
+	})
+	return p
+}
+
+func testSet(t testing.TB) *models.Dataset {
+	ds, err := models.LoadDataset(filepath.Join(root(t), "models/data/test-2000-images-idx3-ubyte.gz"), filepath.Join(root(t), "models/data/test-2000-labels-idx1-ubyte.gz"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ds
+}
+
+// sendHTTP posts images[i] as raw bytes with id prefix+i, from senders
+// goroutines.
+func sendHTTP(t testing.TB, funnel string, images [][]byte, prefix string, senders int) {
+	t.Helper()
+	var wg sync.WaitGroup
+	errs := make(chan error, senders)
+	client := &http.Client{Timeout: 30 * time.Second}
+	for s := 0; s < senders; s++ {
+		wg.Add(1)
+		go func(s int) {
+			defer wg.Done()
+			for i := s; i < len(images); i += senders {
+				req, _ := http.NewRequest("POST", "http://"+funnel+"/v1/ingest", bytes.NewReader(images[i]))
+				req.Header.Set("Content-Type", "application/octet-stream")
+				req.Header.Set("X-Message-Id", prefix+strconv.Itoa(i))
+				req.Header.Set("X-Device-Id", "sender-"+strconv.Itoa(s))
+				resp, err := client.Do(req)
+				if err != nil {
+					errs <- err
+					return
+				}
+				resp.Body.Close()
+				if resp.StatusCode != http.StatusAccepted {
+					errs <- fmt.Errorf("image %d: status %d", i, resp.StatusCode)
+					return
+				}
+			}
+		}(s)
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+}
+
+// collectResults reads the results topic from the start until want distinct
+// ids with the prefix arrived, and returns every result per id.
+func collectResults(t testing.TB, brokers, topic, prefix string, want int, timeout time.Duration) map[string][]wire.Result {
+	t.Helper()
+	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers), kgo.ConsumeTopics(topic), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	got := map[string][]wire.Result{}
+	for len(got) < want {
+		fs := cl.PollFetches(ctx)
+		if ctx.Err() != nil {
+			t.Fatalf("%d of %d results within %s", len(got), want, timeout)
+		}
+		for _, rec := range fs.Records() {
+			r, err := wire.DecodeResult(rec.Value)
+			if err != nil {
+				t.Fatalf("result record: %v", err)
+			}
+			if strings.HasPrefix(r.ID, prefix) {
+				got[r.ID] = append(got[r.ID], r)
+			}
+		}
+	}
+	// Read a little longer so late duplicates are counted too.
+	lctx, lcancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
+	defer lcancel()
+	for _, rec := range cl.PollFetches(lctx).Records() {
+		if r, err := wire.DecodeResult(rec.Value); err == nil && strings.HasPrefix(r.ID, prefix) {
+			got[r.ID] = append(got[r.ID], r)
+		}
+	}
+	return got
+}
+
+type evalJSON struct {
+	Samples  int     `json:"samples"`
+	Accuracy float64 `json:"accuracy"`
+	Tiers    []struct {
+		Name   string `json:"name"`
+		Exited int    `json:"exited"`
+	} `json:"tiers"`
+}
+
+// TestPipelineMatchesEval is the acceptance run: 2,000 labeled images
+// through `ddnn up` by 4 concurrent senders; every id gets exactly one
+// result; accuracy and per-tier exits equal `ddnn models eval`.
+func TestPipelineMatchesEval(t *testing.T) {
+	tp := writePipeline(t, "e2e", 2, "")
+	up(t, tp)
+	ds := testSet(t)
+	start := time.Now()
+	sendHTTP(t, tp.funnel, ds.Samples, "img-", 4)
+	sent := time.Since(start)
+	got := collectResults(t, tp.broker, tp.name+".results", "img-", len(ds.Samples), 90*time.Second)
+	took := time.Since(start)
+
+	exits := map[string]int{}
+	correct, dups := 0, 0
+	for i, label := range ds.Labels {
+		rs := got["img-"+strconv.Itoa(i)]
+		if len(rs) != 1 {
+			dups += len(rs) - 1
+			t.Errorf("img-%d has %d results", i, len(rs))
+			continue
+		}
+		exits[rs[0].Tier]++
+		if rs[0].Class == label {
+			correct++
+		}
+		if rs[0].SentAt.IsZero() || rs[0].ExitedAt.Before(rs[0].SentAt) || len(rs[0].Hops) == 0 {
+			t.Errorf("img-%d result lacks timestamps: %+v", i, rs[0])
+		}
+	}
+	acc := float64(correct) / float64(len(ds.Labels))
+	t.Logf("%d images: sent in %s, all results in %s (%.0f msg/s); accuracy %.4f; exits %v; duplicates %d",
+		len(ds.Samples), sent.Round(time.Millisecond), took.Round(time.Millisecond), float64(len(ds.Samples))/took.Seconds(), acc, exits, dups)
+
+	out, err := exec.Command(ddnn, "models", "eval", "-f", tp.file, "--json").Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ev evalJSON
+	if err := json.Unmarshal(out, &ev); err != nil {
+		t.Fatal(err)
+	}
+	if ev.Accuracy != acc {
+		t.Errorf("pipeline accuracy %.4f, models eval %.4f", acc, ev.Accuracy)
+	}
+	for _, tr := range ev.Tiers {
+		if exits[tr.Name] != tr.Exited {
+			t.Errorf("tier %s: %d exits through the pipeline, %d in models eval", tr.Name, exits[tr.Name], tr.Exited)
+		}
+	}
+}
+
+// TestKcatInterop produces raw images with kcat into the first tier's topic
+// and reads their results back with kcat; a garbage record lands on the
+// dead-letter topic with its reason while the others get results.
+func TestKcatInterop(t *testing.T) {
+	if _, err := exec.LookPath("kcat"); err != nil {
+		t.Fatal("kcat is not installed (apt-get install kcat; make deps installs it)")
+	}
+	tp := writePipeline(t, "kcat", 1, "")
+	up(t, tp)
+	ds := testSet(t)
+	const n = 20
+	// kcat -P with -K: reads "key<TAB>value" lines; raw bytes may contain
+	// newlines and tabs, so send each image as its own message from a file.
+	dir := t.TempDir()
+	for i := 0; i < n; i++ {
+		f := filepath.Join(dir, fmt.Sprintf("kcat-%d", i))
+		if err := os.WriteFile(f, ds.Samples[i], 0o644); err != nil {
+			t.Fatal(err)
+		}
+		cmd := exec.Command("kcat", "-P", "-b", tp.broker, "-t", tp.name+".edge.in", "-k", fmt.Sprintf("kcat-%d", i), f)
+		if out, err := cmd.CombinedOutput(); err != nil {
+			t.Fatalf("kcat -P: %v: %s", err, out)
+		}
+	}
+	garbage := filepath.Join(dir, "garbage")
+	os.WriteFile(garbage, []byte("this is not an image"), 0o644)
+	if out, err := exec.Command("kcat", "-P", "-b", tp.broker, "-t", tp.name+".edge.in", "-k", "bad-1", garbage).CombinedOutput(); err != nil {
+		t.Fatalf("kcat -P garbage: %v: %s", err, out)
+	}
+
+	// Read results with kcat until all n are there.
+	ids := map[string]bool{}
+	deadline := time.Now().Add(60 * time.Second)
+	for len(ids) < n && time.Now().Before(deadline) {
+		cmd := exec.Command("kcat", "-C", "-b", tp.broker, "-t", tp.name+".results", "-o", "beginning", "-e", "-q")
+		out, err := cmd.Output()
+		if err != nil {
+			t.Fatalf("kcat -C: %v", err)
+		}
+		sc := bufio.NewScanner(bytes.NewReader(out))
+		for sc.Scan() {
+			var r wire.Result
+			if json.Unmarshal(sc.Bytes(), &r) == nil && strings.HasPrefix(r.ID, "kcat-") {
+				ids[r.ID] = true
+			}
+		}
+		if len(ids) < n {
+			time.Sleep(200 * time.Millisecond)
+		}
+	}
+	if len(ids) != n {
+		t.Fatalf("kcat read %d of %d results", len(ids), n)
+	}
+	out, err := exec.Command("kcat", "-C", "-b", tp.broker, "-t", tp.name+".edge.dlq", "-o", "beginning", "-e", "-q", "-f", "%k %h\n").Output()
+	if err != nil {
+		t.Fatalf("kcat -C dlq: %v", err)
+	}
+	if !strings.Contains(string(out), "bad-1") || !strings.Contains(string(out), "ddnn-reason=undecodable record: raw value has 20 bytes, want 784") {
+		t.Errorf("dead-letter topic holds %q", out)
+	}
+}
+
+// childPIDs lists the direct children of pid whose command line contains
+// all of words.
+func childPIDs(t testing.TB, pid int, words ...string) []int {
+	t.Helper()
+	tasks, _ := filepath.Glob(fmt.Sprintf("/proc/%d/task/*/children", pid))
+	var out []int
+	for _, f := range tasks {
+		b, _ := os.ReadFile(f)
+		for _, s := range strings.Fields(string(b)) {
+			c, _ := strconv.Atoi(s)
+			cmd, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", c))
+			line := strings.ReplaceAll(string(cmd), "\x00", " ")
+			ok := true
+			for _, w := range words {
+				ok = ok && strings.Contains(line, w)
+			}
+			if ok {
+				out = append(out, c)
+			}
+		}
+	}
+	return out
+}
+
+func alive(pid int) bool { return syscall.Kill(pid, 0) == nil }
+
+// TestSIGTERMUnderLoad stops `ddnn up` while images flow: it exits 0 within
+// 10 s and leaves no child process behind.
+func TestSIGTERMUnderLoad(t *testing.T) {
+	tp := writePipeline(t, "term", 2, "")
+	p := up(t, tp)
+	children := childPIDs(t, p.cmd.Process.Pid)
+	if len(children) != 8 { // funnel, 2+1+1 replicas, 3 connectors
+		t.Fatalf("%d children, want 8", len(children))
+	}
+	ds := testSet(t)
+	loadDone := make(chan struct{})
+	go func() {
+		defer close(loadDone)
+		client := &http.Client{Timeout: 5 * time.Second}
+		for i := 0; i < 2000; i++ {
+			resp, err := client.Post("http://"+tp.funnel+"/v1/ingest", "application/octet-stream", bytes.NewReader(ds.Samples[i%len(ds.Samples)]))
+			if err != nil {
+				return
+			}
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusServiceUnavailable {
+				return // intake is off
+			}
+		}
+	}()
+	time.Sleep(300 * time.Millisecond)
+	stopAt := time.Now()
+	p.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-p.exited:
+	case <-time.After(10 * time.Second):
+		t.Fatal("ddnn up did not exit within 10s of SIGTERM")
+	}
+	t.Logf("stopped in %s", time.Since(stopAt).Round(time.Millisecond))
+	if p.err != nil {
+		t.Errorf("exit: %v", p.err)
+	}
+	<-loadDone
+	for _, c := range children {
+		if alive(c) {
+			t.Errorf("child %d still running", c)
+		}
+	}
+}
