@@ -132,6 +132,10 @@ func (c *Connector) Run(ctx context.Context) error {
 		kgo.OnPartitionsRevoked(c.onRevoked),
 		kgo.OnPartitionsLost(c.onRevoked),
 		kgo.FetchMaxWait(250*time.Millisecond),
+		// A crashed connector's partitions move to a live one after this
+		// long; kgo's 45s default would stall a tier for that long.
+		kgo.SessionTimeout(10*time.Second),
+		kgo.HeartbeatInterval(time.Second),
 		kgo.RequiredAcks(kgo.AllISRAcks()),
 		kgo.RecordDeliveryTimeout(c.p.Kafka.ProduceTimeout),
 	)
