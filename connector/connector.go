@@ -400,7 +400,8 @@ func (c *Connector) call(r *replica, batch []item) (int, []byte, error) {
 	for i := range batch {
 		msgs[i] = batch[i].msg
 	}
-	body, err := wire.AppendMessages(nil, wire.Binary, msgs)
+	enc := c.p.Encoding()
+	body, err := wire.AppendMessages(nil, enc, msgs)
 	if err != nil {
 		return 0, nil, err
 	}
@@ -410,7 +411,7 @@ func (c *Connector) call(r *replica, batch []item) (int, []byte, error) {
 	if err != nil {
 		return 0, nil, err
 	}
-	req.Header.Set("Content-Type", wire.ContentTypeBinary)
+	req.Header.Set("Content-Type", enc.ContentType())
 	resp, err := c.http.Do(req)
 	if err != nil {
 		return 0, nil, err

@@ -119,7 +119,7 @@ func (e *env) produce(t *testing.T, n int, prefix string) {
 	var recs []*kgo.Record
 	for i := 0; i < n; i++ {
 		m := wire.Message{ID: fmt.Sprintf("%s%d", prefix, i), Tensor: wire.Tensor{DType: wire.Uint8, Shape: []int{4}, Data: []byte{1, 2, 3, byte(i)}}}
-		v, hs, err := wire.AppendRecord(nil, &m)
+		v, hs, err := wire.AppendRecord(nil, wire.Binary, &m)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -326,7 +326,7 @@ func keyFor(device string) []byte {
 func (f *Funnel) produceMessages(ctx context.Context, topic string, msgs []wire.Message) error {
 	recs := make([]*kgo.Record, len(msgs))
 	for i := range msgs {
-		v, hs, err := wire.AppendRecord(nil, &msgs[i])
+		v, hs, err := wire.AppendRecord(nil, f.p.Encoding(), &msgs[i])
 		if err != nil {
 			return fmt.Errorf("message %d: %w", i, err)
 		}

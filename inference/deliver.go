@@ -22,16 +22,18 @@ type FunnelDeliverer struct {
 	base   string
 	tier   string
 	next   string // "" on the last tier
-	labels []string
+	enc    wire.Encoding
 	client *http.Client
 	now    func() time.Time
 }
 
 // NewFunnelDeliverer delivers for tier to the funnel at baseURL
 // (http://host:port); next is the next tier's name, "" on the last tier.
-func NewFunnelDeliverer(baseURL, tier, next string, timeout time.Duration) *FunnelDeliverer {
+// Forwards travel in enc.
+func NewFunnelDeliverer(baseURL, tier, next string, enc wire.Encoding, timeout time.Duration) *FunnelDeliverer {
 	return &FunnelDeliverer{
 		base: baseURL,
+		enc:  enc,
 		tier: tier,
 		next: next,
 		client: &http.Client{Timeout: timeout, Transport: &http.Transport{
@@ -64,11 +66,11 @@ func (d *FunnelDeliverer) Deliver(ctx context.Context, msgs []wire.Message, ds [
 	g, ctx := errgroup.WithContext(ctx)
 	if len(fwd) > 0 {
 		g.Go(func() error {
-			body, err := wire.AppendMessages(nil, wire.Binary, fwd)
+			body, err := wire.AppendMessages(nil, d.enc, fwd)
 			if err != nil {
 				return err
 			}
-			return d.post(ctx, funnel.PathTiers+d.next, wire.ContentTypeBinary, body)
+			return d.post(ctx, funnel.PathTiers+d.next, d.enc.ContentType(), body)
 		})
 	}
 	if len(results) > 0 {

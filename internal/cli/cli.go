@@ -21,6 +21,7 @@ Usage:
 Commands:
   up             run the whole pipeline on this machine (embedded broker by default)
   results        read results from the results topic
+  bench          drive a running pipeline with test images; throughput and latency
   models check   load every tier's model and verify the chain
   models eval    run the labeled test set through the chain; --sweep, --json
   broker         run the embedded Kafka-protocol broker alone (in memory)
@@ -79,6 +80,8 @@ func dispatch(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return runResults(ctx, args[1:], stdout, stderr)
 	case "up":
 		return runUp(ctx, args[1:], stdout, stderr)
+	case "bench":
+		return runBench(ctx, args[1:], stdout, stderr)
 	default:
 		fmt.Fprint(stderr, usage)
 		return fmt.Errorf("%w: unknown command %q", errUsage, args[0])

@@ -54,7 +54,7 @@ func runInference(ctx context.Context, args []string, stdout, stderr io.Writer) 
 		if !p.Last(i) {
 			next = p.Tiers[i+1].Name
 		}
-		deliverer = inference.NewFunnelDeliverer(strings.TrimSuffix(*funnelURL, "/"), t.Name, next, p.Kafka.ProduceTimeout+2*time.Second)
+		deliverer = inference.NewFunnelDeliverer(strings.TrimSuffix(*funnelURL, "/"), t.Name, next, p.Encoding(), p.Kafka.ProduceTimeout+2*time.Second)
 	}
 	f, err := inference.New(inference.Config{
 		Pipeline:  p,

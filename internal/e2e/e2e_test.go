@@ -464,3 +464,28 @@ func TestSIGTERMUnderLoad(t *testing.T) {
 		}
 	}
 }
+
+// TestBench runs `ddnn bench` against `ddnn up`, open- and closed-loop.
+func TestBench(t *testing.T) {
+	tp := writePipeline(t, "bench", 1, "")
+	up(t, tp)
+	for _, args := range [][]string{{"--count", "400", "--senders", "8"}, {"--count", "300", "--rate", "300"}} {
+		out, err := exec.Command(ddnn, append([]string{"bench", "-f", tp.file, "--json"}, args...)...).Output()
+		if err != nil {
+			t.Fatalf("bench %v: %v", args, err)
+		}
+		var rep struct {
+			Sent, Accepted, Results, Lost, Duplicates int
+			Accuracy                                  float64
+			Latency                                   struct {
+				P50 int64 `json:"p50_ns"`
+			}
+		}
+		if err := json.Unmarshal(out, &rep); err != nil {
+			t.Fatalf("%v: %s", err, out)
+		}
+		if rep.Results != rep.Sent || rep.Lost != 0 || rep.Accuracy < 0.8 || rep.Latency.P50 <= 0 {
+			t.Errorf("bench %v: %s", args, out)
+		}
+	}
+}

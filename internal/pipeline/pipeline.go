@@ -60,6 +60,10 @@ type Pipeline struct {
 	Tiers []Tier `yaml:"tiers"`
 	// Eval names a labeled test set for `ddnn models eval`; optional.
 	Eval Eval `yaml:"eval"`
+	// WireEncoding is how messages travel between the pipeline's parts
+	// (Kafka record values, invocations, deliveries): binary (default) or
+	// json.
+	WireEncoding string `yaml:"wire_encoding"`
 	// Kafka, Funnel and Admin configure the streaming pipeline.
 	Kafka  Kafka  `yaml:"kafka"`
 	Funnel Funnel `yaml:"funnel"`

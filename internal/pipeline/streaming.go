@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"net"
 	"time"
+
+	"github.com/ddnn-continuum/ddnn/internal/wire"
 )
 
 // Defaults of the streaming part of a pipeline.
@@ -108,7 +110,16 @@ func (p *Pipeline) Topics() []string {
 // ConsumerGroup is the group of a tier's connector.
 func (p *Pipeline) ConsumerGroup(tier string) string { return p.Name + "." + tier + ".connector" }
 
+// Encoding is the wire encoding messages travel in.
+func (p *Pipeline) Encoding() wire.Encoding {
+	if p.WireEncoding == "json" {
+		return wire.JSON
+	}
+	return wire.Binary
+}
+
 func (p *Pipeline) setStreamingDefaults() {
+	setDefault(&p.WireEncoding, "binary")
 	k := &p.Kafka
 	if k.EmbeddedListen == "" {
 		k.EmbeddedListen = DefaultEmbeddedBroker
@@ -160,6 +171,9 @@ func (p *Pipeline) validateStreaming() []error {
 		if _, _, err := net.SplitHostPort(v); err != nil {
 			bad(field, "%q is not host:port", v)
 		}
+	}
+	if p.WireEncoding != "binary" && p.WireEncoding != "json" {
+		bad("wire_encoding", "%q unknown (want binary or json)", p.WireEncoding)
 	}
 	k := &p.Kafka
 	for i, b := range k.Brokers {

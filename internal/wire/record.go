@@ -27,15 +27,14 @@ const (
 	HeaderReason = "ddnn-reason"
 )
 
-// AppendRecord encodes m as a record value in the binary envelope and
-// returns the headers that go with it (encoding and id, so tools such as
-// kcat can show the id).
-func AppendRecord(dst []byte, m *Message) ([]byte, []Header, error) {
-	v, err := AppendMessage(dst, Binary, m)
+// AppendRecord encodes m as a record value in enc and returns the headers
+// that go with it (encoding and id, so tools such as kcat can show the id).
+func AppendRecord(dst []byte, enc Encoding, m *Message) ([]byte, []Header, error) {
+	v, err := AppendMessage(dst, enc, m)
 	if err != nil {
 		return dst, nil, err
 	}
-	return v, []Header{{Key: HeaderEncoding, Value: []byte("binary")}, {Key: HeaderID, Value: []byte(m.ID)}}, nil
+	return v, []Header{{Key: HeaderEncoding, Value: []byte(enc.String())}, {Key: HeaderID, Value: []byte(m.ID)}}, nil
 }
 
 // RawInput says how to read a record value that is not an envelope: the raw
