@@ -13,7 +13,6 @@ COMMIT   := $(shell git rev-parse HEAD 2>/dev/null)
 LDFLAGS  := -X $(MODULE)/internal/cli.version=$(VERSION) -X $(MODULE)/internal/cli.commit=$(COMMIT) \
             -X $(MODULE)/internal/onnx.DefaultLibPath=$(ORT_LIB)
 PIPELINE ?= deploy/pipeline.yaml
-LISTEN   ?= 127.0.0.1:8090
 # Tests find the library through the environment.
 export ONNXRUNTIME_LIB := $(ORT_LIB)
 
@@ -22,7 +21,7 @@ export ONNXRUNTIME_LIB := $(ORT_LIB)
 all: build
 
 help:
-	@echo "make run      install, build, check the models and serve the edge tier on $(LISTEN)"
+	@echo "make run      install, build, check the models and run the sample pipeline (ddnn up)"
 	@echo "make test     install, build, vet, run all tests and the binary smoke checks"
 	@echo "make build    build bin/ddnn"
 	@echo "make deps     install apt packages, the ONNX Runtime library and Go modules"
@@ -54,11 +53,12 @@ test: vet build unit smoke
 
 run: build
 	bin/ddnn models check -f $(PIPELINE)
-	bin/ddnn models eval -f $(PIPELINE)
 	@echo
-	@echo "Serving the edge tier on $(LISTEN) (Ctrl-C stops). In another shell:"
-	@echo "  curl -s -H 'Content-Type: application/json' --data @deploy/examples/edge-request.json http://$(LISTEN)/v1/infer"
-	bin/ddnn inference -f $(PIPELINE) --tier edge --listen $(LISTEN)
+	@echo "Starting the pipeline (Ctrl-C stops it). In another shell:"
+	@echo "  curl -s -H 'Content-Type: application/octet-stream' --data-binary @deploy/examples/sneaker.u8 http://127.0.0.1:8080/v1/ingest"
+	@echo "  bin/ddnn results -f $(PIPELINE) --count 1"
+	@echo
+	bin/ddnn up -f $(PIPELINE)
 
 bench: deps
 	$(GO) test -run '^$$' -bench . -benchmem ./...

@@ -222,6 +222,11 @@ func (c *Connector) poll(ctx context.Context, items chan<- item) error {
 				}()
 				continue
 			}
+			if m.SentAt.IsZero() {
+				// Produced straight to Kafka without a send time: the
+				// record's own timestamp is the best we have.
+				m.SentAt = r.Timestamp.UTC()
+			}
 			items <- item{rec: r, msg: m}
 		}
 	}
