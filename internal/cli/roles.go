@@ -3,8 +3,10 @@ package cli
 import (
 	"context"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"strings"
@@ -58,19 +60,44 @@ type flagSet interface {
 	String(name, value, usage string) *string
 }
 
+// roleFlags are the flags of the roles that run without a model: -f,
+// --brokers (optional) and --log-level.
+type roleFlags struct {
+	file, brokers *string
+	newLogger     func() (*slog.Logger, error)
+}
+
+func addRoleFlags(fs *flag.FlagSet, stderr io.Writer, brokers bool) roleFlags {
+	rf := roleFlags{file: loadPipeline(fs), brokers: new(string)}
+	if brokers {
+		rf.brokers = fs.String("brokers", "", "Kafka brokers, comma-separated (default: the pipeline's kafka section)")
+	}
+	rf.newLogger = logFlags(fs, stderr)
+	return rf
+}
+
+// load builds the logger (tagged with component) and reads the pipeline.
+func (rf roleFlags) load(component string) (*pipeline.Pipeline, *slog.Logger, error) {
+	log, err := rf.newLogger()
+	if err != nil {
+		return nil, nil, err
+	}
+	p, err := pipeline.Load(*rf.file)
+	if err != nil {
+		return nil, nil, err
+	}
+	overrideBrokers(p, *rf.brokers)
+	return p, log.With("component", component), nil
+}
+
 func runBroker(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := newFlags("broker", "broker -f FILE [--listen ADDR]", stderr)
-	file := loadPipeline(fs)
+	rf := addRoleFlags(fs, stderr, false)
 	listen := fs.String("listen", "", "address to listen on (default: the pipeline's kafka.embedded_listen)")
-	newLogger := logFlags(fs, stderr)
 	if err := parse(fs, args); err != nil {
 		return err
 	}
-	log, err := newLogger()
-	if err != nil {
-		return err
-	}
-	p, err := pipeline.Load(*file)
+	p, log, err := rf.load("broker")
 	if err != nil {
 		return err
 	}
@@ -78,7 +105,7 @@ func runBroker(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if *listen != "" {
 		addr = *listen
 	}
-	b, err := kafka.StartBroker(addr, p.Kafka.Partitions, p.Topics(), log.With("component", "broker"))
+	b, err := kafka.StartBroker(addr, p.Kafka.Partitions, p.Topics(), log)
 	if err != nil {
 		return err
 	}
@@ -90,23 +117,15 @@ func runBroker(ctx context.Context, args []string, stdout, stderr io.Writer) err
 
 func runFunnel(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := newFlags("funnel", "funnel -f FILE [--listen ADDR] [--brokers H:P,...]", stderr)
-	file := loadPipeline(fs)
+	rf := addRoleFlags(fs, stderr, true)
 	listen := fs.String("listen", "", "address to serve on (default: the pipeline's funnel.listen)")
-	brokers := fs.String("brokers", "", "Kafka brokers, comma-separated (default: the pipeline's kafka section)")
-	newLogger := logFlags(fs, stderr)
 	if err := parse(fs, args); err != nil {
 		return err
 	}
-	log, err := newLogger()
+	p, log, err := rf.load("funnel")
 	if err != nil {
 		return err
 	}
-	p, err := pipeline.Load(*file)
-	if err != nil {
-		return err
-	}
-	overrideBrokers(p, *brokers)
-	log = log.With("component", "funnel")
 	reg, wrapped := newRegistry(p)
 	cl, err := kgo.NewClient(append(kafka.ClientOptions(&p.Kafka, "funnel", wrapped), funnel.ProducerOptions(p)...)...)
 	if err != nil {
@@ -149,13 +168,11 @@ func overrideBrokers(p *pipeline.Pipeline, brokers string) {
 
 func runConnector(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := newFlags("connector", "connector -f FILE --tier NAME --replicas URL[,URL...] [--admin ADDR]", stderr)
-	file := loadPipeline(fs)
+	rf := addRoleFlags(fs, stderr, true)
 	tier := fs.String("tier", "", "tier whose input topic to consume (required)")
 	replicas := fs.String("replicas", "", "inference replica base URLs, comma-separated (required)")
 	admin := fs.String("admin", "127.0.0.1:0", "address of /metrics, /healthz and /readyz")
-	brokers := fs.String("brokers", "", "Kafka brokers, comma-separated (default: the pipeline's kafka section)")
 	drain := fs.Duration("drain-timeout", 8*time.Second, "how long a graceful stop waits for in-flight invocations")
-	newLogger := logFlags(fs, stderr)
 	if err := parse(fs, args); err != nil {
 		return err
 	}
@@ -163,16 +180,11 @@ func runConnector(ctx context.Context, args []string, stdout, stderr io.Writer) 
 		fs.Usage()
 		return fmt.Errorf("%w: --tier and --replicas are required", errUsage)
 	}
-	log, err := newLogger()
+	p, log, err := rf.load("connector")
 	if err != nil {
 		return err
 	}
-	p, err := pipeline.Load(*file)
-	if err != nil {
-		return err
-	}
-	overrideBrokers(p, *brokers)
-	log = log.With("component", "connector", "tier", *tier)
+	log = log.With("tier", *tier)
 	reg, wrapped := newRegistry(p)
 	c, err := connector.New(connector.Config{
 		Pipeline:     p,

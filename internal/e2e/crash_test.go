@@ -142,17 +142,7 @@ func TestRestartAgainstStandaloneBroker(t *testing.T) {
 	ds := testSet(t)
 	l := startLoad(t, tp.funnel, ds.Samples, "rs-", 2000, 800)
 	time.Sleep(time.Second)
-	stopAt := time.Now()
-	p.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-p.exited:
-	case <-time.After(10 * time.Second):
-		t.Fatal("ddnn up did not exit within 10s of SIGTERM")
-	}
-	if p.err != nil {
-		t.Errorf("exit: %v", p.err)
-	}
-	stopped := time.Since(stopAt)
+	stopped := p.term(t)
 	<-l.done
 	up(t, tp)
 	dups := checkAtLeastOnce(t, broker, tp.name+".results", "rs-", l.ids())

@@ -149,6 +149,23 @@ func start(t testing.TB, args ...string) *proc {
 	return p
 }
 
+// term sends SIGTERM and expects a clean exit within 10 s; it returns how
+// long the stop took.
+func (p *proc) term(t testing.TB) time.Duration {
+	t.Helper()
+	stopAt := time.Now()
+	p.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-p.exited:
+	case <-time.After(10 * time.Second):
+		t.Fatal("did not exit within 10s of SIGTERM")
+	}
+	if p.err != nil {
+		t.Errorf("exit after SIGTERM: %v", p.err)
+	}
+	return time.Since(stopAt)
+}
+
 func tail(s string, n int) string {
 	lines := strings.Split(s, "\n")
 	return strings.Join(lines[max(0, len(lines)-n):], "\n")
@@ -430,34 +447,10 @@ func TestSIGTERMUnderLoad(t *testing.T) {
 		t.Fatalf("%d children, want 8", len(children))
 	}
 	ds := testSet(t)
-	loadDone := make(chan struct{})
-	go func() {
-		defer close(loadDone)
-		client := &http.Client{Timeout: 5 * time.Second}
-		for i := 0; i < 2000; i++ {
-			resp, err := client.Post("http://"+tp.funnel+"/v1/ingest", "application/octet-stream", bytes.NewReader(ds.Samples[i%len(ds.Samples)]))
-			if err != nil {
-				return
-			}
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusServiceUnavailable {
-				return // intake is off
-			}
-		}
-	}()
-	time.Sleep(300 * time.Millisecond)
-	stopAt := time.Now()
-	p.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-p.exited:
-	case <-time.After(10 * time.Second):
-		t.Fatal("ddnn up did not exit within 10s of SIGTERM")
-	}
-	t.Logf("stopped in %s", time.Since(stopAt).Round(time.Millisecond))
-	if p.err != nil {
-		t.Errorf("exit: %v", p.err)
-	}
-	<-loadDone
+	l := startLoad(t, tp.funnel, ds.Samples, "st-", 2000, 1000)
+	time.Sleep(500 * time.Millisecond)
+	t.Logf("stopped in %s with images flowing", p.term(t).Round(time.Millisecond))
+	<-l.done
 	for _, c := range children {
 		if alive(c) {
 			t.Errorf("child %d still running", c)
