@@ -30,14 +30,17 @@ type child struct {
 	restarts int
 }
 
-// start launches the process. It dies with the supervisor (Pdeathsig).
+// start launches the process.
 func (c *child) start() error {
 	exe, err := os.Executable()
 	if err != nil {
 		return err
 	}
 	cmd := exec.Command(exe, c.args...)
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	// Its own process group: a terminal's Ctrl-C reaches only the
+	// supervisor, which stops children in order. Pdeathsig kills it if the
+	// supervisor dies.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL, Setpgid: true}
 	cmd.Stdout = c.prefixed()
 	cmd.Stderr = cmd.Stdout
 	if err := cmd.Start(); err != nil {
