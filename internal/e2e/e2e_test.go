@@ -482,3 +482,56 @@ func TestBench(t *testing.T) {
 		}
 	}
 }
+
+// TestResultsCommand reads results back with `ddnn results`, as JSON lines
+// and as a table.
+func TestResultsCommand(t *testing.T) {
+	tp := writePipeline(t, "results", 1, "")
+	up(t, tp)
+	ds := testSet(t)
+	sendHTTP(t, tp.funnel, ds.Samples[:5], "rc-", 1)
+	out, err := exec.Command(ddnn, "results", "-f", tp.file, "--count", "5", "--json", "--timeout", "30s").Output()
+	if err != nil {
+		t.Fatalf("results --json: %v: %s", err, out)
+	}
+	lines := strings.Split(strings.TrimSpace(string(out)), "\n")
+	if len(lines) != 5 {
+		t.Fatalf("%d lines: %s", len(lines), out)
+	}
+	for _, l := range lines {
+		var r wire.Result
+		if err := json.Unmarshal([]byte(l), &r); err != nil || !strings.HasPrefix(r.ID, "rc-") || r.Label == "" {
+			t.Errorf("line %q: %v", l, err)
+		}
+	}
+	out, err = exec.Command(ddnn, "results", "-f", tp.file, "--count", "5").Output()
+	if err != nil || !strings.Contains(string(out), "LABEL") || strings.Count(string(out), "rc-") != 5 {
+		t.Errorf("results table: %v\n%s", err, out)
+	}
+	// Asking for more than there are fails after the timeout, saying so.
+	out, err = exec.Command(ddnn, "results", "-f", tp.file, "--count", "6", "--timeout", "1s").CombinedOutput()
+	if err == nil || !strings.Contains(string(out), "5 of 6 results within 1s") {
+		t.Errorf("results --count 6: %v\n%s", err, out)
+	}
+}
+
+// TestSupervisorDeathKillsChildren: when `ddnn up` dies without a chance to
+// stop its children, they die with it.
+func TestSupervisorDeathKillsChildren(t *testing.T) {
+	tp := writePipeline(t, "orphans", 1, "")
+	p := up(t, tp)
+	children := childPIDs(t, p.cmd.Process.Pid)
+	if len(children) == 0 {
+		t.Fatal("no children")
+	}
+	p.cmd.Process.Kill()
+	<-p.exited
+	waitFor(t, "children gone", 10*time.Second, func() bool {
+		for _, c := range children {
+			if alive(c) {
+				return false
+			}
+		}
+		return true
+	})
+}
