@@ -46,8 +46,12 @@ type Config struct {
 	Pipeline *pipeline.Pipeline
 	Tier     string
 	// Replicas are the base URLs (http://host:port) of the tier's
-	// inference replicas.
+	// inference replicas, when the set is fixed.
 	Replicas []string
+	// ReplicasURL, when set, is polled for the live replica set: a JSON
+	// array of {"url":…} (what `ddnn up` serves). Replicas that leave the
+	// set get no new calls and finish their in-flight ones.
+	ReplicasURL string
 	// DrainTimeout bounds the graceful stop (default 8s).
 	DrainTimeout time.Duration
 	// Registerer receives the connector's and the Kafka client's metrics;
@@ -80,8 +84,8 @@ func New(cfg Config) (*Connector, error) {
 	if err != nil {
 		return nil, err
 	}
-	if len(cfg.Replicas) == 0 {
-		return nil, fmt.Errorf("tier %q: connector needs at least one replica URL", t.Name)
+	if len(cfg.Replicas) == 0 && cfg.ReplicasURL == "" {
+		return nil, fmt.Errorf("tier %q: connector needs replica URLs or a URL to read them from", t.Name)
 	}
 	if cfg.DrainTimeout == 0 {
 		cfg.DrainTimeout = 8 * time.Second
@@ -148,7 +152,26 @@ func (c *Connector) Run(ctx context.Context) error {
 	defer cancelWork()
 	c.work = work
 
-	items := make(chan item, conn.MaxBatch*len(c.cfg.Replicas)*conn.InFlightPerReplica)
+	items := make(chan item, conn.MaxBatch*max(1, len(c.cfg.Replicas))*conn.InFlightPerReplica)
+	if c.cfg.ReplicasURL != "" {
+		if err := c.followReplicas(ctx); err != nil {
+			c.log.Warn("replica list", "err", err)
+		}
+		go func() {
+			t := time.NewTicker(500 * time.Millisecond)
+			defer t.Stop()
+			for {
+				select {
+				case <-ctx.Done():
+					return
+				case <-t.C:
+					if err := c.followReplicas(ctx); err != nil {
+						c.log.Warn("replica list", "err", err)
+					}
+				}
+			}
+		}()
+	}
 	batcherDone := make(chan struct{})
 	go func() {
 		defer close(batcherDone)
@@ -289,6 +312,38 @@ func (c *Connector) dispatch(batch []item) {
 		defer c.inflight.Done()
 		c.invoke(r, batch)
 	}()
+}
+
+// followReplicas reads the live replica set once and updates the pool.
+func (c *Connector) followReplicas(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.cfg.ReplicasURL, nil)
+	if err != nil {
+		return err
+	}
+	resp, err := c.http.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("%s: %s", c.cfg.ReplicasURL, resp.Status)
+	}
+	var reps []struct {
+		URL string `json:"url"`
+	}
+	if err := json.NewDecoder(io.LimitReader(resp.Body, 1<<20)).Decode(&reps); err != nil {
+		return fmt.Errorf("%s: %w", c.cfg.ReplicasURL, err)
+	}
+	urls := make([]string, 0, len(reps))
+	for _, r := range reps {
+		urls = append(urls, r.URL)
+	}
+	if added, removed := c.pool.update(urls); added+removed > 0 {
+		c.log.Info("replica set changed", "replicas", c.pool.size(), "added", added, "removed", removed)
+	}
+	return nil
 }
 
 // invocation outcomes.

@@ -376,3 +376,73 @@ func TestBackoff(t *testing.T) {
 		}
 	}
 }
+
+func TestPoolUpdate(t *testing.T) {
+	p := newPool([]string{"a", "b"}, 2)
+	ctx := context.Background()
+	ra, _ := p.acquire(ctx, nil) // a or b, whichever has fewer
+	added, removed := p.update([]string{"b", "c"})
+	if added != 1 || removed != 1 {
+		t.Fatalf("added %d removed %d", added, removed)
+	}
+	// a (if it was acquired) stays until released but gets no new calls.
+	for i := 0; i < 3; i++ {
+		r, err := p.acquire(ctx, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if r.url == "a" {
+			t.Fatal("removed replica got a new call")
+		}
+	}
+	p.release(ra, true, 0)
+	urls := map[string]bool{}
+	for _, u := range p.live() {
+		urls[u] = true
+	}
+	if urls["a"] || !urls["b"] || !urls["c"] || len(p.reps) != 2 {
+		t.Errorf("pool after update and release: %v", urls)
+	}
+	// A replica that comes back is used again.
+	if added, _ := p.update([]string{"a", "b", "c"}); added != 1 || p.size() != 3 {
+		t.Errorf("re-add: added %d, size %d", added, p.size())
+	}
+}
+
+// TestFollowsReplicaSet: a connector reading its replicas from a URL sends
+// only to the replicas listed, and a new one gets traffic once listed.
+func TestFollowsReplicaSet(t *testing.T) {
+	e := setup(t)
+	a, b := newFakeReplica(t, nil), newFakeReplica(t, nil)
+	var mu sync.Mutex
+	listed := []string{a.srv.URL}
+	list := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		mu.Lock()
+		defer mu.Unlock()
+		var out []string
+		for _, u := range listed {
+			out = append(out, fmt.Sprintf(`{"url":%q}`, u))
+		}
+		fmt.Fprintf(w, "[%s]", strings.Join(out, ","))
+	}))
+	t.Cleanup(list.Close)
+	c, err := New(Config{Pipeline: e.p, Tier: "edge", ReplicasURL: list.URL})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); c.Run(ctx) }()
+	t.Cleanup(func() { cancel(); <-done })
+	e.produce(t, 50, "x")
+	waitFor(t, "first batch on a", func() bool { return len(a.ids()) == 50 })
+	mu.Lock()
+	listed = []string{b.srv.URL}
+	mu.Unlock()
+	waitFor(t, "pool switched", func() bool { l := c.pool.live(); return len(l) == 1 && l[0] == b.srv.URL })
+	e.produce(t, 50, "y")
+	waitFor(t, "second batch on b", func() bool { return len(b.ids()) == 50 })
+	if n := len(a.ids()); n != 50 {
+		t.Errorf("a got %d calls after it left the set", n-50)
+	}
+}

@@ -10,6 +10,9 @@ import (
 type replica struct {
 	url         string
 	outstanding int
+	// removed replicas get no new calls and leave the pool once their
+	// outstanding calls finish.
+	removed bool
 	// downUntil keeps a failing replica out of rotation for a while.
 	downUntil time.Time
 }
@@ -40,7 +43,7 @@ func (p *pool) acquire(ctx context.Context, avoid *replica) (*replica, error) {
 		now := time.Now()
 		var best, fallback *replica
 		for _, r := range p.reps {
-			if r.outstanding >= p.limit {
+			if r.removed || r.outstanding >= p.limit {
 				continue
 			}
 			if r == avoid || now.Before(r.downUntil) {
@@ -75,7 +78,7 @@ func (p *pool) acquire(ctx context.Context, avoid *replica) (*replica, error) {
 // anyUpLocked reports whether some replica is not resting. p.mu is held.
 func (p *pool) anyUpLocked(now time.Time) bool {
 	for _, r := range p.reps {
-		if !now.Before(r.downUntil) {
+		if !r.removed && !now.Before(r.downUntil) {
 			return true
 		}
 	}
@@ -91,7 +94,84 @@ func (p *pool) release(r *replica, healthy bool, rest time.Duration) {
 	} else {
 		r.downUntil = time.Now().Add(rest)
 	}
+	if r.removed && r.outstanding == 0 {
+		p.dropLocked(r)
+	}
 	close(p.wake)
 	p.wake = make(chan struct{})
 	p.mu.Unlock()
+}
+
+// update makes urls the pool's replicas: new ones join at once, missing
+// ones get no new calls and leave when their in-flight calls are done.
+func (p *pool) update(urls []string) (added, removed int) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	want := make(map[string]bool, len(urls))
+	for _, u := range urls {
+		want[u] = true
+	}
+	have := map[string]*replica{}
+	for _, r := range p.reps {
+		have[r.url] = r
+	}
+	for _, r := range append([]*replica(nil), p.reps...) {
+		switch {
+		case !want[r.url] && !r.removed:
+			r.removed = true
+			removed++
+			if r.outstanding == 0 {
+				p.dropLocked(r)
+			}
+		case want[r.url] && r.removed:
+			r.removed = false
+			added++
+		}
+	}
+	for _, u := range urls {
+		if have[u] == nil {
+			p.reps = append(p.reps, &replica{url: u})
+			added++
+		}
+	}
+	if added > 0 {
+		close(p.wake)
+		p.wake = make(chan struct{})
+	}
+	return added, removed
+}
+
+func (p *pool) dropLocked(r *replica) {
+	for i, x := range p.reps {
+		if x == r {
+			p.reps = append(p.reps[:i], p.reps[i+1:]...)
+			return
+		}
+	}
+}
+
+// live lists the URLs of the replicas taking new calls.
+func (p *pool) live() []string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	var out []string
+	for _, r := range p.reps {
+		if !r.removed {
+			out = append(out, r.url)
+		}
+	}
+	return out
+}
+
+// size counts the replicas taking new calls.
+func (p *pool) size() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	n := 0
+	for _, r := range p.reps {
+		if !r.removed {
+			n++
+		}
+	}
+	return n
 }

@@ -63,8 +63,10 @@ type Function struct {
 	scale     float32
 
 	session atomic.Pointer[Session]
-	bufs    sync.Pool // *[]float32 input batches
-	bytes   sync.Pool // *[]byte request and response bodies
+	// slots bounds concurrent batches when the emulation knob asks for it.
+	slots chan struct{}
+	bufs  sync.Pool // *[]float32 input batches
+	bytes sync.Pool // *[]byte request and response bodies
 }
 
 func (f *Function) getBytes() *[]byte {
@@ -117,6 +119,9 @@ func New(cfg Config) (*Function, error) {
 	}
 	if f.log == nil {
 		f.log = slog.New(slog.DiscardHandler)
+	}
+	if n := t.Inference.Emulate.MaxConcurrency; n > 0 {
+		f.slots = make(chan struct{}, n)
 	}
 	if !cfg.Pipeline.Last(i) {
 		f.next = cfg.Pipeline.Tiers[i+1].Name
@@ -263,6 +268,19 @@ func (f *Function) serveInfer(w http.ResponseWriter, r *http.Request) {
 			Rejected: rej,
 		})
 		return
+	}
+	if f.slots != nil {
+		select {
+		case f.slots <- struct{}{}:
+			defer func() { <-f.slots }()
+		case <-r.Context().Done():
+			f.fail(w, http.StatusServiceUnavailable, outcomeUnavailable, ErrorBody{Error: "canceled while queued"})
+			return
+		}
+	}
+	if d := f.tier.Inference.Emulate.ServiceTimePerSample; d > 0 {
+		// Benchmark knob: behave like a heavier model on a slower node.
+		time.Sleep(time.Duration(len(msgs)) * d)
 	}
 	ds, err := f.Infer(sess, msgs)
 	if err != nil {

@@ -24,6 +24,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/ddnn-continuum/ddnn/internal/kafka"
@@ -87,21 +88,27 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		cfg.Senders = 1
 	}
 	run := strconv.FormatInt(time.Now().UnixNano(), 36) + "-"
-	cl, err := kgo.NewClient(append(kafka.ClientOptions(&p.Kafka, "bench", nil),
-		kgo.ConsumeTopics(p.ResultsTopic()),
-		kgo.ConsumeResetOffset(kgo.NewOffset().AtEnd()),
-	)...)
+	// Read the results topic from its current end, partition by partition,
+	// so no result of this run is missed and none of an earlier run read.
+	admCl, err := kgo.NewClient(kafka.ClientOptions(&p.Kafka, "bench-admin", nil)...)
+	if err != nil {
+		return nil, fmt.Errorf("bench: kafka client: %w", err)
+	}
+	ends, err := kadm.NewClient(admCl).ListEndOffsets(ctx, p.ResultsTopic())
+	admCl.Close()
+	if err == nil {
+		err = ends.Error()
+	}
+	if err != nil {
+		return nil, fmt.Errorf("bench: end offsets of %s: %w", p.ResultsTopic(), err)
+	}
+	from := map[string]map[int32]kgo.Offset{p.ResultsTopic(): {}}
+	ends.Each(func(o kadm.ListedOffset) { from[o.Topic][o.Partition] = kgo.NewOffset().At(o.Offset) })
+	cl, err := kgo.NewClient(append(kafka.ClientOptions(&p.Kafka, "bench", nil), kgo.ConsumePartitions(from))...)
 	if err != nil {
 		return nil, fmt.Errorf("bench: kafka client: %w", err)
 	}
 	defer cl.Close()
-	// Join the results topic before sending, so no result is missed.
-	if err := cl.Ping(ctx); err != nil {
-		return nil, fmt.Errorf("bench: kafka: %w", err)
-	}
-	pctx, cancelPoll := context.WithTimeout(ctx, 2*time.Second)
-	cl.PollFetches(pctx)
-	cancelPoll()
 
 	sentAt := make([]time.Time, cfg.Count)
 	type res struct {

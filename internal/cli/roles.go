@@ -160,6 +160,13 @@ func runFunnel(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	return err
 }
 
+func splitList(s string) []string {
+	if s == "" {
+		return nil
+	}
+	return strings.Split(s, ",")
+}
+
 func overrideBrokers(p *pipeline.Pipeline, brokers string) {
 	if brokers != "" {
 		p.Kafka.Brokers = strings.Split(brokers, ",")
@@ -167,18 +174,19 @@ func overrideBrokers(p *pipeline.Pipeline, brokers string) {
 }
 
 func runConnector(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := newFlags("connector", "connector -f FILE --tier NAME --replicas URL[,URL...] [--admin ADDR]", stderr)
+	fs := newFlags("connector", "connector -f FILE --tier NAME (--replicas URL[,URL...] | --replicas-url URL) [--admin ADDR]", stderr)
 	rf := addRoleFlags(fs, stderr, true)
 	tier := fs.String("tier", "", "tier whose input topic to consume (required)")
-	replicas := fs.String("replicas", "", "inference replica base URLs, comma-separated (required)")
+	replicas := fs.String("replicas", "", "inference replica base URLs, comma-separated (fixed set)")
+	replicasURL := fs.String("replicas-url", "", "URL serving the live replica set as JSON [{\"url\":…}] (what ddnn up serves), polled twice a second")
 	admin := fs.String("admin", "127.0.0.1:0", "address of /metrics, /healthz and /readyz")
 	drain := fs.Duration("drain-timeout", 8*time.Second, "how long a graceful stop waits for in-flight invocations")
 	if err := parse(fs, args); err != nil {
 		return err
 	}
-	if *tier == "" || *replicas == "" {
+	if *tier == "" || (*replicas == "") == (*replicasURL == "") {
 		fs.Usage()
-		return fmt.Errorf("%w: --tier and --replicas are required", errUsage)
+		return fmt.Errorf("%w: --tier and one of --replicas or --replicas-url are required", errUsage)
 	}
 	p, log, err := rf.load("connector")
 	if err != nil {
@@ -189,7 +197,8 @@ func runConnector(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	c, err := connector.New(connector.Config{
 		Pipeline:     p,
 		Tier:         *tier,
-		Replicas:     strings.Split(*replicas, ","),
+		Replicas:     splitList(*replicas),
+		ReplicasURL:  *replicasURL,
 		DrainTimeout: *drain,
 		Registerer:   wrapped,
 		Logger:       log,

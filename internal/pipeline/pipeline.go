@@ -106,8 +106,10 @@ type Tier struct {
 	Forward   *Forward  `yaml:"forward"`
 	Inference Inference `yaml:"inference"`
 	Connector Connector `yaml:"connector"`
-	// Replicas is how many inference replicas serve the tier.
-	Replicas int `yaml:"replicas"`
+	// Replicas is how many inference replicas serve the tier, and where.
+	Replicas Replicas `yaml:"replicas"`
+	// Scaling tunes the tier's scaler (when replicas.min != replicas.max).
+	Scaling Scaling `yaml:"scaling"`
 }
 
 // Exit describes a tier's exit head and when a sample may leave there.
@@ -137,6 +139,8 @@ type Inference struct {
 	MaxBatch int `yaml:"max_batch"`
 	// MaxRequestBytes bounds a request body; larger ones get 413.
 	MaxRequestBytes int64 `yaml:"max_request_bytes"`
+	// Emulate is a benchmark and test knob; see Emulate.
+	Emulate Emulate `yaml:"emulate"`
 }
 
 // Load reads, decodes, defaults and validates the pipeline in path.

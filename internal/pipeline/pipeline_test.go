@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/ddnn-continuum/ddnn/internal/wire"
 )
@@ -113,5 +114,44 @@ func TestLoadMissingFile(t *testing.T) {
 	_, err := Load(filepath.Join(t.TempDir(), "nope.yaml"))
 	if !errors.Is(err, fs.ErrNotExist) || !strings.Contains(err.Error(), "nope.yaml") {
 		t.Errorf("error = %v, want not-exist naming the file", err)
+	}
+}
+
+func TestReplicasForms(t *testing.T) {
+	base := "name: x\ninput: {dtype: uint8, shape: [2]}\nclasses: [a, b]\ntiers:\n  - name: t\n    model: m.onnx\n    exit: {output: o}\n"
+	for _, tc := range []struct {
+		name, yaml string
+		min, max   int
+		runtime    string
+		want       string // error substring
+	}{
+		{"default", "", 1, 1, RuntimeProcess, ""},
+		{"fixed count", "    replicas: 3\n", 3, 3, RuntimeProcess, ""},
+		{"range", "    replicas: {min: 0, max: 4, runtime: docker, resources: {cpus: 0.5, memory_mb: 256}}\n", 0, 4, RuntimeDocker, ""},
+		{"unknown key", "    replicas: {min: 1, maximum: 4}\n", 0, 0, "", "field maximum not found in replicas"},
+		{"unknown runtime", "    replicas: {min: 1, max: 2, runtime: lambda}\n", 0, 0, "", `replicas.runtime: "lambda" unknown`},
+		{"min over max", "    replicas: {min: 3, max: 2}\n", 0, 0, "", "min 3, max 2"},
+		{"bad scaling", "    scaling: {lag_per_replica: -1, poll_interval: 1ms}\n", 0, 0, "", "scaling.lag_per_replica: -1 must be at least 1"},
+		{"not a number", "    replicas: many\n", 0, 0, "", "want a number or"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			p, err := Parse([]byte(base + tc.yaml))
+			if tc.want != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.want) {
+					t.Errorf("error = %v, want %q", err, tc.want)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			r := p.Tiers[0].Replicas
+			if r.Min != tc.min || r.Max != tc.max || r.Runtime != tc.runtime {
+				t.Errorf("replicas = %+v", r)
+			}
+			if s := p.Tiers[0].Scaling; s.StabilizationWindow != 30*time.Second || s.LagPerReplica != 100 {
+				t.Errorf("scaling defaults = %+v", s)
+			}
+		})
 	}
 }

@@ -151,7 +151,7 @@ func (p *Pipeline) setStreamingDefaults() {
 		setDefault(&c.Backoff, DefaultBackoff)
 		setDefault(&c.MaxBackoff, DefaultMaxBackoff)
 		setDefault(&c.RequestTimeout, DefaultRequestTimeout)
-		setDefault(&p.Tiers[i].Replicas, DefaultReplicas)
+		p.setScalingDefaults(&p.Tiers[i])
 	}
 }
 
@@ -216,9 +216,7 @@ func (p *Pipeline) validateStreaming() []error {
 		if c.RequestTimeout < 10*time.Millisecond {
 			bad(f+".connector.request_timeout", "%s must be at least 10ms", c.RequestTimeout)
 		}
-		if t.Replicas < 1 || t.Replicas > 256 {
-			bad(f+".replicas", "%d must be in [1, 256]", t.Replicas)
-		}
+		errs = append(errs, validateScaling(f, t)...)
 	}
 	return errs
 }

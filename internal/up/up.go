@@ -12,6 +12,7 @@ package up
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -29,11 +30,16 @@ import (
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
+	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/ddnn-continuum/ddnn/funnel"
 	"github.com/ddnn-continuum/ddnn/internal/kafka"
 	"github.com/ddnn-continuum/ddnn/internal/pipeline"
+	"github.com/ddnn-continuum/ddnn/internal/proc"
+	"github.com/ddnn-continuum/ddnn/internal/runtime"
+	"github.com/ddnn-continuum/ddnn/internal/runtime/process"
+	"github.com/ddnn-continuum/ddnn/scaler"
 )
 
 // Config is what `ddnn up` needs.
@@ -61,10 +67,14 @@ type Supervisor struct {
 	log        *slog.Logger
 	broker     *kafka.Broker
 	brokers    string
-	funnel     *child
-	replicas   map[string][]*child // by tier
-	connectors []*child
-	ready      sync.WaitGroup
+	funnel     *proc.Child
+	runtimes   map[string]*process.Runtime // by tier
+	connectors []*proc.Child
+	admin      *http.Server
+	reg        prometheus.Registerer
+	kafkaReg   prometheus.Registerer
+	scalerStop context.CancelFunc
+	scalerDone chan struct{}
 }
 
 // Run starts the pipeline and blocks until ctx ends, then stops it. A start
@@ -79,13 +89,13 @@ func Run(ctx context.Context, cfg Config) error {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	s := &Supervisor{cfg: cfg, p: cfg.Pipeline, log: cfg.Logger.With("component", "up"), replicas: map[string][]*child{}}
+	s := &Supervisor{cfg: cfg, p: cfg.Pipeline, log: cfg.Logger.With("component", "up"), runtimes: map[string]*process.Runtime{}}
 	childCtx, stopSupervising := context.WithCancel(context.Background())
 	defer stopSupervising()
 	err := s.start(ctx, childCtx)
 	if err == nil {
 		s.announce()
-		err = s.serveAdmin(ctx)
+		<-ctx.Done()
 	}
 	stopSupervising()
 	s.stop()
@@ -110,45 +120,120 @@ func (s *Supervisor) start(ctx, childCtx context.Context) error {
 			return err
 		}
 	}
+	if err := s.serveAdmin(); err != nil {
+		return err
+	}
 	funnelAddr := p.Funnel.Listen
 	s.funnel = s.newChild("funnel", "http://"+funnelAddr+"/readyz",
 		"funnel", "-f", s.cfg.File, "--brokers", s.brokers, "--listen", funnelAddr)
 	if err := s.launch(ctx, childCtx, s.funnel); err != nil {
 		return err
 	}
-	var group []*child
+	// Replicas first (they load models), then the connectors that call
+	// them; the connectors follow each tier's live replica set.
 	for _, t := range p.Tiers {
-		var urls []string
-		for r := 0; r < t.Replicas; r++ {
-			port, err := freePort()
-			if err != nil {
-				return err
-			}
-			addr := "127.0.0.1:" + strconv.Itoa(port)
-			args := []string{"inference", "-f", s.cfg.File, "--tier", t.Name, "--listen", addr, "--funnel", "http://" + funnelAddr}
-			if s.cfg.ORTLib != "" {
-				args = append(args, "--ort-lib", s.cfg.ORTLib)
-			}
-			c := s.newChild(fmt.Sprintf("%s-%d", t.Name, r), "http://"+addr+"/readyz", args...)
-			s.replicas[t.Name] = append(s.replicas[t.Name], c)
-			group = append(group, c)
-			urls = append(urls, "http://"+addr)
+		if t.Replicas.Runtime != pipeline.RuntimeProcess {
+			return fmt.Errorf("tier %q: replicas.runtime %s is not available in ddnn up yet (process is)", t.Name, t.Replicas.Runtime)
 		}
+		rt := process.New(runtime.Spec{
+			Pipeline: p.Name, Tier: t.Name, File: s.cfg.File,
+			FunnelURL: "http://" + funnelAddr, ORTLib: s.cfg.ORTLib,
+			Args: []string{"--log-level", "info"},
+		}, process.Config{Out: s.cfg.Out, Logger: s.log})
+		s.runtimes[t.Name] = rt
+		if err := rt.Scale(ctx, t.Replicas.Min); err != nil {
+			return err
+		}
+	}
+	for _, t := range p.Tiers {
+		if err := s.waitReplicas(ctx, t.Name, t.Replicas.Min); err != nil {
+			return err
+		}
+	}
+	for _, t := range p.Tiers {
 		port, err := freePort()
 		if err != nil {
 			return err
 		}
 		admin := "127.0.0.1:" + strconv.Itoa(port)
 		c := s.newChild("connector-"+t.Name, "http://"+admin+"/readyz",
-			"connector", "-f", s.cfg.File, "--tier", t.Name, "--replicas", strings.Join(urls, ","),
+			"connector", "-f", s.cfg.File, "--tier", t.Name,
+			"--replicas-url", "http://"+s.p.Admin.Listen+"/v1/tiers/"+t.Name+"/replicas",
 			"--admin", admin, "--brokers", s.brokers, "--drain-timeout", "5s")
 		s.connectors = append(s.connectors, c)
 	}
-	// Replicas first (they load models), then the connectors that call them.
-	if err := s.launch(ctx, childCtx, group...); err != nil {
+	if err := s.launch(ctx, childCtx, s.connectors...); err != nil {
 		return err
 	}
-	return s.launch(ctx, childCtx, s.connectors...)
+	return s.startScaler()
+}
+
+// waitReplicas waits until n replicas of tier are ready.
+func (s *Supervisor) waitReplicas(ctx context.Context, tier string, n int) error {
+	ctx, cancel := context.WithTimeout(ctx, s.cfg.ReadyTimeout)
+	defer cancel()
+	for {
+		reps, _ := s.runtimes[tier].List(ctx)
+		ready := 0
+		for _, r := range reps {
+			if r.Ready {
+				ready++
+			}
+		}
+		if ready >= n {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("tier %q: %d of %d replicas ready within %s", tier, ready, n, s.cfg.ReadyTimeout)
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+}
+
+// startScaler runs the scaler for the tiers whose replicas may change.
+func (s *Supervisor) startScaler() error {
+	var targets []scaler.Target
+	for _, t := range s.p.Tiers {
+		if !t.Replicas.Scaled() {
+			continue
+		}
+		targets = append(targets, scaler.Target{
+			Tier: t.Name, Group: s.p.ConsumerGroup(t.Name), Topic: s.p.InputTopic(t.Name),
+			Min: t.Replicas.Min, Max: t.Replicas.Max,
+			Settings: scaler.Settings{
+				PollInterval:   t.Scaling.PollInterval,
+				TargetDrain:    t.Scaling.TargetDrain,
+				LagPerReplica:  t.Scaling.LagPerReplica,
+				ActivationLag:  t.Scaling.ActivationLag,
+				Stabilization:  t.Scaling.StabilizationWindow,
+				CooldownToZero: t.Scaling.CooldownToZero,
+			},
+			Runtime: s.runtimes[t.Name],
+		})
+	}
+	if len(targets) == 0 {
+		return nil
+	}
+	k := s.p.Kafka
+	k.Brokers = strings.Split(s.brokers, ",")
+	cl, err := kgo.NewClient(kafka.ClientOptions(&k, "scaler", s.kafkaReg)...)
+	if err != nil {
+		return fmt.Errorf("scaler: kafka client: %w", err)
+	}
+	sc, err := scaler.New(scaler.Config{Admin: kadm.NewClient(cl), Targets: targets, Registerer: s.reg, Logger: s.log})
+	if err != nil {
+		cl.Close()
+		return err
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	s.scalerStop, s.scalerDone = cancel, make(chan struct{})
+	go func() {
+		defer close(s.scalerDone)
+		defer cl.Close()
+		sc.Run(ctx)
+	}()
+	return nil
 }
 
 func (s *Supervisor) ensureTopics(ctx context.Context) error {
@@ -162,21 +247,21 @@ func (s *Supervisor) ensureTopics(ctx context.Context) error {
 	return kafka.EnsureTopics(tctx, cl, s.p.Kafka.Partitions, s.p.Topics()...)
 }
 
-func (s *Supervisor) newChild(name, readyURL string, args ...string) *child {
-	return &child{name: name, args: append(args, "--log-level", "info"), readyURL: readyURL, log: s.log, out: s.cfg.Out}
+func (s *Supervisor) newChild(name, readyURL string, args ...string) *proc.Child {
+	return proc.New(name, readyURL, s.cfg.Out, s.log, append(args, "--log-level", "info")...)
 }
 
 // launch starts children together and waits until all are ready.
-func (s *Supervisor) launch(ctx, childCtx context.Context, cs ...*child) error {
+func (s *Supervisor) launch(ctx, childCtx context.Context, cs ...*proc.Child) error {
 	for _, c := range cs {
-		if err := c.start(); err != nil {
+		if err := c.Start(); err != nil {
 			return err
 		}
-		go c.supervise(childCtx)
+		go c.Supervise(childCtx)
 	}
 	errc := make(chan error, len(cs))
 	for _, c := range cs {
-		go func() { errc <- c.waitReady(ctx, s.cfg.ReadyTimeout) }()
+		go func() { errc <- c.WaitReady(ctx, s.cfg.ReadyTimeout) }()
 	}
 	var errs []error
 	for range cs {
@@ -211,57 +296,93 @@ func (s *Supervisor) announce() {
 	fmt.Fprintf(w, "  metrics:  http://%s/metrics\n", p.Admin.Listen)
 }
 
-func (s *Supervisor) children() []*child {
-	cs := []*child{s.funnel}
-	for _, t := range s.p.Tiers {
-		cs = append(cs, s.replicas[t.Name]...)
+// fixedChildren are the funnel and the connectors.
+func (s *Supervisor) fixedChildren() []*proc.Child {
+	var cs []*proc.Child
+	if s.funnel != nil {
+		cs = append(cs, s.funnel)
 	}
 	return append(cs, s.connectors...)
 }
 
+// children are every child process, replicas included.
+func (s *Supervisor) children() []*proc.Child {
+	cs := s.fixedChildren()
+	for _, t := range s.p.Tiers {
+		if rt := s.runtimes[t.Name]; rt != nil {
+			cs = append(cs, rt.Children()...)
+		}
+	}
+	return cs
+}
+
 // serveAdmin serves /metrics (the supervisor's and every child's, labeled
-// by process), /healthz and /readyz until ctx ends.
-func (s *Supervisor) serveAdmin(ctx context.Context) error {
+// by process), /healthz, /readyz and each tier's live replica set, which
+// the connectors follow.
+func (s *Supervisor) serveAdmin() error {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	s.reg = prometheus.WrapRegistererWith(prometheus.Labels{"pipeline": s.p.Name}, reg)
+	s.kafkaReg = s.reg
 	restarts := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "ddnn_up_child_restarts", Help: "Restarts of ddnn up's child processes since start.",
 	}, func() float64 {
 		n := 0
 		for _, c := range s.children() {
-			c.mu.Lock()
-			n += c.restarts
-			c.mu.Unlock()
+			n += c.Restarts()
 		}
 		return float64(n)
 	})
-	reg.MustRegister(restarts)
-	gs := prometheus.Gatherers{reg}
-	for _, c := range s.children() {
-		gs = append(gs, childGatherer{c})
-	}
+	s.reg.MustRegister(restarts)
+	gather := prometheus.GathererFunc(func() ([]*dto.MetricFamily, error) {
+		gs := prometheus.Gatherers{reg}
+		for _, c := range s.children() {
+			gs = append(gs, childGatherer{c})
+		}
+		return gs.Gather()
+	})
 	mux := http.NewServeMux()
-	mux.Handle("GET /metrics", promhttp.HandlerFor(gs, promhttp.HandlerOpts{ErrorHandling: promhttp.ContinueOnError}))
+	mux.Handle("GET /metrics", promhttp.HandlerFor(gather, promhttp.HandlerOpts{ErrorHandling: promhttp.ContinueOnError}))
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { io.WriteString(w, "ok\n") })
 	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
-		for _, c := range s.children() {
-			if !c.ready() {
-				http.Error(w, c.name+" not ready", http.StatusServiceUnavailable)
+		for _, c := range s.fixedChildren() {
+			if !c.Ready() {
+				http.Error(w, c.Name()+" not ready", http.StatusServiceUnavailable)
 				return
 			}
 		}
 		io.WriteString(w, "ready\n")
 	})
+	mux.HandleFunc("GET /v1/tiers/{tier}/replicas", func(w http.ResponseWriter, r *http.Request) {
+		rt := s.runtimes[r.PathValue("tier")]
+		if rt == nil {
+			http.Error(w, "no such tier", http.StatusNotFound)
+			return
+		}
+		reps, err := rt.List(r.Context())
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusServiceUnavailable)
+			return
+		}
+		type rep struct {
+			ID  string `json:"id"`
+			URL string `json:"url"`
+		}
+		out := []rep{}
+		for _, x := range reps {
+			if x.Ready {
+				out = append(out, rep{x.ID, x.URL})
+			}
+		}
+		w.Header().Set("Content-Type", "application/json")
+		json.NewEncoder(w).Encode(out)
+	})
 	ln, err := net.Listen("tcp", s.p.Admin.Listen)
 	if err != nil {
 		return fmt.Errorf("admin: %w", err)
 	}
-	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
-	go srv.Serve(ln)
-	<-ctx.Done()
-	sctx, cancel := context.WithTimeout(context.Background(), time.Second)
-	defer cancel()
-	srv.Shutdown(sctx)
+	s.admin = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	go s.admin.Serve(ln)
 	return nil
 }
 
@@ -273,6 +394,10 @@ func (s *Supervisor) stop() {
 		left := time.Until(deadline)
 		return max(time.Duration(float64(left)*frac), 100*time.Millisecond)
 	}
+	if s.scalerStop != nil {
+		s.scalerStop()
+		<-s.scalerDone
+	}
 	if s.funnel != nil {
 		client := &http.Client{Timeout: 500 * time.Millisecond}
 		if resp, err := client.Post("http://"+s.p.Funnel.Listen+funnel.PathDrain, "text/plain", nil); err == nil {
@@ -280,13 +405,20 @@ func (s *Supervisor) stop() {
 		}
 	}
 	stopAll(s.connectors, share(0.7))
-	var reps []*child
-	for _, t := range s.p.Tiers {
-		reps = append(reps, s.replicas[t.Name]...)
+	var wg sync.WaitGroup
+	for _, rt := range s.runtimes {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			rt.Close(context.Background())
+		}()
 	}
-	stopAll(reps, share(0.5))
+	wg.Wait()
 	if s.funnel != nil {
-		s.funnel.stop(share(0.8))
+		s.funnel.Stop(share(0.8))
+	}
+	if s.admin != nil {
+		s.admin.Close()
 	}
 	if s.broker != nil {
 		s.broker.Close()
@@ -294,13 +426,13 @@ func (s *Supervisor) stop() {
 	s.log.Info("pipeline stopped")
 }
 
-func stopAll(cs []*child, grace time.Duration) {
+func stopAll(cs []*proc.Child, grace time.Duration) {
 	var wg sync.WaitGroup
 	for _, c := range cs {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			c.stop(grace)
+			c.Stop(grace)
 		}()
 	}
 	wg.Wait()
@@ -318,22 +450,22 @@ func freePort() (int, error) {
 
 // childGatherer reads a child's /metrics and labels every series with the
 // child's name.
-type childGatherer struct{ c *child }
+type childGatherer struct{ c *proc.Child }
 
 func (g childGatherer) Gather() ([]*dto.MetricFamily, error) {
-	url := strings.TrimSuffix(g.c.readyURL, "/readyz") + "/metrics"
+	url := g.c.BaseURL() + "/metrics"
 	client := &http.Client{Timeout: 2 * time.Second}
 	resp, err := client.Get(url)
 	if err != nil {
-		return nil, fmt.Errorf("%s metrics: %w", g.c.name, err)
+		return nil, fmt.Errorf("%s metrics: %w", g.c.Name(), err)
 	}
 	defer resp.Body.Close()
 	parser := expfmt.NewTextParser(model.UTF8Validation)
 	fams, err := parser.TextToMetricFamilies(resp.Body)
 	if err != nil {
-		return nil, fmt.Errorf("%s metrics: %w", g.c.name, err)
+		return nil, fmt.Errorf("%s metrics: %w", g.c.Name(), err)
 	}
-	name, label := "process", g.c.name
+	name, label := "process", g.c.Name()
 	out := make([]*dto.MetricFamily, 0, len(fams))
 	for _, f := range fams {
 		// Runtime metrics of every child would collide with the

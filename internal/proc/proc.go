@@ -1,4 +1,9 @@
-package up
+// Package proc owns supervised child processes of the ddnn binary: starting
+// one (in its own process group, killed if the parent dies), prefixing its
+// output, waiting for its /readyz, restarting it when it dies, and stopping
+// it by PID with a grace period. It knows nothing about what the children
+// do; internal/up and the process runtime decide that.
+package proc
 
 import (
 	"bufio"
@@ -9,14 +14,15 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
 )
 
-// child is one supervised process of the same binary: started, watched,
+// Child is one supervised process of the same binary: started, watched,
 // restarted when it dies, and stopped by its PID.
-type child struct {
+type Child struct {
 	name     string
 	args     []string
 	readyURL string // polled until it answers 200
@@ -30,8 +36,30 @@ type child struct {
 	restarts int
 }
 
-// start launches the process.
-func (c *child) start() error {
+// New describes a child running the ddnn binary with args; readyURL is its
+// /readyz. Output goes to out, each line led by name.
+func New(name, readyURL string, out io.Writer, log *slog.Logger, args ...string) *Child {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return &Child{name: name, args: args, readyURL: readyURL, log: log, out: out}
+}
+
+// Name is the child's name.
+func (c *Child) Name() string { return c.name }
+
+// BaseURL is the child's readyURL without /readyz.
+func (c *Child) BaseURL() string { return strings.TrimSuffix(c.readyURL, "/readyz") }
+
+// Restarts counts restarts since the first start.
+func (c *Child) Restarts() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.restarts
+}
+
+// Start launches the process.
+func (c *Child) Start() error {
 	exe, err := os.Executable()
 	if err != nil {
 		return err
@@ -64,7 +92,7 @@ func (c *child) start() error {
 }
 
 // prefixed writes the child's output to c.out, each line led by its name.
-func (c *child) prefixed() io.Writer {
+func (c *Child) prefixed() io.Writer {
 	pr, pw := io.Pipe()
 	go func() {
 		sc := bufio.NewScanner(pr)
@@ -76,8 +104,8 @@ func (c *child) prefixed() io.Writer {
 	return pw
 }
 
-// supervise restarts the child whenever it exits until ctx ends.
-func (c *child) supervise(ctx context.Context) {
+// Supervise restarts the child whenever it exits until ctx ends.
+func (c *Child) Supervise(ctx context.Context) {
 	delay := 200 * time.Millisecond
 	for {
 		c.mu.Lock()
@@ -102,16 +130,16 @@ func (c *child) supervise(ctx context.Context) {
 		c.mu.Lock()
 		c.restarts++
 		c.mu.Unlock()
-		if err := c.start(); err != nil {
+		if err := c.Start(); err != nil {
 			c.log.Error("restart", "child", c.name, "err", err)
 		} else {
-			c.log.Info("child restarted", "child", c.name, "pid", c.pid())
+			c.log.Info("child restarted", "child", c.name, "pid", c.PID())
 		}
 		delay = min(delay*2, 5*time.Second)
 	}
 }
 
-func (c *child) pid() int {
+func (c *Child) PID() int {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.cmd == nil || c.cmd.Process == nil {
@@ -120,8 +148,8 @@ func (c *child) pid() int {
 	return c.cmd.Process.Pid
 }
 
-// waitReady polls readyURL until it answers 200.
-func (c *child) waitReady(ctx context.Context, timeout time.Duration) error {
+// WaitReady polls readyURL until it answers 200.
+func (c *Child) WaitReady(ctx context.Context, timeout time.Duration) error {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	client := &http.Client{Timeout: time.Second}
@@ -148,8 +176,8 @@ func (c *child) waitReady(ctx context.Context, timeout time.Duration) error {
 	}
 }
 
-// ready reports whether the child answers 200 on readyURL now.
-func (c *child) ready() bool {
+// Ready reports whether the child answers 200 on readyURL now.
+func (c *Child) Ready() bool {
 	client := &http.Client{Timeout: 500 * time.Millisecond}
 	resp, err := client.Get(c.readyURL)
 	if err != nil {
@@ -159,9 +187,9 @@ func (c *child) ready() bool {
 	return resp.StatusCode == http.StatusOK
 }
 
-// stop sends SIGTERM and waits up to grace, then SIGKILLs. It waits for the
+// Stop sends SIGTERM and waits up to grace, then SIGKILLs. It waits for the
 // process to be gone.
-func (c *child) stop(grace time.Duration) {
+func (c *Child) Stop(grace time.Duration) {
 	c.mu.Lock()
 	c.stopping = true
 	cmd, exited := c.cmd, c.exited
@@ -184,8 +212,8 @@ func (c *child) stop(grace time.Duration) {
 	}
 }
 
-// kill sends SIGKILL to the current process (tests and crash drills).
-func (c *child) kill() error {
+// Kill sends SIGKILL to the current process (tests and crash drills).
+func (c *Child) Kill() error {
 	c.mu.Lock()
 	cmd := c.cmd
 	c.mu.Unlock()

@@ -1,0 +1,149 @@
+package e2e
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// scalerSample is one scrape of the supervisor's scaler metrics.
+type scalerSample struct {
+	at           time.Time
+	ready, lag   float64
+	desired      float64
+	scrapeFailed bool
+}
+
+var (
+	readyRE   = regexp.MustCompile(`ddnn_scaler_replicas\{[^}]*state="ready",tier="edge"\} (\S+)`)
+	desiredRE = regexp.MustCompile(`ddnn_scaler_replicas\{[^}]*state="desired",tier="edge"\} (\S+)`)
+	lagRE     = regexp.MustCompile(`ddnn_scaler_lag_records\{[^}]*tier="edge"\} (\S+)`)
+)
+
+func scrape(admin string) scalerSample {
+	s := scalerSample{at: time.Now()}
+	c := &http.Client{Timeout: time.Second}
+	resp, err := c.Get("http://" + admin + "/metrics")
+	if err != nil {
+		s.scrapeFailed = true
+		return s
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	num := func(re *regexp.Regexp) float64 {
+		if m := re.FindSubmatch(b); m != nil {
+			v, _ := strconv.ParseFloat(string(m[1]), 64)
+			return v
+		}
+		return -1
+	}
+	s.ready, s.desired, s.lag = num(readyRE), num(desiredRE), num(lagRE)
+	return s
+}
+
+// TestBurstScalesProcessReplicas is the scaler's acceptance run on the
+// process runtime: deploy/examples/burst.yaml, a burst of 3,000 messages at
+// 1,000/s. Replicas go above the minimum, the lag drains, every message has
+// a result, and replicas return to the minimum after the window.
+func TestBurstScalesProcessReplicas(t *testing.T) {
+	b, err := os.ReadFile(filepath.Join(root(t), "deploy/examples/burst.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tp := testPipeline{name: "burste2e", broker: freeAddr(t), funnel: freeAddr(t), admin: freeAddr(t)}
+	y := strings.ReplaceAll(string(b), "../../models/", filepath.Join(root(t), "models")+"/")
+	y = strings.Replace(y, "name: burst", "name: "+tp.name, 1)
+	y += fmt.Sprintf("kafka:\n  embedded_listen: %s\nfunnel:\n  listen: %s\nadmin:\n  listen: %s\n", tp.broker, tp.funnel, tp.admin)
+	tp.file = filepath.Join(t.TempDir(), "burst.yaml")
+	if err := os.WriteFile(tp.file, []byte(y), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	up(t, tp)
+
+	var (
+		mu      sync.Mutex
+		samples []scalerSample
+	)
+	stop := make(chan struct{})
+	scraped := make(chan struct{})
+	go func() {
+		defer close(scraped)
+		for {
+			s := scrape(tp.admin)
+			mu.Lock()
+			samples = append(samples, s)
+			mu.Unlock()
+			select {
+			case <-stop:
+				return
+			case <-time.After(100 * time.Millisecond):
+			}
+		}
+	}()
+	defer func() {
+		select {
+		case <-stop:
+		default:
+			close(stop)
+		}
+		<-scraped
+	}()
+
+	start := time.Now()
+	out, err := exec.Command(ddnn, "bench", "-f", tp.file, "--count", "3000", "--rate", "1000", "--senders", "32", "--json", "--timeout", "90s").Output()
+	if err != nil {
+		t.Fatalf("bench: %v", err)
+	}
+	var rep struct {
+		Sent, Accepted, Results, Lost, Duplicates int
+	}
+	if err := json.Unmarshal(out, &rep); err != nil {
+		t.Fatalf("%v: %s", err, out)
+	}
+	if rep.Results != 3000 || rep.Lost != 0 {
+		t.Errorf("bench: %s", out)
+	}
+	drained := time.Since(start)
+
+	// Back to the minimum after the stabilization window (10 s) and one
+	// step per poll.
+	waitFor(t, "replicas back to the minimum", 60*time.Second, func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		last := samples[len(samples)-1]
+		return last.ready == 1 && last.desired == 1
+	})
+	close(stop)
+	<-scraped
+
+	var firstLag, firstUp time.Time
+	peak := 0.0
+	for _, s := range samples {
+		if s.at.Before(start) {
+			continue
+		}
+		if firstLag.IsZero() && s.lag > 0 {
+			firstLag = s.at
+		}
+		if firstUp.IsZero() && s.ready > 1 {
+			firstUp = s.at
+		}
+		peak = max(peak, s.ready)
+	}
+	if firstUp.IsZero() || peak <= 1 {
+		t.Fatalf("replicas never went above the minimum (peak ready %v)", peak)
+	}
+	t.Logf("peak %v ready replicas; first lag seen %s after the burst started; first new replica ready %s after the first lag (%s after the start); all %d results in %s; back at the minimum %s after the start",
+		peak, firstLag.Sub(start).Round(time.Millisecond), firstUp.Sub(firstLag).Round(time.Millisecond), firstUp.Sub(start).Round(time.Millisecond),
+		rep.Results, drained.Round(time.Millisecond), time.Since(start).Round(time.Millisecond))
+}

@@ -1,0 +1,219 @@
+// Package process is the default replica runtime: each inference replica is
+// a child process of the same binary on a free 127.0.0.1 port, restarted if
+// it dies, killed if its parent dies. Removing a replica first hides it from
+// the replica list (so connectors stop sending to it), waits DrainDelay,
+// then stops it with SIGTERM, which lets it finish in-flight requests.
+package process
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/ddnn-continuum/ddnn/internal/proc"
+	"github.com/ddnn-continuum/ddnn/internal/runtime"
+)
+
+// Config tunes the process runtime.
+type Config struct {
+	// Out receives the replicas' output, line by line with their names.
+	Out    io.Writer
+	Logger *slog.Logger
+	// DrainDelay is how long a replica is hidden from the list before it
+	// is stopped (default 2s: connectors poll the list twice a second).
+	DrainDelay time.Duration
+	// StopGrace bounds a replica's own graceful stop (default 8s).
+	StopGrace time.Duration
+}
+
+type replica struct {
+	id       string
+	url      string
+	child    *proc.Child
+	started  time.Time
+	draining bool
+}
+
+// Runtime runs one tier's replicas as child processes.
+type Runtime struct {
+	spec runtime.Spec
+	cfg  Config
+	log  *slog.Logger
+
+	mu    sync.Mutex
+	reps  []*replica
+	next  int
+	stops sync.WaitGroup
+	ctx   context.Context // supervises children until Close
+	done  context.CancelFunc
+}
+
+var _ runtime.Runtime = (*Runtime)(nil)
+
+// New makes a runtime with no replicas; Scale starts them.
+func New(spec runtime.Spec, cfg Config) *Runtime {
+	if cfg.DrainDelay == 0 {
+		cfg.DrainDelay = 2 * time.Second
+	}
+	if cfg.StopGrace == 0 {
+		cfg.StopGrace = 8 * time.Second
+	}
+	log := cfg.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	return &Runtime{spec: spec, cfg: cfg, log: log.With("runtime", "process", "tier", spec.Tier), ctx: ctx, done: cancel}
+}
+
+// Scale starts or drains replicas until n are live.
+func (r *Runtime) Scale(_ context.Context, n int) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var live []*replica
+	for _, rep := range r.reps {
+		if !rep.draining {
+			live = append(live, rep)
+		}
+	}
+	for i := len(live); i < n; i++ {
+		rep, err := r.startLocked()
+		if err != nil {
+			return err
+		}
+		live = append(live, rep)
+	}
+	for i := len(live) - 1; i >= n; i-- { // newest first
+		r.drainLocked(live[i])
+	}
+	return nil
+}
+
+func (r *Runtime) startLocked() (*replica, error) {
+	port, err := freePort()
+	if err != nil {
+		return nil, err
+	}
+	addr := "127.0.0.1:" + strconv.Itoa(port)
+	id := fmt.Sprintf("%s-%d", r.spec.Tier, r.next)
+	r.next++
+	args := append([]string{"inference", "-f", r.spec.File, "--tier", r.spec.Tier, "--listen", addr, "--funnel", r.spec.FunnelURL}, r.spec.Args...)
+	if r.spec.ORTLib != "" {
+		args = append(args, "--ort-lib", r.spec.ORTLib)
+	}
+	c := proc.New(id, "http://"+addr+"/readyz", r.cfg.Out, r.log, args...)
+	if err := c.Start(); err != nil {
+		return nil, err
+	}
+	go c.Supervise(r.ctx)
+	rep := &replica{id: id, url: "http://" + addr, child: c, started: time.Now()}
+	r.reps = append(r.reps, rep)
+	r.log.Info("replica started", "replica", id, "url", rep.url, "pid", c.PID())
+	return rep, nil
+}
+
+// drainLocked hides rep, then stops it after the drain delay.
+func (r *Runtime) drainLocked(rep *replica) {
+	if rep.draining {
+		return
+	}
+	rep.draining = true
+	r.log.Info("replica draining", "replica", rep.id)
+	r.stops.Add(1)
+	go func() {
+		defer r.stops.Done()
+		select {
+		case <-time.After(r.cfg.DrainDelay):
+		case <-r.ctx.Done():
+		}
+		rep.child.Stop(r.cfg.StopGrace)
+		r.mu.Lock()
+		for i, x := range r.reps {
+			if x == rep {
+				r.reps = append(r.reps[:i], r.reps[i+1:]...)
+				break
+			}
+		}
+		r.mu.Unlock()
+		r.log.Info("replica stopped", "replica", rep.id)
+	}()
+}
+
+// List returns the live (not draining) replicas with their readiness.
+func (r *Runtime) List(_ context.Context) ([]runtime.Replica, error) {
+	r.mu.Lock()
+	var live []*replica
+	for _, rep := range r.reps {
+		if !rep.draining {
+			live = append(live, rep)
+		}
+	}
+	r.mu.Unlock()
+	out := make([]runtime.Replica, len(live))
+	var wg sync.WaitGroup
+	for i, rep := range live {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			out[i] = runtime.Replica{ID: rep.id, URL: rep.url, Ready: rep.child.Ready(), Started: rep.started}
+		}()
+	}
+	wg.Wait()
+	return out, nil
+}
+
+// Stop drains and stops one replica; an unknown id is not an error.
+func (r *Runtime) Stop(_ context.Context, id string) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, rep := range r.reps {
+		if rep.id == id {
+			r.drainLocked(rep)
+		}
+	}
+	return nil
+}
+
+// Close stops every replica (in parallel, each with its grace) and waits.
+func (r *Runtime) Close(_ context.Context) error {
+	r.mu.Lock()
+	reps := append([]*replica(nil), r.reps...)
+	r.mu.Unlock()
+	r.done() // no more restarts; draining replicas stop now
+	var wg sync.WaitGroup
+	for _, rep := range reps {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			rep.child.Stop(r.cfg.StopGrace)
+		}()
+	}
+	wg.Wait()
+	r.stops.Wait()
+	return nil
+}
+
+// Children returns the replicas' processes (for metrics and tests).
+func (r *Runtime) Children() []*proc.Child {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	out := make([]*proc.Child, len(r.reps))
+	for i, rep := range r.reps {
+		out[i] = rep.child
+	}
+	return out
+}
+
+func freePort() (int, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, err
+	}
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port, nil
+}

@@ -1,0 +1,194 @@
+package scaler
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/twmb/franz-go/pkg/kadm"
+
+	"github.com/ddnn-continuum/ddnn/internal/runtime"
+)
+
+// Target is one tier the scaler watches and sizes.
+type Target struct {
+	Tier     string
+	Group    string // the tier connector's consumer group
+	Topic    string // the tier's input topic
+	Min, Max int
+	Settings Settings
+	Runtime  runtime.Runtime
+}
+
+// Config is what a Scaler needs.
+type Config struct {
+	// Admin reads lag and offsets.
+	Admin   *kadm.Client
+	Targets []Target
+	// Registerer receives the scaler's metrics; nil registers nothing.
+	Registerer prometheus.Registerer
+	Logger     *slog.Logger
+}
+
+// Scaler runs one control loop per target.
+type Scaler struct {
+	cfg Config
+	m   *Metrics
+	log *slog.Logger
+}
+
+// New checks the targets' settings.
+func New(cfg Config) (*Scaler, error) {
+	for i := range cfg.Targets {
+		t := &cfg.Targets[i]
+		t.Settings = t.Settings.WithDefaults()
+		if err := t.Settings.Validate(); err != nil {
+			return nil, fmt.Errorf("tier %q: %w", t.Tier, err)
+		}
+	}
+	log := cfg.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	s := &Scaler{cfg: cfg, log: log.With("component", "scaler")}
+	if cfg.Registerer != nil {
+		s.m = NewMetrics(cfg.Registerer)
+	}
+	return s, nil
+}
+
+// Run scales every target to its minimum, then polls and decides until ctx
+// ends. Replicas are left as they are when it returns.
+func (s *Scaler) Run(ctx context.Context) error {
+	var wg sync.WaitGroup
+	for _, t := range s.cfg.Targets {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			s.loop(ctx, t)
+		}()
+	}
+	wg.Wait()
+	return nil
+}
+
+// offsets is one lag reading.
+type offsets struct {
+	at     time.Time
+	lag    int64
+	end    int64 // sum of end offsets: what arrived
+	commit int64 // sum of committed offsets: what was served
+}
+
+func (s *Scaler) loop(ctx context.Context, t Target) {
+	log := s.log.With("tier", t.Tier)
+	cur := t.Min
+	if err := t.Runtime.Scale(ctx, cur); err != nil {
+		log.Error("initial scale", "replicas", cur, "err", err)
+	}
+	var (
+		st       State
+		prev     *offsets
+		capacity float64
+	)
+	tick := time.NewTicker(t.Settings.PollInterval)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+		now := time.Now()
+		ready := 0
+		if reps, err := t.Runtime.List(ctx); err == nil {
+			for _, r := range reps {
+				if r.Ready {
+					ready++
+				}
+			}
+		}
+		in := Inputs{Now: now, Current: cur, Ready: ready, Min: t.Min, Max: t.Max}
+		o, err := s.read(ctx, t)
+		if err != nil {
+			s.m.lagError(t.Tier)
+			log.Warn("lag read failed; holding", "err", err)
+			prev = nil // rates need two good readings in a row
+		} else {
+			in.LagOK, in.Lag = true, o.lag
+			if prev != nil {
+				dt := o.at.Sub(prev.at).Seconds()
+				in.Arrival = max(0, float64(o.end-prev.end)/dt)
+				in.Service = max(0, float64(o.commit-prev.commit)/dt)
+				// Capacity is what the ready replicas serve while a
+				// backlog keeps them all busy: the lag grew, or each
+				// replica has a full share of it. (Lag that is merely
+				// in flight would make idle replicas look slow and
+				// inflate the count.)
+				saturated := o.lag > prev.lag || o.lag >= t.Settings.LagPerReplica*int64(ready)
+				if saturated && prev.lag > 0 && ready > 0 && in.Service > 0 {
+					sample := in.Service / float64(ready)
+					if capacity == 0 {
+						capacity = sample
+					} else {
+						capacity = 0.7*capacity + 0.3*sample
+					}
+				}
+			}
+			prev = &o
+		}
+		in.Capacity = capacity
+		var d Decision
+		d, st = Decide(st, t.Settings, in)
+		s.m.observe(t.Tier, in, d)
+		if !d.Changed {
+			continue
+		}
+		log.Info("scale", d.LogAttrs(in)...)
+		if err := t.Runtime.Scale(ctx, d.Replicas); err != nil {
+			log.Error("scale", "replicas", d.Replicas, "err", err)
+			continue
+		}
+		cur = d.Replicas
+	}
+}
+
+// read sums the group's lag and offsets over the tier's topic. Partitions
+// the group never committed count in full (kadm reports them with commit
+// -1 and lag from the start).
+func (s *Scaler) read(ctx context.Context, t Target) (offsets, error) {
+	ctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+	defer cancel()
+	lags, err := s.cfg.Admin.Lag(ctx, t.Group)
+	if err != nil {
+		return offsets{}, err
+	}
+	g, ok := lags[t.Group]
+	if !ok {
+		return offsets{}, fmt.Errorf("group %s not described", t.Group)
+	}
+	if err := g.Error(); err != nil {
+		return offsets{}, err
+	}
+	o := offsets{at: time.Now()}
+	parts := g.Lag[t.Topic]
+	if len(parts) == 0 {
+		return offsets{}, fmt.Errorf("group %s has no partitions of %s yet", t.Group, t.Topic)
+	}
+	for _, p := range parts {
+		if p.Err != nil {
+			return offsets{}, fmt.Errorf("%s[%d]: %w", t.Topic, p.Partition, p.Err)
+		}
+		o.lag += max(p.Lag, 0)
+		o.end += p.End.Offset
+		if p.Commit.At >= 0 {
+			o.commit += p.Commit.At
+		} else {
+			o.commit += p.Start.Offset
+		}
+	}
+	return o, nil
+}
