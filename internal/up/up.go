@@ -22,6 +22,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -71,6 +72,8 @@ type Supervisor struct {
 	runtimes   map[string]*process.Runtime // by tier
 	connectors []*proc.Child
 	admin      *http.Server
+	mu         sync.Mutex // guards funnel, runtimes and connectors, read by the admin server
+	started    atomic.Bool // every part started once
 	reg        prometheus.Registerer
 	kafkaReg   prometheus.Registerer
 	scalerStop context.CancelFunc
@@ -94,6 +97,7 @@ func Run(ctx context.Context, cfg Config) error {
 	defer stopSupervising()
 	err := s.start(ctx, childCtx)
 	if err == nil {
+		s.started.Store(true)
 		s.announce()
 		<-ctx.Done()
 	}
@@ -124,8 +128,11 @@ func (s *Supervisor) start(ctx, childCtx context.Context) error {
 		return err
 	}
 	funnelAddr := p.Funnel.Listen
-	s.funnel = s.newChild("funnel", "http://"+funnelAddr+"/readyz",
+	fc := s.newChild("funnel", "http://"+funnelAddr+"/readyz",
 		"funnel", "-f", s.cfg.File, "--brokers", s.brokers, "--listen", funnelAddr)
+	s.mu.Lock()
+	s.funnel = fc
+	s.mu.Unlock()
 	if err := s.launch(ctx, childCtx, s.funnel); err != nil {
 		return err
 	}
@@ -140,7 +147,9 @@ func (s *Supervisor) start(ctx, childCtx context.Context) error {
 			FunnelURL: "http://" + funnelAddr, ORTLib: s.cfg.ORTLib,
 			Args: []string{"--log-level", "info"},
 		}, process.Config{Out: s.cfg.Out, Logger: s.log})
+		s.mu.Lock()
 		s.runtimes[t.Name] = rt
+		s.mu.Unlock()
 		if err := rt.Scale(ctx, t.Replicas.Min); err != nil {
 			return err
 		}
@@ -160,7 +169,9 @@ func (s *Supervisor) start(ctx, childCtx context.Context) error {
 			"connector", "-f", s.cfg.File, "--tier", t.Name,
 			"--replicas-url", "http://"+s.p.Admin.Listen+"/v1/tiers/"+t.Name+"/replicas",
 			"--admin", admin, "--brokers", s.brokers, "--drain-timeout", "5s")
+		s.mu.Lock()
 		s.connectors = append(s.connectors, c)
+		s.mu.Unlock()
 	}
 	if err := s.launch(ctx, childCtx, s.connectors...); err != nil {
 		return err
@@ -173,7 +184,7 @@ func (s *Supervisor) waitReplicas(ctx context.Context, tier string, n int) error
 	ctx, cancel := context.WithTimeout(ctx, s.cfg.ReadyTimeout)
 	defer cancel()
 	for {
-		reps, _ := s.runtimes[tier].List(ctx)
+		reps, _ := s.runtime(tier).List(ctx)
 		ready := 0
 		for _, r := range reps {
 			if r.Ready {
@@ -209,7 +220,7 @@ func (s *Supervisor) startScaler() error {
 				Stabilization:  t.Scaling.StabilizationWindow,
 				CooldownToZero: t.Scaling.CooldownToZero,
 			},
-			Runtime: s.runtimes[t.Name],
+			Runtime: s.runtime(t.Name),
 		})
 	}
 	if len(targets) == 0 {
@@ -296,8 +307,17 @@ func (s *Supervisor) announce() {
 	fmt.Fprintf(w, "  metrics:  http://%s/metrics\n", p.Admin.Listen)
 }
 
+// runtime returns tier's runtime, nil before it exists.
+func (s *Supervisor) runtime(tier string) *process.Runtime {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.runtimes[tier]
+}
+
 // fixedChildren are the funnel and the connectors.
 func (s *Supervisor) fixedChildren() []*proc.Child {
+	s.mu.Lock()
+	defer s.mu.Unlock()
 	var cs []*proc.Child
 	if s.funnel != nil {
 		cs = append(cs, s.funnel)
@@ -309,7 +329,7 @@ func (s *Supervisor) fixedChildren() []*proc.Child {
 func (s *Supervisor) children() []*proc.Child {
 	cs := s.fixedChildren()
 	for _, t := range s.p.Tiers {
-		if rt := s.runtimes[t.Name]; rt != nil {
+		if rt := s.runtime(t.Name); rt != nil {
 			cs = append(cs, rt.Children()...)
 		}
 	}
@@ -345,6 +365,10 @@ func (s *Supervisor) serveAdmin() error {
 	mux.Handle("GET /metrics", promhttp.HandlerFor(gather, promhttp.HandlerOpts{ErrorHandling: promhttp.ContinueOnError}))
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { io.WriteString(w, "ok\n") })
 	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
+		if !s.started.Load() {
+			http.Error(w, "starting", http.StatusServiceUnavailable)
+			return
+		}
 		for _, c := range s.fixedChildren() {
 			if !c.Ready() {
 				http.Error(w, c.Name()+" not ready", http.StatusServiceUnavailable)
@@ -354,7 +378,7 @@ func (s *Supervisor) serveAdmin() error {
 		io.WriteString(w, "ready\n")
 	})
 	mux.HandleFunc("GET /v1/tiers/{tier}/replicas", func(w http.ResponseWriter, r *http.Request) {
-		rt := s.runtimes[r.PathValue("tier")]
+		rt := s.runtime(r.PathValue("tier"))
 		if rt == nil {
 			http.Error(w, "no such tier", http.StatusNotFound)
 			return
@@ -404,9 +428,16 @@ func (s *Supervisor) stop() {
 			resp.Body.Close()
 		}
 	}
-	stopAll(s.connectors, share(0.7))
-	var wg sync.WaitGroup
+	s.mu.Lock()
+	connectors := append([]*proc.Child(nil), s.connectors...)
+	runtimes := make([]*process.Runtime, 0, len(s.runtimes))
 	for _, rt := range s.runtimes {
+		runtimes = append(runtimes, rt)
+	}
+	s.mu.Unlock()
+	stopAll(connectors, share(0.7))
+	var wg sync.WaitGroup
+	for _, rt := range runtimes {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
