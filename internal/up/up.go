@@ -72,7 +72,7 @@ type Supervisor struct {
 	runtimes   map[string]*process.Runtime // by tier
 	connectors []*proc.Child
 	admin      *http.Server
-	mu         sync.Mutex // guards funnel, runtimes and connectors, read by the admin server
+	mu         sync.Mutex  // guards funnel, runtimes and connectors, read by the admin server
 	started    atomic.Bool // every part started once
 	reg        prometheus.Registerer
 	kafkaReg   prometheus.Registerer
