@@ -14,7 +14,7 @@ import (
 
 func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := newFlags("bench", "bench -f FILE [--count N] [--rate R] [--senders S] [--json]", stderr)
-	file := loadPipeline(fs)
+	file := fileFlag(fs)
 	count := fs.Int("count", 2000, "messages to send")
 	rate := fs.Float64("rate", 0, "total send rate in messages/s (open loop); 0 sends as fast as the senders can (closed loop)")
 	senders := fs.Int("senders", 16, "concurrent HTTP senders")

@@ -8,6 +8,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/ddnn-continuum/ddnn/internal/kafka"
@@ -17,9 +18,9 @@ import (
 
 func runResults(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := newFlags("results", "results -f FILE [--follow] [--count N] [--timeout D] [--json]", stderr)
-	file := loadPipeline(fs)
+	file := fileFlag(fs)
 	follow := fs.Bool("follow", false, "keep reading new results until interrupted")
-	count := fs.Int("count", 0, "stop after N results (0: read until --timeout, or forever with --follow)")
+	count := fs.Int("count", 0, "stop after N results (0: every result there is now, or forever with --follow)")
 	timeout := fs.Duration("timeout", 10*time.Second, "give up waiting after this long (without --follow)")
 	asJSON := fs.Bool("json", false, "print one JSON result per line")
 	brokers := fs.String("brokers", "", "Kafka brokers, comma-separated (default: the pipeline's kafka section)")
@@ -44,6 +45,23 @@ func runResults(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		ctx, cancel = context.WithTimeout(ctx, *timeout)
 		defer cancel()
 	}
+	// Without --count or --follow: read up to what the topic holds now.
+	var until map[int32]int64
+	if *count == 0 && !*follow {
+		ends, err := kadm.NewClient(cl).ListEndOffsets(ctx, p.ResultsTopic())
+		if err == nil {
+			err = ends.Error()
+		}
+		if err != nil {
+			return fmt.Errorf("results: end offsets: %w", err)
+		}
+		until = map[int32]int64{}
+		ends.Each(func(o kadm.ListedOffset) {
+			if o.Offset > 0 {
+				until[o.Partition] = o.Offset
+			}
+		})
+	}
 	var tw *tabwriter.Writer
 	if !*asJSON {
 		tw = tabwriter.NewWriter(stdout, 0, 0, 2, ' ', 0)
@@ -51,7 +69,7 @@ func runResults(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		defer tw.Flush()
 	}
 	n := 0
-	for *count == 0 || n < *count {
+	for (*count == 0 || n < *count) && (until == nil || len(until) > 0) {
 		fs := cl.PollFetches(ctx)
 		if ctx.Err() != nil {
 			break
@@ -60,6 +78,9 @@ func runResults(ctx context.Context, args []string, stdout, stderr io.Writer) er
 			return fmt.Errorf("results: %w", err)
 		}
 		for _, rec := range fs.Records() {
+			if until != nil && rec.Offset+1 >= until[rec.Partition] {
+				delete(until, rec.Partition)
+			}
 			r, err := wire.DecodeResult(rec.Value)
 			if err != nil {
 				fmt.Fprintf(stderr, "skipping offset %d: %v\n", rec.Offset, err)

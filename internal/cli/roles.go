@@ -52,7 +52,7 @@ func serveHTTP(ctx context.Context, ln net.Listener, h http.Handler, grace time.
 
 // loadPipeline reads -f without initializing ONNX Runtime (roles that run
 // no model).
-func loadPipeline(fs flagSet) *string {
+func fileFlag(fs flagSet) *string {
 	return fs.String("f", "deploy/pipeline.yaml", "pipeline YAML file")
 }
 
@@ -68,7 +68,7 @@ type roleFlags struct {
 }
 
 func addRoleFlags(fs *flag.FlagSet, stderr io.Writer, brokers bool) roleFlags {
-	rf := roleFlags{file: loadPipeline(fs), brokers: new(string)}
+	rf := roleFlags{file: fileFlag(fs), brokers: new(string)}
 	if brokers {
 		rf.brokers = fs.String("brokers", "", "Kafka brokers, comma-separated (default: the pipeline's kafka section)")
 	}

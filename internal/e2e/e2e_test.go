@@ -535,3 +535,24 @@ func TestSupervisorDeathKillsChildren(t *testing.T) {
 		return true
 	})
 }
+
+// TestResultsReadsWhatIsThere: without --count, `ddnn results` prints what
+// the topic holds and stops, without waiting for its timeout.
+func TestResultsReadsWhatIsThere(t *testing.T) {
+	tp := writePipeline(t, "resultsall", 1, "")
+	up(t, tp)
+	ds := testSet(t)
+	sendHTTP(t, tp.funnel, ds.Samples[:7], "ra-", 1)
+	collectResults(t, tp.broker, tp.name+".results", "ra-", 7, 30*time.Second)
+	start := time.Now()
+	out, err := exec.Command(ddnn, "results", "-f", tp.file, "--json", "--timeout", "20s").Output()
+	if err != nil {
+		t.Fatalf("results: %v", err)
+	}
+	if n := strings.Count(string(out), `"id":"ra-`); n != 7 {
+		t.Errorf("%d results printed, want 7:\n%s", n, out)
+	}
+	if took := time.Since(start); took > 10*time.Second {
+		t.Errorf("took %s: waited for the timeout instead of stopping at the end", took)
+	}
+}
