@@ -50,8 +50,7 @@ func serveHTTP(ctx context.Context, ln net.Listener, h http.Handler, grace time.
 	return nil
 }
 
-// loadPipeline reads -f without initializing ONNX Runtime (roles that run
-// no model).
+// fileFlag adds -f, the pipeline YAML, for roles that run no model.
 func fileFlag(fs flagSet) *string {
 	return fs.String("f", "deploy/pipeline.yaml", "pipeline YAML file")
 }
