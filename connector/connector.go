@@ -154,23 +154,13 @@ func (c *Connector) Run(ctx context.Context) error {
 
 	items := make(chan item, conn.MaxBatch*max(1, len(c.cfg.Replicas))*conn.InFlightPerReplica)
 	if c.cfg.ReplicasURL != "" {
-		if err := c.followReplicas(ctx); err != nil {
-			c.log.Warn("replica list", "err", err)
-		}
-		go func() {
-			t := time.NewTicker(500 * time.Millisecond)
-			defer t.Stop()
-			for {
-				select {
-				case <-ctx.Done():
-					return
-				case <-t.C:
-					if err := c.followReplicas(ctx); err != nil {
-						c.log.Warn("replica list", "err", err)
-					}
-				}
+		follow := func() {
+			if err := c.followReplicas(ctx); err != nil {
+				c.log.Warn("replica list", "err", err)
 			}
-		}()
+		}
+		follow()
+		go every(ctx, 500*time.Millisecond, follow)
 	}
 	batcherDone := make(chan struct{})
 	go func() {
@@ -523,14 +513,19 @@ func (c *Connector) done(rec *kgo.Record) {
 
 // commitLoop commits what is committable twice a second.
 func (c *Connector) commitLoop(ctx context.Context) {
-	t := time.NewTicker(500 * time.Millisecond)
+	every(ctx, 500*time.Millisecond, func() { c.commit(ctx) })
+}
+
+// every calls f every d until ctx ends.
+func every(ctx context.Context, d time.Duration, f func()) {
+	t := time.NewTicker(d)
 	defer t.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-t.C:
-			c.commit(ctx)
+			f()
 		}
 	}
 }
