@@ -125,6 +125,14 @@ func TestBurstScalesProcessReplicas(t *testing.T) {
 	})
 	close(stop)
 	<-scraped
+	// Scaling down must not cost retries: a leaving replica gets no new
+	// calls and finishes the ones it has.
+	if ok := metricSum(t, tp.admin, `ddnn_connector_invocations_total{`, `outcome="ok"`, `tier="edge"`); ok == 0 {
+		t.Error("no edge invocations counted: the metrics scrape is broken")
+	}
+	if n := metricSum(t, tp.admin, `ddnn_connector_retries_total{`, `tier="edge"`); n != 0 {
+		t.Errorf("%v edge invocations retried during the burst and the scale-down", n)
+	}
 
 	var firstLag, firstUp time.Time
 	peak := 0.0
@@ -146,4 +154,67 @@ func TestBurstScalesProcessReplicas(t *testing.T) {
 	t.Logf("peak %v ready replicas; first lag seen %s after the burst started; first new replica ready %s after the first lag (%s after the start); all %d results in %s; back at the minimum %s after the start",
 		peak, firstLag.Sub(start).Round(time.Millisecond), firstUp.Sub(firstLag).Round(time.Millisecond), firstUp.Sub(start).Round(time.Millisecond),
 		rep.Results, drained.Round(time.Millisecond), time.Since(start).Round(time.Millisecond))
+}
+
+// TestScaleFromZero: a tier with min 0 starts with no replica; the first
+// images activate one, every image gets its result, and after the idle
+// cooldown the tier goes back to zero.
+func TestScaleFromZero(t *testing.T) {
+	b, err := os.ReadFile(filepath.Join(root(t), "deploy/examples/burst.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tp := testPipeline{name: "zero", broker: freeAddr(t), funnel: freeAddr(t), admin: freeAddr(t)}
+	y := strings.ReplaceAll(string(b), "../../models/", filepath.Join(root(t), "models")+"/")
+	y = strings.Replace(y, "name: burst", "name: "+tp.name, 1)
+	y = strings.Replace(y, "replicas: {min: 1, max: 6}", "replicas: {min: 0, max: 2}", 1)
+	y = strings.Replace(y, "stabilization_window: 10s", "stabilization_window: 3s\n      cooldown_to_zero: 4s", 1)
+	y += fmt.Sprintf("kafka:\n  embedded_listen: %s\nfunnel:\n  listen: %s\nadmin:\n  listen: %s\n", tp.broker, tp.funnel, tp.admin)
+	tp.file = filepath.Join(t.TempDir(), "zero.yaml")
+	if err := os.WriteFile(tp.file, []byte(y), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	up(t, tp)
+	if s := scrape(tp.admin); s.ready > 0 {
+		t.Fatalf("edge starts with %v ready replicas, want 0", s.ready)
+	}
+	start := time.Now()
+	ds := testSet(t)
+	sendHTTP(t, tp.funnel, ds.Samples[:20], "z-", 2)
+	got := collectResults(t, tp.broker, tp.name+".results", "z-", 20, 60*time.Second)
+	t.Logf("20 results %s after the first image arrived at a tier with no replica", time.Since(start).Round(time.Millisecond))
+	if len(got) != 20 {
+		t.Fatalf("%d results", len(got))
+	}
+	waitFor(t, "back to zero after the cooldown", 30*time.Second, func() bool {
+		s := scrape(tp.admin)
+		return s.desired == 0 && s.ready == 0
+	})
+}
+
+// metricSum adds the values of every series of the supervisor's /metrics
+// whose line starts with prefix and contains every one of labels.
+func metricSum(t *testing.T, admin, prefix string, labels ...string) float64 {
+	t.Helper()
+	resp, err := http.Get("http://" + admin + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	sum := 0.0
+	for _, line := range strings.Split(string(b), "\n") {
+		if !strings.HasPrefix(line, prefix) {
+			continue
+		}
+		ok := true
+		for _, l := range labels {
+			ok = ok && strings.Contains(line, l)
+		}
+		if f := strings.Fields(line); ok && len(f) == 2 {
+			v, _ := strconv.ParseFloat(f[1], 64)
+			sum += v
+		}
+	}
+	return sum
 }
