@@ -68,7 +68,7 @@ func TestBurstScalesProcessReplicas(t *testing.T) {
 	if err := os.WriteFile(tp.file, []byte(y), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	up(t, tp)
+	upProc := up(t, tp)
 
 	var (
 		mu      sync.Mutex
@@ -151,6 +151,20 @@ func TestBurstScalesProcessReplicas(t *testing.T) {
 	if firstUp.IsZero() || peak <= 1 {
 		t.Fatalf("replicas never went above the minimum (peak ready %v)", peak)
 	}
+	// From the supervisor's log: the first scale-up decision and when the
+	// first replica it started was ready.
+	decided, readyAfter := "", ""
+	for _, line := range strings.Split(upProc.out.String(), "\n") {
+		if decided == "" && strings.Contains(line, `msg=scale `) && strings.Contains(line, "reason=scale_up") {
+			decided = line
+		}
+		if decided != "" && readyAfter == "" && strings.Contains(line, `msg="replica ready"`) && !strings.Contains(line, "replica=edge-0") {
+			if i := strings.Index(line, "after="); i >= 0 {
+				readyAfter = strings.Fields(line[i:])[0]
+			}
+		}
+	}
+	t.Logf("scale-up decision: %s; first new replica %s", decided, readyAfter)
 	t.Logf("peak %v ready replicas; first lag seen %s after the burst started; first new replica ready %s after the first lag (%s after the start); all %d results in %s; back at the minimum %s after the start",
 		peak, firstLag.Sub(start).Round(time.Millisecond), firstUp.Sub(firstLag).Round(time.Millisecond), firstUp.Sub(start).Round(time.Millisecond),
 		rep.Results, drained.Round(time.Millisecond), time.Since(start).Round(time.Millisecond))

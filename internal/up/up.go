@@ -232,7 +232,7 @@ func (s *Supervisor) startScaler() error {
 	if err != nil {
 		return fmt.Errorf("scaler: kafka client: %w", err)
 	}
-	sc, err := scaler.New(scaler.Config{Admin: kadm.NewClient(cl), Targets: targets, Registerer: s.reg, Logger: s.log})
+	sc, err := scaler.New(scaler.Config{Admin: kadm.NewClient(cl), Targets: targets, Registerer: s.reg, Logger: s.cfg.Logger})
 	if err != nil {
 		cl.Close()
 		return err

@@ -114,6 +114,11 @@ func (r *Runtime) startLocked() (*replica, error) {
 	rep := &replica{id: id, url: "http://" + addr, child: c, started: time.Now()}
 	r.reps = append(r.reps, rep)
 	r.log.Info("replica started", "replica", id, "url", rep.url, "pid", c.PID())
+	go func() {
+		if err := c.WaitReady(r.ctx, time.Minute); err == nil {
+			r.log.Info("replica ready", "replica", id, "after", time.Since(rep.started).Round(time.Millisecond))
+		}
+	}()
 	return rep, nil
 }
 
