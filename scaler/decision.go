@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"math"
 	"time"
+
+	"github.com/ddnn-continuum/ddnn/internal/pipeline"
 )
 
 // Settings tune one tier's decisions.
@@ -15,6 +17,18 @@ type Settings struct {
 	ActivationLag  int64         // from zero, this much lag starts a replica (default 1)
 	Stabilization  time.Duration // scale-down window (default 30s)
 	CooldownToZero time.Duration // idle time before zero, with min 0 (default 60s)
+}
+
+// SettingsFrom maps a tier's YAML scaling section to settings.
+func SettingsFrom(s pipeline.Scaling) Settings {
+	return Settings{
+		PollInterval:   s.PollInterval,
+		TargetDrain:    s.TargetDrain,
+		LagPerReplica:  s.LagPerReplica,
+		ActivationLag:  s.ActivationLag,
+		Stabilization:  s.StabilizationWindow,
+		CooldownToZero: s.CooldownToZero,
+	}
 }
 
 // WithDefaults fills zero fields with defaults.

@@ -28,6 +28,7 @@ Commands:
   funnel         run the funnel alone: device ingest and internal deliveries
   connector      run one tier's kafka-to-http connector alone
   inference      serve one tier's inference function over HTTP
+  scaler         run the replica manager alone: replicas per tier, scaled by lag
   version        print version information
 
 Run 'ddnn <command> -h' for a command's flags.
@@ -82,6 +83,8 @@ func dispatch(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return runUp(ctx, args[1:], stdout, stderr)
 	case "bench":
 		return runBench(ctx, args[1:], stdout, stderr)
+	case "scaler":
+		return runScaler(ctx, args[1:], stdout, stderr)
 	default:
 		fmt.Fprint(stderr, usage)
 		return fmt.Errorf("%w: unknown command %q", errUsage, args[0])

@@ -232,3 +232,38 @@ func metricSum(t *testing.T, admin, prefix string, labels ...string) float64 {
 	}
 	return sum
 }
+
+// TestStandaloneScaler runs the roles as separate processes with `ddnn
+// scaler` owning the replicas: connectors follow the replica sets it serves.
+func TestStandaloneScaler(t *testing.T) {
+	tp := writePipeline(t, "standalone", 1, "")
+	b, _ := os.ReadFile(tp.file)
+	y := strings.Replace(string(b), "    replicas: 1\n", "    replicas: {min: 1, max: 3}\n    scaling: {stabilization_window: 5s}\n", 1)
+	os.WriteFile(tp.file, []byte(y), 0o644)
+	start(t, "broker", "-f", tp.file)
+	waitFor(t, "broker", 10*time.Second, func() bool { return dialable(tp.broker) })
+	start(t, "funnel", "-f", tp.file, "--brokers", tp.broker)
+	waitFor(t, "funnel", 20*time.Second, func() bool { return ready("http://" + tp.funnel + "/readyz") })
+	admin := freeAddr(t)
+	start(t, "scaler", "-f", tp.file, "--brokers", tp.broker, "--admin", admin)
+	for _, tier := range []string{"edge", "fog", "cloud"} {
+		waitFor(t, tier+" replica listed", 30*time.Second, func() bool {
+			resp, err := http.Get("http://" + admin + "/v1/tiers/" + tier + "/replicas")
+			if err != nil {
+				return false
+			}
+			defer resp.Body.Close()
+			var reps []struct{ URL string }
+			return json.NewDecoder(resp.Body).Decode(&reps) == nil && len(reps) >= 1
+		})
+		cadmin := freeAddr(t)
+		start(t, "connector", "-f", tp.file, "--tier", tier, "--replicas-url", "http://"+admin+"/v1/tiers/"+tier+"/replicas", "--brokers", tp.broker, "--admin", cadmin)
+		waitFor(t, tier+" connector", 20*time.Second, func() bool { return ready("http://" + cadmin + "/readyz") })
+	}
+	ds := testSet(t)
+	sendHTTP(t, tp.funnel, ds.Samples[:300], "sa-", 4)
+	got := collectResults(t, tp.broker, tp.name+".results", "sa-", 300, 60*time.Second)
+	if len(got) != 300 {
+		t.Fatalf("%d results", len(got))
+	}
+}

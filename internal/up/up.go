@@ -12,7 +12,6 @@ package up
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -167,7 +166,7 @@ func (s *Supervisor) start(ctx, childCtx context.Context) error {
 		admin := "127.0.0.1:" + strconv.Itoa(port)
 		c := s.newChild("connector-"+t.Name, "http://"+admin+"/readyz",
 			"connector", "-f", s.cfg.File, "--tier", t.Name,
-			"--replicas-url", "http://"+s.p.Admin.Listen+"/v1/tiers/"+t.Name+"/replicas",
+			"--replicas-url", "http://"+s.p.Admin.Listen+runtime.ListPath(t.Name),
 			"--admin", admin, "--brokers", s.brokers, "--drain-timeout", "5s")
 		s.mu.Lock()
 		s.connectors = append(s.connectors, c)
@@ -212,14 +211,7 @@ func (s *Supervisor) startScaler() error {
 		targets = append(targets, scaler.Target{
 			Tier: t.Name, Group: s.p.ConsumerGroup(t.Name), Topic: s.p.InputTopic(t.Name),
 			Min: t.Replicas.Min, Max: t.Replicas.Max,
-			Settings: scaler.Settings{
-				PollInterval:   t.Scaling.PollInterval,
-				TargetDrain:    t.Scaling.TargetDrain,
-				LagPerReplica:  t.Scaling.LagPerReplica,
-				ActivationLag:  t.Scaling.ActivationLag,
-				Stabilization:  t.Scaling.StabilizationWindow,
-				CooldownToZero: t.Scaling.CooldownToZero,
-			},
+			Settings: scaler.SettingsFrom(t.Scaling),
 			Runtime: s.runtime(t.Name),
 		})
 	}
@@ -377,30 +369,12 @@ func (s *Supervisor) serveAdmin() error {
 		}
 		io.WriteString(w, "ready\n")
 	})
-	mux.HandleFunc("GET /v1/tiers/{tier}/replicas", func(w http.ResponseWriter, r *http.Request) {
-		rt := s.runtime(r.PathValue("tier"))
-		if rt == nil {
-			http.Error(w, "no such tier", http.StatusNotFound)
-			return
+	mux.Handle("GET /v1/tiers/{tier}/replicas", runtime.ListHandler(func(tier string) runtime.Runtime {
+		if rt := s.runtime(tier); rt != nil {
+			return rt
 		}
-		reps, err := rt.List(r.Context())
-		if err != nil {
-			http.Error(w, err.Error(), http.StatusServiceUnavailable)
-			return
-		}
-		type rep struct {
-			ID  string `json:"id"`
-			URL string `json:"url"`
-		}
-		out := []rep{}
-		for _, x := range reps {
-			if x.Ready {
-				out = append(out, rep{x.ID, x.URL})
-			}
-		}
-		w.Header().Set("Content-Type", "application/json")
-		json.NewEncoder(w).Encode(out)
-	})
+		return nil // not a typed nil inside the interface
+	}))
 	ln, err := net.Listen("tcp", s.p.Admin.Listen)
 	if err != nil {
 		return fmt.Errorf("admin: %w", err)

@@ -1,0 +1,91 @@
+package cli
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/ddnn-continuum/ddnn/internal/kafka"
+	"github.com/ddnn-continuum/ddnn/internal/pipeline"
+	"github.com/ddnn-continuum/ddnn/internal/runtime"
+	"github.com/ddnn-continuum/ddnn/internal/runtime/process"
+	"github.com/ddnn-continuum/ddnn/scaler"
+)
+
+// runScaler runs the replica manager alone: it owns every tier's replicas
+// through the tier's runtime, scales them by lag, and serves the replica
+// sets the connectors follow (--replicas-url http://ADMIN/v1/tiers/<tier>/replicas).
+func runScaler(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := newFlags("scaler", "scaler -f FILE [--admin ADDR] [--funnel URL] [--brokers H:P,...]", stderr)
+	rf := addRoleFlags(fs, stderr, true)
+	admin := fs.String("admin", "127.0.0.1:9465", "address of /metrics, /healthz, /readyz and the replica sets")
+	funnelURL := fs.String("funnel", "", "funnel base URL replicas deliver to (default: http://<funnel.listen>)")
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	p, log, err := rf.load("scaler")
+	if err != nil {
+		return err
+	}
+	if *funnelURL == "" {
+		*funnelURL = "http://" + p.Funnel.Listen
+	}
+	runtimes := map[string]runtime.Runtime{}
+	defer func() {
+		cctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		for _, rt := range runtimes {
+			rt.Close(cctx)
+		}
+	}()
+	var targets []scaler.Target
+	for _, t := range p.Tiers {
+		rt, err := newRuntime(p, &t, *rf.file, *funnelURL, stderr)
+		if err != nil {
+			return err
+		}
+		runtimes[t.Name] = rt
+		targets = append(targets, scaler.Target{
+			Tier: t.Name, Group: p.ConsumerGroup(t.Name), Topic: p.InputTopic(t.Name),
+			Min: t.Replicas.Min, Max: t.Replicas.Max, Settings: scaler.SettingsFrom(t.Scaling), Runtime: rt,
+		})
+	}
+	reg, wrapped := newRegistry(p)
+	cl, err := kgo.NewClient(kafka.ClientOptions(&p.Kafka, "scaler", wrapped)...)
+	if err != nil {
+		return fmt.Errorf("scaler: kafka client: %w", err)
+	}
+	defer cl.Close()
+	sc, err := scaler.New(scaler.Config{Admin: kadm.NewClient(cl), Targets: targets, Registerer: wrapped, Logger: log})
+	if err != nil {
+		return err
+	}
+	mux := adminMux(reg, func() bool { return true })
+	mux.Handle("GET /v1/tiers/{tier}/replicas", runtime.ListHandler(func(tier string) runtime.Runtime { return runtimes[tier] }))
+	ln, err := net.Listen("tcp", *admin)
+	if err != nil {
+		return fmt.Errorf("scaler admin: %w", err)
+	}
+	fmt.Fprintf(stdout, "scaler: replica sets on http://%s/v1/tiers/<tier>/replicas, metrics on /metrics\n", ln.Addr())
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	go srv.Serve(ln)
+	defer srv.Close()
+	return sc.Run(ctx)
+}
+
+// newRuntime makes the runtime a tier's YAML asks for.
+func newRuntime(p *pipeline.Pipeline, t *pipeline.Tier, file, funnelURL string, out io.Writer) (runtime.Runtime, error) {
+	spec := runtime.Spec{Pipeline: p.Name, Tier: t.Name, File: file, FunnelURL: funnelURL}
+	switch t.Replicas.Runtime {
+	case pipeline.RuntimeProcess:
+		return process.New(spec, process.Config{Out: out}), nil
+	default:
+		return nil, fmt.Errorf("tier %q: replicas.runtime %s is not available in this build yet (process is)", t.Name, t.Replicas.Runtime)
+	}
+}
