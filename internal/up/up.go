@@ -212,7 +212,7 @@ func (s *Supervisor) startScaler() error {
 			Tier: t.Name, Group: s.p.ConsumerGroup(t.Name), Topic: s.p.InputTopic(t.Name),
 			Min: t.Replicas.Min, Max: t.Replicas.Max,
 			Settings: scaler.SettingsFrom(t.Scaling),
-			Runtime: s.runtime(t.Name),
+			Runtime:  s.runtime(t.Name),
 		})
 	}
 	if len(targets) == 0 {
