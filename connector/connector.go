@@ -511,9 +511,10 @@ func (c *Connector) done(rec *kgo.Record) {
 	}
 }
 
-// commitLoop commits what is committable twice a second.
+// commitLoop commits what is committable five times a second: the less
+// done-but-uncommitted work a crash leaves, the fewer duplicates.
 func (c *Connector) commitLoop(ctx context.Context) {
-	every(ctx, 500*time.Millisecond, func() { c.commit(ctx) })
+	every(ctx, 200*time.Millisecond, func() { c.commit(ctx) })
 }
 
 // every calls f every d until ctx ends.
