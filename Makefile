@@ -16,7 +16,7 @@ PIPELINE ?= deploy/pipeline.yaml
 # Tests find the library through the environment.
 export ONNXRUNTIME_LIB := $(ORT_LIB)
 
-.PHONY: all deps build test unit smoke run bench fuzz models models-deps vet clean help
+.PHONY: all deps build test unit smoke run bench fuzz models models-deps vet clean help image
 
 all: build
 
@@ -24,6 +24,7 @@ help:
 	@echo "make run      install, build, check the models and run the sample pipeline (ddnn up)"
 	@echo "make test     install, build, vet, run all tests and the binary smoke checks"
 	@echo "make build    build bin/ddnn"
+	@echo "make image    build the ddnn Docker image FROM scratch (needs a Docker engine)"
 	@echo "make deps     install apt packages, the ONNX Runtime library and Go modules"
 	@echo "make bench    run the benchmarks"
 	@echo "make fuzz     fuzz the wire decoders for a short while"
@@ -49,7 +50,13 @@ smoke: build
 		echo "smoke: broken-chain fixture passed the check"; exit 1; fi
 	bin/ddnn models eval -f $(PIPELINE) --json
 
-test: vet build unit smoke
+# The tests run with a private Docker engine and the ddnn image, for the
+# docker runtime's tests; the script stops dockerd by its PID afterwards.
+test: vet build
+	scripts/with-dockerd.sh $(MAKE) --no-print-directory unit smoke
+
+image: build
+	scripts/build-image.sh ddnn:latest
 
 run: build
 	bin/ddnn models check -f $(PIPELINE)

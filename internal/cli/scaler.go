@@ -12,9 +12,8 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/ddnn-continuum/ddnn/internal/kafka"
-	"github.com/ddnn-continuum/ddnn/internal/pipeline"
 	"github.com/ddnn-continuum/ddnn/internal/runtime"
-	"github.com/ddnn-continuum/ddnn/internal/runtime/process"
+	"github.com/ddnn-continuum/ddnn/internal/up"
 	"github.com/ddnn-continuum/ddnn/scaler"
 )
 
@@ -46,7 +45,7 @@ func runScaler(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	}()
 	var targets []scaler.Target
 	for _, t := range p.Tiers {
-		rt, err := newRuntime(p, &t, *rf.file, *funnelURL, stderr)
+		rt, err := up.NewRuntime(ctx, p, &t, up.RuntimeOptions{File: *rf.file, FunnelURL: *funnelURL, Out: stderr, Logger: log})
 		if err != nil {
 			return err
 		}
@@ -77,15 +76,4 @@ func runScaler(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	go srv.Serve(ln)
 	defer srv.Close()
 	return sc.Run(ctx)
-}
-
-// newRuntime makes the runtime a tier's YAML asks for.
-func newRuntime(p *pipeline.Pipeline, t *pipeline.Tier, file, funnelURL string, out io.Writer) (runtime.Runtime, error) {
-	spec := runtime.Spec{Pipeline: p.Name, Tier: t.Name, File: file, FunnelURL: funnelURL}
-	switch t.Replicas.Runtime {
-	case pipeline.RuntimeProcess:
-		return process.New(spec, process.Config{Out: out}), nil
-	default:
-		return nil, fmt.Errorf("tier %q: replicas.runtime %s is not available in this build yet (process is)", t.Name, t.Replicas.Runtime)
-	}
 }

@@ -38,7 +38,6 @@ import (
 	"github.com/ddnn-continuum/ddnn/internal/pipeline"
 	"github.com/ddnn-continuum/ddnn/internal/proc"
 	"github.com/ddnn-continuum/ddnn/internal/runtime"
-	"github.com/ddnn-continuum/ddnn/internal/runtime/process"
 	"github.com/ddnn-continuum/ddnn/scaler"
 )
 
@@ -68,7 +67,7 @@ type Supervisor struct {
 	broker     *kafka.Broker
 	brokers    string
 	funnel     *proc.Child
-	runtimes   map[string]*process.Runtime // by tier
+	runtimes   map[string]runtime.Runtime // by tier
 	connectors []*proc.Child
 	admin      *http.Server
 	mu         sync.Mutex  // guards funnel, runtimes and connectors, read by the admin server
@@ -91,7 +90,7 @@ func Run(ctx context.Context, cfg Config) error {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	s := &Supervisor{cfg: cfg, p: cfg.Pipeline, log: cfg.Logger.With("component", "up"), runtimes: map[string]*process.Runtime{}}
+	s := &Supervisor{cfg: cfg, p: cfg.Pipeline, log: cfg.Logger.With("component", "up"), runtimes: map[string]runtime.Runtime{}}
 	childCtx, stopSupervising := context.WithCancel(context.Background())
 	defer stopSupervising()
 	err := s.start(ctx, childCtx)
@@ -138,14 +137,12 @@ func (s *Supervisor) start(ctx, childCtx context.Context) error {
 	// Replicas first (they load models), then the connectors that call
 	// them; the connectors follow each tier's live replica set.
 	for _, t := range p.Tiers {
-		if t.Replicas.Runtime != pipeline.RuntimeProcess {
-			return fmt.Errorf("tier %q: replicas.runtime %s is not available in ddnn up yet (process is)", t.Name, t.Replicas.Runtime)
+		rt, err := NewRuntime(ctx, p, &t, RuntimeOptions{
+			File: s.cfg.File, FunnelURL: "http://" + funnelAddr, ORTLib: s.cfg.ORTLib, Out: s.cfg.Out, Logger: s.log,
+		})
+		if err != nil {
+			return err
 		}
-		rt := process.New(runtime.Spec{
-			Pipeline: p.Name, Tier: t.Name, File: s.cfg.File,
-			FunnelURL: "http://" + funnelAddr, ORTLib: s.cfg.ORTLib,
-			Args: []string{"--log-level", "info"},
-		}, process.Config{Out: s.cfg.Out, Logger: s.log})
 		s.mu.Lock()
 		s.runtimes[t.Name] = rt
 		s.mu.Unlock()
@@ -300,7 +297,7 @@ func (s *Supervisor) announce() {
 }
 
 // runtime returns tier's runtime, nil before it exists.
-func (s *Supervisor) runtime(tier string) *process.Runtime {
+func (s *Supervisor) runtime(tier string) runtime.Runtime {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.runtimes[tier]
@@ -322,7 +319,7 @@ func (s *Supervisor) children() []*proc.Child {
 	cs := s.fixedChildren()
 	for _, t := range s.p.Tiers {
 		if rt := s.runtime(t.Name); rt != nil {
-			cs = append(cs, rt.Children()...)
+			cs = append(cs, childrenOf(rt)...)
 		}
 	}
 	return cs
@@ -404,7 +401,7 @@ func (s *Supervisor) stop() {
 	}
 	s.mu.Lock()
 	connectors := append([]*proc.Child(nil), s.connectors...)
-	runtimes := make([]*process.Runtime, 0, len(s.runtimes))
+	runtimes := make([]runtime.Runtime, 0, len(s.runtimes))
 	for _, rt := range s.runtimes {
 		runtimes = append(runtimes, rt)
 	}

@@ -1,0 +1,329 @@
+// Package docker runs a tier's inference replicas as Docker containers of
+// the ddnn image (built FROM scratch by `make image`).
+//
+// Containers use the host's network namespace: each replica listens on
+// 127.0.0.1:<free port> of the host, the connector reaches it there, and it
+// reaches the funnel on the host's loopback. Nothing crosses a Docker
+// bridge, so no traffic goes to 172.x addresses. (Publishing ports on
+// 127.0.0.1 would let the connector in, but the replica could then only reach
+// the host's funnel through the bridge gateway.) Containers run read-only as
+// user 65534 with the YAML's CPU and memory limits, carry labels naming
+// pipeline and tier, and are removed when stopped; New removes leftovers of a
+// crashed run by label. The pipeline file and the models it names are
+// bind-mounted read-only at their host paths, so `-f` means the same inside.
+package docker
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"sort"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/docker/docker/api/types/container"
+	"github.com/docker/docker/api/types/filters"
+	"github.com/docker/docker/client"
+
+	"github.com/ddnn-continuum/ddnn/internal/runtime"
+)
+
+// Labels on every container the runtime creates.
+const (
+	LabelManaged  = "ddnn.managed"
+	LabelPipeline = "ddnn.pipeline"
+	LabelTier     = "ddnn.tier"
+)
+
+// Config tunes the docker runtime.
+type Config struct {
+	// Image to run (default ddnn:latest).
+	Image string
+	// CPUs and MemoryBytes limit each container; 0 means no limit.
+	CPUs        float64
+	MemoryBytes int64
+	// Mounts are host paths bind-mounted read-only at the same path: the
+	// pipeline file and the model files it names.
+	Mounts []string
+	// DrainDelay is how long a leaving replica is hidden before it is
+	// stopped (default 2s), StopGrace how long it may take to stop (8s).
+	DrainDelay time.Duration
+	StopGrace  time.Duration
+	Logger     *slog.Logger
+}
+
+type replica struct {
+	id       string // container id
+	name     string
+	url      string
+	started  time.Time
+	draining bool
+}
+
+// Runtime runs one tier's replicas as containers.
+type Runtime struct {
+	spec runtime.Spec
+	cfg  Config
+	cli  *client.Client
+	log  *slog.Logger
+	http *http.Client
+
+	mu    sync.Mutex
+	reps  []*replica
+	next  int
+	stops sync.WaitGroup
+}
+
+var _ runtime.Runtime = (*Runtime)(nil)
+
+// New connects to the Docker engine (DOCKER_HOST or the default socket) and
+// removes leftover containers of this pipeline and tier.
+func New(ctx context.Context, spec runtime.Spec, cfg Config) (*Runtime, error) {
+	if cfg.Image == "" {
+		cfg.Image = "ddnn:latest"
+	}
+	if cfg.DrainDelay == 0 {
+		cfg.DrainDelay = 2 * time.Second
+	}
+	if cfg.StopGrace == 0 {
+		cfg.StopGrace = 8 * time.Second
+	}
+	log := cfg.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	cli, err := client.NewClientWithOpts(client.FromEnv, client.WithAPIVersionNegotiation())
+	if err != nil {
+		return nil, fmt.Errorf("docker: %w", err)
+	}
+	if _, err := cli.Ping(ctx); err != nil {
+		cli.Close()
+		return nil, fmt.Errorf("docker engine at %s: %w", cli.DaemonHost(), err)
+	}
+	r := &Runtime{spec: spec, cfg: cfg, cli: cli, log: log.With("runtime", "docker", "tier", spec.Tier), http: &http.Client{Timeout: time.Second}}
+	if n, err := r.removeLeftovers(ctx); err != nil {
+		cli.Close()
+		return nil, err
+	} else if n > 0 {
+		r.log.Info("removed containers left by an earlier run", "containers", n)
+	}
+	return r, nil
+}
+
+func (r *Runtime) labelFilter() filters.Args {
+	return filters.NewArgs(
+		filters.Arg("label", LabelManaged+"=true"),
+		filters.Arg("label", LabelPipeline+"="+r.spec.Pipeline),
+		filters.Arg("label", LabelTier+"="+r.spec.Tier),
+	)
+}
+
+// Containers lists this tier's containers, running or not.
+func (r *Runtime) Containers(ctx context.Context) ([]container.Summary, error) {
+	cs, err := r.cli.ContainerList(ctx, container.ListOptions{All: true, Filters: r.labelFilter()})
+	if err != nil {
+		return nil, fmt.Errorf("docker: list containers: %w", err)
+	}
+	return cs, nil
+}
+
+func (r *Runtime) removeLeftovers(ctx context.Context) (int, error) {
+	cs, err := r.Containers(ctx)
+	if err != nil {
+		return 0, err
+	}
+	for _, c := range cs {
+		if err := r.cli.ContainerRemove(ctx, c.ID, container.RemoveOptions{Force: true}); err != nil && !client.IsErrNotFound(err) {
+			return 0, fmt.Errorf("docker: remove leftover %s: %w", c.ID[:12], err)
+		}
+	}
+	return len(cs), nil
+}
+
+// Scale starts or drains containers until n are live.
+func (r *Runtime) Scale(ctx context.Context, n int) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var live []*replica
+	for _, rep := range r.reps {
+		if !rep.draining {
+			live = append(live, rep)
+		}
+	}
+	for i := len(live); i < n; i++ {
+		rep, err := r.startLocked(ctx)
+		if err != nil {
+			return err
+		}
+		live = append(live, rep)
+	}
+	for i := len(live) - 1; i >= n; i-- {
+		r.drainLocked(live[i])
+	}
+	return nil
+}
+
+func (r *Runtime) startLocked(ctx context.Context) (*replica, error) {
+	port, err := freePort()
+	if err != nil {
+		return nil, err
+	}
+	addr := "127.0.0.1:" + strconv.Itoa(port)
+	name := fmt.Sprintf("ddnn-%s-%s-%d-%d", r.spec.Pipeline, r.spec.Tier, os.Getpid(), r.next)
+	r.next++
+	cmd := append([]string{"inference", "-f", r.spec.File, "--tier", r.spec.Tier, "--listen", addr, "--funnel", r.spec.FunnelURL}, r.spec.Args...)
+	binds := make([]string, len(r.cfg.Mounts))
+	for i, m := range r.cfg.Mounts {
+		binds[i] = m + ":" + m + ":ro"
+	}
+	resp, err := r.cli.ContainerCreate(ctx,
+		&container.Config{
+			Image: r.cfg.Image,
+			Cmd:   cmd,
+			User:  "65534:65534",
+			Labels: map[string]string{
+				LabelManaged: "true", LabelPipeline: r.spec.Pipeline, LabelTier: r.spec.Tier,
+			},
+		},
+		&container.HostConfig{
+			NetworkMode:    "host",
+			ReadonlyRootfs: true,
+			Binds:          binds,
+			Resources: container.Resources{
+				NanoCPUs: int64(r.cfg.CPUs * 1e9),
+				Memory:   r.cfg.MemoryBytes,
+			},
+		}, nil, nil, name)
+	if err != nil {
+		return nil, fmt.Errorf("docker: create %s: %w", name, err)
+	}
+	if err := r.cli.ContainerStart(ctx, resp.ID, container.StartOptions{}); err != nil {
+		r.cli.ContainerRemove(context.Background(), resp.ID, container.RemoveOptions{Force: true})
+		return nil, fmt.Errorf("docker: start %s: %w", name, err)
+	}
+	rep := &replica{id: resp.ID, name: name, url: "http://" + addr, started: time.Now()}
+	r.reps = append(r.reps, rep)
+	r.log.Info("replica started", "replica", name, "container", resp.ID[:12], "url", rep.url)
+	return rep, nil
+}
+
+func (r *Runtime) drainLocked(rep *replica) {
+	if rep.draining {
+		return
+	}
+	rep.draining = true
+	r.log.Info("replica draining", "replica", rep.name)
+	r.stops.Add(1)
+	go func() {
+		defer r.stops.Done()
+		time.Sleep(r.cfg.DrainDelay)
+		r.remove(rep)
+	}()
+}
+
+// remove stops (SIGTERM, then SIGKILL after the grace) and removes rep.
+func (r *Runtime) remove(rep *replica) {
+	ctx, cancel := context.WithTimeout(context.Background(), r.cfg.StopGrace+10*time.Second)
+	defer cancel()
+	secs := int(r.cfg.StopGrace.Seconds())
+	if err := r.cli.ContainerStop(ctx, rep.id, container.StopOptions{Timeout: &secs}); err != nil && !client.IsErrNotFound(err) {
+		r.log.Warn("stop", "replica", rep.name, "err", err)
+	}
+	if err := r.cli.ContainerRemove(ctx, rep.id, container.RemoveOptions{Force: true}); err != nil && !client.IsErrNotFound(err) {
+		r.log.Warn("remove", "replica", rep.name, "err", err)
+	}
+	r.mu.Lock()
+	for i, x := range r.reps {
+		if x == rep {
+			r.reps = append(r.reps[:i], r.reps[i+1:]...)
+			break
+		}
+	}
+	r.mu.Unlock()
+	r.log.Info("replica stopped", "replica", rep.name)
+}
+
+// List returns the live containers with readiness from their /readyz.
+func (r *Runtime) List(ctx context.Context) ([]runtime.Replica, error) {
+	r.mu.Lock()
+	var live []*replica
+	for _, rep := range r.reps {
+		if !rep.draining {
+			live = append(live, rep)
+		}
+	}
+	r.mu.Unlock()
+	out := make([]runtime.Replica, len(live))
+	var wg sync.WaitGroup
+	for i, rep := range live {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			out[i] = runtime.Replica{ID: rep.name, URL: rep.url, Ready: r.ready(ctx, rep.url), Started: rep.started}
+		}()
+	}
+	wg.Wait()
+	sort.Slice(out, func(i, j int) bool { return out[i].Started.Before(out[j].Started) })
+	return out, nil
+}
+
+func (r *Runtime) ready(ctx context.Context, url string) bool {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url+"/readyz", nil)
+	if err != nil {
+		return false
+	}
+	resp, err := r.http.Do(req)
+	if err != nil {
+		return false
+	}
+	resp.Body.Close()
+	return resp.StatusCode == http.StatusOK
+}
+
+// Stop drains and removes one replica by name; unknown names are fine.
+func (r *Runtime) Stop(_ context.Context, id string) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, rep := range r.reps {
+		if rep.name == id {
+			r.drainLocked(rep)
+		}
+	}
+	return nil
+}
+
+// Close stops and removes every container of the tier and closes the client.
+func (r *Runtime) Close(ctx context.Context) error {
+	r.mu.Lock()
+	reps := append([]*replica(nil), r.reps...)
+	r.mu.Unlock()
+	var wg sync.WaitGroup
+	for _, rep := range reps {
+		if rep.draining {
+			continue // its drain goroutine removes it
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			r.remove(rep)
+		}()
+	}
+	wg.Wait()
+	r.stops.Wait()
+	_, err := r.removeLeftovers(ctx)
+	r.cli.Close()
+	return err
+}
+
+func freePort() (int, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, err
+	}
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port, nil
+}
