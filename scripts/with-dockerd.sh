@@ -21,6 +21,8 @@ stop() {
 		for _ in $(seq 1 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
 		kill -9 "$pid" 2>/dev/null || true
 	fi
+	# dockerd leaves its default network namespace mounted.
+	umount "$dir/exec/netns/default" 2>/dev/null || true
 	rm -rf "$dir" 2>/dev/null || true
 }
 trap stop EXIT
