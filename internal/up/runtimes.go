@@ -5,12 +5,14 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"os"
 	"path/filepath"
 
 	"github.com/ddnn-continuum/ddnn/internal/pipeline"
 	"github.com/ddnn-continuum/ddnn/internal/proc"
 	"github.com/ddnn-continuum/ddnn/internal/runtime"
 	"github.com/ddnn-continuum/ddnn/internal/runtime/docker"
+	"github.com/ddnn-continuum/ddnn/internal/runtime/kubernetes"
 	"github.com/ddnn-continuum/ddnn/internal/runtime/process"
 )
 
@@ -60,9 +62,34 @@ func NewRuntime(ctx context.Context, p *pipeline.Pipeline, t *pipeline.Tier, o R
 			return nil, fmt.Errorf("tier %q: %w", t.Name, err)
 		}
 		return rt, nil
+	case pipeline.RuntimeKubernetes:
+		cfg, err := kubernetesConfig()
+		if err != nil {
+			return nil, fmt.Errorf("tier %q: %w", t.Name, err)
+		}
+		k := t.Replicas.Kubernetes
+		cfg.Namespace, cfg.Deployment, cfg.Port, cfg.Logger = k.Namespace, k.Deployment, k.Port, o.Logger
+		return kubernetes.New(cfg)
 	default:
-		return nil, fmt.Errorf("tier %q: replicas.runtime %s is not available in ddnn up (process and docker are; kubernetes runs under `ddnn scaler`)", t.Name, t.Replicas.Runtime)
+		return nil, fmt.Errorf("tier %q: replicas.runtime %q unknown", t.Name, t.Replicas.Runtime)
 	}
+}
+
+// kubernetesConfig is the in-cluster config inside a pod, else the
+// kubeconfig from $KUBECONFIG or ~/.kube/config.
+func kubernetesConfig() (kubernetes.Config, error) {
+	if os.Getenv("KUBERNETES_SERVICE_HOST") != "" {
+		return kubernetes.InClusterConfig()
+	}
+	path := os.Getenv("KUBECONFIG")
+	if path == "" {
+		home, err := os.UserHomeDir()
+		if err != nil {
+			return kubernetes.Config{}, err
+		}
+		path = filepath.Join(home, ".kube", "config")
+	}
+	return kubernetes.KubeconfigConfig(path, "")
 }
 
 // childrenOf returns a runtime's child processes, if it has any.
