@@ -7,10 +7,20 @@
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 
+# Without an engine the command still runs; the docker tests then skip and
+# say why. Everything else is tested either way.
+without_docker() {
+	echo "with-dockerd: WARNING: $1; running without a Docker engine (docker runtime tests will skip)" >&2
+	shift
+	unset DOCKER_HOST
+	exec "$@"
+}
+
 if ! command -v dockerd >/dev/null; then
 	echo "with-dockerd: installing docker.io with apt"
 	export DEBIAN_FRONTEND=noninteractive
-	apt-get install -y -q docker.io >/dev/null || { apt-get update -q >/dev/null && apt-get install -y -q docker.io >/dev/null; }
+	apt-get install -y -q docker.io >/dev/null 2>&1 || { apt-get update -q >/dev/null && apt-get install -y -q docker.io >/dev/null; } ||
+		true
 fi
 
 dir=$(mktemp -d /tmp/ddnn-dockerd.XXXXXX)
@@ -34,10 +44,16 @@ pid=$!
 export DOCKER_HOST="unix://$dir/docker.sock"
 for _ in $(seq 1 100); do
 	docker info >/dev/null 2>&1 && break
-	kill -0 "$pid" 2>/dev/null || { echo "with-dockerd: dockerd exited:" >&2; tail -20 "$dir/dockerd.log" >&2; exit 1; }
+	kill -0 "$pid" 2>/dev/null || break
 	sleep 0.2
 done
-docker info >/dev/null 2>&1 || { echo "with-dockerd: dockerd not ready" >&2; tail -20 "$dir/dockerd.log" >&2; exit 1; }
+if ! docker info >/dev/null 2>&1; then
+	tail -20 "$dir/dockerd.log" >&2
+	stop
+	pid=
+	trap - EXIT
+	without_docker "dockerd did not start (log above)" "$@"
+fi
 echo "with-dockerd: dockerd pid $pid on $DOCKER_HOST"
 "$root/scripts/build-image.sh"
 set +e
