@@ -2,10 +2,8 @@ package e2e
 
 import (
 	"encoding/json"
-	"fmt"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -21,20 +19,10 @@ func TestDockerRuntimeScales(t *testing.T) {
 	if os.Getenv("DOCKER_HOST") == "" {
 		t.Skip("DOCKER_HOST not set: run under scripts/with-dockerd.sh (make test does) to get a Docker engine and the ddnn image")
 	}
-	b, err := os.ReadFile(filepath.Join(root(t), "deploy/examples/burst.yaml"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	tp := testPipeline{name: "dock", broker: freeAddr(t), funnel: freeAddr(t), admin: freeAddr(t)}
-	y := strings.ReplaceAll(string(b), "../../models/", filepath.Join(root(t), "models")+"/")
-	y = strings.Replace(y, "name: burst", "name: "+tp.name, 1)
-	y = strings.Replace(y, "replicas: {min: 1, max: 6}", "replicas: {min: 1, max: 3, runtime: docker, resources: {cpus: 1, memory_mb: 256}}", 1)
-	y = strings.Replace(y, "stabilization_window: 10s", "stabilization_window: 5s", 1)
-	y += fmt.Sprintf("kafka:\n  embedded_listen: %s\nfunnel:\n  listen: %s\nadmin:\n  listen: %s\n", tp.broker, tp.funnel, tp.admin)
-	tp.file = filepath.Join(t.TempDir(), "dock.yaml")
-	if err := os.WriteFile(tp.file, []byte(y), 0o644); err != nil {
-		t.Fatal(err)
-	}
+	tp := burstPipeline(t, "dock", func(y string) string {
+		y = strings.Replace(y, "replicas: {min: 1, max: 6}", "replicas: {min: 1, max: 3, runtime: docker, resources: {cpus: 1, memory_mb: 256}}", 1)
+		return strings.Replace(y, "stabilization_window: 10s", "stabilization_window: 5s", 1)
+	})
 	containers := func() []string {
 		out, err := exec.Command("docker", "ps", "-a", "-q", "--filter", "label=ddnn.pipeline="+tp.name).Output()
 		if err != nil {

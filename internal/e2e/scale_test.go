@@ -56,18 +56,7 @@ func scrape(admin string) scalerSample {
 // 1,000/s. Replicas go above the minimum, the lag drains, every message has
 // a result, and replicas return to the minimum after the window.
 func TestBurstScalesProcessReplicas(t *testing.T) {
-	b, err := os.ReadFile(filepath.Join(root(t), "deploy/examples/burst.yaml"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	tp := testPipeline{name: "burste2e", broker: freeAddr(t), funnel: freeAddr(t), admin: freeAddr(t)}
-	y := strings.ReplaceAll(string(b), "../../models/", filepath.Join(root(t), "models")+"/")
-	y = strings.Replace(y, "name: burst", "name: "+tp.name, 1)
-	y += fmt.Sprintf("kafka:\n  embedded_listen: %s\nfunnel:\n  listen: %s\nadmin:\n  listen: %s\n", tp.broker, tp.funnel, tp.admin)
-	tp.file = filepath.Join(t.TempDir(), "burst.yaml")
-	if err := os.WriteFile(tp.file, []byte(y), 0o644); err != nil {
-		t.Fatal(err)
-	}
+	tp := burstPipeline(t, "burste2e", nil)
 	upProc := up(t, tp)
 
 	var (
@@ -174,20 +163,10 @@ func TestBurstScalesProcessReplicas(t *testing.T) {
 // images activate one, every image gets its result, and after the idle
 // cooldown the tier goes back to zero.
 func TestScaleFromZero(t *testing.T) {
-	b, err := os.ReadFile(filepath.Join(root(t), "deploy/examples/burst.yaml"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	tp := testPipeline{name: "zero", broker: freeAddr(t), funnel: freeAddr(t), admin: freeAddr(t)}
-	y := strings.ReplaceAll(string(b), "../../models/", filepath.Join(root(t), "models")+"/")
-	y = strings.Replace(y, "name: burst", "name: "+tp.name, 1)
-	y = strings.Replace(y, "replicas: {min: 1, max: 6}", "replicas: {min: 0, max: 2}", 1)
-	y = strings.Replace(y, "stabilization_window: 10s", "stabilization_window: 3s\n      cooldown_to_zero: 4s", 1)
-	y += fmt.Sprintf("kafka:\n  embedded_listen: %s\nfunnel:\n  listen: %s\nadmin:\n  listen: %s\n", tp.broker, tp.funnel, tp.admin)
-	tp.file = filepath.Join(t.TempDir(), "zero.yaml")
-	if err := os.WriteFile(tp.file, []byte(y), 0o644); err != nil {
-		t.Fatal(err)
-	}
+	tp := burstPipeline(t, "zero", func(y string) string {
+		y = strings.Replace(y, "replicas: {min: 1, max: 6}", "replicas: {min: 0, max: 2}", 1)
+		return strings.Replace(y, "stabilization_window: 10s", "stabilization_window: 3s\n      cooldown_to_zero: 4s", 1)
+	})
 	up(t, tp)
 	if s := scrape(tp.admin); s.ready > 0 {
 		t.Fatalf("edge starts with %v ready replicas, want 0", s.ready)
@@ -266,4 +245,26 @@ func TestStandaloneScaler(t *testing.T) {
 	if len(got) != 300 {
 		t.Fatalf("%d results", len(got))
 	}
+}
+
+// burstPipeline writes deploy/examples/burst.yaml under a new name, with free
+// ports, absolute model paths and edit applied.
+func burstPipeline(t *testing.T, name string, edit func(string) string) testPipeline {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(root(t), "deploy/examples/burst.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tp := testPipeline{name: name, broker: freeAddr(t), funnel: freeAddr(t), admin: freeAddr(t)}
+	y := strings.ReplaceAll(string(b), "../../models/", filepath.Join(root(t), "models")+"/")
+	y = strings.Replace(y, "name: burst", "name: "+name, 1)
+	if edit != nil {
+		y = edit(y)
+	}
+	y += fmt.Sprintf("kafka:\n  embedded_listen: %s\nfunnel:\n  listen: %s\nadmin:\n  listen: %s\n", tp.broker, tp.funnel, tp.admin)
+	tp.file = filepath.Join(t.TempDir(), name+".yaml")
+	if err := os.WriteFile(tp.file, []byte(y), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return tp
 }

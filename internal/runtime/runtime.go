@@ -11,6 +11,7 @@ package runtime
 import (
 	"context"
 	"encoding/json"
+	"net"
 	"net/http"
 	"time"
 )
@@ -94,4 +95,15 @@ func ListHandler(lookup func(tier string) Runtime) http.Handler {
 		json.NewEncoder(w).Encode(out)
 	})
 	return mux
+}
+
+// FreePort asks the kernel for a free port on 127.0.0.1 for a replica or a
+// child to listen on.
+func FreePort() (int, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, err
+	}
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port, nil
 }

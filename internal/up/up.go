@@ -156,7 +156,7 @@ func (s *Supervisor) start(ctx, childCtx context.Context) error {
 		}
 	}
 	for _, t := range p.Tiers {
-		port, err := freePort()
+		port, err := runtime.FreePort()
 		if err != nil {
 			return err
 		}
@@ -438,16 +438,6 @@ func stopAll(cs []*proc.Child, grace time.Duration) {
 		}()
 	}
 	wg.Wait()
-}
-
-// freePort asks the kernel for a free loopback port.
-func freePort() (int, error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port, nil
 }
 
 // childGatherer reads a child's /metrics and labels every series with the

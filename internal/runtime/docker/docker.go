@@ -17,7 +17,6 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"net"
 	"net/http"
 	"os"
 	"sort"
@@ -168,7 +167,7 @@ func (r *Runtime) Scale(ctx context.Context, n int) error {
 }
 
 func (r *Runtime) startLocked(ctx context.Context) (*replica, error) {
-	port, err := freePort()
+	port, err := runtime.FreePort()
 	if err != nil {
 		return nil, err
 	}
@@ -317,13 +316,4 @@ func (r *Runtime) Close(ctx context.Context) error {
 	_, err := r.removeLeftovers(ctx)
 	r.cli.Close()
 	return err
-}
-
-func freePort() (int, error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port, nil
 }

@@ -10,7 +10,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"strconv"
 	"sync"
 	"time"
@@ -95,7 +94,7 @@ func (r *Runtime) Scale(_ context.Context, n int) error {
 }
 
 func (r *Runtime) startLocked() (*replica, error) {
-	port, err := freePort()
+	port, err := runtime.FreePort()
 	if err != nil {
 		return nil, err
 	}
@@ -212,13 +211,4 @@ func (r *Runtime) Children() []*proc.Child {
 		out[i] = rep.child
 	}
 	return out
-}
-
-func freePort() (int, error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port, nil
 }
