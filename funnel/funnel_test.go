@@ -39,13 +39,16 @@ type env struct {
 	p   *pipeline.Pipeline
 	srv *httptest.Server
 	cl  *kgo.Client
+	f   *Funnel
 }
 
 // setup runs a funnel against an in-process broker (brokerAddr "" ) or
 // against brokerAddr.
-func setup(t *testing.T, brokerAddr string) *env {
+func setup(t *testing.T, brokerAddr string) *env { return setupYAML(t, brokerAddr, testYAML) }
+
+func setupYAML(t *testing.T, brokerAddr, y string) *env {
 	t.Helper()
-	p, err := pipeline.Parse([]byte(testYAML))
+	p, err := pipeline.Parse([]byte(y))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -63,9 +66,10 @@ func setup(t *testing.T, brokerAddr string) *env {
 		t.Fatal(err)
 	}
 	t.Cleanup(cl.Close)
-	srv := httptest.NewServer(New(p, cl, nil, nil).Handler())
+	f := New(p, cl, nil, nil)
+	srv := httptest.NewServer(f.Handler())
 	t.Cleanup(srv.Close)
-	return &env{p: p, srv: srv, cl: cl}
+	return &env{p: p, srv: srv, cl: cl, f: f}
 }
 
 func (e *env) post(t *testing.T, path, contentType string, body []byte, hdr map[string]string) (*http.Response, string) {

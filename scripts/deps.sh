@@ -12,6 +12,7 @@ declare -A want=(
 	[sha256sum]=coreutils
 	[curl]=curl
 	[kcat]=kcat
+	[coap-client-notls]=libcoap3-bin
 )
 missing=()
 for cmd in "${!want[@]}"; do

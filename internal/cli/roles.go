@@ -151,8 +151,23 @@ func runFunnel(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
 	fmt.Fprintf(stdout, "funnel: POST http://%s%s (devices), internal routes %s<tier>, %s\n", ln.Addr(), funnel.PathIngest, funnel.PathTiers, funnel.PathResults)
 	log.Info("funnel serving", "addr", ln.Addr().String(), "brokers", p.Kafka.SeedBrokers())
+	coapDone := make(chan error, 1)
+	if p.Funnel.CoAPListen != "off" {
+		udp, err := funnel.ListenCoAP(p.Funnel.CoAPListen)
+		if err != nil {
+			ln.Close()
+			return err
+		}
+		go func() { coapDone <- f.ServeCoAP(ctx, udp, funnel.CoAPLimits{}) }()
+		fmt.Fprintf(stdout, "funnel: POST coap://%s%s (devices over CoAP)\n", udp.LocalAddr(), funnel.PathIngest)
+	} else {
+		coapDone <- nil
+	}
 	err = serveHTTP(ctx, ln, mux, 8*time.Second)
 	f.Drain()
+	if cerr := <-coapDone; err == nil && cerr != nil {
+		err = fmt.Errorf("coap funnel: %w", cerr)
+	}
 	fctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
 	defer cancel()
 	cl.Flush(fctx)

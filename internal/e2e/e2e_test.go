@@ -66,7 +66,7 @@ func freeAddr(t testing.TB) string {
 // pipelineFile writes the shipped pipeline under a new name with free ports
 // and absolute paths, plus extra YAML (e.g. replicas).
 type testPipeline struct {
-	file, name, broker, funnel, admin string
+	file, name, broker, funnel, coap, admin string
 }
 
 func writePipeline(t testing.TB, name string, edgeReplicas int, brokers string) testPipeline {
@@ -85,7 +85,8 @@ func writePipeline(t testing.TB, name string, edgeReplicas int, brokers string) 
 	} else {
 		y += fmt.Sprintf("kafka:\n  embedded_listen: %s\n", tp.broker)
 	}
-	y += fmt.Sprintf("funnel:\n  listen: %s\nadmin:\n  listen: %s\n", tp.funnel, tp.admin)
+	tp.coap = freeAddr(t)
+	y += fmt.Sprintf("funnel:\n  listen: %s\n  coap_listen: %s\nadmin:\n  listen: %s\n", tp.funnel, tp.coap, tp.admin)
 	tp.file = filepath.Join(t.TempDir(), name+".yaml")
 	if err := os.WriteFile(tp.file, []byte(y), 0o644); err != nil {
 		t.Fatal(err)

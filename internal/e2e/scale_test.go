@@ -261,7 +261,8 @@ func burstPipeline(t *testing.T, name string, edit func(string) string) testPipe
 	if edit != nil {
 		y = edit(y)
 	}
-	y += fmt.Sprintf("kafka:\n  embedded_listen: %s\nfunnel:\n  listen: %s\nadmin:\n  listen: %s\n", tp.broker, tp.funnel, tp.admin)
+	tp.coap = freeAddr(t)
+	y += fmt.Sprintf("kafka:\n  embedded_listen: %s\nfunnel:\n  listen: %s\n  coap_listen: %s\nadmin:\n  listen: %s\n", tp.broker, tp.funnel, tp.coap, tp.admin)
 	tp.file = filepath.Join(t.TempDir(), name+".yaml")
 	if err := os.WriteFile(tp.file, []byte(y), 0o644); err != nil {
 		t.Fatal(err)

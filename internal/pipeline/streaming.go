@@ -15,6 +15,7 @@ const (
 	DefaultClientID           = "ddnn"
 	DefaultProduceTimeout     = 5 * time.Second
 	DefaultFunnelListen       = "127.0.0.1:8080"
+	DefaultCoAPListen         = "127.0.0.1:5683"
 	DefaultAdminListen        = "127.0.0.1:9464"
 	DefaultConnectorMaxBatch  = 64
 	DefaultConnectorMaxWait   = 5 * time.Millisecond
@@ -61,6 +62,9 @@ type Funnel struct {
 	Listen string `yaml:"listen"`
 	// MaxRequestBytes bounds a request body; larger ones get 413.
 	MaxRequestBytes int64 `yaml:"max_request_bytes"`
+	// CoAPListen is the UDP address of coap://HOST/v1/ingest; "off"
+	// disables CoAP.
+	CoAPListen string `yaml:"coap_listen"`
 }
 
 // Admin configures the supervisor's /metrics, /healthz and /readyz.
@@ -136,6 +140,7 @@ func (p *Pipeline) setStreamingDefaults() {
 	if p.Funnel.Listen == "" {
 		p.Funnel.Listen = DefaultFunnelListen
 	}
+	setDefault(&p.Funnel.CoAPListen, DefaultCoAPListen)
 	if p.Funnel.MaxRequestBytes == 0 {
 		p.Funnel.MaxRequestBytes = DefaultMaxRequestBytes
 	}
@@ -187,6 +192,9 @@ func (p *Pipeline) validateStreaming() []error {
 		bad("kafka.produce_timeout", "%s must be at least 1s", k.ProduceTimeout)
 	}
 	addr("funnel.listen", p.Funnel.Listen)
+	if p.Funnel.CoAPListen != "off" {
+		addr("funnel.coap_listen", p.Funnel.CoAPListen)
+	}
 	if p.Funnel.MaxRequestBytes < 1024 {
 		bad("funnel.max_request_bytes", "%d must be at least 1024", p.Funnel.MaxRequestBytes)
 	}

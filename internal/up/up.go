@@ -291,6 +291,9 @@ func (s *Supervisor) announce() {
 		fmt.Fprintf(w, "  kafka:    %s\n", s.brokers)
 	}
 	fmt.Fprintf(w, "  send:     POST http://%s%s  (raw %s %v bytes or JSON {\"data\":[…]})\n", p.Funnel.Listen, funnel.PathIngest, p.Input.DType, p.Input.Shape)
+	if p.Funnel.CoAPListen != "off" {
+		fmt.Fprintf(w, "  or:       POST coap://%s%s  (content-format 42 or 50, Block1 for large samples)\n", p.Funnel.CoAPListen, funnel.PathIngest)
+	}
 	fmt.Fprintf(w, "  or:       produce to topic %s\n", p.InputTopic(p.Tiers[0].Name))
 	fmt.Fprintf(w, "  results:  topic %s  (ddnn results -f %s --follow)\n", p.ResultsTopic(), s.cfg.File)
 	fmt.Fprintf(w, "  metrics:  http://%s/metrics\n", p.Admin.Listen)

@@ -1,0 +1,289 @@
+package funnel
+
+import (
+	"bytes"
+	"context"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/plgd-dev/go-coap/v3/message"
+	"github.com/plgd-dev/go-coap/v3/message/codes"
+	"github.com/plgd-dev/go-coap/v3/mux"
+	coapnet "github.com/plgd-dev/go-coap/v3/net"
+	"github.com/plgd-dev/go-coap/v3/options"
+	"github.com/plgd-dev/go-coap/v3/udp"
+
+	"github.com/ddnn-continuum/ddnn/internal/wire"
+)
+
+// optRequestTag is CoAP's Request-Tag option (RFC 9175), which libcoap sends
+// with every block of a Block1 upload (each block has a new token).
+const optRequestTag message.OptionID = 292
+
+// CoAPLimits bound Block1 reassembly.
+type CoAPLimits struct {
+	// TransferTimeout frees a transfer whose next block did not come.
+	TransferTimeout time.Duration
+	// PerPeer is the most transfers one peer may have open at once.
+	PerPeer int
+}
+
+// coapIngest serves POST /v1/ingest over CoAP. go-coap's own block-wise
+// handling keys transfers by token only and silently truncates uploads from
+// clients that use a new token per block, so it is off and Block1 is
+// reassembled here, keyed by peer address and Request-Tag.
+type coapIngest struct {
+	f      *Funnel
+	limits CoAPLimits
+
+	mu        sync.Mutex
+	transfers map[string]*transfer // peer|request-tag
+}
+
+type transfer struct {
+	peer    string
+	buf     []byte
+	next    uint32 // the block number expected next
+	updated time.Time
+}
+
+// ListenCoAP binds the CoAP ingest's UDP socket, so that a busy or bad
+// address fails at start rather than in the background.
+func ListenCoAP(addr string) (*coapnet.UDPConn, error) {
+	l, err := coapnet.NewListenUDP("udp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("coap funnel: %w", err)
+	}
+	return l, nil
+}
+
+// ServeCoAP serves the ingest route on l until ctx ends, then closes l.
+func (f *Funnel) ServeCoAP(ctx context.Context, l *coapnet.UDPConn, limits CoAPLimits) error {
+	if limits.TransferTimeout == 0 {
+		limits.TransferTimeout = 10 * time.Second
+	}
+	if limits.PerPeer == 0 {
+		limits.PerPeer = 4
+	}
+	ci := &coapIngest{f: f, limits: limits, transfers: map[string]*transfer{}}
+	r := mux.NewRouter()
+	if err := r.Handle(PathIngest, mux.HandlerFunc(ci.serve)); err != nil {
+		l.Close()
+		return err
+	}
+	s := udp.NewServer(
+		options.WithMux(r),
+		options.WithBlockwise(false, 0, time.Second),
+		options.WithContext(ctx),
+		options.WithErrors(func(err error) { f.log.Debug("coap", "err", err) }),
+		// go-coap's default runner sleeps in a goroutine forever; this one
+		// ends with ctx.
+		options.WithPeriodicRunner(func(tick func(now time.Time) bool) {
+			go func() {
+				t := time.NewTicker(time.Second)
+				defer t.Stop()
+				for {
+					select {
+					case <-ctx.Done():
+						return
+					case now := <-t.C:
+						if !tick(now) {
+							return
+						}
+					}
+				}
+			}()
+		}),
+	)
+	go ci.sweep(ctx)
+	done := make(chan error, 1)
+	go func() { done <- s.Serve(l) }()
+	f.log.Info("coap funnel serving", "addr", l.LocalAddr().String())
+	select {
+	case <-ctx.Done():
+		s.Stop()
+		l.Close()
+		<-done
+		return nil
+	case err := <-done:
+		l.Close()
+		return err
+	}
+}
+
+// sweep frees transfers that stalled.
+func (ci *coapIngest) sweep(ctx context.Context) {
+	t := time.NewTicker(time.Second)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case now := <-t.C:
+			ci.mu.Lock()
+			for k, tr := range ci.transfers {
+				if now.Sub(tr.updated) > ci.limits.TransferTimeout {
+					delete(ci.transfers, k)
+				}
+			}
+			ci.mu.Unlock()
+		}
+	}
+}
+
+// openTransfers counts what a peer has open.
+func (ci *coapIngest) openTransfers(peer string) int {
+	n := 0
+	for _, tr := range ci.transfers {
+		if tr.peer == peer {
+			n++
+		}
+	}
+	return n
+}
+
+func reply(w mux.ResponseWriter, code codes.Code, payload string, opts ...message.Option) {
+	var body *bytes.Reader
+	if payload != "" {
+		body = bytes.NewReader([]byte(payload))
+	}
+	if body == nil {
+		w.SetResponse(code, message.TextPlain, nil, opts...)
+		return
+	}
+	w.SetResponse(code, message.TextPlain, body, opts...)
+}
+
+func block1Option(num uint32, more bool, szx uint32) message.Option {
+	v := num<<4 | szx
+	if more {
+		v |= 8
+	}
+	buf := make([]byte, 4)
+	n, _ := message.EncodeUint32(buf, v)
+	return message.Option{ID: message.Block1, Value: buf[:n]}
+}
+
+func (ci *coapIngest) serve(w mux.ResponseWriter, r *mux.Message) {
+	const route = "coap"
+	f := ci.f
+	if r.Code() != codes.POST {
+		f.m.request(route, "method_not_allowed")
+		reply(w, codes.MethodNotAllowed, "use POST")
+		return
+	}
+	if f.draining.Load() {
+		f.m.request(route, "unavailable")
+		reply(w, codes.ServiceUnavailable, "funnel is shutting down")
+		return
+	}
+	body, err := r.ReadBody()
+	if err != nil {
+		f.m.request(route, "bad_request")
+		reply(w, codes.BadRequest, "reading payload: "+err.Error())
+		return
+	}
+	opts := r.Options()
+	peer := w.Conn().RemoteAddr().String()
+	var b1opt []message.Option
+	if v, err := opts.GetUint32(message.Block1); err == nil {
+		num, more, szx := v>>4, v&8 != 0, v&7
+		tag, _ := opts.GetBytes(optRequestTag)
+		key := peer + "|" + hex.EncodeToString(tag)
+		ci.mu.Lock()
+		tr := ci.transfers[key]
+		switch {
+		case num == 0:
+			if tr == nil && ci.openTransfers(peer) >= ci.limits.PerPeer {
+				ci.mu.Unlock()
+				f.m.request(route, "too_many_transfers")
+				reply(w, codes.TooManyRequests, fmt.Sprintf("too many block-wise transfers open from %s (limit %d)", peer, ci.limits.PerPeer))
+				return
+			}
+			tr = &transfer{peer: peer}
+			ci.transfers[key] = tr
+		case tr == nil || num != tr.next:
+			delete(ci.transfers, key)
+			ci.mu.Unlock()
+			f.m.request(route, "bad_request")
+			reply(w, codes.RequestEntityIncomplete, fmt.Sprintf("block %d out of order or its transfer expired", num))
+			return
+		}
+		tr.buf = append(tr.buf, body...)
+		tr.next = num + 1
+		tr.updated = time.Now()
+		if int64(len(tr.buf)) > f.p.Funnel.MaxRequestBytes {
+			delete(ci.transfers, key)
+			ci.mu.Unlock()
+			f.m.request(route, "too_large")
+			reply(w, codes.RequestEntityTooLarge, fmt.Sprintf("payload over the limit of %d bytes", f.p.Funnel.MaxRequestBytes))
+			return
+		}
+		if more {
+			ci.mu.Unlock()
+			reply(w, codes.Continue, "", block1Option(num, true, szx))
+			return
+		}
+		body = tr.buf
+		delete(ci.transfers, key)
+		ci.mu.Unlock()
+		b1opt = []message.Option{block1Option(num, false, szx)}
+	} else if int64(len(body)) > f.p.Funnel.MaxRequestBytes {
+		f.m.request(route, "too_large")
+		reply(w, codes.RequestEntityTooLarge, fmt.Sprintf("payload over the limit of %d bytes", f.p.Funnel.MaxRequestBytes))
+		return
+	}
+
+	contentType := ""
+	if cf, err := opts.ContentFormat(); err == nil {
+		switch cf {
+		case message.AppOctets:
+			contentType = "application/octet-stream"
+		case message.AppJSON:
+			contentType = "application/json"
+		default:
+			f.m.request(route, "unsupported_media_type")
+			reply(w, codes.UnsupportedMediaType, fmt.Sprintf("content-format %d: want 42 (octet-stream) or 50 (json)", cf), b1opt...)
+			return
+		}
+	} else {
+		contentType = "application/octet-stream"
+	}
+	m, err := f.decodeIngest(contentType, body)
+	if err != nil {
+		f.m.request(route, "bad_request")
+		reply(w, codes.BadRequest, err.Error(), b1opt...)
+		return
+	}
+	if qs, err := opts.Queries(); err == nil {
+		for _, q := range qs {
+			if v, ok := strings.CutPrefix(q, "device="); ok && m.Device == "" {
+				m.Device = v
+			}
+			if v, ok := strings.CutPrefix(q, "id="); ok && m.ID == "" {
+				m.ID = v
+			}
+		}
+	}
+	if m.ID == "" {
+		m.ID = NewID()
+	}
+	if m.SentAt.IsZero() {
+		m.SentAt = f.now().UTC()
+	}
+	m.Route = f.first
+	if err := f.produceMessages(r.Context(), f.p.InputTopic(f.first), []wire.Message{m}); err != nil {
+		f.m.request(route, "unavailable")
+		if errors.Is(err, context.Canceled) {
+			return
+		}
+		reply(w, codes.ServiceUnavailable, "kafka did not acknowledge: "+err.Error(), b1opt...)
+		return
+	}
+	f.m.request(route, "ok")
+	reply(w, codes.Created, m.ID, b1opt...)
+}
