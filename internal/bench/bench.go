@@ -1,27 +1,27 @@
-// Package bench owns `ddnn bench`: it drives a running pipeline with
-// labeled test images over the HTTP funnel, reads the results topic, and
-// reports throughput, end-to-end latency per exit tier, lost and duplicated
-// results, and accuracy.
+// Package bench owns `ddnn bench`: simulated devices send labeled test
+// images to a pipeline over HTTP, CoAP or Kafka on an open-loop schedule (the
+// source paper's per-device workload, a constant rate, steps or a burst); the
+// bench reads the results topic and reports each message's round trip from
+// its send to its result, per exit tier, with lost and duplicated results,
+// accuracy, throughput, and the replicas each tier ran over time. Reports
+// are a summary table, summary.json, samples.csv and PNG plots.
 //
-// Sends are either open-loop at a fixed total rate (send times come from the
-// schedule, not from responses) or closed-loop (each sender sends its next
-// image as soon as the previous one was accepted), to find the sustained
-// rate. Latency is from the send time to the result record's timestamp on
-// the results topic. It talks to the pipeline only through its public
-// surfaces: the funnel's HTTP ingest and the results topic.
+// Open loop: send times come from the schedule, not from responses; every
+// send runs in its own goroutine on its device's connection. The bench talks
+// to a pipeline only through its public surfaces: the funnel (HTTP, CoAP),
+// the first tier's topic, the results topic, and the supervisor's replica
+// lists. Starting and stopping the pipeline belongs to the caller
+// (internal/cli).
 package bench
 
 import (
-	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io"
-	"net/http"
-	"slices"
 	"strconv"
 	"sync"
 	"sync/atomic"
-	"text/tabwriter"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
@@ -35,235 +35,275 @@ import (
 // Config is one bench run.
 type Config struct {
 	Pipeline *pipeline.Pipeline
-	// Images and Labels are the samples to send, cycled.
-	Images [][]byte
-	Labels []int
-	// Count is how many messages to send.
-	Count int
-	// Rate is the total send rate per second for an open-loop run; 0 runs
-	// closed-loop as fast as the senders can.
-	Rate float64
-	// Senders is the number of concurrent HTTP senders.
-	Senders int
-	// Timeout bounds the wait for results after the last send.
-	Timeout time.Duration
+	// Target names what runs the pipeline in the report: "pipeline" or
+	// "monolith".
+	Target   string
+	Protocol string
+	Workload Workload
+	// Samples and Labels are the images to send, cycled.
+	Samples [][]byte
+	Labels  []int
+	// Drain bounds the wait for results after the last send.
+	Drain time.Duration
+	// Observe keeps sampling replicas until this long after the last send
+	// (a burst's scale-down).
+	Observe time.Duration
+	// AdminURL is the supervisor's admin base URL, for replica lists; ""
+	// reports no replicas.
+	AdminURL string
+	// Progress receives the progress bar (nil: none); TTY redraws it in
+	// place, otherwise a line every 5 s.
+	Progress io.Writer
+	TTY      bool
+	// MaxInFlight bounds a device's outstanding sends (default 256); a send
+	// that has to wait for one is late, which the report counts.
+	MaxInFlight int
 }
 
-// Report is a bench run's outcome.
-type Report struct {
-	Mode        string        `json:"mode"`
-	Sent        int           `json:"sent"`
-	Accepted    int           `json:"accepted"`
-	Rejected    int           `json:"rejected"`
-	Results     int           `json:"results"`
-	Lost        int           `json:"lost"`
-	Duplicates  int           `json:"duplicates"`
-	Elapsed     time.Duration `json:"elapsed_ns"`
-	SendRate    float64       `json:"send_rate"`
-	ResultRate  float64       `json:"result_rate"`
-	Accuracy    float64       `json:"accuracy"`
-	Latency     Latency       `json:"latency"`
-	TierLatency []TierLatency `json:"tiers"`
+// sendState is what happened to one send; only its sender writes it.
+type sendState struct {
+	due, sent time.Duration // from the start
+	ack       time.Duration // send to acceptance
+	device    int
+	done      bool
+	err       string
 }
 
-// Latency summarizes end-to-end latencies.
-type Latency struct {
-	P50 time.Duration `json:"p50_ns"`
-	P90 time.Duration `json:"p90_ns"`
-	P99 time.Duration `json:"p99_ns"`
-	Max time.Duration `json:"max_ns"`
+// resultState is the first result of a message and how many came.
+type resultState struct {
+	n      int
+	tier   string
+	class  int
+	at     time.Time // the result record's timestamp
+	hops   []wire.Hop
+	inTier map[string]time.Time
 }
 
-// TierLatency is the latency of results that exited at one tier.
-type TierLatency struct {
-	Tier    string  `json:"tier"`
-	Exited  int     `json:"exited"`
-	Latency Latency `json:"latency"`
+// run is one bench run's shared state.
+type run struct {
+	cfg    Config
+	prefix string
+	sends  []Send
+	start  time.Time
+
+	sent   []sendState
+	nsent  atomic.Int64
+	nacked atomic.Int64
+	nfail  atomic.Int64
+	late   atomic.Int64
+
+	mu       sync.Mutex
+	results  []resultState
+	nresults atomic.Int64
+	replicas []replicaSample
 }
 
-// Run sends, collects and reports.
-func Run(ctx context.Context, cfg Config) (*Report, error) {
+// Run drives the workload and returns its report. When ctx ends early it
+// stops sending, waits briefly for results in flight, and returns the
+// partial report with Interrupted set.
+func Run(ctx context.Context, cfg Config) (*Result, error) {
 	p := cfg.Pipeline
-	if cfg.Senders < 1 {
-		cfg.Senders = 1
+	if cfg.MaxInFlight == 0 {
+		cfg.MaxInFlight = 256
 	}
-	run := strconv.FormatInt(time.Now().UnixNano(), 36) + "-"
-	// Read the results topic from its current end, partition by partition,
-	// so no result of this run is missed and none of an earlier run read.
-	admCl, err := kgo.NewClient(kafka.ClientOptions(&p.Kafka, "bench-admin", nil)...)
+	sends, err := cfg.Workload.Schedule()
+	if err != nil {
+		return nil, err
+	}
+	r := &run{
+		cfg:     cfg,
+		prefix:  "b" + strconv.FormatInt(time.Now().UnixNano(), 36) + "-",
+		sends:   sends,
+		sent:    make([]sendState, len(sends)),
+		results: make([]resultState, len(sends)),
+	}
+
+	// Reach the pipeline before anything is sent: fail fast and clearly.
+	consumer, err := r.resultsConsumer(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer consumer.Close()
+	devices := make([]device, cfg.Workload.Devices)
+	defer func() {
+		for _, d := range devices {
+			if d != nil {
+				d.close()
+			}
+		}
+	}()
+	for i := range devices {
+		if devices[i], err = dial(ctx, p, cfg.Protocol, i); err != nil {
+			return nil, fmt.Errorf("bench: device %d: %w", i, err)
+		}
+	}
+	if err := probe(ctx, devices[0], cfg.Samples[0]); err != nil {
+		return nil, fmt.Errorf("bench: the pipeline does not accept messages over %s: %w", cfg.Protocol, err)
+	}
+
+	// Results and replicas are watched past the user's ctx, so an
+	// interrupted run still sees what was in flight.
+	r.start = time.Now()
+	watchCtx, stopWatch := context.WithCancel(context.Background())
+	var watchers sync.WaitGroup
+	watchers.Add(1)
+	go func() { defer watchers.Done(); r.collect(watchCtx, consumer) }()
+	if cfg.AdminURL != "" {
+		watchers.Add(1)
+		go func() { defer watchers.Done(); r.sampleReplicas(watchCtx) }()
+	}
+	progressDone := make(chan struct{})
+	stopProgress := make(chan struct{})
+	go func() { defer close(progressDone); r.progress(stopProgress) }()
+
+	r.sendAll(ctx, devices)
+
+	interrupted := ctx.Err() != nil
+	wait := cfg.Drain
+	if interrupted {
+		wait = 2 * time.Second
+	}
+	deadline := time.Now().Add(wait)
+	for r.nresults.Load() < r.nacked.Load() && time.Now().Before(deadline) {
+		if !interrupted && ctx.Err() != nil {
+			interrupted, deadline = true, time.Now().Add(2*time.Second)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	for until := r.start.Add(Length(sends) + cfg.Observe); !interrupted && time.Now().Before(until); {
+		if ctx.Err() != nil {
+			interrupted = true
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	interrupted = interrupted || ctx.Err() != nil
+	stopWatch()
+	watchers.Wait()
+	close(stopProgress)
+	<-progressDone
+	return r.result(interrupted), nil
+}
+
+// probe sends one message that is not measured: the pipeline must take it.
+func probe(ctx context.Context, d device, sample []byte) error {
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	return d.send(ctx, "bench-probe-"+strconv.FormatInt(time.Now().UnixNano(), 36), sample)
+}
+
+// resultsConsumer reads the results topic from its current end, partition by
+// partition, so nothing of this run is missed and nothing earlier read.
+func (r *run) resultsConsumer(ctx context.Context) (*kgo.Client, error) {
+	p := r.cfg.Pipeline
+	cl, err := kgo.NewClient(kafka.ClientOptions(&p.Kafka, "bench", nil)...)
 	if err != nil {
 		return nil, fmt.Errorf("bench: kafka client: %w", err)
 	}
-	ends, err := kadm.NewClient(admCl).ListEndOffsets(ctx, p.ResultsTopic())
-	admCl.Close()
+	lctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	ends, err := kadm.NewClient(cl).ListEndOffsets(lctx, p.ResultsTopic())
+	cl.Close()
 	if err == nil {
 		err = ends.Error()
 	}
 	if err != nil {
-		return nil, fmt.Errorf("bench: end offsets of %s: %w", p.ResultsTopic(), err)
+		if errors.Is(err, context.DeadlineExceeded) {
+			err = fmt.Errorf("no answer within 5s")
+		}
+		return nil, fmt.Errorf("bench: kafka %v unreachable or without topic %s: %w", p.Kafka.SeedBrokers(), p.ResultsTopic(), err)
 	}
 	from := map[string]map[int32]kgo.Offset{p.ResultsTopic(): {}}
 	ends.Each(func(o kadm.ListedOffset) { from[o.Topic][o.Partition] = kgo.NewOffset().At(o.Offset) })
-	cl, err := kgo.NewClient(append(kafka.ClientOptions(&p.Kafka, "bench", nil), kgo.ConsumePartitions(from))...)
-	if err != nil {
-		return nil, fmt.Errorf("bench: kafka client: %w", err)
-	}
-	defer cl.Close()
-
-	sentAt := make([]time.Time, cfg.Count)
-	type res struct {
-		r  wire.Result
-		at time.Time
-	}
-	var (
-		mu      sync.Mutex
-		results = map[int][]res{}
-	)
-	collectCtx, stopCollect := context.WithCancel(ctx)
-	collected := make(chan struct{})
-	var nresults atomic.Int64
-	go func() {
-		defer close(collected)
-		for {
-			fs := cl.PollFetches(collectCtx)
-			if collectCtx.Err() != nil {
-				return
-			}
-			for _, rec := range fs.Records() {
-				r, err := wire.DecodeResult(rec.Value)
-				if err != nil || len(r.ID) <= len(run) || r.ID[:len(run)] != run {
-					continue
-				}
-				i, err := strconv.Atoi(r.ID[len(run):])
-				if err != nil || i < 0 || i >= cfg.Count {
-					continue
-				}
-				mu.Lock()
-				results[i] = append(results[i], res{r, rec.Timestamp})
-				mu.Unlock()
-				nresults.Add(1)
-			}
-		}
-	}()
-
-	start := time.Now()
-	accepted, rejected := send(ctx, cfg, run, sentAt, start)
-	sendDur := time.Since(start)
-	deadline := time.Now().Add(cfg.Timeout)
-	for int(nresults.Load()) < accepted && time.Now().Before(deadline) && ctx.Err() == nil {
-		time.Sleep(20 * time.Millisecond)
-	}
-	elapsed := time.Since(start)
-	stopCollect()
-	<-collected
-
-	rep := &Report{Mode: "closed-loop", Sent: cfg.Count, Accepted: accepted, Rejected: rejected, Elapsed: elapsed}
-	if cfg.Rate > 0 {
-		rep.Mode = fmt.Sprintf("open-loop %.0f/s", cfg.Rate)
-	}
-	rep.SendRate = float64(cfg.Count) / sendDur.Seconds()
-	var all []time.Duration
-	byTier := map[string][]time.Duration{}
-	correct, last := 0, start
-	for i := 0; i < cfg.Count; i++ {
-		rs := results[i]
-		if len(rs) == 0 {
-			if !sentAt[i].IsZero() {
-				rep.Lost++
-			}
-			continue
-		}
-		rep.Results++
-		rep.Duplicates += len(rs) - 1
-		r := rs[0]
-		lat := r.at.Sub(sentAt[i])
-		all = append(all, lat)
-		byTier[r.r.Tier] = append(byTier[r.r.Tier], lat)
-		if cfg.Labels != nil && r.r.Class == cfg.Labels[i%len(cfg.Labels)] {
-			correct++
-		}
-		if r.at.After(last) {
-			last = r.at
-		}
-	}
-	if rep.Results > 0 {
-		rep.Accuracy = float64(correct) / float64(rep.Results)
-		rep.ResultRate = float64(rep.Results) / last.Sub(start).Seconds()
-	}
-	rep.Latency = summarize(all)
-	for _, t := range p.Tiers {
-		rep.TierLatency = append(rep.TierLatency, TierLatency{Tier: t.Name, Exited: len(byTier[t.Name]), Latency: summarize(byTier[t.Name])})
-	}
-	return rep, nil
+	return kgo.NewClient(append(kafka.ClientOptions(&p.Kafka, "bench", nil), kgo.ConsumePartitions(from))...)
 }
 
-// send posts every message, open- or closed-loop, recording send times.
-func send(ctx context.Context, cfg Config, run string, sentAt []time.Time, start time.Time) (accepted, rejected int) {
-	url := "http://" + cfg.Pipeline.Funnel.Listen + "/v1/ingest"
-	client := &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: cfg.Senders}}
-	var next atomic.Int64
-	var acc, rej atomic.Int64
+// collect records the results of this run's messages.
+func (r *run) collect(ctx context.Context, cl *kgo.Client) {
+	for {
+		fs := cl.PollFetches(ctx)
+		if ctx.Err() != nil {
+			return
+		}
+		for _, rec := range fs.Records() {
+			res, err := wire.DecodeResult(rec.Value)
+			if err != nil || len(res.ID) <= len(r.prefix) || res.ID[:len(r.prefix)] != r.prefix {
+				continue
+			}
+			i, err := strconv.Atoi(res.ID[len(r.prefix):])
+			if err != nil || i < 0 || i >= len(r.results) {
+				continue
+			}
+			r.mu.Lock()
+			s := &r.results[i]
+			s.n++
+			if s.n == 1 {
+				s.tier, s.class, s.at, s.hops = res.Tier, res.Class, rec.Timestamp, res.Hops
+				r.nresults.Add(1)
+			}
+			r.mu.Unlock()
+		}
+	}
+}
+
+// sendAll runs every device's schedule, each send in its own goroutine.
+func (r *run) sendAll(ctx context.Context, devices []device) {
+	perDevice := make([][]int, len(devices))
+	for i, s := range r.sends {
+		perDevice[s.Device] = append(perDevice[s.Device], i)
+	}
 	var wg sync.WaitGroup
-	for s := 0; s < cfg.Senders; s++ {
+	for d, idx := range perDevice {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			for ctx.Err() == nil {
-				i := int(next.Add(1) - 1)
-				if i >= cfg.Count {
-					return
+			slots := make(chan struct{}, r.cfg.MaxInFlight)
+			var inflight sync.WaitGroup
+			defer inflight.Wait()
+			for _, i := range idx {
+				due := r.sends[i].At
+				if wait := time.Until(r.start.Add(due)); wait > 0 {
+					select {
+					case <-ctx.Done():
+						return
+					case <-time.After(wait):
+					}
 				}
-				if cfg.Rate > 0 {
-					due := start.Add(time.Duration(float64(i) / cfg.Rate * float64(time.Second)))
-					time.Sleep(time.Until(due))
+				select {
+				case slots <- struct{}{}:
+				default:
+					r.late.Add(1)
+					select {
+					case slots <- struct{}{}:
+					case <-ctx.Done():
+						return
+					}
 				}
-				req, _ := http.NewRequestWithContext(ctx, "POST", url, bytes.NewReader(cfg.Images[i%len(cfg.Images)]))
-				req.Header.Set("Content-Type", "application/octet-stream")
-				req.Header.Set("X-Message-Id", run+strconv.Itoa(i))
-				sentAt[i] = time.Now()
-				resp, err := client.Do(req)
-				if err != nil {
-					rej.Add(1)
-					continue
-				}
-				io.Copy(io.Discard, resp.Body)
-				resp.Body.Close()
-				if resp.StatusCode == http.StatusAccepted {
-					acc.Add(1)
-				} else {
-					rej.Add(1)
-				}
+				inflight.Add(1)
+				go func() {
+					defer inflight.Done()
+					defer func() { <-slots }()
+					r.sendOne(ctx, devices[d], i, d)
+				}()
 			}
 		}()
 	}
 	wg.Wait()
-	return int(acc.Load()), int(rej.Load())
 }
 
-func summarize(ds []time.Duration) Latency {
-	if len(ds) == 0 {
-		return Latency{}
+func (r *run) sendOne(ctx context.Context, d device, i, dev int) {
+	s := &r.sent[i]
+	s.device, s.due = dev, r.sends[i].At
+	sample := r.cfg.Samples[i%len(r.cfg.Samples)]
+	t0 := time.Now()
+	s.sent = t0.Sub(r.start)
+	r.nsent.Add(1)
+	err := d.send(ctx, r.prefix+strconv.Itoa(i), sample)
+	s.ack, s.done = time.Since(t0), true
+	if err != nil {
+		s.err = err.Error()
+		r.nfail.Add(1)
+		return
 	}
-	slices.Sort(ds)
-	q := func(f float64) time.Duration { return ds[min(len(ds)-1, int(f*float64(len(ds))))] }
-	return Latency{P50: q(0.5), P90: q(0.9), P99: q(0.99), Max: ds[len(ds)-1]}
+	r.nacked.Add(1)
 }
-
-// Print writes the report as text.
-func (r *Report) Print(w io.Writer) {
-	fmt.Fprintf(w, "%s: sent %d (accepted %d, rejected %d) at %.0f/s; results %d, lost %d, duplicates %d\n",
-		r.Mode, r.Sent, r.Accepted, r.Rejected, r.SendRate, r.Results, r.Lost, r.Duplicates)
-	fmt.Fprintf(w, "results at %.0f/s; accuracy %.4f; elapsed %s\n", r.ResultRate, r.Accuracy, r.Elapsed.Round(time.Millisecond))
-	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "exit tier\tresults\tp50\tp90\tp99\tmax\t")
-	row := func(name string, n int, l Latency) {
-		fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%s\t%s\t\n", name, n, rnd(l.P50), rnd(l.P90), rnd(l.P99), rnd(l.Max))
-	}
-	for _, t := range r.TierLatency {
-		row(t.Tier, t.Exited, t.Latency)
-	}
-	row("all", r.Results, r.Latency)
-	tw.Flush()
-}
-
-func rnd(d time.Duration) string { return d.Round(10 * time.Microsecond).String() }

@@ -1,0 +1,141 @@
+package bench
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/plgd-dev/go-coap/v3/message"
+	"github.com/plgd-dev/go-coap/v3/message/codes"
+	"github.com/plgd-dev/go-coap/v3/udp"
+	udpclient "github.com/plgd-dev/go-coap/v3/udp/client"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/ddnn-continuum/ddnn/internal/kafka"
+	"github.com/ddnn-continuum/ddnn/internal/pipeline"
+	"github.com/ddnn-continuum/ddnn/internal/wire"
+)
+
+// Protocols a simulated device may speak.
+const (
+	ProtocolHTTP  = "http"
+	ProtocolCoAP  = "coap"
+	ProtocolKafka = "kafka"
+)
+
+// Protocols lists them for help and errors.
+var Protocols = []string{ProtocolHTTP, ProtocolCoAP, ProtocolKafka}
+
+// device is one simulated device with its own connection. send returns once
+// the pipeline accepted the message (the funnel's answer, or Kafka's ack).
+type device interface {
+	send(ctx context.Context, id string, sample []byte) error
+	close()
+}
+
+// sendTimeout bounds one send.
+const sendTimeout = 10 * time.Second
+
+// dial opens device n's connection.
+func dial(ctx context.Context, p *pipeline.Pipeline, protocol string, n int) (device, error) {
+	name := fmt.Sprintf("bench-%03d", n)
+	switch protocol {
+	case ProtocolHTTP:
+		return &httpDevice{
+			name: name,
+			url:  "http://" + p.Funnel.Listen + "/v1/ingest",
+			// Its own transport: its own connections.
+			client: &http.Client{Timeout: sendTimeout, Transport: &http.Transport{MaxIdleConnsPerHost: 64}},
+		}, nil
+	case ProtocolCoAP:
+		if p.Funnel.CoAPListen == "off" {
+			return nil, fmt.Errorf("the pipeline's funnel.coap_listen is off")
+		}
+		cc, err := udp.Dial(p.Funnel.CoAPListen)
+		if err != nil {
+			return nil, fmt.Errorf("coap %s: %w", p.Funnel.CoAPListen, err)
+		}
+		return &coapDevice{name: name, cc: cc}, nil
+	case ProtocolKafka:
+		cl, err := kgo.NewClient(append(kafka.ClientOptions(&p.Kafka, "bench-"+name, nil),
+			kgo.DefaultProduceTopic(p.InputTopic(p.Tiers[0].Name)), kgo.ProducerLinger(0))...)
+		if err != nil {
+			return nil, fmt.Errorf("kafka: %w", err)
+		}
+		return &kafkaDevice{name: name, cl: cl}, nil
+	}
+	return nil, fmt.Errorf("unknown protocol %q (want one of %v)", protocol, Protocols)
+}
+
+type httpDevice struct {
+	name   string
+	url    string
+	client *http.Client
+}
+
+func (d *httpDevice) send(ctx context.Context, id string, sample []byte) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, d.url, bytes.NewReader(sample))
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Content-Type", "application/octet-stream")
+	req.Header.Set("X-Message-Id", id)
+	req.Header.Set("X-Device-Id", d.name)
+	resp, err := d.client.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
+	if resp.StatusCode != http.StatusAccepted {
+		return fmt.Errorf("http %d: %s", resp.StatusCode, strings.TrimSpace(string(body)))
+	}
+	return nil
+}
+
+func (d *httpDevice) close() { d.client.CloseIdleConnections() }
+
+type coapDevice struct {
+	name string
+	cc   *udpclient.Conn
+}
+
+func (d *coapDevice) send(ctx context.Context, id string, sample []byte) error {
+	ctx, cancel := context.WithTimeout(ctx, sendTimeout)
+	defer cancel()
+	resp, err := d.cc.Post(ctx, "/v1/ingest", message.AppOctets, bytes.NewReader(sample),
+		message.Option{ID: message.URIQuery, Value: []byte("id=" + id)},
+		message.Option{ID: message.URIQuery, Value: []byte("device=" + d.name)})
+	if err != nil {
+		return err
+	}
+	if resp.Code() != codes.Created {
+		body, _ := resp.ReadBody()
+		return fmt.Errorf("coap %s: %s", resp.Code(), body)
+	}
+	return nil
+}
+
+func (d *coapDevice) close() { d.cc.Close() }
+
+type kafkaDevice struct {
+	name string
+	cl   *kgo.Client
+}
+
+func (d *kafkaDevice) send(ctx context.Context, id string, sample []byte) error {
+	rec := &kgo.Record{Key: []byte(d.name), Value: sample, Headers: []kgo.RecordHeader{
+		{Key: wire.HeaderID, Value: []byte(id)},
+		{Key: wire.HeaderDevice, Value: []byte(d.name)},
+		{Key: wire.HeaderSentAt, Value: fmt.Appendf(nil, "%d", time.Now().UnixMilli())},
+	}}
+	ctx, cancel := context.WithTimeout(ctx, sendTimeout)
+	defer cancel()
+	return d.cl.ProduceSync(ctx, rec).FirstErr()
+}
+
+func (d *kafkaDevice) close() { d.cl.Close() }

@@ -1,0 +1,183 @@
+package bench
+
+import (
+	"fmt"
+	"path/filepath"
+
+	"gonum.org/v1/plot"
+	"gonum.org/v1/plot/plotter"
+	"gonum.org/v1/plot/plotutil"
+	"gonum.org/v1/plot/vg"
+	"gonum.org/v1/plot/vg/draw"
+)
+
+// Plot files written into --out.
+const (
+	PlotLatency    = "latency.png"
+	PlotLatencyBox = "latency_box.png"
+	PlotThroughput = "throughput.png"
+	PlotReplicas   = "replicas.png"
+)
+
+// plot draws the run's four figures into dir.
+func (res *Result) plot(dir string) error {
+	title := fmt.Sprintf("%s, %s over %s, %d devices", res.Summary.Target, res.Summary.Workload, res.Summary.Protocol, res.Summary.Devices)
+	for name, draw := range map[string]func(string) (*plot.Plot, error){
+		PlotLatency:    res.plotLatency,
+		PlotLatencyBox: res.plotLatencyBox,
+		PlotThroughput: res.plotThroughput,
+		PlotReplicas:   res.plotReplicas,
+	} {
+		p, err := draw(title)
+		if err != nil {
+			return fmt.Errorf("plot %s: %w", name, err)
+		}
+		if err := p.Save(20*vg.Centimeter, 11*vg.Centimeter, filepath.Join(dir, name)); err != nil {
+			return fmt.Errorf("plot %s: %w", name, err)
+		}
+	}
+	return nil
+}
+
+// plotLatency is each message's round trip over its send time, by exit tier,
+// on a log scale.
+func (res *Result) plotLatency(title string) (*plot.Plot, error) {
+	p := plot.New()
+	p.Title.Text = "Round trip over time by exit tier: " + title
+	p.X.Label.Text = "send time (s)"
+	p.Y.Label.Text = "round trip (ms, log)"
+	p.Y.Scale = plot.LogScale{}
+	p.Y.Tick.Marker = plot.LogTicks{Prec: -1}
+	for i, tier := range res.TierOrder {
+		var xys plotter.XYs
+		for _, r := range res.Rows {
+			if r.Results > 0 && r.Tier == tier {
+				xys = append(xys, plotter.XY{X: r.Sent.Seconds(), Y: max(0.1, ms(r.Latency))})
+			}
+		}
+		if len(xys) == 0 {
+			continue
+		}
+		s, err := plotter.NewScatter(xys)
+		if err != nil {
+			return nil, err
+		}
+		s.GlyphStyle.Color = plotutil.Color(i)
+		s.GlyphStyle.Shape = draw.CircleGlyph{}
+		s.GlyphStyle.Radius = vg.Points(1.2)
+		p.Add(s)
+		p.Legend.Add(fmt.Sprintf("%s (%d)", tier, len(xys)), s)
+	}
+	p.Legend.Top, p.Legend.Left = true, true
+	p.Add(plotter.NewGrid())
+	return p, nil
+}
+
+// plotLatencyBox is the distribution of round trips per exit tier and over
+// all messages, on a log scale.
+func (res *Result) plotLatencyBox(title string) (*plot.Plot, error) {
+	p := plot.New()
+	p.Title.Text = "Round trip by exit tier: " + title
+	p.Y.Label.Text = "round trip (ms, log)"
+	p.Y.Scale = plot.LogScale{}
+	p.Y.Tick.Marker = plot.LogTicks{Prec: -1}
+	var names []string
+	add := func(name string, keep func(Row) bool) error {
+		var vs plotter.Values
+		for _, r := range res.Rows {
+			if r.Results > 0 && keep(r) {
+				vs = append(vs, max(0.1, ms(r.Latency)))
+			}
+		}
+		if len(vs) == 0 {
+			return nil
+		}
+		b, err := plotter.NewBoxPlot(vg.Points(40), float64(len(names)), vs)
+		if err != nil {
+			return err
+		}
+		b.FillColor = plotutil.Color(len(names))
+		p.Add(b)
+		names = append(names, fmt.Sprintf("%s (%d)", name, len(vs)))
+		return nil
+	}
+	for _, tier := range res.TierOrder {
+		if err := add(tier, func(r Row) bool { return r.Tier == tier }); err != nil {
+			return nil, err
+		}
+	}
+	if err := add("all", func(Row) bool { return true }); err != nil {
+		return nil, err
+	}
+	p.NominalX(names...)
+	p.Add(plotter.NewGrid())
+	return p, nil
+}
+
+// plotThroughput is the messages each tier took per second over time.
+func (res *Result) plotThroughput(title string) (*plot.Plot, error) {
+	p := plot.New()
+	p.Title.Text = "Messages taken per tier: " + title
+	p.X.Label.Text = "time (s)"
+	p.Y.Label.Text = "messages/s"
+	per := res.Bucket.Seconds()
+	for i, tier := range res.TierOrder {
+		var xys plotter.XYs
+		for b, n := range res.Processed[tier] {
+			xys = append(xys, plotter.XY{X: float64(b) * per, Y: float64(n) / per})
+		}
+		if len(xys) == 0 {
+			continue
+		}
+		l, err := plotter.NewLine(xys)
+		if err != nil {
+			return nil, err
+		}
+		l.Color = plotutil.Color(i)
+		l.Width = vg.Points(1.5)
+		p.Add(l)
+		p.Legend.Add(tier, l)
+	}
+	p.Legend.Top, p.Legend.Left = true, true
+	p.Add(plotter.NewGrid())
+	return p, nil
+}
+
+// plotReplicas is the ready replicas per tier over time, as sampled from
+// the supervisor.
+func (res *Result) plotReplicas(title string) (*plot.Plot, error) {
+	p := plot.New()
+	p.Title.Text = "Ready replicas per tier: " + title
+	p.X.Label.Text = "time (s)"
+	p.Y.Label.Text = "replicas"
+	p.Y.Min = 0
+	top := 1.0
+	for i, tier := range res.TierOrder {
+		pts := res.ReplicaSeries[tier]
+		if len(pts) == 0 {
+			continue
+		}
+		var xys plotter.XYs
+		for _, pt := range pts {
+			xys = append(xys, plotter.XY{X: pt.At.Seconds(), Y: float64(pt.Ready)})
+			top = max(top, float64(pt.Ready))
+		}
+		l, err := plotter.NewLine(xys)
+		if err != nil {
+			return nil, err
+		}
+		l.StepStyle = plotter.PostStep
+		l.Color = plotutil.Color(i)
+		l.Width = vg.Points(1.5)
+		l.Dashes = plotutil.Dashes(i)
+		p.Add(l)
+		p.Legend.Add(tier, l)
+	}
+	if len(res.ReplicaSeries) == 0 {
+		p.Title.Text += " (no replica lists: not a ddnn up pipeline)"
+	}
+	p.Y.Max = top + 1
+	p.Legend.Top, p.Legend.Left = true, true
+	p.Add(plotter.NewGrid())
+	return p, nil
+}

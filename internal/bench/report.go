@@ -1,0 +1,334 @@
+package bench
+
+import (
+	"context"
+	"encoding/csv"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"text/tabwriter"
+	"time"
+
+	"github.com/ddnn-continuum/ddnn/internal/runtime"
+)
+
+// Summary is summary.json.
+type Summary struct {
+	Target    string  `json:"target"`
+	Protocol  string  `json:"protocol"`
+	Workload  string  `json:"workload"`
+	Devices   int     `json:"devices"`
+	TimeScale float64 `json:"time_scale"`
+	// Planned is how many messages the schedule holds; Sent how many went
+	// out (fewer when interrupted).
+	Planned  int `json:"planned"`
+	Sent     int `json:"sent"`
+	Accepted int `json:"accepted"`
+	// Rejected were refused or failed at ingest; they count as lost too.
+	Rejected int `json:"rejected"`
+	Results  int `json:"results"`
+	// Lost is sent messages without a result.
+	Lost       int `json:"lost"`
+	Duplicates int `json:"duplicates"`
+	// LateSends had to wait for a free in-flight slot on their device.
+	LateSends   int  `json:"late_sends"`
+	Interrupted bool `json:"interrupted"`
+	// ElapsedS is from the first send to the last result.
+	ElapsedS       float64 `json:"elapsed_s"`
+	ScheduleS      float64 `json:"schedule_s"`
+	ThroughputPerS float64 `json:"throughput_per_s"`
+	Accuracy       float64 `json:"accuracy"`
+	// Tiers is the round trip, send to result record, per exit tier.
+	Tiers map[string]Percentiles `json:"tiers"`
+	All   Percentiles            `json:"all"`
+	// Ingest is send to acceptance (the funnel's answer or Kafka's ack).
+	Ingest   Percentiles             `json:"ingest"`
+	Replicas map[string]ReplicaRange `json:"replicas"`
+	// Errors are the first distinct ingest errors.
+	Errors []string `json:"errors,omitempty"`
+}
+
+// Percentiles of round trips in milliseconds.
+type Percentiles struct {
+	Count int     `json:"count"`
+	P50   float64 `json:"p50_ms"`
+	P95   float64 `json:"p95_ms"`
+	P99   float64 `json:"p99_ms"`
+	Max   float64 `json:"max_ms"`
+}
+
+// ReplicaRange is what a tier ran during the run.
+type ReplicaRange struct {
+	Min   int `json:"min"`
+	Max   int `json:"max"`
+	Final int `json:"final"`
+}
+
+// Row is one message: a line of samples.csv.
+type Row struct {
+	Index    int
+	Device   int
+	Due      time.Duration
+	Done     bool // sent (and answered or failed)
+	Sent     time.Duration
+	Ack      time.Duration
+	Err      string
+	Results  int
+	Tier     string
+	Class    int
+	Label    int
+	Latency  time.Duration // send to result
+	ResultAt time.Duration // from the start
+}
+
+// Result is a run's summary, its messages and its time series.
+type Result struct {
+	Summary Summary
+	Rows    []Row
+	// TierOrder is the pipeline's tiers in order.
+	TierOrder []string
+	// Processed counts messages each tier took per Bucket, from the
+	// results' hops.
+	Processed map[string][]int
+	Bucket    time.Duration
+	// ReplicaSeries is the ready replicas per tier over time.
+	ReplicaSeries map[string][]ReplicaPoint
+}
+
+// ReplicaPoint is a tier's ready replicas at a time from the start.
+type ReplicaPoint struct {
+	At    time.Duration
+	Ready int
+}
+
+type replicaSample struct {
+	at    time.Duration
+	tier  string
+	ready int
+}
+
+// sampleReplicas asks the supervisor for each tier's ready replicas every
+// 250 ms.
+func (r *run) sampleReplicas(ctx context.Context) {
+	client := &http.Client{Timeout: time.Second}
+	t := time.NewTicker(250 * time.Millisecond)
+	defer t.Stop()
+	for {
+		for _, tier := range r.cfg.Pipeline.Tiers {
+			resp, err := client.Get(r.cfg.AdminURL + runtime.ListPath(tier.Name))
+			if err != nil {
+				continue
+			}
+			var list []json.RawMessage
+			err = json.NewDecoder(resp.Body).Decode(&list)
+			resp.Body.Close()
+			if err != nil || resp.StatusCode != http.StatusOK {
+				continue
+			}
+			r.mu.Lock()
+			r.replicas = append(r.replicas, replicaSample{time.Since(r.start), tier.Name, len(list)})
+			r.mu.Unlock()
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// result builds the report once every sender and watcher stopped.
+func (r *run) result(interrupted bool) *Result {
+	cfg := r.cfg
+	s := Summary{
+		Target: cfg.Target, Protocol: cfg.Protocol, Workload: cfg.Workload.Kind,
+		Devices: cfg.Workload.Devices, TimeScale: cfg.Workload.TimeScale,
+		Planned: len(r.sends), LateSends: int(r.late.Load()), Interrupted: interrupted,
+		ScheduleS: Length(r.sends).Seconds(),
+		Tiers:     map[string]Percentiles{}, Replicas: map[string]ReplicaRange{},
+	}
+	res := &Result{Processed: map[string][]int{}, ReplicaSeries: map[string][]ReplicaPoint{}}
+	for _, t := range cfg.Pipeline.Tiers {
+		res.TierOrder = append(res.TierOrder, t.Name)
+	}
+	var all, ingest []time.Duration
+	byTier := map[string][]time.Duration{}
+	correct := 0
+	var last time.Duration
+	seenErr := map[string]bool{}
+	for i, sd := range r.sent {
+		rs := r.results[i]
+		row := Row{Index: i, Device: r.sends[i].Device, Due: r.sends[i].At, Label: -1, Class: -1}
+		if cfg.Labels != nil {
+			row.Label = cfg.Labels[i%len(cfg.Labels)]
+		}
+		if sd.done {
+			s.Sent++
+			row.Done, row.Sent, row.Ack, row.Err = true, sd.sent, sd.ack, sd.err
+			if sd.err == "" {
+				s.Accepted++
+				ingest = append(ingest, sd.ack)
+			} else {
+				s.Rejected++
+				if !seenErr[sd.err] && len(s.Errors) < 5 {
+					seenErr[sd.err] = true
+					s.Errors = append(s.Errors, sd.err)
+				}
+			}
+			last = max(last, sd.sent)
+		}
+		if rs.n > 0 && sd.done {
+			s.Results++
+			s.Duplicates += rs.n - 1
+			row.Results, row.Tier, row.Class = rs.n, rs.tier, rs.class
+			row.ResultAt = rs.at.Sub(r.start)
+			row.Latency = row.ResultAt - sd.sent
+			all = append(all, row.Latency)
+			byTier[rs.tier] = append(byTier[rs.tier], row.Latency)
+			if row.Class == row.Label {
+				correct++
+			}
+			last = max(last, row.ResultAt)
+		} else if sd.done {
+			s.Lost++
+		}
+		res.Rows = append(res.Rows, row)
+	}
+	s.ElapsedS = last.Seconds()
+	if s.Results > 0 {
+		s.Accuracy = float64(correct) / float64(s.Results)
+		if s.ElapsedS > 0 {
+			s.ThroughputPerS = float64(s.Results) / s.ElapsedS
+		}
+	}
+	s.All, s.Ingest = percentiles(all), percentiles(ingest)
+	for _, t := range res.TierOrder {
+		if len(byTier[t]) > 0 {
+			s.Tiers[t] = percentiles(byTier[t])
+		}
+	}
+
+	// Tier throughput from the hops of each first result.
+	res.Bucket = bucketWidth(last)
+	nb := int(last/res.Bucket) + 1
+	for _, t := range res.TierOrder {
+		res.Processed[t] = make([]int, nb)
+	}
+	for i := range r.results {
+		for _, h := range r.results[i].hops {
+			b := int(h.At.Sub(r.start) / res.Bucket)
+			if c, ok := res.Processed[h.Tier]; ok && b >= 0 && b < nb {
+				c[b]++
+			}
+		}
+	}
+
+	for _, x := range r.replicas {
+		res.ReplicaSeries[x.tier] = append(res.ReplicaSeries[x.tier], ReplicaPoint{x.at, x.ready})
+	}
+	for tier, pts := range res.ReplicaSeries {
+		rr := ReplicaRange{Min: pts[0].Ready, Max: pts[0].Ready, Final: pts[len(pts)-1].Ready}
+		for _, p := range pts {
+			rr.Min, rr.Max = min(rr.Min, p.Ready), max(rr.Max, p.Ready)
+		}
+		s.Replicas[tier] = rr
+	}
+	res.Summary = s
+	return res
+}
+
+// bucketWidth picks about 100 buckets, at least 100 ms each.
+func bucketWidth(d time.Duration) time.Duration {
+	return max(100*time.Millisecond, (d/100).Round(100*time.Millisecond))
+}
+
+func percentiles(ds []time.Duration) Percentiles {
+	if len(ds) == 0 {
+		return Percentiles{}
+	}
+	slices.Sort(ds)
+	q := func(f float64) float64 { return ms(ds[min(len(ds)-1, int(f*float64(len(ds))))]) }
+	return Percentiles{Count: len(ds), P50: q(0.5), P95: q(0.95), P99: q(0.99), Max: ms(ds[len(ds)-1])}
+}
+
+func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
+
+// Print writes the summary table.
+func (res *Result) Print(w io.Writer) {
+	s := res.Summary
+	state := ""
+	if s.Interrupted {
+		state = " (INTERRUPTED: partial)"
+	}
+	fmt.Fprintf(w, "%s over %s, workload %s, %d devices, time scale %g%s\n", s.Target, s.Protocol, s.Workload, s.Devices, s.TimeScale, state)
+	fmt.Fprintf(w, "sent %d of %d (rejected %d, late %d); results %d; lost %d; duplicates %d; accuracy %.4f\n",
+		s.Sent, s.Planned, s.Rejected, s.LateSends, s.Results, s.Lost, s.Duplicates, s.Accuracy)
+	fmt.Fprintf(w, "elapsed %.2fs (schedule %.2fs); throughput %.1f results/s; ingest p50 %.2fms p99 %.2fms\n",
+		s.ElapsedS, s.ScheduleS, s.ThroughputPerS, s.Ingest.P50, s.Ingest.P99)
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "exit tier\tresults\tp50 ms\tp95 ms\tp99 ms\tmax ms\treplicas min-max (final)\t")
+	row := func(name string, p Percentiles, reps string) {
+		fmt.Fprintf(tw, "%s\t%d\t%.1f\t%.1f\t%.1f\t%.1f\t%s\t\n", name, p.Count, p.P50, p.P95, p.P99, p.Max, reps)
+	}
+	for _, t := range res.TierOrder {
+		reps := "-"
+		if rr, ok := s.Replicas[t]; ok {
+			reps = fmt.Sprintf("%d-%d (%d)", rr.Min, rr.Max, rr.Final)
+		}
+		row(t, s.Tiers[t], reps)
+	}
+	row("all", s.All, "")
+	tw.Flush()
+	for _, e := range s.Errors {
+		fmt.Fprintf(w, "ingest error: %s\n", e)
+	}
+}
+
+// Write writes summary.json, samples.csv and the plots into dir.
+func (res *Result) Write(dir string) error {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	b, err := json.MarshalIndent(res.Summary, "", "  ")
+	if err != nil {
+		return err
+	}
+	if err := os.WriteFile(filepath.Join(dir, "summary.json"), append(b, '\n'), 0o644); err != nil {
+		return err
+	}
+	if err := res.writeCSV(filepath.Join(dir, "samples.csv")); err != nil {
+		return err
+	}
+	return res.plot(dir)
+}
+
+func (res *Result) writeCSV(path string) error {
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	w := csv.NewWriter(f)
+	w.Write([]string{"index", "device", "due_s", "sent_s", "ingest_ms", "error", "results", "exit_tier", "latency_ms", "class", "label", "correct"})
+	fl := func(v float64) string { return strconv.FormatFloat(v, 'f', 3, 64) }
+	for _, r := range res.Rows {
+		rec := []string{strconv.Itoa(r.Index), strconv.Itoa(r.Device), fl(r.Due.Seconds()), "", "", r.Err, strconv.Itoa(r.Results), r.Tier, "", "", strconv.Itoa(r.Label), ""}
+		if r.Done {
+			rec[3], rec[4] = fl(r.Sent.Seconds()), fl(ms(r.Ack))
+		}
+		if r.Results > 0 {
+			rec[8], rec[9], rec[11] = fl(ms(r.Latency)), strconv.Itoa(r.Class), strconv.FormatBool(r.Class == r.Label)
+		}
+		w.Write(rec)
+	}
+	w.Flush()
+	if err := w.Error(); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
+}
