@@ -244,7 +244,7 @@ func (r *run) result(interrupted bool) *Result {
 
 // bucketWidth picks about 100 buckets, at least 100 ms each.
 func bucketWidth(d time.Duration) time.Duration {
-	return max(100*time.Millisecond, (d/100).Round(100*time.Millisecond))
+	return max(100*time.Millisecond, (d / 100).Round(100*time.Millisecond))
 }
 
 func percentiles(ds []time.Duration) Percentiles {
