@@ -65,11 +65,11 @@ func TestDockerRuntimeScales(t *testing.T) {
 			}
 		}
 	}()
-	out, err = exec.Command(ddnn, "bench", "-f", tp.file, "--count", "2000", "--rate", "800", "--senders", "32", "--json", "--timeout", "90s").Output()
+	out, err = exec.Command(ddnn, "bench", "-f", tp.file, "--attach", "--workload", "constant", "--rate", "800", "--duration", "2500ms", "--devices", "8", "--json", "--drain", "90s").Output()
 	if err != nil {
 		t.Fatalf("bench: %v", err)
 	}
-	var rep struct{ Sent, Results, Lost int }
+	var rep benchSummary
 	if err := json.Unmarshal(out, &rep); err != nil || rep.Results != rep.Sent || rep.Lost != 0 {
 		t.Errorf("bench: %s (%v)", out, err)
 	}

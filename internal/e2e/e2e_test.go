@@ -459,28 +459,120 @@ func TestSIGTERMUnderLoad(t *testing.T) {
 	}
 }
 
-// TestBench runs `ddnn bench` against `ddnn up`, open- and closed-loop.
+// TestBench runs `ddnn bench --attach` against `ddnn up` over each
+// protocol, and checks summary.json, samples.csv and the plots it writes.
 func TestBench(t *testing.T) {
 	tp := writePipeline(t, "bench", 1, "")
 	up(t, tp)
-	for _, args := range [][]string{{"--count", "400", "--senders", "8"}, {"--count", "300", "--rate", "300"}} {
-		out, err := exec.Command(ddnn, append([]string{"bench", "-f", tp.file, "--json"}, args...)...).Output()
-		if err != nil {
-			t.Fatalf("bench %v: %v", args, err)
+	for _, proto := range []string{"http", "coap", "kafka"} {
+		out := t.TempDir()
+		args := []string{"bench", "-f", tp.file, "--attach", "--protocol", proto, "--workload", "paper",
+			"--devices", "3", "--time-scale", "50", "--out", out}
+		if b, err := exec.Command(ddnn, args...).CombinedOutput(); err != nil {
+			t.Fatalf("bench %v: %v: %s", args, err, b)
 		}
-		var rep struct {
-			Sent, Accepted, Results, Lost, Duplicates int
-			Accuracy                                  float64
-			Latency                                   struct {
-				P50 int64 `json:"p50_ns"`
+		var s benchSummary
+		readJSON(t, filepath.Join(out, "summary.json"), &s)
+		// 3 devices × 400 messages; the classes match the models' own
+		// accuracy on the test subset (0.8765 over its first 2,000).
+		if s.Sent != 1200 || s.Results != 1200 || s.Lost != 0 || s.Accuracy < 0.8 || s.All.P50 <= 0 || s.All.Count != 1200 {
+			t.Errorf("%s: %+v", proto, s)
+		}
+		n := 0
+		for _, tier := range []string{"edge", "fog", "cloud"} {
+			n += s.Tiers[tier].Count
+			if r := s.Replicas[tier]; r.Min != 1 || r.Max != 1 {
+				t.Errorf("%s: replicas of %s %+v, want 1", proto, tier, r)
 			}
 		}
-		if err := json.Unmarshal(out, &rep); err != nil {
-			t.Fatalf("%v: %s", err, out)
+		if n != 1200 {
+			t.Errorf("%s: exits per tier add up to %d: %+v", proto, n, s.Tiers)
 		}
-		if rep.Results != rep.Sent || rep.Lost != 0 || rep.Accuracy < 0.8 || rep.Latency.P50 <= 0 {
-			t.Errorf("bench %v: %s", args, out)
+		csv, _ := os.ReadFile(filepath.Join(out, "samples.csv"))
+		if lines := strings.Count(string(csv), "\n"); lines != 1201 {
+			t.Errorf("%s: samples.csv has %d lines, want 1201", proto, lines)
 		}
+		for _, png := range []string{"latency.png", "latency_box.png", "throughput.png", "replicas.png"} {
+			b, err := os.ReadFile(filepath.Join(out, png))
+			if err != nil || len(b) < 1000 || string(b[1:4]) != "PNG" {
+				t.Errorf("%s: %s: %v (%d bytes)", proto, png, err, len(b))
+			}
+		}
+	}
+}
+
+// TestBenchStartsPipelineAndInterrupts lets bench start the pipeline
+// itself, interrupts it with SIGINT mid-run, and expects the partial report
+// written, a non-zero exit, and the pipeline stopped.
+func TestBenchStartsPipelineAndInterrupts(t *testing.T) {
+	tp := writePipeline(t, "benchint", 1, "")
+	out := t.TempDir()
+	b := start(t, "bench", "-f", tp.file, "--workload", "constant", "--rate", "50", "--duration", "60s", "--out", out)
+	waitFor(t, "bench sending", 60*time.Second, func() bool {
+		select {
+		case <-b.exited:
+			t.Fatalf("bench exited: %v\n%s", b.err, b.out.String())
+		default:
+		}
+		return strings.Contains(b.out.String(), "bench: pipeline, constant over http")
+	})
+	time.Sleep(2 * time.Second)
+	b.cmd.Process.Signal(os.Interrupt)
+	select {
+	case <-b.exited:
+	case <-time.After(45 * time.Second):
+		t.Fatal("bench did not stop within 45s of SIGINT")
+	}
+	if b.err == nil || !strings.Contains(b.out.String(), "interrupted: the report is partial") {
+		t.Errorf("exit %v, output:\n%s", b.err, b.out.String())
+	}
+	var s benchSummary
+	readJSON(t, filepath.Join(out, "summary.json"), &s)
+	if !s.Interrupted || s.Sent < 50 || s.Sent > 2000 || s.Results != s.Sent || s.Lost != 0 {
+		t.Errorf("partial summary: %+v", s)
+	}
+	if ready("http://" + tp.admin + "/readyz") {
+		t.Error("the pipeline bench started still answers after bench exited")
+	}
+}
+
+// TestBenchUnreachable expects --attach with nothing running to fail within
+// seconds, saying what it could not reach.
+func TestBenchUnreachable(t *testing.T) {
+	tp := writePipeline(t, "benchnone", 1, "")
+	for _, proto := range []string{"http", "coap", "kafka"} {
+		t0 := time.Now()
+		out, err := exec.Command(ddnn, "bench", "-f", tp.file, "--attach", "--protocol", proto).CombinedOutput()
+		if err == nil || !strings.Contains(string(out), "unreachable") || !strings.Contains(string(out), "ddnn up -f") {
+			t.Errorf("%s: %v: %s", proto, err, out)
+		}
+		if d := time.Since(t0); d > 10*time.Second {
+			t.Errorf("%s: took %s to fail", proto, d)
+		}
+	}
+}
+
+// benchSummary is the part of summary.json the tests read.
+type benchSummary struct {
+	Sent, Results, Lost, Duplicates, Rejected int
+	Interrupted                               bool
+	Accuracy                                  float64
+	All                                       struct {
+		Count int
+		P50   float64 `json:"p50_ms"`
+	}
+	Tiers    map[string]struct{ Count int }
+	Replicas map[string]struct{ Min, Max, Final int }
+}
+
+func readJSON(t *testing.T, path string, v any) {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := json.Unmarshal(b, v); err != nil {
+		t.Fatalf("%s: %v: %s", path, err, b)
 	}
 }
 

@@ -89,13 +89,11 @@ func TestBurstScalesProcessReplicas(t *testing.T) {
 	}()
 
 	start := time.Now()
-	out, err := exec.Command(ddnn, "bench", "-f", tp.file, "--count", "3000", "--rate", "1000", "--senders", "32", "--json", "--timeout", "90s").Output()
+	out, err := exec.Command(ddnn, "bench", "-f", tp.file, "--attach", "--workload", "constant", "--rate", "1000", "--duration", "3s", "--devices", "8", "--json", "--drain", "90s").Output()
 	if err != nil {
 		t.Fatalf("bench: %v", err)
 	}
-	var rep struct {
-		Sent, Accepted, Results, Lost, Duplicates int
-	}
+	var rep benchSummary
 	if err := json.Unmarshal(out, &rep); err != nil {
 		t.Fatalf("%v: %s", err, out)
 	}
