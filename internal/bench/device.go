@@ -3,6 +3,8 @@ package bench
 import (
 	"bytes"
 	"context"
+	"encoding/binary"
+	"math"
 	"fmt"
 	"io"
 	"net/http"
@@ -69,6 +71,24 @@ func dial(ctx context.Context, p *pipeline.Pipeline, protocol string, n int) (de
 		return &kafkaDevice{name: name, cl: cl}, nil
 	}
 	return nil, fmt.Errorf("unknown protocol %q (want one of %v)", protocol, Protocols)
+}
+
+// Encode turns the test set's uint8 images into raw samples of the
+// pipeline's input dtype: float32 samples carry the same values (the
+// pipeline's input.scale applies to both) and need Block1 over CoAP.
+func Encode(images [][]byte, dt wire.DType) [][]byte {
+	if dt != wire.Float32 {
+		return images
+	}
+	out := make([][]byte, len(images))
+	for i, img := range images {
+		b := make([]byte, 4*len(img))
+		for j, px := range img {
+			binary.LittleEndian.PutUint32(b[4*j:], math.Float32bits(float32(px)))
+		}
+		out[i] = b
+	}
+	return out
 }
 
 type httpDevice struct {

@@ -116,7 +116,7 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 	cfg := bench.Config{
 		Pipeline: p, Target: "pipeline", Protocol: *protocol, Workload: w,
-		Samples: ds.Samples, Labels: ds.Labels, Drain: *drain,
+		Samples: bench.Encode(ds.Samples, p.Input.DType), Labels: ds.Labels, Drain: *drain,
 		AdminURL: "http://" + p.Admin.Listen, Progress: stderr, TTY: isTerminal(stderr),
 	}
 	if *workload == bench.WorkloadBurst {
