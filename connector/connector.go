@@ -226,7 +226,7 @@ func (c *Connector) poll(ctx context.Context, items chan<- item) error {
 		c.cl.AllowRebalance()
 		c.m.fetched(len(recs))
 		for _, r := range recs {
-			m, err := wire.DecodeRecord(r.Key, r.Value, headers(r), c.raw, fmt.Sprintf("%s-%d-%d", r.Topic, r.Partition, r.Offset))
+			m, err := wire.DecodeRecord(r.Key, r.Value, RecordHeaders(r), c.raw, fmt.Sprintf("%s-%d-%d", r.Topic, r.Partition, r.Offset))
 			if err != nil {
 				c.inflight.Add(1)
 				go func() {
@@ -245,7 +245,8 @@ func (c *Connector) poll(ctx context.Context, items chan<- item) error {
 	}
 }
 
-func headers(r *kgo.Record) []wire.Header {
+// RecordHeaders converts a record's headers for wire.DecodeRecord.
+func RecordHeaders(r *kgo.Record) []wire.Header {
 	hs := make([]wire.Header, len(r.Headers))
 	for i, h := range r.Headers {
 		hs[i] = wire.Header{Key: h.Key, Value: h.Value}

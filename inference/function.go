@@ -262,7 +262,7 @@ func (f *Function) serveInfer(w http.ResponseWriter, r *http.Request) {
 			ErrorBody{Error: fmt.Sprintf("batch of %d messages over max_batch %d", len(msgs), max)})
 		return
 	}
-	if rej := f.check(msgs); len(rej) > 0 {
+	if rej := f.Check(msgs); len(rej) > 0 {
 		f.fail(w, http.StatusBadRequest, outcomeBadRequest, ErrorBody{
 			Error:    fmt.Sprintf("%d of %d messages rejected", len(rej), len(msgs)),
 			Rejected: rej,
@@ -317,8 +317,9 @@ func (f *Function) serveInfer(w http.ResponseWriter, r *http.Request) {
 	w.Write(out)
 }
 
-// check validates every message's tensor against what the tier takes.
-func (f *Function) check(msgs []wire.Message) []Rejection {
+// Check validates every message's tensor against what the tier takes; each
+// rejection names the message and the reason.
+func (f *Function) Check(msgs []wire.Message) []Rejection {
 	var rej []Rejection
 	for i := range msgs {
 		t := &msgs[i].Tensor

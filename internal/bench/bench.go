@@ -2,7 +2,7 @@
 // images to a pipeline over HTTP, CoAP or Kafka on an open-loop schedule (the
 // source paper's per-device workload, a constant rate, steps or a burst); the
 // bench reads the results topic and reports each message's round trip from
-// its send to its result, per exit tier, with lost and duplicated results,
+// its send until its result reaches the bench's consumer, per exit tier, with lost and duplicated results,
 // accuracy, throughput, and the replicas each tier ran over time. Reports
 // are a summary table, summary.json, samples.csv and PNG plots.
 //
@@ -76,7 +76,6 @@ type resultState struct {
 	class  int
 	at     time.Time // the result record's timestamp
 	hops   []wire.Hop
-	inTier map[string]time.Time
 }
 
 // run is one bench run's shared state.
@@ -225,6 +224,9 @@ func (r *run) collect(ctx context.Context, cl *kgo.Client) {
 		if ctx.Err() != nil {
 			return
 		}
+		// The round trip ends when the result reaches a consumer: record
+		// timestamps have only millisecond resolution.
+		now := time.Now()
 		for _, rec := range fs.Records() {
 			res, err := wire.DecodeResult(rec.Value)
 			if err != nil || len(res.ID) <= len(r.prefix) || res.ID[:len(r.prefix)] != r.prefix {
@@ -238,7 +240,7 @@ func (r *run) collect(ctx context.Context, cl *kgo.Client) {
 			s := &r.results[i]
 			s.n++
 			if s.n == 1 {
-				s.tier, s.class, s.at, s.hops = res.Tier, res.Class, rec.Timestamp, res.Hops
+				s.tier, s.class, s.at, s.hops = res.Tier, res.Class, now, res.Hops
 				r.nresults.Add(1)
 			}
 			r.mu.Unlock()

@@ -43,7 +43,8 @@ type Summary struct {
 	ScheduleS      float64 `json:"schedule_s"`
 	ThroughputPerS float64 `json:"throughput_per_s"`
 	Accuracy       float64 `json:"accuracy"`
-	// Tiers is the round trip, send to result record, per exit tier.
+	// Tiers is the round trip, from the send until the result reached
+	// the bench's consumer, per exit tier.
 	Tiers map[string]Percentiles `json:"tiers"`
 	All   Percentiles            `json:"all"`
 	// Ingest is send to acceptance (the funnel's answer or Kafka's ack).

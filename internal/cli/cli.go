@@ -21,7 +21,8 @@ Usage:
 Commands:
   up             run the whole pipeline on this machine (embedded broker by default)
   results        read results from the results topic
-  bench          drive a running pipeline with test images; throughput and latency
+  bench          simulated devices over HTTP, CoAP or Kafka; latency per tier, reports, plots
+  monolith       the baseline: every tier in one process, fed from Kafka (bench --compare)
   models check   load every tier's model and verify the chain
   models eval    run the labeled test set through the chain; --sweep, --json
   broker         run the embedded Kafka-protocol broker alone (in memory)
@@ -85,6 +86,8 @@ func dispatch(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return runBench(ctx, args[1:], stdout, stderr)
 	case "scaler":
 		return runScaler(ctx, args[1:], stdout, stderr)
+	case "monolith":
+		return runMonolith(ctx, args[1:], stdout, stderr)
 	default:
 		fmt.Fprint(stderr, usage)
 		return fmt.Errorf("%w: unknown command %q", errUsage, args[0])

@@ -536,6 +536,38 @@ func TestBenchStartsPipelineAndInterrupts(t *testing.T) {
 	}
 }
 
+// TestBenchCompare runs one workload against the pipeline and against
+// `ddnn monolith`, both started by bench, and checks compare.json.
+func TestBenchCompare(t *testing.T) {
+	tp := writePipeline(t, "benchcmp", 1, "")
+	out := t.TempDir()
+	b, err := exec.Command(ddnn, "bench", "-f", tp.file, "--compare", "--workload", "constant", "--rate", "300",
+		"--duration", "2s", "--devices", "4", "--out", out).CombinedOutput()
+	if err != nil {
+		t.Fatalf("bench --compare: %v: %s", err, b)
+	}
+	var c struct {
+		Pipeline, Monolith benchSummary
+		Ratios             map[string]float64 `json:"ratios_pipeline_over_monolith"`
+	}
+	readJSON(t, filepath.Join(out, "compare.json"), &c)
+	for name, s := range map[string]benchSummary{"pipeline": c.Pipeline, "monolith": c.Monolith} {
+		if s.Sent != 600 || s.Results != 600 || s.Lost != 0 || s.Accuracy < 0.8 {
+			t.Errorf("%s: %+v", name, s)
+		}
+		if _, err := os.Stat(filepath.Join(out, name, "summary.json")); err != nil {
+			t.Error(err)
+		}
+	}
+	// The same images through the same policies: the same classes.
+	if c.Pipeline.Accuracy != c.Monolith.Accuracy || c.Ratios["accuracy"] != 1 || c.Ratios["throughput_per_s"] <= 0 {
+		t.Errorf("compare: %+v", c)
+	}
+	if !strings.Contains(string(b), "pipeline/monolith") {
+		t.Errorf("no comparison table:\n%s", b)
+	}
+}
+
 // TestBenchUnreachable expects --attach with nothing running to fail within
 // seconds, saying what it could not reach.
 func TestBenchUnreachable(t *testing.T) {

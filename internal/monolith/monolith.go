@@ -1,0 +1,320 @@
+// Package monolith owns `ddnn monolith`, the baseline the pipeline is
+// measured against, built like Kafka-ML's inference service: one process
+// consumes the first tier's topic, runs every tier's model in turn with a
+// fixed number of workers, and produces results. No funnels, connectors or
+// HTTP between tiers, and no scaling. Exits use the pipeline's own
+// per-sample policies (inference.Function), so both give the same classes.
+//
+// Delivery is at least once, like the pipeline's: a poll's records are
+// committed only after their results (and dead letters) were acknowledged.
+package monolith
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/ddnn-continuum/ddnn/connector"
+	"github.com/ddnn-continuum/ddnn/inference"
+	"github.com/ddnn-continuum/ddnn/internal/pipeline"
+	"github.com/ddnn-continuum/ddnn/internal/wire"
+)
+
+// Group is the consumer group of a pipeline's monolith.
+func Group(p *pipeline.Pipeline) string { return p.Name + ".monolith" }
+
+// ClientOptions are the consumer settings a monolith's client needs on top
+// of the pipeline's Kafka options.
+func ClientOptions(p *pipeline.Pipeline) []kgo.Opt {
+	return []kgo.Opt{
+		kgo.ConsumerGroup(Group(p)),
+		kgo.ConsumeTopics(p.InputTopic(p.Tiers[0].Name)),
+		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
+		kgo.DisableAutoCommit(),
+		kgo.BlockRebalanceOnPoll(),
+		kgo.FetchMaxWait(250 * time.Millisecond),
+		kgo.SessionTimeout(10 * time.Second),
+		kgo.HeartbeatInterval(time.Second),
+		kgo.RequiredAcks(kgo.AllISRAcks()),
+		kgo.RecordDeliveryTimeout(p.Kafka.ProduceTimeout),
+	}
+}
+
+// Config is what a Monolith needs.
+type Config struct {
+	Pipeline *pipeline.Pipeline
+	// Client consumes the first tier's topic in Group (ClientOptions)
+	// and produces results and dead letters.
+	Client *kgo.Client
+	// Workers run batches at once, each with its own session per tier.
+	Workers int
+	// MaxBatch bounds a worker's batch (default: the first tier's
+	// connector.max_batch).
+	MaxBatch int
+	// Load opens tier i's session; it is called Workers times per tier.
+	Load func(tier int) (*inference.Session, error)
+	// Registerer gets the monolith's and the tiers' metrics; nil none.
+	Registerer prometheus.Registerer
+	Logger     *slog.Logger
+}
+
+// Monolith runs every tier of a pipeline in one process.
+type Monolith struct {
+	p       *pipeline.Pipeline
+	cl      *kgo.Client
+	log     *slog.Logger
+	raw     *wire.RawInput
+	batch   int
+	funcs   []*inference.Function // per tier
+	workers [][]*inference.Session
+	m       metrics
+}
+
+type metrics struct {
+	records *prometheus.CounterVec
+	commits prometheus.Counter
+}
+
+// New loads Workers sessions per tier.
+func New(cfg Config) (*Monolith, error) {
+	p := cfg.Pipeline
+	if cfg.Workers < 1 {
+		return nil, fmt.Errorf("monolith: workers must be at least 1, not %d", cfg.Workers)
+	}
+	if cfg.MaxBatch < 1 {
+		cfg.MaxBatch = p.Tiers[0].Connector.MaxBatch
+	}
+	reg := cfg.Registerer
+	if reg == nil {
+		reg = prometheus.NewRegistry()
+	}
+	m := &Monolith{
+		p: p, cl: cfg.Client, log: cfg.Logger, batch: cfg.MaxBatch,
+		raw: &wire.RawInput{DType: p.Input.DType, Shape: p.Input.Shape},
+		m: metrics{
+			records: prometheus.NewCounterVec(prometheus.CounterOpts{
+				Name: "ddnn_monolith_records_total", Help: "Input records by outcome: result or dead_lettered.",
+			}, []string{"outcome"}),
+			commits: prometheus.NewCounter(prometheus.CounterOpts{
+				Name: "ddnn_monolith_commits_total", Help: "Offset commits after acknowledged results.",
+			}),
+		},
+	}
+	if m.log == nil {
+		m.log = slog.New(slog.DiscardHandler)
+	}
+	reg.MustRegister(m.m.records, m.m.commits)
+	im := inference.NewMetrics(reg)
+	for _, t := range p.Tiers {
+		f, err := inference.New(inference.Config{Pipeline: p, Tier: t.Name, Metrics: im, Logger: m.log})
+		if err != nil {
+			return nil, err
+		}
+		m.funcs = append(m.funcs, f)
+	}
+	for w := 0; w < cfg.Workers; w++ {
+		var chain []*inference.Session
+		for i := range p.Tiers {
+			s, err := cfg.Load(i)
+			if err == nil {
+				err = m.funcs[i].SetSession(s) // checks the chain fits
+			}
+			if err != nil {
+				m.workers = append(m.workers, chain)
+				m.Close()
+				return nil, err
+			}
+			chain = append(chain, s)
+		}
+		m.workers = append(m.workers, chain)
+	}
+	return m, nil
+}
+
+// Close frees the sessions.
+func (m *Monolith) Close() {
+	for _, chain := range m.workers {
+		for _, s := range chain {
+			s.Close()
+		}
+	}
+}
+
+// Run consumes until ctx ends: poll, infer on every worker, produce results
+// and dead letters, wait for their acknowledgement, commit. A poll whose
+// results could not be produced is not committed and is redelivered.
+func (m *Monolith) Run(ctx context.Context) error {
+	// With kgo.BlockRebalanceOnPoll, a rebalance waits until a poll's
+	// records are committed.
+	defer m.cl.AllowRebalance()
+	for {
+		m.cl.AllowRebalance()
+		fetches := m.cl.PollRecords(ctx, m.batch*len(m.workers))
+		if ctx.Err() != nil || fetches.IsClientClosed() {
+			return nil
+		}
+		fetches.EachError(func(topic string, p int32, err error) {
+			m.log.Warn("fetch", "topic", topic, "partition", p, "err", err)
+		})
+		recs := fetches.Records()
+		if len(recs) == 0 {
+			continue
+		}
+		out, err := m.process(recs)
+		if err != nil {
+			return err
+		}
+		// Polled records are finished even when ctx ends meanwhile: a
+		// graceful stop leaves nothing produced but uncommitted.
+		if err := m.finish(out, recs); err != nil {
+			return err
+		}
+		m.m.commits.Inc()
+	}
+}
+
+// finish produces out and then commits recs, within a bound of its own.
+func (m *Monolith) finish(out, recs []*kgo.Record) error {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*m.p.Kafka.ProduceTimeout)
+	defer cancel()
+	if err := m.cl.ProduceSync(ctx, out...).FirstErr(); err != nil {
+		// Not committed: the group redelivers these records.
+		return fmt.Errorf("monolith: producing results: %w", err)
+	}
+	if err := m.cl.CommitRecords(ctx, recs...); err != nil {
+		return fmt.Errorf("monolith: commit: %w", err)
+	}
+	return nil
+}
+
+// process decodes recs and runs them through every tier, batches spread
+// over the workers; it returns the records to produce.
+func (m *Monolith) process(recs []*kgo.Record) ([]*kgo.Record, error) {
+	var out []*kgo.Record
+	msgs := make([]wire.Message, 0, len(recs))
+	for _, r := range recs {
+		msg, err := wire.DecodeRecord(r.Key, r.Value, connector.RecordHeaders(r), m.raw, fmt.Sprintf("%s-%d-%d", r.Topic, r.Partition, r.Offset))
+		if err == nil {
+			if rej := m.funcs[0].Check([]wire.Message{msg}); len(rej) > 0 {
+				err = fmt.Errorf("%s", rej[0].Reason)
+			}
+		}
+		if err != nil {
+			out = append(out, m.deadLetter(r, "undecodable record: "+err.Error()))
+			continue
+		}
+		if msg.SentAt.IsZero() {
+			msg.SentAt = r.Timestamp.UTC()
+		}
+		msgs = append(msgs, msg)
+	}
+	var (
+		wg      sync.WaitGroup
+		mu      sync.Mutex
+		results []wire.Result
+		firstErr error
+	)
+	chunks := make(chan []wire.Message)
+	for _, chain := range m.workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for c := range chunks {
+				rs, err := m.chain(chain, c)
+				mu.Lock()
+				results = append(results, rs...)
+				if err != nil && firstErr == nil {
+					firstErr = err
+				}
+				mu.Unlock()
+			}
+		}()
+	}
+	for len(msgs) > 0 {
+		n := min(m.batch, len(msgs))
+		chunks <- msgs[:n]
+		msgs = msgs[n:]
+	}
+	close(chunks)
+	wg.Wait()
+	if firstErr != nil {
+		return nil, firstErr
+	}
+	for i := range results {
+		v, err := wire.AppendResult(nil, &results[i])
+		if err != nil {
+			return nil, err
+		}
+		var key []byte
+		if results[i].Device != "" {
+			key = []byte(results[i].Device)
+		}
+		out = append(out, &kgo.Record{Topic: m.p.ResultsTopic(), Key: key, Value: v})
+	}
+	m.m.records.WithLabelValues("result").Add(float64(len(results)))
+	return out, nil
+}
+
+// chain runs a batch tier by tier on one worker's sessions: exits become
+// results, forwards go on to the next tier in the same process.
+func (m *Monolith) chain(sessions []*inference.Session, msgs []wire.Message) ([]wire.Result, error) {
+	var results []wire.Result
+	for i, s := range sessions {
+		if len(msgs) == 0 {
+			break
+		}
+		at := time.Now().UTC()
+		for j := range msgs {
+			msgs[j].Hops = append(msgs[j].Hops, wire.Hop{Tier: m.p.Tiers[i].Name, At: at})
+		}
+		if d := m.p.Tiers[i].Inference.Emulate.ServiceTimePerSample; d > 0 {
+			time.Sleep(time.Duration(len(msgs)) * d) // the same benchmark knob as the functions
+		}
+		ds, err := m.funcs[i].Infer(s, msgs)
+		if err != nil {
+			return results, fmt.Errorf("tier %q: %w", m.p.Tiers[i].Name, err)
+		}
+		exitedAt := time.Now().UTC()
+		var next []wire.Message
+		for j, d := range ds {
+			msg := msgs[j]
+			if d.Exit {
+				results = append(results, wire.Result{
+					ID: msg.ID, Device: msg.Device, Tier: d.Tier, Class: d.Class, Label: d.Label,
+					Confidence: d.Confidence, SentAt: msg.SentAt, ExitedAt: exitedAt, Hops: msg.Hops,
+				})
+				continue
+			}
+			msg.Tensor = *d.Forward
+			next = append(next, msg)
+		}
+		msgs = next
+	}
+	if len(msgs) > 0 {
+		return results, fmt.Errorf("%d messages did not exit on the last tier", len(msgs))
+	}
+	return results, nil
+}
+
+// deadLetter is the DLQ record for r, shaped like the connector's.
+func (m *Monolith) deadLetter(r *kgo.Record, reason string) *kgo.Record {
+	m.m.records.WithLabelValues("dead_lettered").Inc()
+	m.log.Warn("record dead-lettered", "topic", r.Topic, "partition", r.Partition, "offset", r.Offset, "reason", reason)
+	return &kgo.Record{
+		Topic: m.p.DLQTopic(m.p.Tiers[0].Name),
+		Key:   r.Key,
+		Value: r.Value,
+		Headers: append(append([]kgo.RecordHeader(nil), r.Headers...),
+			kgo.RecordHeader{Key: wire.HeaderReason, Value: []byte(reason)},
+			kgo.RecordHeader{Key: connector.HeaderSourceTopic, Value: []byte(r.Topic)},
+			kgo.RecordHeader{Key: connector.HeaderSourcePartition, Value: []byte(strconv.Itoa(int(r.Partition)))},
+			kgo.RecordHeader{Key: connector.HeaderSourceOffset, Value: []byte(strconv.FormatInt(r.Offset, 10))},
+		),
+	}
+}
