@@ -71,11 +71,11 @@ type sendState struct {
 
 // resultState is the first result of a message and how many came.
 type resultState struct {
-	n      int
-	tier   string
-	class  int
-	at     time.Time // the result record's timestamp
-	hops   []wire.Hop
+	n     int
+	tier  string
+	class int
+	at    time.Time // the result record's timestamp
+	hops  []wire.Hop
 }
 
 // run is one bench run's shared state.

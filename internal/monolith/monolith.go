@@ -215,9 +215,9 @@ func (m *Monolith) process(recs []*kgo.Record) ([]*kgo.Record, error) {
 		msgs = append(msgs, msg)
 	}
 	var (
-		wg      sync.WaitGroup
-		mu      sync.Mutex
-		results []wire.Result
+		wg       sync.WaitGroup
+		mu       sync.Mutex
+		results  []wire.Result
 		firstErr error
 	)
 	chunks := make(chan []wire.Message)
