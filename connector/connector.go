@@ -254,8 +254,12 @@ func RecordHeaders(r *kgo.Record) []wire.Header {
 	return hs
 }
 
-// batch groups items into invocations of at most MaxBatch, waiting at most
-// MaxWait for a partial batch to fill.
+// batch groups items into invocations of at most MaxBatch. With MaxWait 0
+// (the default) a partial batch goes as soon as no more records are queued:
+// batches grow only while records arrive faster than they are dispatched
+// (dispatch blocks while every replica slot is busy), so an idle pipeline
+// adds no batching delay. With MaxWait > 0 a partial batch waits up to that
+// long to fill.
 func (c *Connector) batch(items <-chan item) {
 	conn := c.tier.Connector
 	var (
@@ -280,9 +284,14 @@ func (c *Connector) batch(items <-chan item) {
 				return
 			}
 			cur = append(cur, it)
-			if len(cur) >= conn.MaxBatch {
+			switch {
+			case len(cur) >= conn.MaxBatch:
 				flush()
-			} else if len(cur) == 1 {
+			case conn.MaxWait == 0:
+				if len(items) == 0 {
+					flush()
+				}
+			case len(cur) == 1:
 				timer.Reset(conn.MaxWait)
 			}
 		case <-timer.C:

@@ -46,7 +46,9 @@ type Summary struct {
 	// Tiers is the round trip, from the send until the result reached
 	// the bench's consumer, per exit tier.
 	Tiers map[string]Percentiles `json:"tiers"`
-	All   Percentiles            `json:"all"`
+	// ExitRatios is the share of results that exited at each tier.
+	ExitRatios map[string]float64 `json:"exit_ratios"`
+	All        Percentiles        `json:"all"`
 	// Ingest is send to acceptance (the funnel's answer or Kafka's ack).
 	Ingest   Percentiles             `json:"ingest"`
 	Replicas map[string]ReplicaRange `json:"replicas"`
@@ -151,7 +153,7 @@ func (r *run) result(interrupted bool) *Result {
 		Devices: cfg.Workload.Devices, TimeScale: cfg.Workload.TimeScale,
 		Planned: len(r.sends), LateSends: int(r.late.Load()), Interrupted: interrupted,
 		ScheduleS: Length(r.sends).Seconds(),
-		Tiers:     map[string]Percentiles{}, Replicas: map[string]ReplicaRange{},
+		Tiers:     map[string]Percentiles{}, ExitRatios: map[string]float64{}, Replicas: map[string]ReplicaRange{},
 	}
 	res := &Result{Processed: map[string][]int{}, ReplicaSeries: map[string][]ReplicaPoint{}}
 	for _, t := range cfg.Pipeline.Tiers {
@@ -211,6 +213,7 @@ func (r *run) result(interrupted bool) *Result {
 	for _, t := range res.TierOrder {
 		if len(byTier[t]) > 0 {
 			s.Tiers[t] = percentiles(byTier[t])
+			s.ExitRatios[t] = float64(len(byTier[t])) / float64(s.Results)
 		}
 	}
 

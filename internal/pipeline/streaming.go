@@ -18,7 +18,6 @@ const (
 	DefaultCoAPListen         = "127.0.0.1:5683"
 	DefaultAdminListen        = "127.0.0.1:9464"
 	DefaultConnectorMaxBatch  = 64
-	DefaultConnectorMaxWait   = 5 * time.Millisecond
 	DefaultInFlightPerReplica = 4
 	DefaultRetries            = 8
 	DefaultBackoff            = 50 * time.Millisecond
@@ -76,7 +75,8 @@ type Admin struct {
 type Connector struct {
 	// MaxBatch is the most records in one invocation.
 	MaxBatch int `yaml:"max_batch"`
-	// MaxWait is how long a partial batch waits for more records.
+	// MaxWait is how long a partial batch waits for more records; 0 (the
+	// default) sends it as soon as no more records are queued.
 	MaxWait time.Duration `yaml:"max_wait"`
 	// InFlightPerReplica bounds concurrent invocations of one replica.
 	InFlightPerReplica int `yaml:"in_flight_per_replica"`
@@ -150,7 +150,6 @@ func (p *Pipeline) setStreamingDefaults() {
 	for i := range p.Tiers {
 		c := &p.Tiers[i].Connector
 		setDefault(&c.MaxBatch, DefaultConnectorMaxBatch)
-		setDefault(&c.MaxWait, DefaultConnectorMaxWait)
 		setDefault(&c.InFlightPerReplica, DefaultInFlightPerReplica)
 		setDefault(&c.Retries, DefaultRetries)
 		setDefault(&c.Backoff, DefaultBackoff)
