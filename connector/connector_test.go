@@ -225,6 +225,25 @@ func TestDeliversAllAndCommits(t *testing.T) {
 	}
 }
 
+// TestBatchesBacklogWithoutWaiting: with max_wait 0 (the default) a lone
+// record goes at once, and a backlog still travels in batches because
+// records queue while every replica slot is busy.
+func TestBatchesBacklogWithoutWaiting(t *testing.T) {
+	e := setup(t)
+	e.p.Tiers[0].Connector.MaxWait = 0
+	slow := func([]wire.Message) (int, string) { time.Sleep(5 * time.Millisecond); return 200, "" }
+	a := newFakeReplica(t, slow)
+	e.start(t, a)
+	e.produce(t, 1, "lone")
+	waitFor(t, "the lone record invoked", func() bool { return len(a.ids()) == 1 })
+	e.produce(t, 300, "m")
+	waitFor(t, "all records invoked and committed", func() bool { return len(a.ids()) >= 301 && e.lag(t) == 0 })
+	// One slot-holder per in-flight slot, the rest batched behind them.
+	if calls := a.calls.Load(); calls > 150 {
+		t.Errorf("%d calls for 301 records: the backlog was not batched", calls)
+	}
+}
+
 // TestRetriesOnAnotherReplica: one replica always fails with 503; every
 // record still gets through the other.
 func TestRetriesOnAnotherReplica(t *testing.T) {
