@@ -16,8 +16,6 @@ import (
 	coapnet "github.com/plgd-dev/go-coap/v3/net"
 	"github.com/plgd-dev/go-coap/v3/options"
 	"github.com/plgd-dev/go-coap/v3/udp"
-
-	"github.com/ddnn-continuum/ddnn/internal/wire"
 )
 
 // optRequestTag is CoAP's Request-Tag option (RFC 9175), which libcoap sends
@@ -82,24 +80,9 @@ func (f *Funnel) ServeCoAP(ctx context.Context, l *coapnet.UDPConn, limits CoAPL
 		options.WithErrors(func(err error) { f.log.Debug("coap", "err", err) }),
 		// go-coap's default runner sleeps in a goroutine forever; this one
 		// ends with ctx.
-		options.WithPeriodicRunner(func(tick func(now time.Time) bool) {
-			go func() {
-				t := time.NewTicker(time.Second)
-				defer t.Stop()
-				for {
-					select {
-					case <-ctx.Done():
-						return
-					case now := <-t.C:
-						if !tick(now) {
-							return
-						}
-					}
-				}
-			}()
-		}),
+		options.WithPeriodicRunner(func(tick func(now time.Time) bool) { go every(ctx, time.Second, tick) }),
 	)
-	go ci.sweep(ctx)
+	go every(ctx, time.Second, ci.sweep)
 	done := make(chan error, 1)
 	go func() { done <- s.Serve(l) }()
 	f.log.Info("coap funnel serving", "addr", l.LocalAddr().String())
@@ -115,24 +98,32 @@ func (f *Funnel) ServeCoAP(ctx context.Context, l *coapnet.UDPConn, limits CoAPL
 	}
 }
 
-// sweep frees transfers that stalled.
-func (ci *coapIngest) sweep(ctx context.Context) {
-	t := time.NewTicker(time.Second)
+// every calls fn each period until ctx ends or fn returns false.
+func every(ctx context.Context, period time.Duration, fn func(now time.Time) bool) {
+	t := time.NewTicker(period)
 	defer t.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case now := <-t.C:
-			ci.mu.Lock()
-			for k, tr := range ci.transfers {
-				if now.Sub(tr.updated) > ci.limits.TransferTimeout {
-					delete(ci.transfers, k)
-				}
+			if !fn(now) {
+				return
 			}
-			ci.mu.Unlock()
 		}
 	}
+}
+
+// sweep frees transfers that stalled.
+func (ci *coapIngest) sweep(now time.Time) bool {
+	ci.mu.Lock()
+	defer ci.mu.Unlock()
+	for k, tr := range ci.transfers {
+		if now.Sub(tr.updated) > ci.limits.TransferTimeout {
+			delete(ci.transfers, k)
+		}
+	}
+	return true
 }
 
 // openTransfers counts what a peer has open.
@@ -269,14 +260,7 @@ func (ci *coapIngest) serve(w mux.ResponseWriter, r *mux.Message) {
 			}
 		}
 	}
-	if m.ID == "" {
-		m.ID = NewID()
-	}
-	if m.SentAt.IsZero() {
-		m.SentAt = f.now().UTC()
-	}
-	m.Route = f.first
-	if err := f.produceMessages(r.Context(), f.p.InputTopic(f.first), []wire.Message{m}); err != nil {
+	if err := f.accept(r.Context(), &m); err != nil {
 		f.m.request(route, "unavailable")
 		if errors.Is(err, context.Canceled) {
 			return

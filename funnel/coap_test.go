@@ -13,8 +13,6 @@ import (
 	"strings"
 	"testing"
 	"time"
-
-	"github.com/ddnn-continuum/ddnn/internal/wire"
 )
 
 const coapYAML = `
@@ -89,14 +87,7 @@ func TestCoAPBlock1WithLibcoap(t *testing.T) {
 		t.Fatalf("%d records, want 3", len(recs))
 	}
 	for _, r := range recs {
-		var hs []wire.Header
-		for _, h := range r.Headers {
-			hs = append(hs, wire.Header{Key: h.Key, Value: h.Value})
-		}
-		m, err := wire.DecodeRecord(r.Key, r.Value, hs, nil, "")
-		if err != nil {
-			t.Fatal(err)
-		}
+		m := decodeRecord(t, r)
 		if !bytes.Equal(m.Tensor.Data, img) || !strings.HasPrefix(m.Device, "dev-") {
 			t.Errorf("%s: %d bytes, device %q; want the whole %d-byte tensor", m.ID, len(m.Tensor.Data), m.Device, len(img))
 		}

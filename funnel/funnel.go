@@ -196,14 +196,7 @@ func (f *Funnel) serveIngest(w http.ResponseWriter, r *http.Request) {
 	if v := r.Header.Get(HeaderDeviceID); v != "" && m.Device == "" {
 		m.Device = v
 	}
-	if m.ID == "" {
-		m.ID = NewID()
-	}
-	if m.SentAt.IsZero() {
-		m.SentAt = f.now().UTC()
-	}
-	m.Route = f.first
-	if err := f.produceMessages(r.Context(), f.p.InputTopic(f.first), []wire.Message{m}); err != nil {
+	if err := f.accept(r.Context(), &m); err != nil {
 		f.produceFailed(w, route, err)
 		return
 	}
@@ -314,6 +307,19 @@ func (f *Funnel) serveResults(w http.ResponseWriter, r *http.Request) {
 func (f *Funnel) produceFailed(w http.ResponseWriter, route string, err error) {
 	f.log.Warn("produce", "route", route, "err", err)
 	f.fail(w, route, http.StatusServiceUnavailable, "kafka did not acknowledge: "+err.Error())
+}
+
+// accept completes a device's message (id, send time, route) and writes it
+// to the first tier's topic; it returns once Kafka acknowledged.
+func (f *Funnel) accept(ctx context.Context, m *wire.Message) error {
+	if m.ID == "" {
+		m.ID = NewID()
+	}
+	if m.SentAt.IsZero() {
+		m.SentAt = f.now().UTC()
+	}
+	m.Route = f.first
+	return f.produceMessages(ctx, f.p.InputTopic(f.first), []wire.Message{*m})
 }
 
 func keyFor(device string) []byte {

@@ -147,14 +147,7 @@ func TestIngestWritesAfterAck(t *testing.T) {
 	}
 	byID := map[string]wire.Message{}
 	for _, r := range recs {
-		var hs []wire.Header
-		for _, h := range r.Headers {
-			hs = append(hs, wire.Header{Key: h.Key, Value: h.Value})
-		}
-		m, err := wire.DecodeRecord(r.Key, r.Value, hs, nil, "")
-		if err != nil {
-			t.Fatal(err)
-		}
+		m := decodeRecord(t, r)
 		if string(r.Key) != m.Device || m.Route != "edge" || m.SentAt.IsZero() {
 			t.Errorf("record key %q, message %+v", r.Key, m)
 		}
@@ -266,4 +259,18 @@ func TestDrain(t *testing.T) {
 	if resp, b := e.post(t, PathTiers+"cloud", wire.ContentTypeBinary, body2, nil); resp.StatusCode != http.StatusNoContent {
 		t.Errorf("internal delivery while draining: %d %s", resp.StatusCode, b)
 	}
+}
+
+// decodeRecord reads a record the funnel wrote.
+func decodeRecord(t *testing.T, r *kgo.Record) wire.Message {
+	t.Helper()
+	var hs []wire.Header
+	for _, h := range r.Headers {
+		hs = append(hs, wire.Header{Key: h.Key, Value: h.Value})
+	}
+	m, err := wire.DecodeRecord(r.Key, r.Value, hs, nil, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m
 }

@@ -129,18 +129,31 @@ func (res *Result) plotThroughput(title string) (*plot.Plot, error) {
 		if len(xys) == 0 {
 			continue
 		}
-		l, err := plotter.NewLine(xys)
-		if err != nil {
+		if err := addLine(p, tier, i, xys, false); err != nil {
 			return nil, err
 		}
-		l.Color = plotutil.Color(i)
-		l.Width = vg.Points(1.5)
-		p.Add(l)
-		p.Legend.Add(tier, l)
 	}
 	p.Legend.Top, p.Legend.Left = true, true
 	p.Add(plotter.NewGrid())
 	return p, nil
+}
+
+// addLine adds tier i's line, in its color (and dashes, for lines that
+// may lie on one another), with a legend entry.
+func addLine(p *plot.Plot, tier string, i int, xys plotter.XYs, steps bool) error {
+	l, err := plotter.NewLine(xys)
+	if err != nil {
+		return err
+	}
+	l.Color = plotutil.Color(i)
+	l.Width = vg.Points(1.5)
+	if steps {
+		l.StepStyle = plotter.PostStep
+		l.Dashes = plotutil.Dashes(i)
+	}
+	p.Add(l)
+	p.Legend.Add(tier, l)
+	return nil
 }
 
 // plotReplicas is the ready replicas per tier over time, as sampled from
@@ -162,16 +175,9 @@ func (res *Result) plotReplicas(title string) (*plot.Plot, error) {
 			xys = append(xys, plotter.XY{X: pt.At.Seconds(), Y: float64(pt.Ready)})
 			top = max(top, float64(pt.Ready))
 		}
-		l, err := plotter.NewLine(xys)
-		if err != nil {
+		if err := addLine(p, tier, i, xys, true); err != nil {
 			return nil, err
 		}
-		l.StepStyle = plotter.PostStep
-		l.Color = plotutil.Color(i)
-		l.Width = vg.Points(1.5)
-		l.Dashes = plotutil.Dashes(i)
-		p.Add(l)
-		p.Legend.Add(tier, l)
 	}
 	if len(res.ReplicaSeries) == 0 {
 		p.Title.Text += " (no replica lists: not a ddnn up pipeline)"
