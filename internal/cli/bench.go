@@ -137,6 +137,9 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return err
 	}
 
+	if *protocol != bench.ProtocolKafka {
+		fmt.Fprintf(stderr, "bench: the monolith has no funnel: its devices produce to Kafka, the pipeline's use %s\n", *protocol)
+	}
 	pipe, err := b.run(ctx, "pipeline", cfg)
 	if err != nil {
 		return err

@@ -2,15 +2,21 @@ package monolith
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
+	"math"
 	"os"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/ddnn-continuum/ddnn/connector"
 	"github.com/ddnn-continuum/ddnn/inference"
 	"github.com/ddnn-continuum/ddnn/internal/kafka"
 	"github.com/ddnn-continuum/ddnn/internal/onnx"
@@ -27,164 +33,601 @@ func TestMain(m *testing.M) {
 	os.Exit(m.Run())
 }
 
-// TestMonolithMatchesEval feeds raw test images and one undecodable record
-// to a monolith on an embedded broker. Every image gets exactly one result,
-// with the exits per tier and the accuracy `ddnn models eval` computes for
-// the same images; the bad record lands in the DLQ with its reason; and the
-// group has committed everything when the monolith stops.
-func TestMonolithMatchesEval(t *testing.T) {
+// harness is the shipped pipeline on an embedded broker on 127.0.0.1 with
+// a client to produce, read and inspect offsets.
+type harness struct {
+	p  *pipeline.Pipeline
+	ds *models.Dataset
+	cl *kgo.Client
+}
+
+func newHarness(tb testing.TB) *harness {
+	tb.Helper()
 	p, err := pipeline.Load("../../deploy/pipeline.yaml")
 	if err != nil {
-		t.Fatal(err)
+		tb.Fatal(err)
 	}
 	b, err := kafka.StartBroker("127.0.0.1:0", p.Kafka.Partitions, p.Topics(), nil)
 	if err != nil {
-		t.Fatal(err)
+		tb.Fatal(err)
 	}
-	defer b.Close()
+	tb.Cleanup(b.Close)
 	p.Kafka.Brokers = []string{b.Addr()}
-
 	ds, err := models.LoadDataset(p.Path(p.Eval.Images), p.Path(p.Eval.Labels))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	cl, err := kgo.NewClient(append(kafka.ClientOptions(&p.Kafka, "test", nil), kgo.ProducerLinger(0))...)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(cl.Close)
+	return &harness{p: p, ds: ds, cl: cl}
+}
+
+func (h *harness) input() string { return h.p.InputTopic(h.p.Tiers[0].Name) }
+
+// produce writes recs and returns them with their partitions and offsets.
+func (h *harness) produce(tb testing.TB, recs []*kgo.Record) []*kgo.Record {
+	tb.Helper()
+	if err := h.cl.ProduceSync(context.Background(), recs...).FirstErr(); err != nil {
+		tb.Fatal(err)
+	}
+	return recs // ProduceSync set each record's partition and offset
+}
+
+// raw is image i as a raw record keyed img-<i>.
+func (h *harness) raw(i int) *kgo.Record {
+	return &kgo.Record{Topic: h.input(), Key: []byte("img-" + strconv.Itoa(i)), Value: h.ds.Samples[i]}
+}
+
+// run starts a monolith in its own client and returns how to stop it:
+// stop cancels Run, waits for it and closes the client.
+func (h *harness) run(tb testing.TB, workers, maxBatch int, reg prometheus.Registerer) (stop func() error) {
+	tb.Helper()
+	cl, err := kgo.NewClient(append(kafka.ClientOptions(&h.p.Kafka, "monolith", nil), ClientOptions(h.p)...)...)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	m, err := New(Config{
+		Pipeline: h.p, Client: cl, Workers: workers, MaxBatch: maxBatch, Registerer: reg,
+		Load: func(i int) (*inference.Session, error) {
+			return inference.NewSession(h.p, i, inference.SessionOptions{IntraOpThreads: 1})
+		},
+	})
+	if err != nil {
+		cl.Close()
+		tb.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- m.Run(ctx) }()
+	stopped := false
+	var runErr error
+	stop = func() error {
+		if !stopped {
+			stopped = true
+			cancel()
+			runErr = <-done
+			m.Close()
+			cl.Close()
+		}
+		return runErr
+	}
+	tb.Cleanup(func() { stop() })
+	return stop
+}
+
+// reader consumes topics from the start, outside any group.
+func (h *harness) reader(tb testing.TB, topics ...string) *kgo.Client {
+	tb.Helper()
+	cl, err := kgo.NewClient(append(kafka.ClientOptions(&h.p.Kafka, "reader", nil),
+		kgo.ConsumeTopics(topics...), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))...)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(cl.Close)
+	return cl
+}
+
+// readUntil polls r until done says so or the deadline passes.
+func readUntil(tb testing.TB, r *kgo.Client, within time.Duration, each func(*kgo.Record), done func() bool) {
+	tb.Helper()
+	deadline := time.Now().Add(within)
+	for !done() {
+		if time.Now().After(deadline) {
+			tb.Fatalf("not done within %s", within)
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
+		fs := r.PollFetches(ctx)
+		cancel()
+		fs.EachRecord(each)
+	}
+}
+
+// expected is a sample's exit tier and class, computed one sample at a time
+// through the inference functions, as the pipeline's replicas would.
+type expected struct {
+	tier  string
+	class int
+}
+
+func reference(t *testing.T, p *pipeline.Pipeline, ds *models.Dataset) []expected {
+	t.Helper()
+	msgs, err := models.Messages(p, ds)
 	if err != nil {
 		t.Fatal(err)
 	}
+	var funcs []*inference.Function
+	var sessions []*inference.Session
+	for i, tier := range p.Tiers {
+		s, err := inference.NewSession(p, i, inference.SessionOptions{IntraOpThreads: 1})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer s.Close()
+		f, err := inference.New(inference.Config{Pipeline: p, Tier: tier.Name})
+		if err == nil {
+			err = f.SetSession(s)
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		funcs, sessions = append(funcs, f), append(sessions, s)
+	}
+	want := make([]expected, len(msgs))
+	for j, msg := range msgs {
+		for i, f := range funcs {
+			ds, err := f.Infer(sessions[i], []wire.Message{msg})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if ds[0].Exit {
+				want[j] = expected{tier: ds[0].Tier, class: ds[0].Class}
+				break
+			}
+			msg = wire.Message{ID: msg.ID, Tensor: *ds[0].Forward}
+		}
+	}
+	return want
+}
+
+// TestMonolithMatchesEval feeds test images (raw, as JSON envelopes and as
+// binary envelopes with headers) and two bad records to a monolith. Every
+// image gets exactly one result, with the class and exit tier the inference
+// functions give it alone, the exits and accuracy `ddnn models eval`
+// computes, and PyTorch's decisions on the golden samples; the bad records
+// land in the DLQ with their reasons without stopping the rest; and the
+// group has committed everything when the monolith stops.
+func TestMonolithMatchesEval(t *testing.T) {
+	h := newHarness(t)
+	p := h.p
 	const n = 300
-	ds = &models.Dataset{Shape: ds.Shape, Samples: ds.Samples[:n], Labels: ds.Labels[:n]}
+	ds := &models.Dataset{Shape: h.ds.Shape, Samples: h.ds.Samples[:n], Labels: h.ds.Labels[:n]}
 	chain, err := models.OpenChain(p)
 	if err != nil {
 		t.Fatal(err)
 	}
-	want, err := chain.Eval(ds)
+	eval, err := chain.Eval(ds)
 	chain.Close()
 	if err != nil {
 		t.Fatal(err)
 	}
+	want := reference(t, p, ds)
 
-	prod, err := kgo.NewClient(kafka.ClientOptions(&p.Kafka, "test", nil)...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer prod.Close()
-	ctx := context.Background()
-	in := p.InputTopic(p.Tiers[0].Name)
+	// Images 0-9 as JSON envelopes from device cam-json, 10-19 as binary
+	// envelopes with id and device headers, the rest raw; the bad records
+	// go in the middle so that images behind them in their partitions must
+	// still be processed.
+	sentAt := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
 	var recs []*kgo.Record
-	for i, s := range ds.Samples {
-		recs = append(recs, &kgo.Record{Topic: in, Key: []byte("img-" + strconv.Itoa(i)), Value: s})
-	}
-	recs = append(recs, &kgo.Record{Topic: in, Key: []byte("bad"), Value: []byte("not an image")})
-	if err := prod.ProduceSync(ctx, recs...).FirstErr(); err != nil {
-		t.Fatal(err)
-	}
-
-	cl, err := kgo.NewClient(append(kafka.ClientOptions(&p.Kafka, "monolith", nil), ClientOptions(p)...)...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cl.Close()
-	m, err := New(Config{
-		Pipeline: p, Client: cl, Workers: 2, MaxBatch: 16,
-		Load: func(i int) (*inference.Session, error) {
-			return inference.NewSession(p, i, inference.SessionOptions{IntraOpThreads: 1})
-		},
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer m.Close()
-	runCtx, stop := context.WithCancel(ctx)
-	done := make(chan error, 1)
-	go func() { done <- m.Run(runCtx) }()
-
-	got := map[string][]wire.Result{}
-	read := consumer(t, p, p.ResultsTopic(), p.DLQTopic(p.Tiers[0].Name))
-	var dlq []*kgo.Record
-	deadline := time.Now().Add(30 * time.Second)
-	for (len(got) < n || len(dlq) < 1) && time.Now().Before(deadline) {
-		fctx, cancel := context.WithTimeout(ctx, time.Second)
-		fs := read.PollFetches(fctx)
-		cancel()
-		for _, r := range fs.Records() {
-			if r.Topic != p.ResultsTopic() {
-				dlq = append(dlq, r)
-				continue
-			}
-			res, err := wire.DecodeResult(r.Value)
+	for i := range n {
+		id := "img-" + strconv.Itoa(i)
+		switch {
+		case i < 10:
+			v, err := json.Marshal(map[string]any{
+				"id": id, "device": "cam-json", "sent_at": sentAt,
+				"tensor": map[string]any{"dtype": "uint8", "shape": []int{1, 28, 28}, "data": bytesToInts(ds.Samples[i])},
+			})
 			if err != nil {
-				t.Fatalf("result %s: %v", r.Value, err)
+				t.Fatal(err)
 			}
-			got[res.ID] = append(got[res.ID], res)
+			recs = append(recs, &kgo.Record{Topic: h.input(), Value: v})
+		case i < 20:
+			msg := wire.Message{ID: id, Tensor: wire.Tensor{DType: wire.Uint8, Shape: []int{1, 28, 28}, Data: ds.Samples[i]}}
+			v, hs, err := wire.AppendRecord(nil, wire.Binary, &msg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			r := &kgo.Record{Topic: h.input(), Value: v, Headers: []kgo.RecordHeader{
+				{Key: wire.HeaderDevice, Value: []byte("cam-bin")}, {Key: wire.HeaderSentAt, Value: []byte(strconv.FormatInt(sentAt.UnixMilli(), 10))}}}
+			for _, hd := range hs {
+				r.Headers = append(r.Headers, kgo.RecordHeader{Key: hd.Key, Value: hd.Value})
+			}
+			recs = append(recs, r)
+		default:
+			recs = append(recs, h.raw(i))
+		}
+		if i == n/2 {
+			recs = append(recs, &kgo.Record{Topic: h.input(), Key: []byte("bad-size"), Value: []byte("not an image")})
+			// A binary envelope whose tensor the first tier does not take.
+			msg := wire.Message{ID: "bad-dtype", Tensor: wire.Float32Tensor([]int{784}, make([]float32, 784))}
+			v, _, err := wire.AppendRecord(nil, wire.Binary, &msg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			recs = append(recs, &kgo.Record{Topic: h.input(), Key: []byte("bad-dtype"), Value: v})
 		}
 	}
-	stop()
-	if err := <-done; err != nil {
+	produced := h.produce(t, recs)
+
+	reg := prometheus.NewRegistry()
+	stop := h.run(t, 2, 16, reg)
+
+	got := map[string][]wire.Result{}
+	keys := map[string]string{}
+	dlq := map[string]*kgo.Record{}
+	read := h.reader(t, p.ResultsTopic(), p.DLQTopic(p.Tiers[0].Name))
+	readUntil(t, read, 15*time.Second, func(r *kgo.Record) {
+		if r.Topic != p.ResultsTopic() {
+			dlq[string(r.Key)] = r
+			return
+		}
+		res, err := wire.DecodeResult(r.Value)
+		if err != nil {
+			t.Fatalf("result %s: %v", r.Value, err)
+		}
+		got[res.ID] = append(got[res.ID], res)
+		keys[res.ID] = string(r.Key)
+	}, func() bool { return len(got) >= n && len(dlq) >= 2 })
+	if err := stop(); err != nil {
 		t.Fatalf("run: %v", err)
 	}
+	// Anything a stop might still have produced.
+	fctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	read.PollFetches(fctx).EachRecord(func(r *kgo.Record) {
+		if res, err := wire.DecodeResult(r.Value); err == nil {
+			got[res.ID] = append(got[res.ID], res)
+		}
+	})
+	cancel()
 
 	exits := map[string]int{}
 	correct := 0
-	for i := 0; i < n; i++ {
-		rs := got["img-"+strconv.Itoa(i)]
+	tierIndex := map[string]int{}
+	for i, tier := range p.Tiers {
+		tierIndex[tier.Name] = i
+	}
+	for i := range n {
+		id := "img-" + strconv.Itoa(i)
+		rs := got[id]
 		if len(rs) != 1 {
-			t.Errorf("image %d: %d results", i, len(rs))
+			t.Errorf("%s: %d results", id, len(rs))
 			continue
 		}
-		exits[rs[0].Tier]++
-		if rs[0].Class == ds.Labels[i] {
+		r := rs[0]
+		exits[r.Tier]++
+		if r.Class == ds.Labels[i] {
 			correct++
 		}
-		if len(rs[0].Hops) == 0 || rs[0].Hops[len(rs[0].Hops)-1].Tier != rs[0].Tier {
-			t.Errorf("image %d: hops %+v end elsewhere than %s", i, rs[0].Hops, rs[0].Tier)
+		if r.Tier != want[i].tier || r.Class != want[i].class {
+			t.Errorf("%s: exit %s class %d, one at a time it is %s class %d", id, r.Tier, r.Class, want[i].tier, want[i].class)
+		}
+		if r.Label != p.Classes[r.Class] || r.Confidence <= 0 || r.Confidence > 1 {
+			t.Errorf("%s: label %q confidence %v for class %d", id, r.Label, r.Confidence, r.Class)
+		}
+		// One hop per tier up to the exit, in order and in time.
+		if len(r.Hops) != tierIndex[r.Tier]+1 {
+			t.Errorf("%s: hops %+v for an exit at %s", id, r.Hops, r.Tier)
+		} else {
+			for k, hop := range r.Hops {
+				if hop.Tier != p.Tiers[k].Name || (k > 0 && hop.At.Before(r.Hops[k-1].At)) || hop.At.After(r.ExitedAt) {
+					t.Errorf("%s: hop %d %+v (exited %v)", id, k, hop, r.ExitedAt)
+				}
+			}
+		}
+		switch {
+		case i < 10:
+			if r.Device != "cam-json" || keys[id] != "cam-json" || !r.SentAt.Equal(sentAt) {
+				t.Errorf("%s: device %q key %q sent_at %v, want cam-json and %v", id, r.Device, keys[id], r.SentAt, sentAt)
+			}
+		case i < 20:
+			if r.Device != "cam-bin" || keys[id] != "cam-bin" || !r.SentAt.Equal(sentAt) {
+				t.Errorf("%s: device %q key %q sent_at %v, want cam-bin and %v", id, r.Device, keys[id], r.SentAt, sentAt)
+			}
+		default:
+			// Raw records: sent_at is the record's timestamp.
+			if r.Device != "" || keys[id] != "" || r.SentAt.IsZero() || r.SentAt.After(r.Hops[0].At) {
+				t.Errorf("%s: device %q key %q sent_at %v, first hop %v", id, r.Device, keys[id], r.SentAt, r.Hops[0].At)
+			}
 		}
 	}
-	for _, tr := range want.Tiers {
+	for _, tr := range eval.Tiers {
 		if exits[tr.Name] != tr.Exited {
 			t.Errorf("tier %s: %d exits, models eval says %d", tr.Name, exits[tr.Name], tr.Exited)
 		}
+		if e := metricValue(t, reg, "ddnn_inference_exits_total", "tier", tr.Name); int(e) != tr.Exited {
+			t.Errorf("tier %s: ddnn_inference_exits_total %v, want %d", tr.Name, e, tr.Exited)
+		}
 	}
-	if acc := float64(correct) / n; acc != want.Accuracy {
-		t.Errorf("accuracy %.4f, models eval says %.4f", acc, want.Accuracy)
+	if acc := float64(correct) / n; acc != eval.Accuracy {
+		t.Errorf("accuracy %.4f, models eval says %.4f", acc, eval.Accuracy)
 	}
 	if len(exits) < 3 {
 		t.Errorf("exits only at %v: the test should see every tier", exits)
 	}
-	if len(dlq) != 1 || string(dlq[0].Key) != "bad" || !hasHeader(dlq[0], wire.HeaderReason, "undecodable record: raw value has 12 bytes") {
-		t.Errorf("dead letters: %+v", dlq)
+	checkGolden(t, p, got)
+
+	for key, prefix := range map[string]string{
+		"bad-size":  "undecodable record: raw value has 12 bytes, want 784 (uint8 [1 28 28])",
+		"bad-dtype": `rejected by tier "edge": tensor dtype float32, tier "edge" takes uint8`,
+	} {
+		r := dlq[key]
+		if r == nil {
+			t.Errorf("%s: not dead-lettered (DLQ holds %d records)", key, len(dlq))
+			continue
+		}
+		if !hasHeader(r, wire.HeaderReason, prefix) || !hasHeader(r, connector.HeaderSourceTopic, h.input()) {
+			t.Errorf("%s: dead letter headers %+v, want reason %q", key, r.Headers, prefix)
+		}
+	}
+	if len(dlq) != 2 {
+		t.Errorf("%d dead letters, want 2", len(dlq))
+	}
+	if v := metricValue(t, reg, "ddnn_monolith_records_total", "outcome", "result"); v != n {
+		t.Errorf("ddnn_monolith_records_total{outcome=result} %v, want %d", v, n)
+	}
+	if v := metricValue(t, reg, "ddnn_monolith_records_total", "outcome", "dead_lettered"); v != 2 {
+		t.Errorf("ddnn_monolith_records_total{outcome=dead_lettered} %v, want 2", v)
 	}
 
-	// Everything consumed is committed.
-	adm := kadm.NewClient(prod)
-	ends, err := adm.ListEndOffsets(ctx, in)
+	// Everything consumed is committed: the group's offsets are the ends.
+	ends := map[int32]int64{}
+	for _, r := range produced {
+		ends[r.Partition] = max(ends[r.Partition], r.Offset+1)
+	}
+	committed := h.committed(t)
+	for part, end := range ends {
+		if committed[part] != end {
+			t.Errorf("partition %d: committed %d, end %d", part, committed[part], end)
+		}
+	}
+}
+
+// checkGolden compares the golden samples' results with the decisions the
+// exit policies make on PyTorch's probabilities (models/golden.json), except
+// where PyTorch's top score is too close to the threshold to tell.
+func checkGolden(t *testing.T, p *pipeline.Pipeline, got map[string][]wire.Result) {
+	t.Helper()
+	b, err := os.ReadFile("../../models/golden.json")
 	if err != nil {
 		t.Fatal(err)
 	}
-	committed, err := adm.FetchOffsets(ctx, Group(p))
+	var g struct {
+		Samples []map[string]json.RawMessage `json:"samples"`
+	}
+	if err := json.Unmarshal(b, &g); err != nil {
+		t.Fatal(err)
+	}
+	checked := 0
+	for _, s := range g.Samples {
+		var index int
+		if err := json.Unmarshal(s["index"], &index); err != nil {
+			t.Fatal(err)
+		}
+		rs := got["img-"+strconv.Itoa(index)]
+		if len(rs) != 1 {
+			continue // reported by the caller
+		}
+	tiers:
+		for i, tier := range p.Tiers {
+			var head struct {
+				ExitProbs []float64 `json:"exit_probs"`
+			}
+			if err := json.Unmarshal(s[tier.Name], &head); err != nil {
+				t.Fatalf("golden sample %d tier %s: %v", index, tier.Name, err)
+			}
+			class, top := 0, head.ExitProbs[0]
+			for c, v := range head.ExitProbs {
+				if v > top {
+					class, top = c, v
+				}
+			}
+			last := p.Last(i)
+			if !last && math.Abs(top-*tier.Exit.Threshold) < 1e-4 {
+				break // too close to call
+			}
+			if last || top >= *tier.Exit.Threshold {
+				if rs[0].Tier != tier.Name || rs[0].Class != class {
+					t.Errorf("golden sample %d: exit %s class %d, PyTorch's probabilities say %s class %d", index, rs[0].Tier, rs[0].Class, tier.Name, class)
+				}
+				checked++
+				break tiers
+			}
+		}
+	}
+	if checked == 0 {
+		t.Error("no golden sample checked")
+	}
+}
+
+// TestMonolithStopCommitsOnlyResults stops a monolith in the middle of a
+// stream: every record below a committed offset has a result, and a second
+// monolith in the same group picks up the rest, so every image gets at
+// least one result.
+func TestMonolithStopCommitsOnlyResults(t *testing.T) {
+	h := newHarness(t)
+	const n = 2000
+	var recs []*kgo.Record
+	for i := range n {
+		recs = append(recs, h.raw(i%len(h.ds.Samples)))
+		recs[i].Key = []byte("img-" + strconv.Itoa(i))
+	}
+	produced := h.produce(t, recs)
+
+	got := map[string]int{}
+	read := h.reader(t, h.p.ResultsTopic())
+	count := func(r *kgo.Record) {
+		res, err := wire.DecodeResult(r.Value)
+		if err != nil {
+			t.Fatalf("result %s: %v", r.Value, err)
+		}
+		got[res.ID]++
+	}
+	stop := h.run(t, 2, 8, nil)
+	readUntil(t, read, 15*time.Second, count, func() bool { return len(got) >= n/10 })
+	if err := stop(); err != nil {
+		t.Fatalf("run: %v", err)
+	}
+	committed := h.committed(t)
+	// Results of everything committed were acknowledged before the
+	// commit, so they are readable now.
+	var below []string
+	for _, r := range produced {
+		if r.Offset < committed[r.Partition] {
+			below = append(below, string(r.Key))
+		}
+	}
+	readUntil(t, read, 10*time.Second, count, func() bool {
+		for _, id := range below {
+			if got[id] == 0 {
+				return false
+			}
+		}
+		return true
+	})
+	if len(below) == 0 || len(below) == n {
+		t.Logf("committed %d of %d records at the stop", len(below), n)
+	}
+
+	stop = h.run(t, 2, 8, nil)
+	readUntil(t, read, 15*time.Second, count, func() bool { return len(got) >= n })
+	if err := stop(); err != nil {
+		t.Fatalf("second run: %v", err)
+	}
+	dups := 0
+	for _, c := range got {
+		dups += c - 1
+	}
+	t.Logf("%d records committed by the first run, %d duplicates after the restart", len(below), dups)
+	committed = h.committed(t)
+	for _, r := range produced {
+		if r.Offset >= committed[r.Partition] {
+			t.Fatalf("partition %d: committed %d, record at %d", r.Partition, committed[r.Partition], r.Offset)
+		}
+	}
+}
+
+func TestNewRejectsNoWorkers(t *testing.T) {
+	p, err := pipeline.Load("../../deploy/pipeline.yaml")
 	if err != nil {
 		t.Fatal(err)
 	}
-	ends.Each(func(o kadm.ListedOffset) {
-		c, _ := committed.Lookup(in, o.Partition)
-		if o.Offset > 0 && c.At != o.Offset {
-			t.Errorf("partition %d: committed %d, end %d", o.Partition, c.At, o.Offset)
+	_, err = New(Config{Pipeline: p, Workers: 0})
+	if err == nil || !strings.Contains(err.Error(), "workers") {
+		t.Fatalf("New with 0 workers: %v", err)
+	}
+}
+
+// BenchmarkMonolith measures end to end throughput on the embedded broker:
+// b.N raw images are on the input topic before the monolith starts; the
+// clock stops when the group has committed them all.
+func BenchmarkMonolith(b *testing.B) {
+	h := newHarness(b)
+	var recs []*kgo.Record
+	for i := range b.N {
+		r := h.raw(i % len(h.ds.Samples))
+		r.Key = []byte("img-" + strconv.Itoa(i))
+		recs = append(recs, r)
+	}
+	for len(recs) > 0 {
+		k := min(len(recs), 10000)
+		h.produce(b, recs[:k])
+		recs = recs[k:]
+	}
+	adm := kadm.NewClient(h.cl)
+	b.ResetTimer()
+	start := time.Now()
+	stop := h.run(b, 2, 64, nil)
+	for {
+		o, err := adm.FetchOffsets(context.Background(), Group(h.p))
+		if err != nil {
+			b.Fatal(err)
+		}
+		total := int64(0)
+		o.Each(func(o kadm.OffsetResponse) { total += o.At })
+		if total >= int64(b.N) {
+			break
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+	elapsed := time.Since(start)
+	b.StopTimer()
+	if err := stop(); err != nil {
+		b.Fatal(err)
+	}
+	b.ReportMetric(float64(b.N)/elapsed.Seconds(), "samples/s")
+}
+
+// committed is the monolith group's committed offset per partition of the
+// input topic.
+func (h *harness) committed(tb testing.TB) map[int32]int64 {
+	tb.Helper()
+	o, err := kadm.NewClient(h.cl).FetchOffsets(context.Background(), Group(h.p))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	out := map[int32]int64{}
+	o.Each(func(o kadm.OffsetResponse) {
+		if o.Topic == h.input() {
+			out[o.Partition] = o.At
 		}
 	})
+	return out
 }
 
-func consumer(t *testing.T, p *pipeline.Pipeline, topics ...string) *kgo.Client {
+// metricValue is the value of the counter name with label=value in reg.
+func metricValue(t *testing.T, reg *prometheus.Registry, name, label, value string) float64 {
 	t.Helper()
-	cl, err := kgo.NewClient(append(kafka.ClientOptions(&p.Kafka, "reader", nil),
-		kgo.ConsumeTopics(topics...), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))...)
+	mfs, err := reg.Gather()
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(cl.Close)
-	return cl
+	for _, mf := range mfs {
+		if mf.GetName() != name {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			if hasLabel(m, label, value) {
+				return m.GetCounter().GetValue()
+			}
+		}
+	}
+	return 0
 }
 
-func hasHeader(r *kgo.Record, key, prefix string) bool {
-	for _, h := range r.Headers {
-		if h.Key == key && len(h.Value) >= len(prefix) && string(h.Value[:len(prefix)]) == prefix {
+func hasLabel(m *dto.Metric, name, value string) bool {
+	for _, l := range m.GetLabel() {
+		if l.GetName() == name && l.GetValue() == value {
 			return true
 		}
 	}
 	return false
+}
+
+func hasHeader(r *kgo.Record, key, prefix string) bool {
+	for _, h := range r.Headers {
+		if h.Key == key && strings.HasPrefix(string(h.Value), prefix) {
+			return true
+		}
+	}
+	return false
+}
+
+func bytesToInts(b []byte) []int {
+	out := make([]int, len(b))
+	for i, v := range b {
+		out[i] = int(v)
+	}
+	return out
 }
