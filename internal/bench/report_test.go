@@ -1,0 +1,86 @@
+package bench
+
+import (
+	"encoding/csv"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/ddnn-continuum/ddnn/internal/pipeline"
+	"github.com/ddnn-continuum/ddnn/internal/wire"
+)
+
+// TestResult builds a report from a hand-made run: one message lost, one
+// rejected, one duplicated, one wrong class; replicas 1 → 3 → 2.
+func TestResult(t *testing.T) {
+	p := &pipeline.Pipeline{Tiers: []pipeline.Tier{{Name: "edge"}, {Name: "cloud"}}}
+	start := time.Now()
+	r := &run{
+		cfg:   Config{Pipeline: p, Target: "pipeline", Protocol: "http", Workload: Workload{Kind: WorkloadConstant, Devices: 2, TimeScale: 1}, Labels: []int{1, 2, 3, 4, 5}},
+		sends: []Send{{0, 0}, {100 * time.Millisecond, 1}, {200 * time.Millisecond, 0}, {300 * time.Millisecond, 1}, {400 * time.Millisecond, 0}, {500 * time.Millisecond, 1}},
+		start: start,
+	}
+	r.sent = make([]sendState, len(r.sends))
+	r.results = make([]resultState, len(r.sends))
+	for i := range 5 { // the sixth is never sent (interrupted)
+		r.sent[i] = sendState{due: r.sends[i].At, sent: r.sends[i].At, ack: time.Millisecond, device: r.sends[i].Device, done: true}
+	}
+	r.sent[3].err = "http 503: kafka down"
+	at := func(ms int) time.Time { return start.Add(time.Duration(ms) * time.Millisecond) }
+	r.results[0] = resultState{n: 1, tier: "edge", class: 1, at: at(10), hops: []wire.Hop{{Tier: "edge", At: at(5)}}}
+	r.results[1] = resultState{n: 2, tier: "cloud", class: 2, at: at(130), hops: []wire.Hop{{Tier: "edge", At: at(105)}, {Tier: "cloud", At: at(120)}}}
+	r.results[2] = resultState{n: 1, tier: "edge", class: 0, at: at(220), hops: []wire.Hop{{Tier: "edge", At: at(205)}}}
+	// results[3]: rejected at ingest; results[4]: lost.
+	r.replicas = []replicaSample{{0, "edge", 1}, {time.Second, "edge", 3}, {2 * time.Second, "edge", 2}}
+
+	res := r.result(true)
+	s := res.Summary
+	if s.Planned != 6 || s.Sent != 5 || s.Accepted != 4 || s.Rejected != 1 || s.Results != 3 || s.Lost != 2 || s.Duplicates != 1 || !s.Interrupted {
+		t.Errorf("counts: %+v", s)
+	}
+	if s.Accuracy < 0.666 || s.Accuracy > 0.667 {
+		t.Errorf("accuracy %v, want 2/3", s.Accuracy)
+	}
+	if s.Tiers["edge"].Count != 2 || s.Tiers["cloud"].Count != 1 || s.Tiers["cloud"].P50 != 30 || s.All.Max != 30 {
+		t.Errorf("tiers %+v all %+v", s.Tiers, s.All)
+	}
+	if s.ExitRatios["edge"] < 0.666 || s.ExitRatios["cloud"] < 0.333 {
+		t.Errorf("exit ratios %v", s.ExitRatios)
+	}
+	if rr := s.Replicas["edge"]; rr != (ReplicaRange{Min: 1, Max: 3, Final: 2}) {
+		t.Errorf("replicas %+v", rr)
+	}
+	if s.ElapsedS != 0.4 || len(s.Errors) != 1 {
+		t.Errorf("elapsed %v (the last send at 0.4 s), errors %v", s.ElapsedS, s.Errors)
+	}
+	edge := 0
+	for _, n := range res.Processed["edge"] {
+		edge += n
+	}
+	if edge != 3 {
+		t.Errorf("edge took %d messages, want 3", edge)
+	}
+
+	dir := t.TempDir()
+	if err := res.Write(dir); err != nil {
+		t.Fatal(err)
+	}
+	var back Summary
+	b, _ := os.ReadFile(filepath.Join(dir, "summary.json"))
+	if err := json.Unmarshal(b, &back); err != nil || back.Lost != 2 {
+		t.Errorf("summary.json: %v %s", err, b)
+	}
+	f, _ := os.Open(filepath.Join(dir, "samples.csv"))
+	rows, err := csv.NewReader(f).ReadAll()
+	f.Close()
+	if err != nil || len(rows) != 7 || rows[2][7] != "cloud" || rows[2][8] != "30.000" || rows[4][5] != "http 503: kafka down" || rows[6][3] != "" {
+		t.Errorf("samples.csv: %v %v", err, rows)
+	}
+	for _, name := range []string{PlotLatency, PlotLatencyBox, PlotThroughput, PlotReplicas} {
+		if st, err := os.Stat(filepath.Join(dir, name)); err != nil || st.Size() < 1000 {
+			t.Errorf("%s: %v", name, err)
+		}
+	}
+}
