@@ -84,8 +84,8 @@ func runMonolith(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	for i, t := range p.Tiers {
 		names[i] = t.Name
 	}
-	fmt.Fprintf(stdout, "monolith: %s → %s in one process (%d workers) → %s; admin on http://%s\n",
-		p.InputTopic(p.Tiers[0].Name), strings.Join(names, " → "), *workers, p.ResultsTopic(), ln.Addr())
+	fmt.Fprintf(stdout, "monolith: consuming %s (group %s), tiers %s in one process with %d workers, results to %s, bad records to %s; metrics on http://%s/metrics\n",
+		p.InputTopic(p.Tiers[0].Name), monolith.Group(p), strings.Join(names, " → "), *workers, p.ResultsTopic(), p.DLQTopic(p.Tiers[0].Name), ln.Addr())
 	ready.Store(true)
 	err = m.Run(ctx)
 	ready.Store(false)

@@ -1,16 +1,23 @@
 // Package monolith owns `ddnn monolith`, the baseline the pipeline is
 // measured against, built like Kafka-ML's inference service: one process
-// consumes the first tier's topic, runs every tier's model in turn with a
-// fixed number of workers, and produces results. No funnels, connectors or
-// HTTP between tiers, and no scaling. Exits use the pipeline's own
-// per-sample policies (inference.Function), so both give the same classes.
+// consumes the first tier's topic in its own group, runs every tier's model
+// in turn with a fixed number of workers (each with one session per tier),
+// and produces results to the results topic in the pipeline's result format.
+// Exits use the pipeline's own per-sample policies (inference.Function), so
+// both give the same classes; a sample that forwards at a tier goes on to
+// the next tier in the same process. Records are decoded as the connector
+// decodes them, and undecodable ones go to the first tier's DLQ.
 //
 // Delivery is at least once, like the pipeline's: a poll's records are
 // committed only after their results (and dead letters) were acknowledged.
+//
+// It must not use funnels, connectors or HTTP between tiers, and it does not
+// scale: the point of the baseline is a fixed-size, single-process service.
 package monolith
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"strconv"
@@ -79,13 +86,24 @@ type Monolith struct {
 type metrics struct {
 	records *prometheus.CounterVec
 	commits prometheus.Counter
+	batch   prometheus.Histogram
 }
 
 // New loads Workers sessions per tier.
 func New(cfg Config) (*Monolith, error) {
 	p := cfg.Pipeline
+	var errs []error
+	if p == nil {
+		errs = append(errs, errors.New("no pipeline"))
+	}
 	if cfg.Workers < 1 {
-		return nil, fmt.Errorf("monolith: workers must be at least 1, not %d", cfg.Workers)
+		errs = append(errs, fmt.Errorf("workers must be at least 1, not %d", cfg.Workers))
+	}
+	if cfg.Load == nil {
+		errs = append(errs, errors.New("no Load function for the sessions"))
+	}
+	if err := errors.Join(errs...); err != nil {
+		return nil, fmt.Errorf("monolith: %w", err)
 	}
 	if cfg.MaxBatch < 1 {
 		cfg.MaxBatch = p.Tiers[0].Connector.MaxBatch
@@ -104,12 +122,17 @@ func New(cfg Config) (*Monolith, error) {
 			commits: prometheus.NewCounter(prometheus.CounterOpts{
 				Name: "ddnn_monolith_commits_total", Help: "Offset commits after acknowledged results.",
 			}),
+			batch: prometheus.NewHistogram(prometheus.HistogramOpts{
+				Name:    "ddnn_monolith_batch_duration_seconds",
+				Help:    "Time of one worker's batch through every tier it reached.",
+				Buckets: prometheus.ExponentialBuckets(50e-6, 2, 14),
+			}),
 		},
 	}
 	if m.log == nil {
 		m.log = slog.New(slog.DiscardHandler)
 	}
-	reg.MustRegister(m.m.records, m.m.commits)
+	reg.MustRegister(m.m.records, m.m.commits, m.m.batch)
 	im := inference.NewMetrics(reg)
 	for _, t := range p.Tiers {
 		f, err := inference.New(inference.Config{Pipeline: p, Tier: t.Name, Metrics: im, Logger: m.log})
@@ -123,14 +146,14 @@ func New(cfg Config) (*Monolith, error) {
 		for i := range p.Tiers {
 			s, err := cfg.Load(i)
 			if err == nil {
+				chain = append(chain, s)
 				err = m.funcs[i].SetSession(s) // checks the chain fits
 			}
 			if err != nil {
 				m.workers = append(m.workers, chain)
 				m.Close()
-				return nil, err
+				return nil, fmt.Errorf("monolith: worker %d: %w", w, err)
 			}
-			chain = append(chain, s)
 		}
 		m.workers = append(m.workers, chain)
 	}
@@ -200,13 +223,13 @@ func (m *Monolith) process(recs []*kgo.Record) ([]*kgo.Record, error) {
 	msgs := make([]wire.Message, 0, len(recs))
 	for _, r := range recs {
 		msg, err := wire.DecodeRecord(r.Key, r.Value, connector.RecordHeaders(r), m.raw, fmt.Sprintf("%s-%d-%d", r.Topic, r.Partition, r.Offset))
-		if err == nil {
-			if rej := m.funcs[0].Check([]wire.Message{msg}); len(rej) > 0 {
-				err = fmt.Errorf("%s", rej[0].Reason)
-			}
-		}
 		if err != nil {
 			out = append(out, m.deadLetter(r, "undecodable record: "+err.Error()))
+			continue
+		}
+		// What the first tier's function would answer 400 for.
+		if rej := m.funcs[0].Check([]wire.Message{msg}); len(rej) > 0 {
+			out = append(out, m.deadLetter(r, fmt.Sprintf("rejected by tier %q: %s", m.p.Tiers[0].Name, rej[0].Reason)))
 			continue
 		}
 		if msg.SentAt.IsZero() {
@@ -226,7 +249,9 @@ func (m *Monolith) process(recs []*kgo.Record) ([]*kgo.Record, error) {
 		go func() {
 			defer wg.Done()
 			for c := range chunks {
+				start := time.Now()
 				rs, err := m.chain(chain, c)
+				m.m.batch.Observe(time.Since(start).Seconds())
 				mu.Lock()
 				results = append(results, rs...)
 				if err != nil && firstErr == nil {
