@@ -63,7 +63,8 @@ run: build
 	@echo
 	@echo "Starting the pipeline (Ctrl-C stops it). In another shell:"
 	@echo "  curl -s -H 'Content-Type: application/octet-stream' --data-binary @deploy/examples/sneaker.u8 http://127.0.0.1:8080/v1/ingest"
-	@echo "  bin/ddnn results -f $(PIPELINE) --count 1"
+	@echo "  coap-client-notls -m post -t 42 -f deploy/examples/shirt.u8 coap://127.0.0.1:5683/v1/ingest"
+	@echo "  bin/ddnn results -f $(PIPELINE) --count 2"
 	@echo
 	bin/ddnn up -f $(PIPELINE)
 
