@@ -2,7 +2,9 @@ package bench
 
 import (
 	"fmt"
+	"math"
 	"path/filepath"
+	"strconv"
 
 	"gonum.org/v1/plot"
 	"gonum.org/v1/plot/plotter"
@@ -47,7 +49,7 @@ func (res *Result) plotLatency(title string) (*plot.Plot, error) {
 	p.X.Label.Text = "send time (s)"
 	p.Y.Label.Text = "round trip (ms, log)"
 	p.Y.Scale = plot.LogScale{}
-	p.Y.Tick.Marker = plot.LogTicks{Prec: -1}
+	p.Y.Tick.Marker = ticks125{}
 	for i, tier := range res.TierOrder {
 		var xys plotter.XYs
 		for _, r := range res.Rows {
@@ -80,7 +82,7 @@ func (res *Result) plotLatencyBox(title string) (*plot.Plot, error) {
 	p.Title.Text = "Round trip by exit tier: " + title
 	p.Y.Label.Text = "round trip (ms, log)"
 	p.Y.Scale = plot.LogScale{}
-	p.Y.Tick.Marker = plot.LogTicks{Prec: -1}
+	p.Y.Tick.Marker = ticks125{}
 	var names []string
 	add := func(name string, keep func(Row) bool) error {
 		var vs plotter.Values
@@ -186,4 +188,20 @@ func (res *Result) plotReplicas(title string) (*plot.Plot, error) {
 	p.Legend.Top, p.Legend.Left = true, true
 	p.Add(plotter.NewGrid())
 	return p, nil
+}
+
+// ticks125 labels a log axis at 1, 2 and 5 times each power of ten, so a
+// range within one decade still reads.
+type ticks125 struct{}
+
+func (ticks125) Ticks(lo, hi float64) []plot.Tick {
+	var ts []plot.Tick
+	for e := math.Floor(math.Log10(lo)); math.Pow(10, e) <= hi; e++ {
+		for _, m := range []float64{1, 2, 5} {
+			if v := m * math.Pow(10, e); v >= lo && v <= hi {
+				ts = append(ts, plot.Tick{Value: v, Label: strconv.FormatFloat(v, 'g', -1, 64)})
+			}
+		}
+	}
+	return ts
 }
