@@ -42,6 +42,11 @@ type device interface {
 // sendTimeout bounds one send.
 const sendTimeout = 10 * time.Second
 
+// httpConnsPerDevice bounds an HTTP device's connections: HTTP/1.1 sends
+// one request per connection at a time, so an open-loop device sending
+// faster than the round trip needs a few.
+const httpConnsPerDevice = 8
+
 // dial opens device n's connection.
 func dial(ctx context.Context, p *pipeline.Pipeline, protocol string, n int) (device, error) {
 	name := fmt.Sprintf("bench-%03d", n)
@@ -50,8 +55,11 @@ func dial(ctx context.Context, p *pipeline.Pipeline, protocol string, n int) (de
 		return &httpDevice{
 			name: name,
 			url:  "http://" + p.Funnel.Listen + "/v1/ingest",
-			// Its own transport: its own connections.
-			client: &http.Client{Timeout: sendTimeout, Transport: &http.Transport{MaxIdleConnsPerHost: 64}},
+			// Its own transport: its own connections, a few at most, so
+			// that an overloaded pipeline makes sends queue on the device
+			// (the wait counts in their round trips) rather than open
+			// ever more connections.
+			client: &http.Client{Timeout: sendTimeout, Transport: &http.Transport{MaxConnsPerHost: httpConnsPerDevice, MaxIdleConnsPerHost: httpConnsPerDevice}},
 		}, nil
 	case ProtocolCoAP:
 		if p.Funnel.CoAPListen == "off" {

@@ -100,6 +100,8 @@ func TestParseErrors(t *testing.T) {
 		{"missing threshold before last", base + "tiers:\n  - {name: a, model: m.onnx, exit: {output: o}, forward: {output: f}}\n  - {name: b, model: m.onnx, exit: {output: o}}\n", "tiers[0] (a).exit.threshold: required"},
 		{"missing exit output", base + "tiers:\n  - {name: t, model: m.onnx}\n", "tiers[0] (t).exit.output: required"},
 		{"duplicate class", "name: x\ninput: {dtype: uint8, shape: [2]}\nclasses: [a, a]\n" + tier, `classes[1]: duplicate name "a"`},
+		{"few funnel connections", base + tier + "funnel: {max_connections: 4}\n", "funnel.max_connections: 4 must be at least 16"},
+		{"bad coap address", base + tier + "funnel: {coap_listen: nowhere}\n", "funnel.coap_listen"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := Parse([]byte(tc.yaml))

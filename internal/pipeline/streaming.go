@@ -10,20 +10,21 @@ import (
 
 // Defaults of the streaming part of a pipeline.
 const (
-	DefaultEmbeddedBroker     = "127.0.0.1:9092"
-	DefaultPartitions         = 4
-	DefaultClientID           = "ddnn"
-	DefaultProduceTimeout     = 5 * time.Second
-	DefaultFunnelListen       = "127.0.0.1:8080"
-	DefaultCoAPListen         = "127.0.0.1:5683"
-	DefaultAdminListen        = "127.0.0.1:9464"
-	DefaultConnectorMaxBatch  = 64
-	DefaultInFlightPerReplica = 4
-	DefaultRetries            = 8
-	DefaultBackoff            = 50 * time.Millisecond
-	DefaultMaxBackoff         = 2 * time.Second
-	DefaultRequestTimeout     = 10 * time.Second
-	DefaultReplicas           = 1
+	DefaultEmbeddedBroker       = "127.0.0.1:9092"
+	DefaultPartitions           = 4
+	DefaultClientID             = "ddnn"
+	DefaultProduceTimeout       = 5 * time.Second
+	DefaultFunnelListen         = "127.0.0.1:8080"
+	DefaultCoAPListen           = "127.0.0.1:5683"
+	DefaultFunnelMaxConnections = 4096
+	DefaultAdminListen          = "127.0.0.1:9464"
+	DefaultConnectorMaxBatch    = 64
+	DefaultInFlightPerReplica   = 4
+	DefaultRetries              = 8
+	DefaultBackoff              = 50 * time.Millisecond
+	DefaultMaxBackoff           = 2 * time.Second
+	DefaultRequestTimeout       = 10 * time.Second
+	DefaultReplicas             = 1
 )
 
 // Kafka says where the pipeline's topics live.
@@ -61,6 +62,10 @@ type Funnel struct {
 	Listen string `yaml:"listen"`
 	// MaxRequestBytes bounds a request body; larger ones get 413.
 	MaxRequestBytes int64 `yaml:"max_request_bytes"`
+	// MaxConnections bounds the open HTTP connections; further ones wait in
+	// the kernel's accept queue, so an overload cannot exhaust the
+	// process's file descriptors.
+	MaxConnections int `yaml:"max_connections"`
 	// CoAPListen is the UDP address of coap://HOST/v1/ingest; "off"
 	// disables CoAP.
 	CoAPListen string `yaml:"coap_listen"`
@@ -141,6 +146,7 @@ func (p *Pipeline) setStreamingDefaults() {
 		p.Funnel.Listen = DefaultFunnelListen
 	}
 	setDefault(&p.Funnel.CoAPListen, DefaultCoAPListen)
+	setDefault(&p.Funnel.MaxConnections, DefaultFunnelMaxConnections)
 	if p.Funnel.MaxRequestBytes == 0 {
 		p.Funnel.MaxRequestBytes = DefaultMaxRequestBytes
 	}
@@ -193,6 +199,9 @@ func (p *Pipeline) validateStreaming() []error {
 	addr("funnel.listen", p.Funnel.Listen)
 	if p.Funnel.CoAPListen != "off" {
 		addr("funnel.coap_listen", p.Funnel.CoAPListen)
+	}
+	if p.Funnel.MaxConnections < 16 {
+		bad("funnel.max_connections", "%d must be at least 16", p.Funnel.MaxConnections)
 	}
 	if p.Funnel.MaxRequestBytes < 1024 {
 		bad("funnel.max_request_bytes", "%d must be at least 1024", p.Funnel.MaxRequestBytes)
