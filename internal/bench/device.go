@@ -13,6 +13,7 @@ import (
 
 	"github.com/plgd-dev/go-coap/v3/message"
 	"github.com/plgd-dev/go-coap/v3/message/codes"
+	"github.com/plgd-dev/go-coap/v3/options"
 	"github.com/plgd-dev/go-coap/v3/udp"
 	udpclient "github.com/plgd-dev/go-coap/v3/udp/client"
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -42,6 +43,9 @@ type device interface {
 // sendTimeout bounds one send.
 const sendTimeout = 10 * time.Second
 
+// coapNStart is how many CoAP requests a device has outstanding.
+const coapNStart = 1
+
 // httpConnsPerDevice bounds an HTTP device's connections: HTTP/1.1 sends
 // one request per connection at a time, so an open-loop device sending
 // faster than the round trip needs a few.
@@ -65,7 +69,10 @@ func dial(ctx context.Context, p *pipeline.Pipeline, protocol string, n int) (de
 		if p.Funnel.CoAPListen == "off" {
 			return nil, fmt.Errorf("the pipeline's funnel.coap_listen is off")
 		}
-		cc, err := udp.Dial(p.Funnel.CoAPListen)
+		// RFC 7252's NSTART of 1, go-coap's default: one request
+		// outstanding per device, as constrained devices behave; sends
+		// beyond that queue on the device and the wait counts.
+		cc, err := udp.Dial(p.Funnel.CoAPListen, options.WithLimitClientParallelRequest(coapNStart), options.WithLimitClientEndpointParallelRequest(coapNStart))
 		if err != nil {
 			return nil, fmt.Errorf("coap %s: %w", p.Funnel.CoAPListen, err)
 		}
