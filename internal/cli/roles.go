@@ -151,8 +151,6 @@ func runFunnel(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	mux := http.NewServeMux()
 	mux.Handle("/", f.Handler())
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
-	fmt.Fprintf(stdout, "funnel: POST http://%s%s (devices), internal routes %s<tier>, %s\n", ln.Addr(), funnel.PathIngest, funnel.PathTiers, funnel.PathResults)
-	log.Info("funnel serving", "addr", ln.Addr().String(), "brokers", p.Kafka.SeedBrokers())
 	coapDone := make(chan error, 1)
 	if p.Funnel.CoAPListen != "off" {
 		udp, err := funnel.ListenCoAP(p.Funnel.CoAPListen)
@@ -165,6 +163,8 @@ func runFunnel(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	} else {
 		coapDone <- nil
 	}
+	fmt.Fprintf(stdout, "funnel: POST http://%s%s (devices), internal routes %s<tier>, %s\n", ln.Addr(), funnel.PathIngest, funnel.PathTiers, funnel.PathResults)
+	log.Info("funnel serving", "addr", ln.Addr().String(), "brokers", p.Kafka.SeedBrokers())
 	err = serveHTTP(ctx, ln, mux, 8*time.Second)
 	f.Drain()
 	if cerr := <-coapDone; err == nil && cerr != nil {
