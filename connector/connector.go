@@ -245,6 +245,22 @@ func (c *Connector) poll(ctx context.Context, items chan<- item) error {
 	}
 }
 
+// DeadLetter is rec parked on topic: its key, value and headers, plus the
+// reason and where it came from.
+func DeadLetter(topic string, rec *kgo.Record, reason string) *kgo.Record {
+	return &kgo.Record{
+		Topic: topic,
+		Key:   rec.Key,
+		Value: rec.Value,
+		Headers: append(append([]kgo.RecordHeader(nil), rec.Headers...),
+			kgo.RecordHeader{Key: wire.HeaderReason, Value: []byte(reason)},
+			kgo.RecordHeader{Key: HeaderSourceTopic, Value: []byte(rec.Topic)},
+			kgo.RecordHeader{Key: HeaderSourcePartition, Value: []byte(strconv.Itoa(int(rec.Partition)))},
+			kgo.RecordHeader{Key: HeaderSourceOffset, Value: []byte(strconv.FormatInt(rec.Offset, 10))},
+		),
+	}
+}
+
 // RecordHeaders converts a record's headers for wire.DecodeRecord.
 func RecordHeaders(r *kgo.Record) []wire.Header {
 	hs := make([]wire.Header, len(r.Headers))
@@ -486,17 +502,7 @@ func (c *Connector) call(r *replica, batch []item) (int, []byte, error) {
 // marks it done.
 func (c *Connector) deadLetter(rec *kgo.Record, reason string) {
 	conn := c.tier.Connector
-	dlq := &kgo.Record{
-		Topic: c.p.DLQTopic(c.tier.Name),
-		Key:   rec.Key,
-		Value: rec.Value,
-		Headers: append(append([]kgo.RecordHeader(nil), rec.Headers...),
-			kgo.RecordHeader{Key: wire.HeaderReason, Value: []byte(reason)},
-			kgo.RecordHeader{Key: HeaderSourceTopic, Value: []byte(rec.Topic)},
-			kgo.RecordHeader{Key: HeaderSourcePartition, Value: []byte(strconv.Itoa(int(rec.Partition)))},
-			kgo.RecordHeader{Key: HeaderSourceOffset, Value: []byte(strconv.FormatInt(rec.Offset, 10))},
-		),
-	}
+	dlq := DeadLetter(c.p.DLQTopic(c.tier.Name), rec, reason)
 	for attempt := 1; ; attempt++ {
 		err := c.cl.ProduceSync(c.work, dlq).FirstErr()
 		if err == nil {

@@ -1,7 +1,6 @@
 package funnel
 
 import (
-	"bytes"
 	"context"
 	"encoding/hex"
 	"errors"
@@ -137,16 +136,13 @@ func (ci *coapIngest) openTransfers(peer string) int {
 	return n
 }
 
+// reply answers code with a text payload (none when empty).
 func reply(w mux.ResponseWriter, code codes.Code, payload string, opts ...message.Option) {
-	var body *bytes.Reader
-	if payload != "" {
-		body = bytes.NewReader([]byte(payload))
-	}
-	if body == nil {
+	if payload == "" {
 		w.SetResponse(code, message.TextPlain, nil, opts...)
 		return
 	}
-	w.SetResponse(code, message.TextPlain, body, opts...)
+	w.SetResponse(code, message.TextPlain, strings.NewReader(payload), opts...)
 }
 
 func block1Option(num uint32, more bool, szx uint32) message.Option {

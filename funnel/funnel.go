@@ -282,12 +282,10 @@ func (f *Funnel) serveResults(w http.ResponseWriter, r *http.Request) {
 	}
 	recs := make([]*kgo.Record, len(rs))
 	for i := range rs {
-		v, err := wire.AppendResult(nil, &rs[i])
-		if err != nil {
+		if recs[i], err = ResultRecord(f.p.ResultsTopic(), &rs[i]); err != nil {
 			f.fail(w, route, http.StatusBadRequest, err.Error())
 			return
 		}
-		recs[i] = &kgo.Record{Topic: f.p.ResultsTopic(), Key: keyFor(rs[i].Device), Value: v}
 	}
 	if err := f.produce(r.Context(), recs); err != nil {
 		f.produceFailed(w, route, err)
@@ -320,6 +318,15 @@ func (f *Funnel) accept(ctx context.Context, m *wire.Message) error {
 	}
 	m.Route = f.first
 	return f.produceMessages(ctx, f.p.InputTopic(f.first), []wire.Message{*m})
+}
+
+// ResultRecord is r as a record of the results topic, keyed by device.
+func ResultRecord(topic string, r *wire.Result) (*kgo.Record, error) {
+	v, err := wire.AppendResult(nil, r)
+	if err != nil {
+		return nil, err
+	}
+	return &kgo.Record{Topic: topic, Key: keyFor(r.Device), Value: v}, nil
 }
 
 func keyFor(device string) []byte {

@@ -77,6 +77,14 @@ type Result struct {
 	// EarlyExitRatio is the share of samples that exited before the last tier.
 	EarlyExitRatio float64      `json:"early_exit_ratio"`
 	Tiers          []TierResult `json:"tiers"`
+	// Decisions is each sample's exit, in test-set order.
+	Decisions []Decision `json:"decisions,omitempty"`
+}
+
+// Decision is where one sample exited and with which class.
+type Decision struct {
+	Tier  string `json:"tier"`
+	Class int    `json:"class"`
 }
 
 // evalBatch is how many messages Eval hands a tier at once.
@@ -110,7 +118,7 @@ func (c *Chain) Eval(ds *Dataset) (*Result, error) {
 	if err != nil {
 		return nil, err
 	}
-	res := &Result{Samples: len(msgs)}
+	res := &Result{Samples: len(msgs), Decisions: make([]Decision, len(msgs))}
 	correct := 0
 	for i, f := range c.funcs {
 		t := &c.p.Tiers[i]
@@ -129,6 +137,7 @@ func (c *Chain) Eval(ds *Dataset) (*Result, error) {
 				if d.Exit {
 					tr.Exited++
 					idx, _ := strconv.Atoi(batch[j].ID)
+					res.Decisions[idx] = Decision{Tier: t.Name, Class: d.Class}
 					if d.Class == ds.Labels[idx] {
 						tr.correct++
 					}

@@ -62,11 +62,13 @@ type Config struct {
 
 // sendState is what happened to one send; only its sender writes it.
 type sendState struct {
-	due, sent time.Duration // from the start
-	ack       time.Duration // send to acceptance
-	device    int
-	done      bool
-	err       string
+	// sent is when the schedule released it, from the start: a send that
+	// then waits for a free in-flight slot counts the wait in its round
+	// trip, so an overloaded pipeline cannot hide behind a slow device.
+	sent time.Duration
+	ack  time.Duration // sent to acceptance
+	done bool
+	err  string
 }
 
 // resultState is the first result of a message and how many came.
@@ -74,7 +76,7 @@ type resultState struct {
 	n     int
 	tier  string
 	class int
-	at    time.Time // the result record's timestamp
+	at    time.Time // when the bench's consumer got it
 	hops  []wire.Hop
 }
 
@@ -94,7 +96,7 @@ type run struct {
 	mu       sync.Mutex
 	results  []resultState
 	nresults atomic.Int64
-	replicas []replicaSample
+	replicas map[string][]ReplicaPoint // per tier
 }
 
 // Run drives the workload and returns its report. When ctx ends early it
@@ -110,11 +112,12 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 		return nil, err
 	}
 	r := &run{
-		cfg:     cfg,
-		prefix:  "b" + strconv.FormatInt(time.Now().UnixNano(), 36) + "-",
-		sends:   sends,
-		sent:    make([]sendState, len(sends)),
-		results: make([]resultState, len(sends)),
+		cfg:      cfg,
+		prefix:   "b" + strconv.FormatInt(time.Now().UnixNano(), 36) + "-",
+		sends:    sends,
+		sent:     make([]sendState, len(sends)),
+		results:  make([]resultState, len(sends)),
+		replicas: map[string][]ReplicaPoint{},
 	}
 
 	// Reach the pipeline before anything is sent: fail fast and clearly.
@@ -132,7 +135,7 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 		}
 	}()
 	for i := range devices {
-		if devices[i], err = dial(ctx, p, cfg.Protocol, i); err != nil {
+		if devices[i], err = dial(p, cfg.Protocol, i); err != nil {
 			return nil, fmt.Errorf("bench: device %d: %w", i, err)
 		}
 	}
@@ -271,6 +274,7 @@ func (r *run) sendAll(ctx context.Context, devices []device) {
 					case <-time.After(wait):
 					}
 				}
+				released := time.Now()
 				select {
 				case slots <- struct{}{}:
 				default:
@@ -285,7 +289,7 @@ func (r *run) sendAll(ctx context.Context, devices []device) {
 				go func() {
 					defer inflight.Done()
 					defer func() { <-slots }()
-					r.sendOne(ctx, devices[d], i, d)
+					r.sendOne(ctx, devices[d], i, released)
 				}()
 			}
 		}()
@@ -293,14 +297,12 @@ func (r *run) sendAll(ctx context.Context, devices []device) {
 	wg.Wait()
 }
 
-func (r *run) sendOne(ctx context.Context, d device, i, dev int) {
+// sendOne sends message i, released by the schedule at t0.
+func (r *run) sendOne(ctx context.Context, d device, i int, t0 time.Time) {
 	s := &r.sent[i]
-	s.device, s.due = dev, r.sends[i].At
-	sample := r.cfg.Samples[i%len(r.cfg.Samples)]
-	t0 := time.Now()
 	s.sent = t0.Sub(r.start)
 	r.nsent.Add(1)
-	err := d.send(ctx, r.prefix+strconv.Itoa(i), sample)
+	err := d.send(ctx, r.prefix+strconv.Itoa(i), r.cfg.Samples[i%len(r.cfg.Samples)])
 	s.ack, s.done = time.Since(t0), true
 	if err != nil {
 		s.err = err.Error()

@@ -3,10 +3,8 @@ package bench
 import (
 	"bytes"
 	"context"
-	"encoding/binary"
 	"fmt"
 	"io"
-	"math"
 	"net/http"
 	"strings"
 	"time"
@@ -18,6 +16,7 @@ import (
 	udpclient "github.com/plgd-dev/go-coap/v3/udp/client"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/ddnn-continuum/ddnn/funnel"
 	"github.com/ddnn-continuum/ddnn/internal/kafka"
 	"github.com/ddnn-continuum/ddnn/internal/pipeline"
 	"github.com/ddnn-continuum/ddnn/internal/wire"
@@ -52,13 +51,13 @@ const coapNStart = 1
 const httpConnsPerDevice = 8
 
 // dial opens device n's connection.
-func dial(ctx context.Context, p *pipeline.Pipeline, protocol string, n int) (device, error) {
+func dial(p *pipeline.Pipeline, protocol string, n int) (device, error) {
 	name := fmt.Sprintf("bench-%03d", n)
 	switch protocol {
 	case ProtocolHTTP:
 		return &httpDevice{
 			name: name,
-			url:  "http://" + p.Funnel.Listen + "/v1/ingest",
+			url:  "http://" + p.Funnel.Listen + funnel.PathIngest,
 			// Its own transport: its own connections, a few at most, so
 			// that an overloaded pipeline makes sends queue on the device
 			// (the wait counts in their round trips) rather than open
@@ -88,24 +87,6 @@ func dial(ctx context.Context, p *pipeline.Pipeline, protocol string, n int) (de
 	return nil, fmt.Errorf("unknown protocol %q (want one of %v)", protocol, Protocols)
 }
 
-// Encode turns the test set's uint8 images into raw samples of the
-// pipeline's input dtype: float32 samples carry the same values (the
-// pipeline's input.scale applies to both) and need Block1 over CoAP.
-func Encode(images [][]byte, dt wire.DType) [][]byte {
-	if dt != wire.Float32 {
-		return images
-	}
-	out := make([][]byte, len(images))
-	for i, img := range images {
-		b := make([]byte, 4*len(img))
-		for j, px := range img {
-			binary.LittleEndian.PutUint32(b[4*j:], math.Float32bits(float32(px)))
-		}
-		out[i] = b
-	}
-	return out
-}
-
 type httpDevice struct {
 	name   string
 	url    string
@@ -118,8 +99,8 @@ func (d *httpDevice) send(ctx context.Context, id string, sample []byte) error {
 		return err
 	}
 	req.Header.Set("Content-Type", "application/octet-stream")
-	req.Header.Set("X-Message-Id", id)
-	req.Header.Set("X-Device-Id", d.name)
+	req.Header.Set(funnel.HeaderMessageID, id)
+	req.Header.Set(funnel.HeaderDeviceID, d.name)
 	resp, err := d.client.Do(req)
 	if err != nil {
 		return err
@@ -142,7 +123,7 @@ type coapDevice struct {
 func (d *coapDevice) send(ctx context.Context, id string, sample []byte) error {
 	ctx, cancel := context.WithTimeout(ctx, sendTimeout)
 	defer cancel()
-	resp, err := d.cc.Post(ctx, "/v1/ingest", message.AppOctets, bytes.NewReader(sample),
+	resp, err := d.cc.Post(ctx, funnel.PathIngest, message.AppOctets, bytes.NewReader(sample),
 		message.Option{ID: message.URIQuery, Value: []byte("id=" + id)},
 		message.Option{ID: message.URIQuery, Value: []byte("device=" + d.name)})
 	if err != nil {

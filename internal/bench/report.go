@@ -109,12 +109,6 @@ type ReplicaPoint struct {
 	Ready int
 }
 
-type replicaSample struct {
-	at    time.Duration
-	tier  string
-	ready int
-}
-
 // sampleReplicas asks the supervisor for each tier's ready replicas every
 // 250 ms.
 func (r *run) sampleReplicas(ctx context.Context) {
@@ -134,7 +128,7 @@ func (r *run) sampleReplicas(ctx context.Context) {
 				continue
 			}
 			r.mu.Lock()
-			r.replicas = append(r.replicas, replicaSample{time.Since(r.start), tier.Name, len(list)})
+			r.replicas[tier.Name] = append(r.replicas[tier.Name], ReplicaPoint{time.Since(r.start), len(list)})
 			r.mu.Unlock()
 		}
 		select {
@@ -155,7 +149,7 @@ func (r *run) result(interrupted bool) *Result {
 		ScheduleS: Length(r.sends).Seconds(),
 		Tiers:     map[string]Percentiles{}, ExitRatios: map[string]float64{}, Replicas: map[string]ReplicaRange{},
 	}
-	res := &Result{Processed: map[string][]int{}, ReplicaSeries: map[string][]ReplicaPoint{}}
+	res := &Result{Processed: map[string][]int{}, ReplicaSeries: r.replicas}
 	for _, t := range cfg.Pipeline.Tiers {
 		res.TierOrder = append(res.TierOrder, t.Name)
 	}
@@ -232,9 +226,6 @@ func (r *run) result(interrupted bool) *Result {
 		}
 	}
 
-	for _, x := range r.replicas {
-		res.ReplicaSeries[x.tier] = append(res.ReplicaSeries[x.tier], ReplicaPoint{x.at, x.ready})
-	}
 	for tier, pts := range res.ReplicaSeries {
 		rr := ReplicaRange{Min: pts[0].Ready, Max: pts[0].Ready, Final: pts[len(pts)-1].Ready}
 		for _, p := range pts {

@@ -25,7 +25,7 @@ func TestResult(t *testing.T) {
 	r.sent = make([]sendState, len(r.sends))
 	r.results = make([]resultState, len(r.sends))
 	for i := range 5 { // the sixth is never sent (interrupted)
-		r.sent[i] = sendState{due: r.sends[i].At, sent: r.sends[i].At, ack: time.Millisecond, device: r.sends[i].Device, done: true}
+		r.sent[i] = sendState{sent: r.sends[i].At, ack: time.Millisecond, done: true}
 	}
 	r.sent[3].err = "http 503: kafka down"
 	at := func(ms int) time.Time { return start.Add(time.Duration(ms) * time.Millisecond) }
@@ -33,7 +33,7 @@ func TestResult(t *testing.T) {
 	r.results[1] = resultState{n: 2, tier: "cloud", class: 2, at: at(130), hops: []wire.Hop{{Tier: "edge", At: at(105)}, {Tier: "cloud", At: at(120)}}}
 	r.results[2] = resultState{n: 1, tier: "edge", class: 0, at: at(220), hops: []wire.Hop{{Tier: "edge", At: at(205)}}}
 	// results[3]: rejected at ingest; results[4]: lost.
-	r.replicas = []replicaSample{{0, "edge", 1}, {time.Second, "edge", 3}, {2 * time.Second, "edge", 2}}
+	r.replicas = map[string][]ReplicaPoint{"edge": {{0, 1}, {time.Second, 3}, {2 * time.Second, 2}}}
 
 	res := r.result(true)
 	s := res.Summary

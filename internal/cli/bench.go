@@ -114,9 +114,18 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err != nil {
 		return err
 	}
+	// The samples as a device sends them, in the pipeline's input dtype.
+	msgs, err := models.Messages(p, ds)
+	if err != nil {
+		return err
+	}
+	samples := make([][]byte, len(msgs))
+	for i := range msgs {
+		samples[i] = msgs[i].Tensor.Data
+	}
 	cfg := bench.Config{
 		Pipeline: p, Target: "pipeline", Protocol: *protocol, Workload: w,
-		Samples: bench.Encode(ds.Samples, p.Input.DType), Labels: ds.Labels, Drain: *drain,
+		Samples: samples, Labels: ds.Labels, Drain: *drain,
 		AdminURL: "http://" + p.Admin.Listen, Progress: stderr, TTY: isTerminal(stderr),
 	}
 	if *workload == bench.WorkloadBurst {
@@ -126,7 +135,7 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 
 	b := benchRun{file: *file, out: *out, attach: *attach, compare: *compare, stderr: stderr}
 	if !*compare {
-		res, err := b.run(ctx, "pipeline", cfg)
+		res, err := b.run(ctx, cfg)
 		if res != nil {
 			if *asJSON {
 				json.NewEncoder(stdout).Encode(res.Summary)
@@ -140,14 +149,20 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if *protocol != bench.ProtocolKafka {
 		fmt.Fprintf(stderr, "bench: the monolith has no funnel: its devices produce to Kafka, the pipeline's use %s\n", *protocol)
 	}
-	pipe, err := b.run(ctx, "pipeline", cfg)
+	pipe, err := b.run(ctx, cfg)
 	if err != nil {
+		if pipe != nil { // interrupted: the partial report
+			pipe.Print(stdout)
+		}
 		return err
 	}
 	mcfg := cfg
 	mcfg.Target, mcfg.Protocol, mcfg.AdminURL = "monolith", bench.ProtocolKafka, ""
-	mono, err := b.run(ctx, "monolith", mcfg)
+	mono, err := b.run(ctx, mcfg)
 	if err != nil {
+		if mono != nil {
+			mono.Print(stdout)
+		}
 		return err
 	}
 	cmp := comparison(pipe.Summary, mono.Summary)
@@ -176,8 +191,9 @@ type benchRun struct {
 	stderr  io.Writer
 }
 
-// run measures target ("pipeline": ddnn up; "monolith": ddnn monolith).
-func (b benchRun) run(ctx context.Context, target string, cfg bench.Config) (*bench.Result, error) {
+// run measures cfg.Target ("pipeline": ddnn up; "monolith": ddnn monolith).
+func (b benchRun) run(ctx context.Context, cfg bench.Config) (*bench.Result, error) {
+	target := cfg.Target
 	dir := b.out
 	if dir != "" && b.compare {
 		dir = filepath.Join(b.out, target)

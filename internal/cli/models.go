@@ -82,9 +82,10 @@ func runModelsCheck(args []string, stdout, stderr io.Writer) error {
 }
 
 func runModelsEval(args []string, stdout, stderr io.Writer) error {
-	fs := newFlags("models eval", "models eval -f FILE [--json] [--sweep] [--images F --labels F]", stderr)
+	fs := newFlags("models eval", "models eval -f FILE [--json [--per-sample]] [--sweep] [--images F --labels F]", stderr)
 	pf := addPipelineFlags(fs)
 	asJSON := fs.Bool("json", false, "print JSON instead of a table")
+	perSample := fs.Bool("per-sample", false, "with --json: also each sample's exit tier and class (\"decisions\", in test-set order)")
 	sweep := fs.Bool("sweep", false, "print accuracy against exit ratio over a grid of thresholds per tier")
 	images := fs.String("images", "", "gzipped IDX images (default: the pipeline's eval.images)")
 	labels := fs.String("labels", "", "gzipped IDX labels (default: the pipeline's eval.labels)")
@@ -120,6 +121,9 @@ func runModelsEval(args []string, stdout, stderr io.Writer) error {
 	res, err := chain.Eval(ds)
 	if err != nil {
 		return err
+	}
+	if !*perSample {
+		res.Decisions = nil
 	}
 	var sw []models.SweepTier
 	if *sweep {

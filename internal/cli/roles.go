@@ -151,6 +151,10 @@ func runFunnel(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	mux := http.NewServeMux()
 	mux.Handle("/", f.Handler())
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	// A CoAP server that fails ends the funnel (and its supervisor
+	// restarts it) instead of leaving HTTP up with CoAP gone.
+	ctx, stop := context.WithCancel(ctx)
+	defer stop()
 	coapDone := make(chan error, 1)
 	if p.Funnel.CoAPListen != "off" {
 		udp, err := funnel.ListenCoAP(p.Funnel.CoAPListen)
@@ -158,7 +162,13 @@ func runFunnel(ctx context.Context, args []string, stdout, stderr io.Writer) err
 			ln.Close()
 			return err
 		}
-		go func() { coapDone <- f.ServeCoAP(ctx, udp, funnel.CoAPLimits{}) }()
+		go func() {
+			err := f.ServeCoAP(ctx, udp, funnel.CoAPLimits{})
+			if err != nil {
+				stop()
+			}
+			coapDone <- err
+		}()
 		fmt.Fprintf(stdout, "funnel: POST coap://%s%s (devices over CoAP)\n", udp.LocalAddr(), funnel.PathIngest)
 	} else {
 		coapDone <- nil

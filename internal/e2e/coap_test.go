@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"encoding/binary"
+	"encoding/json"
 	"math"
 	"os"
 	"os/exec"
@@ -14,8 +15,8 @@ import (
 
 // TestCoAPDevices posts images with libcoap's client to `ddnn up`: uint8
 // images in one datagram, and float32 tensors of 3,136 bytes with Block1 at
-// 1024-, 256- and 64-byte blocks. Each gets the class the same image gets
-// over HTTP (which equals `ddnn models eval`, see TestPipelineMatchesEval).
+// 1024-, 256- and 64-byte blocks. Each gets the exit tier and class `ddnn
+// models eval --per-sample` gives that image.
 func TestCoAPDevices(t *testing.T) {
 	if _, err := exec.LookPath("coap-client-notls"); err != nil {
 		t.Fatal("coap-client-notls missing: apt-get install libcoap3-bin (make deps installs it)")
@@ -35,24 +36,34 @@ func TestCoAPDevices(t *testing.T) {
 		}
 	}
 
-	// uint8 images, one datagram each, beside the same images over HTTP.
+	// uint8 images, one datagram each.
 	tp := writePipeline(t, "coapu8", 1, "")
+	out, err := exec.Command(ddnn, "models", "eval", "-f", tp.file, "--json", "--per-sample").Output()
+	if err != nil {
+		t.Fatalf("models eval: %v", err)
+	}
+	var ev struct {
+		Decisions []struct {
+			Tier  string
+			Class int
+		}
+	}
+	if err := json.Unmarshal(out, &ev); err != nil || len(ev.Decisions) != len(ds.Samples) {
+		t.Fatalf("models eval --per-sample: %v: %.300s", err, out)
+	}
+	want := ev.Decisions
 	up(t, tp)
-	sendHTTP(t, tp.funnel, ds.Samples[:n], "http-", 1)
 	for i := 0; i < n; i++ {
 		f := filepath.Join(dir, "u8-"+strconv.Itoa(i))
 		os.WriteFile(f, ds.Samples[i], 0o644)
 		post(tp, "coap-"+strconv.Itoa(i), f, 0)
 	}
-	got := collectResults(t, tp.broker, tp.name+".results", "", 2*n, 60*time.Second)
-	want := map[int]int{}
+	got := collectResults(t, tp.broker, tp.name+".results", "coap-", n, 60*time.Second)
 	for i := 0; i < n; i++ {
-		h, c := got["http-"+strconv.Itoa(i)], got["coap-"+strconv.Itoa(i)]
-		if len(h) != 1 || len(c) != 1 || h[0].Class != c[0].Class {
-			t.Errorf("image %d: http %+v, coap %+v", i, h, c)
-			continue
+		r := got["coap-"+strconv.Itoa(i)]
+		if len(r) != 1 || r[0].Class != want[i].Class || r[0].Tier != want[i].Tier {
+			t.Errorf("image %d: %+v, models eval says %+v", i, r, want[i])
 		}
-		want[i] = h[0].Class
 	}
 
 	// The same images as float32 (already scaled) in blocks.
@@ -76,8 +87,8 @@ func TestCoAPDevices(t *testing.T) {
 	got = collectResults(t, tf.broker, tf.name+".results", "f32-", n, 60*time.Second)
 	for i := 0; i < n; i++ {
 		r := got["f32-"+strconv.Itoa(i)]
-		if len(r) != 1 || r[0].Class != want[i] {
-			t.Errorf("float32 image %d in %d-byte blocks: %+v, want class %d", i, blocks[i%len(blocks)], r, want[i])
+		if len(r) != 1 || r[0].Class != want[i].Class || r[0].Tier != want[i].Tier {
+			t.Errorf("float32 image %d in %d-byte blocks: %+v, models eval says %+v", i, blocks[i%len(blocks)], r, want[i])
 		}
 	}
 }

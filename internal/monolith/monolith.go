@@ -20,7 +20,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"strconv"
 	"sync"
 	"time"
 
@@ -28,6 +27,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/ddnn-continuum/ddnn/connector"
+	"github.com/ddnn-continuum/ddnn/funnel"
 	"github.com/ddnn-continuum/ddnn/inference"
 	"github.com/ddnn-continuum/ddnn/internal/pipeline"
 	"github.com/ddnn-continuum/ddnn/internal/wire"
@@ -221,21 +221,33 @@ func (m *Monolith) finish(out, recs []*kgo.Record) error {
 func (m *Monolith) process(recs []*kgo.Record) ([]*kgo.Record, error) {
 	var out []*kgo.Record
 	msgs := make([]wire.Message, 0, len(recs))
+	from := make([]*kgo.Record, 0, len(recs)) // the record of each message
 	for _, r := range recs {
 		msg, err := wire.DecodeRecord(r.Key, r.Value, connector.RecordHeaders(r), m.raw, fmt.Sprintf("%s-%d-%d", r.Topic, r.Partition, r.Offset))
 		if err != nil {
 			out = append(out, m.deadLetter(r, "undecodable record: "+err.Error()))
 			continue
 		}
-		// What the first tier's function would answer 400 for.
-		if rej := m.funcs[0].Check([]wire.Message{msg}); len(rej) > 0 {
-			out = append(out, m.deadLetter(r, fmt.Sprintf("rejected by tier %q: %s", m.p.Tiers[0].Name, rej[0].Reason)))
-			continue
-		}
 		if msg.SentAt.IsZero() {
 			msg.SentAt = r.Timestamp.UTC()
 		}
-		msgs = append(msgs, msg)
+		msgs, from = append(msgs, msg), append(from, r)
+	}
+	// What the first tier's function would answer 400 for.
+	if rej := m.funcs[0].Check(msgs); len(rej) > 0 {
+		bad := map[int]string{}
+		for _, x := range rej {
+			bad[x.Index] = x.Reason
+		}
+		kept := msgs[:0]
+		for i, msg := range msgs {
+			if reason, ok := bad[i]; ok {
+				out = append(out, m.deadLetter(from[i], fmt.Sprintf("rejected by tier %q: %s", m.p.Tiers[0].Name, reason)))
+				continue
+			}
+			kept = append(kept, msg)
+		}
+		msgs = kept
 	}
 	var (
 		wg       sync.WaitGroup
@@ -272,15 +284,11 @@ func (m *Monolith) process(recs []*kgo.Record) ([]*kgo.Record, error) {
 		return nil, firstErr
 	}
 	for i := range results {
-		v, err := wire.AppendResult(nil, &results[i])
+		rec, err := funnel.ResultRecord(m.p.ResultsTopic(), &results[i])
 		if err != nil {
 			return nil, err
 		}
-		var key []byte
-		if results[i].Device != "" {
-			key = []byte(results[i].Device)
-		}
-		out = append(out, &kgo.Record{Topic: m.p.ResultsTopic(), Key: key, Value: v})
+		out = append(out, rec)
 	}
 	m.m.records.WithLabelValues("result").Add(float64(len(results)))
 	return out, nil
@@ -327,19 +335,9 @@ func (m *Monolith) chain(sessions []*inference.Session, msgs []wire.Message) ([]
 	return results, nil
 }
 
-// deadLetter is the DLQ record for r, shaped like the connector's.
+// deadLetter parks r on the first tier's DLQ, as the connector does.
 func (m *Monolith) deadLetter(r *kgo.Record, reason string) *kgo.Record {
 	m.m.records.WithLabelValues("dead_lettered").Inc()
 	m.log.Warn("record dead-lettered", "topic", r.Topic, "partition", r.Partition, "offset", r.Offset, "reason", reason)
-	return &kgo.Record{
-		Topic: m.p.DLQTopic(m.p.Tiers[0].Name),
-		Key:   r.Key,
-		Value: r.Value,
-		Headers: append(append([]kgo.RecordHeader(nil), r.Headers...),
-			kgo.RecordHeader{Key: wire.HeaderReason, Value: []byte(reason)},
-			kgo.RecordHeader{Key: connector.HeaderSourceTopic, Value: []byte(r.Topic)},
-			kgo.RecordHeader{Key: connector.HeaderSourcePartition, Value: []byte(strconv.Itoa(int(r.Partition)))},
-			kgo.RecordHeader{Key: connector.HeaderSourceOffset, Value: []byte(strconv.FormatInt(r.Offset, 10))},
-		),
-	}
+	return connector.DeadLetter(m.p.DLQTopic(m.p.Tiers[0].Name), r, reason)
 }
