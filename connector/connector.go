@@ -3,8 +3,15 @@
 // into invocations of the tier's inference replicas (least outstanding
 // requests, several in flight per replica), retries failures on another
 // replica with exponential backoff and jitter, parks records the function
-// rejects as bad input on the tier's dead-letter topic with the reason, and
-// commits an offset only when every record at or below it is done (Offsets).
+// rejects as bad input, or that keep failing while others succeed, on the
+// tier's dead-letter topic with the reason, and commits an offset only when
+// every record at or below it is done (Offsets) and only once Kafka
+// confirmed the commit.
+//
+// When no replica answers (the tier or what it delivers to is down) the
+// connector waits and retries without limit: the records stay uncommitted,
+// the lag grows, fetching stops at connector.max_pending_records, and it
+// resumes as soon as a replica answers again.
 //
 // It never decodes tensors beyond what internal/wire does, never runs
 // models, and never drops a record: a record is either acknowledged by a
@@ -22,12 +29,15 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
+	"golang.org/x/sync/errgroup"
 
 	"github.com/ddnn-continuum/ddnn/internal/kafka"
 	"github.com/ddnn-continuum/ddnn/internal/pipeline"
@@ -39,6 +49,11 @@ const (
 	HeaderSourceTopic     = "ddnn-source-topic"
 	HeaderSourcePartition = "ddnn-source-partition"
 	HeaderSourceOffset    = "ddnn-source-offset"
+	// HeaderOriginalSize is the size of the record's value as fetched.
+	HeaderOriginalSize = "ddnn-original-size"
+	// HeaderTruncated says what was cut from a copy that would have been
+	// larger than kafka.max_record_bytes.
+	HeaderTruncated = "ddnn-truncated"
 )
 
 // Config is what a connector needs.
@@ -73,9 +88,16 @@ type Connector struct {
 	http    *http.Client
 	cl      *kgo.Client
 
+	// inflight counts invocations and dead-letter produces under way.
 	inflight sync.WaitGroup
 	// work is canceled only when the drain deadline passes.
 	work context.Context
+	// room is signaled when records leave the offset window, for a poll
+	// waiting at max_pending_records.
+	room chan struct{}
+
+	downMu    sync.Mutex
+	downSince time.Time // when the tier went down; zero while up
 }
 
 // New checks cfg and builds a connector; Run starts it.
@@ -105,9 +127,10 @@ func New(cfg Config) (*Connector, error) {
 			MaxIdleConnsPerHost: t.Connector.InFlightPerReplica * 2,
 			IdleConnTimeout:     90 * time.Second,
 		}},
+		room: make(chan struct{}, 1),
 	}
 	if cfg.Registerer != nil {
-		c.m = NewMetrics(prometheus.WrapRegistererWith(prometheus.Labels{"tier": t.Name}, cfg.Registerer))
+		c.m = NewMetrics(prometheus.WrapRegistererWith(prometheus.Labels{"tier": t.Name}, cfg.Registerer), c.offsets.Window)
 	}
 	if i == 0 {
 		// Devices may produce raw samples straight to the first tier.
@@ -120,11 +143,13 @@ func New(cfg Config) (*Connector, error) {
 type item struct {
 	rec *kgo.Record
 	msg wire.Message
+	// attempts counts the failures charged to the record (see invoke).
+	attempts int
 }
 
-// Run consumes until ctx ends, then stops gracefully: stop fetching, finish
-// in-flight invocations (bounded by the drain timeout), commit, leave the
-// group.
+// Run consumes until ctx ends, then stops gracefully, in order: stop
+// fetching, finish what was handed out (bounded by the drain timeout),
+// commit what is done, leave the group.
 func (c *Connector) Run(ctx context.Context) error {
 	conn := c.tier.Connector
 	opts := append(kafka.ClientOptions(&c.p.Kafka, "connector-"+c.tier.Name, c.cfg.Registerer),
@@ -140,74 +165,77 @@ func (c *Connector) Run(ctx context.Context) error {
 		// long; kgo's 45s default would stall a tier for that long.
 		kgo.SessionTimeout(10*time.Second),
 		kgo.HeartbeatInterval(time.Second),
-		kgo.RequiredAcks(kgo.AllISRAcks()),
-		kgo.RecordDeliveryTimeout(c.p.Kafka.ProduceTimeout),
 	)
-	cl, err := kgo.NewClient(opts...)
+	cl, err := kgo.NewClient(append(opts, kafka.ProducerOptions(&c.p.Kafka)...)...)
 	if err != nil {
 		return fmt.Errorf("tier %q: kafka client: %w", c.tier.Name, err)
 	}
 	c.cl = cl
-	work, cancelWork := context.WithCancel(context.Background())
+	defer cl.Close() // leaves the group
+
+	// Once ctx ends, the stop has DrainTimeout to finish what was handed
+	// out; then work ends and whatever is left stays uncommitted.
+	work, cancelWork := context.WithCancel(context.WithoutCancel(ctx))
 	defer cancelWork()
 	c.work = work
+	stopDeadline := context.AfterFunc(ctx, func() {
+		t := time.NewTimer(c.cfg.DrainTimeout)
+		defer t.Stop()
+		select {
+		case <-t.C:
+			cancelWork()
+		case <-work.Done():
+		}
+	})
+	defer stopDeadline()
 
-	items := make(chan item, conn.MaxBatch*max(1, len(c.cfg.Replicas))*conn.InFlightPerReplica)
+	// Background loops run until the final commit.
+	loops, stopLoops := context.WithCancel(context.Background())
+	var bg errgroup.Group
 	if c.cfg.ReplicasURL != "" {
 		follow := func() {
-			if err := c.followReplicas(ctx); err != nil {
+			if err := c.followReplicas(loops); err != nil {
 				c.log.Warn("replica list", "err", err)
 			}
 		}
 		follow()
-		go every(ctx, 500*time.Millisecond, follow)
+		bg.Go(func() error { every(loops, 500*time.Millisecond, follow); return nil })
 	}
-	batcherDone := make(chan struct{})
-	go func() {
-		defer close(batcherDone)
-		c.batch(items)
-	}()
-	commitDone := make(chan struct{})
-	commitCtx, stopCommits := context.WithCancel(context.Background())
-	go func() {
-		defer close(commitDone)
-		c.commitLoop(commitCtx)
-	}()
+	bg.Go(func() error { every(loops, 200*time.Millisecond, func() { c.commit(loops) }); return nil })
 
-	c.log.Info("connector started", "topic", c.p.InputTopic(c.tier.Name), "group", c.p.ConsumerGroup(c.tier.Name), "replicas", len(c.cfg.Replicas))
+	items := make(chan item, conn.MaxBatch*max(1, len(c.cfg.Replicas))*conn.InFlightPerReplica)
+	var batcher errgroup.Group
+	batcher.Go(func() error { c.batch(items); return nil })
+
+	c.log.Info("connector started", "topic", c.p.InputTopic(c.tier.Name), "group", c.p.ConsumerGroup(c.tier.Name), "replicas", c.pool.size())
 	pollErr := c.poll(ctx, items)
 
-	// Graceful stop: no more fetching; finish what was handed out.
 	close(items)
-	<-batcherDone
-	drained := make(chan struct{})
-	go func() {
-		c.inflight.Wait()
-		close(drained)
-	}()
-	select {
-	case <-drained:
-	case <-time.After(c.cfg.DrainTimeout):
-		c.log.Warn("drain timeout: abandoning in-flight invocations; their records will be redelivered", "pending", c.offsets.Pending())
-		cancelWork()
-		<-drained
+	batcher.Wait()
+	c.inflight.Wait()
+	if work.Err() != nil {
+		c.log.Warn("drain timeout: in-flight records left uncommitted; the group's next consumer gets them again",
+			"timeout", c.cfg.DrainTimeout, "pending", c.offsets.Pending())
 	}
-	stopCommits()
-	<-commitDone
+	stopLoops()
+	bg.Wait()
 	cctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
-	c.commit(cctx)
+	c.commitAll(cctx)
 	cancel()
 	cl.AllowRebalance()
-	cl.Close() // leaves the group
 	c.log.Info("connector stopped", "pending", c.offsets.Pending())
 	return pollErr
 }
 
-// poll fetches records, tracks them, and hands decoded ones to the batcher.
+// poll fetches records while the offset window has room, tracks them, and
+// hands decoded ones to the batcher; undecodable ones go to the DLQ.
 func (c *Connector) poll(ctx context.Context, items chan<- item) error {
-	maxPoll := cap(items)
+	limit := c.tier.Connector.MaxPendingRecords
 	for {
-		fetches := c.cl.PollRecords(ctx, maxPoll)
+		if !c.waitRoom(ctx, limit) {
+			return nil
+		}
+		fetches := c.cl.PollRecords(ctx, min(cap(items), limit-c.offsets.Window()))
 		if ctx.Err() != nil || fetches.IsClientClosed() {
 			c.cl.AllowRebalance()
 			// Records fetched with this poll are not handed out; they
@@ -228,11 +256,7 @@ func (c *Connector) poll(ctx context.Context, items chan<- item) error {
 		for _, r := range recs {
 			m, err := wire.DecodeRecord(r.Key, r.Value, RecordHeaders(r), c.raw, fmt.Sprintf("%s-%d-%d", r.Topic, r.Partition, r.Offset))
 			if err != nil {
-				c.inflight.Add(1)
-				go func() {
-					defer c.inflight.Done()
-					c.deadLetter(r, "undecodable record: "+err.Error())
-				}()
+				c.deadLetter(r, "undecodable record: "+err.Error())
 				continue
 			}
 			if m.SentAt.IsZero() {
@@ -240,25 +264,73 @@ func (c *Connector) poll(ctx context.Context, items chan<- item) error {
 				// record's own timestamp is the best we have.
 				m.SentAt = r.Timestamp.UTC()
 			}
-			items <- item{rec: r, msg: m}
+			select {
+			case items <- item{rec: r, msg: m}:
+			case <-ctx.Done():
+				// Not handed out: pending, so nothing commits past it.
+				return nil
+			}
 		}
 	}
 }
 
-// DeadLetter is rec parked on topic: its key, value and headers, plus the
-// reason and where it came from.
-func DeadLetter(topic string, rec *kgo.Record, reason string) *kgo.Record {
-	return &kgo.Record{
-		Topic: topic,
-		Key:   rec.Key,
-		Value: rec.Value,
-		Headers: append(append([]kgo.RecordHeader(nil), rec.Headers...),
-			kgo.RecordHeader{Key: wire.HeaderReason, Value: []byte(reason)},
-			kgo.RecordHeader{Key: HeaderSourceTopic, Value: []byte(rec.Topic)},
-			kgo.RecordHeader{Key: HeaderSourcePartition, Value: []byte(strconv.Itoa(int(rec.Partition)))},
-			kgo.RecordHeader{Key: HeaderSourceOffset, Value: []byte(strconv.FormatInt(rec.Offset, 10))},
-		),
+// waitRoom waits until fewer than limit records are in the offset window;
+// false when ctx ended first.
+func (c *Connector) waitRoom(ctx context.Context, limit int) bool {
+	for c.offsets.Window() >= limit {
+		select {
+		case <-c.room:
+		case <-ctx.Done():
+			return false
+		}
 	}
+	return ctx.Err() == nil
+}
+
+// DeadLetter is rec parked on topic: its key, value and headers, plus the
+// reason, the value's size and where it came from. A copy that would be
+// larger than maxBytes (kafka.max_record_bytes) gets its value cut to fit,
+// then, if that is not enough, loses the original headers and key, and
+// HeaderTruncated says what was cut.
+func DeadLetter(topic string, rec *kgo.Record, reason string, maxBytes int) *kgo.Record {
+	ours := []kgo.RecordHeader{
+		{Key: wire.HeaderReason, Value: []byte(reason)},
+		{Key: HeaderOriginalSize, Value: []byte(strconv.Itoa(len(rec.Value)))},
+		{Key: HeaderSourceTopic, Value: []byte(rec.Topic)},
+		{Key: HeaderSourcePartition, Value: []byte(strconv.Itoa(int(rec.Partition)))},
+		{Key: HeaderSourceOffset, Value: []byte(strconv.FormatInt(rec.Offset, 10))},
+	}
+	out := &kgo.Record{
+		Topic:   topic,
+		Key:     rec.Key,
+		Value:   rec.Value,
+		Headers: append(append([]kgo.RecordHeader(nil), rec.Headers...), ours...),
+	}
+	over := kafka.RecordSize(out) - maxBytes
+	if over <= 0 {
+		return out
+	}
+	// Room for the note itself, at its longest.
+	const note = len(HeaderTruncated) + 96 + 10
+	over += note
+	var cut []string
+	if over > 0 && len(out.Value) > 0 {
+		keep := max(0, len(out.Value)-over)
+		over -= len(out.Value) - keep
+		out.Value = out.Value[:keep]
+		cut = append(cut, fmt.Sprintf("value cut to %d of %d bytes", keep, len(rec.Value)))
+	}
+	if over > 0 && len(rec.Headers) > 0 {
+		out.Headers = ours
+		over = kafka.RecordSize(out) + note - maxBytes
+		cut = append(cut, "original headers dropped")
+	}
+	if over > 0 && len(out.Key) > 0 {
+		out.Key = nil
+		cut = append(cut, "key dropped")
+	}
+	out.Headers = append(out.Headers, kgo.RecordHeader{Key: HeaderTruncated, Value: []byte(strings.Join(cut, "; "))})
+	return out
 }
 
 // RecordHeaders converts a record's headers for wire.DecodeRecord.
@@ -369,69 +441,138 @@ const (
 	outcomeRetry    = "retry"
 )
 
-// invoke sends batch to r (already acquired) and keeps at it until every
-// record is acknowledged or dead-lettered.
+// invoke sends batch to r (already acquired, or nil to acquire one) and
+// keeps at it until every record is acknowledged or dead-lettered, or the
+// drain deadline passes.
+//
+// A failed call is charged to its records only when the model failed on
+// them (500) or other calls of the tier succeeded since this batch's last
+// try: then the records, not the tier, are the likely cause. A charged
+// batch is split in halves so a bad record is isolated, and a record
+// charged max_attempts times goes to the DLQ. Uncharged failures (every
+// replica down, the funnel unreachable) are retried without limit.
 func (c *Connector) invoke(r *replica, batch []item) {
 	conn := c.tier.Connector
-	attempt := 0
-	for len(batch) > 0 {
+	queue := [][]item{batch} // sub-batches still to send
+	seen := c.pool.succeeded()
+	var last *replica
+	fails := 0 // consecutive failures, for the backoff
+	for len(queue) > 0 {
+		batch := queue[0]
 		if r == nil {
 			var err error
-			if r, err = c.pool.acquire(c.work, nil); err != nil {
-				return
+			if r, err = c.pool.acquire(c.work, last); err != nil {
+				return // drain deadline passed: records stay uncommitted
 			}
 		}
 		start := time.Now()
 		status, body, err := c.call(r, batch)
 		c.m.invocation(time.Since(start), len(batch))
 		healthy := err == nil && status < 500
-		c.pool.release(r, healthy, backoff(conn.Backoff, conn.MaxBackoff, 1))
-		last := r
-		r = nil
+		rel := c.pool.release(r, healthy, backoff(conn.Backoff, conn.MaxBackoff, 1))
+		c.tierChanged(rel, r.url, err, status, body)
+		last, r = r, nil
 		switch {
 		case err == nil && status == http.StatusOK:
 			c.m.invoked(outcomeOK)
 			for _, it := range batch {
 				c.done(it.rec)
 			}
-			return
+			queue, fails, seen = queue[1:], 0, rel.successes
+			continue
 		case err == nil && status == http.StatusRequestEntityTooLarge && len(batch) > 1:
-			// Too big for the replica: split and send the halves.
+			// Too big for the replica: send the halves.
 			half := len(batch) / 2
-			c.inflight.Add(1)
-			go func(rest []item) {
-				defer c.inflight.Done()
-				c.invoke(nil, rest)
-			}(batch[half:])
-			batch = batch[:half]
+			queue = append([][]item{batch[:half], batch[half:]}, queue[1:]...)
+			continue
 		case err == nil && status >= 400 && status < 500 && status != http.StatusTooManyRequests && status != http.StatusRequestTimeout:
 			c.m.invoked(outcomeRejected)
-			batch = c.rejected(batch, status, body)
-		default:
-			c.m.invoked(outcomeRetry)
-			attempt++
-			reason := fmt.Sprintf("status %d: %s", status, snippet(body))
-			if err != nil {
-				reason = err.Error()
+			if rest := c.rejected(batch, status, body); len(rest) > 0 {
+				queue[0] = rest
+			} else {
+				queue = queue[1:]
 			}
-			level := slog.LevelWarn
-			if attempt > conn.Retries {
-				level = slog.LevelError // keeps retrying: never drops a record
-			}
-			c.log.Log(c.work, level, "invocation failed", "replica", last.url, "attempt", attempt, "records", len(batch), "err", reason)
-			c.m.retried()
-			select {
-			case <-time.After(backoff(conn.Backoff, conn.MaxBackoff, attempt)):
-			case <-c.work.Done():
-				return
-			}
-			// Prefer another replica for the retry.
-			var err error
-			if r, err = c.pool.acquire(c.work, last); err != nil {
-				return
-			}
+			continue
+		}
+		c.m.invoked(outcomeRetry)
+		c.m.retried()
+		reason := fmt.Sprintf("replica %s: status %d: %s", last.url, status, snippet(body))
+		if err != nil {
+			reason = fmt.Sprintf("replica %s: %v", last.url, err)
+		}
+		if status == http.StatusInternalServerError || rel.successes > seen {
+			queue = append(c.charge(batch, reason), queue[1:]...)
+		}
+		seen = rel.successes
+		fails++
+		c.log.Debug("invocation failed; retrying", "records", len(batch), "fails", fails, "err", reason)
+		if len(queue) > 0 && !c.sleep(backoff(conn.Backoff, conn.MaxBackoff, fails)) {
+			return
 		}
 	}
+}
+
+// charge counts a failure against each record of batch: records out of
+// attempts go to the DLQ; the rest come back split in halves, so that a
+// bad record ends up alone.
+func (c *Connector) charge(batch []item, reason string) [][]item {
+	rest := batch[:0:0]
+	for _, it := range batch {
+		it.attempts++
+		if it.attempts >= c.tier.Connector.MaxAttempts {
+			c.m.exhausted()
+			c.deadLetter(it.rec, "attempts exhausted: "+reason)
+			continue
+		}
+		rest = append(rest, it)
+	}
+	switch {
+	case len(rest) == 0:
+		return nil
+	case len(rest) == 1:
+		return [][]item{rest}
+	}
+	half := len(rest) / 2
+	return [][]item{rest[:half], rest[half:]}
+}
+
+// sleep waits d, or less if the tier comes back up meanwhile; false when
+// the drain deadline passed.
+func (c *Connector) sleep(d time.Duration) bool {
+	up := c.pool.cameUp()
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+	case <-up:
+	case <-c.work.Done():
+		return false
+	}
+	return true
+}
+
+// tierChanged logs and counts the tier going down (every replica failing)
+// and coming back.
+func (c *Connector) tierChanged(rel released, url string, err error, status int, body []byte) {
+	if !rel.wentDown && !rel.cameUp {
+		return
+	}
+	c.downMu.Lock()
+	defer c.downMu.Unlock()
+	if rel.wentDown {
+		c.downSince = time.Now()
+		c.m.setDown(true)
+		why := fmt.Sprintf("status %d: %s", status, snippet(body))
+		if err != nil {
+			why = err.Error()
+		}
+		c.log.Warn("tier down: no replica answers; records wait and are retried, lag grows",
+			"replicas", c.pool.size(), "last_replica", url, "err", why)
+		return
+	}
+	c.m.setDown(false)
+	c.log.Info("tier up again", "replica", url, "down_for", time.Since(c.downSince).Round(time.Millisecond))
+	c.downSince = time.Time{}
 }
 
 // rejected handles a 4xx: records the function named as bad go to the
@@ -497,40 +638,48 @@ func (c *Connector) call(r *replica, batch []item) (int, []byte, error) {
 	return resp.StatusCode, out, err
 }
 
-// deadLetter parks rec on the tier's DLQ with the reason, retrying the
-// produce until Kafka acknowledges it (or the drain deadline passes), then
-// marks it done.
+// deadLetter parks rec on the tier's DLQ with the reason and marks it done
+// once Kafka acknowledged the copy. It returns at once: the produce runs in
+// the background and is retried with backoff (counted) until it succeeds
+// or the drain deadline passes, when rec stays uncommitted.
 func (c *Connector) deadLetter(rec *kgo.Record, reason string) {
-	conn := c.tier.Connector
-	dlq := DeadLetter(c.p.DLQTopic(c.tier.Name), rec, reason)
-	for attempt := 1; ; attempt++ {
-		err := c.cl.ProduceSync(c.work, dlq).FirstErr()
+	dlq := DeadLetter(c.p.DLQTopic(c.tier.Name), rec, reason, c.p.Kafka.MaxRecordBytes)
+	c.inflight.Add(1)
+	c.produceDeadLetter(dlq, rec, reason, 1)
+}
+
+func (c *Connector) produceDeadLetter(dlq, rec *kgo.Record, reason string, attempt int) {
+	c.cl.Produce(c.work, dlq, func(_ *kgo.Record, err error) {
 		if err == nil {
 			c.m.deadLettered()
 			c.log.Warn("record dead-lettered", "topic", rec.Topic, "partition", rec.Partition, "offset", rec.Offset, "reason", reason)
 			c.done(rec)
+			c.inflight.Done()
 			return
 		}
 		if c.work.Err() != nil {
+			c.inflight.Done()
 			return
 		}
-		c.log.Error("dead-letter produce failed, retrying", "err", err, "attempt", attempt)
-		dlq.Partition, dlq.Offset = 0, 0
-		time.Sleep(backoff(conn.Backoff, conn.MaxBackoff, attempt))
-	}
+		c.m.deadLetterRetried()
+		c.log.Error("dead-letter produce failed, retrying", "topic", rec.Topic, "partition", rec.Partition, "offset", rec.Offset, "attempt", attempt, "err", err)
+		again := &kgo.Record{Topic: dlq.Topic, Key: dlq.Key, Value: dlq.Value, Headers: dlq.Headers}
+		time.AfterFunc(backoff(c.tier.Connector.Backoff, c.tier.Connector.MaxBackoff, attempt), func() {
+			c.produceDeadLetter(again, rec, reason, attempt+1)
+		})
+	})
 }
 
+// done marks rec finished and wakes a poll waiting for room.
 func (c *Connector) done(rec *kgo.Record) {
 	err := c.offsets.Done(TopicPartition{rec.Topic, rec.Partition}, rec.Offset)
 	if err != nil && !errors.Is(err, ErrRevoked) {
 		c.log.Error("offset tracking", "err", err)
 	}
-}
-
-// commitLoop commits what is committable five times a second: the less
-// done-but-uncommitted work a crash leaves, the fewer duplicates.
-func (c *Connector) commitLoop(ctx context.Context) {
-	every(ctx, 200*time.Millisecond, func() { c.commit(ctx) })
+	select {
+	case c.room <- struct{}{}:
+	default:
+	}
 }
 
 // every calls f every d until ctx ends.
@@ -547,11 +696,13 @@ func every(ctx context.Context, d time.Duration, f func()) {
 	}
 }
 
-// commit commits every partition whose done prefix advanced.
-func (c *Connector) commit(ctx context.Context) {
+// commit commits every partition whose done prefix advanced, and marks
+// committed only what Kafka confirmed; the rest is tried again next time.
+// It reports whether nothing is left to commit.
+func (c *Connector) commit(ctx context.Context) bool {
 	ready := c.offsets.Committable()
 	if len(ready) == 0 {
-		return
+		return true
 	}
 	offsets := map[string]map[int32]kgo.EpochOffset{}
 	for tp, off := range ready {
@@ -560,29 +711,46 @@ func (c *Connector) commit(ctx context.Context) {
 		}
 		offsets[tp.Topic][tp.Partition] = kgo.EpochOffset{Epoch: -1, Offset: off}
 	}
-	var commitErr error
+	confirmed := map[TopicPartition]int64{}
+	var errs []error
 	c.cl.CommitOffsetsSync(ctx, offsets, func(_ *kgo.Client, _ *kmsg.OffsetCommitRequest, resp *kmsg.OffsetCommitResponse, err error) {
 		if err != nil {
-			commitErr = err
+			errs = append(errs, err)
 			return
 		}
 		for _, t := range resp.Topics {
 			for _, p := range t.Partitions {
-				if p.ErrorCode != 0 {
-					commitErr = fmt.Errorf("commit %s[%d]: error code %d", t.Topic, p.Partition, p.ErrorCode)
-					delete(ready, TopicPartition{t.Topic, p.Partition})
+				tp := TopicPartition{t.Topic, p.Partition}
+				if err := kerr.ErrorForCode(p.ErrorCode); err != nil {
+					errs = append(errs, fmt.Errorf("%s: %w", tpString(tp), err))
+					continue
+				}
+				if off, ok := ready[tp]; ok {
+					confirmed[tp] = off
 				}
 			}
 		}
 	})
-	if commitErr != nil {
-		c.log.Warn("commit", "err", commitErr)
-		if ctx.Err() != nil {
+	c.offsets.MarkCommitted(confirmed)
+	c.m.committed(len(confirmed))
+	if err := errors.Join(errs...); err != nil {
+		c.m.commitFailed()
+		c.log.Warn("commit failed; retrying", "partitions", len(ready)-len(confirmed), "err", err)
+		return false
+	}
+	return len(confirmed) == len(ready)
+}
+
+// commitAll commits until nothing is left to commit or ctx ends.
+func (c *Connector) commitAll(ctx context.Context) {
+	for !c.commit(ctx) {
+		select {
+		case <-ctx.Done():
+			c.log.Warn("final commit failed: records done since the last commit will be processed again", "pending", c.offsets.Pending())
 			return
+		case <-time.After(100 * time.Millisecond):
 		}
 	}
-	c.offsets.MarkCommitted(ready)
-	c.m.committed(len(ready))
 }
 
 // onRevoked commits what is done of the revoked partitions and forgets them;

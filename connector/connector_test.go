@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -46,8 +47,20 @@ type fakeReplica struct {
 }
 
 func newFakeReplica(t *testing.T, behave func([]wire.Message) (int, string)) *fakeReplica {
+	return newFakeReplicaOn(t, "127.0.0.1:0", behave)
+}
+
+// newFakeReplicaOn serves a fake replica on addr (host:port; port 0 picks
+// one), so that a test can stop a replica and start another on the same
+// address.
+func newFakeReplicaOn(t *testing.T, addr string, behave func([]wire.Message) (int, string)) *fakeReplica {
+	t.Helper()
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
 	f := &fakeReplica{seen: map[string]int{}, behave: behave}
-	f.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	f.srv = httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		f.calls.Add(1)
 		b, _ := io.ReadAll(r.Body)
 		msgs, err := wire.DecodeMessages(wire.Binary, b)
@@ -73,6 +86,9 @@ func newFakeReplica(t *testing.T, behave func([]wire.Message) (int, string)) *fa
 		w.Header().Set("Content-Type", wire.ContentTypeBinary)
 		w.Write(out)
 	}))
+	f.srv.Listener.Close()
+	f.srv.Listener = ln
+	f.srv.Start()
 	t.Cleanup(f.srv.Close)
 	return f
 }

@@ -17,10 +17,15 @@ type Metrics struct {
 	commits      prometheus.Counter
 	batchSize    prometheus.Histogram
 	invokeTimeHi prometheus.Histogram
+	exhausts     prometheus.Counter
+	dlqRetries   prometheus.Counter
+	commitFails  prometheus.Counter
+	down         prometheus.Gauge
 }
 
-// NewMetrics registers the connector's metrics with reg.
-func NewMetrics(reg prometheus.Registerer) *Metrics {
+// NewMetrics registers the connector's metrics with reg; window reports
+// the records held by the offset tracker.
+func NewMetrics(reg prometheus.Registerer, window func() int) *Metrics {
 	m := &Metrics{
 		fetchedRecs: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "ddnn_connector_fetched_records_total", Help: "Records fetched from the tier's input topic.",
@@ -45,9 +50,53 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "ddnn_connector_invocation_duration_seconds", Help: "Time of one invocation of a replica.",
 			Buckets: prometheus.ExponentialBuckets(100e-6, 2.5, 14),
 		}),
+		exhausts: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "ddnn_connector_attempts_exhausted_total", Help: "Records dead-lettered after connector.max_attempts failures while other records succeeded.",
+		}),
+		dlqRetries: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "ddnn_connector_dead_letter_retries_total", Help: "Dead-letter produces that failed and were tried again.",
+		}),
+		commitFails: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "ddnn_connector_commit_failures_total", Help: "Offset commits Kafka did not confirm (tried again).",
+		}),
+		down: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "ddnn_connector_tier_down", Help: "1 while every replica of the tier fails its calls (records wait and are retried), else 0.",
+		}),
 	}
-	reg.MustRegister(m.fetchedRecs, m.invocations, m.retries, m.deadLetters, m.commits, m.batchSize, m.invokeTimeHi)
+	pending := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "ddnn_connector_pending_records", Help: "Records fetched and not yet committable; fetching pauses at connector.max_pending_records.",
+	}, func() float64 { return float64(window()) })
+	reg.MustRegister(m.fetchedRecs, m.invocations, m.retries, m.deadLetters, m.commits, m.batchSize, m.invokeTimeHi,
+		m.exhausts, m.dlqRetries, m.commitFails, m.down, pending)
 	return m
+}
+
+func (m *Metrics) exhausted() {
+	if m != nil {
+		m.exhausts.Inc()
+	}
+}
+
+func (m *Metrics) deadLetterRetried() {
+	if m != nil {
+		m.dlqRetries.Inc()
+	}
+}
+
+func (m *Metrics) commitFailed() {
+	if m != nil {
+		m.commitFails.Inc()
+	}
+}
+
+func (m *Metrics) setDown(down bool) {
+	if m != nil {
+		v := 0.0
+		if down {
+			v = 1
+		}
+		m.down.Set(v)
+	}
 }
 
 func (m *Metrics) fetched(n int) {

@@ -45,6 +45,7 @@ type Offsets struct {
 	mu      sync.Mutex
 	parts   map[TopicPartition]*partOffsets
 	pending int // records added and not done, over all live partitions
+	window  int // records added and not yet behind a commit point
 
 	// lastTP and lastP cache the last partition looked up: records come
 	// in runs of one partition. Entries are never deleted from parts, so
@@ -141,6 +142,7 @@ func (o *Offsets) Add(tp TopicPartition, offset int64) error {
 	p.ents = append(p.ents, offsetEntry{off: offset})
 	p.pending++
 	o.pending++
+	o.window++
 	return nil
 }
 
@@ -184,7 +186,7 @@ func (o *Offsets) Done(tp TopicPartition, offset int64) error {
 	p.pending--
 	o.pending--
 	if i == 0 {
-		p.pop()
+		o.window -= p.pop()
 	}
 	return nil
 }
@@ -216,18 +218,21 @@ func search(win []offsetEntry, offset int64) (int, bool) {
 	return lo, lo < len(win) && win[lo].off == offset
 }
 
-// pop drops the done entries at the head of the window and advances the
-// commit point past the last of them.
-func (p *partOffsets) pop() {
+// pop drops the done entries at the head of the window, advances the
+// commit point past the last of them and returns how many it dropped.
+func (p *partOffsets) pop() int {
+	from := p.head
 	for p.head < len(p.ents) && p.ents[p.head].done {
 		p.commit = p.ents[p.head].off + 1
 		p.head++
 	}
+	n := p.head - from
 	if p.head == len(p.ents) {
 		// Window empty: reuse the slice from the start.
 		p.ents = p.ents[:0]
 		p.head = 0
 	}
+	return n
 }
 
 // Committable returns, for each partition whose commit point advanced since
@@ -278,6 +283,7 @@ func (o *Offsets) Revoke(tps ...TopicPartition) int {
 		}
 		n += p.pending
 		o.pending -= p.pending
+		o.window -= len(p.ents) - p.head
 		// Keep only what a later Done or re-Add needs; let the window go.
 		*p = partOffsets{
 			last:       p.last,
@@ -296,6 +302,15 @@ func (o *Offsets) Pending() int {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	return o.pending
+}
+
+// Window returns how many added records are not yet behind their
+// partition's commit point: the pending ones and the done ones after an
+// unfinished one. It is what the tracker holds in memory.
+func (o *Offsets) Window() int {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return o.window
 }
 
 // PendingIn returns how many records of tp are not done (0 for unknown tp).

@@ -15,6 +15,8 @@ type replica struct {
 	removed bool
 	// downUntil keeps a failing replica out of rotation for a while.
 	downUntil time.Time
+	// failing is set by a failed call and cleared by a healthy one.
+	failing bool
 }
 
 // pool spreads invocations over replicas: least outstanding requests first,
@@ -24,40 +26,52 @@ type pool struct {
 	reps  []*replica
 	limit int
 	wake  chan struct{} // closed and replaced whenever a slot frees up
+	// successes counts healthy calls: a failure while it does not move
+	// is the tier's, not the record's.
+	successes uint64
+	// down is set while every replica failed its last call; up is closed
+	// and replaced when the tier comes back.
+	down bool
+	up   chan struct{}
 }
 
 func newPool(urls []string, limit int) *pool {
-	p := &pool{limit: limit, wake: make(chan struct{})}
+	p := &pool{limit: limit, wake: make(chan struct{}), up: make(chan struct{})}
 	for _, u := range urls {
 		p.reps = append(p.reps, &replica{url: u})
 	}
 	return p
 }
 
-// acquire waits for a replica with a free slot and takes the slot. It
-// prefers any replica over avoid (the one that just failed), but takes avoid
-// when it is the only choice.
+// acquire waits for a replica with a free slot that is not resting and
+// takes the slot. It prefers any such replica over avoid (the one that just
+// failed), and takes avoid when it is the only one.
 func (p *pool) acquire(ctx context.Context, avoid *replica) (*replica, error) {
 	for {
 		p.mu.Lock()
 		now := time.Now()
-		var best, fallback *replica
+		var best, second *replica
+		var nextUp time.Time // earliest end of a rest, zero if none
 		for _, r := range p.reps {
 			if r.removed || r.outstanding >= p.limit {
 				continue
 			}
-			if r == avoid || now.Before(r.downUntil) {
-				if fallback == nil || r.outstanding < fallback.outstanding {
-					fallback = r
+			if now.Before(r.downUntil) {
+				if nextUp.IsZero() || r.downUntil.Before(nextUp) {
+					nextUp = r.downUntil
 				}
+				continue
+			}
+			if r == avoid {
+				second = r
 				continue
 			}
 			if best == nil || r.outstanding < best.outstanding {
 				best = r
 			}
 		}
-		if best == nil && fallback != nil && !p.anyUpLocked(now) {
-			best = fallback // every replica is resting: try one anyway
+		if best == nil {
+			best = second
 		}
 		if best != nil {
 			best.outstanding++
@@ -66,40 +80,94 @@ func (p *pool) acquire(ctx context.Context, avoid *replica) (*replica, error) {
 		}
 		wake := p.wake
 		p.mu.Unlock()
+		var (
+			timer    *time.Timer
+			restOver <-chan time.Time
+		)
+		if !nextUp.IsZero() {
+			timer = time.NewTimer(time.Until(nextUp))
+			restOver = timer.C
+		}
 		select {
 		case <-wake:
-		case <-time.After(20 * time.Millisecond): // a resting replica may be back
+		case <-restOver:
 		case <-ctx.Done():
-			return nil, ctx.Err()
+		}
+		if timer != nil {
+			timer.Stop()
+		}
+		if err := ctx.Err(); err != nil {
+			return nil, err
 		}
 	}
 }
 
-// anyUpLocked reports whether some replica is not resting. p.mu is held.
-func (p *pool) anyUpLocked(now time.Time) bool {
-	for _, r := range p.reps {
-		if !r.removed && !now.Before(r.downUntil) {
-			return true
-		}
-	}
-	return false
+// released is what a call's end changed.
+type released struct {
+	// successes is the count of healthy calls so far.
+	successes uint64
+	// wentDown and cameUp report a change of the tier's state: every
+	// replica failing its last call, or a healthy call after that.
+	wentDown, cameUp bool
 }
 
 // release gives r's slot back; an unhealthy call rests r for rest.
-func (p *pool) release(r *replica, healthy bool, rest time.Duration) {
+func (p *pool) release(r *replica, healthy bool, rest time.Duration) released {
 	p.mu.Lock()
+	defer p.mu.Unlock()
 	r.outstanding--
+	r.failing = !healthy
 	if healthy {
 		r.downUntil = time.Time{}
+		p.successes++
 	} else {
 		r.downUntil = time.Now().Add(rest)
 	}
 	if r.removed && r.outstanding == 0 {
 		p.dropLocked(r)
 	}
+	p.wakeLocked()
+	out := released{successes: p.successes}
+	switch {
+	case healthy && p.down:
+		p.down, out.cameUp = false, true
+		close(p.up)
+		p.up = make(chan struct{})
+	case !healthy && !p.down && p.allFailingLocked():
+		p.down, out.wentDown = true, true
+	}
+	return out
+}
+
+// allFailingLocked reports whether every replica taking calls failed its
+// last call (true for none). p.mu is held.
+func (p *pool) allFailingLocked() bool {
+	for _, r := range p.reps {
+		if !r.removed && !r.failing {
+			return false
+		}
+	}
+	return true
+}
+
+// cameUp returns a channel closed when the tier next comes back from
+// being down.
+func (p *pool) cameUp() <-chan struct{} {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.up
+}
+
+// succeeded is the count of healthy calls so far.
+func (p *pool) succeeded() uint64 {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.successes
+}
+
+func (p *pool) wakeLocked() {
 	close(p.wake)
 	p.wake = make(chan struct{})
-	p.mu.Unlock()
 }
 
 // update makes urls the pool's replicas: new ones join at once, missing
@@ -135,8 +203,7 @@ func (p *pool) update(urls []string) (added, removed int) {
 		}
 	}
 	if added > 0 {
-		close(p.wake)
-		p.wake = make(chan struct{})
+		p.wakeLocked()
 	}
 	return added, removed
 }

@@ -104,3 +104,33 @@ func (b *Broker) Addr() string { return b.addr }
 
 // Close stops the broker.
 func (b *Broker) Close() { b.cluster.Close() }
+
+// batchOverhead is a record batch's header: what a batch of one record
+// adds to the record.
+const batchOverhead = 61
+
+// ProducerOptions are the options of every ddnn producer: acks from all
+// in-sync replicas, the pipeline's delivery timeout, and batches that stay
+// within kafka.max_record_bytes plus a batch header, so that no record
+// ddnn accepts is refused by a broker keeping Kafka's 1 MiB default.
+func ProducerOptions(k *pipeline.Kafka) []kgo.Opt {
+	return []kgo.Opt{
+		kgo.RequiredAcks(kgo.AllISRAcks()),
+		kgo.RecordDeliveryTimeout(k.ProduceTimeout),
+		kgo.ProducerBatchMaxBytes(int32(k.MaxRecordBytes + batchOverhead)),
+	}
+}
+
+// RecordSize is an upper bound of r's encoded size in a record batch: its
+// key, value and headers with the largest length prefixes.
+func RecordSize(r *kgo.Record) int {
+	const (
+		varint  = 5  // a length or count
+		varlong = 10 // the timestamp delta
+	)
+	n := varint + 1 + varlong + varint + varint + len(r.Key) + varint + len(r.Value) + varint
+	for _, h := range r.Headers {
+		n += varint + len(h.Key) + varint + len(h.Value)
+	}
+	return n
+}

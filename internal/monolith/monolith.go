@@ -339,5 +339,5 @@ func (m *Monolith) chain(sessions []*inference.Session, msgs []wire.Message) ([]
 func (m *Monolith) deadLetter(r *kgo.Record, reason string) *kgo.Record {
 	m.m.records.WithLabelValues("dead_lettered").Inc()
 	m.log.Warn("record dead-lettered", "topic", r.Topic, "partition", r.Partition, "offset", r.Offset, "reason", reason)
-	return connector.DeadLetter(m.p.DLQTopic(m.p.Tiers[0].Name), r, reason)
+	return connector.DeadLetter(m.p.DLQTopic(m.p.Tiers[0].Name), r, reason, m.p.Kafka.MaxRecordBytes)
 }

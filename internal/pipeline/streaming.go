@@ -20,7 +20,9 @@ const (
 	DefaultAdminListen          = "127.0.0.1:9464"
 	DefaultConnectorMaxBatch    = 64
 	DefaultInFlightPerReplica   = 4
-	DefaultRetries              = 8
+	DefaultMaxAttempts          = 5
+	DefaultMaxPendingRecords    = 10000
+	DefaultMaxRecordBytes       = 1000000
 	DefaultBackoff              = 50 * time.Millisecond
 	DefaultMaxBackoff           = 2 * time.Second
 	DefaultRequestTimeout       = 10 * time.Second
@@ -41,6 +43,11 @@ type Kafka struct {
 	// ProduceTimeout bounds how long a funnel waits for Kafka to acknowledge
 	// a write before answering 503.
 	ProduceTimeout time.Duration `yaml:"produce_timeout"`
+	// MaxRecordBytes is the largest record ddnn produces: at most what the
+	// brokers accept (message.max.bytes, a topic's max.message.bytes;
+	// Kafka's and the embedded broker's default is 1 MiB per batch).
+	// Dead-letter copies that would be larger are truncated to fit.
+	MaxRecordBytes int `yaml:"max_record_bytes"`
 }
 
 // Embedded reports whether the pipeline uses the embedded broker.
@@ -85,9 +92,16 @@ type Connector struct {
 	MaxWait time.Duration `yaml:"max_wait"`
 	// InFlightPerReplica bounds concurrent invocations of one replica.
 	InFlightPerReplica int `yaml:"in_flight_per_replica"`
-	// Retries is how many times a failed invocation (5xx, timeout,
-	// connection error) is retried before the connector stops to wait.
-	Retries int `yaml:"retries"`
+	// MaxAttempts is how many times a record is tried while other
+	// records of the tier succeed before it is dead-lettered with reason
+	// "attempts exhausted: <last error>". Failures while no invocation of
+	// the tier succeeds (every replica down, the funnel unreachable) are
+	// not the record's fault: they are retried without limit.
+	MaxAttempts int `yaml:"max_attempts"`
+	// MaxPendingRecords bounds the records fetched and not yet committable
+	// (in flight, or done behind an unfinished one); at the bound the
+	// connector stops fetching until the oldest finish.
+	MaxPendingRecords int `yaml:"max_pending_records"`
 	// Backoff is the first retry delay; it doubles up to MaxBackoff, with
 	// jitter.
 	Backoff    time.Duration `yaml:"backoff"`
@@ -142,6 +156,7 @@ func (p *Pipeline) setStreamingDefaults() {
 	if k.ProduceTimeout == 0 {
 		k.ProduceTimeout = DefaultProduceTimeout
 	}
+	setDefault(&k.MaxRecordBytes, DefaultMaxRecordBytes)
 	if p.Funnel.Listen == "" {
 		p.Funnel.Listen = DefaultFunnelListen
 	}
@@ -157,7 +172,8 @@ func (p *Pipeline) setStreamingDefaults() {
 		c := &p.Tiers[i].Connector
 		setDefault(&c.MaxBatch, DefaultConnectorMaxBatch)
 		setDefault(&c.InFlightPerReplica, DefaultInFlightPerReplica)
-		setDefault(&c.Retries, DefaultRetries)
+		setDefault(&c.MaxAttempts, DefaultMaxAttempts)
+		setDefault(&c.MaxPendingRecords, DefaultMaxPendingRecords)
 		setDefault(&c.Backoff, DefaultBackoff)
 		setDefault(&c.MaxBackoff, DefaultMaxBackoff)
 		setDefault(&c.RequestTimeout, DefaultRequestTimeout)
@@ -196,6 +212,9 @@ func (p *Pipeline) validateStreaming() []error {
 	if k.ProduceTimeout < time.Second {
 		bad("kafka.produce_timeout", "%s must be at least 1s", k.ProduceTimeout)
 	}
+	if k.MaxRecordBytes < 4096 {
+		bad("kafka.max_record_bytes", "%d must be at least 4096", k.MaxRecordBytes)
+	}
 	addr("funnel.listen", p.Funnel.Listen)
 	if p.Funnel.CoAPListen != "off" {
 		addr("funnel.coap_listen", p.Funnel.CoAPListen)
@@ -223,8 +242,11 @@ func (p *Pipeline) validateStreaming() []error {
 		if c.InFlightPerReplica < 1 {
 			bad(f+".connector.in_flight_per_replica", "%d must be at least 1", c.InFlightPerReplica)
 		}
-		if c.Retries < 1 {
-			bad(f+".connector.retries", "%d must be at least 1", c.Retries)
+		if c.MaxAttempts < 1 {
+			bad(f+".connector.max_attempts", "%d must be at least 1", c.MaxAttempts)
+		}
+		if c.MaxPendingRecords < c.MaxBatch {
+			bad(f+".connector.max_pending_records", "%d must be at least max_batch %d", c.MaxPendingRecords, c.MaxBatch)
 		}
 		if c.Backoff <= 0 || c.MaxBackoff < c.Backoff {
 			bad(f+".connector.backoff", "%s must be positive and at most max_backoff %s", c.Backoff, c.MaxBackoff)

@@ -1,0 +1,434 @@
+package connector
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kfake"
+	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/ddnn-continuum/ddnn/internal/kafka"
+	"github.com/ddnn-continuum/ddnn/internal/pipeline"
+	"github.com/ddnn-continuum/ddnn/internal/wire"
+)
+
+// setupCluster is setup on a kfake cluster the test controls, for fault
+// injection.
+func setupCluster(t *testing.T) (*env, *kfake.Cluster) {
+	t.Helper()
+	p, err := pipeline.Parse([]byte(testYAML))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(p.Kafka.Partitions, p.Topics()...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.Close)
+	p.Kafka.Brokers = c.ListenAddrs()
+	cl, err := kgo.NewClient(kgo.SeedBrokers(p.Kafka.Brokers...), kgo.ProducerBatchMaxBytes(2<<20))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(cl.Close)
+	return &env{p: p, cl: cl}, c
+}
+
+// committed is the group's committed offset per partition of the edge
+// topic; end is the topic's end offsets.
+func (e *env) committedAndEnd(t *testing.T) (committed, end map[int32]int64) {
+	t.Helper()
+	adm := kadm.NewClient(e.cl)
+	ctx := context.Background()
+	offs, err := adm.FetchOffsets(ctx, e.p.ConsumerGroup("edge"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ends, err := adm.ListEndOffsets(ctx, "t.edge.in")
+	if err != nil {
+		t.Fatal(err)
+	}
+	committed, end = map[int32]int64{}, map[int32]int64{}
+	offs.Each(func(o kadm.OffsetResponse) {
+		if o.Topic == "t.edge.in" {
+			committed[o.Partition] = o.At
+		}
+	})
+	ends.Each(func(o kadm.ListedOffset) { end[o.Partition] = o.Offset })
+	return committed, end
+}
+
+func union(rs ...*fakeReplica) map[string]int {
+	out := map[string]int{}
+	for _, r := range rs {
+		for id, n := range r.ids() {
+			out[id] += n
+		}
+	}
+	return out
+}
+
+// missing lists ids prefix0..prefix(n-1) that seen lacks.
+func missing(seen map[string]int, prefix string, n int) []string {
+	var out []string
+	for i := 0; i < n; i++ {
+		if id := prefix + strconv.Itoa(i); seen[id] == 0 {
+			out = append(out, id)
+		}
+	}
+	return out
+}
+
+// TestOnlyReplicaDiesAndComesBack: the tier's only replica goes away with
+// records in flight and comes back on the same address. The connector
+// marks the tier down, waits without dead-lettering anything, and resumes
+// as soon as the replica answers; every record is delivered.
+func TestOnlyReplicaDiesAndComesBack(t *testing.T) {
+	e := setup(t)
+	first := newFakeReplica(t, nil)
+	addr := first.srv.Listener.Addr().String()
+	c, _, _ := e.start(t, first)
+	e.produce(t, 100, "a")
+	waitFor(t, "the first records delivered", func() bool { return len(first.ids()) == 100 })
+
+	first.srv.CloseClientConnections()
+	first.srv.Close()
+	e.produce(t, 100, "b")
+	waitFor(t, "the tier marked down", func() bool { return testutil.ToFloat64(c.m.down) == 1 })
+	time.Sleep(time.Second) // longer than max_attempts backoffs: nothing may be charged
+	if n := testutil.ToFloat64(c.m.deadLetters); n != 0 {
+		t.Fatalf("%v records dead-lettered during the outage", n)
+	}
+
+	back := time.Now()
+	second := newFakeReplicaOn(t, addr, nil)
+	waitFor(t, "every record delivered after the replica came back", func() bool {
+		return len(missing(union(first, second), "b", 100)) == 0 && e.lag(t) == 0
+	})
+	t.Logf("resumed %s after the replica came back", time.Since(back).Round(time.Millisecond))
+	if testutil.ToFloat64(c.m.down) != 0 {
+		t.Error("tier still marked down")
+	}
+}
+
+// TestOutageIsNotChargedToRecords: the only replica answers 502 (its
+// deliveries fail: the funnel is down) for far longer than max_attempts
+// backoffs; no record is dead-lettered and all are delivered afterwards.
+func TestOutageIsNotChargedToRecords(t *testing.T) {
+	e := setup(t)
+	var (
+		mu     sync.Mutex
+		tries  = map[string]int{} // failed calls per record
+		broken = true
+	)
+	rep := newFakeReplica(t, func(msgs []wire.Message) (int, string) {
+		mu.Lock()
+		defer mu.Unlock()
+		if !broken {
+			return 200, ""
+		}
+		for _, m := range msgs {
+			tries[m.ID]++
+		}
+		return 502, `{"error":"delivery: funnel unreachable"}`
+	})
+	e.produce(t, 50, "m")
+	c, _, _ := e.start(t, rep)
+	attempts := e.p.Tiers[0].Connector.MaxAttempts
+	waitFor(t, "every record tried more than max_attempts times", func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		least := len(tries) // 0 until every record was tried
+		for i := 0; i < 50 && least > 0; i++ {
+			least = min(least, tries["m"+strconv.Itoa(i)])
+		}
+		return least > attempts
+	})
+	mu.Lock()
+	broken = false
+	mu.Unlock()
+	waitFor(t, "all delivered", func() bool { return len(rep.ids()) == 50 && e.lag(t) == 0 })
+	if n := testutil.ToFloat64(c.m.deadLetters); n != 0 {
+		t.Errorf("%v records dead-lettered for an outage", n)
+	}
+}
+
+// TestPoisonRecordExhaustsAttempts: one record makes every call that
+// carries it fail while other records keep arriving and succeeding; it is
+// isolated and parked on the DLQ with "attempts exhausted", and the
+// partition moves on.
+func TestPoisonRecordExhaustsAttempts(t *testing.T) {
+	e := setup(t)
+	rep := newFakeReplica(t, func(msgs []wire.Message) (int, string) {
+		for _, m := range msgs {
+			if m.ID == "m7" {
+				return 502, `{"error":"delivery: downstream refused"}`
+			}
+		}
+		return 200, ""
+	})
+	e.produce(t, 100, "m")
+	c, _, _ := e.start(t, rep)
+	// Other records keep succeeding meanwhile (bounded: 10s at most).
+	for i := 0; testutil.ToFloat64(c.m.exhausts) == 0 && i < 500; i++ {
+		e.produce(t, 1, "more"+strconv.Itoa(i)+"-")
+		time.Sleep(20 * time.Millisecond)
+	}
+	waitFor(t, "lag 0", func() bool { return e.lag(t) == 0 })
+	if miss := missing(rep.ids(), "m", 100); len(miss) != 1 || miss[0] != "m7" {
+		t.Errorf("not delivered: %v, want only m7", miss)
+	}
+	dlq := consumeAll(t, e, "t.edge.dlq", 1)
+	reason := header(dlq[0], wire.HeaderReason)
+	if !strings.HasPrefix(reason, "attempts exhausted: ") || !strings.Contains(reason, "downstream refused") {
+		t.Errorf("reason %q", reason)
+	}
+	if n := testutil.ToFloat64(c.m.exhausts); n != 1 {
+		t.Errorf("attempts exhausted counted %v times, want 1", n)
+	}
+}
+
+// TestPendingWindowBounded: while one record is stuck and the others
+// succeed, the connector stops fetching at max_pending_records instead of
+// holding an ever longer window.
+func TestPendingWindowBounded(t *testing.T) {
+	e := setup(t)
+	const limit = 24
+	e.p.Tiers[0].Connector.MaxPendingRecords = limit
+	e.p.Tiers[0].Connector.MaxAttempts = 1000
+	var stuck atomic.Bool
+	stuck.Store(true)
+	rep := newFakeReplica(t, func(msgs []wire.Message) (int, string) {
+		for _, m := range msgs {
+			if m.ID == "m0" && stuck.Load() {
+				return 503, "busy"
+			}
+		}
+		return 200, ""
+	})
+	e.produce(t, 600, "m")
+	c, _, _ := e.start(t, rep)
+	peak := 0
+	deadline := time.Now().Add(1500 * time.Millisecond)
+	for time.Now().Before(deadline) {
+		peak = max(peak, c.offsets.Window())
+		time.Sleep(2 * time.Millisecond)
+	}
+	delivered := len(rep.ids())
+	if peak > limit {
+		t.Errorf("offset window reached %d records, limit %d", peak, limit)
+	}
+	if delivered >= 599 {
+		t.Errorf("%d records delivered past the stuck one: fetching did not pause", delivered)
+	}
+	stuck.Store(false)
+	waitFor(t, "all delivered once unstuck", func() bool { return len(rep.ids()) == 600 && e.lag(t) == 0 })
+	t.Logf("window peak %d (limit %d); %d delivered while stuck", peak, limit, delivered)
+}
+
+func header(r *kgo.Record, key string) string {
+	for _, h := range r.Headers {
+		if h.Key == key {
+			return string(h.Value)
+		}
+	}
+	return ""
+}
+
+// TestOversizedDeadLetter: a record just under the broker's limit cannot
+// be copied to the DLQ with headers added; the copy keeps the reason, the
+// original size and the source in headers, its value is cut to fit, and
+// the partition moves on within 5s.
+func TestOversizedDeadLetter(t *testing.T) {
+	e, _ := setupCluster(t)
+	rep := newFakeReplica(t, nil)
+	big := make([]byte, 1_048_000)
+	for i := range big {
+		big[i] = byte(i)
+	}
+	res := e.cl.ProduceSync(context.Background(), &kgo.Record{Topic: "t.edge.in", Value: big})
+	src, err := res.First()
+	if err != nil {
+		t.Fatalf("producing the big record: %v", err)
+	}
+	e.produce(t, 30, "m")
+	start := time.Now()
+	e.start(t, rep)
+	waitFor(t, "lag 0", func() bool { return e.lag(t) == 0 })
+	if d := time.Since(start); d > 5*time.Second {
+		t.Errorf("partition moved on after %s, want within 5s", d)
+	}
+	if miss := missing(rep.ids(), "m", 30); len(miss) > 0 {
+		t.Errorf("not delivered: %v", miss)
+	}
+	r := consumeAll(t, e, "t.edge.dlq", 1)[0]
+	if got := kafka.RecordSize(r); got > e.p.Kafka.MaxRecordBytes {
+		t.Errorf("dead-letter copy of %d bytes, limit %d", got, e.p.Kafka.MaxRecordBytes)
+	}
+	for key, want := range map[string]string{
+		HeaderOriginalSize:    "1048000",
+		HeaderSourceTopic:     "t.edge.in",
+		HeaderSourcePartition: strconv.Itoa(int(src.Partition)),
+		HeaderSourceOffset:    strconv.FormatInt(src.Offset, 10),
+	} {
+		if got := header(r, key); got != want {
+			t.Errorf("header %s = %q, want %q", key, got, want)
+		}
+	}
+	if reason := header(r, wire.HeaderReason); !strings.Contains(reason, "raw value has 1048000 bytes, want 4") {
+		t.Errorf("reason %q", reason)
+	}
+	if note := header(r, HeaderTruncated); !strings.HasPrefix(note, fmt.Sprintf("value cut to %d of 1048000 bytes", len(r.Value))) {
+		t.Errorf("%s = %q (value has %d bytes)", HeaderTruncated, note, len(r.Value))
+	}
+	if len(r.Value) == 0 || r.Value[1] != 1 {
+		t.Error("the truncated value does not start with the original bytes")
+	}
+}
+
+func TestDeadLetterFitsEverything(t *testing.T) {
+	const limit = 4096
+	huge := make([]byte, 10_000)
+	cases := map[string]*kgo.Record{
+		"small":        {Topic: "in", Key: []byte("k"), Value: []byte("v")},
+		"large value":  {Topic: "in", Value: huge},
+		"large header": {Topic: "in", Value: huge, Headers: []kgo.RecordHeader{{Key: "x", Value: huge}}},
+		"large key":    {Topic: "in", Key: huge, Value: huge, Headers: []kgo.RecordHeader{{Key: "x", Value: huge}}},
+	}
+	for name, rec := range cases {
+		t.Run(name, func(t *testing.T) {
+			d := DeadLetter("dlq", rec, "why", limit)
+			if n := kafka.RecordSize(d); n > limit {
+				t.Errorf("copy of %d bytes over %d", n, limit)
+			}
+			if header(d, wire.HeaderReason) != "why" || header(d, HeaderOriginalSize) != strconv.Itoa(len(rec.Value)) {
+				t.Errorf("headers lost: %v", d.Headers)
+			}
+			truncated := header(d, HeaderTruncated) != ""
+			if want := name != "small"; truncated != want {
+				t.Errorf("truncated %v, want %v", truncated, want)
+			}
+		})
+	}
+}
+
+// TestCommitFailuresAreRetried: OffsetCommit requests fail for a while,
+// covering the moment every record is done. Nothing may be marked
+// committed that Kafka did not confirm: after a clean stop the group's
+// offsets equal the end offsets, and a restarted connector gets nothing
+// again.
+func TestCommitFailuresAreRetried(t *testing.T) {
+	e, cluster := setupCluster(t)
+	var failing atomic.Bool
+	var failed atomic.Int64
+	failing.Store(true)
+	cluster.ControlKey(int16(kmsg.OffsetCommit), func(req kmsg.Request) (kmsg.Response, error, bool) {
+		cluster.KeepControl()
+		if !failing.Load() {
+			return nil, nil, false
+		}
+		failed.Add(1)
+		r := req.(*kmsg.OffsetCommitRequest)
+		resp := r.ResponseKind().(*kmsg.OffsetCommitResponse)
+		for _, rt := range r.Topics {
+			st := kmsg.NewOffsetCommitResponseTopic()
+			st.Topic = rt.Topic
+			for _, rp := range rt.Partitions {
+				sp := kmsg.NewOffsetCommitResponseTopicPartition()
+				sp.Partition = rp.Partition
+				sp.ErrorCode = kerr.UnknownServerError.Code
+				st.Partitions = append(st.Partitions, sp)
+			}
+			resp.Topics = append(resp.Topics, st)
+		}
+		return resp, nil, true
+	})
+	rep := newFakeReplica(t, nil)
+	e.produce(t, 200, "m")
+	c, cancel, done := e.start(t, rep)
+	waitFor(t, "all delivered", func() bool { return len(rep.ids()) == 200 })
+	waitFor(t, "commits refused", func() bool { return testutil.ToFloat64(c.m.commitFails) >= 2 })
+	failing.Store(false)
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	committed, end := e.committedAndEnd(t)
+	for p, want := range end {
+		if committed[p] != want {
+			t.Errorf("partition %d committed at %d, end %d", p, committed[p], want)
+		}
+	}
+	t.Logf("%d commit requests refused", failed.Load())
+
+	again := newFakeReplica(t, nil)
+	e.start(t, again)
+	e.produce(t, 1, "after")
+	waitFor(t, "the new record", func() bool { return len(again.ids()) >= 1 && e.lag(t) == 0 })
+	if ids := again.ids(); len(ids) != 1 {
+		t.Errorf("restart redelivered %d records, want only the new one", len(ids)-1)
+	}
+}
+
+// TestRequestLevelCommitFailure: the commit request itself fails (the
+// connection drops); the offsets must not be taken as committed.
+func TestRequestLevelCommitFailure(t *testing.T) {
+	e, cluster := setupCluster(t)
+	var failing atomic.Bool
+	failing.Store(true)
+	cluster.ControlKey(int16(kmsg.OffsetCommit), func(kmsg.Request) (kmsg.Response, error, bool) {
+		cluster.KeepControl()
+		if !failing.Load() {
+			return nil, nil, false
+		}
+		return nil, errors.New("injected: connection dropped"), true
+	})
+	rep := newFakeReplica(t, nil)
+	e.produce(t, 100, "m")
+	c, cancel, done := e.start(t, rep)
+	waitFor(t, "all delivered", func() bool { return len(rep.ids()) == 100 })
+	waitFor(t, "commits failed", func() bool { return testutil.ToFloat64(c.m.commitFails) >= 1 })
+	failing.Store(false)
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	committed, end := e.committedAndEnd(t)
+	for p, want := range end {
+		if committed[p] != want {
+			t.Errorf("partition %d committed at %d, end %d", p, committed[p], want)
+		}
+	}
+}
+
+// TestDeadLetterProduceRetried: the DLQ refuses the first produces; the
+// dead letter is retried (and counted) until it lands, and only then is
+// the record committed.
+func TestDeadLetterProduceRetried(t *testing.T) {
+	e, cluster := setupCluster(t)
+	cluster.Fault(kfake.Fault{Keys: []kmsg.Key{kmsg.Produce}, Topic: "t.edge.dlq", Err: kerr.InvalidRecord, Count: 3})
+	rep := newFakeReplica(t, nil)
+	if err := e.cl.ProduceSync(context.Background(), &kgo.Record{Topic: "t.edge.in", Value: []byte("garbage!")}).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+	e.produce(t, 20, "m")
+	c, _, _ := e.start(t, rep)
+	waitFor(t, "lag 0", func() bool { return e.lag(t) == 0 })
+	if n := testutil.ToFloat64(c.m.dlqRetries); n < 1 {
+		t.Errorf("dead-letter retries %v, want at least 1", n)
+	}
+	if r := consumeAll(t, e, "t.edge.dlq", 1)[0]; string(r.Value) != "garbage!" {
+		t.Errorf("DLQ holds %q", r.Value)
+	}
+}
