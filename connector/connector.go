@@ -172,6 +172,7 @@ func (c *Connector) Run(ctx context.Context) error {
 	}
 	c.cl = cl
 	defer cl.Close() // leaves the group
+	defer c.http.CloseIdleConnections()
 
 	// Once ctx ends, the stop has DrainTimeout to finish what was handed
 	// out; then work ends and whatever is left stays uncommitted.

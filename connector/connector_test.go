@@ -16,6 +16,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"go.uber.org/goleak"
 
 	"github.com/ddnn-continuum/ddnn/internal/kafka"
 	"github.com/ddnn-continuum/ddnn/internal/pipeline"
@@ -486,3 +487,5 @@ func TestFollowsReplicaSet(t *testing.T) {
 		t.Errorf("a got %d calls after it left the set", n-50)
 	}
 }
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }

@@ -257,6 +257,12 @@ func (ci *coapIngest) serve(w mux.ResponseWriter, r *mux.Message) {
 		}
 	}
 	if err := f.accept(r.Context(), &m); err != nil {
+		var tl *RecordTooLargeError
+		if errors.As(err, &tl) {
+			f.m.request(route, "too_large")
+			reply(w, codes.RequestEntityTooLarge, err.Error(), b1opt...)
+			return
+		}
 		f.m.request(route, "unavailable")
 		if errors.Is(err, context.Canceled) {
 			return

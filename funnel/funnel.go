@@ -28,6 +28,7 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/ddnn-continuum/ddnn/internal/kafka"
 	"github.com/ddnn-continuum/ddnn/internal/pipeline"
 	"github.com/ddnn-continuum/ddnn/internal/wire"
 )
@@ -67,17 +68,24 @@ func New(p *pipeline.Pipeline, cl *kgo.Client, m *Metrics, log *slog.Logger) *Fu
 }
 
 // ProducerOptions are the producer settings a funnel's client needs on top
-// of the shared ones: acks from all in-sync replicas with idempotence (the
-// franz-go default, stated here so nobody weakens it), short linger for
-// batching, and bounded delivery time so requests never hang.
+// of the shared ones: kafka.ProducerOptions (acks from all in-sync replicas
+// with idempotence, bounded delivery time so requests never hang, batches
+// the brokers accept), a short linger for batching and a deep buffer.
 func ProducerOptions(p *pipeline.Pipeline) []kgo.Opt {
-	return []kgo.Opt{
-		kgo.RequiredAcks(kgo.AllISRAcks()),
+	return append(kafka.ProducerOptions(&p.Kafka),
 		kgo.ProducerLinger(time.Millisecond),
-		kgo.RecordDeliveryTimeout(p.Kafka.ProduceTimeout),
-		kgo.ProducerBatchMaxBytes(4 << 20),
 		kgo.MaxBufferedRecords(100_000),
-	}
+	)
+}
+
+// RecordTooLargeError is a message whose record would be larger than
+// kafka.max_record_bytes; the request gets 413.
+type RecordTooLargeError struct {
+	Index, Bytes, Limit int
+}
+
+func (e *RecordTooLargeError) Error() string {
+	return fmt.Sprintf("message %d makes a record of %d bytes, over kafka.max_record_bytes %d", e.Index, e.Bytes, e.Limit)
 }
 
 // Drain makes the ingest route answer 503 from now on; internal routes keep
@@ -145,18 +153,23 @@ func outcomeFor(code int) string {
 	}
 }
 
-// readBody reads at most the configured bytes; ok is false after answering.
+// readBody reads at most the route's limit: funnel.max_request_bytes for
+// device ingest, pipeline.DefaultMaxRequestBytes for deliveries. ok is
+// false after answering.
 func (f *Funnel) readBody(w http.ResponseWriter, r *http.Request, route string) ([]byte, bool) {
-	limit := f.p.Funnel.MaxRequestBytes
+	limit, setting := int64(pipeline.DefaultMaxRequestBytes), "the delivery limit"
+	if route == "ingest" {
+		limit, setting = f.p.Funnel.MaxRequestBytes, "funnel.max_request_bytes"
+	}
 	if r.ContentLength > limit {
-		f.fail(w, route, http.StatusRequestEntityTooLarge, fmt.Sprintf("body of %d bytes over the limit of %d (funnel.max_request_bytes)", r.ContentLength, limit))
+		f.fail(w, route, http.StatusRequestEntityTooLarge, fmt.Sprintf("body of %d bytes over the limit of %d (%s)", r.ContentLength, limit, setting))
 		return nil, false
 	}
 	b, err := io.ReadAll(http.MaxBytesReader(w, r.Body, limit))
 	if err != nil {
 		var mb *http.MaxBytesError
 		if errors.As(err, &mb) {
-			f.fail(w, route, http.StatusRequestEntityTooLarge, fmt.Sprintf("body over the limit of %d bytes (funnel.max_request_bytes)", limit))
+			f.fail(w, route, http.StatusRequestEntityTooLarge, fmt.Sprintf("body over the limit of %d bytes (%s)", limit, setting))
 		} else {
 			f.fail(w, route, http.StatusBadRequest, "reading body: "+err.Error())
 		}
@@ -303,6 +316,11 @@ func (f *Funnel) serveResults(w http.ResponseWriter, r *http.Request) {
 }
 
 func (f *Funnel) produceFailed(w http.ResponseWriter, route string, err error) {
+	var tl *RecordTooLargeError
+	if errors.As(err, &tl) {
+		f.fail(w, route, http.StatusRequestEntityTooLarge, err.Error())
+		return
+	}
 	f.log.Warn("produce", "route", route, "err", err)
 	f.fail(w, route, http.StatusServiceUnavailable, "kafka did not acknowledge: "+err.Error())
 }
@@ -346,6 +364,9 @@ func (f *Funnel) produceMessages(ctx context.Context, topic string, msgs []wire.
 		rec := &kgo.Record{Topic: topic, Key: keyFor(msgs[i].Device), Value: v}
 		for _, h := range hs {
 			rec.Headers = append(rec.Headers, kgo.RecordHeader{Key: h.Key, Value: h.Value})
+		}
+		if n := kafka.RecordSize(rec); n > f.p.Kafka.MaxRecordBytes {
+			return &RecordTooLargeError{Index: i, Bytes: n, Limit: f.p.Kafka.MaxRecordBytes}
 		}
 		recs[i] = rec
 	}

@@ -274,3 +274,26 @@ func decodeRecord(t *testing.T, r *kgo.Record) wire.Message {
 	}
 	return m
 }
+
+// TestRecordLimits: the default ingest limit follows from the input, and a
+// message whose record would be over kafka.max_record_bytes is refused
+// with 413 before it reaches Kafka.
+func TestRecordLimits(t *testing.T) {
+	y := strings.Replace(testYAML, "funnel: {max_request_bytes: 2048}\n", "", 1)
+	e := setupYAML(t, "", strings.Replace(y, "kafka: {", "kafka: {max_record_bytes: 8192, ", 1))
+	if got, want := e.p.Funnel.MaxRequestBytes, e.p.Input.IngestBytes(); got != want {
+		t.Errorf("default funnel.max_request_bytes %d, want %d", got, want)
+	}
+	long := strings.Repeat("x", 10000)
+	resp, body := e.post(t, PathIngest, "application/json", []byte(`{"id":"`+long+`","data":[1,2,3,4]}`), nil)
+	if resp.StatusCode != 413 || !strings.Contains(body, "over kafka.max_record_bytes 8192") {
+		t.Errorf("%d %s; want 413 naming kafka.max_record_bytes", resp.StatusCode, body)
+	}
+	resp, body = e.post(t, PathIngest, "application/json", []byte(`{"id":"short","data":[1,2,3,4]}`), nil)
+	if resp.StatusCode != 202 {
+		t.Errorf("%d %s after a refused request", resp.StatusCode, body)
+	}
+	if n := len(e.records(t, e.p.InputTopic("edge"))); n != 1 {
+		t.Errorf("%d records, want only the accepted one", n)
+	}
+}

@@ -67,7 +67,10 @@ type Funnel struct {
 	// Listen is the HTTP address of /v1/ingest and the internal delivery
 	// routes.
 	Listen string `yaml:"listen"`
-	// MaxRequestBytes bounds a request body; larger ones get 413.
+	// MaxRequestBytes bounds a device's ingest body; larger ones get 413.
+	// The default, Input.IngestBytes, takes the largest valid sample in
+	// either form. Delivery routes between the pipeline's parts take up to
+	// DefaultMaxRequestBytes.
 	MaxRequestBytes int64 `yaml:"max_request_bytes"`
 	// MaxConnections bounds the open HTTP connections; further ones wait in
 	// the kernel's accept queue, so an overload cannot exhaust the
@@ -162,9 +165,7 @@ func (p *Pipeline) setStreamingDefaults() {
 	}
 	setDefault(&p.Funnel.CoAPListen, DefaultCoAPListen)
 	setDefault(&p.Funnel.MaxConnections, DefaultFunnelMaxConnections)
-	if p.Funnel.MaxRequestBytes == 0 {
-		p.Funnel.MaxRequestBytes = DefaultMaxRequestBytes
-	}
+	setDefault(&p.Funnel.MaxRequestBytes, p.Input.IngestBytes())
 	if p.Admin.Listen == "" {
 		p.Admin.Listen = DefaultAdminListen
 	}
@@ -179,6 +180,31 @@ func (p *Pipeline) setStreamingDefaults() {
 		setDefault(&c.RequestTimeout, DefaultRequestTimeout)
 		p.setScalingDefaults(&p.Tiers[i])
 	}
+}
+
+// Envelope bounds of one sample besides its data: the id, device and
+// fields around them in a JSON ingest body or a Kafka record.
+const (
+	ingestEnvelopeBytes = 64 << 10
+	recordEnvelopeBytes = 4 << 10
+)
+
+// IngestBytes is the largest valid ingest body for the input: raw bytes,
+// or JSON with each element written at its longest (a float32 as a
+// float64 text with exponent and sign, a uint8 with spaces around it) and
+// room for the id, device and whitespace.
+func (in *Input) IngestBytes() int64 {
+	perElement := 8 // " 255, " and a little
+	if in.DType == wire.Float32 {
+		perElement = 32 // "-2.2250738585072014e-308, "
+	}
+	return int64(max(0, wire.NumElements(in.Shape))*perElement + ingestEnvelopeBytes)
+}
+
+// RecordBytes bounds the Kafka record of one input sample: its data plus
+// the envelope.
+func (in *Input) RecordBytes() int {
+	return max(0, wire.NumElements(in.Shape))*in.DType.Size() + recordEnvelopeBytes
 }
 
 func setDefault[T comparable](v *T, def T) {
@@ -224,6 +250,10 @@ func (p *Pipeline) validateStreaming() []error {
 	}
 	if p.Funnel.MaxRequestBytes < 1024 {
 		bad("funnel.max_request_bytes", "%d must be at least 1024", p.Funnel.MaxRequestBytes)
+	}
+	if n := p.Input.RecordBytes(); n > k.MaxRecordBytes {
+		bad("input", "a %s %v sample makes Kafka records of up to %d bytes, over kafka.max_record_bytes %d (raise it together with the brokers' message.max.bytes)",
+			p.Input.DType, p.Input.Shape, n, k.MaxRecordBytes)
 	}
 	addr("admin.listen", p.Admin.Listen)
 	for i := range p.Tiers {
