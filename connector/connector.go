@@ -450,7 +450,7 @@ const (
 // them (500) or other calls of the tier succeeded since this batch's last
 // try: then the records, not the tier, are the likely cause. A charged
 // batch is split in halves so a bad record is isolated, and a record
-// charged max_attempts times goes to the DLQ. Uncharged failures (every
+// charged max_attempts times, the last time alone, goes to the DLQ. Uncharged failures (every
 // replica down, the funnel unreachable) are retried without limit.
 func (c *Connector) invoke(r *replica, batch []item) {
 	conn := c.tier.Connector
@@ -513,28 +513,23 @@ func (c *Connector) invoke(r *replica, batch []item) {
 	}
 }
 
-// charge counts a failure against each record of batch: records out of
-// attempts go to the DLQ; the rest come back split in halves, so that a
-// bad record ends up alone.
+// charge counts a failure against each record of batch. A batch of
+// several comes back split in halves, so that a bad record ends up alone;
+// a record alone that has been charged max_attempts times goes to the DLQ.
 func (c *Connector) charge(batch []item, reason string) [][]item {
-	rest := batch[:0:0]
-	for _, it := range batch {
-		it.attempts++
-		if it.attempts >= c.tier.Connector.MaxAttempts {
-			c.m.exhausted()
-			c.deadLetter(it.rec, "attempts exhausted: "+reason)
-			continue
-		}
-		rest = append(rest, it)
+	for i := range batch {
+		batch[i].attempts++
 	}
-	switch {
-	case len(rest) == 0:
+	if len(batch) > 1 {
+		half := len(batch) / 2
+		return [][]item{batch[:half], batch[half:]}
+	}
+	if batch[0].attempts >= c.tier.Connector.MaxAttempts {
+		c.m.exhausted()
+		c.deadLetter(batch[0].rec, "attempts exhausted: "+reason)
 		return nil
-	case len(rest) == 1:
-		return [][]item{rest}
 	}
-	half := len(rest) / 2
-	return [][]item{rest[:half], rest[half:]}
+	return [][]item{batch}
 }
 
 // sleep waits d, or less if the tier comes back up meanwhile; false when

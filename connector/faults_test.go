@@ -166,10 +166,12 @@ func TestOutageIsNotChargedToRecords(t *testing.T) {
 
 // TestPoisonRecordExhaustsAttempts: one record makes every call that
 // carries it fail while other records keep arriving and succeeding; it is
-// isolated and parked on the DLQ with "attempts exhausted", and the
-// partition moves on.
+// isolated and parked on the DLQ with "attempts exhausted", the records
+// that shared its batch are delivered (max_attempts 2 is fewer than the
+// splits a full batch of 8 needs), and the partition moves on.
 func TestPoisonRecordExhaustsAttempts(t *testing.T) {
 	e := setup(t)
+	e.p.Tiers[0].Connector.MaxAttempts = 2
 	rep := newFakeReplica(t, func(msgs []wire.Message) (int, string) {
 		for _, m := range msgs {
 			if m.ID == "m7" {

@@ -95,9 +95,10 @@ type Connector struct {
 	MaxWait time.Duration `yaml:"max_wait"`
 	// InFlightPerReplica bounds concurrent invocations of one replica.
 	InFlightPerReplica int `yaml:"in_flight_per_replica"`
-	// MaxAttempts is how many times a record is tried while other
-	// records of the tier succeed before it is dead-lettered with reason
-	// "attempts exhausted: <last error>". Failures while no invocation of
+	// MaxAttempts is how many failures a record may be charged (the model
+	// failed on it, or other records of the tier succeeded meanwhile)
+	// before it is dead-lettered, the last time alone in its call, with
+	// reason "attempts exhausted: <last error>". Failures while no invocation of
 	// the tier succeeds (every replica down, the funnel unreachable) are
 	// not the record's fault: they are retried without limit.
 	MaxAttempts int `yaml:"max_attempts"`
