@@ -75,7 +75,7 @@ func (f *Funnel) Run(ctx context.Context, cfg RunConfig) error {
 		})
 	}
 	g.Go(func() error {
-		f.log.Info("funnel serving", "addr", cfg.HTTP.Addr().String())
+		f.log.Info("funnel serving", "addr", cfg.HTTP.Addr().String(), "brokers", f.p.Kafka.SeedBrokers())
 		if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
 			return fmt.Errorf("http funnel: %w", err)
 		}
