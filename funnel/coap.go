@@ -58,7 +58,9 @@ func ListenCoAP(addr string) (*coapnet.UDPConn, error) {
 	return l, nil
 }
 
-// ServeCoAP serves the ingest route on l until ctx ends, then closes l.
+// ServeCoAP serves the ingest route on l until ctx ends or the server
+// fails, then closes l. It returns nil when ctx ended or l was closed, and
+// leaves nothing running behind.
 func (f *Funnel) ServeCoAP(ctx context.Context, l *coapnet.UDPConn, limits CoAPLimits) error {
 	if limits.TransferTimeout == 0 {
 		limits.TransferTimeout = 10 * time.Second
@@ -72,6 +74,13 @@ func (f *Funnel) ServeCoAP(ctx context.Context, l *coapnet.UDPConn, limits CoAPL
 		l.Close()
 		return err
 	}
+	ctx, cancel := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	defer func() {
+		cancel()
+		wg.Wait()
+		l.Close()
+	}()
 	s := udp.NewServer(
 		options.WithMux(r),
 		options.WithBlockwise(false, 0, time.Second),
@@ -79,22 +88,15 @@ func (f *Funnel) ServeCoAP(ctx context.Context, l *coapnet.UDPConn, limits CoAPL
 		options.WithErrors(func(err error) { f.log.Debug("coap", "err", err) }),
 		// go-coap's default runner sleeps in a goroutine forever; this one
 		// ends with ctx.
-		options.WithPeriodicRunner(func(tick func(now time.Time) bool) { go every(ctx, time.Second, tick) }),
+		options.WithPeriodicRunner(func(tick func(now time.Time) bool) { wg.Go(func() { every(ctx, time.Second, tick) }) }),
 	)
-	go every(ctx, time.Second, ci.sweep)
-	done := make(chan error, 1)
-	go func() { done <- s.Serve(l) }()
-	f.log.Info("coap funnel serving", "addr", l.LocalAddr().String())
-	select {
-	case <-ctx.Done():
+	wg.Go(func() { every(ctx, time.Second, ci.sweep) })
+	wg.Go(func() {
+		<-ctx.Done()
 		s.Stop()
-		l.Close()
-		<-done
-		return nil
-	case err := <-done:
-		l.Close()
-		return err
-	}
+	})
+	f.log.Info("coap funnel serving", "addr", l.LocalAddr().String())
+	return s.Serve(l)
 }
 
 // every calls fn each period until ctx ends or fn returns false.

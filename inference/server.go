@@ -11,6 +11,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"golang.org/x/sync/errgroup"
 )
 
 // ServerConfig runs a Function as a standalone HTTP server.
@@ -29,8 +30,9 @@ type ServerConfig struct {
 	Logger          *slog.Logger
 }
 
-// Serve serves until ctx ends or the model fails to load, then drains
-// in-flight requests and closes the session. A load error is returned.
+// Serve serves until ctx ends, the model fails to load or the server
+// fails, then drains in-flight requests and closes the session. A load
+// error is returned.
 func Serve(ctx context.Context, cfg ServerConfig) error {
 	log := cfg.Logger
 	if log == nil {
@@ -45,53 +47,45 @@ func Serve(ctx context.Context, cfg ServerConfig) error {
 		mux.Handle("/metrics", promhttp.HandlerFor(cfg.Gatherer, promhttp.HandlerOpts{}))
 	}
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
-	served := make(chan error, 1)
-	go func() { served <- srv.Serve(cfg.Listener) }()
 
-	loaded := make(chan error, 1)
-	var sess *Session
-	go func() {
+	var sess *Session // set once loaded; closed after the server drained
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error {
+		if err := srv.Serve(cfg.Listener); !errors.Is(err, http.ErrServerClosed) {
+			return fmt.Errorf("http server: %w", err)
+		}
+		return nil
+	})
+	g.Go(func() error {
 		start := time.Now()
 		s, err := cfg.Load()
-		if err == nil {
-			if err = cfg.Function.SetSession(s); err != nil {
-				s.Close()
-			} else {
-				sess = s
-				log.Info("model loaded", "took", time.Since(start).Round(time.Millisecond))
-			}
-		}
-		loaded <- err
-	}()
-
-	var runErr error
-	select {
-	case <-ctx.Done():
-		runErr = <-loaded // a session must not leak past Serve
-	case err := <-loaded:
 		if err != nil {
-			runErr = err
-			break
+			return err
 		}
-		select {
-		case <-ctx.Done():
-		case err := <-served:
-			runErr = fmt.Errorf("http server: %w", err)
+		if err := cfg.Function.SetSession(s); err != nil {
+			s.Close()
+			return err
 		}
-	case err := <-served:
-		runErr = fmt.Errorf("http server: %w", err)
-		<-loaded
-	}
-	sctx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
-	defer cancel()
-	if err := srv.Shutdown(sctx); err != nil {
-		// Requests may still use the session: leave it to process exit.
-		log.Warn("shutdown", "err", err)
-	} else if sess != nil {
+		sess = s
+		log.Info("model loaded", "took", time.Since(start).Round(time.Millisecond))
+		return nil
+	})
+	drained := true
+	g.Go(func() error {
+		<-gctx.Done()
+		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cfg.ShutdownTimeout)
+		defer cancel()
+		if err := srv.Shutdown(sctx); err != nil {
+			log.Warn("shutdown", "err", err)
+			drained = false
+		}
+		return nil
+	})
+	err := g.Wait()
+	// A session must not leak past Serve, but requests still running after
+	// the shutdown timeout may use it: then it is left to process exit.
+	if sess != nil && drained {
 		sess.Close()
 	}
-	if errors.Is(runErr, http.ErrServerClosed) {
-		runErr = nil
-	}
-	return runErr
+	return err
 }

@@ -2,12 +2,15 @@
 // images to a pipeline over HTTP, CoAP or Kafka on an open-loop schedule (the
 // source paper's per-device workload, a constant rate, steps or a burst); the
 // bench reads the results topic and reports each message's round trip from
-// its send until its result reaches the bench's consumer, per exit tier, with lost and duplicated results,
-// accuracy, throughput, and the replicas each tier ran over time. Reports
-// are a summary table, summary.json, samples.csv and PNG plots.
+// its send until its result reaches the bench's consumer, per exit tier;
+// sends the pipeline refused (by reason), accepted messages that never got
+// a result (lost) and duplicated results; accuracy, throughput, and the
+// replicas each tier ran over time. Reports are a summary table,
+// summary.json, samples.csv and PNG plots.
 //
-// Open loop: send times come from the schedule, not from responses; every
-// send runs in its own goroutine on its device's connection. The bench talks
+// Open loop: send times come from the schedule, not from responses; a
+// device sends from a pool of goroutines on its connection that grows to
+// as many sends as it has in flight (at most Config.MaxInFlight). The bench talks
 // to a pipeline only through its public surfaces: the funnel (HTTP, CoAP),
 // the first tier's topic, the results topic, and the supervisor's replica
 // lists. Starting and stopping the pipeline belongs to the caller
@@ -66,9 +69,11 @@ type sendState struct {
 	// then waits for a free in-flight slot counts the wait in its round
 	// trip, so an overloaded pipeline cannot hide behind a slow device.
 	sent time.Duration
-	ack  time.Duration // sent to acceptance
+	ack  time.Duration // sent to acceptance or refusal
 	done bool
-	err  string
+	// refused is why the pipeline did not accept it ("" when accepted),
+	// err the whole error.
+	refused, err string
 }
 
 // resultState is the first result of a message and how many came.
@@ -87,11 +92,11 @@ type run struct {
 	sends  []Send
 	start  time.Time
 
-	sent   []sendState
-	nsent  atomic.Int64
-	nacked atomic.Int64
-	nfail  atomic.Int64
-	late   atomic.Int64
+	sent     []sendState
+	nsent    atomic.Int64
+	nacked   atomic.Int64
+	nrefused atomic.Int64
+	late     atomic.Int64
 
 	mu       sync.Mutex
 	results  []resultState
@@ -251,7 +256,7 @@ func (r *run) collect(ctx context.Context, cl *kgo.Client) {
 	}
 }
 
-// sendAll runs every device's schedule, each send in its own goroutine.
+// sendAll runs every device's schedule.
 func (r *run) sendAll(ctx context.Context, devices []device) {
 	perDevice := make([][]int, len(devices))
 	for i, s := range r.sends {
@@ -259,42 +264,61 @@ func (r *run) sendAll(ctx context.Context, devices []device) {
 	}
 	var wg sync.WaitGroup
 	for d, idx := range perDevice {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			slots := make(chan struct{}, r.cfg.MaxInFlight)
-			var inflight sync.WaitGroup
-			defer inflight.Wait()
-			for _, i := range idx {
-				due := r.sends[i].At
-				if wait := time.Until(r.start.Add(due)); wait > 0 {
-					select {
-					case <-ctx.Done():
-						return
-					case <-time.After(wait):
-					}
-				}
-				released := time.Now()
-				select {
-				case slots <- struct{}{}:
-				default:
-					r.late.Add(1)
-					select {
-					case slots <- struct{}{}:
-					case <-ctx.Done():
-						return
-					}
-				}
-				inflight.Add(1)
-				go func() {
-					defer inflight.Done()
-					defer func() { <-slots }()
-					r.sendOne(ctx, devices[d], i, released)
-				}()
-			}
-		}()
+		wg.Go(func() { r.runDevice(ctx, devices[d], idx) })
 	}
 	wg.Wait()
+}
+
+// runDevice releases sends idx of device d on schedule. An idle sender of
+// the device takes each; when all are busy a new one starts, up to
+// MaxInFlight; beyond that the send waits for one and is late.
+func (r *run) runDevice(ctx context.Context, d device, idx []int) {
+	type job struct {
+		i        int
+		released time.Time
+	}
+	jobs := make(chan job)
+	var senders sync.WaitGroup
+	defer func() {
+		close(jobs)
+		senders.Wait()
+	}()
+	sender := func(j job) {
+		r.sendOne(ctx, d, j.i, j.released)
+		for j := range jobs {
+			r.sendOne(ctx, d, j.i, j.released)
+		}
+	}
+	n := 0
+	due := time.NewTimer(0)
+	defer due.Stop()
+	for _, i := range idx {
+		if wait := time.Until(r.start.Add(r.sends[i].At)); wait > 0 {
+			due.Reset(wait)
+			select {
+			case <-ctx.Done():
+				return
+			case <-due.C:
+			}
+		}
+		j := job{i, time.Now()}
+		select {
+		case jobs <- j:
+			continue
+		default:
+		}
+		if n < r.cfg.MaxInFlight {
+			n++
+			senders.Go(func() { sender(j) })
+			continue
+		}
+		r.late.Add(1)
+		select {
+		case jobs <- j:
+		case <-ctx.Done():
+			return
+		}
+	}
 }
 
 // sendOne sends message i, released by the schedule at t0.
@@ -305,8 +329,8 @@ func (r *run) sendOne(ctx context.Context, d device, i int, t0 time.Time) {
 	err := d.send(ctx, r.prefix+strconv.Itoa(i), r.cfg.Samples[i%len(r.cfg.Samples)])
 	s.ack, s.done = time.Since(t0), true
 	if err != nil {
-		s.err = err.Error()
-		r.nfail.Add(1)
+		s.refused, s.err = refusal(err), err.Error()
+		r.nrefused.Add(1)
 		return
 	}
 	r.nacked.Add(1)

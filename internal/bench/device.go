@@ -3,10 +3,13 @@ package bench
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/plgd-dev/go-coap/v3/message"
@@ -14,6 +17,7 @@ import (
 	"github.com/plgd-dev/go-coap/v3/options"
 	"github.com/plgd-dev/go-coap/v3/udp"
 	udpclient "github.com/plgd-dev/go-coap/v3/udp/client"
+	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/ddnn-continuum/ddnn/funnel"
@@ -32,8 +36,9 @@ const (
 // Protocols lists them for help and errors.
 var Protocols = []string{ProtocolHTTP, ProtocolCoAP, ProtocolKafka}
 
-// device is one simulated device with its own connection. send returns once
-// the pipeline accepted the message (the funnel's answer, or Kafka's ack).
+// device is one simulated device with its own connection. send returns nil
+// once the pipeline accepted the message (the funnel answered 2xx or CoAP
+// 2.01, or Kafka acknowledged it); any other outcome is a refusal.
 type device interface {
 	send(ctx context.Context, id string, sample []byte) error
 	close()
@@ -107,8 +112,8 @@ func (d *httpDevice) send(ctx context.Context, id string, sample []byte) error {
 	}
 	defer resp.Body.Close()
 	body, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
-	if resp.StatusCode != http.StatusAccepted {
-		return fmt.Errorf("http %d: %s", resp.StatusCode, strings.TrimSpace(string(body)))
+	if resp.StatusCode/100 != 2 {
+		return &refusedError{reason: fmt.Sprintf("http %d", resp.StatusCode), detail: strings.TrimSpace(string(body))}
 	}
 	return nil
 }
@@ -129,9 +134,9 @@ func (d *coapDevice) send(ctx context.Context, id string, sample []byte) error {
 	if err != nil {
 		return err
 	}
-	if resp.Code() != codes.Created {
+	if c := resp.Code(); c != codes.Created {
 		body, _ := resp.ReadBody()
-		return fmt.Errorf("coap %s: %s", resp.Code(), body)
+		return &refusedError{reason: fmt.Sprintf("coap %d.%02d", c>>5, c&0x1f), detail: string(body)}
 	}
 	return nil
 }
@@ -155,3 +160,38 @@ func (d *kafkaDevice) send(ctx context.Context, id string, sample []byte) error 
 }
 
 func (d *kafkaDevice) close() { d.cl.Close() }
+
+// refusedError is a send the funnel answered with something else than an
+// acceptance; reason is the protocol and code ("http 503", "coap 5.03").
+type refusedError struct{ reason, detail string }
+
+func (e *refusedError) Error() string {
+	if e.detail == "" {
+		return e.reason
+	}
+	return e.reason + ": " + e.detail
+}
+
+// refusal names why a send was not accepted, from a small set of reasons:
+// the funnel's code, "kafka <error>", "timeout", "connection refused",
+// "connection reset", "interrupted" (the bench stopped first) or "error".
+func refusal(err error) string {
+	var re *refusedError
+	var ke *kerr.Error
+	var ne net.Error
+	switch {
+	case errors.As(err, &re):
+		return re.reason
+	case errors.Is(err, context.Canceled):
+		return "interrupted"
+	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, kgo.ErrRecordTimeout), errors.As(err, &ne) && ne.Timeout():
+		return "timeout"
+	case errors.As(err, &ke):
+		return "kafka " + ke.Message
+	case errors.Is(err, syscall.ECONNREFUSED):
+		return "connection refused"
+	case errors.Is(err, syscall.ECONNRESET), errors.Is(err, syscall.EPIPE), errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF):
+		return "connection reset"
+	}
+	return "error"
+}

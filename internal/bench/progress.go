@@ -25,8 +25,8 @@ func (r *run) progress(stop <-chan struct{}) {
 		const width = 30
 		done := width * sent / max(1, total)
 		bar := strings.Repeat("=", done) + strings.Repeat(" ", width-done)
-		line := fmt.Sprintf("[%s] sent %d/%d  results %d  errors %d  %s / %s",
-			bar, sent, total, res, r.nfail.Load(),
+		line := fmt.Sprintf("[%s] sent %d/%d  refused %d  results %d  %s / %s",
+			bar, sent, total, r.nrefused.Load(), res,
 			time.Since(r.start).Truncate(100*time.Millisecond), Length(r.sends).Truncate(100*time.Millisecond))
 		if r.cfg.TTY {
 			fmt.Fprintf(w, "\r\033[K%s%s", line, end)

@@ -1,16 +1,19 @@
 package bench
 
 import (
+	"cmp"
 	"context"
 	"encoding/csv"
 	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
 	"os"
 	"path/filepath"
 	"slices"
 	"strconv"
+	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -26,13 +29,22 @@ type Summary struct {
 	TimeScale float64 `json:"time_scale"`
 	// Planned is how many messages the schedule holds; Sent how many went
 	// out (fewer when interrupted).
-	Planned  int `json:"planned"`
-	Sent     int `json:"sent"`
+	Planned int `json:"planned"`
+	Sent    int `json:"sent"`
+	// Accepted were taken by the pipeline: the funnel answered 2xx (HTTP)
+	// or 2.01 (CoAP), or Kafka acknowledged them.
 	Accepted int `json:"accepted"`
-	// Rejected were refused or failed at ingest; they count as lost too.
-	Rejected int `json:"rejected"`
-	Results  int `json:"results"`
-	// Lost is sent messages without a result.
+	// Refused are the other sends: the funnel answered an error, or the
+	// send failed or timed out; RefusedBy counts them by reason ("http
+	// 503", "coap 5.03", "timeout", "connection refused", "kafka <error>",
+	// "interrupted" when the bench stopped first, ...).
+	Refused   int            `json:"refused"`
+	RefusedBy map[string]int `json:"refused_by"`
+	// Results are sent messages with at least one result (a refused send
+	// may still have been taken, when only the answer was lost).
+	Results int `json:"results"`
+	// Lost are accepted messages without a result: what the pipeline
+	// promised and did not deliver.
 	Lost       int `json:"lost"`
 	Duplicates int `json:"duplicates"`
 	// LateSends had to wait for a free in-flight slot on their device.
@@ -52,7 +64,7 @@ type Summary struct {
 	// Ingest is send to acceptance (the funnel's answer or Kafka's ack).
 	Ingest   Percentiles             `json:"ingest"`
 	Replicas map[string]ReplicaRange `json:"replicas"`
-	// Errors are the first distinct ingest errors.
+	// Errors are the first distinct refusals in full.
 	Errors []string `json:"errors,omitempty"`
 }
 
@@ -147,6 +159,7 @@ func (r *run) result(interrupted bool) *Result {
 		Devices: cfg.Workload.Devices, TimeScale: cfg.Workload.TimeScale,
 		Planned: len(r.sends), LateSends: int(r.late.Load()), Interrupted: interrupted,
 		ScheduleS: Length(r.sends).Seconds(),
+		RefusedBy: map[string]int{},
 		Tiers:     map[string]Percentiles{}, ExitRatios: map[string]float64{}, Replicas: map[string]ReplicaRange{},
 	}
 	res := &Result{Processed: map[string][]int{}, ReplicaSeries: r.replicas}
@@ -167,11 +180,12 @@ func (r *run) result(interrupted bool) *Result {
 		if sd.done {
 			s.Sent++
 			row.Done, row.Sent, row.Ack, row.Err = true, sd.sent, sd.ack, sd.err
-			if sd.err == "" {
+			if sd.refused == "" {
 				s.Accepted++
 				ingest = append(ingest, sd.ack)
 			} else {
-				s.Rejected++
+				s.Refused++
+				s.RefusedBy[sd.refused]++
 				if !seenErr[sd.err] && len(s.Errors) < 5 {
 					seenErr[sd.err] = true
 					s.Errors = append(s.Errors, sd.err)
@@ -191,7 +205,7 @@ func (r *run) result(interrupted bool) *Result {
 				correct++
 			}
 			last = max(last, row.ResultAt)
-		} else if sd.done {
+		} else if sd.done && sd.refused == "" {
 			s.Lost++
 		}
 		res.Rows = append(res.Rows, row)
@@ -261,8 +275,8 @@ func (res *Result) Print(w io.Writer) {
 		state = " (INTERRUPTED: partial)"
 	}
 	fmt.Fprintf(w, "%s over %s, workload %s, %d devices, time scale %g%s\n", s.Target, s.Protocol, s.Workload, s.Devices, s.TimeScale, state)
-	fmt.Fprintf(w, "sent %d of %d (rejected %d, late %d); results %d; lost %d; duplicates %d; accuracy %.4f\n",
-		s.Sent, s.Planned, s.Rejected, s.LateSends, s.Results, s.Lost, s.Duplicates, s.Accuracy)
+	fmt.Fprintf(w, "sent %d of %d (late %d); accepted %d; refused %d%s; results %d; lost %d (accepted without a result); duplicates %d; accuracy %.4f\n",
+		s.Sent, s.Planned, s.LateSends, s.Accepted, s.Refused, byReason(s.RefusedBy), s.Results, s.Lost, s.Duplicates, s.Accuracy)
 	fmt.Fprintf(w, "elapsed %.2fs (schedule %.2fs); throughput %.1f results/s; ingest p50 %.2fms p99 %.2fms\n",
 		s.ElapsedS, s.ScheduleS, s.ThroughputPerS, s.Ingest.P50, s.Ingest.P99)
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
@@ -280,8 +294,22 @@ func (res *Result) Print(w io.Writer) {
 	row("all", s.All, "")
 	tw.Flush()
 	for _, e := range s.Errors {
-		fmt.Fprintf(w, "ingest error: %s\n", e)
+		fmt.Fprintf(w, "refused: %s\n", e)
 	}
+}
+
+// byReason is " (reason n, ...)" with the most frequent first, or "".
+func byReason(m map[string]int) string {
+	if len(m) == 0 {
+		return ""
+	}
+	reasons := slices.Collect(maps.Keys(m))
+	slices.SortFunc(reasons, func(a, b string) int { return cmp.Or(m[b]-m[a], strings.Compare(a, b)) })
+	parts := make([]string, len(reasons))
+	for i, r := range reasons {
+		parts[i] = fmt.Sprintf("%s %d", r, m[r])
+	}
+	return " (" + strings.Join(parts, ", ") + ")"
 }
 
 // Write writes summary.json, samples.csv and the plots into dir.

@@ -13,7 +13,7 @@ import (
 )
 
 // TestResult builds a report from a hand-made run: one message lost, one
-// rejected, one duplicated, one wrong class; replicas 1 → 3 → 2.
+// refused, one duplicated, one wrong class; replicas 1 → 3 → 2.
 func TestResult(t *testing.T) {
 	p := &pipeline.Pipeline{Tiers: []pipeline.Tier{{Name: "edge"}, {Name: "cloud"}}}
 	start := time.Now()
@@ -27,17 +27,17 @@ func TestResult(t *testing.T) {
 	for i := range 5 { // the sixth is never sent (interrupted)
 		r.sent[i] = sendState{sent: r.sends[i].At, ack: time.Millisecond, done: true}
 	}
-	r.sent[3].err = "http 503: kafka down"
+	r.sent[3].refused, r.sent[3].err = "http 503", "http 503: kafka down"
 	at := func(ms int) time.Time { return start.Add(time.Duration(ms) * time.Millisecond) }
 	r.results[0] = resultState{n: 1, tier: "edge", class: 1, at: at(10), hops: []wire.Hop{{Tier: "edge", At: at(5)}}}
 	r.results[1] = resultState{n: 2, tier: "cloud", class: 2, at: at(130), hops: []wire.Hop{{Tier: "edge", At: at(105)}, {Tier: "cloud", At: at(120)}}}
 	r.results[2] = resultState{n: 1, tier: "edge", class: 0, at: at(220), hops: []wire.Hop{{Tier: "edge", At: at(205)}}}
-	// results[3]: rejected at ingest; results[4]: lost.
+	// results[3]: refused at ingest; results[4]: lost.
 	r.replicas = map[string][]ReplicaPoint{"edge": {{0, 1}, {time.Second, 3}, {2 * time.Second, 2}}}
 
 	res := r.result(true)
 	s := res.Summary
-	if s.Planned != 6 || s.Sent != 5 || s.Accepted != 4 || s.Rejected != 1 || s.Results != 3 || s.Lost != 2 || s.Duplicates != 1 || !s.Interrupted {
+	if s.Planned != 6 || s.Sent != 5 || s.Accepted != 4 || s.Refused != 1 || s.RefusedBy["http 503"] != 1 || s.Results != 3 || s.Lost != 1 || s.Duplicates != 1 || !s.Interrupted {
 		t.Errorf("counts: %+v", s)
 	}
 	if s.Accuracy < 0.666 || s.Accuracy > 0.667 {
@@ -69,7 +69,7 @@ func TestResult(t *testing.T) {
 	}
 	var back Summary
 	b, _ := os.ReadFile(filepath.Join(dir, "summary.json"))
-	if err := json.Unmarshal(b, &back); err != nil || back.Lost != 2 {
+	if err := json.Unmarshal(b, &back); err != nil || back.Lost != 1 || back.Refused != 1 || back.RefusedBy["http 503"] != 1 {
 		t.Errorf("summary.json: %v %s", err, b)
 	}
 	f, _ := os.Open(filepath.Join(dir, "samples.csv"))

@@ -345,6 +345,7 @@ func printComparison(w io.Writer, c Comparison) {
 	row("round trip p95 ms", "p95_ms", p.All.P95, m.All.P95)
 	row("round trip p99 ms", "p99_ms", p.All.P99, m.All.P99)
 	row("accuracy", "accuracy", p.Accuracy, m.Accuracy)
-	fmt.Fprintf(tw, "lost\t%d\t%d\t\t\n", p.Lost, m.Lost)
+	fmt.Fprintf(tw, "refused\t%d\t%d\t\t\n", p.Refused, m.Refused)
+	fmt.Fprintf(tw, "lost (accepted, no result)\t%d\t%d\t\t\n", p.Lost, m.Lost)
 	tw.Flush()
 }

@@ -77,9 +77,6 @@ func runMonolith(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	}
 	defer m.Close()
 	var ready atomic.Bool
-	actx, stopAdmin := context.WithCancel(context.Background())
-	adminDone := make(chan error, 1)
-	go func() { adminDone <- serveHTTP(actx, ln, adminMux(reg, ready.Load), time.Second) }()
 	names := make([]string, len(p.Tiers))
 	for i, t := range p.Tiers {
 		names[i] = t.Name
@@ -87,10 +84,10 @@ func runMonolith(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	fmt.Fprintf(stdout, "monolith: consuming %s (group %s), tiers %s in one process with %d workers, results to %s, bad records to %s; metrics on http://%s/metrics\n",
 		p.InputTopic(p.Tiers[0].Name), monolith.Group(p), strings.Join(names, " → "), *workers, p.ResultsTopic(), p.DLQTopic(p.Tiers[0].Name), ln.Addr())
 	ready.Store(true)
-	err = m.Run(ctx)
-	ready.Store(false)
-	stopAdmin()
-	<-adminDone
+	err = withAdmin(ctx, ln, adminMux(reg, ready.Load), func(ctx context.Context) error {
+		defer ready.Store(false)
+		return m.Run(ctx)
+	})
 	log.Info("monolith stopped")
 	return err
 }

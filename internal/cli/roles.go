@@ -16,7 +16,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/twmb/franz-go/pkg/kgo"
-	"golang.org/x/net/netutil"
+	"golang.org/x/sync/errgroup"
 
 	"github.com/ddnn-continuum/ddnn/connector"
 	"github.com/ddnn-continuum/ddnn/funnel"
@@ -32,23 +32,23 @@ func newRegistry(p *pipeline.Pipeline) (*prometheus.Registry, prometheus.Registe
 	return reg, prometheus.WrapRegistererWith(prometheus.Labels{"pipeline": p.Name}, reg)
 }
 
-// serveHTTP serves h on ln until ctx ends, then shuts down gracefully.
-func serveHTTP(ctx context.Context, ln net.Listener, h http.Handler, grace time.Duration) error {
-	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
-	errc := make(chan error, 1)
-	go func() { errc <- srv.Serve(ln) }()
-	select {
-	case err := <-errc:
-		return err
-	case <-ctx.Done():
-	}
-	sctx, cancel := context.WithTimeout(context.Background(), grace)
-	defer cancel()
-	srv.Shutdown(sctx)
-	if err := <-errc; !errors.Is(err, http.ErrServerClosed) {
-		return err
-	}
-	return nil
+// withAdmin runs a role while serving its admin routes (h) on ln: the
+// admin server outlives the role, so /metrics and /readyz answer while it
+// drains, and an admin server that fails stops the role.
+func withAdmin(ctx context.Context, ln net.Listener, h http.Handler, role func(context.Context) error) error {
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: 5 * time.Second}
+	g, ctx := errgroup.WithContext(ctx)
+	g.Go(func() error {
+		if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
+			return fmt.Errorf("admin: %w", err)
+		}
+		return nil
+	})
+	g.Go(func() error {
+		defer srv.Close()
+		return role(ctx)
+	})
+	return g.Wait()
 }
 
 // fileFlag adds -f, the pipeline YAML, for roles that run no model.
@@ -147,43 +147,16 @@ func runFunnel(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if err != nil {
 		return fmt.Errorf("funnel: %w", err)
 	}
-	ln = netutil.LimitListener(ln, p.Funnel.MaxConnections)
-	mux := http.NewServeMux()
-	mux.Handle("/", f.Handler())
-	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
-	// A CoAP server that fails ends the funnel (and its supervisor
-	// restarts it) instead of leaving HTTP up with CoAP gone.
-	ctx, stop := context.WithCancel(ctx)
-	defer stop()
-	coapDone := make(chan error, 1)
+	cfg := funnel.RunConfig{HTTP: ln, Gatherer: reg}
 	if p.Funnel.CoAPListen != "off" {
-		udp, err := funnel.ListenCoAP(p.Funnel.CoAPListen)
-		if err != nil {
+		if cfg.CoAP, err = funnel.ListenCoAP(p.Funnel.CoAPListen); err != nil {
 			ln.Close()
 			return err
 		}
-		go func() {
-			err := f.ServeCoAP(ctx, udp, funnel.CoAPLimits{})
-			if err != nil {
-				stop()
-			}
-			coapDone <- err
-		}()
-		fmt.Fprintf(stdout, "funnel: POST coap://%s%s (devices over CoAP)\n", udp.LocalAddr(), funnel.PathIngest)
-	} else {
-		coapDone <- nil
+		fmt.Fprintf(stdout, "funnel: POST coap://%s%s (devices over CoAP)\n", cfg.CoAP.LocalAddr(), funnel.PathIngest)
 	}
 	fmt.Fprintf(stdout, "funnel: POST http://%s%s (devices), internal routes %s<tier>, %s\n", ln.Addr(), funnel.PathIngest, funnel.PathTiers, funnel.PathResults)
-	log.Info("funnel serving", "addr", ln.Addr().String(), "brokers", p.Kafka.SeedBrokers())
-	err = serveHTTP(ctx, ln, mux, 8*time.Second)
-	f.Drain()
-	if cerr := <-coapDone; err == nil && cerr != nil {
-		err = fmt.Errorf("coap funnel: %w", cerr)
-	}
-	fctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
-	defer cancel()
-	cl.Flush(fctx)
-	return err
+	return f.Run(ctx, cfg)
 }
 
 func splitList(s string) []string {
@@ -237,13 +210,7 @@ func runConnector(ctx context.Context, args []string, stdout, stderr io.Writer) 
 		return fmt.Errorf("connector admin: %w", err)
 	}
 	fmt.Fprintf(stdout, "connector %s: admin on http://%s (metrics, healthz, readyz)\n", *tier, ln.Addr())
-	actx, stopAdmin := context.WithCancel(context.Background())
-	adminDone := make(chan error, 1)
-	go func() { adminDone <- serveHTTP(actx, ln, adminMux(reg, func() bool { return true }), time.Second) }()
-	err = c.Run(ctx)
-	stopAdmin()
-	<-adminDone
-	return err
+	return withAdmin(ctx, ln, adminMux(reg, func() bool { return true }), c.Run)
 }
 
 // adminMux serves /metrics, /healthz and /readyz.

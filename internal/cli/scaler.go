@@ -5,7 +5,7 @@ import (
 	"fmt"
 	"io"
 	"net"
-	"net/http"
+	"sync"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
@@ -36,13 +36,17 @@ func runScaler(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		*funnelURL = "http://" + p.Funnel.Listen
 	}
 	runtimes := map[string]runtime.Runtime{}
-	defer func() {
-		cctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	// Replicas stop after the scaler and before the replica sets go away.
+	closeRuntimes := sync.OnceFunc(func() {
+		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 		defer cancel()
+		var wg sync.WaitGroup
 		for _, rt := range runtimes {
-			rt.Close(cctx)
+			wg.Go(func() { rt.Close(cctx) })
 		}
-	}()
+		wg.Wait()
+	})
+	defer closeRuntimes()
 	var targets []scaler.Target
 	for _, t := range p.Tiers {
 		rt, err := up.NewRuntime(ctx, p, &t, up.RuntimeOptions{File: *rf.file, FunnelURL: *funnelURL, Out: stderr, Logger: log})
@@ -72,8 +76,8 @@ func runScaler(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		return fmt.Errorf("scaler admin: %w", err)
 	}
 	fmt.Fprintf(stdout, "scaler: replica sets on http://%s/v1/tiers/<tier>/replicas, metrics on /metrics\n", ln.Addr())
-	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
-	go srv.Serve(ln)
-	defer srv.Close()
-	return sc.Run(ctx)
+	return withAdmin(ctx, ln, mux, func(ctx context.Context) error {
+		defer closeRuntimes()
+		return sc.Run(ctx)
+	})
 }

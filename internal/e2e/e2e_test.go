@@ -475,7 +475,7 @@ func TestBench(t *testing.T) {
 		readJSON(t, filepath.Join(out, "summary.json"), &s)
 		// 3 devices × 400 messages; the classes match the models' own
 		// accuracy on the test subset (0.8765 over its first 2,000).
-		if s.Sent != 1200 || s.Results != 1200 || s.Lost != 0 || s.Accuracy < 0.8 || s.All.P50 <= 0 || s.All.Count != 1200 {
+		if s.Sent != 1200 || s.Accepted != 1200 || s.Refused != 0 || s.Results != 1200 || s.Lost != 0 || s.Accuracy < 0.8 || s.All.P50 <= 0 || s.All.Count != 1200 {
 			t.Errorf("%s: %+v", proto, s)
 		}
 		n := 0
@@ -528,7 +528,10 @@ func TestBenchStartsPipelineAndInterrupts(t *testing.T) {
 	}
 	var s benchSummary
 	readJSON(t, filepath.Join(out, "summary.json"), &s)
-	if !s.Interrupted || s.Sent < 50 || s.Sent > 2000 || s.Results != s.Sent || s.Lost != 0 {
+	// A send the interrupt cut short is refused as "interrupted"; every
+	// accepted one has its result.
+	if !s.Interrupted || s.Sent < 50 || s.Sent > 2000 || s.Accepted+s.Refused != s.Sent || s.Refused != s.RefusedBy["interrupted"] ||
+		s.Results < s.Accepted || s.Lost != 0 {
 		t.Errorf("partial summary: %+v", s)
 	}
 	if ready("http://" + tp.admin + "/readyz") {
@@ -552,7 +555,7 @@ func TestBenchCompare(t *testing.T) {
 	}
 	readJSON(t, filepath.Join(out, "compare.json"), &c)
 	for name, s := range map[string]benchSummary{"pipeline": c.Pipeline, "monolith": c.Monolith} {
-		if s.Sent != 600 || s.Results != 600 || s.Lost != 0 || s.Accuracy < 0.8 {
+		if s.Sent != 600 || s.Accepted != 600 || s.Refused != 0 || s.Results != 600 || s.Lost != 0 || s.Accuracy < 0.8 {
 			t.Errorf("%s: %+v", name, s)
 		}
 		if _, err := os.Stat(filepath.Join(out, name, "summary.json")); err != nil {
@@ -586,10 +589,11 @@ func TestBenchUnreachable(t *testing.T) {
 
 // benchSummary is the part of summary.json the tests read.
 type benchSummary struct {
-	Sent, Results, Lost, Duplicates, Rejected int
-	Interrupted                               bool
-	Accuracy                                  float64
-	All                                       struct {
+	Sent, Accepted, Refused, Results, Lost, Duplicates int
+	RefusedBy                                          map[string]int `json:"refused_by"`
+	Interrupted                                        bool
+	Accuracy                                           float64
+	All                                                struct {
 		Count int
 		P50   float64 `json:"p50_ms"`
 	}

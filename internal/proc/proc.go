@@ -3,11 +3,16 @@
 // output, waiting for its /readyz, restarting it when it dies, and stopping
 // it by PID with a grace period. It knows nothing about what the children
 // do; internal/up and the process runtime decide that.
+//
+// A child costs one goroutine while it runs (the one waiting for it, plus
+// os/exec's copy of its output) and none once it exited and was reaped;
+// Supervise ends when its context ends or the child is stopped.
 package proc
 
 import (
-	"bufio"
+	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -20,6 +25,11 @@ import (
 	"time"
 )
 
+// waitDelay bounds how long the output of an exited child is still read:
+// a grandchild that inherited its stdout must not keep Wait (and so the
+// child's restart) waiting.
+const waitDelay = 2 * time.Second
+
 // Child is one supervised process of the same binary: started, watched,
 // restarted when it dies, and stopped by its PID.
 type Child struct {
@@ -27,22 +37,31 @@ type Child struct {
 	args     []string
 	readyURL string // polled until it answers 200
 	log      *slog.Logger
-	out      io.Writer // where its output goes, line by line with its name
+	out      io.Writer    // where its output goes, line by line with its name
+	client   *http.Client // readiness probes, with its own connections
 
 	mu       sync.Mutex
 	cmd      *exec.Cmd
-	exited   chan struct{} // closed when the current process exits
+	exited   chan struct{} // closed when the current process exited and was reaped
 	stopping bool
+	stopped  chan struct{} // closed by Stop: Supervise returns
 	restarts int
 }
 
 // New describes a child running the ddnn binary with args; readyURL is its
-// /readyz. Output goes to out, each line led by name.
+// /readyz. Output goes to out (nil discards it), each line led by name.
 func New(name, readyURL string, out io.Writer, log *slog.Logger, args ...string) *Child {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Child{name: name, args: args, readyURL: readyURL, log: log, out: out}
+	if out == nil {
+		out = io.Discard
+	}
+	return &Child{
+		name: name, args: args, readyURL: readyURL, log: log, out: out,
+		client:  &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 2, IdleConnTimeout: 30 * time.Second}},
+		stopped: make(chan struct{}),
+	}
 }
 
 // Name is the child's name.
@@ -58,55 +77,76 @@ func (c *Child) Restarts() int {
 	return c.restarts
 }
 
-// Start launches the process.
+// Start launches the process; it fails while a process of c still runs.
 func (c *Child) Start() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.startLocked()
+}
+
+func (c *Child) startLocked() error {
+	if c.exited != nil {
+		select {
+		case <-c.exited:
+		default:
+			return fmt.Errorf("%s: already running as pid %d", c.name, c.cmd.Process.Pid)
+		}
+	}
 	exe, err := os.Executable()
 	if err != nil {
-		return err
+		return fmt.Errorf("%s: %w", c.name, err)
 	}
 	cmd := exec.Command(exe, c.args...)
 	// Its own process group: a terminal's Ctrl-C reaches only the
 	// supervisor, which stops children in order. Pdeathsig kills it if the
 	// supervisor dies.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL, Setpgid: true}
-	cmd.Stdout = c.prefixed()
-	cmd.Stderr = cmd.Stdout
+	out := &lineWriter{out: c.out, prefix: fmt.Sprintf("%-16s ", c.name)}
+	// One writer for both: os/exec copies them through one pipe, in its
+	// own goroutine, which Wait ends.
+	cmd.Stdout, cmd.Stderr = out, out
+	cmd.WaitDelay = waitDelay
 	if err := cmd.Start(); err != nil {
 		return fmt.Errorf("%s: %w", c.name, err)
 	}
 	exited := make(chan struct{})
-	c.mu.Lock()
 	c.cmd, c.exited = cmd, exited
-	c.mu.Unlock()
 	go func() {
 		err := cmd.Wait()
-		close(exited)
+		out.flush()
 		c.mu.Lock()
 		stopping := c.stopping
 		c.mu.Unlock()
 		if !stopping {
 			c.log.Warn("child exited", "child", c.name, "pid", cmd.Process.Pid, "err", err)
 		}
+		close(exited)
 	}()
 	return nil
 }
 
-// prefixed writes the child's output to c.out, each line led by its name.
-func (c *Child) prefixed() io.Writer {
-	pr, pw := io.Pipe()
-	go func() {
-		sc := bufio.NewScanner(pr)
-		sc.Buffer(make([]byte, 64<<10), 1<<20)
-		for sc.Scan() {
-			fmt.Fprintf(c.out, "%-16s %s\n", c.name, sc.Text())
-		}
-	}()
-	return pw
+// restart starts the process again unless c is being stopped.
+func (c *Child) restart() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.stopping {
+		return nil
+	}
+	if err := c.startLocked(); err != nil {
+		return err
+	}
+	c.restarts++
+	c.log.Info("child restarted", "child", c.name, "pid", c.cmd.Process.Pid)
+	return nil
 }
 
-// Supervise restarts the child whenever it exits until ctx ends.
+// Supervise restarts the child whenever it exits, with a growing delay,
+// until ctx ends or Stop is called. The first Start is the caller's.
 func (c *Child) Supervise(ctx context.Context) {
+	const maxDelay = 5 * time.Second
 	delay := 200 * time.Millisecond
+	t := time.NewTimer(0)
+	defer t.Stop()
 	for {
 		c.mu.Lock()
 		exited := c.exited
@@ -114,31 +154,26 @@ func (c *Child) Supervise(ctx context.Context) {
 		select {
 		case <-ctx.Done():
 			return
+		case <-c.stopped:
+			return
 		case <-exited:
 		}
-		c.mu.Lock()
-		stopping := c.stopping
-		c.mu.Unlock()
-		if stopping {
-			return
-		}
+		t.Reset(delay)
 		select {
 		case <-ctx.Done():
 			return
-		case <-time.After(delay):
+		case <-c.stopped:
+			return
+		case <-t.C:
 		}
-		c.mu.Lock()
-		c.restarts++
-		c.mu.Unlock()
-		if err := c.Start(); err != nil {
+		if err := c.restart(); err != nil {
 			c.log.Error("restart", "child", c.name, "err", err)
-		} else {
-			c.log.Info("child restarted", "child", c.name, "pid", c.PID())
 		}
-		delay = min(delay*2, 5*time.Second)
+		delay = min(delay*2, maxDelay)
 	}
 }
 
+// PID is the current process' id, 0 before the first start.
 func (c *Child) PID() int {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -148,11 +183,13 @@ func (c *Child) PID() int {
 	return c.cmd.Process.Pid
 }
 
-// WaitReady polls readyURL until it answers 200.
+// WaitReady polls readyURL until it answers 200; it fails at once when the
+// process exits.
 func (c *Child) WaitReady(ctx context.Context, timeout time.Duration) error {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	client := &http.Client{Timeout: time.Second}
+	t := time.NewTicker(20 * time.Millisecond)
+	defer t.Stop()
 	for {
 		c.mu.Lock()
 		exited := c.exited
@@ -162,39 +199,48 @@ func (c *Child) WaitReady(ctx context.Context, timeout time.Duration) error {
 			return fmt.Errorf("%s exited before it was ready", c.name)
 		default:
 		}
-		if resp, err := client.Get(c.readyURL); err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return nil
-			}
+		if c.probe(ctx, time.Second) {
+			return nil
 		}
 		select {
 		case <-ctx.Done():
 			return fmt.Errorf("%s not ready at %s within %s", c.name, c.readyURL, timeout)
-		case <-time.After(20 * time.Millisecond):
+		case <-t.C:
 		}
 	}
 }
 
 // Ready reports whether the child answers 200 on readyURL now.
-func (c *Child) Ready() bool {
-	client := &http.Client{Timeout: 500 * time.Millisecond}
-	resp, err := client.Get(c.readyURL)
+func (c *Child) Ready() bool { return c.probe(context.Background(), 500*time.Millisecond) }
+
+func (c *Child) probe(ctx context.Context, timeout time.Duration) bool {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.readyURL, nil)
 	if err != nil {
 		return false
 	}
+	resp, err := c.client.Do(req)
+	if err != nil {
+		return false
+	}
+	io.Copy(io.Discard, io.LimitReader(resp.Body, 4<<10))
 	resp.Body.Close()
 	return resp.StatusCode == http.StatusOK
 }
 
-// Stop sends SIGTERM and waits up to grace, then SIGKILLs. It waits for the
-// process to be gone.
+// Stop ends supervision, sends SIGTERM and waits up to grace, then
+// SIGKILLs. It returns once the process is gone and reaped.
 func (c *Child) Stop(grace time.Duration) {
 	c.mu.Lock()
-	c.stopping = true
+	if !c.stopping {
+		c.stopping = true
+		close(c.stopped)
+	}
 	cmd, exited := c.cmd, c.exited
 	c.mu.Unlock()
-	if cmd == nil || cmd.Process == nil {
+	defer c.client.CloseIdleConnections()
+	if cmd == nil {
 		return
 	}
 	select {
@@ -203,22 +249,83 @@ func (c *Child) Stop(grace time.Duration) {
 	default:
 	}
 	cmd.Process.Signal(syscall.SIGTERM)
+	t := time.NewTimer(grace)
+	defer t.Stop()
 	select {
 	case <-exited:
-	case <-time.After(grace):
-		c.log.Warn("child did not stop in time; killing it", "child", c.name, "pid", cmd.Process.Pid)
+	case <-t.C:
+		c.log.Warn("child did not stop in time; killing it", "child", c.name, "pid", cmd.Process.Pid, "grace", grace)
 		cmd.Process.Kill()
 		<-exited
 	}
 }
 
-// Kill sends SIGKILL to the current process (tests and crash drills).
+// Kill sends SIGKILL to the current process (tests and crash drills); a
+// supervised child is restarted.
 func (c *Child) Kill() error {
 	c.mu.Lock()
-	cmd := c.cmd
+	cmd, exited := c.cmd, c.exited
 	c.mu.Unlock()
-	if cmd == nil || cmd.Process == nil {
+	if cmd == nil {
 		return fmt.Errorf("%s is not running", c.name)
 	}
-	return cmd.Process.Kill()
+	select {
+	case <-exited:
+		return fmt.Errorf("%s is not running", c.name)
+	default:
+	}
+	if err := cmd.Process.Kill(); err != nil && !errors.Is(err, os.ErrProcessDone) {
+		return fmt.Errorf("%s: %w", c.name, err)
+	}
+	return nil
+}
+
+// maxLine is the longest line written as one; longer ones are cut.
+const maxLine = 64 << 10
+
+// lineWriter writes a child's output to out line by line, each led by
+// prefix, one Write per line so children sharing out do not interleave
+// within a line. Only os/exec's copying goroutine writes to it; flush runs
+// after Wait.
+type lineWriter struct {
+	out    io.Writer
+	prefix string
+	buf    []byte // the line so far
+	ln     []byte // prefix, line and newline, reused
+}
+
+// Write never fails: a slow or broken out must not block or kill the child.
+func (w *lineWriter) Write(p []byte) (int, error) {
+	n := len(p)
+	for len(p) > 0 {
+		i := bytes.IndexByte(p, '\n')
+		if i < 0 {
+			i = len(p)
+		}
+		take := min(i, maxLine-len(w.buf))
+		w.buf = append(w.buf, p[:take]...)
+		p = p[take:]
+		switch {
+		case len(p) > 0 && p[0] == '\n':
+			p = p[1:]
+			w.line()
+		case len(w.buf) == maxLine:
+			w.line()
+		}
+	}
+	return n, nil
+}
+
+// flush writes a last line that had no newline.
+func (w *lineWriter) flush() {
+	if len(w.buf) > 0 {
+		w.line()
+	}
+}
+
+// line writes what is buffered as a line.
+func (w *lineWriter) line() {
+	w.ln = append(append(append(w.ln[:0], w.prefix...), w.buf...), '\n')
+	w.out.Write(w.ln)
+	w.buf = w.buf[:0]
 }

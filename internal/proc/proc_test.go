@@ -1,0 +1,318 @@
+package proc
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+)
+
+// childEnv makes the test binary act as a child (see child); TestMain sets
+// it, so every process a test starts inherits it.
+const childEnv = "DDNN_PROC_TEST_CHILD"
+
+func TestMain(m *testing.M) {
+	if os.Getenv(childEnv) == "1" {
+		os.Exit(child(os.Args[1:]))
+	}
+	os.Setenv(childEnv, "1")
+	goleak.VerifyTestMain(m)
+}
+
+// child is the test binary started as a Child:
+//
+//	serve ADDR     serve /readyz on ADDR; exit 0 on SIGTERM
+//	stubborn ADDR  the same, but SIGTERM is ignored
+//	print          write a few lines (an empty one, one of 2 MiB, the last
+//	               without a newline) and exit 3
+func child(args []string) int {
+	switch args[0] {
+	case "serve", "stubborn":
+		term := make(chan os.Signal, 1)
+		signal.Notify(term, syscall.SIGTERM)
+		ln, err := net.Listen("tcp", args[1])
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			return 1
+		}
+		mux := http.NewServeMux()
+		mux.HandleFunc("/readyz", func(http.ResponseWriter, *http.Request) {})
+		go http.Serve(ln, mux)
+		fmt.Println("serving on", ln.Addr())
+		for range term {
+			if args[0] == "serve" {
+				fmt.Fprintln(os.Stderr, "stopping on SIGTERM")
+				return 0
+			}
+			fmt.Println("ignoring SIGTERM")
+		}
+	case "print":
+		os.Stdout.WriteString("one\n\ntwo\n" + strings.Repeat("x", 2<<20+10) + "\nlast")
+		return 3
+	}
+	return 2
+}
+
+// syncBuffer collects output written by one goroutine and read by another.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// serving starts a child serving /readyz on a free port and waits until
+// it is ready.
+func serving(t *testing.T, mode string, out *syncBuffer) *Child {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	c := New(mode, "http://"+addr+"/readyz", out, nil, mode, addr)
+	if err := c.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Stop(time.Second) })
+	if err := c.WaitReady(context.Background(), 20*time.Second); err != nil {
+		t.Fatalf("%v; output:\n%s", err, out)
+	}
+	return c
+}
+
+// exited waits until c's current process exited.
+func exited(t *testing.T, c *Child) {
+	t.Helper()
+	c.mu.Lock()
+	ch := c.exited
+	c.mu.Unlock()
+	select {
+	case <-ch:
+	case <-time.After(20 * time.Second):
+		t.Fatalf("%s (pid %d) did not exit", c.Name(), c.PID())
+	}
+}
+
+// gone reports whether no process has pid any more (exited and reaped).
+func gone(pid int) bool { return errors.Is(syscall.Kill(pid, 0), syscall.ESRCH) }
+
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+func TestOutputPrefixed(t *testing.T) {
+	var out syncBuffer
+	c := New("printer", "http://127.0.0.1:1/readyz", &out, nil, "print")
+	if err := c.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited(t, c)
+	p := fmt.Sprintf("%-16s ", "printer")
+	// The 2 MiB line comes in maxLine pieces; it must not stall the child.
+	want := p + "one\n" + p + "\n" + p + "two\n" + strings.Repeat(p+strings.Repeat("x", maxLine)+"\n", 2<<20/maxLine) + p + "xxxxxxxxxx\n" + p + "last\n"
+	if got := out.String(); got != want {
+		t.Errorf("output (%d bytes):\n%.300s\nwant (%d bytes):\n%.300s", len(got), got, len(want), want)
+	}
+}
+
+func TestLineWriterSplitWrites(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		writes []string
+		want   string
+	}{
+		{"whole lines", []string{"a\nb\n"}, "> a\n> b\n"},
+		{"a line over writes", []string{"a", "b", "c\nd", "\n"}, "> abc\n> d\n"},
+		{"empty lines", []string{"\n\n"}, "> \n> \n"},
+		{"no newline at the end", []string{"a\nb"}, "> a\n> b\n"},
+		{"nothing", nil, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var b bytes.Buffer
+			w := &lineWriter{out: &b, prefix: "> "}
+			for _, s := range tc.writes {
+				if n, err := w.Write([]byte(s)); n != len(s) || err != nil {
+					t.Fatalf("write %q: %d, %v", s, n, err)
+				}
+			}
+			w.flush()
+			if b.String() != tc.want {
+				t.Errorf("got %q, want %q", b.String(), tc.want)
+			}
+		})
+	}
+}
+
+func TestStopGraceful(t *testing.T) {
+	var out syncBuffer
+	c := serving(t, "serve", &out)
+	pid := c.PID()
+	t0 := time.Now()
+	c.Stop(10 * time.Second)
+	if d := time.Since(t0); d > 5*time.Second {
+		t.Errorf("stop took %s", d)
+	}
+	if !gone(pid) {
+		t.Errorf("pid %d still there after Stop", pid)
+	}
+	if s := out.String(); !strings.Contains(s, fmt.Sprintf("%-16s stopping on SIGTERM\n", "serve")) {
+		t.Errorf("output:\n%s", s)
+	}
+	if err := c.Kill(); err == nil {
+		t.Error("Kill of a stopped child succeeded")
+	}
+}
+
+func TestStopKillsAfterGrace(t *testing.T) {
+	var out syncBuffer
+	c := serving(t, "stubborn", &out)
+	pid := c.PID()
+	const grace = 300 * time.Millisecond
+	t0 := time.Now()
+	c.Stop(grace)
+	if d := time.Since(t0); d < grace {
+		t.Errorf("stop took %s, before the grace of %s ended", d, grace)
+	}
+	if !gone(pid) {
+		t.Errorf("pid %d still there after Stop", pid)
+	}
+	if !strings.Contains(out.String(), "ignoring SIGTERM") {
+		t.Errorf("the child never got SIGTERM; output:\n%s", out.String())
+	}
+}
+
+func TestSuperviseRestarts(t *testing.T) {
+	var out syncBuffer
+	c := serving(t, "serve", &out)
+	done := make(chan struct{})
+	go func() { defer close(done); c.Supervise(context.Background()) }()
+	for i := 1; i <= 2; i++ {
+		old := c.PID()
+		if err := c.Kill(); err != nil {
+			t.Fatal(err)
+		}
+		waitFor(t, "a new process", func() bool { return c.PID() != old })
+		if err := c.WaitReady(context.Background(), 20*time.Second); err != nil {
+			t.Fatal(err)
+		}
+		if !gone(old) {
+			t.Errorf("killed pid %d still there", old)
+		}
+		if n := c.Restarts(); n != i {
+			t.Errorf("restarts %d, want %d", n, i)
+		}
+	}
+	pid := c.PID()
+	c.Stop(10 * time.Second)
+	select {
+	case <-done:
+	case <-time.After(5 * time.Second):
+		t.Fatal("Supervise still running after Stop")
+	}
+	if !gone(pid) {
+		t.Errorf("pid %d still there after Stop", pid)
+	}
+}
+
+// TestStopWhileRestarting stops a child that died while Supervise waits
+// to restart it: nothing may start after Stop.
+func TestStopWhileRestarting(t *testing.T) {
+	var out syncBuffer
+	c := serving(t, "serve", &out)
+	done := make(chan struct{})
+	go func() { defer close(done); c.Supervise(context.Background()) }()
+	if err := c.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	exited(t, c)
+	c.Stop(time.Second)
+	select {
+	case <-done:
+	case <-time.After(2 * time.Second):
+		t.Fatal("Supervise still running after Stop")
+	}
+	if pid := c.PID(); !gone(pid) || c.Restarts() != 0 {
+		t.Errorf("pid %d runs after Stop (restarts %d)", pid, c.Restarts())
+	}
+}
+
+// TestStopWhileCrashLooping stops a child that keeps dying at once.
+func TestStopWhileCrashLooping(t *testing.T) {
+	c := New("printer", "http://127.0.0.1:1/readyz", nil, nil, "print")
+	if err := c.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() { defer close(done); c.Supervise(context.Background()) }()
+	waitFor(t, "a restart", func() bool { return c.Restarts() >= 1 })
+	c.Stop(time.Second)
+	select {
+	case <-done:
+	case <-time.After(2 * time.Second):
+		t.Fatal("Supervise still running after Stop")
+	}
+	exited(t, c)
+}
+
+func TestSuperviseEndsWithContext(t *testing.T) {
+	var out syncBuffer
+	c := serving(t, "serve", &out)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); c.Supervise(ctx) }()
+	cancel()
+	select {
+	case <-done:
+	case <-time.After(2 * time.Second):
+		t.Fatal("Supervise still running after its context ended")
+	}
+}
+
+func TestStartWhileRunning(t *testing.T) {
+	var out syncBuffer
+	c := serving(t, "serve", &out)
+	if err := c.Start(); err == nil || !strings.Contains(err.Error(), "already running") {
+		t.Errorf("second Start: %v", err)
+	}
+}
+
+func TestWaitReadyExited(t *testing.T) {
+	c := New("printer", "http://127.0.0.1:1/readyz", nil, nil, "print")
+	if err := c.Start(); err != nil {
+		t.Fatal(err)
+	}
+	err := c.WaitReady(context.Background(), 20*time.Second)
+	if err == nil || !strings.Contains(err.Error(), "printer exited before it was ready") {
+		t.Errorf("WaitReady: %v", err)
+	}
+}
