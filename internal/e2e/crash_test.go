@@ -13,10 +13,11 @@ import (
 	"time"
 )
 
-// load sends images to the funnel at about rate per second from a few
-// workers, each message with its own X-Message-Id (prefix and a sequence
-// number): n messages, or until stop when n is 0. It records the ids the
-// funnel accepted (202) and those it refused or did not answer, with why.
+// load sends images to the funnel at rate per second over up to
+// loadWorkers connections, each message with its own X-Message-Id (prefix
+// and a sequence number): n messages, or until stop when n is 0. It records
+// the ids the funnel accepted (202) and those it refused or did not answer,
+// with why.
 type load struct {
 	mu       sync.Mutex
 	accepted []string
@@ -30,7 +31,7 @@ type load struct {
 	ended    time.Time
 }
 
-const loadWorkers = 16
+const loadWorkers = 64
 
 func startLoad(t testing.TB, funnel string, images [][]byte, prefix string, n int, rate float64) *load {
 	l := &load{reasons: map[string]int{}, stopc: make(chan struct{}), done: make(chan struct{}), began: time.Now()}
@@ -49,12 +50,16 @@ func startLoad(t testing.TB, funnel string, images [][]byte, prefix string, n in
 	}
 	go func() {
 		defer close(l.done)
-		tick := time.NewTicker(time.Duration(float64(time.Second) / rate))
-		defer tick.Stop()
+		// Open loop: send i is due at began + i/rate, however long the
+		// earlier ones took (up to loadWorkers at once).
+		interval := time.Duration(float64(time.Second) / rate)
+		timer := time.NewTimer(0)
+		defer timer.Stop()
 	send:
 		for i := 0; n == 0 || i < n; i++ {
+			timer.Reset(time.Until(l.began.Add(time.Duration(i) * interval)))
 			select {
-			case <-tick.C:
+			case <-timer.C:
 			case <-l.stopc:
 				break send
 			}
