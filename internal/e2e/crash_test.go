@@ -2,7 +2,10 @@ package e2e
 
 import (
 	"bytes"
+	"errors"
+	"io"
 	"net/http"
+	"os"
 	"strconv"
 	"sync"
 	"syscall"
@@ -10,40 +13,105 @@ import (
 	"time"
 )
 
-// load sends images[i] for i in [from, to) at about rate per second from
-// one goroutine, recording the ids the funnel accepted.
+// load sends images to the funnel at rate per second over up to
+// loadWorkers connections, each message with its own X-Message-Id (prefix
+// and a sequence number): n messages, or until stop when n is 0. It records
+// the ids the funnel accepted (202) and those it refused or did not answer,
+// with why.
 type load struct {
 	mu       sync.Mutex
 	accepted []string
+	refused  []string
+	reasons  map[string]int // why sends were refused: "status 503", "connection refused", …
+
+	stopc    chan struct{}
+	stopOnce sync.Once
 	done     chan struct{}
+	began    time.Time
+	ended    time.Time
 }
 
+const loadWorkers = 64
+
 func startLoad(t testing.TB, funnel string, images [][]byte, prefix string, n int, rate float64) *load {
-	l := &load{done: make(chan struct{})}
+	l := &load{reasons: map[string]int{}, stopc: make(chan struct{}), done: make(chan struct{}), began: time.Now()}
+	tr := &http.Transport{MaxIdleConnsPerHost: loadWorkers}
+	client := &http.Client{Timeout: 10 * time.Second, Transport: tr}
+	work := make(chan int)
+	var wg sync.WaitGroup
+	for w := 0; w < loadWorkers; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range work {
+				l.send(client, funnel, prefix+strconv.Itoa(i), "load-"+strconv.Itoa(w), images[i%len(images)])
+			}
+		}()
+	}
 	go func() {
 		defer close(l.done)
-		client := &http.Client{Timeout: 10 * time.Second}
-		tick := time.NewTicker(time.Duration(float64(time.Second) / rate))
-		defer tick.Stop()
-		for i := 0; i < n; i++ {
-			<-tick.C
-			id := prefix + strconv.Itoa(i)
-			req, _ := http.NewRequest("POST", "http://"+funnel+"/v1/ingest", bytes.NewReader(images[i%len(images)]))
-			req.Header.Set("Content-Type", "application/octet-stream")
-			req.Header.Set("X-Message-Id", id)
-			resp, err := client.Do(req)
-			if err != nil {
-				continue
+		// Open loop: send i is due at began + i/rate, however long the
+		// earlier ones took (up to loadWorkers at once).
+		interval := time.Duration(float64(time.Second) / rate)
+		timer := time.NewTimer(0)
+		defer timer.Stop()
+	send:
+		for i := 0; n == 0 || i < n; i++ {
+			timer.Reset(time.Until(l.began.Add(time.Duration(i) * interval)))
+			select {
+			case <-timer.C:
+			case <-l.stopc:
+				break send
 			}
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusAccepted {
-				l.mu.Lock()
-				l.accepted = append(l.accepted, id)
-				l.mu.Unlock()
+			select {
+			case work <- i:
+			case <-l.stopc:
+				break send
 			}
 		}
+		close(work)
+		wg.Wait()
+		tr.CloseIdleConnections()
+		l.ended = time.Now()
 	}()
 	return l
+}
+
+func (l *load) send(client *http.Client, funnel, id, device string, image []byte) {
+	req, _ := http.NewRequest("POST", "http://"+funnel+"/v1/ingest", bytes.NewReader(image))
+	req.Header.Set("Content-Type", "application/octet-stream")
+	req.Header.Set("X-Message-Id", id)
+	req.Header.Set("X-Device-Id", device)
+	reason := ""
+	resp, err := client.Do(req)
+	switch {
+	case errors.Is(err, syscall.ECONNREFUSED):
+		reason = "connection refused"
+	case err != nil && os.IsTimeout(err):
+		reason = "no answer in time"
+	case err != nil:
+		reason = "connection broken"
+	default:
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusAccepted {
+			reason = "status " + strconv.Itoa(resp.StatusCode)
+		}
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if reason == "" {
+		l.accepted = append(l.accepted, id)
+		return
+	}
+	l.refused = append(l.refused, id)
+	l.reasons[reason]++
+}
+
+// stop ends a load that runs until stopped and waits for its last sends.
+func (l *load) stop() {
+	l.stopOnce.Do(func() { close(l.stopc) })
+	<-l.done
 }
 
 func (l *load) ids() []string {
@@ -96,37 +164,15 @@ func TestKillReplica(t *testing.T) {
 // standalone broker, SIGKILLs the edge connector while images flow, starts
 // it again, and checks every accepted image still gets a result.
 func TestKillConnector(t *testing.T) {
-	tp := writePipeline(t, "killconn", 1, "")
-	start(t, "broker", "-f", tp.file)
-	waitFor(t, "broker", 10*time.Second, func() bool { return dialable(tp.broker) })
-	start(t, "funnel", "-f", tp.file, "--brokers", tp.broker)
-	waitFor(t, "funnel", 20*time.Second, func() bool { return ready("http://" + tp.funnel + "/readyz") })
-	replica := map[string]string{}
-	for _, tier := range []string{"edge", "fog", "cloud"} {
-		addr := freeAddr(t)
-		start(t, "inference", "-f", tp.file, "--tier", tier, "--listen", addr, "--funnel", "http://"+tp.funnel)
-		waitFor(t, tier+" replica", 20*time.Second, func() bool { return ready("http://" + addr + "/readyz") })
-		replica[tier] = "http://" + addr
-	}
-	connector := func(tier string) *proc {
-		admin := freeAddr(t)
-		c := start(t, "connector", "-f", tp.file, "--tier", tier, "--replicas", replica[tier], "--brokers", tp.broker, "--admin", admin)
-		waitFor(t, tier+" connector", 20*time.Second, func() bool { return ready("http://" + admin + "/readyz") })
-		return c
-	}
-	edge := connector("edge")
-	connector("fog")
-	connector("cloud")
-
+	r := startRoles(t, "killconn", 1)
 	ds := testSet(t)
-	l := startLoad(t, tp.funnel, ds.Samples, "kc-", 1500, 500)
+	l := startLoad(t, r.tp.funnel, ds.Samples, "kc-", 1500, 500)
 	time.Sleep(time.Second)
-	edge.cmd.Process.Signal(syscall.SIGKILL)
-	<-edge.exited
+	r.kill("edge connector")
 	time.Sleep(500 * time.Millisecond) // records pile up meanwhile
-	connector("edge")
+	r.run("edge connector")
 	<-l.done
-	dups := checkAtLeastOnce(t, tp.broker, tp.name+".results", "kc-", l.ids())
+	dups := checkAtLeastOnce(t, r.tp.broker, r.tp.name+".results", "kc-", l.ids())
 	t.Logf("accepted %d, duplicates after the connector crash: %d", len(l.ids()), dups)
 }
 
