@@ -75,7 +75,26 @@ func EnsureTopics(ctx context.Context, cl *kgo.Client, partitions int32, topics 
 type Broker struct {
 	cluster *kfake.Cluster
 	addr    string
+	dataDir string
 	lock    *os.File // holds the data directory's lock; nil in memory
+}
+
+// StartPipelineBroker starts the pipeline's embedded broker on addr with
+// its topics: on disk in the pipeline's BrokerDataDir (fsyncing when
+// kafka.embedded_sync_writes is set), or in memory when ephemeral.
+func StartPipelineBroker(p *pipeline.Pipeline, addr string, ephemeral bool, log *slog.Logger) (*Broker, error) {
+	var opts []BrokerOpt
+	if !ephemeral {
+		dir, err := p.BrokerDataDir()
+		if err != nil {
+			return nil, fmt.Errorf("embedded broker data dir: %w", err)
+		}
+		opts = append(opts, DataDir(dir))
+		if p.Kafka.EmbeddedSyncWrites {
+			opts = append(opts, SyncWrites())
+		}
+	}
+	return StartBroker(addr, p.Kafka.Partitions, p.Topics(), log, opts...)
 }
 
 // BrokerOpt configures StartBroker.
@@ -121,7 +140,7 @@ func StartBroker(addr string, partitions int32, topics []string, log *slog.Logge
 		}),
 		kfake.DefaultNumPartitions(int(partitions)),
 	}
-	b := &Broker{}
+	b := &Broker{dataDir: cfg.dataDir}
 	restored := false
 	if cfg.dataDir != "" {
 		if b.lock, err = lockDataDir(cfg.dataDir); err != nil {
@@ -188,6 +207,9 @@ func (b *Broker) unlock() {
 
 // Addr is the broker's host:port.
 func (b *Broker) Addr() string { return b.addr }
+
+// DataDir is where the broker keeps its data; empty when in memory.
+func (b *Broker) DataDir() string { return b.dataDir }
 
 // Close stops the broker; with a data directory it saves its state there
 // first and then releases the directory.
