@@ -107,7 +107,7 @@ func (s *syncBuf) String() string {
 // processing at the next start only when the broker keeps the records.
 func TestReportBacklogSaysWhatBecomesOfThem(t *testing.T) {
 	p := &pipeline.Pipeline{Name: "bk", Tiers: []pipeline.Tier{{Name: "edge"}, {Name: "fog"}}}
-	b, _ := backlogBroker(t, 2, 3, p.InputTopic("fog"), p.InputTopic("edge"))
+	b, adm := backlogBroker(t, 2, 3, p.InputTopic("fog"), p.InputTopic("edge"))
 	for _, tc := range []struct {
 		name    string
 		broker  *kafka.Broker
@@ -144,12 +144,11 @@ func TestReportBacklogSaysWhatBecomesOfThem(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			var out syncBuf
 			p := *p
-			p.Kafka.ClientID = "test"
-			s := &Supervisor{p: &p, broker: tc.broker, dataDir: tc.dataDir, brokers: b.Addr(),
+			s := &Supervisor{p: &p, broker: tc.broker, dataDir: tc.dataDir,
 				log: slog.New(slog.NewTextHandler(&out, nil)).With("component", "up")}
 			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 			defer cancel()
-			s.reportBacklog(ctx, tc.when)
+			s.reportBacklog(ctx, adm, tc.when)
 			got := out.String()
 			for _, w := range tc.want {
 				if !strings.Contains(got, w) {

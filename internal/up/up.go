@@ -144,7 +144,12 @@ func (s *Supervisor) start(ctx context.Context) error {
 		}
 	}
 	if s.dataDir != "" || !p.Kafka.Embedded() {
-		s.reportBacklog(ctx, "left from the last run; processing them now")
+		cl, err := s.kafkaClient("up", nil)
+		if err != nil {
+			return err
+		}
+		s.reportBacklog(ctx, kadm.NewClient(cl), "left from the last run; processing them now")
+		cl.Close()
 	}
 	if err := s.serveAdmin(); err != nil {
 		return err
@@ -445,11 +450,23 @@ func (s *Supervisor) stop() {
 		runtimes = append(runtimes, rt)
 	}
 	s.mu.Unlock()
+	var adm *kadm.Client
+	if s.brokers != "" {
+		if cl, err := s.kafkaClient("up", nil); err != nil {
+			s.log.Warn("unprocessed messages unknown", "err", err)
+		} else {
+			defer cl.Close()
+			adm = kadm.NewClient(cl)
+		}
+	}
 	if funnelChild != nil {
 		client := &http.Client{Timeout: 500 * time.Millisecond}
 		if resp, err := client.Post("http://"+s.p.Funnel.Listen+funnel.PathDrain, "text/plain", nil); err == nil {
 			resp.Body.Close()
 		}
+	}
+	if adm != nil && s.started.Load() {
+		s.awaitBacklog(adm, share(0.4))
 	}
 	stopChildren(connectors, share(0.7))
 	var g errgroup.Group
@@ -462,9 +479,9 @@ func (s *Supervisor) stop() {
 	if funnelChild != nil {
 		stopChildren([]*proc.Child{funnelChild}, share(0.8))
 	}
-	if s.brokers != "" {
+	if adm != nil {
 		ctx, cancel := context.WithTimeout(context.Background(), max(time.Until(deadline), time.Second))
-		s.reportBacklog(ctx, "")
+		s.reportBacklog(ctx, adm, "")
 		cancel()
 	}
 	if s.admin != nil {
@@ -488,18 +505,38 @@ func stopChildren(cs []*proc.Child, grace time.Duration) {
 	g.Wait()
 }
 
+// awaitBacklog gives the connectors up to budget to finish the messages
+// accepted before the intake closed, and returns early once no tier has
+// any left.
+func (s *Supervisor) awaitBacklog(adm *kadm.Client, budget time.Duration) {
+	ctx, cancel := context.WithTimeout(context.Background(), budget)
+	defer cancel()
+	for {
+		var left int64
+		for _, t := range s.p.Tiers {
+			n, err := unprocessed(ctx, adm, s.p.ConsumerGroup(t.Name), s.p.InputTopic(t.Name))
+			if err != nil {
+				return // the report says so
+			}
+			left += n
+		}
+		if left == 0 {
+			return
+		}
+		select {
+		case <-ctx.Done():
+			s.log.Info("stopping with accepted messages unprocessed", "waited", budget.Round(time.Millisecond), "unprocessed", left)
+			return
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
 // reportBacklog logs, per tier, how many accepted messages wait in its
 // input topic, and what becomes of them: at start (when is set) they are
 // being processed; at stop they are processed at the next start, unless
 // the embedded broker is in memory and they are lost.
-func (s *Supervisor) reportBacklog(ctx context.Context, when string) {
-	cl, err := s.kafkaClient("up", nil)
-	if err != nil {
-		s.log.Warn("unprocessed messages unknown", "err", err)
-		return
-	}
-	defer cl.Close()
-	adm := kadm.NewClient(cl)
+func (s *Supervisor) reportBacklog(ctx context.Context, adm *kadm.Client, when string) {
 	for _, t := range s.p.Tiers {
 		n, err := unprocessed(ctx, adm, s.p.ConsumerGroup(t.Name), s.p.InputTopic(t.Name))
 		switch {
