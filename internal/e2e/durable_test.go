@@ -2,7 +2,9 @@ package e2e
 
 import (
 	"context"
+	"fmt"
 	"os"
+	"path/filepath"
 	"regexp"
 	"sort"
 	"strconv"
@@ -11,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/ddnn-continuum/ddnn/internal/wire"
@@ -72,6 +75,40 @@ func reportLost(t *testing.T, what string, accepted, missing []string) {
 	}
 }
 
+// logBacklog logs each tier's committed offsets and log end offsets, to
+// show where missing messages wait.
+func logBacklog(t *testing.T, brokers, name string) {
+	t.Helper()
+	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	adm := kadm.NewClient(cl)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	for _, tier := range []string{"edge", "fog", "cloud"} {
+		topic := name + "." + tier + ".in"
+		ends, err := adm.ListEndOffsets(ctx, topic)
+		if err != nil {
+			t.Logf("%s: %v", topic, err)
+			continue
+		}
+		commits, err := adm.FetchOffsets(ctx, name+"."+tier+".connector")
+		if err != nil {
+			t.Logf("%s: %v", topic, err)
+			continue
+		}
+		var parts []string
+		ends.Each(func(e kadm.ListedOffset) {
+			c, _ := commits.Lookup(topic, e.Partition)
+			parts = append(parts, fmt.Sprintf("p%d %d/%d", e.Partition, c.At, e.Offset))
+		})
+		sort.Strings(parts)
+		t.Logf("%s committed/end: %s", topic, strings.Join(parts, ", "))
+	}
+}
+
 // killChild SIGKILLs the one child of up whose command line holds words.
 func killChild(t *testing.T, up *proc, words ...string) int {
 	t.Helper()
@@ -109,8 +146,8 @@ func TestUpKillFogReplicaThenFunnel(t *testing.T) {
 	fog := killChild(t, p, "inference", "--tier fog")
 	fogBack := waitRestarted(t, p, fog, "inference", "--tier fog")
 	time.Sleep(3 * time.Second)
-	funnel := killChild(t, p, "funnel")
-	funnelBack := waitRestarted(t, p, funnel, "funnel")
+	funnel := killChild(t, p, "funnel -f")
+	funnelBack := waitRestarted(t, p, funnel, "funnel -f")
 	<-l.done
 	sent := time.Since(began)
 	accepted := l.ids()
@@ -119,6 +156,12 @@ func TestUpKillFogReplicaThenFunnel(t *testing.T) {
 		sent.Round(time.Millisecond), len(accepted), len(missing), dups, fogBack.Round(time.Millisecond), funnelBack.Round(time.Millisecond),
 		(time.Since(began) - sent).Round(time.Millisecond))
 	reportLost(t, "after killing the fog replica and the funnel", accepted, missing)
+	if len(missing) > 0 {
+		logBacklog(t, tp.broker, tp.name)
+		if dir := os.Getenv("DDNN_E2E_KEEP_LOG"); dir != "" {
+			os.WriteFile(filepath.Join(dir, t.Name()+".log"), []byte(p.out.String()), 0o644)
+		}
+	}
 }
 
 // TestUpSIGKILLRestart: SIGKILL `ddnn up` itself mid-load (its children
