@@ -193,7 +193,7 @@ func (s *Supervisor) start(ctx context.Context) error {
 		c := s.newChild("connector-"+t.Name, "http://"+admin+"/readyz",
 			"connector", "-f", s.cfg.File, "--tier", t.Name,
 			"--replicas-url", "http://"+s.p.Admin.Listen+runtime.ListPath(t.Name),
-			"--admin", admin, "--brokers", s.brokers, "--drain-timeout", "5s")
+			"--admin", admin, "--brokers", s.brokers, "--drain-timeout", "3s")
 		s.mu.Lock()
 		s.connectors = append(s.connectors, c)
 		s.mu.Unlock()
@@ -466,9 +466,9 @@ func (s *Supervisor) stop() {
 		}
 	}
 	if adm != nil && s.started.Load() {
-		s.awaitBacklog(adm, share(0.4))
+		s.awaitBacklog(adm, share(0.3))
 	}
-	stopChildren(connectors, share(0.7))
+	stopChildren(connectors, share(0.8))
 	var g errgroup.Group
 	for _, rt := range runtimes {
 		g.Go(func() error { return rt.Close(context.Background()) })
