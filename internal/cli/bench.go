@@ -248,12 +248,14 @@ func (b benchRun) start(ctx context.Context, target string, p *pipeline.Pipeline
 	if err != nil {
 		return nil, err
 	}
-	verb := "up"
+	// A measurement starts from an empty broker, whatever an earlier run
+	// left in the pipeline's data directory.
+	args := []string{"up", "-f", b.file, "--ephemeral"}
 	if target == "monolith" {
-		verb = "monolith"
+		args = []string{"monolith", "-f", b.file}
 	}
-	c := proc.New(target, "http://"+p.Admin.Listen+"/readyz", logf, nil, verb, "-f", b.file)
-	fmt.Fprintf(b.stderr, "bench: starting 'ddnn %s -f %s' (log: %s)\n", verb, b.file, logPath)
+	c := proc.New(target, "http://"+p.Admin.Listen+"/readyz", logf, nil, args...)
+	fmt.Fprintf(b.stderr, "bench: starting 'ddnn %s' (log: %s)\n", strings.Join(args, " "), logPath)
 	if err := c.Start(); err != nil {
 		logf.Close()
 		return nil, err

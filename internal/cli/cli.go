@@ -25,7 +25,7 @@ Commands:
   monolith       the baseline: every tier in one process, fed from Kafka (bench --compare)
   models check   load every tier's model and verify the chain
   models eval    run the labeled test set through the chain; --sweep, --json
-  broker         run the embedded Kafka-protocol broker alone (in memory)
+  broker         run the embedded Kafka-protocol broker alone (on disk; --ephemeral: in memory)
   funnel         run the funnel alone: device ingest and internal deliveries
   connector      run one tier's kafka-to-http connector alone
   inference      serve one tier's inference function over HTTP

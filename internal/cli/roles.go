@@ -91,9 +91,10 @@ func (rf roleFlags) load(component string) (*pipeline.Pipeline, *slog.Logger, er
 }
 
 func runBroker(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := newFlags("broker", "broker -f FILE [--listen ADDR]", stderr)
+	fs := newFlags("broker", "broker -f FILE [--listen ADDR] [--ephemeral]", stderr)
 	rf := addRoleFlags(fs, stderr, false)
 	listen := fs.String("listen", "", "address to listen on (default: the pipeline's kafka.embedded_listen)")
+	ephemeral := fs.Bool("ephemeral", false, "keep everything in memory: the topics are lost when the broker stops (default: kept in kafka.embedded_data_dir)")
 	if err := parse(fs, args); err != nil {
 		return err
 	}
@@ -105,12 +106,16 @@ func runBroker(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if *listen != "" {
 		addr = *listen
 	}
-	b, err := kafka.StartBroker(addr, p.Kafka.Partitions, p.Topics(), log)
+	b, err := kafka.StartPipelineBroker(p, addr, *ephemeral, log)
 	if err != nil {
 		return err
 	}
 	defer b.Close()
-	fmt.Fprintf(stdout, "embedded Kafka broker on %s (in memory: data is lost when it stops); topics: %s\n", b.Addr(), strings.Join(p.Topics(), ", "))
+	storage := "in memory with --ephemeral: data is lost when it stops"
+	if b.DataDir() != "" {
+		storage = "data kept in " + b.DataDir()
+	}
+	fmt.Fprintf(stdout, "embedded Kafka broker on %s (%s); topics: %s\n", b.Addr(), storage, strings.Join(p.Topics(), ", "))
 	<-ctx.Done()
 	return nil
 }

@@ -11,8 +11,9 @@ import (
 )
 
 func runUp(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := newFlags("up", "up -f FILE", stderr)
+	fs := newFlags("up", "up -f FILE [--ephemeral]", stderr)
 	pf := addPipelineFlags(fs)
+	ephemeral := fs.Bool("ephemeral", false, "keep the embedded broker in memory: its topics are lost when ddnn up stops (default: kept in kafka.embedded_data_dir)")
 	newLogger := logFlags(fs, stderr)
 	if err := parse(fs, args); err != nil {
 		return err
@@ -35,11 +36,12 @@ func runUp(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	return up.Run(ctx, up.Config{
-		Pipeline: p,
-		File:     *pf.file,
-		ORTLib:   lib,
-		Out:      stderr,
-		Announce: stdout,
-		Logger:   log,
+		Pipeline:  p,
+		File:      *pf.file,
+		ORTLib:    lib,
+		Out:       stderr,
+		Announce:  stdout,
+		Logger:    log,
+		Ephemeral: *ephemeral,
 	})
 }

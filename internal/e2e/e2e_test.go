@@ -119,9 +119,24 @@ func (s *syncBuf) String() string {
 	return s.b.String()
 }
 
+// workDirs holds each test's working directory for the processes it
+// starts, so what they keep in the working directory (the embedded
+// broker's .run/<name>/kafka) stays with the test and a restart finds it.
+var workDirs sync.Map // testing.TB → string
+
+func workDir(t testing.TB) string {
+	if d, ok := workDirs.Load(t); ok {
+		return d.(string)
+	}
+	d := t.TempDir()
+	workDirs.Store(t, d)
+	return d
+}
+
 func start(t testing.TB, args ...string) *proc {
 	t.Helper()
 	p := &proc{cmd: exec.Command(ddnn, args...), out: &syncBuf{}, exited: make(chan struct{})}
+	p.cmd.Dir = workDir(t)
 	p.cmd.Stdout, p.cmd.Stderr = p.out, p.out
 	if err := p.cmd.Start(); err != nil {
 		t.Fatal(err)

@@ -14,7 +14,11 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"os"
+	"path/filepath"
 	"strconv"
+	"strings"
+	"syscall"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -60,15 +64,66 @@ func EnsureTopics(ctx context.Context, cl *kgo.Client, partitions int32, topics 
 	return errors.Join(errs...)
 }
 
-// Broker is the embedded Kafka-protocol broker. It keeps everything in
-// memory: a restart loses every topic.
+// Broker is the embedded Kafka-protocol broker. With a data directory it
+// keeps topics, records and committed offsets on disk and reloads them at
+// the next start; without one it keeps everything in memory.
+//
+// Records reach the data directory with a write(2) before the produce is
+// acknowledged, and commits before the commit is, so they survive the
+// process being killed: the kernel holds them. Only a machine crash can
+// lose what was not yet flushed, unless SyncWrites fsyncs every batch.
 type Broker struct {
 	cluster *kfake.Cluster
 	addr    string
+	dataDir string
+	lock    *os.File // holds the data directory's lock; nil in memory
 }
 
-// StartBroker listens on addr (host:port; port 0 picks one) and seeds topics.
-func StartBroker(addr string, partitions int32, topics []string, log *slog.Logger) (*Broker, error) {
+// StartPipelineBroker starts the pipeline's embedded broker on addr with
+// its topics: on disk in the pipeline's BrokerDataDir (fsyncing when
+// kafka.embedded_sync_writes is set), or in memory when ephemeral.
+func StartPipelineBroker(p *pipeline.Pipeline, addr string, ephemeral bool, log *slog.Logger) (*Broker, error) {
+	var opts []BrokerOpt
+	if !ephemeral {
+		dir, err := p.BrokerDataDir()
+		if err != nil {
+			return nil, fmt.Errorf("embedded broker data dir: %w", err)
+		}
+		opts = append(opts, DataDir(dir))
+		if p.Kafka.EmbeddedSyncWrites {
+			opts = append(opts, SyncWrites())
+		}
+	}
+	return StartBroker(addr, p.Kafka.Partitions, p.Topics(), log, opts...)
+}
+
+// BrokerOpt configures StartBroker.
+type BrokerOpt func(*brokerConfig)
+
+type brokerConfig struct {
+	dataDir    string
+	syncWrites bool
+}
+
+// DataDir keeps the broker's topics, records and committed offsets in dir
+// (created if missing) and reloads them at start. One broker at a time may
+// use a directory.
+func DataDir(dir string) BrokerOpt { return func(c *brokerConfig) { c.dataDir = dir } }
+
+// SyncWrites fsyncs every record batch and commit, so a machine crash
+// loses nothing acknowledged; it costs throughput.
+func SyncWrites() BrokerOpt { return func(c *brokerConfig) { c.syncWrites = true } }
+
+// StartBroker listens on addr (host:port; port 0 picks one) and creates the
+// topics that do not exist yet, each with partitions.
+func StartBroker(addr string, partitions int32, topics []string, log *slog.Logger, opts ...BrokerOpt) (*Broker, error) {
+	var cfg brokerConfig
+	for _, o := range opts {
+		o(&cfg)
+	}
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
 	host, portStr, err := net.SplitHostPort(addr)
 	if err != nil {
 		return nil, fmt.Errorf("embedded broker address %q: %w", addr, err)
@@ -77,7 +132,7 @@ func StartBroker(addr string, partitions int32, topics []string, log *slog.Logge
 	if err != nil {
 		return nil, fmt.Errorf("embedded broker address %q: bad port", addr)
 	}
-	opts := []kfake.Opt{
+	kopts := []kfake.Opt{
 		kfake.Ports(port),
 		kfake.ListenFn(func(network, given string) (net.Listener, error) {
 			_, p, _ := net.SplitHostPort(given)
@@ -85,25 +140,83 @@ func StartBroker(addr string, partitions int32, topics []string, log *slog.Logge
 		}),
 		kfake.DefaultNumPartitions(int(partitions)),
 	}
-	if len(topics) > 0 {
-		opts = append(opts, kfake.SeedTopics(partitions, topics...))
+	b := &Broker{dataDir: cfg.dataDir}
+	restored := false
+	if cfg.dataDir != "" {
+		if b.lock, err = lockDataDir(cfg.dataDir); err != nil {
+			return nil, err
+		}
+		_, err := os.Stat(filepath.Join(cfg.dataDir, "meta.json"))
+		restored = err == nil
+		kopts = append(kopts, kfake.DataDir(cfg.dataDir))
+		if cfg.syncWrites {
+			kopts = append(kopts, kfake.SyncWrites())
+		}
 	}
-	c, err := kfake.NewCluster(opts...)
+	c, err := kfake.NewCluster(kopts...)
 	if err != nil {
+		b.unlock()
 		return nil, fmt.Errorf("embedded broker on %s: %w", addr, err)
 	}
-	b := &Broker{cluster: c, addr: c.ListenAddrs()[0]}
-	if log != nil {
-		log.Info("embedded broker listening", "addr", b.addr, "topics", len(topics), "partitions", partitions)
+	b.cluster, b.addr = c, c.ListenAddrs()[0]
+	for _, t := range topics {
+		if err := c.CreateTopic(t, partitions, nil); err != nil && !errors.Is(err, kerr.TopicAlreadyExists) {
+			b.Close()
+			return nil, fmt.Errorf("embedded broker: create topic %s: %w", t, err)
+		}
+	}
+	if cfg.dataDir == "" {
+		log.Info("embedded broker listening", "addr", b.addr, "topics", len(topics), "partitions", partitions, "storage", "memory")
+	} else {
+		log.Info("embedded broker listening", "addr", b.addr, "topics", len(topics), "partitions", partitions,
+			"data_dir", cfg.dataDir, "restored", restored, "sync_writes", cfg.syncWrites)
 	}
 	return b, nil
+}
+
+// lockDataDir creates dir and takes its lock file, which the kernel
+// releases when the process ends however it ends.
+func lockDataDir(dir string) (*os.File, error) {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, fmt.Errorf("embedded broker data dir: %w", err)
+	}
+	path := filepath.Join(dir, "lock")
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o644)
+	if err != nil {
+		return nil, fmt.Errorf("embedded broker data dir: %w", err)
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		holder, _ := os.ReadFile(path)
+		f.Close()
+		if errors.Is(err, syscall.EWOULDBLOCK) {
+			return nil, fmt.Errorf("embedded broker data dir %s is in use by another broker (pid %s)", dir, strings.TrimSpace(string(holder)))
+		}
+		return nil, fmt.Errorf("embedded broker data dir %s: lock: %w", dir, err)
+	}
+	f.Truncate(0)
+	f.WriteAt([]byte(strconv.Itoa(os.Getpid())+"\n"), 0)
+	return f, nil
+}
+
+func (b *Broker) unlock() {
+	if b.lock != nil {
+		b.lock.Close() // releases the flock
+		b.lock = nil
+	}
 }
 
 // Addr is the broker's host:port.
 func (b *Broker) Addr() string { return b.addr }
 
-// Close stops the broker.
-func (b *Broker) Close() { b.cluster.Close() }
+// DataDir is where the broker keeps its data; empty when in memory.
+func (b *Broker) DataDir() string { return b.dataDir }
+
+// Close stops the broker; with a data directory it saves its state there
+// first and then releases the directory.
+func (b *Broker) Close() {
+	b.cluster.Close()
+	b.unlock()
+}
 
 // batchOverhead is a record batch's header: what a batch of one record
 // adds to the record.

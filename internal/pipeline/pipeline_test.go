@@ -157,3 +157,27 @@ func TestReplicasForms(t *testing.T) {
 		})
 	}
 }
+
+func TestBrokerDataDir(t *testing.T) {
+	cwd, _ := filepath.Abs(".")
+	yamlDir, _ := filepath.Abs("testdata")
+	for _, tc := range []struct {
+		name, set, want string
+	}{
+		{"default: under the working directory", "", filepath.Join(cwd, ".run", "demo", "kafka")},
+		{"relative: against the YAML's directory", "data/kafka", filepath.Join(yamlDir, "data", "kafka")},
+		{"absolute", "/var/lib/ddnn", "/var/lib/ddnn"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			p, err := Load("testdata/good.yaml")
+			if err != nil {
+				t.Fatal(err)
+			}
+			p.Kafka.EmbeddedDataDir = tc.set
+			got, err := p.BrokerDataDir()
+			if err != nil || got != tc.want {
+				t.Errorf("BrokerDataDir() = %q, %v; want %q", got, err, tc.want)
+			}
+		})
+	}
+}

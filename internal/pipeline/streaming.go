@@ -3,6 +3,7 @@ package pipeline
 import (
 	"fmt"
 	"net"
+	"path/filepath"
 	"time"
 
 	"github.com/ddnn-continuum/ddnn/internal/wire"
@@ -32,10 +33,19 @@ const (
 // Kafka says where the pipeline's topics live.
 type Kafka struct {
 	// Brokers of a real Kafka cluster; empty means the embedded broker that
-	// `ddnn up` starts (in memory only).
+	// `ddnn up` starts.
 	Brokers []string `yaml:"brokers"`
 	// EmbeddedListen is where the embedded broker listens.
 	EmbeddedListen string `yaml:"embedded_listen"`
+	// EmbeddedDataDir is where the embedded broker keeps topics, records
+	// and committed offsets across restarts; a relative path resolves
+	// against the YAML's directory. Empty means .run/<name>/kafka under
+	// the directory ddnn starts in (see Pipeline.BrokerDataDir).
+	EmbeddedDataDir string `yaml:"embedded_data_dir"`
+	// EmbeddedSyncWrites makes the embedded broker fsync every record
+	// batch and commit, so a machine crash (not only a killed process)
+	// loses nothing acknowledged.
+	EmbeddedSyncWrites bool `yaml:"embedded_sync_writes"`
 	// Partitions per topic, when ddnn creates the topics.
 	Partitions int32 `yaml:"partitions"`
 	// ClientID prefixes the Kafka client ids of every role.
@@ -52,6 +62,17 @@ type Kafka struct {
 
 // Embedded reports whether the pipeline uses the embedded broker.
 func (k *Kafka) Embedded() bool { return len(k.Brokers) == 0 }
+
+// BrokerDataDir is the embedded broker's data directory, absolute:
+// kafka.embedded_data_dir resolved against the YAML's directory, or by
+// default .run/<name>/kafka under the working directory, so a pipeline
+// started again from the same directory finds its data.
+func (p *Pipeline) BrokerDataDir() (string, error) {
+	if d := p.Kafka.EmbeddedDataDir; d != "" {
+		return filepath.Abs(p.Path(d))
+	}
+	return filepath.Abs(filepath.Join(".run", p.Name, "kafka"))
+}
 
 // SeedBrokers is what clients dial: the configured brokers or the embedded
 // broker's address.

@@ -1,10 +1,13 @@
 // Package up owns `ddnn up`: it runs a whole pipeline on one machine. It
 // starts the embedded Kafka-protocol broker (unless real brokers are
-// configured) and creates the topics, then starts the funnel, every tier's
-// inference replicas and connectors as child processes of the same binary on
+// configured), which keeps its data on disk unless it is ephemeral, and
+// creates the topics, then starts the funnel, every tier's inference
+// replicas and connectors as child processes of the same binary on
 // 127.0.0.1, each ready only once its /readyz answers. Children that die are
-// restarted; children die with the supervisor. On stop it drains in order:
-// intake off, connectors finish and commit, replicas, funnel, broker.
+// restarted; children die with the supervisor. On stop it drains in order
+// within a deadline: intake off, connectors finish and commit, replicas,
+// funnel; then it reports per tier the accepted messages left unprocessed
+// and whether the next start will process them, and stops the broker.
 //
 // This is the one place that knows every component; the components do not
 // know about it.
@@ -31,7 +34,9 @@ import (
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
 	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"golang.org/x/sync/errgroup"
 
 	"github.com/ddnn-continuum/ddnn/funnel"
 	"github.com/ddnn-continuum/ddnn/internal/kafka"
@@ -57,6 +62,10 @@ type Config struct {
 	ReadyTimeout time.Duration
 	// StopGrace bounds the whole stop (default 9s).
 	StopGrace time.Duration
+	// Ephemeral keeps the embedded broker in memory: what it holds is lost
+	// when the pipeline stops. By default it keeps topics, records and
+	// committed offsets in the pipeline's BrokerDataDir.
+	Ephemeral bool
 }
 
 // Supervisor is a running pipeline.
@@ -65,6 +74,7 @@ type Supervisor struct {
 	p          *pipeline.Pipeline
 	log        *slog.Logger
 	broker     *kafka.Broker
+	dataDir    string // the embedded broker's, "" in memory or with real brokers
 	brokers    string
 	funnel     *proc.Child
 	runtimes   map[string]runtime.Runtime // by tier
@@ -74,8 +84,12 @@ type Supervisor struct {
 	started    atomic.Bool // every part started once
 	reg        prometheus.Registerer
 	kafkaReg   prometheus.Registerer
-	scalerStop context.CancelFunc
-	scalerDone chan struct{}
+
+	// bg runs what lives as long as the pipeline: child supervision, the
+	// admin server and the scaler. One of them failing stops the pipeline.
+	bg         *errgroup.Group
+	supervise  context.Context // ends before the children are stopped
+	stopScaler func()          // stops the scaler and waits for it
 }
 
 // Run starts the pipeline and blocks until ctx ends, then stops it. A start
@@ -91,36 +105,51 @@ func Run(ctx context.Context, cfg Config) error {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
 	s := &Supervisor{cfg: cfg, p: cfg.Pipeline, log: cfg.Logger.With("component", "up"), runtimes: map[string]runtime.Runtime{}}
-	childCtx, stopSupervising := context.WithCancel(context.Background())
-	defer stopSupervising()
-	err := s.start(ctx, childCtx)
+	bg, bgCtx := errgroup.WithContext(context.Background())
+	supervise, stopSupervising := context.WithCancel(bgCtx)
+	s.bg, s.supervise = bg, supervise
+	err := s.start(ctx)
 	if err == nil {
 		s.started.Store(true)
 		s.announce()
-		<-ctx.Done()
+		select {
+		case <-ctx.Done():
+		case <-bgCtx.Done(): // a background part failed; bg.Wait says which
+		}
 	}
+	// Children that die from now on stay down: they are being stopped.
 	stopSupervising()
 	s.stop()
+	if berr := bg.Wait(); err == nil {
+		err = berr
+	}
 	if errors.Is(err, context.Canceled) {
 		err = nil
 	}
 	return err
 }
 
-func (s *Supervisor) start(ctx, childCtx context.Context) error {
+func (s *Supervisor) start(ctx context.Context) error {
 	p := s.p
 	if p.Kafka.Embedded() {
-		b, err := kafka.StartBroker(p.Kafka.EmbeddedListen, p.Kafka.Partitions, p.Topics(), s.log)
+		b, err := kafka.StartPipelineBroker(p, p.Kafka.EmbeddedListen, s.cfg.Ephemeral, s.log)
 		if err != nil {
 			return err
 		}
-		s.broker = b
-		s.brokers = b.Addr()
+		s.broker, s.brokers, s.dataDir = b, b.Addr(), b.DataDir()
 	} else {
 		s.brokers = strings.Join(p.Kafka.Brokers, ",")
 		if err := s.ensureTopics(ctx); err != nil {
 			return err
 		}
+	}
+	if s.dataDir != "" || !p.Kafka.Embedded() {
+		cl, err := s.kafkaClient("up", nil)
+		if err != nil {
+			return err
+		}
+		s.reportBacklog(ctx, kadm.NewClient(cl), "left from the last run; processing them now")
+		cl.Close()
 	}
 	if err := s.serveAdmin(); err != nil {
 		return err
@@ -131,7 +160,7 @@ func (s *Supervisor) start(ctx, childCtx context.Context) error {
 	s.mu.Lock()
 	s.funnel = fc
 	s.mu.Unlock()
-	if err := s.launch(ctx, childCtx, s.funnel); err != nil {
+	if err := s.launch(ctx, s.funnel); err != nil {
 		return err
 	}
 	// Replicas first (they load models), then the connectors that call
@@ -164,12 +193,12 @@ func (s *Supervisor) start(ctx, childCtx context.Context) error {
 		c := s.newChild("connector-"+t.Name, "http://"+admin+"/readyz",
 			"connector", "-f", s.cfg.File, "--tier", t.Name,
 			"--replicas-url", "http://"+s.p.Admin.Listen+runtime.ListPath(t.Name),
-			"--admin", admin, "--brokers", s.brokers, "--drain-timeout", "5s")
+			"--admin", admin, "--brokers", s.brokers, "--drain-timeout", "3s")
 		s.mu.Lock()
 		s.connectors = append(s.connectors, c)
 		s.mu.Unlock()
 	}
-	if err := s.launch(ctx, childCtx, s.connectors...); err != nil {
+	if err := s.launch(ctx, s.connectors...); err != nil {
 		return err
 	}
 	return s.startScaler()
@@ -215,25 +244,38 @@ func (s *Supervisor) startScaler() error {
 	if len(targets) == 0 {
 		return nil
 	}
-	k := s.p.Kafka
-	k.Brokers = strings.Split(s.brokers, ",")
-	cl, err := kgo.NewClient(kafka.ClientOptions(&k, "scaler", s.kafkaReg)...)
+	cl, err := s.kafkaClient("scaler", s.kafkaReg)
 	if err != nil {
-		return fmt.Errorf("scaler: kafka client: %w", err)
+		return err
 	}
 	sc, err := scaler.New(scaler.Config{Admin: kadm.NewClient(cl), Targets: targets, Registerer: s.reg, Logger: s.cfg.Logger})
 	if err != nil {
 		cl.Close()
 		return err
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	s.scalerStop, s.scalerDone = cancel, make(chan struct{})
-	go func() {
-		defer close(s.scalerDone)
+	ctx, cancel := context.WithCancel(s.supervise)
+	var g errgroup.Group
+	g.Go(func() error {
 		defer cl.Close()
-		sc.Run(ctx)
-	}()
+		return sc.Run(ctx)
+	})
+	s.stopScaler = func() {
+		cancel()
+		g.Wait()
+	}
+	s.bg.Go(g.Wait) // its error, if any, stops the pipeline
 	return nil
+}
+
+// kafkaClient is a client of the pipeline's brokers, embedded or not.
+func (s *Supervisor) kafkaClient(role string, reg prometheus.Registerer) (*kgo.Client, error) {
+	k := s.p.Kafka
+	k.Brokers = strings.Split(s.brokers, ",")
+	cl, err := kgo.NewClient(kafka.ClientOptions(&k, role, reg)...)
+	if err != nil {
+		return nil, fmt.Errorf("%s: kafka client: %w", role, err)
+	}
+	return cl, nil
 }
 
 func (s *Supervisor) ensureTopics(ctx context.Context) error {
@@ -251,31 +293,26 @@ func (s *Supervisor) newChild(name, readyURL string, args ...string) *proc.Child
 	return proc.New(name, readyURL, s.cfg.Out, s.log, append(args, "--log-level", "info")...)
 }
 
-// launch starts children together and waits until all are ready.
-func (s *Supervisor) launch(ctx, childCtx context.Context, cs ...*proc.Child) error {
+// launch starts children together, supervises them in bg and waits until
+// all are ready.
+func (s *Supervisor) launch(ctx context.Context, cs ...*proc.Child) error {
 	for _, c := range cs {
 		if err := c.Start(); err != nil {
 			return err
 		}
-		go c.Supervise(childCtx)
+		s.bg.Go(func() error {
+			c.Supervise(s.supervise)
+			return nil
+		})
 	}
-	errc := make(chan error, len(cs))
+	var g errgroup.Group
 	for _, c := range cs {
-		go func() { errc <- c.WaitReady(ctx, s.cfg.ReadyTimeout) }()
+		g.Go(func() error { return c.WaitReady(ctx, s.cfg.ReadyTimeout) })
 	}
-	var errs []error
-	for range cs {
-		if err := <-errc; err != nil {
-			errs = append(errs, err)
-		}
-	}
-	if err := errors.Join(errs...); err != nil {
+	if err := g.Wait(); err != nil {
 		return err
 	}
-	if ctx.Err() != nil {
-		return ctx.Err()
-	}
-	return nil
+	return ctx.Err()
 }
 
 func (s *Supervisor) announce() {
@@ -285,9 +322,12 @@ func (s *Supervisor) announce() {
 	}
 	p := s.p
 	fmt.Fprintf(w, "pipeline %q is up: %d tiers, %d processes\n", p.Name, len(p.Tiers), len(s.children()))
-	if s.broker != nil {
-		fmt.Fprintf(w, "  kafka:    %s (embedded, in memory: data is lost when ddnn up stops)\n", s.brokers)
-	} else {
+	switch {
+	case s.broker != nil && s.dataDir == "":
+		fmt.Fprintf(w, "  kafka:    %s (embedded, in memory with --ephemeral: data is lost when ddnn up stops)\n", s.brokers)
+	case s.broker != nil:
+		fmt.Fprintf(w, "  kafka:    %s (embedded, data kept in %s)\n", s.brokers, s.dataDir)
+	default:
 		fmt.Fprintf(w, "  kafka:    %s\n", s.brokers)
 	}
 	fmt.Fprintf(w, "  send:     POST http://%s%s  (raw %s %v bytes or JSON {\"data\":[…]})\n", p.Funnel.Listen, funnel.PathIngest, p.Input.DType, p.Input.Shape)
@@ -380,47 +420,69 @@ func (s *Supervisor) serveAdmin() error {
 		return fmt.Errorf("admin: %w", err)
 	}
 	s.admin = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
-	go s.admin.Serve(ln)
+	s.bg.Go(func() error {
+		if err := s.admin.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
+			return fmt.Errorf("admin: %w", err)
+		}
+		return nil
+	})
 	return nil
 }
 
 // stop drains in order within StopGrace: intake off, connectors (finish
-// in-flight, commit, leave), replicas, funnel (flush), broker.
+// in-flight, commit, leave), replicas, funnel (flush); then it reports what
+// is left unprocessed, stops the admin server and the broker. Each step
+// stops what it owns in parallel and starts when the one before is done.
 func (s *Supervisor) stop() {
-	deadline := time.Now().Add(s.cfg.StopGrace)
+	began := time.Now()
+	deadline := began.Add(s.cfg.StopGrace)
 	share := func(frac float64) time.Duration {
-		left := time.Until(deadline)
-		return max(time.Duration(float64(left)*frac), 100*time.Millisecond)
+		return max(time.Duration(float64(time.Until(deadline))*frac), 100*time.Millisecond)
 	}
-	if s.scalerStop != nil {
-		s.scalerStop()
-		<-s.scalerDone
-	}
-	if s.funnel != nil {
-		client := &http.Client{Timeout: 500 * time.Millisecond}
-		if resp, err := client.Post("http://"+s.p.Funnel.Listen+funnel.PathDrain, "text/plain", nil); err == nil {
-			resp.Body.Close()
-		}
+	if s.stopScaler != nil {
+		s.stopScaler()
 	}
 	s.mu.Lock()
+	funnelChild := s.funnel
 	connectors := append([]*proc.Child(nil), s.connectors...)
 	runtimes := make([]runtime.Runtime, 0, len(s.runtimes))
 	for _, rt := range s.runtimes {
 		runtimes = append(runtimes, rt)
 	}
 	s.mu.Unlock()
-	stopAll(connectors, share(0.7))
-	var wg sync.WaitGroup
-	for _, rt := range runtimes {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			rt.Close(context.Background())
-		}()
+	var adm *kadm.Client
+	if s.brokers != "" {
+		if cl, err := s.kafkaClient("up", nil); err != nil {
+			s.log.Warn("unprocessed messages unknown", "err", err)
+		} else {
+			defer cl.Close()
+			adm = kadm.NewClient(cl)
+		}
 	}
-	wg.Wait()
-	if s.funnel != nil {
-		s.funnel.Stop(share(0.8))
+	if funnelChild != nil {
+		client := &http.Client{Timeout: 500 * time.Millisecond}
+		if resp, err := client.Post("http://"+s.p.Funnel.Listen+funnel.PathDrain, "text/plain", nil); err == nil {
+			resp.Body.Close()
+		}
+	}
+	if adm != nil && s.started.Load() {
+		s.awaitBacklog(adm, share(0.3))
+	}
+	stopChildren(connectors, share(0.8))
+	var g errgroup.Group
+	for _, rt := range runtimes {
+		g.Go(func() error { return rt.Close(context.Background()) })
+	}
+	if err := g.Wait(); err != nil {
+		s.log.Warn("stopping replicas", "err", err)
+	}
+	if funnelChild != nil {
+		stopChildren([]*proc.Child{funnelChild}, share(0.8))
+	}
+	if adm != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), max(time.Until(deadline), time.Second))
+		s.reportBacklog(ctx, adm, "")
+		cancel()
 	}
 	if s.admin != nil {
 		s.admin.Close()
@@ -428,19 +490,116 @@ func (s *Supervisor) stop() {
 	if s.broker != nil {
 		s.broker.Close()
 	}
-	s.log.Info("pipeline stopped")
+	s.log.Info("pipeline stopped", "took", time.Since(began).Round(time.Millisecond))
 }
 
-func stopAll(cs []*proc.Child, grace time.Duration) {
-	var wg sync.WaitGroup
+// stopChildren stops children in parallel, each within grace.
+func stopChildren(cs []*proc.Child, grace time.Duration) {
+	var g errgroup.Group
 	for _, c := range cs {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
+		g.Go(func() error {
 			c.Stop(grace)
-		}()
+			return nil
+		})
 	}
-	wg.Wait()
+	g.Wait()
+}
+
+// awaitBacklog gives the connectors up to budget to finish the messages
+// accepted before the intake closed, and returns early once no tier has
+// any left.
+func (s *Supervisor) awaitBacklog(adm *kadm.Client, budget time.Duration) {
+	ctx, cancel := context.WithTimeout(context.Background(), budget)
+	defer cancel()
+	for {
+		var left int64
+		for _, t := range s.p.Tiers {
+			n, err := unprocessed(ctx, adm, s.p.ConsumerGroup(t.Name), s.p.InputTopic(t.Name))
+			if err != nil {
+				return // the report says so
+			}
+			left += n
+		}
+		if left == 0 {
+			return
+		}
+		select {
+		case <-ctx.Done():
+			s.log.Info("stopping with accepted messages unprocessed", "waited", budget.Round(time.Millisecond), "unprocessed", left)
+			return
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
+// reportBacklog logs, per tier, how many accepted messages wait in its
+// input topic, and what becomes of them: at start (when is set) they are
+// being processed; at stop they are processed at the next start, unless
+// the embedded broker is in memory and they are lost.
+func (s *Supervisor) reportBacklog(ctx context.Context, adm *kadm.Client, when string) {
+	for _, t := range s.p.Tiers {
+		n, err := unprocessed(ctx, adm, s.p.ConsumerGroup(t.Name), s.p.InputTopic(t.Name))
+		switch {
+		case err != nil:
+			s.log.Warn("unprocessed messages unknown", "tier", t.Name, "err", err)
+		case when != "":
+			if n > 0 {
+				s.log.Info("accepted messages "+when, "tier", t.Name, "unprocessed", n)
+			}
+		case n == 0:
+			s.log.Info("every accepted message processed", "tier", t.Name, "unprocessed", 0)
+		case s.broker != nil && s.dataDir == "":
+			s.log.Warn("accepted messages not processed; they are lost: the embedded broker kept them in memory (--ephemeral)", "tier", t.Name, "unprocessed", n)
+		case s.broker != nil:
+			s.log.Info("accepted messages not processed yet; they will be processed at the next start", "tier", t.Name, "unprocessed", n, "data_dir", s.dataDir)
+		default:
+			s.log.Info("accepted messages not processed yet; they stay in Kafka and will be processed at the next start", "tier", t.Name, "unprocessed", n)
+		}
+	}
+}
+
+// unprocessed counts the records of topic past group's committed offsets:
+// messages accepted for a tier that its connector has not finished. A
+// partition the group never committed counts from its start. (kadm's Lag
+// skips such partitions once the group has no members, as after a stop.)
+func unprocessed(ctx context.Context, adm *kadm.Client, group, topic string) (int64, error) {
+	starts, err := adm.ListStartOffsets(ctx, topic)
+	if err == nil {
+		err = starts.Error()
+	}
+	if err != nil {
+		return 0, fmt.Errorf("topic %s: start offsets: %w", topic, err)
+	}
+	ends, err := adm.ListEndOffsets(ctx, topic)
+	if err == nil {
+		err = ends.Error()
+	}
+	if err != nil {
+		return 0, fmt.Errorf("topic %s: end offsets: %w", topic, err)
+	}
+	commits, err := adm.FetchOffsets(ctx, group)
+	if err != nil && !errors.Is(err, kerr.GroupIDNotFound) {
+		return 0, fmt.Errorf("group %s: committed offsets: %w", group, err)
+	}
+	var n int64
+	var errs []error
+	ends.Each(func(end kadm.ListedOffset) {
+		from := int64(0)
+		if st, ok := starts.Lookup(topic, end.Partition); ok {
+			from = st.Offset
+		}
+		if c, ok := commits.Lookup(topic, end.Partition); ok {
+			if c.Err != nil {
+				errs = append(errs, fmt.Errorf("group %s: %s[%d]: %w", group, topic, end.Partition, c.Err))
+				return
+			}
+			if c.At >= 0 {
+				from = max(from, c.At)
+			}
+		}
+		n += max(end.Offset-from, 0)
+	})
+	return n, errors.Join(errs...)
 }
 
 // childGatherer reads a child's /metrics and labels every series with the

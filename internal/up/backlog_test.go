@@ -1,0 +1,163 @@
+package up
+
+import (
+	"bytes"
+	"context"
+	"log/slog"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/ddnn-continuum/ddnn/internal/kafka"
+	"github.com/ddnn-continuum/ddnn/internal/pipeline"
+)
+
+// backlogBroker is an in-memory broker with n records on each of the
+// given topics' partition 0 and none on the others.
+func backlogBroker(t *testing.T, partitions int32, n int, topics ...string) (*kafka.Broker, *kadm.Client) {
+	t.Helper()
+	b, err := kafka.StartBroker("127.0.0.1:0", partitions, topics, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(b.Close)
+	cl, err := kgo.NewClient(kgo.SeedBrokers(b.Addr()), kgo.RecordPartitioner(kgo.ManualPartitioner()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(cl.Close)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	for _, topic := range topics {
+		for i := range n {
+			r := &kgo.Record{Topic: topic, Partition: int32(i % 2), Value: []byte("x")}
+			if err := cl.ProduceSync(ctx, r).FirstErr(); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	return b, kadm.NewClient(cl)
+}
+
+func TestUnprocessed(t *testing.T) {
+	// 10 records on "in": 5 on partition 0, 5 on partition 1.
+	for _, tc := range []struct {
+		name    string
+		commits map[int32]int64 // partition -> committed offset
+		trimTo  int64           // records deleted below this offset of partition 1
+		want    int64
+	}{
+		{name: "group never committed: every record", want: 10},
+		{name: "one partition committed: the other counts in full", commits: map[int32]int64{0: 3}, want: 2 + 5},
+		{name: "both committed to the end", commits: map[int32]int64{0: 5, 1: 5}, want: 0},
+		{name: "never committed, start moved by retention", trimTo: 4, want: 5 + 1},
+		{name: "commit below the log start counts from the start", commits: map[int32]int64{1: 1}, trimTo: 4, want: 5 + 1},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, adm := backlogBroker(t, 2, 10, "in")
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			if tc.trimTo > 0 {
+				del := kadm.Offsets{}
+				del.Add(kadm.Offset{Topic: "in", Partition: 1, At: tc.trimTo})
+				if _, err := adm.DeleteRecords(ctx, del); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if len(tc.commits) > 0 {
+				offs := kadm.Offsets{}
+				for p, at := range tc.commits {
+					offs.Add(kadm.Offset{Topic: "in", Partition: p, At: at, LeaderEpoch: -1})
+				}
+				if err := adm.CommitAllOffsets(ctx, "g", offs); err != nil {
+					t.Fatal(err)
+				}
+			}
+			got, err := unprocessed(ctx, adm, "g", "in")
+			if err != nil || got != tc.want {
+				t.Errorf("unprocessed = %d, %v; want %d", got, err, tc.want)
+			}
+		})
+	}
+}
+
+// syncBuf is a log sink the tests read while others write.
+type syncBuf struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuf) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuf) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// TestReportBacklogSaysWhatBecomesOfThem: the stop report promises
+// processing at the next start only when the broker keeps the records.
+func TestReportBacklogSaysWhatBecomesOfThem(t *testing.T) {
+	p := &pipeline.Pipeline{Name: "bk", Tiers: []pipeline.Tier{{Name: "edge"}, {Name: "fog"}}}
+	b, adm := backlogBroker(t, 2, 3, p.InputTopic("fog"), p.InputTopic("edge"))
+	for _, tc := range []struct {
+		name    string
+		broker  *kafka.Broker
+		dataDir string
+		when    string
+		want    []string
+		notWant string
+	}{
+		{
+			name: "durable embedded broker", broker: b, dataDir: "/d",
+			want: []string{
+				`level=INFO msg="accepted messages not processed yet; they will be processed at the next start" component=up tier=edge unprocessed=3 data_dir=/d`,
+				`tier=fog unprocessed=3`,
+			},
+		},
+		{
+			name: "ephemeral embedded broker", broker: b,
+			want: []string{
+				`level=WARN msg="accepted messages not processed; they are lost: the embedded broker kept them in memory (--ephemeral)" component=up tier=edge unprocessed=3`,
+			},
+			notWant: "next start",
+		},
+		{
+			name: "real Kafka",
+			want: []string{
+				`msg="accepted messages not processed yet; they stay in Kafka and will be processed at the next start" component=up tier=fog unprocessed=3`,
+			},
+		},
+		{
+			name: "at start", broker: b, dataDir: "/d", when: "left from the last run; processing them now",
+			want: []string{`msg="accepted messages left from the last run; processing them now" component=up tier=edge unprocessed=3`},
+		},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var out syncBuf
+			p := *p
+			s := &Supervisor{p: &p, broker: tc.broker, dataDir: tc.dataDir,
+				log: slog.New(slog.NewTextHandler(&out, nil)).With("component", "up")}
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			s.reportBacklog(ctx, adm, tc.when)
+			got := out.String()
+			for _, w := range tc.want {
+				if !strings.Contains(got, w) {
+					t.Errorf("log lacks %q:\n%s", w, got)
+				}
+			}
+			if tc.notWant != "" && strings.Contains(got, tc.notWant) {
+				t.Errorf("log says %q:\n%s", tc.notWant, got)
+			}
+		})
+	}
+}
