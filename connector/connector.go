@@ -215,7 +215,7 @@ func (c *Connector) Run(ctx context.Context) error {
 	batcher.Wait()
 	c.inflight.Wait()
 	if work.Err() != nil {
-		c.log.Warn("drain timeout: in-flight records left uncommitted; the group's next consumer gets them again",
+		c.log.Warn("drain timeout: in-flight records left uncommitted",
 			"timeout", c.cfg.DrainTimeout, "pending", c.offsets.Pending())
 	}
 	stopLoops()

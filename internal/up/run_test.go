@@ -40,12 +40,7 @@ func TestMain(m *testing.M) {
 			os.Exit(code)
 		}
 	}
-	goleak.VerifyTestMain(m,
-		// proc leaves each child's output reader running after the child
-		// exits (its pipe is never closed); that is proc's to fix, and
-		// this exception goes with the fix.
-		goleak.IgnoreAnyFunction("github.com/ddnn-continuum/ddnn/internal/proc.(*Child).prefixed.func1"),
-	)
+	goleak.VerifyTestMain(m)
 }
 
 func freeAddr(t *testing.T) string {
