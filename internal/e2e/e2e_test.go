@@ -35,7 +35,15 @@ func TestMain(m *testing.M) {
 		panic(err)
 	}
 	ddnn = filepath.Join(dir, "ddnn")
-	build := exec.Command("go", "build", "-o", ddnn, "github.com/ddnn-continuum/ddnn/cmd/ddnn")
+	// The binary finds the checkout's ONNX Runtime from any working
+	// directory (tests run it from temporary ones), as `make build` does.
+	ort, err := filepath.Abs("../../.deps/onnxruntime/libonnxruntime.so.1")
+	if err != nil {
+		panic(err)
+	}
+	build := exec.Command("go", "build", "-o", ddnn,
+		"-ldflags", "-X github.com/ddnn-continuum/ddnn/internal/onnx.DefaultLibPath="+ort,
+		"github.com/ddnn-continuum/ddnn/cmd/ddnn")
 	build.Stdout, build.Stderr = os.Stdout, os.Stderr
 	if err := build.Run(); err != nil {
 		fmt.Fprintln(os.Stderr, "e2e: building ddnn:", err)
