@@ -434,3 +434,113 @@ func TestDeadLetterProduceRetried(t *testing.T) {
 		t.Errorf("DLQ holds %q", r.Value)
 	}
 }
+
+// TestBusyTierIsNotChargedToRecords: the only replica answers 429 (too
+// many requests: the tier is busy, not the records bad) for far longer
+// than max_attempts backoffs; no record is dead-lettered and all are
+// delivered once it takes calls again.
+func TestBusyTierIsNotChargedToRecords(t *testing.T) {
+	e := setup(t)
+	var (
+		mu    sync.Mutex
+		tries = map[string]int{}
+		busy  = true
+	)
+	rep := newFakeReplica(t, func(msgs []wire.Message) (int, string) {
+		mu.Lock()
+		defer mu.Unlock()
+		if !busy {
+			return 200, ""
+		}
+		for _, m := range msgs {
+			tries[m.ID]++
+		}
+		return 429, `{"error":"too many requests"}`
+	})
+	e.produce(t, 50, "m")
+	c, _, _ := e.start(t, rep)
+	attempts := e.p.Tiers[0].Connector.MaxAttempts
+	waitFor(t, "every record tried more than max_attempts times, or one dead-lettered", func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		least := len(tries)
+		for i := 0; i < 50 && least > 0; i++ {
+			least = min(least, tries["m"+strconv.Itoa(i)])
+		}
+		return least > attempts || testutil.ToFloat64(c.m.exhausts) > 0
+	})
+	mu.Lock()
+	busy = false
+	mu.Unlock()
+	waitFor(t, "lag 0", func() bool { return e.lag(t) == 0 })
+	if n := testutil.ToFloat64(c.m.deadLetters); n != 0 {
+		t.Errorf("%v records dead-lettered while the tier answered 429", n)
+	}
+	if miss := missing(rep.ids(), "m", 50); len(miss) > 0 {
+		t.Errorf("not delivered: %v", miss)
+	}
+}
+
+// TestOutageWithRejectionsIsNotChargedToRecords: the funnel is down, so
+// the only replica answers 502 to every batch it would deliver, while it
+// still rejects bad records (400, before delivering) as they keep
+// arriving. A rejection is no delivery: the good records must not be
+// charged for the outage, and all of them are delivered afterwards.
+func TestOutageWithRejectionsIsNotChargedToRecords(t *testing.T) {
+	e := setup(t)
+	var (
+		mu     sync.Mutex
+		tries  = map[string]int{}
+		broken = true
+	)
+	rep := newFakeReplica(t, func(msgs []wire.Message) (int, string) {
+		var rej []string
+		for i, m := range msgs {
+			if strings.HasPrefix(m.ID, "bad") {
+				rej = append(rej, fmt.Sprintf(`{"index":%d,"id":%q,"reason":"tensor has NaN"}`, i, m.ID))
+			}
+		}
+		if len(rej) > 0 {
+			return 400, fmt.Sprintf(`{"error":"%d of %d messages rejected","rejected":[%s]}`, len(rej), len(msgs), strings.Join(rej, ","))
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		if !broken {
+			return 200, ""
+		}
+		for _, m := range msgs {
+			tries[m.ID]++
+		}
+		return 502, `{"error":"delivery: funnel unreachable"}`
+	})
+	e.produce(t, 50, "m")
+	c, _, _ := e.start(t, rep)
+	attempts := e.p.Tiers[0].Connector.MaxAttempts
+	tried := func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		least := len(tries)
+		for i := 0; i < 50 && least > 0; i++ {
+			least = min(least, tries["m"+strconv.Itoa(i)])
+		}
+		return least > attempts || testutil.ToFloat64(c.m.exhausts) > 0
+	}
+	bad := 0
+	for deadline := time.Now().Add(15 * time.Second); !tried(); bad++ {
+		if time.Now().After(deadline) {
+			t.Fatal("timed out waiting for every record to be tried more than max_attempts times")
+		}
+		e.produce(t, 1, "bad"+strconv.Itoa(bad)+"-")
+		time.Sleep(10 * time.Millisecond)
+	}
+	mu.Lock()
+	broken = false
+	mu.Unlock()
+	waitFor(t, "lag 0", func() bool { return e.lag(t) == 0 })
+	if n := testutil.ToFloat64(c.m.exhausts); n != 0 {
+		t.Errorf("%v good records dead-lettered for the outage (attempts exhausted)", n)
+	}
+	if miss := missing(rep.ids(), "m", 50); len(miss) > 0 {
+		t.Errorf("not delivered: %v", miss)
+	}
+}
