@@ -470,7 +470,7 @@ func (c *Connector) invoke(r *replica, batch []item) {
 		status, body, err := c.call(r, batch)
 		c.m.invocation(time.Since(start), len(batch))
 		healthy := err == nil && status < 500
-		rel := c.pool.release(r, healthy, backoff(conn.Backoff, conn.MaxBackoff, 1))
+		rel := c.pool.release(r, healthy, err == nil && status == http.StatusOK, backoff(conn.Backoff, conn.MaxBackoff, 1))
 		c.tierChanged(rel, r.url, err, status, body)
 		last, r = r, nil
 		switch {
