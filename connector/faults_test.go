@@ -544,3 +544,27 @@ func TestOutageWithRejectionsIsNotChargedToRecords(t *testing.T) {
 		t.Errorf("not delivered: %v", miss)
 	}
 }
+
+// TestDeadReplicaUnderLoadIsNotChargedToRecords: one of two replicas is
+// dead (connection refused) while the other is busy, so the dead one keeps
+// getting calls whenever the live one has no free slot. Those failures are
+// the replica's, not the records': none may be dead-lettered, although
+// the live replica delivers meanwhile.
+func TestDeadReplicaUnderLoadIsNotChargedToRecords(t *testing.T) {
+	e := setup(t)
+	live := newFakeReplica(t, func([]wire.Message) (int, string) {
+		time.Sleep(20 * time.Millisecond)
+		return 200, ""
+	})
+	dead := newFakeReplica(t, nil)
+	dead.srv.Close()
+	e.produce(t, 600, "m")
+	c, _, _ := e.start(t, live, dead)
+	waitFor(t, "lag 0", func() bool { return e.lag(t) == 0 })
+	if n := testutil.ToFloat64(c.m.exhausts); n != 0 {
+		t.Errorf("%v records dead-lettered for a dead replica while the other delivered", n)
+	}
+	if miss := missing(live.ids(), "m", 600); len(miss) > 0 {
+		t.Errorf("not delivered: %d records", len(miss))
+	}
+}
