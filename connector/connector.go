@@ -447,8 +447,9 @@ const (
 // drain deadline passes.
 //
 // A failed call is charged to its records only when the model failed on
-// them (500) or other calls of the tier succeeded since this batch's last
-// try: then the records, not the tier, are the likely cause. A charged
+// them (500) or the replica that failed it answered 200 to other calls
+// since this batch's last try: then the records, not the tier or that
+// replica, are the likely cause. A charged
 // batch is split in halves so a bad record is isolated, and a record
 // charged max_attempts times, the last time alone, goes to the DLQ. Uncharged failures (every
 // replica down, the funnel unreachable) are retried without limit.
@@ -501,7 +502,7 @@ func (c *Connector) invoke(r *replica, batch []item) {
 		if err != nil {
 			reason = fmt.Sprintf("replica %s: %v", last.url, err)
 		}
-		if status == http.StatusInternalServerError || rel.successes > seen {
+		if status == http.StatusInternalServerError || rel.replicaOK > seen {
 			queue = append(c.charge(batch, reason), queue[1:]...)
 		}
 		seen = rel.successes

@@ -17,6 +17,9 @@ type replica struct {
 	downUntil time.Time
 	// failing is set by a failed call and cleared by a healthy one.
 	failing bool
+	// okAt is the pool's successes count right after this replica's last
+	// call answered 200 (0: none yet).
+	okAt uint64
 }
 
 // pool spreads invocations over replicas: least outstanding requests first,
@@ -107,6 +110,10 @@ func (p *pool) acquire(ctx context.Context, avoid *replica) (*replica, error) {
 type released struct {
 	// successes is the count of calls answered 200 so far.
 	successes uint64
+	// replicaOK is the successes count right after the released
+	// replica's last call answered 200: it answered 200 since a moment
+	// when the count was n if replicaOK > n.
+	replicaOK uint64
 	// wentDown and cameUp report a change of the tier's state: every
 	// replica failing its last call, or a healthy call after that.
 	wentDown, cameUp bool
@@ -121,6 +128,7 @@ func (p *pool) release(r *replica, healthy, ok bool, rest time.Duration) release
 	r.failing = !healthy
 	if ok {
 		p.successes++
+		r.okAt = p.successes
 	}
 	if healthy {
 		r.downUntil = time.Time{}
@@ -131,7 +139,7 @@ func (p *pool) release(r *replica, healthy, ok bool, rest time.Duration) release
 		p.dropLocked(r)
 	}
 	p.wakeLocked()
-	out := released{successes: p.successes}
+	out := released{successes: p.successes, replicaOK: r.okAt}
 	switch {
 	case healthy && p.down:
 		p.down, out.cameUp = false, true
