@@ -568,3 +568,37 @@ func TestDeadReplicaUnderLoadIsNotChargedToRecords(t *testing.T) {
 		t.Errorf("not delivered: %d records", len(miss))
 	}
 }
+
+// TestDeadLetterWithHugeReason: a record whose ddnn-encoding header is
+// 300 KB of non-UTF-8 bytes is undecodable, and the decoder's error quotes
+// the header, escaped to four times its size. The dead letter must still
+// fit kafka.max_record_bytes (its reason cut), land on the DLQ, and let
+// the partition move on.
+func TestDeadLetterWithHugeReason(t *testing.T) {
+	e := setup(t)
+	rep := newFakeReplica(t, nil)
+	enc := make([]byte, 300_000)
+	for i := range enc {
+		enc[i] = 0xff
+	}
+	rec := &kgo.Record{Topic: "t.edge.in", Value: []byte{1, 2, 3, 4}, Headers: []kgo.RecordHeader{{Key: wire.HeaderEncoding, Value: enc}}}
+	if err := e.cl.ProduceSync(context.Background(), rec).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+	e.produce(t, 30, "m")
+	c, _, _ := e.start(t, rep)
+	waitFor(t, "lag 0", func() bool { return e.lag(t) == 0 })
+	if miss := missing(rep.ids(), "m", 30); len(miss) > 0 {
+		t.Errorf("not delivered: %v", miss)
+	}
+	r := consumeAll(t, e, "t.edge.dlq", 1)[0]
+	if got := kafka.RecordSize(r); got > e.p.Kafka.MaxRecordBytes {
+		t.Errorf("dead-letter copy of %d bytes, limit %d", got, e.p.Kafka.MaxRecordBytes)
+	}
+	if reason := header(r, wire.HeaderReason); !strings.HasPrefix(reason, "undecodable record: header ddnn-encoding: unknown encoding") {
+		t.Errorf("reason %.200q", reason)
+	}
+	if n := testutil.ToFloat64(c.m.dlqRetries); n != 0 {
+		t.Errorf("%v dead-letter produces retried", n)
+	}
+}
