@@ -288,12 +288,26 @@ func (c *Connector) waitRoom(ctx context.Context, limit int) bool {
 	return ctx.Err() == nil
 }
 
+// maxReasonBytes bounds a dead letter's reason: an error can quote what
+// it refused (a header of any size), and the reason must leave room in a
+// copy of at most kafka.max_record_bytes (4096 at least).
+const maxReasonBytes = 1024
+
+// cutReason bounds reason to maxReasonBytes, on a UTF-8 boundary.
+func cutReason(reason string) string {
+	if len(reason) <= maxReasonBytes {
+		return reason
+	}
+	return strings.ToValidUTF8(reason[:maxReasonBytes-len("…")], "") + "…"
+}
+
 // DeadLetter is rec parked on topic: its key, value and headers, plus the
-// reason, the value's size and where it came from. A copy that would be
-// larger than maxBytes (kafka.max_record_bytes) gets its value cut to fit,
-// then, if that is not enough, loses the original headers and key, and
-// HeaderTruncated says what was cut.
+// reason (cut to 1 KiB), the value's size and where it came from. A copy
+// that would be larger than maxBytes (kafka.max_record_bytes) gets its
+// value cut to fit, then, if that is not enough, loses the original
+// headers and key, and HeaderTruncated says what was cut.
 func DeadLetter(topic string, rec *kgo.Record, reason string, maxBytes int) *kgo.Record {
+	reason = cutReason(reason)
 	ours := []kgo.RecordHeader{
 		{Key: wire.HeaderReason, Value: []byte(reason)},
 		{Key: HeaderOriginalSize, Value: []byte(strconv.Itoa(len(rec.Value)))},
@@ -640,6 +654,7 @@ func (c *Connector) call(r *replica, batch []item) (int, []byte, error) {
 // the background and is retried with backoff (counted) until it succeeds
 // or the drain deadline passes, when rec stays uncommitted.
 func (c *Connector) deadLetter(rec *kgo.Record, reason string) {
+	reason = cutReason(reason)
 	dlq := DeadLetter(c.p.DLQTopic(c.tier.Name), rec, reason, c.p.Kafka.MaxRecordBytes)
 	c.inflight.Add(1)
 	c.produceDeadLetter(dlq, rec, reason, 1)
