@@ -602,3 +602,29 @@ func TestDeadLetterWithHugeReason(t *testing.T) {
 		t.Errorf("%v dead-letter produces retried", n)
 	}
 }
+
+// TestUnencodableRecordIsDeadLettered: a raw record keyed by bytes that are
+// not UTF-8 decodes (its key becomes its id) but cannot be encoded for a
+// replica. That is the record's fault, not the replica's: it goes to the
+// DLQ at once, the partition moves on, and the tier is never taken for
+// down. Today it is retried forever as a replica failure.
+func TestUnencodableRecordIsDeadLettered(t *testing.T) {
+	e := setup(t)
+	rep := newFakeReplica(t, nil)
+	rec := &kgo.Record{Topic: "t.edge.in", Key: []byte{0xff, 0xfe, 0xfd}, Value: []byte{1, 2, 3, 4}}
+	if err := e.cl.ProduceSync(context.Background(), rec).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+	c, _, _ := e.start(t, rep)
+	waitFor(t, "lag 0", func() bool { return e.lag(t) == 0 || testutil.ToFloat64(c.m.down) == 1 })
+	if testutil.ToFloat64(c.m.down) == 1 {
+		t.Error("tier marked down for a record that cannot be encoded")
+	}
+	waitFor(t, "lag 0", func() bool { return e.lag(t) == 0 })
+	r := consumeAll(t, e, "t.edge.dlq", 1)[0]
+	if reason := header(r, wire.HeaderReason); !strings.Contains(reason, "invalid UTF-8") {
+		t.Errorf("reason %q", reason)
+	}
+	e.produce(t, 20, "m")
+	waitFor(t, "the records after it", func() bool { return len(rep.ids()) == 20 && e.lag(t) == 0 })
+}
