@@ -232,6 +232,7 @@ func (c *Connector) Run(ctx context.Context) error {
 // hands decoded ones to the batcher; undecodable ones go to the DLQ.
 func (c *Connector) poll(ctx context.Context, items chan<- item) error {
 	limit := c.tier.Connector.MaxPendingRecords
+	var scratch []byte // one record encoded for a replica, reused
 	for {
 		if !c.waitRoom(ctx, limit) {
 			return nil
@@ -264,6 +265,13 @@ func (c *Connector) poll(ctx context.Context, items chan<- item) error {
 				// Produced straight to Kafka without a send time: the
 				// record's own timestamp is the best we have.
 				m.SentAt = r.Timestamp.UTC()
+			}
+			// What decodes from a raw record (an id from a binary key, a
+			// send time past 2262, a NaN for JSON) may not encode for
+			// the replica: that is the record's fault, not the replica's.
+			if scratch, err = wire.AppendMessages(scratch[:0], c.p.Encoding(), []wire.Message{m}); err != nil {
+				c.deadLetter(r, "unencodable record: "+strings.TrimPrefix(err.Error(), "message 0: "))
+				continue
 			}
 			select {
 			case items <- item{rec: r, msg: m}:
