@@ -628,3 +628,27 @@ func TestUnencodableRecordIsDeadLettered(t *testing.T) {
 	e.produce(t, 20, "m")
 	waitFor(t, "the records after it", func() bool { return len(rep.ids()) == 20 && e.lag(t) == 0 })
 }
+
+// TestRejectionNamingNoRecord: a replica answers 400 with a rejected list
+// whose indexes name no record of the batch. The batch must not be sent
+// again and again without pause: it is taken as rejected as a whole, as a
+// 400 without a list is.
+func TestRejectionNamingNoRecord(t *testing.T) {
+	e := setup(t)
+	rep := newFakeReplica(t, func(msgs []wire.Message) (int, string) {
+		return 400, fmt.Sprintf(`{"error":"1 of %d messages rejected","rejected":[{"index":%d,"reason":"tensor has NaN"}]}`, len(msgs), len(msgs)+5)
+	})
+	e.produce(t, 3, "m")
+	c, _, _ := e.start(t, rep)
+	deadline := time.Now().Add(5 * time.Second)
+	for e.lag(t) != 0 && time.Now().Before(deadline) && rep.calls.Load() < 10_000 {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if n := rep.calls.Load(); n > 100 {
+		t.Errorf("%d calls for 3 records", n)
+	}
+	waitFor(t, "lag 0", func() bool { return e.lag(t) == 0 })
+	if n := testutil.ToFloat64(c.m.deadLetters); n != 3 {
+		t.Errorf("%v records dead-lettered, want 3", n)
+	}
+}
