@@ -596,7 +596,8 @@ func (c *Connector) tierChanged(rel released, url string, err error, status int,
 
 // rejected handles a 4xx: records the function named as bad go to the
 // dead-letter topic; the rest are returned to be sent again. Without a
-// list, the whole batch is bad.
+// list, or with one that names no record of the batch, the whole batch is
+// bad.
 func (c *Connector) rejected(batch []item, status int, body []byte) []item {
 	var eb struct {
 		Error    string `json:"error"`
@@ -609,15 +610,17 @@ func (c *Connector) rejected(batch []item, status int, body []byte) []item {
 	if json.Unmarshal(body, &eb) == nil && eb.Error != "" {
 		reason = fmt.Sprintf("function answered %d: %s", status, eb.Error)
 	}
-	if status != http.StatusBadRequest || len(eb.Rejected) == 0 {
+	bad := make(map[int]string, len(eb.Rejected))
+	for _, r := range eb.Rejected {
+		if r.Index >= 0 && r.Index < len(batch) {
+			bad[r.Index] = r.Reason
+		}
+	}
+	if status != http.StatusBadRequest || len(bad) == 0 {
 		for _, it := range batch {
 			c.deadLetter(it.rec, reason)
 		}
 		return nil
-	}
-	bad := make(map[int]string, len(eb.Rejected))
-	for _, r := range eb.Rejected {
-		bad[r.Index] = r.Reason
 	}
 	var rest []item
 	for i, it := range batch {
