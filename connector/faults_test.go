@@ -652,3 +652,61 @@ func TestRejectionNamingNoRecord(t *testing.T) {
 		t.Errorf("%v records dead-lettered, want 3", n)
 	}
 }
+
+// TestRevokeFreesTheWindow: the pending window is full behind a record
+// whose call hangs, so the poll waits for room. When a rebalance revokes
+// that record's partition, its window is let go and the poll must fetch
+// again at once (the partitions it keeps have records waiting), not only
+// once the hanging call ends.
+func TestRevokeFreesTheWindow(t *testing.T) {
+	e := setup(t)
+	const limit = 16
+	e.p.Tiers[0].Connector.MaxPendingRecords = limit
+	release := make(chan struct{})
+	var once sync.Once
+	unblock := func() { once.Do(func() { close(release) }) }
+	t.Cleanup(unblock)
+	rep := newFakeReplica(t, func(msgs []wire.Message) (int, string) {
+		for _, m := range msgs {
+			if m.ID == "m0" {
+				<-release
+			}
+		}
+		return 200, ""
+	})
+	manual, err := kgo.NewClient(kgo.SeedBrokers(e.p.Kafka.Brokers...), kgo.RecordPartitioner(kgo.ManualPartitioner()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer manual.Close()
+	var recs []*kgo.Record
+	for i := 0; i < 40; i++ {
+		m := wire.Message{ID: "m" + strconv.Itoa(i), Tensor: wire.Tensor{DType: wire.Uint8, Shape: []int{4}, Data: []byte{1, 2, 3, 4}}}
+		v, hs, err := wire.AppendRecord(nil, wire.Binary, &m)
+		if err != nil {
+			t.Fatal(err)
+		}
+		r := &kgo.Record{Topic: "t.edge.in", Partition: 0, Value: v}
+		for _, h := range hs {
+			r.Headers = append(r.Headers, kgo.RecordHeader{Key: h.Key, Value: h.Value})
+		}
+		recs = append(recs, r)
+	}
+	if err := manual.ProduceSync(context.Background(), recs...).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+	c, _, _ := e.start(t, rep)
+	waitFor(t, "the window full behind m0", func() bool { return c.offsets.Window() == limit })
+	e.produce(t, 30, "later") // on partitions 1 and 2 as well
+
+	// What kgo does when a rebalance moves partition 0 elsewhere.
+	c.onRevoked(context.Background(), c.cl, map[string][]int32{"t.edge.in": {0}})
+	deadline := time.Now().Add(5 * time.Second)
+	for testutil.ToFloat64(c.m.fetchedRecs) <= limit && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if n := testutil.ToFloat64(c.m.fetchedRecs); n <= limit {
+		t.Errorf("the poll fetched nothing after the revocation freed the window (fetched %v, window %d)", n, c.offsets.Window())
+	}
+	unblock()
+}
