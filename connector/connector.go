@@ -789,6 +789,11 @@ func (c *Connector) onRevoked(ctx context.Context, _ *kgo.Client, revoked map[st
 	if n := c.offsets.Revoke(tps...); n > 0 {
 		c.log.Info("partitions revoked with records in flight; they will be redelivered", "partitions", len(tps), "records", n)
 	}
+	// Their window is gone: wake a poll waiting for room.
+	select {
+	case c.room <- struct{}{}:
+	default:
+	}
 }
 
 // backoff is the delay before attempt (1-based): base doubled per attempt up
