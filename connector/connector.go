@@ -232,6 +232,7 @@ func (c *Connector) Run(ctx context.Context) error {
 // hands decoded ones to the batcher; undecodable ones go to the DLQ.
 func (c *Connector) poll(ctx context.Context, items chan<- item) error {
 	limit := c.tier.Connector.MaxPendingRecords
+	var scratch []byte // one record encoded for a replica, reused
 	for {
 		if !c.waitRoom(ctx, limit) {
 			return nil
@@ -265,6 +266,13 @@ func (c *Connector) poll(ctx context.Context, items chan<- item) error {
 				// record's own timestamp is the best we have.
 				m.SentAt = r.Timestamp.UTC()
 			}
+			// What decodes from a raw record (an id from a binary key, a
+			// send time past 2262, a NaN for JSON) may not encode for
+			// the replica: that is the record's fault, not the replica's.
+			if scratch, err = wire.AppendMessages(scratch[:0], c.p.Encoding(), []wire.Message{m}); err != nil {
+				c.deadLetter(r, "unencodable record: "+strings.TrimPrefix(err.Error(), "message 0: "))
+				continue
+			}
 			select {
 			case items <- item{rec: r, msg: m}:
 			case <-ctx.Done():
@@ -288,12 +296,26 @@ func (c *Connector) waitRoom(ctx context.Context, limit int) bool {
 	return ctx.Err() == nil
 }
 
+// maxReasonBytes bounds a dead letter's reason: an error can quote what
+// it refused (a header of any size), and the reason must leave room in a
+// copy of at most kafka.max_record_bytes (4096 at least).
+const maxReasonBytes = 1024
+
+// cutReason bounds reason to maxReasonBytes, on a UTF-8 boundary.
+func cutReason(reason string) string {
+	if len(reason) <= maxReasonBytes {
+		return reason
+	}
+	return strings.ToValidUTF8(reason[:maxReasonBytes-len("…")], "") + "…"
+}
+
 // DeadLetter is rec parked on topic: its key, value and headers, plus the
-// reason, the value's size and where it came from. A copy that would be
-// larger than maxBytes (kafka.max_record_bytes) gets its value cut to fit,
-// then, if that is not enough, loses the original headers and key, and
-// HeaderTruncated says what was cut.
+// reason (cut to 1 KiB), the value's size and where it came from. A copy
+// that would be larger than maxBytes (kafka.max_record_bytes) gets its
+// value cut to fit, then, if that is not enough, loses the original
+// headers and key, and HeaderTruncated says what was cut.
 func DeadLetter(topic string, rec *kgo.Record, reason string, maxBytes int) *kgo.Record {
+	reason = cutReason(reason)
 	ours := []kgo.RecordHeader{
 		{Key: wire.HeaderReason, Value: []byte(reason)},
 		{Key: HeaderOriginalSize, Value: []byte(strconv.Itoa(len(rec.Value)))},
@@ -447,8 +469,9 @@ const (
 // drain deadline passes.
 //
 // A failed call is charged to its records only when the model failed on
-// them (500) or other calls of the tier succeeded since this batch's last
-// try: then the records, not the tier, are the likely cause. A charged
+// them (500) or the replica that failed it answered 200 to other calls
+// since this batch's last try: then the records, not the tier or that
+// replica, are the likely cause. A charged
 // batch is split in halves so a bad record is isolated, and a record
 // charged max_attempts times, the last time alone, goes to the DLQ. Uncharged failures (every
 // replica down, the funnel unreachable) are retried without limit.
@@ -470,7 +493,7 @@ func (c *Connector) invoke(r *replica, batch []item) {
 		status, body, err := c.call(r, batch)
 		c.m.invocation(time.Since(start), len(batch))
 		healthy := err == nil && status < 500
-		rel := c.pool.release(r, healthy, backoff(conn.Backoff, conn.MaxBackoff, 1))
+		rel := c.pool.release(r, healthy, err == nil && status == http.StatusOK, backoff(conn.Backoff, conn.MaxBackoff, 1))
 		c.tierChanged(rel, r.url, err, status, body)
 		last, r = r, nil
 		switch {
@@ -501,7 +524,7 @@ func (c *Connector) invoke(r *replica, batch []item) {
 		if err != nil {
 			reason = fmt.Sprintf("replica %s: %v", last.url, err)
 		}
-		if status == http.StatusInternalServerError || rel.successes > seen {
+		if status == http.StatusInternalServerError || rel.replicaOK > seen {
 			queue = append(c.charge(batch, reason), queue[1:]...)
 		}
 		seen = rel.successes
@@ -573,7 +596,8 @@ func (c *Connector) tierChanged(rel released, url string, err error, status int,
 
 // rejected handles a 4xx: records the function named as bad go to the
 // dead-letter topic; the rest are returned to be sent again. Without a
-// list, the whole batch is bad.
+// list, or with one that names no record of the batch, the whole batch is
+// bad.
 func (c *Connector) rejected(batch []item, status int, body []byte) []item {
 	var eb struct {
 		Error    string `json:"error"`
@@ -586,15 +610,17 @@ func (c *Connector) rejected(batch []item, status int, body []byte) []item {
 	if json.Unmarshal(body, &eb) == nil && eb.Error != "" {
 		reason = fmt.Sprintf("function answered %d: %s", status, eb.Error)
 	}
-	if status != http.StatusBadRequest || len(eb.Rejected) == 0 {
+	bad := make(map[int]string, len(eb.Rejected))
+	for _, r := range eb.Rejected {
+		if r.Index >= 0 && r.Index < len(batch) {
+			bad[r.Index] = r.Reason
+		}
+	}
+	if status != http.StatusBadRequest || len(bad) == 0 {
 		for _, it := range batch {
 			c.deadLetter(it.rec, reason)
 		}
 		return nil
-	}
-	bad := make(map[int]string, len(eb.Rejected))
-	for _, r := range eb.Rejected {
-		bad[r.Index] = r.Reason
 	}
 	var rest []item
 	for i, it := range batch {
@@ -639,6 +665,7 @@ func (c *Connector) call(r *replica, batch []item) (int, []byte, error) {
 // the background and is retried with backoff (counted) until it succeeds
 // or the drain deadline passes, when rec stays uncommitted.
 func (c *Connector) deadLetter(rec *kgo.Record, reason string) {
+	reason = cutReason(reason)
 	dlq := DeadLetter(c.p.DLQTopic(c.tier.Name), rec, reason, c.p.Kafka.MaxRecordBytes)
 	c.inflight.Add(1)
 	c.produceDeadLetter(dlq, rec, reason, 1)
@@ -761,6 +788,11 @@ func (c *Connector) onRevoked(ctx context.Context, _ *kgo.Client, revoked map[st
 	}
 	if n := c.offsets.Revoke(tps...); n > 0 {
 		c.log.Info("partitions revoked with records in flight; they will be redelivered", "partitions", len(tps), "records", n)
+	}
+	// Their window is gone: wake a poll waiting for room.
+	select {
+	case c.room <- struct{}{}:
+	default:
 	}
 }
 

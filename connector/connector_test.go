@@ -436,7 +436,7 @@ func TestPoolUpdate(t *testing.T) {
 			t.Fatal("removed replica got a new call")
 		}
 	}
-	p.release(ra, true, 0)
+	p.release(ra, true, true, 0)
 	urls := map[string]bool{}
 	for _, u := range p.live() {
 		urls[u] = true

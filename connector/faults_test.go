@@ -434,3 +434,279 @@ func TestDeadLetterProduceRetried(t *testing.T) {
 		t.Errorf("DLQ holds %q", r.Value)
 	}
 }
+
+// TestBusyTierIsNotChargedToRecords: the only replica answers 429 (too
+// many requests: the tier is busy, not the records bad) for far longer
+// than max_attempts backoffs; no record is dead-lettered and all are
+// delivered once it takes calls again.
+func TestBusyTierIsNotChargedToRecords(t *testing.T) {
+	e := setup(t)
+	var (
+		mu    sync.Mutex
+		tries = map[string]int{}
+		busy  = true
+	)
+	rep := newFakeReplica(t, func(msgs []wire.Message) (int, string) {
+		mu.Lock()
+		defer mu.Unlock()
+		if !busy {
+			return 200, ""
+		}
+		for _, m := range msgs {
+			tries[m.ID]++
+		}
+		return 429, `{"error":"too many requests"}`
+	})
+	e.produce(t, 50, "m")
+	c, _, _ := e.start(t, rep)
+	attempts := e.p.Tiers[0].Connector.MaxAttempts
+	waitFor(t, "every record tried more than max_attempts times, or one dead-lettered", func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		least := len(tries)
+		for i := 0; i < 50 && least > 0; i++ {
+			least = min(least, tries["m"+strconv.Itoa(i)])
+		}
+		return least > attempts || testutil.ToFloat64(c.m.exhausts) > 0
+	})
+	mu.Lock()
+	busy = false
+	mu.Unlock()
+	waitFor(t, "lag 0", func() bool { return e.lag(t) == 0 })
+	if n := testutil.ToFloat64(c.m.deadLetters); n != 0 {
+		t.Errorf("%v records dead-lettered while the tier answered 429", n)
+	}
+	if miss := missing(rep.ids(), "m", 50); len(miss) > 0 {
+		t.Errorf("not delivered: %v", miss)
+	}
+}
+
+// TestOutageWithRejectionsIsNotChargedToRecords: the funnel is down, so
+// the only replica answers 502 to every batch it would deliver, while it
+// still rejects bad records (400, before delivering) as they keep
+// arriving. A rejection is no delivery: the good records must not be
+// charged for the outage, and all of them are delivered afterwards.
+func TestOutageWithRejectionsIsNotChargedToRecords(t *testing.T) {
+	e := setup(t)
+	var (
+		mu     sync.Mutex
+		tries  = map[string]int{}
+		broken = true
+	)
+	rep := newFakeReplica(t, func(msgs []wire.Message) (int, string) {
+		var rej []string
+		for i, m := range msgs {
+			if strings.HasPrefix(m.ID, "bad") {
+				rej = append(rej, fmt.Sprintf(`{"index":%d,"id":%q,"reason":"tensor has NaN"}`, i, m.ID))
+			}
+		}
+		if len(rej) > 0 {
+			return 400, fmt.Sprintf(`{"error":"%d of %d messages rejected","rejected":[%s]}`, len(rej), len(msgs), strings.Join(rej, ","))
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		if !broken {
+			return 200, ""
+		}
+		for _, m := range msgs {
+			tries[m.ID]++
+		}
+		return 502, `{"error":"delivery: funnel unreachable"}`
+	})
+	e.produce(t, 50, "m")
+	c, _, _ := e.start(t, rep)
+	attempts := e.p.Tiers[0].Connector.MaxAttempts
+	tried := func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		least := len(tries)
+		for i := 0; i < 50 && least > 0; i++ {
+			least = min(least, tries["m"+strconv.Itoa(i)])
+		}
+		return least > attempts || testutil.ToFloat64(c.m.exhausts) > 0
+	}
+	bad := 0
+	for deadline := time.Now().Add(15 * time.Second); !tried(); bad++ {
+		if time.Now().After(deadline) {
+			t.Fatal("timed out waiting for every record to be tried more than max_attempts times")
+		}
+		e.produce(t, 1, "bad"+strconv.Itoa(bad)+"-")
+		time.Sleep(10 * time.Millisecond)
+	}
+	mu.Lock()
+	broken = false
+	mu.Unlock()
+	waitFor(t, "lag 0", func() bool { return e.lag(t) == 0 })
+	if n := testutil.ToFloat64(c.m.exhausts); n != 0 {
+		t.Errorf("%v good records dead-lettered for the outage (attempts exhausted)", n)
+	}
+	if miss := missing(rep.ids(), "m", 50); len(miss) > 0 {
+		t.Errorf("not delivered: %v", miss)
+	}
+}
+
+// TestDeadReplicaUnderLoadIsNotChargedToRecords: one of two replicas is
+// dead (connection refused) while the other is busy, so the dead one keeps
+// getting calls whenever the live one has no free slot. Those failures are
+// the replica's, not the records': none may be dead-lettered, although
+// the live replica delivers meanwhile.
+func TestDeadReplicaUnderLoadIsNotChargedToRecords(t *testing.T) {
+	e := setup(t)
+	live := newFakeReplica(t, func([]wire.Message) (int, string) {
+		time.Sleep(20 * time.Millisecond)
+		return 200, ""
+	})
+	dead := newFakeReplica(t, nil)
+	dead.srv.Close()
+	e.produce(t, 600, "m")
+	c, _, _ := e.start(t, live, dead)
+	waitFor(t, "lag 0", func() bool { return e.lag(t) == 0 })
+	if n := testutil.ToFloat64(c.m.exhausts); n != 0 {
+		t.Errorf("%v records dead-lettered for a dead replica while the other delivered", n)
+	}
+	if miss := missing(live.ids(), "m", 600); len(miss) > 0 {
+		t.Errorf("not delivered: %d records", len(miss))
+	}
+}
+
+// TestDeadLetterWithHugeReason: a record whose ddnn-encoding header is
+// 300 KB of non-UTF-8 bytes is undecodable, and the decoder's error quotes
+// the header, escaped to four times its size. The dead letter must still
+// fit kafka.max_record_bytes (its reason cut), land on the DLQ, and let
+// the partition move on.
+func TestDeadLetterWithHugeReason(t *testing.T) {
+	e := setup(t)
+	rep := newFakeReplica(t, nil)
+	enc := make([]byte, 300_000)
+	for i := range enc {
+		enc[i] = 0xff
+	}
+	rec := &kgo.Record{Topic: "t.edge.in", Value: []byte{1, 2, 3, 4}, Headers: []kgo.RecordHeader{{Key: wire.HeaderEncoding, Value: enc}}}
+	if err := e.cl.ProduceSync(context.Background(), rec).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+	e.produce(t, 30, "m")
+	c, _, _ := e.start(t, rep)
+	waitFor(t, "lag 0", func() bool { return e.lag(t) == 0 })
+	if miss := missing(rep.ids(), "m", 30); len(miss) > 0 {
+		t.Errorf("not delivered: %v", miss)
+	}
+	r := consumeAll(t, e, "t.edge.dlq", 1)[0]
+	if got := kafka.RecordSize(r); got > e.p.Kafka.MaxRecordBytes {
+		t.Errorf("dead-letter copy of %d bytes, limit %d", got, e.p.Kafka.MaxRecordBytes)
+	}
+	if reason := header(r, wire.HeaderReason); !strings.HasPrefix(reason, "undecodable record: header ddnn-encoding: unknown encoding") {
+		t.Errorf("reason %.200q", reason)
+	}
+	if n := testutil.ToFloat64(c.m.dlqRetries); n != 0 {
+		t.Errorf("%v dead-letter produces retried", n)
+	}
+}
+
+// TestUnencodableRecordIsDeadLettered: a raw record keyed by bytes that are
+// not UTF-8 decodes (its key becomes its id) but cannot be encoded for a
+// replica. That is the record's fault, not the replica's: it goes to the
+// DLQ at once, the partition moves on, and the tier is never taken for
+// down. Today it is retried forever as a replica failure.
+func TestUnencodableRecordIsDeadLettered(t *testing.T) {
+	e := setup(t)
+	rep := newFakeReplica(t, nil)
+	rec := &kgo.Record{Topic: "t.edge.in", Key: []byte{0xff, 0xfe, 0xfd}, Value: []byte{1, 2, 3, 4}}
+	if err := e.cl.ProduceSync(context.Background(), rec).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+	c, _, _ := e.start(t, rep)
+	waitFor(t, "lag 0", func() bool { return e.lag(t) == 0 || testutil.ToFloat64(c.m.down) == 1 })
+	if testutil.ToFloat64(c.m.down) == 1 {
+		t.Error("tier marked down for a record that cannot be encoded")
+	}
+	waitFor(t, "lag 0", func() bool { return e.lag(t) == 0 })
+	r := consumeAll(t, e, "t.edge.dlq", 1)[0]
+	if reason := header(r, wire.HeaderReason); !strings.Contains(reason, "invalid UTF-8") {
+		t.Errorf("reason %q", reason)
+	}
+	e.produce(t, 20, "m")
+	waitFor(t, "the records after it", func() bool { return len(rep.ids()) == 20 && e.lag(t) == 0 })
+}
+
+// TestRejectionNamingNoRecord: a replica answers 400 with a rejected list
+// whose indexes name no record of the batch. The batch must not be sent
+// again and again without pause: it is taken as rejected as a whole, as a
+// 400 without a list is.
+func TestRejectionNamingNoRecord(t *testing.T) {
+	e := setup(t)
+	rep := newFakeReplica(t, func(msgs []wire.Message) (int, string) {
+		return 400, fmt.Sprintf(`{"error":"1 of %d messages rejected","rejected":[{"index":%d,"reason":"tensor has NaN"}]}`, len(msgs), len(msgs)+5)
+	})
+	e.produce(t, 3, "m")
+	c, _, _ := e.start(t, rep)
+	deadline := time.Now().Add(5 * time.Second)
+	for e.lag(t) != 0 && time.Now().Before(deadline) && rep.calls.Load() < 10_000 {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if n := rep.calls.Load(); n > 100 {
+		t.Errorf("%d calls for 3 records", n)
+	}
+	waitFor(t, "lag 0", func() bool { return e.lag(t) == 0 })
+	if n := testutil.ToFloat64(c.m.deadLetters); n != 3 {
+		t.Errorf("%v records dead-lettered, want 3", n)
+	}
+}
+
+// TestRevokeFreesTheWindow: the pending window is full behind a record
+// whose call hangs, so the poll waits for room. When a rebalance revokes
+// that record's partition, its window is let go and the poll must fetch
+// again at once (the partitions it keeps have records waiting), not only
+// once the hanging call ends.
+func TestRevokeFreesTheWindow(t *testing.T) {
+	e := setup(t)
+	const limit = 16
+	e.p.Tiers[0].Connector.MaxPendingRecords = limit
+	release := make(chan struct{})
+	var once sync.Once
+	unblock := func() { once.Do(func() { close(release) }) }
+	t.Cleanup(unblock)
+	rep := newFakeReplica(t, func(msgs []wire.Message) (int, string) {
+		for _, m := range msgs {
+			if m.ID == "m0" {
+				<-release
+			}
+		}
+		return 200, ""
+	})
+	manual, err := kgo.NewClient(kgo.SeedBrokers(e.p.Kafka.Brokers...), kgo.RecordPartitioner(kgo.ManualPartitioner()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer manual.Close()
+	var recs []*kgo.Record
+	for i := 0; i < 40; i++ {
+		m := wire.Message{ID: "m" + strconv.Itoa(i), Tensor: wire.Tensor{DType: wire.Uint8, Shape: []int{4}, Data: []byte{1, 2, 3, 4}}}
+		v, hs, err := wire.AppendRecord(nil, wire.Binary, &m)
+		if err != nil {
+			t.Fatal(err)
+		}
+		r := &kgo.Record{Topic: "t.edge.in", Partition: 0, Value: v}
+		for _, h := range hs {
+			r.Headers = append(r.Headers, kgo.RecordHeader{Key: h.Key, Value: h.Value})
+		}
+		recs = append(recs, r)
+	}
+	if err := manual.ProduceSync(context.Background(), recs...).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+	c, _, _ := e.start(t, rep)
+	waitFor(t, "the window full behind m0", func() bool { return c.offsets.Window() == limit })
+	e.produce(t, 30, "later") // on partitions 1 and 2 as well
+
+	// What kgo does when a rebalance moves partition 0 elsewhere.
+	c.onRevoked(context.Background(), c.cl, map[string][]int32{"t.edge.in": {0}})
+	deadline := time.Now().Add(5 * time.Second)
+	for testutil.ToFloat64(c.m.fetchedRecs) <= limit && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if n := testutil.ToFloat64(c.m.fetchedRecs); n <= limit {
+		t.Errorf("the poll fetched nothing after the revocation freed the window (fetched %v, window %d)", n, c.offsets.Window())
+	}
+	unblock()
+}

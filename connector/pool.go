@@ -17,6 +17,9 @@ type replica struct {
 	downUntil time.Time
 	// failing is set by a failed call and cleared by a healthy one.
 	failing bool
+	// okAt is the pool's successes count right after this replica's last
+	// call answered 200 (0: none yet).
+	okAt uint64
 }
 
 // pool spreads invocations over replicas: least outstanding requests first,
@@ -26,8 +29,9 @@ type pool struct {
 	reps  []*replica
 	limit int
 	wake  chan struct{} // closed and replaced whenever a slot frees up
-	// successes counts healthy calls: a failure while it does not move
-	// is the tier's, not the record's.
+	// successes counts calls answered 200: a failure while it does not
+	// move is the tier's, not the record's. A healthy answer that
+	// delivered nothing (4xx, 429) does not count.
 	successes uint64
 	// down is set while every replica failed its last call; up is closed
 	// and replaced when the tier comes back.
@@ -104,22 +108,30 @@ func (p *pool) acquire(ctx context.Context, avoid *replica) (*replica, error) {
 
 // released is what a call's end changed.
 type released struct {
-	// successes is the count of healthy calls so far.
+	// successes is the count of calls answered 200 so far.
 	successes uint64
+	// replicaOK is the successes count right after the released
+	// replica's last call answered 200: it answered 200 since a moment
+	// when the count was n if replicaOK > n.
+	replicaOK uint64
 	// wentDown and cameUp report a change of the tier's state: every
 	// replica failing its last call, or a healthy call after that.
 	wentDown, cameUp bool
 }
 
-// release gives r's slot back; an unhealthy call rests r for rest.
-func (p *pool) release(r *replica, healthy bool, rest time.Duration) released {
+// release gives r's slot back; an unhealthy call rests r for rest. ok
+// says the call was answered 200.
+func (p *pool) release(r *replica, healthy, ok bool, rest time.Duration) released {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	r.outstanding--
 	r.failing = !healthy
+	if ok {
+		p.successes++
+		r.okAt = p.successes
+	}
 	if healthy {
 		r.downUntil = time.Time{}
-		p.successes++
 	} else {
 		r.downUntil = time.Now().Add(rest)
 	}
@@ -127,7 +139,7 @@ func (p *pool) release(r *replica, healthy bool, rest time.Duration) released {
 		p.dropLocked(r)
 	}
 	p.wakeLocked()
-	out := released{successes: p.successes}
+	out := released{successes: p.successes, replicaOK: r.okAt}
 	switch {
 	case healthy && p.down:
 		p.down, out.cameUp = false, true
@@ -158,7 +170,7 @@ func (p *pool) cameUp() <-chan struct{} {
 	return p.up
 }
 
-// succeeded is the count of healthy calls so far.
+// succeeded is the count of calls answered 200 so far.
 func (p *pool) succeeded() uint64 {
 	p.mu.Lock()
 	defer p.mu.Unlock()

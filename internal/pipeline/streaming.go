@@ -117,7 +117,8 @@ type Connector struct {
 	// InFlightPerReplica bounds concurrent invocations of one replica.
 	InFlightPerReplica int `yaml:"in_flight_per_replica"`
 	// MaxAttempts is how many failures a record may be charged (the model
-	// failed on it, or other records of the tier succeeded meanwhile)
+	// failed on it, or the replica that failed it delivered other
+	// records meanwhile)
 	// before it is dead-lettered, the last time alone in its call, with
 	// reason "attempts exhausted: <last error>". Failures while no invocation of
 	// the tier succeeds (every replica down, the funnel unreachable) are
