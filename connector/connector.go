@@ -232,7 +232,6 @@ func (c *Connector) Run(ctx context.Context) error {
 // hands decoded ones to the batcher; undecodable ones go to the DLQ.
 func (c *Connector) poll(ctx context.Context, items chan<- item) error {
 	limit := c.tier.Connector.MaxPendingRecords
-	var scratch []byte // one record encoded for a replica, reused
 	for {
 		if !c.waitRoom(ctx, limit) {
 			return nil
@@ -265,13 +264,6 @@ func (c *Connector) poll(ctx context.Context, items chan<- item) error {
 				// Produced straight to Kafka without a send time: the
 				// record's own timestamp is the best we have.
 				m.SentAt = r.Timestamp.UTC()
-			}
-			// What decodes from a raw record (an id from a binary key, a
-			// send time past 2262, a NaN for JSON) may not encode for
-			// the replica: that is the record's fault, not the replica's.
-			if scratch, err = wire.AppendMessages(scratch[:0], c.p.Encoding(), []wire.Message{m}); err != nil {
-				c.deadLetter(r, "unencodable record: "+strings.TrimPrefix(err.Error(), "message 0: "))
-				continue
 			}
 			select {
 			case items <- item{rec: r, msg: m}:
@@ -481,16 +473,29 @@ func (c *Connector) invoke(r *replica, batch []item) {
 	seen := c.pool.succeeded()
 	var last *replica
 	fails := 0 // consecutive failures, for the backoff
+	defer func() {
+		if r != nil {
+			c.pool.giveBack(r) // acquired for a batch that needed no call
+		}
+	}()
 	for len(queue) > 0 {
 		batch := queue[0]
+		payload, err := c.encode(batch)
+		if err != nil {
+			if rest := c.dropUnencodable(batch); len(rest) > 0 {
+				queue[0] = rest
+			} else {
+				queue = queue[1:]
+			}
+			continue
+		}
 		if r == nil {
-			var err error
 			if r, err = c.pool.acquire(c.work, last); err != nil {
 				return // drain deadline passed: records stay uncommitted
 			}
 		}
 		start := time.Now()
-		status, body, err := c.call(r, batch)
+		status, body, err := c.call(r, payload)
 		c.m.invocation(time.Since(start), len(batch))
 		healthy := err == nil && status < 500
 		rel := c.pool.release(r, healthy, err == nil && status == http.StatusOK, backoff(conn.Backoff, conn.MaxBackoff, 1))
@@ -633,24 +638,40 @@ func (c *Connector) rejected(batch []item, status int, body []byte) []item {
 	return rest
 }
 
-// call posts batch to r as one binary request.
-func (c *Connector) call(r *replica, batch []item) (int, []byte, error) {
+// encode is batch as the body of one invocation.
+func (c *Connector) encode(batch []item) ([]byte, error) {
 	msgs := make([]wire.Message, len(batch))
 	for i := range batch {
 		msgs[i] = batch[i].msg
 	}
-	enc := c.p.Encoding()
-	body, err := wire.AppendMessages(nil, enc, msgs)
-	if err != nil {
-		return 0, nil, err
+	return wire.AppendMessages(nil, c.p.Encoding(), msgs)
+}
+
+// dropUnencodable dead-letters the records of batch that cannot be encoded
+// for a replica and returns the others. What decodes from a raw record (an
+// id from a binary key, a send time past 2262, a NaN for JSON) may not
+// encode: that is the record's fault, not a replica's.
+func (c *Connector) dropUnencodable(batch []item) []item {
+	var rest []item
+	for _, it := range batch {
+		if _, err := wire.AppendMessages(nil, c.p.Encoding(), []wire.Message{it.msg}); err != nil {
+			c.deadLetter(it.rec, "unencodable record: "+strings.TrimPrefix(err.Error(), "message 0: "))
+			continue
+		}
+		rest = append(rest, it)
 	}
+	return rest
+}
+
+// call posts body, a batch in the pipeline's wire encoding, to r.
+func (c *Connector) call(r *replica, body []byte) (int, []byte, error) {
 	ctx, cancel := context.WithTimeout(c.work, c.tier.Connector.RequestTimeout)
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, r.url+"/v1/infer", bytes.NewReader(body))
 	if err != nil {
 		return 0, nil, err
 	}
-	req.Header.Set("Content-Type", enc.ContentType())
+	req.Header.Set("Content-Type", c.p.Encoding().ContentType())
 	resp, err := c.http.Do(req)
 	if err != nil {
 		return 0, nil, err

@@ -151,6 +151,17 @@ func (p *pool) release(r *replica, healthy, ok bool, rest time.Duration) release
 	return out
 }
 
+// giveBack returns r's slot unused: no call was made.
+func (p *pool) giveBack(r *replica) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	r.outstanding--
+	if r.removed && r.outstanding == 0 {
+		p.dropLocked(r)
+	}
+	p.wakeLocked()
+}
+
 // allFailingLocked reports whether every replica taking calls failed its
 // last call (true for none). p.mu is held.
 func (p *pool) allFailingLocked() bool {
