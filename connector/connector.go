@@ -129,9 +129,11 @@ func New(cfg Config) (*Connector, error) {
 		}},
 		room: make(chan struct{}, 1),
 	}
-	if cfg.Registerer != nil {
-		c.m = NewMetrics(prometheus.WrapRegistererWith(prometheus.Labels{"tier": t.Name}, cfg.Registerer), c.offsets.Window)
+	reg := cfg.Registerer
+	if reg == nil {
+		reg = prometheus.NewRegistry() // counted, not exported
 	}
+	c.m = NewMetrics(prometheus.WrapRegistererWith(prometheus.Labels{"tier": t.Name}, reg), c.offsets.Window)
 	if i == 0 {
 		// Devices may produce raw samples straight to the first tier.
 		c.raw = &wire.RawInput{DType: cfg.Pipeline.Input.DType, Shape: cfg.Pipeline.Input.Shape}
@@ -253,7 +255,7 @@ func (c *Connector) poll(ctx context.Context, items chan<- item) error {
 			}
 		}
 		c.cl.AllowRebalance()
-		c.m.fetched(len(recs))
+		c.m.fetchedRecs.Add(float64(len(recs)))
 		for _, r := range recs {
 			m, err := wire.DecodeRecord(r.Key, r.Value, RecordHeaders(r), c.raw, fmt.Sprintf("%s-%d-%d", r.Topic, r.Partition, r.Offset))
 			if err != nil {
@@ -496,14 +498,15 @@ func (c *Connector) invoke(r *replica, batch []item) {
 		}
 		start := time.Now()
 		status, body, err := c.call(r, payload)
-		c.m.invocation(time.Since(start), len(batch))
+		c.m.invokeTimeHi.Observe(time.Since(start).Seconds())
+		c.m.batchSize.Observe(float64(len(batch)))
 		healthy := err == nil && status < 500
 		rel := c.pool.release(r, healthy, err == nil && status == http.StatusOK, backoff(conn.Backoff, conn.MaxBackoff, 1))
 		c.tierChanged(rel, r.url, err, status, body)
 		last, r = r, nil
 		switch {
 		case err == nil && status == http.StatusOK:
-			c.m.invoked(outcomeOK)
+			c.m.invocations.WithLabelValues(outcomeOK).Inc()
 			for _, it := range batch {
 				c.done(it.rec)
 			}
@@ -515,7 +518,7 @@ func (c *Connector) invoke(r *replica, batch []item) {
 			queue = append([][]item{batch[:half], batch[half:]}, queue[1:]...)
 			continue
 		case err == nil && status >= 400 && status < 500 && status != http.StatusTooManyRequests && status != http.StatusRequestTimeout:
-			c.m.invoked(outcomeRejected)
+			c.m.invocations.WithLabelValues(outcomeRejected).Inc()
 			if rest := c.rejected(batch, status, body); len(rest) > 0 {
 				queue[0] = rest
 			} else {
@@ -523,8 +526,8 @@ func (c *Connector) invoke(r *replica, batch []item) {
 			}
 			continue
 		}
-		c.m.invoked(outcomeRetry)
-		c.m.retried()
+		c.m.invocations.WithLabelValues(outcomeRetry).Inc()
+		c.m.retries.Inc()
 		reason := fmt.Sprintf("replica %s: status %d: %s", last.url, status, snippet(body))
 		if err != nil {
 			reason = fmt.Sprintf("replica %s: %v", last.url, err)
@@ -553,7 +556,7 @@ func (c *Connector) charge(batch []item, reason string) [][]item {
 		return [][]item{batch[:half], batch[half:]}
 	}
 	if batch[0].attempts >= c.tier.Connector.MaxAttempts {
-		c.m.exhausted()
+		c.m.exhausts.Inc()
 		c.deadLetter(batch[0].rec, "attempts exhausted: "+reason)
 		return nil
 	}
@@ -585,7 +588,7 @@ func (c *Connector) tierChanged(rel released, url string, err error, status int,
 	defer c.downMu.Unlock()
 	if rel.wentDown {
 		c.downSince = time.Now()
-		c.m.setDown(true)
+		c.m.down.Set(1)
 		why := fmt.Sprintf("status %d: %s", status, snippet(body))
 		if err != nil {
 			why = err.Error()
@@ -594,7 +597,7 @@ func (c *Connector) tierChanged(rel released, url string, err error, status int,
 			"replicas", c.pool.size(), "last_replica", url, "err", why)
 		return
 	}
-	c.m.setDown(false)
+	c.m.down.Set(0)
 	c.log.Info("tier up again", "replica", url, "down_for", time.Since(c.downSince).Round(time.Millisecond))
 	c.downSince = time.Time{}
 }
@@ -695,7 +698,7 @@ func (c *Connector) deadLetter(rec *kgo.Record, reason string) {
 func (c *Connector) produceDeadLetter(dlq, rec *kgo.Record, reason string, attempt int) {
 	c.cl.Produce(c.work, dlq, func(_ *kgo.Record, err error) {
 		if err == nil {
-			c.m.deadLettered()
+			c.m.deadLetters.Inc()
 			c.log.Warn("record dead-lettered", "topic", rec.Topic, "partition", rec.Partition, "offset", rec.Offset, "reason", reason)
 			c.done(rec)
 			c.inflight.Done()
@@ -705,7 +708,7 @@ func (c *Connector) produceDeadLetter(dlq, rec *kgo.Record, reason string, attem
 			c.inflight.Done()
 			return
 		}
-		c.m.deadLetterRetried()
+		c.m.dlqRetries.Inc()
 		c.log.Error("dead-letter produce failed, retrying", "topic", rec.Topic, "partition", rec.Partition, "offset", rec.Offset, "attempt", attempt, "err", err)
 		again := &kgo.Record{Topic: dlq.Topic, Key: dlq.Key, Value: dlq.Value, Headers: dlq.Headers}
 		time.AfterFunc(backoff(c.tier.Connector.Backoff, c.tier.Connector.MaxBackoff, attempt), func() {
@@ -776,9 +779,9 @@ func (c *Connector) commit(ctx context.Context) bool {
 		}
 	})
 	c.offsets.MarkCommitted(confirmed)
-	c.m.committed(len(confirmed))
+	c.m.commits.Add(float64(len(confirmed)))
 	if err := errors.Join(errs...); err != nil {
-		c.m.commitFailed()
+		c.m.commitFails.Inc()
 		c.log.Warn("commit failed; retrying", "partitions", len(ready)-len(confirmed), "err", err)
 		return false
 	}

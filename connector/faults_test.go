@@ -123,44 +123,59 @@ func TestOnlyReplicaDiesAndComesBack(t *testing.T) {
 }
 
 // TestOutageIsNotChargedToRecords: the only replica answers 502 (its
-// deliveries fail: the funnel is down) for far longer than max_attempts
-// backoffs; no record is dead-lettered and all are delivered afterwards.
+// deliveries fail: the funnel is down) or 429 (busy) for far longer than
+// max_attempts backoffs; no record is dead-lettered and all are delivered
+// once it takes calls again.
 func TestOutageIsNotChargedToRecords(t *testing.T) {
-	e := setup(t)
-	var (
-		mu     sync.Mutex
-		tries  = map[string]int{} // failed calls per record
-		broken = true
-	)
-	rep := newFakeReplica(t, func(msgs []wire.Message) (int, string) {
-		mu.Lock()
-		defer mu.Unlock()
-		if !broken {
-			return 200, ""
-		}
-		for _, m := range msgs {
-			tries[m.ID]++
-		}
-		return 502, `{"error":"delivery: funnel unreachable"}`
-	})
-	e.produce(t, 50, "m")
-	c, _, _ := e.start(t, rep)
-	attempts := e.p.Tiers[0].Connector.MaxAttempts
-	waitFor(t, "every record tried more than max_attempts times", func() bool {
-		mu.Lock()
-		defer mu.Unlock()
-		least := len(tries) // 0 until every record was tried
-		for i := 0; i < 50 && least > 0; i++ {
-			least = min(least, tries["m"+strconv.Itoa(i)])
-		}
-		return least > attempts
-	})
-	mu.Lock()
-	broken = false
-	mu.Unlock()
-	waitFor(t, "all delivered", func() bool { return len(rep.ids()) == 50 && e.lag(t) == 0 })
-	if n := testutil.ToFloat64(c.m.deadLetters); n != 0 {
-		t.Errorf("%v records dead-lettered for an outage", n)
+	for _, tc := range []struct {
+		name   string
+		status int
+		body   string
+	}{
+		{"funnel down", 502, `{"error":"delivery: funnel unreachable"}`},
+		{"busy", 429, `{"error":"too many requests"}`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			e := setup(t)
+			var (
+				mu     sync.Mutex
+				tries  = map[string]int{} // failed calls per record
+				broken = true
+			)
+			rep := newFakeReplica(t, func(msgs []wire.Message) (int, string) {
+				mu.Lock()
+				defer mu.Unlock()
+				if !broken {
+					return 200, ""
+				}
+				for _, m := range msgs {
+					tries[m.ID]++
+				}
+				return tc.status, tc.body
+			})
+			e.produce(t, 50, "m")
+			c, _, _ := e.start(t, rep)
+			attempts := e.p.Tiers[0].Connector.MaxAttempts
+			waitFor(t, "every record tried more than max_attempts times, or one dead-lettered", func() bool {
+				mu.Lock()
+				defer mu.Unlock()
+				least := len(tries) // 0 until every record was tried
+				for i := 0; i < 50 && least > 0; i++ {
+					least = min(least, tries["m"+strconv.Itoa(i)])
+				}
+				return least > attempts || testutil.ToFloat64(c.m.exhausts) > 0
+			})
+			mu.Lock()
+			broken = false
+			mu.Unlock()
+			waitFor(t, "lag 0", func() bool { return e.lag(t) == 0 })
+			if n := testutil.ToFloat64(c.m.deadLetters); n != 0 {
+				t.Errorf("%v records dead-lettered for an outage", n)
+			}
+			if miss := missing(rep.ids(), "m", 50); len(miss) > 0 {
+				t.Errorf("not delivered: %v", miss)
+			}
+		})
 	}
 }
 
@@ -432,52 +447,6 @@ func TestDeadLetterProduceRetried(t *testing.T) {
 	}
 	if r := consumeAll(t, e, "t.edge.dlq", 1)[0]; string(r.Value) != "garbage!" {
 		t.Errorf("DLQ holds %q", r.Value)
-	}
-}
-
-// TestBusyTierIsNotChargedToRecords: the only replica answers 429 (too
-// many requests: the tier is busy, not the records bad) for far longer
-// than max_attempts backoffs; no record is dead-lettered and all are
-// delivered once it takes calls again.
-func TestBusyTierIsNotChargedToRecords(t *testing.T) {
-	e := setup(t)
-	var (
-		mu    sync.Mutex
-		tries = map[string]int{}
-		busy  = true
-	)
-	rep := newFakeReplica(t, func(msgs []wire.Message) (int, string) {
-		mu.Lock()
-		defer mu.Unlock()
-		if !busy {
-			return 200, ""
-		}
-		for _, m := range msgs {
-			tries[m.ID]++
-		}
-		return 429, `{"error":"too many requests"}`
-	})
-	e.produce(t, 50, "m")
-	c, _, _ := e.start(t, rep)
-	attempts := e.p.Tiers[0].Connector.MaxAttempts
-	waitFor(t, "every record tried more than max_attempts times, or one dead-lettered", func() bool {
-		mu.Lock()
-		defer mu.Unlock()
-		least := len(tries)
-		for i := 0; i < 50 && least > 0; i++ {
-			least = min(least, tries["m"+strconv.Itoa(i)])
-		}
-		return least > attempts || testutil.ToFloat64(c.m.exhausts) > 0
-	})
-	mu.Lock()
-	busy = false
-	mu.Unlock()
-	waitFor(t, "lag 0", func() bool { return e.lag(t) == 0 })
-	if n := testutil.ToFloat64(c.m.deadLetters); n != 0 {
-		t.Errorf("%v records dead-lettered while the tier answered 429", n)
-	}
-	if miss := missing(rep.ids(), "m", 50); len(miss) > 0 {
-		t.Errorf("not delivered: %v", miss)
 	}
 }
 

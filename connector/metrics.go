@@ -1,14 +1,9 @@
 package connector
 
-import (
-	"time"
+import "github.com/prometheus/client_golang/prometheus"
 
-	"github.com/prometheus/client_golang/prometheus"
-)
-
-// Metrics are a connector's Prometheus metrics; a nil *Metrics records
-// nothing. Every metric belongs to the connector's tier, which the caller
-// adds as a constant label.
+// Metrics are a connector's Prometheus metrics. Every metric belongs to the
+// connector's tier, which the caller adds as a constant label.
 type Metrics struct {
 	fetchedRecs  prometheus.Counter
 	invocations  *prometheus.CounterVec
@@ -69,69 +64,4 @@ func NewMetrics(reg prometheus.Registerer, window func() int) *Metrics {
 	reg.MustRegister(m.fetchedRecs, m.invocations, m.retries, m.deadLetters, m.commits, m.batchSize, m.invokeTimeHi,
 		m.exhausts, m.dlqRetries, m.commitFails, m.down, pending)
 	return m
-}
-
-func (m *Metrics) exhausted() {
-	if m != nil {
-		m.exhausts.Inc()
-	}
-}
-
-func (m *Metrics) deadLetterRetried() {
-	if m != nil {
-		m.dlqRetries.Inc()
-	}
-}
-
-func (m *Metrics) commitFailed() {
-	if m != nil {
-		m.commitFails.Inc()
-	}
-}
-
-func (m *Metrics) setDown(down bool) {
-	if m != nil {
-		v := 0.0
-		if down {
-			v = 1
-		}
-		m.down.Set(v)
-	}
-}
-
-func (m *Metrics) fetched(n int) {
-	if m != nil {
-		m.fetchedRecs.Add(float64(n))
-	}
-}
-
-func (m *Metrics) invocation(d time.Duration, n int) {
-	if m != nil {
-		m.invokeTimeHi.Observe(d.Seconds())
-		m.batchSize.Observe(float64(n))
-	}
-}
-
-func (m *Metrics) invoked(outcome string) {
-	if m != nil {
-		m.invocations.WithLabelValues(outcome).Inc()
-	}
-}
-
-func (m *Metrics) retried() {
-	if m != nil {
-		m.retries.Inc()
-	}
-}
-
-func (m *Metrics) deadLettered() {
-	if m != nil {
-		m.deadLetters.Inc()
-	}
-}
-
-func (m *Metrics) committed(n int) {
-	if m != nil {
-		m.commits.Add(float64(n))
-	}
 }
