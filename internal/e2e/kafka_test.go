@@ -60,15 +60,15 @@ func kafkaPipeline(t *testing.T, c *kafkatest.Cluster, name string) testPipeline
 }
 
 // startPacedLoad is startLoad with each send in its own goroutine (at most
-// 128 at once), so the pace holds while acknowledgements from three
-// replicas take a while on a busy machine.
+// 1024 at once), so the pace holds while acknowledgements from three
+// replicas take a while on a busy machine, or wait for a new leader.
 func startPacedLoad(funnel string, images [][]byte, prefix string, n int, rate float64) *load {
 	l := &load{done: make(chan struct{})}
 	go func() {
 		defer close(l.done)
-		client := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 128}}
+		client := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 1024}}
 		defer client.CloseIdleConnections()
-		sem := make(chan struct{}, 128)
+		sem := make(chan struct{}, 1024)
 		var wg sync.WaitGroup
 		tick := time.NewTicker(time.Duration(float64(time.Second) / rate))
 		defer tick.Stop()
@@ -196,6 +196,34 @@ func reportLost(t *testing.T, c *kafkatest.Cluster, p *pipeline.Pipeline, lost [
 	t.Errorf("%d accepted messages have no result; first ids %v\nconsumer groups:\n%s", len(lost), lost[:min(20, len(lost))], strings.Join(lags, "\n"))
 }
 
+// topicProblems lists how topics differ from 4 partitions with 3 replicas
+// and min.insync.replicas 2.
+func topicProblems(ctx context.Context, adm *kadm.Client, topics []string) []string {
+	md, err := adm.ListTopics(ctx, topics...)
+	if err != nil {
+		return []string{err.Error()}
+	}
+	cfgs, err := adm.DescribeTopicConfigs(ctx, topics...)
+	if err != nil {
+		return []string{err.Error()}
+	}
+	var out []string
+	for _, name := range topics {
+		td := md[name]
+		if td.Err != nil || len(td.Partitions) != 4 || td.Partitions.NumReplicas() != 3 {
+			out = append(out, fmt.Sprintf("topic %s: %d partitions with %d replicas (%v), want 4 with 3", name, len(td.Partitions), td.Partitions.NumReplicas(), td.Err))
+		}
+	}
+	for _, rc := range cfgs {
+		for _, cf := range rc.Configs {
+			if cf.Key == "min.insync.replicas" && cf.MaybeValue() != "2" {
+				out = append(out, fmt.Sprintf("topic %s: min.insync.replicas %s, want 2", rc.Name, cf.MaybeValue()))
+			}
+		}
+	}
+	return out
+}
+
 func loadPipeline(t *testing.T, file string) *pipeline.Pipeline {
 	t.Helper()
 	p, err := pipeline.Load(file)
@@ -240,28 +268,20 @@ func testKafkaMatchesEval(t *testing.T, c *kafkatest.Cluster) {
 	up(t, tp)
 	p := loadPipeline(t, tp.file)
 
+	// The topics ddnn created: 4 partitions, 3 replicas, min.insync.replicas 2.
 	adm := adminClient(t, c)
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	md, err := adm.ListTopics(ctx, p.Topics()...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfgs, err := adm.DescribeTopicConfigs(ctx, p.Topics()...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, td := range md.Sorted() {
-		if len(td.Partitions) != 4 || td.Partitions.NumReplicas() != 3 {
-			t.Errorf("topic %s: %d partitions with %d replicas, want 4 with 3", td.Topic, len(td.Partitions), td.Partitions.NumReplicas())
+	var problems []string
+	for {
+		problems = topicProblems(ctx, adm, p.Topics())
+		if len(problems) == 0 || ctx.Err() != nil {
+			break
 		}
+		time.Sleep(200 * time.Millisecond) // metadata reaches every broker shortly
 	}
-	for _, rc := range cfgs {
-		for _, cf := range rc.Configs {
-			if cf.Key == "min.insync.replicas" && cf.MaybeValue() != "2" {
-				t.Errorf("topic %s: min.insync.replicas %s, want 2", rc.Name, cf.MaybeValue())
-			}
-		}
+	for _, pr := range problems {
+		t.Error(pr)
 	}
 
 	ds := testSet(t)
@@ -272,6 +292,7 @@ func testKafkaMatchesEval(t *testing.T, c *kafkatest.Cluster) {
 	took := time.Since(start)
 	exits := map[string]int{}
 	correct, dups := 0, 0
+	var latencies []time.Duration
 	for i, label := range ds.Labels {
 		rs := got["img-"+strconv.Itoa(i)]
 		if len(rs) != 1 {
@@ -283,10 +304,13 @@ func testKafkaMatchesEval(t *testing.T, c *kafkatest.Cluster) {
 		if rs[0].Class == label {
 			correct++
 		}
+		latencies = append(latencies, rs[0].ExitedAt.Sub(rs[0].SentAt))
 	}
+	slices.Sort(latencies)
 	acc := float64(correct) / float64(len(ds.Labels))
-	t.Logf("%d images through Apache Kafka (RF 3, min.insync.replicas 2, acks=all): sent in %s, all results in %s (%.0f msg/s); accuracy %.4f; exits %v; duplicates %d",
-		len(ds.Samples), sent.Round(time.Millisecond), took.Round(time.Millisecond), float64(len(ds.Samples))/took.Seconds(), acc, exits, dups)
+	t.Logf("%d images through Apache Kafka (RF 3, min.insync.replicas 2, acks=all) by 4 senders: sent in %s, all results in %s (%.0f msg/s), latency p50 %s p99 %s; accuracy %.4f; exits %v; duplicates %d",
+		len(ds.Samples), sent.Round(time.Millisecond), took.Round(time.Millisecond), float64(len(ds.Samples))/took.Seconds(),
+		latencies[len(latencies)/2].Round(100*time.Microsecond), latencies[len(latencies)*99/100].Round(100*time.Microsecond), acc, exits, dups)
 
 	out, err := exec.Command(ddnn, "models", "eval", "-f", tp.file, "--json").Output()
 	if err != nil {
@@ -370,7 +394,8 @@ func testKafkaConnectorKill(t *testing.T, c *kafkatest.Cluster) {
 // computes (kadm Lag, the ddnn_scaler_lag_records metric) with what
 // Kafka's own kafka-consumer-groups (ConsumerGroupCommand, from the same
 // jars) reports for the edge connector's group, stopped, with a known
-// backlog on every partition.
+// backlog on every partition; then shows where the two differ (a
+// partition without a committed offset).
 func testKafkaLagMatchesGroupTool(t *testing.T, c *kafkatest.Cluster) {
 	tp := kafkaPipeline(t, c, "aklag")
 	p := loadPipeline(t, tp.file)
@@ -455,10 +480,37 @@ func testKafkaLagMatchesGroupTool(t *testing.T, c *kafkatest.Cluster) {
 			t.Errorf("kafka-consumer-groups: %s[%d] lag %d, want %d", topic, part, perPartition[part], want)
 		}
 	}
+
+	// Where they part: a partition the group has no commit for. The
+	// scaler counts it from the log start (5 consumed + 40 waiting); Kafka's
+	// tool shows no lag for it.
+	last := p.Kafka.Partitions - 1
+	if _, err := adm.DeleteOffsets(ctx, group, kadm.TopicsSet{topic: {last: {}}}); err != nil {
+		t.Fatal(err)
+	}
+	want := float64(backlog + 5)
+	waitFor(t, "the scaler counts the uncommitted partition in full", 30*time.Second, func() bool {
+		scalerLag = scrape(scalerAdmin).lag
+		return scalerLag == want
+	})
+	out, err = c.Tool(ctx, "org.apache.kafka.tools.consumer.group.ConsumerGroupCommand", "--describe", "--group", group)
+	if err != nil {
+		t.Fatal(err)
+	}
+	toolLag, perPartition = parseGroupDescribe(t, out, topic)
+	t.Logf("with %s[%d] uncommitted: ddnn scaler lag %v, kafka-consumer-groups lag %d %v (-1: listed without lag)",
+		topic, last, scalerLag, toolLag, perPartition)
+	if lag, listed := perPartition[last]; listed && lag != -1 {
+		t.Errorf("kafka-consumer-groups shows lag %d for the uncommitted %s[%d]:\n%s", lag, topic, last, out)
+	}
+	if toolLag != int64(backlog)-int64(10*(last+1)) {
+		t.Errorf("kafka-consumer-groups reports lag %d for the committed partitions, want %d:\n%s", toolLag, int64(backlog)-int64(10*(last+1)), out)
+	}
 }
 
 // parseGroupDescribe sums the LAG column of kafka-consumer-groups
-// --describe for topic, and returns it per partition.
+// --describe for topic, and returns it per partition listed (-1 for a
+// partition listed with no lag, "-").
 func parseGroupDescribe(t *testing.T, out []byte, topic string) (int64, map[int32]int64) {
 	t.Helper()
 	var (
@@ -483,10 +535,17 @@ func parseGroupDescribe(t *testing.T, out []byte, topic string) (int64, map[int3
 		if row["TOPIC"] != topic {
 			continue
 		}
-		part, err1 := strconv.Atoi(row["PARTITION"])
-		lag, err2 := strconv.ParseInt(row["LAG"], 10, 64)
-		if err1 != nil || err2 != nil {
-			t.Fatalf("kafka-consumer-groups row %q: %v %v", sc.Text(), err1, err2)
+		part, err := strconv.Atoi(row["PARTITION"])
+		if err != nil {
+			t.Fatalf("kafka-consumer-groups row %q: %v", sc.Text(), err)
+		}
+		if row["LAG"] == "-" {
+			parts[int32(part)] = -1
+			continue
+		}
+		lag, err := strconv.ParseInt(row["LAG"], 10, 64)
+		if err != nil {
+			t.Fatalf("kafka-consumer-groups row %q: %v", sc.Text(), err)
 		}
 		parts[int32(part)] = lag
 		total += lag
