@@ -62,7 +62,7 @@ cat >"$tmp/pom.xml" <<EOF
 </project>
 EOF
 echo "downloading Apache Kafka $VERSION jars from Maven Central (about 55 MB)"
-if ! mvn -q -B -f "$tmp/pom.xml" dependency:copy-dependencies -DincludeScope=runtime \
+if ! mvn -q -B -C -f "$tmp/pom.xml" dependency:copy-dependencies -DincludeScope=runtime \
 	-DoutputDirectory="$tmp/libs" >"$tmp/mvn.log" 2>&1; then
 	tail -5 "$tmp/mvn.log" >&2
 	skip "mvn could not fetch org.apache.kafka:kafka_2.13:$VERSION (is Maven Central reachable?)"

@@ -98,7 +98,8 @@ type Node struct {
 }
 
 // javaFlags keep JVM start-up short and memory small: the serial collector,
-// the C1 compiler only, and the JDK's class-data sharing archive.
+// the C1 compiler only, class-data sharing (the JDK's archive, and ours
+// once written, see writeCDS).
 var javaFlags = []string{
 	"-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1", "-Xshare:auto", "-XX:-UsePerfData",
 	"-Djava.awt.headless=true", "-Djava.net.preferIPv4Stack=true",
@@ -152,16 +153,17 @@ func Start(ctx context.Context, cfg Config) (*Cluster, error) {
 		}
 		c.ownDir = true
 	}
+	// All ports at once, so no two nodes get the same one.
+	ports, err := freePorts(2 * cfg.Nodes)
+	if err != nil {
+		c.Stop()
+		return nil, err
+	}
 	for i := range cfg.Nodes {
-		ports, err := freePorts(2)
-		if err != nil {
-			c.Stop()
-			return nil, err
-		}
 		c.nodes = append(c.nodes, &Node{
 			ID:       i + 1,
-			Addr:     net.JoinHostPort("127.0.0.1", strconv.Itoa(ports[0])),
-			ctrlAddr: net.JoinHostPort("127.0.0.1", strconv.Itoa(ports[1])),
+			Addr:     net.JoinHostPort("127.0.0.1", strconv.Itoa(ports[2*i])),
+			ctrlAddr: net.JoinHostPort("127.0.0.1", strconv.Itoa(ports[2*i+1])),
 			dir:      filepath.Join(c.dir, fmt.Sprintf("node-%d", i+1)),
 		})
 	}
