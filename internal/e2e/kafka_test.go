@@ -62,10 +62,12 @@ func kafkaPipeline(t *testing.T, c *kafkatest.Cluster, name string) testPipeline
 // startPacedLoad is startLoad with each send in its own goroutine (at most
 // 1024 at once), so the pace holds while acknowledgements from three
 // replicas take a while on a busy machine, or wait for a new leader.
-func startPacedLoad(funnel string, images [][]byte, prefix string, n int, rate float64) *load {
+// The rate it kept goes to *pace once the last send has left.
+func startPacedLoad(funnel string, images [][]byte, prefix string, n int, rate float64, pace *float64) *load {
 	l := &load{done: make(chan struct{})}
 	go func() {
 		defer close(l.done)
+		start := time.Now()
 		client := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 1024}}
 		defer client.CloseIdleConnections()
 		sem := make(chan struct{}, 1024)
@@ -93,6 +95,7 @@ func startPacedLoad(funnel string, images [][]byte, prefix string, n int, rate f
 				}
 			})
 		}
+		*pace = float64(n) / time.Since(start).Seconds()
 		wg.Wait()
 	}()
 	return l
@@ -348,15 +351,14 @@ func testKafkaConnectorKill(t *testing.T, c *kafkatest.Cluster) {
 	}
 	ds := testSet(t)
 	const n, rate = 3600, 300
-	loadStart := time.Now()
-	l := startPacedLoad(tp.funnel, ds.Samples, "ac-", n, rate)
+	var paced float64
+	l := startPacedLoad(tp.funnel, ds.Samples, "ac-", n, rate, &paced)
 	waitFor(t, "900 messages accepted", 60*time.Second, func() bool { return len(l.ids()) >= 900 })
 	killed := time.Now()
 	if err := syscall.Kill(conns[0], syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
 	<-l.done
-	paced := float64(n) / time.Since(loadStart).Seconds()
 	accepted := l.ids()
 	got := gatherResults(t, tp.broker, tp.name+".results", "ac-", accepted, 30*time.Second, 120*time.Second)
 	lost, dups := lostAndDuplicates(got, accepted)
@@ -574,8 +576,8 @@ func testKafkaBrokerKill(t *testing.T, c *kafkatest.Cluster) {
 	}
 	ds := testSet(t)
 	const n, rate = 3600, 300
-	loadStart := time.Now()
-	l := startPacedLoad(tp.funnel, ds.Samples, "ab-", n, rate)
+	var paced float64
+	l := startPacedLoad(tp.funnel, ds.Samples, "ab-", n, rate, &paced)
 	waitFor(t, "900 messages accepted", 60*time.Second, func() bool { return len(l.ids()) >= 900 })
 	killed := time.Now()
 	if err := c.Kill(leader); err != nil {
@@ -595,7 +597,6 @@ func testKafkaBrokerKill(t *testing.T, c *kafkatest.Cluster) {
 	}
 	restarted := time.Since(killed)
 	<-l.done
-	paced := float64(n) / time.Since(loadStart).Seconds()
 	accepted := l.ids()
 	got := gatherResults(t, tp.broker, tp.name+".results", "ab-", accepted, 30*time.Second, 120*time.Second)
 	lost, dups := lostAndDuplicates(got, accepted)
