@@ -9,13 +9,11 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"net/http"
 	"os"
 	"os/exec"
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -57,48 +55,6 @@ func kafkaPipeline(t *testing.T, c *kafkatest.Cluster, name string) testPipeline
 	}
 	tp.broker = c.Brokers()[0]
 	return tp
-}
-
-// startPacedLoad is startLoad with each send in its own goroutine (at most
-// 1024 at once), so the pace holds while acknowledgements from three
-// replicas take a while on a busy machine, or wait for a new leader.
-// The rate it kept goes to *pace once the last send has left.
-func startPacedLoad(funnel string, images [][]byte, prefix string, n int, rate float64, pace *float64) *load {
-	l := &load{done: make(chan struct{})}
-	go func() {
-		defer close(l.done)
-		start := time.Now()
-		client := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 1024}}
-		defer client.CloseIdleConnections()
-		sem := make(chan struct{}, 1024)
-		var wg sync.WaitGroup
-		tick := time.NewTicker(time.Duration(float64(time.Second) / rate))
-		defer tick.Stop()
-		for i := range n {
-			<-tick.C
-			sem <- struct{}{}
-			wg.Go(func() {
-				defer func() { <-sem }()
-				id := prefix + strconv.Itoa(i)
-				req, _ := http.NewRequest("POST", "http://"+funnel+"/v1/ingest", bytes.NewReader(images[i%len(images)]))
-				req.Header.Set("Content-Type", "application/octet-stream")
-				req.Header.Set("X-Message-Id", id)
-				resp, err := client.Do(req)
-				if err != nil {
-					return
-				}
-				resp.Body.Close()
-				if resp.StatusCode == http.StatusAccepted {
-					l.mu.Lock()
-					l.accepted = append(l.accepted, id)
-					l.mu.Unlock()
-				}
-			})
-		}
-		*pace = float64(n) / time.Since(start).Seconds()
-		wg.Wait()
-	}()
-	return l
 }
 
 func adminClient(t *testing.T, c *kafkatest.Cluster) *kadm.Client {
@@ -170,33 +126,6 @@ func lostAndDuplicates(got map[string][]wire.Result, accepted []string) (lost []
 		}
 	}
 	return lost, dups
-}
-
-// reportLost fails t with the evidence for lost messages: which ids, and
-// each tier's consumer-group lag (where they sit).
-func reportLost(t *testing.T, c *kafkatest.Cluster, p *pipeline.Pipeline, lost []string) {
-	t.Helper()
-	if len(lost) == 0 {
-		return
-	}
-	adm := adminClient(t, c)
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	var lags []string
-	for _, tier := range p.Tiers {
-		g := p.ConsumerGroup(tier.Name)
-		l, err := adm.Lag(ctx, g)
-		if err != nil {
-			lags = append(lags, fmt.Sprintf("%s: %v", g, err))
-			continue
-		}
-		var parts []string
-		for _, pl := range l[g].Lag.Sorted() {
-			parts = append(parts, fmt.Sprintf("%s[%d] commit %d end %d lag %d", pl.Topic, pl.Partition, pl.Commit.At, pl.End.Offset, pl.Lag))
-		}
-		lags = append(lags, g+": "+strings.Join(parts, ", "))
-	}
-	t.Errorf("%d accepted messages have no result; first ids %v\nconsumer groups:\n%s", len(lost), lost[:min(20, len(lost))], strings.Join(lags, "\n"))
 }
 
 // topicProblems lists how topics differ from 4 partitions with 3 replicas
@@ -351,14 +280,14 @@ func testKafkaConnectorKill(t *testing.T, c *kafkatest.Cluster) {
 	}
 	ds := testSet(t)
 	const n, rate = 3600, 300
-	var paced float64
-	l := startPacedLoad(tp.funnel, ds.Samples, "ac-", n, rate, &paced)
+	l := startLoad(t, tp.funnel, ds.Samples, "ac-", n, rate)
 	waitFor(t, "900 messages accepted", 60*time.Second, func() bool { return len(l.ids()) >= 900 })
 	killed := time.Now()
 	if err := syscall.Kill(conns[0], syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
 	<-l.done
+	paced := float64(n) / l.ended.Sub(l.began).Seconds()
 	accepted := l.ids()
 	got := gatherResults(t, tp.broker, tp.name+".results", "ac-", accepted, 30*time.Second, 120*time.Second)
 	lost, dups := lostAndDuplicates(got, accepted)
@@ -381,9 +310,12 @@ func testKafkaConnectorKill(t *testing.T, c *kafkatest.Cluster) {
 	inflight := edge.Connector.MaxBatch * edge.Connector.InFlightPerReplica * edge.Replicas.Max
 	poll := edge.Connector.MaxBatch * edge.Connector.InFlightPerReplica // one poll: the batch queue's size
 	after := childPIDs(t, upProc.cmd.Process.Pid, "connector", "--tier edge")
-	t.Logf("connector SIGKILL at %.0f msg/s: sent %d, accepted %d, lost %d, duplicates %d (bound %d = %d in flight + %d one poll); results flowed again %s after the kill; edge connector pid %d -> %v",
-		paced, n, len(accepted), len(lost), dups, inflight+poll, inflight, poll, pause, conns[0], after)
-	reportLost(t, c, p, lost)
+	t.Logf("connector SIGKILL at %.0f msg/s: sent %d, accepted %d, refused %d %v, lost %d, duplicates %d (bound %d = %d in flight + %d one poll); results flowed again %s after the kill; edge connector pid %d -> %v",
+		paced, n, len(accepted), len(l.refused), l.reasons, len(lost), dups, inflight+poll, inflight, poll, pause, conns[0], after)
+	reportLost(t, "connector SIGKILL", accepted, lost)
+	if len(lost) > 0 {
+		logBacklog(t, tp.broker, tp.name)
+	}
 	if dups > inflight+poll {
 		t.Errorf("%d duplicates, more than the connector's window %d", dups, inflight+poll)
 	}
@@ -576,8 +508,7 @@ func testKafkaBrokerKill(t *testing.T, c *kafkatest.Cluster) {
 	}
 	ds := testSet(t)
 	const n, rate = 3600, 300
-	var paced float64
-	l := startPacedLoad(tp.funnel, ds.Samples, "ab-", n, rate, &paced)
+	l := startLoad(t, tp.funnel, ds.Samples, "ab-", n, rate)
 	waitFor(t, "900 messages accepted", 60*time.Second, func() bool { return len(l.ids()) >= 900 })
 	killed := time.Now()
 	if err := c.Kill(leader); err != nil {
@@ -597,12 +528,15 @@ func testKafkaBrokerKill(t *testing.T, c *kafkatest.Cluster) {
 	}
 	restarted := time.Since(killed)
 	<-l.done
+	paced := float64(n) / l.ended.Sub(l.began).Seconds()
 	accepted := l.ids()
-	got := gatherResults(t, tp.broker, tp.name+".results", "ab-", accepted, 30*time.Second, 120*time.Second)
-	lost, dups := lostAndDuplicates(got, accepted)
-	t.Logf("broker SIGKILL (node %d, leader of %s[0]) at %.0f msg/s: new leader after %s, node back after %s; sent %d, accepted %d, refused %d, lost %d, duplicates %d; results gathered %s after the kill",
-		leader, fogIn, paced, moved.Round(time.Millisecond), restarted.Round(time.Millisecond), n, len(accepted), n-len(accepted), len(lost), dups, time.Since(killed).Round(time.Millisecond))
-	reportLost(t, c, p, lost)
+	lost, dups := awaitResults(t, tp.broker, tp.name+".results", accepted, 120*time.Second)
+	t.Logf("broker SIGKILL (node %d, leader of %s[0]) at %.0f msg/s: new leader after %s, node back after %s; sent %d, accepted %d, refused %d %v, lost %d, duplicates %d; results gathered %s after the kill",
+		leader, fogIn, paced, moved.Round(time.Millisecond), restarted.Round(time.Millisecond), n, len(accepted), len(l.refused), l.reasons, len(lost), dups, time.Since(killed).Round(time.Millisecond))
+	reportLost(t, "broker SIGKILL", accepted, lost)
+	if len(lost) > 0 {
+		logBacklog(t, tp.broker, tp.name)
+	}
 	if err := c.WaitInSync(ctx, append(p.Topics(), "__consumer_offsets")...); err != nil {
 		t.Error(err)
 	}
