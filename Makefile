@@ -46,8 +46,10 @@ vet: deps
 	$(GO) vet ./...
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [[ -n $$out ]]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 
+# internal/e2e runs whole pipelines (and a 3-node Kafka cluster) one test
+# after another; on a busy machine it can pass go test's 10-minute default.
 unit: deps
-	$(GO) test -race -count=1 ./...
+	$(GO) test -race -count=1 -timeout 20m ./...
 
 smoke: build
 	bin/ddnn version
