@@ -194,7 +194,7 @@ func TestKafkaTopicSettings(t *testing.T) {
 		{name: "brokers default", yaml: "kafka: {brokers: [k:9092]}\n", rf: -1},
 		{name: "brokers with settings", yaml: "kafka:\n  brokers: [k:9092]\n  replication_factor: 3\n  topic_config: {min.insync.replicas: 2, retention.ms: 3600000, cleanup.policy: delete}\n",
 			rf: 3, config: map[string]string{"min.insync.replicas": "2", "retention.ms": "3600000", "cleanup.policy": "delete"}},
-		{name: "embedded with retention", yaml: "kafka: {topic_config: {retention.ms: -1}}\n", rf: 1, config: map[string]string{"retention.ms": "-1"}},
+		{name: "topic config on the embedded broker", yaml: "kafka: {topic_config: {retention.ms: -1}}\n", want: []string{"kafka.topic_config: needs kafka.brokers"}},
 		{name: "every problem at once", yaml: "kafka:\n  brokers: [k:9092]\n  replication_factor: 2\n  topic_config: {min.insync.replicas: 3, retention.ms: soon, Bad_Key: 1, segment.ms: ''}\n",
 			want: []string{
 				"kafka.topic_config[min.insync.replicas]: 3 is over kafka.replication_factor 2",

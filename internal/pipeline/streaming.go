@@ -355,6 +355,9 @@ func (k *Kafka) validateTopics() []error {
 	case k.Embedded() && rf != 1 && rf != -1:
 		bad("kafka.replication_factor", "%d needs kafka.brokers: the embedded broker is one node", rf)
 	}
+	if k.Embedded() && len(k.TopicConfig) > 0 {
+		bad("kafka.topic_config", "needs kafka.brokers: the embedded broker makes its topics with its own defaults")
+	}
 	for _, key := range slices.Sorted(maps.Keys(k.TopicConfig)) {
 		v := k.TopicConfig[key]
 		f := fmt.Sprintf("kafka.topic_config[%s]", key)
