@@ -16,7 +16,7 @@ PIPELINE ?= deploy/pipeline.yaml
 # Tests find the library through the environment.
 export ONNXRUNTIME_LIB := $(ORT_LIB)
 
-.PHONY: all deps build test unit smoke run bench fuzz models models-deps vet clean help image
+.PHONY: all deps kafka-deps build test unit smoke run bench fuzz models models-deps vet clean help image
 
 all: build
 
@@ -26,12 +26,18 @@ help:
 	@echo "make build    build bin/ddnn"
 	@echo "make image    build the ddnn Docker image FROM scratch (needs a Docker engine)"
 	@echo "make deps     install apt packages, the ONNX Runtime library and Go modules"
+	@echo "make kafka-deps  fetch the Apache Kafka jars the Kafka integration tests run (make test does)"
 	@echo "make bench    run the benchmarks"
 	@echo "make fuzz     fuzz the wire decoders for a short while"
 	@echo "make models   retrain and export the sample DDNN (not part of CI)"
 
 deps:
 	@scripts/deps.sh
+
+# Apache Kafka jars for the tests that run a real 3-node cluster; without
+# Java or Maven Central it warns and those tests skip.
+kafka-deps:
+	@scripts/kafka-deps.sh
 
 build: deps
 	$(GO) build -trimpath -ldflags "$(LDFLAGS)" -o bin/ddnn ./cmd/ddnn
@@ -40,8 +46,10 @@ vet: deps
 	$(GO) vet ./...
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [[ -n $$out ]]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 
+# internal/e2e runs whole pipelines (and a 3-node Kafka cluster) one test
+# after another; on a busy machine it can pass go test's 10-minute default.
 unit: deps
-	$(GO) test -race -count=1 ./...
+	$(GO) test -race -count=1 -timeout 20m ./...
 
 smoke: build
 	bin/ddnn version
@@ -52,7 +60,7 @@ smoke: build
 
 # The tests run with a private Docker engine and the ddnn image, for the
 # docker runtime's tests; the script stops dockerd by its PID afterwards.
-test: vet build
+test: vet build kafka-deps
 	scripts/with-dockerd.sh $(MAKE) --no-print-directory unit smoke
 
 image: build

@@ -61,7 +61,7 @@ func runMonolith(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	}
 	defer cl.Close()
 	tctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	err = kafka.EnsureTopics(tctx, cl, p.Kafka.Partitions, p.Topics()...)
+	err = kafka.EnsureTopics(tctx, cl, &p.Kafka, p.Topics()...)
 	cancel()
 	if err != nil {
 		return err

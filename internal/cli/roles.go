@@ -138,7 +138,7 @@ func runFunnel(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	}
 	defer cl.Close()
 	tctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	err = kafka.EnsureTopics(tctx, cl, p.Kafka.Partitions, p.Topics()...)
+	err = kafka.EnsureTopics(tctx, cl, &p.Kafka, p.Topics()...)
 	cancel()
 	if err != nil {
 		log.Warn("topics not ensured; continuing (they may exist already)", "err", err)

@@ -9,7 +9,6 @@
 package kafka
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -22,7 +21,6 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -45,23 +43,6 @@ func ClientOptions(k *pipeline.Kafka, role string, reg prometheus.Registerer) []
 		opts = append(opts, kgo.WithHooks(m))
 	}
 	return opts
-}
-
-// EnsureTopics creates the topics that do not exist yet, each with the
-// given partitions.
-func EnsureTopics(ctx context.Context, cl *kgo.Client, partitions int32, topics ...string) error {
-	adm := kadm.NewClient(cl)
-	resp, err := adm.CreateTopics(ctx, partitions, -1, nil, topics...)
-	if err != nil {
-		return fmt.Errorf("create topics: %w", err)
-	}
-	var errs []error
-	for _, t := range resp.Sorted() {
-		if t.Err != nil && !errors.Is(t.Err, kerr.TopicAlreadyExists) {
-			errs = append(errs, fmt.Errorf("create topic %s: %w", t.Topic, t.Err))
-		}
-	}
-	return errors.Join(errs...)
 }
 
 // Broker is the embedded Kafka-protocol broker. With a data directory it

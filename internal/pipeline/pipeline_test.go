@@ -181,3 +181,57 @@ func TestBrokerDataDir(t *testing.T) {
 		})
 	}
 }
+
+func TestKafkaTopicSettings(t *testing.T) {
+	base := "name: x\ninput: {dtype: uint8, shape: [2]}\nclasses: [a, b]\ntiers:\n  - {name: t, model: m.onnx, exit: {output: o}}\n"
+	for _, tc := range []struct {
+		name, yaml string
+		rf         int16
+		config     map[string]string
+		want       []string // error substrings
+	}{
+		{name: "embedded default", rf: 1},
+		{name: "brokers default", yaml: "kafka: {brokers: [k:9092]}\n", rf: -1},
+		{name: "brokers with settings", yaml: "kafka:\n  brokers: [k:9092]\n  replication_factor: 3\n  topic_config: {min.insync.replicas: 2, retention.ms: 3600000, cleanup.policy: delete}\n",
+			rf: 3, config: map[string]string{"min.insync.replicas": "2", "retention.ms": "3600000", "cleanup.policy": "delete"}},
+		{name: "topic config on the embedded broker", yaml: "kafka: {topic_config: {retention.ms: -1}}\n", want: []string{"kafka.topic_config: needs kafka.brokers"}},
+		{name: "every problem at once", yaml: "kafka:\n  brokers: [k:9092]\n  replication_factor: 2\n  topic_config: {min.insync.replicas: 3, retention.ms: soon, Bad_Key: 1, segment.ms: ''}\n",
+			want: []string{
+				"kafka.topic_config[min.insync.replicas]: 3 is over kafka.replication_factor 2",
+				`kafka.topic_config[retention.ms]: "soon" must be a whole number`,
+				`kafka.topic_config[Bad_Key]: "Bad_Key" is not a topic config name`,
+				"kafka.topic_config[segment.ms]: empty value",
+			}},
+		{name: "rf below -1", yaml: "kafka: {brokers: [k:9092], replication_factor: -2}\n", want: []string{"kafka.replication_factor: -2 must be -1"}},
+		{name: "rf 3 on the embedded broker", yaml: "kafka: {replication_factor: 3}\n", want: []string{"kafka.replication_factor: 3 needs kafka.brokers"}},
+		{name: "min insync on the embedded broker", yaml: "kafka: {topic_config: {min.insync.replicas: 2}}\n", want: []string{"2 is over kafka.replication_factor 1"}},
+		{name: "min insync zero", yaml: "kafka: {brokers: [k:9092], topic_config: {min.insync.replicas: 0}}\n", want: []string{`"0" must be a whole number at least 1`}},
+		{name: "unknown kafka key", yaml: "kafka: {replication: 3}\n", want: []string{"field replication not found"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			p, err := Parse([]byte(base + tc.yaml))
+			if len(tc.want) > 0 {
+				for _, w := range tc.want {
+					if err == nil || !strings.Contains(err.Error(), w) {
+						t.Errorf("error = %v, want it to contain %q", err, w)
+					}
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := p.Kafka.Replication(); got != tc.rf {
+				t.Errorf("Replication() = %d, want %d", got, tc.rf)
+			}
+			if len(p.Kafka.TopicConfig) != len(tc.config) {
+				t.Errorf("topic_config = %v, want %v", p.Kafka.TopicConfig, tc.config)
+			}
+			for k, v := range tc.config {
+				if p.Kafka.TopicConfig[k] != v {
+					t.Errorf("topic_config[%s] = %q, want %q", k, p.Kafka.TopicConfig[k], v)
+				}
+			}
+		})
+	}
+}

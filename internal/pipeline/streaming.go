@@ -2,8 +2,12 @@ package pipeline
 
 import (
 	"fmt"
+	"maps"
 	"net"
 	"path/filepath"
+	"regexp"
+	"slices"
+	"strconv"
 	"time"
 
 	"github.com/ddnn-continuum/ddnn/internal/wire"
@@ -58,6 +62,27 @@ type Kafka struct {
 	// Kafka's and the embedded broker's default is 1 MiB per batch).
 	// Dead-letter copies that would be larger are truncated to fit.
 	MaxRecordBytes int `yaml:"max_record_bytes"`
+	// ReplicationFactor of the topics ddnn creates: -1 takes the cluster's
+	// default.replication.factor; unset (0) means 1 on the embedded broker
+	// and -1 with brokers (see Replication).
+	ReplicationFactor int16 `yaml:"replication_factor"`
+	// TopicConfig is set on the topics ddnn creates and checked on the
+	// topics that exist (e.g. min.insync.replicas, retention.ms).
+	TopicConfig map[string]string `yaml:"topic_config"`
+}
+
+// Replication is the replication factor topics are created with: the
+// configured one, else 1 on the embedded broker (it has one node) and -1,
+// the cluster's default, with brokers.
+func (k *Kafka) Replication() int16 {
+	switch {
+	case k.ReplicationFactor != 0:
+		return k.ReplicationFactor
+	case k.Embedded():
+		return 1
+	default:
+		return -1
+	}
 }
 
 // Embedded reports whether the pipeline uses the embedded broker.
@@ -264,6 +289,7 @@ func (p *Pipeline) validateStreaming() []error {
 	if k.MaxRecordBytes < 4096 {
 		bad("kafka.max_record_bytes", "%d must be at least 4096", k.MaxRecordBytes)
 	}
+	errs = append(errs, k.validateTopics()...)
 	addr("funnel.listen", p.Funnel.Listen)
 	if p.Funnel.CoAPListen != "off" {
 		addr("funnel.coap_listen", p.Funnel.CoAPListen)
@@ -308,6 +334,55 @@ func (p *Pipeline) validateStreaming() []error {
 			bad(f+".connector.request_timeout", "%s must be at least 10ms", c.RequestTimeout)
 		}
 		errs = append(errs, validateScaling(f, t)...)
+	}
+	return errs
+}
+
+var topicConfigRE = regexp.MustCompile(`^[a-z][a-z0-9]*(\.[a-z0-9]+)*$`)
+
+// validateTopics checks the replication factor and the topic configs ddnn
+// can judge on its own; the broker validates the rest when it creates a
+// topic.
+func (k *Kafka) validateTopics() []error {
+	var errs []error
+	bad := func(field, format string, args ...any) {
+		errs = append(errs, fmt.Errorf("%s: "+format, append([]any{field}, args...)...))
+	}
+	rf := k.Replication()
+	switch {
+	case rf < -1:
+		bad("kafka.replication_factor", "%d must be -1 (the cluster's default) or at least 1", rf)
+	case k.Embedded() && rf != 1 && rf != -1:
+		bad("kafka.replication_factor", "%d needs kafka.brokers: the embedded broker is one node", rf)
+	}
+	if k.Embedded() && len(k.TopicConfig) > 0 {
+		bad("kafka.topic_config", "needs kafka.brokers: the embedded broker makes its topics with its own defaults")
+	}
+	for _, key := range slices.Sorted(maps.Keys(k.TopicConfig)) {
+		v := k.TopicConfig[key]
+		f := fmt.Sprintf("kafka.topic_config[%s]", key)
+		if !topicConfigRE.MatchString(key) {
+			bad(f, "%q is not a topic config name (like min.insync.replicas)", key)
+			continue
+		}
+		if v == "" {
+			bad(f, "empty value")
+			continue
+		}
+		n, err := strconv.ParseInt(v, 10, 64)
+		switch key {
+		case "min.insync.replicas":
+			switch {
+			case err != nil || n < 1:
+				bad(f, "%q must be a whole number at least 1", v)
+			case rf > 0 && n > int64(rf):
+				bad(f, "%d is over kafka.replication_factor %d: no write could be acknowledged", n, rf)
+			}
+		case "retention.ms", "retention.bytes":
+			if err != nil || n < -1 {
+				bad(f, "%q must be a whole number, -1 for no limit", v)
+			}
+		}
 	}
 	return errs
 }

@@ -286,7 +286,7 @@ func (s *Supervisor) ensureTopics(ctx context.Context) error {
 	defer cl.Close()
 	tctx, cancel := context.WithTimeout(ctx, 15*time.Second)
 	defer cancel()
-	return kafka.EnsureTopics(tctx, cl, s.p.Kafka.Partitions, s.p.Topics()...)
+	return kafka.EnsureTopics(tctx, cl, &s.p.Kafka, s.p.Topics()...)
 }
 
 func (s *Supervisor) newChild(name, readyURL string, args ...string) *proc.Child {

@@ -1,0 +1,56 @@
+package kafkatest
+
+import (
+	"errors"
+	"os"
+	"strings"
+	"testing"
+)
+
+// TestVersionMatchesScript keeps Version and the script that fetches the
+// jars in step.
+func TestVersionMatchesScript(t *testing.T) {
+	b, err := os.ReadFile("../../scripts/kafka-deps.sh")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(b), "\nVERSION="+Version+"\n") {
+		t.Errorf("scripts/kafka-deps.sh does not fetch Kafka %s", Version)
+	}
+	if _, err := os.Stat("../../scripts/kafka-" + Version + ".sha256"); err != nil {
+		t.Errorf("no sums for Kafka %s: %v", Version, err)
+	}
+}
+
+func TestUnavailableSaysWhy(t *testing.T) {
+	t.Setenv("KAFKA_LIBS", t.TempDir())
+	_, err := Libs("")
+	if !errors.Is(err, ErrUnavailable) || !strings.Contains(err.Error(), "make kafka-deps") {
+		t.Errorf("Libs on an empty directory: %v", err)
+	}
+	t.Setenv("KAFKA_LIBS", "")
+	_, err = findJava("/nonexistent/java")
+	if !errors.Is(err, ErrUnavailable) || !strings.Contains(err.Error(), "/nonexistent/java not found") {
+		t.Errorf("findJava without java: %v", err)
+	}
+}
+
+func TestProps(t *testing.T) {
+	c := &Cluster{cfg: Config{BrokerProps: map[string]string{"num.io.threads": "4"}}}
+	for i := range 3 {
+		c.nodes = append(c.nodes, &Node{ID: i + 1, Addr: "127.0.0.1:1" + string(rune('0'+i)), ctrlAddr: "127.0.0.1:2" + string(rune('0'+i)), dir: "/d"})
+	}
+	p := c.props(c.nodes[1])
+	for k, want := range map[string]string{
+		"node.id":                          "2",
+		"process.roles":                    "broker,controller",
+		"controller.quorum.voters":         "1@127.0.0.1:20,2@127.0.0.1:21,3@127.0.0.1:22",
+		"listeners":                        "PLAINTEXT://127.0.0.1:11,CONTROLLER://127.0.0.1:21",
+		"num.io.threads":                   "4",
+		"offsets.topic.replication.factor": "3",
+	} {
+		if p[k] != want {
+			t.Errorf("%s = %q, want %q", k, p[k], want)
+		}
+	}
+}
