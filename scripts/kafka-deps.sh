@@ -5,8 +5,9 @@
 # (internal/kafkatest, internal/e2e's Apache Kafka suite).
 #
 # Idempotent: does nothing when every jar listed in scripts/kafka-<version>.sha256
-# is present with its sha256. Without Java 17+, Maven or Maven Central it
-# warns and exits 0: the Apache Kafka tests then skip and say why.
+# is present with its sha256. Installs Java 17 and Maven with apt when
+# missing. Without them or Maven Central it warns and exits 0: the Apache
+# Kafka tests then skip and say why.
 set -euo pipefail
 
 VERSION=4.4.0
@@ -35,13 +36,24 @@ if complete "$dest/libs"; then
 	exit 0
 fi
 
+# apt_install PKG...: install with apt, refreshing the package lists once if
+# the first try fails (a fresh machine has none).
+apt_install() {
+	export DEBIAN_FRONTEND=noninteractive
+	apt-get install -y -q "$@" >/dev/null 2>&1 ||
+		{ apt-get update -q >/dev/null 2>&1 && apt-get install -y -q "$@" >/dev/null 2>&1; }
+}
+
 java=${JAVA:-java}
-command -v "$java" >/dev/null || skip "java is missing (apt-get install openjdk-17-jre-headless)"
+if ! command -v "$java" >/dev/null; then
+	echo "kafka-deps: installing openjdk-17-jre-headless with apt"
+	apt_install openjdk-17-jre-headless || skip "java is missing and apt could not install openjdk-17-jre-headless"
+fi
 major=$("$java" -XshowSettings:properties -version 2>&1 | sed -n 's/^ *java.specification.version = //p')
 ((${major:-0} >= 17)) || skip "Kafka $VERSION needs Java 17 or newer; $java is ${major:-unknown}"
 if ! command -v mvn >/dev/null; then
 	echo "kafka-deps: installing maven with apt"
-	DEBIAN_FRONTEND=noninteractive apt-get install -y -q maven >/dev/null 2>&1 || skip "mvn is missing and apt could not install maven"
+	apt_install maven || skip "mvn is missing and apt could not install maven"
 fi
 
 mkdir -p "$root/.deps/kafka"
