@@ -69,6 +69,11 @@ type Config struct {
 	ReplicasURL string
 	// DrainTimeout bounds the graceful stop (default 8s).
 	DrainTimeout time.Duration
+	// InstanceID, when set, makes the connector a static member of its
+	// group: restarted with the same id it takes its partitions back at
+	// once, without a rebalance, where a new member waits for the dead
+	// one's session to time out. Each connector of a tier needs its own.
+	InstanceID string
 	// Registerer receives the connector's and the Kafka client's metrics;
 	// nil registers nothing.
 	Registerer prometheus.Registerer
@@ -168,6 +173,9 @@ func (c *Connector) Run(ctx context.Context) error {
 		kgo.SessionTimeout(10*time.Second),
 		kgo.HeartbeatInterval(time.Second),
 	)
+	if c.cfg.InstanceID != "" {
+		opts = append(opts, kgo.InstanceID(c.cfg.InstanceID))
+	}
 	cl, err := kgo.NewClient(append(opts, kafka.ProducerOptions(&c.p.Kafka)...)...)
 	if err != nil {
 		return fmt.Errorf("tier %q: kafka client: %w", c.tier.Name, err)

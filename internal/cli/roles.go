@@ -185,6 +185,7 @@ func runConnector(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	replicasURL := fs.String("replicas-url", "", "URL serving the live replica set as JSON [{\"url\":…}] (what ddnn up serves), polled twice a second")
 	admin := fs.String("admin", "127.0.0.1:0", "address of /metrics, /healthz and /readyz")
 	drain := fs.Duration("drain-timeout", 8*time.Second, "how long a graceful stop waits for in-flight invocations")
+	instance := fs.String("instance-id", "", "static group membership: a connector restarted with the same id takes its partitions back at once instead of after the group's 10s session timeout (unique per connector of a tier)")
 	if err := parse(fs, args); err != nil {
 		return err
 	}
@@ -204,6 +205,7 @@ func runConnector(ctx context.Context, args []string, stdout, stderr io.Writer) 
 		Replicas:     splitList(*replicas),
 		ReplicasURL:  *replicasURL,
 		DrainTimeout: *drain,
+		InstanceID:   *instance,
 		Registerer:   wrapped,
 		Logger:       log,
 	})

@@ -193,7 +193,9 @@ func (s *Supervisor) start(ctx context.Context) error {
 		c := s.newChild("connector-"+t.Name, "http://"+admin+"/readyz",
 			"connector", "-f", s.cfg.File, "--tier", t.Name,
 			"--replicas-url", "http://"+s.p.Admin.Listen+runtime.ListPath(t.Name),
-			"--admin", admin, "--brokers", s.brokers, "--drain-timeout", "3s")
+			"--admin", admin, "--brokers", s.brokers, "--drain-timeout", "3s",
+			// One connector per tier: a restarted one rejoins at once.
+			"--instance-id", "up-"+t.Name)
 		s.mu.Lock()
 		s.connectors = append(s.connectors, c)
 		s.mu.Unlock()
