@@ -181,7 +181,7 @@ func (c *Connector) Run(ctx context.Context) error {
 		return fmt.Errorf("tier %q: kafka client: %w", c.tier.Name, err)
 	}
 	c.cl = cl
-	defer cl.Close() // leaves the group
+	defer cl.Close() // leaves the group, unless a static member
 	defer c.http.CloseIdleConnections()
 
 	// Once ctx ends, the stop has DrainTimeout to finish what was handed
@@ -253,9 +253,19 @@ func (c *Connector) poll(ctx context.Context, items chan<- item) error {
 			// were not added to the tracker, so nothing commits past them.
 			return nil
 		}
+		var fenced error
 		fetches.EachError(func(topic string, p int32, err error) {
+			if errors.Is(err, kerr.FencedInstanceID) {
+				fenced = err
+			}
 			c.log.Warn("fetch", "topic", topic, "partition", p, "err", err)
 		})
+		if fenced != nil {
+			// Records fetched with this poll are not tracked: nothing
+			// commits past them.
+			c.cl.AllowRebalance()
+			return fmt.Errorf("tier %q: another connector joined with instance id %q: %w", c.tier.Name, c.cfg.InstanceID, fenced)
+		}
 		recs := fetches.Records()
 		for _, r := range recs {
 			if err := c.offsets.Add(TopicPartition{r.Topic, r.Partition}, r.Offset); err != nil {
