@@ -679,3 +679,37 @@ func TestRevokeFreesTheWindow(t *testing.T) {
 	}
 	unblock()
 }
+
+// TestFencedInstanceStops: a second connector joining with the first one's
+// instance id fences it; the first stops with an error naming the id
+// instead of polling on without partitions.
+func TestFencedInstanceStops(t *testing.T) {
+	e := setup(t)
+	rep := newFakeReplica(t, nil)
+	start := func() (*Connector, <-chan error) {
+		c, err := New(Config{Pipeline: e.p, Tier: "edge", Replicas: []string{rep.srv.URL}, InstanceID: "edge-0", DrainTimeout: time.Second})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan error, 1)
+		stopped := make(chan struct{})
+		go func() { defer close(stopped); done <- c.Run(ctx) }()
+		t.Cleanup(func() { cancel(); <-stopped })
+		return c, done
+	}
+	_, first := start()
+	e.produce(t, 10, "a")
+	waitFor(t, "the first connector consuming", func() bool { return len(rep.ids()) == 10 })
+	start()
+	select {
+	case err := <-first:
+		if err == nil || !strings.Contains(err.Error(), `instance id "edge-0"`) {
+			t.Errorf("first connector stopped with %v", err)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("the fenced connector did not stop")
+	}
+	e.produce(t, 10, "b")
+	waitFor(t, "the second connector consuming", func() bool { return len(missing(rep.ids(), "b", 10)) == 0 })
+}
