@@ -355,7 +355,14 @@ func TestPipelineMatchesEval(t *testing.T) {
 	t.Logf("%d images: sent in %s, all results in %s (%.0f msg/s); accuracy %.4f; exits %v; duplicates %d",
 		len(ds.Samples), sent.Round(time.Millisecond), took.Round(time.Millisecond), float64(len(ds.Samples))/took.Seconds(), acc, exits, dups)
 
-	out, err := exec.Command(ddnn, "models", "eval", "-f", tp.file, "--json").Output()
+	checkMatchesEval(t, tp.file, acc, exits)
+}
+
+// checkMatchesEval compares the accuracy and exits per tier the pipeline
+// gave with what `ddnn models eval` gives for the same YAML.
+func checkMatchesEval(t *testing.T, file string, acc float64, exits map[string]int) {
+	t.Helper()
+	out, err := exec.Command(ddnn, "models", "eval", "-f", file, "--json").Output()
 	if err != nil {
 		t.Fatal(err)
 	}

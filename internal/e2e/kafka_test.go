@@ -7,7 +7,6 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"encoding/json"
 	"fmt"
 	"os"
 	"os/exec"
@@ -244,22 +243,7 @@ func testKafkaMatchesEval(t *testing.T, c *kafkatest.Cluster) {
 		len(ds.Samples), sent.Round(time.Millisecond), took.Round(time.Millisecond), float64(len(ds.Samples))/took.Seconds(),
 		latencies[len(latencies)/2].Round(100*time.Microsecond), latencies[len(latencies)*99/100].Round(100*time.Microsecond), acc, exits, dups)
 
-	out, err := exec.Command(ddnn, "models", "eval", "-f", tp.file, "--json").Output()
-	if err != nil {
-		t.Fatal(err)
-	}
-	var ev evalJSON
-	if err := json.Unmarshal(out, &ev); err != nil {
-		t.Fatal(err)
-	}
-	if ev.Accuracy != acc {
-		t.Errorf("pipeline accuracy %.4f, models eval %.4f", acc, ev.Accuracy)
-	}
-	for _, tr := range ev.Tiers {
-		if exits[tr.Name] != tr.Exited {
-			t.Errorf("tier %s: %d exits through the pipeline, %d in models eval", tr.Name, exits[tr.Name], tr.Exited)
-		}
-	}
+	checkMatchesEval(t, tp.file, acc, exits)
 }
 
 // testKafkaConnectorKill SIGKILLs the edge connector under `ddnn up`
