@@ -241,11 +241,11 @@ func (p *Pipeline) validateSites() []error {
 	if len(p.SiteList) == 0 {
 		for i := range p.Tiers {
 			if s := p.Tiers[i].Site; s != "" {
-				bad(tierPath(i)+".site", "%q given but the pipeline declares no sites:", s)
+				bad(tierPath(i)+".site", "%q given without a sites: section", s)
 			}
 		}
 		if s := p.Results.Site; s != "" {
-			bad("results.site", "%q given but the pipeline declares no sites:", s)
+			bad("results.site", "%q given without a sites: section", s)
 		}
 		return errs
 	}
@@ -266,13 +266,84 @@ func (p *Pipeline) validateSites() []error {
 		bad("kafka.brokers", "set it per site (sites[].kafka.brokers) when sites: is present")
 	}
 
-	// The top level's settings were checked at their own path: a site
-	// repeats only the problems of values it set itself.
+	known := map[string]bool{}
+	var names []string // the valid ones, for messages
+	for i := range p.SiteList {
+		s := &p.SiteList[i]
+		f := p.sitePath(i)
+		switch {
+		case s.Name == "":
+			bad(f+".name", "required")
+		case !nameRE.MatchString(s.Name):
+			bad(f+".name", "%q must be lowercase letters, digits, '-' or '_'", s.Name)
+		case known[s.Name]:
+			bad(f+".name", "duplicate site name %q", s.Name)
+		default:
+			names = append(names, s.Name)
+		}
+		known[s.Name] = true
+		errs = append(errs, p.validateSite(i)...)
+	}
+	errs = append(errs, p.validateSharing()...)
+
+	list := strings.Join(names, ", ")
+	for i := range p.Tiers {
+		switch s := p.Tiers[i].Site; {
+		case s == "":
+			bad(tierPath(i)+".site", "required when sites: is present (one of %s)", list)
+		case !slices.Contains(names, s):
+			bad(tierPath(i)+".site", "%q unknown (sites: %s)", s, list)
+		}
+	}
+	if s := p.Results.Site; s != "" && !slices.Contains(names, s) {
+		bad("results.site", "%q unknown (sites: %s)", s, list)
+	}
+	return errs
+}
+
+func (p *Pipeline) sitePath(i int) string {
+	if n := p.SiteList[i].Name; n != "" {
+		return fmt.Sprintf("sites[%d] (%s)", i, n)
+	}
+	return fmt.Sprintf("sites[%d]", i)
+}
+
+// validateSite checks the sections of site i. A bad pipeline-wide setting
+// the site inherited is reported once, at the top level; the site reports
+// its own values and what its Kafka cannot honour.
+func (p *Pipeline) validateSite(i int) []error {
+	s := &p.SiteList[i]
+	f := p.sitePath(i)
 	inherited := map[string]bool{}
 	for _, err := range append(p.Kafka.validateSettings("kafka"), p.Funnel.validateSettings("funnel")...) {
 		inherited[err.Error()] = true
 	}
-	known := map[string]bool{}
+	var own []error
+	own = append(own, s.Kafka.validateSettings("kafka")...)
+	own = append(own, s.Kafka.validatePlacement("kafka")...)
+	own = append(own, s.Funnel.validateSettings("funnel")...)
+	own = append(own, s.Funnel.validatePlacement("funnel")...)
+	own = append(own, checkAddr("admin.listen", s.Admin.Listen))
+	var errs []error
+	for _, err := range own {
+		if err != nil && !inherited[err.Error()] {
+			errs = append(errs, fmt.Errorf("%s.%w", f, err))
+		}
+	}
+	if n := p.Input.RecordBytes(); s.Kafka.MaxRecordBytes != p.Kafka.MaxRecordBytes && n > s.Kafka.MaxRecordBytes {
+		errs = append(errs, fmt.Errorf("%s.kafka.max_record_bytes: %d is under the %d bytes a %s %v sample's record takes",
+			f, s.Kafka.MaxRecordBytes, n, p.Input.DType, p.Input.Shape))
+	}
+	if u, err := url.Parse(s.Funnel.URL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		errs = append(errs, fmt.Errorf("%s.funnel.url: %q is not an http(s) URL", f, s.Funnel.URL))
+	}
+	return errs
+}
+
+// validateSharing reports two sites on one listener (compared as written)
+// or one embedded broker data dir.
+func (p *Pipeline) validateSharing() []error {
+	var errs []error
 	type owner struct {
 		site int
 		path string
@@ -281,39 +352,7 @@ func (p *Pipeline) validateSites() []error {
 	dataDirs := map[string]owner{}
 	for i := range p.SiteList {
 		s := &p.SiteList[i]
-		f := fmt.Sprintf("sites[%d]", i)
-		if s.Name == "" {
-			bad(f+".name", "required")
-		} else {
-			f = fmt.Sprintf("sites[%d] (%s)", i, s.Name)
-			if !nameRE.MatchString(s.Name) {
-				bad(f+".name", "%q must be lowercase letters, digits, '-' or '_'", s.Name)
-			}
-			if known[s.Name] {
-				bad(f+".name", "duplicate site name %q", s.Name)
-			}
-			known[s.Name] = true
-		}
-		var own []error
-		own = append(own, s.Kafka.validateSettings("kafka")...)
-		own = append(own, s.Kafka.validatePlacement("kafka")...)
-		own = append(own, s.Funnel.validateSettings("funnel")...)
-		own = append(own, s.Funnel.validatePlacement("funnel")...)
-		own = append(own, checkAddr("admin.listen", s.Admin.Listen))
-		for _, err := range own {
-			if err != nil && !inherited[err.Error()] {
-				errs = append(errs, fmt.Errorf("%s.%w", f, err))
-			}
-		}
-		if n := p.Input.RecordBytes(); s.Kafka.MaxRecordBytes != p.Kafka.MaxRecordBytes && n > s.Kafka.MaxRecordBytes {
-			bad(f+".kafka.max_record_bytes", "%d is under the %d bytes a %s %v sample's record takes",
-				s.Kafka.MaxRecordBytes, n, p.Input.DType, p.Input.Shape)
-		}
-		if u, err := url.Parse(s.Funnel.URL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-			bad(f+".funnel.url", "%q is not an http(s) URL", s.Funnel.URL)
-		}
-
-		// Two sites must not share a listener or a broker's data.
+		f := p.sitePath(i)
 		for _, a := range []struct {
 			field, proto, v string
 			used            bool
@@ -330,36 +369,17 @@ func (p *Pipeline) validateSites() []error {
 			if o, ok := listeners[key]; !ok {
 				listeners[key] = owner{i, f + "." + a.field}
 			} else if o.site != i {
-				bad(f+"."+a.field, "%s is also %s", a.v, o.path)
+				errs = append(errs, fmt.Errorf("%s.%s: %s is also %s", f, a.field, a.v, o.path))
 			}
 		}
 		if d := s.Kafka.EmbeddedDataDir; d != "" && s.Kafka.Embedded() {
 			key := filepath.Clean(d)
 			if o, ok := dataDirs[key]; ok {
-				bad(f+".kafka.embedded_data_dir", "%q is also %s: a broker's data dir is its own", d, o.path)
+				errs = append(errs, fmt.Errorf("%s.kafka.embedded_data_dir: %q is also %s: a broker's data dir is its own", f, d, o.path))
 			} else {
 				dataDirs[key] = owner{i, f + ".kafka.embedded_data_dir"}
 			}
 		}
-	}
-
-	var valid []string
-	for _, n := range p.siteNames() {
-		if nameRE.MatchString(n) && !slices.Contains(valid, n) {
-			valid = append(valid, n)
-		}
-	}
-	names := strings.Join(valid, ", ")
-	for i := range p.Tiers {
-		switch s := p.Tiers[i].Site; {
-		case s == "":
-			bad(tierPath(i)+".site", "required when sites: is present (one of %s)", names)
-		case !known[s]:
-			bad(tierPath(i)+".site", "%q unknown (sites: %s)", s, names)
-		}
-	}
-	if s := p.Results.Site; s != "" && !known[s] {
-		bad("results.site", "%q unknown (sites: %s)", s, names)
 	}
 	return errs
 }

@@ -25,19 +25,19 @@ func TestSitesBad(t *testing.T) {
 		},
 		"collisions.bad.yml": {
 			`sites[1] (fog).funnel.url: "ftp://fog.example" is not an http(s) URL`,
+			`sites[2] (cloud).funnel.url: "cloud.example:8080" is not an http(s) URL`,
 			`sites[1] (fog).kafka.embedded_listen: 127.0.0.1:19092 is also sites[0] (edge).kafka.embedded_listen`,
 			`sites[1] (fog).funnel.listen: 127.0.0.1:18080 is also sites[0] (edge).funnel.listen`,
 			`sites[1] (fog).funnel.coap_listen: 127.0.0.1:15683 is also sites[0] (edge).funnel.coap_listen`,
 			`sites[1] (fog).kafka.embedded_data_dir: "./data/kafka/" is also sites[0] (edge).kafka.embedded_data_dir: a broker's data dir is its own`,
-			`sites[2] (cloud).funnel.url: "cloud.example:8080" is not an http(s) URL`,
 			`sites[2] (cloud).admin.listen: 127.0.0.1:18080 is also sites[0] (edge).funnel.listen`,
 			`sites[4] (lab2).kafka.embedded_listen: 127.0.0.1:9092 is also sites[3] (lab).kafka.embedded_listen`,
 			`sites[4] (lab2).funnel.listen: 127.0.0.1:8080 is also sites[3] (lab).funnel.listen`,
 			`sites[4] (lab2).admin.listen: 127.0.0.1:9464 is also sites[3] (lab).admin.listen`,
 		},
 		"no-sites.bad.yml": {
-			`tiers[0] (edge).site: "edge" given but the pipeline declares no sites:`,
-			`results.site: "local" given but the pipeline declares no sites:`,
+			`tiers[0] (edge).site: "edge" given without a sites: section`,
+			`results.site: "local" given without a sites: section`,
 		},
 		"settings.bad.yml": {
 			`kafka.partitions: 2000 must be in [1, 1024]`,
