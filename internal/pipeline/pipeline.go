@@ -2,9 +2,12 @@
 // types, strict decoding, defaults and validation.
 //
 // Load reads a file, rejects unknown keys, fills defaults and validates the
-// result, reporting every problem at once with the field that is wrong. The
-// package knows nothing about ONNX Runtime, Kafka or HTTP: checks that need a
-// model file opened (tensor names and shapes) belong to the models package.
+// result, reporting every problem at once with the field that is wrong.
+// Sites place the tiers and topics on clusters with their own Kafka (Sites,
+// SiteOf, TopicsOn, Links); a pipeline without sites: is one implicit site
+// and runs as it always did. The package knows nothing about ONNX Runtime,
+// Kafka or HTTP: checks that need a model file opened (tensor names and
+// shapes) belong to the models package.
 package pipeline
 
 import (
