@@ -107,6 +107,9 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err != nil {
 		return err
 	}
+	if err := p.CheckOneSite(); err != nil {
+		return err
+	}
 	if p.Eval.Images == "" {
 		return fmt.Errorf("%w: bench sends the pipeline's eval.images; set eval.images and eval.labels in %s", errUsage, *file)
 	}

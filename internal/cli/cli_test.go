@@ -269,3 +269,31 @@ func TestMissingLibrary(t *testing.T) {
 		})
 	}
 }
+
+// TestSeveralSites checks that a pipeline on several sites passes the
+// model checks, while the commands that run a site refuse it for now.
+func TestSeveralSites(t *testing.T) {
+	const file = "deploy/examples/continuum.yaml"
+	code, out, stderr := run(t, "models", "check", "-f", file)
+	if code != 0 || !strings.Contains(out, `pipeline "fmnist": 3 tiers, chain ok`) {
+		t.Errorf("models check: exit %d\n%s%s", code, out, stderr)
+	}
+	for _, args := range [][]string{
+		{"up", "-f", file},
+		{"broker", "-f", file},
+		{"funnel", "-f", file},
+		{"connector", "-f", file, "--tier", "edge", "--replicas", "http://127.0.0.1:1"},
+		{"scaler", "-f", file},
+		{"monolith", "-f", file},
+		{"results", "-f", file},
+		{"bench", "-f", file},
+	} {
+		t.Run(args[0], func(t *testing.T) {
+			code, _, stderr := run(t, args...)
+			want := `pipeline "fmnist" has 3 sites (edge, fog, cloud): running several sites is not supported yet by this build`
+			if code != 1 || !strings.Contains(stderr, want) {
+				t.Errorf("exit %d, stderr %q; want 1 and %q", code, stderr, want)
+			}
+		})
+	}
+}

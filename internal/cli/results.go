@@ -31,6 +31,9 @@ func runResults(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	if err != nil {
 		return err
 	}
+	if err := p.CheckOneSite(); err != nil {
+		return err
+	}
 	overrideBrokers(p, *brokers)
 	cl, err := kgo.NewClient(append(kafka.ClientOptions(&p.Kafka, "results", nil),
 		kgo.ConsumeTopics(p.ResultsTopic()),

@@ -86,6 +86,9 @@ func (rf roleFlags) load(component string) (*pipeline.Pipeline, *slog.Logger, er
 	if err != nil {
 		return nil, nil, err
 	}
+	if err := p.CheckOneSite(); err != nil {
+		return nil, nil, err
+	}
 	overrideBrokers(p, *rf.brokers)
 	return p, log.With("component", component), nil
 }

@@ -2,9 +2,12 @@
 // types, strict decoding, defaults and validation.
 //
 // Load reads a file, rejects unknown keys, fills defaults and validates the
-// result, reporting every problem at once with the field that is wrong. The
-// package knows nothing about ONNX Runtime, Kafka or HTTP: checks that need a
-// model file opened (tensor names and shapes) belong to the models package.
+// result, reporting every problem at once with the field that is wrong.
+// Sites place the tiers and topics on clusters with their own Kafka (Sites,
+// SiteOf, TopicsOn, Links); a pipeline without sites: is one implicit site
+// and runs as it always did. The package knows nothing about ONNX Runtime,
+// Kafka or HTTP: checks that need a model file opened (tensor names and
+// shapes) belong to the models package.
 package pipeline
 
 import (
@@ -58,6 +61,13 @@ type Pipeline struct {
 	Classes []string `yaml:"classes"`
 	// Tiers in order, from the devices up (edge, fog, cloud).
 	Tiers []Tier `yaml:"tiers"`
+	// SiteList is the sites the pipeline runs on, as declared under
+	// sites:, with their defaults and inherited settings filled in. Empty
+	// means one implicit site made of the top-level kafka, funnel and
+	// admin sections; Sites returns the effective list either way.
+	SiteList []Site `yaml:"sites"`
+	// Results says which site holds <name>.results.
+	Results Results `yaml:"results"`
 	// Eval names a labeled test set for `ddnn models eval`; optional.
 	Eval Eval `yaml:"eval"`
 	// WireEncoding is how messages travel between the pipeline's parts
@@ -95,6 +105,10 @@ type Eval struct {
 // Tier is one stage of the DDNN with its model and exit policy.
 type Tier struct {
 	Name string `yaml:"name"`
+	// Site is where the tier runs: its input topic lives on that site's
+	// Kafka and its replicas deliver to that site's funnel. Required when
+	// the pipeline declares sites, not allowed otherwise.
+	Site string `yaml:"site"`
 	// Model is the ONNX file, relative to the YAML file's directory.
 	Model string `yaml:"model"`
 	// InputName is the model input to feed; empty means the model's only
@@ -177,6 +191,12 @@ func Parse(b []byte) (*Pipeline, error) {
 	p.setDefaults()
 	if err := p.Validate(); err != nil {
 		return nil, err
+	}
+	if len(p.SiteList) == 1 {
+		// One declared site runs like a pipeline without sites: the
+		// top-level sections hold its effective settings.
+		s := &p.SiteList[0]
+		p.Kafka, p.Funnel, p.Admin = s.Kafka, s.Funnel.Funnel, s.Admin
 	}
 	return &p, nil
 }

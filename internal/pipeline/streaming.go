@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"maps"
 	"net"
-	"path/filepath"
 	"regexp"
 	"slices"
 	"strconv"
@@ -88,15 +87,13 @@ func (k *Kafka) Replication() int16 {
 // Embedded reports whether the pipeline uses the embedded broker.
 func (k *Kafka) Embedded() bool { return len(k.Brokers) == 0 }
 
-// BrokerDataDir is the embedded broker's data directory, absolute:
-// kafka.embedded_data_dir resolved against the YAML's directory, or by
-// default .run/<name>/kafka under the working directory, so a pipeline
-// started again from the same directory finds its data.
+// BrokerDataDir is the embedded broker's data directory of a one-site
+// pipeline, absolute: kafka.embedded_data_dir resolved against the YAML's
+// directory, or by default .run/<name>/kafka under the working directory,
+// so a pipeline started again from the same directory finds its data (see
+// SiteDataDir for a declared site).
 func (p *Pipeline) BrokerDataDir() (string, error) {
-	if d := p.Kafka.EmbeddedDataDir; d != "" {
-		return filepath.Abs(p.Path(d))
-	}
-	return filepath.Abs(filepath.Join(".run", p.Name, "kafka"))
+	return p.SiteDataDir(&p.Sites()[0])
 }
 
 // SeedBrokers is what clients dial: the configured brokers or the embedded
@@ -195,28 +192,21 @@ func (p *Pipeline) Encoding() wire.Encoding {
 func (p *Pipeline) setStreamingDefaults() {
 	setDefault(&p.WireEncoding, "binary")
 	k := &p.Kafka
-	if k.EmbeddedListen == "" {
-		k.EmbeddedListen = DefaultEmbeddedBroker
+	if len(p.SiteList) == 0 {
+		// Addresses belong to a site; without sites: the top-level
+		// sections are the implicit site's.
+		setDefault(&k.EmbeddedListen, DefaultEmbeddedBroker)
+		setDefault(&p.Funnel.Listen, DefaultFunnelListen)
+		setDefault(&p.Funnel.CoAPListen, DefaultCoAPListen)
+		setDefault(&p.Admin.Listen, DefaultAdminListen)
 	}
-	if k.Partitions == 0 {
-		k.Partitions = DefaultPartitions
-	}
-	if k.ClientID == "" {
-		k.ClientID = DefaultClientID
-	}
-	if k.ProduceTimeout == 0 {
-		k.ProduceTimeout = DefaultProduceTimeout
-	}
+	setDefault(&k.Partitions, DefaultPartitions)
+	setDefault(&k.ClientID, DefaultClientID)
+	setDefault(&k.ProduceTimeout, DefaultProduceTimeout)
 	setDefault(&k.MaxRecordBytes, DefaultMaxRecordBytes)
-	if p.Funnel.Listen == "" {
-		p.Funnel.Listen = DefaultFunnelListen
-	}
-	setDefault(&p.Funnel.CoAPListen, DefaultCoAPListen)
 	setDefault(&p.Funnel.MaxConnections, DefaultFunnelMaxConnections)
 	setDefault(&p.Funnel.MaxRequestBytes, p.Input.IngestBytes())
-	if p.Admin.Listen == "" {
-		p.Admin.Listen = DefaultAdminListen
-	}
+	p.setSiteDefaults()
 	for i := range p.Tiers {
 		c := &p.Tiers[i].Connector
 		setDefault(&c.MaxBatch, DefaultConnectorMaxBatch)
@@ -267,44 +257,23 @@ func (p *Pipeline) validateStreaming() []error {
 	bad := func(field, format string, args ...any) {
 		errs = append(errs, fmt.Errorf("%s: "+format, append([]any{field}, args...)...))
 	}
-	addr := func(field, v string) {
-		if _, _, err := net.SplitHostPort(v); err != nil {
-			bad(field, "%q is not host:port", v)
-		}
-	}
 	if p.WireEncoding != "binary" && p.WireEncoding != "json" {
 		bad("wire_encoding", "%q unknown (want binary or json)", p.WireEncoding)
 	}
-	k := &p.Kafka
-	for i, b := range k.Brokers {
-		addr(fmt.Sprintf("kafka.brokers[%d]", i), b)
-	}
-	addr("kafka.embedded_listen", k.EmbeddedListen)
-	if k.Partitions < 1 || k.Partitions > 1024 {
-		bad("kafka.partitions", "%d must be in [1, 1024]", k.Partitions)
-	}
-	if k.ProduceTimeout < time.Second {
-		bad("kafka.produce_timeout", "%s must be at least 1s", k.ProduceTimeout)
-	}
-	if k.MaxRecordBytes < 4096 {
-		bad("kafka.max_record_bytes", "%d must be at least 4096", k.MaxRecordBytes)
-	}
-	errs = append(errs, k.validateTopics()...)
-	addr("funnel.listen", p.Funnel.Listen)
-	if p.Funnel.CoAPListen != "off" {
-		addr("funnel.coap_listen", p.Funnel.CoAPListen)
-	}
-	if p.Funnel.MaxConnections < 16 {
-		bad("funnel.max_connections", "%d must be at least 16", p.Funnel.MaxConnections)
-	}
-	if p.Funnel.MaxRequestBytes < 1024 {
-		bad("funnel.max_request_bytes", "%d must be at least 1024", p.Funnel.MaxRequestBytes)
-	}
-	if n := p.Input.RecordBytes(); n > k.MaxRecordBytes {
+	errs = append(errs, p.Kafka.validateSettings("kafka")...)
+	errs = append(errs, p.Funnel.validateSettings("funnel")...)
+	if n := p.Input.RecordBytes(); n > p.Kafka.MaxRecordBytes {
 		bad("input", "a %s %v sample makes Kafka records of up to %d bytes, over kafka.max_record_bytes %d (raise it together with the brokers' message.max.bytes)",
-			p.Input.DType, p.Input.Shape, n, k.MaxRecordBytes)
+			p.Input.DType, p.Input.Shape, n, p.Kafka.MaxRecordBytes)
 	}
-	addr("admin.listen", p.Admin.Listen)
+	if len(p.SiteList) == 0 {
+		errs = append(errs, p.Kafka.validatePlacement("kafka")...)
+		errs = append(errs, p.Funnel.validatePlacement("funnel")...)
+		if err := checkAddr("admin.listen", p.Admin.Listen); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	errs = append(errs, p.validateSites()...)
 	for i := range p.Tiers {
 		t := &p.Tiers[i]
 		f := fmt.Sprintf("tiers[%d] (%s)", i, t.Name)
@@ -338,51 +307,115 @@ func (p *Pipeline) validateStreaming() []error {
 	return errs
 }
 
-var topicConfigRE = regexp.MustCompile(`^[a-z][a-z0-9]*(\.[a-z0-9]+)*$`)
+// checkAddr reports an address that is not host:port.
+func checkAddr(field, v string) error {
+	if _, _, err := net.SplitHostPort(v); err != nil {
+		return fmt.Errorf("%s: %q is not host:port", field, v)
+	}
+	return nil
+}
 
-// validateTopics checks the replication factor and the topic configs ddnn
-// can judge on its own; the broker validates the rest when it creates a
-// topic.
-func (k *Kafka) validateTopics() []error {
+// validateSettings checks the settings a site inherits from the top-level
+// kafka section; f is the section's path.
+func (k *Kafka) validateSettings(f string) []error {
 	var errs []error
 	bad := func(field, format string, args ...any) {
-		errs = append(errs, fmt.Errorf("%s: "+format, append([]any{field}, args...)...))
+		errs = append(errs, fmt.Errorf("%s.%s: "+format, append([]any{f, field}, args...)...))
 	}
-	rf := k.Replication()
-	switch {
-	case rf < -1:
-		bad("kafka.replication_factor", "%d must be -1 (the cluster's default) or at least 1", rf)
-	case k.Embedded() && rf != 1 && rf != -1:
-		bad("kafka.replication_factor", "%d needs kafka.brokers: the embedded broker is one node", rf)
+	if k.Partitions < 1 || k.Partitions > 1024 {
+		bad("partitions", "%d must be in [1, 1024]", k.Partitions)
 	}
-	if k.Embedded() && len(k.TopicConfig) > 0 {
-		bad("kafka.topic_config", "needs kafka.brokers: the embedded broker makes its topics with its own defaults")
+	if k.ProduceTimeout < time.Second {
+		bad("produce_timeout", "%s must be at least 1s", k.ProduceTimeout)
+	}
+	if k.MaxRecordBytes < 4096 {
+		bad("max_record_bytes", "%d must be at least 4096", k.MaxRecordBytes)
+	}
+	if k.ReplicationFactor < -1 {
+		bad("replication_factor", "%d must be -1 (the cluster's default) or at least 1", k.ReplicationFactor)
 	}
 	for _, key := range slices.Sorted(maps.Keys(k.TopicConfig)) {
 		v := k.TopicConfig[key]
-		f := fmt.Sprintf("kafka.topic_config[%s]", key)
+		field := fmt.Sprintf("topic_config[%s]", key)
 		if !topicConfigRE.MatchString(key) {
-			bad(f, "%q is not a topic config name (like min.insync.replicas)", key)
+			bad(field, "%q is not a topic config name (like min.insync.replicas)", key)
 			continue
 		}
 		if v == "" {
-			bad(f, "empty value")
+			bad(field, "empty value")
 			continue
 		}
 		n, err := strconv.ParseInt(v, 10, 64)
 		switch key {
 		case "min.insync.replicas":
-			switch {
-			case err != nil || n < 1:
-				bad(f, "%q must be a whole number at least 1", v)
-			case rf > 0 && n > int64(rf):
-				bad(f, "%d is over kafka.replication_factor %d: no write could be acknowledged", n, rf)
+			if err != nil || n < 1 {
+				bad(field, "%q must be a whole number at least 1", v)
 			}
 		case "retention.ms", "retention.bytes":
 			if err != nil || n < -1 {
-				bad(f, "%q must be a whole number, -1 for no limit", v)
+				bad(field, "%q must be a whole number, -1 for no limit", v)
 			}
 		}
 	}
 	return errs
 }
+
+// validatePlacement checks what depends on where the Kafka is: its
+// addresses, and the topic settings the embedded broker cannot honour; f
+// is the section's path.
+func (k *Kafka) validatePlacement(f string) []error {
+	var errs []error
+	bad := func(field, format string, args ...any) {
+		errs = append(errs, fmt.Errorf("%s.%s: "+format, append([]any{f, field}, args...)...))
+	}
+	for i, b := range k.Brokers {
+		if err := checkAddr(fmt.Sprintf("%s.brokers[%d]", f, i), b); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if err := checkAddr(f+".embedded_listen", k.EmbeddedListen); err != nil {
+		errs = append(errs, err)
+	}
+	rf := k.Replication()
+	if k.Embedded() && rf > 1 {
+		bad("replication_factor", "%d needs kafka.brokers: the embedded broker is one node", rf)
+	}
+	if k.Embedded() && len(k.TopicConfig) > 0 {
+		bad("topic_config", "needs kafka.brokers: the embedded broker makes its topics with its own defaults")
+	}
+	if v, ok := k.TopicConfig["min.insync.replicas"]; ok && rf > 0 {
+		if n, err := strconv.ParseInt(v, 10, 64); err == nil && n > int64(rf) {
+			bad("topic_config[min.insync.replicas]", "%d is over kafka.replication_factor %d: no write could be acknowledged", n, rf)
+		}
+	}
+	return errs
+}
+
+// validateSettings checks the settings a site inherits from the top-level
+// funnel section; f is the section's path.
+func (fu *Funnel) validateSettings(f string) []error {
+	var errs []error
+	if fu.MaxConnections < 16 {
+		errs = append(errs, fmt.Errorf("%s.max_connections: %d must be at least 16", f, fu.MaxConnections))
+	}
+	if fu.MaxRequestBytes < 1024 {
+		errs = append(errs, fmt.Errorf("%s.max_request_bytes: %d must be at least 1024", f, fu.MaxRequestBytes))
+	}
+	return errs
+}
+
+// validatePlacement checks the funnel's addresses; f is the section's path.
+func (fu *Funnel) validatePlacement(f string) []error {
+	var errs []error
+	if err := checkAddr(f+".listen", fu.Listen); err != nil {
+		errs = append(errs, err)
+	}
+	if fu.CoAPListen != "off" {
+		if err := checkAddr(f+".coap_listen", fu.CoAPListen); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errs
+}
+
+var topicConfigRE = regexp.MustCompile(`^[a-z][a-z0-9]*(\.[a-z0-9]+)*$`)

@@ -216,3 +216,20 @@ func TestRunStartFailureStopsWhatStarted(t *testing.T) {
 	}
 	b.Close()
 }
+
+// TestSeveralSitesRefused checks that ddnn up refuses a pipeline on
+// several sites before starting anything.
+func TestSeveralSitesRefused(t *testing.T) {
+	p, err := pipeline.Load("../../deploy/examples/continuum.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var announce syncBuf
+	err = up.Run(context.Background(), up.Config{Pipeline: p, Announce: &announce, Out: io.Discard})
+	if err == nil || !strings.Contains(err.Error(), "running several sites is not supported yet by this build") {
+		t.Errorf("error = %v", err)
+	}
+	if announce.String() != "" {
+		t.Errorf("announced %q", announce.String())
+	}
+}

@@ -104,6 +104,9 @@ func Run(ctx context.Context, cfg Config) error {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
+	if err := cfg.Pipeline.CheckOneSite(); err != nil {
+		return err
+	}
 	s := &Supervisor{cfg: cfg, p: cfg.Pipeline, log: cfg.Logger.With("component", "up"), runtimes: map[string]runtime.Runtime{}}
 	bg, bgCtx := errgroup.WithContext(context.Background())
 	supervise, stopSupervising := context.WithCancel(bgCtx)

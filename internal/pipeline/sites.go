@@ -1,0 +1,385 @@
+package pipeline
+
+import (
+	"fmt"
+	"net"
+	"net/url"
+	"path/filepath"
+	"slices"
+	"strings"
+)
+
+// LocalSite names the implicit site of a pipeline without sites:.
+const LocalSite = "local"
+
+// Site is one place the pipeline runs, such as an edge, fog or cloud
+// cluster: its own Kafka, funnel and supervisor. The tiers placed on it
+// consume from its Kafka and deliver to its funnel.
+//
+// A declared site inherits the pipeline-wide settings it leaves unset from
+// the top-level kafka and funnel sections (partitions, client_id,
+// produce_timeout, max_record_bytes, replication_factor, topic_config,
+// embedded_sync_writes; max_request_bytes, max_connections). Its addresses
+// are its own: kafka.brokers, kafka.embedded_listen,
+// kafka.embedded_data_dir, funnel.listen, funnel.coap_listen, funnel.url
+// and admin.listen take the single-site defaults when unset and are never
+// inherited.
+type Site struct {
+	Name   string     `yaml:"name"`
+	Kafka  Kafka      `yaml:"kafka"`
+	Funnel SiteFunnel `yaml:"funnel"`
+	Admin  Admin      `yaml:"admin"`
+}
+
+// SiteFunnel is a site's funnel: the funnel settings plus the address other
+// sites reach it at.
+type SiteFunnel struct {
+	Funnel `yaml:",inline"`
+	// URL is the base URL other sites use to reach this funnel; default
+	// http://<listen>.
+	URL string `yaml:"url"`
+}
+
+// Results places the results topic.
+type Results struct {
+	// Site holds <name>.results; default the first tier's site.
+	Site string `yaml:"site"`
+}
+
+// Link is a directed cross-site link that carries data: forwards to a tier
+// on another site, or exits to a results site elsewhere.
+type Link struct {
+	From, To string
+}
+
+// Sites returns the effective sites: the declared ones with defaults and
+// inherited settings filled in, or the implicit site LocalSite made of the
+// top-level kafka, funnel and admin sections.
+func (p *Pipeline) Sites() []Site {
+	if len(p.SiteList) > 0 {
+		return p.SiteList
+	}
+	return []Site{{
+		Name:   LocalSite,
+		Kafka:  p.Kafka,
+		Funnel: SiteFunnel{Funnel: p.Funnel, URL: "http://" + p.Funnel.Listen},
+		Admin:  p.Admin,
+	}}
+}
+
+// site returns the declared site called name, or the implicit one.
+func (p *Pipeline) site(name string) *Site {
+	if len(p.SiteList) == 0 {
+		if name != LocalSite {
+			return nil
+		}
+		s := p.Sites()[0]
+		return &s
+	}
+	for i := range p.SiteList {
+		if p.SiteList[i].Name == name {
+			return &p.SiteList[i]
+		}
+	}
+	return nil
+}
+
+// tierSite is the name of the site t runs on.
+func (p *Pipeline) tierSite(t *Tier) string {
+	if len(p.SiteList) == 0 {
+		return LocalSite
+	}
+	return t.Site
+}
+
+// SiteOf returns the site the tier runs on, nil for an unknown tier. The
+// implicit site is built afresh from the top-level sections on each call.
+func (p *Pipeline) SiteOf(tier string) *Site {
+	t, _, err := p.Tier(tier)
+	if err != nil {
+		return nil
+	}
+	return p.site(p.tierSite(t))
+}
+
+// ResultsSite returns the site holding <name>.results: results.site, else
+// the first tier's site.
+func (p *Pipeline) ResultsSite() *Site {
+	if p.Results.Site != "" {
+		return p.site(p.Results.Site)
+	}
+	if len(p.Tiers) == 0 {
+		return nil
+	}
+	return p.site(p.tierSite(&p.Tiers[0]))
+}
+
+// TopicsOn lists the topics that live on site's Kafka: the input and
+// dead-letter topics of its tiers, <name>.results on the results site and
+// the uplink queues it sends from. For the implicit site it is Topics().
+func (p *Pipeline) TopicsOn(site string) []string {
+	var ts []string
+	for i := range p.Tiers {
+		if t := &p.Tiers[i]; p.tierSite(t) == site {
+			ts = append(ts, p.InputTopic(t.Name), p.DLQTopic(t.Name))
+		}
+	}
+	if r := p.ResultsSite(); r != nil && r.Name == site {
+		ts = append(ts, p.ResultsTopic())
+	}
+	for _, l := range p.Links() {
+		if l.From == site {
+			ts = append(ts, p.UplinkTopic(l.To))
+		}
+	}
+	return ts
+}
+
+// Links lists each directed cross-site link that carries data, once, in
+// tier order: a tier's forward to the next tier on another site, then its
+// exits to a results site elsewhere (every tier may exit). A pipeline on
+// one site has none.
+func (p *Pipeline) Links() []Link {
+	var links []Link
+	add := func(from, to string) {
+		if l := (Link{From: from, To: to}); from != to && !slices.Contains(links, l) {
+			links = append(links, l)
+		}
+	}
+	results := ""
+	if r := p.ResultsSite(); r != nil {
+		results = r.Name
+	}
+	for i := range p.Tiers {
+		from := p.tierSite(&p.Tiers[i])
+		if !p.Last(i) {
+			add(from, p.tierSite(&p.Tiers[i+1]))
+		}
+		add(from, results)
+	}
+	return links
+}
+
+// UplinkTopic is the queue, on the sending site's Kafka, of what goes to
+// the site called to.
+func (p *Pipeline) UplinkTopic(to string) string { return p.Name + ".uplink." + to }
+
+// UplinkGroup is the consumer group of the connector that ships
+// UplinkTopic(to) to that site's funnel.
+func (p *Pipeline) UplinkGroup(to string) string { return p.UplinkTopic(to) + ".connector" }
+
+// SiteDataDir is the embedded broker's data directory of s, absolute:
+// kafka.embedded_data_dir resolved against the YAML's directory, else
+// under the working directory .run/<name>/<site>/kafka for a declared
+// site and .run/<name>/kafka for the implicit one (as before sites).
+func (p *Pipeline) SiteDataDir(s *Site) (string, error) {
+	if d := s.Kafka.EmbeddedDataDir; d != "" {
+		return filepath.Abs(p.Path(d))
+	}
+	if len(p.SiteList) == 0 {
+		return filepath.Abs(filepath.Join(".run", p.Name, "kafka"))
+	}
+	return filepath.Abs(filepath.Join(".run", p.Name, s.Name, "kafka"))
+}
+
+// CheckOneSite returns an error when p declares more than one site, which
+// this build cannot run yet.
+func (p *Pipeline) CheckOneSite() error {
+	if len(p.SiteList) <= 1 {
+		return nil
+	}
+	return fmt.Errorf("pipeline %q has %d sites (%s): running several sites is not supported yet by this build",
+		p.Name, len(p.SiteList), strings.Join(p.siteNames(), ", "))
+}
+
+func (p *Pipeline) siteNames() []string {
+	names := make([]string, len(p.SiteList))
+	for i := range p.SiteList {
+		names[i] = p.SiteList[i].Name
+	}
+	return names
+}
+
+// setSiteDefaults fills in each declared site, after the top-level
+// sections got their defaults: first the settings the site leaves unset
+// are inherited from the top level (its own value wins, and an inherited
+// value is never replaced by a default), then its addresses get the
+// single-site defaults.
+func (p *Pipeline) setSiteDefaults() {
+	top := &p.Kafka
+	for i := range p.SiteList {
+		s := &p.SiteList[i]
+		k := &s.Kafka
+		setDefault(&k.EmbeddedSyncWrites, top.EmbeddedSyncWrites)
+		setDefault(&k.Partitions, top.Partitions)
+		setDefault(&k.ClientID, top.ClientID)
+		setDefault(&k.ProduceTimeout, top.ProduceTimeout)
+		setDefault(&k.MaxRecordBytes, top.MaxRecordBytes)
+		setDefault(&k.ReplicationFactor, top.ReplicationFactor)
+		if k.TopicConfig == nil {
+			k.TopicConfig = top.TopicConfig
+		}
+		setDefault(&s.Funnel.MaxRequestBytes, p.Funnel.MaxRequestBytes)
+		setDefault(&s.Funnel.MaxConnections, p.Funnel.MaxConnections)
+
+		setDefault(&k.EmbeddedListen, DefaultEmbeddedBroker)
+		setDefault(&s.Funnel.Listen, DefaultFunnelListen)
+		setDefault(&s.Funnel.CoAPListen, DefaultCoAPListen)
+		setDefault(&s.Funnel.URL, "http://"+s.Funnel.Listen)
+		s.Funnel.URL = strings.TrimSuffix(s.Funnel.URL, "/")
+		setDefault(&s.Admin.Listen, DefaultAdminListen)
+	}
+}
+
+// validateSites checks the sites and the placement of tiers and results.
+func (p *Pipeline) validateSites() []error {
+	var errs []error
+	bad := func(field, format string, args ...any) {
+		errs = append(errs, fmt.Errorf("%s: "+format, append([]any{field}, args...)...))
+	}
+	tierPath := func(i int) string { return fmt.Sprintf("tiers[%d] (%s)", i, p.Tiers[i].Name) }
+	if len(p.SiteList) == 0 {
+		for i := range p.Tiers {
+			if s := p.Tiers[i].Site; s != "" {
+				bad(tierPath(i)+".site", "%q given without a sites: section", s)
+			}
+		}
+		if s := p.Results.Site; s != "" {
+			bad("results.site", "%q given without a sites: section", s)
+		}
+		return errs
+	}
+
+	// Addresses are a site's own: at the top level they would be ignored.
+	for _, a := range []struct{ field, v string }{
+		{"kafka.embedded_listen", p.Kafka.EmbeddedListen},
+		{"kafka.embedded_data_dir", p.Kafka.EmbeddedDataDir},
+		{"funnel.listen", p.Funnel.Listen},
+		{"funnel.coap_listen", p.Funnel.CoAPListen},
+		{"admin.listen", p.Admin.Listen},
+	} {
+		if a.v != "" {
+			bad(a.field, "set it per site (sites[].%s) when sites: is present", a.field)
+		}
+	}
+	if len(p.Kafka.Brokers) > 0 {
+		bad("kafka.brokers", "set it per site (sites[].kafka.brokers) when sites: is present")
+	}
+
+	known := map[string]bool{}
+	var names []string // the valid ones, for messages
+	for i := range p.SiteList {
+		s := &p.SiteList[i]
+		f := p.sitePath(i)
+		switch {
+		case s.Name == "":
+			bad(f+".name", "required")
+		case !nameRE.MatchString(s.Name):
+			bad(f+".name", "%q must be lowercase letters, digits, '-' or '_'", s.Name)
+		case known[s.Name]:
+			bad(f+".name", "duplicate site name %q", s.Name)
+		default:
+			names = append(names, s.Name)
+		}
+		known[s.Name] = true
+		errs = append(errs, p.validateSite(i)...)
+	}
+	errs = append(errs, p.validateSharing()...)
+
+	list := strings.Join(names, ", ")
+	for i := range p.Tiers {
+		switch s := p.Tiers[i].Site; {
+		case s == "":
+			bad(tierPath(i)+".site", "required when sites: is present (one of %s)", list)
+		case !slices.Contains(names, s):
+			bad(tierPath(i)+".site", "%q unknown (sites: %s)", s, list)
+		}
+	}
+	if s := p.Results.Site; s != "" && !slices.Contains(names, s) {
+		bad("results.site", "%q unknown (sites: %s)", s, list)
+	}
+	return errs
+}
+
+func (p *Pipeline) sitePath(i int) string {
+	if n := p.SiteList[i].Name; n != "" {
+		return fmt.Sprintf("sites[%d] (%s)", i, n)
+	}
+	return fmt.Sprintf("sites[%d]", i)
+}
+
+// validateSite checks the sections of site i. A bad pipeline-wide setting
+// the site inherited is reported once, at the top level; the site reports
+// its own values and what its Kafka cannot honour.
+func (p *Pipeline) validateSite(i int) []error {
+	s := &p.SiteList[i]
+	f := p.sitePath(i)
+	inherited := map[string]bool{}
+	for _, err := range append(p.Kafka.validateSettings("kafka"), p.Funnel.validateSettings("funnel")...) {
+		inherited[err.Error()] = true
+	}
+	var own []error
+	own = append(own, s.Kafka.validateSettings("kafka")...)
+	own = append(own, s.Kafka.validatePlacement("kafka")...)
+	own = append(own, s.Funnel.validateSettings("funnel")...)
+	own = append(own, s.Funnel.validatePlacement("funnel")...)
+	own = append(own, checkAddr("admin.listen", s.Admin.Listen))
+	var errs []error
+	for _, err := range own {
+		if err != nil && !inherited[err.Error()] {
+			errs = append(errs, fmt.Errorf("%s.%w", f, err))
+		}
+	}
+	if n := p.Input.RecordBytes(); s.Kafka.MaxRecordBytes != p.Kafka.MaxRecordBytes && n > s.Kafka.MaxRecordBytes {
+		errs = append(errs, fmt.Errorf("%s.kafka.max_record_bytes: %d is under the %d bytes a %s %v sample's record takes",
+			f, s.Kafka.MaxRecordBytes, n, p.Input.DType, p.Input.Shape))
+	}
+	if u, err := url.Parse(s.Funnel.URL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		errs = append(errs, fmt.Errorf("%s.funnel.url: %q is not an http(s) URL", f, s.Funnel.URL))
+	}
+	return errs
+}
+
+// validateSharing reports two sites on one listener (compared as written)
+// or one embedded broker data dir.
+func (p *Pipeline) validateSharing() []error {
+	var errs []error
+	type owner struct {
+		site int
+		path string
+	}
+	listeners := map[string]owner{} // by protocol and host:port
+	dataDirs := map[string]owner{}
+	for i := range p.SiteList {
+		s := &p.SiteList[i]
+		f := p.sitePath(i)
+		for _, a := range []struct {
+			field, proto, v string
+			used            bool
+		}{
+			{"kafka.embedded_listen", "tcp", s.Kafka.EmbeddedListen, s.Kafka.Embedded()},
+			{"funnel.listen", "tcp", s.Funnel.Listen, true},
+			{"funnel.coap_listen", "udp", s.Funnel.CoAPListen, s.Funnel.CoAPListen != "off"},
+			{"admin.listen", "tcp", s.Admin.Listen, true},
+		} {
+			if _, port, err := net.SplitHostPort(a.v); !a.used || err != nil || port == "0" {
+				continue // port 0 takes a free port
+			}
+			key := a.proto + " " + a.v
+			if o, ok := listeners[key]; !ok {
+				listeners[key] = owner{i, f + "." + a.field}
+			} else if o.site != i {
+				errs = append(errs, fmt.Errorf("%s.%s: %s is also %s", f, a.field, a.v, o.path))
+			}
+		}
+		if d := s.Kafka.EmbeddedDataDir; d != "" && s.Kafka.Embedded() {
+			key := filepath.Clean(d)
+			if o, ok := dataDirs[key]; ok {
+				errs = append(errs, fmt.Errorf("%s.kafka.embedded_data_dir: %q is also %s: a broker's data dir is its own", f, d, o.path))
+			} else {
+				dataDirs[key] = owner{i, f + ".kafka.embedded_data_dir"}
+			}
+		}
+	}
+	return errs
+}
