@@ -23,6 +23,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"math"
 	"net"
 	"slices"
@@ -118,7 +119,8 @@ func Start(ctx context.Context, spec *Spec, targets map[string]string, opts ...O
 		declared[l.Name()] = l
 	}
 	var errs []error
-	for name, t := range targets {
+	for _, name := range slices.Sorted(maps.Keys(targets)) {
+		t := targets[name]
 		if _, ok := declared[name]; !ok {
 			errs = append(errs, fmt.Errorf("target for %q: not a link in the network (have %s)", name, strings.Join(names(spec.Links), ", ")))
 			continue
@@ -169,7 +171,7 @@ func Start(ctx context.Context, spec *Spec, targets map[string]string, opts ...O
 		}
 	}
 	// Keep file order for Stats.
-	n.links = n.links[:0]
+	n.links = nil
 	for _, l := range spec.Links {
 		if sl, ok := n.byName[l.Name()]; ok {
 			n.links = append(n.links, sl)
