@@ -19,8 +19,8 @@ Usage:
   ddnn <command> [flags]
 
 Commands:
-  up             run the whole pipeline on this machine (embedded broker by default)
-  results        read results from the results topic
+  up             run the pipeline on this machine: every site, or one with --site (embedded brokers by default)
+  results        read results from the results topic (on the results site's Kafka)
   bench          simulated devices over HTTP, CoAP or Kafka; latency per tier, reports, plots
   monolith       the baseline: every tier in one process, fed from Kafka (bench --compare)
   models check   load every tier's model and verify the chain

@@ -271,21 +271,24 @@ func TestMissingLibrary(t *testing.T) {
 }
 
 // TestSeveralSites checks that a pipeline on several sites passes the
-// model checks, while the commands that run a site refuse it for now.
+// model checks, that up refuses a site it does not declare, and that the
+// single roles that cannot run one site yet refuse it.
 func TestSeveralSites(t *testing.T) {
 	const file = "deploy/examples/continuum.yaml"
 	code, out, stderr := run(t, "models", "check", "-f", file)
 	if code != 0 || !strings.Contains(out, `pipeline "fmnist": 3 tiers, chain ok`) {
 		t.Errorf("models check: exit %d\n%s%s", code, out, stderr)
 	}
+	code, _, stderr = run(t, "up", "-f", file, "--site", "moon")
+	if want := `site "moon" unknown (sites: edge, fog, cloud)`; code != 1 || !strings.Contains(stderr, want) {
+		t.Errorf("up --site moon: exit %d, stderr %q; want 1 and %q", code, stderr, want)
+	}
 	for _, args := range [][]string{
-		{"up", "-f", file},
 		{"broker", "-f", file},
 		{"funnel", "-f", file},
 		{"connector", "-f", file, "--tier", "edge", "--replicas", "http://127.0.0.1:1"},
 		{"scaler", "-f", file},
 		{"monolith", "-f", file},
-		{"results", "-f", file},
 		{"bench", "-f", file},
 	} {
 		t.Run(args[0], func(t *testing.T) {

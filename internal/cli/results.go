@@ -23,7 +23,7 @@ func runResults(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	count := fs.Int("count", 0, "stop after N results (0: every result there is now, or forever with --follow)")
 	timeout := fs.Duration("timeout", 10*time.Second, "give up waiting after this long (without --follow)")
 	asJSON := fs.Bool("json", false, "print one JSON result per line")
-	brokers := fs.String("brokers", "", "Kafka brokers, comma-separated (default: the pipeline's kafka section)")
+	brokers := fs.String("brokers", "", "Kafka brokers, comma-separated (default: the results site's kafka section)")
 	if err := parse(fs, args); err != nil {
 		return err
 	}
@@ -31,11 +31,12 @@ func runResults(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	if err != nil {
 		return err
 	}
-	if err := p.CheckOneSite(); err != nil {
-		return err
+	// <name>.results lives on the results site's Kafka.
+	k := p.ResultsSite().Kafka
+	if *brokers != "" {
+		k.Brokers = splitList(*brokers)
 	}
-	overrideBrokers(p, *brokers)
-	cl, err := kgo.NewClient(append(kafka.ClientOptions(&p.Kafka, "results", nil),
+	cl, err := kgo.NewClient(append(kafka.ClientOptions(&k, "results", nil),
 		kgo.ConsumeTopics(p.ResultsTopic()),
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
 	)...)

@@ -11,8 +11,9 @@ import (
 )
 
 func runUp(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := newFlags("up", "up -f FILE [--ephemeral]", stderr)
+	fs := newFlags("up", "up -f FILE [--site NAME] [--ephemeral]", stderr)
 	pf := addPipelineFlags(fs)
+	site := fs.String("site", "", "run only this site of a pipeline with sites: (default: every site, each with its own broker, funnel and admin)")
 	ephemeral := fs.Bool("ephemeral", false, "keep the embedded broker in memory: its topics are lost when ddnn up stops (default: kept in kafka.embedded_data_dir)")
 	newLogger := logFlags(fs, stderr)
 	if err := parse(fs, args); err != nil {
@@ -43,5 +44,6 @@ func runUp(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		Announce:  stdout,
 		Logger:    log,
 		Ephemeral: *ephemeral,
+		Site:      *site,
 	})
 }

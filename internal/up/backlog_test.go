@@ -144,7 +144,7 @@ func TestReportBacklogSaysWhatBecomesOfThem(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			var out syncBuf
 			p := *p
-			s := &Supervisor{p: &p, broker: tc.broker, dataDir: tc.dataDir,
+			s := &Supervisor{p: &p, tiers: p.Tiers, broker: tc.broker, dataDir: tc.dataDir,
 				log: slog.New(slog.NewTextHandler(&out, nil)).With("component", "up")}
 			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 			defer cancel()

@@ -31,6 +31,9 @@ import (
 // its children from its own executable: under test that is this binary,
 // which then plays the role its arguments name.
 func TestMain(m *testing.M) {
+	if dir := os.Getenv(fakeChildrenEnv); dir != "" && len(os.Args) > 1 {
+		fakeChild(dir, os.Args[1:])
+	}
 	if len(os.Args) > 1 {
 		switch os.Args[1] {
 		case "funnel", "connector", "inference":
@@ -217,19 +220,33 @@ func TestRunStartFailureStopsWhatStarted(t *testing.T) {
 	b.Close()
 }
 
-// TestSeveralSitesRefused checks that ddnn up refuses a pipeline on
-// several sites before starting anything.
-func TestSeveralSitesRefused(t *testing.T) {
-	p, err := pipeline.Load("../../deploy/examples/continuum.yaml")
+// TestUnknownSiteRefused checks that ddnn up refuses a site the pipeline
+// does not declare before starting anything.
+func TestUnknownSiteRefused(t *testing.T) {
+	continuum, err := pipeline.Load("../../deploy/examples/continuum.yaml")
 	if err != nil {
 		t.Fatal(err)
 	}
-	var announce syncBuf
-	err = up.Run(context.Background(), up.Config{Pipeline: p, Announce: &announce, Out: io.Discard})
-	if err == nil || !strings.Contains(err.Error(), "running several sites is not supported yet by this build") {
-		t.Errorf("error = %v", err)
+	single, err := pipeline.Load("../../deploy/pipeline.yaml")
+	if err != nil {
+		t.Fatal(err)
 	}
-	if announce.String() != "" {
-		t.Errorf("announced %q", announce.String())
+	for _, tc := range []struct {
+		name, site, want string
+		p                *pipeline.Pipeline
+	}{
+		{"unknown", "moon", `site "moon" unknown (sites: edge, fog, cloud)`, continuum},
+		{"no sites", "edge", `site "edge": pipeline "fmnist" declares no sites: (run it without a site)`, single},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var announce syncBuf
+			err := up.Run(context.Background(), up.Config{Pipeline: tc.p, Site: tc.site, Announce: &announce, Out: io.Discard})
+			if err == nil || err.Error() != tc.want {
+				t.Errorf("error = %v, want %q", err, tc.want)
+			}
+			if announce.String() != "" {
+				t.Errorf("announced %q", announce.String())
+			}
+		})
 	}
 }

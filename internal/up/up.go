@@ -1,13 +1,20 @@
-// Package up owns `ddnn up`: it runs a whole pipeline on one machine. It
-// starts the embedded Kafka-protocol broker (unless real brokers are
-// configured), which keeps its data on disk unless it is ephemeral, and
-// creates the topics, then starts the funnel, every tier's inference
-// replicas and connectors as child processes of the same binary on
-// 127.0.0.1, each ready only once its /readyz answers. Children that die are
-// restarted; children die with the supervisor. On stop it drains in order
-// within a deadline: intake off, connectors finish and commit, replicas,
-// funnel; then it reports per tier the accepted messages left unprocessed
-// and whether the next start will process them, and stops the broker.
+// Package up owns `ddnn up`: it runs a pipeline's sites on one machine.
+// One site's supervisor is the unit: it starts the site's embedded
+// Kafka-protocol broker (unless the site has real brokers), which keeps its
+// data on disk unless it is ephemeral, and creates the topics that live on
+// the site, then starts the site's funnel, the inference replicas and
+// connectors of the tiers placed there and one uplink per link leaving the
+// site, as child processes of the same binary on 127.0.0.1, each ready only
+// once its /readyz answers, and serves the site's admin address. Children
+// that die are restarted; children die with the supervisor. On stop it
+// drains in order within a deadline: intake off, connectors finish and
+// commit, replicas, uplinks, funnel; then it reports per tier and per link
+// the accepted messages left unprocessed and whether the next start will
+// process them, and stops the broker.
+//
+// Run runs one site (a pipeline without sites: is one implicit site, and
+// Config.Site picks one of several) or every site at once, each with its
+// own supervisor: the continuum in miniature.
 //
 // This is the one place that knows every component; the components do not
 // know about it.
@@ -62,16 +69,22 @@ type Config struct {
 	ReadyTimeout time.Duration
 	// StopGrace bounds the whole stop (default 9s).
 	StopGrace time.Duration
-	// Ephemeral keeps the embedded broker in memory: what it holds is lost
-	// when the pipeline stops. By default it keeps topics, records and
-	// committed offsets in the pipeline's BrokerDataDir.
+	// Ephemeral keeps the embedded brokers in memory: what they hold is
+	// lost when the pipeline stops. By default each keeps topics, records
+	// and committed offsets in its site's SiteDataDir.
 	Ephemeral bool
+	// Site, when set, runs only that site of a pipeline with sites:;
+	// unset, every site runs on this machine.
+	Site string
 }
 
-// Supervisor is a running pipeline.
+// Supervisor is one running site.
 type Supervisor struct {
 	cfg        Config
 	p          *pipeline.Pipeline
+	site       pipeline.Site
+	tiers      []pipeline.Tier // placed on the site
+	links      []pipeline.Link // leaving the site
 	log        *slog.Logger
 	broker     *kafka.Broker
 	dataDir    string // the embedded broker's, "" in memory or with real brokers
@@ -79,8 +92,9 @@ type Supervisor struct {
 	funnel     *proc.Child
 	runtimes   map[string]runtime.Runtime // by tier
 	connectors []*proc.Child
+	uplinks    []*proc.Child
 	admin      *http.Server
-	mu         sync.Mutex  // guards funnel, runtimes and connectors, read by the admin server
+	mu         sync.Mutex  // guards funnel, runtimes, connectors and uplinks, read by the admin server
 	started    atomic.Bool // every part started once
 	reg        prometheus.Registerer
 	kafkaReg   prometheus.Registerer
@@ -92,8 +106,9 @@ type Supervisor struct {
 	stopScaler func()          // stops the scaler and waits for it
 }
 
-// Run starts the pipeline and blocks until ctx ends, then stops it. A start
-// failure stops what was started and is returned.
+// Run starts the pipeline's sites (Config.Site, or all of them) and blocks
+// until ctx ends, then stops them. A start failure stops what was started
+// and is returned; with several sites, one site failing stops the others.
 func Run(ctx context.Context, cfg Config) error {
 	if cfg.ReadyTimeout == 0 {
 		cfg.ReadyTimeout = 60 * time.Second
@@ -104,10 +119,61 @@ func Run(ctx context.Context, cfg Config) error {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	if err := cfg.Pipeline.CheckOneSite(); err != nil {
+	sites, err := sitesToRun(cfg.Pipeline, cfg.Site)
+	if err != nil {
 		return err
 	}
-	s := &Supervisor{cfg: cfg, p: cfg.Pipeline, log: cfg.Logger.With("component", "up"), runtimes: map[string]runtime.Runtime{}}
+	if len(sites) == 1 {
+		return runSite(ctx, cfg, sites[0])
+	}
+	g, gctx := errgroup.WithContext(ctx)
+	for _, site := range sites {
+		g.Go(func() error {
+			if err := runSite(gctx, cfg, site); err != nil {
+				return fmt.Errorf("site %q: %w", site.Name, err)
+			}
+			return nil
+		})
+	}
+	return g.Wait()
+}
+
+// sitesToRun is the site called name, or every site when name is empty.
+func sitesToRun(p *pipeline.Pipeline, name string) ([]pipeline.Site, error) {
+	sites := p.Sites()
+	if name == "" {
+		return sites, nil
+	}
+	if len(p.SiteList) == 0 {
+		return nil, fmt.Errorf("site %q: pipeline %q declares no sites: (run it without a site)", name, p.Name)
+	}
+	var names []string
+	for _, s := range sites {
+		if s.Name == name {
+			return []pipeline.Site{s}, nil
+		}
+		names = append(names, s.Name)
+	}
+	return nil, fmt.Errorf("site %q unknown (sites: %s)", name, strings.Join(names, ", "))
+}
+
+// runSite runs one site's supervisor until ctx ends.
+func runSite(ctx context.Context, cfg Config, site pipeline.Site) error {
+	p := cfg.Pipeline
+	s := &Supervisor{cfg: cfg, p: p, site: site, log: cfg.Logger.With("component", "up"), runtimes: map[string]runtime.Runtime{}}
+	if s.severalSites() {
+		s.log = s.log.With("site", site.Name)
+	}
+	for i := range p.Tiers {
+		if ts := p.SiteOf(p.Tiers[i].Name); ts != nil && ts.Name == site.Name {
+			s.tiers = append(s.tiers, p.Tiers[i])
+		}
+	}
+	for _, l := range p.Links() {
+		if l.From == site.Name {
+			s.links = append(s.links, l)
+		}
+	}
 	bg, bgCtx := errgroup.WithContext(context.Background())
 	supervise, stopSupervising := context.WithCancel(bgCtx)
 	s.bg, s.supervise = bg, supervise
@@ -132,21 +198,35 @@ func Run(ctx context.Context, cfg Config) error {
 	return err
 }
 
+// severalSites reports whether the pipeline has several sites. A pipeline
+// on one site (implicit or declared) runs exactly as before sites: its
+// top-level sections hold the site's settings and its children are not
+// told a site.
+func (s *Supervisor) severalSites() bool { return len(s.p.SiteList) > 1 }
+
+// childName is name, led by the site's when the pipeline has several.
+func (s *Supervisor) childName(name string) string {
+	if s.severalSites() {
+		return s.site.Name + "/" + name
+	}
+	return name
+}
+
 func (s *Supervisor) start(ctx context.Context) error {
-	p := s.p
-	if p.Kafka.Embedded() {
-		b, err := kafka.StartPipelineBroker(p, p.Kafka.EmbeddedListen, s.cfg.Ephemeral, s.log)
+	p, k := s.p, &s.site.Kafka
+	if k.Embedded() {
+		b, err := s.startBroker()
 		if err != nil {
 			return err
 		}
 		s.broker, s.brokers, s.dataDir = b, b.Addr(), b.DataDir()
 	} else {
-		s.brokers = strings.Join(p.Kafka.Brokers, ",")
+		s.brokers = strings.Join(k.Brokers, ",")
 		if err := s.ensureTopics(ctx); err != nil {
 			return err
 		}
 	}
-	if s.dataDir != "" || !p.Kafka.Embedded() {
+	if s.dataDir != "" || !k.Embedded() {
 		cl, err := s.kafkaClient("up", nil)
 		if err != nil {
 			return err
@@ -157,9 +237,13 @@ func (s *Supervisor) start(ctx context.Context) error {
 	if err := s.serveAdmin(); err != nil {
 		return err
 	}
-	funnelAddr := p.Funnel.Listen
-	fc := s.newChild("funnel", "http://"+funnelAddr+"/readyz",
-		"funnel", "-f", s.cfg.File, "--brokers", s.brokers, "--listen", funnelAddr)
+	funnelAddr := s.site.Funnel.Listen
+	args := []string{"funnel", "-f", s.cfg.File}
+	if s.severalSites() {
+		args = append(args, "--site", s.site.Name)
+	}
+	fc := s.newChild(s.childName("funnel"), "http://"+funnelAddr+"/readyz",
+		append(args, "--brokers", s.brokers, "--listen", funnelAddr)...)
 	s.mu.Lock()
 	s.funnel = fc
 	s.mu.Unlock()
@@ -167,8 +251,9 @@ func (s *Supervisor) start(ctx context.Context) error {
 		return err
 	}
 	// Replicas first (they load models), then the connectors that call
-	// them; the connectors follow each tier's live replica set.
-	for _, t := range p.Tiers {
+	// them; the connectors follow each tier's live replica set. Every
+	// replica delivers to its own site's funnel.
+	for _, t := range s.tiers {
 		rt, err := NewRuntime(ctx, p, &t, RuntimeOptions{
 			File: s.cfg.File, FunnelURL: "http://" + funnelAddr, ORTLib: s.cfg.ORTLib, Out: s.cfg.Out, Logger: s.log,
 		})
@@ -182,20 +267,19 @@ func (s *Supervisor) start(ctx context.Context) error {
 			return err
 		}
 	}
-	for _, t := range p.Tiers {
+	for _, t := range s.tiers {
 		if err := s.waitReplicas(ctx, t.Name, t.Replicas.Min); err != nil {
 			return err
 		}
 	}
-	for _, t := range p.Tiers {
-		port, err := runtime.FreePort()
+	for _, t := range s.tiers {
+		admin, err := freeAdmin()
 		if err != nil {
 			return err
 		}
-		admin := "127.0.0.1:" + strconv.Itoa(port)
-		c := s.newChild("connector-"+t.Name, "http://"+admin+"/readyz",
+		c := s.newChild(s.childName("connector-"+t.Name), "http://"+admin+"/readyz",
 			"connector", "-f", s.cfg.File, "--tier", t.Name,
-			"--replicas-url", "http://"+s.p.Admin.Listen+runtime.ListPath(t.Name),
+			"--replicas-url", "http://"+s.site.Admin.Listen+runtime.ListPath(t.Name),
 			"--admin", admin, "--brokers", s.brokers, "--drain-timeout", "3s",
 			// One connector per tier: a restarted one rejoins at once.
 			"--instance-id", "up-"+t.Name)
@@ -203,10 +287,56 @@ func (s *Supervisor) start(ctx context.Context) error {
 		s.connectors = append(s.connectors, c)
 		s.mu.Unlock()
 	}
-	if err := s.launch(ctx, s.connectors...); err != nil {
+	// One uplink per link leaving the site ships its queue to the remote
+	// site's funnel.
+	for _, l := range s.links {
+		admin, err := freeAdmin()
+		if err != nil {
+			return err
+		}
+		c := s.newChild(s.childName("uplink-"+l.To), "http://"+admin+"/readyz",
+			"uplink", "-f", s.cfg.File, "--from", l.From, "--to", l.To,
+			"--brokers", s.brokers, "--admin", admin,
+			// One uplink per link: a restarted one rejoins at once.
+			"--instance-id", "up-uplink-"+l.To)
+		s.mu.Lock()
+		s.uplinks = append(s.uplinks, c)
+		s.mu.Unlock()
+	}
+	s.mu.Lock()
+	cs := append(append([]*proc.Child(nil), s.connectors...), s.uplinks...)
+	s.mu.Unlock()
+	if err := s.launch(ctx, cs...); err != nil {
 		return err
 	}
 	return s.startScaler()
+}
+
+// freeAdmin is a free loopback address for a child's admin server.
+func freeAdmin() (string, error) {
+	port, err := runtime.FreePort()
+	if err != nil {
+		return "", err
+	}
+	return "127.0.0.1:" + strconv.Itoa(port), nil
+}
+
+// startBroker starts the site's embedded broker with the topics that live
+// on the site, on disk in its SiteDataDir unless ephemeral.
+func (s *Supervisor) startBroker() (*kafka.Broker, error) {
+	k := &s.site.Kafka
+	var opts []kafka.BrokerOpt
+	if !s.cfg.Ephemeral {
+		dir, err := s.p.SiteDataDir(&s.site)
+		if err != nil {
+			return nil, fmt.Errorf("embedded broker data dir: %w", err)
+		}
+		opts = append(opts, kafka.DataDir(dir))
+		if k.EmbeddedSyncWrites {
+			opts = append(opts, kafka.SyncWrites())
+		}
+	}
+	return kafka.StartBroker(k.EmbeddedListen, k.Partitions, s.p.TopicsOn(s.site.Name), s.log, opts...)
 }
 
 // waitReplicas waits until n replicas of tier are ready.
@@ -235,7 +365,7 @@ func (s *Supervisor) waitReplicas(ctx context.Context, tier string, n int) error
 // startScaler runs the scaler for the tiers whose replicas may change.
 func (s *Supervisor) startScaler() error {
 	var targets []scaler.Target
-	for _, t := range s.p.Tiers {
+	for _, t := range s.tiers {
 		if !t.Replicas.Scaled() {
 			continue
 		}
@@ -272,9 +402,9 @@ func (s *Supervisor) startScaler() error {
 	return nil
 }
 
-// kafkaClient is a client of the pipeline's brokers, embedded or not.
+// kafkaClient is a client of the site's brokers, embedded or not.
 func (s *Supervisor) kafkaClient(role string, reg prometheus.Registerer) (*kgo.Client, error) {
-	k := s.p.Kafka
+	k := s.site.Kafka
 	k.Brokers = strings.Split(s.brokers, ",")
 	cl, err := kgo.NewClient(kafka.ClientOptions(&k, role, reg)...)
 	if err != nil {
@@ -284,14 +414,14 @@ func (s *Supervisor) kafkaClient(role string, reg prometheus.Registerer) (*kgo.C
 }
 
 func (s *Supervisor) ensureTopics(ctx context.Context) error {
-	cl, err := kgo.NewClient(kafka.ClientOptions(&s.p.Kafka, "up", nil)...)
+	cl, err := kgo.NewClient(kafka.ClientOptions(&s.site.Kafka, "up", nil)...)
 	if err != nil {
 		return fmt.Errorf("kafka client: %w", err)
 	}
 	defer cl.Close()
 	tctx, cancel := context.WithTimeout(ctx, 15*time.Second)
 	defer cancel()
-	return kafka.EnsureTopics(tctx, cl, &s.p.Kafka, s.p.Topics()...)
+	return kafka.EnsureTopics(tctx, cl, &s.site.Kafka, s.p.TopicsOn(s.site.Name)...)
 }
 
 func (s *Supervisor) newChild(name, readyURL string, args ...string) *proc.Child {
@@ -325,23 +455,53 @@ func (s *Supervisor) announce() {
 	if w == nil {
 		return
 	}
-	p := s.p
-	fmt.Fprintf(w, "pipeline %q is up: %d tiers, %d processes\n", p.Name, len(p.Tiers), len(s.children()))
+	p, site := s.p, &s.site
+	// One write per site: sites announce concurrently.
+	var b strings.Builder
+	if s.severalSites() {
+		names := make([]string, len(s.tiers))
+		for i := range s.tiers {
+			names[i] = s.tiers[i].Name
+		}
+		fmt.Fprintf(&b, "pipeline %q site %q is up: %d tiers (%s), %d processes\n", p.Name, site.Name, len(s.tiers), strings.Join(names, ", "), len(s.children()))
+	} else {
+		fmt.Fprintf(&b, "pipeline %q is up: %d tiers, %d processes\n", p.Name, len(p.Tiers), len(s.children()))
+	}
 	switch {
 	case s.broker != nil && s.dataDir == "":
-		fmt.Fprintf(w, "  kafka:    %s (embedded, in memory with --ephemeral: data is lost when ddnn up stops)\n", s.brokers)
+		fmt.Fprintf(&b, "  kafka:    %s (embedded, in memory with --ephemeral: data is lost when ddnn up stops)\n", s.brokers)
 	case s.broker != nil:
-		fmt.Fprintf(w, "  kafka:    %s (embedded, data kept in %s)\n", s.brokers, s.dataDir)
+		fmt.Fprintf(&b, "  kafka:    %s (embedded, data kept in %s)\n", s.brokers, s.dataDir)
 	default:
-		fmt.Fprintf(w, "  kafka:    %s\n", s.brokers)
+		fmt.Fprintf(&b, "  kafka:    %s\n", s.brokers)
 	}
-	fmt.Fprintf(w, "  send:     POST http://%s%s  (raw %s %v bytes or JSON {\"data\":[…]})\n", p.Funnel.Listen, funnel.PathIngest, p.Input.DType, p.Input.Shape)
-	if p.Funnel.CoAPListen != "off" {
-		fmt.Fprintf(w, "  or:       POST coap://%s%s  (content-format 42 or 50, Block1 for large samples)\n", p.Funnel.CoAPListen, funnel.PathIngest)
+	first := len(s.tiers) > 0 && s.tiers[0].Name == p.Tiers[0].Name
+	if first {
+		fmt.Fprintf(&b, "  send:     POST http://%s%s  (raw %s %v bytes or JSON {\"data\":[…]})\n", site.Funnel.Listen, funnel.PathIngest, p.Input.DType, p.Input.Shape)
+		if site.Funnel.CoAPListen != "off" {
+			fmt.Fprintf(&b, "  or:       POST coap://%s%s  (content-format 42 or 50, Block1 for large samples)\n", site.Funnel.CoAPListen, funnel.PathIngest)
+		}
+		fmt.Fprintf(&b, "  or:       produce to topic %s\n", p.InputTopic(p.Tiers[0].Name))
+	} else {
+		fmt.Fprintf(&b, "  funnel:   http://%s  (other sites deliver to %s)\n", site.Funnel.Listen, site.Funnel.URL)
 	}
-	fmt.Fprintf(w, "  or:       produce to topic %s\n", p.InputTopic(p.Tiers[0].Name))
-	fmt.Fprintf(w, "  results:  topic %s  (ddnn results -f %s --follow)\n", p.ResultsTopic(), s.cfg.File)
-	fmt.Fprintf(w, "  metrics:  http://%s/metrics\n", p.Admin.Listen)
+	if r := p.ResultsSite(); r == nil || r.Name == site.Name {
+		fmt.Fprintf(&b, "  results:  topic %s  (ddnn results -f %s --follow)\n", p.ResultsTopic(), s.cfg.File)
+	} else {
+		fmt.Fprintf(&b, "  results:  on site %q\n", r.Name)
+	}
+	for _, l := range s.links {
+		to := p.Sites()
+		url := ""
+		for i := range to {
+			if to[i].Name == l.To {
+				url = to[i].Funnel.URL
+			}
+		}
+		fmt.Fprintf(&b, "  uplink:   topic %s to site %q (%s)\n", p.UplinkTopic(l.To), l.To, url)
+	}
+	fmt.Fprintf(&b, "  metrics:  http://%s/metrics\n", site.Admin.Listen)
+	io.WriteString(w, b.String())
 }
 
 // runtime returns tier's runtime, nil before it exists.
@@ -351,7 +511,7 @@ func (s *Supervisor) runtime(tier string) runtime.Runtime {
 	return s.runtimes[tier]
 }
 
-// fixedChildren are the funnel and the connectors.
+// fixedChildren are the funnel, the connectors and the uplinks.
 func (s *Supervisor) fixedChildren() []*proc.Child {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -359,13 +519,14 @@ func (s *Supervisor) fixedChildren() []*proc.Child {
 	if s.funnel != nil {
 		cs = append(cs, s.funnel)
 	}
-	return append(cs, s.connectors...)
+	cs = append(cs, s.connectors...)
+	return append(cs, s.uplinks...)
 }
 
 // children are every child process, replicas included.
 func (s *Supervisor) children() []*proc.Child {
 	cs := s.fixedChildren()
-	for _, t := range s.p.Tiers {
+	for _, t := range s.tiers {
 		if rt := s.runtime(t.Name); rt != nil {
 			cs = append(cs, childrenOf(rt)...)
 		}
@@ -420,7 +581,7 @@ func (s *Supervisor) serveAdmin() error {
 		}
 		return nil // not a typed nil inside the interface
 	}))
-	ln, err := net.Listen("tcp", s.p.Admin.Listen)
+	ln, err := net.Listen("tcp", s.site.Admin.Listen)
 	if err != nil {
 		return fmt.Errorf("admin: %w", err)
 	}
@@ -435,7 +596,8 @@ func (s *Supervisor) serveAdmin() error {
 }
 
 // stop drains in order within StopGrace: intake off, connectors (finish
-// in-flight, commit, leave), replicas, funnel (flush); then it reports what
+// in-flight, commit, leave), replicas, uplinks (ship what is queued for
+// other sites), funnel (flush); then it reports what
 // is left unprocessed, stops the admin server and the broker. Each step
 // stops what it owns in parallel and starts when the one before is done.
 func (s *Supervisor) stop() {
@@ -450,6 +612,7 @@ func (s *Supervisor) stop() {
 	s.mu.Lock()
 	funnelChild := s.funnel
 	connectors := append([]*proc.Child(nil), s.connectors...)
+	uplinks := append([]*proc.Child(nil), s.uplinks...)
 	runtimes := make([]runtime.Runtime, 0, len(s.runtimes))
 	for _, rt := range s.runtimes {
 		runtimes = append(runtimes, rt)
@@ -466,7 +629,7 @@ func (s *Supervisor) stop() {
 	}
 	if funnelChild != nil {
 		client := &http.Client{Timeout: 500 * time.Millisecond}
-		if resp, err := client.Post("http://"+s.p.Funnel.Listen+funnel.PathDrain, "text/plain", nil); err == nil {
+		if resp, err := client.Post("http://"+s.site.Funnel.Listen+funnel.PathDrain, "text/plain", nil); err == nil {
 			resp.Body.Close()
 		}
 	}
@@ -480,6 +643,13 @@ func (s *Supervisor) stop() {
 	}
 	if err := g.Wait(); err != nil {
 		s.log.Warn("stopping replicas", "err", err)
+	}
+	// The uplinks ship what the last deliveries queued for other sites.
+	if len(uplinks) > 0 {
+		if adm != nil && s.started.Load() {
+			s.awaitBacklog(adm, share(0.3))
+		}
+		stopChildren(uplinks, share(0.8))
 	}
 	if funnelChild != nil {
 		stopChildren([]*proc.Child{funnelChild}, share(0.8))
@@ -495,7 +665,11 @@ func (s *Supervisor) stop() {
 	if s.broker != nil {
 		s.broker.Close()
 	}
-	s.log.Info("pipeline stopped", "took", time.Since(began).Round(time.Millisecond))
+	msg := "pipeline stopped"
+	if s.severalSites() {
+		msg = "site stopped"
+	}
+	s.log.Info(msg, "took", time.Since(began).Round(time.Millisecond))
 }
 
 // stopChildren stops children in parallel, each within grace.
@@ -510,16 +684,35 @@ func stopChildren(cs []*proc.Child, grace time.Duration) {
 	g.Wait()
 }
 
-// awaitBacklog gives the connectors up to budget to finish the messages
-// accepted before the intake closed, and returns early once no tier has
-// any left.
+// queue is where accepted messages wait on the site: a tier's input topic
+// or a link's uplink queue, with the group that consumes it.
+type queue struct {
+	key, name    string // log attribute: "tier" or "uplink" (the site it goes to)
+	group, topic string
+}
+
+// queues are the site's tiers' input topics, then its uplink queues.
+func (s *Supervisor) queues() []queue {
+	var qs []queue
+	for _, t := range s.tiers {
+		qs = append(qs, queue{"tier", t.Name, s.p.ConsumerGroup(t.Name), s.p.InputTopic(t.Name)})
+	}
+	for _, l := range s.links {
+		qs = append(qs, queue{"uplink", l.To, s.p.UplinkGroup(l.To), s.p.UplinkTopic(l.To)})
+	}
+	return qs
+}
+
+// awaitBacklog gives the connectors and uplinks up to budget to finish the
+// messages accepted before the intake closed, and returns early once no
+// queue has any left.
 func (s *Supervisor) awaitBacklog(adm *kadm.Client, budget time.Duration) {
 	ctx, cancel := context.WithTimeout(context.Background(), budget)
 	defer cancel()
 	for {
 		var left int64
-		for _, t := range s.p.Tiers {
-			n, err := unprocessed(ctx, adm, s.p.ConsumerGroup(t.Name), s.p.InputTopic(t.Name))
+		for _, q := range s.queues() {
+			n, err := unprocessed(ctx, adm, q.group, q.topic)
 			if err != nil {
 				return // the report says so
 			}
@@ -537,28 +730,28 @@ func (s *Supervisor) awaitBacklog(adm *kadm.Client, budget time.Duration) {
 	}
 }
 
-// reportBacklog logs, per tier, how many accepted messages wait in its
-// input topic, and what becomes of them: at start (when is set) they are
-// being processed; at stop they are processed at the next start, unless
-// the embedded broker is in memory and they are lost.
+// reportBacklog logs, per tier and per uplink, how many accepted messages
+// wait in its queue, and what becomes of them: at start (when is set) they
+// are being processed; at stop they are processed at the next start,
+// unless the embedded broker is in memory and they are lost.
 func (s *Supervisor) reportBacklog(ctx context.Context, adm *kadm.Client, when string) {
-	for _, t := range s.p.Tiers {
-		n, err := unprocessed(ctx, adm, s.p.ConsumerGroup(t.Name), s.p.InputTopic(t.Name))
+	for _, q := range s.queues() {
+		n, err := unprocessed(ctx, adm, q.group, q.topic)
 		switch {
 		case err != nil:
-			s.log.Warn("unprocessed messages unknown", "tier", t.Name, "err", err)
+			s.log.Warn("unprocessed messages unknown", q.key, q.name, "err", err)
 		case when != "":
 			if n > 0 {
-				s.log.Info("accepted messages "+when, "tier", t.Name, "unprocessed", n)
+				s.log.Info("accepted messages "+when, q.key, q.name, "unprocessed", n)
 			}
 		case n == 0:
-			s.log.Info("every accepted message processed", "tier", t.Name, "unprocessed", 0)
+			s.log.Info("every accepted message processed", q.key, q.name, "unprocessed", 0)
 		case s.broker != nil && s.dataDir == "":
-			s.log.Warn("accepted messages not processed; they are lost: the embedded broker kept them in memory (--ephemeral)", "tier", t.Name, "unprocessed", n)
+			s.log.Warn("accepted messages not processed; they are lost: the embedded broker kept them in memory (--ephemeral)", q.key, q.name, "unprocessed", n)
 		case s.broker != nil:
-			s.log.Info("accepted messages not processed yet; they will be processed at the next start", "tier", t.Name, "unprocessed", n, "data_dir", s.dataDir)
+			s.log.Info("accepted messages not processed yet; they will be processed at the next start", q.key, q.name, "unprocessed", n, "data_dir", s.dataDir)
 		default:
-			s.log.Info("accepted messages not processed yet; they stay in Kafka and will be processed at the next start", "tier", t.Name, "unprocessed", n)
+			s.log.Info("accepted messages not processed yet; they stay in Kafka and will be processed at the next start", q.key, q.name, "unprocessed", n)
 		}
 	}
 }

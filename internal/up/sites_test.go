@@ -1,0 +1,261 @@
+package up_test
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/ddnn-continuum/ddnn/internal/pipeline"
+	"github.com/ddnn-continuum/ddnn/internal/up"
+)
+
+// fakeChildrenEnv names a directory: when set, the children ddnn up starts
+// from this test binary do not play their roles but record their arguments
+// there and answer /readyz on the address their flags give. The tests of
+// the sites check what each site starts and with which flags.
+const fakeChildrenEnv = "DDNN_UP_TEST_FAKE_CHILDREN"
+
+// fakeChild records args as one line in dir and serves /readyz, /healthz
+// and an empty /metrics on --listen or --admin until SIGTERM.
+func fakeChild(dir string, args []string) {
+	addr := ""
+	for i, a := range args[:len(args)-1] {
+		if a == "--listen" || a == "--admin" {
+			addr = args[i+1]
+		}
+	}
+	name := filepath.Join(dir, args[0]+"-"+strconv.Itoa(os.Getpid()))
+	if err := os.WriteFile(name, []byte(strings.Join(args, " ")), 0o644); err != nil {
+		os.Exit(1)
+	}
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		os.Exit(1)
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/metrics" {
+			return
+		}
+		io.WriteString(w, "ok\n")
+	})}
+	go srv.Serve(ln)
+	<-ctx.Done()
+	srv.Close()
+	os.Exit(0)
+}
+
+// continuumSite is one site of the test's continuum.
+type continuumSite struct {
+	kafka, funnel, admin string
+}
+
+// writeContinuum writes deploy/examples/continuum.yaml with free ports, no
+// CoAP and each site's broker data in the test's directory.
+func writeContinuum(t *testing.T) (string, *pipeline.Pipeline, map[string]continuumSite) {
+	root, _ := filepath.Abs("../..")
+	b, err := os.ReadFile(filepath.Join(root, "deploy/examples/continuum.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	y := strings.ReplaceAll(string(b), "../../models/", filepath.Join(root, "models")+"/")
+	y = strings.ReplaceAll(y, "coap_listen: 127.0.0.1:5683", `coap_listen: "off"`)
+	sites := map[string]continuumSite{}
+	for _, s := range []struct{ name, kafka, funnel, admin string }{
+		{"edge", "9092", "8080", "9464"},
+		{"fog", "9192", "8180", "9564"},
+		{"cloud", "9292", "8280", "9664"},
+	} {
+		cs := continuumSite{freeAddr(t), freeAddr(t), freeAddr(t)}
+		sites[s.name] = cs
+		y = strings.Replace(y, "embedded_listen: 127.0.0.1:"+s.kafka,
+			"embedded_listen: "+cs.kafka+"\n      embedded_data_dir: kafka-"+s.name, 1)
+		y = strings.Replace(y, "listen: 127.0.0.1:"+s.funnel, "listen: "+cs.funnel, 1)
+		y = strings.Replace(y, "listen: 127.0.0.1:"+s.admin, "listen: "+cs.admin, 1)
+	}
+	file := filepath.Join(t.TempDir(), "continuum.yaml")
+	if err := os.WriteFile(file, []byte(y), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	p, err := pipeline.Load(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return file, p, sites
+}
+
+// topicsOn lists the pipeline's topics on the broker at addr.
+func topicsOn(t *testing.T, addr string) []string {
+	cl, err := kgo.NewClient(kgo.SeedBrokers(addr))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	ts, err := kadm.NewClient(cl).ListTopics(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, n := range ts.Names() {
+		if strings.HasPrefix(n, "fmnist.") {
+			names = append(names, n)
+		}
+	}
+	slices.Sort(names)
+	return names
+}
+
+// TestRunSites runs the continuum's three sites, then only the fog, with
+// children that record their flags, and checks what each site runs: its
+// own broker with the topics that live there, its funnel, the replicas and
+// connector of its tier against its own Kafka and funnel, one uplink per
+// link leaving it, its admin server, and a stop report per tier and link.
+func TestRunSites(t *testing.T) {
+	file, p, sites := writeContinuum(t)
+	for _, tc := range []struct {
+		site string   // --site, "" for all
+		runs []string // the sites that run
+	}{
+		{"", []string{"edge", "fog", "cloud"}},
+		{"fog", []string{"fog"}},
+	} {
+		t.Run("site="+tc.site, func(t *testing.T) {
+			dir := t.TempDir()
+			t.Setenv(fakeChildrenEnv, dir)
+			var log, announce syncBuf
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			errc := make(chan error, 1)
+			go func() {
+				errc <- up.Run(ctx, up.Config{
+					Pipeline: p, File: file, Site: tc.site, Out: &log, Announce: &announce,
+					Logger: slog.New(slog.NewTextHandler(&log, nil)),
+				})
+			}()
+			for _, name := range tc.runs {
+				waitReady(t, "http://"+sites[name].admin+"/readyz", errc, &log)
+			}
+			for name, s := range sites {
+				if !slices.Contains(tc.runs, name) {
+					if c, err := net.Dial("tcp", s.kafka); err == nil {
+						c.Close()
+						t.Errorf("site %s's broker runs", name)
+					}
+					continue
+				}
+				want := p.TopicsOn(name)
+				slices.Sort(want)
+				if got := topicsOn(t, s.kafka); !slices.Equal(got, want) {
+					t.Errorf("site %s's broker holds %v, want %v", name, got, want)
+				}
+				resp, err := http.Get("http://" + s.admin + "/v1/tiers/" + name + "/replicas")
+				if err != nil {
+					t.Fatal(err)
+				}
+				resp.Body.Close()
+				if resp.StatusCode != http.StatusOK {
+					t.Errorf("site %s: replica list of tier %s: status %d", name, name, resp.StatusCode)
+				}
+			}
+
+			// Each tier is named after its site in the continuum.
+			var want []string
+			for _, name := range tc.runs {
+				s := sites[name]
+				want = append(want,
+					fmt.Sprintf("funnel -f %s --site %s --brokers %s --listen %s --log-level info", file, name, s.kafka, s.funnel),
+					fmt.Sprintf("inference -f %s --tier %s --listen * --funnel http://%s --log-level info", file, name, s.funnel),
+					fmt.Sprintf("connector -f %s --tier %s --replicas-url http://%s/v1/tiers/%s/replicas --admin * --brokers %s --drain-timeout 3s --instance-id up-%s --log-level info", file, name, s.admin, name, s.kafka, name))
+				for _, l := range p.Links() {
+					if l.From == name {
+						want = append(want, fmt.Sprintf("uplink -f %s --from %s --to %s --brokers %s --admin * --instance-id up-uplink-%s --log-level info", file, name, l.To, s.kafka, l.To))
+					}
+				}
+			}
+			got := recordedArgs(t, dir)
+			for _, w := range want {
+				if !slices.ContainsFunc(got, func(g string) bool { return matchArgs(g, w) }) {
+					t.Errorf("no child ran %q; children:\n%s", w, strings.Join(got, "\n"))
+				}
+			}
+			if len(got) != len(want) {
+				t.Errorf("%d children, want %d:\n%s", len(got), len(want), strings.Join(got, "\n"))
+			}
+
+			cancel()
+			select {
+			case err := <-errc:
+				if err != nil {
+					t.Fatalf("Run: %v\n%s", err, log.String())
+				}
+			case <-time.After(15 * time.Second):
+				t.Fatalf("Run did not return within 15s of the stop:\n%s", log.String())
+			}
+			out, ann := log.String(), announce.String()
+			for _, name := range tc.runs {
+				if !strings.Contains(out, "site="+name+" tier="+name+" unprocessed=0") {
+					t.Errorf("no stop report for tier %s:\n%s", name, out)
+				}
+				if !strings.Contains(ann, fmt.Sprintf("pipeline %q site %q is up", "fmnist", name)) {
+					t.Errorf("site %s not announced:\n%s", name, ann)
+				}
+			}
+			if slices.Contains(tc.runs, "fog") && !strings.Contains(out, "site=fog uplink=cloud unprocessed=0") {
+				t.Errorf("no stop report for the fog's uplink to the cloud:\n%s", out)
+			}
+			if slices.Contains(tc.runs, "edge") && !strings.Contains(ann, "  send:     POST http://"+sites["edge"].funnel+"/v1/ingest") {
+				t.Errorf("the edge does not say where to send:\n%s", ann)
+			}
+		})
+	}
+}
+
+// recordedArgs are the fake children's argument lines.
+func recordedArgs(t *testing.T, dir string) []string {
+	es, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var args []string
+	for _, e := range es {
+		b, err := os.ReadFile(filepath.Join(dir, e.Name()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		args = append(args, string(b))
+	}
+	return args
+}
+
+// matchArgs compares argument lines word by word; "*" in want matches any
+// word.
+func matchArgs(got, want string) bool {
+	g, w := strings.Fields(got), strings.Fields(want)
+	if len(g) != len(w) {
+		return false
+	}
+	for i := range w {
+		if w[i] != "*" && w[i] != g[i] {
+			return false
+		}
+	}
+	return true
+}
