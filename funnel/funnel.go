@@ -56,17 +56,17 @@ const (
 
 // Funnel serves the routes above with one shared producer.
 type Funnel struct {
-	p        *pipeline.Pipeline
-	cl       *kgo.Client
-	m        *Metrics
-	log      *slog.Logger
-	site     string // the site this funnel writes to
-	first    string // first tier
+	p     *pipeline.Pipeline
+	cl    *kgo.Client
+	m     *Metrics
+	log   *slog.Logger
+	site  string // the site this funnel writes to
+	first string // first tier
 	// ingestSite is the site of the first tier, which takes device data.
 	ingestSite string
-	draining atomic.Bool
-	now      func() time.Time
-	bufs     sync.Pool
+	draining   atomic.Bool
+	now        func() time.Time
+	bufs       sync.Pool
 }
 
 // New builds the funnel of a pipeline on one site over cl, a client made
