@@ -200,7 +200,9 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 
 // lag is the group's total lag on the edge topic (never-committed
 // partitions count in full).
-func (e *env) lag(t *testing.T) int64 { return groupLag(t, e.cl, e.p.ConsumerGroup("edge"), "t.edge.in") }
+func (e *env) lag(t *testing.T) int64 {
+	return groupLag(t, e.cl, e.p.ConsumerGroup("edge"), "t.edge.in")
+}
 
 // groupLag is group's total lag on topic, -1 before the group joined.
 func groupLag(t *testing.T, cl *kgo.Client, group, topic string) int64 {
