@@ -76,8 +76,24 @@ func addRoleFlags(fs *flag.FlagSet, stderr io.Writer, brokers bool) roleFlags {
 	return rf
 }
 
-// load builds the logger (tagged with component) and reads the pipeline.
+// load builds the logger (tagged with component) and reads the pipeline,
+// which must run on one site.
 func (rf roleFlags) load(component string) (*pipeline.Pipeline, *slog.Logger, error) {
+	p, log, err := rf.loadSites(component)
+	if err != nil {
+		return nil, nil, err
+	}
+	if err := p.CheckOneSite(); err != nil {
+		return nil, nil, err
+	}
+	overrideBrokers(p, *rf.brokers)
+	return p, log, nil
+}
+
+// loadSites is load for the roles that run one site of a pipeline on
+// several (funnel, connector, uplink); --brokers is the caller's to apply
+// to its site (onSite).
+func (rf roleFlags) loadSites(component string) (*pipeline.Pipeline, *slog.Logger, error) {
 	log, err := rf.newLogger()
 	if err != nil {
 		return nil, nil, err
@@ -86,11 +102,41 @@ func (rf roleFlags) load(component string) (*pipeline.Pipeline, *slog.Logger, er
 	if err != nil {
 		return nil, nil, err
 	}
-	if err := p.CheckOneSite(); err != nil {
-		return nil, nil, err
-	}
-	overrideBrokers(p, *rf.brokers)
 	return p, log.With("component", component), nil
+}
+
+// onSite makes --brokers, when given, the Kafka of site in p, and returns
+// p as that site runs it.
+func (rf roleFlags) onSite(p *pipeline.Pipeline, site string) (*pipeline.Pipeline, error) {
+	if *rf.brokers != "" {
+		for i := range p.SiteList {
+			if p.SiteList[i].Name == site {
+				p.SiteList[i].Kafka.Brokers = splitList(*rf.brokers)
+			}
+		}
+		if len(p.SiteList) <= 1 {
+			overrideBrokers(p, *rf.brokers)
+		}
+	}
+	return p.OnSite(site)
+}
+
+// siteFlag resolves --site: required on a pipeline of several sites,
+// else the only site.
+func siteFlag(fs *flag.FlagSet, p *pipeline.Pipeline, site string) (string, error) {
+	if site != "" {
+		return site, nil
+	}
+	sites := p.Sites()
+	if len(sites) == 1 {
+		return sites[0].Name, nil
+	}
+	names := make([]string, len(sites))
+	for i := range sites {
+		names[i] = sites[i].Name
+	}
+	fs.Usage()
+	return "", fmt.Errorf("%w: --site is required: pipeline %q has %d sites (%s)", errUsage, p.Name, len(sites), strings.Join(names, ", "))
 }
 
 func runBroker(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -124,30 +170,45 @@ func runBroker(ctx context.Context, args []string, stdout, stderr io.Writer) err
 }
 
 func runFunnel(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := newFlags("funnel", "funnel -f FILE [--listen ADDR] [--brokers H:P,...]", stderr)
+	fs := newFlags("funnel", "funnel -f FILE [--site NAME] [--listen ADDR] [--brokers H:P,...]", stderr)
 	rf := addRoleFlags(fs, stderr, true)
-	listen := fs.String("listen", "", "address to serve on (default: the pipeline's funnel.listen)")
+	listen := fs.String("listen", "", "address to serve on (default: the site's funnel.listen)")
+	siteName := fs.String("site", "", "the site whose funnel this is (required when the pipeline has several sites)")
 	if err := parse(fs, args); err != nil {
 		return err
 	}
-	p, log, err := rf.load("funnel")
+	p, log, err := rf.loadSites("funnel")
 	if err != nil {
 		return err
 	}
+	site, err := siteFlag(fs, p, *siteName)
+	if err != nil {
+		return err
+	}
+	sp, err := rf.onSite(p, site)
+	if err != nil {
+		return err
+	}
+	if len(p.SiteList) > 1 {
+		log = log.With("site", site)
+	}
 	reg, wrapped := newRegistry(p)
-	cl, err := kgo.NewClient(append(kafka.ClientOptions(&p.Kafka, "funnel", wrapped), funnel.ProducerOptions(p)...)...)
+	cl, err := kgo.NewClient(append(kafka.ClientOptions(&sp.Kafka, "funnel", wrapped), funnel.ProducerOptions(sp)...)...)
 	if err != nil {
 		return fmt.Errorf("funnel: kafka client: %w", err)
 	}
 	defer cl.Close()
 	tctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	err = kafka.EnsureTopics(tctx, cl, &p.Kafka, p.Topics()...)
+	err = kafka.EnsureTopics(tctx, cl, &sp.Kafka, p.TopicsOn(site)...)
 	cancel()
 	if err != nil {
 		log.Warn("topics not ensured; continuing (they may exist already)", "err", err)
 	}
-	f := funnel.New(p, cl, funnel.NewMetrics(wrapped), log)
-	addr := p.Funnel.Listen
+	f, err := funnel.NewOnSite(p, site, cl, funnel.NewMetrics(wrapped), log)
+	if err != nil {
+		return err
+	}
+	addr := sp.Funnel.Listen
 	if *listen != "" {
 		addr = *listen
 	}
@@ -156,8 +217,8 @@ func runFunnel(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		return fmt.Errorf("funnel: %w", err)
 	}
 	cfg := funnel.RunConfig{HTTP: ln, Gatherer: reg}
-	if p.Funnel.CoAPListen != "off" {
-		if cfg.CoAP, err = funnel.ListenCoAP(p.Funnel.CoAPListen); err != nil {
+	if sp.Funnel.CoAPListen != "off" {
+		if cfg.CoAP, err = funnel.ListenCoAP(sp.Funnel.CoAPListen); err != nil {
 			ln.Close()
 			return err
 		}
@@ -196,8 +257,16 @@ func runConnector(ctx context.Context, args []string, stdout, stderr io.Writer) 
 		fs.Usage()
 		return fmt.Errorf("%w: --tier and one of --replicas or --replicas-url are required", errUsage)
 	}
-	p, log, err := rf.load("connector")
+	p, log, err := rf.loadSites("connector")
 	if err != nil {
+		return err
+	}
+	// The tier's site's Kafka, unless --brokers names another.
+	site := p.Sites()[0].Name
+	if s := p.SiteOf(*tier); s != nil {
+		site = s.Name
+	}
+	if p, err = rf.onSite(p, site); err != nil {
 		return err
 	}
 	log = log.With("tier", *tier)
@@ -220,6 +289,49 @@ func runConnector(ctx context.Context, args []string, stdout, stderr io.Writer) 
 		return fmt.Errorf("connector admin: %w", err)
 	}
 	fmt.Fprintf(stdout, "connector %s: admin on http://%s (metrics, healthz, readyz)\n", *tier, ln.Addr())
+	return withAdmin(ctx, ln, adminMux(reg, func() bool { return true }), c.Run)
+}
+
+func runUplink(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := newFlags("uplink", "uplink -f FILE --from SITE --to SITE [--brokers H:P,...] [--admin ADDR]", stderr)
+	rf := addRoleFlags(fs, stderr, true)
+	from := fs.String("from", "", "the sending site: its queue for --to is consumed from its Kafka (required)")
+	to := fs.String("to", "", "the receiving site: its funnel (sites[].funnel.url) takes the records (required)")
+	admin := fs.String("admin", "127.0.0.1:0", "address of /metrics, /healthz and /readyz")
+	drain := fs.Duration("drain-timeout", 8*time.Second, "how long a graceful stop waits for in-flight deliveries")
+	instance := fs.String("instance-id", "", "static group membership: an uplink restarted with the same id takes its partitions back at once instead of after the group's 10s session timeout")
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	if *from == "" || *to == "" {
+		fs.Usage()
+		return fmt.Errorf("%w: --from and --to are required", errUsage)
+	}
+	p, log, err := rf.loadSites("uplink")
+	if err != nil {
+		return err
+	}
+	if _, err := rf.onSite(p, *from); err != nil {
+		return err
+	}
+	log = log.With("from", *from, "to", *to)
+	reg, wrapped := newRegistry(p)
+	c, err := connector.New(connector.Config{
+		Pipeline:     p,
+		Link:         &pipeline.Link{From: *from, To: *to},
+		DrainTimeout: *drain,
+		InstanceID:   *instance,
+		Registerer:   wrapped,
+		Logger:       log,
+	})
+	if err != nil {
+		return err
+	}
+	ln, err := net.Listen("tcp", *admin)
+	if err != nil {
+		return fmt.Errorf("uplink admin: %w", err)
+	}
+	fmt.Fprintf(stdout, "uplink %s -> %s: admin on http://%s (metrics, healthz, readyz)\n", *from, *to, ln.Addr())
 	return withAdmin(ctx, ln, adminMux(reg, func() bool { return true }), c.Run)
 }
 
