@@ -247,9 +247,7 @@ func runConnector(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	tier := fs.String("tier", "", "tier whose input topic to consume (required)")
 	replicas := fs.String("replicas", "", "inference replica base URLs, comma-separated (fixed set)")
 	replicasURL := fs.String("replicas-url", "", "URL serving the live replica set as JSON [{\"url\":…}] (what ddnn up serves), polled twice a second")
-	admin := fs.String("admin", "127.0.0.1:0", "address of /metrics, /healthz and /readyz")
-	drain := fs.Duration("drain-timeout", 8*time.Second, "how long a graceful stop waits for in-flight invocations")
-	instance := fs.String("instance-id", "", "static group membership: a connector restarted with the same id takes its partitions back at once instead of after the group's 10s session timeout (unique per connector of a tier)")
+	cf := addConnectorFlags(fs, "a connector", "unique per connector of a tier")
 	if err := parse(fs, args); err != nil {
 		return err
 	}
@@ -269,37 +267,56 @@ func runConnector(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	if p, err = rf.onSite(p, site); err != nil {
 		return err
 	}
-	log = log.With("tier", *tier)
-	reg, wrapped := newRegistry(p)
-	c, err := connector.New(connector.Config{
-		Pipeline:     p,
-		Tier:         *tier,
-		Replicas:     splitList(*replicas),
-		ReplicasURL:  *replicasURL,
-		DrainTimeout: *drain,
-		InstanceID:   *instance,
-		Registerer:   wrapped,
-		Logger:       log,
+	return cf.run(ctx, stdout, "connector "+*tier, connector.Config{
+		Pipeline:    p,
+		Tier:        *tier,
+		Replicas:    splitList(*replicas),
+		ReplicasURL: *replicasURL,
+		Logger:      log.With("tier", *tier),
 	})
+}
+
+// connectorFlags are the flags of the roles that run a connector.
+type connectorFlags struct {
+	admin    *string
+	drain    *time.Duration
+	instance *string
+}
+
+// addConnectorFlags adds --admin, --drain-timeout and --instance-id; who
+// ("a connector") and unique (when an id must differ) word their help.
+func addConnectorFlags(fs *flag.FlagSet, who, unique string) connectorFlags {
+	return connectorFlags{
+		admin: fs.String("admin", "127.0.0.1:0", "address of /metrics, /healthz and /readyz"),
+		drain: fs.Duration("drain-timeout", 8*time.Second, "how long a graceful stop waits for in-flight deliveries"),
+		instance: fs.String("instance-id", "", "static group membership: "+who+" restarted with the same id takes its partitions back at once "+
+			"instead of after the group's 10s session timeout ("+unique+")"),
+	}
+}
+
+// run builds the connector of cfg with the flags' settings and runs it,
+// serving its admin routes; name says which in the announcement.
+func (cf connectorFlags) run(ctx context.Context, stdout io.Writer, name string, cfg connector.Config) error {
+	reg, wrapped := newRegistry(cfg.Pipeline)
+	cfg.DrainTimeout, cfg.InstanceID, cfg.Registerer = *cf.drain, *cf.instance, wrapped
+	c, err := connector.New(cfg)
 	if err != nil {
 		return err
 	}
-	ln, err := net.Listen("tcp", *admin)
+	ln, err := net.Listen("tcp", *cf.admin)
 	if err != nil {
-		return fmt.Errorf("connector admin: %w", err)
+		return fmt.Errorf("%s admin: %w", name, err)
 	}
-	fmt.Fprintf(stdout, "connector %s: admin on http://%s (metrics, healthz, readyz)\n", *tier, ln.Addr())
+	fmt.Fprintf(stdout, "%s: admin on http://%s (metrics, healthz, readyz)\n", name, ln.Addr())
 	return withAdmin(ctx, ln, adminMux(reg, func() bool { return true }), c.Run)
 }
 
 func runUplink(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := newFlags("uplink", "uplink -f FILE --from SITE --to SITE [--brokers H:P,...] [--admin ADDR]", stderr)
+	fs := newFlags("uplink", "uplink -f FILE --from SITE --to SITE [--brokers H:P,...] [--admin ADDR] [--drain-timeout D] [--instance-id ID]", stderr)
 	rf := addRoleFlags(fs, stderr, true)
 	from := fs.String("from", "", "the sending site: its queue for --to is consumed from its Kafka (required)")
 	to := fs.String("to", "", "the receiving site: its funnel (sites[].funnel.url) takes the records (required)")
-	admin := fs.String("admin", "127.0.0.1:0", "address of /metrics, /healthz and /readyz")
-	drain := fs.Duration("drain-timeout", 8*time.Second, "how long a graceful stop waits for in-flight deliveries")
-	instance := fs.String("instance-id", "", "static group membership: an uplink restarted with the same id takes its partitions back at once instead of after the group's 10s session timeout")
+	cf := addConnectorFlags(fs, "an uplink", "unique per uplink of a link")
 	if err := parse(fs, args); err != nil {
 		return err
 	}
@@ -314,25 +331,11 @@ func runUplink(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if _, err := rf.onSite(p, *from); err != nil {
 		return err
 	}
-	log = log.With("from", *from, "to", *to)
-	reg, wrapped := newRegistry(p)
-	c, err := connector.New(connector.Config{
-		Pipeline:     p,
-		Link:         &pipeline.Link{From: *from, To: *to},
-		DrainTimeout: *drain,
-		InstanceID:   *instance,
-		Registerer:   wrapped,
-		Logger:       log,
+	return cf.run(ctx, stdout, "uplink "+*from+" -> "+*to, connector.Config{
+		Pipeline: p,
+		Link:     &pipeline.Link{From: *from, To: *to},
+		Logger:   log.With("from", *from, "to", *to),
 	})
-	if err != nil {
-		return err
-	}
-	ln, err := net.Listen("tcp", *admin)
-	if err != nil {
-		return fmt.Errorf("uplink admin: %w", err)
-	}
-	fmt.Fprintf(stdout, "uplink %s -> %s: admin on http://%s (metrics, healthz, readyz)\n", *from, *to, ln.Addr())
-	return withAdmin(ctx, ln, adminMux(reg, func() bool { return true }), c.Run)
 }
 
 // adminMux serves /metrics, /healthz and /readyz.
