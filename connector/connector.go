@@ -13,6 +13,13 @@
 // the lag grows, fetching stops at connector.max_pending_records, and it
 // resumes as soon as a replica answers again.
 //
+// The same machinery, pointed at another site's funnel instead of a
+// tier's replicas, is the uplink of a cross-site link (Config.Link): it
+// consumes the link's queue on the sending site, posts each record, batched
+// by route, to the remote funnel, and parks what that funnel refuses (4xx)
+// on the link's dead-letter topic. A remote funnel that fails or does not
+// answer is the link down: its records are never charged, only waited for.
+//
 // It never decodes tensors beyond what internal/wire does, never runs
 // models, and never drops a record: a record is either acknowledged by a
 // replica or acknowledged by Kafka on the dead-letter topic.
@@ -26,8 +33,10 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"math/rand/v2"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -58,8 +67,16 @@ const (
 
 // Config is what a connector needs.
 type Config struct {
+	// Pipeline is the pipeline as the connector's site runs it: its kafka
+	// section is the cluster consumed (pipeline.OnSite). An uplink takes
+	// the whole pipeline and uses the sending site's Kafka.
 	Pipeline *pipeline.Pipeline
-	Tier     string
+	// Tier is the tier whose input the connector delivers to its replicas.
+	Tier string
+	// Link, instead of Tier, makes the connector the uplink of that link:
+	// it ships pipeline.UplinkTopic(Link.To) on Link.From's Kafka to
+	// Link.To's funnel (sites[].funnel.url).
+	Link *pipeline.Link
 	// Replicas are the base URLs (http://host:port) of the tier's
 	// inference replicas, when the set is fixed.
 	Replicas []string
@@ -80,18 +97,23 @@ type Config struct {
 	Logger     *slog.Logger
 }
 
-// Connector runs one tier's connector.
+// Connector runs one tier's connector, or one link's uplink.
 type Connector struct {
-	p       *pipeline.Pipeline
-	tier    *pipeline.Tier
-	cfg     Config
-	raw     *wire.RawInput
-	offsets *Offsets
-	pool    *pool
-	m       *Metrics
-	log     *slog.Logger
-	http    *http.Client
-	cl      *kgo.Client
+	p    *pipeline.Pipeline // as the consuming site runs it
+	t    target
+	conn pipeline.Connector
+	// name says whose connector this is in errors: tier "fog", uplink
+	// "edge" -> "fog".
+	name string
+	// topic is consumed in group; what the target refuses goes to dlq.
+	topic, group, dlq, clientID string
+	cfg                         Config
+	offsets                     *Offsets
+	pool                        *pool
+	m                           *Metrics
+	log                         *slog.Logger
+	http                        *http.Client
+	cl                          *kgo.Client
 
 	// inflight counts invocations and dead-letter produces under way.
 	inflight sync.WaitGroup
@@ -107,6 +129,9 @@ type Connector struct {
 
 // New checks cfg and builds a connector; Run starts it.
 func New(cfg Config) (*Connector, error) {
+	if cfg.Link != nil {
+		return newUplink(cfg)
+	}
 	t, i, err := cfg.Pipeline.Tier(cfg.Tier)
 	if err != nil {
 		return nil, err
@@ -114,42 +139,57 @@ func New(cfg Config) (*Connector, error) {
 	if len(cfg.Replicas) == 0 && cfg.ReplicasURL == "" {
 		return nil, fmt.Errorf("tier %q: connector needs replica URLs or a URL to read them from", t.Name)
 	}
+	tt := &tierTarget{enc: cfg.Pipeline.Encoding()}
+	if i == 0 {
+		// Devices may produce raw samples straight to the first tier.
+		tt.raw = &wire.RawInput{DType: cfg.Pipeline.Input.DType, Shape: cfg.Pipeline.Input.Shape}
+	}
+	p := cfg.Pipeline
+	return newConnector(cfg, &Connector{
+		p:        p,
+		t:        tt,
+		conn:     t.Connector,
+		name:     fmt.Sprintf("tier %q", t.Name),
+		topic:    p.InputTopic(t.Name),
+		group:    p.ConsumerGroup(t.Name),
+		dlq:      p.DLQTopic(t.Name),
+		clientID: "connector-" + t.Name,
+	}, prometheus.Labels{"tier": t.Name}), nil
+}
+
+// newConnector completes c, whose target, settings and topics are set,
+// for cfg; its metrics carry labels.
+func newConnector(cfg Config, c *Connector, labels prometheus.Labels) *Connector {
 	if cfg.DrainTimeout == 0 {
 		cfg.DrainTimeout = 8 * time.Second
 	}
-	log := cfg.Logger
-	if log == nil {
-		log = slog.New(slog.DiscardHandler)
+	c.log = cfg.Logger
+	if c.log == nil {
+		c.log = slog.New(slog.DiscardHandler)
 	}
-	c := &Connector{
-		p:       cfg.Pipeline,
-		tier:    t,
-		cfg:     cfg,
-		offsets: NewOffsets(),
-		pool:    newPool(cfg.Replicas, t.Connector.InFlightPerReplica),
-		log:     log,
-		http: &http.Client{Transport: &http.Transport{
-			MaxIdleConnsPerHost: t.Connector.InFlightPerReplica * 2,
-			IdleConnTimeout:     90 * time.Second,
-		}},
-		room: make(chan struct{}, 1),
-	}
+	c.cfg = cfg
+	c.offsets = NewOffsets()
+	c.pool = newPool(cfg.Replicas, c.conn.InFlightPerReplica)
+	c.http = &http.Client{Transport: &http.Transport{
+		MaxIdleConnsPerHost: c.conn.InFlightPerReplica * 2,
+		IdleConnTimeout:     90 * time.Second,
+	}}
+	c.room = make(chan struct{}, 1)
 	reg := cfg.Registerer
 	if reg == nil {
 		reg = prometheus.NewRegistry() // counted, not exported
 	}
-	c.m = NewMetrics(prometheus.WrapRegistererWith(prometheus.Labels{"tier": t.Name}, reg), c.offsets.Window)
-	if i == 0 {
-		// Devices may produce raw samples straight to the first tier.
-		c.raw = &wire.RawInput{DType: cfg.Pipeline.Input.DType, Shape: cfg.Pipeline.Input.Shape}
-	}
-	return c, nil
+	c.m = NewMetrics(prometheus.WrapRegistererWith(labels, reg), c.offsets.Window)
+	return c
 }
 
-// item is one decoded record on its way to a replica.
+// item is one decoded record on its way to a replica or a remote funnel.
 type item struct {
 	rec *kgo.Record
-	msg wire.Message
+	// route groups items that may share a call (see target).
+	route  string
+	msg    wire.Message
+	result *wire.Result // an uplink's result record
 	// attempts counts the failures charged to the record (see invoke).
 	attempts int
 }
@@ -158,10 +198,10 @@ type item struct {
 // fetching, finish what was handed out (bounded by the drain timeout),
 // commit what is done, leave the group.
 func (c *Connector) Run(ctx context.Context) error {
-	conn := c.tier.Connector
-	opts := append(kafka.ClientOptions(&c.p.Kafka, "connector-"+c.tier.Name, c.cfg.Registerer),
-		kgo.ConsumerGroup(c.p.ConsumerGroup(c.tier.Name)),
-		kgo.ConsumeTopics(c.p.InputTopic(c.tier.Name)),
+	conn := c.conn
+	opts := append(kafka.ClientOptions(&c.p.Kafka, c.clientID, c.cfg.Registerer),
+		kgo.ConsumerGroup(c.group),
+		kgo.ConsumeTopics(c.topic),
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
 		kgo.DisableAutoCommit(),
 		kgo.BlockRebalanceOnPoll(),
@@ -178,7 +218,7 @@ func (c *Connector) Run(ctx context.Context) error {
 	}
 	cl, err := kgo.NewClient(append(opts, kafka.ProducerOptions(&c.p.Kafka)...)...)
 	if err != nil {
-		return fmt.Errorf("tier %q: kafka client: %w", c.tier.Name, err)
+		return fmt.Errorf("%s: kafka client: %w", c.name, err)
 	}
 	c.cl = cl
 	defer cl.Close() // leaves the group, unless a static member
@@ -218,7 +258,7 @@ func (c *Connector) Run(ctx context.Context) error {
 	var batcher errgroup.Group
 	batcher.Go(func() error { c.batch(items); return nil })
 
-	c.log.Info("connector started", "topic", c.p.InputTopic(c.tier.Name), "group", c.p.ConsumerGroup(c.tier.Name), "replicas", c.pool.size())
+	c.log.Info("connector started", "topic", c.topic, "group", c.group, "replicas", c.pool.size())
 	pollErr := c.poll(ctx, items)
 
 	close(items)
@@ -241,7 +281,7 @@ func (c *Connector) Run(ctx context.Context) error {
 // poll fetches records while the offset window has room, tracks them, and
 // hands decoded ones to the batcher; undecodable ones go to the DLQ.
 func (c *Connector) poll(ctx context.Context, items chan<- item) error {
-	limit := c.tier.Connector.MaxPendingRecords
+	limit := c.conn.MaxPendingRecords
 	for {
 		if !c.waitRoom(ctx, limit) {
 			return nil
@@ -264,7 +304,7 @@ func (c *Connector) poll(ctx context.Context, items chan<- item) error {
 			// Records fetched with this poll are not tracked: nothing
 			// commits past them.
 			c.cl.AllowRebalance()
-			return fmt.Errorf("tier %q: another connector joined with instance id %q: %w", c.tier.Name, c.cfg.InstanceID, fenced)
+			return fmt.Errorf("%s: another connector joined with instance id %q: %w", c.name, c.cfg.InstanceID, fenced)
 		}
 		recs := fetches.Records()
 		for _, r := range recs {
@@ -275,18 +315,13 @@ func (c *Connector) poll(ctx context.Context, items chan<- item) error {
 		c.cl.AllowRebalance()
 		c.m.fetchedRecs.Add(float64(len(recs)))
 		for _, r := range recs {
-			m, err := wire.DecodeRecord(r.Key, r.Value, RecordHeaders(r), c.raw, fmt.Sprintf("%s-%d-%d", r.Topic, r.Partition, r.Offset))
+			it, err := c.t.decode(r)
 			if err != nil {
 				c.deadLetter(r, "undecodable record: "+err.Error())
 				continue
 			}
-			if m.SentAt.IsZero() {
-				// Produced straight to Kafka without a send time: the
-				// record's own timestamp is the best we have.
-				m.SentAt = r.Timestamp.UTC()
-			}
 			select {
-			case items <- item{rec: r, msg: m}:
+			case items <- it:
 			case <-ctx.Done():
 				// Not handed out: pending, so nothing commits past it.
 				return nil
@@ -377,48 +412,57 @@ func RecordHeaders(r *kgo.Record) []wire.Header {
 	return hs
 }
 
-// batch groups items into invocations of at most MaxBatch. With MaxWait 0
-// (the default) a partial batch goes as soon as no more records are queued:
-// batches grow only while records arrive faster than they are dispatched
-// (dispatch blocks while every replica slot is busy), so an idle pipeline
-// adds no batching delay. With MaxWait > 0 a partial batch waits up to that
-// long to fill.
+// batch groups items of one route into invocations of at most MaxBatch.
+// With MaxWait 0 (the default) partial batches go as soon as no more
+// records are queued: batches grow only while records arrive faster than
+// they are dispatched (dispatch blocks while every replica slot is busy),
+// so an idle pipeline adds no batching delay. With MaxWait > 0 partial
+// batches wait up to that long to fill.
 func (c *Connector) batch(items <-chan item) {
-	conn := c.tier.Connector
+	conn := c.conn
 	var (
-		cur   []item
+		cur   = map[string][]item{} // by route
+		n     int                   // items in cur
 		timer = time.NewTimer(time.Hour)
 	)
 	timer.Stop()
-	flush := func() {
-		if len(cur) == 0 {
+	flush := func(route string) {
+		batch := cur[route]
+		if len(batch) == 0 {
 			return
 		}
-		batch := cur
-		cur = nil
-		timer.Stop()
+		delete(cur, route)
+		if n -= len(batch); n == 0 {
+			timer.Stop()
+		}
 		c.dispatch(batch)
+	}
+	flushAll := func() {
+		for _, route := range slices.Sorted(maps.Keys(cur)) {
+			flush(route)
+		}
 	}
 	for {
 		select {
 		case it, ok := <-items:
 			if !ok {
-				flush()
+				flushAll()
 				return
 			}
-			cur = append(cur, it)
+			cur[it.route] = append(cur[it.route], it)
+			n++
 			switch {
-			case len(cur) >= conn.MaxBatch:
-				flush()
+			case len(cur[it.route]) >= conn.MaxBatch:
+				flush(it.route)
 			case conn.MaxWait == 0:
 				if len(items) == 0 {
-					flush()
+					flushAll()
 				}
-			case len(cur) == 1:
+			case n == 1:
 				timer.Reset(conn.MaxWait)
 			}
 		case <-timer.C:
-			flush()
+			flushAll()
 		}
 	}
 }
@@ -488,7 +532,7 @@ const (
 // charged max_attempts times, the last time alone, goes to the DLQ. Uncharged failures (every
 // replica down, the funnel unreachable) are retried without limit.
 func (c *Connector) invoke(r *replica, batch []item) {
-	conn := c.tier.Connector
+	conn := c.conn
 	queue := [][]item{batch} // sub-batches still to send
 	seen := c.pool.succeeded()
 	var last *replica
@@ -500,7 +544,7 @@ func (c *Connector) invoke(r *replica, batch []item) {
 	}()
 	for len(queue) > 0 {
 		batch := queue[0]
-		payload, err := c.encode(batch)
+		call, err := c.t.request(batch)
 		if err != nil {
 			if rest := c.dropUnencodable(batch); len(rest) > 0 {
 				queue[0] = rest
@@ -515,27 +559,30 @@ func (c *Connector) invoke(r *replica, batch []item) {
 			}
 		}
 		start := time.Now()
-		status, body, err := c.call(r, payload)
+		status, body, err := c.call(r, call)
 		c.m.invokeTimeHi.Observe(time.Since(start).Seconds())
 		c.m.batchSize.Observe(float64(len(batch)))
 		healthy := err == nil && status < 500
-		rel := c.pool.release(r, healthy, err == nil && status == http.StatusOK, backoff(conn.Backoff, conn.MaxBackoff, 1))
+		delivered := err == nil && status/100 == 2
+		rel := c.pool.release(r, healthy, delivered, backoff(conn.Backoff, conn.MaxBackoff, 1))
 		c.tierChanged(rel, r.url, err, status, body)
 		last, r = r, nil
 		switch {
-		case err == nil && status == http.StatusOK:
+		case delivered:
 			c.m.invocations.WithLabelValues(outcomeOK).Inc()
+			c.t.delivered(call.body, len(batch))
 			for _, it := range batch {
 				c.done(it.rec)
 			}
 			queue, fails, seen = queue[1:], 0, rel.successes
 			continue
-		case err == nil && status == http.StatusRequestEntityTooLarge && len(batch) > 1:
-			// Too big for the replica: send the halves.
+		case err == nil && len(batch) > 1 && (status == http.StatusRequestEntityTooLarge || (c.t.refusesWhole() && refused(status))):
+			// Too big for the replica, or refused as a whole: send the
+			// halves, so that a refused record ends up alone.
 			half := len(batch) / 2
 			queue = append([][]item{batch[:half], batch[half:]}, queue[1:]...)
 			continue
-		case err == nil && status >= 400 && status < 500 && status != http.StatusTooManyRequests && status != http.StatusRequestTimeout:
+		case err == nil && refused(status):
 			c.m.invocations.WithLabelValues(outcomeRejected).Inc()
 			if rest := c.rejected(batch, status, body); len(rest) > 0 {
 				queue[0] = rest
@@ -546,11 +593,11 @@ func (c *Connector) invoke(r *replica, batch []item) {
 		}
 		c.m.invocations.WithLabelValues(outcomeRetry).Inc()
 		c.m.retries.Inc()
-		reason := fmt.Sprintf("replica %s: status %d: %s", last.url, status, snippet(body))
+		reason := fmt.Sprintf("%s %s: status %d: %s", c.t.peer(), last.url, status, snippet(body))
 		if err != nil {
-			reason = fmt.Sprintf("replica %s: %v", last.url, err)
+			reason = fmt.Sprintf("%s %s: %v", c.t.peer(), last.url, err)
 		}
-		if status == http.StatusInternalServerError || rel.replicaOK > seen {
+		if c.t.chargeable() && (status == http.StatusInternalServerError || rel.replicaOK > seen) {
 			queue = append(c.charge(batch, reason), queue[1:]...)
 		}
 		seen = rel.successes
@@ -560,6 +607,12 @@ func (c *Connector) invoke(r *replica, batch []item) {
 			return
 		}
 	}
+}
+
+// refused says whether status refuses the records of a call (a 4xx other
+// than busy or a timeout).
+func refused(status int) bool {
+	return status >= 400 && status < 500 && status != http.StatusTooManyRequests && status != http.StatusRequestTimeout
 }
 
 // charge counts a failure against each record of batch. A batch of
@@ -573,7 +626,7 @@ func (c *Connector) charge(batch []item, reason string) [][]item {
 		half := len(batch) / 2
 		return [][]item{batch[:half], batch[half:]}
 	}
-	if batch[0].attempts >= c.tier.Connector.MaxAttempts {
+	if batch[0].attempts >= c.conn.MaxAttempts {
 		c.m.exhausts.Inc()
 		c.deadLetter(batch[0].rec, "attempts exhausted: "+reason)
 		return nil
@@ -611,12 +664,11 @@ func (c *Connector) tierChanged(rel released, url string, err error, status int,
 		if err != nil {
 			why = err.Error()
 		}
-		c.log.Warn("tier down: no replica answers; records wait and are retried, lag grows",
-			"replicas", c.pool.size(), "last_replica", url, "err", why)
+		c.log.Warn(c.t.downMessage(), "replicas", c.pool.size(), "last_replica", url, "err", why)
 		return
 	}
 	c.m.down.Set(0)
-	c.log.Info("tier up again", "replica", url, "down_for", time.Since(c.downSince).Round(time.Millisecond))
+	c.log.Info(c.t.upMessage(), "replica", url, "down_for", time.Since(c.downSince).Round(time.Millisecond))
 	c.downSince = time.Time{}
 }
 
@@ -632,9 +684,9 @@ func (c *Connector) rejected(batch []item, status int, body []byte) []item {
 			Reason string `json:"reason"`
 		} `json:"rejected"`
 	}
-	reason := fmt.Sprintf("function answered %d: %s", status, snippet(body))
+	reason := fmt.Sprintf("%s answered %d: %s", c.t.answerer(), status, snippet(body))
 	if json.Unmarshal(body, &eb) == nil && eb.Error != "" {
-		reason = fmt.Sprintf("function answered %d: %s", status, eb.Error)
+		reason = fmt.Sprintf("%s answered %d: %s", c.t.answerer(), status, eb.Error)
 	}
 	bad := make(map[int]string, len(eb.Rejected))
 	for _, r := range eb.Rejected {
@@ -659,23 +711,14 @@ func (c *Connector) rejected(batch []item, status int, body []byte) []item {
 	return rest
 }
 
-// encode is batch as the body of one invocation.
-func (c *Connector) encode(batch []item) ([]byte, error) {
-	msgs := make([]wire.Message, len(batch))
-	for i := range batch {
-		msgs[i] = batch[i].msg
-	}
-	return wire.AppendMessages(nil, c.p.Encoding(), msgs)
-}
-
 // dropUnencodable dead-letters the records of batch that cannot be encoded
-// for a replica and returns the others. What decodes from a raw record (an
+// for a call and returns the others. What decodes from a raw record (an
 // id from a binary key, a send time past 2262, a NaN for JSON) may not
 // encode: that is the record's fault, not a replica's.
 func (c *Connector) dropUnencodable(batch []item) []item {
 	var rest []item
 	for _, it := range batch {
-		if _, err := wire.AppendMessages(nil, c.p.Encoding(), []wire.Message{it.msg}); err != nil {
+		if _, err := c.t.request([]item{it}); err != nil {
 			c.deadLetter(it.rec, "unencodable record: "+strings.TrimPrefix(err.Error(), "message 0: "))
 			continue
 		}
@@ -684,16 +727,16 @@ func (c *Connector) dropUnencodable(batch []item) []item {
 	return rest
 }
 
-// call posts body, a batch in the pipeline's wire encoding, to r.
-func (c *Connector) call(r *replica, body []byte) (int, []byte, error) {
-	ctx, cancel := context.WithTimeout(c.work, c.tier.Connector.RequestTimeout)
+// call posts req to r.
+func (c *Connector) call(r *replica, req request) (int, []byte, error) {
+	ctx, cancel := context.WithTimeout(c.work, c.conn.RequestTimeout)
 	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, r.url+"/v1/infer", bytes.NewReader(body))
+	hr, err := http.NewRequestWithContext(ctx, http.MethodPost, r.url+req.path, bytes.NewReader(req.body))
 	if err != nil {
 		return 0, nil, err
 	}
-	req.Header.Set("Content-Type", c.p.Encoding().ContentType())
-	resp, err := c.http.Do(req)
+	hr.Header.Set("Content-Type", req.contentType)
+	resp, err := c.http.Do(hr)
 	if err != nil {
 		return 0, nil, err
 	}
@@ -702,13 +745,13 @@ func (c *Connector) call(r *replica, body []byte) (int, []byte, error) {
 	return resp.StatusCode, out, err
 }
 
-// deadLetter parks rec on the tier's DLQ with the reason and marks it done
+// deadLetter parks rec on the dead-letter topic with the reason and marks it done
 // once Kafka acknowledged the copy. It returns at once: the produce runs in
 // the background and is retried with backoff (counted) until it succeeds
 // or the drain deadline passes, when rec stays uncommitted.
 func (c *Connector) deadLetter(rec *kgo.Record, reason string) {
 	reason = cutReason(reason)
-	dlq := DeadLetter(c.p.DLQTopic(c.tier.Name), rec, reason, c.p.Kafka.MaxRecordBytes)
+	dlq := DeadLetter(c.dlq, rec, reason, c.p.Kafka.MaxRecordBytes)
 	c.inflight.Add(1)
 	c.produceDeadLetter(dlq, rec, reason, 1)
 }
@@ -729,7 +772,7 @@ func (c *Connector) produceDeadLetter(dlq, rec *kgo.Record, reason string, attem
 		c.m.dlqRetries.Inc()
 		c.log.Error("dead-letter produce failed, retrying", "topic", rec.Topic, "partition", rec.Partition, "offset", rec.Offset, "attempt", attempt, "err", err)
 		again := &kgo.Record{Topic: dlq.Topic, Key: dlq.Key, Value: dlq.Value, Headers: dlq.Headers}
-		time.AfterFunc(backoff(c.tier.Connector.Backoff, c.tier.Connector.MaxBackoff, attempt), func() {
+		time.AfterFunc(backoff(c.conn.Backoff, c.conn.MaxBackoff, attempt), func() {
 			c.produceDeadLetter(again, rec, reason, attempt+1)
 		})
 	})

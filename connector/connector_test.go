@@ -56,12 +56,8 @@ func newFakeReplica(t *testing.T, behave func([]wire.Message) (int, string)) *fa
 // address.
 func newFakeReplicaOn(t *testing.T, addr string, behave func([]wire.Message) (int, string)) *fakeReplica {
 	t.Helper()
-	ln, err := net.Listen("tcp", addr)
-	if err != nil {
-		t.Fatal(err)
-	}
 	f := &fakeReplica{seen: map[string]int{}, behave: behave}
-	f.srv = httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	f.srv = serveOn(t, addr, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		f.calls.Add(1)
 		b, _ := io.ReadAll(r.Body)
 		msgs, err := wire.DecodeMessages(wire.Binary, b)
@@ -87,11 +83,23 @@ func newFakeReplicaOn(t *testing.T, addr string, behave func([]wire.Message) (in
 		w.Header().Set("Content-Type", wire.ContentTypeBinary)
 		w.Write(out)
 	}))
-	f.srv.Listener.Close()
-	f.srv.Listener = ln
-	f.srv.Start()
-	t.Cleanup(f.srv.Close)
 	return f
+}
+
+// serveOn serves h on addr (host:port; port 0 picks one) until the test
+// ends.
+func serveOn(t *testing.T, addr string, h http.Handler) *httptest.Server {
+	t.Helper()
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewUnstartedServer(h)
+	srv.Listener.Close()
+	srv.Listener = ln
+	srv.Start()
+	t.Cleanup(srv.Close)
+	return srv
 }
 
 func (f *fakeReplica) ids() map[string]int {
@@ -193,8 +201,13 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 // lag is the group's total lag on the edge topic (never-committed
 // partitions count in full).
 func (e *env) lag(t *testing.T) int64 {
-	adm := kadm.NewClient(e.cl)
-	lags, err := adm.Lag(context.Background(), e.p.ConsumerGroup("edge"))
+	return groupLag(t, e.cl, e.p.ConsumerGroup("edge"), "t.edge.in")
+}
+
+// groupLag is group's total lag on topic, -1 before the group joined.
+func groupLag(t *testing.T, cl *kgo.Client, group, topic string) int64 {
+	adm := kadm.NewClient(cl)
+	lags, err := adm.Lag(context.Background(), group)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -202,10 +215,10 @@ func (e *env) lag(t *testing.T) int64 {
 	for _, l := range lags {
 		// A group that has not joined yet reports no partitions: that is
 		// not "no lag".
-		if l.Error() != nil || len(l.Lag["t.edge.in"]) == 0 {
+		if l.Error() != nil || len(l.Lag[topic]) == 0 {
 			return -1
 		}
-		for _, pl := range l.Lag["t.edge.in"] {
+		for _, pl := range l.Lag[topic] {
 			total += pl.Lag
 		}
 	}

@@ -260,6 +260,12 @@ func (ci *coapIngest) serve(w mux.ResponseWriter, r *mux.Message) {
 	}
 	if err := f.accept(r.Context(), &m); err != nil {
 		var tl *RecordTooLargeError
+		var elsewhere *NotIngestSiteError
+		if errors.As(err, &elsewhere) {
+			f.m.request(route, "not_found")
+			reply(w, codes.NotFound, err.Error(), b1opt...)
+			return
+		}
 		if errors.As(err, &tl) {
 			f.m.request(route, "too_large")
 			reply(w, codes.RequestEntityTooLarge, err.Error(), b1opt...)

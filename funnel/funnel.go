@@ -8,6 +8,13 @@
 // batched by the producer, never produced synchronously one by one. When
 // Kafka does not acknowledge within the produce timeout the funnel answers
 // 503 with Retry-After. It never consumes, and it knows nothing of models.
+//
+// On a pipeline of several sites a funnel belongs to one site: it writes a
+// message for a tier of its site, or a result when its site holds the
+// results, to its own Kafka, and anything bound for another site to the
+// site-local queue of that link (pipeline.UplinkTopic) with its route in
+// wire.HeaderRoute, for the link's uplink to carry. Only the first tier's
+// site takes device data.
 package funnel
 
 import (
@@ -49,22 +56,63 @@ const (
 
 // Funnel serves the routes above with one shared producer.
 type Funnel struct {
-	p        *pipeline.Pipeline
-	cl       *kgo.Client
-	m        *Metrics
-	log      *slog.Logger
-	first    string // first tier
-	draining atomic.Bool
-	now      func() time.Time
-	bufs     sync.Pool
+	p     *pipeline.Pipeline
+	cl    *kgo.Client
+	m     *Metrics
+	log   *slog.Logger
+	site  string // the site this funnel writes to
+	first string // first tier
+	// ingestSite is the site of the first tier, which takes device data.
+	ingestSite string
+	draining   atomic.Bool
+	now        func() time.Time
+	bufs       sync.Pool
 }
 
-// New builds a funnel over cl, a client made with ProducerOptions.
+// New builds the funnel of a pipeline on one site over cl, a client made
+// with ProducerOptions.
 func New(p *pipeline.Pipeline, cl *kgo.Client, m *Metrics, log *slog.Logger) *Funnel {
+	f, err := NewOnSite(p, p.Sites()[0].Name, cl, m, log)
+	if err != nil {
+		panic(err) // the first site always exists
+	}
+	return f
+}
+
+// NewOnSite builds the funnel of the site called site over cl, a client
+// of that site's Kafka made with ProducerOptions(p.OnSite(site)).
+func NewOnSite(p *pipeline.Pipeline, site string, cl *kgo.Client, m *Metrics, log *slog.Logger) (*Funnel, error) {
+	sp, err := p.OnSite(site)
+	if err != nil {
+		return nil, err
+	}
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Funnel{p: p, cl: cl, m: m, log: log, first: p.Tiers[0].Name, now: time.Now}
+	first := p.Tiers[0].Name
+	return &Funnel{p: sp, cl: cl, m: m, log: log, site: site, first: first, ingestSite: p.SiteOf(first).Name, now: time.Now}, nil
+}
+
+// NotIngestSiteError is the answer of a funnel whose site does not hold the
+// first tier to device data (404 over HTTP, 4.04 over CoAP).
+type NotIngestSiteError struct{ Site, IngestSite string }
+
+func (e *NotIngestSiteError) Error() string {
+	return fmt.Sprintf("site %q takes no device data: send it to the funnel of site %q, which runs the first tier", e.Site, e.IngestSite)
+}
+
+// destination is where a delivery for a tier (or the results, tier "")
+// goes from this site: the topic, and the route header when that topic is
+// an uplink queue.
+func (f *Funnel) destination(tier string) (topic string, route []kgo.RecordHeader) {
+	site, local, r := f.p.ResultsSite(), f.p.ResultsTopic(), wire.RouteResults
+	if tier != "" {
+		site, local, r = f.p.SiteOf(tier), f.p.InputTopic(tier), wire.RouteTier(tier)
+	}
+	if site.Name == f.site {
+		return local, nil
+	}
+	return f.p.UplinkTopic(site.Name), []kgo.RecordHeader{{Key: wire.HeaderRoute, Value: []byte(r)}}
 }
 
 // ProducerOptions are the producer settings a funnel's client needs on top
@@ -185,6 +233,10 @@ type IngestResponse struct {
 
 func (f *Funnel) serveIngest(w http.ResponseWriter, r *http.Request) {
 	const route = "ingest"
+	if f.site != f.ingestSite {
+		f.fail(w, route, http.StatusNotFound, (&NotIngestSiteError{f.site, f.ingestSite}).Error())
+		return
+	}
 	if f.draining.Load() {
 		f.fail(w, route, http.StatusServiceUnavailable, "funnel is shutting down")
 		return
@@ -273,7 +325,8 @@ func (f *Funnel) serveTier(w http.ResponseWriter, r *http.Request) {
 	for i := range msgs {
 		msgs[i].Route = tier
 	}
-	if err := f.produceMessages(r.Context(), f.p.InputTopic(tier), msgs); err != nil {
+	topic, hs := f.destination(tier)
+	if err := f.produceMessages(r.Context(), topic, hs, msgs); err != nil {
 		f.produceFailed(w, route, err)
 		return
 	}
@@ -293,12 +346,14 @@ func (f *Funnel) serveResults(w http.ResponseWriter, r *http.Request) {
 		f.fail(w, route, http.StatusBadRequest, err.Error())
 		return
 	}
+	topic, hs := f.destination("")
 	recs := make([]*kgo.Record, len(rs))
 	for i := range rs {
-		if recs[i], err = ResultRecord(f.p.ResultsTopic(), &rs[i]); err != nil {
+		if recs[i], err = ResultRecord(topic, &rs[i]); err != nil {
 			f.fail(w, route, http.StatusBadRequest, err.Error())
 			return
 		}
+		recs[i].Headers = hs
 	}
 	if err := f.produce(r.Context(), recs); err != nil {
 		f.produceFailed(w, route, err)
@@ -306,6 +361,9 @@ func (f *Funnel) serveResults(w http.ResponseWriter, r *http.Request) {
 	}
 	now := f.now()
 	for i := range rs {
+		if hs != nil {
+			break // measured where the results are written
+		}
 		// Only known tiers become label values.
 		if _, _, err := f.p.Tier(rs[i].Tier); err == nil && !rs[i].SentAt.IsZero() {
 			f.m.e2e(rs[i].Tier, now.Sub(rs[i].SentAt))
@@ -326,8 +384,12 @@ func (f *Funnel) produceFailed(w http.ResponseWriter, route string, err error) {
 }
 
 // accept completes a device's message (id, send time, route) and writes it
-// to the first tier's topic; it returns once Kafka acknowledged.
+// to the first tier's topic; it returns once Kafka acknowledged. A funnel
+// of another site refuses it with NotIngestSiteError.
 func (f *Funnel) accept(ctx context.Context, m *wire.Message) error {
+	if f.site != f.ingestSite {
+		return &NotIngestSiteError{f.site, f.ingestSite}
+	}
 	if m.ID == "" {
 		m.ID = NewID()
 	}
@@ -335,7 +397,7 @@ func (f *Funnel) accept(ctx context.Context, m *wire.Message) error {
 		m.SentAt = f.now().UTC()
 	}
 	m.Route = f.first
-	return f.produceMessages(ctx, f.p.InputTopic(f.first), []wire.Message{*m})
+	return f.produceMessages(ctx, f.p.InputTopic(f.first), nil, []wire.Message{*m})
 }
 
 // ResultRecord is r as a record of the results topic, keyed by device.
@@ -354,7 +416,9 @@ func keyFor(device string) []byte {
 	return []byte(device)
 }
 
-func (f *Funnel) produceMessages(ctx context.Context, topic string, msgs []wire.Message) error {
+// produceMessages writes msgs to topic, each record with the wire headers
+// and then extra.
+func (f *Funnel) produceMessages(ctx context.Context, topic string, extra []kgo.RecordHeader, msgs []wire.Message) error {
 	recs := make([]*kgo.Record, len(msgs))
 	for i := range msgs {
 		v, hs, err := wire.AppendRecord(nil, f.p.Encoding(), &msgs[i])
@@ -365,6 +429,7 @@ func (f *Funnel) produceMessages(ctx context.Context, topic string, msgs []wire.
 		for _, h := range hs {
 			rec.Headers = append(rec.Headers, kgo.RecordHeader{Key: h.Key, Value: h.Value})
 		}
+		rec.Headers = append(rec.Headers, extra...)
 		if n := kafka.RecordSize(rec); n > f.p.Kafka.MaxRecordBytes {
 			return &RecordTooLargeError{Index: i, Bytes: n, Limit: f.p.Kafka.MaxRecordBytes}
 		}

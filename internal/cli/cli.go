@@ -28,6 +28,7 @@ Commands:
   broker         run the embedded Kafka-protocol broker alone (on disk; --ephemeral: in memory)
   funnel         run the funnel alone: device ingest and internal deliveries
   connector      run one tier's kafka-to-http connector alone
+  uplink         ship one site's queue for another site to that site's funnel
   inference      serve one tier's inference function over HTTP
   scaler         run the replica manager alone: replicas per tier, scaled by lag
   version        print version information
@@ -78,6 +79,8 @@ func dispatch(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return runFunnel(ctx, args[1:], stdout, stderr)
 	case "connector":
 		return runConnector(ctx, args[1:], stdout, stderr)
+	case "uplink":
+		return runUplink(ctx, args[1:], stdout, stderr)
 	case "results":
 		return runResults(ctx, args[1:], stdout, stderr)
 	case "up":

@@ -76,8 +76,24 @@ func addRoleFlags(fs *flag.FlagSet, stderr io.Writer, brokers bool) roleFlags {
 	return rf
 }
 
-// load builds the logger (tagged with component) and reads the pipeline.
+// load builds the logger (tagged with component) and reads the pipeline,
+// which must run on one site.
 func (rf roleFlags) load(component string) (*pipeline.Pipeline, *slog.Logger, error) {
+	p, log, err := rf.loadSites(component)
+	if err != nil {
+		return nil, nil, err
+	}
+	if err := p.CheckOneSite(); err != nil {
+		return nil, nil, err
+	}
+	overrideBrokers(p, *rf.brokers)
+	return p, log, nil
+}
+
+// loadSites is load for the roles that run one site of a pipeline on
+// several (funnel, connector, uplink); --brokers is the caller's to apply
+// to its site (onSite).
+func (rf roleFlags) loadSites(component string) (*pipeline.Pipeline, *slog.Logger, error) {
 	log, err := rf.newLogger()
 	if err != nil {
 		return nil, nil, err
@@ -86,11 +102,41 @@ func (rf roleFlags) load(component string) (*pipeline.Pipeline, *slog.Logger, er
 	if err != nil {
 		return nil, nil, err
 	}
-	if err := p.CheckOneSite(); err != nil {
-		return nil, nil, err
-	}
-	overrideBrokers(p, *rf.brokers)
 	return p, log.With("component", component), nil
+}
+
+// onSite makes --brokers, when given, the Kafka of site in p, and returns
+// p as that site runs it.
+func (rf roleFlags) onSite(p *pipeline.Pipeline, site string) (*pipeline.Pipeline, error) {
+	if *rf.brokers != "" {
+		for i := range p.SiteList {
+			if p.SiteList[i].Name == site {
+				p.SiteList[i].Kafka.Brokers = splitList(*rf.brokers)
+			}
+		}
+		if len(p.SiteList) <= 1 {
+			overrideBrokers(p, *rf.brokers)
+		}
+	}
+	return p.OnSite(site)
+}
+
+// siteFlag resolves --site: required on a pipeline of several sites,
+// else the only site.
+func siteFlag(fs *flag.FlagSet, p *pipeline.Pipeline, site string) (string, error) {
+	if site != "" {
+		return site, nil
+	}
+	sites := p.Sites()
+	if len(sites) == 1 {
+		return sites[0].Name, nil
+	}
+	names := make([]string, len(sites))
+	for i := range sites {
+		names[i] = sites[i].Name
+	}
+	fs.Usage()
+	return "", fmt.Errorf("%w: --site is required: pipeline %q has %d sites (%s)", errUsage, p.Name, len(sites), strings.Join(names, ", "))
 }
 
 func runBroker(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -124,30 +170,45 @@ func runBroker(ctx context.Context, args []string, stdout, stderr io.Writer) err
 }
 
 func runFunnel(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := newFlags("funnel", "funnel -f FILE [--listen ADDR] [--brokers H:P,...]", stderr)
+	fs := newFlags("funnel", "funnel -f FILE [--site NAME] [--listen ADDR] [--brokers H:P,...]", stderr)
 	rf := addRoleFlags(fs, stderr, true)
-	listen := fs.String("listen", "", "address to serve on (default: the pipeline's funnel.listen)")
+	listen := fs.String("listen", "", "address to serve on (default: the site's funnel.listen)")
+	siteName := fs.String("site", "", "the site whose funnel this is (required when the pipeline has several sites)")
 	if err := parse(fs, args); err != nil {
 		return err
 	}
-	p, log, err := rf.load("funnel")
+	p, log, err := rf.loadSites("funnel")
 	if err != nil {
 		return err
 	}
+	site, err := siteFlag(fs, p, *siteName)
+	if err != nil {
+		return err
+	}
+	sp, err := rf.onSite(p, site)
+	if err != nil {
+		return err
+	}
+	if len(p.SiteList) > 1 {
+		log = log.With("site", site)
+	}
 	reg, wrapped := newRegistry(p)
-	cl, err := kgo.NewClient(append(kafka.ClientOptions(&p.Kafka, "funnel", wrapped), funnel.ProducerOptions(p)...)...)
+	cl, err := kgo.NewClient(append(kafka.ClientOptions(&sp.Kafka, "funnel", wrapped), funnel.ProducerOptions(sp)...)...)
 	if err != nil {
 		return fmt.Errorf("funnel: kafka client: %w", err)
 	}
 	defer cl.Close()
 	tctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	err = kafka.EnsureTopics(tctx, cl, &p.Kafka, p.Topics()...)
+	err = kafka.EnsureTopics(tctx, cl, &sp.Kafka, p.TopicsOn(site)...)
 	cancel()
 	if err != nil {
 		log.Warn("topics not ensured; continuing (they may exist already)", "err", err)
 	}
-	f := funnel.New(p, cl, funnel.NewMetrics(wrapped), log)
-	addr := p.Funnel.Listen
+	f, err := funnel.NewOnSite(p, site, cl, funnel.NewMetrics(wrapped), log)
+	if err != nil {
+		return err
+	}
+	addr := sp.Funnel.Listen
 	if *listen != "" {
 		addr = *listen
 	}
@@ -156,8 +217,8 @@ func runFunnel(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		return fmt.Errorf("funnel: %w", err)
 	}
 	cfg := funnel.RunConfig{HTTP: ln, Gatherer: reg}
-	if p.Funnel.CoAPListen != "off" {
-		if cfg.CoAP, err = funnel.ListenCoAP(p.Funnel.CoAPListen); err != nil {
+	if sp.Funnel.CoAPListen != "off" {
+		if cfg.CoAP, err = funnel.ListenCoAP(sp.Funnel.CoAPListen); err != nil {
 			ln.Close()
 			return err
 		}
@@ -186,9 +247,7 @@ func runConnector(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	tier := fs.String("tier", "", "tier whose input topic to consume (required)")
 	replicas := fs.String("replicas", "", "inference replica base URLs, comma-separated (fixed set)")
 	replicasURL := fs.String("replicas-url", "", "URL serving the live replica set as JSON [{\"url\":…}] (what ddnn up serves), polled twice a second")
-	admin := fs.String("admin", "127.0.0.1:0", "address of /metrics, /healthz and /readyz")
-	drain := fs.Duration("drain-timeout", 8*time.Second, "how long a graceful stop waits for in-flight invocations")
-	instance := fs.String("instance-id", "", "static group membership: a connector restarted with the same id takes its partitions back at once instead of after the group's 10s session timeout (unique per connector of a tier)")
+	cf := addConnectorFlags(fs, "a connector", "unique per connector of a tier")
 	if err := parse(fs, args); err != nil {
 		return err
 	}
@@ -196,31 +255,87 @@ func runConnector(ctx context.Context, args []string, stdout, stderr io.Writer) 
 		fs.Usage()
 		return fmt.Errorf("%w: --tier and one of --replicas or --replicas-url are required", errUsage)
 	}
-	p, log, err := rf.load("connector")
+	p, log, err := rf.loadSites("connector")
 	if err != nil {
 		return err
 	}
-	log = log.With("tier", *tier)
-	reg, wrapped := newRegistry(p)
-	c, err := connector.New(connector.Config{
-		Pipeline:     p,
-		Tier:         *tier,
-		Replicas:     splitList(*replicas),
-		ReplicasURL:  *replicasURL,
-		DrainTimeout: *drain,
-		InstanceID:   *instance,
-		Registerer:   wrapped,
-		Logger:       log,
+	// The tier's site's Kafka, unless --brokers names another.
+	site := p.Sites()[0].Name
+	if s := p.SiteOf(*tier); s != nil {
+		site = s.Name
+	}
+	if p, err = rf.onSite(p, site); err != nil {
+		return err
+	}
+	return cf.run(ctx, stdout, "connector "+*tier, connector.Config{
+		Pipeline:    p,
+		Tier:        *tier,
+		Replicas:    splitList(*replicas),
+		ReplicasURL: *replicasURL,
+		Logger:      log.With("tier", *tier),
 	})
+}
+
+// connectorFlags are the flags of the roles that run a connector.
+type connectorFlags struct {
+	admin    *string
+	drain    *time.Duration
+	instance *string
+}
+
+// addConnectorFlags adds --admin, --drain-timeout and --instance-id; who
+// ("a connector") and unique (when an id must differ) word their help.
+func addConnectorFlags(fs *flag.FlagSet, who, unique string) connectorFlags {
+	return connectorFlags{
+		admin: fs.String("admin", "127.0.0.1:0", "address of /metrics, /healthz and /readyz"),
+		drain: fs.Duration("drain-timeout", 8*time.Second, "how long a graceful stop waits for in-flight deliveries"),
+		instance: fs.String("instance-id", "", "static group membership: "+who+" restarted with the same id takes its partitions back at once "+
+			"instead of after the group's 10s session timeout ("+unique+")"),
+	}
+}
+
+// run builds the connector of cfg with the flags' settings and runs it,
+// serving its admin routes; name says which in the announcement.
+func (cf connectorFlags) run(ctx context.Context, stdout io.Writer, name string, cfg connector.Config) error {
+	reg, wrapped := newRegistry(cfg.Pipeline)
+	cfg.DrainTimeout, cfg.InstanceID, cfg.Registerer = *cf.drain, *cf.instance, wrapped
+	c, err := connector.New(cfg)
 	if err != nil {
 		return err
 	}
-	ln, err := net.Listen("tcp", *admin)
+	ln, err := net.Listen("tcp", *cf.admin)
 	if err != nil {
-		return fmt.Errorf("connector admin: %w", err)
+		return fmt.Errorf("%s admin: %w", name, err)
 	}
-	fmt.Fprintf(stdout, "connector %s: admin on http://%s (metrics, healthz, readyz)\n", *tier, ln.Addr())
+	fmt.Fprintf(stdout, "%s: admin on http://%s (metrics, healthz, readyz)\n", name, ln.Addr())
 	return withAdmin(ctx, ln, adminMux(reg, func() bool { return true }), c.Run)
+}
+
+func runUplink(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := newFlags("uplink", "uplink -f FILE --from SITE --to SITE [--brokers H:P,...] [--admin ADDR] [--drain-timeout D] [--instance-id ID]", stderr)
+	rf := addRoleFlags(fs, stderr, true)
+	from := fs.String("from", "", "the sending site: its queue for --to is consumed from its Kafka (required)")
+	to := fs.String("to", "", "the receiving site: its funnel (sites[].funnel.url) takes the records (required)")
+	cf := addConnectorFlags(fs, "an uplink", "unique per uplink of a link")
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	if *from == "" || *to == "" {
+		fs.Usage()
+		return fmt.Errorf("%w: --from and --to are required", errUsage)
+	}
+	p, log, err := rf.loadSites("uplink")
+	if err != nil {
+		return err
+	}
+	if _, err := rf.onSite(p, *from); err != nil {
+		return err
+	}
+	return cf.run(ctx, stdout, "uplink "+*from+" -> "+*to, connector.Config{
+		Pipeline: p,
+		Link:     &pipeline.Link{From: *from, To: *to},
+		Logger:   log.With("from", *from, "to", *to),
+	})
 }
 
 // adminMux serves /metrics, /healthz and /readyz.

@@ -48,32 +48,54 @@ func TestRolesStop(t *testing.T) {
 			"--brokers", broker.Addr(), "--admin", "127.0.0.1:0"}, "connector fog: admin on"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			ctx, cancel := context.WithCancel(context.Background())
-			defer cancel()
-			var out, errb syncBuffer
-			done := make(chan int, 1)
-			go func() { done <- Run(ctx, append(tc.args, "--log-level", "warn"), &out, &errb) }()
-			deadline := time.Now().Add(20 * time.Second)
-			for !strings.Contains(out.String(), tc.announced) {
-				select {
-				case code := <-done:
-					t.Fatalf("exited %d before announcing itself:\n%s%s", code, out.String(), errb.String())
-				default:
-				}
-				if time.Now().After(deadline) {
-					t.Fatalf("not announced:\n%s%s", out.String(), errb.String())
-				}
-				time.Sleep(10 * time.Millisecond)
-			}
-			cancel()
-			select {
-			case code := <-done:
-				if code != 0 {
-					t.Errorf("exit %d:\n%s", code, errb.String())
-				}
-			case <-time.After(20 * time.Second):
-				t.Fatal("did not stop within 20s")
+			_, stop := startRole(t, tc.args, tc.announced)
+			if code := stop(); code != 0 {
+				t.Errorf("exit %d", code)
 			}
 		})
 	}
+}
+
+// startRole runs a role in this process until it prints announced, and
+// returns its stdout and a stop that cancels it and returns its exit code
+// (the test fails if it takes more than 20s). The test's end stops it too.
+func startRole(t *testing.T, args []string, announced string) (*syncBuffer, func() int) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	var out, errb syncBuffer
+	done := make(chan int, 1)
+	go func() { done <- Run(ctx, append(args, "--log-level", "warn"), &out, &errb) }()
+	code, stopped := 0, false
+	stop := func() int {
+		if stopped {
+			return code
+		}
+		stopped = true
+		cancel()
+		select {
+		case code = <-done:
+			if code != 0 {
+				t.Logf("%s exited %d:\n%s", args[0], code, errb.String())
+			}
+		case <-time.After(20 * time.Second):
+			t.Errorf("%s did not stop within 20s", args[0])
+			code = -1
+		}
+		return code
+	}
+	t.Cleanup(func() { stop() })
+	deadline := time.Now().Add(20 * time.Second)
+	for !strings.Contains(out.String(), announced) {
+		select {
+		case code = <-done:
+			stopped = true
+			t.Fatalf("%s exited %d before announcing itself:\n%s%s", args[0], code, out.String(), errb.String())
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s not announced:\n%s%s", args[0], out.String(), errb.String())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	return &out, stop
 }

@@ -116,7 +116,8 @@ func (p *Pipeline) ResultsSite() *Site {
 
 // TopicsOn lists the topics that live on site's Kafka: the input and
 // dead-letter topics of its tiers, <name>.results on the results site and
-// the uplink queues it sends from. For the implicit site it is Topics().
+// the queue and dead-letter topic of each uplink it sends from. For the
+// implicit site it is Topics().
 func (p *Pipeline) TopicsOn(site string) []string {
 	var ts []string
 	for i := range p.Tiers {
@@ -129,7 +130,7 @@ func (p *Pipeline) TopicsOn(site string) []string {
 	}
 	for _, l := range p.Links() {
 		if l.From == site {
-			ts = append(ts, p.UplinkTopic(l.To))
+			ts = append(ts, p.UplinkTopic(l.To), p.UplinkDLQTopic(l.To))
 		}
 	}
 	return ts
@@ -164,6 +165,10 @@ func (p *Pipeline) Links() []Link {
 // the site called to.
 func (p *Pipeline) UplinkTopic(to string) string { return p.Name + ".uplink." + to }
 
+// UplinkDLQTopic is where the uplink to the site called to parks, on the
+// sending site's Kafka, the records that site's funnel refused (4xx).
+func (p *Pipeline) UplinkDLQTopic(to string) string { return p.UplinkTopic(to) + ".dlq" }
+
 // UplinkGroup is the consumer group of the connector that ships
 // UplinkTopic(to) to that site's funnel.
 func (p *Pipeline) UplinkGroup(to string) string { return p.UplinkTopic(to) + ".connector" }
@@ -180,6 +185,24 @@ func (p *Pipeline) SiteDataDir(s *Site) (string, error) {
 		return filepath.Abs(filepath.Join(".run", p.Name, "kafka"))
 	}
 	return filepath.Abs(filepath.Join(".run", p.Name, s.Name, "kafka"))
+}
+
+// OnSite returns a copy of p as the site called name runs it: its kafka,
+// funnel and admin sections are the site's effective ones. Tiers, sites
+// and placement are shared with p. An unknown site is an error naming the
+// known ones.
+func (p *Pipeline) OnSite(name string) (*Pipeline, error) {
+	s := p.site(name)
+	if s == nil {
+		names := p.siteNames()
+		if len(names) == 0 {
+			names = []string{LocalSite}
+		}
+		return nil, fmt.Errorf("pipeline %q has no site %q (sites: %s)", p.Name, name, strings.Join(names, ", "))
+	}
+	q := *p
+	q.Kafka, q.Funnel, q.Admin = s.Kafka, s.Funnel.Funnel, s.Admin
+	return &q, nil
 }
 
 // CheckOneSite returns an error when p declares more than one site, which

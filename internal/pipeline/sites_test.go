@@ -146,9 +146,9 @@ func TestContinuum(t *testing.T) {
 	}
 
 	wantTopics := map[string][]string{
-		"edge":  {"demo.edge.in", "demo.edge.dlq", "demo.results", "demo.uplink.fog"},
-		"fog":   {"demo.fog.in", "demo.fog.dlq", "demo.uplink.cloud", "demo.uplink.edge"},
-		"cloud": {"demo.cloud.in", "demo.cloud.dlq", "demo.uplink.edge"},
+		"edge":  {"demo.edge.in", "demo.edge.dlq", "demo.results", "demo.uplink.fog", "demo.uplink.fog.dlq"},
+		"fog":   {"demo.fog.in", "demo.fog.dlq", "demo.uplink.cloud", "demo.uplink.cloud.dlq", "demo.uplink.edge", "demo.uplink.edge.dlq"},
+		"cloud": {"demo.cloud.in", "demo.cloud.dlq", "demo.uplink.edge", "demo.uplink.edge.dlq"},
 		"local": nil,
 	}
 	for site, want := range wantTopics {
@@ -162,6 +162,17 @@ func TestContinuum(t *testing.T) {
 	}
 	if got := p.UplinkGroup("edge"); got != "demo.uplink.edge.connector" {
 		t.Errorf("UplinkGroup(edge) = %s", got)
+	}
+	if got := p.UplinkDLQTopic("edge"); got != "demo.uplink.edge.dlq" {
+		t.Errorf("UplinkDLQTopic(edge) = %s", got)
+	}
+	onFog, err := p.OnSite("fog")
+	if err != nil || onFog.Kafka.EmbeddedListen != p.SiteOf("fog").Kafka.EmbeddedListen || onFog.Funnel.Listen != p.SiteOf("fog").Funnel.Listen ||
+		onFog.Admin != p.SiteOf("fog").Admin || p.Kafka.EmbeddedListen != "" {
+		t.Errorf("OnSite(fog) = kafka %+v funnel %+v, %v", onFog.Kafka, onFog.Funnel, err)
+	}
+	if _, err := p.OnSite("moon"); err == nil || err.Error() != `pipeline "demo" has no site "moon" (sites: edge, fog, cloud)` {
+		t.Errorf("OnSite(moon) = %v", err)
 	}
 
 	cwd, _ := filepath.Abs(".")
@@ -204,7 +215,7 @@ func TestSitesOnRealKafka(t *testing.T) {
 	if got, want := p.Links(), []Link{{"edge", "cloud"}, {"cloud", "edge"}}; !reflect.DeepEqual(got, want) {
 		t.Errorf("Links() = %v, want %v", got, want)
 	}
-	if got, want := p.TopicsOn("cloud"), []string{"demo.fog.in", "demo.fog.dlq", "demo.cloud.in", "demo.cloud.dlq", "demo.uplink.edge"}; !reflect.DeepEqual(got, want) {
+	if got, want := p.TopicsOn("cloud"), []string{"demo.fog.in", "demo.fog.dlq", "demo.cloud.in", "demo.cloud.dlq", "demo.uplink.edge", "demo.uplink.edge.dlq"}; !reflect.DeepEqual(got, want) {
 		t.Errorf("TopicsOn(cloud) = %v, want %v", got, want)
 	}
 }

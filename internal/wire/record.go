@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"strconv"
+	"strings"
 	"time"
 )
 
@@ -25,7 +26,32 @@ const (
 	HeaderSentAt = "ddnn-sent-at"
 	// HeaderReason carries why a record was dead-lettered.
 	HeaderReason = "ddnn-reason"
+	// HeaderRoute says where a record of an uplink queue goes on the
+	// remote site: RouteTier(tier) or RouteResults.
+	HeaderRoute = "ddnn-route"
 )
+
+// Routes of an uplink queue's records (HeaderRoute).
+const (
+	routeTierPrefix = "tier:"
+	// RouteResults is a result record for the results topic.
+	RouteResults = "results"
+)
+
+// RouteTier is the route of a message for tier's input topic.
+func RouteTier(tier string) string { return routeTierPrefix + tier }
+
+// ParseRoute reads a HeaderRoute value: the tier it names, or "" with
+// results true for RouteResults.
+func ParseRoute(v string) (tier string, results bool, err error) {
+	switch t, ok := strings.CutPrefix(v, routeTierPrefix); {
+	case v == RouteResults:
+		return "", true, nil
+	case ok && t != "":
+		return t, false, nil
+	}
+	return "", false, fmt.Errorf("header %s: %q is neither %q nor %q<tier>", HeaderRoute, v, RouteResults, routeTierPrefix)
+}
 
 // AppendRecord encodes m as a record value in enc and returns the headers
 // that go with it (encoding and id, so tools such as kcat can show the id).

@@ -668,3 +668,21 @@ func TestDecodedMessagesAreIndependent(t *testing.T) {
 		})
 	}
 }
+
+func TestParseRoute(t *testing.T) {
+	for _, tc := range []struct {
+		v, tier string
+		results bool
+		err     string
+	}{
+		{v: wire.RouteTier("fog"), tier: "fog"},
+		{v: wire.RouteResults, results: true},
+		{v: "tier:", err: `header ddnn-route: "tier:" is neither "results" nor "tier:"<tier>`},
+		{v: "", err: `header ddnn-route: "" is neither "results" nor "tier:"<tier>`},
+	} {
+		tier, results, err := wire.ParseRoute(tc.v)
+		if tier != tc.tier || results != tc.results || (err == nil) != (tc.err == "") || (err != nil && err.Error() != tc.err) {
+			t.Errorf("ParseRoute(%q) = %q, %v, %v; want %q, %v, %s", tc.v, tier, results, err, tc.tier, tc.results, tc.err)
+		}
+	}
+}

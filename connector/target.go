@@ -1,0 +1,97 @@
+package connector
+
+import (
+	"fmt"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/ddnn-continuum/ddnn/internal/wire"
+)
+
+// target is what a connector delivers its records to: a tier's inference
+// replicas, or another site's funnel for an uplink. The connector's
+// machinery (poll, batch, invoke, retry, dead-letter, commit) is the same
+// for both; the target says how a record reads and what call delivers a
+// batch.
+type target interface {
+	// decode reads a fetched record; an error dead-letters it. Items of
+	// one route may share a call.
+	decode(r *kgo.Record) (item, error)
+	// request is the call that delivers batch, whose items share a route.
+	// An error is the records' fault (they cannot be encoded).
+	request(batch []item) (request, error)
+	// delivered is told of each call the peer accepted.
+	delivered(body []byte, records int)
+	// chargeable says whether a failed call may be charged to its
+	// records (see invoke): a model may fail on a record, a funnel that
+	// fails is down.
+	chargeable() bool
+	// refusesWhole says whether the peer refuses a call as a whole (4xx)
+	// without naming its bad records, so a refused batch must be split
+	// until the bad one is alone; a function names them instead.
+	refusesWhole() bool
+	// peer names who is called ("replica") and who answers ("function")
+	// in reasons; downMessage and upMessage are the logs of every peer
+	// failing and of one answering again.
+	peer() string
+	answerer() string
+	downMessage() string
+	upMessage() string
+}
+
+// request is one call: a POST of body to the peer's URL plus path.
+type request struct {
+	path, contentType string
+	body              []byte
+}
+
+// tierTarget invokes a tier's inference replicas with batches of messages.
+type tierTarget struct {
+	enc wire.Encoding
+	// raw, set for the first tier, reads raw samples devices produced.
+	raw *wire.RawInput
+}
+
+func (t *tierTarget) decode(r *kgo.Record) (item, error) {
+	m, err := decodeMessage(r, t.raw)
+	return item{rec: r, msg: m}, err
+}
+
+func (t *tierTarget) request(batch []item) (request, error) {
+	body, err := appendMessages(t.enc, batch)
+	return request{path: "/v1/infer", contentType: t.enc.ContentType(), body: body}, err
+}
+
+func (*tierTarget) delivered([]byte, int) {}
+func (*tierTarget) chargeable() bool      { return true }
+func (*tierTarget) refusesWhole() bool    { return false }
+func (*tierTarget) peer() string          { return "replica" }
+func (*tierTarget) answerer() string      { return "function" }
+func (*tierTarget) downMessage() string {
+	return "tier down: no replica answers; records wait and are retried, lag grows"
+}
+func (*tierTarget) upMessage() string { return "tier up again" }
+
+// decodeMessage reads a message record (an envelope, or with raw a raw
+// sample); without a send time the record's timestamp is used.
+func decodeMessage(r *kgo.Record, raw *wire.RawInput) (wire.Message, error) {
+	m, err := wire.DecodeRecord(r.Key, r.Value, RecordHeaders(r), raw, fmt.Sprintf("%s-%d-%d", r.Topic, r.Partition, r.Offset))
+	if err != nil {
+		return m, err
+	}
+	if m.SentAt.IsZero() {
+		// Produced straight to Kafka without a send time: the record's
+		// own timestamp is the best we have.
+		m.SentAt = r.Timestamp.UTC()
+	}
+	return m, nil
+}
+
+// appendMessages is the messages of batch as one wire batch.
+func appendMessages(enc wire.Encoding, batch []item) ([]byte, error) {
+	msgs := make([]wire.Message, len(batch))
+	for i := range batch {
+		msgs[i] = batch[i].msg
+	}
+	return wire.AppendMessages(nil, enc, msgs)
+}
