@@ -1,0 +1,174 @@
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
+)
+
+// continuum is deploy/examples/continuum.yaml written with free ports.
+type continuum struct {
+	file, name string
+	kafka      map[string]string // by site
+	funnel     map[string]string
+	admin      map[string]string
+}
+
+var continuumSites = []string{"edge", "fog", "cloud"}
+
+// writeContinuum writes the shipped three-site pipeline under a new name
+// with free ports, absolute model paths and no CoAP.
+func writeContinuum(t testing.TB, name string) continuum {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(root(t), "deploy/examples/continuum.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	y := strings.ReplaceAll(string(b), "../../models/", filepath.Join(root(t), "models")+"/")
+	y = strings.Replace(y, "name: fmnist", "name: "+name, 1)
+	y = strings.ReplaceAll(y, "coap_listen: 127.0.0.1:5683", `coap_listen: "off"`)
+	c := continuum{name: name, kafka: map[string]string{}, funnel: map[string]string{}, admin: map[string]string{}}
+	for i, site := range continuumSites {
+		c.kafka[site], c.funnel[site], c.admin[site] = freeAddr(t), freeAddr(t), freeAddr(t)
+		y = strings.Replace(y, fmt.Sprintf("embedded_listen: 127.0.0.1:9%d92", i), "embedded_listen: "+c.kafka[site], 1)
+		y = strings.Replace(y, fmt.Sprintf("listen: 127.0.0.1:8%d80", i), "listen: "+c.funnel[site], 1)
+		y = strings.Replace(y, fmt.Sprintf("listen: 127.0.0.1:9%d64", 4+i), "listen: "+c.admin[site], 1)
+	}
+	c.file = filepath.Join(t.TempDir(), name+".yaml")
+	if err := os.WriteFile(c.file, []byte(y), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+// topicRecords lists the pipeline's topics on the broker at addr with the
+// records each holds.
+func topicRecords(t testing.TB, addr, name string) map[string]int64 {
+	t.Helper()
+	cl, err := kgo.NewClient(kgo.SeedBrokers(addr))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	adm := kadm.NewClient(cl)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	ts, err := adm.ListTopics(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, n := range ts.Names() {
+		if strings.HasPrefix(n, name+".") {
+			names = append(names, n)
+		}
+	}
+	got := map[string]int64{}
+	if len(names) == 0 {
+		return got
+	}
+	ends, err := adm.ListEndOffsets(ctx, names...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range names {
+		got[n] = 0
+	}
+	ends.Each(func(o kadm.ListedOffset) { got[o.Topic] += o.Offset })
+	return got
+}
+
+// TestSitesMatchEval is the multi-site acceptance run: the continuum's
+// three sites on this machine, each with its own embedded broker, funnel
+// and admin, run by one `ddnn up`; 2,000 labeled images sent to the edge's
+// funnel by 4 senders; every id gets exactly one result, accuracy and
+// exits per tier equal `ddnn models eval`; the results topic exists only
+// on the results site's broker, the uplink queues carried records, `ddnn
+// results` reads the results site, and each site reports its stop.
+func TestSitesMatchEval(t *testing.T) {
+	c := writeContinuum(t, "sites")
+	p := start(t, "up", "-f", c.file)
+	waitFor(t, "every site ready", 90*time.Second, func() bool {
+		select {
+		case <-p.exited:
+			t.Fatalf("ddnn up exited: %v\n%s", p.err, tail(p.out.String(), 60))
+		default:
+		}
+		for _, site := range continuumSites {
+			if !ready("http://" + c.admin[site] + "/readyz") {
+				return false
+			}
+		}
+		return true
+	})
+	ds := testSet(t)
+	began := time.Now()
+	sendHTTP(t, c.funnel["edge"], ds.Samples, "img-", 4)
+	sent := time.Since(began)
+	got := collectResults(t, c.kafka["edge"], c.name+".results", "img-", len(ds.Samples), 120*time.Second)
+	took := time.Since(began)
+
+	exits := map[string]int{}
+	correct, dups := 0, 0
+	for i, label := range ds.Labels {
+		rs := got["img-"+strconv.Itoa(i)]
+		if len(rs) != 1 {
+			dups += len(rs) - 1
+			t.Errorf("img-%d has %d results", i, len(rs))
+			continue
+		}
+		exits[rs[0].Tier]++
+		if rs[0].Class == label {
+			correct++
+		}
+	}
+	acc := float64(correct) / float64(len(ds.Labels))
+	t.Logf("%d images over 3 sites: sent in %s, all results in %s (%.0f msg/s); accuracy %.4f; exits %v; duplicates %d",
+		len(ds.Samples), sent.Round(time.Millisecond), took.Round(time.Millisecond), float64(len(ds.Samples))/took.Seconds(), acc, exits, dups)
+	checkMatchesEval(t, c.file, acc, exits)
+
+	results := c.name + ".results"
+	for _, site := range continuumSites {
+		topics := topicRecords(t, c.kafka[site], c.name)
+		names := make([]string, 0, len(topics))
+		for n, recs := range topics {
+			names = append(names, fmt.Sprintf("%s=%d", n, recs))
+		}
+		slices.Sort(names)
+		t.Logf("site %s: %s", site, strings.Join(names, " "))
+		if _, ok := topics[results]; ok != (site == "edge") {
+			t.Errorf("site %s: %s present %v, want only on the edge", site, results, ok)
+		}
+	}
+	for _, q := range []struct{ site, to string }{{"edge", "fog"}, {"fog", "cloud"}, {"fog", "edge"}, {"cloud", "edge"}} {
+		topic := c.name + ".uplink." + q.to
+		if n := topicRecords(t, c.kafka[q.site], c.name)[topic]; n == 0 {
+			t.Errorf("site %s: %s carried no records", q.site, topic)
+		}
+	}
+
+	// ddnn results finds the results site on its own.
+	out, err := exec.Command(ddnn, "results", "-f", c.file, "--count", "1", "--json").CombinedOutput()
+	if err != nil || !strings.Contains(string(out), `"id":"img-`) {
+		t.Errorf("ddnn results: %v\n%s", err, out)
+	}
+	p.term(t)
+	// Each site stops on its own and reports its tier and its uplinks.
+	out = []byte(p.out.String())
+	for _, r := range []string{"site=edge tier=edge unprocessed=0", "site=fog tier=fog unprocessed=0", "site=cloud tier=cloud unprocessed=0",
+		"site=edge uplink=fog unprocessed=0", "site=fog uplink=cloud unprocessed=0", "site=cloud uplink=edge unprocessed=0"} {
+		if !strings.Contains(string(out), r) {
+			t.Errorf("stop report lacks %q:\n%s", r, tail(string(out), 40))
+		}
+	}
+}
