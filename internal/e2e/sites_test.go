@@ -3,6 +3,8 @@ package e2e
 import (
 	"context"
 	"fmt"
+	"io"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -95,22 +97,73 @@ func topicRecords(t testing.TB, addr, name string) map[string]int64 {
 // exits per tier equal `ddnn models eval`; the results topic exists only
 // on the results site's broker, the uplink queues carried records, `ddnn
 // results` reads the results site, and each site reports its stop.
+//
+// It runs twice: one `ddnn up` for every site (the continuum in
+// miniature), and one `ddnn up --site` per site, as on three machines.
 func TestSitesMatchEval(t *testing.T) {
-	c := writeContinuum(t, "sites")
-	p := start(t, "up", "-f", c.file)
-	waitFor(t, "every site ready", 90*time.Second, func() bool {
+	t.Run("one up", func(t *testing.T) {
+		c := writeContinuum(t, "sites")
+		p := start(t, "up", "-f", c.file)
+		waitSites(t, c, p)
+		checkSites(t, c)
+		p.term(t)
+		checkStopReports(t, p.out.String())
+	})
+	t.Run("up per site", func(t *testing.T) {
+		c := writeContinuum(t, "persite")
+		var ps []*proc
+		for _, site := range continuumSites {
+			p := start(t, "up", "-f", c.file, "--site", site)
+			ps = append(ps, p)
+			waitSites(t, c, p, site)
+		}
+		checkSites(t, c)
+		var out strings.Builder
+		for _, p := range ps {
+			p.term(t)
+			out.WriteString(p.out.String())
+		}
+		checkStopReports(t, out.String())
+	})
+}
+
+// waitSites waits until the given sites (default all) answer /readyz.
+func waitSites(t *testing.T, c continuum, p *proc, sites ...string) {
+	t.Helper()
+	if len(sites) == 0 {
+		sites = continuumSites
+	}
+	waitFor(t, "sites ready", 90*time.Second, func() bool {
 		select {
 		case <-p.exited:
 			t.Fatalf("ddnn up exited: %v\n%s", p.err, tail(p.out.String(), 60))
 		default:
 		}
-		for _, site := range continuumSites {
+		for _, site := range sites {
 			if !ready("http://" + c.admin[site] + "/readyz") {
 				return false
 			}
 		}
 		return true
 	})
+}
+
+// checkStopReports checks that each site reported its tier and uplinks at
+// its stop.
+func checkStopReports(t *testing.T, out string) {
+	t.Helper()
+	for _, r := range []string{"site=edge tier=edge unprocessed=0", "site=fog tier=fog unprocessed=0", "site=cloud tier=cloud unprocessed=0",
+		"site=edge uplink=fog unprocessed=0", "site=fog uplink=cloud unprocessed=0", "site=fog uplink=edge unprocessed=0", "site=cloud uplink=edge unprocessed=0"} {
+		if !strings.Contains(out, r) {
+			t.Errorf("stop report lacks %q:\n%s", r, tail(out, 40))
+		}
+	}
+}
+
+// checkSites sends the test set to the edge and checks the results, the
+// topics on each site and what crossed the links.
+func checkSites(t *testing.T, c continuum) {
+	t.Helper()
 	ds := testSet(t)
 	began := time.Now()
 	sendHTTP(t, c.funnel["edge"], ds.Samples, "img-", 4)
@@ -162,13 +215,16 @@ func TestSitesMatchEval(t *testing.T) {
 	if err != nil || !strings.Contains(string(out), `"id":"img-`) {
 		t.Errorf("ddnn results: %v\n%s", err, out)
 	}
-	p.term(t)
-	// Each site stops on its own and reports its tier and its uplinks.
-	out = []byte(p.out.String())
-	for _, r := range []string{"site=edge tier=edge unprocessed=0", "site=fog tier=fog unprocessed=0", "site=cloud tier=cloud unprocessed=0",
-		"site=edge uplink=fog unprocessed=0", "site=fog uplink=cloud unprocessed=0", "site=cloud uplink=edge unprocessed=0"} {
-		if !strings.Contains(string(out), r) {
-			t.Errorf("stop report lacks %q:\n%s", r, tail(string(out), 40))
+	// Each site's admin serves its uplinks' link counters.
+	for _, l := range []struct{ from, to string }{{"edge", "fog"}, {"fog", "cloud"}, {"fog", "edge"}, {"cloud", "edge"}} {
+		resp, err := http.Get("http://" + c.admin[l.from] + "/metrics")
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if !strings.Contains(string(b), "ddnn_link_bytes_total{") || !strings.Contains(string(b), `to="`+l.to+`"`) {
+			t.Errorf("site %s's metrics lack ddnn_link_bytes_total to %s", l.from, l.to)
 		}
 	}
 }
