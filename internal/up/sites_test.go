@@ -67,7 +67,8 @@ type continuumSite struct {
 }
 
 // writeContinuum writes deploy/examples/continuum.yaml with free ports, no
-// CoAP and each site's broker data in the test's directory.
+// CoAP, a scaled fog tier and each site's broker data in the test's
+// directory.
 func writeContinuum(t *testing.T) (string, *pipeline.Pipeline, map[string]continuumSite) {
 	root, _ := filepath.Abs("../..")
 	b, err := os.ReadFile(filepath.Join(root, "deploy/examples/continuum.yaml"))
@@ -76,6 +77,7 @@ func writeContinuum(t *testing.T) (string, *pipeline.Pipeline, map[string]contin
 	}
 	y := strings.ReplaceAll(string(b), "../../models/", filepath.Join(root, "models")+"/")
 	y = strings.ReplaceAll(y, "coap_listen: 127.0.0.1:5683", `coap_listen: "off"`)
+	y = strings.Replace(y, "    site: fog\n", "    site: fog\n    replicas: {min: 1, max: 2}\n", 1)
 	sites := map[string]continuumSite{}
 	for _, s := range []struct{ name, kafka, funnel, admin string }{
 		{"edge", "9092", "8080", "9464"},
@@ -150,6 +152,13 @@ func TestRunSites(t *testing.T) {
 					Logger: slog.New(slog.NewTextHandler(&log, nil)),
 				})
 			}()
+			returned := false
+			t.Cleanup(func() { // after a failure too
+				cancel()
+				if !returned {
+					<-errc
+				}
+			})
 			for _, name := range tc.runs {
 				waitReady(t, "http://"+sites[name].admin+"/readyz", errc, &log)
 			}
@@ -174,6 +183,20 @@ func TestRunSites(t *testing.T) {
 				if resp.StatusCode != http.StatusOK {
 					t.Errorf("site %s: replica list of tier %s: status %d", name, name, resp.StatusCode)
 				}
+			}
+
+			// The fog's scaler watches the fog tier on the fog's Kafka.
+			if slices.Contains(tc.runs, "fog") {
+				deadline := time.Now().Add(20 * time.Second)
+				for !strings.Contains(get(t, "http://"+sites["fog"].admin+"/metrics"), `ddnn_scaler_replicas{pipeline="fmnist",state="desired",tier="fog"} 1`) {
+					if time.Now().After(deadline) {
+						t.Fatalf("the fog's admin serves no scaler replicas for the fog tier:\n%s", get(t, "http://"+sites["fog"].admin+"/metrics"))
+					}
+					time.Sleep(50 * time.Millisecond)
+				}
+			}
+			if slices.Contains(tc.runs, "edge") && strings.Contains(get(t, "http://"+sites["edge"].admin+"/metrics"), "ddnn_scaler_") {
+				t.Errorf("the edge runs a scaler; none of its tiers is scaled")
 			}
 
 			// Each tier is named after its site in the continuum.
@@ -203,6 +226,7 @@ func TestRunSites(t *testing.T) {
 			cancel()
 			select {
 			case err := <-errc:
+				returned = true
 				if err != nil {
 					t.Fatalf("Run: %v\n%s", err, log.String())
 				}
@@ -226,6 +250,21 @@ func TestRunSites(t *testing.T) {
 			}
 		})
 	}
+}
+
+// get returns the body at url.
+func get(t *testing.T, url string) string {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
 }
 
 // recordedArgs are the fake children's argument lines.
