@@ -83,7 +83,7 @@ func TestUplinkBetweenSites(t *testing.T) {
 	edgeOut, _ := startRole(t, []string{"funnel", "-f", file, "--site", "edge", "--brokers", brokers["edge"]}, "funnel: POST http://")
 	cloudOut, _ := startRole(t, []string{"funnel", "-f", file, "--site", "cloud"}, "funnel: POST http://")
 	edge, cloud := funnelURL(edgeOut), funnelURL(cloudOut)
-	startRole(t, []string{"uplink", "-f", write("uplink.yaml", cloud), "--from", "edge", "--to", "cloud"}, "uplink edge -> cloud: admin on")
+	startRole(t, []string{"uplink", "-f", file, "--from", "edge", "--to", "cloud", "--to-url", cloud + "/"}, "uplink edge -> cloud: admin on")
 	// The cloud tier's connector, on the cloud's Kafka from the YAML.
 	var mu sync.Mutex
 	invoked := map[string]int{}
