@@ -424,6 +424,7 @@ func (c *Connector) batch(items <-chan item) {
 		cur   = map[string][]item{} // by route
 		n     int                   // items in cur
 		timer = time.NewTimer(time.Hour)
+		armed bool // timer runs for the oldest item in cur
 	)
 	timer.Stop()
 	flush := func(route string) {
@@ -434,6 +435,7 @@ func (c *Connector) batch(items <-chan item) {
 		delete(cur, route)
 		if n -= len(batch); n == 0 {
 			timer.Stop()
+			armed = false
 		}
 		c.dispatch(batch)
 	}
@@ -451,17 +453,21 @@ func (c *Connector) batch(items <-chan item) {
 			}
 			cur[it.route] = append(cur[it.route], it)
 			n++
-			switch {
-			case len(cur[it.route]) >= conn.MaxBatch:
+			if len(cur[it.route]) >= conn.MaxBatch {
 				flush(it.route)
+			}
+			switch {
 			case conn.MaxWait == 0:
+				// Other routes' partial batches go too.
 				if len(items) == 0 {
 					flushAll()
 				}
-			case n == 1:
+			case n > 0 && !armed:
 				timer.Reset(conn.MaxWait)
+				armed = true
 			}
 		case <-timer.C:
+			armed = false
 			flushAll()
 		}
 	}

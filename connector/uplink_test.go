@@ -398,3 +398,32 @@ func consumeAllFrom(t *testing.T, brokers []string, topic string, n int) []*kgo.
 	t.Helper()
 	return consumeAll(t, &env{p: &pipeline.Pipeline{Kafka: pipeline.Kafka{Brokers: brokers}}}, topic, n)
 }
+
+// TestBatchFlushesEveryRoute: a batch that fills up on one route must not
+// leave another route's partial batch waiting when no more records come.
+func TestBatchFlushesEveryRoute(t *testing.T) {
+	e := setupLink(t)
+	f := newFakeFunnelOn(t, "127.0.0.1:0")
+	e.p.SiteList[1].Funnel.URL = f.srv.URL
+	e.p.Tiers[1].Connector.MaxBatch = 2
+	c, err := New(Config{Pipeline: e.p, Link: &pipeline.Link{From: "edge", To: "cloud"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.work = context.Background()
+	res := wire.Result{ID: "r", Tier: "edge"}
+	fwd := func(id string) item {
+		return item{rec: &kgo.Record{}, route: wire.RouteTier("cloud"), msg: wire.Message{ID: id, Tensor: wire.Float32Tensor([]int{1}, []float32{1})}}
+	}
+	items := make(chan item, 3)
+	items <- item{rec: &kgo.Record{}, route: wire.RouteResults, result: &res}
+	items <- fwd("m0")
+	items <- fwd("m1") // fills the forwards' batch; nothing follows
+	done := make(chan struct{})
+	go func() { defer close(done); c.batch(items) }()
+	defer func() { close(items); <-done; c.inflight.Wait() }()
+	waitFor(t, "both routes delivered", func() bool {
+		seen, _, _ := f.counts()
+		return seen["results/r"] == 1 && seen["tier:cloud/m0"] == 1 && seen["tier:cloud/m1"] == 1
+	})
+}

@@ -312,10 +312,11 @@ func (cf connectorFlags) run(ctx context.Context, stdout io.Writer, name string,
 }
 
 func runUplink(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := newFlags("uplink", "uplink -f FILE --from SITE --to SITE [--brokers H:P,...] [--admin ADDR] [--drain-timeout D] [--instance-id ID]", stderr)
+	fs := newFlags("uplink", "uplink -f FILE --from SITE --to SITE [--to-url URL] [--brokers H:P,...] [--admin ADDR] [--drain-timeout D] [--instance-id ID]", stderr)
 	rf := addRoleFlags(fs, stderr, true)
 	from := fs.String("from", "", "the sending site: its queue for --to is consumed from its Kafka (required)")
 	to := fs.String("to", "", "the receiving site: its funnel (sites[].funnel.url) takes the records (required)")
+	toURL := fs.String("to-url", "", "base URL of the receiving site's funnel (default: its sites[].funnel.url)")
 	cf := addConnectorFlags(fs, "an uplink", "unique per uplink of a link")
 	if err := parse(fs, args); err != nil {
 		return err
@@ -330,6 +331,13 @@ func runUplink(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	}
 	if _, err := rf.onSite(p, *from); err != nil {
 		return err
+	}
+	if *toURL != "" {
+		for i := range p.SiteList {
+			if p.SiteList[i].Name == *to {
+				p.SiteList[i].Funnel.URL = strings.TrimSuffix(*toURL, "/")
+			}
+		}
 	}
 	return cf.run(ctx, stdout, "uplink "+*from+" -> "+*to, connector.Config{
 		Pipeline: p,

@@ -6,10 +6,12 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"regexp"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -21,14 +23,15 @@ import (
 )
 
 // sitesYAML puts the edge tier on site edge, the cloud tier and the
-// results on site cloud; %s is the cloud funnel's URL.
+// results on site cloud; the arguments are the cloud funnel's URL and each
+// site's kafka section.
 const sitesYAML = `
 name: t
 input: {dtype: uint8, shape: [4]}
 classes: [a, b]
 sites:
-  - {name: edge, kafka: {embedded_listen: 127.0.0.1:0}, funnel: {listen: 127.0.0.1:0, coap_listen: "off"}, admin: {listen: 127.0.0.1:0}}
-  - {name: cloud, kafka: {embedded_listen: 127.0.0.1:0}, funnel: {listen: 127.0.0.1:0, coap_listen: "off", url: "%s"}, admin: {listen: 127.0.0.1:0}}
+  - {name: edge, kafka: %[2]s, funnel: {listen: 127.0.0.1:0, coap_listen: "off"}, admin: {listen: 127.0.0.1:0}}
+  - {name: cloud, kafka: %[3]s, funnel: {listen: 127.0.0.1:0, coap_listen: "off", url: "%[1]s"}, admin: {listen: 127.0.0.1:0}}
 results: {site: cloud}
 tiers:
   - {name: edge, site: edge, model: e.onnx, exit: {output: o, threshold: 0.5}, forward: {output: f}}
@@ -36,25 +39,32 @@ tiers:
 kafka: {partitions: 2}
 `
 
-// TestUplinkBetweenSites runs each site's funnel and the edge -> cloud
-// uplink as ddnn roles on two brokers: forwards and results the edge
-// funnel takes end up on the cloud's Kafka exactly once, device data is
-// refused on the cloud, and a pipeline on several sites needs --site.
+// TestUplinkBetweenSites runs each site's funnel, the edge -> cloud uplink
+// and the cloud tier's connector as ddnn roles on two brokers: forwards
+// and results the edge funnel takes end up on the cloud's Kafka exactly
+// once, the cloud connector reads its site's Kafka, device data is refused
+// on the cloud, and a pipeline on several sites needs --site.
 func TestUplinkBetweenSites(t *testing.T) {
 	dir := t.TempDir()
+	const embedded = "{embedded_listen: 127.0.0.1:0}"
+	brokers := map[string]string{}
 	write := func(name, url string) string {
+		k := func(site string) string {
+			if b := brokers[site]; b != "" {
+				return "{brokers: [" + b + "]}"
+			}
+			return embedded
+		}
 		f := filepath.Join(dir, name)
-		if err := os.WriteFile(f, fmt.Appendf(nil, sitesYAML, url), 0o644); err != nil {
+		if err := os.WriteFile(f, fmt.Appendf(nil, sitesYAML, url, k("edge"), k("cloud")), 0o644); err != nil {
 			t.Fatal(err)
 		}
 		return f
 	}
-	file := write("p.yaml", "http://127.0.0.1:1")
-	p, err := pipeline.Load(file)
+	p, err := pipeline.Load(write("embedded.yaml", "http://127.0.0.1:1"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	brokers := map[string]string{}
 	for _, s := range p.Sites() {
 		b, err := kafka.StartBroker("127.0.0.1:0", 2, p.TopicsOn(s.Name), nil)
 		if err != nil {
@@ -63,6 +73,7 @@ func TestUplinkBetweenSites(t *testing.T) {
 		t.Cleanup(b.Close)
 		brokers[s.Name] = b.Addr()
 	}
+	file := write("p.yaml", "http://127.0.0.1:1")
 
 	if code, _, stderr := run(t, "funnel", "-f", file); code != 2 || !strings.Contains(stderr, `--site is required: pipeline "t" has 2 sites (edge, cloud)`) {
 		t.Errorf("funnel without --site: exit %d, %s", code, stderr)
@@ -70,9 +81,27 @@ func TestUplinkBetweenSites(t *testing.T) {
 	addrRE := regexp.MustCompile(`POST (http://[^/]+)/v1/ingest`)
 	funnelURL := func(out *syncBuffer) string { return addrRE.FindStringSubmatch(out.String())[1] }
 	edgeOut, _ := startRole(t, []string{"funnel", "-f", file, "--site", "edge", "--brokers", brokers["edge"]}, "funnel: POST http://")
-	cloudOut, _ := startRole(t, []string{"funnel", "-f", file, "--site", "cloud", "--brokers", brokers["cloud"]}, "funnel: POST http://")
+	cloudOut, _ := startRole(t, []string{"funnel", "-f", file, "--site", "cloud"}, "funnel: POST http://")
 	edge, cloud := funnelURL(edgeOut), funnelURL(cloudOut)
-	startRole(t, []string{"uplink", "-f", write("uplink.yaml", cloud), "--from", "edge", "--to", "cloud", "--brokers", brokers["edge"]}, "uplink edge -> cloud: admin on")
+	startRole(t, []string{"uplink", "-f", file, "--from", "edge", "--to", "cloud", "--to-url", cloud + "/"}, "uplink edge -> cloud: admin on")
+	// The cloud tier's connector, on the cloud's Kafka from the YAML.
+	var mu sync.Mutex
+	invoked := map[string]int{}
+	replica := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		msgs, err := wire.DecodeMessages(wire.Binary, b)
+		if err != nil {
+			http.Error(w, err.Error(), 400)
+			return
+		}
+		mu.Lock()
+		for _, m := range msgs {
+			invoked[m.ID]++
+		}
+		mu.Unlock()
+	}))
+	defer replica.Close()
+	startRole(t, []string{"connector", "-f", file, "--tier", "cloud", "--replicas", replica.URL}, "connector cloud: admin on")
 
 	post := func(url, ct string, body []byte) (int, string) {
 		t.Helper()
@@ -146,5 +175,18 @@ func TestUplinkBetweenSites(t *testing.T) {
 		if c != 1 {
 			t.Errorf("%s reached the cloud %d times", id, c)
 		}
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		mu.Lock()
+		got := len(invoked)
+		mu.Unlock()
+		if got == n {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the cloud connector invoked its replica with %d of %d forwards", got, n)
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
 }
