@@ -463,7 +463,11 @@ func (s *Supervisor) announce() {
 		for i := range s.tiers {
 			names[i] = s.tiers[i].Name
 		}
-		fmt.Fprintf(&b, "pipeline %q site %q is up: %d tiers (%s), %d processes\n", p.Name, site.Name, len(s.tiers), strings.Join(names, ", "), len(s.children()))
+		tiers := "tiers"
+		if len(names) == 1 {
+			tiers = "tier"
+		}
+		fmt.Fprintf(&b, "pipeline %q site %q is up: %d %s (%s), %d processes\n", p.Name, site.Name, len(names), tiers, strings.Join(names, ", "), len(s.children()))
 	} else {
 		fmt.Fprintf(&b, "pipeline %q is up: %d tiers, %d processes\n", p.Name, len(p.Tiers), len(s.children()))
 	}
