@@ -104,6 +104,10 @@ type Supervisor struct {
 	bg         *errgroup.Group
 	supervise  context.Context // ends before the children are stopped
 	stopScaler func()          // stops the scaler and waits for it
+
+	// uplinksStopped counts down, across the sites run together, the
+	// sites whose uplinks are stopped; nil for a lone site.
+	uplinksStopped *sync.WaitGroup
 }
 
 // Run starts the pipeline's sites (Config.Site, or all of them) and blocks
@@ -123,13 +127,17 @@ func Run(ctx context.Context, cfg Config) error {
 	if err != nil {
 		return err
 	}
+	// The funnels outlive every uplink: an uplink stops by delivering what
+	// it holds to another site's funnel.
+	var uplinksStopped sync.WaitGroup
+	uplinksStopped.Add(len(sites))
 	if len(sites) == 1 {
-		return runSite(ctx, cfg, sites[0])
+		return runSite(ctx, cfg, sites[0], &uplinksStopped)
 	}
 	g, gctx := errgroup.WithContext(ctx)
 	for _, site := range sites {
 		g.Go(func() error {
-			if err := runSite(gctx, cfg, site); err != nil {
+			if err := runSite(gctx, cfg, site, &uplinksStopped); err != nil {
 				return fmt.Errorf("site %q: %w", site.Name, err)
 			}
 			return nil
@@ -157,10 +165,13 @@ func sitesToRun(p *pipeline.Pipeline, name string) ([]pipeline.Site, error) {
 	return nil, fmt.Errorf("site %q unknown (sites: %s)", name, strings.Join(names, ", "))
 }
 
-// runSite runs one site's supervisor until ctx ends.
-func runSite(ctx context.Context, cfg Config, site pipeline.Site) error {
+// runSite runs one site's supervisor until ctx ends. Its stop marks
+// uplinksStopped done once its uplinks are down, and waits for the other
+// sites' before stopping its funnel.
+func runSite(ctx context.Context, cfg Config, site pipeline.Site, uplinksStopped *sync.WaitGroup) error {
 	p := cfg.Pipeline
-	s := &Supervisor{cfg: cfg, p: p, site: site, log: cfg.Logger.With("component", "up"), runtimes: map[string]runtime.Runtime{}}
+	s := &Supervisor{cfg: cfg, p: p, site: site, log: cfg.Logger.With("component", "up"), runtimes: map[string]runtime.Runtime{},
+		uplinksStopped: uplinksStopped}
 	if s.severalSites() {
 		s.log = s.log.With("site", site.Name)
 	}
@@ -601,7 +612,8 @@ func (s *Supervisor) serveAdmin() error {
 
 // stop drains in order within StopGrace: intake off, connectors (finish
 // in-flight, commit, leave), replicas, uplinks (ship what is queued for
-// other sites), funnel (flush); then it reports what
+// other sites), funnel (flush) once the uplinks of every site run together
+// are down; then it reports what
 // is left unprocessed, stops the admin server and the broker. Each step
 // stops what it owns in parallel and starts when the one before is done.
 func (s *Supervisor) stop() {
@@ -655,6 +667,10 @@ func (s *Supervisor) stop() {
 		}
 		stopChildren(uplinks, share(0.8))
 	}
+	if s.uplinksStopped != nil {
+		s.uplinksStopped.Done()
+		s.awaitUplinks(share(0.5))
+	}
 	if funnelChild != nil {
 		stopChildren([]*proc.Child{funnelChild}, share(0.8))
 	}
@@ -674,6 +690,21 @@ func (s *Supervisor) stop() {
 		msg = "site stopped"
 	}
 	s.log.Info(msg, "took", time.Since(began).Round(time.Millisecond))
+}
+
+// awaitUplinks waits up to budget for the uplinks of every site run
+// together to stop.
+func (s *Supervisor) awaitUplinks(budget time.Duration) {
+	done := make(chan struct{})
+	go func() {
+		s.uplinksStopped.Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+	case <-time.After(budget):
+		s.log.Info("stopping the funnel before other sites' uplinks stopped", "waited", budget.Round(time.Millisecond))
+	}
 }
 
 // stopChildren stops children in parallel, each within grace.
