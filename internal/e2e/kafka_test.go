@@ -215,35 +215,7 @@ func testKafkaMatchesEval(t *testing.T, c *kafkatest.Cluster) {
 		t.Error(pr)
 	}
 
-	ds := testSet(t)
-	start := time.Now()
-	sendHTTP(t, tp.funnel, ds.Samples, "img-", 4)
-	sent := time.Since(start)
-	got := collectResults(t, tp.broker, tp.name+".results", "img-", len(ds.Samples), 90*time.Second)
-	took := time.Since(start)
-	exits := map[string]int{}
-	correct, dups := 0, 0
-	var latencies []time.Duration
-	for i, label := range ds.Labels {
-		rs := got["img-"+strconv.Itoa(i)]
-		if len(rs) != 1 {
-			dups += len(rs) - 1
-			t.Errorf("img-%d has %d results", i, len(rs))
-			continue
-		}
-		exits[rs[0].Tier]++
-		if rs[0].Class == label {
-			correct++
-		}
-		latencies = append(latencies, rs[0].ExitedAt.Sub(rs[0].SentAt))
-	}
-	slices.Sort(latencies)
-	acc := float64(correct) / float64(len(ds.Labels))
-	t.Logf("%d images through Apache Kafka (RF 3, min.insync.replicas 2, acks=all) by 4 senders: sent in %s, all results in %s (%.0f msg/s), latency p50 %s p99 %s; accuracy %.4f; exits %v; duplicates %d",
-		len(ds.Samples), sent.Round(time.Millisecond), took.Round(time.Millisecond), float64(len(ds.Samples))/took.Seconds(),
-		latencies[len(latencies)/2].Round(100*time.Microsecond), latencies[len(latencies)*99/100].Round(100*time.Microsecond), acc, exits, dups)
-
-	checkMatchesEval(t, tp.file, acc, exits)
+	sendTestSet(t, tp.funnel, tp.broker, tp.name+".results", tp.file, " through Apache Kafka (RF 3, min.insync.replicas 2, acks=all) by 4 senders")
 }
 
 // testKafkaConnectorKill SIGKILLs the edge connector under `ddnn up`

@@ -9,7 +9,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"slices"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -164,31 +163,7 @@ func checkStopReports(t *testing.T, out string) {
 // topics on each site and what crossed the links.
 func checkSites(t *testing.T, c continuum) {
 	t.Helper()
-	ds := testSet(t)
-	began := time.Now()
-	sendHTTP(t, c.funnel["edge"], ds.Samples, "img-", 4)
-	sent := time.Since(began)
-	got := collectResults(t, c.kafka["edge"], c.name+".results", "img-", len(ds.Samples), 120*time.Second)
-	took := time.Since(began)
-
-	exits := map[string]int{}
-	correct, dups := 0, 0
-	for i, label := range ds.Labels {
-		rs := got["img-"+strconv.Itoa(i)]
-		if len(rs) != 1 {
-			dups += len(rs) - 1
-			t.Errorf("img-%d has %d results", i, len(rs))
-			continue
-		}
-		exits[rs[0].Tier]++
-		if rs[0].Class == label {
-			correct++
-		}
-	}
-	acc := float64(correct) / float64(len(ds.Labels))
-	t.Logf("%d images over 3 sites: sent in %s, all results in %s (%.0f msg/s); accuracy %.4f; exits %v; duplicates %d",
-		len(ds.Samples), sent.Round(time.Millisecond), took.Round(time.Millisecond), float64(len(ds.Samples))/took.Seconds(), acc, exits, dups)
-	checkMatchesEval(t, c.file, acc, exits)
+	sendTestSet(t, c.funnel["edge"], c.kafka["edge"], c.name+".results", c.file, " over 3 sites")
 
 	results := c.name + ".results"
 	for _, site := range continuumSites {
