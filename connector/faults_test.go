@@ -79,6 +79,18 @@ func union(rs ...*fakeReplica) map[string]int {
 	return out
 }
 
+// leastTries is the fewest failed calls of the records m0..m(n-1) in
+// tries (guarded by mu): 0 until every one was tried.
+func leastTries(mu *sync.Mutex, tries map[string]int, n int) int {
+	mu.Lock()
+	defer mu.Unlock()
+	least := len(tries)
+	for i := 0; i < n && least > 0; i++ {
+		least = min(least, tries["m"+strconv.Itoa(i)])
+	}
+	return least
+}
+
 // missing lists ids prefix0..prefix(n-1) that seen lacks.
 func missing(seen map[string]int, prefix string, n int) []string {
 	var out []string
@@ -157,13 +169,7 @@ func TestOutageIsNotChargedToRecords(t *testing.T) {
 			c, _, _ := e.start(t, rep)
 			attempts := e.p.Tiers[0].Connector.MaxAttempts
 			waitFor(t, "every record tried more than max_attempts times, or one dead-lettered", func() bool {
-				mu.Lock()
-				defer mu.Unlock()
-				least := len(tries) // 0 until every record was tried
-				for i := 0; i < 50 && least > 0; i++ {
-					least = min(least, tries["m"+strconv.Itoa(i)])
-				}
-				return least > attempts || testutil.ToFloat64(c.m.exhausts) > 0
+				return leastTries(&mu, tries, 50) > attempts || testutil.ToFloat64(c.m.exhausts) > 0
 			})
 			mu.Lock()
 			broken = false
@@ -486,13 +492,7 @@ func TestOutageWithRejectionsIsNotChargedToRecords(t *testing.T) {
 	c, _, _ := e.start(t, rep)
 	attempts := e.p.Tiers[0].Connector.MaxAttempts
 	tried := func() bool {
-		mu.Lock()
-		defer mu.Unlock()
-		least := len(tries)
-		for i := 0; i < 50 && least > 0; i++ {
-			least = min(least, tries["m"+strconv.Itoa(i)])
-		}
-		return least > attempts || testutil.ToFloat64(c.m.exhausts) > 0
+		return leastTries(&mu, tries, 50) > attempts || testutil.ToFloat64(c.m.exhausts) > 0
 	}
 	bad := 0
 	for deadline := time.Now().Add(15 * time.Second); !tried(); bad++ {

@@ -301,22 +301,17 @@ func (n *Network) Stats() []LinkStats {
 
 // Cut takes a link down now, in both directions: open connections stall
 // and keep what they sent, new ones connect but nothing crosses.
-func (n *Network) Cut(link string) error {
-	l, ok := n.byName[link]
-	if !ok {
-		return fmt.Errorf("network: link %q is not started", link)
-	}
-	l.setUp(false)
-	return nil
-}
+func (n *Network) Cut(link string) error { return n.set(link, false) }
 
 // Heal brings a link back up; what it held crosses first, in order.
-func (n *Network) Heal(link string) error {
+func (n *Network) Heal(link string) error { return n.set(link, true) }
+
+func (n *Network) set(link string, up bool) error {
 	l, ok := n.byName[link]
 	if !ok {
 		return fmt.Errorf("network: link %q is not started", link)
 	}
-	l.setUp(true)
+	l.setUp(up)
 	return nil
 }
 
