@@ -33,10 +33,8 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"maps"
 	"math/rand/v2"
 	"net/http"
-	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -440,7 +438,7 @@ func (c *Connector) batch(items <-chan item) {
 		c.dispatch(batch)
 	}
 	flushAll := func() {
-		for _, route := range slices.Sorted(maps.Keys(cur)) {
+		for route := range cur { // deleting while ranging is safe
 			flush(route)
 		}
 	}
