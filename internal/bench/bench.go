@@ -51,9 +51,18 @@ type Config struct {
 	// Observe keeps sampling replicas until this long after the last send
 	// (a burst's scale-down).
 	Observe time.Duration
-	// AdminURL is the supervisor's admin base URL, for replica lists; ""
-	// reports no replicas.
-	AdminURL string
+	// AdminURLs maps a tier to the admin base URL of the supervisor that
+	// runs it (its site's), for replica lists; a tier without one has no
+	// replicas in the report.
+	AdminURLs map[string]string
+	// IngestAddr, when set, is the host:port HTTP devices post to instead
+	// of the funnel of the first tier's site: the devices' link of a
+	// Network.
+	IngestAddr string
+	// Network, when set, is the emulated WAN the run crosses: its cuts
+	// run from the first send, and the report gains what crossed each
+	// link and the round trips around each cut.
+	Network *Network
 	// Progress receives the progress bar (nil: none); TTY redraws it in
 	// place, otherwise a line every 5 s.
 	Progress io.Writer
@@ -107,8 +116,18 @@ type run struct {
 // Run drives the workload and returns its report. When ctx ends early it
 // stops sending, waits briefly for results in flight, and returns the
 // partial report with Interrupted set.
+//
+// Devices send to the first tier's site, and results are read on the
+// results site: with sites: they may be two different sites.
 func Run(ctx context.Context, cfg Config) (*Result, error) {
-	p := cfg.Pipeline
+	ingest, err := cfg.Pipeline.OnSite(cfg.Pipeline.SiteOf(cfg.Pipeline.Tiers[0].Name).Name)
+	if err != nil {
+		return nil, err
+	}
+	results, err := cfg.Pipeline.OnSite(cfg.Pipeline.ResultsSite().Name)
+	if err != nil {
+		return nil, err
+	}
 	if cfg.MaxInFlight == 0 {
 		cfg.MaxInFlight = 256
 	}
@@ -126,7 +145,7 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	}
 
 	// Reach the pipeline before anything is sent: fail fast and clearly.
-	consumer, err := r.resultsConsumer(ctx)
+	consumer, err := r.resultsConsumer(ctx, results)
 	if err != nil {
 		return nil, err
 	}
@@ -140,7 +159,7 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 		}
 	}()
 	for i := range devices {
-		if devices[i], err = dial(p, cfg.Protocol, i); err != nil {
+		if devices[i], err = dial(ingest, cfg.Protocol, cfg.IngestAddr, i); err != nil {
 			return nil, fmt.Errorf("bench: device %d: %w", i, err)
 		}
 	}
@@ -155,9 +174,13 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	var watchers sync.WaitGroup
 	watchers.Add(1)
 	go func() { defer watchers.Done(); r.collect(watchCtx, consumer) }()
-	if cfg.AdminURL != "" {
+	if len(cfg.AdminURLs) > 0 {
 		watchers.Add(1)
 		go func() { defer watchers.Done(); r.sampleReplicas(watchCtx) }()
+	}
+	if cfg.Network != nil {
+		watchers.Add(1)
+		go func() { defer watchers.Done(); cfg.Network.Net.Run(watchCtx) }()
 	}
 	progressDone := make(chan struct{})
 	stopProgress := make(chan struct{})
@@ -199,10 +222,10 @@ func probe(ctx context.Context, d device, sample []byte) error {
 	return d.send(ctx, "bench-probe-"+strconv.FormatInt(time.Now().UnixNano(), 36), sample)
 }
 
-// resultsConsumer reads the results topic from its current end, partition by
-// partition, so nothing of this run is missed and nothing earlier read.
-func (r *run) resultsConsumer(ctx context.Context) (*kgo.Client, error) {
-	p := r.cfg.Pipeline
+// resultsConsumer reads the results topic on p (the results site) from its
+// current end, partition by partition, so nothing of this run is missed and
+// nothing earlier read.
+func (r *run) resultsConsumer(ctx context.Context, p *pipeline.Pipeline) (*kgo.Client, error) {
 	cl, err := kgo.NewClient(kafka.ClientOptions(&p.Kafka, "bench", nil)...)
 	if err != nil {
 		return nil, fmt.Errorf("bench: kafka client: %w", err)

@@ -55,14 +55,18 @@ const coapNStart = 1
 // faster than the round trip needs a few.
 const httpConnsPerDevice = 8
 
-// dial opens device n's connection.
-func dial(p *pipeline.Pipeline, protocol string, n int) (device, error) {
+// dial opens device n's connection to p, as the site of its first tier
+// runs it; an HTTP device posts to addr instead when it is set.
+func dial(p *pipeline.Pipeline, protocol, addr string, n int) (device, error) {
 	name := fmt.Sprintf("bench-%03d", n)
 	switch protocol {
 	case ProtocolHTTP:
+		if addr == "" {
+			addr = p.Funnel.Listen
+		}
 		return &httpDevice{
 			name: name,
-			url:  "http://" + p.Funnel.Listen + funnel.PathIngest,
+			url:  "http://" + addr + funnel.PathIngest,
 			// Its own transport: its own connections, a few at most, so
 			// that an overloaded pipeline makes sends queue on the device
 			// (the wait counts in their round trips) rather than open

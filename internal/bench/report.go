@@ -66,6 +66,12 @@ type Summary struct {
 	Replicas map[string]ReplicaRange `json:"replicas"`
 	// Errors are the first distinct refusals in full.
 	Errors []string `json:"errors,omitempty"`
+	// Links is what crossed each emulated link (--network), WANBytes the
+	// sum over the links between sites.
+	Links    []LinkSummary `json:"links,omitempty"`
+	WANBytes int64         `json:"wan_bytes,omitempty"`
+	// Cuts compare round trips during each outage with those before it.
+	Cuts []CutSummary `json:"cuts,omitempty"`
 }
 
 // Percentiles of round trips in milliseconds.
@@ -129,7 +135,11 @@ func (r *run) sampleReplicas(ctx context.Context) {
 	defer t.Stop()
 	for {
 		for _, tier := range r.cfg.Pipeline.Tiers {
-			resp, err := client.Get(r.cfg.AdminURL + runtime.ListPath(tier.Name))
+			admin, ok := r.cfg.AdminURLs[tier.Name]
+			if !ok {
+				continue
+			}
+			resp, err := client.Get(admin + runtime.ListPath(tier.Name))
 			if err != nil {
 				continue
 			}
@@ -247,6 +257,12 @@ func (r *run) result(interrupted bool) *Result {
 		}
 		s.Replicas[tier] = rr
 	}
+	if n := cfg.Network; n != nil {
+		devices := int64(s.Accepted) + 1 // and the probe
+		s.Links = n.linkSummaries(devices)
+		s.WANBytes = WANBytes(s.Links)
+		s.Cuts = n.cutSummaries(res.Rows, res.TierOrder)
+	}
 	res.Summary = s
 	return res
 }
@@ -293,6 +309,7 @@ func (res *Result) Print(w io.Writer) {
 	}
 	row("all", s.All, "")
 	tw.Flush()
+	printLinks(w, s, res.TierOrder)
 	for _, e := range s.Errors {
 		fmt.Fprintf(w, "refused: %s\n", e)
 	}
