@@ -2,9 +2,11 @@ package bench
 
 import (
 	"fmt"
+	"image/color"
 	"math"
 	"path/filepath"
 	"strconv"
+	"strings"
 
 	"gonum.org/v1/plot"
 	"gonum.org/v1/plot/plotter"
@@ -70,9 +72,38 @@ func (res *Result) plotLatency(title string) (*plot.Plot, error) {
 		p.Add(s)
 		p.Legend.Add(fmt.Sprintf("%s (%d)", tier, len(xys)), s)
 	}
+	if err := res.markCuts(p); err != nil {
+		return nil, err
+	}
 	p.Legend.Top, p.Legend.Left = true, true
 	p.Add(plotter.NewGrid())
 	return p, nil
+}
+
+// markCuts draws each outage of the network as two vertical lines over the
+// round trips, its start and its end.
+func (res *Result) markCuts(p *plot.Plot) error {
+	lo, hi := 0.1, 0.1
+	for _, r := range res.Rows {
+		if r.Results > 0 {
+			hi = max(hi, ms(r.Latency))
+		}
+	}
+	for i, c := range res.Summary.Cuts {
+		for _, x := range []float64{c.AtS, c.AtS + c.ForS} {
+			l, err := plotter.NewLine(plotter.XYs{{X: x, Y: lo}, {X: x, Y: hi}})
+			if err != nil {
+				return err
+			}
+			l.Color = color.Gray{Y: 96}
+			l.Dashes = []vg.Length{vg.Points(4), vg.Points(3)}
+			p.Add(l)
+			if i == 0 && x == c.AtS {
+				p.Legend.Add("cut "+strings.Join(c.Links, ", "), l)
+			}
+		}
+	}
+	return nil
 }
 
 // plotLatencyBox is the distribution of round trips per exit tier and over
@@ -204,4 +235,103 @@ func (ticks125) Ticks(lo, hi float64) []plot.Tick {
 		}
 	}
 	return ts
+}
+
+// Comparison plots written into --out by bench --compare with --network.
+const (
+	PlotCompareLatency = "compare_latency.png"
+	PlotCompareLinks   = "compare_links.png"
+)
+
+// PlotComparison draws the pipeline and the cloud-only baseline side by
+// side into dir: the p50 and p99 round trip per exit tier and over all
+// messages, and, when the runs crossed an emulated network, the bytes on
+// each link.
+func PlotComparison(dir string, pipe, mono *Result) error {
+	type bars struct {
+		name string
+		pipe []float64
+		mono []float64
+	}
+	var groups []string
+	lat := []bars{{name: "p50"}, {name: "p99"}}
+	add := func(name string, a, b Percentiles) {
+		groups = append(groups, name)
+		lat[0].pipe, lat[0].mono = append(lat[0].pipe, a.P50), append(lat[0].mono, b.P50)
+		lat[1].pipe, lat[1].mono = append(lat[1].pipe, a.P99), append(lat[1].mono, b.P99)
+	}
+	for _, t := range pipe.TierOrder {
+		add("exit "+t, pipe.Summary.Tiers[t], mono.Summary.Tiers[t])
+	}
+	add("all", pipe.Summary.All, mono.Summary.All)
+	p := plot.New()
+	p.Title.Text = "Round trip, pipeline across sites vs cloud-only monolith"
+	p.Y.Label.Text = "round trip (ms)"
+	w := vg.Points(14)
+	i := 0
+	for _, b := range lat {
+		for _, side := range []struct {
+			name string
+			vs   []float64
+		}{{"pipeline", b.pipe}, {"monolith", b.mono}} {
+			bc, err := plotter.NewBarChart(plotter.Values(side.vs), w)
+			if err != nil {
+				return err
+			}
+			bc.Offset = vg.Length(i-2)*w + w/2
+			bc.Color = plotutil.Color(i)
+			bc.LineStyle.Width = 0
+			p.Add(bc)
+			p.Legend.Add(side.name+" "+b.name, bc)
+			i++
+		}
+	}
+	p.NominalX(groups...)
+	p.Legend.Top, p.Legend.Left = true, true
+	p.Add(plotter.NewGrid())
+	if err := p.Save(20*vg.Centimeter, 11*vg.Centimeter, filepath.Join(dir, PlotCompareLatency)); err != nil {
+		return fmt.Errorf("plot %s: %w", PlotCompareLatency, err)
+	}
+
+	if len(pipe.Summary.Links) == 0 {
+		return nil
+	}
+	var names []string
+	var pv, mv plotter.Values
+	for _, l := range pipe.Summary.Links {
+		name := l.From + "->" + l.To
+		names = append(names, name)
+		pv = append(pv, float64(l.Bytes)/1e6)
+		mv = append(mv, 0)
+		for _, m := range mono.Summary.Links {
+			if m.From+"->"+m.To == name {
+				mv[len(mv)-1] = float64(m.Bytes) / 1e6
+			}
+		}
+	}
+	p = plot.New()
+	p.Title.Text = fmt.Sprintf("Bytes per link (WAN between sites: pipeline %.2f MB, monolith %.2f MB)",
+		float64(pipe.Summary.WANBytes)/1e6, float64(mono.Summary.WANBytes)/1e6)
+	p.Y.Label.Text = "MB, both directions"
+	for i, side := range []struct {
+		name string
+		vs   plotter.Values
+	}{{"pipeline", pv}, {"monolith", mv}} {
+		bc, err := plotter.NewBarChart(side.vs, vg.Points(20))
+		if err != nil {
+			return err
+		}
+		bc.Offset = vg.Length(2*i-1) * vg.Points(10)
+		bc.Color = plotutil.Color(i)
+		bc.LineStyle.Width = 0
+		p.Add(bc)
+		p.Legend.Add(side.name, bc)
+	}
+	p.NominalX(names...)
+	p.Legend.Top, p.Legend.Left = true, true
+	p.Add(plotter.NewGrid())
+	if err := p.Save(20*vg.Centimeter, 11*vg.Centimeter, filepath.Join(dir, PlotCompareLinks)); err != nil {
+		return fmt.Errorf("plot %s: %w", PlotCompareLinks, err)
+	}
+	return nil
 }

@@ -83,4 +83,24 @@ func TestResult(t *testing.T) {
 			t.Errorf("%s: %v", name, err)
 		}
 	}
+
+	// With a network: cut markers on the latency plot, and both comparison
+	// plots.
+	res.Summary.Cuts = []CutSummary{{Links: []string{"edge->cloud"}, AtS: 0.1, ForS: 0.1}}
+	res.Summary.Links = []LinkSummary{{From: "edge", To: "cloud", Bytes: 1e6, WAN: true}}
+	res.Summary.WANBytes = 1e6
+	mono := *res
+	mono.Summary.Links = []LinkSummary{{From: "edge", To: "cloud", Bytes: 5e6, WAN: true}}
+	dir = t.TempDir()
+	if err := res.Write(dir); err != nil {
+		t.Fatal(err)
+	}
+	if err := PlotComparison(dir, res, &mono); err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{PlotLatency, PlotCompareLatency, PlotCompareLinks} {
+		if st, err := os.Stat(filepath.Join(dir, name)); err != nil || st.Size() < 1000 {
+			t.Errorf("%s: %v", name, err)
+		}
+	}
 }

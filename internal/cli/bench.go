@@ -195,6 +195,9 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		if err := writeJSON(filepath.Join(*out, "compare.json"), cmp); err != nil {
 			return err
 		}
+		if err := bench.PlotComparison(*out, pipe, mono); err != nil {
+			return err
+		}
 	}
 	if *asJSON {
 		return json.NewEncoder(stdout).Encode(cmp)
