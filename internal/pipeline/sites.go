@@ -205,6 +205,31 @@ func (p *Pipeline) OnSite(name string) (*Pipeline, error) {
 	return &q, nil
 }
 
+// PlaceAllOn moves every tier to the site called name, as the cloud-only
+// baseline runs them: Links, TopicsOn and the rest follow the new
+// placement. The results stay where they were: results.site is set to
+// the results site before the move (its default, the first tier's site,
+// would otherwise move along). name must be a declared site; for a
+// pipeline without sites: "" and LocalSite leave it as it is. Tiers are
+// changed in place, so copies made with OnSite before the call see the
+// new placement too.
+func (p *Pipeline) PlaceAllOn(name string) error {
+	if len(p.SiteList) == 0 && (name == "" || name == LocalSite) {
+		return nil
+	}
+	if len(p.SiteList) == 0 || p.site(name) == nil {
+		_, err := p.OnSite(name)
+		return err
+	}
+	if r := p.ResultsSite(); r != nil {
+		p.Results.Site = r.Name
+	}
+	for i := range p.Tiers {
+		p.Tiers[i].Site = name
+	}
+	return nil
+}
+
 // CheckOneSite returns an error when p declares more than one site, which
 // this build cannot run yet.
 func (p *Pipeline) CheckOneSite() error {

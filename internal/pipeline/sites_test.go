@@ -371,3 +371,55 @@ func TestContinuumExample(t *testing.T) {
 		t.Error(err)
 	}
 }
+
+// TestPlaceAllOn moves the continuum's tiers to the cloud, as the
+// cloud-only baseline runs them: the results stay on the edge, the only
+// link left carries the cloud's results there, and the topics follow.
+func TestPlaceAllOn(t *testing.T) {
+	p, err := Load("testdata/continuum.good.yml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.Results.Site = "" // the default: the first tier's site, the edge
+	if err := p.PlaceAllOn("cloud"); err != nil {
+		t.Fatal(err)
+	}
+	for _, tier := range p.Tiers {
+		if s := p.SiteOf(tier.Name); s == nil || s.Name != "cloud" {
+			t.Errorf("tier %s on %v, want cloud", tier.Name, s)
+		}
+	}
+	if r := p.ResultsSite(); r == nil || r.Name != "edge" || p.Results.Site != "edge" {
+		t.Errorf("results on %v (results.site %q), want the edge as before", r, p.Results.Site)
+	}
+	if got, want := p.Links(), []Link{{"cloud", "edge"}}; !reflect.DeepEqual(got, want) {
+		t.Errorf("Links() = %v, want %v", got, want)
+	}
+	for site, want := range map[string][]string{
+		"edge":  {"demo.results"},
+		"fog":   nil,
+		"cloud": {"demo.edge.in", "demo.edge.dlq", "demo.fog.in", "demo.fog.dlq", "demo.cloud.in", "demo.cloud.dlq", "demo.uplink.edge", "demo.uplink.edge.dlq"},
+	} {
+		if got := p.TopicsOn(site); !reflect.DeepEqual(got, want) {
+			t.Errorf("TopicsOn(%s) = %v, want %v", site, got, want)
+		}
+	}
+	// On the results site itself: no link at all.
+	if err := p.PlaceAllOn("edge"); err != nil || len(p.Links()) != 0 || p.ResultsSite().Name != "edge" {
+		t.Errorf("PlaceAllOn(edge): %v, links %v, results on %s", err, p.Links(), p.ResultsSite().Name)
+	}
+	if err := p.PlaceAllOn("moon"); err == nil || err.Error() != `pipeline "demo" has no site "moon" (sites: edge, fog, cloud)` {
+		t.Errorf("PlaceAllOn(moon) = %v", err)
+	}
+
+	// Without sites: only the implicit site, a no-op.
+	one := loadShipped(t, shippedYAML[0].file)
+	for _, name := range []string{"", LocalSite} {
+		if err := one.PlaceAllOn(name); err != nil || one.Results.Site != "" || one.Tiers[0].Site != "" {
+			t.Errorf("PlaceAllOn(%q) without sites: %v, results.site %q", name, err, one.Results.Site)
+		}
+	}
+	if err := one.PlaceAllOn("cloud"); err == nil {
+		t.Error("PlaceAllOn(cloud) without sites: no error")
+	}
+}
