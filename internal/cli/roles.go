@@ -66,8 +66,11 @@ func tiersOnFlag(fs flagSet) *string {
 		"(the cloud-only baseline that ddnn up --monolith runs)")
 }
 
-// placeTiers applies --tiers-on to p.
+// placeTiers applies --tiers-on, when given, to p.
 func placeTiers(p *pipeline.Pipeline, site string) error {
+	if site == "" {
+		return nil
+	}
 	if err := p.PlaceAllOn(site); err != nil {
 		return fmt.Errorf("%w: --tiers-on: %v", errUsage, err)
 	}
