@@ -35,7 +35,7 @@ func runUp(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	ephemeral := fs.Bool("ephemeral", false, "keep the embedded broker in memory: its topics are lost when ddnn up stops (default: kept in kafka.embedded_data_dir)")
 	monolith := fs.Bool("monolith", false, "run the cloud-only baseline: every tier on the last tier's site in one ddnn monolith process, the results staying on their site")
 	linkURLs := map[pipeline.Link]string{}
-	fs.Func("link-url", "`FROM->TO=URL`: the uplink of link FROM->TO posts to URL instead of site TO's funnel.url (repeatable)", func(v string) error {
+	fs.Func("link-url", "send a link's uplink elsewhere: with `FROM->TO=URL` the uplink of link FROM->TO posts to URL instead of site TO's funnel.url, such as a WAN proxy (repeatable)", func(v string) error {
 		l, u, err := parseLinkURL(v)
 		if err != nil {
 			return err
