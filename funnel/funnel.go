@@ -102,17 +102,25 @@ func (e *NotIngestSiteError) Error() string {
 }
 
 // destination is where a delivery for a tier (or the results, tier "")
-// goes from this site: the topic, and the route header when that topic is
-// an uplink queue.
+// goes from this site (Destination).
 func (f *Funnel) destination(tier string) (topic string, route []kgo.RecordHeader) {
-	site, local, r := f.p.ResultsSite(), f.p.ResultsTopic(), wire.RouteResults
+	return Destination(f.p, f.site, tier)
+}
+
+// Destination is where a record for tier (or a result, tier "") written
+// on the site called from goes: the tier's input topic or the results
+// topic when that lives on from's Kafka, else the queue of the link to
+// its site (pipeline.UplinkTopic) with the route in wire.HeaderRoute, for
+// that link's uplink to carry. Funnels and the monolith both write by it.
+func Destination(p *pipeline.Pipeline, from, tier string) (topic string, route []kgo.RecordHeader) {
+	site, local, r := p.ResultsSite(), p.ResultsTopic(), wire.RouteResults
 	if tier != "" {
-		site, local, r = f.p.SiteOf(tier), f.p.InputTopic(tier), wire.RouteTier(tier)
+		site, local, r = p.SiteOf(tier), p.InputTopic(tier), wire.RouteTier(tier)
 	}
-	if site.Name == f.site {
+	if site.Name == from {
 		return local, nil
 	}
-	return f.p.UplinkTopic(site.Name), []kgo.RecordHeader{{Key: wire.HeaderRoute, Value: []byte(r)}}
+	return p.UplinkTopic(site.Name), []kgo.RecordHeader{{Key: wire.HeaderRoute, Value: []byte(r)}}
 }
 
 // ProducerOptions are the producer settings a funnel's client needs on top

@@ -271,9 +271,10 @@ func TestMissingLibrary(t *testing.T) {
 }
 
 // TestSeveralSites checks that a pipeline on several sites passes the
-// model checks, that up refuses a site it does not declare, and that the
-// commands that cannot run a site yet refuse it (funnel, connector and
-// uplink run one site's part: TestUplinkBetweenSites).
+// model checks, that up refuses a site or a link it does not declare, that
+// the monolith wants every tier on one site, and that the commands that
+// cannot run a site yet refuse it (funnel, connector and uplink run one
+// site's part: TestUplinkBetweenSites).
 func TestSeveralSites(t *testing.T) {
 	const file = "deploy/examples/continuum.yaml"
 	code, out, stderr := run(t, "models", "check", "-f", file)
@@ -284,10 +285,28 @@ func TestSeveralSites(t *testing.T) {
 	if want := `site "moon" unknown (sites: edge, fog, cloud)`; code != 1 || !strings.Contains(stderr, want) {
 		t.Errorf("up --site moon: exit %d, stderr %q; want 1 and %q", code, stderr, want)
 	}
+	// The monolith runs every tier on one site: --tiers-on places them.
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"monolith", "-f", file}, `the monolith runs every tier on one site, and pipeline "fmnist" places them on 3 (edge on edge, fog on fog, cloud on cloud): --tiers-on SITE places them all on SITE (the cloud-only baseline: --tiers-on cloud)`},
+		{[]string{"monolith", "-f", file, "--tiers-on", "moon"}, `--tiers-on: pipeline "fmnist" has no site "moon" (sites: edge, fog, cloud)`},
+		{[]string{"monolith", "-f", file, "--tiers-on", "cloud", "--site", "edge"}, `--site edge: every tier of pipeline "fmnist" is on site "cloud" (--tiers-on edge places them on edge)`},
+		{[]string{"up", "-f", file, "--link-url", "edge->moon=http://127.0.0.1:1"}, `--link-url: pipeline "fmnist" has no link edge->moon (links: edge->fog, fog->cloud, fog->edge, cloud->edge)`},
+		{[]string{"up", "-f", file, "--monolith", "--link-url", "edge->fog=http://127.0.0.1:1"}, `--link-url: pipeline "fmnist" has no link edge->fog (links with every tier on site "cloud": cloud->edge)`},
+		{[]string{"up", "-f", file, "--link-url", "edge-fog=http://127.0.0.1:1"}, `invalid value "edge-fog=http://127.0.0.1:1" for flag -link-url: want FROM->TO=URL`},
+		{[]string{"up", "-f", file, "--link-url", "edge->fog=fog:8080"}, `for flag -link-url: edge->fog: "fog:8080" is not an http(s) URL`},
+		{[]string{"up", "-f", file, "--link-url", "edge->fog=http://a", "--link-url", "edge->fog=http://b"}, `for flag -link-url: edge->fog given twice`},
+	} {
+		code, _, stderr := run(t, tc.args...)
+		if code != 2 || !strings.Contains(stderr, tc.want) {
+			t.Errorf("%v: exit %d, stderr %q; want 2 and %q", tc.args, code, stderr, tc.want)
+		}
+	}
 	for _, args := range [][]string{
 		{"broker", "-f", file},
 		{"scaler", "-f", file},
-		{"monolith", "-f", file},
 		{"bench", "-f", file},
 	} {
 		t.Run(args[0], func(t *testing.T) {

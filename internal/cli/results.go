@@ -24,11 +24,15 @@ func runResults(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	timeout := fs.Duration("timeout", 10*time.Second, "give up waiting after this long (without --follow)")
 	asJSON := fs.Bool("json", false, "print one JSON result per line")
 	brokers := fs.String("brokers", "", "Kafka brokers, comma-separated (default: the results site's kafka section)")
+	tiersOn := tiersOnFlag(fs)
 	if err := parse(fs, args); err != nil {
 		return err
 	}
 	p, err := pipeline.Load(*file)
 	if err != nil {
+		return err
+	}
+	if err := placeTiers(p, *tiersOn); err != nil {
 		return err
 	}
 	// <name>.results lives on the results site's Kafka.

@@ -60,11 +60,28 @@ type flagSet interface {
 	String(name, value, usage string) *string
 }
 
+// tiersOnFlag adds --tiers-on, which moves every tier to one site.
+func tiersOnFlag(fs flagSet) *string {
+	return fs.String("tiers-on", "", "run as if every tier were placed on this site, the results staying on their site "+
+		"(the cloud-only baseline that ddnn up --monolith runs)")
+}
+
+// placeTiers applies --tiers-on, when given, to p.
+func placeTiers(p *pipeline.Pipeline, site string) error {
+	if site == "" {
+		return nil
+	}
+	if err := p.PlaceAllOn(site); err != nil {
+		return fmt.Errorf("%w: --tiers-on: %v", errUsage, err)
+	}
+	return nil
+}
+
 // roleFlags are the flags of the roles that run without a model: -f,
-// --brokers (optional) and --log-level.
+// --brokers (optional), --tiers-on and --log-level.
 type roleFlags struct {
-	file, brokers *string
-	newLogger     func() (*slog.Logger, error)
+	file, brokers, tiersOn *string
+	newLogger              func() (*slog.Logger, error)
 }
 
 func addRoleFlags(fs *flag.FlagSet, stderr io.Writer, brokers bool) roleFlags {
@@ -72,6 +89,7 @@ func addRoleFlags(fs *flag.FlagSet, stderr io.Writer, brokers bool) roleFlags {
 	if brokers {
 		rf.brokers = fs.String("brokers", "", "Kafka brokers, comma-separated (default: the pipeline's kafka section)")
 	}
+	rf.tiersOn = tiersOnFlag(fs)
 	rf.newLogger = logFlags(fs, stderr)
 	return rf
 }
@@ -91,8 +109,9 @@ func (rf roleFlags) load(component string) (*pipeline.Pipeline, *slog.Logger, er
 }
 
 // loadSites is load for the roles that run one site of a pipeline on
-// several (funnel, connector, uplink); --brokers is the caller's to apply
-// to its site (onSite).
+// several (funnel, connector, uplink, monolith), with the tiers placed as
+// --tiers-on says; --brokers is the caller's to apply to its site
+// (onSite).
 func (rf roleFlags) loadSites(component string) (*pipeline.Pipeline, *slog.Logger, error) {
 	log, err := rf.newLogger()
 	if err != nil {
@@ -100,6 +119,9 @@ func (rf roleFlags) loadSites(component string) (*pipeline.Pipeline, *slog.Logge
 	}
 	p, err := pipeline.Load(*rf.file)
 	if err != nil {
+		return nil, nil, err
+	}
+	if err := placeTiers(p, *rf.tiersOn); err != nil {
 		return nil, nil, err
 	}
 	return p, log.With("component", component), nil

@@ -2,7 +2,11 @@ package cli
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"io"
+	"net/url"
+	"strings"
 
 	"github.com/ddnn-continuum/ddnn/internal/onnx"
 	"github.com/ddnn-continuum/ddnn/internal/pipeline"
@@ -10,11 +14,38 @@ import (
 	"github.com/ddnn-continuum/ddnn/models"
 )
 
+const upSynopsis = `up -f FILE [--site NAME] [--ephemeral] [--monolith] [--link-url 'FROM->TO=URL' ...]
+
+Runs the pipeline on this machine: every site of a pipeline with sites:
+(each with its own broker, funnel and admin), or the one given by --site.
+
+--monolith runs the cloud-only baseline instead: every tier placed on the
+last tier's site, where one ddnn monolith process runs them all in place of
+the replicas, connectors and scaler; the results stay on their site, and a
+site left with nothing to run is skipped.
+
+--link-url makes the uplink of the link FROM->TO post to URL instead of the
+receiving site's funnel.url, such as a WAN proxy in front of it (quote it:
+the shell reads '>').`
+
 func runUp(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := newFlags("up", "up -f FILE [--site NAME] [--ephemeral]", stderr)
+	fs := newFlags("up", upSynopsis, stderr)
 	pf := addPipelineFlags(fs)
 	site := fs.String("site", "", "run only this site of a pipeline with sites: (default: every site, each with its own broker, funnel and admin)")
 	ephemeral := fs.Bool("ephemeral", false, "keep the embedded broker in memory: its topics are lost when ddnn up stops (default: kept in kafka.embedded_data_dir)")
+	monolith := fs.Bool("monolith", false, "run the cloud-only baseline: every tier on the last tier's site in one ddnn monolith process, the results staying on their site")
+	linkURLs := map[pipeline.Link]string{}
+	fs.Func("link-url", "send a link's uplink elsewhere: with `FROM->TO=URL` the uplink of link FROM->TO posts to URL instead of site TO's funnel.url, such as a WAN proxy (repeatable)", func(v string) error {
+		l, u, err := parseLinkURL(v)
+		if err != nil {
+			return err
+		}
+		if _, ok := linkURLs[l]; ok {
+			return fmt.Errorf("%s given twice", l)
+		}
+		linkURLs[l] = u
+		return nil
+	})
 	newLogger := logFlags(fs, stderr)
 	if err := parse(fs, args); err != nil {
 		return err
@@ -36,7 +67,7 @@ func runUp(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if _, err := models.Check(p); err != nil {
 		return err
 	}
-	return up.Run(ctx, up.Config{
+	err = up.Run(ctx, up.Config{
 		Pipeline:  p,
 		File:      *pf.file,
 		ORTLib:    lib,
@@ -45,5 +76,26 @@ func runUp(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		Logger:    log,
 		Ephemeral: *ephemeral,
 		Site:      *site,
+		Monolith:  *monolith,
+		LinkURLs:  linkURLs,
 	})
+	var le *up.LinkError
+	if errors.As(err, &le) {
+		return fmt.Errorf("%w: --link-url: %v", errUsage, err)
+	}
+	return err
+}
+
+// parseLinkURL reads FROM->TO=URL.
+func parseLinkURL(v string) (pipeline.Link, string, error) {
+	link, raw, ok := strings.Cut(v, "=")
+	from, to, ok2 := strings.Cut(link, "->")
+	if !ok || !ok2 || from == "" || to == "" || raw == "" {
+		return pipeline.Link{}, "", errors.New("want FROM->TO=URL, such as 'edge->fog=http://127.0.0.1:18180'")
+	}
+	l := pipeline.Link{From: from, To: to}
+	if u, err := url.Parse(raw); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return l, "", fmt.Errorf("%s: %q is not an http(s) URL", l, raw)
+	}
+	return l, strings.TrimSuffix(raw, "/"), nil
 }

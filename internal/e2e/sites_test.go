@@ -203,3 +203,44 @@ func checkSites(t *testing.T, c continuum) {
 		}
 	}
 }
+
+// TestSitesMonolithBaseline runs the continuum's cloud-only baseline, the
+// alternative the paper measures the continuum against: `ddnn up
+// --monolith --ephemeral` places every tier on the cloud, where one
+// monolith runs them; the fog has nothing to run and is skipped. 2,000
+// labeled images sent to the cloud's funnel each get exactly one result on
+// the edge's results topic, carried by the cloud's uplink, with the
+// accuracy and exits per tier of `ddnn models eval`.
+func TestSitesMonolithBaseline(t *testing.T) {
+	c := writeContinuum(t, "mono")
+	p := start(t, "up", "-f", c.file, "--monolith", "--ephemeral")
+	waitSites(t, c, p, "edge", "cloud")
+	out := p.out.String()
+	for _, want := range []string{
+		`pipeline "mono" site "fog" is skipped`,
+		`pipeline "mono" site "cloud" is up as the monolith baseline: every tier (edge, fog, cloud) in one monolith process`,
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("announcement lacks %q:\n%s", want, tail(out, 40))
+		}
+	}
+	if ready("http://" + c.admin["fog"] + "/readyz") {
+		t.Error("the fog runs")
+	}
+	sendTestSet(t, c.funnel["cloud"], c.kafka["edge"], c.name+".results", c.file, " cloud-only (monolith on the cloud)")
+
+	cloud := topicRecords(t, c.kafka["cloud"], c.name)
+	if n := cloud[c.name+".uplink.edge"]; n < 2000 {
+		t.Errorf("the cloud's uplink queue to the edge carried %d records, want every result", n)
+	}
+	if _, ok := cloud[c.name+".results"]; ok {
+		t.Errorf("the cloud holds %s.results; the results live on the edge", c.name)
+	}
+	p.term(t)
+	out = p.out.String()
+	for _, r := range []string{"site=cloud tier=edge unprocessed=0", "site=cloud uplink=edge unprocessed=0"} {
+		if !strings.Contains(out, r) {
+			t.Errorf("stop report lacks %q:\n%s", r, tail(out, 40))
+		}
+	}
+}

@@ -2,7 +2,9 @@
 // measured against, built like Kafka-ML's inference service: one process
 // consumes the first tier's topic in its own group, runs every tier's model
 // in turn with a fixed number of workers (each with one session per tier),
-// and produces results to the results topic in the pipeline's result format.
+// and produces results to the results topic in the pipeline's result format
+// (on a pipeline of several sites, every tier placed on the monolith's site:
+// results for a results site elsewhere go to the queue of the link there).
 // Exits use the pipeline's own per-sample policies (inference.Function), so
 // both give the same classes; a sample that forwards at a tier goes on to
 // the next tier in the same process. Records are decoded as the connector
@@ -69,18 +71,26 @@ type Config struct {
 	// Registerer gets the monolith's and the tiers' metrics; nil none.
 	Registerer prometheus.Registerer
 	Logger     *slog.Logger
+	// Site is the site the monolith runs on, whose Kafka Client uses:
+	// every tier must be placed there (default: the first tier's site).
+	// Results for a results site elsewhere go to the queue of the link
+	// there, as a funnel of Site writes them (funnel.Destination).
+	Site string
 }
 
 // Monolith runs every tier of a pipeline in one process.
 type Monolith struct {
-	p       *pipeline.Pipeline
-	cl      *kgo.Client
-	log     *slog.Logger
-	raw     *wire.RawInput
-	batch   int
-	funcs   []*inference.Function // per tier
-	workers [][]*inference.Session
-	m       metrics
+	p     *pipeline.Pipeline
+	cl    *kgo.Client
+	log   *slog.Logger
+	raw   *wire.RawInput
+	batch int
+	// results and resultHeaders are where results go from the site.
+	results       string
+	resultHeaders []kgo.RecordHeader
+	funcs         []*inference.Function // per tier
+	workers       [][]*inference.Session
+	m             metrics
 }
 
 type metrics struct {
@@ -101,6 +111,16 @@ func New(cfg Config) (*Monolith, error) {
 	}
 	if cfg.Load == nil {
 		errs = append(errs, errors.New("no Load function for the sessions"))
+	}
+	if p != nil {
+		if cfg.Site == "" && len(p.Tiers) > 0 {
+			cfg.Site = p.SiteOf(p.Tiers[0].Name).Name
+		}
+		for _, t := range p.Tiers {
+			if s := p.SiteOf(t.Name); s == nil || s.Name != cfg.Site {
+				errs = append(errs, fmt.Errorf("tier %q is not on site %q: the monolith runs every tier on its own site", t.Name, cfg.Site))
+			}
+		}
 	}
 	if err := errors.Join(errs...); err != nil {
 		return nil, fmt.Errorf("monolith: %w", err)
@@ -129,6 +149,7 @@ func New(cfg Config) (*Monolith, error) {
 			}),
 		},
 	}
+	m.results, m.resultHeaders = funnel.Destination(p, cfg.Site, "")
 	if m.log == nil {
 		m.log = slog.New(slog.DiscardHandler)
 	}
@@ -284,10 +305,11 @@ func (m *Monolith) process(recs []*kgo.Record) ([]*kgo.Record, error) {
 		return nil, firstErr
 	}
 	for i := range results {
-		rec, err := funnel.ResultRecord(m.p.ResultsTopic(), &results[i])
+		rec, err := funnel.ResultRecord(m.results, &results[i])
 		if err != nil {
 			return nil, err
 		}
+		rec.Headers = m.resultHeaders
 		out = append(out, rec)
 	}
 	m.m.records.WithLabelValues("result").Add(float64(len(results)))

@@ -631,3 +631,83 @@ func bytesToInts(b []byte) []int {
 	}
 	return out
 }
+
+// TestMonolithCloudOnly runs the continuum's cloud-only baseline: every
+// tier placed on the cloud site, the results staying on the edge. The
+// monolith consumes the first tier's topic on the cloud's Kafka and writes
+// each result to the cloud's queue of the link to the edge, routed to the
+// results as a cloud funnel writes them; no results topic exists on the
+// cloud.
+func TestMonolithCloudOnly(t *testing.T) {
+	p, err := pipeline.Load("../../deploy/examples/continuum.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := p.PlaceAllOn("cloud"); err != nil {
+		t.Fatal(err)
+	}
+	sp, err := p.OnSite("cloud")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := kafka.StartBroker("127.0.0.1:0", sp.Kafka.Partitions, p.TopicsOn("cloud"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(b.Close)
+	sp.Kafka.Brokers = []string{b.Addr()}
+	ds, err := models.LoadDataset(p.Path(p.Eval.Images), p.Path(p.Eval.Labels))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cl, err := kgo.NewClient(append(kafka.ClientOptions(&sp.Kafka, "test", nil), kgo.ProducerLinger(0))...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(cl.Close)
+	h := &harness{p: sp, ds: ds, cl: cl}
+
+	// A monolith told another site than its tiers' refuses to start.
+	if _, err := New(Config{Pipeline: sp, Site: "edge", Workers: 1, Load: func(int) (*inference.Session, error) { return nil, nil }}); err == nil ||
+		!strings.Contains(err.Error(), `tier "edge" is not on site "edge"`) {
+		t.Errorf("New on the edge with every tier on the cloud: %v", err)
+	}
+
+	const n = 100
+	var recs []*kgo.Record
+	for i := range n {
+		recs = append(recs, h.raw(i))
+	}
+	h.produce(t, recs)
+	stop := h.run(t, 1, 16, nil)
+	uplink := p.UplinkTopic("edge")
+	got := map[string]wire.Result{}
+	read := h.reader(t, uplink)
+	readUntil(t, read, 15*time.Second, func(r *kgo.Record) {
+		if !hasHeader(r, wire.HeaderRoute, wire.RouteResults) || len(r.Headers) != 1 {
+			t.Errorf("record on %s with headers %+v, want only %s: %s", uplink, r.Headers, wire.HeaderRoute, wire.RouteResults)
+		}
+		res, err := wire.DecodeResult(r.Value)
+		if err != nil {
+			t.Fatalf("result %s: %v", r.Value, err)
+		}
+		got[res.ID] = res
+	}, func() bool { return len(got) >= n })
+	if err := stop(); err != nil {
+		t.Fatalf("run: %v", err)
+	}
+	want := reference(t, sp, &models.Dataset{Shape: ds.Shape, Samples: ds.Samples[:n], Labels: ds.Labels[:n]})
+	for i := range n {
+		r, ok := got["img-"+strconv.Itoa(i)]
+		if !ok || r.Tier != want[i].tier || r.Class != want[i].class {
+			t.Errorf("img-%d: %+v, want exit %s class %d", i, r, want[i].tier, want[i].class)
+		}
+	}
+	ts, err := kadm.NewClient(cl).ListTopics(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ts.Has(p.ResultsTopic()) {
+		t.Errorf("the cloud's Kafka holds %s; the results live on the edge", p.ResultsTopic())
+	}
+}

@@ -52,6 +52,9 @@ type Link struct {
 	From, To string
 }
 
+// String is the link as FROM->TO.
+func (l Link) String() string { return l.From + "->" + l.To }
+
 // Sites returns the effective sites: the declared ones with defaults and
 // inherited settings filled in, or the implicit site LocalSite made of the
 // top-level kafka, funnel and admin sections.

@@ -16,6 +16,12 @@
 // Config.Site picks one of several) or every site at once, each with its
 // own supervisor: the continuum in miniature.
 //
+// With Config.Monolith it runs the cloud-only baseline instead: every tier
+// placed on the last tier's site, where one `ddnn monolith` child takes
+// the place of the tiers' replicas, connectors and scaler; the sites keep
+// their brokers, funnels and uplinks, and a site left with nothing to run
+// is skipped.
+//
 // This is the one place that knows every component; the components do not
 // know about it.
 package up
@@ -28,6 +34,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -47,6 +54,7 @@ import (
 
 	"github.com/ddnn-continuum/ddnn/funnel"
 	"github.com/ddnn-continuum/ddnn/internal/kafka"
+	"github.com/ddnn-continuum/ddnn/internal/monolith"
 	"github.com/ddnn-continuum/ddnn/internal/pipeline"
 	"github.com/ddnn-continuum/ddnn/internal/proc"
 	"github.com/ddnn-continuum/ddnn/internal/runtime"
@@ -76,6 +84,42 @@ type Config struct {
 	// Site, when set, runs only that site of a pipeline with sites:;
 	// unset, every site runs on this machine.
 	Site string
+	// Monolith runs the cloud-only baseline: every tier is placed on the
+	// last tier's site (pipeline.PlaceAllOn; the results stay on their
+	// site), which runs one `ddnn monolith` child in place of the tiers'
+	// replicas, connectors and scaler. Every child is told the placement
+	// (--tiers-on). Sites with nothing to run under it are skipped.
+	Monolith bool
+	// LinkURLs are, by link, the base URLs its uplink posts to instead of
+	// the receiving site's funnel.url, such as a WAN proxy in front of it.
+	// A link the pipeline does not have (after the Monolith placement) is
+	// a *LinkError.
+	LinkURLs map[pipeline.Link]string
+}
+
+// LinkError is a LinkURLs entry for a link the pipeline does not have.
+type LinkError struct {
+	Pipeline string
+	Link     pipeline.Link
+	Links    []pipeline.Link // the pipeline's links
+	// Placement is the site every tier was placed on, "" as declared.
+	Placement string
+}
+
+func (e *LinkError) Error() string {
+	names := make([]string, len(e.Links))
+	for i, l := range e.Links {
+		names[i] = l.String()
+	}
+	list := strings.Join(names, ", ")
+	if list == "" {
+		list = "none"
+	}
+	links := "links"
+	if e.Placement != "" {
+		links = fmt.Sprintf("links with every tier on site %q", e.Placement)
+	}
+	return fmt.Sprintf("pipeline %q has no link %s (%s: %s)", e.Pipeline, e.Link, links, list)
 }
 
 // Supervisor is one running site.
@@ -92,9 +136,10 @@ type Supervisor struct {
 	funnel     *proc.Child
 	runtimes   map[string]runtime.Runtime // by tier
 	connectors []*proc.Child
+	monolith   *proc.Child // in place of the replicas and connectors with Config.Monolith
 	uplinks    []*proc.Child
 	admin      *http.Server
-	mu         sync.Mutex  // guards funnel, runtimes, connectors and uplinks, read by the admin server
+	mu         sync.Mutex  // guards funnel, runtimes, connectors, monolith and uplinks, read by the admin server
 	started    atomic.Bool // every part started once
 	reg        prometheus.Registerer
 	kafkaReg   prometheus.Registerer
@@ -108,6 +153,8 @@ type Supervisor struct {
 	// uplinksStopped counts down, across the sites run together, the
 	// sites whose uplinks are stopped; nil for a lone site.
 	uplinksStopped *sync.WaitGroup
+	// placement is the site every tier runs on with Config.Monolith.
+	placement string
 }
 
 // Run starts the pipeline's sites (Config.Site, or all of them) and blocks
@@ -123,27 +170,80 @@ func Run(ctx context.Context, cfg Config) error {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
+	placement := ""
+	if cfg.Monolith {
+		// The caller's pipeline keeps its placement.
+		p := *cfg.Pipeline
+		p.Tiers = slices.Clone(p.Tiers)
+		placement = p.SiteOf(p.Tiers[len(p.Tiers)-1].Name).Name
+		if err := p.PlaceAllOn(placement); err != nil {
+			return err
+		}
+		cfg.Pipeline = &p
+	}
+	if err := checkLinkURLs(cfg.Pipeline, cfg.LinkURLs, placement); err != nil {
+		return err
+	}
 	sites, err := sitesToRun(cfg.Pipeline, cfg.Site)
 	if err != nil {
 		return err
+	}
+	if cfg.Monolith {
+		if sites = skipIdle(cfg, sites, placement); len(sites) == 0 {
+			return nil
+		}
 	}
 	// The funnels outlive every uplink: an uplink stops by delivering what
 	// it holds to another site's funnel.
 	var uplinksStopped sync.WaitGroup
 	uplinksStopped.Add(len(sites))
 	if len(sites) == 1 {
-		return runSite(ctx, cfg, sites[0], &uplinksStopped)
+		return runSite(ctx, cfg, sites[0], placement, &uplinksStopped)
 	}
 	g, gctx := errgroup.WithContext(ctx)
 	for _, site := range sites {
 		g.Go(func() error {
-			if err := runSite(gctx, cfg, site, &uplinksStopped); err != nil {
+			if err := runSite(gctx, cfg, site, placement, &uplinksStopped); err != nil {
 				return fmt.Errorf("site %q: %w", site.Name, err)
 			}
 			return nil
 		})
 	}
 	return g.Wait()
+}
+
+// checkLinkURLs checks that every link of urls is one of p's.
+func checkLinkURLs(p *pipeline.Pipeline, urls map[pipeline.Link]string, placement string) error {
+	links := p.Links()
+	for l := range urls {
+		if !slices.Contains(links, l) {
+			return &LinkError{Pipeline: p.Name, Link: l, Links: links, Placement: placement}
+		}
+	}
+	return nil
+}
+
+// skipIdle drops, with a line of announcement each, the sites that run
+// nothing with every tier on placement: no tier, not the results site, on
+// no link.
+func skipIdle(cfg Config, sites []pipeline.Site, placement string) []pipeline.Site {
+	p := cfg.Pipeline
+	var run []pipeline.Site
+	for _, site := range sites {
+		busy := site.Name == placement || p.ResultsSite().Name == site.Name
+		for _, l := range p.Links() {
+			busy = busy || l.From == site.Name || l.To == site.Name
+		}
+		if busy {
+			run = append(run, site)
+			continue
+		}
+		if cfg.Announce != nil {
+			fmt.Fprintf(cfg.Announce, "pipeline %q site %q is skipped: nothing runs there in the monolith baseline, every tier on site %q and the results on %q\n",
+				p.Name, site.Name, placement, p.ResultsSite().Name)
+		}
+	}
+	return run
 }
 
 // sitesToRun is the site called name, or every site when name is empty.
@@ -168,10 +268,10 @@ func sitesToRun(p *pipeline.Pipeline, name string) ([]pipeline.Site, error) {
 // runSite runs one site's supervisor until ctx ends. Its stop marks
 // uplinksStopped done once its uplinks are down, and waits for the other
 // sites' before stopping its funnel.
-func runSite(ctx context.Context, cfg Config, site pipeline.Site, uplinksStopped *sync.WaitGroup) error {
+func runSite(ctx context.Context, cfg Config, site pipeline.Site, placement string, uplinksStopped *sync.WaitGroup) error {
 	p := cfg.Pipeline
 	s := &Supervisor{cfg: cfg, p: p, site: site, log: cfg.Logger.With("component", "up"), runtimes: map[string]runtime.Runtime{},
-		uplinksStopped: uplinksStopped}
+		uplinksStopped: uplinksStopped, placement: placement}
 	if s.severalSites() {
 		s.log = s.log.With("site", site.Name)
 	}
@@ -215,6 +315,15 @@ func runSite(ctx context.Context, cfg Config, site pipeline.Site, uplinksStopped
 // told a site.
 func (s *Supervisor) severalSites() bool { return len(s.p.SiteList) > 1 }
 
+// tiersOn are the flags that tell a child the placement: --tiers-on with
+// Config.Monolith, else none.
+func (s *Supervisor) tiersOn() []string {
+	if !s.cfg.Monolith {
+		return nil
+	}
+	return []string{"--tiers-on", s.placement}
+}
+
 // childName is name, led by the site's when the pipeline has several.
 func (s *Supervisor) childName(name string) string {
 	if s.severalSites() {
@@ -249,7 +358,7 @@ func (s *Supervisor) start(ctx context.Context) error {
 		return err
 	}
 	funnelAddr := s.site.Funnel.Listen
-	args := []string{"funnel", "-f", s.cfg.File}
+	args := append([]string{"funnel", "-f", s.cfg.File}, s.tiersOn()...)
 	if s.severalSites() {
 		args = append(args, "--site", s.site.Name)
 	}
@@ -260,6 +369,9 @@ func (s *Supervisor) start(ctx context.Context) error {
 	s.mu.Unlock()
 	if err := s.launch(ctx, s.funnel); err != nil {
 		return err
+	}
+	if s.cfg.Monolith {
+		return s.startMonolith(ctx)
 	}
 	// Replicas first (they load models), then the connectors that call
 	// them; the connectors follow each tier's live replica set. Every
@@ -298,21 +410,8 @@ func (s *Supervisor) start(ctx context.Context) error {
 		s.connectors = append(s.connectors, c)
 		s.mu.Unlock()
 	}
-	// One uplink per link leaving the site ships its queue to the remote
-	// site's funnel.
-	for _, l := range s.links {
-		admin, err := freeAdmin()
-		if err != nil {
-			return err
-		}
-		c := s.newChild(s.childName("uplink-"+l.To), "http://"+admin+"/readyz",
-			"uplink", "-f", s.cfg.File, "--from", l.From, "--to", l.To,
-			"--brokers", s.brokers, "--admin", admin,
-			// One uplink per link: a restarted one rejoins at once.
-			"--instance-id", "up-uplink-"+l.To)
-		s.mu.Lock()
-		s.uplinks = append(s.uplinks, c)
-		s.mu.Unlock()
+	if err := s.addUplinks(); err != nil {
+		return err
 	}
 	s.mu.Lock()
 	cs := append(append([]*proc.Child(nil), s.connectors...), s.uplinks...)
@@ -321,6 +420,62 @@ func (s *Supervisor) start(ctx context.Context) error {
 		return err
 	}
 	return s.startScaler()
+}
+
+// addUplinks makes one uplink per link leaving the site, which ships its
+// queue to the remote site's funnel (or to the link's URL in
+// Config.LinkURLs).
+func (s *Supervisor) addUplinks() error {
+	for _, l := range s.links {
+		admin, err := freeAdmin()
+		if err != nil {
+			return err
+		}
+		args := append([]string{"uplink", "-f", s.cfg.File}, s.tiersOn()...)
+		args = append(args, "--from", l.From, "--to", l.To)
+		if u, ok := s.cfg.LinkURLs[l]; ok {
+			args = append(args, "--to-url", u)
+		}
+		c := s.newChild(s.childName("uplink-"+l.To), "http://"+admin+"/readyz",
+			append(args, "--brokers", s.brokers, "--admin", admin,
+				// One uplink per link: a restarted one rejoins at once.
+				"--instance-id", "up-uplink-"+l.To)...)
+		s.mu.Lock()
+		s.uplinks = append(s.uplinks, c)
+		s.mu.Unlock()
+	}
+	return nil
+}
+
+// startMonolith starts, after the funnel, the parts of a site of the
+// monolith baseline: the monolith, when the tiers are on the site, and
+// the uplinks.
+func (s *Supervisor) startMonolith(ctx context.Context) error {
+	if len(s.tiers) > 0 {
+		admin, err := freeAdmin()
+		if err != nil {
+			return err
+		}
+		args := []string{"monolith", "-f", s.cfg.File, "--tiers-on", s.placement, "--site", s.site.Name,
+			"--brokers", s.brokers, "--admin", admin}
+		if s.cfg.ORTLib != "" {
+			args = append(args, "--ort-lib", s.cfg.ORTLib)
+		}
+		c := s.newChild(s.childName("monolith"), "http://"+admin+"/readyz", args...)
+		s.mu.Lock()
+		s.monolith = c
+		s.mu.Unlock()
+	}
+	if err := s.addUplinks(); err != nil {
+		return err
+	}
+	s.mu.Lock()
+	cs := append([]*proc.Child(nil), s.uplinks...)
+	if s.monolith != nil {
+		cs = append(cs, s.monolith)
+	}
+	s.mu.Unlock()
+	return s.launch(ctx, cs...)
 }
 
 // freeAdmin is a free loopback address for a child's admin server.
@@ -469,6 +624,10 @@ func (s *Supervisor) announce() {
 	p, site := s.p, &s.site
 	// One write per site: sites announce concurrently.
 	var b strings.Builder
+	baseline := ""
+	if s.cfg.Monolith {
+		baseline = " as the monolith baseline"
+	}
 	if s.severalSites() {
 		names := make([]string, len(s.tiers))
 		for i := range s.tiers {
@@ -478,9 +637,18 @@ func (s *Supervisor) announce() {
 		if len(names) == 1 {
 			tiers = "tier"
 		}
-		fmt.Fprintf(&b, "pipeline %q site %q is up: %d %s (%s), %d processes\n", p.Name, site.Name, len(names), tiers, strings.Join(names, ", "), len(s.children()))
+		what := fmt.Sprintf("%d %s (%s)", len(names), tiers, strings.Join(names, ", "))
+		switch {
+		case s.cfg.Monolith && len(names) > 0:
+			what = fmt.Sprintf("every tier (%s) in one monolith process", strings.Join(names, ", "))
+		case s.cfg.Monolith:
+			what = fmt.Sprintf("no tier (every tier on site %q)", s.placement)
+		}
+		fmt.Fprintf(&b, "pipeline %q site %q is up%s: %s, %s\n", p.Name, site.Name, baseline, what, processes(len(s.children())))
+	} else if s.cfg.Monolith {
+		fmt.Fprintf(&b, "pipeline %q is up%s: %d tiers in one monolith process, %s\n", p.Name, baseline, len(p.Tiers), processes(len(s.children())))
 	} else {
-		fmt.Fprintf(&b, "pipeline %q is up: %d tiers, %d processes\n", p.Name, len(p.Tiers), len(s.children()))
+		fmt.Fprintf(&b, "pipeline %q is up: %d tiers, %s\n", p.Name, len(p.Tiers), processes(len(s.children())))
 	}
 	switch {
 	case s.broker != nil && s.dataDir == "":
@@ -506,17 +674,27 @@ func (s *Supervisor) announce() {
 		fmt.Fprintf(&b, "  results:  on site %q\n", r.Name)
 	}
 	for _, l := range s.links {
-		to := p.Sites()
-		url := ""
-		for i := range to {
-			if to[i].Name == l.To {
-				url = to[i].Funnel.URL
+		url, via := s.cfg.LinkURLs[l], ", from --link-url"
+		if url == "" {
+			via = ""
+			for _, to := range p.Sites() {
+				if to.Name == l.To {
+					url = to.Funnel.URL
+				}
 			}
 		}
-		fmt.Fprintf(&b, "  uplink:   topic %s to site %q (%s)\n", p.UplinkTopic(l.To), l.To, url)
+		fmt.Fprintf(&b, "  uplink:   topic %s to site %q (%s%s)\n", p.UplinkTopic(l.To), l.To, url, via)
 	}
 	fmt.Fprintf(&b, "  metrics:  http://%s/metrics\n", site.Admin.Listen)
 	io.WriteString(w, b.String())
+}
+
+// processes is "n processes", or "1 process".
+func processes(n int) string {
+	if n == 1 {
+		return "1 process"
+	}
+	return fmt.Sprintf("%d processes", n)
 }
 
 // runtime returns tier's runtime, nil before it exists.
@@ -526,7 +704,8 @@ func (s *Supervisor) runtime(tier string) runtime.Runtime {
 	return s.runtimes[tier]
 }
 
-// fixedChildren are the funnel, the connectors and the uplinks.
+// fixedChildren are the funnel, the connectors or the monolith, and the
+// uplinks.
 func (s *Supervisor) fixedChildren() []*proc.Child {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -535,6 +714,9 @@ func (s *Supervisor) fixedChildren() []*proc.Child {
 		cs = append(cs, s.funnel)
 	}
 	cs = append(cs, s.connectors...)
+	if s.monolith != nil {
+		cs = append(cs, s.monolith)
+	}
 	return append(cs, s.uplinks...)
 }
 
@@ -611,7 +793,8 @@ func (s *Supervisor) serveAdmin() error {
 }
 
 // stop drains in order within StopGrace: intake off, connectors (finish
-// in-flight, commit, leave), replicas, uplinks (ship what is queued for
+// in-flight, commit, leave) or the monolith (finishes its poll, commits),
+// replicas, uplinks (ship what is queued for
 // other sites), funnel (flush) once the uplinks of every site run together
 // are down; then it reports what
 // is left unprocessed, stops the admin server and the broker. Each step
@@ -628,6 +811,9 @@ func (s *Supervisor) stop() {
 	s.mu.Lock()
 	funnelChild := s.funnel
 	connectors := append([]*proc.Child(nil), s.connectors...)
+	if s.monolith != nil {
+		connectors = append(connectors, s.monolith)
+	}
 	uplinks := append([]*proc.Child(nil), s.uplinks...)
 	runtimes := make([]runtime.Runtime, 0, len(s.runtimes))
 	for _, rt := range s.runtimes {
@@ -726,10 +912,16 @@ type queue struct {
 	group, topic string
 }
 
-// queues are the site's tiers' input topics, then its uplink queues.
+// queues are the site's tiers' input topics (with Config.Monolith, the
+// first tier's, which the monolith consumes), then its uplink queues.
 func (s *Supervisor) queues() []queue {
 	var qs []queue
 	for _, t := range s.tiers {
+		if s.cfg.Monolith {
+			first := s.p.Tiers[0].Name
+			qs = append(qs, queue{"tier", first, monolith.Group(s.p), s.p.InputTopic(first)})
+			break
+		}
 		qs = append(qs, queue{"tier", t.Name, s.p.ConsumerGroup(t.Name), s.p.InputTopic(t.Name)})
 	}
 	for _, l := range s.links {
