@@ -3,6 +3,7 @@ package bench
 import (
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
 	"slices"
 	"strings"
@@ -65,10 +66,22 @@ type CutSummary struct {
 
 // linkSummaries reads the network's counters and the uplinks' message
 // counts; devices is how many messages the devices got accepted.
-func (n *Network) linkSummaries(devices int64) []LinkSummary {
-	perFlow := n.flowMessages()
+//
+// A result reaches the bench before its uplink hears the remote funnel's
+// answer, which crosses the links back: the counters are read until they
+// hold still for settle, at most 10 s.
+func (n *Network) linkSummaries(devices int64, settle time.Duration) []LinkSummary {
+	perFlow, stats := n.flowMessages(), n.Net.Stats()
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); {
+		time.Sleep(settle)
+		pf, st := n.flowMessages(), n.Net.Stats()
+		if maps.Equal(pf, perFlow) && slices.Equal(st, stats) {
+			break
+		}
+		perFlow, stats = pf, st
+	}
 	var out []LinkSummary
-	for _, st := range n.Net.Stats() {
+	for _, st := range stats {
 		l := LinkSummary{
 			From: st.From, To: st.To, BytesUp: st.BytesUp, BytesDown: st.BytesDown,
 			Bytes: st.BytesUp + st.BytesDown, WAN: st.From != Devices && st.To != Devices, Carries: []string{},

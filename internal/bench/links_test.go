@@ -70,7 +70,7 @@ links:
 	var got []LinkSummary
 	// The proxy counts bytes as they leave it: wait for the answers' too.
 	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
-		got = net.linkSummaries(5)
+		got = net.linkSummaries(5, 10*time.Millisecond)
 		if got[0].BytesDown > 0 && got[3].BytesDown > 0 {
 			break
 		}

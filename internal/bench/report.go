@@ -259,7 +259,7 @@ func (r *run) result(interrupted bool) *Result {
 	}
 	if n := cfg.Network; n != nil {
 		devices := int64(s.Accepted) + 1 // and the probe
-		s.Links = n.linkSummaries(devices)
+		s.Links = n.linkSummaries(devices, 500*time.Millisecond)
 		s.WANBytes = WANBytes(s.Links)
 		s.Cuts = n.cutSummaries(res.Rows, res.TierOrder)
 	}

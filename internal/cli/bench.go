@@ -574,7 +574,7 @@ func printComparison(w io.Writer, c Comparison, tiers []string) {
 	fmt.Fprintf(tw, "refused\t%d\t%d\t\t\n", p.Refused, m.Refused)
 	fmt.Fprintf(tw, "lost (accepted, no result)\t%d\t%d\t\t\n", p.Lost, m.Lost)
 	if len(p.Links) > 0 {
-		row("WAN bytes (between sites)", "wan_bytes", float64(p.WANBytes), float64(m.WANBytes))
+		fmt.Fprintf(tw, "WAN bytes (between sites)\t%d\t%d\t%.2f\t\n", p.WANBytes, m.WANBytes, c.Ratios["wan_bytes"])
 		bytesOn := func(ls []bench.LinkSummary, name string) int64 {
 			for _, l := range ls {
 				if l.From+"->"+l.To == name {
