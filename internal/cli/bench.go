@@ -376,8 +376,11 @@ func (b benchRun) startNetwork(ctx context.Context, p *pipeline.Pipeline, protoc
 		flows = append(flows, wan.Flow{From: bench.Devices, To: in.Name, Addr: in.Funnel.Listen})
 	}
 	for _, l := range p.Links() {
-		i := slices.IndexFunc(p.Sites(), func(s pipeline.Site) bool { return s.Name == l.To })
-		u, err := url.Parse(p.Sites()[i].Funnel.URL)
+		to, err := p.Site(l.To)
+		if err != nil {
+			return nil, nil, err
+		}
+		u, err := url.Parse(to.Funnel.URL)
 		if err != nil {
 			return nil, nil, fmt.Errorf("site %s: funnel.url: %w", l.To, err)
 		}

@@ -272,9 +272,9 @@ func TestMissingLibrary(t *testing.T) {
 
 // TestSeveralSites checks that a pipeline on several sites passes the
 // model checks, that up refuses a site or a link it does not declare, that
-// the monolith wants every tier on one site, and that the commands that
-// cannot run a site yet refuse it (funnel, connector and uplink run one
-// site's part: TestUplinkBetweenSites).
+// the monolith wants every tier on one site, and that the broker and the
+// scaler want --site (funnel, connector and uplink run one site's part:
+// TestUplinkBetweenSites).
 func TestSeveralSites(t *testing.T) {
 	const file = "deploy/examples/continuum.yaml"
 	code, out, stderr := run(t, "models", "check", "-f", file)
@@ -304,17 +304,15 @@ func TestSeveralSites(t *testing.T) {
 			t.Errorf("%v: exit %d, stderr %q; want 2 and %q", tc.args, code, stderr, tc.want)
 		}
 	}
-	for _, args := range [][]string{
-		{"broker", "-f", file},
-		{"scaler", "-f", file},
-		{"bench", "-f", file},
-	} {
-		t.Run(args[0], func(t *testing.T) {
-			code, _, stderr := run(t, args...)
-			want := `pipeline "fmnist" has 3 sites (edge, fog, cloud): running several sites is not supported yet by this build`
-			if code != 1 || !strings.Contains(stderr, want) {
-				t.Errorf("exit %d, stderr %q; want 1 and %q", code, stderr, want)
-			}
-		})
+	// The roles that run one site's part want to know which.
+	for _, role := range []string{"broker", "scaler"} {
+		code, _, stderr := run(t, role, "-f", file)
+		if want := `--site is required: pipeline "fmnist" has 3 sites (edge, fog, cloud)`; code != 2 || !strings.Contains(stderr, want) {
+			t.Errorf("%s: exit %d, stderr %q; want 2 and %q", role, code, stderr, want)
+		}
+		code, _, stderr = run(t, role, "-f", file, "--site", "moon")
+		if want := `--site: pipeline "fmnist" has no site "moon" (sites: edge, fog, cloud)`; code != 2 || !strings.Contains(stderr, want) {
+			t.Errorf("%s --site moon: exit %d, stderr %q; want 2 and %q", role, code, stderr, want)
+		}
 	}
 }

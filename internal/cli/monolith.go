@@ -41,7 +41,7 @@ func runMonolith(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	if *workers < 1 {
 		return fmt.Errorf("%w: --workers must be at least 1", errUsage)
 	}
-	p, log, err := rf.loadSites("monolith")
+	p, log, err := rf.load("monolith")
 	if err != nil {
 		return err
 	}

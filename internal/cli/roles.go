@@ -95,24 +95,9 @@ func addRoleFlags(fs *flag.FlagSet, stderr io.Writer, brokers bool) roleFlags {
 }
 
 // load builds the logger (tagged with component) and reads the pipeline,
-// which must run on one site.
+// with the tiers placed as --tiers-on says. A role runs one site of it:
+// --brokers is the caller's to apply to that site (onSite).
 func (rf roleFlags) load(component string) (*pipeline.Pipeline, *slog.Logger, error) {
-	p, log, err := rf.loadSites(component)
-	if err != nil {
-		return nil, nil, err
-	}
-	if err := p.CheckOneSite(); err != nil {
-		return nil, nil, err
-	}
-	overrideBrokers(p, *rf.brokers)
-	return p, log, nil
-}
-
-// loadSites is load for the roles that run one site of a pipeline on
-// several (funnel, connector, uplink, monolith), with the tiers placed as
-// --tiers-on says; --brokers is the caller's to apply to its site
-// (onSite).
-func (rf roleFlags) loadSites(component string) (*pipeline.Pipeline, *slog.Logger, error) {
 	log, err := rf.newLogger()
 	if err != nil {
 		return nil, nil, err
@@ -162,10 +147,11 @@ func siteFlag(fs *flag.FlagSet, p *pipeline.Pipeline, site string) (string, erro
 }
 
 func runBroker(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := newFlags("broker", "broker -f FILE [--listen ADDR] [--ephemeral]", stderr)
+	fs := newFlags("broker", "broker -f FILE [--site NAME] [--listen ADDR] [--ephemeral]", stderr)
 	rf := addRoleFlags(fs, stderr, false)
-	listen := fs.String("listen", "", "address to listen on (default: the pipeline's kafka.embedded_listen)")
-	ephemeral := fs.Bool("ephemeral", false, "keep everything in memory: the topics are lost when the broker stops (default: kept in kafka.embedded_data_dir)")
+	listen := fs.String("listen", "", "address to listen on (default: the site's kafka.embedded_listen)")
+	siteName := fs.String("site", "", "the site whose broker this is, with the topics that live there (required when the pipeline has several sites)")
+	ephemeral := fs.Bool("ephemeral", false, "keep everything in memory: the topics are lost when the broker stops (default: kept in the site's kafka.embedded_data_dir)")
 	if err := parse(fs, args); err != nil {
 		return err
 	}
@@ -173,11 +159,15 @@ func runBroker(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if err != nil {
 		return err
 	}
-	addr := p.Kafka.EmbeddedListen
-	if *listen != "" {
-		addr = *listen
+	site, err := siteFlag(fs, p, *siteName)
+	if err != nil {
+		return err
 	}
-	b, err := kafka.StartPipelineBroker(p, addr, *ephemeral, log)
+	s, err := p.Site(site)
+	if err != nil {
+		return fmt.Errorf("%w: --site: %v", errUsage, err)
+	}
+	b, err := kafka.StartSiteBroker(p, s, *listen, *ephemeral, log)
 	if err != nil {
 		return err
 	}
@@ -186,7 +176,7 @@ func runBroker(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if b.DataDir() != "" {
 		storage = "data kept in " + b.DataDir()
 	}
-	fmt.Fprintf(stdout, "embedded Kafka broker on %s (%s); topics: %s\n", b.Addr(), storage, strings.Join(p.Topics(), ", "))
+	fmt.Fprintf(stdout, "embedded Kafka broker of site %s on %s (%s); topics: %s\n", site, b.Addr(), storage, strings.Join(p.TopicsOn(site), ", "))
 	<-ctx.Done()
 	return nil
 }
@@ -199,7 +189,7 @@ func runFunnel(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if err := parse(fs, args); err != nil {
 		return err
 	}
-	p, log, err := rf.loadSites("funnel")
+	p, log, err := rf.load("funnel")
 	if err != nil {
 		return err
 	}
@@ -277,7 +267,7 @@ func runConnector(ctx context.Context, args []string, stdout, stderr io.Writer) 
 		fs.Usage()
 		return fmt.Errorf("%w: --tier and one of --replicas or --replicas-url are required", errUsage)
 	}
-	p, log, err := rf.loadSites("connector")
+	p, log, err := rf.load("connector")
 	if err != nil {
 		return err
 	}
@@ -347,7 +337,7 @@ func runUplink(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		fs.Usage()
 		return fmt.Errorf("%w: --from and --to are required", errUsage)
 	}
-	p, log, err := rf.loadSites("uplink")
+	p, log, err := rf.load("uplink")
 	if err != nil {
 		return err
 	}

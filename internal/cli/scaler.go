@@ -21,16 +21,24 @@ import (
 // through the tier's runtime, scales them by lag, and serves the replica
 // sets the connectors follow (--replicas-url http://ADMIN/v1/tiers/<tier>/replicas).
 func runScaler(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := newFlags("scaler", "scaler -f FILE [--admin ADDR] [--funnel URL] [--brokers H:P,...]", stderr)
+	fs := newFlags("scaler", "scaler -f FILE [--site NAME] [--admin ADDR] [--funnel URL] [--brokers H:P,...]", stderr)
 	rf := addRoleFlags(fs, stderr, true)
+	siteName := fs.String("site", "", "scale the tiers placed on this site, reading its Kafka (required when the pipeline has several sites)")
 	admin := fs.String("admin", "127.0.0.1:9465", "address of /metrics, /healthz, /readyz and the replica sets")
-	funnelURL := fs.String("funnel", "", "funnel base URL replicas deliver to (default: http://<funnel.listen>)")
+	funnelURL := fs.String("funnel", "", "funnel base URL replicas deliver to (default: http://<the site's funnel.listen>)")
 	if err := parse(fs, args); err != nil {
 		return err
 	}
 	p, log, err := rf.load("scaler")
 	if err != nil {
 		return err
+	}
+	site, err := siteFlag(fs, p, *siteName)
+	if err != nil {
+		return err
+	}
+	if p, err = rf.onSite(p, site); err != nil {
+		return fmt.Errorf("%w: --site: %v", errUsage, err)
 	}
 	if *funnelURL == "" {
 		*funnelURL = "http://" + p.Funnel.Listen
@@ -49,6 +57,9 @@ func runScaler(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	defer closeRuntimes()
 	var targets []scaler.Target
 	for _, t := range p.Tiers {
+		if p.SiteOf(t.Name).Name != site {
+			continue
+		}
 		rt, err := up.NewRuntime(ctx, p, &t, up.RuntimeOptions{File: *rf.file, FunnelURL: *funnelURL, Out: stderr, Logger: log})
 		if err != nil {
 			return err

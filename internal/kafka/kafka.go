@@ -60,22 +60,28 @@ type Broker struct {
 	lock    *os.File // holds the data directory's lock; nil in memory
 }
 
-// StartPipelineBroker starts the pipeline's embedded broker on addr with
-// its topics: on disk in the pipeline's BrokerDataDir (fsyncing when
-// kafka.embedded_sync_writes is set), or in memory when ephemeral.
-func StartPipelineBroker(p *pipeline.Pipeline, addr string, ephemeral bool, log *slog.Logger) (*Broker, error) {
+// StartSiteBroker starts the embedded broker of site (one of p's sites)
+// on addr, or on the site's kafka.embedded_listen when addr is empty, with
+// the topics that live on the site; it keeps them in the site's data
+// directory (pipeline.SiteDataDir), syncing writes if the site asks, unless
+// ephemeral.
+func StartSiteBroker(p *pipeline.Pipeline, site *pipeline.Site, addr string, ephemeral bool, log *slog.Logger) (*Broker, error) {
+	k := &site.Kafka
+	if addr == "" {
+		addr = k.EmbeddedListen
+	}
 	var opts []BrokerOpt
 	if !ephemeral {
-		dir, err := p.BrokerDataDir()
+		dir, err := p.SiteDataDir(site)
 		if err != nil {
 			return nil, fmt.Errorf("embedded broker data dir: %w", err)
 		}
 		opts = append(opts, DataDir(dir))
-		if p.Kafka.EmbeddedSyncWrites {
+		if k.EmbeddedSyncWrites {
 			opts = append(opts, SyncWrites())
 		}
 	}
-	return StartBroker(addr, p.Kafka.Partitions, p.Topics(), log, opts...)
+	return StartBroker(addr, k.Partitions, p.TopicsOn(site.Name), log, opts...)
 }
 
 // BrokerOpt configures StartBroker.

@@ -190,11 +190,9 @@ func (p *Pipeline) SiteDataDir(s *Site) (string, error) {
 	return filepath.Abs(filepath.Join(".run", p.Name, s.Name, "kafka"))
 }
 
-// OnSite returns a copy of p as the site called name runs it: its kafka,
-// funnel and admin sections are the site's effective ones. Tiers, sites
-// and placement are shared with p. An unknown site is an error naming the
-// known ones.
-func (p *Pipeline) OnSite(name string) (*Pipeline, error) {
+// Site returns the effective site called name (LocalSite for a pipeline
+// without sites:); an unknown name is an error naming the known ones.
+func (p *Pipeline) Site(name string) (*Site, error) {
 	s := p.site(name)
 	if s == nil {
 		names := p.siteNames()
@@ -202,6 +200,18 @@ func (p *Pipeline) OnSite(name string) (*Pipeline, error) {
 			names = []string{LocalSite}
 		}
 		return nil, fmt.Errorf("pipeline %q has no site %q (sites: %s)", p.Name, name, strings.Join(names, ", "))
+	}
+	return s, nil
+}
+
+// OnSite returns a copy of p as the site called name runs it: its kafka,
+// funnel and admin sections are the site's effective ones. Tiers, sites
+// and placement are shared with p. An unknown site is an error naming the
+// known ones.
+func (p *Pipeline) OnSite(name string) (*Pipeline, error) {
+	s, err := p.Site(name)
+	if err != nil {
+		return nil, err
 	}
 	q := *p
 	q.Kafka, q.Funnel, q.Admin = s.Kafka, s.Funnel.Funnel, s.Admin
@@ -231,16 +241,6 @@ func (p *Pipeline) PlaceAllOn(name string) error {
 		p.Tiers[i].Site = name
 	}
 	return nil
-}
-
-// CheckOneSite returns an error when p declares more than one site, which
-// this build cannot run yet.
-func (p *Pipeline) CheckOneSite() error {
-	if len(p.SiteList) <= 1 {
-		return nil
-	}
-	return fmt.Errorf("pipeline %q has %d sites (%s): running several sites is not supported yet by this build",
-		p.Name, len(p.SiteList), strings.Join(p.siteNames(), ", "))
 }
 
 func (p *Pipeline) siteNames() []string {

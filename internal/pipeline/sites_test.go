@@ -185,8 +185,8 @@ func TestContinuum(t *testing.T) {
 			t.Errorf("SiteDataDir(%s) = %s, %v; want %s", site.Name, got, err, want)
 		}
 	}
-	if err := p.CheckOneSite(); err == nil || err.Error() != `pipeline "demo" has 3 sites (edge, fog, cloud): running several sites is not supported yet by this build` {
-		t.Errorf("CheckOneSite() = %v", err)
+	if _, err := p.Site("moon"); err == nil || err.Error() != `pipeline "demo" has no site "moon" (sites: edge, fog, cloud)` {
+		t.Errorf("Site(moon) = %v", err)
 	}
 }
 
@@ -234,9 +234,6 @@ func TestOneDeclaredSite(t *testing.T) {
 	}
 	if p.Kafka.EmbeddedListen != "127.0.0.1:19092" || p.Kafka.Partitions != 2 || p.Kafka.ProduceTimeout != 2*time.Second || p.Funnel.CoAPListen != "off" {
 		t.Errorf("effective kafka %+v funnel %+v", p.Kafka, p.Funnel)
-	}
-	if err := p.CheckOneSite(); err != nil {
-		t.Error(err)
 	}
 	if got := p.TopicsOn("edge"); !reflect.DeepEqual(got, p.Topics()) || len(p.Links()) != 0 {
 		t.Errorf("TopicsOn(edge) = %v, Links() = %v", got, p.Links())
@@ -321,8 +318,8 @@ func TestImplicitSite(t *testing.T) {
 			if l := p.Links(); l != nil {
 				t.Errorf("Links() = %v", l)
 			}
-			if err := p.CheckOneSite(); err != nil {
-				t.Error(err)
+			if s, err := p.Site(LocalSite); err != nil || s.Name != LocalSite {
+				t.Errorf("Site(local) = %v, %v", s, err)
 			}
 			s := p.Sites()[0]
 			d1, _ := p.SiteDataDir(&s)

@@ -490,19 +490,7 @@ func freeAdmin() (string, error) {
 // startBroker starts the site's embedded broker with the topics that live
 // on the site, on disk in its SiteDataDir unless ephemeral.
 func (s *Supervisor) startBroker() (*kafka.Broker, error) {
-	k := &s.site.Kafka
-	var opts []kafka.BrokerOpt
-	if !s.cfg.Ephemeral {
-		dir, err := s.p.SiteDataDir(&s.site)
-		if err != nil {
-			return nil, fmt.Errorf("embedded broker data dir: %w", err)
-		}
-		opts = append(opts, kafka.DataDir(dir))
-		if k.EmbeddedSyncWrites {
-			opts = append(opts, kafka.SyncWrites())
-		}
-	}
-	return kafka.StartBroker(k.EmbeddedListen, k.Partitions, s.p.TopicsOn(s.site.Name), s.log, opts...)
+	return kafka.StartSiteBroker(s.p, &s.site, "", s.cfg.Ephemeral, s.log)
 }
 
 // waitReplicas waits until n replicas of tier are ready.
