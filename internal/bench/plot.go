@@ -287,6 +287,7 @@ func PlotComparison(dir string, pipe, mono *Result) error {
 		}
 	}
 	p.NominalX(groups...)
+	p.Y.Min, p.Y.Max = 0, headroom(lat[0].pipe, lat[0].mono, lat[1].pipe, lat[1].mono)
 	p.Legend.Top, p.Legend.Left = true, true
 	p.Add(plotter.NewGrid())
 	if err := p.Save(20*vg.Centimeter, 11*vg.Centimeter, filepath.Join(dir, PlotCompareLatency)); err != nil {
@@ -328,10 +329,23 @@ func PlotComparison(dir string, pipe, mono *Result) error {
 		p.Legend.Add(side.name, bc)
 	}
 	p.NominalX(names...)
+	p.Y.Min, p.Y.Max = 0, headroom(pv, mv)
 	p.Legend.Top, p.Legend.Left = true, true
 	p.Add(plotter.NewGrid())
 	if err := p.Save(20*vg.Centimeter, 11*vg.Centimeter, filepath.Join(dir, PlotCompareLinks)); err != nil {
 		return fmt.Errorf("plot %s: %w", PlotCompareLinks, err)
 	}
 	return nil
+}
+
+// headroom is the top of a bar chart's axis: the tallest bar and room
+// above it for the legend.
+func headroom(series ...[]float64) float64 {
+	top := 0.0
+	for _, vs := range series {
+		for _, v := range vs {
+			top = max(top, v)
+		}
+	}
+	return max(1, top*1.4)
 }
