@@ -1,0 +1,251 @@
+package auth
+
+import (
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestBearerToken(t *testing.T) {
+	for _, tc := range []struct {
+		in    string
+		token string
+		ok    bool
+	}{
+		{"Bearer abc", "abc", true},
+		{"bearer abc", "abc", true},
+		{"BEARER   abc", "abc", true},
+		{"Bearer", "", false},
+		{"Bearer ", "", false},
+		{"Basic abc", "", false},
+		{"Bearer a b", "", false},
+		{"Bearerabc", "", false},
+		{"", "", false},
+		{"Bearer " + strings.Repeat("x", 5000), "", false},
+	} {
+		token, ok := BearerToken(tc.in)
+		if token != tc.token || ok != tc.ok {
+			t.Errorf("BearerToken(%.30q) = %q, %v; want %q, %v", tc.in, token, ok, tc.token, tc.ok)
+		}
+	}
+}
+
+func FuzzBearerToken(f *testing.F) {
+	for _, s := range []string{"Bearer abc", "bearer  x", "Basic y", "", "Bearer \x00", "Bearer a\tb"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, h string) {
+		token, ok := BearerToken(h)
+		if ok && (token == "" || strings.ContainsAny(token, " \t\r\n") || !strings.HasSuffix(h, token)) {
+			t.Errorf("BearerToken(%q) = %q", h, token)
+		}
+		if !ok && token != "" {
+			t.Errorf("BearerToken(%q) = %q without ok", h, token)
+		}
+	})
+}
+
+func FuzzParseDevices(f *testing.F) {
+	dir := f.TempDir()
+	path := filepath.Join(dir, "devices.yaml")
+	if _, err := AddDevice(path, "dev-1", time.Now()); err != nil {
+		f.Fatal(err)
+	}
+	RevokeDevice(path, "dev-1", time.Now())
+	b, _ := os.ReadFile(path)
+	f.Add(b)
+	f.Add([]byte("devices: [{id: a, token_sha256: zz}]"))
+	f.Add([]byte(""))
+	f.Add([]byte("devices:\n  - id: \"\"\n"))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		df, err := parseDevices(b)
+		if err != nil {
+			return
+		}
+		for _, e := range df.Devices {
+			if CheckDeviceID(e.ID) != nil || len(e.TokenSHA256) != 64 {
+				t.Errorf("accepted %+v", e)
+			}
+		}
+	})
+}
+
+// Service tokens: every token of the file is accepted, the first is sent,
+// and an edit (rotation) takes effect without a restart; a broken edit
+// keeps the last good tokens.
+func TestTokens(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "service.token")
+	first, err := WriteTokenFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := WriteTokenFile(path); err == nil {
+		t.Error("WriteTokenFile replaced an existing file")
+	}
+	if st, _ := os.Stat(path); st.Mode().Perm() != 0o600 {
+		t.Errorf("mode %v, want 0600", st.Mode().Perm())
+	}
+	tok, err := LoadTokens(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if tok.Current() != first || !tok.Valid(first) || tok.Valid("nope") || tok.Valid("") {
+		t.Fatalf("current %q, valid(first) %v", tok.Current(), tok.Valid(first))
+	}
+	second := NewToken(ServiceTokenPrefix)
+	os.WriteFile(path, []byte(second+"\n"+first+"\n"), 0o600)
+	waitFor(t, func() bool { return tok.Current() == second })
+	if !tok.Valid(first) || !tok.Valid(second) {
+		t.Error("both tokens should be accepted during a rotation")
+	}
+	os.WriteFile(path, []byte("short\n"), 0o600)
+	time.Sleep(2 * reloadEvery)
+	if tok.Current() != second || !tok.Valid(first) {
+		t.Error("a broken file replaced the last good tokens")
+	}
+	os.WriteFile(path, []byte("# comment only\n"), 0o600)
+	if _, err := LoadTokens(path); err == nil || !strings.Contains(err.Error(), "no token") {
+		t.Errorf("LoadTokens of an empty file: %v", err)
+	}
+}
+
+// Require lets only bearers of a token through; the transport sends the
+// current one.
+func TestRequireAndTransport(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "service.token")
+	token, _ := WriteTokenFile(path)
+	tok, err := LoadTokens(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(tok.Require(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(http.StatusNoContent) })))
+	defer srv.Close()
+	for _, tc := range []struct {
+		auth string
+		code int
+	}{{"", 401}, {"Bearer wrong-token", 401}, {"Basic " + token, 401}, {"Bearer " + token, 204}} {
+		req, _ := http.NewRequest(http.MethodPost, srv.URL, nil)
+		if tc.auth != "" {
+			req.Header.Set("Authorization", tc.auth)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != tc.code {
+			t.Errorf("Authorization %.20q: %d, want %d", tc.auth, resp.StatusCode, tc.code)
+		}
+		if tc.code == 401 && !strings.HasPrefix(resp.Header.Get("WWW-Authenticate"), "Bearer ") {
+			t.Errorf("401 without a Bearer challenge: %q", resp.Header.Get("WWW-Authenticate"))
+		}
+	}
+	client := &http.Client{Transport: tok.Transport(nil)}
+	resp, err := client.Post(srv.URL, "text/plain", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 204 {
+		t.Errorf("client with the transport: %d", resp.StatusCode)
+	}
+	var nilTokens *Tokens
+	if nilTokens.Transport(nil) != http.DefaultTransport {
+		t.Error("a nil Tokens should leave the transport alone")
+	}
+}
+
+// The device lifecycle: add prints a token that authenticates as the
+// device, the file holds only its hash, revoke takes effect in a running
+// process within 2 s, and re-adding gives a new token.
+func TestDevices(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "devices.yaml")
+	now := time.Date(2026, 12, 1, 12, 0, 0, 0, time.UTC)
+	tokA, err := AddDevice(path, "dev-a", now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tokB, _ := AddDevice(path, "dev-b", now)
+	if _, err := AddDevice(path, "dev-a", now); err == nil || !strings.Contains(err.Error(), "revoke it first") {
+		t.Errorf("adding dev-a twice: %v", err)
+	}
+	for _, bad := range []string{"", "has space", strings.Repeat("x", 129), "-lead", "é"} {
+		if _, err := AddDevice(path, bad, now); err == nil {
+			t.Errorf("AddDevice(%q) accepted", bad)
+		}
+	}
+	b, _ := os.ReadFile(path)
+	if strings.Contains(string(b), tokA) || strings.Contains(string(b), tokB) {
+		t.Fatal("the credentials file holds a token in the clear")
+	}
+	if st, _ := os.Stat(path); st.Mode().Perm() != 0o600 {
+		t.Errorf("mode %v, want 0600", st.Mode().Perm())
+	}
+	d, err := LoadDevices(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if id, ok := d.Authenticate(tokA); !ok || id != "dev-a" {
+		t.Errorf("token A = %q, %v", id, ok)
+	}
+	if _, ok := d.Authenticate(tokA + "x"); ok {
+		t.Error("a wrong token authenticated")
+	}
+	start := time.Now()
+	if err := RevokeDevice(path, "dev-a", now); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, func() bool { _, ok := d.Authenticate(tokA); return !ok })
+	if took := time.Since(start); took > 2*time.Second {
+		t.Errorf("revocation took %s", took)
+	}
+	if id, ok := d.Authenticate(tokB); !ok || id != "dev-b" {
+		t.Error("revoking A revoked B")
+	}
+	if err := RevokeDevice(path, "dev-a", now); err == nil {
+		t.Error("revoking twice")
+	}
+	if err := RevokeDevice(path, "nobody", now); err == nil {
+		t.Error("revoking an unknown device")
+	}
+	tokA2, err := AddDevice(path, "dev-a", now)
+	if err != nil || tokA2 == tokA {
+		t.Fatalf("re-adding: %v", err)
+	}
+	waitFor(t, func() bool { id, ok := d.Authenticate(tokA2); return ok && id == "dev-a" })
+	if _, ok := d.Authenticate(tokA); ok {
+		t.Error("the revoked token came back")
+	}
+	list, err := ListDevices(path)
+	if err != nil || len(list) != 2 || list[0].ID != "dev-a" || list[0].Revoked != nil || list[1].ID != "dev-b" {
+		t.Errorf("list = %+v, %v", list, err)
+	}
+
+	// The 401s a device sees.
+	for _, tc := range []struct{ auth, want string }{
+		{"", "send the device's token"},
+		{"Bearer " + tokA, "not valid, or was revoked"},
+	} {
+		w := httptest.NewRecorder()
+		r := httptest.NewRequest(http.MethodPost, "/v1/ingest", nil)
+		if tc.auth != "" {
+			r.Header.Set("Authorization", tc.auth)
+		}
+		if _, ok := d.FromRequest(w, r); ok || w.Code != 401 || w.Header().Get("WWW-Authenticate") != `Bearer realm="ddnn"` || !strings.Contains(w.Body.String(), tc.want) {
+			t.Errorf("%q: %d %q %s", tc.auth, w.Code, w.Header().Get("WWW-Authenticate"), w.Body)
+		}
+	}
+}
+
+func waitFor(t *testing.T, cond func() bool) {
+	t.Helper()
+	for deadline := time.Now().Add(5 * time.Second); !cond(); time.Sleep(50 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("condition not met within 5s")
+		}
+	}
+}
