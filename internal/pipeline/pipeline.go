@@ -78,6 +78,8 @@ type Pipeline struct {
 	Kafka  Kafka  `yaml:"kafka"`
 	Funnel Funnel `yaml:"funnel"`
 	Admin  Admin  `yaml:"admin"`
+	// Auth says who may use the funnels' device and delivery zones.
+	Auth Auth `yaml:"auth"`
 
 	// Dir is the directory of the YAML file; relative model paths are
 	// resolved against it.

@@ -35,8 +35,8 @@ type Site struct {
 // sites reach it at.
 type SiteFunnel struct {
 	Funnel `yaml:",inline"`
-	// URL is the base URL other sites use to reach this funnel; default
-	// http://<listen>.
+	// URL is the base URL other sites' uplinks use to reach this funnel's
+	// delivery zone; default http://<delivery_listen>.
 	URL string `yaml:"url"`
 }
 
@@ -65,7 +65,7 @@ func (p *Pipeline) Sites() []Site {
 	return []Site{{
 		Name:   LocalSite,
 		Kafka:  p.Kafka,
-		Funnel: SiteFunnel{Funnel: p.Funnel, URL: "http://" + p.Funnel.Listen},
+		Funnel: SiteFunnel{Funnel: p.Funnel, URL: "http://" + p.Funnel.DeliveryListen},
 		Admin:  p.Admin,
 	}}
 }
@@ -272,11 +272,13 @@ func (p *Pipeline) setSiteDefaults() {
 		}
 		setDefault(&s.Funnel.MaxRequestBytes, p.Funnel.MaxRequestBytes)
 		setDefault(&s.Funnel.MaxConnections, p.Funnel.MaxConnections)
+		setDefault(&s.Funnel.TLS, p.Funnel.TLS)
 
 		setDefault(&k.EmbeddedListen, DefaultEmbeddedBroker)
 		setDefault(&s.Funnel.Listen, DefaultFunnelListen)
+		setDefault(&s.Funnel.DeliveryListen, DefaultDeliveryListen)
 		setDefault(&s.Funnel.CoAPListen, DefaultCoAPListen)
-		setDefault(&s.Funnel.URL, "http://"+s.Funnel.Listen)
+		setDefault(&s.Funnel.URL, "http://"+s.Funnel.DeliveryListen)
 		s.Funnel.URL = strings.TrimSuffix(s.Funnel.URL, "/")
 		setDefault(&s.Admin.Listen, DefaultAdminListen)
 	}
@@ -306,6 +308,7 @@ func (p *Pipeline) validateSites() []error {
 		{"kafka.embedded_listen", p.Kafka.EmbeddedListen},
 		{"kafka.embedded_data_dir", p.Kafka.EmbeddedDataDir},
 		{"funnel.listen", p.Funnel.Listen},
+		{"funnel.delivery_listen", p.Funnel.DeliveryListen},
 		{"funnel.coap_listen", p.Funnel.CoAPListen},
 		{"admin.listen", p.Admin.Listen},
 	} {
@@ -410,6 +413,7 @@ func (p *Pipeline) validateSharing() []error {
 		}{
 			{"kafka.embedded_listen", "tcp", s.Kafka.EmbeddedListen, s.Kafka.Embedded()},
 			{"funnel.listen", "tcp", s.Funnel.Listen, true},
+			{"funnel.delivery_listen", "tcp", s.Funnel.DeliveryListen, true},
 			{"funnel.coap_listen", "udp", s.Funnel.CoAPListen, s.Funnel.CoAPListen != "off"},
 			{"admin.listen", "tcp", s.Admin.Listen, true},
 		} {

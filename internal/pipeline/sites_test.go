@@ -33,6 +33,7 @@ func TestSitesBad(t *testing.T) {
 			`sites[2] (cloud).admin.listen: 127.0.0.1:18080 is also sites[0] (edge).funnel.listen`,
 			`sites[4] (lab2).kafka.embedded_listen: 127.0.0.1:9092 is also sites[3] (lab).kafka.embedded_listen`,
 			`sites[4] (lab2).funnel.listen: 127.0.0.1:8080 is also sites[3] (lab).funnel.listen`,
+			`sites[4] (lab2).funnel.delivery_listen: 127.0.0.1:8081 is also sites[3] (lab).funnel.delivery_listen`,
 			`sites[4] (lab2).admin.listen: 127.0.0.1:9464 is also sites[3] (lab).admin.listen`,
 		},
 		"no-sites.bad.yml": {
@@ -126,9 +127,9 @@ func TestContinuum(t *testing.T) {
 		embeddedDir   string
 		coap, brokers string
 	}{
-		{edge, 8, 512, "127.0.0.1:19092", "http://127.0.0.1:18080", "", "127.0.0.1:15683", "127.0.0.1:19092"},
+		{edge, 8, 512, "127.0.0.1:19092", "http://127.0.0.1:18081", "", "127.0.0.1:15683", "127.0.0.1:19092"},
 		{fog, 2, 512, "127.0.0.1:29092", "http://fog.example:28080", "data/fog", "off", "127.0.0.1:29092"},
-		{cloud, 8, 64, "127.0.0.1:39092", "http://127.0.0.1:38080", "", "off", "127.0.0.1:39092"},
+		{cloud, 8, 64, "127.0.0.1:39092", "http://127.0.0.1:38081", "", "off", "127.0.0.1:39092"},
 	} {
 		k, f := tc.site.Kafka, tc.site.Funnel
 		if k.Partitions != tc.partitions || k.ProduceTimeout != 3*time.Second || k.ClientID != DefaultClientID ||
@@ -209,7 +210,7 @@ func TestSitesOnRealKafka(t *testing.T) {
 	if edge.Kafka.ClientID != DefaultClientID || cloud.Kafka.ClientID != "cloud" {
 		t.Errorf("client ids: edge %s, cloud %s", edge.Kafka.ClientID, cloud.Kafka.ClientID)
 	}
-	if edge.Funnel.URL != "https://edge.example" || cloud.Funnel.URL != "http://10.0.2.5:8080" || edge.Funnel.CoAPListen != "10.0.1.5:5683" {
+	if edge.Funnel.URL != "https://edge.example" || cloud.Funnel.URL != "http://10.0.2.5:8081" || edge.Funnel.CoAPListen != "10.0.1.5:5683" {
 		t.Errorf("funnels: edge %+v, cloud %+v", edge.Funnel, cloud.Funnel)
 	}
 	if got, want := p.Links(), []Link{{"edge", "cloud"}, {"cloud", "edge"}}; !reflect.DeepEqual(got, want) {
@@ -269,9 +270,9 @@ func TestSitesPrecedence(t *testing.T) {
 		{"funnel max connections own", "funnel: {max_connections: 100}\n", "funnel: {max_connections: 200}", func(s *Site) bool { return s.Funnel.MaxConnections == 200 }},
 		{"addresses default", "", "", func(s *Site) bool {
 			return s.Kafka.EmbeddedListen == DefaultEmbeddedBroker && s.Funnel.Listen == DefaultFunnelListen &&
-				s.Funnel.CoAPListen == DefaultCoAPListen && s.Admin.Listen == DefaultAdminListen && s.Funnel.URL == "http://"+DefaultFunnelListen
+				s.Funnel.CoAPListen == DefaultCoAPListen && s.Admin.Listen == DefaultAdminListen && s.Funnel.DeliveryListen == DefaultDeliveryListen && s.Funnel.URL == "http://"+DefaultDeliveryListen
 		}},
-		{"url from listen", "", "funnel: {listen: '10.0.0.1:80'}", func(s *Site) bool { return s.Funnel.URL == "http://10.0.0.1:80" }},
+		{"url from delivery_listen", "", "funnel: {listen: '10.0.0.1:80', delivery_listen: '10.0.0.1:81'}", func(s *Site) bool { return s.Funnel.URL == "http://10.0.0.1:81" }},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			site := "  - name: s\n"
@@ -298,7 +299,7 @@ func TestImplicitSite(t *testing.T) {
 			want := []Site{{
 				Name:   LocalSite,
 				Kafka:  p.Kafka,
-				Funnel: SiteFunnel{Funnel: p.Funnel, URL: "http://" + p.Funnel.Listen},
+				Funnel: SiteFunnel{Funnel: p.Funnel, URL: "http://" + p.Funnel.DeliveryListen},
 				Admin:  p.Admin,
 			}}
 			if got := p.Sites(); !reflect.DeepEqual(got, want) {

@@ -19,6 +19,7 @@ const (
 	DefaultClientID             = "ddnn"
 	DefaultProduceTimeout       = 5 * time.Second
 	DefaultFunnelListen         = "127.0.0.1:8080"
+	DefaultDeliveryListen       = "127.0.0.1:8081"
 	DefaultCoAPListen           = "127.0.0.1:5683"
 	DefaultFunnelMaxConnections = 4096
 	DefaultAdminListen          = "127.0.0.1:9464"
@@ -107,9 +108,16 @@ func (k *Kafka) SeedBrokers() []string {
 
 // Funnel configures the funnel that devices and inference functions write to.
 type Funnel struct {
-	// Listen is the HTTP address of /v1/ingest and the internal delivery
-	// routes.
+	// Listen is the HTTP address of the device zone: /v1/ingest, /healthz
+	// and /readyz, nothing else.
 	Listen string `yaml:"listen"`
+	// DeliveryListen is the HTTP address of the delivery zone: the routes
+	// the pipeline's own parts deliver to (/v1/tiers/<tier>, /v1/results,
+	// /v1/drain) and /metrics, each for bearers of the service credential
+	// (auth.service).
+	DeliveryListen string `yaml:"delivery_listen"`
+	// TLS, when its files are set, serves the device zone over HTTPS.
+	TLS FunnelTLS `yaml:"tls"`
 	// MaxRequestBytes bounds a device's ingest body; larger ones get 413.
 	// The default, Input.IngestBytes, takes the largest valid sample in
 	// either form. Delivery routes between the pipeline's parts take up to
@@ -123,6 +131,19 @@ type Funnel struct {
 	// disables CoAP.
 	CoAPListen string `yaml:"coap_listen"`
 }
+
+// FunnelTLS is the device listener's certificate, and the CA of the
+// devices' client certificates (whose common name is then the device id).
+type FunnelTLS struct {
+	CertFile string `yaml:"cert_file"`
+	KeyFile  string `yaml:"key_file"`
+	// ClientCAFile, when set, asks devices for a certificate signed by it;
+	// a device that presents one needs no token.
+	ClientCAFile string `yaml:"client_ca_file"`
+}
+
+// Enabled reports whether the device listener serves HTTPS.
+func (t *FunnelTLS) Enabled() bool { return t.CertFile != "" }
 
 // Admin configures the supervisor's /metrics, /healthz and /readyz.
 type Admin struct {
@@ -197,6 +218,7 @@ func (p *Pipeline) setStreamingDefaults() {
 		// sections are the implicit site's.
 		setDefault(&k.EmbeddedListen, DefaultEmbeddedBroker)
 		setDefault(&p.Funnel.Listen, DefaultFunnelListen)
+		setDefault(&p.Funnel.DeliveryListen, DefaultDeliveryListen)
 		setDefault(&p.Funnel.CoAPListen, DefaultCoAPListen)
 		setDefault(&p.Admin.Listen, DefaultAdminListen)
 	}
@@ -206,6 +228,7 @@ func (p *Pipeline) setStreamingDefaults() {
 	setDefault(&k.MaxRecordBytes, DefaultMaxRecordBytes)
 	setDefault(&p.Funnel.MaxConnections, DefaultFunnelMaxConnections)
 	setDefault(&p.Funnel.MaxRequestBytes, p.Input.IngestBytes())
+	p.Auth.setDefaults()
 	p.setSiteDefaults()
 	for i := range p.Tiers {
 		c := &p.Tiers[i].Connector
@@ -262,6 +285,7 @@ func (p *Pipeline) validateStreaming() []error {
 	}
 	errs = append(errs, p.Kafka.validateSettings("kafka")...)
 	errs = append(errs, p.Funnel.validateSettings("funnel")...)
+	errs = append(errs, p.Auth.validate()...)
 	if n := p.Input.RecordBytes(); n > p.Kafka.MaxRecordBytes {
 		bad("input", "a %s %v sample makes Kafka records of up to %d bytes, over kafka.max_record_bytes %d (raise it together with the brokers' message.max.bytes)",
 			p.Input.DType, p.Input.Shape, n, p.Kafka.MaxRecordBytes)
@@ -401,6 +425,9 @@ func (fu *Funnel) validateSettings(f string) []error {
 	if fu.MaxRequestBytes < 1024 {
 		errs = append(errs, fmt.Errorf("%s.max_request_bytes: %d must be at least 1024", f, fu.MaxRequestBytes))
 	}
+	if t := fu.TLS; (t.CertFile == "") != (t.KeyFile == "") || (t.ClientCAFile != "" && t.CertFile == "") {
+		errs = append(errs, fmt.Errorf("%s.tls: cert_file and key_file go together, and client_ca_file needs them", f))
+	}
 	return errs
 }
 
@@ -409,6 +436,12 @@ func (fu *Funnel) validatePlacement(f string) []error {
 	var errs []error
 	if err := checkAddr(f+".listen", fu.Listen); err != nil {
 		errs = append(errs, err)
+	}
+	if err := checkAddr(f+".delivery_listen", fu.DeliveryListen); err != nil {
+		errs = append(errs, err)
+	}
+	if fu.DeliveryListen == fu.Listen {
+		errs = append(errs, fmt.Errorf("%s.delivery_listen: %s is also %s.listen: the device and delivery zones need their own listeners", f, fu.DeliveryListen, f))
 	}
 	if fu.CoAPListen != "off" {
 		if err := checkAddr(f+".coap_listen", fu.CoAPListen); err != nil {

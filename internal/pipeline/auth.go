@@ -1,0 +1,106 @@
+package pipeline
+
+import (
+	"fmt"
+	"net"
+	"net/netip"
+)
+
+// Auth modes.
+const (
+	AuthToken = "token"
+	AuthNone  = "none"
+)
+
+// Auth says who may use the funnels' zones. One pipeline is one trust
+// domain: every site shares these settings.
+type Auth struct {
+	// Devices is how devices prove who they are on ingest: "token" (a
+	// bearer token from DevicesFile, or a client certificate when
+	// funnel.tls.client_ca_file is set) or "none" (anyone may send, with
+	// any device id). Default: token when DevicesFile is set; unset, a
+	// funnel whose device listener is reachable from outside this machine
+	// refuses to start.
+	Devices string `yaml:"devices"`
+	// DevicesFile is the device credentials file (ddnn devices add).
+	DevicesFile string `yaml:"devices_file"`
+	// Service is how the pipeline's own parts prove themselves on the
+	// delivery zone and to replicas: "token" (ServiceTokenFile) or "none".
+	// Default: token when ServiceTokenFile is set; unset, `ddnn up` makes
+	// a token of its own for its children, and a funnel or replica
+	// reachable from outside this machine refuses to start.
+	Service string `yaml:"service"`
+	// ServiceTokenFile holds the service tokens, one per line: the first
+	// is sent, every one accepted (rotate by adding the new one first).
+	ServiceTokenFile string `yaml:"service_token_file"`
+}
+
+func (a *Auth) setDefaults() {
+	if a.DevicesFile != "" {
+		setDefault(&a.Devices, AuthToken)
+	}
+	if a.ServiceTokenFile != "" {
+		setDefault(&a.Service, AuthToken)
+	}
+}
+
+func (a *Auth) validate() []error {
+	var errs []error
+	for _, z := range []struct{ field, mode, fileField, file string }{
+		{"auth.devices", a.Devices, "auth.devices_file", a.DevicesFile},
+		{"auth.service", a.Service, "auth.service_token_file", a.ServiceTokenFile},
+	} {
+		switch z.mode {
+		case "", AuthNone:
+			if z.file != "" {
+				errs = append(errs, fmt.Errorf("%s: %q contradicts %s", z.field, z.mode, z.fileField))
+			}
+		case AuthToken:
+			if z.file == "" {
+				errs = append(errs, fmt.Errorf("%s: token needs %s", z.field, z.fileField))
+			}
+		default:
+			errs = append(errs, fmt.Errorf("%s: %q unknown (want token or none)", z.field, z.mode))
+		}
+	}
+	return errs
+}
+
+// IsLoopback reports whether a listen address (host:port) is reachable
+// only from this machine: a loopback IP or localhost. An empty host or an
+// unspecified address (0.0.0.0, ::) listens on every interface.
+func IsLoopback(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return false
+	}
+	if host == "localhost" {
+		return true
+	}
+	ip, err := netip.ParseAddr(host)
+	return err == nil && ip.IsLoopback()
+}
+
+// CheckExposure refuses a listener reachable from outside this machine
+// whose zone has no authentication, naming the settings that fix it or
+// opt out, the way Redis's protected mode does. zone is "device" or
+// "delivery"; what names the listener in the message.
+func (p *Pipeline) CheckExposure(zone, what, addr string) error {
+	if IsLoopback(addr) {
+		return nil
+	}
+	switch zone {
+	case "device":
+		if p.Auth.Devices != "" || p.Funnel.TLS.ClientCAFile != "" {
+			return nil
+		}
+		return fmt.Errorf("%s %s is reachable from outside this machine and devices are not authenticated: "+
+			"set auth.devices_file (ddnn devices add -f FILE NAME), or auth.devices: none to let anyone send", what, addr)
+	default:
+		if p.Auth.Service != "" {
+			return nil
+		}
+		return fmt.Errorf("%s %s is reachable from outside this machine and the delivery zone is not authenticated: "+
+			"set auth.service_token_file (ddnn devices token > FILE), or auth.service: none to let anyone deliver", what, addr)
+	}
+}
