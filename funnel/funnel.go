@@ -35,6 +35,7 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/ddnn-continuum/ddnn/internal/auth"
 	"github.com/ddnn-continuum/ddnn/internal/kafka"
 	"github.com/ddnn-continuum/ddnn/internal/pipeline"
 	"github.com/ddnn-continuum/ddnn/internal/wire"
@@ -64,6 +65,7 @@ type Funnel struct {
 	first string // first tier
 	// ingestSite is the site of the first tier, which takes device data.
 	ingestSite string
+	auth       Auth
 	draining   atomic.Bool
 	now        func() time.Time
 	bufs       sync.Pool
@@ -148,16 +150,56 @@ func (e *RecordTooLargeError) Error() string {
 // working so in-flight samples can finish.
 func (f *Funnel) Drain() { f.draining.Store(true) }
 
-// Handler serves the funnel's routes, /healthz and /readyz.
-func (f *Funnel) Handler() http.Handler {
+// Auth is who the funnel lets in: devices with a credential on the device
+// zone, the pipeline's own parts with the service token on the delivery
+// zone. A nil field lets everyone in (loopback deployments and explicit
+// `auth: none`).
+type Auth struct {
+	// Devices authenticates device tokens; a device that presents a
+	// client certificate verified by the device listener's TLS needs none.
+	Devices *auth.Devices
+	// Service guards the delivery zone.
+	Service *auth.Tokens
+}
+
+// SetAuth sets who the funnel lets in; call it before serving.
+func (f *Funnel) SetAuth(a Auth) { f.auth = a }
+
+// DeviceHandler serves the device zone: POST /v1/ingest, /healthz and
+// /readyz. Nothing else is there: the routes that write a tier's input,
+// the results or the drain switch are on the delivery zone.
+func (f *Funnel) DeviceHandler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST "+PathIngest, f.serveIngest)
-	mux.HandleFunc("POST "+PathTiers+"{tier}", f.serveTier)
-	mux.HandleFunc("POST "+PathResults, f.serveResults)
-	mux.HandleFunc("POST "+PathDrain, func(w http.ResponseWriter, _ *http.Request) {
+	f.health(mux)
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		writeError(w, http.StatusNotFound, fmt.Sprintf("no route %s %s on the device listener (POST %s)", r.Method, r.URL.Path, PathIngest))
+	})
+	return mux
+}
+
+// DeliveryHandler serves the delivery zone: the batches of the pipeline's
+// own parts (POST /v1/tiers/<tier>, POST /v1/results) and POST /v1/drain,
+// each for bearers of the service token (Auth.Service); /healthz and
+// /readyz for anyone.
+func (f *Funnel) DeliveryHandler() http.Handler {
+	guarded := http.NewServeMux()
+	guarded.HandleFunc("POST "+PathTiers+"{tier}", f.serveTier)
+	guarded.HandleFunc("POST "+PathResults, f.serveResults)
+	guarded.HandleFunc("POST "+PathDrain, func(w http.ResponseWriter, _ *http.Request) {
 		f.Drain()
 		io.WriteString(w, "draining\n")
 	})
+	guarded.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		writeError(w, http.StatusNotFound, fmt.Sprintf("no route %s %s on the delivery listener (POST %s<tier>, POST %s, POST %s)", r.Method, r.URL.Path, PathTiers, PathResults, PathDrain))
+	})
+	mux := http.NewServeMux()
+	f.health(mux)
+	mux.Handle("/", f.auth.Service.Require(guarded))
+	return mux
+}
+
+func (f *Funnel) health(mux *http.ServeMux) {
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { io.WriteString(w, "ok\n") })
 	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
 		if f.draining.Load() {
@@ -166,10 +208,6 @@ func (f *Funnel) Handler() http.Handler {
 		}
 		io.WriteString(w, "ready\n")
 	})
-	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
-		writeError(w, http.StatusNotFound, fmt.Sprintf("no route %s %s (routes: POST %s, POST %s<tier>, POST %s)", r.Method, r.URL.Path, PathIngest, PathTiers, PathResults))
-	})
-	return mux
 }
 
 // ErrorBody is the JSON of every error answer.
@@ -196,6 +234,8 @@ func outcomeFor(code int) string {
 	switch code {
 	case http.StatusBadRequest:
 		return "bad_request"
+	case http.StatusForbidden:
+		return "forbidden"
 	case http.StatusNotFound:
 		return "not_found"
 	case http.StatusRequestEntityTooLarge:
@@ -269,6 +309,17 @@ func (f *Funnel) serveIngest(w http.ResponseWriter, r *http.Request) {
 	if v := r.Header.Get(HeaderDeviceID); v != "" && m.Device == "" {
 		m.Device = v
 	}
+	if device, ok := f.authenticated(w, r); !ok {
+		f.m.request(route, "unauthorized")
+		return
+	} else if device != "" {
+		// The device is who its credential says, never what it claims.
+		if m.Device != "" && m.Device != device {
+			f.fail(w, route, http.StatusForbidden, fmt.Sprintf("the credential is device %q's: it cannot send as %q", device, m.Device))
+			return
+		}
+		m.Device = device
+	}
 	if err := f.accept(r.Context(), &m); err != nil {
 		f.produceFailed(w, route, err)
 		return
@@ -277,6 +328,19 @@ func (f *Funnel) serveIngest(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(http.StatusAccepted)
 	json.NewEncoder(w).Encode(IngestResponse{ID: m.ID})
+}
+
+// authenticated returns the device a request comes from: the common name
+// of its verified client certificate, else the owner of its bearer token;
+// "" when devices are not authenticated. ok is false after answering 401.
+func (f *Funnel) authenticated(w http.ResponseWriter, r *http.Request) (device string, ok bool) {
+	if r.TLS != nil && len(r.TLS.VerifiedChains) > 0 {
+		return r.TLS.VerifiedChains[0][0].Subject.CommonName, true
+	}
+	if f.auth.Devices == nil {
+		return "", true
+	}
+	return f.auth.Devices.FromRequest(w, r)
 }
 
 // decodeIngest reads raw bytes (the pipeline input's dtype and shape) or

@@ -36,10 +36,19 @@ kafka: {partitions: 2, produce_timeout: 1s}
 `
 
 type env struct {
-	p   *pipeline.Pipeline
-	srv *httptest.Server
-	cl  *kgo.Client
-	f   *Funnel
+	p    *pipeline.Pipeline
+	srv  *httptest.Server // the device zone
+	dsrv *httptest.Server // the delivery zone
+	cl   *kgo.Client
+	f    *Funnel
+}
+
+// serve starts both zones of f.
+func serve(t *testing.T, f *Funnel) (device, delivery *httptest.Server) {
+	device, delivery = httptest.NewServer(f.DeviceHandler()), httptest.NewServer(f.DeliveryHandler())
+	t.Cleanup(device.Close)
+	t.Cleanup(delivery.Close)
+	return device, delivery
 }
 
 // setup runs a funnel against an in-process broker (brokerAddr "" ) or
@@ -67,14 +76,17 @@ func setupYAML(t *testing.T, brokerAddr, y string) *env {
 	}
 	t.Cleanup(cl.Close)
 	f := New(p, cl, nil, nil)
-	srv := httptest.NewServer(f.Handler())
-	t.Cleanup(srv.Close)
-	return &env{p: p, srv: srv, cl: cl, f: f}
+	srv, dsrv := serve(t, f)
+	return &env{p: p, srv: srv, dsrv: dsrv, cl: cl, f: f}
 }
 
 func (e *env) post(t *testing.T, path, contentType string, body []byte, hdr map[string]string) (*http.Response, string) {
 	t.Helper()
-	req, _ := http.NewRequest("POST", e.srv.URL+path, bytes.NewReader(body))
+	base := e.dsrv.URL // the pipeline's own routes
+	if path == PathIngest {
+		base = e.srv.URL
+	}
+	req, _ := http.NewRequest("POST", base+path, bytes.NewReader(body))
 	if contentType != "" {
 		req.Header.Set("Content-Type", contentType)
 	}

@@ -2,10 +2,14 @@ package funnel
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"net"
 	"net/http"
+	"os"
+	"sync"
 	"time"
 
 	coapnet "github.com/plgd-dev/go-coap/v3/net"
@@ -13,19 +17,24 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"golang.org/x/net/netutil"
 	"golang.org/x/sync/errgroup"
+
+	"github.com/ddnn-continuum/ddnn/internal/pipeline"
 )
 
 // RunConfig is what Run serves on. The caller opens the sockets, so that a
 // busy address fails before anything runs and ports may be ephemeral.
 type RunConfig struct {
-	// HTTP serves every route; Run bounds it to funnel.max_connections
-	// open connections.
-	HTTP net.Listener
+	// Device serves the device zone (DeviceHandler), over TLS when TLS is
+	// set; Run bounds it to funnel.max_connections open connections.
+	Device net.Listener
+	TLS    *tls.Config
+	// Delivery serves the delivery zone (DeliveryHandler) and, when
+	// Gatherer is set, GET /metrics for bearers of the service token.
+	Delivery net.Listener
 	// CoAP, when set, serves the ingest route over CoAP (ListenCoAP).
 	CoAP       *coapnet.UDPConn
 	CoAPLimits CoAPLimits
-	// Gatherer, when set, is served on GET /metrics.
-	Gatherer prometheus.Gatherer
+	Gatherer   prometheus.Gatherer
 	// ShutdownTimeout bounds the wait for HTTP requests in flight when
 	// stopping (default 8s).
 	ShutdownTimeout time.Duration
@@ -36,13 +45,13 @@ type RunConfig struct {
 // Run serves the funnel until ctx ends or a server stops (a CoAP server
 // that ends on its own ends the funnel too, so a supervisor restarts it
 // whole). Then it stops in order: ingest answers 503 and the CoAP server
-// stops, HTTP stops accepting and waits for the requests in flight (device
-// ingests already taken and internal deliveries) to be acknowledged, and
-// the producer flushes what is left. It closes both sockets; the Kafka
-// client stays the caller's to close.
+// stops, both HTTP servers stop accepting and wait for the requests in
+// flight (device ingests already taken and internal deliveries) to be
+// acknowledged, and the producer flushes what is left. It closes every
+// socket; the Kafka client stays the caller's to close.
 func (f *Funnel) Run(ctx context.Context, cfg RunConfig) error {
-	if cfg.HTTP == nil {
-		return errors.New("funnel: no HTTP listener")
+	if cfg.Device == nil || cfg.Delivery == nil {
+		return errors.New("funnel: a device and a delivery listener are both required")
 	}
 	if cfg.ShutdownTimeout == 0 {
 		cfg.ShutdownTimeout = 8 * time.Second
@@ -50,16 +59,26 @@ func (f *Funnel) Run(ctx context.Context, cfg RunConfig) error {
 	if cfg.FlushTimeout == 0 {
 		cfg.FlushTimeout = 3 * time.Second
 	}
-	mux := http.NewServeMux()
-	mux.Handle("/", f.Handler())
+	delivery := http.NewServeMux()
+	delivery.Handle("/", f.DeliveryHandler())
 	if cfg.Gatherer != nil {
-		mux.Handle("GET /metrics", promhttp.HandlerFor(cfg.Gatherer, promhttp.HandlerOpts{}))
+		delivery.Handle("GET /metrics", f.auth.Service.Require(promhttp.HandlerFor(cfg.Gatherer, promhttp.HandlerOpts{})))
 	}
-	ln := cfg.HTTP
+	device := cfg.Device
 	if n := f.p.Funnel.MaxConnections; n > 0 {
-		ln = netutil.LimitListener(ln, n)
+		device = netutil.LimitListener(device, n)
 	}
-	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	if cfg.TLS != nil {
+		device = tls.NewListener(device, cfg.TLS)
+	}
+	servers := []struct {
+		zone string
+		ln   net.Listener
+		srv  *http.Server
+	}{
+		{"device", device, &http.Server{Handler: f.DeviceHandler(), ReadHeaderTimeout: 10 * time.Second}},
+		{"delivery", cfg.Delivery, &http.Server{Handler: delivery, ReadHeaderTimeout: 10 * time.Second}},
+	}
 
 	g, gctx := errgroup.WithContext(ctx)
 	if cfg.CoAP != nil {
@@ -74,22 +93,31 @@ func (f *Funnel) Run(ctx context.Context, cfg RunConfig) error {
 			return nil
 		})
 	}
-	g.Go(func() error {
-		f.log.Info("funnel serving", "addr", cfg.HTTP.Addr().String(), "brokers", f.p.Kafka.SeedBrokers())
-		if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
-			return fmt.Errorf("http funnel: %w", err)
-		}
-		return nil
-	})
+	f.log.Info("funnel serving", "device", cfg.Device.Addr().String(), "tls", cfg.TLS != nil,
+		"delivery", cfg.Delivery.Addr().String(), "brokers", f.p.Kafka.SeedBrokers())
+	for _, s := range servers {
+		g.Go(func() error {
+			if err := s.srv.Serve(s.ln); !errors.Is(err, http.ErrServerClosed) {
+				return fmt.Errorf("http funnel, %s listener: %w", s.zone, err)
+			}
+			return nil
+		})
+	}
 	g.Go(func() error {
 		<-gctx.Done()
 		f.Drain()
 		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cfg.ShutdownTimeout)
 		defer cancel()
-		if err := srv.Shutdown(sctx); err != nil {
-			f.log.Warn("http requests still in flight after the shutdown timeout; closing them", "timeout", cfg.ShutdownTimeout)
-			srv.Close()
+		var wg sync.WaitGroup
+		for _, s := range servers {
+			wg.Go(func() {
+				if err := s.srv.Shutdown(sctx); err != nil {
+					f.log.Warn("http requests still in flight after the shutdown timeout; closing them", "listener", s.zone, "timeout", cfg.ShutdownTimeout)
+					s.srv.Close()
+				}
+			})
 		}
+		wg.Wait()
 		return nil
 	})
 	err := g.Wait()
@@ -101,4 +129,32 @@ func (f *Funnel) Run(ctx context.Context, cfg RunConfig) error {
 	}
 	f.log.Info("funnel stopped")
 	return err
+}
+
+// TLSConfig is the device listener's TLS from the pipeline's funnel.tls
+// (paths relative to the pipeline file), or nil when it has no
+// certificate. With a client CA, devices may present a certificate signed
+// by it instead of a token; one without a certificate still needs a token.
+func TLSConfig(p *pipeline.Pipeline) (*tls.Config, error) {
+	t := p.Funnel.TLS
+	if !t.Enabled() {
+		return nil, nil
+	}
+	cert, err := tls.LoadX509KeyPair(p.Path(t.CertFile), p.Path(t.KeyFile))
+	if err != nil {
+		return nil, fmt.Errorf("funnel.tls: %w", err)
+	}
+	cfg := &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+	if t.ClientCAFile != "" {
+		pem, err := os.ReadFile(p.Path(t.ClientCAFile))
+		if err != nil {
+			return nil, fmt.Errorf("funnel.tls.client_ca_file: %w", err)
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("funnel.tls.client_ca_file %s: no PEM certificate in it", t.ClientCAFile)
+		}
+		cfg.ClientCAs, cfg.ClientAuth = pool, tls.VerifyClientCertIfGiven
+	}
+	return cfg, nil
 }

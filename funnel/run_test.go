@@ -23,7 +23,8 @@ import (
 // running is a funnel in Run on loopback sockets.
 type running struct {
 	p    *pipeline.Pipeline
-	url  string
+	url  string // the device zone
+	durl string // the delivery zone
 	udp  interface{ Close() error }
 	stop context.CancelFunc
 	done chan error
@@ -47,13 +48,19 @@ func startRun(t *testing.T, y, brokers string, reg prometheus.Gatherer) *running
 	if err != nil {
 		t.Fatal(err)
 	}
+	dln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
 	udp, err := ListenCoAP("127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	r := &running{p: p, url: "http://" + ln.Addr().String(), udp: udp, stop: cancel, done: make(chan error, 1)}
-	go func() { r.done <- New(p, cl, nil, nil).Run(ctx, RunConfig{HTTP: ln, CoAP: udp, Gatherer: reg}) }()
+	r := &running{p: p, url: "http://" + ln.Addr().String(), durl: "http://" + dln.Addr().String(), udp: udp, stop: cancel, done: make(chan error, 1)}
+	go func() {
+		r.done <- New(p, cl, nil, nil).Run(ctx, RunConfig{Device: ln, Delivery: dln, CoAP: udp, Gatherer: reg})
+	}()
 	t.Cleanup(func() {
 		cancel()
 		r.wait(t)
@@ -200,7 +207,7 @@ func TestRunServesMetrics(t *testing.T) {
 	reg.MustRegister(prometheus.NewCounter(prometheus.CounterOpts{Name: "ddnn_test_total", Help: "x"}))
 	r := startRun(t, testYAML, broker(t), reg)
 	waitServing(t, r)
-	resp, err := http.Get(r.url + "/metrics")
+	resp, err := http.Get(r.durl + "/metrics")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -2,7 +2,6 @@ package funnel
 
 import (
 	"net/http"
-	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
@@ -21,8 +20,8 @@ name: t
 input: {dtype: float32, shape: [2, 2]}
 classes: [a, b]
 sites:
-  - {name: edge, kafka: {embedded_listen: 127.0.0.1:0}, funnel: {listen: 127.0.0.1:0}, admin: {listen: 127.0.0.1:0}}
-  - {name: cloud, kafka: {embedded_listen: 127.0.0.1:0}, funnel: {listen: 127.0.0.1:0, coap_listen: "off"}, admin: {listen: 127.0.0.1:0}}
+  - {name: edge, kafka: {embedded_listen: 127.0.0.1:0}, funnel: {listen: 127.0.0.1:0, delivery_listen: 127.0.0.1:0}, admin: {listen: 127.0.0.1:0}}
+  - {name: cloud, kafka: {embedded_listen: 127.0.0.1:0}, funnel: {listen: 127.0.0.1:0, delivery_listen: 127.0.0.1:0, coap_listen: "off"}, admin: {listen: 127.0.0.1:0}}
 tiers:
   - {name: edge, site: edge, model: e.onnx, exit: {output: o, threshold: 0.5}, forward: {output: f}}
   - {name: cloud, site: cloud, model: c.onnx, exit: {output: o}}
@@ -61,9 +60,8 @@ func setupSites(t *testing.T, y string) map[string]*env {
 		if err != nil {
 			t.Fatal(err)
 		}
-		srv := httptest.NewServer(f.Handler())
-		t.Cleanup(srv.Close)
-		envs[s.Name] = &env{p: sp, srv: srv, cl: cl, f: f}
+		srv, dsrv := serve(t, f)
+		envs[s.Name] = &env{p: sp, srv: srv, dsrv: dsrv, cl: cl, f: f}
 	}
 	return envs
 }

@@ -440,7 +440,7 @@ func (fu *Funnel) validatePlacement(f string) []error {
 	if err := checkAddr(f+".delivery_listen", fu.DeliveryListen); err != nil {
 		errs = append(errs, err)
 	}
-	if fu.DeliveryListen == fu.Listen {
+	if _, port, _ := net.SplitHostPort(fu.Listen); fu.DeliveryListen == fu.Listen && port != "0" {
 		errs = append(errs, fmt.Errorf("%s.delivery_listen: %s is also %s.listen: the device and delivery zones need their own listeners", f, fu.DeliveryListen, f))
 	}
 	if fu.CoAPListen != "off" {
