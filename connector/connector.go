@@ -46,6 +46,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kmsg"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/ddnn-continuum/ddnn/internal/auth"
 	"github.com/ddnn-continuum/ddnn/internal/kafka"
 	"github.com/ddnn-continuum/ddnn/internal/pipeline"
 	"github.com/ddnn-continuum/ddnn/internal/wire"
@@ -89,6 +90,9 @@ type Config struct {
 	// once, without a rebalance, where a new member waits for the dead
 	// one's session to time out. Each connector of a tier needs its own.
 	InstanceID string
+	// Service, when set, is presented on every call: replicas that
+	// deliver onward and the funnels' delivery zones want it.
+	Service *auth.Tokens
 	// Registerer receives the connector's and the Kafka client's metrics;
 	// nil registers nothing.
 	Registerer prometheus.Registerer
@@ -168,10 +172,10 @@ func newConnector(cfg Config, c *Connector, labels prometheus.Labels) *Connector
 	c.cfg = cfg
 	c.offsets = NewOffsets()
 	c.pool = newPool(cfg.Replicas, c.conn.InFlightPerReplica)
-	c.http = &http.Client{Transport: &http.Transport{
+	c.http = &http.Client{Transport: cfg.Service.Transport(&http.Transport{
 		MaxIdleConnsPerHost: c.conn.InFlightPerReplica * 2,
 		IdleConnTimeout:     90 * time.Second,
-	}}
+	})}
 	c.room = make(chan struct{}, 1)
 	reg := cfg.Registerer
 	if reg == nil {
@@ -613,10 +617,15 @@ func (c *Connector) invoke(r *replica, batch []item) {
 	}
 }
 
-// refused says whether status refuses the records of a call (a 4xx other
-// than busy or a timeout).
+// refused says whether status refuses the records of a call: a 4xx other
+// than busy, a timeout, or a refused credential (401, 403: the caller's
+// setup is wrong, not the records, and they wait until it is fixed).
 func refused(status int) bool {
-	return status >= 400 && status < 500 && status != http.StatusTooManyRequests && status != http.StatusRequestTimeout
+	switch status {
+	case http.StatusTooManyRequests, http.StatusRequestTimeout, http.StatusUnauthorized, http.StatusForbidden:
+		return false
+	}
+	return status >= 400 && status < 500
 }
 
 // charge counts a failure against each record of batch. A batch of

@@ -11,6 +11,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/ddnn-continuum/ddnn/funnel"
+	"github.com/ddnn-continuum/ddnn/internal/auth"
 	"github.com/ddnn-continuum/ddnn/internal/wire"
 )
 
@@ -27,19 +28,20 @@ type FunnelDeliverer struct {
 	now    func() time.Time
 }
 
-// NewFunnelDeliverer delivers for tier to the funnel at baseURL
-// (http://host:port); next is the next tier's name, "" on the last tier.
+// NewFunnelDeliverer delivers for tier to the delivery zone of the funnel
+// at baseURL (http://host:port), presenting tokens' current service token
+// (nil: none); next is the next tier's name, "" on the last tier.
 // Forwards travel in enc.
-func NewFunnelDeliverer(baseURL, tier, next string, enc wire.Encoding, timeout time.Duration) *FunnelDeliverer {
+func NewFunnelDeliverer(baseURL, tier, next string, enc wire.Encoding, timeout time.Duration, tokens *auth.Tokens) *FunnelDeliverer {
 	return &FunnelDeliverer{
 		base: baseURL,
 		enc:  enc,
 		tier: tier,
 		next: next,
-		client: &http.Client{Timeout: timeout, Transport: &http.Transport{
+		client: &http.Client{Timeout: timeout, Transport: tokens.Transport(&http.Transport{
 			MaxIdleConnsPerHost: 64,
 			IdleConnTimeout:     90 * time.Second,
-		}},
+		})},
 		now: time.Now,
 	}
 }

@@ -12,6 +12,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"golang.org/x/sync/errgroup"
+
+	"github.com/ddnn-continuum/ddnn/internal/auth"
 )
 
 // ServerConfig runs a Function as a standalone HTTP server.
@@ -25,6 +27,10 @@ type ServerConfig struct {
 	Load func() (*Session, error)
 	// Gatherer, when set, is served on /metrics.
 	Gatherer prometheus.Gatherer
+	// Service, when set, admits only bearers of a service token to POST
+	// /v1/infer: a replica that delivers its decisions onward must not do
+	// it for anyone else.
+	Service *auth.Tokens
 	// ShutdownTimeout bounds the drain of in-flight requests (default 10s).
 	ShutdownTimeout time.Duration
 	Logger          *slog.Logger
@@ -42,7 +48,9 @@ func Serve(ctx context.Context, cfg ServerConfig) error {
 		cfg.ShutdownTimeout = 10 * time.Second
 	}
 	mux := http.NewServeMux()
-	mux.Handle("/", cfg.Function.Handler())
+	fh := cfg.Function.Handler()
+	mux.Handle("/", fh)
+	mux.Handle(InferPath, cfg.Service.Require(fh))
 	if cfg.Gatherer != nil {
 		mux.Handle("/metrics", promhttp.HandlerFor(cfg.Gatherer, promhttp.HandlerOpts{}))
 	}

@@ -20,7 +20,8 @@ func runInference(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	tier := fs.String("tier", "", "tier to serve (required)")
 	listen := fs.String("listen", "127.0.0.1:8090", "address to serve on; port 0 picks a free one")
 	threads := fs.Int("threads", 0, "ONNX Runtime intra-op threads (default: the tier's inference.intra_op_threads)")
-	funnelURL := fs.String("funnel", "", "funnel base URL (http://host:port) to deliver exits and forwards to; empty answers decisions only")
+	funnelURL := fs.String("funnel", "", "base URL of the funnel's delivery zone (http://host:port) to deliver exits and forwards to; empty answers decisions only")
+	tokenFile := serviceTokenFlag(fs)
 	newLogger := logFlags(fs, stderr)
 	if err := parse(fs, args); err != nil {
 		return err
@@ -44,6 +45,17 @@ func runInference(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	if *threads == 0 {
 		*threads = t.Inference.IntraOpThreads
 	}
+	applyServiceTokens(p, *tokenFile)
+	tokens, err := serviceTokens(p)
+	if err != nil {
+		return err
+	}
+	if *funnelURL != "" {
+		// A replica that delivers onward is part of the delivery zone.
+		if err := p.CheckExposure("delivery", "inference listener", *listen); err != nil {
+			return err
+		}
+	}
 	log = log.With("component", "inference", "tier", t.Name)
 
 	reg := prometheus.NewRegistry()
@@ -54,7 +66,7 @@ func runInference(ctx context.Context, args []string, stdout, stderr io.Writer) 
 		if !p.Last(i) {
 			next = p.Tiers[i+1].Name
 		}
-		deliverer = inference.NewFunnelDeliverer(strings.TrimSuffix(*funnelURL, "/"), t.Name, next, p.Encoding(), p.Kafka.ProduceTimeout+2*time.Second)
+		deliverer = inference.NewFunnelDeliverer(strings.TrimSuffix(*funnelURL, "/"), t.Name, next, p.Encoding(), p.Kafka.ProduceTimeout+2*time.Second, tokens)
 	}
 	f, err := inference.New(inference.Config{
 		Pipeline:  p,
@@ -78,6 +90,7 @@ func runInference(ctx context.Context, args []string, stdout, stderr io.Writer) 
 			return inference.NewSession(p, i, inference.SessionOptions{IntraOpThreads: *threads})
 		},
 		Gatherer: reg,
+		Service:  tokens,
 		Logger:   log,
 	})
 }

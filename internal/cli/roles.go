@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"flag"
@@ -20,6 +21,7 @@ import (
 
 	"github.com/ddnn-continuum/ddnn/connector"
 	"github.com/ddnn-continuum/ddnn/funnel"
+	"github.com/ddnn-continuum/ddnn/internal/auth"
 	"github.com/ddnn-continuum/ddnn/internal/kafka"
 	"github.com/ddnn-continuum/ddnn/internal/pipeline"
 )
@@ -78,10 +80,10 @@ func placeTiers(p *pipeline.Pipeline, site string) error {
 }
 
 // roleFlags are the flags of the roles that run without a model: -f,
-// --brokers (optional), --tiers-on and --log-level.
+// --brokers (optional), --tiers-on, --service-token-file and --log-level.
 type roleFlags struct {
-	file, brokers, tiersOn *string
-	newLogger              func() (*slog.Logger, error)
+	file, brokers, tiersOn, serviceTokens *string
+	newLogger                             func() (*slog.Logger, error)
 }
 
 func addRoleFlags(fs *flag.FlagSet, stderr io.Writer, brokers bool) roleFlags {
@@ -90,8 +92,32 @@ func addRoleFlags(fs *flag.FlagSet, stderr io.Writer, brokers bool) roleFlags {
 		rf.brokers = fs.String("brokers", "", "Kafka brokers, comma-separated (default: the pipeline's kafka section)")
 	}
 	rf.tiersOn = tiersOnFlag(fs)
+	rf.serviceTokens = serviceTokenFlag(fs)
 	rf.newLogger = logFlags(fs, stderr)
 	return rf
+}
+
+// serviceTokenFlag adds --service-token-file, which ddnn up passes to its
+// children with the token it made for them.
+func serviceTokenFlag(fs flagSet) *string {
+	return fs.String("service-token-file", "", "service tokens the pipeline's parts present to each other (default: the pipeline's auth.service_token_file)")
+}
+
+// applyServiceTokens makes file, when given, the pipeline's service token
+// file.
+func applyServiceTokens(p *pipeline.Pipeline, file string) {
+	if file != "" {
+		p.Auth.Service, p.Auth.ServiceTokenFile = pipeline.AuthToken, file
+	}
+}
+
+// serviceTokens loads the pipeline's service tokens; nil when the delivery
+// zone is not authenticated.
+func serviceTokens(p *pipeline.Pipeline) (*auth.Tokens, error) {
+	if p.Auth.Service != pipeline.AuthToken {
+		return nil, nil
+	}
+	return auth.LoadTokens(p.Path(p.Auth.ServiceTokenFile))
 }
 
 // load builds the logger (tagged with component) and reads the pipeline,
@@ -109,6 +135,7 @@ func (rf roleFlags) load(component string) (*pipeline.Pipeline, *slog.Logger, er
 	if err := placeTiers(p, *rf.tiersOn); err != nil {
 		return nil, nil, err
 	}
+	applyServiceTokens(p, *rf.serviceTokens)
 	return p, log.With("component", component), nil
 }
 
@@ -182,9 +209,10 @@ func runBroker(ctx context.Context, args []string, stdout, stderr io.Writer) err
 }
 
 func runFunnel(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := newFlags("funnel", "funnel -f FILE [--site NAME] [--listen ADDR] [--brokers H:P,...]", stderr)
+	fs := newFlags("funnel", "funnel -f FILE [--site NAME] [--listen ADDR] [--delivery-listen ADDR] [--brokers H:P,...]", stderr)
 	rf := addRoleFlags(fs, stderr, true)
-	listen := fs.String("listen", "", "address to serve on (default: the site's funnel.listen)")
+	listen := fs.String("listen", "", "address of the device zone: ingest and health (default: the site's funnel.listen)")
+	deliveryListen := fs.String("delivery-listen", "", "address of the delivery zone: the pipeline's own routes and metrics (default: the site's funnel.delivery_listen)")
 	siteName := fs.String("site", "", "the site whose funnel this is (required when the pipeline has several sites)")
 	if err := parse(fs, args); err != nil {
 		return err
@@ -204,6 +232,30 @@ func runFunnel(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if len(p.SiteList) > 1 {
 		log = log.With("site", site)
 	}
+	deviceAddr, deliveryAddr := cmp.Or(*listen, sp.Funnel.Listen), cmp.Or(*deliveryListen, sp.Funnel.DeliveryListen)
+	if err := sp.CheckExposure("device", "funnel listener", deviceAddr); err != nil {
+		return err
+	}
+	if err := sp.CheckExposure("delivery", "funnel delivery listener", deliveryAddr); err != nil {
+		return err
+	}
+	if sp.Funnel.CoAPListen != "off" && sp.Auth.Devices == pipeline.AuthToken {
+		return fmt.Errorf("funnel.coap_listen %s: plain CoAP cannot carry a device's credential; set it \"off\" while auth.devices is token", sp.Funnel.CoAPListen)
+	}
+	var fa funnel.Auth
+	if fa.Service, err = serviceTokens(sp); err != nil {
+		return err
+	}
+	if sp.Auth.Devices == pipeline.AuthToken {
+		if fa.Devices, err = auth.LoadDevices(sp.Path(sp.Auth.DevicesFile)); err != nil {
+			return err
+		}
+	}
+	tlsCfg, err := funnel.TLSConfig(sp)
+	if err != nil {
+		return err
+	}
+
 	reg, wrapped := newRegistry(p)
 	cl, err := kgo.NewClient(append(kafka.ClientOptions(&sp.Kafka, "funnel", wrapped), funnel.ProducerOptions(sp)...)...)
 	if err != nil {
@@ -220,23 +272,38 @@ func runFunnel(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if err != nil {
 		return err
 	}
-	addr := sp.Funnel.Listen
-	if *listen != "" {
-		addr = *listen
-	}
-	ln, err := net.Listen("tcp", addr)
-	if err != nil {
+	f.SetAuth(fa)
+	cfg := funnel.RunConfig{TLS: tlsCfg, Gatherer: reg}
+	if cfg.Device, err = net.Listen("tcp", deviceAddr); err != nil {
 		return fmt.Errorf("funnel: %w", err)
 	}
-	cfg := funnel.RunConfig{HTTP: ln, Gatherer: reg}
+	if cfg.Delivery, err = net.Listen("tcp", deliveryAddr); err != nil {
+		cfg.Device.Close()
+		return fmt.Errorf("funnel: delivery: %w", err)
+	}
 	if sp.Funnel.CoAPListen != "off" {
 		if cfg.CoAP, err = funnel.ListenCoAP(sp.Funnel.CoAPListen); err != nil {
-			ln.Close()
+			cfg.Device.Close()
+			cfg.Delivery.Close()
 			return err
 		}
 		fmt.Fprintf(stdout, "funnel: POST coap://%s%s (devices over CoAP)\n", cfg.CoAP.LocalAddr(), funnel.PathIngest)
 	}
-	fmt.Fprintf(stdout, "funnel: POST http://%s%s (devices), internal routes %s<tier>, %s\n", ln.Addr(), funnel.PathIngest, funnel.PathTiers, funnel.PathResults)
+	scheme, devAuth, svcAuth := "http", "no device credential", "no service credential"
+	if tlsCfg != nil {
+		scheme = "https"
+	}
+	if fa.Devices != nil {
+		devAuth = "device tokens from " + fa.Devices.Path()
+	}
+	if tlsCfg != nil && tlsCfg.ClientCAs != nil {
+		devAuth += ", or client certificates"
+	}
+	if fa.Service != nil {
+		svcAuth = "service token required"
+	}
+	fmt.Fprintf(stdout, "funnel: POST %s://%s%s (devices; %s); delivery zone http://%s (%s<tier>, %s, %s, /metrics; %s)\n",
+		scheme, cfg.Device.Addr(), funnel.PathIngest, devAuth, cfg.Delivery.Addr(), funnel.PathTiers, funnel.PathResults, funnel.PathDrain, svcAuth)
 	return f.Run(ctx, cfg)
 }
 
@@ -311,6 +378,10 @@ func addConnectorFlags(fs *flag.FlagSet, who, unique string) connectorFlags {
 func (cf connectorFlags) run(ctx context.Context, stdout io.Writer, name string, cfg connector.Config) error {
 	reg, wrapped := newRegistry(cfg.Pipeline)
 	cfg.DrainTimeout, cfg.InstanceID, cfg.Registerer = *cf.drain, *cf.instance, wrapped
+	var err error
+	if cfg.Service, err = serviceTokens(cfg.Pipeline); err != nil {
+		return err
+	}
 	c, err := connector.New(cfg)
 	if err != nil {
 		return err

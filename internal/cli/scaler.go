@@ -12,6 +12,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/ddnn-continuum/ddnn/internal/kafka"
+	"github.com/ddnn-continuum/ddnn/internal/pipeline"
 	"github.com/ddnn-continuum/ddnn/internal/runtime"
 	"github.com/ddnn-continuum/ddnn/internal/up"
 	"github.com/ddnn-continuum/ddnn/scaler"
@@ -25,7 +26,7 @@ func runScaler(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	rf := addRoleFlags(fs, stderr, true)
 	siteName := fs.String("site", "", "scale the tiers placed on this site, reading its Kafka (required when the pipeline has several sites)")
 	admin := fs.String("admin", "127.0.0.1:9465", "address of /metrics, /healthz, /readyz and the replica sets")
-	funnelURL := fs.String("funnel", "", "funnel base URL replicas deliver to (default: http://<the site's funnel.listen>)")
+	funnelURL := fs.String("funnel", "", "base URL of the funnel's delivery zone replicas deliver to (default: http://<the site's funnel.delivery_listen>)")
 	if err := parse(fs, args); err != nil {
 		return err
 	}
@@ -41,7 +42,11 @@ func runScaler(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		return fmt.Errorf("%w: --site: %v", errUsage, err)
 	}
 	if *funnelURL == "" {
-		*funnelURL = "http://" + p.Funnel.Listen
+		*funnelURL = "http://" + p.Funnel.DeliveryListen
+	}
+	tokenFile := ""
+	if p.Auth.Service == pipeline.AuthToken {
+		tokenFile = p.Path(p.Auth.ServiceTokenFile)
 	}
 	runtimes := map[string]runtime.Runtime{}
 	// Replicas stop after the scaler and before the replica sets go away.
@@ -60,7 +65,7 @@ func runScaler(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		if p.SiteOf(t.Name).Name != site {
 			continue
 		}
-		rt, err := up.NewRuntime(ctx, p, &t, up.RuntimeOptions{File: *rf.file, FunnelURL: *funnelURL, Out: stderr, Logger: log})
+		rt, err := up.NewRuntime(ctx, p, &t, up.RuntimeOptions{File: *rf.file, FunnelURL: *funnelURL, ServiceTokenFile: tokenFile, Out: stderr, Logger: log})
 		if err != nil {
 			return err
 		}

@@ -20,8 +20,11 @@ import (
 type RuntimeOptions struct {
 	// File is the pipeline YAML replicas load.
 	File string
-	// FunnelURL is where replicas deliver.
+	// FunnelURL is where replicas deliver: the funnel's delivery zone.
 	FunnelURL string
+	// ServiceTokenFile, when set, is what replicas present to the funnel
+	// and require of the connector.
+	ServiceTokenFile string
 	// ORTLib is passed to process replicas.
 	ORTLib string
 	// Out receives process replicas' output.
@@ -39,12 +42,18 @@ func NewRuntime(ctx context.Context, p *pipeline.Pipeline, t *pipeline.Tier, o R
 		Pipeline: p.Name, Tier: t.Name, File: file, FunnelURL: o.FunnelURL, ORTLib: o.ORTLib,
 		Args: []string{"--log-level", "info"},
 	}
+	if o.ServiceTokenFile != "" {
+		spec.Args = append(spec.Args, "--service-token-file", o.ServiceTokenFile)
+	}
 	switch t.Replicas.Runtime {
 	case pipeline.RuntimeProcess:
 		return process.New(spec, process.Config{Out: o.Out, Logger: o.Logger}), nil
 	case pipeline.RuntimeDocker:
 		spec.ORTLib = "" // the image has its own
 		mounts := []string{file}
+		if o.ServiceTokenFile != "" {
+			mounts = append(mounts, o.ServiceTokenFile)
+		}
 		for i := range p.Tiers {
 			m, err := filepath.Abs(p.ModelPath(&p.Tiers[i]))
 			if err != nil {

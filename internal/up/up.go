@@ -34,6 +34,8 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -53,6 +55,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/ddnn-continuum/ddnn/funnel"
+	"github.com/ddnn-continuum/ddnn/internal/auth"
 	"github.com/ddnn-continuum/ddnn/internal/kafka"
 	"github.com/ddnn-continuum/ddnn/internal/monolith"
 	"github.com/ddnn-continuum/ddnn/internal/pipeline"
@@ -95,6 +98,12 @@ type Config struct {
 	// A link the pipeline does not have (after the Monolith placement) is
 	// a *LinkError.
 	LinkURLs map[pipeline.Link]string
+	// ServiceTokenFile is the service token file every child presents and
+	// checks on the delivery zone. Run sets it: the pipeline's
+	// auth.service_token_file, or, when auth.service is unset, a token of
+	// its own made for this run (in a directory only this user reads,
+	// removed when Run returns); "" with auth.service: none.
+	ServiceTokenFile string
 }
 
 // LinkError is a LinkURLs entry for a link the pipeline does not have.
@@ -183,6 +192,22 @@ func Run(ctx context.Context, cfg Config) error {
 	}
 	if err := checkLinkURLs(cfg.Pipeline, cfg.LinkURLs, placement); err != nil {
 		return err
+	}
+	switch a := cfg.Pipeline.Auth; a.Service {
+	case pipeline.AuthToken:
+		cfg.ServiceTokenFile = cfg.Pipeline.Path(a.ServiceTokenFile)
+	case "":
+		// The children still authenticate each other: the delivery zone
+		// and the replicas are never open, even on loopback.
+		dir, err := os.MkdirTemp("", "ddnn-up-")
+		if err != nil {
+			return err
+		}
+		defer os.RemoveAll(dir)
+		cfg.ServiceTokenFile = filepath.Join(dir, "service.token")
+		if _, err := auth.WriteTokenFile(cfg.ServiceTokenFile); err != nil {
+			return err
+		}
 	}
 	sites, err := sitesToRun(cfg.Pipeline, cfg.Site)
 	if err != nil {
@@ -357,13 +382,15 @@ func (s *Supervisor) start(ctx context.Context) error {
 	if err := s.serveAdmin(); err != nil {
 		return err
 	}
-	funnelAddr := s.site.Funnel.Listen
+	// Replicas deliver to the delivery zone, which is also where the
+	// funnel's readiness is asked (the device zone may be HTTPS).
+	delivery := "http://" + s.site.Funnel.DeliveryListen
 	args := append([]string{"funnel", "-f", s.cfg.File}, s.tiersOn()...)
 	if s.severalSites() {
 		args = append(args, "--site", s.site.Name)
 	}
-	fc := s.newChild(s.childName("funnel"), "http://"+funnelAddr+"/readyz",
-		append(args, "--brokers", s.brokers, "--listen", funnelAddr)...)
+	fc := s.newChild(s.childName("funnel"), delivery+"/readyz",
+		append(args, "--brokers", s.brokers, "--listen", s.site.Funnel.Listen, "--delivery-listen", s.site.Funnel.DeliveryListen)...)
 	s.mu.Lock()
 	s.funnel = fc
 	s.mu.Unlock()
@@ -378,7 +405,8 @@ func (s *Supervisor) start(ctx context.Context) error {
 	// replica delivers to its own site's funnel.
 	for _, t := range s.tiers {
 		rt, err := NewRuntime(ctx, p, &t, RuntimeOptions{
-			File: s.cfg.File, FunnelURL: "http://" + funnelAddr, ORTLib: s.cfg.ORTLib, Out: s.cfg.Out, Logger: s.log,
+			File: s.cfg.File, FunnelURL: delivery, ServiceTokenFile: s.cfg.ServiceTokenFile,
+			ORTLib: s.cfg.ORTLib, Out: s.cfg.Out, Logger: s.log,
 		})
 		if err != nil {
 			return err
@@ -578,8 +606,31 @@ func (s *Supervisor) ensureTopics(ctx context.Context) error {
 	return kafka.EnsureTopics(tctx, cl, &s.site.Kafka, s.p.TopicsOn(s.site.Name)...)
 }
 
+// newChild makes a child of the same binary; every child gets the log
+// level and the service token file.
 func (s *Supervisor) newChild(name, readyURL string, args ...string) *proc.Child {
-	return proc.New(name, readyURL, s.cfg.Out, s.log, append(args, "--log-level", "info")...)
+	return proc.New(name, readyURL, s.cfg.Out, s.log, append(args, s.childArgs()...)...)
+}
+
+// childArgs are the arguments every child and replica gets.
+func (s *Supervisor) childArgs() []string {
+	args := []string{"--log-level", "info"}
+	if s.cfg.ServiceTokenFile != "" {
+		args = append(args, "--service-token-file", s.cfg.ServiceTokenFile)
+	}
+	return args
+}
+
+// serviceClient is an HTTP client presenting the service token.
+func (s *Supervisor) serviceClient(timeout time.Duration) (*http.Client, error) {
+	var tokens *auth.Tokens
+	if s.cfg.ServiceTokenFile != "" {
+		var err error
+		if tokens, err = auth.LoadTokens(s.cfg.ServiceTokenFile); err != nil {
+			return nil, err
+		}
+	}
+	return &http.Client{Timeout: timeout, Transport: tokens.Transport(nil)}, nil
 }
 
 // launch starts children together, supervises them in bg and waits until
@@ -648,14 +699,24 @@ func (s *Supervisor) announce() {
 	}
 	first := len(s.tiers) > 0 && s.tiers[0].Name == p.Tiers[0].Name
 	if first {
-		fmt.Fprintf(&b, "  send:     POST http://%s%s  (raw %s %v bytes or JSON {\"data\":[…]})\n", site.Funnel.Listen, funnel.PathIngest, p.Input.DType, p.Input.Shape)
+		scheme, cred := "http", ""
+		if site.Funnel.TLS.Enabled() {
+			scheme = "https"
+		}
+		if p.Auth.Devices == pipeline.AuthToken {
+			cred = ", with a device token: ddnn devices add -f " + p.Auth.DevicesFile + " NAME"
+		}
+		fmt.Fprintf(&b, "  send:     POST %s://%s%s  (raw %s %v bytes or JSON {\"data\":[…]}%s)\n", scheme, site.Funnel.Listen, funnel.PathIngest, p.Input.DType, p.Input.Shape, cred)
 		if site.Funnel.CoAPListen != "off" {
 			fmt.Fprintf(&b, "  or:       POST coap://%s%s  (content-format 42 or 50, Block1 for large samples)\n", site.Funnel.CoAPListen, funnel.PathIngest)
 		}
 		fmt.Fprintf(&b, "  or:       produce to topic %s\n", p.InputTopic(p.Tiers[0].Name))
-	} else {
-		fmt.Fprintf(&b, "  funnel:   http://%s  (other sites deliver to %s)\n", site.Funnel.Listen, site.Funnel.URL)
 	}
+	zone := "the service token in " + s.cfg.ServiceTokenFile
+	if s.cfg.ServiceTokenFile == "" {
+		zone = "no credential: auth.service is none"
+	}
+	fmt.Fprintf(&b, "  delivery: http://%s  (the pipeline's own routes; %s; other sites use %s)\n", site.Funnel.DeliveryListen, zone, site.Funnel.URL)
 	if r := p.ResultsSite(); r == nil || r.Name == site.Name {
 		fmt.Fprintf(&b, "  results:  topic %s  (ddnn results -f %s --follow)\n", p.ResultsTopic(), s.cfg.File)
 	} else {
@@ -818,9 +879,18 @@ func (s *Supervisor) stop() {
 		}
 	}
 	if funnelChild != nil {
-		client := &http.Client{Timeout: 500 * time.Millisecond}
-		if resp, err := client.Post("http://"+s.site.Funnel.Listen+funnel.PathDrain, "text/plain", nil); err == nil {
-			resp.Body.Close()
+		client, err := s.serviceClient(500 * time.Millisecond)
+		if err == nil {
+			var resp *http.Response
+			if resp, err = client.Post("http://"+s.site.Funnel.DeliveryListen+funnel.PathDrain, "text/plain", nil); err == nil {
+				resp.Body.Close()
+				if resp.StatusCode != http.StatusOK {
+					err = fmt.Errorf("funnel answered %s", resp.Status)
+				}
+			}
+		}
+		if err != nil {
+			s.log.Warn("funnel not drained: devices may send until it stops", "err", err)
 		}
 	}
 	if adm != nil && s.started.Load() {
