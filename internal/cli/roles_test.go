@@ -42,7 +42,7 @@ func TestRolesStop(t *testing.T) {
 		args      []string
 		announced string
 	}{
-		{"broker", []string{"broker", "-f", file, "--listen", "127.0.0.1:0"}, "embedded Kafka broker on"},
+		{"broker", []string{"broker", "-f", file, "--listen", "127.0.0.1:0"}, "embedded Kafka broker of site local on"},
 		{"funnel", []string{"funnel", "-f", file, "--brokers", broker.Addr()}, "funnel: POST http://"},
 		{"connector", []string{"connector", "-f", file, "--tier", "fog", "--replicas", "http://127.0.0.1:1",
 			"--brokers", broker.Addr(), "--admin", "127.0.0.1:0"}, "connector fog: admin on"},
