@@ -137,7 +137,7 @@ func TestManifestsCatchRemovals(t *testing.T) {
 		cases = append(cases, mutation{"no NetworkPolicy " + np, func(ms []manifest) {
 			m := doc(t, ms, "NetworkPolicy", np)
 			m["kind"] = "Removed"
-		}, "NetworkPolicy"})
+		}, "NetworkPolicy: "})
 	}
 	for _, mode := range []string{"enforce", "warn", "audit"} {
 		cases = append(cases, mutation{"namespace without " + mode, func(ms []manifest) {

@@ -132,8 +132,15 @@ func checkManifests(ms []manifest) problems {
 	kinds := map[string]int{}
 	secretKeys := map[string]bool{}
 	deployments := map[string]bool{}
+	var pl *pipeline.Pipeline
 	for _, m := range ms {
 		kinds[m.kind()]++
+		if m.kind() == "ConfigMap" {
+			var err error
+			if pl, err = pipeline.Parse([]byte(fmt.Sprint(at(m.doc, "data", "pipeline.yaml")))); err != nil {
+				p.add("%s: pipeline.yaml: %v", m.file, err)
+			}
+		}
 		if m.kind() == "Deployment" {
 			deployments[m.name()] = true
 		}
@@ -161,26 +168,31 @@ func checkManifests(ms []manifest) problems {
 			checkSecretTemplate(&p, m)
 		case "Kustomization":
 			checkKustomization(&p, m, ms)
-		case "ConfigMap":
-			pl, err := pipeline.Parse([]byte(fmt.Sprint(at(m.doc, "data", "pipeline.yaml"))))
-			if err != nil {
-				p.add("%s: pipeline.yaml: %v", m.file, err)
-				continue
-			}
-			for _, tier := range pl.Tiers {
-				k := tier.Replicas.Kubernetes
-				if tier.Replicas.Runtime != pipeline.RuntimeKubernetes || k.Deployment != "ddnn-inference-"+tier.Name {
-					p.add("tier %s replicas %+v", tier.Name, tier.Replicas)
-				}
-				if !deployments[k.Deployment] {
-					p.add("tier %s: the runtime scales Deployment %q, which deploy/k8s does not define", tier.Name, k.Deployment)
-				}
-				tierDeployments = append(tierDeployments, k.Deployment)
+		}
+	}
+	if pl == nil {
+		p.add("no pipeline in a ConfigMap")
+		return p
+	}
+	for _, m := range ms {
+		if m.kind() == "Deployment" {
+			if l := labels(at(m.doc, "spec", "template", "metadata", "labels")); l[pipelineLabel] != pl.Name || l["app.kubernetes.io/name"] != "ddnn" {
+				p.add("%s %s: pod labels %v, want app.kubernetes.io/name ddnn and %s %s (the NetworkPolicies select the pipeline's pods by them)", m.file, m.name(), l, pipelineLabel, pl.Name)
 			}
 		}
 	}
+	for _, tier := range pl.Tiers {
+		k := tier.Replicas.Kubernetes
+		if tier.Replicas.Runtime != pipeline.RuntimeKubernetes || k.Namespace != "ddnn" || k.Deployment != "ddnn-inference-"+tier.Name {
+			p.add("tier %s replicas %+v", tier.Name, tier.Replicas)
+		}
+		if !deployments[k.Deployment] {
+			p.add("tier %s: the runtime scales Deployment %q, which deploy/k8s does not define", tier.Name, k.Deployment)
+		}
+		tierDeployments = append(tierDeployments, k.Deployment)
+	}
 	checkRoleNames(&p, ms, tierDeployments)
-	checkNetworkPolicies(&p, ms)
+	checkNetworkPolicies(&p, ms, pl.Name)
 	return p
 }
 

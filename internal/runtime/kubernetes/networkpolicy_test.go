@@ -160,11 +160,12 @@ func peerMatches(from []any, policyNS string, src source) bool {
 	return false
 }
 
-// checkNetworkPolicies asks the policies about every port of every pod,
+// checkNetworkPolicies asks the policies about every port of every pod of
+// the pipeline named pipelineName,
 // from outside the cluster, from each of the pipeline's pods, from a pod of
 // the namespace that is not the pipeline's, from a pod with the pipeline's
 // labels in another namespace, and from the monitoring namespace.
-func checkNetworkPolicies(p *problems, ms []manifest) {
+func checkNetworkPolicies(p *problems, ms []manifest, pipelineName string) {
 	var policies []manifest
 	nsLabels := map[string]map[string]string{}
 	for _, m := range ms {
@@ -183,6 +184,9 @@ func checkNetworkPolicies(p *problems, ms []manifest) {
 		return
 	}
 	ns := pods[0].ns
+	// A pod someone adds to the namespace later: the default deny keeps
+	// it closed until a policy opens it.
+	pods = append(pods, podInfo{deployment: "a pod added later", ns: ns, labels: map[string]string{"app": "debug"}, ports: map[string]int{"http": 8080}})
 	sources := []source{
 		{what: "a device outside the cluster"},
 		{what: "a pod of namespace " + ns + " outside the pipeline", ns: ns, nsLabels: nsLabels[ns], labels: map[string]string{"app": "debug"}},
@@ -198,10 +202,12 @@ func checkNetworkPolicies(p *problems, ms []manifest) {
 		component := pod.labels[componentLabel]
 		for port := range pod.ports {
 			for _, src := range sources {
-				pipelinePod := src.ns == pod.ns && src.labels[pipelineLabel] == pod.labels[pipelineLabel] && src.labels[pipelineLabel] != ""
+				pipelinePod := src.ns == pod.ns && src.labels[pipelineLabel] == pipelineName && src.labels["app.kubernetes.io/name"] == "ddnn"
 				monitoring := src.ns == "monitoring"
 				var want bool
 				switch {
+				case pod.labels[pipelineLabel] == "":
+					want = false
 				case component == "funnel" && port == "device":
 					want = true // devices, and everyone else
 				case component == "funnel" && port == "delivery", component == "inference":
