@@ -232,7 +232,7 @@ func checkDeployment(p *problems, m manifest, secretKeys map[string]bool) {
 
 // secretish matches words that mark a credential on a command line or in an
 // environment variable's name.
-var secretish = regexp.MustCompile(`(?i)token|passw|secret|credential|sasl|private.?key`)
+var secretish = regexp.MustCompile(`(?i)token|passw|secret|credential|private.?key`)
 
 // pssVolumeTypes are the volume sources Pod Security "restricted" allows.
 var pssVolumeTypes = []string{"configMap", "csi", "downwardAPI", "emptyDir", "ephemeral", "persistentVolumeClaim", "projected", "secret"}
