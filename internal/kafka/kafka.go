@@ -190,9 +190,12 @@ func StartBroker(addr string, partitions int32, topics []string, log *slog.Logge
 			return nil, fmt.Errorf("embedded broker: create topic %s: %w", t, err)
 		}
 	}
-	if admin != nil {
+	if len(cfg.sec.users) > 0 {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		err := cfg.sec.createACLs(ctx, b.addr, admin)
+		err := cfg.sec.advertiseHandshakeV0(ctx, c, b.addr)
+		if err == nil && admin != nil {
+			err = cfg.sec.createACLs(ctx, b.addr, admin)
+		}
 		cancel()
 		if err != nil {
 			b.Close()

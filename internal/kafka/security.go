@@ -14,8 +14,10 @@ import (
 	"strings"
 
 	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
 	"github.com/twmb/franz-go/pkg/sasl"
 	"github.com/twmb/franz-go/pkg/sasl/oauth"
 	"github.com/twmb/franz-go/pkg/sasl/plain"
@@ -268,14 +270,10 @@ func (sec *brokerSecurity) apply(kopts []kfake.Opt) ([]kfake.Opt, *User, error) 
 	return kopts, admin, nil
 }
 
-// createACLs connects to the broker at addr as admin and creates the
-// users' ACLs. A TLS broker is dialled trusting exactly its own
-// certificate.
-func (sec *brokerSecurity) createACLs(ctx context.Context, addr string, admin *User) error {
-	opts := []kgo.Opt{
-		kgo.SeedBrokers(addr),
-		kgo.SASL(scram.Auth{User: admin.Name, Pass: admin.Password}.AsSha512Mechanism()),
-	}
+// selfClient is a client of the broker at addr from within its own
+// process: a TLS broker is dialled trusting exactly its own certificate.
+func (sec *brokerSecurity) selfClient(addr string, opts ...kgo.Opt) (*kgo.Client, error) {
+	opts = append(opts, kgo.SeedBrokers(addr))
 	if sec.cert != nil {
 		leaf := sec.cert.Certificate[0]
 		opts = append(opts, kgo.DialTLSConfig(&tls.Config{
@@ -289,7 +287,54 @@ func (sec *brokerSecurity) createACLs(ctx context.Context, addr string, admin *U
 			},
 		}))
 	}
-	cl, err := kgo.NewClient(opts...)
+	return kgo.NewClient(opts...)
+}
+
+// advertiseHandshakeV0 makes the broker list SaslHandshake from version 0,
+// as Apache Kafka does. kfake serves v1 only and says so; librdkafka
+// (kcat, confluent-kafka-*) then decides the broker has no SASL handshake
+// and refuses to authenticate with SCRAM, although it would send v1. The
+// broker's own ApiVersions answer is fetched once and served again with
+// that one change to requests up to its version; later versions, whose
+// answers depend on the request, stay kfake's.
+func (sec *brokerSecurity) advertiseHandshakeV0(ctx context.Context, c *kfake.Cluster, addr string) error {
+	cl, err := sec.selfClient(addr)
+	if err != nil {
+		return err
+	}
+	defer cl.Close()
+	req := kmsg.NewPtrApiVersionsRequest()
+	req.Version = 3
+	req.ClientSoftwareName, req.ClientSoftwareVersion = "ddnn", "1"
+	kresp, err := req.RequestWith(ctx, cl)
+	if err != nil {
+		return fmt.Errorf("api versions: %w", err)
+	}
+	if err := kerr.ErrorForCode(kresp.ErrorCode); err != nil {
+		return fmt.Errorf("api versions: %w", err)
+	}
+	for i := range kresp.ApiKeys {
+		if kresp.ApiKeys[i].ApiKey == int16(kmsg.SASLHandshake) {
+			kresp.ApiKeys[i].MinVersion = 0
+		}
+	}
+	template := *kresp
+	c.ControlKey(int16(kmsg.ApiVersions), func(kreq kmsg.Request) (kmsg.Response, error, bool) {
+		c.KeepControl()
+		if kreq.GetVersion() > 3 {
+			return nil, nil, false
+		}
+		resp := template
+		resp.Version = kreq.GetVersion()
+		return &resp, nil, true
+	})
+	return nil
+}
+
+// createACLs connects to the broker at addr as admin and creates the
+// users' ACLs.
+func (sec *brokerSecurity) createACLs(ctx context.Context, addr string, admin *User) error {
+	cl, err := sec.selfClient(addr, kgo.SASL(scram.Auth{User: admin.Name, Pass: admin.Password}.AsSha512Mechanism()))
 	if err != nil {
 		return err
 	}
