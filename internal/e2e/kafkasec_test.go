@@ -11,7 +11,6 @@ import (
 	"testing"
 	"time"
 
-
 	"github.com/ddnn-continuum/ddnn/internal/kafka"
 	"github.com/ddnn-continuum/ddnn/internal/kafkatest"
 )
@@ -159,4 +158,3 @@ func firstLine(s string) string {
 	}
 	return s
 }
-
