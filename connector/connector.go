@@ -197,7 +197,11 @@ type item struct {
 // commit what is done, leave the group.
 func (c *Connector) Run(ctx context.Context) error {
 	conn := c.conn
-	opts := append(kafka.ClientOptions(&c.p.Kafka, c.clientID, c.cfg.Registerer),
+	opts, err := kafka.ClientOptions(&c.p.Kafka, c.clientID, c.cfg.Registerer, c.log)
+	if err != nil {
+		return fmt.Errorf("%s: kafka client: %w", c.name, err)
+	}
+	opts = append(opts,
 		kgo.ConsumerGroup(c.group),
 		kgo.ConsumeTopics(c.topic),
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),

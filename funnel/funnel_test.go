@@ -61,7 +61,7 @@ func setupYAML(t *testing.T, brokerAddr, y string) *env {
 		brokerAddr = b.Addr()
 	}
 	p.Kafka.Brokers = []string{brokerAddr}
-	cl, err := kgo.NewClient(append(kafka.ClientOptions(&p.Kafka, "funnel", nil), ProducerOptions(p)...)...)
+	cl, err := kafka.NewClient(&p.Kafka, "funnel", nil, nil, ProducerOptions(p)...)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -276,10 +276,11 @@ func sendHTTP(t testing.TB, funnel string, images [][]byte, prefix string, sende
 }
 
 // collectResults reads the results topic from the start until want distinct
-// ids with the prefix arrived, and returns every result per id.
-func collectResults(t testing.TB, brokers, topic, prefix string, want int, timeout time.Duration) map[string][]wire.Result {
+// ids with the prefix arrived, and returns every result per id. opts
+// (e.g. TLS and SASL) are added to the reader's options.
+func collectResults(t testing.TB, brokers, topic, prefix string, want int, timeout time.Duration, opts ...kgo.Opt) map[string][]wire.Result {
 	t.Helper()
-	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers), kgo.ConsumeTopics(topic), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
+	cl, err := kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers(brokers), kgo.ConsumeTopics(topic), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart())}, opts...)...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -340,14 +341,15 @@ func TestPipelineMatchesEval(t *testing.T) {
 // img-<i>), reads the results from topic on brokers, checks that every
 // image has exactly one result and that accuracy and exits per tier equal
 // `ddnn models eval` on file, logs the figures (what names the setting),
-// and returns the results by id.
-func sendTestSet(t *testing.T, funnel, brokers, topic, file, what string) map[string][]wire.Result {
+// and returns the results by id. opts are the results reader's extra
+// options (see collectResults).
+func sendTestSet(t *testing.T, funnel, brokers, topic, file, what string, opts ...kgo.Opt) map[string][]wire.Result {
 	t.Helper()
 	ds := testSet(t)
 	start := time.Now()
 	sendHTTP(t, funnel, ds.Samples, "img-", 4)
 	sent := time.Since(start)
-	got := collectResults(t, brokers, topic, "img-", len(ds.Samples), 120*time.Second)
+	got := collectResults(t, brokers, topic, "img-", len(ds.Samples), 120*time.Second, opts...)
 	took := time.Since(start)
 
 	exits := map[string]int{}
