@@ -272,6 +272,7 @@ func (p *Pipeline) setSiteDefaults() {
 		}
 		setDefault(&s.Funnel.MaxRequestBytes, p.Funnel.MaxRequestBytes)
 		setDefault(&s.Funnel.MaxConnections, p.Funnel.MaxConnections)
+		s.Funnel.setLimitDefaults(&p.Funnel)
 
 		setDefault(&k.EmbeddedListen, DefaultEmbeddedBroker)
 		setDefault(&s.Funnel.Listen, DefaultFunnelListen)
