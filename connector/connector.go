@@ -319,7 +319,7 @@ func (c *Connector) poll(ctx context.Context, items chan<- item) error {
 		for _, r := range recs {
 			it, err := c.t.decode(r)
 			if err != nil {
-				c.deadLetter(r, "undecodable record: "+err.Error())
+				c.deadLetter(r, DecodeFailure(err))
 				continue
 			}
 			select {

@@ -54,6 +54,7 @@ func (f *Funnel) Run(ctx context.Context, cfg RunConfig) error {
 	mux.Handle("/", f.Handler())
 	if cfg.Gatherer != nil {
 		mux.Handle("GET /metrics", promhttp.HandlerFor(cfg.Gatherer, promhttp.HandlerOpts{}))
+		mux.Handle("/metrics", f.methodsOnly("GET, HEAD"))
 	}
 	ln := cfg.HTTP
 	if n := f.p.Funnel.MaxConnections; n > 0 {

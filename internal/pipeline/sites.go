@@ -275,6 +275,7 @@ func (p *Pipeline) setSiteDefaults() {
 		k.inheritSecurity(top)
 		setDefault(&s.Funnel.MaxRequestBytes, p.Funnel.MaxRequestBytes)
 		setDefault(&s.Funnel.MaxConnections, p.Funnel.MaxConnections)
+		s.Funnel.setLimitDefaults(&p.Funnel)
 
 		setDefault(&k.EmbeddedListen, DefaultEmbeddedBroker)
 		setDefault(&s.Funnel.Listen, DefaultFunnelListen)

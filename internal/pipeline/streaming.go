@@ -136,6 +136,11 @@ type Funnel struct {
 	// CoAPListen is the UDP address of coap://HOST/v1/ingest; "off"
 	// disables CoAP.
 	CoAPListen string `yaml:"coap_listen"`
+	// DeviceRateLimit bounds how fast each device may send (off by
+	// default); over it ingest answers 429 (CoAP 4.29).
+	DeviceRateLimit RateLimit `yaml:"device_rate_limit"`
+	// CoAPReassembly bounds the memory Block1 uploads hold.
+	CoAPReassembly CoAPReassembly `yaml:"coap_reassembly"`
 }
 
 // Admin configures the supervisor's /metrics, /healthz and /readyz.
@@ -221,6 +226,7 @@ func (p *Pipeline) setStreamingDefaults() {
 	k.setSecurityDefaults()
 	setDefault(&p.Funnel.MaxConnections, DefaultFunnelMaxConnections)
 	setDefault(&p.Funnel.MaxRequestBytes, p.Input.IngestBytes())
+	p.Funnel.setLimitDefaults(nil)
 	p.setSiteDefaults()
 	for i := range p.Tiers {
 		c := &p.Tiers[i].Connector
@@ -417,7 +423,7 @@ func (fu *Funnel) validateSettings(f string) []error {
 	if fu.MaxRequestBytes < 1024 {
 		errs = append(errs, fmt.Errorf("%s.max_request_bytes: %d must be at least 1024", f, fu.MaxRequestBytes))
 	}
-	return errs
+	return append(errs, fu.validateLimits(f)...)
 }
 
 // validatePlacement checks the funnel's addresses; f is the section's path.
