@@ -201,7 +201,11 @@ type item struct {
 // commit what is done, leave the group.
 func (c *Connector) Run(ctx context.Context) error {
 	conn := c.conn
-	opts := append(kafka.ClientOptions(&c.p.Kafka, c.clientID, c.cfg.Registerer),
+	opts, err := kafka.ClientOptions(&c.p.Kafka, c.clientID, c.cfg.Registerer, c.log)
+	if err != nil {
+		return fmt.Errorf("%s: kafka client: %w", c.name, err)
+	}
+	opts = append(opts,
 		kgo.ConsumerGroup(c.group),
 		kgo.ConsumeTopics(c.topic),
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
@@ -319,7 +323,7 @@ func (c *Connector) poll(ctx context.Context, items chan<- item) error {
 		for _, r := range recs {
 			it, err := c.t.decode(r)
 			if err != nil {
-				c.deadLetter(r, "undecodable record: "+err.Error())
+				c.deadLetter(r, DecodeFailure(err))
 				continue
 			}
 			select {

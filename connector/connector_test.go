@@ -1,6 +1,7 @@
 package connector
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"io"
@@ -288,8 +289,9 @@ func TestRetriesOnAnotherReplica(t *testing.T) {
 	}
 }
 
-// TestDeadLetters: an undecodable record and a record the function rejects
-// go to the DLQ with reasons; everything else is invoked.
+// TestDeadLetters: an undecodable record, a record whose id breaks the id
+// rule and a record the function rejects go to the DLQ with reasons;
+// everything else is invoked.
 func TestDeadLetters(t *testing.T) {
 	e := setup(t)
 	rep := newFakeReplica(t, func(msgs []wire.Message) (int, string) {
@@ -304,13 +306,18 @@ func TestDeadLetters(t *testing.T) {
 	if err := e.cl.ProduceSync(context.Background(), &kgo.Record{Topic: "t.edge.in", Value: []byte("garbage!")}).FirstErr(); err != nil {
 		t.Fatal(err)
 	}
+	// A raw sample a device produced with an id over 128 bytes.
+	longID := &kgo.Record{Topic: "t.edge.in", Value: []byte{1, 2, 3, 4}, Headers: []kgo.RecordHeader{{Key: wire.HeaderID, Value: bytes.Repeat([]byte("x"), 200)}}}
+	if err := e.cl.ProduceSync(context.Background(), longID).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
 	e.start(t, rep)
 	waitFor(t, "lag 0", func() bool { return e.lag(t) == 0 })
 	ids := rep.ids()
 	if len(ids) != 19 || ids["m7"] != 0 {
 		t.Errorf("invoked %d ids (m7: %d), want 19 without m7", len(ids), ids["m7"])
 	}
-	dlq := consumeAll(t, e, "t.edge.dlq", 2)
+	dlq := consumeAll(t, e, "t.edge.dlq", 3)
 	reasons := map[string]string{}
 	for _, r := range dlq {
 		for _, h := range r.Headers {
@@ -324,7 +331,8 @@ func TestDeadLetters(t *testing.T) {
 		joined = append(joined, v)
 	}
 	all := strings.Join(joined, " | ")
-	if !strings.Contains(all, "undecodable record: raw value has 8 bytes, want 4") || !strings.Contains(all, "tensor has NaN") {
+	if !strings.Contains(all, "undecodable record: raw value has 8 bytes, want 4") || !strings.Contains(all, "tensor has NaN") ||
+		!strings.Contains(all, "invalid id: record id (ddnn-id header): 200 bytes, over the limit of 128") {
 		t.Errorf("dead-letter reasons: %s", all)
 	}
 }

@@ -572,15 +572,16 @@ func TestDeadLetterWithHugeReason(t *testing.T) {
 	}
 }
 
-// TestUnencodableRecordIsDeadLettered: a raw record keyed by bytes that are
-// not UTF-8 decodes (its key becomes its id) but cannot be encoded for a
-// replica. That is the record's fault, not the replica's: it goes to the
+// TestUnencodableRecordIsDeadLettered: a raw record whose ddnn-sent-at is
+// past 2262 decodes but cannot be encoded for a replica. That is the record's fault, not the replica's: it goes to the
 // DLQ at once, the partition moves on, and the tier is never taken for
 // down. Today it is retried forever as a replica failure.
 func TestUnencodableRecordIsDeadLettered(t *testing.T) {
 	e := setup(t)
 	rep := newFakeReplica(t, nil)
-	rec := &kgo.Record{Topic: "t.edge.in", Key: []byte{0xff, 0xfe, 0xfd}, Value: []byte{1, 2, 3, 4}}
+	// It decodes (a key that is not a valid id would not: see
+	// TestDeadLetters) but its send time cannot be encoded.
+	rec := &kgo.Record{Topic: "t.edge.in", Value: []byte{1, 2, 3, 4}, Headers: []kgo.RecordHeader{{Key: wire.HeaderSentAt, Value: []byte("9999-01-01T00:00:00Z")}}}
 	if err := e.cl.ProduceSync(context.Background(), rec).FirstErr(); err != nil {
 		t.Fatal(err)
 	}
@@ -591,7 +592,7 @@ func TestUnencodableRecordIsDeadLettered(t *testing.T) {
 	}
 	waitFor(t, "lag 0", func() bool { return e.lag(t) == 0 })
 	r := consumeAll(t, e, "t.edge.dlq", 1)[0]
-	if reason := header(r, wire.HeaderReason); !strings.Contains(reason, "invalid UTF-8") {
+	if reason := header(r, wire.HeaderReason); !strings.Contains(reason, "outside the years 1678..2262") {
 		t.Errorf("reason %q", reason)
 	}
 	e.produce(t, 20, "m")

@@ -1,6 +1,7 @@
 package connector
 
 import (
+	"errors"
 	"fmt"
 
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -72,10 +73,27 @@ func (*tierTarget) downMessage() string {
 }
 func (*tierTarget) upMessage() string { return "tier up again" }
 
+// DecodeFailure is the dead-letter reason of a record that did not
+// decode: "invalid id: …" for an id or device that breaks wire.CheckID's
+// rule, else "undecodable record: …".
+func DecodeFailure(err error) string {
+	var ie *wire.IDError
+	if errors.As(err, &ie) {
+		return "invalid id: " + err.Error()
+	}
+	return "undecodable record: " + err.Error()
+}
+
 // decodeMessage reads a message record (an envelope, or with raw a raw
 // sample); without a send time the record's timestamp is used.
 func decodeMessage(r *kgo.Record, raw *wire.RawInput) (wire.Message, error) {
-	m, err := wire.DecodeRecord(r.Key, r.Value, RecordHeaders(r), raw, fmt.Sprintf("%s-%d-%d", r.Topic, r.Partition, r.Offset))
+	decode := wire.DecodeRecord
+	if raw != nil {
+		// The first tier's topic, which devices may produce to: the ids
+		// they give must keep the rule.
+		decode = wire.DecodeDeviceRecord
+	}
+	m, err := decode(r.Key, r.Value, RecordHeaders(r), raw, fmt.Sprintf("%s-%d-%d", r.Topic, r.Partition, r.Offset))
 	if err != nil {
 		return m, err
 	}

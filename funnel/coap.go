@@ -2,7 +2,6 @@ package funnel
 
 import (
 	"context"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"strings"
@@ -21,12 +20,17 @@ import (
 // with every block of a Block1 upload (each block has a new token).
 const optRequestTag message.OptionID = 292
 
-// CoAPLimits bound Block1 reassembly.
+// CoAPLimits bound Block1 reassembly (see reassembly); a zero field takes
+// the pipeline's funnel.coap_reassembly value.
 type CoAPLimits struct {
 	// TransferTimeout frees a transfer whose next block did not come.
 	TransferTimeout time.Duration
 	// PerPeer is the most transfers one peer may have open at once.
 	PerPeer int
+	// PeerBytes bounds what one peer's open transfers hold together.
+	PeerBytes int64
+	// TotalBytes bounds what all open transfers hold together.
+	TotalBytes int64
 }
 
 // coapIngest serves POST /v1/ingest over CoAP. go-coap's own block-wise
@@ -34,18 +38,8 @@ type CoAPLimits struct {
 // clients that use a new token per block, so it is off and Block1 is
 // reassembled here, keyed by peer address and Request-Tag.
 type coapIngest struct {
-	f      *Funnel
-	limits CoAPLimits
-
-	mu        sync.Mutex
-	transfers map[string]*transfer // peer|request-tag
-}
-
-type transfer struct {
-	peer    string
-	buf     []byte
-	next    uint32 // the block number expected next
-	updated time.Time
+	f  *Funnel
+	ra *reassembly
 }
 
 // ListenCoAP binds the CoAP ingest's UDP socket, so that a busy or bad
@@ -62,13 +56,12 @@ func ListenCoAP(addr string) (*coapnet.UDPConn, error) {
 // fails, then closes l. It returns nil when ctx ended or l was closed, and
 // leaves nothing running behind.
 func (f *Funnel) ServeCoAP(ctx context.Context, l *coapnet.UDPConn, limits CoAPLimits) error {
-	if limits.TransferTimeout == 0 {
-		limits.TransferTimeout = 10 * time.Second
-	}
-	if limits.PerPeer == 0 {
-		limits.PerPeer = 4
-	}
-	ci := &coapIngest{f: f, limits: limits, transfers: map[string]*transfer{}}
+	c := f.p.Funnel.CoAPReassembly
+	setZero(&limits.TransferTimeout, c.TransferTimeout)
+	setZero(&limits.PerPeer, c.MaxTransfersPerPeer)
+	setZero(&limits.PeerBytes, c.MaxBytesPerPeer)
+	setZero(&limits.TotalBytes, c.MaxBytes)
+	ci := &coapIngest{f: f, ra: newReassembly(limits, f.p.Funnel.MaxRequestBytes, f.m)}
 	r := mux.NewRouter()
 	if err := r.Handle(PathIngest, mux.HandlerFunc(ci.serve)); err != nil {
 		l.Close()
@@ -90,7 +83,7 @@ func (f *Funnel) ServeCoAP(ctx context.Context, l *coapnet.UDPConn, limits CoAPL
 		// ends with ctx.
 		options.WithPeriodicRunner(func(tick func(now time.Time) bool) { wg.Go(func() { every(ctx, time.Second, tick) }) }),
 	)
-	wg.Go(func() { every(ctx, time.Second, ci.sweep) })
+	wg.Go(func() { every(ctx, min(time.Second, limits.TransferTimeout), ci.ra.sweep) })
 	wg.Go(func() {
 		<-ctx.Done()
 		s.Stop()
@@ -115,27 +108,12 @@ func every(ctx context.Context, period time.Duration, fn func(now time.Time) boo
 	}
 }
 
-// sweep frees transfers that stalled.
-func (ci *coapIngest) sweep(now time.Time) bool {
-	ci.mu.Lock()
-	defer ci.mu.Unlock()
-	for k, tr := range ci.transfers {
-		if now.Sub(tr.updated) > ci.limits.TransferTimeout {
-			delete(ci.transfers, k)
-		}
+// setZero sets *v to def when it is zero.
+func setZero[T comparable](v *T, def T) {
+	var zero T
+	if *v == zero {
+		*v = def
 	}
-	return true
-}
-
-// openTransfers counts what a peer has open.
-func (ci *coapIngest) openTransfers(peer string) int {
-	n := 0
-	for _, tr := range ci.transfers {
-		if tr.peer == peer {
-			n++
-		}
-	}
-	return n
 }
 
 // reply answers code with a text payload (none when empty).
@@ -145,6 +123,19 @@ func reply(w mux.ResponseWriter, code codes.Code, payload string, opts ...messag
 		return
 	}
 	w.SetResponse(code, message.TextPlain, strings.NewReader(payload), opts...)
+}
+
+// coapOutcome is the requests metric's outcome of a refusal code.
+func coapOutcome(c codes.Code) string {
+	switch c {
+	case codes.RequestEntityTooLarge:
+		return "too_large"
+	case codes.TooManyRequests:
+		return "too_many_requests"
+	case codes.ServiceUnavailable:
+		return "unavailable"
+	}
+	return "bad_request"
 }
 
 func block1Option(num uint32, more bool, szx uint32) message.Option {
@@ -180,47 +171,24 @@ func (ci *coapIngest) serve(w mux.ResponseWriter, r *mux.Message) {
 	peer := w.Conn().RemoteAddr().String()
 	var b1opt []message.Option
 	if v, err := opts.GetUint32(message.Block1); err == nil {
-		num, more, szx := v>>4, v&8 != 0, v&7
 		tag, _ := opts.GetBytes(optRequestTag)
-		key := peer + "|" + hex.EncodeToString(tag)
-		ci.mu.Lock()
-		tr := ci.transfers[key]
-		switch {
-		case num == 0:
-			if tr == nil && ci.openTransfers(peer) >= ci.limits.PerPeer {
-				ci.mu.Unlock()
-				f.m.request(route, "too_many_transfers")
-				reply(w, codes.TooManyRequests, fmt.Sprintf("too many block-wise transfers open from %s (limit %d)", peer, ci.limits.PerPeer))
-				return
+		size1 := int64(-1)
+		if n, err := opts.GetUint32(message.Size1); err == nil {
+			size1 = int64(n)
+		}
+		a := ci.ra.block(peer, tag, v>>4, v&8 != 0, v&7, size1, body, time.Now())
+		if !a.done {
+			switch {
+			case a.reason != "":
+				f.m.refused(route, a.reason)
+				f.m.request(route, coapOutcome(a.code))
+			case a.code != codes.Continue:
+				f.m.request(route, "bad_request")
 			}
-			tr = &transfer{peer: peer}
-			ci.transfers[key] = tr
-		case tr == nil || num != tr.next:
-			delete(ci.transfers, key)
-			ci.mu.Unlock()
-			f.m.request(route, "bad_request")
-			reply(w, codes.RequestEntityIncomplete, fmt.Sprintf("block %d out of order or its transfer expired", num))
+			reply(w, a.code, a.msg, a.opts...)
 			return
 		}
-		tr.buf = append(tr.buf, body...)
-		tr.next = num + 1
-		tr.updated = time.Now()
-		if int64(len(tr.buf)) > f.p.Funnel.MaxRequestBytes {
-			delete(ci.transfers, key)
-			ci.mu.Unlock()
-			f.m.request(route, "too_large")
-			reply(w, codes.RequestEntityTooLarge, fmt.Sprintf("payload over the limit of %d bytes", f.p.Funnel.MaxRequestBytes))
-			return
-		}
-		if more {
-			ci.mu.Unlock()
-			reply(w, codes.Continue, "", block1Option(num, true, szx))
-			return
-		}
-		body = tr.buf
-		delete(ci.transfers, key)
-		ci.mu.Unlock()
-		b1opt = []message.Option{block1Option(num, false, szx)}
+		body, b1opt = a.body, a.opts
 	} else if int64(len(body)) > f.p.Funnel.MaxRequestBytes {
 		f.m.request(route, "too_large")
 		reply(w, codes.RequestEntityTooLarge, fmt.Sprintf("payload over the limit of %d bytes", f.p.Funnel.MaxRequestBytes))
@@ -248,15 +216,20 @@ func (ci *coapIngest) serve(w mux.ResponseWriter, r *mux.Message) {
 		reply(w, codes.BadRequest, err.Error(), b1opt...)
 		return
 	}
-	if qs, err := opts.Queries(); err == nil {
-		for _, q := range qs {
-			if v, ok := strings.CutPrefix(q, "device="); ok && m.Device == "" {
-				m.Device = v
-			}
-			if v, ok := strings.CutPrefix(q, "id="); ok && m.ID == "" {
-				m.ID = v
-			}
-		}
+	qs, _ := opts.Queries()
+	ids, devices := queryIDs(qs)
+	if err := resolveIDs(&m, ids, devices); err != nil {
+		f.m.refused(route, idRefusal(err))
+		f.m.request(route, "bad_request")
+		reply(w, codes.BadRequest, err.Error(), b1opt...)
+		return
+	}
+	var rl *RateLimitedError
+	if err := f.limitRate(m.Device, peer); errors.As(err, &rl) {
+		f.m.refused(route, reasonRateLimited)
+		f.m.request(route, "too_many_requests")
+		reply(w, codes.TooManyRequests, err.Error(), append(b1opt, maxAge(rl.Wait))...)
+		return
 	}
 	if err := f.accept(r.Context(), &m); err != nil {
 		var tl *RecordTooLargeError

@@ -69,6 +69,7 @@ type Funnel struct {
 	draining   atomic.Bool
 	now        func() time.Time
 	bufs       sync.Pool
+	rl         *deviceLimiter // nil when funnel.device_rate_limit is off
 }
 
 // New builds the funnel of a pipeline on one site over cl, a client made
@@ -92,7 +93,8 @@ func NewOnSite(p *pipeline.Pipeline, site string, cl *kgo.Client, m *Metrics, lo
 		log = slog.New(slog.DiscardHandler)
 	}
 	first := p.Tiers[0].Name
-	return &Funnel{p: sp, cl: cl, m: m, log: log, site: site, first: first, ingestSite: p.SiteOf(first).Name, now: time.Now}, nil
+	return &Funnel{p: sp, cl: cl, m: m, log: log, site: site, first: first, ingestSite: p.SiteOf(first).Name, now: time.Now,
+		rl: newDeviceLimiter(sp.Funnel.DeviceRateLimit)}, nil
 }
 
 // NotIngestSiteError is the answer of a funnel whose site does not hold the
@@ -172,9 +174,9 @@ func (f *Funnel) DeviceHandler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST "+PathIngest, f.serveIngest)
 	f.health(mux)
-	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+	mux.HandleFunc("/", f.noRoute(mux, func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, fmt.Sprintf("no route %s %s on the device listener (POST %s)", r.Method, r.URL.Path, PathIngest))
-	})
+	}))
 	return mux
 }
 
@@ -190,9 +192,9 @@ func (f *Funnel) DeliveryHandler() http.Handler {
 		f.Drain()
 		io.WriteString(w, "draining\n")
 	})
-	guarded.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+	guarded.HandleFunc("/", f.noRoute(guarded, func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, fmt.Sprintf("no route %s %s on the delivery listener (POST %s<tier>, POST %s, POST %s)", r.Method, r.URL.Path, PathTiers, PathResults, PathDrain))
-	})
+	}))
 	mux := http.NewServeMux()
 	f.health(mux)
 	mux.Handle("/", f.auth.Service.Require(guarded))
@@ -242,6 +244,10 @@ func outcomeFor(code int) string {
 		return "too_large"
 	case http.StatusUnsupportedMediaType:
 		return "unsupported_media_type"
+	case http.StatusMethodNotAllowed:
+		return "method_not_allowed"
+	case http.StatusTooManyRequests:
+		return "too_many_requests"
 	case http.StatusServiceUnavailable:
 		return "unavailable"
 	default:
@@ -299,15 +305,16 @@ func (f *Funnel) serveIngest(w http.ResponseWriter, r *http.Request) {
 		var ct *wire.UnsupportedContentTypeError
 		if errors.As(err, &ct) {
 			code = http.StatusUnsupportedMediaType
+			w.Header().Set("Accept-Post", strings.Join(ingestContentTypes, ", "))
 		}
 		f.fail(w, route, code, err.Error())
 		return
 	}
-	if v := r.Header.Get(HeaderMessageID); v != "" && m.ID == "" {
-		m.ID = v
-	}
-	if v := r.Header.Get(HeaderDeviceID); v != "" && m.Device == "" {
-		m.Device = v
+	ids, devices := headerIDs(r.Header)
+	if err := resolveIDs(&m, ids, devices); err != nil {
+		f.m.refused(route, idRefusal(err))
+		f.fail(w, route, http.StatusBadRequest, err.Error())
+		return
 	}
 	if device, ok := f.authenticated(w, r); !ok {
 		f.m.request(route, "unauthorized")
@@ -319,6 +326,11 @@ func (f *Funnel) serveIngest(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		m.Device = device
+	}
+	var rl *RateLimitedError
+	if err := f.limitRate(m.Device, r.RemoteAddr); errors.As(err, &rl) {
+		f.failRate(w, route, rl)
+		return
 	}
 	if err := f.accept(r.Context(), &m); err != nil {
 		f.produceFailed(w, route, err)
@@ -364,7 +376,7 @@ func (f *Funnel) decodeIngest(contentType string, body []byte) (wire.Message, er
 			return m, fmt.Errorf("%w (want {\"id\"?, \"device\"?, \"data\":[%d %s values]})", err, wire.NumElements(in.Shape), in.DType)
 		}
 	default:
-		return m, &wire.UnsupportedContentTypeError{ContentType: contentType}
+		return m, &wire.UnsupportedContentTypeError{ContentType: contentType, Supported: ingestContentTypes}
 	}
 	if err := m.Tensor.Validate(); err != nil {
 		return m, err

@@ -70,7 +70,7 @@ func setupYAML(t *testing.T, brokerAddr, y string) *env {
 		brokerAddr = b.Addr()
 	}
 	p.Kafka.Brokers = []string{brokerAddr}
-	cl, err := kgo.NewClient(append(kafka.ClientOptions(&p.Kafka, "funnel", nil), ProducerOptions(p)...)...)
+	cl, err := kafka.NewClient(&p.Kafka, "funnel", nil, nil, ProducerOptions(p)...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -287,9 +287,10 @@ func decodeRecord(t *testing.T, r *kgo.Record) wire.Message {
 	return m
 }
 
-// TestRecordLimits: the default ingest limit follows from the input, and a
-// message whose record would be over kafka.max_record_bytes is refused
-// with 413 before it reaches Kafka.
+// TestRecordLimits: the default ingest limit follows from the input; a
+// device's id cannot make its record large (ids are at most 128 bytes),
+// and a delivery whose record would be over kafka.max_record_bytes is
+// refused with 413 before it reaches Kafka.
 func TestRecordLimits(t *testing.T) {
 	y := strings.Replace(testYAML, "funnel: {max_request_bytes: 2048}\n", "", 1)
 	e := setupYAML(t, "", strings.Replace(y, "kafka: {", "kafka: {max_record_bytes: 8192, ", 1))
@@ -298,6 +299,11 @@ func TestRecordLimits(t *testing.T) {
 	}
 	long := strings.Repeat("x", 10000)
 	resp, body := e.post(t, PathIngest, "application/json", []byte(`{"id":"`+long+`","data":[1,2,3,4]}`), nil)
+	if resp.StatusCode != 400 || !strings.Contains(body, `JSON \"id\": 10000 bytes, over the limit of 128`) {
+		t.Errorf("%d %s; want 400 naming the id rule", resp.StatusCode, body)
+	}
+	big, _ := wire.AppendMessages(nil, wire.Binary, []wire.Message{{ID: "big", Tensor: wire.Float32Tensor([]int{2500}, make([]float32, 2500))}})
+	resp, body = e.post(t, PathTiers+"cloud", wire.ContentTypeBinary, big, nil)
 	if resp.StatusCode != 413 || !strings.Contains(body, "over kafka.max_record_bytes 8192") {
 		t.Errorf("%d %s; want 413 naming kafka.max_record_bytes", resp.StatusCode, body)
 	}
@@ -307,5 +313,8 @@ func TestRecordLimits(t *testing.T) {
 	}
 	if n := len(e.records(t, e.p.InputTopic("edge"))); n != 1 {
 		t.Errorf("%d records, want only the accepted one", n)
+	}
+	if n := len(e.records(t, e.p.InputTopic("cloud"))); n != 0 {
+		t.Errorf("%d records in the cloud tier, want none", n)
 	}
 }

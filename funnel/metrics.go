@@ -11,6 +11,8 @@ type Metrics struct {
 	requests *prometheus.CounterVec
 	records  *prometheus.CounterVec
 	latency  *prometheus.HistogramVec
+	refusals *prometheus.CounterVec
+	held     prometheus.Gauge
 }
 
 // NewMetrics registers the funnel's metrics with reg.
@@ -29,8 +31,16 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Help:    "From a device's send time to its result acknowledged on the results topic, by exit tier.",
 			Buckets: prometheus.ExponentialBuckets(500e-6, 2, 18),
 		}, []string{"tier"}),
+		refusals: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "ddnn_funnel_refusals_total",
+			Help: "Device requests refused for breaking a bound, by route (ingest, coap, http) and reason (invalid_id, id_conflict, rate_limited, method_not_allowed, transfers_per_peer, reassembly_peer, reassembly_total, transfer_too_large).",
+		}, []string{"route", "reason"}),
+		held: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "ddnn_funnel_coap_reassembly_bytes",
+			Help: "Bytes CoAP Block1 transfers hold while they are reassembled (at most funnel.coap_reassembly.max_bytes).",
+		}),
 	}
-	reg.MustRegister(m.requests, m.records, m.latency)
+	reg.MustRegister(m.requests, m.records, m.latency, m.refusals, m.held)
 	return m
 }
 
@@ -55,4 +65,16 @@ func (m *Metrics) record(topic string, err error) {
 		outcome = "failed"
 	}
 	m.records.WithLabelValues(topicLabel(topic), outcome).Inc()
+}
+
+func (m *Metrics) refused(route, reason string) {
+	if m != nil {
+		m.refusals.WithLabelValues(route, reason).Inc()
+	}
+}
+
+func (m *Metrics) reassemblyBytes(n int64) {
+	if m != nil {
+		m.held.Set(float64(n))
+	}
 }

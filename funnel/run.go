@@ -63,6 +63,7 @@ func (f *Funnel) Run(ctx context.Context, cfg RunConfig) error {
 	delivery.Handle("/", f.DeliveryHandler())
 	if cfg.Gatherer != nil {
 		delivery.Handle("GET /metrics", f.auth.Service.Require(promhttp.HandlerFor(cfg.Gatherer, promhttp.HandlerOpts{})))
+		delivery.Handle("/metrics", f.methodsOnly("GET, HEAD"))
 	}
 	device := cfg.Device
 	if n := f.p.Funnel.MaxConnections; n > 0 {

@@ -39,7 +39,7 @@ func startRun(t *testing.T, y, brokers string, reg prometheus.Gatherer) *running
 		t.Fatal(err)
 	}
 	p.Kafka.Brokers = []string{brokers}
-	cl, err := kgo.NewClient(append(kafka.ClientOptions(&p.Kafka, "funnel", nil), ProducerOptions(p)...)...)
+	cl, err := kafka.NewClient(&p.Kafka, "funnel", nil, nil, ProducerOptions(p)...)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -6,8 +6,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/twmb/franz-go/pkg/kgo"
-
 	"github.com/ddnn-continuum/ddnn/internal/kafka"
 	"github.com/ddnn-continuum/ddnn/internal/pipeline"
 	"github.com/ddnn-continuum/ddnn/internal/wire"
@@ -51,7 +49,7 @@ func setupSites(t *testing.T, y string) map[string]*env {
 		if err != nil {
 			t.Fatal(err)
 		}
-		cl, err := kgo.NewClient(append(kafka.ClientOptions(&sp.Kafka, "funnel", nil), ProducerOptions(sp)...)...)
+		cl, err := kafka.NewClient(&sp.Kafka, "funnel", nil, nil, ProducerOptions(sp)...)
 		if err != nil {
 			t.Fatal(err)
 		}

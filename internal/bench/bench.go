@@ -226,7 +226,7 @@ func probe(ctx context.Context, d device, sample []byte) error {
 // current end, partition by partition, so nothing of this run is missed and
 // nothing earlier read.
 func (r *run) resultsConsumer(ctx context.Context, p *pipeline.Pipeline) (*kgo.Client, error) {
-	cl, err := kgo.NewClient(kafka.ClientOptions(&p.Kafka, "bench", nil)...)
+	cl, err := kafka.NewClient(&p.Kafka, "bench", nil, nil)
 	if err != nil {
 		return nil, fmt.Errorf("bench: kafka client: %w", err)
 	}
@@ -245,7 +245,7 @@ func (r *run) resultsConsumer(ctx context.Context, p *pipeline.Pipeline) (*kgo.C
 	}
 	from := map[string]map[int32]kgo.Offset{p.ResultsTopic(): {}}
 	ends.Each(func(o kadm.ListedOffset) { from[o.Topic][o.Partition] = kgo.NewOffset().At(o.Offset) })
-	return kgo.NewClient(append(kafka.ClientOptions(&p.Kafka, "bench", nil), kgo.ConsumePartitions(from))...)
+	return kafka.NewClient(&p.Kafka, "bench", nil, nil, kgo.ConsumePartitions(from))
 }
 
 // collect records the results of this run's messages.

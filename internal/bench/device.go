@@ -86,8 +86,8 @@ func dial(p *pipeline.Pipeline, protocol, addr string, n int) (device, error) {
 		}
 		return &coapDevice{name: name, cc: cc}, nil
 	case ProtocolKafka:
-		cl, err := kgo.NewClient(append(kafka.ClientOptions(&p.Kafka, "bench-"+name, nil),
-			kgo.DefaultProduceTopic(p.InputTopic(p.Tiers[0].Name)), kgo.ProducerLinger(0))...)
+		cl, err := kafka.NewClient(&p.Kafka, "bench-"+name, nil, nil,
+			kgo.DefaultProduceTopic(p.InputTopic(p.Tiers[0].Name)), kgo.ProducerLinger(0))
 		if err != nil {
 			return nil, fmt.Errorf("kafka: %w", err)
 		}

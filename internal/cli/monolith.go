@@ -10,8 +10,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/twmb/franz-go/pkg/kgo"
-
 	"github.com/ddnn-continuum/ddnn/funnel"
 	"github.com/ddnn-continuum/ddnn/inference"
 	"github.com/ddnn-continuum/ddnn/internal/kafka"
@@ -73,7 +71,11 @@ func runMonolith(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	defer ln.Close()
 	topics := p.TopicsOn(site)
 	if len(sp.Kafka.Brokers) == 0 {
-		b, err := kafka.StartBroker(sp.Kafka.EmbeddedListen, sp.Kafka.Partitions, topics, log)
+		s, err := p.Site(site)
+		if err != nil {
+			return err
+		}
+		b, err := kafka.StartSiteBroker(p, s, sp.Kafka.EmbeddedListen, true, log)
 		if err != nil {
 			return err
 		}
@@ -81,7 +83,7 @@ func runMonolith(ctx context.Context, args []string, stdout, stderr io.Writer) e
 		fmt.Fprintf(stdout, "embedded Kafka broker on %s (in memory: data is lost when it stops)\n", b.Addr())
 	}
 	reg, wrapped := newRegistry(p)
-	cl, err := kgo.NewClient(append(kafka.ClientOptions(&sp.Kafka, "monolith", wrapped), monolith.ClientOptions(sp)...)...)
+	cl, err := kafka.NewClient(&sp.Kafka, "monolith", wrapped, log, monolith.ClientOptions(sp)...)
 	if err != nil {
 		return fmt.Errorf("monolith: kafka client: %w", err)
 	}

@@ -40,10 +40,10 @@ func runResults(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	if *brokers != "" {
 		k.Brokers = splitList(*brokers)
 	}
-	cl, err := kgo.NewClient(append(kafka.ClientOptions(&k, "results", nil),
+	cl, err := kafka.NewClient(&k, "results", nil, nil,
 		kgo.ConsumeTopics(p.ResultsTopic()),
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
-	)...)
+	)
 	if err != nil {
 		return fmt.Errorf("results: kafka client: %w", err)
 	}

@@ -16,7 +16,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
-	"github.com/twmb/franz-go/pkg/kgo"
 	"golang.org/x/sync/errgroup"
 
 	"github.com/ddnn-continuum/ddnn/connector"
@@ -257,7 +256,7 @@ func runFunnel(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	}
 
 	reg, wrapped := newRegistry(p)
-	cl, err := kgo.NewClient(append(kafka.ClientOptions(&sp.Kafka, "funnel", wrapped), funnel.ProducerOptions(sp)...)...)
+	cl, err := kafka.NewClient(&sp.Kafka, "funnel", wrapped, log, funnel.ProducerOptions(sp)...)
 	if err != nil {
 		return fmt.Errorf("funnel: kafka client: %w", err)
 	}

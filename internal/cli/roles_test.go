@@ -22,7 +22,7 @@ func TestRolesStop(t *testing.T) {
 		t.Fatal(err)
 	}
 	y := strings.ReplaceAll(string(b), "../models/", filepath.Join(root, "models")+"/")
-	y += "funnel:\n  listen: 127.0.0.1:0\n  coap_listen: 127.0.0.1:0\n"
+	y += "funnel:\n  listen: 127.0.0.1:0\n  delivery_listen: 127.0.0.1:0\n  coap_listen: 127.0.0.1:0\n"
 	file := filepath.Join(t.TempDir(), "p.yaml")
 	if err := os.WriteFile(file, []byte(y), 0o644); err != nil {
 		t.Fatal(err)
@@ -42,7 +42,7 @@ func TestRolesStop(t *testing.T) {
 		args      []string
 		announced string
 	}{
-		{"broker", []string{"broker", "-f", file, "--listen", "127.0.0.1:0"}, "embedded Kafka broker on"},
+		{"broker", []string{"broker", "-f", file, "--listen", "127.0.0.1:0"}, "embedded Kafka broker of site local on"},
 		{"funnel", []string{"funnel", "-f", file, "--brokers", broker.Addr()}, "funnel: POST http://"},
 		{"connector", []string{"connector", "-f", file, "--tier", "fog", "--replicas", "http://127.0.0.1:1",
 			"--brokers", broker.Addr(), "--admin", "127.0.0.1:0"}, "connector fog: admin on"},

@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
-	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/ddnn-continuum/ddnn/internal/kafka"
 	"github.com/ddnn-continuum/ddnn/internal/pipeline"
@@ -76,7 +75,7 @@ func runScaler(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		})
 	}
 	reg, wrapped := newRegistry(p)
-	cl, err := kgo.NewClient(kafka.ClientOptions(&p.Kafka, "scaler", wrapped)...)
+	cl, err := kafka.NewClient(&p.Kafka, "scaler", wrapped, log)
 	if err != nil {
 		return fmt.Errorf("scaler: kafka client: %w", err)
 	}

@@ -30,8 +30,8 @@ name: t
 input: {dtype: uint8, shape: [4]}
 classes: [a, b]
 sites:
-  - {name: edge, kafka: %[2]s, funnel: {listen: 127.0.0.1:0, coap_listen: "off"}, admin: {listen: 127.0.0.1:0}}
-  - {name: cloud, kafka: %[3]s, funnel: {listen: 127.0.0.1:0, coap_listen: "off", url: "%[1]s"}, admin: {listen: 127.0.0.1:0}}
+  - {name: edge, kafka: %[2]s, funnel: {listen: 127.0.0.1:0, delivery_listen: 127.0.0.1:0, coap_listen: "off"}, admin: {listen: 127.0.0.1:0}}
+  - {name: cloud, kafka: %[3]s, funnel: {listen: 127.0.0.1:0, delivery_listen: 127.0.0.1:0, coap_listen: "off", url: "%[1]s"}, admin: {listen: 127.0.0.1:0}}
 results: {site: cloud}
 tiers:
   - {name: edge, site: edge, model: e.onnx, exit: {output: o, threshold: 0.5}, forward: {output: f}}
@@ -78,12 +78,13 @@ func TestUplinkBetweenSites(t *testing.T) {
 	if code, _, stderr := run(t, "funnel", "-f", file); code != 2 || !strings.Contains(stderr, `--site is required: pipeline "t" has 2 sites (edge, cloud)`) {
 		t.Errorf("funnel without --site: exit %d, %s", code, stderr)
 	}
-	addrRE := regexp.MustCompile(`POST (http://[^/]+)/v1/ingest`)
+	addrRE := regexp.MustCompile(`POST (http://[^/]+)/v1/ingest .*delivery zone (http://[^ ]+) `)
 	funnelURL := func(out *syncBuffer) string { return addrRE.FindStringSubmatch(out.String())[1] }
+	deliveryURL := func(out *syncBuffer) string { return addrRE.FindStringSubmatch(out.String())[2] }
 	edgeOut, _ := startRole(t, []string{"funnel", "-f", file, "--site", "edge", "--brokers", brokers["edge"]}, "funnel: POST http://")
 	cloudOut, _ := startRole(t, []string{"funnel", "-f", file, "--site", "cloud"}, "funnel: POST http://")
-	edge, cloud := funnelURL(edgeOut), funnelURL(cloudOut)
-	startRole(t, []string{"uplink", "-f", file, "--from", "edge", "--to", "cloud", "--to-url", cloud + "/"}, "uplink edge -> cloud: admin on")
+	edge, cloud := deliveryURL(edgeOut), funnelURL(cloudOut)
+	startRole(t, []string{"uplink", "-f", file, "--from", "edge", "--to", "cloud", "--to-url", deliveryURL(cloudOut) + "/"}, "uplink edge -> cloud: admin on")
 	// The cloud tier's connector, on the cloud's Kafka from the YAML.
 	var mu sync.Mutex
 	invoked := map[string]int{}

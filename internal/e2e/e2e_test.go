@@ -75,7 +75,7 @@ func freeAddr(t testing.TB) string {
 // pipelineFile writes the shipped pipeline under a new name with free ports
 // and absolute paths, plus extra YAML (e.g. replicas).
 type testPipeline struct {
-	file, name, broker, funnel, coap, admin string
+	file, name, broker, funnel, delivery, coap, admin string
 }
 
 func writePipeline(t testing.TB, name string, edgeReplicas int, brokers string) testPipeline {
@@ -94,8 +94,8 @@ func writePipeline(t testing.TB, name string, edgeReplicas int, brokers string) 
 	} else {
 		y += fmt.Sprintf("kafka:\n  embedded_listen: %s\n", tp.broker)
 	}
-	tp.coap = freeAddr(t)
-	y += fmt.Sprintf("funnel:\n  listen: %s\n  coap_listen: %s\nadmin:\n  listen: %s\n", tp.funnel, tp.coap, tp.admin)
+	tp.coap, tp.delivery = freeAddr(t), freeAddr(t)
+	y += fmt.Sprintf("funnel:\n  listen: %s\n  delivery_listen: %s\n  coap_listen: %s\nadmin:\n  listen: %s\n", tp.funnel, tp.delivery, tp.coap, tp.admin)
 	tp.file = filepath.Join(t.TempDir(), name+".yaml")
 	if err := os.WriteFile(tp.file, []byte(y), 0o644); err != nil {
 		t.Fatal(err)
@@ -276,10 +276,11 @@ func sendHTTP(t testing.TB, funnel string, images [][]byte, prefix string, sende
 }
 
 // collectResults reads the results topic from the start until want distinct
-// ids with the prefix arrived, and returns every result per id.
-func collectResults(t testing.TB, brokers, topic, prefix string, want int, timeout time.Duration) map[string][]wire.Result {
+// ids with the prefix arrived, and returns every result per id. opts
+// (e.g. TLS and SASL) are added to the reader's options.
+func collectResults(t testing.TB, brokers, topic, prefix string, want int, timeout time.Duration, opts ...kgo.Opt) map[string][]wire.Result {
 	t.Helper()
-	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers), kgo.ConsumeTopics(topic), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
+	cl, err := kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers(brokers), kgo.ConsumeTopics(topic), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart())}, opts...)...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -340,14 +341,15 @@ func TestPipelineMatchesEval(t *testing.T) {
 // img-<i>), reads the results from topic on brokers, checks that every
 // image has exactly one result and that accuracy and exits per tier equal
 // `ddnn models eval` on file, logs the figures (what names the setting),
-// and returns the results by id.
-func sendTestSet(t *testing.T, funnel, brokers, topic, file, what string) map[string][]wire.Result {
+// and returns the results by id. opts are the results reader's extra
+// options (see collectResults).
+func sendTestSet(t *testing.T, funnel, brokers, topic, file, what string, opts ...kgo.Opt) map[string][]wire.Result {
 	t.Helper()
 	ds := testSet(t)
 	start := time.Now()
 	sendHTTP(t, funnel, ds.Samples, "img-", 4)
 	sent := time.Since(start)
-	got := collectResults(t, brokers, topic, "img-", len(ds.Samples), 120*time.Second)
+	got := collectResults(t, brokers, topic, "img-", len(ds.Samples), 120*time.Second, opts...)
 	took := time.Since(start)
 
 	exits := map[string]int{}

@@ -259,8 +259,8 @@ func burstPipeline(t *testing.T, name string, edit func(string) string) testPipe
 	if edit != nil {
 		y = edit(y)
 	}
-	tp.coap = freeAddr(t)
-	y += fmt.Sprintf("kafka:\n  embedded_listen: %s\nfunnel:\n  listen: %s\n  coap_listen: %s\nadmin:\n  listen: %s\n", tp.broker, tp.funnel, tp.coap, tp.admin)
+	tp.coap, tp.delivery = freeAddr(t), freeAddr(t)
+	y += fmt.Sprintf("kafka:\n  embedded_listen: %s\nfunnel:\n  listen: %s\n  delivery_listen: %s\n  coap_listen: %s\nadmin:\n  listen: %s\n", tp.broker, tp.funnel, tp.delivery, tp.coap, tp.admin)
 	tp.file = filepath.Join(t.TempDir(), name+".yaml")
 	if err := os.WriteFile(tp.file, []byte(y), 0o644); err != nil {
 		t.Fatal(err)

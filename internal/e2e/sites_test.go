@@ -22,6 +22,7 @@ type continuum struct {
 	file, name string
 	kafka      map[string]string // by site
 	funnel     map[string]string
+	delivery   map[string]string
 	admin      map[string]string
 }
 
@@ -38,11 +39,12 @@ func writeContinuum(t testing.TB, name string) continuum {
 	y := strings.ReplaceAll(string(b), "../../models/", filepath.Join(root(t), "models")+"/")
 	y = strings.Replace(y, "name: fmnist", "name: "+name, 1)
 	y = strings.ReplaceAll(y, "coap_listen: 127.0.0.1:5683", `coap_listen: "off"`)
-	c := continuum{name: name, kafka: map[string]string{}, funnel: map[string]string{}, admin: map[string]string{}}
+	c := continuum{name: name, kafka: map[string]string{}, funnel: map[string]string{}, delivery: map[string]string{}, admin: map[string]string{}}
 	for i, site := range continuumSites {
-		c.kafka[site], c.funnel[site], c.admin[site] = freeAddr(t), freeAddr(t), freeAddr(t)
+		c.kafka[site], c.funnel[site], c.delivery[site], c.admin[site] = freeAddr(t), freeAddr(t), freeAddr(t), freeAddr(t)
+		y = strings.Replace(y, fmt.Sprintf("delivery_listen: 127.0.0.1:8%d81", i), "delivery_listen: "+c.delivery[site], 1)
 		y = strings.Replace(y, fmt.Sprintf("embedded_listen: 127.0.0.1:9%d92", i), "embedded_listen: "+c.kafka[site], 1)
-		y = strings.Replace(y, fmt.Sprintf("listen: 127.0.0.1:8%d80", i), "listen: "+c.funnel[site], 1)
+		y = strings.Replace(y, fmt.Sprintf(" listen: 127.0.0.1:8%d80", i), " listen: "+c.funnel[site], 1)
 		y = strings.Replace(y, fmt.Sprintf("listen: 127.0.0.1:9%d64", 4+i), "listen: "+c.admin[site], 1)
 	}
 	c.file = filepath.Join(t.TempDir(), name+".yaml")

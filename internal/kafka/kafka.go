@@ -9,6 +9,7 @@
 package kafka
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -30,8 +31,19 @@ import (
 )
 
 // ClientOptions are the options every ddnn Kafka client starts from: seed
-// brokers, a client id naming the role, and kprom metrics when reg is set.
-func ClientOptions(k *pipeline.Kafka, role string, reg prometheus.Registerer) []kgo.Opt {
+// brokers, a client id naming the role, the section's TLS and SASL (see
+// securityOptions), and kprom metrics when reg is set. log (nil: the
+// default logger) gets the warning of a client that skips certificate
+// verification. The error names each setting whose files or variables
+// cannot be read; it never holds a secret.
+func ClientOptions(k *pipeline.Kafka, role string, reg prometheus.Registerer, log *slog.Logger) ([]kgo.Opt, error) {
+	if log == nil {
+		log = slog.Default()
+	}
+	sec, err := securityOptions(k, role, log)
+	if err != nil {
+		return nil, err
+	}
 	opts := []kgo.Opt{
 		kgo.SeedBrokers(k.SeedBrokers()...),
 		kgo.ClientID(k.ClientID + "-" + role),
@@ -42,7 +54,16 @@ func ClientOptions(k *pipeline.Kafka, role string, reg prometheus.Registerer) []
 		m := kprom.NewMetrics("ddnn_kafka", kprom.Registerer(reg), kprom.WithClientLabel())
 		opts = append(opts, kgo.WithHooks(m))
 	}
-	return opts
+	return append(opts, sec...), nil
+}
+
+// NewClient is a client of k for role with ClientOptions and then extra.
+func NewClient(k *pipeline.Kafka, role string, reg prometheus.Registerer, log *slog.Logger, extra ...kgo.Opt) (*kgo.Client, error) {
+	opts, err := ClientOptions(k, role, reg, log)
+	if err != nil {
+		return nil, err
+	}
+	return kgo.NewClient(append(opts, extra...)...)
 }
 
 // Broker is the embedded Kafka-protocol broker. With a data directory it
@@ -64,13 +85,17 @@ type Broker struct {
 // on addr, or on the site's kafka.embedded_listen when addr is empty, with
 // the topics that live on the site; it keeps them in the site's data
 // directory (pipeline.SiteDataDir), syncing writes if the site asks, unless
-// ephemeral.
+// ephemeral. It requires what the site's embedded_tls, embedded_users and
+// embedded_acls say.
 func StartSiteBroker(p *pipeline.Pipeline, site *pipeline.Site, addr string, ephemeral bool, log *slog.Logger) (*Broker, error) {
 	k := &site.Kafka
 	if addr == "" {
 		addr = k.EmbeddedListen
 	}
-	var opts []BrokerOpt
+	opts, err := siteSecurity(p, k)
+	if err != nil {
+		return nil, fmt.Errorf("embedded broker: %w", err)
+	}
 	if !ephemeral {
 		dir, err := p.SiteDataDir(site)
 		if err != nil {
@@ -90,6 +115,7 @@ type BrokerOpt func(*brokerConfig)
 type brokerConfig struct {
 	dataDir    string
 	syncWrites bool
+	sec        brokerSecurity
 }
 
 // DataDir keeps the broker's topics, records and committed offsets in dir
@@ -127,11 +153,23 @@ func StartBroker(addr string, partitions int32, topics []string, log *slog.Logge
 		}),
 		kfake.DefaultNumPartitions(int(partitions)),
 	}
+	kopts, admin, err := cfg.sec.apply(kopts)
+	if err != nil {
+		return nil, err
+	}
 	b := &Broker{dataDir: cfg.dataDir}
 	restored := false
 	if cfg.dataDir != "" {
 		if b.lock, err = lockDataDir(cfg.dataDir); err != nil {
 			return nil, err
+		}
+		// Users and ACLs come from the options at every start, not from
+		// what an earlier run kept.
+		for _, f := range []string{"sasl.json", "acls.json"} {
+			if err := os.Remove(filepath.Join(cfg.dataDir, f)); err != nil && !errors.Is(err, os.ErrNotExist) {
+				b.unlock()
+				return nil, fmt.Errorf("embedded broker data dir: %w", err)
+			}
 		}
 		_, err := os.Stat(filepath.Join(cfg.dataDir, "meta.json"))
 		restored = err == nil
@@ -152,12 +190,26 @@ func StartBroker(addr string, partitions int32, topics []string, log *slog.Logge
 			return nil, fmt.Errorf("embedded broker: create topic %s: %w", t, err)
 		}
 	}
-	if cfg.dataDir == "" {
-		log.Info("embedded broker listening", "addr", b.addr, "topics", len(topics), "partitions", partitions, "storage", "memory")
-	} else {
-		log.Info("embedded broker listening", "addr", b.addr, "topics", len(topics), "partitions", partitions,
-			"data_dir", cfg.dataDir, "restored", restored, "sync_writes", cfg.syncWrites)
+	if len(cfg.sec.users) > 0 {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		err := cfg.sec.advertiseHandshakeV0(ctx, c, b.addr)
+		if err == nil && admin != nil {
+			err = cfg.sec.createACLs(ctx, b.addr, admin)
+		}
+		cancel()
+		if err != nil {
+			b.Close()
+			return nil, fmt.Errorf("embedded broker: %w", err)
+		}
 	}
+	attrs := []any{"addr", b.addr, "topics", len(topics), "partitions", partitions}
+	if cfg.dataDir == "" {
+		attrs = append(attrs, "storage", "memory")
+	} else {
+		attrs = append(attrs, "data_dir", cfg.dataDir, "restored", restored, "sync_writes", cfg.syncWrites)
+	}
+	attrs = append(attrs, "tls", cfg.sec.cert != nil, "sasl_users", len(cfg.sec.users), "acls", cfg.sec.acls)
+	log.Info("embedded broker listening", attrs...)
 	return b, nil
 }
 

@@ -244,9 +244,9 @@ func (m *Monolith) process(recs []*kgo.Record) ([]*kgo.Record, error) {
 	msgs := make([]wire.Message, 0, len(recs))
 	from := make([]*kgo.Record, 0, len(recs)) // the record of each message
 	for _, r := range recs {
-		msg, err := wire.DecodeRecord(r.Key, r.Value, connector.RecordHeaders(r), m.raw, fmt.Sprintf("%s-%d-%d", r.Topic, r.Partition, r.Offset))
+		msg, err := wire.DecodeDeviceRecord(r.Key, r.Value, connector.RecordHeaders(r), m.raw, fmt.Sprintf("%s-%d-%d", r.Topic, r.Partition, r.Offset))
 		if err != nil {
-			out = append(out, m.deadLetter(r, "undecodable record: "+err.Error()))
+			out = append(out, m.deadLetter(r, connector.DecodeFailure(err)))
 			continue
 		}
 		if msg.SentAt.IsZero() {

@@ -57,7 +57,7 @@ func newHarness(tb testing.TB) *harness {
 	if err != nil {
 		tb.Fatal(err)
 	}
-	cl, err := kgo.NewClient(append(kafka.ClientOptions(&p.Kafka, "test", nil), kgo.ProducerLinger(0))...)
+	cl, err := kafka.NewClient(&p.Kafka, "test", nil, nil, kgo.ProducerLinger(0))
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -85,7 +85,7 @@ func (h *harness) raw(i int) *kgo.Record {
 // stop cancels Run, waits for it and closes the client.
 func (h *harness) run(tb testing.TB, workers, maxBatch int, reg prometheus.Registerer) (stop func() error) {
 	tb.Helper()
-	cl, err := kgo.NewClient(append(kafka.ClientOptions(&h.p.Kafka, "monolith", nil), ClientOptions(h.p)...)...)
+	cl, err := kafka.NewClient(&h.p.Kafka, "monolith", nil, nil, ClientOptions(h.p)...)
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -121,8 +121,8 @@ func (h *harness) run(tb testing.TB, workers, maxBatch int, reg prometheus.Regis
 // reader consumes topics from the start, outside any group.
 func (h *harness) reader(tb testing.TB, topics ...string) *kgo.Client {
 	tb.Helper()
-	cl, err := kgo.NewClient(append(kafka.ClientOptions(&h.p.Kafka, "reader", nil),
-		kgo.ConsumeTopics(topics...), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))...)
+	cl, err := kafka.NewClient(&h.p.Kafka, "reader", nil, nil,
+		kgo.ConsumeTopics(topics...), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -660,7 +660,7 @@ func TestMonolithCloudOnly(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cl, err := kgo.NewClient(append(kafka.ClientOptions(&sp.Kafka, "test", nil), kgo.ProducerLinger(0))...)
+	cl, err := kafka.NewClient(&sp.Kafka, "test", nil, nil, kgo.ProducerLinger(0))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -174,6 +174,7 @@ func Load(path string) (*Pipeline, error) {
 		return nil, fmt.Errorf("pipeline %s: %w", path, err)
 	}
 	p.Dir = abs
+	p.resolveKafkaPaths()
 	return p, nil
 }
 

@@ -19,8 +19,9 @@ const LocalSite = "local"
 // A declared site inherits the pipeline-wide settings it leaves unset from
 // the top-level kafka and funnel sections (partitions, client_id,
 // produce_timeout, max_record_bytes, replication_factor, topic_config,
-// embedded_sync_writes; max_request_bytes, max_connections). Its addresses
-// are its own: kafka.brokers, kafka.embedded_listen,
+// embedded_sync_writes, tls, sasl, and on a site running the embedded
+// broker embedded_tls, embedded_users and embedded_acls;
+// max_request_bytes, max_connections). Its addresses are its own: kafka.brokers, kafka.embedded_listen,
 // kafka.embedded_data_dir, funnel.listen, funnel.coap_listen, funnel.url
 // and admin.listen take the single-site defaults when unset and are never
 // inherited.
@@ -270,9 +271,12 @@ func (p *Pipeline) setSiteDefaults() {
 		if k.TopicConfig == nil {
 			k.TopicConfig = top.TopicConfig
 		}
+		k.setSecurityDefaults()
+		k.inheritSecurity(top)
 		setDefault(&s.Funnel.MaxRequestBytes, p.Funnel.MaxRequestBytes)
 		setDefault(&s.Funnel.MaxConnections, p.Funnel.MaxConnections)
 		setDefault(&s.Funnel.TLS, p.Funnel.TLS)
+		s.Funnel.setLimitDefaults(&p.Funnel)
 
 		setDefault(&k.EmbeddedListen, DefaultEmbeddedBroker)
 		setDefault(&s.Funnel.Listen, DefaultFunnelListen)

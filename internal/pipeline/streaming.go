@@ -69,6 +69,20 @@ type Kafka struct {
 	// TopicConfig is set on the topics ddnn creates and checked on the
 	// topics that exist (e.g. min.insync.replicas, retention.ms).
 	TopicConfig map[string]string `yaml:"topic_config"`
+
+	// TLS and SASL are how every client of the pipeline (each role, `ddnn
+	// up`'s admin client, bench, results) connects; see kafkasec.go and
+	// docs/kafka-security.md.
+	TLS  *KafkaTLS   `yaml:"tls"`
+	SASL []KafkaSASL `yaml:"sasl"`
+	// EmbeddedTLS makes the embedded broker accept TLS connections only.
+	EmbeddedTLS *EmbeddedTLS `yaml:"embedded_tls"`
+	// EmbeddedUsers makes the embedded broker require SASL, with these
+	// users.
+	EmbeddedUsers []EmbeddedUser `yaml:"embedded_users"`
+	// EmbeddedACLs makes the embedded broker check ACLs: each user may do
+	// what its role allows.
+	EmbeddedACLs bool `yaml:"embedded_acls"`
 }
 
 // Replication is the replication factor topics are created with: the
@@ -130,6 +144,11 @@ type Funnel struct {
 	// CoAPListen is the UDP address of coap://HOST/v1/ingest; "off"
 	// disables CoAP.
 	CoAPListen string `yaml:"coap_listen"`
+	// DeviceRateLimit bounds how fast each device may send (off by
+	// default); over it ingest answers 429 (CoAP 4.29).
+	DeviceRateLimit RateLimit `yaml:"device_rate_limit"`
+	// CoAPReassembly bounds the memory Block1 uploads hold.
+	CoAPReassembly CoAPReassembly `yaml:"coap_reassembly"`
 }
 
 // FunnelTLS is the device listener's certificate, and the CA of the
@@ -226,9 +245,11 @@ func (p *Pipeline) setStreamingDefaults() {
 	setDefault(&k.ClientID, DefaultClientID)
 	setDefault(&k.ProduceTimeout, DefaultProduceTimeout)
 	setDefault(&k.MaxRecordBytes, DefaultMaxRecordBytes)
+	k.setSecurityDefaults()
 	setDefault(&p.Funnel.MaxConnections, DefaultFunnelMaxConnections)
 	setDefault(&p.Funnel.MaxRequestBytes, p.Input.IngestBytes())
 	p.Auth.setDefaults()
+	p.Funnel.setLimitDefaults(nil)
 	p.setSiteDefaults()
 	for i := range p.Tiers {
 		c := &p.Tiers[i].Connector
@@ -358,6 +379,7 @@ func (k *Kafka) validateSettings(f string) []error {
 	if k.ReplicationFactor < -1 {
 		bad("replication_factor", "%d must be -1 (the cluster's default) or at least 1", k.ReplicationFactor)
 	}
+	errs = append(errs, k.validateSecurity(f)...)
 	for _, key := range slices.Sorted(maps.Keys(k.TopicConfig)) {
 		v := k.TopicConfig[key]
 		field := fmt.Sprintf("topic_config[%s]", key)
@@ -412,7 +434,7 @@ func (k *Kafka) validatePlacement(f string) []error {
 			bad("topic_config[min.insync.replicas]", "%d is over kafka.replication_factor %d: no write could be acknowledged", n, rf)
 		}
 	}
-	return errs
+	return append(errs, k.validateEmbeddedSecurity(f)...)
 }
 
 // validateSettings checks the settings a site inherits from the top-level
@@ -428,7 +450,7 @@ func (fu *Funnel) validateSettings(f string) []error {
 	if t := fu.TLS; (t.CertFile == "") != (t.KeyFile == "") || (t.ClientCAFile != "" && t.CertFile == "") {
 		errs = append(errs, fmt.Errorf("%s.tls: cert_file and key_file go together, and client_ca_file needs them", f))
 	}
-	return errs
+	return append(errs, fu.validateLimits(f)...)
 }
 
 // validatePlacement checks the funnel's addresses; f is the section's path.

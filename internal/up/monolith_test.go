@@ -82,10 +82,10 @@ func TestRunMonolith(t *testing.T) {
 	args, log, ann := fakeRun(t, up.Config{Pipeline: p, File: file, Monolith: true,
 		LinkURLs: map[pipeline.Link]string{{From: "cloud", To: "edge"}: wan}}, edge.admin, cloud.admin)
 	checkChildren(t, args, []string{
-		fmt.Sprintf("funnel -f %s --tiers-on cloud --site edge --brokers %s --listen %s --log-level info", file, edge.kafka, edge.funnel),
-		fmt.Sprintf("funnel -f %s --tiers-on cloud --site cloud --brokers %s --listen %s --log-level info", file, cloud.kafka, cloud.funnel),
-		fmt.Sprintf("monolith -f %s --tiers-on cloud --site cloud --brokers %s --admin * --log-level info", file, cloud.kafka),
-		fmt.Sprintf("uplink -f %s --tiers-on cloud --from cloud --to edge --to-url %s --brokers %s --admin * --instance-id up-uplink-edge --log-level info", file, wan, cloud.kafka),
+		fmt.Sprintf("funnel -f %s --tiers-on cloud --site edge --brokers %s --listen %s --delivery-listen %s --log-level info --service-token-file *", file, edge.kafka, edge.funnel, edge.delivery),
+		fmt.Sprintf("funnel -f %s --tiers-on cloud --site cloud --brokers %s --listen %s --delivery-listen %s --log-level info --service-token-file *", file, cloud.kafka, cloud.funnel, cloud.delivery),
+		fmt.Sprintf("monolith -f %s --tiers-on cloud --site cloud --brokers %s --admin * --log-level info --service-token-file *", file, cloud.kafka),
+		fmt.Sprintf("uplink -f %s --tiers-on cloud --from cloud --to edge --to-url %s --brokers %s --admin * --instance-id up-uplink-edge --log-level info --service-token-file *", file, wan, cloud.kafka),
 	})
 	if c, err := net.Dial("tcp", sites["fog"].kafka); err == nil {
 		c.Close()
@@ -129,8 +129,8 @@ func TestRunMonolithOneSite(t *testing.T) {
 	tp := writePipeline(t)
 	args, log, ann := fakeRun(t, up.Config{Pipeline: tp.p, File: tp.file, Monolith: true}, tp.admin)
 	checkChildren(t, args, []string{
-		fmt.Sprintf("funnel -f %s --tiers-on local --brokers * --listen %s --log-level info", tp.file, tp.funnel),
-		fmt.Sprintf("monolith -f %s --tiers-on local --site local --brokers * --admin * --log-level info", tp.file),
+		fmt.Sprintf("funnel -f %s --tiers-on local --brokers * --listen %s --delivery-listen %s --log-level info --service-token-file *", tp.file, tp.funnel, tp.delivery),
+		fmt.Sprintf("monolith -f %s --tiers-on local --site local --brokers * --admin * --log-level info --service-token-file *", tp.file),
 	})
 	if want := `pipeline "fmnist" is up as the monolith baseline: 3 tiers in one monolith process, 2 processes`; !strings.Contains(ann, want) {
 		t.Errorf("announcement lacks %q:\n%s", want, ann)
@@ -149,7 +149,7 @@ func TestRunLinkURL(t *testing.T) {
 	edge := sites["edge"]
 	args, _, ann := fakeRun(t, up.Config{Pipeline: p, File: file, Site: "edge",
 		LinkURLs: map[pipeline.Link]string{{From: "edge", To: "fog"}: wan}}, edge.admin)
-	want := fmt.Sprintf("uplink -f %s --from edge --to fog --to-url %s --brokers %s --admin * --instance-id up-uplink-fog --log-level info", file, wan, edge.kafka)
+	want := fmt.Sprintf("uplink -f %s --from edge --to fog --to-url %s --brokers %s --admin * --instance-id up-uplink-fog --log-level info --service-token-file *", file, wan, edge.kafka)
 	if !slices.ContainsFunc(args, func(g string) bool { return matchArgs(g, want) }) {
 		t.Errorf("no child ran %q; children:\n%s", want, strings.Join(args, "\n"))
 	}

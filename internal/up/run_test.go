@@ -56,8 +56,8 @@ func freeAddr(t *testing.T) string {
 }
 
 type testPipeline struct {
-	file, funnel, admin string
-	p                   *pipeline.Pipeline
+	file, funnel, delivery, admin string
+	p                             *pipeline.Pipeline
 }
 
 // writePipeline writes the shipped pipeline with free ports, a scaled edge
@@ -70,9 +70,9 @@ func writePipeline(t *testing.T) testPipeline {
 	}
 	y := strings.ReplaceAll(string(b), "../models/", filepath.Join(root, "models")+"/")
 	y = strings.Replace(y, "    inference:\n      intra_op_threads: 1\n", "    inference:\n      intra_op_threads: 1\n    replicas: {min: 1, max: 2}\n", 1)
-	tp := testPipeline{funnel: freeAddr(t), admin: freeAddr(t)}
-	y += fmt.Sprintf("kafka:\n  embedded_listen: %s\n  embedded_data_dir: kafka\nfunnel:\n  listen: %s\n  coap_listen: off\nadmin:\n  listen: %s\n",
-		freeAddr(t), tp.funnel, tp.admin)
+	tp := testPipeline{funnel: freeAddr(t), delivery: freeAddr(t), admin: freeAddr(t)}
+	y += fmt.Sprintf("kafka:\n  embedded_listen: %s\n  embedded_data_dir: kafka\nfunnel:\n  listen: %s\n  delivery_listen: %s\n  coap_listen: off\nadmin:\n  listen: %s\n",
+		freeAddr(t), tp.funnel, tp.delivery, tp.admin)
 	tp.file = filepath.Join(t.TempDir(), "up.yaml")
 	if err := os.WriteFile(tp.file, []byte(y), 0o644); err != nil {
 		t.Fatal(err)

@@ -31,12 +31,13 @@ import (
 const fakeChildrenEnv = "DDNN_UP_TEST_FAKE_CHILDREN"
 
 // fakeChild records args as one line in dir and serves /readyz, /healthz
-// and an empty /metrics on --listen or --admin until SIGTERM.
+// and an empty /metrics on --delivery-listen, --listen or --admin until
+// SIGTERM.
 func fakeChild(dir string, args []string) {
 	addr := ""
 	for i, a := range args[:len(args)-1] {
-		if a == "--listen" || a == "--admin" {
-			addr = args[i+1]
+		if (a == "--listen" || a == "--admin") && addr == "" || a == "--delivery-listen" {
+			addr = args[i+1] // a funnel's readiness is asked on its delivery zone
 		}
 	}
 	name := filepath.Join(dir, args[0]+"-"+strconv.Itoa(os.Getpid()))
@@ -63,7 +64,7 @@ func fakeChild(dir string, args []string) {
 
 // continuumSite is one site of the test's continuum.
 type continuumSite struct {
-	kafka, funnel, admin string
+	kafka, funnel, delivery, admin string
 }
 
 // writeContinuum writes deploy/examples/continuum.yaml with free ports, no
@@ -79,16 +80,17 @@ func writeContinuum(t *testing.T) (string, *pipeline.Pipeline, map[string]contin
 	y = strings.ReplaceAll(y, "coap_listen: 127.0.0.1:5683", `coap_listen: "off"`)
 	y = strings.Replace(y, "    site: fog\n", "    site: fog\n    replicas: {min: 1, max: 2}\n", 1)
 	sites := map[string]continuumSite{}
-	for _, s := range []struct{ name, kafka, funnel, admin string }{
-		{"edge", "9092", "8080", "9464"},
-		{"fog", "9192", "8180", "9564"},
-		{"cloud", "9292", "8280", "9664"},
+	for _, s := range []struct{ name, kafka, funnel, delivery, admin string }{
+		{"edge", "9092", "8080", "8081", "9464"},
+		{"fog", "9192", "8180", "8181", "9564"},
+		{"cloud", "9292", "8280", "8281", "9664"},
 	} {
-		cs := continuumSite{freeAddr(t), freeAddr(t), freeAddr(t)}
+		cs := continuumSite{freeAddr(t), freeAddr(t), freeAddr(t), freeAddr(t)}
 		sites[s.name] = cs
 		y = strings.Replace(y, "embedded_listen: 127.0.0.1:"+s.kafka,
 			"embedded_listen: "+cs.kafka+"\n      embedded_data_dir: kafka-"+s.name, 1)
-		y = strings.Replace(y, "listen: 127.0.0.1:"+s.funnel, "listen: "+cs.funnel, 1)
+		y = strings.Replace(y, "delivery_listen: 127.0.0.1:"+s.delivery, "delivery_listen: "+cs.delivery, 1)
+		y = strings.Replace(y, " listen: 127.0.0.1:"+s.funnel, " listen: "+cs.funnel, 1)
 		y = strings.Replace(y, "listen: 127.0.0.1:"+s.admin, "listen: "+cs.admin, 1)
 	}
 	file := filepath.Join(t.TempDir(), "continuum.yaml")
@@ -204,12 +206,12 @@ func TestRunSites(t *testing.T) {
 			for _, name := range tc.runs {
 				s := sites[name]
 				want = append(want,
-					fmt.Sprintf("funnel -f %s --site %s --brokers %s --listen %s --log-level info", file, name, s.kafka, s.funnel),
-					fmt.Sprintf("inference -f %s --tier %s --listen * --funnel http://%s --log-level info", file, name, s.funnel),
-					fmt.Sprintf("connector -f %s --tier %s --replicas-url http://%s/v1/tiers/%s/replicas --admin * --brokers %s --drain-timeout 3s --instance-id up-%s --log-level info", file, name, s.admin, name, s.kafka, name))
+					fmt.Sprintf("funnel -f %s --site %s --brokers %s --listen %s --delivery-listen %s --log-level info --service-token-file *", file, name, s.kafka, s.funnel, s.delivery),
+					fmt.Sprintf("inference -f %s --tier %s --listen * --funnel http://%s --log-level info --service-token-file *", file, name, s.delivery),
+					fmt.Sprintf("connector -f %s --tier %s --replicas-url http://%s/v1/tiers/%s/replicas --admin * --brokers %s --drain-timeout 3s --instance-id up-%s --log-level info --service-token-file *", file, name, s.admin, name, s.kafka, name))
 				for _, l := range p.Links() {
 					if l.From == name {
-						want = append(want, fmt.Sprintf("uplink -f %s --from %s --to %s --brokers %s --admin * --instance-id up-uplink-%s --log-level info", file, name, l.To, s.kafka, l.To))
+						want = append(want, fmt.Sprintf("uplink -f %s --from %s --to %s --brokers %s --admin * --instance-id up-uplink-%s --log-level info --service-token-file *", file, name, l.To, s.kafka, l.To))
 					}
 				}
 			}

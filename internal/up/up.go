@@ -588,7 +588,7 @@ func (s *Supervisor) startScaler() error {
 func (s *Supervisor) kafkaClient(role string, reg prometheus.Registerer) (*kgo.Client, error) {
 	k := s.site.Kafka
 	k.Brokers = strings.Split(s.brokers, ",")
-	cl, err := kgo.NewClient(kafka.ClientOptions(&k, role, reg)...)
+	cl, err := kafka.NewClient(&k, role, reg, s.log)
 	if err != nil {
 		return nil, fmt.Errorf("%s: kafka client: %w", role, err)
 	}
@@ -596,7 +596,7 @@ func (s *Supervisor) kafkaClient(role string, reg prometheus.Registerer) (*kgo.C
 }
 
 func (s *Supervisor) ensureTopics(ctx context.Context) error {
-	cl, err := kgo.NewClient(kafka.ClientOptions(&s.site.Kafka, "up", nil)...)
+	cl, err := kafka.NewClient(&s.site.Kafka, "up", nil, s.log)
 	if err != nil {
 		return fmt.Errorf("kafka client: %w", err)
 	}

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math"
 	"mime"
+	"strings"
 	"time"
 	"unicode/utf8"
 )
@@ -77,10 +78,17 @@ func (e Encoding) String() string {
 // that names neither encoding, or that is missing or malformed.
 type UnsupportedContentTypeError struct {
 	ContentType string
+	// Supported lists the content types that would be taken; nil means
+	// the two encodings' (EncodingFor's).
+	Supported []string
 }
 
 func (e *UnsupportedContentTypeError) Error() string {
-	const supported = "(supported: " + ContentTypeJSON + ", " + ContentTypeBinary + ")"
+	list := []string{ContentTypeJSON, ContentTypeBinary}
+	if e.Supported != nil {
+		list = e.Supported
+	}
+	supported := "(supported: " + strings.Join(list, ", ") + ")"
 	if e.ContentType == "" {
 		return "missing content type " + supported
 	}

@@ -1,0 +1,107 @@
+package pipeline
+
+import (
+	"fmt"
+	"math"
+	"time"
+)
+
+// Defaults of the funnel's abuse bounds.
+const (
+	DefaultRateLimitMaxDevices     = 100_000
+	DefaultCoAPTransferTimeout     = 10 * time.Second
+	DefaultCoAPTransfersPerPeer    = 4
+	DefaultCoAPReassemblyBytes     = 64 << 20
+	defaultCoAPPeerBytesPerRequest = 2 // × max_request_bytes
+)
+
+// RateLimit is a token bucket per device: Rate messages a second on
+// average, bursts of up to Burst. Rate 0 (the default) turns it off.
+type RateLimit struct {
+	// Rate is messages per second per device; 0 is off.
+	Rate float64 `yaml:"rate"`
+	// Burst is how many messages a device may send at once after being
+	// quiet; default: one second's worth (Rate rounded up, at least 1).
+	Burst int `yaml:"burst"`
+	// MaxDevices bounds the devices tracked at once. Buckets of devices
+	// quiet long enough to have refilled are forgotten as they go; beyond
+	// the bound the device seen least recently is forgotten (it starts
+	// again with a full bucket).
+	MaxDevices int `yaml:"max_devices"`
+}
+
+// On reports whether the limit is on.
+func (r *RateLimit) On() bool { return r.Rate > 0 }
+
+// CoAPReassembly bounds the memory of Block1 uploads the CoAP ingest
+// reassembles (a transfer never holds more than max_request_bytes).
+type CoAPReassembly struct {
+	// TransferTimeout frees a transfer whose next block did not come.
+	TransferTimeout time.Duration `yaml:"transfer_timeout"`
+	// MaxTransfersPerPeer is the most transfers one peer (address and
+	// port) may have open at once.
+	MaxTransfersPerPeer int `yaml:"max_transfers_per_peer"`
+	// MaxBytesPerPeer bounds what one peer's open transfers hold together;
+	// default twice max_request_bytes.
+	MaxBytesPerPeer int64 `yaml:"max_bytes_per_peer"`
+	// MaxBytes bounds what every open transfer holds together.
+	MaxBytes int64 `yaml:"max_bytes"`
+}
+
+// setLimitDefaults fills the rate limit and reassembly settings left
+// unset: on a site from top, the top-level funnel section, else from the
+// defaults. max_request_bytes must have its value already.
+func (fu *Funnel) setLimitDefaults(top *Funnel) {
+	rl, co := &fu.DeviceRateLimit, &fu.CoAPReassembly
+	if top != nil {
+		setDefault(&rl.Rate, top.DeviceRateLimit.Rate)
+		setDefault(&rl.Burst, top.DeviceRateLimit.Burst)
+		setDefault(&rl.MaxDevices, top.DeviceRateLimit.MaxDevices)
+		setDefault(&co.TransferTimeout, top.CoAPReassembly.TransferTimeout)
+		setDefault(&co.MaxTransfersPerPeer, top.CoAPReassembly.MaxTransfersPerPeer)
+		setDefault(&co.MaxBytes, top.CoAPReassembly.MaxBytes)
+		if fu.MaxRequestBytes == top.MaxRequestBytes {
+			setDefault(&co.MaxBytesPerPeer, top.CoAPReassembly.MaxBytesPerPeer)
+		}
+	}
+	if rl.Rate > 0 && !math.IsInf(rl.Rate, 0) {
+		setDefault(&rl.Burst, max(1, int(math.Ceil(min(rl.Rate, math.MaxInt32)))))
+	}
+	setDefault(&rl.MaxDevices, DefaultRateLimitMaxDevices)
+	setDefault(&co.TransferTimeout, DefaultCoAPTransferTimeout)
+	setDefault(&co.MaxTransfersPerPeer, DefaultCoAPTransfersPerPeer)
+	setDefault(&co.MaxBytesPerPeer, defaultCoAPPeerBytesPerRequest*fu.MaxRequestBytes)
+	setDefault(&co.MaxBytes, DefaultCoAPReassemblyBytes)
+}
+
+// validateLimits checks the rate limit and reassembly settings; f is the
+// section's path.
+func (fu *Funnel) validateLimits(f string) []error {
+	var errs []error
+	bad := func(field, format string, args ...any) {
+		errs = append(errs, fmt.Errorf("%s.%s: "+format, append([]any{f, field}, args...)...))
+	}
+	rl, co := &fu.DeviceRateLimit, &fu.CoAPReassembly
+	if rl.Rate < 0 || math.IsNaN(rl.Rate) || math.IsInf(rl.Rate, 0) {
+		bad("device_rate_limit.rate", "%v must be a number of messages per second, 0 for no limit", rl.Rate)
+	}
+	if rl.On() && rl.Burst < 1 {
+		bad("device_rate_limit.burst", "%d must be at least 1", rl.Burst)
+	}
+	if rl.MaxDevices < 1 {
+		bad("device_rate_limit.max_devices", "%d must be at least 1", rl.MaxDevices)
+	}
+	if co.TransferTimeout < 100*time.Millisecond {
+		bad("coap_reassembly.transfer_timeout", "%s must be at least 100ms", co.TransferTimeout)
+	}
+	if co.MaxTransfersPerPeer < 1 {
+		bad("coap_reassembly.max_transfers_per_peer", "%d must be at least 1", co.MaxTransfersPerPeer)
+	}
+	if co.MaxBytesPerPeer < fu.MaxRequestBytes {
+		bad("coap_reassembly.max_bytes_per_peer", "%d is under max_request_bytes %d: no upload of that size could complete", co.MaxBytesPerPeer, fu.MaxRequestBytes)
+	}
+	if co.MaxBytes < co.MaxBytesPerPeer {
+		bad("coap_reassembly.max_bytes", "%d is under max_bytes_per_peer %d", co.MaxBytes, co.MaxBytesPerPeer)
+	}
+	return errs
+}
