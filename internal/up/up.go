@@ -100,9 +100,10 @@ type Config struct {
 	LinkURLs map[pipeline.Link]string
 	// ServiceTokenFile is the service token file every child presents and
 	// checks on the delivery zone. Run sets it: the pipeline's
-	// auth.service_token_file, or, when auth.service is unset, a token of
-	// its own made for this run (in a directory only this user reads,
-	// removed when Run returns); "" with auth.service: none.
+	// auth.service_token_file, or, when auth.service is unset,
+	// .run/<name>/service.token under the working directory, made at the
+	// first start (so that sites started by separate `ddnn up --site` on
+	// one machine share it); "" with auth.service: none.
 	ServiceTokenFile string
 }
 
@@ -193,25 +194,19 @@ func Run(ctx context.Context, cfg Config) error {
 	if err := checkLinkURLs(cfg.Pipeline, cfg.LinkURLs, placement); err != nil {
 		return err
 	}
+	sites, err := sitesToRun(cfg.Pipeline, cfg.Site)
+	if err != nil {
+		return err
+	}
 	switch a := cfg.Pipeline.Auth; a.Service {
 	case pipeline.AuthToken:
 		cfg.ServiceTokenFile = cfg.Pipeline.Path(a.ServiceTokenFile)
 	case "":
 		// The children still authenticate each other: the delivery zone
 		// and the replicas are never open, even on loopback.
-		dir, err := os.MkdirTemp("", "ddnn-up-")
-		if err != nil {
-			return err
+		if cfg.ServiceTokenFile, err = localServiceToken(cfg.Pipeline); err != nil {
+			return fmt.Errorf("service token: %w", err)
 		}
-		defer os.RemoveAll(dir)
-		cfg.ServiceTokenFile = filepath.Join(dir, "service.token")
-		if _, err := auth.WriteTokenFile(cfg.ServiceTokenFile); err != nil {
-			return err
-		}
-	}
-	sites, err := sitesToRun(cfg.Pipeline, cfg.Site)
-	if err != nil {
-		return err
 	}
 	if cfg.Monolith {
 		if sites = skipIdle(cfg, sites, placement); len(sites) == 0 {
@@ -1116,4 +1111,32 @@ func (g childGatherer) Gather() ([]*dto.MetricFamily, error) {
 		out = append(out, f)
 	}
 	return out, nil
+}
+
+// localServiceToken is .run/<name>/service.token under the working
+// directory, made (mode 0600, in a directory only this user may enter) if
+// it is missing. Several `ddnn up --site` starting at once agree on one:
+// each writes a candidate and links it into place, and the first wins.
+func localServiceToken(p *pipeline.Pipeline) (string, error) {
+	dir, err := filepath.Abs(filepath.Join(".run", p.Name))
+	if err != nil {
+		return "", err
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return "", err
+	}
+	path := filepath.Join(dir, "service.token")
+	if _, err := os.Stat(path); err == nil {
+		return path, nil
+	}
+	tmp := fmt.Sprintf("%s.%d", path, os.Getpid())
+	os.Remove(tmp)
+	if _, err := auth.WriteTokenFile(tmp); err != nil {
+		return "", err
+	}
+	defer os.Remove(tmp)
+	if err := os.Link(tmp, path); err != nil && !errors.Is(err, os.ErrExist) {
+		return "", err
+	}
+	return path, nil
 }
