@@ -133,7 +133,7 @@ func (t *Tokens) parse(b []byte) error {
 			continue
 		}
 		if len(line) < 32 || strings.ContainsAny(line, " \t") {
-			return fmt.Errorf("line %d: a token is one word of at least 32 characters (make one with 'ddnn devices token')", n)
+			return fmt.Errorf("line %d: a token is one word of at least 32 characters (make one with 'ddnn token')", n)
 		}
 		if first == "" {
 			first = line

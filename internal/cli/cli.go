@@ -31,6 +31,9 @@ Commands:
   uplink         ship one site's queue for another site to that site's funnel
   inference      serve one tier's inference function over HTTP
   scaler         run the replica manager alone: replicas per tier, scaled by lag
+  devices        add, list or revoke device credentials (auth.devices_file)
+  token          print a new service token (auth.service_token_file)
+  certs          make a development CA and certificates (HTTPS, client certificates)
   version        print version information
 
 Run 'ddnn <command> -h' for a command's flags.
@@ -91,6 +94,12 @@ func dispatch(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return runScaler(ctx, args[1:], stdout, stderr)
 	case "monolith":
 		return runMonolith(ctx, args[1:], stdout, stderr)
+	case "devices":
+		return runDevices(ctx, args[1:], stdout, stderr)
+	case "token":
+		return runToken(ctx, args[1:], stdout, stderr)
+	case "certs":
+		return runCerts(ctx, args[1:], stdout, stderr)
 	default:
 		fmt.Fprint(stderr, usage)
 		return fmt.Errorf("%w: unknown command %q", errUsage, args[0])

@@ -101,6 +101,6 @@ func (p *Pipeline) CheckExposure(zone, what, addr string) error {
 			return nil
 		}
 		return fmt.Errorf("%s %s is reachable from outside this machine and the delivery zone is not authenticated: "+
-			"set auth.service_token_file (ddnn devices token > FILE), or auth.service: none to let anyone deliver", what, addr)
+			"set auth.service_token_file (ddnn token > FILE), or auth.service: none to let anyone deliver", what, addr)
 	}
 }
