@@ -5,12 +5,21 @@ import (
 	"errors"
 	"net"
 	"net/http"
+	"path/filepath"
+	"strings"
 	"testing"
 	"time"
+
+	"github.com/ddnn-continuum/ddnn/internal/auth"
 )
 
 // serve runs Serve on a loopback port with load.
 func serve(t *testing.T, load func() (*Session, error)) (url string, cancel context.CancelFunc, done chan error) {
+	return serveWith(t, load, nil)
+}
+
+// serveWith is serve for bearers of service tokens only (nil: anyone).
+func serveWith(t *testing.T, load func() (*Session, error), service *auth.Tokens) (url string, cancel context.CancelFunc, done chan error) {
 	t.Helper()
 	p := shipped(t)
 	f, err := New(Config{Pipeline: p, Tier: "edge"})
@@ -23,7 +32,7 @@ func serve(t *testing.T, load func() (*Session, error)) (url string, cancel cont
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done = make(chan error, 1)
-	go func() { done <- Serve(ctx, ServerConfig{Listener: ln, Function: f, Load: load}) }()
+	go func() { done <- Serve(ctx, ServerConfig{Listener: ln, Function: f, Load: load, Service: service}) }()
 	t.Cleanup(cancel)
 	return "http://" + ln.Addr().String(), cancel, done
 }
@@ -83,5 +92,40 @@ func TestServeLoadFails(t *testing.T) {
 	}
 	if _, err := http.Get(url + "/healthz"); err == nil {
 		t.Error("still serving after Serve returned")
+	}
+}
+
+// TestServeWantsServiceToken: a replica that delivers onward answers
+// /v1/infer only to bearers of the service token; health stays open.
+func TestServeWantsServiceToken(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "service.token")
+	token, _ := auth.WriteTokenFile(path)
+	tokens, err := auth.LoadTokens(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	url, _, _ := serveWith(t, func() (*Session, error) { return NewSession(shipped(t), 0, SessionOptions{IntraOpThreads: 1}) }, tokens)
+	for _, tc := range []struct {
+		auth string
+		ok   bool
+	}{{"", false}, {"Bearer nope", false}, {"Bearer " + token, true}} {
+		req, _ := http.NewRequest(http.MethodPost, url+InferPath, strings.NewReader("not a batch"))
+		if tc.auth != "" {
+			req.Header.Set("Authorization", tc.auth)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if (resp.StatusCode != http.StatusUnauthorized) != tc.ok {
+			t.Errorf("Authorization %.12q: %d", tc.auth, resp.StatusCode)
+		}
+	}
+	resp, err := http.Get(url + "/healthz")
+	if err != nil || resp.StatusCode != http.StatusOK {
+		t.Errorf("healthz: %v", err)
+	} else {
+		resp.Body.Close()
 	}
 }
