@@ -157,18 +157,17 @@ func start(t testing.TB, args ...string) *proc {
 	t.Cleanup(func() {
 		select {
 		case <-p.exited:
-			return
 		default:
-		}
-		p.cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-p.exited:
-		case <-time.After(15 * time.Second):
-			p.cmd.Process.Kill()
-			<-p.exited
+			p.cmd.Process.Signal(syscall.SIGTERM)
+			select {
+			case <-p.exited:
+			case <-time.After(15 * time.Second):
+				p.cmd.Process.Kill()
+				<-p.exited
+			}
 		}
 		if t.Failed() {
-			t.Logf("output of ddnn %s:\n%s", strings.Join(args, " "), tail(p.out.String(), 60))
+			t.Logf("output of ddnn %s (%v):\n%s", strings.Join(args, " "), p.err, tail(p.out.String(), 60))
 		}
 	})
 	return p

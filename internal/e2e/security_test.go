@@ -95,7 +95,14 @@ func TestSecure(t *testing.T) {
 		t.Fatal(err)
 	}
 	up := start(t, "up", "-f", sp.file, "--ephemeral")
-	waitFor(t, "the secure pipeline", 90*time.Second, func() bool { return strings.Contains(up.out.String(), "is up") })
+	waitFor(t, "the secure pipeline", 90*time.Second, func() bool {
+		select {
+		case <-up.exited:
+			t.Fatalf("ddnn up exited: %v\n%s", up.err, up.out.String())
+		default:
+		}
+		return strings.Contains(up.out.String(), "is up")
+	})
 	bearer := func(tok string) []string { return []string{"-H", "Authorization: Bearer " + tok} }
 
 	t.Run("device zone serves ingest only", func(t *testing.T) {

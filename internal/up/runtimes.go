@@ -42,17 +42,27 @@ func NewRuntime(ctx context.Context, p *pipeline.Pipeline, t *pipeline.Tier, o R
 		Pipeline: p.Name, Tier: t.Name, File: file, FunnelURL: o.FunnelURL, ORTLib: o.ORTLib,
 		Args: []string{"--log-level", "info"},
 	}
-	if o.ServiceTokenFile != "" {
-		spec.Args = append(spec.Args, "--service-token-file", o.ServiceTokenFile)
+	withToken := func(path string) {
+		if path != "" {
+			spec.Args = append(spec.Args, "--service-token-file", path)
+		}
 	}
 	switch t.Replicas.Runtime {
 	case pipeline.RuntimeProcess:
+		withToken(o.ServiceTokenFile)
 		return process.New(spec, process.Config{Out: o.Out, Logger: o.Logger}), nil
 	case pipeline.RuntimeDocker:
 		spec.ORTLib = "" // the image has its own
 		mounts := []string{file}
 		if o.ServiceTokenFile != "" {
-			mounts = append(mounts, o.ServiceTokenFile)
+			// Containers run as docker.ContainerUser, who cannot read the
+			// token file (mode 0600): they get a copy of their own.
+			token, err := docker.TokenCopy(o.ServiceTokenFile)
+			if err != nil {
+				return nil, fmt.Errorf("tier %q: %w", t.Name, err)
+			}
+			withToken(token)
+			mounts = append(mounts, token)
 		}
 		for i := range p.Tiers {
 			m, err := filepath.Abs(p.ModelPath(&p.Tiers[i]))
@@ -72,6 +82,7 @@ func NewRuntime(ctx context.Context, p *pipeline.Pipeline, t *pipeline.Tier, o R
 		}
 		return rt, nil
 	case pipeline.RuntimeKubernetes:
+		withToken(o.ServiceTokenFile) // a path inside the pods: the Secret's mount
 		cfg, err := kubernetesConfig()
 		if err != nil {
 			return nil, fmt.Errorf("tier %q: %w", t.Name, err)

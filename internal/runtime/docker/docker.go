@@ -183,7 +183,7 @@ func (r *Runtime) startLocked(ctx context.Context) (*replica, error) {
 		&container.Config{
 			Image: r.cfg.Image,
 			Cmd:   cmd,
-			User:  "65534:65534",
+			User:  ContainerUser,
 			Labels: map[string]string{
 				LabelManaged: "true", LabelPipeline: r.spec.Pipeline, LabelTier: r.spec.Tier,
 			},
@@ -316,4 +316,29 @@ func (r *Runtime) Close(ctx context.Context) error {
 	_, err := r.removeLeftovers(ctx)
 	r.cli.Close()
 	return err
+}
+
+// ContainerUser is who replicas run as in their containers: nobody.
+const ContainerUser = "65534:65534"
+
+// TokenCopy makes the service token file at path readable by
+// ContainerUser: a copy next to it, <path>.container, mode 0400, owned by
+// that user when this process may give it away (as root), so that the
+// token is never readable by everyone. It returns the copy's path.
+func TokenCopy(path string) (string, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return "", err
+	}
+	dst := path + ".container"
+	os.Remove(dst)
+	if err := os.WriteFile(dst, b, 0o400); err != nil {
+		return "", err
+	}
+	if os.Geteuid() == 0 {
+		if err := os.Chown(dst, 65534, 65534); err != nil {
+			return "", err
+		}
+	}
+	return dst, nil
 }
