@@ -19,6 +19,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/ddnn-continuum/ddnn/internal/kafka"
 	"github.com/ddnn-continuum/ddnn/internal/kafkatest"
@@ -149,8 +150,20 @@ func testSASLClients(t *testing.T, sc *saslCluster) {
 	t.Logf("SASL_SSL/SCRAM-SHA-512 as %s: created %s (RF 3), produced and consumed %d records in group %s in %s",
 		sc.user, topic, n, group, time.Since(t0).Round(time.Millisecond))
 
+	// A refused connection shows in a metadata request (a produce would
+	// keep the record buffered and retry until its context ends).
+	metadata := func(cl *kgo.Client, topic string) error {
+		ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+		defer cancel()
+		req := kmsg.NewPtrMetadataRequest()
+		rt := kmsg.NewMetadataRequestTopic()
+		rt.Topic = kmsg.StringPtr(topic)
+		req.Topics = append(req.Topics, rt)
+		_, err := req.RequestWith(ctx, cl)
+		return err
+	}
 	produce := func(cl *kgo.Client, topic string) error {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
 		defer cancel()
 		return cl.ProduceSync(ctx, &kgo.Record{Topic: topic, Value: []byte("x")}).FirstErr()
 	}
@@ -170,21 +183,25 @@ func testSASLClients(t *testing.T, sc *saslCluster) {
 	for _, c := range []struct {
 		name string
 		k    pipeline.Kafka
-		want error // nil: any error
+		try  func(*kgo.Client, string) error
+		want error  // the error, when it has a kerr code
+		says string // else what its message names
 	}{
-		{"plaintext", plain, nil},
-		{"TLS without SASL", noSASL, nil},
-		{"wrong password", withSASL(sc.user, wrongPW), kerr.SaslAuthenticationFailed},
-		{"unknown user", withSASL("nobody", sc.passwordFile), kerr.SaslAuthenticationFailed},
-		{"stranger (no ACLs)", withSASL("stranger", sc.strangerFile), kerr.TopicAuthorizationFailed},
+		{"plaintext", plain, metadata, nil, "tls"},
+		{"TLS without SASL", noSASL, metadata, nil, "SASL"},
+		{"wrong password", withSASL(sc.user, wrongPW), metadata, kerr.SaslAuthenticationFailed, ""},
+		{"unknown user", withSASL("nobody", sc.passwordFile), metadata, kerr.SaslAuthenticationFailed, ""},
+		{"stranger (no ACLs)", withSASL("stranger", sc.strangerFile), produce, kerr.TopicAuthorizationFailed, ""},
 	} {
 		t0 := time.Now()
-		err := produce(saslClient(t, c.k), topic)
+		err := c.try(saslClient(t, c.k), topic)
 		switch {
 		case err == nil:
 			t.Errorf("%s: produced to %s", c.name, topic)
 		case c.want != nil && !errors.Is(err, c.want):
 			t.Errorf("%s: %v, want %v", c.name, err, c.want)
+		case !strings.Contains(err.Error(), c.says):
+			t.Errorf("%s: %v, want an error naming %s", c.name, err, c.says)
 		default:
 			t.Logf("%s: refused in %s: %v", c.name, time.Since(t0).Round(time.Millisecond), err)
 		}
