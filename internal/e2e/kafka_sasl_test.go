@@ -149,6 +149,15 @@ func testSASLClients(t *testing.T, sc *saslCluster) {
 	}
 	t.Logf("SASL_SSL/SCRAM-SHA-512 as %s: created %s (RF 3), produced and consumed %d records in group %s in %s",
 		sc.user, topic, n, group, time.Since(t0).Round(time.Millisecond))
+	// Kafka's own tool, with the admin's --command-config (SASL_SSL,
+	// SCRAM-SHA-512, PEM truststore), sees the group's commits.
+	out, err := sc.Tool(ctx, "org.apache.kafka.tools.consumer.group.ConsumerGroupCommand", "--describe", "--group", group)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if lag, parts := parseGroupDescribe(t, out, topic); lag != 0 || len(parts) != 2 {
+		t.Errorf("kafka-consumer-groups over SASL_SSL: lag %d on %v, want 0 on 2 partitions:\n%s", lag, parts, out)
+	}
 
 	// A refused connection shows in a metadata request (a produce would
 	// keep the record buffered and retry until its context ends).
