@@ -8,6 +8,9 @@
 // directory, find the leader of a partition, and run Kafka's own command-line
 // tools from the same jars. Every JVM is stopped by its PID.
 //
+// With Config.Security the clients must use TLS and SASL/SCRAM-SHA-512
+// and, optionally, Kafka's ACLs apply (see Security).
+//
 // It must not be imported by anything but tests. When Java or the jars are
 // missing, Start returns an error wrapping ErrUnavailable and New skips the
 // test with the reason.
