@@ -8,6 +8,9 @@
 // directory, find the leader of a partition, and run Kafka's own command-line
 // tools from the same jars. Every JVM is stopped by its PID.
 //
+// With Config.Security the clients must use TLS and SASL/SCRAM-SHA-512
+// and, optionally, Kafka's ACLs apply (see Security).
+//
 // It must not be imported by anything but tests. When Java or the jars are
 // missing, Start returns an error wrapping ErrUnavailable and New skips the
 // test with the reason.
@@ -65,7 +68,39 @@ type Config struct {
 	Dir string
 	// Logf, when set, receives progress lines (start times, kills).
 	Logf func(format string, args ...any)
+	// Security, when set, makes the nodes' listeners use TLS and SASL (see
+	// Security); nil means PLAINTEXT everywhere.
+	Security *Security
 }
+
+// Security is a cluster whose clients must use TLS and authenticate with
+// SASL/SCRAM-SHA-512, as a managed Kafka service requires:
+//
+//   - the client listener (the one Brokers lists) is SASL_SSL with
+//     SCRAM-SHA-512 only; the brokers also talk to each other on it, as
+//     the cluster's admin user;
+//   - the controller listener is SSL with client certificates required:
+//     the nodes present their certificate (principal User:CN=127.0.0.1);
+//   - the keystore and truststore are PEM files (ssl.keystore.type=PEM)
+//     from WriteCerts, made in the cluster's directory;
+//   - the SCRAM users are created when the log directories are formatted
+//     (kafka-storage format --add-scram), so they exist before any
+//     broker accepts a connection.
+type Security struct {
+	// Users are the SCRAM-SHA-512 users besides the admin, name →
+	// password. Names and passwords must not hold ',', ']', '=' or '"'
+	// (the storage tool's --add-scram syntax).
+	Users map[string]string
+	// ACLs turns on Kafka's StandardAuthorizer: the admin user and the
+	// nodes are super users, and every other user may do nothing until
+	// Cluster.AllowPrefix grants it.
+	ACLs bool
+}
+
+// AdminUser is the SCRAM-SHA-512 super user of a cluster with Security;
+// the brokers use it between themselves, and Cluster's own clients (and
+// Tool) connect as it. Its password is random per cluster (AdminPassword).
+const AdminUser = "kafkatest-admin"
 
 // Cluster is a running set of KRaft nodes.
 type Cluster struct {
@@ -80,6 +115,10 @@ type Cluster struct {
 	// dumpCDS says node 1 records what it loads so Start can write one.
 	cds     string
 	dumpCDS bool
+	// certs and adminPassword are the TLS files and the admin's password
+	// of a cluster with Security.
+	certs         Certs
+	adminPassword string
 	// StartTime is how long Start took: formatting the log directories,
 	// starting the JVMs and waiting until every broker was registered.
 	StartTime time.Duration
@@ -88,7 +127,7 @@ type Cluster struct {
 // Node is one KRaft node.
 type Node struct {
 	ID       int
-	Addr     string // the PLAINTEXT listener, host:port
+	Addr     string // the client listener (PLAINTEXT, or SASL_SSL with Security), host:port
 	ctrlAddr string
 	dir      string
 
@@ -167,6 +206,12 @@ func Start(ctx context.Context, cfg Config) (*Cluster, error) {
 			dir:      filepath.Join(c.dir, fmt.Sprintf("node-%d", i+1)),
 		})
 	}
+	if cfg.Security != nil {
+		if err := c.writeSecurityFiles(); err != nil {
+			c.Stop()
+			return nil, err
+		}
+	}
 	c.cds = c.cdsPath()
 	if _, err := os.Stat(c.cds); err != nil {
 		c.dumpCDS = true
@@ -191,8 +236,12 @@ func Start(ctx context.Context, cfg Config) (*Cluster, error) {
 	if c.dumpCDS {
 		cds = "no class-data archive yet"
 	}
-	c.cfg.Logf("kafkatest: Apache Kafka %s, %d nodes (%s) ready in %s (formatting %s), heap %s each, %s",
-		Version, len(c.nodes), c.Bootstrap(), c.StartTime.Round(time.Millisecond), formatted.Round(time.Millisecond), cfg.Heap, cds)
+	listener := "PLAINTEXT"
+	if s := cfg.Security; s != nil {
+		listener = fmt.Sprintf("SASL_SSL/SCRAM-SHA-512, %d users, ACLs %v", len(s.Users)+1, s.ACLs)
+	}
+	c.cfg.Logf("kafkatest: Apache Kafka %s, %d nodes (%s, %s) ready in %s (formatting %s), heap %s each, %s",
+		Version, len(c.nodes), c.Bootstrap(), listener, c.StartTime.Round(time.Millisecond), formatted.Round(time.Millisecond), cfg.Heap, cds)
 	if c.dumpCDS {
 		c.writeCDS(ctx)
 	}
@@ -336,6 +385,9 @@ func (c *Cluster) props(n *Node) map[string]string {
 		"background.threads":           "2",
 		"log.cleaner.threads":          "1",
 	}
+	if c.cfg.Security != nil {
+		maps.Copy(p, c.securityProps(n))
+	}
 	maps.Copy(p, c.cfg.BrokerProps)
 	return p
 }
@@ -372,9 +424,10 @@ func (c *Cluster) format(ctx context.Context) error {
 		if err := c.writeNodeFiles(n); err != nil {
 			return err
 		}
+		args := []string{"format", "-t", c.clusterID, "-c", filepath.Join(n.dir, "server.properties")}
+		args = append(args, c.scramArgs()...)
 		wg.Go(func() {
-			out, err := c.runJava(ctx, "128m", "kafka.tools.StorageTool",
-				"format", "-t", c.clusterID, "-c", filepath.Join(n.dir, "server.properties"))
+			out, err := c.runJava(ctx, "128m", "kafka.tools.StorageTool", args...)
 			if err != nil {
 				errs[i] = fmt.Errorf("kafka node %d: format log dir: %w: %s", n.ID, err, tail(string(out), 10))
 			}
@@ -409,8 +462,17 @@ func (c *Cluster) runJava(ctx context.Context, heap, main string, args ...string
 // Tool runs one of Kafka's command-line tools (its main class, e.g.
 // org.apache.kafka.tools.consumer.group.ConsumerGroupCommand) from the
 // cluster's jars with --bootstrap-server set, and returns its output.
+//
+// With Security it also passes --command-config with the admin's
+// client properties (SASL_SSL, SCRAM-SHA-512, the PEM truststore), so
+// the tool must take that flag (kafka-consumer-groups, kafka-topics,
+// kafka-acls and kafka-configs do).
 func (c *Cluster) Tool(ctx context.Context, main string, args ...string) ([]byte, error) {
-	out, err := c.runJava(ctx, "128m", main, append([]string{"--bootstrap-server", c.Bootstrap()}, args...)...)
+	pre := []string{"--bootstrap-server", c.Bootstrap()}
+	if c.cfg.Security != nil {
+		pre = append(pre, "--command-config", c.AdminProperties())
+	}
+	out, err := c.runJava(ctx, "128m", main, append(pre, args...)...)
 	if err != nil {
 		return out, fmt.Errorf("%s %s: %w: %s", main, strings.Join(args, " "), err, tail(string(out), 10))
 	}
@@ -449,10 +511,11 @@ func (c *Cluster) start(n *Node) error {
 	return nil
 }
 
-// Bootstrap is the comma-separated PLAINTEXT addresses of every node.
+// Bootstrap is the comma-separated client addresses of every node
+// (PLAINTEXT, or SASL_SSL with Security).
 func (c *Cluster) Bootstrap() string { return strings.Join(c.Brokers(), ",") }
 
-// Brokers are the PLAINTEXT addresses of every node, running or not.
+// Brokers are the client addresses of every node, running or not.
 func (c *Cluster) Brokers() []string {
 	var bs []string
 	for _, n := range c.nodes {
@@ -543,7 +606,15 @@ func (c *Cluster) client() (*kadm.Client, func(), error) {
 	if len(seeds) == 0 {
 		return nil, nil, errors.New("kafka cluster: no node is running")
 	}
-	cl, err := kgo.NewClient(kgo.SeedBrokers(seeds...), kgo.DialTimeout(time.Second), kgo.RequestTimeoutOverhead(2*time.Second))
+	opts := []kgo.Opt{kgo.SeedBrokers(seeds...), kgo.DialTimeout(time.Second), kgo.RequestTimeoutOverhead(2 * time.Second)}
+	if c.cfg.Security != nil {
+		sec, err := c.AdminOpts()
+		if err != nil {
+			return nil, nil, err
+		}
+		opts = append(opts, sec...)
+	}
+	cl, err := kgo.NewClient(opts...)
 	if err != nil {
 		return nil, nil, fmt.Errorf("kafka cluster: client: %w", err)
 	}

@@ -3,6 +3,7 @@ package kafkatest
 import (
 	"errors"
 	"os"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -52,5 +53,39 @@ func TestProps(t *testing.T) {
 		if p[k] != want {
 			t.Errorf("%s = %q, want %q", k, p[k], want)
 		}
+	}
+}
+
+// TestSecurityProps: with Security the client listener is SASL_SSL
+// (SCRAM-SHA-512, also between brokers), the controller listener SSL with
+// client certificates, the stores PEM; ACLs add the authorizer and its
+// super users; the users are created at format time.
+func TestSecurityProps(t *testing.T) {
+	c := &Cluster{cfg: Config{Security: &Security{Users: map[string]string{"ddnn": "pw1"}, ACLs: true}}, dir: "/d", adminPassword: "adminpw",
+		certs: Certs{CA: "/d/tls/ca.pem"}}
+	c.nodes = append(c.nodes, &Node{ID: 1, Addr: "127.0.0.1:11", ctrlAddr: "127.0.0.1:21", dir: "/d/node-1"})
+	p := c.props(c.nodes[0])
+	for k, want := range map[string]string{
+		"listeners":                                             "SASL_SSL://127.0.0.1:11,CONTROLLER://127.0.0.1:21",
+		"advertised.listeners":                                  "SASL_SSL://127.0.0.1:11",
+		"listener.security.protocol.map":                        "SASL_SSL:SASL_SSL,CONTROLLER:SSL",
+		"inter.broker.listener.name":                            "SASL_SSL",
+		"sasl.mechanism.inter.broker.protocol":                  "SCRAM-SHA-512",
+		"listener.name.sasl_ssl.scram-sha-512.sasl.jaas.config": `org.apache.kafka.common.security.scram.ScramLoginModule required username="kafkatest-admin" password="adminpw";`,
+		"ssl.keystore.type":                                     "PEM",
+		"ssl.keystore.location":                                 "/d/tls/keystore.pem",
+		"ssl.truststore.type":                                   "PEM",
+		"ssl.truststore.location":                               "/d/tls/ca.pem",
+		"listener.name.controller.ssl.client.auth":              "required",
+		"authorizer.class.name":                                 "org.apache.kafka.metadata.authorizer.StandardAuthorizer",
+		"super.users":                                           "User:kafkatest-admin;User:CN=127.0.0.1",
+	} {
+		if p[k] != want {
+			t.Errorf("%s = %q, want %q", k, p[k], want)
+		}
+	}
+	want := []string{"--add-scram", "SCRAM-SHA-512=[name=ddnn,password=pw1]", "--add-scram", "SCRAM-SHA-512=[name=kafkatest-admin,password=adminpw]"}
+	if got := c.scramArgs(); !slices.Equal(got, want) {
+		t.Errorf("scramArgs = %q, want %q", got, want)
 	}
 }
