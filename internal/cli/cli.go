@@ -31,6 +31,7 @@ Commands:
   uplink         ship one site's queue for another site to that site's funnel
   inference      serve one tier's inference function over HTTP
   scaler         run the replica manager alone: replicas per tier, scaled by lag
+  devices psk    a device's DTLS pre-shared key for funnel.coaps_listen; psk-key makes the master key
   version        print version information
 
 Run 'ddnn <command> -h' for a command's flags.
@@ -91,6 +92,8 @@ func dispatch(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return runScaler(ctx, args[1:], stdout, stderr)
 	case "monolith":
 		return runMonolith(ctx, args[1:], stdout, stderr)
+	case "devices": // psk and psk-key; merged with add|list|revoke's runDevices, it hands these two verbs on
+		return runDevicesPSK(ctx, args[1:], stdout, stderr)
 	default:
 		fmt.Fprint(stderr, usage)
 		return fmt.Errorf("%w: unknown command %q", errUsage, args[0])

@@ -500,6 +500,8 @@ func (p *Pipeline) validateCoAPS() []error {
 		}
 		if p.Auth.DevicesPSKKeyFile == "" && !s.Funnel.TLS.Enabled() {
 			errs = append(errs, fmt.Errorf("%s.coaps_listen: DTLS needs a credential: auth.devices_psk_key_file (pre-shared keys) or %s.tls (a certificate)", f, f))
+		} else if p.Auth.Devices == AuthToken && p.Auth.DevicesPSKKeyFile == "" && s.Funnel.TLS.ClientCAFile == "" {
+			errs = append(errs, fmt.Errorf("%s.coaps_listen: with auth.devices: token, devices need a DTLS credential: set auth.devices_psk_key_file (pre-shared keys) or %s.tls.client_ca_file (client certificates)", f, f))
 		}
 	}
 	return errs
