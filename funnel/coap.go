@@ -14,6 +14,8 @@ import (
 	coapnet "github.com/plgd-dev/go-coap/v3/net"
 	"github.com/plgd-dev/go-coap/v3/options"
 	"github.com/plgd-dev/go-coap/v3/udp"
+
+	"github.com/ddnn-continuum/ddnn/internal/auth"
 )
 
 // optRequestTag is CoAP's Request-Tag option (RFC 9175), which libcoap sends
@@ -38,8 +40,9 @@ type CoAPLimits struct {
 // clients that use a new token per block, so it is off and Block1 is
 // reassembled here, keyed by peer address and Request-Tag.
 type coapIngest struct {
-	f  *Funnel
-	ra *reassembly
+	f    *Funnel
+	ra   *reassembly
+	psks *auth.PSKs // over CoAPS with pre-shared keys: checks a session's key is still its device's
 }
 
 // ListenCoAP binds the CoAP ingest's UDP socket, so that a busy or bad
@@ -56,12 +59,7 @@ func ListenCoAP(addr string) (*coapnet.UDPConn, error) {
 // fails, then closes l. It returns nil when ctx ended or l was closed, and
 // leaves nothing running behind.
 func (f *Funnel) ServeCoAP(ctx context.Context, l *coapnet.UDPConn, limits CoAPLimits) error {
-	c := f.p.Funnel.CoAPReassembly
-	setZero(&limits.TransferTimeout, c.TransferTimeout)
-	setZero(&limits.PerPeer, c.MaxTransfersPerPeer)
-	setZero(&limits.PeerBytes, c.MaxBytesPerPeer)
-	setZero(&limits.TotalBytes, c.MaxBytes)
-	ci := &coapIngest{f: f, ra: newReassembly(limits, f.p.Funnel.MaxRequestBytes, f.m)}
+	ci := f.newCoAPIngest(limits)
 	r := mux.NewRouter()
 	if err := r.Handle(PathIngest, mux.HandlerFunc(ci.serve)); err != nil {
 		l.Close()
@@ -83,13 +81,24 @@ func (f *Funnel) ServeCoAP(ctx context.Context, l *coapnet.UDPConn, limits CoAPL
 		// ends with ctx.
 		options.WithPeriodicRunner(func(tick func(now time.Time) bool) { wg.Go(func() { every(ctx, time.Second, tick) }) }),
 	)
-	wg.Go(func() { every(ctx, min(time.Second, limits.TransferTimeout), ci.ra.sweep) })
+	wg.Go(func() { every(ctx, min(time.Second, ci.ra.limits.TransferTimeout), ci.ra.sweep) })
 	wg.Go(func() {
 		<-ctx.Done()
 		s.Stop()
 	})
 	f.log.Info("coap funnel serving", "addr", l.LocalAddr().String())
 	return s.Serve(l)
+}
+
+// newCoAPIngest makes the ingest handler of a CoAP or CoAPS server, with
+// its own Block1 reassembly bounded by limits.
+func (f *Funnel) newCoAPIngest(limits CoAPLimits) *coapIngest {
+	c := f.p.Funnel.CoAPReassembly
+	setZero(&limits.TransferTimeout, c.TransferTimeout)
+	setZero(&limits.PerPeer, c.MaxTransfersPerPeer)
+	setZero(&limits.PeerBytes, c.MaxBytesPerPeer)
+	setZero(&limits.TotalBytes, c.MaxBytes)
+	return &coapIngest{f: f, ra: newReassembly(limits, f.p.Funnel.MaxRequestBytes, f.m)}
 }
 
 // every calls fn each period until ctx ends or fn returns false.
@@ -223,6 +232,19 @@ func (ci *coapIngest) serve(w mux.ResponseWriter, r *mux.Message) {
 		f.m.request(route, "bad_request")
 		reply(w, codes.BadRequest, err.Error(), b1opt...)
 		return
+	}
+	if device, ok := ci.sessionDevice(w); !ok {
+		f.m.request(route, "unauthorized")
+		reply(w, codes.Unauthorized, fmt.Sprintf("device %q's key was revoked or replaced since the handshake: make a new one", device), b1opt...)
+		return
+	} else if device != "" {
+		// The device is who its credential says, never what it claims.
+		if m.Device != "" && m.Device != device {
+			f.m.request(route, "forbidden")
+			reply(w, codes.Forbidden, fmt.Sprintf("the credential is device %q's: it cannot send as %q", device, m.Device), b1opt...)
+			return
+		}
+		m.Device = device
 	}
 	var rl *RateLimitedError
 	if err := f.limitRate(m.Device, peer); errors.As(err, &rl) {

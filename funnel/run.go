@@ -32,7 +32,10 @@ type RunConfig struct {
 	// Gatherer is set, GET /metrics for bearers of the service token.
 	Delivery net.Listener
 	// CoAP, when set, serves the ingest route over CoAP (ListenCoAP).
-	CoAP       *coapnet.UDPConn
+	CoAP *coapnet.UDPConn
+	// CoAPS, when set, serves the ingest route over CoAP over DTLS
+	// (ListenCoAPS), with the same limits.
+	CoAPS      *CoAPSListener
 	CoAPLimits CoAPLimits
 	Gatherer   prometheus.Gatherer
 	// ShutdownTimeout bounds the wait for HTTP requests in flight when
@@ -44,8 +47,8 @@ type RunConfig struct {
 
 // Run serves the funnel until ctx ends or a server stops (a CoAP server
 // that ends on its own ends the funnel too, so a supervisor restarts it
-// whole). Then it stops in order: ingest answers 503 and the CoAP server
-// stops, both HTTP servers stop accepting and wait for the requests in
+// whole). Then it stops in order: ingest answers 503 and the CoAP and
+// CoAPS servers stop, both HTTP servers stop accepting and wait for the requests in
 // flight (device ingests already taken and internal deliveries) to be
 // acknowledged, and the producer flushes what is left. It closes every
 // socket; the Kafka client stays the caller's to close.
@@ -82,17 +85,23 @@ func (f *Funnel) Run(ctx context.Context, cfg RunConfig) error {
 	}
 
 	g, gctx := errgroup.WithContext(ctx)
-	if cfg.CoAP != nil {
+	serveUDP := func(name string, serve func(context.Context) error) {
 		g.Go(func() error {
-			err := f.ServeCoAP(gctx, cfg.CoAP, cfg.CoAPLimits)
+			err := serve(gctx)
 			if err == nil && gctx.Err() == nil {
 				err = errors.New("server stopped")
 			}
 			if err != nil {
-				return fmt.Errorf("coap funnel: %w", err)
+				return fmt.Errorf("%s funnel: %w", name, err)
 			}
 			return nil
 		})
+	}
+	if cfg.CoAP != nil {
+		serveUDP("coap", func(ctx context.Context) error { return f.ServeCoAP(ctx, cfg.CoAP, cfg.CoAPLimits) })
+	}
+	if cfg.CoAPS != nil {
+		serveUDP("coaps", func(ctx context.Context) error { return f.ServeCoAPS(ctx, cfg.CoAPS, cfg.CoAPLimits) })
 	}
 	f.log.Info("funnel serving", "device", cfg.Device.Addr().String(), "tls", cfg.TLS != nil,
 		"delivery", cfg.Delivery.Addr().String(), "brokers", f.p.Kafka.SeedBrokers())

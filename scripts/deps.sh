@@ -13,6 +13,7 @@ declare -A want=(
 	[curl]=curl
 	[kcat]=kcat
 	[coap-client-notls]=libcoap3-bin
+	[coap-client-openssl]=libcoap3-bin # CoAP over DTLS (the coaps e2e test)
 )
 missing=()
 for cmd in "${!want[@]}"; do

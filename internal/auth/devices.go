@@ -57,6 +57,7 @@ type Devices struct {
 
 	mu     sync.RWMutex
 	byHash map[[32]byte]string // token hash → device id, revoked ones left out
+	byID   map[string]string   // device id → its token_sha256, revoked ones left out
 }
 
 // LoadDevices reads a credentials file.
@@ -75,6 +76,7 @@ func (d *Devices) parse(b []byte) error {
 		return err
 	}
 	m := make(map[[32]byte]string, len(df.Devices))
+	ids := make(map[string]string, len(df.Devices))
 	for _, e := range df.Devices {
 		if e.Revoked != nil {
 			continue
@@ -82,9 +84,10 @@ func (d *Devices) parse(b []byte) error {
 		var h [32]byte
 		hex.Decode(h[:], []byte(e.TokenSHA256))
 		m[h] = e.ID
+		ids[e.ID] = strings.ToLower(e.TokenSHA256)
 	}
 	d.mu.Lock()
-	d.byHash = m
+	d.byHash, d.byID = m, ids
 	d.mu.Unlock()
 	return nil
 }

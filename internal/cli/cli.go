@@ -31,7 +31,7 @@ Commands:
   uplink         ship one site's queue for another site to that site's funnel
   inference      serve one tier's inference function over HTTP
   scaler         run the replica manager alone: replicas per tier, scaled by lag
-  devices        add, list or revoke device credentials (auth.devices_file)
+  devices        add, list or revoke device credentials (auth.devices_file); psk, psk-key: DTLS keys
   token          print a new service token (auth.service_token_file)
   certs          make a development CA and certificates (HTTPS, client certificates)
   version        print version information

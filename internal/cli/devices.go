@@ -22,15 +22,20 @@ is refused, within a second and without a restart.
   add NAME     makes NAME a token and prints it once, on its own line
                (a revoked NAME gets a new one)
   list         the devices, when added, and which are revoked
-  revoke NAME  refuses NAME's token from now on`
+  revoke NAME  refuses NAME's token from now on
+  psk, psk-key a device's DTLS pre-shared key; a new master key
+               (ddnn devices psk -h)`
 
 // runDevices manages device credentials.
-func runDevices(_ context.Context, args []string, stdout, stderr io.Writer) error {
+func runDevices(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if len(args) == 0 || strings.HasPrefix(args[0], "-") {
 		fmt.Fprintf(stderr, "Usage: ddnn %s\n", devicesSynopsis)
 		return fmt.Errorf("%w: want add, list or revoke", errUsage)
 	}
 	verb := args[0]
+	if verb == "psk" || verb == "psk-key" {
+		return runDevicesPSK(ctx, args, stdout, stderr)
+	}
 	fs := newFlags("devices "+verb, devicesSynopsis, stderr)
 	file := fs.String("f", "", "the device credentials file (required)")
 	if err := fs.Parse(args[1:]); err != nil {

@@ -239,7 +239,12 @@ func runFunnel(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		return err
 	}
 	if sp.Funnel.CoAPListen != "off" && sp.Auth.Devices == pipeline.AuthToken {
-		return fmt.Errorf("funnel.coap_listen %s: plain CoAP cannot carry a device's credential; set it \"off\" while auth.devices is token", sp.Funnel.CoAPListen)
+		return fmt.Errorf("funnel.coap_listen %s: plain CoAP cannot carry a device's credential; set it \"off\" while auth.devices is token (funnel.coaps_listen serves CoAP over DTLS)", sp.Funnel.CoAPListen)
+	}
+	if sp.Funnel.CoAPSListen != "off" {
+		if err := sp.CheckExposure("device", "funnel coaps listener", sp.Funnel.CoAPSListen); err != nil {
+			return err
+		}
 	}
 	var fa funnel.Auth
 	if fa.Service, err = serviceTokens(sp); err != nil {
@@ -287,6 +292,34 @@ func runFunnel(ctx context.Context, args []string, stdout, stderr io.Writer) err
 			return err
 		}
 		fmt.Fprintf(stdout, "funnel: POST coap://%s%s (devices over CoAP)\n", cfg.CoAP.LocalAddr(), funnel.PathIngest)
+	}
+	if sp.Funnel.CoAPSListen != "off" {
+		d := funnel.DTLS{TLS: tlsCfg, RequireDevice: fa.Devices != nil}
+		if sp.Auth.DevicesPSKKeyFile != "" {
+			d.PSKs, err = auth.NewPSKs(fa.Devices, sp.Path(sp.Auth.DevicesPSKKeyFile))
+		}
+		if err == nil {
+			cfg.CoAPS, err = funnel.ListenCoAPS(sp.Funnel.CoAPSListen, d, sp.Funnel.MaxConnections, log)
+		}
+		if err != nil {
+			cfg.Device.Close()
+			cfg.Delivery.Close()
+			if cfg.CoAP != nil {
+				cfg.CoAP.Close()
+			}
+			return err
+		}
+		var creds []string
+		if d.PSKs != nil {
+			creds = append(creds, "pre-shared keys: ddnn devices psk -f "+sp.Auth.DevicesFile+" --key "+sp.Auth.DevicesPSKKeyFile+" NAME")
+		}
+		if tlsCfg != nil && tlsCfg.ClientCAs != nil {
+			creds = append(creds, "client certificates")
+		}
+		if len(creds) == 0 {
+			creds = append(creds, "no device credential")
+		}
+		fmt.Fprintf(stdout, "funnel: POST coaps://%s%s (devices over CoAP over DTLS; %s)\n", cfg.CoAPS.Addr(), funnel.PathIngest, strings.Join(creds, ", or "))
 	}
 	scheme, devAuth, svcAuth := "http", "no device credential", "no service credential"
 	if tlsCfg != nil {

@@ -24,6 +24,11 @@ type Auth struct {
 	Devices string `yaml:"devices"`
 	// DevicesFile is the device credentials file (ddnn devices add).
 	DevicesFile string `yaml:"devices_file"`
+	// DevicesPSKKeyFile holds the master key (ddnn devices psk-key) that
+	// derives each device's DTLS pre-shared key for funnel.coaps_listen
+	// from its entry in DevicesFile (ddnn devices psk); it needs devices:
+	// token.
+	DevicesPSKKeyFile string `yaml:"devices_psk_key_file"`
 	// Service is how the pipeline's own parts prove themselves on the
 	// delivery zone and to replicas: "token" (ServiceTokenFile) or "none".
 	// Default: token when ServiceTokenFile is set; unset, `ddnn up` makes
@@ -62,6 +67,9 @@ func (a *Auth) validate() []error {
 		default:
 			errs = append(errs, fmt.Errorf("%s: %q unknown (want token or none)", z.field, z.mode))
 		}
+	}
+	if a.DevicesPSKKeyFile != "" && a.Devices != AuthToken {
+		errs = append(errs, fmt.Errorf("auth.devices_psk_key_file: pre-shared keys derive from the device credentials: it needs auth.devices: token"))
 	}
 	return errs
 }

@@ -102,6 +102,10 @@ func TestParseErrors(t *testing.T) {
 		{"duplicate class", "name: x\ninput: {dtype: uint8, shape: [2]}\nclasses: [a, a]\n" + tier, `classes[1]: duplicate name "a"`},
 		{"few funnel connections", base + tier + "funnel: {max_connections: 4}\n", "funnel.max_connections: 4 must be at least 16"},
 		{"bad coap address", base + tier + "funnel: {coap_listen: nowhere}\n", "funnel.coap_listen"},
+		{"bad coaps address", base + tier + "funnel: {coaps_listen: nowhere}\nauth: {devices_file: d.yaml, devices_psk_key_file: k}\n", "funnel.coaps_listen"},
+		{"coaps without a credential", base + tier + "funnel: {coaps_listen: 127.0.0.1:5684}\n", "funnel.coaps_listen: DTLS needs a credential: auth.devices_psk_key_file"},
+		{"coaps, device tokens, no device credential", base + tier + "funnel: {coaps_listen: 127.0.0.1:5684, tls: {cert_file: c, key_file: k}}\nauth: {devices_file: d.yaml}\n", "devices need a DTLS credential"},
+		{"psk key without device tokens", base + tier + "auth: {devices_psk_key_file: k}\n", "auth.devices_psk_key_file: pre-shared keys derive from the device credentials"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := Parse([]byte(tc.yaml))

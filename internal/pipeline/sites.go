@@ -22,7 +22,7 @@ const LocalSite = "local"
 // embedded_sync_writes, tls, sasl, and on a site running the embedded
 // broker embedded_tls, embedded_users and embedded_acls;
 // max_request_bytes, max_connections). Its addresses are its own: kafka.brokers, kafka.embedded_listen,
-// kafka.embedded_data_dir, funnel.listen, funnel.coap_listen, funnel.url
+// kafka.embedded_data_dir, funnel.listen, funnel.coap_listen, funnel.coaps_listen, funnel.url
 // and admin.listen take the single-site defaults when unset and are never
 // inherited.
 type Site struct {
@@ -282,6 +282,7 @@ func (p *Pipeline) setSiteDefaults() {
 		setDefault(&s.Funnel.Listen, DefaultFunnelListen)
 		setDefault(&s.Funnel.DeliveryListen, DefaultDeliveryListen)
 		setDefault(&s.Funnel.CoAPListen, DefaultCoAPListen)
+		setDefault(&s.Funnel.CoAPSListen, DefaultCoAPSListen)
 		setDefault(&s.Funnel.URL, "http://"+s.Funnel.DeliveryListen)
 		s.Funnel.URL = strings.TrimSuffix(s.Funnel.URL, "/")
 		setDefault(&s.Admin.Listen, DefaultAdminListen)
@@ -314,6 +315,7 @@ func (p *Pipeline) validateSites() []error {
 		{"funnel.listen", p.Funnel.Listen},
 		{"funnel.delivery_listen", p.Funnel.DeliveryListen},
 		{"funnel.coap_listen", p.Funnel.CoAPListen},
+		{"funnel.coaps_listen", p.Funnel.CoAPSListen},
 		{"admin.listen", p.Admin.Listen},
 	} {
 		if a.v != "" {
@@ -419,6 +421,7 @@ func (p *Pipeline) validateSharing() []error {
 			{"funnel.listen", "tcp", s.Funnel.Listen, true},
 			{"funnel.delivery_listen", "tcp", s.Funnel.DeliveryListen, true},
 			{"funnel.coap_listen", "udp", s.Funnel.CoAPListen, s.Funnel.CoAPListen != "off"},
+			{"funnel.coaps_listen", "udp", s.Funnel.CoAPSListen, s.Funnel.CoAPSListen != "off"},
 			{"admin.listen", "tcp", s.Admin.Listen, true},
 		} {
 			if _, port, err := net.SplitHostPort(a.v); !a.used || err != nil || port == "0" {

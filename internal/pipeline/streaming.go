@@ -21,6 +21,7 @@ const (
 	DefaultFunnelListen         = "127.0.0.1:8080"
 	DefaultDeliveryListen       = "127.0.0.1:8081"
 	DefaultCoAPListen           = "127.0.0.1:5683"
+	DefaultCoAPSListen          = "off"
 	DefaultFunnelMaxConnections = 4096
 	DefaultAdminListen          = "127.0.0.1:9464"
 	DefaultConnectorMaxBatch    = 64
@@ -144,6 +145,11 @@ type Funnel struct {
 	// CoAPListen is the UDP address of coap://HOST/v1/ingest; "off"
 	// disables CoAP.
 	CoAPListen string `yaml:"coap_listen"`
+	// CoAPSListen is the UDP address of coaps://HOST/v1/ingest, CoAP over
+	// DTLS: devices authenticate with a pre-shared key
+	// (auth.devices_psk_key_file) or a client certificate (funnel.tls with
+	// client_ca_file). Default "off".
+	CoAPSListen string `yaml:"coaps_listen"`
 	// DeviceRateLimit bounds how fast each device may send (off by
 	// default); over it ingest answers 429 (CoAP 4.29).
 	DeviceRateLimit RateLimit `yaml:"device_rate_limit"`
@@ -239,6 +245,7 @@ func (p *Pipeline) setStreamingDefaults() {
 		setDefault(&p.Funnel.Listen, DefaultFunnelListen)
 		setDefault(&p.Funnel.DeliveryListen, DefaultDeliveryListen)
 		setDefault(&p.Funnel.CoAPListen, DefaultCoAPListen)
+		setDefault(&p.Funnel.CoAPSListen, DefaultCoAPSListen)
 		setDefault(&p.Admin.Listen, DefaultAdminListen)
 	}
 	setDefault(&k.Partitions, DefaultPartitions)
@@ -307,6 +314,7 @@ func (p *Pipeline) validateStreaming() []error {
 	errs = append(errs, p.Kafka.validateSettings("kafka")...)
 	errs = append(errs, p.Funnel.validateSettings("funnel")...)
 	errs = append(errs, p.Auth.validate()...)
+	errs = append(errs, p.validateCoAPS()...)
 	if n := p.Input.RecordBytes(); n > p.Kafka.MaxRecordBytes {
 		bad("input", "a %s %v sample makes Kafka records of up to %d bytes, over kafka.max_record_bytes %d (raise it together with the brokers' message.max.bytes)",
 			p.Input.DType, p.Input.Shape, n, p.Kafka.MaxRecordBytes)
@@ -468,6 +476,32 @@ func (fu *Funnel) validatePlacement(f string) []error {
 	if fu.CoAPListen != "off" {
 		if err := checkAddr(f+".coap_listen", fu.CoAPListen); err != nil {
 			errs = append(errs, err)
+		}
+	}
+	if fu.CoAPSListen != "off" {
+		if err := checkAddr(f+".coaps_listen", fu.CoAPSListen); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errs
+}
+
+// validateCoAPS checks that every site serving CoAP over DTLS has a
+// credential to do it with.
+func (p *Pipeline) validateCoAPS() []error {
+	var errs []error
+	for i, s := range p.Sites() {
+		if s.Funnel.CoAPSListen == "off" || s.Funnel.CoAPSListen == "" {
+			continue
+		}
+		f := "funnel"
+		if len(p.SiteList) > 0 {
+			f = p.sitePath(i) + ".funnel"
+		}
+		if p.Auth.DevicesPSKKeyFile == "" && !s.Funnel.TLS.Enabled() {
+			errs = append(errs, fmt.Errorf("%s.coaps_listen: DTLS needs a credential: auth.devices_psk_key_file (pre-shared keys) or %s.tls (a certificate)", f, f))
+		} else if p.Auth.Devices == AuthToken && p.Auth.DevicesPSKKeyFile == "" && s.Funnel.TLS.ClientCAFile == "" {
+			errs = append(errs, fmt.Errorf("%s.coaps_listen: with auth.devices: token, devices need a DTLS credential: set auth.devices_psk_key_file (pre-shared keys) or %s.tls.client_ca_file (client certificates)", f, f))
 		}
 	}
 	return errs

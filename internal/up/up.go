@@ -705,6 +705,13 @@ func (s *Supervisor) announce() {
 		if site.Funnel.CoAPListen != "off" {
 			fmt.Fprintf(&b, "  or:       POST coap://%s%s  (content-format 42 or 50, Block1 for large samples)\n", site.Funnel.CoAPListen, funnel.PathIngest)
 		}
+		if site.Funnel.CoAPSListen != "off" {
+			dcred := ""
+			if p.Auth.DevicesPSKKeyFile != "" {
+				dcred = ", with a pre-shared key: ddnn devices psk -f " + p.Auth.DevicesFile + " --key " + p.Auth.DevicesPSKKeyFile + " NAME"
+			}
+			fmt.Fprintf(&b, "  or:       POST coaps://%s%s  (CoAP over DTLS%s)\n", site.Funnel.CoAPSListen, funnel.PathIngest, dcred)
+		}
 		fmt.Fprintf(&b, "  or:       produce to topic %s\n", p.InputTopic(p.Tiers[0].Name))
 	}
 	zone := "the service token in " + s.cfg.ServiceTokenFile

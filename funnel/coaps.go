@@ -1,0 +1,341 @@
+package funnel
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	piondtls "github.com/pion/dtls/v3"
+	coapdtls "github.com/plgd-dev/go-coap/v3/dtls"
+	"github.com/plgd-dev/go-coap/v3/mux"
+	coapnet "github.com/plgd-dev/go-coap/v3/net"
+	"github.com/plgd-dev/go-coap/v3/options"
+	udpclient "github.com/plgd-dev/go-coap/v3/udp/client"
+
+	"github.com/ddnn-continuum/ddnn/internal/auth"
+)
+
+// DTLSLimits bound what CoAP over DTLS may hold, so that a flood of
+// ClientHellos (cheap to send, from forged addresses too) cannot exhaust
+// memory or goroutines. A zero field takes its default.
+type DTLSLimits struct {
+	// MaxHandshakes is the most handshakes in progress at once (default
+	// 64). A new peer beyond it is dropped at once, its state freed; a
+	// real client retransmits its ClientHello and gets in when a slot is
+	// free.
+	MaxHandshakes int
+	// HandshakeTimeout bounds one handshake (default 10s).
+	HandshakeTimeout time.Duration
+	// MaxSessions is the most DTLS sessions open at once, handshakes in
+	// progress included (default funnel.max_connections).
+	MaxSessions int
+	// IdleTimeout closes a session that sent nothing for this long
+	// (default 60s); the device then makes a new handshake.
+	IdleTimeout time.Duration
+}
+
+// Defaults of DTLSLimits.
+const (
+	DefaultDTLSMaxHandshakes    = 64
+	DefaultDTLSHandshakeTimeout = 10 * time.Second
+	DefaultDTLSIdleTimeout      = 60 * time.Second
+)
+
+// DTLS is how the CoAPS listener authenticates itself and devices.
+type DTLS struct {
+	// PSKs, when set, lets devices in with a pre-shared key: the PSK
+	// identity is the device id.
+	PSKs *auth.PSKs
+	// TLS, when set (TLSConfig: funnel.tls), is the server's certificate
+	// and, with ClientCAs, the CA of devices' client certificates (the
+	// common name is then the device id).
+	TLS *tls.Config
+	// RequireDevice refuses a handshake that authenticates no device (auth.devices: token).
+	RequireDevice bool
+	Limits        DTLSLimits
+}
+
+// The cipher suites CoAPS offers: RFC 7925's mandatory
+// TLS_PSK_WITH_AES_128_CCM_8 and TLS_ECDHE_ECDSA_WITH_AES_128_CCM_8, and
+// the GCM suites common DTLS stacks (OpenSSL, mbed TLS) prefer.
+var (
+	pskSuites = []piondtls.CipherSuiteID{
+		piondtls.TLS_PSK_WITH_AES_128_GCM_SHA256,
+		piondtls.TLS_PSK_WITH_AES_128_CCM,
+		piondtls.TLS_PSK_WITH_AES_128_CCM_8,
+	}
+	certSuites = []piondtls.CipherSuiteID{
+		piondtls.TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256,
+		piondtls.TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256,
+		piondtls.TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384,
+		piondtls.TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384,
+		piondtls.TLS_ECDHE_ECDSA_WITH_AES_128_CCM,
+		piondtls.TLS_ECDHE_ECDSA_WITH_AES_128_CCM_8,
+	}
+)
+
+var errNoDeviceCredential = errors.New("coaps: the handshake authenticated no device: use a pre-shared key (identity = device id) or a client certificate")
+
+// CoAPSListener is a DTLS listener that bounds handshakes and sessions
+// (DTLSLimits) and hands the CoAPS server only sessions whose handshake
+// succeeded. ListenCoAPS makes one.
+type CoAPSListener struct {
+	inner  net.Listener
+	limits DTLSLimits
+	psks   *auth.PSKs
+	log    *slog.Logger
+
+	hs       chan struct{} // a slot per handshake in progress
+	sessions chan struct{} // a slot per open session, handshakes included
+	ready    chan *dtlsSession
+
+	ctx    context.Context // ends when the listener closes
+	cancel context.CancelFunc
+	once   sync.Once
+	wg     sync.WaitGroup
+
+	// dropped counts peers refused because every handshake or session
+	// slot was taken; failed counts failed handshakes.
+	dropped, failed atomic.Int64
+}
+
+// dtlsSession is an established DTLS session and the device it
+// authenticated ("" when anonymous).
+type dtlsSession struct {
+	net.Conn
+	device string
+	psk    []byte // the key of a PSK session, checked again on each request
+	once   sync.Once
+	free   func()
+}
+
+func (s *dtlsSession) Close() error {
+	err := s.Conn.Close()
+	s.once.Do(s.free)
+	return err
+}
+
+// ListenCoAPS binds the CoAPS ingest's UDP socket: CoAP over DTLS 1.2
+// with the credentials of d. maxSessions is the default of
+// d.Limits.MaxSessions.
+func ListenCoAPS(addr string, d DTLS, maxSessions int, log *slog.Logger) (*CoAPSListener, error) {
+	lim := d.Limits
+	setZero(&lim.MaxHandshakes, DefaultDTLSMaxHandshakes)
+	setZero(&lim.HandshakeTimeout, DefaultDTLSHandshakeTimeout)
+	setZero(&lim.MaxSessions, maxSessions)
+	setZero(&lim.IdleTimeout, DefaultDTLSIdleTimeout)
+	if lim.MaxSessions < lim.MaxHandshakes {
+		lim.MaxSessions = lim.MaxHandshakes
+	}
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	opts := []piondtls.ServerOption{
+		piondtls.WithExtendedMasterSecret(piondtls.RequestExtendedMasterSecret),
+		piondtls.WithFlightInterval(time.Second),
+	}
+	var suites []piondtls.CipherSuiteID
+	if d.PSKs != nil {
+		psks := d.PSKs
+		opts = append(opts, piondtls.WithPSK(func(identity []byte) ([]byte, error) {
+			if key, ok := psks.For(string(identity)); ok {
+				return key, nil
+			}
+			return nil, fmt.Errorf("psk identity %q: no such device, or revoked", identity)
+		}))
+		suites = append(suites, pskSuites...)
+	}
+	if d.TLS != nil && len(d.TLS.Certificates) > 0 {
+		opts = append(opts, piondtls.WithCertificates(d.TLS.Certificates...))
+		suites = append(suites, certSuites...)
+		if d.TLS.ClientCAs != nil {
+			opts = append(opts, piondtls.WithClientCAs(d.TLS.ClientCAs), piondtls.WithClientAuth(piondtls.VerifyClientCertIfGiven))
+		}
+	}
+	if len(suites) == 0 {
+		return nil, errors.New("coaps funnel: no credential to serve DTLS with: set auth.devices_psk_key_file or funnel.tls")
+	}
+	opts = append(opts, piondtls.WithCipherSuites(suites...))
+	if d.RequireDevice {
+		opts = append(opts, piondtls.WithVerifyConnection(func(s *piondtls.State) error {
+			if len(s.IdentityHint) == 0 && len(s.PeerCertificates) == 0 {
+				return errNoDeviceCredential
+			}
+			return nil
+		}))
+	}
+	ua, err := net.ResolveUDPAddr("udp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("coaps funnel: %w", err)
+	}
+	inner, err := piondtls.ListenWithOptions("udp", ua, opts...)
+	if err != nil {
+		return nil, fmt.Errorf("coaps funnel: %w", err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	l := &CoAPSListener{
+		inner: inner, limits: lim, psks: d.PSKs, log: log,
+		hs:       make(chan struct{}, lim.MaxHandshakes),
+		sessions: make(chan struct{}, lim.MaxSessions),
+		ready:    make(chan *dtlsSession),
+		ctx:      ctx, cancel: cancel,
+	}
+	l.wg.Go(l.acceptLoop)
+	return l, nil
+}
+
+// Addr is the listener's UDP address.
+func (l *CoAPSListener) Addr() net.Addr { return l.inner.Addr() }
+
+// Limits are the bounds in force, defaults filled in.
+func (l *CoAPSListener) Limits() DTLSLimits { return l.limits }
+
+// Close stops accepting, ends the handshakes in progress and waits for
+// them; established sessions are their server's to close.
+func (l *CoAPSListener) Close() error {
+	var err error
+	l.once.Do(func() {
+		l.cancel()
+		err = l.inner.Close()
+		l.wg.Wait()
+	})
+	return err
+}
+
+// AcceptWithContext returns the next session whose handshake succeeded.
+func (l *CoAPSListener) AcceptWithContext(ctx context.Context) (net.Conn, error) {
+	select {
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	case <-l.ctx.Done():
+		return nil, coapnet.ErrListenerIsClosed
+	case s := <-l.ready:
+		return s, nil
+	}
+}
+
+// acceptLoop takes every new peer from the DTLS listener at once (a peer
+// left waiting there buffers its datagrams without bound) and starts its
+// handshake if a handshake and a session slot are free, else drops it.
+func (l *CoAPSListener) acceptLoop() {
+	for {
+		c, err := l.inner.Accept()
+		if err != nil {
+			if l.ctx.Err() != nil || errors.Is(err, net.ErrClosed) {
+				return
+			}
+			l.log.Debug("coaps accept", "err", err)
+			continue
+		}
+		select {
+		case l.sessions <- struct{}{}:
+		default:
+			l.dropped.Add(1)
+			c.Close()
+			continue
+		}
+		select {
+		case l.hs <- struct{}{}:
+		default:
+			<-l.sessions
+			l.dropped.Add(1)
+			c.Close()
+			continue
+		}
+		l.wg.Go(func() { l.handshake(c) })
+	}
+}
+
+func (l *CoAPSListener) handshake(c net.Conn) {
+	ctx, cancel := context.WithTimeout(l.ctx, l.limits.HandshakeTimeout)
+	defer cancel()
+	dc := c.(*piondtls.Conn)
+	err := dc.HandshakeContext(ctx)
+	<-l.hs
+	if err != nil {
+		l.failed.Add(1)
+		l.log.Debug("coaps handshake", "peer", c.RemoteAddr().String(), "err", err)
+		c.Close()
+		<-l.sessions
+		return
+	}
+	s := &dtlsSession{Conn: c, free: func() { <-l.sessions }}
+	st, _ := dc.ConnectionState()
+	switch {
+	case len(st.IdentityHint) > 0:
+		s.device = string(st.IdentityHint)
+		s.psk, _ = l.psks.For(s.device)
+	case len(st.PeerCertificates) > 0:
+		if cert, err := x509.ParseCertificate(st.PeerCertificates[0]); err == nil {
+			s.device = cert.Subject.CommonName
+		}
+	}
+	select {
+	case l.ready <- s:
+	case <-l.ctx.Done():
+		s.Close()
+	}
+}
+
+// ServeCoAPS serves the ingest route over CoAP over DTLS on l, as
+// ServeCoAP does over plain CoAP: the same handler and limits, with the
+// device the session authenticated. It returns nil when ctx ended or l was
+// closed, and closes l.
+func (f *Funnel) ServeCoAPS(ctx context.Context, l *CoAPSListener, limits CoAPLimits) error {
+	ci := f.newCoAPIngest(limits)
+	ci.psks = l.psks
+	r := mux.NewRouter()
+	if err := r.Handle(PathIngest, mux.HandlerFunc(ci.serve)); err != nil {
+		l.Close()
+		return err
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	defer func() {
+		cancel()
+		wg.Wait()
+		l.Close()
+	}()
+	s := coapdtls.NewServer(
+		options.WithMux(r),
+		options.WithBlockwise(false, 0, time.Second),
+		options.WithContext(ctx),
+		options.WithErrors(func(err error) { f.log.Debug("coaps", "err", err) }),
+		options.WithInactivityMonitor(l.limits.IdleTimeout, func(cc *udpclient.Conn) { cc.Close() }),
+		options.WithPeriodicRunner(func(tick func(now time.Time) bool) { wg.Go(func() { every(ctx, time.Second, tick) }) }),
+	)
+	wg.Go(func() { every(ctx, min(time.Second, ci.ra.limits.TransferTimeout), ci.ra.sweep) })
+	wg.Go(func() {
+		<-ctx.Done()
+		s.Stop()
+	})
+	f.log.Info("coaps funnel serving", "addr", l.Addr().String(), "max_handshakes", l.limits.MaxHandshakes,
+		"handshake_timeout", l.limits.HandshakeTimeout, "max_sessions", l.limits.MaxSessions, "idle_timeout", l.limits.IdleTimeout)
+	return s.Serve(l)
+}
+
+// sessionDevice returns the device a CoAPS request's session
+// authenticated: "" over plain CoAP or on an anonymous session. ok is
+// false when the session's pre-shared key is no longer the device's (it
+// was revoked, or re-added with a new token, since the handshake).
+func (ci *coapIngest) sessionDevice(w mux.ResponseWriter) (device string, ok bool) {
+	s, isDTLS := w.Conn().NetConn().(*dtlsSession)
+	if !isDTLS {
+		return "", true
+	}
+	if s.psk != nil {
+		cur, valid := ci.psks.For(s.device)
+		if !valid || !bytes.Equal(cur, s.psk) {
+			return s.device, false
+		}
+	}
+	return s.device, true
+}

@@ -1,0 +1,344 @@
+package funnel
+
+import (
+	"bytes"
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"io"
+	"math/big"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	piondtls "github.com/pion/dtls/v3"
+	coapdtls "github.com/plgd-dev/go-coap/v3/dtls"
+	"github.com/plgd-dev/go-coap/v3/message"
+	"github.com/plgd-dev/go-coap/v3/message/codes"
+	"github.com/plgd-dev/go-coap/v3/options"
+	udpclient "github.com/plgd-dev/go-coap/v3/udp/client"
+
+	"github.com/ddnn-continuum/ddnn/internal/auth"
+)
+
+// pskEnv is a credentials file with dev-1 and a PSK master key.
+type pskEnv struct {
+	creds, keyFile string
+	psks           *auth.PSKs
+}
+
+func newPSKEnv(t *testing.T, devices ...string) *pskEnv {
+	t.Helper()
+	dir := t.TempDir()
+	pe := &pskEnv{creds: filepath.Join(dir, "devices.yaml"), keyFile: filepath.Join(dir, "psk.key")}
+	for _, d := range devices {
+		if _, err := auth.AddDevice(pe.creds, d, time.Now()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.WriteFile(pe.keyFile, []byte(auth.NewPSKKey()+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	d, err := auth.LoadDevices(pe.creds)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if pe.psks, err = auth.NewPSKs(d, pe.keyFile); err != nil {
+		t.Fatal(err)
+	}
+	return pe
+}
+
+func (pe *pskEnv) key(t *testing.T, id string) []byte {
+	t.Helper()
+	k, err := auth.DevicePSK(pe.creds, pe.keyFile, id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return k
+}
+
+// startCoAPS serves the funnel's CoAPS route on a free loopback UDP port.
+func startCoAPS(t *testing.T, e *env, d DTLS) string {
+	t.Helper()
+	l, err := ListenCoAPS("127.0.0.1:0", d, 64, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := l.Addr().String()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		if err := e.f.ServeCoAPS(ctx, l, CoAPLimits{}); err != nil {
+			t.Error(err)
+		}
+	}()
+	t.Cleanup(func() { cancel(); <-done })
+	return addr
+}
+
+func dialPSK(t *testing.T, addr, id string, key []byte) *udpclient.Conn {
+	t.Helper()
+	cc, err := coapdtls.Dial(addr, &piondtls.Config{
+		PSK:             func([]byte) ([]byte, error) { return key, nil },
+		PSKIdentityHint: []byte(id),
+		CipherSuites:    []piondtls.CipherSuiteID{piondtls.TLS_PSK_WITH_AES_128_CCM_8},
+	}, clientRunner(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cc.Close() })
+	return cc
+}
+
+// post sends the image and returns the answer's code and payload, or the
+// error (a failed handshake).
+func postCoAPS(cc *udpclient.Conn, query string) (codes.Code, string, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	defer cancel()
+	var opts []message.Option
+	if query != "" {
+		for q := range strings.SplitSeq(query, "&") {
+			opts = append(opts, message.Option{ID: message.URIQuery, Value: []byte(q)})
+		}
+	}
+	resp, err := cc.Post(ctx, PathIngest, message.AppOctets, bytes.NewReader(float32Image()), opts...)
+	if err != nil {
+		return 0, "", err
+	}
+	var body []byte
+	if resp.Body() != nil {
+		body, _ = io.ReadAll(resp.Body())
+	}
+	return resp.Code(), string(body), nil
+}
+
+// TestCoAPSPSK: the right key gets 2.01 and the record carries the
+// identity as its device; claiming another device gets 4.03; a wrong key
+// or an unknown identity fails the handshake.
+func TestCoAPSPSK(t *testing.T) {
+	e := setupYAML(t, "", coapYAML)
+	pe := newPSKEnv(t, "dev-1")
+	addr := startCoAPS(t, e, DTLS{PSKs: pe.psks, RequireDevice: true})
+
+	cc := dialPSK(t, addr, "dev-1", pe.key(t, "dev-1"))
+	code, body, err := postCoAPS(cc, "id=psk-1")
+	if err != nil || code != codes.Created || body != "psk-1" {
+		t.Fatalf("right key: %v %q %v, want 2.01 psk-1", code, body, err)
+	}
+	if code, body, _ := postCoAPS(cc, "id=psk-2&device=dev-2"); code != codes.Forbidden {
+		t.Errorf("claiming dev-2: %v %q, want 4.03", code, body)
+	}
+	recs := e.records(t, "c.edge.in")
+	if len(recs) != 1 {
+		t.Fatalf("%d records, want 1", len(recs))
+	}
+	if m := decodeRecord(t, recs[0]); m.ID != "psk-1" || m.Device != "dev-1" {
+		t.Errorf("record %s device %q, want psk-1 from dev-1", m.ID, m.Device)
+	}
+
+	wrong := pe.key(t, "dev-1")
+	wrong = append([]byte{}, wrong...)
+	wrong[0] ^= 1
+	for name, cc := range map[string]*udpclient.Conn{
+		"wrong key":        dialPSK(t, addr, "dev-1", wrong),
+		"unknown identity": dialPSK(t, addr, "dev-9", pe.key(t, "dev-1")),
+	} {
+		if code, body, err := postCoAPS(cc, ""); err == nil {
+			t.Errorf("%s: answered %v %q, want a failed handshake", name, code, body)
+		}
+	}
+}
+
+// TestCoAPSRevoked: after ddnn devices revoke, a new handshake with the
+// device's key fails within 2 s, and its open session is answered 4.01.
+func TestCoAPSRevoked(t *testing.T) {
+	e := setupYAML(t, "", coapYAML)
+	pe := newPSKEnv(t, "dev-1")
+	addr := startCoAPS(t, e, DTLS{PSKs: pe.psks, RequireDevice: true})
+	key := pe.key(t, "dev-1")
+	open := dialPSK(t, addr, "dev-1", key)
+	if code, _, err := postCoAPS(open, ""); err != nil || code != codes.Created {
+		t.Fatalf("before revoking: %v %v", code, err)
+	}
+	if err := auth.RevokeDevice(pe.creds, "dev-1", time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	revoked := time.Now()
+	for {
+		code, _, err := postCoAPS(dialPSK(t, addr, "dev-1", key), "")
+		if err != nil {
+			break
+		}
+		if time.Since(revoked) > 2*time.Second {
+			t.Fatalf("a new session with the revoked key still answered %v after 2s", code)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	t.Logf("handshakes refused %v after the revocation", time.Since(revoked).Round(time.Millisecond))
+	if code, body, err := postCoAPS(open, ""); err != nil || code != codes.Unauthorized {
+		t.Errorf("the session opened before the revocation: %v %q %v, want 4.01", code, body, err)
+	}
+}
+
+// TestCoAPSCertificate: a device with a client certificate of the client
+// CA gets in as its common name; with device auth required, a handshake
+// with neither a certificate nor a key fails.
+func TestCoAPSCertificate(t *testing.T) {
+	e := setupYAML(t, "", coapYAML)
+	ca, caKey := testCA(t)
+	server := testCert(t, ca, caKey, "localhost", false)
+	client := testCert(t, ca, caKey, "cam-7", true)
+	pool := x509.NewCertPool()
+	pool.AddCert(ca)
+	addr := startCoAPS(t, e, DTLS{TLS: &tls.Config{Certificates: []tls.Certificate{server}, ClientCAs: pool}, RequireDevice: true})
+
+	dial := func(certs ...tls.Certificate) *udpclient.Conn {
+		cc, err := coapdtls.Dial(addr, &piondtls.Config{Certificates: certs, RootCAs: pool, ServerName: "localhost"}, clientRunner(t))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { cc.Close() })
+		return cc
+	}
+	if code, body, err := postCoAPS(dial(client), "id=cert-1"); err != nil || code != codes.Created {
+		t.Fatalf("client certificate: %v %q %v, want 2.01", code, body, err)
+	}
+	recs := e.records(t, "c.edge.in")
+	if len(recs) != 1 {
+		t.Fatalf("%d records, want 1", len(recs))
+	}
+	if m := decodeRecord(t, recs[0]); m.Device != "cam-7" {
+		t.Errorf("device %q, want the certificate's cam-7", m.Device)
+	}
+	if code, body, err := postCoAPS(dial(), ""); err == nil {
+		t.Errorf("no certificate: answered %v %q, want a failed handshake", code, body)
+	}
+}
+
+// TestCoAPSHandshakeBounds: peers that start handshakes and never finish
+// them hold at most MaxHandshakes slots, each for at most
+// HandshakeTimeout; a real device gets in once they time out.
+func TestCoAPSHandshakeBounds(t *testing.T) {
+	e := setupYAML(t, "", coapYAML)
+	pe := newPSKEnv(t, "dev-1")
+	l, err := ListenCoAPS("127.0.0.1:0", DTLS{PSKs: pe.psks, RequireDevice: true,
+		Limits: DTLSLimits{MaxHandshakes: 4, HandshakeTimeout: 500 * time.Millisecond}}, 64, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); e.f.ServeCoAPS(ctx, l, CoAPLimits{}) }()
+	defer func() { cancel(); <-done }()
+
+	// Stalled peers: a ClientHello each, then silence.
+	hello := clientHello(t, l.Addr().String())
+	for range 16 {
+		c, err := netDialUDP(l.Addr().String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		c.Write(hello)
+	}
+	deadline := time.Now().Add(2 * time.Second)
+	for l.dropped.Load() < 12 && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if n := l.dropped.Load(); n < 12 {
+		t.Fatalf("%d of 16 stalled peers dropped, want at least 12 (4 handshake slots)", n)
+	}
+	if n := len(l.hs); n > 4 {
+		t.Fatalf("%d handshakes in progress, over the bound of 4", n)
+	}
+	cc := dialPSK(t, l.Addr().String(), "dev-1", pe.key(t, "dev-1"))
+	if code, _, err := postCoAPS(cc, ""); err != nil || code != codes.Created {
+		t.Fatalf("a device after the stalled handshakes: %v %v", code, err)
+	}
+}
+
+func testCA(t *testing.T) (*x509.Certificate, *ecdsa.PrivateKey) {
+	t.Helper()
+	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "test CA"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
+		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ca, _ := x509.ParseCertificate(der)
+	return ca, key
+}
+
+func testCert(t *testing.T, ca *x509.Certificate, caKey *ecdsa.PrivateKey, cn string, client bool) tls.Certificate {
+	t.Helper()
+	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	serial, _ := rand.Int(rand.Reader, big.NewInt(1<<62))
+	tmpl := &x509.Certificate{SerialNumber: serial, Subject: pkix.Name{CommonName: cn},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
+		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}}
+	if client {
+		tmpl.ExtKeyUsage = []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}
+	} else {
+		tmpl.DNSNames = []string{cn}
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca, &key.PublicKey, caKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}
+}
+
+// clientHello returns the first datagram a DTLS client sends: its
+// ClientHello.
+func clientHello(t *testing.T, _ string) []byte {
+	t.Helper()
+	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pc.Close()
+	c, err := piondtls.Dial("udp", pc.LocalAddr().(*net.UDPAddr), &piondtls.Config{ //nolint:staticcheck
+		PSK:             func([]byte) ([]byte, error) { return []byte("k"), nil },
+		PSKIdentityHint: []byte("dev-1"),
+		CipherSuites:    []piondtls.CipherSuiteID{piondtls.TLS_PSK_WITH_AES_128_CCM_8},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	done := make(chan struct{})
+	go func() { defer close(done); c.HandshakeContext(ctx) }()
+	defer func() { cancel(); <-done; c.Close() }()
+	pc.SetReadDeadline(time.Now().Add(2 * time.Second))
+	buf := make([]byte, 2048)
+	n, _, err := pc.ReadFrom(buf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return buf[:n]
+}
+
+func netDialUDP(addr string) (net.Conn, error) { return net.Dial("udp", addr) }
+
+// clientRunner replaces a go-coap client's periodic runner, which sleeps
+// in a goroutine forever, with one that ends with the test.
+func clientRunner(t *testing.T) options.PeriodicRunnerOpt {
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	t.Cleanup(func() { cancel(); wg.Wait() })
+	return options.WithPeriodicRunner(func(tick func(now time.Time) bool) {
+		wg.Go(func() { every(ctx, time.Second, tick) })
+	})
+}
