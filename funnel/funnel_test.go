@@ -31,6 +31,7 @@ func TestMain(m *testing.M) {
 		goleak.IgnoreTopFunction("github.com/pion/dtls/v3.(*handshakeFSM).finish"),
 		goleak.IgnoreTopFunction("github.com/pion/transport/v4/netctx.(*packetConn).ReadFromContext.func1"),
 		goleak.IgnoreTopFunction("github.com/pion/dtls/v3.(*Conn).Read"),
+		goleak.IgnoreAnyFunction("github.com/pion/dtls/v3.(*Conn).readAndBuffer"),
 		goleak.IgnoreTopFunction("github.com/plgd-dev/go-coap/v3/net/client.(*ReceivedMessageReader[...]).loop"),
 	)
 }
