@@ -64,7 +64,8 @@ func runScaler(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		if p.SiteOf(t.Name).Name != site {
 			continue
 		}
-		rt, err := up.NewRuntime(ctx, p, &t, up.RuntimeOptions{File: *rf.file, FunnelURL: *funnelURL, ServiceTokenFile: tokenFile, Out: stderr, Logger: log})
+		rt, err := up.NewRuntime(ctx, p, &t, up.RuntimeOptions{File: *rf.file, FunnelURL: *funnelURL, ServiceTokenFile: tokenFile,
+			LogLevel: fs.Lookup("log-level").Value.String(), Out: stderr, Logger: log})
 		if err != nil {
 			return err
 		}

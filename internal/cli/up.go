@@ -78,6 +78,7 @@ func runUp(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		Site:      *site,
 		Monolith:  *monolith,
 		LinkURLs:  linkURLs,
+		LogLevel:  fs.Lookup("log-level").Value.String(),
 	})
 	var le *up.LinkError
 	if errors.As(err, &le) {

@@ -127,10 +127,11 @@ func TestRunMonolith(t *testing.T) {
 // site: its funnel and one monolith, no replica, connector or scaler.
 func TestRunMonolithOneSite(t *testing.T) {
 	tp := writePipeline(t)
-	args, log, ann := fakeRun(t, up.Config{Pipeline: tp.p, File: tp.file, Monolith: true}, tp.admin)
+	// ddnn up's --log-level reaches every child.
+	args, log, ann := fakeRun(t, up.Config{Pipeline: tp.p, File: tp.file, Monolith: true, LogLevel: "debug"}, tp.admin)
 	checkChildren(t, args, []string{
-		fmt.Sprintf("funnel -f %s --tiers-on local --brokers * --listen %s --delivery-listen %s --log-level info --service-token-file *", tp.file, tp.funnel, tp.delivery),
-		fmt.Sprintf("monolith -f %s --tiers-on local --site local --brokers * --admin * --log-level info --service-token-file *", tp.file),
+		fmt.Sprintf("funnel -f %s --tiers-on local --brokers * --listen %s --delivery-listen %s --log-level debug --service-token-file *", tp.file, tp.funnel, tp.delivery),
+		fmt.Sprintf("monolith -f %s --tiers-on local --site local --brokers * --admin * --log-level debug --service-token-file *", tp.file),
 	})
 	if want := `pipeline "fmnist" is up as the monolith baseline: 3 tiers in one monolith process, 2 processes`; !strings.Contains(ann, want) {
 		t.Errorf("announcement lacks %q:\n%s", want, ann)

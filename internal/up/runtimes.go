@@ -1,6 +1,7 @@
 package up
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"io"
@@ -22,6 +23,8 @@ type RuntimeOptions struct {
 	File string
 	// FunnelURL is where replicas deliver: the funnel's delivery zone.
 	FunnelURL string
+	// LogLevel is the replicas' --log-level (default info).
+	LogLevel string
 	// ServiceTokenFile, when set, is what replicas present to the funnel
 	// and require of the connector.
 	ServiceTokenFile string
@@ -40,7 +43,7 @@ func NewRuntime(ctx context.Context, p *pipeline.Pipeline, t *pipeline.Tier, o R
 	}
 	spec := runtime.Spec{
 		Pipeline: p.Name, Tier: t.Name, File: file, FunnelURL: o.FunnelURL, ORTLib: o.ORTLib,
-		Args: []string{"--log-level", "info"},
+		Args: []string{"--log-level", cmp.Or(o.LogLevel, "info")},
 	}
 	withToken := func(path string) {
 		if path != "" {

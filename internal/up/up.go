@@ -27,6 +27,7 @@
 package up
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -98,6 +99,8 @@ type Config struct {
 	// A link the pipeline does not have (after the Monolith placement) is
 	// a *LinkError.
 	LinkURLs map[pipeline.Link]string
+	// LogLevel is every child's and replica's --log-level (default info).
+	LogLevel string
 	// ServiceTokenFile is the service token file every child presents and
 	// checks on the delivery zone. Run sets it: the pipeline's
 	// auth.service_token_file, or, when auth.service is unset,
@@ -400,7 +403,7 @@ func (s *Supervisor) start(ctx context.Context) error {
 	// replica delivers to its own site's funnel.
 	for _, t := range s.tiers {
 		rt, err := NewRuntime(ctx, p, &t, RuntimeOptions{
-			File: s.cfg.File, FunnelURL: delivery, ServiceTokenFile: s.cfg.ServiceTokenFile,
+			File: s.cfg.File, FunnelURL: delivery, ServiceTokenFile: s.cfg.ServiceTokenFile, LogLevel: s.cfg.LogLevel,
 			ORTLib: s.cfg.ORTLib, Out: s.cfg.Out, Logger: s.log,
 		})
 		if err != nil {
@@ -609,7 +612,7 @@ func (s *Supervisor) newChild(name, readyURL string, args ...string) *proc.Child
 
 // childArgs are the arguments every child and replica gets.
 func (s *Supervisor) childArgs() []string {
-	args := []string{"--log-level", "info"}
+	args := []string{"--log-level", cmp.Or(s.cfg.LogLevel, "info")}
 	if s.cfg.ServiceTokenFile != "" {
 		args = append(args, "--service-token-file", s.cfg.ServiceTokenFile)
 	}
