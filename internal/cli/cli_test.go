@@ -69,6 +69,9 @@ func TestUsageErrors(t *testing.T) {
 	}{
 		{nil, 2, "Usage:"},
 		{[]string{"frobnicate"}, 2, `unknown command "frobnicate"`},
+		{[]string{"bnech"}, 2, `unknown command "bnech"; did you mean "bench"?`},
+		{[]string{"help", "up"}, 0, "Usage: ddnn up"},
+		{[]string{"help", "devices"}, 0, "Usage: ddnn devices"},
 		{[]string{"models"}, 2, "models check"},
 		{[]string{"models", "train"}, 2, `unknown models command "train"`},
 		{[]string{"inference", "-f", "deploy/pipeline.yaml"}, 2, "--tier is required"},

@@ -2,6 +2,7 @@ package cli
 
 import (
 	"context"
+	"flag"
 	"fmt"
 	"io"
 	"strings"
@@ -28,6 +29,10 @@ is refused, within a second and without a restart.
 
 // runDevices manages device credentials.
 func runDevices(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	if len(args) > 0 && (args[0] == "-h" || args[0] == "-help" || args[0] == "--help") {
+		fmt.Fprintf(stderr, "Usage: ddnn %s\n", devicesSynopsis)
+		return flag.ErrHelp
+	}
 	if len(args) == 0 || strings.HasPrefix(args[0], "-") {
 		fmt.Fprintf(stderr, "Usage: ddnn %s\n", devicesSynopsis)
 		return fmt.Errorf("%w: want add, list or revoke", errUsage)
