@@ -135,7 +135,8 @@ func TestOnlyReplicaDiesAndComesBack(t *testing.T) {
 }
 
 // TestOutageIsNotChargedToRecords: the only replica answers 502 (its
-// deliveries fail: the funnel is down) or 429 (busy) for far longer than
+// deliveries fail: the funnel is down), 429 (busy) or 401/403 (the
+// service token is wrong or missing) for far longer than
 // max_attempts backoffs; no record is dead-lettered and all are delivered
 // once it takes calls again.
 func TestOutageIsNotChargedToRecords(t *testing.T) {
@@ -146,6 +147,9 @@ func TestOutageIsNotChargedToRecords(t *testing.T) {
 	}{
 		{"funnel down", 502, `{"error":"delivery: funnel unreachable"}`},
 		{"busy", 429, `{"error":"too many requests"}`},
+		// A refused credential is the setup's fault, not the records'.
+		{"service token refused", 401, `{"error":"this route is for the pipeline's own parts: send its service token"}`},
+		{"forbidden", 403, `{"error":"forbidden"}`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			e := setup(t)
