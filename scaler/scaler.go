@@ -93,6 +93,9 @@ func (s *Scaler) loop(ctx context.Context, t Target) {
 		st       State
 		prev     *offsets
 		capacity float64
+		// unreadSince is when the lag last became unreadable (zero while
+		// it reads): the change is logged once each way, not every poll.
+		unreadSince time.Time
 	)
 	tick := time.NewTicker(t.Settings.PollInterval)
 	defer tick.Stop()
@@ -115,9 +118,27 @@ func (s *Scaler) loop(ctx context.Context, t Target) {
 		o, err := s.read(ctx, t)
 		if err != nil {
 			s.m.lagError(t.Tier)
-			log.Warn("lag read failed; holding", "err", err)
+			switch {
+			case !unreadSince.IsZero():
+				log.Debug("lag still unreadable", "err", err)
+			case t.Min == t.Max:
+				// A fixed-size tier has nothing to decide: a connector
+				// that has not joined yet is no news.
+				log.Debug("lag unreadable", "err", err)
+			default:
+				log.Warn("lag unreadable; holding the replicas until it reads again", "err", err)
+			}
+			if unreadSince.IsZero() {
+				unreadSince = now
+			}
 			prev = nil // rates need two good readings in a row
 		} else {
+			if !unreadSince.IsZero() {
+				if t.Min != t.Max {
+					log.Info("lag readable again", "after", now.Sub(unreadSince).Round(time.Millisecond))
+				}
+				unreadSince = time.Time{}
+			}
 			in.LagOK, in.Lag = true, o.lag
 			if prev != nil {
 				dt := o.at.Sub(prev.at).Seconds()
