@@ -13,6 +13,7 @@ import (
 
 	"github.com/ddnn-continuum/ddnn/internal/kafka"
 	"github.com/ddnn-continuum/ddnn/internal/runtime"
+	"github.com/ddnn-continuum/ddnn/internal/syncbuf"
 )
 
 // fixedRuntime has n ready replicas whatever it is asked.
@@ -41,22 +42,8 @@ func (r *fixedRuntime) List(context.Context) ([]runtime.Replica, error) {
 func (r *fixedRuntime) Stop(context.Context, string) error { return nil }
 func (r *fixedRuntime) Close(context.Context) error        { return nil }
 
-type lockedBuf struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (l *lockedBuf) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuf) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
+// lockedBuf is a buffer a test reads while others write to it.
+type lockedBuf = syncbuf.Buffer
 
 // A lag that stays unreadable (no connector has joined the group) is
 // logged once for a scaled tier, and not at all at warn level for a

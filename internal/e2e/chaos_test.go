@@ -554,7 +554,7 @@ func goroutines(p *proc) string {
 		p.cmd.Process.Kill()
 		<-p.exited
 	}
-	dump := p.out.truncate(before)
+	dump := p.out.Cut(before)
 	counts := map[string]int{}
 	others := 0
 	for _, g := range strings.Split(dump, "\n\n") {
@@ -685,13 +685,4 @@ func (rc *resultCounter) read() int64 {
 	rc.mu.Lock()
 	defer rc.mu.Unlock()
 	return rc.total
-}
-
-// truncate cuts the buffer to its first n bytes and returns the rest.
-func (s *syncBuf) truncate(n int) string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	rest := string(s.b.Bytes()[n:])
-	s.b.Truncate(n)
-	return rest
 }

@@ -24,6 +24,7 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/ddnn-continuum/ddnn/internal/syncbuf"
 	"github.com/ddnn-continuum/ddnn/internal/wire"
 	"github.com/ddnn-continuum/ddnn/models"
 )
@@ -111,22 +112,8 @@ type proc struct {
 	err    error
 }
 
-type syncBuf struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuf) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuf) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
+// syncBuf is a buffer a test reads while others write to it.
+type syncBuf = syncbuf.Buffer
 
 // workDirs holds each test's working directory for the processes it
 // starts, so what they keep in the working directory (the embedded

@@ -10,12 +10,13 @@ import (
 	"os"
 	"os/signal"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
 
 	"go.uber.org/goleak"
+
+	"github.com/ddnn-continuum/ddnn/internal/syncbuf"
 )
 
 // childEnv makes the test binary act as a child (see child); TestMain sets
@@ -64,23 +65,8 @@ func child(args []string) int {
 	return 2
 }
 
-// syncBuffer collects output written by one goroutine and read by another.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
+// syncBuffer is a buffer a test reads while others write to it.
+type syncBuffer = syncbuf.Buffer
 
 // serving starts a child serving /readyz on a free port and waits until
 // it is ready.

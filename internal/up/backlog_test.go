@@ -1,11 +1,9 @@
 package up
 
 import (
-	"bytes"
 	"context"
 	"log/slog"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -14,6 +12,7 @@ import (
 
 	"github.com/ddnn-continuum/ddnn/internal/kafka"
 	"github.com/ddnn-continuum/ddnn/internal/pipeline"
+	"github.com/ddnn-continuum/ddnn/internal/syncbuf"
 )
 
 // backlogBroker is an in-memory broker with n records on each of the
@@ -85,23 +84,8 @@ func TestUnprocessed(t *testing.T) {
 	}
 }
 
-// syncBuf is a log sink the tests read while others write.
-type syncBuf struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuf) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuf) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
+// syncBuf is a buffer a test reads while others write to it.
+type syncBuf = syncbuf.Buffer
 
 // TestReportBacklogSaysWhatBecomesOfThem: the stop report promises
 // processing at the next start only when the broker keeps the records.

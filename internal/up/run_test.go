@@ -13,7 +13,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -23,6 +22,7 @@ import (
 	"github.com/ddnn-continuum/ddnn/internal/cli"
 	"github.com/ddnn-continuum/ddnn/internal/kafka"
 	"github.com/ddnn-continuum/ddnn/internal/pipeline"
+	"github.com/ddnn-continuum/ddnn/internal/syncbuf"
 	"github.com/ddnn-continuum/ddnn/internal/up"
 	"github.com/ddnn-continuum/ddnn/models"
 )
@@ -94,22 +94,8 @@ func ortLib(t *testing.T) string {
 	return lib
 }
 
-type syncBuf struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuf) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuf) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
+// syncBuf is a buffer a test reads while others write to it.
+type syncBuf = syncbuf.Buffer
 
 func waitReady(t *testing.T, url string, errc <-chan error, log *syncBuf) {
 	t.Helper()
