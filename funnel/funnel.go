@@ -295,6 +295,12 @@ func (f *Funnel) serveIngest(w http.ResponseWriter, r *http.Request) {
 		f.fail(w, route, http.StatusServiceUnavailable, "funnel is shutting down")
 		return
 	}
+	// Who sends comes first: a stranger's body is never read.
+	device, ok := f.authenticated(w, r)
+	if !ok {
+		f.m.request(route, "unauthorized")
+		return
+	}
 	body, ok := f.readBody(w, r, route)
 	if !ok {
 		return
@@ -316,10 +322,7 @@ func (f *Funnel) serveIngest(w http.ResponseWriter, r *http.Request) {
 		f.fail(w, route, http.StatusBadRequest, err.Error())
 		return
 	}
-	if device, ok := f.authenticated(w, r); !ok {
-		f.m.request(route, "unauthorized")
-		return
-	} else if device != "" {
+	if device != "" {
 		// The device is who its credential says, never what it claims.
 		if m.Device != "" && m.Device != device {
 			f.fail(w, route, http.StatusForbidden, fmt.Sprintf("the credential is device %q's: it cannot send as %q", device, m.Device))
