@@ -122,7 +122,7 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return fmt.Errorf("%w: --network routes the sites' links through its proxies, so bench must start the pipeline: drop --attach", errUsage)
 	}
 
-	p, err := pipeline.Load(*file)
+	p, err := loadPipeline(*file)
 	if err != nil {
 		return err
 	}

@@ -9,8 +9,12 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
+	"os"
 	"strings"
+
+	"github.com/ddnn-continuum/ddnn/internal/pipeline"
 )
 
 const usage = `ddnn runs distributed deep neural networks over edge, fog and cloud tiers.
@@ -185,4 +189,20 @@ func logFlags(fs *flag.FlagSet, stderr io.Writer) func() (*slog.Logger, error) {
 		}
 		return slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: l})), nil
 	}
+}
+
+// defaultPipelineFile is -f's default, relative to the current directory
+// (the root of a ddnn checkout).
+const defaultPipelineFile = "deploy/pipeline.yaml"
+
+// loadPipeline reads the pipeline YAML that -f names. Every command that
+// takes -f loads it here, so that a missing default file (ddnn run outside
+// a checkout, -f forgotten) says how to name another.
+func loadPipeline(file string) (*pipeline.Pipeline, error) {
+	p, err := pipeline.Load(file)
+	if err != nil && file == defaultPipelineFile && errors.Is(err, fs.ErrNotExist) {
+		dir, _ := os.Getwd()
+		return nil, fmt.Errorf("%w: no pipeline file %s in %s (the default of -f): pass -f FILE to name the pipeline YAML", errUsage, file, dir)
+	}
+	return p, err
 }

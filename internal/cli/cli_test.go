@@ -304,3 +304,36 @@ func TestSeveralSites(t *testing.T) {
 		}
 	}
 }
+
+// TestMissingDefaultPipeline: run where there is no deploy/pipeline.yaml
+// and without -f, every command that loads a pipeline says how to name
+// one; a missing file named with -f is reported as it is.
+func TestMissingDefaultPipeline(t *testing.T) {
+	t.Chdir(t.TempDir())
+	for _, args := range [][]string{
+		{"up"},
+		{"results"},
+		{"bench"},
+		{"models", "check"},
+		{"models", "eval"},
+		{"inference", "--tier", "edge"},
+		{"broker"},
+		{"funnel"},
+		{"connector", "--tier", "edge", "--replicas", "http://127.0.0.1:1"},
+		{"uplink", "--from", "a", "--to", "b"},
+		{"scaler"},
+		{"monolith"},
+	} {
+		t.Run(strings.Join(args, " "), func(t *testing.T) {
+			code, _, stderr := run(t, args...)
+			want := "no pipeline file deploy/pipeline.yaml in "
+			if code != 2 || !strings.Contains(stderr, want) || !strings.Contains(stderr, "(the default of -f): pass -f FILE") {
+				t.Errorf("exit %d, stderr %q; want 2 and the hint to pass -f", code, stderr)
+			}
+		})
+	}
+	code, _, stderr := run(t, "results", "-f", "nope.yaml")
+	if code != 1 || !strings.Contains(stderr, "nope.yaml: no such file") || strings.Contains(stderr, "pass -f") {
+		t.Errorf("-f nope.yaml: exit %d, stderr %q", code, stderr)
+	}
+}

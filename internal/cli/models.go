@@ -45,14 +45,14 @@ func addPipelineFlags(fs interface {
 	String(name, value, usage string) *string
 }) pipelineFlags {
 	return pipelineFlags{
-		file:   fs.String("f", "deploy/pipeline.yaml", "pipeline YAML file"),
+		file:   fileFlag(fs),
 		ortLib: fs.String("ort-lib", "", "ONNX Runtime shared library (default: $"+onnx.EnvVar+" or the project's install path)"),
 	}
 }
 
 // load reads the pipeline and initializes ONNX Runtime.
 func (pf pipelineFlags) load() (*pipeline.Pipeline, error) {
-	p, err := pipeline.Load(*pf.file)
+	p, err := loadPipeline(*pf.file)
 	if err != nil {
 		return nil, err
 	}

@@ -12,7 +12,6 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/ddnn-continuum/ddnn/internal/kafka"
-	"github.com/ddnn-continuum/ddnn/internal/pipeline"
 	"github.com/ddnn-continuum/ddnn/internal/wire"
 )
 
@@ -28,7 +27,7 @@ func runResults(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	if err := parse(fs, args); err != nil {
 		return err
 	}
-	p, err := pipeline.Load(*file)
+	p, err := loadPipeline(*file)
 	if err != nil {
 		return err
 	}

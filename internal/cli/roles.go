@@ -54,7 +54,7 @@ func withAdmin(ctx context.Context, ln net.Listener, h http.Handler, role func(c
 
 // fileFlag adds -f, the pipeline YAML, for roles that run no model.
 func fileFlag(fs flagSet) *string {
-	return fs.String("f", "deploy/pipeline.yaml", "pipeline YAML file")
+	return fs.String("f", defaultPipelineFile, "pipeline YAML file")
 }
 
 type flagSet interface {
@@ -127,7 +127,7 @@ func (rf roleFlags) load(component string) (*pipeline.Pipeline, *slog.Logger, er
 	if err != nil {
 		return nil, nil, err
 	}
-	p, err := pipeline.Load(*rf.file)
+	p, err := loadPipeline(*rf.file)
 	if err != nil {
 		return nil, nil, err
 	}

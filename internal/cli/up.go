@@ -54,7 +54,7 @@ func runUp(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	p, err := pipeline.Load(*pf.file)
+	p, err := loadPipeline(*pf.file)
 	if err != nil {
 		return err
 	}
