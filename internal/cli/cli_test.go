@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -335,5 +336,46 @@ func TestMissingDefaultPipeline(t *testing.T) {
 	code, _, stderr := run(t, "results", "-f", "nope.yaml")
 	if code != 1 || !strings.Contains(stderr, "nope.yaml: no such file") || strings.Contains(stderr, "pass -f") {
 		t.Errorf("-f nope.yaml: exit %d, stderr %q", code, stderr)
+	}
+}
+
+// TestResultsNoBroker: ddnn results with no broker listening fails within
+// seconds, naming the brokers and where they came from; contradicting
+// flags are usage errors.
+func TestResultsNoBroker(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	b, err := os.ReadFile("deploy/pipeline.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	file := filepath.Join(t.TempDir(), "p.yaml")
+	if err := os.WriteFile(file, append(b, "kafka:\n  brokers: ["+addr+"]\n"...), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"-f", file, "--count", "1"}, "no Kafka broker reachable at " + addr},
+		{[]string{"-f", file, "--follow"}, "(brokers from the kafka section of " + file},
+		{[]string{"-f", "deploy/pipeline.yaml", "--brokers", addr, "--follow"}, "at " + addr + ": "},
+	} {
+		start := time.Now()
+		code, _, stderr := run(t, append([]string{"results"}, tc.args...)...)
+		if code != 1 || !strings.Contains(stderr, tc.want) {
+			t.Errorf("%v: exit %d, stderr %q; want 1 and %q", tc.args, code, stderr, tc.want)
+		}
+		if d := time.Since(start); d > 15*time.Second {
+			t.Errorf("%v: took %s", tc.args, d)
+		}
+	}
+	code, _, stderr := run(t, "results", "--last", "3", "--count", "2")
+	if code != 2 || !strings.Contains(stderr, "--last prints the newest N and --count stops after N") {
+		t.Errorf("--last --count: exit %d, stderr %q", code, stderr)
 	}
 }

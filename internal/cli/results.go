@@ -2,23 +2,23 @@ package cli
 
 import (
 	"context"
-	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
-	"text/tabwriter"
 	"time"
 
-	"github.com/twmb/franz-go/pkg/kadm"
-	"github.com/twmb/franz-go/pkg/kgo"
-
-	"github.com/ddnn-continuum/ddnn/internal/kafka"
-	"github.com/ddnn-continuum/ddnn/internal/wire"
+	"github.com/ddnn-continuum/ddnn/internal/results"
 )
 
+const resultsSynopsis = "results -f FILE [--follow] [--from-beginning] [--last N] [--id ID] [--count N] [--timeout D] [--json] [--brokers H:P,...]"
+
 func runResults(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := newFlags("results", "results -f FILE [--follow] [--count N] [--timeout D] [--json]", stderr)
+	fs := newFlags("results", resultsSynopsis, stderr)
 	file := fileFlag(fs)
-	follow := fs.Bool("follow", false, "keep reading new results until interrupted")
+	follow := fs.Bool("follow", false, "keep printing new results until interrupted, starting at the end of the topic")
+	fromBeginning := fs.Bool("from-beginning", false, "with --follow, print every result there is first")
+	last := fs.Int("last", 0, "print the N newest results (over every partition, oldest first); with --follow, then new ones")
+	id := fs.String("id", "", "print only the results of this message id (with --count 1: stop once found)")
 	count := fs.Int("count", 0, "stop after N results (0: every result there is now, or forever with --follow)")
 	timeout := fs.Duration("timeout", 10*time.Second, "give up waiting after this long (without --follow)")
 	asJSON := fs.Bool("json", false, "print one JSON result per line")
@@ -35,85 +35,29 @@ func runResults(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		return err
 	}
 	// <name>.results lives on the results site's Kafka.
-	k := p.ResultsSite().Kafka
+	site := p.ResultsSite()
+	k, from := site.Kafka, fmt.Sprintf("the kafka section of site %q in %s", site.Name, *file)
+	if len(p.SiteList) <= 1 {
+		from = "the kafka section of " + *file
+	}
 	if *brokers != "" {
-		k.Brokers = splitList(*brokers)
+		k.Brokers, from = splitList(*brokers), "--brokers"
 	}
-	cl, err := kafka.NewClient(&k, "results", nil, nil,
-		kgo.ConsumeTopics(p.ResultsTopic()),
-		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
-	)
+	cfg := results.Config{
+		Kafka: k, Topic: p.ResultsTopic(),
+		Follow: *follow, FromBeginning: *fromBeginning, Last: *last, ID: *id, Count: *count,
+		Timeout: *timeout, JSON: *asJSON, Out: stdout, Warn: stderr,
+	}
+	if err := cfg.Validate(); err != nil {
+		fs.Usage()
+		return fmt.Errorf("%w: %v", errUsage, err)
+	}
+	err = results.Read(ctx, cfg)
+	if errors.Is(err, results.ErrNoBroker) {
+		return fmt.Errorf("results: %w (brokers from %s; is the pipeline running? --brokers names others)", err, from)
+	}
 	if err != nil {
-		return fmt.Errorf("results: kafka client: %w", err)
-	}
-	defer cl.Close()
-	if !*follow {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, *timeout)
-		defer cancel()
-	}
-	// Without --count or --follow: read up to what the topic holds now.
-	var until map[int32]int64
-	if *count == 0 && !*follow {
-		ends, err := kadm.NewClient(cl).ListEndOffsets(ctx, p.ResultsTopic())
-		if err == nil {
-			err = ends.Error()
-		}
-		if err != nil {
-			return fmt.Errorf("results: end offsets: %w", err)
-		}
-		until = map[int32]int64{}
-		ends.Each(func(o kadm.ListedOffset) {
-			if o.Offset > 0 {
-				until[o.Partition] = o.Offset
-			}
-		})
-	}
-	var tw *tabwriter.Writer
-	if !*asJSON {
-		tw = tabwriter.NewWriter(stdout, 0, 0, 2, ' ', 0)
-		fmt.Fprintln(tw, "ID\tDEVICE\tTIER\tLABEL\tCONFIDENCE\tLATENCY")
-		defer tw.Flush()
-	}
-	n := 0
-	for (*count == 0 || n < *count) && (until == nil || len(until) > 0) {
-		fs := cl.PollFetches(ctx)
-		if ctx.Err() != nil {
-			break
-		}
-		if err := fs.Err0(); err != nil {
-			return fmt.Errorf("results: %w", err)
-		}
-		for _, rec := range fs.Records() {
-			if until != nil && rec.Offset+1 >= until[rec.Partition] {
-				delete(until, rec.Partition)
-			}
-			r, err := wire.DecodeResult(rec.Value)
-			if err != nil {
-				fmt.Fprintf(stderr, "skipping offset %d: %v\n", rec.Offset, err)
-				continue
-			}
-			n++
-			if *asJSON {
-				b, _ := json.Marshal(r)
-				fmt.Fprintf(stdout, "%s\n", b)
-			} else {
-				lat := "-"
-				if !r.SentAt.IsZero() {
-					lat = r.ExitedAt.Sub(r.SentAt).Round(10 * time.Microsecond).String()
-				}
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%.3f\t%s\n", r.ID, r.Device, r.Tier, r.Label, r.Confidence, lat)
-				if *follow {
-					tw.Flush()
-				}
-			}
-			if *count > 0 && n >= *count {
-				break
-			}
-		}
-	}
-	if *count > 0 && n < *count {
-		return fmt.Errorf("results: %d of %d results within %s", n, *count, *timeout)
+		return fmt.Errorf("results: %w", err)
 	}
 	return nil
 }

@@ -1,0 +1,360 @@
+// Package results reads a pipeline's results topic for a person at a
+// terminal (ddnn results): which results to read (the newest, those of one
+// message id, new ones as they arrive) and how they are printed, as a table
+// or one JSON object per line.
+//
+// It only consumes: it commits no offsets, joins no group and never writes
+// to Kafka. Before consuming it asks the brokers for the topic's offsets
+// within a short timeout, so that a broker that is down or a topic that
+// does not exist is an error at once rather than a silent wait.
+package results
+
+import (
+	"cmp"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"maps"
+	"slices"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/ddnn-continuum/ddnn/internal/kafka"
+	"github.com/ddnn-continuum/ddnn/internal/pipeline"
+	"github.com/ddnn-continuum/ddnn/internal/wire"
+)
+
+// ErrNoBroker is the error of a Read that reached none of the brokers
+// within the connect timeout.
+var ErrNoBroker = errors.New("no Kafka broker reachable")
+
+// Config says which results Read prints and how.
+type Config struct {
+	// Kafka is the Kafka the results topic lives on (the results site's).
+	Kafka pipeline.Kafka
+	Topic string
+	// Follow keeps reading results as they arrive, from the end of the
+	// topic unless FromBeginning or Last say otherwise, until ctx ends or
+	// Count results were printed.
+	Follow bool
+	// FromBeginning starts at the oldest result there is; it is how Read
+	// starts without Follow anyway.
+	FromBeginning bool
+	// Last, when positive, prints the Last newest results over all
+	// partitions (by record timestamp), oldest first; with Follow, new
+	// ones follow them.
+	Last int
+	// ID, when set, prints only the results of that message id.
+	ID string
+	// Count, when positive, stops after Count results were printed.
+	// Without Follow and Count, Read stops at the end the topic had when
+	// it started.
+	Count int
+	// Timeout bounds a read without Follow (default 10s); reaching it
+	// before Count results is an error.
+	Timeout time.Duration
+	// ConnectTimeout bounds the first answer from the brokers (default
+	// 5s).
+	ConnectTimeout time.Duration
+	// JSON prints one JSON result per line instead of a table.
+	JSON bool
+	// Out gets the results; Warn (nil: discarded) the records that are
+	// not results.
+	Out, Warn io.Writer
+}
+
+// Validate reports every setting that is wrong or contradicts another,
+// naming them as ddnn results' flags.
+func (c *Config) Validate() error {
+	var errs []error
+	if c.Topic == "" {
+		errs = append(errs, errors.New("no results topic"))
+	}
+	if c.Count < 0 {
+		errs = append(errs, fmt.Errorf("--count %d: want 0 (no limit) or more", c.Count))
+	}
+	if c.Last < 0 {
+		errs = append(errs, fmt.Errorf("--last %d: want 1 or more", c.Last))
+	}
+	if c.Last > 0 && c.FromBeginning {
+		errs = append(errs, errors.New("--last and --from-beginning both say where to start: give one"))
+	}
+	if c.Last > 0 && c.Count > 0 {
+		errs = append(errs, errors.New("--last prints the newest N and --count stops after N: give one"))
+	}
+	if c.Out == nil {
+		errs = append(errs, errors.New("no output"))
+	}
+	return errors.Join(errs...)
+}
+
+// Read prints the results cfg asks for, until they were all printed, the
+// timeout passed (without Follow) or ctx ended (with Follow; not an
+// error).
+func Read(ctx context.Context, cfg Config) error {
+	if err := cfg.Validate(); err != nil {
+		return err
+	}
+	cfg.Timeout = cmp.Or(cfg.Timeout, 10*time.Second)
+	cfg.ConnectTimeout = cmp.Or(cfg.ConnectTimeout, 5*time.Second)
+	if cfg.Warn == nil {
+		cfg.Warn = io.Discard
+	}
+	if !cfg.Follow {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, cfg.Timeout)
+		defer cancel()
+	}
+	bounds, err := partitionBounds(ctx, &cfg)
+	if err != nil {
+		return err
+	}
+	// Where each partition starts, and the end it had (until) for a read
+	// that stops there: one without Follow or Count, and the tail of Last.
+	starts := make(map[int32]kgo.Offset, len(bounds))
+	var until map[int32]int64
+	if cfg.Last > 0 || (!cfg.Follow && cfg.Count == 0) {
+		until = map[int32]int64{}
+	}
+	for p, b := range bounds {
+		from := b.start
+		switch {
+		case cfg.Last > 0:
+			from = max(b.start, b.end-int64(cfg.Last))
+		case cfg.Follow && !cfg.FromBeginning:
+			from = b.end
+		}
+		starts[p] = kgo.NewOffset().At(from)
+		if until != nil && b.end > from {
+			until[p] = b.end
+		}
+	}
+	cl, err := kafka.NewClient(&cfg.Kafka, "results", nil, nil,
+		kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{cfg.Topic: starts}))
+	if err != nil {
+		return fmt.Errorf("kafka client: %w", err)
+	}
+	defer cl.Close()
+
+	out := newPrinter(cfg.Out, cfg.JSON, cfg.Follow)
+	defer out.flush()
+	r := &reader{cfg: &cfg, cl: cl, out: out}
+	if cfg.Last == 0 {
+		return r.read(ctx, until)
+	}
+	if err := r.printLast(ctx, until); err != nil || !cfg.Follow {
+		return err
+	}
+	return r.read(ctx, nil)
+}
+
+// bounds are a partition's oldest offset and the offset its next record
+// gets.
+type bounds struct{ start, end int64 }
+
+// partitionBounds asks the brokers for the topic's partitions and their
+// offsets, within the connect timeout: an unreachable broker or a missing
+// topic fails here, naming the brokers.
+func partitionBounds(ctx context.Context, cfg *Config) (map[int32]bounds, error) {
+	brokers := strings.Join(cfg.Kafka.SeedBrokers(), ",")
+	cl, err := kafka.NewClient(&cfg.Kafka, "results", nil, nil)
+	if err != nil {
+		return nil, fmt.Errorf("kafka client: %w", err)
+	}
+	defer cl.Close()
+	cctx, cancel := context.WithTimeout(ctx, cfg.ConnectTimeout)
+	defer cancel()
+	if err := cl.Ping(cctx); err != nil {
+		if cctx.Err() != nil && ctx.Err() == nil {
+			err = fmt.Errorf("no answer within %s", cfg.ConnectTimeout)
+		}
+		return nil, fmt.Errorf("%w at %s: %w", ErrNoBroker, brokers, err)
+	}
+	adm := kadm.NewClient(cl)
+	starts, err := adm.ListStartOffsets(cctx, cfg.Topic)
+	if err == nil {
+		err = starts.Error()
+	}
+	if err != nil {
+		return nil, fmt.Errorf("topic %s on %s: %w", cfg.Topic, brokers, err)
+	}
+	ends, err := adm.ListEndOffsets(cctx, cfg.Topic)
+	if err == nil {
+		err = ends.Error()
+	}
+	if err != nil {
+		return nil, fmt.Errorf("topic %s on %s: %w", cfg.Topic, brokers, err)
+	}
+	b := map[int32]bounds{}
+	ends.Each(func(o kadm.ListedOffset) { b[o.Partition] = bounds{end: o.Offset} })
+	starts.Each(func(o kadm.ListedOffset) {
+		x := b[o.Partition]
+		x.start = o.Offset
+		b[o.Partition] = x
+	})
+	if len(b) == 0 {
+		return nil, fmt.Errorf("topic %s on %s: no partitions", cfg.Topic, brokers)
+	}
+	return b, nil
+}
+
+// reader consumes the results topic and prints what cfg selects.
+type reader struct {
+	cfg *Config
+	cl  *kgo.Client
+	out *printer
+	n   int // results printed
+}
+
+// printLast reads each partition up to the end it had (until) and prints
+// the cfg.Last newest results, oldest first, then with Follow any that
+// arrived meanwhile.
+func (r *reader) printLast(ctx context.Context, until map[int32]int64) error {
+	type stamped struct {
+		at time.Time
+		r  wire.Result
+	}
+	var tail []stamped
+	var later []wire.Result
+	err := r.poll(ctx, until, func(rec *kgo.Record, res wire.Result, beyond bool) bool {
+		if beyond {
+			later = append(later, res)
+		} else {
+			tail = append(tail, stamped{rec.Timestamp, res})
+		}
+		return true
+	})
+	if err != nil {
+		return err
+	}
+	slices.SortStableFunc(tail, func(a, b stamped) int { return a.at.Compare(b.at) })
+	for _, s := range tail[max(0, len(tail)-r.cfg.Last):] {
+		r.out.print(s.r)
+	}
+	if r.cfg.Follow {
+		for _, res := range later {
+			r.out.print(res)
+		}
+	}
+	r.out.flush()
+	return nil
+}
+
+// read prints results until the offsets of until were read (nil: no end),
+// cfg.Count were printed or ctx ends.
+func (r *reader) read(ctx context.Context, until map[int32]int64) error {
+	err := r.poll(ctx, until, func(_ *kgo.Record, res wire.Result, beyond bool) bool {
+		if beyond {
+			return true
+		}
+		r.out.print(res)
+		if r.cfg.Follow {
+			r.out.flush()
+		}
+		r.n++
+		return r.cfg.Count == 0 || r.n < r.cfg.Count
+	})
+	if err != nil {
+		return err
+	}
+	if r.cfg.Count > 0 && r.n < r.cfg.Count && !r.cfg.Follow {
+		if r.cfg.ID != "" {
+			return fmt.Errorf("%d of %d results of message %q within %s", r.n, r.cfg.Count, r.cfg.ID, r.cfg.Timeout)
+		}
+		return fmt.Errorf("%d of %d results within %s", r.n, r.cfg.Count, r.cfg.Timeout)
+	}
+	return nil
+}
+
+// poll hands each result of the selected message id to use, until use
+// says stop, the offsets of until were read (nil: no end; a batch is
+// handed over whole) or ctx ends (not an error). A result past its
+// partition's end in until is beyond. Records that are not results are
+// reported to cfg.Warn.
+func (r *reader) poll(ctx context.Context, until map[int32]int64, use func(rec *kgo.Record, res wire.Result, beyond bool) bool) error {
+	ends := maps.Clone(until)
+	for until == nil || len(until) > 0 {
+		fs := r.cl.PollFetches(ctx)
+		if ctx.Err() != nil {
+			return nil
+		}
+		if err := fs.Err0(); err != nil {
+			return err
+		}
+		for _, rec := range fs.Records() {
+			beyond := false
+			if ends != nil {
+				end, ok := ends[rec.Partition]
+				beyond = !ok || rec.Offset >= end
+				if rec.Offset+1 >= end {
+					delete(until, rec.Partition)
+				}
+			}
+			res, err := wire.DecodeResult(rec.Value)
+			if err != nil {
+				fmt.Fprintf(r.cfg.Warn, "skipping partition %d offset %d: %v\n", rec.Partition, rec.Offset, err)
+				continue
+			}
+			if r.cfg.ID != "" && res.ID != r.cfg.ID {
+				continue
+			}
+			if !use(rec, res, beyond) {
+				return nil
+			}
+		}
+	}
+	return nil
+}
+
+// printer prints results as a table or as JSON lines.
+type printer struct {
+	w  io.Writer
+	tw *tabwriter.Writer // nil for JSON
+}
+
+// newPrinter starts the table (unless asJSON); when following, rows are
+// flushed one by one, so the header is flushed at once.
+func newPrinter(w io.Writer, asJSON, follow bool) *printer {
+	p := &printer{w: w}
+	if !asJSON {
+		p.tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+		fmt.Fprintf(p.tw, "ID\tDEVICE\tTIER\tLABEL\tCONFIDENCE\t%12s\n", "LATENCY")
+		if follow {
+			p.tw.Flush() // at once: it says the topic was found
+		}
+	}
+	return p
+}
+
+func (p *printer) print(r wire.Result) {
+	if p.tw == nil {
+		b, _ := json.Marshal(r)
+		fmt.Fprintf(p.w, "%s\n", b)
+		return
+	}
+	fmt.Fprintf(p.tw, "%s\t%s\t%s\t%s\t%.3f\t%s\n", r.ID, r.Device, r.Tier, r.Label, r.Confidence, Latency(r))
+}
+
+func (p *printer) flush() {
+	if p.tw != nil {
+		p.tw.Flush()
+	}
+}
+
+// Latency is a result's end-to-end latency as the table prints it: from
+// the device's sent_at to the exit, always in milliseconds with one
+// decimal ("12.3 ms", "423247.8 ms" for 7m3.2478s), right-aligned to 12
+// characters like the column's header; "-" when the device gave no
+// sent_at.
+func Latency(r wire.Result) string {
+	if r.SentAt.IsZero() {
+		return fmt.Sprintf("%12s", "-")
+	}
+	return fmt.Sprintf("%9.1f ms", float64(r.ExitedAt.Sub(r.SentAt))/float64(time.Millisecond))
+}
