@@ -1,7 +1,6 @@
 package cli
 
 import (
-	"cmp"
 	"context"
 	"errors"
 	"flag"
@@ -224,119 +223,17 @@ func runFunnel(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if err != nil {
 		return err
 	}
-	sp, err := rf.onSite(p, site)
-	if err != nil {
+	if _, err := rf.onSite(p, site); err != nil {
 		return err
 	}
-	if len(p.SiteList) > 1 {
-		log = log.With("site", site)
-	}
-	deviceAddr, deliveryAddr := cmp.Or(*listen, sp.Funnel.Listen), cmp.Or(*deliveryListen, sp.Funnel.DeliveryListen)
-	if err := sp.CheckExposure("device", "funnel listener", deviceAddr); err != nil {
-		return err
-	}
-	if err := sp.CheckExposure("delivery", "funnel delivery listener", deliveryAddr); err != nil {
-		return err
-	}
-	if sp.Funnel.CoAPListen != "off" && sp.Auth.Devices == pipeline.AuthToken {
-		return fmt.Errorf("funnel.coap_listen %s: plain CoAP cannot carry a device's credential; set it \"off\" while auth.devices is token (funnel.coaps_listen serves CoAP over DTLS)", sp.Funnel.CoAPListen)
-	}
-	if sp.Funnel.CoAPSListen != "off" {
-		if err := sp.CheckExposure("device", "funnel coaps listener", sp.Funnel.CoAPSListen); err != nil {
-			return err
-		}
-	}
-	var fa funnel.Auth
-	if fa.Service, err = serviceTokens(sp); err != nil {
-		return err
-	}
-	if sp.Auth.Devices == pipeline.AuthToken {
-		if fa.Devices, err = auth.LoadDevices(sp.Path(sp.Auth.DevicesFile)); err != nil {
-			return err
-		}
-	}
-	tlsCfg, err := funnel.TLSConfig(sp)
-	if err != nil {
-		return err
-	}
-
 	reg, wrapped := newRegistry(p)
-	cl, err := kafka.NewClient(&sp.Kafka, "funnel", wrapped, log, funnel.ProducerOptions(sp)...)
-	if err != nil {
-		return fmt.Errorf("funnel: kafka client: %w", err)
-	}
-	defer cl.Close()
-	tctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	err = kafka.EnsureTopics(tctx, cl, &sp.Kafka, p.TopicsOn(site)...)
-	cancel()
-	if err != nil {
-		log.Warn("topics not ensured; continuing (they may exist already)", "err", err)
-	}
-	f, err := funnel.NewOnSite(p, site, cl, funnel.NewMetrics(wrapped), log)
+	s, err := funnel.Start(ctx, p, funnel.Options{Site: site, Listen: *listen, DeliveryListen: *deliveryListen,
+		Registerer: wrapped, Gatherer: reg, Logger: log})
 	if err != nil {
 		return err
 	}
-	f.SetAuth(fa)
-	cfg := funnel.RunConfig{TLS: tlsCfg, Gatherer: reg}
-	if cfg.Device, err = net.Listen("tcp", deviceAddr); err != nil {
-		return fmt.Errorf("funnel: %w", err)
-	}
-	if cfg.Delivery, err = net.Listen("tcp", deliveryAddr); err != nil {
-		cfg.Device.Close()
-		return fmt.Errorf("funnel: delivery: %w", err)
-	}
-	if sp.Funnel.CoAPListen != "off" {
-		if cfg.CoAP, err = funnel.ListenCoAP(sp.Funnel.CoAPListen); err != nil {
-			cfg.Device.Close()
-			cfg.Delivery.Close()
-			return err
-		}
-		fmt.Fprintf(stdout, "funnel: POST coap://%s%s (devices over CoAP)\n", cfg.CoAP.LocalAddr(), funnel.PathIngest)
-	}
-	if sp.Funnel.CoAPSListen != "off" {
-		d := funnel.DTLS{TLS: tlsCfg, RequireDevice: fa.Devices != nil}
-		if sp.Auth.DevicesPSKKeyFile != "" {
-			d.PSKs, err = auth.NewPSKs(fa.Devices, sp.Path(sp.Auth.DevicesPSKKeyFile))
-		}
-		if err == nil {
-			cfg.CoAPS, err = funnel.ListenCoAPS(sp.Funnel.CoAPSListen, d, sp.Funnel.MaxConnections, log)
-		}
-		if err != nil {
-			cfg.Device.Close()
-			cfg.Delivery.Close()
-			if cfg.CoAP != nil {
-				cfg.CoAP.Close()
-			}
-			return err
-		}
-		var creds []string
-		if d.PSKs != nil {
-			creds = append(creds, "pre-shared keys: ddnn devices psk -f "+sp.Auth.DevicesFile+" --key "+sp.Auth.DevicesPSKKeyFile+" NAME")
-		}
-		if tlsCfg != nil && tlsCfg.ClientCAs != nil {
-			creds = append(creds, "client certificates")
-		}
-		if len(creds) == 0 {
-			creds = append(creds, "no device credential")
-		}
-		fmt.Fprintf(stdout, "funnel: POST coaps://%s%s (devices over CoAP over DTLS; %s)\n", cfg.CoAPS.Addr(), funnel.PathIngest, strings.Join(creds, ", or "))
-	}
-	scheme, devAuth, svcAuth := "http", "no device credential", "no service credential"
-	if tlsCfg != nil {
-		scheme = "https"
-	}
-	if fa.Devices != nil {
-		devAuth = "device tokens from " + fa.Devices.Path()
-	}
-	if tlsCfg != nil && tlsCfg.ClientCAs != nil {
-		devAuth += ", or client certificates"
-	}
-	if fa.Service != nil {
-		svcAuth = "service token required"
-	}
-	fmt.Fprintf(stdout, "funnel: POST %s://%s%s (devices; %s); delivery zone http://%s (%s<tier>, %s, %s, /metrics; %s)\n",
-		scheme, cfg.Device.Addr(), funnel.PathIngest, devAuth, cfg.Delivery.Addr(), funnel.PathTiers, funnel.PathResults, funnel.PathDrain, svcAuth)
-	return f.Run(ctx, cfg)
+	s.Announce(stdout)
+	return s.Run(ctx)
 }
 
 func splitList(s string) []string {
