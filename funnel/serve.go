@@ -160,8 +160,10 @@ func (s *Server) listen(deviceAddr, deliveryAddr string, fa Auth, log *slog.Logg
 	return err
 }
 
-// DeviceAddr and DeliveryAddr are the addresses the HTTP listeners took.
-func (s *Server) DeviceAddr() net.Addr   { return s.run.Device.Addr() }
+// DeviceAddr is the address the device zone's HTTP listener took.
+func (s *Server) DeviceAddr() net.Addr { return s.run.Device.Addr() }
+
+// DeliveryAddr is the address the delivery zone's listener took.
 func (s *Server) DeliveryAddr() net.Addr { return s.run.Delivery.Addr() }
 
 // Announce writes where devices and the pipeline's parts reach the
