@@ -2,7 +2,9 @@ package e2e
 
 import (
 	"fmt"
+	"math"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -18,7 +20,8 @@ import (
 // samples posted as raw little-endian bodies. Every sample's exit tier and
 // class equal what NumPy computed offline (expected.json, written by
 // make.py), and so do accuracy and exits per tier, which also equal
-// `ddnn models eval` on the same YAML.
+// `ddnn models eval` on the same YAML; then `ddnn bench` sends them over
+// CoAP and its exits and accuracy follow from NumPy's as well.
 func TestFloat32PipelineMatchesNumPy(t *testing.T) {
 	dir := filepath.Join(root(t), "models/testdata/f32")
 	b, err := os.ReadFile(filepath.Join(dir, "pipeline.yaml"))
@@ -90,4 +93,31 @@ func TestFloat32PipelineMatchesNumPy(t *testing.T) {
 		}
 	}
 	checkMatchesEval(t, tp.file, acc, exits)
+
+	// ddnn bench's devices send the same float32 samples (message i is
+	// sample i mod 300): its exits and accuracy follow from NumPy's too.
+	out := t.TempDir()
+	args := []string{"bench", "-f", tp.file, "--attach", "--protocol", "coap", "--workload", "paper", "--devices", "2", "--time-scale", "50", "--out", out}
+	if b, err := exec.Command(ddnn, args...).CombinedOutput(); err != nil {
+		t.Fatalf("bench %v: %v: %s", args, err, b)
+	}
+	var s benchSummary
+	readJSON(t, filepath.Join(out, "summary.json"), &s)
+	benchExits, benchCorrect := map[string]int{}, 0
+	for i := range s.Sent {
+		d := want.Decisions[i%len(want.Decisions)]
+		benchExits[d.Tier]++
+		if d.Class == ds.Labels[i%len(ds.Labels)] {
+			benchCorrect++
+		}
+	}
+	if s.Sent == 0 || s.Results != s.Sent || s.Lost != 0 || math.Abs(s.Accuracy-float64(benchCorrect)/float64(s.Sent)) > 1e-9 {
+		t.Errorf("bench: %d sent, %d results, %d lost, accuracy %.4f; NumPy's accuracy on them %.4f", s.Sent, s.Results, s.Lost, s.Accuracy, float64(benchCorrect)/float64(s.Sent))
+	}
+	for tier, n := range benchExits {
+		if s.Tiers[tier].Count != n {
+			t.Errorf("bench: tier %s: %d exits, NumPy %d", tier, s.Tiers[tier].Count, n)
+		}
+	}
+	t.Logf("bench over coap: %d float32 samples, accuracy %.4f, exits %v", s.Sent, s.Accuracy, benchExits)
 }
