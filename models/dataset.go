@@ -199,7 +199,8 @@ func readNPY(r io.Reader) (*array, error) {
 	return a, nil
 }
 
-// readInts reads n integers of type T into a.ints.
+// readInts reads n integers of type T into a.ints. uint64 values above
+// MaxInt64 wrap to negative ones, which labels rejects as any other.
 func readInts[T int8 | int16 | int32 | int64 | uint16 | uint32 | uint64](nr *npy.Reader, a *array, n int) error {
 	v := make([]T, n)
 	if err := nr.Read(&v); err != nil {
@@ -207,10 +208,6 @@ func readInts[T int8 | int16 | int32 | int64 | uint16 | uint32 | uint64](nr *npy
 	}
 	a.ints = make([]int64, n)
 	for i, x := range v {
-		if uint64(x) > math.MaxInt64 && x > 0 {
-			a.ints[i] = -1 // out of range: labels() rejects it
-			continue
-		}
 		a.ints[i] = int64(x)
 	}
 	return nil

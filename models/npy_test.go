@@ -134,19 +134,8 @@ func TestUint8NPYLikeIDX(t *testing.T) {
 	if nds.DType != wire.Uint8 || !slices.Equal(nds.Shape, ds.Shape) || !slices.Equal(nds.Labels, ds.Labels) {
 		t.Fatalf("npy set %s %v, IDX set %s %v", nds.DType, nds.Shape, ds.DType, ds.Shape)
 	}
-	c, err := OpenChain(p)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	want, err := c.Eval(ds)
-	if err != nil {
-		t.Fatal(err)
-	}
-	got, err := c.Eval(nds)
-	if err != nil {
-		t.Fatal(err)
-	}
+	c := openChain(t, p)
+	want, got := eval(t, c, ds), eval(t, c, nds)
 	if got.Accuracy != want.Accuracy || !slices.Equal(got.Decisions, want.Decisions) {
 		t.Errorf("uint8 .npy accuracy %.4f, IDX %.4f (or decisions differ)", got.Accuracy, want.Accuracy)
 	}
@@ -183,15 +172,7 @@ func TestEvalFloat32MatchesNumPy(t *testing.T) {
 	if ds.DType != wire.Float32 {
 		t.Fatalf("test set dtype %s", ds.DType)
 	}
-	c, err := OpenChain(p)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	r, err := c.Eval(ds)
-	if err != nil {
-		t.Fatal(err)
-	}
+	r := eval(t, openChain(t, p), ds)
 	e := readExpected(t)
 	if r.Samples != e.Samples || r.Accuracy != float64(e.Correct)/float64(e.Samples) {
 		t.Errorf("%d samples, accuracy %.4f; NumPy: %d, %.4f", r.Samples, r.Accuracy, e.Samples, e.Accuracy)
