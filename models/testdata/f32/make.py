@@ -139,6 +139,7 @@ model("cloud", [vi("h", HIDDEN)], [vi("logits", CLASSES)],
 np.save(os.path.join(HERE, "images.npy"), x)
 np.save(os.path.join(HERE, "labels.npy"), y)
 with open(os.path.join(HERE, "expected.json"), "w") as f:
-    json.dump(expected, f, indent=1)
-    f.write("\n")
+    # One decision a line, so a diff shows which samples changed.
+    decisions = ",\n  ".join(json.dumps(d) for d in expected.pop("decisions"))
+    f.write(json.dumps(expected, indent=1)[:-2] + ',\n "decisions": [\n  ' + decisions + "\n ]\n}\n")
 print("accuracy %.4f, exits %s" % (expected["accuracy"], expected["exits"]))
