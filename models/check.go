@@ -4,6 +4,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
+	"slices"
 	"strings"
 
 	"github.com/ddnn-continuum/ddnn/inference"
@@ -85,6 +87,81 @@ func (r *Report) checkChain(p *pipeline.Pipeline) []error {
 		}
 	}
 	return errs
+}
+
+// CheckScores runs the pipeline's test set (eval.images and eval.labels)
+// through the chain and returns ScoreWarnings; none without a test set.
+// The chain must have passed Check.
+func CheckScores(p *pipeline.Pipeline) ([]string, error) {
+	if p.Eval.Images == "" || p.Eval.Labels == "" {
+		return nil, nil
+	}
+	ds, err := LoadDataset(p.Path(p.Eval.Images), p.Path(p.Eval.Labels))
+	if err != nil {
+		return nil, err
+	}
+	c, err := OpenChain(p)
+	if err != nil {
+		return nil, err
+	}
+	defer c.Close()
+	return c.ScoreWarnings(ds)
+}
+
+// probSumTolerance is how far from 1 a row of probabilities may sum.
+const probSumTolerance = 1e-3
+
+// ScoreWarnings runs ds through every tier and returns a warning for each
+// exit head declared `scores: probabilities` whose rows on ds do not look
+// like probabilities: a value outside [0, 1] or a sum off 1 by more than
+// 1e-3. Such a head most likely emits logits, which the exit policy would
+// then compare with its threshold as if they were probabilities.
+func (c *Chain) ScoreWarnings(ds *Dataset) ([]string, error) {
+	sc, err := c.score(ds)
+	if err != nil {
+		return nil, err
+	}
+	var warnings []string
+	for i := range c.p.Tiers {
+		t := &c.p.Tiers[i]
+		if t.Exit.Scores != pipeline.ScoresProbabilities {
+			continue
+		}
+		bad, first := 0, -1
+		for j, row := range sc.scores[i] {
+			if isProbabilities(row) {
+				continue
+			}
+			bad++
+			if first < 0 {
+				first = j
+			}
+		}
+		if bad == 0 {
+			continue
+		}
+		row := sc.scores[i][first]
+		sum := 0.0
+		for _, v := range row {
+			sum += float64(v)
+		}
+		warnings = append(warnings, fmt.Sprintf("tier %q: exit output %q is declared scores: probabilities, but %d of %d test-set rows are not probabilities (sample %d: min %.4g, max %.4g, sum %.4g); if the model emits logits, set scores: logits",
+			t.Name, t.Exit.Output, bad, len(sc.scores[i]), first, slices.Min(row), slices.Max(row), sum))
+	}
+	return warnings, nil
+}
+
+// isProbabilities reports whether row's values lie in [0, 1] and sum to 1
+// within probSumTolerance.
+func isProbabilities(row []float32) bool {
+	sum := 0.0
+	for _, v := range row {
+		if !(v >= 0 && v <= 1) {
+			return false
+		}
+		sum += float64(v)
+	}
+	return math.Abs(sum-1) <= probSumTolerance
 }
 
 func elements(shape []int) int {

@@ -1,15 +1,27 @@
 package models
 
 import (
+	"bufio"
 	"compress/gzip"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"io"
+	"math"
 	"os"
+	"strings"
+
+	"codeberg.org/sbinet/npyio/npy"
+
+	"github.com/ddnn-continuum/ddnn/internal/wire"
 )
 
-// Dataset is a labeled set of uint8 samples, as read from IDX files.
+// Dataset is a labeled test set, each sample held as the bytes a device
+// sends: uint8 elements, or little-endian float32 elements.
 type Dataset struct {
+	// DType is the samples' element type: wire.Uint8 (IDX files, uint8
+	// .npy) or wire.Float32 (float32 .npy).
+	DType wire.DType
 	// Shape is one sample's shape, e.g. [28 28].
 	Shape []int
 	// Samples holds each sample's bytes.
@@ -17,49 +29,207 @@ type Dataset struct {
 	Labels  []int
 }
 
-// maxIDXBytes bounds what ReadIDX allocates for one file.
+// maxIDXBytes bounds what one test-set file may allocate.
 const maxIDXBytes = 1 << 30
 
-// LoadDataset reads gzipped IDX image and label files (the MNIST format).
+// LoadDataset reads a labeled test set. Each file is either gzipped IDX
+// (the MNIST format, unsigned bytes) or a NumPy array (.npy, or gzipped
+// .npy.gz) in C order: images as uint8 or float32 with the samples on the
+// first axis, labels as a one-dimensional integer array.
 func LoadDataset(imagesPath, labelsPath string) (*Dataset, error) {
-	dims, data, err := readIDXFile(imagesPath)
+	images, err := readArray(imagesPath)
 	if err != nil {
 		return nil, err
 	}
-	ldims, labels, err := readIDXFile(labelsPath)
+	labels, err := readArray(labelsPath)
 	if err != nil {
 		return nil, err
 	}
-	if len(dims) < 2 {
-		return nil, fmt.Errorf("%s: images need at least 2 dimensions, have %v", imagesPath, dims)
+	if len(images.dims) < 2 {
+		return nil, fmt.Errorf("test set %s: images need at least 2 dimensions (samples first), have %v", imagesPath, images.dims)
 	}
-	if len(ldims) != 1 || ldims[0] != dims[0] {
-		return nil, fmt.Errorf("%s: labels have dimensions %v, want [%d] to match %s", labelsPath, ldims, dims[0], imagesPath)
+	n := images.dims[0]
+	if len(labels.dims) != 1 || labels.dims[0] != n {
+		return nil, fmt.Errorf("test set %s: labels have dimensions %v, want [%d] to match the %d samples of %s", labelsPath, labels.dims, n, n, imagesPath)
 	}
-	per := len(data) / dims[0]
-	ds := &Dataset{Shape: dims[1:], Samples: make([][]byte, dims[0]), Labels: make([]int, dims[0])}
+	ds := &Dataset{Shape: images.dims[1:], Samples: make([][]byte, n)}
+	switch {
+	case images.bytes != nil && images.dtype == "float32":
+		ds.DType = wire.Float32
+	case images.bytes != nil:
+		ds.DType = wire.Uint8
+	default:
+		return nil, fmt.Errorf("test set %s: images have dtype %s, want float32 or uint8", imagesPath, images.dtype)
+	}
+	if ds.Labels, err = labels.labels(); err != nil {
+		return nil, fmt.Errorf("test set %s: %w", labelsPath, err)
+	}
+	per := len(images.bytes) / n
 	for i := range ds.Samples {
-		ds.Samples[i] = data[i*per : (i+1)*per]
-		ds.Labels[i] = int(labels[i])
+		ds.Samples[i] = images.bytes[i*per : (i+1)*per]
 	}
 	return ds, nil
 }
 
-func readIDXFile(path string) ([]int, []byte, error) {
+// array is one test-set file's content: its dimensions and either the raw
+// bytes of a uint8 or float32 (little-endian) array, or integers.
+type array struct {
+	dtype string
+	dims  []int
+	bytes []byte
+	ints  []int64
+}
+
+// labels returns the array's elements as class indices.
+func (a *array) labels() ([]int, error) {
+	out := make([]int, len(a.ints)+len(a.bytes))
+	switch {
+	case a.ints != nil:
+		for i, v := range a.ints {
+			if v < 0 || v > math.MaxInt32 {
+				return nil, fmt.Errorf("label %d is %d, want a class index", i, v)
+			}
+			out[i] = int(v)
+		}
+	case a.dtype == "uint8":
+		for i, b := range a.bytes {
+			out[i] = int(b)
+		}
+	default:
+		return nil, fmt.Errorf("labels have dtype %s, want an integer type (int8 to int64, uint8 to uint64)", a.dtype)
+	}
+	return out, nil
+}
+
+// isNPY reports whether path names a NumPy file by its extension.
+func isNPY(path string) bool {
+	return strings.HasSuffix(path, ".npy") || strings.HasSuffix(path, ".npy.gz")
+}
+
+// readArray reads a test-set file: NumPy when it ends in .npy or .npy.gz,
+// gzipped IDX otherwise.
+func readArray(path string) (*array, error) {
 	f, err := os.Open(path)
 	if err != nil {
-		return nil, nil, fmt.Errorf("test set: %w", err)
+		return nil, fmt.Errorf("test set: %w", err)
 	}
 	defer f.Close()
-	zr, err := gzip.NewReader(f)
-	if err != nil {
-		return nil, nil, fmt.Errorf("test set %s: %w", path, err)
+	var r io.Reader = bufio.NewReader(f)
+	if strings.HasSuffix(path, ".gz") {
+		zr, err := gzip.NewReader(r)
+		if err != nil {
+			return nil, fmt.Errorf("test set %s: %w", path, err)
+		}
+		r = bufio.NewReader(zr)
 	}
-	dims, data, err := ReadIDX(zr)
-	if err != nil {
-		return nil, nil, fmt.Errorf("test set %s: %w", path, err)
+	var a *array
+	if isNPY(path) {
+		a, err = readNPY(r)
+	} else {
+		a = &array{dtype: "uint8"}
+		a.dims, a.bytes, err = ReadIDX(r)
 	}
-	return dims, data, nil
+	if err != nil {
+		return nil, fmt.Errorf("test set %s: %w", path, err)
+	}
+	return a, nil
+}
+
+// readNPY reads a NumPy array in C order: uint8 and float32 as bytes (the
+// float32s little-endian), the other integer types as int64s.
+func readNPY(r io.Reader) (*array, error) {
+	nr, err := npy.NewReader(r)
+	if err != nil {
+		return nil, fmt.Errorf("npy header: %w", err)
+	}
+	d := nr.Header.Descr
+	d.Type = strings.Trim(d.Type, "'\"")
+	a := &array{dtype: npyDTypeName(d.Type), dims: d.Shape}
+	if d.Fortran {
+		return nil, fmt.Errorf("npy: array is in Fortran order, want C order (save np.ascontiguousarray(a))")
+	}
+	if len(d.Shape) == 0 {
+		return nil, fmt.Errorf("npy: a scalar, want an array")
+	}
+	n := 1
+	for i, dim := range d.Shape {
+		if dim < 1 {
+			return nil, fmt.Errorf("npy: dimension %d is %d", i, dim)
+		}
+		n *= dim
+		if n > maxIDXBytes/8 {
+			return nil, fmt.Errorf("npy: shape %v is over the limit of %d elements", d.Shape, maxIDXBytes/8)
+		}
+	}
+	switch a.dtype {
+	case "float32":
+		v := make([]float32, n)
+		if err = nr.Read(&v); err == nil {
+			a.bytes = make([]byte, 4*n)
+			for i, x := range v {
+				binary.LittleEndian.PutUint32(a.bytes[4*i:], math.Float32bits(x))
+			}
+		}
+	case "uint8":
+		a.bytes = make([]byte, n)
+		err = nr.Read(&a.bytes)
+	case "int8":
+		err = readInts[int8](nr, a, n)
+	case "int16":
+		err = readInts[int16](nr, a, n)
+	case "int32":
+		err = readInts[int32](nr, a, n)
+	case "int64":
+		err = readInts[int64](nr, a, n)
+	case "uint16":
+		err = readInts[uint16](nr, a, n)
+	case "uint32":
+		err = readInts[uint32](nr, a, n)
+	case "uint64":
+		err = readInts[uint64](nr, a, n)
+	default:
+		return nil, fmt.Errorf("npy: dtype %s (%q) not supported: want float32 or uint8 images, integer labels", a.dtype, d.Type)
+	}
+	if errors.Is(err, io.EOF) {
+		return nil, fmt.Errorf("npy: data ends before the %d %s elements of shape %v", n, a.dtype, d.Shape)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("npy %s data: %w", a.dtype, err)
+	}
+	return a, nil
+}
+
+// readInts reads n integers of type T into a.ints. uint64 values above
+// MaxInt64 wrap to negative ones, which labels rejects as any other.
+func readInts[T int8 | int16 | int32 | int64 | uint16 | uint32 | uint64](nr *npy.Reader, a *array, n int) error {
+	v := make([]T, n)
+	if err := nr.Read(&v); err != nil {
+		return err
+	}
+	a.ints = make([]int64, n)
+	for i, x := range v {
+		a.ints[i] = int64(x)
+	}
+	return nil
+}
+
+// npyDTypeName turns a NumPy type string such as "<f4" or "|u1" into the
+// NumPy dtype name (float32, uint8); unknown ones are returned as they are.
+func npyDTypeName(descr string) string {
+	if len(descr) < 3 {
+		return descr
+	}
+	kind := map[byte]string{'f': "float", 'i': "int", 'u': "uint", 'b': "bool", 'c': "complex"}[descr[1]]
+	size := descr[2:]
+	if kind == "" || strings.Trim(size, "0123456789") != "" {
+		return descr
+	}
+	if kind == "bool" {
+		return kind
+	}
+	var bytes int
+	fmt.Sscan(size, &bytes)
+	return fmt.Sprintf("%s%d", kind, 8*bytes)
 }
 
 // ReadIDX reads an uncompressed IDX stream of unsigned bytes (type 0x08).

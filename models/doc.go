@@ -7,8 +7,11 @@
 // not forward. Eval runs a labeled test set through the chain exactly as the
 // pipeline does (the inference package's preprocessing and exit policies)
 // and reports exits and accuracy per tier; Sweep shows accuracy against exit
-// ratio over a grid of thresholds. The directory also holds the sample DDNN:
-// train.py, the exported ONNX files, a labeled test subset and golden outputs.
+// ratio over a grid of thresholds; ScoreWarnings flags exit heads declared
+// probabilities that do not emit them. Test sets are gzipped IDX or NumPy
+// .npy files (LoadDataset). The directory also holds the sample DDNN:
+// train.py, the exported ONNX files, a labeled test subset and golden
+// outputs, and testdata/f32, a small float32 pipeline scored in NumPy.
 //
 // This package reads models; it never serves them.
 package models

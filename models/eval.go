@@ -90,16 +90,25 @@ type Decision struct {
 // evalBatch is how many messages Eval hands a tier at once.
 const evalBatch = 256
 
-// Messages turns a dataset into the messages a device would send.
+// Messages turns a dataset into the messages a device would send: uint8
+// samples as bytes, or as float32 values when the pipeline's input.dtype is
+// float32; float32 samples unchanged, which needs input.dtype float32. The
+// first tier then applies input.scale to them as to any device's sample.
 func Messages(p *pipeline.Pipeline, ds *Dataset) ([]wire.Message, error) {
 	want := elements(p.Input.Shape)
+	if have := elements(ds.Shape); have != want {
+		return nil, fmt.Errorf("test set samples have shape %v (%d elements), pipeline input.shape %v has %d", ds.Shape, have, p.Input.Shape, want)
+	}
+	if ds.DType == wire.Float32 && p.Input.DType != wire.Float32 {
+		return nil, fmt.Errorf("test set samples are float32, pipeline input.dtype is %s: devices would send bytes; use a uint8 test set or input.dtype float32", p.Input.DType)
+	}
 	msgs := make([]wire.Message, len(ds.Samples))
 	for i, s := range ds.Samples {
-		if len(s) != want {
-			return nil, fmt.Errorf("test set sample %d has %d elements (shape %v), pipeline input.shape %v has %d", i, len(s), ds.Shape, p.Input.Shape, want)
+		if len(s) != want*ds.DType.Size() {
+			return nil, fmt.Errorf("test set sample %d has %d bytes, want %d %s elements", i, len(s), want, ds.DType)
 		}
-		t := wire.Tensor{DType: wire.Uint8, Shape: p.Input.Shape, Data: s}
-		if p.Input.DType == wire.Float32 {
+		t := wire.Tensor{DType: ds.DType, Shape: p.Input.Shape, Data: s}
+		if ds.DType == wire.Uint8 && p.Input.DType == wire.Float32 {
 			v := make([]float32, len(s))
 			for j, b := range s {
 				v[j] = float32(b)

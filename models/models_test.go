@@ -101,6 +101,26 @@ func shippedData(t *testing.T, p *pipeline.Pipeline) *Dataset {
 	return ds
 }
 
+// openChain opens p's chain for the test, closed when it ends.
+func openChain(t *testing.T, p *pipeline.Pipeline) *Chain {
+	t.Helper()
+	c, err := OpenChain(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.Close)
+	return c
+}
+
+func eval(t *testing.T, c *Chain, ds *Dataset) *Result {
+	t.Helper()
+	r, err := c.Eval(ds)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r
+}
+
 // TestEvalShipped is the acceptance bar for the sample DDNN with the shipped
 // thresholds: accuracy at least 0.84, at least 40% exit before the cloud.
 func TestEvalShipped(t *testing.T) {
@@ -109,15 +129,8 @@ func TestEvalShipped(t *testing.T) {
 	if len(ds.Samples) < 2000 || len(ds.Shape) != 2 || ds.Shape[0] != 28 {
 		t.Fatalf("test set has %d samples of shape %v", len(ds.Samples), ds.Shape)
 	}
-	c, err := OpenChain(p)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	r, err := c.Eval(ds)
-	if err != nil {
-		t.Fatal(err)
-	}
+	c := openChain(t, p)
+	r := eval(t, c, ds)
 	t.Logf("accuracy %.4f, early exits %.3f, tiers %+v", r.Accuracy, r.EarlyExitRatio, r.Tiers)
 	if r.Samples != len(ds.Samples) {
 		t.Errorf("samples %d, want %d", r.Samples, len(ds.Samples))

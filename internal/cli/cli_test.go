@@ -85,8 +85,14 @@ func TestVersion(t *testing.T) {
 
 func TestModelsCheck(t *testing.T) {
 	code, out, stderr := run(t, "models", "check", "-f", "deploy/pipeline.yaml")
-	if code != 0 || !strings.Contains(out, `pipeline "fmnist": 3 tiers, chain ok`) {
+	if code != 0 || !strings.Contains(out, `pipeline "fmnist": 3 tiers, chain ok`) || strings.Contains(stderr, "warning") {
 		t.Errorf("shipped: exit %d\n%s%s", code, out, stderr)
+	}
+	// A chain that fits but whose exit head emits logits declared as
+	// probabilities: the check passes with a warning.
+	code, out, stderr = run(t, "models", "check", "-f", "models/testdata/f32/wrong-scores.yaml")
+	if want := `warning: tier "edge": exit output "exit_logits" is declared scores: probabilities`; code != 0 || !strings.Contains(out, "chain ok") || !strings.Contains(stderr, want) {
+		t.Errorf("wrong scores: exit %d, stderr %q, want %q", code, stderr, want)
 	}
 	code, _, stderr = run(t, "models", "check", "-f", "models/testdata/broken-chain.yaml")
 	want := `tier "edge": forward output "forward" has shape [-1 32], next tier "fog" input "features" expects [-1 16]`

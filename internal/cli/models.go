@@ -77,6 +77,13 @@ func runModelsCheck(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return fmt.Errorf("pipeline %q: chain check failed:\n%w", p.Name, err)
 	}
+	warnings, err := models.CheckScores(p)
+	if err != nil {
+		return fmt.Errorf("pipeline %q: %w", p.Name, err)
+	}
+	for _, w := range warnings {
+		fmt.Fprintf(stderr, "warning: %s\n", w)
+	}
 	fmt.Fprintf(stdout, "pipeline %q: %d tiers, chain ok\n", p.Name, len(p.Tiers))
 	return nil
 }
@@ -87,8 +94,8 @@ func runModelsEval(args []string, stdout, stderr io.Writer) error {
 	asJSON := fs.Bool("json", false, "print JSON instead of a table")
 	perSample := fs.Bool("per-sample", false, "with --json: also each sample's exit tier and class (\"decisions\", in test-set order)")
 	sweep := fs.Bool("sweep", false, "print accuracy against exit ratio over a grid of thresholds per tier")
-	images := fs.String("images", "", "gzipped IDX images (default: the pipeline's eval.images)")
-	labels := fs.String("labels", "", "gzipped IDX labels (default: the pipeline's eval.labels)")
+	images := fs.String("images", "", "test images, gzipped IDX or NumPy .npy (default: the pipeline's eval.images)")
+	labels := fs.String("labels", "", "test labels, gzipped IDX or NumPy .npy (default: the pipeline's eval.labels)")
 	if err := parse(fs, args); err != nil {
 		return err
 	}

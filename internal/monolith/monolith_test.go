@@ -203,7 +203,7 @@ func TestMonolithMatchesEval(t *testing.T) {
 	h := newHarness(t)
 	p := h.p
 	const n = 300
-	ds := &models.Dataset{Shape: h.ds.Shape, Samples: h.ds.Samples[:n], Labels: h.ds.Labels[:n]}
+	ds := &models.Dataset{DType: h.ds.DType, Shape: h.ds.Shape, Samples: h.ds.Samples[:n], Labels: h.ds.Labels[:n]}
 	chain, err := models.OpenChain(p)
 	if err != nil {
 		t.Fatal(err)
@@ -696,7 +696,7 @@ func TestMonolithCloudOnly(t *testing.T) {
 	if err := stop(); err != nil {
 		t.Fatalf("run: %v", err)
 	}
-	want := reference(t, sp, &models.Dataset{Shape: ds.Shape, Samples: ds.Samples[:n], Labels: ds.Labels[:n]})
+	want := reference(t, sp, &models.Dataset{DType: ds.DType, Shape: ds.Shape, Samples: ds.Samples[:n], Labels: ds.Labels[:n]})
 	for i := range n {
 		r, ok := got["img-"+strconv.Itoa(i)]
 		if !ok || r.Tier != want[i].tier || r.Class != want[i].class {

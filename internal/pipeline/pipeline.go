@@ -19,6 +19,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"strings"
 
 	"gopkg.in/yaml.v3"
 
@@ -97,11 +98,28 @@ type Input struct {
 	Scale float64 `yaml:"scale"`
 }
 
-// Eval names a labeled test set shipped with the models, as gzipped IDX
-// files (the MNIST format), relative to the YAML file's directory.
+// Eval names a labeled test set shipped with the models, relative to the
+// YAML file's directory. Each file is gzipped IDX (.gz, the MNIST format,
+// unsigned bytes) or a NumPy array (.npy or .npy.gz): images uint8 or
+// float32, labels integers.
 type Eval struct {
 	Images string `yaml:"images"`
 	Labels string `yaml:"labels"`
+}
+
+// validate checks that images and labels are set together and that each
+// is a kind of file the test-set reader knows by its name.
+func (e Eval) validate() []error {
+	var errs []error
+	if (e.Images == "") != (e.Labels == "") {
+		errs = append(errs, errors.New("eval: images and labels go together: set both or neither"))
+	}
+	for _, f := range []struct{ field, path string }{{"eval.images", e.Images}, {"eval.labels", e.Labels}} {
+		if f.path != "" && !strings.HasSuffix(f.path, ".gz") && !strings.HasSuffix(f.path, ".npy") {
+			errs = append(errs, fmt.Errorf("%s: %q is neither gzipped IDX (.gz) nor NumPy (.npy, .npy.gz)", f.field, f.path))
+		}
+	}
+	return errs
 }
 
 // Tier is one stage of the DDNN with its model and exit policy.
@@ -312,6 +330,7 @@ func (p *Pipeline) Validate() error {
 			bad(f+".inference.max_request_bytes", "%d must be at least 1024", t.Inference.MaxRequestBytes)
 		}
 	}
+	errs = append(errs, p.Eval.validate()...)
 	errs = append(errs, p.validateStreaming()...)
 	return errors.Join(errs...)
 }
