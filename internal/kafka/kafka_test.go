@@ -29,6 +29,18 @@ func plainKafka(brokers ...string) pipeline.Kafka {
 	}
 }
 
+// fakeKafka is plainKafka of a kfake cluster with a topic "t", closed by
+// the test.
+func fakeKafka(t *testing.T) pipeline.Kafka {
+	t.Helper()
+	c, err := kfake.NewCluster(kfake.SeedTopics(1, "t"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.Close)
+	return plainKafka(c.ListenAddrs()...)
+}
+
 // optClient is a client built from opts, closed by the test; it dials
 // nothing until used.
 func optClient(t *testing.T, opts ...kgo.Opt) *kgo.Client {
@@ -69,12 +81,7 @@ func TestClientOptions(t *testing.T) {
 // TestClientOptionsMetrics: with a registerer the client's own metrics
 // are registered under ddnn_kafka_, labelled with its client id.
 func TestClientOptionsMetrics(t *testing.T) {
-	c, err := kfake.NewCluster(kfake.SeedTopics(1, "t"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(c.Close)
-	k := plainKafka(c.ListenAddrs()...)
+	k := fakeKafka(t)
 	reg := prometheus.NewRegistry()
 	cl, err := NewClient(&k, "funnel", reg, nil, kgo.ProducerLinger(0))
 	if err != nil {
@@ -136,12 +143,7 @@ func TestProducerOptions(t *testing.T) {
 // kafka.max_record_bytes is produced, one a byte larger is refused by the
 // client before it is sent.
 func TestProducerOptionsFitRecordSize(t *testing.T) {
-	c, err := kfake.NewCluster(kfake.SeedTopics(1, "t"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(c.Close)
-	k := plainKafka(c.ListenAddrs()...)
+	k := fakeKafka(t)
 	cl, err := NewClient(&k, "test", nil, nil, append(ProducerOptions(&k), kgo.ProducerLinger(0))...)
 	if err != nil {
 		t.Fatal(err)
