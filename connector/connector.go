@@ -205,24 +205,16 @@ func (c *Connector) Run(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("%s: kafka client: %w", c.name, err)
 	}
+	opts = append(opts, kafka.GroupConsumerOptions(c.group, c.topic)...)
+	opts = append(opts, kafka.ProducerOptions(&c.p.Kafka)...)
 	opts = append(opts,
-		kgo.ConsumerGroup(c.group),
-		kgo.ConsumeTopics(c.topic),
-		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
-		kgo.DisableAutoCommit(),
-		kgo.BlockRebalanceOnPoll(),
 		kgo.OnPartitionsRevoked(c.onRevoked),
 		kgo.OnPartitionsLost(c.onRevoked),
-		kgo.FetchMaxWait(250*time.Millisecond),
-		// A crashed connector's partitions move to a live one after this
-		// long; kgo's 45s default would stall a tier for that long.
-		kgo.SessionTimeout(10*time.Second),
-		kgo.HeartbeatInterval(time.Second),
 	)
 	if c.cfg.InstanceID != "" {
 		opts = append(opts, kgo.InstanceID(c.cfg.InstanceID))
 	}
-	cl, err := kgo.NewClient(append(opts, kafka.ProducerOptions(&c.p.Kafka)...)...)
+	cl, err := kgo.NewClient(opts...)
 	if err != nil {
 		return fmt.Errorf("%s: kafka client: %w", c.name, err)
 	}

@@ -4,16 +4,19 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"strings"
 	"sync"
 	"time"
 
+	dtlsserver "github.com/plgd-dev/go-coap/v3/dtls/server"
 	"github.com/plgd-dev/go-coap/v3/message"
 	"github.com/plgd-dev/go-coap/v3/message/codes"
 	"github.com/plgd-dev/go-coap/v3/mux"
 	coapnet "github.com/plgd-dev/go-coap/v3/net"
 	"github.com/plgd-dev/go-coap/v3/options"
 	"github.com/plgd-dev/go-coap/v3/udp"
+	udpserver "github.com/plgd-dev/go-coap/v3/udp/server"
 
 	"github.com/ddnn-continuum/ddnn/internal/auth"
 )
@@ -59,7 +62,32 @@ func ListenCoAP(addr string) (*coapnet.UDPConn, error) {
 // fails, then closes l. It returns nil when ctx ended or l was closed, and
 // leaves nothing running behind.
 func (f *Funnel) ServeCoAP(ctx context.Context, l *coapnet.UDPConn, limits CoAPLimits) error {
-	ci := f.newCoAPIngest(limits)
+	f.log.Info("coap funnel serving", "addr", l.LocalAddr().String())
+	return serveCoAPIngest(ctx, f.newCoAPIngest(limits), "coap", l, udp.NewServer)
+}
+
+// coapServerOption is a go-coap option that both the UDP and the DTLS
+// server take.
+type coapServerOption interface {
+	udpserver.Option
+	dtlsserver.Option
+}
+
+// coapServer is go-coap's UDP or DTLS server, serving on listeners of
+// type L.
+type coapServer[L io.Closer] interface {
+	Serve(l L) error
+	Stop()
+}
+
+// serveCoAPIngest is the run of a CoAP or CoAPS ingest server, what
+// ServeCoAP and ServeCoAPS share: it routes PathIngest to ci, builds the
+// server with newServer from the options both kinds take (go-coap's
+// block-wise handling off, errors logged at debug as proto, a periodic
+// runner that ends with ctx) and then extra, sweeps ci's reassembly, and
+// serves l until ctx ends or the server fails. At the end it waits for
+// everything it started and closes l.
+func serveCoAPIngest[O any, L io.Closer, S coapServer[L]](ctx context.Context, ci *coapIngest, proto string, l L, newServer func(...O) S, extra ...O) error {
 	r := mux.NewRouter()
 	if err := r.Handle(PathIngest, mux.HandlerFunc(ci.serve)); err != nil {
 		l.Close()
@@ -72,21 +100,24 @@ func (f *Funnel) ServeCoAP(ctx context.Context, l *coapnet.UDPConn, limits CoAPL
 		wg.Wait()
 		l.Close()
 	}()
-	s := udp.NewServer(
+	var opts []O
+	for _, o := range []coapServerOption{
 		options.WithMux(r),
 		options.WithBlockwise(false, 0, time.Second),
 		options.WithContext(ctx),
-		options.WithErrors(func(err error) { f.log.Debug("coap", "err", err) }),
+		options.WithErrors(func(err error) { ci.f.log.Debug(proto, "err", err) }),
 		// go-coap's default runner sleeps in a goroutine forever; this one
 		// ends with ctx.
 		options.WithPeriodicRunner(func(tick func(now time.Time) bool) { wg.Go(func() { every(ctx, time.Second, tick) }) }),
-	)
+	} {
+		opts = append(opts, o.(O))
+	}
+	s := newServer(append(opts, extra...)...)
 	wg.Go(func() { every(ctx, min(time.Second, ci.ra.limits.TransferTimeout), ci.ra.sweep) })
 	wg.Go(func() {
 		<-ctx.Done()
 		s.Stop()
 	})
-	f.log.Info("coap funnel serving", "addr", l.LocalAddr().String())
 	return s.Serve(l)
 }
 

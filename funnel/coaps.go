@@ -15,6 +15,7 @@ import (
 
 	piondtls "github.com/pion/dtls/v3"
 	coapdtls "github.com/plgd-dev/go-coap/v3/dtls"
+	dtlsserver "github.com/plgd-dev/go-coap/v3/dtls/server"
 	"github.com/plgd-dev/go-coap/v3/mux"
 	coapnet "github.com/plgd-dev/go-coap/v3/net"
 	"github.com/plgd-dev/go-coap/v3/options"
@@ -292,34 +293,10 @@ func (l *CoAPSListener) handshake(c net.Conn) {
 func (f *Funnel) ServeCoAPS(ctx context.Context, l *CoAPSListener, limits CoAPLimits) error {
 	ci := f.newCoAPIngest(limits)
 	ci.psks = l.psks
-	r := mux.NewRouter()
-	if err := r.Handle(PathIngest, mux.HandlerFunc(ci.serve)); err != nil {
-		l.Close()
-		return err
-	}
-	ctx, cancel := context.WithCancel(ctx)
-	var wg sync.WaitGroup
-	defer func() {
-		cancel()
-		wg.Wait()
-		l.Close()
-	}()
-	s := coapdtls.NewServer(
-		options.WithMux(r),
-		options.WithBlockwise(false, 0, time.Second),
-		options.WithContext(ctx),
-		options.WithErrors(func(err error) { f.log.Debug("coaps", "err", err) }),
-		options.WithInactivityMonitor(l.limits.IdleTimeout, func(cc *udpclient.Conn) { cc.Close() }),
-		options.WithPeriodicRunner(func(tick func(now time.Time) bool) { wg.Go(func() { every(ctx, time.Second, tick) }) }),
-	)
-	wg.Go(func() { every(ctx, min(time.Second, ci.ra.limits.TransferTimeout), ci.ra.sweep) })
-	wg.Go(func() {
-		<-ctx.Done()
-		s.Stop()
-	})
 	f.log.Info("coaps funnel serving", "addr", l.Addr().String(), "max_handshakes", l.limits.MaxHandshakes,
 		"handshake_timeout", l.limits.HandshakeTimeout, "max_sessions", l.limits.MaxSessions, "idle_timeout", l.limits.IdleTimeout)
-	return s.Serve(l)
+	return serveCoAPIngest(ctx, ci, "coaps", dtlsserver.Listener(l), coapdtls.NewServer,
+		dtlsserver.Option(options.WithInactivityMonitor(l.limits.IdleTimeout, func(cc *udpclient.Conn) { cc.Close() })))
 }
 
 // sessionDevice returns the device a CoAPS request's session

@@ -36,15 +36,35 @@ type Files struct {
 // hosts (IP addresses or DNS names), and <id>.pem and <id>-key.pem for
 // each device id. Keys are ECDSA P-256, written with mode 0600.
 func Make(dir string, hosts, devices []string, now time.Time) (*Files, error) {
+	return MakeWith(dir, hosts, devices, now, Options{})
+}
+
+// Options adjust what MakeWith writes for a consumer of the files other
+// than the funnel.
+type Options struct {
+	// ServerKey is the file name of the server's key in dir (default
+	// server-key.pem).
+	ServerKey string
+	// ServerAsClient lets the server certificate authenticate as a client
+	// too, for a server that dials its peers with it (a Kafka node on its
+	// controller listener).
+	ServerAsClient bool
+}
+
+// MakeWith is Make with o.
+func MakeWith(dir string, hosts, devices []string, now time.Time, o Options) (*Files, error) {
 	if len(hosts) == 0 {
 		return nil, errors.New("certs: at least one host for the server certificate")
+	}
+	if o.ServerKey == "" {
+		o.ServerKey = "server-key.pem"
 	}
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, err
 	}
 	f := &Files{
 		CA: filepath.Join(dir, "ca.pem"), CAKey: filepath.Join(dir, "ca-key.pem"),
-		Cert: filepath.Join(dir, "server.pem"), Key: filepath.Join(dir, "server-key.pem"),
+		Cert: filepath.Join(dir, "server.pem"), Key: filepath.Join(dir, o.ServerKey),
 		Clients: map[string][2]string{},
 	}
 	for _, p := range []string{f.CA, f.CAKey, f.Cert, f.Key} {
@@ -70,6 +90,9 @@ func Make(dir string, hosts, devices []string, now time.Time) (*Files, error) {
 
 	srv := template(hosts[0], now)
 	srv.ExtKeyUsage = []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}
+	if o.ServerAsClient {
+		srv.ExtKeyUsage = append(srv.ExtKeyUsage, x509.ExtKeyUsageClientAuth)
+	}
 	for _, h := range hosts {
 		if ip := net.ParseIP(h); ip != nil {
 			srv.IPAddresses = append(srv.IPAddresses, ip)

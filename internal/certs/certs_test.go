@@ -6,6 +6,7 @@ import (
 	"encoding/pem"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -57,5 +58,42 @@ func TestMake(t *testing.T) {
 	}
 	if _, err := Make(t.TempDir(), nil, nil, time.Now()); err == nil {
 		t.Error("no host accepted")
+	}
+}
+
+// MakeWith names the server key as asked and lets the server certificate
+// authenticate as a client when asked; Make does neither.
+func TestMakeWith(t *testing.T) {
+	serverUses := func(t *testing.T, f *Files) []x509.ExtKeyUsage {
+		t.Helper()
+		pair, err := tls.LoadX509KeyPair(f.Cert, f.Key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c, err := x509.ParseCertificate(pair.Certificate[0])
+		if err != nil {
+			t.Fatal(err)
+		}
+		return c.ExtKeyUsage
+	}
+	f, err := MakeWith(t.TempDir(), []string{"127.0.0.1"}, nil, time.Now(), Options{ServerKey: "server.key", ServerAsClient: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if filepath.Base(f.Key) != "server.key" {
+		t.Errorf("server key %s, want server.key", f.Key)
+	}
+	if got := serverUses(t, f); !slices.Contains(got, x509.ExtKeyUsageClientAuth) || !slices.Contains(got, x509.ExtKeyUsageServerAuth) {
+		t.Errorf("server certificate uses %v, want server and client authentication", got)
+	}
+	f, err = Make(t.TempDir(), []string{"127.0.0.1"}, nil, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if filepath.Base(f.Key) != "server-key.pem" {
+		t.Errorf("server key %s, want server-key.pem", f.Key)
+	}
+	if got := serverUses(t, f); slices.Contains(got, x509.ExtKeyUsageClientAuth) {
+		t.Errorf("server certificate uses %v, want server authentication only", got)
 	}
 }

@@ -1,6 +1,7 @@
 // Package kafka owns ddnn's Kafka plumbing shared by every role: client
 // options built from the pipeline's kafka section (with franz-go's kprom
-// metrics), topic creation, and the embedded Kafka-protocol broker that
+// metrics) that each role extends with ProducerOptions and
+// GroupConsumerOptions, topic creation, and the embedded Kafka-protocol broker that
 // `ddnn up` and `ddnn broker` run when no brokers are configured.
 //
 // It must not know about messages or tiers beyond topic names: encoding is
@@ -270,6 +271,27 @@ func ProducerOptions(k *pipeline.Kafka) []kgo.Opt {
 		kgo.RequiredAcks(kgo.AllISRAcks()),
 		kgo.RecordDeliveryTimeout(k.ProduceTimeout),
 		kgo.ProducerBatchMaxBytes(int32(k.MaxRecordBytes + batchOverhead)),
+	}
+}
+
+// GroupConsumerOptions are the options of every ddnn consumer that commits
+// what it finished, at least once, as a member of group: it consumes topics
+// from their start while the group has no commits, commits only when the
+// caller says so (no autocommit), and holds rebalances while a poll's
+// records are in hand (kgo.BlockRebalanceOnPoll: the caller calls
+// AllowRebalance once they are committed). A fetch waits at most 250ms, and
+// a crashed member's partitions move to a live one after a 10s session
+// instead of kgo's 45s default, which would stall a tier for that long.
+func GroupConsumerOptions(group string, topics ...string) []kgo.Opt {
+	return []kgo.Opt{
+		kgo.ConsumerGroup(group),
+		kgo.ConsumeTopics(topics...),
+		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
+		kgo.DisableAutoCommit(),
+		kgo.BlockRebalanceOnPoll(),
+		kgo.FetchMaxWait(250 * time.Millisecond),
+		kgo.SessionTimeout(10 * time.Second),
+		kgo.HeartbeatInterval(time.Second),
 	}
 }
 

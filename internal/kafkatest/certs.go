@@ -1,17 +1,13 @@
 package kafkatest
 
 import (
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/pem"
-	"math/big"
-	"net"
+	"fmt"
 	"os"
-	"path/filepath"
 	"time"
+
+	"github.com/ddnn-continuum/ddnn/internal/certs"
 )
 
 // Certs are PEM files of a throwaway CA and a server certificate it
@@ -22,74 +18,37 @@ type Certs struct {
 }
 
 // WriteCerts makes a CA and a server certificate for hosts (IP addresses
-// or DNS names; default 127.0.0.1 and localhost), valid for a day, and
-// writes them into dir as ca.pem, server.pem and server.key.
+// or DNS names; default 127.0.0.1 and localhost) with internal/certs, and
+// writes them into dir as ca.pem (and ca-key.pem), server.pem and
+// server.key, the names the Kafka clusters' keystores and the tests use.
+// The server certificate also authenticates as a client: a Kafka node
+// presents it to the others on the controller listener.
 func WriteCerts(dir string, hosts ...string) (Certs, error) {
 	if len(hosts) == 0 {
 		hosts = []string{"127.0.0.1", "localhost"}
 	}
-	caKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	f, err := certs.MakeWith(dir, hosts, nil, time.Now(), certs.Options{ServerKey: "server.key", ServerAsClient: true})
 	if err != nil {
 		return Certs{}, err
 	}
-	now := time.Now()
-	caTmpl := &x509.Certificate{
-		SerialNumber:          big.NewInt(1),
-		Subject:               pkix.Name{CommonName: "ddnn test CA"},
-		NotBefore:             now.Add(-time.Hour),
-		NotAfter:              now.Add(24 * time.Hour),
-		IsCA:                  true,
-		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageCRLSign,
-		BasicConstraintsValid: true,
-	}
-	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
+	return Certs{CA: f.CA, Cert: f.Cert, Key: f.Key}, nil
+}
+
+// principal is the Kafka principal of the certificate in the PEM file
+// path: User: and its subject's distinguished name (RFC 2253, as Kafka's
+// default principal builder writes it).
+func principal(path string) (string, error) {
+	b, err := os.ReadFile(path)
 	if err != nil {
-		return Certs{}, err
+		return "", err
 	}
-	ca, err := x509.ParseCertificate(caDER)
+	blk, _ := pem.Decode(b)
+	if blk == nil || blk.Type != "CERTIFICATE" {
+		return "", fmt.Errorf("%s holds no certificate", path)
+	}
+	c, err := x509.ParseCertificate(blk.Bytes)
 	if err != nil {
-		return Certs{}, err
+		return "", fmt.Errorf("%s: %w", path, err)
 	}
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		return Certs{}, err
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(2),
-		Subject:      pkix.Name{CommonName: hosts[0]},
-		NotBefore:    now.Add(-time.Hour),
-		NotAfter:     now.Add(24 * time.Hour),
-		KeyUsage:     x509.KeyUsageDigitalSignature,
-		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth},
-	}
-	for _, h := range hosts {
-		if ip := net.ParseIP(h); ip != nil {
-			tmpl.IPAddresses = append(tmpl.IPAddresses, ip)
-		} else {
-			tmpl.DNSNames = append(tmpl.DNSNames, h)
-		}
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca, &key.PublicKey, caKey)
-	if err != nil {
-		return Certs{}, err
-	}
-	keyDER, err := x509.MarshalPKCS8PrivateKey(key)
-	if err != nil {
-		return Certs{}, err
-	}
-	c := Certs{CA: filepath.Join(dir, "ca.pem"), Cert: filepath.Join(dir, "server.pem"), Key: filepath.Join(dir, "server.key")}
-	for _, f := range []struct {
-		path, typ string
-		der       []byte
-		mode      os.FileMode
-	}{
-		{c.CA, "CERTIFICATE", caDER, 0o644},
-		{c.Cert, "CERTIFICATE", der, 0o644},
-		{c.Key, "PRIVATE KEY", keyDER, 0o600},
-	} {
-		if err := os.WriteFile(f.path, pem.EncodeToMemory(&pem.Block{Type: f.typ, Bytes: f.der}), f.mode); err != nil {
-			return Certs{}, err
-		}
-	}
-	return c, nil
+	return "User:" + c.Subject.String(), nil
 }

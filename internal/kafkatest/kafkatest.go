@@ -80,7 +80,8 @@ type Config struct {
 //     SCRAM-SHA-512 only; the brokers also talk to each other on it, as
 //     the cluster's admin user;
 //   - the controller listener is SSL with client certificates required:
-//     the nodes present their certificate (principal User:CN=127.0.0.1);
+//     the nodes present their certificate (principal
+//     User:CN=127.0.0.1,O=ddnn development, a super user with ACLs);
 //   - the keystore and truststore are PEM files (ssl.keystore.type=PEM)
 //     from WriteCerts, made in the cluster's directory;
 //   - the SCRAM users are created when the log directories are formatted
@@ -115,9 +116,11 @@ type Cluster struct {
 	// dumpCDS says node 1 records what it loads so Start can write one.
 	cds     string
 	dumpCDS bool
-	// certs and adminPassword are the TLS files and the admin's password
-	// of a cluster with Security.
+	// certs, nodePrincipal and adminPassword are the TLS files, the
+	// principal of the nodes' certificate and the admin's password of a
+	// cluster with Security.
 	certs         Certs
+	nodePrincipal string
 	adminPassword string
 	// StartTime is how long Start took: formatting the log directories,
 	// starting the JVMs and waiting until every broker was registered.

@@ -1,8 +1,11 @@
 package kafkatest
 
 import (
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -62,7 +65,7 @@ func TestProps(t *testing.T) {
 // super users; the users are created at format time.
 func TestSecurityProps(t *testing.T) {
 	c := &Cluster{cfg: Config{Security: &Security{Users: map[string]string{"ddnn": "pw1"}, ACLs: true}}, dir: "/d", adminPassword: "adminpw",
-		certs: Certs{CA: "/d/tls/ca.pem"}}
+		certs: Certs{CA: "/d/tls/ca.pem"}, nodePrincipal: "User:CN=127.0.0.1,O=ddnn development"}
 	c.nodes = append(c.nodes, &Node{ID: 1, Addr: "127.0.0.1:11", ctrlAddr: "127.0.0.1:21", dir: "/d/node-1"})
 	p := c.props(c.nodes[0])
 	for k, want := range map[string]string{
@@ -78,7 +81,7 @@ func TestSecurityProps(t *testing.T) {
 		"ssl.truststore.location":                               "/d/tls/ca.pem",
 		"listener.name.controller.ssl.client.auth":              "required",
 		"authorizer.class.name":                                 "org.apache.kafka.metadata.authorizer.StandardAuthorizer",
-		"super.users":                                           "User:kafkatest-admin;User:CN=127.0.0.1",
+		"super.users":                                           "User:kafkatest-admin;User:CN=127.0.0.1,O=ddnn development",
 	} {
 		if p[k] != want {
 			t.Errorf("%s = %q, want %q", k, p[k], want)
@@ -87,5 +90,45 @@ func TestSecurityProps(t *testing.T) {
 	want := []string{"--add-scram", "SCRAM-SHA-512=[name=ddnn,password=pw1]", "--add-scram", "SCRAM-SHA-512=[name=kafkatest-admin,password=adminpw]"}
 	if got := c.scramArgs(); !slices.Equal(got, want) {
 		t.Errorf("scramArgs = %q, want %q", got, want)
+	}
+}
+
+// TestWriteCerts: the files have the names the keystore and the tests
+// use, the server certificate verifies against the CA for 127.0.0.1 as a
+// server and as a client (the controller listener), and its principal is
+// the one Kafka derives from its subject.
+func TestWriteCerts(t *testing.T) {
+	dir := t.TempDir()
+	c, err := WriteCerts(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := (Certs{CA: filepath.Join(dir, "ca.pem"), Cert: filepath.Join(dir, "server.pem"), Key: filepath.Join(dir, "server.key")}); c != want {
+		t.Fatalf("WriteCerts = %+v, want %+v", c, want)
+	}
+	pair, err := tls.LoadX509KeyPair(c.Cert, c.Key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	leaf, err := x509.ParseCertificate(pair.Certificate[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	ca, err := os.ReadFile(c.CA)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(ca) {
+		t.Fatal("no CA certificate")
+	}
+	for _, use := range []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth} {
+		if _, err := leaf.Verify(x509.VerifyOptions{Roots: pool, DNSName: "127.0.0.1", KeyUsages: []x509.ExtKeyUsage{use}}); err != nil {
+			t.Errorf("server certificate for use %v: %v", use, err)
+		}
+	}
+	got, err := principal(c.Cert)
+	if err != nil || got != "User:CN=127.0.0.1,O=ddnn development" {
+		t.Errorf("principal = %q, %v", got, err)
 	}
 }

@@ -24,10 +24,6 @@ const (
 	ctrlListener = "CONTROLLER"
 )
 
-// nodePrincipal is the principal of the nodes' certificate on the
-// controller listener (the subject of WriteCerts' server certificate).
-const nodePrincipal = "User:CN=127.0.0.1"
-
 // writeSecurityFiles makes the CA and the nodes' certificate, the PEM
 // keystore (key, certificate, CA) and the admin's password and client
 // properties, in the cluster's directory.
@@ -41,6 +37,10 @@ func (c *Cluster) writeSecurityFiles() error {
 		return fmt.Errorf("kafka cluster: certificates: %w", err)
 	}
 	c.certs = certs
+	// The nodes' principal on the controller listener, a super user.
+	if c.nodePrincipal, err = principal(certs.Cert); err != nil {
+		return fmt.Errorf("kafka cluster: %w", err)
+	}
 	var ks []byte
 	for _, f := range []string{certs.Key, certs.Cert, certs.CA} {
 		b, err := os.ReadFile(f)
@@ -104,7 +104,7 @@ func (c *Cluster) securityProps(n *Node) map[string]string {
 	}
 	if c.cfg.Security.ACLs {
 		p["authorizer.class.name"] = "org.apache.kafka.metadata.authorizer.StandardAuthorizer"
-		p["super.users"] = "User:" + AdminUser + ";" + nodePrincipal
+		p["super.users"] = "User:" + AdminUser + ";" + c.nodePrincipal
 	}
 	return p
 }

@@ -31,6 +31,7 @@ import (
 	"github.com/ddnn-continuum/ddnn/connector"
 	"github.com/ddnn-continuum/ddnn/funnel"
 	"github.com/ddnn-continuum/ddnn/inference"
+	"github.com/ddnn-continuum/ddnn/internal/kafka"
 	"github.com/ddnn-continuum/ddnn/internal/pipeline"
 	"github.com/ddnn-continuum/ddnn/internal/wire"
 )
@@ -38,21 +39,14 @@ import (
 // Group is the consumer group of a pipeline's monolith.
 func Group(p *pipeline.Pipeline) string { return p.Name + ".monolith" }
 
-// ClientOptions are the consumer settings a monolith's client needs on top
-// of the pipeline's Kafka options.
+// ClientOptions are the options a monolith's client needs on top of the
+// pipeline's Kafka options: a member of Group consuming the first tier's
+// topic and committing what it finished, like a connector
+// (kafka.GroupConsumerOptions), and a producer of results and dead letters
+// (kafka.ProducerOptions).
 func ClientOptions(p *pipeline.Pipeline) []kgo.Opt {
-	return []kgo.Opt{
-		kgo.ConsumerGroup(Group(p)),
-		kgo.ConsumeTopics(p.InputTopic(p.Tiers[0].Name)),
-		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
-		kgo.DisableAutoCommit(),
-		kgo.BlockRebalanceOnPoll(),
-		kgo.FetchMaxWait(250 * time.Millisecond),
-		kgo.SessionTimeout(10 * time.Second),
-		kgo.HeartbeatInterval(time.Second),
-		kgo.RequiredAcks(kgo.AllISRAcks()),
-		kgo.RecordDeliveryTimeout(p.Kafka.ProduceTimeout),
-	}
+	return append(kafka.GroupConsumerOptions(Group(p), p.InputTopic(p.Tiers[0].Name)),
+		kafka.ProducerOptions(&p.Kafka)...)
 }
 
 // Config is what a Monolith needs.

@@ -3,9 +3,11 @@ package monolith
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"math"
 	"os"
+	"regexp"
 	"strconv"
 	"strings"
 	"testing"
@@ -14,6 +16,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
 	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/ddnn-continuum/ddnn/connector"
@@ -545,19 +548,22 @@ func BenchmarkMonolith(b *testing.B) {
 		h.produce(b, recs[:k])
 		recs = recs[k:]
 	}
-	adm := kadm.NewClient(h.cl)
 	b.ResetTimer()
 	start := time.Now()
 	stop := h.run(b, 2, 64, nil)
+	// The group exists only once the monolith joined it; until its first
+	// commit the total is 0.
+	deadline := start.Add(time.Minute + time.Duration(b.N)*time.Millisecond)
 	for {
-		o, err := adm.FetchOffsets(context.Background(), Group(h.p))
-		if err != nil {
-			b.Fatal(err)
-		}
 		total := int64(0)
-		o.Each(func(o kadm.OffsetResponse) { total += o.At })
+		for _, at := range h.committed(b) {
+			total += at
+		}
 		if total >= int64(b.N) {
 			break
+		}
+		if time.Now().After(deadline) {
+			b.Fatalf("%d of %d records committed after %s", total, b.N, time.Since(start))
 		}
 		time.Sleep(2 * time.Millisecond)
 	}
@@ -570,10 +576,14 @@ func BenchmarkMonolith(b *testing.B) {
 }
 
 // committed is the monolith group's committed offset per partition of the
-// input topic.
+// input topic; empty while the group does not exist yet (the broker answers
+// GROUP_ID_NOT_FOUND until a monolith joins it).
 func (h *harness) committed(tb testing.TB) map[int32]int64 {
 	tb.Helper()
 	o, err := kadm.NewClient(h.cl).FetchOffsets(context.Background(), Group(h.p))
+	if errors.Is(err, kerr.GroupIDNotFound) {
+		return map[int32]int64{}
+	}
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -709,5 +719,40 @@ func TestMonolithCloudOnly(t *testing.T) {
 	}
 	if ts.Has(p.ResultsTopic()) {
 		t.Errorf("the cloud's Kafka holds %s; the results live on the edge", p.ResultsTopic())
+	}
+}
+
+// TestClientOptions: the monolith consumes the first tier's topic in its
+// own group like a connector and produces like every ddnn producer.
+func TestClientOptions(t *testing.T) {
+	p, err := pipeline.Load("../../deploy/pipeline.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cl, err := kgo.NewClient(ClientOptions(p)...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	if g := cl.OptValue(kgo.ConsumerGroup); g != Group(p) {
+		t.Errorf("group %v, want %s", g, Group(p))
+	}
+	if _, ok := cl.OptValue(kgo.ConsumeTopics).(map[string]*regexp.Regexp)[p.InputTopic(p.Tiers[0].Name)]; !ok {
+		t.Errorf("topics %v, want %s", cl.OptValue(kgo.ConsumeTopics), p.InputTopic(p.Tiers[0].Name))
+	}
+	if auto := cl.OptValue(kgo.DisableAutoCommit); auto != true {
+		t.Errorf("autocommit disabled: %v", auto)
+	}
+	if max := cl.OptValue(kgo.ProducerBatchMaxBytes); max != int32(p.Kafka.MaxRecordBytes+61) {
+		t.Errorf("producer batch max bytes %v, want max_record_bytes plus a batch header", max)
+	}
+}
+
+// TestCommittedBeforeTheGroupExists: until a monolith joined its group the
+// broker answers GROUP_ID_NOT_FOUND, which means nothing committed yet.
+func TestCommittedBeforeTheGroupExists(t *testing.T) {
+	h := newHarness(t)
+	if c := h.committed(t); len(c) != 0 {
+		t.Fatalf("committed %v before any monolith ran", c)
 	}
 }

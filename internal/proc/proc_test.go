@@ -1,14 +1,18 @@
 package proc
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"net/http"
 	"os"
+	"os/exec"
 	"os/signal"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -37,8 +41,30 @@ func TestMain(m *testing.M) {
 //	stubborn ADDR  the same, but SIGTERM is ignored
 //	print          write a few lines (an empty one, one of 2 MiB, the last
 //	               without a newline) and exit 3
+//	idle           serve nothing; exit 0 on SIGTERM
+//	parent ADDR    start a Child serving on ADDR, print its pid once it is
+//	               ready and wait to be killed
 func child(args []string) int {
 	switch args[0] {
+	case "idle":
+		term := make(chan os.Signal, 1)
+		signal.Notify(term, syscall.SIGTERM)
+		<-term
+		return 0
+	case "parent":
+		c := New("grandchild", "http://"+args[1]+"/readyz", nil, nil, "serve", args[1])
+		if err := c.Start(); err != nil {
+			fmt.Println("error:", err)
+			return 1
+		}
+		// Ready, it has written its output: it does not die of a
+		// broken pipe when this process dies.
+		if err := c.WaitReady(context.Background(), 20*time.Second); err != nil {
+			fmt.Println("error:", err)
+			return 1
+		}
+		fmt.Println(c.PID())
+		select {} // until killed
 	case "serve", "stubborn":
 		term := make(chan os.Signal, 1)
 		signal.Notify(term, syscall.SIGTERM)
@@ -301,4 +327,136 @@ func TestWaitReadyExited(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "printer exited before it was ready") {
 		t.Errorf("WaitReady: %v", err)
 	}
+}
+
+// dead reports whether pid exited: no such process, or a zombie nobody
+// reaped yet (an orphan's new parent may be slow to).
+func dead(pid int) bool {
+	if gone(pid) {
+		return true
+	}
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return errors.Is(err, os.ErrNotExist)
+	}
+	// pid (comm) state ...: comm may hold spaces, the state follows its ')'.
+	i := bytes.LastIndexByte(b, ')')
+	return i >= 0 && i+2 < len(b) && b[i+2] == 'Z'
+}
+
+// TestOwnProcessGroup: a child leads a process group of its own, so a
+// terminal's Ctrl-C to ours does not reach it.
+func TestOwnProcessGroup(t *testing.T) {
+	var out syncBuffer
+	c := serving(t, "serve", &out)
+	pgid, err := syscall.Getpgid(c.PID())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if pgid != c.PID() || pgid == syscall.Getpgrp() {
+		t.Errorf("child %d in process group %d, ours is %d; want its own", c.PID(), pgid, syscall.Getpgrp())
+	}
+}
+
+// TestKilledWithParent: a child dies when its supervisor is SIGKILLed,
+// which leaves it no chance to stop its children.
+func TestKilledWithParent(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	parent := exec.Command(os.Args[0], "parent", addr)
+	stdout, err := parent.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := parent.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		parent.Process.Kill()
+		parent.Wait()
+	})
+	line, err := bufio.NewReader(stdout).ReadString('\n')
+	pid, perr := strconv.Atoi(strings.TrimSpace(line))
+	if err != nil || perr != nil {
+		t.Fatalf("parent said %q: %v", line, err)
+	}
+	t.Cleanup(func() { syscall.Kill(pid, syscall.SIGKILL) })
+	if dead(pid) {
+		t.Fatalf("child %d not running", pid)
+	}
+	if err := parent.Process.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	parent.Wait()
+	waitFor(t, fmt.Sprintf("child %d to die with its parent", pid), func() bool { return dead(pid) })
+}
+
+// TestExitLogged: a child that exits on its own is logged with its exit
+// status; one stopped by Stop is not.
+func TestExitLogged(t *testing.T) {
+	var logs syncBuffer
+	log := slog.New(slog.NewTextHandler(&logs, nil))
+	c := New("printer", "http://127.0.0.1:1/readyz", nil, log, "print")
+	if err := c.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited(t, c)
+	if s := logs.String(); !strings.Contains(s, "child exited") || !strings.Contains(s, "child=printer") || !strings.Contains(s, `err="exit status 3"`) {
+		t.Errorf("log:\n%s", s)
+	}
+
+	var stopLogs syncBuffer
+	c = New("idle", "http://127.0.0.1:1/readyz", nil, slog.New(slog.NewTextHandler(&stopLogs, nil)), "idle")
+	if err := c.Start(); err != nil {
+		t.Fatal(err)
+	}
+	c.Stop(10 * time.Second)
+	if s := stopLogs.String(); s != "" {
+		t.Errorf("a stopped child logged:\n%s", s)
+	}
+}
+
+// TestWaitReadyTimeout: a child that runs but never answers is reported
+// not ready, with its URL, when the timeout ends; Ready says no meanwhile.
+func TestWaitReadyTimeout(t *testing.T) {
+	c := New("idle", "http://127.0.0.1:1/readyz", nil, nil, "idle")
+	if err := c.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Stop(time.Second) })
+	err := c.WaitReady(context.Background(), 200*time.Millisecond)
+	if err == nil || !strings.Contains(err.Error(), "idle not ready at http://127.0.0.1:1/readyz within 200ms") {
+		t.Errorf("WaitReady: %v", err)
+	}
+	if c.Ready() {
+		t.Error("Ready of a child that serves nothing")
+	}
+}
+
+func TestReadyAndBaseURL(t *testing.T) {
+	var out syncBuffer
+	c := serving(t, "serve", &out)
+	if !c.Ready() {
+		t.Error("Ready of a serving child is false")
+	}
+	if got, want := c.BaseURL(), strings.TrimSuffix(c.readyURL, "/readyz"); got != want || strings.HasSuffix(got, "/readyz") {
+		t.Errorf("BaseURL = %q, want %q", got, want)
+	}
+}
+
+// TestNeverStarted: a child that was never started has no PID, cannot be
+// killed, and stops at once.
+func TestNeverStarted(t *testing.T) {
+	c := New("idle", "http://127.0.0.1:1/readyz", nil, nil, "idle")
+	if pid := c.PID(); pid != 0 {
+		t.Errorf("PID = %d", pid)
+	}
+	if err := c.Kill(); err == nil || !strings.Contains(err.Error(), "idle is not running") {
+		t.Errorf("Kill: %v", err)
+	}
+	c.Stop(time.Second)
 }

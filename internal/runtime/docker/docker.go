@@ -19,7 +19,7 @@ import (
 	"log/slog"
 	"net/http"
 	"os"
-	"sort"
+	"slices"
 	"strconv"
 	"sync"
 	"time"
@@ -249,25 +249,11 @@ func (r *Runtime) remove(rep *replica) {
 // List returns the live containers with readiness from their /readyz.
 func (r *Runtime) List(ctx context.Context) ([]runtime.Replica, error) {
 	r.mu.Lock()
-	var live []*replica
-	for _, rep := range r.reps {
-		if !rep.draining {
-			live = append(live, rep)
-		}
-	}
+	live := slices.DeleteFunc(slices.Clone(r.reps), func(rep *replica) bool { return rep.draining })
 	r.mu.Unlock()
-	out := make([]runtime.Replica, len(live))
-	var wg sync.WaitGroup
-	for i, rep := range live {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			out[i] = runtime.Replica{ID: rep.name, URL: rep.url, Ready: r.ready(ctx, rep.url), Started: rep.started}
-		}()
-	}
-	wg.Wait()
-	sort.Slice(out, func(i, j int) bool { return out[i].Started.Before(out[j].Started) })
-	return out, nil
+	return runtime.Describe(live, func(rep *replica) runtime.Replica {
+		return runtime.Replica{ID: rep.name, URL: rep.url, Ready: r.ready(ctx, rep.url), Started: rep.started}
+	}), nil
 }
 
 func (r *Runtime) ready(ctx context.Context, url string) bool {

@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"slices"
 	"strconv"
 	"sync"
 	"time"
@@ -151,24 +152,11 @@ func (r *Runtime) drainLocked(rep *replica) {
 // List returns the live (not draining) replicas with their readiness.
 func (r *Runtime) List(_ context.Context) ([]runtime.Replica, error) {
 	r.mu.Lock()
-	var live []*replica
-	for _, rep := range r.reps {
-		if !rep.draining {
-			live = append(live, rep)
-		}
-	}
+	live := slices.DeleteFunc(slices.Clone(r.reps), func(rep *replica) bool { return rep.draining })
 	r.mu.Unlock()
-	out := make([]runtime.Replica, len(live))
-	var wg sync.WaitGroup
-	for i, rep := range live {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			out[i] = runtime.Replica{ID: rep.id, URL: rep.url, Ready: rep.child.Ready(), Started: rep.started}
-		}()
-	}
-	wg.Wait()
-	return out, nil
+	return runtime.Describe(live, func(rep *replica) runtime.Replica {
+		return runtime.Replica{ID: rep.id, URL: rep.url, Ready: rep.child.Ready(), Started: rep.started}
+	}), nil
 }
 
 // Stop drains and stops one replica; an unknown id is not an error.
