@@ -15,6 +15,7 @@ import (
 	"strings"
 
 	"github.com/ddnn-continuum/ddnn/internal/pipeline"
+	"github.com/ddnn-continuum/ddnn/internal/suggest"
 )
 
 const usage = `ddnn runs distributed deep neural networks over edge, fog and cloud tiers.
@@ -110,7 +111,7 @@ func dispatch(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return runCerts(ctx, args[1:], stdout, stderr)
 	default:
 		fmt.Fprint(stderr, usage)
-		if near := nearest(args[0], commands); near != "" {
+		if near := suggest.Nearest(args[0], commands); near != "" {
 			return fmt.Errorf("%w: unknown command %q; did you mean %q?", errUsage, args[0], near)
 		}
 		return fmt.Errorf("%w: unknown command %q", errUsage, args[0])
@@ -120,38 +121,6 @@ func dispatch(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 // commands are the names dispatch knows, for suggestions.
 var commands = []string{"up", "results", "bench", "monolith", "models", "broker", "funnel", "connector",
 	"uplink", "inference", "scaler", "devices", "token", "certs", "version", "help"}
-
-// nearest is the candidate within two edits of s (the closest), or "".
-func nearest(s string, candidates []string) string {
-	best, bestD := "", 3
-	for _, c := range candidates {
-		if d := editDistance(s, c); d < bestD {
-			best, bestD = c, d
-		}
-	}
-	return best
-}
-
-// editDistance is the Levenshtein distance between a and b.
-func editDistance(a, b string) int {
-	prev := make([]int, len(b)+1)
-	for j := range prev {
-		prev[j] = j
-	}
-	for i := 1; i <= len(a); i++ {
-		cur := make([]int, len(b)+1)
-		cur[0] = i
-		for j := 1; j <= len(b); j++ {
-			cost := 1
-			if a[i-1] == b[j-1] {
-				cost = 0
-			}
-			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
-		}
-		prev = cur
-	}
-	return prev[len(b)]
-}
 
 // newFlags makes a flag set that reports errors instead of exiting.
 func newFlags(name, synopsis string, stderr io.Writer) *flag.FlagSet {
