@@ -94,13 +94,6 @@ type EmbeddedUser struct {
 // Secured reports whether the embedded broker requires SASL.
 func (k *Kafka) Secured() bool { return len(k.EmbeddedUsers) > 0 }
 
-// setSecurityDefaults fills in the roles of embedded users.
-func (k *Kafka) setSecurityDefaults() {
-	for i := range k.EmbeddedUsers {
-		setDefault(&k.EmbeddedUsers[i].Role, RolePipeline)
-	}
-}
-
 // inheritSecurity gives a site the top level's TLS, SASL and, when the
 // site runs the embedded broker, the embedded broker's security settings
 // it leaves unset. An empty list (sasl: []) or tls: {enabled: false} is

@@ -48,32 +48,6 @@ type CoAPReassembly struct {
 	MaxBytes int64 `yaml:"max_bytes"`
 }
 
-// setLimitDefaults fills the rate limit and reassembly settings left
-// unset: on a site from top, the top-level funnel section, else from the
-// defaults. max_request_bytes must have its value already.
-func (fu *Funnel) setLimitDefaults(top *Funnel) {
-	rl, co := &fu.DeviceRateLimit, &fu.CoAPReassembly
-	if top != nil {
-		setDefault(&rl.Rate, top.DeviceRateLimit.Rate)
-		setDefault(&rl.Burst, top.DeviceRateLimit.Burst)
-		setDefault(&rl.MaxDevices, top.DeviceRateLimit.MaxDevices)
-		setDefault(&co.TransferTimeout, top.CoAPReassembly.TransferTimeout)
-		setDefault(&co.MaxTransfersPerPeer, top.CoAPReassembly.MaxTransfersPerPeer)
-		setDefault(&co.MaxBytes, top.CoAPReassembly.MaxBytes)
-		if fu.MaxRequestBytes == top.MaxRequestBytes {
-			setDefault(&co.MaxBytesPerPeer, top.CoAPReassembly.MaxBytesPerPeer)
-		}
-	}
-	if rl.Rate > 0 && !math.IsInf(rl.Rate, 0) {
-		setDefault(&rl.Burst, max(1, int(math.Ceil(min(rl.Rate, math.MaxInt32)))))
-	}
-	setDefault(&rl.MaxDevices, DefaultRateLimitMaxDevices)
-	setDefault(&co.TransferTimeout, DefaultCoAPTransferTimeout)
-	setDefault(&co.MaxTransfersPerPeer, DefaultCoAPTransfersPerPeer)
-	setDefault(&co.MaxBytesPerPeer, defaultCoAPPeerBytesPerRequest*fu.MaxRequestBytes)
-	setDefault(&co.MaxBytes, DefaultCoAPReassemblyBytes)
-}
-
 // validateLimits checks the rate limit and reassembly settings; f is the
 // section's path.
 func (fu *Funnel) validateLimits(f string) []error {

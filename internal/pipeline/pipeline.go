@@ -18,6 +18,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"reflect"
 	"regexp"
 	"strings"
 
@@ -74,7 +75,7 @@ type Pipeline struct {
 	// WireEncoding is how messages travel between the pipeline's parts
 	// (Kafka record values, invocations, deliveries): binary (default) or
 	// json.
-	WireEncoding string `yaml:"wire_encoding"`
+	WireEncoding WireEncoding `yaml:"wire_encoding"`
 	// Kafka, Funnel and Admin configure the streaming pipeline.
 	Kafka  Kafka  `yaml:"kafka"`
 	Funnel Funnel `yaml:"funnel"`
@@ -196,20 +197,26 @@ func Load(path string) (*Pipeline, error) {
 	return p, nil
 }
 
-// Parse decodes YAML strictly (unknown keys are errors), applies defaults and
-// validates. Relative model paths stay relative to the current directory
-// unless the caller sets Dir.
+// Parse decodes YAML strictly, onto the defaults, and validates. Every
+// problem is reported at once with its YAML path: an unknown key (with the
+// nearest field name when one is close), a value of the wrong kind, and
+// then every invalid setting. Relative model paths stay relative to the
+// current directory unless the caller sets Dir.
 func Parse(b []byte) (*Pipeline, error) {
-	var p Pipeline
-	dec := yaml.NewDecoder(bytes.NewReader(b))
-	dec.KnownFields(true)
-	if err := dec.Decode(&p); err != nil {
+	var doc yaml.Node
+	if err := yaml.NewDecoder(bytes.NewReader(b)).Decode(&doc); err != nil {
 		if errors.Is(err, io.EOF) {
 			return nil, errors.New("empty document")
 		}
 		return nil, err
 	}
-	p.setDefaults()
+	if err := checkNode(&doc, reflect.TypeFor[Pipeline]()); err != nil {
+		return nil, err
+	}
+	p, err := decode(&doc)
+	if err != nil {
+		return nil, err
+	}
 	if err := p.Validate(); err != nil {
 		return nil, err
 	}
@@ -219,32 +226,7 @@ func Parse(b []byte) (*Pipeline, error) {
 		s := &p.SiteList[0]
 		p.Kafka, p.Funnel, p.Admin = s.Kafka, s.Funnel.Funnel, s.Admin
 	}
-	return &p, nil
-}
-
-func (p *Pipeline) setDefaults() {
-	if p.Input.Scale == 0 {
-		p.Input.Scale = 1
-	}
-	for i := range p.Tiers {
-		t := &p.Tiers[i]
-		if t.Exit.Scores == "" {
-			t.Exit.Scores = ScoresProbabilities
-		}
-		if t.Exit.Policy == "" {
-			t.Exit.Policy = PolicyMaxProb
-		}
-		if t.Inference.IntraOpThreads == 0 {
-			t.Inference.IntraOpThreads = DefaultIntraOpThreads
-		}
-		if t.Inference.MaxBatch == 0 {
-			t.Inference.MaxBatch = DefaultMaxBatch
-		}
-		if t.Inference.MaxRequestBytes == 0 {
-			t.Inference.MaxRequestBytes = DefaultMaxRequestBytes
-		}
-	}
-	p.setStreamingDefaults()
+	return p, nil
 }
 
 var nameRE = regexp.MustCompile(`^[a-z0-9][a-z0-9_-]{0,62}$`)

@@ -92,8 +92,8 @@ func TestParseErrors(t *testing.T) {
 		name, yaml, want string
 	}{
 		{"empty", "", "empty document"},
-		{"unknown top-level key", base + tier + "replicas: 3\n", "field replicas not found"},
-		{"unknown tier key", base + "tiers:\n  - {name: t, model: m.onnx, exit: {output: o}, thresh: 1}\n", "field thresh not found"},
+		{"unknown top-level key", base + tier + "replicas: 3\n", "replicas: unknown field (line 6)"},
+		{"unknown tier key", base + "tiers:\n  - {name: t, model: m.onnx, exit: {output: o}, thresh: 1}\n", "tiers[0].thresh: unknown field (line 5)"},
 		{"bad dtype", "name: x\ninput: {dtype: int4, shape: [2]}\nclasses: [a, b]\n" + tier, `int4`},
 		{"no tiers", base, "tiers: at least one tier is required"},
 		{"eval images alone", base + tier + "eval: {images: i.npy}\n", "eval: images and labels go together"},
@@ -136,11 +136,11 @@ func TestReplicasForms(t *testing.T) {
 		{"default", "", 1, 1, RuntimeProcess, ""},
 		{"fixed count", "    replicas: 3\n", 3, 3, RuntimeProcess, ""},
 		{"range", "    replicas: {min: 0, max: 4, runtime: docker, resources: {cpus: 0.5, memory_mb: 256}}\n", 0, 4, RuntimeDocker, ""},
-		{"unknown key", "    replicas: {min: 1, maximum: 4}\n", 0, 0, "", "field maximum not found in replicas"},
+		{"unknown key", "    replicas: {min: 1, maximum: 4}\n", 0, 0, "", "tiers[0].replicas.maximum: unknown field (line 8)"},
 		{"unknown runtime", "    replicas: {min: 1, max: 2, runtime: lambda}\n", 0, 0, "", `replicas.runtime: "lambda" unknown`},
 		{"min over max", "    replicas: {min: 3, max: 2}\n", 0, 0, "", "min 3, max 2"},
 		{"bad scaling", "    scaling: {lag_per_replica: -1, poll_interval: 1ms}\n", 0, 0, "", "scaling.lag_per_replica: -1 must be at least 1"},
-		{"not a number", "    replicas: many\n", 0, 0, "", "want a number or"},
+		{"not a number", "    replicas: many\n", 0, 0, "", `tiers[0].replicas: "many" is not a number or a mapping`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			p, err := Parse([]byte(base + tc.yaml))
@@ -212,7 +212,7 @@ func TestKafkaTopicSettings(t *testing.T) {
 		{name: "rf 3 on the embedded broker", yaml: "kafka: {replication_factor: 3}\n", want: []string{"kafka.replication_factor: 3 needs kafka.brokers"}},
 		{name: "min insync on the embedded broker", yaml: "kafka: {topic_config: {min.insync.replicas: 2}}\n", want: []string{"2 is over kafka.replication_factor 1"}},
 		{name: "min insync zero", yaml: "kafka: {brokers: [k:9092], topic_config: {min.insync.replicas: 0}}\n", want: []string{`"0" must be a whole number at least 1`}},
-		{name: "unknown kafka key", yaml: "kafka: {replication: 3}\n", want: []string{"field replication not found"}},
+		{name: "unknown kafka key", yaml: "kafka: {replication: 3}\n", want: []string{"kafka.replication: unknown field (line 6)"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			p, err := Parse([]byte(base + tc.yaml))

@@ -1,6 +1,7 @@
 package pipeline
 
 import (
+	"errors"
 	"fmt"
 	"time"
 
@@ -49,37 +50,69 @@ type KubernetesTarget struct {
 // Scaled reports whether the scaler may change the count.
 func (r Replicas) Scaled() bool { return r.Min != r.Max }
 
-var replicasFields = map[string]bool{"min": true, "max": true, "runtime": true, "resources": true, "kubernetes": true}
-
-// UnmarshalYAML takes a number (fixed count) or a mapping, strictly.
+// UnmarshalYAML takes a number (a fixed count) or a mapping. A mapping
+// that names min or max describes the bounds: the one left out is 0.
 func (r *Replicas) UnmarshalYAML(n *yaml.Node) error {
 	if n.Kind == yaml.ScalarNode {
 		var v int
 		if err := n.Decode(&v); err != nil {
-			return fmt.Errorf("line %d: replicas: want a number or {min, max, runtime, resources, kubernetes}", n.Line)
+			return fmt.Errorf("%q is not a number or a mapping {min, max, runtime, resources, kubernetes}", n.Value)
 		}
 		r.Min, r.Max = v, v
 		return nil
 	}
-	if n.Kind == yaml.MappingNode {
-		for i := 0; i < len(n.Content); i += 2 {
-			if k := n.Content[i]; !replicasFields[k.Value] {
-				return fmt.Errorf("line %d: field %s not found in replicas (want min, max, runtime, resources, kubernetes)", k.Line, k.Value)
-			}
-		}
+	if present(n, "min") || present(n, "max") {
+		r.Min, r.Max = 0, 0
 	}
 	type plain Replicas
 	return n.Decode((*plain)(r))
 }
 
-// Scaling tunes a tier's scaler. Field names match the scaler's settings.
+// Scaling tunes a tier's scaler; the scaler runs with it as it is (see
+// DefaultScaling and Validate, the one place of its defaults and bounds).
 type Scaling struct {
-	PollInterval        time.Duration `yaml:"poll_interval"`
-	TargetDrain         time.Duration `yaml:"target_drain"`
-	LagPerReplica       int64         `yaml:"lag_per_replica"`
-	ActivationLag       int64         `yaml:"activation_lag"`
+	// PollInterval is how often the scaler reads the lag and decides.
+	PollInterval time.Duration `yaml:"poll_interval"`
+	// TargetDrain is the time a backlog should be gone within.
+	TargetDrain time.Duration `yaml:"target_drain"`
+	// LagPerReplica is the lag one replica may carry.
+	LagPerReplica int64 `yaml:"lag_per_replica"`
+	// ActivationLag is the lag that starts a replica from zero.
+	ActivationLag int64 `yaml:"activation_lag"`
+	// StabilizationWindow is how long the desired count must stay below
+	// the current one before a scale-down; 0 scales down at once.
 	StabilizationWindow time.Duration `yaml:"stabilization_window"`
-	CooldownToZero      time.Duration `yaml:"cooldown_to_zero"`
+	// CooldownToZero is the idle time before a tier with min 0 goes to
+	// zero; 0 goes as soon as it is idle.
+	CooldownToZero time.Duration `yaml:"cooldown_to_zero"`
+}
+
+// Validate reports every bad setting, named as in the YAML
+// (poll_interval: 10ms must be at least 100ms).
+func (s Scaling) Validate() error {
+	var errs []error
+	bad := func(field, format string, args ...any) {
+		errs = append(errs, fmt.Errorf("%s: "+format, append([]any{field}, args...)...))
+	}
+	if s.PollInterval < 100*time.Millisecond {
+		bad("poll_interval", "%s must be at least 100ms", s.PollInterval)
+	}
+	if s.TargetDrain <= 0 {
+		bad("target_drain", "%s must be positive", s.TargetDrain)
+	}
+	if s.LagPerReplica < 1 {
+		bad("lag_per_replica", "%d must be at least 1", s.LagPerReplica)
+	}
+	if s.ActivationLag < 1 {
+		bad("activation_lag", "%d must be at least 1", s.ActivationLag)
+	}
+	if s.StabilizationWindow < 0 {
+		bad("stabilization_window", "%s must not be negative", s.StabilizationWindow)
+	}
+	if s.CooldownToZero < 0 {
+		bad("cooldown_to_zero", "%s must not be negative", s.CooldownToZero)
+	}
+	return errors.Join(errs...)
 }
 
 // Emulate makes a light model behave like a heavy one on a slow node. It is
@@ -90,26 +123,6 @@ type Emulate struct {
 	// MaxConcurrency bounds the batches one replica runs at once (0: no
 	// bound).
 	MaxConcurrency int `yaml:"max_concurrency"`
-}
-
-func (p *Pipeline) setScalingDefaults(t *Tier) {
-	r := &t.Replicas
-	if r.Min == 0 && r.Max == 0 { // unset: max is at least 1 when set
-		r.Min, r.Max = DefaultReplicas, DefaultReplicas
-	}
-	setDefault(&r.Runtime, RuntimeProcess)
-	k := &r.Kubernetes
-	setDefault(&k.Namespace, "ddnn")
-	setDefault(&k.Deployment, "ddnn-inference-"+t.Name)
-	setDefault(&k.Service, "ddnn-inference-"+t.Name)
-	setDefault(&k.Port, 8090)
-	s := &t.Scaling
-	setDefault(&s.PollInterval, time.Second)
-	setDefault(&s.TargetDrain, 10*time.Second)
-	setDefault(&s.LagPerReplica, 100)
-	setDefault(&s.ActivationLag, 1)
-	setDefault(&s.StabilizationWindow, 30*time.Second)
-	setDefault(&s.CooldownToZero, 60*time.Second)
 }
 
 func validateScaling(f string, t *Tier) []error {
@@ -129,25 +142,25 @@ func validateScaling(f string, t *Tier) []error {
 	if r.Resources.CPUs < 0 || r.Resources.MemoryMB < 0 {
 		bad(".replicas.resources", "limits must not be negative")
 	}
-	s := t.Scaling
-	if s.PollInterval < 100*time.Millisecond {
-		bad(".scaling.poll_interval", "%s must be at least 100ms", s.PollInterval)
+	if k := r.Kubernetes; k.Port < 1 || k.Port > 65535 {
+		bad(".replicas.kubernetes.port", "%d must be in [1, 65535]", k.Port)
 	}
-	if s.TargetDrain <= 0 {
-		bad(".scaling.target_drain", "%s must be positive", s.TargetDrain)
-	}
-	if s.LagPerReplica < 1 {
-		bad(".scaling.lag_per_replica", "%d must be at least 1", s.LagPerReplica)
-	}
-	if s.ActivationLag < 1 {
-		bad(".scaling.activation_lag", "%d must be at least 1", s.ActivationLag)
-	}
-	if s.StabilizationWindow < 0 || s.CooldownToZero < 0 {
-		bad(".scaling", "stabilization_window and cooldown_to_zero must not be negative")
+	if err := t.Scaling.Validate(); err != nil {
+		for _, e := range unjoin(err) {
+			errs = append(errs, fmt.Errorf("%s.scaling.%w", f, e))
+		}
 	}
 	e := t.Inference.Emulate
 	if e.ServiceTimePerSample < 0 || e.MaxConcurrency < 0 {
 		bad(".inference.emulate", "service_time_per_sample and max_concurrency must not be negative")
 	}
 	return errs
+}
+
+// unjoin is the errors an errors.Join made, or err alone.
+func unjoin(err error) []error {
+	if j, ok := err.(interface{ Unwrap() []error }); ok {
+		return j.Unwrap()
+	}
+	return []error{err}
 }

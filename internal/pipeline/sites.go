@@ -252,43 +252,6 @@ func (p *Pipeline) siteNames() []string {
 	return names
 }
 
-// setSiteDefaults fills in each declared site, after the top-level
-// sections got their defaults: first the settings the site leaves unset
-// are inherited from the top level (its own value wins, and an inherited
-// value is never replaced by a default), then its addresses get the
-// single-site defaults.
-func (p *Pipeline) setSiteDefaults() {
-	top := &p.Kafka
-	for i := range p.SiteList {
-		s := &p.SiteList[i]
-		k := &s.Kafka
-		setDefault(&k.EmbeddedSyncWrites, top.EmbeddedSyncWrites)
-		setDefault(&k.Partitions, top.Partitions)
-		setDefault(&k.ClientID, top.ClientID)
-		setDefault(&k.ProduceTimeout, top.ProduceTimeout)
-		setDefault(&k.MaxRecordBytes, top.MaxRecordBytes)
-		setDefault(&k.ReplicationFactor, top.ReplicationFactor)
-		if k.TopicConfig == nil {
-			k.TopicConfig = top.TopicConfig
-		}
-		k.setSecurityDefaults()
-		k.inheritSecurity(top)
-		setDefault(&s.Funnel.MaxRequestBytes, p.Funnel.MaxRequestBytes)
-		setDefault(&s.Funnel.MaxConnections, p.Funnel.MaxConnections)
-		setDefault(&s.Funnel.TLS, p.Funnel.TLS)
-		s.Funnel.setLimitDefaults(&p.Funnel)
-
-		setDefault(&k.EmbeddedListen, DefaultEmbeddedBroker)
-		setDefault(&s.Funnel.Listen, DefaultFunnelListen)
-		setDefault(&s.Funnel.DeliveryListen, DefaultDeliveryListen)
-		setDefault(&s.Funnel.CoAPListen, DefaultCoAPListen)
-		setDefault(&s.Funnel.CoAPSListen, DefaultCoAPSListen)
-		setDefault(&s.Funnel.URL, "http://"+s.Funnel.DeliveryListen)
-		s.Funnel.URL = strings.TrimSuffix(s.Funnel.URL, "/")
-		setDefault(&s.Admin.Listen, DefaultAdminListen)
-	}
-}
-
 // validateSites checks the sites and the placement of tiers and results.
 func (p *Pipeline) validateSites() []error {
 	var errs []error

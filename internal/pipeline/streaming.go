@@ -227,48 +227,21 @@ func (p *Pipeline) Topics() []string {
 // ConsumerGroup is the group of a tier's connector.
 func (p *Pipeline) ConsumerGroup(tier string) string { return p.Name + "." + tier + ".connector" }
 
+// WireEncoding names how messages travel between a pipeline's parts.
+type WireEncoding string
+
+// Wire encodings.
+const (
+	EncodingBinary WireEncoding = "binary"
+	EncodingJSON   WireEncoding = "json"
+)
+
 // Encoding is the wire encoding messages travel in.
 func (p *Pipeline) Encoding() wire.Encoding {
-	if p.WireEncoding == "json" {
+	if p.WireEncoding == EncodingJSON {
 		return wire.JSON
 	}
 	return wire.Binary
-}
-
-func (p *Pipeline) setStreamingDefaults() {
-	setDefault(&p.WireEncoding, "binary")
-	k := &p.Kafka
-	if len(p.SiteList) == 0 {
-		// Addresses belong to a site; without sites: the top-level
-		// sections are the implicit site's.
-		setDefault(&k.EmbeddedListen, DefaultEmbeddedBroker)
-		setDefault(&p.Funnel.Listen, DefaultFunnelListen)
-		setDefault(&p.Funnel.DeliveryListen, DefaultDeliveryListen)
-		setDefault(&p.Funnel.CoAPListen, DefaultCoAPListen)
-		setDefault(&p.Funnel.CoAPSListen, DefaultCoAPSListen)
-		setDefault(&p.Admin.Listen, DefaultAdminListen)
-	}
-	setDefault(&k.Partitions, DefaultPartitions)
-	setDefault(&k.ClientID, DefaultClientID)
-	setDefault(&k.ProduceTimeout, DefaultProduceTimeout)
-	setDefault(&k.MaxRecordBytes, DefaultMaxRecordBytes)
-	k.setSecurityDefaults()
-	setDefault(&p.Funnel.MaxConnections, DefaultFunnelMaxConnections)
-	setDefault(&p.Funnel.MaxRequestBytes, p.Input.IngestBytes())
-	p.Auth.setDefaults()
-	p.Funnel.setLimitDefaults(nil)
-	p.setSiteDefaults()
-	for i := range p.Tiers {
-		c := &p.Tiers[i].Connector
-		setDefault(&c.MaxBatch, DefaultConnectorMaxBatch)
-		setDefault(&c.InFlightPerReplica, DefaultInFlightPerReplica)
-		setDefault(&c.MaxAttempts, DefaultMaxAttempts)
-		setDefault(&c.MaxPendingRecords, DefaultMaxPendingRecords)
-		setDefault(&c.Backoff, DefaultBackoff)
-		setDefault(&c.MaxBackoff, DefaultMaxBackoff)
-		setDefault(&c.RequestTimeout, DefaultRequestTimeout)
-		p.setScalingDefaults(&p.Tiers[i])
-	}
 }
 
 // Envelope bounds of one sample besides its data: the id, device and
@@ -296,20 +269,13 @@ func (in *Input) RecordBytes() int {
 	return max(0, wire.NumElements(in.Shape))*in.DType.Size() + recordEnvelopeBytes
 }
 
-func setDefault[T comparable](v *T, def T) {
-	var zero T
-	if *v == zero {
-		*v = def
-	}
-}
-
 func (p *Pipeline) validateStreaming() []error {
 	var errs []error
 	bad := func(field, format string, args ...any) {
 		errs = append(errs, fmt.Errorf("%s: "+format, append([]any{field}, args...)...))
 	}
-	if p.WireEncoding != "binary" && p.WireEncoding != "json" {
-		bad("wire_encoding", "%q unknown (want binary or json)", p.WireEncoding)
+	if p.WireEncoding != EncodingBinary && p.WireEncoding != EncodingJSON {
+		bad("wire_encoding", "%q unknown (want %s or %s)", p.WireEncoding, EncodingBinary, EncodingJSON)
 	}
 	errs = append(errs, p.Kafka.validateSettings("kafka")...)
 	errs = append(errs, p.Funnel.validateSettings("funnel")...)

@@ -1,0 +1,301 @@
+package pipeline
+
+import (
+	"encoding"
+	"errors"
+	"fmt"
+	"reflect"
+	"strings"
+	"time"
+
+	"gopkg.in/yaml.v3"
+
+	"github.com/ddnn-continuum/ddnn/internal/suggest"
+)
+
+// checkNode walks a YAML document against the Go type it decodes into and
+// reports, at once, every key that type has no field for and every value
+// of the wrong kind, each with its YAML path and line:
+//
+//	tiers[0].exit.treshold: unknown field (line 12); did you mean threshold?
+//	kafka.partitions: "four" is not a whole number (line 3)
+//
+// It stands in for yaml.v3's KnownFields and type errors, which name Go
+// types ("field treshold not found in type pipeline.Exit") and no path.
+func checkNode(doc *yaml.Node, t reflect.Type) error {
+	c := checker{seen: map[checked]bool{}}
+	c.walk(doc, t, "")
+	return errors.Join(c.errs...)
+}
+
+type checker struct {
+	errs []error
+	// seen stops aliases from being walked again (and a YAML bomb of
+	// aliases from taking exponential time).
+	seen map[checked]bool
+}
+
+type checked struct {
+	n *yaml.Node
+	t reflect.Type
+}
+
+var (
+	durationType    = reflect.TypeFor[time.Duration]()
+	unmarshalerType = reflect.TypeFor[yaml.Unmarshaler]()
+	textType        = reflect.TypeFor[encoding.TextUnmarshaler]()
+)
+
+func (c *checker) bad(n *yaml.Node, path, format string, args ...any) {
+	if path == "" {
+		path = "(top level)"
+	}
+	c.errs = append(c.errs, fmt.Errorf("%s: %s (line %d)", path, fmt.Sprintf(format, args...), n.Line))
+}
+
+func (c *checker) walk(n *yaml.Node, t reflect.Type, path string) {
+	if n.Kind == yaml.DocumentNode {
+		for _, d := range n.Content {
+			c.walk(d, t, path)
+		}
+		return
+	}
+	if n.Kind == yaml.AliasNode {
+		if n.Alias == nil {
+			return
+		}
+		n = n.Alias
+	}
+	for t.Kind() == reflect.Pointer {
+		t = t.Elem()
+	}
+	if c.seen[checked{n, t}] {
+		return
+	}
+	c.seen[checked{n, t}] = true
+	if n.Kind == yaml.ScalarNode && n.ShortTag() == "!!null" {
+		return // null leaves the value as it is
+	}
+	custom := reflect.PointerTo(t).Implements(unmarshalerType) || reflect.PointerTo(t).Implements(textType)
+	switch {
+	case t == durationType:
+		if n.Kind != yaml.ScalarNode || n.Decode(new(time.Duration)) != nil {
+			c.bad(n, path, "%s is not a duration like 500ms, 10s or 1m", describe(n))
+		}
+	case custom && (t.Kind() != reflect.Struct || n.Kind != yaml.MappingNode):
+		err := n.Decode(reflect.New(t).Interface())
+		var te *yaml.TypeError
+		switch {
+		case err == nil:
+		case errors.As(err, &te) && t.Kind() == reflect.Struct:
+			c.bad(n, path, "%s is not a mapping", describe(n))
+		case errors.As(err, &te):
+			c.bad(n, path, "%s is not %s", describe(n), kindName(t))
+		default:
+			c.bad(n, path, "%s", yamlMessage(err))
+		}
+	case t.Kind() == reflect.Struct:
+		c.walkStruct(n, t, path)
+	case t.Kind() == reflect.Slice:
+		if n.Kind != yaml.SequenceNode {
+			c.bad(n, path, "%s is not a list", describe(n))
+			return
+		}
+		for i, e := range n.Content {
+			c.walk(e, t.Elem(), fmt.Sprintf("%s[%d]", path, i))
+		}
+	case t.Kind() == reflect.Map:
+		if n.Kind != yaml.MappingNode {
+			c.bad(n, path, "%s is not a mapping", describe(n))
+			return
+		}
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			k := n.Content[i]
+			if k.Kind != yaml.ScalarNode {
+				c.bad(k, path, "keys must be plain names")
+				continue
+			}
+			c.walk(n.Content[i+1], t.Elem(), fmt.Sprintf("%s[%s]", path, k.Value))
+		}
+	default:
+		if n.Kind != yaml.ScalarNode || n.Decode(reflect.New(t).Interface()) != nil {
+			c.bad(n, path, "%s is not %s", describe(n), kindName(t))
+		}
+	}
+}
+
+func (c *checker) walkStruct(n *yaml.Node, t reflect.Type, path string) {
+	if n.Kind != yaml.MappingNode {
+		c.bad(n, path, "%s is not a mapping", describe(n))
+		return
+	}
+	fields := yamlFields(t)
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		k, v := n.Content[i], n.Content[i+1]
+		if k.Kind != yaml.ScalarNode {
+			c.bad(k, path, "keys must be plain names")
+			continue
+		}
+		if k.Value == "<<" { // a merge: its keys are this mapping's
+			c.walkMerge(v, t, path)
+			continue
+		}
+		at := k.Value
+		if path != "" {
+			at = path + "." + k.Value
+		}
+		ft, ok := fields[k.Value]
+		if !ok {
+			names := make([]string, 0, len(fields))
+			for name := range fields {
+				names = append(names, name)
+			}
+			if near := suggest.Nearest(k.Value, names); near != "" {
+				c.bad(k, at, "unknown field; did you mean %s?", near)
+			} else {
+				c.bad(k, at, "unknown field")
+			}
+			continue
+		}
+		c.walk(v, ft, at)
+	}
+}
+
+func (c *checker) walkMerge(v *yaml.Node, t reflect.Type, path string) {
+	if v.Kind == yaml.AliasNode && v.Alias != nil {
+		v = v.Alias
+	}
+	if v.Kind == yaml.SequenceNode {
+		for _, m := range v.Content {
+			c.walk(m, t, path)
+		}
+		return
+	}
+	c.walk(v, t, path)
+}
+
+// yamlFields maps the YAML keys of struct t, inline structs included, to
+// their types.
+func yamlFields(t reflect.Type) map[string]reflect.Type {
+	fields := map[string]reflect.Type{}
+	for f := range t.Fields() {
+		if !f.IsExported() {
+			continue
+		}
+		name, opts, _ := strings.Cut(f.Tag.Get("yaml"), ",")
+		switch {
+		case name == "-":
+			continue
+		case strings.Contains(opts, "inline"):
+			for k, v := range yamlFields(f.Type) {
+				fields[k] = v
+			}
+			continue
+		case name == "":
+			name = strings.ToLower(f.Name)
+		}
+		fields[name] = f.Type
+	}
+	return fields
+}
+
+// describe quotes a scalar, or names the kind of a collection.
+func describe(n *yaml.Node) string {
+	switch n.Kind {
+	case yaml.MappingNode:
+		return "a mapping"
+	case yaml.SequenceNode:
+		return "a list"
+	}
+	return fmt.Sprintf("%q", n.Value)
+}
+
+func kindName(t reflect.Type) string {
+	switch t.Kind() {
+	case reflect.Bool:
+		return "true or false"
+	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64:
+		return fmt.Sprintf("a whole number (%d bits)", t.Bits())
+	case reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64:
+		return "a whole number at least 0"
+	case reflect.Float32, reflect.Float64:
+		return "a number"
+	}
+	return "a " + t.Kind().String()
+}
+
+// yamlMessage is a yaml.v3 error without its "yaml: " and line prefixes.
+func yamlMessage(err error) string {
+	msg := err.Error()
+	var te *yaml.TypeError
+	if errors.As(err, &te) && len(te.Errors) > 0 {
+		msg = te.Errors[0]
+	}
+	msg = strings.TrimPrefix(msg, "yaml: ")
+	if rest, ok := strings.CutPrefix(msg, "line "); ok {
+		if _, after, ok := strings.Cut(rest, ": "); ok {
+			msg = after
+		}
+	}
+	return msg
+}
+
+// lookup returns the value of the key at path under the mapping n (merges
+// followed), or nil when any key on the way is absent.
+func lookup(n *yaml.Node, path ...string) *yaml.Node {
+	for _, key := range path {
+		n = lookupKey(n, key, 0)
+		if n == nil {
+			return nil
+		}
+	}
+	return n
+}
+
+func lookupKey(n *yaml.Node, key string, depth int) *yaml.Node {
+	if n.Kind == yaml.DocumentNode && len(n.Content) == 1 {
+		n = n.Content[0]
+	}
+	if n.Kind == yaml.AliasNode {
+		n = n.Alias
+	}
+	if n == nil || n.Kind != yaml.MappingNode || depth > 8 {
+		return nil
+	}
+	var merged *yaml.Node
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		k, v := n.Content[i], n.Content[i+1]
+		switch {
+		case k.Value == key:
+			if v.Kind == yaml.AliasNode {
+				v = v.Alias
+			}
+			return v
+		case k.Value == "<<" && merged == nil:
+			if v.Kind == yaml.AliasNode {
+				v = v.Alias
+			}
+			if v == nil {
+				continue
+			}
+			sources := []*yaml.Node{v}
+			if v.Kind == yaml.SequenceNode {
+				sources = v.Content
+			}
+			for _, m := range sources {
+				if found := lookupKey(m, key, depth+1); found != nil {
+					merged = found
+					break
+				}
+			}
+		}
+	}
+	return merged
+}
+
+// present reports whether the key at path is set under n (to anything but
+// null).
+func present(n *yaml.Node, path ...string) bool {
+	v := lookup(n, path...)
+	return v != nil && !(v.Kind == yaml.ScalarNode && v.ShortTag() == "!!null")
+}
