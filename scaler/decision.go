@@ -1,79 +1,18 @@
 package scaler
 
 import (
-	"errors"
-	"fmt"
 	"math"
 	"time"
 
 	"github.com/ddnn-continuum/ddnn/internal/pipeline"
 )
 
-// Settings tune one tier's decisions.
-type Settings struct {
-	PollInterval   time.Duration // how often the caller decides (default 1s)
-	TargetDrain    time.Duration // a backlog should be gone within this (default 10s)
-	LagPerReplica  int64         // lag one replica may carry (default 100)
-	ActivationLag  int64         // from zero, this much lag starts a replica (default 1)
-	Stabilization  time.Duration // scale-down window (default 30s)
-	CooldownToZero time.Duration // idle time before zero, with min 0 (default 60s)
-}
-
-// SettingsFrom maps a tier's YAML scaling section to settings.
-func SettingsFrom(s pipeline.Scaling) Settings {
-	return Settings{
-		PollInterval:   s.PollInterval,
-		TargetDrain:    s.TargetDrain,
-		LagPerReplica:  s.LagPerReplica,
-		ActivationLag:  s.ActivationLag,
-		Stabilization:  s.StabilizationWindow,
-		CooldownToZero: s.CooldownToZero,
-	}
-}
-
-// WithDefaults fills zero fields with defaults.
-func (s Settings) WithDefaults() Settings {
-	def := func(d *time.Duration, v time.Duration) {
-		if *d == 0 {
-			*d = v
-		}
-	}
-	def(&s.PollInterval, time.Second)
-	def(&s.TargetDrain, 10*time.Second)
-	def(&s.Stabilization, 30*time.Second)
-	def(&s.CooldownToZero, 60*time.Second)
-	if s.LagPerReplica == 0 {
-		s.LagPerReplica = 100
-	}
-	if s.ActivationLag == 0 {
-		s.ActivationLag = 1
-	}
-	return s
-}
-
-// Validate reports every bad setting, named as in the YAML.
-func (s Settings) Validate() error {
-	var errs []error
-	if s.PollInterval <= 0 {
-		errs = append(errs, fmt.Errorf("poll_interval: %s must be positive", s.PollInterval))
-	}
-	if s.TargetDrain <= 0 {
-		errs = append(errs, fmt.Errorf("target_drain: %s must be positive", s.TargetDrain))
-	}
-	if s.LagPerReplica < 1 {
-		errs = append(errs, fmt.Errorf("lag_per_replica: %d must be at least 1", s.LagPerReplica))
-	}
-	if s.ActivationLag < 1 {
-		errs = append(errs, fmt.Errorf("activation_lag: %d must be at least 1", s.ActivationLag))
-	}
-	if s.Stabilization < 0 {
-		errs = append(errs, fmt.Errorf("stabilization_window: %s must not be negative", s.Stabilization))
-	}
-	if s.CooldownToZero < 0 {
-		errs = append(errs, fmt.Errorf("cooldown_to_zero: %s must not be negative", s.CooldownToZero))
-	}
-	return errors.Join(errs...)
-}
+// Settings tune one tier's decisions: a tier's scaling section, whose
+// defaults (pipeline.DefaultScaling) and bounds (Validate) the pipeline
+// owns, so the scaler alone and under `ddnn up` runs with the same values.
+// Decide takes them as they are: a zero stabilization window scales down
+// at once.
+type Settings = pipeline.Scaling
 
 // Inputs are one poll's readings.
 type Inputs struct {
@@ -142,7 +81,6 @@ type desiredAt struct {
 //     zero, lag >= activation lag starts replicas at once.
 //   - A failed lag read holds the current count.
 func Decide(st State, set Settings, in Inputs) (Decision, State) {
-	set = set.WithDefaults()
 	cur := in.Current
 	hold := func(reason string, desired int) (Decision, State) {
 		return Decision{Replicas: cur, Desired: desired, Reason: reason}, st
@@ -156,7 +94,7 @@ func Decide(st State, set Settings, in Inputs) (Decision, State) {
 	desired := desiredCount(set, in)
 	st.window = append(st.window, desiredAt{in.Now, desired})
 	cut := 0
-	for cut < len(st.window) && in.Now.Sub(st.window[cut].at) > set.Stabilization {
+	for cut < len(st.window) && in.Now.Sub(st.window[cut].at) > set.StabilizationWindow {
 		cut++
 	}
 	st.window = append(st.window[:0], st.window[cut:]...)
@@ -217,7 +155,7 @@ func Decide(st State, set Settings, in Inputs) (Decision, State) {
 // downAllowed: every desired count in the window is below cur, and the
 // window has passed since the last scale-up.
 func downAllowed(st State, set Settings, in Inputs, cur int) bool {
-	if !st.lastUp.IsZero() && in.Now.Sub(st.lastUp) < set.Stabilization {
+	if !st.lastUp.IsZero() && in.Now.Sub(st.lastUp) < set.StabilizationWindow {
 		return false
 	}
 	peak := 0

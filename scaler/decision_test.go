@@ -1,10 +1,14 @@
 package scaler
 
 import (
+	"fmt"
 	"math/rand/v2"
-	"strings"
 	"testing"
 	"time"
+
+	"gopkg.in/yaml.v3"
+
+	"github.com/ddnn-continuum/ddnn/internal/pipeline"
 )
 
 // trace simulates a scaler over synthetic load, one poll per second: load
@@ -54,7 +58,7 @@ func changes(steps []step, from int) (n int) {
 }
 
 func TestDecideTraces(t *testing.T) {
-	set := Settings{TargetDrain: 10 * time.Second, LagPerReplica: 100, Stabilization: 30 * time.Second, CooldownToZero: 60 * time.Second}
+	set := pipeline.DefaultScaling()
 	for _, tc := range []struct {
 		name  string
 		tr    trace
@@ -252,6 +256,8 @@ func TestDecideBounds(t *testing.T) {
 	var st State
 	now := time.Unix(0, 0)
 	cur := 1
+	set := pipeline.DefaultScaling()
+	set.StabilizationWindow, set.CooldownToZero = 5*time.Second, 10*time.Second
 	for i := 0; i < 20000; i++ {
 		min := r.IntN(3)
 		max := min + 1 + r.IntN(8)
@@ -259,7 +265,7 @@ func TestDecideBounds(t *testing.T) {
 		in := Inputs{Now: now, Current: cur, Ready: cur, Min: min, Max: max, LagOK: r.IntN(10) > 0,
 			Lag: int64(r.IntN(5000)) * int64(r.IntN(2)), Arrival: r.Float64() * 1000 * float64(r.IntN(2)), Capacity: r.Float64() * 200}
 		var d Decision
-		d, st = Decide(st, Settings{Stabilization: 5 * time.Second, CooldownToZero: 10 * time.Second}, in)
+		d, st = Decide(st, set, in)
 		if d.Replicas < min || d.Replicas > max {
 			t.Fatalf("%+v out of [%d, %d] for %+v", d, min, max, in)
 		}
@@ -273,16 +279,59 @@ func TestDecideBounds(t *testing.T) {
 
 func clamp(v, lo, hi int) int { return min(max(v, lo), hi) }
 
-func TestSettings(t *testing.T) {
-	s := Settings{}.WithDefaults()
-	if s.PollInterval != time.Second || s.TargetDrain != 10*time.Second || s.LagPerReplica != 100 ||
-		s.ActivationLag != 1 || s.Stabilization != 30*time.Second || s.CooldownToZero != time.Minute {
-		t.Errorf("defaults %+v", s)
+// scalingYAML is a two-tier pipeline whose edge tier has the scaling
+// settings in %s.
+const scalingYAML = `name: t
+input: {dtype: uint8, shape: [4]}
+classes: [a, b]
+tiers:
+  - {name: edge, model: e.onnx, exit: {output: o, threshold: 0.5}, forward: {output: f}, scaling: {%s}}
+  - {name: cloud, model: c.onnx, exit: {output: o}}
+`
+
+// TestSettingsAreThePipelines: the scaler runs with a tier's scaling
+// section as the pipeline decoded it, defaults and bounds included, so the
+// standalone scaler and `ddnn up` cannot disagree.
+func TestSettingsAreThePipelines(t *testing.T) {
+	p, err := pipeline.Parse(fmt.Appendf(nil, scalingYAML, "stabilization_window: 0s"))
+	if err != nil {
+		t.Fatal(err)
 	}
-	err := Settings{PollInterval: -1, TargetDrain: time.Second, LagPerReplica: 0, ActivationLag: -1, Stabilization: -1, CooldownToZero: -1}.Validate()
-	for _, f := range []string{"poll_interval", "lag_per_replica", "activation_lag", "stabilization_window", "cooldown_to_zero"} {
-		if err == nil || !strings.Contains(err.Error(), f) {
-			t.Errorf("Validate error %v lacks %s", err, f)
+	if got, want := p.Tiers[1].Scaling, pipeline.DefaultScaling(); got != want {
+		t.Errorf("an unset scaling section is %+v, want the defaults %+v", got, want)
+	}
+	if w := p.Tiers[0].Scaling.StabilizationWindow; w != 0 {
+		t.Errorf("stabilization_window: 0s became %s", w)
+	}
+	if _, err := New(Config{Targets: []Target{{Tier: "edge", Min: 1, Max: 2, Settings: p.Tiers[0].Scaling}}}); err != nil {
+		t.Errorf("the scaler refuses what the pipeline accepted: %v", err)
+	}
+	for _, f := range []string{"poll_interval: 50ms", "lag_per_replica: 0", "activation_lag: 0", "target_drain: 0s", "cooldown_to_zero: -1s"} {
+		_, perr := pipeline.Parse(fmt.Appendf(nil, scalingYAML, f))
+		set := pipeline.DefaultScaling()
+		if err := yaml.Unmarshal([]byte("{"+f+"}"), &set); err != nil {
+			t.Fatal(err)
 		}
+		_, serr := New(Config{Targets: []Target{{Tier: "edge", Min: 1, Max: 2, Settings: set}}})
+		if perr == nil || serr == nil {
+			t.Errorf("%s: pipeline error %v, scaler error %v; want both to refuse it", f, perr, serr)
+		}
+	}
+}
+
+// TestZeroStabilizationScalesDownAtOnce: a zero window is honoured, not
+// replaced by a default.
+func TestZeroStabilizationScalesDownAtOnce(t *testing.T) {
+	set := pipeline.DefaultScaling()
+	set.StabilizationWindow = 0
+	now := time.Unix(1000, 0)
+	var st State
+	d, st := Decide(st, set, Inputs{Now: now, Current: 1, Min: 1, Max: 4, LagOK: true, Lag: 400})
+	if d.Replicas != 4 {
+		t.Fatalf("lag 400 gave %d replicas, want 4", d.Replicas)
+	}
+	d, _ = Decide(st, set, Inputs{Now: now.Add(time.Second), Current: 4, Min: 1, Max: 4, LagOK: true, Lag: 0})
+	if d.Replicas != 3 || d.Reason != ReasonScaleDown {
+		t.Errorf("a second after the scale-up with no lag: %+v, want one step down at once", d)
 	}
 }

@@ -40,11 +40,10 @@ type Scaler struct {
 	log *slog.Logger
 }
 
-// New checks the targets' settings.
+// New checks the targets' settings against the pipeline's bounds.
 func New(cfg Config) (*Scaler, error) {
 	for i := range cfg.Targets {
 		t := &cfg.Targets[i]
-		t.Settings = t.Settings.WithDefaults()
 		if err := t.Settings.Validate(); err != nil {
 			return nil, fmt.Errorf("tier %q: %w", t.Tier, err)
 		}

@@ -12,6 +12,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/ddnn-continuum/ddnn/internal/kafka"
+	"github.com/ddnn-continuum/ddnn/internal/pipeline"
 	"github.com/ddnn-continuum/ddnn/internal/runtime"
 	"github.com/ddnn-continuum/ddnn/internal/syncbuf"
 )
@@ -60,7 +61,8 @@ func TestUnreadableLagLoggedOnce(t *testing.T) {
 	}
 	defer cl.Close()
 	var logs lockedBuf
-	set := Settings{PollInterval: 20 * time.Millisecond}
+	set := pipeline.DefaultScaling()
+	set.PollInterval = 100 * time.Millisecond // the least the pipeline allows
 	s, err := New(Config{
 		Admin: kadm.NewClient(cl),
 		Targets: []Target{
@@ -77,6 +79,6 @@ func TestUnreadableLagLoggedOnce(t *testing.T) {
 	s.Run(ctx)
 	out := logs.String()
 	if n := strings.Count(out, "lag unreadable"); n != 1 || !strings.Contains(out, "tier=edge") || strings.Contains(out, "tier=fog") {
-		t.Errorf("%d warnings in a second of 20ms polls, want 1 for the scaled tier only:\n%s", n, out)
+		t.Errorf("%d warnings in a second of 100ms polls, want 1 for the scaled tier only:\n%s", n, out)
 	}
 }

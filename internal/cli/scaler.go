@@ -72,7 +72,7 @@ func runScaler(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		runtimes[t.Name] = rt
 		targets = append(targets, scaler.Target{
 			Tier: t.Name, Group: p.ConsumerGroup(t.Name), Topic: p.InputTopic(t.Name),
-			Min: t.Replicas.Min, Max: t.Replicas.Max, Settings: scaler.SettingsFrom(t.Scaling), Runtime: rt,
+			Min: t.Replicas.Min, Max: t.Replicas.Max, Settings: t.Scaling, Runtime: rt,
 		})
 	}
 	reg, wrapped := newRegistry(p)

@@ -552,7 +552,7 @@ func (s *Supervisor) startScaler() error {
 		targets = append(targets, scaler.Target{
 			Tier: t.Name, Group: s.p.ConsumerGroup(t.Name), Topic: s.p.InputTopic(t.Name),
 			Min: t.Replicas.Min, Max: t.Replicas.Max,
-			Settings: scaler.SettingsFrom(t.Scaling),
+			Settings: t.Scaling,
 			Runtime:  s.runtime(t.Name),
 		})
 	}
