@@ -83,7 +83,7 @@ func newTier() Tier {
 		Replicas: Replicas{
 			Min: DefaultReplicas, Max: DefaultReplicas,
 			Runtime:    RuntimeProcess,
-			Kubernetes: KubernetesTarget{Namespace: "ddnn", Port: 8090},
+			Kubernetes: KubernetesTarget{Port: 8090},
 		},
 		Scaling: DefaultScaling(),
 	}
@@ -168,6 +168,7 @@ func (p *Pipeline) deriveDefaults(root *yaml.Node) {
 	for i := range p.Tiers {
 		t := &p.Tiers[i]
 		k := &t.Replicas.Kubernetes
+		setDefault(&k.Namespace, "ddnn")
 		setDefault(&k.Deployment, "ddnn-inference-"+t.Name)
 		setDefault(&k.Service, "ddnn-inference-"+t.Name)
 	}

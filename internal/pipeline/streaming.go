@@ -341,6 +341,9 @@ func (k *Kafka) validateSettings(f string) []error {
 	bad := func(field, format string, args ...any) {
 		errs = append(errs, fmt.Errorf("%s.%s: "+format, append([]any{f, field}, args...)...))
 	}
+	if k.ClientID == "" {
+		bad("client_id", "required: it prefixes the Kafka client ids")
+	}
 	if k.Partitions < 1 || k.Partitions > 1024 {
 		bad("partitions", "%d must be in [1, 1024]", k.Partitions)
 	}

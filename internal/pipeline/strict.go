@@ -150,11 +150,11 @@ func (c *checker) walkStruct(n *yaml.Node, t reflect.Type, path string) {
 			for name := range fields {
 				names = append(names, name)
 			}
+			err := fmt.Errorf("%s: unknown field (line %d)", at, k.Line)
 			if near := suggest.Nearest(k.Value, names); near != "" {
-				c.bad(k, at, "unknown field; did you mean %s?", near)
-			} else {
-				c.bad(k, at, "unknown field")
+				err = fmt.Errorf("%w; did you mean %s?", err, near)
 			}
+			c.errs = append(c.errs, err)
 			continue
 		}
 		c.walk(v, ft, at)
