@@ -3,11 +3,16 @@
 // string distance; callers word their own messages.
 package suggest
 
-// Nearest is the candidate within two edits of s (the closest, the first
-// of equals), or "" when none is that close. A candidate equal to s is
-// not a suggestion.
+// Nearest is the closest candidate to s (the first of equals) when it is
+// close enough to be a typo: at most one edit for names up to five
+// bytes, two for longer ones. Otherwise, and for a candidate equal to s,
+// it is "".
 func Nearest(s string, candidates []string) string {
-	best, bestD := "", 3
+	limit := 1
+	if len(s) > 5 {
+		limit = 2
+	}
+	best, bestD := "", limit+1
 	for _, c := range candidates {
 		if d := Distance(s, c); d > 0 && d < bestD {
 			best, bestD = c, d
@@ -16,8 +21,12 @@ func Nearest(s string, candidates []string) string {
 	return best
 }
 
-// Distance is the Levenshtein distance between a and b, in bytes.
+// Distance is the number of single-byte insertions, deletions,
+// substitutions and swaps of neighbours that turn a into b (the optimal
+// string alignment distance: "nmae" is one swap from "name").
 func Distance(a, b string) int {
+	// d[i][j] is the distance between a[:i] and b[:j]; three rows suffice.
+	prev2 := make([]int, len(b)+1)
 	prev := make([]int, len(b)+1)
 	for j := range prev {
 		prev[j] = j
@@ -31,8 +40,11 @@ func Distance(a, b string) int {
 				cost = 0
 			}
 			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
+			if i > 1 && j > 1 && a[i-1] == b[j-2] && a[i-2] == b[j-1] {
+				cur[j] = min(cur[j], prev2[j-2]+1)
+			}
 		}
-		prev = cur
+		prev2, prev = prev, cur
 	}
 	return prev[len(b)]
 }
