@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"reflect"
+	"regexp"
+	"strconv"
 	"strings"
 	"time"
 
@@ -109,13 +111,17 @@ func (c *checker) walk(n *yaml.Node, t reflect.Type, path string) {
 			c.bad(n, path, "%s is not a mapping", describe(n))
 			return
 		}
+		lines := map[string]int{}
 		for i := 0; i+1 < len(n.Content); i += 2 {
 			k := n.Content[i]
 			if k.Kind != yaml.ScalarNode {
 				c.bad(k, path, "keys must be plain names")
 				continue
 			}
-			c.walk(n.Content[i+1], t.Elem(), fmt.Sprintf("%s[%s]", path, k.Value))
+			at := fmt.Sprintf("%s[%s]", path, pathKey(k.Value))
+			if c.once(k, at, lines) {
+				c.walk(n.Content[i+1], t.Elem(), at)
+			}
 		}
 	default:
 		if n.Kind != yaml.ScalarNode || n.Decode(reflect.New(t).Interface()) != nil {
@@ -130,6 +136,7 @@ func (c *checker) walkStruct(n *yaml.Node, t reflect.Type, path string) {
 		return
 	}
 	fields := yamlFields(t)
+	lines := map[string]int{}
 	for i := 0; i+1 < len(n.Content); i += 2 {
 		k, v := n.Content[i], n.Content[i+1]
 		if k.Kind != yaml.ScalarNode {
@@ -140,9 +147,12 @@ func (c *checker) walkStruct(n *yaml.Node, t reflect.Type, path string) {
 			c.walkMerge(v, t, path)
 			continue
 		}
-		at := k.Value
+		at := pathKey(k.Value)
 		if path != "" {
-			at = path + "." + k.Value
+			at = path + "." + at
+		}
+		if !c.once(k, at, lines) {
+			continue
 		}
 		ft, ok := fields[k.Value]
 		if !ok {
@@ -161,6 +171,17 @@ func (c *checker) walkStruct(n *yaml.Node, t reflect.Type, path string) {
 	}
 }
 
+// once reports whether key k of a mapping is its first with that name,
+// and reports it otherwise; lines holds the mapping's keys seen so far.
+func (c *checker) once(k *yaml.Node, at string, lines map[string]int) bool {
+	if first, ok := lines[k.Value]; ok {
+		c.bad(k, at, "set twice (first at line %d)", first)
+		return false
+	}
+	lines[k.Value] = k.Line
+	return true
+}
+
 func (c *checker) walkMerge(v *yaml.Node, t reflect.Type, path string) {
 	if v.Kind == yaml.AliasNode && v.Alias != nil {
 		v = v.Alias
@@ -172,6 +193,17 @@ func (c *checker) walkMerge(v *yaml.Node, t reflect.Type, path string) {
 		return
 	}
 	c.walk(v, t, path)
+}
+
+var plainKeyRE = regexp.MustCompile(`^[A-Za-z0-9_][A-Za-z0-9_.-]*$`)
+
+// pathKey is a key as a path shows it: as written when it is a plain
+// name, else quoted (so a key like ": x" cannot blur the path).
+func pathKey(k string) string {
+	if plainKeyRE.MatchString(k) {
+		return k
+	}
+	return strconv.Quote(k)
 }
 
 // yamlFields maps the YAML keys of struct t, inline structs included, to
