@@ -539,7 +539,7 @@ func (f *Funnel) produce(ctx context.Context, recs []*kgo.Record) error {
 	for _, rec := range recs {
 		f.cl.Produce(ctx, rec, func(r *kgo.Record, err error) {
 			defer wg.Done()
-			f.m.record(r.Topic, err)
+			f.m.record(topicLabel(f.p, r.Topic), err)
 			if err != nil {
 				mu.Lock()
 				if first == nil {
@@ -560,11 +560,17 @@ func NewID() string {
 	return hex.EncodeToString(b[:])
 }
 
-// topicLabel maps a topic to a bounded label: the tier or "results".
-func topicLabel(topic string) string {
-	parts := strings.Split(topic, ".")
-	if len(parts) >= 3 {
-		return parts[len(parts)-2]
+// topicLabel maps a topic to a bounded label: the tier, "results" or
+// "uplink".
+func topicLabel(p *pipeline.Pipeline, topic string) string {
+	t, _ := p.ParseTopic(topic)
+	switch t.Kind {
+	case pipeline.TopicInput, pipeline.TopicDLQ:
+		return t.Tier
+	case pipeline.TopicResults:
+		return "results"
+	case pipeline.TopicUplink, pipeline.TopicUplinkDLQ:
+		return "uplink"
 	}
-	return parts[len(parts)-1]
+	return "other"
 }

@@ -24,7 +24,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		}, []string{"route", "outcome"}),
 		records: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "ddnn_funnel_records_total",
-			Help: "Records produced by topic kind (tier name or results) and outcome (acked, failed).",
+			Help: "Records produced by topic kind (tier name, results or uplink) and outcome (acked, failed).",
 		}, []string{"topic", "outcome"}),
 		latency: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "ddnn_pipeline_e2e_latency_seconds",
@@ -56,7 +56,8 @@ func (m *Metrics) request(route, outcome string) {
 	}
 }
 
-func (m *Metrics) record(topic string, err error) {
+// record counts a produced record; label is its topicLabel.
+func (m *Metrics) record(label string, err error) {
 	if m == nil {
 		return
 	}
@@ -64,7 +65,7 @@ func (m *Metrics) record(topic string, err error) {
 	if err != nil {
 		outcome = "failed"
 	}
-	m.records.WithLabelValues(topicLabel(topic), outcome).Inc()
+	m.records.WithLabelValues(label, outcome).Inc()
 }
 
 func (m *Metrics) refused(route, reason string) {

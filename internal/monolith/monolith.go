@@ -37,7 +37,7 @@ import (
 )
 
 // Group is the consumer group of a pipeline's monolith.
-func Group(p *pipeline.Pipeline) string { return p.Name + ".monolith" }
+func Group(p *pipeline.Pipeline) string { return p.MonolithGroup() }
 
 // ClientOptions are the options a monolith's client needs on top of the
 // pipeline's Kafka options: a member of Group consuming the first tier's

@@ -165,18 +165,6 @@ func (p *Pipeline) Links() []Link {
 	return links
 }
 
-// UplinkTopic is the queue, on the sending site's Kafka, of what goes to
-// the site called to.
-func (p *Pipeline) UplinkTopic(to string) string { return p.Name + ".uplink." + to }
-
-// UplinkDLQTopic is where the uplink to the site called to parks, on the
-// sending site's Kafka, the records that site's funnel refused (4xx).
-func (p *Pipeline) UplinkDLQTopic(to string) string { return p.UplinkTopic(to) + ".dlq" }
-
-// UplinkGroup is the consumer group of the connector that ships
-// UplinkTopic(to) to that site's funnel.
-func (p *Pipeline) UplinkGroup(to string) string { return p.UplinkTopic(to) + ".connector" }
-
 // SiteDataDir is the embedded broker's data directory of s, absolute:
 // kafka.embedded_data_dir resolved against the YAML's directory, else
 // under the working directory .run/<name>/<site>/kafka for a declared

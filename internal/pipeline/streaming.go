@@ -204,29 +204,6 @@ type Connector struct {
 	RequestTimeout time.Duration `yaml:"request_timeout"`
 }
 
-// Topic names, derived from the pipeline name.
-
-// InputTopic is the topic a tier consumes.
-func (p *Pipeline) InputTopic(tier string) string { return p.Name + "." + tier + ".in" }
-
-// DLQTopic is where a tier's connector parks records its function rejected.
-func (p *Pipeline) DLQTopic(tier string) string { return p.Name + "." + tier + ".dlq" }
-
-// ResultsTopic holds one result record per exited message.
-func (p *Pipeline) ResultsTopic() string { return p.Name + ".results" }
-
-// Topics lists every topic of the pipeline.
-func (p *Pipeline) Topics() []string {
-	var ts []string
-	for _, t := range p.Tiers {
-		ts = append(ts, p.InputTopic(t.Name), p.DLQTopic(t.Name))
-	}
-	return append(ts, p.ResultsTopic())
-}
-
-// ConsumerGroup is the group of a tier's connector.
-func (p *Pipeline) ConsumerGroup(tier string) string { return p.Name + "." + tier + ".connector" }
-
 // WireEncoding names how messages travel between a pipeline's parts.
 type WireEncoding string
 
