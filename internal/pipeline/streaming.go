@@ -184,20 +184,26 @@ type Connector struct {
 	MaxWait time.Duration `yaml:"max_wait"`
 	// InFlightPerReplica bounds concurrent invocations of one replica.
 	InFlightPerReplica int `yaml:"in_flight_per_replica"`
-	// MaxAttempts is how many failures a record may be charged (the model
-	// failed on it, or the replica that failed it delivered other
-	// records meanwhile)
-	// before it is dead-lettered, the last time alone in its call, with
-	// reason "attempts exhausted: <last error>". Failures while no invocation of
-	// the tier succeeds (every replica down, the funnel unreachable) are
-	// not the record's fault: they are retried without limit.
+	// MaxAttempts is how many failures a record may be charged before it
+	// is dead-lettered with reason "attempts exhausted: <last error>". A
+	// failure is charged to the records of a call when the function
+	// answered 500 (the model failed on them) or when the replica that
+	// failed them delivered other records meanwhile; a charged call of
+	// several records is split in halves and retried, so a bad record ends
+	// up alone. Failures while no invocation of the tier succeeds (every
+	// replica down, the funnel unreachable, 401, 403, 408, 429) are not
+	// the records' fault: they are retried without limit. Records the
+	// function refuses with another 4xx are dead-lettered at once, with no
+	// attempts.
 	MaxAttempts int `yaml:"max_attempts"`
 	// MaxPendingRecords bounds the records fetched and not yet committable
 	// (in flight, or done behind an unfinished one); at the bound the
 	// connector stops fetching until the oldest finish.
 	MaxPendingRecords int `yaml:"max_pending_records"`
-	// Backoff is the first retry delay; it doubles up to MaxBackoff, with
-	// jitter.
+	// Backoff is the delay before the first retry of a failed call, and
+	// how long a replica that failed is passed over; each further failure
+	// in a row doubles the delay up to MaxBackoff. The delay slept is
+	// random between half of it and all of it.
 	Backoff    time.Duration `yaml:"backoff"`
 	MaxBackoff time.Duration `yaml:"max_backoff"`
 	// RequestTimeout bounds one invocation.
