@@ -28,7 +28,7 @@ help:
 	@echo "make deps     install apt packages, the ONNX Runtime library and Go modules"
 	@echo "make kafka-deps  fetch the Apache Kafka jars the Kafka integration tests run (make test does)"
 	@echo "make bench    run the benchmarks"
-	@echo "make fuzz     fuzz the wire decoders for a short while"
+	@echo "make fuzz     fuzz the wire decoders and the pipeline YAML parser for a short while"
 	@echo "make models   retrain and export the sample DDNN (not part of CI)"
 
 deps:
@@ -80,8 +80,9 @@ bench: deps
 	$(GO) test -run '^$$' -bench . -benchmem ./...
 
 fuzz: deps
-	@for f in $$($(GO) test -list 'Fuzz.*' ./internal/wire/ | grep ^Fuzz); do \
-		$(GO) test -run '^$$' -fuzz "^$$f$$" -fuzztime 15s ./internal/wire/ || exit 1; done
+	@for p in ./internal/wire/ ./internal/pipeline/; do \
+		for f in $$($(GO) test -list 'Fuzz.*' $$p | grep ^Fuzz); do \
+			$(GO) test -run '^$$' -fuzz "^$$f$$" -fuzztime 15s $$p || exit 1; done; done
 
 models-deps:
 	DEBIAN_FRONTEND=noninteractive apt-get install -y -q python3-torch python3-onnx dataset-fashion-mnist
