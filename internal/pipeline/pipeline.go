@@ -1,8 +1,12 @@
 // Package pipeline owns the pipeline description operators write in YAML: its
-// types, strict decoding, defaults and validation.
+// types, strict decoding, defaults and validation, and the names of its
+// topics and consumer groups.
 //
-// Load reads a file, rejects unknown keys, fills defaults and validates the
-// result, reporting every problem at once with the field that is wrong.
+// Load reads a file, rejects unknown keys and mistyped values with their
+// YAML path and line (strict.go), decodes it onto the defaults so an
+// explicit value, 0 included, is never replaced (defaults.go), and
+// validates the result, reporting every problem at once with the field
+// that is wrong.
 // Sites place the tiers and topics on clusters with their own Kafka (Sites,
 // SiteOf, TopicsOn, Links); a pipeline without sites: is one implicit site
 // and runs as it always did. The package knows nothing about ONNX Runtime,

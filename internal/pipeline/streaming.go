@@ -64,7 +64,7 @@ type Kafka struct {
 	// Dead-letter copies that would be larger are truncated to fit.
 	MaxRecordBytes int `yaml:"max_record_bytes"`
 	// ReplicationFactor of the topics ddnn creates: -1 takes the cluster's
-	// default.replication.factor; unset (0) means 1 on the embedded broker
+	// default.replication.factor; 0 (the default) means 1 on the embedded broker
 	// and -1 with brokers (see Replication).
 	ReplicationFactor int16 `yaml:"replication_factor"`
 	// TopicConfig is set on the topics ddnn creates and checked on the
