@@ -13,7 +13,7 @@ import (
 	"github.com/ddnn-continuum/ddnn/internal/kafka"
 	"github.com/ddnn-continuum/ddnn/internal/pipeline"
 	"github.com/ddnn-continuum/ddnn/internal/runtime"
-	"github.com/ddnn-continuum/ddnn/internal/up"
+	"github.com/ddnn-continuum/ddnn/internal/runtime/replicas"
 	"github.com/ddnn-continuum/ddnn/scaler"
 )
 
@@ -64,7 +64,7 @@ func runScaler(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		if p.SiteOf(t.Name).Name != site {
 			continue
 		}
-		rt, err := up.NewRuntime(ctx, p, &t, up.RuntimeOptions{File: *rf.file, FunnelURL: *funnelURL, ServiceTokenFile: tokenFile,
+		rt, err := replicas.New(ctx, p, &t, replicas.Options{File: *rf.file, FunnelURL: *funnelURL, ServiceTokenFile: tokenFile,
 			LogLevel: fs.Lookup("log-level").Value.String(), Out: stderr, Logger: log})
 		if err != nil {
 			return err

@@ -62,6 +62,7 @@ import (
 	"github.com/ddnn-continuum/ddnn/internal/pipeline"
 	"github.com/ddnn-continuum/ddnn/internal/proc"
 	"github.com/ddnn-continuum/ddnn/internal/runtime"
+	"github.com/ddnn-continuum/ddnn/internal/runtime/replicas"
 	"github.com/ddnn-continuum/ddnn/scaler"
 )
 
@@ -402,7 +403,7 @@ func (s *Supervisor) start(ctx context.Context) error {
 	// them; the connectors follow each tier's live replica set. Every
 	// replica delivers to its own site's funnel.
 	for _, t := range s.tiers {
-		rt, err := NewRuntime(ctx, p, &t, RuntimeOptions{
+		rt, err := replicas.New(ctx, p, &t, replicas.Options{
 			File: s.cfg.File, FunnelURL: delivery, ServiceTokenFile: s.cfg.ServiceTokenFile, LogLevel: s.cfg.LogLevel,
 			ORTLib: s.cfg.ORTLib, Out: s.cfg.Out, Logger: s.log,
 		})
@@ -783,6 +784,14 @@ func (s *Supervisor) children() []*proc.Child {
 		}
 	}
 	return cs
+}
+
+// childrenOf returns a runtime's child processes, if it has any.
+func childrenOf(rt runtime.Runtime) []*proc.Child {
+	if c, ok := rt.(interface{ Children() []*proc.Child }); ok {
+		return c.Children()
+	}
+	return nil
 }
 
 // serveAdmin serves /metrics (the supervisor's and every child's, labeled

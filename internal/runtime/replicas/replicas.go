@@ -1,4 +1,9 @@
-package up
+// Package replicas makes the replica runtime a tier's YAML asks for
+// (replicas.runtime: process, docker or kubernetes) with the arguments its
+// replicas need. Both replica managers use it: the supervisor of `ddnn up`
+// and `ddnn scaler`. It only builds runtimes; it never scales, lists or
+// stops replicas, and knows nothing about the processes around them.
+package replicas
 
 import (
 	"cmp"
@@ -10,15 +15,14 @@ import (
 	"path/filepath"
 
 	"github.com/ddnn-continuum/ddnn/internal/pipeline"
-	"github.com/ddnn-continuum/ddnn/internal/proc"
 	"github.com/ddnn-continuum/ddnn/internal/runtime"
 	"github.com/ddnn-continuum/ddnn/internal/runtime/docker"
 	"github.com/ddnn-continuum/ddnn/internal/runtime/kubernetes"
 	"github.com/ddnn-continuum/ddnn/internal/runtime/process"
 )
 
-// RuntimeOptions is what NewRuntime needs besides the tier.
-type RuntimeOptions struct {
+// Options is what New needs besides the tier.
+type Options struct {
 	// File is the pipeline YAML replicas load.
 	File string
 	// FunnelURL is where replicas deliver: the funnel's delivery zone.
@@ -35,8 +39,10 @@ type RuntimeOptions struct {
 	Logger *slog.Logger
 }
 
-// NewRuntime makes the runtime a tier's YAML asks for.
-func NewRuntime(ctx context.Context, p *pipeline.Pipeline, t *pipeline.Tier, o RuntimeOptions) (runtime.Runtime, error) {
+// New makes the runtime tier t of p asks for in replicas.runtime. A docker
+// runtime checks the daemon, a kubernetes runtime reads its cluster config
+// (in-cluster inside a pod, else $KUBECONFIG or ~/.kube/config).
+func New(ctx context.Context, p *pipeline.Pipeline, t *pipeline.Tier, o Options) (runtime.Runtime, error) {
 	file, err := filepath.Abs(o.File)
 	if err != nil {
 		return nil, err
@@ -113,12 +119,4 @@ func kubernetesConfig() (kubernetes.Config, error) {
 		path = filepath.Join(home, ".kube", "config")
 	}
 	return kubernetes.KubeconfigConfig(path, "")
-}
-
-// childrenOf returns a runtime's child processes, if it has any.
-func childrenOf(rt runtime.Runtime) []*proc.Child {
-	if c, ok := rt.(interface{ Children() []*proc.Child }); ok {
-		return c.Children()
-	}
-	return nil
 }
