@@ -13,8 +13,14 @@
 // as many sends as it has in flight (at most Config.MaxInFlight). The bench talks
 // to a pipeline only through its public surfaces: the funnel (HTTP, CoAP),
 // the first tier's topic, the results topic, and the supervisor's replica
-// lists. Starting and stopping the pipeline belongs to the caller
-// (internal/cli).
+// lists.
+//
+// Run measures a pipeline that runs. A Runner also starts and stops what it
+// measures: `ddnn up` (or `ddnn up --monolith`, the cloud-only baseline) as
+// a child of the running binary (Start), after checking that the sites'
+// addresses are free and until every site is ready, and the emulated WAN in
+// front of it; Compare sets a pipeline's result against the monolith's.
+// Flags and printing belong to internal/cli.
 package bench
 
 import (
