@@ -1,0 +1,320 @@
+package process
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+
+	"github.com/ddnn-continuum/ddnn/internal/runtime"
+	"github.com/ddnn-continuum/ddnn/internal/syncbuf"
+)
+
+// replicaEnv makes the test binary act as a replica (see fakeReplica): the
+// runtime starts replicas from its own executable, which under test is this
+// binary. TestMain sets it, so every replica inherits it.
+const replicaEnv = "DDNN_PROCESS_TEST_REPLICA"
+
+func TestMain(m *testing.M) {
+	if os.Getenv(replicaEnv) == "1" {
+		os.Exit(fakeReplica(os.Args[1:]))
+	}
+	os.Setenv(replicaEnv, "1")
+	goleak.VerifyTestMain(m)
+}
+
+// fakeReplica is `ddnn inference` as the tests need it: it prints its
+// arguments, serves /readyz on --listen and exits 0 on SIGTERM; with
+// --mode stubborn it ignores SIGTERM.
+func fakeReplica(args []string) int {
+	term := make(chan os.Signal, 1)
+	signal.Notify(term, syscall.SIGTERM)
+	fmt.Println("args:", strings.Join(args, " "))
+	flag := func(name string) string {
+		if i := slices.Index(args, name); i >= 0 && i+1 < len(args) {
+			return args[i+1]
+		}
+		return ""
+	}
+	ln, err := net.Listen("tcp", flag("--listen"))
+	if err != nil {
+		fmt.Println(err)
+		return 1
+	}
+	go http.Serve(ln, http.HandlerFunc(func(http.ResponseWriter, *http.Request) {}))
+	for range term {
+		if flag("--mode") != "stubborn" {
+			return 0
+		}
+		fmt.Println("ignoring SIGTERM")
+	}
+	return 0
+}
+
+// newRuntime is a runtime of tier "edge" whose replicas get extra args;
+// Close runs when the test ends.
+func newRuntime(t *testing.T, out *syncbuf.Buffer, cfg Config, args ...string) *Runtime {
+	t.Helper()
+	cfg.Out = out
+	if cfg.DrainDelay == 0 {
+		cfg.DrainDelay = 50 * time.Millisecond
+	}
+	r := New(runtime.Spec{
+		Pipeline: "fmnist", Tier: "edge", File: "/etc/ddnn/pipeline.yaml",
+		FunnelURL: "http://127.0.0.1:1", ORTLib: "/opt/ort/libonnxruntime.so", Args: args,
+	}, cfg)
+	t.Cleanup(func() { r.Close(context.Background()) })
+	return r
+}
+
+// waitFor polls cond until it holds or 20s passed.
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// list is r.List, failing the test on an error.
+func list(t *testing.T, r *Runtime) []runtime.Replica {
+	t.Helper()
+	reps, err := r.List(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return reps
+}
+
+// ready reports whether r lists exactly the replicas ids, all ready.
+func ready(t *testing.T, r *Runtime, ids ...string) bool {
+	reps := list(t, r)
+	if len(reps) != len(ids) {
+		return false
+	}
+	for i, rep := range reps {
+		if rep.ID != ids[i] || !rep.Ready {
+			return false
+		}
+	}
+	return true
+}
+
+// children are the pids of this process' child processes, exited but
+// not reaped ones included.
+func children(t *testing.T) []int {
+	t.Helper()
+	stats, err := filepath.Glob("/proc/[0-9]*/stat")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var pids []int
+	for _, path := range stats {
+		b, err := os.ReadFile(path)
+		if err != nil {
+			continue // gone meanwhile
+		}
+		// pid (comm) state ppid ...: comm may hold spaces and parentheses.
+		fields := strings.Fields(string(b[strings.LastIndexByte(string(b), ')')+1:]))
+		if len(fields) > 1 && fields[1] == strconv.Itoa(os.Getpid()) {
+			pid, _ := strconv.Atoi(filepath.Base(filepath.Dir(path)))
+			pids = append(pids, pid)
+		}
+	}
+	slices.Sort(pids)
+	return pids
+}
+
+func pids(r *Runtime) []int {
+	var out []int
+	for _, c := range r.Children() {
+		out = append(out, c.PID())
+	}
+	slices.Sort(out)
+	return out
+}
+
+// gone reports whether no process has pid any more (exited and reaped).
+func gone(pid int) bool { return errors.Is(syscall.Kill(pid, 0), syscall.ESRCH) }
+
+func TestScaleUpAndDown(t *testing.T) {
+	var out syncbuf.Buffer
+	r := newRuntime(t, &out, Config{}, "--log-level", "debug")
+	if reps := list(t, r); len(reps) != 0 {
+		t.Fatalf("a new runtime lists %v", reps)
+	}
+	if err := r.Scale(context.Background(), 2); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "edge-0 and edge-1 ready", func() bool { return ready(t, r, "edge-0", "edge-1") })
+	reps := list(t, r)
+	for _, rep := range reps {
+		if !strings.HasPrefix(rep.URL, "http://127.0.0.1:") || rep.Started.IsZero() {
+			t.Errorf("replica %+v: want a loopback URL and a start time", rep)
+		}
+		resp, err := http.Get(rep.URL + "/readyz")
+		if err != nil {
+			t.Fatalf("replica %s at %s: %v", rep.ID, rep.URL, err)
+		}
+		resp.Body.Close()
+	}
+	if reps[0].URL == reps[1].URL {
+		t.Errorf("both replicas at %s", reps[0].URL)
+	}
+	addr := strings.TrimPrefix(reps[0].URL, "http://")
+	want := "args: inference -f /etc/ddnn/pipeline.yaml --tier edge --listen " + addr +
+		" --funnel http://127.0.0.1:1 --log-level debug --ort-lib /opt/ort/libonnxruntime.so"
+	if !strings.Contains(out.String(), want) {
+		t.Errorf("replica output lacks %q:\n%s", want, out.String())
+	}
+	if got := children(t); !slices.Equal(got, pids(r)) {
+		t.Fatalf("child processes %v, want the replicas' %v", got, pids(r))
+	}
+
+	// Scaling to the count that exists changes nothing.
+	before := pids(r)
+	if err := r.Scale(context.Background(), 2); err != nil {
+		t.Fatal(err)
+	}
+	if got := pids(r); !slices.Equal(got, before) {
+		t.Errorf("scaling to 2 again: replicas %v, were %v", got, before)
+	}
+
+	// Down to one: the newest is hidden at once, stopped after the drain.
+	newest := r.Children()[1].PID()
+	if err := r.Scale(context.Background(), 1); err != nil {
+		t.Fatal(err)
+	}
+	if reps := list(t, r); len(reps) != 1 || reps[0].ID != "edge-0" {
+		t.Errorf("after scaling to 1 the list is %v, want edge-0 alone", reps)
+	}
+	waitFor(t, "the drained replica stopped", func() bool { return len(r.Children()) == 1 && gone(newest) })
+	if got := children(t); !slices.Equal(got, pids(r)) {
+		t.Errorf("child processes %v, want edge-0's %v", got, pids(r))
+	}
+
+	// Up again: the new replica gets a new name.
+	if err := r.Scale(context.Background(), 2); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "edge-0 and edge-2 ready", func() bool { return ready(t, r, "edge-0", "edge-2") })
+
+	all := pids(r)
+	if err := r.Close(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	for _, pid := range all {
+		if !gone(pid) {
+			t.Errorf("replica pid %d still exists after Close", pid)
+		}
+	}
+	if got := children(t); len(got) != 0 {
+		t.Errorf("child processes %v left after Close", got)
+	}
+}
+
+func TestReplicaRestartedWhenItDies(t *testing.T) {
+	var out syncbuf.Buffer
+	r := newRuntime(t, &out, Config{})
+	if err := r.Scale(context.Background(), 1); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "edge-0 ready", func() bool { return ready(t, r, "edge-0") })
+	url := list(t, r)[0].URL
+	c := r.Children()[0]
+	old := c.PID()
+	if err := c.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "edge-0 restarted", func() bool { return c.Restarts() == 1 && c.PID() != old })
+	waitFor(t, "edge-0 ready again", func() bool { return ready(t, r, "edge-0") })
+	if got := list(t, r)[0].URL; got != url {
+		t.Errorf("restarted at %s, want its own %s", got, url)
+	}
+	if !gone(old) {
+		t.Errorf("the killed process %d still exists", old)
+	}
+	if got := children(t); !slices.Equal(got, []int{c.PID()}) {
+		t.Errorf("child processes %v, want the restarted replica's %d", got, c.PID())
+	}
+}
+
+func TestStopReplica(t *testing.T) {
+	var out syncbuf.Buffer
+	// A replica that ignores SIGTERM is killed after its grace.
+	r := newRuntime(t, &out, Config{StopGrace: 200 * time.Millisecond}, "--mode", "stubborn")
+	if err := r.Scale(context.Background(), 2); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "edge-0 and edge-1 ready", func() bool { return ready(t, r, "edge-0", "edge-1") })
+	first := r.Children()[0].PID()
+	if err := r.Stop(context.Background(), "edge-0"); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Stop(context.Background(), "edge-7"); err != nil {
+		t.Errorf("stopping an unknown replica: %v", err)
+	}
+	if reps := list(t, r); len(reps) != 1 || reps[0].ID != "edge-1" {
+		t.Errorf("after stopping edge-0 the list is %v, want edge-1 alone", reps)
+	}
+	waitFor(t, "edge-0 killed", func() bool { return gone(first) && len(r.Children()) == 1 })
+	if !strings.Contains(out.String(), "ignoring SIGTERM") {
+		t.Errorf("edge-0 was not asked with SIGTERM first:\n%s", out.String())
+	}
+	// A stopped replica is not replaced: Scale is the scaler's to call.
+	if reps := list(t, r); len(reps) != 1 {
+		t.Errorf("list %v, want edge-1 alone", reps)
+	}
+	if err := r.Close(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if got := children(t); len(got) != 0 {
+		t.Errorf("child processes %v left after Close", got)
+	}
+}
+
+func TestCloseStopsDrainingReplicas(t *testing.T) {
+	var out syncbuf.Buffer
+	r := newRuntime(t, &out, Config{DrainDelay: time.Hour})
+	if err := r.Scale(context.Background(), 2); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "edge-0 and edge-1 ready", func() bool { return ready(t, r, "edge-0", "edge-1") })
+	if err := r.Scale(context.Background(), 0); err != nil {
+		t.Fatal(err)
+	}
+	if reps := list(t, r); len(reps) != 0 {
+		t.Errorf("after scaling to 0 the list is %v", reps)
+	}
+	if n := len(r.Children()); n != 2 {
+		t.Errorf("%d processes while draining, want both until the drain delay", n)
+	}
+	done := make(chan struct{})
+	go func() {
+		r.Close(context.Background())
+		close(done)
+	}()
+	select {
+	case <-done:
+	case <-time.After(20 * time.Second):
+		t.Fatal("Close waits for the drain delay of draining replicas")
+	}
+	if got := children(t); len(got) != 0 {
+		t.Errorf("child processes %v left after Close", got)
+	}
+}
