@@ -3,10 +3,10 @@ package up
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
-	"sync"
 	"testing"
 
 	"github.com/ddnn-continuum/ddnn/internal/pipeline"
@@ -136,33 +136,36 @@ func TestProcesses(t *testing.T) {
 func TestLocalServiceToken(t *testing.T) {
 	p := loadPipeline(t, "../../deploy/pipeline.yaml")
 	t.Chdir(t.TempDir())
-	// Sites started together agree on one token.
-	paths := make([]string, 4)
-	errs := make([]error, 4)
-	var wg sync.WaitGroup
-	for i := range paths {
-		wg.Go(func() { paths[i], errs[i] = localServiceToken(p) })
-	}
-	wg.Wait()
-	if err := errors.Join(errs...); err != nil {
+	want, _ := filepath.Abs(filepath.Join(".run", "fmnist", "service.token"))
+	// A candidate a crashed start of this pid left behind is replaced.
+	if err := os.MkdirAll(filepath.Dir(want), 0o700); err != nil {
 		t.Fatal(err)
 	}
-	want, _ := filepath.Abs(filepath.Join(".run", "fmnist", "service.token"))
+	stale := fmt.Sprintf("%s.%d", want, os.Getpid())
+	if err := os.WriteFile(stale, []byte("stale\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	path, err := localServiceToken(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if path != want {
+		t.Errorf("token at %s, want %s", path, want)
+	}
 	token, err := os.ReadFile(want)
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, path := range paths {
-		if path != want {
-			t.Errorf("token at %s, want %s", path, want)
-		}
-	}
-	if len(bytes.TrimSpace(token)) == 0 {
-		t.Error("the token file is empty")
+	if !bytes.HasPrefix(token, []byte("# ddnn service token")) {
+		t.Errorf("the token file holds %q, want a new service token", token)
 	}
 	for path, mode := range map[string]os.FileMode{want: 0o600, filepath.Dir(want): 0o700 | os.ModeDir} {
-		if st, err := os.Stat(path); err != nil || st.Mode() != mode {
-			t.Errorf("%s: mode %v (%v), want %v", path, st.Mode(), err, mode)
+		st, err := os.Stat(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if st.Mode() != mode {
+			t.Errorf("%s: mode %v, want %v", path, st.Mode(), mode)
 		}
 	}
 	if left, _ := filepath.Glob(want + ".*"); len(left) > 0 {
