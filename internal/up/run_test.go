@@ -22,6 +22,7 @@ import (
 	"github.com/ddnn-continuum/ddnn/internal/cli"
 	"github.com/ddnn-continuum/ddnn/internal/kafka"
 	"github.com/ddnn-continuum/ddnn/internal/pipeline"
+	"github.com/ddnn-continuum/ddnn/internal/proctest"
 	"github.com/ddnn-continuum/ddnn/internal/syncbuf"
 	"github.com/ddnn-continuum/ddnn/internal/up"
 	"github.com/ddnn-continuum/ddnn/models"
@@ -46,15 +47,6 @@ func TestMain(m *testing.M) {
 	goleak.VerifyTestMain(m)
 }
 
-func freeAddr(t *testing.T) string {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
-}
-
 type testPipeline struct {
 	file, funnel, delivery, admin string
 	p                             *pipeline.Pipeline
@@ -70,9 +62,9 @@ func writePipeline(t *testing.T) testPipeline {
 	}
 	y := strings.ReplaceAll(string(b), "../models/", filepath.Join(root, "models")+"/")
 	y = strings.Replace(y, "    inference:\n      intra_op_threads: 1\n", "    inference:\n      intra_op_threads: 1\n    replicas: {min: 1, max: 2}\n", 1)
-	tp := testPipeline{funnel: freeAddr(t), delivery: freeAddr(t), admin: freeAddr(t)}
+	tp := testPipeline{funnel: proctest.FreeAddr(t), delivery: proctest.FreeAddr(t), admin: proctest.FreeAddr(t)}
 	y += fmt.Sprintf("kafka:\n  embedded_listen: %s\n  embedded_data_dir: kafka\nfunnel:\n  listen: %s\n  delivery_listen: %s\n  coap_listen: off\nadmin:\n  listen: %s\n",
-		freeAddr(t), tp.funnel, tp.delivery, tp.admin)
+		proctest.FreeAddr(t), tp.funnel, tp.delivery, tp.admin)
 	tp.file = filepath.Join(t.TempDir(), "up.yaml")
 	if err := os.WriteFile(tp.file, []byte(y), 0o644); err != nil {
 		t.Fatal(err)

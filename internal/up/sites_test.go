@@ -21,6 +21,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/ddnn-continuum/ddnn/internal/pipeline"
+	"github.com/ddnn-continuum/ddnn/internal/proctest"
 	"github.com/ddnn-continuum/ddnn/internal/up"
 )
 
@@ -85,7 +86,7 @@ func writeContinuum(t *testing.T) (string, *pipeline.Pipeline, map[string]contin
 		{"fog", "9192", "8180", "8181", "9564"},
 		{"cloud", "9292", "8280", "8281", "9664"},
 	} {
-		cs := continuumSite{freeAddr(t), freeAddr(t), freeAddr(t), freeAddr(t)}
+		cs := continuumSite{proctest.FreeAddr(t), proctest.FreeAddr(t), proctest.FreeAddr(t), proctest.FreeAddr(t)}
 		sites[s.name] = cs
 		y = strings.Replace(y, "embedded_listen: 127.0.0.1:"+s.kafka,
 			"embedded_listen: "+cs.kafka+"\n      embedded_data_dir: kafka-"+s.name, 1)

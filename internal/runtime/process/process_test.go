@@ -2,22 +2,14 @@ package process
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"net"
 	"net/http"
-	"os"
-	"os/signal"
-	"path/filepath"
 	"slices"
-	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
-	"go.uber.org/goleak"
-
+	"github.com/ddnn-continuum/ddnn/internal/proctest"
 	"github.com/ddnn-continuum/ddnn/internal/runtime"
 	"github.com/ddnn-continuum/ddnn/internal/syncbuf"
 )
@@ -27,20 +19,12 @@ import (
 // binary. TestMain sets it, so every replica inherits it.
 const replicaEnv = "DDNN_PROCESS_TEST_REPLICA"
 
-func TestMain(m *testing.M) {
-	if os.Getenv(replicaEnv) == "1" {
-		os.Exit(fakeReplica(os.Args[1:]))
-	}
-	os.Setenv(replicaEnv, "1")
-	goleak.VerifyTestMain(m)
-}
+func TestMain(m *testing.M) { proctest.Main(m, replicaEnv, fakeReplica) }
 
 // fakeReplica is `ddnn inference` as the tests need it: it prints its
 // arguments, serves /readyz on --listen and exits 0 on SIGTERM; with
 // --mode stubborn it ignores SIGTERM.
 func fakeReplica(args []string) int {
-	term := make(chan os.Signal, 1)
-	signal.Notify(term, syscall.SIGTERM)
 	fmt.Println("args:", strings.Join(args, " "))
 	flag := func(name string) string {
 		if i := slices.Index(args, name); i >= 0 && i+1 < len(args) {
@@ -48,19 +32,7 @@ func fakeReplica(args []string) int {
 		}
 		return ""
 	}
-	ln, err := net.Listen("tcp", flag("--listen"))
-	if err != nil {
-		fmt.Println(err)
-		return 1
-	}
-	go http.Serve(ln, http.HandlerFunc(func(http.ResponseWriter, *http.Request) {}))
-	for range term {
-		if flag("--mode") != "stubborn" {
-			return 0
-		}
-		fmt.Println("ignoring SIGTERM")
-	}
-	return 0
+	return proctest.Serve(flag("--mode") == "stubborn", flag("--listen"))
 }
 
 // newRuntime is a runtime of tier "edge" whose replicas get extra args;
@@ -77,18 +49,6 @@ func newRuntime(t *testing.T, out *syncbuf.Buffer, cfg Config, args ...string) *
 	}, cfg)
 	t.Cleanup(func() { r.Close(context.Background()) })
 	return r
-}
-
-// waitFor polls cond until it holds or 20s passed.
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
 }
 
 // list is r.List, failing the test on an error.
@@ -115,28 +75,13 @@ func ready(t *testing.T, r *Runtime, ids ...string) bool {
 	return true
 }
 
-// children are the pids of this process' child processes, exited but
-// not reaped ones included.
+// children are the pids of this process' child processes.
 func children(t *testing.T) []int {
 	t.Helper()
-	stats, err := filepath.Glob("/proc/[0-9]*/stat")
+	pids, err := proctest.Children()
 	if err != nil {
 		t.Fatal(err)
 	}
-	var pids []int
-	for _, path := range stats {
-		b, err := os.ReadFile(path)
-		if err != nil {
-			continue // gone meanwhile
-		}
-		// pid (comm) state ppid ...: comm may hold spaces and parentheses.
-		fields := strings.Fields(string(b[strings.LastIndexByte(string(b), ')')+1:]))
-		if len(fields) > 1 && fields[1] == strconv.Itoa(os.Getpid()) {
-			pid, _ := strconv.Atoi(filepath.Base(filepath.Dir(path)))
-			pids = append(pids, pid)
-		}
-	}
-	slices.Sort(pids)
 	return pids
 }
 
@@ -149,9 +94,6 @@ func pids(r *Runtime) []int {
 	return out
 }
 
-// gone reports whether no process has pid any more (exited and reaped).
-func gone(pid int) bool { return errors.Is(syscall.Kill(pid, 0), syscall.ESRCH) }
-
 func TestScaleUpAndDown(t *testing.T) {
 	var out syncbuf.Buffer
 	r := newRuntime(t, &out, Config{}, "--log-level", "debug")
@@ -161,7 +103,7 @@ func TestScaleUpAndDown(t *testing.T) {
 	if err := r.Scale(context.Background(), 2); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "edge-0 and edge-1 ready", func() bool { return ready(t, r, "edge-0", "edge-1") })
+	proctest.WaitFor(t, "edge-0 and edge-1 ready", func() bool { return ready(t, r, "edge-0", "edge-1") })
 	reps := list(t, r)
 	for _, rep := range reps {
 		if !strings.HasPrefix(rep.URL, "http://127.0.0.1:") || rep.Started.IsZero() {
@@ -203,7 +145,7 @@ func TestScaleUpAndDown(t *testing.T) {
 	if reps := list(t, r); len(reps) != 1 || reps[0].ID != "edge-0" {
 		t.Errorf("after scaling to 1 the list is %v, want edge-0 alone", reps)
 	}
-	waitFor(t, "the drained replica stopped", func() bool { return len(r.Children()) == 1 && gone(newest) })
+	proctest.WaitFor(t, "the drained replica stopped", func() bool { return len(r.Children()) == 1 && proctest.Gone(newest) })
 	if got := children(t); !slices.Equal(got, pids(r)) {
 		t.Errorf("child processes %v, want edge-0's %v", got, pids(r))
 	}
@@ -212,14 +154,14 @@ func TestScaleUpAndDown(t *testing.T) {
 	if err := r.Scale(context.Background(), 2); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "edge-0 and edge-2 ready", func() bool { return ready(t, r, "edge-0", "edge-2") })
+	proctest.WaitFor(t, "edge-0 and edge-2 ready", func() bool { return ready(t, r, "edge-0", "edge-2") })
 
 	all := pids(r)
 	if err := r.Close(context.Background()); err != nil {
 		t.Fatal(err)
 	}
 	for _, pid := range all {
-		if !gone(pid) {
+		if !proctest.Gone(pid) {
 			t.Errorf("replica pid %d still exists after Close", pid)
 		}
 	}
@@ -234,19 +176,19 @@ func TestReplicaRestartedWhenItDies(t *testing.T) {
 	if err := r.Scale(context.Background(), 1); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "edge-0 ready", func() bool { return ready(t, r, "edge-0") })
+	proctest.WaitFor(t, "edge-0 ready", func() bool { return ready(t, r, "edge-0") })
 	url := list(t, r)[0].URL
 	c := r.Children()[0]
 	old := c.PID()
 	if err := c.Kill(); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "edge-0 restarted", func() bool { return c.Restarts() == 1 && c.PID() != old })
-	waitFor(t, "edge-0 ready again", func() bool { return ready(t, r, "edge-0") })
+	proctest.WaitFor(t, "edge-0 restarted", func() bool { return c.Restarts() == 1 && c.PID() != old })
+	proctest.WaitFor(t, "edge-0 ready again", func() bool { return ready(t, r, "edge-0") })
 	if got := list(t, r)[0].URL; got != url {
 		t.Errorf("restarted at %s, want its own %s", got, url)
 	}
-	if !gone(old) {
+	if !proctest.Gone(old) {
 		t.Errorf("the killed process %d still exists", old)
 	}
 	if got := children(t); !slices.Equal(got, []int{c.PID()}) {
@@ -261,7 +203,7 @@ func TestStopReplica(t *testing.T) {
 	if err := r.Scale(context.Background(), 2); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "edge-0 and edge-1 ready", func() bool { return ready(t, r, "edge-0", "edge-1") })
+	proctest.WaitFor(t, "edge-0 and edge-1 ready", func() bool { return ready(t, r, "edge-0", "edge-1") })
 	first := r.Children()[0].PID()
 	if err := r.Stop(context.Background(), "edge-0"); err != nil {
 		t.Fatal(err)
@@ -272,7 +214,7 @@ func TestStopReplica(t *testing.T) {
 	if reps := list(t, r); len(reps) != 1 || reps[0].ID != "edge-1" {
 		t.Errorf("after stopping edge-0 the list is %v, want edge-1 alone", reps)
 	}
-	waitFor(t, "edge-0 killed", func() bool { return gone(first) && len(r.Children()) == 1 })
+	proctest.WaitFor(t, "edge-0 killed", func() bool { return proctest.Gone(first) && len(r.Children()) == 1 })
 	if !strings.Contains(out.String(), "ignoring SIGTERM") {
 		t.Errorf("edge-0 was not asked with SIGTERM first:\n%s", out.String())
 	}
@@ -294,7 +236,7 @@ func TestCloseStopsDrainingReplicas(t *testing.T) {
 	if err := r.Scale(context.Background(), 2); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "edge-0 and edge-1 ready", func() bool { return ready(t, r, "edge-0", "edge-1") })
+	proctest.WaitFor(t, "edge-0 and edge-1 ready", func() bool { return ready(t, r, "edge-0", "edge-1") })
 	if err := r.Scale(context.Background(), 0); err != nil {
 		t.Fatal(err)
 	}

@@ -1,0 +1,136 @@
+// Package proctest helps the tests of code that starts the ddnn binary as
+// child processes (internal/proc, the process runtime, the bench). Such
+// code runs its own executable, which under `go test` is the test binary:
+// Main makes that binary play the child when a test started it. The other
+// helpers hand out addresses for children and check that what a test
+// started is gone. It is for tests only and
+// starts nothing itself.
+package proctest
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+)
+
+// Main is a test binary's TestMain. In the test process it marks the
+// environment with env (so every process the tests start inherits it),
+// runs the tests and fails them on a leaked goroutine. In a process a test
+// started, env is set: it runs fake with the arguments and exits with its
+// code.
+func Main(m *testing.M, env string, fake func(args []string) int) {
+	if os.Getenv(env) == "1" {
+		os.Exit(fake(os.Args[1:]))
+	}
+	os.Setenv(env, "1")
+	goleak.VerifyTestMain(m)
+}
+
+// Serve is a fake child that is up: it answers 200 on every path of each
+// addr until SIGTERM, then returns 0. A stubborn one prints "ignoring
+// SIGTERM" instead and runs until it is killed. It returns 1 when it
+// cannot listen on an addr.
+func Serve(stubborn bool, addrs ...string) int {
+	term := make(chan os.Signal, 1)
+	signal.Notify(term, syscall.SIGTERM)
+	for _, addr := range addrs {
+		ln, err := net.Listen("tcp", addr)
+		if err != nil {
+			fmt.Println(err)
+			return 1
+		}
+		go http.Serve(ln, http.HandlerFunc(func(http.ResponseWriter, *http.Request) {}))
+	}
+	for range term {
+		if !stubborn {
+			return 0
+		}
+		fmt.Println("ignoring SIGTERM")
+	}
+	return 0
+}
+
+var (
+	mu    sync.Mutex
+	given = map[string]bool{}
+)
+
+// FreeAddr is a 127.0.0.1 address for a child to listen on: free when
+// asked, and never one FreeAddr gave before in this test binary (the
+// kernel hands a just-closed port out again).
+func FreeAddr(t testing.TB) string {
+	t.Helper()
+	mu.Lock()
+	defer mu.Unlock()
+	for range 100 {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		addr := ln.Addr().String()
+		ln.Close()
+		if !given[addr] {
+			given[addr] = true
+			return addr
+		}
+	}
+	t.Fatal("no new free port on 127.0.0.1 in 100 tries")
+	return ""
+}
+
+// Gone reports whether no process has pid any more (exited and reaped).
+func Gone(pid int) bool { return errors.Is(syscall.Kill(pid, 0), syscall.ESRCH) }
+
+// Children are the pids of this process' children, in order, exited but
+// not reaped ones included (from /proc).
+func Children() ([]int, error) {
+	stats, err := filepath.Glob("/proc/[0-9]*/stat")
+	if err != nil {
+		return nil, err
+	}
+	self := strconv.Itoa(os.Getpid())
+	var pids []int
+	for _, path := range stats {
+		b, err := os.ReadFile(path)
+		if err != nil {
+			continue // gone meanwhile
+		}
+		// pid (comm) state ppid ...: comm may hold spaces and parentheses.
+		s := string(b)
+		fields := strings.Fields(s[strings.LastIndexByte(s, ')')+1:])
+		if len(fields) > 1 && fields[1] == self {
+			pid, err := strconv.Atoi(filepath.Base(filepath.Dir(path)))
+			if err != nil {
+				return nil, err
+			}
+			pids = append(pids, pid)
+		}
+	}
+	slices.Sort(pids)
+	return pids, nil
+}
+
+// WaitFor polls cond until it holds, failing the test after 20s.
+func WaitFor(t testing.TB, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
