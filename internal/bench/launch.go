@@ -40,8 +40,10 @@ type Runner struct {
 	Compare bool
 	// Attach measures a pipeline already running instead of starting it.
 	Attach bool
-	// Network is the emulated WAN, or nil.
-	Network *wan.Spec
+	// WAN is the network file to emulate (--network), or nil: Run starts
+	// its proxies and routes the devices and the sites' uplinks through
+	// them.
+	WAN *wan.Spec
 	// Log receives what the runner does and the proxies' log (nil
 	// discards it).
 	Log io.Writer
@@ -74,8 +76,8 @@ func (r Runner) Run(ctx context.Context, cfg Config) (*Result, error) {
 		}
 	}
 	var upArgs []string
-	if r.Network != nil {
-		n, args, err := startNetwork(ctx, r.Network, p, cfg.Protocol, log)
+	if r.WAN != nil {
+		n, args, err := startNetwork(ctx, r.WAN, p, cfg.Protocol, log)
 		if err != nil {
 			return nil, err
 		}

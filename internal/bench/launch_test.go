@@ -2,7 +2,6 @@ package bench
 
 import (
 	"context"
-	"errors"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -12,42 +11,29 @@ import (
 	"strconv"
 	"strings"
 	"sync/atomic"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/ddnn-continuum/ddnn/internal/pipeline"
+	"github.com/ddnn-continuum/ddnn/internal/proctest"
+	"github.com/ddnn-continuum/ddnn/internal/syncbuf"
 	"github.com/ddnn-continuum/ddnn/internal/wan"
 )
-
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
-}
 
 // testSite is a site on free loopback addresses with an embedded broker.
 func testSite(t *testing.T, name string) pipeline.Site {
 	var s pipeline.Site
 	s.Name = name
-	s.Admin.Listen, s.Funnel.Listen, s.Kafka.EmbeddedListen = freeAddr(t), freeAddr(t), freeAddr(t)
+	s.Admin.Listen, s.Funnel.Listen, s.Kafka.EmbeddedListen = proctest.FreeAddr(t), proctest.FreeAddr(t), proctest.FreeAddr(t)
 	return s
 }
 
-// gone reports whether no process has pid any more (exited and reaped).
-func gone(pid int) bool { return errors.Is(syscall.Kill(pid, 0), syscall.ESRCH) }
-
 func TestStartWaitsForEverySiteAndStops(t *testing.T) {
 	edge, cloud := testSite(t, "edge"), testSite(t, "cloud")
-	t.Setenv(fakeUpEnv, "ready:"+edge.Admin.Listen+","+cloud.Admin.Listen)
 	dir := t.TempDir()
 	up, err := Start(context.Background(), Launch{
 		File: "pipeline.yaml", Target: TargetMonolith, Sites: []pipeline.Site{edge, cloud},
-		LogDir: dir, Args: []string{"--link-url", "edge->cloud=http://127.0.0.1:1"}, ReadyTimeout: 20 * time.Second,
+		LogDir: dir, Args: []string{"--link-url", "edge->cloud=http://127.0.0.1:1", "ready:" + edge.Admin.Listen + "," + cloud.Admin.Listen}, ReadyTimeout: 20 * time.Second,
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -57,14 +43,14 @@ func TestStartWaitsForEverySiteAndStops(t *testing.T) {
 		t.Errorf("log at %s, want %s", up.LogPath(), want)
 	}
 	up.Stop()
-	if !gone(pid) {
+	if !proctest.Gone(pid) {
 		t.Errorf("ddnn up (pid %d) still exists after Stop", pid)
 	}
 	b, err := os.ReadFile(filepath.Join(dir, "monolith.log"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if want := "args: up -f pipeline.yaml --ephemeral --monolith --link-url edge->cloud=http://127.0.0.1:1"; !strings.Contains(string(b), want) {
+	if want := "args: up -f pipeline.yaml --ephemeral --monolith --link-url edge->cloud=http://127.0.0.1:1 ready:"; !strings.Contains(string(b), want) {
 		t.Errorf("log lacks %q:\n%s", want, b)
 	}
 }
@@ -89,8 +75,8 @@ func TestStartNotReady(t *testing.T) {
 				replacer = append(replacer, "ADMIN"+strconv.Itoa(i), s.Admin.Listen)
 			}
 			r := strings.NewReplacer(replacer...)
-			t.Setenv(fakeUpEnv, r.Replace(tc.mode))
-			up, err := Start(context.Background(), Launch{File: "p.yaml", Target: TargetPipeline, Sites: sites, ReadyTimeout: 500 * time.Millisecond})
+			up, err := Start(context.Background(), Launch{File: "p.yaml", Target: TargetPipeline, Sites: sites,
+				Args: []string{r.Replace(tc.mode)}, ReadyTimeout: 500 * time.Millisecond})
 			if err == nil {
 				up.Stop()
 				t.Fatal("Start succeeded")
@@ -125,8 +111,7 @@ func TestStartRefusesBusyAddress(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer ln.Close()
-	t.Setenv(fakeUpEnv, "exit")
-	_, err = Start(context.Background(), Launch{File: "p.yaml", Target: TargetPipeline, Sites: []pipeline.Site{s}})
+	_, err = Start(context.Background(), Launch{File: "p.yaml", Target: TargetPipeline, Sites: []pipeline.Site{s}, Args: []string{"exit"}})
 	want := "bench: " + s.Funnel.Listen + " is in use: is a pipeline already running? stop it, or use --attach to measure it"
 	if err == nil || err.Error() != want {
 		t.Fatalf("error %v, want %q", err, want)
@@ -297,5 +282,49 @@ func TestScaleDownWindow(t *testing.T) {
 	p.Tiers[1].Scaling.StabilizationWindow, p.Tiers[1].Scaling.PollInterval = 10*time.Second, 2*time.Second
 	if got, want := ScaleDownWindow(p), 30*time.Second+5*time.Second+5*time.Second; got != want {
 		t.Errorf("window %s, want the longest tier's (30s + 5 polls of 1s) and the 5s margin: %s", got, want)
+	}
+}
+
+func TestStartNetwork(t *testing.T) {
+	p, err := pipeline.Load("../../deploy/examples/continuum.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	spec := &wan.Spec{Links: []wan.Link{{From: Devices, To: "edge"}, {From: "edge", To: "fog"}}}
+	for _, tc := range []struct {
+		protocol  string
+		wantFlows []string
+	}{
+		{ProtocolHTTP, []string{"devices->edge", "edge->fog", "fog->cloud", "fog->edge", "cloud->edge"}},
+		{ProtocolCoAP, []string{"edge->fog", "fog->cloud", "fog->edge", "cloud->edge"}},
+	} {
+		t.Run(tc.protocol, func(t *testing.T) {
+			var log syncbuf.Buffer
+			n, args, err := startNetwork(context.Background(), spec, p, tc.protocol, &log)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer n.Net.Stop(context.Background())
+			var flows []string
+			for i, f := range n.Flows {
+				flows = append(flows, f.Name())
+				emulated := f.Name() == "devices->edge" || f.Name() == "edge->fog"
+				if emulated != (n.Routes[i] != nil) {
+					t.Errorf("flow %s: route %v", f.Name(), n.Routes[i])
+				}
+			}
+			if !slices.Equal(flows, tc.wantFlows) {
+				t.Errorf("flows %v, want %v", flows, tc.wantFlows)
+			}
+			// Only the uplinks are routed by ddnn up; devices post to the proxy themselves.
+			if want := []string{"--link-url", "edge->fog=http://" + n.Net.Addr("edge->fog")}; !slices.Equal(args, want) {
+				t.Errorf("ddnn up arguments %v, want %v", args, want)
+			}
+			for _, f := range []string{"fog->cloud", "fog->edge", "cloud->edge"} {
+				if want := "bench: no link of the network joins " + f + ": not emulated"; !strings.Contains(log.String(), want) {
+					t.Errorf("log lacks %q:\n%s", want, log.String())
+				}
+			}
+		})
 	}
 }

@@ -11,7 +11,6 @@ import (
 	"time"
 
 	"github.com/ddnn-continuum/ddnn/internal/bench"
-	"github.com/ddnn-continuum/ddnn/internal/pipeline"
 	"github.com/ddnn-continuum/ddnn/internal/wan"
 	"github.com/ddnn-continuum/ddnn/models"
 )
@@ -152,7 +151,7 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		fmt.Fprintf(stderr, "burst: watching replicas for %s after the last send (scale-down window)\n", cfg.Observe)
 	}
 
-	b := bench.Runner{File: *file, Out: *out, Attach: *attach, Compare: *compare, Network: spec, Log: stderr}
+	b := bench.Runner{File: *file, Out: *out, Attach: *attach, Compare: *compare, WAN: spec, Log: stderr}
 	if !*compare {
 		res, err := b.Run(ctx, cfg)
 		if res != nil {
