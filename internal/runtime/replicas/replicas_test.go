@@ -2,13 +2,65 @@ package replicas
 
 import (
 	"context"
+	"fmt"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
 	"github.com/ddnn-continuum/ddnn/internal/pipeline"
+	"github.com/ddnn-continuum/ddnn/internal/proctest"
 	"github.com/ddnn-continuum/ddnn/internal/runtime/process"
+	"github.com/ddnn-continuum/ddnn/internal/syncbuf"
 )
+
+// replicaEnv makes the test binary play `ddnn inference` when a process
+// runtime starts it (see fakeReplica).
+const replicaEnv = "DDNN_REPLICAS_TEST_REPLICA"
+
+func TestMain(m *testing.M) { proctest.Main(m, replicaEnv, fakeReplica) }
+
+// fakeReplica prints its arguments and serves --listen until SIGTERM.
+func fakeReplica(args []string) int {
+	fmt.Println("args:", strings.Join(args, " "))
+	if i := slices.Index(args, "--listen"); i >= 0 && i+1 < len(args) {
+		return proctest.Serve(false, args[i+1])
+	}
+	return 2
+}
+
+// TestProcessReplicaArgs starts a process replica and checks what it is
+// told: the absolute pipeline file, its tier, the funnel, the log level,
+// the service token and the ONNX Runtime library.
+func TestProcessReplicaArgs(t *testing.T) {
+	p, err := pipeline.Load("../../../deploy/pipeline.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out syncbuf.Buffer
+	rt, err := New(context.Background(), p, &p.Tiers[0], Options{
+		File: "../../../deploy/pipeline.yaml", FunnelURL: "http://127.0.0.1:1", ServiceTokenFile: "/run/ddnn/service.token",
+		ORTLib: "/opt/ort/libonnxruntime.so", Out: &out,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rt.Close(context.Background())
+	if err := rt.Scale(context.Background(), 1); err != nil {
+		t.Fatal(err)
+	}
+	proctest.WaitFor(t, "the replica's arguments", func() bool { return strings.Contains(out.String(), "args:") })
+	reps, err := rt.List(context.Background())
+	if err != nil || len(reps) != 1 {
+		t.Fatalf("replicas %v (%v), want one", reps, err)
+	}
+	file, _ := filepath.Abs("../../../deploy/pipeline.yaml")
+	want := "args: inference -f " + file + " --tier edge --listen " + strings.TrimPrefix(reps[0].URL, "http://") +
+		" --funnel http://127.0.0.1:1 --log-level info --service-token-file /run/ddnn/service.token --ort-lib /opt/ort/libonnxruntime.so"
+	if !strings.Contains(out.String(), want) {
+		t.Errorf("replica output lacks %q:\n%s", want, out.String())
+	}
+}
 
 func TestNew(t *testing.T) {
 	p, err := pipeline.Load("../../../deploy/pipeline.yaml")
