@@ -63,6 +63,24 @@ func Serve(stubborn bool, addrs ...string) int {
 	return 0
 }
 
+// FakeInference is `ddnn inference` as replica runtime tests need it: it
+// prints "args:" and its arguments, then serves on its --listen address
+// (Serve), stubborn with --mode stubborn.
+func FakeInference(args []string) int {
+	fmt.Println("args:", strings.Join(args, " "))
+	flag := func(name string) string {
+		if i := slices.Index(args, name); i >= 0 && i+1 < len(args) {
+			return args[i+1]
+		}
+		return ""
+	}
+	if flag("--listen") == "" {
+		fmt.Println("no --listen")
+		return 2
+	}
+	return Serve(flag("--mode") == "stubborn", flag("--listen"))
+}
+
 var (
 	mu    sync.Mutex
 	given = map[string]bool{}

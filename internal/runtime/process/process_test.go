@@ -2,7 +2,6 @@ package process
 
 import (
 	"context"
-	"fmt"
 	"net/http"
 	"slices"
 	"strings"
@@ -14,26 +13,12 @@ import (
 	"github.com/ddnn-continuum/ddnn/internal/syncbuf"
 )
 
-// replicaEnv makes the test binary act as a replica (see fakeReplica): the
-// runtime starts replicas from its own executable, which under test is this
-// binary. TestMain sets it, so every replica inherits it.
+// replicaEnv makes the test binary act as a replica: the runtime starts
+// replicas from its own executable, which under test is this binary, and
+// proctest.Main makes it play proctest.FakeInference.
 const replicaEnv = "DDNN_PROCESS_TEST_REPLICA"
 
-func TestMain(m *testing.M) { proctest.Main(m, replicaEnv, fakeReplica) }
-
-// fakeReplica is `ddnn inference` as the tests need it: it prints its
-// arguments, serves /readyz on --listen and exits 0 on SIGTERM; with
-// --mode stubborn it ignores SIGTERM.
-func fakeReplica(args []string) int {
-	fmt.Println("args:", strings.Join(args, " "))
-	flag := func(name string) string {
-		if i := slices.Index(args, name); i >= 0 && i+1 < len(args) {
-			return args[i+1]
-		}
-		return ""
-	}
-	return proctest.Serve(flag("--mode") == "stubborn", flag("--listen"))
-}
+func TestMain(m *testing.M) { proctest.Main(m, replicaEnv, proctest.FakeInference) }
 
 // newRuntime is a runtime of tier "edge" whose replicas get extra args;
 // Close runs when the test ends.

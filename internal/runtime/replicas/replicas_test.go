@@ -2,9 +2,7 @@ package replicas
 
 import (
 	"context"
-	"fmt"
 	"path/filepath"
-	"slices"
 	"strings"
 	"testing"
 
@@ -15,19 +13,10 @@ import (
 )
 
 // replicaEnv makes the test binary play `ddnn inference` when a process
-// runtime starts it (see fakeReplica).
+// runtime starts it (see proctest.FakeInference).
 const replicaEnv = "DDNN_REPLICAS_TEST_REPLICA"
 
-func TestMain(m *testing.M) { proctest.Main(m, replicaEnv, fakeReplica) }
-
-// fakeReplica prints its arguments and serves --listen until SIGTERM.
-func fakeReplica(args []string) int {
-	fmt.Println("args:", strings.Join(args, " "))
-	if i := slices.Index(args, "--listen"); i >= 0 && i+1 < len(args) {
-		return proctest.Serve(false, args[i+1])
-	}
-	return 2
-}
+func TestMain(m *testing.M) { proctest.Main(m, replicaEnv, proctest.FakeInference) }
 
 // TestProcessReplicaArgs starts a process replica and checks what it is
 // told: the absolute pipeline file, its tier, the funnel, the log level,
