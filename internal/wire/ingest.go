@@ -3,6 +3,7 @@ package wire
 import (
 	"errors"
 	"fmt"
+	"slices"
 )
 
 var ingestFields = []string{"id", "device", "sent_at", "data"}
@@ -54,4 +55,36 @@ func DecodeIngestJSON(b []byte, dt DType, shape []int) (Message, error) {
 		return Message{}, errors.New("data: missing")
 	}
 	return m, nil
+}
+
+// AppendIngestJSON appends m in the form DecodeIngestJSON reads, as a
+// device posts it: its id, device and sent_at when set, and its tensor's
+// elements as data (route and hops are not part of the form).
+func AppendIngestJSON(dst []byte, m *Message) ([]byte, error) {
+	if err := checkMessage(m); err != nil {
+		return dst, err
+	}
+	dst = slices.Grow(dst, 4*m.Tensor.Len()+64+len(m.ID)+len(m.Device))
+	dst = append(dst, '{')
+	if m.ID != "" {
+		dst = append(dst, `"id":`...)
+		dst = appendJSONString(dst, m.ID)
+		dst = append(dst, ',')
+	}
+	if m.Device != "" {
+		dst = append(dst, `"device":`...)
+		dst = appendJSONString(dst, m.Device)
+		dst = append(dst, ',')
+	}
+	if !m.SentAt.IsZero() {
+		dst = append(dst, `"sent_at":`...)
+		dst = appendJSONTime(dst, m.SentAt)
+		dst = append(dst, ',')
+	}
+	dst = append(dst, `"data":`...)
+	out, err := appendDataJSON(dst, &m.Tensor)
+	if err != nil {
+		return dst, fmt.Errorf("data: %w", err)
+	}
+	return append(out, '}'), nil
 }

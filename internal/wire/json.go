@@ -162,7 +162,18 @@ func appendTensorJSON(dst []byte, t *Tensor) ([]byte, error) {
 		}
 		dst = strconv.AppendInt(dst, int64(d), 10)
 	}
-	dst = append(dst, `],"data":[`...)
+	dst = append(dst, `],"data":`...)
+	dst, err := appendDataJSON(dst, t)
+	if err != nil {
+		return nil, err
+	}
+	return append(dst, '}'), nil
+}
+
+// appendDataJSON appends t's elements as a JSON array. It fails for a
+// non-finite float32, which JSON cannot express.
+func appendDataJSON(dst []byte, t *Tensor) ([]byte, error) {
+	dst = append(dst, '[')
 	switch t.DType {
 	case Uint8:
 		dst = appendUint8sJSON(dst, t.Data)
@@ -180,7 +191,7 @@ func appendTensorJSON(dst []byte, t *Tensor) ([]byte, error) {
 			dst = strconv.AppendFloat(dst, float64(math.Float32frombits(bits)), 'g', -1, 32)
 		}
 	}
-	return append(dst, "]}"...), nil
+	return append(dst, ']'), nil
 }
 
 // uint8Comma holds the decimal text of every byte value followed by a
