@@ -2,7 +2,6 @@ package cli
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"io"
 	"text/tabwriter"
@@ -96,7 +95,11 @@ func runResults(ctx context.Context, args []string, stdout, stderr io.Writer) er
 			}
 			n++
 			if *asJSON {
-				b, _ := json.Marshal(r)
+				b, err := wire.AppendResult(nil, &r)
+				if err != nil {
+					fmt.Fprintf(stderr, "skipping offset %d: %v\n", rec.Offset, err)
+					continue
+				}
 				fmt.Fprintf(stdout, "%s\n", b)
 			} else {
 				lat := "-"

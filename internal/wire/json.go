@@ -10,8 +10,9 @@ import (
 	"unicode/utf8"
 )
 
-// The JSON form, written (here) and read (jsondecode.go) by hand, for speed
-// (encoding/json spends most of its time on tensor data) and strictness.
+// The JSON form, written here by hand, for speed (a codec spends most of
+// its time on tensor data), and read in jsondecode.go with a maintained
+// codec.
 //
 //	{"messages":[message...]}
 //	{"decisions":[decision...]}
@@ -26,8 +27,9 @@ import (
 //
 // The decoder accepts fields in any order and whitespace anywhere; a null
 // value is an absent field. Field names must match exactly, and unknown or
-// duplicate fields are errors. Only tensor is required in a message, and
-// dtype, shape and data in a tensor.
+// duplicate fields, invalid UTF-8 (also an unpaired surrogate in a \u
+// escape) and trailing data are errors. Only tensor is required in a
+// message, and dtype, shape and data in a tensor.
 
 func appendMessagesJSON(dst []byte, msgs []Message) ([]byte, error) {
 	size := 16
