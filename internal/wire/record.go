@@ -87,7 +87,7 @@ func DecodeRecord(key, value []byte, headers []Header, raw *RawInput, fallbackID
 		}
 	}
 	switch {
-	case enc == "binary" || (enc == "" && bytes.HasPrefix(value, []byte{magic[0], magic[1], magic[2], version, kindMessage})):
+	case enc == "binary" || (enc == "" && isBinaryMessage(value)):
 		m, err = DecodeMessage(Binary, value)
 	case enc == "json" || (enc == "" && startsJSONObject(value)):
 		m, err = DecodeMessage(JSON, value)
@@ -130,6 +130,13 @@ func DecodeRecord(key, value []byte, headers []Header, raw *RawInput, fallbackID
 		m.ID = fallbackID
 	}
 	return m, nil
+}
+
+// isBinaryMessage reports whether b starts like a binary single message
+// of any version, so that one of a version this build does not read gets
+// that error rather than being taken for raw elements.
+func isBinaryMessage(b []byte) bool {
+	return len(b) >= headerLen && string(b[:len(magic)]) == magic && b[len(magic)+1] == kindMessage
 }
 
 func startsJSONObject(b []byte) bool {

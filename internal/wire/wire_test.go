@@ -325,7 +325,7 @@ func TestDecodeMessagesBinaryErrors(t *testing.T) {
 		{"short header", []byte("DDN\x01"), "header needs 5 bytes, 4 remain"},
 		{"bad magic", cat([]byte("XDN\x01M"), uv(0)), `bad magic "XDN", want "DDN"`},
 		{"json given to the binary decoder", []byte(`{"messages":[]}`), `bad magic "{\"m"`},
-		{"bad version", cat([]byte("DDN\x02M"), uv(0)), "unsupported version 2, want 1"},
+		{"bad version", cat([]byte("DDN\x02M"), uv(0)), "unsupported binary version 2 (this build reads version 1)"},
 		{"decision batch", cat(decsHeader, uv(0)), "kind 'D' (decision batch), want 'M' (message batch)"},
 		{"single message", cat(msgHeader, msgItem(u8Tensor(1))), "kind 'm' (single message), want 'M'"},
 		{"unknown kind", cat([]byte("DDN\x01X"), uv(0)), "kind 0x58"},
