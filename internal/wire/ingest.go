@@ -25,27 +25,12 @@ func AppendIngestJSON(dst []byte, m *Message) ([]byte, error) {
 	if err := checkMessage(m); err != nil {
 		return dst, err
 	}
+	start := len(dst)
 	dst = slices.Grow(dst, 4*m.Tensor.Len()+64+len(m.ID)+len(m.Device))
-	dst = append(dst, '{')
-	if m.ID != "" {
-		dst = append(dst, `"id":`...)
-		dst = appendJSONString(dst, m.ID)
-		dst = append(dst, ',')
-	}
-	if m.Device != "" {
-		dst = append(dst, `"device":`...)
-		dst = appendJSONString(dst, m.Device)
-		dst = append(dst, ',')
-	}
-	if !m.SentAt.IsZero() {
-		dst = append(dst, `"sent_at":`...)
-		dst = appendJSONTime(dst, m.SentAt)
-		dst = append(dst, ',')
-	}
-	dst = append(dst, `"data":`...)
-	out, err := appendDataJSON(dst, &m.Tensor)
+	dst = appendOriginJSON(append(dst, '{'), m)
+	out, err := appendDataJSON(append(dst, `"data":`...), &m.Tensor)
 	if err != nil {
-		return dst, fmt.Errorf("data: %w", err)
+		return dst[:start], fmt.Errorf("data: %w", err)
 	}
 	return append(out, '}'), nil
 }

@@ -69,7 +69,7 @@ func TestAppendIngestJSONRoundTrip(t *testing.T) {
 		})
 	}
 	nan := Message{Tensor: Float32Tensor([]int{1}, []float32{float32(math.NaN())})}
-	if _, err := AppendIngestJSON(nil, &nan); err == nil || !strings.Contains(err.Error(), "data: element 0 is NaN") {
-		t.Errorf("NaN: error = %v, want data: element 0 is NaN", err)
+	if b, err := AppendIngestJSON([]byte("kept"), &nan); err == nil || !strings.Contains(err.Error(), "data: element 0 is NaN") || string(b) != "kept" {
+		t.Errorf("NaN: AppendIngestJSON = %q, %v; want \"kept\" and data: element 0 is NaN", b, err)
 	}
 }

@@ -55,22 +55,7 @@ func appendMessageJSON(dst []byte, m *Message) ([]byte, error) {
 	if err := checkMessage(m); err != nil {
 		return nil, err
 	}
-	dst = append(dst, '{')
-	if m.ID != "" {
-		dst = append(dst, `"id":`...)
-		dst = appendJSONString(dst, m.ID)
-		dst = append(dst, ',')
-	}
-	if m.Device != "" {
-		dst = append(dst, `"device":`...)
-		dst = appendJSONString(dst, m.Device)
-		dst = append(dst, ',')
-	}
-	if !m.SentAt.IsZero() {
-		dst = append(dst, `"sent_at":`...)
-		dst = appendJSONTime(dst, m.SentAt)
-		dst = append(dst, ',')
-	}
+	dst = appendOriginJSON(append(dst, '{'), m)
 	if m.Route != "" {
 		dst = append(dst, `"route":`...)
 		dst = appendJSONString(dst, m.Route)
@@ -98,6 +83,27 @@ func appendMessageJSON(dst []byte, m *Message) ([]byte, error) {
 		return nil, fmt.Errorf("tensor: %w", err)
 	}
 	return append(dst, '}'), nil
+}
+
+// appendOriginJSON appends the fields of m a device gives, id, device and
+// sent_at, each followed by a comma, leaving out empty ones.
+func appendOriginJSON(dst []byte, m *Message) []byte {
+	if m.ID != "" {
+		dst = append(dst, `"id":`...)
+		dst = appendJSONString(dst, m.ID)
+		dst = append(dst, ',')
+	}
+	if m.Device != "" {
+		dst = append(dst, `"device":`...)
+		dst = appendJSONString(dst, m.Device)
+		dst = append(dst, ',')
+	}
+	if !m.SentAt.IsZero() {
+		dst = append(dst, `"sent_at":`...)
+		dst = appendJSONTime(dst, m.SentAt)
+		dst = append(dst, ',')
+	}
+	return dst
 }
 
 func appendDecisionsJSON(dst []byte, ds []Decision) ([]byte, error) {

@@ -169,6 +169,15 @@ type Result struct {
 	Hops       []Hop     `json:"hops,omitempty"`
 }
 
+// NewResult is the result of message m, which exited with decision d at
+// exitedAt: the one place results are built from a decision.
+func NewResult(m *Message, d *Decision, exitedAt time.Time) Result {
+	return Result{
+		ID: m.ID, Device: m.Device, Tier: d.Tier, Class: d.Class, Label: d.Label,
+		Confidence: d.Confidence, SentAt: m.SentAt, ExitedAt: exitedAt, Hops: m.Hops,
+	}
+}
+
 // hopJSON is a Hop's JSON form.
 type hopJSON struct {
 	Tier string    `json:"tier"`

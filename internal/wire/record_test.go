@@ -46,3 +46,11 @@ func TestDecodeResultErrors(t *testing.T) {
 		})
 	}
 }
+
+func TestNewResult(t *testing.T) {
+	sent, exited := time.Unix(1, 0).UTC(), time.Unix(2, 0).UTC()
+	m := wire.Message{ID: "a", Device: "d", SentAt: sent, Route: "fog", Hops: []wire.Hop{{Tier: "edge", At: sent}}, Tensor: jsonTensorValue}
+	d := wire.Decision{ID: "a", Tier: "fog", Exit: true, Class: 3, Label: "Dress", Confidence: 0.9}
+	want := wire.Result{ID: "a", Device: "d", Tier: "fog", Class: 3, Label: "Dress", Confidence: 0.9, SentAt: sent, ExitedAt: exited, Hops: m.Hops}
+	checkEqual(t, "NewResult", wire.NewResult(&m, &d, exited), want)
+}
