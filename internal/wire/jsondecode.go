@@ -22,9 +22,15 @@ import (
 // match exactly, duplicate fields, invalid UTF-8 (also in \u escapes) and
 // trailing data are errors, and null leaves a field as if it were absent;
 // jsonDecodeOptions adds that unknown fields are errors. Only the elements
-// of a tensor's data are parsed here, from the array the codec read and
-// checked: that is where the time goes, and the codec would spend an
-// interface call or a reflective step on each element.
+// of a tensor's data are parsed here, from the array the codec has read
+// and checked, since they depend on a dtype and shape that may come after.
+//
+// Measured when the hand-written decoder was replaced (2 shared cores,
+// one noisy run of each side): decoding a device's 28x28 uint8 image went
+// from about 6 µs to about 30 µs, most of it the codec checking the data
+// array, but funnel ingest end to end (ddnn bench, HTTP, --encoding json,
+// 3000 msg/s offered) did not change beyond the noise: 2070 to 2840
+// results/s before, 2210 to 2780 after. So there is no faster path.
 
 var jsonDecodeOptions = json.RejectUnknownMembers(true)
 
