@@ -1,7 +1,6 @@
 package wire
 
 import (
-	"bytes"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -25,12 +24,15 @@ import (
 // of a tensor's data are parsed here, from the array the codec has read
 // and checked, since they depend on a dtype and shape that may come after.
 //
-// Measured when the hand-written decoder was replaced (2 shared cores,
-// one noisy run of each side): decoding a device's 28x28 uint8 image went
-// from about 6 µs to about 30 µs, most of it the codec checking the data
-// array, but funnel ingest end to end (ddnn bench, HTTP, --encoding json,
-// 3000 msg/s offered) did not change beyond the noise: 2070 to 2840
-// results/s before, 2210 to 2780 after. So there is no faster path.
+// Measured when the hand-written decoder was replaced (2 shared, noisy
+// cores, before and after alternated): decoding a device's 28x28 uint8
+// image takes 2 to 3 times as long (5 to 11 µs before, 12 to 23 µs
+// after; a batch of 64 images 0.7 to 0.9 ms before, 2.2 to 3.0 ms after),
+// most of it the codec checking the data array, while a result record
+// decodes 5 times faster than with encoding/json. Funnel ingest end to end
+// (ddnn bench, HTTP, --encoding json, 3000 msg/s offered, 4 devices) did
+// not change beyond the noise: 2070 to 2840 results/s before, 2210 to 2780
+// after. So there is no separate faster path.
 
 var jsonDecodeOptions = json.RejectUnknownMembers(true)
 
@@ -226,15 +228,15 @@ type ingestJSON struct {
 	Data   dataJSON  `json:"data"`
 }
 
-// dataJSON is a tensor's data array as it appears in the input, read and
-// checked to be valid JSON by the codec; its elements are parsed once the
-// dtype and shape are known, wherever they come in the object.
+// dataJSON is where a tensor's data array is in the input, which the codec
+// has read and checked to be valid JSON; its elements are parsed from the
+// input once the dtype and shape are known, wherever they come in the
+// object, without a copy.
 type dataJSON struct {
-	raw    []byte // nil when absent or null
-	offset int64  // of raw in the input
+	start, end int // offsets in the input; end is 0 when absent or null
 }
 
-// UnmarshalJSONFrom keeps the value and where it starts.
+// UnmarshalJSONFrom notes where the value is.
 func (d *dataJSON) UnmarshalJSONFrom(dec *jsontext.Decoder) error {
 	v, err := dec.ReadValue()
 	if err != nil {
@@ -244,9 +246,12 @@ func (d *dataJSON) UnmarshalJSONFrom(dec *jsontext.Decoder) error {
 		*d = dataJSON{}
 		return nil
 	}
-	*d = dataJSON{raw: bytes.Clone(v), offset: dec.InputOffset() - int64(len(v))}
+	end := int(dec.InputOffset())
+	*d = dataJSON{start: end - len(v), end: end}
 	return nil
 }
+
+func (d *dataJSON) present() bool { return d.end > 0 }
 
 func decodeMessagesJSON(b []byte) ([]Message, error) {
 	var v messagesJSON
@@ -256,7 +261,7 @@ func decodeMessagesJSON(b []byte) ([]Message, error) {
 	msgs := make([]Message, len(v.Messages))
 	for i := range v.Messages {
 		var err error
-		if msgs[i], err = v.Messages[i].message(); err != nil {
+		if msgs[i], err = v.Messages[i].message(b); err != nil {
 			return nil, fmt.Errorf("message %d: %w", i, err)
 		}
 	}
@@ -271,7 +276,7 @@ func decodeDecisionsJSON(b []byte) ([]Decision, error) {
 	ds := make([]Decision, len(v.Decisions))
 	for i := range v.Decisions {
 		var err error
-		if ds[i], err = v.Decisions[i].decision(); err != nil {
+		if ds[i], err = v.Decisions[i].decision(b); err != nil {
 			return nil, fmt.Errorf("decision %d: %w", i, err)
 		}
 	}
@@ -283,7 +288,7 @@ func decodeMessageJSON(b []byte) (Message, error) {
 	if err := unmarshalJSON(b, &v); err != nil {
 		return Message{}, err
 	}
-	return v.message()
+	return v.message(b)
 }
 
 func decodeIngestJSON(b []byte, dt DType, shape []int, n int) (Message, error) {
@@ -295,10 +300,10 @@ func decodeIngestJSON(b []byte, dt DType, shape []int, n int) (Message, error) {
 	if err != nil {
 		return Message{}, fmt.Errorf("sent_at: %w", err)
 	}
-	if v.Data.raw == nil {
+	if !v.Data.present() {
 		return Message{}, errors.New("data: missing")
 	}
-	data, err := v.Data.elements(dt, n)
+	data, err := v.Data.elements(b, dt, n)
 	if err != nil {
 		return Message{}, fmt.Errorf("data: %w", err)
 	}
@@ -306,7 +311,8 @@ func decodeIngestJSON(b []byte, dt DType, shape []int, n int) (Message, error) {
 		Tensor: Tensor{DType: dt, Shape: append([]int(nil), shape...), Data: data}}, nil
 }
 
-func (v *messageJSON) message() (Message, error) {
+// message converts v, decoded from input in.
+func (v *messageJSON) message(in []byte) (Message, error) {
 	m := Message{ID: v.ID, Device: v.Device, Route: v.Route}
 	var err error
 	if m.SentAt, err = checkJSONTime(v.SentAt); err != nil {
@@ -321,16 +327,17 @@ func (v *messageJSON) message() (Message, error) {
 	if v.Tensor == nil {
 		return Message{}, errors.New("tensor: missing")
 	}
-	if m.Tensor, err = v.Tensor.tensor(); err != nil {
+	if m.Tensor, err = v.Tensor.tensor(in); err != nil {
 		return Message{}, fmt.Errorf("tensor: %w", err)
 	}
 	return m, nil
 }
 
-func (v *decisionJSON) decision() (Decision, error) {
+// decision converts v, decoded from input in.
+func (v *decisionJSON) decision(in []byte) (Decision, error) {
 	d := Decision{ID: v.ID, Tier: v.Tier, Exit: v.Exit, Class: v.Class, Label: v.Label, Confidence: v.Confidence}
 	if v.Forward != nil {
-		t, err := v.Forward.tensor()
+		t, err := v.Forward.tensor(in)
 		if err != nil {
 			return Decision{}, fmt.Errorf("forward: %w", err)
 		}
@@ -342,7 +349,8 @@ func (v *decisionJSON) decision() (Decision, error) {
 	return d, nil
 }
 
-func (v *tensorJSON) tensor() (Tensor, error) {
+// tensor converts v, decoded from input in.
+func (v *tensorJSON) tensor(in []byte) (Tensor, error) {
 	if v.DType == "" {
 		return Tensor{}, errors.New("dtype: missing")
 	}
@@ -360,10 +368,10 @@ func (v *tensorJSON) tensor() (Tensor, error) {
 	if err != nil {
 		return Tensor{}, fmt.Errorf("shape: %w", err)
 	}
-	if v.Data.raw == nil {
+	if !v.Data.present() {
 		return Tensor{}, errors.New("data: missing")
 	}
-	data, err := v.Data.elements(dt, n)
+	data, err := v.Data.elements(in, dt, n)
 	if err != nil {
 		return Tensor{}, fmt.Errorf("data: %w", err)
 	}
@@ -382,12 +390,12 @@ func checkJSONTime(t time.Time) (time.Time, error) {
 	return t.UTC(), nil
 }
 
-// elements parses d, valid JSON, as an array of n numbers, returning them
-// as little-endian elements of type dt.
-func (d *dataJSON) elements(dt DType, n int) ([]byte, error) {
-	b := d.raw
+// elements parses d in input in, valid JSON, as an array of n numbers,
+// returning them as little-endian elements of type dt.
+func (d *dataJSON) elements(in []byte, dt DType, n int) ([]byte, error) {
+	b := in[d.start:d.end]
 	if b[0] != '[' {
-		return nil, fmt.Errorf("want an array of numbers at offset %d, got %s", d.offset, snippet(b))
+		return nil, fmt.Errorf("want an array of numbers at offset %d, got %s", d.start, snippet(b))
 	}
 	// An element takes at least two bytes of input (a digit and a
 	// separator), so the input bounds the allocation whatever n is.
@@ -401,7 +409,7 @@ func (d *dataJSON) elements(dt DType, n int) ([]byte, error) {
 			return nil, fmt.Errorf("more than %d elements", n)
 		}
 		var err error
-		if out, i, err = appendElement(out, b, i, d.offset, dt); err != nil {
+		if out, i, err = appendElement(out, b, i, d.start, dt); err != nil {
 			return nil, fmt.Errorf("element %d: %w", count, err)
 		}
 		// b is valid JSON: after an element comes ',' or ']'.
@@ -414,7 +422,7 @@ func (d *dataJSON) elements(dt DType, n int) ([]byte, error) {
 
 // appendElement appends the number at b[i:] as an element of type dt and
 // returns the offset after it; b starts at offset base of the input.
-func appendElement(out, b []byte, i int, base int64, dt DType) ([]byte, int, error) {
+func appendElement(out, b []byte, i, base int, dt DType) ([]byte, int, error) {
 	if dt == Uint8 {
 		if v, end, ok := fastUint8(b, i); ok {
 			return append(out, v), end, nil
@@ -422,21 +430,21 @@ func appendElement(out, b []byte, i int, base int64, dt DType) ([]byte, int, err
 	}
 	end, integer, ok := scanNumber(b, i)
 	if !ok {
-		return nil, 0, fmt.Errorf("want a number at offset %d, got %s", base+int64(i), snippet(b[i:]))
+		return nil, 0, fmt.Errorf("want a number at offset %d, got %s", base+i, snippet(b[i:]))
 	}
 	num := b[i:end]
 	switch dt {
 	case Uint8:
 		v, ok := parseUint8(num, integer)
 		if !ok {
-			return nil, 0, fmt.Errorf("%s is not an integer in 0..255 at offset %d", snippet(num), base+int64(i))
+			return nil, 0, fmt.Errorf("%s is not an integer in 0..255 at offset %d", snippet(num), base+i)
 		}
 		out = append(out, v)
 	case Float32:
 		// num is a valid number, so the only possible error is ErrRange.
 		f, err := strconv.ParseFloat(string(num), 32)
 		if err != nil {
-			return nil, 0, fmt.Errorf("%s is out of the float32 range at offset %d", snippet(num), base+int64(i))
+			return nil, 0, fmt.Errorf("%s is out of the float32 range at offset %d", snippet(num), base+i)
 		}
 		out = binary.LittleEndian.AppendUint32(out, math.Float32bits(float32(f)))
 	}
