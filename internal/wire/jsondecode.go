@@ -300,12 +300,9 @@ func decodeIngestJSON(b []byte, dt DType, shape []int, n int) (Message, error) {
 	if err != nil {
 		return Message{}, fmt.Errorf("sent_at: %w", err)
 	}
-	if !v.Data.present() {
-		return Message{}, errors.New("data: missing")
-	}
 	data, err := v.Data.elements(b, dt, n)
 	if err != nil {
-		return Message{}, fmt.Errorf("data: %w", err)
+		return Message{}, err
 	}
 	return Message{ID: v.ID, Device: v.Device, SentAt: sentAt,
 		Tensor: Tensor{DType: dt, Shape: append([]int(nil), shape...), Data: data}}, nil
@@ -368,12 +365,9 @@ func (v *tensorJSON) tensor(in []byte) (Tensor, error) {
 	if err != nil {
 		return Tensor{}, fmt.Errorf("shape: %w", err)
 	}
-	if !v.Data.present() {
-		return Tensor{}, errors.New("data: missing")
-	}
 	data, err := v.Data.elements(in, dt, n)
 	if err != nil {
-		return Tensor{}, fmt.Errorf("data: %w", err)
+		return Tensor{}, err
 	}
 	return Tensor{DType: dt, Shape: v.Shape, Data: data}, nil
 }
@@ -391,9 +385,21 @@ func checkJSONTime(t time.Time) (time.Time, error) {
 }
 
 // elements parses d in input in, valid JSON, as an array of n numbers,
-// returning them as little-endian elements of type dt.
+// returning them as little-endian elements of type dt. Its errors start
+// with "data: ".
 func (d *dataJSON) elements(in []byte, dt DType, n int) ([]byte, error) {
-	b := in[d.start:d.end]
+	if !d.present() {
+		return nil, errors.New("data: missing")
+	}
+	data, err := d.parse(in[d.start:d.end], dt, n)
+	if err != nil {
+		return nil, fmt.Errorf("data: %w", err)
+	}
+	return data, nil
+}
+
+// parse parses b, d's array, as elements.
+func (d *dataJSON) parse(b []byte, dt DType, n int) ([]byte, error) {
 	if b[0] != '[' {
 		return nil, fmt.Errorf("want an array of numbers at offset %d, got %s", d.start, snippet(b))
 	}
