@@ -1,6 +1,7 @@
 package wire
 
 import (
+	"bytes"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -434,11 +435,14 @@ func appendElement(out, b []byte, i, base int, dt DType) ([]byte, int, error) {
 			return append(out, v), end, nil
 		}
 	}
-	end, integer, ok := scanNumber(b, i)
-	if !ok {
+	if c := b[i]; c != '-' && !('0' <= c && c <= '9') {
 		return nil, 0, fmt.Errorf("want a number at offset %d, got %s", base+i, snippet(b[i:]))
 	}
+	// The codec checked the number: it ends at a separator, and it is an
+	// integer unless it has a fraction or an exponent.
+	end := i + bytes.IndexAny(b[i:], ", \t\r\n]")
 	num := b[i:end]
+	integer := bytes.IndexAny(num, ".eE") < 0
 	switch dt {
 	case Uint8:
 		v, ok := parseUint8(num, integer)
@@ -500,55 +504,6 @@ func skipSpace(b []byte, i int) int {
 		}
 	}
 	return i
-}
-
-func isDigit(c byte) bool { return '0' <= c && c <= '9' }
-
-// scanNumber returns the end of the JSON number at raw[i:] and whether it
-// is an integer (has neither fraction nor exponent). ok is false if raw[i:]
-// does not start with a JSON number.
-func scanNumber(raw []byte, i int) (end int, integer, ok bool) {
-	j := i
-	if j < len(raw) && raw[j] == '-' {
-		j++
-	}
-	switch {
-	case j >= len(raw):
-		return j, false, false
-	case raw[j] == '0':
-		j++
-	case isDigit(raw[j]):
-		for j < len(raw) && isDigit(raw[j]) {
-			j++
-		}
-	default:
-		return j, false, false
-	}
-	integer = true
-	if j < len(raw) && raw[j] == '.' {
-		integer = false
-		j++
-		if j >= len(raw) || !isDigit(raw[j]) {
-			return j, false, false
-		}
-		for j < len(raw) && isDigit(raw[j]) {
-			j++
-		}
-	}
-	if j < len(raw) && (raw[j] == 'e' || raw[j] == 'E') {
-		integer = false
-		j++
-		if j < len(raw) && (raw[j] == '+' || raw[j] == '-') {
-			j++
-		}
-		if j >= len(raw) || !isDigit(raw[j]) {
-			return j, false, false
-		}
-		for j < len(raw) && isDigit(raw[j]) {
-			j++
-		}
-	}
-	return j, integer, true
 }
 
 // parseUint8 parses num, a JSON number, as an integer in 0..255. "-0" is 0.
