@@ -401,8 +401,8 @@ func DeadLetter(topic string, rec *kgo.Record, reason string, maxBytes int) *kgo
 	return out
 }
 
-// RecordHeaders converts a record's headers for wire.DecodeRecord.
-func RecordHeaders(r *kgo.Record) []wire.Header {
+// recordHeaders converts a record's headers for wire.DecodeRecord.
+func recordHeaders(r *kgo.Record) []wire.Header {
 	hs := make([]wire.Header, len(r.Headers))
 	for i, h := range r.Headers {
 		hs[i] = wire.Header{Key: h.Key, Value: h.Value}
@@ -686,15 +686,9 @@ func (c *Connector) tierChanged(rel released, url string, err error, status int,
 // list, or with one that names no record of the batch, the whole batch is
 // bad.
 func (c *Connector) rejected(batch []item, status int, body []byte) []item {
-	var eb struct {
-		Error    string `json:"error"`
-		Rejected []struct {
-			Index  int    `json:"index"`
-			Reason string `json:"reason"`
-		} `json:"rejected"`
-	}
 	reason := fmt.Sprintf("%s answered %d: %s", c.t.answerer(), status, snippet(body))
-	if json.Unmarshal(body, &eb) == nil && eb.Error != "" {
+	eb, err := wire.DecodeErrorBody(body)
+	if err == nil && eb.Error != "" {
 		reason = fmt.Sprintf("%s answered %d: %s", c.t.answerer(), status, eb.Error)
 	}
 	bad := make(map[int]string, len(eb.Rejected))

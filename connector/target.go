@@ -54,7 +54,7 @@ type tierTarget struct {
 }
 
 func (t *tierTarget) decode(r *kgo.Record) (item, error) {
-	m, err := decodeMessage(r, t.raw)
+	m, err := DecodeMessage(r, t.raw)
 	return item{rec: r, msg: m}, err
 }
 
@@ -84,16 +84,19 @@ func DecodeFailure(err error) string {
 	return "undecodable record: " + err.Error()
 }
 
-// decodeMessage reads a message record (an envelope, or with raw a raw
-// sample); without a send time the record's timestamp is used.
-func decodeMessage(r *kgo.Record, raw *wire.RawInput) (wire.Message, error) {
+// DecodeMessage reads a message record, the one way ddnn's consumers of
+// message topics do: an envelope, or with raw a raw sample of the first
+// tier's topic, whose ids must then keep wire.CheckID's rule (devices may
+// produce there). A record without an id gets "<topic>-<partition>-<offset>",
+// stable across redeliveries; without a send time, the record's timestamp.
+func DecodeMessage(r *kgo.Record, raw *wire.RawInput) (wire.Message, error) {
 	decode := wire.DecodeRecord
 	if raw != nil {
 		// The first tier's topic, which devices may produce to: the ids
 		// they give must keep the rule.
 		decode = wire.DecodeDeviceRecord
 	}
-	m, err := decode(r.Key, r.Value, RecordHeaders(r), raw, fmt.Sprintf("%s-%d-%d", r.Topic, r.Partition, r.Offset))
+	m, err := decode(r.Key, r.Value, recordHeaders(r), raw, fmt.Sprintf("%s-%d-%d", r.Topic, r.Partition, r.Offset))
 	if err != nil {
 		return m, err
 	}

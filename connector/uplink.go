@@ -95,7 +95,7 @@ func (t *uplinkTarget) decode(r *kgo.Record) (item, error) {
 		return it, fmt.Errorf("header %s: %w", wire.HeaderRoute, err)
 	}
 	it.route = wire.RouteTier(tier)
-	it.msg, err = decodeMessage(r, nil)
+	it.msg, err = DecodeMessage(r, nil)
 	return it, err
 }
 

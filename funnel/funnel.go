@@ -212,18 +212,20 @@ func (f *Funnel) health(mux *http.ServeMux) {
 	})
 }
 
-// ErrorBody is the JSON of every error answer.
-type ErrorBody struct {
-	Error string `json:"error"`
-}
-
-func writeError(w http.ResponseWriter, code int, msg string) {
-	w.Header().Set("Content-Type", "application/json")
+// WriteError answers code with body, the JSON error answer of every ddnn
+// HTTP service (funnels and inference functions); a 503 asks to retry
+// after a second.
+func WriteError(w http.ResponseWriter, code int, body *wire.ErrorBody) {
+	w.Header().Set("Content-Type", wire.ContentTypeJSON)
 	if code == http.StatusServiceUnavailable {
 		w.Header().Set("Retry-After", "1")
 	}
 	w.WriteHeader(code)
-	json.NewEncoder(w).Encode(ErrorBody{Error: msg})
+	w.Write(wire.AppendErrorBody(nil, body))
+}
+
+func writeError(w http.ResponseWriter, code int, msg string) {
+	WriteError(w, code, &wire.ErrorBody{Error: msg})
 }
 
 // fail answers an error and counts it.

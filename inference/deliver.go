@@ -54,10 +54,7 @@ func (d *FunnelDeliverer) Deliver(ctx context.Context, msgs []wire.Message, ds [
 	for i := range ds {
 		m := &msgs[i]
 		if ds[i].Exit {
-			results = append(results, wire.Result{
-				ID: m.ID, Device: m.Device, Tier: ds[i].Tier, Class: ds[i].Class, Label: ds[i].Label,
-				Confidence: ds[i].Confidence, SentAt: m.SentAt, ExitedAt: exitedAt, Hops: m.Hops,
-			})
+			results = append(results, wire.NewResult(m, &ds[i], exitedAt))
 			continue
 		}
 		if d.next == "" {

@@ -2,7 +2,6 @@ package inference
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -13,6 +12,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/ddnn-continuum/ddnn/funnel"
 	"github.com/ddnn-continuum/ddnn/internal/pipeline"
 	"github.com/ddnn-continuum/ddnn/internal/wire"
 )
@@ -175,20 +175,6 @@ func (f *Function) Handler() http.Handler {
 	return mux
 }
 
-// Rejection names one message a request could not take.
-type Rejection struct {
-	Index  int    `json:"index"`
-	ID     string `json:"id,omitempty"`
-	Reason string `json:"reason"`
-}
-
-// ErrorBody is the JSON body of every error answer. Rejected lists the bad
-// messages of a 400, so a caller can park exactly those and resend the rest.
-type ErrorBody struct {
-	Error    string      `json:"error"`
-	Rejected []Rejection `json:"rejected,omitempty"`
-}
-
 // Outcomes label the requests counter.
 const (
 	outcomeOK          = "ok"
@@ -201,37 +187,32 @@ const (
 	outcomeMethod      = "method_not_allowed"
 )
 
-func (f *Function) fail(w http.ResponseWriter, code int, outcome string, body ErrorBody) {
+func (f *Function) fail(w http.ResponseWriter, code int, outcome string, body wire.ErrorBody) {
 	f.m.request(f.tier.Name, outcome)
-	w.Header().Set("Content-Type", wire.ContentTypeJSON)
-	if code == http.StatusServiceUnavailable {
-		w.Header().Set("Retry-After", "1")
-	}
-	w.WriteHeader(code)
-	json.NewEncoder(w).Encode(body)
+	funnel.WriteError(w, code, &body)
 }
 
 func (f *Function) serveInfer(w http.ResponseWriter, r *http.Request) {
 	arrived := time.Now().UTC()
 	if r.Method != http.MethodPost {
 		w.Header().Set("Allow", http.MethodPost)
-		f.fail(w, http.StatusMethodNotAllowed, outcomeMethod, ErrorBody{Error: "use POST"})
+		f.fail(w, http.StatusMethodNotAllowed, outcomeMethod, wire.ErrorBody{Error: "use POST"})
 		return
 	}
 	enc, err := wire.EncodingFor(r.Header.Get("Content-Type"))
 	if err != nil {
-		f.fail(w, http.StatusUnsupportedMediaType, outcomeUnsupported, ErrorBody{Error: err.Error()})
+		f.fail(w, http.StatusUnsupportedMediaType, outcomeUnsupported, wire.ErrorBody{Error: err.Error()})
 		return
 	}
 	sess := f.session.Load()
 	if sess == nil {
-		f.fail(w, http.StatusServiceUnavailable, outcomeUnavailable, ErrorBody{Error: "model loading"})
+		f.fail(w, http.StatusServiceUnavailable, outcomeUnavailable, wire.ErrorBody{Error: "model loading"})
 		return
 	}
 	limit := f.tier.Inference.MaxRequestBytes
 	if r.ContentLength > limit {
 		f.fail(w, http.StatusRequestEntityTooLarge, outcomeTooLarge,
-			ErrorBody{Error: fmt.Sprintf("request body of %d bytes over the limit of %d bytes (tiers[].inference.max_request_bytes)", r.ContentLength, limit)})
+			wire.ErrorBody{Error: fmt.Sprintf("request body of %d bytes over the limit of %d bytes (tiers[].inference.max_request_bytes)", r.ContentLength, limit)})
 		return
 	}
 	bp := f.getBytes()
@@ -242,28 +223,28 @@ func (f *Function) serveInfer(w http.ResponseWriter, r *http.Request) {
 		var mb *http.MaxBytesError
 		if errors.As(err, &mb) {
 			f.fail(w, http.StatusRequestEntityTooLarge, outcomeTooLarge,
-				ErrorBody{Error: fmt.Sprintf("request body over the limit of %d bytes (tiers[].inference.max_request_bytes)", limit)})
+				wire.ErrorBody{Error: fmt.Sprintf("request body over the limit of %d bytes (tiers[].inference.max_request_bytes)", limit)})
 			return
 		}
-		f.fail(w, http.StatusBadRequest, outcomeBadRequest, ErrorBody{Error: "reading body: " + err.Error()})
+		f.fail(w, http.StatusBadRequest, outcomeBadRequest, wire.ErrorBody{Error: "reading body: " + err.Error()})
 		return
 	}
 	msgs, err := wire.DecodeMessages(enc, body)
 	if err != nil {
-		f.fail(w, http.StatusBadRequest, outcomeBadRequest, ErrorBody{Error: err.Error()})
+		f.fail(w, http.StatusBadRequest, outcomeBadRequest, wire.ErrorBody{Error: err.Error()})
 		return
 	}
 	if len(msgs) == 0 {
-		f.fail(w, http.StatusBadRequest, outcomeBadRequest, ErrorBody{Error: "empty batch: send at least one message"})
+		f.fail(w, http.StatusBadRequest, outcomeBadRequest, wire.ErrorBody{Error: "empty batch: send at least one message"})
 		return
 	}
 	if max := f.tier.Inference.MaxBatch; len(msgs) > max {
 		f.fail(w, http.StatusRequestEntityTooLarge, outcomeTooLarge,
-			ErrorBody{Error: fmt.Sprintf("batch of %d messages over max_batch %d", len(msgs), max)})
+			wire.ErrorBody{Error: fmt.Sprintf("batch of %d messages over max_batch %d", len(msgs), max)})
 		return
 	}
 	if rej := f.Check(msgs); len(rej) > 0 {
-		f.fail(w, http.StatusBadRequest, outcomeBadRequest, ErrorBody{
+		f.fail(w, http.StatusBadRequest, outcomeBadRequest, wire.ErrorBody{
 			Error:    fmt.Sprintf("%d of %d messages rejected", len(rej), len(msgs)),
 			Rejected: rej,
 		})
@@ -274,7 +255,7 @@ func (f *Function) serveInfer(w http.ResponseWriter, r *http.Request) {
 		case f.slots <- struct{}{}:
 			defer func() { <-f.slots }()
 		case <-r.Context().Done():
-			f.fail(w, http.StatusServiceUnavailable, outcomeUnavailable, ErrorBody{Error: "canceled while queued"})
+			f.fail(w, http.StatusServiceUnavailable, outcomeUnavailable, wire.ErrorBody{Error: "canceled while queued"})
 			return
 		}
 	}
@@ -285,7 +266,7 @@ func (f *Function) serveInfer(w http.ResponseWriter, r *http.Request) {
 	ds, err := f.Infer(sess, msgs)
 	if err != nil {
 		f.log.Error("inference", "err", err)
-		f.fail(w, http.StatusInternalServerError, outcomeError, ErrorBody{Error: err.Error()})
+		f.fail(w, http.StatusInternalServerError, outcomeError, wire.ErrorBody{Error: err.Error()})
 		return
 	}
 	if f.deliverer != nil {
@@ -294,7 +275,7 @@ func (f *Function) serveInfer(w http.ResponseWriter, r *http.Request) {
 		}
 		if err := f.deliverer.Deliver(r.Context(), msgs, ds); err != nil {
 			f.log.Warn("delivery", "err", err, "messages", len(msgs))
-			f.fail(w, http.StatusBadGateway, outcomeDelivery, ErrorBody{Error: "delivery: " + err.Error()})
+			f.fail(w, http.StatusBadGateway, outcomeDelivery, wire.ErrorBody{Error: "delivery: " + err.Error()})
 			return
 		}
 		// The next tier has the tensors now; the caller needs only the
@@ -308,7 +289,7 @@ func (f *Function) serveInfer(w http.ResponseWriter, r *http.Request) {
 	out, err := wire.AppendDecisions((*op)[:0], enc, ds)
 	*op = out
 	if err != nil {
-		f.fail(w, http.StatusInternalServerError, outcomeError, ErrorBody{Error: err.Error()})
+		f.fail(w, http.StatusInternalServerError, outcomeError, wire.ErrorBody{Error: err.Error()})
 		return
 	}
 	f.m.request(f.tier.Name, outcomeOK)
@@ -319,8 +300,8 @@ func (f *Function) serveInfer(w http.ResponseWriter, r *http.Request) {
 
 // Check validates every message's tensor against what the tier takes; each
 // rejection names the message and the reason.
-func (f *Function) Check(msgs []wire.Message) []Rejection {
-	var rej []Rejection
+func (f *Function) Check(msgs []wire.Message) []wire.Rejection {
+	var rej []wire.Rejection
 	for i := range msgs {
 		t := &msgs[i].Tensor
 		var reason string
@@ -335,7 +316,7 @@ func (f *Function) Check(msgs []wire.Message) []Rejection {
 			}
 		}
 		if reason != "" {
-			rej = append(rej, Rejection{Index: i, ID: msgs[i].ID, Reason: reason})
+			rej = append(rej, wire.Rejection{Index: i, ID: msgs[i].ID, Reason: reason})
 		}
 	}
 	return rej

@@ -213,8 +213,8 @@ func TestInferBadInput(t *testing.T) {
 			if resp.StatusCode != tc.status {
 				t.Fatalf("status %d, want %d: %s", resp.StatusCode, tc.status, body)
 			}
-			var eb ErrorBody
-			if err := json.Unmarshal(body, &eb); err != nil || eb.Error == "" {
+			eb, err := wire.DecodeErrorBody(body)
+			if err != nil || eb.Error == "" {
 				t.Fatalf("error body %q is not an ErrorBody: %v", body, err)
 			}
 			for _, w := range tc.wants {

@@ -48,6 +48,9 @@ type Config struct {
 	// "monolith".
 	Target   string
 	Protocol string
+	// Encoding is how devices send a sample: EncodingRaw (default) or
+	// EncodingJSON.
+	Encoding string
 	Workload Workload
 	// Samples and Labels are the images to send, cycled.
 	Samples [][]byte
@@ -165,7 +168,7 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 		}
 	}()
 	for i := range devices {
-		if devices[i], err = dial(ingest, cfg.Protocol, cfg.IngestAddr, i); err != nil {
+		if devices[i], err = dial(ingest, cfg.Protocol, cfg.Encoding, cfg.IngestAddr, i); err != nil {
 			return nil, fmt.Errorf("bench: device %d: %w", i, err)
 		}
 	}

@@ -36,6 +36,49 @@ const (
 // Protocols lists them for help and errors.
 var Protocols = []string{ProtocolHTTP, ProtocolCoAP, ProtocolKafka}
 
+// Encodings a simulated device may send a sample in.
+const (
+	// EncodingRaw is the sample's little-endian elements (the funnel's
+	// application/octet-stream, a raw Kafka value), its id and device
+	// beside it in headers or query options.
+	EncodingRaw = "raw"
+	// EncodingJSON is the funnel's JSON ingest form over HTTP and CoAP,
+	// {"id":…,"device":…,"data":[…]}, and a JSON message on Kafka.
+	EncodingJSON = "json"
+)
+
+// Encodings lists them for help and errors.
+var Encodings = []string{EncodingRaw, EncodingJSON}
+
+// encoder turns a sample into what a device sends.
+type encoder struct {
+	json  bool
+	input pipeline.Input
+}
+
+func newEncoder(encoding string, in pipeline.Input) (encoder, error) {
+	switch encoding {
+	case EncodingRaw, "":
+		return encoder{input: in}, nil
+	case EncodingJSON:
+		return encoder{json: true, input: in}, nil
+	}
+	return encoder{}, fmt.Errorf("unknown encoding %q (want one of %v)", encoding, Encodings)
+}
+
+// message is the sample as a message of the pipeline's input.
+func (e encoder) message(id, device string, sample []byte) *wire.Message {
+	return &wire.Message{ID: id, Device: device, Tensor: wire.Tensor{DType: e.input.DType, Shape: e.input.Shape, Data: sample}}
+}
+
+// ingestBody is the body a device posts to the funnel.
+func (e encoder) ingestBody(id, device string, sample []byte) ([]byte, error) {
+	if !e.json {
+		return sample, nil
+	}
+	return wire.AppendIngestJSON(nil, e.message(id, device, sample))
+}
+
 // device is one simulated device with its own connection. send returns nil
 // once the pipeline accepted the message (the funnel answered 2xx or CoAP
 // 2.01, or Kafka acknowledged it); any other outcome is a refusal.
@@ -56,9 +99,14 @@ const coapNStart = 1
 const httpConnsPerDevice = 8
 
 // dial opens device n's connection to p, as the site of its first tier
-// runs it; an HTTP device posts to addr instead when it is set.
-func dial(p *pipeline.Pipeline, protocol, addr string, n int) (device, error) {
+// runs it; an HTTP device posts to addr instead when it is set. The device
+// sends its samples in encoding (EncodingRaw or EncodingJSON).
+func dial(p *pipeline.Pipeline, protocol, encoding, addr string, n int) (device, error) {
 	name := fmt.Sprintf("bench-%03d", n)
+	enc, err := newEncoder(encoding, p.Input)
+	if err != nil {
+		return nil, err
+	}
 	switch protocol {
 	case ProtocolHTTP:
 		if addr == "" {
@@ -66,6 +114,7 @@ func dial(p *pipeline.Pipeline, protocol, addr string, n int) (device, error) {
 		}
 		return &httpDevice{
 			name: name,
+			enc:  enc,
 			url:  "http://" + addr + funnel.PathIngest,
 			// Its own transport: its own connections, a few at most, so
 			// that an overloaded pipeline makes sends queue on the device
@@ -84,40 +133,49 @@ func dial(p *pipeline.Pipeline, protocol, addr string, n int) (device, error) {
 		if err != nil {
 			return nil, fmt.Errorf("coap %s: %w", p.Funnel.CoAPListen, err)
 		}
-		return &coapDevice{name: name, cc: cc}, nil
+		return &coapDevice{name: name, enc: enc, cc: cc}, nil
 	case ProtocolKafka:
 		cl, err := kafka.NewClient(&p.Kafka, "bench-"+name, nil, nil,
 			kgo.DefaultProduceTopic(p.InputTopic(p.Tiers[0].Name)), kgo.ProducerLinger(0))
 		if err != nil {
 			return nil, fmt.Errorf("kafka: %w", err)
 		}
-		return &kafkaDevice{name: name, cl: cl}, nil
+		return &kafkaDevice{name: name, enc: enc, cl: cl}, nil
 	}
 	return nil, fmt.Errorf("unknown protocol %q (want one of %v)", protocol, Protocols)
 }
 
 type httpDevice struct {
 	name   string
+	enc    encoder
 	url    string
 	client *http.Client
 }
 
 func (d *httpDevice) send(ctx context.Context, id string, sample []byte) error {
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, d.url, bytes.NewReader(sample))
+	body, err := d.enc.ingestBody(id, d.name, sample)
 	if err != nil {
 		return err
 	}
-	req.Header.Set("Content-Type", "application/octet-stream")
-	req.Header.Set(funnel.HeaderMessageID, id)
-	req.Header.Set(funnel.HeaderDeviceID, d.name)
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, d.url, bytes.NewReader(body))
+	if err != nil {
+		return err
+	}
+	if d.enc.json {
+		req.Header.Set("Content-Type", wire.ContentTypeJSON)
+	} else {
+		req.Header.Set("Content-Type", "application/octet-stream")
+		req.Header.Set(funnel.HeaderMessageID, id)
+		req.Header.Set(funnel.HeaderDeviceID, d.name)
+	}
 	resp, err := d.client.Do(req)
 	if err != nil {
 		return err
 	}
 	defer resp.Body.Close()
-	body, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
+	answer, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
 	if resp.StatusCode/100 != 2 {
-		return &refusedError{reason: fmt.Sprintf("http %d", resp.StatusCode), detail: strings.TrimSpace(string(body))}
+		return &refusedError{reason: fmt.Sprintf("http %d", resp.StatusCode), detail: strings.TrimSpace(string(answer))}
 	}
 	return nil
 }
@@ -126,21 +184,34 @@ func (d *httpDevice) close() { d.client.CloseIdleConnections() }
 
 type coapDevice struct {
 	name string
+	enc  encoder
 	cc   *udpclient.Conn
 }
 
 func (d *coapDevice) send(ctx context.Context, id string, sample []byte) error {
+	body, err := d.enc.ingestBody(id, d.name, sample)
+	if err != nil {
+		return err
+	}
 	ctx, cancel := context.WithTimeout(ctx, sendTimeout)
 	defer cancel()
-	resp, err := d.cc.Post(ctx, funnel.PathIngest, message.AppOctets, bytes.NewReader(sample),
-		message.Option{ID: message.URIQuery, Value: []byte("id=" + id)},
-		message.Option{ID: message.URIQuery, Value: []byte("device=" + d.name)})
+	format := message.AppOctets
+	var opts []message.Option
+	if d.enc.json {
+		format = message.AppJSON
+	} else {
+		opts = []message.Option{
+			{ID: message.URIQuery, Value: []byte("id=" + id)},
+			{ID: message.URIQuery, Value: []byte("device=" + d.name)},
+		}
+	}
+	resp, err := d.cc.Post(ctx, funnel.PathIngest, format, bytes.NewReader(body), opts...)
 	if err != nil {
 		return err
 	}
 	if c := resp.Code(); c != codes.Created {
-		body, _ := resp.ReadBody()
-		return &refusedError{reason: fmt.Sprintf("coap %d.%02d", c>>5, c&0x1f), detail: string(body)}
+		answer, _ := resp.ReadBody()
+		return &refusedError{reason: fmt.Sprintf("coap %d.%02d", c>>5, c&0x1f), detail: string(answer)}
 	}
 	return nil
 }
@@ -149,6 +220,7 @@ func (d *coapDevice) close() { d.cc.Close() }
 
 type kafkaDevice struct {
 	name string
+	enc  encoder
 	cl   *kgo.Client
 }
 
@@ -158,6 +230,18 @@ func (d *kafkaDevice) send(ctx context.Context, id string, sample []byte) error 
 		{Key: wire.HeaderDevice, Value: []byte(d.name)},
 		{Key: wire.HeaderSentAt, Value: fmt.Appendf(nil, "%d", time.Now().UnixMilli())},
 	}}
+	if d.enc.json {
+		m := d.enc.message(id, d.name, sample)
+		m.SentAt = time.Now()
+		value, hs, err := wire.AppendRecord(nil, wire.JSON, m)
+		if err != nil {
+			return err
+		}
+		rec.Value, rec.Headers = value, nil
+		for _, h := range hs {
+			rec.Headers = append(rec.Headers, kgo.RecordHeader{Key: h.Key, Value: h.Value})
+		}
+	}
 	ctx, cancel := context.WithTimeout(ctx, sendTimeout)
 	defer cancel()
 	return d.cl.ProduceSync(ctx, rec).FirstErr()

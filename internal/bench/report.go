@@ -24,6 +24,7 @@ import (
 type Summary struct {
 	Target    string  `json:"target"`
 	Protocol  string  `json:"protocol"`
+	Encoding  string  `json:"encoding"`
 	Workload  string  `json:"workload"`
 	Devices   int     `json:"devices"`
 	TimeScale float64 `json:"time_scale"`
@@ -165,7 +166,7 @@ func (r *run) sampleReplicas(ctx context.Context) {
 func (r *run) result(interrupted bool) *Result {
 	cfg := r.cfg
 	s := Summary{
-		Target: cfg.Target, Protocol: cfg.Protocol, Workload: cfg.Workload.Kind,
+		Target: cfg.Target, Protocol: cfg.Protocol, Encoding: cmp.Or(cfg.Encoding, EncodingRaw), Workload: cfg.Workload.Kind,
 		Devices: cfg.Workload.Devices, TimeScale: cfg.Workload.TimeScale,
 		Planned: len(r.sends), LateSends: int(r.late.Load()), Interrupted: interrupted,
 		ScheduleS: Length(r.sends).Seconds(),
@@ -290,7 +291,7 @@ func (res *Result) Print(w io.Writer) {
 	if s.Interrupted {
 		state = " (INTERRUPTED: partial)"
 	}
-	fmt.Fprintf(w, "%s over %s, workload %s, %d devices, time scale %g%s\n", s.Target, s.Protocol, s.Workload, s.Devices, s.TimeScale, state)
+	fmt.Fprintf(w, "%s over %s (%s), workload %s, %d devices, time scale %g%s\n", s.Target, s.Protocol, s.Encoding, s.Workload, s.Devices, s.TimeScale, state)
 	fmt.Fprintf(w, "sent %d of %d (late %d); accepted %d; refused %d%s; results %d; lost %d (accepted without a result); duplicates %d; accuracy %.4f\n",
 		s.Sent, s.Planned, s.LateSends, s.Accepted, s.Refused, byReason(s.RefusedBy), s.Results, s.Lost, s.Duplicates, s.Accuracy)
 	fmt.Fprintf(w, "elapsed %.2fs (schedule %.2fs); throughput %.1f results/s; ingest p50 %.2fms p99 %.2fms\n",

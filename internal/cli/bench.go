@@ -64,6 +64,7 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	file := fileFlag(fs)
 	workload := fs.String("workload", bench.WorkloadPaper, "paper, constant, step or burst")
 	protocol := fs.String("protocol", bench.ProtocolHTTP, "how devices send: http, coap or kafka")
+	encoding := fs.String("encoding", bench.EncodingRaw, "how devices encode a sample: raw (its elements) or json (the JSON ingest form; a JSON message on kafka)")
 	devices := fs.Int("devices", 1, "simulated devices, each with its own connection")
 	scale := fs.Float64("time-scale", 1, "multiply every rate (and divide every duration) by this")
 	rate := fs.Float64("rate", 0, "total messages/s over all devices (constant, step, burst; default 100, 50, 1000)")
@@ -85,6 +86,9 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 	if !slices.Contains(bench.Protocols, *protocol) {
 		return fmt.Errorf("%w: --protocol %q: want one of %v", errUsage, *protocol, bench.Protocols)
+	}
+	if !slices.Contains(bench.Encodings, *encoding) {
+		return fmt.Errorf("%w: --encoding %q: want one of %v", errUsage, *encoding, bench.Encodings)
 	}
 	if *compare && *attach {
 		return fmt.Errorf("%w: --compare starts the pipeline and the monolith itself; drop --attach", errUsage)
@@ -142,7 +146,7 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		samples[i] = msgs[i].Tensor.Data
 	}
 	cfg := bench.Config{
-		Pipeline: p, Target: bench.TargetPipeline, Protocol: *protocol, Workload: w,
+		Pipeline: p, Target: bench.TargetPipeline, Protocol: *protocol, Encoding: *encoding, Workload: w,
 		Samples: samples, Labels: ds.Labels, Drain: *drain,
 		Progress: stderr, TTY: isTerminal(stderr),
 	}

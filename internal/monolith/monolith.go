@@ -238,13 +238,10 @@ func (m *Monolith) process(recs []*kgo.Record) ([]*kgo.Record, error) {
 	msgs := make([]wire.Message, 0, len(recs))
 	from := make([]*kgo.Record, 0, len(recs)) // the record of each message
 	for _, r := range recs {
-		msg, err := wire.DecodeDeviceRecord(r.Key, r.Value, connector.RecordHeaders(r), m.raw, fmt.Sprintf("%s-%d-%d", r.Topic, r.Partition, r.Offset))
+		msg, err := connector.DecodeMessage(r, m.raw)
 		if err != nil {
 			out = append(out, m.deadLetter(r, connector.DecodeFailure(err)))
 			continue
-		}
-		if msg.SentAt.IsZero() {
-			msg.SentAt = r.Timestamp.UTC()
 		}
 		msgs, from = append(msgs, msg), append(from, r)
 	}
@@ -334,10 +331,7 @@ func (m *Monolith) chain(sessions []*inference.Session, msgs []wire.Message) ([]
 		for j, d := range ds {
 			msg := msgs[j]
 			if d.Exit {
-				results = append(results, wire.Result{
-					ID: msg.ID, Device: msg.Device, Tier: d.Tier, Class: d.Class, Label: d.Label,
-					Confidence: d.Confidence, SentAt: msg.SentAt, ExitedAt: exitedAt, Hops: msg.Hops,
-				})
+				results = append(results, wire.NewResult(&msg, &d, exitedAt))
 				continue
 			}
 			msg.Tensor = *d.Forward

@@ -12,7 +12,6 @@ package results
 import (
 	"cmp"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -142,7 +141,7 @@ func Read(ctx context.Context, cfg Config) error {
 	}
 	defer cl.Close()
 
-	out := newPrinter(cfg.Out, cfg.JSON, cfg.Follow)
+	out := newPrinter(cfg.Out, cfg.Warn, cfg.JSON, cfg.Follow)
 	defer out.flush()
 	r := &reader{cfg: &cfg, cl: cl, out: out}
 	if cfg.Last == 0 {
@@ -314,14 +313,14 @@ func (r *reader) poll(ctx context.Context, until map[int32]int64, use func(rec *
 
 // printer prints results as a table or as JSON lines.
 type printer struct {
-	w  io.Writer
-	tw *tabwriter.Writer // nil for JSON
+	w, warn io.Writer
+	tw      *tabwriter.Writer // nil for JSON
 }
 
 // newPrinter starts the table (unless asJSON); when following, rows are
 // flushed one by one, so the header is flushed at once.
-func newPrinter(w io.Writer, asJSON, follow bool) *printer {
-	p := &printer{w: w}
+func newPrinter(w, warn io.Writer, asJSON, follow bool) *printer {
+	p := &printer{w: w, warn: warn}
 	if !asJSON {
 		p.tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 		fmt.Fprintf(p.tw, "ID\tDEVICE\tTIER\tLABEL\tCONFIDENCE\t%12s\n", "LATENCY")
@@ -334,7 +333,11 @@ func newPrinter(w io.Writer, asJSON, follow bool) *printer {
 
 func (p *printer) print(r wire.Result) {
 	if p.tw == nil {
-		b, _ := json.Marshal(r)
+		b, err := wire.AppendResult(nil, &r)
+		if err != nil { // a decoded result encodes; say so if not
+			fmt.Fprintf(p.warn, "skipping result %q: %v\n", r.ID, err)
+			return
+		}
 		fmt.Fprintf(p.w, "%s\n", b)
 		return
 	}

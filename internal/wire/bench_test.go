@@ -138,6 +138,41 @@ func BenchmarkDecodeDecisions(b *testing.B) {
 	}
 }
 
+// BenchmarkDecodeIngestJSON decodes what a device posts to the funnel as
+// JSON: one 1x28x28 uint8 image.
+func BenchmarkDecodeIngestJSON(b *testing.B) {
+	m := wire.Message{ID: "msg-000001", Device: "device-17", Tensor: uint8Tensor(1, 1, 28, 28)}
+	buf, err := wire.AppendIngestJSON(nil, &m)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.SetBytes(int64(len(buf)))
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := wire.DecodeIngestJSON(buf, wire.Uint8, m.Tensor.Shape); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkDecodeResult decodes one result record as consumers of the
+// results topic read it.
+func BenchmarkDecodeResult(b *testing.B) {
+	r := wire.Result{ID: "msg-000001", Device: "device-17", Tier: "fog", Class: 3, Label: "Dress", Confidence: 0.93,
+		SentAt: t0, ExitedAt: t0, Hops: []wire.Hop{{Tier: "edge", At: t0}, {Tier: "fog", At: t0}}}
+	buf, err := wire.AppendResult(nil, &r)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.SetBytes(int64(len(buf)))
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := wire.DecodeResult(buf); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
 func BenchmarkAppendFloat32s(b *testing.B) {
 	for _, bc := range []struct {
 		name   string

@@ -2,11 +2,12 @@ package wire
 
 import (
 	"encoding/binary"
-
 	"fmt"
 	"io"
 	"math"
 	"slices"
+	"strconv"
+	"strings"
 	"time"
 	"unicode/utf8"
 )
@@ -24,9 +25,15 @@ import (
 //
 // Times are Unix nanoseconds, 0 for the zero time. The decision flags are
 // bit 0 exit and bit 1 has a forward tensor.
+//
+// The version byte lets a later layout be read next to this one: the
+// encoders write version, the decoders read every version in
+// readVersions, and where a later version's items differ the decoder's
+// methods branch on decoder.version. An unknown version is an error that
+// names it and the versions this build reads.
 const (
 	magic         = "DDN"
-	version       = 1
+	version       = 1 // written
 	kindMessages  = 'M'
 	kindDecisions = 'D'
 	kindMessage   = 'm'
@@ -45,6 +52,24 @@ const (
 	// decoding them.
 	maxPrealloc = 1024
 )
+
+// readVersions are the versions of the binary form the decoders read.
+var readVersions = []byte{1}
+
+// UnsupportedVersionError is a binary payload of a version this build does
+// not read, such as one written by a newer ddnn.
+type UnsupportedVersionError struct {
+	Version   byte
+	Supported []byte
+}
+
+func (e *UnsupportedVersionError) Error() string {
+	vs := make([]string, len(e.Supported))
+	for i, v := range e.Supported {
+		vs[i] = strconv.Itoa(int(v))
+	}
+	return fmt.Sprintf("unsupported binary version %d (this build reads version %s)", e.Version, strings.Join(vs, ", "))
+}
 
 func appendHeader(dst []byte, kind byte) []byte {
 	dst = append(dst, magic...)
@@ -163,12 +188,13 @@ func appendDecisionBinary(dst []byte, d *Decision) ([]byte, error) {
 // never overwrites another), and reuses the strings that repeat across a
 // batch (device, route and tier names, labels).
 type decoder struct {
-	b    []byte
-	off  int
-	data chunk[byte]
-	ints chunk[int]
-	hops chunk[Hop]
-	fwds chunk[Tensor]
+	b       []byte
+	off     int
+	version byte // of the payload, set by header
+	data    chunk[byte]
+	ints    chunk[int]
+	hops    chunk[Hop]
+	fwds    chunk[Tensor]
 
 	recent     [8]string // recently decoded repeating strings
 	nextRecent int
@@ -209,8 +235,9 @@ func (d *decoder) header(kind byte) error {
 		return d.truncated("header", uint64(headerLen))
 	}
 	h := d.b[:headerLen]
-	if v := h[len(magic)]; v != version {
-		return fmt.Errorf("unsupported version %d, want %d", v, version)
+	d.version = h[len(magic)]
+	if !slices.Contains(readVersions, d.version) {
+		return &UnsupportedVersionError{Version: d.version, Supported: readVersions}
 	}
 	if k := h[len(magic)+1]; k != kind {
 		return fmt.Errorf("kind %s, want %s", kindName(k), kindName(kind))

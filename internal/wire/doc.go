@@ -5,6 +5,12 @@
 //   - JSON (ContentTypeJSON), the human-friendly form people type with curl;
 //   - a compact, versioned binary form (ContentTypeBinary) for the hot path.
 //
+// It also owns the JSON of what devices post to a funnel (the ingest form),
+// of result records and of error answers. All JSON is read with
+// github.com/go-json-experiment/json (the upstream of encoding/json/v2),
+// which also writes results and error answers; messages, decisions and the
+// ingest form, heavy with tensor data, are written by hand for speed.
+//
 // It is the only code in ddnn that turns these values into bytes or back.
 // Decoders are strict and defensive: they reject unknown fields, trailing
 // data and structurally invalid tensors, and they check every declared

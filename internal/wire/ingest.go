@@ -1,11 +1,9 @@
 package wire
 
 import (
-	"errors"
 	"fmt"
+	"slices"
 )
-
-var ingestFields = []string{"id", "device", "sent_at", "data"}
 
 // DecodeIngestJSON reads what a device posts to a funnel as JSON,
 // {"id"?, "device"?, "sent_at"?, "data":[…]}, where data holds one sample's
@@ -17,41 +15,22 @@ func DecodeIngestJSON(b []byte, dt DType, shape []int) (Message, error) {
 	if err != nil {
 		return Message{}, fmt.Errorf("input shape: %w", err)
 	}
-	r := jsonReader{b: b}
-	if r.skipSpace(); r.i == len(b) {
-		return Message{}, errEmpty
+	return decodeIngestJSON(b, dt, shape, n)
+}
+
+// AppendIngestJSON appends m in the form DecodeIngestJSON reads, as a
+// device posts it: its id, device and sent_at when set, and its tensor's
+// elements as data (route and hops are not part of the form).
+func AppendIngestJSON(dst []byte, m *Message) ([]byte, error) {
+	if err := checkMessage(m); err != nil {
+		return dst, err
 	}
-	var m Message
-	hasData := false
-	err = r.object(ingestFields, func(k int) error {
-		var err error
-		switch k {
-		case 0:
-			m.ID, err = r.string(false)
-		case 1:
-			m.Device, err = r.string(false)
-		case 2:
-			m.SentAt, err = r.time()
-		case 3:
-			hasData = true
-			var data []byte
-			if data, err = r.data(dt, n); err == nil {
-				m.Tensor = Tensor{DType: dt, Shape: append([]int(nil), shape...), Data: data}
-			}
-		}
-		if err != nil {
-			return fmt.Errorf("%s: %w", ingestFields[k], err)
-		}
-		return nil
-	})
+	start := len(dst)
+	dst = slices.Grow(dst, 4*m.Tensor.Len()+64+len(m.ID)+len(m.Device))
+	dst = appendOriginJSON(append(dst, '{'), m)
+	out, err := appendDataJSON(append(dst, `"data":`...), &m.Tensor)
 	if err != nil {
-		return Message{}, err
+		return dst[:start], fmt.Errorf("data: %w", err)
 	}
-	if err := r.end(); err != nil {
-		return Message{}, err
-	}
-	if !hasData {
-		return Message{}, errors.New("data: missing")
-	}
-	return m, nil
+	return append(out, '}'), nil
 }

@@ -1,8 +1,11 @@
 package wire
 
 import (
+	"math"
+	"reflect"
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestDecodeIngestJSON(t *testing.T) {
@@ -39,5 +42,34 @@ func TestDecodeIngestJSON(t *testing.T) {
 				t.Errorf("error = %v, want %q", err, tc.want)
 			}
 		})
+	}
+}
+
+func TestAppendIngestJSONRoundTrip(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		m    Message
+	}{
+		{"uint8 with id", Message{ID: "a\"1", Device: "dev", SentAt: time.Date(2026, 1, 2, 3, 4, 5, 6, time.UTC),
+			Tensor: Tensor{DType: Uint8, Shape: []int{2, 2}, Data: []byte{0, 9, 99, 255}}}},
+		{"float32 bare", Message{Tensor: Float32Tensor([]int{2}, []float32{0.1, -3e38})}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			b, err := AppendIngestJSON(nil, &tc.m)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got, err := DecodeIngestJSON(b, tc.m.Tensor.DType, tc.m.Tensor.Shape)
+			if err != nil {
+				t.Fatalf("%s: %v", b, err)
+			}
+			if !reflect.DeepEqual(got, tc.m) {
+				t.Errorf("%s decoded to %+v, want %+v", b, got, tc.m)
+			}
+		})
+	}
+	nan := Message{Tensor: Float32Tensor([]int{1}, []float32{float32(math.NaN())})}
+	if b, err := AppendIngestJSON([]byte("kept"), &nan); err == nil || !strings.Contains(err.Error(), "data: element 0 is NaN") || string(b) != "kept" {
+		t.Errorf("NaN: AppendIngestJSON = %q, %v; want \"kept\" and data: element 0 is NaN", b, err)
 	}
 }

@@ -10,8 +10,9 @@ import (
 	"unicode/utf8"
 )
 
-// The JSON form, written (here) and read (jsondecode.go) by hand, for speed
-// (encoding/json spends most of its time on tensor data) and strictness.
+// The JSON form, written here by hand, for speed (a codec spends most of
+// its time on tensor data), and read in jsondecode.go with a maintained
+// codec.
 //
 //	{"messages":[message...]}
 //	{"decisions":[decision...]}
@@ -26,8 +27,9 @@ import (
 //
 // The decoder accepts fields in any order and whitespace anywhere; a null
 // value is an absent field. Field names must match exactly, and unknown or
-// duplicate fields are errors. Only tensor is required in a message, and
-// dtype, shape and data in a tensor.
+// duplicate fields, invalid UTF-8 (also an unpaired surrogate in a \u
+// escape) and trailing data are errors. Only tensor is required in a
+// message, and dtype, shape and data in a tensor.
 
 func appendMessagesJSON(dst []byte, msgs []Message) ([]byte, error) {
 	size := 16
@@ -53,22 +55,7 @@ func appendMessageJSON(dst []byte, m *Message) ([]byte, error) {
 	if err := checkMessage(m); err != nil {
 		return nil, err
 	}
-	dst = append(dst, '{')
-	if m.ID != "" {
-		dst = append(dst, `"id":`...)
-		dst = appendJSONString(dst, m.ID)
-		dst = append(dst, ',')
-	}
-	if m.Device != "" {
-		dst = append(dst, `"device":`...)
-		dst = appendJSONString(dst, m.Device)
-		dst = append(dst, ',')
-	}
-	if !m.SentAt.IsZero() {
-		dst = append(dst, `"sent_at":`...)
-		dst = appendJSONTime(dst, m.SentAt)
-		dst = append(dst, ',')
-	}
+	dst = appendOriginJSON(append(dst, '{'), m)
 	if m.Route != "" {
 		dst = append(dst, `"route":`...)
 		dst = appendJSONString(dst, m.Route)
@@ -96,6 +83,27 @@ func appendMessageJSON(dst []byte, m *Message) ([]byte, error) {
 		return nil, fmt.Errorf("tensor: %w", err)
 	}
 	return append(dst, '}'), nil
+}
+
+// appendOriginJSON appends the fields of m a device gives, id, device and
+// sent_at, each followed by a comma, leaving out empty ones.
+func appendOriginJSON(dst []byte, m *Message) []byte {
+	if m.ID != "" {
+		dst = append(dst, `"id":`...)
+		dst = appendJSONString(dst, m.ID)
+		dst = append(dst, ',')
+	}
+	if m.Device != "" {
+		dst = append(dst, `"device":`...)
+		dst = appendJSONString(dst, m.Device)
+		dst = append(dst, ',')
+	}
+	if !m.SentAt.IsZero() {
+		dst = append(dst, `"sent_at":`...)
+		dst = appendJSONTime(dst, m.SentAt)
+		dst = append(dst, ',')
+	}
+	return dst
 }
 
 func appendDecisionsJSON(dst []byte, ds []Decision) ([]byte, error) {
@@ -162,7 +170,18 @@ func appendTensorJSON(dst []byte, t *Tensor) ([]byte, error) {
 		}
 		dst = strconv.AppendInt(dst, int64(d), 10)
 	}
-	dst = append(dst, `],"data":[`...)
+	dst = append(dst, `],"data":`...)
+	dst, err := appendDataJSON(dst, t)
+	if err != nil {
+		return nil, err
+	}
+	return append(dst, '}'), nil
+}
+
+// appendDataJSON appends t's elements as a JSON array. It fails for a
+// non-finite float32, which JSON cannot express.
+func appendDataJSON(dst []byte, t *Tensor) ([]byte, error) {
+	dst = append(dst, '[')
 	switch t.DType {
 	case Uint8:
 		dst = appendUint8sJSON(dst, t.Data)
@@ -180,7 +199,7 @@ func appendTensorJSON(dst []byte, t *Tensor) ([]byte, error) {
 			dst = strconv.AppendFloat(dst, float64(math.Float32frombits(bits)), 'g', -1, 32)
 		}
 	}
-	return append(dst, "]}"...), nil
+	return append(dst, ']'), nil
 }
 
 // uint8Comma holds the decimal text of every byte value followed by a

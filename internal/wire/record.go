@@ -2,11 +2,13 @@ package wire
 
 import (
 	"bytes"
-	"encoding/json"
 	"fmt"
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/go-json-experiment/json"
+	"github.com/go-json-experiment/json/jsontext"
 )
 
 // Header is a Kafka record header.
@@ -85,7 +87,7 @@ func DecodeRecord(key, value []byte, headers []Header, raw *RawInput, fallbackID
 		}
 	}
 	switch {
-	case enc == "binary" || (enc == "" && bytes.HasPrefix(value, []byte{magic[0], magic[1], magic[2], version, kindMessage})):
+	case enc == "binary" || (enc == "" && isBinaryMessage(value)):
 		m, err = DecodeMessage(Binary, value)
 	case enc == "json" || (enc == "" && startsJSONObject(value)):
 		m, err = DecodeMessage(JSON, value)
@@ -130,6 +132,13 @@ func DecodeRecord(key, value []byte, headers []Header, raw *RawInput, fallbackID
 	return m, nil
 }
 
+// isBinaryMessage reports whether b starts like a binary single message
+// of any version, so that one of a version this build does not read gets
+// that error rather than being taken for raw elements.
+func isBinaryMessage(b []byte) bool {
+	return len(b) >= headerLen && string(b[:len(magic)]) == magic && b[len(magic)+1] == kindMessage
+}
+
 func startsJSONObject(b []byte) bool {
 	b = bytes.TrimLeft(b, " \t\r\n")
 	return len(b) > 0 && b[0] == '{'
@@ -160,27 +169,36 @@ type Result struct {
 	Hops       []Hop     `json:"hops,omitempty"`
 }
 
+// NewResult is the result of message m, which exited with decision d at
+// exitedAt: the one place results are built from a decision.
+func NewResult(m *Message, d *Decision, exitedAt time.Time) Result {
+	return Result{
+		ID: m.ID, Device: m.Device, Tier: d.Tier, Class: d.Class, Label: d.Label,
+		Confidence: d.Confidence, SentAt: m.SentAt, ExitedAt: exitedAt, Hops: m.Hops,
+	}
+}
+
 // hopJSON is a Hop's JSON form.
 type hopJSON struct {
 	Tier string    `json:"tier"`
 	At   time.Time `json:"at"`
 }
 
-// MarshalJSON writes {"tier":…,"at":…}.
-func (h Hop) MarshalJSON() ([]byte, error) { return json.Marshal(hopJSON(h)) }
+// MarshalJSONTo writes {"tier":…,"at":…}.
+func (h Hop) MarshalJSONTo(enc *jsontext.Encoder) error { return json.MarshalEncode(enc, hopJSON(h)) }
 
-// UnmarshalJSON reads {"tier":…,"at":…}.
-func (h *Hop) UnmarshalJSON(b []byte) error {
-	var j hopJSON
-	if err := json.Unmarshal(b, &j); err != nil {
-		return err
-	}
-	*h = Hop(j)
-	return nil
+// UnmarshalJSONFrom reads {"tier":…,"at":…}.
+func (h *Hop) UnmarshalJSONFrom(dec *jsontext.Decoder) error {
+	return json.UnmarshalDecode(dec, (*hopJSON)(h))
 }
 
-// AppendResult encodes r as JSON (result records are JSON for every
-// consumer's sake).
+// Result records are JSON for every consumer's sake, encoded and decoded
+// with the same codec as the JSON form of messages (jsondecode.go) and as
+// strictly: field names match exactly, and unknown or duplicate fields
+// and trailing data are errors. A batch of results, as inference functions
+// post them to a funnel, is a JSON array.
+
+// AppendResult encodes r as JSON.
 func AppendResult(dst []byte, r *Result) ([]byte, error) {
 	b, err := json.Marshal(r)
 	if err != nil {
@@ -192,16 +210,11 @@ func AppendResult(dst []byte, r *Result) ([]byte, error) {
 // DecodeResult reads a result record.
 func DecodeResult(b []byte) (Result, error) {
 	var r Result
-	dec := json.NewDecoder(bytes.NewReader(b))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&r); err != nil {
-		return r, fmt.Errorf("result record: %w", err)
+	if err := json.Unmarshal(b, &r, jsonDecodeOptions); err != nil {
+		return Result{}, fmt.Errorf("result record: %w", jsonError(b, err))
 	}
 	return r, nil
 }
-
-// Results are carried between inference functions and the funnel as a JSON
-// array or in the binary batch form below.
 
 // AppendResults encodes a batch of results as a JSON array.
 func AppendResults(dst []byte, rs []Result) ([]byte, error) {
@@ -215,10 +228,8 @@ func AppendResults(dst []byte, rs []Result) ([]byte, error) {
 // DecodeResults reads a JSON array of results.
 func DecodeResults(b []byte) ([]Result, error) {
 	var rs []Result
-	dec := json.NewDecoder(bytes.NewReader(b))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&rs); err != nil {
-		return nil, fmt.Errorf("results: %w", err)
+	if err := json.Unmarshal(b, &rs, jsonDecodeOptions); err != nil {
+		return nil, fmt.Errorf("results: %w", jsonError(b, err))
 	}
 	return rs, nil
 }

@@ -1,6 +1,7 @@
 package wire_test
 
 import (
+	"encoding/json"
 	"reflect"
 	"testing"
 	"time"
@@ -58,12 +59,14 @@ func normalize(m wire.Message) wire.Message {
 	return m
 }
 
-// FuzzDecodeIngestJSON: the ingest decoder never panics and what it accepts
-// has exactly the input's element count.
+// FuzzDecodeIngestJSON: the ingest decoder never panics, what it accepts
+// has exactly the input's element count, encoding/json reads its strings
+// the same way, and it re-encodes to the same message.
 func FuzzDecodeIngestJSON(f *testing.F) {
 	f.Add([]byte(`{"id":"a","device":"d","data":[0,1,255,3]}`))
 	f.Add([]byte(`{"data":[1e2,2,3,4]}`))
 	f.Add([]byte(`{"data":[1,2,3]}`))
+	f.Add([]byte(`{"id":"\u00e9","sent_at":"2026-01-02T03:04:05.5+01:00","data":[0.5,-1,3e2,4]}`))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		for _, dt := range []wire.DType{wire.Uint8, wire.Float32} {
 			m, err := wire.DecodeIngestJSON(b, dt, []int{2, 2})
@@ -73,6 +76,22 @@ func FuzzDecodeIngestJSON(f *testing.F) {
 			if m.Tensor.Len() != 4 || m.Tensor.DType != dt || len(m.Tensor.Data) != 4*dt.Size() {
 				t.Fatalf("accepted tensor %+v", m.Tensor)
 			}
+			var ref struct{ ID, Device string }
+			if err := json.Unmarshal(b, &ref); err != nil || ref.ID != m.ID || ref.Device != m.Device {
+				t.Fatalf("encoding/json reads %+v (%v), DecodeIngestJSON %q, %q", ref, err, m.ID, m.Device)
+			}
+			out, err := wire.AppendIngestJSON(nil, &m)
+			if err != nil {
+				if m.Tensor.Validate() == nil {
+					t.Fatalf("AppendIngestJSON of an accepted message: %v", err)
+				}
+				continue
+			}
+			again, err := wire.DecodeIngestJSON(out, dt, []int{2, 2})
+			if err != nil {
+				t.Fatalf("re-encoded %s does not decode: %v", out, err)
+			}
+			checkEqual(t, "ingest message after a round trip", again, m)
 		}
 	})
 }
@@ -90,6 +109,14 @@ func FuzzDecodeResults(f *testing.F) {
 		if err != nil {
 			return
 		}
+		// encoding/json, an independent decoder, reads the same results.
+		var ref []wire.Result
+		if err := json.Unmarshal(b, &ref); err != nil {
+			t.Fatalf("encoding/json rejects accepted %q: %v", b, err)
+		}
+		if !reflect.DeepEqual(normalizeResults(ref), normalizeResults(rs)) {
+			t.Fatalf("encoding/json reads %+v, DecodeResults %+v", ref, rs)
+		}
 		out, err := wire.AppendResults(nil, rs)
 		if err != nil {
 			return
@@ -102,4 +129,17 @@ func FuzzDecodeResults(f *testing.F) {
 			t.Fatalf("%d results became %d", len(rs), len(again))
 		}
 	})
+}
+
+// normalizeResults clears what the two decoders may leave differently
+// without a difference in meaning: nil and empty hops.
+func normalizeResults(rs []wire.Result) []wire.Result {
+	out := make([]wire.Result, len(rs))
+	for i, r := range rs {
+		if len(r.Hops) == 0 {
+			r.Hops = nil
+		}
+		out[i] = r
+	}
+	return out
 }
