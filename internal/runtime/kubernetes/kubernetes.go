@@ -4,35 +4,40 @@
 // readiness; it never creates or deletes the Deployment, so replicas outlive
 // the scaler by design.
 //
-// It talks to the API server over HTTPS with the standard library: in-cluster
-// (service account token and CA) or from a kubeconfig (token or client
-// certificate). Removing a particular replica marks its pod with a negative
+// It talks to the API server with client-go's typed clientset, so
+// credentials work as they do for kubectl: in a pod the service account,
+// whose rotating token client-go re-reads from its file; outside a cluster a
+// kubeconfig with a token, a client certificate or an exec credential plugin
+// (as EKS and GKE kubeconfigs use). A scale write that loses a race with
+// another writer (409 Conflict) is read again and retried.
+//
+// Removing a particular replica marks its pod with a negative
 // controller.kubernetes.io/pod-deletion-cost, then scales down by one, so
 // the ReplicaSet removes that pod and Kubernetes' graceful termination
 // (SIGTERM, terminationGracePeriodSeconds) lets it finish in-flight requests.
 package kubernetes
 
 import (
-	"bytes"
 	"context"
-	"crypto/tls"
-	"crypto/x509"
-	"encoding/base64"
-	"encoding/json"
-	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"net"
 	"net/http"
-	"net/url"
 	"os"
 	"path/filepath"
-	"sort"
+	"slices"
 	"strconv"
+	"strings"
 	"time"
 
-	"gopkg.in/yaml.v3"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/clientcmd"
+	"k8s.io/client-go/util/retry"
 
 	"github.com/ddnn-continuum/ddnn/internal/runtime"
 )
@@ -43,377 +48,275 @@ type Config struct {
 	Deployment string
 	// Port is the replicas' HTTP port (pod IP + port make a replica URL).
 	Port int
-	// Server is the API server's base URL; Token or ClientCert/ClientKey
-	// authenticate; CA verifies the server (nil: system roots).
-	Server             string
-	Token              string
-	CA                 *x509.CertPool
-	ClientCert         *tls.Certificate
-	InsecureSkipVerify bool
-	Logger             *slog.Logger
+	// REST reaches and authenticates to the API server; LoadConfig,
+	// InClusterConfig and KubeconfigConfig fill it.
+	REST   *rest.Config
+	Logger *slog.Logger
 }
 
-// ServiceAccountDir is where in-cluster credentials are mounted.
-var ServiceAccountDir = "/var/run/secrets/kubernetes.io/serviceaccount"
+// requestTimeout bounds one API request when REST sets no timeout.
+const requestTimeout = 10 * time.Second
 
-// InClusterConfig reads the pod's service account and the API address from
-// KUBERNETES_SERVICE_HOST and KUBERNETES_SERVICE_PORT.
+// serviceAccountDir is where Kubernetes mounts a pod's service account.
+const serviceAccountDir = "/var/run/secrets/kubernetes.io/serviceaccount"
+
+// LoadConfig finds the API server as kubectl and client-go do: inside a pod
+// (KUBERNETES_SERVICE_HOST is set) its service account, otherwise the
+// kubeconfig files that $KUBECONFIG lists, else ~/.kube/config, in their
+// current context.
+func LoadConfig() (Config, error) {
+	if os.Getenv("KUBERNETES_SERVICE_HOST") != "" {
+		return InClusterConfig()
+	}
+	return KubeconfigConfig("", "")
+}
+
+// InClusterConfig is the pod's service account: the API address from
+// KUBERNETES_SERVICE_HOST and KUBERNETES_SERVICE_PORT, the mounted CA, token
+// and namespace. As with rest.InClusterConfig, the token is named by its
+// file, which client-go re-reads, so a rotated token is picked up.
 func InClusterConfig() (Config, error) {
+	return inClusterConfig(serviceAccountDir)
+}
+
+// inClusterConfig reads a service account mounted at dir.
+func inClusterConfig(dir string) (Config, error) {
 	host, port := os.Getenv("KUBERNETES_SERVICE_HOST"), os.Getenv("KUBERNETES_SERVICE_PORT")
 	if host == "" || port == "" {
-		return Config{}, errors.New("kubernetes: not in a cluster: KUBERNETES_SERVICE_HOST and KUBERNETES_SERVICE_PORT are unset")
+		return Config{}, fmt.Errorf("kubernetes: not in a cluster: KUBERNETES_SERVICE_HOST and KUBERNETES_SERVICE_PORT are unset: %w", rest.ErrNotInCluster)
 	}
-	token, err := os.ReadFile(filepath.Join(ServiceAccountDir, "token"))
-	if err != nil {
+	tokenFile := filepath.Join(dir, "token")
+	if _, err := os.ReadFile(tokenFile); err != nil {
 		return Config{}, fmt.Errorf("kubernetes: service account token: %w", err)
 	}
-	cfg := Config{Server: "https://" + net.JoinHostPort(host, port), Token: string(bytes.TrimSpace(token))}
-	if ca, err := os.ReadFile(filepath.Join(ServiceAccountDir, "ca.crt")); err == nil {
-		cfg.CA = x509.NewCertPool()
-		if !cfg.CA.AppendCertsFromPEM(ca) {
-			return Config{}, errors.New("kubernetes: service account ca.crt holds no certificate")
-		}
+	rc := &rest.Config{Host: "https://" + net.JoinHostPort(host, port), BearerTokenFile: tokenFile}
+	if ca := filepath.Join(dir, "ca.crt"); fileExists(ca) {
+		rc.TLSClientConfig.CAFile = ca
 	}
-	if ns, err := os.ReadFile(filepath.Join(ServiceAccountDir, "namespace")); err == nil {
-		cfg.Namespace = string(bytes.TrimSpace(ns))
+	cfg := Config{REST: rc}
+	if ns, err := os.ReadFile(filepath.Join(dir, "namespace")); err == nil {
+		cfg.Namespace = strings.TrimSpace(string(ns))
 	}
 	return cfg, nil
 }
 
-type kubeconfig struct {
-	CurrentContext string `yaml:"current-context"`
-	Contexts       []struct {
-		Name    string `yaml:"name"`
-		Context struct {
-			Cluster   string `yaml:"cluster"`
-			User      string `yaml:"user"`
-			Namespace string `yaml:"namespace"`
-		} `yaml:"context"`
-	} `yaml:"contexts"`
-	Clusters []struct {
-		Name    string `yaml:"name"`
-		Cluster struct {
-			Server                   string `yaml:"server"`
-			CertificateAuthority     string `yaml:"certificate-authority"`
-			CertificateAuthorityData string `yaml:"certificate-authority-data"`
-			InsecureSkipTLSVerify    bool   `yaml:"insecure-skip-tls-verify"`
-		} `yaml:"cluster"`
-	} `yaml:"clusters"`
-	Users []struct {
-		Name string `yaml:"name"`
-		User struct {
-			Token                 string `yaml:"token"`
-			ClientCertificate     string `yaml:"client-certificate"`
-			ClientCertificateData string `yaml:"client-certificate-data"`
-			ClientKey             string `yaml:"client-key"`
-			ClientKeyData         string `yaml:"client-key-data"`
-		} `yaml:"user"`
-	} `yaml:"users"`
-}
-
-// KubeconfigConfig reads a kubeconfig file; context "" means its current
-// context. Errors name the missing field.
+// KubeconfigConfig reads a kubeconfig with client-go's clientcmd, as kubectl
+// does: path "" means the files $KUBECONFIG lists, else ~/.kube/config;
+// context "" means the current context. Exec credential plugins, tokens,
+// token files and client certificates all work.
 func KubeconfigConfig(path, context string) (Config, error) {
-	b, err := os.ReadFile(path)
+	rules := clientcmd.NewDefaultClientConfigLoadingRules()
+	rules.ExplicitPath = path
+	name := "kubeconfig"
+	if path != "" {
+		name += " " + path
+	}
+	cc := clientcmd.NewNonInteractiveDeferredLoadingClientConfig(rules, &clientcmd.ConfigOverrides{CurrentContext: context})
+	rc, err := cc.ClientConfig()
 	if err != nil {
-		return Config{}, fmt.Errorf("kubeconfig: %w", err)
+		return Config{}, fmt.Errorf("%s: %w", name, missingCluster(cc, context, err))
 	}
-	var kc kubeconfig
-	if err := yaml.Unmarshal(b, &kc); err != nil {
-		return Config{}, fmt.Errorf("kubeconfig %s: %w", path, err)
+	ns, _, err := cc.Namespace()
+	if err != nil {
+		return Config{}, fmt.Errorf("%s: namespace: %w", name, err)
+	}
+	return Config{REST: rc, Namespace: ns}, nil
+}
+
+// missingCluster names the cluster when the context refers to one the
+// kubeconfig lacks, which clientcmd reports only as an empty configuration;
+// otherwise it returns err.
+func missingCluster(cc clientcmd.ClientConfig, context string, err error) error {
+	raw, rawErr := cc.RawConfig()
+	if rawErr != nil {
+		return err
 	}
 	if context == "" {
-		context = kc.CurrentContext
+		context = raw.CurrentContext
 	}
-	if context == "" {
-		return Config{}, fmt.Errorf("kubeconfig %s: no current-context and no context given", path)
+	if c, ok := raw.Contexts[context]; ok && c.Cluster != "" && raw.Clusters[c.Cluster] == nil {
+		return fmt.Errorf("context %q: cluster %q does not exist", context, c.Cluster)
 	}
-	var cfg Config
-	found := false
-	var clusterName, userName string
-	for _, c := range kc.Contexts {
-		if c.Name == context {
-			found, clusterName, userName, cfg.Namespace = true, c.Context.Cluster, c.Context.User, c.Context.Namespace
-		}
-	}
-	if !found {
-		return Config{}, fmt.Errorf("kubeconfig %s: context %q not found", path, context)
-	}
-	dir := filepath.Dir(path)
-	file := func(p string) ([]byte, error) {
-		if !filepath.IsAbs(p) {
-			p = filepath.Join(dir, p)
-		}
-		return os.ReadFile(p)
-	}
-	pick := func(data, p string) ([]byte, error) {
-		if data != "" {
-			return base64.StdEncoding.DecodeString(data)
-		}
-		if p != "" {
-			return file(p)
-		}
-		return nil, nil
-	}
-	found = false
-	for _, c := range kc.Clusters {
-		if c.Name != clusterName {
-			continue
-		}
-		found = true
-		if c.Cluster.Server == "" {
-			return Config{}, fmt.Errorf("kubeconfig %s: cluster %q: server is missing", path, clusterName)
-		}
-		cfg.Server = c.Cluster.Server
-		cfg.InsecureSkipVerify = c.Cluster.InsecureSkipTLSVerify
-		ca, err := pick(c.Cluster.CertificateAuthorityData, c.Cluster.CertificateAuthority)
-		if err != nil {
-			return Config{}, fmt.Errorf("kubeconfig %s: cluster %q: certificate-authority: %w", path, clusterName, err)
-		}
-		if ca != nil {
-			cfg.CA = x509.NewCertPool()
-			if !cfg.CA.AppendCertsFromPEM(ca) {
-				return Config{}, fmt.Errorf("kubeconfig %s: cluster %q: certificate-authority holds no certificate", path, clusterName)
-			}
-		}
-	}
-	if !found {
-		return Config{}, fmt.Errorf("kubeconfig %s: cluster %q not found", path, clusterName)
-	}
-	for _, u := range kc.Users {
-		if u.Name != userName {
-			continue
-		}
-		cfg.Token = u.User.Token
-		cert, err := pick(u.User.ClientCertificateData, u.User.ClientCertificate)
-		if err != nil {
-			return Config{}, fmt.Errorf("kubeconfig %s: user %q: client-certificate: %w", path, userName, err)
-		}
-		key, err := pick(u.User.ClientKeyData, u.User.ClientKey)
-		if err != nil {
-			return Config{}, fmt.Errorf("kubeconfig %s: user %q: client-key: %w", path, userName, err)
-		}
-		if cert != nil {
-			pair, err := tls.X509KeyPair(cert, key)
-			if err != nil {
-				return Config{}, fmt.Errorf("kubeconfig %s: user %q: client certificate: %w", path, userName, err)
-			}
-			cfg.ClientCert = &pair
-		}
-	}
-	return cfg, nil
+	return err
 }
 
 // Runtime sizes one tier's Deployment.
 type Runtime struct {
-	cfg  Config
-	http *http.Client
-	log  *slog.Logger
+	cfg    Config
+	client kubernetes.Interface
+	// closeIdle releases the HTTP client's idle connections.
+	closeIdle func()
+	log       *slog.Logger
 }
 
 var _ runtime.Runtime = (*Runtime)(nil)
 
-// New checks cfg and makes the HTTP client.
+// New checks cfg and makes the API client.
 func New(cfg Config) (*Runtime, error) {
 	var missing []string
-	for name, v := range map[string]string{"server": cfg.Server, "namespace": cfg.Namespace, "deployment": cfg.Deployment} {
-		if v == "" {
-			missing = append(missing, name)
-		}
+	if cfg.Deployment == "" {
+		missing = append(missing, "deployment")
+	}
+	if cfg.Namespace == "" {
+		missing = append(missing, "namespace")
+	}
+	if cfg.REST == nil || cfg.REST.Host == "" {
+		missing = append(missing, "server")
 	}
 	if len(missing) > 0 {
-		sort.Strings(missing)
 		return nil, fmt.Errorf("kubernetes runtime: missing %v", missing)
 	}
+	rc := rest.CopyConfig(cfg.REST)
+	if rc.Timeout == 0 {
+		rc.Timeout = requestTimeout
+	}
+	if rc.UserAgent == "" {
+		rc.UserAgent = "ddnn"
+	}
+	hc, err := rest.HTTPClientFor(rc)
+	if err != nil {
+		return nil, fmt.Errorf("kubernetes runtime: %w", err)
+	}
+	client, err := kubernetes.NewForConfigAndClient(rc, hc)
+	if err != nil {
+		return nil, fmt.Errorf("kubernetes runtime: %w", err)
+	}
+	return newRuntime(cfg, client, hc), nil
+}
+
+// newRuntime makes a Runtime on client; hc, if not nil, is the HTTP client
+// under it.
+func newRuntime(cfg Config, client kubernetes.Interface, hc *http.Client) *Runtime {
 	if cfg.Port == 0 {
 		cfg.Port = 8090
-	}
-	tc := &tls.Config{RootCAs: cfg.CA, InsecureSkipVerify: cfg.InsecureSkipVerify}
-	if cfg.ClientCert != nil {
-		tc.Certificates = []tls.Certificate{*cfg.ClientCert}
 	}
 	log := cfg.Logger
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Runtime{
-		cfg:  cfg,
-		http: &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: tc}},
-		log:  log.With("runtime", "kubernetes", "deployment", cfg.Namespace+"/"+cfg.Deployment),
-	}, nil
-}
-
-// scale is the autoscaling/v1 Scale object.
-type scale struct {
-	APIVersion string `json:"apiVersion,omitempty"`
-	Kind       string `json:"kind,omitempty"`
-	Metadata   struct {
-		Name            string `json:"name"`
-		Namespace       string `json:"namespace"`
-		ResourceVersion string `json:"resourceVersion,omitempty"`
-	} `json:"metadata"`
-	Spec struct {
-		Replicas int `json:"replicas"`
-	} `json:"spec"`
-	Status struct {
-		Replicas int    `json:"replicas"`
-		Selector string `json:"selector"`
-	} `json:"status"`
-}
-
-func (r *Runtime) scalePath() string {
-	return fmt.Sprintf("/apis/apps/v1/namespaces/%s/deployments/%s/scale", r.cfg.Namespace, r.cfg.Deployment)
-}
-
-// do sends a request and decodes a 2xx JSON answer into out; other answers
-// become errors carrying the API's Status message.
-func (r *Runtime) do(ctx context.Context, method, path, contentType string, body, out any) error {
-	var rd io.Reader
-	if body != nil {
-		b, err := json.Marshal(body)
-		if err != nil {
-			return err
-		}
-		rd = bytes.NewReader(b)
+	closeIdle := func() {}
+	if hc != nil {
+		closeIdle = hc.CloseIdleConnections
 	}
-	req, err := http.NewRequestWithContext(ctx, method, r.cfg.Server+path, rd)
+	return &Runtime{
+		cfg:       cfg,
+		client:    client,
+		closeIdle: closeIdle,
+		log:       log.With("runtime", "kubernetes", "deployment", cfg.Namespace+"/"+cfg.Deployment),
+	}
+}
+
+// name is the Deployment as errors name it.
+func (r *Runtime) name() string { return r.cfg.Namespace + "/" + r.cfg.Deployment }
+
+// setReplicas reads the scale subresource, sets spec.replicas to
+// want(current) and writes it back; when another writer changed the
+// Deployment in between (409 Conflict) it reads again and retries. No write
+// when nothing changes.
+func (r *Runtime) setReplicas(ctx context.Context, want func(current int32) int32) error {
+	deployments := r.client.AppsV1().Deployments(r.cfg.Namespace)
+	var n int32
+	written := false
+	err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		s, err := deployments.GetScale(ctx, r.cfg.Deployment, metav1.GetOptions{})
+		if err != nil {
+			return fmt.Errorf("kubernetes: deployment %s: get scale: %w", r.name(), err)
+		}
+		n = want(s.Spec.Replicas)
+		if s.Spec.Replicas == n {
+			return nil
+		}
+		s.Spec.Replicas = n
+		if _, err := deployments.UpdateScale(ctx, r.cfg.Deployment, s, metav1.UpdateOptions{}); err != nil {
+			return fmt.Errorf("kubernetes: deployment %s: scale to %d: %w", r.name(), n, err)
+		}
+		written = true
+		return nil
+	})
 	if err != nil {
 		return err
 	}
-	req.Header.Set("Accept", "application/json")
-	if contentType != "" {
-		req.Header.Set("Content-Type", contentType)
-	}
-	if r.cfg.Token != "" {
-		req.Header.Set("Authorization", "Bearer "+r.cfg.Token)
-	}
-	resp, err := r.http.Do(req)
-	if err != nil {
-		return fmt.Errorf("kubernetes %s %s: %w", method, path, err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(io.LimitReader(resp.Body, 4<<20))
-	if resp.StatusCode/100 != 2 {
-		var st struct {
-			Message string `json:"message"`
-		}
-		msg := string(b)
-		if json.Unmarshal(b, &st) == nil && st.Message != "" {
-			msg = st.Message
-		}
-		return fmt.Errorf("kubernetes %s %s: %s: %s", method, path, resp.Status, msg)
-	}
-	if out != nil {
-		return json.Unmarshal(b, out)
+	if written {
+		r.log.Info("deployment scaled", "replicas", n)
 	}
 	return nil
-}
-
-func (r *Runtime) getScale(ctx context.Context) (scale, error) {
-	var s scale
-	err := r.do(ctx, http.MethodGet, r.scalePath(), "", nil, &s)
-	return s, err
 }
 
 // Scale sets spec.replicas to n through the scale subresource; no write
 // when it already is n.
 func (r *Runtime) Scale(ctx context.Context, n int) error {
-	s, err := r.getScale(ctx)
-	if err != nil {
-		return err
+	if n < 0 || n > int(^uint32(0)>>1) {
+		return fmt.Errorf("kubernetes: deployment %s: replicas %d out of range", r.name(), n)
 	}
-	if s.Spec.Replicas == n {
-		return nil
-	}
-	s.Spec.Replicas = n
-	s.APIVersion, s.Kind = "autoscaling/v1", "Scale"
-	if err := r.do(ctx, http.MethodPut, r.scalePath(), "application/json", s, nil); err != nil {
-		return err
-	}
-	r.log.Info("deployment scaled", "replicas", n)
-	return nil
+	return r.setReplicas(ctx, func(int32) int32 { return int32(n) })
 }
 
-type podList struct {
-	Items []pod `json:"items"`
-}
-
-type pod struct {
-	Metadata struct {
-		Name              string  `json:"name"`
-		DeletionTimestamp *string `json:"deletionTimestamp"`
-	} `json:"metadata"`
-	Status struct {
-		PodIP      string `json:"podIP"`
-		StartTime  string `json:"startTime"`
-		Conditions []struct {
-			Type   string `json:"type"`
-			Status string `json:"status"`
-		} `json:"conditions"`
-	} `json:"status"`
-}
-
-// List returns the Deployment's pods that are not being deleted.
+// List returns the Deployment's pods that are not being deleted, oldest
+// first.
 func (r *Runtime) List(ctx context.Context) ([]runtime.Replica, error) {
-	s, err := r.getScale(ctx)
+	s, err := r.client.AppsV1().Deployments(r.cfg.Namespace).GetScale(ctx, r.cfg.Deployment, metav1.GetOptions{})
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("kubernetes: deployment %s: get scale: %w", r.name(), err)
 	}
 	if s.Status.Selector == "" {
-		return nil, fmt.Errorf("kubernetes: deployment %s/%s reports no selector", r.cfg.Namespace, r.cfg.Deployment)
+		return nil, fmt.Errorf("kubernetes: deployment %s reports no selector", r.name())
 	}
-	var pl podList
-	path := fmt.Sprintf("/api/v1/namespaces/%s/pods?labelSelector=%s", r.cfg.Namespace, url.QueryEscape(s.Status.Selector))
-	if err := r.do(ctx, http.MethodGet, path, "", nil, &pl); err != nil {
-		return nil, err
+	pods, err := r.client.CoreV1().Pods(r.cfg.Namespace).List(ctx, metav1.ListOptions{LabelSelector: s.Status.Selector})
+	if err != nil {
+		return nil, fmt.Errorf("kubernetes: deployment %s: list pods: %w", r.name(), err)
 	}
 	var out []runtime.Replica
-	for _, p := range pl.Items {
-		if p.Metadata.DeletionTimestamp != nil {
+	for _, p := range pods.Items {
+		if p.DeletionTimestamp != nil {
 			continue
 		}
-		rep := runtime.Replica{ID: p.Metadata.Name}
-		if p.Status.PodIP != "" {
-			rep.URL = "http://" + net.JoinHostPort(p.Status.PodIP, strconv.Itoa(r.cfg.Port))
-		}
-		for _, c := range p.Status.Conditions {
-			if c.Type == "Ready" && c.Status == "True" {
-				rep.Ready = rep.URL != ""
-			}
-		}
-		rep.Started, _ = time.Parse(time.RFC3339, p.Status.StartTime)
-		out = append(out, rep)
+		out = append(out, r.replica(&p))
 	}
-	sort.Slice(out, func(i, j int) bool { return out[i].Started.Before(out[j].Started) })
+	slices.SortStableFunc(out, func(a, b runtime.Replica) int { return a.Started.Compare(b.Started) })
 	return out, nil
 }
+
+// replica is pod p as a replica: ready once its Ready condition is true
+// and it has an address.
+func (r *Runtime) replica(p *corev1.Pod) runtime.Replica {
+	rep := runtime.Replica{ID: p.Name}
+	if p.Status.PodIP != "" {
+		rep.URL = "http://" + net.JoinHostPort(p.Status.PodIP, strconv.Itoa(r.cfg.Port))
+	}
+	for _, c := range p.Status.Conditions {
+		if c.Type == corev1.PodReady && c.Status == corev1.ConditionTrue {
+			rep.Ready = rep.URL != ""
+		}
+	}
+	if p.Status.StartTime != nil {
+		rep.Started = p.Status.StartTime.Time
+	}
+	return rep
+}
+
+// deletionCostPatch makes a pod the first its ReplicaSet removes.
+var deletionCostPatch = []byte(`{"metadata":{"annotations":{"controller.kubernetes.io/pod-deletion-cost":"-1000"}}}`)
 
 // Stop makes pod id the first the ReplicaSet removes, then scales down by
 // one. An unknown pod is not an error.
 func (r *Runtime) Stop(ctx context.Context, id string) error {
-	patch := map[string]any{"metadata": map[string]any{"annotations": map[string]string{
-		"controller.kubernetes.io/pod-deletion-cost": "-1000",
-	}}}
-	path := fmt.Sprintf("/api/v1/namespaces/%s/pods/%s", r.cfg.Namespace, id)
-	if err := r.do(ctx, http.MethodPatch, path, "application/merge-patch+json", patch, nil); err != nil {
-		if isNotFound(err) {
-			return nil
-		}
-		return err
+	_, err := r.client.CoreV1().Pods(r.cfg.Namespace).Patch(ctx, id, types.MergePatchType, deletionCostPatch, metav1.PatchOptions{})
+	if apierrors.IsNotFound(err) {
+		return nil
 	}
-	s, err := r.getScale(ctx)
 	if err != nil {
-		return err
+		return fmt.Errorf("kubernetes: pod %s/%s: mark for removal: %w", r.cfg.Namespace, id, err)
 	}
-	return r.Scale(ctx, max(s.Spec.Replicas-1, 0))
-}
-
-func isNotFound(err error) bool {
-	return err != nil && bytes.Contains([]byte(err.Error()), []byte(" 404 "))
+	return r.setReplicas(ctx, func(current int32) int32 { return max(current-1, 0) })
 }
 
 // Close releases idle connections; the Deployment and its pods stay.
 func (r *Runtime) Close(context.Context) error {
-	r.http.CloseIdleConnections()
+	r.closeIdle()
 	return nil
+}
+
+func fileExists(path string) bool {
+	_, err := os.Stat(path)
+	return err == nil
 }

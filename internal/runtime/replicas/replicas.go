@@ -11,7 +11,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"os"
 	"path/filepath"
 
 	"github.com/ddnn-continuum/ddnn/internal/pipeline"
@@ -41,7 +40,8 @@ type Options struct {
 
 // New makes the runtime tier t of p asks for in replicas.runtime. A docker
 // runtime checks the daemon, a kubernetes runtime reads its cluster config
-// (in-cluster inside a pod, else $KUBECONFIG or ~/.kube/config).
+// (in-cluster inside a pod, else the kubeconfig files $KUBECONFIG lists or
+// ~/.kube/config).
 func New(ctx context.Context, p *pipeline.Pipeline, t *pipeline.Tier, o Options) (runtime.Runtime, error) {
 	file, err := filepath.Abs(o.File)
 	if err != nil {
@@ -92,7 +92,7 @@ func New(ctx context.Context, p *pipeline.Pipeline, t *pipeline.Tier, o Options)
 		return rt, nil
 	case pipeline.RuntimeKubernetes:
 		withToken(o.ServiceTokenFile) // a path inside the pods: the Secret's mount
-		cfg, err := kubernetesConfig()
+		cfg, err := kubernetes.LoadConfig()
 		if err != nil {
 			return nil, fmt.Errorf("tier %q: %w", t.Name, err)
 		}
@@ -102,21 +102,4 @@ func New(ctx context.Context, p *pipeline.Pipeline, t *pipeline.Tier, o Options)
 	default:
 		return nil, fmt.Errorf("tier %q: replicas.runtime %q unknown", t.Name, t.Replicas.Runtime)
 	}
-}
-
-// kubernetesConfig is the in-cluster config inside a pod, else the
-// kubeconfig from $KUBECONFIG or ~/.kube/config.
-func kubernetesConfig() (kubernetes.Config, error) {
-	if os.Getenv("KUBERNETES_SERVICE_HOST") != "" {
-		return kubernetes.InClusterConfig()
-	}
-	path := os.Getenv("KUBECONFIG")
-	if path == "" {
-		home, err := os.UserHomeDir()
-		if err != nil {
-			return kubernetes.Config{}, err
-		}
-		path = filepath.Join(home, ".kube", "config")
-	}
-	return kubernetes.KubeconfigConfig(path, "")
 }
