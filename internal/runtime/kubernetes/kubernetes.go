@@ -76,12 +76,12 @@ func LoadConfig() (Config, error) {
 // and namespace. As with rest.InClusterConfig, the token is named by its
 // file, which client-go re-reads, so a rotated token is picked up.
 func InClusterConfig() (Config, error) {
-	return inClusterConfig(serviceAccountDir)
+	return inClusterConfig(os.Getenv("KUBERNETES_SERVICE_HOST"), os.Getenv("KUBERNETES_SERVICE_PORT"), serviceAccountDir)
 }
 
-// inClusterConfig reads a service account mounted at dir.
-func inClusterConfig(dir string) (Config, error) {
-	host, port := os.Getenv("KUBERNETES_SERVICE_HOST"), os.Getenv("KUBERNETES_SERVICE_PORT")
+// inClusterConfig reaches the API server at host:port with the service
+// account mounted at dir.
+func inClusterConfig(host, port, dir string) (Config, error) {
 	if host == "" || port == "" {
 		return Config{}, fmt.Errorf("kubernetes: not in a cluster: KUBERNETES_SERVICE_HOST and KUBERNETES_SERVICE_PORT are unset: %w", rest.ErrNotInCluster)
 	}

@@ -13,7 +13,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -256,13 +255,11 @@ func writeServiceAccount(t *testing.T, dir, tok string, ca []byte) {
 
 func TestInClusterConfig(t *testing.T) {
 	dir := t.TempDir()
-	t.Setenv("KUBERNETES_SERVICE_HOST", "10.96.0.1")
-	t.Setenv("KUBERNETES_SERVICE_PORT", "443")
-	if _, err := inClusterConfig(dir); err == nil || !strings.Contains(err.Error(), "service account token") {
+	if _, err := inClusterConfig("10.96.0.1", "443", dir); err == nil || !strings.Contains(err.Error(), "service account token") {
 		t.Errorf("without a token: %v", err)
 	}
 	writeServiceAccount(t, dir, token, nil)
-	cfg, err := inClusterConfig(dir)
+	cfg, err := inClusterConfig("10.96.0.1", "443", dir)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -290,14 +287,14 @@ func TestInClusterTokenRotation(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	host, port, _ := net.SplitHostPort(u.Host)
-	t.Setenv("KUBERNETES_SERVICE_HOST", host)
-	t.Setenv("KUBERNETES_SERVICE_PORT", port)
 	dir := t.TempDir()
 	writeServiceAccount(t, dir, token, certPEM(srv))
-	cfg, err := inClusterConfig(dir)
+	cfg, err := inClusterConfig(u.Hostname(), u.Port(), dir)
 	if err != nil {
 		t.Fatal(err)
+	}
+	if cfg.REST.CAFile != filepath.Join(dir, "ca.crt") {
+		t.Errorf("CA file %q", cfg.REST.CAFile)
 	}
 	cfg.Deployment = deploy
 	rt, err := New(cfg)
