@@ -114,7 +114,7 @@ func KubeconfigConfig(path, context string) (Config, error) {
 	cc := clientcmd.NewNonInteractiveDeferredLoadingClientConfig(rules, &clientcmd.ConfigOverrides{CurrentContext: context})
 	rc, err := cc.ClientConfig()
 	if err != nil {
-		return Config{}, fmt.Errorf("%s: %w", name, missingCluster(cc, context, err))
+		return Config{}, fmt.Errorf("%s: %w", name, explain(cc, rules, context, err))
 	}
 	ns, _, err := cc.Namespace()
 	if err != nil {
@@ -123,10 +123,13 @@ func KubeconfigConfig(path, context string) (Config, error) {
 	return Config{REST: rc, Namespace: ns}, nil
 }
 
-// missingCluster names the cluster when the context refers to one the
-// kubeconfig lacks, which clientcmd reports only as an empty configuration;
-// otherwise it returns err.
-func missingCluster(cc clientcmd.ClientConfig, context string, err error) error {
+// explain replaces clientcmd's "no configuration has been provided, try
+// setting KUBERNETES_MASTER" with what is missing: the cluster that the
+// context names, or any context at all in the files read.
+func explain(cc clientcmd.ClientConfig, rules *clientcmd.ClientConfigLoadingRules, context string, err error) error {
+	if !clientcmd.IsEmptyConfig(err) {
+		return err
+	}
 	raw, rawErr := cc.RawConfig()
 	if rawErr != nil {
 		return err
@@ -137,7 +140,8 @@ func missingCluster(cc clientcmd.ClientConfig, context string, err error) error 
 	if c, ok := raw.Contexts[context]; ok && c.Cluster != "" && raw.Clusters[c.Cluster] == nil {
 		return fmt.Errorf("context %q: cluster %q does not exist", context, c.Cluster)
 	}
-	return err
+	return fmt.Errorf("no current context names a cluster in %s",
+		strings.Join(rules.GetLoadingPrecedence(), ", "))
 }
 
 // Runtime sizes one tier's Deployment.

@@ -420,11 +420,12 @@ func TestKubeconfigErrors(t *testing.T) {
 	for _, tc := range []struct{ name, yaml, context, want string }{
 		{"no server", "current-context: a\ncontexts: [{name: a, context: {cluster: c, user: u}}]\nclusters: [{name: c, cluster: {}}]\nusers: [{name: u, user: {token: x}}]\n", "", `no server found for cluster "c"`},
 		{"unknown context", "current-context: a\ncontexts: [{name: a, context: {cluster: c}}]\n", "b", `context "b" does not exist`},
-		{"no current context", "contexts: []\n", "", "no configuration has been provided"},
+		{"no current context", "contexts: []\n", "", "no current context names a cluster in "},
 		{"unknown cluster", "current-context: a\ncontexts: [{name: a, context: {cluster: c}}]\nclusters: [{name: d, cluster: {server: 'https://x'}}]\n", "", `cluster "c" does not exist`},
 		{"bad client cert", "current-context: a\ncontexts: [{name: a, context: {cluster: c, user: u}}]\nclusters: [{name: c, cluster: {server: 'https://x'}}]\nusers: [{name: u, user: {client-certificate-data: " + base64.StdEncoding.EncodeToString([]byte("nope")) + "}}]\n", "", `client-key-data or client-key must be specified`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
+			t.Setenv("KUBERNETES_SERVICE_HOST", "")
 			p := filepath.Join(dir, strings.ReplaceAll(tc.name, " ", "-"))
 			os.WriteFile(p, []byte(tc.yaml), 0o600)
 			_, err := KubeconfigConfig(p, tc.context)
@@ -432,5 +433,15 @@ func TestKubeconfigErrors(t *testing.T) {
 				t.Errorf("error = %v, want %q", err, tc.want)
 			}
 		})
+	}
+	// No kubeconfig anywhere and not in a cluster: the error names where
+	// it looked.
+	t.Setenv("KUBERNETES_SERVICE_HOST", "")
+	t.Setenv("HOME", dir)
+	missing := filepath.Join(dir, "nope-a") + string(os.PathListSeparator) + filepath.Join(dir, "nope-b")
+	t.Setenv("KUBECONFIG", missing)
+	_, err := LoadConfig()
+	if err == nil || !strings.Contains(err.Error(), "no current context names a cluster in "+filepath.Join(dir, "nope-a")+", "+filepath.Join(dir, "nope-b")) {
+		t.Errorf("without a kubeconfig: %v", err)
 	}
 }
