@@ -296,11 +296,7 @@ func TestInClusterTokenRotation(t *testing.T) {
 	if cfg.REST.CAFile != filepath.Join(dir, "ca.crt") {
 		t.Errorf("CA file %q", cfg.REST.CAFile)
 	}
-	cfg.Deployment = deploy
-	rt, err := New(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
+	rt := runtimeFor(t, cfg)
 	ctx := context.Background()
 	if _, err := rt.List(ctx); err != nil {
 		t.Fatal(err)
@@ -319,6 +315,18 @@ func TestInClusterTokenRotation(t *testing.T) {
 		}
 		time.Sleep(time.Second) // one poll a second, as a scaler would
 	}
+}
+
+// runtimeFor makes a runtime for the fake's Deployment from a loaded cfg.
+func runtimeFor(t *testing.T, cfg Config) *Runtime {
+	t.Helper()
+	cfg.Deployment = deploy
+	rt, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { rt.Close(context.Background()) })
+	return rt
 }
 
 func certPEM(srv *httptest.Server) []byte {
@@ -363,11 +371,7 @@ func TestKubeconfigTLS(t *testing.T) {
 	if cfg.Namespace != ns {
 		t.Errorf("namespace %q, want the context's %q", cfg.Namespace, ns)
 	}
-	cfg.Deployment = deploy
-	rt, err := New(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
+	rt := runtimeFor(t, cfg)
 	if err := rt.Scale(context.Background(), 5); err != nil {
 		t.Fatal(err)
 	}
@@ -398,11 +402,7 @@ func TestKubeconfigExecPlugin(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cfg.Deployment = deploy
-	rt, err := New(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
+	rt := runtimeFor(t, cfg)
 	if err := rt.Scale(context.Background(), 3); err != nil {
 		t.Fatal(err)
 	}
