@@ -4,7 +4,7 @@
 // readiness; it never creates or deletes the Deployment, so replicas outlive
 // the scaler by design.
 //
-// It talks to the API server with client-go's typed clientset, so
+// It talks to the API server with client-go's REST client, so
 // credentials work as they do for kubectl: in a pod the service account,
 // whose rotating token client-go re-reads from its file; outside a cluster a
 // kubeconfig with a token, a client certificate or an exec credential plugin
@@ -30,11 +30,16 @@ import (
 	"strings"
 	"time"
 
+	appsv1 "k8s.io/api/apps/v1"
+	autoscalingv1 "k8s.io/api/autoscaling/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	k8sruntime "k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/runtime/serializer"
 	"k8s.io/apimachinery/pkg/types"
-	"k8s.io/client-go/kubernetes"
+	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 	"k8s.io/client-go/util/retry"
@@ -144,18 +149,33 @@ func explain(cc clientcmd.ClientConfig, rules *clientcmd.ClientConfigLoadingRule
 		strings.Join(rules.GetLoadingPrecedence(), ", "))
 }
 
+// scheme knows the few API types the runtime sends and reads: a Scale, a
+// Pod list and metav1's Status and options. client-go's typed clientset
+// would register every API group of Kubernetes, which adds about 13 MB to
+// the binary for two requests' worth of types.
+var (
+	scheme         = k8sruntime.NewScheme()
+	codecs         = serializer.NewCodecFactory(scheme)
+	parameterCodec = k8sruntime.NewParameterCodec(scheme)
+)
+
+func init() {
+	utilruntime.Must(corev1.AddToScheme(scheme))
+	utilruntime.Must(autoscalingv1.AddToScheme(scheme))
+}
+
 // Runtime sizes one tier's Deployment.
 type Runtime struct {
-	cfg    Config
-	client kubernetes.Interface
-	// closeIdle releases the HTTP client's idle connections.
-	closeIdle func()
-	log       *slog.Logger
+	cfg Config
+	// apps reaches /apis/apps/v1, core /api/v1.
+	apps, core *rest.RESTClient
+	http       *http.Client
+	log        *slog.Logger
 }
 
 var _ runtime.Runtime = (*Runtime)(nil)
 
-// New checks cfg and makes the API client.
+// New checks cfg and makes the API clients.
 func New(cfg Config) (*Runtime, error) {
 	var missing []string
 	if cfg.Deployment == "" {
@@ -170,6 +190,9 @@ func New(cfg Config) (*Runtime, error) {
 	if len(missing) > 0 {
 		return nil, fmt.Errorf("kubernetes runtime: missing %v", missing)
 	}
+	if cfg.Port == 0 {
+		cfg.Port = 8090
+	}
 	rc := rest.CopyConfig(cfg.REST)
 	if rc.Timeout == 0 {
 		rc.Timeout = requestTimeout
@@ -181,57 +204,73 @@ func New(cfg Config) (*Runtime, error) {
 	if err != nil {
 		return nil, fmt.Errorf("kubernetes runtime: %w", err)
 	}
-	client, err := kubernetes.NewForConfigAndClient(rc, hc)
+	apps, err := restClient(rc, hc, "/apis", appsv1.SchemeGroupVersion)
 	if err != nil {
-		return nil, fmt.Errorf("kubernetes runtime: %w", err)
+		return nil, err
 	}
-	return newRuntime(cfg, client, hc), nil
-}
-
-// newRuntime makes a Runtime on client; hc, if not nil, is the HTTP client
-// under it.
-func newRuntime(cfg Config, client kubernetes.Interface, hc *http.Client) *Runtime {
-	if cfg.Port == 0 {
-		cfg.Port = 8090
+	core, err := restClient(rc, hc, "/api", corev1.SchemeGroupVersion)
+	if err != nil {
+		return nil, err
 	}
 	log := cfg.Logger
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	closeIdle := func() {}
-	if hc != nil {
-		closeIdle = hc.CloseIdleConnections
-	}
 	return &Runtime{
-		cfg:       cfg,
-		client:    client,
-		closeIdle: closeIdle,
-		log:       log.With("runtime", "kubernetes", "deployment", cfg.Namespace+"/"+cfg.Deployment),
+		cfg:  cfg,
+		apps: apps,
+		core: core,
+		http: hc,
+		log:  log.With("runtime", "kubernetes", "deployment", cfg.Namespace+"/"+cfg.Deployment),
+	}, nil
+}
+
+// restClient reaches one API group version over hc.
+func restClient(rc *rest.Config, hc *http.Client, apiPath string, gv schema.GroupVersion) (*rest.RESTClient, error) {
+	c := rest.CopyConfig(rc)
+	c.APIPath, c.GroupVersion = apiPath, &gv
+	c.NegotiatedSerializer = codecs.WithoutConversion()
+	client, err := rest.RESTClientForConfigAndClient(c, hc)
+	if err != nil {
+		return nil, fmt.Errorf("kubernetes runtime: %s client: %w", gv, err)
 	}
+	return client, nil
 }
 
 // name is the Deployment as errors name it.
 func (r *Runtime) name() string { return r.cfg.Namespace + "/" + r.cfg.Deployment }
+
+// scale is a request on the Deployment's scale subresource.
+func (r *Runtime) scale(req *rest.Request) *rest.Request {
+	return req.Namespace(r.cfg.Namespace).Resource("deployments").Name(r.cfg.Deployment).SubResource("scale")
+}
+
+func (r *Runtime) getScale(ctx context.Context) (*autoscalingv1.Scale, error) {
+	s := &autoscalingv1.Scale{}
+	if err := r.scale(r.apps.Get()).Do(ctx).Into(s); err != nil {
+		return nil, fmt.Errorf("kubernetes: deployment %s: get scale: %w", r.name(), err)
+	}
+	return s, nil
+}
 
 // setReplicas reads the scale subresource, sets spec.replicas to
 // want(current) and writes it back; when another writer changed the
 // Deployment in between (409 Conflict) it reads again and retries. No write
 // when nothing changes.
 func (r *Runtime) setReplicas(ctx context.Context, want func(current int32) int32) error {
-	deployments := r.client.AppsV1().Deployments(r.cfg.Namespace)
 	var n int32
 	written := false
 	err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
-		s, err := deployments.GetScale(ctx, r.cfg.Deployment, metav1.GetOptions{})
+		s, err := r.getScale(ctx)
 		if err != nil {
-			return fmt.Errorf("kubernetes: deployment %s: get scale: %w", r.name(), err)
+			return err
 		}
 		n = want(s.Spec.Replicas)
 		if s.Spec.Replicas == n {
 			return nil
 		}
 		s.Spec.Replicas = n
-		if _, err := deployments.UpdateScale(ctx, r.cfg.Deployment, s, metav1.UpdateOptions{}); err != nil {
+		if err := r.scale(r.apps.Put()).Body(s).Do(ctx).Error(); err != nil {
 			return fmt.Errorf("kubernetes: deployment %s: scale to %d: %w", r.name(), n, err)
 		}
 		written = true
@@ -258,14 +297,17 @@ func (r *Runtime) Scale(ctx context.Context, n int) error {
 // List returns the Deployment's pods that are not being deleted, oldest
 // first.
 func (r *Runtime) List(ctx context.Context) ([]runtime.Replica, error) {
-	s, err := r.client.AppsV1().Deployments(r.cfg.Namespace).GetScale(ctx, r.cfg.Deployment, metav1.GetOptions{})
+	s, err := r.getScale(ctx)
 	if err != nil {
-		return nil, fmt.Errorf("kubernetes: deployment %s: get scale: %w", r.name(), err)
+		return nil, err
 	}
 	if s.Status.Selector == "" {
 		return nil, fmt.Errorf("kubernetes: deployment %s reports no selector", r.name())
 	}
-	pods, err := r.client.CoreV1().Pods(r.cfg.Namespace).List(ctx, metav1.ListOptions{LabelSelector: s.Status.Selector})
+	pods := &corev1.PodList{}
+	err = r.core.Get().Namespace(r.cfg.Namespace).Resource("pods").
+		VersionedParams(&metav1.ListOptions{LabelSelector: s.Status.Selector}, parameterCodec).
+		Do(ctx).Into(pods)
 	if err != nil {
 		return nil, fmt.Errorf("kubernetes: deployment %s: list pods: %w", r.name(), err)
 	}
@@ -304,7 +346,8 @@ var deletionCostPatch = []byte(`{"metadata":{"annotations":{"controller.kubernet
 // Stop makes pod id the first the ReplicaSet removes, then scales down by
 // one. An unknown pod is not an error.
 func (r *Runtime) Stop(ctx context.Context, id string) error {
-	_, err := r.client.CoreV1().Pods(r.cfg.Namespace).Patch(ctx, id, types.MergePatchType, deletionCostPatch, metav1.PatchOptions{})
+	err := r.core.Patch(types.MergePatchType).Namespace(r.cfg.Namespace).Resource("pods").Name(id).
+		Body(deletionCostPatch).Do(ctx).Error()
 	if apierrors.IsNotFound(err) {
 		return nil
 	}
@@ -316,7 +359,7 @@ func (r *Runtime) Stop(ctx context.Context, id string) error {
 
 // Close releases idle connections; the Deployment and its pods stay.
 func (r *Runtime) Close(context.Context) error {
-	r.closeIdle()
+	r.http.CloseIdleConnections()
 	return nil
 }
 

@@ -2,8 +2,8 @@ package kubernetes
 
 // These tests run against a checking fake API server (httptest), not a
 // cluster: it asserts every request's method, path, query, headers and body,
-// keeps a Deployment's scale and its pods in memory, and fails the test on
-// any request it does not expect.
+// keeps a Deployment's scale and its pods in memory, can answer writes with
+// 409 Conflict, and fails the test on any request it does not expect.
 
 import (
 	"context"
@@ -26,7 +26,7 @@ import (
 
 	autoscalingv1 "k8s.io/api/autoscaling/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	"k8s.io/client-go/kubernetes/scheme"
+	k8sscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
 )
 
@@ -41,6 +41,9 @@ type fakeAPI struct {
 	patches   []string
 	fail      int // answer the next request with this status, if set
 	conflicts int // answer this many scale writes with 409 Conflict
+	// othersReplicas, if not 0, is what another writer set the replicas to
+	// just before a write that the server answers with 409 Conflict.
+	othersReplicas int
 }
 
 const (
@@ -88,7 +91,7 @@ func (f *fakeAPI) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	case r.URL.Path == scalePath && r.Method == http.MethodPut:
 		// client-go sends protobuf; the scheme's decoder reads either.
 		b, _ := io.ReadAll(r.Body)
-		obj, gvk, err := scheme.Codecs.UniversalDeserializer().Decode(b, nil, nil)
+		obj, gvk, err := k8sscheme.Codecs.UniversalDeserializer().Decode(b, nil, nil)
 		s, ok := obj.(*autoscalingv1.Scale)
 		if err != nil || !ok {
 			t.Errorf("PUT scale body (%s): %v %v", r.Header.Get("Content-Type"), gvk, err)
@@ -100,6 +103,9 @@ func (f *fakeAPI) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 		if f.conflicts > 0 {
 			f.conflicts--
+			if f.othersReplicas != 0 {
+				f.replicas = f.othersReplicas
+			}
 			status(w, http.StatusConflict, "Conflict", `Operation cannot be fulfilled on deployments.apps "ddnn-inference-edge": the object has been modified; please apply your changes to the latest version and try again`)
 			return
 		}
@@ -131,6 +137,9 @@ func (f *fakeAPI) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 		f.patches = append(f.patches, name)
 		json.NewEncoder(w).Encode(f.pods[name])
+	case strings.HasPrefix(r.URL.Path, "/apis/apps/v1/namespaces/"+ns+"/deployments/") && strings.HasSuffix(r.URL.Path, "/scale"):
+		name := strings.TrimSuffix(strings.TrimPrefix(r.URL.Path, "/apis/apps/v1/namespaces/"+ns+"/deployments/"), "/scale")
+		status(w, http.StatusNotFound, "NotFound", fmt.Sprintf("deployments.apps %q not found", name))
 	default:
 		t.Errorf("unexpected request %s %s", r.Method, r.URL)
 		status(w, http.StatusTeapot, "BadRequest", "unexpected request")
@@ -224,6 +233,70 @@ func TestKubernetesRuntimeAgainstCheckingFakeAPIServer(t *testing.T) {
 	}
 	if err := rt.Close(ctx); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestStopAfterConflictScalesDownFromTheNewCount: another writer scaled
+// the Deployment between Stop's read and its write; the retry must read
+// again and remove one from that writer's count, not from the stale one.
+func TestStopAfterConflictScalesDownFromTheNewCount(t *testing.T) {
+	f, srv := newFake(t, false)
+	f.conflicts, f.othersReplicas = 1, 6
+	rt := runtimeFor(t, Config{REST: &rest.Config{Host: srv.URL, BearerToken: token}, Namespace: ns})
+	if err := rt.Stop(context.Background(), "edge-a"); err != nil {
+		t.Fatal(err)
+	}
+	if f.replicas != 5 || f.puts != 1 || !slices.Equal(f.patches, []string{"edge-a"}) {
+		t.Errorf("replicas %d after %d writes, patches %v; want 5 (6 set by the other writer, minus the stopped pod) after 1", f.replicas, f.puts, f.patches)
+	}
+}
+
+func TestScaleGivesUpOnEndlessConflicts(t *testing.T) {
+	f, srv := newFake(t, false)
+	f.conflicts = 100
+	rt := runtimeFor(t, Config{REST: &rest.Config{Host: srv.URL, BearerToken: token}, Namespace: ns})
+	err := rt.Scale(context.Background(), 5)
+	if !apierrors.IsConflict(err) || f.replicas != 2 || f.conflicts != 95 {
+		t.Errorf("error = %v, replicas %d, %d conflicts left; want a conflict after 5 tries, replicas 2", err, f.replicas, f.conflicts)
+	}
+}
+
+func TestMissingDeployment(t *testing.T) {
+	_, srv := newFake(t, false)
+	rt, err := New(Config{REST: &rest.Config{Host: srv.URL, BearerToken: token}, Namespace: ns, Deployment: "ddnn-inference-nope"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	_, listErr := rt.List(ctx)
+	for name, err := range map[string]error{"Scale": rt.Scale(ctx, 1), "List": listErr} {
+		if !apierrors.IsNotFound(err) || !strings.Contains(err.Error(), "deployment "+ns+"/ddnn-inference-nope") {
+			t.Errorf("%s of a missing deployment: %v", name, err)
+		}
+	}
+}
+
+// TestListReadiness: a pod is ready once its Ready condition is true and
+// it has an address.
+func TestListReadiness(t *testing.T) {
+	f, srv := newFake(t, false)
+	f.pods["edge-d"] = podJSON("edge-d", "", true, false, "2026-11-22T10:00:10Z")
+	rt := runtimeFor(t, Config{REST: &rest.Config{Host: srv.URL, BearerToken: token}, Namespace: ns})
+	reps, err := rt.List(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []struct {
+		id, url string
+		ready   bool
+	}{{"edge-a", "http://10.1.0.5:8090", true}, {"edge-b", "http://10.1.0.6:8090", false}, {"edge-d", "", false}}
+	if len(reps) != len(want) {
+		t.Fatalf("List = %+v, want %d replicas", reps, len(want))
+	}
+	for i, w := range want {
+		if reps[i].ID != w.id || reps[i].URL != w.url || reps[i].Ready != w.ready {
+			t.Errorf("replica %d = %+v, want %+v", i, reps[i], w)
+		}
 	}
 }
 
