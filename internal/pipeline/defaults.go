@@ -145,7 +145,7 @@ func decode(doc *yaml.Node) (*Pipeline, error) {
 		if err := n.Decode(&s); err != nil {
 			return nil, err
 		}
-		p.deriveSiteDefaults(&s, n)
+		p.deriveSiteDefaults(&s, n, root)
 		p.SiteList = append(p.SiteList, s)
 	}
 	return &p, nil
@@ -202,19 +202,25 @@ func (p *Pipeline) newSite() Site {
 }
 
 // deriveSiteDefaults fills what site s, decoded from n, inherits as a
-// whole or derives from its own settings.
-func (p *Pipeline) deriveSiteDefaults(s *Site, n *yaml.Node) {
+// whole or derives from its own settings; root is the whole YAML.
+func (p *Pipeline) deriveSiteDefaults(s *Site, n, root *yaml.Node) {
 	k, fu, top := &s.Kafka, &s.Funnel, &p.Funnel
 	if k.TopicConfig == nil {
 		k.TopicConfig = p.Kafka.TopicConfig
 	}
 	k.inheritSecurity(&p.Kafka)
+	if k.Embedded() && !present(n, "kafka", "embedded_acls") {
+		k.EmbeddedACLs = p.Kafka.EmbeddedACLs // a site's own false is kept
+	}
 	setDefault(&fu.TLS, top.TLS)
 	co, rl := &fu.CoAPReassembly, &fu.DeviceRateLimit
 	if !present(n, "funnel", "coap_reassembly", "max_bytes_per_peer") && fu.MaxRequestBytes != top.MaxRequestBytes {
 		co.MaxBytesPerPeer = defaultCoAPPeerBytesPerRequest * fu.MaxRequestBytes
 	}
-	if !present(n, "funnel", "device_rate_limit", "burst") && rl.Rate != top.DeviceRateLimit.Rate {
+	// A burst the top level sets is inherited; one it derives from its
+	// rate is derived again from a rate of the site's own.
+	if !present(n, "funnel", "device_rate_limit", "burst") && !present(root, "funnel", "device_rate_limit", "burst") &&
+		rl.Rate != top.DeviceRateLimit.Rate {
 		rl.Burst = defaultBurst(rl.Rate)
 	}
 	setDefault(&fu.URL, "http://"+fu.DeliveryListen)

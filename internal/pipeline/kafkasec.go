@@ -114,7 +114,6 @@ func (k *Kafka) inheritSecurity(top *Kafka) {
 	if k.EmbeddedUsers == nil {
 		k.EmbeddedUsers = top.EmbeddedUsers
 	}
-	setDefault(&k.EmbeddedACLs, top.EmbeddedACLs)
 }
 
 // resolvePaths makes the file paths of k's security settings absolute,

@@ -272,6 +272,18 @@ func TestSitesPrecedence(t *testing.T) {
 			return s.Kafka.EmbeddedListen == DefaultEmbeddedBroker && s.Funnel.Listen == DefaultFunnelListen &&
 				s.Funnel.CoAPListen == DefaultCoAPListen && s.Admin.Listen == DefaultAdminListen && s.Funnel.DeliveryListen == DefaultDeliveryListen && s.Funnel.URL == "http://"+DefaultDeliveryListen
 		}},
+		{"acls inherited", "kafka: {embedded_acls: true, sasl: [{mechanism: SCRAM-SHA-512, username: u, password_env: U}], embedded_users: [{username: u, mechanism: SCRAM-SHA-512, password_env: U}]}\n", "", func(s *Site) bool { return s.Kafka.EmbeddedACLs }},
+		{"acls own false", "kafka: {embedded_acls: true, sasl: [{mechanism: SCRAM-SHA-512, username: u, password_env: U}], embedded_users: [{username: u, mechanism: SCRAM-SHA-512, password_env: U}]}\n", "kafka: {embedded_acls: false}", func(s *Site) bool { return !s.Kafka.EmbeddedACLs }},
+		{"acls not on brokers", "kafka: {embedded_acls: true, sasl: [{mechanism: SCRAM-SHA-512, username: u, password_env: U}], embedded_users: [{username: u, mechanism: SCRAM-SHA-512, password_env: U}]}\n", "kafka: {brokers: ['k:9092']}", func(s *Site) bool { return !s.Kafka.EmbeddedACLs }},
+		{"burst inherited with own rate", "funnel: {device_rate_limit: {rate: 10, burst: 50}}\n", "funnel: {device_rate_limit: {rate: 20}}", func(s *Site) bool {
+			return s.Funnel.DeviceRateLimit.Rate == 20 && s.Funnel.DeviceRateLimit.Burst == 50
+		}},
+		{"burst derived from own rate", "funnel: {device_rate_limit: {rate: 10}}\n", "funnel: {device_rate_limit: {rate: 20}}", func(s *Site) bool {
+			return s.Funnel.DeviceRateLimit.Burst == 20
+		}},
+		{"burst own", "funnel: {device_rate_limit: {rate: 10, burst: 50}}\n", "funnel: {device_rate_limit: {rate: 20, burst: 5}}", func(s *Site) bool {
+			return s.Funnel.DeviceRateLimit.Burst == 5
+		}},
 		{"url from delivery_listen", "", "funnel: {listen: '10.0.0.1:80', delivery_listen: '10.0.0.1:81'}", func(s *Site) bool { return s.Funnel.URL == "http://10.0.0.1:81" }},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
