@@ -56,7 +56,7 @@ type Config struct {
 	// it started.
 	Count int
 	// Timeout bounds a read without Follow (default 10s); reaching it
-	// before Count results is an error.
+	// before Count results, or before the end of the topic, is an error.
 	Timeout time.Duration
 	// ConnectTimeout bounds the first answer from the brokers (default
 	// 5s).
@@ -87,6 +87,12 @@ func (c *Config) Validate() error {
 	if c.Last > 0 && c.Count > 0 {
 		errs = append(errs, errors.New("--last prints the newest N and --count stops after N: give one"))
 	}
+	if c.Last > 0 && c.ID != "" {
+		errs = append(errs, errors.New("--last reads the newest N records and --id searches them all: give one"))
+	}
+	if c.Timeout < 0 {
+		errs = append(errs, fmt.Errorf("--timeout %s: want a positive duration", c.Timeout))
+	}
 	if c.Out == nil {
 		errs = append(errs, errors.New("no output"))
 	}
@@ -105,14 +111,14 @@ func Read(ctx context.Context, cfg Config) error {
 	if cfg.Warn == nil {
 		cfg.Warn = io.Discard
 	}
+	bounds, err := partitionBounds(ctx, &cfg) // within cfg.ConnectTimeout
+	if err != nil {
+		return err
+	}
 	if !cfg.Follow {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, cfg.Timeout)
 		defer cancel()
-	}
-	bounds, err := partitionBounds(ctx, &cfg)
-	if err != nil {
-		return err
 	}
 	// Where each partition starts, and the end it had (until) for a read
 	// that stops there: one without Follow or Count, and the tail of Last.
@@ -230,7 +236,7 @@ func (r *reader) printLast(ctx context.Context, until map[int32]int64) error {
 		return true
 	})
 	if err != nil {
-		return err
+		return r.unfinished(ctx, err)
 	}
 	slices.SortStableFunc(tail, func(a, b stamped) int { return a.at.Compare(b.at) })
 	for _, s := range tail[max(0, len(tail)-r.cfg.Last):] {
@@ -260,9 +266,12 @@ func (r *reader) read(ctx context.Context, until map[int32]int64) error {
 		return r.cfg.Count == 0 || r.n < r.cfg.Count
 	})
 	if err != nil {
-		return err
+		return r.unfinished(ctx, err)
 	}
 	if r.cfg.Count > 0 && r.n < r.cfg.Count && !r.cfg.Follow {
+		if ctx.Err() == context.Canceled {
+			return fmt.Errorf("interrupted after %d of %d results", r.n, r.cfg.Count)
+		}
 		if r.cfg.ID != "" {
 			return fmt.Errorf("%d of %d results of message %q within %s", r.n, r.cfg.Count, r.cfg.ID, r.cfg.Timeout)
 		}
@@ -271,9 +280,29 @@ func (r *reader) read(ctx context.Context, until map[int32]int64) error {
 	return nil
 }
 
+// errNotAtEnd is poll's answer when ctx ended before the ends it was to
+// read to.
+var errNotAtEnd = errors.New("not at the end")
+
+// unfinished turns poll's errNotAtEnd into what the user is told: with
+// Follow, the end of ctx is how a read ends; without it, a read that did
+// not reach the topic's end says why rather than pass for a whole one.
+func (r *reader) unfinished(ctx context.Context, err error) error {
+	switch {
+	case !errors.Is(err, errNotAtEnd):
+		return err
+	case r.cfg.Follow:
+		return nil
+	case ctx.Err() == context.Canceled:
+		return fmt.Errorf("interrupted before the end of %s", r.cfg.Topic)
+	}
+	return fmt.Errorf("the end of %s not reached within %s (--timeout)", r.cfg.Topic, r.cfg.Timeout)
+}
+
 // poll hands each result of the selected message id to use, until use
 // says stop, the offsets of until were read (nil: no end; a batch is
-// handed over whole) or ctx ends (not an error). A result past its
+// handed over whole) or ctx ends (errNotAtEnd while until has offsets
+// left to read, else not an error). A result past its
 // partition's end in until is beyond. Records that are not results are
 // reported to cfg.Warn.
 func (r *reader) poll(ctx context.Context, until map[int32]int64, use func(rec *kgo.Record, res wire.Result, beyond bool) bool) error {
@@ -281,6 +310,9 @@ func (r *reader) poll(ctx context.Context, until map[int32]int64, use func(rec *
 	for until == nil || len(until) > 0 {
 		fs := r.cl.PollFetches(ctx)
 		if ctx.Err() != nil {
+			if len(until) > 0 {
+				return errNotAtEnd
+			}
 			return nil
 		}
 		if err := fs.Err0(); err != nil {

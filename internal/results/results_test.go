@@ -3,6 +3,7 @@ package results
 import (
 	"bytes"
 	"context"
+	"errors"
 	"net"
 	"strings"
 	"testing"
@@ -10,6 +11,7 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
 	"go.uber.org/goleak"
 
 	"github.com/ddnn-continuum/ddnn/internal/pipeline"
@@ -242,10 +244,38 @@ func TestNoTopic(t *testing.T) {
 	}
 }
 
+// TestNotAtEnd: a read that cannot reach the end of the topic (every fetch
+// fails) is an error saying why, the timeout or an interruption, rather
+// than passing for the whole topic.
+func TestNotAtEnd(t *testing.T) {
+	c := newCluster(t)
+	c.produce(t, 0, 1, "a")
+	c.c.ControlKey(int16(kmsg.Fetch), func(kmsg.Request) (kmsg.Response, error, bool) {
+		c.c.KeepControl()
+		return nil, errors.New("fetch refused"), true
+	})
+	for _, last := range []int{0, 2} {
+		cfg := c.config(&syncbuf.Buffer{})
+		cfg.Last, cfg.Timeout = last, 300*time.Millisecond
+		err := Read(context.Background(), cfg)
+		if err == nil || err.Error() != "the end of p.results not reached within 300ms (--timeout)" {
+			t.Errorf("--last %d, timeout: %v", last, err)
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		time.AfterFunc(300*time.Millisecond, cancel) // as Ctrl-C does
+		cfg.Timeout = time.Minute
+		err = Read(ctx, cfg)
+		if err == nil || err.Error() != "interrupted before the end of p.results" {
+			t.Errorf("--last %d, interrupted: %v", last, err)
+		}
+	}
+}
+
 func TestConfigErrors(t *testing.T) {
-	cfg := Config{Last: 2, Count: 1, FromBeginning: true}
+	cfg := Config{Last: 2, Count: 1, FromBeginning: true, ID: "x", Timeout: -time.Second}
 	err := Read(context.Background(), cfg)
-	for _, want := range []string{"no results topic", "--last and --from-beginning", "--last prints the newest N and --count", "no output"} {
+	for _, want := range []string{"no results topic", "--last and --from-beginning", "--last prints the newest N and --count",
+		"--last reads the newest N records and --id", "--timeout -1s: want a positive duration", "no output"} {
 		if err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("%v: want %q", err, want)
 		}
