@@ -7,7 +7,6 @@ import (
 	"io"
 	"log/slog"
 	"net"
-	"net/http"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -317,7 +316,7 @@ func Start(ctx context.Context, l Launch) (*Up, error) {
 	ready := u.child.WaitReady(ctx, first)
 	for _, s := range l.Sites[1:] {
 		if ready == nil {
-			ready = waitReady(ctx, "http://"+s.Admin.Listen+"/readyz", further)
+			ready = u.child.WaitReadyAt(ctx, "http://"+s.Admin.Listen+"/readyz", further)
 		}
 	}
 	if ready != nil {
@@ -359,30 +358,6 @@ func checkFree(sites []pipeline.Site) error {
 	return nil
 }
 
-// waitReady polls url until it answers 200, or fails once timeout passed.
-func waitReady(ctx context.Context, url string, timeout time.Duration) error {
-	ctx, cancel := context.WithTimeout(ctx, timeout)
-	defer cancel()
-	client := &http.Client{Timeout: time.Second}
-	defer client.CloseIdleConnections()
-	for {
-		req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
-		if err != nil {
-			return fmt.Errorf("readiness of %s: %w", url, err)
-		}
-		if resp, err := client.Do(req); err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return nil
-			}
-		}
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("%s not ready within %s", url, timeout)
-		case <-time.After(100 * time.Millisecond):
-		}
-	}
-}
 
 // tail returns the last n lines of the file at path ("" when it cannot be
 // read).

@@ -3,14 +3,11 @@ package bench
 import (
 	"context"
 	"net"
-	"net/http"
-	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -64,7 +61,7 @@ func TestStartNotReady(t *testing.T) {
 	}{
 		{"never ready", "silent", 1, "pipeline not ready at http://ADMIN0/readyz within 500ms; its log ends:", true},
 		{"exits", "exit", 1, "pipeline exited before it was ready; its log ends:", true},
-		{"second site not ready", "ready:ADMIN0", 2, "http://ADMIN1/readyz not ready within 500ms; its log ends:", false},
+		{"second site not ready", "ready:ADMIN0", 2, "pipeline not ready at http://ADMIN1/readyz within 500ms; its log ends:", false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var sites []pipeline.Site
@@ -101,6 +98,25 @@ func TestStartNotReady(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestStartCrashAfterFirstSite: ddnn up exiting while bench waits for a
+// later site fails at once, not after that site's timeout.
+func TestStartCrashAfterFirstSite(t *testing.T) {
+	sites := []pipeline.Site{testSite(t, "edge"), testSite(t, "cloud")}
+	start := time.Now()
+	up, err := Start(context.Background(), Launch{File: "p.yaml", Target: TargetPipeline, Sites: sites,
+		Args: []string{"crash:" + sites[0].Admin.Listen}, ReadyTimeout: time.Minute})
+	if err == nil {
+		up.Stop()
+		t.Fatal("Start succeeded")
+	}
+	if want := "bench: pipeline exited before it was ready; its log ends:"; !strings.HasPrefix(err.Error(), want) || !strings.Contains(err.Error(), "crashed") {
+		t.Errorf("error %q, want it to start %q and show the log", err, want)
+	}
+	if d := time.Since(start); d > 30*time.Second {
+		t.Errorf("failed after %s: it waited for the second site's timeout", d)
 	}
 }
 
@@ -149,31 +165,6 @@ func TestCheckFree(t *testing.T) {
 				t.Error(err)
 			}
 		})
-	}
-}
-
-func TestWaitReady(t *testing.T) {
-	var calls atomic.Int32
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.URL.Path != "/readyz" || calls.Add(1) < 3 {
-			w.WriteHeader(http.StatusServiceUnavailable)
-		}
-	}))
-	defer srv.Close()
-	if err := waitReady(context.Background(), srv.URL+"/readyz", 20*time.Second); err != nil {
-		t.Fatalf("ready on the third probe: %v", err)
-	}
-	if n := calls.Load(); n != 3 {
-		t.Errorf("%d probes, want 3", n)
-	}
-	err := waitReady(context.Background(), srv.URL+"/never", 300*time.Millisecond)
-	if want := srv.URL + "/never not ready within 300ms"; err == nil || err.Error() != want {
-		t.Errorf("error %v, want %q", err, want)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	cancel()
-	if err := waitReady(ctx, srv.URL+"/never", time.Minute); err == nil {
-		t.Error("ready with a cancelled context")
 	}
 }
 

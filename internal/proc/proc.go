@@ -186,6 +186,13 @@ func (c *Child) PID() int {
 // WaitReady polls readyURL until it answers 200; it fails at once when the
 // process exits.
 func (c *Child) WaitReady(ctx context.Context, timeout time.Duration) error {
+	return c.WaitReadyAt(ctx, c.readyURL, timeout)
+}
+
+// WaitReadyAt polls url, a readiness URL of something the child serves
+// besides readyURL, until it answers 200; it fails at once when the
+// process exits.
+func (c *Child) WaitReadyAt(ctx context.Context, url string, timeout time.Duration) error {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	t := time.NewTicker(20 * time.Millisecond)
@@ -199,24 +206,24 @@ func (c *Child) WaitReady(ctx context.Context, timeout time.Duration) error {
 			return fmt.Errorf("%s exited before it was ready", c.name)
 		default:
 		}
-		if c.probe(ctx, time.Second) {
+		if c.probe(ctx, url, time.Second) {
 			return nil
 		}
 		select {
 		case <-ctx.Done():
-			return fmt.Errorf("%s not ready at %s within %s", c.name, c.readyURL, timeout)
+			return fmt.Errorf("%s not ready at %s within %s", c.name, url, timeout)
 		case <-t.C:
 		}
 	}
 }
 
 // Ready reports whether the child answers 200 on readyURL now.
-func (c *Child) Ready() bool { return c.probe(context.Background(), 500*time.Millisecond) }
+func (c *Child) Ready() bool { return c.probe(context.Background(), c.readyURL, 500*time.Millisecond) }
 
-func (c *Child) probe(ctx context.Context, timeout time.Duration) bool {
+func (c *Child) probe(ctx context.Context, url string, timeout time.Duration) bool {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.readyURL, nil)
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 	if err != nil {
 		return false
 	}

@@ -435,6 +435,10 @@ func TestWaitReadyTimeout(t *testing.T) {
 	if c.Ready() {
 		t.Error("Ready of a child that serves nothing")
 	}
+	err = c.WaitReadyAt(context.Background(), "http://127.0.0.1:1/other", 200*time.Millisecond)
+	if err == nil || !strings.Contains(err.Error(), "idle not ready at http://127.0.0.1:1/other within 200ms") {
+		t.Errorf("WaitReadyAt: %v", err)
+	}
 }
 
 func TestReadyAndBaseURL(t *testing.T) {
