@@ -358,7 +358,6 @@ func checkFree(sites []pipeline.Site) error {
 	return nil
 }
 
-
 // tail returns the last n lines of the file at path ("" when it cannot be
 // read).
 func tail(path string, n int) string {
