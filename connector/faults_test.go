@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kerr"
@@ -104,6 +105,21 @@ func (o *outage) end() {
 	o.mu.Unlock()
 }
 
+// recover ends the outage, waits until the connector caught up, and
+// checks that charged (what the connector counts when it gives records
+// up) stayed 0 and that rep got every one of m0..m(n-1).
+func (o *outage) recover(t *testing.T, e *env, rep *fakeReplica, n int, charged prometheus.Counter, what string) {
+	t.Helper()
+	o.end()
+	waitFor(t, "lag 0", func() bool { return e.lag(t) == 0 })
+	if v := testutil.ToFloat64(charged); v != 0 {
+		t.Errorf("%v %s", v, what)
+	}
+	if miss := missing(rep.ids(), "m", n); len(miss) > 0 {
+		t.Errorf("not delivered: %v", miss)
+	}
+}
+
 // leastTries is the fewest failed calls of the records m0..m(n-1): 0
 // until every one was tried.
 func (o *outage) leastTries(n int) int {
@@ -191,14 +207,7 @@ func TestOutageIsNotChargedToRecords(t *testing.T) {
 			waitFor(t, "every record tried more than max_attempts times, or one dead-lettered", func() bool {
 				return out.leastTries(50) > attempts || testutil.ToFloat64(c.m.exhausts) > 0
 			})
-			out.end()
-			waitFor(t, "lag 0", func() bool { return e.lag(t) == 0 })
-			if n := testutil.ToFloat64(c.m.deadLetters); n != 0 {
-				t.Errorf("%v records dead-lettered for an outage", n)
-			}
-			if miss := missing(rep.ids(), "m", 50); len(miss) > 0 {
-				t.Errorf("not delivered: %v", miss)
-			}
+			out.recover(t, e, rep, 50, c.m.deadLetters, "records dead-lettered for an outage")
 		})
 	}
 }
@@ -511,14 +520,7 @@ func TestOutageWithRejectionsIsNotChargedToRecords(t *testing.T) {
 		e.produce(t, 1, "bad"+strconv.Itoa(bad)+"-")
 		time.Sleep(10 * time.Millisecond)
 	}
-	out.end()
-	waitFor(t, "lag 0", func() bool { return e.lag(t) == 0 })
-	if n := testutil.ToFloat64(c.m.exhausts); n != 0 {
-		t.Errorf("%v good records dead-lettered for the outage (attempts exhausted)", n)
-	}
-	if miss := missing(rep.ids(), "m", 50); len(miss) > 0 {
-		t.Errorf("not delivered: %v", miss)
-	}
+	out.recover(t, e, rep, 50, c.m.exhausts, "good records dead-lettered for the outage (attempts exhausted)")
 }
 
 // TestDeadReplicaUnderLoadIsNotChargedToRecords: one of two replicas is
