@@ -259,17 +259,7 @@ func TestUpSIGINTRestart(t *testing.T) {
 	before := startLoad(t, tp.funnel, ds.Samples, "ib-", 900, 300)
 	time.Sleep(time.Second)
 	burst := produceBurst(t, tp.broker, tp.name+".edge.in", ds.Samples, "ic-", 8000)
-	stopAt := time.Now()
-	p.cmd.Process.Signal(syscall.SIGINT)
-	select {
-	case <-p.exited:
-	case <-time.After(12 * time.Second):
-		t.Fatal("ddnn up did not exit within 12s of SIGINT")
-	}
-	stopped := time.Since(stopAt)
-	if p.err != nil {
-		t.Errorf("exit after SIGINT: %v", p.err)
-	}
+	stopped := p.stop(t, syscall.SIGINT, "SIGINT", 12*time.Second)
 	<-before.done
 	atStop, msgs := unprocessedCounts(p.out.String(), false)
 	left := 0

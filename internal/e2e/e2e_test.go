@@ -164,15 +164,22 @@ func start(t testing.TB, args ...string) *proc {
 // long the stop took.
 func (p *proc) term(t testing.TB) time.Duration {
 	t.Helper()
+	return p.stop(t, syscall.SIGTERM, "SIGTERM", 10*time.Second)
+}
+
+// stop sends sig, called name in failures, and expects a clean exit within
+// the given time; it returns how long the stop took.
+func (p *proc) stop(t testing.TB, sig syscall.Signal, name string, within time.Duration) time.Duration {
+	t.Helper()
 	stopAt := time.Now()
-	p.cmd.Process.Signal(syscall.SIGTERM)
+	p.cmd.Process.Signal(sig)
 	select {
 	case <-p.exited:
-	case <-time.After(10 * time.Second):
-		t.Fatal("did not exit within 10s of SIGTERM")
+	case <-time.After(within):
+		t.Fatalf("did not exit within %s of %s", within, name)
 	}
 	if p.err != nil {
-		t.Errorf("exit after SIGTERM: %v", p.err)
+		t.Errorf("exit after %s: %v", name, p.err)
 	}
 	return time.Since(stopAt)
 }
