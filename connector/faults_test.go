@@ -37,9 +37,9 @@ func setupCluster(t *testing.T) (*env, *kfake.Cluster) {
 	return &env{p: p, cl: newClient(t, kgo.SeedBrokers(p.Kafka.Brokers...), kgo.ProducerBatchMaxBytes(2<<20))}, c
 }
 
-// committed is the group's committed offset per partition of the edge
-// topic; end is the topic's end offsets.
-func (e *env) committedAndEnd(t *testing.T) (committed, end map[int32]int64) {
+// checkCommittedToEnd checks that the group's committed offset on each
+// partition of the edge topic is the partition's end.
+func (e *env) checkCommittedToEnd(t *testing.T) {
 	t.Helper()
 	adm := kadm.NewClient(e.cl)
 	ctx := context.Background()
@@ -51,14 +51,17 @@ func (e *env) committedAndEnd(t *testing.T) (committed, end map[int32]int64) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	committed, end = map[int32]int64{}, map[int32]int64{}
+	committed := map[int32]int64{}
 	offs.Each(func(o kadm.OffsetResponse) {
 		if o.Topic == "t.edge.in" {
 			committed[o.Partition] = o.At
 		}
 	})
-	ends.Each(func(o kadm.ListedOffset) { end[o.Partition] = o.Offset })
-	return committed, end
+	ends.Each(func(o kadm.ListedOffset) {
+		if committed[o.Partition] != o.Offset {
+			t.Errorf("partition %d committed at %d, end %d", o.Partition, committed[o.Partition], o.Offset)
+		}
+	})
 }
 
 func union(rs ...*fakeReplica) map[string]int {
@@ -414,12 +417,7 @@ func TestCommitFailuresAreRetried(t *testing.T) {
 	if err := <-done; err != nil {
 		t.Fatal(err)
 	}
-	committed, end := e.committedAndEnd(t)
-	for p, want := range end {
-		if committed[p] != want {
-			t.Errorf("partition %d committed at %d, end %d", p, committed[p], want)
-		}
-	}
+	e.checkCommittedToEnd(t)
 	t.Logf("%d commit requests refused", failed.Load())
 
 	again := newFakeReplica(t, nil)
@@ -454,12 +452,7 @@ func TestRequestLevelCommitFailure(t *testing.T) {
 	if err := <-done; err != nil {
 		t.Fatal(err)
 	}
-	committed, end := e.committedAndEnd(t)
-	for p, want := range end {
-		if committed[p] != want {
-			t.Errorf("partition %d committed at %d, end %d", p, committed[p], want)
-		}
-	}
+	e.checkCommittedToEnd(t)
 }
 
 // TestDeadLetterProduceRetried: the DLQ refuses the first produces; the
