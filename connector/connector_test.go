@@ -16,6 +16,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"go.uber.org/goleak"
 
@@ -130,12 +131,31 @@ func setup(t *testing.T) *env {
 	}
 	t.Cleanup(b.Close)
 	p.Kafka.Brokers = []string{b.Addr()}
-	cl, err := kgo.NewClient(kgo.SeedBrokers(b.Addr()))
+	return &env{p: p, cl: newClient(t, kgo.SeedBrokers(b.Addr()))}
+}
+
+// newClient returns a Kafka client with opts that is closed when the test
+// ends.
+func newClient(t *testing.T, opts ...kgo.Opt) *kgo.Client {
+	t.Helper()
+	cl, err := kgo.NewClient(opts...)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(cl.Close)
-	return &env{p: p, cl: cl}
+	return cl
+}
+
+// newCluster returns a one-broker kfake cluster with topics of partitions
+// partitions each, closed when the test ends.
+func newCluster(t *testing.T, partitions int32, topics ...string) *kfake.Cluster {
+	t.Helper()
+	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(partitions, topics...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.Close)
+	return c
 }
 
 // produce writes n envelope records with ids m0..m(n-1), plus raw ones when
@@ -343,7 +363,7 @@ func consumeAll(t *testing.T, e *env, topic string, n int) []*kgo.Record {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer c.Close()
+	defer c.Close() // stop fetching now: callers may consume again
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	var out []*kgo.Record

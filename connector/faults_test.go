@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kerr"
@@ -31,23 +32,14 @@ func setupCluster(t *testing.T) (*env, *kfake.Cluster) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(p.Kafka.Partitions, p.Topics()...))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(c.Close)
+	c := newCluster(t, p.Kafka.Partitions, p.Topics()...)
 	p.Kafka.Brokers = c.ListenAddrs()
-	cl, err := kgo.NewClient(kgo.SeedBrokers(p.Kafka.Brokers...), kgo.ProducerBatchMaxBytes(2<<20))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(cl.Close)
-	return &env{p: p, cl: cl}, c
+	return &env{p: p, cl: newClient(t, kgo.SeedBrokers(p.Kafka.Brokers...), kgo.ProducerBatchMaxBytes(2<<20))}, c
 }
 
-// committed is the group's committed offset per partition of the edge
-// topic; end is the topic's end offsets.
-func (e *env) committedAndEnd(t *testing.T) (committed, end map[int32]int64) {
+// checkCommittedToEnd checks that the group's committed offset on each
+// partition of the edge topic is the partition's end.
+func (e *env) checkCommittedToEnd(t *testing.T) {
 	t.Helper()
 	adm := kadm.NewClient(e.cl)
 	ctx := context.Background()
@@ -59,14 +51,17 @@ func (e *env) committedAndEnd(t *testing.T) (committed, end map[int32]int64) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	committed, end = map[int32]int64{}, map[int32]int64{}
+	committed := map[int32]int64{}
 	offs.Each(func(o kadm.OffsetResponse) {
 		if o.Topic == "t.edge.in" {
 			committed[o.Partition] = o.At
 		}
 	})
-	ends.Each(func(o kadm.ListedOffset) { end[o.Partition] = o.Offset })
-	return committed, end
+	ends.Each(func(o kadm.ListedOffset) {
+		if committed[o.Partition] != o.Offset {
+			t.Errorf("partition %d committed at %d, end %d", o.Partition, committed[o.Partition], o.Offset)
+		}
+	})
 }
 
 func union(rs ...*fakeReplica) map[string]int {
@@ -79,14 +74,63 @@ func union(rs ...*fakeReplica) map[string]int {
 	return out
 }
 
-// leastTries is the fewest failed calls of the records m0..m(n-1) in
-// tries (guarded by mu): 0 until every one was tried.
-func leastTries(mu *sync.Mutex, tries map[string]int, n int) int {
-	mu.Lock()
-	defer mu.Unlock()
-	least := len(tries)
+// outage is a fake replica's switchable failure: while it lasts, each
+// call it fails counts a failed try for every record the call carries.
+type outage struct {
+	mu     sync.Mutex
+	tries  map[string]int // failed calls per record
+	broken bool
+}
+
+// newOutage returns an outage that has begun.
+func newOutage() *outage {
+	return &outage{tries: map[string]int{}, broken: true}
+}
+
+// fail reports whether the outage still lasts and, if it does, counts a
+// failed try for each of msgs.
+func (o *outage) fail(msgs []wire.Message) bool {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if !o.broken {
+		return false
+	}
+	for _, m := range msgs {
+		o.tries[m.ID]++
+	}
+	return true
+}
+
+// end ends the outage: from now on fail reports false.
+func (o *outage) end() {
+	o.mu.Lock()
+	o.broken = false
+	o.mu.Unlock()
+}
+
+// recover ends the outage, waits until the connector caught up, and
+// checks that charged (what the connector counts when it gives records
+// up) stayed 0 and that rep got every one of m0..m(n-1).
+func (o *outage) recover(t *testing.T, e *env, rep *fakeReplica, n int, charged prometheus.Counter, what string) {
+	t.Helper()
+	o.end()
+	waitFor(t, "lag 0", func() bool { return e.lag(t) == 0 })
+	if v := testutil.ToFloat64(charged); v != 0 {
+		t.Errorf("%v %s", v, what)
+	}
+	if miss := missing(rep.ids(), "m", n); len(miss) > 0 {
+		t.Errorf("not delivered: %v", miss)
+	}
+}
+
+// leastTries is the fewest failed calls of the records m0..m(n-1): 0
+// until every one was tried.
+func (o *outage) leastTries(n int) int {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	least := len(o.tries)
 	for i := 0; i < n && least > 0; i++ {
-		least = min(least, tries["m"+strconv.Itoa(i)])
+		least = min(least, o.tries["m"+strconv.Itoa(i)])
 	}
 	return least
 }
@@ -153,19 +197,10 @@ func TestOutageIsNotChargedToRecords(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			e := setup(t)
-			var (
-				mu     sync.Mutex
-				tries  = map[string]int{} // failed calls per record
-				broken = true
-			)
+			out := newOutage()
 			rep := newFakeReplica(t, func(msgs []wire.Message) (int, string) {
-				mu.Lock()
-				defer mu.Unlock()
-				if !broken {
+				if !out.fail(msgs) {
 					return 200, ""
-				}
-				for _, m := range msgs {
-					tries[m.ID]++
 				}
 				return tc.status, tc.body
 			})
@@ -173,18 +208,9 @@ func TestOutageIsNotChargedToRecords(t *testing.T) {
 			c, _, _ := e.start(t, rep)
 			attempts := e.p.Tiers[0].Connector.MaxAttempts
 			waitFor(t, "every record tried more than max_attempts times, or one dead-lettered", func() bool {
-				return leastTries(&mu, tries, 50) > attempts || testutil.ToFloat64(c.m.exhausts) > 0
+				return out.leastTries(50) > attempts || testutil.ToFloat64(c.m.exhausts) > 0
 			})
-			mu.Lock()
-			broken = false
-			mu.Unlock()
-			waitFor(t, "lag 0", func() bool { return e.lag(t) == 0 })
-			if n := testutil.ToFloat64(c.m.deadLetters); n != 0 {
-				t.Errorf("%v records dead-lettered for an outage", n)
-			}
-			if miss := missing(rep.ids(), "m", 50); len(miss) > 0 {
-				t.Errorf("not delivered: %v", miss)
-			}
+			out.recover(t, e, rep, 50, c.m.deadLetters, "records dead-lettered for an outage")
 		})
 	}
 }
@@ -391,12 +417,7 @@ func TestCommitFailuresAreRetried(t *testing.T) {
 	if err := <-done; err != nil {
 		t.Fatal(err)
 	}
-	committed, end := e.committedAndEnd(t)
-	for p, want := range end {
-		if committed[p] != want {
-			t.Errorf("partition %d committed at %d, end %d", p, committed[p], want)
-		}
-	}
+	e.checkCommittedToEnd(t)
 	t.Logf("%d commit requests refused", failed.Load())
 
 	again := newFakeReplica(t, nil)
@@ -431,12 +452,7 @@ func TestRequestLevelCommitFailure(t *testing.T) {
 	if err := <-done; err != nil {
 		t.Fatal(err)
 	}
-	committed, end := e.committedAndEnd(t)
-	for p, want := range end {
-		if committed[p] != want {
-			t.Errorf("partition %d committed at %d, end %d", p, committed[p], want)
-		}
-	}
+	e.checkCommittedToEnd(t)
 }
 
 // TestDeadLetterProduceRetried: the DLQ refuses the first produces; the
@@ -467,11 +483,7 @@ func TestDeadLetterProduceRetried(t *testing.T) {
 // charged for the outage, and all of them are delivered afterwards.
 func TestOutageWithRejectionsIsNotChargedToRecords(t *testing.T) {
 	e := setup(t)
-	var (
-		mu     sync.Mutex
-		tries  = map[string]int{}
-		broken = true
-	)
+	out := newOutage()
 	rep := newFakeReplica(t, func(msgs []wire.Message) (int, string) {
 		var rej []string
 		for i, m := range msgs {
@@ -482,13 +494,8 @@ func TestOutageWithRejectionsIsNotChargedToRecords(t *testing.T) {
 		if len(rej) > 0 {
 			return 400, fmt.Sprintf(`{"error":"%d of %d messages rejected","rejected":[%s]}`, len(rej), len(msgs), strings.Join(rej, ","))
 		}
-		mu.Lock()
-		defer mu.Unlock()
-		if !broken {
+		if !out.fail(msgs) {
 			return 200, ""
-		}
-		for _, m := range msgs {
-			tries[m.ID]++
 		}
 		return 502, `{"error":"delivery: funnel unreachable"}`
 	})
@@ -496,7 +503,7 @@ func TestOutageWithRejectionsIsNotChargedToRecords(t *testing.T) {
 	c, _, _ := e.start(t, rep)
 	attempts := e.p.Tiers[0].Connector.MaxAttempts
 	tried := func() bool {
-		return leastTries(&mu, tries, 50) > attempts || testutil.ToFloat64(c.m.exhausts) > 0
+		return out.leastTries(50) > attempts || testutil.ToFloat64(c.m.exhausts) > 0
 	}
 	bad := 0
 	for deadline := time.Now().Add(15 * time.Second); !tried(); bad++ {
@@ -506,16 +513,7 @@ func TestOutageWithRejectionsIsNotChargedToRecords(t *testing.T) {
 		e.produce(t, 1, "bad"+strconv.Itoa(bad)+"-")
 		time.Sleep(10 * time.Millisecond)
 	}
-	mu.Lock()
-	broken = false
-	mu.Unlock()
-	waitFor(t, "lag 0", func() bool { return e.lag(t) == 0 })
-	if n := testutil.ToFloat64(c.m.exhausts); n != 0 {
-		t.Errorf("%v good records dead-lettered for the outage (attempts exhausted)", n)
-	}
-	if miss := missing(rep.ids(), "m", 50); len(miss) > 0 {
-		t.Errorf("not delivered: %v", miss)
-	}
+	out.recover(t, e, rep, 50, c.m.exhausts, "good records dead-lettered for the outage (attempts exhausted)")
 }
 
 // TestDeadReplicaUnderLoadIsNotChargedToRecords: one of two replicas is
@@ -648,11 +646,7 @@ func TestRevokeFreesTheWindow(t *testing.T) {
 		}
 		return 200, ""
 	})
-	manual, err := kgo.NewClient(kgo.SeedBrokers(e.p.Kafka.Brokers...), kgo.RecordPartitioner(kgo.ManualPartitioner()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer manual.Close()
+	manual := newClient(t, kgo.SeedBrokers(e.p.Kafka.Brokers...), kgo.RecordPartitioner(kgo.ManualPartitioner()))
 	var recs []*kgo.Record
 	for i := 0; i < 40; i++ {
 		m := wire.Message{ID: "m" + strconv.Itoa(i), Tensor: wire.Tensor{DType: wire.Uint8, Shape: []int{4}, Data: []byte{1, 2, 3, 4}}}

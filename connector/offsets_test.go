@@ -31,25 +31,22 @@ type step struct {
 	n    int                      // revoke, pending, pendingIn: wanted count
 }
 
-func add(tp TopicPartition, offs ...int64) []step {
+// steps is one step op per offset of tp.
+func steps(op string, tp TopicPartition, offs []int64) []step {
 	s := make([]step, len(offs))
 	for i, off := range offs {
-		s[i] = step{op: "add", tp: tp, off: off}
+		s[i] = step{op: op, tp: tp, off: off}
 	}
 	return s
 }
+
+func add(tp TopicPartition, offs ...int64) []step { return steps("add", tp, offs) }
 
 func addErr(tp TopicPartition, off int64, err error, msg ...string) step {
 	return step{op: "add", tp: tp, off: off, err: err, msg: msg}
 }
 
-func done(tp TopicPartition, offs ...int64) []step {
-	s := make([]step, len(offs))
-	for i, off := range offs {
-		s[i] = step{op: "done", tp: tp, off: off}
-	}
-	return s
-}
+func done(tp TopicPartition, offs ...int64) []step { return steps("done", tp, offs) }
 
 func doneErr(tp TopicPartition, off int64, err error, msg ...string) step {
 	return step{op: "done", tp: tp, off: off, err: err, msg: msg}

@@ -15,7 +15,6 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
-	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/ddnn-continuum/ddnn/internal/pipeline"
@@ -132,19 +131,9 @@ func setupLink(t *testing.T) *linkEnv {
 	}
 	for i := range p.SiteList {
 		s := &p.SiteList[i]
-		c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(s.Kafka.Partitions, p.TopicsOn(s.Name)...))
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(c.Close)
-		s.Kafka.Brokers = c.ListenAddrs()
+		s.Kafka.Brokers = newCluster(t, s.Kafka.Partitions, p.TopicsOn(s.Name)...).ListenAddrs()
 	}
-	cl, err := kgo.NewClient(kgo.SeedBrokers(p.SiteList[0].Kafka.Brokers...))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(cl.Close)
-	return &linkEnv{p: p, edge: cl}
+	return &linkEnv{p: p, edge: newClient(t, kgo.SeedBrokers(p.SiteList[0].Kafka.Brokers...))}
 }
 
 // queue writes n forwards (ids prefix+"m"<i>) and n results (prefix+"r"<i>)

@@ -98,7 +98,17 @@ func (e *env) post(t *testing.T, path, contentType string, body []byte, hdr map[
 	if path == PathIngest {
 		base = e.srv.URL
 	}
-	req, _ := http.NewRequest("POST", base+path, bytes.NewReader(body))
+	return postURL(t, base+path, contentType, body, hdr)
+}
+
+// postURL posts body to url with contentType (none if "") and the headers
+// hdr, and returns the response with its body read.
+func postURL(t *testing.T, url, contentType string, body []byte, hdr map[string]string) (*http.Response, string) {
+	t.Helper()
+	req, err := http.NewRequest(http.MethodPost, url, bytes.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
 	if contentType != "" {
 		req.Header.Set("Content-Type", contentType)
 	}

@@ -1,7 +1,7 @@
 package funnel
 
 import (
-	"io"
+	"maps"
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
@@ -35,21 +35,13 @@ func TestZones(t *testing.T) {
 
 	do := func(srv *httptest.Server, path, token string, hdr map[string]string, body string) (int, string) {
 		t.Helper()
-		req, _ := http.NewRequest(http.MethodPost, srv.URL+path, strings.NewReader(body))
-		req.Header.Set("Content-Type", "application/octet-stream")
+		h := map[string]string{}
 		if token != "" {
-			req.Header.Set("Authorization", "Bearer "+token)
+			h["Authorization"] = "Bearer " + token
 		}
-		for k, v := range hdr {
-			req.Header.Set(k, v)
-		}
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
-		b, _ := io.ReadAll(resp.Body)
-		return resp.StatusCode, string(b)
+		maps.Copy(h, hdr)
+		resp, b := postURL(t, srv.URL+path, "application/octet-stream", []byte(body), h)
+		return resp.StatusCode, b
 	}
 	sample := string(floats(1, 2, 3, 4))
 	for _, path := range []string{PathResults, PathTiers + "cloud", PathDrain} {

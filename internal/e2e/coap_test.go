@@ -40,20 +40,7 @@ func TestCoAPDevices(t *testing.T) {
 
 	// uint8 images, one datagram each.
 	tp := writePipeline(t, "coapu8", 1, "")
-	out, err := exec.Command(ddnn, "models", "eval", "-f", tp.file, "--json", "--per-sample").Output()
-	if err != nil {
-		t.Fatalf("models eval: %v", err)
-	}
-	var ev struct {
-		Decisions []struct {
-			Tier  string
-			Class int
-		}
-	}
-	if err := json.Unmarshal(out, &ev); err != nil || len(ev.Decisions) != len(ds.Samples) {
-		t.Fatalf("models eval --per-sample: %v: %.300s", err, out)
-	}
-	want := ev.Decisions
+	want := evalPerSample(t, tp.file, len(ds.Samples))
 	up(t, tp)
 	for i := 0; i < n; i++ {
 		f := filepath.Join(dir, "u8-"+strconv.Itoa(i))
@@ -127,19 +114,7 @@ func TestCoAPSDevices(t *testing.T) {
 	y += "auth:\n  devices_file: " + creds + "\n  devices_psk_key_file: " + keyFile + "\n"
 	os.WriteFile(tp.file, []byte(y), 0o644)
 
-	out, err = exec.Command(ddnn, "models", "eval", "-f", tp.file, "--json", "--per-sample").Output()
-	if err != nil {
-		t.Fatalf("models eval: %v", err)
-	}
-	var ev struct {
-		Decisions []struct {
-			Tier  string
-			Class int
-		}
-	}
-	if err := json.Unmarshal(out, &ev); err != nil || len(ev.Decisions) != len(ds.Samples) {
-		t.Fatalf("models eval --per-sample: %v: %.300s", err, out)
-	}
+	want := evalPerSample(t, tp.file, len(ds.Samples))
 	p := up(t, tp)
 	if !strings.Contains(p.out.String(), "coaps://"+coaps) {
 		t.Errorf("ddnn up's output does not announce coaps://%s:\n%s", coaps, tail(p.out.String(), 20))
@@ -169,8 +144,8 @@ func TestCoAPSDevices(t *testing.T) {
 	got := collectResults(t, tp.broker, tp.name+".results", "coaps-", n, 60*time.Second)
 	for i := range n {
 		r := got["coaps-"+strconv.Itoa(i)]
-		if len(r) != 1 || r[0].Class != ev.Decisions[i].Class || r[0].Tier != ev.Decisions[i].Tier || r[0].Device != "dev-1" {
-			t.Errorf("image %d: %+v, models eval says %+v, from dev-1", i, r, ev.Decisions[i])
+		if len(r) != 1 || r[0].Class != want[i].Class || r[0].Tier != want[i].Tier || r[0].Device != "dev-1" {
+			t.Errorf("image %d: %+v, models eval says %+v, from dev-1", i, r, want[i])
 		}
 	}
 
@@ -182,4 +157,26 @@ func TestCoAPSDevices(t *testing.T) {
 	} else {
 		t.Logf("wrong key refused in %v: %v: %s", time.Since(start).Round(time.Millisecond), err, strings.TrimSpace(out))
 	}
+}
+
+// sampleDecision is where and how `ddnn models eval --per-sample` says one
+// sample exits.
+type sampleDecision struct {
+	Tier  string
+	Class int
+}
+
+// evalPerSample runs `ddnn models eval --per-sample` on the pipeline file
+// and returns its decision for each of the n samples.
+func evalPerSample(t *testing.T, file string, n int) []sampleDecision {
+	t.Helper()
+	out, err := exec.Command(ddnn, "models", "eval", "-f", file, "--json", "--per-sample").Output()
+	if err != nil {
+		t.Fatalf("models eval: %v", err)
+	}
+	var ev struct{ Decisions []sampleDecision }
+	if err := json.Unmarshal(out, &ev); err != nil || len(ev.Decisions) != n {
+		t.Fatalf("models eval --per-sample: %v: %.300s", err, out)
+	}
+	return ev.Decisions
 }

@@ -28,10 +28,7 @@ func awaitResults(t *testing.T, brokers, topic string, accepted []string, timeou
 	for _, id := range accepted {
 		want[id] = 0
 	}
-	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers), kgo.ConsumeTopics(topic), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
-	if err != nil {
-		t.Fatal(err)
-	}
+	cl := readFromStart(t, brokers, topic)
 	defer cl.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
@@ -179,14 +176,7 @@ func TestUpSIGKILLRestart(t *testing.T) {
 	}
 	<-p.exited
 	<-before.done
-	waitFor(t, "the killed supervisor's children to be gone", 10*time.Second, func() bool {
-		for _, c := range children {
-			if alive(c) {
-				return false
-			}
-		}
-		return true
-	})
+	waitGone(t, "the killed supervisor's children to be gone", children)
 	restarted := time.Now()
 	p2 := up(t, tp)
 	ready := time.Since(restarted)
@@ -269,17 +259,7 @@ func TestUpSIGINTRestart(t *testing.T) {
 	before := startLoad(t, tp.funnel, ds.Samples, "ib-", 900, 300)
 	time.Sleep(time.Second)
 	burst := produceBurst(t, tp.broker, tp.name+".edge.in", ds.Samples, "ic-", 8000)
-	stopAt := time.Now()
-	p.cmd.Process.Signal(syscall.SIGINT)
-	select {
-	case <-p.exited:
-	case <-time.After(12 * time.Second):
-		t.Fatal("ddnn up did not exit within 12s of SIGINT")
-	}
-	stopped := time.Since(stopAt)
-	if p.err != nil {
-		t.Errorf("exit after SIGINT: %v", p.err)
-	}
+	stopped := p.stop(t, syscall.SIGINT, "SIGINT", 12*time.Second)
 	<-before.done
 	atStop, msgs := unprocessedCounts(p.out.String(), false)
 	left := 0

@@ -164,15 +164,22 @@ func start(t testing.TB, args ...string) *proc {
 // long the stop took.
 func (p *proc) term(t testing.TB) time.Duration {
 	t.Helper()
+	return p.stop(t, syscall.SIGTERM, "SIGTERM", 10*time.Second)
+}
+
+// stop sends sig, called name in failures, and expects a clean exit within
+// the given time; it returns how long the stop took.
+func (p *proc) stop(t testing.TB, sig syscall.Signal, name string, within time.Duration) time.Duration {
+	t.Helper()
 	stopAt := time.Now()
-	p.cmd.Process.Signal(syscall.SIGTERM)
+	p.cmd.Process.Signal(sig)
 	select {
 	case <-p.exited:
-	case <-time.After(10 * time.Second):
-		t.Fatal("did not exit within 10s of SIGTERM")
+	case <-time.After(within):
+		t.Fatalf("did not exit within %s of %s", within, name)
 	}
 	if p.err != nil {
-		t.Errorf("exit after SIGTERM: %v", p.err)
+		t.Errorf("exit after %s: %v", name, p.err)
 	}
 	return time.Since(stopAt)
 }
@@ -266,10 +273,7 @@ func sendHTTP(t testing.TB, funnel string, images [][]byte, prefix string, sende
 // (e.g. TLS and SASL) are added to the reader's options.
 func collectResults(t testing.TB, brokers, topic, prefix string, want int, timeout time.Duration, opts ...kgo.Opt) map[string][]wire.Result {
 	t.Helper()
-	cl, err := kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers(brokers), kgo.ConsumeTopics(topic), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart())}, opts...)...)
-	if err != nil {
-		t.Fatal(err)
-	}
+	cl := readFromStart(t, brokers, topic, opts...)
 	defer cl.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
@@ -289,15 +293,31 @@ func collectResults(t testing.TB, brokers, topic, prefix string, want int, timeo
 			}
 		}
 	}
-	// Read a little longer so late duplicates are counted too.
-	lctx, lcancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
-	defer lcancel()
-	for _, rec := range cl.PollFetches(lctx).Records() {
+	readLate(cl, prefix, got)
+	return got
+}
+
+// readFromStart returns a client reading topic from its start; opts (e.g.
+// TLS and SASL) are added to its options. The caller closes it.
+func readFromStart(t testing.TB, brokers, topic string, opts ...kgo.Opt) *kgo.Client {
+	t.Helper()
+	cl, err := kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers(brokers), kgo.ConsumeTopics(topic), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart())}, opts...)...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cl
+}
+
+// readLate reads from cl half a second longer and adds the results with
+// prefix to got, so that late duplicates are counted too.
+func readLate(cl *kgo.Client, prefix string, got map[string][]wire.Result) {
+	ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
+	defer cancel()
+	for _, rec := range cl.PollFetches(ctx).Records() {
 		if r, err := wire.DecodeResult(rec.Value); err == nil && strings.HasPrefix(r.ID, prefix) {
 			got[r.ID] = append(got[r.ID], r)
 		}
 	}
-	return got
 }
 
 type evalJSON struct {
@@ -475,6 +495,19 @@ func childPIDs(t testing.TB, pid int, words ...string) []int {
 }
 
 func alive(pid int) bool { return syscall.Kill(pid, 0) == nil }
+
+// waitGone waits up to 10 s until none of pids is alive.
+func waitGone(t testing.TB, what string, pids []int) {
+	t.Helper()
+	waitFor(t, what, 10*time.Second, func() bool {
+		for _, pid := range pids {
+			if alive(pid) {
+				return false
+			}
+		}
+		return true
+	})
+}
 
 // TestSIGTERMUnderLoad stops `ddnn up` while images flow: it exits 0 within
 // 10 s and leaves no child process behind.
@@ -693,14 +726,7 @@ func TestSupervisorDeathKillsChildren(t *testing.T) {
 	}
 	p.cmd.Process.Kill()
 	<-p.exited
-	waitFor(t, "children gone", 10*time.Second, func() bool {
-		for _, c := range children {
-			if alive(c) {
-				return false
-			}
-		}
-		return true
-	})
+	waitGone(t, "children gone", children)
 }
 
 // TestResultsReadsWhatIsThere: without --count, `ddnn results` prints what

@@ -71,10 +71,7 @@ func adminClient(t *testing.T, c *kafkatest.Cluster) *kadm.Client {
 // returns every result per id with the prefix and never fails the test.
 func gatherResults(t *testing.T, broker, topic, prefix string, want []string, quiet, timeout time.Duration) map[string][]wire.Result {
 	t.Helper()
-	cl, err := kgo.NewClient(kgo.SeedBrokers(broker), kgo.ConsumeTopics(topic), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
-	if err != nil {
-		t.Fatal(err)
-	}
+	cl := readFromStart(t, broker, topic)
 	defer cl.Close()
 	got := map[string][]wire.Result{}
 	missing := func() int {
@@ -103,14 +100,7 @@ func gatherResults(t *testing.T, broker, topic, prefix string, want []string, qu
 			}
 		}
 	}
-	// Read a little longer so late duplicates are counted too.
-	ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
-	defer cancel()
-	for _, rec := range cl.PollFetches(ctx).Records() {
-		if r, err := wire.DecodeResult(rec.Value); err == nil && strings.HasPrefix(r.ID, prefix) {
-			got[r.ID] = append(got[r.ID], r)
-		}
-	}
+	readLate(cl, prefix, got)
 	return got
 }
 

@@ -634,30 +634,55 @@ func (c *Cluster) WaitReady(ctx context.Context) error {
 			want[int32(n.ID)] = true
 		}
 	}
-	var last error
-	for {
-		for _, n := range c.nodes {
-			n.mu.Lock()
-			exited := n.exited
-			running := n.cmd != nil
-			n.mu.Unlock()
-			if !running {
-				continue
-			}
-			select {
-			case <-exited:
-				return fmt.Errorf("kafka node %d exited while starting:\n%s\n%s", n.ID, n.Log(30), tail(readFile(filepath.Join(n.dir, "stdout.log")), 10))
-			default:
-			}
+	return retry(ctx, 100*time.Millisecond, "kafka cluster not ready", func() error {
+		if err := c.exitedNode(); err != nil {
+			return stopRetry{err}
 		}
-		last = c.registered(ctx, want)
+		return c.registered(ctx, want)
+	})
+}
+
+// exitedNode says which started node's JVM has exited, with its log; nil
+// when none has.
+func (c *Cluster) exitedNode() error {
+	for _, n := range c.nodes {
+		n.mu.Lock()
+		exited := n.exited
+		running := n.cmd != nil
+		n.mu.Unlock()
+		if !running {
+			continue
+		}
+		select {
+		case <-exited:
+			return fmt.Errorf("kafka node %d exited while starting:\n%s\n%s", n.ID, n.Log(30), tail(readFile(filepath.Join(n.dir, "stdout.log")), 10))
+		default:
+		}
+	}
+	return nil
+}
+
+// stopRetry, returned by a retry check, ends the retries with its error.
+type stopRetry struct{ err error }
+
+func (s stopRetry) Error() string { return s.err.Error() }
+
+// retry calls check every interval until it returns nil or a stopRetry.
+// When ctx ends first, the error says what was awaited and check's last
+// error.
+func retry(ctx context.Context, interval time.Duration, what string, check func() error) error {
+	for {
+		last := check()
 		if last == nil {
 			return nil
 		}
+		if s, ok := last.(stopRetry); ok {
+			return s.err
+		}
 		select {
 		case <-ctx.Done():
-			return fmt.Errorf("kafka cluster not ready: %w (last: %v)", ctx.Err(), last)
-		case <-time.After(100 * time.Millisecond):
+			return fmt.Errorf("%s: %w (last: %v)", what, ctx.Err(), last)
+		case <-time.After(interval):
 		}
 	}
 }
@@ -715,18 +740,9 @@ func (c *Cluster) Leader(ctx context.Context, topic string, partition int32) (in
 // WaitInSync waits until every partition of topics has all its replicas in
 // sync (after a restarted node caught up).
 func (c *Cluster) WaitInSync(ctx context.Context, topics ...string) error {
-	var last error
-	for {
-		last = c.inSync(ctx, topics)
-		if last == nil {
-			return nil
-		}
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("kafka cluster: replicas not in sync: %w (last: %v)", ctx.Err(), last)
-		case <-time.After(200 * time.Millisecond):
-		}
-	}
+	return retry(ctx, 200*time.Millisecond, "kafka cluster: replicas not in sync", func() error {
+		return c.inSync(ctx, topics)
+	})
 }
 
 func (c *Cluster) inSync(ctx context.Context, topics []string) error {

@@ -1,6 +1,7 @@
 package kafkatest
 
 import (
+	"context"
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
@@ -9,6 +10,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 )
 
 // TestVersionMatchesScript keeps Version and the script that fetches the
@@ -44,18 +46,57 @@ func TestProps(t *testing.T) {
 	for i := range 3 {
 		c.nodes = append(c.nodes, &Node{ID: i + 1, Addr: "127.0.0.1:1" + string(rune('0'+i)), ctrlAddr: "127.0.0.1:2" + string(rune('0'+i)), dir: "/d"})
 	}
-	p := c.props(c.nodes[1])
-	for k, want := range map[string]string{
+	checkProps(t, c.props(c.nodes[1]), map[string]string{
 		"node.id":                          "2",
 		"process.roles":                    "broker,controller",
 		"controller.quorum.voters":         "1@127.0.0.1:20,2@127.0.0.1:21,3@127.0.0.1:22",
 		"listeners":                        "PLAINTEXT://127.0.0.1:11,CONTROLLER://127.0.0.1:21",
 		"num.io.threads":                   "4",
 		"offsets.topic.replication.factor": "3",
-	} {
-		if p[k] != want {
-			t.Errorf("%s = %q, want %q", k, p[k], want)
+	})
+}
+
+// checkProps reports each property of want that props lacks or sets
+// otherwise.
+func checkProps(t *testing.T, props, want map[string]string) {
+	t.Helper()
+	for k, v := range want {
+		if props[k] != v {
+			t.Errorf("%s = %q, want %q", k, props[k], v)
 		}
+	}
+}
+
+// TestRetry: retry ends at the first nil, at once on a stopRetry with its
+// error, and when ctx ends with what it awaited and the last error.
+func TestRetry(t *testing.T) {
+	errNotYet, errGone := errors.New("not yet"), errors.New("node gone")
+	for _, tc := range []struct {
+		name    string
+		results []error // check's answers in turn, the last one repeated
+		calls   int
+		want    string // "" for success
+	}{
+		{"ready at once", []error{nil}, 1, ""},
+		{"ready on the third try", []error{errNotYet, errNotYet, nil}, 3, ""},
+		{"stopped", []error{errNotYet, stopRetry{errGone}}, 2, "node gone"},
+		{"never ready", []error{errNotYet}, -1, "cluster not ready: context deadline exceeded (last: not yet)"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+			defer cancel()
+			calls := 0
+			err := retry(ctx, time.Millisecond, "cluster not ready", func() error {
+				calls++
+				return tc.results[min(calls, len(tc.results))-1]
+			})
+			if tc.want == "" && err != nil || tc.want != "" && (err == nil || err.Error() != tc.want) {
+				t.Errorf("retry = %v, want %q", err, tc.want)
+			}
+			if tc.calls >= 0 && calls != tc.calls {
+				t.Errorf("check called %d times, want %d", calls, tc.calls)
+			}
+		})
 	}
 }
 
@@ -67,8 +108,7 @@ func TestSecurityProps(t *testing.T) {
 	c := &Cluster{cfg: Config{Security: &Security{Users: map[string]string{"ddnn": "pw1"}, ACLs: true}}, dir: "/d", adminPassword: "adminpw",
 		certs: Certs{CA: "/d/tls/ca.pem"}, nodePrincipal: "User:CN=127.0.0.1,O=ddnn development"}
 	c.nodes = append(c.nodes, &Node{ID: 1, Addr: "127.0.0.1:11", ctrlAddr: "127.0.0.1:21", dir: "/d/node-1"})
-	p := c.props(c.nodes[0])
-	for k, want := range map[string]string{
+	checkProps(t, c.props(c.nodes[0]), map[string]string{
 		"listeners":                                             "SASL_SSL://127.0.0.1:11,CONTROLLER://127.0.0.1:21",
 		"advertised.listeners":                                  "SASL_SSL://127.0.0.1:11",
 		"listener.security.protocol.map":                        "SASL_SSL:SASL_SSL,CONTROLLER:SSL",
@@ -82,11 +122,7 @@ func TestSecurityProps(t *testing.T) {
 		"listener.name.controller.ssl.client.auth":              "required",
 		"authorizer.class.name":                                 "org.apache.kafka.metadata.authorizer.StandardAuthorizer",
 		"super.users":                                           "User:kafkatest-admin;User:CN=127.0.0.1,O=ddnn development",
-	} {
-		if p[k] != want {
-			t.Errorf("%s = %q, want %q", k, p[k], want)
-		}
-	}
+	})
 	want := []string{"--add-scram", "SCRAM-SHA-512=[name=ddnn,password=pw1]", "--add-scram", "SCRAM-SHA-512=[name=kafkatest-admin,password=adminpw]"}
 	if got := c.scramArgs(); !slices.Equal(got, want) {
 		t.Errorf("scramArgs = %q, want %q", got, want)

@@ -18,8 +18,7 @@ import (
 	"testing"
 	"time"
 
-	"go.uber.org/goleak"
-
+	"github.com/ddnn-continuum/ddnn/internal/proctest"
 	"github.com/ddnn-continuum/ddnn/internal/syncbuf"
 )
 
@@ -27,13 +26,7 @@ import (
 // it, so every process a test starts inherits it.
 const childEnv = "DDNN_PROC_TEST_CHILD"
 
-func TestMain(m *testing.M) {
-	if os.Getenv(childEnv) == "1" {
-		os.Exit(child(os.Args[1:]))
-	}
-	os.Setenv(childEnv, "1")
-	goleak.VerifyTestMain(m)
-}
+func TestMain(m *testing.M) { proctest.Main(m, childEnv, child) }
 
 // child is the test binary started as a Child:
 //
@@ -128,20 +121,6 @@ func exited(t *testing.T, c *Child) {
 	}
 }
 
-// gone reports whether no process has pid any more (exited and reaped).
-func gone(pid int) bool { return errors.Is(syscall.Kill(pid, 0), syscall.ESRCH) }
-
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-}
-
 func TestOutputPrefixed(t *testing.T) {
 	var out syncBuffer
 	c := New("printer", "http://127.0.0.1:1/readyz", &out, nil, "print")
@@ -194,7 +173,7 @@ func TestStopGraceful(t *testing.T) {
 	if d := time.Since(t0); d > 5*time.Second {
 		t.Errorf("stop took %s", d)
 	}
-	if !gone(pid) {
+	if !proctest.Gone(pid) {
 		t.Errorf("pid %d still there after Stop", pid)
 	}
 	if s := out.String(); !strings.Contains(s, fmt.Sprintf("%-16s stopping on SIGTERM\n", "serve")) {
@@ -215,7 +194,7 @@ func TestStopKillsAfterGrace(t *testing.T) {
 	if d := time.Since(t0); d < grace {
 		t.Errorf("stop took %s, before the grace of %s ended", d, grace)
 	}
-	if !gone(pid) {
+	if !proctest.Gone(pid) {
 		t.Errorf("pid %d still there after Stop", pid)
 	}
 	if !strings.Contains(out.String(), "ignoring SIGTERM") {
@@ -233,11 +212,11 @@ func TestSuperviseRestarts(t *testing.T) {
 		if err := c.Kill(); err != nil {
 			t.Fatal(err)
 		}
-		waitFor(t, "a new process", func() bool { return c.PID() != old })
+		proctest.WaitFor(t, "a new process", func() bool { return c.PID() != old })
 		if err := c.WaitReady(context.Background(), 20*time.Second); err != nil {
 			t.Fatal(err)
 		}
-		if !gone(old) {
+		if !proctest.Gone(old) {
 			t.Errorf("killed pid %d still there", old)
 		}
 		if n := c.Restarts(); n != i {
@@ -251,7 +230,7 @@ func TestSuperviseRestarts(t *testing.T) {
 	case <-time.After(5 * time.Second):
 		t.Fatal("Supervise still running after Stop")
 	}
-	if !gone(pid) {
+	if !proctest.Gone(pid) {
 		t.Errorf("pid %d still there after Stop", pid)
 	}
 }
@@ -273,7 +252,7 @@ func TestStopWhileRestarting(t *testing.T) {
 	case <-time.After(2 * time.Second):
 		t.Fatal("Supervise still running after Stop")
 	}
-	if pid := c.PID(); !gone(pid) || c.Restarts() != 0 {
+	if pid := c.PID(); !proctest.Gone(pid) || c.Restarts() != 0 {
 		t.Errorf("pid %d runs after Stop (restarts %d)", pid, c.Restarts())
 	}
 }
@@ -286,7 +265,7 @@ func TestStopWhileCrashLooping(t *testing.T) {
 	}
 	done := make(chan struct{})
 	go func() { defer close(done); c.Supervise(context.Background()) }()
-	waitFor(t, "a restart", func() bool { return c.Restarts() >= 1 })
+	proctest.WaitFor(t, "a restart", func() bool { return c.Restarts() >= 1 })
 	c.Stop(time.Second)
 	select {
 	case <-done:
@@ -332,7 +311,7 @@ func TestWaitReadyExited(t *testing.T) {
 // dead reports whether pid exited: no such process, or a zombie nobody
 // reaped yet (an orphan's new parent may be slow to).
 func dead(pid int) bool {
-	if gone(pid) {
+	if proctest.Gone(pid) {
 		return true
 	}
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
@@ -392,7 +371,7 @@ func TestKilledWithParent(t *testing.T) {
 		t.Fatal(err)
 	}
 	parent.Wait()
-	waitFor(t, fmt.Sprintf("child %d to die with its parent", pid), func() bool { return dead(pid) })
+	proctest.WaitFor(t, fmt.Sprintf("child %d to die with its parent", pid), func() bool { return dead(pid) })
 }
 
 // TestExitLogged: a child that exits on its own is logged with its exit

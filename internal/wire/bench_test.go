@@ -59,21 +59,37 @@ func reportPerMessage(b *testing.B) {
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/benchBatch, "ns/msg")
 }
 
+// benchCodec times op on the bytes encode(nil) makes, with their length as
+// the bytes processed per op.
+func benchCodec(b *testing.B, encode func(dst []byte) ([]byte, error), op func(buf []byte) error) {
+	b.Helper()
+	buf, err := encode(nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.SetBytes(int64(len(buf)))
+	b.ReportAllocs()
+	for b.Loop() {
+		if err := op(buf); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// reencode is an op for benchCodec that encodes again into buf's space.
+func reencode(encode func(dst []byte) ([]byte, error)) func(buf []byte) error {
+	return func(buf []byte) error {
+		_, err := encode(buf[:0])
+		return err
+	}
+}
+
 func BenchmarkEncodeMessages(b *testing.B) {
 	for _, bc := range benchCases {
 		b.Run(bc.name, func(b *testing.B) {
 			msgs := benchMessages(bc.dtype)
-			buf, err := wire.AppendMessages(nil, bc.enc, msgs)
-			if err != nil {
-				b.Fatal(err)
-			}
-			b.SetBytes(int64(len(buf)))
-			b.ReportAllocs()
-			for b.Loop() {
-				if buf, err = wire.AppendMessages(buf[:0], bc.enc, msgs); err != nil {
-					b.Fatal(err)
-				}
-			}
+			encode := func(dst []byte) ([]byte, error) { return wire.AppendMessages(dst, bc.enc, msgs) }
+			benchCodec(b, encode, reencode(encode))
 			reportPerMessage(b)
 		})
 	}
@@ -82,17 +98,11 @@ func BenchmarkEncodeMessages(b *testing.B) {
 func BenchmarkDecodeMessages(b *testing.B) {
 	for _, bc := range benchCases {
 		b.Run(bc.name, func(b *testing.B) {
-			buf, err := wire.AppendMessages(nil, bc.enc, benchMessages(bc.dtype))
-			if err != nil {
-				b.Fatal(err)
-			}
-			b.SetBytes(int64(len(buf)))
-			b.ReportAllocs()
-			for b.Loop() {
-				if _, err := wire.DecodeMessages(bc.enc, buf); err != nil {
-					b.Fatal(err)
-				}
-			}
+			msgs := benchMessages(bc.dtype)
+			benchCodec(b, func(dst []byte) ([]byte, error) { return wire.AppendMessages(dst, bc.enc, msgs) }, func(buf []byte) error {
+				_, err := wire.DecodeMessages(bc.enc, buf)
+				return err
+			})
 			reportPerMessage(b)
 		})
 	}
@@ -102,17 +112,8 @@ func BenchmarkEncodeDecisions(b *testing.B) {
 	ds := benchDecisions()
 	for _, enc := range encodings {
 		b.Run(enc.String(), func(b *testing.B) {
-			buf, err := wire.AppendDecisions(nil, enc, ds)
-			if err != nil {
-				b.Fatal(err)
-			}
-			b.SetBytes(int64(len(buf)))
-			b.ReportAllocs()
-			for b.Loop() {
-				if buf, err = wire.AppendDecisions(buf[:0], enc, ds); err != nil {
-					b.Fatal(err)
-				}
-			}
+			encode := func(dst []byte) ([]byte, error) { return wire.AppendDecisions(dst, enc, ds) }
+			benchCodec(b, encode, reencode(encode))
 			reportPerMessage(b)
 		})
 	}
@@ -122,17 +123,10 @@ func BenchmarkDecodeDecisions(b *testing.B) {
 	ds := benchDecisions()
 	for _, enc := range encodings {
 		b.Run(enc.String(), func(b *testing.B) {
-			buf, err := wire.AppendDecisions(nil, enc, ds)
-			if err != nil {
-				b.Fatal(err)
-			}
-			b.SetBytes(int64(len(buf)))
-			b.ReportAllocs()
-			for b.Loop() {
-				if _, err := wire.DecodeDecisions(enc, buf); err != nil {
-					b.Fatal(err)
-				}
-			}
+			benchCodec(b, func(dst []byte) ([]byte, error) { return wire.AppendDecisions(dst, enc, ds) }, func(buf []byte) error {
+				_, err := wire.DecodeDecisions(enc, buf)
+				return err
+			})
 			reportPerMessage(b)
 		})
 	}
@@ -142,17 +136,10 @@ func BenchmarkDecodeDecisions(b *testing.B) {
 // JSON: one 1x28x28 uint8 image.
 func BenchmarkDecodeIngestJSON(b *testing.B) {
 	m := wire.Message{ID: "msg-000001", Device: "device-17", Tensor: uint8Tensor(1, 1, 28, 28)}
-	buf, err := wire.AppendIngestJSON(nil, &m)
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.SetBytes(int64(len(buf)))
-	b.ReportAllocs()
-	for b.Loop() {
-		if _, err := wire.DecodeIngestJSON(buf, wire.Uint8, m.Tensor.Shape); err != nil {
-			b.Fatal(err)
-		}
-	}
+	benchCodec(b, func(dst []byte) ([]byte, error) { return wire.AppendIngestJSON(dst, &m) }, func(buf []byte) error {
+		_, err := wire.DecodeIngestJSON(buf, wire.Uint8, m.Tensor.Shape)
+		return err
+	})
 }
 
 // BenchmarkDecodeResult decodes one result record as consumers of the
@@ -160,17 +147,10 @@ func BenchmarkDecodeIngestJSON(b *testing.B) {
 func BenchmarkDecodeResult(b *testing.B) {
 	r := wire.Result{ID: "msg-000001", Device: "device-17", Tier: "fog", Class: 3, Label: "Dress", Confidence: 0.93,
 		SentAt: t0, ExitedAt: t0, Hops: []wire.Hop{{Tier: "edge", At: t0}, {Tier: "fog", At: t0}}}
-	buf, err := wire.AppendResult(nil, &r)
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.SetBytes(int64(len(buf)))
-	b.ReportAllocs()
-	for b.Loop() {
-		if _, err := wire.DecodeResult(buf); err != nil {
-			b.Fatal(err)
-		}
-	}
+	benchCodec(b, func(dst []byte) ([]byte, error) { return wire.AppendResult(dst, &r) }, func(buf []byte) error {
+		_, err := wire.DecodeResult(buf)
+		return err
+	})
 }
 
 func BenchmarkAppendFloat32s(b *testing.B) {
