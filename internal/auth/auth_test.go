@@ -249,3 +249,27 @@ func waitFor(t *testing.T, cond func() bool) {
 		}
 	}
 }
+
+// A credentials file is decoded strictly: a misspelt key is named with its
+// path, line and the field meant; a file with no document holds no devices.
+func TestParseDevicesStrict(t *testing.T) {
+	for _, tc := range []struct{ name, yaml, want string }{
+		{"empty", "", ""},
+		{"comments only", "# nothing yet\n", ""},
+		{"misspelt key", "devices:\n  - id: dev-a\n    tokn_sha256: ab\n", "devices[0].tokn_sha256: unknown field (line 3); did you mean token_sha256?"},
+		{"list expected", "devices: dev-a\n", `devices: "dev-a" is not a list (line 1)`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			df, err := parseDevices([]byte(tc.yaml))
+			if tc.want == "" {
+				if err != nil || len(df.Devices) != 0 {
+					t.Fatalf("got %+v, %v; want no devices", df, err)
+				}
+				return
+			}
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("error %v, want it to contain %q", err, tc.want)
+			}
+		})
+	}
+}

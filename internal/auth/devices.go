@@ -5,10 +5,10 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"os"
 	"path/filepath"
+	"reflect"
 	"regexp"
 	"slices"
 	"strings"
@@ -16,6 +16,8 @@ import (
 	"time"
 
 	"gopkg.in/yaml.v3"
+
+	"github.com/ddnn-continuum/ddnn/internal/yamlcheck"
 )
 
 // DeviceEntry is one device of a credentials file.
@@ -125,9 +127,14 @@ func (d *Devices) FromRequest(w http.ResponseWriter, r *http.Request) (string, b
 
 func parseDevices(b []byte) (*devicesFile, error) {
 	var df devicesFile
-	dec := yaml.NewDecoder(strings.NewReader(string(b)))
-	dec.KnownFields(true)
-	if err := dec.Decode(&df); err != nil && !errors.Is(err, io.EOF) { // io.EOF: an empty file, no devices
+	doc, err := yamlcheck.Parse(b, reflect.TypeFor[devicesFile]())
+	switch {
+	case errors.Is(err, yamlcheck.ErrEmpty):
+		return &df, nil // an empty file: no devices
+	case err != nil:
+		return nil, err
+	}
+	if err := doc.Decode(&df); err != nil {
 		return nil, err
 	}
 	var errs []error

@@ -235,3 +235,63 @@ func setDefault[T comparable](v *T, def T) {
 		*v = def
 	}
 }
+
+// lookup returns the value of the key at path under the mapping n (merges
+// followed), or nil when any key on the way is absent.
+func lookup(n *yaml.Node, path ...string) *yaml.Node {
+	for _, key := range path {
+		n = lookupKey(n, key, 0)
+		if n == nil {
+			return nil
+		}
+	}
+	return n
+}
+
+func lookupKey(n *yaml.Node, key string, depth int) *yaml.Node {
+	if n.Kind == yaml.DocumentNode && len(n.Content) == 1 {
+		n = n.Content[0]
+	}
+	if n.Kind == yaml.AliasNode {
+		n = n.Alias
+	}
+	if n == nil || n.Kind != yaml.MappingNode || depth > 8 {
+		return nil
+	}
+	var merged *yaml.Node
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		k, v := n.Content[i], n.Content[i+1]
+		switch {
+		case k.Value == key:
+			if v.Kind == yaml.AliasNode {
+				v = v.Alias
+			}
+			return v
+		case k.Value == "<<" && merged == nil:
+			if v.Kind == yaml.AliasNode {
+				v = v.Alias
+			}
+			if v == nil {
+				continue
+			}
+			sources := []*yaml.Node{v}
+			if v.Kind == yaml.SequenceNode {
+				sources = v.Content
+			}
+			for _, m := range sources {
+				if found := lookupKey(m, key, depth+1); found != nil {
+					merged = found
+					break
+				}
+			}
+		}
+	}
+	return merged
+}
+
+// present reports whether the key at path is set under n (to anything but
+// null).
+func present(n *yaml.Node, path ...string) bool {
+	v := lookup(n, path...)
+	return v != nil && !(v.Kind == yaml.ScalarNode && v.ShortTag() == "!!null")
+}

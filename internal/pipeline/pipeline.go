@@ -3,10 +3,11 @@
 // topics and consumer groups.
 //
 // Load reads a file, rejects unknown keys and mistyped values with their
-// YAML path and line (strict.go), decodes it onto the defaults so an
+// YAML path and line (package yamlcheck), decodes it onto the defaults so an
 // explicit value, 0 included, is never replaced (defaults.go), and
 // validates the result, reporting every problem at once with the field
 // that is wrong.
+//
 // Sites place the tiers and topics on clusters with their own Kafka (Sites,
 // SiteOf, TopicsOn, Links); a pipeline without sites: is one implicit site
 // and runs as it always did. The package knows nothing about ONNX Runtime,
@@ -15,10 +16,8 @@
 package pipeline
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
-	"io"
 	"math"
 	"os"
 	"path/filepath"
@@ -26,9 +25,8 @@ import (
 	"regexp"
 	"strings"
 
-	"gopkg.in/yaml.v3"
-
 	"github.com/ddnn-continuum/ddnn/internal/wire"
+	"github.com/ddnn-continuum/ddnn/internal/yamlcheck"
 )
 
 // Exit policies: how a tier decides that its prediction is final.
@@ -207,17 +205,11 @@ func Load(path string) (*Pipeline, error) {
 // then every invalid setting. Relative model paths stay relative to the
 // current directory unless the caller sets Dir.
 func Parse(b []byte) (*Pipeline, error) {
-	var doc yaml.Node
-	if err := yaml.NewDecoder(bytes.NewReader(b)).Decode(&doc); err != nil {
-		if errors.Is(err, io.EOF) {
-			return nil, errors.New("empty document")
-		}
+	doc, err := yamlcheck.Parse(b, reflect.TypeFor[Pipeline]())
+	if err != nil {
 		return nil, err
 	}
-	if err := checkNode(&doc, reflect.TypeFor[Pipeline]()); err != nil {
-		return nil, err
-	}
-	p, err := decode(&doc)
+	p, err := decode(doc)
 	if err != nil {
 		return nil, err
 	}

@@ -1,12 +1,11 @@
 package wan
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
-	"io"
 	"math"
 	"os"
+	"reflect"
 	"regexp"
 	"slices"
 	"strconv"
@@ -14,6 +13,8 @@ import (
 	"time"
 
 	"gopkg.in/yaml.v3"
+
+	"github.com/ddnn-continuum/ddnn/internal/yamlcheck"
 )
 
 // Spec is a decoded and validated network file.
@@ -91,28 +92,24 @@ type cutYAML struct {
 	For  string `yaml:"for"`
 }
 
-// Parse decodes a network file strictly (unknown keys are errors) and
-// validates it, reporting every problem at once, each with its path.
+// Parse decodes a network file strictly and validates it, reporting every
+// problem at once, each with its path: an unknown key (with its line and
+// the nearest field name when one is close), a value of the wrong kind,
+// then every invalid setting.
 func Parse(b []byte) (*Spec, error) {
+	doc, err := yamlcheck.Parse(b, reflect.TypeFor[fileYAML]())
+	if doc == nil {
+		return nil, err
+	}
+	errs := []error{err}
 	var f fileYAML
-	dec := yaml.NewDecoder(bytes.NewReader(b))
-	dec.KnownFields(true)
-	var errs []error
-	if err := dec.Decode(&f); err != nil {
-		var te *yaml.TypeError
-		switch {
-		case errors.Is(err, io.EOF):
-			return nil, errors.New("empty document")
-		case errors.As(err, &te):
-			errs = append(errs, withPaths(b, te.Errors)...)
-		default:
-			return nil, err
-		}
+	// A value of the wrong kind is left empty; the check has reported it.
+	if err := doc.Decode(&f); err != nil && !errors.As(err, new(*yaml.TypeError)) {
+		return nil, err
 	}
 	s, verrs := f.spec()
-	errs = append(errs, verrs...)
-	if len(errs) > 0 {
-		return nil, errors.Join(errs...)
+	if err := errors.Join(append(errs, verrs...)...); err != nil {
+		return nil, err
 	}
 	return s, nil
 }
@@ -282,77 +279,4 @@ func names(links []Link) []string {
 		ns = append(ns, l.Name())
 	}
 	return ns
-}
-
-var yamlLineRE = regexp.MustCompile(`^line (\d+): (.*)$`)
-var unknownFieldRE = regexp.MustCompile(`^field (\S+) not found in type \S+$`)
-
-// withPaths rewrites yaml.v3's decoding errors, which name a line, to name
-// the path of the offending key as well ("links[0].up.latncy: unknown
-// field (line 5)").
-func withPaths(b []byte, msgs []string) []error {
-	var root yaml.Node
-	_ = yaml.Unmarshal(b, &root)
-	type entry struct {
-		path, key string
-		value     *yaml.Node
-	}
-	byLine := map[int][]entry{}
-	var walk func(n *yaml.Node, path string)
-	walk = func(n *yaml.Node, path string) {
-		switch n.Kind {
-		case yaml.DocumentNode:
-			for _, c := range n.Content {
-				walk(c, path)
-			}
-		case yaml.MappingNode:
-			for i := 0; i+1 < len(n.Content); i += 2 {
-				k, v := n.Content[i], n.Content[i+1]
-				p := k.Value
-				if path != "" {
-					p = path + "." + k.Value
-				}
-				byLine[k.Line] = append(byLine[k.Line], entry{p, k.Value, v})
-				walk(v, p)
-			}
-		case yaml.SequenceNode:
-			for i, c := range n.Content {
-				p := fmt.Sprintf("%s[%d]", path, i)
-				byLine[c.Line] = append(byLine[c.Line], entry{p, "", c})
-				walk(c, p)
-			}
-		}
-	}
-	walk(&root, "")
-	var errs []error
-	for _, msg := range msgs {
-		m := yamlLineRE.FindStringSubmatch(msg)
-		if m == nil {
-			errs = append(errs, errors.New(msg))
-			continue
-		}
-		line, _ := strconv.Atoi(m[1])
-		what := m[2]
-		path := ""
-		if f := unknownFieldRE.FindStringSubmatch(what); f != nil {
-			for _, e := range byLine[line] {
-				if e.key == f[1] {
-					path, what = e.path, "unknown field"
-					break
-				}
-			}
-		} else {
-			for _, e := range byLine[line] {
-				if e.value.Line == line && strings.Contains(what, e.value.ShortTag()) {
-					path = e.path // the deepest match on the line wins
-				}
-			}
-		}
-		if path == "" {
-			errs = append(errs, errors.New(msg))
-			continue
-		}
-		errs = append(errs, fmt.Errorf("%s: %s (line %d)", path, what, line))
-	}
-	return errs
 }

@@ -63,8 +63,8 @@ func TestLoadBadReportsEveryProblem(t *testing.T) {
 	}
 	for _, want := range []string{
 		"testdata/bad-many.yaml: ",
-		"links[0].up.latncy: unknown field (line 7)",
-		"links[2].down.jitter: cannot unmarshal !!seq into string (line 14)",
+		"links[0].up.latncy: unknown field (line 7); did you mean latency?",
+		"links[2].down.jitter: a list is not a string (line 14)",
 		"cuts[3].until: unknown field (line 20)",
 		`links[0].latency: "15" is not a duration`,
 		"links[0].up.bandwidth: 4kbit must be between 8kbit",
@@ -100,7 +100,9 @@ func TestParse(t *testing.T) {
 	}{
 		{"empty", "", "empty document"},
 		{"no links", "cuts: []\n", "links: at least one link is required"},
-		{"unknown top-level key", "links: [{from: a, to: b}]\nlinkz: []\n", "linkz: unknown field (line 2)"},
+		{"unknown top-level key", "links: [{from: a, to: b}]\nlinkz: []\n", "linkz: unknown field (line 2); did you mean links?"},
+		{"misspelt shape key", "links:\n  - from: a\n    to: b\n    bandwith: 1mbit\n", "links[0].bandwith: unknown field (line 4); did you mean bandwidth?"},
+		{"mistyped value", "links: [{from: a, to: b, up: 5ms}]\n", "links[0].up: \"5ms\" is not a mapping (line 1)"},
 		{"jitter above latency", "links: [{from: a, to: b, up: {latency: 5ms, jitter: 6ms}}]\n", "links[0].up.jitter: 6ms must not exceed the latency 5ms"},
 		{"direction over shorthand", "links: [{from: a, to: b, latency: 5ms, up: {latency: 1ms, jitter: 2ms}}]\n", "links[0].up.jitter: 2ms must not exceed the latency 1ms"},
 		{"negative latency", "links: [{from: a, to: b, latency: -5ms}]\n", "links[0].latency: -5ms must not be negative"},

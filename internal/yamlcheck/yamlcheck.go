@@ -1,9 +1,18 @@
-package pipeline
+// Package yamlcheck checks a YAML document against the Go type it will be
+// decoded into, strictly: every key the type has no field for and every
+// value of the wrong kind is reported at once, each with its YAML path,
+// its line and, for a misspelt key, the nearest field name. It stands in
+// for yaml.v3's KnownFields and type errors, which name Go types and no
+// path. It only checks; decoding, defaults and validation stay with the
+// caller.
+package yamlcheck
 
 import (
+	"bytes"
 	"encoding"
 	"errors"
 	"fmt"
+	"io"
 	"reflect"
 	"regexp"
 	"strconv"
@@ -15,7 +24,24 @@ import (
 	"github.com/ddnn-continuum/ddnn/internal/suggest"
 )
 
-// checkNode walks a YAML document against the Go type it decodes into and
+// ErrEmpty is returned by Parse for input with no YAML document in it.
+var ErrEmpty = errors.New("empty document")
+
+// Parse reads the first YAML document in b and checks it against t (see
+// Check). A document that reads but fails the check is returned with the
+// check's error, so a caller may still decode it to report more problems.
+func Parse(b []byte, t reflect.Type) (*yaml.Node, error) {
+	var doc yaml.Node
+	if err := yaml.NewDecoder(bytes.NewReader(b)).Decode(&doc); err != nil {
+		if errors.Is(err, io.EOF) {
+			return nil, ErrEmpty
+		}
+		return nil, err
+	}
+	return &doc, Check(&doc, t)
+}
+
+// Check walks a YAML document against the Go type t it decodes into and
 // reports, at once, every key that type has no field for and every value
 // of the wrong kind, each with its YAML path and line:
 //
@@ -24,7 +50,10 @@ import (
 //
 // It stands in for yaml.v3's KnownFields and type errors, which name Go
 // types ("field treshold not found in type pipeline.Exit") and no path.
-func checkNode(doc *yaml.Node, t reflect.Type) error {
+//
+// A value of a type with its own UnmarshalYAML or UnmarshalText is
+// checked by decoding it; a struct mapping is walked field by field.
+func Check(doc *yaml.Node, t reflect.Type) error {
 	c := checker{seen: map[checked]bool{}}
 	c.walk(doc, t, "")
 	return errors.Join(c.errs...)
@@ -211,8 +240,8 @@ func pathKey(k string) string {
 func yamlFields(t reflect.Type) map[string]reflect.Type {
 	fields := map[string]reflect.Type{}
 	for f := range t.Fields() {
-		if !f.IsExported() {
-			continue
+		if !f.IsExported() && !f.Anonymous {
+			continue // yaml.v3 inlines an embedded struct even when unexported
 		}
 		name, opts, _ := strings.Cut(f.Tag.Get("yaml"), ",")
 		switch {
@@ -270,64 +299,4 @@ func yamlMessage(err error) string {
 		}
 	}
 	return msg
-}
-
-// lookup returns the value of the key at path under the mapping n (merges
-// followed), or nil when any key on the way is absent.
-func lookup(n *yaml.Node, path ...string) *yaml.Node {
-	for _, key := range path {
-		n = lookupKey(n, key, 0)
-		if n == nil {
-			return nil
-		}
-	}
-	return n
-}
-
-func lookupKey(n *yaml.Node, key string, depth int) *yaml.Node {
-	if n.Kind == yaml.DocumentNode && len(n.Content) == 1 {
-		n = n.Content[0]
-	}
-	if n.Kind == yaml.AliasNode {
-		n = n.Alias
-	}
-	if n == nil || n.Kind != yaml.MappingNode || depth > 8 {
-		return nil
-	}
-	var merged *yaml.Node
-	for i := 0; i+1 < len(n.Content); i += 2 {
-		k, v := n.Content[i], n.Content[i+1]
-		switch {
-		case k.Value == key:
-			if v.Kind == yaml.AliasNode {
-				v = v.Alias
-			}
-			return v
-		case k.Value == "<<" && merged == nil:
-			if v.Kind == yaml.AliasNode {
-				v = v.Alias
-			}
-			if v == nil {
-				continue
-			}
-			sources := []*yaml.Node{v}
-			if v.Kind == yaml.SequenceNode {
-				sources = v.Content
-			}
-			for _, m := range sources {
-				if found := lookupKey(m, key, depth+1); found != nil {
-					merged = found
-					break
-				}
-			}
-		}
-	}
-	return merged
-}
-
-// present reports whether the key at path is set under n (to anything but
-// null).
-func present(n *yaml.Node, path ...string) bool {
-	v := lookup(n, path...)
-	return v != nil && !(v.Kind == yaml.ScalarNode && v.ShortTag() == "!!null")
 }
