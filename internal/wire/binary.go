@@ -91,17 +91,25 @@ func messageSize(m *Message) int {
 }
 
 func appendMessagesBinary(dst []byte, msgs []Message) ([]byte, error) {
-	size := headerLen + binary.MaxVarintLen64
-	for i := range msgs {
-		size += messageSize(&msgs[i])
+	return appendListBinary(dst, kindMessages, "message", msgs, messageSize, appendMessageBinary)
+}
+
+// appendListBinary appends the binary list of kind holding items: the
+// header, the count, then each item with appendItem; an item's error is
+// wrapped with its index ("message 3: ..."). The room it grows dst by up
+// front is size's estimate summed over items.
+func appendListBinary[T any](dst []byte, kind byte, what string, items []T, size func(*T) int, appendItem func([]byte, *T) ([]byte, error)) ([]byte, error) {
+	n := headerLen + binary.MaxVarintLen64
+	for i := range items {
+		n += size(&items[i])
 	}
-	dst = slices.Grow(dst, size)
-	dst = appendHeader(dst, kindMessages)
-	dst = binary.AppendUvarint(dst, uint64(len(msgs)))
-	for i := range msgs {
+	dst = slices.Grow(dst, n)
+	dst = appendHeader(dst, kind)
+	dst = binary.AppendUvarint(dst, uint64(len(items)))
+	for i := range items {
 		var err error
-		if dst, err = appendMessageBinary(dst, &msgs[i]); err != nil {
-			return nil, fmt.Errorf("message %d: %w", i, err)
+		if dst, err = appendItem(dst, &items[i]); err != nil {
+			return nil, fmt.Errorf("%s %d: %w", what, i, err)
 		}
 	}
 	return dst, nil
@@ -136,25 +144,16 @@ func appendTensorBinary(dst []byte, t *Tensor) []byte {
 	return append(dst, t.Data...)
 }
 
+func decisionSize(d *Decision) int {
+	n := 32 + len(d.ID) + len(d.Tier) + len(d.Label)
+	if d.Forward != nil {
+		n += 16 + len(d.Forward.Data)
+	}
+	return n
+}
+
 func appendDecisionsBinary(dst []byte, ds []Decision) ([]byte, error) {
-	size := headerLen + binary.MaxVarintLen64
-	for i := range ds {
-		d := &ds[i]
-		size += 32 + len(d.ID) + len(d.Tier) + len(d.Label)
-		if d.Forward != nil {
-			size += 16 + len(d.Forward.Data)
-		}
-	}
-	dst = slices.Grow(dst, size)
-	dst = appendHeader(dst, kindDecisions)
-	dst = binary.AppendUvarint(dst, uint64(len(ds)))
-	for i := range ds {
-		var err error
-		if dst, err = appendDecisionBinary(dst, &ds[i]); err != nil {
-			return nil, fmt.Errorf("decision %d: %w", i, err)
-		}
-	}
-	return dst, nil
+	return appendListBinary(dst, kindDecisions, "decision", ds, decisionSize, appendDecisionBinary)
 }
 
 func appendDecisionBinary(dst []byte, d *Decision) ([]byte, error) {
