@@ -435,34 +435,18 @@ func (n *Network) Stop(ctx context.Context) error {
 // serialized at the link's bandwidth.
 type gateToxic struct{ link *link }
 
-func (t *gateToxic) Pipe(stub *toxics.ToxicStub) {
-	for {
-		select {
-		case <-stub.Interrupt:
-			return
-		case c := <-stub.Input:
-			if c == nil {
-				stub.Close()
-				return
-			}
-			select {
-			case <-t.link.upChan():
-			case <-t.link.net.stopping:
-				continue
-			case <-stub.Interrupt:
-				stub.Output <- c // never drop bytes of a live stream
-				return
-			}
-			c.Timestamp = time.Now()
-			stub.Output <- c
-		}
-	}
-}
+func (t *gateToxic) Pipe(stub *toxics.ToxicStub) { pipe(stub, t.link) }
 
 // stampToxic dates each chunk as it passes.
 type stampToxic struct{}
 
-func (t *stampToxic) Pipe(stub *toxics.ToxicStub) {
+func (t *stampToxic) Pipe(stub *toxics.ToxicStub) { pipe(stub, nil) }
+
+// pipe moves chunks from the stub's input to its output, dating each as it
+// passes, until the stub is interrupted or its input ends. With a gate, a
+// chunk waits while the gate's link is cut, and is dropped once the
+// network stops.
+func pipe(stub *toxics.ToxicStub, gate *link) {
 	for {
 		select {
 		case <-stub.Interrupt:
@@ -471,6 +455,16 @@ func (t *stampToxic) Pipe(stub *toxics.ToxicStub) {
 			if c == nil {
 				stub.Close()
 				return
+			}
+			if gate != nil {
+				select {
+				case <-gate.upChan():
+				case <-gate.net.stopping:
+					continue
+				case <-stub.Interrupt:
+					stub.Output <- c // never drop bytes of a live stream
+					return
+				}
 			}
 			c.Timestamp = time.Now()
 			stub.Output <- c
