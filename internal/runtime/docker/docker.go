@@ -147,29 +147,18 @@ func (r *Runtime) removeLeftovers(ctx context.Context) (int, error) {
 func (r *Runtime) Scale(ctx context.Context, n int) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	var live []*replica
-	for _, rep := range r.reps {
-		if !rep.draining {
-			live = append(live, rep)
-		}
-	}
-	for i := len(live); i < n; i++ {
-		rep, err := r.startLocked(ctx)
-		if err != nil {
-			return err
-		}
-		live = append(live, rep)
-	}
-	for i := len(live) - 1; i >= n; i-- {
-		r.drainLocked(live[i])
-	}
-	return nil
+	return runtime.Scale(r.liveLocked(), n, func() error { return r.startLocked(ctx) }, r.drainLocked)
 }
 
-func (r *Runtime) startLocked(ctx context.Context) (*replica, error) {
+// liveLocked returns the replicas not draining, oldest first.
+func (r *Runtime) liveLocked() []*replica {
+	return slices.DeleteFunc(slices.Clone(r.reps), func(rep *replica) bool { return rep.draining })
+}
+
+func (r *Runtime) startLocked(ctx context.Context) error {
 	port, err := runtime.FreePort()
 	if err != nil {
-		return nil, err
+		return err
 	}
 	addr := "127.0.0.1:" + strconv.Itoa(port)
 	name := fmt.Sprintf("ddnn-%s-%s-%d-%d", r.spec.Pipeline, r.spec.Tier, os.Getpid(), r.next)
@@ -198,16 +187,16 @@ func (r *Runtime) startLocked(ctx context.Context) (*replica, error) {
 			},
 		}, nil, nil, name)
 	if err != nil {
-		return nil, fmt.Errorf("docker: create %s: %w", name, err)
+		return fmt.Errorf("docker: create %s: %w", name, err)
 	}
 	if err := r.cli.ContainerStart(ctx, resp.ID, container.StartOptions{}); err != nil {
 		r.cli.ContainerRemove(context.Background(), resp.ID, container.RemoveOptions{Force: true})
-		return nil, fmt.Errorf("docker: start %s: %w", name, err)
+		return fmt.Errorf("docker: start %s: %w", name, err)
 	}
 	rep := &replica{id: resp.ID, name: name, url: "http://" + addr, started: time.Now()}
 	r.reps = append(r.reps, rep)
 	r.log.Info("replica started", "replica", name, "container", resp.ID[:12], "url", rep.url)
-	return rep, nil
+	return nil
 }
 
 func (r *Runtime) drainLocked(rep *replica) {
@@ -236,11 +225,8 @@ func (r *Runtime) remove(rep *replica) {
 		r.log.Warn("remove", "replica", rep.name, "err", err)
 	}
 	r.mu.Lock()
-	for i, x := range r.reps {
-		if x == rep {
-			r.reps = append(r.reps[:i], r.reps[i+1:]...)
-			break
-		}
+	if i := slices.Index(r.reps, rep); i >= 0 {
+		r.reps = slices.Delete(r.reps, i, i+1)
 	}
 	r.mu.Unlock()
 	r.log.Info("replica stopped", "replica", rep.name)
@@ -249,7 +235,7 @@ func (r *Runtime) remove(rep *replica) {
 // List returns the live containers with readiness from their /readyz.
 func (r *Runtime) List(ctx context.Context) ([]runtime.Replica, error) {
 	r.mu.Lock()
-	live := slices.DeleteFunc(slices.Clone(r.reps), func(rep *replica) bool { return rep.draining })
+	live := r.liveLocked()
 	r.mu.Unlock()
 	return runtime.Describe(live, func(rep *replica) runtime.Replica {
 		return runtime.Replica{ID: rep.name, URL: rep.url, Ready: r.ready(ctx, rep.url), Started: rep.started}

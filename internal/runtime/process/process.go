@@ -75,29 +75,18 @@ func New(spec runtime.Spec, cfg Config) *Runtime {
 func (r *Runtime) Scale(_ context.Context, n int) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	var live []*replica
-	for _, rep := range r.reps {
-		if !rep.draining {
-			live = append(live, rep)
-		}
-	}
-	for i := len(live); i < n; i++ {
-		rep, err := r.startLocked()
-		if err != nil {
-			return err
-		}
-		live = append(live, rep)
-	}
-	for i := len(live) - 1; i >= n; i-- { // newest first
-		r.drainLocked(live[i])
-	}
-	return nil
+	return runtime.Scale(r.liveLocked(), n, r.startLocked, r.drainLocked)
 }
 
-func (r *Runtime) startLocked() (*replica, error) {
+// liveLocked returns the replicas not draining, oldest first.
+func (r *Runtime) liveLocked() []*replica {
+	return slices.DeleteFunc(slices.Clone(r.reps), func(rep *replica) bool { return rep.draining })
+}
+
+func (r *Runtime) startLocked() error {
 	port, err := runtime.FreePort()
 	if err != nil {
-		return nil, err
+		return err
 	}
 	addr := "127.0.0.1:" + strconv.Itoa(port)
 	id := fmt.Sprintf("%s-%d", r.spec.Tier, r.next)
@@ -108,7 +97,7 @@ func (r *Runtime) startLocked() (*replica, error) {
 	}
 	c := proc.New(id, "http://"+addr+"/readyz", r.cfg.Out, r.log, args...)
 	if err := c.Start(); err != nil {
-		return nil, err
+		return err
 	}
 	go c.Supervise(r.ctx)
 	rep := &replica{id: id, url: "http://" + addr, child: c, started: time.Now()}
@@ -119,7 +108,7 @@ func (r *Runtime) startLocked() (*replica, error) {
 			r.log.Info("replica ready", "replica", id, "after", time.Since(rep.started).Round(time.Millisecond))
 		}
 	}()
-	return rep, nil
+	return nil
 }
 
 // drainLocked hides rep, then stops it after the drain delay.
@@ -138,11 +127,8 @@ func (r *Runtime) drainLocked(rep *replica) {
 		}
 		rep.child.Stop(r.cfg.StopGrace)
 		r.mu.Lock()
-		for i, x := range r.reps {
-			if x == rep {
-				r.reps = append(r.reps[:i], r.reps[i+1:]...)
-				break
-			}
+		if i := slices.Index(r.reps, rep); i >= 0 {
+			r.reps = slices.Delete(r.reps, i, i+1)
 		}
 		r.mu.Unlock()
 		r.log.Info("replica stopped", "replica", rep.id)
@@ -152,7 +138,7 @@ func (r *Runtime) drainLocked(rep *replica) {
 // List returns the live (not draining) replicas with their readiness.
 func (r *Runtime) List(_ context.Context) ([]runtime.Replica, error) {
 	r.mu.Lock()
-	live := slices.DeleteFunc(slices.Clone(r.reps), func(rep *replica) bool { return rep.draining })
+	live := r.liveLocked()
 	r.mu.Unlock()
 	return runtime.Describe(live, func(rep *replica) runtime.Replica {
 		return runtime.Replica{ID: rep.id, URL: rep.url, Ready: rep.child.Ready(), Started: rep.started}
