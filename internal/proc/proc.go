@@ -148,15 +148,12 @@ func (c *Child) Supervise(ctx context.Context) {
 	t := time.NewTimer(0)
 	defer t.Stop()
 	for {
-		c.mu.Lock()
-		exited := c.exited
-		c.mu.Unlock()
 		select {
 		case <-ctx.Done():
 			return
 		case <-c.stopped:
 			return
-		case <-exited:
+		case <-c.exitedChan():
 		}
 		t.Reset(delay)
 		select {
@@ -171,6 +168,13 @@ func (c *Child) Supervise(ctx context.Context) {
 		}
 		delay = min(delay*2, maxDelay)
 	}
+}
+
+// exitedChan returns a channel closed when the current process exits.
+func (c *Child) exitedChan() <-chan struct{} {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.exited
 }
 
 // PID is the current process' id, 0 before the first start.
@@ -198,11 +202,8 @@ func (c *Child) WaitReadyAt(ctx context.Context, url string, timeout time.Durati
 	t := time.NewTicker(20 * time.Millisecond)
 	defer t.Stop()
 	for {
-		c.mu.Lock()
-		exited := c.exited
-		c.mu.Unlock()
 		select {
-		case <-exited:
+		case <-c.exitedChan():
 			return fmt.Errorf("%s exited before it was ready", c.name)
 		default:
 		}

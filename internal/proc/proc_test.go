@@ -443,3 +443,30 @@ func TestNeverStarted(t *testing.T) {
 	}
 	c.Stop(time.Second)
 }
+
+// exitedChan is nil before the first start (a select on it waits), and is
+// the current process's: open while it runs, closed once it exits.
+func TestExitedChan(t *testing.T) {
+	c := New("idle", "", nil, nil, "idle")
+	if c.exitedChan() != nil {
+		t.Fatal("exited before any start")
+	}
+	if err := c.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := c.exitedChan()
+	select {
+	case <-exited:
+		t.Fatal("closed while the process runs")
+	default:
+	}
+	if err := c.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-exited:
+	case <-time.After(10 * time.Second):
+		t.Fatal("not closed after the process was killed")
+	}
+	c.Stop(time.Second)
+}
