@@ -270,18 +270,11 @@ func (r *Runtime) Stop(_ context.Context, id string) error {
 // Close stops and removes every container of the tier and closes the client.
 func (r *Runtime) Close(ctx context.Context) error {
 	r.mu.Lock()
-	reps := append([]*replica(nil), r.reps...)
+	live := r.liveLocked() // a draining one is removed by its drain goroutine
 	r.mu.Unlock()
 	var wg sync.WaitGroup
-	for _, rep := range reps {
-		if rep.draining {
-			continue // its drain goroutine removes it
-		}
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			r.remove(rep)
-		}()
+	for _, rep := range live {
+		wg.Go(func() { r.remove(rep) })
 	}
 	wg.Wait()
 	r.stops.Wait()

@@ -165,11 +165,7 @@ func (r *Runtime) Close(_ context.Context) error {
 	r.done() // no more restarts; draining replicas stop now
 	var wg sync.WaitGroup
 	for _, rep := range reps {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			rep.child.Stop(r.cfg.StopGrace)
-		}()
+		wg.Go(func() { rep.child.Stop(r.cfg.StopGrace) })
 	}
 	wg.Wait()
 	r.stops.Wait()
