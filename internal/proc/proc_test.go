@@ -111,11 +111,8 @@ func serving(t *testing.T, mode string, out *syncBuffer) *Child {
 // exited waits until c's current process exited.
 func exited(t *testing.T, c *Child) {
 	t.Helper()
-	c.mu.Lock()
-	ch := c.exited
-	c.mu.Unlock()
 	select {
-	case <-ch:
+	case <-c.exitedChan():
 	case <-time.After(20 * time.Second):
 		t.Fatalf("%s (pid %d) did not exit", c.Name(), c.PID())
 	}
@@ -454,9 +451,9 @@ func TestExitedChan(t *testing.T) {
 	if err := c.Start(); err != nil {
 		t.Fatal(err)
 	}
-	exited := c.exitedChan()
+	ch := c.exitedChan()
 	select {
-	case <-exited:
+	case <-ch:
 		t.Fatal("closed while the process runs")
 	default:
 	}
@@ -464,7 +461,7 @@ func TestExitedChan(t *testing.T) {
 		t.Fatal(err)
 	}
 	select {
-	case <-exited:
+	case <-ch:
 	case <-time.After(10 * time.Second):
 		t.Fatal("not closed after the process was killed")
 	}
