@@ -476,6 +476,10 @@ func (d *decoder) end() error {
 	return nil
 }
 
+// decodeMessagesBinary and decodeDecisionsBinary are written out twice on
+// purpose: a generic list decoder that calls the item decoder through a
+// func value moves the decoder to the heap, one more allocation per batch
+// (BenchmarkDecodeMessages: 75 to 77 allocs/op).
 func decodeMessagesBinary(b []byte) ([]Message, error) {
 	d := decoder{b: b}
 	if err := d.header(kindMessages); err != nil {
