@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -93,9 +94,17 @@ func TestClientOptionsMetrics(t *testing.T) {
 	if err := cl.ProduceSync(ctx, &kgo.Record{Topic: "t", Value: []byte("v")}).FirstErr(); err != nil {
 		t.Fatal(err)
 	}
-	mfs, err := reg.Gather()
-	if err != nil {
-		t.Fatal(err)
+	// kprom counts a batch in a hook that may run after the record's
+	// promise: gather until the produce counter shows (or 5s passed).
+	var mfs []*dto.MetricFamily
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		if mfs, err = reg.Gather(); err != nil {
+			t.Fatal(err)
+		}
+		if slices.ContainsFunc(mfs, func(mf *dto.MetricFamily) bool { return mf.GetName() == "ddnn_kafka_produce_bytes_total" }) ||
+			time.Now().After(deadline) {
+			break
+		}
 	}
 	var names []string
 	for _, mf := range mfs {
