@@ -318,7 +318,7 @@ func (f *Funnel) serveIngest(w http.ResponseWriter, r *http.Request) {
 		f.fail(w, route, code, err.Error())
 		return
 	}
-	ids, devices := headerIDs(r.Header)
+	ids, devices := requestIDs(r)
 	if err := resolveIDs(&m, ids, devices); err != nil {
 		f.m.refused(route, idRefusal(err))
 		f.fail(w, route, http.StatusBadRequest, err.Error())

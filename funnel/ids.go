@@ -67,14 +67,22 @@ func resolveIDs(m *wire.Message, ids, devices []idValue) error {
 	return nil
 }
 
-// headerIDs are the ids of an HTTP ingest's X-Message-Id and X-Device-Id
-// headers (each may come more than once).
-func headerIDs(h http.Header) (ids, devices []idValue) {
-	for _, v := range h.Values(HeaderMessageID) {
+// requestIDs are the ids of an HTTP ingest's X-Message-Id and X-Device-Id
+// headers and its ?id= and ?device= queries, as CoAP devices give them
+// (each may come more than once; other queries are ignored).
+func requestIDs(r *http.Request) (ids, devices []idValue) {
+	for _, v := range r.Header.Values(HeaderMessageID) {
 		ids = append(ids, idValue{HeaderMessageID, v})
 	}
-	for _, v := range h.Values(HeaderDeviceID) {
+	for _, v := range r.Header.Values(HeaderDeviceID) {
 		devices = append(devices, idValue{HeaderDeviceID, v})
+	}
+	q := r.URL.Query()
+	for _, v := range q["id"] {
+		ids = append(ids, idValue{fieldQueryID, v})
+	}
+	for _, v := range q["device"] {
+		devices = append(devices, idValue{fieldQueryDev, v})
 	}
 	return ids, devices
 }

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"net/url"
 	"runtime"
 	"slices"
 	"strconv"
@@ -14,6 +15,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
+	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/ddnn-continuum/ddnn/internal/pipeline"
 	"github.com/ddnn-continuum/ddnn/internal/wire"
@@ -43,22 +45,26 @@ func TestIngestIDRules(t *testing.T) {
 		hdr    http.Header
 		status int
 		want   string
+		query  string
 	}{
-		{"header id too long", nil, http.Header{HeaderMessageID: {long}}, 400, "X-Message-Id: 129 bytes, over the limit of 128 (an id is 1 to 128 bytes of ASCII letters, digits and -_.:@/+=)"},
-		{"header device with a space", nil, http.Header{HeaderDeviceID: {"cam 1"}}, 400, `X-Device-Id: byte 3 is ' ', not allowed`},
-		{"json device not ASCII", json(`"device":"caméra",`), nil, 400, `JSON \"device\": byte 3 is 0xc3, not allowed`},
-		{"json id with a newline", json(`"id":"a\nb",`), nil, 400, `JSON \"id\": byte 1 is 0x0a`},
-		{"json and header differ", json(`"id":"a",`), http.Header{HeaderMessageID: {"b"}}, 400, `message id: JSON \"id\" is \"a\" but X-Message-Id is \"b\"; give one, or the same in both`},
-		{"two headers differ", nil, http.Header{HeaderDeviceID: {"d1", "d2"}}, 400, `device id: X-Device-Id is \"d1\" but X-Device-Id is \"d2\"`},
-		{"json and header agree", json(`"id":"same-1","device":"cam-1",`), http.Header{HeaderMessageID: {"same-1"}, HeaderDeviceID: {"cam-1"}}, 202, `"id":"same-1"`},
-		{"every allowed character", nil, http.Header{HeaderMessageID: {"aZ09-_.:@/+="}, HeaderDeviceID: {strings.Repeat("d", 128)}}, 202, `"id":"aZ09-_.:@/+="`},
+		{"header id too long", nil, http.Header{HeaderMessageID: {long}}, 400, "X-Message-Id: 129 bytes, over the limit of 128 (an id is 1 to 128 bytes of ASCII letters, digits and -_.:@/+=)", ""},
+		{"header device with a space", nil, http.Header{HeaderDeviceID: {"cam 1"}}, 400, `X-Device-Id: byte 3 is ' ', not allowed`, ""},
+		{"json device not ASCII", json(`"device":"caméra",`), nil, 400, `JSON \"device\": byte 3 is 0xc3, not allowed`, ""},
+		{"json id with a newline", json(`"id":"a\nb",`), nil, 400, `JSON \"id\": byte 1 is 0x0a`, ""},
+		{"json and header differ", json(`"id":"a",`), http.Header{HeaderMessageID: {"b"}}, 400, `message id: JSON \"id\" is \"a\" but X-Message-Id is \"b\"; give one, or the same in both`, ""},
+		{"two headers differ", nil, http.Header{HeaderDeviceID: {"d1", "d2"}}, 400, `device id: X-Device-Id is \"d1\" but X-Device-Id is \"d2\"`, ""},
+		{"json and header agree", json(`"id":"same-1","device":"cam-1",`), http.Header{HeaderMessageID: {"same-1"}, HeaderDeviceID: {"cam-1"}}, 202, `"id":"same-1"`, ""},
+		{"every allowed character", nil, http.Header{HeaderMessageID: {"aZ09-_.:@/+="}, HeaderDeviceID: {strings.Repeat("d", 128)}}, 202, `"id":"aZ09-_.:@/+="`, ""},
+		{"query id", nil, nil, 202, `"id":"q-1"`, "?id=q-1&device=cam-2"},
+		{"query and header differ", nil, http.Header{HeaderMessageID: {"h-1"}}, 400, `message id: X-Message-Id is \"h-1\" but ?id= is \"q-1\"`, "?id=q-1"},
+		{"query device with a space", nil, nil, 400, `?device=: byte 3 is ' ', not allowed`, "?device=cam%201"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			ct, body := "application/json", tc.body
 			if body == nil {
 				ct, body = "application/octet-stream", floats(1, 2, 3, 4)
 			}
-			req, _ := http.NewRequest("POST", e.srv.URL+PathIngest, strings.NewReader(string(body)))
+			req, _ := http.NewRequest("POST", e.srv.URL+PathIngest+tc.query, strings.NewReader(string(body)))
 			req.Header = tc.hdr.Clone()
 			if req.Header == nil {
 				req.Header = http.Header{}
@@ -75,14 +81,18 @@ func TestIngestIDRules(t *testing.T) {
 			}
 		})
 	}
-	if n := refusals(m, "ingest", reasonInvalidID); n != 4 {
-		t.Errorf("%d invalid_id refusals, want 4", n)
+	if n := refusals(m, "ingest", reasonInvalidID); n != 5 {
+		t.Errorf("%d invalid_id refusals, want 5", n)
 	}
-	if n := refusals(m, "ingest", reasonIDConflict); n != 2 {
-		t.Errorf("%d id_conflict refusals, want 2", n)
+	if n := refusals(m, "ingest", reasonIDConflict); n != 3 {
+		t.Errorf("%d id_conflict refusals, want 3", n)
 	}
-	if n := len(e.records(t, e.p.InputTopic("edge"))); n != 2 {
-		t.Errorf("%d records, want the 2 accepted", n)
+	recs := e.records(t, e.p.InputTopic("edge"))
+	if len(recs) != 3 {
+		t.Fatalf("%d records, want the 3 accepted", len(recs))
+	}
+	if !slices.ContainsFunc(recs, func(r *kgo.Record) bool { return string(r.Key) == "cam-2" }) {
+		t.Error("no record keyed by the device ?device= gave")
 	}
 }
 
@@ -138,7 +148,7 @@ func FuzzIngestIDs(f *testing.F) {
 			h[HeaderDeviceID] = []string{hdrDev}
 		}
 		m := wire.Message{ID: bodyID, Device: bodyDev}
-		ids, devs := headerIDs(h)
+		ids, devs := requestIDs(&http.Request{Header: h, URL: &url.URL{}})
 		check("http", m, ids, devs, resolveIDs(&m, ids, devs))
 		m = wire.Message{ID: bodyID, Device: bodyDev}
 		ids, devs = queryIDs(strings.Split(query, "&"))
