@@ -56,10 +56,11 @@ func (fu *Funnel) validateLimits(f string) []error {
 		errs = append(errs, fmt.Errorf("%s.%s: "+format, append([]any{f, field}, args...)...))
 	}
 	rl, co := &fu.DeviceRateLimit, &fu.CoAPReassembly
-	if rl.Rate < 0 || math.IsNaN(rl.Rate) || math.IsInf(rl.Rate, 0) {
+	rateOK := rl.Rate >= 0 && !math.IsInf(rl.Rate, 0) // false for NaN too
+	if !rateOK {
 		bad("device_rate_limit.rate", "%v must be a number of messages per second, 0 for no limit", rl.Rate)
 	}
-	if rl.On() && rl.Burst < 1 {
+	if rateOK && rl.On() && rl.Burst < 1 { // a burst follows from a bad rate
 		bad("device_rate_limit.burst", "%d must be at least 1", rl.Burst)
 	}
 	if rl.MaxDevices < 1 {

@@ -73,3 +73,14 @@ func TestFunnelLimitsBad(t *testing.T) {
 		}
 	}
 }
+
+// TestFunnelRateNotANumber: an infinite or NaN rate is one error, not a
+// second one about the burst it would have given.
+func TestFunnelRateNotANumber(t *testing.T) {
+	for _, rate := range []string{".inf", ".nan"} {
+		_, err := Parse([]byte(limitsBase + "funnel: {device_rate_limit: {rate: " + rate + "}}\n"))
+		if err == nil || !strings.Contains(err.Error(), "device_rate_limit.rate: ") || strings.Contains(err.Error(), "burst") {
+			t.Errorf("rate %s: %v", rate, err)
+		}
+	}
+}
