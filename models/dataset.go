@@ -106,16 +106,20 @@ func isNPY(path string) bool {
 	return strings.HasSuffix(path, ".npy") || strings.HasSuffix(path, ".npy.gz")
 }
 
-// readArray reads a test-set file: NumPy when it ends in .npy or .npy.gz,
-// gzipped IDX otherwise.
+// npyMagic starts every NumPy file.
+const npyMagic = "\x93NUMPY"
+
+// readArray reads a test-set file, gzipped or not, known by its content:
+// NumPy when it starts with NumPy's magic (or is named .npy, .npy.gz, for
+// the error), IDX otherwise.
 func readArray(path string) (*array, error) {
 	f, err := os.Open(path)
 	if err != nil {
 		return nil, fmt.Errorf("test set: %w", err)
 	}
 	defer f.Close()
-	var r io.Reader = bufio.NewReader(f)
-	if strings.HasSuffix(path, ".gz") {
+	r := bufio.NewReader(f)
+	if magic, _ := r.Peek(2); string(magic) == "\x1f\x8b" {
 		zr, err := gzip.NewReader(r)
 		if err != nil {
 			return nil, fmt.Errorf("test set %s: %w", path, err)
@@ -123,7 +127,7 @@ func readArray(path string) (*array, error) {
 		r = bufio.NewReader(zr)
 	}
 	var a *array
-	if isNPY(path) {
+	if magic, _ := r.Peek(len(npyMagic)); string(magic) == npyMagic || isNPY(path) {
 		a, err = readNPY(r)
 	} else {
 		a = &array{dtype: "uint8"}

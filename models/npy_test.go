@@ -1,9 +1,12 @@
 package models
 
 import (
+	"bytes"
+	"compress/gzip"
 	"encoding/binary"
 	"encoding/json"
 	"fmt"
+	"io"
 	"math"
 	"os"
 	"path/filepath"
@@ -77,6 +80,8 @@ func TestLoadDatasetNPY(t *testing.T) {
 		{"float32 images, int64 labels", npyFile("<f4", false, []int{3, 2, 2}, f32), labels3, "", ""},
 		{"big-endian float32", npyFile(">f4", false, []int{3, 2, 2}, be), labels3, "", ""},
 		{"gzipped", gz(npyFile("<f4", false, []int{3, 2, 2}, f32)), labels3, "images.npy.gz", ""},
+		{"gzipped under .npy", gz(npyFile("<f4", false, []int{3, 2, 2}, f32)), labels3, "images.npy", ""},
+		{"NumPy under another name", npyFile("<f4", false, []int{3, 2, 2}, f32), labels3, "images.bin", ""},
 		{"int32 labels", npyFile("<f4", false, []int{3, 4}, f32), npyFile("<i4", false, []int{3}, []byte{2, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0}), "", ""},
 		{"Fortran order", npyFile("<f4", true, []int{3, 2, 2}, f32), labels3, "", "Fortran order"},
 		{"float64 images", npyFile("<f8", false, []int{3, 2}, f32), labels3, "", `dtype float64 ("<f8") not supported`},
@@ -111,6 +116,40 @@ func TestLoadDatasetNPY(t *testing.T) {
 				t.Errorf("samples %v, want the float32s as saved", ds.Samples)
 			}
 		})
+	}
+}
+
+// TestIDXByContent: an IDX test set is read gzipped or not, whatever the
+// files are called.
+func TestIDXByContent(t *testing.T) {
+	want, err := LoadDataset("data/test-2000-images-idx3-ubyte.gz", "data/test-2000-labels-idx1-ubyte.gz")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	var names [2]string
+	for i, f := range []string{"data/test-2000-images-idx3-ubyte.gz", "data/test-2000-labels-idx1-ubyte.gz"} {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if i == 1 { // the labels unzipped
+			zr, err := gzip.NewReader(bytes.NewReader(b))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if b, err = io.ReadAll(zr); err != nil {
+				t.Fatal(err)
+			}
+		}
+		names[i] = writeFile(t, dir, fmt.Sprintf("set-%d.idx", i), b)
+	}
+	got, err := LoadDataset(names[0], names[1])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got.Samples) != len(want.Samples) || !slices.Equal(got.Labels, want.Labels) || !slices.Equal(got.Samples[7], want.Samples[7]) {
+		t.Errorf("read %d samples, labels equal %v", len(got.Samples), slices.Equal(got.Labels, want.Labels))
 	}
 }
 

@@ -23,7 +23,6 @@ import (
 	"path/filepath"
 	"reflect"
 	"regexp"
-	"strings"
 
 	"github.com/ddnn-continuum/ddnn/internal/wire"
 	"github.com/ddnn-continuum/ddnn/internal/yamlcheck"
@@ -102,27 +101,20 @@ type Input struct {
 }
 
 // Eval names a labeled test set shipped with the models, relative to the
-// YAML file's directory. Each file is gzipped IDX (.gz, the MNIST format,
-// unsigned bytes) or a NumPy array (.npy or .npy.gz): images uint8 or
-// float32, labels integers.
+// YAML file's directory. Each file, gzipped or not, is IDX (the MNIST
+// format, unsigned bytes) or a NumPy array (.npy): images uint8 or
+// float32, labels integers; the reader knows them by their content.
 type Eval struct {
 	Images string `yaml:"images"`
 	Labels string `yaml:"labels"`
 }
 
-// validate checks that images and labels are set together and that each
-// is a kind of file the test-set reader knows by its name.
+// validate checks that images and labels are set together.
 func (e Eval) validate() []error {
-	var errs []error
 	if (e.Images == "") != (e.Labels == "") {
-		errs = append(errs, errors.New("eval: images and labels go together: set both or neither"))
+		return []error{errors.New("eval: images and labels go together: set both or neither")}
 	}
-	for _, f := range []struct{ field, path string }{{"eval.images", e.Images}, {"eval.labels", e.Labels}} {
-		if f.path != "" && !strings.HasSuffix(f.path, ".gz") && !strings.HasSuffix(f.path, ".npy") {
-			errs = append(errs, fmt.Errorf("%s: %q is neither gzipped IDX (.gz) nor NumPy (.npy, .npy.gz)", f.field, f.path))
-		}
-	}
-	return errs
+	return nil
 }
 
 // Tier is one stage of the DDNN with its model and exit policy.

@@ -97,7 +97,6 @@ func TestParseErrors(t *testing.T) {
 		{"bad dtype", "name: x\ninput: {dtype: int4, shape: [2]}\nclasses: [a, b]\n" + tier, `int4`},
 		{"no tiers", base, "tiers: at least one tier is required"},
 		{"eval images alone", base + tier + "eval: {images: i.npy}\n", "eval: images and labels go together"},
-		{"eval file of unknown kind", base + tier + "eval: {images: i.csv, labels: l.npy.gz}\n", `eval.images: "i.csv" is neither gzipped IDX (.gz) nor NumPy (.npy, .npy.gz)`},
 		{"missing dtype", "name: x\ninput: {shape: [2]}\nclasses: [a, b]\n" + tier, "input.dtype: required"},
 		{"missing threshold before last", base + "tiers:\n  - {name: a, model: m.onnx, exit: {output: o}, forward: {output: f}}\n  - {name: b, model: m.onnx, exit: {output: o}}\n", "tiers[0] (a).exit.threshold: required"},
 		{"missing exit output", base + "tiers:\n  - {name: t, model: m.onnx}\n", "tiers[0] (t).exit.output: required"},
