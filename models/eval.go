@@ -94,6 +94,7 @@ const evalBatch = 256
 // samples as bytes, or as float32 values when the pipeline's input.dtype is
 // float32; float32 samples unchanged, which needs input.dtype float32. The
 // first tier then applies input.scale to them as to any device's sample.
+// Every label must name one of the pipeline's classes.
 func Messages(p *pipeline.Pipeline, ds *Dataset) ([]wire.Message, error) {
 	want := elements(p.Input.Shape)
 	if have := elements(ds.Shape); have != want {
@@ -101,6 +102,11 @@ func Messages(p *pipeline.Pipeline, ds *Dataset) ([]wire.Message, error) {
 	}
 	if ds.DType == wire.Float32 && p.Input.DType != wire.Float32 {
 		return nil, fmt.Errorf("test set samples are float32, pipeline input.dtype is %s: devices would send bytes; use a uint8 test set or input.dtype float32", p.Input.DType)
+	}
+	for i, l := range ds.Labels {
+		if l >= len(p.Classes) {
+			return nil, fmt.Errorf("test set label %d is %d, but the pipeline's classes are 0 to %d", i, l, len(p.Classes)-1)
+		}
 	}
 	msgs := make([]wire.Message, len(ds.Samples))
 	for i, s := range ds.Samples {

@@ -240,6 +240,13 @@ func TestMessagesRefusesMismatches(t *testing.T) {
 	if _, err := Messages(f32, ds); err == nil || !strings.Contains(err.Error(), "test set samples are float32, pipeline input.dtype is uint8") {
 		t.Errorf("error = %v", err)
 	}
+	f32.Input.DType = wire.Float32
+	ds.Labels = slices.Clone(ds.Labels)
+	ds.Labels[5] = len(f32.Classes) // one past the last class, as 1-based labels give
+	want := fmt.Sprintf("test set label 5 is %d, but the pipeline's classes are 0 to %d", len(f32.Classes), len(f32.Classes)-1)
+	if _, err := Messages(f32, ds); err == nil || err.Error() != want {
+		t.Errorf("error = %v, want %q", err, want)
+	}
 }
 
 func TestScoreWarnings(t *testing.T) {

@@ -94,6 +94,23 @@ func TestModelsCheck(t *testing.T) {
 	if want := `warning: tier "edge": exit output "exit_logits" is declared scores: probabilities`; code != 0 || !strings.Contains(out, "chain ok") || !strings.Contains(stderr, want) {
 		t.Errorf("wrong scores: exit %d, stderr %q, want %q", code, stderr, want)
 	}
+	// A test set that cannot be read leaves the chain check passing, with
+	// a warning.
+	y, err := os.ReadFile("deploy/pipeline.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	abs, _ := filepath.Abs("models")
+	y = bytes.ReplaceAll(y, []byte("../models/"), []byte(abs+"/"))
+	y = bytes.Replace(y, []byte("test-2000-images-idx3-ubyte.gz"), []byte("missing.gz"), 1)
+	file := filepath.Join(t.TempDir(), "p.yaml")
+	if err := os.WriteFile(file, y, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	code, out, stderr = run(t, "models", "check", "-f", file)
+	if want := "warning: scores not checked on the test set: test set: open " + abs + "/data/missing.gz"; code != 0 || !strings.Contains(out, "chain ok") || !strings.Contains(stderr, want) {
+		t.Errorf("unreadable test set: exit %d\n%s%s\nwant %q", code, out, stderr, want)
+	}
 	code, _, stderr = run(t, "models", "check", "-f", "models/testdata/broken-chain.yaml")
 	want := `tier "edge": forward output "forward" has shape [-1 32], next tier "fog" input "features" expects [-1 16]`
 	if code != 1 || !strings.Contains(stderr, want) {
