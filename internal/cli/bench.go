@@ -17,7 +17,8 @@ import (
 
 const benchSynopsis = `bench -f FILE [--workload paper|constant|step|burst] [--protocol http|coap|kafka]
                   [--devices N] [--time-scale F] [--rate R] [--duration D] [--count N]
-                  [--out DIR] [--attach] [--compare] [--network FILE] [--json]
+                  [--steps S] [--encoding raw|json] [--drain D] [--out DIR]
+                  [--attach] [--compare] [--network FILE] [--json]
 
 Simulated devices, each with its own connection, send the pipeline's labeled
 test images on an open-loop schedule; the bench reads the results topic and

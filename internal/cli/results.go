@@ -10,7 +10,7 @@ import (
 	"github.com/ddnn-continuum/ddnn/internal/results"
 )
 
-const resultsSynopsis = "results -f FILE [--follow] [--from-beginning] [--last N] [--id ID] [--count N] [--timeout D] [--json] [--brokers H:P,...]"
+const resultsSynopsis = "results -f FILE [--follow] [--from-beginning] [--last N] [--id ID] [--count N] [--timeout D] [--json] [--brokers H:P,...] [--tiers-on SITE]"
 
 func runResults(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := newFlags("results", resultsSynopsis, stderr)

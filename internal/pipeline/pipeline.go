@@ -191,10 +191,10 @@ func Load(path string) (*Pipeline, error) {
 	return p, nil
 }
 
-// Parse decodes YAML strictly, onto the defaults, and validates. Every
-// problem is reported at once with its YAML path: an unknown key (with the
-// nearest field name when one is close), a value of the wrong kind, and
-// then every invalid setting. Relative model paths stay relative to the
+// Parse decodes YAML strictly, onto the defaults, and validates. Each pass
+// reports every problem it finds at once with its YAML path: first every
+// unknown key (with the nearest field name when one is close) and value of
+// the wrong kind; when there are none, every invalid setting. Relative model paths stay relative to the
 // current directory unless the caller sets Dir.
 func Parse(b []byte) (*Pipeline, error) {
 	doc, err := yamlcheck.Parse(b, reflect.TypeFor[Pipeline]())
