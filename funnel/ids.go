@@ -77,6 +77,9 @@ func requestIDs(r *http.Request) (ids, devices []idValue) {
 	for _, v := range r.Header.Values(HeaderDeviceID) {
 		devices = append(devices, idValue{HeaderDeviceID, v})
 	}
+	if r.URL.RawQuery == "" { // most requests: no map to build
+		return ids, devices
+	}
 	q := r.URL.Query()
 	for _, v := range q["id"] {
 		ids = append(ids, idValue{fieldQueryID, v})

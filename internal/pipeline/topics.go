@@ -53,26 +53,29 @@ func (p *Pipeline) TopicName(t Topic) string {
 // that is not one (another pipeline's, or not a form above). A tier called
 // uplink is read as a tier: <name>.uplink.in is its input.
 func (p *Pipeline) ParseTopic(name string) (t Topic, ok bool) {
+	// Cut, not Split: the funnel labels every record it produces with it.
 	rest, ok := strings.CutPrefix(name, p.Name+".")
 	if !ok {
 		return Topic{}, false
 	}
-	parts := strings.Split(rest, ".")
+	if rest == "results" {
+		return Topic{Kind: TopicResults}, true
+	}
+	first, second, _ := strings.Cut(rest, ".")
+	site, third, three := strings.Cut(second, ".")
 	switch {
-	case len(parts) == 1 && parts[0] == "results":
-		t = Topic{Kind: TopicResults}
-	case len(parts) == 2 && parts[1] == "in":
-		t = Topic{Kind: TopicInput, Tier: parts[0]}
-	case len(parts) == 2 && parts[1] == "dlq":
-		t = Topic{Kind: TopicDLQ, Tier: parts[0]}
-	case len(parts) == 2 && parts[0] == "uplink":
-		t = Topic{Kind: TopicUplink, Site: parts[1]}
-	case len(parts) == 3 && parts[0] == "uplink" && parts[2] == "dlq":
-		t = Topic{Kind: TopicUplinkDLQ, Site: parts[1]}
+	case !three && second == "in":
+		t = Topic{Kind: TopicInput, Tier: first}
+	case !three && second == "dlq":
+		t = Topic{Kind: TopicDLQ, Tier: first}
+	case !three && first == "uplink":
+		t = Topic{Kind: TopicUplink, Site: second}
+	case three && first == "uplink" && third == "dlq":
+		t = Topic{Kind: TopicUplinkDLQ, Site: site}
 	default:
 		return Topic{}, false
 	}
-	if t.Tier == "" && t.Site == "" && t.Kind != TopicResults {
+	if t.Tier == "" && t.Site == "" {
 		return Topic{}, false
 	}
 	return t, true

@@ -28,6 +28,10 @@ func TestTopicNames(t *testing.T) {
 			t.Errorf("ParseTopic(%q) = %+v, want not a topic of the pipeline", name, got)
 		}
 	}
+	// The funnel parses the topic of every record it produces.
+	if n := testing.AllocsPerRun(100, func() { p.ParseTopic("fmnist.uplink.cloud.dlq") }); n != 0 {
+		t.Errorf("ParseTopic allocates %v times", n)
+	}
 	if g := p.UplinkGroup("cloud"); g != "fmnist.uplink.cloud.connector" {
 		t.Errorf("UplinkGroup = %q", g)
 	}
