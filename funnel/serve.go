@@ -17,6 +17,7 @@ import (
 	"github.com/ddnn-continuum/ddnn/internal/auth"
 	"github.com/ddnn-continuum/ddnn/internal/kafka"
 	"github.com/ddnn-continuum/ddnn/internal/pipeline"
+	"github.com/ddnn-continuum/ddnn/internal/socket"
 )
 
 // Options are what Start takes beyond the pipeline.
@@ -135,10 +136,10 @@ func checkListeners(sp *pipeline.Pipeline, deviceAddr, deliveryAddr string) erro
 // already open (Close).
 func (s *Server) listen(deviceAddr, deliveryAddr string, fa Auth, log *slog.Logger) error {
 	var err error
-	if s.run.Device, err = net.Listen("tcp", deviceAddr); err != nil {
+	if s.run.Device, err = socket.Listen(deviceAddr); err != nil {
 		return fmt.Errorf("funnel: %w", err)
 	}
-	if s.run.Delivery, err = net.Listen("tcp", deliveryAddr); err != nil {
+	if s.run.Delivery, err = socket.Listen(deliveryAddr); err != nil {
 		return fmt.Errorf("funnel: delivery: %w", err)
 	}
 	if s.sp.Funnel.CoAPListen != "off" {

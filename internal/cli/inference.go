@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"net"
 	"strings"
 	"time"
 
@@ -12,6 +11,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	"github.com/ddnn-continuum/ddnn/inference"
+	"github.com/ddnn-continuum/ddnn/internal/socket"
 )
 
 func runInference(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -78,7 +78,7 @@ func runInference(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	if err != nil {
 		return err
 	}
-	ln, err := net.Listen("tcp", *listen)
+	ln, err := socket.Listen(*listen)
 	if err != nil {
 		return fmt.Errorf("inference: %w", err)
 	}

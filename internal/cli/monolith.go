@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"net"
 	goruntime "runtime"
 	"strings"
 	"sync/atomic"
@@ -16,6 +15,7 @@ import (
 	"github.com/ddnn-continuum/ddnn/internal/monolith"
 	"github.com/ddnn-continuum/ddnn/internal/onnx"
 	"github.com/ddnn-continuum/ddnn/internal/pipeline"
+	"github.com/ddnn-continuum/ddnn/internal/socket"
 )
 
 func runMonolith(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -64,7 +64,7 @@ func runMonolith(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	if *admin == "" {
 		*admin = sp.Admin.Listen
 	}
-	ln, err := net.Listen("tcp", *admin)
+	ln, err := socket.Listen(*admin)
 	if err != nil {
 		return fmt.Errorf("monolith admin: %w", err)
 	}

@@ -22,6 +22,7 @@ import (
 	"github.com/ddnn-continuum/ddnn/internal/auth"
 	"github.com/ddnn-continuum/ddnn/internal/kafka"
 	"github.com/ddnn-continuum/ddnn/internal/pipeline"
+	"github.com/ddnn-continuum/ddnn/internal/socket"
 )
 
 // newRegistry makes a registry with Go and process metrics; rolled-up
@@ -315,7 +316,7 @@ func (cf connectorFlags) run(ctx context.Context, stdout io.Writer, name string,
 	if err != nil {
 		return err
 	}
-	ln, err := net.Listen("tcp", *cf.admin)
+	ln, err := socket.Listen(*cf.admin)
 	if err != nil {
 		return fmt.Errorf("%s admin: %w", name, err)
 	}

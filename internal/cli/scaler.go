@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"net"
 	"sync"
 	"time"
 
@@ -14,6 +13,7 @@ import (
 	"github.com/ddnn-continuum/ddnn/internal/pipeline"
 	"github.com/ddnn-continuum/ddnn/internal/runtime"
 	"github.com/ddnn-continuum/ddnn/internal/runtime/replicas"
+	"github.com/ddnn-continuum/ddnn/internal/socket"
 	"github.com/ddnn-continuum/ddnn/scaler"
 )
 
@@ -87,7 +87,7 @@ func runScaler(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	}
 	mux := adminMux(reg, func() bool { return true })
 	mux.Handle("GET /v1/tiers/{tier}/replicas", runtime.ListHandler(func(tier string) runtime.Runtime { return runtimes[tier] }))
-	ln, err := net.Listen("tcp", *admin)
+	ln, err := socket.Listen(*admin)
 	if err != nil {
 		return fmt.Errorf("scaler admin: %w", err)
 	}

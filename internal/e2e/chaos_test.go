@@ -18,6 +18,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/ddnn-continuum/ddnn/internal/proctest"
 	"github.com/ddnn-continuum/ddnn/internal/wire"
 )
 
@@ -149,7 +150,7 @@ func startRoles(t testing.TB, name string, n int) *roles {
 	r.run("funnel")
 	for _, tier := range tierNames {
 		for i := 0; i < n; i++ {
-			r.replicas[tier] = append(r.replicas[tier], freeAddr(t))
+			r.replicas[tier] = append(r.replicas[tier], proctest.FreeAddr(t))
 			r.run(fmt.Sprintf("%s replica %d", tier, i))
 		}
 	}
@@ -223,7 +224,7 @@ func (r *roles) run(role string) {
 		for _, a := range r.replicas[f[0]] {
 			urls = append(urls, "http://"+a)
 		}
-		admin := freeAddr(t)
+		admin := proctest.FreeAddr(t)
 		p = start(t, "connector", "-f", r.tp.file, "--tier", f[0], "--replicas", strings.Join(urls, ","), "--brokers", r.tp.broker, "--admin", admin)
 		readyURL = "http://" + admin + "/readyz"
 	default:

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/ddnn-continuum/ddnn/internal/auth"
+	"github.com/ddnn-continuum/ddnn/internal/proctest"
 )
 
 // TestCoAPDevices posts images with libcoap's client to `ddnn up`: uint8
@@ -108,7 +109,7 @@ func TestCoAPSDevices(t *testing.T) {
 		t.Fatalf("ddnn devices psk: %v", err)
 	}
 	key := strings.TrimSpace(string(out))
-	coaps := freeAddr(t)
+	coaps := proctest.FreeAddr(t)
 	b, _ := os.ReadFile(tp.file)
 	y := strings.Replace(string(b), "  coap_listen: "+tp.coap+"\n", "  coap_listen: \"off\"\n  coaps_listen: "+coaps+"\n", 1)
 	y += "auth:\n  devices_file: " + creds + "\n  devices_psk_key_file: " + keyFile + "\n"

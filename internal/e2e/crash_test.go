@@ -3,6 +3,7 @@ package e2e
 import (
 	"bytes"
 	"errors"
+	"github.com/ddnn-continuum/ddnn/internal/proctest"
 	"io"
 	"net/http"
 	"os"
@@ -180,7 +181,7 @@ func TestKillConnector(t *testing.T) {
 // load while Kafka lives on in a standalone broker, starts it again, and
 // checks no accepted image is left without a result.
 func TestRestartAgainstStandaloneBroker(t *testing.T) {
-	broker := freeAddr(t)
+	broker := proctest.FreeAddr(t)
 	tp := writePipeline(t, "restart", 1, broker)
 	start(t, "broker", "-f", tp.file, "--listen", broker)
 	waitFor(t, "broker", 10*time.Second, func() bool { return dialable(broker) })

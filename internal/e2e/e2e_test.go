@@ -9,7 +9,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -24,6 +23,7 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/ddnn-continuum/ddnn/internal/proctest"
 	"github.com/ddnn-continuum/ddnn/internal/syncbuf"
 	"github.com/ddnn-continuum/ddnn/internal/wire"
 	"github.com/ddnn-continuum/ddnn/models"
@@ -64,15 +64,6 @@ func root(t testing.TB) string {
 	return r
 }
 
-func freeAddr(t testing.TB) string {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
-}
-
 // pipelineFile writes the shipped pipeline under a new name with free ports
 // and absolute paths, plus extra YAML (e.g. replicas).
 type testPipeline struct {
@@ -88,14 +79,14 @@ func writePipeline(t testing.TB, name string, edgeReplicas int, brokers string) 
 	y := strings.ReplaceAll(string(b), "../models/", filepath.Join(root(t), "models")+"/")
 	y = strings.Replace(y, "name: fmnist", "name: "+name, 1)
 	y = strings.Replace(y, "    inference:\n      intra_op_threads: 1\n", fmt.Sprintf("    inference:\n      intra_op_threads: 1\n    replicas: %d\n", edgeReplicas), 1)
-	tp := testPipeline{name: name, broker: freeAddr(t), funnel: freeAddr(t), admin: freeAddr(t)}
+	tp := testPipeline{name: name, broker: proctest.FreeAddr(t), funnel: proctest.FreeAddr(t), admin: proctest.FreeAddr(t)}
 	if brokers != "" {
 		tp.broker = brokers
 		y += fmt.Sprintf("kafka:\n  brokers: [%s]\n", brokers)
 	} else {
 		y += fmt.Sprintf("kafka:\n  embedded_listen: %s\n", tp.broker)
 	}
-	tp.coap, tp.delivery = freeAddr(t), freeAddr(t)
+	tp.coap, tp.delivery = proctest.FreeAddr(t), proctest.FreeAddr(t)
 	y += fmt.Sprintf("funnel:\n  listen: %s\n  delivery_listen: %s\n  coap_listen: %s\nadmin:\n  listen: %s\n", tp.funnel, tp.delivery, tp.coap, tp.admin)
 	tp.file = filepath.Join(t.TempDir(), name+".yaml")
 	if err := os.WriteFile(tp.file, []byte(y), 0o644); err != nil {

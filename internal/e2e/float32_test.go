@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/ddnn-continuum/ddnn/internal/pipeline"
+	"github.com/ddnn-continuum/ddnn/internal/proctest"
 	"github.com/ddnn-continuum/ddnn/models"
 )
 
@@ -30,7 +31,7 @@ func TestFloat32PipelineMatchesNumPy(t *testing.T) {
 	}
 	y := strings.NewReplacer("model: ", "model: "+dir+"/", "images: ", "images: "+dir+"/", "labels: ", "labels: "+dir+"/").Replace(string(b))
 	y = strings.Replace(y, "name: f32", "name: e2e-f32", 1)
-	tp := testPipeline{name: "e2e-f32", broker: freeAddr(t), funnel: freeAddr(t), delivery: freeAddr(t), coap: freeAddr(t), admin: freeAddr(t)}
+	tp := testPipeline{name: "e2e-f32", broker: proctest.FreeAddr(t), funnel: proctest.FreeAddr(t), delivery: proctest.FreeAddr(t), coap: proctest.FreeAddr(t), admin: proctest.FreeAddr(t)}
 	y += fmt.Sprintf("kafka:\n  embedded_listen: %s\nfunnel:\n  listen: %s\n  delivery_listen: %s\n  coap_listen: %s\nadmin:\n  listen: %s\n", tp.broker, tp.funnel, tp.delivery, tp.coap, tp.admin)
 	tp.file = filepath.Join(t.TempDir(), "e2e-f32.yaml")
 	if err := os.WriteFile(tp.file, []byte(y), 0o644); err != nil {

@@ -22,6 +22,7 @@ import (
 
 	"github.com/ddnn-continuum/ddnn/internal/kafkatest"
 	"github.com/ddnn-continuum/ddnn/internal/pipeline"
+	"github.com/ddnn-continuum/ddnn/internal/proctest"
 	"github.com/ddnn-continuum/ddnn/internal/wire"
 )
 
@@ -283,11 +284,11 @@ func testKafkaLagMatchesGroupTool(t *testing.T, c *kafkatest.Cluster) {
 	topic, group := p.InputTopic("edge"), p.ConsumerGroup("edge")
 	start(t, "funnel", "-f", tp.file, "--brokers", brokers)
 	waitFor(t, "funnel", 30*time.Second, func() bool { return ready("http://" + tp.funnel + "/readyz") })
-	scalerAdmin := freeAddr(t)
+	scalerAdmin := proctest.FreeAddr(t)
 	start(t, "scaler", "-f", tp.file, "--brokers", brokers, "--admin", scalerAdmin)
 	replicas := "http://" + scalerAdmin + "/v1/tiers/edge/replicas"
 	waitFor(t, "scaler", 30*time.Second, func() bool { return ready("http://" + scalerAdmin + "/readyz") })
-	connAdmin := freeAddr(t)
+	connAdmin := proctest.FreeAddr(t)
 	conn := start(t, "connector", "-f", tp.file, "--tier", "edge", "--replicas-url", replicas, "--brokers", brokers, "--admin", connAdmin)
 	waitFor(t, "edge connector", 30*time.Second, func() bool { return ready("http://" + connAdmin + "/readyz") })
 

@@ -3,6 +3,7 @@ package e2e
 import (
 	"encoding/json"
 	"fmt"
+	"github.com/ddnn-continuum/ddnn/internal/proctest"
 	"io"
 	"net/http"
 	"os"
@@ -221,7 +222,7 @@ func TestStandaloneScaler(t *testing.T) {
 	waitFor(t, "broker", 10*time.Second, func() bool { return dialable(tp.broker) })
 	start(t, "funnel", "-f", tp.file, "--brokers", tp.broker)
 	waitFor(t, "funnel", 20*time.Second, func() bool { return ready("http://" + tp.funnel + "/readyz") })
-	admin := freeAddr(t)
+	admin := proctest.FreeAddr(t)
 	start(t, "scaler", "-f", tp.file, "--brokers", tp.broker, "--admin", admin)
 	for _, tier := range []string{"edge", "fog", "cloud"} {
 		waitFor(t, tier+" replica listed", 30*time.Second, func() bool {
@@ -233,7 +234,7 @@ func TestStandaloneScaler(t *testing.T) {
 			var reps []struct{ URL string }
 			return json.NewDecoder(resp.Body).Decode(&reps) == nil && len(reps) >= 1
 		})
-		cadmin := freeAddr(t)
+		cadmin := proctest.FreeAddr(t)
 		start(t, "connector", "-f", tp.file, "--tier", tier, "--replicas-url", "http://"+admin+"/v1/tiers/"+tier+"/replicas", "--brokers", tp.broker, "--admin", cadmin)
 		waitFor(t, tier+" connector", 20*time.Second, func() bool { return ready("http://" + cadmin + "/readyz") })
 	}
@@ -253,13 +254,13 @@ func burstPipeline(t *testing.T, name string, edit func(string) string) testPipe
 	if err != nil {
 		t.Fatal(err)
 	}
-	tp := testPipeline{name: name, broker: freeAddr(t), funnel: freeAddr(t), admin: freeAddr(t)}
+	tp := testPipeline{name: name, broker: proctest.FreeAddr(t), funnel: proctest.FreeAddr(t), admin: proctest.FreeAddr(t)}
 	y := strings.ReplaceAll(string(b), "../../models/", filepath.Join(root(t), "models")+"/")
 	y = strings.Replace(y, "name: burst", "name: "+name, 1)
 	if edit != nil {
 		y = edit(y)
 	}
-	tp.coap, tp.delivery = freeAddr(t), freeAddr(t)
+	tp.coap, tp.delivery = proctest.FreeAddr(t), proctest.FreeAddr(t)
 	y += fmt.Sprintf("kafka:\n  embedded_listen: %s\nfunnel:\n  listen: %s\n  delivery_listen: %s\n  coap_listen: %s\nadmin:\n  listen: %s\n", tp.broker, tp.funnel, tp.delivery, tp.coap, tp.admin)
 	tp.file = filepath.Join(t.TempDir(), name+".yaml")
 	if err := os.WriteFile(tp.file, []byte(y), 0o644); err != nil {

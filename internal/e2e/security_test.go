@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"github.com/ddnn-continuum/ddnn/internal/proctest"
 	"net/http"
 	"os"
 	"os/exec"
@@ -28,7 +29,7 @@ func writeSecure(t *testing.T) securePipeline {
 	if err != nil {
 		t.Fatal(err)
 	}
-	sp := securePipeline{dir: t.TempDir(), funnel: freeAddr(t), delivery: freeAddr(t), kafka: freeAddr(t), admin: freeAddr(t)}
+	sp := securePipeline{dir: t.TempDir(), funnel: proctest.FreeAddr(t), delivery: proctest.FreeAddr(t), kafka: proctest.FreeAddr(t), admin: proctest.FreeAddr(t)}
 	y := strings.ReplaceAll(string(b), "../../models/", filepath.Join(root(t), "models")+"/")
 	y = strings.Replace(y, "embedded_listen: 127.0.0.1:9092", "embedded_listen: "+sp.kafka, 1)
 	y = strings.Replace(y, "listen: 127.0.0.1:8443", "listen: "+sp.funnel, 1)

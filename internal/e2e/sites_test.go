@@ -3,6 +3,7 @@ package e2e
 import (
 	"context"
 	"fmt"
+	"github.com/ddnn-continuum/ddnn/internal/proctest"
 	"io"
 	"net/http"
 	"os"
@@ -41,7 +42,7 @@ func writeContinuum(t testing.TB, name string) continuum {
 	y = strings.ReplaceAll(y, "coap_listen: 127.0.0.1:5683", `coap_listen: "off"`)
 	c := continuum{name: name, kafka: map[string]string{}, funnel: map[string]string{}, delivery: map[string]string{}, admin: map[string]string{}}
 	for i, site := range continuumSites {
-		c.kafka[site], c.funnel[site], c.delivery[site], c.admin[site] = freeAddr(t), freeAddr(t), freeAddr(t), freeAddr(t)
+		c.kafka[site], c.funnel[site], c.delivery[site], c.admin[site] = proctest.FreeAddr(t), proctest.FreeAddr(t), proctest.FreeAddr(t), proctest.FreeAddr(t)
 		y = strings.Replace(y, fmt.Sprintf("delivery_listen: 127.0.0.1:8%d81", i), "delivery_listen: "+c.delivery[site], 1)
 		y = strings.Replace(y, fmt.Sprintf("embedded_listen: 127.0.0.1:9%d92", i), "embedded_listen: "+c.kafka[site], 1)
 		y = strings.Replace(y, fmt.Sprintf(" listen: 127.0.0.1:8%d80", i), " listen: "+c.funnel[site], 1)

@@ -23,6 +23,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/ddnn-continuum/ddnn/internal/socket"
 )
 
 // waitDelay bounds how long the output of an exited child is still read:
@@ -46,6 +48,7 @@ type Child struct {
 	stopping bool
 	stopped  chan struct{} // closed by Stop: Supervise returns
 	restarts int
+	sockets  []*socket.Socket // passed to every process; closed by Stop
 }
 
 // New describes a child running the ddnn binary with args; readyURL is its
@@ -106,6 +109,7 @@ func (c *Child) startLocked() error {
 	// own goroutine, which Wait ends.
 	cmd.Stdout, cmd.Stderr = out, out
 	cmd.WaitDelay = waitDelay
+	cmd.ExtraFiles, cmd.Env = socket.Pass(os.Environ(), c.sockets)
 	if err := cmd.Start(); err != nil {
 		return fmt.Errorf("%s: %w", c.name, err)
 	}
@@ -238,8 +242,10 @@ func (c *Child) probe(ctx context.Context, url string, timeout time.Duration) bo
 }
 
 // Stop ends supervision, sends SIGTERM and waits up to grace, then
-// SIGKILLs. It returns once the process is gone and reaped.
+// SIGKILLs. It returns once the process is gone and reaped, and the
+// sockets passed to it are closed.
 func (c *Child) Stop(grace time.Duration) {
+	defer c.closeSockets()
 	c.mu.Lock()
 	if !c.stopping {
 		c.stopping = true
@@ -266,6 +272,25 @@ func (c *Child) Stop(grace time.Duration) {
 		cmd.Process.Kill()
 		<-exited
 	}
+}
+
+// Pass gives s to every process of c from the next start on, restarts
+// included, so that what the child serves keeps its address and nothing
+// else can take it meanwhile. c owns s from now: Stop closes it.
+func (c *Child) Pass(s *socket.Socket) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.sockets = append(c.sockets, s)
+}
+
+// closeSockets closes the sockets passed to c.
+func (c *Child) closeSockets() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, s := range c.sockets {
+		s.Close()
+	}
+	c.sockets = nil
 }
 
 // Kill sends SIGKILL to the current process (tests and crash drills); a

@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/ddnn-continuum/ddnn/internal/proctest"
+	"github.com/ddnn-continuum/ddnn/internal/socket"
 	"github.com/ddnn-continuum/ddnn/internal/syncbuf"
 )
 
@@ -61,7 +62,7 @@ func child(args []string) int {
 	case "serve", "stubborn":
 		term := make(chan os.Signal, 1)
 		signal.Notify(term, syscall.SIGTERM)
-		ln, err := net.Listen("tcp", args[1])
+		ln, err := socket.Listen(args[1])
 		if err != nil {
 			fmt.Fprintln(os.Stderr, err)
 			return 1
@@ -466,4 +467,51 @@ func TestExitedChan(t *testing.T) {
 		t.Fatal("not closed after the process was killed")
 	}
 	c.Stop(time.Second)
+}
+
+// TestPassedSocketAcrossRestarts: a child given a socket serves on it in
+// every process; while it is dead nothing else can bind the address, and a
+// request made meanwhile is answered by the restarted process. Stop frees
+// the address.
+func TestPassedSocketAcrossRestarts(t *testing.T) {
+	s, err := socket.New()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out syncBuffer
+	c := New("serve", "http://"+s.Addr+"/readyz", &out, nil, "serve", s.Addr)
+	c.Pass(s)
+	if err := c.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Stop(time.Second) })
+	go c.Supervise(context.Background())
+	if err := c.WaitReady(context.Background(), 20*time.Second); err != nil {
+		t.Fatalf("%v; output:\n%s", err, &out)
+	}
+	old := c.PID()
+	if err := c.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	exited(t, c)
+	if ln, err := net.Listen("tcp", s.Addr); err == nil {
+		ln.Close()
+		t.Fatalf("%s could be bound by another while the child was dead", s.Addr)
+	}
+	client := &http.Client{Timeout: 20 * time.Second}
+	resp, err := client.Get("http://" + s.Addr + "/readyz")
+	if err != nil {
+		t.Fatalf("request made while the child was dead: %v; output:\n%s", err, &out)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK || c.PID() == old || c.Restarts() != 1 {
+		t.Errorf("status %d from pid %d (killed %d), %d restarts", resp.StatusCode, c.PID(), old, c.Restarts())
+	}
+	client.CloseIdleConnections()
+	c.Stop(10 * time.Second)
+	ln, err := net.Listen("tcp", s.Addr)
+	if err != nil {
+		t.Fatalf("%s still held after Stop: %v", s.Addr, err)
+	}
+	ln.Close()
 }

@@ -23,6 +23,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ddnn-continuum/ddnn/internal/socket"
 	"go.uber.org/goleak"
 )
 
@@ -41,13 +42,13 @@ func Main(m *testing.M, env string, fake func(args []string) int) {
 
 // Serve is a fake child that is up: it answers 200 on every path of each
 // addr until SIGTERM, then returns 0. A stubborn one prints "ignoring
-// SIGTERM" instead and runs until it is killed. It returns 1 when it
-// cannot listen on an addr.
+// SIGTERM" instead and runs until it is killed. It listens the way the
+// real children do (socket.Listen), and returns 1 when it cannot.
 func Serve(stubborn bool, addrs ...string) int {
 	term := make(chan os.Signal, 1)
 	signal.Notify(term, syscall.SIGTERM)
 	for _, addr := range addrs {
-		ln, err := net.Listen("tcp", addr)
+		ln, err := socket.Listen(addr)
 		if err != nil {
 			fmt.Println(err)
 			return 1

@@ -22,6 +22,7 @@ import (
 
 	"github.com/ddnn-continuum/ddnn/internal/pipeline"
 	"github.com/ddnn-continuum/ddnn/internal/proctest"
+	"github.com/ddnn-continuum/ddnn/internal/socket"
 	"github.com/ddnn-continuum/ddnn/internal/up"
 )
 
@@ -45,7 +46,7 @@ func fakeChild(dir string, args []string) {
 	if err := os.WriteFile(name, []byte(strings.Join(args, " ")), 0o644); err != nil {
 		os.Exit(1)
 	}
-	ln, err := net.Listen("tcp", addr)
+	ln, err := socket.Listen(addr) // as the real children do
 	if err != nil {
 		os.Exit(1)
 	}

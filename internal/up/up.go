@@ -33,12 +33,10 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"net/http"
 	"os"
 	"path/filepath"
 	"slices"
-	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -63,6 +61,7 @@ import (
 	"github.com/ddnn-continuum/ddnn/internal/proc"
 	"github.com/ddnn-continuum/ddnn/internal/runtime"
 	"github.com/ddnn-continuum/ddnn/internal/runtime/replicas"
+	"github.com/ddnn-continuum/ddnn/internal/socket"
 	"github.com/ddnn-continuum/ddnn/scaler"
 )
 
@@ -423,16 +422,16 @@ func (s *Supervisor) start(ctx context.Context) error {
 		}
 	}
 	for _, t := range s.tiers {
-		admin, err := freeAdmin()
+		c, err := s.newServingChild(s.childName("connector-"+t.Name), func(admin string) []string {
+			return []string{"connector", "-f", s.cfg.File, "--tier", t.Name,
+				"--replicas-url", "http://" + s.site.Admin.Listen + runtime.ListPath(t.Name),
+				"--admin", admin, "--brokers", s.brokers, "--drain-timeout", "3s",
+				// One connector per tier: a restarted one rejoins at once.
+				"--instance-id", "up-" + t.Name}
+		})
 		if err != nil {
 			return err
 		}
-		c := s.newChild(s.childName("connector-"+t.Name), "http://"+admin+"/readyz",
-			"connector", "-f", s.cfg.File, "--tier", t.Name,
-			"--replicas-url", "http://"+s.site.Admin.Listen+runtime.ListPath(t.Name),
-			"--admin", admin, "--brokers", s.brokers, "--drain-timeout", "3s",
-			// One connector per tier: a restarted one rejoins at once.
-			"--instance-id", "up-"+t.Name)
 		s.mu.Lock()
 		s.connectors = append(s.connectors, c)
 		s.mu.Unlock()
@@ -454,19 +453,19 @@ func (s *Supervisor) start(ctx context.Context) error {
 // Config.LinkURLs).
 func (s *Supervisor) addUplinks() error {
 	for _, l := range s.links {
-		admin, err := freeAdmin()
-		if err != nil {
-			return err
-		}
 		args := append([]string{"uplink", "-f", s.cfg.File}, s.tiersOn()...)
 		args = append(args, "--from", l.From, "--to", l.To)
 		if u, ok := s.cfg.LinkURLs[l]; ok {
 			args = append(args, "--to-url", u)
 		}
-		c := s.newChild(s.childName("uplink-"+l.To), "http://"+admin+"/readyz",
-			append(args, "--brokers", s.brokers, "--admin", admin,
+		c, err := s.newServingChild(s.childName("uplink-"+l.To), func(admin string) []string {
+			return append(args, "--brokers", s.brokers, "--admin", admin,
 				// One uplink per link: a restarted one rejoins at once.
-				"--instance-id", "up-uplink-"+l.To)...)
+				"--instance-id", "up-uplink-"+l.To)
+		})
+		if err != nil {
+			return err
+		}
 		s.mu.Lock()
 		s.uplinks = append(s.uplinks, c)
 		s.mu.Unlock()
@@ -479,16 +478,17 @@ func (s *Supervisor) addUplinks() error {
 // the uplinks.
 func (s *Supervisor) startMonolith(ctx context.Context) error {
 	if len(s.tiers) > 0 {
-		admin, err := freeAdmin()
+		c, err := s.newServingChild(s.childName("monolith"), func(admin string) []string {
+			args := []string{"monolith", "-f", s.cfg.File, "--tiers-on", s.placement, "--site", s.site.Name,
+				"--brokers", s.brokers, "--admin", admin}
+			if s.cfg.ORTLib != "" {
+				args = append(args, "--ort-lib", s.cfg.ORTLib)
+			}
+			return args
+		})
 		if err != nil {
 			return err
 		}
-		args := []string{"monolith", "-f", s.cfg.File, "--tiers-on", s.placement, "--site", s.site.Name,
-			"--brokers", s.brokers, "--admin", admin}
-		if s.cfg.ORTLib != "" {
-			args = append(args, "--ort-lib", s.cfg.ORTLib)
-		}
-		c := s.newChild(s.childName("monolith"), "http://"+admin+"/readyz", args...)
 		s.mu.Lock()
 		s.monolith = c
 		s.mu.Unlock()
@@ -503,15 +503,6 @@ func (s *Supervisor) startMonolith(ctx context.Context) error {
 	}
 	s.mu.Unlock()
 	return s.launch(ctx, cs...)
-}
-
-// freeAdmin is a free loopback address for a child's admin server.
-func freeAdmin() (string, error) {
-	port, err := runtime.FreePort()
-	if err != nil {
-		return "", err
-	}
-	return "127.0.0.1:" + strconv.Itoa(port), nil
 }
 
 // startBroker starts the site's embedded broker with the topics that live
@@ -609,6 +600,18 @@ func (s *Supervisor) ensureTopics(ctx context.Context) error {
 // level and the service token file.
 func (s *Supervisor) newChild(name, readyURL string, args ...string) *proc.Child {
 	return proc.New(name, readyURL, s.cfg.Out, s.log, append(args, s.childArgs()...)...)
+}
+
+// newServingChild makes a child whose admin server listens on a socket
+// bound here and passed down (see socket.Socket); args gets its address.
+func (s *Supervisor) newServingChild(name string, args func(admin string) []string) (*proc.Child, error) {
+	admin, err := socket.New()
+	if err != nil {
+		return nil, fmt.Errorf("%s admin: %w", name, err)
+	}
+	c := s.newChild(name, "http://"+admin.Addr+"/readyz", args(admin.Addr)...)
+	c.Pass(admin)
+	return c, nil
 }
 
 // childArgs are the arguments every child and replica gets.
@@ -841,7 +844,7 @@ func (s *Supervisor) serveAdmin() error {
 		}
 		return nil // not a typed nil inside the interface
 	}))
-	ln, err := net.Listen("tcp", s.site.Admin.Listen)
+	ln, err := socket.Listen(s.site.Admin.Listen)
 	if err != nil {
 		return fmt.Errorf("admin: %w", err)
 	}

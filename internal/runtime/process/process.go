@@ -11,12 +11,12 @@ import (
 	"io"
 	"log/slog"
 	"slices"
-	"strconv"
 	"sync"
 	"time"
 
 	"github.com/ddnn-continuum/ddnn/internal/proc"
 	"github.com/ddnn-continuum/ddnn/internal/runtime"
+	"github.com/ddnn-continuum/ddnn/internal/socket"
 )
 
 // Config tunes the process runtime.
@@ -84,11 +84,11 @@ func (r *Runtime) liveLocked() []*replica {
 }
 
 func (r *Runtime) startLocked() error {
-	port, err := runtime.FreePort()
+	sock, err := socket.New()
 	if err != nil {
 		return err
 	}
-	addr := "127.0.0.1:" + strconv.Itoa(port)
+	addr := sock.Addr
 	id := fmt.Sprintf("%s-%d", r.spec.Tier, r.next)
 	r.next++
 	args := append([]string{"inference", "-f", r.spec.File, "--tier", r.spec.Tier, "--listen", addr, "--funnel", r.spec.FunnelURL}, r.spec.Args...)
@@ -96,7 +96,9 @@ func (r *Runtime) startLocked() error {
 		args = append(args, "--ort-lib", r.spec.ORTLib)
 	}
 	c := proc.New(id, "http://"+addr+"/readyz", r.cfg.Out, r.log, args...)
+	c.Pass(sock)
 	if err := c.Start(); err != nil {
+		sock.Close()
 		return err
 	}
 	go c.Supervise(r.ctx)

@@ -1,0 +1,158 @@
+package socket
+
+import (
+	"bufio"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"slices"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// childEnv makes the test binary act as a child: it takes over the socket
+// for os.Args[1] with Listen, prints what it saw and answers one
+// connection with "hi".
+const childEnv = "DDNN_SOCKET_TEST_CHILD"
+
+func TestMain(m *testing.M) {
+	if os.Getenv(childEnv) == "1" {
+		os.Exit(child(os.Args[1]))
+	}
+	os.Exit(m.Run())
+}
+
+func child(addr string) int {
+	ln, err := Listen(addr)
+	if err != nil {
+		fmt.Println("error:", err)
+		return 1
+	}
+	var st syscall.Stat_t
+	fd3 := "closed"
+	if syscall.Fstat(3, &st) == nil {
+		fd3 = "open"
+	}
+	fmt.Printf("listening on %s; %s=%q; fd 3 %s\n", ln.Addr(), listenFDsEnv, os.Getenv(listenFDsEnv), fd3)
+	c, err := ln.Accept()
+	if err != nil {
+		return 1
+	}
+	c.Write([]byte("hi"))
+	c.Close()
+	return 0
+}
+
+// start runs the child for addr with files at fd 3, ... and env, and
+// returns its first line.
+func start(t *testing.T, addr string, files []*os.File, env []string) string {
+	t.Helper()
+	cmd := exec.Command(os.Args[0], addr)
+	cmd.ExtraFiles, cmd.Env = files, append(env, childEnv+"=1")
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		cmd.Process.Kill()
+		cmd.Wait()
+	})
+	line, _ := bufio.NewReader(out).ReadString('\n')
+	return strings.TrimSpace(line)
+}
+
+// hello dials addr and reads what is said.
+func hello(t *testing.T, addr string) string {
+	t.Helper()
+	c, err := net.DialTimeout("tcp", addr, 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(10 * time.Second))
+	b := make([]byte, 8)
+	n, _ := c.Read(b)
+	return string(b[:n])
+}
+
+// A passed socket is the child's listener: binding its address anew would
+// fail while the supervisor holds it. The child's own children do not
+// see the count.
+func TestChildTakesOverPassedSocket(t *testing.T) {
+	s, err := New()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	files, env := Pass(append(os.Environ(), listenFDsEnv+"=7"), []*Socket{s})
+	if n := len(slices.DeleteFunc(slices.Clone(env), func(kv string) bool { return !strings.HasPrefix(kv, listenFDsEnv+"=") })); n != 1 {
+		t.Fatalf("%d counts in the environment, want 1", n)
+	}
+	line := start(t, s.Addr, files, env)
+	if want := fmt.Sprintf("listening on %s; %s=\"\"; fd 3 closed", s.Addr, listenFDsEnv); line != want {
+		t.Fatalf("child said %q, want %q", line, want)
+	}
+	if got := hello(t, s.Addr); got != "hi" {
+		t.Errorf("child answered %q", got)
+	}
+}
+
+// A connection made before the child runs waits in the backlog and is
+// served once it does: nothing else could bind the address meanwhile.
+func TestSocketHeldBeforeTheChild(t *testing.T) {
+	s, err := New()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if ln, err := net.Listen("tcp", s.Addr); err == nil {
+		ln.Close()
+		t.Fatalf("%s could be bound again while held", s.Addr)
+	}
+	said := make(chan string, 1)
+	go func() {
+		c, err := net.DialTimeout("tcp", s.Addr, 5*time.Second)
+		if err != nil {
+			said <- err.Error()
+			return
+		}
+		defer c.Close()
+		c.SetDeadline(time.Now().Add(20 * time.Second))
+		b := make([]byte, 8)
+		n, _ := c.Read(b)
+		said <- string(b[:n])
+	}()
+	time.Sleep(100 * time.Millisecond) // the dial is in the backlog
+	files, env := Pass(os.Environ(), []*Socket{s})
+	start(t, s.Addr, files, env)
+	if got := <-said; got != "hi" {
+		t.Errorf("queued connection got %q", got)
+	}
+}
+
+// A count in the environment over something that is not a socket is not
+// taken over (nor closed), and Listen binds the address itself.
+func TestNotASocketIsLeftAlone(t *testing.T) {
+	f, err := os.Open(os.Args[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	line := start(t, "127.0.0.1:0", []*os.File{f}, append(os.Environ(), listenFDsEnv+"=1"))
+	if !strings.HasPrefix(line, "listening on 127.0.0.1:") || !strings.HasSuffix(line, "fd 3 open") {
+		t.Errorf("child said %q", line)
+	}
+}
+
+func TestPassWithoutSockets(t *testing.T) {
+	files, env := Pass([]string{"A=1", listenFDsEnv + "=2", "B=2"}, nil)
+	if len(files) != 0 || !slices.Equal(env, []string{"A=1", "B=2"}) {
+		t.Errorf("Pass = %v, %v", files, env)
+	}
+}
