@@ -8,14 +8,14 @@ import (
 	"fmt"
 	"net"
 	"os"
-	"strconv"
 	"strings"
 	"sync"
 	"syscall"
 )
 
-// listenFDsEnv tells a child how many listening sockets its supervisor
-// passed down, from file descriptor 3 on.
+// listenFDsEnv tells a child which listening sockets its supervisor
+// passed down: their addresses, as its flags give them, separated by
+// spaces, for file descriptors 3, 4, ... in order.
 const listenFDsEnv = "DDNN_LISTEN_FDS"
 
 // A Socket is a listening TCP socket on 127.0.0.1 that a supervisor binds
@@ -28,22 +28,38 @@ const listenFDsEnv = "DDNN_LISTEN_FDS"
 // window, and connections made while the child restarts wait in its
 // backlog instead of being refused.
 type Socket struct {
-	Addr string // host:port, for the child's flag and its URLs
-	file *os.File
+	Addr  string // as the child's flag gives it; the child finds the socket by it
+	file  *os.File
+	bound string // the address taken
 }
 
-// New binds a new listening socket on a free port of 127.0.0.1.
+// New binds a new listening socket on a free port of 127.0.0.1; its Addr
+// is the port taken.
 func New() (*Socket, error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	s, err := Bind("127.0.0.1:0")
 	if err != nil {
-		return nil, fmt.Errorf("listen on a free port: %w", err)
+		return nil, err
+	}
+	s.Addr = s.bound
+	return s, nil
+}
+
+// Bind binds a listening socket on addr (host:port, as a configuration
+// gives it) for a child told to listen on addr.
+func Bind(addr string) (*Socket, error) {
+	if strings.ContainsAny(addr, " \t\n") {
+		return nil, fmt.Errorf("listen on %q: the address holds a space", addr)
+	}
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, err
 	}
 	defer ln.Close() // the file holds its own descriptor of the socket
 	f, err := ln.(*net.TCPListener).File()
 	if err != nil {
-		return nil, fmt.Errorf("listen on a free port: %w", err)
+		return nil, fmt.Errorf("listen on %s: %w", addr, err)
 	}
-	return &Socket{Addr: ln.Addr().String(), file: f}, nil
+	return &Socket{Addr: addr, file: f, bound: ln.Addr().String()}, nil
 }
 
 // Close closes the supervisor's descriptor; the socket is gone once no
@@ -51,11 +67,12 @@ func New() (*Socket, error) {
 func (s *Socket) Close() error { return s.file.Close() }
 
 // Pass returns the files that hand sockets to a new process at file
-// descriptors 3, 4, ... and env with their count in it. It drops a count
-// env already holds: a child's own sockets are not its children's.
+// descriptors 3, 4, ... and env with their addresses in it. It drops
+// what env already says of sockets: a child's own are not its children's.
 func Pass(env []string, sockets []*Socket) (files []*os.File, _ []string) {
-	for _, s := range sockets {
-		files = append(files, s.file)
+	addrs := make([]string, len(sockets))
+	for i, s := range sockets {
+		files, addrs[i] = append(files, s.file), s.Addr
 	}
 	out := make([]string, 0, len(env)+1)
 	for _, kv := range env {
@@ -64,7 +81,7 @@ func Pass(env []string, sockets []*Socket) (files []*os.File, _ []string) {
 		}
 	}
 	if len(files) > 0 {
-		out = append(out, listenFDsEnv+"="+strconv.Itoa(len(files)))
+		out = append(out, listenFDsEnv+"="+strings.Join(addrs, " "))
 	}
 	return files, out
 }
@@ -93,12 +110,10 @@ func Listen(addr string) (net.Listener, error) {
 // clears the variable so that nothing started later believes it.
 func adoptSockets() {
 	inherited.byAddr = map[string]net.Listener{}
-	n, err := strconv.Atoi(os.Getenv(listenFDsEnv))
+	addrs := strings.Fields(os.Getenv(listenFDsEnv))
 	os.Unsetenv(listenFDsEnv)
-	if err != nil {
-		return
-	}
-	for fd := 3; fd < 3+n; fd++ {
+	for i, addr := range addrs {
+		fd := 3 + i
 		var st syscall.Stat_t
 		if syscall.Fstat(fd, &st) != nil || st.Mode&syscall.S_IFMT != syscall.S_IFSOCK {
 			continue // not passed by a supervisor: not ours to close
@@ -109,6 +124,6 @@ func adoptSockets() {
 		if err != nil {
 			continue
 		}
-		inherited.byAddr[ln.Addr().String()] = ln
+		inherited.byAddr[addr] = ln
 	}
 }

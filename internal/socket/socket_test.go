@@ -144,9 +144,36 @@ func TestNotASocketIsLeftAlone(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer f.Close()
-	line := start(t, "127.0.0.1:0", []*os.File{f}, append(os.Environ(), listenFDsEnv+"=1"))
+	line := start(t, "127.0.0.1:0", []*os.File{f}, append(os.Environ(), listenFDsEnv+"=127.0.0.1:0"))
 	if !strings.HasPrefix(line, "listening on 127.0.0.1:") || !strings.HasSuffix(line, "fd 3 open") {
 		t.Errorf("child said %q", line)
+	}
+}
+
+// A socket bound for an address as a configuration gives it is found by
+// that address, not by the one the kernel reports.
+func TestBindByConfiguredAddress(t *testing.T) {
+	free, err := New()
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, port, _ := net.SplitHostPort(free.Addr)
+	free.Close()
+	addr := "localhost:" + port
+	s, err := Bind(addr)
+	if err != nil {
+		t.Skipf("%s: %v", addr, err) // taken meanwhile, or no localhost
+	}
+	defer s.Close()
+	files, env := Pass(os.Environ(), []*Socket{s})
+	if line := start(t, addr, files, env); !strings.HasSuffix(line, "fd 3 closed") {
+		t.Fatalf("child said %q", line)
+	}
+	if got := hello(t, s.bound); got != "hi" {
+		t.Errorf("child answered %q", got)
+	}
+	if _, err := Bind("127.0.0.1:1 2"); err == nil || !strings.Contains(err.Error(), "space") {
+		t.Errorf("Bind of an address with a space: %v", err)
 	}
 }
 

@@ -177,25 +177,31 @@ func TestRunStopsInOrderAndReports(t *testing.T) {
 	b.Close()
 }
 
-// TestRunStartFailureStopsWhatStarted: an admin address in use fails the
-// start after the broker started; Run says so and releases the broker.
+// TestRunStartFailureStopsWhatStarted: an admin or funnel address in use
+// fails the start after the broker started; Run names the setting and
+// releases the broker.
 func TestRunStartFailureStopsWhatStarted(t *testing.T) {
-	tp := writePipeline(t)
-	ln, err := net.Listen("tcp", tp.admin)
-	if err != nil {
-		t.Fatal(err)
+	for _, key := range []string{"admin", "funnel.listen", "funnel.delivery_listen"} {
+		t.Run(key, func(t *testing.T) {
+			tp := writePipeline(t)
+			addr := map[string]string{"admin": tp.admin, "funnel.listen": tp.funnel, "funnel.delivery_listen": tp.delivery}[key]
+			ln, err := net.Listen("tcp", addr)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer ln.Close()
+			err = up.Run(context.Background(), up.Config{Pipeline: tp.p, File: tp.file, ORTLib: ortLib(t), Out: io.Discard, Announce: io.Discard})
+			if err == nil || !strings.Contains(err.Error(), key+": listen tcp "+addr) {
+				t.Fatalf("Run with %s in use: %v", key, err)
+			}
+			dir, _ := tp.p.BrokerDataDir()
+			b, err := kafka.StartBroker("127.0.0.1:0", 1, nil, nil, kafka.DataDir(dir))
+			if err != nil {
+				t.Fatalf("data dir after the failed start: %v", err)
+			}
+			b.Close()
+		})
 	}
-	defer ln.Close()
-	err = up.Run(context.Background(), up.Config{Pipeline: tp.p, File: tp.file, ORTLib: ortLib(t)})
-	if err == nil || !strings.Contains(err.Error(), "admin: listen tcp "+tp.admin) {
-		t.Fatalf("Run with the admin address in use: %v", err)
-	}
-	dir, _ := tp.p.BrokerDataDir()
-	b, err := kafka.StartBroker("127.0.0.1:0", 1, nil, nil, kafka.DataDir(dir))
-	if err != nil {
-		t.Fatalf("data dir after the failed start: %v", err)
-	}
-	b.Close()
 }
 
 // TestUnknownSiteRefused checks that ddnn up refuses a site the pipeline

@@ -389,6 +389,19 @@ func (s *Supervisor) start(ctx context.Context) error {
 	}
 	fc := s.newChild(s.childName("funnel"), delivery+"/readyz",
 		append(args, "--brokers", s.brokers, "--listen", s.site.Funnel.Listen, "--delivery-listen", s.site.Funnel.DeliveryListen)...)
+	// Its HTTP sockets are bound here and passed down: a taken port fails
+	// the start at once, and a restarted funnel keeps its ports, with the
+	// requests made meanwhile waiting in their backlog.
+	for _, l := range []struct{ key, addr string }{
+		{"funnel.listen", s.site.Funnel.Listen}, {"funnel.delivery_listen", s.site.Funnel.DeliveryListen},
+	} {
+		sock, err := socket.Bind(l.addr)
+		if err != nil {
+			fc.Stop(0) // closes what it was passed
+			return fmt.Errorf("%s: %w", l.key, err)
+		}
+		fc.Pass(sock)
+	}
 	s.mu.Lock()
 	s.funnel = fc
 	s.mu.Unlock()
