@@ -132,7 +132,7 @@ func waitRestarted(t *testing.T, up *proc, old int, words ...string) time.Durati
 
 // TestUpKillFogReplicaThenFunnel: under `ddnn up` with one replica per
 // tier and ~300 msg/s, SIGKILL the fog replica, then the funnel; every
-// accepted message gets a result.
+// accepted message gets a result, and no send is refused.
 func TestUpKillFogReplicaThenFunnel(t *testing.T) {
 	tp := writePipeline(t, "killfog", 1, "")
 	p := up(t, tp)
@@ -153,6 +153,14 @@ func TestUpKillFogReplicaThenFunnel(t *testing.T) {
 		sent.Round(time.Millisecond), len(accepted), len(missing), dups, fogBack.Round(time.Millisecond), funnelBack.Round(time.Millisecond),
 		(time.Since(began) - sent).Round(time.Millisecond))
 	reportLost(t, "after killing the fog replica and the funnel", accepted, missing)
+	// The funnel's socket stays bound across its restart: a send made
+	// meanwhile waits for the new funnel; only those in flight break.
+	l.mu.Lock()
+	t.Logf("refused or unanswered: %v", l.reasons)
+	if n := l.reasons["connection refused"]; n > 0 {
+		t.Errorf("%d sends refused while the funnel restarted", n)
+	}
+	l.mu.Unlock()
 	if len(missing) > 0 {
 		logBacklog(t, tp.broker, tp.name)
 		if dir := os.Getenv("DDNN_E2E_KEEP_LOG"); dir != "" {
