@@ -37,6 +37,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ddnn-continuum/ddnn/internal/socket"
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 )
@@ -342,15 +343,14 @@ func newClusterID() string {
 	return base64.RawURLEncoding.EncodeToString(b)
 }
 
+// freePorts are n ports for the brokers' listeners (socket.FreePort).
 func freePorts(n int) ([]int, error) {
-	var ports []int
-	for range n {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			return nil, fmt.Errorf("free port: %w", err)
+	ports := make([]int, n)
+	for i := range ports {
+		var err error
+		if ports[i], err = socket.FreePort(); err != nil {
+			return nil, err
 		}
-		defer ln.Close()
-		ports = append(ports, ln.Addr().(*net.TCPAddr).Port)
 	}
 	return ports, nil
 }

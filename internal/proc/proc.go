@@ -242,15 +242,18 @@ func (c *Child) probe(ctx context.Context, url string, timeout time.Duration) bo
 }
 
 // Stop ends supervision, sends SIGTERM and waits up to grace, then
-// SIGKILLs. It returns once the process is gone and reaped, and the
-// sockets passed to it are closed.
+// SIGKILLs. It returns once the process is gone and reaped. The sockets
+// passed to it are closed first; the process keeps its own until it ends.
 func (c *Child) Stop(grace time.Duration) {
-	defer c.closeSockets()
 	c.mu.Lock()
 	if !c.stopping {
 		c.stopping = true
 		close(c.stopped)
 	}
+	// No process starts from now: the supervisor's copies go at once, so
+	// that once the child closes its listeners new connections are
+	// refused, not queued for no one.
+	c.closeSocketsLocked()
 	cmd, exited := c.cmd, c.exited
 	c.mu.Unlock()
 	defer c.client.CloseIdleConnections()
@@ -274,19 +277,22 @@ func (c *Child) Stop(grace time.Duration) {
 	}
 }
 
-// Pass gives s to every process of c from the next start on, restarts
-// included, so that what the child serves keeps its address and nothing
-// else can take it meanwhile. c owns s from now: Stop closes it.
+// Pass gives s to every process of c, restarts included, so that what
+// the child serves keeps its address and nothing else can take it
+// meanwhile; call it before Start. c owns s from now: Stop closes it (a
+// stopped c closes it at once).
 func (c *Child) Pass(s *socket.Socket) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	if c.stopping {
+		s.Close()
+		return
+	}
 	c.sockets = append(c.sockets, s)
 }
 
-// closeSockets closes the sockets passed to c.
-func (c *Child) closeSockets() {
-	c.mu.Lock()
-	defer c.mu.Unlock()
+// closeSocketsLocked closes the sockets passed to c.
+func (c *Child) closeSocketsLocked() {
 	for _, s := range c.sockets {
 		s.Close()
 	}

@@ -33,6 +33,8 @@ func TestMain(m *testing.M) { proctest.Main(m, childEnv, child) }
 //
 //	serve ADDR     serve /readyz on ADDR; exit 0 on SIGTERM
 //	stubborn ADDR  the same, but SIGTERM is ignored
+//	linger ADDR    the same, but SIGTERM closes the listener and exits 3 s
+//	               later
 //	print          write a few lines (an empty one, one of 2 MiB, the last
 //	               without a newline) and exit 3
 //	idle           serve nothing; exit 0 on SIGTERM
@@ -59,7 +61,7 @@ func child(args []string) int {
 		}
 		fmt.Println(c.PID())
 		select {} // until killed
-	case "serve", "stubborn":
+	case "serve", "stubborn", "linger":
 		term := make(chan os.Signal, 1)
 		signal.Notify(term, syscall.SIGTERM)
 		ln, err := socket.Listen(args[1])
@@ -72,8 +74,13 @@ func child(args []string) int {
 		go http.Serve(ln, mux)
 		fmt.Println("serving on", ln.Addr())
 		for range term {
-			if args[0] == "serve" {
+			switch args[0] {
+			case "serve":
 				fmt.Fprintln(os.Stderr, "stopping on SIGTERM")
+				return 0
+			case "linger":
+				ln.Close()
+				time.Sleep(3 * time.Second) // finishing what it holds
 				return 0
 			}
 			fmt.Println("ignoring SIGTERM")
@@ -514,4 +521,48 @@ func TestPassedSocketAcrossRestarts(t *testing.T) {
 		t.Fatalf("%s still held after Stop: %v", s.Addr, err)
 	}
 	ln.Close()
+}
+
+// TestStoppingChildRefuses: once a child given a socket closes its
+// listener on SIGTERM, new connections are refused while it finishes, not
+// queued on the supervisor's copy for no one.
+func TestStoppingChildRefuses(t *testing.T) {
+	s, err := socket.New()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out syncBuffer
+	c := New("linger", "http://"+s.Addr+"/readyz", &out, nil, "linger", s.Addr)
+	c.Pass(s)
+	if err := c.Start(); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.WaitReady(context.Background(), 20*time.Second); err != nil {
+		t.Fatalf("%v; output:\n%s", err, &out)
+	}
+	stopped := make(chan struct{})
+	go func() { defer close(stopped); c.Stop(10 * time.Second) }()
+	proctest.WaitFor(t, "connections refused while the child finishes", func() bool {
+		conn, err := net.Dial("tcp", s.Addr)
+		if err == nil {
+			conn.Close()
+		}
+		return errors.Is(err, syscall.ECONNREFUSED)
+	})
+	select {
+	case <-stopped:
+		t.Error("the child was gone before connections were refused; the test proves nothing")
+	default:
+	}
+	<-stopped
+	// A socket passed to a stopped child is closed at once.
+	late, err := socket.New()
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.Pass(late)
+	if conn, err := net.Dial("tcp", late.Addr); err == nil {
+		conn.Close()
+		t.Error("a socket passed after Stop is still open")
+	}
 }

@@ -10,7 +10,6 @@ package proctest
 import (
 	"errors"
 	"fmt"
-	"net"
 	"net/http"
 	"os"
 	"os/signal"
@@ -18,7 +17,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -82,32 +80,16 @@ func FakeInference(args []string) int {
 	return Serve(flag("--mode") == "stubborn", flag("--listen"))
 }
 
-var (
-	mu    sync.Mutex
-	given = map[string]bool{}
-)
-
-// FreeAddr is a 127.0.0.1 address for a child to listen on: free when
-// asked, and never one FreeAddr gave before in this test binary (the
-// kernel hands a just-closed port out again).
+// FreeAddr is a 127.0.0.1 address for a child to listen on, TCP or UDP
+// (socket.FreePort): free when asked, never one handed out lately in this
+// test binary, and outside the kernel's ephemeral range.
 func FreeAddr(t testing.TB) string {
 	t.Helper()
-	mu.Lock()
-	defer mu.Unlock()
-	for range 100 {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		addr := ln.Addr().String()
-		ln.Close()
-		if !given[addr] {
-			given[addr] = true
-			return addr
-		}
+	port, err := socket.FreePort()
+	if err != nil {
+		t.Fatal(err)
 	}
-	t.Fatal("no new free port on 127.0.0.1 in 100 tries")
-	return ""
+	return "127.0.0.1:" + strconv.Itoa(port)
 }
 
 // Gone reports whether no process has pid any more (exited and reaped).

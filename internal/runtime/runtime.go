@@ -11,11 +11,7 @@ package runtime
 import (
 	"context"
 	"encoding/json"
-	"errors"
-	"net"
 	"net/http"
-	"slices"
-	"sync"
 	"time"
 )
 
@@ -98,36 +94,4 @@ func ListHandler(lookup func(tier string) Runtime) http.Handler {
 		json.NewEncoder(w).Encode(out)
 	})
 	return mux
-}
-
-// FreePort asks the kernel for a free port on 127.0.0.1 for a replica
-// that binds it itself (a container; a child process gets a bound socket
-// instead, see socket.Socket). The kernel hands a just-closed port out
-// again, so FreePort skips the last recentPorts ports it gave.
-func FreePort() (int, error) {
-	freePorts.Lock()
-	defer freePorts.Unlock()
-	for range 100 {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			return 0, err
-		}
-		port := ln.Addr().(*net.TCPAddr).Port
-		ln.Close()
-		if !slices.Contains(freePorts.recent, port) {
-			if len(freePorts.recent) == recentPorts {
-				freePorts.recent = freePorts.recent[1:]
-			}
-			freePorts.recent = append(freePorts.recent, port)
-			return port, nil
-		}
-	}
-	return 0, errors.New("no free port on 127.0.0.1 that was not handed out lately")
-}
-
-const recentPorts = 256
-
-var freePorts struct {
-	sync.Mutex
-	recent []int // oldest first
 }

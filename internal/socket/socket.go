@@ -6,8 +6,11 @@ package socket
 
 import (
 	"fmt"
+	"math/rand/v2"
 	"net"
 	"os"
+	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -89,19 +92,35 @@ func Pass(env []string, sockets []*Socket) (files []*os.File, _ []string) {
 var inherited struct {
 	once   sync.Once
 	mu     sync.Mutex
-	byAddr map[string]net.Listener // not claimed by Listen yet
+	byAddr map[string][]net.Listener // not claimed by Listen yet, in the order passed
+}
+
+// The passed descriptors are not for this process' own children, even
+// those started before the first Listen.
+func init() {
+	for i := range strings.Fields(os.Getenv(listenFDsEnv)) {
+		if isSocket(3 + i) {
+			syscall.CloseOnExec(3 + i)
+		}
+	}
+}
+
+func isSocket(fd int) bool {
+	var st syscall.Stat_t
+	return syscall.Fstat(fd, &st) == nil && st.Mode&syscall.S_IFMT == syscall.S_IFSOCK
 }
 
 // Listen is net.Listen("tcp", addr) for a child: the socket its
-// supervisor passed down for addr when there is one, else a new one.
-// Every server a supervisor may start as a child listens through it.
+// supervisor passed down for addr when there is one (the first passed
+// first, when addr was passed twice, as "127.0.0.1:0" may be), else a new
+// one. Every server a supervisor may start as a child listens through it.
 func Listen(addr string) (net.Listener, error) {
 	inherited.once.Do(adoptSockets)
 	inherited.mu.Lock()
 	defer inherited.mu.Unlock()
-	if ln, ok := inherited.byAddr[addr]; ok {
-		delete(inherited.byAddr, addr)
-		return ln, nil
+	if lns := inherited.byAddr[addr]; len(lns) > 0 {
+		inherited.byAddr[addr] = lns[1:]
+		return lns[0], nil
 	}
 	return net.Listen("tcp", addr)
 }
@@ -109,13 +128,12 @@ func Listen(addr string) (net.Listener, error) {
 // adoptSockets takes over the sockets named by the environment, once, and
 // clears the variable so that nothing started later believes it.
 func adoptSockets() {
-	inherited.byAddr = map[string]net.Listener{}
+	inherited.byAddr = map[string][]net.Listener{}
 	addrs := strings.Fields(os.Getenv(listenFDsEnv))
 	os.Unsetenv(listenFDsEnv)
 	for i, addr := range addrs {
 		fd := 3 + i
-		var st syscall.Stat_t
-		if syscall.Fstat(fd, &st) != nil || st.Mode&syscall.S_IFMT != syscall.S_IFSOCK {
+		if !isSocket(fd) {
 			continue // not passed by a supervisor: not ours to close
 		}
 		f := os.NewFile(uintptr(fd), "inherited socket")
@@ -124,6 +142,76 @@ func adoptSockets() {
 		if err != nil {
 			continue
 		}
-		inherited.byAddr[addr] = ln
+		inherited.byAddr[addr] = append(inherited.byAddr[addr], ln)
 	}
+}
+
+// FreePort is a port free on 127.0.0.1, for TCP and UDP, for a process
+// that binds it itself (a container, a test's child): where a socket can
+// be passed down, New is better, as nothing can take the port between
+// this answer and the bind. To narrow that window, the port comes from
+// below the kernel's ephemeral range (ip_local_port_range), where
+// connections take their local ports and port 0 binds land, and it is
+// never one of this process' last recentPorts answers.
+func FreePort() (int, error) {
+	freePorts.Lock()
+	defer freePorts.Unlock()
+	lo := ephemeralLow()
+	span := min(lo-minPort, 16384)
+	for range 200 {
+		port := lo - 1 - rand.IntN(span)
+		if slices.Contains(freePorts.recent, port) || !free(port) {
+			continue
+		}
+		if len(freePorts.recent) == recentPorts {
+			freePorts.recent = freePorts.recent[1:]
+		}
+		freePorts.recent = append(freePorts.recent, port)
+		return port, nil
+	}
+	return 0, fmt.Errorf("no free port on 127.0.0.1 in %d..%d after 200 tries", lo-span, lo-1)
+}
+
+const (
+	recentPorts = 1024
+	minPort     = 10000 // below: ports services are known to use
+)
+
+var freePorts struct {
+	sync.Mutex
+	recent []int // oldest first
+}
+
+// ephemeralLow is the first port of the kernel's ephemeral range.
+func ephemeralLow() int {
+	const fallback = 32768 // Linux's default
+	b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range")
+	if err != nil {
+		return fallback
+	}
+	f := strings.Fields(string(b))
+	if len(f) != 2 {
+		return fallback
+	}
+	lo, err := strconv.Atoi(f[0])
+	if err != nil || lo <= minPort+1024 {
+		return fallback
+	}
+	return lo
+}
+
+// free reports whether port can be bound on 127.0.0.1 for TCP and UDP.
+func free(port int) bool {
+	addr := "127.0.0.1:" + strconv.Itoa(port)
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return false
+	}
+	defer ln.Close()
+	pc, err := net.ListenPacket("udp", addr)
+	if err != nil {
+		return false
+	}
+	pc.Close()
+	return true
 }

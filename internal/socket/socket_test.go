@@ -7,42 +7,50 @@ import (
 	"os"
 	"os/exec"
 	"slices"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
 )
 
-// childEnv makes the test binary act as a child: it takes over the socket
-// for os.Args[1] with Listen, prints what it saw and answers one
-// connection with "hi".
+// childEnv makes the test binary act as a child: it takes over the
+// sockets for its arguments with Listen, in order, prints what it saw and
+// answers one connection on each with "hi" and the argument's index.
 const childEnv = "DDNN_SOCKET_TEST_CHILD"
 
 func TestMain(m *testing.M) {
 	if os.Getenv(childEnv) == "1" {
-		os.Exit(child(os.Args[1]))
+		os.Exit(child(os.Args[1:]))
 	}
 	os.Exit(m.Run())
 }
 
-func child(addr string) int {
-	ln, err := Listen(addr)
-	if err != nil {
-		fmt.Println("error:", err)
-		return 1
+func child(addrs []string) int {
+	var lns []net.Listener
+	var took []string
+	for _, addr := range addrs {
+		ln, err := Listen(addr)
+		if err != nil {
+			fmt.Println("error:", err)
+			return 1
+		}
+		lns, took = append(lns, ln), append(took, ln.Addr().String())
 	}
 	var st syscall.Stat_t
 	fd3 := "closed"
 	if syscall.Fstat(3, &st) == nil {
 		fd3 = "open"
 	}
-	fmt.Printf("listening on %s; %s=%q; fd 3 %s\n", ln.Addr(), listenFDsEnv, os.Getenv(listenFDsEnv), fd3)
-	c, err := ln.Accept()
-	if err != nil {
-		return 1
+	fmt.Printf("listening on %s; %s=%q; fd 3 %s\n", strings.Join(took, " "), listenFDsEnv, os.Getenv(listenFDsEnv), fd3)
+	for i, ln := range lns {
+		c, err := ln.Accept()
+		if err != nil {
+			return 1
+		}
+		fmt.Fprintf(c, "hi%d", i)
+		c.Close()
 	}
-	c.Write([]byte("hi"))
-	c.Close()
 	return 0
 }
 
@@ -50,7 +58,13 @@ func child(addr string) int {
 // returns its first line.
 func start(t *testing.T, addr string, files []*os.File, env []string) string {
 	t.Helper()
-	cmd := exec.Command(os.Args[0], addr)
+	return startMany(t, []string{addr}, files, env)
+}
+
+// startMany is start for a child listening on several addresses.
+func startMany(t *testing.T, addrs []string, files []*os.File, env []string) string {
+	t.Helper()
+	cmd := exec.Command(os.Args[0], addrs...)
 	cmd.ExtraFiles, cmd.Env = files, append(env, childEnv+"=1")
 	out, err := cmd.StdoutPipe()
 	if err != nil {
@@ -98,7 +112,7 @@ func TestChildTakesOverPassedSocket(t *testing.T) {
 	if want := fmt.Sprintf("listening on %s; %s=\"\"; fd 3 closed", s.Addr, listenFDsEnv); line != want {
 		t.Fatalf("child said %q, want %q", line, want)
 	}
-	if got := hello(t, s.Addr); got != "hi" {
+	if got := hello(t, s.Addr); got != "hi0" {
 		t.Errorf("child answered %q", got)
 	}
 }
@@ -131,7 +145,7 @@ func TestSocketHeldBeforeTheChild(t *testing.T) {
 	time.Sleep(100 * time.Millisecond) // the dial is in the backlog
 	files, env := Pass(os.Environ(), []*Socket{s})
 	start(t, s.Addr, files, env)
-	if got := <-said; got != "hi" {
+	if got := <-said; got != "hi0" {
 		t.Errorf("queued connection got %q", got)
 	}
 }
@@ -169,11 +183,35 @@ func TestBindByConfiguredAddress(t *testing.T) {
 	if line := start(t, addr, files, env); !strings.HasSuffix(line, "fd 3 closed") {
 		t.Fatalf("child said %q", line)
 	}
-	if got := hello(t, s.bound); got != "hi" {
+	if got := hello(t, s.bound); got != "hi0" {
 		t.Errorf("child answered %q", got)
 	}
 	if _, err := Bind("127.0.0.1:1 2"); err == nil || !strings.Contains(err.Error(), "space") {
 		t.Errorf("Bind of an address with a space: %v", err)
+	}
+}
+
+// The same address passed twice ("127.0.0.1:0" for two zones) gives each
+// Listen of it its own socket, in the order passed.
+func TestSameAddressTwice(t *testing.T) {
+	var socks []*Socket
+	for range 2 {
+		s, err := Bind("127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer s.Close()
+		socks = append(socks, s)
+	}
+	files, env := Pass(os.Environ(), socks)
+	line := startMany(t, []string{"127.0.0.1:0", "127.0.0.1:0"}, files, env)
+	if want := fmt.Sprintf("listening on %s %s;", socks[0].bound, socks[1].bound); !strings.HasPrefix(line, want) {
+		t.Fatalf("child said %q, want %q...", line, want)
+	}
+	for i, s := range socks {
+		if got, want := hello(t, s.bound), fmt.Sprintf("hi%d", i); got != want {
+			t.Errorf("socket %d answered %q, want %q", i, got, want)
+		}
 	}
 }
 
@@ -182,4 +220,30 @@ func TestPassWithoutSockets(t *testing.T) {
 	if len(files) != 0 || !slices.Equal(env, []string{"A=1", "B=2"}) {
 		t.Errorf("Pass = %v, %v", files, env)
 	}
+}
+
+// FreePort answers ports below the ephemeral range that can be bound, and
+// none twice within recentPorts answers.
+func TestFreePort(t *testing.T) {
+	lo := ephemeralLow()
+	seen := map[int]bool{}
+	for range recentPorts {
+		p, err := FreePort()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if p >= lo || p < minPort {
+			t.Fatalf("port %d outside %d..%d", p, minPort, lo-1)
+		}
+		if seen[p] {
+			t.Fatalf("port %d handed out twice in %d calls", p, len(seen)+1)
+		}
+		seen[p] = true
+	}
+	p, _ := FreePort()
+	ln, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(p))
+	if err != nil {
+		t.Fatalf("port %d not free: %v", p, err)
+	}
+	ln.Close()
 }

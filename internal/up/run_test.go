@@ -204,6 +204,19 @@ func TestRunStartFailureStopsWhatStarted(t *testing.T) {
 	}
 }
 
+// TestExposedFunnelNotBound: a funnel listener reachable from outside
+// without authentication is refused by up itself, before it binds the
+// socket it would pass down.
+func TestExposedFunnelNotBound(t *testing.T) {
+	tp := writePipeline(t)
+	_, port, _ := net.SplitHostPort(tp.funnel)
+	tp.p.Funnel.Listen = "0.0.0.0:" + port
+	err := up.Run(context.Background(), up.Config{Pipeline: tp.p, File: tp.file, ORTLib: ortLib(t), Out: io.Discard, Announce: io.Discard})
+	if err == nil || !strings.Contains(err.Error(), "reachable from outside this machine") {
+		t.Fatalf("Run with funnel.listen %s: %v", tp.p.Funnel.Listen, err)
+	}
+}
+
 // TestUnknownSiteRefused checks that ddnn up refuses a site the pipeline
 // does not declare before starting anything.
 func TestUnknownSiteRefused(t *testing.T) {

@@ -391,10 +391,16 @@ func (s *Supervisor) start(ctx context.Context) error {
 		append(args, "--brokers", s.brokers, "--listen", s.site.Funnel.Listen, "--delivery-listen", s.site.Funnel.DeliveryListen)...)
 	// Its HTTP sockets are bound here and passed down: a taken port fails
 	// the start at once, and a restarted funnel keeps its ports, with the
-	// requests made meanwhile waiting in their backlog.
-	for _, l := range []struct{ key, addr string }{
-		{"funnel.listen", s.site.Funnel.Listen}, {"funnel.delivery_listen", s.site.Funnel.DeliveryListen},
+	// requests made meanwhile waiting in their backlog. Nothing is bound
+	// beyond what the pipeline's auth allows (the funnel checks it too).
+	for _, l := range []struct{ zone, what, key, addr string }{
+		{"device", "funnel listener", "funnel.listen", s.site.Funnel.Listen},
+		{"delivery", "funnel delivery listener", "funnel.delivery_listen", s.site.Funnel.DeliveryListen},
 	} {
+		if err := s.p.CheckExposure(l.zone, l.what, l.addr); err != nil {
+			fc.Stop(0)
+			return err
+		}
 		sock, err := socket.Bind(l.addr)
 		if err != nil {
 			fc.Stop(0) // closes what it was passed

@@ -29,6 +29,7 @@ import (
 	"github.com/docker/docker/client"
 
 	"github.com/ddnn-continuum/ddnn/internal/runtime"
+	"github.com/ddnn-continuum/ddnn/internal/socket"
 )
 
 // Labels on every container the runtime creates.
@@ -156,7 +157,7 @@ func (r *Runtime) liveLocked() []*replica {
 }
 
 func (r *Runtime) startLocked(ctx context.Context) error {
-	port, err := runtime.FreePort()
+	port, err := socket.FreePort()
 	if err != nil {
 		return err
 	}
