@@ -95,17 +95,16 @@ func child(args []string) int {
 // syncBuffer is a buffer a test reads while others write to it.
 type syncBuffer = syncbuf.Buffer
 
-// serving starts a child serving /readyz on a free port and waits until
-// it is ready.
+// serving starts a child serving /readyz on a socket passed to it and
+// waits until it is ready.
 func serving(t *testing.T, mode string, out *syncBuffer) *Child {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	s, err := socket.New()
 	if err != nil {
 		t.Fatal(err)
 	}
-	addr := ln.Addr().String()
-	ln.Close()
-	c := New(mode, "http://"+addr+"/readyz", out, nil, mode, addr)
+	c := New(mode, "http://"+s.Addr+"/readyz", out, nil, mode, s.Addr)
+	c.Pass(s)
 	if err := c.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -481,32 +480,21 @@ func TestExitedChan(t *testing.T) {
 // request made meanwhile is answered by the restarted process. Stop frees
 // the address.
 func TestPassedSocketAcrossRestarts(t *testing.T) {
-	s, err := socket.New()
-	if err != nil {
-		t.Fatal(err)
-	}
 	var out syncBuffer
-	c := New("serve", "http://"+s.Addr+"/readyz", &out, nil, "serve", s.Addr)
-	c.Pass(s)
-	if err := c.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { c.Stop(time.Second) })
+	c := serving(t, "serve", &out)
+	addr := strings.TrimPrefix(c.BaseURL(), "http://")
 	go c.Supervise(context.Background())
-	if err := c.WaitReady(context.Background(), 20*time.Second); err != nil {
-		t.Fatalf("%v; output:\n%s", err, &out)
-	}
 	old := c.PID()
 	if err := c.Kill(); err != nil {
 		t.Fatal(err)
 	}
 	exited(t, c)
-	if ln, err := net.Listen("tcp", s.Addr); err == nil {
+	if ln, err := net.Listen("tcp", addr); err == nil {
 		ln.Close()
-		t.Fatalf("%s could be bound by another while the child was dead", s.Addr)
+		t.Fatalf("%s could be bound by another while the child was dead", addr)
 	}
 	client := &http.Client{Timeout: 20 * time.Second}
-	resp, err := client.Get("http://" + s.Addr + "/readyz")
+	resp, err := client.Get("http://" + addr + "/readyz")
 	if err != nil {
 		t.Fatalf("request made while the child was dead: %v; output:\n%s", err, &out)
 	}
@@ -516,9 +504,9 @@ func TestPassedSocketAcrossRestarts(t *testing.T) {
 	}
 	client.CloseIdleConnections()
 	c.Stop(10 * time.Second)
-	ln, err := net.Listen("tcp", s.Addr)
+	ln, err := net.Listen("tcp", addr)
 	if err != nil {
-		t.Fatalf("%s still held after Stop: %v", s.Addr, err)
+		t.Fatalf("%s still held after Stop: %v", addr, err)
 	}
 	ln.Close()
 }
@@ -527,23 +515,13 @@ func TestPassedSocketAcrossRestarts(t *testing.T) {
 // listener on SIGTERM, new connections are refused while it finishes, not
 // queued on the supervisor's copy for no one.
 func TestStoppingChildRefuses(t *testing.T) {
-	s, err := socket.New()
-	if err != nil {
-		t.Fatal(err)
-	}
 	var out syncBuffer
-	c := New("linger", "http://"+s.Addr+"/readyz", &out, nil, "linger", s.Addr)
-	c.Pass(s)
-	if err := c.Start(); err != nil {
-		t.Fatal(err)
-	}
-	if err := c.WaitReady(context.Background(), 20*time.Second); err != nil {
-		t.Fatalf("%v; output:\n%s", err, &out)
-	}
+	c := serving(t, "linger", &out)
+	addr := strings.TrimPrefix(c.BaseURL(), "http://")
 	stopped := make(chan struct{})
 	go func() { defer close(stopped); c.Stop(10 * time.Second) }()
 	proctest.WaitFor(t, "connections refused while the child finishes", func() bool {
-		conn, err := net.Dial("tcp", s.Addr)
+		conn, err := net.Dial("tcp", addr)
 		if err == nil {
 			conn.Close()
 		}
