@@ -136,6 +136,11 @@ func readArray(path string) (*array, error) {
 	if err != nil {
 		return nil, fmt.Errorf("test set %s: %w", path, err)
 	}
+	// One array per file: more bytes mean a header that does not describe
+	// the data, or several arrays written to one file.
+	if extra, _ := io.Copy(io.Discard, io.LimitReader(r, 1<<20)); extra > 0 {
+		return nil, fmt.Errorf("test set %s: %s after the %s data of shape %v: its header does not describe all of the file (one array per file)", path, moreBytes(extra), a.dtype, a.dims)
+	}
 	return a, nil
 }
 
@@ -201,6 +206,15 @@ func readNPY(r io.Reader) (*array, error) {
 		return nil, fmt.Errorf("npy %s data: %w", a.dtype, err)
 	}
 	return a, nil
+}
+
+// moreBytes says how many bytes follow the data, n of them read up to
+// 1 MiB.
+func moreBytes(n int64) string {
+	if n >= 1<<20 {
+		return "over 1 MiB more"
+	}
+	return fmt.Sprintf("%d more bytes", n)
 }
 
 // readInts reads n integers of type T into a.ints. uint64 values above

@@ -91,6 +91,8 @@ func TestLoadDatasetNPY(t *testing.T) {
 		{"sample counts differ", npyFile("<f4", false, []int{2, 6}, f32), labels3, "", "labels have dimensions [3], want [2] to match the 2 samples of"},
 		{"one dimension", npyFile("<f4", false, []int{12}, f32), labels3, "", "images need at least 2 dimensions"},
 		{"truncated", npyFile("<f4", false, []int{4, 4}, f32), labels3, "", "data ends before the 16 float32 elements of shape [4 4]"},
+		{"trailing data", npyFile("<f4", false, []int{2, 2, 2}, f32), labels3, "", "16 more bytes after the float32 data of shape [2 2 2]"},
+		{"trailing data, gzipped", gz(npyFile("<f4", false, []int{2, 2, 2}, f32)), labels3, "", "16 more bytes after"},
 		{"not npy", []byte("hello, world, this is text"), labels3, "", "npy header"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -150,6 +152,15 @@ func TestIDXByContent(t *testing.T) {
 	}
 	if len(got.Samples) != len(want.Samples) || !slices.Equal(got.Labels, want.Labels) || !slices.Equal(got.Samples[7], want.Samples[7]) {
 		t.Errorf("read %d samples, labels equal %v", len(got.Samples), slices.Equal(got.Labels, want.Labels))
+	}
+	// Bytes after the data the header describes are refused.
+	b, err := os.ReadFile(names[1])
+	if err != nil {
+		t.Fatal(err)
+	}
+	longer := writeFile(t, dir, "longer.idx", append(b, 1, 2, 3))
+	if _, err := LoadDataset(names[0], longer); err == nil || !strings.Contains(err.Error(), "3 more bytes after the uint8 data of shape [2000]") {
+		t.Errorf("labels with 3 bytes more: %v", err)
 	}
 }
 
