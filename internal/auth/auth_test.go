@@ -256,7 +256,7 @@ func TestParseDevicesStrict(t *testing.T) {
 	for _, tc := range []struct{ name, yaml, want string }{
 		{"empty", "", ""},
 		{"comments only", "# nothing yet\n", ""},
-		{"misspelt key", "devices:\n  - id: dev-a\n    tokn_sha256: ab\n", "devices[0].tokn_sha256: unknown field (line 3); did you mean token_sha256?"},
+		{"misspelt key", "devices:\n  - id: dev-a\n    tokn_sha256: ab\n", "devices[0] (dev-a).tokn_sha256: unknown field (line 3); did you mean token_sha256?"},
 		{"list expected", "devices: dev-a\n", `devices: "dev-a" is not a list (line 1)`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

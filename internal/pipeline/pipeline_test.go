@@ -93,7 +93,7 @@ func TestParseErrors(t *testing.T) {
 	}{
 		{"empty", "", "empty document"},
 		{"unknown top-level key", base + tier + "replicas: 3\n", "replicas: unknown field (line 6)"},
-		{"unknown tier key", base + "tiers:\n  - {name: t, model: m.onnx, exit: {output: o}, thresh: 1}\n", "tiers[0].thresh: unknown field (line 5)"},
+		{"unknown tier key", base + "tiers:\n  - {name: t, model: m.onnx, exit: {output: o}, thresh: 1}\n", "tiers[0] (t).thresh: unknown field (line 5)"},
 		{"bad dtype", "name: x\ninput: {dtype: int4, shape: [2]}\nclasses: [a, b]\n" + tier, `int4`},
 		{"no tiers", base, "tiers: at least one tier is required"},
 		{"eval images alone", base + tier + "eval: {images: i.npy}\n", "eval: images and labels go together"},
@@ -135,11 +135,11 @@ func TestReplicasForms(t *testing.T) {
 		{"default", "", 1, 1, RuntimeProcess, ""},
 		{"fixed count", "    replicas: 3\n", 3, 3, RuntimeProcess, ""},
 		{"range", "    replicas: {min: 0, max: 4, runtime: docker, resources: {cpus: 0.5, memory_mb: 256}}\n", 0, 4, RuntimeDocker, ""},
-		{"unknown key", "    replicas: {min: 1, maximum: 4}\n", 0, 0, "", "tiers[0].replicas.maximum: unknown field (line 8)"},
+		{"unknown key", "    replicas: {min: 1, maximum: 4}\n", 0, 0, "", "tiers[0] (t).replicas.maximum: unknown field (line 8)"},
 		{"unknown runtime", "    replicas: {min: 1, max: 2, runtime: lambda}\n", 0, 0, "", `replicas.runtime: "lambda" unknown`},
 		{"min over max", "    replicas: {min: 3, max: 2}\n", 0, 0, "", "min 3, max 2"},
 		{"bad scaling", "    scaling: {lag_per_replica: -1, poll_interval: 1ms}\n", 0, 0, "", "scaling.lag_per_replica: -1 must be at least 1"},
-		{"not a number", "    replicas: many\n", 0, 0, "", `tiers[0].replicas: "many" is not a number or a mapping`},
+		{"not a number", "    replicas: many\n", 0, 0, "", `tiers[0] (t).replicas: "many" is not a number or a mapping`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			p, err := Parse([]byte(base + tc.yaml))

@@ -133,7 +133,7 @@ func (c *checker) walk(n *yaml.Node, t reflect.Type, path string) {
 			return
 		}
 		for i, e := range n.Content {
-			c.walk(e, t.Elem(), fmt.Sprintf("%s[%d]", path, i))
+			c.walk(e, t.Elem(), fmt.Sprintf("%s[%d]%s", path, i, label(e)))
 		}
 	case t.Kind() == reflect.Map:
 		if n.Kind != yaml.MappingNode {
@@ -157,6 +157,26 @@ func (c *checker) walk(n *yaml.Node, t reflect.Type, path string) {
 			c.bad(n, path, "%s is not %s", describe(n), kindName(t))
 		}
 	}
+}
+
+// labelKeys name a list's element in paths, as validation does:
+// tiers[0] (edge), devices[2] (dev-3), kafka.embedded_users[0] (svc).
+var labelKeys = []string{"name", "id", "username"}
+
+// label is " (NAME)" for a list element that is a mapping with one of
+// labelKeys set to a plain value, "" otherwise.
+func label(n *yaml.Node) string {
+	if n.Kind != yaml.MappingNode {
+		return ""
+	}
+	for _, key := range labelKeys {
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			if k, v := n.Content[i], n.Content[i+1]; k.Value == key && v.Kind == yaml.ScalarNode && v.Value != "" {
+				return " (" + v.Value + ")"
+			}
+		}
+	}
+	return ""
 }
 
 func (c *checker) walkStruct(n *yaml.Node, t reflect.Type, path string) {

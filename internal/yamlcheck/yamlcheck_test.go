@@ -22,6 +22,8 @@ type doc struct {
 }
 
 type item struct {
+	Name      string  `yaml:"name"`
+	ID        string  `yaml:"id"`
 	Threshold float64 `yaml:"threshold"`
 }
 
@@ -40,6 +42,11 @@ func TestCheck(t *testing.T) {
 			"items[0].treshold: unknown field (line 5); did you mean threshold?",
 			`labels[x]: "y" is not a whole number (64 bits) (line 6)`,
 			"latncy: unknown field (line 7); did you mean latency?",
+		}},
+		{"elements labelled as validation does", "items:\n  - {name: edge, treshold: 1}\n  - {id: dev-1, treshold: 1}\n  - {name: '', treshold: 1}\n", []string{
+			"items[0] (edge).treshold: unknown field (line 2); did you mean threshold?",
+			"items[1] (dev-1).treshold: unknown field (line 3); did you mean threshold?",
+			"items[2].treshold: unknown field (line 4); did you mean threshold?",
 		}},
 		{"set twice", "name: a\nname: b\n", []string{"name: set twice (first at line 1) (line 2)"}},
 		{"wrong kind", "items: {threshold: 1}\n", []string{"items: a mapping is not a list (line 1)"}},
