@@ -208,11 +208,11 @@ func readNPY(r io.Reader) (*array, error) {
 	return a, nil
 }
 
-// moreBytes says how many bytes follow the data, n of them read up to
-// 1 MiB.
+// moreBytes says how many bytes follow the data, of which n were read
+// (at most 1 MiB).
 func moreBytes(n int64) string {
 	if n >= 1<<20 {
-		return "over 1 MiB more"
+		return "1 MiB or more"
 	}
 	return fmt.Sprintf("%d more bytes", n)
 }

@@ -37,9 +37,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/ddnn-continuum/ddnn/internal/socket"
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/ddnn-continuum/ddnn/internal/socket"
 )
 
 // Version is the Apache Kafka release scripts/kafka-deps.sh fetches.

@@ -21,8 +21,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/ddnn-continuum/ddnn/internal/socket"
 	"go.uber.org/goleak"
+
+	"github.com/ddnn-continuum/ddnn/internal/socket"
 )
 
 // Main is a test binary's TestMain. In the test process it marks the

@@ -389,24 +389,9 @@ func (s *Supervisor) start(ctx context.Context) error {
 	}
 	fc := s.newChild(s.childName("funnel"), delivery+"/readyz",
 		append(args, "--brokers", s.brokers, "--listen", s.site.Funnel.Listen, "--delivery-listen", s.site.Funnel.DeliveryListen)...)
-	// Its HTTP sockets are bound here and passed down: a taken port fails
-	// the start at once, and a restarted funnel keeps its ports, with the
-	// requests made meanwhile waiting in their backlog. Nothing is bound
-	// beyond what the pipeline's auth allows (the funnel checks it too).
-	for _, l := range []struct{ zone, what, key, addr string }{
-		{"device", "funnel listener", "funnel.listen", s.site.Funnel.Listen},
-		{"delivery", "funnel delivery listener", "funnel.delivery_listen", s.site.Funnel.DeliveryListen},
-	} {
-		if err := s.p.CheckExposure(l.zone, l.what, l.addr); err != nil {
-			fc.Stop(0)
-			return err
-		}
-		sock, err := socket.Bind(l.addr)
-		if err != nil {
-			fc.Stop(0) // closes what it was passed
-			return fmt.Errorf("%s: %w", l.key, err)
-		}
-		fc.Pass(sock)
+	if err := s.passFunnelSockets(fc); err != nil {
+		fc.Stop(0) // closes what it was passed
+		return err
 	}
 	s.mu.Lock()
 	s.funnel = fc
@@ -619,6 +604,28 @@ func (s *Supervisor) ensureTopics(ctx context.Context) error {
 // level and the service token file.
 func (s *Supervisor) newChild(name, readyURL string, args ...string) *proc.Child {
 	return proc.New(name, readyURL, s.cfg.Out, s.log, append(args, s.childArgs()...)...)
+}
+
+// passFunnelSockets binds the funnel's HTTP sockets and passes them to
+// fc: a taken port fails the start at once, and a restarted funnel keeps
+// its ports, with the requests made meanwhile waiting in their backlog.
+// Nothing is bound beyond what the pipeline's auth allows (the funnel
+// checks it too, as it may run on its own).
+func (s *Supervisor) passFunnelSockets(fc *proc.Child) error {
+	for _, l := range []struct{ zone, what, key, addr string }{
+		{"device", "funnel listener", "funnel.listen", s.site.Funnel.Listen},
+		{"delivery", "funnel delivery listener", "funnel.delivery_listen", s.site.Funnel.DeliveryListen},
+	} {
+		if err := s.p.CheckExposure(l.zone, l.what, l.addr); err != nil {
+			return err
+		}
+		sock, err := socket.Bind(l.addr)
+		if err != nil {
+			return fmt.Errorf("%s: %w", l.key, err)
+		}
+		fc.Pass(sock)
+	}
+	return nil
 }
 
 // newServingChild makes a child whose admin server listens on a socket
