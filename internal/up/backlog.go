@@ -1,0 +1,135 @@
+package up
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kerr"
+
+	"github.com/ddnn-continuum/ddnn/internal/monolith"
+)
+
+// queue is where accepted messages wait on the site: a tier's input topic
+// or a link's uplink queue, with the group that consumes it.
+type queue struct {
+	key, name    string // log attribute: "tier" or "uplink" (the site it goes to)
+	group, topic string
+}
+
+// queues are the site's tiers' input topics (with Config.Monolith, the
+// first tier's, which the monolith consumes), then its uplink queues.
+func (s *Supervisor) queues() []queue {
+	var qs []queue
+	for _, t := range s.tiers {
+		if s.cfg.Monolith {
+			first := s.p.Tiers[0].Name
+			qs = append(qs, queue{"tier", first, monolith.Group(s.p), s.p.InputTopic(first)})
+			break
+		}
+		qs = append(qs, queue{"tier", t.Name, s.p.ConsumerGroup(t.Name), s.p.InputTopic(t.Name)})
+	}
+	for _, l := range s.links {
+		qs = append(qs, queue{"uplink", l.To, s.p.UplinkGroup(l.To), s.p.UplinkTopic(l.To)})
+	}
+	return qs
+}
+
+// awaitBacklog gives the connectors and uplinks up to budget to finish the
+// messages accepted before the intake closed, and returns early once no
+// queue has any left.
+func (s *Supervisor) awaitBacklog(adm *kadm.Client, budget time.Duration) {
+	ctx, cancel := context.WithTimeout(context.Background(), budget)
+	defer cancel()
+	for {
+		var left int64
+		for _, q := range s.queues() {
+			n, err := unprocessed(ctx, adm, q.group, q.topic)
+			if err != nil {
+				return // the report says so
+			}
+			left += n
+		}
+		if left == 0 {
+			return
+		}
+		select {
+		case <-ctx.Done():
+			s.log.Info("stopping with accepted messages unprocessed", "waited", budget.Round(time.Millisecond), "unprocessed", left)
+			return
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
+// reportBacklog logs, per tier and per uplink, how many accepted messages
+// wait in its queue, and what becomes of them: at start (when is set) they
+// are being processed; at stop they are processed at the next start,
+// unless the embedded broker is in memory and they are lost.
+func (s *Supervisor) reportBacklog(ctx context.Context, adm *kadm.Client, when string) {
+	for _, q := range s.queues() {
+		n, err := unprocessed(ctx, adm, q.group, q.topic)
+		switch {
+		case err != nil:
+			s.log.Warn("unprocessed messages unknown", q.key, q.name, "err", err)
+		case when != "":
+			if n > 0 {
+				s.log.Info("accepted messages "+when, q.key, q.name, "unprocessed", n)
+			}
+		case n == 0:
+			s.log.Info("every accepted message processed", q.key, q.name, "unprocessed", 0)
+		case s.broker != nil && s.dataDir == "":
+			s.log.Warn("accepted messages not processed; they are lost: the embedded broker kept them in memory (--ephemeral)", q.key, q.name, "unprocessed", n)
+		case s.broker != nil:
+			s.log.Info("accepted messages not processed yet; they will be processed at the next start", q.key, q.name, "unprocessed", n, "data_dir", s.dataDir)
+		default:
+			s.log.Info("accepted messages not processed yet; they stay in Kafka and will be processed at the next start", q.key, q.name, "unprocessed", n)
+		}
+	}
+}
+
+// unprocessed counts the records of topic past group's committed offsets:
+// messages accepted for a tier that its connector has not finished. A
+// partition the group never committed counts from its start. (kadm's Lag
+// skips such partitions once the group has no members, as after a stop.)
+func unprocessed(ctx context.Context, adm *kadm.Client, group, topic string) (int64, error) {
+	starts, err := adm.ListStartOffsets(ctx, topic)
+	if err == nil {
+		err = starts.Error()
+	}
+	if err != nil {
+		return 0, fmt.Errorf("topic %s: start offsets: %w", topic, err)
+	}
+	ends, err := adm.ListEndOffsets(ctx, topic)
+	if err == nil {
+		err = ends.Error()
+	}
+	if err != nil {
+		return 0, fmt.Errorf("topic %s: end offsets: %w", topic, err)
+	}
+	commits, err := adm.FetchOffsets(ctx, group)
+	if err != nil && !errors.Is(err, kerr.GroupIDNotFound) {
+		return 0, fmt.Errorf("group %s: committed offsets: %w", group, err)
+	}
+	var n int64
+	var errs []error
+	ends.Each(func(end kadm.ListedOffset) {
+		from := int64(0)
+		if st, ok := starts.Lookup(topic, end.Partition); ok {
+			from = st.Offset
+		}
+		if c, ok := commits.Lookup(topic, end.Partition); ok {
+			if c.Err != nil {
+				errs = append(errs, fmt.Errorf("group %s: %s[%d]: %w", group, topic, end.Partition, c.Err))
+				return
+			}
+			if c.At >= 0 {
+				from = max(from, c.At)
+			}
+		}
+		n += max(end.Offset-from, 0)
+	})
+	return n, errors.Join(errs...)
+}

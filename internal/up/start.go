@@ -1,0 +1,351 @@
+package up
+
+import (
+	"cmp"
+	"context"
+	"fmt"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/ddnn-continuum/ddnn/internal/auth"
+	"github.com/ddnn-continuum/ddnn/internal/kafka"
+	"github.com/ddnn-continuum/ddnn/internal/proc"
+	"github.com/ddnn-continuum/ddnn/internal/runtime"
+	"github.com/ddnn-continuum/ddnn/internal/runtime/replicas"
+	"github.com/ddnn-continuum/ddnn/internal/socket"
+	"github.com/ddnn-continuum/ddnn/scaler"
+)
+
+func (s *Supervisor) start(ctx context.Context) error {
+	p, k := s.p, &s.site.Kafka
+	if k.Embedded() {
+		b, err := s.startBroker()
+		if err != nil {
+			return err
+		}
+		s.broker, s.brokers, s.dataDir = b, b.Addr(), b.DataDir()
+	} else {
+		s.brokers = strings.Join(k.Brokers, ",")
+		if err := s.ensureTopics(ctx); err != nil {
+			return err
+		}
+	}
+	if s.dataDir != "" || !k.Embedded() {
+		cl, err := s.kafkaClient("up", nil)
+		if err != nil {
+			return err
+		}
+		s.reportBacklog(ctx, kadm.NewClient(cl), "left from the last run; processing them now")
+		cl.Close()
+	}
+	if err := s.serveAdmin(); err != nil {
+		return err
+	}
+	// Replicas deliver to the delivery zone, which is also where the
+	// funnel's readiness is asked (the device zone may be HTTPS).
+	delivery := "http://" + s.site.Funnel.DeliveryListen
+	args := append([]string{"funnel", "-f", s.cfg.File}, s.tiersOn()...)
+	if s.severalSites() {
+		args = append(args, "--site", s.site.Name)
+	}
+	fc := s.newChild(s.childName("funnel"), delivery+"/readyz",
+		append(args, "--brokers", s.brokers, "--listen", s.site.Funnel.Listen, "--delivery-listen", s.site.Funnel.DeliveryListen)...)
+	if err := s.passFunnelSockets(fc); err != nil {
+		fc.Stop(0) // closes what it was passed
+		return err
+	}
+	s.mu.Lock()
+	s.funnel = fc
+	s.mu.Unlock()
+	if err := s.launch(ctx, s.funnel); err != nil {
+		return err
+	}
+	if s.cfg.Monolith {
+		return s.startMonolith(ctx)
+	}
+	// Replicas first (they load models), then the connectors that call
+	// them; the connectors follow each tier's live replica set. Every
+	// replica delivers to its own site's funnel.
+	for _, t := range s.tiers {
+		rt, err := replicas.New(ctx, p, &t, replicas.Options{
+			File: s.cfg.File, FunnelURL: delivery, ServiceTokenFile: s.cfg.ServiceTokenFile, LogLevel: s.cfg.LogLevel,
+			ORTLib: s.cfg.ORTLib, Out: s.cfg.Out, Logger: s.log,
+		})
+		if err != nil {
+			return err
+		}
+		s.mu.Lock()
+		s.runtimes[t.Name] = rt
+		s.mu.Unlock()
+		if err := rt.Scale(ctx, t.Replicas.Min); err != nil {
+			return err
+		}
+	}
+	for _, t := range s.tiers {
+		if err := s.waitReplicas(ctx, t.Name, t.Replicas.Min); err != nil {
+			return err
+		}
+	}
+	for _, t := range s.tiers {
+		c, err := s.newServingChild(s.childName("connector-"+t.Name), func(admin string) []string {
+			return []string{"connector", "-f", s.cfg.File, "--tier", t.Name,
+				"--replicas-url", "http://" + s.site.Admin.Listen + runtime.ListPath(t.Name),
+				"--admin", admin, "--brokers", s.brokers, "--drain-timeout", "3s",
+				// One connector per tier: a restarted one rejoins at once.
+				"--instance-id", "up-" + t.Name}
+		})
+		if err != nil {
+			return err
+		}
+		s.mu.Lock()
+		s.connectors = append(s.connectors, c)
+		s.mu.Unlock()
+	}
+	if err := s.addUplinks(); err != nil {
+		return err
+	}
+	s.mu.Lock()
+	cs := append(append([]*proc.Child(nil), s.connectors...), s.uplinks...)
+	s.mu.Unlock()
+	if err := s.launch(ctx, cs...); err != nil {
+		return err
+	}
+	return s.startScaler()
+}
+
+// addUplinks makes one uplink per link leaving the site, which ships its
+// queue to the remote site's funnel (or to the link's URL in
+// Config.LinkURLs).
+func (s *Supervisor) addUplinks() error {
+	for _, l := range s.links {
+		args := append([]string{"uplink", "-f", s.cfg.File}, s.tiersOn()...)
+		args = append(args, "--from", l.From, "--to", l.To)
+		if u, ok := s.cfg.LinkURLs[l]; ok {
+			args = append(args, "--to-url", u)
+		}
+		c, err := s.newServingChild(s.childName("uplink-"+l.To), func(admin string) []string {
+			return append(args, "--brokers", s.brokers, "--admin", admin,
+				// One uplink per link: a restarted one rejoins at once.
+				"--instance-id", "up-uplink-"+l.To)
+		})
+		if err != nil {
+			return err
+		}
+		s.mu.Lock()
+		s.uplinks = append(s.uplinks, c)
+		s.mu.Unlock()
+	}
+	return nil
+}
+
+// startMonolith starts, after the funnel, the parts of a site of the
+// monolith baseline: the monolith, when the tiers are on the site, and
+// the uplinks.
+func (s *Supervisor) startMonolith(ctx context.Context) error {
+	if len(s.tiers) > 0 {
+		c, err := s.newServingChild(s.childName("monolith"), func(admin string) []string {
+			args := []string{"monolith", "-f", s.cfg.File, "--tiers-on", s.placement, "--site", s.site.Name,
+				"--brokers", s.brokers, "--admin", admin}
+			if s.cfg.ORTLib != "" {
+				args = append(args, "--ort-lib", s.cfg.ORTLib)
+			}
+			return args
+		})
+		if err != nil {
+			return err
+		}
+		s.mu.Lock()
+		s.monolith = c
+		s.mu.Unlock()
+	}
+	if err := s.addUplinks(); err != nil {
+		return err
+	}
+	s.mu.Lock()
+	cs := append([]*proc.Child(nil), s.uplinks...)
+	if s.monolith != nil {
+		cs = append(cs, s.monolith)
+	}
+	s.mu.Unlock()
+	return s.launch(ctx, cs...)
+}
+
+// startBroker starts the site's embedded broker with the topics that live
+// on the site, on disk in its SiteDataDir unless ephemeral.
+func (s *Supervisor) startBroker() (*kafka.Broker, error) {
+	return kafka.StartSiteBroker(s.p, &s.site, "", s.cfg.Ephemeral, s.log)
+}
+
+// waitReplicas waits until n replicas of tier are ready.
+func (s *Supervisor) waitReplicas(ctx context.Context, tier string, n int) error {
+	ctx, cancel := context.WithTimeout(ctx, s.cfg.ReadyTimeout)
+	defer cancel()
+	for {
+		reps, _ := s.runtime(tier).List(ctx)
+		ready := 0
+		for _, r := range reps {
+			if r.Ready {
+				ready++
+			}
+		}
+		if ready >= n {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("tier %q: %d of %d replicas ready within %s", tier, ready, n, s.cfg.ReadyTimeout)
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+}
+
+// startScaler runs the scaler for the tiers whose replicas may change.
+func (s *Supervisor) startScaler() error {
+	var targets []scaler.Target
+	for _, t := range s.tiers {
+		if !t.Replicas.Scaled() {
+			continue
+		}
+		targets = append(targets, scaler.Target{
+			Tier: t.Name, Group: s.p.ConsumerGroup(t.Name), Topic: s.p.InputTopic(t.Name),
+			Min: t.Replicas.Min, Max: t.Replicas.Max,
+			Settings: t.Scaling,
+			Runtime:  s.runtime(t.Name),
+		})
+	}
+	if len(targets) == 0 {
+		return nil
+	}
+	cl, err := s.kafkaClient("scaler", s.kafkaReg)
+	if err != nil {
+		return err
+	}
+	sc, err := scaler.New(scaler.Config{Admin: kadm.NewClient(cl), Targets: targets, Registerer: s.reg, Logger: s.cfg.Logger})
+	if err != nil {
+		cl.Close()
+		return err
+	}
+	ctx, cancel := context.WithCancel(s.supervise)
+	var g errgroup.Group
+	g.Go(func() error {
+		defer cl.Close()
+		return sc.Run(ctx)
+	})
+	s.stopScaler = func() {
+		cancel()
+		g.Wait()
+	}
+	s.bg.Go(g.Wait) // its error, if any, stops the pipeline
+	return nil
+}
+
+// kafkaClient is a client of the site's brokers, embedded or not.
+func (s *Supervisor) kafkaClient(role string, reg prometheus.Registerer) (*kgo.Client, error) {
+	k := s.site.Kafka
+	k.Brokers = strings.Split(s.brokers, ",")
+	cl, err := kafka.NewClient(&k, role, reg, s.log)
+	if err != nil {
+		return nil, fmt.Errorf("%s: kafka client: %w", role, err)
+	}
+	return cl, nil
+}
+
+func (s *Supervisor) ensureTopics(ctx context.Context) error {
+	cl, err := kafka.NewClient(&s.site.Kafka, "up", nil, s.log)
+	if err != nil {
+		return fmt.Errorf("kafka client: %w", err)
+	}
+	defer cl.Close()
+	tctx, cancel := context.WithTimeout(ctx, 15*time.Second)
+	defer cancel()
+	return kafka.EnsureTopics(tctx, cl, &s.site.Kafka, s.p.TopicsOn(s.site.Name)...)
+}
+
+// newChild makes a child of the same binary; every child gets the log
+// level and the service token file.
+func (s *Supervisor) newChild(name, readyURL string, args ...string) *proc.Child {
+	return proc.New(name, readyURL, s.cfg.Out, s.log, append(args, s.childArgs()...)...)
+}
+
+// passFunnelSockets binds the funnel's HTTP sockets and passes them to
+// fc: a taken port fails the start at once, and a restarted funnel keeps
+// its ports, with the requests made meanwhile waiting in their backlog.
+// Nothing is bound beyond what the pipeline's auth allows (the funnel
+// checks it too, as it may run on its own).
+func (s *Supervisor) passFunnelSockets(fc *proc.Child) error {
+	for _, l := range []struct{ zone, what, key, addr string }{
+		{"device", "funnel listener", "funnel.listen", s.site.Funnel.Listen},
+		{"delivery", "funnel delivery listener", "funnel.delivery_listen", s.site.Funnel.DeliveryListen},
+	} {
+		if err := s.p.CheckExposure(l.zone, l.what, l.addr); err != nil {
+			return err
+		}
+		sock, err := socket.Bind(l.addr)
+		if err != nil {
+			return fmt.Errorf("%s: %w", l.key, err)
+		}
+		fc.Pass(sock)
+	}
+	return nil
+}
+
+// newServingChild makes a child whose admin server listens on a socket
+// bound here and passed down (see socket.Socket); args gets its address.
+func (s *Supervisor) newServingChild(name string, args func(admin string) []string) (*proc.Child, error) {
+	admin, err := socket.New()
+	if err != nil {
+		return nil, fmt.Errorf("%s admin: %w", name, err)
+	}
+	c := s.newChild(name, "http://"+admin.Addr+"/readyz", args(admin.Addr)...)
+	c.Pass(admin)
+	return c, nil
+}
+
+// childArgs are the arguments every child and replica gets.
+func (s *Supervisor) childArgs() []string {
+	args := []string{"--log-level", cmp.Or(s.cfg.LogLevel, "info")}
+	if s.cfg.ServiceTokenFile != "" {
+		args = append(args, "--service-token-file", s.cfg.ServiceTokenFile)
+	}
+	return args
+}
+
+// serviceClient is an HTTP client presenting the service token.
+func (s *Supervisor) serviceClient(timeout time.Duration) (*http.Client, error) {
+	var tokens *auth.Tokens
+	if s.cfg.ServiceTokenFile != "" {
+		var err error
+		if tokens, err = auth.LoadTokens(s.cfg.ServiceTokenFile); err != nil {
+			return nil, err
+		}
+	}
+	return &http.Client{Timeout: timeout, Transport: tokens.Transport(nil)}, nil
+}
+
+// launch starts children together, supervises them in bg and waits until
+// all are ready.
+func (s *Supervisor) launch(ctx context.Context, cs ...*proc.Child) error {
+	for _, c := range cs {
+		if err := c.Start(); err != nil {
+			return err
+		}
+		s.bg.Go(func() error {
+			c.Supervise(s.supervise)
+			return nil
+		})
+	}
+	var g errgroup.Group
+	for _, c := range cs {
+		g.Go(func() error { return c.WaitReady(ctx, s.cfg.ReadyTimeout) })
+	}
+	if err := g.Wait(); err != nil {
+		return err
+	}
+	return ctx.Err()
+}
