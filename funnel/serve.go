@@ -126,6 +126,11 @@ func checkListeners(sp *pipeline.Pipeline, deviceAddr, deliveryAddr string) erro
 	if sp.Funnel.CoAPListen != "off" && sp.Auth.Devices == pipeline.AuthToken {
 		return fmt.Errorf("funnel.coap_listen %s: plain CoAP cannot carry a device's credential; set it \"off\" while auth.devices is token (funnel.coaps_listen serves CoAP over DTLS)", sp.Funnel.CoAPListen)
 	}
+	if sp.Funnel.CoAPListen != "off" {
+		if err := sp.CheckExposure("device", "funnel.coap_listen", sp.Funnel.CoAPListen); err != nil {
+			return fmt.Errorf("%w (or funnel.coap_listen: off)", err)
+		}
+	}
 	if sp.Funnel.CoAPSListen != "off" {
 		return sp.CheckExposure("device", "funnel coaps listener", sp.Funnel.CoAPSListen)
 	}

@@ -103,6 +103,8 @@ func TestStartRefuses(t *testing.T) {
 	}{
 		{"plain CoAP with device tokens", tokenDevices, Options{}, "funnel.coap_listen 127.0.0.1:0: plain CoAP cannot carry a device's credential"},
 		{"device zone beyond loopback", serveYAML, Options{Listen: "0.0.0.0:0"}, "funnel listener"},
+		{"plain CoAP beyond loopback", strings.Replace(serveYAML, "coap_listen: 127.0.0.1:0", "coap_listen: 0.0.0.0:0", 1), Options{},
+			"funnel.coap_listen 0.0.0.0:0 is reachable from outside this machine and devices are not authenticated"},
 		{"busy delivery address", serveYAML, Options{Listen: freeAddr, DeliveryListen: busy.Addr().String()}, "funnel: delivery: listen tcp " + busy.Addr().String()},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

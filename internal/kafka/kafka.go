@@ -93,6 +93,15 @@ func StartSiteBroker(p *pipeline.Pipeline, site *pipeline.Site, addr string, eph
 	if addr == "" {
 		addr = k.EmbeddedListen
 	}
+	key := "kafka.embedded_listen"
+	if len(p.SiteList) > 1 {
+		key = fmt.Sprintf("site %q %s", site.Name, key)
+	}
+	exposed := *k
+	exposed.EmbeddedListen = addr
+	if err := exposed.CheckEmbeddedExposure(key); err != nil {
+		return nil, fmt.Errorf("embedded broker: %w", err)
+	}
 	opts, err := siteSecurity(p, k)
 	if err != nil {
 		return nil, fmt.Errorf("embedded broker: %w", err)

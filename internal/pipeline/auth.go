@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"strings"
 )
 
 // Auth modes.
@@ -111,4 +112,29 @@ func (p *Pipeline) CheckExposure(zone, what, addr string) error {
 		return fmt.Errorf("%s %s is reachable from outside this machine and the delivery zone is not authenticated: "+
 			"set auth.service_token_file (ddnn token > FILE), or auth.service: none to let anyone deliver", what, addr)
 	}
+}
+
+// CheckEmbeddedExposure refuses an embedded broker reachable from outside
+// this machine unless it requires TLS and SASL: the broker does not see
+// the funnels' auth settings, and without both anyone who reaches it may
+// read and write every topic. key names the listen setting in the message
+// (kafka.embedded_listen, or a site's). kafka.embedded_allow_insecure opts
+// out.
+func (k *Kafka) CheckEmbeddedExposure(key string) error {
+	if !k.Embedded() || IsLoopback(k.EmbeddedListen) || k.EmbeddedAllowInsecure {
+		return nil
+	}
+	var missing []string
+	if k.EmbeddedTLS == nil {
+		missing = append(missing, "kafka.embedded_tls")
+	}
+	if !k.Secured() {
+		missing = append(missing, "kafka.embedded_users")
+	}
+	if len(missing) == 0 {
+		return nil
+	}
+	return fmt.Errorf("%s %s is reachable from outside this machine and the embedded broker does not require TLS and SASL: "+
+		"set %s (docs/kafka-security.md), listen on 127.0.0.1, or set kafka.embedded_allow_insecure: true to let anyone who reaches it read and write every topic",
+		key, k.EmbeddedListen, strings.Join(missing, " and "))
 }

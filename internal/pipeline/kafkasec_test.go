@@ -211,3 +211,38 @@ sites:
 		t.Errorf("resolved again: %q, was %q", after, before)
 	}
 }
+
+// TestCheckEmbeddedExposure: an embedded broker beyond loopback needs TLS
+// and SASL, or the explicit opt-out; the funnels' auth settings do not
+// count, as the broker does not check them.
+func TestCheckEmbeddedExposure(t *testing.T) {
+	tls := &EmbeddedTLS{CertFile: "b.pem", KeyFile: "b.key"}
+	users := []EmbeddedUser{{Username: "u", Mechanism: "SCRAM-SHA-256", PasswordFile: "pw"}}
+	for _, tc := range []struct {
+		name string
+		k    Kafka
+		want string // "" accepts
+	}{
+		{"loopback", Kafka{EmbeddedListen: "127.0.0.1:9092"}, ""},
+		{"localhost", Kafka{EmbeddedListen: "localhost:9092"}, ""},
+		{"real brokers", Kafka{Brokers: []string{"k:9092"}, EmbeddedListen: "0.0.0.0:9092"}, ""},
+		{"every interface, plaintext", Kafka{EmbeddedListen: "0.0.0.0:9092"}, "set kafka.embedded_tls and kafka.embedded_users"},
+		{"an empty host", Kafka{EmbeddedListen: ":9092"}, "kafka.embedded_listen :9092 is reachable from outside this machine"},
+		{"TLS without SASL", Kafka{EmbeddedListen: "0.0.0.0:9092", EmbeddedTLS: tls}, "set kafka.embedded_users ("},
+		{"SASL without TLS", Kafka{EmbeddedListen: "[::]:9092", EmbeddedUsers: users}, "set kafka.embedded_tls ("},
+		{"TLS and SASL", Kafka{EmbeddedListen: "0.0.0.0:9092", EmbeddedTLS: tls, EmbeddedUsers: users}, ""},
+		{"opted out", Kafka{EmbeddedListen: "0.0.0.0:9092", EmbeddedAllowInsecure: true}, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			err := tc.k.CheckEmbeddedExposure("kafka.embedded_listen")
+			switch {
+			case tc.want == "" && err != nil:
+				t.Errorf("refused: %v", err)
+			case tc.want != "" && (err == nil || !strings.Contains(err.Error(), tc.want)):
+				t.Errorf("got %v, want %q", err, tc.want)
+			case err != nil && !strings.Contains(err.Error(), "kafka.embedded_allow_insecure: true"):
+				t.Errorf("%v does not name the opt-out", err)
+			}
+		})
+	}
+}

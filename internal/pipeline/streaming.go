@@ -84,6 +84,10 @@ type Kafka struct {
 	// EmbeddedACLs makes the embedded broker check ACLs: each user may do
 	// what its role allows.
 	EmbeddedACLs bool `yaml:"embedded_acls"`
+	// EmbeddedAllowInsecure lets the embedded broker listen beyond
+	// loopback without TLS and SASL (see CheckEmbeddedExposure): anyone
+	// who reaches it may then read and write every topic.
+	EmbeddedAllowInsecure bool `yaml:"embedded_allow_insecure"`
 }
 
 // Replication is the replication factor topics are created with: the

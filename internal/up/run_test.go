@@ -217,6 +217,23 @@ func TestExposedFunnelNotBound(t *testing.T) {
 	}
 }
 
+// TestExposedEmbeddedBrokerRefused: an embedded broker reachable from
+// outside without TLS and SASL is refused, even with devices and the
+// service authenticated: the broker does not check their credentials.
+func TestExposedEmbeddedBrokerRefused(t *testing.T) {
+	tp := writePipeline(t)
+	tp.p.Kafka.EmbeddedListen = "0.0.0.0:0"
+	tp.p.Auth.Devices, tp.p.Auth.Service = pipeline.AuthNone, pipeline.AuthNone
+	// Without the check the pipeline would start and run until this ends.
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	err := up.Run(ctx, up.Config{Pipeline: tp.p, File: tp.file, ORTLib: ortLib(t), Out: io.Discard, Announce: io.Discard})
+	if err == nil || !strings.Contains(err.Error(), "kafka.embedded_listen 0.0.0.0:0 is reachable from outside this machine") ||
+		!strings.Contains(err.Error(), "kafka.embedded_allow_insecure") {
+		t.Fatalf("Run with kafka.embedded_listen 0.0.0.0:0: %v", err)
+	}
+}
+
 // TestUnknownSiteRefused checks that ddnn up refuses a site the pipeline
 // does not declare before starting anything.
 func TestUnknownSiteRefused(t *testing.T) {
