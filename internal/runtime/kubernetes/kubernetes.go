@@ -11,10 +11,13 @@
 // (as EKS and GKE kubeconfigs use). A scale write that loses a race with
 // another writer (409 Conflict) is read again and retried.
 //
-// Removing a particular replica marks its pod with a negative
-// controller.kubernetes.io/pod-deletion-cost, then scales down by one, so
-// the ReplicaSet removes that pod and Kubernetes' graceful termination
-// (SIGTERM, terminationGracePeriodSeconds) lets it finish in-flight requests.
+// Removing a particular replica evicts its pod (the pods/eviction
+// subresource: a graceful delete that honours PodDisruptionBudgets), then
+// scales down by one, so Kubernetes' graceful termination (SIGTERM,
+// terminationGracePeriodSeconds) lets it finish in-flight requests and the
+// ReplicaSet does not keep a replacement. The runtime never patches or
+// updates a pod: the NetworkPolicies of deploy/k8s trust pod labels, so the
+// scaler's Role grants no write on pods but eviction.
 package kubernetes
 
 import (
@@ -32,12 +35,12 @@ import (
 
 	autoscalingv1 "k8s.io/api/autoscaling/v1"
 	corev1 "k8s.io/api/core/v1"
+	policyv1 "k8s.io/api/policy/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	k8sruntime "k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/runtime/serializer"
-	"k8s.io/apimachinery/pkg/types"
 	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
@@ -149,7 +152,7 @@ func explain(cc clientcmd.ClientConfig, rules *clientcmd.ClientConfigLoadingRule
 }
 
 // scheme knows the few API types the runtime sends and reads: a Scale, a
-// Pod list and metav1's Status and options. client-go's typed clientset
+// Pod list, an Eviction and metav1's Status and options. client-go's typed clientset
 // would register every API group of Kubernetes, which adds about 15 MB to
 // the binary for two requests' worth of types.
 var (
@@ -161,6 +164,7 @@ var (
 func init() {
 	utilruntime.Must(corev1.AddToScheme(scheme))
 	utilruntime.Must(autoscalingv1.AddToScheme(scheme))
+	utilruntime.Must(policyv1.AddToScheme(scheme))
 }
 
 // Runtime sizes one tier's Deployment.
@@ -339,19 +343,21 @@ func (r *Runtime) replica(p *corev1.Pod) runtime.Replica {
 	return rep
 }
 
-// deletionCostPatch makes a pod the first its ReplicaSet removes.
-var deletionCostPatch = []byte(`{"metadata":{"annotations":{"controller.kubernetes.io/pod-deletion-cost":"-1000"}}}`)
-
-// Stop makes pod id the first the ReplicaSet removes, then scales down by
-// one. An unknown pod is not an error.
+// Stop evicts pod id, then scales down by one. Evicting first means the
+// ReplicaSet, seeing one pod short, may start a replacement; the scale-down
+// that follows removes it again (a ReplicaSet removes pods not yet ready
+// first), where scaling down first would let the ReplicaSet remove some
+// other pod. An unknown pod is not an error; an eviction a
+// PodDisruptionBudget refuses (429) is, and nothing is scaled.
 func (r *Runtime) Stop(ctx context.Context, id string) error {
-	err := r.core.Patch(types.MergePatchType).Namespace(r.cfg.Namespace).Resource("pods").Name(id).
-		Body(deletionCostPatch).Do(ctx).Error()
+	ev := &policyv1.Eviction{ObjectMeta: metav1.ObjectMeta{Name: id, Namespace: r.cfg.Namespace}}
+	err := r.core.Post().Namespace(r.cfg.Namespace).Resource("pods").Name(id).SubResource("eviction").
+		Body(ev).Do(ctx).Error()
 	if apierrors.IsNotFound(err) {
 		return nil
 	}
 	if err != nil {
-		return fmt.Errorf("kubernetes: pod %s/%s: mark for removal: %w", r.cfg.Namespace, id, err)
+		return fmt.Errorf("kubernetes: pod %s/%s: evict: %w", r.cfg.Namespace, id, err)
 	}
 	return r.setReplicas(ctx, func(current int32) int32 { return max(current-1, 0) })
 }

@@ -25,6 +25,7 @@ import (
 	"time"
 
 	autoscalingv1 "k8s.io/api/autoscaling/v1"
+	policyv1 "k8s.io/api/policy/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	k8sscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
@@ -38,7 +39,10 @@ type fakeAPI struct {
 	replicas  int
 	pods      map[string]map[string]any // name -> pod JSON
 	puts      int
-	patches   []string
+	evictions []string
+	// pdbBlocks answers evictions with 429, as when a PodDisruptionBudget
+	// allows no disruption.
+	pdbBlocks bool
 	fail      int // answer the next request with this status, if set
 	conflicts int // answer this many scale writes with 409 Conflict
 	// othersReplicas, if not 0, is what another writer set the replicas to
@@ -122,21 +126,27 @@ func (f *fakeAPI) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			items = append(items, p)
 		}
 		json.NewEncoder(w).Encode(map[string]any{"kind": "PodList", "apiVersion": "v1", "metadata": map[string]any{}, "items": items})
-	case strings.HasPrefix(r.URL.Path, "/api/v1/namespaces/"+ns+"/pods/") && r.Method == http.MethodPatch:
-		if ct := r.Header.Get("Content-Type"); ct != "application/merge-patch+json" {
-			t.Errorf("PATCH pod content type %q", ct)
+	case strings.HasPrefix(r.URL.Path, "/api/v1/namespaces/"+ns+"/pods/") && strings.HasSuffix(r.URL.Path, "/eviction") && r.Method == http.MethodPost:
+		name := strings.TrimSuffix(strings.TrimPrefix(r.URL.Path, "/api/v1/namespaces/"+ns+"/pods/"), "/eviction")
+		b, _ := io.ReadAll(r.Body)
+		obj, gvk, err := k8sscheme.Codecs.UniversalDeserializer().Decode(b, nil, nil)
+		ev, ok := obj.(*policyv1.Eviction)
+		if err != nil || !ok || gvk.GroupVersion().String() != "policy/v1" || ev.Name != name || ev.Namespace != ns {
+			t.Errorf("POST eviction of %s: body %v %v %+v", name, gvk, err, obj)
+			status(w, http.StatusBadRequest, "BadRequest", "not an Eviction")
+			return
 		}
-		name := strings.TrimPrefix(r.URL.Path, "/api/v1/namespaces/"+ns+"/pods/")
 		if f.pods[name] == nil {
 			status(w, http.StatusNotFound, "NotFound", fmt.Sprintf("pods %q not found", name))
 			return
 		}
-		b, _ := io.ReadAll(r.Body)
-		if !strings.Contains(string(b), `"controller.kubernetes.io/pod-deletion-cost":"-1000"`) {
-			t.Errorf("PATCH pod body %s", b)
+		if f.pdbBlocks {
+			status(w, http.StatusTooManyRequests, "TooManyRequests", "Cannot evict pod as it would violate the pod's disruption budget.")
+			return
 		}
-		f.patches = append(f.patches, name)
-		json.NewEncoder(w).Encode(f.pods[name])
+		f.evictions = append(f.evictions, name)
+		w.WriteHeader(http.StatusCreated)
+		fmt.Fprint(w, `{"kind":"Status","apiVersion":"v1","metadata":{},"status":"Success","code":201}`)
 	case strings.HasPrefix(r.URL.Path, "/apis/apps/v1/namespaces/"+ns+"/deployments/") && strings.HasSuffix(r.URL.Path, "/scale"):
 		name := strings.TrimSuffix(strings.TrimPrefix(r.URL.Path, "/apis/apps/v1/namespaces/"+ns+"/deployments/"), "/scale")
 		status(w, http.StatusNotFound, "NotFound", fmt.Sprintf("deployments.apps %q not found", name))
@@ -203,12 +213,12 @@ func TestKubernetesRuntimeAgainstCheckingFakeAPIServer(t *testing.T) {
 		t.Errorf("List = %+v (the deleting pod must be left out)", reps)
 	}
 
-	// Stop marks the pod's deletion cost, then scales down by one.
+	// Stop evicts the pod, then scales down by one.
 	if err := rt.Stop(ctx, "edge-b"); err != nil {
 		t.Fatal(err)
 	}
-	if len(f.patches) != 1 || f.patches[0] != "edge-b" || f.replicas != 3 {
-		t.Errorf("after Stop: patches %v, replicas %d", f.patches, f.replicas)
+	if !slices.Equal(f.evictions, []string{"edge-b"}) || f.replicas != 3 {
+		t.Errorf("after Stop: evictions %v, replicas %d", f.evictions, f.replicas)
 	}
 	// A pod that is gone is fine.
 	if err := rt.Stop(ctx, "edge-z"); err != nil || f.replicas != 3 {
@@ -246,8 +256,23 @@ func TestStopAfterConflictScalesDownFromTheNewCount(t *testing.T) {
 	if err := rt.Stop(context.Background(), "edge-a"); err != nil {
 		t.Fatal(err)
 	}
-	if f.replicas != 5 || f.puts != 1 || !slices.Equal(f.patches, []string{"edge-a"}) {
-		t.Errorf("replicas %d after %d writes, patches %v; want 5 (6 set by the other writer, minus the stopped pod) after 1", f.replicas, f.puts, f.patches)
+	if f.replicas != 5 || f.puts != 1 || !slices.Equal(f.evictions, []string{"edge-a"}) {
+		t.Errorf("replicas %d after %d writes, evictions %v; want 5 (6 set by the other writer, minus the stopped pod) after 1", f.replicas, f.puts, f.evictions)
+	}
+}
+
+// TestStopRefusedByDisruptionBudget: an eviction a PodDisruptionBudget
+// refuses is an error naming the pod, and the Deployment keeps its size.
+func TestStopRefusedByDisruptionBudget(t *testing.T) {
+	f, srv := newFake(t, false)
+	f.pdbBlocks = true
+	rt := runtimeFor(t, Config{REST: &rest.Config{Host: srv.URL, BearerToken: token}, Namespace: ns})
+	err := rt.Stop(context.Background(), "edge-a")
+	if !apierrors.IsTooManyRequests(err) || !strings.Contains(err.Error(), "pod "+ns+"/edge-a: evict") || !strings.Contains(err.Error(), "disruption budget") {
+		t.Errorf("error = %v, want the budget's refusal naming the pod", err)
+	}
+	if f.replicas != 2 || f.puts != 0 || len(f.evictions) != 0 {
+		t.Errorf("replicas %d after %d writes, evictions %v; want 2 after none", f.replicas, f.puts, f.evictions)
 	}
 }
 

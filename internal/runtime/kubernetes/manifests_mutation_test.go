@@ -7,16 +7,18 @@ import (
 	"testing"
 )
 
+// mutation breaks the manifests in one way that a check must report.
+type mutation struct {
+	name   string
+	mutate func(ms []manifest) // must change something
+	expect string              // a problem must contain this
+}
+
 // TestManifestsCatchRemovals breaks the shipped manifests one field at a
 // time and requires checkManifests to report each break, naming the
 // Deployment where it is one's: a field the test would not miss is a field
 // nobody would notice losing.
 func TestManifestsCatchRemovals(t *testing.T) {
-	type mutation struct {
-		name   string
-		mutate func(ms []manifest) // must change something
-		expect string              // a problem must contain this
-	}
 	var cases []mutation
 
 	podFields := [][]string{
@@ -139,6 +141,13 @@ func TestManifestsCatchRemovals(t *testing.T) {
 			m["kind"] = "Removed"
 		}, "NetworkPolicy: "})
 	}
+	for _, np := range []string{"ddnn-default-deny", "ddnn-egress-dns", "ddnn-egress-kafka", "ddnn-egress-inference", "ddnn-egress-connector", "ddnn-egress-scaler"} {
+		cases = append(cases, mutation{"no NetworkPolicy " + np + " (egress)", func(ms []manifest) {
+			m := doc(t, ms, "NetworkPolicy", np)
+			m["kind"] = "Removed"
+		}, "NetworkPolicy egress: "})
+	}
+	cases = append(cases, secureAsShippedMutations(t)...)
 	for _, mode := range []string{"enforce", "warn", "audit"} {
 		cases = append(cases, mutation{"namespace without " + mode, func(ms []manifest) {
 			remove(t, doc(t, ms, "Namespace", "ddnn"), "metadata", "labels", "pod-security.kubernetes.io/"+mode)
@@ -155,6 +164,121 @@ func TestManifestsCatchRemovals(t *testing.T) {
 			}
 		})
 	}
+}
+
+// secureAsShippedMutations break, one at a time, what makes the manifests
+// secure as shipped: Kafka TLS and SCRAM, HTTPS and tokens for devices,
+// Secret mounts that match what the pipeline reads, the Secret recipe from
+// files, the scaler's narrow Role, egress, and the pinned image.
+func secureAsShippedMutations(t *testing.T) []mutation {
+	pl := func(old, new string) func(ms []manifest) {
+		return func(ms []manifest) { editPipeline(t, ms, old, new) }
+	}
+	const (
+		kafkaTLS  = "tls: {enabled: true, root_cas_file: /etc/ddnn/secrets/kafka-ca.pem}"
+		kafkaSASL = "sasl: [{mechanism: SCRAM-SHA-512, username: ddnn-fmnist, password_file: /etc/ddnn/secrets/kafka-password}]"
+		funnelTLS = "tls: {cert_file: /etc/ddnn/secrets/funnel-tls.crt, key_file: /etc/ddnn/secrets/funnel-tls.key}"
+	)
+	text := func(file, old, new string) func(ms []manifest) {
+		return func(ms []manifest) {
+			for i := range ms {
+				if ms[i].file == file {
+					if !strings.Contains(ms[i].text, old) {
+						t.Fatalf("%s: no %q", file, old)
+					}
+					ms[i].text = strings.Replace(ms[i].text, old, new, 1)
+				}
+			}
+		}
+	}
+	items := func(ms []manifest, name string) []any {
+		return at(deployment(t, ms, name), "spec", "template", "spec", "volumes", "1", "secret", "items").([]any)
+	}
+	return []mutation{
+		{"Kafka without TLS", pl(kafkaTLS, "tls: {enabled: false}"), "kafka.tls.enabled is not true"},
+		{"Kafka TLS without a CA", pl(kafkaTLS, "tls: {enabled: true}"), "kafka.tls.root_cas_file is not set"},
+		{"Kafka TLS unverified", pl(kafkaTLS, "tls: {enabled: true, skip_cert_verify: true}"), "skip_cert_verify"},
+		{"Kafka without SASL", pl(kafkaSASL, "sasl: []"), "kafka.sasl is empty"},
+		{"Kafka SASL PLAIN", pl("mechanism: SCRAM-SHA-512", "mechanism: PLAIN"), "mechanism PLAIN"},
+		{"Kafka password from the environment", pl("password_file: /etc/ddnn/secrets/kafka-password", "password_env: KAFKA_PASSWORD"), "no password_file"},
+		{"Kafka password outside the Secret", pl("password_file: /etc/ddnn/secrets/kafka-password", "password_file: /tmp/kafka-password"), "is not a file of the Secret"},
+		{"devices over plain HTTP", pl(funnelTLS, ""), "funnel.tls.cert_file and key_file are not set"},
+		{"devices without tokens", pl("devices: token", "devices: none"), "auth.devices"},
+		{"the funnel lacks the Kafka CA", func(ms []manifest) {
+			set(t, deployment(t, ms, "ddnn-funnel"), slices.DeleteFunc(slices.Clone(items(ms, "ddnn-funnel")), func(it any) bool { return obj(it)["key"] == "kafka-ca.pem" }),
+				"spec", "template", "spec", "volumes", "1", "secret", "items")
+		}, "ddnn-funnel: kafka.tls.root_cas_file names /etc/ddnn/secrets/kafka-ca.pem, which the pod does not mount"},
+		{"the scaler lacks the Kafka password", func(ms []manifest) {
+			set(t, deployment(t, ms, "ddnn-scaler"), slices.DeleteFunc(slices.Clone(items(ms, "ddnn-scaler")), func(it any) bool { return obj(it)["key"] == "kafka-password" }),
+				"spec", "template", "spec", "volumes", "1", "secret", "items")
+		}, "ddnn-scaler: kafka.sasl[0].password_file names"},
+		{"a replica mounts the Kafka password unused", func(ms []manifest) {
+			set(t, deployment(t, ms, "ddnn-inference-fog"), append(slices.Clone(items(ms, "ddnn-inference-fog")), map[string]any{"key": "kafka-password", "path": "kafka-password"}),
+				"spec", "template", "spec", "volumes", "1", "secret", "items")
+		}, "ddnn-inference-fog: mounts ddnn-credentials key kafka-password, which the pipeline does not name"},
+		{"the funnel's key under another name", func(ms []manifest) {
+			it := slices.Clone(items(ms, "ddnn-funnel"))
+			it[len(it)-1] = map[string]any{"key": "funnel-tls.key", "path": "tls.key"}
+			set(t, deployment(t, ms, "ddnn-funnel"), it, "spec", "template", "spec", "volumes", "1", "secret", "items")
+		}, "funnel.tls.key_file names /etc/ddnn/secrets/funnel-tls.key, which the pod does not mount"},
+		{"the funnel's readiness probe over HTTP", func(ms []manifest) {
+			remove(t, deployment(t, ms, "ddnn-funnel"), "spec", "template", "spec", "containers", "0", "readinessProbe", "httpGet", "scheme")
+		}, "readinessProbe on the device port"},
+		{"the template's recipe uses --from-literal", text(secretTemplate, "--from-file=service-token ", `--from-literal=service-token="$(ddnn token)" `), "--from-literal"},
+		{"the template's recipe lacks the Kafka CA", text(secretTemplate, "--from-file=kafka-ca.pem ", ""), "makes every key"},
+		{"the template's recipe makes no service token file", text(secretTemplate, "ddnn token > service-token", "openssl rand -hex 32 > service-token"), "ddnn token > service-token"},
+		{"the Role may patch pods", func(ms []manifest) {
+			set(t, doc(t, ms, "Role", "ddnn-scaler"), []any{"list", "patch"}, "rules", "1", "verbs")
+		}, "grants patch on pods"},
+		{"the Role may update Deployments", func(ms []manifest) {
+			r := doc(t, ms, "Role", "ddnn-scaler")
+			set(t, r, append(slices.Clone(r["rules"].([]any)), map[string]any{"apiGroups": []any{"apps"}, "resources": []any{"deployments"}, "verbs": []any{"get", "update"}}), "rules")
+		}, "grants update on deployments"},
+		{"egress not isolated by default", func(ms []manifest) {
+			set(t, doc(t, ms, "NetworkPolicy", "ddnn-default-deny"), []any{"Ingress"}, "spec", "policyTypes")
+		}, "a pod added later sending to"},
+		{"Kafka reached on its plaintext port", func(ms []manifest) {
+			set(t, doc(t, ms, "NetworkPolicy", "ddnn-egress-kafka"), []any{map[string]any{"protocol": "TCP", "port": 9092}}, "spec", "egress", "0", "ports")
+		}, "Kafka's plaintext port"},
+		{"the replicas may reach Kafka", func(ms []manifest) {
+			set(t, doc(t, ms, "NetworkPolicy", "ddnn-egress-kafka"), []any{"funnel", "connector", "scaler", "inference"}, "spec", "podSelector", "matchExpressions", "0", "values")
+		}, "ddnn-inference-edge sending to Kafka's TLS port"},
+		{"the scaler may send anywhere", func(ms []manifest) {
+			remove(t, doc(t, ms, "NetworkPolicy", "ddnn-egress-scaler"), "spec", "egress", "0", "ports")
+		}, "ddnn-scaler sending to an address outside the cluster on port 80"},
+		{"the connectors may reach any pod", func(ms []manifest) {
+			set(t, doc(t, ms, "NetworkPolicy", "ddnn-egress-connector"), map[string]any{}, "spec", "egress", "0", "to", "0", "podSelector")
+		}, "ddnn-connector-edge sending to a pod of namespace ddnn outside the pipeline, port 8090"},
+		{"an image is latest", func(ms []manifest) {
+			set(t, deployment(t, ms, "ddnn-connector-fog"), "ddnn:latest", "spec", "template", "spec", "containers", "0", "image")
+		}, "ddnn-connector-fog: image ddnn:latest"},
+		{"an image has no tag", func(ms []manifest) {
+			set(t, deployment(t, ms, "ddnn-scaler"), "ddnn", "spec", "template", "spec", "containers", "0", "image")
+		}, "ddnn-scaler: image ddnn,"},
+		{"two images", func(ms []manifest) {
+			set(t, deployment(t, ms, "ddnn-funnel"), "ddnn:0.0.9", "spec", "template", "spec", "containers", "0", "image")
+		}, "want one image for every pod"},
+		{"the kustomization pins no image", func(ms []manifest) {
+			remove(t, doc(t, ms, "Kustomization", ""), "images")
+		}, "0 images: entries for ddnn"},
+		{"the kustomization sets latest", func(ms []manifest) {
+			set(t, doc(t, ms, "Kustomization", ""), "latest", "images", "0", "newTag")
+		}, "newTag latest"},
+		{"the kustomization's tag differs from the manifests'", func(ms []manifest) {
+			set(t, doc(t, ms, "Kustomization", ""), "0.2.0", "images", "0", "newTag")
+		}, "newTag 0.2.0 differs"},
+	}
+}
+
+// editPipeline replaces old by new in the ConfigMap's pipeline YAML.
+func editPipeline(t *testing.T, ms []manifest, old, new string) {
+	t.Helper()
+	cm := doc(t, ms, "ConfigMap", "ddnn-pipeline")
+	y := fmt.Sprint(at(cm, "data", "pipeline.yaml"))
+	if !strings.Contains(y, old) {
+		t.Fatalf("pipeline.yaml: no %q", old)
+	}
+	set(t, cm, strings.Replace(y, old, new, 1), "data", "pipeline.yaml")
 }
 
 func deploymentNames(ms []manifest) []string {

@@ -29,6 +29,7 @@ import (
 
 const (
 	manifestDir     = "../../../deploy/k8s"
+	kubernetesDoc   = "../../../docs/kubernetes.md"
 	secretName      = "ddnn-credentials"
 	secretsDir      = "/etc/ddnn/secrets"
 	secretTemplate  = "secret.template.yaml"
@@ -38,10 +39,12 @@ const (
 	monitoringLabel = "ddnn.monitoring"
 )
 
-// manifest is one YAML document of deploy/k8s and the file it came from.
+// manifest is one YAML document of deploy/k8s, the file it came from and
+// that file's text (comments included: recipes live in comments).
 type manifest struct {
 	file string
 	doc  map[string]any
+	text string
 }
 
 func (m manifest) kind() string { s, _ := m.doc["kind"].(string); return s }
@@ -68,7 +71,7 @@ func loadManifests(t *testing.T) []manifest {
 				t.Fatalf("%s: %v", f, err)
 			}
 			if doc != nil {
-				ms = append(ms, manifest{filepath.Base(f), doc})
+				ms = append(ms, manifest{filepath.Base(f), doc, string(b)})
 			}
 		}
 	}
@@ -125,6 +128,17 @@ func TestManifests(t *testing.T) {
 	for _, p := range checkManifests(loadManifests(t)) {
 		t.Error(p)
 	}
+	// The operator follows the docs' recipe, not the template's comment:
+	// it too makes the Secret from files only.
+	b, err := os.ReadFile(kubernetesDoc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var p problems
+	checkSecretRecipe(&p, "docs/kubernetes.md", string(b), credentialKeys)
+	for _, p := range p {
+		t.Error(p)
+	}
 }
 
 func checkManifests(ms []manifest) problems {
@@ -151,7 +165,7 @@ func checkManifests(ms []manifest) problems {
 		}
 	}
 	want := map[string]int{"Namespace": 1, "ConfigMap": 1, "Deployment": 8, "Service": 6, "ServiceAccount": 1, "Role": 1,
-		"RoleBinding": 1, "NetworkPolicy": 4, "Secret": 1, "Kustomization": 1}
+		"RoleBinding": 1, "NetworkPolicy": 9, "Secret": 1, "Kustomization": 1}
 	if !reflect.DeepEqual(kinds, want) {
 		p.add("kinds %v, want %v", kinds, want)
 	}
@@ -170,10 +184,12 @@ func checkManifests(ms []manifest) problems {
 			checkKustomization(&p, m, ms)
 		}
 	}
+	checkImages(&p, ms)
 	if pl == nil {
 		p.add("no pipeline in a ConfigMap")
 		return p
 	}
+	checkSecureAsShipped(&p, ms, pl)
 	for _, m := range ms {
 		if m.kind() == "Deployment" {
 			if l := labels(at(m.doc, "spec", "template", "metadata", "labels")); l[pipelineLabel] != pl.Name || l["app.kubernetes.io/name"] != "ddnn" {
@@ -203,9 +219,6 @@ func checkDeployment(p *problems, m manifest, secretKeys map[string]bool) {
 	component := labels(at(m.doc, "spec", "template", "metadata", "labels"))[componentLabel]
 	for _, c := range list(spec["containers"]) {
 		c := obj(c)
-		if c["image"] != "ddnn:latest" {
-			p.add("%s: image %v", where, c["image"])
-		}
 		if c["readinessProbe"] == nil || c["livenessProbe"] == nil {
 			p.add("%s: probes missing", where)
 		}
@@ -413,10 +426,28 @@ func checkRole(p *problems, m manifest) {
 	// request fails those tests, so the runtime makes no other call.
 	want := []rule{
 		{"apps", "deployments/scale", "ddnn-inference-edge,ddnn-inference-fog,ddnn-inference-cloud", "get,update"},
-		{"", "pods", "", "list,patch"},
+		{"", "pods", "", "list"},
+		{"", "pods/eviction", "", "create"},
 	}
 	if !reflect.DeepEqual(got, want) {
 		p.add("Role %s rules %v, want only %v", m.name(), got, want)
+	}
+	// Whatever the rules' shape: no write to a pod or a Deployment other
+	// than the scale subresource and eviction. The NetworkPolicies trust
+	// pod labels; an account that may patch, update or create pods (or
+	// their Deployments' templates) may give a pod any label.
+	for _, r := range list(m.doc["rules"]) {
+		r := obj(r)
+		for _, res := range list(r["resources"]) {
+			for _, verb := range list(r["verbs"]) {
+				res, verb := fmt.Sprint(res), fmt.Sprint(verb)
+				read := verb == "get" || verb == "list" || verb == "watch"
+				if read || (res == "deployments/scale" && verb == "update") || (res == "pods/eviction" && verb == "create") {
+					continue
+				}
+				p.add("Role %s grants %s on %s: it may change pods or their labels, which the NetworkPolicies trust", m.name(), verb, res)
+			}
+		}
 	}
 }
 
@@ -449,6 +480,9 @@ func checkNamespace(p *problems, m manifest) {
 	}
 }
 
+// credentialKeys are the keys of the ddnn-credentials Secret.
+var credentialKeys = []string{"device-credentials", "funnel-tls.crt", "funnel-tls.key", "kafka-ca.pem", "kafka-password", "service-token"}
+
 // placeholder is what the Secret template holds instead of a value.
 var placeholder = regexp.MustCompile(`^<replace: [^>]+>$`)
 
@@ -459,10 +493,10 @@ func checkSecretTemplate(p *problems, m manifest) {
 	if m.doc["data"] != nil {
 		p.add("%s: data holds values; the template holds placeholders in stringData only", m.file)
 	}
-	want := []string{"device-credentials", "kafka-password", "service-token"}
-	if got := slices.Sorted(maps.Keys(obj(m.doc["stringData"]))); !slices.Equal(got, want) {
-		p.add("%s: keys %v, want %v", m.file, got, want)
+	if got := slices.Sorted(maps.Keys(obj(m.doc["stringData"]))); !slices.Equal(got, credentialKeys) {
+		p.add("%s: keys %v, want %v", m.file, got, credentialKeys)
 	}
+	checkSecretRecipe(p, m.file, m.text, credentialKeys)
 	for k, v := range obj(m.doc["stringData"]) {
 		if !placeholder.MatchString(fmt.Sprint(v)) {
 			p.add("%s: %s is not a <replace: …> placeholder; real credentials are never committed", m.file, k)

@@ -1,11 +1,14 @@
 package kubernetes
 
-// A small evaluator of networking.k8s.io/v1 ingress rules (pod and
-// namespace selectors, named and numbered ports), enough to ask the shipped
-// NetworkPolicies who may reach which port of the shipped pods.
+// A small evaluator of networking.k8s.io/v1 ingress and egress rules (pod
+// and namespace selectors, named and numbered ports, protocols), enough to
+// ask the shipped NetworkPolicies who may reach which port of the shipped
+// pods, and where each pod may send.
 
 import (
+	"cmp"
 	"fmt"
+	"maps"
 	"slices"
 	"strconv"
 )
@@ -198,6 +201,7 @@ func checkNetworkPolicies(p *problems, ms []manifest, pipelineName string) {
 			source{what: "a pod labelled as " + pod.deployment + "'s in namespace default", ns: "default",
 				nsLabels: map[string]string{"kubernetes.io/metadata.name": "default"}, labels: pod.labels})
 	}
+	checkEgress(p, policies, pods, nsLabels, pipelineName)
 	for _, pod := range pods {
 		component := pod.labels[componentLabel]
 		for port := range pod.ports {
@@ -222,6 +226,195 @@ func checkNetworkPolicies(p *problems, ms []manifest, pipelineName string) {
 					p.add("NetworkPolicy: %s reaching %s port %s (%s): allowed %v, want %v",
 						src.what, pod.deployment, port, strconv.Itoa(pod.ports[port]), got, want)
 				}
+			}
+		}
+	}
+}
+
+// destination is where a pod's traffic goes: a pod (ns set; portName
+// names the port when the pod names it) or, with ns "", an address
+// outside the cluster.
+type destination struct {
+	what     string
+	ns       string
+	nsLabels map[string]string
+	labels   map[string]string
+	port     int
+	portName string
+	proto    string // TCP unless set
+}
+
+// policyTypes is what a policy isolates: its policyTypes, or, unset,
+// Ingress and, when it has egress rules, Egress.
+func policyTypes(np manifest) []any {
+	if types := list(at(np.doc, "spec", "policyTypes")); len(types) > 0 {
+		return types
+	}
+	types := []any{"Ingress"}
+	if at(np.doc, "spec", "egress") != nil {
+		types = append(types, "Egress")
+	}
+	return types
+}
+
+// sends reports whether the policies let pod send to dst: a pod no egress
+// policy selects may send anywhere; a selected pod where any rule of any
+// selecting policy allows.
+func sends(policies []manifest, pod podInfo, dst destination) bool {
+	isolated := false
+	for _, np := range policies {
+		if at(np.doc, "metadata", "namespace") != pod.ns || !selects(obj(at(np.doc, "spec", "podSelector")), pod.labels) {
+			continue
+		}
+		if !slices.Contains(policyTypes(np), any("Egress")) {
+			continue
+		}
+		isolated = true
+		for _, rule := range list(at(np.doc, "spec", "egress")) {
+			rule := obj(rule)
+			if egressPortMatches(list(rule["ports"]), dst) && egressPeerMatches(list(rule["to"]), pod.ns, dst) {
+				return true
+			}
+		}
+	}
+	return !isolated
+}
+
+func egressPortMatches(ports []any, dst destination) bool {
+	if len(ports) == 0 {
+		return true
+	}
+	proto := dst.proto
+	if proto == "" {
+		proto = "TCP"
+	}
+	for _, p := range ports {
+		p := obj(p)
+		pp, ok := p["protocol"]
+		if !ok {
+			pp = "TCP"
+		}
+		if pp != proto {
+			continue
+		}
+		switch v := p["port"].(type) {
+		case nil:
+			return true
+		case string:
+			if dst.portName != "" && v == dst.portName {
+				return true
+			}
+		case int:
+			if v == dst.port {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+func egressPeerMatches(to []any, policyNS string, dst destination) bool {
+	if len(to) == 0 {
+		return true
+	}
+	for _, peer := range to {
+		peer := obj(peer)
+		if peer["ipBlock"] != nil {
+			// Addresses are not modelled, and CNIs differ on whether a
+			// block covers pod addresses: count it as letting out to
+			// everything, the permissive reading.
+			return true
+		}
+		if dst.ns == "" {
+			continue
+		}
+		nsOK := dst.ns == policyNS
+		if peer["namespaceSelector"] != nil {
+			nsOK = selects(obj(peer["namespaceSelector"]), dst.nsLabels)
+		}
+		podOK := peer["podSelector"] == nil || selects(obj(peer["podSelector"]), dst.labels)
+		if nsOK && podOK {
+			return true
+		}
+	}
+	return false
+}
+
+// Where the shipped pods may send: the cluster's DNS, the Kafka brokers'
+// SASL_SSL listener, the API server's ports.
+var (
+	dnsPod = map[string]string{"k8s-app": "kube-dns"}
+	kubeNS = map[string]string{"kubernetes.io/metadata.name": "kube-system"}
+	kafkNS = map[string]string{"kubernetes.io/metadata.name": "kafka"}
+)
+
+const kafkaTLSPort = 9093
+
+// checkEgress asks the policies where each pod of the pipeline may send:
+// DNS for all; Kafka (TLS port) for the funnel, connectors and scaler; the
+// funnel's delivery port for the replicas; the replicas and the scaler's
+// replica list for the connectors; the API server for the scaler; and
+// nothing else: not another port of those pods, not Kafka's plaintext
+// port, not a pod outside the pipeline, not the internet.
+func checkEgress(p *problems, policies []manifest, pods []podInfo, nsLabels map[string]map[string]string, pipelineName string) {
+	var dests []destination
+	type want func(from string) bool
+	wants := map[string]want{}
+	add := func(d destination, w want) { dests = append(dests, d); wants[d.what] = w }
+	is := func(cs ...string) want { return func(from string) bool { return slices.Contains(cs, from) } }
+	nobody := is()
+
+	add(destination{what: "DNS over UDP", ns: "kube-system", nsLabels: kubeNS, labels: dnsPod, port: 53, proto: "UDP"}, is("funnel", "connector", "scaler", "inference"))
+	add(destination{what: "DNS over TCP", ns: "kube-system", nsLabels: kubeNS, labels: dnsPod, port: 53}, is("funnel", "connector", "scaler", "inference"))
+	add(destination{what: "a pod of kube-system on port 443", ns: "kube-system", nsLabels: kubeNS, labels: map[string]string{"app": "x"}, port: 443}, is("scaler"))
+	add(destination{what: "a pod of kube-system on port 80", ns: "kube-system", nsLabels: kubeNS, labels: map[string]string{"app": "x"}, port: 80}, nobody)
+	add(destination{what: "Kafka's TLS port", ns: "kafka", nsLabels: kafkNS, labels: map[string]string{"app": "kafka"}, port: kafkaTLSPort}, is(kafkaClients...))
+	add(destination{what: "Kafka's plaintext port", ns: "kafka", nsLabels: kafkNS, labels: map[string]string{"app": "kafka"}, port: 9092}, nobody)
+	add(destination{what: "the API server (443)", port: 443}, is("scaler"))
+	add(destination{what: "the API server (6443)", port: 6443}, is("scaler"))
+	add(destination{what: "an address outside the cluster on port 80", port: 80}, nobody)
+	add(destination{what: "an address outside the cluster on port 9093", port: kafkaTLSPort}, nobody)
+	// A pod of the namespace outside the pipeline, on every port the
+	// pipeline's pods listen on.
+	ns := pods[0].ns
+	stranger := map[int]bool{}
+	for _, pod := range pods {
+		for _, port := range pod.ports {
+			stranger[port] = true
+		}
+	}
+	for _, port := range slices.Sorted(maps.Keys(stranger)) {
+		add(destination{what: fmt.Sprintf("a pod of namespace %s outside the pipeline, port %d", ns, port), ns: ns, nsLabels: nsLabels[ns], labels: map[string]string{"app": "debug"}, port: port}, nobody)
+	}
+	for _, pod := range pods {
+		if pod.labels[pipelineLabel] != pipelineName {
+			continue
+		}
+		to := pod.labels[componentLabel]
+		for name, port := range pod.ports {
+			var w want
+			switch {
+			case to == "funnel" && name == "delivery":
+				w = is("inference")
+			case to == "inference" && name == "http", to == "scaler" && name == "admin":
+				w = is("connector")
+			default:
+				w = nobody
+			}
+			add(destination{what: fmt.Sprintf("%s port %s", pod.deployment, name), ns: pod.ns, nsLabels: nsLabels[pod.ns], labels: pod.labels, port: port, portName: name}, w)
+			add(destination{what: fmt.Sprintf("a pod labelled as %s's in namespace default, port %s", pod.deployment, name), ns: "default",
+				nsLabels: map[string]string{"kubernetes.io/metadata.name": "default"}, labels: pod.labels, port: port, portName: name}, nobody)
+		}
+	}
+	for _, pod := range pods {
+		from := pod.labels[componentLabel]
+		if pod.labels[pipelineLabel] != pipelineName {
+			from = "" // a pod added later: the default deny keeps it in
+		}
+		for _, d := range dests {
+			want := wants[d.what](from)
+			if got := sends(policies, pod, d); got != want {
+				p.add("NetworkPolicy egress: %s sending to %s (%d/%s): allowed %v, want %v", pod.deployment, d.what, d.port, cmp.Or(d.proto, "TCP"), got, want)
 			}
 		}
 	}
