@@ -226,14 +226,17 @@ func Unauthorized(w http.ResponseWriter, realm, msg string) {
 }
 
 // WriteTokenFile writes a new service token file at path (mode 0600),
-// refusing to replace an existing one, and returns the token.
+// refusing to replace an existing one, and returns the token. The file
+// holds the token and a newline, nothing else, so that it is usable as it
+// is: curl -H "Authorization: Bearer $(cat FILE)", Prometheus's
+// bearer_token_file, a Kubernetes Secret from the file.
 func WriteTokenFile(path string) (string, error) {
 	token := NewToken(ServiceTokenPrefix)
 	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
 	if err != nil {
 		return "", err
 	}
-	_, err = fmt.Fprintf(f, "# ddnn service token: every part of the pipeline sends the first token and accepts each.\n%s\n", token)
+	_, err = fmt.Fprintln(f, token)
 	if cerr := f.Close(); err == nil {
 		err = cerr
 	}

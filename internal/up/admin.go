@@ -2,6 +2,7 @@ package up
 
 import (
 	"errors"
+	"log/slog"
 	"fmt"
 	"io"
 	"net/http"
@@ -80,15 +81,24 @@ func (s *Supervisor) serveAdmin() error {
 		return float64(n)
 	})
 	s.reg.MustRegister(restarts)
+	client, err := s.serviceClient(2 * time.Second)
+	if err != nil {
+		return fmt.Errorf("admin: %w", err)
+	}
 	gather := prometheus.GathererFunc(func() ([]*dto.MetricFamily, error) {
 		gs := prometheus.Gatherers{reg}
 		for _, c := range s.children() {
-			gs = append(gs, childGatherer{c})
+			gs = append(gs, childGatherer{c, client})
 		}
 		return gs.Gather()
 	})
 	mux := http.NewServeMux()
-	mux.Handle("GET /metrics", promhttp.HandlerFor(gather, promhttp.HandlerOpts{ErrorHandling: promhttp.ContinueOnError}))
+	// A child that cannot be read (restarting, say) is left out of the
+	// answer, with a warning saying which, rather than failing it.
+	mux.Handle("GET /metrics", promhttp.HandlerFor(gather, promhttp.HandlerOpts{
+		ErrorHandling: promhttp.ContinueOnError,
+		ErrorLog:      slog.NewLogLogger(s.log.With("route", "/metrics").Handler(), slog.LevelWarn),
+	}))
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { io.WriteString(w, "ok\n") })
 	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
 		if !s.started.Load() {
@@ -123,18 +133,23 @@ func (s *Supervisor) serveAdmin() error {
 	return nil
 }
 
-// childGatherer reads a child's /metrics and labels every series with the
-// child's name.
-type childGatherer struct{ c *proc.Child }
+// childGatherer reads a child's /metrics with client, which presents the
+// service token (the funnel serves its metrics on the delivery zone), and
+// labels every series with the child's name.
+type childGatherer struct {
+	c      *proc.Child
+	client *http.Client
+}
 
 func (g childGatherer) Gather() ([]*dto.MetricFamily, error) {
-	url := g.c.BaseURL() + "/metrics"
-	client := &http.Client{Timeout: 2 * time.Second}
-	resp, err := client.Get(url)
+	resp, err := g.client.Get(g.c.BaseURL() + "/metrics")
 	if err != nil {
 		return nil, fmt.Errorf("%s metrics: %w", g.c.Name(), err)
 	}
 	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("%s metrics: %s", g.c.Name(), resp.Status)
+	}
 	parser := expfmt.NewTextParser(model.UTF8Validation)
 	fams, err := parser.TextToMetricFamilies(resp.Body)
 	if err != nil {

@@ -95,7 +95,7 @@ func (s *Supervisor) announce() {
 		}
 		fmt.Fprintf(&b, "  uplink:   topic %s to site %q (%s%s)\n", p.UplinkTopic(l.To), l.To, url, via)
 	}
-	fmt.Fprintf(&b, "  metrics:  http://%s/metrics\n", site.Admin.Listen)
+	fmt.Fprintf(&b, "  metrics:  http://%s/metrics  (every part's, the funnel's and the end-to-end latency too; a Prometheus scrape config: docs/streaming.md#metrics)\n", site.Admin.Listen)
 	io.WriteString(w, b.String())
 }
 

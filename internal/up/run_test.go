@@ -146,6 +146,34 @@ func TestRunStopsInOrderAndReports(t *testing.T) {
 			t.Fatalf("image %d: status %d", i, resp.StatusCode)
 		}
 	}
+	// The admin /metrics serves the funnel's metrics and the end-to-end
+	// latency, which the funnel keeps behind the service token; the token
+	// file works as it is for a Prometheus bearer_token_file.
+	admin := "http://" + tp.admin + "/metrics"
+	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		m := get(t, admin)
+		if strings.Contains(m, "ddnn_funnel_requests_total{") && strings.Contains(m, "ddnn_pipeline_e2e_latency_seconds_count{") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s lacks the funnel's and the end-to-end metrics:\n%s", admin, m)
+		}
+	}
+	token, err := os.ReadFile(filepath.Join(".run", tp.p.Name, "service.token"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req, _ := http.NewRequest("GET", "http://"+tp.delivery+"/metrics", nil)
+	// As Prometheus and $(cat FILE) read it: the whole file, trimmed.
+	req.Header.Set("Authorization", "Bearer "+strings.TrimSpace(string(token)))
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Errorf("the delivery zone's /metrics with the token file's content: %s", resp.Status)
+	}
 	http.DefaultClient.CloseIdleConnections()
 
 	stopped := time.Now()

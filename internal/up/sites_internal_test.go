@@ -6,9 +6,11 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"testing"
 
+	"github.com/ddnn-continuum/ddnn/internal/auth"
 	"github.com/ddnn-continuum/ddnn/internal/pipeline"
 )
 
@@ -156,8 +158,10 @@ func TestLocalServiceToken(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !bytes.HasPrefix(token, []byte("# ddnn service token")) {
-		t.Errorf("the token file holds %q, want a new service token", token)
+	// The file is usable as it is: curl -H "Authorization: Bearer $(cat
+	// FILE)", Prometheus's bearer_token_file.
+	if !regexp.MustCompile(`^` + auth.ServiceTokenPrefix + `[A-Za-z0-9_-]+\n$`).Match(token) {
+		t.Errorf("the token file holds %q, want a new service token alone on its line", token)
 	}
 	for path, mode := range map[string]os.FileMode{want: 0o600, filepath.Dir(want): 0o700 | os.ModeDir} {
 		st, err := os.Stat(path)
@@ -178,5 +182,23 @@ func TestLocalServiceToken(t *testing.T) {
 	}
 	if b, _ := os.ReadFile(again); again != want || !bytes.Equal(b, token) {
 		t.Errorf("a later start got %s, want the same token at %s", again, want)
+	}
+	// A file an older version wrote, with a comment first, in a directory
+	// others could enter, keeps its token and loses the comment.
+	old := append([]byte("# ddnn service token: every part of the pipeline sends the first token and accepts each.\n"), token...)
+	if err := os.WriteFile(want, old, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(filepath.Dir(want), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := localServiceToken(p); err != nil {
+		t.Fatal(err)
+	}
+	if b, _ := os.ReadFile(want); !bytes.Equal(b, token) {
+		t.Errorf("an older token file became %q, want %q", b, token)
+	}
+	if st, _ := os.Stat(filepath.Dir(want)); st.Mode().Perm() != 0o700 {
+		t.Errorf("%s: mode %v after the start, want 0700", filepath.Dir(want), st.Mode())
 	}
 }
