@@ -80,6 +80,7 @@ type Broker struct {
 	addr    string
 	dataDir string
 	lock    *os.File // holds the data directory's lock; nil in memory
+	log     *slog.Logger
 }
 
 // StartSiteBroker starts the embedded broker of site (one of p's sites)
@@ -153,27 +154,22 @@ func StartBroker(addr string, partitions int32, topics []string, log *slog.Logge
 			return net.Listen(network, net.JoinHostPort(host, p))
 		}),
 		kfake.DefaultNumPartitions(int(partitions)),
+		kfake.WithLogger(&brokerLogger{log: log.With("component", "broker")}),
 	}
 	kopts, admin, err := cfg.sec.apply(kopts)
 	if err != nil {
 		return nil, err
 	}
-	b := &Broker{dataDir: cfg.dataDir}
+	b := &Broker{dataDir: cfg.dataDir, log: log}
 	restored := false
 	if cfg.dataDir != "" {
 		if b.lock, err = lockDataDir(cfg.dataDir); err != nil {
 			return nil, err
 		}
-		// Users and ACLs come from the options at every start, not from
-		// what an earlier run kept.
-		for _, f := range []string{"sasl.json", "acls.json"} {
-			if err := os.Remove(filepath.Join(cfg.dataDir, f)); err != nil && !errors.Is(err, os.ErrNotExist) {
-				b.unlock()
-				return nil, fmt.Errorf("embedded broker data dir: %w", err)
-			}
+		if restored, err = prepareDataDir(cfg.dataDir); err != nil {
+			b.unlock()
+			return nil, fmt.Errorf("embedded broker data dir: %w", err)
 		}
-		_, err := os.Stat(filepath.Join(cfg.dataDir, "meta.json"))
-		restored = err == nil
 		kopts = append(kopts, kfake.DataDir(cfg.dataDir))
 		if cfg.syncWrites {
 			kopts = append(kopts, kfake.SyncWrites())
@@ -203,6 +199,13 @@ func StartBroker(addr string, partitions int32, topics []string, log *slog.Logge
 			return nil, fmt.Errorf("embedded broker: %w", err)
 		}
 	}
+	if cfg.dataDir != "" {
+		// What kfake wrote while starting (topics.json, acls.json).
+		if err := restrictDataDir(cfg.dataDir); err != nil {
+			b.Close()
+			return nil, fmt.Errorf("embedded broker data dir: %w", err)
+		}
+	}
 	attrs := []any{"addr", b.addr, "topics", len(topics), "partitions", partitions}
 	if cfg.dataDir == "" {
 		attrs = append(attrs, "storage", "memory")
@@ -217,11 +220,11 @@ func StartBroker(addr string, partitions int32, topics []string, log *slog.Logge
 // lockDataDir creates dir and takes its lock file, which the kernel
 // releases when the process ends however it ends.
 func lockDataDir(dir string) (*os.File, error) {
-	if err := os.MkdirAll(dir, 0o755); err != nil {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("embedded broker data dir: %w", err)
 	}
 	path := filepath.Join(dir, "lock")
-	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o644)
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
 	if err != nil {
 		return nil, fmt.Errorf("embedded broker data dir: %w", err)
 	}
@@ -255,6 +258,14 @@ func (b *Broker) DataDir() string { return b.dataDir }
 // first and then releases the directory.
 func (b *Broker) Close() {
 	b.cluster.Close()
+	if b.dataDir != "" {
+		// kfake creates files 0644 and directories 0755 (inside the
+		// 0700 data directory); what it wrote at shutdown is made
+		// owner-only before the directory is released.
+		if err := restrictDataDir(b.dataDir); err != nil {
+			b.log.Error("embedded broker data dir permissions", "data_dir", b.dataDir, "err", err)
+		}
+	}
 	b.unlock()
 }
 
