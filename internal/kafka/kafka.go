@@ -81,6 +81,7 @@ type Broker struct {
 	dataDir string
 	lock    *os.File // holds the data directory's lock; nil in memory
 	log     *slog.Logger
+	watch   *storageWatch // nil in memory
 }
 
 // StartSiteBroker starts the embedded broker of site (one of p's sites)
@@ -88,8 +89,8 @@ type Broker struct {
 // the topics that live on the site; it keeps them in the site's data
 // directory (pipeline.SiteDataDir), syncing writes if the site asks, unless
 // ephemeral. It requires what the site's embedded_tls, embedded_users and
-// embedded_acls say.
-func StartSiteBroker(p *pipeline.Pipeline, site *pipeline.Site, addr string, ephemeral bool, log *slog.Logger) (*Broker, error) {
+// embedded_acls say; extra are added to those options (BrokerMetrics).
+func StartSiteBroker(p *pipeline.Pipeline, site *pipeline.Site, addr string, ephemeral bool, log *slog.Logger, extra ...BrokerOpt) (*Broker, error) {
 	k := &site.Kafka
 	if addr == "" {
 		addr = k.EmbeddedListen
@@ -108,7 +109,7 @@ func StartSiteBroker(p *pipeline.Pipeline, site *pipeline.Site, addr string, eph
 			opts = append(opts, SyncWrites())
 		}
 	}
-	return StartBroker(addr, k.Partitions, p.TopicsOn(site.Name), log, opts...)
+	return StartBroker(addr, k.Partitions, p.TopicsOn(site.Name), log, append(opts, extra...)...)
 }
 
 // BrokerOpt configures StartBroker.
@@ -118,6 +119,14 @@ type brokerConfig struct {
 	dataDir    string
 	syncWrites bool
 	sec        brokerSecurity
+	reg        prometheus.Registerer
+	probeEvery time.Duration
+}
+
+// BrokerMetrics registers the broker's storage metrics with reg:
+// ddnn_broker_storage_errors_total{kind} and ddnn_broker_storage_failing.
+func BrokerMetrics(reg prometheus.Registerer) BrokerOpt {
+	return func(c *brokerConfig) { c.reg = reg }
 }
 
 // DataDir keeps the broker's topics, records and committed offsets in dir
@@ -132,7 +141,7 @@ func SyncWrites() BrokerOpt { return func(c *brokerConfig) { c.syncWrites = true
 // StartBroker listens on addr (host:port; port 0 picks one) and creates the
 // topics that do not exist yet, each with partitions.
 func StartBroker(addr string, partitions int32, topics []string, log *slog.Logger, opts ...BrokerOpt) (*Broker, error) {
-	var cfg brokerConfig
+	cfg := brokerConfig{probeEvery: time.Second}
 	for _, o := range opts {
 		o(&cfg)
 	}
@@ -154,8 +163,9 @@ func StartBroker(addr string, partitions int32, topics []string, log *slog.Logge
 			return net.Listen(network, net.JoinHostPort(host, p))
 		}),
 		kfake.DefaultNumPartitions(int(partitions)),
-		kfake.WithLogger(&brokerLogger{log: log.With("component", "broker")}),
 	}
+	blog := &brokerLogger{log: log.With("component", "broker")}
+	kopts = append(kopts, kfake.WithLogger(blog))
 	kopts, admin, err := cfg.sec.apply(kopts)
 	if err != nil {
 		return nil, err
@@ -170,6 +180,13 @@ func StartBroker(addr string, partitions int32, topics []string, log *slog.Logge
 			b.unlock()
 			return nil, fmt.Errorf("embedded broker data dir: %w", err)
 		}
+		m, err := newStorageMetrics(cfg.reg)
+		if err != nil {
+			b.unlock()
+			return nil, err
+		}
+		b.watch = newStorageWatch(blog.log, m, cfg.dataDir, cfg.probeEvery)
+		blog.watch = b.watch
 		kopts = append(kopts, kfake.DataDir(cfg.dataDir))
 		if cfg.syncWrites {
 			kopts = append(kopts, kfake.SyncWrites())
@@ -242,6 +259,9 @@ func lockDataDir(dir string) (*os.File, error) {
 }
 
 func (b *Broker) unlock() {
+	if b.watch != nil {
+		b.watch.close()
+	}
 	if b.lock != nil {
 		b.lock.Close() // releases the flock
 		b.lock = nil
@@ -318,4 +338,10 @@ func RecordSize(r *kgo.Record) int {
 		n += varint + len(h.Key) + varint + len(h.Value)
 	}
 	return n
+}
+
+// storageProbeEvery sets how often a failing data directory is probed
+// (tests; one second otherwise).
+func storageProbeEvery(d time.Duration) BrokerOpt {
+	return func(c *brokerConfig) { c.probeEvery = d }
 }

@@ -9,7 +9,10 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
+	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/twmb/franz-go/pkg/kfake"
 )
 
@@ -132,16 +135,22 @@ func writeFileSync(path string, data []byte) error {
 }
 
 // brokerLogger hands kfake's log lines to log (component=broker): its
-// errors and warnings as such, its info (a line per request or group
-// change) and debug lines at debug. The failures of kfake's attempts to
+// storage errors to the storage watch, which logs a line per change of
+// state, its other errors and warnings as such, its info (a line per
+// request or group change) and debug lines at debug. The failures of kfake's attempts to
 // save sasl.json, which prepareDataDir makes fail on purpose, are dropped.
 type brokerLogger struct {
-	log *slog.Logger
+	log   *slog.Logger
+	watch *storageWatch // nil in memory
 }
 
 func (l *brokerLogger) Logf(level kfake.LogLevel, format string, args ...any) {
 	args = dropSASLSaveErrors(format, args)
 	if args == nil {
+		return
+	}
+	if kind := storageKind(format, args); kind != "" && l.watch != nil {
+		l.watch.failed(kind, fmt.Sprintf(format, args...))
 		return
 	}
 	var lvl slog.Level
@@ -184,4 +193,159 @@ func dropSASLSaveErrors(format string, args []any) []any {
 		return nil
 	}
 	return []any{errors.Join(rest...)}
+}
+
+// Storage error kinds, the values of the kind label of
+// ddnn_broker_storage_errors_total: the file a failed write was for, or
+// load for corrupt data kfake dropped while loading.
+const (
+	storageSegment   = "segment"
+	storageGroupsLog = "groups_log"
+	storagePIDsLog   = "pids_log"
+	storageState     = "state"
+	storageLoad      = "load"
+)
+
+// storageKind is the kind of a kfake log line that reports a storage
+// error, "" for any other line.
+func storageKind(format string, args []any) string {
+	switch {
+	case strings.HasPrefix(format, "persist batch"), strings.HasPrefix(format, "rebuildSegments"),
+		strings.HasPrefix(format, "endTx: failed to persist"), strings.HasPrefix(format, "delete topic"):
+		return storageSegment
+	case strings.HasPrefix(format, "persist group entry"), strings.HasPrefix(format, "compact groups.log"):
+		return storageGroupsLog
+	case strings.HasPrefix(format, "persist pid entry"), strings.HasPrefix(format, "compact pids.log"):
+		return storagePIDsLog
+	case format == "persist %s: %v", strings.HasPrefix(format, "persist to disk"), strings.HasPrefix(format, "save session state"):
+		return storageState
+	case strings.Contains(format, "corrupt"), strings.Contains(format, "truncat"):
+		return storageLoad
+	}
+	return ""
+}
+
+// storageMetrics are the broker's storage metrics.
+type storageMetrics struct {
+	errors  *prometheus.CounterVec
+	failing prometheus.Gauge
+}
+
+func newStorageMetrics(reg prometheus.Registerer) (*storageMetrics, error) {
+	m := &storageMetrics{
+		errors: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "ddnn_broker_storage_errors_total",
+			Help: "Storage errors of the embedded broker by kind: failed writes of a segment, groups_log (commits), pids_log or state file, and load (corrupt data dropped at start).",
+		}, []string{"kind"}),
+		failing: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "ddnn_broker_storage_failing",
+			Help: "1 while the embedded broker's writes to its data directory fail (produces and commits are refused), else 0.",
+		}),
+	}
+	for _, k := range []string{storageSegment, storageGroupsLog, storagePIDsLog, storageState, storageLoad} {
+		m.errors.WithLabelValues(k)
+	}
+	if reg == nil {
+		return m, nil
+	}
+	for _, c := range []prometheus.Collector{m.errors, m.failing} {
+		if err := reg.Register(c); err != nil {
+			return nil, fmt.Errorf("broker storage metrics: %w", err)
+		}
+	}
+	return m, nil
+}
+
+// storageWatch turns kfake's storage error lines into a state: it logs
+// the change to failing once, with the first error, and counts every
+// error. kfake reports failures only, so recovery is probed: after a
+// whole probeEvery without a storage error, a small file is written to the
+// data directory; when that succeeds (and no error came meanwhile) the
+// recovery is logged once.
+type storageWatch struct {
+	log        *slog.Logger
+	m          *storageMetrics
+	dir        string
+	probeEvery time.Duration
+
+	mu       sync.Mutex
+	failing  bool
+	since    time.Time
+	errs     int  // errors in this failing period
+	recent   bool // an error since the last probe
+	stop     chan struct{}
+	stopped  chan struct{}
+	stopOnce sync.Once
+}
+
+func newStorageWatch(log *slog.Logger, m *storageMetrics, dir string, probeEvery time.Duration) *storageWatch {
+	w := &storageWatch{log: log, m: m, dir: dir, probeEvery: probeEvery,
+		stop: make(chan struct{}), stopped: make(chan struct{})}
+	go w.run()
+	return w
+}
+
+// failed records a storage error of kind.
+func (w *storageWatch) failed(kind, msg string) {
+	w.m.errors.WithLabelValues(kind).Inc()
+	if kind == storageLoad {
+		// Corrupt data dropped at start: one line each, it happens once.
+		w.log.Error("broker storage: corrupt data dropped while loading", "kind", kind, "err", msg)
+		return
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.errs++
+	w.recent = true
+	if w.failing {
+		return
+	}
+	w.failing, w.since = true, time.Now()
+	w.m.failing.Set(1)
+	w.log.Error("broker storage failing: writes to the data directory fail; produces and commits are refused until they succeed again",
+		"data_dir", w.dir, "kind", kind, "err", msg)
+}
+
+func (w *storageWatch) run() {
+	defer close(w.stopped)
+	t := time.NewTicker(w.probeEvery)
+	defer t.Stop()
+	for {
+		select {
+		case <-w.stop:
+			return
+		case <-t.C:
+		}
+		w.mu.Lock()
+		quiet := w.failing && !w.recent
+		w.recent = false
+		w.mu.Unlock()
+		if !quiet {
+			continue
+		}
+		err := w.probe()
+		w.mu.Lock()
+		if err == nil && !w.recent && w.failing {
+			w.failing = false
+			w.m.failing.Set(0)
+			w.log.Info("broker storage recovered: writes to the data directory succeed again",
+				"data_dir", w.dir, "failed_writes", w.errs, "failing_for", time.Since(w.since).Round(time.Millisecond).String())
+			w.errs = 0
+		}
+		w.mu.Unlock()
+	}
+}
+
+// probe writes, syncs and removes a small file in the data directory.
+func (w *storageWatch) probe() error {
+	path := filepath.Join(w.dir, "probe.tmp")
+	os.Remove(path)
+	err := writeFileSync(path, make([]byte, 4096))
+	os.Remove(path)
+	return err
+}
+
+func (w *storageWatch) close() {
+	w.stopOnce.Do(func() { close(w.stop) })
+	<-w.stopped
 }

@@ -2,13 +2,23 @@ package kafka
 
 import (
 	"bytes"
+	"context"
+	"crypto/rand"
+	"errors"
 	"io/fs"
+	"log/slog"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	"github.com/twmb/franz-go/pkg/kgo"
 )
 
 // TestDataDirOwnerOnly: the data directory is 0700 and everything in it
@@ -127,5 +137,132 @@ func checkOwnerOnly(t *testing.T, data, when string) {
 	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534}}
 	if out, err := cmd.Output(); err != nil || string(out) != "x" {
 		t.Fatalf("nobody cannot read a world-readable file next to the data directory: %q %v", out, err)
+	}
+}
+
+// syncBuffer is a log sink safe for the broker's goroutines.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// waitFor polls cond until it holds or the deadline passes.
+func waitFor(t *testing.T, what string, d time.Duration, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: not within %v", what, d)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// TestBrokerStorageFullLogged: on a full file system the broker logs
+// that its storage fails once, however many produces fail, counts every
+// failed write in ddnn_broker_storage_errors_total and sets
+// ddnn_broker_storage_failing; once space is freed it logs the recovery
+// once, clears the gauge and takes records again.
+func TestBrokerStorageFullLogged(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("mounting a small tmpfs needs root")
+	}
+	mnt := t.TempDir()
+	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", mnt).CombinedOutput(); err != nil {
+		t.Skipf("mount tmpfs: %v %s", err, out)
+	}
+	t.Cleanup(func() {
+		if out, err := exec.Command("umount", mnt).CombinedOutput(); err != nil {
+			t.Errorf("umount %s: %v %s", mnt, err, out)
+		}
+	})
+	var logs syncBuffer
+	log := slog.New(slog.NewTextHandler(&logs, nil))
+	reg := prometheus.NewRegistry()
+	b, err := StartBroker("127.0.0.1:0", 1, []string{"t"}, log, DataDir(filepath.Join(mnt, "data")), BrokerMetrics(reg), storageProbeEvery(50*time.Millisecond))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(b.Close)
+	cl, err := kgo.NewClient(kgo.SeedBrokers(b.Addr()), kgo.RecordDeliveryTimeout(time.Second), kgo.ProducerLinger(0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(cl.Close)
+	value := make([]byte, 16<<10) // incompressible, more than a page: never fits in a partly used one
+	rand.Read(value)
+	send := func() error {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		return cl.ProduceSync(ctx, &kgo.Record{Topic: "t", Value: value}).FirstErr()
+	}
+	if err := send(); err != nil {
+		t.Fatalf("before the disk is full: %v", err)
+	}
+
+	// Fill the file system.
+	filler, err := os.Create(filepath.Join(mnt, "filler"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for {
+		if _, err := filler.Write(make([]byte, 4096)); err != nil {
+			if !errors.Is(err, syscall.ENOSPC) {
+				t.Fatal(err)
+			}
+			break
+		}
+	}
+	filler.Close()
+	for i := range 3 {
+		if err := send(); err == nil {
+			t.Fatalf("produce %d on a full disk succeeded", i)
+		}
+	}
+	errorsTotal := func() float64 { return testutil.ToFloat64(b.watch.m.errors.WithLabelValues(storageSegment)) }
+	if n := errorsTotal(); n < 3 {
+		t.Errorf("ddnn_broker_storage_errors_total{kind=segment} = %v after 3 failed produces", n)
+	}
+	if v := testutil.ToFloat64(b.watch.m.failing); v != 1 {
+		t.Errorf("ddnn_broker_storage_failing = %v on a full disk", v)
+	}
+	failing := "broker storage failing"
+	if n := strings.Count(logs.String(), failing); n != 1 {
+		t.Errorf("%d %q lines for %v failed writes, want 1:\n%s", n, failing, errorsTotal(), logs.String())
+	}
+	if !strings.Contains(logs.String(), "no space left on device") || !strings.Contains(logs.String(), "component=broker") {
+		t.Errorf("the failing line lacks the cause or the component:\n%s", logs.String())
+	}
+	// The registry serves both metrics.
+	if n, err := testutil.GatherAndCount(reg, "ddnn_broker_storage_errors_total", "ddnn_broker_storage_failing"); err != nil || n != 6 {
+		t.Errorf("gathered %d series (%v), want 5 kinds and the gauge", n, err)
+	}
+
+	if err := os.Remove(filepath.Join(mnt, "filler")); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "recovery", 10*time.Second, func() bool { return testutil.ToFloat64(b.watch.m.failing) == 0 })
+	if err := send(); err != nil {
+		t.Fatalf("after space was freed: %v", err)
+	}
+	out := logs.String()
+	t.Logf("%v failed segment writes; the broker's log:\n%s", errorsTotal(), out)
+	if n := strings.Count(out, "broker storage recovered"); n != 1 {
+		t.Errorf("%d recovery lines, want 1:\n%s", n, out)
+	}
+	if n := strings.Count(out, failing); n != 1 {
+		t.Errorf("%d failing lines after recovery, want 1:\n%s", n, out)
 	}
 }
