@@ -180,6 +180,10 @@ func StartBroker(addr string, partitions int32, topics []string, log *slog.Logge
 			b.unlock()
 			return nil, fmt.Errorf("embedded broker data dir: %w", err)
 		}
+		if err := checkDataDir(cfg.dataDir); err != nil {
+			b.unlock()
+			return nil, err
+		}
 		m, err := newStorageMetrics(cfg.reg)
 		if err != nil {
 			b.unlock()
