@@ -266,3 +266,32 @@ func TestBrokerStorageFullLogged(t *testing.T) {
 		t.Errorf("%d failing lines after recovery, want 1:\n%s", n, out)
 	}
 }
+
+// TestBrokerCloseQuiet: kfake's failing saves of sasl.json, which keep
+// SASL users off the disk, are not reported as storage errors: a start
+// and a stop with users log no warning or error and count none.
+func TestBrokerCloseQuiet(t *testing.T) {
+	var logs syncBuffer
+	log := slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	dir := filepath.Join(t.TempDir(), "data")
+	for range 2 { // a new directory, then a restored one
+		b, err := StartBroker("127.0.0.1:0", 1, []string{"t"}, log, DataDir(dir), BrokerMetrics(prometheus.NewRegistry()),
+			BrokerUsers(false, User{Mechanism: "SCRAM-SHA-512", Name: "u", Password: "pw-not-on-disk"}))
+		if err != nil {
+			t.Fatal(err)
+		}
+		m := b.watch.m
+		b.Close()
+		for _, k := range []string{storageSegment, storageGroupsLog, storagePIDsLog, storageState, storageLoad} {
+			if n := testutil.ToFloat64(m.errors.WithLabelValues(k)); n != 0 {
+				t.Errorf("%v %s storage errors", n, k)
+			}
+		}
+	}
+	if logs.String() != "" {
+		t.Errorf("start and stop logged:\n%s", logs.String())
+	}
+	if _, err := os.Stat(filepath.Join(dir, saslFile)); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("sasl.json: %v", err)
+	}
+}
