@@ -31,6 +31,7 @@ Commands:
   models check   load every tier's model and verify the chain
   models eval    run the labeled test set through the chain; --sweep, --json
   broker         run the embedded Kafka-protocol broker alone (on disk; --ephemeral: in memory)
+  broker repair  drop what is damaged in a stopped embedded broker's data directory, saying what is lost
   funnel         run the funnel alone: device ingest and internal deliveries
   connector      run one tier's kafka-to-http connector alone
   uplink         ship one site's queue for another site to that site's funnel

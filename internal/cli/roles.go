@@ -23,6 +23,7 @@ import (
 	"github.com/ddnn-continuum/ddnn/internal/kafka"
 	"github.com/ddnn-continuum/ddnn/internal/pipeline"
 	"github.com/ddnn-continuum/ddnn/internal/socket"
+	"github.com/ddnn-continuum/ddnn/internal/wire"
 )
 
 // newRegistry makes a registry with Go and process metrics; rolled-up
@@ -173,7 +174,10 @@ func siteFlag(fs *flag.FlagSet, p *pipeline.Pipeline, site string) (string, erro
 }
 
 func runBroker(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := newFlags("broker", "broker -f FILE [--site NAME] [--listen ADDR] [--ephemeral]", stderr)
+	if len(args) > 0 && args[0] == "repair" {
+		return runBrokerRepair(args[1:], stdout, stderr)
+	}
+	fs := newFlags("broker", "broker -f FILE [--site NAME] [--listen ADDR] [--ephemeral]\n       ddnn broker repair -f FILE [--site NAME]", stderr)
 	rf := addRoleFlags(fs, stderr, false)
 	listen := fs.String("listen", "", "address to listen on (default: the site's kafka.embedded_listen)")
 	siteName := fs.String("site", "", "the site whose broker this is, with the topics that live there (required when the pipeline has several sites)")
@@ -205,6 +209,39 @@ func runBroker(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	fmt.Fprintf(stdout, "embedded Kafka broker of site %s on %s (%s); topics: %s\n", site, b.Addr(), storage, strings.Join(p.TopicsOn(site), ", "))
 	<-ctx.Done()
 	return nil
+}
+
+// runBrokerRepair repairs the site's stopped embedded broker's data
+// directory (kafka.RepairDataDir) and prints what it dropped, naming the
+// messages by their ids.
+func runBrokerRepair(args []string, stdout, stderr io.Writer) error {
+	fs := newFlags("broker repair", "broker repair -f FILE [--site NAME]", stderr)
+	file := fileFlag(fs)
+	siteName := fs.String("site", "", "the site whose broker's data directory to repair (required when the pipeline has several sites)")
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	p, err := loadPipeline(*file)
+	if err != nil {
+		return err
+	}
+	site, err := siteFlag(fs, p, *siteName)
+	if err != nil {
+		return err
+	}
+	s, err := p.Site(site)
+	if err != nil {
+		return fmt.Errorf("%w: --site: %v", errUsage, err)
+	}
+	dir, err := p.SiteDataDir(s)
+	if err != nil {
+		return fmt.Errorf("embedded broker data dir: %w", err)
+	}
+	rep, err := kafka.RepairDataDir(dir)
+	if rep != nil {
+		rep.Write(stdout, wire.HeaderID)
+	}
+	return err
 }
 
 func runFunnel(ctx context.Context, args []string, stdout, stderr io.Writer) error {

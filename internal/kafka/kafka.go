@@ -80,6 +80,8 @@ type Broker struct {
 	addr    string
 	dataDir string
 	lock    *os.File // holds the data directory's lock; nil in memory
+	log     *slog.Logger
+	watch   *storageWatch // nil in memory
 }
 
 // StartSiteBroker starts the embedded broker of site (one of p's sites)
@@ -87,8 +89,8 @@ type Broker struct {
 // the topics that live on the site; it keeps them in the site's data
 // directory (pipeline.SiteDataDir), syncing writes if the site asks, unless
 // ephemeral. It requires what the site's embedded_tls, embedded_users and
-// embedded_acls say.
-func StartSiteBroker(p *pipeline.Pipeline, site *pipeline.Site, addr string, ephemeral bool, log *slog.Logger) (*Broker, error) {
+// embedded_acls say; extra are added to those options (BrokerMetrics).
+func StartSiteBroker(p *pipeline.Pipeline, site *pipeline.Site, addr string, ephemeral bool, log *slog.Logger, extra ...BrokerOpt) (*Broker, error) {
 	k := &site.Kafka
 	if addr == "" {
 		addr = k.EmbeddedListen
@@ -116,7 +118,7 @@ func StartSiteBroker(p *pipeline.Pipeline, site *pipeline.Site, addr string, eph
 			opts = append(opts, SyncWrites())
 		}
 	}
-	return StartBroker(addr, k.Partitions, p.TopicsOn(site.Name), log, opts...)
+	return StartBroker(addr, k.Partitions, p.TopicsOn(site.Name), log, append(opts, extra...)...)
 }
 
 // BrokerOpt configures StartBroker.
@@ -126,6 +128,14 @@ type brokerConfig struct {
 	dataDir    string
 	syncWrites bool
 	sec        brokerSecurity
+	reg        prometheus.Registerer
+	probeEvery time.Duration
+}
+
+// BrokerMetrics registers the broker's storage metrics with reg:
+// ddnn_broker_storage_errors_total{kind} and ddnn_broker_storage_failing.
+func BrokerMetrics(reg prometheus.Registerer) BrokerOpt {
+	return func(c *brokerConfig) { c.reg = reg }
 }
 
 // DataDir keeps the broker's topics, records and committed offsets in dir
@@ -140,7 +150,7 @@ func SyncWrites() BrokerOpt { return func(c *brokerConfig) { c.syncWrites = true
 // StartBroker listens on addr (host:port; port 0 picks one) and creates the
 // topics that do not exist yet, each with partitions.
 func StartBroker(addr string, partitions int32, topics []string, log *slog.Logger, opts ...BrokerOpt) (*Broker, error) {
-	var cfg brokerConfig
+	cfg := brokerConfig{probeEvery: time.Second}
 	for _, o := range opts {
 		o(&cfg)
 	}
@@ -163,26 +173,33 @@ func StartBroker(addr string, partitions int32, topics []string, log *slog.Logge
 		}),
 		kfake.DefaultNumPartitions(int(partitions)),
 	}
+	blog := &brokerLogger{log: log.With("component", "broker")}
+	kopts = append(kopts, kfake.WithLogger(blog))
 	kopts, admin, err := cfg.sec.apply(kopts)
 	if err != nil {
 		return nil, err
 	}
-	b := &Broker{dataDir: cfg.dataDir}
+	b := &Broker{dataDir: cfg.dataDir, log: log}
 	restored := false
 	if cfg.dataDir != "" {
 		if b.lock, err = lockDataDir(cfg.dataDir); err != nil {
 			return nil, err
 		}
-		// Users and ACLs come from the options at every start, not from
-		// what an earlier run kept.
-		for _, f := range []string{"sasl.json", "acls.json"} {
-			if err := os.Remove(filepath.Join(cfg.dataDir, f)); err != nil && !errors.Is(err, os.ErrNotExist) {
-				b.unlock()
-				return nil, fmt.Errorf("embedded broker data dir: %w", err)
-			}
+		if restored, err = prepareDataDir(cfg.dataDir); err != nil {
+			b.unlock()
+			return nil, fmt.Errorf("embedded broker data dir: %w", err)
 		}
-		_, err := os.Stat(filepath.Join(cfg.dataDir, "meta.json"))
-		restored = err == nil
+		if err := checkDataDir(cfg.dataDir); err != nil {
+			b.unlock()
+			return nil, err
+		}
+		m, err := newStorageMetrics(cfg.reg)
+		if err != nil {
+			b.unlock()
+			return nil, err
+		}
+		b.watch = newStorageWatch(blog.log, m, cfg.dataDir, cfg.probeEvery)
+		blog.watch = b.watch
 		kopts = append(kopts, kfake.DataDir(cfg.dataDir))
 		if cfg.syncWrites {
 			kopts = append(kopts, kfake.SyncWrites())
@@ -212,6 +229,13 @@ func StartBroker(addr string, partitions int32, topics []string, log *slog.Logge
 			return nil, fmt.Errorf("embedded broker: %w", err)
 		}
 	}
+	if cfg.dataDir != "" {
+		// What kfake wrote while starting (topics.json, acls.json).
+		if err := restrictDataDir(cfg.dataDir); err != nil {
+			b.Close()
+			return nil, fmt.Errorf("embedded broker data dir: %w", err)
+		}
+	}
 	attrs := []any{"addr", b.addr, "topics", len(topics), "partitions", partitions}
 	if cfg.dataDir == "" {
 		attrs = append(attrs, "storage", "memory")
@@ -226,11 +250,11 @@ func StartBroker(addr string, partitions int32, topics []string, log *slog.Logge
 // lockDataDir creates dir and takes its lock file, which the kernel
 // releases when the process ends however it ends.
 func lockDataDir(dir string) (*os.File, error) {
-	if err := os.MkdirAll(dir, 0o755); err != nil {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("embedded broker data dir: %w", err)
 	}
 	path := filepath.Join(dir, "lock")
-	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o644)
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
 	if err != nil {
 		return nil, fmt.Errorf("embedded broker data dir: %w", err)
 	}
@@ -248,6 +272,9 @@ func lockDataDir(dir string) (*os.File, error) {
 }
 
 func (b *Broker) unlock() {
+	if b.watch != nil {
+		b.watch.close()
+	}
 	if b.lock != nil {
 		b.lock.Close() // releases the flock
 		b.lock = nil
@@ -264,6 +291,14 @@ func (b *Broker) DataDir() string { return b.dataDir }
 // first and then releases the directory.
 func (b *Broker) Close() {
 	b.cluster.Close()
+	if b.dataDir != "" {
+		// kfake creates files 0644 and directories 0755 (inside the
+		// 0700 data directory); what it wrote at shutdown is made
+		// owner-only before the directory is released.
+		if err := restrictDataDir(b.dataDir); err != nil {
+			b.log.Error("embedded broker data dir permissions", "data_dir", b.dataDir, "err", err)
+		}
+	}
 	b.unlock()
 }
 
@@ -316,4 +351,10 @@ func RecordSize(r *kgo.Record) int {
 		n += varint + len(h.Key) + varint + len(h.Value)
 	}
 	return n
+}
+
+// storageProbeEvery sets how often a failing data directory is probed
+// (tests; one second otherwise).
+func storageProbeEvery(d time.Duration) BrokerOpt {
+	return func(c *brokerConfig) { c.probeEvery = d }
 }

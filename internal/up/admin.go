@@ -2,9 +2,9 @@ package up
 
 import (
 	"errors"
-	"log/slog"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
 	"strings"
 	"time"

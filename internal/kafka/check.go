@@ -1,0 +1,630 @@
+package kafka
+
+import (
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"hash/crc32"
+	"maps"
+	"net/url"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
+)
+
+// The embedded broker's data directory is checked before kfake loads it.
+// kfake reads a partition's segment files (.dat: Kafka record batches,
+// each with a CRC-32C) and its groups.log and pids.log (entries framed as
+// [length LE32][CRC-32C LE32][version LE16][JSON]) front to back and, at
+// the first batch or entry that fails its checksum or is cut short,
+// silently drops it and everything after it: the records behind a flipped
+// byte, the commits behind a flipped byte in groups.log. So the broker
+// refuses to start on a damaged directory, naming each damaged file, its
+// byte range and the offsets it held, and RepairDataDir drops exactly
+// the damaged bytes, keeps what follows them, and says what was dropped.
+
+var crc32c = crc32.MakeTable(crc32.Castagnoli)
+
+const (
+	batchHeaderSize = 61 // a record batch's header, up to its first record
+	logEntryHeader  = 10 // a groups.log or pids.log entry's framing
+)
+
+// DamagedError is the start's refusal of a damaged data directory.
+type DamagedError struct {
+	Dir    string
+	Damage []Damage
+}
+
+func (e *DamagedError) Error() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "embedded broker data dir %s is damaged, so the broker does not start on it:", e.Dir)
+	for _, d := range e.Damage {
+		b.WriteString("\n  " + d.String())
+	}
+	b.WriteString("\nrun `ddnn broker repair -f PIPELINE.yaml [--site NAME]` with the broker stopped: it drops exactly the damaged bytes, keeps what follows, and lists what is lost")
+	return b.String()
+}
+
+// Damage is one damaged byte range of a file in the data directory.
+type Damage struct {
+	File     string // relative to the data directory
+	From, To int64  // the damaged bytes, [From, To)
+	Size     int64  // the file's size
+	Reason   string
+
+	// A segment's damage: the partition and the offsets the damaged
+	// bytes held (First, Last inclusive; -1 when unknown).
+	Topic       string
+	Partition   int32
+	First, Last int64
+	// Bounds says where First and Last come from.
+	Bounds string
+
+	// A log's damage: how many entries the range held, if its framing
+	// still says (-1 otherwise).
+	Entries int
+}
+
+func (d Damage) String() string {
+	if d.From < 0 {
+		return d.File + ": " + d.Reason
+	}
+	s := fmt.Sprintf("%s: bytes %d-%d of %d %s", d.File, d.From, d.To, d.Size, d.Reason)
+	switch {
+	case d.Topic != "" && d.First >= 0 && d.Last >= d.First:
+		s += fmt.Sprintf(": offsets %d-%d of %s-%d (%d records, %s)", d.First, d.Last, d.Topic, d.Partition, d.Last-d.First+1, d.Bounds)
+	case d.Topic != "":
+		s += fmt.Sprintf(": offsets from %d of %s-%d, the end unknown", d.First, d.Topic, d.Partition)
+	case d.Entries == 1:
+		s += ": 1 entry"
+	case d.Entries >= 0:
+		s += fmt.Sprintf(": %d entries", d.Entries)
+	}
+	return s
+}
+
+// batchSpan is a readable record batch of a segment file.
+type batchSpan struct {
+	pos, size   int
+	first, last int64
+	epoch       int32
+	attrs       int16
+	maxTS       int64
+}
+
+// validBatchAt reads the record batch at pos of raw if it is whole and
+// its CRC-32C matches.
+func validBatchAt(raw []byte, pos int) (batchSpan, bool) {
+	if pos+batchHeaderSize > len(raw) || raw[pos+16] != 2 {
+		return batchSpan{}, false
+	}
+	length := int(int32(binary.BigEndian.Uint32(raw[pos+8:])))
+	if length < batchHeaderSize-12 || pos+12+length > len(raw) {
+		return batchSpan{}, false
+	}
+	end := pos + 12 + length
+	if binary.BigEndian.Uint32(raw[pos+17:]) != crc32.Checksum(raw[pos+21:end], crc32c) {
+		return batchSpan{}, false
+	}
+	first := int64(binary.BigEndian.Uint64(raw[pos:]))
+	return batchSpan{
+		pos: pos, size: 12 + length,
+		first: first, last: first + int64(int32(binary.BigEndian.Uint32(raw[pos+23:]))),
+		epoch: int32(binary.BigEndian.Uint32(raw[pos+12:])),
+		attrs: int16(binary.BigEndian.Uint16(raw[pos+21:])),
+		maxTS: int64(binary.BigEndian.Uint64(raw[pos+35:])),
+	}, true
+}
+
+// span is a byte range [from, to).
+type span struct{ from, to int }
+
+// scanSegment splits a segment file into its readable batches and the
+// damaged ranges between them: after a damaged byte the scan resumes at
+// the next position where a whole batch with a matching CRC-32C starts.
+func scanSegment(raw []byte) (good []batchSpan, bad []span) {
+	for pos := 0; pos < len(raw); {
+		if b, ok := validBatchAt(raw, pos); ok {
+			good = append(good, b)
+			pos += b.size
+			continue
+		}
+		q := pos + 1
+		for ; q < len(raw); q++ {
+			if _, ok := validBatchAt(raw, q); ok {
+				break
+			}
+		}
+		bad = append(bad, span{pos, q})
+		pos = q
+	}
+	return good, bad
+}
+
+// validEntryAt reads the groups.log or pids.log entry at pos of raw.
+func validEntryAt(raw []byte, pos int) (size int, ok bool) {
+	if pos+logEntryHeader > len(raw) {
+		return 0, false
+	}
+	length := int(binary.LittleEndian.Uint32(raw[pos:]))
+	if length < 2 || length > len(raw)-pos-8 {
+		return 0, false
+	}
+	end := pos + 8 + length
+	if binary.LittleEndian.Uint32(raw[pos+4:]) != crc32.Checksum(raw[pos+8:end], crc32c) {
+		return 0, false
+	}
+	return 8 + length, true
+}
+
+// scanLog splits groups.log or pids.log into its readable entries and
+// the damaged ranges between them, resuming after a damaged byte at the
+// next whole entry with a matching checksum.
+func scanLog(raw []byte) (good, bad []span) {
+	for pos := 0; pos < len(raw); {
+		if n, ok := validEntryAt(raw, pos); ok {
+			good = append(good, span{pos, pos + n})
+			pos += n
+			continue
+		}
+		q := pos + 1
+		for ; q < len(raw); q++ {
+			if _, ok := validEntryAt(raw, q); ok {
+				break
+			}
+		}
+		bad = append(bad, span{pos, q})
+		pos = q
+	}
+	return good, bad
+}
+
+// snapshotFile is the part of kfake's partition snapshot.json (written at
+// a clean stop) the check uses.
+type snapshotFile struct {
+	HighWatermark int64 `json:"high_watermark"`
+	Segments      []struct {
+		BaseOffset int64 `json:"base_offset"`
+		Size       int64 `json:"size"`
+	} `json:"segments"`
+}
+
+// partScan is the scan of one partition directory.
+type partScan struct {
+	dir       string // relative to the data directory
+	topic     string
+	partition int32
+	compacted bool
+	snap      *snapshotFile
+	segs      []segScan
+	damage    []Damage
+}
+
+type segScan struct {
+	base int64
+	path string // relative
+	raw  []byte
+	good []batchSpan
+	bad  []span
+	// fixed are the batches (by position) whose base offset, which
+	// their checksum does not cover, the offsets around them contradict:
+	// good holds them with the offsets restored.
+	fixed map[int]int64
+}
+
+// end is the offset after the partition's last readable record, and
+// whether it has any.
+func (p *partScan) end() (int64, bool) {
+	for i := len(p.segs) - 1; i >= 0; i-- {
+		if g := p.segs[i].good; len(g) > 0 {
+			return g[len(g)-1].last + 1, true
+		}
+	}
+	return 0, false
+}
+
+// logScan is the scan of groups.log or pids.log.
+type logScan struct {
+	name   string
+	raw    []byte
+	good   []span
+	bad    []span
+	damage []Damage
+}
+
+// dirScan is the scan of a whole data directory.
+type dirScan struct {
+	parts []*partScan
+	logs  []*logScan
+}
+
+func (s *dirScan) damage() []Damage {
+	var out []Damage
+	for _, p := range s.parts {
+		out = append(out, p.damage...)
+	}
+	for _, l := range s.logs {
+		out = append(out, l.damage...)
+	}
+	return out
+}
+
+// topicsFile is the part of kfake's topics.json the check uses.
+type topicsFile struct {
+	Topics []struct {
+		Name    string            `json:"name"`
+		Configs map[string]string `json:"configs"`
+	} `json:"topics"`
+}
+
+// scanDataDir reads every segment file, groups.log and pids.log of dir.
+func scanDataDir(dir string) (*dirScan, error) {
+	s := &dirScan{}
+	compacted := map[string]bool{}
+	if b, err := os.ReadFile(filepath.Join(dir, "topics.json")); err == nil {
+		var tf topicsFile
+		if json.Unmarshal(b, &tf) == nil {
+			for _, t := range tf.Topics {
+				compacted[t.Name] = strings.Contains(t.Configs["cleanup.policy"], "compact")
+			}
+		}
+	}
+	entries, err := os.ReadDir(filepath.Join(dir, "partitions"))
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
+		return nil, err
+	}
+	for _, e := range entries {
+		if !e.IsDir() {
+			continue
+		}
+		i := strings.LastIndexByte(e.Name(), '-')
+		if i < 0 {
+			continue
+		}
+		part, err := strconv.ParseInt(e.Name()[i+1:], 10, 32)
+		if err != nil {
+			continue
+		}
+		topic, err := url.PathUnescape(e.Name()[:i])
+		if err != nil {
+			continue
+		}
+		p := &partScan{dir: filepath.Join("partitions", e.Name()), topic: topic, partition: int32(part), compacted: compacted[topic]}
+		if err := p.scan(dir); err != nil {
+			return nil, err
+		}
+		s.parts = append(s.parts, p)
+	}
+	for _, name := range []string{"groups.log", "pids.log"} {
+		raw, err := os.ReadFile(filepath.Join(dir, name))
+		if errors.Is(err, os.ErrNotExist) {
+			continue
+		} else if err != nil {
+			return nil, err
+		}
+		l := &logScan{name: name, raw: raw}
+		l.good, l.bad = scanLog(raw)
+		for _, b := range l.bad {
+			d := Damage{File: name, From: int64(b.from), To: int64(b.to), Size: int64(len(raw)), Entries: -1}
+			d.Reason, d.Entries = logDamage(raw, b)
+			l.damage = append(l.damage, d)
+		}
+		s.logs = append(s.logs, l)
+	}
+	return s, nil
+}
+
+// logDamage says why a log's damaged range is damaged and how many
+// entries it held, when its framing says.
+func logDamage(raw []byte, b span) (string, int) {
+	if b.to == len(raw) {
+		length := 0
+		if b.from+4 <= len(raw) {
+			length = int(binary.LittleEndian.Uint32(raw[b.from:]))
+		}
+		if b.from+8+length > len(raw) && length >= 2 && length < 1<<26 {
+			return "are an entry cut short (the file ends inside it)", 1
+		}
+	}
+	if b.from+4 <= len(raw) {
+		if length := int(binary.LittleEndian.Uint32(raw[b.from:])); b.from+8+length == b.to {
+			return "fail their checksum (CRC-32C)", 1
+		}
+	}
+	return "fail their checksum (CRC-32C) and their framing", -1
+}
+
+func (p *partScan) scan(dir string) error {
+	pdir := filepath.Join(dir, p.dir)
+	entries, err := os.ReadDir(pdir)
+	if err != nil {
+		return err
+	}
+	for _, e := range entries {
+		base, ok := strings.CutSuffix(e.Name(), ".dat")
+		if !ok {
+			continue
+		}
+		off, err := strconv.ParseInt(base, 10, 64)
+		if err != nil {
+			continue
+		}
+		raw, err := os.ReadFile(filepath.Join(pdir, e.Name()))
+		if err != nil {
+			return err
+		}
+		sg := segScan{base: off, path: filepath.Join(p.dir, e.Name()), raw: raw}
+		sg.good, sg.bad = scanSegment(raw)
+		p.segs = append(p.segs, sg)
+	}
+	slices.SortFunc(p.segs, func(a, b segScan) int { return int(min(max(a.base-b.base, -1), 1)) })
+	if b, err := os.ReadFile(filepath.Join(pdir, "snapshot.json")); err == nil {
+		var snap snapshotFile
+		if json.Unmarshal(b, &snap) == nil {
+			p.snap = &snap
+		}
+	}
+	p.checkOffsets()
+	for i := range p.segs {
+		sg := &p.segs[i]
+		for _, b := range sg.bad {
+			p.damage = append(p.damage, p.segDamage(i, b))
+		}
+		// A file shorter than kfake recorded at its last clean stop
+		// lost its end, even if it now ends on a batch boundary.
+		if p.snap == nil || p.compacted {
+			continue
+		}
+		for _, ss := range p.snap.Segments {
+			if ss.BaseOffset != sg.base || ss.Size <= int64(len(sg.raw)) {
+				continue
+			}
+			if n := len(sg.bad); n > 0 && sg.bad[n-1].to == len(sg.raw) {
+				d := &p.damage[len(p.damage)-1]
+				d.Reason += fmt.Sprintf(", and the file is %d bytes shorter than when the broker last stopped", ss.Size-int64(len(sg.raw)))
+				continue
+			}
+			d := p.segDamage(i, span{len(sg.raw), len(sg.raw)})
+			d.To = ss.Size
+			d.Reason = fmt.Sprintf("are missing (the file is %d bytes shorter than when the broker last stopped)", ss.Size-int64(len(sg.raw)))
+			p.damage = append(p.damage, d)
+		}
+	}
+	return nil
+}
+
+// segDamage describes damaged range b of segment i: the offsets it held
+// lie between the readable batches around it.
+func (p *partScan) segDamage(i int, b span) Damage {
+	sg := &p.segs[i]
+	d := Damage{File: sg.path, From: int64(b.from), To: int64(b.to), Size: int64(len(sg.raw)),
+		Topic: p.topic, Partition: p.partition, First: -1, Last: -1, Entries: -1}
+	d.Reason = "fail their checksum (CRC-32C)"
+	if b.to == len(sg.raw) {
+		if hb, ok := batchHeaderAt(sg.raw, b.from); (ok && b.from+hb.size > len(sg.raw)) || len(sg.raw)-b.from < batchHeaderSize {
+			d.Reason = "are a batch cut short (the file ends inside it)"
+		}
+	}
+	// The first offset: after the readable batch before the range.
+	d.First = sg.base
+	for _, g := range sg.good {
+		if g.pos < b.from {
+			d.First = g.last + 1
+		}
+	}
+	if i > 0 && d.First == sg.base {
+		for j := i - 1; j >= 0; j-- {
+			if g := p.segs[j].good; len(g) > 0 {
+				d.First = g[len(g)-1].last + 1
+				break
+			}
+		}
+	}
+	// The last: before the readable batch after it, else the next
+	// segment's base, else the end kfake recorded, else what the damaged
+	// batch's own header says.
+	for _, g := range sg.good {
+		if g.pos >= b.to {
+			d.Last, d.Bounds = g.first-1, "between the readable batches around them"
+			return d
+		}
+	}
+	if i+1 < len(p.segs) {
+		d.Last, d.Bounds = p.segs[i+1].base-1, "up to the next segment"
+		return d
+	}
+	if p.snap != nil && p.snap.HighWatermark > d.First {
+		d.Last, d.Bounds = p.snap.HighWatermark-1, "up to the end recorded at the last clean stop"
+		return d
+	}
+	if hb, ok := batchHeaderAt(sg.raw, b.from); ok && hb.first == d.First && hb.last >= hb.first {
+		d.Last, d.Bounds = hb.last, "as the damaged batch's header says (unverified)"
+	}
+	return d
+}
+
+// batchHeaderAt reads the header of a batch at pos without checking it.
+func batchHeaderAt(raw []byte, pos int) (batchSpan, bool) {
+	if pos+batchHeaderSize > len(raw) || raw[pos+16] != 2 {
+		return batchSpan{}, false
+	}
+	length := int(int32(binary.BigEndian.Uint32(raw[pos+8:])))
+	if length < batchHeaderSize-12 {
+		return batchSpan{}, false
+	}
+	first := int64(binary.BigEndian.Uint64(raw[pos:]))
+	return batchSpan{pos: pos, size: 12 + length, first: first,
+		last:  first + int64(int32(binary.BigEndian.Uint32(raw[pos+23:]))),
+		attrs: int16(binary.BigEndian.Uint16(raw[pos+21:]))}, true
+}
+
+// checkDataDir refuses a damaged data directory.
+func checkDataDir(dir string) error {
+	s, err := scanDataDir(dir)
+	if err != nil {
+		return fmt.Errorf("embedded broker data dir %s: check: %w", dir, err)
+	}
+	d := append(s.damage(), s.commitsPastEnd()...)
+	if len(d) > 0 {
+		return &DamagedError{Dir: dir, Damage: d}
+	}
+	return nil
+}
+
+// commitsPastEnd are the commits past their partition's end: kfake would
+// hand them to the group, which would skip the records produced up to
+// them or, out of range, read the partition from its start again.
+func (s *dirScan) commitsPastEnd() []Damage {
+	var out []Damage
+	c := s.commits()
+	for _, g := range slices.Sorted(maps.Keys(c)) {
+		for k, o := range c[g] {
+			if s.damaged(k.topic, k.part) {
+				continue // the damage says it
+			}
+			if end, known := s.end(k.topic, k.part); known && o > end {
+				out = append(out, Damage{File: "groups.log", From: -1, To: -1, Entries: -1, First: -1, Last: -1,
+					Reason: fmt.Sprintf("the commit of group %s for %s-%d is at offset %d, past the partition's end %d", g, k.topic, k.part, o, end)})
+			}
+		}
+	}
+	return out
+}
+
+// DroppedRecord is a record of a damaged batch that could still be read
+// (its content is unverified: the batch failed its checksum).
+type DroppedRecord struct {
+	Topic     string
+	Partition int32
+	Offset    int64
+	Key       []byte
+	Headers   []kgo.RecordHeader
+}
+
+// Header is the value of the record's header key, if it has one.
+func (r *DroppedRecord) Header(key string) (string, bool) {
+	for _, h := range r.Headers {
+		if h.Key == key {
+			return string(h.Value), true
+		}
+	}
+	return "", false
+}
+
+// readDamagedRecords reads what records it can from a damaged range of a
+// segment: the batches whose headers still parse, decompressed if they
+// can be, each record until one fails to parse.
+func readDamagedRecords(topic string, partition int32, raw []byte, b span) []DroppedRecord {
+	var out []DroppedRecord
+	dec := kgo.DefaultDecompressor()
+	for pos := b.from; pos < b.to; {
+		hb, ok := batchHeaderAt(raw, pos)
+		if !ok {
+			break
+		}
+		end := min(pos+hb.size, b.to)
+		recs := raw[pos+batchHeaderSize : end]
+		n := int(int32(binary.BigEndian.Uint32(raw[pos+57:])))
+		if codec := hb.attrs & 0x07; codec != 0 {
+			d, err := dec.Decompress(recs, kgo.CompressionCodecType(codec))
+			if err != nil {
+				pos += hb.size
+				continue
+			}
+			recs = d
+		}
+		for i := 0; i < n && len(recs) > 0; i++ {
+			length, used := binary.Varint(recs)
+			if used <= 0 || length < 0 || int(length) > len(recs)-used {
+				break
+			}
+			var r kmsg.Record
+			if err := r.ReadFrom(recs[:used+int(length)]); err != nil {
+				break
+			}
+			dr := DroppedRecord{Topic: topic, Partition: partition, Offset: hb.first + int64(r.OffsetDelta), Key: r.Key}
+			for _, h := range r.Headers {
+				dr.Headers = append(dr.Headers, kgo.RecordHeader{Key: h.Key, Value: h.Value})
+			}
+			out = append(out, dr)
+			recs = recs[used+int(length):]
+		}
+		pos += hb.size
+	}
+	return out
+}
+
+func (s *dirScan) damaged(topic string, part int32) bool {
+	for _, p := range s.parts {
+		if p.topic == topic && p.partition == part {
+			return len(p.damage) > 0
+		}
+	}
+	return false
+}
+
+// checkOffsets finds readable batches whose base offset (the first 8
+// bytes, which the batch's CRC-32C does not cover) contradicts the
+// offsets around them: a batch that does not start where its predecessor
+// ended (or, first in its segment, at the offset the file is named after)
+// while the next batch (or, for the last, the end recorded at the last
+// clean stop) starts where it would end if it did. A gap the batches
+// after it agree with is a gap (what a repair leaves, or compaction, whose
+// topics are not checked). Such a batch's records are intact: its base
+// offset is restored to the one the sequence gives, and the damage says
+// so.
+func (p *partScan) checkOffsets() {
+	if p.compacted {
+		return
+	}
+	expect := int64(-1)
+	for i := range p.segs {
+		sg := &p.segs[i]
+		expect = sg.base
+		for j := range sg.good {
+			b := &sg.good[j]
+			for _, bad := range sg.bad {
+				if bad.from < b.pos && (j == 0 || bad.from > sg.good[j-1].pos) {
+					expect = -1 // a damaged range before it: its offsets are unknown
+				}
+			}
+			if expect >= 0 && b.first != expect && p.nextFirst(i, j) == expect+b.last-b.first+1 {
+				delta := b.last - b.first
+				if sg.fixed == nil {
+					sg.fixed = map[int]int64{}
+				}
+				sg.fixed[b.pos] = expect
+				p.damage = append(p.damage, Damage{File: sg.path, From: int64(b.pos), To: int64(b.pos + 8), Size: int64(len(sg.raw)),
+					Reason: fmt.Sprintf("hold the base offset %d where the batches around say %d (the base offset is not covered by the batch's checksum)", b.first, expect),
+					Topic:  p.topic, Partition: p.partition, First: expect, Last: expect + delta, Entries: -1,
+					Bounds: "intact: the repair restores the base offset and keeps them"})
+				b.first, b.last = expect, expect+delta
+			}
+			expect = b.last + 1
+		}
+	}
+}
+
+// nextFirst is the base offset of the readable batch after batch j of
+// segment i, else the end recorded at the last clean stop, else -1.
+func (p *partScan) nextFirst(i, j int) int64 {
+	if j+1 < len(p.segs[i].good) {
+		return p.segs[i].good[j+1].first
+	}
+	for k := i + 1; k < len(p.segs); k++ {
+		if g := p.segs[k].good; len(g) > 0 {
+			return g[0].first
+		}
+	}
+	if p.snap != nil {
+		return p.snap.HighWatermark
+	}
+	return -1
+}
