@@ -63,14 +63,20 @@ func childrenOf(rt runtime.Runtime) []*proc.Child {
 	return nil
 }
 
+// newRegistry makes the supervisor's own metrics registry, before
+// anything registers with it (the embedded broker does, first).
+func (s *Supervisor) newRegistry() {
+	s.registry = prometheus.NewRegistry()
+	s.registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	s.reg = prometheus.WrapRegistererWith(prometheus.Labels{"pipeline": s.p.Name}, s.registry)
+	s.kafkaReg = s.reg
+}
+
 // serveAdmin serves /metrics (the supervisor's and every child's, labeled
 // by process), /healthz, /readyz and each tier's live replica set, which
 // the connectors follow.
 func (s *Supervisor) serveAdmin() error {
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	s.reg = prometheus.WrapRegistererWith(prometheus.Labels{"pipeline": s.p.Name}, reg)
-	s.kafkaReg = s.reg
+	reg := s.registry
 	restarts := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "ddnn_up_child_restarts", Help: "Restarts of ddnn up's child processes since start.",
 	}, func() float64 {

@@ -152,11 +152,12 @@ func TestRunStopsInOrderAndReports(t *testing.T) {
 	admin := "http://" + tp.admin + "/metrics"
 	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(100 * time.Millisecond) {
 		m := get(t, admin)
-		if strings.Contains(m, "ddnn_funnel_requests_total{") && strings.Contains(m, "ddnn_pipeline_e2e_latency_seconds_count{") {
+		if strings.Contains(m, "ddnn_funnel_requests_total{") && strings.Contains(m, "ddnn_pipeline_e2e_latency_seconds_count{") &&
+			strings.Contains(m, `ddnn_broker_storage_failing{pipeline="fmnist"} 0`) {
 			break
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("%s lacks the funnel's and the end-to-end metrics:\n%s", admin, m)
+			t.Fatalf("%s lacks the funnel's, the end-to-end or the broker's metrics:\n%s", admin, m)
 		}
 	}
 	token, err := os.ReadFile(filepath.Join(".run", tp.p.Name, "service.token"))

@@ -179,7 +179,7 @@ func (s *Supervisor) startMonolith(ctx context.Context) error {
 // startBroker starts the site's embedded broker with the topics that live
 // on the site, on disk in its SiteDataDir unless ephemeral.
 func (s *Supervisor) startBroker() (*kafka.Broker, error) {
-	return kafka.StartSiteBroker(s.p, &s.site, "", s.cfg.Ephemeral, s.log)
+	return kafka.StartSiteBroker(s.p, &s.site, "", s.cfg.Ephemeral, s.log, kafka.BrokerMetrics(s.reg))
 }
 
 // waitReplicas waits until n replicas of tier are ready.

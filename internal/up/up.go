@@ -135,9 +135,10 @@ type Supervisor struct {
 	monolith   *proc.Child // in place of the replicas and connectors with Config.Monolith
 	uplinks    []*proc.Child
 	admin      *http.Server
-	mu         sync.Mutex  // guards funnel, runtimes, connectors, monolith and uplinks, read by the admin server
-	started    atomic.Bool // every part started once
-	reg        prometheus.Registerer
+	mu         sync.Mutex            // guards funnel, runtimes, connectors, monolith and uplinks, read by the admin server
+	started    atomic.Bool           // every part started once
+	registry   *prometheus.Registry  // served by the admin server
+	reg        prometheus.Registerer // registry, labeled with the pipeline
 	kafkaReg   prometheus.Registerer
 
 	// bg runs what lives as long as the pipeline: child supervision, the
@@ -291,6 +292,7 @@ func runSite(ctx context.Context, cfg Config, site pipeline.Site, placement stri
 			s.links = append(s.links, l)
 		}
 	}
+	s.newRegistry()
 	bg, bgCtx := errgroup.WithContext(context.Background())
 	supervise, stopSupervising := context.WithCancel(bgCtx)
 	s.bg, s.supervise = bg, supervise
