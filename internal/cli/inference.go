@@ -45,7 +45,9 @@ func runInference(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	if *threads == 0 {
 		*threads = t.Inference.IntraOpThreads
 	}
-	applyServiceTokens(p, *tokenFile)
+	if err := applyServiceTokens(p, *tokenFile); err != nil {
+		return err
+	}
 	tokens, err := serviceTokens(p)
 	if err != nil {
 		return err

@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -104,11 +105,18 @@ func serviceTokenFlag(fs flagSet) *string {
 }
 
 // applyServiceTokens makes file, when given, the pipeline's service token
-// file.
-func applyServiceTokens(p *pipeline.Pipeline, file string) {
-	if file != "" {
-		p.Auth.Service, p.Auth.ServiceTokenFile = pipeline.AuthToken, file
+// file. A relative path is the command line's, so it resolves against the
+// working directory, not the YAML's.
+func applyServiceTokens(p *pipeline.Pipeline, file string) error {
+	if file == "" {
+		return nil
 	}
+	abs, err := filepath.Abs(file)
+	if err != nil {
+		return fmt.Errorf("--service-token-file: %w", err)
+	}
+	p.Auth.Service, p.Auth.ServiceTokenFile = pipeline.AuthToken, abs
+	return nil
 }
 
 // serviceTokens loads the pipeline's service tokens; nil when the delivery
@@ -135,7 +143,9 @@ func (rf roleFlags) load(component string) (*pipeline.Pipeline, *slog.Logger, er
 	if err := placeTiers(p, *rf.tiersOn); err != nil {
 		return nil, nil, err
 	}
-	applyServiceTokens(p, *rf.serviceTokens)
+	if err := applyServiceTokens(p, *rf.serviceTokens); err != nil {
+		return nil, nil, err
+	}
 	return p, log.With("component", component), nil
 }
 
