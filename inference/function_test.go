@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
+	"log/slog"
 	"math"
 	"net/http"
 	"net/http/httptest"
@@ -17,6 +18,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
+	"github.com/ddnn-continuum/ddnn/internal/pipeline"
+	"github.com/ddnn-continuum/ddnn/internal/syncbuf"
 	"github.com/ddnn-continuum/ddnn/internal/wire"
 )
 
@@ -418,5 +421,41 @@ func TestInferBoundsHops(t *testing.T) {
 				t.Errorf("reason %q lacks %q", eb.Rejected[0].Reason, tc.want)
 			}
 		})
+	}
+}
+
+// TestInferScoresOutsideProbabilities: a head declared probabilities that
+// emits logits gives no "confidence" outside [0, 1]: each such sample is
+// rejected with a reason that names the fix, and the replica warns once.
+func TestInferScoresOutsideProbabilities(t *testing.T) {
+	p, err := pipeline.Load("../models/testdata/f32/wrong-scores.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	logs := &syncbuf.Buffer{}
+	_, srv := newFunction(t, "edge", Config{Pipeline: p, Logger: slog.New(slog.NewTextHandler(logs, nil))})
+	for range 2 {
+		resp, body := post(t, srv.URL, wire.ContentTypeBinary, floatBody(t, filled(16, 1), filled(16, 5)))
+		eb, err := wire.DecodeErrorBody(body)
+		if resp.StatusCode != http.StatusBadRequest || err != nil || len(eb.Rejected) == 0 {
+			t.Fatalf("status %d, want 400 naming the samples: %s", resp.StatusCode, body)
+		}
+		for _, r := range eb.Rejected {
+			for _, want := range []string{`tier "edge": exit output "exit_logits" is declared scores: probabilities, but class `, "outside [0, 1]", "set tiers[].exit.scores: logits"} {
+				if !strings.Contains(r.Reason, want) {
+					t.Errorf("reason %q lacks %q", r.Reason, want)
+				}
+			}
+		}
+	}
+	if n := strings.Count(logs.String(), "exit head emits values outside [0, 1]"); n != 1 {
+		t.Errorf("warned %d times, want once:\n%s", n, logs.String())
+	}
+	// Declared logits, the same model is served.
+	p.Tiers[0].Exit.Scores = pipeline.ScoresLogits
+	_, srv = newFunction(t, "edge", Config{Pipeline: p})
+	resp, body := post(t, srv.URL, wire.ContentTypeBinary, floatBody(t, filled(16, 1), filled(16, 5)))
+	if resp.StatusCode != http.StatusOK {
+		t.Errorf("declared logits: status %d: %s", resp.StatusCode, body)
 	}
 }
