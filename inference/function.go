@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math/rand/v2"
 	"net/http"
 	"slices"
 	"strconv"
@@ -40,7 +41,7 @@ type Config struct {
 	Deliverer Deliverer
 	// Metrics records the function's work; nil records nothing.
 	Metrics *Metrics
-	// Logger; nil discards.
+	// Logger, which should name the tier; nil discards.
 	Logger *slog.Logger
 }
 
@@ -66,7 +67,8 @@ type Function struct {
 
 	session atomic.Pointer[Session]
 	// warnedScores is set once a head declared probabilities gave values
-	// outside [0, 1] and that was logged.
+	// outside [0, 1] and that was logged (at start by probeScores, or at
+	// the first record rejected for it).
 	warnedScores atomic.Bool
 	// slots bounds concurrent batches when the emulation knob asks for it.
 	slots chan struct{}
@@ -156,8 +158,44 @@ func (f *Function) SetSession(s *Session) error {
 	if s.Classes != len(f.labels) {
 		return fmt.Errorf("tier %q: exit head has %d classes, pipeline names %d", f.tier.Name, s.Classes, len(f.labels))
 	}
+	f.probeScores(s)
 	f.session.Store(s)
 	return nil
+}
+
+// probeScores runs a few made-up samples (all 0, all 1, and values drawn
+// in [0, 1) from a fixed seed) through s when the exit head is declared
+// probabilities, and warns when a score falls outside [0, 1]: the head
+// most likely emits logits, and the function would reject every record
+// whose scores do. A head that does emit probabilities (a softmax or a
+// sigmoid) never warns; one that emits logits may pass the probe by
+// chance, and is then warned about at the first record it rejects.
+func (f *Function) probeScores(s *Session) {
+	if f.policy.Logits {
+		return
+	}
+	const samples = 3
+	n := s.InputLen()
+	in := make([]float32, samples*n)
+	rng := rand.New(rand.NewPCG(1, 2))
+	for i := range n {
+		in[n+i] = 1
+		in[2*n+i] = rng.Float32()
+	}
+	out, err := s.Run(in, samples)
+	if err != nil {
+		f.log.Debug("score probe", "tier", f.tier.Name, "err", err)
+		return
+	}
+	for i := range samples {
+		scores := out.Exit[i*s.Classes : (i+1)*s.Classes]
+		if err := f.policy.CheckScores(scores); errors.Is(err, ErrNotProbabilities) {
+			f.warnedScores.Store(true)
+			f.log.Warn(scoresWarning, "output", f.tier.Exit.Output, "seen", "probe input at start",
+				"min", slices.Min(scores), "max", slices.Max(scores), "fix", scoresFix)
+			return
+		}
+	}
 }
 
 // Ready reports whether the model is loaded.
@@ -438,13 +476,20 @@ func (f *Function) scoresReason(scores []float32, err error) string {
 	if !errors.Is(err, ErrNotProbabilities) {
 		return fmt.Sprintf("tier %q: model output %q is not finite for this record (%v)", f.tier.Name, f.tier.Exit.Output, err)
 	}
-	reason := fmt.Sprintf("tier %q: exit output %q is declared scores: probabilities, but %v (min %.4g, max %.4g); no confidence is reported from it: if the model emits logits, set tiers[].exit.scores: logits",
-		f.tier.Name, f.tier.Exit.Output, strings.TrimSuffix(err.Error(), ": "+ErrNotProbabilities.Error()), slices.Min(scores), slices.Max(scores))
+	reason := fmt.Sprintf("tier %q: exit output %q is declared scores: probabilities, but %v (min %.4g, max %.4g); no confidence is reported from it: %s",
+		f.tier.Name, f.tier.Exit.Output, strings.TrimSuffix(err.Error(), ": "+ErrNotProbabilities.Error()), slices.Min(scores), slices.Max(scores), scoresFix)
 	if f.warnedScores.CompareAndSwap(false, true) {
-		f.log.Warn("exit head emits values outside [0, 1]; such records are dead-lettered", "tier", f.tier.Name, "output", f.tier.Exit.Output, "reason", reason)
+		f.log.Warn(scoresWarning, "output", f.tier.Exit.Output, "seen", "record",
+			"min", slices.Min(scores), "max", slices.Max(scores), "fix", scoresFix)
 	}
 	return reason
 }
+
+// The warning about a head declared probabilities that emits other values.
+const (
+	scoresWarning = "exit head declared scores: probabilities gives values outside [0, 1]; every record whose scores do is dead-lettered"
+	scoresFix     = "if the model emits logits, set tiers[].exit.scores: logits"
+)
 
 func intShape(s []int64) []int {
 	out := make([]int, len(s))

@@ -426,7 +426,9 @@ func TestInferBoundsHops(t *testing.T) {
 
 // TestInferScoresOutsideProbabilities: a head declared probabilities that
 // emits logits gives no "confidence" outside [0, 1]: each such sample is
-// rejected with a reason that names the fix, and the replica warns once.
+// rejected with a reason that names the fix, and the replica warns once,
+// as soon as it has loaded the model (under `ddnn up` too); the shipped
+// pipeline's softmax heads give no warning.
 func TestInferScoresOutsideProbabilities(t *testing.T) {
 	p, err := pipeline.Load("../models/testdata/f32/wrong-scores.yaml")
 	if err != nil {
@@ -434,6 +436,10 @@ func TestInferScoresOutsideProbabilities(t *testing.T) {
 	}
 	logs := &syncbuf.Buffer{}
 	_, srv := newFunction(t, "edge", Config{Pipeline: p, Logger: slog.New(slog.NewTextHandler(logs, nil))})
+	const warning = `level=WARN msg="exit head declared scores: probabilities gives values outside [0, 1]; every record whose scores do is dead-lettered" output=exit_logits seen="probe input at start"`
+	if !strings.Contains(logs.String(), warning) || !strings.Contains(logs.String(), `fix="if the model emits logits, set tiers[].exit.scores: logits"`) {
+		t.Errorf("no warning once the model is loaded:\n%s", logs.String())
+	}
 	for range 2 {
 		resp, body := post(t, srv.URL, wire.ContentTypeBinary, floatBody(t, filled(16, 1), filled(16, 5)))
 		eb, err := wire.DecodeErrorBody(body)
@@ -448,8 +454,15 @@ func TestInferScoresOutsideProbabilities(t *testing.T) {
 			}
 		}
 	}
-	if n := strings.Count(logs.String(), "exit head emits values outside [0, 1]"); n != 1 {
+	if n := strings.Count(logs.String(), "gives values outside [0, 1]"); n != 1 {
 		t.Errorf("warned %d times, want once:\n%s", n, logs.String())
+	}
+	for _, tier := range []string{"edge", "fog", "cloud"} {
+		shipped := &syncbuf.Buffer{}
+		newFunction(t, tier, Config{Logger: slog.New(slog.NewTextHandler(shipped, nil))})
+		if strings.Contains(shipped.String(), "WARN") {
+			t.Errorf("shipped tier %s warns:\n%s", tier, shipped.String())
+		}
 	}
 	// Declared logits, the same model is served.
 	p.Tiers[0].Exit.Scores = pipeline.ScoresLogits

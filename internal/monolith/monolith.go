@@ -150,7 +150,7 @@ func New(cfg Config) (*Monolith, error) {
 	reg.MustRegister(m.m.records, m.m.commits, m.m.batch)
 	im := inference.NewMetrics(reg)
 	for _, t := range p.Tiers {
-		f, err := inference.New(inference.Config{Pipeline: p, Tier: t.Name, Metrics: im, Logger: m.log})
+		f, err := inference.New(inference.Config{Pipeline: p, Tier: t.Name, Metrics: im, Logger: m.log.With("tier", t.Name)})
 		if err != nil {
 			return nil, err
 		}
