@@ -52,6 +52,7 @@ type Function struct {
 	tier      *pipeline.Tier
 	index     int
 	next      string
+	before    []string // the names of the tiers before this one
 	deliverer Deliverer
 	m         *Metrics
 	log       *slog.Logger
@@ -133,6 +134,9 @@ func New(cfg Config) (*Function, error) {
 	if !cfg.Pipeline.Last(i) {
 		f.next = cfg.Pipeline.Tiers[i+1].Name
 	}
+	for _, t := range cfg.Pipeline.Tiers[:i] {
+		f.before = append(f.before, t.Name)
+	}
 	if i == 0 {
 		f.wantDType = cfg.Pipeline.Input.DType
 		f.wantShape = cfg.Pipeline.Input.Shape
@@ -184,7 +188,7 @@ func (f *Function) probeScores(s *Session) {
 	}
 	out, err := s.Run(in, samples)
 	if err != nil {
-		f.log.Debug("score probe", "tier", f.tier.Name, "err", err)
+		f.log.Debug("score probe", "err", err)
 		return
 	}
 	for i := range samples {
@@ -382,29 +386,20 @@ func (f *Function) Check(msgs []wire.Message) []wire.Rejection {
 // naming tiers before this one in pipeline order. This bounds what a
 // forged record makes the pipeline copy into its forwards and results.
 func (f *Function) checkHops(hops []wire.Hop) error {
-	if len(hops) > f.index {
+	if len(hops) > len(f.before) {
 		return fmt.Errorf("hops: %d given, a message reaching tier %q has passed at most %d tiers (%s)",
-			len(hops), f.tier.Name, f.index, strings.Join(f.earlier(), ", "))
+			len(hops), f.tier.Name, len(f.before), strings.Join(f.before, ", "))
 	}
 	prev := -1
 	for k, h := range hops {
-		j := slices.Index(f.earlier(), h.Tier)
+		j := slices.Index(f.before, h.Tier)
 		if j <= prev {
 			return fmt.Errorf("hops: hop %d names tier %q, not one of the tiers before %q in pipeline order (%s)",
-				k, h.Tier, f.tier.Name, strings.Join(f.earlier(), ", "))
+				k, h.Tier, f.tier.Name, strings.Join(f.before, ", "))
 		}
 		prev = j
 	}
 	return nil
-}
-
-// earlier names the tiers before this one.
-func (f *Function) earlier() []string {
-	names := make([]string, f.index)
-	for i := range names {
-		names[i] = f.p.Tiers[i].Name
-	}
-	return names
 }
 
 // Infer runs checked messages through sess and applies the exit policy to
