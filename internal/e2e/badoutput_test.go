@@ -30,7 +30,9 @@ import (
 // function behind a real connector must treat that as the record's fault:
 // it reaches the DLQ with the reason after one call, no call is retried,
 // and the tier is never marked down; a good record beside it is served.
-// So does a record carrying 20,000 forged hops.
+// So does a record carrying 20,000 forged hops. It runs in process (the
+// connector's own tests have only fake replicas, which cannot show what
+// the real function answers).
 func TestModelOverflowDeadLetteredAtOnce(t *testing.T) {
 	if _, err := onnx.Init(""); err != nil {
 		t.Fatal(err)
