@@ -87,8 +87,8 @@ func BenchmarkInfer(b *testing.B) {
 	msgs := imageMessages(b, 64)
 	b.ReportAllocs()
 	for b.Loop() {
-		if _, err := f.Infer(s, msgs); err != nil {
-			b.Fatal(err)
+		if _, rej, err := f.Infer(s, msgs); err != nil || len(rej) > 0 {
+			b.Fatal(err, rej)
 		}
 	}
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*len(msgs)), "ns/sample")

@@ -6,8 +6,11 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math/rand/v2"
 	"net/http"
+	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -38,7 +41,7 @@ type Config struct {
 	Deliverer Deliverer
 	// Metrics records the function's work; nil records nothing.
 	Metrics *Metrics
-	// Logger; nil discards.
+	// Logger, which should name the tier; nil discards.
 	Logger *slog.Logger
 }
 
@@ -49,6 +52,7 @@ type Function struct {
 	tier      *pipeline.Tier
 	index     int
 	next      string
+	before    []string // the names of the tiers before this one
 	deliverer Deliverer
 	m         *Metrics
 	log       *slog.Logger
@@ -63,6 +67,10 @@ type Function struct {
 	scale     float32
 
 	session atomic.Pointer[Session]
+	// warnedScores is set once a head declared probabilities gave values
+	// outside [0, 1] and that was logged (at start by probeScores, or at
+	// the first record rejected for it).
+	warnedScores atomic.Bool
 	// slots bounds concurrent batches when the emulation knob asks for it.
 	slots chan struct{}
 	bufs  sync.Pool // *[]float32 input batches
@@ -126,6 +134,9 @@ func New(cfg Config) (*Function, error) {
 	if !cfg.Pipeline.Last(i) {
 		f.next = cfg.Pipeline.Tiers[i+1].Name
 	}
+	for _, t := range cfg.Pipeline.Tiers[:i] {
+		f.before = append(f.before, t.Name)
+	}
 	if i == 0 {
 		f.wantDType = cfg.Pipeline.Input.DType
 		f.wantShape = cfg.Pipeline.Input.Shape
@@ -151,8 +162,44 @@ func (f *Function) SetSession(s *Session) error {
 	if s.Classes != len(f.labels) {
 		return fmt.Errorf("tier %q: exit head has %d classes, pipeline names %d", f.tier.Name, s.Classes, len(f.labels))
 	}
+	f.probeScores(s)
 	f.session.Store(s)
 	return nil
+}
+
+// probeScores runs a few made-up samples (all 0, all 1, and values drawn
+// in [0, 1) from a fixed seed) through s when the exit head is declared
+// probabilities, and warns when a score falls outside [0, 1]: the head
+// most likely emits logits, and the function would reject every record
+// whose scores do. A head that does emit probabilities (a softmax or a
+// sigmoid) never warns; one that emits logits may pass the probe by
+// chance, and is then warned about at the first record it rejects.
+func (f *Function) probeScores(s *Session) {
+	if f.policy.Logits {
+		return
+	}
+	const samples = 3
+	n := s.InputLen()
+	in := make([]float32, samples*n)
+	rng := rand.New(rand.NewPCG(1, 2))
+	for i := range n {
+		in[n+i] = 1
+		in[2*n+i] = rng.Float32()
+	}
+	out, err := s.Run(in, samples)
+	if err != nil {
+		f.log.Debug("score probe", "err", err)
+		return
+	}
+	for i := range samples {
+		scores := out.Exit[i*s.Classes : (i+1)*s.Classes]
+		if err := f.policy.CheckScores(scores); errors.Is(err, ErrNotProbabilities) {
+			f.warnedScores.Store(true)
+			f.log.Warn(scoresWarning, "output", f.tier.Exit.Output, "seen", "probe input at start",
+				"min", slices.Min(scores), "max", slices.Max(scores), "fix", scoresFix)
+			return
+		}
+	}
 }
 
 // Ready reports whether the model is loaded.
@@ -263,10 +310,19 @@ func (f *Function) serveInfer(w http.ResponseWriter, r *http.Request) {
 		// Benchmark knob: behave like a heavier model on a slower node.
 		time.Sleep(time.Duration(len(msgs)) * d)
 	}
-	ds, err := f.Infer(sess, msgs)
+	ds, rej, err := f.Infer(sess, msgs)
 	if err != nil {
 		f.log.Error("inference", "err", err)
 		f.fail(w, http.StatusInternalServerError, outcomeError, wire.ErrorBody{Error: err.Error()})
+		return
+	}
+	if len(rej) > 0 {
+		// The records' fault, not the replica's: the caller parks these
+		// and sends the rest again.
+		f.fail(w, http.StatusBadRequest, outcomeBadRequest, wire.ErrorBody{
+			Error:    fmt.Sprintf("%d of %d messages rejected", len(rej), len(msgs)),
+			Rejected: rej,
+		})
 		return
 	}
 	if f.deliverer != nil {
@@ -298,8 +354,9 @@ func (f *Function) serveInfer(w http.ResponseWriter, r *http.Request) {
 	w.Write(out)
 }
 
-// Check validates every message's tensor against what the tier takes; each
-// rejection names the message and the reason.
+// Check validates every message against what the tier takes: its tensor,
+// and its hops (see checkHops); each rejection names the message and the
+// reason.
 func (f *Function) Check(msgs []wire.Message) []wire.Rejection {
 	var rej []wire.Rejection
 	for i := range msgs {
@@ -313,6 +370,8 @@ func (f *Function) Check(msgs []wire.Message) []wire.Rejection {
 		default:
 			if err := t.Validate(); err != nil {
 				reason = err.Error()
+			} else if err := f.checkHops(msgs[i].Hops); err != nil {
+				reason = err.Error()
 			}
 		}
 		if reason != "" {
@@ -322,9 +381,38 @@ func (f *Function) Check(msgs []wire.Message) []wire.Rejection {
 	return rej
 }
 
+// checkHops refuses hops that no pipeline run can have made: each tier's
+// function adds one hop, so a message reaching tier i carries at most i,
+// naming tiers before this one in pipeline order. This bounds what a
+// forged record makes the pipeline copy into its forwards and results.
+func (f *Function) checkHops(hops []wire.Hop) error {
+	if len(hops) > len(f.before) {
+		return fmt.Errorf("hops: %d given, a message reaching tier %q has passed at most %d tiers (%s)",
+			len(hops), f.tier.Name, len(f.before), strings.Join(f.before, ", "))
+	}
+	prev := -1
+	for k, h := range hops {
+		j := slices.Index(f.before, h.Tier)
+		if j <= prev {
+			return fmt.Errorf("hops: hop %d names tier %q, not one of the tiers before %q in pipeline order (%s)",
+				k, h.Tier, f.tier.Name, strings.Join(f.before, ", "))
+		}
+		prev = j
+	}
+	return nil
+}
+
 // Infer runs checked messages through sess and applies the exit policy to
 // each sample. Forwarded decisions carry the forward tensor.
-func (f *Function) Infer(sess *Session, msgs []wire.Message) ([]wire.Decision, error) {
+//
+// A sample whose model output cannot be reported is not decided but
+// rejected, with the reason: an exit score or (when it would forward) a
+// forward element that is not finite, which the record caused (a finite
+// input can still overflow the model), or an exit score outside [0, 1]
+// from a head declared scores: probabilities. Its decision is left
+// zero; callers dead-letter it (the HTTP handler answers 400 naming it,
+// so the connector parks it at once and sends the rest again).
+func (f *Function) Infer(sess *Session, msgs []wire.Message) ([]wire.Decision, []wire.Rejection, error) {
 	n := len(msgs)
 	bp, _ := f.bufs.Get().(*[]float32)
 	if bp == nil {
@@ -340,28 +428,63 @@ func (f *Function) Infer(sess *Session, msgs []wire.Message) ([]wire.Decision, e
 	*bp = in
 	f.bufs.Put(bp)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	f.m.batch(f.tier.Name, n, elapsed)
 
 	ds := make([]wire.Decision, n)
+	var rej []wire.Rejection
 	var scratch [64]float64
 	exits := 0
 	for i := range msgs {
-		v := f.policy.Decide(out.Exit[i*sess.Classes:(i+1)*sess.Classes], scratch[:])
+		scores := out.Exit[i*sess.Classes : (i+1)*sess.Classes]
+		if err := f.policy.CheckScores(scores); err != nil {
+			rej = append(rej, wire.Rejection{Index: i, ID: msgs[i].ID, Reason: f.scoresReason(scores, err)})
+			continue
+		}
+		v := f.policy.Decide(scores, scratch[:])
 		d := wire.Decision{ID: msgs[i].ID, Tier: f.tier.Name, Exit: v.Exit, Class: v.Class, Confidence: v.Confidence}
 		if v.Exit {
 			d.Label = f.labels[v.Class]
 			exits++
 		} else {
-			fw := wire.Float32Tensor(intShape(sess.ForwardShape), out.Forward[i*sess.ForwardLen:(i+1)*sess.ForwardLen])
+			fwd := out.Forward[i*sess.ForwardLen : (i+1)*sess.ForwardLen]
+			if j, name, bad := nonFinite(fwd); bad {
+				rej = append(rej, wire.Rejection{Index: i, ID: msgs[i].ID, Reason: fmt.Sprintf(
+					"tier %q: model output %q is not finite for this record (element %d is %s)", f.tier.Name, f.tier.Forward.Output, j, name)})
+				continue
+			}
+			fw := wire.Float32Tensor(intShape(sess.ForwardShape), fwd)
 			d.Forward = &fw
 		}
 		ds[i] = d
 	}
-	f.m.decisions(f.tier.Name, exits, n-exits)
-	return ds, nil
+	f.m.decisions(f.tier.Name, exits, n-exits-len(rej))
+	return ds, rej, nil
 }
+
+// scoresReason is the rejection reason of a sample whose exit scores
+// failed CheckScores. The first sample of a head declared probabilities
+// that are not also logs a warning: the whole pipeline is misconfigured,
+// not just the record.
+func (f *Function) scoresReason(scores []float32, err error) string {
+	if !errors.Is(err, ErrNotProbabilities) {
+		return fmt.Sprintf("tier %q: model output %q is not finite for this record (%v)", f.tier.Name, f.tier.Exit.Output, err)
+	}
+	reason := fmt.Sprintf("tier %q: exit output %q is declared scores: probabilities, but %v (min %.4g, max %.4g); no confidence is reported from it: %s",
+		f.tier.Name, f.tier.Exit.Output, strings.TrimSuffix(err.Error(), ": "+ErrNotProbabilities.Error()), slices.Min(scores), slices.Max(scores), scoresFix)
+	if f.warnedScores.CompareAndSwap(false, true) {
+		f.log.Warn(scoresWarning, "output", f.tier.Exit.Output, "seen", "record",
+			"min", slices.Min(scores), "max", slices.Max(scores), "fix", scoresFix)
+	}
+	return reason
+}
+
+// The warning about a head declared probabilities that emits other values.
+const (
+	scoresWarning = "exit head declared scores: probabilities gives values outside [0, 1]; every record whose scores do is dead-lettered"
+	scoresFix     = "if the model emits logits, set tiers[].exit.scores: logits"
+)
 
 func intShape(s []int64) []int {
 	out := make([]int, len(s))

@@ -6,16 +6,20 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
+	"log/slog"
 	"math"
 	"net/http"
 	"net/http/httptest"
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
+	"github.com/ddnn-continuum/ddnn/internal/pipeline"
+	"github.com/ddnn-continuum/ddnn/internal/syncbuf"
 	"github.com/ddnn-continuum/ddnn/internal/wire"
 )
 
@@ -322,5 +326,149 @@ func TestSetSessionChecksInput(t *testing.T) {
 	err = f.SetSession(openSession(t, p, "edge"))
 	if err == nil || !strings.Contains(err.Error(), "pipeline input.shape [28 27] has 756 elements") {
 		t.Errorf("error = %v", err)
+	}
+}
+
+// TestInferNonFiniteOutputIsTheRecords: a finite input that drives the
+// model out of range (3e38 everywhere) is the record's fault: the function
+// answers 400 naming that record and the reason, delivers nothing, and
+// keeps serving; the other records of the batch are fine on their own.
+func TestInferNonFiniteOutputIsTheRecords(t *testing.T) {
+	m := NewMetrics(prometheus.NewRegistry())
+	d := &recordingDeliverer{}
+	_, srv := newFunction(t, "fog", Config{Metrics: m, Deliverer: d})
+	resp, body := post(t, srv.URL, wire.ContentTypeBinary, floatBody(t, filled(32, 1), filled(32, 3e38)))
+	if resp.StatusCode != http.StatusBadRequest {
+		t.Fatalf("status %d, want 400: %s", resp.StatusCode, body)
+	}
+	eb, err := wire.DecodeErrorBody(body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(eb.Rejected) != 1 || eb.Rejected[0].Index != 1 || eb.Rejected[0].ID != "f1" {
+		t.Fatalf("rejected %+v, want only message 1 (f1)", eb.Rejected)
+	}
+	if r := eb.Rejected[0].Reason; !strings.Contains(r, `tier "fog": model output "exit_probs" is not finite for this record (element `) {
+		t.Errorf("reason %q does not say the model output is not finite", r)
+	}
+	if d.calls != 0 {
+		t.Errorf("delivered %d times a batch with a rejected record", d.calls)
+	}
+	if v := testutil.ToFloat64(m.requests.WithLabelValues("fog", "error")); v != 0 {
+		t.Errorf("counted %v errors, want the record counted as a bad request", v)
+	}
+	resp, body = post(t, srv.URL, wire.ContentTypeBinary, floatBody(t, filled(32, 1)))
+	if resp.StatusCode != http.StatusOK || d.calls != 1 {
+		t.Errorf("the good record alone: status %d, %d deliveries: %s", resp.StatusCode, d.calls, body)
+	}
+}
+
+// TestInferBoundsHops: each tier adds one hop, so a message reaching tier
+// i has at most i, naming earlier tiers in order; more (a forged record
+// that would be copied into every forward and result) is rejected.
+func TestInferBoundsHops(t *testing.T) {
+	_, fog := newFunction(t, "fog", Config{})
+	_, cloud := newFunction(t, "cloud", Config{})
+	_, edge := newFunction(t, "edge", Config{})
+	at := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+	hops := func(tiers ...string) []wire.Hop {
+		out := make([]wire.Hop, len(tiers))
+		for i, t := range tiers {
+			out[i] = wire.Hop{Tier: t, At: at}
+		}
+		return out
+	}
+	forged := make([]string, 20000)
+	for i := range forged {
+		forged[i] = "edge"
+	}
+	feature := wire.Float32Tensor([]int{32}, filled(32, 1))
+	features := wire.Float32Tensor([]int{16}, filled(16, 1))
+	image := imageMessages(t, 1)[0].Tensor
+	for _, tc := range []struct {
+		name   string
+		url    string
+		tensor wire.Tensor
+		hops   []wire.Hop
+		want   string // "" for accepted
+	}{
+		{"edge without hops", edge.URL, image, nil, ""},
+		{"edge with a hop", edge.URL, image, hops("edge"), `hops: 1 given, a message reaching tier "edge" has passed at most 0 tiers ()`},
+		{"fog after edge", fog.URL, feature, hops("edge"), ""},
+		{"fog without hops", fog.URL, feature, nil, ""},
+		{"fog with 20000 forged hops", fog.URL, feature, hops(forged...), `hops: 20000 given, a message reaching tier "fog" has passed at most 1 tiers (edge)`},
+		{"fog after itself", fog.URL, feature, hops("fog"), `hops: hop 0 names tier "fog", not one of the tiers before "fog" in pipeline order (edge)`},
+		{"cloud after edge and fog", cloud.URL, features, hops("edge", "fog"), ""},
+		{"cloud after fog only", cloud.URL, features, hops("fog"), ""},
+		{"cloud after fog and edge", cloud.URL, features, hops("fog", "edge"), `hops: hop 1 names tier "edge", not one of the tiers before "cloud" in pipeline order (edge, fog)`},
+		{"cloud after edge twice", cloud.URL, features, hops("edge", "edge"), `hop 1 names tier "edge"`},
+		{"cloud after a stranger", cloud.URL, features, hops("x"), `hop 0 names tier "x"`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			body := encode(t, wire.Binary, []wire.Message{{ID: "h", Hops: tc.hops, Tensor: tc.tensor}})
+			resp, b := post(t, tc.url, wire.ContentTypeBinary, body)
+			if tc.want == "" {
+				if resp.StatusCode != http.StatusOK {
+					t.Errorf("status %d, want 200: %s", resp.StatusCode, b)
+				}
+				return
+			}
+			eb, err := wire.DecodeErrorBody(b)
+			if resp.StatusCode != http.StatusBadRequest || err != nil || len(eb.Rejected) != 1 {
+				t.Fatalf("status %d, want 400 naming the message: %s", resp.StatusCode, b)
+			}
+			if !strings.Contains(eb.Rejected[0].Reason, tc.want) {
+				t.Errorf("reason %q lacks %q", eb.Rejected[0].Reason, tc.want)
+			}
+		})
+	}
+}
+
+// TestInferScoresOutsideProbabilities: a head declared probabilities that
+// emits logits gives no "confidence" outside [0, 1]: each such sample is
+// rejected with a reason that names the fix, and the replica warns once,
+// as soon as it has loaded the model (under `ddnn up` too); the shipped
+// pipeline's softmax heads give no warning.
+func TestInferScoresOutsideProbabilities(t *testing.T) {
+	p, err := pipeline.Load("../models/testdata/f32/wrong-scores.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	logs := &syncbuf.Buffer{}
+	_, srv := newFunction(t, "edge", Config{Pipeline: p, Logger: slog.New(slog.NewTextHandler(logs, nil))})
+	const warning = `level=WARN msg="exit head declared scores: probabilities gives values outside [0, 1]; every record whose scores do is dead-lettered" output=exit_logits seen="probe input at start"`
+	if !strings.Contains(logs.String(), warning) || !strings.Contains(logs.String(), `fix="if the model emits logits, set tiers[].exit.scores: logits"`) {
+		t.Errorf("no warning once the model is loaded:\n%s", logs.String())
+	}
+	for range 2 {
+		resp, body := post(t, srv.URL, wire.ContentTypeBinary, floatBody(t, filled(16, 1), filled(16, 5)))
+		eb, err := wire.DecodeErrorBody(body)
+		if resp.StatusCode != http.StatusBadRequest || err != nil || len(eb.Rejected) == 0 {
+			t.Fatalf("status %d, want 400 naming the samples: %s", resp.StatusCode, body)
+		}
+		for _, r := range eb.Rejected {
+			for _, want := range []string{`tier "edge": exit output "exit_logits" is declared scores: probabilities, but class `, "outside [0, 1]", "set tiers[].exit.scores: logits"} {
+				if !strings.Contains(r.Reason, want) {
+					t.Errorf("reason %q lacks %q", r.Reason, want)
+				}
+			}
+		}
+	}
+	if n := strings.Count(logs.String(), "gives values outside [0, 1]"); n != 1 {
+		t.Errorf("warned %d times, want once:\n%s", n, logs.String())
+	}
+	for _, tier := range []string{"edge", "fog", "cloud"} {
+		shipped := &syncbuf.Buffer{}
+		newFunction(t, tier, Config{Logger: slog.New(slog.NewTextHandler(shipped, nil))})
+		if strings.Contains(shipped.String(), "WARN") {
+			t.Errorf("shipped tier %s warns:\n%s", tier, shipped.String())
+		}
+	}
+	// Declared logits, the same model is served.
+	p.Tiers[0].Exit.Scores = pipeline.ScoresLogits
+	_, srv = newFunction(t, "edge", Config{Pipeline: p})
+	resp, body := post(t, srv.URL, wire.ContentTypeBinary, floatBody(t, filled(16, 1), filled(16, 5)))
+	if resp.StatusCode != http.StatusOK {
+		t.Errorf("declared logits: status %d: %s", resp.StatusCode, body)
 	}
 }

@@ -1,6 +1,7 @@
 package inference
 
 import (
+	"errors"
 	"fmt"
 	"math"
 
@@ -122,4 +123,44 @@ func softmax(logits []float32, out []float64) {
 	for i := range out {
 		out[i] /= sum
 	}
+}
+
+// ErrNotProbabilities marks exit scores of a head declared probabilities
+// that lie outside [0, 1]: the head most likely emits logits.
+var ErrNotProbabilities = errors.New("not probabilities")
+
+// CheckScores says why one sample's exit scores cannot be decided on, or
+// nil when they can: a value that is not finite (the record drove the
+// model out of range) or, for a head declared probabilities, a value
+// outside [0, 1] (wrapping ErrNotProbabilities). A verdict is only made
+// from scores that pass, so its Confidence always lies in [0, 1].
+func (p Policy) CheckScores(scores []float32) error {
+	if i, name, ok := nonFinite(scores); ok {
+		return fmt.Errorf("element %d is %s", i, name)
+	}
+	if p.Logits {
+		return nil
+	}
+	for i, s := range scores {
+		if s < 0 || s > 1 {
+			return fmt.Errorf("class %d has %.4g, outside [0, 1]: %w", i, s, ErrNotProbabilities)
+		}
+	}
+	return nil
+}
+
+// nonFinite finds the first NaN or ±Inf of v.
+func nonFinite(v []float32) (int, string, bool) {
+	for i, x := range v {
+		f := float64(x)
+		switch {
+		case math.IsNaN(f):
+			return i, "NaN", true
+		case math.IsInf(f, 1):
+			return i, "+Inf", true
+		case math.IsInf(f, -1):
+			return i, "-Inf", true
+		}
+	}
+	return 0, "", false
 }

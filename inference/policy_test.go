@@ -1,7 +1,9 @@
 package inference
 
 import (
+	"errors"
 	"math"
+	"strings"
 	"testing"
 
 	"github.com/ddnn-continuum/ddnn/internal/pipeline"
@@ -51,5 +53,42 @@ func TestPolicyScratchIsNotShared(t *testing.T) {
 	b := p.Decide([]float32{0, 0, 5}, scratch)
 	if a.Class != 0 || b.Class != 2 {
 		t.Errorf("classes %d, %d; want 0, 2", a.Class, b.Class)
+	}
+}
+
+func TestPolicyCheckScores(t *testing.T) {
+	probs := Policy{Kind: pipeline.PolicyMaxProb}
+	logits := Policy{Kind: pipeline.PolicyMaxProb, Logits: true}
+	nan := float32(math.NaN())
+	for _, tc := range []struct {
+		name   string
+		policy Policy
+		scores []float32
+		want   string // "" for usable
+		notP   bool   // wraps ErrNotProbabilities
+	}{
+		{"probabilities", probs, []float32{0, 0.25, 0.75, 1}, "", false},
+		{"negative", probs, []float32{0.5, -0.25}, "class 1 has -0.25, outside [0, 1]", true},
+		{"above one", probs, []float32{1.5, 0}, "class 0 has 1.5, outside [0, 1]", true},
+		{"NaN probability", probs, []float32{0.5, nan}, "element 1 is NaN", false},
+		{"logits", logits, []float32{-30, 2, 1e30}, "", false},
+		{"+Inf logit", logits, []float32{0, float32(math.Inf(1))}, "element 1 is +Inf", false},
+		{"-Inf logit", logits, []float32{float32(math.Inf(-1)), 0}, "element 0 is -Inf", false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			err := tc.policy.CheckScores(tc.scores)
+			if tc.want == "" {
+				if err != nil {
+					t.Errorf("CheckScores = %v, want nil", err)
+				}
+				if v := tc.policy.Decide(tc.scores, nil); v.Confidence < 0 || v.Confidence > 1 {
+					t.Errorf("confidence %v outside [0, 1]", v.Confidence)
+				}
+				return
+			}
+			if err == nil || !strings.Contains(err.Error(), tc.want) || errors.Is(err, ErrNotProbabilities) != tc.notP {
+				t.Errorf("CheckScores = %v, want %q (not probabilities: %v)", err, tc.want, tc.notP)
+			}
+		})
 	}
 }

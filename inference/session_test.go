@@ -100,9 +100,9 @@ func TestGoldenOutputs(t *testing.T) {
 			}
 			// The same sample through the function: forwarded tensors must
 			// match too, so the next tier gets what PyTorch computed.
-			ds, err := f.Infer(sessions[i], []wire.Message{{ID: "g", Tensor: in}})
-			if err != nil {
-				t.Fatal(err)
+			ds, rej, err := f.Infer(sessions[i], []wire.Message{{ID: "g", Tensor: in}})
+			if err != nil || len(rej) > 0 {
+				t.Fatal(err, rej)
 			}
 			if i == 2 {
 				if !ds[0].Exit {

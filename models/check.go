@@ -108,6 +108,18 @@ func CheckScores(p *pipeline.Pipeline) ([]string, error) {
 	return c.ScoreWarnings(ds)
 }
 
+// Warnings is what `models check`, `models eval` and `ddnn up` warn about
+// for a pipeline whose chain passed Check: CheckScores' warnings, and a
+// test set that cannot be read as one more (it only adds warnings, so it
+// must not stop a start).
+func Warnings(p *pipeline.Pipeline) []string {
+	warnings, err := CheckScores(p)
+	if err != nil {
+		warnings = append(warnings, fmt.Sprintf("scores not checked on the test set: %v", err))
+	}
+	return warnings
+}
+
 // probSumTolerance is how far from 1 a row of probabilities may sum.
 const probSumTolerance = 1e-3
 

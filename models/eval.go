@@ -65,6 +65,10 @@ type TierResult struct {
 	Threshold *float64 `json:"threshold,omitempty"`
 	Exited    int      `json:"exited"`
 	ExitRatio float64  `json:"exit_ratio"`
+	// Refused counts the samples the tier's function rejected, as the
+	// pipeline would dead-letter them: a model output that is not finite,
+	// or an exit score outside [0, 1] from a head declared probabilities.
+	Refused int `json:"refused"`
 	// Accuracy is over the samples that exited at this tier.
 	Accuracy float64 `json:"accuracy"`
 	correct  int
@@ -77,14 +81,22 @@ type Result struct {
 	// EarlyExitRatio is the share of samples that exited before the last tier.
 	EarlyExitRatio float64      `json:"early_exit_ratio"`
 	Tiers          []TierResult `json:"tiers"`
+	// Refused counts samples some tier rejected (see TierResult.Refused);
+	// they count as wrong in Accuracy.
+	Refused int `json:"refused"`
+	// Warnings are ScoreWarnings on the same test set, and the first
+	// reason a tier refused a sample for.
+	Warnings []string `json:"warnings,omitempty"`
 	// Decisions is each sample's exit, in test-set order.
 	Decisions []Decision `json:"decisions,omitempty"`
 }
 
-// Decision is where one sample exited and with which class.
+// Decision is where one sample exited and with which class; a refused
+// sample has the refusing tier, class -1 and the reason.
 type Decision struct {
-	Tier  string `json:"tier"`
-	Class int    `json:"class"`
+	Tier    string `json:"tier"`
+	Class   int    `json:"class"`
+	Refused string `json:"refused,omitempty"`
 }
 
 // evalBatch is how many messages Eval hands a tier at once.
@@ -127,13 +139,19 @@ func Messages(p *pipeline.Pipeline, ds *Dataset) ([]wire.Message, error) {
 }
 
 // Eval runs ds through the chain as the pipeline does: each tier's inference
-// function decides per sample, forwarded tensors go to the next tier.
+// function decides per sample, forwarded tensors go to the next tier, and
+// a sample a function rejects is counted as refused (the pipeline would
+// dead-letter it). The result carries ScoreWarnings for the same test set.
 func (c *Chain) Eval(ds *Dataset) (*Result, error) {
 	msgs, err := Messages(c.p, ds)
 	if err != nil {
 		return nil, err
 	}
-	res := &Result{Samples: len(msgs), Decisions: make([]Decision, len(msgs))}
+	warnings, err := c.ScoreWarnings(ds)
+	if err != nil {
+		return nil, err
+	}
+	res := &Result{Samples: len(msgs), Decisions: make([]Decision, len(msgs)), Warnings: warnings}
 	correct := 0
 	for i, f := range c.funcs {
 		t := &c.p.Tiers[i]
@@ -144,11 +162,24 @@ func (c *Chain) Eval(ds *Dataset) (*Result, error) {
 		var next []wire.Message
 		for start := 0; start < len(msgs); start += evalBatch {
 			batch := msgs[start:min(start+evalBatch, len(msgs))]
-			ds2, err := f.Infer(c.sessions[i], batch)
+			ds2, rej, err := f.Infer(c.sessions[i], batch)
 			if err != nil {
 				return nil, err
 			}
+			refused := make(map[int]string, len(rej))
+			for _, r := range rej {
+				refused[r.Index] = r.Reason
+			}
 			for j, d := range ds2 {
+				if why, ok := refused[j]; ok {
+					if tr.Refused == 0 {
+						res.Warnings = append(res.Warnings, fmt.Sprintf("tier %q refused samples, as the pipeline would dead-letter them; the first (sample %s): %s", t.Name, batch[j].ID, why))
+					}
+					tr.Refused++
+					idx, _ := strconv.Atoi(batch[j].ID)
+					res.Decisions[idx] = Decision{Tier: t.Name, Class: -1, Refused: why}
+					continue
+				}
 				if d.Exit {
 					tr.Exited++
 					idx, _ := strconv.Atoi(batch[j].ID)
@@ -162,6 +193,7 @@ func (c *Chain) Eval(ds *Dataset) (*Result, error) {
 			}
 		}
 		correct += tr.correct
+		res.Refused += tr.Refused
 		res.Tiers = append(res.Tiers, tr)
 		msgs = next
 	}
@@ -191,19 +223,35 @@ func (r *Result) finish(correct int) {
 	r.EarlyExitRatio = float64(early) / float64(r.Samples)
 }
 
-// Print writes the result as a table.
+// Print writes the result as a table, a refused column when some tier
+// refused samples, and each warning on a line of its own.
 func (r *Result) Print(w io.Writer) {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "tier\tpolicy\tthreshold\texited\texit ratio\taccuracy\t")
+	refused := ""
+	if r.Refused > 0 {
+		refused = "refused\t"
+	}
+	fmt.Fprintln(tw, "tier\tpolicy\tthreshold\texited\texit ratio\taccuracy\t"+refused)
 	for _, t := range r.Tiers {
 		th, pol := "-", "always"
 		if t.Threshold != nil {
 			th, pol = strconv.FormatFloat(*t.Threshold, 'f', -1, 64), t.Policy
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%.3f\t%.4f\t\n", t.Name, pol, th, t.Exited, t.ExitRatio, t.Accuracy)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%.3f\t%.4f\t", t.Name, pol, th, t.Exited, t.ExitRatio, t.Accuracy)
+		if r.Refused > 0 {
+			fmt.Fprintf(tw, "%d\t", t.Refused)
+		}
+		fmt.Fprintln(tw)
 	}
 	tw.Flush()
-	fmt.Fprintf(w, "samples %d, accuracy %.4f, exited before the last tier %.1f%%\n", r.Samples, r.Accuracy, 100*r.EarlyExitRatio)
+	fmt.Fprintf(w, "samples %d, accuracy %.4f, exited before the last tier %.1f%%", r.Samples, r.Accuracy, 100*r.EarlyExitRatio)
+	if r.Refused > 0 {
+		fmt.Fprintf(w, ", refused %d (the pipeline would dead-letter them)", r.Refused)
+	}
+	fmt.Fprintln(w)
+	for _, warning := range r.Warnings {
+		fmt.Fprintf(w, "warning: %s\n", warning)
+	}
 }
 
 // scored holds every tier's verdict inputs for every sample, computed once so
@@ -252,7 +300,9 @@ func (c *Chain) score(ds *Dataset) (*scored, error) {
 	return sc, nil
 }
 
-// simulate applies policies to pre-computed scores.
+// simulate applies policies to pre-computed scores, refusing what the
+// functions refuse on exit scores (a forward that is not finite shows up
+// as the next tier's scores).
 func (sc *scored) simulate(tiers []*pipeline.Tier, policies []inference.Policy) *Result {
 	res := &Result{Samples: len(sc.labels)}
 	for i, t := range tiers {
@@ -267,6 +317,12 @@ func (sc *scored) simulate(tiers []*pipeline.Tier, policies []inference.Policy) 
 	var scratch [64]float64
 	for j, label := range sc.labels {
 		for i, pol := range policies {
+			if pol.CheckScores(sc.scores[i][j]) != nil {
+				// Refused by the function, as in Eval.
+				res.Tiers[i].Refused++
+				res.Refused++
+				break
+			}
 			v := pol.Decide(sc.scores[i][j], scratch[:])
 			if !v.Exit {
 				continue

@@ -237,3 +237,35 @@ func TestLoadDatasetMismatch(t *testing.T) {
 		t.Errorf("error = %v", err)
 	}
 }
+
+// TestCheckRefusesNewerModelFormat: a model saved by an `onnx` release
+// newer than the installed ONNX Runtime loads (IR version 14; made here
+// as `m.ir_version = 14; onnx.save(m, …)` would, by rewriting the
+// ModelProto's first field, ir_version 7, of a copy of edge.onnx) is
+// refused by the chain check, naming the tier, the versions, the range
+// and the conversion.
+func TestCheckRefusesNewerModelFormat(t *testing.T) {
+	b, err := os.ReadFile("edge.onnx")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b[0] != 1<<3 || b[1] != 7 { // field 1 (ir_version) as a varint: 7
+		t.Fatalf("edge.onnx starts with % x, not ir_version 7", b[:2])
+	}
+	b[1] = 14
+	path := filepath.Join(t.TempDir(), "edge-ir14.onnx")
+	if err := os.WriteFile(path, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	p := load(t, "../deploy/pipeline.yaml")
+	p.Tiers[0].Model = path
+	_, err = Check(p)
+	for _, want := range []string{
+		`tier "edge": model file ` + path + ` has ONNX IR version 14 and ai.onnx opset 13; ONNX Runtime 1.24.3 loads IR versions up to 13 and ai.onnx opsets 7 to 25`,
+		`convert it with python3 -c "import onnx; m = onnx.load('` + path + `'); m.ir_version = 13; onnx.save(m, '` + path + `')"`,
+	} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("error %v lacks %q", err, want)
+		}
+	}
+}

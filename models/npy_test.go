@@ -302,3 +302,97 @@ func TestIsProbabilities(t *testing.T) {
 		}
 	}
 }
+
+// TestWarnings: what `ddnn up` and `models check` print for a pipeline:
+// the score warning, and an unreadable test set as a warning too.
+func TestWarnings(t *testing.T) {
+	if w := Warnings(load(t, "testdata/f32/wrong-scores.yaml")); len(w) != 1 || !strings.Contains(w[0], "set scores: logits") {
+		t.Errorf("wrong scores: warnings %q", w)
+	}
+	if w := Warnings(load(t, "testdata/f32/pipeline.yaml")); len(w) != 0 {
+		t.Errorf("good pipeline: warnings %q", w)
+	}
+	p := load(t, "testdata/f32/pipeline.yaml")
+	p.Eval.Labels = "missing.npy"
+	if w := Warnings(p); len(w) != 1 || !strings.Contains(w[0], "scores not checked on the test set: ") || !strings.Contains(w[0], "missing.npy") {
+		t.Errorf("missing labels: warnings %q", w)
+	}
+}
+
+// TestEvalWrongScores: eval of a head declared probabilities that emits
+// logits warns as check does, refuses the samples whose scores fall
+// outside [0, 1] as the pipeline would (none exits there with a
+// "confidence" that is not one), and says so in the table; the sweep
+// refuses them too.
+func TestEvalWrongScores(t *testing.T) {
+	p := load(t, "testdata/f32/wrong-scores.yaml")
+	ds, err := LoadDataset(p.Path(p.Eval.Images), p.Path(p.Eval.Labels))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := OpenChain(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	res, err := c.Eval(ds)
+	if err != nil {
+		t.Fatal(err)
+	}
+	edge := res.Tiers[0]
+	if edge.Refused == 0 || res.Refused != edge.Refused || edge.Exited+edge.Refused > res.Samples {
+		t.Fatalf("edge exited %d, refused %d; chain refused %d of %d", edge.Exited, edge.Refused, res.Refused, res.Samples)
+	}
+	exited := 0
+	for _, tr := range res.Tiers {
+		exited += tr.Exited
+	}
+	if exited+res.Refused != res.Samples {
+		t.Errorf("%d exited + %d refused != %d samples", exited, res.Refused, res.Samples)
+	}
+	for i, d := range res.Decisions {
+		if d.Refused != "" && (d.Tier != "edge" || d.Class != -1 || !strings.Contains(d.Refused, "declared scores: probabilities")) {
+			t.Errorf("sample %d: %+v", i, d)
+		}
+	}
+	var out bytes.Buffer
+	res.Print(&out)
+	for _, want := range []string{
+		"refused", fmt.Sprintf("refused %d (the pipeline would dead-letter them)", res.Refused),
+		`warning: tier "edge": exit output "exit_logits" is declared scores: probabilities, but 300 of 300 test-set rows are not probabilities`,
+		`warning: tier "edge" refused samples, as the pipeline would dead-letter them; the first (sample `,
+	} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("eval output lacks %q:\n%s", want, out.String())
+		}
+	}
+	sweep, err := c.Sweep(ds)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, row := range sweep[0].Rows {
+		if row.TierExitRatio > float64(edge.Exited)/float64(res.Samples)+1e-9 && row.Threshold >= 0.9 {
+			t.Errorf("sweep at %g: edge exit ratio %v above eval's %d/%d at 0.9", row.Threshold, row.TierExitRatio, edge.Exited, res.Samples)
+		}
+	}
+
+	// The same chain declared right refuses nothing and warns of nothing.
+	good := load(t, "testdata/f32/pipeline.yaml")
+	gc, err := OpenChain(good)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer gc.Close()
+	gres, err := gc.Eval(ds)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if gres.Refused != 0 || len(gres.Warnings) != 0 {
+		t.Errorf("good pipeline: refused %d, warnings %q", gres.Refused, gres.Warnings)
+	}
+	out.Reset()
+	gres.Print(&out)
+	if strings.Contains(out.String(), "refused") || strings.Contains(out.String(), "warning") {
+		t.Errorf("good pipeline's table mentions refusals or warnings:\n%s", out.String())
+	}
+}

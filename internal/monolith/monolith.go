@@ -150,7 +150,7 @@ func New(cfg Config) (*Monolith, error) {
 	reg.MustRegister(m.m.records, m.m.commits, m.m.batch)
 	im := inference.NewMetrics(reg)
 	for _, t := range p.Tiers {
-		f, err := inference.New(inference.Config{Pipeline: p, Tier: t.Name, Metrics: im, Logger: m.log})
+		f, err := inference.New(inference.Config{Pipeline: p, Tier: t.Name, Metrics: im, Logger: m.log.With("tier", t.Name)})
 		if err != nil {
 			return nil, err
 		}
@@ -265,19 +265,25 @@ func (m *Monolith) process(recs []*kgo.Record) ([]*kgo.Record, error) {
 		wg       sync.WaitGroup
 		mu       sync.Mutex
 		results  []wire.Result
+		dead     []*kgo.Record
 		firstErr error
 	)
-	chunks := make(chan []wire.Message)
+	type chunk struct {
+		msgs []wire.Message
+		from []*kgo.Record
+	}
+	chunks := make(chan chunk)
 	for _, chain := range m.workers {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			for c := range chunks {
 				start := time.Now()
-				rs, err := m.chain(chain, c)
+				rs, dl, err := m.chain(chain, c.msgs, c.from)
 				m.m.batch.Observe(time.Since(start).Seconds())
 				mu.Lock()
 				results = append(results, rs...)
+				dead = append(dead, dl...)
 				if err != nil && firstErr == nil {
 					firstErr = err
 				}
@@ -287,14 +293,15 @@ func (m *Monolith) process(recs []*kgo.Record) ([]*kgo.Record, error) {
 	}
 	for len(msgs) > 0 {
 		n := min(m.batch, len(msgs))
-		chunks <- msgs[:n]
-		msgs = msgs[n:]
+		chunks <- chunk{msgs[:n], from[:n]}
+		msgs, from = msgs[n:], from[n:]
 	}
 	close(chunks)
 	wg.Wait()
 	if firstErr != nil {
 		return nil, firstErr
 	}
+	out = append(out, dead...)
 	for i := range results {
 		rec, err := funnel.ResultRecord(m.results, &results[i])
 		if err != nil {
@@ -307,10 +314,14 @@ func (m *Monolith) process(recs []*kgo.Record) ([]*kgo.Record, error) {
 	return out, nil
 }
 
-// chain runs a batch tier by tier on one worker's sessions: exits become
-// results, forwards go on to the next tier in the same process.
-func (m *Monolith) chain(sessions []*inference.Session, msgs []wire.Message) ([]wire.Result, error) {
+// chain runs a batch (msgs, each read from the record of from at the same
+// index) tier by tier on one worker's sessions: exits become results,
+// forwards go on to the next tier in the same process, and a sample a
+// tier's function rejects (a model output it cannot report) becomes a
+// dead letter of its record.
+func (m *Monolith) chain(sessions []*inference.Session, msgs []wire.Message, from []*kgo.Record) ([]wire.Result, []*kgo.Record, error) {
 	var results []wire.Result
+	var dead []*kgo.Record
 	for i, s := range sessions {
 		if len(msgs) == 0 {
 			break
@@ -322,27 +333,36 @@ func (m *Monolith) chain(sessions []*inference.Session, msgs []wire.Message) ([]
 		if d := m.p.Tiers[i].Inference.Emulate.ServiceTimePerSample; d > 0 {
 			time.Sleep(time.Duration(len(msgs)) * d) // the same benchmark knob as the functions
 		}
-		ds, err := m.funcs[i].Infer(s, msgs)
+		ds, rej, err := m.funcs[i].Infer(s, msgs)
 		if err != nil {
-			return results, fmt.Errorf("tier %q: %w", m.p.Tiers[i].Name, err)
+			return results, dead, fmt.Errorf("tier %q: %w", m.p.Tiers[i].Name, err)
+		}
+		bad := make(map[int]bool, len(rej))
+		for _, x := range rej {
+			bad[x.Index] = true
+			dead = append(dead, m.deadLetter(from[x.Index], fmt.Sprintf("rejected by tier %q: %s", m.p.Tiers[i].Name, x.Reason)))
 		}
 		exitedAt := time.Now().UTC()
 		var next []wire.Message
+		var nextFrom []*kgo.Record
 		for j, d := range ds {
+			if bad[j] {
+				continue
+			}
 			msg := msgs[j]
 			if d.Exit {
 				results = append(results, wire.NewResult(&msg, &d, exitedAt))
 				continue
 			}
 			msg.Tensor = *d.Forward
-			next = append(next, msg)
+			next, nextFrom = append(next, msg), append(nextFrom, from[j])
 		}
-		msgs = next
+		msgs, from = next, nextFrom
 	}
 	if len(msgs) > 0 {
-		return results, fmt.Errorf("%d messages did not exit on the last tier", len(msgs))
+		return results, dead, fmt.Errorf("%d messages did not exit on the last tier", len(msgs))
 	}
-	return results, nil
+	return results, dead, nil
 }
 
 // deadLetter parks r on the first tier's DLQ, as the connector does.

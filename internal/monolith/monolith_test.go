@@ -181,9 +181,9 @@ func reference(t *testing.T, p *pipeline.Pipeline, ds *models.Dataset) []expecte
 	want := make([]expected, len(msgs))
 	for j, msg := range msgs {
 		for i, f := range funcs {
-			ds, err := f.Infer(sessions[i], []wire.Message{msg})
-			if err != nil {
-				t.Fatal(err)
+			ds, rej, err := f.Infer(sessions[i], []wire.Message{msg})
+			if err != nil || len(rej) > 0 {
+				t.Fatal(err, rej)
 			}
 			if ds[0].Exit {
 				want[j] = expected{tier: ds[0].Tier, class: ds[0].Class}
@@ -755,4 +755,74 @@ func TestCommittedBeforeTheGroupExists(t *testing.T) {
 	if c := h.committed(t); len(c) != 0 {
 		t.Fatalf("committed %v before any monolith ran", c)
 	}
+}
+
+// TestMonolithDeadLettersWhatAFunctionRejects runs the f32 pipeline whose
+// edge exit head is declared probabilities but emits logits: the edge
+// function rejects every sample whose scores fall outside [0, 1], so the
+// monolith dead-letters those records with the reason, produces no result
+// with a "confidence" outside [0, 1], and keeps running.
+func TestMonolithDeadLettersWhatAFunctionRejects(t *testing.T) {
+	p, err := pipeline.Load("../../models/testdata/f32/wrong-scores.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := kafka.StartBroker("127.0.0.1:0", p.Kafka.Partitions, p.Topics(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(b.Close)
+	p.Kafka.Brokers = []string{b.Addr()}
+	ds, err := models.LoadDataset(p.Path(p.Eval.Images), p.Path(p.Eval.Labels))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cl, err := kafka.NewClient(&p.Kafka, "test", nil, nil, kgo.ProducerLinger(0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(cl.Close)
+	h := &harness{p: p, ds: ds, cl: cl}
+	const n = 20
+	var recs []*kgo.Record
+	for i := range n {
+		recs = append(recs, h.raw(i))
+	}
+	h.produce(t, recs)
+	stop := h.run(t, 1, 8, nil)
+	results, dead := map[string]wire.Result{}, map[string]string{}
+	read := h.reader(t, p.ResultsTopic(), p.DLQTopic(p.Tiers[0].Name))
+	readUntil(t, read, 15*time.Second, func(r *kgo.Record) {
+		if r.Topic != p.ResultsTopic() {
+			for _, hd := range r.Headers {
+				if hd.Key == wire.HeaderReason {
+					dead[string(r.Key)] = string(hd.Value)
+				}
+			}
+			return
+		}
+		res, err := wire.DecodeResult(r.Value)
+		if err != nil {
+			t.Fatalf("result %s: %v", r.Value, err)
+		}
+		results[res.ID] = res
+	}, func() bool { return len(results)+len(dead) >= n })
+	if err := stop(); err != nil {
+		t.Fatalf("run: %v", err)
+	}
+	if len(dead) == 0 {
+		t.Fatalf("nothing dead-lettered; results %+v", results)
+	}
+	for id, reason := range dead {
+		if !strings.Contains(reason, `rejected by tier "edge": tier "edge": exit output "exit_logits" is declared scores: probabilities, but class `) ||
+			!strings.Contains(reason, "set tiers[].exit.scores: logits") {
+			t.Errorf("%s: reason %q", id, reason)
+		}
+	}
+	for id, r := range results {
+		if r.Confidence < 0 || r.Confidence > 1 {
+			t.Errorf("%s: result with confidence %v", id, r.Confidence)
+		}
+	}
+	t.Logf("%d dead-lettered, %d results", len(dead), len(results))
 }

@@ -1,6 +1,7 @@
 // Package onnx owns the process-wide ONNX Runtime environment: finding the
 // shared library, initializing it once, and reading a model's inputs and
-// outputs.
+// outputs, and its format (IR version and opset, which a refusal by the
+// runtime is explained with: see Header and MaxIRVersion).
 //
 // The library is found, in order, from an explicit path (the --ort-lib flag),
 // the ONNXRUNTIME_LIB environment variable, the path baked in at build time
@@ -164,12 +165,17 @@ func (m *ModelInfo) InputNames() []string { return names(m.Inputs) }
 
 // ReadModelInfo opens path (Init must have succeeded) and reads its inputs
 // and outputs. It builds a throwaway session, so call it once per model.
+// A model ONNX Runtime refuses for its IR version or opset gets an error
+// naming the range RuntimeVersion loads and the conversion (see Header).
 func ReadModelInfo(path string) (*ModelInfo, error) {
 	if _, err := os.Stat(path); err != nil {
 		return nil, fmt.Errorf("model file: %w", err)
 	}
 	ins, outs, err := ort.GetInputOutputInfo(path)
 	if err != nil {
+		if ferr := formatError(path, unwrapORT(err)); ferr != nil {
+			return nil, ferr
+		}
 		return nil, fmt.Errorf("model file %s is not a loadable ONNX model: %w", path, unwrapORT(err))
 	}
 	return &ModelInfo{Path: path, Inputs: convert(ins), Outputs: convert(outs)}, nil
