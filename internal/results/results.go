@@ -20,6 +20,7 @@ import (
 	"strings"
 	"text/tabwriter"
 	"time"
+	"unicode/utf8"
 
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -259,9 +260,6 @@ func (r *reader) read(ctx context.Context, until map[int32]int64) error {
 			return true
 		}
 		r.out.print(res)
-		if r.cfg.Follow {
-			r.out.flush()
-		}
 		r.n++
 		return r.cfg.Count == 0 || r.n < r.cfg.Count
 	})
@@ -329,7 +327,7 @@ func (r *reader) poll(ctx context.Context, until map[int32]int64, use func(rec *
 			}
 			res, err := wire.DecodeResult(rec.Value)
 			if err != nil {
-				fmt.Fprintf(r.cfg.Warn, "skipping partition %d offset %d: %v\n", rec.Partition, rec.Offset, err)
+				fmt.Fprintf(r.cfg.Warn, "skipping partition %d offset %d: %s\n", rec.Partition, rec.Offset, Printable(err.Error()))
 				continue
 			}
 			if r.cfg.ID != "" && res.ID != r.cfg.ID {
@@ -343,37 +341,77 @@ func (r *reader) poll(ctx context.Context, until map[int32]int64, use func(rec *
 	return nil
 }
 
-// printer prints results as a table or as JSON lines.
+// printer prints results as a table or as JSON lines, every string of a
+// result escaped for a terminal (escape.go).
 type printer struct {
 	w, warn io.Writer
-	tw      *tabwriter.Writer // nil for JSON
+	json    bool
+	// tw aligns a table read to its end on its widest cells; nil for JSON
+	// and for a table followed.
+	tw *tabwriter.Writer
+	// widths are a followed table's column widths so far: its rows are
+	// printed one by one, so they are padded to the header's columns (a
+	// wider cell widens its column from that row on).
+	widths []int
 }
 
+// columns are the table's headers; followWidths their widths when the
+// table is followed: a funnel's 32-digit ids, and room for device ids,
+// tiers and labels of common length.
+var (
+	columns      = []string{"ID", "DEVICE", "TIER", "LABEL", "CONFIDENCE", "LATENCY"}
+	followWidths = []int{32, 16, 6, 12, 10, 12}
+)
+
 // newPrinter starts the table (unless asJSON); when following, rows are
-// flushed one by one, so the header is flushed at once.
+// printed one by one, so the header is printed at once.
 func newPrinter(w, warn io.Writer, asJSON, follow bool) *printer {
-	p := &printer{w: w, warn: warn}
-	if !asJSON {
+	p := &printer{w: w, warn: warn, json: asJSON}
+	switch {
+	case asJSON:
+	case follow:
+		p.widths = slices.Clone(followWidths)
+		p.row(columns) // at once: it says the topic was found
+	default:
 		p.tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-		fmt.Fprintf(p.tw, "ID\tDEVICE\tTIER\tLABEL\tCONFIDENCE\t%12s\n", "LATENCY")
-		if follow {
-			p.tw.Flush() // at once: it says the topic was found
-		}
+		p.row(columns)
 	}
 	return p
 }
 
 func (p *printer) print(r wire.Result) {
-	if p.tw == nil {
+	if p.json {
 		b, err := wire.AppendResult(nil, &r)
 		if err != nil { // a decoded result encodes; say so if not
 			fmt.Fprintf(p.warn, "skipping result %q: %v\n", r.ID, err)
 			return
 		}
-		fmt.Fprintf(p.w, "%s\n", b)
+		fmt.Fprintf(p.w, "%s\n", escapeJSON(b))
 		return
 	}
-	fmt.Fprintf(p.tw, "%s\t%s\t%s\t%s\t%.3f\t%s\n", r.ID, r.Device, r.Tier, r.Label, r.Confidence, Latency(r))
+	p.row([]string{Printable(r.ID), Printable(r.Device), Printable(r.Tier), Printable(r.Label),
+		fmt.Sprintf("%.3f", r.Confidence), Latency(r)})
+}
+
+// row prints the cells of one row (the last, the latency, right-aligned
+// to 12 characters as Latency makes it).
+func (p *printer) row(cells []string) {
+	last := len(cells) - 1
+	cells[last] = fmt.Sprintf("%12s", cells[last])
+	if p.tw != nil {
+		fmt.Fprintf(p.tw, "%s\n", strings.Join(cells, "\t"))
+		return
+	}
+	var b strings.Builder
+	for i, c := range cells[:last] {
+		n := utf8.RuneCountInString(c)
+		p.widths[i] = max(p.widths[i], n)
+		b.WriteString(c)
+		b.WriteString(strings.Repeat(" ", p.widths[i]-n+2))
+	}
+	b.WriteString(cells[last])
+	b.WriteByte('\n')
+	io.WriteString(p.w, b.String())
 }
 
 func (p *printer) flush() {
