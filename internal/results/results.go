@@ -1,7 +1,9 @@
 // Package results reads a pipeline's results topic for a person at a
 // terminal (ddnn results): which results to read (the newest, those of one
 // message id, new ones as they arrive) and how they are printed, as a table
-// or one JSON object per line.
+// or one JSON object per line, with the strings of records escaped for a
+// terminal. A followed read says when it loses the broker, and when it is
+// back.
 //
 // It only consumes: it commits no offsets, joins no group and never writes
 // to Kafka. Before consuming it asks the brokers for the topic's offsets
@@ -18,6 +20,7 @@ import (
 	"maps"
 	"slices"
 	"strings"
+	"sync"
 	"text/tabwriter"
 	"time"
 	"unicode/utf8"
@@ -62,6 +65,10 @@ type Config struct {
 	// ConnectTimeout bounds the first answer from the brokers (default
 	// 5s).
 	ConnectTimeout time.Duration
+	// StallAfter is, with Follow, how long no fetch may be answered before
+	// the broker is said to be lost (default 15s, three times the fetch
+	// wait); see watch.go.
+	StallAfter time.Duration
 	// JSON prints one JSON result per line instead of a table.
 	JSON bool
 	// Out gets the results; Warn (nil: discarded) the records that are
@@ -141,12 +148,24 @@ func Read(ctx context.Context, cfg Config) error {
 			until[p] = b.end
 		}
 	}
-	cl, err := kafka.NewClient(&cfg.Kafka, "results", nil, nil,
-		kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{cfg.Topic: starts}))
+	opts := []kgo.Opt{kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{cfg.Topic: starts})}
+	var watch *brokerWatch
+	if cfg.Follow {
+		watch = newBrokerWatch(cfg.Warn, cmp.Or(cfg.StallAfter, 15*time.Second))
+		opts = append(opts, kgo.WithHooks(watch))
+	}
+	cl, err := kafka.NewClient(&cfg.Kafka, "results", nil, nil, opts...)
 	if err != nil {
 		return fmt.Errorf("kafka client: %w", err)
 	}
 	defer cl.Close()
+	if watch != nil { // stopped before the client closes
+		wctx, stop := context.WithCancel(ctx)
+		var wg sync.WaitGroup
+		wg.Go(func() { watch.run(wctx) })
+		defer wg.Wait()
+		defer stop()
+	}
 
 	out := newPrinter(cfg.Out, cfg.Warn, cfg.JSON, cfg.Follow)
 	defer out.flush()
