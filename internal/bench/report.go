@@ -123,6 +123,10 @@ type Result struct {
 	Bucket    time.Duration
 	// ReplicaSeries is the ready replicas per tier over time.
 	ReplicaSeries map[string][]ReplicaPoint
+	// Plots are the plot files Write wrote; Unplotted the others, each
+	// with why ("replicas.png (no replica lists: ...)"): a figure without
+	// data is not drawn.
+	Plots, Unplotted []string
 }
 
 // ReplicaPoint is a tier's ready replicas at a time from the start.
