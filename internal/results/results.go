@@ -169,7 +169,7 @@ func Read(ctx context.Context, cfg Config) error {
 
 	out := newPrinter(cfg.Out, cfg.Warn, cfg.JSON, cfg.Follow)
 	defer out.flush()
-	r := &reader{cfg: &cfg, cl: cl, out: out}
+	r := &reader{cfg: &cfg, cl: cl, out: out, watch: watch}
 	if cfg.Last == 0 {
 		return r.read(ctx, until)
 	}
@@ -231,10 +231,11 @@ func partitionBounds(ctx context.Context, cfg *Config) (map[int32]bounds, error)
 
 // reader consumes the results topic and prints what cfg selects.
 type reader struct {
-	cfg *Config
-	cl  *kgo.Client
-	out *printer
-	n   int // results printed
+	cfg   *Config
+	cl    *kgo.Client
+	out   *printer
+	watch *brokerWatch // with Follow; else nil
+	n     int          // results printed
 }
 
 // printLast reads each partition up to the end it had (until) and prints
@@ -325,7 +326,13 @@ func (r *reader) unfinished(ctx context.Context, err error) error {
 func (r *reader) poll(ctx context.Context, until map[int32]int64, use func(rec *kgo.Record, res wire.Result, beyond bool) bool) error {
 	ends := maps.Clone(until)
 	for until == nil || len(until) > 0 {
+		if r.watch != nil {
+			r.watch.polling(true)
+		}
 		fs := r.cl.PollFetches(ctx)
+		if r.watch != nil {
+			r.watch.polling(false)
+		}
 		if ctx.Err() != nil {
 			if len(until) > 0 {
 				return errNotAtEnd

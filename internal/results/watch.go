@@ -19,9 +19,12 @@ import (
 // It hooks the client: a failed connection or a request whose write or
 // read failed means the broker is lost; a fetch answered means it is
 // there. A broker that accepts connections but answers nothing (stopped,
-// hung) is noticed when no fetch was answered for StallAfter: a broker
-// that is there answers a fetch within the client's fetch wait (5s) even
-// when there is nothing new. Each change is said once on cfg.Warn, and
+// hung) is noticed when no fetch was answered for StallAfter while the
+// reader waited for records: a broker that is there answers a fetch within
+// the client's fetch wait (5s) even when there is nothing new. (While the
+// reader is busy printing, to a pager the user does not scroll say, the
+// client holds back fetches once it has one buffered: that is no stall.)
+// Each change is said once on cfg.Warn, and
 // while the broker is lost a reminder with the attempts so far every
 // remindEvery.
 
@@ -38,6 +41,7 @@ type brokerWatch struct {
 	stopped  bool
 	lost     bool
 	since    time.Time // lost since, or last fetch answered
+	waiting  time.Time // since when the reader waits in a poll; zero when not
 	reminded time.Time
 	attempts int    // failed connections and requests while lost
 	last     string // the last failure
@@ -117,7 +121,7 @@ func (w *brokerWatch) check() {
 	}
 	now := w.now()
 	switch {
-	case !w.lost && now.Sub(w.since) >= w.stall:
+	case !w.lost && !w.waiting.IsZero() && now.Sub(later(w.since, w.waiting)) >= w.stall:
 		w.lost, w.attempts, w.since, w.reminded = true, 0, now, now
 		w.last = fmt.Sprintf("no fetch answered for %s", w.stall)
 		fmt.Fprintf(w.warn, "results: lost the Kafka broker (%s); retrying until it answers (Ctrl-C stops)\n", w.last)
@@ -126,6 +130,25 @@ func (w *brokerWatch) check() {
 		fmt.Fprintf(w.warn, "results: still no Kafka broker after %s, %s (last: %s); retrying\n",
 			now.Sub(w.since).Round(time.Second), attempts(w.attempts), w.last)
 	}
+}
+
+// polling notes that the reader waits for records (in PollFetches) or, with
+// false, that it got them.
+func (w *brokerWatch) polling(waits bool) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if waits {
+		w.waiting = w.now()
+	} else {
+		w.waiting = time.Time{}
+	}
+}
+
+func later(a, b time.Time) time.Time {
+	if a.After(b) {
+		return a
+	}
+	return b
 }
 
 // run checks every second until ctx ends, then stops the watch: what the

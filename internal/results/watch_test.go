@@ -87,9 +87,10 @@ func TestFollowBrokerLost(t *testing.T) {
 
 // TestBrokerWatchStall: a broker that keeps its connections but answers no
 // fetch (stopped, hung) is said lost once StallAfter passed without an
-// answered fetch, reminded of every 30s with the attempts so far, and said
-// back at the next fetch answered; failures while it is lost add attempts,
-// not lines.
+// answered fetch while the reader waited, reminded of every 30s with the
+// attempts so far, and said back at the next fetch answered; failures
+// while it is lost add attempts, not lines. A reader that does not wait
+// (busy printing) sees no stall.
 func TestBrokerWatchStall(t *testing.T) {
 	var warn syncbuf.Buffer
 	w := newBrokerWatch(&warn, 15*time.Second)
@@ -97,22 +98,29 @@ func TestBrokerWatchStall(t *testing.T) {
 	now := t0
 	w.now = func() time.Time { return now }
 	w.answered()
+	w.polling(true)
+	const t0Shift = 36 * time.Second // where the stalls begin
 	for _, step := range []struct {
 		at   time.Duration
 		do   func()
 		want string // the line it prints, or ""
 	}{
-		{14 * time.Second, w.check, ""},
-		{15 * time.Second, w.check, "results: lost the Kafka broker (no fetch answered for 15s); retrying until it answers (Ctrl-C stops)\n"},
-		{16 * time.Second, w.check, ""},
-		{20 * time.Second, func() { w.failed("127.0.0.1:9092: i/o timeout") }, ""},
-		{25 * time.Second, func() { w.failed("127.0.0.1:9092: i/o timeout") }, ""},
-		{44 * time.Second, w.check, ""},
-		{45 * time.Second, w.check, "results: still no Kafka broker after 30s, 2 failed attempts (last: 127.0.0.1:9092: i/o timeout); retrying\n"},
-		{50 * time.Second, w.answered, "results: the Kafka broker answers again after 35s (2 failed attempts); following\n"},
-		{60 * time.Second, w.check, ""},
-		{61 * time.Second, func() { w.failed("127.0.0.1:9092: connection refused") }, "results: lost the Kafka broker (127.0.0.1:9092: connection refused); retrying until it answers (Ctrl-C stops)\n"},
-		{62 * time.Second, w.answered, "results: the Kafka broker answers again after 1s (1 failed attempt); following\n"},
+		{0, func() { w.polling(false) }, ""},
+		{20 * time.Second, w.check, ""}, // busy: the client fetches no more
+		{21 * time.Second, func() { w.polling(true) }, ""},
+		{35 * time.Second, w.check, ""},
+		{36 * time.Second, func() { w.polling(false); w.answered(); w.polling(true) }, ""},
+		{t0Shift + 14*time.Second, w.check, ""},
+		{t0Shift + 15*time.Second, w.check, "results: lost the Kafka broker (no fetch answered for 15s); retrying until it answers (Ctrl-C stops)\n"},
+		{t0Shift + 16*time.Second, w.check, ""},
+		{t0Shift + 20*time.Second, func() { w.failed("127.0.0.1:9092: i/o timeout") }, ""},
+		{t0Shift + 25*time.Second, func() { w.failed("127.0.0.1:9092: i/o timeout") }, ""},
+		{t0Shift + 44*time.Second, w.check, ""},
+		{t0Shift + 45*time.Second, w.check, "results: still no Kafka broker after 30s, 2 failed attempts (last: 127.0.0.1:9092: i/o timeout); retrying\n"},
+		{t0Shift + 50*time.Second, w.answered, "results: the Kafka broker answers again after 35s (2 failed attempts); following\n"},
+		{t0Shift + 60*time.Second, w.check, ""},
+		{t0Shift + 61*time.Second, func() { w.failed("127.0.0.1:9092: connection refused") }, "results: lost the Kafka broker (127.0.0.1:9092: connection refused); retrying until it answers (Ctrl-C stops)\n"},
+		{t0Shift + 62*time.Second, w.answered, "results: the Kafka broker answers again after 1s (1 failed attempt); following\n"},
 	} {
 		before := warn.String()
 		now = t0.Add(step.at)
