@@ -147,6 +147,7 @@ func (res *Result) plotLatency(title string) (*plot.Plot, string, error) {
 	if err := res.markCuts(p); err != nil {
 		return nil, "", err
 	}
+	p.X.Min = min(p.X.Min, 0) // from the start
 	p.Add(plotter.NewGrid())
 	return p, "", nil
 }
@@ -248,6 +249,7 @@ func (res *Result) plotThroughput(title string) (*plot.Plot, string, error) {
 	if taken == 0 {
 		return nil, "no results: no tier's hops to count", nil
 	}
+	p.X.Min = min(p.X.Min, 0)
 	p.Add(plotter.NewGrid())
 	return p, "", nil
 }
@@ -317,6 +319,7 @@ func (res *Result) plotReplicas(title string) (*plot.Plot, string, error) {
 		}
 	}
 	p.Y.Max = top + 1
+	p.X.Min = min(p.X.Min, 0)
 	p.Add(plotter.NewGrid())
 	return p, "", nil
 }
