@@ -397,10 +397,10 @@ func newPrinter(w, warn io.Writer, asJSON, follow bool) *printer {
 	case asJSON:
 	case follow:
 		p.widths = slices.Clone(followWidths)
-		p.row(columns) // at once: it says the topic was found
+		p.row(slices.Clone(columns)) // at once: it says the topic was found
 	default:
 		p.tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-		p.row(columns)
+		p.row(slices.Clone(columns))
 	}
 	return p
 }
