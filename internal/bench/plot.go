@@ -218,6 +218,7 @@ func (res *Result) plotLatencyBox(title string) (*plot.Plot, string, error) {
 		return nil, "no results", nil
 	}
 	p.NominalX(names...)
+	p.X.Min, p.X.Max = -0.5, float64(len(names))-0.5 // no box against an edge
 	p.Add(plotter.NewGrid())
 	return p, "", nil
 }
@@ -375,19 +376,26 @@ func niceStep(span float64) float64 {
 }
 
 // ticks125 labels a log axis at 1, 2 and 5 times each power of ten, so a
-// range within one decade still reads.
+// range within one decade still reads; a range too narrow for three such
+// labels is labeled at every digit times a power of ten, and one too
+// narrow for that as a linear axis.
 type ticks125 struct{}
 
 func (ticks125) Ticks(lo, hi float64) []plot.Tick {
-	var ts []plot.Tick
-	for e := math.Floor(math.Log10(lo)); math.Pow(10, e) <= hi; e++ {
-		for _, m := range []float64{1, 2, 5} {
-			if v := m * math.Pow(10, e); v >= lo && v <= hi {
-				ts = append(ts, plot.Tick{Value: v, Label: strconv.FormatFloat(v, 'g', -1, 64)})
+	for _, mants := range [][]float64{{1, 2, 5}, {1, 2, 3, 4, 5, 6, 7, 8, 9}} {
+		var ts []plot.Tick
+		for e := math.Floor(math.Log10(lo)); math.Pow(10, e) <= hi; e++ {
+			for _, m := range mants {
+				if v := m * math.Pow(10, e); v >= lo && v <= hi {
+					ts = append(ts, plot.Tick{Value: v, Label: strconv.FormatFloat(v, 'g', -1, 64)})
+				}
 			}
 		}
+		if len(ts) >= 3 {
+			return ts
+		}
 	}
-	return ts
+	return linearTicks{}.Ticks(lo, hi)
 }
 
 // Comparison plots written into --out by bench --compare with --network.

@@ -218,3 +218,28 @@ func pixels(img image.Image, c color.Color) int {
 	}
 	return n
 }
+
+// TestLogTicks: a log axis has three labels at least, however narrow its
+// range: 1, 2 and 5 per decade, every digit within a decade, or linear
+// steps within a digit.
+func TestLogTicks(t *testing.T) {
+	for _, tc := range []struct {
+		lo, hi float64
+		want   string
+	}{
+		{0.1, 1000, "0.1 0.2 0.5 1 2 5 10 20 50 100 200 500 1000"},
+		{2, 30, "2 5 10 20"},
+		{40, 89, "40 50 60 70 80"},
+		{41, 44, "41.0 41.5 42.0 42.5 43.0 43.5 44.0"},
+	} {
+		var labels []string
+		for _, tk := range (ticks125{}).Ticks(tc.lo, tc.hi) {
+			if tk.Label != "" {
+				labels = append(labels, tk.Label)
+			}
+		}
+		if got := strings.Join(labels, " "); got != tc.want {
+			t.Errorf("%g to %g: %q, want %q", tc.lo, tc.hi, got, tc.want)
+		}
+	}
+}
