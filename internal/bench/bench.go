@@ -94,13 +94,15 @@ type sendState struct {
 	refused, err string
 }
 
-// resultState is the first result of a message and how many came.
+// resultState is the first result of a message and how many came, and
+// whether the pipeline accepted its send (guarded by run.mu).
 type resultState struct {
-	n     int
-	tier  string
-	class int
-	at    time.Time // when the bench's consumer got it
-	hops  []wire.Hop
+	n        int
+	tier     string
+	class    int
+	at       time.Time // when the bench's consumer got it
+	hops     []wire.Hop
+	accepted bool
 }
 
 // run is one bench run's shared state.
@@ -116,10 +118,29 @@ type run struct {
 	nrefused atomic.Int64
 	late     atomic.Int64
 
-	mu       sync.Mutex
-	results  []resultState
+	mu      sync.Mutex
+	results []resultState
+	// awaited counts the accepted messages without a result yet: the
+	// drain waits for it to reach 0. Counting results instead would let
+	// a result of a refused send (one the funnel took though the answer
+	// failed) stand for an accepted message's missing one.
+	awaited  int
+	got      chan struct{} // a result or an acceptance changed awaited
 	nresults atomic.Int64
 	replicas map[string][]ReplicaPoint // per tier
+}
+
+// newRun is the state of a run of cfg that sends sends.
+func newRun(cfg Config, sends []Send) *run {
+	return &run{
+		cfg:      cfg,
+		prefix:   "b" + strconv.FormatInt(time.Now().UnixNano(), 36) + "-",
+		sends:    sends,
+		sent:     make([]sendState, len(sends)),
+		results:  make([]resultState, len(sends)),
+		got:      make(chan struct{}, 1),
+		replicas: map[string][]ReplicaPoint{},
+	}
 }
 
 // Run drives the workload and returns its report. When ctx ends early it
@@ -144,14 +165,7 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	if err != nil {
 		return nil, err
 	}
-	r := &run{
-		cfg:      cfg,
-		prefix:   "b" + strconv.FormatInt(time.Now().UnixNano(), 36) + "-",
-		sends:    sends,
-		sent:     make([]sendState, len(sends)),
-		results:  make([]resultState, len(sends)),
-		replicas: map[string][]ReplicaPoint{},
-	}
+	r := newRun(cfg, sends)
 
 	// Reach the pipeline before anything is sent: fail fast and clearly.
 	consumer, err := r.resultsConsumer(ctx, results)
@@ -197,18 +211,7 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 
 	r.sendAll(ctx, devices)
 
-	interrupted := ctx.Err() != nil
-	wait := cfg.Drain
-	if interrupted {
-		wait = 2 * time.Second
-	}
-	deadline := time.Now().Add(wait)
-	for r.nresults.Load() < r.nacked.Load() && time.Now().Before(deadline) {
-		if !interrupted && ctx.Err() != nil {
-			interrupted, deadline = true, time.Now().Add(2*time.Second)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	interrupted := r.drain(ctx, cfg.Drain)
 	for until := r.start.Add(Length(sends) + cfg.Observe); !interrupted && time.Now().Before(until); {
 		if ctx.Err() != nil {
 			interrupted = true
@@ -276,14 +279,77 @@ func (r *run) collect(ctx context.Context, cl *kgo.Client) {
 			if err != nil || i < 0 || i >= len(r.results) {
 				continue
 			}
-			r.mu.Lock()
-			s := &r.results[i]
-			s.n++
-			if s.n == 1 {
-				s.tier, s.class, s.at, s.hops = res.Tier, res.Class, now, res.Hops
-				r.nresults.Add(1)
+			r.gotResult(i, res, now)
+		}
+	}
+}
+
+// gotResult records a result of message i that reached the consumer at
+// now.
+func (r *run) gotResult(i int, res wire.Result, now time.Time) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	s := &r.results[i]
+	s.n++
+	if s.n > 1 {
+		return
+	}
+	s.tier, s.class, s.at, s.hops = res.Tier, res.Class, now, res.Hops
+	r.nresults.Add(1)
+	if s.accepted {
+		r.awaited--
+		r.changed()
+	}
+}
+
+// accepted records that the pipeline accepted message i's send.
+func (r *run) accepted(i int) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	s := &r.results[i]
+	s.accepted = true
+	if s.n == 0 { // its result may have come before the answer
+		r.awaited++
+		r.changed()
+	}
+}
+
+// changed wakes the drain; r.mu is held.
+func (r *run) changed() {
+	select {
+	case r.got <- struct{}{}:
+	default:
+	}
+}
+
+// drain waits, once every send is done, until every accepted message has
+// a result or wait passed; when ctx ends (at once or meanwhile) it waits
+// 2s more at most. It reports whether ctx ended.
+func (r *run) drain(ctx context.Context, wait time.Duration) (interrupted bool) {
+	interrupted = ctx.Err() != nil
+	if interrupted {
+		wait = 2 * time.Second
+	}
+	end := time.Now().Add(wait)
+	deadline := time.NewTimer(wait)
+	defer deadline.Stop()
+	done := ctx.Done()
+	for {
+		r.mu.Lock()
+		awaited := r.awaited
+		r.mu.Unlock()
+		if awaited == 0 {
+			return interrupted
+		}
+		select {
+		case <-r.got:
+		case <-deadline.C:
+			return interrupted
+		case <-done:
+			interrupted, done = true, nil
+			if soon := time.Now().Add(2 * time.Second); soon.Before(end) {
+				deadline.Reset(time.Until(soon))
 			}
-			r.mu.Unlock()
 		}
 	}
 }
@@ -365,5 +431,6 @@ func (r *run) sendOne(ctx context.Context, d device, i int, t0 time.Time) {
 		r.nrefused.Add(1)
 		return
 	}
+	r.accepted(i)
 	r.nacked.Add(1)
 }

@@ -79,6 +79,7 @@ func (c Comparison) Print(w io.Writer) {
 	}
 	row("accuracy", "accuracy", p.Accuracy, m.Accuracy)
 	fmt.Fprintf(tw, "refused\t%d\t%d\t\t\n", p.Refused, m.Refused)
+	fmt.Fprintf(tw, "results of refused sends\t%d\t%d\t\t\n", p.RefusedResults, m.RefusedResults)
 	fmt.Fprintf(tw, "lost (accepted, no result)\t%d\t%d\t\t\n", p.Lost, m.Lost)
 	if len(p.Links) > 0 {
 		fmt.Fprintf(tw, "WAN bytes (between sites)\t%d\t%d\t%.2f\t\n", p.WANBytes, m.WANBytes, c.Ratios["wan_bytes"])

@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -18,6 +19,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/ddnn-continuum/ddnn/internal/pipeline"
+	"github.com/ddnn-continuum/ddnn/internal/wire"
 )
 
 // TestCounting: lost is accepted without a result; refused sends are
@@ -42,7 +44,7 @@ func TestCounting(t *testing.T) {
 		{"refused", []msg{{true, "http 503", 0}, {true, "http 503", 0}, {true, "connection refused", 0}},
 			Summary{Sent: 3, Refused: 3, RefusedBy: map[string]int{"http 503": 2, "connection refused": 1}}},
 		{"timed out but taken", []msg{{true, "timeout", 1}},
-			Summary{Sent: 1, Refused: 1, RefusedBy: map[string]int{"timeout": 1}, Results: 1}},
+			Summary{Sent: 1, Refused: 1, RefusedBy: map[string]int{"timeout": 1}, Results: 1, RefusedResults: 1}},
 		{"never sent", []msg{{false, "", 0}},
 			Summary{}},
 		{"mixed", []msg{{true, "", 1}, {true, "", 0}, {true, "coap 5.03", 0}, {false, "", 0}, {true, "", 2}},
@@ -72,10 +74,10 @@ func TestCounting(t *testing.T) {
 				tc.want.RefusedBy = map[string]int{}
 			}
 			if s.Sent != tc.want.Sent || s.Accepted != tc.want.Accepted || s.Refused != tc.want.Refused ||
-				!maps.Equal(s.RefusedBy, tc.want.RefusedBy) || s.Results != tc.want.Results ||
+				!maps.Equal(s.RefusedBy, tc.want.RefusedBy) || s.Results != tc.want.Results || s.RefusedResults != tc.want.RefusedResults ||
 				s.Lost != tc.want.Lost || s.Duplicates != tc.want.Duplicates {
-				t.Errorf("sent %d accepted %d refused %d %v results %d lost %d duplicates %d; want %+v",
-					s.Sent, s.Accepted, s.Refused, s.RefusedBy, s.Results, s.Lost, s.Duplicates, tc.want)
+				t.Errorf("sent %d accepted %d refused %d %v results %d (of refused sends %d) lost %d duplicates %d; want %+v",
+					s.Sent, s.Accepted, s.Refused, s.RefusedBy, s.Results, s.RefusedResults, s.Lost, s.Duplicates, tc.want)
 			}
 		})
 	}
@@ -165,9 +167,8 @@ func (b *blocking) close() {}
 // accepted.
 func TestDeviceInFlight(t *testing.T) {
 	const n, limit = 10, 3
-	r := &run{cfg: Config{MaxInFlight: limit, Samples: [][]byte{{1}}}, start: time.Now()}
-	r.sends = make([]Send, n) // all due at once
-	r.sent = make([]sendState, n)
+	r := newRun(Config{MaxInFlight: limit, Samples: [][]byte{{1}}}, make([]Send, n)) // all due at once
+	r.start = time.Now()
 	d := &blocking{release: make(chan struct{})}
 	var wg sync.WaitGroup
 	wg.Go(func() { r.sendAll(context.Background(), []device{d}) })
@@ -182,5 +183,55 @@ func TestDeviceInFlight(t *testing.T) {
 	wg.Wait()
 	if late := r.late.Load(); d.peak.Load() != limit || r.nacked.Load() != n || late < 1 || late > n-limit {
 		t.Errorf("peak in flight %d (want %d), accepted %d, late %d", d.peak.Load(), limit, r.nacked.Load(), r.late.Load())
+	}
+}
+
+// TestDrainWaitsForEveryAcceptedID: the drain after the last send ends
+// when every accepted message has a result, not when there are as many
+// results as acceptances: a result of a refused send that the funnel took
+// anyway (the connection reset after the write) does not stand for an
+// accepted message's missing one, which would then be reported lost.
+func TestDrainWaitsForEveryAcceptedID(t *testing.T) {
+	start := time.Now()
+	r := newRun(Config{Pipeline: &pipeline.Pipeline{Tiers: []pipeline.Tier{{Name: "edge"}}}}, []Send{{At: 0}, {At: time.Millisecond}})
+	r.start = start
+	// 0 is accepted; its result is still on its way.
+	r.sent[0] = sendState{done: true, ack: time.Millisecond}
+	r.accepted(0)
+	r.nacked.Add(1)
+	// 1 was refused, yet taken: its result comes.
+	r.sent[1] = sendState{sent: time.Millisecond, done: true, refused: "connection reset", err: "post: connection reset by peer"}
+	r.nrefused.Add(1)
+	r.gotResult(1, wire.Result{Tier: "edge", Class: 1}, start.Add(5*time.Millisecond))
+
+	// Nothing else comes: the drain waits its whole bound.
+	const bound = 300 * time.Millisecond
+	began := time.Now()
+	if r.drain(context.Background(), bound) {
+		t.Error("drain says interrupted")
+	}
+	if waited := time.Since(began); waited < bound {
+		t.Fatalf("drain ended after %s, before its %s bound, with message 0 accepted and no result of it", waited, bound)
+	}
+
+	// The result of 0 comes during a drain: it ends there, and nothing is
+	// lost.
+	ended := make(chan bool, 1)
+	go func() { ended <- r.drain(context.Background(), time.Minute) }()
+	r.gotResult(0, wire.Result{Tier: "edge"}, start.Add(9*time.Millisecond))
+	select {
+	case <-ended:
+	case <-time.After(30 * time.Second):
+		t.Fatal("drain went on after every accepted message had a result")
+	}
+	s := r.result(false).Summary
+	if s.Accepted != 1 || s.Refused != 1 || s.Results != 2 || s.RefusedResults != 1 || s.Lost != 0 {
+		t.Errorf("accepted %d refused %d results %d (of refused sends %d) lost %d; want 1 1 2 (1) 0",
+			s.Accepted, s.Refused, s.Results, s.RefusedResults, s.Lost)
+	}
+	var out strings.Builder
+	r.result(false).Print(&out)
+	if !strings.Contains(out.String(), "results 2 (1 of them of refused sends: taken, the answer lost); lost 0") {
+		t.Errorf("report:\n%s", out.String())
 	}
 }

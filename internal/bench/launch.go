@@ -116,8 +116,10 @@ func (r Runner) Run(ctx context.Context, cfg Config) (*Result, error) {
 		if err := res.Write(dir); err != nil {
 			return res, fmt.Errorf("bench: writing %s: %w", dir, err)
 		}
-		fmt.Fprintf(log, "bench: wrote %s\n", strings.Join([]string{
-			filepath.Join(dir, "summary.json"), "samples.csv", PlotLatency, PlotLatencyBox, PlotThroughput, PlotReplicas}, ", "))
+		fmt.Fprintf(log, "bench: wrote %s\n", strings.Join(append([]string{filepath.Join(dir, "summary.json"), "samples.csv"}, res.Plots...), ", "))
+		if len(res.Unplotted) > 0 {
+			fmt.Fprintf(log, "bench: not drawn, no data: %s\n", strings.Join(res.Unplotted, "; "))
+		}
 	}
 	if res.Summary.Interrupted {
 		return res, errors.New("interrupted: the report is partial")

@@ -41,9 +41,12 @@ type Summary struct {
 	// "interrupted" when the bench stopped first, ...).
 	Refused   int            `json:"refused"`
 	RefusedBy map[string]int `json:"refused_by"`
-	// Results are sent messages with at least one result (a refused send
-	// may still have been taken, when only the answer was lost).
-	Results int `json:"results"`
+	// Results are sent messages with at least one result, RefusedResults
+	// those of them whose send was refused: the funnel took the message
+	// but its answer was lost (a connection reset after the write, a
+	// timeout). Accepted = Results - RefusedResults + Lost.
+	Results        int `json:"results"`
+	RefusedResults int `json:"refused_results"`
 	// Lost are accepted messages without a result: what the pipeline
 	// promised and did not deliver.
 	Lost       int `json:"lost"`
@@ -120,6 +123,10 @@ type Result struct {
 	Bucket    time.Duration
 	// ReplicaSeries is the ready replicas per tier over time.
 	ReplicaSeries map[string][]ReplicaPoint
+	// Plots are the plot files Write wrote; Unplotted the others, each
+	// with why ("replicas.png (no replica lists: ...)"): a figure without
+	// data is not drawn.
+	Plots, Unplotted []string
 }
 
 // ReplicaPoint is a tier's ready replicas at a time from the start.
@@ -206,6 +213,9 @@ func (r *run) result(interrupted bool) *Result {
 		}
 		if rs.n > 0 && sd.done {
 			s.Results++
+			if sd.refused != "" {
+				s.RefusedResults++
+			}
 			s.Duplicates += rs.n - 1
 			row.Results, row.Tier, row.Class = rs.n, rs.tier, rs.class
 			row.ResultAt = rs.at.Sub(r.start)
@@ -292,8 +302,12 @@ func (res *Result) Print(w io.Writer) {
 		state = " (INTERRUPTED: partial)"
 	}
 	fmt.Fprintf(w, "%s over %s (%s), workload %s, %d devices, time scale %g%s\n", s.Target, s.Protocol, s.Encoding, s.Workload, s.Devices, s.TimeScale, state)
-	fmt.Fprintf(w, "sent %d of %d (late %d); accepted %d; refused %d%s; results %d; lost %d (accepted without a result); duplicates %d; accuracy %.4f\n",
-		s.Sent, s.Planned, s.LateSends, s.Accepted, s.Refused, byReason(s.RefusedBy), s.Results, s.Lost, s.Duplicates, s.Accuracy)
+	taken := ""
+	if s.RefusedResults > 0 {
+		taken = fmt.Sprintf(" (%d of them of refused sends: taken, the answer lost)", s.RefusedResults)
+	}
+	fmt.Fprintf(w, "sent %d of %d (late %d); accepted %d; refused %d%s; results %d%s; lost %d (accepted without a result); duplicates %d; accuracy %.4f\n",
+		s.Sent, s.Planned, s.LateSends, s.Accepted, s.Refused, byReason(s.RefusedBy), s.Results, taken, s.Lost, s.Duplicates, s.Accuracy)
 	fmt.Fprintf(w, "elapsed %.2fs (schedule %.2fs); throughput %.1f results/s; ingest p50 %.2fms p99 %.2fms\n",
 		s.ElapsedS, s.ScheduleS, s.ThroughputPerS, s.Ingest.P50, s.Ingest.P99)
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)

@@ -29,7 +29,7 @@ Commands:
   bench          simulated devices over HTTP, CoAP or Kafka; latency per tier, reports, plots
   monolith       the baseline: every tier in one process, fed from Kafka (bench --compare)
   models check   load every tier's model and verify the chain
-  models eval    run the labeled test set through the chain; --sweep, --json
+  models eval    run the labeled test set through the chain (--json; --sweep: accuracy against exits per threshold)
   broker         run the embedded Kafka-protocol broker alone (on disk; --ephemeral: in memory)
   broker repair  drop what is damaged in a stopped embedded broker's data directory, saying what is lost
   funnel         run the funnel alone: device ingest and internal deliveries

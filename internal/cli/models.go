@@ -8,13 +8,23 @@ import (
 
 	"github.com/ddnn-continuum/ddnn/internal/onnx"
 	"github.com/ddnn-continuum/ddnn/internal/pipeline"
+	"github.com/ddnn-continuum/ddnn/internal/suggest"
 	"github.com/ddnn-continuum/ddnn/models"
 )
 
 const modelsUsage = `Usage:
-  ddnn models check -f FILE   load every tier's model and verify the chain
-  ddnn models eval -f FILE    run the labeled test set through the chain
+  ddnn models check -f FILE           load every tier's model and verify the chain
+  ddnn models eval -f FILE [--json]   run the labeled test set through the chain: exits and accuracy per tier
+  ddnn models eval -f FILE --sweep    accuracy against exit ratio over a grid of thresholds per tier
+
+Run 'ddnn models eval -h' for every flag.
 `
+
+// modelsFlagsAsCommands are flags of models eval a user may type as a
+// command of their own: each is answered with the form that is accepted.
+var modelsFlagsAsCommands = map[string]string{
+	"sweep": "ddnn models eval -f FILE --sweep",
+}
 
 func runModels(_ context.Context, args []string, stdout, stderr io.Writer) error {
 	if len(args) == 0 {
@@ -31,6 +41,12 @@ func runModels(_ context.Context, args []string, stdout, stderr io.Writer) error
 		return nil
 	default:
 		fmt.Fprint(stderr, modelsUsage)
+		if form, ok := modelsFlagsAsCommands[args[0]]; ok {
+			return fmt.Errorf("%w: unknown models command %q: it is a flag of eval: %s", errUsage, args[0], form)
+		}
+		if near := suggest.Nearest(args[0], []string{"check", "eval"}); near != "" {
+			return fmt.Errorf("%w: unknown models command %q; did you mean %q?", errUsage, args[0], near)
+		}
 		return fmt.Errorf("%w: unknown models command %q", errUsage, args[0])
 	}
 }

@@ -1,7 +1,9 @@
 // Package results reads a pipeline's results topic for a person at a
 // terminal (ddnn results): which results to read (the newest, those of one
 // message id, new ones as they arrive) and how they are printed, as a table
-// or one JSON object per line.
+// or one JSON object per line, with the strings of records escaped for a
+// terminal. A followed read says when it loses the broker, and when it is
+// back.
 //
 // It only consumes: it commits no offsets, joins no group and never writes
 // to Kafka. Before consuming it asks the brokers for the topic's offsets
@@ -18,8 +20,10 @@ import (
 	"maps"
 	"slices"
 	"strings"
+	"sync"
 	"text/tabwriter"
 	"time"
+	"unicode/utf8"
 
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -61,6 +65,10 @@ type Config struct {
 	// ConnectTimeout bounds the first answer from the brokers (default
 	// 5s).
 	ConnectTimeout time.Duration
+	// StallAfter is, with Follow, how long no fetch may be answered before
+	// the broker is said to be lost (default 15s, three times the fetch
+	// wait); see watch.go.
+	StallAfter time.Duration
 	// JSON prints one JSON result per line instead of a table.
 	JSON bool
 	// Out gets the results; Warn (nil: discarded) the records that are
@@ -140,16 +148,28 @@ func Read(ctx context.Context, cfg Config) error {
 			until[p] = b.end
 		}
 	}
-	cl, err := kafka.NewClient(&cfg.Kafka, "results", nil, nil,
-		kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{cfg.Topic: starts}))
+	opts := []kgo.Opt{kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{cfg.Topic: starts})}
+	var watch *brokerWatch
+	if cfg.Follow {
+		watch = newBrokerWatch(cfg.Warn, cmp.Or(cfg.StallAfter, 15*time.Second))
+		opts = append(opts, kgo.WithHooks(watch))
+	}
+	cl, err := kafka.NewClient(&cfg.Kafka, "results", nil, nil, opts...)
 	if err != nil {
 		return fmt.Errorf("kafka client: %w", err)
 	}
 	defer cl.Close()
+	if watch != nil { // stopped before the client closes
+		wctx, stop := context.WithCancel(ctx)
+		var wg sync.WaitGroup
+		wg.Go(func() { watch.run(wctx) })
+		defer wg.Wait()
+		defer stop()
+	}
 
 	out := newPrinter(cfg.Out, cfg.Warn, cfg.JSON, cfg.Follow)
 	defer out.flush()
-	r := &reader{cfg: &cfg, cl: cl, out: out}
+	r := &reader{cfg: &cfg, cl: cl, out: out, watch: watch}
 	if cfg.Last == 0 {
 		return r.read(ctx, until)
 	}
@@ -211,10 +231,11 @@ func partitionBounds(ctx context.Context, cfg *Config) (map[int32]bounds, error)
 
 // reader consumes the results topic and prints what cfg selects.
 type reader struct {
-	cfg *Config
-	cl  *kgo.Client
-	out *printer
-	n   int // results printed
+	cfg   *Config
+	cl    *kgo.Client
+	out   *printer
+	watch *brokerWatch // with Follow; else nil
+	n     int          // results printed
 }
 
 // printLast reads each partition up to the end it had (until) and prints
@@ -259,9 +280,6 @@ func (r *reader) read(ctx context.Context, until map[int32]int64) error {
 			return true
 		}
 		r.out.print(res)
-		if r.cfg.Follow {
-			r.out.flush()
-		}
 		r.n++
 		return r.cfg.Count == 0 || r.n < r.cfg.Count
 	})
@@ -308,7 +326,13 @@ func (r *reader) unfinished(ctx context.Context, err error) error {
 func (r *reader) poll(ctx context.Context, until map[int32]int64, use func(rec *kgo.Record, res wire.Result, beyond bool) bool) error {
 	ends := maps.Clone(until)
 	for until == nil || len(until) > 0 {
+		if r.watch != nil {
+			r.watch.polling(true)
+		}
 		fs := r.cl.PollFetches(ctx)
+		if r.watch != nil {
+			r.watch.polling(false)
+		}
 		if ctx.Err() != nil {
 			if len(until) > 0 {
 				return errNotAtEnd
@@ -329,7 +353,7 @@ func (r *reader) poll(ctx context.Context, until map[int32]int64, use func(rec *
 			}
 			res, err := wire.DecodeResult(rec.Value)
 			if err != nil {
-				fmt.Fprintf(r.cfg.Warn, "skipping partition %d offset %d: %v\n", rec.Partition, rec.Offset, err)
+				fmt.Fprintf(r.cfg.Warn, "skipping partition %d offset %d: %s\n", rec.Partition, rec.Offset, Printable(err.Error()))
 				continue
 			}
 			if r.cfg.ID != "" && res.ID != r.cfg.ID {
@@ -343,37 +367,77 @@ func (r *reader) poll(ctx context.Context, until map[int32]int64, use func(rec *
 	return nil
 }
 
-// printer prints results as a table or as JSON lines.
+// printer prints results as a table or as JSON lines, every string of a
+// result escaped for a terminal (escape.go).
 type printer struct {
 	w, warn io.Writer
-	tw      *tabwriter.Writer // nil for JSON
+	json    bool
+	// tw aligns a table read to its end on its widest cells; nil for JSON
+	// and for a table followed.
+	tw *tabwriter.Writer
+	// widths are a followed table's column widths so far: its rows are
+	// printed one by one, so they are padded to the header's columns (a
+	// wider cell widens its column from that row on).
+	widths []int
 }
 
+// columns are the table's headers; followWidths their widths when the
+// table is followed: a funnel's 32-digit ids, and room for device ids,
+// tiers and labels of common length.
+var (
+	columns      = []string{"ID", "DEVICE", "TIER", "LABEL", "CONFIDENCE", "LATENCY"}
+	followWidths = []int{32, 16, 6, 12, 10, 12}
+)
+
 // newPrinter starts the table (unless asJSON); when following, rows are
-// flushed one by one, so the header is flushed at once.
+// printed one by one, so the header is printed at once.
 func newPrinter(w, warn io.Writer, asJSON, follow bool) *printer {
-	p := &printer{w: w, warn: warn}
-	if !asJSON {
+	p := &printer{w: w, warn: warn, json: asJSON}
+	switch {
+	case asJSON:
+	case follow:
+		p.widths = slices.Clone(followWidths)
+		p.row(slices.Clone(columns)) // at once: it says the topic was found
+	default:
 		p.tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-		fmt.Fprintf(p.tw, "ID\tDEVICE\tTIER\tLABEL\tCONFIDENCE\t%12s\n", "LATENCY")
-		if follow {
-			p.tw.Flush() // at once: it says the topic was found
-		}
+		p.row(slices.Clone(columns))
 	}
 	return p
 }
 
 func (p *printer) print(r wire.Result) {
-	if p.tw == nil {
+	if p.json {
 		b, err := wire.AppendResult(nil, &r)
 		if err != nil { // a decoded result encodes; say so if not
 			fmt.Fprintf(p.warn, "skipping result %q: %v\n", r.ID, err)
 			return
 		}
-		fmt.Fprintf(p.w, "%s\n", b)
+		fmt.Fprintf(p.w, "%s\n", escapeJSON(b))
 		return
 	}
-	fmt.Fprintf(p.tw, "%s\t%s\t%s\t%s\t%.3f\t%s\n", r.ID, r.Device, r.Tier, r.Label, r.Confidence, Latency(r))
+	p.row([]string{Printable(r.ID), Printable(r.Device), Printable(r.Tier), Printable(r.Label),
+		fmt.Sprintf("%.3f", r.Confidence), Latency(r)})
+}
+
+// row prints the cells of one row (the last, the latency, right-aligned
+// to 12 characters as Latency makes it).
+func (p *printer) row(cells []string) {
+	last := len(cells) - 1
+	cells[last] = fmt.Sprintf("%12s", cells[last])
+	if p.tw != nil {
+		fmt.Fprintf(p.tw, "%s\n", strings.Join(cells, "\t"))
+		return
+	}
+	var b strings.Builder
+	for i, c := range cells[:last] {
+		n := utf8.RuneCountInString(c)
+		p.widths[i] = max(p.widths[i], n)
+		b.WriteString(c)
+		b.WriteString(strings.Repeat(" ", p.widths[i]-n+2))
+	}
+	b.WriteString(cells[last])
+	b.WriteByte('\n')
+	io.WriteString(p.w, b.String())
 }
 
 func (p *printer) flush() {

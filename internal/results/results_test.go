@@ -48,13 +48,18 @@ func newCluster(t *testing.T) *cluster {
 // produce writes a result of id to partition p, stamped n seconds after t0.
 func (c *cluster) produce(t *testing.T, p int32, n int, id string) {
 	t.Helper()
-	r := wire.Result{ID: id, Device: "cam-1", Tier: "edge", Label: "cat", Confidence: 0.9,
-		SentAt: c.t0, ExitedAt: c.t0.Add(12300 * time.Microsecond)}
+	c.produceResult(t, p, n, wire.Result{ID: id, Device: "cam-1", Tier: "edge", Label: "cat", Confidence: 0.9,
+		SentAt: c.t0, ExitedAt: c.t0.Add(12300 * time.Microsecond)})
+}
+
+// produceResult writes r to partition p, stamped n seconds after t0.
+func (c *cluster) produceResult(t *testing.T, p int32, n int, r wire.Result) {
+	t.Helper()
 	b, err := wire.AppendResult(nil, &r)
 	if err != nil {
 		t.Fatal(err)
 	}
-	rec := &kgo.Record{Topic: topic, Partition: p, Key: []byte(id), Value: b, Timestamp: c.t0.Add(time.Duration(n) * time.Second)}
+	rec := &kgo.Record{Topic: topic, Partition: p, Key: []byte(r.ID), Value: b, Timestamp: c.t0.Add(time.Duration(n) * time.Second)}
 	if err := c.cl.ProduceSync(context.Background(), rec).FirstErr(); err != nil {
 		t.Fatal(err)
 	}
