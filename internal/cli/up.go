@@ -67,6 +67,14 @@ func runUp(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if _, err := models.Check(p); err != nil {
 		return err
 	}
+	// A head declared probabilities that gives logits would have its
+	// records refused one by one: say so before they are (the replicas
+	// warn too, from a probe). A missing test set is not worth a word here.
+	if warnings, err := models.CheckScores(p); err == nil {
+		for _, w := range warnings {
+			log.Warn(w)
+		}
+	}
 	err = up.Run(ctx, up.Config{
 		Pipeline:  p,
 		File:      *pf.file,
