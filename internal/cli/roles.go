@@ -187,11 +187,12 @@ func runBroker(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if len(args) > 0 && args[0] == "repair" {
 		return runBrokerRepair(args[1:], stdout, stderr)
 	}
-	fs := newFlags("broker", "broker -f FILE [--site NAME] [--listen ADDR] [--ephemeral]\n       ddnn broker repair -f FILE [--site NAME]", stderr)
+	fs := newFlags("broker", "broker -f FILE [--site NAME] [--listen ADDR] [--ephemeral] [--trust-data]\n       ddnn broker repair -f FILE [--site NAME]", stderr)
 	rf := addRoleFlags(fs, stderr, false)
 	listen := fs.String("listen", "", "address to listen on (default: the site's kafka.embedded_listen)")
 	siteName := fs.String("site", "", "the site whose broker this is, with the topics that live there (required when the pipeline has several sites)")
 	ephemeral := fs.Bool("ephemeral", false, "keep everything in memory: the topics are lost when the broker stops (default: kept in the site's kafka.embedded_data_dir)")
+	trustData := fs.Bool("trust-data", false, "keep the records of a data directory written by a broker that required less (TLS, SASL, ACLs) than this one; by default such a start is refused")
 	if err := parse(fs, args); err != nil {
 		return err
 	}
@@ -207,7 +208,11 @@ func runBroker(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if err != nil {
 		return fmt.Errorf("%w: --site: %v", errUsage, err)
 	}
-	b, err := kafka.StartSiteBroker(p, s, *listen, *ephemeral, log)
+	var opts []kafka.BrokerOpt
+	if *trustData {
+		opts = append(opts, kafka.TrustData())
+	}
+	b, err := kafka.StartSiteBroker(p, s, *listen, *ephemeral, log, opts...)
 	if err != nil {
 		return err
 	}

@@ -14,7 +14,7 @@ import (
 	"github.com/ddnn-continuum/ddnn/models"
 )
 
-const upSynopsis = `up -f FILE [--site NAME] [--ephemeral] [--monolith] [--link-url 'FROM->TO=URL' ...]
+const upSynopsis = `up -f FILE [--site NAME] [--ephemeral] [--trust-data] [--monolith] [--link-url 'FROM->TO=URL' ...]
 
 Runs the pipeline on this machine: every site of a pipeline with sites:
 (each with its own broker, funnel and admin), or the one given by --site.
@@ -33,6 +33,7 @@ func runUp(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	pf := addPipelineFlags(fs)
 	site := fs.String("site", "", "run only this site of a pipeline with sites: (default: every site, each with its own broker, funnel and admin)")
 	ephemeral := fs.Bool("ephemeral", false, "keep the embedded broker in memory: its topics are lost when ddnn up stops (default: kept in kafka.embedded_data_dir)")
+	trustData := fs.Bool("trust-data", false, "keep the records of a data directory written by a broker that required less (TLS, SASL, ACLs) than this one; by default such a start is refused")
 	monolith := fs.Bool("monolith", false, "run the cloud-only baseline: every tier on the last tier's site in one ddnn monolith process, the results staying on their site")
 	linkURLs := map[pipeline.Link]string{}
 	fs.Func("link-url", "send a link's uplink elsewhere: with `FROM->TO=URL` the uplink of link FROM->TO posts to URL instead of site TO's funnel.url, such as a WAN proxy (repeatable)", func(v string) error {
@@ -83,6 +84,7 @@ func runUp(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		Announce:  stdout,
 		Logger:    log,
 		Ephemeral: *ephemeral,
+		TrustData: *trustData,
 		Site:      *site,
 		Monolith:  *monolith,
 		LinkURLs:  linkURLs,

@@ -130,6 +130,7 @@ type brokerConfig struct {
 	sec        brokerSecurity
 	reg        prometheus.Registerer
 	probeEvery time.Duration
+	trustData  bool
 }
 
 // BrokerMetrics registers the broker's storage metrics with reg:
@@ -190,6 +191,10 @@ func StartBroker(addr string, partitions int32, topics []string, log *slog.Logge
 			return nil, fmt.Errorf("embedded broker data dir: %w", err)
 		}
 		if err := checkDataDir(cfg.dataDir); err != nil {
+			b.unlock()
+			return nil, err
+		}
+		if err := checkProvenance(cfg.dataDir, restored, cfg.sec.required(), cfg.trustData); err != nil {
 			b.unlock()
 			return nil, err
 		}

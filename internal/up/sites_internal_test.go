@@ -202,3 +202,34 @@ func TestLocalServiceToken(t *testing.T) {
 		t.Errorf("%s: mode %v after the start, want 0700", filepath.Dir(want), st.Mode())
 	}
 }
+
+// TestFromHere: the announcement's hints name the pipeline's files as a
+// person in the working directory types them, not relative to the YAML.
+func TestFromHere(t *testing.T) {
+	root, _ := filepath.Abs("../..")
+	p := loadPipeline(t, filepath.Join(root, "deploy/examples/secure.yaml"))
+	t.Chdir(root)
+	if got := fromHere(p, p.Auth.DevicesFile); got != "deploy/examples/secure/devices.yaml" {
+		t.Errorf("from the checkout: %q, want deploy/examples/secure/devices.yaml", got)
+	}
+	t.Chdir(filepath.Join(root, "deploy/examples"))
+	if got := fromHere(p, p.Auth.DevicesFile); got != "secure/devices.yaml" {
+		t.Errorf("from the YAML's directory: %q, want secure/devices.yaml", got)
+	}
+	t.Chdir(t.TempDir())
+	if got, want := fromHere(p, p.Auth.DevicesFile), filepath.Join(root, "deploy/examples/secure/devices.yaml"); got != want {
+		t.Errorf("from elsewhere: %q, want %q", got, want)
+	}
+}
+
+// TestSecureExampleOwnData: the secure example and the plain sample, both
+// named fmnist and run from the checkout, keep their broker data apart.
+func TestSecureExampleOwnData(t *testing.T) {
+	root, _ := filepath.Abs("../..")
+	t.Chdir(root)
+	plain, _ := loadPipeline(t, "deploy/pipeline.yaml").BrokerDataDir()
+	secure, _ := loadPipeline(t, "deploy/examples/secure.yaml").BrokerDataDir()
+	if plain == secure {
+		t.Errorf("both keep their broker data in %s", plain)
+	}
+}

@@ -179,7 +179,11 @@ func (s *Supervisor) startMonolith(ctx context.Context) error {
 // startBroker starts the site's embedded broker with the topics that live
 // on the site, on disk in its SiteDataDir unless ephemeral.
 func (s *Supervisor) startBroker() (*kafka.Broker, error) {
-	return kafka.StartSiteBroker(s.p, &s.site, "", s.cfg.Ephemeral, s.log, kafka.BrokerMetrics(s.reg))
+	opts := []kafka.BrokerOpt{kafka.BrokerMetrics(s.reg)}
+	if s.cfg.TrustData {
+		opts = append(opts, kafka.TrustData())
+	}
+	return kafka.StartSiteBroker(s.p, &s.site, "", s.cfg.Ephemeral, s.log, opts...)
 }
 
 // waitReplicas waits until n replicas of tier are ready.

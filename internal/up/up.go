@@ -68,6 +68,10 @@ type Config struct {
 	// lost when the pipeline stops. By default each keeps topics, records
 	// and committed offsets in its site's SiteDataDir.
 	Ephemeral bool
+	// TrustData keeps the records of a data directory written by a broker
+	// that required less security than the site's does now (see
+	// kafka.TrustData); by default such a start is refused.
+	TrustData bool
 	// Site, when set, runs only that site of a pipeline with sites:;
 	// unset, every site runs on this machine.
 	Site string
