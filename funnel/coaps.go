@@ -14,6 +14,8 @@ import (
 	"time"
 
 	piondtls "github.com/pion/dtls/v3"
+	dtlsnet "github.com/pion/dtls/v3/pkg/net"
+	"github.com/pion/transport/v4/udp"
 	coapdtls "github.com/plgd-dev/go-coap/v3/dtls"
 	dtlsserver "github.com/plgd-dev/go-coap/v3/dtls/server"
 	"github.com/plgd-dev/go-coap/v3/mux"
@@ -29,10 +31,22 @@ import (
 // memory or goroutines. A zero field takes its default.
 type DTLSLimits struct {
 	// MaxHandshakes is the most handshakes in progress at once (default
-	// 64). A new peer beyond it is dropped at once, its state freed; a
-	// real client retransmits its ClientHello and gets in when a slot is
-	// free.
+	// 64), counted from the cookie round trip on: a peer holds a slot
+	// only once it has echoed the cookie of the server's
+	// HelloVerifyRequest, which proves it receives at its address. A
+	// cookie echo beyond the bound is ignored; a real client retransmits
+	// it and gets in when a slot is free.
 	MaxHandshakes int
+	// MaxHellos is the most peers that were sent a cookie and have not
+	// echoed it yet (default 16 × MaxHandshakes). Such a peer may be a
+	// forged address; it costs a little memory and no handshake slot.
+	// At the bound the oldest is dropped, so forged ClientHellos cannot
+	// keep a real device, whose echo follows within a round trip, out.
+	MaxHellos int
+	// HelloTimeout drops a peer that has not echoed its cookie within it
+	// (default 3s; a client that lost the HelloVerifyRequest starts over
+	// with its next retransmission).
+	HelloTimeout time.Duration
 	// HandshakeTimeout bounds one handshake (default 10s).
 	HandshakeTimeout time.Duration
 	// MaxSessions is the most DTLS sessions open at once, handshakes in
@@ -46,6 +60,7 @@ type DTLSLimits struct {
 // Defaults of DTLSLimits.
 const (
 	DefaultDTLSMaxHandshakes    = 64
+	DefaultDTLSHelloTimeout     = 3 * time.Second
 	DefaultDTLSHandshakeTimeout = 10 * time.Second
 	DefaultDTLSIdleTimeout      = 60 * time.Second
 )
@@ -90,6 +105,7 @@ var errNoDeviceCredential = errors.New("coaps: the handshake authenticated no de
 // succeeded. ListenCoAPS makes one.
 type CoAPSListener struct {
 	inner  net.Listener
+	hellos *helloListener // under inner: peers until they echo their cookie
 	limits DTLSLimits
 	psks   *auth.PSKs
 	log    *slog.Logger
@@ -103,9 +119,11 @@ type CoAPSListener struct {
 	once   sync.Once
 	wg     sync.WaitGroup
 
-	// dropped counts peers refused because every handshake or session
-	// slot was taken; failed counts failed handshakes.
-	dropped, failed atomic.Int64
+	// dropped counts peers dropped before their cookie round trip (the
+	// hello bound or timeout); full counts cookie echoes ignored because
+	// every handshake or session slot was taken; failed counts failed
+	// handshakes.
+	dropped, full, failed atomic.Int64
 }
 
 // dtlsSession is an established DTLS session and the device it
@@ -130,6 +148,8 @@ func (s *dtlsSession) Close() error {
 func ListenCoAPS(addr string, d DTLS, maxSessions int, log *slog.Logger) (*CoAPSListener, error) {
 	lim := d.Limits
 	setZero(&lim.MaxHandshakes, DefaultDTLSMaxHandshakes)
+	setZero(&lim.MaxHellos, 16*lim.MaxHandshakes)
+	setZero(&lim.HelloTimeout, DefaultDTLSHelloTimeout)
 	setZero(&lim.HandshakeTimeout, DefaultDTLSHandshakeTimeout)
 	setZero(&lim.MaxSessions, maxSessions)
 	setZero(&lim.IdleTimeout, DefaultDTLSIdleTimeout)
@@ -177,17 +197,23 @@ func ListenCoAPS(addr string, d DTLS, maxSessions int, log *slog.Logger) (*CoAPS
 	if err != nil {
 		return nil, fmt.Errorf("coaps funnel: %w", err)
 	}
-	inner, err := piondtls.ListenWithOptions("udp", ua, opts...)
+	udpl, err := (&udp.ListenConfig{AcceptFilter: isDTLSHandshake}).Listen("udp", ua)
 	if err != nil {
 		return nil, fmt.Errorf("coaps funnel: %w", err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	l := &CoAPSListener{
-		inner: inner, limits: lim, psks: d.PSKs, log: log,
+		limits: lim, psks: d.PSKs, log: log,
 		hs:       make(chan struct{}, lim.MaxHandshakes),
 		sessions: make(chan struct{}, lim.MaxSessions),
 		ready:    make(chan *dtlsSession),
 		ctx:      ctx, cancel: cancel,
+	}
+	l.hellos = &helloListener{Listener: udpl, q: newHelloQueue(lim.MaxHellos, lim.HelloTimeout, l.takeSlots, &l.dropped)}
+	if l.inner, err = piondtls.NewListenerWithOptions(dtlsnet.PacketListenerFromListener(l.hellos), opts...); err != nil {
+		udpl.Close()
+		cancel()
+		return nil, fmt.Errorf("coaps funnel: %w", err)
 	}
 	l.wg.Go(l.acceptLoop)
 	return l, nil
@@ -225,47 +251,75 @@ func (l *CoAPSListener) AcceptWithContext(ctx context.Context) (net.Conn, error)
 
 // acceptLoop takes every new peer from the DTLS listener at once (a peer
 // left waiting there buffers its datagrams without bound) and starts its
-// handshake if a handshake and a session slot are free, else drops it.
+// handshake. The peer is a hello (helloQueue) until it echoes the cookie;
+// only then does it take a handshake and a session slot (takeSlots).
 func (l *CoAPSListener) acceptLoop() {
 	for {
 		c, err := l.inner.Accept()
+		p := l.hellos.last
+		l.hellos.last = nil
 		if err != nil {
+			if p != nil {
+				l.hellos.q.remove(p)
+				p.Close()
+			}
 			if l.ctx.Err() != nil || errors.Is(err, net.ErrClosed) {
 				return
 			}
 			l.log.Debug("coaps accept", "err", err)
 			continue
 		}
-		select {
-		case l.sessions <- struct{}{}:
-		default:
-			l.dropped.Add(1)
-			c.Close()
-			continue
-		}
-		select {
-		case l.hs <- struct{}{}:
-		default:
-			<-l.sessions
-			l.dropped.Add(1)
-			c.Close()
-			continue
-		}
-		l.wg.Go(func() { l.handshake(c) })
+		l.wg.Go(func() { l.handshake(c, p) })
 	}
 }
 
-func (l *CoAPSListener) handshake(c net.Conn) {
+// takeSlots takes a handshake and a session slot, false when either is
+// full.
+func (l *CoAPSListener) takeSlots() bool {
+	select {
+	case l.sessions <- struct{}{}:
+	default:
+		l.full.Add(1)
+		return false
+	}
+	select {
+	case l.hs <- struct{}{}:
+		return true
+	default:
+		<-l.sessions
+		l.full.Add(1)
+		return false
+	}
+}
+
+func (l *CoAPSListener) handshake(c net.Conn, p *dtlsPeer) {
 	ctx, cancel := context.WithTimeout(l.ctx, l.limits.HandshakeTimeout)
 	defer cancel()
 	dc := c.(*piondtls.Conn)
 	err := dc.HandshakeContext(ctx)
-	<-l.hs
+	verified := p.verified.Load()
+	if verified {
+		<-l.hs
+	} else if l.hellos.q.remove(p) {
+		p.timer.Stop()
+	}
+	if err == nil && !verified {
+		// A handshake pion completed without the watch seeing the
+		// cookie echoed: it still needs a session slot.
+		select {
+		case l.sessions <- struct{}{}:
+			verified = true
+		default:
+			err = errors.New("every session slot is taken")
+		}
+	}
 	if err != nil {
 		l.failed.Add(1)
 		l.log.Debug("coaps handshake", "peer", c.RemoteAddr().String(), "err", err)
 		c.Close()
-		<-l.sessions
+		if verified {
+			<-l.sessions
+		}
 		return
 	}
 	s := &dtlsSession{Conn: c, free: func() { <-l.sessions }}
