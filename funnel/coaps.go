@@ -131,7 +131,8 @@ type CoAPSListener struct {
 type dtlsSession struct {
 	net.Conn
 	device string
-	psk    []byte // the key of a PSK session, checked again on each request
+	psk    []byte            // the key of a PSK session, checked again on each request
+	cert   *x509.Certificate // the client certificate of a certificate session, likewise
 	once   sync.Once
 	free   func()
 }
@@ -330,7 +331,7 @@ func (l *CoAPSListener) handshake(c net.Conn, p *dtlsPeer) {
 		s.psk, _ = l.psks.For(s.device)
 	case len(st.PeerCertificates) > 0:
 		if cert, err := x509.ParseCertificate(st.PeerCertificates[0]); err == nil {
-			s.device = cert.Subject.CommonName
+			s.device, s.cert = cert.Subject.CommonName, cert
 		}
 	}
 	select {
@@ -354,19 +355,26 @@ func (f *Funnel) ServeCoAPS(ctx context.Context, l *CoAPSListener, limits CoAPLi
 }
 
 // sessionDevice returns the device a CoAPS request's session
-// authenticated: "" over plain CoAP or on an anonymous session. ok is
-// false when the session's pre-shared key is no longer the device's (it
-// was revoked, or re-added with a new token, since the handshake).
-func (ci *coapIngest) sessionDevice(w mux.ResponseWriter) (device string, ok bool) {
+// authenticated: "" over plain CoAP or on an anonymous session. It is
+// checked on every request, so a revocation cuts open sessions off too:
+// the error says why the session's credential no longer holds (its
+// pre-shared key was revoked, or re-added with a new token, since the
+// handshake; its client certificate's device was revoked).
+func (ci *coapIngest) sessionDevice(w mux.ResponseWriter) (device string, err error) {
 	s, isDTLS := w.Conn().NetConn().(*dtlsSession)
 	if !isDTLS {
-		return "", true
+		return "", nil
 	}
 	if s.psk != nil {
 		cur, valid := ci.psks.For(s.device)
 		if !valid || !bytes.Equal(cur, s.psk) {
-			return s.device, false
+			return s.device, fmt.Errorf("device %q's key was revoked or replaced since the handshake: make a new one", s.device)
 		}
 	}
-	return s.device, true
+	if s.cert != nil && ci.f.auth.Devices != nil {
+		if err := ci.f.auth.Devices.CheckCertificate(s.device, s.cert.NotBefore); err != nil {
+			return s.device, err
+		}
+	}
+	return s.device, nil
 }

@@ -349,10 +349,20 @@ func (f *Funnel) serveIngest(w http.ResponseWriter, r *http.Request) {
 
 // authenticated returns the device a request comes from: the common name
 // of its verified client certificate, else the owner of its bearer token;
-// "" when devices are not authenticated. ok is false after answering 401.
+// "" when devices are not authenticated. A certificate of a device the
+// credentials file revoked is refused on every request, so a connection
+// opened before the revocation is cut off too. ok is false after
+// answering 401.
 func (f *Funnel) authenticated(w http.ResponseWriter, r *http.Request) (device string, ok bool) {
 	if r.TLS != nil && len(r.TLS.VerifiedChains) > 0 {
-		return r.TLS.VerifiedChains[0][0].Subject.CommonName, true
+		cert := r.TLS.VerifiedChains[0][0]
+		if f.auth.Devices != nil {
+			if err := f.auth.Devices.CheckCertificate(cert.Subject.CommonName, cert.NotBefore); err != nil {
+				auth.Unauthorized(w, "ddnn", err.Error())
+				return "", false
+			}
+		}
+		return cert.Subject.CommonName, true
 	}
 	if f.auth.Devices == nil {
 		return "", true

@@ -273,3 +273,58 @@ func TestParseDevicesStrict(t *testing.T) {
 		})
 	}
 }
+
+// TestCheckCertificate: a revoked device's client certificates are
+// refused; once it is added again, only certificates valid from after the
+// revocation are let in; a device with a certificate and no token can be
+// revoked with RevokeCertificateOnly, and only so.
+func TestCheckCertificate(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "devices.yaml")
+	added := time.Date(2026, 12, 1, 12, 0, 0, 0, time.UTC)
+	revoked := added.Add(24 * time.Hour)
+	if _, err := AddDevice(path, "cam-7", added); err != nil {
+		t.Fatal(err)
+	}
+	d, err := LoadDevices(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	oldCert, newCert := added.Add(-time.Hour), revoked.Add(time.Minute)
+	for _, id := range []string{"cam-7", "unlisted"} {
+		if err := d.CheckCertificate(id, oldCert); err != nil {
+			t.Errorf("%s before any revocation: %v", id, err)
+		}
+	}
+	if err := RevokeDevice(path, "cam-7", revoked); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, func() bool { return d.CheckCertificate("cam-7", oldCert) != nil })
+	if err := d.CheckCertificate("cam-7", newCert); err == nil || !strings.Contains(err.Error(), "was revoked at 2026-12-02T12:00:00Z") {
+		t.Errorf("a certificate of the revoked device: %v", err)
+	}
+	if _, err := AddDevice(path, "cam-7", revoked.Add(time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, func() bool { return d.CheckCertificate("cam-7", newCert) == nil })
+	if err := d.CheckCertificate("cam-7", oldCert); err == nil || !strings.Contains(err.Error(), "issued before the revocation") {
+		t.Errorf("a certificate issued before the revocation, after re-adding: %v", err)
+	}
+
+	if err := RevokeDevice(path, "unlisted", revoked); err == nil || !strings.Contains(err.Error(), "--certificate-only") {
+		t.Errorf("revoking a device not in the file: %v", err)
+	}
+	if err := RevokeCertificateOnly(path, "unlisted", revoked); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, func() bool { return d.CheckCertificate("unlisted", newCert) != nil })
+	if _, ok := d.tokenHash("unlisted"); ok {
+		t.Error("a certificate-only revoked device has a token")
+	}
+	list, err := ListDevices(path)
+	if err != nil || len(list) != 2 || list[1].ID != "unlisted" || list[1].Revoked == nil || list[1].TokenSHA256 != "" {
+		t.Errorf("list = %+v, %v", list, err)
+	}
+	if _, err := AddDevice(path, "unlisted", revoked.Add(time.Hour)); err != nil {
+		t.Errorf("adding a certificate-only revoked device: %v", err)
+	}
+}
