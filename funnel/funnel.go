@@ -528,6 +528,12 @@ func (f *Funnel) produceMessages(ctx context.Context, topic string, extra []kgo.
 		for _, h := range hs {
 			rec.Headers = append(rec.Headers, kgo.RecordHeader{Key: h.Key, Value: h.Value})
 		}
+		if msgs[i].Device != "" && f.auth.Service != nil && topic == f.p.InputTopic(f.first) {
+			// The first tier believes a device claim only signed: this
+			// funnel authenticated the device (or took its claim as is
+			// without device authentication).
+			rec.Headers = append(rec.Headers, kgo.RecordHeader{Key: wire.HeaderDeviceSig, Value: []byte(auth.SignClaim(f.auth.Service.ClaimKey(), msgs[i].Device, v))})
+		}
 		rec.Headers = append(rec.Headers, extra...)
 		if n := kafka.RecordSize(rec); n > f.p.Kafka.MaxRecordBytes {
 			return &RecordTooLargeError{Index: i, Bytes: n, Limit: f.p.Kafka.MaxRecordBytes}

@@ -110,6 +110,7 @@ type Tokens struct {
 
 	mu     sync.RWMutex
 	hashes [][32]byte
+	claims [][]byte // claimKey of each token, the first's first
 	first  string
 }
 
@@ -125,6 +126,7 @@ func LoadTokens(path string) (*Tokens, error) {
 
 func (t *Tokens) parse(b []byte) error {
 	var hashes [][32]byte
+	var claims [][]byte
 	var first string
 	sc := bufio.NewScanner(bytes.NewReader(b))
 	for n := 1; sc.Scan(); n++ {
@@ -139,6 +141,7 @@ func (t *Tokens) parse(b []byte) error {
 			first = line
 		}
 		hashes = append(hashes, sha256.Sum256([]byte(line)))
+		claims = append(claims, claimKey(line))
 	}
 	if err := sc.Err(); err != nil {
 		return err
@@ -147,7 +150,7 @@ func (t *Tokens) parse(b []byte) error {
 		return errors.New("no token in the file")
 	}
 	t.mu.Lock()
-	t.hashes, t.first = hashes, first
+	t.hashes, t.claims, t.first = hashes, claims, first
 	t.mu.Unlock()
 	return nil
 }

@@ -28,8 +28,9 @@ is refused, within a second and without a restart.
                its DTLS pre-shared key and its client certificates (common
                name NAME), on open connections too; --certificate-only
                records NAME revoked when it has a certificate and no token
-  psk, psk-key a device's DTLS pre-shared key; a new master key
-               (ddnn devices psk -h)`
+  psk, record-key, psk-key
+               a device's DTLS pre-shared key; the key it signs its Kafka
+               records' device id with; a new master key (ddnn devices psk -h)`
 
 // runDevices manages device credentials.
 func runDevices(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -42,7 +43,7 @@ func runDevices(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		return fmt.Errorf("%w: want add, list or revoke", errUsage)
 	}
 	verb := args[0]
-	if verb == "psk" || verb == "psk-key" {
+	if verb == "psk" || verb == "psk-key" || verb == "record-key" {
 		return runDevicesPSK(ctx, args, stdout, stderr)
 	}
 	fs := newFlags("devices "+verb, devicesSynopsis, stderr)
