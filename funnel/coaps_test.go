@@ -280,8 +280,8 @@ func TestCoAPSHandshakeBounds(t *testing.T) {
 
 // TestCoAPSForgedHellos: ClientHellos that never echo their cookie (as
 // from forged addresses) take no handshake slot: with far more of them
-// than slots, and more than the hellos held, a real device gets in at
-// once.
+// than slots, and more than the hellos held, and while more arrive, a real
+// device gets in at once.
 func TestCoAPSForgedHellos(t *testing.T) {
 	e := setupYAML(t, "", coapYAML)
 	pe := newPSKEnv(t, "dev-1")
@@ -317,12 +317,37 @@ func TestCoAPSForgedHellos(t *testing.T) {
 	if n := len(l.hs); n != 0 {
 		t.Errorf("%d handshake slots taken by peers that never echoed a cookie", n)
 	}
+	// More forged ClientHellos while the device connects: 100 a second
+	// (the probe sent 30), at most 300, each from a new socket.
+	stop, flooded := make(chan struct{}), make(chan int)
+	go func() {
+		n := 0
+		defer func() { flooded <- n }()
+		tick := time.NewTicker(10 * time.Millisecond)
+		defer tick.Stop()
+		for ; n < 300; n++ {
+			select {
+			case <-stop:
+				return
+			case <-tick.C:
+			}
+			pc, err := net.ListenPacket("udp", "127.0.0.1:0")
+			if err != nil {
+				return
+			}
+			pc.WriteTo(hello, to)
+			pc.Close()
+		}
+	}()
 	start := time.Now()
 	cc := dialPSK(t, l.Addr().String(), "dev-1", pe.key(t, "dev-1"))
+	took := time.Since(start)
+	close(stop)
+	during := <-flooded
 	if code, _, err := postCoAPS(cc, ""); err != nil || code != codes.Created {
-		t.Fatalf("a device after %d forged ClientHellos: %v %v", forged, code, err)
+		t.Fatalf("a device after %d forged ClientHellos and during %d more: %v %v", forged, during, code, err)
 	}
-	t.Logf("a device got in %v after %d forged ClientHellos", time.Since(start).Round(time.Millisecond), forged)
+	t.Logf("a device got in %v after %d forged ClientHellos, during %d more", took.Round(time.Millisecond), forged, during)
 }
 
 // stalledClient starts a DTLS client on its own socket that completes the
