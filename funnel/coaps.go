@@ -108,7 +108,10 @@ type CoAPSListener struct {
 	hellos *helloListener // under inner: peers until they echo their cookie
 	limits DTLSLimits
 	psks   *auth.PSKs
-	log    *slog.Logger
+	// certDevices checks client certificates against the credentials
+	// file at the handshake (ServeCoAPS sets it).
+	certDevices *atomic.Pointer[auth.Devices]
+	log         *slog.Logger
 
 	hs       chan struct{} // a slot per handshake in progress
 	sessions chan struct{} // a slot per open session, handshakes included
@@ -186,14 +189,22 @@ func ListenCoAPS(addr string, d DTLS, maxSessions int, log *slog.Logger) (*CoAPS
 		return nil, errors.New("coaps funnel: no credential to serve DTLS with: set auth.devices_psk_key_file or funnel.tls")
 	}
 	opts = append(opts, piondtls.WithCipherSuites(suites...))
-	if d.RequireDevice {
-		opts = append(opts, piondtls.WithVerifyConnection(func(s *piondtls.State) error {
-			if len(s.IdentityHint) == 0 && len(s.PeerCertificates) == 0 {
-				return errNoDeviceCredential
+	// certDevices, set by ServeCoAPS, is the funnel's credentials file: a
+	// certificate of a revoked device fails the handshake.
+	certDevices := new(atomic.Pointer[auth.Devices])
+	opts = append(opts, piondtls.WithVerifyConnection(func(s *piondtls.State) error {
+		if d.RequireDevice && len(s.IdentityHint) == 0 && len(s.PeerCertificates) == 0 {
+			return errNoDeviceCredential
+		}
+		if devs := certDevices.Load(); devs != nil && len(s.PeerCertificates) > 0 {
+			cert, err := x509.ParseCertificate(s.PeerCertificates[0])
+			if err != nil {
+				return err
 			}
-			return nil
-		}))
-	}
+			return devs.CheckCertificate(cert.Subject.CommonName, cert.NotBefore)
+		}
+		return nil
+	}))
 	ua, err := net.ResolveUDPAddr("udp", addr)
 	if err != nil {
 		return nil, fmt.Errorf("coaps funnel: %w", err)
@@ -204,7 +215,7 @@ func ListenCoAPS(addr string, d DTLS, maxSessions int, log *slog.Logger) (*CoAPS
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	l := &CoAPSListener{
-		limits: lim, psks: d.PSKs, log: log,
+		limits: lim, psks: d.PSKs, certDevices: certDevices, log: log,
 		hs:       make(chan struct{}, lim.MaxHandshakes),
 		sessions: make(chan struct{}, lim.MaxSessions),
 		ready:    make(chan *dtlsSession),
@@ -348,6 +359,9 @@ func (l *CoAPSListener) handshake(c net.Conn, p *dtlsPeer) {
 func (f *Funnel) ServeCoAPS(ctx context.Context, l *CoAPSListener, limits CoAPLimits) error {
 	ci := f.newCoAPIngest(limits)
 	ci.psks = l.psks
+	if f.auth.Devices != nil {
+		l.certDevices.Store(f.auth.Devices)
+	}
 	f.log.Info("coaps funnel serving", "addr", l.Addr().String(), "max_handshakes", l.limits.MaxHandshakes,
 		"handshake_timeout", l.limits.HandshakeTimeout, "max_sessions", l.limits.MaxSessions, "idle_timeout", l.limits.IdleTimeout)
 	return serveCoAPIngest(ctx, ci, "coaps", dtlsserver.Listener(l), coapdtls.NewServer,
