@@ -24,10 +24,12 @@ is refused, within a second and without a restart.
                (a revoked NAME gets a new one; its client certificates
                issued before the revocation stay refused)
   list         the devices, when added, and which are revoked
-  revoke NAME  refuses every credential of NAME from now on: its token,
-               its DTLS pre-shared key and its client certificates (common
-               name NAME), on open connections too; --certificate-only
-               records NAME revoked when it has a certificate and no token
+  revoke NAME  refuses every credential of NAME in the file from now on:
+               its token, its DTLS pre-shared key, its client certificates
+               (common name NAME), on open connections too, and its Kafka
+               record key; --certificate-only records NAME revoked when it
+               has a certificate and no token. A Kafka user of the device
+               is the broker's: remove it there
   psk, record-key, psk-key
                a device's DTLS pre-shared key; the key it signs its Kafka
                records' device id with; a new master key (ddnn devices psk -h)`
@@ -82,7 +84,8 @@ func runDevices(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		if err := revoke(*file, name, now); err != nil {
 			return err
 		}
-		fmt.Fprintf(stdout, "device %s revoked: within a second running funnels refuse its token, its pre-shared key and its client certificates, on open connections too\n", name)
+		fmt.Fprintf(stdout, "device %s revoked: within a second running funnels refuse its token, its pre-shared key and its client certificates, on open connections too, and the first tier its signed Kafka records\n", name)
+		fmt.Fprintf(stderr, "a Kafka user of %s, if it has one, is not in this file and still authenticates to Kafka: remove it from kafka.embedded_users (and restart) or from the cluster\n", name)
 	case "list":
 		devices, err := auth.ListDevices(*file)
 		if err != nil {
