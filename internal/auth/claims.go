@@ -54,9 +54,14 @@ func DeviceRecordKey(path, keyFile, id string) ([]byte, error) {
 //	  openssl dgst -sha256 -mac HMAC -macopt "key:$KEY" | cut -d' ' -f2
 func SignClaim(key []byte, device string, value []byte) string {
 	vh := sha256.Sum256(value)
+	return hex.EncodeToString(claimMAC(key, device, vh))
+}
+
+// claimMAC is SignClaim's MAC, of the value's SHA-256 vh.
+func claimMAC(key []byte, device string, vh [sha256.Size]byte) []byte {
 	mac := hmac.New(sha256.New, key)
 	mac.Write([]byte("ddnn-device-claim|" + device + "|" + hex.EncodeToString(vh[:])))
-	return hex.EncodeToString(mac.Sum(nil))
+	return mac.Sum(nil)
 }
 
 // ClaimError is a device claim that is not believed.
@@ -101,22 +106,18 @@ func (c *Claims) Verify(device string, value []byte, sig string) error {
 	if err != nil || len(got) != sha256.Size {
 		return &ClaimError{device, "header ddnn-device-sig: want 64 hex digits"}
 	}
+	vh := sha256.Sum256(value)
 	for _, k := range c.service.claimKeys() {
-		if hmac.Equal(got, mustHex(SignClaim(k, device, value))) {
+		if hmac.Equal(got, claimMAC(k, device, vh)) {
 			return nil
 		}
 	}
 	if c.master != nil && c.d != nil {
-		if h, ok := c.d.tokenHash(device); ok && hmac.Equal(got, mustHex(SignClaim(DeriveRecordKey(c.master, device, h), device, value))) {
+		if h, ok := c.d.tokenHash(device); ok && hmac.Equal(got, claimMAC(DeriveRecordKey(c.master, device, h), device, vh)) {
 			return nil
 		}
 	}
 	return &ClaimError{device, "the signature is neither the funnel's nor the device's record key's (a claim of another device, a changed value, or a revoked device)"}
-}
-
-func mustHex(s string) []byte {
-	b, _ := hex.DecodeString(s)
-	return b
 }
 
 // ClaimKey is the key the funnel signs device claims with: derived from
