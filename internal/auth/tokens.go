@@ -1,8 +1,11 @@
 // Package auth holds the credentials of ddnn's trust boundaries: bearer
 // service tokens that the pipeline's own parts present to each other on the
 // delivery zone, and device credentials (a file of token hashes managed by
-// `ddnn devices`) that devices present on ingest. Both files are re-read
-// when they change, so rotation and revocation need no restart.
+// `ddnn devices`) that devices present on ingest: a token, the DTLS
+// pre-shared key and the Kafka record key derived from it, or a client
+// certificate. Both files are re-read when they change, so rotation and
+// revocation need no restart. Claims checks the signed device claims of
+// records on the first tier's topic, where Kafka cannot say who wrote them.
 //
 // Tokens are 256-bit random values. A device token is stored only as its
 // SHA-256: with that much entropy a fast hash cannot be reversed by
