@@ -93,6 +93,10 @@ type Config struct {
 	// Service, when set, is presented on every call: replicas that
 	// deliver onward and the funnels' delivery zones want it.
 	Service *auth.Tokens
+	// Claims, when set, checks the device claims of the first tier's
+	// records: a claim without a valid signature is dead-lettered
+	// (auth.Claims). Set it when devices are authenticated.
+	Claims *auth.Claims
 	// Registerer receives the connector's and the Kafka client's metrics;
 	// nil registers nothing.
 	Registerer prometheus.Registerer
@@ -143,8 +147,10 @@ func New(cfg Config) (*Connector, error) {
 	}
 	tt := &tierTarget{enc: cfg.Pipeline.Encoding()}
 	if i == 0 {
-		// Devices may produce raw samples straight to the first tier.
+		// Devices may produce raw samples straight to the first tier,
+		// and claim to be any device.
 		tt.raw = &wire.RawInput{DType: cfg.Pipeline.Input.DType, Shape: cfg.Pipeline.Input.Shape}
+		tt.claims = cfg.Claims
 	}
 	p := cfg.Pipeline
 	return newConnector(cfg, &Connector{

@@ -6,6 +6,7 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/ddnn-continuum/ddnn/internal/auth"
 	"github.com/ddnn-continuum/ddnn/internal/wire"
 )
 
@@ -51,11 +52,35 @@ type tierTarget struct {
 	enc wire.Encoding
 	// raw, set for the first tier, reads raw samples devices produced.
 	raw *wire.RawInput
+	// claims, set for the first tier with device authentication, checks
+	// the records' device claims.
+	claims *auth.Claims
 }
 
 func (t *tierTarget) decode(r *kgo.Record) (item, error) {
 	m, err := DecodeMessage(r, t.raw)
+	if err == nil {
+		err = CheckClaim(t.claims, r, m.Device)
+	}
 	return item{rec: r, msg: m}, err
+}
+
+// CheckClaim returns an *auth.ClaimError when record r of the first
+// tier's topic claims device without its signature (wire.HeaderDeviceSig):
+// Kafka does not tell who produced a record, so an unsigned claim may be
+// any device user's. A record that claims no device passes, as does any
+// record when claims is nil (devices are not authenticated).
+func CheckClaim(claims *auth.Claims, r *kgo.Record, device string) error {
+	if claims == nil || device == "" {
+		return nil
+	}
+	var sig string
+	for _, h := range r.Headers {
+		if h.Key == wire.HeaderDeviceSig {
+			sig = string(h.Value)
+		}
+	}
+	return claims.Verify(device, r.Value, sig)
 }
 
 func (t *tierTarget) request(batch []item) (request, error) {
@@ -75,11 +100,16 @@ func (*tierTarget) upMessage() string { return "tier up again" }
 
 // DecodeFailure is the dead-letter reason of a record that did not
 // decode: "invalid id: …" for an id or device that breaks wire.CheckID's
-// rule, else "undecodable record: …".
+// rule, "unverified device claim: …" for a claim without its signature
+// (CheckClaim), else "undecodable record: …".
 func DecodeFailure(err error) string {
 	var ie *wire.IDError
 	if errors.As(err, &ie) {
 		return "invalid id: " + err.Error()
+	}
+	var ce *auth.ClaimError
+	if errors.As(err, &ce) {
+		return "unverified device claim: " + err.Error()
 	}
 	return "undecodable record: " + err.Error()
 }

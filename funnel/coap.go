@@ -264,9 +264,9 @@ func (ci *coapIngest) serve(w mux.ResponseWriter, r *mux.Message) {
 		reply(w, codes.BadRequest, err.Error(), b1opt...)
 		return
 	}
-	if device, ok := ci.sessionDevice(w); !ok {
+	if device, err := ci.sessionDevice(w); err != nil {
 		f.m.request(route, "unauthorized")
-		reply(w, codes.Unauthorized, fmt.Sprintf("device %q's key was revoked or replaced since the handshake: make a new one", device), b1opt...)
+		reply(w, codes.Unauthorized, err.Error(), b1opt...)
 		return
 	} else if device != "" {
 		// The device is who its credential says, never what it claims.

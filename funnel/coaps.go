@@ -14,6 +14,8 @@ import (
 	"time"
 
 	piondtls "github.com/pion/dtls/v3"
+	dtlsnet "github.com/pion/dtls/v3/pkg/net"
+	"github.com/pion/transport/v4/udp"
 	coapdtls "github.com/plgd-dev/go-coap/v3/dtls"
 	dtlsserver "github.com/plgd-dev/go-coap/v3/dtls/server"
 	"github.com/plgd-dev/go-coap/v3/mux"
@@ -29,10 +31,22 @@ import (
 // memory or goroutines. A zero field takes its default.
 type DTLSLimits struct {
 	// MaxHandshakes is the most handshakes in progress at once (default
-	// 64). A new peer beyond it is dropped at once, its state freed; a
-	// real client retransmits its ClientHello and gets in when a slot is
-	// free.
+	// 64), counted from the cookie round trip on: a peer holds a slot
+	// only once it has echoed the cookie of the server's
+	// HelloVerifyRequest, which proves it receives at its address. A
+	// cookie echo beyond the bound is ignored; a real client retransmits
+	// it and gets in when a slot is free.
 	MaxHandshakes int
+	// MaxHellos is the most peers that were sent a cookie and have not
+	// echoed it yet (default 16 × MaxHandshakes). Such a peer may be a
+	// forged address; it costs a little memory and no handshake slot.
+	// At the bound the oldest is dropped, so forged ClientHellos cannot
+	// keep a real device, whose echo follows within a round trip, out.
+	MaxHellos int
+	// HelloTimeout drops a peer that has not echoed its cookie within it
+	// (default 3s; a client that lost the HelloVerifyRequest starts over
+	// with its next retransmission).
+	HelloTimeout time.Duration
 	// HandshakeTimeout bounds one handshake (default 10s).
 	HandshakeTimeout time.Duration
 	// MaxSessions is the most DTLS sessions open at once, handshakes in
@@ -46,6 +60,7 @@ type DTLSLimits struct {
 // Defaults of DTLSLimits.
 const (
 	DefaultDTLSMaxHandshakes    = 64
+	DefaultDTLSHelloTimeout     = 3 * time.Second
 	DefaultDTLSHandshakeTimeout = 10 * time.Second
 	DefaultDTLSIdleTimeout      = 60 * time.Second
 )
@@ -90,9 +105,13 @@ var errNoDeviceCredential = errors.New("coaps: the handshake authenticated no de
 // succeeded. ListenCoAPS makes one.
 type CoAPSListener struct {
 	inner  net.Listener
+	hellos *helloListener // under inner: peers until they echo their cookie
 	limits DTLSLimits
 	psks   *auth.PSKs
-	log    *slog.Logger
+	// certDevices checks client certificates against the credentials
+	// file at the handshake (ServeCoAPS sets it).
+	certDevices *atomic.Pointer[auth.Devices]
+	log         *slog.Logger
 
 	hs       chan struct{} // a slot per handshake in progress
 	sessions chan struct{} // a slot per open session, handshakes included
@@ -103,9 +122,11 @@ type CoAPSListener struct {
 	once   sync.Once
 	wg     sync.WaitGroup
 
-	// dropped counts peers refused because every handshake or session
-	// slot was taken; failed counts failed handshakes.
-	dropped, failed atomic.Int64
+	// dropped counts peers dropped before their cookie round trip (the
+	// hello bound or timeout); full counts cookie echoes ignored because
+	// every handshake or session slot was taken; failed counts failed
+	// handshakes.
+	dropped, full, failed atomic.Int64
 }
 
 // dtlsSession is an established DTLS session and the device it
@@ -113,7 +134,8 @@ type CoAPSListener struct {
 type dtlsSession struct {
 	net.Conn
 	device string
-	psk    []byte // the key of a PSK session, checked again on each request
+	psk    []byte            // the key of a PSK session, checked again on each request
+	cert   *x509.Certificate // the client certificate of a certificate session, likewise
 	once   sync.Once
 	free   func()
 }
@@ -130,6 +152,8 @@ func (s *dtlsSession) Close() error {
 func ListenCoAPS(addr string, d DTLS, maxSessions int, log *slog.Logger) (*CoAPSListener, error) {
 	lim := d.Limits
 	setZero(&lim.MaxHandshakes, DefaultDTLSMaxHandshakes)
+	setZero(&lim.MaxHellos, 16*lim.MaxHandshakes)
+	setZero(&lim.HelloTimeout, DefaultDTLSHelloTimeout)
 	setZero(&lim.HandshakeTimeout, DefaultDTLSHandshakeTimeout)
 	setZero(&lim.MaxSessions, maxSessions)
 	setZero(&lim.IdleTimeout, DefaultDTLSIdleTimeout)
@@ -165,29 +189,43 @@ func ListenCoAPS(addr string, d DTLS, maxSessions int, log *slog.Logger) (*CoAPS
 		return nil, errors.New("coaps funnel: no credential to serve DTLS with: set auth.devices_psk_key_file or funnel.tls")
 	}
 	opts = append(opts, piondtls.WithCipherSuites(suites...))
-	if d.RequireDevice {
-		opts = append(opts, piondtls.WithVerifyConnection(func(s *piondtls.State) error {
-			if len(s.IdentityHint) == 0 && len(s.PeerCertificates) == 0 {
-				return errNoDeviceCredential
+	// certDevices, set by ServeCoAPS, is the funnel's credentials file: a
+	// certificate of a revoked device fails the handshake.
+	certDevices := new(atomic.Pointer[auth.Devices])
+	opts = append(opts, piondtls.WithVerifyConnection(func(s *piondtls.State) error {
+		if d.RequireDevice && len(s.IdentityHint) == 0 && len(s.PeerCertificates) == 0 {
+			return errNoDeviceCredential
+		}
+		if devs := certDevices.Load(); devs != nil && len(s.PeerCertificates) > 0 {
+			cert, err := x509.ParseCertificate(s.PeerCertificates[0])
+			if err != nil {
+				return err
 			}
-			return nil
-		}))
-	}
+			return devs.CheckCertificate(cert.Subject.CommonName, cert.NotBefore)
+		}
+		return nil
+	}))
 	ua, err := net.ResolveUDPAddr("udp", addr)
 	if err != nil {
 		return nil, fmt.Errorf("coaps funnel: %w", err)
 	}
-	inner, err := piondtls.ListenWithOptions("udp", ua, opts...)
+	udpl, err := (&udp.ListenConfig{AcceptFilter: isDTLSHandshake}).Listen("udp", ua)
 	if err != nil {
 		return nil, fmt.Errorf("coaps funnel: %w", err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	l := &CoAPSListener{
-		inner: inner, limits: lim, psks: d.PSKs, log: log,
+		limits: lim, psks: d.PSKs, certDevices: certDevices, log: log,
 		hs:       make(chan struct{}, lim.MaxHandshakes),
 		sessions: make(chan struct{}, lim.MaxSessions),
 		ready:    make(chan *dtlsSession),
 		ctx:      ctx, cancel: cancel,
+	}
+	l.hellos = &helloListener{Listener: udpl, q: newHelloQueue(lim.MaxHellos, lim.HelloTimeout, l.takeSlots, &l.dropped)}
+	if l.inner, err = piondtls.NewListenerWithOptions(dtlsnet.PacketListenerFromListener(l.hellos), opts...); err != nil {
+		udpl.Close()
+		cancel()
+		return nil, fmt.Errorf("coaps funnel: %w", err)
 	}
 	l.wg.Go(l.acceptLoop)
 	return l, nil
@@ -225,47 +263,75 @@ func (l *CoAPSListener) AcceptWithContext(ctx context.Context) (net.Conn, error)
 
 // acceptLoop takes every new peer from the DTLS listener at once (a peer
 // left waiting there buffers its datagrams without bound) and starts its
-// handshake if a handshake and a session slot are free, else drops it.
+// handshake. The peer is a hello (helloQueue) until it echoes the cookie;
+// only then does it take a handshake and a session slot (takeSlots).
 func (l *CoAPSListener) acceptLoop() {
 	for {
 		c, err := l.inner.Accept()
+		p := l.hellos.last
+		l.hellos.last = nil
 		if err != nil {
+			if p != nil {
+				l.hellos.q.remove(p)
+				p.Close()
+			}
 			if l.ctx.Err() != nil || errors.Is(err, net.ErrClosed) {
 				return
 			}
 			l.log.Debug("coaps accept", "err", err)
 			continue
 		}
-		select {
-		case l.sessions <- struct{}{}:
-		default:
-			l.dropped.Add(1)
-			c.Close()
-			continue
-		}
-		select {
-		case l.hs <- struct{}{}:
-		default:
-			<-l.sessions
-			l.dropped.Add(1)
-			c.Close()
-			continue
-		}
-		l.wg.Go(func() { l.handshake(c) })
+		l.wg.Go(func() { l.handshake(c, p) })
 	}
 }
 
-func (l *CoAPSListener) handshake(c net.Conn) {
+// takeSlots takes a handshake and a session slot, false when either is
+// full.
+func (l *CoAPSListener) takeSlots() bool {
+	select {
+	case l.sessions <- struct{}{}:
+	default:
+		l.full.Add(1)
+		return false
+	}
+	select {
+	case l.hs <- struct{}{}:
+		return true
+	default:
+		<-l.sessions
+		l.full.Add(1)
+		return false
+	}
+}
+
+func (l *CoAPSListener) handshake(c net.Conn, p *dtlsPeer) {
 	ctx, cancel := context.WithTimeout(l.ctx, l.limits.HandshakeTimeout)
 	defer cancel()
 	dc := c.(*piondtls.Conn)
 	err := dc.HandshakeContext(ctx)
-	<-l.hs
+	verified := p.verified.Load()
+	if verified {
+		<-l.hs
+	} else if l.hellos.q.remove(p) {
+		p.timer.Stop()
+	}
+	if err == nil && !verified {
+		// A handshake pion completed without the watch seeing the
+		// cookie echoed: it still needs a session slot.
+		select {
+		case l.sessions <- struct{}{}:
+			verified = true
+		default:
+			err = errors.New("every session slot is taken")
+		}
+	}
 	if err != nil {
 		l.failed.Add(1)
 		l.log.Debug("coaps handshake", "peer", c.RemoteAddr().String(), "err", err)
 		c.Close()
-		<-l.sessions
+		if verified {
+			<-l.sessions
+		}
 		return
 	}
 	s := &dtlsSession{Conn: c, free: func() { <-l.sessions }}
@@ -276,7 +342,7 @@ func (l *CoAPSListener) handshake(c net.Conn) {
 		s.psk, _ = l.psks.For(s.device)
 	case len(st.PeerCertificates) > 0:
 		if cert, err := x509.ParseCertificate(st.PeerCertificates[0]); err == nil {
-			s.device = cert.Subject.CommonName
+			s.device, s.cert = cert.Subject.CommonName, cert
 		}
 	}
 	select {
@@ -293,6 +359,9 @@ func (l *CoAPSListener) handshake(c net.Conn) {
 func (f *Funnel) ServeCoAPS(ctx context.Context, l *CoAPSListener, limits CoAPLimits) error {
 	ci := f.newCoAPIngest(limits)
 	ci.psks = l.psks
+	if f.auth.Devices != nil {
+		l.certDevices.Store(f.auth.Devices)
+	}
 	f.log.Info("coaps funnel serving", "addr", l.Addr().String(), "max_handshakes", l.limits.MaxHandshakes,
 		"handshake_timeout", l.limits.HandshakeTimeout, "max_sessions", l.limits.MaxSessions, "idle_timeout", l.limits.IdleTimeout)
 	return serveCoAPIngest(ctx, ci, "coaps", dtlsserver.Listener(l), coapdtls.NewServer,
@@ -300,19 +369,26 @@ func (f *Funnel) ServeCoAPS(ctx context.Context, l *CoAPSListener, limits CoAPLi
 }
 
 // sessionDevice returns the device a CoAPS request's session
-// authenticated: "" over plain CoAP or on an anonymous session. ok is
-// false when the session's pre-shared key is no longer the device's (it
-// was revoked, or re-added with a new token, since the handshake).
-func (ci *coapIngest) sessionDevice(w mux.ResponseWriter) (device string, ok bool) {
+// authenticated: "" over plain CoAP or on an anonymous session. It is
+// checked on every request, so a revocation cuts open sessions off too:
+// the error says why the session's credential no longer holds (its
+// pre-shared key was revoked, or re-added with a new token, since the
+// handshake; its client certificate's device was revoked).
+func (ci *coapIngest) sessionDevice(w mux.ResponseWriter) (device string, err error) {
 	s, isDTLS := w.Conn().NetConn().(*dtlsSession)
 	if !isDTLS {
-		return "", true
+		return "", nil
 	}
 	if s.psk != nil {
 		cur, valid := ci.psks.For(s.device)
 		if !valid || !bytes.Equal(cur, s.psk) {
-			return s.device, false
+			return s.device, fmt.Errorf("device %q's key was revoked or replaced since the handshake: make a new one", s.device)
 		}
 	}
-	return s.device, true
+	if s.cert != nil && ci.f.auth.Devices != nil {
+		if err := ci.f.auth.Devices.CheckCertificate(s.device, s.cert.NotBefore); err != nil {
+			return s.device, err
+		}
+	}
+	return s.device, nil
 }

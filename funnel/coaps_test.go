@@ -244,9 +244,9 @@ func TestCoAPSCertificate(t *testing.T) {
 	}
 }
 
-// TestCoAPSHandshakeBounds: peers that start handshakes and never finish
-// them hold at most MaxHandshakes slots, each for at most
-// HandshakeTimeout; a real device gets in once they time out.
+// TestCoAPSHandshakeBounds: peers that echo their cookie and then stall
+// hold at most MaxHandshakes slots, each for at most HandshakeTimeout; a
+// real device gets in once they time out.
 func TestCoAPSHandshakeBounds(t *testing.T) {
 	e := setupYAML(t, "", coapYAML)
 	pe := newPSKEnv(t, "dev-1")
@@ -260,29 +260,150 @@ func TestCoAPSHandshakeBounds(t *testing.T) {
 	go func() { defer close(done); e.f.ServeCoAPS(ctx, l, CoAPLimits{}) }()
 	defer func() { cancel(); <-done }()
 
-	// Stalled peers: a ClientHello each, then silence.
-	hello := clientHello(t, l.Addr().String())
-	for range 16 {
-		c, err := netDialUDP(l.Addr().String())
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer c.Close()
-		c.Write(hello)
+	stalled := make([]func(), 16)
+	for i := range stalled {
+		stalled[i] = stalledClient(t, l.Addr().String())
 	}
-	deadline := time.Now().Add(2 * time.Second)
-	for l.dropped.Load() < 12 && time.Now().Before(deadline) {
-		time.Sleep(10 * time.Millisecond)
-	}
-	if n := l.dropped.Load(); n < 12 {
-		t.Fatalf("%d of 16 stalled peers dropped, want at least 12 (4 handshake slots)", n)
-	}
+	waitFor(t, 2*time.Second, "12 of 16 stalled peers refused a handshake slot", func() bool { return l.full.Load() >= 12 })
 	if n := len(l.hs); n > 4 {
 		t.Fatalf("%d handshakes in progress, over the bound of 4", n)
 	}
+	for _, stop := range stalled {
+		stop()
+	}
+	waitFor(t, 2*time.Second, "the stalled handshakes to time out", func() bool { return len(l.hs) == 0 })
 	cc := dialPSK(t, l.Addr().String(), "dev-1", pe.key(t, "dev-1"))
 	if code, _, err := postCoAPS(cc, ""); err != nil || code != codes.Created {
 		t.Fatalf("a device after the stalled handshakes: %v %v", code, err)
+	}
+}
+
+// TestCoAPSForgedHellos: ClientHellos that never echo their cookie (as
+// from forged addresses) take no handshake slot: with far more of them
+// than slots, and more than the hellos held, and while more arrive, a real
+// device gets in at once.
+func TestCoAPSForgedHellos(t *testing.T) {
+	e := setupYAML(t, "", coapYAML)
+	pe := newPSKEnv(t, "dev-1")
+	l, err := ListenCoAPS("127.0.0.1:0", DTLS{PSKs: pe.psks, RequireDevice: true,
+		Limits: DTLSLimits{MaxHandshakes: 4, MaxHellos: 64, HandshakeTimeout: 10 * time.Second}}, 64, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); e.f.ServeCoAPS(ctx, l, CoAPLimits{}) }()
+	defer func() { cancel(); <-done }()
+
+	// 200 ClientHellos, each from its own unconnected socket that never
+	// reads the HelloVerifyRequest.
+	const forged = 200
+	hello := clientHello(t, l.Addr().String())
+	to, _ := net.ResolveUDPAddr("udp", l.Addr().String())
+	for range forged {
+		pc, err := net.ListenPacket("udp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer pc.Close()
+		if _, err := pc.WriteTo(hello, to); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitFor(t, 5*time.Second, "half the forged hellos to be dropped", func() bool { return l.dropped.Load() >= forged/2 })
+	if n := l.hellos.q.len(); n > 64 {
+		t.Errorf("%d hellos held, over the bound of 64", n)
+	}
+	if n := len(l.hs); n != 0 {
+		t.Errorf("%d handshake slots taken by peers that never echoed a cookie", n)
+	}
+	// More forged ClientHellos while the device connects: 100 a second
+	// (the probe sent 30), at most 300, each from a new socket.
+	stop, flooded := make(chan struct{}), make(chan int)
+	go func() {
+		n := 0
+		defer func() { flooded <- n }()
+		tick := time.NewTicker(10 * time.Millisecond)
+		defer tick.Stop()
+		for ; n < 300; n++ {
+			select {
+			case <-stop:
+				return
+			case <-tick.C:
+			}
+			pc, err := net.ListenPacket("udp", "127.0.0.1:0")
+			if err != nil {
+				return
+			}
+			pc.WriteTo(hello, to)
+			pc.Close()
+		}
+	}()
+	start := time.Now()
+	cc := dialPSK(t, l.Addr().String(), "dev-1", pe.key(t, "dev-1"))
+	took := time.Since(start)
+	close(stop)
+	during := <-flooded
+	if code, _, err := postCoAPS(cc, ""); err != nil || code != codes.Created {
+		t.Fatalf("a device after %d forged ClientHellos and during %d more: %v %v", forged, during, code, err)
+	}
+	t.Logf("a device got in %v after %d forged ClientHellos, during %d more", took.Round(time.Millisecond), forged, during)
+}
+
+// stalledClient starts a DTLS client on its own socket that completes the
+// cookie round trip (ClientHello, HelloVerifyRequest, ClientHello with the
+// cookie) and sends nothing after; stop ends it.
+func stalledClient(t *testing.T, addr string) (stop func()) {
+	t.Helper()
+	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	raddr, _ := net.ResolveUDPAddr("udp", addr)
+	c, err := piondtls.Client(&firstWrites{PacketConn: pc, left: 2}, raddr, &piondtls.Config{ //nolint:staticcheck
+		PSK:             func([]byte) ([]byte, error) { return []byte("k"), nil },
+		PSKIdentityHint: []byte("dev-1"),
+		CipherSuites:    []piondtls.CipherSuiteID{piondtls.TLS_PSK_WITH_AES_128_CCM_8},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); c.HandshakeContext(ctx) }()
+	var once sync.Once
+	stop = func() { once.Do(func() { cancel(); <-done; c.Close(); pc.Close() }) }
+	t.Cleanup(stop)
+	return stop
+}
+
+// firstWrites passes a socket's first left writes and drops the rest.
+type firstWrites struct {
+	net.PacketConn
+	mu   sync.Mutex
+	left int
+}
+
+func (f *firstWrites) WriteTo(b []byte, addr net.Addr) (int, error) {
+	f.mu.Lock()
+	pass := f.left > 0
+	f.left--
+	f.mu.Unlock()
+	if !pass {
+		return len(b), nil
+	}
+	return f.PacketConn.WriteTo(b, addr)
+}
+
+// waitFor polls cond until it holds, failing the test after d.
+func waitFor(t *testing.T, d time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("waited %v for %s", d, what)
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
 }
 
@@ -348,8 +469,6 @@ func clientHello(t *testing.T, _ string) []byte {
 	}
 	return buf[:n]
 }
-
-func netDialUDP(addr string) (net.Conn, error) { return net.Dial("udp", addr) }
 
 // clientRunner replaces a go-coap client's periodic runner, which sleeps
 // in a goroutine forever, with one that ends with the test.

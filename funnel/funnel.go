@@ -349,10 +349,20 @@ func (f *Funnel) serveIngest(w http.ResponseWriter, r *http.Request) {
 
 // authenticated returns the device a request comes from: the common name
 // of its verified client certificate, else the owner of its bearer token;
-// "" when devices are not authenticated. ok is false after answering 401.
+// "" when devices are not authenticated. A certificate of a device the
+// credentials file revoked is refused on every request, so a connection
+// opened before the revocation is cut off too. ok is false after
+// answering 401.
 func (f *Funnel) authenticated(w http.ResponseWriter, r *http.Request) (device string, ok bool) {
 	if r.TLS != nil && len(r.TLS.VerifiedChains) > 0 {
-		return r.TLS.VerifiedChains[0][0].Subject.CommonName, true
+		cert := r.TLS.VerifiedChains[0][0]
+		if f.auth.Devices != nil {
+			if err := f.auth.Devices.CheckCertificate(cert.Subject.CommonName, cert.NotBefore); err != nil {
+				auth.Unauthorized(w, "ddnn", err.Error())
+				return "", false
+			}
+		}
+		return cert.Subject.CommonName, true
 	}
 	if f.auth.Devices == nil {
 		return "", true
@@ -517,6 +527,12 @@ func (f *Funnel) produceMessages(ctx context.Context, topic string, extra []kgo.
 		rec := &kgo.Record{Topic: topic, Key: keyFor(msgs[i].Device), Value: v}
 		for _, h := range hs {
 			rec.Headers = append(rec.Headers, kgo.RecordHeader{Key: h.Key, Value: h.Value})
+		}
+		if msgs[i].Device != "" && f.auth.Service != nil && topic == f.p.InputTopic(f.first) {
+			// The first tier believes a device claim only signed: this
+			// funnel authenticated the device (or took its claim as is
+			// without device authentication).
+			rec.Headers = append(rec.Headers, kgo.RecordHeader{Key: wire.HeaderDeviceSig, Value: []byte(auth.SignClaim(f.auth.Service.ClaimKey(), msgs[i].Device, v))})
 		}
 		rec.Headers = append(rec.Headers, extra...)
 		if n := kafka.RecordSize(rec); n > f.p.Kafka.MaxRecordBytes {

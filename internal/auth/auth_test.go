@@ -1,6 +1,7 @@
 package auth
 
 import (
+	"bytes"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -272,4 +273,124 @@ func TestParseDevicesStrict(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestCheckCertificate: a revoked device's client certificates are
+// refused; once it is added again, only certificates valid from after the
+// revocation are let in; a device with a certificate and no token can be
+// revoked with RevokeCertificateOnly, and only so.
+func TestCheckCertificate(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "devices.yaml")
+	added := time.Date(2026, 12, 1, 12, 0, 0, 0, time.UTC)
+	revoked := added.Add(24 * time.Hour)
+	if _, err := AddDevice(path, "cam-7", added); err != nil {
+		t.Fatal(err)
+	}
+	d, err := LoadDevices(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	oldCert, newCert := added.Add(-time.Hour), revoked.Add(time.Minute)
+	for _, id := range []string{"cam-7", "unlisted"} {
+		if err := d.CheckCertificate(id, oldCert); err != nil {
+			t.Errorf("%s before any revocation: %v", id, err)
+		}
+	}
+	if err := RevokeDevice(path, "cam-7", revoked); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, func() bool { return d.CheckCertificate("cam-7", oldCert) != nil })
+	if err := d.CheckCertificate("cam-7", newCert); err == nil || !strings.Contains(err.Error(), "was revoked at 2026-12-02T12:00:00Z") {
+		t.Errorf("a certificate of the revoked device: %v", err)
+	}
+	if _, err := AddDevice(path, "cam-7", revoked.Add(time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, func() bool { return d.CheckCertificate("cam-7", newCert) == nil })
+	if err := d.CheckCertificate("cam-7", oldCert); err == nil || !strings.Contains(err.Error(), "issued before the revocation") {
+		t.Errorf("a certificate issued before the revocation, after re-adding: %v", err)
+	}
+
+	if err := RevokeDevice(path, "unlisted", revoked); err == nil || !strings.Contains(err.Error(), "--certificate-only") {
+		t.Errorf("revoking a device not in the file: %v", err)
+	}
+	if err := RevokeCertificateOnly(path, "unlisted", revoked); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, func() bool { return d.CheckCertificate("unlisted", newCert) != nil })
+	if _, ok := d.tokenHash("unlisted"); ok {
+		t.Error("a certificate-only revoked device has a token")
+	}
+	list, err := ListDevices(path)
+	if err != nil || len(list) != 2 || list[1].ID != "unlisted" || list[1].Revoked == nil || list[1].TokenSHA256 != "" {
+		t.Errorf("list = %+v, %v", list, err)
+	}
+	if _, err := AddDevice(path, "unlisted", revoked.Add(time.Hour)); err != nil {
+		t.Errorf("adding a certificate-only revoked device: %v", err)
+	}
+}
+
+// TestClaims: a device claim is believed signed with a service token's
+// claim key (any token of the file) or with the device's own record key;
+// not unsigned, not with another device's key, not over another value,
+// not once the device is revoked, and not with a record key when no master
+// key is given.
+func TestClaims(t *testing.T) {
+	dir := t.TempDir()
+	creds, keyFile, tokFile := filepath.Join(dir, "devices.yaml"), filepath.Join(dir, "psk.key"), filepath.Join(dir, "service.token")
+	now := time.Now()
+	for _, id := range []string{"cam-1", "dev-2"} {
+		if _, err := AddDevice(creds, id, now); err != nil {
+			t.Fatal(err)
+		}
+	}
+	os.WriteFile(keyFile, []byte(NewPSKKey()+"\n"), 0o600)
+	old, err := WriteTokenFile(tokFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	service, _ := LoadTokens(tokFile)
+	oldKey := service.ClaimKey()
+	// Rotation: a new first token; claims signed with the old one still hold.
+	os.WriteFile(tokFile, []byte(NewToken(ServiceTokenPrefix)+"\n"+old+"\n"), 0o600)
+	waitFor(t, func() bool { return !bytes.Equal(service.ClaimKey(), oldKey) })
+	d, _ := LoadDevices(creds)
+	master, _ := LoadPSKKey(keyFile)
+	c, err := NewClaims(service, d, master)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := NewClaims(nil, d, master); err == nil || !strings.Contains(err.Error(), "auth.service_token_file") {
+		t.Errorf("claims without a service token: %v", err)
+	}
+	cam1, _ := DeviceRecordKey(creds, keyFile, "cam-1")
+	psk, _ := DevicePSK(creds, keyFile, "cam-1")
+	if bytes.Equal(cam1, psk) {
+		t.Error("the record key is the pre-shared key")
+	}
+	value := []byte("sample")
+	for _, tc := range []struct {
+		name, device, sig, want string
+	}{
+		{"funnel, current token", "dev-2", SignClaim(service.ClaimKey(), "dev-2", value), ""},
+		{"funnel, older token", "dev-2", SignClaim(oldKey, "dev-2", value), ""},
+		{"device's own key", "cam-1", SignClaim(cam1, "cam-1", value), ""},
+		{"unsigned", "dev-2", "", "not signed"},
+		{"another device's key", "dev-2", SignClaim(cam1, "dev-2", value), "neither the funnel's nor the device's"},
+		{"another value", "cam-1", SignClaim(cam1, "cam-1", []byte("other")), "neither"},
+		{"not hex", "cam-1", "zz", "want 64 hex digits"},
+	} {
+		err := c.Verify(tc.device, value, tc.sig)
+		if tc.want == "" && err != nil || tc.want != "" && (err == nil || !strings.Contains(err.Error(), tc.want)) {
+			t.Errorf("%s: %v, want %q", tc.name, err, tc.want)
+		}
+	}
+	noMaster, _ := NewClaims(service, nil, nil)
+	if err := noMaster.Verify("cam-1", value, SignClaim(cam1, "cam-1", value)); err == nil {
+		t.Error("a record key was believed without a master key")
+	}
+	if err := RevokeDevice(creds, "cam-1", now); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, func() bool { return c.Verify("cam-1", value, SignClaim(cam1, "cam-1", value)) != nil })
 }

@@ -21,14 +21,23 @@ import (
 )
 
 // DeviceEntry is one device of a credentials file.
+//
+// A device's credentials are its token, the DTLS pre-shared key derived
+// from it, and any client certificate whose common name is its id (signed
+// by funnel.tls.client_ca_file). Revoking the device refuses all three.
 type DeviceEntry struct {
 	ID string `yaml:"id"`
 	// TokenSHA256 is the hex SHA-256 of the device's token; the token
-	// itself is never stored.
-	TokenSHA256 string    `yaml:"token_sha256"`
-	Added       time.Time `yaml:"added"`
+	// itself is never stored. Empty only in a revoked entry of a device
+	// that had no token (RevokeCertificateOnly).
+	TokenSHA256 string    `yaml:"token_sha256,omitempty"`
+	Added       time.Time `yaml:"added,omitempty"`
 	// Revoked, when set, is when the device lost its access.
 	Revoked *time.Time `yaml:"revoked,omitempty"`
+	// CertsIssuedAfter, set when a revoked device is added again, is its
+	// last revocation: a client certificate of the device whose validity
+	// starts before it was issued before the revocation and stays refused.
+	CertsIssuedAfter *time.Time `yaml:"certs_issued_after,omitempty"`
 }
 
 type devicesFile struct {
@@ -58,8 +67,9 @@ type Devices struct {
 	f file
 
 	mu     sync.RWMutex
-	byHash map[[32]byte]string // token hash → device id, revoked ones left out
-	byID   map[string]string   // device id → its token_sha256, revoked ones left out
+	byHash map[[32]byte]string    // token hash → device id, revoked ones left out
+	byID   map[string]string      // device id → its token_sha256, revoked ones left out
+	certs  map[string]DeviceEntry // device id → its entry, when it limits client certificates
 }
 
 // LoadDevices reads a credentials file.
@@ -79,7 +89,11 @@ func (d *Devices) parse(b []byte) error {
 	}
 	m := make(map[[32]byte]string, len(df.Devices))
 	ids := make(map[string]string, len(df.Devices))
+	certs := map[string]DeviceEntry{}
 	for _, e := range df.Devices {
+		if e.Revoked != nil || e.CertsIssuedAfter != nil {
+			certs[e.ID] = e
+		}
 		if e.Revoked != nil {
 			continue
 		}
@@ -89,8 +103,28 @@ func (d *Devices) parse(b []byte) error {
 		ids[e.ID] = strings.ToLower(e.TokenSHA256)
 	}
 	d.mu.Lock()
-	d.byHash, d.byID = m, ids
+	d.byHash, d.byID, d.certs = m, ids, certs
 	d.mu.Unlock()
+	return nil
+}
+
+// CheckCertificate returns why a verified client certificate of device id
+// (its common name), valid from notBefore, is refused: the device was
+// revoked, or the certificate was issued before the device's last
+// revocation. nil lets it in, as for a device the file does not list.
+func (d *Devices) CheckCertificate(id string, notBefore time.Time) error {
+	d.f.refresh(time.Now())
+	d.mu.RLock()
+	e, ok := d.certs[id]
+	d.mu.RUnlock()
+	switch {
+	case !ok:
+		return nil
+	case e.Revoked != nil:
+		return fmt.Errorf("device %q was revoked at %s: its client certificates are refused", id, e.Revoked.Format(time.RFC3339))
+	case notBefore.Before(*e.CertsIssuedAfter):
+		return fmt.Errorf("device %q's client certificate is valid from %s, before the device's revocation at %s: a certificate issued before the revocation stays refused", id, notBefore.UTC().Format(time.RFC3339), e.CertsIssuedAfter.Format(time.RFC3339))
+	}
 	return nil
 }
 
@@ -147,6 +181,9 @@ func parseDevices(b []byte) (*devicesFile, error) {
 			errs = append(errs, fmt.Errorf("devices[%d]: device %q listed twice", i, e.ID))
 		}
 		seen[e.ID] = true
+		if e.TokenSHA256 == "" && e.Revoked != nil {
+			continue // a revoked device that had no token
+		}
 		if h, err := hex.DecodeString(e.TokenSHA256); err != nil || len(h) != sha256.Size {
 			errs = append(errs, fmt.Errorf("devices[%d] (%s).token_sha256: want 64 hex digits", i, e.ID))
 		}
@@ -199,8 +236,9 @@ func writeDevicesFile(path string, df *devicesFile) error {
 
 // AddDevice adds device id to the credentials file at path (created if
 // missing) and returns its new token, which is shown once and never
-// stored. Re-adding a revoked device gives it a new token; adding an
-// active one is an error.
+// stored. Re-adding a revoked device gives it a new token (so a new
+// pre-shared key), and its client certificates issued before the
+// revocation stay refused; adding an active one is an error.
 func AddDevice(path, id string, now time.Time) (string, error) {
 	if err := CheckDeviceID(id); err != nil {
 		return "", err
@@ -219,21 +257,41 @@ func AddDevice(path, id string, now time.Time) (string, error) {
 	case df.Devices[i].Revoked == nil:
 		return "", fmt.Errorf("device %q already has a token: revoke it first to replace it", id)
 	default:
+		e.CertsIssuedAfter = df.Devices[i].Revoked
 		df.Devices[i] = e
 	}
 	return token, writeDevicesFile(path, df)
 }
 
 // RevokeDevice marks device id revoked in the credentials file at path;
-// running funnels refuse its token within a second.
+// within a second running funnels refuse its token, its pre-shared key
+// and its client certificates, on new and open connections alike.
 func RevokeDevice(path, id string, now time.Time) error {
+	return revoke(path, id, now, false)
+}
+
+// RevokeCertificateOnly is RevokeDevice for a device that may not be in
+// the file, one that has a client certificate and no token: it is
+// recorded revoked, so its certificates are refused.
+func RevokeCertificateOnly(path, id string, now time.Time) error {
+	return revoke(path, id, now, true)
+}
+
+func revoke(path, id string, now time.Time, unlisted bool) error {
+	if err := CheckDeviceID(id); err != nil {
+		return err
+	}
 	df, err := readDevicesFile(path)
 	if err != nil {
 		return err
 	}
 	i := slices.IndexFunc(df.Devices, func(e DeviceEntry) bool { return e.ID == id })
+	if i < 0 && !unlisted {
+		return fmt.Errorf("device %q is not in %s (a device with a client certificate and no token: revoke it with --certificate-only)", id, path)
+	}
 	if i < 0 {
-		return fmt.Errorf("device %q is not in %s", id, path)
+		df.Devices = append(df.Devices, DeviceEntry{ID: id})
+		i = len(df.Devices) - 1
 	}
 	if df.Devices[i].Revoked != nil {
 		return fmt.Errorf("device %q was already revoked at %s", id, df.Devices[i].Revoked.Format(time.RFC3339))

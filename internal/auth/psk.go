@@ -7,7 +7,6 @@ import (
 	"encoding/hex"
 	"fmt"
 	"os"
-	"slices"
 	"strings"
 	"time"
 )
@@ -95,16 +94,9 @@ func DevicePSK(path, keyFile, id string) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	df, err := readDevicesFile(path)
+	h, err := activeTokenHash(path, id)
 	if err != nil {
 		return nil, err
 	}
-	i := slices.IndexFunc(df.Devices, func(e DeviceEntry) bool { return e.ID == id })
-	switch {
-	case i < 0:
-		return nil, fmt.Errorf("device %q is not in %s", id, path)
-	case df.Devices[i].Revoked != nil:
-		return nil, fmt.Errorf("device %q was revoked at %s: ddnn devices add gives it a new token and key", id, df.Devices[i].Revoked.Format(time.RFC3339))
-	}
-	return DerivePSK(master, id, df.Devices[i].TokenSHA256), nil
+	return DerivePSK(master, id, h), nil
 }

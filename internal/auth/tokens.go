@@ -1,8 +1,11 @@
 // Package auth holds the credentials of ddnn's trust boundaries: bearer
 // service tokens that the pipeline's own parts present to each other on the
 // delivery zone, and device credentials (a file of token hashes managed by
-// `ddnn devices`) that devices present on ingest. Both files are re-read
-// when they change, so rotation and revocation need no restart.
+// `ddnn devices`) that devices present on ingest: a token, the DTLS
+// pre-shared key and the Kafka record key derived from it, or a client
+// certificate. Both files are re-read when they change, so rotation and
+// revocation need no restart. Claims checks the signed device claims of
+// records on the first tier's topic, where Kafka cannot say who wrote them.
 //
 // Tokens are 256-bit random values. A device token is stored only as its
 // SHA-256: with that much entropy a fast hash cannot be reversed by
@@ -110,6 +113,7 @@ type Tokens struct {
 
 	mu     sync.RWMutex
 	hashes [][32]byte
+	claims [][]byte // claimKey of each token, the first's first
 	first  string
 }
 
@@ -125,6 +129,7 @@ func LoadTokens(path string) (*Tokens, error) {
 
 func (t *Tokens) parse(b []byte) error {
 	var hashes [][32]byte
+	var claims [][]byte
 	var first string
 	sc := bufio.NewScanner(bytes.NewReader(b))
 	for n := 1; sc.Scan(); n++ {
@@ -139,6 +144,7 @@ func (t *Tokens) parse(b []byte) error {
 			first = line
 		}
 		hashes = append(hashes, sha256.Sum256([]byte(line)))
+		claims = append(claims, claimKey(line))
 	}
 	if err := sc.Err(); err != nil {
 		return err
@@ -147,7 +153,7 @@ func (t *Tokens) parse(b []byte) error {
 		return errors.New("no token in the file")
 	}
 	t.mu.Lock()
-	t.hashes, t.first = hashes, first
+	t.hashes, t.claims, t.first = hashes, claims, first
 	t.mu.Unlock()
 	return nil
 }

@@ -13,7 +13,7 @@ import (
 	"github.com/ddnn-continuum/ddnn/internal/certs"
 )
 
-const devicesSynopsis = `devices add|list|revoke -f CREDENTIALS [NAME]
+const devicesSynopsis = `devices add|list|revoke -f CREDENTIALS [--certificate-only] [NAME]
 
 Manages a device credentials file (auth.devices_file): each device has a
 bearer token, of which the file keeps only the SHA-256. Running funnels
@@ -21,11 +21,18 @@ re-read the file when it changes: an added device may send, a revoked one
 is refused, within a second and without a restart.
 
   add NAME     makes NAME a token and prints it once, on its own line
-               (a revoked NAME gets a new one)
+               (a revoked NAME gets a new one; its client certificates
+               issued before the revocation stay refused)
   list         the devices, when added, and which are revoked
-  revoke NAME  refuses NAME's token from now on
-  psk, psk-key a device's DTLS pre-shared key; a new master key
-               (ddnn devices psk -h)`
+  revoke NAME  refuses every credential of NAME in the file from now on:
+               its token, its DTLS pre-shared key, its client certificates
+               (common name NAME), on open connections too, and its Kafka
+               record key; --certificate-only records NAME revoked when it
+               has a certificate and no token. A Kafka user of the device
+               is the broker's: remove it there
+  psk, record-key, psk-key
+               a device's DTLS pre-shared key; the key it signs its Kafka
+               records' device id with; a new master key (ddnn devices psk -h)`
 
 // runDevices manages device credentials.
 func runDevices(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -38,11 +45,12 @@ func runDevices(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		return fmt.Errorf("%w: want add, list or revoke", errUsage)
 	}
 	verb := args[0]
-	if verb == "psk" || verb == "psk-key" {
+	if verb == "psk" || verb == "psk-key" || verb == "record-key" {
 		return runDevicesPSK(ctx, args, stdout, stderr)
 	}
 	fs := newFlags("devices "+verb, devicesSynopsis, stderr)
 	file := fs.String("f", "", "the device credentials file (required)")
+	certOnly := fs.Bool("certificate-only", false, "revoke: NAME may be missing from the file (a device with a client certificate and no token)")
 	if err := fs.Parse(args[1:]); err != nil {
 		return errUsage
 	}
@@ -56,6 +64,9 @@ func runDevices(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		fs.Usage()
 		return fmt.Errorf("%w: devices %s takes %s", errUsage, verb, map[bool]string{true: "one NAME", false: "no NAME"}[wantName])
 	}
+	if *certOnly && verb != "revoke" {
+		return fmt.Errorf("%w: --certificate-only is for devices revoke", errUsage)
+	}
 	now := time.Now()
 	switch verb {
 	case "add":
@@ -66,10 +77,15 @@ func runDevices(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		fmt.Fprintf(stderr, "device %s added to %s; its token, shown only now (send it as Authorization: Bearer TOKEN):\n", name, *file)
 		fmt.Fprintln(stdout, token)
 	case "revoke":
-		if err := auth.RevokeDevice(*file, name, now); err != nil {
+		revoke := auth.RevokeDevice
+		if *certOnly {
+			revoke = auth.RevokeCertificateOnly
+		}
+		if err := revoke(*file, name, now); err != nil {
 			return err
 		}
-		fmt.Fprintf(stdout, "device %s revoked: running funnels refuse its token within a second\n", name)
+		fmt.Fprintf(stdout, "device %s revoked: within a second running funnels refuse its token, its pre-shared key and its client certificates, on open connections too, and the first tier its signed Kafka records\n", name)
+		fmt.Fprintf(stderr, "a Kafka user of %s, if it has one, is not in this file and still authenticates to Kafka: remove it from kafka.embedded_users (and restart) or from the cluster\n", name)
 	case "list":
 		devices, err := auth.ListDevices(*file)
 		if err != nil {
@@ -82,7 +98,11 @@ func runDevices(ctx context.Context, args []string, stdout, stderr io.Writer) er
 			if d.Revoked != nil {
 				revoked = d.Revoked.Format(time.RFC3339)
 			}
-			fmt.Fprintf(tw, "%s\t%s\t%s\n", d.ID, d.Added.Format(time.RFC3339), revoked)
+			added := "-"
+			if !d.Added.IsZero() {
+				added = d.Added.Format(time.RFC3339)
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%s\n", d.ID, added, revoked)
 		}
 		tw.Flush()
 	default:

@@ -94,8 +94,16 @@ func runMonolith(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	if err != nil {
 		return err
 	}
+	service, err := serviceTokens(p)
+	if err != nil {
+		return err
+	}
+	claims, err := deviceClaims(p, service)
+	if err != nil {
+		return err
+	}
 	m, err := monolith.New(monolith.Config{
-		Pipeline: sp, Site: site, Client: cl, Workers: *workers, MaxBatch: *maxBatch, Registerer: wrapped, Logger: log,
+		Pipeline: sp, Site: site, Client: cl, Workers: *workers, MaxBatch: *maxBatch, Registerer: wrapped, Logger: log, Claims: claims,
 		Load: func(i int) (*inference.Session, error) {
 			return inference.NewSession(sp, i, inference.SessionOptions{IntraOpThreads: sp.Tiers[i].Inference.IntraOpThreads})
 		},

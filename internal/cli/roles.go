@@ -128,6 +128,28 @@ func serviceTokens(p *pipeline.Pipeline) (*auth.Tokens, error) {
 	return auth.LoadTokens(p.Path(p.Auth.ServiceTokenFile))
 }
 
+// deviceClaims checks the device claims of the first tier's records when
+// devices are authenticated (nil otherwise: a claim is then taken as is):
+// signed by the funnel with service, or, with auth.devices_psk_key_file,
+// by the device itself with its record key.
+func deviceClaims(p *pipeline.Pipeline, service *auth.Tokens) (*auth.Claims, error) {
+	if p.Auth.Devices != pipeline.AuthToken {
+		return nil, nil
+	}
+	var d *auth.Devices
+	var master []byte
+	if p.Auth.DevicesPSKKeyFile != "" {
+		var err error
+		if d, err = auth.LoadDevices(p.Path(p.Auth.DevicesFile)); err != nil {
+			return nil, err
+		}
+		if master, err = auth.LoadPSKKey(p.Path(p.Auth.DevicesPSKKeyFile)); err != nil {
+			return nil, fmt.Errorf("auth.devices_psk_key_file: %w", err)
+		}
+	}
+	return auth.NewClaims(service, d, master)
+}
+
 // load builds the logger (tagged with component) and reads the pipeline,
 // with the tiers placed as --tiers-on says. A role runs one site of it:
 // --brokers is the caller's to apply to that site (onSite).
@@ -363,6 +385,11 @@ func (cf connectorFlags) run(ctx context.Context, stdout io.Writer, name string,
 	var err error
 	if cfg.Service, err = serviceTokens(cfg.Pipeline); err != nil {
 		return err
+	}
+	if cfg.Link == nil && len(cfg.Pipeline.Tiers) > 0 && cfg.Tier == cfg.Pipeline.Tiers[0].Name {
+		if cfg.Claims, err = deviceClaims(cfg.Pipeline, cfg.Service); err != nil {
+			return err
+		}
 	}
 	c, err := connector.New(cfg)
 	if err != nil {

@@ -31,6 +31,7 @@ import (
 	"github.com/ddnn-continuum/ddnn/connector"
 	"github.com/ddnn-continuum/ddnn/funnel"
 	"github.com/ddnn-continuum/ddnn/inference"
+	"github.com/ddnn-continuum/ddnn/internal/auth"
 	"github.com/ddnn-continuum/ddnn/internal/kafka"
 	"github.com/ddnn-continuum/ddnn/internal/pipeline"
 	"github.com/ddnn-continuum/ddnn/internal/wire"
@@ -65,6 +66,10 @@ type Config struct {
 	// Registerer gets the monolith's and the tiers' metrics; nil none.
 	Registerer prometheus.Registerer
 	Logger     *slog.Logger
+	// Claims, when set, checks the device claims of the input records
+	// (connector.CheckClaim): one without a valid signature is
+	// dead-lettered. Set it when devices are authenticated.
+	Claims *auth.Claims
 	// Site is the site the monolith runs on, whose Kafka Client uses:
 	// every tier must be placed there (default: the first tier's site).
 	// Results for a results site elsewhere go to the queue of the link
@@ -74,11 +79,12 @@ type Config struct {
 
 // Monolith runs every tier of a pipeline in one process.
 type Monolith struct {
-	p     *pipeline.Pipeline
-	cl    *kgo.Client
-	log   *slog.Logger
-	raw   *wire.RawInput
-	batch int
+	p      *pipeline.Pipeline
+	cl     *kgo.Client
+	log    *slog.Logger
+	raw    *wire.RawInput
+	claims *auth.Claims
+	batch  int
 	// results and resultHeaders are where results go from the site.
 	results       string
 	resultHeaders []kgo.RecordHeader
@@ -128,7 +134,7 @@ func New(cfg Config) (*Monolith, error) {
 	}
 	m := &Monolith{
 		p: p, cl: cfg.Client, log: cfg.Logger, batch: cfg.MaxBatch,
-		raw: &wire.RawInput{DType: p.Input.DType, Shape: p.Input.Shape},
+		raw: &wire.RawInput{DType: p.Input.DType, Shape: p.Input.Shape}, claims: cfg.Claims,
 		m: metrics{
 			records: prometheus.NewCounterVec(prometheus.CounterOpts{
 				Name: "ddnn_monolith_records_total", Help: "Input records by outcome: result or dead_lettered.",
@@ -239,6 +245,9 @@ func (m *Monolith) process(recs []*kgo.Record) ([]*kgo.Record, error) {
 	from := make([]*kgo.Record, 0, len(recs)) // the record of each message
 	for _, r := range recs {
 		msg, err := connector.DecodeMessage(r, m.raw)
+		if err == nil {
+			err = connector.CheckClaim(m.claims, r, msg.Device)
+		}
 		if err != nil {
 			out = append(out, m.deadLetter(r, connector.DecodeFailure(err)))
 			continue

@@ -21,6 +21,7 @@ import (
 
 	"github.com/ddnn-continuum/ddnn/connector"
 	"github.com/ddnn-continuum/ddnn/inference"
+	"github.com/ddnn-continuum/ddnn/internal/auth"
 	"github.com/ddnn-continuum/ddnn/internal/kafka"
 	"github.com/ddnn-continuum/ddnn/internal/onnx"
 	"github.com/ddnn-continuum/ddnn/internal/pipeline"
@@ -42,6 +43,8 @@ type harness struct {
 	p  *pipeline.Pipeline
 	ds *models.Dataset
 	cl *kgo.Client
+	// claims, when set, is the monolith's Config.Claims.
+	claims *auth.Claims
 }
 
 func newHarness(tb testing.TB) *harness {
@@ -93,7 +96,7 @@ func (h *harness) run(tb testing.TB, workers, maxBatch int, reg prometheus.Regis
 		tb.Fatal(err)
 	}
 	m, err := New(Config{
-		Pipeline: h.p, Client: cl, Workers: workers, MaxBatch: maxBatch, Registerer: reg,
+		Pipeline: h.p, Client: cl, Workers: workers, MaxBatch: maxBatch, Registerer: reg, Claims: h.claims,
 		Load: func(i int) (*inference.Session, error) {
 			return inference.NewSession(h.p, i, inference.SessionOptions{IntraOpThreads: 1})
 		},

@@ -26,6 +26,10 @@ const (
 	HeaderDevice   = "ddnn-device"
 	// HeaderSentAt is RFC 3339 (with fraction) or integer Unix milliseconds.
 	HeaderSentAt = "ddnn-sent-at"
+	// HeaderDeviceSig signs a record's device claim (internal/auth
+	// SignClaim): with device authentication on, the first tier believes
+	// a claim only with it.
+	HeaderDeviceSig = "ddnn-device-sig"
 	// HeaderReason carries why a record was dead-lettered.
 	HeaderReason = "ddnn-reason"
 	// HeaderRoute says where a record of an uplink queue goes on the
