@@ -73,7 +73,11 @@ func (s *Supervisor) announce() {
 			}
 			fmt.Fprintf(&b, "  or:       POST coaps://%s%s  (CoAP over DTLS%s)\n", site.Funnel.CoAPSListen, funnel.PathIngest, dcred)
 		}
-		fmt.Fprintf(&b, "  or:       produce to topic %s\n", p.InputTopic(p.Tiers[0].Name))
+		claim := ""
+		if p.Auth.Devices == pipeline.AuthToken {
+			claim = "; a ddnn-device header is believed only signed (ddnn-device-sig, docs/security.md)"
+		}
+		fmt.Fprintf(&b, "  or:       produce to topic %s%s\n", p.InputTopic(p.Tiers[0].Name), claim)
 	}
 	zone := "the service token in " + s.cfg.ServiceTokenFile
 	if s.cfg.ServiceTokenFile == "" {
