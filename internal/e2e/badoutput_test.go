@@ -170,8 +170,12 @@ func TestModelOverflowDeadLetteredAtOnce(t *testing.T) {
 	mu.Lock()
 	forgedCalls, hopsCalls := calls["forged"], calls["hops"]
 	mu.Unlock()
-	if forgedCalls != 1 || hopsCalls != 1 {
-		t.Errorf("the forged records were sent %d and %d times, want once each", forgedCalls, hopsCalls)
+	// A batch's records are checked before the model runs, so the hops
+	// record is refused at its first call; the overflowing one, found
+	// only by running the model, is sent once more when it shared that
+	// batch (the caller sends the rest of a batch again), never retried.
+	if hopsCalls != 1 || forgedCalls < 1 || forgedCalls > 2 {
+		t.Errorf("the hops and the overflowing record were sent %d and %d times, want once and at most twice", hopsCalls, forgedCalls)
 	}
 	// Counted once Kafka acknowledged the copy, which may be after it is
 	// readable.
