@@ -188,3 +188,13 @@ func (c *limitedConn) Close() error {
 	c.l.mu.Unlock()
 	return c.Conn.Close()
 }
+
+// CloseWrite shuts down the writing side, as the HTTP server does before
+// closing a connection whose request it refused (431), so the client
+// reads the answer before the close.
+func (c *limitedConn) CloseWrite() error {
+	if cw, ok := c.Conn.(interface{ CloseWrite() error }); ok {
+		return cw.CloseWrite()
+	}
+	return nil
+}
