@@ -279,9 +279,6 @@ func (f *Funnel) readBody(w http.ResponseWriter, r *http.Request, route string) 
 		}
 		return nil, false
 	}
-	// The body is in: the read deadline (funnel.read_timeout) is done with,
-	// and must not cancel the request while Kafka acknowledges it.
-	http.NewResponseController(w).SetReadDeadline(time.Time{})
 	return b, true
 }
 
