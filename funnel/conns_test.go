@@ -266,7 +266,7 @@ var lorisYAML = strings.Replace(testYAML, "funnel: {max_request_bytes: 2048}",
 // header trickling in, a POST whose body never comes) against the default
 // connection bounds, 4,800 from 100 sources and 200 from one. A device
 // whose every ingest opens a new connection keeps being served: each of
-// its ingests is accepted within 5 s (its p99 before and during is
+// its ingests is accepted within 5 s (its p99 before, during and after is
 // logged), the one source is held to max_connections_per_source, the
 // funnel never holds more than max_connections, and every loris
 // connection is closed by the funnel within the time bounds.
@@ -277,7 +277,7 @@ func TestLoris(t *testing.T) {
 	b := startBounded(t, lorisYAML, nil, nil)
 	dev := newGoodDevice(b)
 	dev.send(t, 20) // warm up
-	before := dev.send(t, 300)
+	before := dev.send(t, 500)
 
 	var l loris
 	defer l.close()
@@ -287,10 +287,10 @@ func TestLoris(t *testing.T) {
 	for i := range 4800 {
 		l.open(t, b, fmt.Sprintf("127.0.0.%d", 10+i%100), 1)
 	}
-	l.trickle(200 * time.Millisecond)
+	l.trickle(time.Second)
 	opened := time.Since(start)
 
-	during := dev.send(t, 300)
+	during := dev.send(t, 500)
 	held := l.held()
 	t.Logf("loris: %d connections opened in %v (%d dials failed); the funnel held %d of them at the end of the good device's ingests",
 		len(l.conns), opened.Round(time.Millisecond), l.refused, held)
@@ -323,7 +323,10 @@ func TestLoris(t *testing.T) {
 		}
 	}
 	t.Logf("every loris connection closed by the funnel %v after the first was opened", time.Since(start).Round(time.Millisecond))
-	dev.send(t, 10) // and the funnel still serves
+	// The funnel still serves; the p99 after, like before, is what the
+	// machine's load alone makes of it.
+	after := dev.send(t, 500)
+	t.Logf("good device ingest p99 after: %v", p99(after).Round(time.Microsecond))
 }
 
 // TestConnLimiter: a source past max_connections_per_source has its new
