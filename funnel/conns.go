@@ -18,8 +18,8 @@ const (
 )
 
 // connLimiter bounds a listener's open connections in total (max) and per
-// source IP address (perSource; sources in exempt are not counted per
-// source). Connections that are not in a request (a kept-alive one
+// source (perSource: an IPv4 address or an IPv6 /64; addresses in exempt
+// are not counted per source). Connections that are not in a request (a kept-alive one
 // waiting for its next request, or one whose request header has not all
 // arrived) are what a slow or idle client holds cheaply, so at the total
 // bound the one that has gone longest without a request in progress is
@@ -42,8 +42,8 @@ type connLimiter struct {
 type limitedConn struct {
 	net.Conn
 	l      *connLimiter
-	src    netip.Addr
-	counts bool // counted against its source
+	src    netip.Addr // its source
+	counts bool       // counted against its source
 
 	// Guarded by l.mu: whether it is in a request, since when it has
 	// not been, and whether the limiter still counts it.
@@ -91,8 +91,8 @@ func (l *connLimiter) Accept() (net.Conn, error) {
 func (l *connLimiter) admit(c net.Conn) (lc *limitedConn, victim *limitedConn, reason string) {
 	lc = &limitedConn{Conn: c, l: l, quietFor: l.now()}
 	if a, ok := c.RemoteAddr().(*net.TCPAddr); ok {
-		lc.src = a.AddrPort().Addr().Unmap()
-		lc.counts = !l.exempted(lc.src)
+		addr := a.AddrPort().Addr().Unmap()
+		lc.src, lc.counts = source(addr), !l.exempted(addr)
 	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -113,6 +113,17 @@ func (l *connLimiter) admit(c net.Conn) (lc *limitedConn, victim *limitedConn, r
 	}
 	l.m.connsOpen(len(l.open))
 	return lc, victim, reason
+}
+
+// source is what a connection from a is counted against: the IPv4
+// address, or the /64 of an IPv6 address (one host's allocation, so a
+// host cannot take a new source with each of its addresses).
+func source(a netip.Addr) netip.Addr {
+	if a.Is6() {
+		p, _ := a.Prefix(64)
+		return p.Addr()
+	}
+	return a
 }
 
 func (l *connLimiter) exempted(a netip.Addr) bool {

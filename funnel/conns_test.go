@@ -469,6 +469,20 @@ func TestConnLimiter(t *testing.T) {
 	}
 }
 
+// TestSource: connections are counted per IPv4 address and per IPv6 /64.
+func TestSource(t *testing.T) {
+	for _, tc := range []struct{ addr, want string }{
+		{"192.0.2.7", "192.0.2.7"},
+		{"2001:db8:1:2:a:b:c:d", "2001:db8:1:2::"},
+		{"2001:db8:1:2::1", "2001:db8:1:2::"},
+		{"::1", "::"},
+	} {
+		if got := source(netip.MustParseAddr(tc.addr)); got.String() != tc.want {
+			t.Errorf("source(%s) = %s, want %s", tc.addr, got, tc.want)
+		}
+	}
+}
+
 // TestDeviceListenerTimeouts: over HTTP and HTTPS, the device listener
 // closes a kept-alive connection idle past idle_timeout, a header that
 // trickles past read_header_timeout and a POST whose body does not come

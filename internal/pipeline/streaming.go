@@ -145,7 +145,8 @@ type Funnel struct {
 	// header); when every one is in a request, the new one is closed.
 	MaxConnections int `yaml:"max_connections"`
 	// MaxConnectionsPerSource bounds the device listener's open
-	// connections from one IP address; past it a new one is closed.
+	// connections from one IP address (an IPv6 /64); past it a new one is
+	// closed.
 	MaxConnectionsPerSource int `yaml:"max_connections_per_source"`
 	// PerSourceExempt are address prefixes whose connections are not
 	// counted per source (they still count toward max_connections).
