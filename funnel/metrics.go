@@ -13,6 +13,8 @@ type Metrics struct {
 	latency  *prometheus.HistogramVec
 	refusals *prometheus.CounterVec
 	held     prometheus.Gauge
+	closed   *prometheus.CounterVec
+	conns    prometheus.Gauge
 }
 
 // NewMetrics registers the funnel's metrics with reg.
@@ -39,8 +41,16 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "ddnn_funnel_coap_reassembly_bytes",
 			Help: "Bytes CoAP Block1 transfers hold while they are reassembled (at most funnel.coap_reassembly.max_bytes).",
 		}),
+		closed: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "ddnn_funnel_connections_closed_total",
+			Help: "Device listener connections the funnel closed for its connection bounds, by reason: max_connections_per_source (a new one over its source's bound), max_connections (a new one while every open one was in a request), evicted (an open one with no request in progress, for a new one).",
+		}, []string{"reason"}),
+		conns: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "ddnn_funnel_device_connections",
+			Help: "Open connections of the device listener (at most funnel.max_connections).",
+		}),
 	}
-	reg.MustRegister(m.requests, m.records, m.latency, m.refusals, m.held)
+	reg.MustRegister(m.requests, m.records, m.latency, m.refusals, m.held, m.closed, m.conns)
 	return m
 }
 
@@ -77,5 +87,17 @@ func (m *Metrics) refused(route, reason string) {
 func (m *Metrics) reassemblyBytes(n int64) {
 	if m != nil {
 		m.held.Set(float64(n))
+	}
+}
+
+func (m *Metrics) connClosed(reason string) {
+	if m != nil {
+		m.closed.WithLabelValues(reason).Inc()
+	}
+}
+
+func (m *Metrics) connsOpen(n int) {
+	if m != nil {
+		m.conns.Set(float64(n))
 	}
 }

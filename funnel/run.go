@@ -1,11 +1,13 @@
 package funnel
 
 import (
+	"cmp"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"net/http"
 	"os"
@@ -15,17 +17,29 @@ import (
 	coapnet "github.com/plgd-dev/go-coap/v3/net"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
-	"golang.org/x/net/netutil"
 	"golang.org/x/sync/errgroup"
 
 	"github.com/ddnn-continuum/ddnn/internal/pipeline"
+)
+
+// Bounds of the delivery listener, whose clients are the pipeline's own
+// parts: a batch of up to pipeline.DefaultMaxRequestBytes may cross a WAN,
+// and the replicas' deliverers close their idle connections after 90s, so
+// it is they, not the funnel, that close an idle one.
+const (
+	deliveryReadHeaderTimeout = 10 * time.Second
+	deliveryReadTimeout       = 2 * time.Minute
+	deliveryIdleTimeout       = 2 * time.Minute
+	deliveryMaxHeaderBytes    = 64 << 10
 )
 
 // RunConfig is what Run serves on. The caller opens the sockets, so that a
 // busy address fails before anything runs and ports may be ephemeral.
 type RunConfig struct {
 	// Device serves the device zone (DeviceHandler), over TLS when TLS is
-	// set; Run bounds it to funnel.max_connections open connections.
+	// set, with the funnel's connection bounds (funnel.max_connections,
+	// max_connections_per_source), time bounds (read_header_timeout,
+	// read_timeout, idle_timeout) and max_header_bytes.
 	Device net.Listener
 	TLS    *tls.Config
 	// Delivery serves the delivery zone (DeliveryHandler) and, when
@@ -68,20 +82,36 @@ func (f *Funnel) Run(ctx context.Context, cfg RunConfig) error {
 		delivery.Handle("GET /metrics", f.auth.Service.Require(promhttp.HandlerFor(cfg.Gatherer, promhttp.HandlerOpts{})))
 		delivery.Handle("/metrics", f.methodsOnly("GET, HEAD"))
 	}
-	device := cfg.Device
-	if n := f.p.Funnel.MaxConnections; n > 0 {
-		device = netutil.LimitListener(device, n)
-	}
+	fu := f.p.Funnel
+	limiter := newConnLimiter(cfg.Device, cmp.Or(fu.MaxConnections, pipeline.DefaultFunnelMaxConnections),
+		cmp.Or(fu.MaxConnectionsPerSource, pipeline.DefaultFunnelMaxConnectionsPerSource), fu.PerSourceExempt, f.m)
+	var device net.Listener = limiter
 	if cfg.TLS != nil {
 		device = tls.NewListener(device, cfg.TLS)
 	}
+	errLog := slog.NewLogLogger(f.log.Handler(), slog.LevelDebug) // a client's TLS and protocol errors
 	servers := []struct {
 		zone string
 		ln   net.Listener
 		srv  *http.Server
 	}{
-		{"device", device, &http.Server{Handler: f.DeviceHandler(), ReadHeaderTimeout: 10 * time.Second}},
-		{"delivery", cfg.Delivery, &http.Server{Handler: delivery, ReadHeaderTimeout: 10 * time.Second}},
+		{"device", device, &http.Server{
+			Handler:           f.DeviceHandler(),
+			ReadHeaderTimeout: cmp.Or(fu.ReadHeaderTimeout, pipeline.DefaultFunnelReadHeaderTimeout),
+			ReadTimeout:       cmp.Or(fu.ReadTimeout, pipeline.DefaultFunnelReadTimeout),
+			IdleTimeout:       cmp.Or(fu.IdleTimeout, pipeline.DefaultFunnelIdleTimeout),
+			MaxHeaderBytes:    cmp.Or(fu.MaxHeaderBytes, pipeline.DefaultFunnelMaxHeaderBytes),
+			ConnState:         limiter.track,
+			ErrorLog:          errLog,
+		}},
+		{"delivery", cfg.Delivery, &http.Server{
+			Handler:           delivery,
+			ReadHeaderTimeout: deliveryReadHeaderTimeout,
+			ReadTimeout:       deliveryReadTimeout,
+			IdleTimeout:       deliveryIdleTimeout,
+			MaxHeaderBytes:    deliveryMaxHeaderBytes,
+			ErrorLog:          errLog,
+		}},
 	}
 
 	g, gctx := errgroup.WithContext(ctx)

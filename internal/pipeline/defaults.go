@@ -36,7 +36,13 @@ func newPipeline(sites bool) Pipeline {
 			MaxRecordBytes: DefaultMaxRecordBytes,
 		},
 		Funnel: Funnel{
-			MaxConnections: DefaultFunnelMaxConnections,
+			MaxConnections:          DefaultFunnelMaxConnections,
+			MaxConnectionsPerSource: DefaultFunnelMaxConnectionsPerSource,
+			PerSourceExempt:         DefaultFunnelPerSourceExempt,
+			MaxHeaderBytes:          DefaultFunnelMaxHeaderBytes,
+			ReadHeaderTimeout:       DefaultFunnelReadHeaderTimeout,
+			ReadTimeout:             DefaultFunnelReadTimeout,
+			IdleTimeout:             DefaultFunnelIdleTimeout,
 			DeviceRateLimit: RateLimit{
 				MaxDevices: DefaultRateLimitMaxDevices,
 			},

@@ -3,6 +3,7 @@ package pipeline
 import (
 	"fmt"
 	"math"
+	"net/netip"
 	"time"
 )
 
@@ -13,7 +14,18 @@ const (
 	DefaultCoAPTransfersPerPeer    = 4
 	DefaultCoAPReassemblyBytes     = 64 << 20
 	defaultCoAPPeerBytesPerRequest = 2 // × max_request_bytes
+
+	DefaultFunnelMaxConnectionsPerSource = 64
+	DefaultFunnelMaxHeaderBytes          = 16 << 10
+	DefaultFunnelReadHeaderTimeout       = 10 * time.Second
+	DefaultFunnelReadTimeout             = 30 * time.Second
+	DefaultFunnelIdleTimeout             = 60 * time.Second
 )
+
+// DefaultFunnelPerSourceExempt are the sources not counted per source by
+// default: loopback, where a local benchmark or a reverse proxy on the
+// host opens every connection from one address.
+var DefaultFunnelPerSourceExempt = []string{"127.0.0.0/8", "::1/128"}
 
 // RateLimit is a token bucket per device: Rate messages a second on
 // average, bursts of up to Burst. Rate 0 (the default) turns it off.
@@ -65,6 +77,28 @@ func (fu *Funnel) validateLimits(f string) []error {
 	}
 	if rl.MaxDevices < 1 {
 		bad("device_rate_limit.max_devices", "%d must be at least 1", rl.MaxDevices)
+	}
+	if fu.MaxConnectionsPerSource < 1 {
+		bad("max_connections_per_source", "%d must be at least 1", fu.MaxConnectionsPerSource)
+	}
+	for i, v := range fu.PerSourceExempt {
+		if _, err := netip.ParsePrefix(v); err != nil {
+			bad(fmt.Sprintf("per_source_exempt[%d]", i), "%q is not an address prefix (like 192.0.2.0/24 or ::1/128)", v)
+		}
+	}
+	if fu.MaxHeaderBytes < 1024 || fu.MaxHeaderBytes > 1<<20 {
+		bad("max_header_bytes", "%d must be in [1024, 1048576]", fu.MaxHeaderBytes)
+	}
+	for _, d := range []struct {
+		field string
+		v     time.Duration
+	}{{"read_header_timeout", fu.ReadHeaderTimeout}, {"read_timeout", fu.ReadTimeout}, {"idle_timeout", fu.IdleTimeout}} {
+		if d.v < 100*time.Millisecond {
+			bad(d.field, "%s must be at least 100ms", d.v)
+		}
+	}
+	if fu.ReadTimeout < fu.ReadHeaderTimeout {
+		bad("read_timeout", "%s is under read_header_timeout %s: it bounds the header and the body together", fu.ReadTimeout, fu.ReadHeaderTimeout)
 	}
 	if co.TransferTimeout < 100*time.Millisecond {
 		bad("coap_reassembly.transfer_timeout", "%s must be at least 100ms", co.TransferTimeout)

@@ -230,7 +230,7 @@ func TestOneDeclaredSite(t *testing.T) {
 		t.Fatal(err)
 	}
 	s := p.Sites()[0]
-	if !reflect.DeepEqual(p.Kafka, s.Kafka) || p.Funnel != s.Funnel.Funnel || p.Admin != s.Admin {
+	if !reflect.DeepEqual(p.Kafka, s.Kafka) || !reflect.DeepEqual(p.Funnel, s.Funnel.Funnel) || p.Admin != s.Admin {
 		t.Errorf("top level kafka %+v funnel %+v admin %+v, site %+v", p.Kafka, p.Funnel, p.Admin, s)
 	}
 	if p.Kafka.EmbeddedListen != "127.0.0.1:19092" || p.Kafka.Partitions != 2 || p.Kafka.ProduceTimeout != 2*time.Second || p.Funnel.CoAPListen != "off" {
@@ -268,6 +268,12 @@ func TestSitesPrecedence(t *testing.T) {
 		}},
 		{"funnel max request inherited", "funnel: {max_request_bytes: 2048}\n", "", func(s *Site) bool { return s.Funnel.MaxRequestBytes == 2048 }},
 		{"funnel max connections own", "funnel: {max_connections: 100}\n", "funnel: {max_connections: 200}", func(s *Site) bool { return s.Funnel.MaxConnections == 200 }},
+		{"funnel connection bounds inherited", "funnel: {max_connections_per_source: 8, per_source_exempt: [], idle_timeout: 5s}\n", "", func(s *Site) bool {
+			return s.Funnel.MaxConnectionsPerSource == 8 && len(s.Funnel.PerSourceExempt) == 0 && s.Funnel.IdleTimeout == 5*time.Second
+		}},
+		{"funnel connection bounds own", "funnel: {per_source_exempt: [], read_timeout: 20s}\n", "funnel: {per_source_exempt: [10.0.0.0/8], read_timeout: 40s}", func(s *Site) bool {
+			return len(s.Funnel.PerSourceExempt) == 1 && s.Funnel.ReadTimeout == 40*time.Second
+		}},
 		{"addresses default", "", "", func(s *Site) bool {
 			return s.Kafka.EmbeddedListen == DefaultEmbeddedBroker && s.Funnel.Listen == DefaultFunnelListen &&
 				s.Funnel.CoAPListen == DefaultCoAPListen && s.Admin.Listen == DefaultAdminListen && s.Funnel.DeliveryListen == DefaultDeliveryListen && s.Funnel.URL == "http://"+DefaultDeliveryListen

@@ -142,10 +142,29 @@ type Funnel struct {
 	// either form. Delivery routes between the pipeline's parts take up to
 	// DefaultMaxRequestBytes.
 	MaxRequestBytes int64 `yaml:"max_request_bytes"`
-	// MaxConnections bounds the open HTTP connections; further ones wait in
-	// the kernel's accept queue, so an overload cannot exhaust the
-	// process's file descriptors.
+	// MaxConnections bounds the device listener's open HTTP connections,
+	// so an overload cannot exhaust the process's file descriptors. At the
+	// bound a new connection takes the place of the open one that has gone
+	// longest without a request in progress (idle, or still sending its
+	// header); when every one is in a request, the new one is closed.
 	MaxConnections int `yaml:"max_connections"`
+	// MaxConnectionsPerSource bounds the device listener's open
+	// connections from one IP address (an IPv6 /64); past it a new one is
+	// closed.
+	MaxConnectionsPerSource int `yaml:"max_connections_per_source"`
+	// PerSourceExempt are address prefixes whose connections are not
+	// counted per source (they still count toward max_connections).
+	PerSourceExempt []string `yaml:"per_source_exempt"`
+	// MaxHeaderBytes bounds a device request's header; larger ones get 431
+	// and the connection is closed.
+	MaxHeaderBytes int `yaml:"max_header_bytes"`
+	// ReadHeaderTimeout bounds the TLS handshake and the reading of a
+	// device request's header, ReadTimeout the header and body together,
+	// and IdleTimeout how long a kept-alive connection waits for its next
+	// request.
+	ReadHeaderTimeout time.Duration `yaml:"read_header_timeout"`
+	ReadTimeout       time.Duration `yaml:"read_timeout"`
+	IdleTimeout       time.Duration `yaml:"idle_timeout"`
 	// CoAPListen is the UDP address of coap://HOST/v1/ingest; "off"
 	// disables CoAP.
 	CoAPListen string `yaml:"coap_listen"`
