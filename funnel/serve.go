@@ -160,7 +160,7 @@ func (s *Server) listen(deviceAddr, deliveryAddr string, fa Auth, log *slog.Logg
 		if d.PSKs, err = auth.NewPSKs(fa.Devices, s.sp.Path(s.sp.Auth.DevicesPSKKeyFile)); err != nil {
 			return err
 		}
-		s.psk = "pre-shared keys: ddnn devices psk -f " + s.sp.Auth.DevicesFile + " --key " + s.sp.Auth.DevicesPSKKeyFile + " NAME"
+		s.psk = "pre-shared keys: ddnn devices psk -f " + s.sp.PathFromHere(s.sp.Auth.DevicesFile) + " --key " + s.sp.PathFromHere(s.sp.Auth.DevicesPSKKeyFile) + " NAME"
 	}
 	s.run.CoAPS, err = ListenCoAPS(s.sp.Funnel.CoAPSListen, d, s.sp.Funnel.MaxConnections, log)
 	return err

@@ -23,6 +23,7 @@ import (
 	"path/filepath"
 	"reflect"
 	"regexp"
+	"strings"
 
 	"github.com/ddnn-continuum/ddnn/internal/wire"
 	"github.com/ddnn-continuum/ddnn/internal/yamlcheck"
@@ -353,6 +354,22 @@ func (p *Pipeline) Path(rel string) string {
 		return rel
 	}
 	return filepath.Join(p.Dir, rel)
+}
+
+// PathFromHere is Path as a person in the working directory types it, for
+// the hints ddnn prints: relative when under the working directory, else
+// absolute.
+func (p *Pipeline) PathFromHere(rel string) string {
+	abs, err := filepath.Abs(p.Path(rel))
+	if err != nil {
+		return p.Path(rel)
+	}
+	if wd, err := os.Getwd(); err == nil {
+		if r, err := filepath.Rel(wd, abs); err == nil && r != ".." && !strings.HasPrefix(r, ".."+string(filepath.Separator)) {
+			return r
+		}
+	}
+	return abs
 }
 
 // ThresholdOr returns the exit threshold, or def when none is set (the last

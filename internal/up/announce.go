@@ -3,8 +3,6 @@ package up
 import (
 	"fmt"
 	"io"
-	"os"
-	"path/filepath"
 	"strings"
 
 	"github.com/ddnn-continuum/ddnn/funnel"
@@ -60,7 +58,7 @@ func (s *Supervisor) announce() {
 			scheme = "https"
 		}
 		if p.Auth.Devices == pipeline.AuthToken {
-			cred = ", with a device token: ddnn devices add -f " + fromHere(p, p.Auth.DevicesFile) + " NAME"
+			cred = ", with a device token: ddnn devices add -f " + p.PathFromHere(p.Auth.DevicesFile) + " NAME"
 		}
 		fmt.Fprintf(&b, "  send:     POST %s://%s%s  (raw %s %v bytes or JSON {\"data\":[…]}%s)\n", scheme, site.Funnel.Listen, funnel.PathIngest, p.Input.DType, p.Input.Shape, cred)
 		if site.Funnel.CoAPListen != "off" {
@@ -69,7 +67,7 @@ func (s *Supervisor) announce() {
 		if site.Funnel.CoAPSListen != "off" {
 			dcred := ""
 			if p.Auth.DevicesPSKKeyFile != "" {
-				dcred = ", with a pre-shared key: ddnn devices psk -f " + fromHere(p, p.Auth.DevicesFile) + " --key " + fromHere(p, p.Auth.DevicesPSKKeyFile) + " NAME"
+				dcred = ", with a pre-shared key: ddnn devices psk -f " + p.PathFromHere(p.Auth.DevicesFile) + " --key " + p.PathFromHere(p.Auth.DevicesPSKKeyFile) + " NAME"
 			}
 			fmt.Fprintf(&b, "  or:       POST coaps://%s%s  (CoAP over DTLS%s)\n", site.Funnel.CoAPSListen, funnel.PathIngest, dcred)
 		}
@@ -111,20 +109,4 @@ func processes(n int) string {
 		return "1 process"
 	}
 	return fmt.Sprintf("%d processes", n)
-}
-
-// fromHere is a path of the pipeline's (relative to its YAML) as a person
-// in the working directory types it: relative when under it, else
-// absolute.
-func fromHere(p *pipeline.Pipeline, path string) string {
-	abs, err := filepath.Abs(p.Path(path))
-	if err != nil {
-		return p.Path(path)
-	}
-	if wd, err := os.Getwd(); err == nil {
-		if rel, err := filepath.Rel(wd, abs); err == nil && rel != ".." && !strings.HasPrefix(rel, "../") {
-			return rel
-		}
-	}
-	return abs
 }

@@ -209,15 +209,15 @@ func TestFromHere(t *testing.T) {
 	root, _ := filepath.Abs("../..")
 	p := loadPipeline(t, filepath.Join(root, "deploy/examples/secure.yaml"))
 	t.Chdir(root)
-	if got := fromHere(p, p.Auth.DevicesFile); got != "deploy/examples/secure/devices.yaml" {
+	if got := p.PathFromHere(p.Auth.DevicesFile); got != "deploy/examples/secure/devices.yaml" {
 		t.Errorf("from the checkout: %q, want deploy/examples/secure/devices.yaml", got)
 	}
 	t.Chdir(filepath.Join(root, "deploy/examples"))
-	if got := fromHere(p, p.Auth.DevicesFile); got != "secure/devices.yaml" {
+	if got := p.PathFromHere(p.Auth.DevicesFile); got != "secure/devices.yaml" {
 		t.Errorf("from the YAML's directory: %q, want secure/devices.yaml", got)
 	}
 	t.Chdir(t.TempDir())
-	if got, want := fromHere(p, p.Auth.DevicesFile), filepath.Join(root, "deploy/examples/secure/devices.yaml"); got != want {
+	if got, want := p.PathFromHere(p.Auth.DevicesFile), filepath.Join(root, "deploy/examples/secure/devices.yaml"); got != want {
 		t.Errorf("from elsewhere: %q, want %q", got, want)
 	}
 }
