@@ -21,8 +21,10 @@ const childOOMRaise = 1000
 const maxOOMScoreAdj = 1000
 
 // raiseOOMScore sets pid's oom_score_adj childOOMRaise above this
-// process' own. Raising one's own children needs no privilege. A child
-// that already exited is not an error: its restart gets it.
+// process' own. Raising it needs no privilege (lowering it below what a
+// process started with does). It runs right after the child's exec, so
+// the child spends only its first instant at the supervisor's score. A
+// child that already exited is not an error: its restart gets it.
 func raiseOOMScore(pid int) error {
 	own, err := readOOMScoreAdj("self")
 	if err != nil {
