@@ -4,6 +4,12 @@
 // it by PID with a grace period. It knows nothing about what the children
 // do; internal/up and the process runtime decide that.
 //
+// Under memory pressure the kernel's OOM killer must pick a child, which
+// the supervisor restarts, rather than the supervisor, which nothing
+// restarts (and which holds the embedded broker under ddnn up): every
+// process a Child starts gets an oom_score_adj childOOMRaise above the
+// supervisor's own, which is left as it is (see oom.go).
+//
 // A child costs one goroutine while it runs (the one waiting for it, plus
 // os/exec's copy of its output) and none once it exited and was reaped;
 // Supervise ends when its context ends or the child is stopped.
@@ -112,6 +118,11 @@ func (c *Child) startLocked() error {
 	cmd.ExtraFiles, cmd.Env = socket.Pass(os.Environ(), c.sockets)
 	if err := cmd.Start(); err != nil {
 		return fmt.Errorf("%s: %w", c.name, err)
+	}
+	// Before anything waits for it, so the pid is still this child's.
+	if err := raiseOOMScore(cmd.Process.Pid); err != nil {
+		c.log.Warn("child's oom_score_adj not raised: under memory pressure the kernel may kill the supervisor before it",
+			"child", c.name, "pid", cmd.Process.Pid, "err", err)
 	}
 	exited := make(chan struct{})
 	c.cmd, c.exited = cmd, exited

@@ -544,3 +544,44 @@ func TestStoppingChildRefuses(t *testing.T) {
 		t.Error("a socket passed after Stop is still open")
 	}
 }
+
+// TestChildOOMScoreRaised: under memory pressure the kernel must kill a
+// child, which is restarted, before the supervisor: every process of a
+// Child, restarts included, gets an oom_score_adj childOOMRaise above the
+// supervisor's, which keeps its own.
+func TestChildOOMScoreRaised(t *testing.T) {
+	own, err := readOOMScoreAdj("self")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := min(own+childOOMRaise, maxOOMScoreAdj)
+	if want <= own {
+		t.Skipf("this process' oom_score_adj is %d already: no child can score higher", own)
+	}
+	check := func(pid int) {
+		t.Helper()
+		got, err := readOOMScoreAdj(strconv.Itoa(pid))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got != want {
+			t.Errorf("child pid %d: oom_score_adj %d, want %d (the supervisor's is %d)", pid, got, want, own)
+		}
+	}
+	var out syncBuffer
+	c := serving(t, "serve", &out)
+	check(c.PID())
+	done := make(chan struct{})
+	go func() { defer close(done); c.Supervise(context.Background()) }()
+	old := c.PID()
+	if err := c.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	proctest.WaitFor(t, "a new process", func() bool { return c.PID() != old && c.PID() != 0 })
+	check(c.PID())
+	c.Stop(10 * time.Second)
+	<-done
+	if got, err := readOOMScoreAdj("self"); err != nil || got != own {
+		t.Errorf("the supervisor's oom_score_adj is %d (%v), was %d", got, err, own)
+	}
+}

@@ -5,6 +5,11 @@
 // terminal. A followed read says when it loses the broker, and when it is
 // back.
 //
+// What a read holds at once does not grow with the topic: the Kafka
+// client's fetches are bounded (fetchLimits), a table is printed a chunk
+// of rows at a time (printer) and --last keeps only the newest N
+// (newest.go).
+//
 // It only consumes: it commits no offsets, joins no group and never writes
 // to Kafka. Before consuming it asks the brokers for the topic's offsets
 // within a short timeout, so that a broker that is down or a topic that
@@ -21,7 +26,6 @@ import (
 	"slices"
 	"strings"
 	"sync"
-	"text/tabwriter"
 	"time"
 	"unicode/utf8"
 
@@ -148,7 +152,7 @@ func Read(ctx context.Context, cfg Config) error {
 			until[p] = b.end
 		}
 	}
-	opts := []kgo.Opt{kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{cfg.Topic: starts})}
+	opts := append(fetchLimits(), kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{cfg.Topic: starts}))
 	var watch *brokerWatch
 	if cfg.Follow {
 		watch = newBrokerWatch(cfg.Warn, cmp.Or(cfg.StallAfter, 15*time.Second))
@@ -173,10 +177,30 @@ func Read(ctx context.Context, cfg Config) error {
 	if cfg.Last == 0 {
 		return r.read(ctx, until)
 	}
-	if err := r.printLast(ctx, until); err != nil || !cfg.Follow {
+	if err := r.printLast(ctx, until, bounds); err != nil || !cfg.Follow {
 		return err
 	}
 	return r.read(ctx, nil)
+}
+
+// What the Kafka client fetches at once: a fetch asks for at most
+// fetchMaxBytes (a partition may fill it; a record batch larger than that
+// still comes, alone), and at most maxFetches are in flight or buffered,
+// so the client holds about maxFetches*fetchMaxBytes of record batches
+// (several times that once decompressed), whatever the topic's size and
+// partitions. kgo's defaults, 50 MiB a fetch and one fetch per broker, are
+// for throughput, not for a terminal.
+const (
+	fetchMaxBytes = 512 << 10
+	maxFetches    = 4
+)
+
+func fetchLimits() []kgo.Opt {
+	return []kgo.Opt{
+		kgo.FetchMaxBytes(fetchMaxBytes),
+		kgo.FetchMaxPartitionBytes(fetchMaxBytes),
+		kgo.MaxConcurrentFetches(maxFetches),
+	}
 }
 
 // bounds are a partition's oldest offset and the offset its next record
@@ -239,36 +263,32 @@ type reader struct {
 }
 
 // printLast reads each partition up to the end it had (until) and prints
-// the cfg.Last newest results, oldest first, then with Follow any that
-// arrived meanwhile.
-func (r *reader) printLast(ctx context.Context, until map[int32]int64) error {
-	type stamped struct {
-		at time.Time
-		r  wire.Result
+// the cfg.Last newest results, oldest first, holding no more than those.
+// Records past those ends are left to the read that follows (with
+// Follow): the client goes back to every partition's end in bounds.
+func (r *reader) printLast(ctx context.Context, until map[int32]int64, bounds map[int32]bounds) error {
+	ends := make(map[int32]kgo.EpochOffset, len(bounds))
+	for p, b := range bounds {
+		ends[p] = kgo.EpochOffset{Epoch: -1, Offset: b.end}
 	}
-	var tail []stamped
-	var later []wire.Result
+	polled := len(until) > 0
+	tail := newNewest(r.cfg.Last)
 	err := r.poll(ctx, until, func(rec *kgo.Record, res wire.Result, beyond bool) bool {
-		if beyond {
-			later = append(later, res)
-		} else {
-			tail = append(tail, stamped{rec.Timestamp, res})
+		if !beyond {
+			tail.add(rec.Timestamp, res)
 		}
 		return true
 	})
 	if err != nil {
 		return r.unfinished(ctx, err)
 	}
-	slices.SortStableFunc(tail, func(a, b stamped) int { return a.at.Compare(b.at) })
-	for _, s := range tail[max(0, len(tail)-r.cfg.Last):] {
-		r.out.print(s.r)
-	}
-	if r.cfg.Follow {
-		for _, res := range later {
-			r.out.print(res)
-		}
+	for _, res := range tail.oldestFirst() {
+		r.out.print(res)
 	}
 	r.out.flush()
+	if polled { // else the client is where the tail ended
+		r.cl.SetOffsets(map[string]map[int32]kgo.EpochOffset{r.cfg.Topic: ends})
+	}
 	return nil
 }
 
@@ -368,18 +388,26 @@ func (r *reader) poll(ctx context.Context, until map[int32]int64, use func(rec *
 }
 
 // printer prints results as a table or as JSON lines, every string of a
-// result escaped for a terminal (escape.go).
+// result escaped for a terminal (escape.go). It holds at most tableChunk
+// rows, whatever the number of results.
 type printer struct {
 	w, warn io.Writer
 	json    bool
-	// tw aligns a table read to its end on its widest cells; nil for JSON
-	// and for a table followed.
-	tw *tabwriter.Writer
-	// widths are a followed table's column widths so far: its rows are
-	// printed one by one, so they are padded to the header's columns (a
-	// wider cell widens its column from that row on).
+	// widths are the table's column widths so far (a cell's width in
+	// runes, without the two spaces between columns): a wider cell widens
+	// its column from its chunk on.
 	widths []int
+	// held are the rows of a table read to its end not yet printed: they
+	// are aligned with each other, tableChunk at a time. A followed table
+	// holds none: its rows are printed as they come.
+	held  [][]string
+	chunk int // rows held before they are printed: tableChunk, 1 when followed
 }
+
+// tableChunk is how many rows of a table are aligned together. A table of
+// up to tableChunk results is aligned on its widest cells; a longer one
+// prints a chunk at a time, each column as wide as its widest cell so far.
+const tableChunk = 1024
 
 // columns are the table's headers; followWidths their widths when the
 // table is followed: a funnel's 32-digit ids, and room for device ids,
@@ -392,14 +420,14 @@ var (
 // newPrinter starts the table (unless asJSON); when following, rows are
 // printed one by one, so the header is printed at once.
 func newPrinter(w, warn io.Writer, asJSON, follow bool) *printer {
-	p := &printer{w: w, warn: warn, json: asJSON}
+	p := &printer{w: w, warn: warn, json: asJSON, chunk: tableChunk}
 	switch {
 	case asJSON:
 	case follow:
-		p.widths = slices.Clone(followWidths)
+		p.widths, p.chunk = slices.Clone(followWidths), 1
 		p.row(slices.Clone(columns)) // at once: it says the topic was found
 	default:
-		p.tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+		p.widths = make([]int, len(columns)-1)
 		p.row(slices.Clone(columns))
 	}
 	return p
@@ -419,30 +447,37 @@ func (p *printer) print(r wire.Result) {
 		fmt.Sprintf("%.3f", r.Confidence), Latency(r)})
 }
 
-// row prints the cells of one row (the last, the latency, right-aligned
-// to 12 characters as Latency makes it).
+// row holds the cells of one row (the last, the latency, right-aligned to
+// 12 characters as Latency makes it), and prints the rows held once there
+// are chunk of them.
 func (p *printer) row(cells []string) {
 	last := len(cells) - 1
 	cells[last] = fmt.Sprintf("%12s", cells[last])
-	if p.tw != nil {
-		fmt.Fprintf(p.tw, "%s\n", strings.Join(cells, "\t"))
-		return
-	}
-	var b strings.Builder
 	for i, c := range cells[:last] {
-		n := utf8.RuneCountInString(c)
-		p.widths[i] = max(p.widths[i], n)
-		b.WriteString(c)
-		b.WriteString(strings.Repeat(" ", p.widths[i]-n+2))
+		p.widths[i] = max(p.widths[i], utf8.RuneCountInString(c))
 	}
-	b.WriteString(cells[last])
-	b.WriteByte('\n')
-	io.WriteString(p.w, b.String())
+	p.held = append(p.held, cells)
+	if len(p.held) >= p.chunk {
+		p.flush()
+	}
 }
 
+// flush prints the rows held, padded to the column widths.
 func (p *printer) flush() {
-	if p.tw != nil {
-		p.tw.Flush()
+	var b strings.Builder
+	for _, cells := range p.held {
+		last := len(cells) - 1
+		for i, c := range cells[:last] {
+			b.WriteString(c)
+			b.WriteString(strings.Repeat(" ", p.widths[i]-utf8.RuneCountInString(c)+2))
+		}
+		b.WriteString(cells[last])
+		b.WriteByte('\n')
+	}
+	clear(p.held)
+	p.held = p.held[:0]
+	if b.Len() > 0 {
+		io.WriteString(p.w, b.String())
 	}
 }
 

@@ -5,6 +5,8 @@ import (
 	"context"
 	"errors"
 	"net"
+	"os"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -19,7 +21,12 @@ import (
 	"github.com/ddnn-continuum/ddnn/internal/wire"
 )
 
-func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+func TestMain(m *testing.M) {
+	if addr := os.Getenv(readerEnv); addr != "" {
+		os.Exit(readChild(addr))
+	}
+	goleak.VerifyTestMain(m)
+}
 
 const topic = "p.results"
 
@@ -173,6 +180,62 @@ func TestLast(t *testing.T) {
 		if got := ids(out.String()); !eq(got, tc.want...) {
 			t.Errorf("--last %d: %v, want %v", tc.last, got, tc.want)
 		}
+	}
+}
+
+// TestLastFollow: --last N --follow prints the N newest, then every
+// result that arrives, each once: one that arrived between the topic's
+// ends being asked and read (here, r2: the broker gives partition 0's end
+// as 1), and new ones on partitions that held results and on one that was
+// empty.
+func TestLastFollow(t *testing.T) {
+	c := newCluster(t)
+	c.produce(t, 0, 1, "r1")
+	c.produce(t, 0, 2, "r2")
+	c.produce(t, 1, 3, "r3")
+	c.c.ControlKey(int16(kmsg.ListOffsets), func(kr kmsg.Request) (kmsg.Response, error, bool) {
+		c.c.KeepControl()
+		req := kr.(*kmsg.ListOffsetsRequest)
+		if len(req.Topics) == 0 || len(req.Topics[0].Partitions) == 0 || req.Topics[0].Partitions[0].Timestamp != -1 {
+			return nil, nil, false // not the ends
+		}
+		resp := req.ResponseKind().(*kmsg.ListOffsetsResponse)
+		for _, rt := range req.Topics {
+			st := kmsg.NewListOffsetsResponseTopic()
+			st.Topic = rt.Topic
+			for _, rp := range rt.Partitions {
+				sp := kmsg.NewListOffsetsResponseTopicPartition()
+				sp.Partition, sp.Timestamp, sp.LeaderEpoch = rp.Partition, -1, -1
+				sp.Offset = map[int32]int64{0: 1, 1: 1}[rp.Partition]
+				st.Partitions = append(st.Partitions, sp)
+			}
+			resp.Topics = append(resp.Topics, st)
+		}
+		return resp, nil, true
+	})
+	var out syncbuf.Buffer
+	cfg := c.config(&out)
+	cfg.Last, cfg.Follow = 2, true
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- Read(ctx, cfg) }()
+	waitFor(t, &out, `"id":"r3"`)
+	c.produce(t, 2, 4, "n1")
+	c.produce(t, 0, 5, "n2")
+	c.produce(t, 1, 6, "n3")
+	for _, id := range []string{"r2", "n1", "n2", "n3"} {
+		waitFor(t, &out, `"id":"`+id+`"`)
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	got := ids(out.String())
+	if len(got) > 2 {
+		slices.Sort(got[2:]) // what followed comes in partition order
+	}
+	if !eq(got, "r1", "r3", "n1", "n2", "n3", "r2") {
+		t.Errorf("printed %v, want r1 and r3, then r2, n1, n2 and n3 once each", got)
 	}
 }
 

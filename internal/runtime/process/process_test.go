@@ -3,7 +3,9 @@ package process
 import (
 	"context"
 	"net/http"
+	"os"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -244,4 +246,48 @@ func TestCloseStopsDrainingReplicas(t *testing.T) {
 	if got := children(t); len(got) != 0 {
 		t.Errorf("child processes %v left after Close", got)
 	}
+}
+
+// TestReplicaOOMScoreAboveRuntime: a replica, restarted or not, is what
+// the kernel kills first under memory pressure, not the process that runs
+// the runtime (ddnn up, with the broker): its oom_score_adj is higher.
+func TestReplicaOOMScoreAboveRuntime(t *testing.T) {
+	own := oomScoreAdj(t, "self")
+	if own >= 1000 {
+		t.Skipf("this process' oom_score_adj is %d already: no replica can score higher", own)
+	}
+	var out syncbuf.Buffer
+	r := newRuntime(t, &out, Config{})
+	if err := r.Scale(context.Background(), 1); err != nil {
+		t.Fatal(err)
+	}
+	proctest.WaitFor(t, "edge-0 ready", func() bool { return ready(t, r, "edge-0") })
+	c := r.Children()[0]
+	first := c.PID()
+	if got := oomScoreAdj(t, strconv.Itoa(first)); got <= own {
+		t.Errorf("replica: oom_score_adj %d, not above the runtime's %d", got, own)
+	}
+	if err := c.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	proctest.WaitFor(t, "edge-0 restarted and ready", func() bool {
+		return c.PID() != first && ready(t, r, "edge-0")
+	})
+	if got := oomScoreAdj(t, strconv.Itoa(c.PID())); got <= own {
+		t.Errorf("restarted replica: oom_score_adj %d, not above the runtime's %d", got, own)
+	}
+}
+
+// oomScoreAdj reads the oom_score_adj of a pid, or of "self".
+func oomScoreAdj(t *testing.T, pid string) int {
+	t.Helper()
+	b, err := os.ReadFile("/proc/" + pid + "/oom_score_adj")
+	if err != nil {
+		t.Fatal(err)
+	}
+	n, err := strconv.Atoi(strings.TrimSpace(string(b)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n
 }
