@@ -205,6 +205,19 @@ func siteFlag(fs *flag.FlagSet, p *pipeline.Pipeline, site string) (string, erro
 	return "", fmt.Errorf("%w: --site is required: pipeline %q has %d sites (%s)", errUsage, p.Name, len(sites), strings.Join(names, ", "))
 }
 
+// siteOf is the site --site names (siteFlag).
+func siteOf(fs *flag.FlagSet, p *pipeline.Pipeline, name string) (*pipeline.Site, error) {
+	site, err := siteFlag(fs, p, name)
+	if err != nil {
+		return nil, err
+	}
+	s, err := p.Site(site)
+	if err != nil {
+		return nil, fmt.Errorf("%w: --site: %v", errUsage, err)
+	}
+	return s, nil
+}
+
 func runBroker(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if len(args) > 0 && args[0] == "repair" {
 		return runBrokerRepair(args[1:], stdout, stderr)
@@ -222,13 +235,9 @@ func runBroker(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if err != nil {
 		return err
 	}
-	site, err := siteFlag(fs, p, *siteName)
+	s, err := siteOf(fs, p, *siteName)
 	if err != nil {
 		return err
-	}
-	s, err := p.Site(site)
-	if err != nil {
-		return fmt.Errorf("%w: --site: %v", errUsage, err)
 	}
 	var opts []kafka.BrokerOpt
 	if *trustData {
@@ -243,7 +252,7 @@ func runBroker(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if b.DataDir() != "" {
 		storage = "data kept in " + b.DataDir()
 	}
-	fmt.Fprintf(stdout, "embedded Kafka broker of site %s on %s (%s); topics: %s\n", site, b.Addr(), storage, strings.Join(p.TopicsOn(site), ", "))
+	fmt.Fprintf(stdout, "embedded Kafka broker of site %s on %s (%s); topics: %s\n", s.Name, b.Addr(), storage, strings.Join(p.TopicsOn(s.Name), ", "))
 	<-ctx.Done()
 	return nil
 }
@@ -262,13 +271,9 @@ func runBrokerRepair(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	site, err := siteFlag(fs, p, *siteName)
+	s, err := siteOf(fs, p, *siteName)
 	if err != nil {
 		return err
-	}
-	s, err := p.Site(site)
-	if err != nil {
-		return fmt.Errorf("%w: --site: %v", errUsage, err)
 	}
 	dir, err := p.SiteDataDir(s)
 	if err != nil {
