@@ -301,7 +301,7 @@ func (ci *coapIngest) serve(w mux.ResponseWriter, r *mux.Message) {
 		if errors.Is(err, context.Canceled) {
 			return
 		}
-		reply(w, codes.ServiceUnavailable, "kafka did not acknowledge: "+err.Error(), b1opt...)
+		reply(w, codes.ServiceUnavailable, unavailableReason(ingestError(&m, err)), b1opt...)
 		return
 	}
 	f.m.request(route, "ok")
