@@ -585,6 +585,9 @@ func (e *ProduceTimeoutError) Error() string {
 // record acknowledged late is logged, since its request was answered as
 // not acknowledged.
 func (f *Funnel) produce(ctx context.Context, recs []*kgo.Record) error {
+	if len(recs) == 0 {
+		return nil
+	}
 	timeout := f.p.Kafka.ProduceTimeout
 	pctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), timeout)
 	w := &produceWait{f: f, left: len(recs), done: make(chan struct{})}

@@ -211,3 +211,23 @@ func TestProduceLateOutcomeCounted(t *testing.T) {
 		t.Errorf("no log of the late acknowledgement:\n%s", logs.String())
 	}
 }
+
+// TestEmptyBatchAnsweredAtOnce: a delivery without records has nothing to
+// wait for: 204 at once even while the broker hangs, not at the produce
+// timeout.
+func TestEmptyBatchAnsweredAtOnce(t *testing.T) {
+	p := parse(t, testYAML, "127.0.0.1:1")
+	h := newHungBroker(t, p.Kafka.Partitions, p.Topics()...)
+	defer h.resume()
+	e := setup(t, h.c.ListenAddrs()[0])
+	h.hang()
+	began := time.Now()
+	resp, body := e.post(t, PathResults, "application/json", []byte("[]"), nil)
+	took := time.Since(began)
+	if resp.StatusCode != http.StatusNoContent {
+		t.Errorf("empty results batch: %d %s, want 204", resp.StatusCode, body)
+	}
+	if took >= e.p.Kafka.ProduceTimeout {
+		t.Errorf("empty results batch answered after %v: it waited for the produce timeout (%v)", took, e.p.Kafka.ProduceTimeout)
+	}
+}
