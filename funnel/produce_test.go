@@ -4,6 +4,9 @@ import (
 	"bytes"
 	"log/slog"
 	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -229,5 +232,38 @@ func TestEmptyBatchAnsweredAtOnce(t *testing.T) {
 	}
 	if took >= e.p.Kafka.ProduceTimeout {
 		t.Errorf("empty results batch answered after %v: it waited for the produce timeout (%v)", took, e.p.Kafka.ProduceTimeout)
+	}
+}
+
+// TestCoAPBrokerHangs: over CoAP too, an upload is answered 5.03 naming
+// kafka.produce_timeout within about that timeout (1s) while the broker
+// hangs.
+func TestCoAPBrokerHangs(t *testing.T) {
+	p := parse(t, coapYAML, "127.0.0.1:1")
+	h := newHungBroker(t, p.Kafka.Partitions, p.Topics()...)
+	defer h.resume()
+	e := setupYAML(t, h.c.ListenAddrs()[0], coapYAML)
+	addr := startCoAP(t, e, CoAPLimits{})
+	f := filepath.Join(t.TempDir(), "img.f32")
+	if err := os.WriteFile(f, float32Image(), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	upload := func(id string) (string, time.Duration) {
+		began := time.Now()
+		// -B 20: the client gives up after 20s.
+		out, _ := exec.Command("coap-client-notls", "-v", "3", "-B", "20", "-m", "post", "-t", "42", "-b", "1024", "-f", f, "coap://"+addr+"/v1/ingest?id="+id).CombinedOutput()
+		return string(out), time.Since(began)
+	}
+	if out, _ := upload("coap-before"); !strings.Contains(out, "coap-before") {
+		t.Fatalf("upload before the hang: %s", out)
+	}
+	h.hang()
+	out, took := upload("coap-during")
+	t.Logf("upload while the broker hangs (produce_timeout %v): answered after %v", e.p.Kafka.ProduceTimeout, took)
+	if !strings.Contains(out, "5.03") || !strings.Contains(out, "kafka.produce_timeout") || !strings.Contains(out, "coap-during") {
+		t.Errorf("upload while the broker hangs: %s; want 5.03 naming kafka.produce_timeout and the message id", out)
+	}
+	if took > 5*time.Second {
+		t.Errorf("upload while the broker hangs answered after %v, want about produce_timeout (%v)", took, e.p.Kafka.ProduceTimeout)
 	}
 }
