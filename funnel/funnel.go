@@ -607,8 +607,9 @@ func (f *Funnel) produce(ctx context.Context, recs []*kgo.Record) error {
 	if w.left == 0 {
 		// Every record finished, perhaps just as the wait ended.
 		cancel()
-		if errors.Is(w.first, context.DeadlineExceeded) {
-			// The producer failed a record at the produce timeout.
+		if errors.Is(w.first, context.DeadlineExceeded) || errors.Is(w.first, kgo.ErrRecordTimeout) {
+			// The producer failed a record at the produce timeout
+			// (the records' context or kgo.RecordDeliveryTimeout).
 			return &ProduceTimeoutError{Timeout: timeout, Unfinished: w.failed, Records: len(recs)}
 		}
 		return w.first

@@ -270,3 +270,23 @@ func TestCoAPBrokerHangs(t *testing.T) {
 		t.Errorf("upload while the broker hangs answered after %v, want about produce_timeout (%v)", took, e.p.Kafka.ProduceTimeout)
 	}
 }
+
+// TestIngestBrokerHungFromStart: a funnel whose broker hangs before it
+// ever answered (no metadata, no producer id yet) answers 503 naming
+// kafka.produce_timeout within about that timeout too, whichever of the
+// producer's timeouts fails the record first.
+func TestIngestBrokerHungFromStart(t *testing.T) {
+	p := parse(t, testYAML, "127.0.0.1:1")
+	h := newHungBroker(t, p.Kafka.Partitions, p.Topics()...)
+	defer h.resume()
+	h.hang()
+	e := setup(t, h.c.ListenAddrs()[0])
+	code, retryAfter, body, took := ingestTimed(t, e.srv.URL, "first")
+	t.Logf("first ingest, the broker hung from the start: %d in %v %s", code, took, strings.TrimSpace(body))
+	if code != http.StatusServiceUnavailable || retryAfter == "" || !strings.Contains(body, "message first: kafka did not acknowledge 1 of 1 records within kafka.produce_timeout") {
+		t.Errorf("first ingest: %d, Retry-After %q, body %s; want 503 with Retry-After naming the message and kafka.produce_timeout", code, retryAfter, body)
+	}
+	if took > 5*time.Second {
+		t.Errorf("first ingest answered after %v, want about produce_timeout (%v)", took, e.p.Kafka.ProduceTimeout)
+	}
+}
