@@ -301,7 +301,9 @@ func (ci *coapIngest) serve(w mux.ResponseWriter, r *mux.Message) {
 		if errors.Is(err, context.Canceled) {
 			return
 		}
-		reply(w, codes.ServiceUnavailable, "kafka did not acknowledge: "+err.Error(), b1opt...)
+		// Max-Age is when to retry (RFC 7252 5.03); without it a
+		// device would read CoAP's default of 60s.
+		reply(w, codes.ServiceUnavailable, unavailableReason(ingestError(&m, err)), append(b1opt, maxAge(time.Second))...)
 		return
 	}
 	f.m.request(route, "ok")

@@ -26,7 +26,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		}, []string{"route", "outcome"}),
 		records: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "ddnn_funnel_records_total",
-			Help: "Records produced by topic kind (tier name, results or uplink) and outcome (acked, failed).",
+			Help: "Records produced by topic kind (tier name, results or uplink) and outcome (acked, failed; acked_late, failed_late: after the funnel stopped waiting, at kafka.produce_timeout or when the client went away).",
 		}, []string{"topic", "outcome"}),
 		latency: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "ddnn_pipeline_e2e_latency_seconds",
@@ -74,6 +74,19 @@ func (m *Metrics) record(label string, err error) {
 	outcome := "acked"
 	if err != nil {
 		outcome = "failed"
+	}
+	m.records.WithLabelValues(label, outcome).Inc()
+}
+
+// recordLate counts a record whose outcome came after the funnel stopped
+// waiting for it (produce timeout, or its client went away).
+func (m *Metrics) recordLate(label string, err error) {
+	if m == nil {
+		return
+	}
+	outcome := "acked_late"
+	if err != nil {
+		outcome = "failed_late"
 	}
 	m.records.WithLabelValues(label, outcome).Inc()
 }

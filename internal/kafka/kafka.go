@@ -315,6 +315,14 @@ const batchOverhead = 61
 // in-sync replicas, the pipeline's delivery timeout, and batches that stay
 // within kafka.max_record_bytes plus a batch header, so that no record
 // ddnn accepts is refused by a broker keeping Kafka's 1 MiB default.
+//
+// The delivery timeout fails a record only while it is safe for the
+// idempotent producer: before it was sent, or after a broker answered. A
+// record in a produce request to a broker that hangs is kept until the
+// broker answers, however long that takes (the connection's read deadline
+// cuts the request, but the record is sent again); a producer that must
+// answer in time adds kgo.AllowIdempotentProduceCancellation, as the
+// funnel does.
 func ProducerOptions(k *pipeline.Kafka) []kgo.Opt {
 	return []kgo.Opt{
 		kgo.RequiredAcks(kgo.AllISRAcks()),
