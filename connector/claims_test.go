@@ -75,7 +75,7 @@ func TestDeviceClaims(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	viaFunnel := &kgo.Record{Topic: "t.edge.in", Value: v, Headers: []kgo.RecordHeader{{Key: wire.HeaderDeviceSig, Value: []byte(auth.SignClaim(service.ClaimKey(), "dev-2", v))}}}
+	viaFunnel := &kgo.Record{Topic: "t.edge.in", Value: v, Headers: []kgo.RecordHeader{{Key: wire.HeaderDeviceSig, Value: []byte(service.SignClaim("dev-2", v))}}}
 	for _, h := range hs {
 		viaFunnel.Headers = append(viaFunnel.Headers, kgo.RecordHeader{Key: h.Key, Value: h.Value})
 	}

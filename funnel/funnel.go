@@ -563,7 +563,7 @@ func (f *Funnel) produceMessages(ctx context.Context, topic string, extra []kgo.
 			// The first tier believes a device claim only signed: this
 			// funnel authenticated the device (or took its claim as is
 			// without device authentication).
-			rec.Headers = append(rec.Headers, kgo.RecordHeader{Key: wire.HeaderDeviceSig, Value: []byte(auth.SignClaim(f.auth.Service.ClaimKey(), msgs[i].Device, v))})
+			rec.Headers = append(rec.Headers, kgo.RecordHeader{Key: wire.HeaderDeviceSig, Value: []byte(f.auth.Service.SignClaim(msgs[i].Device, v))})
 		}
 		rec.Headers = append(rec.Headers, extra...)
 		if n := kafka.RecordSize(rec); n > f.p.Kafka.MaxRecordBytes {

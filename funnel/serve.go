@@ -126,10 +126,9 @@ func checkListeners(sp *pipeline.Pipeline, deviceAddr, deliveryAddr string) erro
 	if sp.Funnel.CoAPListen != "off" && sp.Auth.Devices == pipeline.AuthToken {
 		return fmt.Errorf("funnel.coap_listen %s: plain CoAP cannot carry a device's credential; set it \"off\" while auth.devices is token (funnel.coaps_listen serves CoAP over DTLS)", sp.Funnel.CoAPListen)
 	}
-	if sp.Funnel.CoAPListen != "off" {
-		if err := sp.CheckExposure("device", "funnel.coap_listen", sp.Funnel.CoAPListen); err != nil {
-			return fmt.Errorf("%w (or funnel.coap_listen: off)", err)
-		}
+	if a := sp.Funnel.CoAPListen; a != "off" && !pipeline.IsLoopback(a) && sp.Auth.Devices != pipeline.AuthNone {
+		return fmt.Errorf("funnel.coap_listen %s is reachable from outside this machine, and plain CoAP carries no device credential: "+
+			"set it \"off\" (funnel.coaps_listen serves CoAP over DTLS), listen on 127.0.0.1, or set auth.devices: none to let anyone send", a)
 	}
 	if sp.Funnel.CoAPSListen != "off" {
 		return sp.CheckExposure("device", "funnel coaps listener", sp.Funnel.CoAPSListen)

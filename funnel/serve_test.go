@@ -104,7 +104,9 @@ func TestStartRefuses(t *testing.T) {
 		{"plain CoAP with device tokens", tokenDevices, Options{}, "funnel.coap_listen 127.0.0.1:0: plain CoAP cannot carry a device's credential"},
 		{"device zone beyond loopback", serveYAML, Options{Listen: "0.0.0.0:0"}, "funnel listener"},
 		{"plain CoAP beyond loopback", strings.Replace(serveYAML, "coap_listen: 127.0.0.1:0", "coap_listen: 0.0.0.0:0", 1), Options{},
-			"funnel.coap_listen 0.0.0.0:0 is reachable from outside this machine and devices are not authenticated"},
+			"funnel.coap_listen 0.0.0.0:0 is reachable from outside this machine, and plain CoAP carries no device credential"},
+		{"plain CoAP beyond loopback, client certificates for HTTPS", strings.Replace(serveYAML, "coap_listen: 127.0.0.1:0}",
+			"coap_listen: 0.0.0.0:0, tls: {cert_file: c.pem, key_file: k.pem, client_ca_file: ca.pem}}", 1), Options{}, "or set auth.devices: none to let anyone send"},
 		{"busy delivery address", serveYAML, Options{Listen: freeAddr, DeliveryListen: busy.Addr().String()}, "funnel: delivery: listen tcp " + busy.Addr().String()},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

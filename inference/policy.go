@@ -129,11 +129,17 @@ func softmax(logits []float32, out []float64) {
 // that lie outside [0, 1]: the head most likely emits logits.
 var ErrNotProbabilities = errors.New("not probabilities")
 
+// probSlack is how far outside [0, 1] a probability may lie from float32
+// rounding alone (a softmax of a confident sample can give 1 + 1 ulp).
+const probSlack = 1e-5
+
 // CheckScores says why one sample's exit scores cannot be decided on, or
 // nil when they can: a value that is not finite (the record drove the
 // model out of range) or, for a head declared probabilities, a value
-// outside [0, 1] (wrapping ErrNotProbabilities). A verdict is only made
-// from scores that pass, so its Confidence always lies in [0, 1].
+// outside [0, 1] by more than rounding (wrapping ErrNotProbabilities).
+// Values outside it by rounding alone are clamped into it, in place. A
+// verdict is only made from scores that pass, so its Confidence always
+// lies in [0, 1].
 func (p Policy) CheckScores(scores []float32) error {
 	if i, name, ok := nonFinite(scores); ok {
 		return fmt.Errorf("element %d is %s", i, name)
@@ -142,9 +148,12 @@ func (p Policy) CheckScores(scores []float32) error {
 		return nil
 	}
 	for i, s := range scores {
-		if s < 0 || s > 1 {
+		if s < -probSlack || s > 1+probSlack {
 			return fmt.Errorf("class %d has %.4g, outside [0, 1]: %w", i, s, ErrNotProbabilities)
 		}
+	}
+	for i, s := range scores {
+		scores[i] = min(max(s, 0), 1)
 	}
 	return nil
 }

@@ -68,6 +68,9 @@ func TestPolicyCheckScores(t *testing.T) {
 		notP   bool   // wraps ErrNotProbabilities
 	}{
 		{"probabilities", probs, []float32{0, 0.25, 0.75, 1}, "", false},
+		{"one ulp above one, rounding", probs, []float32{math.Nextafter32(1, 2), 0}, "", false},
+		{"a rounding below zero", probs, []float32{-1e-7, 1}, "", false},
+		{"just past rounding", probs, []float32{1.001, 0}, "class 0 has 1.001, outside [0, 1]", true},
 		{"negative", probs, []float32{0.5, -0.25}, "class 1 has -0.25, outside [0, 1]", true},
 		{"above one", probs, []float32{1.5, 0}, "class 0 has 1.5, outside [0, 1]", true},
 		{"NaN probability", probs, []float32{0.5, nan}, "element 1 is NaN", false},

@@ -350,10 +350,38 @@ func TestClaims(t *testing.T) {
 		t.Fatal(err)
 	}
 	service, _ := LoadTokens(tokFile)
-	oldKey := service.ClaimKey()
-	// Rotation: a new first token; claims signed with the old one still hold.
-	os.WriteFile(tokFile, []byte(NewToken(ServiceTokenPrefix)+"\n"+old+"\n"), 0o600)
-	waitFor(t, func() bool { return !bytes.Equal(service.ClaimKey(), oldKey) })
+	value := []byte("sample")
+	before := service.SignClaim("dev-2", value)
+	// Rotation, step 1: the new token is added first. The funnel signs
+	// with both, so a part that has not read the new file yet (here: one
+	// that knows only the old token) still believes its claims.
+	newToken := NewToken(ServiceTokenPrefix)
+	os.WriteFile(tokFile, []byte(newToken+"\n"+old+"\n"), 0o600)
+	waitFor(t, func() bool { return service.SignClaim("dev-2", value) != before })
+	during := service.SignClaim("dev-2", value)
+	if n := strings.Count(during, ",") + 1; n != 2 {
+		t.Errorf("signed with %d tokens during the rotation, want 2", n)
+	}
+	oldFile := filepath.Join(dir, "old.token")
+	os.WriteFile(oldFile, []byte(old+"\n"), 0o600)
+	oldOnly, _ := LoadTokens(oldFile)
+	lagging, _ := NewClaims(oldOnly, nil, nil)
+	if err := lagging.Verify("dev-2", value, during); err != nil {
+		t.Errorf("a part that knows only the old token refuses a claim signed during the rotation: %v", err)
+	}
+	// Step 2: the old token removed. A claim signed during the rotation
+	// still holds; one signed before it with the old token alone does not
+	// (the old token is removed once those are processed).
+	newFile := filepath.Join(dir, "new.token")
+	os.WriteFile(newFile, []byte(newToken+"\n"), 0o600)
+	newOnly, _ := LoadTokens(newFile)
+	rotated, _ := NewClaims(newOnly, nil, nil)
+	if err := rotated.Verify("dev-2", value, during); err != nil {
+		t.Errorf("a claim signed during the rotation is refused once the old token is removed: %v", err)
+	}
+	if err := rotated.Verify("dev-2", value, before); err == nil {
+		t.Error("a claim signed only with a removed token is believed")
+	}
 	d, _ := LoadDevices(creds)
 	master, _ := LoadPSKKey(keyFile)
 	c, err := NewClaims(service, d, master)
@@ -368,12 +396,13 @@ func TestClaims(t *testing.T) {
 	if bytes.Equal(cam1, psk) {
 		t.Error("the record key is the pre-shared key")
 	}
-	value := []byte("sample")
 	for _, tc := range []struct {
 		name, device, sig, want string
 	}{
-		{"funnel, current token", "dev-2", SignClaim(service.ClaimKey(), "dev-2", value), ""},
-		{"funnel, older token", "dev-2", SignClaim(oldKey, "dev-2", value), ""},
+		{"funnel, both tokens", "dev-2", during, ""},
+		{"funnel, the older token alone", "dev-2", before, ""},
+		{"several, the last good", "cam-1", strings.Repeat("00", 32) + "," + SignClaim(cam1, "cam-1", value), ""},
+		{"too many", "cam-1", strings.Repeat(SignClaim(cam1, "cam-1", value)+",", 8) + SignClaim(cam1, "cam-1", value), "at most 8"},
 		{"device's own key", "cam-1", SignClaim(cam1, "cam-1", value), ""},
 		{"unsigned", "dev-2", "", "not signed"},
 		{"another device's key", "dev-2", SignClaim(cam1, "dev-2", value), "neither the funnel's nor the device's"},

@@ -95,38 +95,63 @@ func NewClaims(service *Tokens, d *Devices, master []byte) (*Claims, error) {
 	return &Claims{service: service, d: d, master: master}, nil
 }
 
-// Verify returns nil when sig (hex, from the ddnn-device-sig header) signs
-// the claim that device sent value, with a service token or with the
-// device's current record key; else a *ClaimError saying why not.
+// maxClaimSigs bounds the signatures one ddnn-device-sig header may hold:
+// the funnel signs with each service token of its file, and a file holds
+// one token, two while one is rotated.
+const maxClaimSigs = 8
+
+// Verify returns nil when sig (from the ddnn-device-sig header: hex
+// signatures separated by commas) holds a signature of the claim that
+// device sent value, with a service token or with the device's current
+// record key; else a *ClaimError saying why not.
 func (c *Claims) Verify(device string, value []byte, sig string) error {
 	if sig == "" {
 		return &ClaimError{device, "not signed (header ddnn-device-sig): a device writing to Kafka signs its id with its record key (ddnn devices record-key)"}
 	}
-	got, err := hex.DecodeString(sig)
-	if err != nil || len(got) != sha256.Size {
-		return &ClaimError{device, "header ddnn-device-sig: want 64 hex digits"}
+	parts := strings.Split(sig, ",")
+	if len(parts) > maxClaimSigs {
+		return &ClaimError{device, fmt.Sprintf("header ddnn-device-sig: %d signatures, at most %d", len(parts), maxClaimSigs)}
+	}
+	sigs := make([][]byte, len(parts))
+	for i, p := range parts {
+		b, err := hex.DecodeString(p)
+		if err != nil || len(b) != sha256.Size {
+			return &ClaimError{device, "header ddnn-device-sig: want 64 hex digits (several separated by commas)"}
+		}
+		sigs[i] = b
 	}
 	vh := sha256.Sum256(value)
-	for _, k := range c.service.claimKeys() {
-		if hmac.Equal(got, claimMAC(k, device, vh)) {
-			return nil
+	keys := c.service.claimKeys()
+	if c.master != nil && c.d != nil {
+		if h, ok := c.d.tokenHash(device); ok {
+			keys = append(keys, DeriveRecordKey(c.master, device, h))
 		}
 	}
-	if c.master != nil && c.d != nil {
-		if h, ok := c.d.tokenHash(device); ok && hmac.Equal(got, claimMAC(DeriveRecordKey(c.master, device, h), device, vh)) {
-			return nil
+	for _, k := range keys {
+		want := claimMAC(k, device, vh)
+		for _, got := range sigs {
+			if hmac.Equal(got, want) {
+				return nil
+			}
 		}
 	}
 	return &ClaimError{device, "the signature is neither the funnel's nor the device's record key's (a claim of another device, a changed value, or a revoked device)"}
 }
 
-// ClaimKey is the key the funnel signs device claims with: derived from
-// the current (first) service token.
-func (t *Tokens) ClaimKey() []byte {
-	t.f.refresh(time.Now())
-	t.mu.RLock()
-	defer t.mu.RUnlock()
-	return t.claims[0]
+// SignClaim is the ddnn-device-sig header with which the funnel signs the
+// claim that device sent value: a signature with each token of the file,
+// separated by commas. During a rotation (the new token added first, the
+// old one removed later) a part of the pipeline that has read only one of
+// the two files still verifies the claim, and a record signed before the
+// old token's removal still verifies after it.
+func (t *Tokens) SignClaim(device string, value []byte) string {
+	vh := sha256.Sum256(value)
+	keys := t.claimKeys()
+	sigs := make([]string, len(keys))
+	for i, k := range keys {
+		sigs[i] = hex.EncodeToString(claimMAC(k, device, vh))
+	}
+	return strings.Join(sigs, ",")
 }
 
 // claimKeys are the claim keys of every token in the file.

@@ -92,12 +92,12 @@ type Broker struct {
 // embedded_acls say; extra are added to those options (BrokerMetrics).
 func StartSiteBroker(p *pipeline.Pipeline, site *pipeline.Site, addr string, ephemeral bool, log *slog.Logger, extra ...BrokerOpt) (*Broker, error) {
 	k := &site.Kafka
+	key := "--listen"
 	if addr == "" {
-		addr = k.EmbeddedListen
-	}
-	key := "kafka.embedded_listen"
-	if len(p.SiteList) > 1 {
-		key = fmt.Sprintf("site %q %s", site.Name, key)
+		addr, key = k.EmbeddedListen, "kafka.embedded_listen"
+		if len(p.SiteList) > 1 {
+			key = fmt.Sprintf("site %q %s", site.Name, key)
+		}
 	}
 	exposed := *k
 	exposed.EmbeddedListen = addr

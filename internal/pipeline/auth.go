@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"slices"
 	"strings"
 )
 
@@ -69,6 +70,13 @@ func (a *Auth) validate() []error {
 			errs = append(errs, fmt.Errorf("%s: %q unknown (want token or none)", z.field, z.mode))
 		}
 	}
+	if a.Devices == AuthToken && a.Service == AuthNone {
+		// The first tier believes a record's device only signed, and the
+		// funnel signs the devices it authenticated with the service
+		// token: without one every device's records would be refused.
+		errs = append(errs, fmt.Errorf("auth.service: none contradicts auth.devices: token: the funnel signs each record's device with the service token "+
+			"(set auth.service_token_file, or leave auth.service unset and ddnn up makes one)"))
+	}
 	if a.DevicesPSKKeyFile != "" && a.Devices != AuthToken {
 		errs = append(errs, fmt.Errorf("auth.devices_psk_key_file: pre-shared keys derive from the device credentials: it needs auth.devices: token"))
 	}
@@ -131,10 +139,14 @@ func (k *Kafka) CheckEmbeddedExposure(key string) error {
 	if !k.Secured() {
 		missing = append(missing, "kafka.embedded_users")
 	}
+	// Without ACLs a device user may read, write and delete every topic.
+	if !k.EmbeddedACLs && slices.ContainsFunc(k.EmbeddedUsers, func(u EmbeddedUser) bool { return u.Role == RoleDevice }) {
+		missing = append(missing, "kafka.embedded_acls (it has device users)")
+	}
 	if len(missing) == 0 {
 		return nil
 	}
-	return fmt.Errorf("%s %s is reachable from outside this machine and the embedded broker does not require TLS and SASL: "+
+	return fmt.Errorf("%s %s is reachable from outside this machine and the embedded broker does not require TLS and SASL (and ACLs, with device users): "+
 		"set %s (docs/kafka-security.md), listen on 127.0.0.1, or set kafka.embedded_allow_insecure: true to let anyone who reaches it read and write every topic",
 		key, k.EmbeddedListen, strings.Join(missing, " and "))
 }

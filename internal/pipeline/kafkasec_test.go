@@ -232,6 +232,9 @@ func TestCheckEmbeddedExposure(t *testing.T) {
 		{"SASL without TLS", Kafka{EmbeddedListen: "[::]:9092", EmbeddedUsers: users}, "set kafka.embedded_tls ("},
 		{"TLS and SASL", Kafka{EmbeddedListen: "0.0.0.0:9092", EmbeddedTLS: tls, EmbeddedUsers: users}, ""},
 		{"opted out", Kafka{EmbeddedListen: "0.0.0.0:9092", EmbeddedAllowInsecure: true}, ""},
+		{"device users without ACLs", Kafka{EmbeddedListen: "0.0.0.0:9092", EmbeddedTLS: tls, EmbeddedUsers: append(users, EmbeddedUser{Username: "cam", Role: RoleDevice})},
+			"set kafka.embedded_acls (it has device users) ("},
+		{"device users with ACLs", Kafka{EmbeddedListen: "0.0.0.0:9092", EmbeddedTLS: tls, EmbeddedACLs: true, EmbeddedUsers: append(users, EmbeddedUser{Username: "cam", Role: RoleDevice})}, ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			err := tc.k.CheckEmbeddedExposure("kafka.embedded_listen")

@@ -110,6 +110,7 @@ func TestParseErrors(t *testing.T) {
 		{"coaps without a credential", base + tier + "funnel: {coaps_listen: 127.0.0.1:5684}\n", "funnel.coaps_listen: DTLS needs a credential: auth.devices_psk_key_file"},
 		{"coaps, device tokens, no device credential", base + tier + "funnel: {coaps_listen: 127.0.0.1:5684, tls: {cert_file: c, key_file: k}}\nauth: {devices_file: d.yaml}\n", "devices need a DTLS credential"},
 		{"psk key without device tokens", base + tier + "auth: {devices_psk_key_file: k}\n", "auth.devices_psk_key_file: pre-shared keys derive from the device credentials"},
+		{"device tokens without the service token", base + tier + "auth: {devices_file: d.yaml, service: none}\n", "auth.service: none contradicts auth.devices: token"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := Parse([]byte(tc.yaml))
