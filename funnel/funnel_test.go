@@ -128,7 +128,7 @@ func postURL(t *testing.T, url, contentType string, body []byte, hdr map[string]
 // records reads everything in topic.
 func (e *env) records(t *testing.T, topic string) []*kgo.Record {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
 	defer cancel()
 	adm := kadm.NewClient(e.cl)
 	ends, err := adm.ListEndOffsets(ctx, topic)
@@ -140,7 +140,10 @@ func (e *env) records(t *testing.T, topic string) []*kgo.Record {
 	if total == 0 {
 		return nil
 	}
-	c, err := kgo.NewClient(kgo.SeedBrokers(e.p.Kafka.Brokers...), kgo.ConsumeTopics(topic), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
+	// A fetch that finds a partition empty waits at most 100ms for it (not
+	// kgo's 5s), so a partition that joins the fetch late is read soon.
+	c, err := kgo.NewClient(kgo.SeedBrokers(e.p.Kafka.Brokers...), kgo.ConsumeTopics(topic), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
+		kgo.FetchMaxWait(100*time.Millisecond))
 	if err != nil {
 		t.Fatal(err)
 	}
