@@ -17,6 +17,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -437,7 +438,7 @@ func stalledClientFrom(t *testing.T, from, addr string) (stop func()) {
 		t.Fatal(err)
 	}
 	raddr, _ := net.ResolveUDPAddr("udp", addr)
-	c, err := piondtls.Client(&firstWrites{PacketConn: pc, left: 2}, raddr, &piondtls.Config{ //nolint:staticcheck
+	c, err := piondtls.Client(&untilEcho{PacketConn: pc}, raddr, &piondtls.Config{ //nolint:staticcheck
 		PSK:             func([]byte) ([]byte, error) { return []byte("k"), nil },
 		PSKIdentityHint: []byte("dev-1"),
 		CipherSuites:    []piondtls.CipherSuiteID{piondtls.TLS_PSK_WITH_AES_128_CCM_8},
@@ -454,22 +455,24 @@ func stalledClientFrom(t *testing.T, from, addr string) (stop func()) {
 	return stop
 }
 
-// firstWrites passes a socket's first left writes and drops the rest.
-type firstWrites struct {
+// untilEcho passes a socket's writes up to and including its first
+// ClientHello that carries a cookie (the echo), and drops every write
+// after it: a retransmission of the first ClientHello before the cookie
+// arrives passes, so the client echoes exactly once however slow the
+// machine.
+type untilEcho struct {
 	net.PacketConn
-	mu   sync.Mutex
-	left int
+	echoed atomic.Bool
 }
 
-func (f *firstWrites) WriteTo(b []byte, addr net.Addr) (int, error) {
-	f.mu.Lock()
-	pass := f.left > 0
-	f.left--
-	f.mu.Unlock()
-	if !pass {
+func (u *untilEcho) WriteTo(b []byte, addr net.Addr) (int, error) {
+	if u.echoed.Load() {
 		return len(b), nil
 	}
-	return f.PacketConn.WriteTo(b, addr)
+	if len(clientHelloCookie(b)) > 0 {
+		u.echoed.Store(true)
+	}
+	return u.PacketConn.WriteTo(b, addr)
 }
 
 // waitFor polls cond until it holds, failing the test after d.
