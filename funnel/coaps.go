@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/netip"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -37,6 +38,12 @@ type DTLSLimits struct {
 	// cookie echo beyond the bound is ignored; a real client retransmits
 	// it and gets in when a slot is free.
 	MaxHandshakes int
+	// MaxHandshakesPerSource is the most of those handshakes one source
+	// (an IPv4 address, an IPv6 /64; loopback too) may hold at once
+	// (default 8), so that one host that echoes its cookies from many
+	// ports and then stalls holds at most this many slots, not all of
+	// them. An echo past it is ignored as past MaxHandshakes.
+	MaxHandshakesPerSource int
 	// MaxHellos is the most peers that were sent a cookie and have not
 	// echoed it yet (default 16 × MaxHandshakes). Such a peer may be a
 	// forged address; it costs a little memory and no handshake slot.
@@ -59,10 +66,11 @@ type DTLSLimits struct {
 
 // Defaults of DTLSLimits.
 const (
-	DefaultDTLSMaxHandshakes    = 64
-	DefaultDTLSHelloTimeout     = 3 * time.Second
-	DefaultDTLSHandshakeTimeout = 10 * time.Second
-	DefaultDTLSIdleTimeout      = 60 * time.Second
+	DefaultDTLSMaxHandshakes          = 64
+	DefaultDTLSMaxHandshakesPerSource = 8
+	DefaultDTLSHelloTimeout           = 3 * time.Second
+	DefaultDTLSHandshakeTimeout       = 10 * time.Second
+	DefaultDTLSIdleTimeout            = 60 * time.Second
 )
 
 // DTLS is how the CoAPS listener authenticates itself and devices.
@@ -117,6 +125,9 @@ type CoAPSListener struct {
 	sessions chan struct{} // a slot per open session, handshakes included
 	ready    chan *dtlsSession
 
+	srcMu sync.Mutex
+	hsSrc map[netip.Addr]int // handshakes in progress per source
+
 	ctx    context.Context // ends when the listener closes
 	cancel context.CancelFunc
 	once   sync.Once
@@ -124,9 +135,10 @@ type CoAPSListener struct {
 
 	// dropped counts peers dropped before their cookie round trip (the
 	// hello bound or timeout); full counts cookie echoes ignored because
-	// every handshake or session slot was taken; failed counts failed
-	// handshakes.
-	dropped, full, failed atomic.Int64
+	// every handshake or session slot was taken or the peer's source held
+	// MaxHandshakesPerSource, fullSource the latter alone; failed counts
+	// failed handshakes.
+	dropped, full, fullSource, failed atomic.Int64
 }
 
 // dtlsSession is an established DTLS session and the device it
@@ -152,6 +164,7 @@ func (s *dtlsSession) Close() error {
 func ListenCoAPS(addr string, d DTLS, maxSessions int, log *slog.Logger) (*CoAPSListener, error) {
 	lim := d.Limits
 	setZero(&lim.MaxHandshakes, DefaultDTLSMaxHandshakes)
+	setZero(&lim.MaxHandshakesPerSource, DefaultDTLSMaxHandshakesPerSource)
 	setZero(&lim.MaxHellos, 16*lim.MaxHandshakes)
 	setZero(&lim.HelloTimeout, DefaultDTLSHelloTimeout)
 	setZero(&lim.HandshakeTimeout, DefaultDTLSHandshakeTimeout)
@@ -219,6 +232,7 @@ func ListenCoAPS(addr string, d DTLS, maxSessions int, log *slog.Logger) (*CoAPS
 		hs:       make(chan struct{}, lim.MaxHandshakes),
 		sessions: make(chan struct{}, lim.MaxSessions),
 		ready:    make(chan *dtlsSession),
+		hsSrc:    map[netip.Addr]int{},
 		ctx:      ctx, cancel: cancel,
 	}
 	l.hellos = &helloListener{Listener: udpl, q: newHelloQueue(lim.MaxHellos, lim.HelloTimeout, l.takeSlots, &l.dropped)}
@@ -285,9 +299,18 @@ func (l *CoAPSListener) acceptLoop() {
 	}
 }
 
-// takeSlots takes a handshake and a session slot, false when either is
-// full.
-func (l *CoAPSListener) takeSlots() bool {
+// takeSlots takes a handshake and a session slot for p, which echoed its
+// cookie, and counts the handshake against p's source; false when a
+// bound is reached.
+func (l *CoAPSListener) takeSlots(p *dtlsPeer) bool {
+	p.src = peerSource(p.RemoteAddr())
+	l.srcMu.Lock()
+	defer l.srcMu.Unlock()
+	if l.hsSrc[p.src] >= l.limits.MaxHandshakesPerSource {
+		l.fullSource.Add(1)
+		l.full.Add(1)
+		return false
+	}
 	select {
 	case l.sessions <- struct{}{}:
 	default:
@@ -296,12 +319,38 @@ func (l *CoAPSListener) takeSlots() bool {
 	}
 	select {
 	case l.hs <- struct{}{}:
-		return true
 	default:
 		<-l.sessions
 		l.full.Add(1)
 		return false
 	}
+	l.hsSrc[p.src]++
+	return true
+}
+
+// freeHandshake gives back the handshake slot of p, which took it with
+// takeSlots.
+func (l *CoAPSListener) freeHandshake(p *dtlsPeer) {
+	l.srcMu.Lock()
+	if n := l.hsSrc[p.src] - 1; n > 0 {
+		l.hsSrc[p.src] = n
+	} else {
+		delete(l.hsSrc, p.src)
+	}
+	l.srcMu.Unlock()
+	<-l.hs
+}
+
+// peerSource is the source a peer's handshakes count against: as for
+// HTTP connections (source), its IPv4 address or its IPv6 /64.
+func peerSource(a net.Addr) netip.Addr {
+	var ap netip.AddrPort
+	if ua, ok := a.(*net.UDPAddr); ok {
+		ap = ua.AddrPort()
+	} else if a != nil {
+		ap, _ = netip.ParseAddrPort(a.String())
+	}
+	return source(ap.Addr().Unmap())
 }
 
 func (l *CoAPSListener) handshake(c net.Conn, p *dtlsPeer) {
@@ -311,7 +360,7 @@ func (l *CoAPSListener) handshake(c net.Conn, p *dtlsPeer) {
 	err := dc.HandshakeContext(ctx)
 	verified := p.verified.Load()
 	if verified {
-		<-l.hs
+		l.freeHandshake(p)
 	} else if l.hellos.q.remove(p) {
 		p.timer.Stop()
 	}
@@ -363,6 +412,7 @@ func (f *Funnel) ServeCoAPS(ctx context.Context, l *CoAPSListener, limits CoAPLi
 		l.certDevices.Store(f.auth.Devices)
 	}
 	f.log.Info("coaps funnel serving", "addr", l.Addr().String(), "max_handshakes", l.limits.MaxHandshakes,
+		"max_handshakes_per_source", l.limits.MaxHandshakesPerSource,
 		"handshake_timeout", l.limits.HandshakeTimeout, "max_sessions", l.limits.MaxSessions, "idle_timeout", l.limits.IdleTimeout)
 	return serveCoAPIngest(ctx, ci, "coaps", dtlsserver.Listener(l), coapdtls.NewServer,
 		dtlsserver.Option(options.WithInactivityMonitor(l.limits.IdleTimeout, func(cc *udpclient.Conn) { cc.Close() })))

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"container/list"
 	"net"
+	"net/netip"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -101,6 +102,7 @@ type dtlsPeer struct {
 
 	cookie   atomic.Pointer[[]byte]
 	verified atomic.Bool
+	src      netip.Addr    // what its handshake counts against; set by admitSlots
 	elem     *list.Element // in q.peers while a hello; guarded by q.mu
 	timer    *time.Timer
 }
@@ -138,15 +140,15 @@ type helloQueue struct {
 	max     int
 	timeout time.Duration
 	// admitSlots takes a verified peer's handshake and session slots,
-	// false when none is free.
-	admitSlots func() bool
+	// false when none is free or its source holds its share.
+	admitSlots func(*dtlsPeer) bool
 	evicted    *atomic.Int64 // hellos dropped at the bound or timed out
 
 	mu    sync.Mutex
 	peers *list.List // of *dtlsPeer
 }
 
-func newHelloQueue(max int, timeout time.Duration, admitSlots func() bool, evicted *atomic.Int64) *helloQueue {
+func newHelloQueue(max int, timeout time.Duration, admitSlots func(*dtlsPeer) bool, evicted *atomic.Int64) *helloQueue {
 	return &helloQueue{max: max, timeout: timeout, admitSlots: admitSlots, evicted: evicted, peers: list.New()}
 }
 
@@ -192,11 +194,12 @@ func (q *helloQueue) remove(p *dtlsPeer) bool {
 }
 
 // admit moves p, which echoed its cookie, from the queue to a handshake
-// slot; false (p stays a hello) when no slot is free.
+// slot; false (p stays a hello) when no slot is free or p's source
+// holds its share.
 func (q *helloQueue) admit(p *dtlsPeer) bool {
 	q.mu.Lock()
 	defer q.mu.Unlock()
-	if p.elem == nil || !q.admitSlots() {
+	if p.elem == nil || !q.admitSlots(p) {
 		return false
 	}
 	q.peers.Remove(p.elem)

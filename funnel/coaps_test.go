@@ -17,6 +17,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -278,6 +279,76 @@ func TestCoAPSHandshakeBounds(t *testing.T) {
 	}
 }
 
+// TestCoAPSHandshakesPerSource: one host that echoes its cookie from 64
+// ports and then stalls holds at most MaxHandshakesPerSource (8) of the
+// 64 handshake slots, not all of them for the handshake timeout (10 s): a
+// real device from another address gets in at once (dialDTLS's 3 s
+// handshake), and again while the host keeps trying.
+func TestCoAPSHandshakesPerSource(t *testing.T) {
+	e := setupYAML(t, "", coapYAML)
+	pe := newPSKEnv(t, "dev-1")
+	l, err := ListenCoAPS("127.0.0.1:0", DTLS{PSKs: pe.psks, RequireDevice: true}, 64, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lim := l.Limits()
+	if lim.MaxHandshakes != 64 || lim.MaxHandshakesPerSource != 8 || lim.HandshakeTimeout != 10*time.Second {
+		t.Fatalf("defaults: %+v", lim)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); e.f.ServeCoAPS(ctx, l, CoAPLimits{}) }()
+	defer func() { cancel(); <-done }()
+
+	// The host is 127.0.0.2: every stalled client echoes once (its
+	// retransmissions are dropped), so each holds a slot or was refused.
+	const ports = 64
+	for range ports {
+		stalledClientFrom(t, "127.0.0.2", l.Addr().String())
+	}
+	waitFor(t, 10*time.Second, "every stalled echo to take a slot or be refused", func() bool {
+		return int64(len(l.hs))+l.full.Load() >= ports
+	})
+	held := len(l.hs)
+	start := time.Now()
+	cc := dialPSK(t, l.Addr().String(), "dev-1", pe.key(t, "dev-1"))
+	took := time.Since(start)
+	if held > lim.MaxHandshakesPerSource {
+		t.Errorf("one source holds %d handshake slots, over the bound of %d", held, lim.MaxHandshakesPerSource)
+	}
+	if code, _, err := postCoAPS(cc, ""); err != nil || code != codes.Created {
+		t.Fatalf("a device from 127.0.0.1 while 127.0.0.2 stalls %d handshakes: %v %v", held, code, err)
+	}
+	if n := l.fullSource.Load(); n != ports-int64(held) {
+		t.Errorf("%d echoes refused at the source bound, want %d", n, ports-held)
+	}
+	t.Logf("a device got in %v while one source stalled %d handshakes (%d echoes refused)", took.Round(time.Millisecond), held, ports-held)
+}
+
+// TestPeerSource: a peer's handshakes count against its IPv4 address
+// (an IPv4-mapped IPv6 address is the same) or its IPv6 /64.
+func TestPeerSource(t *testing.T) {
+	udp := func(s string) net.Addr { return &net.UDPAddr{IP: net.ParseIP(s), Port: 5684} }
+	same := [][2]net.Addr{
+		{udp("192.0.2.1"), udp("::ffff:192.0.2.1")},
+		{udp("2001:db8:1:2::1"), udp("2001:db8:1:2:ffff:ffff:ffff:ffff")},
+	}
+	for _, p := range same {
+		if a, b := peerSource(p[0]), peerSource(p[1]); a != b {
+			t.Errorf("%v and %v: sources %v and %v, want one", p[0], p[1], a, b)
+		}
+	}
+	differ := [][2]net.Addr{
+		{udp("192.0.2.1"), udp("192.0.2.2")},
+		{udp("2001:db8:1:2::1"), udp("2001:db8:1:3::1")},
+	}
+	for _, p := range differ {
+		if a, b := peerSource(p[0]), peerSource(p[1]); a == b {
+			t.Errorf("%v and %v: both source %v, want two", p[0], p[1], a)
+		}
+	}
+}
+
 // TestCoAPSForgedHellos: ClientHellos that never echo their cookie (as
 // from forged addresses) take no handshake slot: with far more of them
 // than slots, and more than the hellos held, and while more arrive, a real
@@ -355,12 +426,19 @@ func TestCoAPSForgedHellos(t *testing.T) {
 // cookie) and sends nothing after; stop ends it.
 func stalledClient(t *testing.T, addr string) (stop func()) {
 	t.Helper()
-	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
+	return stalledClientFrom(t, "127.0.0.1", addr)
+}
+
+// stalledClientFrom is stalledClient on a socket bound to the address
+// from.
+func stalledClientFrom(t *testing.T, from, addr string) (stop func()) {
+	t.Helper()
+	pc, err := net.ListenPacket("udp", net.JoinHostPort(from, "0"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	raddr, _ := net.ResolveUDPAddr("udp", addr)
-	c, err := piondtls.Client(&firstWrites{PacketConn: pc, left: 2}, raddr, &piondtls.Config{ //nolint:staticcheck
+	c, err := piondtls.Client(&untilEcho{PacketConn: pc}, raddr, &piondtls.Config{ //nolint:staticcheck
 		PSK:             func([]byte) ([]byte, error) { return []byte("k"), nil },
 		PSKIdentityHint: []byte("dev-1"),
 		CipherSuites:    []piondtls.CipherSuiteID{piondtls.TLS_PSK_WITH_AES_128_CCM_8},
@@ -377,22 +455,24 @@ func stalledClient(t *testing.T, addr string) (stop func()) {
 	return stop
 }
 
-// firstWrites passes a socket's first left writes and drops the rest.
-type firstWrites struct {
+// untilEcho passes a socket's writes up to and including its first
+// ClientHello that carries a cookie (the echo), and drops every write
+// after it: a retransmission of the first ClientHello before the cookie
+// arrives passes, so the client echoes exactly once however slow the
+// machine.
+type untilEcho struct {
 	net.PacketConn
-	mu   sync.Mutex
-	left int
+	echoed atomic.Bool
 }
 
-func (f *firstWrites) WriteTo(b []byte, addr net.Addr) (int, error) {
-	f.mu.Lock()
-	pass := f.left > 0
-	f.left--
-	f.mu.Unlock()
-	if !pass {
+func (u *untilEcho) WriteTo(b []byte, addr net.Addr) (int, error) {
+	if u.echoed.Load() {
 		return len(b), nil
 	}
-	return f.PacketConn.WriteTo(b, addr)
+	if len(clientHelloCookie(b)) > 0 {
+		u.echoed.Store(true)
+	}
+	return u.PacketConn.WriteTo(b, addr)
 }
 
 // waitFor polls cond until it holds, failing the test after d.
