@@ -202,7 +202,10 @@ func mustContain(t *testing.T, what, s string, want ...string) {
 // batchAt finds the readable batch of a segment file holding byte pos.
 func batchAt(t *testing.T, raw []byte, pos int) batchSpan {
 	t.Helper()
-	good, bad := scanSegment(raw)
+	good, bad, err := scanSegment(newSegReader(bytes.NewReader(raw), len(raw)))
+	if err != nil {
+		t.Fatal(err)
+	}
 	if len(bad) > 0 {
 		t.Fatalf("segment damaged before the test damaged it: %v", bad)
 	}
