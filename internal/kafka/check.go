@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"hash/crc32"
 	"io"
+	"log/slog"
 	"maps"
 	"net/url"
 	"os"
@@ -17,6 +18,8 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/ddnn-continuum/ddnn/internal/wire"
 )
 
 // The embedded broker's data directory is checked before kfake loads it.
@@ -41,6 +44,9 @@ const (
 type DamagedError struct {
 	Dir    string
 	Damage []Damage
+	// Clean says the broker had stopped cleanly before: a torn tail is
+	// then damage too, not an interrupted write.
+	Clean bool
 }
 
 func (e *DamagedError) Error() string {
@@ -48,6 +54,11 @@ func (e *DamagedError) Error() string {
 	fmt.Fprintf(&b, "embedded broker data dir %s is damaged, so the broker does not start on it:", e.Dir)
 	for _, d := range e.Damage {
 		b.WriteString("\n  " + d.String())
+	}
+	if e.Clean {
+		b.WriteString("\nthe broker had stopped cleanly (its files synced), so this is no write a crash interrupted")
+	} else {
+		b.WriteString("\nthe broker had not stopped cleanly, but this is more than the torn tail of an interrupted write, which the start drops by itself")
 	}
 	b.WriteString("\nrun `ddnn broker repair -f PIPELINE.yaml [--site NAME]` with the broker stopped: it drops exactly the damaged bytes, keeps what follows, and lists what is lost")
 	return b.String()
@@ -570,17 +581,120 @@ func batchHeaderAt(r *segReader, pos int) (batchSpan, bool) {
 		maxTS: int64(binary.BigEndian.Uint64(h[35:]))}, true
 }
 
-// checkDataDir refuses a damaged data directory.
-func checkDataDir(dir string) error {
+// cleanStopFile is the file Broker.Close writes once kfake has saved its
+// state (and synced its files), and the start removes before kfake loads
+// the directory: its absence at start says the broker did not stop
+// cleanly (killed, a crash of the machine, a power loss), as Apache
+// Kafka's .kafka_cleanshutdown does. kfake's own snapshot.json cannot say
+// it: kfake writes it at a clean stop but leaves it in place at start, so
+// after a crash it is the one of some earlier stop.
+const cleanStopFile = "clean_stop"
+
+// markCleanStop records a clean stop of the broker of dir.
+func markCleanStop(dir string) error {
+	path := filepath.Join(dir, cleanStopFile)
+	if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return err
+	}
+	if err := writeFileSync(path, nil); err != nil {
+		return err
+	}
+	return syncDir(dir)
+}
+
+// cleanStopped reports whether dir's broker stopped cleanly last.
+func cleanStopped(dir string) (bool, error) {
+	path := filepath.Join(dir, cleanStopFile)
+	if _, err := os.Lstat(path); errors.Is(err, os.ErrNotExist) {
+		return false, nil
+	} else if err != nil {
+		return false, err
+	}
+	return true, nil
+}
+
+// dropCleanStop removes the record of the last clean stop as the broker
+// starts: until its next clean stop, a crash may cut the directory short.
+func dropCleanStop(dir string) error {
+	if err := os.Remove(filepath.Join(dir, cleanStopFile)); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return err
+	}
+	return syncDir(dir)
+}
+
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	return d.Sync()
+}
+
+// checkDataDir refuses a damaged data directory. After an unclean stop
+// (clean false) it first recovers what an interrupted write leaves, as
+// Apache Kafka's log recovery does: when the only damage is torn tails
+// (the last batch of a partition's last segment, or the last entry of
+// groups.log or pids.log, cut short or unreadable up to the end of the
+// file) and commits past their partition's end, it drops those tails,
+// sets those commits to the end, and returns what it did. Damage anywhere
+// else, or any damage after a clean stop (which synced every file), is no
+// interrupted write: the start is refused.
+func checkDataDir(dir string, clean bool) (*RepairReport, error) {
 	s, err := scanDataDir(dir)
 	if err != nil {
-		return fmt.Errorf("embedded broker data dir %s: check: %w", dir, err)
+		return nil, fmt.Errorf("embedded broker data dir %s: check: %w", dir, err)
 	}
 	d := append(s.damage(), s.commitsPastEnd()...)
-	if len(d) > 0 {
-		return &DamagedError{Dir: dir, Damage: d}
+	if len(d) == 0 {
+		return nil, nil
 	}
-	return nil
+	if !clean && s.tornOnly() {
+		rep, err := s.repair(dir)
+		if err != nil {
+			return rep, fmt.Errorf("embedded broker data dir %s: recover after an unclean stop: %w", dir, err)
+		}
+		return rep, nil
+	}
+	return nil, &DamagedError{Dir: dir, Damage: d, Clean: clean}
+}
+
+// tornOnly reports whether all of s's damage is torn tails: in each
+// damaged partition only the end of its last segment, from its last
+// readable batch, and no file shorter than at the last clean stop; in
+// groups.log and pids.log only their end, from their last readable entry.
+func (s *dirScan) tornOnly() bool {
+	for _, p := range s.parts {
+		if len(p.damage) == 0 {
+			continue
+		}
+		if len(p.damage) != 1 || len(p.segs) == 0 {
+			return false
+		}
+		last := &p.segs[len(p.segs)-1]
+		for i := range p.segs {
+			sg := &p.segs[i]
+			if len(sg.fixed) > 0 || (sg != last && len(sg.bad) > 0) {
+				return false
+			}
+		}
+		if len(last.bad) != 1 || last.bad[0].to != last.size {
+			return false
+		}
+		if p.snap != nil {
+			for _, ss := range p.snap.Segments {
+				if ss.BaseOffset == last.base && ss.Size > int64(last.size) {
+					return false // lost what the last clean stop had synced
+				}
+			}
+		}
+	}
+	for _, l := range s.logs {
+		if len(l.bad) > 1 || (len(l.bad) == 1 && l.bad[0].to != len(l.raw)) {
+			return false
+		}
+	}
+	return true
 }
 
 // commitsPastEnd are the commits past their partition's end: kfake would
@@ -736,4 +850,49 @@ func (p *partScan) nextFirst(i, j int) int64 {
 		return p.snap.HighWatermark
 	}
 	return -1
+}
+
+// logRecovery logs at ERROR, a line each, what checkDataDir dropped after
+// an unclean stop, and counts each in ddnn_broker_storage_errors_total
+// {kind="recovery"}.
+func logRecovery(log *slog.Logger, m *storageMetrics, rep *RepairReport) {
+	for _, d := range rep.Damage {
+		m.errors.WithLabelValues(storageRecovery).Inc()
+		attrs := []any{"data_dir", rep.Dir, "file", d.File, "bytes", fmt.Sprintf("%d-%d of %d", d.From, d.To, d.Size), "reason", d.Reason}
+		if d.Topic != "" {
+			attrs = append(attrs, "topic", d.Topic, "partition", d.Partition, "first_offset", d.First)
+			if d.Last >= d.First {
+				attrs = append(attrs, "last_offset", d.Last, "records", d.Last-d.First+1, "bounds", d.Bounds)
+			}
+			var ids []string
+			for _, r := range rep.Records {
+				if r.Topic == d.Topic && r.Partition == d.Partition && r.Offset >= d.First && (d.Last < d.First || r.Offset <= d.Last) {
+					id, ok := r.Header(wire.HeaderID)
+					if !ok {
+						id = string(r.Key)
+					}
+					ids = append(ids, id)
+				}
+			}
+			attrs = append(attrs, "readable_ids", strings.Join(ids, ","))
+		}
+		log.Error("embedded broker recovered its data dir after an unclean stop: dropped a torn tail (a write the stop cut short)", attrs...)
+	}
+	for _, u := range rep.Unprocessed {
+		log.Error("embedded broker recovered its data dir after an unclean stop: records lost", "data_dir", rep.Dir,
+			"group", u.Group, "topic", u.Topic, "partition", u.Partition, "committed", u.Committed,
+			"first_offset", u.First, "last_offset", u.Last, "records", u.Last-u.First+1)
+	}
+	for _, c := range rep.Commits {
+		m.errors.WithLabelValues(storageRecovery).Inc()
+		log.Error("embedded broker recovered its data dir after an unclean stop: set a commit past its partition's end to the end", "data_dir", rep.Dir,
+			"group", c.Group, "topic", c.Topic, "partition", c.Partition, "old_offset", c.Old, "new_offset", c.New)
+	}
+	for _, e := range rep.LostEntries {
+		attrs := []any{"data_dir", rep.Dir, "file", e.File, "reads", e.Reads}
+		if e.Topic != "" {
+			attrs = append(attrs, "group", e.Group, "topic", e.Topic, "partition", e.Partition, "kept_commit", e.Kept)
+		}
+		log.Error("embedded broker recovered its data dir after an unclean stop: dropped a log entry", attrs...)
+	}
 }

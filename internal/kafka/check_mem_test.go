@@ -97,7 +97,7 @@ func TestCheckMemoryBounded(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "data")
 	writeSegments(t, dir, 2, segments, segSize, mib)
 	var err error
-	alloc, peak := allocDuring(func() { err = checkDataDir(dir) })
+	alloc, peak := allocDuring(func() { _, err = checkDataDir(dir, true) })
 	if err != nil {
 		t.Fatalf("check of undamaged segments: %v", err)
 	}
@@ -131,7 +131,7 @@ func TestCheckMemoryBounded(t *testing.T) {
 	if fi, err := os.Stat(seg); err != nil || fi.Size() != segSize-mib {
 		t.Errorf("repaired segment: %v, %v; want %d bytes", fi.Size(), err, segSize-mib)
 	}
-	if err := checkDataDir(dir); err != nil {
+	if _, err := checkDataDir(dir, true); err != nil {
 		t.Errorf("check after the repair: %v", err)
 	}
 }

@@ -84,6 +84,12 @@ func RepairDataDir(dir string) (*RepairReport, error) {
 	if err != nil {
 		return nil, fmt.Errorf("embedded broker data dir %s: %w", dir, err)
 	}
+	return s.repair(dir)
+}
+
+// repair drops the damage s found in dir (locked) and sets the commits
+// past their partition's end to the end.
+func (s *dirScan) repair(dir string) (*RepairReport, error) {
 	rep := &RepairReport{Dir: dir, Damage: s.damage()}
 	commits := s.commits()
 
