@@ -32,6 +32,11 @@ import (
 // refuses to start on a damaged directory, naming each damaged file, its
 // byte range and the offsets it held, and RepairDataDir drops exactly
 // the damaged bytes, keeps what follows them, and says what was dropped.
+// After an unclean stop, what an interrupted write leaves (a torn tail, a
+// commit past the end) is recovered at start instead (checkDataDir). The
+// check reads one segment at a time through a window of segWindow bytes
+// and keeps only where each batch lies, so its memory does not grow with
+// the data kept.
 
 var crc32c = crc32.MakeTable(crc32.Castagnoli)
 
@@ -681,7 +686,7 @@ func (s *dirScan) tornOnly() bool {
 		if len(last.bad) != 1 || last.bad[0].to != last.size {
 			return false
 		}
-		if p.snap != nil {
+		if p.snap != nil && !p.compacted {
 			for _, ss := range p.snap.Segments {
 				if ss.BaseOffset == last.base && ss.Size > int64(last.size) {
 					return false // lost what the last clean stop had synced
