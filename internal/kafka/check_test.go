@@ -536,3 +536,49 @@ func TestUncleanStopMiddleRefused(t *testing.T) {
 		t.Errorf("the refused start changed groups.log (%v)", err)
 	}
 }
+
+// TestUncleanStopCommitPastEnd: after an unclean stop, the whole last
+// batch of in-0 never reached the disk while the group's commit at 195
+// did. The start sets the commit to the new end by itself, logging it,
+// and the group skips none of the records produced after; after a clean
+// stop the same is refused.
+func TestUncleanStopCommitPastEnd(t *testing.T) {
+	for _, unclean := range []bool{true, false} {
+		t.Run(fmt.Sprintf("unclean=%v", unclean), func(t *testing.T) {
+			dir := seedDamageDir(t, map[int32]int64{0: 195})
+			if unclean {
+				uncleanStop(t, dir)
+			}
+			seg := filepath.Join(dir, "partitions", "in-0", "0.dat")
+			raw, err := os.ReadFile(seg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			last := batchAt(t, raw, len(raw)-1)
+			if err := os.Truncate(seg, int64(last.pos)); err != nil {
+				t.Fatal(err)
+			}
+			if !unclean {
+				mustContain(t, "the refusal", startRefused(t, dir),
+					fmt.Sprintf("are missing (the file is %d bytes shorter than when the broker last stopped)", last.size))
+				return
+			}
+			var logs syncBuffer
+			b, err := StartBroker("127.0.0.1:0", 2, []string{"in"}, slog.New(slog.NewTextHandler(&logs, nil)), DataDir(dir))
+			if err != nil {
+				t.Fatalf("start after an unclean stop with a commit past the end: %v", err)
+			}
+			recovered := testutil.ToFloat64(b.watch.m.errors.WithLabelValues(storageRecovery))
+			b.Close()
+			mustContain(t, "the start's log", logs.String(),
+				"level=ERROR msg=\"embedded broker recovered its data dir after an unclean stop: set a commit past its partition's end to the end\"",
+				fmt.Sprintf("group=g topic=in partition=0 old_offset=195 new_offset=%d", last.first))
+			if recovered != 1 {
+				t.Errorf("ddnn_broker_storage_errors_total{kind=recovery} = %v, want 1", recovered)
+			}
+			if got := readGroup(t, dir, 5); fmt.Sprint(got[0]) != fmt.Sprint(newIDs(5)) {
+				t.Errorf("partition 0 after the recovery read %v, want the 5 new records", got[0])
+			}
+		})
+	}
+}
