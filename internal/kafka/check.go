@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"hash/crc32"
+	"io"
+	"log/slog"
 	"maps"
 	"net/url"
 	"os"
@@ -16,6 +18,8 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/ddnn-continuum/ddnn/internal/wire"
 )
 
 // The embedded broker's data directory is checked before kfake loads it.
@@ -28,6 +32,11 @@ import (
 // refuses to start on a damaged directory, naming each damaged file, its
 // byte range and the offsets it held, and RepairDataDir drops exactly
 // the damaged bytes, keeps what follows them, and says what was dropped.
+// After an unclean stop, what an interrupted write leaves (a torn tail, a
+// commit past the end) is recovered at start instead (checkDataDir). The
+// check reads one segment at a time through a window of segWindow bytes
+// and keeps only where each batch lies, so its memory does not grow with
+// the data kept.
 
 var crc32c = crc32.MakeTable(crc32.Castagnoli)
 
@@ -40,6 +49,9 @@ const (
 type DamagedError struct {
 	Dir    string
 	Damage []Damage
+	// Clean says the broker had stopped cleanly before: a torn tail is
+	// then damage too, not an interrupted write.
+	Clean bool
 }
 
 func (e *DamagedError) Error() string {
@@ -47,6 +59,11 @@ func (e *DamagedError) Error() string {
 	fmt.Fprintf(&b, "embedded broker data dir %s is damaged, so the broker does not start on it:", e.Dir)
 	for _, d := range e.Damage {
 		b.WriteString("\n  " + d.String())
+	}
+	if e.Clean {
+		b.WriteString("\nthe broker had stopped cleanly (its files synced), so this is no write a crash interrupted")
+	} else {
+		b.WriteString("\nthe broker had not stopped cleanly, but this is more than the torn tail of an interrupted write, which the start drops by itself")
 	}
 	b.WriteString("\nrun `ddnn broker repair -f PIPELINE.yaml [--site NAME]` with the broker stopped: it drops exactly the damaged bytes, keeps what follows, and lists what is lost")
 	return b.String()
@@ -99,53 +116,132 @@ type batchSpan struct {
 	maxTS       int64
 }
 
-// validBatchAt reads the record batch at pos of raw if it is whole and
-// its CRC-32C matches.
-func validBatchAt(raw []byte, pos int) (batchSpan, bool) {
-	if pos+batchHeaderSize > len(raw) || raw[pos+16] != 2 {
+// segWindow is how much of a segment file segReader holds at a time: the
+// check and the repair read a segment in pieces of this size, so their
+// memory does not grow with the data the broker keeps.
+const segWindow = 256 << 10
+
+// segReader reads a segment file through one window of segWindow bytes.
+// The first read error is kept in err; reads after it find nothing.
+type segReader struct {
+	r    io.ReaderAt
+	size int
+	buf  []byte
+	win  []byte // bytes [wOff, wOff+len(win)) of the file
+	wOff int
+	err  error
+}
+
+func newSegReader(r io.ReaderAt, size int) *segReader {
+	return &segReader{r: r, size: size, buf: make([]byte, min(segWindow, max(size, batchHeaderSize)))}
+}
+
+// at is bytes [pos, pos+n) of the file (n <= segWindow, pos+n <= size),
+// valid until the next read; nil after a read error.
+func (r *segReader) at(pos, n int) []byte {
+	if pos >= r.wOff && pos+n <= r.wOff+len(r.win) {
+		return r.win[pos-r.wOff : pos-r.wOff+n]
+	}
+	if r.err != nil {
+		return nil
+	}
+	m := min(len(r.buf), r.size-pos)
+	if k, err := r.r.ReadAt(r.buf[:m], int64(pos)); k < m {
+		if err == nil || errors.Is(err, io.EOF) {
+			err = io.ErrUnexpectedEOF
+		}
+		r.err, r.win = err, nil
+		return nil
+	}
+	r.win, r.wOff = r.buf[:m], pos
+	return r.win[:n]
+}
+
+// crc is the CRC-32C of bytes [from, to) of the file, read a window at a
+// time.
+func (r *segReader) crc(from, to int) (uint32, bool) {
+	var c uint32
+	for pos := from; pos < to; {
+		n := min(len(r.buf), to-pos)
+		b := r.at(pos, n)
+		if b == nil {
+			return 0, false
+		}
+		c = crc32.Update(c, crc32c, b)
+		pos += n
+	}
+	return c, true
+}
+
+// copyTo writes bytes [from, to) of the file to w, a window at a time.
+func (r *segReader) copyTo(w io.Writer, from, to int) error {
+	for pos := from; pos < to; {
+		n := min(len(r.buf), to-pos)
+		b := r.at(pos, n)
+		if b == nil {
+			return r.err
+		}
+		if _, err := w.Write(b); err != nil {
+			return err
+		}
+		pos += n
+	}
+	return nil
+}
+
+// validBatchAt reads the record batch at pos if it is whole and its
+// CRC-32C matches.
+func validBatchAt(r *segReader, pos int) (batchSpan, bool) {
+	hb, ok := batchHeaderAt(r, pos)
+	if !ok || pos+hb.size > r.size {
 		return batchSpan{}, false
 	}
-	length := int(int32(binary.BigEndian.Uint32(raw[pos+8:])))
-	if length < batchHeaderSize-12 || pos+12+length > len(raw) {
+	h := r.at(pos, batchHeaderSize)
+	if h == nil {
 		return batchSpan{}, false
 	}
-	end := pos + 12 + length
-	if binary.BigEndian.Uint32(raw[pos+17:]) != crc32.Checksum(raw[pos+21:end], crc32c) {
+	want := binary.BigEndian.Uint32(h[17:])
+	if got, ok := r.crc(pos+21, pos+hb.size); !ok || got != want {
 		return batchSpan{}, false
 	}
-	first := int64(binary.BigEndian.Uint64(raw[pos:]))
-	return batchSpan{
-		pos: pos, size: 12 + length,
-		first: first, last: first + int64(int32(binary.BigEndian.Uint32(raw[pos+23:]))),
-		epoch: int32(binary.BigEndian.Uint32(raw[pos+12:])),
-		attrs: int16(binary.BigEndian.Uint16(raw[pos+21:])),
-		maxTS: int64(binary.BigEndian.Uint64(raw[pos+35:])),
-	}, true
+	return hb, true
 }
 
 // span is a byte range [from, to).
 type span struct{ from, to int }
 
+// badSpan is a damaged range of a segment file and what the header of a
+// batch at its start says, if one parses there (unverified).
+type badSpan struct {
+	span
+	hdr   batchSpan
+	hdrOK bool
+}
+
 // scanSegment splits a segment file into its readable batches and the
 // damaged ranges between them: after a damaged byte the scan resumes at
 // the next position where a whole batch with a matching CRC-32C starts.
-func scanSegment(raw []byte) (good []batchSpan, bad []span) {
-	for pos := 0; pos < len(raw); {
-		if b, ok := validBatchAt(raw, pos); ok {
+// It holds one window of the file at a time.
+func scanSegment(r *segReader) (good []batchSpan, bad []badSpan, err error) {
+	for pos := 0; pos < r.size && r.err == nil; {
+		if b, ok := validBatchAt(r, pos); ok {
 			good = append(good, b)
 			pos += b.size
 			continue
 		}
+		bs := badSpan{span: span{from: pos}}
+		bs.hdr, bs.hdrOK = batchHeaderAt(r, pos)
 		q := pos + 1
-		for ; q < len(raw); q++ {
-			if _, ok := validBatchAt(raw, q); ok {
+		for ; q < r.size && r.err == nil; q++ {
+			if _, ok := validBatchAt(r, q); ok {
 				break
 			}
 		}
-		bad = append(bad, span{pos, q})
+		bs.to = q
+		bad = append(bad, bs)
 		pos = q
 	}
-	return good, bad
+	return good, bad, r.err
 }
 
 // validEntryAt reads the groups.log or pids.log entry at pos of raw.
@@ -210,9 +306,9 @@ type partScan struct {
 type segScan struct {
 	base int64
 	path string // relative
-	raw  []byte
+	size int
 	good []batchSpan
-	bad  []span
+	bad  []badSpan
 	// fixed are the batches (by position) whose base offset, which
 	// their checksum does not cover, the offsets around them contradict:
 	// good holds them with the offsets restored.
@@ -265,6 +361,8 @@ type topicsFile struct {
 }
 
 // scanDataDir reads every segment file, groups.log and pids.log of dir.
+// It holds one window of one segment file at a time and keeps only where
+// the batches are and what offsets they hold.
 func scanDataDir(dir string) (*dirScan, error) {
 	s := &dirScan{}
 	compacted := map[string]bool{}
@@ -356,12 +454,10 @@ func (p *partScan) scan(dir string) error {
 		if err != nil {
 			continue
 		}
-		raw, err := os.ReadFile(filepath.Join(pdir, e.Name()))
-		if err != nil {
+		sg := segScan{base: off, path: filepath.Join(p.dir, e.Name())}
+		if err := sg.scan(dir); err != nil {
 			return err
 		}
-		sg := segScan{base: off, path: filepath.Join(p.dir, e.Name()), raw: raw}
-		sg.good, sg.bad = scanSegment(raw)
 		p.segs = append(p.segs, sg)
 	}
 	slices.SortFunc(p.segs, func(a, b segScan) int { return int(min(max(a.base-b.base, -1), 1)) })
@@ -383,32 +479,51 @@ func (p *partScan) scan(dir string) error {
 			continue
 		}
 		for _, ss := range p.snap.Segments {
-			if ss.BaseOffset != sg.base || ss.Size <= int64(len(sg.raw)) {
+			if ss.BaseOffset != sg.base || ss.Size <= int64(sg.size) {
 				continue
 			}
-			if n := len(sg.bad); n > 0 && sg.bad[n-1].to == len(sg.raw) {
+			if n := len(sg.bad); n > 0 && sg.bad[n-1].to == sg.size {
 				d := &p.damage[len(p.damage)-1]
-				d.Reason += fmt.Sprintf(", and the file is %d bytes shorter than when the broker last stopped", ss.Size-int64(len(sg.raw)))
+				d.Reason += fmt.Sprintf(", and the file is %d bytes shorter than when the broker last stopped", ss.Size-int64(sg.size))
 				continue
 			}
-			d := p.segDamage(i, span{len(sg.raw), len(sg.raw)})
+			d := p.segDamage(i, badSpan{span: span{sg.size, sg.size}})
 			d.To = ss.Size
-			d.Reason = fmt.Sprintf("are missing (the file is %d bytes shorter than when the broker last stopped)", ss.Size-int64(len(sg.raw)))
+			d.Reason = fmt.Sprintf("are missing (the file is %d bytes shorter than when the broker last stopped)", ss.Size-int64(sg.size))
 			p.damage = append(p.damage, d)
 		}
 	}
 	return nil
 }
 
+// scan reads the segment file a window at a time.
+func (sg *segScan) scan(dir string) error {
+	f, err := os.Open(filepath.Join(dir, sg.path))
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return err
+	}
+	sg.size = int(fi.Size())
+	sg.good, sg.bad, err = scanSegment(newSegReader(f, sg.size))
+	if err != nil {
+		return fmt.Errorf("read %s: %w", sg.path, err)
+	}
+	return nil
+}
+
 // segDamage describes damaged range b of segment i: the offsets it held
 // lie between the readable batches around it.
-func (p *partScan) segDamage(i int, b span) Damage {
+func (p *partScan) segDamage(i int, b badSpan) Damage {
 	sg := &p.segs[i]
-	d := Damage{File: sg.path, From: int64(b.from), To: int64(b.to), Size: int64(len(sg.raw)),
+	d := Damage{File: sg.path, From: int64(b.from), To: int64(b.to), Size: int64(sg.size),
 		Topic: p.topic, Partition: p.partition, First: -1, Last: -1, Entries: -1}
 	d.Reason = "fail their checksum (CRC-32C)"
-	if b.to == len(sg.raw) {
-		if hb, ok := batchHeaderAt(sg.raw, b.from); (ok && b.from+hb.size > len(sg.raw)) || len(sg.raw)-b.from < batchHeaderSize {
+	if b.to == sg.size {
+		if hb, ok := b.hdr, b.hdrOK; (ok && b.from+hb.size > sg.size) || sg.size-b.from < batchHeaderSize {
 			d.Reason = "are a batch cut short (the file ends inside it)"
 		}
 	}
@@ -444,38 +559,147 @@ func (p *partScan) segDamage(i int, b span) Damage {
 		d.Last, d.Bounds = p.snap.HighWatermark-1, "up to the end recorded at the last clean stop"
 		return d
 	}
-	if hb, ok := batchHeaderAt(sg.raw, b.from); ok && hb.first == d.First && hb.last >= hb.first {
+	if hb, ok := b.hdr, b.hdrOK; ok && hb.first == d.First && hb.last >= hb.first {
 		d.Last, d.Bounds = hb.last, "as the damaged batch's header says (unverified)"
 	}
 	return d
 }
 
 // batchHeaderAt reads the header of a batch at pos without checking it.
-func batchHeaderAt(raw []byte, pos int) (batchSpan, bool) {
-	if pos+batchHeaderSize > len(raw) || raw[pos+16] != 2 {
+func batchHeaderAt(r *segReader, pos int) (batchSpan, bool) {
+	if pos+batchHeaderSize > r.size {
 		return batchSpan{}, false
 	}
-	length := int(int32(binary.BigEndian.Uint32(raw[pos+8:])))
+	h := r.at(pos, batchHeaderSize)
+	if h == nil || h[16] != 2 {
+		return batchSpan{}, false
+	}
+	length := int(int32(binary.BigEndian.Uint32(h[8:])))
 	if length < batchHeaderSize-12 {
 		return batchSpan{}, false
 	}
-	first := int64(binary.BigEndian.Uint64(raw[pos:]))
+	first := int64(binary.BigEndian.Uint64(h))
 	return batchSpan{pos: pos, size: 12 + length, first: first,
-		last:  first + int64(int32(binary.BigEndian.Uint32(raw[pos+23:]))),
-		attrs: int16(binary.BigEndian.Uint16(raw[pos+21:]))}, true
+		last:  first + int64(int32(binary.BigEndian.Uint32(h[23:]))),
+		epoch: int32(binary.BigEndian.Uint32(h[12:])),
+		attrs: int16(binary.BigEndian.Uint16(h[21:])),
+		maxTS: int64(binary.BigEndian.Uint64(h[35:]))}, true
 }
 
-// checkDataDir refuses a damaged data directory.
-func checkDataDir(dir string) error {
+// cleanStopFile is the file Broker.Close writes once kfake has saved its
+// state (and synced its files), and the start removes before kfake loads
+// the directory: its absence at start says the broker did not stop
+// cleanly (killed, a crash of the machine, a power loss), as Apache
+// Kafka's .kafka_cleanshutdown does. kfake's own snapshot.json cannot say
+// it: kfake writes it at a clean stop but leaves it in place at start, so
+// after a crash it is the one of some earlier stop.
+const cleanStopFile = "clean_stop"
+
+// markCleanStop records a clean stop of the broker of dir.
+func markCleanStop(dir string) error {
+	path := filepath.Join(dir, cleanStopFile)
+	if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return err
+	}
+	if err := writeFileSync(path, nil); err != nil {
+		return err
+	}
+	return syncDir(dir)
+}
+
+// cleanStopped reports whether dir's broker stopped cleanly last.
+func cleanStopped(dir string) (bool, error) {
+	path := filepath.Join(dir, cleanStopFile)
+	if _, err := os.Lstat(path); errors.Is(err, os.ErrNotExist) {
+		return false, nil
+	} else if err != nil {
+		return false, err
+	}
+	return true, nil
+}
+
+// dropCleanStop removes the record of the last clean stop as the broker
+// starts: until its next clean stop, a crash may cut the directory short.
+func dropCleanStop(dir string) error {
+	if err := os.Remove(filepath.Join(dir, cleanStopFile)); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return err
+	}
+	return syncDir(dir)
+}
+
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	return d.Sync()
+}
+
+// checkDataDir refuses a damaged data directory. After an unclean stop
+// (clean false) it first recovers what an interrupted write leaves, as
+// Apache Kafka's log recovery does: when the only damage is torn tails
+// (the last batch of a partition's last segment, or the last entry of
+// groups.log or pids.log, cut short or unreadable up to the end of the
+// file) and commits past their partition's end, it drops those tails,
+// sets those commits to the end, and returns what it did. Damage anywhere
+// else, or any damage after a clean stop (which synced every file), is no
+// interrupted write: the start is refused.
+func checkDataDir(dir string, clean bool) (*RepairReport, error) {
 	s, err := scanDataDir(dir)
 	if err != nil {
-		return fmt.Errorf("embedded broker data dir %s: check: %w", dir, err)
+		return nil, fmt.Errorf("embedded broker data dir %s: check: %w", dir, err)
 	}
 	d := append(s.damage(), s.commitsPastEnd()...)
-	if len(d) > 0 {
-		return &DamagedError{Dir: dir, Damage: d}
+	if len(d) == 0 {
+		return nil, nil
 	}
-	return nil
+	if !clean && s.tornOnly() {
+		rep, err := s.repair(dir)
+		if err != nil {
+			return rep, fmt.Errorf("embedded broker data dir %s: recover after an unclean stop: %w", dir, err)
+		}
+		return rep, nil
+	}
+	return nil, &DamagedError{Dir: dir, Damage: d, Clean: clean}
+}
+
+// tornOnly reports whether all of s's damage is torn tails: in each
+// damaged partition only the end of its last segment, from its last
+// readable batch, and no file shorter than at the last clean stop; in
+// groups.log and pids.log only their end, from their last readable entry.
+func (s *dirScan) tornOnly() bool {
+	for _, p := range s.parts {
+		if len(p.damage) == 0 {
+			continue
+		}
+		if len(p.damage) != 1 || len(p.segs) == 0 {
+			return false
+		}
+		last := &p.segs[len(p.segs)-1]
+		for i := range p.segs {
+			sg := &p.segs[i]
+			if len(sg.fixed) > 0 || (sg != last && len(sg.bad) > 0) {
+				return false
+			}
+		}
+		if len(last.bad) != 1 || last.bad[0].to != last.size {
+			return false
+		}
+		if p.snap != nil && !p.compacted {
+			for _, ss := range p.snap.Segments {
+				if ss.BaseOffset == last.base && ss.Size > int64(last.size) {
+					return false // lost what the last clean stop had synced
+				}
+			}
+		}
+	}
+	for _, l := range s.logs {
+		if len(l.bad) > 1 || (len(l.bad) == 1 && l.bad[0].to != len(l.raw)) {
+			return false
+		}
+	}
+	return true
 }
 
 // commitsPastEnd are the commits past their partition's end: kfake would
@@ -521,17 +745,21 @@ func (r *DroppedRecord) Header(key string) (string, bool) {
 // readDamagedRecords reads what records it can from a damaged range of a
 // segment: the batches whose headers still parse, decompressed if they
 // can be, each record until one fails to parse.
-func readDamagedRecords(topic string, partition int32, raw []byte, b span) []DroppedRecord {
+// It reads one batch at a time.
+func readDamagedRecords(topic string, partition int32, r *segReader, b span) []DroppedRecord {
 	var out []DroppedRecord
 	dec := kgo.DefaultDecompressor()
 	for pos := b.from; pos < b.to; {
-		hb, ok := batchHeaderAt(raw, pos)
+		hb, ok := batchHeaderAt(r, pos)
 		if !ok {
 			break
 		}
+		n := int(int32(binary.BigEndian.Uint32(r.at(pos, batchHeaderSize)[57:])))
 		end := min(pos+hb.size, b.to)
-		recs := raw[pos+batchHeaderSize : end]
-		n := int(int32(binary.BigEndian.Uint32(raw[pos+57:])))
+		recs := make([]byte, max(end-pos-batchHeaderSize, 0))
+		if _, err := r.r.ReadAt(recs, int64(pos+batchHeaderSize)); err != nil {
+			break
+		}
 		if codec := hb.attrs & 0x07; codec != 0 {
 			d, err := dec.Decompress(recs, kgo.CompressionCodecType(codec))
 			if err != nil {
@@ -601,7 +829,7 @@ func (p *partScan) checkOffsets() {
 					sg.fixed = map[int]int64{}
 				}
 				sg.fixed[b.pos] = expect
-				p.damage = append(p.damage, Damage{File: sg.path, From: int64(b.pos), To: int64(b.pos + 8), Size: int64(len(sg.raw)),
+				p.damage = append(p.damage, Damage{File: sg.path, From: int64(b.pos), To: int64(b.pos + 8), Size: int64(sg.size),
 					Reason: fmt.Sprintf("hold the base offset %d where the batches around say %d (the base offset is not covered by the batch's checksum)", b.first, expect),
 					Topic:  p.topic, Partition: p.partition, First: expect, Last: expect + delta, Entries: -1,
 					Bounds: "intact: the repair restores the base offset and keeps them"})
@@ -627,4 +855,49 @@ func (p *partScan) nextFirst(i, j int) int64 {
 		return p.snap.HighWatermark
 	}
 	return -1
+}
+
+// logRecovery logs at ERROR, a line each, what checkDataDir dropped after
+// an unclean stop, and counts each in ddnn_broker_storage_errors_total
+// {kind="recovery"}.
+func logRecovery(log *slog.Logger, m *storageMetrics, rep *RepairReport) {
+	for _, d := range rep.Damage {
+		m.errors.WithLabelValues(storageRecovery).Inc()
+		attrs := []any{"data_dir", rep.Dir, "file", d.File, "bytes", fmt.Sprintf("%d-%d of %d", d.From, d.To, d.Size), "reason", d.Reason}
+		if d.Topic != "" {
+			attrs = append(attrs, "topic", d.Topic, "partition", d.Partition, "first_offset", d.First)
+			if d.Last >= d.First {
+				attrs = append(attrs, "last_offset", d.Last, "records", d.Last-d.First+1, "bounds", d.Bounds)
+			}
+			var ids []string
+			for _, r := range rep.Records {
+				if r.Topic == d.Topic && r.Partition == d.Partition && r.Offset >= d.First && (d.Last < d.First || r.Offset <= d.Last) {
+					id, ok := r.Header(wire.HeaderID)
+					if !ok {
+						id = string(r.Key)
+					}
+					ids = append(ids, id)
+				}
+			}
+			attrs = append(attrs, "readable_ids", strings.Join(ids, ","))
+		}
+		log.Error("embedded broker recovered its data dir after an unclean stop: dropped a torn tail (a write the stop cut short)", attrs...)
+	}
+	for _, u := range rep.Unprocessed {
+		log.Error("embedded broker recovered its data dir after an unclean stop: records lost", "data_dir", rep.Dir,
+			"group", u.Group, "topic", u.Topic, "partition", u.Partition, "committed", u.Committed,
+			"first_offset", u.First, "last_offset", u.Last, "records", u.Last-u.First+1)
+	}
+	for _, c := range rep.Commits {
+		m.errors.WithLabelValues(storageRecovery).Inc()
+		log.Error("embedded broker recovered its data dir after an unclean stop: set a commit past its partition's end to the end", "data_dir", rep.Dir,
+			"group", c.Group, "topic", c.Topic, "partition", c.Partition, "old_offset", c.Old, "new_offset", c.New)
+	}
+	for _, e := range rep.LostEntries {
+		attrs := []any{"data_dir", rep.Dir, "file", e.File, "reads", e.Reads}
+		if e.Topic != "" {
+			attrs = append(attrs, "group", e.Group, "topic", e.Topic, "partition", e.Partition, "kept_commit", e.Kept)
+		}
+		log.Error("embedded broker recovered its data dir after an unclean stop: dropped a log entry", attrs...)
+	}
 }

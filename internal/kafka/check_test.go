@@ -2,15 +2,20 @@ package kafka
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 )
@@ -25,28 +30,49 @@ const idHeader = "ddnn-id"
 
 func seedDamageDir(t *testing.T, commits map[int32]int64) string {
 	t.Helper()
+	return seedDamageDirWith(t, commits)
+}
+
+// seedDamageDirWith seeds with the producer options opts added.
+func seedDamageDirWith(t *testing.T, commits map[int32]int64, opts ...kgo.Opt) string {
+	t.Helper()
 	dir := filepath.Join(t.TempDir(), "data")
 	b, err := StartBroker("127.0.0.1:0", 2, []string{"in"}, nil, DataDir(dir))
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer b.Close()
-	cl, err := kgo.NewClient(kgo.SeedBrokers(b.Addr()), kgo.RecordPartitioner(kgo.ManualPartitioner()), kgo.ProducerLinger(0))
+	// Manual flushing: each flush sends the 10 records as one batch
+	// (with linger 0 kgo may send the first alone).
+	cl, err := kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers(b.Addr()), kgo.RecordPartitioner(kgo.ManualPartitioner()), kgo.ManualFlushing()}, opts...)...)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer cl.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
+	var (
+		mu     sync.Mutex
+		failed error
+	)
 	for p, n := range map[int32]int{0: 200, 1: 100} {
 		for i := 0; i < n; i += 10 {
-			var rs []*kgo.Record
 			for j := i; j < i+10; j++ {
 				id := fmt.Sprintf("m-%d-%03d", p, j)
-				rs = append(rs, &kgo.Record{Topic: "in", Partition: p, Key: []byte(id), Value: []byte("value of " + id),
-					Headers: []kgo.RecordHeader{{Key: idHeader, Value: []byte(id)}}})
+				cl.Produce(ctx, &kgo.Record{Topic: "in", Partition: p, Key: []byte(id), Value: []byte("value of " + id),
+					Headers: []kgo.RecordHeader{{Key: idHeader, Value: []byte(id)}}}, func(_ *kgo.Record, err error) {
+					mu.Lock()
+					failed = cmp.Or(failed, err)
+					mu.Unlock()
+				})
 			}
-			if err := cl.ProduceSync(ctx, rs...).FirstErr(); err != nil {
+			if err := cl.Flush(ctx); err != nil {
+				t.Fatal(err)
+			}
+			mu.Lock()
+			err := failed
+			mu.Unlock()
+			if err != nil {
 				t.Fatal(err)
 			}
 		}
@@ -202,7 +228,10 @@ func mustContain(t *testing.T, what, s string, want ...string) {
 // batchAt finds the readable batch of a segment file holding byte pos.
 func batchAt(t *testing.T, raw []byte, pos int) batchSpan {
 	t.Helper()
-	good, bad := scanSegment(raw)
+	good, bad, err := scanSegment(newSegReader(bytes.NewReader(raw), len(raw)))
+	if err != nil {
+		t.Fatal(err)
+	}
 	if len(bad) > 0 {
 		t.Fatalf("segment damaged before the test damaged it: %v", bad)
 	}
@@ -285,7 +314,7 @@ func TestCorruptSegmentTail(t *testing.T) {
 		t.Fatal(err)
 	}
 	last := batchAt(t, raw, len(raw)-1)
-	if last.size <= 100 {
+	if last.size <= 100 || last.first > 195 || last.last != 199 {
 		t.Fatalf("the last batch is %d bytes: cutting 100 would cut it whole", last.size)
 	}
 	if err := os.Truncate(seg, int64(len(raw)-100)); err != nil {
@@ -294,12 +323,13 @@ func TestCorruptSegmentTail(t *testing.T) {
 
 	said := startRefused(t, dir)
 	mustContain(t, "the refusal", said,
-		fmt.Sprintf("partitions/in-0/0.dat: bytes %d-%d of %d are a batch cut short (the file ends inside it), and the file is 100 bytes shorter than when the broker last stopped: offsets 190-199 of in-0 (10 records", last.pos, len(raw)-100, len(raw)-100))
+		fmt.Sprintf("partitions/in-0/0.dat: bytes %d-%d of %d are a batch cut short (the file ends inside it), and the file is 100 bytes shorter than when the broker last stopped: offsets %d-199 of in-0 (%d records", last.pos, len(raw)-100, len(raw)-100, last.first, 200-last.first),
+		"the broker had stopped cleanly")
 
 	_, out := repair(t, dir)
 	mustContain(t, "the report", out,
 		"lost: 5 records of in-0 (offsets 195-199) group g had not processed (committed 195)",
-		"commit of group g for in-0 set from 195 to 190 (past the partition's end)")
+		fmt.Sprintf("commit of group g for in-0 set from 195 to %d (past the partition's end)", last.first))
 
 	got := readGroup(t, dir, 5)
 	if fmt.Sprint(got[0]) != fmt.Sprint(newIDs(5)) {
@@ -384,5 +414,171 @@ func TestCorruptSegmentBaseOffset(t *testing.T) {
 	got := readGroup(t, dir, 5)
 	if want := append(ids(0, 60, 200), newIDs(5)...); fmt.Sprint(got[0]) != fmt.Sprint(want) {
 		t.Errorf("partition 0 after the repair read\n%v\nwant\n%v", got[0], want)
+	}
+}
+
+// uncleanStop makes dir look as a broker killed (or cut off by a power
+// loss) before it ever stopped cleanly leaves it: no record of a clean
+// stop and no kfake snapshot.json.
+func uncleanStop(t *testing.T, dir string) {
+	t.Helper()
+	snaps, err := filepath.Glob(filepath.Join(dir, "partitions", "*", "snapshot.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, cleanStopFile)); err != nil {
+		t.Fatalf("the seeding broker's clean stop left no mark: %v", err)
+	}
+	for _, f := range append(snaps, filepath.Join(dir, cleanStopFile)) {
+		if err := os.Remove(f); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// TestUncleanStopTornTail: after an unclean stop, the last batch of in-0
+// cut short (100 bytes of it never reached the disk) and the group's
+// commit at 195 past the new end. The start drops the torn batch and sets
+// the commit to the end by itself, as Apache Kafka's log recovery does,
+// logging at ERROR what it dropped (the offsets, the readable ids) and
+// counting it; the group then reads the records produced after, none
+// skipped.
+func TestUncleanStopTornTail(t *testing.T) {
+	// Uncompressed, so the records of the torn batch before the cut can
+	// still be read (a cut compressed batch does not decompress).
+	dir := seedDamageDirWith(t, map[int32]int64{0: 195}, kgo.ProducerBatchCompression(kgo.NoCompression()))
+	uncleanStop(t, dir)
+	seg := filepath.Join(dir, "partitions", "in-0", "0.dat")
+	raw, err := os.ReadFile(seg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	last := batchAt(t, raw, len(raw)-1)
+	if last.size <= 100 || last.first > 195 || last.last != 199 {
+		t.Fatalf("the last batch is %+v: want one holding 195-199 and longer than 100 bytes", last)
+	}
+	if err := os.Truncate(seg, int64(len(raw)-100)); err != nil {
+		t.Fatal(err)
+	}
+
+	var logs syncBuffer
+	reg := prometheus.NewRegistry()
+	b, err := StartBroker("127.0.0.1:0", 2, []string{"in"}, slog.New(slog.NewTextHandler(&logs, nil)), DataDir(dir), BrokerMetrics(reg))
+	if err != nil {
+		t.Fatalf("start after an unclean stop with a torn tail: %v", err)
+	}
+	recovered := testutil.ToFloat64(b.watch.m.errors.WithLabelValues(storageRecovery))
+	if _, err := os.Stat(filepath.Join(dir, cleanStopFile)); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("a running broker's directory is marked as stopped cleanly (%v)", err)
+	}
+	b.Close()
+	if _, err := os.Stat(filepath.Join(dir, cleanStopFile)); err != nil {
+		t.Errorf("a clean stop left no mark: %v", err)
+	}
+	t.Logf("start logs:\n%s", logs.String())
+	mustContain(t, "the start's log", logs.String(),
+		"level=ERROR msg=\"embedded broker recovered its data dir after an unclean stop: dropped a torn tail",
+		fmt.Sprintf("file=partitions/in-0/0.dat bytes=\"%d-%d of %d\"", last.pos, len(raw)-100, len(raw)-100),
+		fmt.Sprintf("topic=in partition=0 first_offset=%d", last.first),
+		fmt.Sprintf("readable_ids=m-0-%03d,m-0-%03d,", last.first, last.first+1),
+		"msg=\"embedded broker recovered its data dir after an unclean stop: records lost\"",
+		"group=g topic=in partition=0 committed=195 first_offset=195",
+		"msg=\"embedded broker recovered its data dir after an unclean stop: set a commit past its partition's end to the end\"",
+		fmt.Sprintf("group=g topic=in partition=0 old_offset=195 new_offset=%d", last.first))
+	if recovered != 2 {
+		t.Errorf("ddnn_broker_storage_errors_total{kind=recovery} = %v, want 2 (the tail and the commit)", recovered)
+	}
+
+	got := readGroup(t, dir, 5)
+	if fmt.Sprint(got[0]) != fmt.Sprint(newIDs(5)) {
+		t.Errorf("partition 0 after the recovery read %v, want the 5 new records", got[0])
+	}
+	if fmt.Sprint(got[1]) != fmt.Sprint(ids(1, 0, 100)) {
+		t.Errorf("partition 1 after the recovery read %d records, want its 100 (no commit)", len(got[1]))
+	}
+}
+
+// TestUncleanStopMiddleRefused: after an unclean stop, a byte flipped in
+// the middle of a segment is no write the stop interrupted: the start is
+// still refused and changes nothing.
+func TestUncleanStopMiddleRefused(t *testing.T) {
+	dir := seedDamageDir(t, map[int32]int64{0: 120})
+	uncleanStop(t, dir)
+	seg := filepath.Join(dir, "partitions", "in-0", "0.dat")
+	raw, err := os.ReadFile(seg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	hit := batchAt(t, raw, len(raw)*40/100)
+	raw[hit.pos+hit.size/2] ^= 0x01 // in its records, which its CRC covers
+	if err := os.WriteFile(seg, raw, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	// And a torn tail of groups.log, which alone the start would drop.
+	gl := filepath.Join(dir, "groups.log")
+	glRaw, err := os.ReadFile(gl)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Truncate(gl, int64(len(glRaw)-3)); err != nil {
+		t.Fatal(err)
+	}
+
+	said := startRefused(t, dir)
+	mustContain(t, "the refusal", said,
+		fmt.Sprintf("partitions/in-0/0.dat: bytes %d-%d of %d fail their checksum (CRC-32C): offsets %d-%d of in-0", hit.pos, hit.pos+hit.size, len(raw), hit.first, hit.last),
+		"groups.log: bytes",
+		"the broker had not stopped cleanly, but this is more than the torn tail of an interrupted write")
+	if now, err := os.ReadFile(seg); err != nil || !bytes.Equal(now, raw) {
+		t.Errorf("the refused start changed the segment (%v)", err)
+	}
+	if fi, err := os.Stat(gl); err != nil || fi.Size() != int64(len(glRaw)-3) {
+		t.Errorf("the refused start changed groups.log (%v)", err)
+	}
+}
+
+// TestUncleanStopCommitPastEnd: after an unclean stop, the whole last
+// batch of in-0 never reached the disk while the group's commit at 195
+// did. The start sets the commit to the new end by itself, logging it,
+// and the group skips none of the records produced after; after a clean
+// stop the same is refused.
+func TestUncleanStopCommitPastEnd(t *testing.T) {
+	for _, unclean := range []bool{true, false} {
+		t.Run(fmt.Sprintf("unclean=%v", unclean), func(t *testing.T) {
+			dir := seedDamageDir(t, map[int32]int64{0: 195})
+			if unclean {
+				uncleanStop(t, dir)
+			}
+			seg := filepath.Join(dir, "partitions", "in-0", "0.dat")
+			raw, err := os.ReadFile(seg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			last := batchAt(t, raw, len(raw)-1)
+			if err := os.Truncate(seg, int64(last.pos)); err != nil {
+				t.Fatal(err)
+			}
+			if !unclean {
+				mustContain(t, "the refusal", startRefused(t, dir),
+					fmt.Sprintf("are missing (the file is %d bytes shorter than when the broker last stopped)", last.size))
+				return
+			}
+			var logs syncBuffer
+			b, err := StartBroker("127.0.0.1:0", 2, []string{"in"}, slog.New(slog.NewTextHandler(&logs, nil)), DataDir(dir))
+			if err != nil {
+				t.Fatalf("start after an unclean stop with a commit past the end: %v", err)
+			}
+			recovered := testutil.ToFloat64(b.watch.m.errors.WithLabelValues(storageRecovery))
+			b.Close()
+			mustContain(t, "the start's log", logs.String(),
+				"level=ERROR msg=\"embedded broker recovered its data dir after an unclean stop: set a commit past its partition's end to the end\"",
+				fmt.Sprintf("group=g topic=in partition=0 old_offset=195 new_offset=%d", last.first))
+			if recovered != 1 {
+				t.Errorf("ddnn_broker_storage_errors_total{kind=recovery} = %v, want 1", recovered)
+			}
+			if got := readGroup(t, dir, 5); fmt.Sprint(got[0]) != fmt.Sprint(newIDs(5)) {
+				t.Errorf("partition 0 after the recovery read %v, want the 5 new records", got[0])
+			}
+		})
 	}
 }

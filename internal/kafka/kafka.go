@@ -190,7 +190,21 @@ func StartBroker(addr string, partitions int32, topics []string, log *slog.Logge
 			b.unlock()
 			return nil, fmt.Errorf("embedded broker data dir: %w", err)
 		}
-		if err := checkDataDir(cfg.dataDir); err != nil {
+		m, err := newStorageMetrics(cfg.reg)
+		if err != nil {
+			b.unlock()
+			return nil, err
+		}
+		clean, err := cleanStopped(cfg.dataDir)
+		if err != nil {
+			b.unlock()
+			return nil, fmt.Errorf("embedded broker data dir: %w", err)
+		}
+		rec, err := checkDataDir(cfg.dataDir, clean)
+		if rec != nil {
+			logRecovery(blog.log, m, rec)
+		}
+		if err != nil {
 			b.unlock()
 			return nil, err
 		}
@@ -198,10 +212,9 @@ func StartBroker(addr string, partitions int32, topics []string, log *slog.Logge
 			b.unlock()
 			return nil, err
 		}
-		m, err := newStorageMetrics(cfg.reg)
-		if err != nil {
+		if err := dropCleanStop(cfg.dataDir); err != nil {
 			b.unlock()
-			return nil, err
+			return nil, fmt.Errorf("embedded broker data dir: %w", err)
 		}
 		b.watch = newStorageWatch(blog.log, m, cfg.dataDir, cfg.probeEvery)
 		blog.watch = b.watch
@@ -294,7 +307,14 @@ func (b *Broker) DataDir() string { return b.dataDir }
 
 // Close stops the broker; with a data directory it saves its state there
 // first and then releases the directory.
+//
+// Once kfake has saved its state without a storage error, the directory
+// is marked as stopped cleanly (see checkDataDir).
 func (b *Broker) Close() {
+	var errs int
+	if b.watch != nil {
+		errs = b.watch.errorCount()
+	}
 	b.cluster.Close()
 	if b.dataDir != "" {
 		// kfake creates files 0644 and directories 0755 (inside the
@@ -302,6 +322,11 @@ func (b *Broker) Close() {
 		// owner-only before the directory is released.
 		if err := restrictDataDir(b.dataDir); err != nil {
 			b.log.Error("embedded broker data dir permissions", "data_dir", b.dataDir, "err", err)
+		}
+		if b.watch != nil && (b.watch.errorCount() != errs || b.watch.isFailing()) {
+			b.log.Error("embedded broker did not save its data dir cleanly at stop; the next start recovers it as after a crash", "data_dir", b.dataDir)
+		} else if err := markCleanStop(b.dataDir); err != nil {
+			b.log.Error("embedded broker could not mark its data dir as stopped cleanly; the next start recovers it as after a crash", "data_dir", b.dataDir, "err", err)
 		}
 	}
 	b.unlock()

@@ -1,6 +1,7 @@
 package kafka
 
 import (
+	"bufio"
 	"bytes"
 	"encoding/binary"
 	"encoding/json"
@@ -83,6 +84,12 @@ func RepairDataDir(dir string) (*RepairReport, error) {
 	if err != nil {
 		return nil, fmt.Errorf("embedded broker data dir %s: %w", dir, err)
 	}
+	return s.repair(dir)
+}
+
+// repair drops the damage s found in dir (locked) and sets the commits
+// past their partition's end to the end.
+func (s *dirScan) repair(dir string) (*RepairReport, error) {
 	rep := &RepairReport{Dir: dir, Damage: s.damage()}
 	commits := s.commits()
 
@@ -92,13 +99,13 @@ func RepairDataDir(dir string) (*RepairReport, error) {
 		}
 		for i := range p.segs {
 			sg := &p.segs[i]
-			for _, b := range sg.bad {
-				rep.Records = append(rep.Records, readDamagedRecords(p.topic, p.partition, sg.raw, b)...)
+			if len(sg.bad) == 0 && len(sg.fixed) == 0 {
+				continue
 			}
-			if len(sg.bad) > 0 || len(sg.fixed) > 0 {
-				if err := rewriteSegment(dir, sg); err != nil {
-					return rep, err
-				}
+			recs, err := rewriteSegment(dir, p, sg)
+			rep.Records = append(rep.Records, recs...)
+			if err != nil {
+				return rep, err
 			}
 		}
 		// A snapshot describes the files as they were; kfake rebuilds
@@ -190,34 +197,54 @@ func RepairDataDir(dir string) (*RepairReport, error) {
 	return rep, nil
 }
 
-// rewriteSegment writes sg's readable batches, unchanged, as its segment
-// file, and their index entries (kfake's .idx: per batch, its leader
-// epoch, the largest timestamp so far and whether it is transactional).
-func rewriteSegment(dir string, sg *segScan) error {
-	var dat, idx []byte
-	var maxTS int64 = -1
-	for _, b := range sg.good {
-		at := len(dat)
-		dat = append(dat, sg.raw[b.pos:b.pos+b.size]...)
-		if first, ok := sg.fixed[b.pos]; ok {
-			binary.BigEndian.PutUint64(dat[at:], uint64(first))
-		}
-		maxTS = max(maxTS, b.maxTS)
-		var e [15]byte
-		e[0] = 1
-		binary.LittleEndian.PutUint32(e[2:6], uint32(b.epoch))
-		binary.LittleEndian.PutUint64(e[6:14], uint64(maxTS))
-		if b.attrs&0x10 != 0 && b.attrs&0x20 == 0 {
-			e[14] = 1
-		}
-		e[1] = byte(crc32.Checksum(e[2:], crc32c))
-		idx = append(idx, e[:]...)
-	}
+// rewriteSegment reads what records it can of sg's damaged ranges and
+// writes sg's readable batches, unchanged, as its segment file, and their
+// index entries (kfake's .idx: per batch, its leader epoch, the largest
+// timestamp so far and whether it is transactional). It reads the file
+// again a window at a time, as the scan did.
+func rewriteSegment(dir string, p *partScan, sg *segScan) ([]DroppedRecord, error) {
 	path := filepath.Join(dir, sg.path)
-	if err := replaceFile(path, dat); err != nil {
-		return err
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("repair %s: %w", path, err)
 	}
-	return replaceFile(path[:len(path)-len(".dat")]+".idx", idx)
+	defer f.Close()
+	r := newSegReader(f, sg.size)
+	var recs []DroppedRecord
+	for _, b := range sg.bad {
+		recs = append(recs, readDamagedRecords(p.topic, p.partition, r, b.span)...)
+	}
+	var idx []byte
+	var maxTS int64 = -1
+	err = replaceFileFrom(path, func(w io.Writer) error {
+		for _, b := range sg.good {
+			if first, ok := sg.fixed[b.pos]; ok {
+				if _, err := w.Write(binary.BigEndian.AppendUint64(nil, uint64(first))); err != nil {
+					return err
+				}
+				if err := r.copyTo(w, b.pos+8, b.pos+b.size); err != nil {
+					return err
+				}
+			} else if err := r.copyTo(w, b.pos, b.pos+b.size); err != nil {
+				return err
+			}
+			maxTS = max(maxTS, b.maxTS)
+			var e [15]byte
+			e[0] = 1
+			binary.LittleEndian.PutUint32(e[2:6], uint32(b.epoch))
+			binary.LittleEndian.PutUint64(e[6:14], uint64(maxTS))
+			if b.attrs&0x10 != 0 && b.attrs&0x20 == 0 {
+				e[14] = 1
+			}
+			e[1] = byte(crc32.Checksum(e[2:], crc32c))
+			idx = append(idx, e[:]...)
+		}
+		return nil
+	})
+	if err != nil {
+		return recs, err
+	}
+	return recs, replaceFile(path[:len(path)-len(".dat")]+".idx", idx)
 }
 
 // replaceFile replaces path with an owner-only file holding data, synced
@@ -226,6 +253,36 @@ func replaceFile(path string, data []byte) error {
 	tmp := path + ".repair.tmp"
 	os.Remove(tmp)
 	if err := writeFileSync(tmp, data); err != nil {
+		os.Remove(tmp)
+		return fmt.Errorf("repair %s: %w", path, err)
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		return fmt.Errorf("repair %s: %w", path, err)
+	}
+	return nil
+}
+
+// replaceFileFrom replaces path with an owner-only file holding what
+// write writes, synced before the rename.
+func replaceFileFrom(path string, write func(io.Writer) error) error {
+	tmp := path + ".repair.tmp"
+	os.Remove(tmp)
+	err := func() error {
+		f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+		if err != nil {
+			return err
+		}
+		w := bufio.NewWriterSize(f, 64<<10)
+		err = write(w)
+		if err == nil {
+			err = w.Flush()
+		}
+		if err == nil {
+			err = f.Sync()
+		}
+		return errors.Join(err, f.Close())
+	}()
+	if err != nil {
 		os.Remove(tmp)
 		return fmt.Errorf("repair %s: %w", path, err)
 	}

@@ -204,6 +204,9 @@ const (
 	storagePIDsLog   = "pids_log"
 	storageState     = "state"
 	storageLoad      = "load"
+	// A torn tail or a commit past its partition's end dropped at start
+	// after an unclean stop (checkDataDir).
+	storageRecovery = "recovery"
 )
 
 // storageKind is the kind of a kfake log line that reports a storage
@@ -235,14 +238,14 @@ func newStorageMetrics(reg prometheus.Registerer) (*storageMetrics, error) {
 	m := &storageMetrics{
 		errors: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "ddnn_broker_storage_errors_total",
-			Help: "Storage errors of the embedded broker by kind: failed writes of a segment, groups_log (commits), pids_log or state file, and load (corrupt data dropped at start).",
+			Help: "Storage errors of the embedded broker by kind: failed writes of a segment, groups_log (commits), pids_log or state file, load (corrupt data dropped at start), and recovery (a torn tail or a commit past its partition's end dropped at start after an unclean stop).",
 		}, []string{"kind"}),
 		failing: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "ddnn_broker_storage_failing",
 			Help: "1 while the embedded broker's writes to its data directory fail (produces and commits are refused), else 0.",
 		}),
 	}
-	for _, k := range []string{storageSegment, storageGroupsLog, storagePIDsLog, storageState, storageLoad} {
+	for _, k := range []string{storageSegment, storageGroupsLog, storagePIDsLog, storageState, storageLoad, storageRecovery} {
 		m.errors.WithLabelValues(k)
 	}
 	if reg == nil {
@@ -269,6 +272,7 @@ type storageWatch struct {
 	probeEvery time.Duration
 
 	mu       sync.Mutex
+	total    int // storage errors since the start
 	failing  bool
 	since    time.Time
 	errs     int  // errors in this failing period
@@ -295,6 +299,7 @@ func (w *storageWatch) failed(kind, msg string) {
 	}
 	w.mu.Lock()
 	defer w.mu.Unlock()
+	w.total++
 	w.errs++
 	w.recent = true
 	if w.failing {
@@ -343,6 +348,19 @@ func (w *storageWatch) probe() error {
 	err := writeFileSync(path, make([]byte, 4096))
 	os.Remove(path)
 	return err
+}
+
+// errorCount is the number of storage errors since the start.
+func (w *storageWatch) errorCount() int {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.total
+}
+
+func (w *storageWatch) isFailing() bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.failing
 }
 
 func (w *storageWatch) close() {

@@ -246,8 +246,8 @@ func TestBrokerStorageFullLogged(t *testing.T) {
 		t.Errorf("the failing line lacks the cause or the component:\n%s", logs.String())
 	}
 	// The registry serves both metrics.
-	if n, err := testutil.GatherAndCount(reg, "ddnn_broker_storage_errors_total", "ddnn_broker_storage_failing"); err != nil || n != 6 {
-		t.Errorf("gathered %d series (%v), want 5 kinds and the gauge", n, err)
+	if n, err := testutil.GatherAndCount(reg, "ddnn_broker_storage_errors_total", "ddnn_broker_storage_failing"); err != nil || n != 7 {
+		t.Errorf("gathered %d series (%v), want 6 kinds and the gauge", n, err)
 	}
 
 	if err := os.Remove(filepath.Join(mnt, "filler")); err != nil {
