@@ -32,10 +32,9 @@ const refusedBodyWait = time.Second
 // kept-alive one waiting for its next request, one whose request header
 // or body has not all arrived, one whose answer the client does not read)
 // is what a slow or idle client holds cheaply, so at the total bound the
-// one that has waited longest without progress is closed to make room,
-// one with no request in progress before one in a request; only when the
-// funnel is working on every open connection's request is the new one
-// closed. The HTTP server reports the states through track (its
+// one that has waited longest without progress is closed to make room;
+// only when the funnel is working on every open connection's request is
+// the new one closed. The HTTP server reports the states through track (its
 // ConnState hook) and guard (a handler wrapper, which sees the body read
 // and the funnel's work). Each write to a connection must complete within
 // writeTimeout (0: unbounded), so a client that does not read its answers
@@ -154,15 +153,14 @@ func (l *connLimiter) exempted(a netip.Addr) bool {
 }
 
 // quietest is the open connection that has waited longest on its client
-// without progress, one with no request in progress before one in a
-// request; nil when the funnel is working on every one's request.
+// without progress, nil when the funnel is working on every one's request.
+// Age alone decides, not whether a request is in progress: a client that
+// keeps opening connections then evicts its own older ones, never a
+// device's that just connected.
 func (l *connLimiter) quietest() *limitedConn {
 	var q *limitedConn
 	for c := range l.open {
-		if c.working {
-			continue
-		}
-		if q == nil || q.busy && !c.busy || q.busy == c.busy && c.quietFor.Before(q.quietFor) {
+		if !c.working && (q == nil || c.quietFor.Before(q.quietFor)) {
 			q = c
 		}
 	}

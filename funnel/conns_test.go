@@ -395,9 +395,9 @@ func testLoris(t *testing.T, b *bounded, tc lorisCase) {
 
 // TestConnLimiter: a source past max_connections_per_source has its new
 // connection closed (an exempt source is not counted); at
-// max_connections a connection waiting on its client makes room, one
-// with no request in progress before one in a request, the one that has
-// waited longest without progress first; when the funnel works on every
+// max_connections a connection waiting on its client (idle, or in a
+// request) makes room, the one that has waited longest without progress
+// first; when the funnel works on every
 // open connection's request the new one is closed. Each is counted by
 // reason.
 func TestConnLimiter(t *testing.T) {
@@ -475,8 +475,9 @@ func TestConnLimiter(t *testing.T) {
 		t.Fatalf("a connection accepted with the funnel working on every open one, or not counted (%d)", count(connTotal))
 	}
 	// x1 and then x2 wait on their clients (a body that does not come, an
-	// answer not read), and a2 goes idle after them: the idle one is
-	// evicted first, then the one in a request that has waited longest.
+	// answer not read), and a2 goes idle after them: the one that has
+	// waited longest is evicted, x1; then x2 makes progress (a body byte
+	// comes), and a2 has waited longer.
 	x1.(*limitedConn).setWorking(false)
 	clock.Add(int64(time.Second))
 	x2.(*limitedConn).setWorking(false)
@@ -484,21 +485,21 @@ func TestConnLimiter(t *testing.T) {
 	l.track(a2, http.StateIdle)
 	b1 := dial("127.0.0.4")
 	if b1 == nil {
-		t.Fatal("no room made at max_connections with an idle connection open")
+		t.Fatal("no room made at max_connections with connections waiting on their clients")
 	}
-	if !isClosed(clients[1]) || count(connEvicted) != 1 {
-		t.Errorf("the idle connection was not the one evicted, or not counted (%d)", count(connEvicted))
+	if !isClosed(clients[3]) || count(connEvicted) != 1 {
+		t.Errorf("the connection waiting longest on its client was not the one evicted, or not counted (%d)", count(connEvicted))
 	}
 	clock.Add(int64(time.Second))
-	x2.(*limitedConn).progress() // a body byte came: x1 has waited longer still
+	x2.(*limitedConn).progress()
 	l.track(b1, http.StateActive)
 	b1.(*limitedConn).setWorking(true)
 	b2 := dial("127.0.0.4")
 	if b2 == nil {
-		t.Fatal("no room made at max_connections with connections waiting on their clients")
+		t.Fatal("no room made at max_connections with an idle connection open")
 	}
-	if !isClosed(clients[3]) || count(connEvicted) != 2 {
-		t.Errorf("the connection waiting longest on its client was not the one evicted, or not counted (%d)", count(connEvicted))
+	if !isClosed(clients[1]) || count(connEvicted) != 2 {
+		t.Errorf("the idle connection, now waiting longest, was not the one evicted, or not counted (%d)", count(connEvicted))
 	}
 	l.track(b2, http.StateActive)
 	b2.(*limitedConn).setWorking(true)

@@ -70,12 +70,15 @@ func TestRefusedBodyNotAwaited(t *testing.T) {
 				{"no token", "", 16, http.StatusUnauthorized},
 				{"over max_request_bytes", bearer, 4096, http.StatusRequestEntityTooLarge},
 			} {
+				start := time.Now()
 				resp, c := send(tc.authz, tc.length, nil)
+				answered := time.Since(start)
 				if resp.StatusCode != tc.want || !resp.Close {
 					t.Errorf("%s, body never sent: %s, Connection: close %v; want %d and true", tc.name, resp.Status, resp.Close, tc.want)
 				}
 				select {
 				case <-closed(c):
+					t.Logf("%s, body never sent: %d after %v, connection closed after %v", tc.name, resp.StatusCode, answered.Round(time.Millisecond), time.Since(start).Round(time.Millisecond))
 				case <-time.After(5 * time.Second):
 					t.Errorf("%s, body never sent: the connection is still open 5s after the answer (read_timeout 2m)", tc.name)
 				}
