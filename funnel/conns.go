@@ -1,7 +1,9 @@
 package funnel
 
 import (
+	"context"
 	"crypto/tls"
+	"io"
 	"net"
 	"net/http"
 	"net/netip"
@@ -13,23 +15,35 @@ import (
 // listener closed a connection before the HTTP server would have.
 const (
 	connPerSource = "max_connections_per_source" // a new connection over its source's bound
-	connTotal     = "max_connections"            // a new connection while every open one was in a request
-	connEvicted   = "evicted"                    // an open connection with no request in progress, for a new one
+	connTotal     = "max_connections"            // a new connection while the funnel worked on every open one's request
+	connEvicted   = "evicted"                    // an open connection waiting on its client, for a new one
 )
+
+// refusedBodyWait is how long the device listener goes on reading the
+// body of a request it answered before reading it all (401, 413, 400):
+// long enough for a body in flight to arrive, so that closing the
+// connection does not reset it under the answer, and no longer, so a body
+// that never comes does not hold the connection.
+const refusedBodyWait = time.Second
 
 // connLimiter bounds a listener's open connections in total (max) and per
 // source (perSource: an IPv4 address or an IPv6 /64; addresses in exempt
-// are not counted per source). Connections that are not in a request (a kept-alive one
-// waiting for its next request, or one whose request header has not all
-// arrived) are what a slow or idle client holds cheaply, so at the total
-// bound the one that has gone longest without a request in progress is
-// closed to make room; only when every open connection is in a request is
-// the new one closed. The HTTP server reports the states through track,
-// its ConnState hook.
+// are not counted per source). A connection waiting on its client (a
+// kept-alive one waiting for its next request, one whose request header
+// or body has not all arrived, one whose answer the client does not read)
+// is what a slow or idle client holds cheaply, so at the total bound the
+// one that has waited longest without progress is closed to make room;
+// only when the funnel is working on every open connection's request is
+// the new one closed. The HTTP server reports the states through track (its
+// ConnState hook) and guard (a handler wrapper, which sees the body read
+// and the funnel's work). Each write to a connection must complete within
+// writeTimeout (0: unbounded), so a client that does not read its answers
+// cannot hold one.
 type connLimiter struct {
 	net.Listener
 	max, perSource int
 	exempt         []netip.Prefix
+	writeTimeout   time.Duration
 	m              *Metrics
 	now            func() time.Time
 
@@ -45,15 +59,18 @@ type limitedConn struct {
 	src    netip.Addr // its source
 	counts bool       // counted against its source
 
-	// Guarded by l.mu: whether it is in a request, since when it has
-	// not been, and whether the limiter still counts it.
+	// Guarded by l.mu: whether it is in a request, whether the funnel is
+	// working on that request (its body all read, its answer not yet
+	// written: the client owes nothing), since when it has waited on its
+	// client without progress, and whether the limiter still counts it.
 	busy     bool
+	working  bool
 	quietFor time.Time
 	released bool
 }
 
-func newConnLimiter(ln net.Listener, max, perSource int, exempt []string, m *Metrics) *connLimiter {
-	l := &connLimiter{Listener: ln, max: max, perSource: perSource, m: m, now: time.Now,
+func newConnLimiter(ln net.Listener, max, perSource int, exempt []string, writeTimeout time.Duration, m *Metrics) *connLimiter {
+	l := &connLimiter{Listener: ln, max: max, perSource: perSource, writeTimeout: writeTimeout, m: m, now: time.Now,
 		open: map[*limitedConn]struct{}{}, bySource: map[netip.Addr]int{}}
 	for _, s := range exempt {
 		if p, err := netip.ParsePrefix(s); err == nil { // validated with the pipeline
@@ -135,12 +152,15 @@ func (l *connLimiter) exempted(a netip.Addr) bool {
 	return false
 }
 
-// quietest is the open connection longest without a request in progress,
-// nil when every one is in a request.
+// quietest is the open connection that has waited longest on its client
+// without progress, nil when the funnel is working on every one's request.
+// Age alone decides, not whether a request is in progress: a client that
+// keeps opening connections then evicts its own older ones, never a
+// device's that just connected.
 func (l *connLimiter) quietest() *limitedConn {
 	var q *limitedConn
 	for c := range l.open {
-		if !c.busy && (q == nil || c.quietFor.Before(q.quietFor)) {
+		if !c.working && (q == nil || c.quietFor.Before(q.quietFor)) {
 			q = c
 		}
 	}
@@ -171,7 +191,8 @@ func (l *connLimiter) counts(src netip.Addr) (total, fromSrc int) {
 }
 
 // track is the HTTP server's ConnState hook: a connection is in a request
-// from when its header has been read (StateActive) until it is idle again.
+// from when its header has been read (StateActive) until it is idle again;
+// guard tells whether the funnel or the client is to move.
 func (l *connLimiter) track(c net.Conn, s http.ConnState) {
 	if tc, ok := c.(*tls.Conn); ok {
 		c = tc.NetConn()
@@ -184,12 +205,112 @@ func (l *connLimiter) track(c net.Conn, s http.ConnState) {
 	defer l.mu.Unlock()
 	switch s {
 	case http.StateActive:
-		lc.busy = true
+		lc.busy, lc.working, lc.quietFor = true, false, l.now()
 	case http.StateIdle:
-		lc.busy, lc.quietFor = false, l.now()
+		lc.busy, lc.working, lc.quietFor = false, false, l.now()
 	case http.StateHijacked, http.StateClosed:
 		l.releaseLocked(lc)
 	}
+}
+
+// setWorking records whether the funnel is working on c's request (true)
+// or waits on its client (false, from now).
+func (c *limitedConn) setWorking(working bool) {
+	c.l.mu.Lock()
+	defer c.l.mu.Unlock()
+	c.working, c.quietFor = working, c.l.now()
+}
+
+// progress records that c's client moved: a body byte came, or it took
+// part of an answer.
+func (c *limitedConn) progress() {
+	c.l.mu.Lock()
+	defer c.l.mu.Unlock()
+	if !c.working {
+		c.quietFor = c.l.now()
+	}
+}
+
+// Write writes within the limiter's write timeout.
+func (c *limitedConn) Write(p []byte) (int, error) {
+	if c.l.writeTimeout > 0 {
+		c.Conn.SetWriteDeadline(time.Now().Add(c.l.writeTimeout))
+	}
+	n, err := c.Conn.Write(p)
+	if n > 0 {
+		c.progress()
+	}
+	return n, err
+}
+
+// connKey is the context key of a request's *limitedConn.
+type connKey struct{}
+
+// connContext is the HTTP server's ConnContext hook: it gives a
+// connection's requests its limitedConn, for guard.
+func connContext(ctx context.Context, c net.Conn) context.Context {
+	if tc, ok := c.(*tls.Conn); ok {
+		c = tc.NetConn()
+	}
+	if lc, ok := c.(*limitedConn); ok {
+		return context.WithValue(ctx, connKey{}, lc)
+	}
+	return ctx
+}
+
+// guard wraps the device handler. A request whose body is still to come
+// waits on its client, the longer without a body byte the sooner evicted;
+// once its body is all read, the funnel works on it until the handler
+// returns, and then waits on the client again to take the answer. An
+// answer given before the body was all read (a refusal: 401, 413, 400) closes
+// the connection (Connection: close), reading what comes of the body
+// for at most refusedBodyWait first, so a body that never comes cannot
+// hold the connection until read_timeout.
+func guard(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		lc, _ := r.Context().Value(connKey{}).(*limitedConn)
+		if lc == nil {
+			h.ServeHTTP(w, r)
+			return
+		}
+		if r.Body == nil || r.Body == http.NoBody {
+			lc.setWorking(true)
+			h.ServeHTTP(w, r)
+			lc.setWorking(false)
+			return
+		}
+		b := &progressBody{ReadCloser: r.Body, c: lc, h: w.Header()}
+		r.Body = b
+		w.Header().Set("Connection", "close") // until the body is all read
+		lc.setWorking(false)
+		h.ServeHTTP(w, r)
+		lc.setWorking(false)
+		if !b.eof {
+			http.NewResponseController(w).SetReadDeadline(time.Now().Add(refusedBodyWait))
+		}
+	})
+}
+
+// progressBody is a request body that tells its connection's limiter of
+// each byte that comes and of its end.
+type progressBody struct {
+	io.ReadCloser
+	c   *limitedConn
+	h   http.Header // the answer's, whose Connection: close goes at the end
+	eof bool
+}
+
+func (b *progressBody) Read(p []byte) (int, error) {
+	n, err := b.ReadCloser.Read(p)
+	if n > 0 {
+		b.c.progress()
+	}
+	if err == io.EOF && !b.eof {
+		b.eof = true
+		b.h.Del("Connection")
+		b.c.setWorking(true)
+	}
+	return n, err
 }
 
 // Close closes the connection and stops counting it.

@@ -41,6 +41,12 @@ type bounded struct {
 // device dials it with.
 func startBounded(t *testing.T, y string, serverTLS, clientTLS *tls.Config) *bounded {
 	t.Helper()
+	return startBoundedAuth(t, y, serverTLS, clientTLS, Auth{})
+}
+
+// startBoundedAuth is startBounded with who the funnel lets in.
+func startBoundedAuth(t *testing.T, y string, serverTLS, clientTLS *tls.Config, a Auth) *bounded {
+	t.Helper()
 	p, err := pipeline.Parse([]byte(y))
 	if err != nil {
 		t.Fatal(err)
@@ -65,6 +71,7 @@ func startBounded(t *testing.T, y string, serverTLS, clientTLS *tls.Config) *bou
 		t.Fatal(err)
 	}
 	b := &bounded{f: New(p, cl, NewMetrics(prometheus.NewRegistry()), nil), addr: ln.Addr().String(), tls: clientTLS}
+	b.f.SetAuth(a)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() {
@@ -132,7 +139,9 @@ var lorisStart = [lorisKinds]string{
 // loris is a bounded slowloris: connections of each kind, from sources,
 // and a trickler feeding the trickling headers until they are closed.
 type loris struct {
+	only    []int // the kinds it opens, in turn; nil: every kind
 	conns   []net.Conn
+	kinds   []int // of each connection
 	done    []<-chan struct{}
 	refused int // dials that failed
 	stop    chan struct{}
@@ -149,9 +158,13 @@ func (l *loris) open(t *testing.T, b *bounded, src string, n int) {
 			continue
 		}
 		kind := len(l.conns) % lorisKinds
+		if l.only != nil {
+			kind = l.only[len(l.conns)%len(l.only)]
+		}
 		c.SetWriteDeadline(time.Now().Add(time.Second))
 		c.Write([]byte(lorisStart[kind])) // a connection the funnel closed already fails here; it counts as closed
 		l.conns = append(l.conns, c)
+		l.kinds = append(l.kinds, kind)
 		l.done = append(l.done, closed(c))
 	}
 }
@@ -169,7 +182,10 @@ func (l *loris) trickle(interval time.Duration) {
 				return
 			case <-tick.C:
 			}
-			for i := lorisTrickle; i < len(l.conns); i += lorisKinds {
+			for i := range l.conns {
+				if l.kinds[i] != lorisTrickle {
+					continue
+				}
 				select {
 				case <-l.done[i]:
 					continue
@@ -277,6 +293,7 @@ kafka: {partitions: 2, produce_timeout: 1s}
 // connections from one source, spread over sources; the good device
 // sends samples ingests before, during and after.
 type lorisCase struct {
+	kinds               []int // of the loris' connections, in turn; nil: every kind
 	maxConns, perSource int
 	heavy, spread       int
 	sources             int
@@ -292,6 +309,9 @@ type lorisCase struct {
 // accepted within 5 s (its p99 before, during and after is logged), the
 // one source is held to max_connections_per_source, and the funnel never
 // holds more than max_connections, making room by evicting the quietest.
+// The no-body cases hold every connection in a request whose body never
+// comes (356 from 5 sources against max_connections 128): those wait on
+// their clients and make room too.
 func TestLoris(t *testing.T) {
 	if testing.Short() {
 		t.Skip("5,000 connections")
@@ -300,12 +320,16 @@ func TestLoris(t *testing.T) {
 		scheme string
 		lorisCase
 	}{
-		{"http", lorisCase{pipeline.DefaultFunnelMaxConnections, pipeline.DefaultFunnelMaxConnectionsPerSource, 200, 4800, 100, 300}},
-		{"https", lorisCase{240, pipeline.DefaultFunnelMaxConnectionsPerSource, 100, 200, 10, 200}},
+		{"http", lorisCase{nil, pipeline.DefaultFunnelMaxConnections, pipeline.DefaultFunnelMaxConnectionsPerSource, 200, 4800, 100, 300}},
+		{"https", lorisCase{nil, 240, pipeline.DefaultFunnelMaxConnectionsPerSource, 100, 200, 10, 200}},
+		// Every connection a POST whose body never comes: each is in a
+		// request, waiting on its client, and still makes room.
+		{"http-no-body", lorisCase{[]int{lorisNoBody}, 128, 64, 100, 256, 4, 100}},
+		{"https-no-body", lorisCase{[]int{lorisNoBody}, 128, 64, 100, 256, 4, 100}},
 	} {
 		t.Run(tc.scheme, func(t *testing.T) {
 			var serverTLS, clientTLS *tls.Config
-			if tc.scheme == "https" {
+			if strings.HasPrefix(tc.scheme, "https") {
 				serverTLS, clientTLS = testTLS(t)
 			}
 			more := fmt.Sprintf(", max_connections: %d, max_connections_per_source: %d", tc.maxConns, tc.perSource)
@@ -319,7 +343,7 @@ func testLoris(t *testing.T, b *bounded, tc lorisCase) {
 	dev.send(t, 20) // warm up
 	before := dev.send(t, tc.samples)
 
-	var l loris
+	l := loris{only: tc.kinds}
 	defer l.close()
 	start := time.Now()
 	l.open(t, b, "127.0.0.200", tc.heavy)
@@ -371,17 +395,22 @@ func testLoris(t *testing.T, b *bounded, tc lorisCase) {
 
 // TestConnLimiter: a source past max_connections_per_source has its new
 // connection closed (an exempt source is not counted); at
-// max_connections the quietest connection (no request in progress the
-// longest) makes room, and with every connection in a request the new one
-// is closed. Each is counted by reason.
+// max_connections a connection waiting on its client (idle, or in a
+// request) makes room, the one that has waited longest without progress
+// first; when the funnel works on every
+// open connection's request the new one is closed. Each is counted by
+// reason.
 func TestConnLimiter(t *testing.T) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
 	m := NewMetrics(prometheus.NewRegistry())
-	l := newConnLimiter(ln, 4, 2, []string{"127.0.0.3/32"}, m)
+	l := newConnLimiter(ln, 4, 2, []string{"127.0.0.3/32"}, 0, m)
 	defer l.Close()
+	var clock atomic.Int64 // the limiter's, advanced by the test
+	clock.Store(time.Now().UnixNano())
+	l.now = func() time.Time { return time.Unix(0, clock.Load()) }
 	accepted := make(chan net.Conn)
 	go func() {
 		for {
@@ -436,23 +465,44 @@ func TestConnLimiter(t *testing.T) {
 	if x1 == nil || x2 == nil {
 		t.Fatal("an exempt source held to max_connections_per_source")
 	}
-	// Four open, at max_connections, each in a request: a new connection
-	// is closed.
+	// Four open, at max_connections, the funnel working on each one's
+	// request: a new connection is closed.
 	for _, c := range []net.Conn{a1, a2, x1, x2} {
 		l.track(c, http.StateActive)
+		c.(*limitedConn).setWorking(true)
 	}
 	if dial("127.0.0.3") != nil || count(connTotal) != 1 {
-		t.Fatalf("a connection accepted with every open one in a request, or not counted (%d)", count(connTotal))
+		t.Fatalf("a connection accepted with the funnel working on every open one, or not counted (%d)", count(connTotal))
 	}
-	// a2 goes idle: it is evicted for the next one.
+	// x1 and then x2 wait on their clients (a body that does not come, an
+	// answer not read), and a2 goes idle after them: the one that has
+	// waited longest is evicted, x1; then x2 makes progress (a body byte
+	// comes), and a2 has waited longer.
+	x1.(*limitedConn).setWorking(false)
+	clock.Add(int64(time.Second))
+	x2.(*limitedConn).setWorking(false)
+	clock.Add(int64(time.Second))
 	l.track(a2, http.StateIdle)
 	b1 := dial("127.0.0.4")
 	if b1 == nil {
+		t.Fatal("no room made at max_connections with connections waiting on their clients")
+	}
+	if !isClosed(clients[3]) || count(connEvicted) != 1 {
+		t.Errorf("the connection waiting longest on its client was not the one evicted, or not counted (%d)", count(connEvicted))
+	}
+	clock.Add(int64(time.Second))
+	x2.(*limitedConn).progress()
+	l.track(b1, http.StateActive)
+	b1.(*limitedConn).setWorking(true)
+	b2 := dial("127.0.0.4")
+	if b2 == nil {
 		t.Fatal("no room made at max_connections with an idle connection open")
 	}
-	if !isClosed(clients[1]) || count(connEvicted) != 1 {
-		t.Errorf("the idle connection was not the one evicted, or not counted (%d)", count(connEvicted))
+	if !isClosed(clients[1]) || count(connEvicted) != 2 {
+		t.Errorf("the idle connection, now waiting longest, was not the one evicted, or not counted (%d)", count(connEvicted))
 	}
+	l.track(b2, http.StateActive)
+	b2.(*limitedConn).setWorking(true)
 	// A connection closed by the server frees its place, and a2's going
 	// freed its source's.
 	b1.Close()
@@ -464,8 +514,8 @@ func TestConnLimiter(t *testing.T) {
 	if total, fromA := l.counts(netip.MustParseAddr("127.0.0.2")); total != 3 || fromA != 1 {
 		t.Errorf("%d connections counted, %d from 127.0.0.2 after the closes, want 3 and 1", total, fromA)
 	}
-	if count(connPerSource) != 1 || count(connTotal) != 1 || count(connEvicted) != 1 {
-		t.Errorf("closed: %d per source, %d at max_connections, %d evicted; want 1 each", count(connPerSource), count(connTotal), count(connEvicted))
+	if count(connPerSource) != 1 || count(connTotal) != 1 || count(connEvicted) != 2 {
+		t.Errorf("closed: %d per source, %d at max_connections, %d evicted; want 1, 1 and 2", count(connPerSource), count(connTotal), count(connEvicted))
 	}
 }
 

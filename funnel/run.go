@@ -39,7 +39,7 @@ type RunConfig struct {
 	// Device serves the device zone (DeviceHandler), over TLS when TLS is
 	// set, with the funnel's connection bounds (funnel.max_connections,
 	// max_connections_per_source), time bounds (read_header_timeout,
-	// read_timeout, idle_timeout) and max_header_bytes.
+	// read_timeout, idle_timeout, write_timeout) and max_header_bytes.
 	Device net.Listener
 	TLS    *tls.Config
 	// Delivery serves the delivery zone (DeliveryHandler) and, when
@@ -84,7 +84,8 @@ func (f *Funnel) Run(ctx context.Context, cfg RunConfig) error {
 	}
 	fu := f.p.Funnel
 	limiter := newConnLimiter(cfg.Device, cmp.Or(fu.MaxConnections, pipeline.DefaultFunnelMaxConnections),
-		cmp.Or(fu.MaxConnectionsPerSource, pipeline.DefaultFunnelMaxConnectionsPerSource), fu.PerSourceExempt, f.m)
+		cmp.Or(fu.MaxConnectionsPerSource, pipeline.DefaultFunnelMaxConnectionsPerSource), fu.PerSourceExempt,
+		cmp.Or(fu.WriteTimeout, pipeline.DefaultFunnelWriteTimeout), f.m)
 	var device net.Listener = limiter
 	if cfg.TLS != nil {
 		device = tls.NewListener(device, cfg.TLS)
@@ -96,12 +97,13 @@ func (f *Funnel) Run(ctx context.Context, cfg RunConfig) error {
 		srv  *http.Server
 	}{
 		{"device", device, &http.Server{
-			Handler:           f.DeviceHandler(),
+			Handler:           guard(f.DeviceHandler()),
 			ReadHeaderTimeout: cmp.Or(fu.ReadHeaderTimeout, pipeline.DefaultFunnelReadHeaderTimeout),
 			ReadTimeout:       cmp.Or(fu.ReadTimeout, pipeline.DefaultFunnelReadTimeout),
 			IdleTimeout:       cmp.Or(fu.IdleTimeout, pipeline.DefaultFunnelIdleTimeout),
 			MaxHeaderBytes:    cmp.Or(fu.MaxHeaderBytes, pipeline.DefaultFunnelMaxHeaderBytes),
 			ConnState:         limiter.track,
+			ConnContext:       connContext,
 			ErrorLog:          errLog,
 		}},
 		{"delivery", cfg.Delivery, &http.Server{

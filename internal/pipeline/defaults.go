@@ -43,6 +43,7 @@ func newPipeline(sites bool) Pipeline {
 			ReadHeaderTimeout:       DefaultFunnelReadHeaderTimeout,
 			ReadTimeout:             DefaultFunnelReadTimeout,
 			IdleTimeout:             DefaultFunnelIdleTimeout,
+			WriteTimeout:            DefaultFunnelWriteTimeout,
 			DeviceRateLimit: RateLimit{
 				MaxDevices: DefaultRateLimitMaxDevices,
 			},

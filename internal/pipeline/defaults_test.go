@@ -72,6 +72,7 @@ func TestDefaultsAndExplicitZero(t *testing.T) {
 		{"top", "funnel: {read_header_timeout: %s}", func(p *Pipeline) any { return p.Funnel.ReadHeaderTimeout }, DefaultFunnelReadHeaderTimeout, "2s", 2 * time.Second, "0s", "funnel.read_header_timeout: 0s must be at least 100ms"},
 		{"top", "funnel: {read_timeout: %s}", func(p *Pipeline) any { return p.Funnel.ReadTimeout }, DefaultFunnelReadTimeout, "20s", 20 * time.Second, "0s", "funnel.read_timeout: 0s must be at least 100ms"},
 		{"top", "funnel: {idle_timeout: %s}", func(p *Pipeline) any { return p.Funnel.IdleTimeout }, DefaultFunnelIdleTimeout, "5s", 5 * time.Second, "0s", "funnel.idle_timeout: 0s must be at least 100ms"},
+		{"top", "funnel: {write_timeout: %s}", func(p *Pipeline) any { return p.Funnel.WriteTimeout }, DefaultFunnelWriteTimeout, "5s", 5 * time.Second, "0s", "funnel.write_timeout: 0s must be at least 100ms"},
 		{"top", "funnel: {max_request_bytes: %s}", func(p *Pipeline) any { return p.Funnel.MaxRequestBytes }, ingest, "2048", int64(2048), "0", "funnel.max_request_bytes: 0 must be at least 1024"},
 		{"top", "funnel: {device_rate_limit: {rate: %s}}", func(p *Pipeline) any { return p.Funnel.DeviceRateLimit.Rate }, 0.0, "5", 5.0, "0", ""},
 		{"top", "funnel: {device_rate_limit: {rate: 2.5, burst: %s}}", func(p *Pipeline) any { return p.Funnel.DeviceRateLimit.Burst }, 3, "10", 10, "0", "funnel.device_rate_limit.burst: 0 must be at least 1"},

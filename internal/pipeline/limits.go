@@ -20,6 +20,7 @@ const (
 	DefaultFunnelReadHeaderTimeout       = 10 * time.Second
 	DefaultFunnelReadTimeout             = 30 * time.Second
 	DefaultFunnelIdleTimeout             = 60 * time.Second
+	DefaultFunnelWriteTimeout            = 10 * time.Second
 )
 
 // DefaultFunnelPerSourceExempt are the sources not counted per source by
@@ -92,7 +93,7 @@ func (fu *Funnel) validateLimits(f string) []error {
 	for _, d := range []struct {
 		field string
 		v     time.Duration
-	}{{"read_header_timeout", fu.ReadHeaderTimeout}, {"read_timeout", fu.ReadTimeout}, {"idle_timeout", fu.IdleTimeout}} {
+	}{{"read_header_timeout", fu.ReadHeaderTimeout}, {"read_timeout", fu.ReadTimeout}, {"idle_timeout", fu.IdleTimeout}, {"write_timeout", fu.WriteTimeout}} {
 		if d.v < 100*time.Millisecond {
 			bad(d.field, "%s must be at least 100ms", d.v)
 		}

@@ -268,8 +268,8 @@ func TestSitesPrecedence(t *testing.T) {
 		}},
 		{"funnel max request inherited", "funnel: {max_request_bytes: 2048}\n", "", func(s *Site) bool { return s.Funnel.MaxRequestBytes == 2048 }},
 		{"funnel max connections own", "funnel: {max_connections: 100}\n", "funnel: {max_connections: 200}", func(s *Site) bool { return s.Funnel.MaxConnections == 200 }},
-		{"funnel connection bounds inherited", "funnel: {max_connections_per_source: 8, per_source_exempt: [], idle_timeout: 5s}\n", "", func(s *Site) bool {
-			return s.Funnel.MaxConnectionsPerSource == 8 && len(s.Funnel.PerSourceExempt) == 0 && s.Funnel.IdleTimeout == 5*time.Second
+		{"funnel connection bounds inherited", "funnel: {max_connections_per_source: 8, per_source_exempt: [], idle_timeout: 5s, write_timeout: 3s}\n", "", func(s *Site) bool {
+			return s.Funnel.MaxConnectionsPerSource == 8 && len(s.Funnel.PerSourceExempt) == 0 && s.Funnel.IdleTimeout == 5*time.Second && s.Funnel.WriteTimeout == 3*time.Second
 		}},
 		{"funnel connection bounds own", "funnel: {per_source_exempt: [], read_timeout: 20s}\n", "funnel: {per_source_exempt: [10.0.0.0/8], read_timeout: 40s}", func(s *Site) bool {
 			return len(s.Funnel.PerSourceExempt) == 1 && s.Funnel.ReadTimeout == 40*time.Second

@@ -160,11 +160,14 @@ type Funnel struct {
 	MaxHeaderBytes int `yaml:"max_header_bytes"`
 	// ReadHeaderTimeout bounds the TLS handshake and the reading of a
 	// device request's header, ReadTimeout the header and body together,
-	// and IdleTimeout how long a kept-alive connection waits for its next
-	// request.
+	// IdleTimeout how long a kept-alive connection waits for its next
+	// request, and WriteTimeout how long one write of an answer may wait
+	// for the device to read (one that does not read its answers is
+	// closed after it).
 	ReadHeaderTimeout time.Duration `yaml:"read_header_timeout"`
 	ReadTimeout       time.Duration `yaml:"read_timeout"`
 	IdleTimeout       time.Duration `yaml:"idle_timeout"`
+	WriteTimeout      time.Duration `yaml:"write_timeout"`
 	// CoAPListen is the UDP address of coap://HOST/v1/ingest; "off"
 	// disables CoAP.
 	CoAPListen string `yaml:"coap_listen"`
