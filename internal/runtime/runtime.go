@@ -37,9 +37,6 @@ type Runtime interface {
 	Scale(ctx context.Context, n int) error
 	// List returns the replicas that exist, with their readiness.
 	List(ctx context.Context) ([]Replica, error)
-	// Stop drains one replica (it finishes in-flight requests) and stops
-	// it. Stopping an unknown replica is not an error.
-	Stop(ctx context.Context, id string) error
 	// Close stops every replica and releases the runtime.
 	Close(ctx context.Context) error
 }

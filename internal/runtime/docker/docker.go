@@ -256,18 +256,6 @@ func (r *Runtime) ready(ctx context.Context, url string) bool {
 	return resp.StatusCode == http.StatusOK
 }
 
-// Stop drains and removes one replica by name; unknown names are fine.
-func (r *Runtime) Stop(_ context.Context, id string) error {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	for _, rep := range r.reps {
-		if rep.name == id {
-			r.drainLocked(rep)
-		}
-	}
-	return nil
-}
-
 // Close stops and removes every container of the tier and closes the client.
 func (r *Runtime) Close(ctx context.Context) error {
 	r.mu.Lock()

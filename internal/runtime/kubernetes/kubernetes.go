@@ -11,13 +11,12 @@
 // (as EKS and GKE kubeconfigs use). A scale write that loses a race with
 // another writer (409 Conflict) is read again and retried.
 //
-// Removing a particular replica evicts its pod (the pods/eviction
-// subresource: a graceful delete that honours PodDisruptionBudgets), then
-// scales down by one, so Kubernetes' graceful termination (SIGTERM,
-// terminationGracePeriodSeconds) lets it finish in-flight requests and the
-// ReplicaSet does not keep a replacement. The runtime never patches or
-// updates a pod: the NetworkPolicies of deploy/k8s trust pod labels, so the
-// scaler's Role grants no write on pods but eviction.
+// It never writes a pod: the NetworkPolicies of deploy/k8s trust pod
+// labels, so the scaler's Role grants get and update on the scale
+// subresource of the inference Deployments and list on pods, nothing more.
+// A replica is removed by scaling down; the ReplicaSet chooses which pod
+// goes (one not ready first), and Kubernetes' graceful termination lets it
+// finish its in-flight requests.
 package kubernetes
 
 import (
@@ -35,8 +34,6 @@ import (
 
 	autoscalingv1 "k8s.io/api/autoscaling/v1"
 	corev1 "k8s.io/api/core/v1"
-	policyv1 "k8s.io/api/policy/v1"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	k8sruntime "k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
@@ -164,7 +161,6 @@ var (
 func init() {
 	utilruntime.Must(corev1.AddToScheme(scheme))
 	utilruntime.Must(autoscalingv1.AddToScheme(scheme))
-	utilruntime.Must(policyv1.AddToScheme(scheme))
 }
 
 // Runtime sizes one tier's Deployment.
@@ -341,25 +337,6 @@ func (r *Runtime) replica(p *corev1.Pod) runtime.Replica {
 		rep.Started = p.Status.StartTime.Time
 	}
 	return rep
-}
-
-// Stop evicts pod id, then scales down by one. Evicting first means the
-// ReplicaSet, seeing one pod short, may start a replacement; the scale-down
-// that follows removes it again (a ReplicaSet removes pods not yet ready
-// first), where scaling down first would let the ReplicaSet remove some
-// other pod. An unknown pod is not an error; an eviction a
-// PodDisruptionBudget refuses (429) is, and nothing is scaled.
-func (r *Runtime) Stop(ctx context.Context, id string) error {
-	ev := &policyv1.Eviction{ObjectMeta: metav1.ObjectMeta{Name: id, Namespace: r.cfg.Namespace}}
-	err := r.core.Post().Namespace(r.cfg.Namespace).Resource("pods").Name(id).SubResource("eviction").
-		Body(ev).Do(ctx).Error()
-	if apierrors.IsNotFound(err) {
-		return nil
-	}
-	if err != nil {
-		return fmt.Errorf("kubernetes: pod %s/%s: evict: %w", r.cfg.Namespace, id, err)
-	}
-	return r.setReplicas(ctx, func(current int32) int32 { return max(current-1, 0) })
 }
 
 // Close releases idle connections; the Deployment and its pods stay.

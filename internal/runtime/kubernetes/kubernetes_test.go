@@ -25,7 +25,6 @@ import (
 	"time"
 
 	autoscalingv1 "k8s.io/api/autoscaling/v1"
-	policyv1 "k8s.io/api/policy/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	k8sscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
@@ -39,10 +38,6 @@ type fakeAPI struct {
 	replicas  int
 	pods      map[string]map[string]any // name -> pod JSON
 	puts      int
-	evictions []string
-	// pdbBlocks answers evictions with 429, as when a PodDisruptionBudget
-	// allows no disruption.
-	pdbBlocks bool
 	fail      int // answer the next request with this status, if set
 	conflicts int // answer this many scale writes with 409 Conflict
 	// othersReplicas, if not 0, is what another writer set the replicas to
@@ -126,27 +121,6 @@ func (f *fakeAPI) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			items = append(items, p)
 		}
 		json.NewEncoder(w).Encode(map[string]any{"kind": "PodList", "apiVersion": "v1", "metadata": map[string]any{}, "items": items})
-	case strings.HasPrefix(r.URL.Path, "/api/v1/namespaces/"+ns+"/pods/") && strings.HasSuffix(r.URL.Path, "/eviction") && r.Method == http.MethodPost:
-		name := strings.TrimSuffix(strings.TrimPrefix(r.URL.Path, "/api/v1/namespaces/"+ns+"/pods/"), "/eviction")
-		b, _ := io.ReadAll(r.Body)
-		obj, gvk, err := k8sscheme.Codecs.UniversalDeserializer().Decode(b, nil, nil)
-		ev, ok := obj.(*policyv1.Eviction)
-		if err != nil || !ok || gvk.GroupVersion().String() != "policy/v1" || ev.Name != name || ev.Namespace != ns {
-			t.Errorf("POST eviction of %s: body %v %v %+v", name, gvk, err, obj)
-			status(w, http.StatusBadRequest, "BadRequest", "not an Eviction")
-			return
-		}
-		if f.pods[name] == nil {
-			status(w, http.StatusNotFound, "NotFound", fmt.Sprintf("pods %q not found", name))
-			return
-		}
-		if f.pdbBlocks {
-			status(w, http.StatusTooManyRequests, "TooManyRequests", "Cannot evict pod as it would violate the pod's disruption budget.")
-			return
-		}
-		f.evictions = append(f.evictions, name)
-		w.WriteHeader(http.StatusCreated)
-		fmt.Fprint(w, `{"kind":"Status","apiVersion":"v1","metadata":{},"status":"Success","code":201}`)
 	case strings.HasPrefix(r.URL.Path, "/apis/apps/v1/namespaces/"+ns+"/deployments/") && strings.HasSuffix(r.URL.Path, "/scale"):
 		name := strings.TrimSuffix(strings.TrimPrefix(r.URL.Path, "/apis/apps/v1/namespaces/"+ns+"/deployments/"), "/scale")
 		status(w, http.StatusNotFound, "NotFound", fmt.Sprintf("deployments.apps %q not found", name))
@@ -213,18 +187,6 @@ func TestKubernetesRuntimeAgainstCheckingFakeAPIServer(t *testing.T) {
 		t.Errorf("List = %+v (the deleting pod must be left out)", reps)
 	}
 
-	// Stop evicts the pod, then scales down by one.
-	if err := rt.Stop(ctx, "edge-b"); err != nil {
-		t.Fatal(err)
-	}
-	if !slices.Equal(f.evictions, []string{"edge-b"}) || f.replicas != 3 {
-		t.Errorf("after Stop: evictions %v, replicas %d", f.evictions, f.replicas)
-	}
-	// A pod that is gone is fine.
-	if err := rt.Stop(ctx, "edge-z"); err != nil || f.replicas != 3 {
-		t.Errorf("Stop of an unknown pod: %v, replicas %d", err, f.replicas)
-	}
-
 	// A write that loses a race (409) is read again and retried.
 	f.conflicts = 1
 	if err := rt.Scale(ctx, 2); err != nil {
@@ -243,36 +205,6 @@ func TestKubernetesRuntimeAgainstCheckingFakeAPIServer(t *testing.T) {
 	}
 	if err := rt.Close(ctx); err != nil {
 		t.Fatal(err)
-	}
-}
-
-// TestStopAfterConflictScalesDownFromTheNewCount: another writer scaled
-// the Deployment between Stop's read and its write; the retry must read
-// again and remove one from that writer's count, not from the stale one.
-func TestStopAfterConflictScalesDownFromTheNewCount(t *testing.T) {
-	f, srv := newFake(t, false)
-	f.conflicts, f.othersReplicas = 1, 6
-	rt := runtimeFor(t, Config{REST: &rest.Config{Host: srv.URL, BearerToken: token}, Namespace: ns})
-	if err := rt.Stop(context.Background(), "edge-a"); err != nil {
-		t.Fatal(err)
-	}
-	if f.replicas != 5 || f.puts != 1 || !slices.Equal(f.evictions, []string{"edge-a"}) {
-		t.Errorf("replicas %d after %d writes, evictions %v; want 5 (6 set by the other writer, minus the stopped pod) after 1", f.replicas, f.puts, f.evictions)
-	}
-}
-
-// TestStopRefusedByDisruptionBudget: an eviction a PodDisruptionBudget
-// refuses is an error naming the pod, and the Deployment keeps its size.
-func TestStopRefusedByDisruptionBudget(t *testing.T) {
-	f, srv := newFake(t, false)
-	f.pdbBlocks = true
-	rt := runtimeFor(t, Config{REST: &rest.Config{Host: srv.URL, BearerToken: token}, Namespace: ns})
-	err := rt.Stop(context.Background(), "edge-a")
-	if !apierrors.IsTooManyRequests(err) || !strings.Contains(err.Error(), "pod "+ns+"/edge-a: evict") || !strings.Contains(err.Error(), "disruption budget") {
-		t.Errorf("error = %v, want the budget's refusal naming the pod", err)
-	}
-	if f.replicas != 2 || f.puts != 0 || len(f.evictions) != 0 {
-		t.Errorf("replicas %d after %d writes, evictions %v; want 2 after none", f.replicas, f.puts, f.evictions)
 	}
 }
 

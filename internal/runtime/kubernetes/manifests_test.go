@@ -427,13 +427,12 @@ func checkRole(p *problems, m manifest) {
 	want := []rule{
 		{"apps", "deployments/scale", "ddnn-inference-edge,ddnn-inference-fog,ddnn-inference-cloud", "get,update"},
 		{"", "pods", "", "list"},
-		{"", "pods/eviction", "", "create"},
 	}
 	if !reflect.DeepEqual(got, want) {
 		p.add("Role %s rules %v, want only %v", m.name(), got, want)
 	}
 	// Whatever the rules' shape: no write to a pod or a Deployment other
-	// than the scale subresource and eviction. The NetworkPolicies trust
+	// than the scale subresource. The NetworkPolicies trust
 	// pod labels; an account that may patch, update or create pods (or
 	// their Deployments' templates) may give a pod any label.
 	for _, r := range list(m.doc["rules"]) {
@@ -442,7 +441,7 @@ func checkRole(p *problems, m manifest) {
 			for _, verb := range list(r["verbs"]) {
 				res, verb := fmt.Sprint(res), fmt.Sprint(verb)
 				read := verb == "get" || verb == "list" || verb == "watch"
-				if read || (res == "deployments/scale" && verb == "update") || (res == "pods/eviction" && verb == "create") {
+				if read || (res == "deployments/scale" && verb == "update") {
 					continue
 				}
 				p.add("Role %s grants %s on %s: it may change pods or their labels, which the NetworkPolicies trust", m.name(), verb, res)

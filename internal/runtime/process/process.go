@@ -147,18 +147,6 @@ func (r *Runtime) List(_ context.Context) ([]runtime.Replica, error) {
 	}), nil
 }
 
-// Stop drains and stops one replica; an unknown id is not an error.
-func (r *Runtime) Stop(_ context.Context, id string) error {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	for _, rep := range r.reps {
-		if rep.id == id {
-			r.drainLocked(rep)
-		}
-	}
-	return nil
-}
-
 // Close stops every replica (in parallel, each with its grace) and waits.
 func (r *Runtime) Close(_ context.Context) error {
 	r.mu.Lock()

@@ -183,7 +183,7 @@ func TestReplicaRestartedWhenItDies(t *testing.T) {
 	}
 }
 
-func TestStopReplica(t *testing.T) {
+func TestScaleDownKillsAfterGrace(t *testing.T) {
 	var out syncbuf.Buffer
 	// A replica that ignores SIGTERM is killed after its grace.
 	r := newRuntime(t, &out, Config{StopGrace: 200 * time.Millisecond}, "--mode", "stubborn")
@@ -191,23 +191,16 @@ func TestStopReplica(t *testing.T) {
 		t.Fatal(err)
 	}
 	proctest.WaitFor(t, "edge-0 and edge-1 ready", func() bool { return ready(t, r, "edge-0", "edge-1") })
-	first := r.Children()[0].PID()
-	if err := r.Stop(context.Background(), "edge-0"); err != nil {
+	newest := r.Children()[1].PID()
+	if err := r.Scale(context.Background(), 1); err != nil {
 		t.Fatal(err)
 	}
-	if err := r.Stop(context.Background(), "edge-7"); err != nil {
-		t.Errorf("stopping an unknown replica: %v", err)
+	if reps := list(t, r); len(reps) != 1 || reps[0].ID != "edge-0" {
+		t.Errorf("after scaling to 1 the list is %v, want edge-0 alone (the newest goes first)", reps)
 	}
-	if reps := list(t, r); len(reps) != 1 || reps[0].ID != "edge-1" {
-		t.Errorf("after stopping edge-0 the list is %v, want edge-1 alone", reps)
-	}
-	proctest.WaitFor(t, "edge-0 killed", func() bool { return proctest.Gone(first) && len(r.Children()) == 1 })
+	proctest.WaitFor(t, "edge-1 killed", func() bool { return proctest.Gone(newest) && len(r.Children()) == 1 })
 	if !strings.Contains(out.String(), "ignoring SIGTERM") {
-		t.Errorf("edge-0 was not asked with SIGTERM first:\n%s", out.String())
-	}
-	// A stopped replica is not replaced: Scale is the scaler's to call.
-	if reps := list(t, r); len(reps) != 1 {
-		t.Errorf("list %v, want edge-1 alone", reps)
+		t.Errorf("edge-1 was not asked with SIGTERM first:\n%s", out.String())
 	}
 	if err := r.Close(context.Background()); err != nil {
 		t.Fatal(err)
