@@ -53,3 +53,26 @@ func TestSignsDeviceClaims(t *testing.T) {
 		t.Error("the funnel's signature holds for another device")
 	}
 }
+
+// TestNoClaimSignedWithoutDeviceAuth: without device authentication no
+// part checks a claim, so the funnel spends nothing signing one.
+func TestNoClaimSignedWithoutDeviceAuth(t *testing.T) {
+	e := setup(t, "")
+	tokFile := filepath.Join(t.TempDir(), "service.token")
+	if _, err := auth.WriteTokenFile(tokFile); err != nil {
+		t.Fatal(err)
+	}
+	service, _ := auth.LoadTokens(tokFile)
+	e.f.SetAuth(Auth{Service: service})
+	resp, body := e.post(t, PathIngest, "application/octet-stream", floats(1, 2, 3, 4), map[string]string{"X-Device-Id": "cam-1"})
+	if resp.StatusCode != http.StatusAccepted {
+		t.Fatalf("ingest: %d %s", resp.StatusCode, body)
+	}
+	for _, r := range e.records(t, "t.edge.in") {
+		for _, h := range r.Headers {
+			if h.Key == wire.HeaderDeviceSig {
+				t.Errorf("a record of cam-1 carries %s without device authentication", h.Key)
+			}
+		}
+	}
+}
