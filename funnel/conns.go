@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/netip"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -59,14 +60,15 @@ type limitedConn struct {
 	src    netip.Addr // its source
 	counts bool       // counted against its source
 
-	// Guarded by l.mu: whether it is in a request, whether the funnel is
-	// working on that request (its body all read, its answer not yet
-	// written: the client owes nothing), since when it has waited on its
-	// client without progress, and whether the limiter still counts it.
-	busy     bool
-	working  bool
-	quietFor time.Time
-	released bool
+	// Whether the funnel is working on its request (the body all read, the
+	// answer not yet written: the client owes nothing), and since when
+	// (unix nanoseconds) it has waited on its client without progress.
+	// Set on every body read and answer write, so they are atomics rather
+	// than under the limiter's one lock; admit reads them under it.
+	working  atomic.Bool
+	quietFor atomic.Int64
+
+	released bool // guarded by l.mu: the limiter no longer counts it
 }
 
 func newConnLimiter(ln net.Listener, max, perSource int, exempt []string, writeTimeout time.Duration, m *Metrics) *connLimiter {
@@ -106,7 +108,8 @@ func (l *connLimiter) Accept() (net.Conn, error) {
 // admit counts c, or returns nil and why not; victim is a connection
 // closed to make room for it.
 func (l *connLimiter) admit(c net.Conn) (lc *limitedConn, victim *limitedConn, reason string) {
-	lc = &limitedConn{Conn: c, l: l, quietFor: l.now()}
+	lc = &limitedConn{Conn: c, l: l}
+	lc.quietFor.Store(l.now().UnixNano())
 	if a, ok := c.RemoteAddr().(*net.TCPAddr); ok {
 		addr := a.AddrPort().Addr().Unmap()
 		lc.src, lc.counts = source(addr), !l.exempted(addr)
@@ -158,10 +161,16 @@ func (l *connLimiter) exempted(a netip.Addr) bool {
 // keeps opening connections then evicts its own older ones, never a
 // device's that just connected.
 func (l *connLimiter) quietest() *limitedConn {
-	var q *limitedConn
+	var (
+		q     *limitedConn
+		since int64
+	)
 	for c := range l.open {
-		if !c.working && (q == nil || c.quietFor.Before(q.quietFor)) {
-			q = c
+		if c.working.Load() {
+			continue
+		}
+		if t := c.quietFor.Load(); q == nil || t < since {
+			q, since = c, t
 		}
 	}
 	return q
@@ -201,33 +210,28 @@ func (l *connLimiter) track(c net.Conn, s http.ConnState) {
 	if !ok {
 		return
 	}
-	l.mu.Lock()
-	defer l.mu.Unlock()
 	switch s {
-	case http.StateActive:
-		lc.busy, lc.working, lc.quietFor = true, false, l.now()
-	case http.StateIdle:
-		lc.busy, lc.working, lc.quietFor = false, false, l.now()
+	case http.StateActive, http.StateIdle:
+		lc.setWorking(false)
 	case http.StateHijacked, http.StateClosed:
+		l.mu.Lock()
 		l.releaseLocked(lc)
+		l.mu.Unlock()
 	}
 }
 
 // setWorking records whether the funnel is working on c's request (true)
 // or waits on its client (false, from now).
 func (c *limitedConn) setWorking(working bool) {
-	c.l.mu.Lock()
-	defer c.l.mu.Unlock()
-	c.working, c.quietFor = working, c.l.now()
+	c.quietFor.Store(c.l.now().UnixNano())
+	c.working.Store(working)
 }
 
 // progress records that c's client moved: a body byte came, or it took
 // part of an answer.
 func (c *limitedConn) progress() {
-	c.l.mu.Lock()
-	defer c.l.mu.Unlock()
-	if !c.working {
-		c.quietFor = c.l.now()
+	if !c.working.Load() {
+		c.quietFor.Store(c.l.now().UnixNano())
 	}
 }
 

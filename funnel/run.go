@@ -1,7 +1,6 @@
 package funnel
 
 import (
-	"cmp"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
@@ -83,9 +82,9 @@ func (f *Funnel) Run(ctx context.Context, cfg RunConfig) error {
 		delivery.Handle("/metrics", f.methodsOnly("GET, HEAD"))
 	}
 	fu := f.p.Funnel
-	limiter := newConnLimiter(cfg.Device, cmp.Or(fu.MaxConnections, pipeline.DefaultFunnelMaxConnections),
-		cmp.Or(fu.MaxConnectionsPerSource, pipeline.DefaultFunnelMaxConnectionsPerSource), fu.PerSourceExempt,
-		cmp.Or(fu.WriteTimeout, pipeline.DefaultFunnelWriteTimeout), f.m)
+	// The pipeline set every bound (its defaults, or values validated
+	// not to be 0).
+	limiter := newConnLimiter(cfg.Device, fu.MaxConnections, fu.MaxConnectionsPerSource, fu.PerSourceExempt, fu.WriteTimeout, f.m)
 	var device net.Listener = limiter
 	if cfg.TLS != nil {
 		device = tls.NewListener(device, cfg.TLS)
@@ -98,10 +97,10 @@ func (f *Funnel) Run(ctx context.Context, cfg RunConfig) error {
 	}{
 		{"device", device, &http.Server{
 			Handler:           guard(f.DeviceHandler()),
-			ReadHeaderTimeout: cmp.Or(fu.ReadHeaderTimeout, pipeline.DefaultFunnelReadHeaderTimeout),
-			ReadTimeout:       cmp.Or(fu.ReadTimeout, pipeline.DefaultFunnelReadTimeout),
-			IdleTimeout:       cmp.Or(fu.IdleTimeout, pipeline.DefaultFunnelIdleTimeout),
-			MaxHeaderBytes:    cmp.Or(fu.MaxHeaderBytes, pipeline.DefaultFunnelMaxHeaderBytes),
+			ReadHeaderTimeout: fu.ReadHeaderTimeout,
+			ReadTimeout:       fu.ReadTimeout,
+			IdleTimeout:       fu.IdleTimeout,
+			MaxHeaderBytes:    fu.MaxHeaderBytes,
 			ConnState:         limiter.track,
 			ConnContext:       connContext,
 			ErrorLog:          errLog,
