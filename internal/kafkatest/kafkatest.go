@@ -338,6 +338,13 @@ func findJava(java string) (string, error) {
 	return path, nil
 }
 
+// formatArgs are StorageTool's arguments to format a node's log dir. Each
+// value is joined to its flag: a cluster id is URL-safe base64 and starts
+// with '-' one time in 64, which the tool's parser would read as a flag.
+func formatArgs(clusterID, config string) []string {
+	return []string{"format", "--cluster-id=" + clusterID, "--config=" + config}
+}
+
 func newClusterID() string {
 	b := make([]byte, 16)
 	rand.Read(b)
@@ -428,8 +435,7 @@ func (c *Cluster) format(ctx context.Context) error {
 		if err := c.writeNodeFiles(n); err != nil {
 			return err
 		}
-		args := []string{"format", "-t", c.clusterID, "-c", filepath.Join(n.dir, "server.properties")}
-		args = append(args, c.scramArgs()...)
+		args := append(formatArgs(c.clusterID, filepath.Join(n.dir, "server.properties")), c.scramArgs()...)
 		wg.Go(func() {
 			out, err := c.runJava(ctx, "128m", "kafka.tools.StorageTool", args...)
 			if err != nil {

@@ -168,3 +168,12 @@ func TestWriteCerts(t *testing.T) {
 		t.Errorf("principal = %q, %v", got, err)
 	}
 }
+
+// TestFormatArgsKeepADashedID: a cluster id that starts with '-' stays
+// the value of its flag (it was read as a flag, failing the format).
+func TestFormatArgsKeepADashedID(t *testing.T) {
+	args := formatArgs("-xY3_ab", "/d/server.properties")
+	if !slices.Contains(args, "--cluster-id=-xY3_ab") || slices.Contains(args, "-xY3_ab") {
+		t.Errorf("format args %q: the id is not joined to --cluster-id", args)
+	}
+}
