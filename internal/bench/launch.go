@@ -104,7 +104,7 @@ func (r Runner) Run(ctx context.Context, cfg Config) (*Result, error) {
 		}
 		defer up.Stop()
 	}
-	fmt.Fprintf(log, "bench: %s, %s over %s, %d devices\n", target, cfg.Workload.Kind, cfg.Protocol, cfg.Workload.Devices)
+	fmt.Fprintf(log, "bench: %s, %s over %s, %s\n", target, cfg.Workload.Kind, cfg.Protocol, devices(cfg.Workload.Devices))
 	res, err := Run(ctx, cfg)
 	if err != nil {
 		if !r.Attach {

@@ -31,7 +31,7 @@ const (
 // this run's): res.Plots names the files written, res.Unplotted the others
 // and why.
 func (res *Result) plot(dir string) error {
-	title := fmt.Sprintf("%s, %s over %s, %d devices", res.Summary.Target, res.Summary.Workload, res.Summary.Protocol, res.Summary.Devices)
+	title := fmt.Sprintf("%s, %s over %s, %s", res.Summary.Target, res.Summary.Workload, res.Summary.Protocol, devices(res.Summary.Devices))
 	res.Plots, res.Unplotted = nil, nil
 	for _, fig := range []struct {
 		name string

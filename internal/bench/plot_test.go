@@ -243,3 +243,11 @@ func TestLogTicks(t *testing.T) {
 		}
 	}
 }
+
+func TestDevicesWording(t *testing.T) {
+	for n, want := range map[int]string{1: "1 device", 5: "5 devices"} {
+		if got := devices(n); got != want {
+			t.Errorf("devices(%d) = %q, want %q", n, got, want)
+		}
+	}
+}

@@ -301,7 +301,7 @@ func (res *Result) Print(w io.Writer) {
 	if s.Interrupted {
 		state = " (INTERRUPTED: partial)"
 	}
-	fmt.Fprintf(w, "%s over %s (%s), workload %s, %d devices, time scale %g%s\n", s.Target, s.Protocol, s.Encoding, s.Workload, s.Devices, s.TimeScale, state)
+	fmt.Fprintf(w, "%s over %s (%s), workload %s, %s, time scale %g%s\n", s.Target, s.Protocol, s.Encoding, s.Workload, devices(s.Devices), s.TimeScale, state)
 	taken := ""
 	if s.RefusedResults > 0 {
 		taken = fmt.Sprintf(" (%d of them of refused sends: taken, the answer lost)", s.RefusedResults)
@@ -386,4 +386,12 @@ func (res *Result) writeCSV(path string) error {
 		return err
 	}
 	return f.Close()
+}
+
+// devices is "n devices", or "1 device".
+func devices(n int) string {
+	if n == 1 {
+		return "1 device"
+	}
+	return fmt.Sprintf("%d devices", n)
 }
