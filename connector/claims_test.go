@@ -13,6 +13,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/ddnn-continuum/ddnn/internal/auth"
+	"github.com/ddnn-continuum/ddnn/internal/records"
 	"github.com/ddnn-continuum/ddnn/internal/wire"
 )
 
@@ -71,21 +72,18 @@ func TestDeviceClaims(t *testing.T) {
 	// As the funnel writes a device's message: an envelope, signed with
 	// the service token's claim key.
 	m := wire.Message{ID: "funnel-dev-2", Device: "dev-2", Tensor: wire.Tensor{DType: wire.Uint8, Shape: []int{4}, Data: sample}}
-	v, hs, err := wire.AppendRecord(nil, wire.Binary, &m)
+	viaFunnel, err := records.Message(records.Destination{Topic: "t.edge.in"}, wire.Binary, &m)
 	if err != nil {
 		t.Fatal(err)
 	}
-	viaFunnel := &kgo.Record{Topic: "t.edge.in", Value: v, Headers: []kgo.RecordHeader{{Key: wire.HeaderDeviceSig, Value: []byte(service.SignClaim("dev-2", v))}}}
-	for _, h := range hs {
-		viaFunnel.Headers = append(viaFunnel.Headers, kgo.RecordHeader{Key: h.Key, Value: h.Value})
-	}
+	records.SignDevice(viaFunnel, service, "dev-2")
 	// A binary envelope claiming dev-2 in its body, signed by cam-1.
 	m.ID = "envelope-forged"
-	forgedEnv, hs, _ := wire.AppendRecord(nil, wire.Binary, &m)
-	envForged := &kgo.Record{Topic: "t.edge.in", Value: forgedEnv, Headers: []kgo.RecordHeader{{Key: wire.HeaderDeviceSig, Value: []byte(auth.SignClaim(cam1, "cam-1", forgedEnv))}}}
-	for _, h := range hs {
-		envForged.Headers = append(envForged.Headers, kgo.RecordHeader{Key: h.Key, Value: h.Value})
+	envForged, err := records.Message(records.Destination{Topic: "t.edge.in"}, wire.Binary, &m)
+	if err != nil {
+		t.Fatal(err)
 	}
+	envForged.Headers = append(envForged.Headers, kgo.RecordHeader{Key: wire.HeaderDeviceSig, Value: []byte(auth.SignClaim(cam1, "cam-1", envForged.Value))})
 	recs := []*kgo.Record{
 		raw("unsigned-dev-2", "dev-2", nil),     // cam-1 claims dev-2, as in the probe
 		raw("cam-1-signs-dev-2", "dev-2", cam1), // with its own key

@@ -44,19 +44,8 @@ import (
 	"github.com/ddnn-continuum/ddnn/internal/auth"
 	"github.com/ddnn-continuum/ddnn/internal/kafka"
 	"github.com/ddnn-continuum/ddnn/internal/pipeline"
+	"github.com/ddnn-continuum/ddnn/internal/records"
 	"github.com/ddnn-continuum/ddnn/internal/wire"
-)
-
-// Headers a dead-lettered record carries besides wire.HeaderReason.
-const (
-	HeaderSourceTopic     = "ddnn-source-topic"
-	HeaderSourcePartition = "ddnn-source-partition"
-	HeaderSourceOffset    = "ddnn-source-offset"
-	// HeaderOriginalSize is the size of the record's value as fetched.
-	HeaderOriginalSize = "ddnn-original-size"
-	// HeaderTruncated says what was cut from a copy that would have been
-	// larger than kafka.max_record_bytes.
-	HeaderTruncated = "ddnn-truncated"
 )
 
 // Config is what a connector needs.
@@ -316,7 +305,7 @@ func (c *Connector) poll(ctx context.Context, items chan<- item) error {
 		for _, r := range recs {
 			it, err := c.t.decode(r)
 			if err != nil {
-				c.deadLetter(r, DecodeFailure(err))
+				c.deadLetter(r, records.DecodeFailure(err))
 				continue
 			}
 			select {

@@ -22,6 +22,7 @@ import (
 
 	"github.com/ddnn-continuum/ddnn/internal/kafka"
 	"github.com/ddnn-continuum/ddnn/internal/pipeline"
+	"github.com/ddnn-continuum/ddnn/internal/records"
 	"github.com/ddnn-continuum/ddnn/internal/wire"
 )
 
@@ -165,14 +166,11 @@ func (e *env) produce(t *testing.T, n int, prefix string) {
 	var recs []*kgo.Record
 	for i := 0; i < n; i++ {
 		m := wire.Message{ID: fmt.Sprintf("%s%d", prefix, i), Tensor: wire.Tensor{DType: wire.Uint8, Shape: []int{4}, Data: []byte{1, 2, 3, byte(i)}}}
-		v, hs, err := wire.AppendRecord(nil, wire.Binary, &m)
+		rec, err := records.Message(records.Destination{Topic: "t.edge.in"}, wire.Binary, &m)
 		if err != nil {
 			t.Fatal(err)
 		}
-		rec := &kgo.Record{Topic: "t.edge.in", Value: v, Partition: int32(i % 3)}
-		for _, h := range hs {
-			rec.Headers = append(rec.Headers, kgo.RecordHeader{Key: h.Key, Value: h.Value})
-		}
+		rec.Partition = int32(i % 3)
 		recs = append(recs, rec)
 	}
 	if err := e.cl.ProduceSync(context.Background(), recs...).FirstErr(); err != nil {

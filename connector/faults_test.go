@@ -21,6 +21,7 @@ import (
 
 	"github.com/ddnn-continuum/ddnn/internal/kafka"
 	"github.com/ddnn-continuum/ddnn/internal/pipeline"
+	"github.com/ddnn-continuum/ddnn/internal/records"
 	"github.com/ddnn-continuum/ddnn/internal/wire"
 )
 
@@ -330,10 +331,10 @@ func TestOversizedDeadLetter(t *testing.T) {
 		t.Errorf("dead-letter copy of %d bytes, limit %d", got, e.p.Kafka.MaxRecordBytes)
 	}
 	for key, want := range map[string]string{
-		HeaderOriginalSize:    "1048000",
-		HeaderSourceTopic:     "t.edge.in",
-		HeaderSourcePartition: strconv.Itoa(int(src.Partition)),
-		HeaderSourceOffset:    strconv.FormatInt(src.Offset, 10),
+		records.HeaderOriginalSize:    "1048000",
+		records.HeaderSourceTopic:     "t.edge.in",
+		records.HeaderSourcePartition: strconv.Itoa(int(src.Partition)),
+		records.HeaderSourceOffset:    strconv.FormatInt(src.Offset, 10),
 	} {
 		if got := header(r, key); got != want {
 			t.Errorf("header %s = %q, want %q", key, got, want)
@@ -342,37 +343,11 @@ func TestOversizedDeadLetter(t *testing.T) {
 	if reason := header(r, wire.HeaderReason); !strings.Contains(reason, "raw value has 1048000 bytes, want 4") {
 		t.Errorf("reason %q", reason)
 	}
-	if note := header(r, HeaderTruncated); !strings.HasPrefix(note, fmt.Sprintf("value cut to %d of 1048000 bytes", len(r.Value))) {
-		t.Errorf("%s = %q (value has %d bytes)", HeaderTruncated, note, len(r.Value))
+	if note := header(r, records.HeaderTruncated); !strings.HasPrefix(note, fmt.Sprintf("value cut to %d of 1048000 bytes", len(r.Value))) {
+		t.Errorf("%s = %q (value has %d bytes)", records.HeaderTruncated, note, len(r.Value))
 	}
 	if len(r.Value) == 0 || r.Value[1] != 1 {
 		t.Error("the truncated value does not start with the original bytes")
-	}
-}
-
-func TestDeadLetterFitsEverything(t *testing.T) {
-	const limit = 4096
-	huge := make([]byte, 10_000)
-	cases := map[string]*kgo.Record{
-		"small":        {Topic: "in", Key: []byte("k"), Value: []byte("v")},
-		"large value":  {Topic: "in", Value: huge},
-		"large header": {Topic: "in", Value: huge, Headers: []kgo.RecordHeader{{Key: "x", Value: huge}}},
-		"large key":    {Topic: "in", Key: huge, Value: huge, Headers: []kgo.RecordHeader{{Key: "x", Value: huge}}},
-	}
-	for name, rec := range cases {
-		t.Run(name, func(t *testing.T) {
-			d := DeadLetter("dlq", rec, "why", limit)
-			if n := kafka.RecordSize(d); n > limit {
-				t.Errorf("copy of %d bytes over %d", n, limit)
-			}
-			if header(d, wire.HeaderReason) != "why" || header(d, HeaderOriginalSize) != strconv.Itoa(len(rec.Value)) {
-				t.Errorf("headers lost: %v", d.Headers)
-			}
-			truncated := header(d, HeaderTruncated) != ""
-			if want := name != "small"; truncated != want {
-				t.Errorf("truncated %v, want %v", truncated, want)
-			}
-		})
 	}
 }
 
@@ -650,13 +625,9 @@ func TestRevokeFreesTheWindow(t *testing.T) {
 	var recs []*kgo.Record
 	for i := 0; i < 40; i++ {
 		m := wire.Message{ID: "m" + strconv.Itoa(i), Tensor: wire.Tensor{DType: wire.Uint8, Shape: []int{4}, Data: []byte{1, 2, 3, 4}}}
-		v, hs, err := wire.AppendRecord(nil, wire.Binary, &m)
+		r, err := records.Message(records.Destination{Topic: "t.edge.in"}, wire.Binary, &m)
 		if err != nil {
 			t.Fatal(err)
-		}
-		r := &kgo.Record{Topic: "t.edge.in", Partition: 0, Value: v}
-		for _, h := range hs {
-			r.Headers = append(r.Headers, kgo.RecordHeader{Key: h.Key, Value: h.Value})
 		}
 		recs = append(recs, r)
 	}

@@ -8,6 +8,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/ddnn-continuum/ddnn/internal/pipeline"
+	"github.com/ddnn-continuum/ddnn/internal/records"
 	"github.com/ddnn-continuum/ddnn/internal/wire"
 )
 
@@ -73,18 +74,12 @@ type uplinkTarget struct {
 
 func (t *uplinkTarget) decode(r *kgo.Record) (item, error) {
 	it := item{rec: r}
-	var route string
-	for _, h := range r.Headers {
-		if h.Key == wire.HeaderRoute {
-			route = string(h.Value)
-		}
-	}
-	tier, results, err := wire.ParseRoute(route)
+	tier, results, err := records.Route(r)
 	if err != nil {
 		return it, err
 	}
 	if results {
-		res, err := wire.DecodeResult(r.Value)
+		res, err := records.DecodeResult(r)
 		if err != nil {
 			return it, err
 		}
@@ -95,7 +90,7 @@ func (t *uplinkTarget) decode(r *kgo.Record) (item, error) {
 		return it, fmt.Errorf("header %s: %w", wire.HeaderRoute, err)
 	}
 	it.route = wire.RouteTier(tier)
-	it.msg, err = DecodeMessage(r, nil)
+	it.msg, err = records.DecodeMessage(r, nil)
 	return it, err
 }
 

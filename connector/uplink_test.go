@@ -18,6 +18,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/ddnn-continuum/ddnn/internal/pipeline"
+	"github.com/ddnn-continuum/ddnn/internal/records"
 	"github.com/ddnn-continuum/ddnn/internal/wire"
 )
 
@@ -147,13 +148,9 @@ func (e *linkEnv) queue(t *testing.T, n int, prefix string) {
 	for i := range n {
 		m := wire.Message{ID: fmt.Sprintf("%sm%d", prefix, i), Route: "cloud", SentAt: time.Now().UTC(),
 			Tensor: wire.Float32Tensor([]int{2}, []float32{1, float32(i)})}
-		v, hs, err := wire.AppendRecord(nil, wire.Binary, &m)
+		rec, err := records.Message(records.Destination{Topic: "t.uplink.cloud", Route: wire.RouteTier("cloud")}, wire.Binary, &m)
 		if err != nil {
 			t.Fatal(err)
-		}
-		rec := &kgo.Record{Topic: "t.uplink.cloud", Value: v, Headers: route(wire.RouteTier("cloud"))}
-		for _, h := range hs {
-			rec.Headers = append(rec.Headers, kgo.RecordHeader{Key: h.Key, Value: h.Value})
 		}
 		res := wire.Result{ID: fmt.Sprintf("%sr%d", prefix, i), Tier: "edge", Label: "a", Confidence: 0.9, ExitedAt: time.Now().UTC()}
 		rv, err := wire.AppendResult(nil, &res)

@@ -37,6 +37,7 @@ import (
 
 	"github.com/ddnn-continuum/ddnn/internal/auth"
 	"github.com/ddnn-continuum/ddnn/internal/pipeline"
+	"github.com/ddnn-continuum/ddnn/internal/records"
 	"github.com/ddnn-continuum/ddnn/internal/wire"
 )
 
@@ -102,28 +103,6 @@ type NotIngestSiteError struct{ Site, IngestSite string }
 
 func (e *NotIngestSiteError) Error() string {
 	return fmt.Sprintf("site %q takes no device data: send it to the funnel of site %q, which runs the first tier", e.Site, e.IngestSite)
-}
-
-// destination is where a delivery for a tier (or the results, tier "")
-// goes from this site (Destination).
-func (f *Funnel) destination(tier string) (topic string, route []kgo.RecordHeader) {
-	return Destination(f.p, f.site, tier)
-}
-
-// Destination is where a record for tier (or a result, tier "") written
-// on the site called from goes: the tier's input topic or the results
-// topic when that lives on from's Kafka, else the queue of the link to
-// its site (pipeline.UplinkTopic) with the route in wire.HeaderRoute, for
-// that link's uplink to carry. Funnels and the monolith both write by it.
-func Destination(p *pipeline.Pipeline, from, tier string) (topic string, route []kgo.RecordHeader) {
-	site, local, r := p.ResultsSite(), p.ResultsTopic(), wire.RouteResults
-	if tier != "" {
-		site, local, r = p.SiteOf(tier), p.InputTopic(tier), wire.RouteTier(tier)
-	}
-	if site.Name == from {
-		return local, nil
-	}
-	return p.UplinkTopic(site.Name), []kgo.RecordHeader{{Key: wire.HeaderRoute, Value: []byte(r)}}
 }
 
 // Drain makes the ingest route answer 503 from now on; internal routes keep
@@ -402,8 +381,7 @@ func (f *Funnel) serveTier(w http.ResponseWriter, r *http.Request) {
 	for i := range msgs {
 		msgs[i].Route = tier
 	}
-	topic, hs := f.destination(tier)
-	if err := f.produceMessages(r.Context(), topic, hs, msgs); err != nil {
+	if err := f.produceMessages(r.Context(), records.DestinationOf(f.p, f.site, tier), msgs); err != nil {
 		f.produceFailed(w, route, err)
 		return
 	}
@@ -423,14 +401,13 @@ func (f *Funnel) serveResults(w http.ResponseWriter, r *http.Request) {
 		f.fail(w, route, http.StatusBadRequest, err.Error())
 		return
 	}
-	topic, hs := f.destination("")
+	dest := records.DestinationOf(f.p, f.site, "")
 	recs := make([]*kgo.Record, len(rs))
 	for i := range rs {
-		if recs[i], err = ResultRecord(topic, &rs[i]); err != nil {
+		if recs[i], err = records.Result(dest, &rs[i]); err != nil {
 			f.fail(w, route, http.StatusBadRequest, err.Error())
 			return
 		}
-		recs[i].Headers = hs
 	}
 	if err := f.produce(r.Context(), recs); err != nil {
 		f.produceFailed(w, route, err)
@@ -438,7 +415,7 @@ func (f *Funnel) serveResults(w http.ResponseWriter, r *http.Request) {
 	}
 	now := f.now()
 	for i := range rs {
-		if hs != nil {
+		if dest.Uplink() {
 			break // measured where the results are written
 		}
 		// Only known tiers become label values.
@@ -464,7 +441,7 @@ func (f *Funnel) accept(ctx context.Context, m *wire.Message) error {
 		m.SentAt = f.now().UTC()
 	}
 	m.Route = f.first
-	return f.produceMessages(ctx, f.p.InputTopic(f.first), nil, []wire.Message{*m})
+	return f.produceMessages(ctx, records.Destination{Topic: f.p.InputTopic(f.first)}, []wire.Message{*m})
 }
 
 // NewID returns a random 128-bit id in hex.

@@ -12,6 +12,7 @@ import (
 
 	"github.com/ddnn-continuum/ddnn/internal/kafka"
 	"github.com/ddnn-continuum/ddnn/internal/pipeline"
+	"github.com/ddnn-continuum/ddnn/internal/records"
 	"github.com/ddnn-continuum/ddnn/internal/wire"
 )
 
@@ -77,43 +78,23 @@ func ingestError(m *wire.Message, err error) error {
 	return err
 }
 
-// ResultRecord is r as a record of the results topic, keyed by device.
-func ResultRecord(topic string, r *wire.Result) (*kgo.Record, error) {
-	v, err := wire.AppendResult(nil, r)
-	if err != nil {
-		return nil, err
-	}
-	return &kgo.Record{Topic: topic, Key: keyFor(r.Device), Value: v}, nil
-}
-
-func keyFor(device string) []byte {
-	if device == "" {
-		return nil
-	}
-	return []byte(device)
-}
-
-// produceMessages writes msgs to topic, each record with the wire headers
-// and then extra.
-func (f *Funnel) produceMessages(ctx context.Context, topic string, extra []kgo.RecordHeader, msgs []wire.Message) error {
+// produceMessages writes msgs to d, each record as records.Message
+// builds it; a device's message for the first tier is signed
+// (records.SignDevice).
+func (f *Funnel) produceMessages(ctx context.Context, d records.Destination, msgs []wire.Message) error {
 	recs := make([]*kgo.Record, len(msgs))
 	for i := range msgs {
-		v, hs, err := wire.AppendRecord(nil, f.p.Encoding(), &msgs[i])
+		rec, err := records.Message(d, f.p.Encoding(), &msgs[i])
 		if err != nil {
 			return fmt.Errorf("message %d: %w", i, err)
 		}
-		rec := &kgo.Record{Topic: topic, Key: keyFor(msgs[i].Device), Value: v}
-		for _, h := range hs {
-			rec.Headers = append(rec.Headers, kgo.RecordHeader{Key: h.Key, Value: h.Value})
-		}
-		if msgs[i].Device != "" && f.auth.Devices != nil && f.auth.Service != nil && topic == f.p.InputTopic(f.first) {
+		if f.auth.Devices != nil && f.auth.Service != nil && d.Topic == f.p.InputTopic(f.first) {
 			// With device authentication the first tier believes a
 			// device claim only signed: this funnel authenticated the
 			// device. Without it nothing checks a claim, so nothing is
 			// signed. (auth.devices: token requires a service token.)
-			rec.Headers = append(rec.Headers, kgo.RecordHeader{Key: wire.HeaderDeviceSig, Value: []byte(f.auth.Service.SignClaim(msgs[i].Device, v))})
+			records.SignDevice(rec, f.auth.Service, msgs[i].Device)
 		}
-		rec.Headers = append(rec.Headers, extra...)
 		if n := kafka.RecordSize(rec); n > f.p.Kafka.MaxRecordBytes {
 			return &RecordTooLargeError{Index: i, Bytes: n, Limit: f.p.Kafka.MaxRecordBytes}
 		}

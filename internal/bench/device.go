@@ -23,6 +23,7 @@ import (
 	"github.com/ddnn-continuum/ddnn/funnel"
 	"github.com/ddnn-continuum/ddnn/internal/kafka"
 	"github.com/ddnn-continuum/ddnn/internal/pipeline"
+	"github.com/ddnn-continuum/ddnn/internal/records"
 	"github.com/ddnn-continuum/ddnn/internal/wire"
 )
 
@@ -233,13 +234,9 @@ func (d *kafkaDevice) send(ctx context.Context, id string, sample []byte) error 
 	if d.enc.json {
 		m := d.enc.message(id, d.name, sample)
 		m.SentAt = time.Now()
-		value, hs, err := wire.AppendRecord(nil, wire.JSON, m)
-		if err != nil {
+		var err error
+		if rec, err = records.Message(records.Destination{}, wire.JSON, m); err != nil {
 			return err
-		}
-		rec.Value, rec.Headers = value, nil
-		for _, h := range hs {
-			rec.Headers = append(rec.Headers, kgo.RecordHeader{Key: h.Key, Value: h.Value})
 		}
 	}
 	ctx, cancel := context.WithTimeout(ctx, sendTimeout)

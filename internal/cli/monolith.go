@@ -9,12 +9,12 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/ddnn-continuum/ddnn/funnel"
 	"github.com/ddnn-continuum/ddnn/inference"
 	"github.com/ddnn-continuum/ddnn/internal/kafka"
 	"github.com/ddnn-continuum/ddnn/internal/monolith"
 	"github.com/ddnn-continuum/ddnn/internal/onnx"
 	"github.com/ddnn-continuum/ddnn/internal/pipeline"
+	"github.com/ddnn-continuum/ddnn/internal/records"
 	"github.com/ddnn-continuum/ddnn/internal/socket"
 )
 
@@ -118,8 +118,8 @@ func runMonolith(ctx context.Context, args []string, stdout, stderr io.Writer) e
 		names[i] = t.Name
 	}
 	results := p.ResultsTopic()
-	if topic, route := funnel.Destination(p, site, ""); route != nil {
-		results = fmt.Sprintf("%s (for %s on site %q)", topic, p.ResultsTopic(), p.ResultsSite().Name)
+	if d := records.DestinationOf(p, site, ""); d.Uplink() {
+		results = fmt.Sprintf("%s (for %s on site %q)", d.Topic, p.ResultsTopic(), p.ResultsSite().Name)
 	}
 	fmt.Fprintf(stdout, "monolith: consuming %s (group %s), tiers %s in one process with %d workers, results to %s, bad records to %s; metrics on http://%s/metrics\n",
 		p.InputTopic(p.Tiers[0].Name), monolith.Group(p), strings.Join(names, " → "), *workers, results, p.DLQTopic(p.Tiers[0].Name), ln.Addr())

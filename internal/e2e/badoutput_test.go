@@ -21,6 +21,7 @@ import (
 	"github.com/ddnn-continuum/ddnn/internal/kafka"
 	"github.com/ddnn-continuum/ddnn/internal/onnx"
 	"github.com/ddnn-continuum/ddnn/internal/pipeline"
+	"github.com/ddnn-continuum/ddnn/internal/records"
 	"github.com/ddnn-continuum/ddnn/internal/wire"
 )
 
@@ -128,13 +129,9 @@ func TestModelOverflowDeadLetteredAtOnce(t *testing.T) {
 		{ID: "good", Tensor: wire.Float32Tensor([]int{32}, filled(1))},
 		{ID: "hops", Hops: forgedHops, Tensor: wire.Float32Tensor([]int{32}, filled(1))},
 	} {
-		v, hs, err := wire.AppendRecord(nil, p.Encoding(), &m)
+		rec, err := records.Message(records.Destination{Topic: p.InputTopic("fog")}, p.Encoding(), &m)
 		if err != nil {
 			t.Fatal(err)
-		}
-		rec := &kgo.Record{Topic: p.InputTopic("fog"), Partition: 0, Value: v}
-		for _, h := range hs {
-			rec.Headers = append(rec.Headers, kgo.RecordHeader{Key: h.Key, Value: h.Value})
 		}
 		recs = append(recs, rec)
 	}

@@ -28,12 +28,11 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/twmb/franz-go/pkg/kgo"
 
-	"github.com/ddnn-continuum/ddnn/connector"
-	"github.com/ddnn-continuum/ddnn/funnel"
 	"github.com/ddnn-continuum/ddnn/inference"
 	"github.com/ddnn-continuum/ddnn/internal/auth"
 	"github.com/ddnn-continuum/ddnn/internal/kafka"
 	"github.com/ddnn-continuum/ddnn/internal/pipeline"
+	"github.com/ddnn-continuum/ddnn/internal/records"
 	"github.com/ddnn-continuum/ddnn/internal/wire"
 )
 
@@ -67,13 +66,13 @@ type Config struct {
 	Registerer prometheus.Registerer
 	Logger     *slog.Logger
 	// Claims, when set, checks the device claims of the input records
-	// (connector.CheckClaim): one without a valid signature is
+	// (records.CheckClaim): one without a valid signature is
 	// dead-lettered. Set it when devices are authenticated.
 	Claims *auth.Claims
 	// Site is the site the monolith runs on, whose Kafka Client uses:
 	// every tier must be placed there (default: the first tier's site).
 	// Results for a results site elsewhere go to the queue of the link
-	// there, as a funnel of Site writes them (funnel.Destination).
+	// there, as a funnel of Site writes them (records.DestinationOf).
 	Site string
 }
 
@@ -85,12 +84,11 @@ type Monolith struct {
 	raw    *wire.RawInput
 	claims *auth.Claims
 	batch  int
-	// results and resultHeaders are where results go from the site.
-	results       string
-	resultHeaders []kgo.RecordHeader
-	funcs         []*inference.Function // per tier
-	workers       [][]*inference.Session
-	m             metrics
+	// results is where results go from the site.
+	results records.Destination
+	funcs   []*inference.Function // per tier
+	workers [][]*inference.Session
+	m       metrics
 }
 
 type metrics struct {
@@ -149,7 +147,7 @@ func New(cfg Config) (*Monolith, error) {
 			}),
 		},
 	}
-	m.results, m.resultHeaders = funnel.Destination(p, cfg.Site, "")
+	m.results = records.DestinationOf(p, cfg.Site, "")
 	if m.log == nil {
 		m.log = slog.New(slog.DiscardHandler)
 	}
@@ -244,12 +242,12 @@ func (m *Monolith) process(recs []*kgo.Record) ([]*kgo.Record, error) {
 	msgs := make([]wire.Message, 0, len(recs))
 	from := make([]*kgo.Record, 0, len(recs)) // the record of each message
 	for _, r := range recs {
-		msg, err := connector.DecodeMessage(r, m.raw)
+		msg, err := records.DecodeMessage(r, m.raw)
 		if err == nil {
-			err = connector.CheckClaim(m.claims, r, msg.Device)
+			err = records.CheckClaim(m.claims, r, msg.Device)
 		}
 		if err != nil {
-			out = append(out, m.deadLetter(r, connector.DecodeFailure(err)))
+			out = append(out, m.deadLetter(r, records.DecodeFailure(err)))
 			continue
 		}
 		msgs, from = append(msgs, msg), append(from, r)
@@ -312,11 +310,10 @@ func (m *Monolith) process(recs []*kgo.Record) ([]*kgo.Record, error) {
 	}
 	out = append(out, dead...)
 	for i := range results {
-		rec, err := funnel.ResultRecord(m.results, &results[i])
+		rec, err := records.Result(m.results, &results[i])
 		if err != nil {
 			return nil, err
 		}
-		rec.Headers = m.resultHeaders
 		out = append(out, rec)
 	}
 	m.m.records.WithLabelValues("result").Add(float64(len(results)))
@@ -378,5 +375,5 @@ func (m *Monolith) chain(sessions []*inference.Session, msgs []wire.Message, fro
 func (m *Monolith) deadLetter(r *kgo.Record, reason string) *kgo.Record {
 	m.m.records.WithLabelValues("dead_lettered").Inc()
 	m.log.Warn("record dead-lettered", "topic", r.Topic, "partition", r.Partition, "offset", r.Offset, "reason", reason)
-	return connector.DeadLetter(m.p.DLQTopic(m.p.Tiers[0].Name), r, reason, m.p.Kafka.MaxRecordBytes)
+	return records.DeadLetter(m.p.DLQTopic(m.p.Tiers[0].Name), r, reason, m.p.Kafka.MaxRecordBytes)
 }

@@ -19,12 +19,12 @@ import (
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 
-	"github.com/ddnn-continuum/ddnn/connector"
 	"github.com/ddnn-continuum/ddnn/inference"
 	"github.com/ddnn-continuum/ddnn/internal/auth"
 	"github.com/ddnn-continuum/ddnn/internal/kafka"
 	"github.com/ddnn-continuum/ddnn/internal/onnx"
 	"github.com/ddnn-continuum/ddnn/internal/pipeline"
+	"github.com/ddnn-continuum/ddnn/internal/records"
 	"github.com/ddnn-continuum/ddnn/internal/wire"
 	"github.com/ddnn-continuum/ddnn/models"
 )
@@ -241,15 +241,12 @@ func TestMonolithMatchesEval(t *testing.T) {
 			recs = append(recs, &kgo.Record{Topic: h.input(), Value: v})
 		case i < 20:
 			msg := wire.Message{ID: id, Tensor: wire.Tensor{DType: wire.Uint8, Shape: []int{1, 28, 28}, Data: ds.Samples[i]}}
-			v, hs, err := wire.AppendRecord(nil, wire.Binary, &msg)
+			r, err := records.Message(records.Destination{Topic: h.input()}, wire.Binary, &msg)
 			if err != nil {
 				t.Fatal(err)
 			}
-			r := &kgo.Record{Topic: h.input(), Value: v, Headers: []kgo.RecordHeader{
-				{Key: wire.HeaderDevice, Value: []byte("cam-bin")}, {Key: wire.HeaderSentAt, Value: []byte(strconv.FormatInt(sentAt.UnixMilli(), 10))}}}
-			for _, hd := range hs {
-				r.Headers = append(r.Headers, kgo.RecordHeader{Key: hd.Key, Value: hd.Value})
-			}
+			r.Headers = append(r.Headers, kgo.RecordHeader{Key: wire.HeaderDevice, Value: []byte("cam-bin")},
+				kgo.RecordHeader{Key: wire.HeaderSentAt, Value: []byte(strconv.FormatInt(sentAt.UnixMilli(), 10))})
 			recs = append(recs, r)
 		default:
 			recs = append(recs, h.raw(i))
@@ -258,7 +255,7 @@ func TestMonolithMatchesEval(t *testing.T) {
 			recs = append(recs, &kgo.Record{Topic: h.input(), Key: []byte("bad-size"), Value: []byte("not an image")})
 			// A binary envelope whose tensor the first tier does not take.
 			msg := wire.Message{ID: "bad-dtype", Tensor: wire.Float32Tensor([]int{784}, make([]float32, 784))}
-			v, _, err := wire.AppendRecord(nil, wire.Binary, &msg)
+			v, err := wire.AppendMessage(nil, wire.Binary, &msg)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -373,7 +370,7 @@ func TestMonolithMatchesEval(t *testing.T) {
 			t.Errorf("%s: not dead-lettered (DLQ holds %d records)", key, len(dlq))
 			continue
 		}
-		if !hasHeader(r, wire.HeaderReason, prefix) || !hasHeader(r, connector.HeaderSourceTopic, h.input()) {
+		if !hasHeader(r, wire.HeaderReason, prefix) || !hasHeader(r, records.HeaderSourceTopic, h.input()) {
 			t.Errorf("%s: dead letter headers %+v, want reason %q", key, r.Headers, prefix)
 		}
 	}

@@ -59,16 +59,6 @@ func ParseRoute(v string) (tier string, results bool, err error) {
 	return "", false, fmt.Errorf("header %s: %q is neither %q nor %q<tier>", HeaderRoute, v, RouteResults, routeTierPrefix)
 }
 
-// AppendRecord encodes m as a record value in enc and returns the headers
-// that go with it (encoding and id, so tools such as kcat can show the id).
-func AppendRecord(dst []byte, enc Encoding, m *Message) ([]byte, []Header, error) {
-	v, err := AppendMessage(dst, enc, m)
-	if err != nil {
-		return dst, nil, err
-	}
-	return v, []Header{{Key: HeaderEncoding, Value: []byte(enc.String())}, {Key: HeaderID, Value: []byte(m.ID)}}, nil
-}
-
 // RawInput says how to read a record value that is not an envelope: the raw
 // little-endian elements of one sample with this dtype and shape.
 type RawInput struct {

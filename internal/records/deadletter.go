@@ -1,0 +1,85 @@
+package records
+
+import (
+	"fmt"
+	"strconv"
+	"strings"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/ddnn-continuum/ddnn/internal/kafka"
+	"github.com/ddnn-continuum/ddnn/internal/wire"
+)
+
+// Headers a dead letter carries besides wire.HeaderReason.
+const (
+	HeaderSourceTopic     = "ddnn-source-topic"
+	HeaderSourcePartition = "ddnn-source-partition"
+	HeaderSourceOffset    = "ddnn-source-offset"
+	// HeaderOriginalSize is the size of the record's value as fetched.
+	HeaderOriginalSize = "ddnn-original-size"
+	// HeaderTruncated says what was cut from a copy that would have been
+	// larger than kafka.max_record_bytes.
+	HeaderTruncated = "ddnn-truncated"
+)
+
+// maxReasonBytes bounds a dead letter's reason: an error can quote what
+// it refused (a header of any size), and the reason must leave room in a
+// copy of at most kafka.max_record_bytes (4096 at least).
+const maxReasonBytes = 1024
+
+// CutReason bounds reason to 1 KiB, on a UTF-8 boundary, as DeadLetter
+// writes it.
+func CutReason(reason string) string {
+	if len(reason) <= maxReasonBytes {
+		return reason
+	}
+	return strings.ToValidUTF8(reason[:maxReasonBytes-len("…")], "") + "…"
+}
+
+// DeadLetter is rec parked on topic: its key, value and headers, plus the
+// reason (CutReason), the value's size and where it came from. A copy
+// that would be larger than maxBytes (kafka.max_record_bytes) gets its
+// value cut to fit, then, if that is not enough, loses the original
+// headers and key, and HeaderTruncated says what was cut.
+func DeadLetter(topic string, rec *kgo.Record, reason string, maxBytes int) *kgo.Record {
+	reason = CutReason(reason)
+	ours := []kgo.RecordHeader{
+		{Key: wire.HeaderReason, Value: []byte(reason)},
+		{Key: HeaderOriginalSize, Value: []byte(strconv.Itoa(len(rec.Value)))},
+		{Key: HeaderSourceTopic, Value: []byte(rec.Topic)},
+		{Key: HeaderSourcePartition, Value: []byte(strconv.Itoa(int(rec.Partition)))},
+		{Key: HeaderSourceOffset, Value: []byte(strconv.FormatInt(rec.Offset, 10))},
+	}
+	out := &kgo.Record{
+		Topic:   topic,
+		Key:     rec.Key,
+		Value:   rec.Value,
+		Headers: append(append([]kgo.RecordHeader(nil), rec.Headers...), ours...),
+	}
+	over := kafka.RecordSize(out) - maxBytes
+	if over <= 0 {
+		return out
+	}
+	// Room for the note itself, at its longest.
+	const note = len(HeaderTruncated) + 96 + 10
+	over += note
+	var cut []string
+	if over > 0 && len(out.Value) > 0 {
+		keep := max(0, len(out.Value)-over)
+		over -= len(out.Value) - keep
+		out.Value = out.Value[:keep]
+		cut = append(cut, fmt.Sprintf("value cut to %d of %d bytes", keep, len(rec.Value)))
+	}
+	if over > 0 && len(rec.Headers) > 0 {
+		out.Headers = ours
+		over = kafka.RecordSize(out) + note - maxBytes
+		cut = append(cut, "original headers dropped")
+	}
+	if over > 0 && len(out.Key) > 0 {
+		out.Key = nil
+		cut = append(cut, "key dropped")
+	}
+	out.Headers = append(out.Headers, kgo.RecordHeader{Key: HeaderTruncated, Value: []byte(strings.Join(cut, "; "))})
+	return out
+}
