@@ -1,17 +1,21 @@
-// Package connector owns the kafka-to-http connector of one tier: it
-// consumes the tier's input topic in a consumer group, micro-batches records
-// into invocations of the tier's inference replicas (least outstanding
-// requests, several in flight per replica), retries failures on another
-// replica with exponential backoff and jitter, parks records the function
-// rejects as bad input, or that keep failing while others succeed, on the
-// tier's dead-letter topic with the reason, and commits an offset only when
-// every record at or below it is done (Offsets) and only once Kafka
-// confirmed the commit.
+// Package connector owns the connector of one tier: it consumes the tier's
+// input topic in a consumer group, micro-batches records into invocations
+// of the tier's inference replicas (least outstanding requests, several in
+// flight per replica), retries failures on another replica with
+// exponential backoff and jitter, parks records the function rejects as
+// bad input, or that keep failing while others succeed, on the tier's
+// dead-letter topic with the reason, writes what the function decided
+// (exits as results, forwards as the next tier's messages, or either on the
+// uplink queue of another site: records.DestinationOf) with its own
+// producer, and commits an offset only when every record at or below it is
+// done (Offsets: its decision acknowledged by Kafka, or its dead letter)
+// and only once Kafka confirmed the commit.
 //
-// When no replica answers (the tier or what it delivers to is down) the
-// connector waits and retries without limit: the records stay uncommitted,
-// the lag grows, fetching stops at connector.max_pending_records, and it
-// resumes as soon as a replica answers again.
+// When no replica answers, or Kafka does not acknowledge the decisions,
+// the connector waits and retries without limit: the records stay
+// uncommitted, the lag grows, fetching stops at
+// connector.max_pending_records, and it resumes as soon as they answer
+// again.
 //
 // The same machinery, pointed at another site's funnel instead of a
 // tier's replicas, is the uplink of a cross-site link (Config.Link): it
@@ -21,8 +25,9 @@
 // answer is the link down: its records are never charged, only waited for.
 //
 // It never decodes tensors beyond what internal/wire does, never runs
-// models, and never drops a record: a record is either acknowledged by a
-// replica or acknowledged by Kafka on the dead-letter topic.
+// models, and never drops a record: a record is done only once Kafka
+// acknowledged what it became (its decision, or its dead letter), or, for
+// an uplink, once the remote funnel did.
 package connector
 
 import (
@@ -74,8 +79,8 @@ type Config struct {
 	// once, without a rebalance, where a new member waits for the dead
 	// one's session to time out. Each connector of a tier needs its own.
 	InstanceID string
-	// Service, when set, is presented on every call: replicas that
-	// deliver onward and the funnels' delivery zones want it.
+	// Service, when set, is presented on every call: replicas and the
+	// funnels' delivery zones want it.
 	Service *auth.Tokens
 	// Claims, when set, checks the device claims of the first tier's
 	// records: a claim without a valid signature is dead-lettered
@@ -105,7 +110,8 @@ type Connector struct {
 	http                        *http.Client
 	cl                          *kgo.Client
 
-	// inflight counts invocations and dead-letter produces under way.
+	// inflight counts invocations, and decision and dead-letter produces,
+	// under way.
 	inflight sync.WaitGroup
 	// work is canceled only when the drain deadline passes.
 	work context.Context
@@ -129,7 +135,7 @@ func New(cfg Config) (*Connector, error) {
 	if len(cfg.Replicas) == 0 && cfg.ReplicasURL == "" {
 		return nil, fmt.Errorf("tier %q: connector needs replica URLs or a URL to read them from", t.Name)
 	}
-	tt := &tierTarget{enc: cfg.Pipeline.Encoding()}
+	tt := &tierTarget{enc: cfg.Pipeline.Encoding(), decisions: newDecisionWriter(cfg.Pipeline, t.Name, i)}
 	if i == 0 {
 		// Devices may produce raw samples straight to the first tier,
 		// and claim to be any device.
@@ -171,7 +177,8 @@ func newConnector(cfg Config, c *Connector, labels prometheus.Labels) *Connector
 	if reg == nil {
 		reg = prometheus.NewRegistry() // counted, not exported
 	}
-	c.m = NewMetrics(prometheus.WrapRegistererWith(labels, reg), c.offsets.Window)
+	_, decisions := c.t.(*tierTarget)
+	c.m = NewMetrics(prometheus.WrapRegistererWith(labels, reg), c.offsets.Window, decisions)
 	return c
 }
 

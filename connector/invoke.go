@@ -21,16 +21,17 @@ const (
 )
 
 // invoke sends batch to r (already acquired, or nil to acquire one) and
-// keeps at it until every record is acknowledged or dead-lettered, or the
-// drain deadline passes.
+// keeps at it until every record is accepted (and settled: see
+// target.accepted) or dead-lettered, or the drain deadline passes.
 //
 // A failed call is charged to its records only when the model failed on
-// them (500) or the replica that failed it answered 200 to other calls
-// since this batch's last try: then the records, not the tier or that
-// replica, are the likely cause. A charged
-// batch is split in halves so a bad record is isolated, and a record
-// charged max_attempts times, the last time alone, goes to the DLQ. Uncharged failures (every
-// replica down, the funnel unreachable) are retried without limit.
+// them (500), the function answered 2xx with an answer that does not
+// read, or the replica that failed it answered 200 to other calls since
+// this batch's last try: then the records, not the tier or that replica,
+// are the likely cause. A charged batch is split in halves so a bad
+// record is isolated, and a record charged max_attempts times, the last
+// time alone, goes to the DLQ. Uncharged failures (every replica down, a
+// remote funnel unreachable) are retried without limit.
 func (c *Connector) invoke(r *replica, batch []item) {
 	conn := c.conn
 	queue := [][]item{batch} // sub-batches still to send
@@ -60,22 +61,25 @@ func (c *Connector) invoke(r *replica, batch []item) {
 		}
 		start := time.Now()
 		status, body, err := c.call(r, call)
-		c.m.invokeTimeHi.Observe(time.Since(start).Seconds())
+		c.m.invocationSeconds.Observe(time.Since(start).Seconds())
 		c.m.batchSize.Observe(float64(len(batch)))
 		healthy := err == nil && status < 500
 		delivered := err == nil && status/100 == 2
 		rel := c.pool.release(r, healthy, delivered, backoff(conn.Backoff, conn.MaxBackoff, 1))
 		c.tierChanged(rel, r.url, err, status, body)
 		last, r = r, nil
-		switch {
-		case delivered:
-			c.m.invocations.WithLabelValues(outcomeOK).Inc()
-			c.t.delivered(call.body, len(batch))
-			for _, it := range batch {
-				c.done(it.rec)
+		var badAnswer error
+		if delivered {
+			ss, aerr := c.t.accepted(call, batch, body, start)
+			if aerr == nil {
+				c.m.invocations.WithLabelValues(outcomeOK).Inc()
+				c.settle(ss)
+				queue, fails, seen = queue[1:], 0, rel.successes
+				continue
 			}
-			queue, fails, seen = queue[1:], 0, rel.successes
-			continue
+			badAnswer = aerr
+		}
+		switch {
 		case err == nil && len(batch) > 1 && (status == http.StatusRequestEntityTooLarge || (c.t.refusesWhole() && refused(status))):
 			// Too big for the replica, or refused as a whole: send the
 			// halves, so that a refused record ends up alone.
@@ -94,10 +98,13 @@ func (c *Connector) invoke(r *replica, batch []item) {
 		c.m.invocations.WithLabelValues(outcomeRetry).Inc()
 		c.m.retries.Inc()
 		reason := fmt.Sprintf("%s %s: status %d: %s", c.t.peer(), last.url, status, snippet(body))
+		if err == nil && badAnswer != nil {
+			err = badAnswer
+		}
 		if err != nil {
 			reason = fmt.Sprintf("%s %s: %v", c.t.peer(), last.url, err)
 		}
-		if c.t.chargeable() && (status == http.StatusInternalServerError || rel.replicaOK > seen) {
+		if c.t.chargeable() && (status == http.StatusInternalServerError || badAnswer != nil || rel.replicaOK > seen) {
 			queue = append(c.charge(batch, reason), queue[1:]...)
 		}
 		seen = rel.successes

@@ -5,22 +5,30 @@ import "github.com/prometheus/client_golang/prometheus"
 // Metrics are a connector's Prometheus metrics. Every metric belongs to the
 // connector's tier, which the caller adds as a constant label.
 type Metrics struct {
-	fetchedRecs  prometheus.Counter
-	invocations  *prometheus.CounterVec
-	retries      prometheus.Counter
-	deadLetters  prometheus.Counter
-	commits      prometheus.Counter
-	batchSize    prometheus.Histogram
-	invokeTimeHi prometheus.Histogram
-	exhausts     prometheus.Counter
-	dlqRetries   prometheus.Counter
-	commitFails  prometheus.Counter
-	down         prometheus.Gauge
+	fetchedRecs       prometheus.Counter
+	invocations       *prometheus.CounterVec
+	retries           prometheus.Counter
+	deadLetters       prometheus.Counter
+	commits           prometheus.Counter
+	batchSize         prometheus.Histogram
+	invocationSeconds prometheus.Histogram
+	exhausts          prometheus.Counter
+	dlqRetries        prometheus.Counter
+	commitFails       prometheus.Counter
+	down              prometheus.Gauge
+
+	// A tier's connector writes its tier's decisions; an uplink's
+	// leaves these nil.
+	decisionRecords *prometheus.CounterVec
+	decisionRetries prometheus.Counter
+	e2e             prometheus.Histogram
 }
 
 // NewMetrics registers the connector's metrics with reg; window reports
-// the records held by the offset tracker.
-func NewMetrics(reg prometheus.Registerer, window func() int) *Metrics {
+// the records held by the offset tracker. With decisions, the connector
+// is a tier's, which writes its tier's decisions, and those are counted
+// too.
+func NewMetrics(reg prometheus.Registerer, window func() int, decisions bool) *Metrics {
 	m := &Metrics{
 		fetchedRecs: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "ddnn_connector_fetched_records_total", Help: "Records fetched from the tier's input topic.",
@@ -41,7 +49,7 @@ func NewMetrics(reg prometheus.Registerer, window func() int) *Metrics {
 			Name: "ddnn_connector_batch_size", Help: "Records per invocation.",
 			Buckets: prometheus.ExponentialBuckets(1, 2, 11),
 		}),
-		invokeTimeHi: prometheus.NewHistogram(prometheus.HistogramOpts{
+		invocationSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name: "ddnn_connector_invocation_duration_seconds", Help: "Time of one invocation of a replica.",
 			Buckets: prometheus.ExponentialBuckets(100e-6, 2.5, 14),
 		}),
@@ -61,7 +69,21 @@ func NewMetrics(reg prometheus.Registerer, window func() int) *Metrics {
 	pending := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "ddnn_connector_pending_records", Help: "Records fetched and not yet committable; fetching pauses at connector.max_pending_records.",
 	}, func() float64 { return float64(window()) })
-	reg.MustRegister(m.fetchedRecs, m.invocations, m.retries, m.deadLetters, m.commits, m.batchSize, m.invokeTimeHi,
+	reg.MustRegister(m.fetchedRecs, m.invocations, m.retries, m.deadLetters, m.commits, m.batchSize, m.invocationSeconds,
 		m.exhausts, m.dlqRetries, m.commitFails, m.down, pending)
+	if decisions {
+		m.decisionRecords = prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "ddnn_connector_decision_records_total", Help: "Records Kafka acknowledged for the tier's decisions, by kind: results (this site's results topic), forwards (the next tier's input topic on this site), uplink (the queue of the link to another site).",
+		}, []string{"kind"})
+		m.decisionRetries = prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "ddnn_connector_decision_produce_retries_total", Help: "Decision records Kafka did not acknowledge, tried again (their source records stay uncommitted meanwhile).",
+		})
+		m.e2e = prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "ddnn_pipeline_e2e_latency_seconds",
+			Help:    "From a device's send time to its result acknowledged on the results topic, by exit tier.",
+			Buckets: prometheus.ExponentialBuckets(500e-6, 2, 18),
+		})
+		reg.MustRegister(m.decisionRecords, m.decisionRetries, m.e2e)
+	}
 	return m
 }

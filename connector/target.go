@@ -1,6 +1,8 @@
 package connector
 
 import (
+	"time"
+
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/ddnn-continuum/ddnn/internal/auth"
@@ -20,8 +22,10 @@ type target interface {
 	// request is the call that delivers batch, whose items share a route.
 	// An error is the records' fault (they cannot be encoded).
 	request(batch []item) (request, error)
-	// delivered is told of each call the peer accepted.
-	delivered(body []byte, records int)
+	// accepted reads the answer of a call the peer accepted (2xx) for
+	// batch, sent at sent, and says what becomes of each record. An error
+	// is the answer's fault: the call failed.
+	accepted(call request, batch []item, answer []byte, sent time.Time) ([]settled, error)
 	// chargeable says whether a failed call may be charged to its
 	// records (see invoke): a model may fail on a record, a funnel that
 	// fails is down.
@@ -53,6 +57,8 @@ type tierTarget struct {
 	// claims, set for the first tier with device authentication, checks
 	// the records' device claims.
 	claims *auth.Claims
+	// decisions turns the function's answers into records.
+	decisions *decisionWriter
 }
 
 func (t *tierTarget) decode(r *kgo.Record) (item, error) {
@@ -68,11 +74,15 @@ func (t *tierTarget) request(batch []item) (request, error) {
 	return request{path: "/v1/infer", contentType: t.enc.ContentType(), body: body}, err
 }
 
-func (*tierTarget) delivered([]byte, int) {}
-func (*tierTarget) chargeable() bool      { return true }
-func (*tierTarget) refusesWhole() bool    { return false }
-func (*tierTarget) peer() string          { return "replica" }
-func (*tierTarget) answerer() string      { return "function" }
+// accepted: the function answered its decisions, which become records.
+func (t *tierTarget) accepted(_ request, batch []item, answer []byte, sent time.Time) ([]settled, error) {
+	return t.decisions.write(batch, answer, sent)
+}
+
+func (*tierTarget) chargeable() bool   { return true }
+func (*tierTarget) refusesWhole() bool { return false }
+func (*tierTarget) peer() string       { return "replica" }
+func (*tierTarget) answerer() string   { return "function" }
 func (*tierTarget) downMessage() string {
 	return "tier down: no replica answers; records wait and are retried, lag grows"
 }

@@ -3,6 +3,7 @@ package connector
 import (
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -112,9 +113,15 @@ func (t *uplinkTarget) request(batch []item) (request, error) {
 	return request{path: "/v1/tiers/" + tier, contentType: enc.ContentType(), body: body}, err
 }
 
-func (t *uplinkTarget) delivered(body []byte, records int) {
-	t.links.bytes.Add(float64(len(body)))
-	t.links.messages.Add(float64(records))
+// accepted: the remote funnel wrote the records; they are done.
+func (t *uplinkTarget) accepted(call request, batch []item, _ []byte, _ time.Time) ([]settled, error) {
+	t.links.bytes.Add(float64(len(call.body)))
+	t.links.messages.Add(float64(len(batch)))
+	ss := make([]settled, len(batch))
+	for i := range batch {
+		ss[i] = settled{src: batch[i].rec}
+	}
+	return ss, nil
 }
 
 func (*uplinkTarget) chargeable() bool   { return false }

@@ -1,7 +1,8 @@
-// Package funnel owns the functions that write into the pipeline's Kafka
+// Package funnel owns the HTTP and CoAP ways into the pipeline's Kafka
 // topics: the device-facing ingest route, which enters samples into the
-// first tier, and the internal routes inference functions deliver to: the
-// next tier's input topic and the results topic.
+// first tier, and the internal routes another site's uplinks deliver to: a
+// tier's input topic and the results topic. (A tier's decisions on its own
+// site are written by its connector, not through a funnel.)
 //
 // A funnel answers only after Kafka acknowledged every record of the request
 // (acks=all, idempotent producer); records of concurrent requests are
@@ -12,9 +13,8 @@
 // On a pipeline of several sites a funnel belongs to one site: it writes a
 // message for a tier of its site, or a result when its site holds the
 // results, to its own Kafka, and anything bound for another site to the
-// site-local queue of that link (pipeline.UplinkTopic) with its route in
-// wire.HeaderRoute, for the link's uplink to carry. Only the first tier's
-// site takes device data.
+// site-local queue of that link, as records.DestinationOf says. Only the
+// first tier's site takes device data.
 package funnel
 
 import (
@@ -110,8 +110,8 @@ func (e *NotIngestSiteError) Error() string {
 func (f *Funnel) Drain() { f.draining.Store(true) }
 
 // Auth is who the funnel lets in: devices with a credential on the device
-// zone, the pipeline's own parts with the service token on the delivery
-// zone. A nil field lets everyone in (loopback deployments and explicit
+// zone, the pipeline's own parts (uplinks, ddnn up) with the service
+// token on the delivery zone. A nil field lets everyone in (loopback deployments and explicit
 // `auth: none`).
 type Auth struct {
 	// Devices authenticates device tokens; a device that presents a

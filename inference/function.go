@@ -1,7 +1,6 @@
 package inference
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -23,22 +22,11 @@ import (
 // InferPath is where a function takes batches.
 const InferPath = "/v1/infer"
 
-// Deliverer sends a batch's decisions onward before the function answers:
-// exits to the results funnel, forwards to the next tier's funnel. The
-// function acknowledges its caller only after Deliver returned nil; an error
-// makes it answer 502 so the caller retries. A nil Deliverer keeps decisions
-// in the response only.
-type Deliverer interface {
-	Deliver(ctx context.Context, msgs []wire.Message, ds []wire.Decision) error
-}
-
 // Config is what a Function needs besides its session.
 type Config struct {
 	Pipeline *pipeline.Pipeline
 	// Tier is the served tier's name.
 	Tier string
-	// Deliverer, when set, forwards decisions (see Deliverer).
-	Deliverer Deliverer
 	// Metrics records the function's work; nil records nothing.
 	Metrics *Metrics
 	// Logger, which should name the tier; nil discards.
@@ -48,14 +36,12 @@ type Config struct {
 // Function serves one tier over HTTP: a batch of messages in, one decision
 // per message out. It is ready once its session is set.
 type Function struct {
-	p         *pipeline.Pipeline
-	tier      *pipeline.Tier
-	index     int
-	next      string
-	before    []string // the names of the tiers before this one
-	deliverer Deliverer
-	m         *Metrics
-	log       *slog.Logger
+	p      *pipeline.Pipeline
+	tier   *pipeline.Tier
+	index  int
+	before []string // the names of the tiers before this one
+	m      *Metrics
+	log    *slog.Logger
 
 	policy Policy
 	labels []string
@@ -115,24 +101,20 @@ func New(cfg Config) (*Function, error) {
 		return nil, fmt.Errorf("tier %q: %w", t.Name, err)
 	}
 	f := &Function{
-		p:         cfg.Pipeline,
-		tier:      t,
-		index:     i,
-		deliverer: cfg.Deliverer,
-		m:         cfg.Metrics,
-		log:       cfg.Logger,
-		policy:    pol,
-		labels:    cfg.Pipeline.Classes,
-		scale:     1,
+		p:      cfg.Pipeline,
+		tier:   t,
+		index:  i,
+		m:      cfg.Metrics,
+		log:    cfg.Logger,
+		policy: pol,
+		labels: cfg.Pipeline.Classes,
+		scale:  1,
 	}
 	if f.log == nil {
 		f.log = slog.New(slog.DiscardHandler)
 	}
 	if n := t.Inference.Emulate.MaxConcurrency; n > 0 {
 		f.slots = make(chan struct{}, n)
-	}
-	if !cfg.Pipeline.Last(i) {
-		f.next = cfg.Pipeline.Tiers[i+1].Name
 	}
 	for _, t := range cfg.Pipeline.Tiers[:i] {
 		f.before = append(f.before, t.Name)
@@ -229,7 +211,6 @@ const (
 	outcomeTooLarge    = "too_large"
 	outcomeUnsupported = "unsupported_media_type"
 	outcomeUnavailable = "unavailable"
-	outcomeDelivery    = "delivery_failed"
 	outcomeError       = "error"
 	outcomeMethod      = "method_not_allowed"
 )
@@ -240,7 +221,6 @@ func (f *Function) fail(w http.ResponseWriter, code int, outcome string, body wi
 }
 
 func (f *Function) serveInfer(w http.ResponseWriter, r *http.Request) {
-	arrived := time.Now().UTC()
 	if r.Method != http.MethodPost {
 		w.Header().Set("Allow", http.MethodPost)
 		f.fail(w, http.StatusMethodNotAllowed, outcomeMethod, wire.ErrorBody{Error: "use POST"})
@@ -324,21 +304,6 @@ func (f *Function) serveInfer(w http.ResponseWriter, r *http.Request) {
 			Rejected: rej,
 		})
 		return
-	}
-	if f.deliverer != nil {
-		for i := range msgs {
-			msgs[i].Hops = append(msgs[i].Hops, wire.Hop{Tier: f.tier.Name, At: arrived})
-		}
-		if err := f.deliverer.Deliver(r.Context(), msgs, ds); err != nil {
-			f.log.Warn("delivery", "err", err, "messages", len(msgs))
-			f.fail(w, http.StatusBadGateway, outcomeDelivery, wire.ErrorBody{Error: "delivery: " + err.Error()})
-			return
-		}
-		// The next tier has the tensors now; the caller needs only the
-		// decisions.
-		for i := range ds {
-			ds[i].Forward = nil
-		}
 	}
 	op := f.getBytes()
 	defer f.bytes.Put(op)

@@ -2,16 +2,13 @@ package inference
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
-	"errors"
 	"io"
 	"log/slog"
 	"math"
 	"net/http"
 	"net/http/httptest"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -279,43 +276,6 @@ func TestInferNotReadyAndMethod(t *testing.T) {
 	}
 }
 
-type recordingDeliverer struct {
-	mu    sync.Mutex
-	got   []wire.Decision
-	fail  error
-	calls int
-}
-
-func (r *recordingDeliverer) Deliver(_ context.Context, msgs []wire.Message, ds []wire.Decision) error {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	r.calls++
-	if len(msgs) != len(ds) {
-		return errors.New("length mismatch")
-	}
-	if r.fail != nil {
-		return r.fail
-	}
-	r.got = append(r.got, ds...)
-	return nil
-}
-
-// TestInferDelivers: decisions go to the Deliverer before the answer; a
-// failed delivery answers 502 so the caller retries.
-func TestInferDelivers(t *testing.T) {
-	d := &recordingDeliverer{}
-	_, srv := newFunction(t, "edge", Config{Deliverer: d})
-	resp, body := post(t, srv.URL, wire.ContentTypeBinary, encode(t, wire.Binary, imageMessages(t, 5)))
-	if resp.StatusCode != 200 || len(d.got) != 5 {
-		t.Fatalf("status %d, delivered %d: %s", resp.StatusCode, len(d.got), body)
-	}
-	d.fail = errors.New("results funnel unreachable")
-	resp, body = post(t, srv.URL, wire.ContentTypeBinary, encode(t, wire.Binary, imageMessages(t, 5)))
-	if resp.StatusCode != http.StatusBadGateway || !strings.Contains(string(body), "results funnel unreachable") {
-		t.Errorf("failed delivery: %d %s", resp.StatusCode, body)
-	}
-}
-
 func TestSetSessionChecksInput(t *testing.T) {
 	p := shipped(t)
 	p.Input.Shape = []int{28, 27}
@@ -331,12 +291,11 @@ func TestSetSessionChecksInput(t *testing.T) {
 
 // TestInferNonFiniteOutputIsTheRecords: a finite input that drives the
 // model out of range (3e38 everywhere) is the record's fault: the function
-// answers 400 naming that record and the reason, delivers nothing, and
-// keeps serving; the other records of the batch are fine on their own.
+// answers 400 naming that record and the reason, and keeps serving; the
+// other records of the batch are fine on their own.
 func TestInferNonFiniteOutputIsTheRecords(t *testing.T) {
 	m := NewMetrics(prometheus.NewRegistry())
-	d := &recordingDeliverer{}
-	_, srv := newFunction(t, "fog", Config{Metrics: m, Deliverer: d})
+	_, srv := newFunction(t, "fog", Config{Metrics: m})
 	resp, body := post(t, srv.URL, wire.ContentTypeBinary, floatBody(t, filled(32, 1), filled(32, 3e38)))
 	if resp.StatusCode != http.StatusBadRequest {
 		t.Fatalf("status %d, want 400: %s", resp.StatusCode, body)
@@ -351,15 +310,12 @@ func TestInferNonFiniteOutputIsTheRecords(t *testing.T) {
 	if r := eb.Rejected[0].Reason; !strings.Contains(r, `tier "fog": model output "exit_probs" is not finite for this record (element `) {
 		t.Errorf("reason %q does not say the model output is not finite", r)
 	}
-	if d.calls != 0 {
-		t.Errorf("delivered %d times a batch with a rejected record", d.calls)
-	}
 	if v := testutil.ToFloat64(m.requests.WithLabelValues("fog", "error")); v != 0 {
 		t.Errorf("counted %v errors, want the record counted as a bad request", v)
 	}
 	resp, body = post(t, srv.URL, wire.ContentTypeBinary, floatBody(t, filled(32, 1)))
-	if resp.StatusCode != http.StatusOK || d.calls != 1 {
-		t.Errorf("the good record alone: status %d, %d deliveries: %s", resp.StatusCode, d.calls, body)
+	if resp.StatusCode != http.StatusOK {
+		t.Errorf("the good record alone: status %d: %s", resp.StatusCode, body)
 	}
 }
 

@@ -28,8 +28,8 @@ type ServerConfig struct {
 	// Gatherer, when set, is served on /metrics.
 	Gatherer prometheus.Gatherer
 	// Service, when set, admits only bearers of a service token to POST
-	// /v1/infer: a replica that delivers its decisions onward must not do
-	// it for anyone else.
+	// /v1/infer: a replica runs its model for the pipeline's connectors,
+	// not for anyone who reaches it.
 	Service *auth.Tokens
 	// ShutdownTimeout bounds the drain of in-flight requests (default 10s).
 	ShutdownTimeout time.Duration

@@ -95,8 +95,8 @@ func TestServeLoadFails(t *testing.T) {
 	}
 }
 
-// TestServeWantsServiceToken: a replica that delivers onward answers
-// /v1/infer only to bearers of the service token; health stays open.
+// TestServeWantsServiceToken: a replica with a service token answers
+// /v1/infer only to its bearers; health stays open.
 func TestServeWantsServiceToken(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "service.token")
 	token, _ := auth.WriteTokenFile(path)

@@ -4,8 +4,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"strings"
-	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
@@ -20,7 +18,6 @@ func runInference(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	tier := fs.String("tier", "", "tier to serve (required)")
 	listen := fs.String("listen", "127.0.0.1:8090", "address to serve on; port 0 picks a free one")
 	threads := fs.Int("threads", 0, "ONNX Runtime intra-op threads (default: the tier's inference.intra_op_threads)")
-	funnelURL := fs.String("funnel", "", "base URL of the funnel's delivery zone (http://host:port) to deliver exits and forwards to; empty answers decisions only")
 	tokenFile := serviceTokenFlag(fs)
 	newLogger := logFlags(fs, stderr)
 	if err := parse(fs, args); err != nil {
@@ -52,30 +49,15 @@ func runInference(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	if err != nil {
 		return err
 	}
-	if *funnelURL != "" {
-		// A replica that delivers onward is part of the delivery zone.
-		if err := p.CheckExposure("delivery", "inference listener", *listen); err != nil {
-			return err
-		}
-	}
 	log = log.With("component", "inference", "tier", t.Name)
 
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	var deliverer inference.Deliverer
-	if *funnelURL != "" {
-		next := ""
-		if !p.Last(i) {
-			next = p.Tiers[i+1].Name
-		}
-		deliverer = inference.NewFunnelDeliverer(strings.TrimSuffix(*funnelURL, "/"), t.Name, next, p.Encoding(), p.Kafka.ProduceTimeout+2*time.Second, tokens)
-	}
 	f, err := inference.New(inference.Config{
-		Pipeline:  p,
-		Tier:      t.Name,
-		Deliverer: deliverer,
-		Metrics:   inference.NewMetrics(prometheus.WrapRegistererWith(prometheus.Labels{"pipeline": p.Name}, reg)),
-		Logger:    log,
+		Pipeline: p,
+		Tier:     t.Name,
+		Metrics:  inference.NewMetrics(prometheus.WrapRegistererWith(prometheus.Labels{"pipeline": p.Name}, reg)),
+		Logger:   log,
 	})
 	if err != nil {
 		return err

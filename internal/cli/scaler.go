@@ -21,11 +21,10 @@ import (
 // through the tier's runtime, scales them by lag, and serves the replica
 // sets the connectors follow (--replicas-url http://ADMIN/v1/tiers/<tier>/replicas).
 func runScaler(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := newFlags("scaler", "scaler -f FILE [--site NAME] [--admin ADDR] [--funnel URL] [--brokers H:P,...]", stderr)
+	fs := newFlags("scaler", "scaler -f FILE [--site NAME] [--admin ADDR] [--brokers H:P,...]", stderr)
 	rf := addRoleFlags(fs, stderr, true)
 	siteName := fs.String("site", "", "scale the tiers placed on this site, reading its Kafka (required when the pipeline has several sites)")
 	admin := fs.String("admin", "127.0.0.1:9465", "address of /metrics, /healthz, /readyz and the replica sets")
-	funnelURL := fs.String("funnel", "", "base URL of the funnel's delivery zone replicas deliver to (default: http://<the site's funnel.delivery_listen>)")
 	if err := parse(fs, args); err != nil {
 		return err
 	}
@@ -39,9 +38,6 @@ func runScaler(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	}
 	if p, err = rf.onSite(p, site); err != nil {
 		return fmt.Errorf("%w: --site: %v", errUsage, err)
-	}
-	if *funnelURL == "" {
-		*funnelURL = "http://" + p.Funnel.DeliveryListen
 	}
 	tokenFile := ""
 	if p.Auth.Service == pipeline.AuthToken {
@@ -64,7 +60,7 @@ func runScaler(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		if p.SiteOf(t.Name).Name != site {
 			continue
 		}
-		rt, err := replicas.New(ctx, p, &t, replicas.Options{File: *rf.file, FunnelURL: *funnelURL, ServiceTokenFile: tokenFile,
+		rt, err := replicas.New(ctx, p, &t, replicas.Options{File: *rf.file, ServiceTokenFile: tokenFile,
 			LogLevel: fs.Lookup("log-level").Value.String(), Out: stderr, Logger: log})
 		if err != nil {
 			return err

@@ -217,7 +217,7 @@ func (r *roles) run(role string) {
 	case len(f) == 3 && f[1] == "replica":
 		i, _ := strconv.Atoi(f[2])
 		addr := r.replicas[f[0]][i]
-		p = start(t, "inference", "-f", r.tp.file, "--tier", f[0], "--listen", addr, "--funnel", "http://"+r.tp.delivery)
+		p = start(t, "inference", "-f", r.tp.file, "--tier", f[0], "--listen", addr)
 		readyURL = "http://" + addr + "/readyz"
 	case len(f) == 2 && f[1] == "connector":
 		var urls []string

@@ -49,8 +49,6 @@ type Spec struct {
 	Tier     string
 	// File is the pipeline YAML path on this machine.
 	File string
-	// FunnelURL is where replicas deliver (http://host:port).
-	FunnelURL string
 	// ORTLib is the ONNX Runtime library path on this machine, passed to
 	// process replicas.
 	ORTLib string

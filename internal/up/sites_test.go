@@ -209,7 +209,7 @@ func TestRunSites(t *testing.T) {
 				s := sites[name]
 				want = append(want,
 					fmt.Sprintf("funnel -f %s --site %s --brokers %s --listen %s --delivery-listen %s --log-level info --service-token-file *", file, name, s.kafka, s.funnel, s.delivery),
-					fmt.Sprintf("inference -f %s --tier %s --listen * --funnel http://%s --log-level info --service-token-file *", file, name, s.delivery),
+					fmt.Sprintf("inference -f %s --tier %s --listen * --log-level info --service-token-file *", file, name),
 					fmt.Sprintf("connector -f %s --tier %s --replicas-url http://%s/v1/tiers/%s/replicas --admin * --brokers %s --drain-timeout 3s --instance-id up-%s --log-level info --service-token-file *", file, name, s.admin, name, s.kafka, name))
 				for _, l := range p.Links() {
 					if l.From == name {

@@ -47,8 +47,8 @@ func (s *Supervisor) start(ctx context.Context) error {
 	if err := s.serveAdmin(); err != nil {
 		return err
 	}
-	// Replicas deliver to the delivery zone, which is also where the
-	// funnel's readiness is asked (the device zone may be HTTPS).
+	// The funnel's readiness is asked on the delivery zone (the device
+	// zone may be HTTPS).
 	delivery := "http://" + s.site.Funnel.DeliveryListen
 	args := append([]string{"funnel", "-f", s.cfg.File}, s.tiersOn()...)
 	if s.severalSites() {
@@ -70,11 +70,11 @@ func (s *Supervisor) start(ctx context.Context) error {
 		return s.startMonolith(ctx)
 	}
 	// Replicas first (they load models), then the connectors that call
-	// them; the connectors follow each tier's live replica set. Every
-	// replica delivers to its own site's funnel.
+	// them; the connectors follow each tier's live replica set and write
+	// what the replicas decide.
 	for _, t := range s.tiers {
 		rt, err := replicas.New(ctx, p, &t, replicas.Options{
-			File: s.cfg.File, FunnelURL: delivery, ServiceTokenFile: s.cfg.ServiceTokenFile, LogLevel: s.cfg.LogLevel,
+			File: s.cfg.File, ServiceTokenFile: s.cfg.ServiceTokenFile, LogLevel: s.cfg.LogLevel,
 			ORTLib: s.cfg.ORTLib, Out: s.cfg.Out, Logger: s.log,
 		})
 		if err != nil {

@@ -2,11 +2,9 @@
 // the ddnn image (built FROM scratch by `make image`).
 //
 // Containers use the host's network namespace: each replica listens on
-// 127.0.0.1:<free port> of the host, the connector reaches it there, and it
-// reaches the funnel on the host's loopback. Nothing crosses a Docker
-// bridge, so no traffic goes to 172.x addresses. (Publishing ports on
-// 127.0.0.1 would let the connector in, but the replica could then only reach
-// the host's funnel through the bridge gateway.) Containers run read-only as
+// 127.0.0.1:<free port> of the host and the connector reaches it there.
+// Nothing crosses a Docker bridge, so no traffic goes to 172.x addresses.
+// A replica calls nothing: it answers its connector's calls. Containers run read-only as
 // user 65534 with the YAML's CPU and memory limits, carry labels naming
 // pipeline and tier, and are removed when stopped; New removes leftovers of a
 // crashed run by label. The pipeline file and the models it names are
@@ -164,7 +162,7 @@ func (r *Runtime) startLocked(ctx context.Context) error {
 	addr := "127.0.0.1:" + strconv.Itoa(port)
 	name := fmt.Sprintf("ddnn-%s-%s-%d-%d", r.spec.Pipeline, r.spec.Tier, os.Getpid(), r.next)
 	r.next++
-	cmd := append([]string{"inference", "-f", r.spec.File, "--tier", r.spec.Tier, "--listen", addr, "--funnel", r.spec.FunnelURL}, r.spec.Args...)
+	cmd := append([]string{"inference", "-f", r.spec.File, "--tier", r.spec.Tier, "--listen", addr}, r.spec.Args...)
 	binds := make([]string, len(r.cfg.Mounts))
 	for i, m := range r.cfg.Mounts {
 		binds[i] = m + ":" + m + ":ro"

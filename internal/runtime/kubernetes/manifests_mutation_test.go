@@ -141,7 +141,7 @@ func TestManifestsCatchRemovals(t *testing.T) {
 			m["kind"] = "Removed"
 		}, "NetworkPolicy: "})
 	}
-	for _, np := range []string{"ddnn-default-deny", "ddnn-egress-dns", "ddnn-egress-kafka", "ddnn-egress-inference", "ddnn-egress-connector", "ddnn-egress-scaler"} {
+	for _, np := range []string{"ddnn-default-deny", "ddnn-egress-dns", "ddnn-egress-kafka", "ddnn-egress-connector", "ddnn-egress-scaler"} {
 		cases = append(cases, mutation{"no NetworkPolicy " + np + " (egress)", func(ms []manifest) {
 			m := doc(t, ms, "NetworkPolicy", np)
 			m["kind"] = "Removed"

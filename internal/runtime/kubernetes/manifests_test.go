@@ -165,7 +165,7 @@ func checkManifests(ms []manifest) problems {
 		}
 	}
 	want := map[string]int{"Namespace": 1, "ConfigMap": 1, "Deployment": 8, "Service": 6, "ServiceAccount": 1, "Role": 1,
-		"RoleBinding": 1, "NetworkPolicy": 9, "Secret": 1, "Kustomization": 1}
+		"RoleBinding": 1, "NetworkPolicy": 8, "Secret": 1, "Kustomization": 1}
 	if !reflect.DeepEqual(kinds, want) {
 		p.add("kinds %v, want %v", kinds, want)
 	}

@@ -351,8 +351,9 @@ var (
 const kafkaTLSPort = 9093
 
 // checkEgress asks the policies where each pod of the pipeline may send:
-// DNS for all; Kafka (TLS port) for the funnel, connectors and scaler; the
-// funnel's delivery port for the replicas; the replicas and the scaler's
+// DNS for all; Kafka (TLS port) for the funnel, connectors and scaler
+// (the connectors write their tiers' decisions; the replicas send
+// nothing anywhere); the replicas and the scaler's
 // replica list for the connectors; the API server for the scaler; and
 // nothing else: not another port of those pods, not Kafka's plaintext
 // port, not a pod outside the pipeline, not the internet.
@@ -394,8 +395,6 @@ func checkEgress(p *problems, policies []manifest, pods []podInfo, nsLabels map[
 		for name, port := range pod.ports {
 			var w want
 			switch {
-			case to == "funnel" && name == "delivery":
-				w = is("inference")
 			case to == "inference" && name == "http", to == "scaler" && name == "admin":
 				w = is("connector")
 			default:

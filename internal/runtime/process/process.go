@@ -91,7 +91,7 @@ func (r *Runtime) startLocked() error {
 	addr := sock.Addr
 	id := fmt.Sprintf("%s-%d", r.spec.Tier, r.next)
 	r.next++
-	args := append([]string{"inference", "-f", r.spec.File, "--tier", r.spec.Tier, "--listen", addr, "--funnel", r.spec.FunnelURL}, r.spec.Args...)
+	args := append([]string{"inference", "-f", r.spec.File, "--tier", r.spec.Tier, "--listen", addr}, r.spec.Args...)
 	if r.spec.ORTLib != "" {
 		args = append(args, "--ort-lib", r.spec.ORTLib)
 	}

@@ -32,7 +32,7 @@ func newRuntime(t *testing.T, out *syncbuf.Buffer, cfg Config, args ...string) *
 	}
 	r := New(runtime.Spec{
 		Pipeline: "fmnist", Tier: "edge", File: "/etc/ddnn/pipeline.yaml",
-		FunnelURL: "http://127.0.0.1:1", ORTLib: "/opt/ort/libonnxruntime.so", Args: args,
+		ORTLib: "/opt/ort/libonnxruntime.so", Args: args,
 	}, cfg)
 	t.Cleanup(func() { r.Close(context.Background()) })
 	return r
@@ -107,7 +107,7 @@ func TestScaleUpAndDown(t *testing.T) {
 	}
 	addr := strings.TrimPrefix(reps[0].URL, "http://")
 	want := "args: inference -f /etc/ddnn/pipeline.yaml --tier edge --listen " + addr +
-		" --funnel http://127.0.0.1:1 --log-level debug --ort-lib /opt/ort/libonnxruntime.so"
+		" --log-level debug --ort-lib /opt/ort/libonnxruntime.so"
 	if !strings.Contains(out.String(), want) {
 		t.Errorf("replica output lacks %q:\n%s", want, out.String())
 	}

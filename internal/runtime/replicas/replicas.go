@@ -24,12 +24,10 @@ import (
 type Options struct {
 	// File is the pipeline YAML replicas load.
 	File string
-	// FunnelURL is where replicas deliver: the funnel's delivery zone.
-	FunnelURL string
 	// LogLevel is the replicas' --log-level (default info).
 	LogLevel string
-	// ServiceTokenFile, when set, is what replicas present to the funnel
-	// and require of the connector.
+	// ServiceTokenFile, when set, is what replicas require of the
+	// connector.
 	ServiceTokenFile string
 	// ORTLib is passed to process replicas.
 	ORTLib string
@@ -48,7 +46,7 @@ func New(ctx context.Context, p *pipeline.Pipeline, t *pipeline.Tier, o Options)
 		return nil, err
 	}
 	spec := runtime.Spec{
-		Pipeline: p.Name, Tier: t.Name, File: file, FunnelURL: o.FunnelURL, ORTLib: o.ORTLib,
+		Pipeline: p.Name, Tier: t.Name, File: file, ORTLib: o.ORTLib,
 		Args: []string{"--log-level", cmp.Or(o.LogLevel, "info")},
 	}
 	withToken := func(path string) {

@@ -19,7 +19,7 @@ const replicaEnv = "DDNN_REPLICAS_TEST_REPLICA"
 func TestMain(m *testing.M) { proctest.Main(m, replicaEnv, proctest.FakeInference) }
 
 // TestProcessReplicaArgs starts a process replica and checks what it is
-// told: the absolute pipeline file, its tier, the funnel, the log level,
+// told: the absolute pipeline file, its tier, the log level,
 // the service token and the ONNX Runtime library.
 func TestProcessReplicaArgs(t *testing.T) {
 	p, err := pipeline.Load("../../../deploy/pipeline.yaml")
@@ -28,7 +28,7 @@ func TestProcessReplicaArgs(t *testing.T) {
 	}
 	var out syncbuf.Buffer
 	rt, err := New(context.Background(), p, &p.Tiers[0], Options{
-		File: "../../../deploy/pipeline.yaml", FunnelURL: "http://127.0.0.1:1", ServiceTokenFile: "/run/ddnn/service.token",
+		File: "../../../deploy/pipeline.yaml", ServiceTokenFile: "/run/ddnn/service.token",
 		ORTLib: "/opt/ort/libonnxruntime.so", Out: &out,
 	})
 	if err != nil {
@@ -45,7 +45,7 @@ func TestProcessReplicaArgs(t *testing.T) {
 	}
 	file, _ := filepath.Abs("../../../deploy/pipeline.yaml")
 	want := "args: inference -f " + file + " --tier edge --listen " + strings.TrimPrefix(reps[0].URL, "http://") +
-		" --funnel http://127.0.0.1:1 --log-level info --service-token-file /run/ddnn/service.token --ort-lib /opt/ort/libonnxruntime.so"
+		" --log-level info --service-token-file /run/ddnn/service.token --ort-lib /opt/ort/libonnxruntime.so"
 	if !strings.Contains(out.String(), want) {
 		t.Errorf("replica output lacks %q:\n%s", want, out.String())
 	}
@@ -70,7 +70,7 @@ func TestNew(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			tier := p.Tiers[1]
 			tier.Replicas.Runtime = tc.runtime
-			rt, err := New(context.Background(), p, &tier, Options{File: "../../../deploy/pipeline.yaml", FunnelURL: "http://127.0.0.1:1"})
+			rt, err := New(context.Background(), p, &tier, Options{File: "../../../deploy/pipeline.yaml"})
 			if tc.wantErr == "" {
 				if err != nil {
 					t.Fatal(err)
