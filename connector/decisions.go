@@ -65,7 +65,7 @@ func newDecisionWriter(p *pipeline.Pipeline, tier string, i int) *decisionWriter
 // read, or whose decisions are not batch's in order, is an error: the
 // function failed the call.
 func (w *decisionWriter) write(batch []item, answer []byte, sent time.Time) ([]settled, error) {
-	ds, err := wire.DecodeDecisions(w.enc, answer)
+	ds, fwds, err := w.decode(answer)
 	if err != nil {
 		return nil, fmt.Errorf("answer: %w", err)
 	}
@@ -81,15 +81,31 @@ func (w *decisionWriter) write(batch []item, answer []byte, sent time.Time) ([]s
 	exitedAt := w.now().UTC()
 	out := make([]settled, len(batch))
 	for i := range ds {
-		out[i] = w.record(&batch[i], &ds[i], hop, exitedAt)
+		var fwd wire.EncodedTensor
+		if fwds != nil {
+			fwd = fwds[i]
+		}
+		out[i] = w.record(&batch[i], &ds[i], fwd, hop, exitedAt)
 	}
 	return out, nil
 }
 
-// record is what message it becomes after decision d: a result record,
-// a message record for the next tier, or a fault when the record would
-// not encode or fit, or the last tier forwarded.
-func (w *decisionWriter) record(it *item, d *wire.Decision, hop wire.Hop, exitedAt time.Time) settled {
+// decode reads the function's answer. A binary answer's forward tensors
+// stay as the answer holds them (fwds), to be spliced into the next
+// tier's records as bytes; a JSON answer's are decoded (fwds nil).
+func (w *decisionWriter) decode(answer []byte) (ds []wire.Decision, fwds []wire.EncodedTensor, err error) {
+	if w.enc == wire.Binary {
+		return wire.DecodeDecisionsSpliced(answer)
+	}
+	ds, err = wire.DecodeDecisions(w.enc, answer)
+	return ds, nil, err
+}
+
+// record is what message it becomes after decision d, whose forward
+// tensor is fwd when left encoded: a result record, a message record for
+// the next tier, or a fault when the record would not encode or fit, or
+// the last tier forwarded.
+func (w *decisionWriter) record(it *item, d *wire.Decision, fwd wire.EncodedTensor, hop wire.Hop, exitedAt time.Time) settled {
 	out := settled{src: it.rec}
 	m := it.msg
 	m.Hops = append(m.Hops[:len(m.Hops):len(m.Hops)], hop)
@@ -102,6 +118,10 @@ func (w *decisionWriter) record(it *item, d *wire.Decision, hop wire.Hop, exited
 	case w.next == "":
 		out.fault = fmt.Sprintf("function forwarded message %s from the last tier %q, where every sample must exit", m.ID, w.tier)
 		return out
+	case fwd != nil:
+		m.Route, m.Tensor = w.next, wire.Tensor{}
+		out.rec, err = records.Forward(w.forwards, &m, fwd)
+		out.kind = kindOf(w.forwards, kindForwards)
 	case d.Forward == nil:
 		out.fault = fmt.Sprintf("function forwarded message %s without a forward tensor", m.ID)
 		return out

@@ -29,7 +29,6 @@ import (
 	"mime"
 	"net/http"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -68,7 +67,6 @@ type Funnel struct {
 	auth       Auth
 	draining   atomic.Bool
 	now        func() time.Time
-	bufs       sync.Pool
 	rl         *deviceLimiter // nil when funnel.device_rate_limit is off
 }
 

@@ -398,6 +398,7 @@ func (f *Function) Infer(sess *Session, msgs []wire.Message) ([]wire.Decision, [
 	f.m.batch(f.tier.Name, n, elapsed)
 
 	ds := make([]wire.Decision, n)
+	fwdShape := intShape(sess.ForwardShape) // shared by the batch's forwards
 	var rej []wire.Rejection
 	var scratch [64]float64
 	exits := 0
@@ -419,7 +420,8 @@ func (f *Function) Infer(sess *Session, msgs []wire.Message) ([]wire.Decision, [
 					"tier %q: model output %q is not finite for this record (element %d is %s)", f.tier.Name, f.tier.Forward.Output, j, name)})
 				continue
 			}
-			fw := wire.Float32Tensor(intShape(sess.ForwardShape), fwd)
+			// The answer copies the model's output once, as bytes.
+			fw := wire.Float32TensorOf(fwdShape, fwd)
 			d.Forward = &fw
 		}
 		ds[i] = d

@@ -69,6 +69,18 @@ func Message(d Destination, enc wire.Encoding, m *wire.Message) (*kgo.Record, er
 	return d.record(m.Device, v, messageHeaders(enc, m.ID)...), nil
 }
 
+// Forward is m as a binary message record for d, as Message builds it,
+// with t, a forward tensor as the function's answer holds it
+// (wire.DecodeDecisionsSpliced), in place of m.Tensor: its bytes are
+// copied into the record as they are.
+func Forward(d Destination, m *wire.Message, t wire.EncodedTensor) (*kgo.Record, error) {
+	v, err := wire.AppendMessageSpliced(nil, m, t)
+	if err != nil {
+		return nil, err
+	}
+	return d.record(m.Device, v, messageHeaders(wire.Binary, m.ID)...), nil
+}
+
 func messageHeaders(enc wire.Encoding, id string) []kgo.RecordHeader {
 	return []kgo.RecordHeader{
 		{Key: wire.HeaderEncoding, Value: []byte(enc.String())},

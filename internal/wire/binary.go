@@ -82,8 +82,11 @@ func appendString(dst []byte, s string) []byte {
 }
 
 // messageSize estimates the encoded size of m, to grow buffers once.
-func messageSize(m *Message) int {
-	n := 48 + len(m.ID) + len(m.Device) + len(m.Route) + len(m.Tensor.Data)
+func messageSize(m *Message) int { return messageHeadSize(m) + len(m.Tensor.Data) }
+
+// messageHeadSize estimates the encoded size of m but its tensor's data.
+func messageHeadSize(m *Message) int {
+	n := 48 + len(m.ID) + len(m.Device) + len(m.Route)
 	for _, h := range m.Hops {
 		n += 12 + len(h.Tier)
 	}
@@ -119,18 +122,24 @@ func appendMessageBinary(dst []byte, m *Message) ([]byte, error) {
 	if err := checkMessage(m); err != nil {
 		return nil, err
 	}
+	return appendTensorBinary(appendMessageHead(dst, m), &m.Tensor), nil
+}
+
+// appendMessageHead appends m but its tensor; m must have passed
+// checkMessageHead.
+func appendMessageHead(dst []byte, m *Message) []byte {
 	dst = appendString(dst, m.ID)
 	dst = appendString(dst, m.Device)
 	dst = appendString(dst, m.Route)
-	sent, _ := timeNanos(m.SentAt) // checked above
+	sent, _ := timeNanos(m.SentAt) // checked by checkMessageHead
 	dst = binary.AppendVarint(dst, sent)
 	dst = binary.AppendUvarint(dst, uint64(len(m.Hops)))
 	for _, h := range m.Hops {
 		dst = appendString(dst, h.Tier)
-		at, _ := timeNanos(h.At) // checked above
+		at, _ := timeNanos(h.At) // checked by checkMessageHead
 		dst = binary.AppendVarint(dst, at)
 	}
-	return appendTensorBinary(dst, &m.Tensor), nil
+	return dst
 }
 
 // appendTensorBinary appends t, which must have passed checkStructure.
@@ -422,7 +431,9 @@ func (d *decoder) message(m *Message) error {
 	return nil
 }
 
-func (d *decoder) decision(x *Decision) error {
+// decision reads a decision; with spliced set, its forward tensor is
+// checked and left encoded in *spliced instead of decoded into x.Forward.
+func (d *decoder) decision(x *Decision, spliced *EncodedTensor) error {
 	var err error
 	if x.ID, err = d.string("id", false); err != nil {
 		return err
@@ -459,6 +470,12 @@ func (d *decoder) decision(x *Decision) error {
 	d.off += 4
 	if err := checkConfidence(x.Confidence); err != nil {
 		return err
+	}
+	if flags&flagForward != 0 && spliced != nil {
+		if *spliced, err = d.skipTensor(); err != nil {
+			return fmt.Errorf("forward: %w", err)
+		}
+		return nil
 	}
 	if flags&flagForward != 0 {
 		x.Forward = &d.fwds.take(1, 32)[0]
@@ -516,7 +533,7 @@ func decodeDecisionsBinary(b []byte) ([]Decision, error) {
 	ds := make([]Decision, 0, min(n, maxPrealloc))
 	for i := range n {
 		ds = append(ds, Decision{})
-		if err := d.decision(&ds[i]); err != nil {
+		if err := d.decision(&ds[i], nil); err != nil {
 			return nil, fmt.Errorf("decision %d: %w", i, err)
 		}
 	}

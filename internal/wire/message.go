@@ -273,6 +273,17 @@ func checkString(s string) error {
 }
 
 func checkMessage(m *Message) error {
+	if err := checkMessageHead(m); err != nil {
+		return err
+	}
+	if _, err := m.Tensor.checkStructure(); err != nil {
+		return fmt.Errorf("tensor: %w", err)
+	}
+	return nil
+}
+
+// checkMessageHead checks m but its tensor.
+func checkMessageHead(m *Message) error {
 	if err := checkString(m.ID); err != nil {
 		return fmt.Errorf("id: %w", err)
 	}
@@ -289,9 +300,6 @@ func checkMessage(m *Message) error {
 		if err := checkHop(&m.Hops[i]); err != nil {
 			return fmt.Errorf("hop %d: %w", i, err)
 		}
-	}
-	if _, err := m.Tensor.checkStructure(); err != nil {
-		return fmt.Errorf("tensor: %w", err)
 	}
 	return nil
 }
