@@ -24,7 +24,7 @@ func runMonolith(ctx context.Context, args []string, stdout, stderr io.Writer) e
 		"process with a fixed number of workers, produces results. Every tier must\n"+
 		"be on one site (--tiers-on SITE places them there: the cloud-only\n"+
 		"baseline); it runs on that site's Kafka, and results for a results site\n"+
-		"elsewhere go to the site's queue of the link there, as a funnel writes\n"+
+		"elsewhere go to the site's queue of the link there, as a connector writes\n"+
 		"them. When the site has no brokers it runs its embedded broker in\n"+
 		"memory, like ddnn up --ephemeral.", stderr)
 	rf := addRoleFlags(fs, stderr, true)

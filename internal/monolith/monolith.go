@@ -72,7 +72,7 @@ type Config struct {
 	// Site is the site the monolith runs on, whose Kafka Client uses:
 	// every tier must be placed there (default: the first tier's site).
 	// Results for a results site elsewhere go to the queue of the link
-	// there, as a funnel of Site writes them (records.DestinationOf).
+	// there, as a connector of Site writes them (records.DestinationOf).
 	Site string
 }
 
