@@ -1,6 +1,6 @@
-// Package cli owns ddnn's command line: it parses each subcommand's flags,
-// builds the component it names from the pipeline YAML and runs it. It holds
-// no logic of its own beyond wiring; components live in their packages.
+// Package cli is ddnn's command line: it dispatches each subcommand to the
+// package that owns it, which parses the subcommand's flags (package
+// command has what they share) and runs it.
 package cli
 
 import (
@@ -9,13 +9,18 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"io/fs"
 	"log/slog"
-	"os"
 	"strings"
 
+	"github.com/ddnn-continuum/ddnn/internal/auth"
+	"github.com/ddnn-continuum/ddnn/internal/bench"
+	"github.com/ddnn-continuum/ddnn/internal/certs"
+	"github.com/ddnn-continuum/ddnn/internal/command"
+	"github.com/ddnn-continuum/ddnn/internal/onnx"
 	"github.com/ddnn-continuum/ddnn/internal/pipeline"
+	"github.com/ddnn-continuum/ddnn/internal/results"
 	"github.com/ddnn-continuum/ddnn/internal/suggest"
+	"github.com/ddnn-continuum/ddnn/models"
 )
 
 const usage = `ddnn runs distributed deep neural networks over edge, fog and cloud tiers.
@@ -46,7 +51,7 @@ Run 'ddnn <command> -h' for a command's flags.
 `
 
 // errUsage marks errors caused by bad arguments (exit code 2).
-var errUsage = errors.New("usage")
+var errUsage = command.ErrUsage
 
 // Run executes the command in args and returns the process exit code.
 func Run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
@@ -95,21 +100,21 @@ func dispatch(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	case "uplink":
 		return runUplink(ctx, args[1:], stdout, stderr)
 	case "results":
-		return runResults(ctx, args[1:], stdout, stderr)
+		return command.Main(ctx, &results.Command{}, "results", results.Synopsis, args[1:], stdout, stderr)
 	case "up":
 		return runUp(ctx, args[1:], stdout, stderr)
 	case "bench":
-		return runBench(ctx, args[1:], stdout, stderr)
+		return command.Main(ctx, &bench.Command{}, "bench", bench.Synopsis, args[1:], stdout, stderr)
 	case "scaler":
 		return runScaler(ctx, args[1:], stdout, stderr)
 	case "monolith":
 		return runMonolith(ctx, args[1:], stdout, stderr)
 	case "devices":
-		return runDevices(ctx, args[1:], stdout, stderr)
+		return auth.DevicesCommand(args[1:], stdout, stderr)
 	case "token":
-		return runToken(ctx, args[1:], stdout, stderr)
+		return auth.TokenCommand(args[1:], stdout, stderr)
 	case "certs":
-		return runCerts(ctx, args[1:], stdout, stderr)
+		return command.Main(ctx, &certs.Command{}, "certs", certs.Synopsis, args[1:], stdout, stderr)
 	default:
 		fmt.Fprint(stderr, usage)
 		if near := suggest.Nearest(args[0], commands); near != "" {
@@ -123,56 +128,63 @@ func dispatch(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 var commands = []string{"up", "results", "bench", "monolith", "models", "broker", "funnel", "connector",
 	"uplink", "inference", "scaler", "devices", "token", "certs", "version", "help"}
 
-// newFlags makes a flag set that reports errors instead of exiting.
-func newFlags(name, synopsis string, stderr io.Writer) *flag.FlagSet {
-	fs := flag.NewFlagSet(name, flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	fs.Usage = func() {
-		fmt.Fprintf(stderr, "Usage: ddnn %s\n\nFlags:\n", synopsis)
-		fs.PrintDefaults()
-	}
-	return fs
-}
-
-// parse parses flags and rejects positional arguments.
-func parse(fs *flag.FlagSet, args []string) error {
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return err
-		}
+// runModels runs ddnn models check or eval.
+func runModels(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, models.Usage)
 		return errUsage
 	}
-	if fs.NArg() > 0 {
-		fs.Usage()
-		return fmt.Errorf("%w: unexpected argument %q", errUsage, fs.Arg(0))
+	switch args[0] {
+	case "-h", "-help", "--help", "help":
+		fmt.Fprint(stdout, models.Usage)
+		return nil
 	}
-	return nil
+	cmd, synopsis, err := models.Subcommand(args[0], stderr)
+	if err != nil {
+		return err
+	}
+	return command.Main(ctx, cmd, "models "+args[0], synopsis, args[1:], stdout, stderr)
 }
+
+// Helpers of the commands not yet moved to their packages.
+var (
+	newFlags     = command.NewFlagSet
+	parse        = command.Parse
+	loadPipeline = command.LoadPipeline
+)
+
+const defaultPipelineFile = command.DefaultPipelineFile
 
 // logFlags adds --log-level and returns a constructor for the logger.
 func logFlags(fs *flag.FlagSet, stderr io.Writer) func() (*slog.Logger, error) {
-	level := fs.String("log-level", "info", "log level: debug, info, warn or error")
-	return func() (*slog.Logger, error) {
-		var l slog.Level
-		if err := l.UnmarshalText([]byte(*level)); err != nil {
-			return nil, fmt.Errorf("%w: --log-level %q: want debug, info, warn or error", errUsage, *level)
-		}
-		return slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: l})), nil
+	var l command.Log
+	l.Flags(fs)
+	return func() (*slog.Logger, error) { return l.Logger(stderr, "") }
+}
+
+// pipelineFlags adds -f and --ort-lib.
+type pipelineFlags struct {
+	file   *string
+	ortLib *string
+}
+
+func addPipelineFlags(fs interface {
+	String(name, value, usage string) *string
+}) pipelineFlags {
+	return pipelineFlags{
+		file:   fileFlag(fs),
+		ortLib: fs.String("ort-lib", "", "ONNX Runtime shared library (default: $"+onnx.EnvVar+" or the project's install path)"),
 	}
 }
 
-// defaultPipelineFile is -f's default, relative to the current directory
-// (the root of a ddnn checkout).
-const defaultPipelineFile = "deploy/pipeline.yaml"
-
-// loadPipeline reads the pipeline YAML that -f names. Every command that
-// takes -f loads it here, so that a missing default file (ddnn run outside
-// a checkout, -f forgotten) says how to name another.
-func loadPipeline(file string) (*pipeline.Pipeline, error) {
-	p, err := pipeline.Load(file)
-	if err != nil && file == defaultPipelineFile && errors.Is(err, fs.ErrNotExist) {
-		dir, _ := os.Getwd()
-		return nil, fmt.Errorf("%w: no pipeline file %s in %s (the default of -f): pass -f FILE to name the pipeline YAML", errUsage, file, dir)
+// load reads the pipeline and initializes ONNX Runtime.
+func (pf pipelineFlags) load() (*pipeline.Pipeline, error) {
+	p, err := loadPipeline(*pf.file)
+	if err != nil {
+		return nil, err
 	}
-	return p, err
+	if _, err := onnx.Init(*pf.ortLib); err != nil {
+		return nil, err
+	}
+	return p, nil
 }
