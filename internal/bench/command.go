@@ -63,11 +63,11 @@ var workloadDefaults = map[string]struct {
 // Command is ddnn bench with its flags.
 type Command struct {
 	File, Workload, Protocol, Encoding string
-	Devices, Steps, Count               int
-	TimeScale, Rate                     float64
-	Duration, Drain                     time.Duration
-	Out, Network                        string
-	Attach, Compare, JSON               bool
+	Devices, Steps, Count              int
+	TimeScale, Rate                    float64
+	Duration, Drain                    time.Duration
+	Out, Network                       string
+	Attach, Compare, JSON              bool
 }
 
 // Flags binds o to ddnn bench's flags. Rate, Duration and Count left 0

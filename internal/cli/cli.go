@@ -1,6 +1,6 @@
 // Package cli is ddnn's command line: it dispatches each subcommand to the
-// package that owns it, which parses the subcommand's flags (package
-// command has what they share) and runs it.
+// package that owns it, whose Command parses the subcommand's flags
+// (package command has what they share) and runs it.
 package cli
 
 import (
@@ -9,18 +9,22 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"log/slog"
 	"strings"
 
+	"github.com/ddnn-continuum/ddnn/connector"
+	"github.com/ddnn-continuum/ddnn/funnel"
+	"github.com/ddnn-continuum/ddnn/inference"
 	"github.com/ddnn-continuum/ddnn/internal/auth"
 	"github.com/ddnn-continuum/ddnn/internal/bench"
 	"github.com/ddnn-continuum/ddnn/internal/certs"
 	"github.com/ddnn-continuum/ddnn/internal/command"
-	"github.com/ddnn-continuum/ddnn/internal/onnx"
-	"github.com/ddnn-continuum/ddnn/internal/pipeline"
+	"github.com/ddnn-continuum/ddnn/internal/kafka"
+	"github.com/ddnn-continuum/ddnn/internal/monolith"
 	"github.com/ddnn-continuum/ddnn/internal/results"
 	"github.com/ddnn-continuum/ddnn/internal/suggest"
+	"github.com/ddnn-continuum/ddnn/internal/up"
 	"github.com/ddnn-continuum/ddnn/models"
+	"github.com/ddnn-continuum/ddnn/scaler"
 )
 
 const usage = `ddnn runs distributed deep neural networks over edge, fog and cloud tiers.
@@ -50,9 +54,6 @@ Commands:
 Run 'ddnn <command> -h' for a command's flags.
 `
 
-// errUsage marks errors caused by bad arguments (exit code 2).
-var errUsage = command.ErrUsage
-
 // Run executes the command in args and returns the process exit code.
 func Run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	err := dispatch(ctx, args, stdout, stderr)
@@ -61,8 +62,8 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return 0
 	case errors.Is(err, flag.ErrHelp):
 		return 0
-	case errors.Is(err, errUsage):
-		if msg := strings.TrimPrefix(err.Error(), errUsage.Error()+": "); msg != errUsage.Error() {
+	case errors.Is(err, command.ErrUsage):
+		if msg := strings.TrimPrefix(err.Error(), command.ErrUsage.Error()+": "); msg != command.ErrUsage.Error() {
 			fmt.Fprintln(stderr, "ddnn:", msg)
 		}
 		return 2
@@ -72,14 +73,30 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	}
 }
 
+// runners are the commands their options run, with their synopses.
+var runners = map[string]func() (command.Runner, string){
+	"up":        func() (command.Runner, string) { return &up.Command{}, up.Synopsis },
+	"results":   func() (command.Runner, string) { return &results.Command{}, results.Synopsis },
+	"bench":     func() (command.Runner, string) { return &bench.Command{}, bench.Synopsis },
+	"monolith":  func() (command.Runner, string) { return &monolith.Command{}, monolith.Synopsis },
+	"broker":    func() (command.Runner, string) { return &kafka.BrokerCommand{}, kafka.BrokerSynopsis },
+	"funnel":    func() (command.Runner, string) { return &funnel.Command{}, funnel.Synopsis },
+	"connector": func() (command.Runner, string) { return &connector.Command{}, connector.Synopsis },
+	"uplink":    func() (command.Runner, string) { return &connector.UplinkCommand{}, connector.UplinkSynopsis },
+	"inference": func() (command.Runner, string) { return &inference.Command{}, inference.Synopsis },
+	"scaler":    func() (command.Runner, string) { return &scaler.Command{}, scaler.Synopsis },
+	"certs":     func() (command.Runner, string) { return &certs.Command{}, certs.Synopsis },
+}
+
 func dispatch(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if len(args) == 0 {
 		fmt.Fprint(stderr, usage)
-		return errUsage
+		return command.ErrUsage
 	}
-	switch args[0] {
+	name := args[0]
+	switch name {
 	case "help", "-h", "-help", "--help":
-		if len(args) > 1 && args[0] == "help" {
+		if len(args) > 1 && name == "help" {
 			// ddnn help up: the command's own help.
 			return dispatch(ctx, append(args[1:], "-h"), stdout, stderr)
 		}
@@ -89,39 +106,24 @@ func dispatch(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return runVersion(args[1:], stdout, stderr)
 	case "models":
 		return runModels(ctx, args[1:], stdout, stderr)
-	case "inference":
-		return runInference(ctx, args[1:], stdout, stderr)
-	case "broker":
-		return runBroker(ctx, args[1:], stdout, stderr)
-	case "funnel":
-		return runFunnel(ctx, args[1:], stdout, stderr)
-	case "connector":
-		return runConnector(ctx, args[1:], stdout, stderr)
-	case "uplink":
-		return runUplink(ctx, args[1:], stdout, stderr)
-	case "results":
-		return command.Main(ctx, &results.Command{}, "results", results.Synopsis, args[1:], stdout, stderr)
-	case "up":
-		return runUp(ctx, args[1:], stdout, stderr)
-	case "bench":
-		return command.Main(ctx, &bench.Command{}, "bench", bench.Synopsis, args[1:], stdout, stderr)
-	case "scaler":
-		return runScaler(ctx, args[1:], stdout, stderr)
-	case "monolith":
-		return runMonolith(ctx, args[1:], stdout, stderr)
 	case "devices":
 		return auth.DevicesCommand(args[1:], stdout, stderr)
 	case "token":
 		return auth.TokenCommand(args[1:], stdout, stderr)
-	case "certs":
-		return command.Main(ctx, &certs.Command{}, "certs", certs.Synopsis, args[1:], stdout, stderr)
-	default:
-		fmt.Fprint(stderr, usage)
-		if near := suggest.Nearest(args[0], commands); near != "" {
-			return fmt.Errorf("%w: unknown command %q; did you mean %q?", errUsage, args[0], near)
+	case "broker":
+		if len(args) > 1 && args[1] == "repair" {
+			return command.Main(ctx, &kafka.RepairCommand{}, "broker repair", kafka.RepairSynopsis, args[2:], stdout, stderr)
 		}
-		return fmt.Errorf("%w: unknown command %q", errUsage, args[0])
 	}
+	if r, ok := runners[name]; ok {
+		cmd, synopsis := r()
+		return command.Main(ctx, cmd, name, synopsis, args[1:], stdout, stderr)
+	}
+	fmt.Fprint(stderr, usage)
+	if near := suggest.Nearest(name, commands); near != "" {
+		return command.Usagef("unknown command %q; did you mean %q?", name, near)
+	}
+	return command.Usagef("unknown command %q", name)
 }
 
 // commands are the names dispatch knows, for suggestions.
@@ -132,7 +134,7 @@ var commands = []string{"up", "results", "bench", "monolith", "models", "broker"
 func runModels(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if len(args) == 0 {
 		fmt.Fprint(stderr, models.Usage)
-		return errUsage
+		return command.ErrUsage
 	}
 	switch args[0] {
 	case "-h", "-help", "--help", "help":
@@ -144,47 +146,4 @@ func runModels(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		return err
 	}
 	return command.Main(ctx, cmd, "models "+args[0], synopsis, args[1:], stdout, stderr)
-}
-
-// Helpers of the commands not yet moved to their packages.
-var (
-	newFlags     = command.NewFlagSet
-	parse        = command.Parse
-	loadPipeline = command.LoadPipeline
-)
-
-const defaultPipelineFile = command.DefaultPipelineFile
-
-// logFlags adds --log-level and returns a constructor for the logger.
-func logFlags(fs *flag.FlagSet, stderr io.Writer) func() (*slog.Logger, error) {
-	var l command.Log
-	l.Flags(fs)
-	return func() (*slog.Logger, error) { return l.Logger(stderr, "") }
-}
-
-// pipelineFlags adds -f and --ort-lib.
-type pipelineFlags struct {
-	file   *string
-	ortLib *string
-}
-
-func addPipelineFlags(fs interface {
-	String(name, value, usage string) *string
-}) pipelineFlags {
-	return pipelineFlags{
-		file:   fileFlag(fs),
-		ortLib: fs.String("ort-lib", "", "ONNX Runtime shared library (default: $"+onnx.EnvVar+" or the project's install path)"),
-	}
-}
-
-// load reads the pipeline and initializes ONNX Runtime.
-func (pf pipelineFlags) load() (*pipeline.Pipeline, error) {
-	p, err := loadPipeline(*pf.file)
-	if err != nil {
-		return nil, err
-	}
-	if _, err := onnx.Init(*pf.ortLib); err != nil {
-		return nil, err
-	}
-	return p, nil
 }

@@ -15,6 +15,7 @@ import (
 	"io/fs"
 	"log/slog"
 	"os"
+	"reflect"
 	"strings"
 
 	"github.com/ddnn-continuum/ddnn/internal/pipeline"
@@ -77,9 +78,11 @@ func Main(ctx context.Context, r Runner, name, synopsis string, args []string, s
 	return r.Run(ctx, stdout, stderr)
 }
 
-// Args is the command line that parses back to o: every flag whose value
-// differs from its default, as --name=value, in flag order. P is *T, whose
-// Flags binds T's fields.
+// Args is the command line for o: every flag whose value is set (not the
+// zero value of its type) and differs from its default, as --name=value,
+// in flag order. A field left zero takes the flag's default in the
+// command that parses it, so a parent names only what it decides and the
+// defaults live in one place. P is *T, whose Flags binds T's fields.
 func Args[T any, P interface {
 	*T
 	Flagger
@@ -90,7 +93,8 @@ func Args[T any, P interface {
 	c = o           // the flags now read o's values
 	var args []string
 	fs.VisitAll(func(f *flag.Flag) {
-		if v := f.Value.String(); v != f.DefValue {
+		g, ok := f.Value.(flag.Getter)
+		if v := f.Value.String(); ok && v != f.DefValue && !reflect.ValueOf(g.Get()).IsZero() {
 			args = append(args, "--"+f.Name+"="+v)
 		}
 	})

@@ -47,7 +47,7 @@ func TestArgsRoundTrip(t *testing.T) {
 	}
 	for _, o := range []opts{
 		{File: "a b.yaml", Tier: "fog", Drain: 3 * time.Second, Workers: 2, Compare: true, Log: Log{Level: "debug"}},
-		{File: DefaultPipelineFile, Tier: "-x=y", Drain: 0, Workers: 0, Log: Log{Level: "info"}},
+		{File: DefaultPipelineFile, Tier: "-x=y", Drain: time.Millisecond, Workers: 1, Log: Log{Level: "info"}},
 	} {
 		args := Args(o)
 		if got := parseOpts(t, args); !reflect.DeepEqual(got, o) {
@@ -57,6 +57,11 @@ func TestArgsRoundTrip(t *testing.T) {
 	if got, want := Args(opts{File: DefaultPipelineFile, Tier: "edge", Drain: 8 * time.Second, Workers: 2, Log: Log{Level: "warn"}}),
 		[]string{"--log-level=warn", "--tier=edge"}; !reflect.DeepEqual(got, want) {
 		t.Errorf("Args = %q, want %q", got, want)
+	}
+	// Fields left zero take the defaults of the command that parses them.
+	args := Args(opts{Tier: "cloud"})
+	if got, want := parseOpts(t, args), (opts{File: DefaultPipelineFile, Tier: "cloud", Drain: 8 * time.Second, Workers: 2, Log: Log{Level: "info"}}); !reflect.DeepEqual(got, want) {
+		t.Errorf("Args(only a tier) = %q, parses to %+v, want %+v", args, got, want)
 	}
 }
 
