@@ -101,7 +101,9 @@ func (s *Supervisor) start(ctx context.Context) error {
 			return command.Args(connector.Command{
 				Role: s.role(), Tier: t.Name, ReplicasURL: "http://" + s.site.Admin.Listen + runtime.ListPath(t.Name),
 				// One connector per tier: a restarted one rejoins at once.
-				Serving: connector.Serving{Admin: admin, DrainTimeout: 3 * time.Second, InstanceID: "up-" + t.Name},
+				// It drains within a third of the stop's grace, which
+				// gives the connectors about half of it (stop).
+				Serving: connector.Serving{Admin: admin, DrainTimeout: s.cfg.StopGrace / 3, InstanceID: "up-" + t.Name},
 			})
 		})
 		if err != nil {
