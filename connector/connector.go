@@ -159,7 +159,7 @@ func New(cfg Config) (*Connector, error) {
 // for cfg; its metrics carry labels.
 func newConnector(cfg Config, c *Connector, labels prometheus.Labels) *Connector {
 	if cfg.DrainTimeout == 0 {
-		cfg.DrainTimeout = 8 * time.Second
+		cfg.DrainTimeout = DefaultDrainTimeout
 	}
 	c.log = cfg.Logger
 	if c.log == nil {

@@ -1,6 +1,6 @@
-// Package cli owns ddnn's command line: it parses each subcommand's flags,
-// builds the component it names from the pipeline YAML and runs it. It holds
-// no logic of its own beyond wiring; components live in their packages.
+// Package cli is ddnn's command line: it dispatches each subcommand to the
+// package that owns it, whose Command parses the subcommand's flags
+// (package command has what they share) and runs it.
 package cli
 
 import (
@@ -9,13 +9,22 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"io/fs"
-	"log/slog"
-	"os"
 	"strings"
 
-	"github.com/ddnn-continuum/ddnn/internal/pipeline"
+	"github.com/ddnn-continuum/ddnn/connector"
+	"github.com/ddnn-continuum/ddnn/funnel"
+	"github.com/ddnn-continuum/ddnn/inference"
+	"github.com/ddnn-continuum/ddnn/internal/auth"
+	"github.com/ddnn-continuum/ddnn/internal/bench"
+	"github.com/ddnn-continuum/ddnn/internal/certs"
+	"github.com/ddnn-continuum/ddnn/internal/command"
+	"github.com/ddnn-continuum/ddnn/internal/kafka"
+	"github.com/ddnn-continuum/ddnn/internal/monolith"
+	"github.com/ddnn-continuum/ddnn/internal/results"
 	"github.com/ddnn-continuum/ddnn/internal/suggest"
+	"github.com/ddnn-continuum/ddnn/internal/up"
+	"github.com/ddnn-continuum/ddnn/models"
+	"github.com/ddnn-continuum/ddnn/scaler"
 )
 
 const usage = `ddnn runs distributed deep neural networks over edge, fog and cloud tiers.
@@ -45,9 +54,6 @@ Commands:
 Run 'ddnn <command> -h' for a command's flags.
 `
 
-// errUsage marks errors caused by bad arguments (exit code 2).
-var errUsage = errors.New("usage")
-
 // Run executes the command in args and returns the process exit code.
 func Run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	err := dispatch(ctx, args, stdout, stderr)
@@ -56,8 +62,8 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return 0
 	case errors.Is(err, flag.ErrHelp):
 		return 0
-	case errors.Is(err, errUsage):
-		if msg := strings.TrimPrefix(err.Error(), errUsage.Error()+": "); msg != errUsage.Error() {
+	case errors.Is(err, command.ErrUsage):
+		if msg := strings.TrimPrefix(err.Error(), command.ErrUsage.Error()+": "); msg != command.ErrUsage.Error() {
 			fmt.Fprintln(stderr, "ddnn:", msg)
 		}
 		return 2
@@ -67,14 +73,30 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	}
 }
 
+// runners are the commands their options run, with their synopses.
+var runners = map[string]func() (command.Runner, string){
+	"up":        func() (command.Runner, string) { return &up.Command{}, up.Synopsis },
+	"results":   func() (command.Runner, string) { return &results.Command{}, results.Synopsis },
+	"bench":     func() (command.Runner, string) { return &bench.Command{}, bench.Synopsis },
+	"monolith":  func() (command.Runner, string) { return &monolith.Command{}, monolith.Synopsis },
+	"broker":    func() (command.Runner, string) { return &kafka.BrokerCommand{}, kafka.BrokerSynopsis },
+	"funnel":    func() (command.Runner, string) { return &funnel.Command{}, funnel.Synopsis },
+	"connector": func() (command.Runner, string) { return &connector.Command{}, connector.Synopsis },
+	"uplink":    func() (command.Runner, string) { return &connector.UplinkCommand{}, connector.UplinkSynopsis },
+	"inference": func() (command.Runner, string) { return &inference.Command{}, inference.Synopsis },
+	"scaler":    func() (command.Runner, string) { return &scaler.Command{}, scaler.Synopsis },
+	"certs":     func() (command.Runner, string) { return &certs.Command{}, certs.Synopsis },
+}
+
 func dispatch(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if len(args) == 0 {
 		fmt.Fprint(stderr, usage)
-		return errUsage
+		return command.ErrUsage
 	}
-	switch args[0] {
+	name := args[0]
+	switch name {
 	case "help", "-h", "-help", "--help":
-		if len(args) > 1 && args[0] == "help" {
+		if len(args) > 1 && name == "help" {
 			// ddnn help up: the command's own help.
 			return dispatch(ctx, append(args[1:], "-h"), stdout, stderr)
 		}
@@ -84,95 +106,44 @@ func dispatch(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return runVersion(args[1:], stdout, stderr)
 	case "models":
 		return runModels(ctx, args[1:], stdout, stderr)
-	case "inference":
-		return runInference(ctx, args[1:], stdout, stderr)
-	case "broker":
-		return runBroker(ctx, args[1:], stdout, stderr)
-	case "funnel":
-		return runFunnel(ctx, args[1:], stdout, stderr)
-	case "connector":
-		return runConnector(ctx, args[1:], stdout, stderr)
-	case "uplink":
-		return runUplink(ctx, args[1:], stdout, stderr)
-	case "results":
-		return runResults(ctx, args[1:], stdout, stderr)
-	case "up":
-		return runUp(ctx, args[1:], stdout, stderr)
-	case "bench":
-		return runBench(ctx, args[1:], stdout, stderr)
-	case "scaler":
-		return runScaler(ctx, args[1:], stdout, stderr)
-	case "monolith":
-		return runMonolith(ctx, args[1:], stdout, stderr)
 	case "devices":
-		return runDevices(ctx, args[1:], stdout, stderr)
+		return auth.DevicesCommand(args[1:], stdout, stderr)
 	case "token":
-		return runToken(ctx, args[1:], stdout, stderr)
-	case "certs":
-		return runCerts(ctx, args[1:], stdout, stderr)
-	default:
-		fmt.Fprint(stderr, usage)
-		if near := suggest.Nearest(args[0], commands); near != "" {
-			return fmt.Errorf("%w: unknown command %q; did you mean %q?", errUsage, args[0], near)
+		return auth.TokenCommand(args[1:], stdout, stderr)
+	case "broker":
+		if len(args) > 1 && args[1] == "repair" {
+			return command.Main(ctx, &kafka.RepairCommand{}, "broker repair", kafka.RepairSynopsis, args[2:], stdout, stderr)
 		}
-		return fmt.Errorf("%w: unknown command %q", errUsage, args[0])
 	}
+	if r, ok := runners[name]; ok {
+		cmd, synopsis := r()
+		return command.Main(ctx, cmd, name, synopsis, args[1:], stdout, stderr)
+	}
+	fmt.Fprint(stderr, usage)
+	if near := suggest.Nearest(name, commands); near != "" {
+		return command.Usagef("unknown command %q; did you mean %q?", name, near)
+	}
+	return command.Usagef("unknown command %q", name)
 }
 
 // commands are the names dispatch knows, for suggestions.
 var commands = []string{"up", "results", "bench", "monolith", "models", "broker", "funnel", "connector",
 	"uplink", "inference", "scaler", "devices", "token", "certs", "version", "help"}
 
-// newFlags makes a flag set that reports errors instead of exiting.
-func newFlags(name, synopsis string, stderr io.Writer) *flag.FlagSet {
-	fs := flag.NewFlagSet(name, flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	fs.Usage = func() {
-		fmt.Fprintf(stderr, "Usage: ddnn %s\n\nFlags:\n", synopsis)
-		fs.PrintDefaults()
+// runModels runs ddnn models check or eval.
+func runModels(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, models.Usage)
+		return command.ErrUsage
 	}
-	return fs
-}
-
-// parse parses flags and rejects positional arguments.
-func parse(fs *flag.FlagSet, args []string) error {
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return err
-		}
-		return errUsage
+	switch args[0] {
+	case "-h", "-help", "--help", "help":
+		fmt.Fprint(stdout, models.Usage)
+		return nil
 	}
-	if fs.NArg() > 0 {
-		fs.Usage()
-		return fmt.Errorf("%w: unexpected argument %q", errUsage, fs.Arg(0))
+	cmd, synopsis, err := models.Subcommand(args[0], stderr)
+	if err != nil {
+		return err
 	}
-	return nil
-}
-
-// logFlags adds --log-level and returns a constructor for the logger.
-func logFlags(fs *flag.FlagSet, stderr io.Writer) func() (*slog.Logger, error) {
-	level := fs.String("log-level", "info", "log level: debug, info, warn or error")
-	return func() (*slog.Logger, error) {
-		var l slog.Level
-		if err := l.UnmarshalText([]byte(*level)); err != nil {
-			return nil, fmt.Errorf("%w: --log-level %q: want debug, info, warn or error", errUsage, *level)
-		}
-		return slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: l})), nil
-	}
-}
-
-// defaultPipelineFile is -f's default, relative to the current directory
-// (the root of a ddnn checkout).
-const defaultPipelineFile = "deploy/pipeline.yaml"
-
-// loadPipeline reads the pipeline YAML that -f names. Every command that
-// takes -f loads it here, so that a missing default file (ddnn run outside
-// a checkout, -f forgotten) says how to name another.
-func loadPipeline(file string) (*pipeline.Pipeline, error) {
-	p, err := pipeline.Load(file)
-	if err != nil && file == defaultPipelineFile && errors.Is(err, fs.ErrNotExist) {
-		dir, _ := os.Getwd()
-		return nil, fmt.Errorf("%w: no pipeline file %s in %s (the default of -f): pass -f FILE to name the pipeline YAML", errUsage, file, dir)
-	}
-	return p, err
+	return command.Main(ctx, cmd, "models "+args[0], synopsis, args[1:], stdout, stderr)
 }

@@ -6,6 +6,7 @@ import (
 	"runtime"
 	"runtime/debug"
 
+	"github.com/ddnn-continuum/ddnn/internal/command"
 	"github.com/ddnn-continuum/ddnn/internal/onnx"
 )
 
@@ -16,9 +17,10 @@ var (
 )
 
 func runVersion(args []string, stdout, stderr io.Writer) error {
-	fs := newFlags("version", "version [--ort-lib PATH]", stderr)
-	ortLib := fs.String("ort-lib", "", "ONNX Runtime shared library (default: $"+onnx.EnvVar+" or the project's install path)")
-	if err := parse(fs, args); err != nil {
+	fs := command.NewFlagSet("version", "version [--ort-lib PATH]", stderr)
+	var ortLib string
+	onnx.LibFlag(fs, &ortLib)
+	if err := command.Parse(fs, args); err != nil {
 		return err
 	}
 	fmt.Fprintf(stdout, "ddnn %s\n", version)
@@ -43,7 +45,7 @@ func runVersion(args []string, stdout, stderr io.Writer) error {
 		}
 	}
 	fmt.Fprintf(stdout, "go:          %s %s/%s\n", runtime.Version(), runtime.GOOS, runtime.GOARCH)
-	path, err := onnx.Init(*ortLib)
+	path, err := onnx.Init(ortLib)
 	if err != nil {
 		fmt.Fprintf(stdout, "onnxruntime: not loaded: %v\n", err)
 		return nil

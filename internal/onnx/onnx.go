@@ -13,6 +13,7 @@ package onnx
 
 import (
 	"errors"
+	"flag"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -24,6 +25,11 @@ import (
 
 // EnvVar names the environment variable holding the library path.
 const EnvVar = "ONNXRUNTIME_LIB"
+
+// LibFlag adds --ort-lib, the library Init loads.
+func LibFlag(fs *flag.FlagSet, path *string) {
+	fs.StringVar(path, "ort-lib", "", "ONNX Runtime shared library (default: $"+EnvVar+" or the project's install path)")
+}
 
 // InstallHint is the command that installs the library from a checkout.
 const InstallHint = "make deps"

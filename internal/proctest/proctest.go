@@ -9,6 +9,7 @@ package proctest
 
 import (
 	"errors"
+	"flag"
 	"fmt"
 	"net/http"
 	"os"
@@ -23,6 +24,7 @@ import (
 
 	"go.uber.org/goleak"
 
+	"github.com/ddnn-continuum/ddnn/inference"
 	"github.com/ddnn-continuum/ddnn/internal/socket"
 )
 
@@ -63,22 +65,30 @@ func Serve(stubborn bool, addrs ...string) int {
 	return 0
 }
 
+// StubbornTier is the tier whose FakeInference replicas ignore SIGTERM.
+const StubbornTier = "stubborn"
+
 // FakeInference is `ddnn inference` as replica runtime tests need it: it
-// prints "args:" and its arguments, then serves on its --listen address
-// (Serve), stubborn with --mode stubborn.
+// parses its arguments with ddnn inference's own flags, prints what they
+// say ("replica:" and the fields), then serves on the --listen address
+// (Serve), stubborn for StubbornTier. Arguments ddnn inference would not
+// take end it with exit code 2.
 func FakeInference(args []string) int {
-	fmt.Println("args:", strings.Join(args, " "))
-	flag := func(name string) string {
-		if i := slices.Index(args, name); i >= 0 && i+1 < len(args) {
-			return args[i+1]
-		}
-		return ""
-	}
-	if flag("--listen") == "" {
-		fmt.Println("no --listen")
+	var c inference.Command
+	fs := flag.NewFlagSet("inference", flag.ContinueOnError)
+	c.Flags(fs)
+	if len(args) == 0 || args[0] != "inference" || fs.Parse(args[1:]) != nil || fs.NArg() > 0 {
+		fmt.Println("not ddnn inference's arguments:", strings.Join(args, " "))
 		return 2
 	}
-	return Serve(flag("--mode") == "stubborn", flag("--listen"))
+	fmt.Println(ReplicaLine(c))
+	return Serve(c.Tier == StubbornTier, c.Listen)
+}
+
+// ReplicaLine is what FakeInference prints of the command it was given.
+func ReplicaLine(c inference.Command) string {
+	return fmt.Sprintf("replica: file=%s tier=%s listen=%s log_level=%s service_token_file=%s ort_lib=%s threads=%d",
+		c.File, c.Tier, c.Listen, c.Level, c.ServiceTokenFile, c.ORTLib, c.Threads)
 }
 
 // FreeAddr is a 127.0.0.1 address for a child to listen on, TCP or UDP

@@ -13,6 +13,9 @@ import (
 	"encoding/json"
 	"net/http"
 	"time"
+
+	"github.com/ddnn-continuum/ddnn/inference"
+	"github.com/ddnn-continuum/ddnn/internal/command"
 )
 
 // Replica is one inference replica as a runtime sees it.
@@ -43,17 +46,22 @@ type Runtime interface {
 
 // Spec is what every backend needs to start a replica of a tier.
 type Spec struct {
-	// Pipeline is the pipeline's name, Tier the tier's; backends label
-	// what they create with both.
+	// Pipeline is the pipeline's name; backends label what they create
+	// with it and the tier's.
 	Pipeline string
-	Tier     string
-	// File is the pipeline YAML path on this machine.
-	File string
-	// ORTLib is the ONNX Runtime library path on this machine, passed to
-	// process replicas.
-	ORTLib string
-	// Args are extra arguments for `ddnn inference`.
-	Args []string
+	// Replica is what every replica runs: ddnn inference of the tier,
+	// with paths on this machine. Each runtime sets its Listen.
+	Replica inference.Command
+}
+
+// Tier is the name of the tier whose replicas these are.
+func (s *Spec) Tier() string { return s.Replica.Tier }
+
+// Args is the command line of a replica listening on listen.
+func (s *Spec) Args(listen string) []string {
+	c := s.Replica
+	c.Listen = listen
+	return append([]string{"inference"}, command.Args(c)...)
 }
 
 // ListPath is where a replica manager serves a tier's ready replicas.

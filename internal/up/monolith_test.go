@@ -3,7 +3,6 @@ package up_test
 import (
 	"context"
 	"errors"
-	"fmt"
 	"log/slog"
 	"net"
 	"slices"
@@ -11,6 +10,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ddnn-continuum/ddnn/connector"
+	"github.com/ddnn-continuum/ddnn/funnel"
+	"github.com/ddnn-continuum/ddnn/internal/command"
+	"github.com/ddnn-continuum/ddnn/internal/monolith"
 	"github.com/ddnn-continuum/ddnn/internal/pipeline"
 	"github.com/ddnn-continuum/ddnn/internal/up"
 )
@@ -82,10 +85,13 @@ func TestRunMonolith(t *testing.T) {
 	args, log, ann := fakeRun(t, up.Config{Pipeline: p, File: file, Monolith: true,
 		LinkURLs: map[pipeline.Link]string{{From: "cloud", To: "edge"}: wan}}, edge.admin, cloud.admin)
 	checkChildren(t, args, []string{
-		fmt.Sprintf("funnel -f %s --tiers-on cloud --site edge --brokers %s --listen %s --delivery-listen %s --log-level info --service-token-file *", file, edge.kafka, edge.funnel, edge.delivery),
-		fmt.Sprintf("funnel -f %s --tiers-on cloud --site cloud --brokers %s --listen %s --delivery-listen %s --log-level info --service-token-file *", file, cloud.kafka, cloud.funnel, cloud.delivery),
-		fmt.Sprintf("monolith -f %s --tiers-on cloud --site cloud --brokers %s --admin * --log-level info --service-token-file *", file, cloud.kafka),
-		fmt.Sprintf("uplink -f %s --tiers-on cloud --from cloud --to edge --to-url %s --brokers %s --admin * --instance-id up-uplink-edge --log-level info --service-token-file *", file, wan, cloud.kafka),
+		childLine("funnel", command.Args(funnel.Command{Role: childRole(file, edge.kafka, "cloud", "info"),
+			Site: "edge", Listen: edge.funnel, DeliveryListen: edge.delivery})),
+		childLine("funnel", command.Args(funnel.Command{Role: childRole(file, cloud.kafka, "cloud", "info"),
+			Site: "cloud", Listen: cloud.funnel, DeliveryListen: cloud.delivery})),
+		childLine("monolith", command.Args(monolith.Command{Role: childRole(file, cloud.kafka, "cloud", "info"), Site: "cloud", Admin: "*"})),
+		childLine("uplink", command.Args(connector.UplinkCommand{Role: childRole(file, cloud.kafka, "cloud", "info"),
+			From: "cloud", To: "edge", ToURL: wan, Serving: connector.Serving{Admin: "*", InstanceID: "up-uplink-edge"}})),
 	})
 	if c, err := net.Dial("tcp", sites["fog"].kafka); err == nil {
 		c.Close()
@@ -130,8 +136,9 @@ func TestRunMonolithOneSite(t *testing.T) {
 	// ddnn up's --log-level reaches every child.
 	args, log, ann := fakeRun(t, up.Config{Pipeline: tp.p, File: tp.file, Monolith: true, LogLevel: "debug"}, tp.admin)
 	checkChildren(t, args, []string{
-		fmt.Sprintf("funnel -f %s --tiers-on local --brokers * --listen %s --delivery-listen %s --log-level debug --service-token-file *", tp.file, tp.funnel, tp.delivery),
-		fmt.Sprintf("monolith -f %s --tiers-on local --site local --brokers * --admin * --log-level debug --service-token-file *", tp.file),
+		childLine("funnel", command.Args(funnel.Command{Role: childRole(tp.file, "*", "local", "debug"),
+			Listen: tp.funnel, DeliveryListen: tp.delivery})),
+		childLine("monolith", command.Args(monolith.Command{Role: childRole(tp.file, "*", "local", "debug"), Site: "local", Admin: "*"})),
 	})
 	if want := `pipeline "fmnist" is up as the monolith baseline: 3 tiers in one monolith process, 2 processes`; !strings.Contains(ann, want) {
 		t.Errorf("announcement lacks %q:\n%s", want, ann)
@@ -150,7 +157,8 @@ func TestRunLinkURL(t *testing.T) {
 	edge := sites["edge"]
 	args, _, ann := fakeRun(t, up.Config{Pipeline: p, File: file, Site: "edge",
 		LinkURLs: map[pipeline.Link]string{{From: "edge", To: "fog"}: wan}}, edge.admin)
-	want := fmt.Sprintf("uplink -f %s --from edge --to fog --to-url %s --brokers %s --admin * --instance-id up-uplink-fog --log-level info --service-token-file *", file, wan, edge.kafka)
+	want := childLine("uplink", command.Args(connector.UplinkCommand{Role: childRole(file, edge.kafka, "", "info"),
+		From: "edge", To: "fog", ToURL: wan, Serving: connector.Serving{Admin: "*", InstanceID: "up-uplink-fog"}}))
 	if !slices.ContainsFunc(args, func(g string) bool { return matchArgs(g, want) }) {
 		t.Errorf("no child ran %q; children:\n%s", want, strings.Join(args, "\n"))
 	}

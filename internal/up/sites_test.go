@@ -2,6 +2,7 @@ package up_test
 
 import (
 	"context"
+	"flag"
 	"fmt"
 	"io"
 	"log/slog"
@@ -20,6 +21,11 @@ import (
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/ddnn-continuum/ddnn/connector"
+	"github.com/ddnn-continuum/ddnn/funnel"
+	"github.com/ddnn-continuum/ddnn/inference"
+	"github.com/ddnn-continuum/ddnn/internal/command"
+	"github.com/ddnn-continuum/ddnn/internal/monolith"
 	"github.com/ddnn-continuum/ddnn/internal/pipeline"
 	"github.com/ddnn-continuum/ddnn/internal/proctest"
 	"github.com/ddnn-continuum/ddnn/internal/socket"
@@ -32,18 +38,17 @@ import (
 // the sites check what each site starts and with which flags.
 const fakeChildrenEnv = "DDNN_UP_TEST_FAKE_CHILDREN"
 
-// fakeChild records args as one line in dir and serves /readyz, /healthz
-// and an empty /metrics on --delivery-listen, --listen or --admin until
-// SIGTERM.
+// fakeChild parses args with the flags of the command they name, records
+// the command as childLine gives it (so a flag the command does not take
+// fails the test) in dir, and serves /readyz, /healthz and an empty
+// /metrics on the address its flags give until SIGTERM.
 func fakeChild(dir string, args []string) {
-	addr := ""
-	for i, a := range args[:len(args)-1] {
-		if (a == "--listen" || a == "--admin") && addr == "" || a == "--delivery-listen" {
-			addr = args[i+1] // a funnel's readiness is asked on its delivery zone
-		}
+	line, addr, err := parseChild(args)
+	if err != nil {
+		line = fmt.Sprintf("%q does not parse: %v", args, err)
 	}
 	name := filepath.Join(dir, args[0]+"-"+strconv.Itoa(os.Getpid()))
-	if err := os.WriteFile(name, []byte(strings.Join(args, " ")), 0o644); err != nil {
+	if err := os.WriteFile(name, []byte(line), 0o644); err != nil || addr == "" {
 		os.Exit(1)
 	}
 	ln, err := socket.Listen(addr) // as the real children do
@@ -62,6 +67,53 @@ func fakeChild(dir string, args []string) {
 	<-ctx.Done()
 	srv.Close()
 	os.Exit(0)
+}
+
+// parseChild parses a child's args with its command's own flags and
+// returns its childLine and the address it serves on (a funnel's
+// readiness is asked on its delivery zone).
+func parseChild(args []string) (line, addr string, err error) {
+	parse := func(c command.Flagger) error {
+		fs := flag.NewFlagSet(args[0], flag.ContinueOnError)
+		fs.SetOutput(io.Discard)
+		c.Flags(fs)
+		return command.Parse(fs, args[1:])
+	}
+	switch args[0] {
+	case "funnel":
+		var c funnel.Command
+		err = parse(&c)
+		return childLine(args[0], command.Args(c)), c.DeliveryListen, err
+	case "connector":
+		var c connector.Command
+		err = parse(&c)
+		return childLine(args[0], command.Args(c)), c.Admin, err
+	case "uplink":
+		var c connector.UplinkCommand
+		err = parse(&c)
+		return childLine(args[0], command.Args(c)), c.Admin, err
+	case "inference":
+		var c inference.Command
+		err = parse(&c)
+		return childLine(args[0], command.Args(c)), c.Listen, err
+	case "monolith":
+		var c monolith.Command
+		err = parse(&c)
+		return childLine(args[0], command.Args(c)), c.Admin, err
+	}
+	return "", "", fmt.Errorf("unknown command %q", args[0])
+}
+
+// childLine is a child's command as the tests compare it: its name and
+// the flags of its options (command.Args).
+func childLine(name string, flags []string) string {
+	return strings.Join(append([]string{name}, flags...), " ")
+}
+
+// childRole is what every child is told: the pipeline file, its site's
+// brokers, the placement, a service token file (any) and the log level.
+func childRole(file, brokers, tiersOn, level string) command.Role {
+	return command.Role{File: file, Brokers: brokers, TiersOn: tiersOn, ServiceTokenFile: "*", Log: command.Log{Level: level}}
 }
 
 // continuumSite is one site of the test's continuum.
@@ -208,12 +260,17 @@ func TestRunSites(t *testing.T) {
 			for _, name := range tc.runs {
 				s := sites[name]
 				want = append(want,
-					fmt.Sprintf("funnel -f %s --site %s --brokers %s --listen %s --delivery-listen %s --log-level info --service-token-file *", file, name, s.kafka, s.funnel, s.delivery),
-					fmt.Sprintf("inference -f %s --tier %s --listen * --log-level info --service-token-file *", file, name),
-					fmt.Sprintf("connector -f %s --tier %s --replicas-url http://%s/v1/tiers/%s/replicas --admin * --brokers %s --drain-timeout 3s --instance-id up-%s --log-level info --service-token-file *", file, name, s.admin, name, s.kafka, name))
+					childLine("funnel", command.Args(funnel.Command{Role: childRole(file, s.kafka, "", "info"),
+						Site: name, Listen: s.funnel, DeliveryListen: s.delivery})),
+					childLine("inference", command.Args(inference.Command{File: file, Tier: name, Listen: "*",
+						ServiceTokenFile: "*", Log: command.Log{Level: "info"}})),
+					childLine("connector", command.Args(connector.Command{Role: childRole(file, s.kafka, "", "info"),
+						Tier: name, ReplicasURL: "http://" + s.admin + "/v1/tiers/" + name + "/replicas",
+						Serving: connector.Serving{Admin: "*", DrainTimeout: 3 * time.Second, InstanceID: "up-" + name}})))
 				for _, l := range p.Links() {
 					if l.From == name {
-						want = append(want, fmt.Sprintf("uplink -f %s --from %s --to %s --brokers %s --admin * --instance-id up-uplink-%s --log-level info --service-token-file *", file, name, l.To, s.kafka, l.To))
+						want = append(want, childLine("uplink", command.Args(connector.UplinkCommand{Role: childRole(file, s.kafka, "", "info"),
+							From: name, To: l.To, Serving: connector.Serving{Admin: "*", InstanceID: "up-uplink-" + l.To}})))
 					}
 				}
 			}
@@ -288,15 +345,18 @@ func recordedArgs(t *testing.T, dir string) []string {
 	return args
 }
 
-// matchArgs compares argument lines word by word; "*" in want matches any
-// word.
+// matchArgs compares argument lines word by word; "--name=*" in want
+// matches any value of the flag.
 func matchArgs(got, want string) bool {
 	g, w := strings.Fields(got), strings.Fields(want)
 	if len(g) != len(w) {
 		return false
 	}
 	for i := range w {
-		if w[i] != "*" && w[i] != g[i] {
+		if prefix, ok := strings.CutSuffix(w[i], "=*"); ok && strings.HasPrefix(g[i], prefix+"=") {
+			continue
+		}
+		if w[i] != g[i] {
 			return false
 		}
 	}

@@ -13,8 +13,12 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/ddnn-continuum/ddnn/connector"
+	"github.com/ddnn-continuum/ddnn/funnel"
 	"github.com/ddnn-continuum/ddnn/internal/auth"
+	"github.com/ddnn-continuum/ddnn/internal/command"
 	"github.com/ddnn-continuum/ddnn/internal/kafka"
+	"github.com/ddnn-continuum/ddnn/internal/monolith"
 	"github.com/ddnn-continuum/ddnn/internal/proc"
 	"github.com/ddnn-continuum/ddnn/internal/runtime"
 	"github.com/ddnn-continuum/ddnn/internal/runtime/replicas"
@@ -50,12 +54,12 @@ func (s *Supervisor) start(ctx context.Context) error {
 	// The funnel's readiness is asked on the delivery zone (the device
 	// zone may be HTTPS).
 	delivery := "http://" + s.site.Funnel.DeliveryListen
-	args := append([]string{"funnel", "-f", s.cfg.File}, s.tiersOn()...)
+	site := ""
 	if s.severalSites() {
-		args = append(args, "--site", s.site.Name)
+		site = s.site.Name
 	}
-	fc := s.newChild(s.childName("funnel"), delivery+"/readyz",
-		append(args, "--brokers", s.brokers, "--listen", s.site.Funnel.Listen, "--delivery-listen", s.site.Funnel.DeliveryListen)...)
+	fc := s.newChild(s.childName("funnel"), delivery+"/readyz", "funnel", command.Args(funnel.Command{
+		Role: s.role(), Site: site, Listen: s.site.Funnel.Listen, DeliveryListen: s.site.Funnel.DeliveryListen}))
 	if err := s.passFunnelSockets(fc); err != nil {
 		fc.Stop(0) // closes what it was passed
 		return err
@@ -93,12 +97,14 @@ func (s *Supervisor) start(ctx context.Context) error {
 		}
 	}
 	for _, t := range s.tiers {
-		c, err := s.newServingChild(s.childName("connector-"+t.Name), func(admin string) []string {
-			return []string{"connector", "-f", s.cfg.File, "--tier", t.Name,
-				"--replicas-url", "http://" + s.site.Admin.Listen + runtime.ListPath(t.Name),
-				"--admin", admin, "--brokers", s.brokers, "--drain-timeout", "3s",
+		c, err := s.newServingChild(s.childName("connector-"+t.Name), "connector", func(admin string) []string {
+			return command.Args(connector.Command{
+				Role: s.role(), Tier: t.Name, ReplicasURL: "http://" + s.site.Admin.Listen + runtime.ListPath(t.Name),
 				// One connector per tier: a restarted one rejoins at once.
-				"--instance-id", "up-" + t.Name}
+				// It drains within a third of the stop's grace, which
+				// gives the connectors about half of it (stop).
+				Serving: connector.Serving{Admin: admin, DrainTimeout: s.cfg.StopGrace / 3, InstanceID: "up-" + t.Name},
+			})
 		})
 		if err != nil {
 			return err
@@ -124,15 +130,12 @@ func (s *Supervisor) start(ctx context.Context) error {
 // Config.LinkURLs).
 func (s *Supervisor) addUplinks() error {
 	for _, l := range s.links {
-		args := append([]string{"uplink", "-f", s.cfg.File}, s.tiersOn()...)
-		args = append(args, "--from", l.From, "--to", l.To)
-		if u, ok := s.cfg.LinkURLs[l]; ok {
-			args = append(args, "--to-url", u)
-		}
-		c, err := s.newServingChild(s.childName("uplink-"+l.To), func(admin string) []string {
-			return append(args, "--brokers", s.brokers, "--admin", admin,
+		c, err := s.newServingChild(s.childName("uplink-"+l.To), "uplink", func(admin string) []string {
+			return command.Args(connector.UplinkCommand{
+				Role: s.role(), From: l.From, To: l.To, ToURL: s.cfg.LinkURLs[l],
 				// One uplink per link: a restarted one rejoins at once.
-				"--instance-id", "up-uplink-"+l.To)
+				Serving: connector.Serving{Admin: admin, InstanceID: "up-uplink-" + l.To},
+			})
 		})
 		if err != nil {
 			return err
@@ -149,13 +152,8 @@ func (s *Supervisor) addUplinks() error {
 // the uplinks.
 func (s *Supervisor) startMonolith(ctx context.Context) error {
 	if len(s.tiers) > 0 {
-		c, err := s.newServingChild(s.childName("monolith"), func(admin string) []string {
-			args := []string{"monolith", "-f", s.cfg.File, "--tiers-on", s.placement, "--site", s.site.Name,
-				"--brokers", s.brokers, "--admin", admin}
-			if s.cfg.ORTLib != "" {
-				args = append(args, "--ort-lib", s.cfg.ORTLib)
-			}
-			return args
+		c, err := s.newServingChild(s.childName("monolith"), "monolith", func(admin string) []string {
+			return command.Args(monolith.Command{Role: s.role(), Site: s.site.Name, ORTLib: s.cfg.ORTLib, Admin: admin})
 		})
 		if err != nil {
 			return err
@@ -271,10 +269,10 @@ func (s *Supervisor) ensureTopics(ctx context.Context) error {
 	return kafka.EnsureTopics(tctx, cl, &s.site.Kafka, s.p.TopicsOn(s.site.Name)...)
 }
 
-// newChild makes a child of the same binary; every child gets the log
-// level and the service token file.
-func (s *Supervisor) newChild(name, readyURL string, args ...string) *proc.Child {
-	return proc.New(name, readyURL, s.cfg.Out, s.log, append(args, s.childArgs()...)...)
+// newChild makes a child of the same binary that runs command with
+// flags (command.Args of the command's options).
+func (s *Supervisor) newChild(name, readyURL, command string, flags []string) *proc.Child {
+	return proc.New(name, readyURL, s.cfg.Out, s.log, append([]string{command}, flags...)...)
 }
 
 // passFunnelSockets binds the funnel's HTTP sockets and passes them to
@@ -300,24 +298,27 @@ func (s *Supervisor) passFunnelSockets(fc *proc.Child) error {
 }
 
 // newServingChild makes a child whose admin server listens on a socket
-// bound here and passed down (see socket.Socket); args gets its address.
-func (s *Supervisor) newServingChild(name string, args func(admin string) []string) (*proc.Child, error) {
+// bound here and passed down (see socket.Socket); flags gets its address.
+func (s *Supervisor) newServingChild(name, command string, flags func(admin string) []string) (*proc.Child, error) {
 	admin, err := socket.New()
 	if err != nil {
 		return nil, fmt.Errorf("%s admin: %w", name, err)
 	}
-	c := s.newChild(name, "http://"+admin.Addr+"/readyz", args(admin.Addr)...)
+	c := s.newChild(name, "http://"+admin.Addr+"/readyz", command, flags(admin.Addr))
 	c.Pass(admin)
 	return c, nil
 }
 
-// childArgs are the arguments every child and replica gets.
-func (s *Supervisor) childArgs() []string {
-	args := []string{"--log-level", cmp.Or(s.cfg.LogLevel, "info")}
-	if s.cfg.ServiceTokenFile != "" {
-		args = append(args, "--service-token-file", s.cfg.ServiceTokenFile)
+// role are the flags every child gets: the pipeline file, the site's
+// brokers, the placement (--tiers-on with Config.Monolith), the service
+// token file and the log level.
+func (s *Supervisor) role() command.Role {
+	r := command.Role{File: s.cfg.File, Brokers: s.brokers, ServiceTokenFile: s.cfg.ServiceTokenFile,
+		Log: command.Log{Level: cmp.Or(s.cfg.LogLevel, "info")}}
+	if s.cfg.Monolith {
+		r.TiersOn = s.placement
 	}
-	return args
+	return r
 }
 
 // serviceClient is an HTTP client presenting the service token.

@@ -327,15 +327,6 @@ func runSite(ctx context.Context, cfg Config, site pipeline.Site, placement stri
 // told a site.
 func (s *Supervisor) severalSites() bool { return len(s.p.SiteList) > 1 }
 
-// tiersOn are the flags that tell a child the placement: --tiers-on with
-// Config.Monolith, else none.
-func (s *Supervisor) tiersOn() []string {
-	if !s.cfg.Monolith {
-		return nil
-	}
-	return []string{"--tiers-on", s.placement}
-}
-
 // childName is name, led by the site's when the pipeline has several.
 func (s *Supervisor) childName(name string) string {
 	if s.severalSites() {

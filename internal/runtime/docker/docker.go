@@ -102,7 +102,7 @@ func New(ctx context.Context, spec runtime.Spec, cfg Config) (*Runtime, error) {
 		cli.Close()
 		return nil, fmt.Errorf("docker engine at %s: %w", cli.DaemonHost(), err)
 	}
-	r := &Runtime{spec: spec, cfg: cfg, cli: cli, log: log.With("runtime", "docker", "tier", spec.Tier), http: &http.Client{Timeout: time.Second}}
+	r := &Runtime{spec: spec, cfg: cfg, cli: cli, log: log.With("runtime", "docker", "tier", spec.Tier()), http: &http.Client{Timeout: time.Second}}
 	if n, err := r.removeLeftovers(ctx); err != nil {
 		cli.Close()
 		return nil, err
@@ -116,7 +116,7 @@ func (r *Runtime) labelFilter() filters.Args {
 	return filters.NewArgs(
 		filters.Arg("label", LabelManaged+"=true"),
 		filters.Arg("label", LabelPipeline+"="+r.spec.Pipeline),
-		filters.Arg("label", LabelTier+"="+r.spec.Tier),
+		filters.Arg("label", LabelTier+"="+r.spec.Tier()),
 	)
 }
 
@@ -160,9 +160,9 @@ func (r *Runtime) startLocked(ctx context.Context) error {
 		return err
 	}
 	addr := "127.0.0.1:" + strconv.Itoa(port)
-	name := fmt.Sprintf("ddnn-%s-%s-%d-%d", r.spec.Pipeline, r.spec.Tier, os.Getpid(), r.next)
+	name := fmt.Sprintf("ddnn-%s-%s-%d-%d", r.spec.Pipeline, r.spec.Tier(), os.Getpid(), r.next)
 	r.next++
-	cmd := append([]string{"inference", "-f", r.spec.File, "--tier", r.spec.Tier, "--listen", addr}, r.spec.Args...)
+	cmd := r.spec.Args(addr)
 	binds := make([]string, len(r.cfg.Mounts))
 	for i, m := range r.cfg.Mounts {
 		binds[i] = m + ":" + m + ":ro"
@@ -173,7 +173,7 @@ func (r *Runtime) startLocked(ctx context.Context) error {
 			Cmd:   cmd,
 			User:  ContainerUser,
 			Labels: map[string]string{
-				LabelManaged: "true", LabelPipeline: r.spec.Pipeline, LabelTier: r.spec.Tier,
+				LabelManaged: "true", LabelPipeline: r.spec.Pipeline, LabelTier: r.spec.Tier(),
 			},
 		},
 		&container.HostConfig{

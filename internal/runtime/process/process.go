@@ -68,7 +68,7 @@ func New(spec runtime.Spec, cfg Config) *Runtime {
 		log = slog.New(slog.DiscardHandler)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	return &Runtime{spec: spec, cfg: cfg, log: log.With("runtime", "process", "tier", spec.Tier), ctx: ctx, done: cancel}
+	return &Runtime{spec: spec, cfg: cfg, log: log.With("runtime", "process", "tier", spec.Tier()), ctx: ctx, done: cancel}
 }
 
 // Scale starts or drains replicas until n are live.
@@ -89,12 +89,9 @@ func (r *Runtime) startLocked() error {
 		return err
 	}
 	addr := sock.Addr
-	id := fmt.Sprintf("%s-%d", r.spec.Tier, r.next)
+	id := fmt.Sprintf("%s-%d", r.spec.Tier(), r.next)
 	r.next++
-	args := append([]string{"inference", "-f", r.spec.File, "--tier", r.spec.Tier, "--listen", addr}, r.spec.Args...)
-	if r.spec.ORTLib != "" {
-		args = append(args, "--ort-lib", r.spec.ORTLib)
-	}
+	args := r.spec.Args(addr)
 	c := proc.New(id, "http://"+addr+"/readyz", r.cfg.Out, r.log, args...)
 	c.Pass(sock)
 	if err := c.Start(); err != nil {

@@ -10,6 +10,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ddnn-continuum/ddnn/inference"
+	"github.com/ddnn-continuum/ddnn/internal/command"
 	"github.com/ddnn-continuum/ddnn/internal/proctest"
 	"github.com/ddnn-continuum/ddnn/internal/runtime"
 	"github.com/ddnn-continuum/ddnn/internal/syncbuf"
@@ -22,18 +24,19 @@ const replicaEnv = "DDNN_PROCESS_TEST_REPLICA"
 
 func TestMain(m *testing.M) { proctest.Main(m, replicaEnv, proctest.FakeInference) }
 
-// newRuntime is a runtime of tier "edge" whose replicas get extra args;
-// Close runs when the test ends.
-func newRuntime(t *testing.T, out *syncbuf.Buffer, cfg Config, args ...string) *Runtime {
+// newRuntime is a runtime of tier (proctest.StubbornTier: replicas that
+// ignore SIGTERM) whose replicas log at level; Close runs when the test
+// ends.
+func newRuntime(t *testing.T, out *syncbuf.Buffer, cfg Config, tier, level string) *Runtime {
 	t.Helper()
 	cfg.Out = out
 	if cfg.DrainDelay == 0 {
 		cfg.DrainDelay = 50 * time.Millisecond
 	}
-	r := New(runtime.Spec{
-		Pipeline: "fmnist", Tier: "edge", File: "/etc/ddnn/pipeline.yaml",
-		ORTLib: "/opt/ort/libonnxruntime.so", Args: args,
-	}, cfg)
+	r := New(runtime.Spec{Pipeline: "fmnist", Replica: inference.Command{
+		File: "/etc/ddnn/pipeline.yaml", Tier: tier, ORTLib: "/opt/ort/libonnxruntime.so",
+		Log: command.Log{Level: level},
+	}}, cfg)
 	t.Cleanup(func() { r.Close(context.Background()) })
 	return r
 }
@@ -83,7 +86,7 @@ func pids(r *Runtime) []int {
 
 func TestScaleUpAndDown(t *testing.T) {
 	var out syncbuf.Buffer
-	r := newRuntime(t, &out, Config{}, "--log-level", "debug")
+	r := newRuntime(t, &out, Config{}, "edge", "debug")
 	if reps := list(t, r); len(reps) != 0 {
 		t.Fatalf("a new runtime lists %v", reps)
 	}
@@ -106,8 +109,8 @@ func TestScaleUpAndDown(t *testing.T) {
 		t.Errorf("both replicas at %s", reps[0].URL)
 	}
 	addr := strings.TrimPrefix(reps[0].URL, "http://")
-	want := "args: inference -f /etc/ddnn/pipeline.yaml --tier edge --listen " + addr +
-		" --log-level debug --ort-lib /opt/ort/libonnxruntime.so"
+	want := proctest.ReplicaLine(inference.Command{File: "/etc/ddnn/pipeline.yaml", Tier: "edge", Listen: addr,
+		ORTLib: "/opt/ort/libonnxruntime.so", Log: command.Log{Level: "debug"}})
 	if !strings.Contains(out.String(), want) {
 		t.Errorf("replica output lacks %q:\n%s", want, out.String())
 	}
@@ -159,7 +162,7 @@ func TestScaleUpAndDown(t *testing.T) {
 
 func TestReplicaRestartedWhenItDies(t *testing.T) {
 	var out syncbuf.Buffer
-	r := newRuntime(t, &out, Config{})
+	r := newRuntime(t, &out, Config{}, "edge", "")
 	if err := r.Scale(context.Background(), 1); err != nil {
 		t.Fatal(err)
 	}
@@ -186,21 +189,21 @@ func TestReplicaRestartedWhenItDies(t *testing.T) {
 func TestScaleDownKillsAfterGrace(t *testing.T) {
 	var out syncbuf.Buffer
 	// A replica that ignores SIGTERM is killed after its grace.
-	r := newRuntime(t, &out, Config{StopGrace: 200 * time.Millisecond}, "--mode", "stubborn")
+	r := newRuntime(t, &out, Config{StopGrace: 200 * time.Millisecond}, proctest.StubbornTier, "")
 	if err := r.Scale(context.Background(), 2); err != nil {
 		t.Fatal(err)
 	}
-	proctest.WaitFor(t, "edge-0 and edge-1 ready", func() bool { return ready(t, r, "edge-0", "edge-1") })
+	proctest.WaitFor(t, "stubborn-0 and stubborn-1 ready", func() bool { return ready(t, r, "stubborn-0", "stubborn-1") })
 	newest := r.Children()[1].PID()
 	if err := r.Scale(context.Background(), 1); err != nil {
 		t.Fatal(err)
 	}
-	if reps := list(t, r); len(reps) != 1 || reps[0].ID != "edge-0" {
-		t.Errorf("after scaling to 1 the list is %v, want edge-0 alone (the newest goes first)", reps)
+	if reps := list(t, r); len(reps) != 1 || reps[0].ID != "stubborn-0" {
+		t.Errorf("after scaling to 1 the list is %v, want stubborn-0 alone (the newest goes first)", reps)
 	}
-	proctest.WaitFor(t, "edge-1 killed", func() bool { return proctest.Gone(newest) && len(r.Children()) == 1 })
+	proctest.WaitFor(t, "stubborn-1 killed", func() bool { return proctest.Gone(newest) && len(r.Children()) == 1 })
 	if !strings.Contains(out.String(), "ignoring SIGTERM") {
-		t.Errorf("edge-1 was not asked with SIGTERM first:\n%s", out.String())
+		t.Errorf("stubborn-1 was not asked with SIGTERM first:\n%s", out.String())
 	}
 	if err := r.Close(context.Background()); err != nil {
 		t.Fatal(err)
@@ -212,7 +215,7 @@ func TestScaleDownKillsAfterGrace(t *testing.T) {
 
 func TestCloseStopsDrainingReplicas(t *testing.T) {
 	var out syncbuf.Buffer
-	r := newRuntime(t, &out, Config{DrainDelay: time.Hour})
+	r := newRuntime(t, &out, Config{DrainDelay: time.Hour}, "edge", "")
 	if err := r.Scale(context.Background(), 2); err != nil {
 		t.Fatal(err)
 	}
@@ -250,7 +253,7 @@ func TestReplicaOOMScoreAboveRuntime(t *testing.T) {
 		t.Skipf("this process' oom_score_adj is %d already: no replica can score higher", own)
 	}
 	var out syncbuf.Buffer
-	r := newRuntime(t, &out, Config{})
+	r := newRuntime(t, &out, Config{}, "edge", "")
 	if err := r.Scale(context.Background(), 1); err != nil {
 		t.Fatal(err)
 	}

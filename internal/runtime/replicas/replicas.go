@@ -6,13 +6,14 @@
 package replicas
 
 import (
-	"cmp"
 	"context"
 	"fmt"
 	"io"
 	"log/slog"
 	"path/filepath"
 
+	"github.com/ddnn-continuum/ddnn/inference"
+	"github.com/ddnn-continuum/ddnn/internal/command"
 	"github.com/ddnn-continuum/ddnn/internal/pipeline"
 	"github.com/ddnn-continuum/ddnn/internal/runtime"
 	"github.com/ddnn-continuum/ddnn/internal/runtime/docker"
@@ -45,21 +46,16 @@ func New(ctx context.Context, p *pipeline.Pipeline, t *pipeline.Tier, o Options)
 	if err != nil {
 		return nil, err
 	}
-	spec := runtime.Spec{
-		Pipeline: p.Name, Tier: t.Name, File: file, ORTLib: o.ORTLib,
-		Args: []string{"--log-level", cmp.Or(o.LogLevel, "info")},
-	}
-	withToken := func(path string) {
-		if path != "" {
-			spec.Args = append(spec.Args, "--service-token-file", path)
-		}
-	}
+	spec := runtime.Spec{Pipeline: p.Name, Replica: inference.Command{
+		File: file, Tier: t.Name, ORTLib: o.ORTLib, Log: command.Log{Level: o.LogLevel},
+	}}
+	withToken := func(path string) { spec.Replica.ServiceTokenFile = path }
 	switch t.Replicas.Runtime {
 	case pipeline.RuntimeProcess:
 		withToken(o.ServiceTokenFile)
 		return process.New(spec, process.Config{Out: o.Out, Logger: o.Logger}), nil
 	case pipeline.RuntimeDocker:
-		spec.ORTLib = "" // the image has its own
+		spec.Replica.ORTLib = "" // the image has its own
 		mounts := []string{file}
 		if o.ServiceTokenFile != "" {
 			// Containers run as docker.ContainerUser, who cannot read the

@@ -6,6 +6,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/ddnn-continuum/ddnn/inference"
+	"github.com/ddnn-continuum/ddnn/internal/command"
 	"github.com/ddnn-continuum/ddnn/internal/pipeline"
 	"github.com/ddnn-continuum/ddnn/internal/proctest"
 	"github.com/ddnn-continuum/ddnn/internal/runtime/process"
@@ -38,14 +40,15 @@ func TestProcessReplicaArgs(t *testing.T) {
 	if err := rt.Scale(context.Background(), 1); err != nil {
 		t.Fatal(err)
 	}
-	proctest.WaitFor(t, "the replica's arguments", func() bool { return strings.Contains(out.String(), "args:") })
+	proctest.WaitFor(t, "the replica's arguments", func() bool { return strings.Contains(out.String(), "replica:") })
 	reps, err := rt.List(context.Background())
 	if err != nil || len(reps) != 1 {
 		t.Fatalf("replicas %v (%v), want one", reps, err)
 	}
 	file, _ := filepath.Abs("../../../deploy/pipeline.yaml")
-	want := "args: inference -f " + file + " --tier edge --listen " + strings.TrimPrefix(reps[0].URL, "http://") +
-		" --log-level info --service-token-file /run/ddnn/service.token --ort-lib /opt/ort/libonnxruntime.so"
+	want := proctest.ReplicaLine(inference.Command{File: file, Tier: "edge", Listen: strings.TrimPrefix(reps[0].URL, "http://"),
+		ServiceTokenFile: "/run/ddnn/service.token", ORTLib: "/opt/ort/libonnxruntime.so",
+		Log: command.Log{Level: "info"}})
 	if !strings.Contains(out.String(), want) {
 		t.Errorf("replica output lacks %q:\n%s", want, out.String())
 	}

@@ -1,20 +1,22 @@
-package cli
+package up
 
 import (
 	"context"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"net/url"
 	"strings"
 
+	"github.com/ddnn-continuum/ddnn/internal/command"
 	"github.com/ddnn-continuum/ddnn/internal/onnx"
 	"github.com/ddnn-continuum/ddnn/internal/pipeline"
-	"github.com/ddnn-continuum/ddnn/internal/up"
 	"github.com/ddnn-continuum/ddnn/models"
 )
 
-const upSynopsis = `up -f FILE [--site NAME] [--ephemeral] [--trust-data] [--monolith] [--link-url 'FROM->TO=URL' ...]
+// Synopsis is ddnn up's usage line and help.
+const Synopsis = `up -f FILE [--site NAME] [--ephemeral] [--trust-data] [--monolith] [--link-url 'FROM->TO=URL' ...]
 
 Runs the pipeline on this machine: every site of a pipeline with sites:
 (each with its own broker, funnel and admin), or the one given by --site.
@@ -28,40 +30,51 @@ site left with nothing to run is skipped.
 receiving site's funnel.url, such as a WAN proxy in front of it (quote it:
 the shell reads '>').`
 
-func runUp(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := newFlags("up", upSynopsis, stderr)
-	pf := addPipelineFlags(fs)
-	site := fs.String("site", "", "run only this site of a pipeline with sites: (default: every site, each with its own broker, funnel and admin)")
-	ephemeral := fs.Bool("ephemeral", false, "keep the embedded broker in memory: its topics are lost when ddnn up stops (default: kept in kafka.embedded_data_dir)")
-	trustData := fs.Bool("trust-data", false, "keep the records of a data directory written by a broker that required less (TLS, SASL, ACLs) than this one; by default such a start is refused")
-	monolith := fs.Bool("monolith", false, "run the cloud-only baseline: every tier on the last tier's site in one ddnn monolith process, the results staying on their site")
-	linkURLs := map[pipeline.Link]string{}
+// Command is ddnn up with its flags.
+type Command struct {
+	File, ORTLib, Site             string
+	Ephemeral, TrustData, Monolith bool
+	// LinkURLs are the --link-url flags.
+	LinkURLs map[pipeline.Link]string
+	command.Log
+}
+
+// Flags binds c to ddnn up's flags.
+func (c *Command) Flags(fs *flag.FlagSet) {
+	command.FileFlag(fs, &c.File)
+	onnx.LibFlag(fs, &c.ORTLib)
+	fs.StringVar(&c.Site, "site", "", "run only this site of a pipeline with sites: (default: every site, each with its own broker, funnel and admin)")
+	fs.BoolVar(&c.Ephemeral, "ephemeral", false, "keep the embedded broker in memory: its topics are lost when ddnn up stops (default: kept in kafka.embedded_data_dir)")
+	fs.BoolVar(&c.TrustData, "trust-data", false, "keep the records of a data directory written by a broker that required less (TLS, SASL, ACLs) than this one; by default such a start is refused")
+	fs.BoolVar(&c.Monolith, "monolith", false, "run the cloud-only baseline: every tier on the last tier's site in one ddnn monolith process, the results staying on their site")
+	c.LinkURLs = map[pipeline.Link]string{}
 	fs.Func("link-url", "send a link's uplink elsewhere: with `FROM->TO=URL` the uplink of link FROM->TO posts to URL instead of site TO's funnel.url, such as a WAN proxy (repeatable)", func(v string) error {
 		l, u, err := parseLinkURL(v)
 		if err != nil {
 			return err
 		}
-		if _, ok := linkURLs[l]; ok {
+		if _, ok := c.LinkURLs[l]; ok {
 			return fmt.Errorf("%s given twice", l)
 		}
-		linkURLs[l] = u
+		c.LinkURLs[l] = u
 		return nil
 	})
-	newLogger := logFlags(fs, stderr)
-	if err := parse(fs, args); err != nil {
-		return err
-	}
-	log, err := newLogger()
+	c.Log.Flags(fs)
+}
+
+// Run checks the models' chain and runs the pipeline until ctx ends.
+func (c *Command) Run(ctx context.Context, stdout, stderr io.Writer) error {
+	log, err := c.Logger(stderr, "")
 	if err != nil {
 		return err
 	}
-	p, err := loadPipeline(*pf.file)
+	p, err := command.LoadPipeline(c.File)
 	if err != nil {
 		return err
 	}
 	// Check the chain before starting anything: a broken chain would only
 	// show up as replicas failing to start.
-	lib, err := onnx.Init(*pf.ortLib)
+	lib, err := onnx.Init(c.ORTLib)
 	if err != nil {
 		return err
 	}
@@ -76,23 +89,23 @@ func runUp(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			log.Warn(w)
 		}
 	}
-	err = up.Run(ctx, up.Config{
+	err = Run(ctx, Config{
 		Pipeline:  p,
-		File:      *pf.file,
+		File:      c.File,
 		ORTLib:    lib,
 		Out:       stderr,
 		Announce:  stdout,
 		Logger:    log,
-		Ephemeral: *ephemeral,
-		TrustData: *trustData,
-		Site:      *site,
-		Monolith:  *monolith,
-		LinkURLs:  linkURLs,
-		LogLevel:  fs.Lookup("log-level").Value.String(),
+		Ephemeral: c.Ephemeral,
+		TrustData: c.TrustData,
+		Site:      c.Site,
+		Monolith:  c.Monolith,
+		LinkURLs:  c.LinkURLs,
+		LogLevel:  c.Level,
 	})
-	var le *up.LinkError
+	var le *LinkError
 	if errors.As(err, &le) {
-		return fmt.Errorf("%w: --link-url: %v", errUsage, err)
+		return command.Usagef("--link-url: %v", err)
 	}
 	return err
 }

@@ -1,7 +1,8 @@
-package cli
+package scaler
 
 import (
 	"context"
+	"flag"
 	"fmt"
 	"io"
 	"sync"
@@ -9,35 +10,45 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kadm"
 
+	"github.com/ddnn-continuum/ddnn/internal/command"
 	"github.com/ddnn-continuum/ddnn/internal/kafka"
 	"github.com/ddnn-continuum/ddnn/internal/pipeline"
 	"github.com/ddnn-continuum/ddnn/internal/runtime"
 	"github.com/ddnn-continuum/ddnn/internal/runtime/replicas"
 	"github.com/ddnn-continuum/ddnn/internal/socket"
-	"github.com/ddnn-continuum/ddnn/scaler"
 )
 
-// runScaler runs the replica manager alone: it owns every tier's replicas
-// through the tier's runtime, scales them by lag, and serves the replica
-// sets the connectors follow (--replicas-url http://ADMIN/v1/tiers/<tier>/replicas).
-func runScaler(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := newFlags("scaler", "scaler -f FILE [--site NAME] [--admin ADDR] [--brokers H:P,...]", stderr)
-	rf := addRoleFlags(fs, stderr, true)
-	siteName := fs.String("site", "", "scale the tiers placed on this site, reading its Kafka (required when the pipeline has several sites)")
-	admin := fs.String("admin", "127.0.0.1:9465", "address of /metrics, /healthz, /readyz and the replica sets")
-	if err := parse(fs, args); err != nil {
-		return err
-	}
-	p, log, err := rf.load("scaler")
+// Synopsis is ddnn scaler's usage line.
+const Synopsis = "scaler -f FILE [--site NAME] [--admin ADDR] [--brokers H:P,...]"
+
+// Command is ddnn scaler with its flags: the replica manager alone. It
+// owns the replicas of every tier on its site through the tier's runtime,
+// scales them by lag, and serves the replica sets the connectors follow
+// (--replicas-url http://ADMIN/v1/tiers/<tier>/replicas).
+type Command struct {
+	command.Role
+	Site, Admin string
+}
+
+// Flags binds c to ddnn scaler's flags.
+func (c *Command) Flags(fs *flag.FlagSet) {
+	c.Role.Flags(fs)
+	fs.StringVar(&c.Site, "site", "", "scale the tiers placed on this site, reading its Kafka (required when the pipeline has several sites)")
+	fs.StringVar(&c.Admin, "admin", "127.0.0.1:9465", "address of /metrics, /healthz, /readyz and the replica sets")
+}
+
+// Run runs the replica manager until ctx ends; its replicas stop with it.
+func (c *Command) Run(ctx context.Context, stdout, stderr io.Writer) error {
+	p, log, err := c.Load(stderr, "scaler")
 	if err != nil {
 		return err
 	}
-	site, err := siteFlag(fs, p, *siteName)
+	site, err := command.Site(p, c.Site)
 	if err != nil {
 		return err
 	}
-	if p, err = rf.onSite(p, site); err != nil {
-		return fmt.Errorf("%w: --site: %v", errUsage, err)
+	if p, err = c.OnSite(p, site); err != nil {
+		return err
 	}
 	tokenFile := ""
 	if p.Auth.Service == pipeline.AuthToken {
@@ -55,40 +66,40 @@ func runScaler(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		wg.Wait()
 	})
 	defer closeRuntimes()
-	var targets []scaler.Target
+	var targets []Target
 	for _, t := range p.Tiers {
 		if p.SiteOf(t.Name).Name != site {
 			continue
 		}
-		rt, err := replicas.New(ctx, p, &t, replicas.Options{File: *rf.file, ServiceTokenFile: tokenFile,
-			LogLevel: fs.Lookup("log-level").Value.String(), Out: stderr, Logger: log})
+		rt, err := replicas.New(ctx, p, &t, replicas.Options{File: c.File, ServiceTokenFile: tokenFile,
+			LogLevel: c.Level, Out: stderr, Logger: log})
 		if err != nil {
 			return err
 		}
 		runtimes[t.Name] = rt
-		targets = append(targets, scaler.Target{
+		targets = append(targets, Target{
 			Tier: t.Name, Group: p.ConsumerGroup(t.Name), Topic: p.InputTopic(t.Name),
 			Min: t.Replicas.Min, Max: t.Replicas.Max, Settings: t.Scaling, Runtime: rt,
 		})
 	}
-	reg, wrapped := newRegistry(p)
+	reg, wrapped := command.NewRegistry(p)
 	cl, err := kafka.NewClient(&p.Kafka, "scaler", wrapped, log)
 	if err != nil {
 		return fmt.Errorf("scaler: kafka client: %w", err)
 	}
 	defer cl.Close()
-	sc, err := scaler.New(scaler.Config{Admin: kadm.NewClient(cl), Targets: targets, Registerer: wrapped, Logger: log})
+	sc, err := New(Config{Admin: kadm.NewClient(cl), Targets: targets, Registerer: wrapped, Logger: log})
 	if err != nil {
 		return err
 	}
-	mux := adminMux(reg, func() bool { return true })
+	mux := command.AdminMux(reg, func() bool { return true })
 	mux.Handle("GET /v1/tiers/{tier}/replicas", runtime.ListHandler(func(tier string) runtime.Runtime { return runtimes[tier] }))
-	ln, err := socket.Listen(*admin)
+	ln, err := socket.Listen(c.Admin)
 	if err != nil {
 		return fmt.Errorf("scaler admin: %w", err)
 	}
 	fmt.Fprintf(stdout, "scaler: replica sets on http://%s/v1/tiers/<tier>/replicas, metrics on /metrics\n", ln.Addr())
-	return withAdmin(ctx, ln, mux, func(ctx context.Context) error {
+	return command.WithAdmin(ctx, ln, mux, func(ctx context.Context) error {
 		defer closeRuntimes()
 		return sc.Run(ctx)
 	})

@@ -1,0 +1,49 @@
+package funnel
+
+import (
+	"context"
+	"flag"
+	"io"
+
+	"github.com/ddnn-continuum/ddnn/internal/command"
+)
+
+// Synopsis is ddnn funnel's usage line.
+const Synopsis = "funnel -f FILE [--site NAME] [--listen ADDR] [--delivery-listen ADDR] [--brokers H:P,...]"
+
+// Command is ddnn funnel with its flags.
+type Command struct {
+	command.Role
+	Site, Listen, DeliveryListen string
+}
+
+// Flags binds c to ddnn funnel's flags.
+func (c *Command) Flags(fs *flag.FlagSet) {
+	c.Role.Flags(fs)
+	fs.StringVar(&c.Listen, "listen", "", "address of the device zone: ingest and health (default: the site's funnel.listen)")
+	fs.StringVar(&c.DeliveryListen, "delivery-listen", "", "address of the delivery zone: the pipeline's own routes and metrics (default: the site's funnel.delivery_listen)")
+	fs.StringVar(&c.Site, "site", "", "the site whose funnel this is (required when the pipeline has several sites)")
+}
+
+// Run runs the site's funnel until ctx ends.
+func (c *Command) Run(ctx context.Context, stdout, stderr io.Writer) error {
+	p, log, err := c.Load(stderr, "funnel")
+	if err != nil {
+		return err
+	}
+	site, err := command.Site(p, c.Site)
+	if err != nil {
+		return err
+	}
+	if _, err := c.OnSite(p, site); err != nil {
+		return err
+	}
+	reg, wrapped := command.NewRegistry(p)
+	s, err := Start(ctx, p, Options{Site: site, Listen: c.Listen, DeliveryListen: c.DeliveryListen,
+		Registerer: wrapped, Gatherer: reg, Logger: log})
+	if err != nil {
+		return err
+	}
+	s.Announce(stdout)
+	return s.Run(ctx)
+}

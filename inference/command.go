@@ -1,0 +1,89 @@
+package inference
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+
+	"github.com/ddnn-continuum/ddnn/internal/auth"
+	"github.com/ddnn-continuum/ddnn/internal/command"
+	"github.com/ddnn-continuum/ddnn/internal/onnx"
+	"github.com/ddnn-continuum/ddnn/internal/socket"
+)
+
+// Synopsis is ddnn inference's usage line.
+const Synopsis = "inference -f FILE --tier NAME [--listen ADDR]"
+
+// Command is ddnn inference with its flags: one replica of a tier. The
+// runtimes start replicas with Args of it.
+type Command struct {
+	File, ORTLib, Tier, Listen, ServiceTokenFile string
+	Threads                                      int
+	command.Log
+}
+
+// Flags binds c to ddnn inference's flags.
+func (c *Command) Flags(fs *flag.FlagSet) {
+	command.FileFlag(fs, &c.File)
+	onnx.LibFlag(fs, &c.ORTLib)
+	fs.StringVar(&c.Tier, "tier", "", "tier to serve (required)")
+	fs.StringVar(&c.Listen, "listen", "127.0.0.1:8090", "address to serve on; port 0 picks a free one")
+	fs.IntVar(&c.Threads, "threads", 0, "ONNX Runtime intra-op threads (default: the tier's inference.intra_op_threads)")
+	fs.StringVar(&c.ServiceTokenFile, "service-token-file", "", "service tokens the pipeline's parts present to each other (default: the pipeline's auth.service_token_file)")
+	c.Log.Flags(fs)
+}
+
+// Run serves the tier until ctx ends.
+func (c *Command) Run(ctx context.Context, stdout, stderr io.Writer) error {
+	if c.Tier == "" {
+		return command.Usagef("--tier is required")
+	}
+	role := command.Role{File: c.File, ServiceTokenFile: c.ServiceTokenFile, Log: c.Log}
+	p, log, err := role.Load(stderr, "inference")
+	if err != nil {
+		return err
+	}
+	if _, err := onnx.Init(c.ORTLib); err != nil {
+		return err
+	}
+	t, i, err := p.Tier(c.Tier)
+	if err != nil {
+		return err
+	}
+	threads := c.Threads
+	if threads == 0 {
+		threads = t.Inference.IntraOpThreads
+	}
+	tokens, err := auth.LoadServiceTokens(p)
+	if err != nil {
+		return err
+	}
+	log = log.With("tier", t.Name)
+
+	reg, wrapped := command.NewRegistry(p)
+	f, err := New(Config{
+		Pipeline: p,
+		Tier:     t.Name,
+		Metrics:  NewMetrics(wrapped),
+		Logger:   log,
+	})
+	if err != nil {
+		return err
+	}
+	ln, err := socket.Listen(c.Listen)
+	if err != nil {
+		return fmt.Errorf("inference: %w", err)
+	}
+	fmt.Fprintf(stdout, "tier %s: serving on http://%s%s (readyz, healthz, metrics)\n", t.Name, ln.Addr(), InferPath)
+	return Serve(ctx, ServerConfig{
+		Listener: ln,
+		Function: f,
+		Load: func() (*Session, error) {
+			return NewSession(p, i, SessionOptions{IntraOpThreads: threads})
+		},
+		Gatherer: reg,
+		Service:  tokens,
+		Logger:   log,
+	})
+}
