@@ -61,11 +61,14 @@ type limitedConn struct {
 	counts bool       // counted against its source
 
 	// Whether the funnel is working on its request (the body all read, the
-	// answer not yet written: the client owes nothing), and since when
-	// (unix nanoseconds) it has waited on its client without progress.
-	// Set on every body read and answer write, so they are atomics rather
-	// than under the limiter's one lock; admit reads them under it.
+	// answer not yet written: the client owes nothing), whether a write is
+	// under way (the client owes taking it, whatever the funnel's state),
+	// and since when (unix nanoseconds) it has waited on its client
+	// without progress. Set on every body read and answer write, so they
+	// are atomics rather than under the limiter's one lock; admit reads
+	// them under it.
 	working  atomic.Bool
+	writing  atomic.Bool
 	quietFor atomic.Int64
 
 	released bool // guarded by l.mu: the limiter no longer counts it
@@ -166,7 +169,7 @@ func (l *connLimiter) quietest() *limitedConn {
 		since int64
 	)
 	for c := range l.open {
-		if c.working.Load() {
+		if c.working.Load() && !c.writing.Load() {
 			continue
 		}
 		if t := c.quietFor.Load(); q == nil || t < since {
@@ -235,14 +238,22 @@ func (c *limitedConn) progress() {
 	}
 }
 
-// Write writes within the limiter's write timeout.
+// Write writes within the limiter's write timeout. While it blocks, the
+// connection waits on its client to take the answer, also when the
+// handler writes it (an answer larger than the buffers): from the write's
+// start, or its last progress, it may be evicted.
 func (c *limitedConn) Write(p []byte) (int, error) {
 	if c.l.writeTimeout > 0 {
 		c.Conn.SetWriteDeadline(time.Now().Add(c.l.writeTimeout))
 	}
+	if c.working.Load() {
+		c.quietFor.Store(c.l.now().UnixNano())
+	}
+	c.writing.Store(true)
 	n, err := c.Conn.Write(p)
+	c.writing.Store(false)
 	if n > 0 {
-		c.progress()
+		c.quietFor.Store(c.l.now().UnixNano())
 	}
 	return n, err
 }

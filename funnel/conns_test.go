@@ -723,3 +723,37 @@ sample:
 		t.Fatalf("the flood took the Go heap and stacks over %d MiB more than before; cut short", budget>>20)
 	}
 }
+
+// TestBlockedWriterIsEvictable: a connection whose handler is writing an
+// answer its client does not take (an answer larger than the buffers:
+// the write blocks inside the handler, while the funnel works on the
+// request) waits on its client, so at max_connections it is evicted for a
+// new connection; one the funnel works on without writing is not.
+func TestBlockedWriterIsEvictable(t *testing.T) {
+	l := newConnLimiter(nil, 2, 2, nil, 0, nil)
+	a, aPeer := net.Pipe()
+	b, bPeer := net.Pipe()
+	c, cPeer := net.Pipe()
+	for _, conn := range []net.Conn{a, aPeer, b, bPeer, c, cPeer} {
+		defer conn.Close()
+	}
+	first, _, _ := l.admit(a)
+	second, _, _ := l.admit(b)
+	first.setWorking(true)
+	second.setWorking(true)
+	blocked := make(chan struct{})
+	go func() {
+		defer close(blocked)
+		first.Write([]byte("an answer nobody reads")) // net.Pipe: blocks until read
+	}()
+	for deadline := time.Now().Add(10 * time.Second); !first.writing.Load(); time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the write did not start within 10s")
+		}
+	}
+	if _, victim, reason := l.admit(c); victim != first || reason != connEvicted {
+		t.Errorf("new connection: evicted %p (%q), want the blocked writer %p", victim, reason, first)
+	}
+	a.Close()
+	<-blocked
+}
