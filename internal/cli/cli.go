@@ -1,6 +1,9 @@
 // Package cli owns ddnn's command line: it parses each subcommand's flags,
-// builds the component it names from the pipeline YAML and runs it. It holds
-// no logic of its own beyond wiring; components live in their packages.
+// loads the pipeline YAML and applies what the flags change in it (tier
+// placement with --tiers-on, a site's brokers with --brokers, the service
+// token file), and builds and runs the component the subcommand names,
+// serving a role's admin routes (metrics, health, readiness) beside it.
+// The components themselves, and their decisions, live in their packages.
 package cli
 
 import (
