@@ -61,9 +61,9 @@ const (
 
 // Config is what a connector needs.
 type Config struct {
-	// Pipeline is the pipeline as the connector's site runs it: its kafka
-	// section is the cluster consumed (pipeline.OnSite). An uplink takes
-	// the whole pipeline and uses the sending site's Kafka.
+	// Pipeline is the whole pipeline. A tier's connector consumes the
+	// Kafka of the tier's site, an uplink that of the link's sending site
+	// (pipeline.SiteView).
 	Pipeline *pipeline.Pipeline
 	// Tier is the tier whose input the connector delivers to its replicas.
 	Tier string
@@ -100,7 +100,7 @@ type Config struct {
 
 // Connector runs one tier's connector, or one link's uplink.
 type Connector struct {
-	p    *pipeline.Pipeline // as the consuming site runs it
+	site *pipeline.SiteView // the consuming site
 	t    target
 	conn pipeline.Connector
 	// name says whose connector this is in errors: tier "fog", uplink
@@ -148,8 +148,12 @@ func New(cfg Config) (*Connector, error) {
 		tt.claims = cfg.Claims
 	}
 	p := cfg.Pipeline
+	site, err := p.OnTierSite(t.Name)
+	if err != nil {
+		return nil, err
+	}
 	return newConnector(cfg, &Connector{
-		p:        p,
+		site:     site,
 		t:        tt,
 		conn:     t.Connector,
 		name:     fmt.Sprintf("tier %q", t.Name),
@@ -202,12 +206,12 @@ type item struct {
 // commit what is done, leave the group.
 func (c *Connector) Run(ctx context.Context) error {
 	conn := c.conn
-	opts, err := kafka.ClientOptions(&c.p.Kafka, c.clientID, c.cfg.Registerer, c.log)
+	opts, err := kafka.ClientOptions(&c.site.Kafka, c.clientID, c.cfg.Registerer, c.log)
 	if err != nil {
 		return fmt.Errorf("%s: kafka client: %w", c.name, err)
 	}
 	opts = append(opts, kafka.GroupConsumerOptions(c.group, c.topic)...)
-	opts = append(opts, kafka.ProducerOptions(&c.p.Kafka)...)
+	opts = append(opts, kafka.ProducerOptions(&c.site.Kafka)...)
 	opts = append(opts,
 		kgo.OnPartitionsRevoked(c.onRevoked),
 		kgo.OnPartitionsLost(c.onRevoked),

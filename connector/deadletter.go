@@ -87,7 +87,7 @@ func recordHeaders(r *kgo.Record) []wire.Header {
 // or the drain deadline passes, when rec stays uncommitted.
 func (c *Connector) deadLetter(rec *kgo.Record, reason string) {
 	reason = cutReason(reason)
-	dlq := DeadLetter(c.dlq, rec, reason, c.p.Kafka.MaxRecordBytes)
+	dlq := DeadLetter(c.dlq, rec, reason, c.site.Kafka.MaxRecordBytes)
 	c.inflight.Add(1)
 	c.produceDeadLetter(dlq, rec, reason, 1)
 }

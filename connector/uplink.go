@@ -39,7 +39,7 @@ func newUplink(cfg Config) (*Connector, error) {
 	}
 	labels := prometheus.Labels{"from": l.From, "to": l.To}
 	c := newConnector(cfg, &Connector{
-		p:        from,
+		site:     from,
 		t:        &uplinkTarget{p: p, links: newLinkMetrics(prometheus.WrapRegistererWith(labels, cfg.Registerer))},
 		conn:     UplinkSettings(p, l.To),
 		name:     name,

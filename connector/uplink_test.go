@@ -416,3 +416,43 @@ func TestBatchFlushesEveryRoute(t *testing.T) {
 		return seen["results/r"] == 1 && seen["tier:cloud/m0"] == 1 && seen["tier:cloud/m1"] == 1
 	})
 }
+
+// TestTierConsumesItsSitesKafka: the connector of a tier on the cloud site
+// of a two-site pipeline, given the whole pipeline, consumes the cloud
+// site's Kafka: the pipeline-wide kafka section names no brokers there.
+func TestTierConsumesItsSitesKafka(t *testing.T) {
+	e := setupLink(t)
+	cloud := newClient(t, kgo.SeedBrokers(e.p.SiteList[1].Kafka.Brokers...))
+	m := wire.Message{ID: "c0", Route: "cloud", SentAt: time.Now().UTC(), Tensor: wire.Float32Tensor([]int{2}, []float32{1, 2})}
+	v, hs, err := wire.AppendRecord(nil, wire.Binary, &m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec := &kgo.Record{Topic: e.p.InputTopic("cloud"), Value: v}
+	for _, h := range hs {
+		rec.Headers = append(rec.Headers, kgo.RecordHeader{Key: h.Key, Value: h.Value})
+	}
+	if err := cloud.ProduceSync(context.Background(), rec).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+	rep := newFakeReplica(t, nil)
+	c, err := New(Config{Pipeline: e.p, Tier: "cloud", Replicas: []string{rep.srv.URL}, DrainTimeout: 3 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	stopped := make(chan error, 1)
+	go func() { stopped <- c.Run(ctx) }()
+	defer func() {
+		cancel()
+		select {
+		case err := <-stopped:
+			if err != nil {
+				t.Error(err)
+			}
+		case <-time.After(10 * time.Second):
+			t.Error("connector did not stop")
+		}
+	}()
+	waitFor(t, "the cloud replica gets c0 from the cloud site's Kafka", func() bool { return rep.ids()["c0"] == 1 })
+}

@@ -124,12 +124,12 @@ func serveCoAPIngest[O any, L io.Closer, S coapServer[L]](ctx context.Context, c
 // newCoAPIngest makes the ingest handler of a CoAP or CoAPS server, with
 // its own Block1 reassembly bounded by limits.
 func (f *Funnel) newCoAPIngest(limits CoAPLimits) *coapIngest {
-	c := f.p.Funnel.CoAPReassembly
+	c := f.site.Funnel.CoAPReassembly
 	setZero(&limits.TransferTimeout, c.TransferTimeout)
 	setZero(&limits.PerPeer, c.MaxTransfersPerPeer)
 	setZero(&limits.PeerBytes, c.MaxBytesPerPeer)
 	setZero(&limits.TotalBytes, c.MaxBytes)
-	return &coapIngest{f: f, ra: newReassembly(limits, f.p.Funnel.MaxRequestBytes, f.m)}
+	return &coapIngest{f: f, ra: newReassembly(limits, f.site.Funnel.MaxRequestBytes, f.m)}
 }
 
 // every calls fn each period until ctx ends or fn returns false.
@@ -229,9 +229,9 @@ func (ci *coapIngest) serve(w mux.ResponseWriter, r *mux.Message) {
 			return
 		}
 		body, b1opt = a.body, a.opts
-	} else if int64(len(body)) > f.p.Funnel.MaxRequestBytes {
+	} else if int64(len(body)) > f.site.Funnel.MaxRequestBytes {
 		f.m.request(route, "too_large")
-		reply(w, codes.RequestEntityTooLarge, fmt.Sprintf("payload over the limit of %d bytes", f.p.Funnel.MaxRequestBytes))
+		reply(w, codes.RequestEntityTooLarge, fmt.Sprintf("payload over the limit of %d bytes", f.site.Funnel.MaxRequestBytes))
 		return
 	}
 

@@ -57,7 +57,7 @@ func startBoundedAuth(t *testing.T, y string, serverTLS, clientTLS *tls.Config, 
 	}
 	t.Cleanup(c.Close)
 	p.Kafka.Brokers = c.ListenAddrs()
-	cl, err := kafka.NewClient(&p.Kafka, "funnel", nil, nil, ProducerOptions(p)...)
+	cl, err := kafka.NewClient(&p.Kafka, "funnel", nil, nil, ProducerOptions(&p.Kafka)...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -70,7 +70,7 @@ func startBoundedAuth(t *testing.T, y string, serverTLS, clientTLS *tls.Config, 
 	if err != nil {
 		t.Fatal(err)
 	}
-	b := &bounded{f: New(p, cl, NewMetrics(prometheus.NewRegistry()), nil), addr: ln.Addr().String(), tls: clientTLS}
+	b := &bounded{f: New(onlySite(t, p), cl, NewMetrics(prometheus.NewRegistry()), nil), addr: ln.Addr().String(), tls: clientTLS}
 	b.f.SetAuth(a)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)

@@ -56,11 +56,11 @@ const (
 
 // Funnel serves the routes above with one shared producer.
 type Funnel struct {
-	p     *pipeline.Pipeline
+	p     *pipeline.Pipeline // the whole pipeline
+	site  *pipeline.SiteView // the site this funnel writes to
 	cl    *kgo.Client
 	m     *Metrics
 	log   *slog.Logger
-	site  string // the site this funnel writes to
 	first string // first tier
 	// ingestSite is the site of the first tier, which takes device data.
 	ingestSite string
@@ -71,29 +71,16 @@ type Funnel struct {
 	rl         *deviceLimiter // nil when funnel.device_rate_limit is off
 }
 
-// New builds the funnel of a pipeline on one site over cl, a client made
-// with ProducerOptions.
-func New(p *pipeline.Pipeline, cl *kgo.Client, m *Metrics, log *slog.Logger) *Funnel {
-	f, err := NewOnSite(p, p.Sites()[0].Name, cl, m, log)
-	if err != nil {
-		panic(err) // the first site always exists
-	}
-	return f
-}
-
-// NewOnSite builds the funnel of the site called site over cl, a client
-// of that site's Kafka made with ProducerOptions(p.OnSite(site)).
-func NewOnSite(p *pipeline.Pipeline, site string, cl *kgo.Client, m *Metrics, log *slog.Logger) (*Funnel, error) {
-	sp, err := p.OnSite(site)
-	if err != nil {
-		return nil, err
-	}
+// New builds the funnel of site over cl, a client of the site's Kafka
+// made with ProducerOptions(&site.Kafka).
+func New(site *pipeline.SiteView, cl *kgo.Client, m *Metrics, log *slog.Logger) *Funnel {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
+	p := site.Pipeline
 	first := p.Tiers[0].Name
-	return &Funnel{p: sp, cl: cl, m: m, log: log, site: site, first: first, ingestSite: p.SiteOf(first).Name, now: time.Now,
-		rl: newDeviceLimiter(sp.Funnel.DeviceRateLimit)}, nil
+	return &Funnel{p: p, site: site, cl: cl, m: m, log: log, first: first, ingestSite: p.SiteOf(first).Name, now: time.Now,
+		rl: newDeviceLimiter(site.Funnel.DeviceRateLimit)}
 }
 
 // NotIngestSiteError is the answer of a funnel whose site does not hold the
@@ -107,7 +94,7 @@ func (e *NotIngestSiteError) Error() string {
 // destination is where a delivery for a tier (or the results, tier "")
 // goes from this site (Destination).
 func (f *Funnel) destination(tier string) (topic string, route []kgo.RecordHeader) {
-	return Destination(f.p, f.site, tier)
+	return Destination(f.p, f.site.Name, tier)
 }
 
 // Destination is where a record for tier (or a result, tier "") written
@@ -241,7 +228,7 @@ func outcomeFor(code int) string {
 func (f *Funnel) readBody(w http.ResponseWriter, r *http.Request, route string) ([]byte, bool) {
 	limit, setting := int64(pipeline.DefaultMaxRequestBytes), "the delivery limit"
 	if route == "ingest" {
-		limit, setting = f.p.Funnel.MaxRequestBytes, "funnel.max_request_bytes"
+		limit, setting = f.site.Funnel.MaxRequestBytes, "funnel.max_request_bytes"
 	}
 	if r.ContentLength > limit {
 		f.fail(w, route, http.StatusRequestEntityTooLarge, fmt.Sprintf("body of %d bytes over the limit of %d (%s)", r.ContentLength, limit, setting))
@@ -267,8 +254,8 @@ type IngestResponse struct {
 
 func (f *Funnel) serveIngest(w http.ResponseWriter, r *http.Request) {
 	const route = "ingest"
-	if f.site != f.ingestSite {
-		f.fail(w, route, http.StatusNotFound, (&NotIngestSiteError{f.site, f.ingestSite}).Error())
+	if f.site.Name != f.ingestSite {
+		f.fail(w, route, http.StatusNotFound, (&NotIngestSiteError{f.site.Name, f.ingestSite}).Error())
 		return
 	}
 	if f.draining.Load() {
@@ -454,8 +441,8 @@ func (f *Funnel) serveResults(w http.ResponseWriter, r *http.Request) {
 // to the first tier's topic; it returns once Kafka acknowledged. A funnel
 // of another site refuses it with NotIngestSiteError.
 func (f *Funnel) accept(ctx context.Context, m *wire.Message) error {
-	if f.site != f.ingestSite {
-		return &NotIngestSiteError{f.site, f.ingestSite}
+	if f.site.Name != f.ingestSite {
+		return &NotIngestSiteError{f.site.Name, f.ingestSite}
 	}
 	if m.ID == "" {
 		m.ID = NewID()

@@ -49,6 +49,7 @@ kafka: {partitions: 2, produce_timeout: 1s}
 
 type env struct {
 	p    *pipeline.Pipeline
+	site *pipeline.SiteView // of p: the funnel's
 	srv  *httptest.Server // the device zone
 	dsrv *httptest.Server // the delivery zone
 	cl   *kgo.Client
@@ -82,14 +83,15 @@ func setupYAML(t *testing.T, brokerAddr, y string) *env {
 		brokerAddr = b.Addr()
 	}
 	p.Kafka.Brokers = []string{brokerAddr}
-	cl, err := kafka.NewClient(&p.Kafka, "funnel", nil, nil, ProducerOptions(p)...)
+	cl, err := kafka.NewClient(&p.Kafka, "funnel", nil, nil, ProducerOptions(&p.Kafka)...)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(cl.Close)
-	f := New(p, cl, nil, nil)
+	site := onlySite(t, p)
+	f := New(site, cl, nil, nil)
 	srv, dsrv := serve(t, f)
-	return &env{p: p, srv: srv, dsrv: dsrv, cl: cl, f: f}
+	return &env{p: p, site: site, srv: srv, dsrv: dsrv, cl: cl, f: f}
 }
 
 func (e *env) post(t *testing.T, path, contentType string, body []byte, hdr map[string]string) (*http.Response, string) {
@@ -142,7 +144,7 @@ func (e *env) records(t *testing.T, topic string) []*kgo.Record {
 	}
 	// A fetch that finds a partition empty waits at most 100ms for it (not
 	// kgo's 5s), so a partition that joins the fetch late is read soon.
-	c, err := kgo.NewClient(kgo.SeedBrokers(e.p.Kafka.Brokers...), kgo.ConsumeTopics(topic), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
+	c, err := kgo.NewClient(kgo.SeedBrokers(e.site.Kafka.Brokers...), kgo.ConsumeTopics(topic), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
 		kgo.FetchMaxWait(100*time.Millisecond))
 	if err != nil {
 		t.Fatal(err)
@@ -319,7 +321,7 @@ func decodeRecord(t *testing.T, r *kgo.Record) wire.Message {
 func TestRecordLimits(t *testing.T) {
 	y := strings.Replace(testYAML, "funnel: {max_request_bytes: 2048}\n", "", 1)
 	e := setupYAML(t, "", strings.Replace(y, "kafka: {", "kafka: {max_record_bytes: 8192, ", 1))
-	if got, want := e.p.Funnel.MaxRequestBytes, e.p.Input.IngestBytes(); got != want {
+	if got, want := e.site.Funnel.MaxRequestBytes, e.p.Input.IngestBytes(); got != want {
 		t.Errorf("default funnel.max_request_bytes %d, want %d", got, want)
 	}
 	long := strings.Repeat("x", 10000)
@@ -342,4 +344,18 @@ func TestRecordLimits(t *testing.T) {
 	if n := len(e.records(t, e.p.InputTopic("cloud"))); n != 0 {
 		t.Errorf("%d records in the cloud tier, want none", n)
 	}
+}
+
+// onlySite is the view of p's only site.
+func onlySite(t *testing.T, p *pipeline.Pipeline) *pipeline.SiteView {
+	t.Helper()
+	sites := p.Sites()
+	if len(sites) != 1 {
+		t.Fatalf("pipeline %q has %d sites, want one", p.Name, len(sites))
+	}
+	v, err := p.OnSite(sites[0].Name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return v
 }

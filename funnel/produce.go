@@ -31,8 +31,8 @@ import (
 // given up after it was sent may still have been stored by the broker:
 // idempotence no longer guards its retry, which is at least once like
 // the rest of the pipeline (docs/streaming.md, "Ids").
-func ProducerOptions(p *pipeline.Pipeline) []kgo.Opt {
-	return append(kafka.ProducerOptions(&p.Kafka),
+func ProducerOptions(k *pipeline.Kafka) []kgo.Opt {
+	return append(kafka.ProducerOptions(k),
 		kgo.ProducerLinger(time.Millisecond),
 		kgo.MaxBufferedRecords(100_000),
 		kgo.AllowIdempotentProduceCancellation(),
@@ -114,8 +114,8 @@ func (f *Funnel) produceMessages(ctx context.Context, topic string, extra []kgo.
 			rec.Headers = append(rec.Headers, kgo.RecordHeader{Key: wire.HeaderDeviceSig, Value: []byte(f.auth.Service.SignClaim(msgs[i].Device, v))})
 		}
 		rec.Headers = append(rec.Headers, extra...)
-		if n := kafka.RecordSize(rec); n > f.p.Kafka.MaxRecordBytes {
-			return &RecordTooLargeError{Index: i, Bytes: n, Limit: f.p.Kafka.MaxRecordBytes}
+		if n := kafka.RecordSize(rec); n > f.site.Kafka.MaxRecordBytes {
+			return &RecordTooLargeError{Index: i, Bytes: n, Limit: f.site.Kafka.MaxRecordBytes}
 		}
 		recs[i] = rec
 	}
@@ -152,7 +152,7 @@ func (f *Funnel) produce(ctx context.Context, recs []*kgo.Record) error {
 	if len(recs) == 0 {
 		return nil
 	}
-	timeout := f.p.Kafka.ProduceTimeout
+	timeout := f.site.Kafka.ProduceTimeout
 	pctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), timeout)
 	w := &produceWait{f: f, left: len(recs), done: make(chan struct{})}
 	for _, rec := range recs {

@@ -110,7 +110,7 @@ func TestIngestBrokerHangs(t *testing.T) {
 
 	h.hang()
 	code, retryAfter, body, took := ingestTimed(t, e.srv.URL, "during")
-	t.Logf("ingest while the broker hangs (produce_timeout %v): %d in %v (Retry-After %q) %s", e.p.Kafka.ProduceTimeout, code, took, retryAfter, strings.TrimSpace(body))
+	t.Logf("ingest while the broker hangs (produce_timeout %v): %d in %v (Retry-After %q) %s", e.site.Kafka.ProduceTimeout, code, took, retryAfter, strings.TrimSpace(body))
 	if h.held.Load() == 0 {
 		t.Fatal("the broker held no request: the hang was not exercised")
 	}
@@ -118,7 +118,7 @@ func TestIngestBrokerHangs(t *testing.T) {
 		t.Errorf("ingest while the broker hangs: %d, Retry-After %q, body %s; want 503 with Retry-After naming kafka.produce_timeout", code, retryAfter, body)
 	}
 	if took > 5*time.Second {
-		t.Errorf("ingest while the broker hangs answered after %v, want about produce_timeout (%v)", took, e.p.Kafka.ProduceTimeout)
+		t.Errorf("ingest while the broker hangs answered after %v, want about produce_timeout (%v)", took, e.site.Kafka.ProduceTimeout)
 	}
 
 	// The producer lets go of what it could not deliver in time, rather
@@ -187,7 +187,7 @@ func TestProduceLateOutcomeCounted(t *testing.T) {
 	t.Cleanup(cl.Close)
 	m := NewMetrics(prometheus.NewRegistry())
 	var logs lockedBuffer
-	f := New(p, cl, m, slog.New(slog.NewTextHandler(&logs, nil)))
+	f := New(onlySite(t, p), cl, m, slog.New(slog.NewTextHandler(&logs, nil)))
 	srv, _ := serve(t, f)
 	// Connected, with the partitions known: the record is sent at once.
 	if code, _, body, _ := ingestTimed(t, srv.URL, "before"); code != http.StatusAccepted {
@@ -231,8 +231,8 @@ func TestEmptyBatchAnsweredAtOnce(t *testing.T) {
 	if resp.StatusCode != http.StatusNoContent {
 		t.Errorf("empty results batch: %d %s, want 204", resp.StatusCode, body)
 	}
-	if took >= e.p.Kafka.ProduceTimeout {
-		t.Errorf("empty results batch answered after %v: it waited for the produce timeout (%v)", took, e.p.Kafka.ProduceTimeout)
+	if took >= e.site.Kafka.ProduceTimeout {
+		t.Errorf("empty results batch answered after %v: it waited for the produce timeout (%v)", took, e.site.Kafka.ProduceTimeout)
 	}
 }
 
@@ -261,13 +261,13 @@ func TestCoAPBrokerHangs(t *testing.T) {
 	}
 	h.hang()
 	out, took := upload("coap-during")
-	t.Logf("upload while the broker hangs (produce_timeout %v): answered after %v", e.p.Kafka.ProduceTimeout, took)
+	t.Logf("upload while the broker hangs (produce_timeout %v): answered after %v", e.site.Kafka.ProduceTimeout, took)
 	// libcoap at -v 7 prints each message with its options.
 	if !regexp.MustCompile(`c:5\.03 [^\n]*Max-Age:1,[^\n]*'message coap-during: [^\n]*kafka\.produce_timeout`).MatchString(out) {
 		t.Errorf("upload while the broker hangs: %s; want 5.03 with Max-Age 1 naming the message id and kafka.produce_timeout", out)
 	}
 	if took > 5*time.Second {
-		t.Errorf("upload while the broker hangs answered after %v, want about produce_timeout (%v)", took, e.p.Kafka.ProduceTimeout)
+		t.Errorf("upload while the broker hangs answered after %v, want about produce_timeout (%v)", took, e.site.Kafka.ProduceTimeout)
 	}
 }
 
@@ -287,6 +287,6 @@ func TestIngestBrokerHungFromStart(t *testing.T) {
 		t.Errorf("first ingest: %d, Retry-After %q, body %s; want 503 with Retry-After naming the message and kafka.produce_timeout", code, retryAfter, body)
 	}
 	if took > 5*time.Second {
-		t.Errorf("first ingest answered after %v, want about produce_timeout (%v)", took, e.p.Kafka.ProduceTimeout)
+		t.Errorf("first ingest answered after %v, want about produce_timeout (%v)", took, e.site.Kafka.ProduceTimeout)
 	}
 }

@@ -39,7 +39,7 @@ func startRun(t *testing.T, y, brokers string, reg prometheus.Gatherer) *running
 		t.Fatal(err)
 	}
 	p.Kafka.Brokers = []string{brokers}
-	cl, err := kafka.NewClient(&p.Kafka, "funnel", nil, nil, ProducerOptions(p)...)
+	cl, err := kafka.NewClient(&p.Kafka, "funnel", nil, nil, ProducerOptions(&p.Kafka)...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -58,8 +58,9 @@ func startRun(t *testing.T, y, brokers string, reg prometheus.Gatherer) *running
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	r := &running{p: p, url: "http://" + ln.Addr().String(), durl: "http://" + dln.Addr().String(), udp: udp, stop: cancel, done: make(chan error, 1)}
+	f := New(onlySite(t, p), cl, nil, nil)
 	go func() {
-		r.done <- New(p, cl, nil, nil).Run(ctx, RunConfig{Device: ln, Delivery: dln, CoAP: udp, Gatherer: reg})
+		r.done <- f.Run(ctx, RunConfig{Device: ln, Delivery: dln, CoAP: udp, Gatherer: reg})
 	}()
 	t.Cleanup(func() {
 		cancel()
@@ -157,8 +158,8 @@ func TestRunDrainsInFlight(t *testing.T) {
 	if err := r.wait(t); err != nil {
 		t.Errorf("Run: %v", err)
 	}
-	e := &env{p: p, cl: newClient(t, c.ListenAddrs()[0])}
-	e.p.Kafka.Brokers = c.ListenAddrs()
+	p.Kafka.Brokers = c.ListenAddrs()
+	e := &env{p: p, site: onlySite(t, p), cl: newClient(t, c.ListenAddrs()[0])}
 	if recs := e.records(t, p.InputTopic("edge")); len(recs) != 1 || decodeRecord(t, recs[0]).ID != "in-flight" {
 		t.Errorf("records in %s: %d", p.InputTopic("edge"), len(recs))
 	}

@@ -74,7 +74,7 @@ func TestServerLifecycle(t *testing.T) {
 			t.Errorf("%s still accepts after Run returned", addr)
 		}
 	}
-	e := &env{p: p, cl: newClient(t, c.ListenAddrs()[0])}
+	e := &env{p: p, site: onlySite(t, p), cl: newClient(t, c.ListenAddrs()[0])}
 	if recs := e.records(t, p.InputTopic("edge")); len(recs) != 1 || decodeRecord(t, recs[0]).ID != "before-stop" {
 		t.Errorf("records in %s: %d, want the one accepted", p.InputTopic("edge"), len(recs))
 	}

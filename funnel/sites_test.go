@@ -49,17 +49,14 @@ func setupSites(t *testing.T, y string) map[string]*env {
 		if err != nil {
 			t.Fatal(err)
 		}
-		cl, err := kafka.NewClient(&sp.Kafka, "funnel", nil, nil, ProducerOptions(sp)...)
+		cl, err := kafka.NewClient(&sp.Kafka, "funnel", nil, nil, ProducerOptions(&sp.Kafka)...)
 		if err != nil {
 			t.Fatal(err)
 		}
 		t.Cleanup(cl.Close)
-		f, err := NewOnSite(p, s.Name, cl, nil, nil)
-		if err != nil {
-			t.Fatal(err)
-		}
+		f := New(sp, cl, nil, nil)
 		srv, dsrv := serve(t, f)
-		envs[s.Name] = &env{p: sp, srv: srv, dsrv: dsrv, cl: cl, f: f}
+		envs[s.Name] = &env{p: p, site: sp, srv: srv, dsrv: dsrv, cl: cl, f: f}
 	}
 	return envs
 }

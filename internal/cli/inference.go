@@ -11,6 +11,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	"github.com/ddnn-continuum/ddnn/inference"
+	"github.com/ddnn-continuum/ddnn/internal/auth"
 	"github.com/ddnn-continuum/ddnn/internal/socket"
 )
 
@@ -42,19 +43,23 @@ func runInference(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	if err != nil {
 		return err
 	}
+	site, err := p.OnTierSite(t.Name)
+	if err != nil {
+		return err
+	}
 	if *threads == 0 {
 		*threads = t.Inference.IntraOpThreads
 	}
 	if err := applyServiceTokens(p, *tokenFile); err != nil {
 		return err
 	}
-	tokens, err := serviceTokens(p)
+	tokens, err := auth.LoadTokens(p.ServiceTokenPath())
 	if err != nil {
 		return err
 	}
 	if *funnelURL != "" {
 		// A replica that delivers onward is part of the delivery zone.
-		if err := p.CheckExposure("delivery", "inference listener", *listen); err != nil {
+		if err := site.CheckExposure("delivery", "inference listener", *listen); err != nil {
 			return err
 		}
 	}
@@ -68,7 +73,7 @@ func runInference(ctx context.Context, args []string, stdout, stderr io.Writer) 
 		if !p.Last(i) {
 			next = p.Tiers[i+1].Name
 		}
-		deliverer = inference.NewFunnelDeliverer(strings.TrimSuffix(*funnelURL, "/"), t.Name, next, p.Encoding(), p.Kafka.ProduceTimeout+2*time.Second, tokens)
+		deliverer = inference.NewFunnelDeliverer(strings.TrimSuffix(*funnelURL, "/"), t.Name, next, p.Encoding(), site.Kafka.ProduceTimeout+2*time.Second, tokens)
 	}
 	f, err := inference.New(inference.Config{
 		Pipeline:  p,

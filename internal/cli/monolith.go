@@ -11,6 +11,7 @@ import (
 
 	"github.com/ddnn-continuum/ddnn/funnel"
 	"github.com/ddnn-continuum/ddnn/inference"
+	"github.com/ddnn-continuum/ddnn/internal/auth"
 	"github.com/ddnn-continuum/ddnn/internal/kafka"
 	"github.com/ddnn-continuum/ddnn/internal/monolith"
 	"github.com/ddnn-continuum/ddnn/internal/onnx"
@@ -94,7 +95,7 @@ func runMonolith(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	if err != nil {
 		return err
 	}
-	service, err := serviceTokens(p)
+	service, err := auth.LoadTokens(p.ServiceTokenPath())
 	if err != nil {
 		return err
 	}
@@ -103,9 +104,9 @@ func runMonolith(ctx context.Context, args []string, stdout, stderr io.Writer) e
 		return err
 	}
 	m, err := monolith.New(monolith.Config{
-		Pipeline: sp, Site: site, Client: cl, Workers: *workers, MaxBatch: *maxBatch, Registerer: wrapped, Logger: log, Claims: claims,
+		Pipeline: p, Site: site, Client: cl, Workers: *workers, MaxBatch: *maxBatch, Registerer: wrapped, Logger: log, Claims: claims,
 		Load: func(i int) (*inference.Session, error) {
-			return inference.NewSession(sp, i, inference.SessionOptions{IntraOpThreads: sp.Tiers[i].Inference.IntraOpThreads})
+			return inference.NewSession(p, i, inference.SessionOptions{IntraOpThreads: p.Tiers[i].Inference.IntraOpThreads})
 		},
 	})
 	if err != nil {

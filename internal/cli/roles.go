@@ -119,15 +119,6 @@ func applyServiceTokens(p *pipeline.Pipeline, file string) error {
 	return nil
 }
 
-// serviceTokens loads the pipeline's service tokens; nil when the delivery
-// zone is not authenticated.
-func serviceTokens(p *pipeline.Pipeline) (*auth.Tokens, error) {
-	if p.Auth.Service != pipeline.AuthToken {
-		return nil, nil
-	}
-	return auth.LoadTokens(p.Path(p.Auth.ServiceTokenFile))
-}
-
 // deviceClaims checks the device claims of the first tier's records when
 // devices are authenticated (nil otherwise: a claim is then taken as is):
 // signed by the funnel with service, or, with auth.devices_psk_key_file,
@@ -172,8 +163,8 @@ func (rf roleFlags) load(component string) (*pipeline.Pipeline, *slog.Logger, er
 }
 
 // onSite makes --brokers, when given, the Kafka of site in p, and returns
-// p as that site runs it.
-func (rf roleFlags) onSite(p *pipeline.Pipeline, site string) (*pipeline.Pipeline, error) {
+// the view of that site.
+func (rf roleFlags) onSite(p *pipeline.Pipeline, site string) (*pipeline.SiteView, error) {
 	if *rf.brokers != "" {
 		for i := range p.SiteList {
 			if p.SiteList[i].Name == site {
@@ -352,7 +343,7 @@ func runConnector(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	if s := p.SiteOf(*tier); s != nil {
 		site = s.Name
 	}
-	if p, err = rf.onSite(p, site); err != nil {
+	if _, err := rf.onSite(p, site); err != nil {
 		return err
 	}
 	return cf.run(ctx, stdout, "connector "+*tier, connector.Config{
@@ -388,7 +379,7 @@ func (cf connectorFlags) run(ctx context.Context, stdout io.Writer, name string,
 	reg, wrapped := newRegistry(cfg.Pipeline)
 	cfg.DrainTimeout, cfg.InstanceID, cfg.Registerer = *cf.drain, *cf.instance, wrapped
 	var err error
-	if cfg.Service, err = serviceTokens(cfg.Pipeline); err != nil {
+	if cfg.Service, err = auth.LoadTokens(cfg.Pipeline.ServiceTokenPath()); err != nil {
 		return err
 	}
 	if cfg.Link == nil && len(cfg.Pipeline.Tiers) > 0 && cfg.Tier == cfg.Pipeline.Tiers[0].Name {

@@ -10,7 +10,6 @@ import (
 	"github.com/twmb/franz-go/pkg/kadm"
 
 	"github.com/ddnn-continuum/ddnn/internal/kafka"
-	"github.com/ddnn-continuum/ddnn/internal/pipeline"
 	"github.com/ddnn-continuum/ddnn/internal/runtime"
 	"github.com/ddnn-continuum/ddnn/internal/runtime/replicas"
 	"github.com/ddnn-continuum/ddnn/internal/socket"
@@ -37,15 +36,12 @@ func runScaler(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if err != nil {
 		return err
 	}
-	if p, err = rf.onSite(p, site); err != nil {
+	sv, err := rf.onSite(p, site)
+	if err != nil {
 		return fmt.Errorf("%w: --site: %v", errUsage, err)
 	}
 	if *funnelURL == "" {
-		*funnelURL = "http://" + p.Funnel.DeliveryListen
-	}
-	tokenFile := ""
-	if p.Auth.Service == pipeline.AuthToken {
-		tokenFile = p.Path(p.Auth.ServiceTokenFile)
+		*funnelURL = "http://" + sv.Funnel.DeliveryListen
 	}
 	runtimes := map[string]runtime.Runtime{}
 	// Replicas stop after the scaler and before the replica sets go away.
@@ -64,7 +60,7 @@ func runScaler(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		if p.SiteOf(t.Name).Name != site {
 			continue
 		}
-		rt, err := replicas.New(ctx, p, &t, replicas.Options{File: *rf.file, FunnelURL: *funnelURL, ServiceTokenFile: tokenFile,
+		rt, err := replicas.New(ctx, p, &t, replicas.Options{File: *rf.file, FunnelURL: *funnelURL, ServiceTokenFile: p.ServiceTokenPath(),
 			LogLevel: fs.Lookup("log-level").Value.String(), Out: stderr, Logger: log})
 		if err != nil {
 			return err
@@ -76,7 +72,7 @@ func runScaler(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		})
 	}
 	reg, wrapped := newRegistry(p)
-	cl, err := kafka.NewClient(&p.Kafka, "scaler", wrapped, log)
+	cl, err := kafka.NewClient(&sv.Kafka, "scaler", wrapped, log)
 	if err != nil {
 		return fmt.Errorf("scaler: kafka client: %w", err)
 	}

@@ -183,7 +183,7 @@ func (s *Supervisor) startBroker() (*kafka.Broker, error) {
 	if s.cfg.TrustData {
 		opts = append(opts, kafka.TrustData())
 	}
-	return kafka.StartSiteBroker(s.p, &s.site, "", s.cfg.Ephemeral, s.log, opts...)
+	return kafka.StartSiteBroker(s.p, &s.site.Site, "", s.cfg.Ephemeral, s.log, opts...)
 }
 
 // waitReplicas waits until n replicas of tier are ready.
@@ -287,7 +287,7 @@ func (s *Supervisor) passFunnelSockets(fc *proc.Child) error {
 		{"device", "funnel listener", "funnel.listen", s.site.Funnel.Listen},
 		{"delivery", "funnel delivery listener", "funnel.delivery_listen", s.site.Funnel.DeliveryListen},
 	} {
-		if err := s.p.CheckExposure(l.zone, l.what, l.addr); err != nil {
+		if err := s.site.CheckExposure(l.zone, l.what, l.addr); err != nil {
 			return err
 		}
 		sock, err := socket.Bind(l.addr)
@@ -322,12 +322,9 @@ func (s *Supervisor) childArgs() []string {
 
 // serviceClient is an HTTP client presenting the service token.
 func (s *Supervisor) serviceClient(timeout time.Duration) (*http.Client, error) {
-	var tokens *auth.Tokens
-	if s.cfg.ServiceTokenFile != "" {
-		var err error
-		if tokens, err = auth.LoadTokens(s.cfg.ServiceTokenFile); err != nil {
-			return nil, err
-		}
+	tokens, err := auth.LoadTokens(s.cfg.ServiceTokenFile)
+	if err != nil {
+		return nil, err
 	}
 	return &http.Client{Timeout: timeout, Transport: tokens.Transport(nil)}, nil
 }
