@@ -27,10 +27,8 @@ package connector
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"net/http"
 	"sync"
@@ -42,6 +40,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/ddnn-continuum/ddnn/internal/auth"
+	"github.com/ddnn-continuum/ddnn/internal/httpapi"
 	"github.com/ddnn-continuum/ddnn/internal/kafka"
 	"github.com/ddnn-continuum/ddnn/internal/pipeline"
 	"github.com/ddnn-continuum/ddnn/internal/wire"
@@ -74,9 +73,10 @@ type Config struct {
 	// Replicas are the base URLs (http://host:port) of the tier's
 	// inference replicas, when the set is fixed.
 	Replicas []string
-	// ReplicasURL, when set, is polled for the live replica set: a JSON
-	// array of {"url":…} (what `ddnn up` serves). Replicas that leave the
-	// set get no new calls and finish their in-flight ones.
+	// ReplicasURL, when set, is polled for the live replica set: a
+	// replica list (httpapi.ReplicasPath, what `ddnn up` serves).
+	// Replicas that leave the set get no new calls and finish their
+	// in-flight ones.
 	ReplicasURL string
 	// DrainTimeout bounds the graceful stop (default 8s).
 	DrainTimeout time.Duration
@@ -425,23 +425,9 @@ func (c *Connector) dispatch(batch []item) {
 func (c *Connector) followReplicas(ctx context.Context) error {
 	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.cfg.ReplicasURL, nil)
+	reps, err := httpapi.ReadReplicas(ctx, c.http, c.cfg.ReplicasURL)
 	if err != nil {
 		return err
-	}
-	resp, err := c.http.Do(req)
-	if err != nil {
-		return err
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("%s: %s", c.cfg.ReplicasURL, resp.Status)
-	}
-	var reps []struct {
-		URL string `json:"url"`
-	}
-	if err := json.NewDecoder(io.LimitReader(resp.Body, 1<<20)).Decode(&reps); err != nil {
-		return fmt.Errorf("%s: %w", c.cfg.ReplicasURL, err)
 	}
 	urls := make([]string, 0, len(reps))
 	for _, r := range reps {

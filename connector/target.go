@@ -7,6 +7,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/ddnn-continuum/ddnn/internal/auth"
+	"github.com/ddnn-continuum/ddnn/internal/httpapi"
 	"github.com/ddnn-continuum/ddnn/internal/wire"
 )
 
@@ -85,7 +86,7 @@ func CheckClaim(claims *auth.Claims, r *kgo.Record, device string) error {
 
 func (t *tierTarget) request(batch []item) (request, error) {
 	body, err := appendMessages(t.enc, batch)
-	return request{path: "/v1/infer", contentType: t.enc.ContentType(), body: body}, err
+	return request{path: httpapi.PathInfer, contentType: t.enc.ContentType(), body: body}, err
 }
 
 func (*tierTarget) delivered([]byte, int) {}

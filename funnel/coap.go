@@ -19,6 +19,7 @@ import (
 	udpserver "github.com/plgd-dev/go-coap/v3/udp/server"
 
 	"github.com/ddnn-continuum/ddnn/internal/auth"
+	"github.com/ddnn-continuum/ddnn/internal/httpapi"
 )
 
 // optRequestTag is CoAP's Request-Tag option (RFC 9175), which libcoap sends
@@ -81,7 +82,7 @@ type coapServer[L io.Closer] interface {
 }
 
 // serveCoAPIngest is the run of a CoAP or CoAPS ingest server, what
-// ServeCoAP and ServeCoAPS share: it routes PathIngest to ci, builds the
+// ServeCoAP and ServeCoAPS share: it routes httpapi.PathIngest to ci, builds the
 // server with newServer from the options both kinds take (go-coap's
 // block-wise handling off, errors logged at debug as proto, a periodic
 // runner that ends with ctx) and then extra, sweeps ci's reassembly, and
@@ -89,7 +90,7 @@ type coapServer[L io.Closer] interface {
 // everything it started and closes l.
 func serveCoAPIngest[O any, L io.Closer, S coapServer[L]](ctx context.Context, ci *coapIngest, proto string, l L, newServer func(...O) S, extra ...O) error {
 	r := mux.NewRouter()
-	if err := r.Handle(PathIngest, mux.HandlerFunc(ci.serve)); err != nil {
+	if err := r.Handle(httpapi.PathIngest, mux.HandlerFunc(ci.serve)); err != nil {
 		l.Close()
 		return err
 	}

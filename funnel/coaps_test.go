@@ -29,6 +29,7 @@ import (
 	udpclient "github.com/plgd-dev/go-coap/v3/udp/client"
 
 	"github.com/ddnn-continuum/ddnn/internal/auth"
+	"github.com/ddnn-continuum/ddnn/internal/httpapi"
 )
 
 // pskEnv is a credentials file with dev-1 and a PSK master key.
@@ -136,7 +137,7 @@ func postCoAPS(cc *udpclient.Conn, query string) (codes.Code, string, error) {
 			opts = append(opts, message.Option{ID: message.URIQuery, Value: []byte(q)})
 		}
 	}
-	resp, err := cc.Post(ctx, PathIngest, message.AppOctets, bytes.NewReader(float32Image()), opts...)
+	resp, err := cc.Post(ctx, httpapi.PathIngest, message.AppOctets, bytes.NewReader(float32Image()), opts...)
 	if err != nil {
 		return 0, "", err
 	}

@@ -25,6 +25,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/twmb/franz-go/pkg/kfake"
 
+	"github.com/ddnn-continuum/ddnn/internal/httpapi"
 	"github.com/ddnn-continuum/ddnn/internal/kafka"
 	"github.com/ddnn-continuum/ddnn/internal/pipeline"
 )
@@ -238,7 +239,7 @@ func newGoodDevice(b *bounded) *goodDevice {
 	}
 	return &goodDevice{
 		client: &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{DisableKeepAlives: true, TLSClientConfig: b.tls}},
-		url:    scheme + "://" + b.addr + PathIngest,
+		url:    scheme + "://" + b.addr + httpapi.PathIngest,
 	}
 }
 

@@ -36,16 +36,9 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/ddnn-continuum/ddnn/internal/auth"
+	"github.com/ddnn-continuum/ddnn/internal/httpapi"
 	"github.com/ddnn-continuum/ddnn/internal/pipeline"
 	"github.com/ddnn-continuum/ddnn/internal/wire"
-)
-
-// Routes a funnel serves.
-const (
-	PathIngest  = "/v1/ingest"
-	PathTiers   = "/v1/tiers/" // + tier name: internal, a batch of messages
-	PathResults = "/v1/results"
-	PathDrain   = "/v1/drain" // internal: stop taking device data
 )
 
 // Headers devices may set on ingest.
@@ -137,10 +130,10 @@ func (f *Funnel) SetAuth(a Auth) { f.auth = a }
 // the results or the drain switch are on the delivery zone.
 func (f *Funnel) DeviceHandler() http.Handler {
 	mux := http.NewServeMux()
-	mux.HandleFunc("POST "+PathIngest, f.serveIngest)
+	mux.HandleFunc("POST "+httpapi.PathIngest, f.serveIngest)
 	f.health(mux)
 	mux.HandleFunc("/", f.noRoute(mux, func(w http.ResponseWriter, r *http.Request) {
-		writeError(w, http.StatusNotFound, fmt.Sprintf("no route %s %s on the device listener (POST %s)", r.Method, r.URL.Path, PathIngest))
+		writeError(w, http.StatusNotFound, fmt.Sprintf("no route %s %s on the device listener (POST %s)", r.Method, r.URL.Path, httpapi.PathIngest))
 	}))
 	return mux
 }
@@ -151,14 +144,14 @@ func (f *Funnel) DeviceHandler() http.Handler {
 // /readyz for anyone.
 func (f *Funnel) DeliveryHandler() http.Handler {
 	guarded := http.NewServeMux()
-	guarded.HandleFunc("POST "+PathTiers+"{tier}", f.serveTier)
-	guarded.HandleFunc("POST "+PathResults, f.serveResults)
-	guarded.HandleFunc("POST "+PathDrain, func(w http.ResponseWriter, _ *http.Request) {
+	guarded.HandleFunc("POST "+httpapi.PathTiers+"{tier}", f.serveTier)
+	guarded.HandleFunc("POST "+httpapi.PathResults, f.serveResults)
+	guarded.HandleFunc("POST "+httpapi.PathDrain, func(w http.ResponseWriter, _ *http.Request) {
 		f.Drain()
 		io.WriteString(w, "draining\n")
 	})
 	guarded.HandleFunc("/", f.noRoute(guarded, func(w http.ResponseWriter, r *http.Request) {
-		writeError(w, http.StatusNotFound, fmt.Sprintf("no route %s %s on the delivery listener (POST %s<tier>, POST %s, POST %s)", r.Method, r.URL.Path, PathTiers, PathResults, PathDrain))
+		writeError(w, http.StatusNotFound, fmt.Sprintf("no route %s %s on the delivery listener (POST %s<tier>, POST %s, POST %s)", r.Method, r.URL.Path, httpapi.PathTiers, httpapi.PathResults, httpapi.PathDrain))
 	}))
 	mux := http.NewServeMux()
 	f.health(mux)
@@ -177,20 +170,8 @@ func (f *Funnel) health(mux *http.ServeMux) {
 	})
 }
 
-// WriteError answers code with body, the JSON error answer of every ddnn
-// HTTP service (funnels and inference functions); a 503 asks to retry
-// after a second.
-func WriteError(w http.ResponseWriter, code int, body *wire.ErrorBody) {
-	w.Header().Set("Content-Type", wire.ContentTypeJSON)
-	if code == http.StatusServiceUnavailable {
-		w.Header().Set("Retry-After", "1")
-	}
-	w.WriteHeader(code)
-	w.Write(wire.AppendErrorBody(nil, body))
-}
-
 func writeError(w http.ResponseWriter, code int, msg string) {
-	WriteError(w, code, &wire.ErrorBody{Error: msg})
+	httpapi.WriteError(w, code, &wire.ErrorBody{Error: msg})
 }
 
 // fail answers an error and counts it.

@@ -19,6 +19,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
+	"github.com/ddnn-continuum/ddnn/internal/httpapi"
 	"github.com/ddnn-continuum/ddnn/internal/kafka"
 )
 
@@ -69,7 +70,7 @@ func (h *hungBroker) resume() {
 // the client gives up after 20s (code 0).
 func ingestTimed(t *testing.T, url, id string) (code int, retryAfter, body string, took time.Duration) {
 	t.Helper()
-	req, err := http.NewRequest(http.MethodPost, url+PathIngest, strings.NewReader(`{"data":[1,2,3,4]}`))
+	req, err := http.NewRequest(http.MethodPost, url+httpapi.PathIngest, strings.NewReader(`{"data":[1,2,3,4]}`))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -226,7 +227,7 @@ func TestEmptyBatchAnsweredAtOnce(t *testing.T) {
 	e := setup(t, h.c.ListenAddrs()[0])
 	h.hang()
 	began := time.Now()
-	resp, body := e.post(t, PathResults, "application/json", []byte("[]"), nil)
+	resp, body := e.post(t, httpapi.PathResults, "application/json", []byte("[]"), nil)
 	took := time.Since(began)
 	if resp.StatusCode != http.StatusNoContent {
 		t.Errorf("empty results batch: %d %s, want 204", resp.StatusCode, body)

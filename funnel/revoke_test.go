@@ -18,6 +18,7 @@ import (
 	udpclient "github.com/plgd-dev/go-coap/v3/udp/client"
 
 	"github.com/ddnn-continuum/ddnn/internal/auth"
+	"github.com/ddnn-continuum/ddnn/internal/httpapi"
 )
 
 // certEnv is a client CA, a server certificate, and a credentials file
@@ -64,7 +65,7 @@ func TestHTTPSRevokedCertificate(t *testing.T) {
 	}
 	post := func(c *http.Client) (int, string) {
 		t.Helper()
-		resp, err := c.Post(srv.URL+PathIngest, "application/octet-stream", bytes.NewReader(floats(1, 2, 3, 4)))
+		resp, err := c.Post(srv.URL+httpapi.PathIngest, "application/octet-stream", bytes.NewReader(floats(1, 2, 3, 4)))
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -16,6 +16,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
+	"github.com/ddnn-continuum/ddnn/internal/httpapi"
 	"github.com/ddnn-continuum/ddnn/internal/kafka"
 	"github.com/ddnn-continuum/ddnn/internal/pipeline"
 )
@@ -83,7 +84,7 @@ func (r *running) wait(t *testing.T) error {
 }
 
 func (r *running) ingest(id string) (int, error) {
-	req, _ := http.NewRequest(http.MethodPost, r.url+PathIngest, bytes.NewReader(floats(1, 2, 3, 4)))
+	req, _ := http.NewRequest(http.MethodPost, r.url+httpapi.PathIngest, bytes.NewReader(floats(1, 2, 3, 4)))
 	req.Header.Set("Content-Type", "application/octet-stream")
 	req.Header.Set(HeaderMessageID, id)
 	resp, err := (&http.Client{Transport: &http.Transport{DisableKeepAlives: true}}).Do(req)

@@ -15,6 +15,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/ddnn-continuum/ddnn/internal/auth"
+	"github.com/ddnn-continuum/ddnn/internal/httpapi"
 	"github.com/ddnn-continuum/ddnn/internal/kafka"
 	"github.com/ddnn-continuum/ddnn/internal/pipeline"
 	"github.com/ddnn-continuum/ddnn/internal/socket"
@@ -174,7 +175,7 @@ func (s *Server) Announce(w io.Writer) {
 	tlsCfg, fa := s.run.TLS, s.f.auth
 	clientCerts := tlsCfg != nil && tlsCfg.ClientCAs != nil
 	if s.run.CoAP != nil {
-		fmt.Fprintf(w, "funnel: POST coap://%s%s (devices over CoAP)\n", s.run.CoAP.LocalAddr(), PathIngest)
+		fmt.Fprintf(w, "funnel: POST coap://%s%s (devices over CoAP)\n", s.run.CoAP.LocalAddr(), httpapi.PathIngest)
 	}
 	if s.run.CoAPS != nil {
 		var creds []string
@@ -187,7 +188,7 @@ func (s *Server) Announce(w io.Writer) {
 		if len(creds) == 0 {
 			creds = append(creds, "no device credential")
 		}
-		fmt.Fprintf(w, "funnel: POST coaps://%s%s (devices over CoAP over DTLS; %s)\n", s.run.CoAPS.Addr(), PathIngest, strings.Join(creds, ", or "))
+		fmt.Fprintf(w, "funnel: POST coaps://%s%s (devices over CoAP over DTLS; %s)\n", s.run.CoAPS.Addr(), httpapi.PathIngest, strings.Join(creds, ", or "))
 	}
 	scheme, devAuth, svcAuth := "http", "no device credential", "no service credential"
 	if tlsCfg != nil {
@@ -203,7 +204,7 @@ func (s *Server) Announce(w io.Writer) {
 		svcAuth = "service token required"
 	}
 	fmt.Fprintf(w, "funnel: POST %s://%s%s (devices; %s); delivery zone http://%s (%s<tier>, %s, %s, /metrics; %s)\n",
-		scheme, s.DeviceAddr(), PathIngest, devAuth, s.DeliveryAddr(), PathTiers, PathResults, PathDrain, svcAuth)
+		scheme, s.DeviceAddr(), httpapi.PathIngest, devAuth, s.DeliveryAddr(), httpapi.PathTiers, httpapi.PathResults, httpapi.PathDrain, svcAuth)
 }
 
 // Run serves until ctx ends or a server stops, then stops in Funnel.Run's

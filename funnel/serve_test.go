@@ -11,6 +11,7 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kfake"
 
+	"github.com/ddnn-continuum/ddnn/internal/httpapi"
 	"github.com/ddnn-continuum/ddnn/internal/pipeline"
 )
 
@@ -46,7 +47,7 @@ func TestServerLifecycle(t *testing.T) {
 	var ann bytes.Buffer
 	s.Announce(&ann)
 	device, delivery := s.DeviceAddr().String(), s.DeliveryAddr().String()
-	for _, want := range []string{"POST coap://127.0.0.1:", "POST http://" + device + PathIngest + " (devices; no device credential)", "delivery zone http://" + delivery} {
+	for _, want := range []string{"POST coap://127.0.0.1:", "POST http://" + device + httpapi.PathIngest + " (devices; no device credential)", "delivery zone http://" + delivery} {
 		if !strings.Contains(ann.String(), want) {
 			t.Errorf("announcement lacks %q:\n%s", want, ann.String())
 		}

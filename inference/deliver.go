@@ -10,8 +10,8 @@ import (
 
 	"golang.org/x/sync/errgroup"
 
-	"github.com/ddnn-continuum/ddnn/funnel"
 	"github.com/ddnn-continuum/ddnn/internal/auth"
+	"github.com/ddnn-continuum/ddnn/internal/httpapi"
 	"github.com/ddnn-continuum/ddnn/internal/wire"
 )
 
@@ -69,7 +69,7 @@ func (d *FunnelDeliverer) Deliver(ctx context.Context, msgs []wire.Message, ds [
 			if err != nil {
 				return err
 			}
-			return d.post(ctx, funnel.PathTiers+d.next, d.enc.ContentType(), body)
+			return d.post(ctx, httpapi.PathTiers+d.next, d.enc.ContentType(), body)
 		})
 	}
 	if len(results) > 0 {
@@ -78,7 +78,7 @@ func (d *FunnelDeliverer) Deliver(ctx context.Context, msgs []wire.Message, ds [
 			if err != nil {
 				return err
 			}
-			return d.post(ctx, funnel.PathResults, wire.ContentTypeJSON, body)
+			return d.post(ctx, httpapi.PathResults, wire.ContentTypeJSON, body)
 		})
 	}
 	return g.Wait()

@@ -15,13 +15,10 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/ddnn-continuum/ddnn/funnel"
+	"github.com/ddnn-continuum/ddnn/internal/httpapi"
 	"github.com/ddnn-continuum/ddnn/internal/pipeline"
 	"github.com/ddnn-continuum/ddnn/internal/wire"
 )
-
-// InferPath is where a function takes batches.
-const InferPath = "/v1/infer"
 
 // Deliverer sends a batch's decisions onward before the function answers:
 // exits to the results funnel, forwards to the next tier's funnel. The
@@ -205,10 +202,10 @@ func (f *Function) probeScores(s *Session) {
 // Ready reports whether the model is loaded.
 func (f *Function) Ready() bool { return f.session.Load() != nil }
 
-// Handler serves InferPath, /healthz and /readyz.
+// Handler serves httpapi.PathInfer, /healthz and /readyz.
 func (f *Function) Handler() http.Handler {
 	mux := http.NewServeMux()
-	mux.HandleFunc(InferPath, f.serveInfer)
+	mux.HandleFunc(httpapi.PathInfer, f.serveInfer)
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) {
 		io.WriteString(w, "ok\n")
 	})
@@ -236,7 +233,7 @@ const (
 
 func (f *Function) fail(w http.ResponseWriter, code int, outcome string, body wire.ErrorBody) {
 	f.m.request(f.tier.Name, outcome)
-	funnel.WriteError(w, code, &body)
+	httpapi.WriteError(w, code, &body)
 }
 
 func (f *Function) serveInfer(w http.ResponseWriter, r *http.Request) {

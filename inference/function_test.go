@@ -18,6 +18,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
+	"github.com/ddnn-continuum/ddnn/internal/httpapi"
 	"github.com/ddnn-continuum/ddnn/internal/pipeline"
 	"github.com/ddnn-continuum/ddnn/internal/syncbuf"
 	"github.com/ddnn-continuum/ddnn/internal/wire"
@@ -44,7 +45,7 @@ func newFunction(t testing.TB, tier string, cfg Config) (*Function, *httptest.Se
 
 func post(t testing.TB, url, contentType string, body []byte) (*http.Response, []byte) {
 	t.Helper()
-	resp, err := http.Post(url+InferPath, contentType, bytes.NewReader(body))
+	resp, err := http.Post(url+httpapi.PathInfer, contentType, bytes.NewReader(body))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -269,13 +270,13 @@ func TestInferNotReadyAndMethod(t *testing.T) {
 	if resp.StatusCode != http.StatusServiceUnavailable || resp.Header.Get("Retry-After") == "" {
 		t.Errorf("infer before ready: %d %s", resp.StatusCode, body)
 	}
-	resp, err = http.Get(srv.URL + InferPath)
+	resp, err = http.Get(srv.URL + httpapi.PathInfer)
 	if err != nil {
 		t.Fatal(err)
 	}
 	resp.Body.Close()
 	if resp.StatusCode != http.StatusMethodNotAllowed {
-		t.Errorf("GET %s: %d", InferPath, resp.StatusCode)
+		t.Errorf("GET %s: %d", httpapi.PathInfer, resp.StatusCode)
 	}
 }
 

@@ -21,6 +21,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/ddnn-continuum/ddnn/funnel"
+	"github.com/ddnn-continuum/ddnn/internal/httpapi"
 	"github.com/ddnn-continuum/ddnn/internal/kafka"
 	"github.com/ddnn-continuum/ddnn/internal/pipeline"
 	"github.com/ddnn-continuum/ddnn/internal/wire"
@@ -116,7 +117,7 @@ func dial(site *pipeline.SiteView, protocol, encoding, addr string, n int) (devi
 		return &httpDevice{
 			name: name,
 			enc:  enc,
-			url:  "http://" + addr + funnel.PathIngest,
+			url:  "http://" + addr + httpapi.PathIngest,
 			// Its own transport: its own connections, a few at most, so
 			// that an overloaded pipeline makes sends queue on the device
 			// (the wait counts in their round trips) rather than open
@@ -206,7 +207,7 @@ func (d *coapDevice) send(ctx context.Context, id string, sample []byte) error {
 			{ID: message.URIQuery, Value: []byte("device=" + d.name)},
 		}
 	}
-	resp, err := d.cc.Post(ctx, funnel.PathIngest, format, bytes.NewReader(body), opts...)
+	resp, err := d.cc.Post(ctx, httpapi.PathIngest, format, bytes.NewReader(body), opts...)
 	if err != nil {
 		return err
 	}

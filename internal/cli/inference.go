@@ -12,6 +12,7 @@ import (
 
 	"github.com/ddnn-continuum/ddnn/inference"
 	"github.com/ddnn-continuum/ddnn/internal/auth"
+	"github.com/ddnn-continuum/ddnn/internal/httpapi"
 	"github.com/ddnn-continuum/ddnn/internal/socket"
 )
 
@@ -89,7 +90,7 @@ func runInference(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	if err != nil {
 		return fmt.Errorf("inference: %w", err)
 	}
-	fmt.Fprintf(stdout, "tier %s: serving on http://%s%s (readyz, healthz, metrics)\n", t.Name, ln.Addr(), inference.InferPath)
+	fmt.Fprintf(stdout, "tier %s: serving on http://%s%s (readyz, healthz, metrics)\n", t.Name, ln.Addr(), httpapi.PathInfer)
 	return inference.Serve(ctx, inference.ServerConfig{
 		Listener: ln,
 		Function: f,

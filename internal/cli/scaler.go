@@ -9,6 +9,7 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kadm"
 
+	"github.com/ddnn-continuum/ddnn/internal/httpapi"
 	"github.com/ddnn-continuum/ddnn/internal/kafka"
 	"github.com/ddnn-continuum/ddnn/internal/runtime"
 	"github.com/ddnn-continuum/ddnn/internal/runtime/replicas"
@@ -82,12 +83,12 @@ func runScaler(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		return err
 	}
 	mux := adminMux(reg, func() bool { return true })
-	mux.Handle("GET /v1/tiers/{tier}/replicas", runtime.ListHandler(func(tier string) runtime.Runtime { return runtimes[tier] }))
+	runtime.HandleReplicas(mux, func(tier string) runtime.Runtime { return runtimes[tier] })
 	ln, err := socket.Listen(*admin)
 	if err != nil {
 		return fmt.Errorf("scaler admin: %w", err)
 	}
-	fmt.Fprintf(stdout, "scaler: replica sets on http://%s/v1/tiers/<tier>/replicas, metrics on /metrics\n", ln.Addr())
+	fmt.Fprintf(stdout, "scaler: replica sets on http://%s%s, metrics on /metrics\n", ln.Addr(), httpapi.ReplicasPath("<tier>"))
 	return withAdmin(ctx, ln, mux, func(ctx context.Context) error {
 		defer closeRuntimes()
 		return sc.Run(ctx)

@@ -14,9 +14,9 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/ddnn-continuum/ddnn/internal/auth"
+	"github.com/ddnn-continuum/ddnn/internal/httpapi"
 	"github.com/ddnn-continuum/ddnn/internal/kafka"
 	"github.com/ddnn-continuum/ddnn/internal/proc"
-	"github.com/ddnn-continuum/ddnn/internal/runtime"
 	"github.com/ddnn-continuum/ddnn/internal/runtime/replicas"
 	"github.com/ddnn-continuum/ddnn/internal/socket"
 	"github.com/ddnn-continuum/ddnn/scaler"
@@ -95,7 +95,7 @@ func (s *Supervisor) start(ctx context.Context) error {
 	for _, t := range s.tiers {
 		c, err := s.newServingChild(s.childName("connector-"+t.Name), func(admin string) []string {
 			return []string{"connector", "-f", s.cfg.File, "--tier", t.Name,
-				"--replicas-url", "http://" + s.site.Admin.Listen + runtime.ListPath(t.Name),
+				"--replicas-url", "http://" + s.site.Admin.Listen + httpapi.ReplicasPath(t.Name),
 				"--admin", admin, "--brokers", s.brokers, "--drain-timeout", "3s",
 				// One connector per tier: a restarted one rejoins at once.
 				"--instance-id", "up-" + t.Name}
