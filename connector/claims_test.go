@@ -13,6 +13,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/ddnn-continuum/ddnn/internal/auth"
+	"github.com/ddnn-continuum/ddnn/internal/testsupport"
 	"github.com/ddnn-continuum/ddnn/internal/wire"
 )
 
@@ -117,7 +118,7 @@ func TestDeviceClaims(t *testing.T) {
 	done := make(chan error, 1)
 	go func() { done <- c.Run(ctx) }()
 	defer func() { cancel(); <-done }()
-	waitFor(t, "lag 0", func() bool { return e.lag(t) == 0 })
+	testsupport.WaitFor(t, 15*time.Second, "lag 0", func() bool { return e.lag(t) == 0 })
 
 	mu.Lock()
 	want := map[string]string{"cam-1-signed": "cam-1", "no-claim": "", "funnel-dev-2": "dev-2"}

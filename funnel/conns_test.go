@@ -23,11 +23,11 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
-	"github.com/twmb/franz-go/pkg/kfake"
 
 	"github.com/ddnn-continuum/ddnn/internal/httpapi"
 	"github.com/ddnn-continuum/ddnn/internal/kafka"
 	"github.com/ddnn-continuum/ddnn/internal/pipeline"
+	"github.com/ddnn-continuum/ddnn/internal/testsupport"
 )
 
 // bounded is a funnel in Run with its metrics, over kfake, on loopback.
@@ -52,11 +52,7 @@ func startBoundedAuth(t *testing.T, y string, serverTLS, clientTLS *tls.Config, 
 	if err != nil {
 		t.Fatal(err)
 	}
-	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(p.Kafka.Partitions, p.Topics()...))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(c.Close)
+	c := testsupport.KafkaCluster(t, p.Kafka.Partitions, p.Topics()...)
 	p.Kafka.Brokers = c.ListenAddrs()
 	cl, err := kafka.NewClient(&p.Kafka, "funnel", nil, nil, ProducerOptions(&p.Kafka)...)
 	if err != nil {

@@ -21,6 +21,7 @@ import (
 
 	"github.com/ddnn-continuum/ddnn/internal/httpapi"
 	"github.com/ddnn-continuum/ddnn/internal/kafka"
+	"github.com/ddnn-continuum/ddnn/internal/testsupport"
 )
 
 // hungBroker is a kfake cluster that, while hung, holds every request it
@@ -153,24 +154,6 @@ func TestIngestBrokerHangs(t *testing.T) {
 	}
 }
 
-// lockedBuffer is a bytes.Buffer safe for a logger and a test at once.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
 // TestProduceLateOutcomeCounted: a record Kafka acknowledges after the
 // funnel answered 503 is counted as acked_late and logged, never taken
 // silently. A producer without the funnel's AllowIdempotentProduceCancellation
@@ -187,7 +170,7 @@ func TestProduceLateOutcomeCounted(t *testing.T) {
 	}
 	t.Cleanup(cl.Close)
 	m := NewMetrics(prometheus.NewRegistry())
-	var logs lockedBuffer
+	var logs testsupport.Buffer
 	f := New(onlySite(t, p), cl, m, slog.New(slog.NewTextHandler(&logs, nil)))
 	srv, _ := serve(t, f)
 	// Connected, with the partitions known: the record is sent at once.

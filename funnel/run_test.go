@@ -12,13 +12,13 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/ddnn-continuum/ddnn/internal/httpapi"
 	"github.com/ddnn-continuum/ddnn/internal/kafka"
 	"github.com/ddnn-continuum/ddnn/internal/pipeline"
+	"github.com/ddnn-continuum/ddnn/internal/testsupport"
 )
 
 // running is a funnel in Run on loopback sockets.
@@ -103,11 +103,7 @@ func TestRunDrainsInFlight(t *testing.T) {
 	// Kafka's answer is held back for a while: a long produce timeout.
 	y := strings.Replace(testYAML, "produce_timeout: 1s", "produce_timeout: 30s", 1)
 	p, _ := pipeline.Parse([]byte(y))
-	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(p.Kafka.Partitions, p.Topics()...))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
+	c := testsupport.KafkaCluster(t, p.Kafka.Partitions, p.Topics()...)
 	arrived, release := make(chan struct{}), make(chan struct{})
 	var once sync.Once
 	c.ControlKey(kmsg.Produce.Int16(), func(kmsg.Request) (kmsg.Response, error, bool) {
@@ -160,7 +156,7 @@ func TestRunDrainsInFlight(t *testing.T) {
 		t.Errorf("Run: %v", err)
 	}
 	p.Kafka.Brokers = c.ListenAddrs()
-	e := &env{p: p, site: onlySite(t, p), cl: newClient(t, c.ListenAddrs()[0])}
+	e := &env{p: p, site: onlySite(t, p), cl: testsupport.KafkaClient(t, kgo.SeedBrokers(c.ListenAddrs()[0]))}
 	if recs := e.records(t, p.InputTopic("edge")); len(recs) != 1 || decodeRecord(t, recs[0]).ID != "in-flight" {
 		t.Errorf("records in %s: %d", p.InputTopic("edge"), len(recs))
 	}
@@ -176,15 +172,6 @@ func broker(t *testing.T) string {
 	}
 	t.Cleanup(b.Close)
 	return b.Addr()
-}
-
-func newClient(t *testing.T, addr string) *kgo.Client {
-	cl, err := kgo.NewClient(kgo.SeedBrokers(addr))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(cl.Close)
-	return cl
 }
 
 // TestRunEndsWithCoAP: a CoAP server that stops on its own ends the whole

@@ -20,7 +20,7 @@ import (
 
 	"github.com/ddnn-continuum/ddnn/internal/httpapi"
 	"github.com/ddnn-continuum/ddnn/internal/pipeline"
-	"github.com/ddnn-continuum/ddnn/internal/syncbuf"
+	"github.com/ddnn-continuum/ddnn/internal/testsupport"
 	"github.com/ddnn-continuum/ddnn/internal/wire"
 )
 
@@ -435,7 +435,7 @@ func TestInferScoresOutsideProbabilities(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	logs := &syncbuf.Buffer{}
+	logs := &testsupport.Buffer{}
 	_, srv := newFunction(t, "edge", Config{Pipeline: p, Logger: slog.New(slog.NewTextHandler(logs, nil))})
 	const warning = `level=WARN msg="exit head declared scores: probabilities gives values outside [0, 1]; every record whose scores do is dead-lettered" output=exit_logits seen="probe input at start"`
 	if !strings.Contains(logs.String(), warning) || !strings.Contains(logs.String(), `fix="if the model emits logits, set tiers[].exit.scores: logits"`) {
@@ -459,7 +459,7 @@ func TestInferScoresOutsideProbabilities(t *testing.T) {
 		t.Errorf("warned %d times, want once:\n%s", n, logs.String())
 	}
 	for _, tier := range []string{"edge", "fog", "cloud"} {
-		shipped := &syncbuf.Buffer{}
+		shipped := &testsupport.Buffer{}
 		newFunction(t, tier, Config{Logger: slog.New(slog.NewTextHandler(shipped, nil))})
 		if strings.Contains(shipped.String(), "WARN") {
 			t.Errorf("shipped tier %s warns:\n%s", tier, shipped.String())

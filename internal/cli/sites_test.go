@@ -19,6 +19,7 @@ import (
 
 	"github.com/ddnn-continuum/ddnn/internal/kafka"
 	"github.com/ddnn-continuum/ddnn/internal/pipeline"
+	"github.com/ddnn-continuum/ddnn/internal/testsupport"
 	"github.com/ddnn-continuum/ddnn/internal/wire"
 )
 
@@ -79,8 +80,8 @@ func TestUplinkBetweenSites(t *testing.T) {
 		t.Errorf("funnel without --site: exit %d, %s", code, stderr)
 	}
 	addrRE := regexp.MustCompile(`POST (http://[^/]+)/v1/ingest .*delivery zone (http://[^ ]+) `)
-	funnelURL := func(out *syncBuffer) string { return addrRE.FindStringSubmatch(out.String())[1] }
-	deliveryURL := func(out *syncBuffer) string { return addrRE.FindStringSubmatch(out.String())[2] }
+	funnelURL := func(out *testsupport.Buffer) string { return addrRE.FindStringSubmatch(out.String())[1] }
+	deliveryURL := func(out *testsupport.Buffer) string { return addrRE.FindStringSubmatch(out.String())[2] }
 	edgeOut, _ := startRole(t, []string{"funnel", "-f", file, "--site", "edge", "--brokers", brokers["edge"]}, "funnel: POST http://")
 	cloudOut, _ := startRole(t, []string{"funnel", "-f", file, "--site", "cloud"}, "funnel: POST http://")
 	edge, cloud := deliveryURL(edgeOut), funnelURL(cloudOut)

@@ -23,6 +23,7 @@ import (
 	"github.com/ddnn-continuum/ddnn/internal/pipeline"
 	"github.com/ddnn-continuum/ddnn/internal/proctest"
 	"github.com/ddnn-continuum/ddnn/internal/socket"
+	"github.com/ddnn-continuum/ddnn/internal/testsupport"
 	"github.com/ddnn-continuum/ddnn/internal/up"
 )
 
@@ -146,7 +147,7 @@ func TestRunSites(t *testing.T) {
 		t.Run("site="+tc.site, func(t *testing.T) {
 			dir := t.TempDir()
 			t.Setenv(fakeChildrenEnv, dir)
-			var log, announce syncBuf
+			var log, announce testsupport.Buffer
 			ctx, cancel := context.WithCancel(context.Background())
 			defer cancel()
 			errc := make(chan error, 1)

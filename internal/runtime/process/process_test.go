@@ -12,7 +12,7 @@ import (
 
 	"github.com/ddnn-continuum/ddnn/internal/proctest"
 	"github.com/ddnn-continuum/ddnn/internal/runtime"
-	"github.com/ddnn-continuum/ddnn/internal/syncbuf"
+	"github.com/ddnn-continuum/ddnn/internal/testsupport"
 )
 
 // replicaEnv makes the test binary act as a replica: the runtime starts
@@ -24,7 +24,7 @@ func TestMain(m *testing.M) { proctest.Main(m, replicaEnv, proctest.FakeInferenc
 
 // newRuntime is a runtime of tier "edge" whose replicas get extra args;
 // Close runs when the test ends.
-func newRuntime(t *testing.T, out *syncbuf.Buffer, cfg Config, args ...string) *Runtime {
+func newRuntime(t *testing.T, out *testsupport.Buffer, cfg Config, args ...string) *Runtime {
 	t.Helper()
 	cfg.Out = out
 	if cfg.DrainDelay == 0 {
@@ -82,7 +82,7 @@ func pids(r *Runtime) []int {
 }
 
 func TestScaleUpAndDown(t *testing.T) {
-	var out syncbuf.Buffer
+	var out testsupport.Buffer
 	r := newRuntime(t, &out, Config{}, "--log-level", "debug")
 	if reps := list(t, r); len(reps) != 0 {
 		t.Fatalf("a new runtime lists %v", reps)
@@ -158,7 +158,7 @@ func TestScaleUpAndDown(t *testing.T) {
 }
 
 func TestReplicaRestartedWhenItDies(t *testing.T) {
-	var out syncbuf.Buffer
+	var out testsupport.Buffer
 	r := newRuntime(t, &out, Config{})
 	if err := r.Scale(context.Background(), 1); err != nil {
 		t.Fatal(err)
@@ -184,7 +184,7 @@ func TestReplicaRestartedWhenItDies(t *testing.T) {
 }
 
 func TestScaleDownKillsAfterGrace(t *testing.T) {
-	var out syncbuf.Buffer
+	var out testsupport.Buffer
 	// A replica that ignores SIGTERM is killed after its grace.
 	r := newRuntime(t, &out, Config{StopGrace: 200 * time.Millisecond}, "--mode", "stubborn")
 	if err := r.Scale(context.Background(), 2); err != nil {
@@ -211,7 +211,7 @@ func TestScaleDownKillsAfterGrace(t *testing.T) {
 }
 
 func TestCloseStopsDrainingReplicas(t *testing.T) {
-	var out syncbuf.Buffer
+	var out testsupport.Buffer
 	r := newRuntime(t, &out, Config{DrainDelay: time.Hour})
 	if err := r.Scale(context.Background(), 2); err != nil {
 		t.Fatal(err)
@@ -249,7 +249,7 @@ func TestReplicaOOMScoreAboveRuntime(t *testing.T) {
 	if own >= 1000 {
 		t.Skipf("this process' oom_score_adj is %d already: no replica can score higher", own)
 	}
-	var out syncbuf.Buffer
+	var out testsupport.Buffer
 	r := newRuntime(t, &out, Config{})
 	if err := r.Scale(context.Background(), 1); err != nil {
 		t.Fatal(err)
