@@ -130,10 +130,7 @@ func setupLink(t *testing.T) *linkEnv {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for i := range p.SiteList {
-		s := &p.SiteList[i]
-		s.Kafka.Brokers = testsupport.KafkaCluster(t, s.Kafka.Partitions, p.TopicsOn(s.Name)...).ListenAddrs()
-	}
+	testsupport.SiteClusters(t, p)
 	return &linkEnv{p: p, edge: testsupport.KafkaClient(t, kgo.SeedBrokers(p.SiteList[0].Kafka.Brokers...))}
 }
 

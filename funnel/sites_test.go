@@ -9,6 +9,7 @@ import (
 	"github.com/ddnn-continuum/ddnn/internal/httpapi"
 	"github.com/ddnn-continuum/ddnn/internal/kafka"
 	"github.com/ddnn-continuum/ddnn/internal/pipeline"
+	"github.com/ddnn-continuum/ddnn/internal/testsupport"
 	"github.com/ddnn-continuum/ddnn/internal/wire"
 )
 
@@ -27,7 +28,7 @@ tiers:
 kafka: {partitions: 2, produce_timeout: 1s}
 `
 
-// setupSites starts one broker per site of y and returns each site's
+// setupSites starts one Kafka per site of y and returns each site's
 // funnel, by site name.
 func setupSites(t *testing.T, y string) map[string]*env {
 	t.Helper()
@@ -35,15 +36,7 @@ func setupSites(t *testing.T, y string) map[string]*env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for i := range p.SiteList {
-		s := &p.SiteList[i]
-		b, err := kafka.StartBroker("127.0.0.1:0", s.Kafka.Partitions, p.TopicsOn(s.Name), nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(b.Close)
-		s.Kafka.Brokers = []string{b.Addr()}
-	}
+	testsupport.SiteClusters(t, p)
 	envs := map[string]*env{}
 	for _, s := range p.Sites() {
 		sp, err := p.OnSite(s.Name)

@@ -3,6 +3,7 @@ package testsupport
 import (
 	"testing"
 
+	"github.com/ddnn-continuum/ddnn/internal/pipeline"
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
 )
@@ -29,4 +30,19 @@ func KafkaClient(tb testing.TB, opts ...kgo.Opt) *kgo.Client {
 	}
 	tb.Cleanup(cl.Close)
 	return cl
+}
+
+// SiteClusters gives each site p declares a KafkaCluster of its own with
+// the topics that live on it (pipeline.TopicsOn) and makes it the site's
+// kafka.brokers. It returns each cluster's address by site name.
+func SiteClusters(tb testing.TB, p *pipeline.Pipeline) map[string]string {
+	tb.Helper()
+	addrs := map[string]string{}
+	for i := range p.SiteList {
+		s := &p.SiteList[i]
+		c := KafkaCluster(tb, s.Kafka.Partitions, p.TopicsOn(s.Name)...)
+		s.Kafka.Brokers = c.ListenAddrs()
+		addrs[s.Name] = c.ListenAddrs()[0]
+	}
+	return addrs
 }

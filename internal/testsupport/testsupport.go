@@ -1,8 +1,8 @@
 // Package testsupport holds the helpers the tests of several packages
 // share: waiting on a condition with a deadline (WaitFor), a buffer that
-// logs and output are written to while the test reads it (Buffer), and a
+// logs and output are written to while the test reads it (Buffer), a
 // one-broker kfake Kafka cluster and clients of it (KafkaCluster,
-// KafkaClient).
+// KafkaClient), and a cluster for each site of a pipeline (SiteClusters).
 //
 // It is imported by _test.go files only. Whatever a helper starts is
 // stopped when the test ends (testing.TB.Cleanup); it never sleeps in

@@ -3,12 +3,16 @@ package testsupport
 import (
 	"context"
 	"fmt"
+	"reflect"
 	"runtime"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/ddnn-continuum/ddnn/internal/pipeline"
+	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 )
 
@@ -77,3 +81,42 @@ func TestKafka(t *testing.T) {
 		t.Fatalf("fetched %d records, %v", fs.NumRecords(), err)
 	}
 }
+
+// TestSiteClusters: each declared site gets a cluster of its own holding
+// its topics, and its kafka.brokers point at it.
+func TestSiteClusters(t *testing.T) {
+	p, err := pipeline.Parse([]byte(`
+name: t
+input: {dtype: uint8, shape: [4]}
+classes: [a, b]
+sites:
+  - {name: edge, kafka: {embedded_listen: 127.0.0.1:0}, funnel: {listen: 127.0.0.1:0, delivery_listen: 127.0.0.1:0, coap_listen: "off"}, admin: {listen: 127.0.0.1:0}}
+  - {name: cloud, kafka: {embedded_listen: 127.0.0.1:0}, funnel: {listen: 127.0.0.1:0, delivery_listen: 127.0.0.1:0, coap_listen: "off"}, admin: {listen: 127.0.0.1:0}}
+tiers:
+  - {name: edge, site: edge, model: e.onnx, exit: {output: o, threshold: 0.5}, forward: {output: f}}
+  - {name: cloud, site: cloud, model: c.onnx, exit: {output: o}}
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	addrs := SiteClusters(t, p)
+	if addrs["edge"] == "" || addrs["edge"] == addrs["cloud"] {
+		t.Fatalf("addresses %v: want one cluster per site", addrs)
+	}
+	for _, s := range p.SiteList {
+		if len(s.Kafka.Brokers) != 1 || s.Kafka.Brokers[0] != addrs[s.Name] {
+			t.Errorf("site %s: brokers %v, want [%s]", s.Name, s.Kafka.Brokers, addrs[s.Name])
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		topics, err := kadm.NewClient(KafkaClient(t, kgo.SeedBrokers(addrs[s.Name]))).ListTopics(ctx)
+		cancel()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got, want := topics.Names(), p.TopicsOn(s.Name); !reflect.DeepEqual(sorted(got), sorted(want)) {
+			t.Errorf("site %s: topics %v, want %v", s.Name, got, want)
+		}
+	}
+}
+
+func sorted(s []string) []string { return slices.Sorted(slices.Values(s)) }
