@@ -14,6 +14,7 @@ import (
 
 	"github.com/ddnn-continuum/ddnn/internal/auth"
 	"github.com/ddnn-continuum/ddnn/internal/records"
+	"github.com/ddnn-continuum/ddnn/internal/testsupport"
 	"github.com/ddnn-continuum/ddnn/internal/wire"
 )
 
@@ -115,7 +116,7 @@ func TestDeviceClaims(t *testing.T) {
 	done := make(chan error, 1)
 	go func() { done <- c.Run(ctx) }()
 	defer func() { cancel(); <-done }()
-	waitFor(t, "lag 0", func() bool { return e.lag(t) == 0 })
+	testsupport.WaitFor(t, 15*time.Second, "lag 0", func() bool { return e.lag(t) == 0 })
 
 	mu.Lock()
 	want := map[string]string{"cam-1-signed": "cam-1", "no-claim": "", "funnel-dev-2": "dev-2"}

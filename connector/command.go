@@ -70,7 +70,8 @@ func (c *Command) Run(ctx context.Context, stdout, stderr io.Writer) error {
 	if s := p.SiteOf(c.Tier); s != nil {
 		site = s.Name
 	}
-	if p, err = c.OnSite(p, site); err != nil {
+	// The tier's site's Kafka, unless --brokers names another.
+	if _, err := c.OnSite(p, site); err != nil {
 		return err
 	}
 	return c.Serving.run(ctx, stdout, "connector "+c.Tier, Config{
@@ -130,7 +131,7 @@ func (s *Serving) run(ctx context.Context, stdout io.Writer, name string, cfg Co
 	reg, wrapped := command.NewRegistry(cfg.Pipeline)
 	cfg.DrainTimeout, cfg.InstanceID, cfg.Registerer = s.DrainTimeout, s.InstanceID, wrapped
 	var err error
-	if cfg.Service, err = auth.LoadServiceTokens(cfg.Pipeline); err != nil {
+	if cfg.Service, err = auth.LoadTokens(cfg.Pipeline.ServiceTokenPath()); err != nil {
 		return err
 	}
 	if cfg.Link == nil && len(cfg.Pipeline.Tiers) > 0 && cfg.Tier == cfg.Pipeline.Tiers[0].Name {

@@ -32,10 +32,8 @@ package connector
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"net/http"
 	"sync"
@@ -47,6 +45,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/ddnn-continuum/ddnn/internal/auth"
+	"github.com/ddnn-continuum/ddnn/internal/httpapi"
 	"github.com/ddnn-continuum/ddnn/internal/kafka"
 	"github.com/ddnn-continuum/ddnn/internal/pipeline"
 	"github.com/ddnn-continuum/ddnn/internal/records"
@@ -55,9 +54,9 @@ import (
 
 // Config is what a connector needs.
 type Config struct {
-	// Pipeline is the pipeline as the connector's site runs it: its kafka
-	// section is the cluster consumed (pipeline.OnSite). An uplink takes
-	// the whole pipeline and uses the sending site's Kafka.
+	// Pipeline is the whole pipeline. A tier's connector consumes the
+	// Kafka of the tier's site, an uplink that of the link's sending site
+	// (pipeline.SiteView).
 	Pipeline *pipeline.Pipeline
 	// Tier is the tier whose input the connector delivers to its replicas.
 	Tier string
@@ -68,9 +67,10 @@ type Config struct {
 	// Replicas are the base URLs (http://host:port) of the tier's
 	// inference replicas, when the set is fixed.
 	Replicas []string
-	// ReplicasURL, when set, is polled for the live replica set: a JSON
-	// array of {"url":…} (what `ddnn up` serves). Replicas that leave the
-	// set get no new calls and finish their in-flight ones.
+	// ReplicasURL, when set, is polled for the live replica set: a
+	// replica list (httpapi.ReplicasPath, what `ddnn up` serves).
+	// Replicas that leave the set get no new calls and finish their
+	// in-flight ones.
 	ReplicasURL string
 	// DrainTimeout bounds the graceful stop (default 8s).
 	DrainTimeout time.Duration
@@ -94,7 +94,7 @@ type Config struct {
 
 // Connector runs one tier's connector, or one link's uplink.
 type Connector struct {
-	p    *pipeline.Pipeline // as the consuming site runs it
+	site *pipeline.SiteView // the consuming site
 	t    target
 	conn pipeline.Connector
 	// name says whose connector this is in errors: tier "fog", uplink
@@ -143,8 +143,12 @@ func New(cfg Config) (*Connector, error) {
 		tt.claims = cfg.Claims
 	}
 	p := cfg.Pipeline
+	site, err := p.OnTierSite(t.Name)
+	if err != nil {
+		return nil, err
+	}
 	return newConnector(cfg, &Connector{
-		p:        p,
+		site:     site,
 		t:        tt,
 		conn:     t.Connector,
 		name:     fmt.Sprintf("tier %q", t.Name),
@@ -198,12 +202,12 @@ type item struct {
 // commit what is done, leave the group.
 func (c *Connector) Run(ctx context.Context) error {
 	conn := c.conn
-	opts, err := kafka.ClientOptions(&c.p.Kafka, c.clientID, c.cfg.Registerer, c.log)
+	opts, err := kafka.ClientOptions(&c.site.Kafka, c.clientID, c.cfg.Registerer, c.log)
 	if err != nil {
 		return fmt.Errorf("%s: kafka client: %w", c.name, err)
 	}
 	opts = append(opts, kafka.GroupConsumerOptions(c.group, c.topic)...)
-	opts = append(opts, kafka.ProducerOptions(&c.p.Kafka)...)
+	opts = append(opts, kafka.ProducerOptions(&c.site.Kafka)...)
 	opts = append(opts,
 		kgo.OnPartitionsRevoked(c.onRevoked),
 		kgo.OnPartitionsLost(c.onRevoked),
@@ -417,23 +421,9 @@ func (c *Connector) dispatch(batch []item) {
 func (c *Connector) followReplicas(ctx context.Context) error {
 	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.cfg.ReplicasURL, nil)
+	reps, err := httpapi.ReadReplicas(ctx, c.http, c.cfg.ReplicasURL)
 	if err != nil {
 		return err
-	}
-	resp, err := c.http.Do(req)
-	if err != nil {
-		return err
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("%s: %s", c.cfg.ReplicasURL, resp.Status)
-	}
-	var reps []struct {
-		URL string `json:"url"`
-	}
-	if err := json.NewDecoder(io.LimitReader(resp.Body, 1<<20)).Decode(&reps); err != nil {
-		return fmt.Errorf("%s: %w", c.cfg.ReplicasURL, err)
 	}
 	urls := make([]string, 0, len(reps))
 	for _, r := range reps {

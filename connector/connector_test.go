@@ -16,13 +16,13 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/twmb/franz-go/pkg/kadm"
-	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"go.uber.org/goleak"
 
 	"github.com/ddnn-continuum/ddnn/internal/kafka"
 	"github.com/ddnn-continuum/ddnn/internal/pipeline"
 	"github.com/ddnn-continuum/ddnn/internal/records"
+	"github.com/ddnn-continuum/ddnn/internal/testsupport"
 	"github.com/ddnn-continuum/ddnn/internal/wire"
 )
 
@@ -132,31 +132,7 @@ func setup(t *testing.T) *env {
 	}
 	t.Cleanup(b.Close)
 	p.Kafka.Brokers = []string{b.Addr()}
-	return &env{p: p, cl: newClient(t, kgo.SeedBrokers(b.Addr()))}
-}
-
-// newClient returns a Kafka client with opts that is closed when the test
-// ends.
-func newClient(t *testing.T, opts ...kgo.Opt) *kgo.Client {
-	t.Helper()
-	cl, err := kgo.NewClient(opts...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(cl.Close)
-	return cl
-}
-
-// newCluster returns a one-broker kfake cluster with topics of partitions
-// partitions each, closed when the test ends.
-func newCluster(t *testing.T, partitions int32, topics ...string) *kfake.Cluster {
-	t.Helper()
-	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(partitions, topics...))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(c.Close)
-	return c
+	return &env{p: p, cl: testsupport.KafkaClient(t, kgo.SeedBrokers(b.Addr()))}
 }
 
 // produce writes n envelope records with ids m0..m(n-1), plus raw ones when
@@ -206,17 +182,6 @@ func (e *env) start(t *testing.T, replicas ...*fakeReplica) (*Connector, context
 	return c, cancel, done
 }
 
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(15 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-}
-
 // lag is the group's total lag on the edge topic (never-committed
 // partitions count in full).
 func (e *env) lag(t *testing.T) int64 {
@@ -252,7 +217,7 @@ func TestDeliversAllAndCommits(t *testing.T) {
 	a, b := newFakeReplica(t, nil), newFakeReplica(t, nil)
 	e.produce(t, 300, "m")
 	e.start(t, a, b)
-	waitFor(t, "all records invoked and committed", func() bool {
+	testsupport.WaitFor(t, 15*time.Second, "all records invoked and committed", func() bool {
 		return len(a.ids())+len(b.ids()) >= 300 && e.lag(t) == 0
 	})
 	seen := map[string]int{}
@@ -284,9 +249,9 @@ func TestBatchesBacklogWithoutWaiting(t *testing.T) {
 	a := newFakeReplica(t, slow)
 	e.start(t, a)
 	e.produce(t, 1, "lone")
-	waitFor(t, "the lone record invoked", func() bool { return len(a.ids()) == 1 })
+	testsupport.WaitFor(t, 15*time.Second, "the lone record invoked", func() bool { return len(a.ids()) == 1 })
 	e.produce(t, 300, "m")
-	waitFor(t, "all records invoked and committed", func() bool { return len(a.ids()) >= 301 && e.lag(t) == 0 })
+	testsupport.WaitFor(t, 15*time.Second, "all records invoked and committed", func() bool { return len(a.ids()) >= 301 && e.lag(t) == 0 })
 	// One slot-holder per in-flight slot, the rest batched behind them.
 	if calls := a.calls.Load(); calls > 150 {
 		t.Errorf("%d calls for 301 records: the backlog was not batched", calls)
@@ -301,7 +266,7 @@ func TestRetriesOnAnotherReplica(t *testing.T) {
 	good := newFakeReplica(t, nil)
 	e.produce(t, 100, "m")
 	e.start(t, bad, good)
-	waitFor(t, "all records through the good replica", func() bool { return len(good.ids()) == 100 && e.lag(t) == 0 })
+	testsupport.WaitFor(t, 15*time.Second, "all records through the good replica", func() bool { return len(good.ids()) == 100 && e.lag(t) == 0 })
 	if bad.calls.Load() == 0 {
 		t.Error("the failing replica was never tried")
 	}
@@ -330,7 +295,7 @@ func TestDeadLetters(t *testing.T) {
 		t.Fatal(err)
 	}
 	e.start(t, rep)
-	waitFor(t, "lag 0", func() bool { return e.lag(t) == 0 })
+	testsupport.WaitFor(t, 15*time.Second, "lag 0", func() bool { return e.lag(t) == 0 })
 	ids := rep.ids()
 	if len(ids) != 19 || ids["m7"] != 0 {
 		t.Errorf("invoked %d ids (m7: %d), want 19 without m7", len(ids), ids["m7"])
@@ -398,7 +363,7 @@ func TestNoCommitPastUnfinished(t *testing.T) {
 	e.start(t, rep)
 	// m0 is on partition 0 at offset 0; its batch (at most 8) is held.
 	// Wait until everything else is done.
-	waitFor(t, "the other records invoked", func() bool { return len(rep.ids()) >= 60-8 })
+	testsupport.WaitFor(t, 15*time.Second, "the other records invoked", func() bool { return len(rep.ids()) >= 60-8 })
 	time.Sleep(1200 * time.Millisecond) // two commit rounds
 	adm := kadm.NewClient(e.cl)
 	offs, err := adm.FetchOffsets(context.Background(), e.p.ConsumerGroup("edge"))
@@ -409,7 +374,7 @@ func TestNoCommitPastUnfinished(t *testing.T) {
 		t.Errorf("partition 0 committed at %d while offset 0 is unfinished", o.At)
 	}
 	unblock()
-	waitFor(t, "lag 0 after release", func() bool { return e.lag(t) == 0 })
+	testsupport.WaitFor(t, 15*time.Second, "lag 0 after release", func() bool { return e.lag(t) == 0 })
 }
 
 // TestGracefulStop stops the connector with records flowing: Run returns,
@@ -422,7 +387,7 @@ func TestGracefulStop(t *testing.T) {
 	})
 	e.produce(t, 500, "m")
 	_, cancel, done := e.start(t, rep)
-	waitFor(t, "some progress", func() bool { return len(rep.ids()) > 50 })
+	testsupport.WaitFor(t, 15*time.Second, "some progress", func() bool { return len(rep.ids()) > 50 })
 	cancel()
 	select {
 	case err := <-done:
@@ -444,7 +409,7 @@ func TestGracefulStop(t *testing.T) {
 	}
 	// A new connector picks up the rest: every record ends up invoked.
 	e.start(t, rep)
-	waitFor(t, "the rest after restart", func() bool { return len(rep.ids()) == 500 && e.lag(t) == 0 })
+	testsupport.WaitFor(t, 15*time.Second, "the rest after restart", func() bool { return len(rep.ids()) == 500 && e.lag(t) == 0 })
 }
 
 func TestBackoff(t *testing.T) {
@@ -515,13 +480,13 @@ func TestFollowsReplicaSet(t *testing.T) {
 	go func() { defer close(done); c.Run(ctx) }()
 	t.Cleanup(func() { cancel(); <-done })
 	e.produce(t, 50, "x")
-	waitFor(t, "first batch on a", func() bool { return len(a.ids()) == 50 })
+	testsupport.WaitFor(t, 15*time.Second, "first batch on a", func() bool { return len(a.ids()) == 50 })
 	mu.Lock()
 	listed = []string{b.srv.URL}
 	mu.Unlock()
-	waitFor(t, "pool switched", func() bool { l := c.pool.live(); return len(l) == 1 && l[0] == b.srv.URL })
+	testsupport.WaitFor(t, 15*time.Second, "pool switched", func() bool { l := c.pool.live(); return len(l) == 1 && l[0] == b.srv.URL })
 	e.produce(t, 50, "y")
-	waitFor(t, "second batch on b", func() bool { return len(b.ids()) == 50 })
+	testsupport.WaitFor(t, 15*time.Second, "second batch on b", func() bool { return len(b.ids()) == 50 })
 	if n := len(a.ids()); n != 50 {
 		t.Errorf("a got %d calls after it left the set", n-50)
 	}

@@ -16,6 +16,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/ddnn-continuum/ddnn/internal/records"
+	"github.com/ddnn-continuum/ddnn/internal/testsupport"
 	"github.com/ddnn-continuum/ddnn/internal/wire"
 )
 
@@ -72,7 +73,7 @@ func TestDecisionsGoWhereTheyBelong(t *testing.T) {
 	e.produce(t, 40, "m")
 	before := time.Now()
 	c, _, _ := e.start(t, rep)
-	waitFor(t, "lag 0", func() bool { return e.lag(t) == 0 })
+	testsupport.WaitFor(t, 15*time.Second, "lag 0", func() bool { return e.lag(t) == 0 })
 	results := consumeAll(t, e, "t.results", 20)
 	for _, r := range results {
 		res, err := records.DecodeResult(r)
@@ -113,7 +114,8 @@ func TestDecisionsGoWhereTheyBelong(t *testing.T) {
 // there, with the route the uplink delivers them by.
 func TestDecisionsForAnotherSiteGoToTheUplinkQueue(t *testing.T) {
 	le := setupLink(t)
-	p, err := le.p.OnSite("edge")
+	p := le.p
+	edge, err := p.OnSite("edge")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -136,7 +138,7 @@ func TestDecisionsForAnotherSiteGoToTheUplinkQueue(t *testing.T) {
 	}
 	runUntilCleanup(t, c)
 	routes := map[string]int{}
-	for _, r := range consumeAllFrom(t, p.Kafka.Brokers, p.UplinkTopic("cloud"), 10) {
+	for _, r := range consumeAllFrom(t, edge.Kafka.Brokers, p.UplinkTopic("cloud"), 10) {
 		tier, results, err := records.Route(r)
 		if err != nil {
 			t.Fatal(err)
@@ -159,7 +161,7 @@ func TestDecisionsForAnotherSiteGoToTheUplinkQueue(t *testing.T) {
 	if routes[""] != 5 || routes["cloud"] != 5 {
 		t.Errorf("routes %v, want 5 results and 5 for tier cloud", routes)
 	}
-	waitFor(t, "lag 0", func() bool { return groupLag(t, le.edge, p.ConsumerGroup("edge"), p.InputTopic("edge")) == 0 })
+	testsupport.WaitFor(t, 15*time.Second, "lag 0", func() bool { return groupLag(t, le.edge, p.ConsumerGroup("edge"), p.InputTopic("edge")) == 0 })
 	if n := testutil.ToFloat64(c.m.decisionRecords.WithLabelValues(kindUplink)); n != 10 {
 		t.Errorf("uplink records counted %v, want 10", n)
 	}
@@ -198,7 +200,7 @@ func TestDecisionTooLargeIsDeadLettered(t *testing.T) {
 	})
 	e.produce(t, 20, "m")
 	e.start(t, rep)
-	waitFor(t, "lag 0", func() bool { return e.lag(t) == 0 })
+	testsupport.WaitFor(t, 15*time.Second, "lag 0", func() bool { return e.lag(t) == 0 })
 	dl := consumeAll(t, e, "t.edge.dlq", 1)[0]
 	m, err := records.DecodeMessage(dl, nil)
 	if err != nil || m.ID != "m7" {
@@ -245,7 +247,7 @@ func TestLastTierForwardIsDeadLettered(t *testing.T) {
 	if reason := header(dl, wire.HeaderReason); !strings.Contains(reason, `message c3 from the last tier "cloud"`) {
 		t.Errorf("reason %q", reason)
 	}
-	waitFor(t, "lag 0", func() bool { return groupLag(t, e.cl, e.p.ConsumerGroup("cloud"), "t.cloud.in") == 0 })
+	testsupport.WaitFor(t, 15*time.Second, "lag 0", func() bool { return groupLag(t, e.cl, e.p.ConsumerGroup("cloud"), "t.cloud.in") == 0 })
 	if n := len(consumeAll(t, e, "t.results", 5)); n != 5 {
 		t.Errorf("%d results, want 5", n)
 	}
@@ -263,7 +265,7 @@ func TestDecisionsUnackedStayUncommitted(t *testing.T) {
 	rep := newFakeReplica(t, nil)
 	e.produce(t, 30, "m")
 	c, _, _ := e.start(t, rep)
-	waitFor(t, "produce retries", func() bool { return testutil.ToFloat64(c.m.decisionRetries) >= 30 })
+	testsupport.WaitFor(t, 15*time.Second, "produce retries", func() bool { return testutil.ToFloat64(c.m.decisionRetries) >= 30 })
 	if got := e.lag(t); got != 30 && got != -1 {
 		t.Errorf("lag %d while Kafka refuses the decisions, want all 30 uncommitted", got)
 	}
@@ -274,7 +276,7 @@ func TestDecisionsUnackedStayUncommitted(t *testing.T) {
 		t.Errorf("%v records dead-lettered or charged for Kafka being down", n)
 	}
 	down.Remove()
-	waitFor(t, "lag 0", func() bool { return e.lag(t) == 0 })
+	testsupport.WaitFor(t, 15*time.Second, "lag 0", func() bool { return e.lag(t) == 0 })
 	ids := map[string]int{}
 	for _, r := range consumeAll(t, e, "t.results", 30) {
 		res, err := records.DecodeResult(r)
@@ -302,7 +304,7 @@ func TestDecisionsAnsweredWrongAreCharged(t *testing.T) {
 	}))
 	e.produce(t, 3, "m")
 	c, _, _ := e.start(t, f)
-	waitFor(t, "lag 0", func() bool { return e.lag(t) == 0 })
+	testsupport.WaitFor(t, 15*time.Second, "lag 0", func() bool { return e.lag(t) == 0 })
 	dls := consumeAll(t, e, "t.edge.dlq", 3)
 	if reason := header(dls[0], wire.HeaderReason); !strings.Contains(reason, "0 decisions for 1 messages") {
 		t.Errorf("reason %q", reason)

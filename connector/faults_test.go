@@ -22,6 +22,7 @@ import (
 	"github.com/ddnn-continuum/ddnn/internal/kafka"
 	"github.com/ddnn-continuum/ddnn/internal/pipeline"
 	"github.com/ddnn-continuum/ddnn/internal/records"
+	"github.com/ddnn-continuum/ddnn/internal/testsupport"
 	"github.com/ddnn-continuum/ddnn/internal/wire"
 )
 
@@ -33,9 +34,9 @@ func setupCluster(t *testing.T) (*env, *kfake.Cluster) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c := newCluster(t, p.Kafka.Partitions, p.Topics()...)
+	c := testsupport.KafkaCluster(t, p.Kafka.Partitions, p.Topics()...)
 	p.Kafka.Brokers = c.ListenAddrs()
-	return &env{p: p, cl: newClient(t, kgo.SeedBrokers(p.Kafka.Brokers...), kgo.ProducerBatchMaxBytes(2<<20))}, c
+	return &env{p: p, cl: testsupport.KafkaClient(t, kgo.SeedBrokers(p.Kafka.Brokers...), kgo.ProducerBatchMaxBytes(2<<20))}, c
 }
 
 // checkCommittedToEnd checks that the group's committed offset on each
@@ -115,7 +116,7 @@ func (o *outage) end() {
 func (o *outage) recover(t *testing.T, e *env, rep *fakeReplica, n int, charged prometheus.Counter, what string) {
 	t.Helper()
 	o.end()
-	waitFor(t, "lag 0", func() bool { return e.lag(t) == 0 })
+	testsupport.WaitFor(t, 15*time.Second, "lag 0", func() bool { return e.lag(t) == 0 })
 	if v := testutil.ToFloat64(charged); v != 0 {
 		t.Errorf("%v %s", v, what)
 	}
@@ -157,12 +158,12 @@ func TestOnlyReplicaDiesAndComesBack(t *testing.T) {
 	addr := first.srv.Listener.Addr().String()
 	c, _, _ := e.start(t, first)
 	e.produce(t, 100, "a")
-	waitFor(t, "the first records delivered", func() bool { return len(first.ids()) == 100 })
+	testsupport.WaitFor(t, 15*time.Second, "the first records delivered", func() bool { return len(first.ids()) == 100 })
 
 	first.srv.CloseClientConnections()
 	first.srv.Close()
 	e.produce(t, 100, "b")
-	waitFor(t, "the tier marked down", func() bool { return testutil.ToFloat64(c.m.down) == 1 })
+	testsupport.WaitFor(t, 15*time.Second, "the tier marked down", func() bool { return testutil.ToFloat64(c.m.down) == 1 })
 	time.Sleep(time.Second) // longer than max_attempts backoffs: nothing may be charged
 	if n := testutil.ToFloat64(c.m.deadLetters); n != 0 {
 		t.Fatalf("%v records dead-lettered during the outage", n)
@@ -170,7 +171,7 @@ func TestOnlyReplicaDiesAndComesBack(t *testing.T) {
 
 	back := time.Now()
 	second := newFakeReplicaOn(t, addr, nil)
-	waitFor(t, "every record delivered after the replica came back", func() bool {
+	testsupport.WaitFor(t, 15*time.Second, "every record delivered after the replica came back", func() bool {
 		return len(missing(union(first, second), "b", 100)) == 0 && e.lag(t) == 0
 	})
 	t.Logf("resumed %s after the replica came back", time.Since(back).Round(time.Millisecond))
@@ -208,7 +209,7 @@ func TestOutageIsNotChargedToRecords(t *testing.T) {
 			e.produce(t, 50, "m")
 			c, _, _ := e.start(t, rep)
 			attempts := e.p.Tiers[0].Connector.MaxAttempts
-			waitFor(t, "every record tried more than max_attempts times, or one dead-lettered", func() bool {
+			testsupport.WaitFor(t, 15*time.Second, "every record tried more than max_attempts times, or one dead-lettered", func() bool {
 				return out.leastTries(50) > attempts || testutil.ToFloat64(c.m.exhausts) > 0
 			})
 			out.recover(t, e, rep, 50, c.m.deadLetters, "records dead-lettered for an outage")
@@ -239,7 +240,7 @@ func TestPoisonRecordExhaustsAttempts(t *testing.T) {
 		e.produce(t, 1, "more"+strconv.Itoa(i)+"-")
 		time.Sleep(20 * time.Millisecond)
 	}
-	waitFor(t, "lag 0", func() bool { return e.lag(t) == 0 })
+	testsupport.WaitFor(t, 15*time.Second, "lag 0", func() bool { return e.lag(t) == 0 })
 	if miss := missing(rep.ids(), "m", 100); len(miss) != 1 || miss[0] != "m7" {
 		t.Errorf("not delivered: %v, want only m7", miss)
 	}
@@ -287,7 +288,7 @@ func TestPendingWindowBounded(t *testing.T) {
 		t.Errorf("%d records delivered past the stuck one: fetching did not pause", delivered)
 	}
 	stuck.Store(false)
-	waitFor(t, "all delivered once unstuck", func() bool { return len(rep.ids()) == 600 && e.lag(t) == 0 })
+	testsupport.WaitFor(t, 15*time.Second, "all delivered once unstuck", func() bool { return len(rep.ids()) == 600 && e.lag(t) == 0 })
 	t.Logf("window peak %d (limit %d); %d delivered while stuck", peak, limit, delivered)
 }
 
@@ -319,7 +320,7 @@ func TestOversizedDeadLetter(t *testing.T) {
 	e.produce(t, 30, "m")
 	start := time.Now()
 	e.start(t, rep)
-	waitFor(t, "lag 0", func() bool { return e.lag(t) == 0 })
+	testsupport.WaitFor(t, 15*time.Second, "lag 0", func() bool { return e.lag(t) == 0 })
 	if d := time.Since(start); d > 5*time.Second {
 		t.Errorf("partition moved on after %s, want within 5s", d)
 	}
@@ -385,8 +386,8 @@ func TestCommitFailuresAreRetried(t *testing.T) {
 	rep := newFakeReplica(t, nil)
 	e.produce(t, 200, "m")
 	c, cancel, done := e.start(t, rep)
-	waitFor(t, "all delivered", func() bool { return len(rep.ids()) == 200 })
-	waitFor(t, "commits refused", func() bool { return testutil.ToFloat64(c.m.commitFails) >= 2 })
+	testsupport.WaitFor(t, 15*time.Second, "all delivered", func() bool { return len(rep.ids()) == 200 })
+	testsupport.WaitFor(t, 15*time.Second, "commits refused", func() bool { return testutil.ToFloat64(c.m.commitFails) >= 2 })
 	failing.Store(false)
 	cancel()
 	if err := <-done; err != nil {
@@ -398,7 +399,7 @@ func TestCommitFailuresAreRetried(t *testing.T) {
 	again := newFakeReplica(t, nil)
 	e.start(t, again)
 	e.produce(t, 1, "after")
-	waitFor(t, "the new record", func() bool { return len(again.ids()) >= 1 && e.lag(t) == 0 })
+	testsupport.WaitFor(t, 15*time.Second, "the new record", func() bool { return len(again.ids()) >= 1 && e.lag(t) == 0 })
 	if ids := again.ids(); len(ids) != 1 {
 		t.Errorf("restart redelivered %d records, want only the new one", len(ids)-1)
 	}
@@ -420,8 +421,8 @@ func TestRequestLevelCommitFailure(t *testing.T) {
 	rep := newFakeReplica(t, nil)
 	e.produce(t, 100, "m")
 	c, cancel, done := e.start(t, rep)
-	waitFor(t, "all delivered", func() bool { return len(rep.ids()) == 100 })
-	waitFor(t, "commits failed", func() bool { return testutil.ToFloat64(c.m.commitFails) >= 1 })
+	testsupport.WaitFor(t, 15*time.Second, "all delivered", func() bool { return len(rep.ids()) == 100 })
+	testsupport.WaitFor(t, 15*time.Second, "commits failed", func() bool { return testutil.ToFloat64(c.m.commitFails) >= 1 })
 	failing.Store(false)
 	cancel()
 	if err := <-done; err != nil {
@@ -442,7 +443,7 @@ func TestDeadLetterProduceRetried(t *testing.T) {
 	}
 	e.produce(t, 20, "m")
 	c, _, _ := e.start(t, rep)
-	waitFor(t, "lag 0", func() bool { return e.lag(t) == 0 })
+	testsupport.WaitFor(t, 15*time.Second, "lag 0", func() bool { return e.lag(t) == 0 })
 	if n := testutil.ToFloat64(c.m.dlqRetries); n < 1 {
 		t.Errorf("dead-letter retries %v, want at least 1", n)
 	}
@@ -506,7 +507,7 @@ func TestDeadReplicaUnderLoadIsNotChargedToRecords(t *testing.T) {
 	dead.srv.Close()
 	e.produce(t, 600, "m")
 	c, _, _ := e.start(t, live, dead)
-	waitFor(t, "lag 0", func() bool { return e.lag(t) == 0 })
+	testsupport.WaitFor(t, 15*time.Second, "lag 0", func() bool { return e.lag(t) == 0 })
 	if n := testutil.ToFloat64(c.m.exhausts); n != 0 {
 		t.Errorf("%v records dead-lettered for a dead replica while the other delivered", n)
 	}
@@ -533,7 +534,7 @@ func TestDeadLetterWithHugeReason(t *testing.T) {
 	}
 	e.produce(t, 30, "m")
 	c, _, _ := e.start(t, rep)
-	waitFor(t, "lag 0", func() bool { return e.lag(t) == 0 })
+	testsupport.WaitFor(t, 15*time.Second, "lag 0", func() bool { return e.lag(t) == 0 })
 	if miss := missing(rep.ids(), "m", 30); len(miss) > 0 {
 		t.Errorf("not delivered: %v", miss)
 	}
@@ -563,17 +564,17 @@ func TestUnencodableRecordIsDeadLettered(t *testing.T) {
 		t.Fatal(err)
 	}
 	c, _, _ := e.start(t, rep)
-	waitFor(t, "lag 0", func() bool { return e.lag(t) == 0 || testutil.ToFloat64(c.m.down) == 1 })
+	testsupport.WaitFor(t, 15*time.Second, "lag 0", func() bool { return e.lag(t) == 0 || testutil.ToFloat64(c.m.down) == 1 })
 	if testutil.ToFloat64(c.m.down) == 1 {
 		t.Error("tier marked down for a record that cannot be encoded")
 	}
-	waitFor(t, "lag 0", func() bool { return e.lag(t) == 0 })
+	testsupport.WaitFor(t, 15*time.Second, "lag 0", func() bool { return e.lag(t) == 0 })
 	r := consumeAll(t, e, "t.edge.dlq", 1)[0]
 	if reason := header(r, wire.HeaderReason); !strings.Contains(reason, "outside the years 1678..2262") {
 		t.Errorf("reason %q", reason)
 	}
 	e.produce(t, 20, "m")
-	waitFor(t, "the records after it", func() bool { return len(rep.ids()) == 20 && e.lag(t) == 0 })
+	testsupport.WaitFor(t, 15*time.Second, "the records after it", func() bool { return len(rep.ids()) == 20 && e.lag(t) == 0 })
 }
 
 // TestRejectionNamingNoRecord: a replica answers 400 with a rejected list
@@ -594,7 +595,7 @@ func TestRejectionNamingNoRecord(t *testing.T) {
 	if n := rep.calls.Load(); n > 100 {
 		t.Errorf("%d calls for 3 records", n)
 	}
-	waitFor(t, "lag 0", func() bool { return e.lag(t) == 0 })
+	testsupport.WaitFor(t, 15*time.Second, "lag 0", func() bool { return e.lag(t) == 0 })
 	if n := testutil.ToFloat64(c.m.deadLetters); n != 3 {
 		t.Errorf("%v records dead-lettered, want 3", n)
 	}
@@ -621,7 +622,7 @@ func TestRevokeFreesTheWindow(t *testing.T) {
 		}
 		return 200, ""
 	})
-	manual := newClient(t, kgo.SeedBrokers(e.p.Kafka.Brokers...), kgo.RecordPartitioner(kgo.ManualPartitioner()))
+	manual := testsupport.KafkaClient(t, kgo.SeedBrokers(e.p.Kafka.Brokers...), kgo.RecordPartitioner(kgo.ManualPartitioner()))
 	var recs []*kgo.Record
 	for i := 0; i < 40; i++ {
 		m := wire.Message{ID: "m" + strconv.Itoa(i), Tensor: wire.Tensor{DType: wire.Uint8, Shape: []int{4}, Data: []byte{1, 2, 3, 4}}}
@@ -635,7 +636,7 @@ func TestRevokeFreesTheWindow(t *testing.T) {
 		t.Fatal(err)
 	}
 	c, _, _ := e.start(t, rep)
-	waitFor(t, "the window full behind m0", func() bool { return c.offsets.Window() == limit })
+	testsupport.WaitFor(t, 15*time.Second, "the window full behind m0", func() bool { return c.offsets.Window() == limit })
 	e.produce(t, 30, "later") // on partitions 1 and 2 as well
 
 	// What kgo does when a rebalance moves partition 0 elsewhere.
@@ -670,7 +671,7 @@ func TestFencedInstanceStops(t *testing.T) {
 	}
 	_, first := start()
 	e.produce(t, 10, "a")
-	waitFor(t, "the first connector consuming", func() bool { return len(rep.ids()) == 10 })
+	testsupport.WaitFor(t, 15*time.Second, "the first connector consuming", func() bool { return len(rep.ids()) == 10 })
 	start()
 	select {
 	case err := <-first:
@@ -681,5 +682,5 @@ func TestFencedInstanceStops(t *testing.T) {
 		t.Fatal("the fenced connector did not stop")
 	}
 	e.produce(t, 10, "b")
-	waitFor(t, "the second connector consuming", func() bool { return len(missing(rep.ids(), "b", 10)) == 0 })
+	testsupport.WaitFor(t, 15*time.Second, "the second connector consuming", func() bool { return len(missing(rep.ids(), "b", 10)) == 0 })
 }

@@ -6,6 +6,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/ddnn-continuum/ddnn/internal/auth"
+	"github.com/ddnn-continuum/ddnn/internal/httpapi"
 	"github.com/ddnn-continuum/ddnn/internal/records"
 	"github.com/ddnn-continuum/ddnn/internal/wire"
 )
@@ -71,7 +72,7 @@ func (t *tierTarget) decode(r *kgo.Record) (item, error) {
 
 func (t *tierTarget) request(batch []item) (request, error) {
 	body, err := appendMessages(t.enc, batch)
-	return request{path: "/v1/infer", contentType: t.enc.ContentType(), body: body}, err
+	return request{path: httpapi.PathInfer, contentType: t.enc.ContentType(), body: body}, err
 }
 
 // accepted: the function answered its decisions, which become records.

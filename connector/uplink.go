@@ -8,6 +8,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/ddnn-continuum/ddnn/internal/httpapi"
 	"github.com/ddnn-continuum/ddnn/internal/pipeline"
 	"github.com/ddnn-continuum/ddnn/internal/records"
 	"github.com/ddnn-continuum/ddnn/internal/wire"
@@ -41,7 +42,7 @@ func newUplink(cfg Config) (*Connector, error) {
 	}
 	labels := prometheus.Labels{"from": l.From, "to": l.To}
 	c := newConnector(cfg, &Connector{
-		p:        from,
+		site:     from,
 		t:        &uplinkTarget{p: p, links: newLinkMetrics(prometheus.WrapRegistererWith(labels, cfg.Registerer))},
 		conn:     UplinkSettings(p, l.To),
 		name:     name,
@@ -105,12 +106,12 @@ func (t *uplinkTarget) request(batch []item) (request, error) {
 			rs[i] = *batch[i].result
 		}
 		body, err := wire.AppendResults(nil, rs)
-		return request{path: "/v1/results", contentType: "application/json", body: body}, err
+		return request{path: httpapi.PathResults, contentType: "application/json", body: body}, err
 	}
 	tier, _, _ := wire.ParseRoute(batch[0].route)
 	enc := t.p.Encoding()
 	body, err := appendMessages(enc, batch)
-	return request{path: "/v1/tiers/" + tier, contentType: enc.ContentType(), body: body}, err
+	return request{path: httpapi.TierPath(tier), contentType: enc.ContentType(), body: body}, err
 }
 
 // accepted: the remote funnel wrote the records; they are done.

@@ -19,6 +19,7 @@ import (
 
 	"github.com/ddnn-continuum/ddnn/internal/pipeline"
 	"github.com/ddnn-continuum/ddnn/internal/records"
+	"github.com/ddnn-continuum/ddnn/internal/testsupport"
 	"github.com/ddnn-continuum/ddnn/internal/wire"
 )
 
@@ -130,11 +131,8 @@ func setupLink(t *testing.T) *linkEnv {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for i := range p.SiteList {
-		s := &p.SiteList[i]
-		s.Kafka.Brokers = newCluster(t, s.Kafka.Partitions, p.TopicsOn(s.Name)...).ListenAddrs()
-	}
-	return &linkEnv{p: p, edge: newClient(t, kgo.SeedBrokers(p.SiteList[0].Kafka.Brokers...))}
+	testsupport.SiteClusters(t, p)
+	return &linkEnv{p: p, edge: testsupport.KafkaClient(t, kgo.SeedBrokers(p.SiteList[0].Kafka.Brokers...))}
 }
 
 // queue writes n forwards (ids prefix+"m"<i>) and n results (prefix+"r"<i>)
@@ -248,7 +246,7 @@ func TestUplinkDeliversOnce(t *testing.T) {
 	e.p.SiteList[1].Funnel.URL = f.srv.URL
 	_, reg := e.start(t)
 	e.queue(t, 200, "a")
-	waitFor(t, "every record delivered and committed", func() bool {
+	testsupport.WaitFor(t, 15*time.Second, "every record delivered and committed", func() bool {
 		all, _ := delivered(f, "a", 200)
 		return all && e.lag(t) == 0
 	})
@@ -289,7 +287,7 @@ func TestUplinkRemoteDown(t *testing.T) {
 			e.p.SiteList[1].Funnel.URL = f.srv.URL
 			c, _ := e.start(t)
 			e.queue(t, 20, "a")
-			waitFor(t, "the first records delivered", func() bool { all, _ := delivered(f, "a", 20); return all })
+			testsupport.WaitFor(t, 15*time.Second, "the first records delivered", func() bool { all, _ := delivered(f, "a", 20); return all })
 
 			if tc.status == 0 {
 				f.srv.CloseClientConnections()
@@ -299,7 +297,7 @@ func TestUplinkRemoteDown(t *testing.T) {
 				f.behave.Store(&fail)
 			}
 			e.queue(t, 100, "b")
-			waitFor(t, "the link marked down", func() bool { return testutil.ToFloat64(c.m.down) == 1 })
+			testsupport.WaitFor(t, 15*time.Second, "the link marked down", func() bool { return testutil.ToFloat64(c.m.down) == 1 })
 			time.Sleep(time.Second) // longer than max_attempts backoffs: nothing may be charged
 			if n := testutil.ToFloat64(c.m.deadLetters); n != 0 {
 				t.Fatalf("%v records dead-lettered during the outage", n)
@@ -310,7 +308,7 @@ func TestUplinkRemoteDown(t *testing.T) {
 			} else {
 				f.behave.Store(nil)
 			}
-			waitFor(t, "every record delivered after the funnel came back", func() bool {
+			testsupport.WaitFor(t, 15*time.Second, "every record delivered after the funnel came back", func() bool {
 				all, _ := delivered(f, "b", 100)
 				return all && e.lag(t) == 0
 			})
@@ -342,7 +340,7 @@ func TestUplinkRefused(t *testing.T) {
 	f.behave.Store(&refuse)
 	e.queue(t, 3, "a")
 	_, reg := e.start(t)
-	waitFor(t, "the first records delivered", func() bool { all, _ := delivered(f, "a", 3); return all })
+	testsupport.WaitFor(t, 15*time.Second, "the first records delivered", func() bool { all, _ := delivered(f, "a", 3); return all })
 	e.queue(t, 4, "a") // am0..am3 again: am3 is refused
 	bad := []*kgo.Record{
 		{Topic: "t.uplink.cloud", Value: []byte("x")},
@@ -366,7 +364,7 @@ func TestUplinkRefused(t *testing.T) {
 			t.Errorf("dead-letter reasons %q lack %q", all, want)
 		}
 	}
-	waitFor(t, "the queue committed", func() bool { return e.lag(t) == 0 })
+	testsupport.WaitFor(t, 15*time.Second, "the queue committed", func() bool { return e.lag(t) == 0 })
 	// 7 forwards and 7 results less am3: its batch was split until it
 	// was alone, its companions delivered.
 	if _, _, messages := f.counts(); messages != 13 {
@@ -408,8 +406,44 @@ func TestBatchFlushesEveryRoute(t *testing.T) {
 	done := make(chan struct{})
 	go func() { defer close(done); c.batch(items) }()
 	defer func() { close(items); <-done; c.inflight.Wait() }()
-	waitFor(t, "both routes delivered", func() bool {
+	testsupport.WaitFor(t, 15*time.Second, "both routes delivered", func() bool {
 		seen, _, _ := f.counts()
 		return seen["results/r"] == 1 && seen["tier:cloud/m0"] == 1 && seen["tier:cloud/m1"] == 1
 	})
+}
+
+// TestTierConsumesItsSitesKafka: the connector of a tier on the cloud site
+// of a two-site pipeline, given the whole pipeline, consumes the cloud
+// site's Kafka: the pipeline-wide kafka section names no brokers there.
+func TestTierConsumesItsSitesKafka(t *testing.T) {
+	e := setupLink(t)
+	cloud := testsupport.KafkaClient(t, kgo.SeedBrokers(e.p.SiteList[1].Kafka.Brokers...))
+	m := wire.Message{ID: "c0", Route: "cloud", SentAt: time.Now().UTC(), Tensor: wire.Float32Tensor([]int{2}, []float32{1, 2})}
+	rec, err := records.Message(records.Destination{Topic: e.p.InputTopic("cloud")}, wire.Binary, &m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cloud.ProduceSync(context.Background(), rec).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+	rep := newFakeReplica(t, nil)
+	c, err := New(Config{Pipeline: e.p, Tier: "cloud", Replicas: []string{rep.srv.URL}, DrainTimeout: 3 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	stopped := make(chan error, 1)
+	go func() { stopped <- c.Run(ctx) }()
+	defer func() {
+		cancel()
+		select {
+		case err := <-stopped:
+			if err != nil {
+				t.Error(err)
+			}
+		case <-time.After(10 * time.Second):
+			t.Error("connector did not stop")
+		}
+	}()
+	testsupport.WaitFor(t, 15*time.Second, "the cloud replica gets c0 from the cloud site's Kafka", func() bool { return rep.ids()["c0"] == 1 })
 }

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/ddnn-continuum/ddnn/internal/auth"
+	"github.com/ddnn-continuum/ddnn/internal/httpapi"
 	"github.com/ddnn-continuum/ddnn/internal/wire"
 )
 
@@ -28,7 +29,7 @@ func TestSignsDeviceClaims(t *testing.T) {
 	devices, _ := auth.LoadDevices(creds)
 	service, _ := auth.LoadTokens(tokFile)
 	e.f.SetAuth(Auth{Devices: devices, Service: service})
-	resp, body := e.post(t, PathIngest, "application/octet-stream", floats(1, 2, 3, 4), map[string]string{"Authorization": "Bearer " + token})
+	resp, body := e.post(t, httpapi.PathIngest, "application/octet-stream", floats(1, 2, 3, 4), map[string]string{"Authorization": "Bearer " + token})
 	if resp.StatusCode != http.StatusAccepted {
 		t.Fatalf("ingest: %d %s", resp.StatusCode, body)
 	}
@@ -64,7 +65,7 @@ func TestNoClaimSignedWithoutDeviceAuth(t *testing.T) {
 	}
 	service, _ := auth.LoadTokens(tokFile)
 	e.f.SetAuth(Auth{Service: service})
-	resp, body := e.post(t, PathIngest, "application/octet-stream", floats(1, 2, 3, 4), map[string]string{"X-Device-Id": "cam-1"})
+	resp, body := e.post(t, httpapi.PathIngest, "application/octet-stream", floats(1, 2, 3, 4), map[string]string{"X-Device-Id": "cam-1"})
 	if resp.StatusCode != http.StatusAccepted {
 		t.Fatalf("ingest: %d %s", resp.StatusCode, body)
 	}

@@ -19,6 +19,7 @@ import (
 	udpserver "github.com/plgd-dev/go-coap/v3/udp/server"
 
 	"github.com/ddnn-continuum/ddnn/internal/auth"
+	"github.com/ddnn-continuum/ddnn/internal/httpapi"
 )
 
 // optRequestTag is CoAP's Request-Tag option (RFC 9175), which libcoap sends
@@ -81,7 +82,7 @@ type coapServer[L io.Closer] interface {
 }
 
 // serveCoAPIngest is the run of a CoAP or CoAPS ingest server, what
-// ServeCoAP and ServeCoAPS share: it routes PathIngest to ci, builds the
+// ServeCoAP and ServeCoAPS share: it routes httpapi.PathIngest to ci, builds the
 // server with newServer from the options both kinds take (go-coap's
 // block-wise handling off, errors logged at debug as proto, a periodic
 // runner that ends with ctx) and then extra, sweeps ci's reassembly, and
@@ -89,7 +90,7 @@ type coapServer[L io.Closer] interface {
 // everything it started and closes l.
 func serveCoAPIngest[O any, L io.Closer, S coapServer[L]](ctx context.Context, ci *coapIngest, proto string, l L, newServer func(...O) S, extra ...O) error {
 	r := mux.NewRouter()
-	if err := r.Handle(PathIngest, mux.HandlerFunc(ci.serve)); err != nil {
+	if err := r.Handle(httpapi.PathIngest, mux.HandlerFunc(ci.serve)); err != nil {
 		l.Close()
 		return err
 	}
@@ -124,12 +125,12 @@ func serveCoAPIngest[O any, L io.Closer, S coapServer[L]](ctx context.Context, c
 // newCoAPIngest makes the ingest handler of a CoAP or CoAPS server, with
 // its own Block1 reassembly bounded by limits.
 func (f *Funnel) newCoAPIngest(limits CoAPLimits) *coapIngest {
-	c := f.p.Funnel.CoAPReassembly
+	c := f.site.Funnel.CoAPReassembly
 	setZero(&limits.TransferTimeout, c.TransferTimeout)
 	setZero(&limits.PerPeer, c.MaxTransfersPerPeer)
 	setZero(&limits.PeerBytes, c.MaxBytesPerPeer)
 	setZero(&limits.TotalBytes, c.MaxBytes)
-	return &coapIngest{f: f, ra: newReassembly(limits, f.p.Funnel.MaxRequestBytes, f.m)}
+	return &coapIngest{f: f, ra: newReassembly(limits, f.site.Funnel.MaxRequestBytes, f.m)}
 }
 
 // every calls fn each period until ctx ends or fn returns false.
@@ -229,9 +230,9 @@ func (ci *coapIngest) serve(w mux.ResponseWriter, r *mux.Message) {
 			return
 		}
 		body, b1opt = a.body, a.opts
-	} else if int64(len(body)) > f.p.Funnel.MaxRequestBytes {
+	} else if int64(len(body)) > f.site.Funnel.MaxRequestBytes {
 		f.m.request(route, "too_large")
-		reply(w, codes.RequestEntityTooLarge, fmt.Sprintf("payload over the limit of %d bytes", f.p.Funnel.MaxRequestBytes))
+		reply(w, codes.RequestEntityTooLarge, fmt.Sprintf("payload over the limit of %d bytes", f.site.Funnel.MaxRequestBytes))
 		return
 	}
 

@@ -29,6 +29,8 @@ import (
 	udpclient "github.com/plgd-dev/go-coap/v3/udp/client"
 
 	"github.com/ddnn-continuum/ddnn/internal/auth"
+	"github.com/ddnn-continuum/ddnn/internal/httpapi"
+	"github.com/ddnn-continuum/ddnn/internal/testsupport"
 )
 
 // pskEnv is a credentials file with dev-1 and a PSK master key.
@@ -136,7 +138,7 @@ func postCoAPS(cc *udpclient.Conn, query string) (codes.Code, string, error) {
 			opts = append(opts, message.Option{ID: message.URIQuery, Value: []byte(q)})
 		}
 	}
-	resp, err := cc.Post(ctx, PathIngest, message.AppOctets, bytes.NewReader(float32Image()), opts...)
+	resp, err := cc.Post(ctx, httpapi.PathIngest, message.AppOctets, bytes.NewReader(float32Image()), opts...)
 	if err != nil {
 		return 0, "", err
 	}
@@ -265,14 +267,14 @@ func TestCoAPSHandshakeBounds(t *testing.T) {
 	for i := range stalled {
 		stalled[i] = stalledClient(t, l.Addr().String())
 	}
-	waitFor(t, 2*time.Second, "12 of 16 stalled peers refused a handshake slot", func() bool { return l.full.Load() >= 12 })
+	testsupport.WaitFor(t, 2*time.Second, "12 of 16 stalled peers refused a handshake slot", func() bool { return l.full.Load() >= 12 })
 	if n := len(l.hs); n > 4 {
 		t.Fatalf("%d handshakes in progress, over the bound of 4", n)
 	}
 	for _, stop := range stalled {
 		stop()
 	}
-	waitFor(t, 2*time.Second, "the stalled handshakes to time out", func() bool { return len(l.hs) == 0 })
+	testsupport.WaitFor(t, 2*time.Second, "the stalled handshakes to time out", func() bool { return len(l.hs) == 0 })
 	cc := dialPSK(t, l.Addr().String(), "dev-1", pe.key(t, "dev-1"))
 	if code, _, err := postCoAPS(cc, ""); err != nil || code != codes.Created {
 		t.Fatalf("a device after the stalled handshakes: %v %v", code, err)
@@ -306,7 +308,7 @@ func TestCoAPSHandshakesPerSource(t *testing.T) {
 	for range ports {
 		stalledClientFrom(t, "127.0.0.2", l.Addr().String())
 	}
-	waitFor(t, 10*time.Second, "every stalled echo to take a slot or be refused", func() bool {
+	testsupport.WaitFor(t, 10*time.Second, "every stalled echo to take a slot or be refused", func() bool {
 		return int64(len(l.hs))+l.full.Load() >= ports
 	})
 	held := len(l.hs)
@@ -381,7 +383,7 @@ func TestCoAPSForgedHellos(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	waitFor(t, 5*time.Second, "half the forged hellos to be dropped", func() bool { return l.dropped.Load() >= forged/2 })
+	testsupport.WaitFor(t, 5*time.Second, "half the forged hellos to be dropped", func() bool { return l.dropped.Load() >= forged/2 })
 	if n := l.hellos.q.len(); n > 64 {
 		t.Errorf("%d hellos held, over the bound of 64", n)
 	}
@@ -473,18 +475,6 @@ func (u *untilEcho) WriteTo(b []byte, addr net.Addr) (int, error) {
 		u.echoed.Store(true)
 	}
 	return u.PacketConn.WriteTo(b, addr)
-}
-
-// waitFor polls cond until it holds, failing the test after d.
-func waitFor(t *testing.T, d time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("waited %v for %s", d, what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
 }
 
 func testCA(t *testing.T) (*x509.Certificate, *ecdsa.PrivateKey) {

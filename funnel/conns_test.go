@@ -23,10 +23,11 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
-	"github.com/twmb/franz-go/pkg/kfake"
 
+	"github.com/ddnn-continuum/ddnn/internal/httpapi"
 	"github.com/ddnn-continuum/ddnn/internal/kafka"
 	"github.com/ddnn-continuum/ddnn/internal/pipeline"
+	"github.com/ddnn-continuum/ddnn/internal/testsupport"
 )
 
 // bounded is a funnel in Run with its metrics, over kfake, on loopback.
@@ -51,13 +52,9 @@ func startBoundedAuth(t *testing.T, y string, serverTLS, clientTLS *tls.Config, 
 	if err != nil {
 		t.Fatal(err)
 	}
-	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(p.Kafka.Partitions, p.Topics()...))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(c.Close)
+	c := testsupport.KafkaCluster(t, p.Kafka.Partitions, p.Topics()...)
 	p.Kafka.Brokers = c.ListenAddrs()
-	cl, err := kafka.NewClient(&p.Kafka, "funnel", nil, nil, ProducerOptions(p)...)
+	cl, err := kafka.NewClient(&p.Kafka, "funnel", nil, nil, ProducerOptions(&p.Kafka)...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -70,7 +67,7 @@ func startBoundedAuth(t *testing.T, y string, serverTLS, clientTLS *tls.Config, 
 	if err != nil {
 		t.Fatal(err)
 	}
-	b := &bounded{f: New(p, cl, NewMetrics(prometheus.NewRegistry()), nil), addr: ln.Addr().String(), tls: clientTLS}
+	b := &bounded{f: New(onlySite(t, p), cl, NewMetrics(prometheus.NewRegistry()), nil), addr: ln.Addr().String(), tls: clientTLS}
 	b.f.SetAuth(a)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
@@ -238,7 +235,7 @@ func newGoodDevice(b *bounded) *goodDevice {
 	}
 	return &goodDevice{
 		client: &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{DisableKeepAlives: true, TLSClientConfig: b.tls}},
-		url:    scheme + "://" + b.addr + PathIngest,
+		url:    scheme + "://" + b.addr + httpapi.PathIngest,
 	}
 }
 

@@ -35,17 +35,10 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/ddnn-continuum/ddnn/internal/auth"
+	"github.com/ddnn-continuum/ddnn/internal/httpapi"
 	"github.com/ddnn-continuum/ddnn/internal/pipeline"
 	"github.com/ddnn-continuum/ddnn/internal/records"
 	"github.com/ddnn-continuum/ddnn/internal/wire"
-)
-
-// Routes a funnel serves.
-const (
-	PathIngest  = "/v1/ingest"
-	PathTiers   = "/v1/tiers/" // + tier name: internal, a batch of messages
-	PathResults = "/v1/results"
-	PathDrain   = "/v1/drain" // internal: stop taking device data
 )
 
 // Headers devices may set on ingest.
@@ -56,11 +49,11 @@ const (
 
 // Funnel serves the routes above with one shared producer.
 type Funnel struct {
-	p     *pipeline.Pipeline
+	p     *pipeline.Pipeline // the whole pipeline
+	site  *pipeline.SiteView // the site this funnel writes to
 	cl    *kgo.Client
 	m     *Metrics
 	log   *slog.Logger
-	site  string // the site this funnel writes to
 	first string // first tier
 	// ingestSite is the site of the first tier, which takes device data.
 	ingestSite string
@@ -70,29 +63,16 @@ type Funnel struct {
 	rl         *deviceLimiter // nil when funnel.device_rate_limit is off
 }
 
-// New builds the funnel of a pipeline on one site over cl, a client made
-// with ProducerOptions.
-func New(p *pipeline.Pipeline, cl *kgo.Client, m *Metrics, log *slog.Logger) *Funnel {
-	f, err := NewOnSite(p, p.Sites()[0].Name, cl, m, log)
-	if err != nil {
-		panic(err) // the first site always exists
-	}
-	return f
-}
-
-// NewOnSite builds the funnel of the site called site over cl, a client
-// of that site's Kafka made with ProducerOptions(p.OnSite(site)).
-func NewOnSite(p *pipeline.Pipeline, site string, cl *kgo.Client, m *Metrics, log *slog.Logger) (*Funnel, error) {
-	sp, err := p.OnSite(site)
-	if err != nil {
-		return nil, err
-	}
+// New builds the funnel of site over cl, a client of the site's Kafka
+// made with ProducerOptions(&site.Kafka).
+func New(site *pipeline.SiteView, cl *kgo.Client, m *Metrics, log *slog.Logger) *Funnel {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
+	p := site.Pipeline
 	first := p.Tiers[0].Name
-	return &Funnel{p: sp, cl: cl, m: m, log: log, site: site, first: first, ingestSite: p.SiteOf(first).Name, now: time.Now,
-		rl: newDeviceLimiter(sp.Funnel.DeviceRateLimit)}, nil
+	return &Funnel{p: p, site: site, cl: cl, m: m, log: log, first: first, ingestSite: p.SiteOf(first).Name, now: time.Now,
+		rl: newDeviceLimiter(site.Funnel.DeviceRateLimit)}
 }
 
 // NotIngestSiteError is the answer of a funnel whose site does not hold the
@@ -127,10 +107,10 @@ func (f *Funnel) SetAuth(a Auth) { f.auth = a }
 // the results or the drain switch are on the delivery zone.
 func (f *Funnel) DeviceHandler() http.Handler {
 	mux := http.NewServeMux()
-	mux.HandleFunc("POST "+PathIngest, f.serveIngest)
+	mux.HandleFunc("POST "+httpapi.PathIngest, f.serveIngest)
 	f.health(mux)
 	mux.HandleFunc("/", f.noRoute(mux, func(w http.ResponseWriter, r *http.Request) {
-		writeError(w, http.StatusNotFound, fmt.Sprintf("no route %s %s on the device listener (POST %s)", r.Method, r.URL.Path, PathIngest))
+		writeError(w, http.StatusNotFound, fmt.Sprintf("no route %s %s on the device listener (POST %s)", r.Method, r.URL.Path, httpapi.PathIngest))
 	}))
 	return mux
 }
@@ -141,14 +121,14 @@ func (f *Funnel) DeviceHandler() http.Handler {
 // /readyz for anyone.
 func (f *Funnel) DeliveryHandler() http.Handler {
 	guarded := http.NewServeMux()
-	guarded.HandleFunc("POST "+PathTiers+"{tier}", f.serveTier)
-	guarded.HandleFunc("POST "+PathResults, f.serveResults)
-	guarded.HandleFunc("POST "+PathDrain, func(w http.ResponseWriter, _ *http.Request) {
+	guarded.HandleFunc("POST "+httpapi.PathTiers+"{tier}", f.serveTier)
+	guarded.HandleFunc("POST "+httpapi.PathResults, f.serveResults)
+	guarded.HandleFunc("POST "+httpapi.PathDrain, func(w http.ResponseWriter, _ *http.Request) {
 		f.Drain()
 		io.WriteString(w, "draining\n")
 	})
 	guarded.HandleFunc("/", f.noRoute(guarded, func(w http.ResponseWriter, r *http.Request) {
-		writeError(w, http.StatusNotFound, fmt.Sprintf("no route %s %s on the delivery listener (POST %s<tier>, POST %s, POST %s)", r.Method, r.URL.Path, PathTiers, PathResults, PathDrain))
+		writeError(w, http.StatusNotFound, fmt.Sprintf("no route %s %s on the delivery listener (POST %s<tier>, POST %s, POST %s)", r.Method, r.URL.Path, httpapi.PathTiers, httpapi.PathResults, httpapi.PathDrain))
 	}))
 	mux := http.NewServeMux()
 	f.health(mux)
@@ -167,20 +147,8 @@ func (f *Funnel) health(mux *http.ServeMux) {
 	})
 }
 
-// WriteError answers code with body, the JSON error answer of every ddnn
-// HTTP service (funnels and inference functions); a 503 asks to retry
-// after a second.
-func WriteError(w http.ResponseWriter, code int, body *wire.ErrorBody) {
-	w.Header().Set("Content-Type", wire.ContentTypeJSON)
-	if code == http.StatusServiceUnavailable {
-		w.Header().Set("Retry-After", "1")
-	}
-	w.WriteHeader(code)
-	w.Write(wire.AppendErrorBody(nil, body))
-}
-
 func writeError(w http.ResponseWriter, code int, msg string) {
-	WriteError(w, code, &wire.ErrorBody{Error: msg})
+	httpapi.WriteError(w, code, &wire.ErrorBody{Error: msg})
 }
 
 // fail answers an error and counts it.
@@ -218,7 +186,7 @@ func outcomeFor(code int) string {
 func (f *Funnel) readBody(w http.ResponseWriter, r *http.Request, route string) ([]byte, bool) {
 	limit, setting := int64(pipeline.DefaultMaxRequestBytes), "the delivery limit"
 	if route == "ingest" {
-		limit, setting = f.p.Funnel.MaxRequestBytes, "funnel.max_request_bytes"
+		limit, setting = f.site.Funnel.MaxRequestBytes, "funnel.max_request_bytes"
 	}
 	if r.ContentLength > limit {
 		f.fail(w, route, http.StatusRequestEntityTooLarge, fmt.Sprintf("body of %d bytes over the limit of %d (%s)", r.ContentLength, limit, setting))
@@ -244,8 +212,8 @@ type IngestResponse struct {
 
 func (f *Funnel) serveIngest(w http.ResponseWriter, r *http.Request) {
 	const route = "ingest"
-	if f.site != f.ingestSite {
-		f.fail(w, route, http.StatusNotFound, (&NotIngestSiteError{f.site, f.ingestSite}).Error())
+	if f.site.Name != f.ingestSite {
+		f.fail(w, route, http.StatusNotFound, (&NotIngestSiteError{f.site.Name, f.ingestSite}).Error())
 		return
 	}
 	if f.draining.Load() {
@@ -379,7 +347,7 @@ func (f *Funnel) serveTier(w http.ResponseWriter, r *http.Request) {
 	for i := range msgs {
 		msgs[i].Route = tier
 	}
-	if err := f.produceMessages(r.Context(), records.DestinationOf(f.p, f.site, tier), msgs); err != nil {
+	if err := f.produceMessages(r.Context(), records.DestinationOf(f.p, f.site.Name, tier), msgs); err != nil {
 		f.produceFailed(w, route, err)
 		return
 	}
@@ -399,7 +367,7 @@ func (f *Funnel) serveResults(w http.ResponseWriter, r *http.Request) {
 		f.fail(w, route, http.StatusBadRequest, err.Error())
 		return
 	}
-	dest := records.DestinationOf(f.p, f.site, "")
+	dest := records.DestinationOf(f.p, f.site.Name, "")
 	recs := make([]*kgo.Record, len(rs))
 	for i := range rs {
 		if recs[i], err = records.Result(dest, &rs[i]); err != nil {
@@ -429,8 +397,8 @@ func (f *Funnel) serveResults(w http.ResponseWriter, r *http.Request) {
 // to the first tier's topic; it returns once Kafka acknowledged. A funnel
 // of another site refuses it with NotIngestSiteError.
 func (f *Funnel) accept(ctx context.Context, m *wire.Message) error {
-	if f.site != f.ingestSite {
-		return &NotIngestSiteError{f.site, f.ingestSite}
+	if f.site.Name != f.ingestSite {
+		return &NotIngestSiteError{f.site.Name, f.ingestSite}
 	}
 	if m.ID == "" {
 		m.ID = NewID()

@@ -17,6 +17,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 	"go.uber.org/goleak"
 
+	"github.com/ddnn-continuum/ddnn/internal/httpapi"
 	"github.com/ddnn-continuum/ddnn/internal/kafka"
 	"github.com/ddnn-continuum/ddnn/internal/pipeline"
 	"github.com/ddnn-continuum/ddnn/internal/wire"
@@ -49,8 +50,9 @@ kafka: {partitions: 2, produce_timeout: 1s}
 
 type env struct {
 	p    *pipeline.Pipeline
-	srv  *httptest.Server // the device zone
-	dsrv *httptest.Server // the delivery zone
+	site *pipeline.SiteView // of p: the funnel's
+	srv  *httptest.Server   // the device zone
+	dsrv *httptest.Server   // the delivery zone
 	cl   *kgo.Client
 	f    *Funnel
 }
@@ -82,20 +84,21 @@ func setupYAML(t *testing.T, brokerAddr, y string) *env {
 		brokerAddr = b.Addr()
 	}
 	p.Kafka.Brokers = []string{brokerAddr}
-	cl, err := kafka.NewClient(&p.Kafka, "funnel", nil, nil, ProducerOptions(p)...)
+	cl, err := kafka.NewClient(&p.Kafka, "funnel", nil, nil, ProducerOptions(&p.Kafka)...)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(cl.Close)
-	f := New(p, cl, nil, nil)
+	site := onlySite(t, p)
+	f := New(site, cl, nil, nil)
 	srv, dsrv := serve(t, f)
-	return &env{p: p, srv: srv, dsrv: dsrv, cl: cl, f: f}
+	return &env{p: p, site: site, srv: srv, dsrv: dsrv, cl: cl, f: f}
 }
 
 func (e *env) post(t *testing.T, path, contentType string, body []byte, hdr map[string]string) (*http.Response, string) {
 	t.Helper()
 	base := e.dsrv.URL // the pipeline's own routes
-	if path == PathIngest {
+	if path == httpapi.PathIngest {
 		base = e.srv.URL
 	}
 	return postURL(t, base+path, contentType, body, hdr)
@@ -142,7 +145,7 @@ func (e *env) records(t *testing.T, topic string) []*kgo.Record {
 	}
 	// A fetch that finds a partition empty waits at most 100ms for it (not
 	// kgo's 5s), so a partition that joins the fetch late is read soon.
-	c, err := kgo.NewClient(kgo.SeedBrokers(e.p.Kafka.Brokers...), kgo.ConsumeTopics(topic), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
+	c, err := kgo.NewClient(kgo.SeedBrokers(e.site.Kafka.Brokers...), kgo.ConsumeTopics(topic), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
 		kgo.FetchMaxWait(100*time.Millisecond))
 	if err != nil {
 		t.Fatal(err)
@@ -169,11 +172,11 @@ func floats(v ...float32) []byte {
 
 func TestIngestWritesAfterAck(t *testing.T) {
 	e := setup(t, "")
-	resp, body := e.post(t, PathIngest, "application/octet-stream", floats(1, 2, 3, 4), map[string]string{HeaderDeviceID: "dev-1", HeaderMessageID: "m-1"})
+	resp, body := e.post(t, httpapi.PathIngest, "application/octet-stream", floats(1, 2, 3, 4), map[string]string{HeaderDeviceID: "dev-1", HeaderMessageID: "m-1"})
 	if resp.StatusCode != http.StatusAccepted || !strings.Contains(body, `"id":"m-1"`) {
 		t.Fatalf("raw ingest: %d %s", resp.StatusCode, body)
 	}
-	resp, body = e.post(t, PathIngest, "application/json", []byte(`{"device":"dev-2","data":[0.5,1,1.5,2]}`), nil)
+	resp, body = e.post(t, httpapi.PathIngest, "application/json", []byte(`{"device":"dev-2","data":[0.5,1,1.5,2]}`), nil)
 	var ir IngestResponse
 	if resp.StatusCode != http.StatusAccepted || json.Unmarshal([]byte(body), &ir) != nil || len(ir.ID) != 32 {
 		t.Fatalf("json ingest: %d %s", resp.StatusCode, body)
@@ -209,16 +212,16 @@ func TestIngestBadInput(t *testing.T) {
 		status         int
 		want           string
 	}{
-		{"malformed json", PathIngest, "application/json", []byte(`{"data":[1,2,`), 400, "data"},
-		{"json wrong count", PathIngest, "application/json", []byte(`{"data":[1,2,3]}`), 400, "want {"},
-		{"raw wrong count", PathIngest, "application/octet-stream", floats(1, 2, 3), 400, "raw body has 12 bytes, want 16: float32 [2 2]"},
-		{"NaN", PathIngest, "application/octet-stream", nan, 400, "element 1 is NaN"},
-		{"unknown content type", PathIngest, "text/plain", []byte("x"), 415, "application/json"},
-		{"oversized", PathIngest, "application/json", bytes.Repeat([]byte(" "), 4096), 413, "over the limit of 2048"},
+		{"malformed json", httpapi.PathIngest, "application/json", []byte(`{"data":[1,2,`), 400, "data"},
+		{"json wrong count", httpapi.PathIngest, "application/json", []byte(`{"data":[1,2,3]}`), 400, "want {"},
+		{"raw wrong count", httpapi.PathIngest, "application/octet-stream", floats(1, 2, 3), 400, "raw body has 12 bytes, want 16: float32 [2 2]"},
+		{"NaN", httpapi.PathIngest, "application/octet-stream", nan, 400, "element 1 is NaN"},
+		{"unknown content type", httpapi.PathIngest, "text/plain", []byte("x"), 415, "application/json"},
+		{"oversized", httpapi.PathIngest, "application/json", bytes.Repeat([]byte(" "), 4096), 413, "over the limit of 2048"},
 		{"unknown route", "/v1/nope", "application/json", []byte("{}"), 404, "no route POST /v1/nope"},
-		{"unknown tier", PathTiers + "fog", wire.ContentTypeJSON, []byte(`{"messages":[]}`), 404, `no tier \"fog\"`},
-		{"bad tier batch", PathTiers + "cloud", wire.ContentTypeJSON, []byte(`{"messages":[{"x":1}]}`), 400, "x"},
-		{"bad results", PathResults, "application/json", []byte(`[{"id":1}]`), 400, "result"},
+		{"unknown tier", httpapi.PathTiers + "fog", wire.ContentTypeJSON, []byte(`{"messages":[]}`), 404, `no tier \"fog\"`},
+		{"bad tier batch", httpapi.PathTiers + "cloud", wire.ContentTypeJSON, []byte(`{"messages":[{"x":1}]}`), 400, "x"},
+		{"bad results", httpapi.PathResults, "application/json", []byte(`[{"id":1}]`), 400, "result"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			resp, body := e.post(t, tc.path, tc.ct, tc.body, nil)
@@ -241,12 +244,12 @@ func TestInternalRoutes(t *testing.T) {
 		{ID: "b", Device: "d", Tensor: wire.Float32Tensor([]int{3}, []float32{4, 5, 6})},
 	}
 	body, _ := wire.AppendMessages(nil, wire.Binary, msgs)
-	if resp, b := e.post(t, PathTiers+"cloud", wire.ContentTypeBinary, body, nil); resp.StatusCode != http.StatusNoContent {
+	if resp, b := e.post(t, httpapi.PathTiers+"cloud", wire.ContentTypeBinary, body, nil); resp.StatusCode != http.StatusNoContent {
 		t.Fatalf("tier delivery: %d %s", resp.StatusCode, b)
 	}
 	rs := []wire.Result{{ID: "a", Tier: "cloud", Class: 1, Label: "b", Confidence: 0.9, ExitedAt: time.Now().UTC()}}
 	body, _ = wire.AppendResults(nil, rs)
-	if resp, b := e.post(t, PathResults, "application/json", body, nil); resp.StatusCode != http.StatusNoContent {
+	if resp, b := e.post(t, httpapi.PathResults, "application/json", body, nil); resp.StatusCode != http.StatusNoContent {
 		t.Fatalf("results delivery: %d %s", resp.StatusCode, b)
 	}
 	if n := len(e.records(t, "t.cloud.in")); n != 2 {
@@ -273,7 +276,7 @@ func TestKafkaUnreachable(t *testing.T) {
 	ln.Close() // nothing listens there now
 	e := setup(t, addr)
 	start := time.Now()
-	resp, body := e.post(t, PathIngest, "application/octet-stream", floats(1, 2, 3, 4), nil)
+	resp, body := e.post(t, httpapi.PathIngest, "application/octet-stream", floats(1, 2, 3, 4), nil)
 	took := time.Since(start)
 	if resp.StatusCode != http.StatusServiceUnavailable || resp.Header.Get("Retry-After") == "" {
 		t.Errorf("%d %s, Retry-After %q", resp.StatusCode, body, resp.Header.Get("Retry-After"))
@@ -285,15 +288,15 @@ func TestKafkaUnreachable(t *testing.T) {
 
 func TestDrain(t *testing.T) {
 	e := setup(t, "")
-	if resp, _ := e.post(t, PathDrain, "", nil, nil); resp.StatusCode != 200 {
+	if resp, _ := e.post(t, httpapi.PathDrain, "", nil, nil); resp.StatusCode != 200 {
 		t.Fatal(resp.StatusCode)
 	}
-	resp, body := e.post(t, PathIngest, "application/octet-stream", floats(1, 2, 3, 4), nil)
+	resp, body := e.post(t, httpapi.PathIngest, "application/octet-stream", floats(1, 2, 3, 4), nil)
 	if resp.StatusCode != http.StatusServiceUnavailable {
 		t.Errorf("ingest while draining: %d %s", resp.StatusCode, body)
 	}
 	body2, _ := wire.AppendMessages(nil, wire.Binary, []wire.Message{{ID: "a", Tensor: wire.Float32Tensor([]int{1}, []float32{1})}})
-	if resp, b := e.post(t, PathTiers+"cloud", wire.ContentTypeBinary, body2, nil); resp.StatusCode != http.StatusNoContent {
+	if resp, b := e.post(t, httpapi.PathTiers+"cloud", wire.ContentTypeBinary, body2, nil); resp.StatusCode != http.StatusNoContent {
 		t.Errorf("internal delivery while draining: %d %s", resp.StatusCode, b)
 	}
 }
@@ -319,20 +322,20 @@ func decodeRecord(t *testing.T, r *kgo.Record) wire.Message {
 func TestRecordLimits(t *testing.T) {
 	y := strings.Replace(testYAML, "funnel: {max_request_bytes: 2048}\n", "", 1)
 	e := setupYAML(t, "", strings.Replace(y, "kafka: {", "kafka: {max_record_bytes: 8192, ", 1))
-	if got, want := e.p.Funnel.MaxRequestBytes, e.p.Input.IngestBytes(); got != want {
+	if got, want := e.site.Funnel.MaxRequestBytes, e.p.Input.IngestBytes(); got != want {
 		t.Errorf("default funnel.max_request_bytes %d, want %d", got, want)
 	}
 	long := strings.Repeat("x", 10000)
-	resp, body := e.post(t, PathIngest, "application/json", []byte(`{"id":"`+long+`","data":[1,2,3,4]}`), nil)
+	resp, body := e.post(t, httpapi.PathIngest, "application/json", []byte(`{"id":"`+long+`","data":[1,2,3,4]}`), nil)
 	if resp.StatusCode != 400 || !strings.Contains(body, `JSON \"id\": 10000 bytes, over the limit of 128`) {
 		t.Errorf("%d %s; want 400 naming the id rule", resp.StatusCode, body)
 	}
 	big, _ := wire.AppendMessages(nil, wire.Binary, []wire.Message{{ID: "big", Tensor: wire.Float32Tensor([]int{2500}, make([]float32, 2500))}})
-	resp, body = e.post(t, PathTiers+"cloud", wire.ContentTypeBinary, big, nil)
+	resp, body = e.post(t, httpapi.PathTiers+"cloud", wire.ContentTypeBinary, big, nil)
 	if resp.StatusCode != 413 || !strings.Contains(body, "over kafka.max_record_bytes 8192") {
 		t.Errorf("%d %s; want 413 naming kafka.max_record_bytes", resp.StatusCode, body)
 	}
-	resp, body = e.post(t, PathIngest, "application/json", []byte(`{"id":"short","data":[1,2,3,4]}`), nil)
+	resp, body = e.post(t, httpapi.PathIngest, "application/json", []byte(`{"id":"short","data":[1,2,3,4]}`), nil)
 	if resp.StatusCode != 202 {
 		t.Errorf("%d %s after a refused request", resp.StatusCode, body)
 	}
@@ -342,4 +345,18 @@ func TestRecordLimits(t *testing.T) {
 	if n := len(e.records(t, e.p.InputTopic("cloud"))); n != 0 {
 		t.Errorf("%d records in the cloud tier, want none", n)
 	}
+}
+
+// onlySite is the view of p's only site.
+func onlySite(t *testing.T, p *pipeline.Pipeline) *pipeline.SiteView {
+	t.Helper()
+	sites := p.Sites()
+	if len(sites) != 1 {
+		t.Fatalf("pipeline %q has %d sites, want one", p.Name, len(sites))
+	}
+	v, err := p.OnSite(sites[0].Name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return v
 }

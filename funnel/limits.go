@@ -148,7 +148,7 @@ func (f *Funnel) limitRate(device, remoteAddr string) error {
 	if ok {
 		return nil
 	}
-	c := f.p.Funnel.DeviceRateLimit
+	c := f.site.Funnel.DeviceRateLimit
 	return &RateLimitedError{Device: device, Rate: c.Rate, Burst: c.Burst, Wait: wait}
 }
 

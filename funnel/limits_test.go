@@ -17,6 +17,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/ddnn-continuum/ddnn/internal/httpapi"
 	"github.com/ddnn-continuum/ddnn/internal/pipeline"
 	"github.com/ddnn-continuum/ddnn/internal/wire"
 )
@@ -64,7 +65,7 @@ func TestIngestIDRules(t *testing.T) {
 			if body == nil {
 				ct, body = "application/octet-stream", floats(1, 2, 3, 4)
 			}
-			req, _ := http.NewRequest("POST", e.srv.URL+PathIngest+tc.query, strings.NewReader(string(body)))
+			req, _ := http.NewRequest("POST", e.srv.URL+httpapi.PathIngest+tc.query, strings.NewReader(string(body)))
 			req.Header = tc.hdr.Clone()
 			if req.Header == nil {
 				req.Header = http.Header{}
@@ -163,18 +164,18 @@ func TestMethodNotAllowed(t *testing.T) {
 	r := startRun(t, testYAML, broker(t), prometheus.NewRegistry())
 	waitServing(t, r)
 	for _, tc := range []struct{ method, path, allow string }{
-		{"GET", PathIngest, "POST"},
-		{"PUT", PathIngest, "POST"},
-		{"GET", PathTiers + "cloud", "POST"},
-		{"DELETE", PathResults, "POST"},
-		{"GET", PathDrain, "POST"},
+		{"GET", httpapi.PathIngest, "POST"},
+		{"PUT", httpapi.PathIngest, "POST"},
+		{"GET", httpapi.PathTiers + "cloud", "POST"},
+		{"DELETE", httpapi.PathResults, "POST"},
+		{"GET", httpapi.PathDrain, "POST"},
 		{"POST", "/healthz", "GET, HEAD"},
 		{"PUT", "/readyz", "GET, HEAD"},
 		{"POST", "/metrics", "GET, HEAD"},
 	} {
 		t.Run(tc.method+tc.path, func(t *testing.T) {
 			base := r.durl // the delivery zone's routes
-			if tc.path == PathIngest || tc.path == "/healthz" || tc.path == "/readyz" {
+			if tc.path == httpapi.PathIngest || tc.path == "/healthz" || tc.path == "/readyz" {
 				base = r.url
 			}
 			req, _ := http.NewRequest(tc.method, base+tc.path, nil)
@@ -209,7 +210,7 @@ func TestMethodNotAllowed(t *testing.T) {
 func TestIngestUnsupportedMediaType(t *testing.T) {
 	e := setup(t, "")
 	for _, ct := range []string{"text/plain", "", "application/x-ddnn-batch", "not a type"} {
-		resp, body := e.post(t, PathIngest, ct, []byte("x"), nil)
+		resp, body := e.post(t, httpapi.PathIngest, ct, []byte("x"), nil)
 		if resp.StatusCode != 415 || !strings.Contains(body, "(supported: application/octet-stream, application/json)") ||
 			resp.Header.Get("Accept-Post") != "application/octet-stream, application/json" {
 			t.Errorf("%q: %d %s Accept-Post %q", ct, resp.StatusCode, body, resp.Header.Get("Accept-Post"))
@@ -230,7 +231,7 @@ func TestDeviceRateLimit(t *testing.T) {
 		if device != "" {
 			hdr[HeaderDeviceID] = device
 		}
-		return e.post(t, PathIngest, "application/octet-stream", floats(1, 2, 3, 4), hdr)
+		return e.post(t, httpapi.PathIngest, "application/octet-stream", floats(1, 2, 3, 4), hdr)
 	}
 	for i := range 2 {
 		if resp, body := send("cam-1"); resp.StatusCode != 202 {

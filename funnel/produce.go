@@ -32,8 +32,8 @@ import (
 // given up after it was sent may still have been stored by the broker:
 // idempotence no longer guards its retry, which is at least once like
 // the rest of the pipeline (docs/streaming.md, "Ids").
-func ProducerOptions(p *pipeline.Pipeline) []kgo.Opt {
-	return append(kafka.ProducerOptions(&p.Kafka),
+func ProducerOptions(k *pipeline.Kafka) []kgo.Opt {
+	return append(kafka.ProducerOptions(k),
 		kgo.ProducerLinger(time.Millisecond),
 		kgo.MaxBufferedRecords(100_000),
 		kgo.AllowIdempotentProduceCancellation(),
@@ -95,8 +95,8 @@ func (f *Funnel) produceMessages(ctx context.Context, d records.Destination, msg
 			// signed. (auth.devices: token requires a service token.)
 			records.SignDevice(rec, f.auth.Service, msgs[i].Device)
 		}
-		if n := kafka.RecordSize(rec); n > f.p.Kafka.MaxRecordBytes {
-			return &RecordTooLargeError{Index: i, Bytes: n, Limit: f.p.Kafka.MaxRecordBytes}
+		if n := kafka.RecordSize(rec); n > f.site.Kafka.MaxRecordBytes {
+			return &RecordTooLargeError{Index: i, Bytes: n, Limit: f.site.Kafka.MaxRecordBytes}
 		}
 		recs[i] = rec
 	}
@@ -133,7 +133,7 @@ func (f *Funnel) produce(ctx context.Context, recs []*kgo.Record) error {
 	if len(recs) == 0 {
 		return nil
 	}
-	timeout := f.p.Kafka.ProduceTimeout
+	timeout := f.site.Kafka.ProduceTimeout
 	pctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), timeout)
 	w := &produceWait{f: f, left: len(recs), done: make(chan struct{})}
 	for _, rec := range recs {

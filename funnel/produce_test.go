@@ -19,7 +19,9 @@ import (
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
+	"github.com/ddnn-continuum/ddnn/internal/httpapi"
 	"github.com/ddnn-continuum/ddnn/internal/kafka"
+	"github.com/ddnn-continuum/ddnn/internal/testsupport"
 )
 
 // hungBroker is a kfake cluster that, while hung, holds every request it
@@ -69,7 +71,7 @@ func (h *hungBroker) resume() {
 // the client gives up after 20s (code 0).
 func ingestTimed(t *testing.T, url, id string) (code int, retryAfter, body string, took time.Duration) {
 	t.Helper()
-	req, err := http.NewRequest(http.MethodPost, url+PathIngest, strings.NewReader(`{"data":[1,2,3,4]}`))
+	req, err := http.NewRequest(http.MethodPost, url+httpapi.PathIngest, strings.NewReader(`{"data":[1,2,3,4]}`))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -110,7 +112,7 @@ func TestIngestBrokerHangs(t *testing.T) {
 
 	h.hang()
 	code, retryAfter, body, took := ingestTimed(t, e.srv.URL, "during")
-	t.Logf("ingest while the broker hangs (produce_timeout %v): %d in %v (Retry-After %q) %s", e.p.Kafka.ProduceTimeout, code, took, retryAfter, strings.TrimSpace(body))
+	t.Logf("ingest while the broker hangs (produce_timeout %v): %d in %v (Retry-After %q) %s", e.site.Kafka.ProduceTimeout, code, took, retryAfter, strings.TrimSpace(body))
 	if h.held.Load() == 0 {
 		t.Fatal("the broker held no request: the hang was not exercised")
 	}
@@ -118,7 +120,7 @@ func TestIngestBrokerHangs(t *testing.T) {
 		t.Errorf("ingest while the broker hangs: %d, Retry-After %q, body %s; want 503 with Retry-After naming kafka.produce_timeout", code, retryAfter, body)
 	}
 	if took > 5*time.Second {
-		t.Errorf("ingest while the broker hangs answered after %v, want about produce_timeout (%v)", took, e.p.Kafka.ProduceTimeout)
+		t.Errorf("ingest while the broker hangs answered after %v, want about produce_timeout (%v)", took, e.site.Kafka.ProduceTimeout)
 	}
 
 	// The producer lets go of what it could not deliver in time, rather
@@ -152,24 +154,6 @@ func TestIngestBrokerHangs(t *testing.T) {
 	}
 }
 
-// lockedBuffer is a bytes.Buffer safe for a logger and a test at once.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
 // TestProduceLateOutcomeCounted: a record Kafka acknowledges after the
 // funnel answered 503 is counted as acked_late and logged, never taken
 // silently. A producer without the funnel's AllowIdempotentProduceCancellation
@@ -186,8 +170,8 @@ func TestProduceLateOutcomeCounted(t *testing.T) {
 	}
 	t.Cleanup(cl.Close)
 	m := NewMetrics(prometheus.NewRegistry())
-	var logs lockedBuffer
-	f := New(p, cl, m, slog.New(slog.NewTextHandler(&logs, nil)))
+	var logs testsupport.Buffer
+	f := New(onlySite(t, p), cl, m, slog.New(slog.NewTextHandler(&logs, nil)))
 	srv, _ := serve(t, f)
 	// Connected, with the partitions known: the record is sent at once.
 	if code, _, body, _ := ingestTimed(t, srv.URL, "before"); code != http.StatusAccepted {
@@ -226,13 +210,13 @@ func TestEmptyBatchAnsweredAtOnce(t *testing.T) {
 	e := setup(t, h.c.ListenAddrs()[0])
 	h.hang()
 	began := time.Now()
-	resp, body := e.post(t, PathResults, "application/json", []byte("[]"), nil)
+	resp, body := e.post(t, httpapi.PathResults, "application/json", []byte("[]"), nil)
 	took := time.Since(began)
 	if resp.StatusCode != http.StatusNoContent {
 		t.Errorf("empty results batch: %d %s, want 204", resp.StatusCode, body)
 	}
-	if took >= e.p.Kafka.ProduceTimeout {
-		t.Errorf("empty results batch answered after %v: it waited for the produce timeout (%v)", took, e.p.Kafka.ProduceTimeout)
+	if took >= e.site.Kafka.ProduceTimeout {
+		t.Errorf("empty results batch answered after %v: it waited for the produce timeout (%v)", took, e.site.Kafka.ProduceTimeout)
 	}
 }
 
@@ -261,13 +245,13 @@ func TestCoAPBrokerHangs(t *testing.T) {
 	}
 	h.hang()
 	out, took := upload("coap-during")
-	t.Logf("upload while the broker hangs (produce_timeout %v): answered after %v", e.p.Kafka.ProduceTimeout, took)
+	t.Logf("upload while the broker hangs (produce_timeout %v): answered after %v", e.site.Kafka.ProduceTimeout, took)
 	// libcoap at -v 7 prints each message with its options.
 	if !regexp.MustCompile(`c:5\.03 [^\n]*Max-Age:1,[^\n]*'message coap-during: [^\n]*kafka\.produce_timeout`).MatchString(out) {
 		t.Errorf("upload while the broker hangs: %s; want 5.03 with Max-Age 1 naming the message id and kafka.produce_timeout", out)
 	}
 	if took > 5*time.Second {
-		t.Errorf("upload while the broker hangs answered after %v, want about produce_timeout (%v)", took, e.p.Kafka.ProduceTimeout)
+		t.Errorf("upload while the broker hangs answered after %v, want about produce_timeout (%v)", took, e.site.Kafka.ProduceTimeout)
 	}
 }
 
@@ -287,6 +271,6 @@ func TestIngestBrokerHungFromStart(t *testing.T) {
 		t.Errorf("first ingest: %d, Retry-After %q, body %s; want 503 with Retry-After naming the message and kafka.produce_timeout", code, retryAfter, body)
 	}
 	if took > 5*time.Second {
-		t.Errorf("first ingest answered after %v, want about produce_timeout (%v)", took, e.p.Kafka.ProduceTimeout)
+		t.Errorf("first ingest answered after %v, want about produce_timeout (%v)", took, e.site.Kafka.ProduceTimeout)
 	}
 }

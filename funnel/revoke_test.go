@@ -18,6 +18,8 @@ import (
 	udpclient "github.com/plgd-dev/go-coap/v3/udp/client"
 
 	"github.com/ddnn-continuum/ddnn/internal/auth"
+	"github.com/ddnn-continuum/ddnn/internal/httpapi"
+	"github.com/ddnn-continuum/ddnn/internal/testsupport"
 )
 
 // certEnv is a client CA, a server certificate, and a credentials file
@@ -64,7 +66,7 @@ func TestHTTPSRevokedCertificate(t *testing.T) {
 	}
 	post := func(c *http.Client) (int, string) {
 		t.Helper()
-		resp, err := c.Post(srv.URL+PathIngest, "application/octet-stream", bytes.NewReader(floats(1, 2, 3, 4)))
+		resp, err := c.Post(srv.URL+httpapi.PathIngest, "application/octet-stream", bytes.NewReader(floats(1, 2, 3, 4)))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -80,7 +82,7 @@ func TestHTTPSRevokedCertificate(t *testing.T) {
 	if err := auth.RevokeDevice(ce.creds, "cam-7", time.Now()); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 3*time.Second, "a new connection with the revoked certificate to be refused", func() bool {
+	testsupport.WaitFor(t, 3*time.Second, "a new connection with the revoked certificate to be refused", func() bool {
 		code, _ := post(newClient())
 		return code == http.StatusUnauthorized
 	})
@@ -109,7 +111,7 @@ func TestCoAPSRevokedCertificate(t *testing.T) {
 	}
 	// A handshake refused by the server ends with its alert, at once (not
 	// at the client's deadline, as when every slot were taken).
-	waitFor(t, 3*time.Second, "a handshake with the revoked certificate to be refused", func() bool {
+	testsupport.WaitFor(t, 3*time.Second, "a handshake with the revoked certificate to be refused", func() bool {
 		raddr, _ := net.ResolveUDPAddr("udp", addr)
 		conn, err := piondtls.Dial("udp", raddr, &piondtls.Config{Certificates: []tls.Certificate{ce.client}, RootCAs: ce.pool, ServerName: "localhost"})
 		if err != nil {

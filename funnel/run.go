@@ -81,7 +81,7 @@ func (f *Funnel) Run(ctx context.Context, cfg RunConfig) error {
 		delivery.Handle("GET /metrics", f.auth.Service.Require(promhttp.HandlerFor(cfg.Gatherer, promhttp.HandlerOpts{})))
 		delivery.Handle("/metrics", f.methodsOnly("GET, HEAD"))
 	}
-	fu := f.p.Funnel
+	fu := f.site.Funnel
 	// The pipeline set every bound (its defaults, or values validated
 	// not to be 0).
 	limiter := newConnLimiter(cfg.Device, fu.MaxConnections, fu.MaxConnectionsPerSource, fu.PerSourceExempt, fu.WriteTimeout, f.m)
@@ -135,7 +135,7 @@ func (f *Funnel) Run(ctx context.Context, cfg RunConfig) error {
 		serveUDP("coaps", func(ctx context.Context) error { return f.ServeCoAPS(ctx, cfg.CoAPS, cfg.CoAPLimits) })
 	}
 	f.log.Info("funnel serving", "device", cfg.Device.Addr().String(), "tls", cfg.TLS != nil,
-		"delivery", cfg.Delivery.Addr().String(), "brokers", f.p.Kafka.SeedBrokers())
+		"delivery", cfg.Delivery.Addr().String(), "brokers", f.site.Kafka.SeedBrokers())
 	for _, s := range servers {
 		g.Go(func() error {
 			if err := s.srv.Serve(s.ln); !errors.Is(err, http.ErrServerClosed) {
@@ -172,12 +172,12 @@ func (f *Funnel) Run(ctx context.Context, cfg RunConfig) error {
 	return err
 }
 
-// TLSConfig is the device listener's TLS from the pipeline's funnel.tls
+// TLSConfig is the device listener's TLS from the site's funnel.tls
 // (paths relative to the pipeline file), or nil when it has no
 // certificate. With a client CA, devices may present a certificate signed
 // by it instead of a token; one without a certificate still needs a token.
-func TLSConfig(p *pipeline.Pipeline) (*tls.Config, error) {
-	t := p.Funnel.TLS
+func TLSConfig(site *pipeline.SiteView) (*tls.Config, error) {
+	t, p := site.Funnel.TLS, site.Pipeline
 	if !t.Enabled() {
 		return nil, nil
 	}

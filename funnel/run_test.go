@@ -12,12 +12,13 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
+	"github.com/ddnn-continuum/ddnn/internal/httpapi"
 	"github.com/ddnn-continuum/ddnn/internal/kafka"
 	"github.com/ddnn-continuum/ddnn/internal/pipeline"
+	"github.com/ddnn-continuum/ddnn/internal/testsupport"
 )
 
 // running is a funnel in Run on loopback sockets.
@@ -39,7 +40,7 @@ func startRun(t *testing.T, y, brokers string, reg prometheus.Gatherer) *running
 		t.Fatal(err)
 	}
 	p.Kafka.Brokers = []string{brokers}
-	cl, err := kafka.NewClient(&p.Kafka, "funnel", nil, nil, ProducerOptions(p)...)
+	cl, err := kafka.NewClient(&p.Kafka, "funnel", nil, nil, ProducerOptions(&p.Kafka)...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -58,8 +59,9 @@ func startRun(t *testing.T, y, brokers string, reg prometheus.Gatherer) *running
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	r := &running{p: p, url: "http://" + ln.Addr().String(), durl: "http://" + dln.Addr().String(), udp: udp, stop: cancel, done: make(chan error, 1)}
+	f := New(onlySite(t, p), cl, nil, nil)
 	go func() {
-		r.done <- New(p, cl, nil, nil).Run(ctx, RunConfig{Device: ln, Delivery: dln, CoAP: udp, Gatherer: reg})
+		r.done <- f.Run(ctx, RunConfig{Device: ln, Delivery: dln, CoAP: udp, Gatherer: reg})
 	}()
 	t.Cleanup(func() {
 		cancel()
@@ -82,7 +84,7 @@ func (r *running) wait(t *testing.T) error {
 }
 
 func (r *running) ingest(id string) (int, error) {
-	req, _ := http.NewRequest(http.MethodPost, r.url+PathIngest, bytes.NewReader(floats(1, 2, 3, 4)))
+	req, _ := http.NewRequest(http.MethodPost, r.url+httpapi.PathIngest, bytes.NewReader(floats(1, 2, 3, 4)))
 	req.Header.Set("Content-Type", "application/octet-stream")
 	req.Header.Set(HeaderMessageID, id)
 	resp, err := (&http.Client{Transport: &http.Transport{DisableKeepAlives: true}}).Do(req)
@@ -101,11 +103,7 @@ func TestRunDrainsInFlight(t *testing.T) {
 	// Kafka's answer is held back for a while: a long produce timeout.
 	y := strings.Replace(testYAML, "produce_timeout: 1s", "produce_timeout: 30s", 1)
 	p, _ := pipeline.Parse([]byte(y))
-	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(p.Kafka.Partitions, p.Topics()...))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
+	c := testsupport.KafkaCluster(t, p.Kafka.Partitions, p.Topics()...)
 	arrived, release := make(chan struct{}), make(chan struct{})
 	var once sync.Once
 	c.ControlKey(kmsg.Produce.Int16(), func(kmsg.Request) (kmsg.Response, error, bool) {
@@ -157,8 +155,8 @@ func TestRunDrainsInFlight(t *testing.T) {
 	if err := r.wait(t); err != nil {
 		t.Errorf("Run: %v", err)
 	}
-	e := &env{p: p, cl: newClient(t, c.ListenAddrs()[0])}
-	e.p.Kafka.Brokers = c.ListenAddrs()
+	p.Kafka.Brokers = c.ListenAddrs()
+	e := &env{p: p, site: onlySite(t, p), cl: testsupport.KafkaClient(t, kgo.SeedBrokers(c.ListenAddrs()[0]))}
 	if recs := e.records(t, p.InputTopic("edge")); len(recs) != 1 || decodeRecord(t, recs[0]).ID != "in-flight" {
 		t.Errorf("records in %s: %d", p.InputTopic("edge"), len(recs))
 	}
@@ -174,15 +172,6 @@ func broker(t *testing.T) string {
 	}
 	t.Cleanup(b.Close)
 	return b.Addr()
-}
-
-func newClient(t *testing.T, addr string) *kgo.Client {
-	cl, err := kgo.NewClient(kgo.SeedBrokers(addr))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(cl.Close)
-	return cl
 }
 
 // TestRunEndsWithCoAP: a CoAP server that stops on its own ends the whole

@@ -15,6 +15,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/ddnn-continuum/ddnn/internal/auth"
+	"github.com/ddnn-continuum/ddnn/internal/httpapi"
 	"github.com/ddnn-continuum/ddnn/internal/kafka"
 	"github.com/ddnn-continuum/ddnn/internal/pipeline"
 	"github.com/ddnn-continuum/ddnn/internal/socket"
@@ -41,10 +42,10 @@ type Options struct {
 // that a bad setting, a busy address or an unreadable credential file
 // fails before anything is served.
 type Server struct {
-	f   *Funnel
-	cl  *kgo.Client
-	sp  *pipeline.Pipeline // the pipeline as its site runs it
-	run RunConfig
+	f    *Funnel
+	cl   *kgo.Client
+	site *pipeline.SiteView
+	run  RunConfig
 	// psk is the pre-shared keys' announcement, "" without them.
 	psk string
 }
@@ -56,7 +57,7 @@ type Server struct {
 // exist already). ctx bounds the making of topics. The Server holds what
 // it opened until Run or Close.
 func Start(ctx context.Context, p *pipeline.Pipeline, o Options) (*Server, error) {
-	sp, err := p.OnSite(o.Site)
+	site, err := p.OnSite(o.Site)
 	if err != nil {
 		return nil, err
 	}
@@ -67,31 +68,29 @@ func Start(ctx context.Context, p *pipeline.Pipeline, o Options) (*Server, error
 	if len(p.SiteList) > 1 {
 		log = log.With("site", o.Site)
 	}
-	deviceAddr, deliveryAddr := cmp.Or(o.Listen, sp.Funnel.Listen), cmp.Or(o.DeliveryListen, sp.Funnel.DeliveryListen)
-	if err := checkListeners(sp, deviceAddr, deliveryAddr); err != nil {
+	deviceAddr, deliveryAddr := cmp.Or(o.Listen, site.Funnel.Listen), cmp.Or(o.DeliveryListen, site.Funnel.DeliveryListen)
+	if err := checkListeners(site, deviceAddr, deliveryAddr); err != nil {
 		return nil, err
 	}
 	var fa Auth
-	if sp.Auth.Service == pipeline.AuthToken {
-		if fa.Service, err = auth.LoadTokens(sp.Path(sp.Auth.ServiceTokenFile)); err != nil {
+	if fa.Service, err = auth.LoadTokens(p.ServiceTokenPath()); err != nil {
+		return nil, err
+	}
+	if p.Auth.Devices == pipeline.AuthToken {
+		if fa.Devices, err = auth.LoadDevices(p.Path(p.Auth.DevicesFile)); err != nil {
 			return nil, err
 		}
 	}
-	if sp.Auth.Devices == pipeline.AuthToken {
-		if fa.Devices, err = auth.LoadDevices(sp.Path(sp.Auth.DevicesFile)); err != nil {
-			return nil, err
-		}
-	}
-	tlsCfg, err := TLSConfig(sp)
+	tlsCfg, err := TLSConfig(site)
 	if err != nil {
 		return nil, err
 	}
 
-	cl, err := kafka.NewClient(&sp.Kafka, "funnel", o.Registerer, log, ProducerOptions(sp)...)
+	cl, err := kafka.NewClient(&site.Kafka, "funnel", o.Registerer, log, ProducerOptions(&site.Kafka)...)
 	if err != nil {
 		return nil, fmt.Errorf("funnel: kafka client: %w", err)
 	}
-	s := &Server{cl: cl, sp: sp, run: RunConfig{TLS: tlsCfg, Gatherer: o.Gatherer}}
+	s := &Server{cl: cl, site: site, run: RunConfig{TLS: tlsCfg, Gatherer: o.Gatherer}}
 	if err := s.listen(deviceAddr, deliveryAddr, fa, log); err != nil {
 		s.Close()
 		return nil, err
@@ -100,13 +99,10 @@ func Start(ctx context.Context, p *pipeline.Pipeline, o Options) (*Server, error
 	if o.Registerer != nil {
 		m = NewMetrics(o.Registerer)
 	}
-	if s.f, err = NewOnSite(p, o.Site, cl, m, log); err != nil {
-		s.Close()
-		return nil, err
-	}
+	s.f = New(site, cl, m, log)
 	s.f.SetAuth(fa)
 	tctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	err = kafka.EnsureTopics(tctx, cl, &sp.Kafka, p.TopicsOn(o.Site)...)
+	err = kafka.EnsureTopics(tctx, cl, &site.Kafka, p.TopicsOn(o.Site)...)
 	cancel()
 	if err != nil {
 		log.Warn("topics not ensured; continuing (they may exist already)", "err", err)
@@ -116,22 +112,23 @@ func Start(ctx context.Context, p *pipeline.Pipeline, o Options) (*Server, error
 
 // checkListeners refuses listeners that would expose a zone beyond what
 // the pipeline allows, and plain CoAP where devices need a credential.
-func checkListeners(sp *pipeline.Pipeline, deviceAddr, deliveryAddr string) error {
-	if err := sp.CheckExposure("device", "funnel listener", deviceAddr); err != nil {
+func checkListeners(site *pipeline.SiteView, deviceAddr, deliveryAddr string) error {
+	devices := site.Pipeline.Auth.Devices
+	if err := site.CheckExposure("device", "funnel listener", deviceAddr); err != nil {
 		return err
 	}
-	if err := sp.CheckExposure("delivery", "funnel delivery listener", deliveryAddr); err != nil {
+	if err := site.CheckExposure("delivery", "funnel delivery listener", deliveryAddr); err != nil {
 		return err
 	}
-	if sp.Funnel.CoAPListen != "off" && sp.Auth.Devices == pipeline.AuthToken {
-		return fmt.Errorf("funnel.coap_listen %s: plain CoAP cannot carry a device's credential; set it \"off\" while auth.devices is token (funnel.coaps_listen serves CoAP over DTLS)", sp.Funnel.CoAPListen)
+	if site.Funnel.CoAPListen != "off" && devices == pipeline.AuthToken {
+		return fmt.Errorf("funnel.coap_listen %s: plain CoAP cannot carry a device's credential; set it \"off\" while auth.devices is token (funnel.coaps_listen serves CoAP over DTLS)", site.Funnel.CoAPListen)
 	}
-	if a := sp.Funnel.CoAPListen; a != "off" && !pipeline.IsLoopback(a) && sp.Auth.Devices != pipeline.AuthNone {
+	if a := site.Funnel.CoAPListen; a != "off" && !pipeline.IsLoopback(a) && devices != pipeline.AuthNone {
 		return fmt.Errorf("funnel.coap_listen %s is reachable from outside this machine, and plain CoAP carries no device credential: "+
 			"set it \"off\" (funnel.coaps_listen serves CoAP over DTLS), listen on 127.0.0.1, or set auth.devices: none to let anyone send", a)
 	}
-	if sp.Funnel.CoAPSListen != "off" {
-		return sp.CheckExposure("device", "funnel coaps listener", sp.Funnel.CoAPSListen)
+	if site.Funnel.CoAPSListen != "off" {
+		return site.CheckExposure("device", "funnel coaps listener", site.Funnel.CoAPSListen)
 	}
 	return nil
 }
@@ -146,22 +143,23 @@ func (s *Server) listen(deviceAddr, deliveryAddr string, fa Auth, log *slog.Logg
 	if s.run.Delivery, err = socket.Listen(deliveryAddr); err != nil {
 		return fmt.Errorf("funnel: delivery: %w", err)
 	}
-	if s.sp.Funnel.CoAPListen != "off" {
-		if s.run.CoAP, err = ListenCoAP(s.sp.Funnel.CoAPListen); err != nil {
+	if s.site.Funnel.CoAPListen != "off" {
+		if s.run.CoAP, err = ListenCoAP(s.site.Funnel.CoAPListen); err != nil {
 			return err
 		}
 	}
-	if s.sp.Funnel.CoAPSListen == "off" {
+	if s.site.Funnel.CoAPSListen == "off" {
 		return nil
 	}
 	d := DTLS{TLS: s.run.TLS, RequireDevice: fa.Devices != nil}
-	if s.sp.Auth.DevicesPSKKeyFile != "" {
-		if d.PSKs, err = auth.NewPSKs(fa.Devices, s.sp.Path(s.sp.Auth.DevicesPSKKeyFile)); err != nil {
+	p := s.site.Pipeline
+	if p.Auth.DevicesPSKKeyFile != "" {
+		if d.PSKs, err = auth.NewPSKs(fa.Devices, p.Path(p.Auth.DevicesPSKKeyFile)); err != nil {
 			return err
 		}
-		s.psk = "pre-shared keys: ddnn devices psk -f " + s.sp.PathFromHere(s.sp.Auth.DevicesFile) + " --key " + s.sp.PathFromHere(s.sp.Auth.DevicesPSKKeyFile) + " NAME"
+		s.psk = "pre-shared keys: ddnn devices psk -f " + p.PathFromHere(p.Auth.DevicesFile) + " --key " + p.PathFromHere(p.Auth.DevicesPSKKeyFile) + " NAME"
 	}
-	s.run.CoAPS, err = ListenCoAPS(s.sp.Funnel.CoAPSListen, d, s.sp.Funnel.MaxConnections, log)
+	s.run.CoAPS, err = ListenCoAPS(s.site.Funnel.CoAPSListen, d, s.site.Funnel.MaxConnections, log)
 	return err
 }
 
@@ -177,7 +175,7 @@ func (s *Server) Announce(w io.Writer) {
 	tlsCfg, fa := s.run.TLS, s.f.auth
 	clientCerts := tlsCfg != nil && tlsCfg.ClientCAs != nil
 	if s.run.CoAP != nil {
-		fmt.Fprintf(w, "funnel: POST coap://%s%s (devices over CoAP)\n", s.run.CoAP.LocalAddr(), PathIngest)
+		fmt.Fprintf(w, "funnel: POST coap://%s%s (devices over CoAP)\n", s.run.CoAP.LocalAddr(), httpapi.PathIngest)
 	}
 	if s.run.CoAPS != nil {
 		var creds []string
@@ -190,7 +188,7 @@ func (s *Server) Announce(w io.Writer) {
 		if len(creds) == 0 {
 			creds = append(creds, "no device credential")
 		}
-		fmt.Fprintf(w, "funnel: POST coaps://%s%s (devices over CoAP over DTLS; %s)\n", s.run.CoAPS.Addr(), PathIngest, strings.Join(creds, ", or "))
+		fmt.Fprintf(w, "funnel: POST coaps://%s%s (devices over CoAP over DTLS; %s)\n", s.run.CoAPS.Addr(), httpapi.PathIngest, strings.Join(creds, ", or "))
 	}
 	scheme, devAuth, svcAuth := "http", "no device credential", "no service credential"
 	if tlsCfg != nil {
@@ -206,7 +204,7 @@ func (s *Server) Announce(w io.Writer) {
 		svcAuth = "service token required"
 	}
 	fmt.Fprintf(w, "funnel: POST %s://%s%s (devices; %s); delivery zone http://%s (%s<tier>, %s, %s, /metrics; %s)\n",
-		scheme, s.DeviceAddr(), PathIngest, devAuth, s.DeliveryAddr(), PathTiers, PathResults, PathDrain, svcAuth)
+		scheme, s.DeviceAddr(), httpapi.PathIngest, devAuth, s.DeliveryAddr(), httpapi.PathTiers, httpapi.PathResults, httpapi.PathDrain, svcAuth)
 }
 
 // Run serves until ctx ends or a server stops, then stops in Funnel.Run's

@@ -9,9 +9,11 @@ import (
 	"testing"
 	"time"
 
-	"github.com/twmb/franz-go/pkg/kfake"
+	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/ddnn-continuum/ddnn/internal/httpapi"
 	"github.com/ddnn-continuum/ddnn/internal/pipeline"
+	"github.com/ddnn-continuum/ddnn/internal/testsupport"
 )
 
 // serveYAML is testYAML with every listener on an ephemeral loopback port.
@@ -33,11 +35,7 @@ func parse(t *testing.T, y, brokers string) *pipeline.Pipeline {
 // record in Kafka and every socket closed.
 func TestServerLifecycle(t *testing.T) {
 	p, _ := pipeline.Parse([]byte(serveYAML))
-	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(p.Kafka.Partitions, p.Topics()...))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
+	c := testsupport.KafkaCluster(t, p.Kafka.Partitions, p.Topics()...)
 	p = parse(t, serveYAML, c.ListenAddrs()[0])
 	s, err := Start(context.Background(), p, Options{Site: p.Sites()[0].Name})
 	if err != nil {
@@ -46,7 +44,7 @@ func TestServerLifecycle(t *testing.T) {
 	var ann bytes.Buffer
 	s.Announce(&ann)
 	device, delivery := s.DeviceAddr().String(), s.DeliveryAddr().String()
-	for _, want := range []string{"POST coap://127.0.0.1:", "POST http://" + device + PathIngest + " (devices; no device credential)", "delivery zone http://" + delivery} {
+	for _, want := range []string{"POST coap://127.0.0.1:", "POST http://" + device + httpapi.PathIngest + " (devices; no device credential)", "delivery zone http://" + delivery} {
 		if !strings.Contains(ann.String(), want) {
 			t.Errorf("announcement lacks %q:\n%s", want, ann.String())
 		}
@@ -74,7 +72,7 @@ func TestServerLifecycle(t *testing.T) {
 			t.Errorf("%s still accepts after Run returned", addr)
 		}
 	}
-	e := &env{p: p, cl: newClient(t, c.ListenAddrs()[0])}
+	e := &env{p: p, site: onlySite(t, p), cl: testsupport.KafkaClient(t, kgo.SeedBrokers(c.ListenAddrs()[0]))}
 	if recs := e.records(t, p.InputTopic("edge")); len(recs) != 1 || decodeRecord(t, recs[0]).ID != "before-stop" {
 		t.Errorf("records in %s: %d, want the one accepted", p.InputTopic("edge"), len(recs))
 	}

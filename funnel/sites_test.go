@@ -6,8 +6,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ddnn-continuum/ddnn/internal/httpapi"
 	"github.com/ddnn-continuum/ddnn/internal/kafka"
 	"github.com/ddnn-continuum/ddnn/internal/pipeline"
+	"github.com/ddnn-continuum/ddnn/internal/testsupport"
 	"github.com/ddnn-continuum/ddnn/internal/wire"
 )
 
@@ -26,7 +28,7 @@ tiers:
 kafka: {partitions: 2, produce_timeout: 1s}
 `
 
-// setupSites starts one broker per site of y and returns each site's
+// setupSites starts one Kafka per site of y and returns each site's
 // funnel, by site name.
 func setupSites(t *testing.T, y string) map[string]*env {
 	t.Helper()
@@ -34,32 +36,21 @@ func setupSites(t *testing.T, y string) map[string]*env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for i := range p.SiteList {
-		s := &p.SiteList[i]
-		b, err := kafka.StartBroker("127.0.0.1:0", s.Kafka.Partitions, p.TopicsOn(s.Name), nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(b.Close)
-		s.Kafka.Brokers = []string{b.Addr()}
-	}
+	testsupport.SiteClusters(t, p)
 	envs := map[string]*env{}
 	for _, s := range p.Sites() {
 		sp, err := p.OnSite(s.Name)
 		if err != nil {
 			t.Fatal(err)
 		}
-		cl, err := kafka.NewClient(&sp.Kafka, "funnel", nil, nil, ProducerOptions(sp)...)
+		cl, err := kafka.NewClient(&sp.Kafka, "funnel", nil, nil, ProducerOptions(&sp.Kafka)...)
 		if err != nil {
 			t.Fatal(err)
 		}
 		t.Cleanup(cl.Close)
-		f, err := NewOnSite(p, s.Name, cl, nil, nil)
-		if err != nil {
-			t.Fatal(err)
-		}
+		f := New(sp, cl, nil, nil)
 		srv, dsrv := serve(t, f)
-		envs[s.Name] = &env{p: sp, srv: srv, dsrv: dsrv, cl: cl, f: f}
+		envs[s.Name] = &env{p: p, site: sp, srv: srv, dsrv: dsrv, cl: cl, f: f}
 	}
 	return envs
 }
@@ -83,12 +74,12 @@ func TestSiteRouting(t *testing.T) {
 		topic, route   string // route "": no header
 		id             string
 	}{
-		{"edge", PathTiers + "edge", wire.ContentTypeBinary, msgs("e-edge"), "t.edge.in", "", "e-edge"},
-		{"edge", PathTiers + "cloud", wire.ContentTypeBinary, msgs("e-cloud"), "t.uplink.cloud", "tier:cloud", "e-cloud"},
-		{"edge", PathResults, "application/json", result("e-res"), "t.results", "", "e-res"},
-		{"cloud", PathTiers + "cloud", wire.ContentTypeBinary, msgs("c-cloud"), "t.cloud.in", "", "c-cloud"},
-		{"cloud", PathTiers + "edge", wire.ContentTypeBinary, msgs("c-edge"), "t.uplink.edge", "tier:edge", "c-edge"},
-		{"cloud", PathResults, "application/json", result("c-res"), "t.uplink.edge", "results", "c-res"},
+		{"edge", httpapi.PathTiers + "edge", wire.ContentTypeBinary, msgs("e-edge"), "t.edge.in", "", "e-edge"},
+		{"edge", httpapi.PathTiers + "cloud", wire.ContentTypeBinary, msgs("e-cloud"), "t.uplink.cloud", "tier:cloud", "e-cloud"},
+		{"edge", httpapi.PathResults, "application/json", result("e-res"), "t.results", "", "e-res"},
+		{"cloud", httpapi.PathTiers + "cloud", wire.ContentTypeBinary, msgs("c-cloud"), "t.cloud.in", "", "c-cloud"},
+		{"cloud", httpapi.PathTiers + "edge", wire.ContentTypeBinary, msgs("c-edge"), "t.uplink.edge", "tier:edge", "c-edge"},
+		{"cloud", httpapi.PathResults, "application/json", result("c-res"), "t.uplink.edge", "results", "c-res"},
 	} {
 		e := envs[tc.site]
 		if resp, b := e.post(t, tc.path, tc.ct, tc.body, nil); resp.StatusCode != http.StatusNoContent {
@@ -131,11 +122,11 @@ func TestSiteRouting(t *testing.T) {
 		t.Errorf("%d records in cloud's t.uplink.edge, want 2", n)
 	}
 
-	resp, body := envs["cloud"].post(t, PathIngest, "application/octet-stream", floats(1, 2, 3, 4), nil)
+	resp, body := envs["cloud"].post(t, httpapi.PathIngest, "application/octet-stream", floats(1, 2, 3, 4), nil)
 	if want := `site \"cloud\" takes no device data: send it to the funnel of site \"edge\"`; resp.StatusCode != http.StatusNotFound || !strings.Contains(body, want) {
 		t.Errorf("ingest on cloud: %d %s; want 404 with %s", resp.StatusCode, body, want)
 	}
-	if resp, body := envs["edge"].post(t, PathIngest, "application/octet-stream", floats(1, 2, 3, 4), nil); resp.StatusCode != http.StatusAccepted {
+	if resp, body := envs["edge"].post(t, httpapi.PathIngest, "application/octet-stream", floats(1, 2, 3, 4), nil); resp.StatusCode != http.StatusAccepted {
 		t.Errorf("ingest on edge: %d %s", resp.StatusCode, body)
 	}
 }

@@ -17,6 +17,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/ddnn-continuum/ddnn/internal/auth"
+	"github.com/ddnn-continuum/ddnn/internal/httpapi"
 )
 
 // TestRefusedBodyNotAwaited: over HTTP and HTTPS, with device auth on and
@@ -53,7 +54,7 @@ func TestRefusedBodyNotAwaited(t *testing.T) {
 				}
 				t.Cleanup(func() { c.Close() })
 				c.SetDeadline(time.Now().Add(5 * time.Second))
-				fmt.Fprintf(c, "POST %s HTTP/1.1\r\nHost: funnel\r\nContent-Type: application/octet-stream\r\nContent-Length: %d\r\n%s\r\n%s", PathIngest, length, authz, body)
+				fmt.Fprintf(c, "POST %s HTTP/1.1\r\nHost: funnel\r\nContent-Type: application/octet-stream\r\nContent-Length: %d\r\n%s\r\n%s", httpapi.PathIngest, length, authz, body)
 				resp, err := http.ReadResponse(bufio.NewReader(c), nil)
 				if err != nil {
 					t.Fatalf("no answer within 5s (read_timeout 2m): %v", err)

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/ddnn-continuum/ddnn/internal/auth"
+	"github.com/ddnn-continuum/ddnn/internal/httpapi"
 )
 
 // The device zone serves ingest and health only; the delivery zone wants
@@ -44,7 +45,7 @@ func TestZones(t *testing.T) {
 		return resp.StatusCode, b
 	}
 	sample := string(floats(1, 2, 3, 4))
-	for _, path := range []string{PathResults, PathTiers + "cloud", PathDrain} {
+	for _, path := range []string{httpapi.PathResults, httpapi.PathTiers + "cloud", httpapi.PathDrain} {
 		if code, body := do(device, path, devA, nil, "[]"); code != http.StatusNotFound {
 			t.Errorf("device zone %s: %d %s, want 404", path, code, body)
 		}
@@ -55,16 +56,16 @@ func TestZones(t *testing.T) {
 			t.Errorf("delivery zone %s with a device's token: %d, want 401", path, code)
 		}
 	}
-	if code, body := do(device, PathIngest, devA, map[string]string{HeaderMessageID: "m1"}, sample); code != http.StatusAccepted {
+	if code, body := do(device, httpapi.PathIngest, devA, map[string]string{HeaderMessageID: "m1"}, sample); code != http.StatusAccepted {
 		t.Fatalf("ingest with cam-a's token: %d %s", code, body)
 	}
-	if code, body := do(device, PathIngest, devA, map[string]string{HeaderDeviceID: "cam-b"}, sample); code != http.StatusForbidden || !strings.Contains(body, "cam-a") {
+	if code, body := do(device, httpapi.PathIngest, devA, map[string]string{HeaderDeviceID: "cam-b"}, sample); code != http.StatusForbidden || !strings.Contains(body, "cam-a") {
 		t.Errorf("cam-a's token claiming cam-b: %d %s", code, body)
 	}
-	if code, _ := do(device, PathIngest, "", nil, sample); code != http.StatusUnauthorized {
+	if code, _ := do(device, httpapi.PathIngest, "", nil, sample); code != http.StatusUnauthorized {
 		t.Errorf("ingest without a token: %d", code)
 	}
-	if code, body := do(delivery, PathResults, svc, nil, "[]"); code/100 != 2 {
+	if code, body := do(delivery, httpapi.PathResults, svc, nil, "[]"); code/100 != 2 {
 		t.Errorf("results with the service token: %d %s", code, body)
 	}
 	recs := e.records(t, e.p.InputTopic(e.p.Tiers[0].Name))

@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"testing"
 
+	"github.com/ddnn-continuum/ddnn/internal/httpapi"
 	"github.com/ddnn-continuum/ddnn/internal/wire"
 )
 
@@ -53,7 +54,7 @@ func BenchmarkFunctionHTTP(b *testing.B) {
 				if err != nil {
 					b.Fatal(err)
 				}
-				resp, err := client.Post(srv.URL+InferPath, enc.ContentType(), bytes.NewReader(body))
+				resp, err := client.Post(srv.URL+httpapi.PathInfer, enc.ContentType(), bytes.NewReader(body))
 				if err != nil {
 					b.Fatal(err)
 				}

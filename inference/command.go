@@ -8,6 +8,7 @@ import (
 
 	"github.com/ddnn-continuum/ddnn/internal/auth"
 	"github.com/ddnn-continuum/ddnn/internal/command"
+	"github.com/ddnn-continuum/ddnn/internal/httpapi"
 	"github.com/ddnn-continuum/ddnn/internal/onnx"
 	"github.com/ddnn-continuum/ddnn/internal/socket"
 )
@@ -55,7 +56,7 @@ func (c *Command) Run(ctx context.Context, stdout, stderr io.Writer) error {
 	if threads == 0 {
 		threads = t.Inference.IntraOpThreads
 	}
-	tokens, err := auth.LoadServiceTokens(p)
+	tokens, err := auth.LoadTokens(p.ServiceTokenPath())
 	if err != nil {
 		return err
 	}
@@ -75,7 +76,7 @@ func (c *Command) Run(ctx context.Context, stdout, stderr io.Writer) error {
 	if err != nil {
 		return fmt.Errorf("inference: %w", err)
 	}
-	fmt.Fprintf(stdout, "tier %s: serving on http://%s%s (readyz, healthz, metrics)\n", t.Name, ln.Addr(), InferPath)
+	fmt.Fprintf(stdout, "tier %s: serving on http://%s%s (readyz, healthz, metrics)\n", t.Name, ln.Addr(), httpapi.PathInfer)
 	return Serve(ctx, ServerConfig{
 		Listener: ln,
 		Function: f,

@@ -14,13 +14,10 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/ddnn-continuum/ddnn/funnel"
+	"github.com/ddnn-continuum/ddnn/internal/httpapi"
 	"github.com/ddnn-continuum/ddnn/internal/pipeline"
 	"github.com/ddnn-continuum/ddnn/internal/wire"
 )
-
-// InferPath is where a function takes batches.
-const InferPath = "/v1/infer"
 
 // Config is what a Function needs besides its session.
 type Config struct {
@@ -187,10 +184,10 @@ func (f *Function) probeScores(s *Session) {
 // Ready reports whether the model is loaded.
 func (f *Function) Ready() bool { return f.session.Load() != nil }
 
-// Handler serves InferPath, /healthz and /readyz.
+// Handler serves httpapi.PathInfer, /healthz and /readyz.
 func (f *Function) Handler() http.Handler {
 	mux := http.NewServeMux()
-	mux.HandleFunc(InferPath, f.serveInfer)
+	mux.HandleFunc(httpapi.PathInfer, f.serveInfer)
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) {
 		io.WriteString(w, "ok\n")
 	})
@@ -217,7 +214,7 @@ const (
 
 func (f *Function) fail(w http.ResponseWriter, code int, outcome string, body wire.ErrorBody) {
 	f.m.request(f.tier.Name, outcome)
-	funnel.WriteError(w, code, &body)
+	httpapi.WriteError(w, code, &body)
 }
 
 func (f *Function) serveInfer(w http.ResponseWriter, r *http.Request) {

@@ -15,8 +15,9 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
+	"github.com/ddnn-continuum/ddnn/internal/httpapi"
 	"github.com/ddnn-continuum/ddnn/internal/pipeline"
-	"github.com/ddnn-continuum/ddnn/internal/syncbuf"
+	"github.com/ddnn-continuum/ddnn/internal/testsupport"
 	"github.com/ddnn-continuum/ddnn/internal/wire"
 )
 
@@ -41,7 +42,7 @@ func newFunction(t testing.TB, tier string, cfg Config) (*Function, *httptest.Se
 
 func post(t testing.TB, url, contentType string, body []byte) (*http.Response, []byte) {
 	t.Helper()
-	resp, err := http.Post(url+InferPath, contentType, bytes.NewReader(body))
+	resp, err := http.Post(url+httpapi.PathInfer, contentType, bytes.NewReader(body))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -266,13 +267,13 @@ func TestInferNotReadyAndMethod(t *testing.T) {
 	if resp.StatusCode != http.StatusServiceUnavailable || resp.Header.Get("Retry-After") == "" {
 		t.Errorf("infer before ready: %d %s", resp.StatusCode, body)
 	}
-	resp, err = http.Get(srv.URL + InferPath)
+	resp, err = http.Get(srv.URL + httpapi.PathInfer)
 	if err != nil {
 		t.Fatal(err)
 	}
 	resp.Body.Close()
 	if resp.StatusCode != http.StatusMethodNotAllowed {
-		t.Errorf("GET %s: %d", InferPath, resp.StatusCode)
+		t.Errorf("GET %s: %d", httpapi.PathInfer, resp.StatusCode)
 	}
 }
 
@@ -390,7 +391,7 @@ func TestInferScoresOutsideProbabilities(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	logs := &syncbuf.Buffer{}
+	logs := &testsupport.Buffer{}
 	_, srv := newFunction(t, "edge", Config{Pipeline: p, Logger: slog.New(slog.NewTextHandler(logs, nil))})
 	const warning = `level=WARN msg="exit head declared scores: probabilities gives values outside [0, 1]; every record whose scores do is dead-lettered" output=exit_logits seen="probe input at start"`
 	if !strings.Contains(logs.String(), warning) || !strings.Contains(logs.String(), `fix="if the model emits logits, set tiers[].exit.scores: logits"`) {
@@ -414,7 +415,7 @@ func TestInferScoresOutsideProbabilities(t *testing.T) {
 		t.Errorf("warned %d times, want once:\n%s", n, logs.String())
 	}
 	for _, tier := range []string{"edge", "fog", "cloud"} {
-		shipped := &syncbuf.Buffer{}
+		shipped := &testsupport.Buffer{}
 		newFunction(t, tier, Config{Logger: slog.New(slog.NewTextHandler(shipped, nil))})
 		if strings.Contains(shipped.String(), "WARN") {
 			t.Errorf("shipped tier %s warns:\n%s", tier, shipped.String())

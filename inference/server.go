@@ -14,6 +14,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/ddnn-continuum/ddnn/internal/auth"
+	"github.com/ddnn-continuum/ddnn/internal/httpapi"
 )
 
 // ServerConfig runs a Function as a standalone HTTP server.
@@ -50,7 +51,7 @@ func Serve(ctx context.Context, cfg ServerConfig) error {
 	mux := http.NewServeMux()
 	fh := cfg.Function.Handler()
 	mux.Handle("/", fh)
-	mux.Handle(InferPath, cfg.Service.Require(fh))
+	mux.Handle(httpapi.PathInfer, cfg.Service.Require(fh))
 	if cfg.Gatherer != nil {
 		mux.Handle("/metrics", promhttp.HandlerFor(cfg.Gatherer, promhttp.HandlerOpts{}))
 	}

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/ddnn-continuum/ddnn/internal/auth"
+	"github.com/ddnn-continuum/ddnn/internal/httpapi"
 )
 
 // serve runs Serve on a loopback port with load.
@@ -109,7 +110,7 @@ func TestServeWantsServiceToken(t *testing.T) {
 		auth string
 		ok   bool
 	}{{"", false}, {"Bearer nope", false}, {"Bearer " + token, true}} {
-		req, _ := http.NewRequest(http.MethodPost, url+InferPath, strings.NewReader("not a batch"))
+		req, _ := http.NewRequest(http.MethodPost, url+httpapi.PathInfer, strings.NewReader("not a batch"))
 		if tc.auth != "" {
 			req.Header.Set("Authorization", tc.auth)
 		}

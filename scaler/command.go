@@ -11,8 +11,8 @@ import (
 	"github.com/twmb/franz-go/pkg/kadm"
 
 	"github.com/ddnn-continuum/ddnn/internal/command"
+	"github.com/ddnn-continuum/ddnn/internal/httpapi"
 	"github.com/ddnn-continuum/ddnn/internal/kafka"
-	"github.com/ddnn-continuum/ddnn/internal/pipeline"
 	"github.com/ddnn-continuum/ddnn/internal/runtime"
 	"github.com/ddnn-continuum/ddnn/internal/runtime/replicas"
 	"github.com/ddnn-continuum/ddnn/internal/socket"
@@ -47,12 +47,9 @@ func (c *Command) Run(ctx context.Context, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	if p, err = c.OnSite(p, site); err != nil {
+	sv, err := c.OnSite(p, site)
+	if err != nil {
 		return err
-	}
-	tokenFile := ""
-	if p.Auth.Service == pipeline.AuthToken {
-		tokenFile = p.Path(p.Auth.ServiceTokenFile)
 	}
 	runtimes := map[string]runtime.Runtime{}
 	// Replicas stop after the scaler and before the replica sets go away.
@@ -71,7 +68,7 @@ func (c *Command) Run(ctx context.Context, stdout, stderr io.Writer) error {
 		if p.SiteOf(t.Name).Name != site {
 			continue
 		}
-		rt, err := replicas.New(ctx, p, &t, replicas.Options{File: c.File, ServiceTokenFile: tokenFile,
+		rt, err := replicas.New(ctx, p, &t, replicas.Options{File: c.File, ServiceTokenFile: p.ServiceTokenPath(),
 			LogLevel: c.Level, Out: stderr, Logger: log})
 		if err != nil {
 			return err
@@ -83,7 +80,7 @@ func (c *Command) Run(ctx context.Context, stdout, stderr io.Writer) error {
 		})
 	}
 	reg, wrapped := command.NewRegistry(p)
-	cl, err := kafka.NewClient(&p.Kafka, "scaler", wrapped, log)
+	cl, err := kafka.NewClient(&sv.Kafka, "scaler", wrapped, log)
 	if err != nil {
 		return fmt.Errorf("scaler: kafka client: %w", err)
 	}
@@ -93,12 +90,12 @@ func (c *Command) Run(ctx context.Context, stdout, stderr io.Writer) error {
 		return err
 	}
 	mux := command.AdminMux(reg, func() bool { return true })
-	mux.Handle("GET /v1/tiers/{tier}/replicas", runtime.ListHandler(func(tier string) runtime.Runtime { return runtimes[tier] }))
+	runtime.HandleReplicas(mux, func(tier string) runtime.Runtime { return runtimes[tier] })
 	ln, err := socket.Listen(c.Admin)
 	if err != nil {
 		return fmt.Errorf("scaler admin: %w", err)
 	}
-	fmt.Fprintf(stdout, "scaler: replica sets on http://%s/v1/tiers/<tier>/replicas, metrics on /metrics\n", ln.Addr())
+	fmt.Fprintf(stdout, "scaler: replica sets on http://%s%s, metrics on /metrics\n", ln.Addr(), httpapi.ReplicasPath("<tier>"))
 	return command.WithAdmin(ctx, ln, mux, func(ctx context.Context) error {
 		defer closeRuntimes()
 		return sc.Run(ctx)

@@ -14,7 +14,7 @@ import (
 	"github.com/ddnn-continuum/ddnn/internal/kafka"
 	"github.com/ddnn-continuum/ddnn/internal/pipeline"
 	"github.com/ddnn-continuum/ddnn/internal/runtime"
-	"github.com/ddnn-continuum/ddnn/internal/syncbuf"
+	"github.com/ddnn-continuum/ddnn/internal/testsupport"
 )
 
 // fixedRuntime has n ready replicas whatever it is asked.
@@ -43,9 +43,6 @@ func (r *fixedRuntime) List(context.Context) ([]runtime.Replica, error) {
 func (r *fixedRuntime) Stop(context.Context, string) error { return nil }
 func (r *fixedRuntime) Close(context.Context) error        { return nil }
 
-// lockedBuf is a buffer a test reads while others write to it.
-type lockedBuf = syncbuf.Buffer
-
 // A lag that stays unreadable (no connector has joined the group) is
 // logged once for a scaled tier, and not at all at warn level for a
 // fixed-size one, however many polls it lasts.
@@ -60,7 +57,7 @@ func TestUnreadableLagLoggedOnce(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer cl.Close()
-	var logs lockedBuf
+	var logs testsupport.Buffer
 	set := pipeline.DefaultScaling()
 	set.PollInterval = 100 * time.Millisecond // the least the pipeline allows
 	s, err := New(Config{

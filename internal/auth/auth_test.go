@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/ddnn-continuum/ddnn/internal/testsupport"
 )
 
 func TestBearerToken(t *testing.T) {
@@ -99,7 +101,7 @@ func TestTokens(t *testing.T) {
 	}
 	second := NewToken(ServiceTokenPrefix)
 	os.WriteFile(path, []byte(second+"\n"+first+"\n"), 0o600)
-	waitFor(t, func() bool { return tok.Current() == second })
+	testsupport.WaitFor(t, 5*time.Second, "the reloaded file to take effect", func() bool { return tok.Current() == second })
 	if !tok.Valid(first) || !tok.Valid(second) {
 		t.Error("both tokens should be accepted during a rotation")
 	}
@@ -200,7 +202,7 @@ func TestDevices(t *testing.T) {
 	if err := RevokeDevice(path, "dev-a", now); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, func() bool { _, ok := d.Authenticate(tokA); return !ok })
+	testsupport.WaitFor(t, 5*time.Second, "the reloaded file to take effect", func() bool { _, ok := d.Authenticate(tokA); return !ok })
 	if took := time.Since(start); took > 2*time.Second {
 		t.Errorf("revocation took %s", took)
 	}
@@ -217,7 +219,7 @@ func TestDevices(t *testing.T) {
 	if err != nil || tokA2 == tokA {
 		t.Fatalf("re-adding: %v", err)
 	}
-	waitFor(t, func() bool { id, ok := d.Authenticate(tokA2); return ok && id == "dev-a" })
+	testsupport.WaitFor(t, 5*time.Second, "the reloaded file to take effect", func() bool { id, ok := d.Authenticate(tokA2); return ok && id == "dev-a" })
 	if _, ok := d.Authenticate(tokA); ok {
 		t.Error("the revoked token came back")
 	}
@@ -238,15 +240,6 @@ func TestDevices(t *testing.T) {
 		}
 		if _, ok := d.FromRequest(w, r); ok || w.Code != 401 || w.Header().Get("WWW-Authenticate") != `Bearer realm="ddnn"` || !strings.Contains(w.Body.String(), tc.want) {
 			t.Errorf("%q: %d %q %s", tc.auth, w.Code, w.Header().Get("WWW-Authenticate"), w.Body)
-		}
-	}
-}
-
-func waitFor(t *testing.T, cond func() bool) {
-	t.Helper()
-	for deadline := time.Now().Add(5 * time.Second); !cond(); time.Sleep(50 * time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatal("condition not met within 5s")
 		}
 	}
 }
@@ -299,14 +292,14 @@ func TestCheckCertificate(t *testing.T) {
 	if err := RevokeDevice(path, "cam-7", revoked); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, func() bool { return d.CheckCertificate("cam-7", oldCert) != nil })
+	testsupport.WaitFor(t, 5*time.Second, "the reloaded file to take effect", func() bool { return d.CheckCertificate("cam-7", oldCert) != nil })
 	if err := d.CheckCertificate("cam-7", newCert); err == nil || !strings.Contains(err.Error(), "was revoked at 2026-12-02T12:00:00Z") {
 		t.Errorf("a certificate of the revoked device: %v", err)
 	}
 	if _, err := AddDevice(path, "cam-7", revoked.Add(time.Hour)); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, func() bool { return d.CheckCertificate("cam-7", newCert) == nil })
+	testsupport.WaitFor(t, 5*time.Second, "the reloaded file to take effect", func() bool { return d.CheckCertificate("cam-7", newCert) == nil })
 	if err := d.CheckCertificate("cam-7", oldCert); err == nil || !strings.Contains(err.Error(), "issued before the revocation") {
 		t.Errorf("a certificate issued before the revocation, after re-adding: %v", err)
 	}
@@ -317,7 +310,7 @@ func TestCheckCertificate(t *testing.T) {
 	if err := RevokeCertificateOnly(path, "unlisted", revoked); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, func() bool { return d.CheckCertificate("unlisted", newCert) != nil })
+	testsupport.WaitFor(t, 5*time.Second, "the reloaded file to take effect", func() bool { return d.CheckCertificate("unlisted", newCert) != nil })
 	if _, ok := d.tokenHash("unlisted"); ok {
 		t.Error("a certificate-only revoked device has a token")
 	}
@@ -357,7 +350,7 @@ func TestClaims(t *testing.T) {
 	// that knows only the old token) still believes its claims.
 	newToken := NewToken(ServiceTokenPrefix)
 	os.WriteFile(tokFile, []byte(newToken+"\n"+old+"\n"), 0o600)
-	waitFor(t, func() bool { return service.SignClaim("dev-2", value) != before })
+	testsupport.WaitFor(t, 5*time.Second, "the reloaded file to take effect", func() bool { return service.SignClaim("dev-2", value) != before })
 	during := service.SignClaim("dev-2", value)
 	if n := strings.Count(during, ",") + 1; n != 2 {
 		t.Errorf("signed with %d tokens during the rotation, want 2", n)
@@ -421,5 +414,5 @@ func TestClaims(t *testing.T) {
 	if err := RevokeDevice(creds, "cam-1", now); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, func() bool { return c.Verify("cam-1", value, SignClaim(cam1, "cam-1", value)) != nil })
+	testsupport.WaitFor(t, 5*time.Second, "the reloaded file to take effect", func() bool { return c.Verify("cam-1", value, SignClaim(cam1, "cam-1", value)) != nil })
 }

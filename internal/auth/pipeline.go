@@ -6,15 +6,6 @@ import (
 	"github.com/ddnn-continuum/ddnn/internal/pipeline"
 )
 
-// LoadServiceTokens loads the pipeline's service tokens; nil when the
-// delivery zone is not authenticated.
-func LoadServiceTokens(p *pipeline.Pipeline) (*Tokens, error) {
-	if p.Auth.Service != pipeline.AuthToken {
-		return nil, nil
-	}
-	return LoadTokens(p.Path(p.Auth.ServiceTokenFile))
-}
-
 // LoadDeviceClaims checks the device claims of the first tier's records when
 // devices are authenticated (nil otherwise: a claim is then taken as is):
 // signed by the funnel with service, or, with auth.devices_psk_key_file,

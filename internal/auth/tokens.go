@@ -117,8 +117,13 @@ type Tokens struct {
 	first  string
 }
 
-// LoadTokens reads a service token file; it must hold at least one token.
+// LoadTokens reads a service token file (pipeline.ServiceTokenPath); it
+// must hold at least one token. An empty path, a pipeline without service
+// authentication, is no Tokens: nil, which presents nothing.
 func LoadTokens(path string) (*Tokens, error) {
+	if path == "" {
+		return nil, nil
+	}
 	t := &Tokens{}
 	t.f = file{path: path, parse: t.parse}
 	if err := t.f.refresh(time.Now()); err != nil {

@@ -150,7 +150,7 @@ func newRun(cfg Config, sends []Send) *run {
 // Devices send to the first tier's site, and results are read on the
 // results site: with sites: they may be two different sites.
 func Run(ctx context.Context, cfg Config) (*Result, error) {
-	ingest, err := cfg.Pipeline.OnSite(cfg.Pipeline.SiteOf(cfg.Pipeline.Tiers[0].Name).Name)
+	ingest, err := cfg.Pipeline.OnTierSite(cfg.Pipeline.Tiers[0].Name)
 	if err != nil {
 		return nil, err
 	}
@@ -234,11 +234,12 @@ func probe(ctx context.Context, d device, sample []byte) error {
 	return d.send(ctx, "bench-probe-"+strconv.FormatInt(time.Now().UnixNano(), 36), sample)
 }
 
-// resultsConsumer reads the results topic on p (the results site) from its
-// current end, partition by partition, so nothing of this run is missed and
-// nothing earlier read.
-func (r *run) resultsConsumer(ctx context.Context, p *pipeline.Pipeline) (*kgo.Client, error) {
-	cl, err := kafka.NewClient(&p.Kafka, "bench", nil, nil)
+// resultsConsumer reads the results topic on site (the results site) from
+// its current end, partition by partition, so nothing of this run is
+// missed and nothing earlier read.
+func (r *run) resultsConsumer(ctx context.Context, site *pipeline.SiteView) (*kgo.Client, error) {
+	p := site.Pipeline
+	cl, err := kafka.NewClient(&site.Kafka, "bench", nil, nil)
 	if err != nil {
 		return nil, fmt.Errorf("bench: kafka client: %w", err)
 	}
@@ -253,11 +254,11 @@ func (r *run) resultsConsumer(ctx context.Context, p *pipeline.Pipeline) (*kgo.C
 		if errors.Is(err, context.DeadlineExceeded) {
 			err = fmt.Errorf("no answer within 5s")
 		}
-		return nil, fmt.Errorf("bench: kafka %v unreachable or without topic %s: %w", p.Kafka.SeedBrokers(), p.ResultsTopic(), err)
+		return nil, fmt.Errorf("bench: kafka %v unreachable or without topic %s: %w", site.Kafka.SeedBrokers(), p.ResultsTopic(), err)
 	}
 	from := map[string]map[int32]kgo.Offset{p.ResultsTopic(): {}}
 	ends.Each(func(o kadm.ListedOffset) { from[o.Topic][o.Partition] = kgo.NewOffset().At(o.Offset) })
-	return kafka.NewClient(&p.Kafka, "bench", nil, nil, kgo.ConsumePartitions(from))
+	return kafka.NewClient(&site.Kafka, "bench", nil, nil, kgo.ConsumePartitions(from))
 }
 
 // collect records the results of this run's messages.

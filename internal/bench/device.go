@@ -21,6 +21,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/ddnn-continuum/ddnn/funnel"
+	"github.com/ddnn-continuum/ddnn/internal/httpapi"
 	"github.com/ddnn-continuum/ddnn/internal/kafka"
 	"github.com/ddnn-continuum/ddnn/internal/pipeline"
 	"github.com/ddnn-continuum/ddnn/internal/records"
@@ -99,10 +100,11 @@ const coapNStart = 1
 // faster than the round trip needs a few.
 const httpConnsPerDevice = 8
 
-// dial opens device n's connection to p, as the site of its first tier
-// runs it; an HTTP device posts to addr instead when it is set. The device
+// dial opens device n's connection to site, the site of the first tier;
+// an HTTP device posts to addr instead when it is set. The device
 // sends its samples in encoding (EncodingRaw or EncodingJSON).
-func dial(p *pipeline.Pipeline, protocol, encoding, addr string, n int) (device, error) {
+func dial(site *pipeline.SiteView, protocol, encoding, addr string, n int) (device, error) {
+	p := site.Pipeline
 	name := fmt.Sprintf("bench-%03d", n)
 	enc, err := newEncoder(encoding, p.Input)
 	if err != nil {
@@ -111,12 +113,12 @@ func dial(p *pipeline.Pipeline, protocol, encoding, addr string, n int) (device,
 	switch protocol {
 	case ProtocolHTTP:
 		if addr == "" {
-			addr = p.Funnel.Listen
+			addr = site.Funnel.Listen
 		}
 		return &httpDevice{
 			name: name,
 			enc:  enc,
-			url:  "http://" + addr + funnel.PathIngest,
+			url:  "http://" + addr + httpapi.PathIngest,
 			// Its own transport: its own connections, a few at most, so
 			// that an overloaded pipeline makes sends queue on the device
 			// (the wait counts in their round trips) rather than open
@@ -124,19 +126,19 @@ func dial(p *pipeline.Pipeline, protocol, encoding, addr string, n int) (device,
 			client: &http.Client{Timeout: sendTimeout, Transport: &http.Transport{MaxConnsPerHost: httpConnsPerDevice, MaxIdleConnsPerHost: httpConnsPerDevice}},
 		}, nil
 	case ProtocolCoAP:
-		if p.Funnel.CoAPListen == "off" {
+		if site.Funnel.CoAPListen == "off" {
 			return nil, fmt.Errorf("the pipeline's funnel.coap_listen is off")
 		}
 		// RFC 7252's NSTART of 1, go-coap's default: one request
 		// outstanding per device, as constrained devices behave; sends
 		// beyond that queue on the device and the wait counts.
-		cc, err := udp.Dial(p.Funnel.CoAPListen, options.WithLimitClientParallelRequest(coapNStart), options.WithLimitClientEndpointParallelRequest(coapNStart))
+		cc, err := udp.Dial(site.Funnel.CoAPListen, options.WithLimitClientParallelRequest(coapNStart), options.WithLimitClientEndpointParallelRequest(coapNStart))
 		if err != nil {
-			return nil, fmt.Errorf("coap %s: %w", p.Funnel.CoAPListen, err)
+			return nil, fmt.Errorf("coap %s: %w", site.Funnel.CoAPListen, err)
 		}
 		return &coapDevice{name: name, enc: enc, cc: cc}, nil
 	case ProtocolKafka:
-		cl, err := kafka.NewClient(&p.Kafka, "bench-"+name, nil, nil,
+		cl, err := kafka.NewClient(&site.Kafka, "bench-"+name, nil, nil,
 			kgo.DefaultProduceTopic(p.InputTopic(p.Tiers[0].Name)), kgo.ProducerLinger(0))
 		if err != nil {
 			return nil, fmt.Errorf("kafka: %w", err)
@@ -206,7 +208,7 @@ func (d *coapDevice) send(ctx context.Context, id string, sample []byte) error {
 			{ID: message.URIQuery, Value: []byte("device=" + d.name)},
 		}
 	}
-	resp, err := d.cc.Post(ctx, funnel.PathIngest, format, bytes.NewReader(body), opts...)
+	resp, err := d.cc.Post(ctx, httpapi.PathIngest, format, bytes.NewReader(body), opts...)
 	if err != nil {
 		return err
 	}

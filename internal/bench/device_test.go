@@ -41,8 +41,8 @@ func TestHTTPDeviceEncodings(t *testing.T) {
 				w.WriteHeader(http.StatusAccepted)
 			}))
 			defer srv.Close()
-			p := &pipeline.Pipeline{Input: in}
-			d, err := dial(p, ProtocolHTTP, encoding, srv.Listener.Addr().String(), 3)
+			site := &pipeline.SiteView{Pipeline: &pipeline.Pipeline{Input: in}}
+			d, err := dial(site, ProtocolHTTP, encoding, srv.Listener.Addr().String(), 3)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -55,7 +55,7 @@ func TestHTTPDeviceEncodings(t *testing.T) {
 			}
 		})
 	}
-	if _, err := dial(&pipeline.Pipeline{Input: in}, ProtocolHTTP, "xml", "127.0.0.1:1", 0); err == nil {
+	if _, err := dial(&pipeline.SiteView{Pipeline: &pipeline.Pipeline{Input: in}}, ProtocolHTTP, "xml", "127.0.0.1:1", 0); err == nil {
 		t.Error("dial accepted encoding xml")
 	}
 }

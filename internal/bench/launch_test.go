@@ -13,7 +13,7 @@ import (
 
 	"github.com/ddnn-continuum/ddnn/internal/pipeline"
 	"github.com/ddnn-continuum/ddnn/internal/proctest"
-	"github.com/ddnn-continuum/ddnn/internal/syncbuf"
+	"github.com/ddnn-continuum/ddnn/internal/testsupport"
 	"github.com/ddnn-continuum/ddnn/internal/wan"
 )
 
@@ -290,7 +290,7 @@ func TestStartNetwork(t *testing.T) {
 		{ProtocolCoAP, []string{"edge->fog", "fog->cloud", "fog->edge", "cloud->edge"}},
 	} {
 		t.Run(tc.protocol, func(t *testing.T) {
-			var log syncbuf.Buffer
+			var log testsupport.Buffer
 			n, args, err := startNetwork(context.Background(), spec, p, tc.protocol, &log)
 			if err != nil {
 				t.Fatal(err)

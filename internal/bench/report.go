@@ -17,7 +17,7 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"github.com/ddnn-continuum/ddnn/internal/runtime"
+	"github.com/ddnn-continuum/ddnn/internal/httpapi"
 )
 
 // Summary is summary.json.
@@ -147,14 +147,8 @@ func (r *run) sampleReplicas(ctx context.Context) {
 			if !ok {
 				continue
 			}
-			resp, err := client.Get(admin + runtime.ListPath(tier.Name))
+			list, err := httpapi.ReadReplicas(ctx, client, admin+httpapi.ReplicasPath(tier.Name))
 			if err != nil {
-				continue
-			}
-			var list []json.RawMessage
-			err = json.NewDecoder(resp.Body).Decode(&list)
-			resp.Body.Close()
-			if err != nil || resp.StatusCode != http.StatusOK {
 				continue
 			}
 			r.mu.Lock()

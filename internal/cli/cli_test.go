@@ -17,7 +17,7 @@ import (
 
 	"go.uber.org/goleak"
 
-	"github.com/ddnn-continuum/ddnn/internal/syncbuf"
+	"github.com/ddnn-continuum/ddnn/internal/testsupport"
 	"github.com/ddnn-continuum/ddnn/internal/wire"
 )
 
@@ -36,9 +36,6 @@ func TestMain(m *testing.M) {
 	}
 	goleak.VerifyTestMain(m)
 }
-
-// syncBuffer is a buffer a test reads while others write to it.
-type syncBuffer = syncbuf.Buffer
 
 func run(t *testing.T, args ...string) (int, string, string) {
 	t.Helper()
@@ -183,7 +180,7 @@ func mustAbs(t *testing.T, p string) string {
 func TestInferenceServes(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	var out, errb syncBuffer
+	var out, errb testsupport.Buffer
 	done := make(chan int, 1)
 	go func() {
 		done <- Run(ctx, []string{"inference", "-f", "deploy/pipeline.yaml", "--tier", "fog", "--listen", "127.0.0.1:0"}, &out, &errb)

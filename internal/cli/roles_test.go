@@ -13,6 +13,7 @@ import (
 
 	"github.com/ddnn-continuum/ddnn/internal/kafka"
 	"github.com/ddnn-continuum/ddnn/internal/pipeline"
+	"github.com/ddnn-continuum/ddnn/internal/testsupport"
 	"github.com/ddnn-continuum/ddnn/internal/wire"
 )
 
@@ -63,10 +64,10 @@ func TestRolesStop(t *testing.T) {
 // startRole runs a role in this process until it prints announced, and
 // returns its stdout and a stop that cancels it and returns its exit code
 // (the test fails if it takes more than 20s). The test's end stops it too.
-func startRole(t *testing.T, args []string, announced string) (*syncBuffer, func() int) {
+func startRole(t *testing.T, args []string, announced string) (*testsupport.Buffer, func() int) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
-	var out, errb syncBuffer
+	var out, errb testsupport.Buffer
 	done := make(chan int, 1)
 	go func() { done <- Run(ctx, append(args, "--log-level", "warn"), &out, &errb) }()
 	code, stopped := 0, false
@@ -157,12 +158,12 @@ kafka: {partitions: 1, embedded_data_dir: data}
 	raw[len(raw)/2-5] ^= 0x01 // in the first batch's last record
 	os.WriteFile(seg, raw, 0o600)
 
-	var out, errb syncBuffer
+	var out, errb testsupport.Buffer
 	if code := Run(ctx, []string{"broker", "-f", file, "--listen", "127.0.0.1:0"}, &out, &errb); code == 0 ||
 		!strings.Contains(errb.String(), "partitions/"+topic+"-0/0.dat: bytes 0-") || !strings.Contains(errb.String(), "ddnn broker repair") {
 		t.Fatalf("broker on a damaged directory: exit %d\n%s", code, errb.String())
 	}
-	var rout, rerr syncBuffer
+	var rout, rerr testsupport.Buffer
 	if code := Run(ctx, []string{"broker", "repair", "-f", file}, &rout, &rerr); code != 0 {
 		t.Fatalf("repair: exit %d\n%s", code, rerr.String())
 	}
@@ -172,7 +173,7 @@ kafka: {partitions: 1, embedded_data_dir: data}
 			t.Errorf("repair output lacks %q:\n%s", want, rout.String())
 		}
 	}
-	var aout, aerr syncBuffer
+	var aout, aerr testsupport.Buffer
 	if code := Run(ctx, []string{"broker", "repair", "-f", file}, &aout, &aerr); code != 0 || !strings.Contains(aout.String(), "nothing damaged, nothing changed") {
 		t.Errorf("second repair: exit %d\n%s%s", code, aout.String(), aerr.String())
 	}

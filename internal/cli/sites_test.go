@@ -17,8 +17,8 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kgo"
 
-	"github.com/ddnn-continuum/ddnn/internal/kafka"
 	"github.com/ddnn-continuum/ddnn/internal/pipeline"
+	"github.com/ddnn-continuum/ddnn/internal/testsupport"
 	"github.com/ddnn-continuum/ddnn/internal/wire"
 )
 
@@ -47,7 +47,7 @@ kafka: {partitions: 2}
 func TestUplinkBetweenSites(t *testing.T) {
 	dir := t.TempDir()
 	const embedded = "{embedded_listen: 127.0.0.1:0}"
-	brokers := map[string]string{}
+	var brokers map[string]string
 	write := func(name, url string) string {
 		k := func(site string) string {
 			if b := brokers[site]; b != "" {
@@ -65,22 +65,15 @@ func TestUplinkBetweenSites(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, s := range p.Sites() {
-		b, err := kafka.StartBroker("127.0.0.1:0", 2, p.TopicsOn(s.Name), nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(b.Close)
-		brokers[s.Name] = b.Addr()
-	}
+	brokers = testsupport.SiteClusters(t, p)
 	file := write("p.yaml", "http://127.0.0.1:1")
 
 	if code, _, stderr := run(t, "funnel", "-f", file); code != 2 || !strings.Contains(stderr, `--site is required: pipeline "t" has 2 sites (edge, cloud)`) {
 		t.Errorf("funnel without --site: exit %d, %s", code, stderr)
 	}
 	addrRE := regexp.MustCompile(`POST (http://[^/]+)/v1/ingest .*delivery zone (http://[^ ]+) `)
-	funnelURL := func(out *syncBuffer) string { return addrRE.FindStringSubmatch(out.String())[1] }
-	deliveryURL := func(out *syncBuffer) string { return addrRE.FindStringSubmatch(out.String())[2] }
+	funnelURL := func(out *testsupport.Buffer) string { return addrRE.FindStringSubmatch(out.String())[1] }
+	deliveryURL := func(out *testsupport.Buffer) string { return addrRE.FindStringSubmatch(out.String())[2] }
 	edgeOut, _ := startRole(t, []string{"funnel", "-f", file, "--site", "edge", "--brokers", brokers["edge"]}, "funnel: POST http://")
 	cloudOut, _ := startRole(t, []string{"funnel", "-f", file, "--site", "cloud"}, "funnel: POST http://")
 	edge, cloud := deliveryURL(edgeOut), funnelURL(cloudOut)

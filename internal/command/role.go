@@ -64,8 +64,8 @@ func (r *Role) Load(stderr io.Writer, component string) (*pipeline.Pipeline, *sl
 }
 
 // OnSite makes --brokers, when given, the Kafka of site in p, and returns
-// p as that site runs it.
-func (r *Role) OnSite(p *pipeline.Pipeline, site string) (*pipeline.Pipeline, error) {
+// the view of that site.
+func (r *Role) OnSite(p *pipeline.Pipeline, site string) (*pipeline.SiteView, error) {
 	if r.Brokers != "" {
 		brokers := SplitList(r.Brokers)
 		for i := range p.SiteList {

@@ -22,6 +22,7 @@ import (
 	"github.com/ddnn-continuum/ddnn/internal/onnx"
 	"github.com/ddnn-continuum/ddnn/internal/pipeline"
 	"github.com/ddnn-continuum/ddnn/internal/records"
+	"github.com/ddnn-continuum/ddnn/internal/testsupport"
 	"github.com/ddnn-continuum/ddnn/internal/wire"
 )
 
@@ -87,7 +88,7 @@ func TestModelOverflowDeadLetteredAtOnce(t *testing.T) {
 	t.Cleanup(srv.Close)
 
 	reg := prometheus.NewRegistry()
-	logs := &syncBuf{}
+	logs := &testsupport.Buffer{}
 	c, err := connector.New(connector.Config{
 		Pipeline: p, Tier: "fog", Replicas: []string{srv.URL}, Registerer: reg,
 		Logger: slog.New(slog.NewTextHandler(logs, nil)), DrainTimeout: 3 * time.Second,
@@ -159,7 +160,7 @@ func TestModelOverflowDeadLetteredAtOnce(t *testing.T) {
 	if r := reasons["hops"]; !strings.Contains(r, `function rejected the record: hops: 20000 given, a message reaching tier "fog" has passed at most 1 tiers (edge)`) {
 		t.Errorf("dead letter reason %q does not name the hops", r)
 	}
-	waitFor(t, "the good record served", 10*time.Second, func() bool {
+	testsupport.WaitFor(t, 10*time.Second, "the good record served", func() bool {
 		mu.Lock()
 		defer mu.Unlock()
 		return calls["good"] > 0
@@ -176,7 +177,7 @@ func TestModelOverflowDeadLetteredAtOnce(t *testing.T) {
 	}
 	// Counted once Kafka acknowledged the copy, which may be after it is
 	// readable.
-	waitFor(t, "the dead letter counted", 10*time.Second, func() bool {
+	testsupport.WaitFor(t, 10*time.Second, "the dead letter counted", func() bool {
 		return gathered(t, reg, "ddnn_connector_dead_lettered_records_total") == 2
 	})
 	for name, want := range map[string]float64{

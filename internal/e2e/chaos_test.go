@@ -19,6 +19,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/ddnn-continuum/ddnn/internal/proctest"
+	"github.com/ddnn-continuum/ddnn/internal/testsupport"
 	"github.com/ddnn-continuum/ddnn/internal/wire"
 )
 
@@ -140,7 +141,7 @@ func startRoles(t testing.TB, name string, n int) *roles {
 	t.Helper()
 	r := &roles{t: t, tp: writePipeline(t, name, n, ""), replicas: map[string][]string{}, procs: map[string]*proc{}, history: map[string][]*proc{}, began: time.Now()}
 	b := start(t, brokerArgs(t, r.tp.file)...)
-	waitFor(t, "broker", 10*time.Second, func() bool { return running(t, "broker", b) && dialable(r.tp.broker) })
+	testsupport.WaitFor(t, 10*time.Second, "broker", func() bool { return running(t, "broker", b) && dialable(r.tp.broker) })
 	cl, err := kgo.NewClient(kgo.SeedBrokers(r.tp.broker))
 	if err != nil {
 		t.Fatal(err)
@@ -230,7 +231,7 @@ func (r *roles) run(role string) {
 	default:
 		t.Fatalf("unknown role %q", role)
 	}
-	waitFor(t, role+" ready", 30*time.Second, func() bool { return running(t, role, p) && ready(readyURL) })
+	testsupport.WaitFor(t, 30*time.Second, role+" ready", func() bool { return running(t, role, p) && ready(readyURL) })
 	r.procs[role] = p
 	r.history[role] = append(r.history[role], p)
 }
@@ -261,7 +262,7 @@ func (r *roles) crash(role string, down time.Duration) {
 	r.run(role)
 	back := time.Since(r.began)
 	if isConnector {
-		waitFor(r.t, group+" stable with the new connector as its only member", 60*time.Second, func() bool {
+		testsupport.WaitFor(r.t, 60*time.Second, group+" stable with the new connector as its only member", func() bool {
 			m := r.members(group)
 			return len(m) == 1 && !slices.Contains(before, m[0])
 		})

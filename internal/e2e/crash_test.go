@@ -3,7 +3,6 @@ package e2e
 import (
 	"bytes"
 	"errors"
-	"github.com/ddnn-continuum/ddnn/internal/proctest"
 	"io"
 	"net/http"
 	"os"
@@ -12,6 +11,9 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/ddnn-continuum/ddnn/internal/proctest"
+	"github.com/ddnn-continuum/ddnn/internal/testsupport"
 )
 
 // load sends images to the funnel at rate per second over up to
@@ -184,7 +186,7 @@ func TestRestartAgainstStandaloneBroker(t *testing.T) {
 	broker := proctest.FreeAddr(t)
 	tp := writePipeline(t, "restart", 1, broker)
 	start(t, "broker", "-f", tp.file, "--listen", broker)
-	waitFor(t, "broker", 10*time.Second, func() bool { return dialable(broker) })
+	testsupport.WaitFor(t, 10*time.Second, "broker", func() bool { return dialable(broker) })
 	p := up(t, tp)
 	ds := testSet(t)
 	l := startLoad(t, tp.funnel, ds.Samples, "rs-", 2000, 800)

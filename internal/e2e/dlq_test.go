@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/ddnn-continuum/ddnn/internal/testsupport"
 )
 
 // TestOversizedRecordDeadLettered produces, with kcat, a record just under
@@ -48,7 +50,7 @@ func TestOversizedRecordDeadLettered(t *testing.T) {
 	kcatP("after-big", img)
 
 	var dlq string
-	waitFor(t, "the big record on the DLQ", 5*time.Second, func() bool {
+	testsupport.WaitFor(t, 5*time.Second, "the big record on the DLQ", func() bool {
 		out, _ := exec.Command("kcat", "-C", "-b", tp.broker, "-t", tp.name+".edge.dlq", "-o", "beginning", "-e", "-q",
 			"-X", "fetch.message.max.bytes=10000000", "-f", "%k %S %h\n").Output()
 		dlq = string(out)

@@ -8,6 +8,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/ddnn-continuum/ddnn/internal/testsupport"
 )
 
 // TestDockerRuntimeScales runs the burst pipeline with the edge tier's
@@ -73,7 +75,7 @@ func TestDockerRuntimeScales(t *testing.T) {
 	if err := json.Unmarshal(out, &rep); err != nil || rep.Results != rep.Sent || rep.Lost != 0 {
 		t.Errorf("bench: %s (%v)", out, err)
 	}
-	waitFor(t, "back to one container", 60*time.Second, func() bool { return len(containers()) == 1 })
+	testsupport.WaitFor(t, 60*time.Second, "back to one container", func() bool { return len(containers()) == 1 })
 	close(stop)
 	<-watched
 	if peak != 3 {

@@ -16,6 +16,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/ddnn-continuum/ddnn/internal/testsupport"
 	"github.com/ddnn-continuum/ddnn/internal/wire"
 )
 
@@ -123,7 +124,7 @@ func killChild(t *testing.T, up *proc, words ...string) int {
 func waitRestarted(t *testing.T, up *proc, old int, words ...string) time.Duration {
 	t.Helper()
 	began := time.Now()
-	waitFor(t, strings.Join(words, " ")+" restarted", 20*time.Second, func() bool {
+	testsupport.WaitFor(t, 20*time.Second, strings.Join(words, " ")+" restarted", func() bool {
 		pids := childPIDs(t, up.cmd.Process.Pid, words...)
 		return len(pids) == 1 && pids[0] != old
 	})

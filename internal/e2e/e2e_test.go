@@ -24,7 +24,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/ddnn-continuum/ddnn/internal/proctest"
-	"github.com/ddnn-continuum/ddnn/internal/syncbuf"
+	"github.com/ddnn-continuum/ddnn/internal/testsupport"
 	"github.com/ddnn-continuum/ddnn/internal/wire"
 	"github.com/ddnn-continuum/ddnn/models"
 )
@@ -98,13 +98,10 @@ func writePipeline(t testing.TB, name string, edgeReplicas int, brokers string) 
 // proc is a ddnn process started by a test and stopped by its PID.
 type proc struct {
 	cmd    *exec.Cmd
-	out    *syncBuf
+	out    *testsupport.Buffer
 	exited chan struct{}
 	err    error
 }
-
-// syncBuf is a buffer a test reads while others write to it.
-type syncBuf = syncbuf.Buffer
 
 // workDirs holds each test's working directory for the processes it
 // starts, so what they keep in the working directory (the embedded
@@ -122,7 +119,7 @@ func workDir(t testing.TB) string {
 
 func start(t testing.TB, args ...string) *proc {
 	t.Helper()
-	p := &proc{cmd: exec.Command(ddnn, args...), out: &syncBuf{}, exited: make(chan struct{})}
+	p := &proc{cmd: exec.Command(ddnn, args...), out: &testsupport.Buffer{}, exited: make(chan struct{})}
 	p.cmd.Dir = workDir(t)
 	p.cmd.Stdout, p.cmd.Stderr = p.out, p.out
 	if err := p.cmd.Start(); err != nil {
@@ -180,17 +177,6 @@ func tail(s string, n int) string {
 	return strings.Join(lines[max(0, len(lines)-n):], "\n")
 }
 
-func waitFor(t testing.TB, what string, timeout time.Duration, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %s waiting for %s", timeout, what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
-
 func ready(url string) bool {
 	c := &http.Client{Timeout: time.Second}
 	resp, err := c.Get(url)
@@ -204,7 +190,7 @@ func ready(url string) bool {
 func up(t testing.TB, tp testPipeline) *proc {
 	t.Helper()
 	p := start(t, "up", "-f", tp.file)
-	waitFor(t, "ddnn up ready", 60*time.Second, func() bool {
+	testsupport.WaitFor(t, 60*time.Second, "ddnn up ready", func() bool {
 		select {
 		case <-p.exited:
 			t.Fatalf("ddnn up exited: %v\n%s", p.err, tail(p.out.String(), 40))
@@ -490,7 +476,7 @@ func alive(pid int) bool { return syscall.Kill(pid, 0) == nil }
 // waitGone waits up to 10 s until none of pids is alive.
 func waitGone(t testing.TB, what string, pids []int) {
 	t.Helper()
-	waitFor(t, what, 10*time.Second, func() bool {
+	testsupport.WaitFor(t, 10*time.Second, what, func() bool {
 		for _, pid := range pids {
 			if alive(pid) {
 				return false
@@ -570,7 +556,7 @@ func TestBenchStartsPipelineAndInterrupts(t *testing.T) {
 	tp := writePipeline(t, "benchint", 1, "")
 	out := t.TempDir()
 	b := start(t, "bench", "-f", tp.file, "--workload", "constant", "--rate", "50", "--duration", "60s", "--out", out)
-	waitFor(t, "bench sending", 60*time.Second, func() bool {
+	testsupport.WaitFor(t, 60*time.Second, "bench sending", func() bool {
 		select {
 		case <-b.exited:
 			t.Fatalf("bench exited: %v\n%s", b.err, b.out.String())

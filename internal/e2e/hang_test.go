@@ -8,6 +8,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/ddnn-continuum/ddnn/internal/testsupport"
 )
 
 // TestUpStoppedAnswersWithinProduceTimeout: with `ddnn up` (the process
@@ -74,7 +76,7 @@ func TestUpStoppedAnswersWithinProduceTimeout(t *testing.T) {
 	}
 	cont()
 
-	waitFor(t, "the retry with the same id taken after SIGCONT", 30*time.Second, func() bool {
+	testsupport.WaitFor(t, 30*time.Second, "the retry with the same id taken after SIGCONT", func() bool {
 		code, _, _ := send("stop-during")
 		return code == http.StatusAccepted
 	})

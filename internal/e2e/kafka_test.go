@@ -23,6 +23,7 @@ import (
 	"github.com/ddnn-continuum/ddnn/internal/kafkatest"
 	"github.com/ddnn-continuum/ddnn/internal/pipeline"
 	"github.com/ddnn-continuum/ddnn/internal/proctest"
+	"github.com/ddnn-continuum/ddnn/internal/testsupport"
 	"github.com/ddnn-continuum/ddnn/internal/wire"
 )
 
@@ -228,7 +229,7 @@ func testKafkaConnectorKill(t *testing.T, c *kafkatest.Cluster) {
 	ds := testSet(t)
 	const n, rate = 3600, 300
 	l := startLoad(t, tp.funnel, ds.Samples, "ac-", n, rate)
-	waitFor(t, "900 messages accepted", 60*time.Second, func() bool { return len(l.ids()) >= 900 })
+	testsupport.WaitFor(t, 60*time.Second, "900 messages accepted", func() bool { return len(l.ids()) >= 900 })
 	killed := time.Now()
 	if err := syscall.Kill(conns[0], syscall.SIGKILL); err != nil {
 		t.Fatal(err)
@@ -283,14 +284,14 @@ func testKafkaLagMatchesGroupTool(t *testing.T, c *kafkatest.Cluster) {
 	brokers := c.Bootstrap()
 	topic, group := p.InputTopic("edge"), p.ConsumerGroup("edge")
 	start(t, "funnel", "-f", tp.file, "--brokers", brokers)
-	waitFor(t, "funnel", 30*time.Second, func() bool { return ready("http://" + tp.funnel + "/readyz") })
+	testsupport.WaitFor(t, 30*time.Second, "funnel", func() bool { return ready("http://" + tp.funnel + "/readyz") })
 	scalerAdmin := proctest.FreeAddr(t)
 	start(t, "scaler", "-f", tp.file, "--brokers", brokers, "--admin", scalerAdmin)
 	replicas := "http://" + scalerAdmin + "/v1/tiers/edge/replicas"
-	waitFor(t, "scaler", 30*time.Second, func() bool { return ready("http://" + scalerAdmin + "/readyz") })
+	testsupport.WaitFor(t, 30*time.Second, "scaler", func() bool { return ready("http://" + scalerAdmin + "/readyz") })
 	connAdmin := proctest.FreeAddr(t)
 	conn := start(t, "connector", "-f", tp.file, "--tier", "edge", "--replicas-url", replicas, "--brokers", brokers, "--admin", connAdmin)
-	waitFor(t, "edge connector", 30*time.Second, func() bool { return ready("http://" + connAdmin + "/readyz") })
+	testsupport.WaitFor(t, 30*time.Second, "edge connector", func() bool { return ready("http://" + connAdmin + "/readyz") })
 
 	cl, err := kgo.NewClient(kgo.SeedBrokers(c.Brokers()...), kgo.RecordPartitioner(kgo.ManualPartitioner()))
 	if err != nil {
@@ -317,7 +318,7 @@ func testKafkaLagMatchesGroupTool(t *testing.T, c *kafkatest.Cluster) {
 	// Every partition gets records the group consumes and commits, so
 	// Kafka's tool lists every partition (it shows only committed ones).
 	produce("lag-a-", func(int32) int { return 5 })
-	waitFor(t, "the group committed every partition", 60*time.Second, func() bool {
+	testsupport.WaitFor(t, 60*time.Second, "the group committed every partition", func() bool {
 		l, err := adm.Lag(ctx, group)
 		if err != nil {
 			return false
@@ -342,7 +343,7 @@ func testKafkaLagMatchesGroupTool(t *testing.T, c *kafkatest.Cluster) {
 	backlog := produce("lag-b-", func(part int32) int { return 10 * int(part+1) })
 
 	var scalerLag float64
-	waitFor(t, "the scaler reads the backlog", 30*time.Second, func() bool {
+	testsupport.WaitFor(t, 30*time.Second, "the scaler reads the backlog", func() bool {
 		scalerLag = scrape(scalerAdmin).lag
 		return scalerLag == float64(backlog)
 	})
@@ -370,7 +371,7 @@ func testKafkaLagMatchesGroupTool(t *testing.T, c *kafkatest.Cluster) {
 		t.Fatal(err)
 	}
 	want := float64(backlog + 5)
-	waitFor(t, "the scaler counts the uncommitted partition in full", 30*time.Second, func() bool {
+	testsupport.WaitFor(t, 30*time.Second, "the scaler counts the uncommitted partition in full", func() bool {
 		scalerLag = scrape(scalerAdmin).lag
 		return scalerLag == want
 	})
@@ -456,20 +457,20 @@ func testKafkaBrokerKill(t *testing.T, c *kafkatest.Cluster) {
 	ds := testSet(t)
 	const n, rate = 3600, 300
 	l := startLoad(t, tp.funnel, ds.Samples, "ab-", n, rate)
-	waitFor(t, "900 messages accepted", 60*time.Second, func() bool { return len(l.ids()) >= 900 })
+	testsupport.WaitFor(t, 60*time.Second, "900 messages accepted", func() bool { return len(l.ids()) >= 900 })
 	killed := time.Now()
 	if err := c.Kill(leader); err != nil {
 		t.Fatal(err)
 	}
 	var moved time.Duration
-	waitFor(t, "a new leader of "+fogIn+"[0]", 60*time.Second, func() bool {
+	testsupport.WaitFor(t, 60*time.Second, "a new leader of "+fogIn+"[0]", func() bool {
 		l, err := c.Leader(ctx, fogIn, 0)
 		moved = time.Since(killed)
 		return err == nil && l != leader
 	})
 	// Keep it down a while longer under load, then restart it.
 	down := len(l.ids())
-	waitFor(t, "300 more messages accepted", 60*time.Second, func() bool { return len(l.ids()) >= down+300 })
+	testsupport.WaitFor(t, 60*time.Second, "300 more messages accepted", func() bool { return len(l.ids()) >= down+300 })
 	if err := c.Restart(ctx, leader); err != nil {
 		t.Fatal(err)
 	}

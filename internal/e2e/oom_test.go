@@ -9,6 +9,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/ddnn-continuum/ddnn/internal/testsupport"
 )
 
 // TestUpChildrenOOMScore: under memory pressure the kernel must kill one
@@ -43,7 +45,7 @@ func TestUpChildrenOOMScore(t *testing.T) {
 	// The supervisor raises it right after the start: wait for the new
 	// process, then for its score.
 	var restarted int
-	waitFor(t, "the killed child restarted", 30*time.Second, func() bool {
+	testsupport.WaitFor(t, 30*time.Second, "the killed child restarted", func() bool {
 		for _, c := range childrenOf(t, pid) {
 			if !slices.Contains(children, c) {
 				restarted = c
@@ -52,7 +54,7 @@ func TestUpChildrenOOMScore(t *testing.T) {
 		}
 		return false
 	})
-	waitFor(t, "the restarted child's oom_score_adj above ddnn up's", 10*time.Second, func() bool {
+	testsupport.WaitFor(t, 10*time.Second, "the restarted child's oom_score_adj above ddnn up's", func() bool {
 		return oomScoreAdj(t, restarted) > own
 	})
 	if got := oomScoreAdj(t, pid); got != own {

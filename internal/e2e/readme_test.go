@@ -13,7 +13,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/ddnn-continuum/ddnn/internal/syncbuf"
+	"github.com/ddnn-continuum/ddnn/internal/testsupport"
 )
 
 // TestReadmeRolesAlone runs the README's "each role alone" commands exactly
@@ -130,7 +130,7 @@ func readmeBlocks(t *testing.T, marker string, n int) [][]string {
 type readmeRole struct {
 	line string
 	cmd  *exec.Cmd
-	out  syncbuf.Buffer
+	out  testsupport.Buffer
 	done bool
 }
 

@@ -3,7 +3,6 @@ package e2e
 import (
 	"encoding/json"
 	"fmt"
-	"github.com/ddnn-continuum/ddnn/internal/proctest"
 	"io"
 	"net/http"
 	"os"
@@ -15,6 +14,9 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/ddnn-continuum/ddnn/internal/proctest"
+	"github.com/ddnn-continuum/ddnn/internal/testsupport"
 )
 
 // scalerSample is one scrape of the supervisor's scaler metrics.
@@ -105,7 +107,7 @@ func TestBurstScalesProcessReplicas(t *testing.T) {
 
 	// Back to the minimum after the stabilization window (10 s) and one
 	// step per poll.
-	waitFor(t, "replicas back to the minimum", 60*time.Second, func() bool {
+	testsupport.WaitFor(t, 60*time.Second, "replicas back to the minimum", func() bool {
 		mu.Lock()
 		defer mu.Unlock()
 		last := samples[len(samples)-1]
@@ -178,7 +180,7 @@ func TestScaleFromZero(t *testing.T) {
 	if len(got) != 20 {
 		t.Fatalf("%d results", len(got))
 	}
-	waitFor(t, "back to zero after the cooldown", 30*time.Second, func() bool {
+	testsupport.WaitFor(t, 30*time.Second, "back to zero after the cooldown", func() bool {
 		s := scrape(tp.admin)
 		return s.desired == 0 && s.ready == 0
 	})
@@ -219,13 +221,13 @@ func TestStandaloneScaler(t *testing.T) {
 	y := strings.Replace(string(b), "    replicas: 1\n", "    replicas: {min: 1, max: 3}\n    scaling: {stabilization_window: 5s}\n", 1)
 	os.WriteFile(tp.file, []byte(y), 0o644)
 	start(t, "broker", "-f", tp.file)
-	waitFor(t, "broker", 10*time.Second, func() bool { return dialable(tp.broker) })
+	testsupport.WaitFor(t, 10*time.Second, "broker", func() bool { return dialable(tp.broker) })
 	start(t, "funnel", "-f", tp.file, "--brokers", tp.broker)
-	waitFor(t, "funnel", 20*time.Second, func() bool { return ready("http://" + tp.funnel + "/readyz") })
+	testsupport.WaitFor(t, 20*time.Second, "funnel", func() bool { return ready("http://" + tp.funnel + "/readyz") })
 	admin := proctest.FreeAddr(t)
 	start(t, "scaler", "-f", tp.file, "--brokers", tp.broker, "--admin", admin)
 	for _, tier := range []string{"edge", "fog", "cloud"} {
-		waitFor(t, tier+" replica listed", 30*time.Second, func() bool {
+		testsupport.WaitFor(t, 30*time.Second, tier+" replica listed", func() bool {
 			resp, err := http.Get("http://" + admin + "/v1/tiers/" + tier + "/replicas")
 			if err != nil {
 				return false
@@ -236,7 +238,7 @@ func TestStandaloneScaler(t *testing.T) {
 		})
 		cadmin := proctest.FreeAddr(t)
 		start(t, "connector", "-f", tp.file, "--tier", tier, "--replicas-url", "http://"+admin+"/v1/tiers/"+tier+"/replicas", "--brokers", tp.broker, "--admin", cadmin)
-		waitFor(t, tier+" connector", 20*time.Second, func() bool { return ready("http://" + cadmin + "/readyz") })
+		testsupport.WaitFor(t, 20*time.Second, tier+" connector", func() bool { return ready("http://" + cadmin + "/readyz") })
 	}
 	ds := testSet(t)
 	sendHTTP(t, tp.funnel, ds.Samples[:300], "sa-", 4)

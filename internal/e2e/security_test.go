@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
-	"github.com/ddnn-continuum/ddnn/internal/proctest"
 	"net/http"
 	"os"
 	"os/exec"
@@ -12,6 +11,9 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/ddnn-continuum/ddnn/internal/proctest"
+	"github.com/ddnn-continuum/ddnn/internal/testsupport"
 )
 
 // securePipeline is deploy/examples/secure.yaml written with free ports and
@@ -96,7 +98,7 @@ func TestSecure(t *testing.T) {
 		t.Fatal(err)
 	}
 	up := start(t, "up", "-f", sp.file, "--ephemeral")
-	waitFor(t, "the secure pipeline", 90*time.Second, func() bool {
+	testsupport.WaitFor(t, 90*time.Second, "the secure pipeline", func() bool {
 		select {
 		case <-up.exited:
 			t.Fatalf("ddnn up exited: %v\n%s", up.err, up.out.String())
@@ -159,12 +161,12 @@ func TestSecure(t *testing.T) {
 			t.Fatal(err)
 		}
 		tok2 := strings.TrimSpace(string(out))
-		waitFor(t, "dev-2 accepted", 5*time.Second, func() bool { c, _ := sp.curl(t, "/v1/ingest", bearer(tok2)...); return c == http.StatusAccepted })
+		testsupport.WaitFor(t, 5*time.Second, "dev-2 accepted", func() bool { c, _ := sp.curl(t, "/v1/ingest", bearer(tok2)...); return c == http.StatusAccepted })
 		if out, err := exec.Command(ddnn, "devices", "revoke", "-f", creds, "dev-2").CombinedOutput(); err != nil {
 			t.Fatalf("revoke: %v %s", err, out)
 		}
 		revoked := time.Now()
-		waitFor(t, "dev-2 refused", 5*time.Second, func() bool { c, _ := sp.curl(t, "/v1/ingest", bearer(tok2)...); return c == http.StatusUnauthorized })
+		testsupport.WaitFor(t, 5*time.Second, "dev-2 refused", func() bool { c, _ := sp.curl(t, "/v1/ingest", bearer(tok2)...); return c == http.StatusUnauthorized })
 		if took := time.Since(revoked); took > 2*time.Second {
 			t.Errorf("the revoked token was refused after %s, want within 2s", took)
 		} else {

@@ -3,7 +3,6 @@ package e2e
 import (
 	"context"
 	"fmt"
-	"github.com/ddnn-continuum/ddnn/internal/proctest"
 	"io"
 	"net/http"
 	"os"
@@ -13,6 +12,9 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/ddnn-continuum/ddnn/internal/proctest"
+	"github.com/ddnn-continuum/ddnn/internal/testsupport"
 
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -135,7 +137,7 @@ func waitSites(t *testing.T, c continuum, p *proc, sites ...string) {
 	if len(sites) == 0 {
 		sites = continuumSites
 	}
-	waitFor(t, "sites ready", 90*time.Second, func() bool {
+	testsupport.WaitFor(t, 90*time.Second, "sites ready", func() bool {
 		select {
 		case <-p.exited:
 			t.Fatalf("ddnn up exited: %v\n%s", p.err, tail(p.out.String(), 60))

@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ddnn-continuum/ddnn/internal/testsupport"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/twmb/franz-go/pkg/kadm"
@@ -461,7 +462,7 @@ func TestUncleanStopTornTail(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	var logs syncBuffer
+	var logs testsupport.Buffer
 	reg := prometheus.NewRegistry()
 	b, err := StartBroker("127.0.0.1:0", 2, []string{"in"}, slog.New(slog.NewTextHandler(&logs, nil)), DataDir(dir), BrokerMetrics(reg))
 	if err != nil {
@@ -563,7 +564,7 @@ func TestUncleanStopCommitPastEnd(t *testing.T) {
 					fmt.Sprintf("are missing (the file is %d bytes shorter than when the broker last stopped)", last.size))
 				return
 			}
-			var logs syncBuffer
+			var logs testsupport.Buffer
 			b, err := StartBroker("127.0.0.1:0", 2, []string{"in"}, slog.New(slog.NewTextHandler(&logs, nil)), DataDir(dir))
 			if err != nil {
 				t.Fatalf("start after an unclean stop with a commit past the end: %v", err)

@@ -18,6 +18,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/ddnn-continuum/ddnn/internal/pipeline"
+	"github.com/ddnn-continuum/ddnn/internal/testsupport"
 )
 
 // plainKafka is a kafka section without security, its defaults set.
@@ -42,18 +43,6 @@ func fakeKafka(t *testing.T) pipeline.Kafka {
 	return plainKafka(c.ListenAddrs()...)
 }
 
-// optClient is a client built from opts, closed by the test; it dials
-// nothing until used.
-func optClient(t *testing.T, opts ...kgo.Opt) *kgo.Client {
-	t.Helper()
-	cl, err := kgo.NewClient(opts...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(cl.Close)
-	return cl
-}
-
 // checkOpts compares the client's value of each option with want.
 func checkOpts(t *testing.T, cl *kgo.Client, want map[string]any) {
 	t.Helper()
@@ -70,7 +59,7 @@ func TestClientOptions(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	checkOpts(t, optClient(t, opts...), map[string]any{
+	checkOpts(t, testsupport.KafkaClient(t, opts...), map[string]any{
 		"SeedBrokers":   []string{"127.0.0.1:1", "127.0.0.1:2"},
 		"ClientID":      "ddnn-connector-edge",
 		"DialTimeout":   3 * time.Second,
@@ -126,7 +115,7 @@ func TestClientOptionsMetrics(t *testing.T) {
 }
 
 func TestGroupConsumerOptions(t *testing.T) {
-	cl := optClient(t, GroupConsumerOptions("p.edge.connector", "p.edge.in")...)
+	cl := testsupport.KafkaClient(t, GroupConsumerOptions("p.edge.connector", "p.edge.in")...)
 	checkOpts(t, cl, map[string]any{
 		"ConsumerGroup":        "p.edge.connector",
 		"ConsumeTopics":        map[string]*regexp.Regexp{"p.edge.in": nil},
@@ -141,7 +130,7 @@ func TestGroupConsumerOptions(t *testing.T) {
 
 func TestProducerOptions(t *testing.T) {
 	k := plainKafka("127.0.0.1:1")
-	checkOpts(t, optClient(t, ProducerOptions(&k)...), map[string]any{
+	checkOpts(t, testsupport.KafkaClient(t, ProducerOptions(&k)...), map[string]any{
 		"RequiredAcks":          kgo.AllISRAcks(),
 		"RecordDeliveryTimeout": 7 * time.Second,
 		"ProducerBatchMaxBytes": int32(2000 + batchOverhead),

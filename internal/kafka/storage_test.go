@@ -11,11 +11,11 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/ddnn-continuum/ddnn/internal/testsupport"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -140,36 +140,6 @@ func checkOwnerOnly(t *testing.T, data, when string) {
 	}
 }
 
-// syncBuffer is a log sink safe for the broker's goroutines.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
-// waitFor polls cond until it holds or the deadline passes.
-func waitFor(t *testing.T, what string, d time.Duration, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: not within %v", what, d)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-}
-
 // TestBrokerStorageFullLogged: on a full file system the broker logs
 // that its storage fails once, however many produces fail, counts every
 // failed write in ddnn_broker_storage_errors_total and sets
@@ -188,7 +158,7 @@ func TestBrokerStorageFullLogged(t *testing.T) {
 			t.Errorf("umount %s: %v %s", mnt, err, out)
 		}
 	})
-	var logs syncBuffer
+	var logs testsupport.Buffer
 	log := slog.New(slog.NewTextHandler(&logs, nil))
 	reg := prometheus.NewRegistry()
 	b, err := StartBroker("127.0.0.1:0", 1, []string{"t"}, log, DataDir(filepath.Join(mnt, "data")), BrokerMetrics(reg), storageProbeEvery(50*time.Millisecond))
@@ -253,7 +223,7 @@ func TestBrokerStorageFullLogged(t *testing.T) {
 	if err := os.Remove(filepath.Join(mnt, "filler")); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "recovery", 10*time.Second, func() bool { return testutil.ToFloat64(b.watch.m.failing) == 0 })
+	testsupport.WaitFor(t, 10*time.Second, "recovery", func() bool { return testutil.ToFloat64(b.watch.m.failing) == 0 })
 	if err := send(); err != nil {
 		t.Fatalf("after space was freed: %v", err)
 	}
@@ -271,7 +241,7 @@ func TestBrokerStorageFullLogged(t *testing.T) {
 // SASL users off the disk, are not reported as storage errors: a start
 // and a stop with users log no warning or error and count none.
 func TestBrokerCloseQuiet(t *testing.T) {
-	var logs syncBuffer
+	var logs testsupport.Buffer
 	log := slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	dir := filepath.Join(t.TempDir(), "data")
 	for range 2 { // a new directory, then a restored one

@@ -109,7 +109,7 @@ func (c *Command) Run(ctx context.Context, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	service, err := auth.LoadServiceTokens(p)
+	service, err := auth.LoadTokens(p.ServiceTokenPath())
 	if err != nil {
 		return err
 	}
@@ -118,9 +118,9 @@ func (c *Command) Run(ctx context.Context, stdout, stderr io.Writer) error {
 		return err
 	}
 	m, err := New(Config{
-		Pipeline: sp, Site: site, Client: cl, Workers: c.Workers, MaxBatch: c.MaxBatch, Registerer: wrapped, Logger: log, Claims: claims,
+		Pipeline: p, Site: site, Client: cl, Workers: c.Workers, MaxBatch: c.MaxBatch, Registerer: wrapped, Logger: log, Claims: claims,
 		Load: func(i int) (*inference.Session, error) {
-			return inference.NewSession(sp, i, inference.SessionOptions{IntraOpThreads: sp.Tiers[i].Inference.IntraOpThreads})
+			return inference.NewSession(p, i, inference.SessionOptions{IntraOpThreads: p.Tiers[i].Inference.IntraOpThreads})
 		},
 	})
 	if err != nil {

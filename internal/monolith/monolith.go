@@ -39,18 +39,21 @@ import (
 // Group is the consumer group of a pipeline's monolith.
 func Group(p *pipeline.Pipeline) string { return p.MonolithGroup() }
 
-// ClientOptions are the options a monolith's client needs on top of the
-// pipeline's Kafka options: a member of Group consuming the first tier's
-// topic and committing what it finished, like a connector
+// ClientOptions are the options a monolith's client on site needs on top
+// of the site's Kafka options: a member of Group consuming the first
+// tier's topic and committing what it finished, like a connector
 // (kafka.GroupConsumerOptions), and a producer of results and dead letters
 // (kafka.ProducerOptions).
-func ClientOptions(p *pipeline.Pipeline) []kgo.Opt {
+func ClientOptions(site *pipeline.SiteView) []kgo.Opt {
+	p := site.Pipeline
 	return append(kafka.GroupConsumerOptions(Group(p), p.InputTopic(p.Tiers[0].Name)),
-		kafka.ProducerOptions(&p.Kafka)...)
+		kafka.ProducerOptions(&site.Kafka)...)
 }
 
 // Config is what a Monolith needs.
 type Config struct {
+	// Pipeline is the whole pipeline; the monolith writes with the
+	// settings of Site's Kafka.
 	Pipeline *pipeline.Pipeline
 	// Client consumes the first tier's topic in Group (ClientOptions)
 	// and produces results and dead letters.
@@ -79,6 +82,7 @@ type Config struct {
 // Monolith runs every tier of a pipeline in one process.
 type Monolith struct {
 	p      *pipeline.Pipeline
+	kafka  pipeline.Kafka // Site's
 	cl     *kgo.Client
 	log    *slog.Logger
 	raw    *wire.RawInput
@@ -123,6 +127,10 @@ func New(cfg Config) (*Monolith, error) {
 	if err := errors.Join(errs...); err != nil {
 		return nil, fmt.Errorf("monolith: %w", err)
 	}
+	site, err := p.OnSite(cfg.Site)
+	if err != nil {
+		return nil, fmt.Errorf("monolith: %w", err)
+	}
 	if cfg.MaxBatch < 1 {
 		cfg.MaxBatch = p.Tiers[0].Connector.MaxBatch
 	}
@@ -131,7 +139,7 @@ func New(cfg Config) (*Monolith, error) {
 		reg = prometheus.NewRegistry()
 	}
 	m := &Monolith{
-		p: p, cl: cfg.Client, log: cfg.Logger, batch: cfg.MaxBatch,
+		p: p, kafka: site.Kafka, cl: cfg.Client, log: cfg.Logger, batch: cfg.MaxBatch,
 		raw: &wire.RawInput{DType: p.Input.DType, Shape: p.Input.Shape}, claims: cfg.Claims,
 		m: metrics{
 			records: prometheus.NewCounterVec(prometheus.CounterOpts{
@@ -223,7 +231,7 @@ func (m *Monolith) Run(ctx context.Context) error {
 
 // finish produces out and then commits recs, within a bound of its own.
 func (m *Monolith) finish(out, recs []*kgo.Record) error {
-	ctx, cancel := context.WithTimeout(context.Background(), 2*m.p.Kafka.ProduceTimeout)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*m.kafka.ProduceTimeout)
 	defer cancel()
 	if err := m.cl.ProduceSync(ctx, out...).FirstErr(); err != nil {
 		// Not committed: the group redelivers these records.
@@ -375,5 +383,5 @@ func (m *Monolith) chain(sessions []*inference.Session, msgs []wire.Message, fro
 func (m *Monolith) deadLetter(r *kgo.Record, reason string) *kgo.Record {
 	m.m.records.WithLabelValues("dead_lettered").Inc()
 	m.log.Warn("record dead-lettered", "topic", r.Topic, "partition", r.Partition, "offset", r.Offset, "reason", reason)
-	return records.DeadLetter(m.p.DLQTopic(m.p.Tiers[0].Name), r, reason, m.p.Kafka.MaxRecordBytes)
+	return records.DeadLetter(m.p.DLQTopic(m.p.Tiers[0].Name), r, reason, m.kafka.MaxRecordBytes)
 }

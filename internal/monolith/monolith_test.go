@@ -40,9 +40,10 @@ func TestMain(m *testing.M) {
 // harness is the shipped pipeline on an embedded broker on 127.0.0.1 with
 // a client to produce, read and inspect offsets.
 type harness struct {
-	p  *pipeline.Pipeline
-	ds *models.Dataset
-	cl *kgo.Client
+	p    *pipeline.Pipeline
+	site *pipeline.SiteView // of p, where the monolith runs
+	ds   *models.Dataset
+	cl   *kgo.Client
 	// claims, when set, is the monolith's Config.Claims.
 	claims *auth.Claims
 }
@@ -68,7 +69,17 @@ func newHarness(tb testing.TB) *harness {
 		tb.Fatal(err)
 	}
 	tb.Cleanup(cl.Close)
-	return &harness{p: p, ds: ds, cl: cl}
+	return &harness{p: p, site: onSite(tb, p, p.Sites()[0].Name), ds: ds, cl: cl}
+}
+
+// onSite is the view of p's site called name.
+func onSite(tb testing.TB, p *pipeline.Pipeline, name string) *pipeline.SiteView {
+	tb.Helper()
+	v, err := p.OnSite(name)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return v
 }
 
 func (h *harness) input() string { return h.p.InputTopic(h.p.Tiers[0].Name) }
@@ -91,7 +102,7 @@ func (h *harness) raw(i int) *kgo.Record {
 // stop cancels Run, waits for it and closes the client.
 func (h *harness) run(tb testing.TB, workers, maxBatch int, reg prometheus.Registerer) (stop func() error) {
 	tb.Helper()
-	cl, err := kafka.NewClient(&h.p.Kafka, "monolith", nil, nil, ClientOptions(h.p)...)
+	cl, err := kafka.NewClient(&h.site.Kafka, "monolith", nil, nil, ClientOptions(h.site)...)
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -127,7 +138,7 @@ func (h *harness) run(tb testing.TB, workers, maxBatch int, reg prometheus.Regis
 // reader consumes topics from the start, outside any group.
 func (h *harness) reader(tb testing.TB, topics ...string) *kgo.Client {
 	tb.Helper()
-	cl, err := kafka.NewClient(&h.p.Kafka, "reader", nil, nil,
+	cl, err := kafka.NewClient(&h.site.Kafka, "reader", nil, nil,
 		kgo.ConsumeTopics(topics...), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
 	if err != nil {
 		tb.Fatal(err)
@@ -656,16 +667,17 @@ func TestMonolithCloudOnly(t *testing.T) {
 	if err := p.PlaceAllOn("cloud"); err != nil {
 		t.Fatal(err)
 	}
-	sp, err := p.OnSite("cloud")
+	cloud, err := p.Site("cloud")
 	if err != nil {
 		t.Fatal(err)
 	}
-	b, err := kafka.StartBroker("127.0.0.1:0", sp.Kafka.Partitions, p.TopicsOn("cloud"), nil)
+	b, err := kafka.StartBroker("127.0.0.1:0", cloud.Kafka.Partitions, p.TopicsOn("cloud"), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(b.Close)
-	sp.Kafka.Brokers = []string{b.Addr()}
+	cloud.Kafka.Brokers = []string{b.Addr()}
+	sp := onSite(t, p, "cloud")
 	ds, err := models.LoadDataset(p.Path(p.Eval.Images), p.Path(p.Eval.Labels))
 	if err != nil {
 		t.Fatal(err)
@@ -675,10 +687,10 @@ func TestMonolithCloudOnly(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(cl.Close)
-	h := &harness{p: sp, ds: ds, cl: cl}
+	h := &harness{p: p, site: sp, ds: ds, cl: cl}
 
 	// A monolith told another site than its tiers' refuses to start.
-	if _, err := New(Config{Pipeline: sp, Site: "edge", Workers: 1, Load: func(int) (*inference.Session, error) { return nil, nil }}); err == nil ||
+	if _, err := New(Config{Pipeline: p, Site: "edge", Workers: 1, Load: func(int) (*inference.Session, error) { return nil, nil }}); err == nil ||
 		!strings.Contains(err.Error(), `tier "edge" is not on site "edge"`) {
 		t.Errorf("New on the edge with every tier on the cloud: %v", err)
 	}
@@ -706,7 +718,7 @@ func TestMonolithCloudOnly(t *testing.T) {
 	if err := stop(); err != nil {
 		t.Fatalf("run: %v", err)
 	}
-	want := reference(t, sp, &models.Dataset{DType: ds.DType, Shape: ds.Shape, Samples: ds.Samples[:n], Labels: ds.Labels[:n]})
+	want := reference(t, p, &models.Dataset{DType: ds.DType, Shape: ds.Shape, Samples: ds.Samples[:n], Labels: ds.Labels[:n]})
 	for i := range n {
 		r, ok := got["img-"+strconv.Itoa(i)]
 		if !ok || r.Tier != want[i].tier || r.Class != want[i].class {
@@ -729,7 +741,7 @@ func TestClientOptions(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cl, err := kgo.NewClient(ClientOptions(p)...)
+	cl, err := kgo.NewClient(ClientOptions(onSite(t, p, p.Sites()[0].Name))...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -782,7 +794,7 @@ func TestMonolithDeadLettersWhatAFunctionRejects(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(cl.Close)
-	h := &harness{p: p, ds: ds, cl: cl}
+	h := &harness{p: p, site: onSite(t, p, p.Sites()[0].Name), ds: ds, cl: cl}
 	const n = 20
 	var recs []*kgo.Record
 	for i := range n {

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"path/filepath"
 	"slices"
 	"strings"
 )
@@ -40,6 +41,21 @@ type Auth struct {
 	// ServiceTokenFile holds the service tokens, one per line: the first
 	// is sent, every one accepted (rotate by adding the new one first).
 	ServiceTokenFile string `yaml:"service_token_file"`
+}
+
+// ServiceTokenPath is the service token file every part presents and
+// accepts, absolute (auth.service_token_file resolved against the YAML's
+// directory), or "" when auth.service is not token. LoadTokens of
+// internal/auth reads it.
+func (p *Pipeline) ServiceTokenPath() string {
+	if p.Auth.Service != AuthToken {
+		return ""
+	}
+	path := p.Path(p.Auth.ServiceTokenFile)
+	if abs, err := filepath.Abs(path); err == nil {
+		return abs
+	}
+	return path
 }
 
 func (a *Auth) setDefaults() {
@@ -101,14 +117,17 @@ func IsLoopback(addr string) bool {
 // CheckExposure refuses a listener reachable from outside this machine
 // whose zone has no authentication, naming the settings that fix it or
 // opt out, the way Redis's protected mode does. zone is "device" or
-// "delivery"; what names the listener in the message.
-func (p *Pipeline) CheckExposure(zone, what, addr string) error {
+// "delivery"; what names the listener in the message. Devices are
+// authenticated by the pipeline's auth.devices or by the site's own
+// funnel.tls.client_ca_file.
+func (v *SiteView) CheckExposure(zone, what, addr string) error {
 	if IsLoopback(addr) {
 		return nil
 	}
+	p := v.Pipeline
 	switch zone {
 	case "device":
-		if p.Auth.Devices != "" || p.Funnel.TLS.ClientCAFile != "" {
+		if p.Auth.Devices != "" || v.Funnel.TLS.ClientCAFile != "" {
 			return nil
 		}
 		return fmt.Errorf("%s %s is reachable from outside this machine and devices are not authenticated: "+

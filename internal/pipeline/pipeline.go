@@ -380,3 +380,38 @@ func (e *Exit) ThresholdOr(def float64) float64 {
 	}
 	return *e.Threshold
 }
+
+// validateStreaming checks the sections that move data: the wire encoding,
+// kafka, funnel, auth, admin, sites and each tier's connector and scaling.
+func (p *Pipeline) validateStreaming() []error {
+	var errs []error
+	bad := func(field, format string, args ...any) {
+		errs = append(errs, fmt.Errorf("%s: "+format, append([]any{field}, args...)...))
+	}
+	if p.WireEncoding != EncodingBinary && p.WireEncoding != EncodingJSON {
+		bad("wire_encoding", "%q unknown (want %s or %s)", p.WireEncoding, EncodingBinary, EncodingJSON)
+	}
+	errs = append(errs, p.Kafka.validateSettings("kafka")...)
+	errs = append(errs, p.Funnel.validateSettings("funnel")...)
+	errs = append(errs, p.Auth.validate()...)
+	errs = append(errs, p.validateCoAPS()...)
+	if n := p.Input.RecordBytes(); n > p.Kafka.MaxRecordBytes {
+		bad("input", "a %s %v sample makes Kafka records of up to %d bytes, over kafka.max_record_bytes %d (raise it together with the brokers' message.max.bytes)",
+			p.Input.DType, p.Input.Shape, n, p.Kafka.MaxRecordBytes)
+	}
+	if len(p.SiteList) == 0 {
+		errs = append(errs, p.Kafka.validatePlacement("kafka")...)
+		errs = append(errs, p.Funnel.validatePlacement("funnel")...)
+		if err := checkAddr("admin.listen", p.Admin.Listen); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	errs = append(errs, p.validateSites()...)
+	for i := range p.Tiers {
+		t := &p.Tiers[i]
+		f := fmt.Sprintf("tiers[%d] (%s)", i, t.Name)
+		errs = append(errs, t.Connector.validate(f+".connector", t.Inference.MaxBatch)...)
+		errs = append(errs, validateScaling(f, t)...)
+	}
+	return errs
+}

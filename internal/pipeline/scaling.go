@@ -15,6 +15,9 @@ const (
 	RuntimeKubernetes = "kubernetes"
 )
 
+// DefaultReplicas is a tier's replica count when replicas: is unset.
+const DefaultReplicas = 1
+
 // Replicas says how many inference replicas serve a tier and where they run.
 // In YAML it is either a number (a fixed count) or a mapping.
 type Replicas struct {

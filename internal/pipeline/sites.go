@@ -193,18 +193,36 @@ func (p *Pipeline) Site(name string) (*Site, error) {
 	return s, nil
 }
 
-// OnSite returns a copy of p as the site called name runs it: its kafka,
-// funnel and admin sections are the site's effective ones. Tiers, sites
-// and placement are shared with p. An unknown site is an error naming the
-// known ones.
-func (p *Pipeline) OnSite(name string) (*Pipeline, error) {
+// SiteView is the pipeline as one site runs it: the site's effective
+// kafka, funnel and admin sections, beside the whole pipeline for its
+// tiers, placement, auth and the rest. The Pipeline's own Kafka, Funnel
+// and Admin are the pipeline-wide settings sites inherit, never a site's:
+// code that talks to a site's Kafka or serves its funnel takes a SiteView,
+// so the two cannot be mixed up.
+type SiteView struct {
+	Site
+	Pipeline *Pipeline
+}
+
+// OnSite returns the view of the site called name. The view shares the
+// tiers, sites and placement with p; its site sections are a copy. An
+// unknown site is an error naming the known ones.
+func (p *Pipeline) OnSite(name string) (*SiteView, error) {
 	s, err := p.Site(name)
 	if err != nil {
 		return nil, err
 	}
-	q := *p
-	q.Kafka, q.Funnel, q.Admin = s.Kafka, s.Funnel.Funnel, s.Admin
-	return &q, nil
+	return &SiteView{Site: *s, Pipeline: p}, nil
+}
+
+// OnTierSite returns the view of the site tier runs on; an unknown tier
+// is an error.
+func (p *Pipeline) OnTierSite(tier string) (*SiteView, error) {
+	t, _, err := p.Tier(tier)
+	if err != nil {
+		return nil, err
+	}
+	return p.OnSite(p.tierSite(t))
 }
 
 // PlaceAllOn moves every tier to the site called name, as the cloud-only
@@ -213,7 +231,7 @@ func (p *Pipeline) OnSite(name string) (*Pipeline, error) {
 // the results site before the move (its default, the first tier's site,
 // would otherwise move along). name must be a declared site; for a
 // pipeline without sites: "" and LocalSite leave it as it is. Tiers are
-// changed in place, so copies made with OnSite before the call see the
+// changed in place, so views made with OnSite before the call see the
 // new placement too.
 func (p *Pipeline) PlaceAllOn(name string) error {
 	if len(p.SiteList) == 0 && (name == "" || name == LocalSite) {

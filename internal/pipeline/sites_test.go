@@ -172,6 +172,17 @@ func TestContinuum(t *testing.T) {
 		onFog.Admin != p.SiteOf("fog").Admin || p.Kafka.EmbeddedListen != "" {
 		t.Errorf("OnSite(fog) = kafka %+v funnel %+v, %v", onFog.Kafka, onFog.Funnel, err)
 	}
+	if onFog != nil && (onFog.Name != "fog" || onFog.Pipeline != p) {
+		t.Errorf("OnSite(fog) = site %q of %p, want fog of %p", onFog.Name, onFog.Pipeline, p)
+	}
+	for tier, site := range map[string]string{"edge": "edge", "cloud": "cloud"} {
+		if v, err := p.OnTierSite(tier); err != nil || v.Name != site {
+			t.Errorf("OnTierSite(%s) = %v, %v; want site %s", tier, v, err, site)
+		}
+	}
+	if _, err := p.OnTierSite("nope"); err == nil {
+		t.Error("OnTierSite(nope): no error")
+	}
 	if _, err := p.OnSite("moon"); err == nil || err.Error() != `pipeline "demo" has no site "moon" (sites: edge, fog, cloud)` {
 		t.Errorf("OnSite(moon) = %v", err)
 	}
@@ -437,5 +448,46 @@ func TestPlaceAllOn(t *testing.T) {
 	}
 	if err := one.PlaceAllOn("cloud"); err == nil {
 		t.Error("PlaceAllOn(cloud) without sites: no error")
+	}
+}
+
+// TestSiteExposure: a site whose own funnel.tls asks devices for client
+// certificates authenticates its device zone, whatever the pipeline-wide
+// funnel section says; the delivery zone needs auth.service.
+func TestSiteExposure(t *testing.T) {
+	p, err := Parse([]byte(`
+name: t
+input: {dtype: uint8, shape: [4]}
+classes: [a, b]
+sites:
+  - {name: edge, funnel: {listen: 127.0.0.1:0, delivery_listen: 127.0.0.1:0}, kafka: {embedded_listen: 127.0.0.1:0}, admin: {listen: 127.0.0.1:0}}
+  - name: cloud
+    kafka: {embedded_listen: 127.0.0.1:0}
+    funnel: {listen: 127.0.0.1:0, delivery_listen: 127.0.0.1:0, coap_listen: "off", tls: {cert_file: c.pem, key_file: k.pem, client_ca_file: ca.pem}}
+    admin: {listen: 127.0.0.1:0}
+tiers:
+  - {name: edge, site: edge, model: e.onnx, exit: {output: o, threshold: 0.5}, forward: {output: f}}
+  - {name: cloud, site: cloud, model: c.onnx, exit: {output: o}}
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cloud, _ := p.OnSite("cloud")
+	edge, _ := p.OnSite("edge")
+	for _, c := range []struct {
+		name       string
+		v          *SiteView
+		zone, addr string
+		refused    bool
+	}{
+		{"loopback", edge, "device", "127.0.0.1:8080", false},
+		{"site with client CA", cloud, "device", "192.0.2.1:8080", false},
+		{"site without", edge, "device", "192.0.2.1:8080", true},
+		{"delivery without auth.service", cloud, "delivery", "192.0.2.1:8081", true},
+	} {
+		err := c.v.CheckExposure(c.zone, "funnel listener", c.addr)
+		if (err != nil) != c.refused {
+			t.Errorf("%s: CheckExposure(%s, %s) = %v, refused %v", c.name, c.zone, c.addr, err, c.refused)
+		}
 	}
 }

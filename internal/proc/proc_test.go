@@ -20,7 +20,7 @@ import (
 
 	"github.com/ddnn-continuum/ddnn/internal/proctest"
 	"github.com/ddnn-continuum/ddnn/internal/socket"
-	"github.com/ddnn-continuum/ddnn/internal/syncbuf"
+	"github.com/ddnn-continuum/ddnn/internal/testsupport"
 )
 
 // childEnv makes the test binary act as a child (see child); TestMain sets
@@ -92,12 +92,9 @@ func child(args []string) int {
 	return 2
 }
 
-// syncBuffer is a buffer a test reads while others write to it.
-type syncBuffer = syncbuf.Buffer
-
 // serving starts a child serving /readyz on a socket passed to it and
 // waits until it is ready.
-func serving(t *testing.T, mode string, out *syncBuffer) *Child {
+func serving(t *testing.T, mode string, out *testsupport.Buffer) *Child {
 	t.Helper()
 	s, err := socket.New()
 	if err != nil {
@@ -126,7 +123,7 @@ func exited(t *testing.T, c *Child) {
 }
 
 func TestOutputPrefixed(t *testing.T) {
-	var out syncBuffer
+	var out testsupport.Buffer
 	c := New("printer", "http://127.0.0.1:1/readyz", &out, nil, "print")
 	if err := c.Start(); err != nil {
 		t.Fatal(err)
@@ -169,7 +166,7 @@ func TestLineWriterSplitWrites(t *testing.T) {
 }
 
 func TestStopGraceful(t *testing.T) {
-	var out syncBuffer
+	var out testsupport.Buffer
 	c := serving(t, "serve", &out)
 	pid := c.PID()
 	t0 := time.Now()
@@ -189,7 +186,7 @@ func TestStopGraceful(t *testing.T) {
 }
 
 func TestStopKillsAfterGrace(t *testing.T) {
-	var out syncBuffer
+	var out testsupport.Buffer
 	c := serving(t, "stubborn", &out)
 	pid := c.PID()
 	const grace = 300 * time.Millisecond
@@ -207,7 +204,7 @@ func TestStopKillsAfterGrace(t *testing.T) {
 }
 
 func TestSuperviseRestarts(t *testing.T) {
-	var out syncBuffer
+	var out testsupport.Buffer
 	c := serving(t, "serve", &out)
 	done := make(chan struct{})
 	go func() { defer close(done); c.Supervise(context.Background()) }()
@@ -242,7 +239,7 @@ func TestSuperviseRestarts(t *testing.T) {
 // TestStopWhileRestarting stops a child that died while Supervise waits
 // to restart it: nothing may start after Stop.
 func TestStopWhileRestarting(t *testing.T) {
-	var out syncBuffer
+	var out testsupport.Buffer
 	c := serving(t, "serve", &out)
 	done := make(chan struct{})
 	go func() { defer close(done); c.Supervise(context.Background()) }()
@@ -280,7 +277,7 @@ func TestStopWhileCrashLooping(t *testing.T) {
 }
 
 func TestSuperviseEndsWithContext(t *testing.T) {
-	var out syncBuffer
+	var out testsupport.Buffer
 	c := serving(t, "serve", &out)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
@@ -294,7 +291,7 @@ func TestSuperviseEndsWithContext(t *testing.T) {
 }
 
 func TestStartWhileRunning(t *testing.T) {
-	var out syncBuffer
+	var out testsupport.Buffer
 	c := serving(t, "serve", &out)
 	if err := c.Start(); err == nil || !strings.Contains(err.Error(), "already running") {
 		t.Errorf("second Start: %v", err)
@@ -330,7 +327,7 @@ func dead(pid int) bool {
 // TestOwnProcessGroup: a child leads a process group of its own, so a
 // terminal's Ctrl-C to ours does not reach it.
 func TestOwnProcessGroup(t *testing.T) {
-	var out syncBuffer
+	var out testsupport.Buffer
 	c := serving(t, "serve", &out)
 	pgid, err := syscall.Getpgid(c.PID())
 	if err != nil {
@@ -381,7 +378,7 @@ func TestKilledWithParent(t *testing.T) {
 // TestExitLogged: a child that exits on its own is logged with its exit
 // status; one stopped by Stop is not.
 func TestExitLogged(t *testing.T) {
-	var logs syncBuffer
+	var logs testsupport.Buffer
 	log := slog.New(slog.NewTextHandler(&logs, nil))
 	c := New("printer", "http://127.0.0.1:1/readyz", nil, log, "print")
 	if err := c.Start(); err != nil {
@@ -392,7 +389,7 @@ func TestExitLogged(t *testing.T) {
 		t.Errorf("log:\n%s", s)
 	}
 
-	var stopLogs syncBuffer
+	var stopLogs testsupport.Buffer
 	c = New("idle", "http://127.0.0.1:1/readyz", nil, slog.New(slog.NewTextHandler(&stopLogs, nil)), "idle")
 	if err := c.Start(); err != nil {
 		t.Fatal(err)
@@ -425,7 +422,7 @@ func TestWaitReadyTimeout(t *testing.T) {
 }
 
 func TestReadyAndBaseURL(t *testing.T) {
-	var out syncBuffer
+	var out testsupport.Buffer
 	c := serving(t, "serve", &out)
 	if !c.Ready() {
 		t.Error("Ready of a serving child is false")
@@ -480,7 +477,7 @@ func TestExitedChan(t *testing.T) {
 // request made meanwhile is answered by the restarted process. Stop frees
 // the address.
 func TestPassedSocketAcrossRestarts(t *testing.T) {
-	var out syncBuffer
+	var out testsupport.Buffer
 	c := serving(t, "serve", &out)
 	addr := strings.TrimPrefix(c.BaseURL(), "http://")
 	go c.Supervise(context.Background())
@@ -515,7 +512,7 @@ func TestPassedSocketAcrossRestarts(t *testing.T) {
 // listener on SIGTERM, new connections are refused while it finishes, not
 // queued on the supervisor's copy for no one.
 func TestStoppingChildRefuses(t *testing.T) {
-	var out syncBuffer
+	var out testsupport.Buffer
 	c := serving(t, "linger", &out)
 	addr := strings.TrimPrefix(c.BaseURL(), "http://")
 	stopped := make(chan struct{})
@@ -568,7 +565,7 @@ func TestChildOOMScoreRaised(t *testing.T) {
 			t.Errorf("child pid %d: oom_score_adj %d, want %d (the supervisor's is %d)", pid, got, want, own)
 		}
 	}
-	var out syncBuffer
+	var out testsupport.Buffer
 	c := serving(t, "serve", &out)
 	check(c.PID())
 	done := make(chan struct{})

@@ -7,7 +7,7 @@ import (
 	"time"
 	"unicode/utf8"
 
-	"github.com/ddnn-continuum/ddnn/internal/syncbuf"
+	"github.com/ddnn-continuum/ddnn/internal/testsupport"
 	"github.com/ddnn-continuum/ddnn/internal/wire"
 )
 
@@ -70,7 +70,7 @@ func TestHostileResult(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			c := newCluster(t)
 			want := hostile(c.t0)
-			var out, warn syncbuf.Buffer
+			var out, warn testsupport.Buffer
 			cfg := c.config(&out)
 			cfg.JSON, cfg.Warn = tc.json, &warn
 			if tc.follow {
@@ -122,7 +122,7 @@ func TestFollowAligned(t *testing.T) {
 		r.SentAt, r.ExitedAt = c.t0, c.t0.Add(time.Duration(i+1)*time.Second)
 		c.produceResult(t, 0, i, r)
 	}
-	var out syncbuf.Buffer
+	var out testsupport.Buffer
 	cfg := c.config(&out)
 	cfg.JSON, cfg.Follow, cfg.FromBeginning, cfg.Count = false, true, true, len(rows)
 	if err := Read(context.Background(), cfg); err != nil {

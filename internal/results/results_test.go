@@ -17,7 +17,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/ddnn-continuum/ddnn/internal/pipeline"
-	"github.com/ddnn-continuum/ddnn/internal/syncbuf"
+	"github.com/ddnn-continuum/ddnn/internal/testsupport"
 	"github.com/ddnn-continuum/ddnn/internal/wire"
 )
 
@@ -39,11 +39,7 @@ type cluster struct {
 
 func newCluster(t *testing.T) *cluster {
 	t.Helper()
-	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(3, topic))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(c.Close)
+	c := testsupport.KafkaCluster(t, 3, topic)
 	cl, err := kgo.NewClient(kgo.SeedBrokers(c.ListenAddrs()...), kgo.RecordPartitioner(kgo.ManualPartitioner()))
 	if err != nil {
 		t.Fatal(err)
@@ -72,7 +68,7 @@ func (c *cluster) produceResult(t *testing.T, p int32, n int, r wire.Result) {
 	}
 }
 
-func (c *cluster) config(out *syncbuf.Buffer) Config {
+func (c *cluster) config(out *testsupport.Buffer) Config {
 	return Config{Kafka: pipeline.Kafka{Brokers: c.c.ListenAddrs()}, Topic: topic, Out: out, JSON: true, Timeout: 20 * time.Second}
 }
 
@@ -98,7 +94,7 @@ func TestReadToEnd(t *testing.T) {
 	c.produce(t, 0, 1, "a")
 	c.produce(t, 1, 2, "b")
 	c.produce(t, 0, 3, "c")
-	var out syncbuf.Buffer
+	var out testsupport.Buffer
 	start := time.Now()
 	if err := Read(context.Background(), c.config(&out)); err != nil {
 		t.Fatal(err)
@@ -126,7 +122,7 @@ func TestFollow(t *testing.T) {
 			c := newCluster(t)
 			c.produce(t, 0, 1, "old-1")
 			c.produce(t, 0, 2, "old-2")
-			var out syncbuf.Buffer
+			var out testsupport.Buffer
 			cfg := c.config(&out)
 			cfg.Follow, cfg.FromBeginning, cfg.JSON = true, tc.fromBeginning, false
 			ctx, cancel := context.WithCancel(context.Background())
@@ -171,7 +167,7 @@ func TestLast(t *testing.T) {
 		{4, []string{"r4", "r5", "r6", "r7"}},
 		{50, []string{"r1", "r2", "r3", "r4", "r5", "r6", "r7"}},
 	} {
-		var out syncbuf.Buffer
+		var out testsupport.Buffer
 		cfg := c.config(&out)
 		cfg.Last = tc.last
 		if err := Read(context.Background(), cfg); err != nil {
@@ -213,7 +209,7 @@ func TestLastFollow(t *testing.T) {
 		}
 		return resp, nil, true
 	})
-	var out syncbuf.Buffer
+	var out testsupport.Buffer
 	cfg := c.config(&out)
 	cfg.Last, cfg.Follow = 2, true
 	ctx, cancel := context.WithCancel(context.Background())
@@ -248,7 +244,7 @@ func TestID(t *testing.T) {
 	c.produce(t, 1, 2, "want-me")
 	c.produce(t, 2, 3, "b")
 
-	var out syncbuf.Buffer
+	var out testsupport.Buffer
 	cfg := c.config(&out)
 	cfg.ID = "want-me"
 	if err := Read(context.Background(), cfg); err != nil {
@@ -258,7 +254,7 @@ func TestID(t *testing.T) {
 		t.Errorf("--id: %v", got)
 	}
 
-	out = syncbuf.Buffer{}
+	out = testsupport.Buffer{}
 	cfg.Count, cfg.Timeout = 1, time.Minute
 	start := time.Now()
 	if err := Read(context.Background(), cfg); err != nil {
@@ -304,7 +300,7 @@ func TestNoBroker(t *testing.T) {
 // TestNoTopic: a broker without the results topic is an error naming it.
 func TestNoTopic(t *testing.T) {
 	c := newCluster(t)
-	var out syncbuf.Buffer
+	var out testsupport.Buffer
 	cfg := c.config(&out)
 	cfg.Topic = "other.results"
 	if err := Read(context.Background(), cfg); err == nil || !strings.Contains(err.Error(), "topic other.results on ") {
@@ -323,7 +319,7 @@ func TestNotAtEnd(t *testing.T) {
 		return nil, errors.New("fetch refused"), true
 	})
 	for _, last := range []int{0, 2} {
-		cfg := c.config(&syncbuf.Buffer{})
+		cfg := c.config(&testsupport.Buffer{})
 		cfg.Last, cfg.Timeout = last, 300*time.Millisecond
 		err := Read(context.Background(), cfg)
 		if err == nil || err.Error() != "the end of p.results not reached within 300ms (--timeout)" {
@@ -373,7 +369,7 @@ func TestLatency(t *testing.T) {
 func TestTable(t *testing.T) {
 	c := newCluster(t)
 	c.produce(t, 0, 1, "a")
-	var out syncbuf.Buffer
+	var out testsupport.Buffer
 	cfg := c.config(&out)
 	cfg.JSON = false
 	if err := Read(context.Background(), cfg); err != nil {
@@ -386,7 +382,7 @@ func TestTable(t *testing.T) {
 }
 
 // waitFor waits until out holds s.
-func waitFor(t *testing.T, out *syncbuf.Buffer, s string) {
+func waitFor(t *testing.T, out *testsupport.Buffer, s string) {
 	t.Helper()
 	deadline := time.Now().Add(15 * time.Second)
 	for !strings.Contains(out.String(), s) {

@@ -10,7 +10,7 @@ import (
 
 	"github.com/ddnn-continuum/ddnn/internal/kafka"
 	"github.com/ddnn-continuum/ddnn/internal/pipeline"
-	"github.com/ddnn-continuum/ddnn/internal/syncbuf"
+	"github.com/ddnn-continuum/ddnn/internal/testsupport"
 	"github.com/ddnn-continuum/ddnn/internal/wire"
 )
 
@@ -48,7 +48,7 @@ func TestFollowBrokerLost(t *testing.T) {
 	addr := b.Addr()
 	defer func() { b.Close() }()
 
-	var out, warn syncbuf.Buffer
+	var out, warn testsupport.Buffer
 	cfg := Config{Kafka: pipeline.Kafka{Brokers: []string{addr}}, Topic: topic, Out: &out, Warn: &warn,
 		Follow: true, StallAfter: time.Minute}
 	ctx, cancel := context.WithCancel(context.Background())
@@ -92,7 +92,7 @@ func TestFollowBrokerLost(t *testing.T) {
 // while it is lost add attempts, not lines. A reader that does not wait
 // (busy printing) sees no stall.
 func TestBrokerWatchStall(t *testing.T) {
-	var warn syncbuf.Buffer
+	var warn testsupport.Buffer
 	w := newBrokerWatch(&warn, 15*time.Second)
 	t0 := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
 	now := t0

@@ -10,8 +10,6 @@ package runtime
 
 import (
 	"context"
-	"encoding/json"
-	"net/http"
 	"time"
 
 	"github.com/ddnn-continuum/ddnn/inference"
@@ -62,39 +60,4 @@ func (s *Spec) Args(listen string) []string {
 	c := s.Replica
 	c.Listen = listen
 	return append([]string{"inference"}, command.Args(c)...)
-}
-
-// ListPath is where a replica manager serves a tier's ready replicas.
-func ListPath(tier string) string { return "/v1/tiers/" + tier + "/replicas" }
-
-// ListHandler serves GET /v1/tiers/{tier}/replicas: the tier's ready
-// replicas as JSON [{"id":…,"url":…}], which connectors follow. lookup
-// returns nil for an unknown tier.
-func ListHandler(lookup func(tier string) Runtime) http.Handler {
-	mux := http.NewServeMux()
-	mux.HandleFunc("GET /v1/tiers/{tier}/replicas", func(w http.ResponseWriter, r *http.Request) {
-		rt := lookup(r.PathValue("tier"))
-		if rt == nil {
-			http.Error(w, "no such tier", http.StatusNotFound)
-			return
-		}
-		reps, err := rt.List(r.Context())
-		if err != nil {
-			http.Error(w, err.Error(), http.StatusServiceUnavailable)
-			return
-		}
-		type rep struct {
-			ID  string `json:"id"`
-			URL string `json:"url"`
-		}
-		out := []rep{}
-		for _, x := range reps {
-			if x.Ready {
-				out = append(out, rep{x.ID, x.URL})
-			}
-		}
-		w.Header().Set("Content-Type", "application/json")
-		json.NewEncoder(w).Encode(out)
-	})
-	return mux
 }

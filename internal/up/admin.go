@@ -119,12 +119,12 @@ func (s *Supervisor) serveAdmin() error {
 		}
 		io.WriteString(w, "ready\n")
 	})
-	mux.Handle("GET /v1/tiers/{tier}/replicas", runtime.ListHandler(func(tier string) runtime.Runtime {
+	runtime.HandleReplicas(mux, func(tier string) runtime.Runtime {
 		if rt := s.runtime(tier); rt != nil {
 			return rt
 		}
 		return nil // not a typed nil inside the interface
-	}))
+	})
 	ln, err := socket.Listen(s.site.Admin.Listen)
 	if err != nil {
 		return fmt.Errorf("admin: %w", err)

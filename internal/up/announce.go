@@ -5,7 +5,7 @@ import (
 	"io"
 	"strings"
 
-	"github.com/ddnn-continuum/ddnn/funnel"
+	"github.com/ddnn-continuum/ddnn/internal/httpapi"
 	"github.com/ddnn-continuum/ddnn/internal/pipeline"
 )
 
@@ -60,16 +60,16 @@ func (s *Supervisor) announce() {
 		if p.Auth.Devices == pipeline.AuthToken {
 			cred = ", with a device token: ddnn devices add -f " + p.PathFromHere(p.Auth.DevicesFile) + " NAME"
 		}
-		fmt.Fprintf(&b, "  send:     POST %s://%s%s  (raw %s %v bytes or JSON {\"data\":[…]}%s)\n", scheme, site.Funnel.Listen, funnel.PathIngest, p.Input.DType, p.Input.Shape, cred)
+		fmt.Fprintf(&b, "  send:     POST %s://%s%s  (raw %s %v bytes or JSON {\"data\":[…]}%s)\n", scheme, site.Funnel.Listen, httpapi.PathIngest, p.Input.DType, p.Input.Shape, cred)
 		if site.Funnel.CoAPListen != "off" {
-			fmt.Fprintf(&b, "  or:       POST coap://%s%s  (content-format 42 or 50, Block1 for large samples)\n", site.Funnel.CoAPListen, funnel.PathIngest)
+			fmt.Fprintf(&b, "  or:       POST coap://%s%s  (content-format 42 or 50, Block1 for large samples)\n", site.Funnel.CoAPListen, httpapi.PathIngest)
 		}
 		if site.Funnel.CoAPSListen != "off" {
 			dcred := ""
 			if p.Auth.DevicesPSKKeyFile != "" {
 				dcred = ", with a pre-shared key: ddnn devices psk -f " + p.PathFromHere(p.Auth.DevicesFile) + " --key " + p.PathFromHere(p.Auth.DevicesPSKKeyFile) + " NAME"
 			}
-			fmt.Fprintf(&b, "  or:       POST coaps://%s%s  (CoAP over DTLS%s)\n", site.Funnel.CoAPSListen, funnel.PathIngest, dcred)
+			fmt.Fprintf(&b, "  or:       POST coaps://%s%s  (CoAP over DTLS%s)\n", site.Funnel.CoAPSListen, httpapi.PathIngest, dcred)
 		}
 		claim := ""
 		if p.Auth.Devices == pipeline.AuthToken {

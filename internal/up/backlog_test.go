@@ -12,7 +12,7 @@ import (
 
 	"github.com/ddnn-continuum/ddnn/internal/kafka"
 	"github.com/ddnn-continuum/ddnn/internal/pipeline"
-	"github.com/ddnn-continuum/ddnn/internal/syncbuf"
+	"github.com/ddnn-continuum/ddnn/internal/testsupport"
 )
 
 // backlogBroker is an in-memory broker with n records on each of the
@@ -84,9 +84,6 @@ func TestUnprocessed(t *testing.T) {
 	}
 }
 
-// syncBuf is a buffer a test reads while others write to it.
-type syncBuf = syncbuf.Buffer
-
 // TestReportBacklogSaysWhatBecomesOfThem: the stop report promises
 // processing at the next start only when the broker keeps the records.
 func TestReportBacklogSaysWhatBecomesOfThem(t *testing.T) {
@@ -126,7 +123,7 @@ func TestReportBacklogSaysWhatBecomesOfThem(t *testing.T) {
 		},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			var out syncBuf
+			var out testsupport.Buffer
 			p := *p
 			s := &Supervisor{p: &p, tiers: p.Tiers, broker: tc.broker, dataDir: tc.dataDir,
 				log: slog.New(slog.NewTextHandler(&out, nil)).With("component", "up")}

@@ -15,6 +15,7 @@ import (
 	"github.com/ddnn-continuum/ddnn/internal/command"
 	"github.com/ddnn-continuum/ddnn/internal/monolith"
 	"github.com/ddnn-continuum/ddnn/internal/pipeline"
+	"github.com/ddnn-continuum/ddnn/internal/testsupport"
 	"github.com/ddnn-continuum/ddnn/internal/up"
 )
 
@@ -25,7 +26,7 @@ func fakeRun(t *testing.T, cfg up.Config, admins ...string) (args []string, log,
 	t.Helper()
 	dir := t.TempDir()
 	t.Setenv(fakeChildrenEnv, dir)
-	var logBuf, annBuf syncBuf
+	var logBuf, annBuf testsupport.Buffer
 	cfg.Out, cfg.Announce, cfg.Logger = &logBuf, &annBuf, slog.New(slog.NewTextHandler(&logBuf, nil))
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
@@ -122,7 +123,7 @@ func TestRunMonolith(t *testing.T) {
 	}
 
 	// A lone site with nothing to run says so and returns.
-	var announce syncBuf
+	var announce testsupport.Buffer
 	err := up.Run(context.Background(), up.Config{Pipeline: p, File: file, Monolith: true, Site: "fog", Announce: &announce})
 	if err != nil || !strings.Contains(announce.String(), `site "fog" is skipped`) {
 		t.Errorf("--site fog --monolith: %v, announced %q", err, announce.String())

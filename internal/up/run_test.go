@@ -23,7 +23,7 @@ import (
 	"github.com/ddnn-continuum/ddnn/internal/kafka"
 	"github.com/ddnn-continuum/ddnn/internal/pipeline"
 	"github.com/ddnn-continuum/ddnn/internal/proctest"
-	"github.com/ddnn-continuum/ddnn/internal/syncbuf"
+	"github.com/ddnn-continuum/ddnn/internal/testsupport"
 	"github.com/ddnn-continuum/ddnn/internal/up"
 	"github.com/ddnn-continuum/ddnn/models"
 )
@@ -86,10 +86,7 @@ func ortLib(t *testing.T) string {
 	return lib
 }
 
-// syncBuf is a buffer a test reads while others write to it.
-type syncBuf = syncbuf.Buffer
-
-func waitReady(t *testing.T, url string, errc <-chan error, log *syncBuf) {
+func waitReady(t *testing.T, url string, errc <-chan error, log *testsupport.Buffer) {
 	t.Helper()
 	deadline := time.Now().Add(60 * time.Second)
 	for {
@@ -117,7 +114,7 @@ func waitReady(t *testing.T, url string, errc <-chan error, log *syncBuf) {
 // the topics for the next start, and (TestMain) no goroutine is left.
 func TestRunStopsInOrderAndReports(t *testing.T) {
 	tp := writePipeline(t)
-	var log syncBuf
+	var log testsupport.Buffer
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	errc := make(chan error, 1)
@@ -282,7 +279,7 @@ func TestUnknownSiteRefused(t *testing.T) {
 		{"no sites", "edge", `site "edge": pipeline "fmnist" declares no sites: (run it without a site)`, single},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			var announce syncBuf
+			var announce testsupport.Buffer
 			err := up.Run(context.Background(), up.Config{Pipeline: tc.p, Site: tc.site, Announce: &announce, Out: io.Discard})
 			if err == nil || err.Error() != tc.want {
 				t.Errorf("error = %v, want %q", err, tc.want)

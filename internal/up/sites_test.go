@@ -29,6 +29,7 @@ import (
 	"github.com/ddnn-continuum/ddnn/internal/pipeline"
 	"github.com/ddnn-continuum/ddnn/internal/proctest"
 	"github.com/ddnn-continuum/ddnn/internal/socket"
+	"github.com/ddnn-continuum/ddnn/internal/testsupport"
 	"github.com/ddnn-continuum/ddnn/internal/up"
 )
 
@@ -198,7 +199,7 @@ func TestRunSites(t *testing.T) {
 		t.Run("site="+tc.site, func(t *testing.T) {
 			dir := t.TempDir()
 			t.Setenv(fakeChildrenEnv, dir)
-			var log, announce syncBuf
+			var log, announce testsupport.Buffer
 			ctx, cancel := context.WithCancel(context.Background())
 			defer cancel()
 			errc := make(chan error, 1)
@@ -361,4 +362,25 @@ func matchArgs(got, want string) bool {
 		}
 	}
 	return true
+}
+
+// TestSiteClientCAAuthenticatesDevices: a site whose own funnel.tls asks
+// devices for a client certificate may take device data from beyond this
+// machine: up checks the exposure of the site's funnel, not of the
+// pipeline-wide funnel section. 192.0.2.1 (TEST-NET-1) is no address of
+// this machine, so the start then fails binding it, and nothing is sent.
+func TestSiteClientCAAuthenticatesDevices(t *testing.T) {
+	file, p, _ := writeContinuum(t)
+	for i := range p.SiteList {
+		if s := &p.SiteList[i]; s.Name == "cloud" {
+			s.Funnel.Listen = "192.0.2.1:0"
+			s.Funnel.TLS = pipeline.FunnelTLS{CertFile: "c.pem", KeyFile: "k.pem", ClientCAFile: "ca.pem"}
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	err := up.Run(ctx, up.Config{Pipeline: p, File: file, Site: "cloud", Ephemeral: true, Out: io.Discard, Announce: io.Discard})
+	if err == nil || strings.Contains(err.Error(), "reachable from outside") || !strings.Contains(err.Error(), "funnel.listen: ") {
+		t.Fatalf("Run of site cloud with its own client CA on funnel.listen 192.0.2.1:0: %v, want the bind of funnel.listen to fail", err)
+	}
 }

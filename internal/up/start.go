@@ -17,10 +17,10 @@ import (
 	"github.com/ddnn-continuum/ddnn/funnel"
 	"github.com/ddnn-continuum/ddnn/internal/auth"
 	"github.com/ddnn-continuum/ddnn/internal/command"
+	"github.com/ddnn-continuum/ddnn/internal/httpapi"
 	"github.com/ddnn-continuum/ddnn/internal/kafka"
 	"github.com/ddnn-continuum/ddnn/internal/monolith"
 	"github.com/ddnn-continuum/ddnn/internal/proc"
-	"github.com/ddnn-continuum/ddnn/internal/runtime"
 	"github.com/ddnn-continuum/ddnn/internal/runtime/replicas"
 	"github.com/ddnn-continuum/ddnn/internal/socket"
 	"github.com/ddnn-continuum/ddnn/scaler"
@@ -99,7 +99,7 @@ func (s *Supervisor) start(ctx context.Context) error {
 	for _, t := range s.tiers {
 		c, err := s.newServingChild(s.childName("connector-"+t.Name), "connector", func(admin string) []string {
 			return command.Args(connector.Command{
-				Role: s.role(), Tier: t.Name, ReplicasURL: "http://" + s.site.Admin.Listen + runtime.ListPath(t.Name),
+				Role: s.role(), Tier: t.Name, ReplicasURL: "http://" + s.site.Admin.Listen + httpapi.ReplicasPath(t.Name),
 				// One connector per tier: a restarted one rejoins at once.
 				// It drains within a third of the stop's grace, which
 				// gives the connectors about half of it (stop).
@@ -181,7 +181,7 @@ func (s *Supervisor) startBroker() (*kafka.Broker, error) {
 	if s.cfg.TrustData {
 		opts = append(opts, kafka.TrustData())
 	}
-	return kafka.StartSiteBroker(s.p, &s.site, "", s.cfg.Ephemeral, s.log, opts...)
+	return kafka.StartSiteBroker(s.p, &s.site.Site, "", s.cfg.Ephemeral, s.log, opts...)
 }
 
 // waitReplicas waits until n replicas of tier are ready.
@@ -285,7 +285,7 @@ func (s *Supervisor) passFunnelSockets(fc *proc.Child) error {
 		{"device", "funnel listener", "funnel.listen", s.site.Funnel.Listen},
 		{"delivery", "funnel delivery listener", "funnel.delivery_listen", s.site.Funnel.DeliveryListen},
 	} {
-		if err := s.p.CheckExposure(l.zone, l.what, l.addr); err != nil {
+		if err := s.site.CheckExposure(l.zone, l.what, l.addr); err != nil {
 			return err
 		}
 		sock, err := socket.Bind(l.addr)
@@ -323,12 +323,9 @@ func (s *Supervisor) role() command.Role {
 
 // serviceClient is an HTTP client presenting the service token.
 func (s *Supervisor) serviceClient(timeout time.Duration) (*http.Client, error) {
-	var tokens *auth.Tokens
-	if s.cfg.ServiceTokenFile != "" {
-		var err error
-		if tokens, err = auth.LoadTokens(s.cfg.ServiceTokenFile); err != nil {
-			return nil, err
-		}
+	tokens, err := auth.LoadTokens(s.cfg.ServiceTokenFile)
+	if err != nil {
+		return nil, err
 	}
 	return &http.Client{Timeout: timeout, Transport: tokens.Transport(nil)}, nil
 }

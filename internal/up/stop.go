@@ -9,7 +9,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kadm"
 	"golang.org/x/sync/errgroup"
 
-	"github.com/ddnn-continuum/ddnn/funnel"
+	"github.com/ddnn-continuum/ddnn/internal/httpapi"
 	"github.com/ddnn-continuum/ddnn/internal/proc"
 	"github.com/ddnn-continuum/ddnn/internal/runtime"
 )
@@ -55,7 +55,7 @@ func (s *Supervisor) stop() {
 		client, err := s.serviceClient(500 * time.Millisecond)
 		if err == nil {
 			var resp *http.Response
-			if resp, err = client.Post("http://"+s.site.Funnel.DeliveryListen+funnel.PathDrain, "text/plain", nil); err == nil {
+			if resp, err = client.Post("http://"+s.site.Funnel.DeliveryListen+httpapi.PathDrain, "text/plain", nil); err == nil {
 				resp.Body.Close()
 				if resp.StatusCode != http.StatusOK {
 					err = fmt.Errorf("funnel answered %s", resp.Status)

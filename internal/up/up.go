@@ -126,9 +126,9 @@ func (e *LinkError) Error() string {
 type Supervisor struct {
 	cfg        Config
 	p          *pipeline.Pipeline
-	site       pipeline.Site
-	tiers      []pipeline.Tier // placed on the site
-	links      []pipeline.Link // leaving the site
+	site       pipeline.SiteView // of p
+	tiers      []pipeline.Tier   // placed on the site
+	links      []pipeline.Link   // leaving the site
 	log        *slog.Logger
 	broker     *kafka.Broker
 	dataDir    string // the embedded broker's, "" in memory or with real brokers
@@ -189,9 +189,7 @@ func Run(ctx context.Context, cfg Config) error {
 	if err != nil {
 		return err
 	}
-	switch a := cfg.Pipeline.Auth; a.Service {
-	case pipeline.AuthToken:
-		cfg.ServiceTokenFile = cfg.Pipeline.Path(a.ServiceTokenFile)
+	switch cfg.ServiceTokenFile = cfg.Pipeline.ServiceTokenPath(); cfg.Pipeline.Auth.Service {
 	case "":
 		// The children still authenticate each other: the delivery zone
 		// and the replicas are never open, even on loopback.
@@ -281,7 +279,7 @@ func sitesToRun(p *pipeline.Pipeline, name string) ([]pipeline.Site, error) {
 // sites' before stopping its funnel.
 func runSite(ctx context.Context, cfg Config, site pipeline.Site, placement string, uplinksStopped *sync.WaitGroup) error {
 	p := cfg.Pipeline
-	s := &Supervisor{cfg: cfg, p: p, site: site, log: cfg.Logger.With("component", "up"), runtimes: map[string]runtime.Runtime{},
+	s := &Supervisor{cfg: cfg, p: p, site: pipeline.SiteView{Site: site, Pipeline: p}, log: cfg.Logger.With("component", "up"), runtimes: map[string]runtime.Runtime{},
 		uplinksStopped: uplinksStopped, placement: placement}
 	if s.severalSites() {
 		s.log = s.log.With("site", site.Name)

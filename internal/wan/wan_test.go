@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ddnn-continuum/ddnn/internal/testsupport"
 	"go.uber.org/goleak"
 )
 
@@ -134,17 +135,6 @@ func readBack(t *testing.T, c net.Conn, want []byte, within time.Duration) {
 	}
 }
 
-func waitFor(t *testing.T, what string, within time.Duration, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(within)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: not within %s", what, within)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-}
-
 func TestLatency(t *testing.T) {
 	for _, tc := range []struct {
 		name     string
@@ -244,7 +234,7 @@ cuts: [{link: a->b, at: 200ms, for: 1500ms}]
 			t.Error(err)
 		}
 	}()
-	waitFor(t, "link cut", 2*time.Second, func() bool { return n.Stats()[0].Cut })
+	testsupport.WaitFor(t, 2*time.Second, "link cut", func() bool { return n.Stats()[0].Cut })
 	cutAt := received.Load()
 
 	if _, err := old.Write([]byte("during-old")); err != nil {
@@ -275,7 +265,7 @@ cuts: [{link: a->b, at: 200ms, for: 1500ms}]
 		t.Fatal("the cut ended before the checks did; the machine is too slow for this test")
 	}
 
-	waitFor(t, "link healed", 3*time.Second, func() bool { return !n.Stats()[0].Cut })
+	testsupport.WaitFor(t, 3*time.Second, "link healed", func() bool { return !n.Stats()[0].Cut })
 	readBack(t, old, []byte("during-old"), 2*time.Second)
 	readBack(t, fresh, []byte("during-new"), 2*time.Second)
 	roundTrip(t, old, []byte("after"))
@@ -292,7 +282,7 @@ cuts: [{link: a->b, at: 0s, for: 1h}]
 	ctx, cancel := context.WithCancel(context.Background())
 	ran := make(chan error)
 	go func() { ran <- n.Run(ctx) }()
-	waitFor(t, "link cut", 2*time.Second, func() bool { return n.Stats()[0].Cut })
+	testsupport.WaitFor(t, 2*time.Second, "link cut", func() bool { return n.Stats()[0].Cut })
 	cancel()
 	if err := <-ran; err != nil {
 		t.Fatal(err)
@@ -378,7 +368,7 @@ links:
 			c.Write(make([]byte, 4<<20))
 		}()
 	}
-	waitFor(t, "bytes in the slow link", 2*time.Second, func() bool { return n.Stats()[0].BytesUp > 0 })
+	testsupport.WaitFor(t, 2*time.Second, "bytes in the slow link", func() bool { return n.Stats()[0].BytesUp > 0 })
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	t0 := time.Now()

@@ -14,7 +14,7 @@ import (
 	"github.com/ddnn-continuum/ddnn/internal/command"
 	"github.com/ddnn-continuum/ddnn/internal/proctest"
 	"github.com/ddnn-continuum/ddnn/internal/runtime"
-	"github.com/ddnn-continuum/ddnn/internal/syncbuf"
+	"github.com/ddnn-continuum/ddnn/internal/testsupport"
 )
 
 // replicaEnv makes the test binary act as a replica: the runtime starts
@@ -27,7 +27,7 @@ func TestMain(m *testing.M) { proctest.Main(m, replicaEnv, proctest.FakeInferenc
 // newRuntime is a runtime of tier (proctest.StubbornTier: replicas that
 // ignore SIGTERM) whose replicas log at level; Close runs when the test
 // ends.
-func newRuntime(t *testing.T, out *syncbuf.Buffer, cfg Config, tier, level string) *Runtime {
+func newRuntime(t *testing.T, out *testsupport.Buffer, cfg Config, tier, level string) *Runtime {
 	t.Helper()
 	cfg.Out = out
 	if cfg.DrainDelay == 0 {
@@ -85,7 +85,7 @@ func pids(r *Runtime) []int {
 }
 
 func TestScaleUpAndDown(t *testing.T) {
-	var out syncbuf.Buffer
+	var out testsupport.Buffer
 	r := newRuntime(t, &out, Config{}, "edge", "debug")
 	if reps := list(t, r); len(reps) != 0 {
 		t.Fatalf("a new runtime lists %v", reps)
@@ -161,7 +161,7 @@ func TestScaleUpAndDown(t *testing.T) {
 }
 
 func TestReplicaRestartedWhenItDies(t *testing.T) {
-	var out syncbuf.Buffer
+	var out testsupport.Buffer
 	r := newRuntime(t, &out, Config{}, "edge", "")
 	if err := r.Scale(context.Background(), 1); err != nil {
 		t.Fatal(err)
@@ -187,7 +187,7 @@ func TestReplicaRestartedWhenItDies(t *testing.T) {
 }
 
 func TestScaleDownKillsAfterGrace(t *testing.T) {
-	var out syncbuf.Buffer
+	var out testsupport.Buffer
 	// A replica that ignores SIGTERM is killed after its grace.
 	r := newRuntime(t, &out, Config{StopGrace: 200 * time.Millisecond}, proctest.StubbornTier, "")
 	if err := r.Scale(context.Background(), 2); err != nil {
@@ -214,7 +214,7 @@ func TestScaleDownKillsAfterGrace(t *testing.T) {
 }
 
 func TestCloseStopsDrainingReplicas(t *testing.T) {
-	var out syncbuf.Buffer
+	var out testsupport.Buffer
 	r := newRuntime(t, &out, Config{DrainDelay: time.Hour}, "edge", "")
 	if err := r.Scale(context.Background(), 2); err != nil {
 		t.Fatal(err)
@@ -252,7 +252,7 @@ func TestReplicaOOMScoreAboveRuntime(t *testing.T) {
 	if own >= 1000 {
 		t.Skipf("this process' oom_score_adj is %d already: no replica can score higher", own)
 	}
-	var out syncbuf.Buffer
+	var out testsupport.Buffer
 	r := newRuntime(t, &out, Config{}, "edge", "")
 	if err := r.Scale(context.Background(), 1); err != nil {
 		t.Fatal(err)

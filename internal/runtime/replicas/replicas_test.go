@@ -11,7 +11,7 @@ import (
 	"github.com/ddnn-continuum/ddnn/internal/pipeline"
 	"github.com/ddnn-continuum/ddnn/internal/proctest"
 	"github.com/ddnn-continuum/ddnn/internal/runtime/process"
-	"github.com/ddnn-continuum/ddnn/internal/syncbuf"
+	"github.com/ddnn-continuum/ddnn/internal/testsupport"
 )
 
 // replicaEnv makes the test binary play `ddnn inference` when a process
@@ -28,7 +28,7 @@ func TestProcessReplicaArgs(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var out syncbuf.Buffer
+	var out testsupport.Buffer
 	rt, err := New(context.Background(), p, &p.Tiers[0], Options{
 		File: "../../../deploy/pipeline.yaml", ServiceTokenFile: "/run/ddnn/service.token",
 		ORTLib: "/opt/ort/libonnxruntime.so", Out: &out,

@@ -1,13 +1,13 @@
-// Package syncbuf is a bytes.Buffer that one goroutine may read while
-// others write to it: the captured logs and output of the tests.
-package syncbuf
+package testsupport
 
 import (
 	"bytes"
 	"sync"
 )
 
-// Buffer is safe for concurrent Write and String.
+// Buffer is a bytes.Buffer that one goroutine may read while others
+// write to it: the captured logs and output of a test. It is safe for
+// concurrent Write and String.
 type Buffer struct {
 	mu sync.Mutex
 	b  bytes.Buffer

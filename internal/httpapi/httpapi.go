@@ -1,0 +1,42 @@
+// Package httpapi owns the HTTP routes ddnn's parts serve devices and
+// each other: the funnel's ingest and delivery routes, an inference
+// function's batch route, the replica list a replica manager serves for
+// connectors (with its entry and the client that reads it), and the JSON
+// error answer every one of them writes (wire.ErrorBody). Servers and
+// clients both name a route from here, so the two cannot drift apart.
+//
+// It serves nothing itself and knows nothing of Kafka or models.
+package httpapi
+
+import (
+	"net/http"
+
+	"github.com/ddnn-continuum/ddnn/internal/wire"
+)
+
+// Routes of a funnel: PathIngest on the device zone, the others on the
+// delivery zone.
+const (
+	PathIngest  = "/v1/ingest"
+	PathTiers   = "/v1/tiers/" // + tier name (TierPath): a batch of messages for the tier
+	PathResults = "/v1/results"
+	PathDrain   = "/v1/drain" // stop taking device data
+)
+
+// PathInfer is where an inference function takes batches.
+const PathInfer = "/v1/infer"
+
+// TierPath is the funnel route that takes a batch of messages for tier.
+func TierPath(tier string) string { return PathTiers + tier }
+
+// WriteError answers code with body, the JSON error answer of every ddnn
+// HTTP service (funnels and inference functions); a 503 asks to retry
+// after a second.
+func WriteError(w http.ResponseWriter, code int, body *wire.ErrorBody) {
+	w.Header().Set("Content-Type", wire.ContentTypeJSON)
+	if code == http.StatusServiceUnavailable {
+		w.Header().Set("Retry-After", "1")
+	}
+	w.WriteHeader(code)
+	w.Write(wire.AppendErrorBody(nil, body))
+}
