@@ -17,8 +17,9 @@ import (
 	"github.com/ddnn-continuum/ddnn/scaler"
 )
 
-// runScaler runs the replica manager alone: it owns every tier's replicas
-// through the tier's runtime, scales them by lag, and serves the replica
+// runScaler runs the replica manager alone: it owns the replicas of every
+// tier on its site through the tier's runtime (scaler.StartTiers), scales
+// those whose size may change by lag, and serves the replica
 // sets the connectors follow (--replicas-url http://ADMIN/v1/tiers/<tier>/replicas).
 func runScaler(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := newFlags("scaler", "scaler -f FILE [--site NAME] [--admin ADDR] [--funnel URL] [--brokers H:P,...]", stderr)
@@ -47,53 +48,39 @@ func runScaler(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if p.Auth.Service == pipeline.AuthToken {
 		tokenFile = p.Path(p.Auth.ServiceTokenFile)
 	}
-	runtimes := map[string]runtime.Runtime{}
+	tiers, err := scaler.StartTiers(ctx, p, site, replicas.Options{File: *rf.file, FunnelURL: *funnelURL, ServiceTokenFile: tokenFile,
+		LogLevel: fs.Lookup("log-level").Value.String(), Out: stderr, Logger: log})
+	if err != nil {
+		return err
+	}
 	// Replicas stop after the scaler and before the replica sets go away.
-	closeRuntimes := sync.OnceFunc(func() {
+	closeTiers := sync.OnceFunc(func() {
 		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 		defer cancel()
-		var wg sync.WaitGroup
-		for _, rt := range runtimes {
-			wg.Go(func() { rt.Close(cctx) })
+		if err := tiers.Close(cctx); err != nil {
+			log.Warn("stopping replicas", "err", err)
 		}
-		wg.Wait()
 	})
-	defer closeRuntimes()
-	var targets []scaler.Target
-	for _, t := range p.Tiers {
-		if p.SiteOf(t.Name).Name != site {
-			continue
-		}
-		rt, err := replicas.New(ctx, p, &t, replicas.Options{File: *rf.file, FunnelURL: *funnelURL, ServiceTokenFile: tokenFile,
-			LogLevel: fs.Lookup("log-level").Value.String(), Out: stderr, Logger: log})
-		if err != nil {
-			return err
-		}
-		runtimes[t.Name] = rt
-		targets = append(targets, scaler.Target{
-			Tier: t.Name, Group: p.ConsumerGroup(t.Name), Topic: p.InputTopic(t.Name),
-			Min: t.Replicas.Min, Max: t.Replicas.Max, Settings: t.Scaling, Runtime: rt,
-		})
-	}
+	defer closeTiers()
 	reg, wrapped := newRegistry(p)
 	cl, err := kafka.NewClient(&p.Kafka, "scaler", wrapped, log)
 	if err != nil {
 		return fmt.Errorf("scaler: kafka client: %w", err)
 	}
 	defer cl.Close()
-	sc, err := scaler.New(scaler.Config{Admin: kadm.NewClient(cl), Targets: targets, Registerer: wrapped, Logger: log})
+	sc, err := scaler.New(scaler.Config{Admin: kadm.NewClient(cl), Targets: tiers.Targets, Registerer: wrapped, Logger: log})
 	if err != nil {
 		return err
 	}
 	mux := adminMux(reg, func() bool { return true })
-	mux.Handle("GET /v1/tiers/{tier}/replicas", runtime.ListHandler(func(tier string) runtime.Runtime { return runtimes[tier] }))
+	mux.Handle("GET /v1/tiers/{tier}/replicas", runtime.ListHandler(func(tier string) runtime.Runtime { return tiers.Runtimes[tier] }))
 	ln, err := socket.Listen(*admin)
 	if err != nil {
 		return fmt.Errorf("scaler admin: %w", err)
 	}
 	fmt.Fprintf(stdout, "scaler: replica sets on http://%s/v1/tiers/<tier>/replicas, metrics on /metrics\n", ln.Addr())
 	return withAdmin(ctx, ln, mux, func(ctx context.Context) error {
-		defer closeRuntimes()
+		defer closeTiers()
 		return sc.Run(ctx)
 	})
 }
