@@ -60,8 +60,9 @@ func New(cfg Config) (*Scaler, error) {
 	return s, nil
 }
 
-// Run scales every target to its minimum, then polls and decides until ctx
-// ends. Replicas are left as they are when it returns.
+// Run polls and decides for every target until ctx ends, starting from
+// the target's minimum, where StartTiers left its replicas. Replicas are
+// left as they are when it returns.
 func (s *Scaler) Run(ctx context.Context) error {
 	var wg sync.WaitGroup
 	for _, t := range s.cfg.Targets {
@@ -86,9 +87,6 @@ type offsets struct {
 func (s *Scaler) loop(ctx context.Context, t Target) {
 	log := s.log.With("tier", t.Tier)
 	cur := t.Min
-	if err := t.Runtime.Scale(ctx, cur); err != nil {
-		log.Error("initial scale", "replicas", cur, "err", err)
-	}
 	var (
 		st       State
 		prev     *offsets
