@@ -50,9 +50,9 @@ func (c *Connector) commit(ctx context.Context) bool {
 		if offsets[tp.Topic] == nil {
 			offsets[tp.Topic] = map[int32]kgo.EpochOffset{}
 		}
-		offsets[tp.Topic][tp.Partition] = kgo.EpochOffset{Epoch: -1, Offset: off}
+		offsets[tp.Topic][tp.Partition] = off
 	}
-	confirmed := map[TopicPartition]int64{}
+	confirmed := map[TopicPartition]kgo.EpochOffset{}
 	var errs []error
 	c.cl.CommitOffsetsSync(ctx, offsets, func(_ *kgo.Client, _ *kmsg.OffsetCommitRequest, resp *kmsg.OffsetCommitResponse, err error) {
 		if err != nil {
@@ -99,11 +99,14 @@ func (c *Connector) commitAll(ctx context.Context) {
 func (c *Connector) onRevoked(ctx context.Context, _ *kgo.Client, revoked map[string][]int32) {
 	c.commit(ctx)
 	var tps []TopicPartition
+	c.assignedMu.Lock()
 	for t, ps := range revoked {
 		for _, p := range ps {
 			tps = append(tps, TopicPartition{t, p})
+			delete(c.assigned, TopicPartition{t, p})
 		}
 	}
+	c.assignedMu.Unlock()
 	if n := c.offsets.Revoke(tps...); n > 0 {
 		c.log.Info("partitions revoked with records in flight; they will be redelivered", "partitions", len(tps), "records", n)
 	}

@@ -8,14 +8,24 @@
 // (exits as results, forwards as the next tier's messages, or either on the
 // uplink queue of another site: records.DestinationOf) with its own
 // producer, and commits an offset only when every record at or below it is
-// done (Offsets: its decision acknowledged by Kafka, or its dead letter)
-// and only once Kafka confirmed the commit.
+// done (Offsets: its decision acknowledged by Kafka, or its dead letter),
+// with that record's leader epoch, and only once Kafka confirmed the
+// commit.
+//
+// Memory is bounded by connector.max_pending_records: the records fetched
+// and not yet behind their partition's commit point (the offset window)
+// never exceed it in total. Each assigned partition holds at most its
+// share of it, ⌈max_pending_records / assigned partitions⌉ (more only
+// after a rebalance added partitions, until it drains below the new
+// share): a poll takes no more than the fullest partition still fetched
+// has room for, and a partition at its share is paused (kgo's
+// PauseFetchPartitions) until its oldest records finish. A stuck record
+// stops its own partition only; the others are fetched on.
 //
 // When no replica answers, or Kafka does not acknowledge the decisions,
 // the connector waits and retries without limit: the records stay
-// uncommitted, the lag grows, fetching stops at
-// connector.max_pending_records, and it resumes as soon as they answer
-// again.
+// uncommitted, the lag grows, every partition pauses at its share, and
+// fetching resumes as soon as they answer again.
 //
 // The same machinery, pointed at another site's funnel instead of a
 // tier's replicas, is the uplink of a cross-site link (Config.Link): it
@@ -32,7 +42,6 @@ package connector
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
@@ -40,7 +49,6 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"golang.org/x/sync/errgroup"
 
@@ -48,7 +56,6 @@ import (
 	"github.com/ddnn-continuum/ddnn/internal/httpapi"
 	"github.com/ddnn-continuum/ddnn/internal/kafka"
 	"github.com/ddnn-continuum/ddnn/internal/pipeline"
-	"github.com/ddnn-continuum/ddnn/internal/records"
 	"github.com/ddnn-continuum/ddnn/internal/wire"
 )
 
@@ -115,9 +122,15 @@ type Connector struct {
 	inflight sync.WaitGroup
 	// work is canceled only when the drain deadline passes.
 	work context.Context
-	// room is signaled when records leave the offset window, for a poll
-	// waiting at max_pending_records.
+	// room is signaled when records leave the offset window or the
+	// assignment changes, for a poll waiting for room (waitRoom).
 	room chan struct{}
+	// paused are the partitions poll paused at their share of the
+	// window; only poll uses it.
+	paused map[TopicPartition]bool
+
+	assignedMu sync.Mutex
+	assigned   map[TopicPartition]bool // the group gave us
 
 	downMu    sync.Mutex
 	downSince time.Time // when the tier went down; zero while up
@@ -177,6 +190,8 @@ func newConnector(cfg Config, c *Connector, labels prometheus.Labels) *Connector
 		IdleConnTimeout:     90 * time.Second,
 	})}
 	c.room = make(chan struct{}, 1)
+	c.paused = map[TopicPartition]bool{}
+	c.assigned = map[TopicPartition]bool{}
 	reg := cfg.Registerer
 	if reg == nil {
 		reg = prometheus.NewRegistry() // counted, not exported
@@ -209,6 +224,7 @@ func (c *Connector) Run(ctx context.Context) error {
 	opts = append(opts, kafka.GroupConsumerOptions(c.group, c.topic)...)
 	opts = append(opts, kafka.ProducerOptions(&c.site.Kafka)...)
 	opts = append(opts,
+		kgo.OnPartitionsAssigned(c.onAssigned),
 		kgo.OnPartitionsRevoked(c.onRevoked),
 		kgo.OnPartitionsLost(c.onRevoked),
 	)
@@ -228,7 +244,7 @@ func (c *Connector) Run(ctx context.Context) error {
 	work, cancelWork := context.WithCancel(context.WithoutCancel(ctx))
 	defer cancelWork()
 	c.work = work
-	stopDeadline := context.AfterFunc(ctx, func() {
+	cancelDrainDeadline := context.AfterFunc(ctx, func() {
 		t := time.NewTimer(c.cfg.DrainTimeout)
 		defer t.Stop()
 		select {
@@ -237,7 +253,7 @@ func (c *Connector) Run(ctx context.Context) error {
 		case <-work.Done():
 		}
 	})
-	defer stopDeadline()
+	defer cancelDrainDeadline()
 
 	// Background loops run until the final commit.
 	loops, stopLoops := context.WithCancel(context.Background())
@@ -275,71 +291,6 @@ func (c *Connector) Run(ctx context.Context) error {
 	cl.AllowRebalance()
 	c.log.Info("connector stopped", "pending", c.offsets.Pending())
 	return pollErr
-}
-
-// poll fetches records while the offset window has room, tracks them, and
-// hands decoded ones to the batcher; undecodable ones go to the DLQ.
-func (c *Connector) poll(ctx context.Context, items chan<- item) error {
-	limit := c.conn.MaxPendingRecords
-	for {
-		if !c.waitRoom(ctx, limit) {
-			return nil
-		}
-		fetches := c.cl.PollRecords(ctx, min(cap(items), limit-c.offsets.Window()))
-		if ctx.Err() != nil || fetches.IsClientClosed() {
-			c.cl.AllowRebalance()
-			// Records fetched with this poll are not handed out; they
-			// were not added to the tracker, so nothing commits past them.
-			return nil
-		}
-		var fenced error
-		fetches.EachError(func(topic string, p int32, err error) {
-			if errors.Is(err, kerr.FencedInstanceID) {
-				fenced = err
-			}
-			c.log.Warn("fetch", "topic", topic, "partition", p, "err", err)
-		})
-		if fenced != nil {
-			// Records fetched with this poll are not tracked: nothing
-			// commits past them.
-			c.cl.AllowRebalance()
-			return fmt.Errorf("%s: another connector joined with instance id %q: %w", c.name, c.cfg.InstanceID, fenced)
-		}
-		recs := fetches.Records()
-		for _, r := range recs {
-			if err := c.offsets.Add(TopicPartition{r.Topic, r.Partition}, r.Offset); err != nil {
-				c.log.Error("offset tracking", "err", err)
-			}
-		}
-		c.cl.AllowRebalance()
-		c.m.fetchedRecs.Add(float64(len(recs)))
-		for _, r := range recs {
-			it, err := c.t.decode(r)
-			if err != nil {
-				c.deadLetter(r, records.DecodeFailure(err))
-				continue
-			}
-			select {
-			case items <- it:
-			case <-ctx.Done():
-				// Not handed out: pending, so nothing commits past it.
-				return nil
-			}
-		}
-	}
-}
-
-// waitRoom waits until fewer than limit records are in the offset window;
-// false when ctx ended first.
-func (c *Connector) waitRoom(ctx context.Context, limit int) bool {
-	for c.offsets.Window() >= limit {
-		select {
-		case <-c.room:
-		case <-ctx.Done():
-			return false
-		}
-	}
-	return ctx.Err() == nil
 }
 
 // batch groups items of one route into invocations of at most MaxBatch.

@@ -255,11 +255,11 @@ func TestPoisonRecordExhaustsAttempts(t *testing.T) {
 }
 
 // TestPendingWindowBounded: while one record is stuck and the others
-// succeed, the connector stops fetching at max_pending_records instead of
-// holding an ever longer window.
+// succeed, the connector stops fetching the stuck record's partition at its
+// share of max_pending_records instead of holding an ever longer window.
 func TestPendingWindowBounded(t *testing.T) {
 	e := setup(t)
-	const limit = 24
+	const limit = 96 // a share of 32 per partition: twice what is in flight
 	e.p.Tiers[0].Connector.MaxPendingRecords = limit
 	e.p.Tiers[0].Connector.MaxAttempts = 1000
 	var stuck atomic.Bool
@@ -601,19 +601,19 @@ func TestRejectionNamingNoRecord(t *testing.T) {
 	}
 }
 
-// TestRevokeFreesTheWindow: the pending window is full behind a record
-// whose call hangs, so the poll waits for room. When a rebalance revokes
-// that record's partition, its window is let go and the poll must fetch
-// again at once (the partitions it keeps have records waiting), not only
-// once the hanging call ends.
+// TestRevokeFreesTheWindow: partition 0's window is full (its share of
+// max_pending_records) behind a record whose call hangs, so it is paused.
+// When a rebalance revokes it, its window is let go and the poll must
+// resume and fetch it again at once (kgo still hands it out here: the test
+// calls the callback itself), not only once the hanging call ends.
 func TestRevokeFreesTheWindow(t *testing.T) {
 	e := setup(t)
-	const limit = 16
+	const limit = 18 // a share of 6 per partition
 	e.p.Tiers[0].Connector.MaxPendingRecords = limit
 	release := make(chan struct{})
 	var once sync.Once
 	unblock := func() { once.Do(func() { close(release) }) }
-	t.Cleanup(unblock)
+	t.Cleanup(unblock) // before the replica's server closes
 	rep := newFakeReplica(t, func(msgs []wire.Message) (int, string) {
 		for _, m := range msgs {
 			if m.ID == "m0" {
@@ -636,16 +636,16 @@ func TestRevokeFreesTheWindow(t *testing.T) {
 		t.Fatal(err)
 	}
 	c, _, _ := e.start(t, rep)
-	testsupport.WaitFor(t, 15*time.Second, "the window full behind m0", func() bool { return c.offsets.Window() == limit })
-	e.produce(t, 30, "later") // on partitions 1 and 2 as well
+	const share = limit / 3
+	testsupport.WaitFor(t, 15*time.Second, "partition 0's window full behind m0", func() bool { return c.offsets.Window() == share })
 
 	// What kgo does when a rebalance moves partition 0 elsewhere.
 	c.onRevoked(context.Background(), c.cl, map[string][]int32{"t.edge.in": {0}})
 	deadline := time.Now().Add(5 * time.Second)
-	for testutil.ToFloat64(c.m.fetchedRecs) <= limit && time.Now().Before(deadline) {
+	for testutil.ToFloat64(c.m.fetchedRecs) <= share && time.Now().Before(deadline) {
 		time.Sleep(10 * time.Millisecond)
 	}
-	if n := testutil.ToFloat64(c.m.fetchedRecs); n <= limit {
+	if n := testutil.ToFloat64(c.m.fetchedRecs); n <= share {
 		t.Errorf("the poll fetched nothing after the revocation freed the window (fetched %v, window %d)", n, c.offsets.Window())
 	}
 	unblock()

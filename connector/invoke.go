@@ -35,7 +35,7 @@ const (
 func (c *Connector) invoke(r *replica, batch []item) {
 	conn := c.conn
 	queue := [][]item{batch} // sub-batches still to send
-	seen := c.pool.succeeded()
+	seen := c.pool.successesSoFar()
 	var last *replica
 	fails := 0 // consecutive failures, for the backoff
 	defer func() {
@@ -104,7 +104,7 @@ func (c *Connector) invoke(r *replica, batch []item) {
 		if err != nil {
 			reason = fmt.Sprintf("%s %s: %v", c.t.peer(), last.url, err)
 		}
-		if c.t.chargeable() && (status == http.StatusInternalServerError || badAnswer != nil || rel.replicaOK > seen) {
+		if c.t.chargeable() && (status == http.StatusInternalServerError || badAnswer != nil || rel.lastSuccess > seen) {
 			queue = append(c.charge(batch, reason), queue[1:]...)
 		}
 		seen = rel.successes

@@ -4,6 +4,8 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+
+	"github.com/twmb/franz-go/pkg/kgo"
 )
 
 // ErrRevoked is returned (wrapped) by Offsets.Done for a record of a
@@ -33,8 +35,9 @@ func tpString(tp TopicPartition) string {
 
 // Offsets tracks, per topic partition, the records handed out for
 // processing and which of them are done, and computes the offset that may be
-// committed: one past the last record of the longest done prefix. It is safe
-// for concurrent use.
+// committed: one past the last record of the longest done prefix, with that
+// record's leader epoch (so that the broker fences a commit from a stale
+// leader's log). It is safe for concurrent use.
 //
 // Offsets of a partition are the offsets passed to Add, in order; gaps
 // between them (compacted topics, transaction markers) are not records. The
@@ -75,10 +78,11 @@ type partOffsets struct {
 	head    int
 	pending int // entries in the window not done
 
-	last    int64 // last offset added in this generation
-	commit  int64 // commit point (next offset to consume); -1: none yet
-	marked  int64 // highest offset passed to MarkCommitted; -1: none
-	revoked bool  // revoked and not re-added since
+	last        int64 // last offset added in this generation
+	commit      int64 // commit point (next offset to consume); -1: none yet
+	commitEpoch int32 // leader epoch of the record before commit
+	marked      int64 // highest offset passed to MarkCommitted; -1: none
+	revoked     bool  // revoked and not re-added since
 
 	// genStart is the first offset added since the partition was (re)added;
 	// staleBelow is one past the last offset added in any earlier, revoked
@@ -89,8 +93,9 @@ type partOffsets struct {
 }
 
 type offsetEntry struct {
-	off  int64
-	done bool
+	off   int64
+	epoch int32 // the record's leader epoch
+	done  bool
 }
 
 // NewOffsets returns an empty tracker.
@@ -98,7 +103,8 @@ func NewOffsets() *Offsets {
 	return &Offsets{parts: make(map[TopicPartition]*partOffsets)}
 }
 
-// Add records that offset was fetched and handed out. Offsets must be added
+// Add records that offset, of a record with leader epoch epoch, was fetched
+// and handed out. Offsets must be added
 // in increasing order per partition (gaps are allowed: compacted topics and
 // transaction markers skip offsets); adding an offset <= the last added one for
 // that partition returns an error naming both. Negative offsets are refused
@@ -107,7 +113,7 @@ func NewOffsets() *Offsets {
 // Adding to a partition that was revoked starts tracking afresh from offset
 // (the partition was re-assigned), whatever was added before the revocation:
 // the new generation's commit point, committed mark and ordering start over.
-func (o *Offsets) Add(tp TopicPartition, offset int64) error {
+func (o *Offsets) Add(tp TopicPartition, offset int64, epoch int32) error {
 	if offset < 0 {
 		return fmt.Errorf("connector: offsets: add %s offset %d: %w: negative", tpString(tp), offset, errOrder)
 	}
@@ -139,7 +145,7 @@ func (o *Offsets) Add(tp TopicPartition, offset int64) error {
 		p.ents = p.ents[:n]
 		p.head = 0
 	}
-	p.ents = append(p.ents, offsetEntry{off: offset})
+	p.ents = append(p.ents, offsetEntry{off: offset, epoch: epoch})
 	p.pending++
 	o.pending++
 	o.window++
@@ -219,11 +225,12 @@ func search(win []offsetEntry, offset int64) (int, bool) {
 }
 
 // pop drops the done entries at the head of the window, advances the
-// commit point past the last of them and returns how many it dropped.
+// commit point past the last of them (taking its epoch) and returns how
+// many it dropped.
 func (p *partOffsets) pop() int {
 	from := p.head
 	for p.head < len(p.ents) && p.ents[p.head].done {
-		p.commit = p.ents[p.head].off + 1
+		p.commit, p.commitEpoch = p.ents[p.head].off+1, p.ents[p.head].epoch
 		p.head++
 	}
 	n := p.head - from
@@ -237,20 +244,21 @@ func (p *partOffsets) pop() int {
 
 // Committable returns, for each partition whose commit point advanced since
 // the last MarkCommitted, the offset to commit (Kafka semantics: the NEXT
-// offset to consume, i.e. last done-prefix offset + 1). It returns nil when
-// no partition advanced. Revoked partitions are never returned.
-func (o *Offsets) Committable() map[TopicPartition]int64 {
+// offset to consume, i.e. last done-prefix offset + 1) with the leader
+// epoch of that last done record. It returns nil when no partition
+// advanced. Revoked partitions are never returned.
+func (o *Offsets) Committable() map[TopicPartition]kgo.EpochOffset {
 	o.mu.Lock()
 	defer o.mu.Unlock()
-	var c map[TopicPartition]int64
+	var c map[TopicPartition]kgo.EpochOffset
 	for tp, p := range o.parts {
 		if p.revoked || p.commit <= p.marked {
 			continue
 		}
 		if c == nil {
-			c = make(map[TopicPartition]int64)
+			c = make(map[TopicPartition]kgo.EpochOffset)
 		}
-		c[tp] = p.commit
+		c[tp] = kgo.EpochOffset{Epoch: p.commitEpoch, Offset: p.commit}
 	}
 	return c
 }
@@ -259,12 +267,12 @@ func (o *Offsets) Committable() map[TopicPartition]int64 {
 // stops returning them until they advance again. Offsets older than what is
 // already marked are ignored, and so are partitions that are not tracked or
 // were revoked (a commit racing a rebalance).
-func (o *Offsets) MarkCommitted(c map[TopicPartition]int64) {
+func (o *Offsets) MarkCommitted(c map[TopicPartition]kgo.EpochOffset) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
-	for tp, off := range c {
-		if p := o.parts[tp]; p != nil && !p.revoked && off > p.marked {
-			p.marked = off
+	for tp, eo := range c {
+		if p := o.parts[tp]; p != nil && !p.revoked && eo.Offset > p.marked {
+			p.marked = eo.Offset
 		}
 	}
 }
@@ -311,6 +319,20 @@ func (o *Offsets) Window() int {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	return o.window
+}
+
+// Windows returns, for each live partition with records in its window,
+// how many (Window is their sum).
+func (o *Offsets) Windows() map[TopicPartition]int {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	w := make(map[TopicPartition]int)
+	for tp, p := range o.parts {
+		if n := len(p.ents) - p.head; !p.revoked && n > 0 {
+			w[tp] = n
+		}
+	}
+	return w
 }
 
 // PendingIn returns how many records of tp are not done (0 for unknown tp).

@@ -11,6 +11,8 @@ import (
 	"strings"
 	"sync"
 	"testing"
+
+	"github.com/twmb/franz-go/pkg/kgo"
 )
 
 var (
@@ -316,15 +318,15 @@ func runScript(t *testing.T, o *Offsets, steps []step) {
 		where := fmt.Sprintf("step %d (%s %s %d)", i, s.op, tpString(s.tp), s.off)
 		switch s.op {
 		case "add":
-			checkErr(t, where, o.Add(s.tp, s.off), s.err, s.msg)
+			checkErr(t, where, o.Add(s.tp, s.off, 0), s.err, s.msg)
 		case "done":
 			checkErr(t, where, o.Done(s.tp, s.off), s.err, s.msg)
 		case "commit":
-			if got := o.Committable(); !maps.Equal(got, s.want) {
+			if got := commitPoints(o.Committable()); !maps.Equal(got, s.want) {
 				t.Fatalf("%s: Committable() = %v, want %v", where, got, s.want)
 			}
 		case "mark":
-			o.MarkCommitted(s.want)
+			o.MarkCommitted(atEpoch0(s.want))
 		case "revoke":
 			if got := o.Revoke(s.tps...); got != s.n {
 				t.Fatalf("%s: Revoke(%v) = %d, want %d", where, s.tps, got, s.n)
@@ -424,7 +426,7 @@ func TestOffsetsProperty(t *testing.T) {
 						t.Fatalf("after %s: PendingIn(%s) = %d, want %d", what, tpString(tp), got, len(r.left))
 					}
 				}
-				if got := o.Committable(); !maps.Equal(got, want) {
+				if got := commitPoints(o.Committable()); !maps.Equal(got, want) {
 					t.Fatalf("after %s: Committable() = %v, want %v", what, got, want)
 				}
 				if got := o.Pending(); got != total {
@@ -443,7 +445,7 @@ func TestOffsetsProperty(t *testing.T) {
 						next[tp] = rng.Int64N(1000)
 					}
 					off := next[tp]
-					if err := o.Add(tp, off); err != nil {
+					if err := o.Add(tp, off, 0); err != nil {
 						t.Fatalf("Add(%s, %d): %v", tpString(tp), off, err)
 					}
 					r.added = append(r.added, off)
@@ -475,13 +477,14 @@ func TestOffsetsProperty(t *testing.T) {
 					if rng.IntN(3) == 0 {
 						// Commit an older snapshot: must be ignored where
 						// it is behind the mark.
-						for tp := range c {
-							c[tp] -= rng.Int64N(3)
+						for tp, eo := range c {
+							eo.Offset -= rng.Int64N(3)
+							c[tp] = eo
 						}
 					}
 					o.MarkCommitted(c)
-					for tp, off := range c {
-						ref[tp].marked = max(ref[tp].marked, off)
+					for tp, eo := range c {
+						ref[tp].marked = max(ref[tp].marked, eo.Offset)
 					}
 					check("MarkCommitted")
 				case r != nil: // revoke, then re-assign from the commit point
@@ -517,7 +520,7 @@ func TestOffsetsProperty(t *testing.T) {
 				r.left = nil
 			}
 			check("drain")
-			c := o.Committable()
+			c := commitPoints(o.Committable())
 			for tp, r := range ref {
 				if len(r.added) == 0 {
 					continue
@@ -617,11 +620,11 @@ func TestOffsetsConcurrent(t *testing.T) {
 			default:
 			}
 			c := o.Committable()
-			for tp, off := range c {
-				if off <= committed[tp] {
-					t.Errorf("Committable %s = %d, not after committed %d", tpString(tp), off, committed[tp])
+			for tp, eo := range c {
+				if eo.Offset <= committed[tp] {
+					t.Errorf("Committable %s = %d, not after committed %d", tpString(tp), eo.Offset, committed[tp])
 				}
-				committed[tp] = off
+				committed[tp] = eo.Offset
 			}
 			o.MarkCommitted(c)
 			runtime.Gosched()
@@ -632,7 +635,7 @@ func TestOffsetsConcurrent(t *testing.T) {
 	offs := make([]int64, nparts)
 	for range perPart * nparts {
 		i := rng.IntN(nparts)
-		if err := o.Add(tps[i], offs[i]); err != nil {
+		if err := o.Add(tps[i], offs[i], 0); err != nil {
 			t.Fatal(err)
 		}
 		work <- rec{tps[i], offs[i]}
@@ -647,7 +650,7 @@ func TestOffsetsConcurrent(t *testing.T) {
 	if n := o.Pending(); n != 0 {
 		t.Errorf("Pending() = %d after all done", n)
 	}
-	final := o.Committable()
+	final := commitPoints(o.Committable())
 	for i, tp := range tps {
 		got, ok := final[tp]
 		if !ok {
@@ -669,7 +672,7 @@ func TestOffsetsSteadyStateAllocs(t *testing.T) {
 		var next int64
 		window := func() {
 			for i := range int64(64) {
-				if err := o.Add(tpA0, next+i); err != nil {
+				if err := o.Add(tpA0, next+i, 0); err != nil {
 					t.Fatal(err)
 				}
 			}
@@ -691,12 +694,12 @@ func TestOffsetsSteadyStateAllocs(t *testing.T) {
 		o := NewOffsets()
 		var next, oldest int64
 		for ; next < 100; next++ {
-			if err := o.Add(tpA0, next); err != nil {
+			if err := o.Add(tpA0, next, 0); err != nil {
 				t.Fatal(err)
 			}
 		}
 		round := func() {
-			if err := o.Add(tpA0, next); err != nil {
+			if err := o.Add(tpA0, next, 0); err != nil {
 				t.Fatal(err)
 			}
 			next++
@@ -711,7 +714,7 @@ func TestOffsetsSteadyStateAllocs(t *testing.T) {
 		if a := testing.AllocsPerRun(10000, round); a != 0 {
 			t.Errorf("%v allocations per record, want 0", a)
 		}
-		if got, want := o.Committable()[tpA0], oldest; got != want {
+		if got, want := o.Committable()[tpA0].Offset, oldest; got != want {
 			t.Errorf("commit point %d, want %d", got, want)
 		}
 		if n := o.PendingIn(tpA0); n != 100 {
@@ -732,7 +735,7 @@ func BenchmarkOffsets(b *testing.B) {
 	run := func(o *Offsets, tp TopicPartition, next *int64, w int, commit bool) error {
 		base := *next
 		for i := range int64(window) {
-			if err := o.Add(tp, base+i); err != nil {
+			if err := o.Add(tp, base+i, 0); err != nil {
 				return err
 			}
 		}
@@ -780,7 +783,7 @@ func BenchmarkOffsets(b *testing.B) {
 		for b.Loop() {
 			for i := range int64(window) {
 				for _, tp := range tps {
-					if err := o.Add(tp, next+i); err != nil {
+					if err := o.Add(tp, next+i, 0); err != nil {
 						b.Fatal(err)
 					}
 				}
@@ -824,4 +827,52 @@ func BenchmarkOffsets(b *testing.B) {
 		})
 		b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(windows*window), "ns/record")
 	})
+}
+
+// commitPoints are the offsets of c, without their epochs.
+func commitPoints(c map[TopicPartition]kgo.EpochOffset) map[TopicPartition]int64 {
+	if c == nil {
+		return nil
+	}
+	m := make(map[TopicPartition]int64, len(c))
+	for tp, eo := range c {
+		m[tp] = eo.Offset
+	}
+	return m
+}
+
+// atEpoch0 are offsets m of records of leader epoch 0.
+func atEpoch0(m map[TopicPartition]int64) map[TopicPartition]kgo.EpochOffset {
+	c := make(map[TopicPartition]kgo.EpochOffset, len(m))
+	for tp, off := range m {
+		c[tp] = kgo.EpochOffset{Offset: off}
+	}
+	return c
+}
+
+// The commit point carries the leader epoch of the last record of the
+// done prefix, not of the records after it.
+func TestOffsetsCommitEpoch(t *testing.T) {
+	o := NewOffsets()
+	tp := TopicPartition{"t", 0}
+	for off, epoch := range []int32{3, 3, 4} {
+		if err := o.Add(tp, int64(off), epoch); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, step := range []struct {
+		done int64
+		want kgo.EpochOffset
+	}{
+		{2, kgo.EpochOffset{}}, // nothing committable: 0 and 1 are pending
+		{0, kgo.EpochOffset{Epoch: 3, Offset: 1}},
+		{1, kgo.EpochOffset{Epoch: 4, Offset: 3}},
+	} {
+		if err := o.Done(tp, step.done); err != nil {
+			t.Fatal(err)
+		}
+		if got := o.Committable()[tp]; got != step.want {
+			t.Errorf("after %d done: Committable = %+v, want %+v", step.done, got, step.want)
+		}
+	}
 }

@@ -17,9 +17,9 @@ type replica struct {
 	downUntil time.Time
 	// failing is set by a failed call and cleared by a healthy one.
 	failing bool
-	// okAt is the pool's successes count right after this replica's last
-	// call answered 200 (0: none yet).
-	okAt uint64
+	// lastSuccess is the pool's successes count right after this
+	// replica's last call answered 200 (0: none yet).
+	lastSuccess uint64
 }
 
 // pool spreads invocations over replicas: least outstanding requests first,
@@ -108,12 +108,11 @@ func (p *pool) acquire(ctx context.Context, avoid *replica) (*replica, error) {
 
 // released is what a call's end changed.
 type released struct {
-	// successes is the count of calls answered 200 so far.
+	// successes is the pool's successes count.
 	successes uint64
-	// replicaOK is the successes count right after the released
-	// replica's last call answered 200: it answered 200 since a moment
-	// when the count was n if replicaOK > n.
-	replicaOK uint64
+	// lastSuccess is the released replica's: it answered 200 since a
+	// moment when the count was n if lastSuccess > n.
+	lastSuccess uint64
 	// wentDown and cameUp report a change of the tier's state: every
 	// replica failing its last call, or a healthy call after that.
 	wentDown, cameUp bool
@@ -128,7 +127,7 @@ func (p *pool) release(r *replica, healthy, ok bool, rest time.Duration) release
 	r.failing = !healthy
 	if ok {
 		p.successes++
-		r.okAt = p.successes
+		r.lastSuccess = p.successes
 	}
 	if healthy {
 		r.downUntil = time.Time{}
@@ -139,7 +138,7 @@ func (p *pool) release(r *replica, healthy, ok bool, rest time.Duration) release
 		p.dropLocked(r)
 	}
 	p.wakeLocked()
-	out := released{successes: p.successes, replicaOK: r.okAt}
+	out := released{successes: p.successes, lastSuccess: r.lastSuccess}
 	switch {
 	case healthy && p.down:
 		p.down, out.cameUp = false, true
@@ -181,8 +180,8 @@ func (p *pool) cameUp() <-chan struct{} {
 	return p.up
 }
 
-// succeeded is the count of calls answered 200 so far.
-func (p *pool) succeeded() uint64 {
+// successesSoFar is the pool's successes count.
+func (p *pool) successesSoFar() uint64 {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	return p.successes

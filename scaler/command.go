@@ -22,8 +22,8 @@ import (
 const Synopsis = "scaler -f FILE [--site NAME] [--admin ADDR] [--brokers H:P,...]"
 
 // Command is ddnn scaler with its flags: the replica manager alone. It
-// owns the replicas of every tier on its site through the tier's runtime,
-// scales them by lag, and serves the replica sets the connectors follow
+// owns the replicas of every tier on its site through the tier's runtime
+// (StartTiers), scales those whose size may change by lag, and serves the replica sets the connectors follow
 // (--replicas-url http://ADMIN/v1/tiers/<tier>/replicas).
 type Command struct {
 	command.Role
@@ -51,53 +51,39 @@ func (c *Command) Run(ctx context.Context, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	runtimes := map[string]runtime.Runtime{}
+	tiers, err := StartTiers(ctx, p, site, replicas.Options{File: c.File, ServiceTokenFile: p.ServiceTokenPath(),
+		LogLevel: c.Level, Out: stderr, Logger: log})
+	if err != nil {
+		return err
+	}
 	// Replicas stop after the scaler and before the replica sets go away.
-	closeRuntimes := sync.OnceFunc(func() {
+	closeTiers := sync.OnceFunc(func() {
 		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 		defer cancel()
-		var wg sync.WaitGroup
-		for _, rt := range runtimes {
-			wg.Go(func() { rt.Close(cctx) })
+		if err := tiers.Close(cctx); err != nil {
+			log.Warn("stopping replicas", "err", err)
 		}
-		wg.Wait()
 	})
-	defer closeRuntimes()
-	var targets []Target
-	for _, t := range p.Tiers {
-		if p.SiteOf(t.Name).Name != site {
-			continue
-		}
-		rt, err := replicas.New(ctx, p, &t, replicas.Options{File: c.File, ServiceTokenFile: p.ServiceTokenPath(),
-			LogLevel: c.Level, Out: stderr, Logger: log})
-		if err != nil {
-			return err
-		}
-		runtimes[t.Name] = rt
-		targets = append(targets, Target{
-			Tier: t.Name, Group: p.ConsumerGroup(t.Name), Topic: p.InputTopic(t.Name),
-			Min: t.Replicas.Min, Max: t.Replicas.Max, Settings: t.Scaling, Runtime: rt,
-		})
-	}
+	defer closeTiers()
 	reg, wrapped := command.NewRegistry(p)
 	cl, err := kafka.NewClient(&sv.Kafka, "scaler", wrapped, log)
 	if err != nil {
 		return fmt.Errorf("scaler: kafka client: %w", err)
 	}
 	defer cl.Close()
-	sc, err := New(Config{Admin: kadm.NewClient(cl), Targets: targets, Registerer: wrapped, Logger: log})
+	sc, err := New(Config{Admin: kadm.NewClient(cl), Targets: tiers.Targets, Registerer: wrapped, Logger: log})
 	if err != nil {
 		return err
 	}
 	mux := command.AdminMux(reg, func() bool { return true })
-	runtime.HandleReplicas(mux, func(tier string) runtime.Runtime { return runtimes[tier] })
+	runtime.HandleReplicas(mux, func(tier string) runtime.Runtime { return tiers.Runtimes[tier] })
 	ln, err := socket.Listen(c.Admin)
 	if err != nil {
 		return fmt.Errorf("scaler admin: %w", err)
 	}
 	fmt.Fprintf(stdout, "scaler: replica sets on http://%s%s, metrics on /metrics\n", ln.Addr(), httpapi.ReplicasPath("<tier>"))
 	return command.WithAdmin(ctx, ln, mux, func(ctx context.Context) error {
-		defer closeRuntimes()
+		defer closeTiers()
 		return sc.Run(ctx)
 	})
 }

@@ -57,10 +57,9 @@ func (d Decision) LogAttrs(in Inputs) []any {
 // State is what Decide remembers between polls. The zero value is a fresh
 // start.
 type State struct {
-	window  []desiredAt // desired counts within the stabilization window
-	lastUp  time.Time   // last scale-up
-	idle    time.Time   // since when there was no lag and no arrival; zero if busy
-	started bool
+	window []desiredAt // desired counts within the stabilization window
+	lastUp time.Time   // last scale-up
+	idle   time.Time   // since when there was no lag and no arrival; zero if busy
 }
 
 type desiredAt struct {

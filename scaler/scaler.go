@@ -10,6 +10,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/twmb/franz-go/pkg/kadm"
 
+	"github.com/ddnn-continuum/ddnn/internal/kafka"
 	"github.com/ddnn-continuum/ddnn/internal/runtime"
 )
 
@@ -59,17 +60,16 @@ func New(cfg Config) (*Scaler, error) {
 	return s, nil
 }
 
-// Run scales every target to its minimum, then polls and decides until ctx
-// ends. Replicas are left as they are when it returns.
+// Run polls and decides for every target until ctx ends, starting from
+// the target's minimum, where StartTiers left its replicas; without
+// targets (every tier of fixed size) it just waits for ctx. Replicas are
+// left as they are when it returns.
 func (s *Scaler) Run(ctx context.Context) error {
 	var wg sync.WaitGroup
 	for _, t := range s.cfg.Targets {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			s.loop(ctx, t)
-		}()
+		wg.Go(func() { s.loop(ctx, t) })
 	}
+	<-ctx.Done()
 	wg.Wait()
 	return nil
 }
@@ -79,15 +79,12 @@ type offsets struct {
 	at     time.Time
 	lag    int64
 	end    int64 // sum of end offsets: what arrived
-	commit int64 // sum of committed offsets: what was served
+	commit int64 // sum of consumed offsets (kafka.PartitionLag): what was served
 }
 
 func (s *Scaler) loop(ctx context.Context, t Target) {
 	log := s.log.With("tier", t.Tier)
 	cur := t.Min
-	if err := t.Runtime.Scale(ctx, cur); err != nil {
-		log.Error("initial scale", "replicas", cur, "err", err)
-	}
 	var (
 		st       State
 		prev     *offsets
@@ -121,8 +118,7 @@ func (s *Scaler) loop(ctx context.Context, t Target) {
 			case !unreadSince.IsZero():
 				log.Debug("lag still unreadable", "err", err)
 			case t.Min == t.Max:
-				// A fixed-size tier has nothing to decide: a connector
-				// that has not joined yet is no news.
+				// A fixed-size tier has nothing to decide.
 				log.Debug("lag unreadable", "err", err)
 			default:
 				log.Warn("lag unreadable; holding the replicas until it reads again", "err", err)
@@ -176,39 +172,15 @@ func (s *Scaler) loop(ctx context.Context, t Target) {
 	}
 }
 
-// read sums the group's lag and offsets over the tier's topic. Partitions
-// the group never committed count in full (kadm reports them with commit
-// -1 and lag from the start).
+// read sums the group's lag and offsets over the tier's topic
+// (kafka.Lag: a partition the group never committed counts from its log
+// start).
 func (s *Scaler) read(ctx context.Context, t Target) (offsets, error) {
 	ctx, cancel := context.WithTimeout(ctx, 3*time.Second)
 	defer cancel()
-	lags, err := s.cfg.Admin.Lag(ctx, t.Group)
+	lag, err := kafka.Lag(ctx, s.cfg.Admin, t.Group, t.Topic)
 	if err != nil {
 		return offsets{}, err
 	}
-	g, ok := lags[t.Group]
-	if !ok {
-		return offsets{}, fmt.Errorf("group %s not described", t.Group)
-	}
-	if err := g.Error(); err != nil {
-		return offsets{}, err
-	}
-	o := offsets{at: time.Now()}
-	parts := g.Lag[t.Topic]
-	if len(parts) == 0 {
-		return offsets{}, fmt.Errorf("group %s has no partitions of %s yet", t.Group, t.Topic)
-	}
-	for _, p := range parts {
-		if p.Err != nil {
-			return offsets{}, fmt.Errorf("%s[%d]: %w", t.Topic, p.Partition, p.Err)
-		}
-		o.lag += max(p.Lag, 0)
-		o.end += p.End.Offset
-		if p.Commit.At >= 0 {
-			o.commit += p.Commit.At
-		} else {
-			o.commit += p.Start.Offset
-		}
-	}
-	return o, nil
+	return offsets{at: time.Now(), lag: lag.Lag, end: lag.End, commit: lag.Consumed}, nil
 }

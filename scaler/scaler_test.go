@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
@@ -43,11 +44,11 @@ func (r *fixedRuntime) List(context.Context) ([]runtime.Replica, error) {
 func (r *fixedRuntime) Stop(context.Context, string) error { return nil }
 func (r *fixedRuntime) Close(context.Context) error        { return nil }
 
-// A lag that stays unreadable (no connector has joined the group) is
-// logged once for a scaled tier, and not at all at warn level for a
-// fixed-size one, however many polls it lasts.
+// A lag that stays unreadable (the tiers' topics do not exist) is logged
+// once for a scaled tier, and not at all at warn level for a fixed-size
+// one, however many polls it lasts.
 func TestUnreadableLagLoggedOnce(t *testing.T) {
-	b, err := kafka.StartBroker("127.0.0.1:0", 1, []string{"t.edge.in", "t.fog.in"}, nil)
+	b, err := kafka.StartBroker("127.0.0.1:0", 1, nil, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -77,5 +78,109 @@ func TestUnreadableLagLoggedOnce(t *testing.T) {
 	out := logs.String()
 	if n := strings.Count(out, "lag unreadable"); n != 1 || !strings.Contains(out, "tier=edge") || strings.Contains(out, "tier=fog") {
 		t.Errorf("%d warnings in a second of 100ms polls, want 1 for the scaled tier only:\n%s", n, out)
+	}
+}
+
+// The scaler reads the lag `ddnn up` reports as unprocessed (kafka.Lag):
+// a partition the group never committed counts from its log start, even
+// with no member in the group to hold it, and a group that committed
+// nothing yet (its connector has not joined) has all of its topic to do.
+func TestLagCountsPartitionsNeverCommitted(t *testing.T) {
+	b, err := kafka.StartBroker("127.0.0.1:0", 2, []string{"t.edge.in"}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	cl, err := kgo.NewClient(kgo.SeedBrokers(b.Addr()), kgo.RecordPartitioner(kgo.ManualPartitioner()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	// 5 records on each partition, and the group never committed.
+	for i := range 10 {
+		if err := cl.ProduceSync(ctx, &kgo.Record{Topic: "t.edge.in", Partition: int32(i % 2), Value: []byte("x")}).FirstErr(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	adm := kadm.NewClient(cl)
+	const want = 5 + 5
+	if up, err := kafka.Lag(ctx, adm, "t.edge.connector", "t.edge.in"); err != nil || up.Lag != want {
+		t.Fatalf("kafka.Lag = %d, %v; want %d", up.Lag, err, want)
+	}
+
+	reg := prometheus.NewRegistry()
+	set := pipeline.DefaultScaling()
+	set.PollInterval = 100 * time.Millisecond
+	s, err := New(Config{
+		Admin:      adm,
+		Targets:    []Target{{Tier: "edge", Group: "t.edge.connector", Topic: "t.edge.in", Min: 1, Max: 3, Settings: set, Runtime: &fixedRuntime{}}},
+		Registerer: reg,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	runCtx, stop := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		s.Run(runCtx)
+	}()
+	defer func() {
+		stop()
+		<-done
+	}()
+	lag := func() (float64, bool) {
+		mfs, err := reg.Gather()
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, mf := range mfs {
+			switch {
+			case mf.GetName() == "ddnn_scaler_lag_read_errors_total":
+				t.Fatal("the scaler could not read the lag")
+			case mf.GetName() == "ddnn_scaler_lag_records" && len(mf.GetMetric()) == 1:
+				return mf.GetMetric()[0].GetGauge().GetValue(), true
+			}
+		}
+		return 0, false
+	}
+	for {
+		if got, ok := lag(); ok {
+			if got != want {
+				t.Fatalf("the scaler reads a lag of %v, want %d", got, want)
+			}
+			return
+		}
+		select {
+		case <-ctx.Done():
+			t.Fatal("the scaler read no lag within 10s")
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+}
+
+// TestRunWithoutTargetsWaits: a scaler whose tiers are all of fixed size
+// has nothing to scale, and still runs until its context ends: ddnn
+// scaler serves the tiers' replica sets for as long as Run runs.
+func TestRunWithoutTargetsWaits(t *testing.T) {
+	s, err := New(Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- s.Run(ctx) }()
+	select {
+	case err := <-done:
+		t.Fatalf("Run returned %v before its context ended", err)
+	case <-time.After(200 * time.Millisecond):
+	}
+	cancel()
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("Run did not return within 10s of its context's end")
 	}
 }

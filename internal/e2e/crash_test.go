@@ -144,7 +144,7 @@ func checkAtLeastOnce(t *testing.T, brokers, topic, prefix string, accepted []st
 func TestKillReplica(t *testing.T) {
 	tp := writePipeline(t, "killrep", 2, "")
 	p := up(t, tp)
-	reps := childPIDs(t, p.cmd.Process.Pid, "inference", "--tier edge")
+	reps := childPIDs(t, p.cmd.Process.Pid, "inference", "--tier=edge")
 	if len(reps) != 2 {
 		t.Fatalf("%d edge replicas, want 2", len(reps))
 	}
@@ -156,7 +156,7 @@ func TestKillReplica(t *testing.T) {
 	}
 	<-l.done
 	dups := checkAtLeastOnce(t, tp.broker, tp.name+".results", "kr-", l.ids())
-	after := childPIDs(t, p.cmd.Process.Pid, "inference", "--tier edge")
+	after := childPIDs(t, p.cmd.Process.Pid, "inference", "--tier=edge")
 	t.Logf("accepted %d, duplicates %d; edge replicas after the kill: %v (killed %d)", len(l.ids()), dups, after, reps[0])
 	if len(after) != 2 {
 		t.Errorf("%d edge replicas after the kill, want the killed one restarted", len(after))

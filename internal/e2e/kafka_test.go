@@ -222,7 +222,7 @@ func testKafkaConnectorKill(t *testing.T, c *kafkatest.Cluster) {
 	upProc := up(t, tp)
 	p := loadPipeline(t, tp.file)
 	edge, _, _ := p.Tier("edge")
-	conns := childPIDs(t, upProc.cmd.Process.Pid, "connector", "--tier edge")
+	conns := childPIDs(t, upProc.cmd.Process.Pid, "connector", "--tier=edge")
 	if len(conns) != 1 {
 		t.Fatalf("%d edge connectors, want 1", len(conns))
 	}
@@ -257,7 +257,7 @@ func testKafkaConnectorKill(t *testing.T, c *kafkatest.Cluster) {
 	}
 	inflight := edge.Connector.MaxBatch * edge.Connector.InFlightPerReplica * edge.Replicas.Max
 	poll := edge.Connector.MaxBatch * edge.Connector.InFlightPerReplica // one poll: the batch queue's size
-	after := childPIDs(t, upProc.cmd.Process.Pid, "connector", "--tier edge")
+	after := childPIDs(t, upProc.cmd.Process.Pid, "connector", "--tier=edge")
 	t.Logf("connector SIGKILL at %.0f msg/s: sent %d, accepted %d, refused %d %v, lost %d, duplicates %d (bound %d = %d in flight + %d one poll); results flowed again %s after the kill; edge connector pid %d -> %v",
 		paced, n, len(accepted), len(l.refused), l.reasons, len(lost), dups, inflight+poll, inflight, poll, pause, conns[0], after)
 	reportLost(t, "connector SIGKILL", accepted, lost)
@@ -273,13 +273,25 @@ func testKafkaConnectorKill(t *testing.T, c *kafkatest.Cluster) {
 }
 
 // testKafkaLagMatchesGroupTool compares the lag ddnn's scaler
-// computes (kadm Lag, the ddnn_scaler_lag_records metric) with what
+// computes (kafka.Lag, the ddnn_scaler_lag_records metric) with what
 // Kafka's own kafka-consumer-groups (ConsumerGroupCommand, from the same
 // jars) reports for the edge connector's group, stopped, with a known
 // backlog on every partition; then shows where the two differ (a
 // partition without a committed offset).
 func testKafkaLagMatchesGroupTool(t *testing.T, c *kafkatest.Cluster) {
 	tp := kafkaPipeline(t, c, "aklag")
+	// The scaler watches the lag of the tiers it may scale: the edge's.
+	b, err := os.ReadFile(tp.file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	y := strings.Replace(string(b), "    replicas: 1\n", "    replicas: {min: 1, max: 2}\n", 1)
+	if y == string(b) {
+		t.Fatal("no edge replicas to make scaled in the pipeline")
+	}
+	if err := os.WriteFile(tp.file, []byte(y), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	p := loadPipeline(t, tp.file)
 	brokers := c.Bootstrap()
 	topic, group := p.InputTopic("edge"), p.ConsumerGroup("edge")

@@ -83,7 +83,7 @@ func TestSecuredKafka(t *testing.T) {
 			t.Fatal(err)
 		}
 		children := childPIDs(t, upProc.cmd.Process.Pid, "connector")
-		if len(children) == 0 || !strings.Contains(string(ps), "connector -f "+tp.file) {
+		if len(children) == 0 || !strings.Contains(string(ps), "--f="+tp.file) {
 			t.Fatalf("ps shows no connector of ddnn up: the check would see nothing\n%s", ps)
 		}
 		cmdlines := string(ps)

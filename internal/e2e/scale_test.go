@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -215,6 +216,8 @@ func metricSum(t *testing.T, admin, prefix string, labels ...string) float64 {
 
 // TestStandaloneScaler runs the roles as separate processes with `ddnn
 // scaler` owning the replicas: connectors follow the replica sets it serves.
+// It sets the tiers up as `ddnn up` does (scaler.StartTiers): the fixed-size
+// tiers' replicas run and are listed, and only the scaled tier is scaled.
 func TestStandaloneScaler(t *testing.T) {
 	tp := writePipeline(t, "standalone", 1, "")
 	b, _ := os.ReadFile(tp.file)
@@ -246,6 +249,38 @@ func TestStandaloneScaler(t *testing.T) {
 	if len(got) != 300 {
 		t.Fatalf("%d results", len(got))
 	}
+	var scaled []string
+	testsupport.WaitFor(t, 10*time.Second, "the scaler's metrics", func() bool {
+		scaled = scaledTiers(t, admin)
+		return len(scaled) > 0
+	})
+	if !slices.Equal(scaled, []string{"edge"}) {
+		t.Errorf("the scaler scales tiers %v, want only the one whose size may change, [edge]", scaled)
+	}
+}
+
+// scaledTiers are the tiers the scaler at admin reports replicas for:
+// those it scales.
+func scaledTiers(t *testing.T, admin string) []string {
+	t.Helper()
+	resp, err := http.Get("http://" + admin + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	var tiers []string
+	for _, line := range strings.Split(string(b), "\n") {
+		if !strings.HasPrefix(line, "ddnn_scaler_replicas{") {
+			continue
+		}
+		_, rest, ok := strings.Cut(line, `tier="`)
+		if tier, _, _ := strings.Cut(rest, `"`); ok && !slices.Contains(tiers, tier) {
+			tiers = append(tiers, tier)
+		}
+	}
+	slices.Sort(tiers)
+	return tiers
 }
 
 // burstPipeline writes deploy/examples/burst.yaml under a new name, with free

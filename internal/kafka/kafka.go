@@ -359,11 +359,14 @@ func ProducerOptions(k *pipeline.Kafka) []kgo.Opt {
 // GroupConsumerOptions are the options of every ddnn consumer that commits
 // what it finished, at least once, as a member of group: it consumes topics
 // from their start while the group has no commits, commits only when the
-// caller says so (no autocommit), and holds rebalances while a poll's
-// records are in hand (kgo.BlockRebalanceOnPoll: the caller calls
-// AllowRebalance once they are committed). A fetch waits at most 250ms, and
-// a crashed member's partitions move to a live one after a 10s session
-// instead of kgo's 45s default, which would stall a tier for that long.
+// caller says so (no autocommit), and holds a rebalance from the end of a
+// poll until the caller calls AllowRebalance (kgo.BlockRebalanceOnPoll),
+// once giving the poll's records up is safe: when they are committed, or
+// when they are tracked so that its OnPartitionsRevoked commits what is
+// done of a revoked partition and the rest is redelivered. A fetch waits
+// at most 250ms, and a crashed member's partitions move to a live one
+// after a 10s session instead of kgo's 45s default, which would stall a
+// tier for that long.
 func GroupConsumerOptions(group string, topics ...string) []kgo.Opt {
 	return []kgo.Opt{
 		kgo.ConsumerGroup(group),

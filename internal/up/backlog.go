@@ -2,13 +2,11 @@ package up
 
 import (
 	"context"
-	"errors"
-	"fmt"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
-	"github.com/twmb/franz-go/pkg/kerr"
 
+	"github.com/ddnn-continuum/ddnn/internal/kafka"
 	"github.com/ddnn-continuum/ddnn/internal/monolith"
 )
 
@@ -46,11 +44,11 @@ func (s *Supervisor) awaitBacklog(adm *kadm.Client, budget time.Duration) {
 	for {
 		var left int64
 		for _, q := range s.queues() {
-			n, err := unprocessed(ctx, adm, q.group, q.topic)
+			lag, err := kafka.Lag(ctx, adm, q.group, q.topic)
 			if err != nil {
 				return // the report says so
 			}
-			left += n
+			left += lag.Lag
 		}
 		if left == 0 {
 			return
@@ -70,7 +68,8 @@ func (s *Supervisor) awaitBacklog(adm *kadm.Client, budget time.Duration) {
 // unless the embedded broker is in memory and they are lost.
 func (s *Supervisor) reportBacklog(ctx context.Context, adm *kadm.Client, when string) {
 	for _, q := range s.queues() {
-		n, err := unprocessed(ctx, adm, q.group, q.topic)
+		lag, err := kafka.Lag(ctx, adm, q.group, q.topic)
+		n := lag.Lag
 		switch {
 		case err != nil:
 			s.log.Warn("unprocessed messages unknown", q.key, q.name, "err", err)
@@ -88,48 +87,4 @@ func (s *Supervisor) reportBacklog(ctx context.Context, adm *kadm.Client, when s
 			s.log.Info("accepted messages not processed yet; they stay in Kafka and will be processed at the next start", q.key, q.name, "unprocessed", n)
 		}
 	}
-}
-
-// unprocessed counts the records of topic past group's committed offsets:
-// messages accepted for a tier that its connector has not finished. A
-// partition the group never committed counts from its start. (kadm's Lag
-// skips such partitions once the group has no members, as after a stop.)
-func unprocessed(ctx context.Context, adm *kadm.Client, group, topic string) (int64, error) {
-	starts, err := adm.ListStartOffsets(ctx, topic)
-	if err == nil {
-		err = starts.Error()
-	}
-	if err != nil {
-		return 0, fmt.Errorf("topic %s: start offsets: %w", topic, err)
-	}
-	ends, err := adm.ListEndOffsets(ctx, topic)
-	if err == nil {
-		err = ends.Error()
-	}
-	if err != nil {
-		return 0, fmt.Errorf("topic %s: end offsets: %w", topic, err)
-	}
-	commits, err := adm.FetchOffsets(ctx, group)
-	if err != nil && !errors.Is(err, kerr.GroupIDNotFound) {
-		return 0, fmt.Errorf("group %s: committed offsets: %w", group, err)
-	}
-	var n int64
-	var errs []error
-	ends.Each(func(end kadm.ListedOffset) {
-		from := int64(0)
-		if st, ok := starts.Lookup(topic, end.Partition); ok {
-			from = st.Offset
-		}
-		if c, ok := commits.Lookup(topic, end.Partition); ok {
-			if c.Err != nil {
-				errs = append(errs, fmt.Errorf("group %s: %s[%d]: %w", group, topic, end.Partition, c.Err))
-				return
-			}
-			if c.At >= 0 {
-				from = max(from, c.At)
-			}
-		}
-		n += max(end.Offset-from, 0)
-	})
-	return n, errors.Join(errs...)
 }

@@ -42,48 +42,6 @@ func backlogBroker(t *testing.T, partitions int32, n int, topics ...string) (*ka
 	return b, kadm.NewClient(cl)
 }
 
-func TestUnprocessed(t *testing.T) {
-	// 10 records on "in": 5 on partition 0, 5 on partition 1.
-	for _, tc := range []struct {
-		name    string
-		commits map[int32]int64 // partition -> committed offset
-		trimTo  int64           // records deleted below this offset of partition 1
-		want    int64
-	}{
-		{name: "group never committed: every record", want: 10},
-		{name: "one partition committed: the other counts in full", commits: map[int32]int64{0: 3}, want: 2 + 5},
-		{name: "both committed to the end", commits: map[int32]int64{0: 5, 1: 5}, want: 0},
-		{name: "never committed, start moved by retention", trimTo: 4, want: 5 + 1},
-		{name: "commit below the log start counts from the start", commits: map[int32]int64{1: 1}, trimTo: 4, want: 5 + 1},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			_, adm := backlogBroker(t, 2, 10, "in")
-			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-			defer cancel()
-			if tc.trimTo > 0 {
-				del := kadm.Offsets{}
-				del.Add(kadm.Offset{Topic: "in", Partition: 1, At: tc.trimTo})
-				if _, err := adm.DeleteRecords(ctx, del); err != nil {
-					t.Fatal(err)
-				}
-			}
-			if len(tc.commits) > 0 {
-				offs := kadm.Offsets{}
-				for p, at := range tc.commits {
-					offs.Add(kadm.Offset{Topic: "in", Partition: p, At: at, LeaderEpoch: -1})
-				}
-				if err := adm.CommitAllOffsets(ctx, "g", offs); err != nil {
-					t.Fatal(err)
-				}
-			}
-			got, err := unprocessed(ctx, adm, "g", "in")
-			if err != nil || got != tc.want {
-				t.Errorf("unprocessed = %d, %v; want %d", got, err, tc.want)
-			}
-		})
-	}
-}
-
 // TestReportBacklogSaysWhatBecomesOfThem: the stop report promises
 // processing at the next start only when the broker keeps the records.
 func TestReportBacklogSaysWhatBecomesOfThem(t *testing.T) {

@@ -76,21 +76,16 @@ func (s *Supervisor) start(ctx context.Context) error {
 	// Replicas first (they load models), then the connectors that call
 	// them; the connectors follow each tier's live replica set and write
 	// what the replicas decide.
-	for _, t := range s.tiers {
-		rt, err := replicas.New(ctx, p, &t, replicas.Options{
-			File: s.cfg.File, ServiceTokenFile: s.cfg.ServiceTokenFile, LogLevel: s.cfg.LogLevel,
-			ORTLib: s.cfg.ORTLib, Out: s.cfg.Out, Logger: s.log,
-		})
-		if err != nil {
-			return err
-		}
-		s.mu.Lock()
-		s.runtimes[t.Name] = rt
-		s.mu.Unlock()
-		if err := rt.Scale(ctx, t.Replicas.Min); err != nil {
-			return err
-		}
+	tiers, err := scaler.StartTiers(ctx, p, s.site.Name, replicas.Options{
+		File: s.cfg.File, ServiceTokenFile: s.cfg.ServiceTokenFile, LogLevel: s.cfg.LogLevel,
+		ORTLib: s.cfg.ORTLib, Out: s.cfg.Out, Logger: s.log,
+	})
+	if err != nil {
+		return err
 	}
+	s.mu.Lock()
+	s.runtimes = tiers.Runtimes
+	s.mu.Unlock()
 	for _, t := range s.tiers {
 		if err := s.waitReplicas(ctx, t.Name, t.Replicas.Min); err != nil {
 			return err
@@ -122,7 +117,7 @@ func (s *Supervisor) start(ctx context.Context) error {
 	if err := s.launch(ctx, cs...); err != nil {
 		return err
 	}
-	return s.startScaler()
+	return s.startScaler(tiers.Targets)
 }
 
 // addUplinks makes one uplink per link leaving the site, which ships its
@@ -207,20 +202,9 @@ func (s *Supervisor) waitReplicas(ctx context.Context, tier string, n int) error
 	}
 }
 
-// startScaler runs the scaler for the tiers whose replicas may change.
-func (s *Supervisor) startScaler() error {
-	var targets []scaler.Target
-	for _, t := range s.tiers {
-		if !t.Replicas.Scaled() {
-			continue
-		}
-		targets = append(targets, scaler.Target{
-			Tier: t.Name, Group: s.p.ConsumerGroup(t.Name), Topic: s.p.InputTopic(t.Name),
-			Min: t.Replicas.Min, Max: t.Replicas.Max,
-			Settings: t.Scaling,
-			Runtime:  s.runtime(t.Name),
-		})
-	}
+// startScaler runs the scaler for targets (scaler.StartTiers), the tiers
+// whose replicas may change.
+func (s *Supervisor) startScaler(targets []scaler.Target) error {
 	if len(targets) == 0 {
 		return nil
 	}
