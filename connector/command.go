@@ -148,5 +148,5 @@ func (s *Serving) run(ctx context.Context, stdout io.Writer, name string, cfg Co
 		return fmt.Errorf("%s admin: %w", name, err)
 	}
 	fmt.Fprintf(stdout, "%s: admin on http://%s (metrics, healthz, readyz)\n", name, ln.Addr())
-	return command.WithAdmin(ctx, ln, command.AdminMux(reg, func() bool { return true }), c.Run)
+	return command.WithAdmin(ctx, ln, command.AdminMux(reg, c.Ready), c.Run)
 }

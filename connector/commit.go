@@ -94,6 +94,14 @@ func (c *Connector) commitAll(ctx context.Context) {
 	}
 }
 
+// onLost is onRevoked for partitions lost with the group membership (the
+// session expired, the member was fenced): the connector is no longer a
+// member (Ready) until kgo joins again.
+func (c *Connector) onLost(ctx context.Context, cl *kgo.Client, lost map[string][]int32) {
+	c.joined.Store(false)
+	c.onRevoked(ctx, cl, lost)
+}
+
 // onRevoked commits what is done of the revoked partitions and forgets them;
 // their unfinished records will be redelivered to the new owner.
 func (c *Connector) onRevoked(ctx context.Context, _ *kgo.Client, revoked map[string][]int32) {

@@ -46,6 +46,7 @@ import (
 	"log/slog"
 	"net/http"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -134,7 +135,17 @@ type Connector struct {
 
 	downMu    sync.Mutex
 	downSince time.Time // when the tier went down; zero while up
+
+	// joined is set while the consumer is a member of its group (an
+	// assignment came, empty or not); replicasKnown once the replica set
+	// is known (given, or read from ReplicasURL). Ready reads them.
+	joined, replicasKnown atomic.Bool
 }
+
+// Ready reports whether the connector can deliver: its consumer joined
+// the group and it knows its replica set (which may be empty, for a tier
+// scaled to zero).
+func (c *Connector) Ready() bool { return c.joined.Load() && c.replicasKnown.Load() }
 
 // New checks cfg and builds a connector; Run starts it.
 func New(cfg Config) (*Connector, error) {
@@ -185,6 +196,7 @@ func newConnector(cfg Config, c *Connector, labels prometheus.Labels) *Connector
 	c.cfg = cfg
 	c.offsets = NewOffsets()
 	c.pool = newPool(cfg.Replicas, c.conn.InFlightPerReplica)
+	c.replicasKnown.Store(cfg.ReplicasURL == "")
 	c.http = &http.Client{Transport: cfg.Service.Transport(&http.Transport{
 		MaxIdleConnsPerHost: c.conn.InFlightPerReplica * 2,
 		IdleConnTimeout:     90 * time.Second,
@@ -226,7 +238,7 @@ func (c *Connector) Run(ctx context.Context) error {
 	opts = append(opts,
 		kgo.OnPartitionsAssigned(c.onAssigned),
 		kgo.OnPartitionsRevoked(c.onRevoked),
-		kgo.OnPartitionsLost(c.onRevoked),
+		kgo.OnPartitionsLost(c.onLost),
 	)
 	if c.cfg.InstanceID != "" {
 		opts = append(opts, kgo.InstanceID(c.cfg.InstanceID))
@@ -383,5 +395,6 @@ func (c *Connector) followReplicas(ctx context.Context) error {
 	if added, removed := c.pool.update(urls); added+removed > 0 {
 		c.log.Info("replica set changed", "replicas", c.pool.size(), "added", added, "removed", removed)
 	}
+	c.replicasKnown.Store(true)
 	return nil
 }

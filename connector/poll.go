@@ -169,7 +169,10 @@ func (c *Connector) allPaused() bool {
 
 // onAssigned adds the assigned partitions to the ones the offset window
 // is shared among, and wakes a poll waiting for room.
+// kgo calls it after every join, also with nothing assigned: the
+// connector is a member of its group from then on (Ready).
 func (c *Connector) onAssigned(_ context.Context, _ *kgo.Client, assigned map[string][]int32) {
+	c.joined.Store(true)
 	c.assignedMu.Lock()
 	for t, ps := range assigned {
 		for _, p := range ps {

@@ -75,7 +75,7 @@ func (c *Command) Run(ctx context.Context, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	mux := command.AdminMux(reg, func() bool { return true })
+	mux := command.AdminMux(reg, sc.Ready)
 	runtime.HandleReplicas(mux, func(tier string) runtime.Runtime { return tiers.Runtimes[tier] })
 	ln, err := socket.Listen(c.Admin)
 	if err != nil {

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -39,7 +40,13 @@ type Scaler struct {
 	cfg Config
 	m   *Metrics
 	log *slog.Logger
+	// unread counts the targets whose lag was never read yet.
+	unread atomic.Int64
 }
+
+// Ready reports whether the scaler has read the lag of every target at
+// least once: it can decide. A scaler without targets is ready at once.
+func (s *Scaler) Ready() bool { return s.unread.Load() == 0 }
 
 // New checks the targets' settings against the pipeline's bounds.
 func New(cfg Config) (*Scaler, error) {
@@ -54,6 +61,7 @@ func New(cfg Config) (*Scaler, error) {
 		log = slog.New(slog.DiscardHandler)
 	}
 	s := &Scaler{cfg: cfg, log: log.With("component", "scaler")}
+	s.unread.Store(int64(len(cfg.Targets)))
 	if cfg.Registerer != nil {
 		s.m = NewMetrics(cfg.Registerer)
 	}
@@ -92,6 +100,8 @@ func (s *Scaler) loop(ctx context.Context, t Target) {
 		// unreadSince is when the lag last became unreadable (zero while
 		// it reads): the change is logged once each way, not every poll.
 		unreadSince time.Time
+		// read is set once the lag was read (Ready).
+		read bool
 	)
 	tick := time.NewTicker(t.Settings.PollInterval)
 	defer tick.Stop()
@@ -128,6 +138,10 @@ func (s *Scaler) loop(ctx context.Context, t Target) {
 			}
 			prev = nil // rates need two good readings in a row
 		} else {
+			if !read {
+				read = true
+				s.unread.Add(-1)
+			}
 			if !unreadSince.IsZero() {
 				if t.Min != t.Max {
 					log.Info("lag readable again", "after", now.Sub(unreadSince).Round(time.Millisecond))

@@ -14,6 +14,7 @@ import (
 
 	"github.com/ddnn-continuum/ddnn/internal/kafka"
 	"github.com/ddnn-continuum/ddnn/internal/pipeline"
+	"github.com/ddnn-continuum/ddnn/internal/proctest"
 	"github.com/ddnn-continuum/ddnn/internal/runtime"
 	"github.com/ddnn-continuum/ddnn/internal/testsupport"
 )
@@ -183,4 +184,57 @@ func TestRunWithoutTargetsWaits(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("Run did not return within 10s of its context's end")
 	}
+}
+
+// TestReadyOnceLagRead: a scaler is ready once it read the lag of every
+// target, and not while the lag does not read (its Kafka does not
+// answer); without targets it is ready at once.
+func TestReadyOnceLagRead(t *testing.T) {
+	b, err := kafka.StartBroker("127.0.0.1:0", 2, []string{"t.edge.in", "t.fog.in"}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	set := pipeline.DefaultScaling()
+	set.PollInterval = 100 * time.Millisecond
+	targets := []Target{
+		{Tier: "edge", Group: "t.edge.connector", Topic: "t.edge.in", Min: 1, Max: 3, Settings: set, Runtime: &fixedRuntime{}},
+		{Tier: "fog", Group: "t.fog.connector", Topic: "t.fog.in", Min: 1, Max: 2, Settings: set, Runtime: &fixedRuntime{}},
+	}
+	run := func(t *testing.T, brokers string, ts []Target) *Scaler {
+		cl, err := kgo.NewClient(kgo.SeedBrokers(brokers))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(cl.Close)
+		s, err := New(Config{Admin: kadm.NewClient(cl), Targets: ts})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			s.Run(ctx)
+		}()
+		t.Cleanup(func() { cancel(); <-done })
+		return s
+	}
+	t.Run("kafka unreachable", func(t *testing.T) {
+		s := run(t, proctest.FreeAddr(t), targets)
+		for deadline := time.Now().Add(time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+			if s.Ready() {
+				t.Fatal("ready without a lag read")
+			}
+		}
+	})
+	t.Run("lag read", func(t *testing.T) {
+		s := run(t, b.Addr(), targets)
+		testsupport.WaitFor(t, 15*time.Second, "ready once both tiers' lag read", s.Ready)
+	})
+	t.Run("no targets", func(t *testing.T) {
+		if s := run(t, b.Addr(), nil); !s.Ready() {
+			t.Error("a scaler without targets is not ready")
+		}
+	})
 }

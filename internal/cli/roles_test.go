@@ -3,6 +3,7 @@ package cli
 import (
 	"context"
 	"fmt"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -13,6 +14,7 @@ import (
 
 	"github.com/ddnn-continuum/ddnn/internal/kafka"
 	"github.com/ddnn-continuum/ddnn/internal/pipeline"
+	"github.com/ddnn-continuum/ddnn/internal/proctest"
 	"github.com/ddnn-continuum/ddnn/internal/testsupport"
 	"github.com/ddnn-continuum/ddnn/internal/wire"
 )
@@ -176,5 +178,65 @@ kafka: {partitions: 1, embedded_data_dir: data}
 	var aout, aerr testsupport.Buffer
 	if code := Run(ctx, []string{"broker", "repair", "-f", file}, &aout, &aerr); code != 0 || !strings.Contains(aout.String(), "nothing damaged, nothing changed") {
 		t.Errorf("second repair: exit %d\n%s%s", code, aout.String(), aerr.String())
+	}
+}
+
+// TestConnectorReadiness: a connector's /readyz answers 503 until its
+// consumer joined the group: not while its Kafka does not answer, and 200
+// once it joined on a broker that does.
+func TestConnectorReadiness(t *testing.T) {
+	root, _ := os.Getwd() // the checkout (TestMain)
+	b, err := os.ReadFile("deploy/pipeline.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	y := strings.ReplaceAll(string(b), "../models/", filepath.Join(root, "models")+"/")
+	file := filepath.Join(t.TempDir(), "p.yaml")
+	if err := os.WriteFile(file, []byte(y), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	p, err := pipeline.Load(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	broker, err := kafka.StartBroker("127.0.0.1:0", p.Kafka.Partitions, p.Topics(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer broker.Close()
+	readyz := func(admin string) int {
+		resp, err := http.Get("http://" + admin + "/readyz")
+		if err != nil {
+			return 0
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	for _, tc := range []struct {
+		name, brokers string
+		want          int
+	}{
+		{"kafka unreachable", proctest.FreeAddr(t), http.StatusServiceUnavailable},
+		{"joined", broker.Addr(), http.StatusOK},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			admin := proctest.FreeAddr(t)
+			startRole(t, []string{"connector", "-f", file, "--tier", "fog", "--replicas", "http://127.0.0.1:1",
+				"--brokers", tc.brokers, "--admin", admin}, "connector fog: admin on")
+			deadline := time.Now().Add(3 * time.Second)
+			if tc.want == http.StatusOK {
+				deadline = time.Now().Add(15 * time.Second)
+			}
+			code := readyz(admin)
+			for ; time.Now().Before(deadline); code = readyz(admin) {
+				if code == http.StatusOK {
+					break
+				}
+				time.Sleep(20 * time.Millisecond)
+			}
+			if code != tc.want {
+				t.Errorf("/readyz %d, want %d", code, tc.want)
+			}
+		})
 	}
 }

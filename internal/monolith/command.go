@@ -98,7 +98,10 @@ func (c *Command) Run(ctx context.Context, stdout, stderr io.Writer) error {
 		fmt.Fprintf(stdout, "embedded Kafka broker on %s (in memory: data is lost when it stops)\n", b.Addr())
 	}
 	reg, wrapped := command.NewRegistry(p)
-	cl, err := kafka.NewClient(&sp.Kafka, "monolith", wrapped, log, ClientOptions(sp)...)
+	// Ready once its sessions are loaded (New), while it runs, and while
+	// its consumer is a member of the group.
+	var running, joined atomic.Bool
+	cl, err := kafka.NewClient(&sp.Kafka, "monolith", wrapped, log, ClientOptions(sp, joined.Store)...)
 	if err != nil {
 		return fmt.Errorf("monolith: kafka client: %w", err)
 	}
@@ -127,7 +130,6 @@ func (c *Command) Run(ctx context.Context, stdout, stderr io.Writer) error {
 		return err
 	}
 	defer m.Close()
-	var ready atomic.Bool
 	names := make([]string, len(p.Tiers))
 	for i, t := range p.Tiers {
 		names[i] = t.Name
@@ -138,9 +140,10 @@ func (c *Command) Run(ctx context.Context, stdout, stderr io.Writer) error {
 	}
 	fmt.Fprintf(stdout, "monolith: consuming %s (group %s), tiers %s in one process with %d workers, results to %s, bad records to %s; metrics on http://%s/metrics\n",
 		p.InputTopic(p.Tiers[0].Name), Group(p), strings.Join(names, " → "), c.Workers, results, p.DLQTopic(p.Tiers[0].Name), ln.Addr())
-	ready.Store(true)
-	err = command.WithAdmin(ctx, ln, command.AdminMux(reg, ready.Load), func(ctx context.Context) error {
-		defer ready.Store(false)
+	running.Store(true)
+	ready := func() bool { return running.Load() && joined.Load() }
+	err = command.WithAdmin(ctx, ln, command.AdminMux(reg, ready), func(ctx context.Context) error {
+		defer running.Store(false)
 		return m.Run(ctx)
 	})
 	log.Info("monolith stopped")

@@ -43,11 +43,19 @@ func Group(p *pipeline.Pipeline) string { return p.MonolithGroup() }
 // of the site's Kafka options: a member of Group consuming the first
 // tier's topic and committing what it finished, like a connector
 // (kafka.GroupConsumerOptions), and a producer of results and dead letters
-// (kafka.ProducerOptions).
-func ClientOptions(site *pipeline.SiteView) []kgo.Opt {
+// (kafka.ProducerOptions). joined, when not nil, is called at every join
+// of the group (kgo calls OnPartitionsAssigned after each, also with
+// nothing assigned), and left with false when the membership is lost.
+func ClientOptions(site *pipeline.SiteView, joined func(bool)) []kgo.Opt {
 	p := site.Pipeline
-	return append(kafka.GroupConsumerOptions(Group(p), p.InputTopic(p.Tiers[0].Name)),
+	opts := append(kafka.GroupConsumerOptions(Group(p), p.InputTopic(p.Tiers[0].Name)),
 		kafka.ProducerOptions(&site.Kafka)...)
+	if joined != nil {
+		opts = append(opts,
+			kgo.OnPartitionsAssigned(func(context.Context, *kgo.Client, map[string][]int32) { joined(true) }),
+			kgo.OnPartitionsLost(func(context.Context, *kgo.Client, map[string][]int32) { joined(false) }))
+	}
+	return opts
 }
 
 // Config is what a Monolith needs.

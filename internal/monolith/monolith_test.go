@@ -10,6 +10,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -25,6 +26,7 @@ import (
 	"github.com/ddnn-continuum/ddnn/internal/onnx"
 	"github.com/ddnn-continuum/ddnn/internal/pipeline"
 	"github.com/ddnn-continuum/ddnn/internal/records"
+	"github.com/ddnn-continuum/ddnn/internal/testsupport"
 	"github.com/ddnn-continuum/ddnn/internal/wire"
 	"github.com/ddnn-continuum/ddnn/models"
 )
@@ -102,7 +104,7 @@ func (h *harness) raw(i int) *kgo.Record {
 // stop cancels Run, waits for it and closes the client.
 func (h *harness) run(tb testing.TB, workers, maxBatch int, reg prometheus.Registerer) (stop func() error) {
 	tb.Helper()
-	cl, err := kafka.NewClient(&h.site.Kafka, "monolith", nil, nil, ClientOptions(h.site)...)
+	cl, err := kafka.NewClient(&h.site.Kafka, "monolith", nil, nil, ClientOptions(h.site, nil)...)
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -741,7 +743,7 @@ func TestClientOptions(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cl, err := kgo.NewClient(ClientOptions(onSite(t, p, p.Sites()[0].Name))...)
+	cl, err := kgo.NewClient(ClientOptions(onSite(t, p, p.Sites()[0].Name), nil)...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -837,4 +839,33 @@ func TestMonolithDeadLettersWhatAFunctionRejects(t *testing.T) {
 		}
 	}
 	t.Logf("%d dead-lettered, %d results", len(dead), len(results))
+}
+
+// TestClientOptionsReportJoin: the client ClientOptions makes tells when
+// its consumer joined the group, as the monolith's readiness needs: not
+// before it polls (kgo joins then), and once it did, also with no
+// partition assigned.
+func TestClientOptionsReportJoin(t *testing.T) {
+	h := newHarness(t)
+	var joined atomic.Bool
+	cl, err := kafka.NewClient(&h.site.Kafka, "monolith", nil, nil, ClientOptions(h.site, joined.Store)...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	if joined.Load() {
+		t.Fatal("joined before any poll")
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	polled := make(chan struct{})
+	go func() {
+		defer close(polled)
+		for ctx.Err() == nil {
+			cl.PollFetches(ctx)
+			cl.AllowRebalance() // the monolith blocks rebalances while it polls
+		}
+	}()
+	testsupport.WaitFor(t, 15*time.Second, "the group joined", joined.Load)
+	cancel()
+	<-polled
 }

@@ -117,7 +117,7 @@ func (s *Supervisor) start(ctx context.Context) error {
 	if err := s.launch(ctx, cs...); err != nil {
 		return err
 	}
-	return s.startScaler(tiers.Targets)
+	return s.startScaler(ctx, tiers.Targets)
 }
 
 // addUplinks makes one uplink per link leaving the site, which ships its
@@ -204,7 +204,7 @@ func (s *Supervisor) waitReplicas(ctx context.Context, tier string, n int) error
 
 // startScaler runs the scaler for targets (scaler.StartTiers), the tiers
 // whose replicas may change.
-func (s *Supervisor) startScaler(targets []scaler.Target) error {
+func (s *Supervisor) startScaler(ctx context.Context, targets []scaler.Target) error {
 	if len(targets) == 0 {
 		return nil
 	}
@@ -217,18 +217,38 @@ func (s *Supervisor) startScaler(targets []scaler.Target) error {
 		cl.Close()
 		return err
 	}
-	ctx, cancel := context.WithCancel(s.supervise)
+	run, cancel := context.WithCancel(s.supervise)
 	var g errgroup.Group
 	g.Go(func() error {
 		defer cl.Close()
-		return sc.Run(ctx)
+		return sc.Run(run)
 	})
 	s.stopScaler = func() {
 		cancel()
 		g.Wait()
 	}
 	s.bg.Go(g.Wait) // its error, if any, stops the pipeline
+	// Ready, as the children are, once it can decide: it read every
+	// scaled tier's lag.
+	ctx, stop := context.WithTimeout(ctx, s.cfg.ReadyTimeout)
+	defer stop()
+	for !sc.Ready() {
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("scaler: the lag of tiers %s not read within %s", targetNames(targets), s.cfg.ReadyTimeout)
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
 	return nil
+}
+
+// targetNames are the tiers of targets, comma-separated.
+func targetNames(targets []scaler.Target) string {
+	names := make([]string, len(targets))
+	for i, t := range targets {
+		names[i] = t.Tier
+	}
+	return strings.Join(names, ", ")
 }
 
 // kafkaClient is a client of the site's brokers, embedded or not.
