@@ -43,7 +43,7 @@ func fakeRun(t *testing.T, cfg up.Config, admins ...string) (args []string, log,
 		waitReady(t, "http://"+a+"/readyz", errc, &logBuf)
 	}
 	for _, a := range admins {
-		if m := get(t, "http://"+a+"/metrics"); strings.Contains(m, "ddnn_scaler_") {
+		if m := get(t, "http://"+a+"/metrics"); cfg.Monolith && strings.Contains(m, "ddnn_scaler_") {
 			t.Errorf("%s runs a scaler; the monolith takes the tiers' place", a)
 		}
 	}
@@ -181,5 +181,25 @@ func TestRunLinkURL(t *testing.T) {
 		if !errors.As(err, &le) || err.Error() != tc.want {
 			t.Errorf("link %s (monolith %v): %v, want %s", tc.link, tc.monolith, err, tc.want)
 		}
+	}
+}
+
+// TestConnectorDrainFollowsStopGrace: ddnn up gives each connector a
+// third of its stop grace to drain, in the options the connector parses,
+// rather than a number of its own that drifts from the stop's budget.
+func TestConnectorDrainFollowsStopGrace(t *testing.T) {
+	tp := writePipeline(t)
+	args, _, _ := fakeRun(t, up.Config{Pipeline: tp.p, File: tp.file, StopGrace: 30 * time.Second}, tp.admin)
+	n := 0
+	for _, a := range args {
+		if strings.HasPrefix(a, "connector ") {
+			n++
+			if !strings.Contains(a, " --drain-timeout=10s ") {
+				t.Errorf("connector %q: want --drain-timeout=10s, a third of the 30s stop grace", a)
+			}
+		}
+	}
+	if n != len(tp.p.Tiers) {
+		t.Errorf("%d connectors, want one per tier:\n%s", n, strings.Join(args, "\n"))
 	}
 }
