@@ -159,17 +159,17 @@ func New(cfg Config) (*Connector, error) {
 	if len(cfg.Replicas) == 0 && cfg.ReplicasURL == "" {
 		return nil, fmt.Errorf("tier %q: connector needs replica URLs or a URL to read them from", t.Name)
 	}
-	tt := &tierTarget{enc: cfg.Pipeline.Encoding(), decisions: newDecisionWriter(cfg.Pipeline, t.Name, i)}
-	if i == 0 {
-		// Devices may produce raw samples straight to the first tier,
-		// and claim to be any device.
-		tt.raw = &wire.RawInput{DType: cfg.Pipeline.Input.DType, Shape: cfg.Pipeline.Input.Shape}
-		tt.claims = cfg.Claims
-	}
 	p := cfg.Pipeline
 	site, err := p.OnTierSite(t.Name)
 	if err != nil {
 		return nil, err
+	}
+	tt := &tierTarget{enc: p.Encoding(), decisions: newDecisionWriter(site, t.Name, i)}
+	if i == 0 {
+		// Devices may produce raw samples straight to the first tier,
+		// and claim to be any device.
+		tt.raw = &wire.RawInput{DType: p.Input.DType, Shape: p.Input.Shape}
+		tt.claims = cfg.Claims
 	}
 	return newConnector(cfg, &Connector{
 		site:     site,

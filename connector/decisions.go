@@ -44,18 +44,20 @@ type decisionWriter struct {
 	now               func() time.Time
 }
 
-func newDecisionWriter(p *pipeline.Pipeline, tier string, i int) *decisionWriter {
-	site := p.SiteOf(tier).Name
+// newDecisionWriter writes the decisions of tier, the i-th, on site: its
+// Kafka bounds the records' size.
+func newDecisionWriter(site *pipeline.SiteView, tier string, i int) *decisionWriter {
+	p := site.Pipeline
 	w := &decisionWriter{
 		tier:     tier,
 		enc:      p.Encoding(),
-		results:  records.DestinationOf(p, site, ""),
-		maxBytes: p.Kafka.MaxRecordBytes,
+		results:  records.DestinationOf(p, site.Name, ""),
+		maxBytes: site.Kafka.MaxRecordBytes,
 		now:      time.Now,
 	}
 	if !p.Last(i) {
 		w.next = p.Tiers[i+1].Name
-		w.forwards = records.DestinationOf(p, site, w.next)
+		w.forwards = records.DestinationOf(p, site.Name, w.next)
 	}
 	return w
 }

@@ -348,11 +348,18 @@ const batchOverhead = 61
 // cuts the request, but the record is sent again); a producer that must
 // answer in time adds kgo.AllowIdempotentProduceCancellation, as the
 // funnel does.
+//
+// Records do not linger (kgo's default waits 10 ms for a batch to fill,
+// on every hop of a message at low rates): a record goes at once when
+// its partition has no request in flight, and records produced meanwhile
+// wait for that request and go together, so batches grow with the rate
+// by themselves.
 func ProducerOptions(k *pipeline.Kafka) []kgo.Opt {
 	return []kgo.Opt{
 		kgo.RequiredAcks(kgo.AllISRAcks()),
 		kgo.RecordDeliveryTimeout(k.ProduceTimeout),
 		kgo.ProducerBatchMaxBytes(int32(k.MaxRecordBytes + batchOverhead)),
+		kgo.ProducerLinger(0),
 	}
 }
 

@@ -134,6 +134,8 @@ func TestProducerOptions(t *testing.T) {
 		"RequiredAcks":          kgo.AllISRAcks(),
 		"RecordDeliveryTimeout": 7 * time.Second,
 		"ProducerBatchMaxBytes": int32(2000 + batchOverhead),
+		// No linger: kgo's default of 10 ms is a wait on every hop.
+		"ProducerLinger": time.Duration(0),
 	})
 }
 
@@ -142,7 +144,7 @@ func TestProducerOptions(t *testing.T) {
 // client before it is sent.
 func TestProducerOptionsFitRecordSize(t *testing.T) {
 	k := fakeKafka(t)
-	cl, err := NewClient(&k, "test", nil, nil, append(ProducerOptions(&k), kgo.ProducerLinger(0))...)
+	cl, err := NewClient(&k, "test", nil, nil, ProducerOptions(&k)...)
 	if err != nil {
 		t.Fatal(err)
 	}
