@@ -1,7 +1,6 @@
 package connector
 
 import (
-	"context"
 	"encoding/json"
 	"net/http"
 	"net/http/httptest"
@@ -15,25 +14,6 @@ import (
 	"github.com/ddnn-continuum/ddnn/internal/proctest"
 	"github.com/ddnn-continuum/ddnn/internal/testsupport"
 )
-
-// runConnector runs c until the test ends.
-func runConnector(t *testing.T, c *Connector) {
-	t.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
-	stopped := make(chan struct{})
-	go func() {
-		defer close(stopped)
-		c.Run(ctx)
-	}()
-	t.Cleanup(func() {
-		cancel()
-		select {
-		case <-stopped:
-		case <-time.After(10 * time.Second):
-			t.Error("connector did not stop")
-		}
-	})
-}
 
 // stillNotReady fails the test if c becomes ready within d.
 func stillNotReady(t *testing.T, c *Connector, d time.Duration, why string) {
@@ -57,7 +37,7 @@ func TestReadyWhenJoinedWithItsReplicas(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		runConnector(t, c)
+		runUntilCleanup(t, c)
 		stillNotReady(t, c, 2*time.Second, "without a Kafka to join a group on")
 	})
 	t.Run("replica list", func(t *testing.T) {
@@ -75,7 +55,7 @@ func TestReadyWhenJoinedWithItsReplicas(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		runConnector(t, c)
+		runUntilCleanup(t, c)
 		testsupport.WaitFor(t, 15*time.Second, "the group joined", c.joined.Load)
 		stillNotReady(t, c, time.Second, "with a replica list that does not read")
 		serve.Store(true)

@@ -23,26 +23,7 @@ import (
 // itself, cancels it, and expects it to return 0 promptly; goleak
 // (TestMain) then checks it left nothing running.
 func TestRolesStop(t *testing.T) {
-	root, _ := os.Getwd() // the checkout (TestMain)
-	b, err := os.ReadFile("deploy/pipeline.yaml")
-	if err != nil {
-		t.Fatal(err)
-	}
-	y := strings.ReplaceAll(string(b), "../models/", filepath.Join(root, "models")+"/")
-	y += "funnel:\n  listen: 127.0.0.1:0\n  delivery_listen: 127.0.0.1:0\n  coap_listen: 127.0.0.1:0\n"
-	file := filepath.Join(t.TempDir(), "p.yaml")
-	if err := os.WriteFile(file, []byte(y), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	p, err := pipeline.Load(file)
-	if err != nil {
-		t.Fatal(err)
-	}
-	broker, err := kafka.StartBroker("127.0.0.1:0", p.Kafka.Partitions, p.Topics(), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer broker.Close()
+	file, broker := rolesPipeline(t, "funnel:\n  listen: 127.0.0.1:0\n  delivery_listen: 127.0.0.1:0\n  coap_listen: 127.0.0.1:0\n")
 
 	for _, tc := range []struct {
 		name      string
@@ -50,9 +31,9 @@ func TestRolesStop(t *testing.T) {
 		announced string
 	}{
 		{"broker", []string{"broker", "-f", file, "--listen", "127.0.0.1:0"}, "embedded Kafka broker of site local on"},
-		{"funnel", []string{"funnel", "-f", file, "--brokers", broker.Addr()}, "funnel: POST http://"},
+		{"funnel", []string{"funnel", "-f", file, "--brokers", broker}, "funnel: POST http://"},
 		{"connector", []string{"connector", "-f", file, "--tier", "fog", "--replicas", "http://127.0.0.1:1",
-			"--brokers", broker.Addr(), "--admin", "127.0.0.1:0"}, "connector fog: admin on"},
+			"--brokers", broker, "--admin", "127.0.0.1:0"}, "connector fog: admin on"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, stop := startRole(t, tc.args, tc.announced)
@@ -185,25 +166,7 @@ kafka: {partitions: 1, embedded_data_dir: data}
 // consumer joined the group: not while its Kafka does not answer, and 200
 // once it joined on a broker that does.
 func TestConnectorReadiness(t *testing.T) {
-	root, _ := os.Getwd() // the checkout (TestMain)
-	b, err := os.ReadFile("deploy/pipeline.yaml")
-	if err != nil {
-		t.Fatal(err)
-	}
-	y := strings.ReplaceAll(string(b), "../models/", filepath.Join(root, "models")+"/")
-	file := filepath.Join(t.TempDir(), "p.yaml")
-	if err := os.WriteFile(file, []byte(y), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	p, err := pipeline.Load(file)
-	if err != nil {
-		t.Fatal(err)
-	}
-	broker, err := kafka.StartBroker("127.0.0.1:0", p.Kafka.Partitions, p.Topics(), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer broker.Close()
+	file, broker := rolesPipeline(t, "")
 	readyz := func(admin string) int {
 		resp, err := http.Get("http://" + admin + "/readyz")
 		if err != nil {
@@ -217,7 +180,7 @@ func TestConnectorReadiness(t *testing.T) {
 		want          int
 	}{
 		{"kafka unreachable", proctest.FreeAddr(t), http.StatusServiceUnavailable},
-		{"joined", broker.Addr(), http.StatusOK},
+		{"joined", broker, http.StatusOK},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			admin := proctest.FreeAddr(t)
@@ -239,4 +202,31 @@ func TestConnectorReadiness(t *testing.T) {
 			}
 		})
 	}
+}
+
+// rolesPipeline writes the sample pipeline, its models found from any
+// directory and extra appended to it, and starts a broker with its topics
+// for the test; it returns the file and the broker's address.
+func rolesPipeline(t *testing.T, extra string) (string, string) {
+	t.Helper()
+	root, _ := os.Getwd() // the checkout (TestMain)
+	b, err := os.ReadFile("deploy/pipeline.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	y := strings.ReplaceAll(string(b), "../models/", filepath.Join(root, "models")+"/") + extra
+	file := filepath.Join(t.TempDir(), "p.yaml")
+	if err := os.WriteFile(file, []byte(y), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	p, err := pipeline.Load(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	broker, err := kafka.StartBroker("127.0.0.1:0", p.Kafka.Partitions, p.Topics(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(broker.Close)
+	return file, broker.Addr()
 }
