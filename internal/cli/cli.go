@@ -18,6 +18,7 @@ import (
 	"github.com/ddnn-continuum/ddnn/internal/bench"
 	"github.com/ddnn-continuum/ddnn/internal/certs"
 	"github.com/ddnn-continuum/ddnn/internal/command"
+	"github.com/ddnn-continuum/ddnn/internal/dlq"
 	"github.com/ddnn-continuum/ddnn/internal/kafka"
 	"github.com/ddnn-continuum/ddnn/internal/monolith"
 	"github.com/ddnn-continuum/ddnn/internal/results"
@@ -46,6 +47,7 @@ Commands:
   uplink         ship one site's queue for another site to that site's funnel
   inference      serve one tier's inference function over HTTP
   scaler         run the replica manager alone: replicas per tier, scaled by lag
+  dlq list       a tier's dead letters by kind of reason, with counts (dlq show: each, with its source and reason)
   devices        add, list or revoke device credentials (auth.devices_file); psk, psk-key: DTLS keys
   token          print a new service token (auth.service_token_file)
   certs          make a development CA and certificates (HTTPS, client certificates)
@@ -108,6 +110,8 @@ func dispatch(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return runModels(ctx, args[1:], stdout, stderr)
 	case "devices":
 		return auth.DevicesCommand(args[1:], stdout, stderr)
+	case "dlq":
+		return runDLQ(ctx, args[1:], stdout, stderr)
 	case "token":
 		return auth.TokenCommand(args[1:], stdout, stderr)
 	case "broker":
@@ -128,7 +132,7 @@ func dispatch(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 
 // commands are the names dispatch knows, for suggestions.
 var commands = []string{"up", "results", "bench", "monolith", "models", "broker", "funnel", "connector",
-	"uplink", "inference", "scaler", "devices", "token", "certs", "version", "help"}
+	"uplink", "inference", "scaler", "dlq", "devices", "token", "certs", "version", "help"}
 
 // runModels runs ddnn models check or eval.
 func runModels(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -146,4 +150,28 @@ func runModels(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		return err
 	}
 	return command.Main(ctx, cmd, "models "+args[0], synopsis, args[1:], stdout, stderr)
+}
+
+// runDLQ runs ddnn dlq list or show.
+func runDLQ(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, dlq.Usage)
+		return command.ErrUsage
+	}
+	switch args[0] {
+	case "-h", "-help", "--help", "help":
+		fmt.Fprint(stdout, dlq.Usage)
+		return nil
+	case "list", "show":
+		cmd, synopsis := &dlq.Command{}, dlq.ListSynopsis
+		if args[0] == "show" {
+			cmd.Show, synopsis = true, dlq.ShowSynopsis
+		}
+		return command.Main(ctx, cmd, "dlq "+args[0], synopsis, args[1:], stdout, stderr)
+	}
+	fmt.Fprint(stderr, dlq.Usage)
+	if near := suggest.Nearest(args[0], []string{"list", "show"}); near != "" {
+		return command.Usagef("unknown dlq command %q; did you mean %q?", args[0], near)
+	}
+	return command.Usagef("unknown dlq command %q", args[0])
 }

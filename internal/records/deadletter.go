@@ -83,3 +83,43 @@ func DeadLetter(topic string, rec *kgo.Record, reason string, maxBytes int) *kgo
 	out.Headers = append(out.Headers, kgo.RecordHeader{Key: HeaderTruncated, Value: []byte(strings.Join(cut, "; "))})
 	return out
 }
+
+// Parked is what a dead letter says of the record it parks.
+type Parked struct {
+	// ID is the message's id, from its wire.HeaderID or its key; "" when
+	// the record had neither.
+	ID     string `json:"id"`
+	Reason string `json:"reason"`
+	// Source is where the record was read: topic, partition, offset.
+	SourceTopic     string `json:"source_topic"`
+	SourcePartition int32  `json:"source_partition"`
+	SourceOffset    int64  `json:"source_offset"`
+	// Size is the value's size as it was read; Truncated says what was
+	// cut from the copy ("" when nothing was).
+	Size      int    `json:"size"`
+	Truncated string `json:"truncated,omitempty"`
+}
+
+// ReadDeadLetter reads what a dead letter (DeadLetter) says of the record
+// it parks; headers it lacks or that do not parse are left zero.
+func ReadDeadLetter(r *kgo.Record) Parked {
+	p := Parked{
+		ID:          header(r, wire.HeaderID),
+		Reason:      header(r, wire.HeaderReason),
+		SourceTopic: header(r, HeaderSourceTopic),
+		Truncated:   header(r, HeaderTruncated),
+	}
+	if p.ID == "" {
+		p.ID = string(r.Key)
+	}
+	if n, err := strconv.ParseInt(header(r, HeaderSourcePartition), 10, 32); err == nil {
+		p.SourcePartition = int32(n)
+	}
+	if n, err := strconv.ParseInt(header(r, HeaderSourceOffset), 10, 64); err == nil {
+		p.SourceOffset = n
+	}
+	if n, err := strconv.Atoi(header(r, HeaderOriginalSize)); err == nil {
+		p.Size = n
+	}
+	return p
+}
