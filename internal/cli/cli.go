@@ -47,7 +47,7 @@ Commands:
   uplink         ship one site's queue for another site to that site's funnel
   inference      serve one tier's inference function over HTTP
   scaler         run the replica manager alone: replicas per tier, scaled by lag
-  dlq list       a tier's dead letters by kind of reason, with counts (dlq show: each, with its source and reason)
+  dlq list       a tier's dead letters by kind of reason, with counts (show: each, with its source and reason; replay)
   devices        add, list or revoke device credentials (auth.devices_file); psk, psk-key: DTLS keys
   token          print a new service token (auth.service_token_file)
   certs          make a development CA and certificates (HTTPS, client certificates)
@@ -152,7 +152,7 @@ func runModels(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	return command.Main(ctx, cmd, "models "+args[0], synopsis, args[1:], stdout, stderr)
 }
 
-// runDLQ runs ddnn dlq list or show.
+// runDLQ runs ddnn dlq list, show or replay.
 func runDLQ(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if len(args) == 0 {
 		fmt.Fprint(stderr, dlq.Usage)
@@ -162,15 +162,18 @@ func runDLQ(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	case "-h", "-help", "--help", "help":
 		fmt.Fprint(stdout, dlq.Usage)
 		return nil
-	case "list", "show":
+	case "list", "show", "replay":
 		cmd, synopsis := &dlq.Command{}, dlq.ListSynopsis
-		if args[0] == "show" {
+		switch args[0] {
+		case "show":
 			cmd.Show, synopsis = true, dlq.ShowSynopsis
+		case "replay":
+			cmd.Replay, synopsis = true, dlq.ReplaySynopsis
 		}
 		return command.Main(ctx, cmd, "dlq "+args[0], synopsis, args[1:], stdout, stderr)
 	}
 	fmt.Fprint(stderr, dlq.Usage)
-	if near := suggest.Nearest(args[0], []string{"list", "show"}); near != "" {
+	if near := suggest.Nearest(args[0], []string{"list", "show", "replay"}); near != "" {
 		return command.Usagef("unknown dlq command %q; did you mean %q?", args[0], near)
 	}
 	return command.Usagef("unknown dlq command %q", args[0])

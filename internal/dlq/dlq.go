@@ -1,7 +1,9 @@
 // Package dlq is `ddnn dlq`: it reads a tier's dead-letter topic on the
 // tier's site's Kafka (with the pipeline's security settings) and lists
-// its records grouped by the kind of their reason, or shows them with what
-// their headers say of the record each parks.
+// its records grouped by the kind of their reason, shows them with what
+// their headers say of the record each parks, or replays them: sends the
+// records back to the tier's input, but for those whose message already
+// has a result.
 package dlq
 
 import (
@@ -30,17 +32,20 @@ const Usage = `Usage:
   ddnn dlq list -f FILE --tier T [--reason SUBSTR] [--since DUR]            dead letters of tier T by kind of reason, with counts
   ddnn dlq show -f FILE --tier T [--reason SUBSTR] [--since DUR] [--limit N] [--json]
                                                                          the dead letters, with their source, reason and size
+  ddnn dlq replay -f FILE --tier T [--to-tier T2] [--reason SUBSTR] [--since DUR] [--limit N] [--dry-run]
+                                                                         send them back to the tier's input, but those with a result
 
 Run 'ddnn dlq show -h' for every flag.
 `
 
 // Synopses of ddnn dlq list and show.
 const (
-	ListSynopsis = "dlq list -f FILE --tier T [--reason SUBSTR] [--since DUR]"
-	ShowSynopsis = "dlq show -f FILE --tier T [--reason SUBSTR] [--since DUR] [--limit N] [--json]"
+	ListSynopsis   = "dlq list -f FILE --tier T [--reason SUBSTR] [--since DUR]"
+	ShowSynopsis   = "dlq show -f FILE --tier T [--reason SUBSTR] [--since DUR] [--limit N] [--json]"
+	ReplaySynopsis = "dlq replay -f FILE --tier T [--to-tier T2] [--reason SUBSTR] [--since DUR] [--limit N] [--dry-run]"
 )
 
-// Command is ddnn dlq list or show with its flags.
+// Command is ddnn dlq list, show or replay with its flags.
 type Command struct {
 	File, Tier, Reason string
 	Since              time.Duration
@@ -48,6 +53,11 @@ type Command struct {
 	JSON               bool
 	// Show prints the records instead of counting them.
 	Show bool
+	// Replay sends them back to ToTier's input (default Tier's); DryRun
+	// says what it would send.
+	Replay bool
+	ToTier string
+	DryRun bool
 }
 
 // Flags binds c to the flags of ddnn dlq list (and show's, with Show).
@@ -56,9 +66,14 @@ func (c *Command) Flags(fs *flag.FlagSet) {
 	fs.StringVar(&c.Tier, "tier", "", "the tier whose dead letters to read (required)")
 	fs.StringVar(&c.Reason, "reason", "", "only dead letters whose reason contains this")
 	fs.DurationVar(&c.Since, "since", 0, "only dead letters parked within this long before now (default: all the topic holds)")
-	if c.Show {
+	switch {
+	case c.Show:
 		fs.IntVar(&c.Limit, "limit", 100, "show at most this many, the oldest first")
 		fs.BoolVar(&c.JSON, "json", false, "print one JSON object per dead letter")
+	case c.Replay:
+		fs.IntVar(&c.Limit, "limit", 1000, "replay at most this many dead letters, the oldest first")
+		fs.StringVar(&c.ToTier, "to-tier", "", "send them to this tier's input (default: --tier's)")
+		fs.BoolVar(&c.DryRun, "dry-run", false, "say what would be replayed and skipped, and send nothing")
 	}
 }
 
@@ -75,7 +90,7 @@ func (c *Command) Run(ctx context.Context, stdout, _ io.Writer) error {
 	if c.Tier == "" {
 		return command.Usagef("--tier is required")
 	}
-	if c.Show && c.Limit < 1 {
+	if (c.Show || c.Replay) && c.Limit < 1 {
 		return command.Usagef("--limit must be at least 1")
 	}
 	p, err := command.LoadPipeline(c.File)
@@ -92,18 +107,26 @@ func (c *Command) Run(ctx context.Context, stdout, _ io.Writer) error {
 		since = time.Now().Add(-c.Since)
 	}
 	var entries []Entry
+	var dead []*kgo.Record // with Replay, entries' records
+	limited := c.Show || c.Replay
 	err = kafka.Scan(ctx, &site.Kafka, topic, func(r *kgo.Record) bool {
 		e := Entry{Partition: r.Partition, Offset: r.Offset, Time: r.Timestamp.UTC(), Parked: records.ReadDeadLetter(r)}
 		if (since.IsZero() || !e.Time.Before(since)) && strings.Contains(e.Reason, c.Reason) {
 			entries = append(entries, e)
+			if c.Replay {
+				dead = append(dead, r)
+			}
 		}
-		return !c.Show || len(entries) < c.Limit
+		return !limited || len(entries) < c.Limit
 	})
 	if err != nil {
 		return fmt.Errorf("dead letters of tier %q: %w", c.Tier, err)
 	}
-	if c.Show {
+	switch {
+	case c.Show:
 		return show(stdout, entries, c.JSON)
+	case c.Replay:
+		return c.replay(ctx, stdout, p, topic, dead)
 	}
 	list(stdout, topic, entries, site)
 	return nil

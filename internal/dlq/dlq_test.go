@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/ddnn-continuum/ddnn/internal/kafka"
@@ -26,6 +27,12 @@ import (
 // topic, as the connector does: 30 rejected by the function, 15 that
 // exhausted their attempts, 5 undecodable (one of them cut to fit).
 func poisoned(t *testing.T) string {
+	file, _ := poisonedWith(t)
+	return file
+}
+
+// poisonedWith is poisoned, also returning a client of the broker.
+func poisonedWith(t *testing.T) (string, *kgo.Client) {
 	t.Helper()
 	root, _ := filepath.Abs("../..")
 	b, err := os.ReadFile(filepath.Join(root, "deploy/pipeline.yaml"))
@@ -74,7 +81,7 @@ func poisoned(t *testing.T) string {
 	if err := cl.ProduceSync(ctx, recs...).FirstErr(); err != nil {
 		t.Fatal(err)
 	}
-	return file
+	return file, cl
 }
 
 func run(t *testing.T, c *Command) string {
@@ -176,4 +183,114 @@ func TestRunRefusesBadFlags(t *testing.T) {
 			t.Errorf("%+v: %v, want %q", tc.c, err, tc.want)
 		}
 	}
+}
+
+// giveResults writes a result for each id, as an exit tier would.
+func giveResults(t *testing.T, cl *kgo.Client, ids []string) {
+	t.Helper()
+	var recs []*kgo.Record
+	for _, id := range ids {
+		rec, err := records.Result(records.Destination{Topic: "fmnist.results"}, &wire.Result{ID: id, Tier: "fog", Label: "Bag", ExitedAt: time.Now().UTC()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		recs = append(recs, rec)
+	}
+	if err := cl.ProduceSync(context.Background(), recs...).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestReplay: replay sends the parked records back to the tier's input
+// as they were, marked with the dead letter they came from, but not those
+// whose message has a result nor the one cut to fit; --dry-run sends
+// nothing; once the replayed messages have results, a second replay
+// sends none of them again.
+func TestReplay(t *testing.T) {
+	file, cl := poisonedWith(t)
+	var first10 []string
+	for i := range 10 {
+		first10 = append(first10, fmt.Sprintf("m%d", i))
+	}
+	giveResults(t, cl, first10)
+
+	out := run(t, &Command{File: file, Tier: "fog", Replay: true, Limit: 1000, DryRun: true})
+	if want := "would replay 39 of 50 dead letters of fmnist.fog.dlq to fmnist.fog.in; skipped 10 whose message has a result, 1 cut, 0 repeating an id"; !strings.Contains(out, want) {
+		t.Errorf("dry run lacks %q:\n%s", want, out)
+	}
+	if n := count(t, cl, "fmnist.fog.in"); n != 0 {
+		t.Fatalf("the dry run sent %d records", n)
+	}
+
+	out = run(t, &Command{File: file, Tier: "fog", Replay: true, Limit: 1000})
+	if !strings.Contains(out, "replayed 39 of 50") {
+		t.Errorf("replay: %s", out)
+	}
+	var replayed []string
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := kafka.Scan(ctx, &kafkaOf(t, file).Kafka, "fmnist.fog.in", func(r *kgo.Record) bool {
+		m, err := records.DecodeMessage(r, nil)
+		from := ""
+		for _, h := range r.Headers {
+			switch h.Key {
+			case records.HeaderReplayedFrom:
+				from = string(h.Value)
+			case wire.HeaderReason, records.HeaderSourceTopic, records.HeaderOriginalSize:
+				t.Errorf("replayed record keeps dead-letter header %s", h.Key)
+			}
+		}
+		id := records.ReadDeadLetter(r).ID      // the id header, as the record had it
+		undecodable := string(r.Value) == "abc" // parked so: replayed as it is
+		if !strings.HasPrefix(from, "fmnist.fog.dlq/") || (!undecodable && (err != nil || m.ID != id || m.Tensor.Len() != 2)) {
+			t.Errorf("replayed record %s %+v from %q: %v", id, m, from, err)
+		}
+		replayed = append(replayed, id)
+		return true
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if len(replayed) != 39 {
+		t.Fatalf("%d records on the input, want 39", len(replayed))
+	}
+
+	// The pipeline processed them: a second replay gives none a second
+	// result.
+	giveResults(t, cl, replayed)
+	out = run(t, &Command{File: file, Tier: "fog", Replay: true, Limit: 1000})
+	if want := "replayed 0 of 50 dead letters of fmnist.fog.dlq to fmnist.fog.in; skipped 49 whose message has a result, 1 cut"; !strings.Contains(out, want) {
+		t.Errorf("second replay lacks %q:\n%s", want, out)
+	}
+	if n := count(t, cl, "fmnist.fog.in"); n != 39 {
+		t.Errorf("%d records on the input after the second replay, want 39", n)
+	}
+	if out := run(t, &Command{File: file, Tier: "edge", Replay: true, Limit: 1000}); !strings.Contains(out, "no dead letters in fmnist.edge.dlq that match: nothing to replay") {
+		t.Errorf("a tier without dead letters: %s", out)
+	}
+}
+
+// count is how many records topic holds.
+func count(t *testing.T, cl *kgo.Client, topic string) int64 {
+	t.Helper()
+	ends, err := kadm.NewClient(cl).ListEndOffsets(context.Background(), topic)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var n int64
+	ends.Each(func(o kadm.ListedOffset) { n += o.Offset })
+	return n
+}
+
+// kafkaOf is the view of file's only site.
+func kafkaOf(t *testing.T, file string) *pipeline.SiteView {
+	t.Helper()
+	p, err := pipeline.Load(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	v, err := p.OnSite(p.Sites()[0].Name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return v
 }

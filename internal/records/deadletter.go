@@ -123,3 +123,36 @@ func ReadDeadLetter(r *kgo.Record) Parked {
 	}
 	return p
 }
+
+// HeaderReplayedFrom marks a record ddnn dlq replay sent back to a tier:
+// the dead letter it came from, as <topic>/<partition>/<offset>.
+const HeaderReplayedFrom = "ddnn-replayed-from"
+
+// Replay is the record a dead letter parks, for topic: its key, value and
+// headers as they were read, without what DeadLetter added, and with
+// HeaderReplayedFrom naming the dead letter. A dead letter whose copy was
+// cut (HeaderTruncated) cannot be replayed: the record is not all there.
+func Replay(topic string, dead *kgo.Record) (*kgo.Record, error) {
+	if cut := header(dead, HeaderTruncated); cut != "" {
+		return nil, fmt.Errorf("the dead letter holds a cut copy (%s)", cut)
+	}
+	added := map[string]bool{wire.HeaderReason: true, HeaderOriginalSize: true, HeaderSourceTopic: true,
+		HeaderSourcePartition: true, HeaderSourceOffset: true, HeaderReplayedFrom: true}
+	out := &kgo.Record{Topic: topic, Key: dead.Key, Value: dead.Value}
+	// DeadLetter appends its headers after the record's own: the last of
+	// each of ours is DeadLetter's; earlier ones are the record's (a
+	// record dead-lettered twice), and stay but for an older replay mark.
+	last := map[string]int{}
+	for i, h := range dead.Headers {
+		last[h.Key] = i
+	}
+	for i, h := range dead.Headers {
+		if added[h.Key] && (last[h.Key] == i || h.Key == HeaderReplayedFrom) {
+			continue
+		}
+		out.Headers = append(out.Headers, h)
+	}
+	out.Headers = append(out.Headers, kgo.RecordHeader{Key: HeaderReplayedFrom,
+		Value: []byte(fmt.Sprintf("%s/%d/%d", dead.Topic, dead.Partition, dead.Offset))})
+	return out, nil
+}
