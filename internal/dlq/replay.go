@@ -72,7 +72,7 @@ func (c *Command) replay(ctx context.Context, w io.Writer, p *pipeline.Pipeline,
 		verb, len(send), len(dead), dlqTopic, p.InputTopic(to), withResult, cut, repeated)
 	if c.DryRun || len(send) == 0 {
 		for _, r := range send {
-			fmt.Fprintf(w, "%s  from %s\n", idOf(r), header(r, records.HeaderReplayedFrom))
+			fmt.Fprintf(w, "%s  from %s\n", idOf(r), records.Header(r, records.HeaderReplayedFrom))
 		}
 		fmt.Fprintln(w, summary)
 		return nil
@@ -111,14 +111,3 @@ func markResults(ctx context.Context, p *pipeline.Pipeline, candidates map[strin
 
 // idOf is a record's message id, as a dead letter of it would say.
 func idOf(r *kgo.Record) string { return records.ReadDeadLetter(r).ID }
-
-// header is the value of r's last header called key.
-func header(r *kgo.Record, key string) string {
-	var v string
-	for _, h := range r.Headers {
-		if h.Key == key {
-			v = string(h.Value)
-		}
-	}
-	return v
-}

@@ -104,21 +104,21 @@ type Parked struct {
 // it parks; headers it lacks or that do not parse are left zero.
 func ReadDeadLetter(r *kgo.Record) Parked {
 	p := Parked{
-		ID:          header(r, wire.HeaderID),
-		Reason:      header(r, wire.HeaderReason),
-		SourceTopic: header(r, HeaderSourceTopic),
-		Truncated:   header(r, HeaderTruncated),
+		ID:          Header(r, wire.HeaderID),
+		Reason:      Header(r, wire.HeaderReason),
+		SourceTopic: Header(r, HeaderSourceTopic),
+		Truncated:   Header(r, HeaderTruncated),
 	}
 	if p.ID == "" {
 		p.ID = string(r.Key)
 	}
-	if n, err := strconv.ParseInt(header(r, HeaderSourcePartition), 10, 32); err == nil {
+	if n, err := strconv.ParseInt(Header(r, HeaderSourcePartition), 10, 32); err == nil {
 		p.SourcePartition = int32(n)
 	}
-	if n, err := strconv.ParseInt(header(r, HeaderSourceOffset), 10, 64); err == nil {
+	if n, err := strconv.ParseInt(Header(r, HeaderSourceOffset), 10, 64); err == nil {
 		p.SourceOffset = n
 	}
-	if n, err := strconv.Atoi(header(r, HeaderOriginalSize)); err == nil {
+	if n, err := strconv.Atoi(Header(r, HeaderOriginalSize)); err == nil {
 		p.Size = n
 	}
 	return p
@@ -133,7 +133,7 @@ const HeaderReplayedFrom = "ddnn-replayed-from"
 // HeaderReplayedFrom naming the dead letter. A dead letter whose copy was
 // cut (HeaderTruncated) cannot be replayed: the record is not all there.
 func Replay(topic string, dead *kgo.Record) (*kgo.Record, error) {
-	if cut := header(dead, HeaderTruncated); cut != "" {
+	if cut := Header(dead, HeaderTruncated); cut != "" {
 		return nil, fmt.Errorf("the dead letter holds a cut copy (%s)", cut)
 	}
 	added := map[string]bool{wire.HeaderReason: true, HeaderOriginalSize: true, HeaderSourceTopic: true,

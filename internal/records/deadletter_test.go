@@ -25,10 +25,10 @@ func TestDeadLetterFitsEverything(t *testing.T) {
 			if n := kafka.RecordSize(d); n > limit {
 				t.Errorf("copy of %d bytes over %d", n, limit)
 			}
-			if header(d, wire.HeaderReason) != "why" || header(d, HeaderOriginalSize) != strconv.Itoa(len(rec.Value)) {
+			if Header(d, wire.HeaderReason) != "why" || Header(d, HeaderOriginalSize) != strconv.Itoa(len(rec.Value)) {
 				t.Errorf("headers lost: %v", d.Headers)
 			}
-			truncated := header(d, HeaderTruncated) != ""
+			truncated := Header(d, HeaderTruncated) != ""
 			if want := name != "small"; truncated != want {
 				t.Errorf("truncated %v, want %v", truncated, want)
 			}

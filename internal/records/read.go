@@ -43,8 +43,8 @@ func headers(r *kgo.Record) []wire.Header {
 	return hs
 }
 
-// header is the value of r's last header called key, "" without one.
-func header(r *kgo.Record, key string) string {
+// Header is the value of r's last header called key, "" without one.
+func Header(r *kgo.Record, key string) string {
 	var v string
 	for _, h := range r.Headers {
 		if h.Key == key {
@@ -63,7 +63,7 @@ func CheckClaim(claims *auth.Claims, r *kgo.Record, device string) error {
 	if claims == nil || device == "" {
 		return nil
 	}
-	return claims.Verify(device, r.Value, header(r, wire.HeaderDeviceSig))
+	return claims.Verify(device, r.Value, Header(r, wire.HeaderDeviceSig))
 }
 
 // DecodeFailure is the dead-letter reason of a record that did not
@@ -90,5 +90,5 @@ func DecodeResult(r *kgo.Record) (wire.Result, error) {
 // Route is the route of a record of an uplink queue (wire.HeaderRoute):
 // the tier it is for, or results.
 func Route(r *kgo.Record) (tier string, results bool, err error) {
-	return wire.ParseRoute(header(r, wire.HeaderRoute))
+	return wire.ParseRoute(Header(r, wire.HeaderRoute))
 }
