@@ -33,10 +33,11 @@ func (c *Command) replay(ctx context.Context, w io.Writer, p *pipeline.Pipeline,
 		fmt.Fprintf(w, "no dead letters in %s that match: nothing to replay\n", dlqTopic)
 		return nil
 	}
+	ids := make([]string, len(dead))
 	candidates := map[string]bool{}
-	for _, r := range dead {
-		if id := records.ReadDeadLetter(r).ID; id != "" {
-			candidates[id] = false
+	for i, r := range dead {
+		if ids[i] = records.ReadDeadLetter(r).ID; ids[i] != "" {
+			candidates[ids[i]] = false
 		}
 	}
 	if err := markResults(ctx, p, candidates); err != nil {
@@ -45,8 +46,8 @@ func (c *Command) replay(ctx context.Context, w io.Writer, p *pipeline.Pipeline,
 	var send []*kgo.Record
 	var withResult, cut, repeated int
 	planned := map[string]bool{}
-	for _, r := range dead {
-		id := records.ReadDeadLetter(r).ID
+	for i, r := range dead {
+		id := ids[i]
 		switch {
 		case id != "" && candidates[id]:
 			withResult++

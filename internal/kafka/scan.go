@@ -11,26 +11,40 @@ import (
 	"github.com/ddnn-continuum/ddnn/internal/pipeline"
 )
 
-// What Scan's client fetches at once: at most scanFetches fetches of at
-// most scanFetchBytes each are in flight or buffered, whatever the
-// topic's size (kgo's defaults, 50 MiB a fetch, are for throughput).
+// What a reader for a person fetches at once: a fetch asks for at most
+// readFetchBytes (a partition may fill it; a record batch larger than
+// that still comes, alone), and at most readFetches are in flight or
+// buffered, so the client holds about readFetches*readFetchBytes of
+// record batches (several times that once decompressed), whatever the
+// topic's size and partitions. kgo's defaults, 50 MiB a fetch and one
+// fetch per broker, are for throughput, not for a terminal.
 const (
-	scanFetchBytes = 512 << 10
-	scanFetches    = 4
+	readFetchBytes = 512 << 10
+	readFetches    = 4
 )
+
+// ReadFetchLimits are the fetch options of a client that reads a topic
+// for a person (Scan, ddnn results): bounded memory, whatever the topic.
+func ReadFetchLimits() []kgo.Opt {
+	return []kgo.Opt{
+		kgo.FetchMaxBytes(readFetchBytes),
+		kgo.FetchMaxPartitionBytes(readFetchBytes),
+		kgo.MaxConcurrentFetches(readFetches),
+	}
+}
 
 // Scan hands visit every record of topic on the cluster k describes, from
 // each partition's start to the end the partition had when Scan began,
 // partition by partition in offset order, until visit returns false. It
 // returns an error when the topic cannot be read or ctx ends first, saying
 // how many partitions were not read to their end. Memory stays bounded
-// by the fetch limits above, whatever the topic holds.
+// (ReadFetchLimits), whatever the topic holds.
 func Scan(ctx context.Context, k *pipeline.Kafka, topic string, visit func(*kgo.Record) bool) error {
 	adm, err := NewClient(k, "scan", nil, nil)
 	if err != nil {
 		return fmt.Errorf("kafka client: %w", err)
 	}
-	starts, ends, err := topicOffsets(ctx, kadm.NewClient(adm), topic)
+	starts, ends, err := TopicOffsets(ctx, kadm.NewClient(adm), topic)
 	adm.Close()
 	if err != nil {
 		return fmt.Errorf("topic %s on %s: %w", topic, strings.Join(k.SeedBrokers(), ","), err)
@@ -47,8 +61,7 @@ func Scan(ctx context.Context, k *pipeline.Kafka, topic string, visit func(*kgo.
 		return nil
 	}
 	cl, err := NewClient(k, "scan", nil, nil,
-		kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{topic: from}),
-		kgo.FetchMaxBytes(scanFetchBytes), kgo.FetchMaxPartitionBytes(scanFetchBytes), kgo.MaxConcurrentFetches(scanFetches))
+		append(ReadFetchLimits(), kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{topic: from}))...)
 	if err != nil {
 		return fmt.Errorf("kafka client: %w", err)
 	}
@@ -77,8 +90,8 @@ func Scan(ctx context.Context, k *pipeline.Kafka, topic string, visit func(*kgo.
 	return nil
 }
 
-// topicOffsets are each partition of topic's start and end offsets.
-func topicOffsets(ctx context.Context, adm *kadm.Client, topic string) (starts, ends map[int32]int64, err error) {
+// TopicOffsets are each partition of topic's start and end offsets.
+func TopicOffsets(ctx context.Context, adm *kadm.Client, topic string) (starts, ends map[int32]int64, err error) {
 	ss, err := adm.ListStartOffsets(ctx, topic)
 	if err == nil {
 		err = ss.Error()

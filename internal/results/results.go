@@ -6,7 +6,7 @@
 // back.
 //
 // What a read holds at once does not grow with the topic: the Kafka
-// client's fetches are bounded (fetchLimits), a table is printed a chunk
+// client's fetches are bounded (kafka.ReadFetchLimits), a table is printed a chunk
 // of rows at a time (printer) and --last keeps only the newest N
 // (newest.go).
 //
@@ -152,7 +152,7 @@ func Read(ctx context.Context, cfg Config) error {
 			until[p] = b.end
 		}
 	}
-	opts := append(fetchLimits(), kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{cfg.Topic: starts}))
+	opts := append(kafka.ReadFetchLimits(), kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{cfg.Topic: starts}))
 	var watch *brokerWatch
 	if cfg.Follow {
 		watch = newBrokerWatch(cfg.Warn, cmp.Or(cfg.StallAfter, 15*time.Second))
@@ -183,26 +183,6 @@ func Read(ctx context.Context, cfg Config) error {
 	return r.read(ctx, nil)
 }
 
-// What the Kafka client fetches at once: a fetch asks for at most
-// fetchMaxBytes (a partition may fill it; a record batch larger than that
-// still comes, alone), and at most maxFetches are in flight or buffered,
-// so the client holds about maxFetches*fetchMaxBytes of record batches
-// (several times that once decompressed), whatever the topic's size and
-// partitions. kgo's defaults, 50 MiB a fetch and one fetch per broker, are
-// for throughput, not for a terminal.
-const (
-	fetchMaxBytes = 512 << 10
-	maxFetches    = 4
-)
-
-func fetchLimits() []kgo.Opt {
-	return []kgo.Opt{
-		kgo.FetchMaxBytes(fetchMaxBytes),
-		kgo.FetchMaxPartitionBytes(fetchMaxBytes),
-		kgo.MaxConcurrentFetches(maxFetches),
-	}
-}
-
 // bounds are a partition's oldest offset and the offset its next record
 // gets.
 type bounds struct{ start, end int64 }
@@ -225,30 +205,13 @@ func partitionBounds(ctx context.Context, cfg *Config) (map[int32]bounds, error)
 		}
 		return nil, fmt.Errorf("%w at %s: %w", ErrNoBroker, brokers, err)
 	}
-	adm := kadm.NewClient(cl)
-	starts, err := adm.ListStartOffsets(cctx, cfg.Topic)
-	if err == nil {
-		err = starts.Error()
-	}
-	if err != nil {
-		return nil, fmt.Errorf("topic %s on %s: %w", cfg.Topic, brokers, err)
-	}
-	ends, err := adm.ListEndOffsets(cctx, cfg.Topic)
-	if err == nil {
-		err = ends.Error()
-	}
+	starts, ends, err := kafka.TopicOffsets(cctx, kadm.NewClient(cl), cfg.Topic)
 	if err != nil {
 		return nil, fmt.Errorf("topic %s on %s: %w", cfg.Topic, brokers, err)
 	}
 	b := map[int32]bounds{}
-	ends.Each(func(o kadm.ListedOffset) { b[o.Partition] = bounds{end: o.Offset} })
-	starts.Each(func(o kadm.ListedOffset) {
-		x := b[o.Partition]
-		x.start = o.Offset
-		b[o.Partition] = x
-	})
-	if len(b) == 0 {
-		return nil, fmt.Errorf("topic %s on %s: no partitions", cfg.Topic, brokers)
+	for p, end := range ends {
+		b[p] = bounds{start: starts[p], end: end}
 	}
 	return b, nil
 }
