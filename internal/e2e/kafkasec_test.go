@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
@@ -11,8 +12,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kgo"
+
 	"github.com/ddnn-continuum/ddnn/internal/kafka"
 	"github.com/ddnn-continuum/ddnn/internal/kafkatest"
+	"github.com/ddnn-continuum/ddnn/internal/testsupport"
 )
 
 // securedPipeline writes the shipped pipeline with an embedded broker
@@ -147,6 +151,29 @@ func TestSecuredKafka(t *testing.T) {
 		got := collectResults(t, tp.broker, tp.name+".results", "kcat-", 1, time.Minute, reader...)
 		if len(got["kcat-sec-0"]) != 1 || len(got) != 1 {
 			t.Errorf("results of kcat's samples: %v, want one for kcat-sec-0", got)
+		}
+	})
+
+	// ddnn dlq reads and replays with the YAML's TLS and SASL settings
+	// alone: no flag carries a credential.
+	t.Run("DeadLetters", func(t *testing.T) {
+		cl := testsupport.KafkaClient(t, append(reader, kgo.RequiredAcks(kgo.AllISRAcks()))...)
+		bad := &kgo.Record{Topic: tp.name + ".edge.in", Key: []byte("sec-short"), Value: []byte("short")}
+		if err := cl.ProduceSync(context.Background(), bad).FirstErr(); err != nil {
+			t.Fatal(err)
+		}
+		dlq := func(args ...string) string {
+			out, err := exec.Command(ddnn, append(append([]string{"dlq"}, args...), "-f", tp.file, "--tier", "edge")...).CombinedOutput()
+			if err != nil {
+				t.Fatalf("ddnn dlq %v: %v\n%s", args, err, out)
+			}
+			return string(out)
+		}
+		testsupport.WaitFor(t, 30*time.Second, "the short record dead-lettered", func() bool {
+			return strings.Contains(dlq("show", "--limit", "10"), "sec-short")
+		})
+		if out := dlq("replay", "--dry-run"); !strings.Contains(out, "would replay 1 of 1") {
+			t.Errorf("dry run on the secured broker:\n%s", out)
 		}
 	})
 }
