@@ -96,13 +96,8 @@ func TestModelsCheck(t *testing.T) {
 	}
 	// A test set that cannot be read leaves the chain check passing, with
 	// a warning.
-	y, err := os.ReadFile("deploy/pipeline.yaml")
-	if err != nil {
-		t.Fatal(err)
-	}
 	abs, _ := filepath.Abs("models")
-	y = bytes.ReplaceAll(y, []byte("../models/"), []byte(abs+"/"))
-	y = bytes.Replace(y, []byte("test-2000-images-idx3-ubyte.gz"), []byte("missing.gz"), 1)
+	y := []byte(strings.Replace(testsupport.Shipped(t, "deploy/pipeline.yaml"), "test-2000-images-idx3-ubyte.gz", "missing.gz", 1))
 	file := filepath.Join(t.TempDir(), "p.yaml")
 	if err := os.WriteFile(file, y, 0o644); err != nil {
 		t.Fatal(err)
@@ -153,11 +148,7 @@ func TestModelsEvalJSON(t *testing.T) {
 
 func TestModelsEvalNoTestSet(t *testing.T) {
 	dir := t.TempDir()
-	b, err := os.ReadFile("deploy/pipeline.yaml")
-	if err != nil {
-		t.Fatal(err)
-	}
-	y := strings.ReplaceAll(string(b), "../models/", filepath.Join(mustAbs(t, "models"))+"/")
+	y := testsupport.Shipped(t, "deploy/pipeline.yaml")
 	y = y[:strings.Index(y, "eval:")]
 	f := filepath.Join(dir, "p.yaml")
 	os.WriteFile(f, []byte(y), 0o644)
@@ -241,9 +232,7 @@ func TestInferenceServes(t *testing.T) {
 
 func TestInferenceMissingModel(t *testing.T) {
 	dir := t.TempDir()
-	b, _ := os.ReadFile("deploy/pipeline.yaml")
-	y := strings.ReplaceAll(string(b), "../models/fog.onnx", filepath.Join(dir, "gone.onnx"))
-	y = strings.ReplaceAll(y, "../models/", mustAbs(t, "models")+"/")
+	y := strings.ReplaceAll(testsupport.Shipped(t, "deploy/pipeline.yaml"), mustAbs(t, "models/fog.onnx"), filepath.Join(dir, "gone.onnx"))
 	f := filepath.Join(dir, "p.yaml")
 	os.WriteFile(f, []byte(y), 0o644)
 	code, _, stderr := run(t, "inference", "-f", f, "--tier", "fog", "--listen", "127.0.0.1:0")

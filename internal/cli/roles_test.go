@@ -209,24 +209,5 @@ func TestConnectorReadiness(t *testing.T) {
 // for the test; it returns the file and the broker's address.
 func rolesPipeline(t *testing.T, extra string) (string, string) {
 	t.Helper()
-	root, _ := os.Getwd() // the checkout (TestMain)
-	b, err := os.ReadFile("deploy/pipeline.yaml")
-	if err != nil {
-		t.Fatal(err)
-	}
-	y := strings.ReplaceAll(string(b), "../models/", filepath.Join(root, "models")+"/") + extra
-	file := filepath.Join(t.TempDir(), "p.yaml")
-	if err := os.WriteFile(file, []byte(y), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	p, err := pipeline.Load(file)
-	if err != nil {
-		t.Fatal(err)
-	}
-	broker, err := kafka.StartBroker("127.0.0.1:0", p.Kafka.Partitions, p.Topics(), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(broker.Close)
-	return file, broker.Addr()
+	return testsupport.SamplePipeline(t, extra)
 }

@@ -5,8 +5,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"os"
-	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
@@ -34,29 +32,12 @@ func poisoned(t *testing.T) string {
 // poisonedWith is poisoned, also returning a client of the broker.
 func poisonedWith(t *testing.T) (string, *kgo.Client) {
 	t.Helper()
-	root, _ := filepath.Abs("../..")
-	b, err := os.ReadFile(filepath.Join(root, "deploy/pipeline.yaml"))
+	file, broker := testsupport.SamplePipeline(t, "")
+	p, err := pipeline.Load(file)
 	if err != nil {
 		t.Fatal(err)
 	}
-	p, err := pipeline.Parse(b)
-	if err != nil {
-		t.Fatal(err)
-	}
-	broker, err := kafka.StartBroker("127.0.0.1:0", p.Kafka.Partitions, p.Topics(), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(broker.Close)
-	y := strings.ReplaceAll(string(b), "../models/", filepath.Join(root, "models")+"/") + "kafka:\n  brokers: [" + broker.Addr() + "]\n"
-	file := filepath.Join(t.TempDir(), "p.yaml")
-	if err := os.WriteFile(file, []byte(y), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	if p, err = pipeline.Load(file); err != nil {
-		t.Fatal(err)
-	}
-	cl := testsupport.KafkaClient(t, kgo.SeedBrokers(broker.Addr()))
+	cl := testsupport.KafkaClient(t, kgo.SeedBrokers(broker))
 	var recs []*kgo.Record
 	park := func(n int, reason func(i int) string, value []byte) {
 		for i := range n {

@@ -72,11 +72,7 @@ type testPipeline struct {
 
 func writePipeline(t testing.TB, name string, edgeReplicas int, brokers string) testPipeline {
 	t.Helper()
-	b, err := os.ReadFile(filepath.Join(root(t), "deploy/pipeline.yaml"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	y := strings.ReplaceAll(string(b), "../models/", filepath.Join(root(t), "models")+"/")
+	y := testsupport.Shipped(t, "deploy/pipeline.yaml")
 	y = strings.Replace(y, "name: fmnist", "name: "+name, 1)
 	y = strings.Replace(y, "    inference:\n      intra_op_threads: 1\n", fmt.Sprintf("    inference:\n      intra_op_threads: 1\n    replicas: %d\n", edgeReplicas), 1)
 	tp := testPipeline{name: name, broker: proctest.FreeAddr(t), funnel: proctest.FreeAddr(t), admin: proctest.FreeAddr(t)}

@@ -287,12 +287,8 @@ func scaledTiers(t *testing.T, admin string) []string {
 // ports, absolute model paths and edit applied.
 func burstPipeline(t *testing.T, name string, edit func(string) string) testPipeline {
 	t.Helper()
-	b, err := os.ReadFile(filepath.Join(root(t), "deploy/examples/burst.yaml"))
-	if err != nil {
-		t.Fatal(err)
-	}
 	tp := testPipeline{name: name, broker: proctest.FreeAddr(t), funnel: proctest.FreeAddr(t), admin: proctest.FreeAddr(t)}
-	y := strings.ReplaceAll(string(b), "../../models/", filepath.Join(root(t), "models")+"/")
+	y := testsupport.Shipped(t, "deploy/examples/burst.yaml")
 	y = strings.Replace(y, "name: burst", "name: "+name, 1)
 	if edit != nil {
 		y = edit(y)

@@ -27,12 +27,8 @@ type securePipeline struct {
 
 func writeSecure(t *testing.T) securePipeline {
 	t.Helper()
-	b, err := os.ReadFile(filepath.Join(root(t), "deploy/examples/secure.yaml"))
-	if err != nil {
-		t.Fatal(err)
-	}
 	sp := securePipeline{dir: t.TempDir(), funnel: proctest.FreeAddr(t), delivery: proctest.FreeAddr(t), kafka: proctest.FreeAddr(t), admin: proctest.FreeAddr(t)}
-	y := strings.ReplaceAll(string(b), "../../models/", filepath.Join(root(t), "models")+"/")
+	y := testsupport.Shipped(t, "deploy/examples/secure.yaml")
 	y = strings.Replace(y, "embedded_listen: 127.0.0.1:9092", "embedded_listen: "+sp.kafka, 1)
 	y = strings.Replace(y, "listen: 127.0.0.1:8443", "listen: "+sp.funnel, 1)
 	y = strings.Replace(y, "delivery_listen: 127.0.0.1:8081", "delivery_listen: "+sp.delivery, 1)

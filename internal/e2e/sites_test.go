@@ -35,11 +35,7 @@ var continuumSites = []string{"edge", "fog", "cloud"}
 // with free ports, absolute model paths and no CoAP.
 func writeContinuum(t testing.TB, name string) continuum {
 	t.Helper()
-	b, err := os.ReadFile(filepath.Join(root(t), "deploy/examples/continuum.yaml"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	y := strings.ReplaceAll(string(b), "../../models/", filepath.Join(root(t), "models")+"/")
+	y := testsupport.Shipped(t, "deploy/examples/continuum.yaml")
 	y = strings.Replace(y, "name: fmnist", "name: "+name, 1)
 	y = strings.ReplaceAll(y, "coap_listen: 127.0.0.1:5683", `coap_listen: "off"`)
 	c := continuum{name: name, kafka: map[string]string{}, funnel: map[string]string{}, delivery: map[string]string{}, admin: map[string]string{}}

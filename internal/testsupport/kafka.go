@@ -3,9 +3,10 @@ package testsupport
 import (
 	"testing"
 
-	"github.com/ddnn-continuum/ddnn/internal/pipeline"
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/ddnn-continuum/ddnn/internal/pipeline"
 )
 
 // KafkaCluster is a one-broker kfake cluster on loopback with topics of

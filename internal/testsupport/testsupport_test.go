@@ -3,7 +3,9 @@ package testsupport
 import (
 	"context"
 	"fmt"
+	"os"
 	"reflect"
+	"regexp"
 	"runtime"
 	"slices"
 	"strings"
@@ -11,9 +13,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/ddnn-continuum/ddnn/internal/pipeline"
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/ddnn-continuum/ddnn/internal/pipeline"
 )
 
 // TestBuffer: writers and a reader at once (run with -race), and Cut.
@@ -120,3 +123,24 @@ tiers:
 }
 
 func sorted(s []string) []string { return slices.Sorted(slices.Values(s)) }
+
+// TestShipped: every file a shipped pipeline names is made absolute and
+// exists; nothing else changes.
+func TestShipped(t *testing.T) {
+	for _, rel := range []string{"deploy/pipeline.yaml", "deploy/examples/continuum.yaml"} {
+		y := Shipped(t, rel)
+		ms := relativePath.FindAllStringSubmatch(y, -1)
+		if len(ms) != 0 {
+			t.Errorf("%s: still relative: %v", rel, ms)
+		}
+		abs := regexp.MustCompile(`(?m)^\s*(?:model|images|labels):\s*(/\S+)$`).FindAllStringSubmatch(y, -1)
+		if len(abs) != 5 {
+			t.Errorf("%s: %d absolute files, want 5 (3 models, images, labels)", rel, len(abs))
+		}
+		for _, m := range abs {
+			if _, err := os.Stat(m[1]); err != nil {
+				t.Errorf("%s: %v", rel, err)
+			}
+		}
+	}
+}

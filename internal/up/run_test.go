@@ -55,12 +55,7 @@ type testPipeline struct {
 // writePipeline writes the shipped pipeline with free ports, a scaled edge
 // tier and the broker's data in the test's directory.
 func writePipeline(t *testing.T) testPipeline {
-	root, _ := filepath.Abs("../..")
-	b, err := os.ReadFile(filepath.Join(root, "deploy/pipeline.yaml"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	y := strings.ReplaceAll(string(b), "../models/", filepath.Join(root, "models")+"/")
+	y := testsupport.Shipped(t, "deploy/pipeline.yaml")
 	y = strings.Replace(y, "    inference:\n      intra_op_threads: 1\n", "    inference:\n      intra_op_threads: 1\n    replicas: {min: 1, max: 2}\n", 1)
 	tp := testPipeline{funnel: proctest.FreeAddr(t), delivery: proctest.FreeAddr(t), admin: proctest.FreeAddr(t)}
 	y += fmt.Sprintf("kafka:\n  embedded_listen: %s\n  embedded_data_dir: kafka\nfunnel:\n  listen: %s\n  delivery_listen: %s\n  coap_listen: off\nadmin:\n  listen: %s\n",
@@ -69,6 +64,7 @@ func writePipeline(t *testing.T) testPipeline {
 	if err := os.WriteFile(tp.file, []byte(y), 0o644); err != nil {
 		t.Fatal(err)
 	}
+	var err error
 	if tp.p, err = pipeline.Load(tp.file); err != nil {
 		t.Fatal(err)
 	}

@@ -126,12 +126,7 @@ type continuumSite struct {
 // CoAP, a scaled fog tier and each site's broker data in the test's
 // directory.
 func writeContinuum(t *testing.T) (string, *pipeline.Pipeline, map[string]continuumSite) {
-	root, _ := filepath.Abs("../..")
-	b, err := os.ReadFile(filepath.Join(root, "deploy/examples/continuum.yaml"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	y := strings.ReplaceAll(string(b), "../../models/", filepath.Join(root, "models")+"/")
+	y := testsupport.Shipped(t, "deploy/examples/continuum.yaml")
 	y = strings.ReplaceAll(y, "coap_listen: 127.0.0.1:5683", `coap_listen: "off"`)
 	y = strings.Replace(y, "    site: fog\n", "    site: fog\n    replicas: {min: 1, max: 2}\n", 1)
 	sites := map[string]continuumSite{}
