@@ -2,7 +2,8 @@
 // share: waiting on a condition with a deadline (WaitFor), a buffer that
 // logs and output are written to while the test reads it (Buffer), a
 // one-broker kfake Kafka cluster and clients of it (KafkaCluster,
-// KafkaClient), and a cluster for each site of a pipeline (SiteClusters).
+// KafkaClient), a cluster for each site of a pipeline (SiteClusters), and the
+// shipped pipeline files ready to write anywhere (Shipped, SamplePipeline).
 //
 // It is imported by _test.go files only. Whatever a helper starts is
 // stopped when the test ends (testing.TB.Cleanup); it never sleeps in
