@@ -6,7 +6,8 @@ import (
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
-	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/ddnn-continuum/ddnn/internal/testsupport"
 )
 
 // lagBroker is an in-memory broker whose topic "in" has partitions 0 and 1
@@ -18,20 +19,7 @@ func lagBroker(t *testing.T) *kadm.Client {
 		t.Fatal(err)
 	}
 	t.Cleanup(b.Close)
-	cl, err := kgo.NewClient(kgo.SeedBrokers(b.Addr()), kgo.RecordPartitioner(kgo.ManualPartitioner()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(cl.Close)
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	for i := range 10 {
-		r := &kgo.Record{Topic: "in", Partition: int32(i % 2), Value: []byte("x")}
-		if err := cl.ProduceSync(ctx, r).FirstErr(); err != nil {
-			t.Fatal(err)
-		}
-	}
-	return kadm.NewClient(cl)
+	return testsupport.Fill(t, b.Addr(), 10, "in")
 }
 
 func TestLag(t *testing.T) {

@@ -1,8 +1,11 @@
 package testsupport
 
 import (
+	"context"
 	"testing"
+	"time"
 
+	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
 
@@ -46,4 +49,24 @@ func SiteClusters(tb testing.TB, p *pipeline.Pipeline) map[string]string {
 		addrs[s.Name] = c.ListenAddrs()[0]
 	}
 	return addrs
+}
+
+// Fill produces n one-byte records to each topic on the broker at addr,
+// alternating partitions 0 and 1, and returns an admin client of it for
+// reading offsets and committing, closed when the test ends.
+func Fill(tb testing.TB, addr string, n int, topics ...string) *kadm.Client {
+	tb.Helper()
+	cl := KafkaClient(tb, kgo.SeedBrokers(addr), kgo.RecordPartitioner(kgo.ManualPartitioner()))
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	var recs []*kgo.Record
+	for _, topic := range topics {
+		for i := range n {
+			recs = append(recs, &kgo.Record{Topic: topic, Partition: int32(i % 2), Value: []byte("x")})
+		}
+	}
+	if err := cl.ProduceSync(ctx, recs...).FirstErr(); err != nil {
+		tb.Fatal(err)
+	}
+	return kadm.NewClient(cl)
 }

@@ -8,7 +8,6 @@ import (
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
-	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/ddnn-continuum/ddnn/internal/kafka"
 	"github.com/ddnn-continuum/ddnn/internal/pipeline"
@@ -16,7 +15,7 @@ import (
 )
 
 // backlogBroker is an in-memory broker with n records on each of the
-// given topics' partition 0 and none on the others.
+// given topics, spread over partitions 0 and 1 (testsupport.Fill).
 func backlogBroker(t *testing.T, partitions int32, n int, topics ...string) (*kafka.Broker, *kadm.Client) {
 	t.Helper()
 	b, err := kafka.StartBroker("127.0.0.1:0", partitions, topics, nil)
@@ -24,22 +23,7 @@ func backlogBroker(t *testing.T, partitions int32, n int, topics ...string) (*ka
 		t.Fatal(err)
 	}
 	t.Cleanup(b.Close)
-	cl, err := kgo.NewClient(kgo.SeedBrokers(b.Addr()), kgo.RecordPartitioner(kgo.ManualPartitioner()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(cl.Close)
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	for _, topic := range topics {
-		for i := range n {
-			r := &kgo.Record{Topic: topic, Partition: int32(i % 2), Value: []byte("x")}
-			if err := cl.ProduceSync(ctx, r).FirstErr(); err != nil {
-				t.Fatal(err)
-			}
-		}
-	}
-	return b, kadm.NewClient(cl)
+	return b, testsupport.Fill(t, b.Addr(), n, topics...)
 }
 
 // TestReportBacklogSaysWhatBecomesOfThem: the stop report promises
