@@ -3,6 +3,7 @@ package up
 import (
 	"context"
 	"fmt"
+	"maps"
 	"net/http"
 	"time"
 
@@ -11,7 +12,7 @@ import (
 
 	"github.com/ddnn-continuum/ddnn/internal/httpapi"
 	"github.com/ddnn-continuum/ddnn/internal/proc"
-	"github.com/ddnn-continuum/ddnn/internal/runtime"
+	"github.com/ddnn-continuum/ddnn/scaler"
 )
 
 // stop drains in order within StopGrace: intake off, connectors (finish
@@ -37,10 +38,7 @@ func (s *Supervisor) stop() {
 		connectors = append(connectors, s.monolith)
 	}
 	uplinks := append([]*proc.Child(nil), s.uplinks...)
-	runtimes := make([]runtime.Runtime, 0, len(s.runtimes))
-	for _, rt := range s.runtimes {
-		runtimes = append(runtimes, rt)
-	}
+	replicas := scaler.Tiers{Runtimes: maps.Clone(s.runtimes)}
 	s.mu.Unlock()
 	var adm *kadm.Client
 	if s.brokers != "" {
@@ -70,11 +68,7 @@ func (s *Supervisor) stop() {
 		s.awaitBacklog(adm, share(0.3))
 	}
 	stopChildren(connectors, share(0.8))
-	var g errgroup.Group
-	for _, rt := range runtimes {
-		g.Go(func() error { return rt.Close(context.Background()) })
-	}
-	if err := g.Wait(); err != nil {
+	if err := replicas.Close(context.Background()); err != nil {
 		s.log.Warn("stopping replicas", "err", err)
 	}
 	// The uplinks ship what the last deliveries queued for other sites.
