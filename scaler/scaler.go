@@ -55,6 +55,9 @@ func New(cfg Config) (*Scaler, error) {
 		if err := t.Settings.Validate(); err != nil {
 			return nil, fmt.Errorf("tier %q: %w", t.Tier, err)
 		}
+		if t.Min >= t.Max {
+			return nil, fmt.Errorf("tier %q: replicas min %d and max %d leave nothing to scale (StartTiers keeps such tiers out of the targets)", t.Tier, t.Min, t.Max)
+		}
 	}
 	log := cfg.Logger
 	if log == nil {
@@ -127,9 +130,6 @@ func (s *Scaler) loop(ctx context.Context, t Target) {
 			switch {
 			case !unreadSince.IsZero():
 				log.Debug("lag still unreadable", "err", err)
-			case t.Min == t.Max:
-				// A fixed-size tier has nothing to decide.
-				log.Debug("lag unreadable", "err", err)
 			default:
 				log.Warn("lag unreadable; holding the replicas until it reads again", "err", err)
 			}
@@ -143,9 +143,7 @@ func (s *Scaler) loop(ctx context.Context, t Target) {
 				s.unread.Add(-1)
 			}
 			if !unreadSince.IsZero() {
-				if t.Min != t.Max {
-					log.Info("lag readable again", "after", now.Sub(unreadSince).Round(time.Millisecond))
-				}
+				log.Info("lag readable again", "after", now.Sub(unreadSince).Round(time.Millisecond))
 				unreadSince = time.Time{}
 			}
 			in.LagOK, in.Lag = true, o.lag

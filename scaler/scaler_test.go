@@ -45,9 +45,8 @@ func (r *fixedRuntime) List(context.Context) ([]runtime.Replica, error) {
 func (r *fixedRuntime) Stop(context.Context, string) error { return nil }
 func (r *fixedRuntime) Close(context.Context) error        { return nil }
 
-// A lag that stays unreadable (the tiers' topics do not exist) is logged
-// once for a scaled tier, and not at all at warn level for a fixed-size
-// one, however many polls it lasts.
+// A lag that stays unreadable (the tier's topic does not exist) is logged
+// once, however many polls it lasts.
 func TestUnreadableLagLoggedOnce(t *testing.T) {
 	b, err := kafka.StartBroker("127.0.0.1:0", 1, nil, nil)
 	if err != nil {
@@ -66,7 +65,6 @@ func TestUnreadableLagLoggedOnce(t *testing.T) {
 		Admin: kadm.NewClient(cl),
 		Targets: []Target{
 			{Tier: "edge", Group: "t.edge.connector", Topic: "t.edge.in", Min: 1, Max: 3, Settings: set, Runtime: &fixedRuntime{}},
-			{Tier: "fog", Group: "t.fog.connector", Topic: "t.fog.in", Min: 1, Max: 1, Settings: set, Runtime: &fixedRuntime{}},
 		},
 		Logger: slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelWarn})),
 	})
@@ -77,8 +75,16 @@ func TestUnreadableLagLoggedOnce(t *testing.T) {
 	defer cancel()
 	s.Run(ctx)
 	out := logs.String()
-	if n := strings.Count(out, "lag unreadable"); n != 1 || !strings.Contains(out, "tier=edge") || strings.Contains(out, "tier=fog") {
-		t.Errorf("%d warnings in a second of 100ms polls, want 1 for the scaled tier only:\n%s", n, out)
+	if n := strings.Count(out, "lag unreadable"); n != 1 || !strings.Contains(out, "tier=edge") {
+		t.Errorf("%d warnings in a second of 100ms polls, want 1:\n%s", n, out)
+	}
+}
+
+// A target of fixed size is refused: there is nothing to decide for it.
+func TestNewRefusesFixedSizeTarget(t *testing.T) {
+	_, err := New(Config{Targets: []Target{{Tier: "fog", Min: 2, Max: 2, Settings: pipeline.DefaultScaling(), Runtime: &fixedRuntime{}}}})
+	if err == nil || !strings.Contains(err.Error(), `tier "fog": replicas min 2 and max 2 leave nothing to scale`) {
+		t.Errorf("New with a fixed-size target: %v", err)
 	}
 }
 
@@ -92,20 +98,10 @@ func TestLagCountsPartitionsNeverCommitted(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer b.Close()
-	cl, err := kgo.NewClient(kgo.SeedBrokers(b.Addr()), kgo.RecordPartitioner(kgo.ManualPartitioner()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cl.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	// 5 records on each partition, and the group never committed.
-	for i := range 10 {
-		if err := cl.ProduceSync(ctx, &kgo.Record{Topic: "t.edge.in", Partition: int32(i % 2), Value: []byte("x")}).FirstErr(); err != nil {
-			t.Fatal(err)
-		}
-	}
-	adm := kadm.NewClient(cl)
+	adm := testsupport.Fill(t, b.Addr(), 10, "t.edge.in")
 	const want = 5 + 5
 	if up, err := kafka.Lag(ctx, adm, "t.edge.connector", "t.edge.in"); err != nil || up.Lag != want {
 		t.Fatalf("kafka.Lag = %d, %v; want %d", up.Lag, err, want)
