@@ -21,10 +21,10 @@ import (
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
-// servePage serves the page of snapshot, and snapshot itself at
-// /v1/status as ddnn up does, on a loopback server the test stops; the
-// page samples until then.
-func servePage(t *testing.T, snapshot statuspage.SnapshotFunc, o statuspage.Options) *httptest.Server {
+// servePage serves the page sampling snapshot, and current at /v1/status
+// as ddnn up does, on a loopback server the test stops; the page samples
+// until then.
+func servePage(t *testing.T, snapshot, current statuspage.SnapshotFunc, o statuspage.Options) *httptest.Server {
 	t.Helper()
 	page, err := statuspage.New(snapshot, o)
 	if err != nil {
@@ -33,7 +33,7 @@ func servePage(t *testing.T, snapshot statuspage.SnapshotFunc, o statuspage.Opti
 	mux := http.NewServeMux()
 	page.Register(mux)
 	mux.HandleFunc("GET "+httpapi.PathStatus, func(w http.ResponseWriter, r *http.Request) {
-		s, err := snapshot(r.Context())
+		s, err := current(r.Context())
 		if err != nil {
 			http.Error(w, err.Error(), http.StatusServiceUnavailable)
 			return
@@ -77,7 +77,7 @@ func TestRoutes(t *testing.T) {
 	snapshot := func(context.Context) (status.Snapshot, error) {
 		return status.Snapshot{Pipeline: "p", Time: time.Now(), Sites: []status.Site{{Name: "edge", Tiers: []status.Tier{{Name: "edge", InRate: 5}}}}}, nil
 	}
-	srv := servePage(t, snapshot, statuspage.Options{Interval: 10 * time.Millisecond})
+	srv := servePage(t, snapshot, snapshot, statuspage.Options{Interval: 10 * time.Millisecond})
 	for _, tc := range []struct {
 		path, contentType, body string
 	}{
@@ -131,7 +131,7 @@ func TestRoutes(t *testing.T) {
 // handler in the HTML.
 func TestNoInlineCode(t *testing.T) {
 	snapshot := func(context.Context) (status.Snapshot, error) { return status.Snapshot{}, nil }
-	srv := servePage(t, snapshot, statuspage.Options{})
+	srv := servePage(t, snapshot, snapshot, statuspage.Options{})
 	_, html := get(t, "GET", srv.URL+"/")
 	for _, re := range []string{`<script(?:\s[^>]*)?>\s*[^<\s]`, `<style`, `\sstyle=`, `\son[a-z]+=`} {
 		if m := regexp.MustCompile(re).FindString(html); m != "" {

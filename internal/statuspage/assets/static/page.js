@@ -105,7 +105,9 @@ function tierRow(site, t, now) {
   );
 }
 
-const TIER_HEAD = ["tier", "state", "replicas", "runtime", "model (sha256)", "lag", "in", "out", "exit", "p50", "p99", "dead letters (1 min)", "down since"];
+// Column heads; those marked num are right-aligned like their numbers.
+const TIER_HEAD = ["tier", "state", "num:replicas", "runtime", "model (sha256)", "num:lag", "num:in", "num:out", "num:exit", "num:p50", "num:p99", "num:dead letters (total / 1 min)", "down since"];
+const UPLINK_HEAD = ["uplink", "state", "num:backlog", "down since", "error"];
 
 function uplinkRow(site, u, now) {
   return el("tr", { class: u.up ? "uplink state-ok" : "uplink state-down", "data-uplink": `${site}->${u.to}` },
@@ -119,7 +121,9 @@ function uplinkRow(site, u, now) {
 
 function table(cls, head, rows) {
   return el("table", { class: cls },
-    el("thead", {}, el("tr", {}, ...head.map((h) => el("th", { scope: "col" }, h)))),
+    el("thead", {}, el("tr", {}, ...head.map((h) => h.startsWith("num:")
+      ? el("th", { scope: "col", class: "num" }, h.slice(4))
+      : el("th", { scope: "col" }, h)))),
     el("tbody", {}, ...rows));
 }
 
@@ -204,7 +208,7 @@ function renderSites(snap, history) {
       el("h2", {}, `site ${site.name}`),
       el("ul", { class: "endpoints" }, endpoint("Kafka", site.kafka), endpoint("funnel", site.funnel), endpoint("admin", site.admin)),
       tiers.length ? table("tiers", TIER_HEAD, tiers.map((t) => tierRow(site.name, t, now))) : el("p", { class: "none" }, "No tier runs on this site."),
-      uplinks.length ? table("uplinks", ["uplink", "state", "backlog", "down since", "error"], uplinks.map((u) => uplinkRow(site.name, u, now))) : null,
+      uplinks.length ? table("uplinks", UPLINK_HEAD, uplinks.map((u) => uplinkRow(site.name, u, now))) : null,
       tiers.length ? el("div", { class: "charts" }, ...tiers.map((t) => tierCharts(site.name, t, history))) : null,
     );
   });
@@ -244,7 +248,7 @@ async function refresh() {
   renderProblems(s.problems);
   renderSites(s, hist);
   const histNote = hist ? (hist.error ? ` · history: ${hist.error}` : "") : ` · history: ${history.reason.message}`;
-  freshness(`as of ${clock(s.time)} · refreshed every ${intervalMs / 1000} s${histNote}`, "live");
+  freshness(`live · as of ${clock(s.time)}${histNote}`, "live");
 }
 
 async function loop() {
