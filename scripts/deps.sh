@@ -15,17 +15,30 @@ declare -A want=(
 	[coap-client-notls]=libcoap3-bin
 	[coap-client-openssl]=libcoap3-bin # CoAP over DTLS (the coaps e2e test)
 )
-missing=()
+# command -> Debian package installed without its recommends (a browser's
+# would pull in a desktop)
+declare -A want_lean=(
+	[chromium]=chromium # the status page's test in headless Chromium
+)
+missing=() lean=()
 for cmd in "${!want[@]}"; do
 	command -v "$cmd" >/dev/null || missing+=("${want[$cmd]}")
 done
+for cmd in "${!want_lean[@]}"; do
+	command -v "$cmd" >/dev/null || lean+=("${want_lean[$cmd]}")
+done
 # cgo needs the C library headers too.
 [[ -f /usr/include/stdlib.h ]] || missing+=(libc6-dev)
-if ((${#missing[@]})); then
-	echo "deps: installing ${missing[*]} with apt"
+if ((${#missing[@]} + ${#lean[@]})); then
+	echo "deps: installing ${missing[*]} ${lean[*]} with apt"
 	export DEBIAN_FRONTEND=noninteractive
 	apt-get update -q >/dev/null
-	apt-get install -y -q "${missing[@]}" >/dev/null
+	if ((${#missing[@]})); then
+		apt-get install -y -q "${missing[@]}" >/dev/null
+	fi
+	if ((${#lean[@]})); then
+		apt-get install -y -q --no-install-recommends "${lean[@]}" >/dev/null
+	fi
 fi
 
 GO=${GO:-go}

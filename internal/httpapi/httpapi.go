@@ -1,9 +1,10 @@
 // Package httpapi owns the HTTP routes ddnn's parts serve devices and
 // each other: the funnel's ingest and delivery routes, an inference
 // function's batch route, the replica list a replica manager serves for
-// connectors (with its entry and the client that reads it), and the JSON
-// error answer every one of them writes (wire.ErrorBody). Servers and
-// clients both name a route from here, so the two cannot drift apart.
+// connectors (with its entry and the client that reads it), the status
+// routes of an admin address, and the JSON error answer every one of them
+// writes (wire.ErrorBody). Servers and clients both name a route from
+// here, so the two cannot drift apart.
 //
 // It serves nothing itself and knows nothing of Kafka or models.
 package httpapi
@@ -25,6 +26,14 @@ const (
 
 // PathInfer is where an inference function takes batches.
 const PathInfer = "/v1/infer"
+
+// Routes of `ddnn up`'s admin address: the pipeline's status now (a
+// status.Snapshot as JSON) and each tier's last minute (the status page's
+// charts).
+const (
+	PathStatus        = "/v1/status"
+	PathStatusHistory = "/v1/status/history"
+)
 
 // TierPath is the funnel route that takes a batch of messages for tier.
 func TierPath(tier string) string { return PathTiers + tier }

@@ -19,6 +19,7 @@ import (
 	"github.com/ddnn-continuum/ddnn/internal/proc"
 	"github.com/ddnn-continuum/ddnn/internal/runtime"
 	"github.com/ddnn-continuum/ddnn/internal/socket"
+	"github.com/ddnn-continuum/ddnn/internal/statuspage"
 )
 
 // runtime returns tier's runtime, nil before it exists.
@@ -73,8 +74,8 @@ func (s *Supervisor) newRegistry() {
 }
 
 // serveAdmin serves /metrics (the supervisor's and every child's, labeled
-// by process), /healthz, /readyz and each tier's live replica set, which
-// the connectors follow.
+// by process), /healthz, /readyz, each tier's live replica set, which the
+// connectors follow, and with Config.Status the status page.
 func (s *Supervisor) serveAdmin() error {
 	reg := s.registry
 	restarts := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
@@ -125,6 +126,14 @@ func (s *Supervisor) serveAdmin() error {
 		}
 		return nil // not a typed nil inside the interface
 	})
+	if s.cfg.Status != nil {
+		page, err := statuspage.New(s.cfg.Status, statuspage.Options{Logger: s.log.With("component", "status_page")})
+		if err != nil {
+			return fmt.Errorf("admin: %w", err)
+		}
+		page.Register(mux)
+		s.bg.Go(func() error { return page.Run(s.supervise) })
+	}
 	ln, err := socket.Listen(s.site.Admin.Listen)
 	if err != nil {
 		return fmt.Errorf("admin: %w", err)

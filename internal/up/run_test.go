@@ -3,6 +3,7 @@ package up_test
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"log/slog"
@@ -20,9 +21,12 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/ddnn-continuum/ddnn/internal/cli"
+	"github.com/ddnn-continuum/ddnn/internal/httpapi"
 	"github.com/ddnn-continuum/ddnn/internal/kafka"
 	"github.com/ddnn-continuum/ddnn/internal/pipeline"
 	"github.com/ddnn-continuum/ddnn/internal/proctest"
+	"github.com/ddnn-continuum/ddnn/internal/status"
+	"github.com/ddnn-continuum/ddnn/internal/statuspage"
 	"github.com/ddnn-continuum/ddnn/internal/testsupport"
 	"github.com/ddnn-continuum/ddnn/internal/up"
 	"github.com/ddnn-continuum/ddnn/models"
@@ -107,17 +111,26 @@ func waitReady(t *testing.T, url string, errc <-chan error, log *testsupport.Buf
 // TestRunStopsInOrderAndReports runs a pipeline (scaled edge tier), sends
 // images, stops it, and checks the stop: Run returns nil, the stop is
 // reported per tier, the broker's data directory is released and holds
-// the topics for the next start, and (TestMain) no goroutine is left.
+// the topics for the next start, and (TestMain) no goroutine is left,
+// the status page's sampler included. The admin address serves the
+// status page and its history, sampled from Config.Status.
 func TestRunStopsInOrderAndReports(t *testing.T) {
 	tp := writePipeline(t)
 	var log testsupport.Buffer
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	errc := make(chan error, 1)
+	snapshot := func(context.Context) (status.Snapshot, error) {
+		site := status.Site{Name: "default"}
+		for _, tier := range tp.p.Tiers {
+			site.Tiers = append(site.Tiers, status.Tier{Name: tier.Name, InRate: 1})
+		}
+		return status.Snapshot{Pipeline: tp.p.Name, Time: time.Now(), Sites: []status.Site{site}}, nil
+	}
 	go func() {
 		errc <- up.Run(ctx, up.Config{
 			Pipeline: tp.p, File: tp.file, ORTLib: ortLib(t), Out: &log, Announce: io.Discard,
-			Logger: slog.New(slog.NewTextHandler(&log, nil)),
+			Logger: slog.New(slog.NewTextHandler(&log, nil)), Status: snapshot,
 		})
 	}()
 	waitReady(t, "http://"+tp.admin+"/readyz", errc, &log)
@@ -153,6 +166,16 @@ func TestRunStopsInOrderAndReports(t *testing.T) {
 			t.Fatalf("%s lacks the funnel's, the end-to-end or the broker's metrics:\n%s", admin, m)
 		}
 	}
+	if page := get(t, "http://"+tp.admin+"/"); !strings.Contains(page, `<script src="/static/page.js"`) {
+		t.Errorf("the admin address does not serve the status page at /:\n%.300s", page)
+	}
+	testsupport.WaitFor(t, 20*time.Second, "the status page's history to hold every tier", func() bool {
+		var h statuspage.History
+		if err := json.Unmarshal([]byte(get(t, "http://"+tp.admin+httpapi.PathStatusHistory)), &h); err != nil {
+			t.Fatal(err)
+		}
+		return len(h.Tiers) == len(tp.p.Tiers) && len(h.Tiers[0].Points) > 0
+	})
 	token, err := os.ReadFile(filepath.Join(".run", tp.p.Name, "service.token"))
 	if err != nil {
 		t.Fatal(err)

@@ -46,6 +46,7 @@ import (
 	"github.com/ddnn-continuum/ddnn/internal/pipeline"
 	"github.com/ddnn-continuum/ddnn/internal/proc"
 	"github.com/ddnn-continuum/ddnn/internal/runtime"
+	"github.com/ddnn-continuum/ddnn/internal/statuspage"
 )
 
 // Config is what `ddnn up` needs.
@@ -95,6 +96,10 @@ type Config struct {
 	// first start (so that sites started by separate `ddnn up --site` on
 	// one machine share it); "" with auth.service: none.
 	ServiceTokenFile string
+	// Status, when set, reads the pipeline's status for the page each
+	// site's admin address serves at / (internal/statuspage), whose charts
+	// sample it every 2s while the page is open; nil serves no page.
+	Status statuspage.SnapshotFunc
 }
 
 // LinkError is a LinkURLs entry for a link the pipeline does not have.
