@@ -87,6 +87,12 @@ type Uplink struct {
 	To      string `json:"to"`
 	Up      bool   `json:"up"`
 	Backlog int64  `json:"backlog"`
+	// Rate is records a second the other site's funnel took from the
+	// uplink, over the last sampling interval.
+	Rate float64 `json:"rate"`
+	// DeadLetters are the records in the link's dead-letter topic (ones
+	// the other site's funnel refused).
+	DeadLetters int64 `json:"dead_letters"`
 	// DownSince is when the link stopped delivering, while it is down.
 	DownSince *time.Time `json:"down_since,omitempty"`
 	Error     string     `json:"error,omitempty"`
