@@ -1,6 +1,7 @@
 package up
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -19,6 +20,7 @@ import (
 	"github.com/ddnn-continuum/ddnn/internal/proc"
 	"github.com/ddnn-continuum/ddnn/internal/runtime"
 	"github.com/ddnn-continuum/ddnn/internal/socket"
+	"github.com/ddnn-continuum/ddnn/internal/status"
 )
 
 // runtime returns tier's runtime, nil before it exists.
@@ -73,8 +75,8 @@ func (s *Supervisor) newRegistry() {
 }
 
 // serveAdmin serves /metrics (the supervisor's and every child's, labeled
-// by process), /healthz, /readyz and each tier's live replica set, which
-// the connectors follow.
+// by process), /healthz, /readyz, each tier's live replica set, which
+// the connectors follow, and the site's status (/v1/status).
 func (s *Supervisor) serveAdmin() error {
 	reg := s.registry
 	restarts := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
@@ -118,6 +120,16 @@ func (s *Supervisor) serveAdmin() error {
 			}
 		}
 		io.WriteString(w, "ready\n")
+	})
+	// ddnn status of this site, as JSON (status.Snapshot).
+	mux.HandleFunc("GET /v1/status", func(w http.ResponseWriter, r *http.Request) {
+		snap, err := status.Collect(r.Context(), s.p, status.Options{Site: s.site.Name})
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusServiceUnavailable)
+			return
+		}
+		w.Header().Set("Content-Type", "application/json")
+		json.NewEncoder(w).Encode(snap)
 	})
 	runtime.HandleReplicas(mux, func(tier string) runtime.Runtime {
 		if rt := s.runtime(tier); rt != nil {

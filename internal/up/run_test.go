@@ -3,6 +3,7 @@ package up_test
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"log/slog"
@@ -23,6 +24,7 @@ import (
 	"github.com/ddnn-continuum/ddnn/internal/kafka"
 	"github.com/ddnn-continuum/ddnn/internal/pipeline"
 	"github.com/ddnn-continuum/ddnn/internal/proctest"
+	"github.com/ddnn-continuum/ddnn/internal/status"
 	"github.com/ddnn-continuum/ddnn/internal/testsupport"
 	"github.com/ddnn-continuum/ddnn/internal/up"
 	"github.com/ddnn-continuum/ddnn/models"
@@ -156,6 +158,17 @@ func TestRunStopsInOrderAndReports(t *testing.T) {
 		if time.Now().After(deadline) {
 			t.Fatalf("%s lacks the funnel's, the end-to-end or the broker's metrics:\n%s", admin, m)
 		}
+	}
+	// The admin address serves the site's status as ddnn status --json.
+	var snap status.Snapshot
+	if err := json.Unmarshal([]byte(get(t, "http://"+tp.admin+"/v1/status")), &snap); err != nil {
+		t.Fatalf("/v1/status: %v", err)
+	}
+	if len(snap.Sites) != 1 || len(snap.Sites[0].Tiers) != 3 || !snap.Sites[0].Kafka.Up || !snap.Sites[0].Funnel.Up || !snap.Sites[0].Admin.Up {
+		t.Fatalf("/v1/status: %+v, want one site with 3 tiers, its kafka, funnel and admin answering", snap)
+	}
+	if edge := snap.Sites[0].Tiers[0]; edge.Name != "edge" || edge.ReadyReplicas != 1 || edge.ExitRatio == nil || edge.State != status.StateOK {
+		t.Errorf("/v1/status: tier edge %+v, want 1 replica ready, an exit ratio, state ok", edge)
 	}
 	token, err := os.ReadFile(filepath.Join(".run", tp.p.Name, "service.token"))
 	if err != nil {
