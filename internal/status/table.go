@@ -124,6 +124,9 @@ func endpointText(e Endpoint, colour bool) string {
 }
 
 func modelText(m Model) string {
+	if m.File == "" {
+		return "-"
+	}
 	name := filepath.Base(m.File)
 	if m.SHA256 == "" {
 		return name + " (unread)"

@@ -172,13 +172,13 @@ func (r *siteReads) uplink(l pipeline.Link) (Uplink, []string) {
 	return up, problems
 }
 
-// unixTime is the time a Unix-seconds gauge holds, nil without one.
+// unixTime is the time a Unix-seconds gauge holds, to the millisecond (a
+// float64 holds no more exactly), nil without one.
 func unixTime(secs float64, ok bool) *time.Time {
 	if !ok || secs <= 0 {
 		return nil
 	}
-	whole, frac := math.Modf(secs)
-	t := time.Unix(int64(whole), int64(frac*1e9)).UTC()
+	t := time.UnixMilli(int64(math.Round(secs * 1e3))).UTC()
 	return &t
 }
 
