@@ -89,11 +89,11 @@ func (r *siteReads) tier(ctx context.Context, t *pipeline.Tier, o Options) (Tier
 	tier.State = tierState(tier, connector, o)
 	switch tier.State {
 	case StateDown:
-		say("down%s: every replica fails its calls; %d records waiting", sinceText(tier.DownSince), tier.Lag)
+		say("down%s: every replica fails its calls; %s waiting", sinceText(tier.DownSince), records(tier.Lag))
 	case StateDeadLettering:
 		say("dead-lettering: %d dead letters in the last minute (%d in %s)", tier.DeadLettersLastMinute, tier.DeadLetters, p.DLQTopic(t.Name))
 	case StateLagging:
-		say("lagging: %d records behind, putting out %.1f/s", tier.Lag, tier.OutRate)
+		say("lagging: %s behind, putting out %.1f/s", records(tier.Lag), tier.OutRate)
 	}
 	if (listed || counted) && tier.ReadyReplicas == 0 && tier.DesiredReplicas > 0 {
 		say("no replica ready of %d desired", tier.DesiredReplicas)
@@ -163,7 +163,7 @@ func (r *siteReads) uplink(l pipeline.Link) (Uplink, []string) {
 		up.DownSince = unixTime(r.after.minPositive(mDownSince, ls))
 		up.Error = fmt.Sprintf("the funnel of site %s does not take what the uplink sends (calls failing)", l.To)
 	case up.Backlog > 0 && up.Rate == 0:
-		up.Error = fmt.Sprintf("%d records waiting and none delivered to site %s in the last %s", up.Backlog, l.To, r.elapsed.Round(100*time.Millisecond))
+		up.Error = fmt.Sprintf("%s waiting and none delivered to site %s in the last %s", records(up.Backlog), l.To, r.elapsed.Round(100*time.Millisecond))
 	default:
 		up.Up = true
 		return up, problems
@@ -188,4 +188,12 @@ func sinceText(t *time.Time) string {
 		return ""
 	}
 	return fmt.Sprintf(" since %s (for %s)", t.Format(time.RFC3339), time.Since(*t).Round(time.Second))
+}
+
+// records is "1 record" or "N records".
+func records(n int64) string {
+	if n == 1 {
+		return "1 record"
+	}
+	return fmt.Sprintf("%d records", n)
 }
