@@ -2,12 +2,14 @@ package e2e
 
 import (
 	"encoding/json"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/ddnn-continuum/ddnn/internal/proctest"
 	"github.com/ddnn-continuum/ddnn/internal/status"
 	"github.com/ddnn-continuum/ddnn/internal/testsupport"
 )
@@ -153,4 +155,90 @@ func uplinkOf(snap status.Snapshot, from, to string) (status.Uplink, bool) {
 		}
 	}
 	return status.Uplink{}, false
+}
+
+// TestStatusRolesApart runs the sample pipeline's roles as separate
+// processes (broker, funnel, scaler, a connector per tier, each with its
+// own admin address) and reads them with ddnn status --admin: every tier
+// ok with its replica ready and its exit ratio, no problem. Without
+// --admin, status finds nothing on the site's admin.listen, fails, and
+// says to name the roles' addresses.
+func TestStatusRolesApart(t *testing.T) {
+	tp := writePipeline(t, "apart", 1, "")
+	token := filepath.Join(workDir(t), "service.token")
+	if out, err := exec.Command(ddnn, "token").Output(); err != nil {
+		t.Fatal(err)
+	} else if err := os.WriteFile(token, out, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	start(t, "broker", "-f", tp.file, "--ephemeral")
+	start(t, "funnel", "-f", tp.file, "--service-token-file", token)
+	scaler := proctest.FreeAddr(t)
+	start(t, "scaler", "-f", tp.file, "--service-token-file", token, "--admin", scaler)
+	admins := []string{scaler}
+	for _, tier := range []string{"edge", "fog", "cloud"} {
+		a := proctest.FreeAddr(t)
+		admins = append(admins, a)
+		start(t, "connector", "-f", tp.file, "--service-token-file", token, "--tier", tier, "--admin", a,
+			"--replicas-url", "http://"+scaler+"/v1/tiers/"+tier+"/replicas")
+	}
+	testsupport.WaitFor(t, 90*time.Second, "every role ready", func() bool {
+		for _, a := range admins {
+			if !ready("http://" + a + "/readyz") {
+				return false
+			}
+		}
+		return ready("http://" + tp.delivery + "/readyz")
+	})
+	sendHTTP(t, tp.funnel, testSet(t).Samples[:200], "apart-", 4)
+
+	statusOf := func(args ...string) (status.Snapshot, error) {
+		cmd := exec.Command(ddnn, append([]string{"status", "-f", tp.file, "--json"}, args...)...)
+		cmd.Dir = workDir(t)
+		out, err := cmd.Output()
+		var snap status.Snapshot
+		if jerr := json.Unmarshal(out, &snap); jerr != nil {
+			t.Fatalf("ddnn status --json: %v (%v)\n%s", jerr, err, out)
+		}
+		return snap, err
+	}
+	var snap status.Snapshot
+	testsupport.WaitFor(t, 60*time.Second, "every tier read, with its exit ratio and no lag", func() bool {
+		var err error
+		if snap, err = statusOf("--admin", strings.Join(admins, ",")); err != nil {
+			t.Fatalf("ddnn status --admin: %v: %q", err, snap.Problems)
+		}
+		for _, tier := range snap.Sites[0].Tiers {
+			if tier.ExitRatio == nil || tier.Lag != 0 {
+				return false
+			}
+		}
+		return true
+	})
+	site := snap.Sites[0]
+	if !site.Kafka.Up || !site.Funnel.Up || !site.Admin.Up || site.Admin.Address != strings.Join(admins, ",") {
+		t.Errorf("kafka %+v, funnel %+v, admin %+v; want all answering, the admin the addresses given", site.Kafka, site.Funnel, site.Admin)
+	}
+	for _, tier := range site.Tiers {
+		if tier.State != status.StateOK || tier.ReadyReplicas != 1 || tier.DesiredReplicas != 1 || tier.Model.SHA256 == "" {
+			t.Errorf("tier %s: %+v; want ok, 1/1 replicas, its model's sha", tier.Name, tier)
+		}
+	}
+	if edge := site.Tiers[0]; *edge.ExitRatio <= 0 || *edge.ExitRatio >= 1 {
+		t.Errorf("edge exit ratio %v, want some exits and some forwards of 200 images", *edge.ExitRatio)
+	}
+	if len(snap.Problems) != 0 {
+		t.Errorf("problems: %q", snap.Problems)
+	}
+
+	// Without --admin: the site's admin.listen, where nothing runs.
+	snap, err := statusOf()
+	if err == nil || !strings.Contains(strings.Join(snap.Problems, "\n"), "give its --admin to ddnn status --admin local=ADDR") {
+		t.Errorf("status without --admin: %v, problems %q; want a failure saying to name the roles' admin addresses", err, snap.Problems)
+	}
+	for _, tier := range snap.Sites[0].Tiers {
+		if tier.State != status.StateUnknown {
+			t.Errorf("tier %s without its connector's metrics: state %q, want unknown", tier.Name, tier.State)
+		}
+	}
 }
