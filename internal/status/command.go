@@ -11,6 +11,8 @@ import (
 	"strings"
 	"time"
 
+	"golang.org/x/term"
+
 	"github.com/ddnn-continuum/ddnn/internal/command"
 	"github.com/ddnn-continuum/ddnn/internal/pipeline"
 )
@@ -70,7 +72,7 @@ func (c *Command) Run(ctx context.Context, stdout, _ io.Writer) error {
 	if o.Admin, err = parseAdmin(p, c.Admin); err != nil {
 		return err
 	}
-	colour := !c.JSON && isTerminal(stdout) && os.Getenv("NO_COLOR") == ""
+	colour := !c.JSON && useColour(stdout, os.Getenv)
 	for {
 		start := time.Now()
 		snap, err := Collect(ctx, p, o)
@@ -181,12 +183,10 @@ func unanswered(s Snapshot) error {
 	return errors.New(strings.Join(append([]string{fmt.Sprintf("%d of %d did not answer:", len(lines), len(es))}, lines...), "\n"))
 }
 
-// isTerminal reports whether w is a terminal.
-func isTerminal(w io.Writer) bool {
+// useColour reports whether to colour what is written to w: only a
+// terminal, and only while NO_COLOR (https://no-color.org) is unset or
+// empty.
+func useColour(w io.Writer, getenv func(string) string) bool {
 	f, ok := w.(*os.File)
-	if !ok {
-		return false
-	}
-	fi, err := f.Stat()
-	return err == nil && fi.Mode()&os.ModeCharDevice != 0
+	return ok && term.IsTerminal(int(f.Fd())) && getenv("NO_COLOR") == ""
 }

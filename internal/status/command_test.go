@@ -5,11 +5,18 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
+	"unsafe"
 
 	"github.com/ddnn-continuum/ddnn/internal/command"
+	"github.com/ddnn-continuum/ddnn/internal/testsupport"
 )
 
 // sample is a snapshot of one site with a tier of each state and a link
@@ -147,5 +154,84 @@ func TestCommandNotRunning(t *testing.T) {
 	var out bytes.Buffer
 	if err := (&Command{File: file, Site: "moon", Timeout: time.Second}).Run(context.Background(), &out, &out); !errors.Is(err, command.ErrUsage) {
 		t.Errorf("--site moon: %v, want a usage error", err)
+	}
+}
+
+// openTerminal opens a new pseudo-terminal's follower side, a terminal as
+// stdout is one, closed when the test ends.
+func openTerminal(t *testing.T) *os.File {
+	t.Helper()
+	leader, err := os.OpenFile("/dev/ptmx", os.O_RDWR, 0)
+	if err != nil {
+		t.Skipf("no pseudo-terminal: %v", err)
+	}
+	t.Cleanup(func() { leader.Close() })
+	var unlock int32
+	if _, _, e := syscall.Syscall(syscall.SYS_IOCTL, leader.Fd(), syscall.TIOCSPTLCK, uintptr(unsafe.Pointer(&unlock))); e != 0 {
+		t.Fatal(e)
+	}
+	var n uint32
+	if _, _, e := syscall.Syscall(syscall.SYS_IOCTL, leader.Fd(), syscall.TIOCGPTN, uintptr(unsafe.Pointer(&n))); e != 0 {
+		t.Fatal(e)
+	}
+	f, err := os.OpenFile(fmt.Sprintf("/dev/pts/%d", n), os.O_RDWR|syscall.O_NOCTTY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { f.Close() })
+	return f
+}
+
+// TestColour: colour only on a terminal, and not with NO_COLOR set; a
+// file, /dev/null (a character device, not a terminal) and a buffer get
+// none.
+func TestColour(t *testing.T) {
+	unset := func(string) string { return "" }
+	noColour := func(k string) string { return map[string]string{"NO_COLOR": "1"}[k] }
+	tty := openTerminal(t)
+	if !useColour(tty, unset) {
+		t.Error("no colour on a terminal")
+	}
+	if useColour(tty, noColour) {
+		t.Error("colour on a terminal with NO_COLOR set")
+	}
+	file, err := os.Create(filepath.Join(t.TempDir(), "out"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer file.Close()
+	null, err := os.OpenFile(os.DevNull, os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer null.Close()
+	for name, w := range map[string]io.Writer{"a file": file, os.DevNull: null, "a buffer": &bytes.Buffer{}} {
+		if useColour(w, unset) {
+			t.Errorf("colour on %s", name)
+		}
+	}
+}
+
+// TestWatch: --watch --json prints a snapshot per --interval, one JSON
+// object a line, even of a pipeline that does not answer, until ctx ends,
+// and then returns without an error.
+func TestWatch(t *testing.T) {
+	_, _, file := twoSites(t)
+	var out testsupport.Buffer
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() {
+		done <- (&Command{File: file, Watch: true, JSON: true, Interval: 50 * time.Millisecond, Timeout: time.Second}).Run(ctx, &out, &out)
+	}()
+	testsupport.WaitFor(t, 20*time.Second, "three snapshots printed", func() bool { return strings.Count(out.String(), "\n") >= 3 })
+	cancel()
+	if err := <-done; err != nil {
+		t.Errorf("--watch ended with %v, want nil on interrupt", err)
+	}
+	for _, line := range strings.Split(strings.TrimSpace(out.String()), "\n") {
+		var snap Snapshot
+		if err := json.Unmarshal([]byte(line), &snap); err != nil || snap.Pipeline != "st" || len(snap.Problems) == 0 {
+			t.Errorf("line %q: %v; want a snapshot naming what did not answer", line, err)
+		}
 	}
 }
