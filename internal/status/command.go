@@ -42,7 +42,7 @@ func (a *adminFlag) Set(v string) error { *a = append(*a, v); return nil }
 func (c *Command) Flags(fs *flag.FlagSet) {
 	command.FileFlag(fs, &c.File)
 	fs.StringVar(&c.Site, "site", "", "only this site (default: every site)")
-	fs.Var(&c.Admin, "admin", "`SITE=ADDR,...`: the admin addresses of the site's roles run apart (each connector's, uplink's and the scaler's --admin), read instead of its admin.listen, where ddnn up serves them all; repeat it per site (SITE= may be left out on a pipeline of one site)")
+	fs.Var(&c.Admin, "admin", "the admin addresses `SITE=ADDR,...` of a site's roles run apart (each connector's, uplink's and the scaler's --admin), read instead of its admin.listen, where ddnn up serves them all; repeat it per site (SITE= may be left out on a pipeline of one site)")
 	fs.BoolVar(&c.Watch, "watch", false, "read and print again every --interval until interrupted")
 	fs.DurationVar(&c.Interval, "interval", 2*time.Second, "with --watch, how often to read")
 	fs.BoolVar(&c.JSON, "json", false, "print the snapshot as JSON (with --watch, one object per line)")
