@@ -16,11 +16,11 @@ import (
 // queue is what a site's Kafka says of one consumed topic: the lag of its
 // consumer group and its dead-letter topic's records.
 type queue struct {
-	lag         int64
-	lagErr      error
-	dead        kafka.RecordCount
-	deadErr     error
-	deadLetterQ string
+	lag      int64
+	lagErr   error
+	dead     kafka.RecordCount
+	deadErr  error
+	dlqTopic string
 }
 
 // siteKafka is what status read from one site's Kafka.
@@ -58,7 +58,7 @@ func readKafka(ctx context.Context, v *pipeline.SiteView, tiers []string, links 
 	// Each read gets its own deadline: one topic that does not answer
 	// (missing, or its leader away) holds up only its own line.
 	read := func(group, topic, dlq string) queue {
-		q := queue{deadLetterQ: dlq}
+		q := queue{dlqTopic: dlq}
 		rctx, cancel := context.WithTimeout(ctx, timeout)
 		defer cancel()
 		if g, err := kafka.Lag(rctx, adm, group, topic); err != nil {

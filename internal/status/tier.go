@@ -55,7 +55,7 @@ func (r *siteReads) tier(ctx context.Context, t *pipeline.Tier, o Options) (Tier
 		}
 		tier.DeadLetters, tier.DeadLettersLastMinute = q.dead.Total, q.dead.Since
 		if q.deadErr != nil {
-			say("dead letters of %s not read: %s", q.deadLetterQ, errText(q.deadErr))
+			say("dead letters of %s not read: %s", q.dlqTopic, errText(q.deadErr))
 		}
 	}
 
