@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"encoding/json"
+	"errors"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -239,6 +240,38 @@ func TestStatusRolesApart(t *testing.T) {
 	for _, tier := range snap.Sites[0].Tiers {
 		if tier.State != status.StateUnknown {
 			t.Errorf("tier %s without its connector's metrics: state %q, want unknown", tier.Name, tier.State)
+		}
+	}
+}
+
+// TestStatusNotRunning: ddnn status of the continuum while nothing of it
+// runs exits 1 and says so, one line per site's Kafka, funnel and admin
+// address, each with its address and why, and prints no table.
+func TestStatusNotRunning(t *testing.T) {
+	c := writeContinuum(t, "stopped")
+	cmd := exec.Command(ddnn, "status", "-f", c.file)
+	cmd.Dir = workDir(t)
+	var stdout, stderr strings.Builder
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	err := cmd.Run()
+	var exit *exec.ExitError
+	if !errors.As(err, &exit) || exit.ExitCode() != 1 {
+		t.Fatalf("ddnn status: %v, want exit status 1\n%s", err, stderr.String())
+	}
+	if stdout.Len() != 0 {
+		t.Errorf("printed %q for a pipeline that is not running", stdout.String())
+	}
+	lines := strings.Split(strings.TrimSpace(stderr.String()), "\n")
+	if lines[0] != "ddnn: pipeline stopped is not running: nothing answered" || len(lines) != 10 {
+		t.Fatalf("stderr:\n%s\nwant a first line and one per site's kafka, funnel and admin", stderr.String())
+	}
+	i := 1
+	for _, site := range continuumSites {
+		for _, want := range []string{"kafka " + c.kafka[site], "funnel http://" + c.delivery[site], "admin " + c.admin[site]} {
+			if l := lines[i]; !strings.HasPrefix(l, "  site "+site+": "+want+": ") || !strings.Contains(l, "connection refused") {
+				t.Errorf("line %q, want site %s: %s and why", l, site, want)
+			}
+			i++
 		}
 	}
 }
