@@ -163,7 +163,12 @@ func TestOnlyReplicaDiesAndComesBack(t *testing.T) {
 	first.srv.CloseClientConnections()
 	first.srv.Close()
 	e.produce(t, 100, "b")
+	closed := time.Now()
 	testsupport.WaitFor(t, 15*time.Second, "the tier marked down", func() bool { return testutil.ToFloat64(c.m.down) == 1 })
+	// ddnn status reads when the tier went down from the down-since gauge.
+	if since := time.Unix(0, int64(testutil.ToFloat64(c.m.downSince)*1e9)); since.Before(closed.Add(-time.Second)) || since.After(time.Now()) {
+		t.Errorf("down since %s, want between the replica's close (%s) and now", since, closed)
+	}
 	time.Sleep(time.Second) // longer than max_attempts backoffs: nothing may be charged
 	if n := testutil.ToFloat64(c.m.deadLetters); n != 0 {
 		t.Fatalf("%v records dead-lettered during the outage", n)
@@ -175,8 +180,8 @@ func TestOnlyReplicaDiesAndComesBack(t *testing.T) {
 		return len(missing(union(first, second), "b", 100)) == 0 && e.lag(t) == 0
 	})
 	t.Logf("resumed %s after the replica came back", time.Since(back).Round(time.Millisecond))
-	if testutil.ToFloat64(c.m.down) != 0 {
-		t.Error("tier still marked down")
+	if testutil.ToFloat64(c.m.down) != 0 || testutil.ToFloat64(c.m.downSince) != 0 {
+		t.Errorf("tier still marked down (since %v)", testutil.ToFloat64(c.m.downSince))
 	}
 }
 

@@ -172,6 +172,7 @@ func (c *Connector) tierChanged(rel released, url string, err error, status int,
 	if rel.wentDown {
 		c.downSince = time.Now()
 		c.m.down.Set(1)
+		c.m.downSince.Set(float64(c.downSince.UnixNano()) / 1e9)
 		why := fmt.Sprintf("status %d: %s", status, snippet(body))
 		if err != nil {
 			why = err.Error()
@@ -180,6 +181,7 @@ func (c *Connector) tierChanged(rel released, url string, err error, status int,
 		return
 	}
 	c.m.down.Set(0)
+	c.m.downSince.Set(0)
 	c.log.Info(c.t.upMessage(), "replica", url, "down_for", time.Since(c.downSince).Round(time.Millisecond))
 	c.downSince = time.Time{}
 }

@@ -16,6 +16,7 @@ type Metrics struct {
 	dlqRetries        prometheus.Counter
 	commitFails       prometheus.Counter
 	down              prometheus.Gauge
+	downSince         prometheus.Gauge
 
 	// A tier's connector writes its tier's decisions; an uplink's
 	// leaves these nil.
@@ -65,12 +66,15 @@ func NewMetrics(reg prometheus.Registerer, window func() int, decisions bool) *M
 		down: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "ddnn_connector_tier_down", Help: "1 while every replica of the tier fails its calls (records wait and are retried), else 0.",
 		}),
+		downSince: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "ddnn_connector_tier_down_since_seconds", Help: "Unix time the tier went down (every replica failing its calls), 0 while it is up.",
+		}),
 	}
 	pending := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "ddnn_connector_pending_records", Help: "Records fetched and not yet committable; fetching pauses at connector.max_pending_records.",
 	}, func() float64 { return float64(window()) })
 	reg.MustRegister(m.fetchedRecs, m.invocations, m.retries, m.deadLetters, m.commits, m.batchSize, m.invocationSeconds,
-		m.exhausts, m.dlqRetries, m.commitFails, m.down, pending)
+		m.exhausts, m.dlqRetries, m.commitFails, m.down, m.downSince, pending)
 	if decisions {
 		m.decisionRecords = prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "ddnn_connector_decision_records_total", Help: "Records Kafka acknowledged for the tier's decisions, by kind: results (this site's results topic), forwards (the next tier's input topic on this site), uplink (the queue of the link to another site).",

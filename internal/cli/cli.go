@@ -22,6 +22,7 @@ import (
 	"github.com/ddnn-continuum/ddnn/internal/kafka"
 	"github.com/ddnn-continuum/ddnn/internal/monolith"
 	"github.com/ddnn-continuum/ddnn/internal/results"
+	"github.com/ddnn-continuum/ddnn/internal/status"
 	"github.com/ddnn-continuum/ddnn/internal/suggest"
 	"github.com/ddnn-continuum/ddnn/internal/up"
 	"github.com/ddnn-continuum/ddnn/models"
@@ -36,6 +37,7 @@ Usage:
 Commands:
   up             run the pipeline on this machine: every site, or one with --site (embedded brokers by default)
   results        read results from the results topic (on the results site's Kafka)
+  status         one screen per site and tier: replicas, lag, rates, exits, service time, dead letters, links (--watch, --json)
   bench          simulated devices over HTTP, CoAP or Kafka; latency per tier, reports, plots
   monolith       the baseline: every tier in one process, fed from Kafka (bench --compare)
   models check   load every tier's model and verify the chain
@@ -79,6 +81,7 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 var runners = map[string]func() (command.Runner, string){
 	"up":        func() (command.Runner, string) { return &up.Command{}, up.Synopsis },
 	"results":   func() (command.Runner, string) { return &results.Command{}, results.Synopsis },
+	"status":    func() (command.Runner, string) { return &status.Command{}, status.Synopsis },
 	"bench":     func() (command.Runner, string) { return &bench.Command{}, bench.Synopsis },
 	"monolith":  func() (command.Runner, string) { return &monolith.Command{}, monolith.Synopsis },
 	"broker":    func() (command.Runner, string) { return &kafka.BrokerCommand{}, kafka.BrokerSynopsis },
@@ -131,7 +134,7 @@ func dispatch(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 }
 
 // commands are the names dispatch knows, for suggestions.
-var commands = []string{"up", "results", "bench", "monolith", "models", "broker", "funnel", "connector",
+var commands = []string{"up", "results", "status", "bench", "monolith", "models", "broker", "funnel", "connector",
 	"uplink", "inference", "scaler", "dlq", "devices", "token", "certs", "version", "help"}
 
 // runModels runs ddnn models check or eval.

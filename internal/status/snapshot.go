@@ -1,6 +1,12 @@
 // Package status reads what a running pipeline is doing, site by site and
 // tier by tier, from its Kafka and its roles' admin endpoints: what `ddnn
-// status` prints and `ddnn up`'s status page shows.
+// status` prints and `ddnn up`'s status page shows. Collect reads it into
+// a Snapshot; Print writes one as tables.
+//
+// It only reads: it changes nothing, joins no consumer group and fetches
+// no record (lags and dead letters come from offsets), and it keeps no
+// state between two reads; the metric names it reads are the contract
+// with the parts that serve them (docs/streaming.md#metrics).
 //
 // Snapshot is the stable form (`ddnn status --json`, the page's
 // /v1/status): fields are added, never renamed or removed. Durations are in
@@ -59,7 +65,8 @@ type Tier struct {
 	// ExitRatio is exits / (exits + forwards) since the replicas started;
 	// null when nothing was decided yet.
 	ExitRatio *float64 `json:"exit_ratio"`
-	// P50 and P99 service time of an invocation, seconds; null when none.
+	// P50 and P99 service time of an invocation, seconds, over the last
+	// sampling interval; null when there was none.
 	P50Seconds *float64 `json:"p50_seconds"`
 	P99Seconds *float64 `json:"p99_seconds"`
 	// DeadLetters in the tier's dead-letter topic, in all and in the last
@@ -87,6 +94,12 @@ type Uplink struct {
 	To      string `json:"to"`
 	Up      bool   `json:"up"`
 	Backlog int64  `json:"backlog"`
+	// Rate is records a second the other site's funnel took from the
+	// uplink, over the last sampling interval.
+	Rate float64 `json:"rate"`
+	// DeadLetters are the records in the link's dead-letter topic (ones
+	// the other site's funnel refused).
+	DeadLetters int64 `json:"dead_letters"`
 	// DownSince is when the link stopped delivering, while it is down.
 	DownSince *time.Time `json:"down_since,omitempty"`
 	Error     string     `json:"error,omitempty"`

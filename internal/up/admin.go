@@ -1,12 +1,15 @@
 package up
 
 import (
+	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -16,9 +19,11 @@ import (
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
 
+	"github.com/ddnn-continuum/ddnn/internal/httpapi"
 	"github.com/ddnn-continuum/ddnn/internal/proc"
 	"github.com/ddnn-continuum/ddnn/internal/runtime"
 	"github.com/ddnn-continuum/ddnn/internal/socket"
+	"github.com/ddnn-continuum/ddnn/internal/status"
 	"github.com/ddnn-continuum/ddnn/internal/statuspage"
 )
 
@@ -75,7 +80,8 @@ func (s *Supervisor) newRegistry() {
 
 // serveAdmin serves /metrics (the supervisor's and every child's, labeled
 // by process), /healthz, /readyz, each tier's live replica set, which the
-// connectors follow, and with Config.Status the status page.
+// connectors follow, the status (/v1/status) and the status page
+// at /, whose charts sample the status every 2s while the page is open.
 func (s *Supervisor) serveAdmin() error {
 	reg := s.registry
 	restarts := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
@@ -120,20 +126,28 @@ func (s *Supervisor) serveAdmin() error {
 		}
 		io.WriteString(w, "ready\n")
 	})
+	// ddnn status of the sites this process runs, as JSON (status.Snapshot).
+	mux.HandleFunc("GET "+httpapi.PathStatus, func(w http.ResponseWriter, r *http.Request) {
+		snap, err := s.siteStatus(r.Context())
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusServiceUnavailable)
+			return
+		}
+		w.Header().Set("Content-Type", "application/json")
+		json.NewEncoder(w).Encode(snap)
+	})
 	runtime.HandleReplicas(mux, func(tier string) runtime.Runtime {
 		if rt := s.runtime(tier); rt != nil {
 			return rt
 		}
 		return nil // not a typed nil inside the interface
 	})
-	if s.cfg.Status != nil {
-		page, err := statuspage.New(s.cfg.Status, statuspage.Options{Logger: s.log.With("component", "status_page")})
-		if err != nil {
-			return fmt.Errorf("admin: %w", err)
-		}
-		page.Register(mux)
-		s.bg.Go(func() error { return page.Run(s.supervise) })
+	page, err := statuspage.New(s.siteStatus, statuspage.Options{Logger: s.log.With("component", "status_page")})
+	if err != nil {
+		return fmt.Errorf("admin: %w", err)
 	}
+	page.Register(mux)
+	s.bg.Go(func() error { return page.Run(s.supervise) })
 	ln, err := socket.Listen(s.site.Admin.Listen)
 	if err != nil {
 		return fmt.Errorf("admin: %w", err)
@@ -184,4 +198,31 @@ func (g childGatherer) Gather() ([]*dto.MetricFamily, error) {
 		out = append(out, f)
 	}
 	return out, nil
+}
+
+// lastStatus is the site's status as last read, shared by /v1/status and
+// the status page's sampler.
+type lastStatus struct {
+	mu   sync.Mutex // held while reading, so callers at once share one read
+	snap status.Snapshot
+	err  error
+	at   time.Time
+}
+
+// siteStatus reads the status of the sites this process runs: every site
+// (what `ddnn status` prints) unless it runs one (`ddnn up --site S`:
+// `ddnn status --site S`, since the others may be out of its reach). It
+// reads at most once a second: a read takes about a second (status.RateWindow)
+// and two gathers of every child's metrics, and the page open in several
+// browsers must not multiply them.
+func (s *Supervisor) siteStatus(ctx context.Context) (status.Snapshot, error) {
+	l := &s.status
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if time.Since(l.at) < time.Second {
+		return l.snap, l.err
+	}
+	l.snap, l.err = status.Collect(ctx, s.p, status.Options{Site: s.cfg.Site})
+	l.at = time.Now()
+	return l.snap, l.err
 }

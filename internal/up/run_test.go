@@ -113,24 +113,17 @@ func waitReady(t *testing.T, url string, errc <-chan error, log *testsupport.Buf
 // reported per tier, the broker's data directory is released and holds
 // the topics for the next start, and (TestMain) no goroutine is left,
 // the status page's sampler included. The admin address serves the
-// status page and its history, sampled from Config.Status.
+// site's status, the status page and its history.
 func TestRunStopsInOrderAndReports(t *testing.T) {
 	tp := writePipeline(t)
 	var log testsupport.Buffer
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	errc := make(chan error, 1)
-	snapshot := func(context.Context) (status.Snapshot, error) {
-		site := status.Site{Name: "default"}
-		for _, tier := range tp.p.Tiers {
-			site.Tiers = append(site.Tiers, status.Tier{Name: tier.Name, InRate: 1})
-		}
-		return status.Snapshot{Pipeline: tp.p.Name, Time: time.Now(), Sites: []status.Site{site}}, nil
-	}
 	go func() {
 		errc <- up.Run(ctx, up.Config{
 			Pipeline: tp.p, File: tp.file, ORTLib: ortLib(t), Out: &log, Announce: io.Discard,
-			Logger: slog.New(slog.NewTextHandler(&log, nil)), Status: snapshot,
+			Logger: slog.New(slog.NewTextHandler(&log, nil)),
 		})
 	}()
 	waitReady(t, "http://"+tp.admin+"/readyz", errc, &log)
@@ -176,6 +169,17 @@ func TestRunStopsInOrderAndReports(t *testing.T) {
 		}
 		return len(h.Tiers) == len(tp.p.Tiers) && len(h.Tiers[0].Points) > 0
 	})
+	// The admin address serves the site's status as ddnn status --json.
+	var snap status.Snapshot
+	if err := json.Unmarshal([]byte(get(t, "http://"+tp.admin+"/v1/status")), &snap); err != nil {
+		t.Fatalf("/v1/status: %v", err)
+	}
+	if len(snap.Sites) != 1 || len(snap.Sites[0].Tiers) != 3 || !snap.Sites[0].Kafka.Up || !snap.Sites[0].Funnel.Up || !snap.Sites[0].Admin.Up {
+		t.Fatalf("/v1/status: %+v, want one site with 3 tiers, its kafka, funnel and admin answering", snap)
+	}
+	if edge := snap.Sites[0].Tiers[0]; edge.Name != "edge" || edge.ReadyReplicas != 1 || edge.ExitRatio == nil || edge.State != status.StateOK {
+		t.Errorf("/v1/status: tier edge %+v, want 1 replica ready, an exit ratio, state ok", edge)
+	}
 	token, err := os.ReadFile(filepath.Join(".run", tp.p.Name, "service.token"))
 	if err != nil {
 		t.Fatal(err)

@@ -46,7 +46,6 @@ import (
 	"github.com/ddnn-continuum/ddnn/internal/pipeline"
 	"github.com/ddnn-continuum/ddnn/internal/proc"
 	"github.com/ddnn-continuum/ddnn/internal/runtime"
-	"github.com/ddnn-continuum/ddnn/internal/statuspage"
 )
 
 // Config is what `ddnn up` needs.
@@ -96,10 +95,6 @@ type Config struct {
 	// first start (so that sites started by separate `ddnn up --site` on
 	// one machine share it); "" with auth.service: none.
 	ServiceTokenFile string
-	// Status, when set, reads the pipeline's status for the page each
-	// site's admin address serves at / (internal/statuspage), whose charts
-	// sample it every 2s while the page is open; nil serves no page.
-	Status statuspage.SnapshotFunc
 }
 
 // LinkError is a LinkURLs entry for a link the pipeline does not have.
@@ -154,6 +149,7 @@ type Supervisor struct {
 	// admin server and the scaler. One of them failing stops the pipeline.
 	bg         *errgroup.Group
 	supervise  context.Context // ends before the children are stopped
+	status     lastStatus      // the site's status as last read (siteStatus)
 	stopScaler func()          // stops the scaler and waits for it
 
 	// uplinksStopped counts down, across the sites run together, the
