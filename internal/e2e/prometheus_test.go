@@ -58,8 +58,8 @@ func TestPrometheusAgainstUp(t *testing.T) {
 	prom := startPrometheus(t, promBin, cp)
 	promReady := time.Since(began)
 	// Traffic before the first scrape would leave no increase to see.
-	testsupport.WaitFor(t, 30*time.Second, "Prometheus scraped every site", func() bool {
-		return len(prom.query(t, `up{job="ddnn-up"} == 1`)) == 3
+	testsupport.WaitFor(t, 30*time.Second, "Prometheus scraped every site and every funnel's delivery zone", func() bool {
+		return len(prom.query(t, `up{job="ddnn-up"} == 1`)) == 3 && len(prom.query(t, `up{job="ddnn-funnel"} == 1`)) == 3
 	})
 	firstScrape := time.Since(began)
 	sendHTTP(t, cp.funnel["edge"], testSet(t).Samples[:300], "obs-a-", 4)
@@ -69,6 +69,10 @@ func TestPrometheusAgainstUp(t *testing.T) {
 	})
 	scraped := time.Since(began)
 
+	// The roles' funnel job reads the funnels' own metrics with the token.
+	if n := len(prom.query(t, `ddnn_funnel_requests_total{job="ddnn-funnel", process=""}`)); n == 0 {
+		t.Error("the ddnn-funnel job of prometheus-roles.yml scraped no funnel request counts")
+	}
 	dash := dashboardQueries(t)
 	for _, q := range dash {
 		prom.waitData(t, "dashboard query", q, hasNumber)
@@ -256,6 +260,7 @@ func startPrometheus(t *testing.T, bin string, c observed) *promServer {
 	}
 	cfg = strings.Replace(cfg, "scrape_interval: 15s", "scrape_interval: 1s", 1)
 	cfg = strings.Replace(cfg, "evaluation_interval: 15s", "evaluation_interval: 1s", 1)
+	cfg += funnelJob(t, c)
 	rules := forDurations.ReplaceAllString(string(observability(t, "rules.yml")), "$1 0s")
 	for name, body := range map[string]string{"prometheus.yml": cfg, "rules.yml": rules} {
 		if err := os.WriteFile(filepath.Join(dir, name), []byte(body), 0o644); err != nil {
@@ -297,6 +302,48 @@ func startPrometheus(t *testing.T, bin string, c observed) *promServer {
 		return ready(p.url + "/-/ready")
 	})
 	return p
+}
+
+// funnelJob is prometheus-roles.yml's ddnn-funnel job, a list item of
+// scrape_configs, scraping the continuum's funnels on their delivery zones
+// with the service token ddnn up made (.run/<name>/service.token in its
+// working directory).
+func funnelJob(t *testing.T, c observed) string {
+	t.Helper()
+	var roles struct {
+		ScrapeConfigs []map[string]any `yaml:"scrape_configs"`
+	}
+	if err := yaml.Unmarshal(observability(t, "prometheus-roles.yml"), &roles); err != nil {
+		t.Fatal(err)
+	}
+	for _, job := range roles.ScrapeConfigs {
+		if job["job_name"] != "ddnn-funnel" {
+			continue
+		}
+		authz, ok := job["authorization"].(map[string]any)
+		if !ok || authz["type"] != "Bearer" || authz["credentials_file"] == nil {
+			t.Fatalf("prometheus-roles.yml: the ddnn-funnel job presents no bearer token file: %v", job)
+		}
+		authz["credentials_file"] = filepath.Join(workDir(t), ".run", c.name, "service.token")
+		var targets []map[string]any
+		for _, site := range continuumSites {
+			targets = append(targets, map[string]any{"targets": []string{c.delivery[site]}, "labels": map[string]string{"site": site}})
+		}
+		job["static_configs"] = targets
+		b, err := yaml.Marshal([]map[string]any{job})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var out strings.Builder
+		for _, line := range strings.SplitAfter(string(b), "\n") {
+			if line != "" {
+				out.WriteString("  " + line)
+			}
+		}
+		return out.String()
+	}
+	t.Fatal("prometheus-roles.yml has no ddnn-funnel job")
+	return ""
 }
 
 // stop ends Prometheus by its PID and waits for it.
