@@ -114,6 +114,7 @@ type Connector struct {
 	offsets                     *Offsets
 	pool                        *pool
 	m                           *Metrics
+	lag                         *lagMetrics
 	log                         *slog.Logger
 	http                        *http.Client
 	cl                          *kgo.Client
@@ -210,6 +211,7 @@ func newConnector(cfg Config, c *Connector, labels prometheus.Labels) *Connector
 	}
 	_, decisions := c.t.(*tierTarget)
 	c.m = NewMetrics(prometheus.WrapRegistererWith(labels, reg), c.offsets.Window, decisions)
+	c.lag = newLagMetrics(prometheus.WrapRegistererWith(labels, reg), c.pool.size)
 	return c
 }
 
@@ -280,6 +282,7 @@ func (c *Connector) Run(ctx context.Context) error {
 		bg.Go(func() error { every(loops, 500*time.Millisecond, follow); return nil })
 	}
 	bg.Go(func() error { every(loops, 200*time.Millisecond, func() { c.commit(loops) }); return nil })
+	bg.Go(func() error { every(loops, lagEvery, func() { c.readLag(loops) }); return nil })
 
 	items := make(chan item, conn.MaxBatch*max(1, len(c.cfg.Replicas))*conn.InFlightPerReplica)
 	var batcher errgroup.Group

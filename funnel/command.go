@@ -5,6 +5,7 @@ import (
 	"flag"
 	"io"
 
+	"github.com/ddnn-continuum/ddnn/internal/auth"
 	"github.com/ddnn-continuum/ddnn/internal/command"
 )
 
@@ -35,10 +36,14 @@ func (c *Command) Run(ctx context.Context, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	if _, err := c.OnSite(p, site); err != nil {
+	view, err := c.OnSite(p, site)
+	if err != nil {
 		return err
 	}
 	reg, wrapped := command.NewRegistry(p)
+	// The funnel reads the site's device, TLS and Kafka credentials: it
+	// says when one of them could no longer be read at a restart.
+	wrapped.MustRegister(auth.NewFilesCollector(auth.SiteCredentialFiles(view, p.ServiceTokenPath())))
 	s, err := Start(ctx, p, Options{Site: site, Listen: c.Listen, DeliveryListen: c.DeliveryListen,
 		Registerer: wrapped, Gatherer: reg, Logger: log})
 	if err != nil {

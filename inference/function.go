@@ -110,6 +110,7 @@ func New(cfg Config) (*Function, error) {
 	if f.log == nil {
 		f.log = slog.New(slog.DiscardHandler)
 	}
+	f.m.start(t.Name)
 	if n := t.Inference.Emulate.MaxConcurrency; n > 0 {
 		f.slots = make(chan struct{}, n)
 	}

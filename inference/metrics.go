@@ -51,6 +51,21 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	return m
 }
 
+// start makes tier's series exist at 0 before its first request: a
+// counter that appears with a value has no increase for rate() to see,
+// so a dashboard would miss the first burst of a new replica.
+func (m *Metrics) start(tier string) {
+	if m == nil {
+		return
+	}
+	m.requests.WithLabelValues(tier, "ok")
+	m.samples.WithLabelValues(tier)
+	m.batchSize.WithLabelValues(tier)
+	m.duration.WithLabelValues(tier)
+	m.exits.WithLabelValues(tier)
+	m.forwards.WithLabelValues(tier)
+}
+
 func (m *Metrics) request(tier, outcome string) {
 	if m == nil {
 		return

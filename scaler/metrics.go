@@ -6,6 +6,7 @@ import "github.com/prometheus/client_golang/prometheus"
 // nothing.
 type Metrics struct {
 	replicas  *prometheus.GaugeVec
+	maximum   *prometheus.GaugeVec
 	lag       *prometheus.GaugeVec
 	arrival   *prometheus.GaugeVec
 	service   *prometheus.GaugeVec
@@ -20,6 +21,9 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		replicas: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "ddnn_scaler_replicas", Help: "Replicas per tier: desired (asked for) and ready.",
 		}, []string{"tier", "state"}),
+		maximum: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "ddnn_scaler_max_replicas", Help: "The most replicas the scaler may give the tier (replicas.max).",
+		}, []string{"tier"}),
 		lag: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "ddnn_scaler_lag_records", Help: "Consumer-group lag of the tier's input topic.",
 		}, []string{"tier"}),
@@ -39,7 +43,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "ddnn_scaler_lag_read_errors_total", Help: "Failed lag reads (the scaler holds the count).",
 		}, []string{"tier"}),
 	}
-	reg.MustRegister(m.replicas, m.lag, m.arrival, m.service, m.capacity, m.decisions, m.lagErrors)
+	reg.MustRegister(m.replicas, m.maximum, m.lag, m.arrival, m.service, m.capacity, m.decisions, m.lagErrors)
 	return m
 }
 
@@ -49,6 +53,7 @@ func (m *Metrics) observe(tier string, in Inputs, d Decision) {
 	}
 	m.replicas.WithLabelValues(tier, "desired").Set(float64(d.Replicas))
 	m.replicas.WithLabelValues(tier, "ready").Set(float64(in.Ready))
+	m.maximum.WithLabelValues(tier).Set(float64(in.Max))
 	if in.LagOK {
 		m.lag.WithLabelValues(tier).Set(float64(in.Lag))
 		m.arrival.WithLabelValues(tier).Set(in.Arrival)

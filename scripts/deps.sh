@@ -14,6 +14,7 @@ declare -A want=(
 	[kcat]=kcat
 	[coap-client-notls]=libcoap3-bin
 	[coap-client-openssl]=libcoap3-bin # CoAP over DTLS (the coaps e2e test)
+	[promtool]=prometheus # promtool and the server: deploy/observability and its e2e test
 )
 # command -> Debian package installed without its recommends (a browser's
 # would pull in a desktop)

@@ -19,6 +19,7 @@ import (
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
 
+	"github.com/ddnn-continuum/ddnn/internal/auth"
 	"github.com/ddnn-continuum/ddnn/internal/httpapi"
 	"github.com/ddnn-continuum/ddnn/internal/proc"
 	"github.com/ddnn-continuum/ddnn/internal/runtime"
@@ -93,7 +94,7 @@ func (s *Supervisor) serveAdmin() error {
 		}
 		return float64(n)
 	})
-	s.reg.MustRegister(restarts)
+	s.reg.MustRegister(restarts, auth.NewFilesCollector(auth.SiteCredentialFiles(&s.site, s.cfg.ServiceTokenFile)))
 	client, err := s.serviceClient(2 * time.Second)
 	if err != nil {
 		return fmt.Errorf("admin: %w", err)
