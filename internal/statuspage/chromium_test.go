@@ -1,84 +1,21 @@
 package statuspage_test
 
 import (
-	"context"
 	"encoding/json"
 	"flag"
 	"fmt"
 	"os"
-	"os/exec"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
-	cdplog "github.com/chromedp/cdproto/log"
-	"github.com/chromedp/cdproto/runtime"
 	"github.com/chromedp/chromedp"
 
 	"github.com/ddnn-continuum/ddnn/internal/statuspage"
+	"github.com/ddnn-continuum/ddnn/internal/testsupport"
 )
 
 var screenshot = flag.String("screenshot", "", "write a PNG of the page as TestPageInChromium sees it to this file (docs/images/status-page.png: go test -run TestPageInChromium ./internal/statuspage/ -args -screenshot=$PWD/docs/images/status-page.png)")
-
-// browser starts headless Chromium, stopped when the test ends, and
-// collects the errors the page logs or throws.
-func browser(t *testing.T) (ctx context.Context, pageErrors func() []string) {
-	t.Helper()
-	chromium, err := exec.LookPath("chromium")
-	if err != nil {
-		t.Skipf("chromium is not installed (Debian: apt-get install chromium; make deps installs it): %v", err)
-	}
-	opts := append(chromedp.DefaultExecAllocatorOptions[:], chromedp.ExecPath(chromium),
-		chromedp.NoSandbox, chromedp.Flag("headless", "new"), chromedp.WindowSize(1360, 900))
-	alloc, stopAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
-	t.Cleanup(stopAlloc)
-	var mu sync.Mutex
-	var errs []string
-	// No timeout on this context: its end stops the browser.
-	ctx, stop := chromedp.NewContext(alloc, chromedp.WithListener(func(ev any) {
-		mu.Lock()
-		defer mu.Unlock()
-		switch ev := ev.(type) {
-		case *cdplog.EventEntryAdded:
-			if ev.Entry.Level == cdplog.EntryLevelError {
-				errs = append(errs, fmt.Sprintf("%s (%s)", ev.Entry.Text, ev.Entry.URL))
-			}
-		case *runtime.EventExceptionThrown:
-			d := ev.ExceptionDetails
-			desc := ""
-			if d.Exception != nil {
-				desc = d.Exception.Description
-			}
-			errs = append(errs, fmt.Sprintf("%s %s (%s:%d:%d)", d.Text, desc, d.URL, d.LineNumber+1, d.ColumnNumber+1))
-		}
-	}))
-	t.Cleanup(stop)
-	return ctx, func() []string {
-		mu.Lock()
-		defer mu.Unlock()
-		return append([]string(nil), errs...)
-	}
-}
-
-// waitPage polls the JavaScript expression want until it is true, failing
-// the test with what it waited for and what the page shows.
-func waitPage(t *testing.T, ctx context.Context, what, want string) {
-	t.Helper()
-	if _, err := chromedp.Run(ctx, chromedp.Poll[bool](want, chromedp.WithPollingInterval(50*time.Millisecond), chromedp.WithPollingTimeout(60*time.Second))); err != nil {
-		text, _ := chromedp.Run(ctx, chromedp.Evaluate[string](`document.body.innerText`))
-		t.Fatalf("waited for %s (%s): %v\nthe page shows:\n%s", what, want, err, text)
-	}
-}
-
-func eval[T any](t *testing.T, ctx context.Context, expr string) T {
-	t.Helper()
-	v, err := chromedp.Run(ctx, chromedp.Evaluate[T](expr))
-	if err != nil {
-		t.Fatalf("%s: %v", expr, err)
-	}
-	return v
-}
 
 // drawnPoints counts, per "site/tier chart series", the dots each chart
 // draws and the points of its lines, and whether every dot is inside the
@@ -116,7 +53,7 @@ type drawn struct{ Dots, Line, Outside int }
 // says so; the page logs no error (a Content-Security-Policy violation
 // is one).
 func TestPageInChromium(t *testing.T) {
-	ctx, pageErrors := browser(t)
+	ctx, pageErrors := testsupport.Browser(t)
 	c := &continuum{steps: 40, downStep: 28}
 	srv := servePage(t, c.next, c.current, statuspage.Options{Interval: 100 * time.Millisecond})
 	if _, err := chromedp.Run(ctx, chromedp.Navigate(srv.URL)); err != nil {
@@ -127,7 +64,7 @@ func TestPageInChromium(t *testing.T) {
 	// first read.
 	final := c.at(c.steps - 1)
 	asOf := "as of " + final.Time.Format(time.TimeOnly) + " UTC"
-	waitPage(t, ctx, "the newest status", fmt.Sprintf(`document.getElementById("freshness").textContent.includes(%q)`, asOf))
+	testsupport.WaitPage(t, ctx, "the newest status", fmt.Sprintf(`document.getElementById("freshness").textContent.includes(%q)`, asOf))
 
 	// What the charts must draw: each sample of the last minute with a
 	// value, per tier and series.
@@ -160,7 +97,7 @@ func TestPageInChromium(t *testing.T) {
 	deadline := time.Now().Add(30 * time.Second)
 	for {
 		got = nil
-		json.Unmarshal([]byte(eval[string](t, ctx, drawnPoints)), &got)
+		json.Unmarshal([]byte(testsupport.Eval[string](t, ctx, drawnPoints)), &got)
 		if gotJSON, _ := json.Marshal(got); string(gotJSON) == string(wantJSON) {
 			break
 		}
@@ -175,12 +112,12 @@ func TestPageInChromium(t *testing.T) {
 
 	// Every site's endpoints and every tier, with its state.
 	for _, site := range final.Sites {
-		if n := eval[int](t, ctx, fmt.Sprintf(`document.querySelectorAll('section[data-site=%q] .endpoint.up').length`, site.Name)); n != 3 {
+		if n := testsupport.Eval[int](t, ctx, fmt.Sprintf(`document.querySelectorAll('section[data-site=%q] .endpoint.up').length`, site.Name)); n != 3 {
 			t.Errorf("site %s: %d endpoints shown answering, want Kafka, funnel and admin", site.Name, n)
 		}
 		for _, tier := range site.Tiers {
 			sel := fmt.Sprintf(`tr[data-tier="%s/%s"]`, site.Name, tier.Name)
-			row := eval[map[string]string](t, ctx, fmt.Sprintf(`(() => { const r = document.querySelector(%q); return r ? {name: r.querySelector("th").textContent, state: r.dataset.state, text: r.innerText, bg: getComputedStyle(r).backgroundColor} : {}; })()`, sel))
+			row := testsupport.Eval[map[string]string](t, ctx, fmt.Sprintf(`(() => { const r = document.querySelector(%q); return r ? {name: r.querySelector("th").textContent, state: r.dataset.state, text: r.innerText, bg: getComputedStyle(r).backgroundColor} : {}; })()`, sel))
 			if row["name"] != tier.Name || row["state"] != tier.State {
 				t.Errorf("%s: shown as %q in state %q, want %q in %q", sel, row["name"], row["state"], tier.Name, tier.State)
 			}
@@ -191,18 +128,18 @@ func TestPageInChromium(t *testing.T) {
 			}
 		}
 	}
-	fog := eval[map[string]string](t, ctx, `(() => { const r = document.querySelector('tr[data-tier="fog/fog"]'); return {text: r.innerText, bg: getComputedStyle(r).backgroundColor}; })()`)
-	edgeBg := eval[string](t, ctx, `getComputedStyle(document.querySelector('tr[data-tier="edge/edge"]')).backgroundColor`)
+	fog := testsupport.Eval[map[string]string](t, ctx, `(() => { const r = document.querySelector('tr[data-tier="fog/fog"]'); return {text: r.innerText, bg: getComputedStyle(r).backgroundColor}; })()`)
+	edgeBg := testsupport.Eval[string](t, ctx, `getComputedStyle(document.querySelector('tr[data-tier="edge/edge"]')).backgroundColor`)
 	downSince := c.at(c.downStep).Time.Format(time.TimeOnly) + " UTC"
 	if !strings.Contains(fog["text"], "DOWN") || !strings.Contains(fog["text"], downSince) || fog["bg"] == edgeBg {
 		t.Errorf("the down fog tier does not stand out (DOWN, since %s, another colour than %s): %q, background %s", downSince, edgeBg, fog["text"], fog["bg"])
 	}
 	cloud := final.Sites[2].Tiers[0]
 	dead := fmt.Sprintf("%d / %d", cloud.DeadLetters, cloud.DeadLettersLastMinute)
-	if text := eval[string](t, ctx, `document.querySelector('tr[data-tier="cloud/cloud"]').innerText`); !strings.Contains(text, "DEAD-LETTERING") || !strings.Contains(text, dead) {
+	if text := testsupport.Eval[string](t, ctx, `document.querySelector('tr[data-tier="cloud/cloud"]').innerText`); !strings.Contains(text, "DEAD-LETTERING") || !strings.Contains(text, dead) {
 		t.Errorf("the dead-lettering cloud tier does not say so with its dead letters %s: %q", dead, text)
 	}
-	problems := eval[[]string](t, ctx, `[...document.querySelectorAll("#problems li")].map(li => li.textContent)`)
+	problems := testsupport.Eval[[]string](t, ctx, `[...document.querySelectorAll("#problems li")].map(li => li.textContent)`)
 	if strings.Join(problems, "\n") != strings.Join(final.Problems, "\n") {
 		t.Errorf("problems shown %q, want %q", problems, final.Problems)
 	}
@@ -222,6 +159,6 @@ func TestPageInChromium(t *testing.T) {
 
 	// The status stops answering: the page says so, and why.
 	c.setFail(errNotAnswering)
-	waitPage(t, ctx, "the page to say the status does not answer",
+	testsupport.WaitPage(t, ctx, "the page to say the status does not answer",
 		`(f => f.classList.contains("stale") && f.textContent.includes("status not answering") && f.textContent.includes("127.0.0.1:9092 not answering"))(document.getElementById("freshness"))`)
 }

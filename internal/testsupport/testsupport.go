@@ -3,7 +3,8 @@
 // logs and output are written to while the test reads it (Buffer), a
 // one-broker kfake Kafka cluster and clients of it (KafkaCluster,
 // KafkaClient), a cluster for each site of a pipeline (SiteClusters), and the
-// shipped pipeline files ready to write anywhere (Shipped, SamplePipeline).
+// shipped pipeline files ready to write anywhere (Shipped, SamplePipeline),
+// and headless Chromium for pages (Browser, WaitPage, Eval).
 //
 // It is imported by _test.go files only. Whatever a helper starts is
 // stopped when the test ends (testing.TB.Cleanup); it never sleeps in
