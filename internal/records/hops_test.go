@@ -84,3 +84,17 @@ func TestReadHopsRefusesDamage(t *testing.T) {
 		}
 	}
 }
+
+// BenchmarkAddHop: the hop a connector adds to a record its decision
+// becomes, after the one the record it read carried.
+func BenchmarkAddHop(b *testing.B) {
+	from := &kgo.Record{}
+	first := hopOf("edge", false)
+	AddHop(from, &kgo.Record{}, false, &first)
+	h := hopOf("fog", true)
+	b.ReportAllocs()
+	for b.Loop() {
+		rec := &kgo.Record{Headers: make([]kgo.RecordHeader, 0, 4)}
+		AddHop(rec, from, true, &h)
+	}
+}
