@@ -19,6 +19,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/ddnn-continuum/ddnn/connector"
+	"github.com/ddnn-continuum/ddnn/funnel"
 	"github.com/ddnn-continuum/ddnn/internal/httpapi"
 	"github.com/ddnn-continuum/ddnn/internal/kafka"
 	"github.com/ddnn-continuum/ddnn/internal/pipeline"
@@ -372,6 +373,81 @@ func TestInspectWaitingOnACutLink(t *testing.T) {
 		}
 		if !rep.Searched.Complete || len(rep.Searched.Topics) != len(p.TopicsOn("edge"))+len(p.TopicsOn("cloud")) {
 			t.Errorf("%s: searched %+v, want every topic of both sites", tc.id, rep.Searched.Topics)
+		}
+	}
+}
+
+// acrossSitesYAML is an edge tier on site edge with the results, a cloud
+// tier on site cloud.
+const acrossSitesYAML = `
+name: t
+input: {dtype: uint8, shape: [4]}
+classes: [a, b]
+sites:
+  - {name: edge, kafka: {embedded_listen: 127.0.0.1:0}, funnel: {listen: 127.0.0.1:0, delivery_listen: 127.0.0.1:0}, admin: {listen: 127.0.0.1:0}}
+  - {name: cloud, kafka: {embedded_listen: 127.0.0.1:0}, funnel: {listen: 127.0.0.1:0, delivery_listen: 127.0.0.1:0, coap_listen: "off"}, admin: {listen: 127.0.0.1:0}}
+tiers:
+  - {name: edge, site: edge, model: e.onnx, exit: {output: o, threshold: 0.5}, forward: {output: f}, connector: ` + fast + `}
+  - {name: cloud, site: cloud, model: c.onnx, exit: {output: o}, connector: ` + fast + `}
+kafka: {partitions: 2}
+`
+
+// TestInspectAcrossSites: a message that crossed to the cloud site and
+// whose result came back to the edge's results topic, each crossing by a
+// real uplink and the other site's real funnel, which write new records:
+// its result record carries no hop, so inspect reads the hops from the
+// records each tier wrote on its own site (the uplink queues), and only
+// the topics that may hold them.
+func TestInspectAcrossSites(t *testing.T) {
+	p, err := pipeline.Parse([]byte(acrossSitesYAML))
+	if err != nil {
+		t.Fatal(err)
+	}
+	brokers := testsupport.SiteClusters(t, p)
+	file := writeYAML(t, acrossSitesYAML, brokers)
+	for i := range p.SiteList {
+		site, err := p.OnSite(p.SiteList[i].Name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		cl, err := kafka.NewClient(&site.Kafka, "funnel", nil, nil, funnel.ProducerOptions(&site.Kafka)...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(cl.Close)
+		srv := httptest.NewServer(funnel.New(site, cl, nil, nil).DeliveryHandler())
+		t.Cleanup(srv.Close)
+		p.SiteList[i].Funnel.URL = srv.URL
+	}
+	startTier(t, p, "edge")
+	startTier(t, p, "cloud")
+	for _, l := range p.Links() {
+		up, err := connector.New(connector.Config{Pipeline: p, Link: &l, Registerer: prometheus.NewRegistry(), DrainTimeout: 3 * time.Second})
+		if err != nil {
+			t.Fatal(err)
+		}
+		run(t, up)
+	}
+	ingest(t, p, map[string]string{"m-cloud": "to-cloud"})
+	testsupport.WaitFor(t, 20*time.Second, "the result on the edge", func() bool {
+		return count(t, &p.Sites()[0], p.ResultsTopic()) == 1
+	})
+
+	rep := inspectJSON(t, file, "m-cloud")
+	if rep.State != StateResult || rep.Result.Tier != "cloud" || rep.Result.Where.Site != "edge" {
+		t.Fatalf("%+v, want a result at tier cloud on the edge's results topic", rep)
+	}
+	if got := hopsOf(rep); got != "edge:forward cloud:exit" {
+		t.Errorf("hops %q, want the edge's forward and the cloud's exit", got)
+	}
+	for _, h := range rep.Hops {
+		if h.Site != h.Tier || h.Model != modelOf(h.Tier) {
+			t.Errorf("hop %+v, want tier %s's site and model", h, h.Tier)
+		}
+	}
+	for _, ts := range rep.Searched.Topics {
+		if strings.HasSuffix(ts.Topic, ".dlq") {
+			t.Errorf("read %s on %s: a result was found, only the hops were missing", ts.Topic, ts.Site)
 		}
 	}
 }
