@@ -23,6 +23,10 @@ func (s *search) report(ctx context.Context) Report {
 	if res := s.result(); res != nil {
 		rep.State = StateResult
 		rep.Result = &Result{Result: *res.result, Where: position(res)}
+		if missing := s.missingHops(res); len(missing) > 0 {
+			rep.Note = fmt.Sprintf("no record read tells the hop of tier %s (its records are older than --since, or were written without %s, as ddnn monolith writes them)",
+				strings.Join(missing, ", "), records.HeaderHops)
+		}
 	} else if f, ok := s.latest(); ok {
 		s.place(ctx, &rep, f)
 	} else {

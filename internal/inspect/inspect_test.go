@@ -451,3 +451,39 @@ func TestInspectAcrossSites(t *testing.T) {
 		}
 	}
 }
+
+// TestInspectResultWithoutHops: a result whose hops no record tells (as
+// ddnn monolith writes it) is still the message's result, and the report
+// names the tiers whose hops are missing, after reading every input topic.
+func TestInspectResultWithoutHops(t *testing.T) {
+	p, err := pipeline.Parse([]byte(oneSiteYAML))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := testsupport.KafkaCluster(t, 2, p.Topics()...)
+	file := writeYAML(t, oneSiteYAML, map[string]string{pipeline.LocalSite: c.ListenAddrs()[0]})
+	now := time.Now().UTC()
+	res := wire.Result{ID: "m-mono", Device: "cam", Tier: "fog", Label: "a", Confidence: 0.9, SentAt: now, ExitedAt: now,
+		Hops: []wire.Hop{{Tier: "edge", At: now}, {Tier: "fog", At: now}}}
+	rec, err := records.Result(records.Destination{Topic: p.ResultsTopic()}, &res)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cl := testsupport.KafkaClient(t, kgo.SeedBrokers(c.ListenAddrs()...))
+	if err := cl.ProduceSync(context.Background(), rec).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+	rep := inspectJSON(t, file, "m-mono")
+	if rep.State != StateResult || rep.Result.Tier != "fog" || len(rep.Hops) != 0 || !strings.Contains(rep.Note, "hop of tier edge, fog") {
+		t.Fatalf("%+v, want the result, no hops and a note naming edge and fog", rep)
+	}
+	inputs := 0
+	for _, ts := range rep.Searched.Topics {
+		if strings.HasSuffix(ts.Topic, ".in") {
+			inputs++
+		}
+	}
+	if inputs != len(p.Tiers) {
+		t.Errorf("searched %+v, want every input topic read for the hops", rep.Searched.Topics)
+	}
+}
