@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"go.uber.org/goleak"
 
@@ -485,5 +486,47 @@ func TestInspectResultWithoutHops(t *testing.T) {
 	}
 	if inputs != len(p.Tiers) {
 		t.Errorf("searched %+v, want every input topic read for the hops", rep.Searched.Topics)
+	}
+}
+
+// TestInspectPlacesByTheGroupsPosition: a record its tier's group has not
+// consumed waits, behind the records between the group's commit and it; a
+// record the group consumed, of which nothing later was found, is unknown,
+// and the report says why.
+func TestInspectPlacesByTheGroupsPosition(t *testing.T) {
+	p, err := pipeline.Parse([]byte(oneSiteYAML))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := testsupport.KafkaCluster(t, 2, p.Topics()...)
+	file := writeYAML(t, oneSiteYAML, map[string]string{pipeline.LocalSite: c.ListenAddrs()[0]})
+	cl := testsupport.KafkaClient(t, kgo.SeedBrokers(c.ListenAddrs()...), kgo.RecordPartitioner(kgo.ManualPartitioner()))
+	ctx := context.Background()
+	for i := range 3 {
+		m := wire.Message{ID: fmt.Sprintf("c%d", i), Device: "cam", Tensor: wire.Float32Tensor([]int{2}, []float32{1, 2})}
+		rec, err := records.Message(records.Destination{Topic: p.InputTopic("cloud")}, wire.Binary, &m)
+		if err != nil {
+			t.Fatal(err)
+		}
+		rec.Partition = 1
+		if err := cl.ProduceSync(ctx, rec).FirstErr(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	group := p.ConsumerGroup("cloud")
+	offsets := kadm.Offsets{}
+	offsets.Add(kadm.Offset{Topic: p.InputTopic("cloud"), Partition: 1, At: 1, LeaderEpoch: -1})
+	if _, err := kadm.NewClient(cl).CommitOffsets(ctx, group, offsets); err != nil {
+		t.Fatal(err)
+	}
+
+	rep := inspectJSON(t, file, "c2")
+	w := rep.Waiting
+	if rep.State != StateWaiting || w == nil || w.Topic != "t.cloud.in" || w.Partition != 1 || w.Offset != 2 || w.Group != group || w.Committed != 1 || w.Ahead != 1 {
+		t.Fatalf("c2: %+v (waiting %+v), want waiting on t.cloud.in[1]@2, group %s committed 1, 1 ahead", rep, w, group)
+	}
+	rep = inspectJSON(t, file, "c0")
+	if rep.State != StateUnknown || !strings.Contains(rep.Note, "t.cloud.in[1]@0") || !strings.Contains(rep.Note, "consumed (committed 1)") {
+		t.Fatalf("c0: %+v, want unknown: consumed, nothing later found", rep)
 	}
 }
