@@ -84,6 +84,7 @@ func (w *decisionWriter) write(batch []item, answer reply) ([]settled, error) {
 		}
 	}
 	hop := wire.Hop{Tier: w.tier, At: answer.sent.UTC()}
+	hops := records.NewHopAppender(w.tier, answer.replica, answer.model, len(batch))
 	exitedAt := w.now().UTC()
 	out := make([]settled, len(batch))
 	for i := range ds {
@@ -91,7 +92,7 @@ func (w *decisionWriter) write(batch []item, answer reply) ([]settled, error) {
 		if fwds != nil {
 			fwd = fwds[i]
 		}
-		out[i] = w.record(&batch[i], &ds[i], fwd, hop, exitedAt, &answer)
+		out[i] = w.record(&batch[i], &ds[i], fwd, hop, exitedAt, &answer, hops)
 	}
 	return out, nil
 }
@@ -110,9 +111,9 @@ func (w *decisionWriter) decode(answer []byte) (ds []wire.Decision, fwds []wire.
 // record is what message it becomes after decision d, whose forward
 // tensor is fwd when left encoded: a result record, a message record for
 // the next tier, or a fault when the record would not encode or fit, or
-// the last tier forwarded. The record carries the hop's provenance
-// (records.AddHop) from answer.
-func (w *decisionWriter) record(it *item, d *wire.Decision, fwd wire.EncodedTensor, hop wire.Hop, exitedAt time.Time, answer *reply) settled {
+// the last tier forwarded. The record carries the hop's provenance, the
+// call's (hops) with d and answer's times.
+func (w *decisionWriter) record(it *item, d *wire.Decision, fwd wire.EncodedTensor, hop wire.Hop, exitedAt time.Time, answer *reply, hops *records.HopAppender) settled {
 	out := settled{src: it.rec}
 	m := it.msg
 	m.Hops = append(m.Hops[:len(m.Hops):len(m.Hops)], hop)
@@ -140,8 +141,8 @@ func (w *decisionWriter) record(it *item, d *wire.Decision, fwd wire.EncodedTens
 	if err != nil {
 		return settled{src: it.rec, fault: "unencodable decision: " + err.Error()}
 	}
-	records.AddHop(out.rec, it.rec, w.carryHops, &records.Hop{
-		Tier: w.tier, Replica: answer.replica, Model: answer.model, Confidence: d.Confidence, Exit: d.Exit,
+	hops.Add(out.rec, it.rec, w.carryHops, &records.HopDecision{
+		Confidence: d.Confidence, Exit: d.Exit,
 		FetchedAt: it.fetched, KafkaWait: max(it.fetched.Sub(it.rec.Timestamp), 0), Service: answer.took,
 	})
 	if n := kafka.RecordSize(out.rec); n > w.maxBytes {

@@ -15,8 +15,8 @@ import (
 // HeaderHops is the provenance of a message's hops: each tier that decided
 // on it, which replica, with which model, what it decided, and the time
 // the message waited in Kafka and in the replica. The connector of each
-// tier writes it on the record its decision becomes (a result or a
-// forward): the hops the record it read carried, then its own. A pipeline
+// tier writes it (HopAppender) on the record its decision becomes (a
+// result or a forward): the hops the record it read carried, then its own. A pipeline
 // has few tiers; the header keeps the last MaxHops.
 //
 // Its value is the hops in order, separated by ';', each the fields of
@@ -48,7 +48,12 @@ type Hop struct {
 	Replica string
 	// Model is the prefix of the sha256 of the model the replica ran, ""
 	// when the replica did not say.
-	Model      string
+	Model string
+	HopDecision
+}
+
+// HopDecision is what a tier decided on one message of a call, and when.
+type HopDecision struct {
 	Confidence float32
 	// Exit is true when the message exited at the tier, false when it
 	// was forwarded.
@@ -61,10 +66,29 @@ type Hop struct {
 	Service   time.Duration
 }
 
-// AddHop sets rec's HeaderHops to those of from (the record the hop's
-// tier read), unless carry is false or from's do not fit maxHopsBytes,
-// then h; the oldest hop is dropped past MaxHops.
-func AddHop(rec, from *kgo.Record, carry bool, h *Hop) {
+// HopAppender adds the hops of one call's records (HeaderHops): they
+// share the tier, the replica and its model, escaped once, and one
+// buffer, so that a record's hop costs no allocation of its own.
+type HopAppender struct {
+	call    []byte // "tier,replica,model,"
+	buf     []byte
+	records int // to size buf
+}
+
+// NewHopAppender adds the hops of a call of tier to replica, which ran
+// model, for about records records.
+func NewHopAppender(tier, replica, model string, records int) *HopAppender {
+	call := make([]byte, 0, len(tier)+len(replica)+len(model)+3)
+	for _, f := range []string{tier, replica, model} {
+		call = append(append(call, cutField(url.PathEscape(f))...), ',')
+	}
+	return &HopAppender{call: call, records: max(records, 1)}
+}
+
+// Add sets rec's HeaderHops to those of from (the record the hop's tier
+// read), unless carry is false or from's do not fit maxHopsBytes, then
+// this call's hop with d; the oldest hop is dropped past MaxHops.
+func (a *HopAppender) Add(rec, from *kgo.Record, carry bool, d *HopDecision) {
 	var prior []byte
 	if carry && from != nil {
 		for _, hd := range from.Headers {
@@ -79,32 +103,31 @@ func AddHop(rec, from *kgo.Record, carry bool, h *Hop) {
 			_, prior, _ = bytes.Cut(prior, []byte{';'})
 		}
 	}
-	v := make([]byte, 0, len(prior)+96)
+	if a.buf == nil {
+		// The records of a call mostly carry as many hops: the first
+		// one's size tells the buffer's.
+		a.buf = make([]byte, 0, a.records*(len(prior)+len(a.call)+48))
+	}
+	start := len(a.buf)
 	if len(prior) > 0 {
-		v = append(append(v, prior...), ';')
+		a.buf = append(append(a.buf, prior...), ';')
 	}
-	v = appendHop(v, h)
-	rec.Headers = append(rec.Headers, kgo.RecordHeader{Key: HeaderHops, Value: v})
-}
-
-func appendHop(v []byte, h *Hop) []byte {
-	v = append(v, cutField(url.PathEscape(h.Tier))...)
-	v = append(v, ',')
-	v = append(v, cutField(url.PathEscape(h.Replica))...)
-	v = append(v, ',')
-	v = append(v, cutField(url.PathEscape(h.Model))...)
-	v = append(v, ',')
-	v = strconv.AppendFloat(v, float64(h.Confidence), 'g', 4, 32)
-	if h.Exit {
-		v = append(v, ",e,"...)
+	a.buf = append(a.buf, a.call...)
+	a.buf = strconv.AppendFloat(a.buf, float64(d.Confidence), 'g', 4, 32)
+	if d.Exit {
+		a.buf = append(a.buf, ",e,"...)
 	} else {
-		v = append(v, ",f,"...)
+		a.buf = append(a.buf, ",f,"...)
 	}
-	v = strconv.AppendInt(v, h.FetchedAt.UnixMilli(), 10)
-	v = append(v, ',')
-	v = strconv.AppendInt(v, h.KafkaWait.Microseconds(), 10)
-	v = append(v, ',')
-	return strconv.AppendInt(v, h.Service.Microseconds(), 10)
+	a.buf = strconv.AppendInt(a.buf, d.FetchedAt.UnixMilli(), 10)
+	a.buf = append(a.buf, ',')
+	a.buf = strconv.AppendInt(a.buf, d.KafkaWait.Microseconds(), 10)
+	a.buf = append(a.buf, ',')
+	a.buf = strconv.AppendInt(a.buf, d.Service.Microseconds(), 10)
+	// The value's capacity ends with it: a later record's hop, appended
+	// to the buffer, never writes into it.
+	v := a.buf[start:len(a.buf):len(a.buf)]
+	rec.Headers = append(rec.Headers, kgo.RecordHeader{Key: HeaderHops, Value: v})
 }
 
 // cutField bounds an escaped field to maxFieldBytes, not inside an escape.

@@ -9,8 +9,13 @@ import (
 )
 
 func hopOf(tier string, exit bool) Hop {
-	return Hop{Tier: tier, Replica: "127.0.0.1:40123", Model: "0123456789ab", Confidence: 0.9731, Exit: exit,
-		FetchedAt: time.UnixMilli(1765107000123).UTC(), KafkaWait: 1234 * time.Microsecond, Service: 5678 * time.Microsecond}
+	return Hop{Tier: tier, Replica: "127.0.0.1:40123", Model: "0123456789ab", HopDecision: HopDecision{Confidence: 0.9731, Exit: exit,
+		FetchedAt: time.UnixMilli(1765107000123).UTC(), KafkaWait: 1234 * time.Microsecond, Service: 5678 * time.Microsecond}}
+}
+
+// addHop adds h to rec as a call's HopAppender does.
+func addHop(rec, from *kgo.Record, carry bool, h *Hop) {
+	NewHopAppender(h.Tier, h.Replica, h.Model, 1).Add(rec, from, carry, &h.HopDecision)
 }
 
 // TestHopsCarriedAndRead: each tier's hop is added after those of the
@@ -19,9 +24,9 @@ func TestHopsCarriedAndRead(t *testing.T) {
 	in := &kgo.Record{}
 	edge, fog := hopOf("edge", false), hopOf("fog", true)
 	fwd := &kgo.Record{}
-	AddHop(fwd, in, true, &edge)
+	addHop(fwd, in, true, &edge)
 	res := &kgo.Record{}
-	AddHop(res, fwd, true, &fog)
+	addHop(res, fwd, true, &fog)
 	hs, err := ReadHops(res)
 	if err != nil {
 		t.Fatal(err)
@@ -40,7 +45,7 @@ func TestHopsBounded(t *testing.T) {
 	for i := range MaxHops + 3 {
 		next := &kgo.Record{}
 		h := hopOf(strings.Repeat("t", i+1), false)
-		AddHop(next, rec, true, &h)
+		addHop(next, rec, true, &h)
 		rec = next
 	}
 	hs, err := ReadHops(rec)
@@ -63,7 +68,7 @@ func TestHopsBounded(t *testing.T) {
 		out := &kgo.Record{}
 		h := hopOf("edge", true)
 		h.Replica = strings.Repeat("r,", 100)
-		AddHop(out, tc.from, tc.carry, &h)
+		addHop(out, tc.from, tc.carry, &h)
 		hs, err := ReadHops(out)
 		if err != nil {
 			t.Fatalf("%s: %v", name, err)
@@ -85,16 +90,46 @@ func TestReadHopsRefusesDamage(t *testing.T) {
 	}
 }
 
-// BenchmarkAddHop: the hop a connector adds to a record its decision
-// becomes, after the one the record it read carried.
+// BenchmarkAddHop: the hops a connector adds to the 64 records the
+// decisions of one call become, each after the hop the record it read
+// carried.
 func BenchmarkAddHop(b *testing.B) {
 	from := &kgo.Record{}
 	first := hopOf("edge", false)
-	AddHop(from, &kgo.Record{}, false, &first)
+	addHop(from, &kgo.Record{}, false, &first)
 	h := hopOf("fog", true)
+	recs := make([]kgo.Record, 64)
 	b.ReportAllocs()
 	for b.Loop() {
-		rec := &kgo.Record{Headers: make([]kgo.RecordHeader, 0, 4)}
-		AddHop(rec, from, true, &h)
+		a := NewHopAppender(h.Tier, h.Replica, h.Model, len(recs))
+		for i := range recs {
+			recs[i].Headers = recs[i].Headers[:0]
+			a.Add(&recs[i], from, true, &h.HopDecision)
+		}
+	}
+}
+
+// TestHopAppenderKeepsValuesApart: the records of one call share the
+// appender's buffer, yet each keeps its own hops, also when the buffer
+// grows.
+func TestHopAppenderKeepsValuesApart(t *testing.T) {
+	a := NewHopAppender("fog", "127.0.0.1:1", "m", 1)
+	var recs []*kgo.Record
+	for i := range 20 {
+		from := &kgo.Record{}
+		prior := hopOf(strings.Repeat("e", i+1), false)
+		addHop(from, nil, false, &prior)
+		rec := &kgo.Record{}
+		a.Add(rec, from, true, &HopDecision{Confidence: float32(i), Exit: true})
+		recs = append(recs, rec)
+	}
+	for i, rec := range recs {
+		hs, err := ReadHops(rec)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(hs) != 2 || hs[0].Tier != strings.Repeat("e", i+1) || hs[1].Tier != "fog" || hs[1].Confidence != float32(i) {
+			t.Errorf("record %d: hops %+v", i, hs)
+		}
 	}
 }

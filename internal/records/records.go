@@ -81,7 +81,7 @@ func Forward(d Destination, m *wire.Message, t wire.EncodedTensor) (*kgo.Record,
 	return d.record(m.Device, v, messageHeaders(wire.Binary, m.ID)...), nil
 }
 
-// messageHeaders leaves room for the route and the hops (AddHop), so that
+// messageHeaders leaves room for the route and the hops (HopAppender), so that
 // adding them does not copy the headers.
 func messageHeaders(enc wire.Encoding, id string) []kgo.RecordHeader {
 	return append(make([]kgo.RecordHeader, 0, 4),
@@ -107,6 +107,6 @@ func Result(d Destination, r *wire.Result) (*kgo.Record, error) {
 	if err != nil {
 		return nil, err
 	}
-	// Room for the route and the hops (AddHop).
+	// Room for the route and the hops (HopAppender).
 	return d.record(r.Device, v, make([]kgo.RecordHeader, 0, 2)...), nil
 }
