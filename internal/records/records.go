@@ -1,8 +1,9 @@
 // Package records builds and reads every Kafka record ddnn writes:
 // message records (a tier's input, an uplink queue's messages), result
-// records, dead letters, and where a record goes from a site
-// (Destination). Funnels, connectors and the monolith all write through
-// it, so a record reads the same whoever wrote it.
+// records, dead letters, the provenance of a message's hops
+// (HeaderHops), and where a record goes from a site (Destination).
+// Funnels, connectors and the monolith all write through it, so a record
+// reads the same whoever wrote it.
 package records
 
 import (
