@@ -232,10 +232,11 @@ func fallbackID(topic string, partition int32, offset int64) string {
 }
 
 // latest is the record found furthest along the pipeline: by the tier it
-// is at or on its way to (results last), then the newest. A dead letter
-// and a record of its replay are at the same tier: the newer wins.
-// Results are not among the candidates. ok is false when nothing but
-// results was found.
+// is at or on its way to (results last), then the newest, then a dead
+// letter before the record it parks, written in the same millisecond. A
+// dead letter and a record of its replay are at the same tier: the newer
+// wins. Results are not among the candidates. ok is false when nothing
+// but results was found.
 func (s *search) latest() (found, bool) {
 	var best found
 	bestAt, ok := -1, false
@@ -244,7 +245,16 @@ func (s *search) latest() (found, bool) {
 			continue
 		}
 		at := s.at(f)
-		if !ok || at > bestAt || (at == bestAt && f.rec.Timestamp.After(best.rec.Timestamp)) {
+		later := at > bestAt
+		if at == bestAt {
+			switch t := f.rec.Timestamp.Compare(best.rec.Timestamp); {
+			case t > 0:
+				later = true
+			case t == 0:
+				later = f.dead != nil && best.dead == nil
+			}
+		}
+		if !ok || later {
 			best, bestAt, ok = f, at, true
 		}
 	}
