@@ -224,6 +224,8 @@ type item struct {
 	result *wire.Result // an uplink's result record
 	// attempts counts the failures charged to the record (see invoke).
 	attempts int
+	// fetched is when the poll that fetched rec returned.
+	fetched time.Time
 }
 
 // Run consumes until ctx ends, then stops gracefully, in order: stop

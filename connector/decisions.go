@@ -42,6 +42,10 @@ type decisionWriter struct {
 	results, forwards records.Destination
 	maxBytes          int // kafka.max_record_bytes
 	now               func() time.Time
+	// carryHops says whether the hops the read records carry
+	// (records.HeaderHops) are carried on: not on the first tier, whose
+	// records devices may produce with any headers.
+	carryHops bool
 }
 
 // newDecisionWriter writes the decisions of tier, the i-th, on site: its
@@ -49,11 +53,12 @@ type decisionWriter struct {
 func newDecisionWriter(site *pipeline.SiteView, tier string, i int) *decisionWriter {
 	p := site.Pipeline
 	w := &decisionWriter{
-		tier:     tier,
-		enc:      p.Encoding(),
-		results:  records.DestinationOf(p, site.Name, ""),
-		maxBytes: site.Kafka.MaxRecordBytes,
-		now:      time.Now,
+		tier:      tier,
+		enc:       p.Encoding(),
+		results:   records.DestinationOf(p, site.Name, ""),
+		maxBytes:  site.Kafka.MaxRecordBytes,
+		now:       time.Now,
+		carryHops: i > 0,
 	}
 	if !p.Last(i) {
 		w.next = p.Tiers[i+1].Name
@@ -62,12 +67,11 @@ func newDecisionWriter(site *pipeline.SiteView, tier string, i int) *decisionWri
 	return w
 }
 
-// write reads answer, the decisions for batch, whose call was sent at
-// sent, and returns what becomes of each record. An answer that does not
-// read, or whose decisions are not batch's in order, is an error: the
-// function failed the call.
-func (w *decisionWriter) write(batch []item, answer []byte, sent time.Time) ([]settled, error) {
-	ds, fwds, err := w.decode(answer)
+// write reads answer, the decisions for batch, and returns what becomes
+// of each record. An answer that does not read, or whose decisions are
+// not batch's in order, is an error: the function failed the call.
+func (w *decisionWriter) write(batch []item, answer reply) ([]settled, error) {
+	ds, fwds, err := w.decode(answer.body)
 	if err != nil {
 		return nil, fmt.Errorf("answer: %w", err)
 	}
@@ -79,7 +83,8 @@ func (w *decisionWriter) write(batch []item, answer []byte, sent time.Time) ([]s
 			return nil, fmt.Errorf("answer: decision %d is for message %q, not %q", i, ds[i].ID, batch[i].msg.ID)
 		}
 	}
-	hop := wire.Hop{Tier: w.tier, At: sent.UTC()}
+	hop := wire.Hop{Tier: w.tier, At: answer.sent.UTC()}
+	hops := records.NewHopAppender(w.tier, answer.replica, answer.model, len(batch))
 	exitedAt := w.now().UTC()
 	out := make([]settled, len(batch))
 	for i := range ds {
@@ -87,7 +92,7 @@ func (w *decisionWriter) write(batch []item, answer []byte, sent time.Time) ([]s
 		if fwds != nil {
 			fwd = fwds[i]
 		}
-		out[i] = w.record(&batch[i], &ds[i], fwd, hop, exitedAt)
+		out[i] = w.record(&batch[i], &ds[i], fwd, hop, exitedAt, &answer, hops)
 	}
 	return out, nil
 }
@@ -106,8 +111,9 @@ func (w *decisionWriter) decode(answer []byte) (ds []wire.Decision, fwds []wire.
 // record is what message it becomes after decision d, whose forward
 // tensor is fwd when left encoded: a result record, a message record for
 // the next tier, or a fault when the record would not encode or fit, or
-// the last tier forwarded.
-func (w *decisionWriter) record(it *item, d *wire.Decision, fwd wire.EncodedTensor, hop wire.Hop, exitedAt time.Time) settled {
+// the last tier forwarded. The record carries the hop's provenance, the
+// call's (hops) with d and answer's times.
+func (w *decisionWriter) record(it *item, d *wire.Decision, fwd wire.EncodedTensor, hop wire.Hop, exitedAt time.Time, answer *reply, hops *records.HopAppender) settled {
 	out := settled{src: it.rec}
 	m := it.msg
 	m.Hops = append(m.Hops[:len(m.Hops):len(m.Hops)], hop)
@@ -135,6 +141,10 @@ func (w *decisionWriter) record(it *item, d *wire.Decision, fwd wire.EncodedTens
 	if err != nil {
 		return settled{src: it.rec, fault: "unencodable decision: " + err.Error()}
 	}
+	hops.Add(out.rec, it.rec, w.carryHops, &records.HopDecision{
+		Confidence: d.Confidence, Exit: d.Exit,
+		FetchedAt: it.fetched, KafkaWait: max(it.fetched.Sub(it.rec.Timestamp), 0), Service: answer.took,
+	})
 	if n := kafka.RecordSize(out.rec); n > w.maxBytes {
 		return settled{src: it.rec, fault: fmt.Sprintf("decision record of %d bytes (%s) over kafka.max_record_bytes %d", n, out.kind, w.maxBytes)}
 	}

@@ -15,6 +15,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
+	"github.com/ddnn-continuum/ddnn/internal/httpapi"
 	"github.com/ddnn-continuum/ddnn/internal/records"
 	"github.com/ddnn-continuum/ddnn/internal/testsupport"
 	"github.com/ddnn-continuum/ddnn/internal/wire"
@@ -47,9 +48,33 @@ func newDecidingReplica(t *testing.T, tier string, decide func(m *wire.Message) 
 			return
 		}
 		w.Header().Set("Content-Type", wire.ContentTypeBinary)
+		w.Header().Set(httpapi.HeaderModel, testModel)
 		w.Write(out)
 	}))
 	return f
+}
+
+// testModel is the model digest newDecidingReplica's answers name.
+const testModel = "0123456789ab"
+
+// checkHop checks that rec carries one hop (records.HeaderHops) of tier
+// by rep, with the decision and confidence d, fetched after before.
+func checkHop(t *testing.T, rec *kgo.Record, tier string, rep *fakeReplica, d wire.Decision, before time.Time) {
+	t.Helper()
+	hs, err := records.ReadHops(rec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(hs) != 1 {
+		t.Fatalf("record %s/%d carries hops %+v, want one", rec.Topic, rec.Offset, hs)
+	}
+	h := hs[0]
+	if h.Tier != tier || "http://"+h.Replica != rep.srv.URL || h.Model != testModel || h.Exit != d.Exit || h.Confidence != d.Confidence {
+		t.Errorf("hop %+v, want tier %s, replica %s, model %s, exit %v, confidence %v", h, tier, rep.srv.URL, testModel, d.Exit, d.Confidence)
+	}
+	if h.FetchedAt.Before(before.Truncate(time.Millisecond)) || h.KafkaWait < 0 || h.Service <= 0 {
+		t.Errorf("hop %+v: fetched before the test produced, or no service time", h)
+	}
 }
 
 // exitOrForward exits messages whose last sample byte is even and
@@ -83,9 +108,10 @@ func TestDecisionsGoWhereTheyBelong(t *testing.T) {
 		if res.Tier != "edge" || res.Label != "b" || len(res.Hops) != 1 || res.Hops[0].Tier != "edge" || res.Hops[0].At.Before(before.Add(-time.Second)) || res.ExitedAt.Before(res.Hops[0].At) {
 			t.Errorf("result %+v", res)
 		}
-		if len(r.Headers) != 0 {
-			t.Errorf("result %s carries headers %v, want none on its own site", res.ID, r.Headers)
+		if len(r.Headers) != 1 {
+			t.Errorf("result %s carries headers %v, want its hops alone on its own site", res.ID, r.Headers)
 		}
+		checkHop(t, r, "edge", rep, wire.Decision{Exit: true, Confidence: 0.9}, before)
 	}
 	fwds := consumeAll(t, e, "t.cloud.in", 20)
 	for _, r := range fwds {
@@ -96,6 +122,7 @@ func TestDecisionsGoWhereTheyBelong(t *testing.T) {
 		if m.Route != "cloud" || len(m.Hops) != 1 || m.Hops[0].Tier != "edge" || m.Tensor.DType != wire.Float32 || m.Tensor.Len() != 2 {
 			t.Errorf("forward %+v", m)
 		}
+		checkHop(t, r, "edge", rep, wire.Decision{Confidence: 0.2}, before)
 	}
 	if n := testutil.ToFloat64(c.m.decisionRecords.WithLabelValues(kindResults)); n != 20 {
 		t.Errorf("results counted %v, want 20", n)

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/ddnn-continuum/ddnn/internal/httpapi"
 	"github.com/ddnn-continuum/ddnn/internal/wire"
 )
 
@@ -60,8 +61,9 @@ func (c *Connector) invoke(r *replica, batch []item) {
 			}
 		}
 		start := time.Now()
-		status, body, err := c.call(r, call)
-		c.m.invocationSeconds.Observe(time.Since(start).Seconds())
+		status, body, model, err := c.call(r, call)
+		took := time.Since(start)
+		c.m.invocationSeconds.Observe(took.Seconds())
 		c.m.batchSize.Observe(float64(len(batch)))
 		healthy := err == nil && status < 500
 		delivered := err == nil && status/100 == 2
@@ -70,7 +72,7 @@ func (c *Connector) invoke(r *replica, batch []item) {
 		last, r = r, nil
 		var badAnswer error
 		if delivered {
-			ss, aerr := c.t.accepted(call, batch, body, start)
+			ss, aerr := c.t.accepted(call, batch, reply{body: body, sent: start, took: took, replica: last.host, model: model})
 			if aerr == nil {
 				c.m.invocations.WithLabelValues(outcomeOK).Inc()
 				c.settle(ss)
@@ -235,22 +237,23 @@ func (c *Connector) dropUnencodable(batch []item) []item {
 	return rest
 }
 
-// call posts req to r.
-func (c *Connector) call(r *replica, req request) (int, []byte, error) {
+// call posts req to r: the answer's status and body, and the model the
+// replica said it ran (httpapi.HeaderModel).
+func (c *Connector) call(r *replica, req request) (status int, body []byte, model string, err error) {
 	ctx, cancel := context.WithTimeout(c.work, c.conn.RequestTimeout)
 	defer cancel()
 	hr, err := http.NewRequestWithContext(ctx, http.MethodPost, r.url+req.path, bytes.NewReader(req.body))
 	if err != nil {
-		return 0, nil, err
+		return 0, nil, "", err
 	}
 	hr.Header.Set("Content-Type", req.contentType)
 	resp, err := c.http.Do(hr)
 	if err != nil {
-		return 0, nil, err
+		return 0, nil, "", err
 	}
 	defer resp.Body.Close()
-	out, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
-	return resp.StatusCode, out, err
+	body, err = io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	return resp.StatusCode, body, resp.Header.Get(httpapi.HeaderModel), err
 }
 
 // backoff is the delay before attempt (1-based): base doubled per attempt up

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -50,12 +51,14 @@ func (c *Connector) poll(ctx context.Context, items chan<- item) error {
 		}
 		c.cl.AllowRebalance()
 		c.m.fetchedRecs.Add(float64(len(recs)))
+		fetched := time.Now()
 		for _, r := range recs {
 			it, err := c.t.decode(r)
 			if err != nil {
 				c.deadLetter(r, records.DecodeFailure(err))
 				continue
 			}
+			it.fetched = fetched
 			select {
 			case items <- it:
 			case <-ctx.Done():

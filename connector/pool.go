@@ -2,13 +2,17 @@ package connector
 
 import (
 	"context"
+	"net/url"
 	"sync"
 	"time"
 )
 
 // replica is one inference replica as the connector sees it.
 type replica struct {
-	url         string
+	url string
+	// host is url's host:port, what a hop names the replica by
+	// (records.Hop).
+	host        string
 	outstanding int
 	// removed replicas get no new calls and leave the pool once their
 	// outstanding calls finish.
@@ -20,6 +24,14 @@ type replica struct {
 	// lastSuccess is the pool's successes count right after this
 	// replica's last call answered 200 (0: none yet).
 	lastSuccess uint64
+}
+
+func newReplica(u string) *replica {
+	host := u
+	if pu, err := url.Parse(u); err == nil && pu.Host != "" {
+		host = pu.Host
+	}
+	return &replica{url: u, host: host}
 }
 
 // pool spreads invocations over replicas: least outstanding requests first,
@@ -42,7 +54,7 @@ type pool struct {
 func newPool(urls []string, limit int) *pool {
 	p := &pool{limit: limit, wake: make(chan struct{}), up: make(chan struct{})}
 	for _, u := range urls {
-		p.reps = append(p.reps, &replica{url: u})
+		p.reps = append(p.reps, newReplica(u))
 	}
 	return p
 }
@@ -220,7 +232,7 @@ func (p *pool) update(urls []string) (added, removed int) {
 	}
 	for _, u := range urls {
 		if have[u] == nil {
-			p.reps = append(p.reps, &replica{url: u})
+			p.reps = append(p.reps, newReplica(u))
 			added++
 		}
 	}

@@ -24,9 +24,9 @@ type target interface {
 	// An error is the records' fault (they cannot be encoded).
 	request(batch []item) (request, error)
 	// accepted reads the answer of a call the peer accepted (2xx) for
-	// batch, sent at sent, and says what becomes of each record. An error
-	// is the answer's fault: the call failed.
-	accepted(call request, batch []item, answer []byte, sent time.Time) ([]settled, error)
+	// batch and says what becomes of each record. An error is the
+	// answer's fault: the call failed.
+	accepted(call request, batch []item, answer reply) ([]settled, error)
 	// chargeable says whether a failed call may be charged to its
 	// records (see invoke): a model may fail on a record, a funnel that
 	// fails is down.
@@ -48,6 +48,17 @@ type target interface {
 type request struct {
 	path, contentType string
 	body              []byte
+}
+
+// reply is a call's answer: its body, when the call was sent and how long
+// it took, the replica that answered (host:port) and the model it said it
+// ran (httpapi.HeaderModel).
+type reply struct {
+	body    []byte
+	sent    time.Time
+	took    time.Duration
+	replica string
+	model   string
 }
 
 // tierTarget invokes a tier's inference replicas with batches of messages.
@@ -76,8 +87,8 @@ func (t *tierTarget) request(batch []item) (request, error) {
 }
 
 // accepted: the function answered its decisions, which become records.
-func (t *tierTarget) accepted(_ request, batch []item, answer []byte, sent time.Time) ([]settled, error) {
-	return t.decisions.write(batch, answer, sent)
+func (t *tierTarget) accepted(_ request, batch []item, answer reply) ([]settled, error) {
+	return t.decisions.write(batch, answer)
 }
 
 func (*tierTarget) chargeable() bool   { return true }

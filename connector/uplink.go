@@ -3,7 +3,6 @@ package connector
 import (
 	"errors"
 	"fmt"
-	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -115,7 +114,7 @@ func (t *uplinkTarget) request(batch []item) (request, error) {
 }
 
 // accepted: the remote funnel wrote the records; they are done.
-func (t *uplinkTarget) accepted(call request, batch []item, _ []byte, _ time.Time) ([]settled, error) {
+func (t *uplinkTarget) accepted(call request, batch []item, _ reply) ([]settled, error) {
 	t.links.bytes.Add(float64(len(call.body)))
 	t.links.messages.Add(float64(len(batch)))
 	ss := make([]settled, len(batch))

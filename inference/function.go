@@ -314,6 +314,7 @@ func (f *Function) serveInfer(w http.ResponseWriter, r *http.Request) {
 	f.m.request(f.tier.Name, outcomeOK)
 	w.Header().Set("Content-Type", enc.ContentType())
 	w.Header().Set("Content-Length", strconv.Itoa(len(out)))
+	w.Header().Set(httpapi.HeaderModel, sess.Model)
 	w.Write(out)
 }
 

@@ -2,12 +2,15 @@ package inference
 
 import (
 	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"io"
 	"log/slog"
 	"math"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -72,6 +75,23 @@ func imageMessages(t testing.TB, n int) []wire.Message {
 	return msgs
 }
 
+// modelSHA is the first 12 hex digits of the sha256 of tier's model in
+// the shipped pipeline.
+func modelSHA(t testing.TB, tier string) string {
+	t.Helper()
+	p := shipped(t)
+	tr, _, err := p.Tier(tier)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile(p.ModelPath(tr))
+	if err != nil {
+		t.Fatal(err)
+	}
+	sum := sha256.Sum256(b)
+	return hex.EncodeToString(sum[:])[:12]
+}
+
 // TestInferBothEncodings sends the same batch as JSON and as binary and
 // expects the same per-sample decisions, in the encoding of the request.
 func TestInferBothEncodings(t *testing.T) {
@@ -86,6 +106,9 @@ func TestInferBothEncodings(t *testing.T) {
 		}
 		if ct := resp.Header.Get("Content-Type"); ct != enc.ContentType() {
 			t.Errorf("response content type %q, want %q", ct, enc.ContentType())
+		}
+		if got, want := resp.Header.Get(httpapi.HeaderModel), modelSHA(t, "edge"); got != want {
+			t.Errorf("answer names model %q, want %q (the sha256 prefix of the edge model)", got, want)
 		}
 		ds, err := wire.DecodeDecisions(enc, body)
 		if err != nil {

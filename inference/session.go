@@ -1,7 +1,11 @@
 package inference
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
+	"io"
+	"os"
 	"slices"
 
 	ort "github.com/yalue/onnxruntime_go"
@@ -27,6 +31,9 @@ type Session struct {
 	// tier); ForwardLen its element count.
 	ForwardShape []int64
 	ForwardLen   int
+	// Model is the first 12 hex digits of the model file's sha256, which
+	// the function names in its answers (httpapi.HeaderModel).
+	Model string
 
 	inputLen int
 	outputs  int // 1 (exit) or 2 (exit, forward)
@@ -125,6 +132,10 @@ func NewSession(p *pipeline.Pipeline, i int, opts SessionOptions) (*Session, err
 	if err != nil {
 		return nil, err
 	}
+	digest, err := modelDigest(path)
+	if err != nil {
+		return nil, fmt.Errorf("tier %q: %w", t.Name, err)
+	}
 	outNames := []string{h.Exit.Name}
 	if h.Forward != nil {
 		outNames = append(outNames, h.Forward.Name)
@@ -155,6 +166,7 @@ func NewSession(p *pipeline.Pipeline, i int, opts SessionOptions) (*Session, err
 		InputShape: PerSample(h.Input.Shape),
 		Classes:    int(h.Exit.Shape[1]),
 		outputs:    len(outNames),
+		Model:      digest,
 	}
 	s.inputLen = Elements(s.InputShape)
 	if h.Forward != nil {
@@ -162,6 +174,20 @@ func NewSession(p *pipeline.Pipeline, i int, opts SessionOptions) (*Session, err
 		s.ForwardLen = Elements(s.ForwardShape)
 	}
 	return s, nil
+}
+
+// modelDigest is the first 12 hex digits of the sha256 of the file at path.
+func modelDigest(path string) (string, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return "", fmt.Errorf("model: %w", err)
+	}
+	defer f.Close()
+	h := sha256.New()
+	if _, err := io.Copy(h, f); err != nil {
+		return "", fmt.Errorf("model %s: %w", path, err)
+	}
+	return hex.EncodeToString(h.Sum(nil))[:12], nil
 }
 
 // InputLen is the element count of one sample's input.

@@ -19,6 +19,7 @@ import (
 	"github.com/ddnn-continuum/ddnn/internal/certs"
 	"github.com/ddnn-continuum/ddnn/internal/command"
 	"github.com/ddnn-continuum/ddnn/internal/dlq"
+	"github.com/ddnn-continuum/ddnn/internal/inspect"
 	"github.com/ddnn-continuum/ddnn/internal/kafka"
 	"github.com/ddnn-continuum/ddnn/internal/monolith"
 	"github.com/ddnn-continuum/ddnn/internal/results"
@@ -49,6 +50,7 @@ Commands:
   uplink         ship one site's queue for another site to that site's funnel
   inference      serve one tier's inference function over HTTP
   scaler         run the replica manager alone: replicas per tier, scaled by lag
+  inspect        one message's path: ingest, each tier's hop, its result, or where it waits or was dead-lettered
   dlq list       a tier's dead letters by kind of reason, with counts (show: each, with its source and reason; replay)
   devices        add, list or revoke device credentials (auth.devices_file); psk, psk-key: DTLS keys
   token          print a new service token (auth.service_token_file)
@@ -115,6 +117,8 @@ func dispatch(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return auth.DevicesCommand(args[1:], stdout, stderr)
 	case "dlq":
 		return runDLQ(ctx, args[1:], stdout, stderr)
+	case "inspect":
+		return inspect.Main(ctx, args[1:], stdout, stderr)
 	case "token":
 		return auth.TokenCommand(args[1:], stdout, stderr)
 	case "broker":
@@ -134,7 +138,7 @@ func dispatch(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 }
 
 // commands are the names dispatch knows, for suggestions.
-var commands = []string{"up", "results", "status", "bench", "monolith", "models", "broker", "funnel", "connector",
+var commands = []string{"up", "results", "status", "inspect", "bench", "monolith", "models", "broker", "funnel", "connector",
 	"uplink", "inference", "scaler", "dlq", "devices", "token", "certs", "version", "help"}
 
 // runModels runs ddnn models check or eval.

@@ -66,6 +66,11 @@ func TestUsageErrors(t *testing.T) {
 		{[]string{"models", "check", "--nope"}, 2, "flag provided but not defined: -nope"},
 		{[]string{"help"}, 0, ""},
 		{[]string{"models", "check", "-h"}, 0, "Usage: ddnn models check"},
+		{[]string{"help", "inspect"}, 0, "Usage: ddnn inspect -f FILE ID"},
+		{[]string{"inspect", "-f", "deploy/pipeline.yaml"}, 2, "the message id is required"},
+		{[]string{"inspect", "a", "-f", "deploy/pipeline.yaml", "b"}, 2, `one message id at a time (got ["a" "b"])`},
+		{[]string{"inspect", "m1", "--since", "-1h", "--max-records", "0"}, 2, "--since -1h0m0s: must be positive; --max-records 0: must be at least 1"},
+		{[]string{"inspect", "m1", "--nope"}, 2, "flag provided but not defined: -nope"},
 	} {
 		t.Run(strings.Join(tc.args, " "), func(t *testing.T) {
 			code, _, stderr := run(t, tc.args...)

@@ -35,6 +35,10 @@ const (
 	PathStatusHistory = "/v1/status/history"
 )
 
+// HeaderModel is the header of an inference function's answer that names
+// the model it ran: the first 12 hex digits of the model file's sha256.
+const HeaderModel = "Ddnn-Model"
+
 // TierPath is the funnel route that takes a batch of messages for tier.
 func TierPath(tier string) string { return PathTiers + tier }
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"strings"
+	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -40,11 +41,20 @@ func ReadFetchLimits() []kgo.Opt {
 // how many partitions were not read to their end. Memory stays bounded
 // (ReadFetchLimits), whatever the topic holds.
 func Scan(ctx context.Context, k *pipeline.Kafka, topic string, visit func(*kgo.Record) bool) error {
+	return ScanSince(ctx, k, topic, time.Time{}, visit)
+}
+
+// ScanSince is Scan from each partition's first record written at or
+// after since (its timestamp); a zero since is Scan.
+func ScanSince(ctx context.Context, k *pipeline.Kafka, topic string, since time.Time, visit func(*kgo.Record) bool) error {
 	adm, err := NewClient(k, "scan", nil, nil)
 	if err != nil {
 		return fmt.Errorf("kafka client: %w", err)
 	}
 	starts, ends, err := TopicOffsets(ctx, kadm.NewClient(adm), topic)
+	if err == nil && !since.IsZero() {
+		err = startSince(ctx, kadm.NewClient(adm), topic, since, starts)
+	}
 	adm.Close()
 	if err != nil {
 		return fmt.Errorf("topic %s on %s: %w", topic, strings.Join(k.SeedBrokers(), ","), err)
@@ -87,6 +97,24 @@ func Scan(ctx context.Context, k *pipeline.Kafka, topic string, visit func(*kgo.
 			}
 		}
 	}
+	return nil
+}
+
+// startSince moves each partition's start in starts to its first record
+// written at or after since (its end when it has none).
+func startSince(ctx context.Context, adm *kadm.Client, topic string, since time.Time, starts map[int32]int64) error {
+	os, err := adm.ListOffsetsAfterMilli(ctx, since.UnixMilli(), topic)
+	if err == nil {
+		err = os.Error()
+	}
+	if err != nil {
+		return err
+	}
+	os.Each(func(o kadm.ListedOffset) {
+		if o.Offset >= 0 {
+			starts[o.Partition] = max(starts[o.Partition], o.Offset)
+		}
+	})
 	return nil
 }
 

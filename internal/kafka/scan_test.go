@@ -58,3 +58,43 @@ func TestScan(t *testing.T) {
 		t.Errorf("missing topic: %v, want an error naming it", err)
 	}
 }
+
+// TestScanSince: a scan since a time visits only the records written at
+// or after it, on every partition; since after every record visits none.
+func TestScanSince(t *testing.T) {
+	b, err := StartBroker("127.0.0.1:0", 2, []string{"t"}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	k := plainKafka(b.Addr())
+	cl := testsupport.KafkaClient(t, kgo.SeedBrokers(b.Addr()), kgo.RecordPartitioner(kgo.ManualPartitioner()))
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	cut := time.Now().Truncate(time.Millisecond)
+	for i := range 20 {
+		ts := cut.Add(-time.Hour)
+		if i >= 12 {
+			ts = cut.Add(time.Duration(i) * time.Millisecond)
+		}
+		if err := cl.ProduceSync(ctx, &kgo.Record{Topic: "t", Partition: int32(i % 2), Timestamp: ts, Value: []byte(strconv.Itoa(i))}).FirstErr(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var got []string
+	if err := ScanSince(ctx, &k, "t", cut, func(r *kgo.Record) bool { got = append(got, string(r.Value)); return true }); err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 8 {
+		t.Errorf("since the cut: visited %q, want the 8 records written after it", got)
+	}
+	for _, v := range got {
+		if n, _ := strconv.Atoi(v); n < 12 {
+			t.Errorf("visited record %s, written before the cut", v)
+		}
+	}
+	n := 0
+	if err := ScanSince(ctx, &k, "t", cut.Add(time.Hour), func(*kgo.Record) bool { n++; return true }); err != nil || n != 0 {
+		t.Errorf("since after every record: visited %d (%v), want none", n, err)
+	}
+}

@@ -1,8 +1,9 @@
 // Package records builds and reads every Kafka record ddnn writes:
 // message records (a tier's input, an uplink queue's messages), result
-// records, dead letters, and where a record goes from a site
-// (Destination). Funnels, connectors and the monolith all write through
-// it, so a record reads the same whoever wrote it.
+// records, dead letters, the provenance of a message's hops
+// (HeaderHops), and where a record goes from a site (Destination).
+// Funnels, connectors and the monolith all write through it, so a record
+// reads the same whoever wrote it.
 package records
 
 import (
@@ -81,11 +82,13 @@ func Forward(d Destination, m *wire.Message, t wire.EncodedTensor) (*kgo.Record,
 	return d.record(m.Device, v, messageHeaders(wire.Binary, m.ID)...), nil
 }
 
+// messageHeaders leaves room for the route and the hops (HopAppender), so that
+// adding them does not copy the headers.
 func messageHeaders(enc wire.Encoding, id string) []kgo.RecordHeader {
-	return []kgo.RecordHeader{
-		{Key: wire.HeaderEncoding, Value: []byte(enc.String())},
-		{Key: wire.HeaderID, Value: []byte(id)},
-	}
+	return append(make([]kgo.RecordHeader, 0, 4),
+		kgo.RecordHeader{Key: wire.HeaderEncoding, Value: []byte(enc.String())},
+		kgo.RecordHeader{Key: wire.HeaderID, Value: []byte(id)},
+	)
 }
 
 // SignDevice adds the signature of rec's device claim (wire.HeaderDeviceSig)
@@ -105,5 +108,6 @@ func Result(d Destination, r *wire.Result) (*kgo.Record, error) {
 	if err != nil {
 		return nil, err
 	}
-	return d.record(r.Device, v), nil
+	// Room for the route and the hops (HopAppender).
+	return d.record(r.Device, v, make([]kgo.RecordHeader, 0, 2)...), nil
 }

@@ -1,0 +1,135 @@
+package records
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+)
+
+func hopOf(tier string, exit bool) Hop {
+	return Hop{Tier: tier, Replica: "127.0.0.1:40123", Model: "0123456789ab", HopDecision: HopDecision{Confidence: 0.9731, Exit: exit,
+		FetchedAt: time.UnixMilli(1765107000123).UTC(), KafkaWait: 1234 * time.Microsecond, Service: 5678 * time.Microsecond}}
+}
+
+// addHop adds h to rec as a call's HopAppender does.
+func addHop(rec, from *kgo.Record, carry bool, h *Hop) {
+	NewHopAppender(h.Tier, h.Replica, h.Model, 1).Add(rec, from, carry, &h.HopDecision)
+}
+
+// TestHopsCarriedAndRead: each tier's hop is added after those of the
+// record it read, and reads back as written.
+func TestHopsCarriedAndRead(t *testing.T) {
+	in := &kgo.Record{}
+	edge, fog := hopOf("edge", false), hopOf("fog", true)
+	fwd := &kgo.Record{}
+	addHop(fwd, in, true, &edge)
+	res := &kgo.Record{}
+	addHop(res, fwd, true, &fog)
+	hs, err := ReadHops(res)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(hs) != 2 || hs[0] != edge || hs[1] != fog {
+		t.Fatalf("read %+v, want %+v then %+v", hs, edge, fog)
+	}
+	t.Logf("header of one hop: %d bytes (%q), two: %d", len(HeaderHops)+len(Header(fwd, HeaderHops)), Header(fwd, HeaderHops), len(HeaderHops)+len(Header(res, HeaderHops)))
+}
+
+// TestHopsBounded: the header keeps the last MaxHops hops, carries nothing
+// from a record it must not trust (carry false) or that is too long, and
+// bounds what a replica's address may add.
+func TestHopsBounded(t *testing.T) {
+	rec := &kgo.Record{}
+	for i := range MaxHops + 3 {
+		next := &kgo.Record{}
+		h := hopOf(strings.Repeat("t", i+1), false)
+		addHop(next, rec, true, &h)
+		rec = next
+	}
+	hs, err := ReadHops(rec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(hs) != MaxHops || hs[0].Tier != strings.Repeat("t", 4) || hs[MaxHops-1].Tier != strings.Repeat("t", MaxHops+3) {
+		t.Fatalf("kept %d hops from %q to %q, want the last %d", len(hs), hs[0].Tier, hs[len(hs)-1].Tier, MaxHops)
+	}
+	if n := len(Header(rec, HeaderHops)); n > maxHopsBytes {
+		t.Errorf("header of %d bytes over %d", n, maxHopsBytes)
+	}
+
+	forged := &kgo.Record{Headers: []kgo.RecordHeader{{Key: HeaderHops, Value: []byte("x,y,z,1,e,1,1,1")}}}
+	long := &kgo.Record{Headers: []kgo.RecordHeader{{Key: HeaderHops, Value: []byte(strings.Repeat("a", maxHopsBytes+1))}}}
+	for name, tc := range map[string]struct {
+		from  *kgo.Record
+		carry bool
+	}{"not carried": {forged, false}, "too long": {long, true}} {
+		out := &kgo.Record{}
+		h := hopOf("edge", true)
+		h.Replica = strings.Repeat("r,", 100)
+		addHop(out, tc.from, tc.carry, &h)
+		hs, err := ReadHops(out)
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		if len(hs) != 1 || hs[0].Tier != "edge" || len(hs[0].Replica) > maxFieldBytes {
+			t.Errorf("%s: read %+v, want edge's hop alone with a bounded replica", name, hs)
+		}
+	}
+}
+
+// TestReadHopsRefusesDamage: a header that does not read is an error
+// naming the hop and the field.
+func TestReadHopsRefusesDamage(t *testing.T) {
+	for _, v := range []string{"edge,r,m,0.5,e,1,2", "edge,r,m,NaN,e,1,2,3", "edge,r,m,0.5,x,1,2,3", "edge,r,m,0.5,e,now,2,3", "edge,r%zz,m,0.5,e,1,2,3"} {
+		r := &kgo.Record{Headers: []kgo.RecordHeader{{Key: HeaderHops, Value: []byte(v)}}}
+		if _, err := ReadHops(r); err == nil || !strings.Contains(err.Error(), "hop 0") {
+			t.Errorf("%q: err %v, want one naming hop 0", v, err)
+		}
+	}
+}
+
+// BenchmarkAddHop: the hops a connector adds to the 64 records the
+// decisions of one call become, each after the hop the record it read
+// carried.
+func BenchmarkAddHop(b *testing.B) {
+	from := &kgo.Record{}
+	first := hopOf("edge", false)
+	addHop(from, &kgo.Record{}, false, &first)
+	h := hopOf("fog", true)
+	recs := make([]kgo.Record, 64)
+	b.ReportAllocs()
+	for b.Loop() {
+		a := NewHopAppender(h.Tier, h.Replica, h.Model, len(recs))
+		for i := range recs {
+			recs[i].Headers = recs[i].Headers[:0]
+			a.Add(&recs[i], from, true, &h.HopDecision)
+		}
+	}
+}
+
+// TestHopAppenderKeepsValuesApart: the records of one call share the
+// appender's buffer, yet each keeps its own hops, also when the buffer
+// grows.
+func TestHopAppenderKeepsValuesApart(t *testing.T) {
+	a := NewHopAppender("fog", "127.0.0.1:1", "m", 1)
+	var recs []*kgo.Record
+	for i := range 20 {
+		from := &kgo.Record{}
+		prior := hopOf(strings.Repeat("e", i+1), false)
+		addHop(from, nil, false, &prior)
+		rec := &kgo.Record{}
+		a.Add(rec, from, true, &HopDecision{Confidence: float32(i), Exit: true})
+		recs = append(recs, rec)
+	}
+	for i, rec := range recs {
+		hs, err := ReadHops(rec)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(hs) != 2 || hs[0].Tier != strings.Repeat("e", i+1) || hs[1].Tier != "fog" || hs[1].Confidence != float32(i) {
+			t.Errorf("record %d: hops %+v", i, hs)
+		}
+	}
+}
