@@ -1,0 +1,32 @@
+package records
+
+import (
+	"context"
+	"testing"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+	"go.opentelemetry.io/otel/trace"
+
+	"github.com/ddnn-continuum/ddnn/internal/wire"
+)
+
+// TestTrace: a record carries its message's trace context as a W3C
+// traceparent header beside its own headers; writing it again replaces
+// it, and a record without one has none.
+func TestTrace(t *testing.T) {
+	rec := &kgo.Record{Headers: []kgo.RecordHeader{{Key: wire.HeaderID, Value: []byte("m1")}}}
+	if TraceOf(rec).IsValid() {
+		t.Fatal("trace context on a record without one")
+	}
+	for i, b := range []byte{1, 2} {
+		sc := trace.NewSpanContext(trace.SpanContextConfig{TraceID: trace.TraceID{b}, SpanID: trace.SpanID{b}, TraceFlags: trace.FlagsSampled})
+		SetTrace(trace.ContextWithSpanContext(context.Background(), sc), rec)
+		got := TraceOf(rec)
+		if got.TraceID() != sc.TraceID() || got.SpanID() != sc.SpanID() || !got.IsSampled() {
+			t.Errorf("write %d: read %v, want %v", i, got, sc)
+		}
+		if len(rec.Headers) != 2 || Header(rec, wire.HeaderID) != "m1" || Header(rec, HeaderTraceparent) == "" {
+			t.Errorf("write %d: headers %v", i, rec.Headers)
+		}
+	}
+}
