@@ -51,12 +51,14 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"go.opentelemetry.io/otel/attribute"
 	"golang.org/x/sync/errgroup"
 
 	"github.com/ddnn-continuum/ddnn/internal/auth"
 	"github.com/ddnn-continuum/ddnn/internal/httpapi"
 	"github.com/ddnn-continuum/ddnn/internal/kafka"
 	"github.com/ddnn-continuum/ddnn/internal/pipeline"
+	"github.com/ddnn-continuum/ddnn/internal/telemetry"
 	"github.com/ddnn-continuum/ddnn/internal/wire"
 )
 
@@ -98,6 +100,9 @@ type Config struct {
 	// nil registers nothing.
 	Registerer prometheus.Registerer
 	Logger     *slog.Logger
+	// Tracing traces each message's call and the records it becomes;
+	// nil: off.
+	Tracing *telemetry.Tracing
 }
 
 // Connector runs one tier's connector, or one link's uplink.
@@ -117,6 +122,11 @@ type Connector struct {
 	log                         *slog.Logger
 	http                        *http.Client
 	cl                          *kgo.Client
+	// tr traces (nil: off); a call's span per message is named
+	// spanName and carries spanAttrs.
+	tr        *telemetry.Tracing
+	spanName  string
+	spanAttrs []attribute.KeyValue
 
 	// inflight counts invocations, and decision and dead-letter produces,
 	// under way.
@@ -172,14 +182,16 @@ func New(cfg Config) (*Connector, error) {
 		tt.claims = cfg.Claims
 	}
 	return newConnector(cfg, &Connector{
-		site:     site,
-		t:        tt,
-		conn:     t.Connector,
-		name:     fmt.Sprintf("tier %q", t.Name),
-		topic:    p.InputTopic(t.Name),
-		group:    p.ConsumerGroup(t.Name),
-		dlq:      p.DLQTopic(t.Name),
-		clientID: "connector-" + t.Name,
+		site:      site,
+		t:         tt,
+		conn:      t.Connector,
+		name:      fmt.Sprintf("tier %q", t.Name),
+		topic:     p.InputTopic(t.Name),
+		group:     p.ConsumerGroup(t.Name),
+		dlq:       p.DLQTopic(t.Name),
+		clientID:  "connector-" + t.Name,
+		spanName:  "invoke " + t.Name,
+		spanAttrs: []attribute.KeyValue{telemetry.AttrTier.String(t.Name)},
 	}, prometheus.Labels{"tier": t.Name}), nil
 }
 
@@ -194,6 +206,7 @@ func newConnector(cfg Config, c *Connector, labels prometheus.Labels) *Connector
 		c.log = slog.New(slog.DiscardHandler)
 	}
 	c.cfg = cfg
+	c.tr = cfg.Tracing
 	c.offsets = NewOffsets()
 	c.pool = newPool(cfg.Replicas, c.conn.InFlightPerReplica)
 	c.replicasKnown.Store(cfg.ReplicasURL == "")
@@ -235,6 +248,7 @@ func (c *Connector) Run(ctx context.Context) error {
 	}
 	opts = append(opts, kafka.GroupConsumerOptions(c.group, c.topic)...)
 	opts = append(opts, kafka.ProducerOptions(&c.site.Kafka)...)
+	opts = append(opts, c.tr.KafkaOpts(c.clientID, c.group)...)
 	opts = append(opts,
 		kgo.OnPartitionsAssigned(c.onAssigned),
 		kgo.OnPartitionsRevoked(c.onRevoked),

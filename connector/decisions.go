@@ -190,7 +190,9 @@ func (c *Connector) produceDecision(s settled, attempt int) {
 		}
 		c.m.decisionRetries.Inc()
 		c.log.Warn("decision produce failed, retrying", "topic", s.rec.Topic, "source_partition", s.src.Partition, "source_offset", s.src.Offset, "attempt", attempt, "err", err)
-		s.rec = &kgo.Record{Topic: s.rec.Topic, Key: s.rec.Key, Value: s.rec.Value, Headers: s.rec.Headers}
+		// The retry continues the trace from the failed publish (tracing
+		// on); its context is bound to work either way.
+		s.rec = &kgo.Record{Topic: s.rec.Topic, Key: s.rec.Key, Value: s.rec.Value, Headers: s.rec.Headers, Context: s.rec.Context}
 		time.AfterFunc(backoff(c.conn.Backoff, c.conn.MaxBackoff, attempt), func() {
 			c.produceDecision(s, attempt+1)
 		})

@@ -10,6 +10,9 @@ import (
 	"strings"
 	"time"
 
+	"go.opentelemetry.io/otel/trace"
+
+	"github.com/ddnn-continuum/ddnn/internal/telemetry"
 	"github.com/ddnn-continuum/ddnn/internal/wire"
 )
 
@@ -60,7 +63,11 @@ func (c *Connector) invoke(r *replica, batch []item) {
 			}
 		}
 		start := time.Now()
-		status, body, err := c.call(r, call)
+		var spans []trace.Span
+		if c.tr.Enabled() {
+			spans = c.startCall(batch, r.url)
+		}
+		status, body, answered, err := c.call(r, call, spans)
 		c.m.invocationSeconds.Observe(time.Since(start).Seconds())
 		c.m.batchSize.Observe(float64(len(batch)))
 		healthy := err == nil && status < 500
@@ -71,6 +78,10 @@ func (c *Connector) invoke(r *replica, batch []item) {
 		var badAnswer error
 		if delivered {
 			ss, aerr := c.t.accepted(call, batch, body, start)
+			if spans != nil {
+				endCall(spans, status, aerr)
+				continueDecisions(c.work, ss, spans, answered)
+			}
 			if aerr == nil {
 				c.m.invocations.WithLabelValues(outcomeOK).Inc()
 				c.settle(ss)
@@ -78,6 +89,8 @@ func (c *Connector) invoke(r *replica, batch []item) {
 				continue
 			}
 			badAnswer = aerr
+		} else if spans != nil {
+			endCall(spans, status, err)
 		}
 		switch {
 		case err == nil && len(batch) > 1 && (status == http.StatusRequestEntityTooLarge || (c.t.refusesWhole() && refused(status))):
@@ -233,22 +246,30 @@ func (c *Connector) dropUnencodable(batch []item) []item {
 	return rest
 }
 
-// call posts req to r.
-func (c *Connector) call(r *replica, req request) (int, []byte, error) {
+// call posts req to r, with the trace context of each message's span
+// when tracing is on; answered are the contexts the peer answered for its
+// spans, one per message (telemetry.HeaderTraceparents), nil without.
+func (c *Connector) call(r *replica, req request, spans []trace.Span) (status int, body []byte, answered []trace.SpanContext, err error) {
 	ctx, cancel := context.WithTimeout(c.work, c.conn.RequestTimeout)
 	defer cancel()
 	hr, err := http.NewRequestWithContext(ctx, http.MethodPost, r.url+req.path, bytes.NewReader(req.body))
 	if err != nil {
-		return 0, nil, err
+		return 0, nil, nil, err
 	}
 	hr.Header.Set("Content-Type", req.contentType)
+	if spans != nil {
+		setCallTraces(hr.Header, spans)
+	}
 	resp, err := c.http.Do(hr)
 	if err != nil {
-		return 0, nil, err
+		return 0, nil, nil, err
 	}
 	defer resp.Body.Close()
+	if spans != nil {
+		answered = telemetry.Batch(resp.Header, len(spans))
+	}
 	out, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
-	return resp.StatusCode, out, err
+	return resp.StatusCode, out, answered, err
 }
 
 // backoff is the delay before attempt (1-based): base doubled per attempt up

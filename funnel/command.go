@@ -6,6 +6,7 @@ import (
 	"io"
 
 	"github.com/ddnn-continuum/ddnn/internal/command"
+	"github.com/ddnn-continuum/ddnn/internal/telemetry"
 )
 
 // Synopsis is ddnn funnel's usage line.
@@ -38,9 +39,14 @@ func (c *Command) Run(ctx context.Context, stdout, stderr io.Writer) error {
 	if _, err := c.OnSite(p, site); err != nil {
 		return err
 	}
+	tr, err := telemetry.Start(p.Telemetry, telemetry.Process{Pipeline: p.Name, Role: "funnel", Site: site}, log)
+	if err != nil {
+		return err
+	}
+	defer tr.Shutdown()
 	reg, wrapped := command.NewRegistry(p)
 	s, err := Start(ctx, p, Options{Site: site, Listen: c.Listen, DeliveryListen: c.DeliveryListen,
-		Registerer: wrapped, Gatherer: reg, Logger: log})
+		Registerer: wrapped, Gatherer: reg, Logger: log, Tracing: tr})
 	if err != nil {
 		return err
 	}

@@ -16,6 +16,7 @@ import (
 
 	"github.com/ddnn-continuum/ddnn/internal/httpapi"
 	"github.com/ddnn-continuum/ddnn/internal/pipeline"
+	"github.com/ddnn-continuum/ddnn/internal/telemetry"
 	"github.com/ddnn-continuum/ddnn/internal/wire"
 )
 
@@ -28,6 +29,10 @@ type Config struct {
 	Metrics *Metrics
 	// Logger, which should name the tier; nil discards.
 	Logger *slog.Logger
+	// Tracing records a span per traced message of each call; nil: off.
+	// ModelSHA names the model in them (onnx.FileSHA256).
+	Tracing  *telemetry.Tracing
+	ModelSHA string
 }
 
 // Function serves one tier over HTTP: a batch of messages in, one decision
@@ -39,6 +44,9 @@ type Function struct {
 	before []string // the names of the tiers before this one
 	m      *Metrics
 	log    *slog.Logger
+	tr     *telemetry.Tracing // nil: off
+	// modelSHA is the model file's sha256 prefix, for the spans.
+	modelSHA string
 
 	policy Policy
 	labels []string
@@ -98,14 +106,16 @@ func New(cfg Config) (*Function, error) {
 		return nil, fmt.Errorf("tier %q: %w", t.Name, err)
 	}
 	f := &Function{
-		p:      cfg.Pipeline,
-		tier:   t,
-		index:  i,
-		m:      cfg.Metrics,
-		log:    cfg.Logger,
-		policy: pol,
-		labels: cfg.Pipeline.Classes,
-		scale:  1,
+		p:        cfg.Pipeline,
+		tier:     t,
+		index:    i,
+		m:        cfg.Metrics,
+		log:      cfg.Logger,
+		tr:       cfg.Tracing,
+		modelSHA: cfg.ModelSHA,
+		policy:   pol,
+		labels:   cfg.Pipeline.Classes,
+		scale:    1,
 	}
 	if f.log == nil {
 		f.log = slog.New(slog.DiscardHandler)
@@ -218,6 +228,10 @@ func (f *Function) fail(w http.ResponseWriter, code int, outcome string, body wi
 }
 
 func (f *Function) serveInfer(w http.ResponseWriter, r *http.Request) {
+	var start time.Time
+	if f.tr.Enabled() {
+		start = time.Now()
+	}
 	if r.Method != http.MethodPost {
 		w.Header().Set("Allow", http.MethodPost)
 		f.fail(w, http.StatusMethodNotAllowed, outcomeMethod, wire.ErrorBody{Error: "use POST"})
@@ -311,6 +325,9 @@ func (f *Function) serveInfer(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	f.m.request(f.tier.Name, outcomeOK)
+	if f.tr.Enabled() {
+		f.traceDecisions(w, r, msgs, ds, start)
+	}
 	w.Header().Set("Content-Type", enc.ContentType())
 	w.Header().Set("Content-Length", strconv.Itoa(len(out)))
 	w.Write(out)
