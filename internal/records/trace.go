@@ -8,8 +8,8 @@ import (
 	"go.opentelemetry.io/otel/trace"
 )
 
-// Trace context travels with a message in its records' headers, as W3C
-// trace context (traceparent, tracestate) in the headers of those names:
+// Trace context travels with a message in its records' headers, as a W3C
+// traceparent in the header of that name:
 // the funnel's record for the first tier, each forward to the next tier,
 // each record of an uplink queue, the result and a dead letter continue
 // the trace of the message they carry. internal/telemetry's Kafka hooks
@@ -17,13 +17,48 @@ import (
 // off records carry none.
 const (
 	HeaderTraceparent = "traceparent"
-	HeaderTracestate  = "tracestate"
+	// HeaderTracestate is never written (TracePropagator).
+	HeaderTracestate = "tracestate"
 )
 
 // TracePropagator writes and reads trace context in record headers (and
-// in the HTTP headers of ddnn's calls): W3C trace context only, so that
-// no baggage a device sends travels on.
-var TracePropagator propagation.TextMapPropagator = propagation.TraceContext{}
+// in the HTTP headers of ddnn's calls and a device's ingest): the W3C
+// traceparent only, one header of 55 bytes. Neither baggage nor a
+// tracestate (up to 32 members of 512 bytes) a device sends travels on:
+// they would grow every record of the message's path by what the device
+// chose.
+var TracePropagator propagation.TextMapPropagator = traceparentOnly{}
+
+// traceparentOnly is W3C trace context without its tracestate.
+type traceparentOnly struct{}
+
+var w3c = propagation.TraceContext{}
+
+func (traceparentOnly) Inject(ctx context.Context, c propagation.TextMapCarrier) {
+	w3c.Inject(ctx, noTracestate{c})
+}
+
+func (traceparentOnly) Extract(ctx context.Context, c propagation.TextMapCarrier) context.Context {
+	return w3c.Extract(ctx, noTracestate{c})
+}
+
+func (traceparentOnly) Fields() []string { return []string{HeaderTraceparent} }
+
+// noTracestate hides and drops the tracestate of the carrier it wraps.
+type noTracestate struct{ propagation.TextMapCarrier }
+
+func (c noTracestate) Get(key string) string {
+	if key == HeaderTracestate {
+		return ""
+	}
+	return c.TextMapCarrier.Get(key)
+}
+
+func (c noTracestate) Set(key, value string) {
+	if key != HeaderTracestate {
+		c.TextMapCarrier.Set(key, value)
+	}
+}
 
 // TraceCarrier is rec's headers as the carrier of TracePropagator: Set
 // replaces a header of the key, Get reads the first.
