@@ -58,6 +58,7 @@ import (
 	"github.com/ddnn-continuum/ddnn/internal/httpapi"
 	"github.com/ddnn-continuum/ddnn/internal/kafka"
 	"github.com/ddnn-continuum/ddnn/internal/pipeline"
+	"github.com/ddnn-continuum/ddnn/internal/records"
 	"github.com/ddnn-continuum/ddnn/internal/telemetry"
 	"github.com/ddnn-continuum/ddnn/internal/wire"
 )
@@ -180,6 +181,11 @@ func New(cfg Config) (*Connector, error) {
 		// and claim to be any device.
 		tt.raw = &wire.RawInput{DType: p.Input.DType, Shape: p.Input.Shape}
 		tt.claims = cfg.Claims
+	}
+	if cfg.Tracing.Enabled() {
+		d := tt.decisions
+		d.maxBytes -= records.TraceHeaderBytes
+		d.limitNote = fmt.Sprintf(" (less %d bytes for the traceparent header)", records.TraceHeaderBytes)
 	}
 	return newConnector(cfg, &Connector{
 		site:      site,

@@ -13,7 +13,7 @@ import (
 // or the drain deadline passes, when rec stays uncommitted.
 func (c *Connector) deadLetter(rec *kgo.Record, reason string) {
 	reason = records.CutReason(reason)
-	dlq := records.DeadLetter(c.dlq, rec, reason, c.site.Kafka.MaxRecordBytes)
+	dlq := records.DeadLetter(c.dlq, rec, reason, c.recordLimit())
 	dlq.Context = c.deadLetterContext(rec)
 	c.inflight.Add(1)
 	c.produceDeadLetter(dlq, rec, reason, 1)

@@ -40,8 +40,10 @@ type decisionWriter struct {
 	next              string // "" on the last tier
 	enc               wire.Encoding
 	results, forwards records.Destination
-	maxBytes          int // kafka.max_record_bytes
+	maxBytes          int // kafka.max_record_bytes, less records.TraceHeaderBytes when tracing
 	now               func() time.Time
+	// limitNote says why maxBytes is under kafka.max_record_bytes.
+	limitNote string
 }
 
 // newDecisionWriter writes the decisions of tier, the i-th, on site: its
@@ -136,7 +138,7 @@ func (w *decisionWriter) record(it *item, d *wire.Decision, fwd wire.EncodedTens
 		return settled{src: it.rec, fault: "unencodable decision: " + err.Error()}
 	}
 	if n := kafka.RecordSize(out.rec); n > w.maxBytes {
-		return settled{src: it.rec, fault: fmt.Sprintf("decision record of %d bytes (%s) over kafka.max_record_bytes %d", n, out.kind, w.maxBytes)}
+		return settled{src: it.rec, fault: fmt.Sprintf("decision record of %d bytes (%s) over kafka.max_record_bytes %d%s", n, out.kind, w.maxBytes, w.limitNote)}
 	}
 	return out
 }

@@ -10,6 +10,7 @@ import (
 	"go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/trace"
 
+	"github.com/ddnn-continuum/ddnn/internal/records"
 	"github.com/ddnn-continuum/ddnn/internal/telemetry"
 )
 
@@ -94,6 +95,15 @@ func continueDecisions(work context.Context, ss []settled, spans []trace.Span, a
 		}
 		ss[i].rec.Context = trace.ContextWithSpanContext(work, sc)
 	}
+}
+
+// recordLimit bounds a dead letter: kafka.max_record_bytes, less the
+// traceparent the Kafka hooks add when tracing is on.
+func (c *Connector) recordLimit() int {
+	if c.tr.Enabled() {
+		return c.site.Kafka.MaxRecordBytes - records.TraceHeaderBytes
+	}
+	return c.site.Kafka.MaxRecordBytes
 }
 
 // deadLetterContext is the context a dead letter of rec is produced

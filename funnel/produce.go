@@ -98,8 +98,8 @@ func (f *Funnel) produceMessages(ctx context.Context, d records.Destination, msg
 			// signed. (auth.devices: token requires a service token.)
 			records.SignDevice(rec, f.auth.Service, msgs[i].Device)
 		}
-		if n := kafka.RecordSize(rec); n > f.site.Kafka.MaxRecordBytes {
-			return &RecordTooLargeError{Index: i, Bytes: n, Limit: f.site.Kafka.MaxRecordBytes}
+		if n, limit := kafka.RecordSize(rec), f.recordLimit(); n > limit {
+			return &RecordTooLargeError{Index: i, Bytes: n, Limit: limit}
 		}
 		recs[i] = rec
 	}

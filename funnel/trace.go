@@ -8,6 +8,7 @@ import (
 	"go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/trace"
 
+	"github.com/ddnn-continuum/ddnn/internal/records"
 	"github.com/ddnn-continuum/ddnn/internal/telemetry"
 )
 
@@ -21,6 +22,15 @@ import (
 // SetTracing makes the funnel trace with t (nil: off); call it before
 // serving. Its Kafka client needs t.KafkaOpts too.
 func (f *Funnel) SetTracing(t *telemetry.Tracing) { f.tr = t }
+
+// recordLimit bounds the records the funnel writes: kafka.max_record_bytes,
+// less the traceparent the Kafka hooks add when tracing is on.
+func (f *Funnel) recordLimit() int {
+	if f.tr.Enabled() {
+		return f.site.Kafka.MaxRecordBytes - records.TraceHeaderBytes
+	}
+	return f.site.Kafka.MaxRecordBytes
+}
 
 // startDeliveries starts a span for each of the n messages (or results,
 // with tier "") of delivery r, a child of the context its uplink sent for

@@ -21,6 +21,11 @@ const (
 	HeaderTracestate = "tracestate"
 )
 
+// TraceHeaderBytes is what the traceparent header adds to a record as
+// kafka.RecordSize counts it: a record written with tracing on must fit
+// kafka.max_record_bytes less this.
+const TraceHeaderBytes = 5 + len(HeaderTraceparent) + 5 + 55
+
 // TracePropagator writes and reads trace context in record headers (and
 // in the HTTP headers of ddnn's calls and a device's ingest): the W3C
 // traceparent only, one header of 55 bytes. Neither baggage nor a

@@ -22,6 +22,13 @@ import (
 // to as many traces.
 const HeaderTraceparents = "Ddnn-Traceparents"
 
+// MaxBatchHeaderBytes bounds HeaderTraceparents: 56 bytes a message, so
+// a call of up to 1,097 messages (the default max_batch is 1,024) carries
+// its contexts within the 64 KiB of header a funnel's delivery listener
+// takes. A larger call carries none: its messages' traces end at the
+// caller's span for them.
+const MaxBatchHeaderBytes = 60 << 10
+
 // noTrace stands for a message without a sampled trace in
 // HeaderTraceparents.
 const noTrace = "-"
@@ -30,8 +37,11 @@ const noTrace = "-"
 var noContext = context.Background()
 
 // SetBatch writes scs, one per message of a batch call, to h; nothing
-// when none is sampled.
+// when none is sampled or they would pass MaxBatchHeaderBytes.
 func SetBatch(h http.Header, scs []trace.SpanContext) {
+	if len(scs)*56-1 > MaxBatchHeaderBytes {
+		return
+	}
 	var b strings.Builder
 	any := false
 	for i, sc := range scs {

@@ -110,4 +110,20 @@ func TestBatch(t *testing.T) {
 	if len(none) != 0 {
 		t.Errorf("header for an unsampled batch: %v", none)
 	}
+	// The largest batch that fits, and one more.
+	fits := MaxBatchHeaderBytes / 56
+	big := make([]trace.SpanContext, fits+1)
+	for i := range big {
+		big[i] = in[0]
+	}
+	h = http.Header{}
+	SetBatch(h, big[:fits])
+	if n := len(h.Get(HeaderTraceparents)); n == 0 || n > MaxBatchHeaderBytes {
+		t.Errorf("a batch of %d: header of %d bytes", fits, n)
+	}
+	h = http.Header{}
+	SetBatch(h, big)
+	if len(h) != 0 {
+		t.Errorf("a batch of %d: header over %d bytes sent", len(big), MaxBatchHeaderBytes)
+	}
 }
