@@ -24,7 +24,11 @@ import (
 // iteration. allocs/op and B/op are per iteration and include the test's
 // producer and the replica (the same in every build): with tracing off,
 // what telemetry must not add to.
-func BenchmarkDeliver(b *testing.B) {
+func BenchmarkDeliver(b *testing.B) { benchmarkDeliver(b, nil) }
+
+// benchmarkDeliver runs BenchmarkDeliver with the connector's Config as
+// with sets it.
+func benchmarkDeliver(b *testing.B, with func(*Config)) {
 	const n = 1000
 	p, err := pipeline.Parse([]byte(testYAML))
 	if err != nil {
@@ -52,7 +56,11 @@ func BenchmarkDeliver(b *testing.B) {
 		w.Write(out)
 	}))
 	defer replica.Close()
-	c, err := New(Config{Pipeline: p, Tier: "edge", Replicas: []string{replica.URL}, Registerer: prometheus.NewRegistry(), DrainTimeout: 3 * time.Second})
+	cfg := Config{Pipeline: p, Tier: "edge", Replicas: []string{replica.URL}, Registerer: prometheus.NewRegistry(), DrainTimeout: 3 * time.Second}
+	if with != nil {
+		with(&cfg)
+	}
+	c, err := New(cfg)
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -217,3 +217,19 @@ func TestTraceOff(t *testing.T) {
 		}
 	}
 }
+
+// BenchmarkDeliverTraced is BenchmarkDeliver with tracing on at ratio 1:
+// every record's receive, call and publish spans made and exported in
+// batches (to an exporter that drops them), the calls' trace headers, the
+// records' traceparents. The replica here makes no spans.
+func BenchmarkDeliverTraced(b *testing.B) {
+	tp := sdktrace.NewTracerProvider(sdktrace.WithBatcher(discard{}))
+	defer tp.Shutdown(context.Background())
+	benchmarkDeliver(b, func(c *Config) { c.Tracing = telemetry.FromProvider(tp) })
+}
+
+// discard is an exporter that drops every span.
+type discard struct{}
+
+func (discard) ExportSpans(context.Context, []sdktrace.ReadOnlySpan) error { return nil }
+func (discard) Shutdown(context.Context) error                             { return nil }

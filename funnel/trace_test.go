@@ -133,9 +133,10 @@ func TestTraceDelivery(t *testing.T) {
 	}
 }
 
-// TestTraceRecordLimit: with tracing on, a record must leave room for its
-// traceparent within kafka.max_record_bytes: one that would not is
-// refused with 413 rather than by the broker.
+// TestTraceRecordLimit: with tracing off a record carries no trace
+// context; with it on, a record must leave room for its traceparent
+// within kafka.max_record_bytes: one that would not is refused with 413
+// rather than by the broker.
 func TestTraceRecordLimit(t *testing.T) {
 	plain := setupYAML(t, "", testYAML)
 	traced, _ := setupTraced(t, testYAML)
@@ -147,6 +148,9 @@ func TestTraceRecordLimit(t *testing.T) {
 	recs := plain.records(t, "t.edge.in")
 	if len(recs) != 1 {
 		t.Fatalf("%d records", len(recs))
+	}
+	if v := records.Header(recs[0], records.HeaderTraceparent); v != "" {
+		t.Errorf("tracing off: the record carries traceparent %q", v)
 	}
 	// Room for the record, not for the record and its traceparent.
 	limit := kafka.RecordSize(recs[0]) + records.TraceHeaderBytes/2
