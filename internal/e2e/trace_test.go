@@ -188,6 +188,47 @@ func TestTraceAcrossSites(t *testing.T) {
 	t.Logf("message %s: one trace %s of %d spans over sites %v", id, tid, len(chain), sites)
 }
 
+// TestTraceOff: a pipeline without telemetry sends no span, even with the
+// OpenTelemetry SDK's environment variables pointing at a receiver, and
+// its records carry no trace context.
+func TestTraceOff(t *testing.T) {
+	j := jaegertest.New(t, root(t))
+	t.Setenv("OTEL_EXPORTER_OTLP_ENDPOINT", j.OTLP)
+	t.Setenv("OTEL_TRACES_EXPORTER", "otlp")
+	tp := writePipeline(t, "untraced", 1, "")
+	p := up(t, tp)
+	ds := testSet(t)
+	sendHTTP(t, tp.funnel, ds.Samples[:20], "untraced-", 2)
+	collectResults(t, tp.broker, tp.name+".results", "untraced-", 20, 60*time.Second)
+	cl := readFromStart(t, tp.broker, tp.name+".results")
+	defer cl.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	for n := 0; n < 20; {
+		fs := cl.PollFetches(ctx)
+		if ctx.Err() != nil {
+			t.Fatalf("read %d of 20 results", n)
+		}
+		for _, rec := range fs.Records() {
+			n++
+			for _, h := range rec.Headers {
+				if h.Key == "traceparent" || h.Key == "tracestate" {
+					t.Errorf("result record carries %s %q", h.Key, h.Value)
+				}
+			}
+		}
+	}
+	// Every role has stopped (and would have flushed its spans).
+	p.term(t)
+	svcs, err := j.Services(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(svcs) != 0 {
+		t.Errorf("jaeger got spans of %v from a pipeline without telemetry", svcs)
+	}
+}
+
 // checkChain checks that the spans of tr form one parent chain: one root,
 // whose parent is the device's span devSpan (not exported: it is the
 // device's), every other span the child of the one before it, no span

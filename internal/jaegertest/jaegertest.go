@@ -234,6 +234,29 @@ func (s Span) Parent() string {
 	return ""
 }
 
+// Services are the services Jaeger has spans of.
+func (j *Jaeger) Services(ctx context.Context) ([]string, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, j.Query+"/api/services", nil)
+	if err != nil {
+		return nil, err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("jaeger: %w", err)
+	}
+	defer resp.Body.Close()
+	var out struct {
+		Data []string `json:"data"`
+	}
+	if resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("jaeger: /api/services: status %d", resp.StatusCode)
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&out); err != nil {
+		return nil, fmt.Errorf("jaeger: /api/services: %w", err)
+	}
+	return out.Data, nil
+}
+
 // Traces are the traces of service (at most limit), newest first.
 func (j *Jaeger) Traces(ctx context.Context, service string, limit int) ([]Trace, error) {
 	q := url.Values{"service": {service}, "limit": {strconv.Itoa(limit)}, "lookback": {"1h"}}

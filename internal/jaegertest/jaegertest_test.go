@@ -3,6 +3,7 @@ package jaegertest
 import (
 	"context"
 	"path/filepath"
+	"slices"
 	"testing"
 	"time"
 
@@ -43,6 +44,9 @@ func TestRoundTrip(t *testing.T) {
 		got, err = j.Trace(context.Background(), id)
 		return err == nil && len(got.Spans) == 2
 	})
+	if svcs, err := j.Services(context.Background()); err != nil || !slices.Contains(svcs, "ddnn-roundtrip") {
+		t.Errorf("services %v (%v), want ddnn-roundtrip", svcs, err)
+	}
 	spans := map[string]Span{}
 	for _, s := range got.Spans {
 		spans[s.OperationName] = s
