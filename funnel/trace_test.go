@@ -3,6 +3,8 @@ package funnel
 import (
 	"context"
 	"net/http"
+	"os"
+	"path/filepath"
 	"testing"
 
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
@@ -163,5 +165,38 @@ func TestTraceRecordLimit(t *testing.T) {
 		if resp, body := c.e.post(t, httpapi.PathIngest, "application/octet-stream", sample, hdr); resp.StatusCode != c.want {
 			t.Errorf("tracing %s: status %d, want %d: %s", c.name, resp.StatusCode, c.want, body)
 		}
+	}
+}
+
+// TestTraceCoAP: a CoAP ingest, which carries no trace context, starts a
+// trace whose server span the record's publish continues.
+func TestTraceCoAP(t *testing.T) {
+	e, exp := setupTraced(t, coapYAML)
+	addr := startCoAP(t, e, CoAPLimits{})
+	f := filepath.Join(t.TempDir(), "img.f32")
+	if err := os.WriteFile(f, float32Image(), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	coapClient(t, "-m", "post", "-t", "42", "-b", "1024", "-f", f, "coap://"+addr+"/v1/ingest?id=coap-1")
+	recs := e.records(t, "c.edge.in")
+	if len(recs) != 1 {
+		t.Fatalf("%d records", len(recs))
+	}
+	ingest := spanNamed(t, exp, "POST coap "+httpapi.PathIngest)
+	publish := spanNamed(t, exp, "c.edge.in publish")
+	if ingest.Parent.IsValid() || publish.Parent.SpanID() != ingest.SpanContext.SpanID() {
+		t.Errorf("ingest span under %v, publish under %v: want a root and its child", ingest.Parent, publish.Parent)
+	}
+	if sc := records.TraceOf(recs[0]); sc.SpanID() != publish.SpanContext.SpanID() {
+		t.Errorf("record carries %v, want the publish span's context", sc)
+	}
+	var id string
+	for _, a := range ingest.Attributes {
+		if a.Key == telemetry.AttrMessage {
+			id = a.Value.AsString()
+		}
+	}
+	if id != "coap-1" {
+		t.Errorf("ingest span's %s %q", telemetry.AttrMessage, id)
 	}
 }

@@ -1,4 +1,4 @@
-// Package jaeger is not code of ddnn: it pins the Jaeger v2 build that the
+// This module is not code of ddnn: it pins the Jaeger v2 build that the
 // trace tests send OTLP to (scripts/jaeger-deps.sh builds it into .deps/jaeger).
 module github.com/ddnn-continuum/ddnn/scripts/jaeger
 
