@@ -16,7 +16,7 @@ PIPELINE ?= deploy/pipeline.yaml
 # Tests find the library through the environment.
 export ONNXRUNTIME_LIB := $(ORT_LIB)
 
-.PHONY: all deps kafka-deps build test unit smoke run bench fuzz models models-deps vet clean help image
+.PHONY: all deps kafka-deps jaeger-deps build test unit smoke run bench fuzz models models-deps vet clean help image
 
 all: build
 
@@ -27,6 +27,7 @@ help:
 	@echo "make image    build the ddnn Docker image FROM scratch (needs a Docker engine)"
 	@echo "make deps     install apt packages, the ONNX Runtime library and Go modules"
 	@echo "make kafka-deps  fetch the Apache Kafka jars the Kafka integration tests run (make test does)"
+	@echo "make jaeger-deps build the Jaeger the trace tests export to (make test does)"
 	@echo "make bench    run the benchmarks"
 	@echo "make fuzz     fuzz the wire decoders and the pipeline YAML parser for a short while"
 	@echo "make models   retrain and export the sample DDNN (not part of CI)"
@@ -38,6 +39,11 @@ deps:
 # Java or Maven Central it warns and those tests skip.
 kafka-deps:
 	@scripts/kafka-deps.sh
+
+# Jaeger v2, built from the Go module proxy, for the trace tests; without
+# the proxy it warns and those tests skip.
+jaeger-deps:
+	@scripts/jaeger-deps.sh
 
 build: deps
 	$(GO) build -trimpath -ldflags "$(LDFLAGS)" -o bin/ddnn ./cmd/ddnn
@@ -60,7 +66,7 @@ smoke: build
 
 # The tests run with a private Docker engine and the ddnn image, for the
 # docker runtime's tests; the script stops dockerd by its PID afterwards.
-test: vet build kafka-deps
+test: vet build kafka-deps jaeger-deps
 	scripts/with-dockerd.sh $(MAKE) --no-print-directory unit smoke
 
 image: build

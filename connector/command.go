@@ -12,6 +12,7 @@ import (
 	"github.com/ddnn-continuum/ddnn/internal/command"
 	"github.com/ddnn-continuum/ddnn/internal/pipeline"
 	"github.com/ddnn-continuum/ddnn/internal/socket"
+	"github.com/ddnn-continuum/ddnn/internal/telemetry"
 )
 
 // Synopses of ddnn connector and ddnn uplink.
@@ -74,7 +75,7 @@ func (c *Command) Run(ctx context.Context, stdout, stderr io.Writer) error {
 	if _, err := c.OnSite(p, site); err != nil {
 		return err
 	}
-	return c.Serving.run(ctx, stdout, "connector "+c.Tier, Config{
+	return c.Serving.run(ctx, stdout, "connector "+c.Tier, telemetry.Process{Pipeline: p.Name, Role: "connector", Site: site, Tier: c.Tier}, Config{
 		Pipeline:    p,
 		Tier:        c.Tier,
 		Replicas:    command.SplitList(c.Replicas),
@@ -118,7 +119,7 @@ func (c *UplinkCommand) Run(ctx context.Context, stdout, stderr io.Writer) error
 			}
 		}
 	}
-	return c.Serving.run(ctx, stdout, "uplink "+c.From+" -> "+c.To, Config{
+	return c.Serving.run(ctx, stdout, "uplink "+c.From+" -> "+c.To, telemetry.Process{Pipeline: p.Name, Role: "uplink", Site: c.From}, Config{
 		Pipeline: p,
 		Link:     &pipeline.Link{From: c.From, To: c.To},
 		Logger:   log.With("from", c.From, "to", c.To),
@@ -126,11 +127,15 @@ func (c *UplinkCommand) Run(ctx context.Context, stdout, stderr io.Writer) error
 }
 
 // run builds the connector of cfg with s's settings and runs it, serving
-// its admin routes; name says which in the announcement.
-func (s *Serving) run(ctx context.Context, stdout io.Writer, name string, cfg Config) error {
+// its admin routes; name says which in the announcement, proc in traces.
+func (s *Serving) run(ctx context.Context, stdout io.Writer, name string, proc telemetry.Process, cfg Config) error {
+	var err error
+	if cfg.Tracing, err = telemetry.Start(cfg.Pipeline.Telemetry, proc, cfg.Logger); err != nil {
+		return err
+	}
+	defer cfg.Tracing.Shutdown()
 	reg, wrapped := command.NewRegistry(cfg.Pipeline)
 	cfg.DrainTimeout, cfg.InstanceID, cfg.Registerer = s.DrainTimeout, s.InstanceID, wrapped
-	var err error
 	if cfg.Service, err = auth.LoadTokens(cfg.Pipeline.ServiceTokenPath()); err != nil {
 		return err
 	}

@@ -51,12 +51,15 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"go.opentelemetry.io/otel/attribute"
 	"golang.org/x/sync/errgroup"
 
 	"github.com/ddnn-continuum/ddnn/internal/auth"
 	"github.com/ddnn-continuum/ddnn/internal/httpapi"
 	"github.com/ddnn-continuum/ddnn/internal/kafka"
 	"github.com/ddnn-continuum/ddnn/internal/pipeline"
+	"github.com/ddnn-continuum/ddnn/internal/records"
+	"github.com/ddnn-continuum/ddnn/internal/telemetry"
 	"github.com/ddnn-continuum/ddnn/internal/wire"
 )
 
@@ -98,6 +101,9 @@ type Config struct {
 	// nil registers nothing.
 	Registerer prometheus.Registerer
 	Logger     *slog.Logger
+	// Tracing traces each message's call and the records it becomes;
+	// nil: off.
+	Tracing *telemetry.Tracing
 }
 
 // Connector runs one tier's connector, or one link's uplink.
@@ -118,6 +124,11 @@ type Connector struct {
 	log                         *slog.Logger
 	http                        *http.Client
 	cl                          *kgo.Client
+	// tr traces (nil: off); a call's span per message is named
+	// spanName and carries spanAttrs.
+	tr        *telemetry.Tracing
+	spanName  string
+	spanAttrs []attribute.KeyValue
 
 	// inflight counts invocations, and decision and dead-letter produces,
 	// under way.
@@ -172,15 +183,22 @@ func New(cfg Config) (*Connector, error) {
 		tt.raw = &wire.RawInput{DType: p.Input.DType, Shape: p.Input.Shape}
 		tt.claims = cfg.Claims
 	}
+	if cfg.Tracing.Enabled() {
+		d := tt.decisions
+		d.maxBytes -= records.TraceHeaderBytes
+		d.limitNote = fmt.Sprintf(" (less %d bytes for the traceparent header)", records.TraceHeaderBytes)
+	}
 	return newConnector(cfg, &Connector{
-		site:     site,
-		t:        tt,
-		conn:     t.Connector,
-		name:     fmt.Sprintf("tier %q", t.Name),
-		topic:    p.InputTopic(t.Name),
-		group:    p.ConsumerGroup(t.Name),
-		dlq:      p.DLQTopic(t.Name),
-		clientID: "connector-" + t.Name,
+		site:      site,
+		t:         tt,
+		conn:      t.Connector,
+		name:      fmt.Sprintf("tier %q", t.Name),
+		topic:     p.InputTopic(t.Name),
+		group:     p.ConsumerGroup(t.Name),
+		dlq:       p.DLQTopic(t.Name),
+		clientID:  "connector-" + t.Name,
+		spanName:  "invoke " + t.Name,
+		spanAttrs: []attribute.KeyValue{telemetry.AttrTier.String(t.Name)},
 	}, prometheus.Labels{"tier": t.Name}), nil
 }
 
@@ -195,6 +213,7 @@ func newConnector(cfg Config, c *Connector, labels prometheus.Labels) *Connector
 		c.log = slog.New(slog.DiscardHandler)
 	}
 	c.cfg = cfg
+	c.tr = cfg.Tracing
 	c.offsets = NewOffsets()
 	c.pool = newPool(cfg.Replicas, c.conn.InFlightPerReplica)
 	c.replicasKnown.Store(cfg.ReplicasURL == "")
@@ -239,6 +258,7 @@ func (c *Connector) Run(ctx context.Context) error {
 	}
 	opts = append(opts, kafka.GroupConsumerOptions(c.group, c.topic)...)
 	opts = append(opts, kafka.ProducerOptions(&c.site.Kafka)...)
+	opts = append(opts, c.tr.KafkaOpts(c.clientID, c.group)...)
 	opts = append(opts,
 		kgo.OnPartitionsAssigned(c.onAssigned),
 		kgo.OnPartitionsRevoked(c.onRevoked),

@@ -3,8 +3,9 @@ package connector
 import (
 	"time"
 
-	"github.com/ddnn-continuum/ddnn/internal/records"
 	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/ddnn-continuum/ddnn/internal/records"
 )
 
 // deadLetter parks rec on the dead-letter topic with the reason and marks it done
@@ -13,7 +14,8 @@ import (
 // or the drain deadline passes, when rec stays uncommitted.
 func (c *Connector) deadLetter(rec *kgo.Record, reason string) {
 	reason = records.CutReason(reason)
-	dlq := records.DeadLetter(c.dlq, rec, reason, c.site.Kafka.MaxRecordBytes)
+	dlq := records.DeadLetter(c.dlq, rec, reason, c.recordLimit())
+	dlq.Context = c.deadLetterContext(rec)
 	c.inflight.Add(1)
 	c.produceDeadLetter(dlq, rec, reason, 1)
 }
@@ -33,7 +35,7 @@ func (c *Connector) produceDeadLetter(dlq, rec *kgo.Record, reason string, attem
 		}
 		c.m.dlqRetries.Inc()
 		c.log.Error("dead-letter produce failed, retrying", "topic", rec.Topic, "partition", rec.Partition, "offset", rec.Offset, "attempt", attempt, "err", err)
-		again := &kgo.Record{Topic: dlq.Topic, Key: dlq.Key, Value: dlq.Value, Headers: dlq.Headers}
+		again := &kgo.Record{Topic: dlq.Topic, Key: dlq.Key, Value: dlq.Value, Headers: dlq.Headers, Context: c.deadLetterContext(rec)}
 		time.AfterFunc(backoff(c.conn.Backoff, c.conn.MaxBackoff, attempt), func() {
 			c.produceDeadLetter(again, rec, reason, attempt+1)
 		})

@@ -40,12 +40,14 @@ type decisionWriter struct {
 	next              string // "" on the last tier
 	enc               wire.Encoding
 	results, forwards records.Destination
-	maxBytes          int // kafka.max_record_bytes
+	maxBytes          int // kafka.max_record_bytes, less records.TraceHeaderBytes when tracing
 	now               func() time.Time
 	// carryHops says whether the hops the read records carry
 	// (records.HeaderHops) are carried on: not on the first tier, whose
 	// records devices may produce with any headers.
 	carryHops bool
+	// limitNote says why maxBytes is under kafka.max_record_bytes.
+	limitNote string
 }
 
 // newDecisionWriter writes the decisions of tier, the i-th, on site: its
@@ -146,7 +148,7 @@ func (w *decisionWriter) record(it *item, d *wire.Decision, fwd wire.EncodedTens
 		FetchedAt: it.fetched, KafkaWait: max(it.fetched.Sub(it.rec.Timestamp), 0), Service: answer.took,
 	})
 	if n := kafka.RecordSize(out.rec); n > w.maxBytes {
-		return settled{src: it.rec, fault: fmt.Sprintf("decision record of %d bytes (%s) over kafka.max_record_bytes %d", n, out.kind, w.maxBytes)}
+		return settled{src: it.rec, fault: fmt.Sprintf("decision record of %d bytes (%s) over kafka.max_record_bytes %d%s", n, out.kind, w.maxBytes, w.limitNote)}
 	}
 	return out
 }
@@ -200,7 +202,9 @@ func (c *Connector) produceDecision(s settled, attempt int) {
 		}
 		c.m.decisionRetries.Inc()
 		c.log.Warn("decision produce failed, retrying", "topic", s.rec.Topic, "source_partition", s.src.Partition, "source_offset", s.src.Offset, "attempt", attempt, "err", err)
-		s.rec = &kgo.Record{Topic: s.rec.Topic, Key: s.rec.Key, Value: s.rec.Value, Headers: s.rec.Headers}
+		// The retry continues the trace from the failed publish (tracing
+		// on); its context is bound to work either way.
+		s.rec = &kgo.Record{Topic: s.rec.Topic, Key: s.rec.Key, Value: s.rec.Value, Headers: s.rec.Headers, Context: s.rec.Context}
 		time.AfterFunc(backoff(c.conn.Backoff, c.conn.MaxBackoff, attempt), func() {
 			c.produceDecision(s, attempt+1)
 		})

@@ -10,7 +10,10 @@ import (
 	"strings"
 	"time"
 
+	"go.opentelemetry.io/otel/trace"
+
 	"github.com/ddnn-continuum/ddnn/internal/httpapi"
+	"github.com/ddnn-continuum/ddnn/internal/telemetry"
 	"github.com/ddnn-continuum/ddnn/internal/wire"
 )
 
@@ -60,8 +63,13 @@ func (c *Connector) invoke(r *replica, batch []item) {
 				return // drain deadline passed: records stay uncommitted
 			}
 		}
+		var spans []trace.Span
+		if c.tr.Enabled() {
+			spans = c.startCall(batch, r.url)
+		}
 		start := time.Now()
-		status, body, model, err := c.call(r, call)
+		ans, err := c.call(r, call, spans)
+		status, body := ans.status, ans.body
 		took := time.Since(start)
 		c.m.invocationSeconds.Observe(took.Seconds())
 		c.m.batchSize.Observe(float64(len(batch)))
@@ -72,7 +80,11 @@ func (c *Connector) invoke(r *replica, batch []item) {
 		last, r = r, nil
 		var badAnswer error
 		if delivered {
-			ss, aerr := c.t.accepted(call, batch, reply{body: body, sent: start, took: took, replica: last.host, model: model})
+			ss, aerr := c.t.accepted(call, batch, reply{body: body, sent: start, took: took, replica: last.host, model: ans.model})
+			if spans != nil {
+				endCall(spans, status, aerr)
+				continueDecisions(c.work, ss, spans, ans.traces)
+			}
 			if aerr == nil {
 				c.m.invocations.WithLabelValues(outcomeOK).Inc()
 				c.settle(ss)
@@ -80,6 +92,8 @@ func (c *Connector) invoke(r *replica, batch []item) {
 				continue
 			}
 			badAnswer = aerr
+		} else if spans != nil {
+			endCall(spans, status, err)
 		}
 		switch {
 		case err == nil && len(batch) > 1 && (status == http.StatusRequestEntityTooLarge || (c.t.refusesWhole() && refused(status))):
@@ -237,23 +251,41 @@ func (c *Connector) dropUnencodable(batch []item) []item {
 	return rest
 }
 
-// call posts req to r: the answer's status and body, and the model the
-// replica said it ran (httpapi.HeaderModel).
-func (c *Connector) call(r *replica, req request) (status int, body []byte, model string, err error) {
+// answer is what a replica (or a funnel) answered a call.
+type answer struct {
+	status int
+	body   []byte
+	// model is the model the replica said it ran (httpapi.HeaderModel).
+	model string
+	// traces are the contexts the peer answered for the messages' spans,
+	// one per message (telemetry.HeaderTraceparents); nil without.
+	traces []trace.SpanContext
+}
+
+// call posts req to r, with the trace context of each message's span
+// when tracing is on.
+func (c *Connector) call(r *replica, req request, spans []trace.Span) (answer, error) {
 	ctx, cancel := context.WithTimeout(c.work, c.conn.RequestTimeout)
 	defer cancel()
 	hr, err := http.NewRequestWithContext(ctx, http.MethodPost, r.url+req.path, bytes.NewReader(req.body))
 	if err != nil {
-		return 0, nil, "", err
+		return answer{}, err
 	}
 	hr.Header.Set("Content-Type", req.contentType)
+	if spans != nil {
+		setCallTraces(hr.Header, spans)
+	}
 	resp, err := c.http.Do(hr)
 	if err != nil {
-		return 0, nil, "", err
+		return answer{}, err
 	}
 	defer resp.Body.Close()
-	body, err = io.ReadAll(io.LimitReader(resp.Body, 1<<20))
-	return resp.StatusCode, body, resp.Header.Get(httpapi.HeaderModel), err
+	a := answer{status: resp.StatusCode, model: resp.Header.Get(httpapi.HeaderModel)}
+	if spans != nil {
+		a.traces = telemetry.Batch(resp.Header, len(spans))
+	}
+	a.body, err = io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	return a, err
 }
 
 // backoff is the delay before attempt (1-based): base doubled per attempt up

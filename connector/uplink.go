@@ -6,10 +6,12 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"go.opentelemetry.io/otel/attribute"
 
 	"github.com/ddnn-continuum/ddnn/internal/httpapi"
 	"github.com/ddnn-continuum/ddnn/internal/pipeline"
 	"github.com/ddnn-continuum/ddnn/internal/records"
+	"github.com/ddnn-continuum/ddnn/internal/telemetry"
 	"github.com/ddnn-continuum/ddnn/internal/wire"
 )
 
@@ -41,14 +43,16 @@ func newUplink(cfg Config) (*Connector, error) {
 	}
 	labels := prometheus.Labels{"from": l.From, "to": l.To}
 	c := newConnector(cfg, &Connector{
-		site:     from,
-		t:        &uplinkTarget{p: p, links: newLinkMetrics(prometheus.WrapRegistererWith(labels, cfg.Registerer))},
-		conn:     UplinkSettings(p, l.To),
-		name:     name,
-		topic:    p.UplinkTopic(l.To),
-		group:    p.UplinkGroup(l.To),
-		dlq:      p.UplinkDLQTopic(l.To),
-		clientID: "uplink-" + l.To,
+		site:      from,
+		t:         &uplinkTarget{p: p, links: newLinkMetrics(prometheus.WrapRegistererWith(labels, cfg.Registerer))},
+		conn:      UplinkSettings(p, l.To),
+		name:      name,
+		topic:     p.UplinkTopic(l.To),
+		group:     p.UplinkGroup(l.To),
+		dlq:       p.UplinkDLQTopic(l.To),
+		clientID:  "uplink-" + l.To,
+		spanName:  fmt.Sprintf("uplink %s->%s", l.From, l.To),
+		spanAttrs: []attribute.KeyValue{telemetry.AttrLink.String(l.From + "->" + l.To)},
 	}, labels)
 	return c, nil
 }

@@ -17,9 +17,11 @@ import (
 	"github.com/plgd-dev/go-coap/v3/options"
 	"github.com/plgd-dev/go-coap/v3/udp"
 	udpserver "github.com/plgd-dev/go-coap/v3/udp/server"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/ddnn-continuum/ddnn/internal/auth"
 	"github.com/ddnn-continuum/ddnn/internal/httpapi"
+	"github.com/ddnn-continuum/ddnn/internal/telemetry"
 )
 
 // optRequestTag is CoAP's Request-Tag option (RFC 9175), which libcoap sends
@@ -285,7 +287,16 @@ func (ci *coapIngest) serve(w mux.ResponseWriter, r *mux.Message) {
 		reply(w, codes.TooManyRequests, err.Error(), append(b1opt, maxAge(rl.Wait))...)
 		return
 	}
-	if err := f.accept(r.Context(), &m); err != nil {
+	ctx := r.Context()
+	if f.tr.Enabled() {
+		var span trace.Span
+		ctx, span = f.startCoAPIngest(ctx, httpapi.PathIngest)
+		defer func() {
+			span.SetAttributes(telemetry.AttrMessage.String(m.ID)) // accept made it when the device gave none
+			span.End()
+		}()
+	}
+	if err := f.accept(ctx, &m); err != nil {
 		var tl *RecordTooLargeError
 		var elsewhere *NotIngestSiteError
 		if errors.As(err, &elsewhere) {

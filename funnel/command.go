@@ -7,6 +7,7 @@ import (
 
 	"github.com/ddnn-continuum/ddnn/internal/auth"
 	"github.com/ddnn-continuum/ddnn/internal/command"
+	"github.com/ddnn-continuum/ddnn/internal/telemetry"
 )
 
 // Synopsis is ddnn funnel's usage line.
@@ -40,12 +41,17 @@ func (c *Command) Run(ctx context.Context, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	tr, err := telemetry.Start(p.Telemetry, telemetry.Process{Pipeline: p.Name, Role: "funnel", Site: site}, log)
+	if err != nil {
+		return err
+	}
+	defer tr.Shutdown()
 	reg, wrapped := command.NewRegistry(p)
 	// The funnel reads the site's device, TLS and Kafka credentials: it
 	// says when one of them could no longer be read at a restart.
 	wrapped.MustRegister(auth.NewFilesCollector(auth.SiteCredentialFiles(view, p.ServiceTokenPath())))
 	s, err := Start(ctx, p, Options{Site: site, Listen: c.Listen, DeliveryListen: c.DeliveryListen,
-		Registerer: wrapped, Gatherer: reg, Logger: log})
+		Registerer: wrapped, Gatherer: reg, Logger: log, Tracing: tr})
 	if err != nil {
 		return err
 	}

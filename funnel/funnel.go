@@ -33,11 +33,13 @@ import (
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/ddnn-continuum/ddnn/internal/auth"
 	"github.com/ddnn-continuum/ddnn/internal/httpapi"
 	"github.com/ddnn-continuum/ddnn/internal/pipeline"
 	"github.com/ddnn-continuum/ddnn/internal/records"
+	"github.com/ddnn-continuum/ddnn/internal/telemetry"
 	"github.com/ddnn-continuum/ddnn/internal/wire"
 )
 
@@ -60,7 +62,8 @@ type Funnel struct {
 	auth       Auth
 	draining   atomic.Bool
 	now        func() time.Time
-	rl         *deviceLimiter // nil when funnel.device_rate_limit is off
+	rl         *deviceLimiter     // nil when funnel.device_rate_limit is off
+	tr         *telemetry.Tracing // nil: tracing off
 }
 
 // New builds the funnel of site over cl, a client of the site's Kafka
@@ -107,7 +110,7 @@ func (f *Funnel) SetAuth(a Auth) { f.auth = a }
 // the results or the drain switch are on the delivery zone.
 func (f *Funnel) DeviceHandler() http.Handler {
 	mux := http.NewServeMux()
-	mux.HandleFunc("POST "+httpapi.PathIngest, f.serveIngest)
+	mux.Handle("POST "+httpapi.PathIngest, f.tr.Handler(http.HandlerFunc(f.serveIngest), httpapi.PathIngest))
 	f.health(mux)
 	mux.HandleFunc("/", f.noRoute(mux, func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, fmt.Sprintf("no route %s %s on the device listener (POST %s)", r.Method, r.URL.Path, httpapi.PathIngest))
@@ -347,7 +350,13 @@ func (f *Funnel) serveTier(w http.ResponseWriter, r *http.Request) {
 	for i := range msgs {
 		msgs[i].Route = tier
 	}
-	if err := f.produceMessages(r.Context(), records.DestinationOf(f.p, f.site.Name, tier), msgs); err != nil {
+	var spans []trace.Span
+	if f.tr.Enabled() {
+		spans = f.startDeliveries(r, tier, len(msgs), func(i int) string { return msgs[i].ID })
+	}
+	err = f.produceMessages(r.Context(), records.DestinationOf(f.p, f.site.Name, tier), msgs, spans)
+	endSpans(spans, err)
+	if err != nil {
 		f.produceFailed(w, route, err)
 		return
 	}
@@ -375,7 +384,14 @@ func (f *Funnel) serveResults(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	if err := f.produce(r.Context(), recs); err != nil {
+	var spans []trace.Span
+	if f.tr.Enabled() {
+		spans = f.startDeliveries(r, "", len(rs), func(i int) string { return rs[i].ID })
+		withSpans(recs, spans)
+	}
+	err = f.produce(r.Context(), recs)
+	endSpans(spans, err)
+	if err != nil {
 		f.produceFailed(w, route, err)
 		return
 	}
@@ -407,7 +423,7 @@ func (f *Funnel) accept(ctx context.Context, m *wire.Message) error {
 		m.SentAt = f.now().UTC()
 	}
 	m.Route = f.first
-	return f.produceMessages(ctx, records.Destination{Topic: f.p.InputTopic(f.first)}, []wire.Message{*m})
+	return f.produceMessages(ctx, records.Destination{Topic: f.p.InputTopic(f.first)}, []wire.Message{*m}, nil)
 }
 
 // NewID returns a random 128-bit id in hex.

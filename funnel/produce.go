@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/ddnn-continuum/ddnn/internal/kafka"
 	"github.com/ddnn-continuum/ddnn/internal/pipeline"
@@ -80,8 +81,10 @@ func ingestError(m *wire.Message, err error) error {
 
 // produceMessages writes msgs to d, each record as records.Message
 // builds it; a device's message for the first tier is signed
-// (records.SignDevice).
-func (f *Funnel) produceMessages(ctx context.Context, d records.Destination, msgs []wire.Message) error {
+// (records.SignDevice). spans, when tracing is on and msgs came in a
+// batch, are the messages' own spans, one each, which their records'
+// publish spans continue (nil: ctx's span is every record's parent).
+func (f *Funnel) produceMessages(ctx context.Context, d records.Destination, msgs []wire.Message, spans []trace.Span) error {
 	recs := make([]*kgo.Record, len(msgs))
 	for i := range msgs {
 		rec, err := records.Message(d, f.p.Encoding(), &msgs[i])
@@ -95,11 +98,12 @@ func (f *Funnel) produceMessages(ctx context.Context, d records.Destination, msg
 			// signed. (auth.devices: token requires a service token.)
 			records.SignDevice(rec, f.auth.Service, msgs[i].Device)
 		}
-		if n := kafka.RecordSize(rec); n > f.site.Kafka.MaxRecordBytes {
-			return &RecordTooLargeError{Index: i, Bytes: n, Limit: f.site.Kafka.MaxRecordBytes}
+		if n, limit := kafka.RecordSize(rec), f.recordLimit(); n > limit {
+			return &RecordTooLargeError{Index: i, Bytes: n, Limit: limit}
 		}
 		recs[i] = rec
 	}
+	withSpans(recs, spans)
 	return f.produce(ctx, recs)
 }
 
@@ -137,6 +141,11 @@ func (f *Funnel) produce(ctx context.Context, recs []*kgo.Record) error {
 	pctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), timeout)
 	w := &produceWait{f: f, left: len(recs), done: make(chan struct{})}
 	for _, rec := range recs {
+		if rec.Context != nil {
+			// The record's own trace (withSpans), under the produce's
+			// deadline.
+			rec.Context = trace.ContextWithSpan(pctx, trace.SpanFromContext(rec.Context))
+		}
 		f.cl.Produce(pctx, rec, w.promise)
 	}
 	var err error

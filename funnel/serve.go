@@ -19,6 +19,7 @@ import (
 	"github.com/ddnn-continuum/ddnn/internal/kafka"
 	"github.com/ddnn-continuum/ddnn/internal/pipeline"
 	"github.com/ddnn-continuum/ddnn/internal/socket"
+	"github.com/ddnn-continuum/ddnn/internal/telemetry"
 )
 
 // Options are what Start takes beyond the pipeline.
@@ -35,6 +36,8 @@ type Options struct {
 	// Logger (nil: discard) is tagged with the site on a pipeline of
 	// several.
 	Logger *slog.Logger
+	// Tracing traces ingests and deliveries and their records; nil: off.
+	Tracing *telemetry.Tracing
 }
 
 // Server is the funnel of one site with everything it serves on: the
@@ -86,7 +89,7 @@ func Start(ctx context.Context, p *pipeline.Pipeline, o Options) (*Server, error
 		return nil, err
 	}
 
-	cl, err := kafka.NewClient(&site.Kafka, "funnel", o.Registerer, log, ProducerOptions(&site.Kafka)...)
+	cl, err := kafka.NewClient(&site.Kafka, "funnel", o.Registerer, log, append(ProducerOptions(&site.Kafka), o.Tracing.KafkaOpts("funnel", "")...)...)
 	if err != nil {
 		return nil, fmt.Errorf("funnel: kafka client: %w", err)
 	}
@@ -101,6 +104,7 @@ func Start(ctx context.Context, p *pipeline.Pipeline, o Options) (*Server, error
 	}
 	s.f = New(site, cl, m, log)
 	s.f.SetAuth(fa)
+	s.f.SetTracing(o.Tracing)
 	tctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	err = kafka.EnsureTopics(tctx, cl, &site.Kafka, p.TopicsOn(o.Site)...)
 	cancel()

@@ -10,7 +10,9 @@ import (
 	"github.com/ddnn-continuum/ddnn/internal/command"
 	"github.com/ddnn-continuum/ddnn/internal/httpapi"
 	"github.com/ddnn-continuum/ddnn/internal/onnx"
+	"github.com/ddnn-continuum/ddnn/internal/pipeline"
 	"github.com/ddnn-continuum/ddnn/internal/socket"
+	"github.com/ddnn-continuum/ddnn/internal/telemetry"
 )
 
 // Synopsis is ddnn inference's usage line.
@@ -62,12 +64,18 @@ func (c *Command) Run(ctx context.Context, stdout, stderr io.Writer) error {
 	}
 	log = log.With("tier", t.Name)
 
+	tr, err := telemetry.Start(p.Telemetry, telemetry.Process{Pipeline: p.Name, Role: "inference", Site: siteName(p, t.Name), Tier: t.Name}, log)
+	if err != nil {
+		return err
+	}
+	defer tr.Shutdown()
 	reg, wrapped := command.NewRegistry(p)
 	f, err := New(Config{
 		Pipeline: p,
 		Tier:     t.Name,
 		Metrics:  NewMetrics(wrapped),
 		Logger:   log,
+		Tracing:  tr,
 	})
 	if err != nil {
 		return err
@@ -87,4 +95,12 @@ func (c *Command) Run(ctx context.Context, stdout, stderr io.Writer) error {
 		Service:  tokens,
 		Logger:   log,
 	})
+}
+
+// siteName is the name of the site tier runs on, "" when it has none.
+func siteName(p *pipeline.Pipeline, tier string) string {
+	if s := p.SiteOf(tier); s != nil {
+		return s.Name
+	}
+	return ""
 }

@@ -16,6 +16,7 @@ import (
 
 	"github.com/ddnn-continuum/ddnn/internal/httpapi"
 	"github.com/ddnn-continuum/ddnn/internal/pipeline"
+	"github.com/ddnn-continuum/ddnn/internal/telemetry"
 	"github.com/ddnn-continuum/ddnn/internal/wire"
 )
 
@@ -28,6 +29,8 @@ type Config struct {
 	Metrics *Metrics
 	// Logger, which should name the tier; nil discards.
 	Logger *slog.Logger
+	// Tracing records a span per traced message of each call; nil: off.
+	Tracing *telemetry.Tracing
 }
 
 // Function serves one tier over HTTP: a batch of messages in, one decision
@@ -39,6 +42,7 @@ type Function struct {
 	before []string // the names of the tiers before this one
 	m      *Metrics
 	log    *slog.Logger
+	tr     *telemetry.Tracing // nil: off
 
 	policy Policy
 	labels []string
@@ -103,6 +107,7 @@ func New(cfg Config) (*Function, error) {
 		index:  i,
 		m:      cfg.Metrics,
 		log:    cfg.Logger,
+		tr:     cfg.Tracing,
 		policy: pol,
 		labels: cfg.Pipeline.Classes,
 		scale:  1,
@@ -219,6 +224,10 @@ func (f *Function) fail(w http.ResponseWriter, code int, outcome string, body wi
 }
 
 func (f *Function) serveInfer(w http.ResponseWriter, r *http.Request) {
+	var start time.Time
+	if f.tr.Enabled() {
+		start = time.Now()
+	}
 	if r.Method != http.MethodPost {
 		w.Header().Set("Allow", http.MethodPost)
 		f.fail(w, http.StatusMethodNotAllowed, outcomeMethod, wire.ErrorBody{Error: "use POST"})
@@ -312,6 +321,9 @@ func (f *Function) serveInfer(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	f.m.request(f.tier.Name, outcomeOK)
+	if f.tr.Enabled() {
+		f.traceDecisions(w, r, sess.Model, msgs, ds, start)
+	}
 	w.Header().Set("Content-Type", enc.ContentType())
 	w.Header().Set("Content-Length", strconv.Itoa(len(out)))
 	w.Header().Set(httpapi.HeaderModel, sess.Model)

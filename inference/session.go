@@ -1,11 +1,7 @@
 package inference
 
 import (
-	"crypto/sha256"
-	"encoding/hex"
 	"fmt"
-	"io"
-	"os"
 	"slices"
 
 	ort "github.com/yalue/onnxruntime_go"
@@ -132,7 +128,7 @@ func NewSession(p *pipeline.Pipeline, i int, opts SessionOptions) (*Session, err
 	if err != nil {
 		return nil, err
 	}
-	digest, err := modelDigest(path)
+	digest, err := onnx.FileSHA256(path)
 	if err != nil {
 		return nil, fmt.Errorf("tier %q: %w", t.Name, err)
 	}
@@ -174,20 +170,6 @@ func NewSession(p *pipeline.Pipeline, i int, opts SessionOptions) (*Session, err
 		s.ForwardLen = Elements(s.ForwardShape)
 	}
 	return s, nil
-}
-
-// modelDigest is the first 12 hex digits of the sha256 of the file at path.
-func modelDigest(path string) (string, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return "", fmt.Errorf("model: %w", err)
-	}
-	defer f.Close()
-	h := sha256.New()
-	if _, err := io.Copy(h, f); err != nil {
-		return "", fmt.Errorf("model %s: %w", path, err)
-	}
-	return hex.EncodeToString(h.Sum(nil))[:12], nil
 }
 
 // InputLen is the element count of one sample's input.

@@ -29,6 +29,7 @@ func newPipeline(sites bool) Pipeline {
 	p := Pipeline{
 		Input:        Input{Scale: 1},
 		WireEncoding: EncodingBinary,
+		Telemetry:    Telemetry{SampleRatio: DefaultSampleRatio},
 		Kafka: Kafka{
 			Partitions:     DefaultPartitions,
 			ClientID:       DefaultClientID,

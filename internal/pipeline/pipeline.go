@@ -84,6 +84,8 @@ type Pipeline struct {
 	Admin  Admin  `yaml:"admin"`
 	// Auth says who may use the funnels' device and delivery zones.
 	Auth Auth `yaml:"auth"`
+	// Telemetry says where every role sends its traces; off by default.
+	Telemetry Telemetry `yaml:"telemetry"`
 
 	// Dir is the directory of the YAML file; relative model paths are
 	// resolved against it.
@@ -394,6 +396,7 @@ func (p *Pipeline) validateStreaming() []error {
 	errs = append(errs, p.Kafka.validateSettings("kafka")...)
 	errs = append(errs, p.Funnel.validateSettings("funnel")...)
 	errs = append(errs, p.Auth.validate()...)
+	errs = append(errs, p.Telemetry.validate()...)
 	errs = append(errs, p.validateCoAPS()...)
 	if n := p.Input.RecordBytes(); n > p.Kafka.MaxRecordBytes {
 		bad("input", "a %s %v sample makes Kafka records of up to %d bytes, over kafka.max_record_bytes %d (raise it together with the brokers' message.max.bytes)",

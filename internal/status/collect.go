@@ -2,16 +2,13 @@ package status
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"fmt"
-	"io"
 	"net/http"
-	"os"
 	"strings"
 	"sync"
 	"time"
 
+	"github.com/ddnn-continuum/ddnn/internal/onnx"
 	"github.com/ddnn-continuum/ddnn/internal/pipeline"
 )
 
@@ -245,14 +242,6 @@ func (r *siteReads) rate(name string, l labels) float64 {
 // where status runs.
 func modelOf(p *pipeline.Pipeline, t *pipeline.Tier) Model {
 	m := Model{File: p.ModelPath(t)}
-	f, err := os.Open(m.File)
-	if err != nil {
-		return m
-	}
-	defer f.Close()
-	h := sha256.New()
-	if _, err := io.Copy(h, f); err == nil {
-		m.SHA256 = hex.EncodeToString(h.Sum(nil))[:12]
-	}
+	m.SHA256, _ = onnx.FileSHA256(m.File) // "" when status cannot read it
 	return m
 }
