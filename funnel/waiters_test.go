@@ -1,0 +1,421 @@
+package funnel
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/ddnn-continuum/ddnn/internal/httpapi"
+	"github.com/ddnn-continuum/ddnn/internal/kafka"
+	"github.com/ddnn-continuum/ddnn/internal/pipeline"
+	"github.com/ddnn-continuum/ddnn/internal/records"
+	"github.com/ddnn-continuum/ddnn/internal/testsupport"
+	"github.com/ddnn-continuum/ddnn/internal/wire"
+)
+
+// waitEnv is a funnel in Run, whose results reader answers waits, and an
+// answerer in place of the pipeline's tiers.
+type waitEnv struct {
+	p    *pipeline.Pipeline
+	f    *Funnel
+	url  string // the device zone's ingest URL
+	coap string // the CoAP address
+	ans  *answerer
+}
+
+// startWaiting runs a funnel of pipeline y (testYAML's shape) on an
+// embedded broker with an answerer that holds back the results of hold,
+// and waits until the funnel takes waits.
+func startWaiting(t *testing.T, y string, hold ...string) *waitEnv {
+	t.Helper()
+	p, err := pipeline.Parse([]byte(y))
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := kafka.StartBroker("127.0.0.1:0", p.Kafka.Partitions, p.Topics(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(b.Close)
+	p.Kafka.Brokers = []string{b.Addr()}
+	cl, err := kafka.NewClient(&p.Kafka, "funnel", nil, nil, ProducerOptions(&p.Kafka)...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(cl.Close)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	udp, err := ListenCoAP("127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := &waitEnv{p: p, url: "http://" + ln.Addr().String() + httpapi.PathIngest, coap: udp.LocalAddr().String()}
+	e.f = New(onlySite(t, p), cl, NewMetrics(prometheus.NewRegistry()), nil)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- e.f.Run(ctx, RunConfig{Device: ln, Delivery: dln, CoAP: udp}) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("Run: %v", err)
+		}
+	})
+	e.ans = startAnswerer(t, p, hold...)
+	if e.f.waits != nil {
+		testsupport.WaitFor(t, 10*time.Second, "the funnel reading the results topic", e.f.waits.ready.Load)
+	}
+	return e
+}
+
+// answerer stands for the pipeline's tiers: it reads the first tier's
+// topic and writes each message's result, as the edge tier's exit, to
+// the results topic; the results of held ids wait for release.
+type answerer struct {
+	p       *pipeline.Pipeline
+	cl      *kgo.Client
+	mu      sync.Mutex
+	held    map[string]chan struct{}
+	wg      sync.WaitGroup
+	results sync.Map // id → the record value written (stored as it is produced)
+}
+
+func startAnswerer(t *testing.T, p *pipeline.Pipeline, hold ...string) *answerer {
+	t.Helper()
+	cl, err := kafka.NewClient(&p.Kafka, "answerer", nil, nil,
+		kgo.ConsumeTopics(p.InputTopic(p.Tiers[0].Name)), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := &answerer{p: p, cl: cl, held: map[string]chan struct{}{}}
+	for _, id := range hold {
+		a.held[id] = make(chan struct{})
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	a.wg.Go(func() {
+		for {
+			fs := cl.PollFetches(ctx)
+			if ctx.Err() != nil {
+				return
+			}
+			fs.EachRecord(func(rec *kgo.Record) {
+				m, err := records.DecodeMessage(rec, nil)
+				if err != nil {
+					t.Errorf("answerer: %v", err)
+					return
+				}
+				a.mu.Lock()
+				release := a.held[m.ID]
+				a.mu.Unlock()
+				a.wg.Go(func() {
+					if release != nil {
+						select {
+						case <-release:
+						case <-ctx.Done():
+							return
+						}
+					}
+					a.answer(ctx, t, &m)
+				})
+			})
+		}
+	})
+	t.Cleanup(func() {
+		cancel()
+		a.wg.Wait()
+		cl.Close()
+	})
+	return a
+}
+
+func (a *answerer) answer(ctx context.Context, t *testing.T, m *wire.Message) {
+	r := wire.Result{ID: m.ID, Device: m.Device, Tier: "edge", Class: 1, Label: "b", Confidence: 0.9, SentAt: m.SentAt, ExitedAt: time.Now().UTC()}
+	rec, err := records.Result(records.Destination{Topic: a.p.ResultsTopic()}, &r)
+	if err != nil {
+		t.Error(err)
+		return
+	}
+	a.results.Store(m.ID, rec.Value) // before the funnel can read it
+	if err := a.cl.ProduceSync(ctx, rec).FirstErr(); err != nil && ctx.Err() == nil {
+		t.Errorf("answerer: produce: %v", err)
+	}
+}
+
+// release lets id's result be written.
+func (a *answerer) release(id string) { close(a.held[id]) }
+
+// post posts a sample to url with id and device headers.
+func post(ctx context.Context, t *testing.T, url, id, device string) (int, string, error) {
+	t.Helper()
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(floats(1, 2, 3, 4)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Content-Type", "application/octet-stream")
+	req.Header.Set(HeaderMessageID, id)
+	if device != "" {
+		req.Header.Set(HeaderDeviceID, device)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return 0, "", err
+	}
+	defer resp.Body.Close()
+	var buf bytes.Buffer
+	buf.ReadFrom(resp.Body)
+	return resp.StatusCode, buf.String(), nil
+}
+
+// TestWaitAnswersHTTP: a device that waits gets its result, as the
+// results topic holds it, with 200; one that does not gets 202 as ever.
+func TestWaitAnswersHTTP(t *testing.T) {
+	e := startWaiting(t, testYAML)
+	code, body, err := post(t.Context(), t, e.url+"?wait=5s", "w-1", "dev")
+	if err != nil || code != http.StatusOK {
+		t.Fatalf("wait: %d %q %v, want 200 with the result", code, body, err)
+	}
+	var r wire.Result
+	if err := json.Unmarshal([]byte(body), &r); err != nil {
+		t.Fatalf("answer %q is not a result: %v", body, err)
+	}
+	if r.ID != "w-1" || r.Device != "dev" || r.Tier != "edge" || r.Label != "b" {
+		t.Errorf("answer %+v, want w-1's result from the edge", r)
+	}
+	written, _ := e.ans.results.Load("w-1")
+	if strings.TrimSpace(body) != string(written.([]byte)) {
+		t.Errorf("answer %q, want the result record %q", body, written)
+	}
+	code, body, _ = post(t.Context(), t, e.url, "a-1", "dev")
+	if code != http.StatusAccepted || !strings.Contains(body, `"id":"a-1"`) {
+		t.Errorf("without a wait: %d %q, want 202 with the id", code, body)
+	}
+	if got := testutil.ToFloat64(e.f.m.waits.WithLabelValues(waitAnswered)); got != 1 {
+		t.Errorf("answered waits %v, want 1", got)
+	}
+	if got := testutil.ToFloat64(e.f.m.waiters); got != 0 {
+		t.Errorf("waiters %v after the answer, want 0", got)
+	}
+}
+
+// TestWaitTimesOut: a result that comes after the wait gets the request
+// 202 with its id at the wait's end; the result still reaches the
+// results topic: nothing is lost.
+func TestWaitTimesOut(t *testing.T) {
+	e := startWaiting(t, testYAML, "slow")
+	start := time.Now()
+	code, body, err := post(t.Context(), t, e.url+"?wait=300ms", "slow", "dev")
+	if err != nil || code != http.StatusAccepted || !strings.Contains(body, `"id":"slow"`) {
+		t.Fatalf("wait past the result: %d %q %v, want 202 with the id", code, body, err)
+	}
+	if waited := time.Since(start); waited < 300*time.Millisecond {
+		t.Errorf("answered after %s, before the wait of 300ms ended", waited)
+	}
+	if got := testutil.ToFloat64(e.f.m.waits.WithLabelValues(waitTimedOut)); got != 1 {
+		t.Errorf("timed out waits %v, want 1", got)
+	}
+	if got := testutil.ToFloat64(e.f.m.waiters); got != 0 {
+		t.Errorf("waiters %v after the timeout, want 0", got)
+	}
+	e.ans.release("slow")
+	var found bool
+	testsupport.WaitFor(t, 10*time.Second, "slow's result on the results topic", func() bool {
+		found = false
+		kafka.Scan(t.Context(), &e.p.Kafka, e.p.ResultsTopic(), func(rec *kgo.Record) bool {
+			r, err := records.DecodeResult(rec)
+			found = found || (err == nil && r.ID == "slow")
+			return !found
+		})
+		return found
+	})
+}
+
+// TestWaitGone: a device that goes away while it waits frees its waiter.
+func TestWaitGone(t *testing.T) {
+	e := startWaiting(t, testYAML, "gone")
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan error, 1)
+	go func() {
+		_, _, err := post(ctx, t, e.url+"?wait=9s", "gone", "dev")
+		done <- err
+	}()
+	testsupport.WaitFor(t, 5*time.Second, "the request waiting", func() bool { return testutil.ToFloat64(e.f.m.waiters) == 1 })
+	cancel()
+	if err := <-done; err == nil {
+		t.Error("the cancelled request got an answer")
+	}
+	testsupport.WaitFor(t, 5*time.Second, "the waiter freed", func() bool {
+		return testutil.ToFloat64(e.f.m.waiters) == 0 && testutil.ToFloat64(e.f.m.waits.WithLabelValues(waitGone)) == 1
+	})
+}
+
+// errorOf is the error an answer's JSON body gives.
+func errorOf(body string) string {
+	var e wire.ErrorBody
+	json.Unmarshal([]byte(body), &e)
+	return e.Error
+}
+
+// TestWaitBad: a wait that cannot be taken is a 400 naming why and the
+// bound, and nothing is written.
+func TestWaitBad(t *testing.T) {
+	off := strings.Replace(testYAML, "funnel: {", "funnel: {wait: {max: 0s}, ", 1)
+	for _, tc := range []struct {
+		name, yaml, query, want string
+	}{
+		{"not a duration", testYAML, "?wait=soon", `wait "soon": not a duration like 2s or 500ms (at most funnel.wait.max 10s)`},
+		{"no unit", testYAML, "?wait=2", `wait "2": not a duration`},
+		{"zero", testYAML, "?wait=0s", `wait "0s": must be more than 0 (at most funnel.wait.max 10s)`},
+		{"negative", testYAML, "?wait=-1s", `wait "-1s": must be more than 0`},
+		{"over the max", testYAML, "?wait=11s", `wait "11s": over funnel.wait.max 10s`},
+		{"twice", testYAML, "?wait=1s&wait=2s", `wait "2s": give wait once`},
+		{"waits off", off, "?wait=1s", `wait "1s": this funnel answers no waits (funnel.wait.max is 0)`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			e := startWaiting(t, tc.yaml)
+			code, body, err := post(t.Context(), t, e.url+tc.query, "bad", "dev")
+			if err != nil || code != http.StatusBadRequest || !strings.Contains(errorOf(body), tc.want) {
+				t.Errorf("%d %q %v, want 400 with %q", code, body, err, tc.want)
+			}
+			if n := len(envRecords(t, e.p, e.p.InputTopic("edge"))); n != 0 {
+				t.Errorf("%d records written", n)
+			}
+		})
+	}
+}
+
+// envRecords are topic's records on p's Kafka.
+func envRecords(t *testing.T, p *pipeline.Pipeline, topic string) []*kgo.Record {
+	t.Helper()
+	var recs []*kgo.Record
+	if err := kafka.Scan(t.Context(), &p.Kafka, topic, func(r *kgo.Record) bool { recs = append(recs, r); return true }); err != nil {
+		t.Fatal(err)
+	}
+	return recs
+}
+
+// TestWaitLimits: past max_waiters_per_device, or max_waiters, a request
+// that asks to wait is answered 202 at once, and its message is written
+// (and answered by the pipeline) like any other.
+func TestWaitLimits(t *testing.T) {
+	y := strings.Replace(testYAML, "funnel: {", "funnel: {wait: {max: 5s, max_waiters: 2, max_waiters_per_device: 1}, ", 1)
+	e := startWaiting(t, y, "held-a", "held-b")
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	for _, dev := range []string{"a", "b"} {
+		wg.Go(func() {
+			code, _, err := post(t.Context(), t, e.url+"?wait=5s", "held-"+dev, dev)
+			if err != nil || code != http.StatusOK {
+				t.Errorf("held-%s: %d %v, want 200 once released", dev, code, err)
+			}
+		})
+	}
+	testsupport.WaitFor(t, 5*time.Second, "two requests waiting", func() bool { return testutil.ToFloat64(e.f.m.waiters) == 2 })
+	for _, tc := range []struct{ id, device, bound string }{
+		{"second-of-a", "a", "max_waiters_per_device"},
+		{"third", "c", "max_waiters"},
+	} {
+		start := time.Now()
+		code, body, err := post(t.Context(), t, e.url+"?wait=5s", tc.id, tc.device)
+		if err != nil || code != http.StatusAccepted || !strings.Contains(body, tc.id) {
+			t.Errorf("%s over %s: %d %q %v, want 202 with the id", tc.id, tc.bound, code, body, err)
+		}
+		if waited := time.Since(start); waited > 4*time.Second {
+			t.Errorf("%s over %s: answered after %s, not at once", tc.id, tc.bound, waited)
+		}
+		testsupport.WaitFor(t, 5*time.Second, tc.id+"'s result", func() bool { _, ok := e.ans.results.Load(tc.id); return ok })
+	}
+	if got := testutil.ToFloat64(e.f.m.waits.WithLabelValues(waitOverLimit)); got != 2 {
+		t.Errorf("over_limit %v, want 2", got)
+	}
+	e.ans.release("held-a")
+	e.ans.release("held-b")
+}
+
+// TestWaitersKeyByDevice: a result answers only the waiters of its own
+// device and id, once, and a result over maxAnswerBytes is not kept.
+func TestWaitersKeyByDevice(t *testing.T) {
+	ws := newWaiters(pipeline.Wait{Max: time.Second, MaxWaiters: 4, MaxWaitersPerDevice: 2}, nil)
+	if _, err := ws.add("a", "x", "a"); err != errNotReady {
+		t.Fatalf("add before the reader is ready: %v, want errNotReady", err)
+	}
+	ws.ready.Store(true)
+	a, _ := ws.add("a", "x", "a")
+	b, _ := ws.add("b", "x", "b")
+	big, _ := ws.add("b", "y", "b")
+	if _, err := ws.add("b", "z", "b"); err != errOverLimit {
+		t.Errorf("third waiter of b: %v, want errOverLimit", err)
+	}
+	ws.deliver("a", "x", []byte(`{"id":"x"}`))
+	ws.deliver("a", "x", []byte(`{"id":"x","second":true}`))
+	ws.deliver("b", "y", make([]byte, maxAnswerBytes+1))
+	if got, why := ws.await(a, time.Second, nil); string(got) != `{"id":"x"}` || why != waitAnswered {
+		t.Errorf("a's waiter: %q %s, want its first result", got, why)
+	}
+	if got, why := ws.await(b, time.Millisecond, nil); got != nil || why != waitTimedOut {
+		t.Errorf("b's waiter got %q (%s): a's result", got, why)
+	}
+	if got, why := ws.await(big, time.Second, nil); got != nil || why != waitTooLarge {
+		t.Errorf("a result over the cap: %q %s, want none, too_large", got, why)
+	}
+	if ws.waiting() || len(ws.perDevice) != 0 {
+		t.Errorf("waiters left: %d, per device %v", ws.n, ws.perDevice)
+	}
+}
+
+// TestWaitAnswersCoAP: libcoap's client that asks to wait gets 2.05 with
+// the result; a wait over the bound gets 4.00 naming it.
+func TestWaitAnswersCoAP(t *testing.T) {
+	e := startWaiting(t, testYAML, "c-slow")
+	f := filepath.Join(t.TempDir(), "sample")
+	os.WriteFile(f, floats(1, 2, 3, 4), 0o644)
+	out := coapClient(t, "-m", "post", "-t", "42", "-f", f, "coap://"+e.coap+"/v1/ingest?device=dev&id=c-1&wait=5s")
+	var r wire.Result
+	if err := json.Unmarshal([]byte(strings.TrimSpace(out)), &r); err != nil || r.ID != "c-1" || r.Device != "dev" || r.Tier != "edge" {
+		t.Errorf("client printed %q (%v), want c-1's result", out, err)
+	}
+	bad, _ := exec.Command("coap-client-notls", "-v", "3", "-m", "post", "-t", "42", "-f", f, "coap://"+e.coap+"/v1/ingest?id=c-2&wait=1m").CombinedOutput()
+	if !strings.Contains(string(bad), "4.00") || !strings.Contains(string(bad), `wait "1m": over funnel.wait.max 10s`) {
+		t.Errorf("wait over the bound: client printed %q, want 4.00 naming funnel.wait.max", bad)
+	}
+	// No result within the wait: 2.01 with the id, as without one.
+	if out := coapClient(t, "-m", "post", "-t", "42", "-f", f, "coap://"+e.coap+"/v1/ingest?device=dev&id=c-slow&wait=300ms"); strings.TrimSpace(out) != "c-slow" {
+		t.Errorf("wait past the result: client printed %q, want the id", out)
+	}
+	if got := testutil.ToFloat64(e.f.m.waits.WithLabelValues(waitAnswered)); got != 1 {
+		t.Errorf("answered waits %v, want 1", got)
+	}
+	if got := testutil.ToFloat64(e.f.m.waits.WithLabelValues(waitTimedOut)); got != 1 {
+		t.Errorf("timed out waits %v, want 1", got)
+	}
+}
+
+// TestWaitOutlastsReadTimeout: a wait longer than funnel.read_timeout
+// still gets its result: the server does not end the request at the
+// read deadline as if the device had gone.
+func TestWaitOutlastsReadTimeout(t *testing.T) {
+	y := strings.Replace(testYAML, "funnel: {", "funnel: {read_header_timeout: 200ms, read_timeout: 500ms, ", 1)
+	e := startWaiting(t, y, "late")
+	time.AfterFunc(1500*time.Millisecond, func() { e.ans.release("late") }) // the result comes after read_timeout
+	code, body, err := post(t.Context(), t, e.url+"?wait=5s", "late", "dev")
+	if err != nil || code != http.StatusOK || !strings.Contains(body, `"id":"late"`) {
+		t.Errorf("%d %q %v, want 200 with the result", code, body, err)
+	}
+}
