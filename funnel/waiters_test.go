@@ -51,7 +51,18 @@ func startWaiting(t *testing.T, y string, hold ...string) *waitEnv {
 	}
 	t.Cleanup(b.Close)
 	p.Kafka.Brokers = []string{b.Addr()}
-	cl, err := kafka.NewClient(&p.Kafka, "funnel", nil, nil, ProducerOptions(&p.Kafka)...)
+	return startWaitingOn(t, p, pipeline.LocalSite, hold...)
+}
+
+// startWaitingOn runs the funnel of p's site on the Kafka p gives it,
+// with an answerer, and waits until the funnel takes waits.
+func startWaitingOn(t *testing.T, p *pipeline.Pipeline, site string, hold ...string) *waitEnv {
+	t.Helper()
+	sv, err := p.OnSite(site)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cl, err := kafka.NewClient(&sv.Kafka, "funnel", nil, nil, ProducerOptions(&sv.Kafka)...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -69,7 +80,7 @@ func startWaiting(t *testing.T, y string, hold ...string) *waitEnv {
 		t.Fatal(err)
 	}
 	e := &waitEnv{p: p, url: "http://" + ln.Addr().String() + httpapi.PathIngest, coap: udp.LocalAddr().String()}
-	e.f = New(onlySite(t, p), cl, NewMetrics(prometheus.NewRegistry()), nil)
+	e.f = New(sv, cl, NewMetrics(prometheus.NewRegistry()), nil)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- e.f.Run(ctx, RunConfig{Device: ln, Delivery: dln, CoAP: udp}) }()
@@ -88,10 +99,11 @@ func startWaiting(t *testing.T, y string, hold ...string) *waitEnv {
 
 // answerer stands for the pipeline's tiers: it reads the first tier's
 // topic and writes each message's result, as the edge tier's exit, to
-// the results topic; the results of held ids wait for release.
+// the results topic on the results site's Kafka; the results of held ids
+// wait for release.
 type answerer struct {
 	p       *pipeline.Pipeline
-	cl      *kgo.Client
+	cl, out *kgo.Client // of the first tier's site, of the results site
 	mu      sync.Mutex
 	held    map[string]chan struct{}
 	wg      sync.WaitGroup
@@ -100,12 +112,17 @@ type answerer struct {
 
 func startAnswerer(t *testing.T, p *pipeline.Pipeline, hold ...string) *answerer {
 	t.Helper()
-	cl, err := kafka.NewClient(&p.Kafka, "answerer", nil, nil,
-		kgo.ConsumeTopics(p.InputTopic(p.Tiers[0].Name)), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
+	first := p.Tiers[0].Name
+	cl, err := kafka.NewClient(&p.SiteOf(first).Kafka, "answerer", nil, nil,
+		kgo.ConsumeTopics(p.InputTopic(first)), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
 	if err != nil {
 		t.Fatal(err)
 	}
-	a := &answerer{p: p, cl: cl, held: map[string]chan struct{}{}}
+	out, err := kafka.NewClient(&p.ResultsSite().Kafka, "answerer", nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := &answerer{p: p, cl: cl, out: out, held: map[string]chan struct{}{}}
 	for _, id := range hold {
 		a.held[id] = make(chan struct{})
 	}
@@ -142,6 +159,7 @@ func startAnswerer(t *testing.T, p *pipeline.Pipeline, hold ...string) *answerer
 		cancel()
 		a.wg.Wait()
 		cl.Close()
+		out.Close()
 	})
 	return a
 }
@@ -154,7 +172,7 @@ func (a *answerer) answer(ctx context.Context, t *testing.T, m *wire.Message) {
 		return
 	}
 	a.results.Store(m.ID, rec.Value) // before the funnel can read it
-	if err := a.cl.ProduceSync(ctx, rec).FirstErr(); err != nil && ctx.Err() == nil {
+	if err := a.out.ProduceSync(ctx, rec).FirstErr(); err != nil && ctx.Err() == nil {
 		t.Errorf("answerer: produce: %v", err)
 	}
 }
@@ -417,5 +435,25 @@ func TestWaitOutlastsReadTimeout(t *testing.T) {
 	code, body, err := post(t.Context(), t, e.url+"?wait=5s", "late", "dev")
 	if err != nil || code != http.StatusOK || !strings.Contains(body, `"id":"late"`) {
 		t.Errorf("%d %q %v, want 200 with the result", code, body, err)
+	}
+}
+
+// TestWaitResultsOnAnotherSite: the first tier's site's funnel answers a
+// wait with a result written on the results site's Kafka, which it reads
+// across sites with that site's brokers from the YAML.
+func TestWaitResultsOnAnotherSite(t *testing.T) {
+	y := strings.Replace(sitesYAML, "kafka: {partitions: 2", "results: {site: cloud}\nkafka: {partitions: 2", 1)
+	p, err := pipeline.Parse([]byte(y))
+	if err != nil {
+		t.Fatal(err)
+	}
+	addrs := testsupport.SiteClusters(t, p)
+	if addrs["edge"] == addrs["cloud"] {
+		t.Fatal("one cluster for both sites")
+	}
+	e := startWaitingOn(t, p, "edge")
+	code, body, err := post(t.Context(), t, e.url+"?wait=5s", "far", "dev")
+	if err != nil || code != http.StatusOK || !strings.Contains(body, `"id":"far"`) {
+		t.Errorf("%d %q %v, want 200 with the result from the cloud's Kafka", code, body, err)
 	}
 }
