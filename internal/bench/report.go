@@ -72,10 +72,10 @@ type Summary struct {
 	// answer carrying the result, of the sends so answered (a send whose
 	// wait ended without its result was answered 202 and is not in it),
 	// and SyncTiers the same per exit tier.
-	WaitMS    float64                `json:"wait_ms,omitempty"`
-	Sync      *Percentiles           `json:"sync,omitempty"`
-	SyncTiers map[string]Percentiles `json:"sync_tiers,omitempty"`
-	Replicas map[string]ReplicaRange `json:"replicas"`
+	WaitMS    float64                 `json:"wait_ms,omitempty"`
+	Sync      *Percentiles            `json:"sync,omitempty"`
+	SyncTiers map[string]Percentiles  `json:"sync_tiers,omitempty"`
+	Replicas  map[string]ReplicaRange `json:"replicas"`
 	// Errors are the first distinct refusals in full.
 	Errors []string `json:"errors,omitempty"`
 	// Links is what crossed each emulated link (--network), WANBytes the
