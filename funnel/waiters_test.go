@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/plgd-dev/go-coap/v3/message/codes"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -455,5 +456,56 @@ func TestWaitResultsOnAnotherSite(t *testing.T) {
 	code, body, err := post(t.Context(), t, e.url+"?wait=5s", "far", "dev")
 	if err != nil || code != http.StatusOK || !strings.Contains(body, `"id":"far"`) {
 		t.Errorf("%d %q %v, want 200 with the result from the cloud's Kafka", code, body, err)
+	}
+}
+
+// rawPost is a confirmable CoAP POST /v1/ingest of testYAML's sample
+// (content-format 42) with the queries qs.
+func rawPost(msgID uint16, token byte, qs ...string) []byte {
+	b := []byte{0x41, 0x02, byte(msgID >> 8), byte(msgID), token} // ver 1, CON, TKL 1, POST
+	last := 0
+	opt := func(num int, val []byte) {
+		b = append(b, byte((num-last)<<4|len(val)))
+		b = append(b, val...)
+		last = num
+	}
+	opt(11, []byte("v1"))
+	opt(11, []byte("ingest"))
+	opt(12, []byte{42})
+	for _, q := range qs {
+		opt(15, []byte(q))
+	}
+	return append(append(b, 0xff), floats(1, 2, 3, 4)...)
+}
+
+// TestWaitCoAPPeerNotHeldUp: while a peer's request waits for its
+// result, the same peer's next request is answered: a wait does not
+// hold up the requests behind it.
+func TestWaitCoAPPeerNotHeldUp(t *testing.T) {
+	e := startWaiting(t, testYAML, "held")
+	conn, err := net.Dial("udp", e.coap)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	read := func() (code, token byte) {
+		t.Helper()
+		conn.SetReadDeadline(time.Now().Add(3 * time.Second))
+		buf := make([]byte, 2048)
+		n, err := conn.Read(buf)
+		if err != nil || n < 5 {
+			t.Fatalf("no answer: %v", err)
+		}
+		return buf[1], buf[4]
+	}
+	conn.Write(rawPost(1, 1, "id=held", "device=d", "wait=5s"))
+	testsupport.WaitFor(t, 5*time.Second, "the request waiting", func() bool { return testutil.ToFloat64(e.f.m.waiters) == 1 })
+	conn.Write(rawPost(2, 2, "id=next", "device=d"))
+	if code, token := read(); token != 2 || code != byte(codes.Created) {
+		t.Fatalf("first answer: code %d.%02d token %d, want 2.01 for the request behind the waiting one", code>>5, code&31, token)
+	}
+	e.ans.release("held")
+	if code, token := read(); token != 1 || code != byte(codes.Content) {
+		t.Errorf("second answer: code %d.%02d token %d, want 2.05 with the held result", code>>5, code&31, token)
 	}
 }
