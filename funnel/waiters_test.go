@@ -1,7 +1,6 @@
 package funnel
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"net"
@@ -15,11 +14,9 @@ import (
 	"time"
 
 	"github.com/plgd-dev/go-coap/v3/message/codes"
-	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/twmb/franz-go/pkg/kgo"
 
-	"github.com/ddnn-continuum/ddnn/internal/httpapi"
 	"github.com/ddnn-continuum/ddnn/internal/kafka"
 	"github.com/ddnn-continuum/ddnn/internal/pipeline"
 	"github.com/ddnn-continuum/ddnn/internal/records"
@@ -27,187 +24,11 @@ import (
 	"github.com/ddnn-continuum/ddnn/internal/wire"
 )
 
-// waitEnv is a funnel in Run, whose results reader answers waits, and an
-// answerer in place of the pipeline's tiers.
-type waitEnv struct {
-	p    *pipeline.Pipeline
-	f    *Funnel
-	url  string // the device zone's ingest URL
-	coap string // the CoAP address
-	ans  *answerer
-}
-
-// startWaiting runs a funnel of pipeline y (testYAML's shape) on an
-// embedded broker with an answerer that holds back the results of hold,
-// and waits until the funnel takes waits.
-func startWaiting(t *testing.T, y string, hold ...string) *waitEnv {
-	t.Helper()
-	p, err := pipeline.Parse([]byte(y))
-	if err != nil {
-		t.Fatal(err)
-	}
-	b, err := kafka.StartBroker("127.0.0.1:0", p.Kafka.Partitions, p.Topics(), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(b.Close)
-	p.Kafka.Brokers = []string{b.Addr()}
-	return startWaitingOn(t, p, pipeline.LocalSite, hold...)
-}
-
-// startWaitingOn runs the funnel of p's site on the Kafka p gives it,
-// with an answerer, and waits until the funnel takes waits.
-func startWaitingOn(t *testing.T, p *pipeline.Pipeline, site string, hold ...string) *waitEnv {
-	t.Helper()
-	sv, err := p.OnSite(site)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cl, err := kafka.NewClient(&sv.Kafka, "funnel", nil, nil, ProducerOptions(&sv.Kafka)...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(cl.Close)
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	dln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	udp, err := ListenCoAP("127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	e := &waitEnv{p: p, url: "http://" + ln.Addr().String() + httpapi.PathIngest, coap: udp.LocalAddr().String()}
-	e.f = New(sv, cl, NewMetrics(prometheus.NewRegistry()), nil)
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- e.f.Run(ctx, RunConfig{Device: ln, Delivery: dln, CoAP: udp}) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("Run: %v", err)
-		}
-	})
-	e.ans = startAnswerer(t, p, hold...)
-	if e.f.waits != nil {
-		testsupport.WaitFor(t, 10*time.Second, "the funnel reading the results topic", e.f.waits.ready.Load)
-	}
-	return e
-}
-
-// answerer stands for the pipeline's tiers: it reads the first tier's
-// topic and writes each message's result, as the edge tier's exit, to
-// the results topic on the results site's Kafka; the results of held ids
-// wait for release.
-type answerer struct {
-	p       *pipeline.Pipeline
-	cl, out *kgo.Client // of the first tier's site, of the results site
-	mu      sync.Mutex
-	held    map[string]chan struct{}
-	wg      sync.WaitGroup
-	results sync.Map // id → the record value written (stored as it is produced)
-}
-
-func startAnswerer(t *testing.T, p *pipeline.Pipeline, hold ...string) *answerer {
-	t.Helper()
-	first := p.Tiers[0].Name
-	cl, err := kafka.NewClient(&p.SiteOf(first).Kafka, "answerer", nil, nil,
-		kgo.ConsumeTopics(p.InputTopic(first)), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	out, err := kafka.NewClient(&p.ResultsSite().Kafka, "answerer", nil, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	a := &answerer{p: p, cl: cl, out: out, held: map[string]chan struct{}{}}
-	for _, id := range hold {
-		a.held[id] = make(chan struct{})
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	a.wg.Go(func() {
-		for {
-			fs := cl.PollFetches(ctx)
-			if ctx.Err() != nil {
-				return
-			}
-			fs.EachRecord(func(rec *kgo.Record) {
-				m, err := records.DecodeMessage(rec, nil)
-				if err != nil {
-					t.Errorf("answerer: %v", err)
-					return
-				}
-				a.mu.Lock()
-				release := a.held[m.ID]
-				a.mu.Unlock()
-				a.wg.Go(func() {
-					if release != nil {
-						select {
-						case <-release:
-						case <-ctx.Done():
-							return
-						}
-					}
-					a.answer(ctx, t, &m)
-				})
-			})
-		}
-	})
-	t.Cleanup(func() {
-		cancel()
-		a.wg.Wait()
-		cl.Close()
-		out.Close()
-	})
-	return a
-}
-
-func (a *answerer) answer(ctx context.Context, t *testing.T, m *wire.Message) {
-	r := wire.Result{ID: m.ID, Device: m.Device, Tier: "edge", Class: 1, Label: "b", Confidence: 0.9, SentAt: m.SentAt, ExitedAt: time.Now().UTC()}
-	rec, err := records.Result(records.Destination{Topic: a.p.ResultsTopic()}, &r)
-	if err != nil {
-		t.Error(err)
-		return
-	}
-	a.results.Store(m.ID, rec.Value) // before the funnel can read it
-	if err := a.out.ProduceSync(ctx, rec).FirstErr(); err != nil && ctx.Err() == nil {
-		t.Errorf("answerer: produce: %v", err)
-	}
-}
-
-// release lets id's result be written.
-func (a *answerer) release(id string) { close(a.held[id]) }
-
-// post posts a sample to url with id and device headers.
-func post(ctx context.Context, t *testing.T, url, id, device string) (int, string, error) {
-	t.Helper()
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(floats(1, 2, 3, 4)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	req.Header.Set("Content-Type", "application/octet-stream")
-	req.Header.Set(HeaderMessageID, id)
-	if device != "" {
-		req.Header.Set(HeaderDeviceID, device)
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return 0, "", err
-	}
-	defer resp.Body.Close()
-	var buf bytes.Buffer
-	buf.ReadFrom(resp.Body)
-	return resp.StatusCode, buf.String(), nil
-}
-
 // TestWaitAnswersHTTP: a device that waits gets its result, as the
 // results topic holds it, with 200; one that does not gets 202 as ever.
 func TestWaitAnswersHTTP(t *testing.T) {
 	e := startWaiting(t, testYAML)
-	code, body, err := post(t.Context(), t, e.url+"?wait=5s", "w-1", "dev")
+	code, body, err := e.post(t.Context(), t, "?wait=5s", "w-1", "dev")
 	if err != nil || code != http.StatusOK {
 		t.Fatalf("wait: %d %q %v, want 200 with the result", code, body, err)
 	}
@@ -222,7 +43,7 @@ func TestWaitAnswersHTTP(t *testing.T) {
 	if strings.TrimSpace(body) != string(written.([]byte)) {
 		t.Errorf("answer %q, want the result record %q", body, written)
 	}
-	code, body, _ = post(t.Context(), t, e.url, "a-1", "dev")
+	code, body, _ = e.post(t.Context(), t, "", "a-1", "dev")
 	if code != http.StatusAccepted || !strings.Contains(body, `"id":"a-1"`) {
 		t.Errorf("without a wait: %d %q, want 202 with the id", code, body)
 	}
@@ -234,13 +55,23 @@ func TestWaitAnswersHTTP(t *testing.T) {
 	}
 }
 
+// TestWaitAnswersHTTPS: over HTTPS as over HTTP.
+func TestWaitAnswersHTTPS(t *testing.T) {
+	serverTLS, clientTLS := testTLS(t)
+	e := startWaitingOn(t, brokerPipeline(t, testYAML), pipeline.LocalSite, serverTLS, clientTLS)
+	code, body, err := e.post(t.Context(), t, "?wait=5s", "tls-1", "dev")
+	if err != nil || code != http.StatusOK || !strings.Contains(body, `"id":"tls-1"`) {
+		t.Errorf("%d %q %v, want 200 with the result", code, body, err)
+	}
+}
+
 // TestWaitTimesOut: a result that comes after the wait gets the request
 // 202 with its id at the wait's end; the result still reaches the
 // results topic: nothing is lost.
 func TestWaitTimesOut(t *testing.T) {
 	e := startWaiting(t, testYAML, "slow")
 	start := time.Now()
-	code, body, err := post(t.Context(), t, e.url+"?wait=300ms", "slow", "dev")
+	code, body, err := e.post(t.Context(), t, "?wait=300ms", "slow", "dev")
 	if err != nil || code != http.StatusAccepted || !strings.Contains(body, `"id":"slow"`) {
 		t.Fatalf("wait past the result: %d %q %v, want 202 with the id", code, body, err)
 	}
@@ -272,7 +103,7 @@ func TestWaitGone(t *testing.T) {
 	ctx, cancel := context.WithCancel(t.Context())
 	done := make(chan error, 1)
 	go func() {
-		_, _, err := post(ctx, t, e.url+"?wait=9s", "gone", "dev")
+		_, _, err := e.post(ctx, t, "?wait=9s", "gone", "dev")
 		done <- err
 	}()
 	testsupport.WaitFor(t, 5*time.Second, "the request waiting", func() bool { return testutil.ToFloat64(e.f.m.waiters) == 1 })
@@ -309,7 +140,7 @@ func TestWaitBad(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			e := startWaiting(t, tc.yaml)
-			code, body, err := post(t.Context(), t, e.url+tc.query, "bad", "dev")
+			code, body, err := e.post(t.Context(), t, tc.query, "bad", "dev")
 			if err != nil || code != http.StatusBadRequest || !strings.Contains(errorOf(body), tc.want) {
 				t.Errorf("%d %q %v, want 400 with %q", code, body, err, tc.want)
 			}
@@ -340,7 +171,7 @@ func TestWaitLimits(t *testing.T) {
 	defer wg.Wait()
 	for _, dev := range []string{"a", "b"} {
 		wg.Go(func() {
-			code, _, err := post(t.Context(), t, e.url+"?wait=5s", "held-"+dev, dev)
+			code, _, err := e.post(t.Context(), t, "?wait=5s", "held-"+dev, dev)
 			if err != nil || code != http.StatusOK {
 				t.Errorf("held-%s: %d %v, want 200 once released", dev, code, err)
 			}
@@ -352,7 +183,7 @@ func TestWaitLimits(t *testing.T) {
 		{"third", "c", "max_waiters"},
 	} {
 		start := time.Now()
-		code, body, err := post(t.Context(), t, e.url+"?wait=5s", tc.id, tc.device)
+		code, body, err := e.post(t.Context(), t, "?wait=5s", tc.id, tc.device)
 		if err != nil || code != http.StatusAccepted || !strings.Contains(body, tc.id) {
 			t.Errorf("%s over %s: %d %q %v, want 202 with the id", tc.id, tc.bound, code, body, err)
 		}
@@ -433,7 +264,7 @@ func TestWaitOutlastsReadTimeout(t *testing.T) {
 	y := strings.Replace(testYAML, "funnel: {", "funnel: {read_header_timeout: 200ms, read_timeout: 500ms, ", 1)
 	e := startWaiting(t, y, "late")
 	time.AfterFunc(1500*time.Millisecond, func() { e.ans.release("late") }) // the result comes after read_timeout
-	code, body, err := post(t.Context(), t, e.url+"?wait=5s", "late", "dev")
+	code, body, err := e.post(t.Context(), t, "?wait=5s", "late", "dev")
 	if err != nil || code != http.StatusOK || !strings.Contains(body, `"id":"late"`) {
 		t.Errorf("%d %q %v, want 200 with the result", code, body, err)
 	}
@@ -452,30 +283,11 @@ func TestWaitResultsOnAnotherSite(t *testing.T) {
 	if addrs["edge"] == addrs["cloud"] {
 		t.Fatal("one cluster for both sites")
 	}
-	e := startWaitingOn(t, p, "edge")
-	code, body, err := post(t.Context(), t, e.url+"?wait=5s", "far", "dev")
+	e := startWaitingOn(t, p, "edge", nil, nil)
+	code, body, err := e.post(t.Context(), t, "?wait=5s", "far", "dev")
 	if err != nil || code != http.StatusOK || !strings.Contains(body, `"id":"far"`) {
 		t.Errorf("%d %q %v, want 200 with the result from the cloud's Kafka", code, body, err)
 	}
-}
-
-// rawPost is a confirmable CoAP POST /v1/ingest of testYAML's sample
-// (content-format 42) with the queries qs.
-func rawPost(msgID uint16, token byte, qs ...string) []byte {
-	b := []byte{0x41, 0x02, byte(msgID >> 8), byte(msgID), token} // ver 1, CON, TKL 1, POST
-	last := 0
-	opt := func(num int, val []byte) {
-		b = append(b, byte((num-last)<<4|len(val)))
-		b = append(b, val...)
-		last = num
-	}
-	opt(11, []byte("v1"))
-	opt(11, []byte("ingest"))
-	opt(12, []byte{42})
-	for _, q := range qs {
-		opt(15, []byte(q))
-	}
-	return append(append(b, 0xff), floats(1, 2, 3, 4)...)
 }
 
 // TestWaitCoAPPeerNotHeldUp: while a peer's request waits for its
