@@ -321,3 +321,32 @@ func TestWaitCoAPPeerNotHeldUp(t *testing.T) {
 		t.Errorf("second answer: code %d.%02d token %d, want 2.05 with the held result", code>>5, code&31, token)
 	}
 }
+
+// TestWaitDrain: a funnel that begins to stop answers its waiting
+// requests at once, 202 with the id, and their messages stay written.
+func TestWaitDrain(t *testing.T) {
+	e := startWaiting(t, testYAML, "draining")
+	type answer struct {
+		code int
+		body string
+	}
+	got := make(chan answer, 1)
+	go func() {
+		code, body, _ := e.post(t.Context(), t, "?wait=9s", "draining", "dev")
+		got <- answer{code, body}
+	}()
+	testsupport.WaitFor(t, 5*time.Second, "the request waiting", func() bool { return testutil.ToFloat64(e.f.m.waiters) == 1 })
+	e.f.Drain()
+	select {
+	case a := <-got:
+		if a.code != http.StatusAccepted || !strings.Contains(a.body, `"id":"draining"`) {
+			t.Errorf("%d %q, want 202 with the id", a.code, a.body)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("the waiting request was not answered within 5s of the drain")
+	}
+	if got := testutil.ToFloat64(e.f.m.waits.WithLabelValues(waitDraining)); got != 1 {
+		t.Errorf("draining waits %v, want 1", got)
+	}
+	e.ans.release("draining")
+}
