@@ -1,6 +1,7 @@
 package funnel
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -12,10 +13,13 @@ import (
 	dtlsserver "github.com/plgd-dev/go-coap/v3/dtls/server"
 	"github.com/plgd-dev/go-coap/v3/message"
 	"github.com/plgd-dev/go-coap/v3/message/codes"
+	"github.com/plgd-dev/go-coap/v3/message/pool"
 	"github.com/plgd-dev/go-coap/v3/mux"
 	coapnet "github.com/plgd-dev/go-coap/v3/net"
 	"github.com/plgd-dev/go-coap/v3/options"
+	"github.com/plgd-dev/go-coap/v3/options/config"
 	"github.com/plgd-dev/go-coap/v3/udp"
+	udpclient "github.com/plgd-dev/go-coap/v3/udp/client"
 	udpserver "github.com/plgd-dev/go-coap/v3/udp/server"
 	"go.opentelemetry.io/otel/trace"
 
@@ -49,6 +53,10 @@ type coapIngest struct {
 	f    *Funnel
 	ra   *reassembly
 	psks *auth.PSKs // over CoAPS with pre-shared keys: checks a session's key is still its device's
+	// waitSlots bounds the requests that wait for their results in a
+	// goroutine of their own (funnel.wait.max_waiters); nil when waits
+	// are off.
+	waitSlots chan struct{}
 }
 
 // ListenCoAP binds the CoAP ingest's UDP socket, so that a busy or bad
@@ -112,6 +120,7 @@ func serveCoAPIngest[O any, L io.Closer, S coapServer[L]](ctx context.Context, c
 		// go-coap's default runner sleeps in a goroutine forever; this one
 		// ends with ctx.
 		options.WithPeriodicRunner(func(tick func(now time.Time) bool) { wg.Go(func() { every(ctx, time.Second, tick) }) }),
+		options.WithProcessReceivedMessageFunc(ci.processor(&wg)),
 	} {
 		opts = append(opts, o.(O))
 	}
@@ -132,7 +141,46 @@ func (f *Funnel) newCoAPIngest(limits CoAPLimits) *coapIngest {
 	setZero(&limits.PerPeer, c.MaxTransfersPerPeer)
 	setZero(&limits.PeerBytes, c.MaxBytesPerPeer)
 	setZero(&limits.TotalBytes, c.MaxBytes)
-	return &coapIngest{f: f, ra: newReassembly(limits, f.site.Funnel.MaxRequestBytes, f.m)}
+	ci := &coapIngest{f: f, ra: newReassembly(limits, f.site.Funnel.MaxRequestBytes, f.m)}
+	if f.waits != nil {
+		ci.waitSlots = make(chan struct{}, f.site.Funnel.Wait.MaxWaiters)
+	}
+	return ci
+}
+
+// processor is how the server hands a peer's request to the handler.
+// go-coap handles a peer's requests one after another on one goroutine,
+// and the server's reader blocks once a peer has 16 queued: a request
+// that waits for its result would hold up every later one of its peer,
+// and then every peer. So a request that asks to wait is handled on a
+// goroutine of its own (counted in wg), at most max_waiters at once; past
+// that it is handled in turn, and the waiter bound answers it at once.
+func (ci *coapIngest) processor(wg *sync.WaitGroup) func(*pool.Message, *udpclient.Conn, config.HandlerFunc[*udpclient.Conn]) {
+	return func(req *pool.Message, cc *udpclient.Conn, h config.HandlerFunc[*udpclient.Conn]) {
+		if ci.waitSlots != nil && asksToWait(req) {
+			select {
+			case ci.waitSlots <- struct{}{}:
+				wg.Go(func() {
+					defer func() { <-ci.waitSlots }()
+					cc.ProcessReceivedMessageWithHandler(req, h)
+				})
+				return
+			default:
+			}
+		}
+		cc.ProcessReceivedMessageWithHandler(req, h)
+	}
+}
+
+// asksToWait reports whether a request has a wait= Uri-Query option.
+func asksToWait(req *pool.Message) bool {
+	qs, _ := req.Options().Queries()
+	for _, q := range qs {
+		if strings.HasPrefix(q, "wait=") {
+			return true
+		}
+	}
+	return false
 }
 
 // every calls fn each period until ctx ends or fn returns false.
@@ -260,6 +308,13 @@ func (ci *coapIngest) serve(w mux.ResponseWriter, r *mux.Message) {
 		return
 	}
 	qs, _ := opts.Queries()
+	wait, err := parseWait(queryValues(qs, "wait"), f.site.Funnel.Wait)
+	if err != nil {
+		f.m.refused(route, reasonBadWait)
+		f.m.request(route, "bad_request")
+		reply(w, codes.BadRequest, err.Error(), b1opt...)
+		return
+	}
 	ids, devices := queryIDs(qs)
 	if err := resolveIDs(&m, ids, devices); err != nil {
 		f.m.refused(route, idRefusal(err))
@@ -296,7 +351,8 @@ func (ci *coapIngest) serve(w mux.ResponseWriter, r *mux.Message) {
 			span.End()
 		}()
 	}
-	if err := f.accept(ctx, &m); err != nil {
+	result, err := f.acceptWaiting(ctx, &m, wait, peer)
+	if err != nil {
 		var tl *RecordTooLargeError
 		var elsewhere *NotIngestSiteError
 		if errors.As(err, &elsewhere) {
@@ -319,5 +375,10 @@ func (ci *coapIngest) serve(w mux.ResponseWriter, r *mux.Message) {
 		return
 	}
 	f.m.request(route, "ok")
+	if result != nil {
+		// The result record as the results topic holds it.
+		w.SetResponse(codes.Content, message.AppJSON, bytes.NewReader(result), b1opt...)
+		return
+	}
 	reply(w, codes.Created, m.ID, b1opt...)
 }

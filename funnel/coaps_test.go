@@ -550,3 +550,15 @@ func clientRunner(t *testing.T) options.PeriodicRunnerOpt {
 		wg.Go(func() { every(ctx, time.Second, tick) })
 	})
 }
+
+// TestWaitAnswersCoAPS: over CoAP over DTLS a device that asks to wait
+// gets 2.05 with its result, that of the session's device.
+func TestWaitAnswersCoAPS(t *testing.T) {
+	e := startWaiting(t, coapYAML)
+	pe := newPSKEnv(t, "dev-1")
+	addr := startCoAPS(t, &env{f: e.f}, DTLS{PSKs: pe.psks, RequireDevice: true})
+	code, body, err := postCoAPS(dialPSK(t, addr, "dev-1", pe.key(t, "dev-1")), "id=dtls-1&wait=5s")
+	if err != nil || code != codes.Content || !strings.Contains(body, `"id":"dtls-1"`) || !strings.Contains(body, `"device":"dev-1"`) {
+		t.Errorf("%v %q %v, want 2.05 with dtls-1's result from dev-1", code, body, err)
+	}
+}

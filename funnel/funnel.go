@@ -8,7 +8,9 @@
 // (acks=all, idempotent producer); records of concurrent requests are
 // batched by the producer, never produced synchronously one by one. When
 // Kafka does not acknowledge within the produce timeout the funnel answers
-// 503 with Retry-After. It never consumes, and it knows nothing of models.
+// 503 with Retry-After. It knows nothing of models, and it consumes only
+// the results topic, with one reader per process, to answer the device
+// requests that wait for their results (?wait=, waiters.go).
 //
 // On a pipeline of several sites a funnel belongs to one site: it writes a
 // message for a tier of its site, or a result when its site holds the
@@ -64,6 +66,7 @@ type Funnel struct {
 	now        func() time.Time
 	rl         *deviceLimiter     // nil when funnel.device_rate_limit is off
 	tr         *telemetry.Tracing // nil: tracing off
+	waits      *waiters           // nil when funnel.wait.max is 0
 }
 
 // New builds the funnel of site over cl, a client of the site's Kafka
@@ -74,8 +77,12 @@ func New(site *pipeline.SiteView, cl *kgo.Client, m *Metrics, log *slog.Logger) 
 	}
 	p := site.Pipeline
 	first := p.Tiers[0].Name
-	return &Funnel{p: p, site: site, cl: cl, m: m, log: log, first: first, ingestSite: p.SiteOf(first).Name, now: time.Now,
+	f := &Funnel{p: p, site: site, cl: cl, m: m, log: log, first: first, ingestSite: p.SiteOf(first).Name, now: time.Now,
 		rl: newDeviceLimiter(site.Funnel.DeviceRateLimit)}
+	if site.Funnel.Wait.On() && site.Name == f.ingestSite {
+		f.waits = newWaiters(site.Funnel.Wait, m)
+	}
+	return f
 }
 
 // NotIngestSiteError is the answer of a funnel whose site does not hold the
@@ -86,9 +93,15 @@ func (e *NotIngestSiteError) Error() string {
 	return fmt.Sprintf("site %q takes no device data: send it to the funnel of site %q, which runs the first tier", e.Site, e.IngestSite)
 }
 
-// Drain makes the ingest route answer 503 from now on; internal routes keep
-// working so in-flight samples can finish.
-func (f *Funnel) Drain() { f.draining.Store(true) }
+// Drain makes the ingest route answer 503 from now on, and requests
+// waiting for their results answer at once; internal routes keep working
+// so in-flight samples can finish.
+func (f *Funnel) Drain() {
+	f.draining.Store(true)
+	if f.waits != nil {
+		f.waits.drain()
+	}
+}
 
 // Auth is who the funnel lets in: devices with a credential on the device
 // zone, the pipeline's own parts (uplinks, ddnn up) with the service
@@ -229,6 +242,12 @@ func (f *Funnel) serveIngest(w http.ResponseWriter, r *http.Request) {
 		f.m.request(route, "unauthorized")
 		return
 	}
+	wait, err := parseWait(r.URL.Query()["wait"], f.site.Funnel.Wait)
+	if err != nil {
+		f.m.refused(route, reasonBadWait)
+		f.fail(w, route, http.StatusBadRequest, err.Error())
+		return
+	}
 	body, ok := f.readBody(w, r, route)
 	if !ok {
 		return
@@ -263,12 +282,19 @@ func (f *Funnel) serveIngest(w http.ResponseWriter, r *http.Request) {
 		f.failRate(w, route, rl)
 		return
 	}
-	if err := f.accept(r.Context(), &m); err != nil {
+	result, err := f.acceptWaiting(r.Context(), &m, wait, r.RemoteAddr)
+	if err != nil {
 		f.produceFailed(w, route, ingestError(&m, err))
 		return
 	}
 	f.m.request(route, "ok")
 	w.Header().Set("Content-Type", "application/json")
+	if result != nil {
+		// The result record as the results topic holds it.
+		w.WriteHeader(http.StatusOK)
+		w.Write(append(result, '\n'))
+		return
+	}
 	w.WriteHeader(http.StatusAccepted)
 	json.NewEncoder(w).Encode(IngestResponse{ID: m.ID})
 }

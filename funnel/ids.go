@@ -103,6 +103,17 @@ func queryIDs(qs []string) (ids, devices []idValue) {
 	return ids, devices
 }
 
+// queryValues are the values of a CoAP request's key=value queries.
+func queryValues(qs []string, key string) []string {
+	var vs []string
+	for _, q := range qs {
+		if v, ok := strings.CutPrefix(q, key+"="); ok {
+			vs = append(vs, v)
+		}
+	}
+	return vs
+}
+
 // idRefusal is the refusal metric's reason for an error of resolveIDs.
 func idRefusal(err error) string {
 	if _, ok := err.(*IDConflictError); ok {

@@ -26,6 +26,7 @@ const (
 	reasonPeerBytes        = "reassembly_peer"    // CoAP: the peer's transfers hold its share (4.13)
 	reasonTotalBytes       = "reassembly_total"   // CoAP: every transfer together holds the cap (5.03)
 	reasonTransferTooLarge = "transfer_too_large" // CoAP: one upload over max_request_bytes (4.13)
+	reasonBadWait          = "bad_wait"           // a wait the funnel cannot take (400, 4.00): see WaitError
 )
 
 // deviceLimiter is a token bucket per device (funnel.device_rate_limit).

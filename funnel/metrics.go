@@ -15,6 +15,8 @@ type Metrics struct {
 	held     prometheus.Gauge
 	closed   *prometheus.CounterVec
 	conns    prometheus.Gauge
+	waiters  prometheus.Gauge
+	waits    *prometheus.CounterVec
 }
 
 // NewMetrics registers the funnel's metrics with reg.
@@ -35,7 +37,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		}, []string{"tier"}),
 		refusals: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "ddnn_funnel_refusals_total",
-			Help: "Device requests refused for breaking a bound, by route (ingest, coap, http) and reason (invalid_id, id_conflict, rate_limited, method_not_allowed, transfers_per_peer, reassembly_peer, reassembly_total, transfer_too_large).",
+			Help: "Device requests refused for breaking a bound, by route (ingest, coap, http) and reason (invalid_id, id_conflict, rate_limited, method_not_allowed, transfers_per_peer, reassembly_peer, reassembly_total, transfer_too_large, bad_wait).",
 		}, []string{"route", "reason"}),
 		held: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "ddnn_funnel_coap_reassembly_bytes",
@@ -49,8 +51,16 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "ddnn_funnel_device_connections",
 			Help: "Open connections of the device listener (at most funnel.max_connections).",
 		}),
+		waiters: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "ddnn_funnel_waiters",
+			Help: "Device requests waiting for their results (?wait=; at most funnel.wait.max_waiters).",
+		}),
+		waits: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "ddnn_funnel_waits_total",
+			Help: "Device requests that asked to wait for their results, by outcome: answered (with the result), timed_out, gone (the device went away), over_limit (funnel.wait.max_waiters or max_waiters_per_device reached: answered at once), not_ready (the results topic not read yet: answered at once), draining (the funnel stopping), too_large (a result over 4 KiB: answered without it).",
+		}, []string{"outcome"}),
 	}
-	reg.MustRegister(m.requests, m.records, m.latency, m.refusals, m.held, m.closed, m.conns)
+	reg.MustRegister(m.requests, m.records, m.latency, m.refusals, m.held, m.closed, m.conns, m.waiters, m.waits)
 	return m
 }
 
@@ -112,5 +122,19 @@ func (m *Metrics) connClosed(reason string) {
 func (m *Metrics) connsOpen(n int) {
 	if m != nil {
 		m.conns.Set(float64(n))
+	}
+}
+
+// waitersNow sets the requests waiting for their results.
+func (m *Metrics) waitersNow(n int) {
+	if m != nil {
+		m.waiters.Set(float64(n))
+	}
+}
+
+// waited counts a request that asked to wait, by how its wait ended.
+func (m *Metrics) waited(outcome string) {
+	if m != nil {
+		m.waits.WithLabelValues(outcome).Inc()
 	}
 }

@@ -60,7 +60,8 @@ type RunConfig struct {
 
 // Run serves the funnel until ctx ends or a server stops (a CoAP server
 // that ends on its own ends the funnel too, so a supervisor restarts it
-// whole). Then it stops in order: ingest answers 503 and the CoAP and
+// whole). With funnel.wait on, it also runs the reader of the results
+// topic that answers waits (watchResults). Then it stops in order: ingest answers 503 and the CoAP and
 // CoAPS servers stop, both HTTP servers stop accepting and wait for the requests in
 // flight (device ingests already taken and internal deliveries) to be
 // acknowledged, and the producer flushes what is left. It closes every
@@ -127,6 +128,9 @@ func (f *Funnel) Run(ctx context.Context, cfg RunConfig) error {
 			}
 			return nil
 		})
+	}
+	if f.waits != nil {
+		g.Go(func() error { return f.watchResults(gctx) })
 	}
 	if cfg.CoAP != nil {
 		serveUDP("coap", func(ctx context.Context) error { return f.ServeCoAP(ctx, cfg.CoAP, cfg.CoAPLimits) })

@@ -79,6 +79,10 @@ type Config struct {
 	// MaxInFlight bounds a device's outstanding sends (default 256); a send
 	// that has to wait for one is late, which the report counts.
 	MaxInFlight int
+	// Wait, when set, makes HTTP and CoAP devices ask the funnel to wait
+	// that long for each result (?wait=): a send answered with its
+	// result measures the synchronous round trip (Summary.Sync).
+	Wait time.Duration
 }
 
 // sendState is what happened to one send; only its sender writes it.
@@ -89,6 +93,9 @@ type sendState struct {
 	sent time.Duration
 	ack  time.Duration // sent to acceptance or refusal
 	done bool
+	// answered says the funnel's answer carried the result (Config.Wait):
+	// ack is then the synchronous round trip.
+	answered bool
 	// refused is why the pipeline did not accept it ("" when accepted),
 	// err the whole error.
 	refused, err string
@@ -182,7 +189,7 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 		}
 	}()
 	for i := range devices {
-		if devices[i], err = dial(ingest, cfg.Protocol, cfg.Encoding, cfg.IngestAddr, i); err != nil {
+		if devices[i], err = dial(ingest, cfg.Protocol, cfg.Encoding, cfg.IngestAddr, i, cfg.Wait); err != nil {
 			return nil, fmt.Errorf("bench: device %d: %w", i, err)
 		}
 	}
@@ -231,7 +238,8 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 func probe(ctx context.Context, d device, sample []byte) error {
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
-	return d.send(ctx, "bench-probe-"+strconv.FormatInt(time.Now().UnixNano(), 36), sample)
+	_, err := d.send(ctx, "bench-probe-"+strconv.FormatInt(time.Now().UnixNano(), 36), sample)
+	return err
 }
 
 // resultsConsumer reads the results topic on site (the results site) from
@@ -425,8 +433,8 @@ func (r *run) sendOne(ctx context.Context, d device, i int, t0 time.Time) {
 	s := &r.sent[i]
 	s.sent = t0.Sub(r.start)
 	r.nsent.Add(1)
-	err := d.send(ctx, r.prefix+strconv.Itoa(i), r.cfg.Samples[i%len(r.cfg.Samples)])
-	s.ack, s.done = time.Since(t0), true
+	answered, err := d.send(ctx, r.prefix+strconv.Itoa(i), r.cfg.Samples[i%len(r.cfg.Samples)])
+	s.ack, s.done, s.answered = time.Since(t0), true, answered
 	if err != nil {
 		s.refused, s.err = refusal(err), err.Error()
 		r.nrefused.Add(1)

@@ -17,8 +17,8 @@ import (
 // Synopsis is ddnn bench's usage line and help.
 const Synopsis = `bench -f FILE [--workload paper|constant|step|burst] [--protocol http|coap|kafka]
                   [--devices N] [--time-scale F] [--rate R] [--duration D] [--count N]
-                  [--steps S] [--encoding raw|json] [--drain D] [--out DIR]
-                  [--attach] [--compare] [--network FILE] [--json]
+                  [--steps S] [--encoding raw|json] [--wait D] [--drain D]
+                  [--out DIR] [--attach] [--compare] [--network FILE] [--json]
 
 Simulated devices, each with its own connection, send the pipeline's labeled
 test images on an open-loop schedule; the bench reads the results topic and
@@ -32,6 +32,11 @@ Workloads:
   burst     --count N messages at --rate R in total, then quiet until the
             scale-down window has passed (replicas rise and return)
 --time-scale F multiplies every rate and divides every duration.
+
+--wait D makes HTTP and CoAP devices ask the funnel to wait up to D for each
+result (POST /v1/ingest?wait=D) and adds the synchronous round trip, send to
+the answer that carries the result, to the report; the round trips per exit
+tier stay send to the result read from the results topic.
 
 By default bench starts the pipeline of -f (ddnn up, every site) and stops it
 afterwards; --attach runs against one already running. Devices send to the
@@ -65,7 +70,7 @@ type Command struct {
 	File, Workload, Protocol, Encoding string
 	Devices, Steps, Count              int
 	TimeScale, Rate                    float64
-	Duration, Drain                    time.Duration
+	Duration, Drain, Wait              time.Duration
 	Out, Network                       string
 	Attach, Compare, JSON              bool
 }
@@ -87,6 +92,7 @@ func (o *Command) Flags(fs *flag.FlagSet) {
 	fs.BoolVar(&o.Attach, "attach", false, "run against a pipeline already running instead of starting it")
 	fs.BoolVar(&o.Compare, "compare", false, "also run the workload against 'ddnn monolith' and report both")
 	fs.StringVar(&o.Network, "network", "", "emulate the WAN of this network file (deploy/examples/wan.yaml): proxies on the devices' link and between sites, with latency, bandwidth and cuts")
+	fs.DurationVar(&o.Wait, "wait", 0, "devices ask the funnel to wait up to this for each result (?wait=; http and coap) and the report adds the synchronous round trip")
 	fs.DurationVar(&o.Drain, "drain", 60*time.Second, "how long to wait for results after the last send")
 	fs.BoolVar(&o.JSON, "json", false, "print summary.json to stdout instead of the table")
 }
@@ -106,6 +112,10 @@ func (o *Command) workload() (Workload, error) {
 		return Workload{}, command.Usagef("--compare starts the pipeline and the monolith itself; drop --attach")
 	case o.Network != "" && o.Attach:
 		return Workload{}, command.Usagef("--network routes the sites' links through its proxies, so bench must start the pipeline: drop --attach")
+	case o.Wait < 0 || o.Wait >= sendTimeout:
+		return Workload{}, command.Usagef("--wait %s: want more than 0 and under a send's timeout of %s (the funnel's funnel.wait.max bounds it too)", o.Wait, sendTimeout)
+	case o.Wait > 0 && o.Protocol == ProtocolKafka:
+		return Workload{}, command.Usagef("--wait: a device that produces to Kafka gets no answer to wait for; use --protocol http or coap")
 	case o.Workload == WorkloadPaper && (o.Rate != 0 || o.Duration != 0 || o.Count != 0):
 		return Workload{}, command.Usagef("the paper workload has a fixed schedule; change it with --devices and --time-scale")
 	}
@@ -163,7 +173,7 @@ func (o *Command) Run(ctx context.Context, stdout, stderr io.Writer) error {
 	}
 	cfg := Config{
 		Pipeline: p, Target: TargetPipeline, Protocol: o.Protocol, Encoding: o.Encoding, Workload: w,
-		Samples: samples, Labels: ds.Labels, Drain: o.Drain,
+		Samples: samples, Labels: ds.Labels, Drain: o.Drain, Wait: o.Wait,
 		Progress: stderr, TTY: command.IsTerminal(stderr),
 	}
 	if o.Workload == WorkloadBurst {

@@ -124,7 +124,7 @@ func TestHTTPDeviceAnswers(t *testing.T) {
 		want string
 	}{{202, ""}, {204, ""}, {400, "http 400"}, {413, "http 413"}, {503, "http 503"}} {
 		code.Store(int32(tc.code))
-		err := d.send(context.Background(), "m", []byte{1})
+		_, err := d.send(context.Background(), "m", []byte{1})
 		if got := ""; err != nil {
 			got = refusal(err)
 			if got != tc.want {
@@ -135,7 +135,7 @@ func TestHTTPDeviceAnswers(t *testing.T) {
 		}
 	}
 	srv.Close()
-	if err := d.send(context.Background(), "m", []byte{1}); refusal(err) != "connection refused" {
+	if _, err := d.send(context.Background(), "m", []byte{1}); refusal(err) != "connection refused" {
 		t.Errorf("closed server: %v (%s)", err, refusal(err))
 	}
 }
@@ -147,16 +147,16 @@ type blocking struct {
 	peak     atomic.Int32
 }
 
-func (b *blocking) send(ctx context.Context, _ string, _ []byte) error {
+func (b *blocking) send(ctx context.Context, _ string, _ []byte) (bool, error) {
 	n := b.inflight.Add(1)
 	defer b.inflight.Add(-1)
 	for p := b.peak.Load(); n > p && !b.peak.CompareAndSwap(p, n); p = b.peak.Load() {
 	}
 	select {
 	case <-b.release:
-		return nil
+		return false, nil
 	case <-ctx.Done():
-		return ctx.Err()
+		return false, ctx.Err()
 	}
 }
 

@@ -83,9 +83,11 @@ func (e encoder) ingestBody(id, device string, sample []byte) ([]byte, error) {
 
 // device is one simulated device with its own connection. send returns nil
 // once the pipeline accepted the message (the funnel answered 2xx or CoAP
-// 2.01, or Kafka acknowledged it); any other outcome is a refusal.
+// 2.01 or 2.05, or Kafka acknowledged it); any other outcome is a refusal.
+// answered says the funnel's answer carried the message's result (a
+// device that waits: 200, CoAP 2.05).
 type device interface {
-	send(ctx context.Context, id string, sample []byte) error
+	send(ctx context.Context, id string, sample []byte) (answered bool, err error)
 	close()
 }
 
@@ -102,8 +104,9 @@ const httpConnsPerDevice = 8
 
 // dial opens device n's connection to site, the site of the first tier;
 // an HTTP device posts to addr instead when it is set. The device
-// sends its samples in encoding (EncodingRaw or EncodingJSON).
-func dial(site *pipeline.SiteView, protocol, encoding, addr string, n int) (device, error) {
+// sends its samples in encoding (EncodingRaw or EncodingJSON) and, with
+// wait, asks the funnel to wait that long for each result (?wait=).
+func dial(site *pipeline.SiteView, protocol, encoding, addr string, n int, wait time.Duration) (device, error) {
 	p := site.Pipeline
 	name := fmt.Sprintf("bench-%03d", n)
 	enc, err := newEncoder(encoding, p.Input)
@@ -115,10 +118,14 @@ func dial(site *pipeline.SiteView, protocol, encoding, addr string, n int) (devi
 		if addr == "" {
 			addr = site.Funnel.Listen
 		}
+		url := "http://" + addr + httpapi.PathIngest
+		if wait > 0 {
+			url += "?wait=" + wait.String()
+		}
 		return &httpDevice{
 			name: name,
 			enc:  enc,
-			url:  "http://" + addr + httpapi.PathIngest,
+			url:  url,
 			// Its own transport: its own connections, a few at most, so
 			// that an overloaded pipeline makes sends queue on the device
 			// (the wait counts in their round trips) rather than open
@@ -136,8 +143,11 @@ func dial(site *pipeline.SiteView, protocol, encoding, addr string, n int) (devi
 		if err != nil {
 			return nil, fmt.Errorf("coap %s: %w", site.Funnel.CoAPListen, err)
 		}
-		return &coapDevice{name: name, enc: enc, cc: cc}, nil
+		return &coapDevice{name: name, enc: enc, cc: cc, wait: wait}, nil
 	case ProtocolKafka:
+		if wait > 0 {
+			return nil, fmt.Errorf("a device that produces to Kafka gets no answer to wait for")
+		}
 		cl, err := kafka.NewClient(&site.Kafka, "bench-"+name, nil, nil,
 			kgo.DefaultProduceTopic(p.InputTopic(p.Tiers[0].Name)), kgo.ProducerLinger(0))
 		if err != nil {
@@ -155,14 +165,14 @@ type httpDevice struct {
 	client *http.Client
 }
 
-func (d *httpDevice) send(ctx context.Context, id string, sample []byte) error {
+func (d *httpDevice) send(ctx context.Context, id string, sample []byte) (bool, error) {
 	body, err := d.enc.ingestBody(id, d.name, sample)
 	if err != nil {
-		return err
+		return false, err
 	}
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, d.url, bytes.NewReader(body))
 	if err != nil {
-		return err
+		return false, err
 	}
 	if d.enc.json {
 		req.Header.Set("Content-Type", wire.ContentTypeJSON)
@@ -173,14 +183,14 @@ func (d *httpDevice) send(ctx context.Context, id string, sample []byte) error {
 	}
 	resp, err := d.client.Do(req)
 	if err != nil {
-		return err
+		return false, err
 	}
 	defer resp.Body.Close()
-	answer, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
+	answer, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
 	if resp.StatusCode/100 != 2 {
-		return &refusedError{reason: fmt.Sprintf("http %d", resp.StatusCode), detail: strings.TrimSpace(string(answer))}
+		return false, &refusedError{reason: fmt.Sprintf("http %d", resp.StatusCode), detail: strings.TrimSpace(string(answer))}
 	}
-	return nil
+	return resp.StatusCode == http.StatusOK, nil
 }
 
 func (d *httpDevice) close() { d.client.CloseIdleConnections() }
@@ -189,12 +199,13 @@ type coapDevice struct {
 	name string
 	enc  encoder
 	cc   *udpclient.Conn
+	wait time.Duration
 }
 
-func (d *coapDevice) send(ctx context.Context, id string, sample []byte) error {
+func (d *coapDevice) send(ctx context.Context, id string, sample []byte) (bool, error) {
 	body, err := d.enc.ingestBody(id, d.name, sample)
 	if err != nil {
-		return err
+		return false, err
 	}
 	ctx, cancel := context.WithTimeout(ctx, sendTimeout)
 	defer cancel()
@@ -208,15 +219,22 @@ func (d *coapDevice) send(ctx context.Context, id string, sample []byte) error {
 			{ID: message.URIQuery, Value: []byte("device=" + d.name)},
 		}
 	}
+	if d.wait > 0 {
+		opts = append(opts, message.Option{ID: message.URIQuery, Value: []byte("wait=" + d.wait.String())})
+	}
 	resp, err := d.cc.Post(ctx, httpapi.PathIngest, format, bytes.NewReader(body), opts...)
 	if err != nil {
-		return err
+		return false, err
 	}
-	if c := resp.Code(); c != codes.Created {
+	switch c := resp.Code(); c {
+	case codes.Created:
+		return false, nil
+	case codes.Content:
+		return true, nil
+	default:
 		answer, _ := resp.ReadBody()
-		return &refusedError{reason: fmt.Sprintf("coap %d.%02d", c>>5, c&0x1f), detail: string(answer)}
+		return false, &refusedError{reason: fmt.Sprintf("coap %d.%02d", c>>5, c&0x1f), detail: string(answer)}
 	}
-	return nil
 }
 
 func (d *coapDevice) close() { d.cc.Close() }
@@ -227,7 +245,7 @@ type kafkaDevice struct {
 	cl   *kgo.Client
 }
 
-func (d *kafkaDevice) send(ctx context.Context, id string, sample []byte) error {
+func (d *kafkaDevice) send(ctx context.Context, id string, sample []byte) (bool, error) {
 	rec := &kgo.Record{Key: []byte(d.name), Value: sample, Headers: []kgo.RecordHeader{
 		{Key: wire.HeaderID, Value: []byte(id)},
 		{Key: wire.HeaderDevice, Value: []byte(d.name)},
@@ -238,12 +256,12 @@ func (d *kafkaDevice) send(ctx context.Context, id string, sample []byte) error 
 		m.SentAt = time.Now()
 		var err error
 		if rec, err = records.Message(records.Destination{}, wire.JSON, m); err != nil {
-			return err
+			return false, err
 		}
 	}
 	ctx, cancel := context.WithTimeout(ctx, sendTimeout)
 	defer cancel()
-	return d.cl.ProduceSync(ctx, rec).FirstErr()
+	return false, d.cl.ProduceSync(ctx, rec).FirstErr()
 }
 
 func (d *kafkaDevice) close() { d.cl.Close() }

@@ -66,8 +66,16 @@ type Summary struct {
 	ExitRatios map[string]float64 `json:"exit_ratios"`
 	All        Percentiles        `json:"all"`
 	// Ingest is send to acceptance (the funnel's answer or Kafka's ack).
-	Ingest   Percentiles             `json:"ingest"`
-	Replicas map[string]ReplicaRange `json:"replicas"`
+	Ingest Percentiles `json:"ingest"`
+	// WaitMS is the wait devices asked the funnel for (--wait), 0 for
+	// none; Sync is then the synchronous round trip, send to the funnel's
+	// answer carrying the result, of the sends so answered (a send whose
+	// wait ended without its result was answered 202 and is not in it),
+	// and SyncTiers the same per exit tier.
+	WaitMS    float64                 `json:"wait_ms,omitempty"`
+	Sync      *Percentiles            `json:"sync,omitempty"`
+	SyncTiers map[string]Percentiles  `json:"sync_tiers,omitempty"`
+	Replicas  map[string]ReplicaRange `json:"replicas"`
 	// Errors are the first distinct refusals in full.
 	Errors []string `json:"errors,omitempty"`
 	// Links is what crossed each emulated link (--network), WANBytes the
@@ -178,8 +186,8 @@ func (r *run) result(interrupted bool) *Result {
 	for _, t := range cfg.Pipeline.Tiers {
 		res.TierOrder = append(res.TierOrder, t.Name)
 	}
-	var all, ingest []time.Duration
-	byTier := map[string][]time.Duration{}
+	var all, ingest, sync []time.Duration
+	byTier, syncByTier := map[string][]time.Duration{}, map[string][]time.Duration{}
 	correct := 0
 	var last time.Duration
 	seenErr := map[string]bool{}
@@ -195,6 +203,10 @@ func (r *run) result(interrupted bool) *Result {
 			if sd.refused == "" {
 				s.Accepted++
 				ingest = append(ingest, sd.ack)
+				if sd.answered && rs.n > 0 {
+					sync = append(sync, sd.ack)
+					syncByTier[rs.tier] = append(syncByTier[rs.tier], sd.ack)
+				}
 			} else {
 				s.Refused++
 				s.RefusedBy[sd.refused]++
@@ -233,6 +245,13 @@ func (r *run) result(interrupted bool) *Result {
 		}
 	}
 	s.All, s.Ingest = percentiles(all), percentiles(ingest)
+	if cfg.Wait > 0 {
+		p := percentiles(sync)
+		s.WaitMS, s.Sync, s.SyncTiers = ms(cfg.Wait), &p, map[string]Percentiles{}
+		for t, ds := range syncByTier {
+			s.SyncTiers[t] = percentiles(ds)
+		}
+	}
 	for _, t := range res.TierOrder {
 		if len(byTier[t]) > 0 {
 			s.Tiers[t] = percentiles(byTier[t])
@@ -304,6 +323,9 @@ func (res *Result) Print(w io.Writer) {
 		s.Sent, s.Planned, s.LateSends, s.Accepted, s.Refused, byReason(s.RefusedBy), s.Results, taken, s.Lost, s.Duplicates, s.Accuracy)
 	fmt.Fprintf(w, "elapsed %.2fs (schedule %.2fs); throughput %.1f results/s; ingest p50 %.2fms p99 %.2fms\n",
 		s.ElapsedS, s.ScheduleS, s.ThroughputPerS, s.Ingest.P50, s.Ingest.P99)
+	if s.Sync != nil {
+		fmt.Fprintf(w, "sync (?wait=%gms): %d of %d accepted answered with their result (the rest 202 at the wait's end)\n", s.WaitMS, s.Sync.Count, s.Accepted)
+	}
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintln(tw, "exit tier\tresults\tp50 ms\tp95 ms\tp99 ms\tmax ms\treplicas min-max (final)\t")
 	row := func(name string, p Percentiles, reps string) {
@@ -317,6 +339,13 @@ func (res *Result) Print(w io.Writer) {
 		row(t, s.Tiers[t], reps)
 	}
 	row("all", s.All, "")
+	if s.Sync != nil {
+		fmt.Fprintln(tw, "sync: exit tier\tanswers\tp50 ms\tp95 ms\tp99 ms\tmax ms\t\t")
+		for _, t := range res.TierOrder {
+			row(t, s.SyncTiers[t], "")
+		}
+		row("all", *s.Sync, "")
+	}
 	tw.Flush()
 	printLinks(w, s, res.TierOrder)
 	for _, e := range s.Errors {

@@ -104,3 +104,37 @@ func TestResult(t *testing.T) {
 		}
 	}
 }
+
+// TestResultSync: with a wait, the sends answered with their result give
+// the synchronous round trip, per exit tier and overall; those answered
+// 202 do not.
+func TestResultSync(t *testing.T) {
+	p := &pipeline.Pipeline{Tiers: []pipeline.Tier{{Name: "edge"}, {Name: "cloud"}}}
+	start := time.Now()
+	r := &run{
+		cfg:   Config{Pipeline: p, Target: "pipeline", Protocol: "http", Wait: 2 * time.Second, Workload: Workload{Kind: WorkloadConstant, Devices: 1, TimeScale: 1}},
+		sends: []Send{{0, 0}, {100 * time.Millisecond, 0}, {200 * time.Millisecond, 0}},
+		start: start,
+	}
+	r.sent = []sendState{
+		{sent: 0, ack: 4 * time.Millisecond, done: true, answered: true},
+		{sent: 100 * time.Millisecond, ack: 20 * time.Millisecond, done: true, answered: true},
+		{sent: 200 * time.Millisecond, ack: 2 * time.Second, done: true}, // 202 at the wait's end
+	}
+	at := func(ms int) time.Time { return start.Add(time.Duration(ms) * time.Millisecond) }
+	r.results = []resultState{
+		{n: 1, tier: "edge", at: at(3), accepted: true},
+		{n: 1, tier: "cloud", at: at(119), accepted: true},
+		{n: 1, tier: "cloud", at: at(2500), accepted: true},
+	}
+	s := r.result(false).Summary
+	if s.WaitMS != 2000 || s.Sync == nil || s.Sync.Count != 2 || s.Sync.Max != 20 {
+		t.Fatalf("sync %+v (wait %v ms), want 2 answers, at most 20 ms", s.Sync, s.WaitMS)
+	}
+	if e, c := s.SyncTiers["edge"], s.SyncTiers["cloud"]; e.Count != 1 || e.P50 != 4 || c.Count != 1 || c.P50 != 20 {
+		t.Errorf("sync per tier %+v", s.SyncTiers)
+	}
+	if s.Tiers["edge"].P50 != 3 || s.Tiers["cloud"].Count != 2 {
+		t.Errorf("the round trips to the results topic changed: %+v", s.Tiers)
+	}
+}

@@ -53,6 +53,11 @@ func newPipeline(sites bool) Pipeline {
 				MaxTransfersPerPeer: DefaultCoAPTransfersPerPeer,
 				MaxBytes:            DefaultCoAPReassemblyBytes,
 			},
+			Wait: Wait{
+				Max:                 DefaultWaitMax,
+				MaxWaiters:          DefaultMaxWaiters,
+				MaxWaitersPerDevice: DefaultMaxWaitersPerDevice,
+			},
 		},
 	}
 	if !sites {

@@ -72,6 +72,8 @@ type Funnel struct {
 	DeviceRateLimit RateLimit `yaml:"device_rate_limit"`
 	// CoAPReassembly bounds the memory Block1 uploads hold.
 	CoAPReassembly CoAPReassembly `yaml:"coap_reassembly"`
+	// Wait bounds the synchronous answers of ingest's ?wait=DUR.
+	Wait Wait `yaml:"wait"`
 }
 
 // FunnelTLS is the device listener's certificate, and the CA of the

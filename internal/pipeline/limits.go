@@ -21,6 +21,10 @@ const (
 	DefaultFunnelReadTimeout             = 30 * time.Second
 	DefaultFunnelIdleTimeout             = 60 * time.Second
 	DefaultFunnelWriteTimeout            = 10 * time.Second
+
+	DefaultWaitMax             = 10 * time.Second
+	DefaultMaxWaiters          = 10_000
+	DefaultMaxWaitersPerDevice = 16
 )
 
 // DefaultFunnelPerSourceExempt are the sources not counted per source by
@@ -60,6 +64,25 @@ type CoAPReassembly struct {
 	// MaxBytes bounds what every open transfer holds together.
 	MaxBytes int64 `yaml:"max_bytes"`
 }
+
+// Wait bounds a device's wait for its result (POST /v1/ingest?wait=DUR,
+// CoAP's Uri-Query wait=DUR): how long one request may wait, and how
+// many may wait at once, in all and per device.
+type Wait struct {
+	// Max is the longest wait a request may ask for; 0 turns waits off
+	// (a request that asks for one gets 400, CoAP 4.00). read_timeout
+	// bounds the reading of a request, not its wait.
+	Max time.Duration `yaml:"max"`
+	// MaxWaiters bounds the requests waiting at once; past it a request
+	// that asks to wait is answered at once, as without a wait.
+	MaxWaiters int `yaml:"max_waiters"`
+	// MaxWaitersPerDevice bounds one device's (or, without a device id,
+	// one IP address's) requests waiting at once, likewise.
+	MaxWaitersPerDevice int `yaml:"max_waiters_per_device"`
+}
+
+// On reports whether devices may wait for their results.
+func (w *Wait) On() bool { return w.Max > 0 }
 
 // validateLimits checks the rate limit and reassembly settings; f is the
 // section's path.
@@ -112,6 +135,24 @@ func (fu *Funnel) validateLimits(f string) []error {
 	}
 	if co.MaxBytes < co.MaxBytesPerPeer {
 		bad("coap_reassembly.max_bytes", "%d is under max_bytes_per_peer %d", co.MaxBytes, co.MaxBytesPerPeer)
+	}
+	return append(errs, fu.Wait.validate(f)...)
+}
+
+// validate checks the wait settings of funnel section f.
+func (w *Wait) validate(f string) []error {
+	var errs []error
+	bad := func(field, format string, args ...any) {
+		errs = append(errs, fmt.Errorf("%s.wait.%s: "+format, append([]any{f, field}, args...)...))
+	}
+	if w.Max < 0 {
+		bad("max", "%s must not be negative (0 turns waits off)", w.Max)
+	}
+	if w.MaxWaiters < 1 {
+		bad("max_waiters", "%d must be at least 1", w.MaxWaiters)
+	}
+	if w.MaxWaitersPerDevice < 1 || w.MaxWaitersPerDevice > w.MaxWaiters {
+		bad("max_waiters_per_device", "%d must be in [1, max_waiters %d]", w.MaxWaitersPerDevice, w.MaxWaiters)
 	}
 	return errs
 }

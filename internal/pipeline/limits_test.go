@@ -74,6 +74,24 @@ func TestFunnelLimitsBad(t *testing.T) {
 	}
 }
 
+// TestFunnelWaitBad: a negative wait and waiter bounds that do not fit
+// are each reported with their path.
+func TestFunnelWaitBad(t *testing.T) {
+	y := limitsBase + "funnel: {wait: {max: -5s, max_waiters: 4, max_waiters_per_device: 5}}\n"
+	_, err := Parse([]byte(y))
+	if err == nil {
+		t.Fatal("no error")
+	}
+	for _, want := range []string{
+		"funnel.wait.max: -5s must not be negative (0 turns waits off)",
+		"funnel.wait.max_waiters_per_device: 5 must be in [1, max_waiters 4]",
+	} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error lacks %q:\n%v", want, err)
+		}
+	}
+}
+
 // TestFunnelRateNotANumber: an infinite or NaN rate is one error, not a
 // second one about the burst it would have given.
 func TestFunnelRateNotANumber(t *testing.T) {
