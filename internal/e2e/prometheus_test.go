@@ -40,19 +40,7 @@ func TestPrometheusAgainstUp(t *testing.T) {
 	began := time.Now()
 	cp := writeObserved(t, "obs")
 	p := start(t, "up", "-f", cp.file)
-	testsupport.WaitFor(t, 90*time.Second, "every site of ddnn up ready", func() bool {
-		select {
-		case <-p.exited:
-			t.Fatalf("ddnn up exited: %v\n%s", p.err, tail(p.out.String(), 40))
-		default:
-		}
-		for _, a := range cp.admin {
-			if !ready("http://" + a + "/readyz") {
-				return false
-			}
-		}
-		return true
-	})
+	waitSites(t, cp.continuum, p)
 	upReady := time.Since(began)
 
 	prom := startPrometheus(t, promBin, cp)

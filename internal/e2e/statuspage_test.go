@@ -26,19 +26,7 @@ func TestStatusPageOfUp(t *testing.T) {
 	ctx, pageErrors := testsupport.Browser(t)
 	cp := writeObserved(t, "page")
 	p := start(t, "up", "-f", cp.file)
-	testsupport.WaitFor(t, 90*time.Second, "every site of ddnn up ready", func() bool {
-		select {
-		case <-p.exited:
-			t.Fatalf("ddnn up exited: %v\n%s", p.err, tail(p.out.String(), 40))
-		default:
-		}
-		for _, a := range cp.admin {
-			if !ready("http://" + a + "/readyz") {
-				return false
-			}
-		}
-		return true
-	})
+	waitSites(t, cp.continuum, p)
 	if _, err := chromedp.Run(ctx, chromedp.Navigate("http://"+cp.admin["edge"]+"/")); err != nil {
 		t.Fatal(err)
 	}
