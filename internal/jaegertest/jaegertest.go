@@ -5,6 +5,11 @@
 // picks, and nothing else listening. It reads traces back through the
 // query API (/api/traces?service=…, /api/traces/{id}).
 //
+// Its OTLP receiver stores what it receives before it answers (no batch
+// processor, the storage exporter's queue off): a span is readable once
+// its export returned, so once a role stopped (its Shutdown flushes and
+// waits for the answer) a test reads every span it will ever send.
+//
 // It must not be imported by anything but tests. When the binary is
 // missing (no Go module proxy when make test ran), New skips the test with
 // the reason. Jaeger is stopped by its PID.
@@ -48,13 +53,15 @@ type Jaeger struct {
 
 // config is Jaeger's configuration: OTLP over HTTP in, memory storage,
 // the query API and the health check, every endpoint on loopback; its own
-// metrics off (they would listen on a fixed port).
+// metrics off (they would listen on a fixed port). The traces pipeline
+// has no processor: a batch processor answers the exporter at once and
+// stores up to its timeout later, and a test reading after a role stopped
+// would miss the spans of its last export.
 const config = `service:
   extensions: [jaeger_storage, jaeger_query, healthcheckv2]
   pipelines:
     traces:
       receivers: [otlp]
-      processors: [batch]
       exporters: [jaeger_storage_exporter]
   telemetry:
     metrics:
@@ -83,9 +90,6 @@ receivers:
     protocols:
       http:
         endpoint: %[4]s
-processors:
-  batch:
-    timeout: 100ms
 exporters:
   jaeger_storage_exporter:
     trace_storage: mem
