@@ -64,6 +64,49 @@ func (o *Options) setDefaults() {
 // snapshot (the endpoint down, the tier unknown, a line in Problems), not
 // an error: the error is for an unknown site or an ended ctx.
 func Collect(ctx context.Context, p *pipeline.Pipeline, o Options) (Snapshot, error) {
+	return collect(ctx, p, o, nil)
+}
+
+// Reader reads a pipeline's snapshots one after another, as a page that
+// samples them does. A read whose site's metrics were read at most
+// MaxGap before takes that read as the first of its two (the rates are
+// over the time since) and reads the metrics once, at once, instead of
+// twice RateWindow apart: a sample costs one scrape of each admin
+// address, not two, and no wait.
+type Reader struct {
+	p  *pipeline.Pipeline
+	o  Options
+	mu sync.Mutex // one read at a time
+	// last is each site's newest metrics read.
+	last map[string]scraped
+}
+
+// MaxGap is the oldest a site's previous metrics read may be for a
+// Reader to compute rates from it.
+const MaxGap = 10 * time.Second
+
+// scraped is a read of a site's admin addresses' metrics.
+type scraped struct {
+	set  metricSet
+	errs map[string]error
+	at   time.Time
+}
+
+// NewReader reads p's snapshots with o (see Collect).
+func NewReader(p *pipeline.Pipeline, o Options) *Reader {
+	return &Reader{p: p, o: o, last: map[string]scraped{}}
+}
+
+// Read is Collect, the rates taken since the Reader's previous read.
+func (r *Reader) Read(ctx context.Context) (Snapshot, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return collect(ctx, r.p, r.o, r.last)
+}
+
+// collect is Collect; with last, it takes each site's previous metrics
+// read from it when recent enough and leaves its newest one there.
+func collect(ctx context.Context, p *pipeline.Pipeline, o Options, last map[string]scraped) (Snapshot, error) {
 	o.setDefaults()
 	var views []*pipeline.SiteView
 	for _, s := range p.Sites() {
@@ -88,11 +131,21 @@ func Collect(ctx context.Context, p *pipeline.Pipeline, o Options) (Snapshot, er
 	now := time.Now().UTC()
 	snap := Snapshot{Pipeline: p.Name, Time: now, Sites: make([]Site, len(views)), Problems: []string{}}
 	problems := make([][]string, len(views))
+	newest := make([]scraped, len(views))
 	var wg sync.WaitGroup
 	for i, v := range views {
-		wg.Go(func() { snap.Sites[i], problems[i] = collectSite(ctx, v, o, now) })
+		var prev *scraped
+		if l, ok := last[v.Name]; ok && time.Since(l.at) <= MaxGap && len(l.errs) == 0 {
+			prev = &l
+		}
+		wg.Go(func() { snap.Sites[i], problems[i], newest[i] = collectSite(ctx, v, o, now, prev) })
 	}
 	wg.Wait()
+	if last != nil {
+		for i, v := range views {
+			last[v.Name] = newest[i]
+		}
+	}
 	if err := ctx.Err(); err != nil {
 		return Snapshot{}, err
 	}
@@ -116,9 +169,10 @@ type siteReads struct {
 	replicas map[string][]string
 }
 
-// collectSite reads one site: its metrics twice, RateWindow apart, and
-// its Kafka, funnel and replica lists in between.
-func collectSite(ctx context.Context, v *pipeline.SiteView, o Options, now time.Time) (Site, []string) {
+// collectSite reads one site: its metrics twice, RateWindow apart (or
+// once, after prev when it is given), and its Kafka, funnel and replica
+// lists in between; it also returns its newest metrics read.
+func collectSite(ctx context.Context, v *pipeline.SiteView, o Options, now time.Time, prev *scraped) (Site, []string, scraped) {
 	r := siteReads{view: v, admins: o.Admin[v.Name], replicas: map[string][]string{}}
 	if len(r.admins) == 0 {
 		r.admins = []string{v.Admin.Listen}
@@ -135,11 +189,16 @@ func collectSite(ctx context.Context, v *pipeline.SiteView, o Options, now time.
 			r.links = append(r.links, l)
 		}
 	}
-	rctx, cancel := context.WithTimeout(ctx, o.Timeout)
-	start := time.Now()
-	before, firstErrs := scrape(rctx, o.Client, r.admins)
-	cancel()
-	r.before = before
+	var before scraped
+	if prev != nil {
+		before = *prev
+	} else {
+		rctx, cancel := context.WithTimeout(ctx, o.Timeout)
+		before.at = time.Now()
+		before.set, before.errs = scrape(rctx, o.Client, r.admins)
+		cancel()
+	}
+	r.before = before.set
 
 	site := Site{Name: v.Name, Tiers: []Tier{}, Uplinks: []Uplink{}}
 	var wg sync.WaitGroup
@@ -163,21 +222,23 @@ func collectSite(ctx context.Context, v *pipeline.SiteView, o Options, now time.
 		}
 	})
 	wg.Wait()
-	r.after, r.elapsed = before, 0
-	errs := firstErrs
-	if len(firstErrs) < len(r.admins) { // something to compute rates from
-		wait := time.NewTimer(time.Until(start.Add(o.RateWindow)))
+	r.after, r.elapsed = before.set, 0
+	after := before
+	if len(before.errs) < len(r.admins) { // something to compute rates from
+		wait := time.NewTimer(time.Until(before.at.Add(o.RateWindow)))
 		select {
 		case <-wait.C:
 		case <-ctx.Done():
 			wait.Stop()
-			return site, nil
+			return site, nil, before
 		}
-		rctx, cancel = context.WithTimeout(ctx, o.Timeout)
-		r.after, errs = scrape(rctx, o.Client, r.admins)
+		rctx, cancel := context.WithTimeout(ctx, o.Timeout)
+		after.at = time.Now()
+		after.set, after.errs = scrape(rctx, o.Client, r.admins)
 		cancel()
-		r.elapsed = time.Since(start)
+		r.after, r.elapsed = after.set, after.at.Sub(before.at)
 	}
+	errs := after.errs
 	site.Kafka = r.kafka.endpoint
 	site.Admin = adminEndpoint(r.admins, errs)
 
@@ -204,7 +265,7 @@ func collectSite(ctx context.Context, v *pipeline.SiteView, o Options, now time.
 		site.Uplinks = append(site.Uplinks, up)
 		problems = append(problems, ps...)
 	}
-	return site, problems
+	return site, problems, after
 }
 
 // adminEndpoint sums the admin addresses up: all of them, up when every

@@ -325,3 +325,37 @@ func TestCollectUnknownSite(t *testing.T) {
 		t.Errorf("err = %v, want one naming the sites", err)
 	}
 }
+
+// TestReaderScrapesOncePerRead: a Reader's first read scrapes each admin
+// address twice, RateWindow apart; the next, within MaxGap, once, with
+// the rates over the time since the read before.
+func TestReaderScrapesOncePerRead(t *testing.T) {
+	p, _, _ := twoSites(t)
+	testsupport.SiteClusters(t, p)
+	var scrapes [2]atomic.Int32
+	admin := func(site int) *httptest.Server {
+		return fakeAdmin(t, func(n int) string {
+			scrapes[site].Store(int32(n))
+			return fmt.Sprintf("# TYPE ddnn_connector_fetched_records_total counter\nddnn_connector_fetched_records_total{pipeline=\"st\",tier=%q} %d\n", []string{"edge", "cloud"}[site], 100*n)
+		}, map[string]string{})
+	}
+	for i := range p.SiteList {
+		s := &p.SiteList[i]
+		s.Admin.Listen = strings.TrimPrefix(admin(i).URL, "http://")
+	}
+	r := NewReader(p, Options{RateWindow: 200 * time.Millisecond, Timeout: 5 * time.Second})
+	for read, want := range []int32{2, 3, 4} {
+		snap, err := r.Read(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		for site := range scrapes {
+			if got := scrapes[site].Load(); got != want {
+				t.Errorf("read %d: site %d's admin scraped %d times in all, want %d", read+1, site, got, want)
+			}
+		}
+		if in := snap.Sites[0].Tiers[0].InRate; in <= 0 {
+			t.Errorf("read %d: edge in rate %v, want the 100 records between two scrapes over the time between them", read+1, in)
+		}
+	}
+}

@@ -201,21 +201,22 @@ func (g childGatherer) Gather() ([]*dto.MetricFamily, error) {
 	return out, nil
 }
 
-// lastStatus is the site's status as last read, shared by /v1/status and
-// the status page's sampler.
+// lastStatus is the status as last read, shared by /v1/status and the
+// status page's sampler.
 type lastStatus struct {
-	mu   sync.Mutex // held while reading, so callers at once share one read
-	snap status.Snapshot
-	err  error
-	at   time.Time
+	mu     sync.Mutex // held while reading, so callers at once share one read
+	reader *status.Reader
+	snap   status.Snapshot
+	err    error
+	at     time.Time
 }
 
 // siteStatus reads the status of the sites this process runs: every site
 // (what `ddnn status` prints) unless it runs one (`ddnn up --site S`:
 // `ddnn status --site S`, since the others may be out of its reach). It
-// reads at most once a second: a read takes about a second (status.RateWindow)
-// and two gathers of every child's metrics, and the page open in several
-// browsers must not multiply them.
+// reads at most once a second, each read after the first gathering every
+// child's metrics once (status.Reader), so the page open in several
+// browsers does not multiply the gathers.
 func (s *Supervisor) siteStatus(ctx context.Context) (status.Snapshot, error) {
 	l := &s.status
 	l.mu.Lock()
@@ -223,7 +224,10 @@ func (s *Supervisor) siteStatus(ctx context.Context) (status.Snapshot, error) {
 	if time.Since(l.at) < time.Second {
 		return l.snap, l.err
 	}
-	l.snap, l.err = status.Collect(ctx, s.p, status.Options{Site: s.cfg.Site})
+	if l.reader == nil {
+		l.reader = status.NewReader(s.p, status.Options{Site: s.cfg.Site})
+	}
+	l.snap, l.err = l.reader.Read(ctx)
 	l.at = time.Now()
 	return l.snap, l.err
 }
