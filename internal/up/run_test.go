@@ -177,8 +177,10 @@ func TestRunStopsInOrderAndReports(t *testing.T) {
 	if len(snap.Sites) != 1 || len(snap.Sites[0].Tiers) != 3 || !snap.Sites[0].Kafka.Up || !snap.Sites[0].Funnel.Up || !snap.Sites[0].Admin.Up {
 		t.Fatalf("/v1/status: %+v, want one site with 3 tiers, its kafka, funnel and admin answering", snap)
 	}
-	if edge := snap.Sites[0].Tiers[0]; edge.Name != "edge" || edge.ReadyReplicas != 1 || edge.ExitRatio == nil || edge.State != status.StateOK {
-		t.Errorf("/v1/status: tier edge %+v, want 1 replica ready, an exit ratio, state ok", edge)
+	// The edge scales between 1 and 2 replicas: the scaler may have
+	// added one while the images went through.
+	if edge := snap.Sites[0].Tiers[0]; edge.Name != "edge" || edge.ReadyReplicas < 1 || edge.ReadyReplicas > 2 || edge.ExitRatio == nil || edge.State != status.StateOK {
+		t.Errorf("/v1/status: tier edge %+v, want 1 or 2 replicas ready, an exit ratio, state ok", edge)
 	}
 	token, err := os.ReadFile(filepath.Join(".run", tp.p.Name, "service.token"))
 	if err != nil {
