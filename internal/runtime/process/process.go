@@ -91,6 +91,13 @@ func New(spec runtime.Spec, cfg Config) *Runtime {
 	}
 }
 
+// Spec is the spec of the replicas started from now (the last Replace's).
+func (r *Runtime) Spec() runtime.Spec {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.spec
+}
+
 // lockChange takes the change lock, or returns ctx's error.
 func (r *Runtime) lockChange(ctx context.Context) error {
 	select {
