@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -66,8 +67,8 @@ func steadyLoad(t *testing.T, funnel string, images [][]byte, rate, max int, sto
 
 // TestReplaceUnderLoad replaces every tier's replicas of a running `ddnn
 // up` in turn (process runtime, Replace) under a steady 100 msg/s: no
-// send is refused, every accepted message gets exactly one result, none
-// is dead-lettered, and every tier ends with new replicas only, of the
+// send is refused, no connector call fails (the old replicas drain),
+// every accepted message gets exactly one result, none is dead-lettered, and every tier ends with new replicas only, of the
 // new spec.
 func TestReplaceUnderLoad(t *testing.T) {
 	begun := time.Now()
@@ -108,6 +109,7 @@ func TestReplaceUnderLoad(t *testing.T) {
 	var load sync.WaitGroup
 	load.Go(func() { accepted, refused = steadyLoad(t, tp.funnel, ds.Samples, 100, 6000, stop) })
 
+	retriesBefore := connectorRetries(t, tp.admin)
 	for _, tier := range tp.p.Tiers {
 		rt, ok := tierRuntime(tier.Name).(*process.Runtime)
 		if !ok {
@@ -130,6 +132,11 @@ func TestReplaceUnderLoad(t *testing.T) {
 		if got := rt.Spec().Replica.File; got != v2 {
 			t.Errorf("tier %s: replicas run %s, want %s", tier.Name, got, v2)
 		}
+	}
+	// A drained replica answers every call it took: no call failed for
+	// the replacements (the connector would have retried it).
+	if n := connectorRetries(t, tp.admin) - retriesBefore; n > 0 {
+		t.Errorf("connectors retried %v calls during the replacements", n)
 	}
 	close(stop)
 	load.Wait()
@@ -165,6 +172,24 @@ func TestReplaceUnderLoad(t *testing.T) {
 	if err := <-errc; err != nil {
 		t.Fatalf("Run: %v\n%s", err, &log)
 	}
+}
+
+// connectorRetries is the sum of the connectors' retried calls, from
+// the admin address' /metrics.
+func connectorRetries(t *testing.T, admin string) float64 {
+	t.Helper()
+	var sum float64
+	for _, line := range strings.Split(get(t, "http://"+admin+"/metrics"), "\n") {
+		if !strings.HasPrefix(line, "ddnn_connector_retries_total") {
+			continue
+		}
+		v, err := strconv.ParseFloat(line[strings.LastIndexByte(line, ' ')+1:], 64)
+		if err != nil {
+			t.Fatalf("metric line %q: %v", line, err)
+		}
+		sum += v
+	}
+	return sum
 }
 
 // listed are the ids of rt's listed replicas.
