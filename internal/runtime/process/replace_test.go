@@ -223,6 +223,17 @@ func TestReplaceRollsBack(t *testing.T) {
 		t.Errorf("after the rollback the replicas run %v, want %s", got, v1)
 	}
 
+	// A caller that gives up also rolls back.
+	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+	defer cancel()
+	before := pids(r)
+	if err := r.Replace(ctx, edgeSpec(broken)); err == nil || !strings.Contains(err.Error(), "context deadline exceeded") || !strings.Contains(err.Error(), "kept the 3 running") {
+		t.Errorf("Replace whose context ends: %v, want the context's error and a rollback", err)
+	}
+	if got := children(t); !slices.Equal(got, before) {
+		t.Errorf("child processes %v after a Replace gave up, want the old replicas' %v", got, before)
+	}
+
 	if err := r.Replace(context.Background(), runtime.Spec{Replica: inference.Command{Tier: "fog"}}); err == nil || !strings.Contains(err.Error(), `of tier "fog"`) {
 		t.Errorf("replacing edge by fog replicas: %v, want an error naming the tier", err)
 	}
@@ -262,5 +273,28 @@ func TestScaleWaitsForReplace(t *testing.T) {
 	proctest.WaitFor(t, "three replicas ready", func() bool { return ready(t, r, "edge-2", "edge-3", "edge-4") })
 	if got := files(t, &out, list(t, r)); !slices.Equal(got, []string{v2, v2, v2}) {
 		t.Errorf("the replicas run %v, want %s", got, v2)
+	}
+}
+
+// TestReplaceNone: replacing a tier without replicas starts none; those
+// scaled up later run the new spec.
+func TestReplaceNone(t *testing.T) {
+	var out testsupport.Buffer
+	dir := t.TempDir()
+	v2 := filepath.Join(dir, "v2.yaml")
+	r := New(edgeSpec(filepath.Join(dir, "v1.yaml")), Config{Out: &out, DrainDelay: 50 * time.Millisecond})
+	t.Cleanup(func() { r.Close(context.Background()) })
+	if err := r.Replace(context.Background(), edgeSpec(v2)); err != nil {
+		t.Fatal(err)
+	}
+	if n := len(r.Children()); n != 0 {
+		t.Errorf("%d replicas after replacing none", n)
+	}
+	if err := r.Scale(context.Background(), 1); err != nil {
+		t.Fatal(err)
+	}
+	proctest.WaitFor(t, "edge-0 ready", func() bool { return ready(t, r, "edge-0") })
+	if got := files(t, &out, list(t, r)); !slices.Equal(got, []string{v2}) {
+		t.Errorf("the replica runs %v, want %s", got, v2)
 	}
 }
