@@ -45,7 +45,10 @@ func Main(m *testing.M, env string, fake func(args []string) int) {
 // addr until SIGTERM, then returns 0. A stubborn one prints "ignoring
 // SIGTERM" instead and runs until it is killed. It listens the way the
 // real children do (socket.Listen), and returns 1 when it cannot.
-func Serve(stubborn bool, addrs ...string) int {
+func Serve(stubborn bool, addrs ...string) int { return serve(stubborn, nil, addrs...) }
+
+// serve is Serve whose /readyz answers 503 while ready, when set, is false.
+func serve(stubborn bool, ready func() bool, addrs ...string) int {
 	term := make(chan os.Signal, 1)
 	signal.Notify(term, syscall.SIGTERM)
 	for _, addr := range addrs {
@@ -54,7 +57,11 @@ func Serve(stubborn bool, addrs ...string) int {
 			fmt.Println(err)
 			return 1
 		}
-		go http.Serve(ln, http.HandlerFunc(func(http.ResponseWriter, *http.Request) {}))
+		go http.Serve(ln, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if r.URL.Path == "/readyz" && ready != nil && !ready() {
+				w.WriteHeader(http.StatusServiceUnavailable)
+			}
+		}))
 	}
 	for range term {
 		if !stubborn {
@@ -68,11 +75,17 @@ func Serve(stubborn bool, addrs ...string) int {
 // StubbornTier is the tier whose FakeInference replicas ignore SIGTERM.
 const StubbornTier = "stubborn"
 
+// UnreadySuffix makes FakeInference replicas unready: while a file named
+// their --file plus this suffix exists, their /readyz answers 503 (as a
+// replica still loading its model does).
+const UnreadySuffix = ".unready"
+
 // FakeInference is `ddnn inference` as replica runtime tests need it: it
 // parses its arguments with ddnn inference's own flags, prints what they
 // say ("replica:" and the fields), then serves on the --listen address
-// (Serve), stubborn for StubbornTier. Arguments ddnn inference would not
-// take end it with exit code 2.
+// (Serve), stubborn for StubbornTier, unready while the --file plus
+// UnreadySuffix exists. Arguments ddnn inference would not take end it
+// with exit code 2.
 func FakeInference(args []string) int {
 	var c inference.Command
 	fs := flag.NewFlagSet("inference", flag.ContinueOnError)
@@ -82,7 +95,10 @@ func FakeInference(args []string) int {
 		return 2
 	}
 	fmt.Println(ReplicaLine(c))
-	return Serve(c.Tier == StubbornTier, c.Listen)
+	return serve(c.Tier == StubbornTier, func() bool {
+		_, err := os.Stat(c.File + UnreadySuffix)
+		return errors.Is(err, os.ErrNotExist)
+	}, c.Listen)
 }
 
 // ReplicaLine is what FakeInference prints of the command it was given.

@@ -275,6 +275,10 @@ func sitesToRun(p *pipeline.Pipeline, name string) ([]pipeline.Site, error) {
 	return nil, fmt.Errorf("site %q unknown (sites: %s)", name, strings.Join(names, ", "))
 }
 
+// siteStarted, when set (only tests set it, see export_test.go), is told
+// each site that started, with its tiers' runtimes.
+var siteStarted func(site string, runtime func(tier string) runtime.Runtime)
+
 // runSite runs one site's supervisor until ctx ends. Its stop marks
 // uplinksStopped done once its uplinks are down, and waits for the other
 // sites' before stopping its funnel.
@@ -303,6 +307,9 @@ func runSite(ctx context.Context, cfg Config, site pipeline.Site, placement stri
 	if err == nil {
 		s.started.Store(true)
 		s.announce()
+		if siteStarted != nil {
+			siteStarted(site.Name, s.runtime)
+		}
 		select {
 		case <-ctx.Done():
 		case <-bgCtx.Done(): // a background part failed; bg.Wait says which

@@ -3,6 +3,8 @@
 // it dies, killed if its parent dies. Removing a replica first hides it from
 // the replica list (so connectors stop sending to it), waits DrainDelay,
 // then stops it with SIGTERM, which lets it finish in-flight requests.
+// Replace swaps every replica for one of a new spec the same way (see
+// replace.go).
 package process
 
 import (
@@ -29,6 +31,9 @@ type Config struct {
 	DrainDelay time.Duration
 	// StopGrace bounds a replica's own graceful stop (default 8s).
 	StopGrace time.Duration
+	// ReadyTimeout is how long Replace waits for a new replica to be
+	// ready before it rolls back (default 1m).
+	ReadyTimeout time.Duration
 }
 
 type replica struct {
@@ -37,15 +42,24 @@ type replica struct {
 	child    *proc.Child
 	started  time.Time
 	draining bool
+	// standby is a replica Replace started and does not list yet.
+	standby bool
+	// gone is closed once the replica was stopped after its drain.
+	gone chan struct{}
 }
 
 // Runtime runs one tier's replicas as child processes.
 type Runtime struct {
-	spec runtime.Spec
+	tier string
 	cfg  Config
 	log  *slog.Logger
 
+	// change is held by Scale and Replace: one at a time, so a Scale
+	// never starts a replica of a spec that is being replaced.
+	change chan struct{}
+
 	mu    sync.Mutex
+	spec  runtime.Spec // of the replicas started from now
 	reps  []*replica
 	next  int
 	stops sync.WaitGroup
@@ -53,7 +67,7 @@ type Runtime struct {
 	done  context.CancelFunc
 }
 
-var _ runtime.Runtime = (*Runtime)(nil)
+var _ runtime.Replacer = (*Runtime)(nil)
 
 // New makes a runtime with no replicas; Scale starts them.
 func New(spec runtime.Spec, cfg Config) *Runtime {
@@ -63,43 +77,79 @@ func New(spec runtime.Spec, cfg Config) *Runtime {
 	if cfg.StopGrace == 0 {
 		cfg.StopGrace = 8 * time.Second
 	}
+	if cfg.ReadyTimeout == 0 {
+		cfg.ReadyTimeout = time.Minute
+	}
 	log := cfg.Logger
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	return &Runtime{spec: spec, cfg: cfg, log: log.With("runtime", "process", "tier", spec.Tier()), ctx: ctx, done: cancel}
+	return &Runtime{
+		tier: spec.Tier(), spec: spec, cfg: cfg, log: log.With("runtime", "process", "tier", spec.Tier()),
+		change: make(chan struct{}, 1), ctx: ctx, done: cancel,
+	}
 }
 
-// Scale starts or drains replicas until n are live.
-func (r *Runtime) Scale(_ context.Context, n int) error {
+// Spec is the spec of the replicas started from now (the last Replace's).
+func (r *Runtime) Spec() runtime.Spec {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	return runtime.Scale(r.liveLocked(), n, r.startLocked, r.drainLocked)
+	return r.spec
 }
 
-// liveLocked returns the replicas not draining, oldest first.
-func (r *Runtime) liveLocked() []*replica {
-	return slices.DeleteFunc(slices.Clone(r.reps), func(rep *replica) bool { return rep.draining })
+// lockChange takes the change lock, or returns ctx's error.
+func (r *Runtime) lockChange(ctx context.Context) error {
+	select {
+	case r.change <- struct{}{}:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("tier %q: waiting for a replacement to finish: %w", r.tier, ctx.Err())
+	}
 }
 
-func (r *Runtime) startLocked() error {
-	sock, err := socket.New()
-	if err != nil {
+func (r *Runtime) unlockChange() { <-r.change }
+
+// Scale starts or drains replicas until n are live. During a Replace it
+// waits for it (or for ctx).
+func (r *Runtime) Scale(ctx context.Context, n int) error {
+	if err := r.lockChange(ctx); err != nil {
 		return err
 	}
+	defer r.unlockChange()
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	start := func() error {
+		_, err := r.startLocked(r.spec, false)
+		return err
+	}
+	return runtime.Scale(r.liveLocked(), n, start, r.drainLocked)
+}
+
+// liveLocked returns the listed replicas: not draining, not on standby,
+// oldest first.
+func (r *Runtime) liveLocked() []*replica {
+	return slices.DeleteFunc(slices.Clone(r.reps), func(rep *replica) bool { return rep.draining || rep.standby })
+}
+
+// startLocked starts a replica of spec, on standby (not listed) if asked.
+func (r *Runtime) startLocked(spec runtime.Spec, standby bool) (*replica, error) {
+	sock, err := socket.New()
+	if err != nil {
+		return nil, err
+	}
 	addr := sock.Addr
-	id := fmt.Sprintf("%s-%d", r.spec.Tier(), r.next)
+	id := fmt.Sprintf("%s-%d", r.tier, r.next)
 	r.next++
-	args := r.spec.Args(addr)
+	args := spec.Args(addr)
 	c := proc.New(id, "http://"+addr+"/readyz", r.cfg.Out, r.log, args...)
 	c.Pass(sock)
 	if err := c.Start(); err != nil {
 		sock.Close()
-		return err
+		return nil, err
 	}
 	go c.Supervise(r.ctx)
-	rep := &replica{id: id, url: "http://" + addr, child: c, started: time.Now()}
+	rep := &replica{id: id, url: "http://" + addr, child: c, started: time.Now(), standby: standby, gone: make(chan struct{})}
 	r.reps = append(r.reps, rep)
 	r.log.Info("replica started", "replica", id, "url", rep.url, "pid", c.PID())
 	go func() {
@@ -107,7 +157,7 @@ func (r *Runtime) startLocked() error {
 			r.log.Info("replica ready", "replica", id, "after", time.Since(rep.started).Round(time.Millisecond))
 		}
 	}()
-	return nil
+	return rep, nil
 }
 
 // drainLocked hides rep, then stops it after the drain delay.
@@ -124,17 +174,24 @@ func (r *Runtime) drainLocked(rep *replica) {
 		case <-time.After(r.cfg.DrainDelay):
 		case <-r.ctx.Done():
 		}
-		rep.child.Stop(r.cfg.StopGrace)
-		r.mu.Lock()
-		if i := slices.Index(r.reps, rep); i >= 0 {
-			r.reps = slices.Delete(r.reps, i, i+1)
-		}
-		r.mu.Unlock()
-		r.log.Info("replica stopped", "replica", rep.id)
+		r.stop(rep)
 	}()
 }
 
-// List returns the live (not draining) replicas with their readiness.
+// stop stops rep now (SIGTERM, then SIGKILL after the grace) and forgets it.
+func (r *Runtime) stop(rep *replica) {
+	rep.child.Stop(r.cfg.StopGrace)
+	r.mu.Lock()
+	if i := slices.Index(r.reps, rep); i >= 0 {
+		r.reps = slices.Delete(r.reps, i, i+1)
+	}
+	r.mu.Unlock()
+	close(rep.gone)
+	r.log.Info("replica stopped", "replica", rep.id)
+}
+
+// List returns the live replicas (not draining, not on standby for a
+// Replace) with their readiness.
 func (r *Runtime) List(_ context.Context) ([]runtime.Replica, error) {
 	r.mu.Lock()
 	live := r.liveLocked()

@@ -1,0 +1,112 @@
+package process
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+
+	"github.com/ddnn-continuum/ddnn/internal/runtime"
+)
+
+// Replace is a rolling replacement of every live replica by one of spec
+// (see runtime.Replacer). The new replicas start on standby, unlisted;
+// once each answers its /readyz they are listed and the old ones hidden in
+// the same step, so a connector's next look at the list (every 500 ms)
+// moves all new calls to them. The old ones then go the way of a scale
+// down: hidden for DrainDelay while connectors finish their calls on them,
+// then SIGTERM, which lets them answer what they accepted. Replace returns
+// once they are stopped. A new replica that exits or is not ready within
+// ReadyTimeout, or ctx ending first, rolls back: the new replicas are
+// stopped, the old ones never left the list and the spec stays the old.
+func (r *Runtime) Replace(ctx context.Context, spec runtime.Spec) error {
+	if spec.Tier() != r.tier {
+		return fmt.Errorf("replace tier %q: the new spec is of tier %q", r.tier, spec.Tier())
+	}
+	if err := r.lockChange(ctx); err != nil {
+		return fmt.Errorf("replace: %w", err)
+	}
+	old, err := r.replace(ctx, spec)
+	r.unlockChange()
+	if err != nil {
+		return err
+	}
+	for _, rep := range old {
+		<-rep.gone // bounded: DrainDelay and StopGrace, or Close
+	}
+	r.log.Info("replicas replaced", "replicas", len(old))
+	return nil
+}
+
+// replace starts the new replicas, waits for them and switches the list
+// to them, returning the old ones, which are draining; or it rolls back.
+// The caller holds the change lock.
+func (r *Runtime) replace(ctx context.Context, spec runtime.Spec) ([]*replica, error) {
+	r.mu.Lock()
+	old := r.liveLocked()
+	var fresh []*replica
+	for range old {
+		rep, err := r.startLocked(spec, true)
+		if err != nil {
+			r.mu.Unlock()
+			r.rollback(fresh)
+			return nil, fmt.Errorf("replace tier %q: starting a new replica: %w; kept the %d running", r.tier, err, len(old))
+		}
+		fresh = append(fresh, rep)
+	}
+	r.mu.Unlock()
+	r.log.Info("replacing replicas", "replicas", len(old), "timeout", r.cfg.ReadyTimeout)
+
+	if err := r.waitReady(ctx, fresh); err != nil {
+		r.rollback(fresh)
+		return nil, fmt.Errorf("replace tier %q: %w; stopped the new replicas, kept the %d running", r.tier, err, len(old))
+	}
+
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.spec = spec
+	for _, rep := range fresh {
+		rep.standby = false
+	}
+	for _, rep := range old {
+		r.drainLocked(rep)
+	}
+	return old, nil
+}
+
+// waitReady waits until every one of reps is ready, ending at the first
+// that exits or is not ready within ReadyTimeout, when ctx ends or the
+// runtime closes.
+func (r *Runtime) waitReady(ctx context.Context, reps []*replica) error {
+	wait, cancel := context.WithCancel(ctx)
+	defer cancel()
+	defer context.AfterFunc(r.ctx, cancel)()
+	var once sync.Once
+	var first error
+	var wg sync.WaitGroup
+	for _, rep := range reps {
+		wg.Go(func() {
+			if err := rep.child.WaitReady(wait, r.cfg.ReadyTimeout); err != nil {
+				once.Do(func() { first = err })
+				cancel() // the others need not wait any longer
+			}
+		})
+	}
+	wg.Wait()
+	switch {
+	case ctx.Err() != nil:
+		return fmt.Errorf("waiting for the new replicas: %w", ctx.Err())
+	case r.ctx.Err() != nil:
+		return errors.New("the runtime was closed while the new replicas started")
+	}
+	return first
+}
+
+// rollback stops reps, never listed, at once.
+func (r *Runtime) rollback(reps []*replica) {
+	var wg sync.WaitGroup
+	for _, rep := range reps {
+		wg.Go(func() { r.stop(rep) })
+	}
+	wg.Wait()
+}
