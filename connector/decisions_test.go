@@ -54,8 +54,9 @@ func newDecidingReplica(t *testing.T, tier string, decide func(m *wire.Message) 
 	return f
 }
 
-// testModel is the model digest newDecidingReplica's answers name.
-const testModel = "0123456789ab"
+// testModel is the model version newDecidingReplica's answers name
+// (a sha256 prefix and a version label).
+const testModel = "0123456789ab@v2"
 
 // checkHop checks that rec carries one hop (records.HeaderHops) of tier
 // by rep, with the decision and confidence d, fetched after before.
@@ -69,7 +70,7 @@ func checkHop(t *testing.T, rec *kgo.Record, tier string, rep *fakeReplica, d wi
 		t.Fatalf("record %s/%d carries hops %+v, want one", rec.Topic, rec.Offset, hs)
 	}
 	h := hs[0]
-	if h.Tier != tier || "http://"+h.Replica != rep.srv.URL || h.Model != testModel || h.Exit != d.Exit || h.Confidence != d.Confidence {
+	if h.Tier != tier || "http://"+h.Replica != rep.srv.URL || h.Model.String() != testModel || h.Exit != d.Exit || h.Confidence != d.Confidence {
 		t.Errorf("hop %+v, want tier %s, replica %s, model %s, exit %v, confidence %v", h, tier, rep.srv.URL, testModel, d.Exit, d.Confidence)
 	}
 	if h.FetchedAt.Before(before.Truncate(time.Millisecond)) || h.KafkaWait < 0 || h.Service <= 0 {
@@ -104,6 +105,9 @@ func TestDecisionsGoWhereTheyBelong(t *testing.T) {
 		res, err := records.DecodeResult(r)
 		if err != nil {
 			t.Fatal(err)
+		}
+		if res.Model != (wire.ModelVersion{SHA: "0123456789ab", Version: "v2"}) {
+			t.Errorf("result %s: model %+v, want the replica's %s", res.ID, res.Model, testModel)
 		}
 		if res.Tier != "edge" || res.Label != "b" || len(res.Hops) != 1 || res.Hops[0].Tier != "edge" || res.Hops[0].At.Before(before.Add(-time.Second)) || res.ExitedAt.Before(res.Hops[0].At) {
 			t.Errorf("result %+v", res)
