@@ -53,3 +53,25 @@ func TestParseModelVersionRefuses(t *testing.T) {
 		}
 	}
 }
+
+// FuzzParseModelVersion: what the parser accepts (from a replica's
+// answer header or a record's hops) writes back as it was read, and holds
+// nothing a header, a hop's separators (',' ';') or a URL path would need
+// escaped.
+func FuzzParseModelVersion(f *testing.F) {
+	for _, s := range []string{"", "3f9a1c0b2d4e", "3f9a1c0b2d4e@v2", "@", "3f@v2@x", "3f@v%202", "3f@v,2;x"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		v, err := wire.ParseModelVersion(s)
+		if err != nil {
+			return
+		}
+		if v.String() != s {
+			t.Fatalf("ParseModelVersion(%q).String() = %q", s, v.String())
+		}
+		if len(s) > wire.MaxModelSHALen+1+wire.MaxModelVersionLen || strings.ContainsAny(s, ",;%/ \t\r\n") {
+			t.Fatalf("accepted %q", s)
+		}
+	})
+}
