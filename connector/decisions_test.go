@@ -22,8 +22,15 @@ import (
 )
 
 // newDecidingReplica answers like an inference function of tier, with
-// decide's decision for each message.
+// decide's decision for each message, naming testModel.
 func newDecidingReplica(t *testing.T, tier string, decide func(m *wire.Message) wire.Decision) *fakeReplica {
+	t.Helper()
+	return newReplicaNaming(t, tier, testModel, decide)
+}
+
+// newReplicaNaming is newDecidingReplica naming model in its answers
+// (httpapi.HeaderModel).
+func newReplicaNaming(t *testing.T, tier, model string, decide func(m *wire.Message) wire.Decision) *fakeReplica {
 	t.Helper()
 	f := &fakeReplica{seen: map[string]int{}}
 	f.srv = serveOn(t, "127.0.0.1:0", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -48,7 +55,7 @@ func newDecidingReplica(t *testing.T, tier string, decide func(m *wire.Message) 
 			return
 		}
 		w.Header().Set("Content-Type", wire.ContentTypeBinary)
-		w.Header().Set(httpapi.HeaderModel, testModel)
+		w.Header().Set(httpapi.HeaderModel, model)
 		w.Write(out)
 	}))
 	return f
@@ -138,6 +145,34 @@ func TestDecisionsGoWhereTheyBelong(t *testing.T) {
 		t.Errorf("e2e latency series %d", n)
 	}
 	e.checkCommittedToEnd(t)
+}
+
+// TestReplicaNamingNoModel: a replica whose answers name no model, or
+// name one in a form that does not read, has its decisions written all
+// the same, their results and hops naming no model.
+func TestReplicaNamingNoModel(t *testing.T) {
+	for _, named := range []string{"", "not,a;model", "0123456789ab@v 2"} {
+		t.Run(named, func(t *testing.T) {
+			e := setup(t)
+			rep := newReplicaNaming(t, "edge", named, exitOrForward)
+			e.produce(t, 10, "m")
+			e.start(t, rep)
+			testsupport.WaitFor(t, 15*time.Second, "lag 0", func() bool { return e.lag(t) == 0 })
+			for _, r := range consumeAll(t, e, "t.results", 5) {
+				res, err := records.DecodeResult(r)
+				if err != nil {
+					t.Fatal(err)
+				}
+				hs, err := records.ReadHops(r)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if !res.Model.IsZero() || len(hs) != 1 || !hs[0].Model.IsZero() {
+					t.Errorf("result %+v with hops %+v, want no model named", res, hs)
+				}
+			}
+		})
+	}
 }
 
 // TestDecisionsForAnotherSiteGoToTheUplinkQueue: a tier whose next tier
