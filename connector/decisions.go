@@ -122,7 +122,7 @@ func (w *decisionWriter) record(it *item, d *wire.Decision, fwd wire.EncodedTens
 	var err error
 	switch {
 	case d.Exit:
-		r := wire.NewResult(&m, d, exitedAt)
+		r := wire.NewResult(&m, d, answer.model, exitedAt)
 		out.rec, err = records.Result(w.results, &r)
 		out.kind, out.sent = kindOf(w.results, kindResults), m.SentAt
 	case w.next == "":

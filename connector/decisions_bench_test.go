@@ -48,7 +48,7 @@ func BenchmarkDecisionWrite(b *testing.B) {
 		b.Fatal(err)
 	}
 
-	call := reply{body: answer, sent: now, took: time.Millisecond, replica: "127.0.0.1:9000", model: "0123456789ab"}
+	call := reply{body: answer, sent: now, took: time.Millisecond, replica: "127.0.0.1:9000", model: wire.ModelVersion{SHA: "0123456789ab", Version: "v2"}}
 	b.ReportAllocs()
 	for b.Loop() {
 		if _, err := w.write(batch, call); err != nil {

@@ -22,8 +22,15 @@ import (
 )
 
 // newDecidingReplica answers like an inference function of tier, with
-// decide's decision for each message.
+// decide's decision for each message, naming testModel.
 func newDecidingReplica(t *testing.T, tier string, decide func(m *wire.Message) wire.Decision) *fakeReplica {
+	t.Helper()
+	return newReplicaNaming(t, tier, testModel, decide)
+}
+
+// newReplicaNaming is newDecidingReplica naming model in its answers
+// (httpapi.HeaderModel).
+func newReplicaNaming(t *testing.T, tier, model string, decide func(m *wire.Message) wire.Decision) *fakeReplica {
 	t.Helper()
 	f := &fakeReplica{seen: map[string]int{}}
 	f.srv = serveOn(t, "127.0.0.1:0", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -48,14 +55,15 @@ func newDecidingReplica(t *testing.T, tier string, decide func(m *wire.Message) 
 			return
 		}
 		w.Header().Set("Content-Type", wire.ContentTypeBinary)
-		w.Header().Set(httpapi.HeaderModel, testModel)
+		w.Header().Set(httpapi.HeaderModel, model)
 		w.Write(out)
 	}))
 	return f
 }
 
-// testModel is the model digest newDecidingReplica's answers name.
-const testModel = "0123456789ab"
+// testModel is the model version newDecidingReplica's answers name
+// (a sha256 prefix and a version label).
+const testModel = "0123456789ab@v2"
 
 // checkHop checks that rec carries one hop (records.HeaderHops) of tier
 // by rep, with the decision and confidence d, fetched after before.
@@ -69,7 +77,7 @@ func checkHop(t *testing.T, rec *kgo.Record, tier string, rep *fakeReplica, d wi
 		t.Fatalf("record %s/%d carries hops %+v, want one", rec.Topic, rec.Offset, hs)
 	}
 	h := hs[0]
-	if h.Tier != tier || "http://"+h.Replica != rep.srv.URL || h.Model != testModel || h.Exit != d.Exit || h.Confidence != d.Confidence {
+	if h.Tier != tier || "http://"+h.Replica != rep.srv.URL || h.Model.String() != testModel || h.Exit != d.Exit || h.Confidence != d.Confidence {
 		t.Errorf("hop %+v, want tier %s, replica %s, model %s, exit %v, confidence %v", h, tier, rep.srv.URL, testModel, d.Exit, d.Confidence)
 	}
 	if h.FetchedAt.Before(before.Truncate(time.Millisecond)) || h.KafkaWait < 0 || h.Service <= 0 {
@@ -105,6 +113,9 @@ func TestDecisionsGoWhereTheyBelong(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
+		if res.Model != (wire.ModelVersion{SHA: "0123456789ab", Version: "v2"}) {
+			t.Errorf("result %s: model %+v, want the replica's %s", res.ID, res.Model, testModel)
+		}
 		if res.Tier != "edge" || res.Label != "b" || len(res.Hops) != 1 || res.Hops[0].Tier != "edge" || res.Hops[0].At.Before(before.Add(-time.Second)) || res.ExitedAt.Before(res.Hops[0].At) {
 			t.Errorf("result %+v", res)
 		}
@@ -134,6 +145,34 @@ func TestDecisionsGoWhereTheyBelong(t *testing.T) {
 		t.Errorf("e2e latency series %d", n)
 	}
 	e.checkCommittedToEnd(t)
+}
+
+// TestReplicaNamingNoModel: a replica whose answers name no model, or
+// name one in a form that does not read, has its decisions written all
+// the same, their results and hops naming no model.
+func TestReplicaNamingNoModel(t *testing.T) {
+	for _, named := range []string{"", "not,a;model", "0123456789ab@v 2"} {
+		t.Run(named, func(t *testing.T) {
+			e := setup(t)
+			rep := newReplicaNaming(t, "edge", named, exitOrForward)
+			e.produce(t, 10, "m")
+			e.start(t, rep)
+			testsupport.WaitFor(t, 15*time.Second, "lag 0", func() bool { return e.lag(t) == 0 })
+			for _, r := range consumeAll(t, e, "t.results", 5) {
+				res, err := records.DecodeResult(r)
+				if err != nil {
+					t.Fatal(err)
+				}
+				hs, err := records.ReadHops(r)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if !res.Model.IsZero() || len(hs) != 1 || !hs[0].Model.IsZero() {
+					t.Errorf("result %+v with hops %+v, want no model named", res, hs)
+				}
+			}
+		})
+	}
 }
 
 // TestDecisionsForAnotherSiteGoToTheUplinkQueue: a tier whose next tier

@@ -255,8 +255,9 @@ func (c *Connector) dropUnencodable(batch []item) []item {
 type answer struct {
 	status int
 	body   []byte
-	// model is the model the replica said it ran (httpapi.HeaderModel).
-	model string
+	// model is the model the replica said it ran (httpapi.HeaderModel);
+	// zero when it did not say, or said what does not read.
+	model wire.ModelVersion
 	// traces are the contexts the peer answered for the messages' spans,
 	// one per message (telemetry.HeaderTraceparents); nil without.
 	traces []trace.SpanContext
@@ -280,7 +281,8 @@ func (c *Connector) call(r *replica, req request, spans []trace.Span) (answer, e
 		return answer{}, err
 	}
 	defer resp.Body.Close()
-	a := answer{status: resp.StatusCode, model: resp.Header.Get(httpapi.HeaderModel)}
+	a := answer{status: resp.StatusCode}
+	a.model, _ = wire.ParseModelVersion(resp.Header.Get(httpapi.HeaderModel))
 	if spans != nil {
 		a.traces = telemetry.Batch(resp.Header, len(spans))
 	}

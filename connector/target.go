@@ -58,7 +58,7 @@ type reply struct {
 	sent    time.Time
 	took    time.Duration
 	replica string
-	model   string
+	model   wire.ModelVersion
 }
 
 // tierTarget invokes a tier's inference replicas with batches of messages.

@@ -322,11 +322,11 @@ func (f *Function) serveInfer(w http.ResponseWriter, r *http.Request) {
 	}
 	f.m.request(f.tier.Name, outcomeOK)
 	if f.tr.Enabled() {
-		f.traceDecisions(w, r, sess.Model, msgs, ds, start)
+		f.traceDecisions(w, r, sess.Model.SHA, msgs, ds, start)
 	}
 	w.Header().Set("Content-Type", enc.ContentType())
 	w.Header().Set("Content-Length", strconv.Itoa(len(out)))
-	w.Header().Set(httpapi.HeaderModel, sess.Model)
+	w.Header().Set(httpapi.HeaderModel, sess.Model.String())
 	w.Write(out)
 }
 

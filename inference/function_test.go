@@ -92,6 +92,26 @@ func modelSHA(t testing.TB, tier string) string {
 	return hex.EncodeToString(sum[:])[:12]
 }
 
+// TestAnswerNamesModelVersion: a tier with a version label names its
+// model as sha@label in every answer (httpapi.HeaderModel), which reads
+// back as the model's sha256 prefix and the label.
+func TestAnswerNamesModelVersion(t *testing.T) {
+	p := shipped(t)
+	p.Tiers[0].Version = "v2"
+	_, srv := newFunction(t, "edge", Config{Pipeline: p, Metrics: NewMetrics(prometheus.NewRegistry())})
+	resp, body := post(t, srv.URL, wire.Binary.ContentType(), encode(t, wire.Binary, imageMessages(t, 2)))
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("status %d: %s", resp.StatusCode, body)
+	}
+	h := resp.Header.Get(httpapi.HeaderModel)
+	if want := modelSHA(t, "edge") + "@v2"; h != want {
+		t.Errorf("answer names model %q, want %q", h, want)
+	}
+	if v, err := wire.ParseModelVersion(h); err != nil || v != (wire.ModelVersion{SHA: modelSHA(t, "edge"), Version: "v2"}) {
+		t.Errorf("ParseModelVersion(%q) = %+v, %v", h, v, err)
+	}
+}
+
 // TestInferBothEncodings sends the same batch as JSON and as binary and
 // expects the same per-sample decisions, in the encoding of the request.
 func TestInferBothEncodings(t *testing.T) {

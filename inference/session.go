@@ -8,6 +8,7 @@ import (
 
 	"github.com/ddnn-continuum/ddnn/internal/onnx"
 	"github.com/ddnn-continuum/ddnn/internal/pipeline"
+	"github.com/ddnn-continuum/ddnn/internal/wire"
 )
 
 // Session runs one tier's ONNX model. It holds a single
@@ -27,9 +28,10 @@ type Session struct {
 	// tier); ForwardLen its element count.
 	ForwardShape []int64
 	ForwardLen   int
-	// Model is the first 12 hex digits of the model file's sha256, which
-	// the function names in its answers (httpapi.HeaderModel).
-	Model string
+	// Model is the first 12 hex digits of the model file's sha256 and
+	// the tier's version label, which the function names in its answers
+	// (httpapi.HeaderModel).
+	Model wire.ModelVersion
 
 	inputLen int
 	outputs  int // 1 (exit) or 2 (exit, forward)
@@ -162,7 +164,7 @@ func NewSession(p *pipeline.Pipeline, i int, opts SessionOptions) (*Session, err
 		InputShape: PerSample(h.Input.Shape),
 		Classes:    int(h.Exit.Shape[1]),
 		outputs:    len(outNames),
-		Model:      digest,
+		Model:      wire.ModelVersion{SHA: digest, Version: t.Version},
 	}
 	s.inputLen = Elements(s.InputShape)
 	if h.Forward != nil {

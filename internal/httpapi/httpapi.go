@@ -36,7 +36,9 @@ const (
 )
 
 // HeaderModel is the header of an inference function's answer that names
-// the model it ran: the first 12 hex digits of the model file's sha256.
+// the model it ran, a wire.ModelVersion in its compact form: the first 12
+// hex digits of the model file's sha256, then '@' and the tier's version
+// label when it has one (3f9a1c0b2d4e or 3f9a1c0b2d4e@v2).
 const HeaderModel = "Ddnn-Model"
 
 // TierPath is the funnel route that takes a batch of messages for tier.

@@ -144,7 +144,7 @@ func (s *search) ingest() *Ingest {
 
 func (s *search) hop(h records.Hop) Hop {
 	out := Hop{
-		Tier: h.Tier, Replica: h.Replica, Model: h.Model, Confidence: h.Confidence, Decision: "forward",
+		Tier: h.Tier, Replica: h.Replica, Model: h.Model.SHA, Version: h.Model.Version, Confidence: h.Confidence, Decision: "forward",
 		FetchedAt: h.FetchedAt, KafkaWaitSeconds: h.KafkaWait.Seconds(), ServiceSeconds: h.Service.Seconds(),
 	}
 	if h.Exit {

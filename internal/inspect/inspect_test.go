@@ -46,6 +46,12 @@ kafka: {partitions: 2}
 // modelOf is the model digest tier's replica names (httpapi.HeaderModel).
 func modelOf(tier string) string { return fmt.Sprintf("%012x", len(tier)*0x1111) }
 
+// versionOf is the version label tier's replica names with its model:
+// edge and fog have one, cloud none.
+func versionOf(tier string) string {
+	return map[string]string{"edge": "e1", "fog": "2026-12.retrain_3"}[tier]
+}
+
 // replica answers like tier's inference function: a message whose device
 // is "to-<tier>" exits, one whose device is "poison-<tier>" is rejected,
 // the others are forwarded.
@@ -82,7 +88,7 @@ func replica(t *testing.T, tier string) string {
 			return
 		}
 		w.Header().Set("Content-Type", wire.ContentTypeBinary)
-		w.Header().Set(httpapi.HeaderModel, modelOf(tier))
+		w.Header().Set(httpapi.HeaderModel, wire.ModelVersion{SHA: modelOf(tier), Version: versionOf(tier)}.String())
 		w.Write(out)
 	}))
 	t.Cleanup(srv.Close)
@@ -230,8 +236,11 @@ func TestInspectOnOneSite(t *testing.T) {
 		if got := hopsOf(rep); got != tc.hops {
 			t.Errorf("%s: hops %q, want %q", tc.id, got, tc.hops)
 		}
+		if want := (wire.ModelVersion{SHA: modelOf(tc.tier), Version: versionOf(tc.tier)}); rep.Result.Model != want {
+			t.Errorf("%s: result names model %+v, want its exit tier's %+v", tc.id, rep.Result.Model, want)
+		}
 		for _, h := range rep.Hops {
-			if h.Model != modelOf(h.Tier) || h.Site != pipeline.LocalSite || !strings.HasPrefix(h.Replica, "127.0.0.1:") ||
+			if h.Model != modelOf(h.Tier) || h.Version != versionOf(h.Tier) || h.Site != pipeline.LocalSite || !strings.HasPrefix(h.Replica, "127.0.0.1:") ||
 				h.FetchedAt.Before(before) || h.KafkaWaitSeconds < 0 || h.ServiceSeconds <= 0 {
 				t.Errorf("%s: hop %+v: want tier %s's replica and model, fetched after the write, a service time", tc.id, h, h.Tier)
 			}
@@ -254,6 +263,11 @@ func TestInspectOnOneSite(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Logf("ddnn inspect m-cloud:\n%s", text.String())
+	for _, want := range []string{"version", " " + modelOf("fog") + "  2026-12.retrain_3 ", " " + modelOf("cloud") + "  -  ", "model " + modelOf("cloud") + ","} {
+		if !strings.Contains(text.String(), want) {
+			t.Errorf("ddnn inspect m-cloud lacks %q:\n%s", want, text.String())
+		}
+	}
 
 	rep := inspectJSON(t, file, "m-poison")
 	if rep.State != StateDeadLettered || rep.DeadLetter == nil || rep.DeadLetter.Topic != "t.fog.dlq" ||

@@ -31,14 +31,10 @@ func Write(w io.Writer, rep *Report) error {
 	}
 	if len(rep.Hops) > 0 {
 		tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-		fmt.Fprintln(tw, "hops\ttier\tsite\treplica\tmodel\tconfidence\tdecision\tkafka wait\tservice")
+		fmt.Fprintln(tw, "hops\ttier\tsite\treplica\tmodel\tversion\tconfidence\tdecision\tkafka wait\tservice")
 		for i, h := range rep.Hops {
-			model := h.Model
-			if model == "" {
-				model = "-"
-			}
-			fmt.Fprintf(tw, "  %d\t%s\t%s\t%s\t%s\t%.4g\t%s\t%s\t%s\n",
-				i+1, h.Tier, h.Site, h.Replica, model, h.Confidence, h.Decision, seconds(h.KafkaWaitSeconds), seconds(h.ServiceSeconds))
+			fmt.Fprintf(tw, "  %d\t%s\t%s\t%s\t%s\t%s\t%.4g\t%s\t%s\t%s\n",
+				i+1, h.Tier, h.Site, h.Replica, dash(h.Model), dash(h.Version), h.Confidence, h.Decision, seconds(h.KafkaWaitSeconds), seconds(h.ServiceSeconds))
 		}
 		if err := tw.Flush(); err != nil {
 			return err
@@ -47,7 +43,11 @@ func Write(w io.Writer, rep *Report) error {
 	switch {
 	case rep.Result != nil:
 		r := rep.Result
-		line("result", "class %d %q, confidence %.4g, exited %s, in %s", r.Class, r.Label, r.Confidence, stamp(r.ExitedAt), where(r.Where))
+		model := ""
+		if !r.Model.IsZero() {
+			model = ", model " + r.Model.String()
+		}
+		line("result", "class %d %q, confidence %.4g%s, exited %s, in %s", r.Class, r.Label, r.Confidence, model, stamp(r.ExitedAt), where(r.Where))
 	case rep.Waiting != nil:
 		wt := rep.Waiting
 		route := ""
@@ -95,4 +95,12 @@ func stamp(t time.Time) string { return t.UTC().Format("2006-01-02T15:04:05.000Z
 
 func seconds(s float64) string {
 	return time.Duration(s * float64(time.Second)).Round(10 * time.Microsecond).String()
+}
+
+// dash is s, or "-" when s is empty.
+func dash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
 }

@@ -54,10 +54,13 @@ type Position struct {
 
 // Hop is what one tier did with the message (records.Hop).
 type Hop struct {
-	Tier       string    `json:"tier"`
-	Site       string    `json:"site"`
-	Replica    string    `json:"replica"`
+	Tier    string `json:"tier"`
+	Site    string `json:"site"`
+	Replica string `json:"replica"`
+	// Model is the sha256 prefix of the model the replica ran, Version
+	// the tier's version label; either empty when the replica did not say.
 	Model      string    `json:"model,omitempty"`
+	Version    string    `json:"version,omitempty"`
 	Confidence float32   `json:"confidence"`
 	Decision   string    `json:"decision"` // "exit" or "forward"
 	FetchedAt  time.Time `json:"fetched_at"`

@@ -373,7 +373,7 @@ func (m *Monolith) chain(sessions []*inference.Session, msgs []wire.Message, fro
 			}
 			msg := msgs[j]
 			if d.Exit {
-				results = append(results, wire.NewResult(&msg, &d, exitedAt))
+				results = append(results, wire.NewResult(&msg, &d, s.Model, exitedAt))
 				continue
 			}
 			msg.Tensor = *d.Forward

@@ -129,6 +129,10 @@ type Tier struct {
 	Site string `yaml:"site"`
 	// Model is the ONNX file, relative to the YAML file's directory.
 	Model string `yaml:"model"`
+	// Version is an optional label of the model (e.g. v2), carried with
+	// its sha256 prefix in every decision's records
+	// (wire.ModelVersion); empty means none.
+	Version string `yaml:"version"`
 	// InputName is the model input to feed; empty means the model's only
 	// input.
 	InputName string `yaml:"input"`
@@ -284,6 +288,11 @@ func (p *Pipeline) Validate() error {
 		}
 		if t.Model == "" {
 			bad(f+".model", "required: path to the tier's ONNX file")
+		}
+		if t.Version != "" {
+			if err := wire.CheckModelVersionLabel(t.Version); err != nil {
+				bad(f+".version", "%v", err)
+			}
 		}
 		errs = append(errs, t.Exit.validate(f+".exit", i == len(p.Tiers)-1)...)
 		last := i == len(p.Tiers)-1

@@ -29,6 +29,9 @@ func TestLoadGood(t *testing.T) {
 	if cloud.Exit.Policy != PolicyMaxProb || cloud.Exit.Scores != ScoresLogits || cloud.Exit.Threshold != nil {
 		t.Errorf("cloud exit = %+v", cloud.Exit)
 	}
+	if edge.Version != "2026-12.retrain_3" || cloud.Version != "" {
+		t.Errorf("versions = %q, %q; want edge's label, none on cloud", edge.Version, cloud.Version)
+	}
 	if cloud.Inference.MaxBatch != 64 || cloud.InputName != "features" {
 		t.Errorf("cloud = %+v", cloud)
 	}
@@ -95,6 +98,9 @@ func TestParseErrors(t *testing.T) {
 		{"unknown top-level key", base + tier + "replicas: 3\n", "replicas: unknown field (line 6)"},
 		{"unknown tier key", base + "tiers:\n  - {name: t, model: m.onnx, exit: {output: o}, thresh: 1}\n", "tiers[0] (t).thresh: unknown field (line 5)"},
 		{"bad dtype", "name: x\ninput: {dtype: int4, shape: [2]}\nclasses: [a, b]\n" + tier, `int4`},
+		{"version label with a space", base + "tiers:\n  - {name: t, model: m.onnx, version: v 2, exit: {output: o}}\n", `tiers[0] (t).version: version "v 2" must be letters, digits, '.', '_' or '-'`},
+		{"version label too long", base + "tiers:\n  - {name: t, model: m.onnx, version: " + strings.Repeat("v", 33) + ", exit: {output: o}}\n", "tiers[0] (t).version: version \"" + strings.Repeat("v", 33) + "\" must be 1 to 32 characters"},
+		{"version label not a string", base + "tiers:\n  - {name: t, model: m.onnx, version: [v2], exit: {output: o}}\n", "tiers[0] (t).version"},
 		{"no tiers", base, "tiers: at least one tier is required"},
 		{"eval images alone", base + tier + "eval: {images: i.npy}\n", "eval: images and labels go together"},
 		{"missing dtype", "name: x\ninput: {shape: [2]}\nclasses: [a, b]\n" + tier, "input.dtype: required"},

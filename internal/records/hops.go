@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/ddnn-continuum/ddnn/internal/wire"
 	"github.com/twmb/franz-go/pkg/kgo"
 )
 
@@ -25,7 +26,11 @@ import (
 //	tier,replica,model,confidence,e|f,fetched_unix_ms,kafka_wait_us,service_us
 //
 // with tier and replica path-escaped (url.PathEscape), so that neither
-// holds ',' or ';'. A hop adds about 70 bytes.
+// holds ',' or ';', and model the compact form of a wire.ModelVersion:
+// the sha256 prefix, then '@' and the tier's version label when it has
+// one (0123456789ab or 0123456789ab@v2; a hop written before labels
+// existed reads as a model without one). A hop adds about 70 bytes, and
+// a label its length and 1.
 const HeaderHops = "ddnn-hops"
 
 // MaxHops bounds the hops HeaderHops keeps (the last ones).
@@ -33,12 +38,16 @@ const MaxHops = 8
 
 // maxHopsBytes bounds a HeaderHops value a connector carries over from
 // the record it read: a longer one (a device's own, or damaged) is not
-// carried. A hop's fields are bounded (maxFieldBytes), so a header of
-// MaxHops hops stays within it.
-const maxHopsBytes = MaxHops * (2*maxFieldBytes + 80)
+// carried. A hop's fields are bounded (maxFieldBytes, maxModelBytes and
+// at most 64 bytes of numbers and separators), so a header of MaxHops
+// hops stays within it.
+const maxHopsBytes = MaxHops * (2*maxFieldBytes + maxModelBytes + 64)
+
+// maxModelBytes bounds a hop's model: the longest compact form of a
+// wire.ModelVersion.
+const maxModelBytes = wire.MaxModelSHALen + 1 + wire.MaxModelVersionLen
 
 // maxFieldBytes bounds a hop's tier and replica as written (escaped),
-// and a model digest prefix.
 const maxFieldBytes = 64
 
 // Hop is what one tier did with a message.
@@ -46,9 +55,9 @@ type Hop struct {
 	Tier string
 	// Replica is the replica that answered (its address, host:port).
 	Replica string
-	// Model is the prefix of the sha256 of the model the replica ran, ""
-	// when the replica did not say.
-	Model string
+	// Model is the model version the replica ran: its sha256 prefix and
+	// version label, zero when the replica did not say.
+	Model wire.ModelVersion
 	HopDecision
 }
 
@@ -76,12 +85,18 @@ type HopAppender struct {
 }
 
 // NewHopAppender adds the hops of a call of tier to replica, which ran
-// model, for about records records.
-func NewHopAppender(tier, replica, model string, records int) *HopAppender {
-	call := make([]byte, 0, len(tier)+len(replica)+len(model)+3)
-	for _, f := range []string{tier, replica, model} {
+// model, for about records records. A model that does not read back
+// (wire.ParseModelVersion) is written as none.
+func NewHopAppender(tier, replica string, model wire.ModelVersion, records int) *HopAppender {
+	m := model.String()
+	if _, err := wire.ParseModelVersion(m); err != nil {
+		m = ""
+	}
+	call := make([]byte, 0, len(tier)+len(replica)+len(m)+3)
+	for _, f := range []string{tier, replica} {
 		call = append(append(call, cutField(url.PathEscape(f))...), ',')
 	}
+	call = append(append(call, m...), ',')
 	return &HopAppender{call: call, records: max(records, 1)}
 }
 
@@ -185,7 +200,11 @@ func parseHop(s string) (Hop, error) {
 	}
 	h.Tier = unescape("tier", f[0])
 	h.Replica = unescape("replica", f[1])
-	h.Model = unescape("model", f[2])
+	m, err := wire.ParseModelVersion(f[2])
+	if err != nil {
+		errs = append(errs, err)
+	}
+	h.Model = m
 	c, err := strconv.ParseFloat(f[3], 32)
 	if err != nil || math.IsNaN(c) || math.IsInf(c, 0) {
 		errs = append(errs, fmt.Errorf("confidence %q is not a finite number", f[3]))

@@ -5,11 +5,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ddnn-continuum/ddnn/internal/wire"
 	"github.com/twmb/franz-go/pkg/kgo"
 )
 
 func hopOf(tier string, exit bool) Hop {
-	return Hop{Tier: tier, Replica: "127.0.0.1:40123", Model: "0123456789ab", HopDecision: HopDecision{Confidence: 0.9731, Exit: exit,
+	return Hop{Tier: tier, Replica: "127.0.0.1:40123", Model: wire.ModelVersion{SHA: "0123456789ab"}, HopDecision: HopDecision{Confidence: 0.9731, Exit: exit,
 		FetchedAt: time.UnixMilli(1765107000123).UTC(), KafkaWait: 1234 * time.Microsecond, Service: 5678 * time.Microsecond}}
 }
 
@@ -37,6 +38,60 @@ func TestHopsCarriedAndRead(t *testing.T) {
 	t.Logf("header of one hop: %d bytes (%q), two: %d", len(HeaderHops)+len(Header(fwd, HeaderHops)), Header(fwd, HeaderHops), len(HeaderHops)+len(Header(res, HeaderHops)))
 }
 
+// TestHopsCarryModelVersions: each hop keeps its model's sha and version
+// label, labeled or not, as it is carried from tier to tier; the label
+// costs its length and one byte per hop.
+func TestHopsCarryModelVersions(t *testing.T) {
+	edge, fog, cloud := hopOf("edge", false), hopOf("fog", false), hopOf("cloud", true)
+	edge.Model.Version = "v2"
+	cloud.Model = wire.ModelVersion{SHA: "fedcba987654", Version: "2026-12.retrain_3"}
+	in, fwd, fwd2, res := &kgo.Record{}, &kgo.Record{}, &kgo.Record{}, &kgo.Record{}
+	addHop(fwd, in, true, &edge)
+	addHop(fwd2, fwd, true, &fog)
+	addHop(res, fwd2, true, &cloud)
+	hs, err := ReadHops(res)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(hs) != 3 || hs[0] != edge || hs[1] != fog || hs[2] != cloud {
+		t.Fatalf("read %+v, want %+v, %+v, %+v", hs, edge, fog, cloud)
+	}
+	unlabeled := &kgo.Record{}
+	plain := edge
+	plain.Model.Version = ""
+	addHop(unlabeled, in, true, &plain)
+	added := len(Header(fwd, HeaderHops)) - len(Header(unlabeled, HeaderHops))
+	if added != len("@v2") {
+		t.Errorf("label v2 added %d bytes to the hop, want %d", added, len("@v2"))
+	}
+	t.Logf("hop without a label: %d bytes (%q); label v2 adds %d", len(Header(unlabeled, HeaderHops)), Header(unlabeled, HeaderHops), added)
+}
+
+// TestReadHopsWrittenBeforeLabels: a header written before hops carried a
+// version label (and one whose replica named no model) reads, each hop
+// with its sha and no label.
+func TestReadHopsWrittenBeforeLabels(t *testing.T) {
+	const old = "edge,127.0.0.1%3A40123,0123456789ab,0.5123,f,1765107000123,1234,5678;fog,127.0.0.1%3A40124,,0.9731,e,1765107000130,20,300"
+	rec := &kgo.Record{Headers: []kgo.RecordHeader{{Key: HeaderHops, Value: []byte(old)}}}
+	hs, err := ReadHops(rec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(hs) != 2 || hs[0].Model != (wire.ModelVersion{SHA: "0123456789ab"}) || !hs[1].Model.IsZero() ||
+		hs[0].Replica != "127.0.0.1:40123" || !hs[1].Exit || hs[1].Service != 300*time.Microsecond {
+		t.Fatalf("read %+v", hs)
+	}
+	// A connector carries it on, adding its labeled hop after.
+	next := &kgo.Record{}
+	cloud := hopOf("cloud", true)
+	cloud.Model.Version = "v3"
+	addHop(next, rec, true, &cloud)
+	hs, err = ReadHops(next)
+	if err != nil || len(hs) != 3 || hs[2] != cloud || hs[0].Model.Version != "" {
+		t.Fatalf("carried: %+v, %v", hs, err)
+	}
+}
+
 // TestHopsBounded: the header keeps the last MaxHops hops, carries nothing
 // from a record it must not trust (carry false) or that is too long, and
 // bounds what a replica's address may add.
@@ -45,6 +100,7 @@ func TestHopsBounded(t *testing.T) {
 	for i := range MaxHops + 3 {
 		next := &kgo.Record{}
 		h := hopOf(strings.Repeat("t", i+1), false)
+		h.Model = wire.ModelVersion{SHA: strings.Repeat("a", wire.MaxModelSHALen), Version: strings.Repeat("v", wire.MaxModelVersionLen)}
 		addHop(next, rec, true, &h)
 		rec = next
 	}
@@ -82,7 +138,7 @@ func TestHopsBounded(t *testing.T) {
 // TestReadHopsRefusesDamage: a header that does not read is an error
 // naming the hop and the field.
 func TestReadHopsRefusesDamage(t *testing.T) {
-	for _, v := range []string{"edge,r,m,0.5,e,1,2", "edge,r,m,NaN,e,1,2,3", "edge,r,m,0.5,x,1,2,3", "edge,r,m,0.5,e,now,2,3", "edge,r%zz,m,0.5,e,1,2,3"} {
+	for _, v := range []string{"edge,r,m,0.5,e,1,2", "edge,r,0a@v%202,0.5,e,1,2,3", "edge,r,0a@,0.5,e,1,2,3", "edge,r,m,NaN,e,1,2,3", "edge,r,m,0.5,x,1,2,3", "edge,r,m,0.5,e,now,2,3", "edge,r%zz,m,0.5,e,1,2,3"} {
 		r := &kgo.Record{Headers: []kgo.RecordHeader{{Key: HeaderHops, Value: []byte(v)}}}
 		if _, err := ReadHops(r); err == nil || !strings.Contains(err.Error(), "hop 0") {
 			t.Errorf("%q: err %v, want one naming hop 0", v, err)
@@ -113,7 +169,7 @@ func BenchmarkAddHop(b *testing.B) {
 // appender's buffer, yet each keeps its own hops, also when the buffer
 // grows.
 func TestHopAppenderKeepsValuesApart(t *testing.T) {
-	a := NewHopAppender("fog", "127.0.0.1:1", "m", 1)
+	a := NewHopAppender("fog", "127.0.0.1:1", wire.ModelVersion{SHA: "0a"}, 1)
 	var recs []*kgo.Record
 	for i := range 20 {
 		from := &kgo.Record{}

@@ -374,10 +374,13 @@ const tableChunk = 1024
 
 // columns are the table's headers; followWidths their widths when the
 // table is followed: a funnel's 32-digit ids, and room for device ids,
-// tiers and labels of common length.
+// tiers and labels of common length, and a model's 12-digit sha with a
+// short version label. MODEL is the exit tier's model version in its
+// compact form (wire.ModelVersion: sha or sha@version), "-" when the
+// result names none.
 var (
-	columns      = []string{"ID", "DEVICE", "TIER", "LABEL", "CONFIDENCE", "LATENCY"}
-	followWidths = []int{32, 16, 6, 12, 10, 12}
+	columns      = []string{"ID", "DEVICE", "TIER", "LABEL", "CONFIDENCE", "MODEL", "LATENCY"}
+	followWidths = []int{32, 16, 6, 12, 10, 15, 12}
 )
 
 // newPrinter starts the table (unless asJSON); when following, rows are
@@ -407,7 +410,7 @@ func (p *printer) print(r wire.Result) {
 		return
 	}
 	p.row([]string{Printable(r.ID), Printable(r.Device), Printable(r.Tier), Printable(r.Label),
-		fmt.Sprintf("%.3f", r.Confidence), Latency(r)})
+		fmt.Sprintf("%.3f", r.Confidence), Model(r), Latency(r)})
 }
 
 // row holds the cells of one row (the last, the latency, right-aligned to
@@ -442,6 +445,17 @@ func (p *printer) flush() {
 	if b.Len() > 0 {
 		io.WriteString(p.w, b.String())
 	}
+}
+
+// Model is a result's exit model as the table prints it: the compact
+// form of its version (3f9a1c0b2d4e or 3f9a1c0b2d4e@v2), "-" when the
+// result names none (written before results did, or by a replica that
+// did not say).
+func Model(r wire.Result) string {
+	if r.Model.IsZero() {
+		return "-"
+	}
+	return Printable(r.Model.String())
 }
 
 // Latency is a result's end-to-end latency as the table prints it: from

@@ -369,10 +369,18 @@ func TestLatency(t *testing.T) {
 	}
 }
 
-// TestTable: the table's columns, latency in milliseconds.
+// TestTable: the table's columns, the exit model's version (sha@version,
+// the sha alone, or "-" for a result that names none) and latency in
+// milliseconds; --json carries the model as the record holds it.
 func TestTable(t *testing.T) {
 	c := newCluster(t)
 	c.produce(t, 0, 1, "a")
+	labeled := wire.Result{ID: "b", Device: "cam-1", Tier: "fog", Label: "cat", Confidence: 0.9,
+		SentAt: c.t0, ExitedAt: c.t0.Add(12300 * time.Microsecond), Model: wire.ModelVersion{SHA: "3f9a1c0b2d4e", Version: "v2"}}
+	c.produceResult(t, 0, 2, labeled)
+	shaOnly := labeled
+	shaOnly.ID, shaOnly.Model.Version = "c", ""
+	c.produceResult(t, 0, 3, shaOnly)
 	var out testsupport.Buffer
 	cfg := c.config(&out)
 	cfg.JSON = false
@@ -380,8 +388,25 @@ func TestTable(t *testing.T) {
 		t.Fatal(err)
 	}
 	lines := strings.Split(strings.TrimSpace(out.String()), "\n")
-	if len(lines) != 2 || !strings.HasPrefix(lines[0], "ID") || !strings.HasSuffix(lines[0], "CONFIDENCE       LATENCY") || !strings.HasSuffix(lines[1], "0.900            12.3 ms") {
+	if len(lines) != 4 || !strings.HasPrefix(lines[0], "ID") || !strings.HasSuffix(lines[0], "CONFIDENCE  MODEL                 LATENCY") ||
+		!strings.HasSuffix(lines[1], "0.900       -                     12.3 ms") ||
+		!strings.HasSuffix(lines[2], "0.900       3f9a1c0b2d4e@v2       12.3 ms") ||
+		!strings.HasSuffix(lines[3], "0.900       3f9a1c0b2d4e          12.3 ms") {
 		t.Errorf("table:\n%s", out.String())
+	}
+
+	var js testsupport.Buffer
+	cfg = c.config(&js)
+	if err := Read(context.Background(), cfg); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{`"id":"b",`, `"model":{"sha":"3f9a1c0b2d4e","version":"v2"}}`} {
+		if !strings.Contains(js.String(), want) {
+			t.Errorf("--json lacks %s:\n%s", want, js.String())
+		}
+	}
+	if strings.Count(js.String(), `"model":`) != 2 {
+		t.Errorf("--json: want a model on the two results that name one:\n%s", js.String())
 	}
 }
 

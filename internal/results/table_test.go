@@ -31,7 +31,7 @@ func TestTableChunks(t *testing.T) {
 	for i := range 50 {
 		r := result(i)
 		p.print(r)
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%.3f\t%s\n", r.ID, r.Device, r.Tier, r.Label, r.Confidence, Latency(r))
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%.3f\t%s\t%s\n", r.ID, r.Device, r.Tier, r.Label, r.Confidence, Model(r), Latency(r))
 	}
 	p.flush()
 	tw.Flush()

@@ -6,7 +6,9 @@
 //   - a compact, versioned binary form (ContentTypeBinary) for the hot path.
 //
 // It also owns the JSON of what devices post to a funnel (the ingest form),
-// of result records and of error answers. All JSON is read with
+// of result records and of error answers, and the compact form of a
+// ModelVersion (the sha256 prefix and version label of the model that
+// made a decision) that answers, hops and results carry. All JSON is read with
 // github.com/go-json-experiment/json (the upstream of encoding/json/v2),
 // which also writes results and error answers; messages, decisions and the
 // ingest form, heavy with tensor data, are written by hand for speed.

@@ -150,25 +150,28 @@ func parseSentAt(s string) (time.Time, error) {
 }
 
 // Result is the record written to the results topic for each exited
-// message.
+// message. Model is the model version of its exit tier that decided it
+// (zero when the replica did not say); the record's hops header names
+// every tier's.
 type Result struct {
-	ID         string    `json:"id"`
-	Device     string    `json:"device,omitempty"`
-	Tier       string    `json:"tier"`
-	Class      int       `json:"class"`
-	Label      string    `json:"label"`
-	Confidence float32   `json:"confidence"`
-	SentAt     time.Time `json:"sent_at,omitzero"`
-	ExitedAt   time.Time `json:"exited_at"`
-	Hops       []Hop     `json:"hops,omitempty"`
+	ID         string       `json:"id"`
+	Device     string       `json:"device,omitempty"`
+	Tier       string       `json:"tier"`
+	Class      int          `json:"class"`
+	Label      string       `json:"label"`
+	Confidence float32      `json:"confidence"`
+	SentAt     time.Time    `json:"sent_at,omitzero"`
+	ExitedAt   time.Time    `json:"exited_at"`
+	Hops       []Hop        `json:"hops,omitempty"`
+	Model      ModelVersion `json:"model,omitzero"`
 }
 
-// NewResult is the result of message m, which exited with decision d at
-// exitedAt: the one place results are built from a decision.
-func NewResult(m *Message, d *Decision, exitedAt time.Time) Result {
+// NewResult is the result of message m, which exited with decision d of
+// model at exitedAt: the one place results are built from a decision.
+func NewResult(m *Message, d *Decision, model ModelVersion, exitedAt time.Time) Result {
 	return Result{
 		ID: m.ID, Device: m.Device, Tier: d.Tier, Class: d.Class, Label: d.Label,
-		Confidence: d.Confidence, SentAt: m.SentAt, ExitedAt: exitedAt, Hops: m.Hops,
+		Confidence: d.Confidence, SentAt: m.SentAt, ExitedAt: exitedAt, Hops: m.Hops, Model: model,
 	}
 }
 
