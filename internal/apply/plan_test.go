@@ -176,48 +176,72 @@ var (
 )
 
 // TestEverySettingClassified changes each setting of the pipeline, one
-// at a time, found by walking the Pipeline struct: the settings listed
-// above land in their kind, and every other one, a field added to package
-// pipeline later included, is refused. Adding a field to Live or Rollout
-// without listing it here fails.
+// at a time, found by walking the Pipeline struct, in the sample pipeline
+// and in the one on three sites: the settings listed above land in their
+// kind, and every other one, a field added to package pipeline later
+// included, is refused. Adding a field to Live or Rollout without listing
+// it here fails.
 func TestEverySettingClassified(t *testing.T) {
-	y := shipped(t)
-	running := spec(t, y)
-	var all []string
-	for k := 0; ; k++ {
-		next := spec(t, y)
-		path, ok := mutate(next.Pipeline, k)
-		if !ok {
-			break
-		}
-		all = append(all, path)
-		plan := Compute(running, next)
-		switch {
-		case slices.Contains(liveSettings, path):
-			if !slices.Equal(paths(plan.Live), []string{path}) || len(plan.Rollouts)+len(plan.Refused) > 0 {
-				t.Errorf("%s: %+v, want it live alone", path, plan)
-			}
-		case slices.Contains(rolloutSettings, path):
-			if len(plan.Rollouts) != 1 || !slices.Equal(paths(plan.Rollouts[0].Changes), []string{path}) || len(plan.Live)+len(plan.Refused) > 0 {
-				t.Errorf("%s: %+v, want a rollout of edge alone", path, plan)
-			}
-		case slices.Contains(unchangedSettings, path):
-			if !plan.Empty() {
-				t.Errorf("%s: %+v, want nothing", path, plan)
-			}
-		default:
-			if plan.OK() || len(plan.Live)+len(plan.Rollouts) > 0 || !slices.ContainsFunc(plan.Refused, func(c Change) bool { return strings.HasPrefix(c.Path, path) }) {
-				t.Errorf("%s: %+v, want it refused", path, plan)
-			}
-		}
+	siteLive := []string{
+		"sites[0] (edge).funnel.device_rate_limit.rate", "sites[0] (edge).funnel.device_rate_limit.burst",
+		"sites[0] (edge).funnel.device_rate_limit.max_devices",
 	}
-	for _, p := range slices.Concat(liveSettings, rolloutSettings, unchangedSettings) {
-		if !slices.Contains(all, p) {
-			t.Errorf("%s is listed but is no setting of the pipeline", p)
-		}
+	for _, tc := range []struct {
+		file      string
+		live      []string
+		minWalked int
+		mustWalk  []string
+	}{
+		{"deploy/pipeline.yaml", liveSettings, 90, slices.Concat(liveSettings, rolloutSettings, unchangedSettings)},
+		{"deploy/examples/continuum.yaml", slices.Concat(liveSettings, siteLive), 140, append(siteLive, "sites[0] (edge).kafka.embedded_listen", "sites[0] (edge).admin.listen")},
+	} {
+		t.Run(tc.file, func(t *testing.T) {
+			y := testsupport.Shipped(t, tc.file)
+			running := spec(t, y)
+			var all []string
+			for k := 0; ; k++ {
+				next := spec(t, y)
+				path, ok := mutate(next.Pipeline, k)
+				if !ok {
+					break
+				}
+				all = append(all, path)
+				checkKind(t, path, Compute(running, next), tc.live)
+			}
+			for _, p := range tc.mustWalk {
+				if !slices.Contains(all, p) {
+					t.Errorf("%s is listed but is no setting of the pipeline", p)
+				}
+			}
+			if len(all) < tc.minWalked {
+				t.Errorf("walked %d settings: fewer than the pipeline has", len(all))
+			}
+		})
 	}
-	if len(all) < 90 {
-		t.Errorf("walked %d settings: fewer than the pipeline has", len(all))
+}
+
+// checkKind checks that the plan of a change of the setting at path puts
+// it, alone, in its kind: live when it is one of live, a rollout of edge,
+// nothing, or refused.
+func checkKind(t *testing.T, path string, plan Plan, live []string) {
+	t.Helper()
+	switch {
+	case slices.Contains(live, path):
+		if !slices.Equal(paths(plan.Live), []string{path}) || len(plan.Rollouts)+len(plan.Refused) > 0 {
+			t.Errorf("%s: %+v, want it live alone", path, plan)
+		}
+	case slices.Contains(rolloutSettings, path):
+		if len(plan.Rollouts) != 1 || !slices.Equal(paths(plan.Rollouts[0].Changes), []string{path}) || len(plan.Live)+len(plan.Refused) > 0 {
+			t.Errorf("%s: %+v, want a rollout of edge alone", path, plan)
+		}
+	case slices.Contains(unchangedSettings, path):
+		if !plan.Empty() {
+			t.Errorf("%s: %+v, want nothing", path, plan)
+		}
+	default:
+		if plan.OK() || len(plan.Live)+len(plan.Rollouts) > 0 || !slices.ContainsFunc(plan.Refused, func(c Change) bool { return strings.HasPrefix(c.Path, path) }) {
+			t.Errorf("%s: %+v, want it refused", path, plan)
+		}
 	}
 }
 
