@@ -43,6 +43,9 @@ func (c *Command) Run(ctx context.Context, stdout, _ io.Writer) error {
 	if !c.DryRun {
 		return command.Usagef("--dry-run is required: applying a plan to a running pipeline is not available yet; ddnn apply --dry-run prints what would change")
 	}
+	if c.Timeout <= 0 {
+		return command.Usagef("--timeout %s: must be positive", c.Timeout)
+	}
 	p, err := command.LoadPipeline(c.File)
 	if err != nil {
 		return err

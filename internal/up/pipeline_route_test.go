@@ -99,6 +99,7 @@ func TestApplyDryRunAgainstUp(t *testing.T) {
 
 	refusedFile := write("refused.yaml", strings.Replace(string(y), "shape: [1, 28, 28]", "shape: [1, 28, 29]", 1))
 	code, out, errOut = apply("-f", refusedFile, "--dry-run")
+	t.Logf("the plan of a changed input:\n%s%s", out, errOut)
 	if code != 1 || !strings.Contains(out, "input.shape: [1, 28, 28] -> [1, 28, 29]: devices and the first tier's model") ||
 		!strings.Contains(errOut, "plan refused") || !strings.Contains(errOut, "nothing was changed") {
 		t.Errorf("input changed: exit %d, want 1 with input.shape refused and why:\n%s%s", code, out, errOut)
@@ -119,6 +120,7 @@ func TestApplyDryRunAgainstUp(t *testing.T) {
 			"nothing answers at admin address"},
 		{"no --dry-run", liveFile, nil, 2, "--dry-run is required: applying a plan to a running pipeline is not available yet"},
 		{"unknown site", liveFile, []string{"--dry-run", "--site", "moon"}, 2, `--site: pipeline "fmnist" has no site "moon"`},
+		{"no timeout", liveFile, []string{"--dry-run", "--timeout", "0s"}, 2, "--timeout 0s: must be positive"},
 	} {
 		code, out, errOut := apply(append([]string{"-f", tc.file}, tc.args...)...)
 		if code != tc.code || !strings.Contains(errOut, tc.want) {
