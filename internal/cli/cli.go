@@ -14,6 +14,7 @@ import (
 	"github.com/ddnn-continuum/ddnn/connector"
 	"github.com/ddnn-continuum/ddnn/funnel"
 	"github.com/ddnn-continuum/ddnn/inference"
+	"github.com/ddnn-continuum/ddnn/internal/apply"
 	"github.com/ddnn-continuum/ddnn/internal/auth"
 	"github.com/ddnn-continuum/ddnn/internal/bench"
 	"github.com/ddnn-continuum/ddnn/internal/certs"
@@ -37,6 +38,7 @@ Usage:
 
 Commands:
   up             run the pipeline on this machine: every site, or one with --site (embedded brokers by default)
+  apply          plan a changed pipeline YAML against the running one: what changes live, which tiers roll out, what is refused (--dry-run)
   results        read results from the results topic (on the results site's Kafka)
   status         one screen per site and tier: replicas, lag, rates, exits, service time, dead letters, links (--watch, --json)
   bench          simulated devices over HTTP, CoAP or Kafka; latency per tier, reports, plots
@@ -82,6 +84,7 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 // runners are the commands their options run, with their synopses.
 var runners = map[string]func() (command.Runner, string){
 	"up":        func() (command.Runner, string) { return &up.Command{}, up.Synopsis },
+	"apply":     func() (command.Runner, string) { return &apply.Command{}, apply.Synopsis },
 	"results":   func() (command.Runner, string) { return &results.Command{}, results.Synopsis },
 	"status":    func() (command.Runner, string) { return &status.Command{}, status.Synopsis },
 	"bench":     func() (command.Runner, string) { return &bench.Command{}, bench.Synopsis },
@@ -138,7 +141,7 @@ func dispatch(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 }
 
 // commands are the names dispatch knows, for suggestions.
-var commands = []string{"up", "results", "status", "inspect", "bench", "monolith", "models", "broker", "funnel", "connector",
+var commands = []string{"up", "apply", "results", "status", "inspect", "bench", "monolith", "models", "broker", "funnel", "connector",
 	"uplink", "inference", "scaler", "dlq", "devices", "token", "certs", "version", "help"}
 
 // runModels runs ddnn models check or eval.

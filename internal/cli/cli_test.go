@@ -55,6 +55,8 @@ func TestUsageErrors(t *testing.T) {
 		{[]string{"bnech"}, 2, `unknown command "bnech"; did you mean "bench"?`},
 		{[]string{"help", "up"}, 0, "Usage: ddnn up"},
 		{[]string{"help", "devices"}, 0, "Usage: ddnn devices"},
+		{[]string{"help", "apply"}, 0, "Usage: ddnn apply -f FILE [--site S] --dry-run"},
+		{[]string{"aply"}, 2, `unknown command "aply"; did you mean "apply"?`},
 		{[]string{"models"}, 2, "models check"},
 		{[]string{"models", "train"}, 2, `unknown models command "train"`},
 		{[]string{"models", "evl"}, 2, `unknown models command "evl"; did you mean "eval"?`},
@@ -341,6 +343,7 @@ func TestMissingDefaultPipeline(t *testing.T) {
 		{"uplink", "--from", "a", "--to", "b"},
 		{"scaler"},
 		{"monolith"},
+		{"apply", "--dry-run"},
 	} {
 		t.Run(strings.Join(args, " "), func(t *testing.T) {
 			code, _, stderr := run(t, args...)

@@ -28,11 +28,13 @@ const (
 const PathInfer = "/v1/infer"
 
 // Routes of `ddnn up`'s admin address: the pipeline's status now (a
-// status.Snapshot as JSON) and each tier's last minute (the status page's
-// charts).
+// status.Snapshot as JSON), each tier's last minute (the status page's
+// charts) and the pipeline it runs (an apply.Description, which ddnn
+// apply plans against).
 const (
 	PathStatus        = "/v1/status"
 	PathStatusHistory = "/v1/status/history"
+	PathPipeline      = "/v1/pipeline"
 )
 
 // HeaderModel is the header of an inference function's answer that names

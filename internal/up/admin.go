@@ -19,6 +19,7 @@ import (
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
 
+	"github.com/ddnn-continuum/ddnn/internal/apply"
 	"github.com/ddnn-continuum/ddnn/internal/auth"
 	"github.com/ddnn-continuum/ddnn/internal/httpapi"
 	"github.com/ddnn-continuum/ddnn/internal/proc"
@@ -81,7 +82,8 @@ func (s *Supervisor) newRegistry() {
 
 // serveAdmin serves /metrics (the supervisor's and every child's, labeled
 // by process), /healthz, /readyz, each tier's live replica set, which the
-// connectors follow, the status (/v1/status) and the status page
+// connectors follow, the status (/v1/status), the pipeline it runs
+// (/v1/pipeline, credentials redacted, for ddnn apply) and the status page
 // at /, whose charts sample the status every 2s while the page is open.
 func (s *Supervisor) serveAdmin() error {
 	reg := s.registry
@@ -136,6 +138,15 @@ func (s *Supervisor) serveAdmin() error {
 		}
 		w.Header().Set("Content-Type", "application/json")
 		json.NewEncoder(w).Encode(snap)
+	})
+	// The pipeline as loaded, with the sha256 of the models read at start.
+	running, err := apply.Describe(s.p)
+	if err != nil {
+		return fmt.Errorf("admin: %w", err)
+	}
+	mux.HandleFunc("GET "+httpapi.PathPipeline, func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		json.NewEncoder(w).Encode(running)
 	})
 	runtime.HandleReplicas(mux, func(tier string) runtime.Runtime {
 		if rt := s.runtime(tier); rt != nil {
