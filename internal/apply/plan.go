@@ -124,14 +124,16 @@ func liveFunnel(plan *Plan, f string, o, n *pipeline.Funnel) {
 }
 
 // rolloutTier is the tier's rollout: its model (by sha256; the path it is
-// read from is not compared) and its inference settings, which its
-// replicas load at start.
+// read from is not compared), its version label, which its replicas name
+// in every answer, and its inference settings, which its replicas load at
+// start.
 func rolloutTier(f string, o, n *pipeline.Tier, oldSHA, newSHA string) Rollout {
 	r := Rollout{Tier: o.Name}
 	if oldSHA != newSHA {
 		r.Changes = append(r.Changes, Change{Path: f + ".model", Old: "sha256 " + oldSHA, New: "sha256 " + newSHA + " (" + n.Model + ")"})
 	}
 	o.Model = n.Model
+	change(&r.Changes, f+".version", &o.Version, &n.Version)
 	in, nin := &o.Inference, &n.Inference
 	change(&r.Changes, f+".inference.intra_op_threads", &in.IntraOpThreads, &nin.IntraOpThreads)
 	change(&r.Changes, f+".inference.max_batch", &in.MaxBatch, &nin.MaxBatch)
