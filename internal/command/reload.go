@@ -123,8 +123,13 @@ func changes(path string, a, b reflect.Value, out *[]Change) {
 			if !f.IsExported() {
 				continue
 			}
-			name := strings.Split(f.Tag.Get("yaml"), ",")[0]
+			tag := f.Tag.Get("yaml")
+			name, opts, _ := strings.Cut(tag, ",")
 			if name == "-" {
+				continue
+			}
+			if opts == "inline" {
+				changes(path, a.Field(i), b.Field(i), out)
 				continue
 			}
 			if name == "" {
