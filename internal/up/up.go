@@ -303,6 +303,9 @@ func runSite(ctx context.Context, cfg Config, site pipeline.Site, placement stri
 	if err == nil {
 		s.started.Store(true)
 		s.announce()
+		if cfg.File != "" {
+			s.reloadOnSIGHUP(ctx)
+		}
 		select {
 		case <-ctx.Done():
 		case <-bgCtx.Done(): // a background part failed; bg.Wait says which
