@@ -13,8 +13,9 @@ import (
 )
 
 // TestUpSIGHUPChangesEdgeThreshold runs `ddnn up`, rewrites the edge
-// threshold of its file and sends it SIGHUP: within 2 s the edge replica
-// says it applied the new threshold, and every image of the test set sent
+// threshold of its file and sends it SIGHUP while devices send 100 msg/s:
+// none of them is refused or lost, within 2 s the edge replica says it
+// applied the new threshold, and every image of the test set sent
 // afterwards gets one result, with the tier and class `ddnn models eval
 // --per-sample` gives for the new file; no child process was restarted. A
 // file that then fails to load is logged and changes nothing.
@@ -42,6 +43,11 @@ func TestUpSIGHUPChangesEdgeThreshold(t *testing.T) {
 	if slices.Equal(old, want) {
 		t.Fatal("threshold 0.5 decides the test set as 0.9 does: the test cannot tell a reload")
 	}
+	// Devices keep sending across the reload, 100 msg/s.
+	images := testSet(t).Samples
+	live := startLoad(t, tp.funnel, images, "live-", 0, 100)
+	defer live.stop()
+	testsupport.WaitFor(t, 10*time.Second, "the load under way", func() bool { return len(live.ids()) >= 50 })
 	mark := len(upProc.out.String())
 	hupAt := time.Now()
 	if err := syscall.Kill(upPID, syscall.SIGHUP); err != nil {
@@ -51,6 +57,15 @@ func TestUpSIGHUPChangesEdgeThreshold(t *testing.T) {
 		return strings.Contains(upProc.out.String()[mark:], "setting=exit.threshold old=0.9 new=0.5")
 	})
 	t.Logf("edge threshold 0.9 -> 0.5 applied %s after SIGHUP", time.Since(hupAt).Round(time.Millisecond))
+
+	sentAt := len(live.ids())
+	testsupport.WaitFor(t, 10*time.Second, "the load going on after the reload", func() bool { return len(live.ids()) >= sentAt+50 })
+	live.stop()
+	if len(live.refused) > 0 {
+		t.Errorf("%d of %d sends refused across the reload: %v", len(live.refused), len(live.refused)+len(live.accepted), live.reasons)
+	}
+	dups := checkAtLeastOnce(t, tp.broker, tp.name+".results", "live-", live.ids())
+	t.Logf("load across the reload: %d accepted, each with a result; %d refused; %d duplicates", len(live.accepted), len(live.refused), dups)
 
 	got := sendTestSet(t, tp.funnel, tp.broker, tp.name+".results", tp.file, " after the reload")
 	mismatches := 0
