@@ -81,7 +81,7 @@ func (c *Command) Run(ctx context.Context, stdout, stderr io.Writer) error {
 		Replicas:    command.SplitList(c.Replicas),
 		ReplicasURL: c.ReplicasURL,
 		Logger:      log.With("tier", c.Tier),
-	})
+	}, c.LoadPipeline)
 }
 
 // UplinkCommand is ddnn uplink with its flags: the uplink of one link.
@@ -123,12 +123,13 @@ func (c *UplinkCommand) Run(ctx context.Context, stdout, stderr io.Writer) error
 		Pipeline: p,
 		Link:     &pipeline.Link{From: c.From, To: c.To},
 		Logger:   log.With("from", c.From, "to", c.To),
-	})
+	}, c.LoadPipeline)
 }
 
 // run builds the connector of cfg with s's settings and runs it, serving
 // its admin routes; name says which in the announcement, proc in traces.
-func (s *Serving) run(ctx context.Context, stdout io.Writer, name string, proc telemetry.Process, cfg Config) error {
+// load reads the pipeline file again, at each SIGHUP.
+func (s *Serving) run(ctx context.Context, stdout io.Writer, name string, proc telemetry.Process, cfg Config, load func() (*pipeline.Pipeline, error)) error {
 	var err error
 	if cfg.Tracing, err = telemetry.Start(cfg.Pipeline.Telemetry, proc, cfg.Logger); err != nil {
 		return err
@@ -153,5 +154,8 @@ func (s *Serving) run(ctx context.Context, stdout io.Writer, name string, proc t
 		return fmt.Errorf("%s admin: %w", name, err)
 	}
 	fmt.Fprintf(stdout, "%s: admin on http://%s (metrics, healthz, readyz)\n", name, ln.Addr())
+	// SIGHUP re-reads the file: batching, attempts, backoff and the
+	// request timeout change in place.
+	command.Reloader{Load: load, Apply: c.Reload, Log: cfg.Logger}.OnSIGHUP(ctx)
 	return command.WithAdmin(ctx, ln, command.AdminMux(reg, c.Ready), c.Run)
 }

@@ -110,7 +110,12 @@ type Config struct {
 type Connector struct {
 	site *pipeline.SiteView // the consuming site
 	t    target
+	// conn are the settings the connector started with; live holds those
+	// of them a reload changes in place (see Reload), read per use.
 	conn pipeline.Connector
+	live atomic.Pointer[pipeline.Connector]
+	// reloadMu serialises reloads.
+	reloadMu sync.Mutex
 	// name says whose connector this is in errors: tier "fog", uplink
 	// "edge" -> "fog".
 	name string
@@ -214,6 +219,8 @@ func newConnector(cfg Config, c *Connector, labels prometheus.Labels) *Connector
 	}
 	c.cfg = cfg
 	c.tr = cfg.Tracing
+	live := c.conn
+	c.live.Store(&live)
 	c.offsets = NewOffsets()
 	c.pool = newPool(cfg.Replicas, c.conn.InFlightPerReplica)
 	c.replicasKnown.Store(cfg.ReplicasURL == "")
@@ -337,7 +344,6 @@ func (c *Connector) Run(ctx context.Context) error {
 // so an idle pipeline adds no batching delay. With MaxWait > 0 partial
 // batches wait up to that long to fill.
 func (c *Connector) batch(items <-chan item) {
-	conn := c.conn
 	var (
 		cur   = map[string][]item{} // by route
 		n     int                   // items in cur
@@ -371,6 +377,7 @@ func (c *Connector) batch(items <-chan item) {
 			}
 			cur[it.route] = append(cur[it.route], it)
 			n++
+			conn := c.live.Load()
 			if len(cur[it.route]) >= conn.MaxBatch {
 				flush(it.route)
 			}

@@ -164,6 +164,13 @@ func (e *env) start(t *testing.T, replicas ...*fakeReplica) (*Connector, context
 	if err != nil {
 		t.Fatal(err)
 	}
+	cancel, done := e.run(t, c)
+	return c, cancel, done
+}
+
+// run runs c until the test ends.
+func (e *env) run(t *testing.T, c *Connector) (context.CancelFunc, <-chan error) {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	stopped := make(chan struct{})
@@ -179,7 +186,7 @@ func (e *env) start(t *testing.T, replicas ...*fakeReplica) (*Connector, context
 			t.Error("connector did not stop")
 		}
 	})
-	return c, cancel, done
+	return cancel, done
 }
 
 // lag is the group's total lag on the edge topic (never-committed

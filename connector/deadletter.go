@@ -36,7 +36,7 @@ func (c *Connector) produceDeadLetter(dlq, rec *kgo.Record, reason string, attem
 		c.m.dlqRetries.Inc()
 		c.log.Error("dead-letter produce failed, retrying", "topic", rec.Topic, "partition", rec.Partition, "offset", rec.Offset, "attempt", attempt, "err", err)
 		again := &kgo.Record{Topic: dlq.Topic, Key: dlq.Key, Value: dlq.Value, Headers: dlq.Headers, Context: c.deadLetterContext(rec)}
-		time.AfterFunc(backoff(c.conn.Backoff, c.conn.MaxBackoff, attempt), func() {
+		time.AfterFunc(c.backoff(attempt), func() {
 			c.produceDeadLetter(again, rec, reason, attempt+1)
 		})
 	})

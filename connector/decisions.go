@@ -205,7 +205,7 @@ func (c *Connector) produceDecision(s settled, attempt int) {
 		// The retry continues the trace from the failed publish (tracing
 		// on); its context is bound to work either way.
 		s.rec = &kgo.Record{Topic: s.rec.Topic, Key: s.rec.Key, Value: s.rec.Value, Headers: s.rec.Headers, Context: s.rec.Context}
-		time.AfterFunc(backoff(c.conn.Backoff, c.conn.MaxBackoff, attempt), func() {
+		time.AfterFunc(c.backoff(attempt), func() {
 			c.produceDecision(s, attempt+1)
 		})
 	})

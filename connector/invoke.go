@@ -37,7 +37,7 @@ const (
 // time alone, goes to the DLQ. Uncharged failures (every replica down, a
 // remote funnel unreachable) are retried without limit.
 func (c *Connector) invoke(r *replica, batch []item) {
-	conn := c.conn
+	conn := c.live.Load()
 	queue := [][]item{batch} // sub-batches still to send
 	seen := c.pool.successesSoFar()
 	var last *replica
@@ -154,7 +154,7 @@ func (c *Connector) charge(batch []item, reason string) [][]item {
 		half := len(batch) / 2
 		return [][]item{batch[:half], batch[half:]}
 	}
-	if batch[0].attempts >= c.conn.MaxAttempts {
+	if batch[0].attempts >= c.live.Load().MaxAttempts {
 		c.m.exhausts.Inc()
 		c.deadLetter(batch[0].rec, "attempts exhausted: "+reason)
 		return nil
@@ -266,7 +266,7 @@ type answer struct {
 // call posts req to r, with the trace context of each message's span
 // when tracing is on.
 func (c *Connector) call(r *replica, req request, spans []trace.Span) (answer, error) {
-	ctx, cancel := context.WithTimeout(c.work, c.conn.RequestTimeout)
+	ctx, cancel := context.WithTimeout(c.work, c.live.Load().RequestTimeout)
 	defer cancel()
 	hr, err := http.NewRequestWithContext(ctx, http.MethodPost, r.url+req.path, bytes.NewReader(req.body))
 	if err != nil {
@@ -288,6 +288,12 @@ func (c *Connector) call(r *replica, req request, spans []trace.Span) (answer, e
 	}
 	a.body, err = io.ReadAll(io.LimitReader(resp.Body, 1<<20))
 	return a, err
+}
+
+// backoff is backoff with the connector's live settings.
+func (c *Connector) backoff(attempt int) time.Duration {
+	conn := c.live.Load()
+	return backoff(conn.Backoff, conn.MaxBackoff, attempt)
 }
 
 // backoff is the delay before attempt (1-based): base doubled per attempt up

@@ -55,6 +55,8 @@ func (c *Command) Run(ctx context.Context, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	// SIGHUP re-reads the file: the device rate limit changes in place.
+	command.Reloader{Load: c.LoadPipeline, Apply: s.Reload, Log: log}.OnSIGHUP(ctx)
 	s.Announce(stdout)
 	return s.Run(ctx)
 }

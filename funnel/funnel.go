@@ -31,6 +31,7 @@ import (
 	"mime"
 	"net/http"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -64,9 +65,14 @@ type Funnel struct {
 	auth       Auth
 	draining   atomic.Bool
 	now        func() time.Time
-	rl         *deviceLimiter     // nil when funnel.device_rate_limit is off
-	tr         *telemetry.Tracing // nil: tracing off
-	waits      *waiters           // nil when funnel.wait.max is 0
+	// rl is nil when funnel.device_rate_limit is off; Reload swaps it.
+	rl atomic.Pointer[deviceLimiter]
+	// reloadMu serialises reloads; applied is the funnel section as
+	// last applied.
+	reloadMu sync.Mutex
+	applied  pipeline.SiteFunnel
+	tr       *telemetry.Tracing // nil: tracing off
+	waits    *waiters           // nil when funnel.wait.max is 0
 }
 
 // New builds the funnel of site over cl, a client of the site's Kafka
@@ -78,7 +84,8 @@ func New(site *pipeline.SiteView, cl *kgo.Client, m *Metrics, log *slog.Logger) 
 	p := site.Pipeline
 	first := p.Tiers[0].Name
 	f := &Funnel{p: p, site: site, cl: cl, m: m, log: log, first: first, ingestSite: p.SiteOf(first).Name, now: time.Now,
-		rl: newDeviceLimiter(site.Funnel.DeviceRateLimit)}
+		applied: site.Funnel}
+	f.rl.Store(newDeviceLimiter(site.Funnel.DeviceRateLimit))
 	if site.Funnel.Wait.On() && site.Name == f.ingestSite {
 		f.waits = newWaiters(site.Funnel.Wait, m)
 	}

@@ -34,6 +34,7 @@ const (
 // the same as a new one and is forgotten as the limiter goes, and beyond
 // max devices the one seen least recently is forgotten.
 type deviceLimiter struct {
+	cfg   pipeline.RateLimit
 	limit rate.Limit
 	burst int
 	max   int
@@ -57,6 +58,7 @@ func newDeviceLimiter(c pipeline.RateLimit) *deviceLimiter {
 		return nil
 	}
 	return &deviceLimiter{
+		cfg:   c,
 		limit: rate.Limit(c.Rate),
 		burst: c.Burst,
 		max:   c.MaxDevices,
@@ -142,14 +144,15 @@ func (e *RateLimitedError) RetryAfter() int {
 // limitRate takes a token for a message of device from remoteAddr, or
 // returns a *RateLimitedError.
 func (f *Funnel) limitRate(device, remoteAddr string) error {
-	if f.rl == nil {
+	rl := f.rl.Load()
+	if rl == nil {
 		return nil
 	}
-	ok, wait := f.rl.allow(rateKey(device, remoteAddr), f.now())
+	ok, wait := rl.allow(rateKey(device, remoteAddr), f.now())
 	if ok {
 		return nil
 	}
-	c := f.site.Funnel.DeviceRateLimit
+	c := rl.cfg
 	return &RateLimitedError{Device: device, Rate: c.Rate, Burst: c.Burst, Wait: wait}
 }
 

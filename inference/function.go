@@ -44,8 +44,13 @@ type Function struct {
 	log    *slog.Logger
 	tr     *telemetry.Tracing // nil: off
 
-	policy Policy
-	labels []string
+	// policy is the tier's exit policy, swapped whole by Reload; a call
+	// reads it once, so a reload takes effect from the next call on.
+	policy atomic.Pointer[Policy]
+	// reloadMu serialises reloads; applied is the tier as last applied.
+	reloadMu sync.Mutex
+	applied  pipeline.Tier
+	labels   []string
 
 	// What each message's tensor must be.
 	wantDType wire.DType
@@ -102,16 +107,17 @@ func New(cfg Config) (*Function, error) {
 		return nil, fmt.Errorf("tier %q: %w", t.Name, err)
 	}
 	f := &Function{
-		p:      cfg.Pipeline,
-		tier:   t,
-		index:  i,
-		m:      cfg.Metrics,
-		log:    cfg.Logger,
-		tr:     cfg.Tracing,
-		policy: pol,
-		labels: cfg.Pipeline.Classes,
-		scale:  1,
+		p:       cfg.Pipeline,
+		tier:    t,
+		index:   i,
+		m:       cfg.Metrics,
+		log:     cfg.Logger,
+		tr:      cfg.Tracing,
+		labels:  cfg.Pipeline.Classes,
+		scale:   1,
+		applied: *t,
 	}
+	f.policy.Store(&pol)
 	if f.log == nil {
 		f.log = slog.New(slog.DiscardHandler)
 	}
@@ -160,7 +166,8 @@ func (f *Function) SetSession(s *Session) error {
 // sigmoid) never warns; one that emits logits may pass the probe by
 // chance, and is then warned about at the first record it rejects.
 func (f *Function) probeScores(s *Session) {
-	if f.policy.Logits {
+	pol := f.policy.Load()
+	if pol.Logits {
 		return
 	}
 	const samples = 3
@@ -178,7 +185,7 @@ func (f *Function) probeScores(s *Session) {
 	}
 	for i := range samples {
 		scores := out.Exit[i*s.Classes : (i+1)*s.Classes]
-		if err := f.policy.CheckScores(scores); errors.Is(err, ErrNotProbabilities) {
+		if err := pol.CheckScores(scores); errors.Is(err, ErrNotProbabilities) {
 			f.warnedScores.Store(true)
 			f.log.Warn(scoresWarning, "output", f.tier.Exit.Output, "seen", "probe input at start",
 				"min", slices.Min(scores), "max", slices.Max(scores), "fix", scoresFix)
@@ -413,13 +420,14 @@ func (f *Function) Infer(sess *Session, msgs []wire.Message) ([]wire.Decision, [
 	var rej []wire.Rejection
 	var scratch [64]float64
 	exits := 0
+	pol := f.policy.Load()
 	for i := range msgs {
 		scores := out.Exit[i*sess.Classes : (i+1)*sess.Classes]
-		if err := f.policy.CheckScores(scores); err != nil {
+		if err := pol.CheckScores(scores); err != nil {
 			rej = append(rej, wire.Rejection{Index: i, ID: msgs[i].ID, Reason: f.scoresReason(scores, err)})
 			continue
 		}
-		v := f.policy.Decide(scores, scratch[:])
+		v := pol.Decide(scores, scratch[:])
 		d := wire.Decision{ID: msgs[i].ID, Tier: f.tier.Name, Exit: v.Exit, Class: v.Class, Confidence: v.Confidence}
 		if v.Exit {
 			d.Label = f.labels[v.Class]

@@ -1,9 +1,9 @@
 // Package command holds what every ddnn command shares: flag sets that
 // report errors instead of exiting, the usage error (exit code 2), -f and
-// the pipeline it names, --log-level, and Args, which turns a command's
-// options back into the command line that parses to them, so that a
-// parent starting a child builds the child's flags from the struct the
-// child parses.
+// the pipeline it names, re-read on SIGHUP (Reloader), --log-level, and
+// Args, which turns a command's options back into the command line that
+// parses to them, so that a parent starting a child builds the child's
+// flags from the struct the child parses.
 package command
 
 import (

@@ -45,22 +45,23 @@ func (r *Role) Load(stderr io.Writer, component string) (*pipeline.Pipeline, *sl
 	if err != nil {
 		return nil, nil, err
 	}
-	p, err := LoadPipeline(r.File)
+	p, err := r.LoadPipeline()
 	if err != nil {
 		return nil, nil, err
 	}
-	if err := PlaceTiers(p, r.TiersOn); err != nil {
-		return nil, nil, err
-	}
-	if r.ServiceTokenFile != "" {
-		// Relative to the working directory, as the command line is.
-		abs, err := filepath.Abs(r.ServiceTokenFile)
-		if err != nil {
-			return nil, nil, fmt.Errorf("--service-token-file: %w", err)
-		}
-		p.Auth.Service, p.Auth.ServiceTokenFile = pipeline.AuthToken, abs
-	}
 	return p, log, nil
+}
+
+// useServiceTokenFile makes file, as --service-token-file names it, p's
+// service tokens.
+func useServiceTokenFile(p *pipeline.Pipeline, file string) error {
+	// Relative to the working directory, as the command line is.
+	abs, err := filepath.Abs(file)
+	if err != nil {
+		return fmt.Errorf("--service-token-file: %w", err)
+	}
+	p.Auth.Service, p.Auth.ServiceTokenFile = pipeline.AuthToken, abs
+	return nil
 }
 
 // OnSite makes --brokers, when given, the Kafka of site in p, and returns

@@ -310,9 +310,8 @@ func (c *Child) closeSocketsLocked() {
 	c.sockets = nil
 }
 
-// Kill sends SIGKILL to the current process (tests and crash drills); a
-// supervised child is restarted.
-func (c *Child) Kill() error {
+// Signal sends sig to the current process, if it runs.
+func (c *Child) Signal(sig os.Signal) error {
 	c.mu.Lock()
 	cmd, exited := c.cmd, c.exited
 	c.mu.Unlock()
@@ -324,8 +323,17 @@ func (c *Child) Kill() error {
 		return fmt.Errorf("%s is not running", c.name)
 	default:
 	}
-	if err := cmd.Process.Kill(); err != nil && !errors.Is(err, os.ErrProcessDone) {
+	if err := cmd.Process.Signal(sig); err != nil {
 		return fmt.Errorf("%s: %w", c.name, err)
+	}
+	return nil
+}
+
+// Kill sends SIGKILL to the current process (tests and crash drills); a
+// supervised child is restarted.
+func (c *Child) Kill() error {
+	if err := c.Signal(os.Kill); err != nil && !errors.Is(err, os.ErrProcessDone) {
+		return err
 	}
 	return nil
 }

@@ -310,6 +310,9 @@ func runSite(ctx context.Context, cfg Config, site pipeline.Site, placement stri
 		if siteStarted != nil {
 			siteStarted(site.Name, s.runtime)
 		}
+		if cfg.File != "" {
+			s.reloadOnSIGHUP(ctx)
+		}
 		select {
 		case <-ctx.Done():
 		case <-bgCtx.Done(): // a background part failed; bg.Wait says which
