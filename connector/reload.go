@@ -50,8 +50,8 @@ func (c *Connector) Reload(p *pipeline.Pipeline) error {
 		}
 	}
 	cur := *c.live.Load()
-	applied, ignored := []command.Change(nil), []command.Change(nil)
-	for _, ch := range command.Changes("connector", cur, next) {
+	applied, ignored := []pipeline.Difference(nil), []pipeline.Difference(nil)
+	for _, ch := range pipeline.Diff("connector", cur, next) {
 		if liveSetting(ch.Path) {
 			applied = append(applied, ch)
 		} else {

@@ -20,8 +20,8 @@ func (f *Funnel) Reload(p *pipeline.Pipeline) error {
 	if err != nil {
 		return err
 	}
-	var applied, ignored []command.Change
-	for _, c := range command.Changes("funnel", f.applied, site.Funnel) {
+	var applied, ignored []pipeline.Difference
+	for _, c := range pipeline.Diff("funnel", f.applied, site.Funnel) {
 		if strings.HasPrefix(c.Path, "funnel.device_rate_limit.") {
 			applied = append(applied, c)
 		} else {

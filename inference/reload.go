@@ -53,8 +53,8 @@ func (f *Function) Reload(p *pipeline.Pipeline) error {
 	if err != nil {
 		return fmt.Errorf("tier %q: %w", t.Name, err)
 	}
-	var applied, ignored []command.Change
-	for _, c := range command.Changes("", settingsOf(&f.applied), settingsOf(t)) {
+	var applied, ignored []pipeline.Difference
+	for _, c := range pipeline.Diff("", settingsOf(&f.applied), settingsOf(t)) {
 		if live(c.Path) {
 			applied = append(applied, c)
 		} else {

@@ -21,8 +21,6 @@ package apply
 import (
 	"fmt"
 	"reflect"
-	"strings"
-	"time"
 
 	"github.com/ddnn-continuum/ddnn/internal/pipeline"
 )
@@ -152,36 +150,8 @@ func change[T any](changes *[]Change, path string, old, new *T) {
 	if reflect.DeepEqual(*old, *new) {
 		return
 	}
-	*changes = append(*changes, Change{Path: path, Old: format(*old), New: format(*new)})
+	*changes = append(*changes, Change{Path: path, Old: pipeline.FormatSetting(*old), New: pipeline.FormatSetting(*new)})
 	*old = *new
-}
-
-// format writes a setting's value as the YAML would.
-func format(v any) string {
-	rv := reflect.ValueOf(v)
-	if rv.Kind() == reflect.Pointer {
-		if rv.IsNil() {
-			return "unset"
-		}
-		return format(rv.Elem().Interface())
-	}
-	switch v := v.(type) {
-	case time.Duration:
-		return v.String()
-	case string:
-		if v == "" {
-			return `""`
-		}
-		return v
-	}
-	if rv.Kind() == reflect.Slice {
-		parts := make([]string, rv.Len())
-		for i := range parts {
-			parts[i] = format(rv.Index(i).Interface())
-		}
-		return "[" + strings.Join(parts, ", ") + "]"
-	}
-	return fmt.Sprint(v)
 }
 
 // clonePipeline copies p deep enough that Compute may set its settings:

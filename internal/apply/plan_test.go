@@ -269,8 +269,10 @@ func mutate(p *pipeline.Pipeline, k int) (string, bool) {
 					continue
 				}
 				sub := path
-				if opts != "inline" {
-					sub = join(path, key)
+				if opts != "inline" && path != "" {
+					sub = path + "." + key
+				} else if opts != "inline" {
+					sub = key
 				}
 				walk(sub, v.Field(i))
 			}
@@ -303,7 +305,7 @@ func mutate(p *pipeline.Pipeline, k int) (string, bool) {
 			if e.Kind() == reflect.Struct && v.Len() > 0 {
 				c := reflect.AppendSlice(reflect.MakeSlice(v.Type(), 0, v.Len()), v)
 				v.Set(c)
-				walk(element(path, 0, v.Index(0)), v.Index(0))
+				walk(firstElement(path, v.Index(0)), v.Index(0))
 			}
 		case reflect.Map:
 			hit(path, func() {
@@ -339,4 +341,13 @@ func bump(v reflect.Value) {
 	default:
 		panic(fmt.Sprintf("no way to change a %s setting", v.Type()))
 	}
+}
+
+// firstElement is the path pipeline.Diff gives a list's first section:
+// with its name when it has one (tiers[0] (edge)).
+func firstElement(path string, v reflect.Value) string {
+	if n := v.FieldByName("Name"); n.IsValid() && n.Kind() == reflect.String {
+		return fmt.Sprintf("%s[0] (%s)", path, n.String())
+	}
+	return path + "[0]"
 }

@@ -1,8 +1,6 @@
 package apply
 
 import (
-	"fmt"
-	"reflect"
 	"strings"
 
 	"github.com/ddnn-continuum/ddnn/internal/pipeline"
@@ -15,86 +13,10 @@ import (
 // pipeline, those added later included.
 func refused(old, new *pipeline.Pipeline) []Change {
 	var out []Change
-	diff("", reflect.ValueOf(*old), reflect.ValueOf(*new), &out)
-	for i := range out {
-		out[i].Reason = reason(out[i].Path)
+	for _, d := range pipeline.Diff("", *old, *new) {
+		out = append(out, Change{Path: d.Path, Old: d.Old, New: d.New, Reason: reason(d.Path)})
 	}
 	return out
-}
-
-// diff appends the settings under path that differ between a and b, by
-// their YAML keys. Lists of sections of different lengths (tiers, sites)
-// differ as a whole.
-func diff(path string, a, b reflect.Value, out *[]Change) {
-	switch a.Kind() {
-	case reflect.Pointer:
-		if a.IsNil() || b.IsNil() {
-			if a.IsNil() != b.IsNil() {
-				*out = append(*out, Change{Path: path, Old: format(a.Interface()), New: format(b.Interface())})
-			}
-			return
-		}
-		diff(path, a.Elem(), b.Elem(), out)
-	case reflect.Struct:
-		t := a.Type()
-		for i := range t.NumField() {
-			key, opts, _ := strings.Cut(t.Field(i).Tag.Get("yaml"), ",")
-			if key == "-" || !t.Field(i).IsExported() {
-				continue
-			}
-			sub := path
-			if opts != "inline" {
-				sub = join(path, key)
-			}
-			diff(sub, a.Field(i), b.Field(i), out)
-		}
-	case reflect.Slice:
-		if k := a.Type().Elem().Kind(); k != reflect.Struct && k != reflect.Pointer {
-			leaf(path, a, b, out)
-			return
-		}
-		if a.Len() != b.Len() {
-			*out = append(*out, Change{Path: path, Old: fmt.Sprintf("%d entries", a.Len()), New: fmt.Sprintf("%d entries", b.Len())})
-			return
-		}
-		for i := range a.Len() {
-			diff(element(path, i, a.Index(i)), a.Index(i), b.Index(i), out)
-		}
-	default:
-		leaf(path, a, b, out)
-	}
-}
-
-// leaf appends the setting at path when a and b differ.
-func leaf(path string, a, b reflect.Value, out *[]Change) {
-	if reflect.DeepEqual(a.Interface(), b.Interface()) {
-		return
-	}
-	// An empty list and no list are the same setting.
-	if a.Kind() == reflect.Slice || a.Kind() == reflect.Map {
-		if a.Len() == 0 && b.Len() == 0 {
-			return
-		}
-	}
-	*out = append(*out, Change{Path: path, Old: format(a.Interface()), New: format(b.Interface())})
-}
-
-// element is the path of a list's element i: with its name, for the
-// sections that have one (a tier, a site), as validation names them.
-func element(path string, i int, v reflect.Value) string {
-	if v.Kind() == reflect.Struct {
-		if n := v.FieldByName("Name"); n.IsValid() && n.Kind() == reflect.String {
-			return fmt.Sprintf("%s[%d] (%s)", path, i, n.String())
-		}
-	}
-	return fmt.Sprintf("%s[%d]", path, i)
-}
-
-func join(path, key string) string {
-	if path == "" {
-		return key
-	}
-	return path + "." + key
 }
 
 // reasons say why the settings under a path cannot change live, the

@@ -2,12 +2,9 @@ package command
 
 import (
 	"context"
-	"fmt"
 	"log/slog"
 	"os"
 	"os/signal"
-	"reflect"
-	"strings"
 	"syscall"
 
 	"github.com/ddnn-continuum/ddnn/internal/pipeline"
@@ -81,86 +78,15 @@ func (r *Role) LoadPipeline() (*pipeline.Pipeline, error) {
 	return p, nil
 }
 
-// Change is one setting that differs between two readings of the file.
-type Change struct {
-	// Path is the setting's YAML path below the compared section, e.g.
-	// "exit.threshold".
-	Path     string
-	Old, New any
-}
-
-// String is "path: old -> new".
-func (c Change) String() string {
-	return fmt.Sprintf("%s: %v -> %v", c.Path, show(c.Old), show(c.New))
-}
-
-// show dereferences pointers so that a change logs values, not addresses.
-func show(v any) any {
-	rv := reflect.ValueOf(v)
-	if rv.Kind() == reflect.Pointer {
-		if rv.IsNil() {
-			return "unset"
-		}
-		return rv.Elem().Interface()
-	}
-	return v
-}
-
-// Changes lists the settings that differ between old and new, two values
-// of one YAML-tagged struct type, by YAML path under prefix (joined with
-// "."); structs are compared field by field, anything else as a whole.
-func Changes(prefix string, old, new any) []Change {
-	var out []Change
-	changes(prefix, reflect.ValueOf(old), reflect.ValueOf(new), &out)
-	return out
-}
-
-func changes(path string, a, b reflect.Value, out *[]Change) {
-	if a.Kind() == reflect.Struct {
-		t := a.Type()
-		for i := range t.NumField() {
-			f := t.Field(i)
-			if !f.IsExported() {
-				continue
-			}
-			tag := f.Tag.Get("yaml")
-			name, opts, _ := strings.Cut(tag, ",")
-			if name == "-" {
-				continue
-			}
-			if opts == "inline" {
-				changes(path, a.Field(i), b.Field(i), out)
-				continue
-			}
-			if name == "" {
-				name = strings.ToLower(f.Name)
-			}
-			if path != "" {
-				name = path + "." + name
-			}
-			changes(name, a.Field(i), b.Field(i), out)
-		}
-		return
-	}
-	if a.Kind() == reflect.Pointer && !a.IsNil() && !b.IsNil() {
-		if !reflect.DeepEqual(a.Elem().Interface(), b.Elem().Interface()) {
-			*out = append(*out, Change{Path: path, Old: a.Interface(), New: b.Interface()})
-		}
-		return
-	}
-	if !reflect.DeepEqual(a.Interface(), b.Interface()) {
-		*out = append(*out, Change{Path: path, Old: a.Interface(), New: b.Interface()})
-	}
-}
-
-// LogChanges logs what a reload applied and what it ignored because it
-// needs a rollout or a restart, one line each, at info.
-func LogChanges(log *slog.Logger, applied, ignored []Change, why string) {
+// LogChanges logs what a reload applied (pipeline.Diff of the settings
+// the role read before and now) and what it ignored because it needs a
+// rollout or a restart, one line each.
+func LogChanges(log *slog.Logger, applied, ignored []pipeline.Difference, why string) {
 	for _, c := range applied {
-		log.Info("reload: applied", "setting", c.Path, "old", show(c.Old), "new", show(c.New))
+		log.Info("reload: applied", "setting", c.Path, "old", c.Old, "new", c.New)
 	}
 	for _, c := range ignored {
-		log.Warn("reload: ignored, "+why, "setting", c.Path, "old", show(c.Old), "new", show(c.New))
+		log.Warn("reload: ignored, "+why, "setting", c.Path, "old", c.Old, "new", c.New)
 	}
 	if len(applied) == 0 && len(ignored) == 0 {
 		log.Info("reload: no change")
