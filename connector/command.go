@@ -156,6 +156,6 @@ func (s *Serving) run(ctx context.Context, stdout io.Writer, name string, proc t
 	fmt.Fprintf(stdout, "%s: admin on http://%s (metrics, healthz, readyz)\n", name, ln.Addr())
 	// SIGHUP re-reads the file: batching, attempts, backoff and the
 	// request timeout change in place.
-	command.Reloader{Load: load, Apply: c.Reload, Log: cfg.Logger}.OnSIGHUP(ctx)
+	defer command.Reloader{Load: load, Apply: c.Reload, Log: cfg.Logger}.OnSIGHUP(ctx)()
 	return command.WithAdmin(ctx, ln, command.AdminMux(reg, c.Ready), c.Run)
 }

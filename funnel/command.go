@@ -56,7 +56,7 @@ func (c *Command) Run(ctx context.Context, stdout, stderr io.Writer) error {
 		return err
 	}
 	// SIGHUP re-reads the file: the device rate limit changes in place.
-	command.Reloader{Load: c.LoadPipeline, Apply: s.Reload, Log: log}.OnSIGHUP(ctx)
+	defer command.Reloader{Load: c.LoadPipeline, Apply: s.Reload, Log: log}.OnSIGHUP(ctx)()
 	s.Announce(stdout)
 	return s.Run(ctx)
 }

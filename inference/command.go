@@ -81,7 +81,7 @@ func (c *Command) Run(ctx context.Context, stdout, stderr io.Writer) error {
 		return err
 	}
 	// SIGHUP re-reads the file: the tier's exit policy changes in place.
-	command.Reloader{Load: role.LoadPipeline, Apply: f.Reload, Log: log}.OnSIGHUP(ctx)
+	defer command.Reloader{Load: role.LoadPipeline, Apply: f.Reload, Log: log}.OnSIGHUP(ctx)()
 	ln, err := socket.Listen(c.Listen)
 	if err != nil {
 		return fmt.Errorf("inference: %w", err)

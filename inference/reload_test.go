@@ -62,7 +62,7 @@ func TestReloadOnSIGHUPChangesExitThreshold(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	role := command.Role{File: file}
-	command.Reloader{Load: role.LoadPipeline, Apply: f.Reload, Log: f.log}.OnSIGHUP(ctx)
+	defer command.Reloader{Load: role.LoadPipeline, Apply: f.Reload, Log: f.log}.OnSIGHUP(ctx)()
 
 	lowered := strings.Replace(y, "threshold: 0.9", "threshold: 0.5", 1)
 	lowered = strings.Replace(lowered, "intra_op_threads: 1", "intra_op_threads: 2", 1)

@@ -65,6 +65,12 @@ func Describe(p *pipeline.Pipeline) (*Description, error) {
 		}
 		sums[t.Name] = sum
 	}
+	return (&Spec{Pipeline: p, ModelSHA256: sums}).Describe()
+}
+
+// Describe writes s as a Description, with the models' sha256 it holds.
+func (s *Spec) Describe() (*Description, error) {
+	p, sums := s.Pipeline, s.ModelSHA256
 	y, err := yaml.Marshal(p)
 	if err != nil {
 		return nil, fmt.Errorf("pipeline %q: %w", p.Name, err)

@@ -39,12 +39,16 @@ func (r Reloader) Reload() error {
 	return nil
 }
 
-// OnSIGHUP calls Reload at each SIGHUP until ctx ends. SIGHUP no longer
-// stops the process once it is called.
-func (r Reloader) OnSIGHUP(ctx context.Context) {
+// OnSIGHUP calls Reload at each SIGHUP until ctx ends or stop is called;
+// stop waits for a reload under way to end. SIGHUP no longer stops the
+// process from the call until stop.
+func (r Reloader) OnSIGHUP(ctx context.Context) (stop func()) {
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
+	ctx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
 	go func() {
+		defer close(done)
 		defer signal.Stop(hup)
 		for {
 			select {
@@ -58,6 +62,10 @@ func (r Reloader) OnSIGHUP(ctx context.Context) {
 			}
 		}
 	}()
+	return func() {
+		cancel()
+		<-done
+	}
 }
 
 // LoadPipeline reads the pipeline as Load does, without building a logger: what

@@ -1,7 +1,9 @@
 package e2e
 
 import (
+	"context"
 	"os"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -9,6 +11,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/ddnn-continuum/ddnn/internal/onnx"
 	"github.com/ddnn-continuum/ddnn/internal/testsupport"
 )
 
@@ -107,4 +113,136 @@ func sorted(s []int) []int {
 	s = slices.Clone(s)
 	slices.Sort(s)
 	return s
+}
+
+// TestUpSIGHUPRollsOutFog runs `ddnn up` with the fog model in a file of
+// its own, replaces that file by a model of another sha256 (the same
+// graph with an extra field the ONNX reader skips) and sends up SIGHUP
+// while devices send 100 msg/s: up logs the plan (the fog tier rolls
+// out), replaces the fog replica, and from then on fog exits name the new
+// sha; none is refused, lost or dead-lettered. A file whose input changed
+// is refused with the reason and changes nothing.
+func TestUpSIGHUPRollsOutFog(t *testing.T) {
+	tp := writePipeline(t, "rollout", 1, "")
+	y, err := os.ReadFile(tp.file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fog := filepath.Join(filepath.Dir(tp.file), "fog.onnx")
+	model, err := os.ReadFile(filepath.Join(root(t), "models/fog.onnx"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(fog, model, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	withFog := strings.Replace(string(y), filepath.Join(root(t), "models/fog.onnx"), fog, 1)
+	if err := os.WriteFile(tp.file, []byte(withFog), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	oldSHA, err := onnx.FileSHA256(fog)
+	if err != nil {
+		t.Fatal(err)
+	}
+	upProc := up(t, tp)
+	upPID := upProc.cmd.Process.Pid
+	oldFog := childPIDs(t, upPID, "inference", "--tier=fog")
+	if len(oldFog) != 1 {
+		t.Fatalf("fog replicas %v, want 1", oldFog)
+	}
+
+	live := startLoad(t, tp.funnel, testSet(t).Samples, "roll-", 0, 100)
+	defer live.stop()
+	testsupport.WaitFor(t, 10*time.Second, "the load under way", func() bool { return len(live.ids()) >= 50 })
+	// Field 1000, a varint: protobuf readers skip fields they do not know.
+	if err := os.WriteFile(fog, append(slices.Clone(model), 0xc0, 0x3e, 0x01), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	newSHA, err := onnx.FileSHA256(fog)
+	if err != nil || newSHA == oldSHA {
+		t.Fatalf("new fog sha %s (%v), old %s", newSHA, err, oldSHA)
+	}
+	mark := len(upProc.out.String())
+	hupAt := time.Now()
+	if err := syscall.Kill(upPID, syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	testsupport.WaitFor(t, 60*time.Second, "up rolling out the fog tier", func() bool {
+		return strings.Contains(upProc.out.String()[mark:], `msg="reload: rolled out" component=up tier=fog`)
+	})
+	rolled := time.Since(hupAt)
+	out := upProc.out.String()[mark:]
+	if !strings.Contains(out, "sha256 "+oldSHA+" -> sha256 "+newSHA) {
+		t.Errorf("up's plan does not name the fog model's change %s -> %s:\n%s", oldSHA, newSHA, out)
+	}
+	if now := childPIDs(t, upPID, "inference", "--tier=fog"); len(now) != 1 || now[0] == oldFog[0] {
+		t.Errorf("fog replicas %v after the rollout, were %v: want one new", now, oldFog)
+	}
+	after := len(live.ids())
+	testsupport.WaitFor(t, 10*time.Second, "the load going on after the rollout", func() bool { return len(live.ids()) >= after+100 })
+	live.stop()
+	if len(live.refused) > 0 {
+		t.Errorf("%d sends refused across the rollout: %v", len(live.refused), live.reasons)
+	}
+	checkAtLeastOnce(t, tp.broker, tp.name+".results", "roll-", live.ids())
+	// Fog exits of messages sent after the rollout name the new model.
+	results := collectResults(t, tp.broker, tp.name+".results", "roll-", len(live.ids()), 30*time.Second)
+	late := live.ids()[after:]
+	var fogOld, fogNew int
+	for _, id := range late {
+		for _, r := range results[id] {
+			if r.Tier != "fog" {
+				continue
+			}
+			switch r.Model.SHA {
+			case newSHA:
+				fogNew++
+			case oldSHA:
+				fogOld++
+			}
+		}
+	}
+	if fogNew == 0 || fogOld > 0 {
+		t.Errorf("fog exits sent after the rollout: %d by the new model, %d by the old, want all new", fogNew, fogOld)
+	}
+	if n := topicLen(t, tp.broker, tp.name+".fog.dlq"); n > 0 {
+		t.Errorf("%d dead letters on the fog tier across the rollout", n)
+	}
+	t.Logf("fog rolled out %s after SIGHUP; %d sends accepted, %d refused; %d fog exits after it, all by %s",
+		rolled.Round(time.Millisecond), len(live.accepted), len(live.refused), fogNew, newSHA)
+
+	// A file whose input changed: refused with the reason, nothing changed.
+	if err := os.WriteFile(tp.file, []byte(strings.Replace(withFog, "shape: [1, 28, 28]", "shape: [1, 28, 27]", 1)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	children := childPIDs(t, upPID)
+	mark = len(upProc.out.String())
+	if err := syscall.Kill(upPID, syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	testsupport.WaitFor(t, 10*time.Second, "up refusing the reload", func() bool {
+		return strings.Contains(upProc.out.String()[mark:], "reload: nothing changed")
+	})
+	if out := upProc.out.String()[mark:]; strings.Contains(out, "SIGHUP forwarded") || !strings.Contains(out, "cannot change while the pipeline runs") {
+		t.Errorf("a refused plan: up logged\n%s", out)
+	}
+	if now := childPIDs(t, upPID); !slices.Equal(sorted(now), sorted(children)) {
+		t.Errorf("children %v after a refused reload, were %v", now, children)
+	}
+}
+
+// topicLen is how many records topic holds on the broker at addr (it
+// starts at offset 0 and nothing is deleted).
+func topicLen(t *testing.T, addr, topic string) int64 {
+	t.Helper()
+	adm := kadm.NewClient(testsupport.KafkaClient(t, kgo.SeedBrokers(addr)))
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	ends, err := adm.ListEndOffsets(ctx, topic)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var n int64
+	ends.Each(func(o kadm.ListedOffset) { n += o.Offset })
+	return n
 }

@@ -139,14 +139,26 @@ func (s *Supervisor) serveAdmin() error {
 		w.Header().Set("Content-Type", "application/json")
 		json.NewEncoder(w).Encode(snap)
 	})
-	// The pipeline as loaded, with the sha256 of the models read at start.
-	running, err := apply.Describe(s.p)
+	// The pipeline as last applied (at start, or by a reload), with the
+	// sha256 of its models: what ddnn apply and a reload plan against.
+	running, err := apply.Load(s.p)
 	if err != nil {
 		return fmt.Errorf("admin: %w", err)
 	}
+	s.mu.Lock()
+	s.applied = running
+	s.mu.Unlock()
 	mux.HandleFunc("GET "+httpapi.PathPipeline, func(w http.ResponseWriter, _ *http.Request) {
+		s.mu.Lock()
+		running := s.applied
+		s.mu.Unlock()
+		d, err := running.Describe()
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusInternalServerError)
+			return
+		}
 		w.Header().Set("Content-Type", "application/json")
-		json.NewEncoder(w).Encode(running)
+		json.NewEncoder(w).Encode(d)
 	})
 	runtime.HandleReplicas(mux, func(tier string) runtime.Runtime {
 		if rt := s.runtime(tier); rt != nil {

@@ -42,6 +42,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/ddnn-continuum/ddnn/internal/apply"
 	"github.com/ddnn-continuum/ddnn/internal/kafka"
 	"github.com/ddnn-continuum/ddnn/internal/pipeline"
 	"github.com/ddnn-continuum/ddnn/internal/proc"
@@ -147,10 +148,13 @@ type Supervisor struct {
 
 	// bg runs what lives as long as the pipeline: child supervision, the
 	// admin server and the scaler. One of them failing stops the pipeline.
-	bg         *errgroup.Group
-	supervise  context.Context // ends before the children are stopped
-	status     lastStatus      // the site's status as last read (siteStatus)
-	stopScaler func()          // stops the scaler and waits for it
+	bg        *errgroup.Group
+	supervise context.Context // ends before the children are stopped
+	status    lastStatus      // the site's status as last read (siteStatus)
+	// applied is the pipeline as last applied, at start or by a reload
+	// (guarded by mu).
+	applied    *apply.Spec
+	stopScaler func() // stops the scaler and waits for it
 
 	// uplinksStopped counts down, across the sites run together, the
 	// sites whose uplinks are stopped; nil for a lone site.
@@ -310,13 +314,15 @@ func runSite(ctx context.Context, cfg Config, site pipeline.Site, placement stri
 		if siteStarted != nil {
 			siteStarted(site.Name, s.runtime)
 		}
+		stopReload := func() {}
 		if cfg.File != "" {
-			s.reloadOnSIGHUP(ctx)
+			stopReload = s.reloadOnSIGHUP(ctx)
 		}
 		select {
 		case <-ctx.Done():
 		case <-bgCtx.Done(): // a background part failed; bg.Wait says which
 		}
+		stopReload()
 	}
 	// Children that die from now on stay down: they are being stopped.
 	stopSupervising()
