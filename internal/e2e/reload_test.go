@@ -235,7 +235,12 @@ func TestUpSIGHUPRollsOutFog(t *testing.T) {
 // starts at offset 0 and nothing is deleted).
 func topicLen(t *testing.T, addr, topic string) int64 {
 	t.Helper()
-	adm := kadm.NewClient(testsupport.KafkaClient(t, kgo.SeedBrokers(addr)))
+	cl, err := kgo.NewClient(kgo.SeedBrokers(addr))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close() // it may be called in a loop: one client at a time
+	adm := kadm.NewClient(cl)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	ends, err := adm.ListEndOffsets(ctx, topic)
