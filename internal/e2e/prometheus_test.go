@@ -130,19 +130,12 @@ type observed struct {
 func writeObserved(t testing.TB, name string) observed {
 	t.Helper()
 	c := observed{continuum: writeContinuum(t, name)}
-	c.cloudModel = filepath.Join(filepath.Dir(c.file), "cloud.onnx")
-	model, err := os.ReadFile(filepath.Join(root(t), "models/cloud.onnx"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(c.cloudModel, model, 0o644); err != nil {
-		t.Fatal(err)
-	}
+	c.cloudModel, _ = modelBeside(t, c.file, "cloud")
 	b, err := os.ReadFile(c.file)
 	if err != nil {
 		t.Fatal(err)
 	}
-	y := strings.Replace(string(b), filepath.Join(root(t), "models/cloud.onnx"), c.cloudModel, 1)
+	y := string(b)
 	y = strings.Replace(y, "    inference:\n      intra_op_threads: 1\n",
 		"    inference:\n      intra_op_threads: 1\n    replicas: {min: 1, max: 2}\n    scaling: {poll_interval: 1s}\n", 1)
 	y = strings.Replace(y, "    site: cloud\n", "    site: cloud\n    connector: {request_timeout: 2s}\n", 1)

@@ -124,20 +124,9 @@ func sorted(s []int) []int {
 // is refused with the reason and changes nothing.
 func TestUpSIGHUPRollsOutFog(t *testing.T) {
 	tp := writePipeline(t, "rollout", 1, "")
-	y, err := os.ReadFile(tp.file)
+	fog, model := modelBeside(t, tp.file, "fog")
+	withFog, err := os.ReadFile(tp.file)
 	if err != nil {
-		t.Fatal(err)
-	}
-	fog := filepath.Join(filepath.Dir(tp.file), "fog.onnx")
-	model, err := os.ReadFile(filepath.Join(root(t), "models/fog.onnx"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(fog, model, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	withFog := strings.Replace(string(y), filepath.Join(root(t), "models/fog.onnx"), fog, 1)
-	if err := os.WriteFile(tp.file, []byte(withFog), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	oldSHA, err := onnx.FileSHA256(fog)
@@ -212,7 +201,7 @@ func TestUpSIGHUPRollsOutFog(t *testing.T) {
 		rolled.Round(time.Millisecond), len(live.accepted), len(live.refused), fogNew, newSHA)
 
 	// A file whose input changed: refused with the reason, nothing changed.
-	if err := os.WriteFile(tp.file, []byte(strings.Replace(withFog, "shape: [1, 28, 28]", "shape: [1, 28, 27]", 1)), 0o644); err != nil {
+	if err := os.WriteFile(tp.file, []byte(strings.Replace(string(withFog), "shape: [1, 28, 28]", "shape: [1, 28, 27]", 1)), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	children := childPIDs(t, upPID)
@@ -250,4 +239,31 @@ func topicLen(t *testing.T, addr, topic string) int64 {
 	var n int64
 	ends.Each(func(o kadm.ListedOffset) { n += o.Offset })
 	return n
+}
+
+// modelBeside copies the shipped model of tier beside file and points
+// file's tier at the copy, so a test can change it; it returns the copy's
+// path and the model's bytes.
+func modelBeside(t testing.TB, file, tier string) (string, []byte) {
+	t.Helper()
+	shipped := filepath.Join(root(t), "models", tier+".onnx")
+	model, err := os.ReadFile(shipped)
+	if err != nil {
+		t.Fatal(err)
+	}
+	copied := filepath.Join(filepath.Dir(file), tier+".onnx")
+	if err := os.WriteFile(copied, model, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	y, err := os.ReadFile(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(y), shipped) {
+		t.Fatalf("%s does not name %s", file, shipped)
+	}
+	if err := os.WriteFile(file, []byte(strings.Replace(string(y), shipped, copied, 1)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return copied, model
 }
