@@ -38,7 +38,7 @@ Usage:
 
 Commands:
   up             run the pipeline on this machine: every site, or one with --site (embedded brokers by default)
-  apply          plan a changed pipeline YAML against the running one: what changes live, which tiers roll out, what is refused (--dry-run)
+  apply          plan a changed pipeline YAML against the running one (what changes live, which tiers roll out, what is refused) and apply it
   results        read results from the results topic (on the results site's Kafka)
   status         one screen per site and tier: replicas, lag, rates, exits, service time, dead letters, links (--watch, --json)
   bench          simulated devices over HTTP, CoAP or Kafka; latency per tier, reports, plots

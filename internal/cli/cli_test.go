@@ -55,7 +55,7 @@ func TestUsageErrors(t *testing.T) {
 		{[]string{"bnech"}, 2, `unknown command "bnech"; did you mean "bench"?`},
 		{[]string{"help", "up"}, 0, "Usage: ddnn up"},
 		{[]string{"help", "devices"}, 0, "Usage: ddnn devices"},
-		{[]string{"help", "apply"}, 0, "Usage: ddnn apply -f FILE [--site S] --dry-run"},
+		{[]string{"help", "apply"}, 0, "Usage: ddnn apply -f FILE [--site S] [--dry-run]"},
 		{[]string{"aply"}, 2, `unknown command "aply"; did you mean "apply"?`},
 		{[]string{"models"}, 2, "models check"},
 		{[]string{"models", "train"}, 2, `unknown models command "train"`},

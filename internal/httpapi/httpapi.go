@@ -35,6 +35,7 @@ const (
 	PathStatus        = "/v1/status"
 	PathStatusHistory = "/v1/status/history"
 	PathPipeline      = "/v1/pipeline"
+	PathApply         = "/v1/apply" // POST, service token: apply the file ddnn up runs
 )
 
 // HeaderModel is the header of an inference function's answer that names

@@ -58,6 +58,17 @@ func (p *Pipeline) ServiceTokenPath() string {
 	return path
 }
 
+// LocalServiceTokenPath is the service token file `ddnn up` makes for a
+// pipeline that leaves auth.service unset: .run/<name>/service.token
+// under the working directory, absolute.
+func (p *Pipeline) LocalServiceTokenPath() string {
+	path := filepath.Join(".run", p.Name, "service.token")
+	if abs, err := filepath.Abs(path); err == nil {
+		return abs
+	}
+	return path
+}
+
 func (a *Auth) setDefaults() {
 	if a.DevicesFile != "" {
 		setDefault(&a.Devices, AuthToken)

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"strings"
 	"sync"
@@ -148,6 +149,11 @@ func (s *Supervisor) serveAdmin() error {
 	s.mu.Lock()
 	s.applied = running
 	s.mu.Unlock()
+	tokens, err := auth.LoadTokens(s.cfg.ServiceTokenFile)
+	if err != nil {
+		return fmt.Errorf("admin: %w", err)
+	}
+	mux.Handle("POST "+httpapi.PathApply, tokens.Require(loopbackWithoutToken(tokens, http.HandlerFunc(s.serveApply))))
 	mux.HandleFunc("GET "+httpapi.PathPipeline, func(w http.ResponseWriter, _ *http.Request) {
 		s.mu.Lock()
 		running := s.applied
@@ -253,4 +259,22 @@ func (s *Supervisor) siteStatus(ctx context.Context) (status.Snapshot, error) {
 	l.snap, l.err = l.reader.Read(ctx)
 	l.at = time.Now()
 	return l.snap, l.err
+}
+
+// loopbackWithoutToken serves h to every caller when the pipeline has a
+// service token (tokens.Require checks it), and only to callers on
+// loopback when it has none (auth.service: none): nothing that changes
+// the pipeline is reachable without a credential from elsewhere.
+func loopbackWithoutToken(tokens *auth.Tokens, h http.Handler) http.Handler {
+	if tokens != nil {
+		return h
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		host, _, _ := net.SplitHostPort(r.RemoteAddr)
+		if ip := net.ParseIP(host); ip == nil || !ip.IsLoopback() {
+			applyError(w, http.StatusForbidden, "the pipeline has no service token (auth.service: none): it is applied only from loopback")
+			return
+		}
+		h.ServeHTTP(w, r)
+	})
 }

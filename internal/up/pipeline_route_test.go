@@ -118,7 +118,8 @@ func TestApplyDryRunAgainstUp(t *testing.T) {
 			`ddnn up at ` + tp.admin + ` runs pipeline "fmnist", not "other"`},
 		{"nothing answers", write("silent.yaml", strings.Replace(string(y), "listen: "+tp.admin, "listen: "+proctest.FreeAddr(t), 1)), []string{"--dry-run"}, 1,
 			"nothing answers at admin address"},
-		{"no --dry-run", liveFile, nil, 2, "--dry-run is required: applying a plan to a running pipeline is not available yet"},
+		{"a file other than up's", liveFile, nil, 1, "ddnn up runs " + tp.file + ", which is not " + liveFile + " as planned"},
+		{"no apply timeout", liveFile, []string{"--apply-timeout", "0s"}, 2, "--apply-timeout 0s: must be positive"},
 		{"unknown site", liveFile, []string{"--dry-run", "--site", "moon"}, 2, `--site: pipeline "fmnist" has no site "moon"`},
 		{"no timeout", liveFile, []string{"--dry-run", "--timeout", "0s"}, 2, "--timeout 0s: must be positive"},
 	} {
@@ -126,5 +127,23 @@ func TestApplyDryRunAgainstUp(t *testing.T) {
 		if code != tc.code || !strings.Contains(errOut, tc.want) {
 			t.Errorf("%s: exit %d, want %d saying %q:\n%s%s", tc.name, code, tc.code, tc.want, out, errOut)
 		}
+	}
+
+	// Applied: up's own file with a new threshold. Up applies it (the
+	// edge replica swaps its threshold) and then serves it as running; a
+	// second apply finds nothing to change.
+	if err := os.WriteFile(tp.file, []byte(strings.Replace(string(y), "threshold: 0.9", "threshold: 0.8", 1)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	code, out, errOut = apply("-f", tp.file)
+	if code != 0 || !strings.Contains(out, "tiers[0] (edge).exit.threshold: 0.9 -> 0.8") || !strings.Contains(out, "site local: applied") {
+		t.Errorf("apply of up's file: exit %d, want 0, the threshold live and applied:\n%s%s", code, out, errOut)
+	}
+	if after := get(t, "http://"+tp.admin+httpapi.PathPipeline); !strings.Contains(after, `"threshold":0.8`) {
+		t.Errorf("%s after the apply does not serve threshold 0.8:\n%.400s", httpapi.PathPipeline, after)
+	}
+	code, out, errOut = apply("-f", tp.file)
+	if code != 0 || !strings.Contains(out, "nothing to change") || strings.Contains(out, "applied") {
+		t.Errorf("a second apply: exit %d, want 0 and nothing to change:\n%s%s", code, out, errOut)
 	}
 }

@@ -2,15 +2,20 @@ package up
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
+	"net/http"
 	"strings"
 	"syscall"
 
 	"github.com/ddnn-continuum/ddnn/internal/apply"
 	"github.com/ddnn-continuum/ddnn/internal/command"
+	"github.com/ddnn-continuum/ddnn/internal/httpapi"
 	"github.com/ddnn-continuum/ddnn/internal/pipeline"
 	"github.com/ddnn-continuum/ddnn/internal/runtime"
+	"github.com/ddnn-continuum/ddnn/internal/wire"
 )
 
 // reloadOnSIGHUP makes each SIGHUP until ctx ends re-read the pipeline
@@ -36,8 +41,11 @@ func (s *Supervisor) reloadOnSIGHUP(ctx context.Context) (stop func()) {
 	}
 }
 
-// reload plans p against the running pipeline and applies the plan.
+// reload plans p against the running pipeline and applies the plan, one
+// reload at a time (a SIGHUP, an apply).
 func (s *Supervisor) reload(ctx context.Context, p *pipeline.Pipeline) error {
+	s.reloadMu.Lock()
+	defer s.reloadMu.Unlock()
 	next, err := apply.Load(p)
 	if err != nil {
 		return err
@@ -114,4 +122,56 @@ func (s *Supervisor) forwardSIGHUP() {
 		}
 		s.log.Info("reload: SIGHUP forwarded", "child", c.Name(), "pid", c.PID())
 	}
+}
+
+// applyRequest is the body of POST httpapi.PathApply: the file ddnn apply
+// planned, as a Description.
+type applyRequest struct {
+	File        string             `json:"file"`
+	Description *apply.Description `json:"description"`
+}
+
+// serveApply applies the file ddnn up runs, as a SIGHUP does, on behalf
+// of `ddnn apply`: only when that file is what ddnn apply planned (the
+// file it read, described), so that what is applied is what was shown.
+// It answers once the plan is applied (the rollouts done) or refused.
+func (s *Supervisor) serveApply(w http.ResponseWriter, r *http.Request) {
+	var req applyRequest
+	if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, 1<<20)).Decode(&req); err != nil || req.Description == nil {
+		applyError(w, http.StatusBadRequest, fmt.Sprintf("want {\"file\", \"description\"} (ddnn apply sends it): %v", err))
+		return
+	}
+	planned, err := req.Description.Spec()
+	if err != nil {
+		applyError(w, http.StatusBadRequest, "the planned pipeline: "+err.Error())
+		return
+	}
+	p, err := command.LoadPipeline(s.cfg.File)
+	if err != nil {
+		applyError(w, http.StatusConflict, "the file ddnn up runs does not load: "+err.Error())
+		return
+	}
+	ours, err := apply.Load(p)
+	if err != nil {
+		applyError(w, http.StatusConflict, "the file ddnn up runs: "+err.Error())
+		return
+	}
+	if d := apply.Compute(planned, ours); !d.Empty() {
+		var b strings.Builder
+		apply.Print(&b, &d)
+		applyError(w, http.StatusConflict, fmt.Sprintf("ddnn up runs %s, which is not %s as planned; apply changes the file ddnn up runs: edit it and apply it. It differs in:\n%s", s.cfg.File, req.File, b.String()))
+		return
+	}
+	s.log.Info("reload: applying on behalf of ddnn apply", "file", s.cfg.File, "remote", r.RemoteAddr)
+	if err := s.reload(s.supervise, p); err != nil {
+		applyError(w, http.StatusUnprocessableEntity, err.Error())
+		return
+	}
+	w.Header().Set("Content-Type", "application/json")
+	io.WriteString(w, "{\"applied\":true}\n")
+}
+
+// applyError answers an apply with code and why, as JSON.
+func applyError(w http.ResponseWriter, code int, why string) {
+	httpapi.WriteError(w, code, &wire.ErrorBody{Error: why})
 }

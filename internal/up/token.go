@@ -18,17 +18,14 @@ import (
 // A file an older version wrote, with a comment line before the token, is
 // rewritten with the token alone, so that it is usable as it is.
 func localServiceToken(p *pipeline.Pipeline) (string, error) {
-	dir, err := filepath.Abs(filepath.Join(".run", p.Name))
-	if err != nil {
-		return "", err
-	}
+	path := p.LocalServiceTokenPath()
+	dir := filepath.Dir(path)
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return "", err
 	}
 	if err := os.Chmod(dir, 0o700); err != nil { // made by an older version
 		return "", err
 	}
-	path := filepath.Join(dir, "service.token")
 	if b, err := os.ReadFile(path); err == nil {
 		return path, dropComments(path, b)
 	}

@@ -154,7 +154,8 @@ type Supervisor struct {
 	// applied is the pipeline as last applied, at start or by a reload
 	// (guarded by mu).
 	applied    *apply.Spec
-	stopScaler func() // stops the scaler and waits for it
+	reloadMu   sync.Mutex // one reload at a time (a SIGHUP, an apply)
+	stopScaler func()     // stops the scaler and waits for it
 
 	// uplinksStopped counts down, across the sites run together, the
 	// sites whose uplinks are stopped; nil for a lone site.
