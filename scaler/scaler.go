@@ -42,6 +42,35 @@ type Scaler struct {
 	log *slog.Logger
 	// unread counts the targets whose lag was never read yet.
 	unread atomic.Int64
+	// bounds are each target's replica bounds and settings as they are
+	// now (Update), read by its loop at every poll.
+	bounds map[string]*atomic.Pointer[Bounds]
+}
+
+// Bounds are what a target's loop decides with: its replica bounds and
+// its scaler settings.
+type Bounds struct {
+	Min, Max int
+	Settings Settings
+}
+
+// Update sets tier's bounds from its next poll on, as a reload of the
+// pipeline does: the replicas move into the new bounds at the next
+// decision. A tier the scaler does not size, or bounds that do not
+// validate, are refused and change nothing.
+func (s *Scaler) Update(tier string, b Bounds) error {
+	cur, ok := s.bounds[tier]
+	if !ok {
+		return fmt.Errorf("tier %q: the scaler does not size it (its replicas were fixed at start): a restart is needed", tier)
+	}
+	if err := b.Settings.Validate(); err != nil {
+		return fmt.Errorf("tier %q: %w", tier, err)
+	}
+	if b.Min < 0 || b.Min > b.Max {
+		return fmt.Errorf("tier %q: replicas min %d and max %d: want 0 <= min <= max", tier, b.Min, b.Max)
+	}
+	cur.Store(&b)
+	return nil
 }
 
 // Ready reports whether the scaler has read the lag of every target at
@@ -63,7 +92,12 @@ func New(cfg Config) (*Scaler, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	s := &Scaler{cfg: cfg, log: log.With("component", "scaler")}
+	s := &Scaler{cfg: cfg, log: log.With("component", "scaler"), bounds: map[string]*atomic.Pointer[Bounds]{}}
+	for _, t := range cfg.Targets {
+		b := &atomic.Pointer[Bounds]{}
+		b.Store(&Bounds{Min: t.Min, Max: t.Max, Settings: t.Settings})
+		s.bounds[t.Tier] = b
+	}
 	s.unread.Store(int64(len(cfg.Targets)))
 	if cfg.Registerer != nil {
 		s.m = NewMetrics(cfg.Registerer)
@@ -108,11 +142,19 @@ func (s *Scaler) loop(ctx context.Context, t Target) {
 	)
 	tick := time.NewTicker(t.Settings.PollInterval)
 	defer tick.Stop()
+	every := t.Settings.PollInterval
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-tick.C:
+		}
+		// The bounds and settings as they are now (Update).
+		b := s.bounds[t.Tier].Load()
+		t.Min, t.Max, t.Settings = b.Min, b.Max, b.Settings
+		if every != t.Settings.PollInterval {
+			every = t.Settings.PollInterval
+			tick.Reset(every)
 		}
 		now := time.Now()
 		ready := 0

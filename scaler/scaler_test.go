@@ -234,3 +234,52 @@ func TestReadyOnceLagRead(t *testing.T) {
 		}
 	})
 }
+
+// TestUpdateMovesTheBounds: new bounds take effect at the next polls, as
+// a reload applies them: raising min scales the tier up to it; bounds
+// that do not validate and a tier the scaler does not size are refused.
+func TestUpdateMovesTheBounds(t *testing.T) {
+	b, err := kafka.StartBroker("127.0.0.1:0", 1, []string{"t.edge.in"}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	cl := testsupport.KafkaClient(t, kgo.SeedBrokers(b.Addr()))
+	set := pipeline.DefaultScaling()
+	set.PollInterval = 100 * time.Millisecond
+	rt := &fixedRuntime{n: 1}
+	s, err := New(Config{Admin: kadm.NewClient(cl), Targets: []Target{
+		{Tier: "edge", Group: "t.edge.connector", Topic: "t.edge.in", Min: 1, Max: 3, Settings: set, Runtime: rt},
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { s.Run(ctx); close(done) }()
+	defer func() { cancel(); <-done }()
+	testsupport.WaitFor(t, 5*time.Second, "the lag read", s.Ready)
+
+	faster := set
+	faster.PollInterval = 200 * time.Millisecond
+	if err := s.Update("edge", Bounds{Min: 2, Max: 3, Settings: faster}); err != nil {
+		t.Fatal(err)
+	}
+	testsupport.WaitFor(t, 5*time.Second, "the tier scaled up to its new min 2", func() bool {
+		n, _ := rt.List(context.Background())
+		return len(n) == 2
+	})
+	for _, tc := range []struct {
+		tier string
+		b    Bounds
+		want string
+	}{
+		{"fog", Bounds{Min: 1, Max: 2, Settings: set}, `tier "fog": the scaler does not size it`},
+		{"edge", Bounds{Min: 3, Max: 2, Settings: set}, "want 0 <= min <= max"},
+		{"edge", Bounds{Min: 1, Max: 2, Settings: pipeline.Scaling{}}, `tier "edge": `},
+	} {
+		if err := s.Update(tc.tier, tc.b); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("Update(%s, %+v): %v, want %q", tc.tier, tc.b, err, tc.want)
+		}
+	}
+}

@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/ddnn-continuum/ddnn/internal/apply"
 	"github.com/ddnn-continuum/ddnn/internal/cli"
@@ -129,16 +130,23 @@ func TestApplyDryRunAgainstUp(t *testing.T) {
 		}
 	}
 
-	// Applied: up's own file with a new threshold. Up applies it (the
-	// edge replica swaps its threshold) and then serves it as running; a
+	// Applied: up's own file with a new threshold and two fog replicas
+	// instead of one. Up applies it (the edge replica swaps its threshold,
+	// the fog tier gets a second replica) and then serves it as running; a
 	// second apply finds nothing to change.
-	if err := os.WriteFile(tp.file, []byte(strings.Replace(string(y), "threshold: 0.9", "threshold: 0.8", 1)), 0o644); err != nil {
+	applied := strings.Replace(string(y), "threshold: 0.9", "threshold: 0.8", 1)
+	applied = strings.Replace(applied, "  - name: fog\n", "  - name: fog\n    replicas: 2\n", 1)
+	if err := os.WriteFile(tp.file, []byte(applied), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	code, out, errOut = apply("-f", tp.file)
-	if code != 0 || !strings.Contains(out, "tiers[0] (edge).exit.threshold: 0.9 -> 0.8") || !strings.Contains(out, "site local: applied") {
-		t.Errorf("apply of up's file: exit %d, want 0, the threshold live and applied:\n%s%s", code, out, errOut)
+	if code != 0 || !strings.Contains(out, "tiers[0] (edge).exit.threshold: 0.9 -> 0.8") || !strings.Contains(out, "tiers[1] (fog).replicas.min: 1 -> 2") ||
+		!strings.Contains(out, "site local: applied") {
+		t.Errorf("apply of up's file: exit %d, want 0, the threshold and fog's replicas live and applied:\n%s%s", code, out, errOut)
 	}
+	testsupport.WaitFor(t, 30*time.Second, "a second fog replica listed", func() bool {
+		return strings.Count(get(t, "http://"+tp.admin+httpapi.ReplicasPath("fog")), `"url"`) == 2
+	})
 	if after := get(t, "http://"+tp.admin+httpapi.PathPipeline); !strings.Contains(after, `"threshold":0.8`) {
 		t.Errorf("%s after the apply does not serve threshold 0.8:\n%.400s", httpapi.PathPipeline, after)
 	}

@@ -16,6 +16,7 @@ import (
 	"github.com/ddnn-continuum/ddnn/internal/pipeline"
 	"github.com/ddnn-continuum/ddnn/internal/runtime"
 	"github.com/ddnn-continuum/ddnn/internal/wire"
+	"github.com/ddnn-continuum/ddnn/scaler"
 )
 
 // reloadOnSIGHUP makes each SIGHUP until ctx ends re-read the pipeline
@@ -63,7 +64,7 @@ func (s *Supervisor) reload(ctx context.Context, p *pipeline.Pipeline) error {
 		return fmt.Errorf("%d settings cannot change while the pipeline runs (see the plan above)", len(plan.Refused))
 	}
 	s.forwardSIGHUP()
-	var errs []error
+	errs := []error{s.resize(ctx, running.Pipeline, p)}
 	for _, r := range plan.Rollouts {
 		if err := s.rollOut(ctx, r.Tier); err != nil {
 			errs = append(errs, err)
@@ -174,4 +175,40 @@ func (s *Supervisor) serveApply(w http.ResponseWriter, r *http.Request) {
 // applyError answers an apply with code and why, as JSON.
 func applyError(w http.ResponseWriter, code int, why string) {
 	httpapi.WriteError(w, code, &wire.ErrorBody{Error: why})
+}
+
+// resize applies the tiers' replica bounds and scaling settings that
+// changed from old to p: the scaler decides with them from its next poll
+// (scaler.Update); a tier of fixed size is scaled to its new size. A tier
+// that was fixed at start cannot be handed to the scaler live.
+func (s *Supervisor) resize(ctx context.Context, old, p *pipeline.Pipeline) error {
+	s.mu.Lock()
+	sc := s.scaler
+	s.mu.Unlock()
+	var errs []error
+	for i := range p.Tiers {
+		t, was := &p.Tiers[i], &old.Tiers[i]
+		rt := s.runtime(t.Name)
+		if rt == nil || (t.Replicas.Min == was.Replicas.Min && t.Replicas.Max == was.Replicas.Max && t.Scaling == was.Scaling) {
+			continue // not on this site, or unchanged
+		}
+		b := scaler.Bounds{Min: t.Replicas.Min, Max: t.Replicas.Max, Settings: t.Scaling}
+		switch {
+		case was.Replicas.Scaled():
+			if err := sc.Update(t.Name, b); err != nil {
+				errs = append(errs, err)
+				continue
+			}
+			s.log.Info("reload: scaling bounds applied", "tier", t.Name, "min", b.Min, "max", b.Max)
+		case !t.Replicas.Scaled():
+			if err := rt.Scale(ctx, t.Replicas.Min); err != nil {
+				errs = append(errs, fmt.Errorf("tier %q: scale to %d: %w", t.Name, t.Replicas.Min, err))
+				continue
+			}
+			s.log.Info("reload: replicas set", "tier", t.Name, "replicas", t.Replicas.Min)
+		default:
+			errs = append(errs, fmt.Errorf("tier %q: replicas %d..%d: the tier was of fixed size at start, so no scaler sizes it: restart ddnn up to scale it", t.Name, b.Min, b.Max))
+		}
+	}
+	return errors.Join(errs...)
 }

@@ -217,6 +217,9 @@ func (s *Supervisor) startScaler(ctx context.Context, targets []scaler.Target) e
 		cl.Close()
 		return err
 	}
+	s.mu.Lock()
+	s.scaler = sc
+	s.mu.Unlock()
 	run, cancel := context.WithCancel(s.supervise)
 	var g errgroup.Group
 	g.Go(func() error {

@@ -47,6 +47,7 @@ import (
 	"github.com/ddnn-continuum/ddnn/internal/pipeline"
 	"github.com/ddnn-continuum/ddnn/internal/proc"
 	"github.com/ddnn-continuum/ddnn/internal/runtime"
+	"github.com/ddnn-continuum/ddnn/scaler"
 )
 
 // Config is what `ddnn up` needs.
@@ -154,8 +155,9 @@ type Supervisor struct {
 	// applied is the pipeline as last applied, at start or by a reload
 	// (guarded by mu).
 	applied    *apply.Spec
-	reloadMu   sync.Mutex // one reload at a time (a SIGHUP, an apply)
-	stopScaler func()     // stops the scaler and waits for it
+	reloadMu   sync.Mutex     // one reload at a time (a SIGHUP, an apply)
+	stopScaler func()         // stops the scaler and waits for it
+	scaler     *scaler.Scaler // nil without a tier to scale
 
 	// uplinksStopped counts down, across the sites run together, the
 	// sites whose uplinks are stopped; nil for a lone site.
