@@ -25,7 +25,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/ddnn-continuum/ddnn/internal/httpapi"
-	"github.com/ddnn-continuum/ddnn/internal/kafka"
 	"github.com/ddnn-continuum/ddnn/internal/pipeline"
 	"github.com/ddnn-continuum/ddnn/internal/testsupport"
 )
@@ -54,19 +53,7 @@ func startBoundedAuth(t *testing.T, y string, serverTLS, clientTLS *tls.Config, 
 	}
 	c := testsupport.KafkaCluster(t, p.Kafka.Partitions, p.Topics()...)
 	p.Kafka.Brokers = c.ListenAddrs()
-	cl, err := kafka.NewClient(&p.Kafka, "funnel", nil, nil, ProducerOptions(&p.Kafka)...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(cl.Close)
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	dln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
+	cl, ln, dln, _ := funnelSockets(t, &p.Kafka)
 	b := &bounded{f: New(onlySite(t, p), cl, NewMetrics(prometheus.NewRegistry()), nil), addr: ln.Addr().String(), tls: clientTLS}
 	b.f.SetAuth(a)
 	ctx, cancel := context.WithCancel(context.Background())

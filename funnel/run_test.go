@@ -11,6 +11,8 @@ import (
 	"testing"
 	"time"
 
+	coapnet "github.com/plgd-dev/go-coap/v3/net"
+
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
@@ -40,23 +42,7 @@ func startRun(t *testing.T, y, brokers string, reg prometheus.Gatherer) *running
 		t.Fatal(err)
 	}
 	p.Kafka.Brokers = []string{brokers}
-	cl, err := kafka.NewClient(&p.Kafka, "funnel", nil, nil, ProducerOptions(&p.Kafka)...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(cl.Close)
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	dln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	udp, err := ListenCoAP("127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
+	cl, ln, dln, udp := funnelSockets(t, &p.Kafka)
 	ctx, cancel := context.WithCancel(context.Background())
 	r := &running{p: p, url: "http://" + ln.Addr().String(), durl: "http://" + dln.Addr().String(), udp: udp, stop: cancel, done: make(chan error, 1)}
 	f := New(onlySite(t, p), cl, nil, nil)
@@ -231,4 +217,30 @@ func waitServing(t *testing.T, r *running) {
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
+}
+
+// funnelSockets is what a test's funnel runs on: a producer client of k,
+// closed when the test ends, and loopback listeners for its device zone,
+// its delivery zone and CoAP, which its Run closes (and the test's end,
+// for those it does not run on).
+func funnelSockets(t *testing.T, k *pipeline.Kafka) (cl *kgo.Client, device, delivery net.Listener, coap *coapnet.UDPConn) {
+	t.Helper()
+	cl, err := kafka.NewClient(k, "funnel", nil, nil, ProducerOptions(k)...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(cl.Close)
+	if device, err = net.Listen("tcp", "127.0.0.1:0"); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { device.Close() })
+	if delivery, err = net.Listen("tcp", "127.0.0.1:0"); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { delivery.Close() })
+	if coap, err = ListenCoAP("127.0.0.1:0"); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { coap.Close() })
+	return cl, device, delivery, coap
 }

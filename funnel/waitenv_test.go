@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"crypto/tls"
-	"net"
 	"net/http"
 	"sync"
 	"testing"
@@ -65,23 +64,7 @@ func startWaitingOn(t *testing.T, p *pipeline.Pipeline, site string, serverTLS, 
 	if err != nil {
 		t.Fatal(err)
 	}
-	cl, err := kafka.NewClient(&sv.Kafka, "funnel", nil, nil, ProducerOptions(&sv.Kafka)...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(cl.Close)
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	dln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	udp, err := ListenCoAP("127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
+	cl, ln, dln, udp := funnelSockets(t, &sv.Kafka)
 	e := &waitEnv{p: p, url: "http://" + ln.Addr().String() + httpapi.PathIngest, client: http.DefaultClient, coap: udp.LocalAddr().String()}
 	if serverTLS != nil {
 		e.url = "https://" + ln.Addr().String() + httpapi.PathIngest
