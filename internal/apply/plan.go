@@ -107,6 +107,7 @@ func liveTier(plan *Plan, f string, o, n *pipeline.Tier) {
 	c, nc := &o.Connector, &n.Connector
 	live(plan, f+".connector.max_batch", &c.MaxBatch, &nc.MaxBatch)
 	live(plan, f+".connector.max_wait", &c.MaxWait, &nc.MaxWait)
+	live(plan, f+".connector.max_attempts", &c.MaxAttempts, &nc.MaxAttempts)
 	live(plan, f+".connector.request_timeout", &c.RequestTimeout, &nc.RequestTimeout)
 	live(plan, f+".connector.backoff", &c.Backoff, &nc.Backoff)
 	live(plan, f+".connector.max_backoff", &c.MaxBackoff, &nc.MaxBackoff)
