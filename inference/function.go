@@ -218,6 +218,7 @@ func (f *Function) Handler() http.Handler {
 const (
 	outcomeOK          = "ok"
 	outcomeBadRequest  = "bad_request"
+	outcomeNotAccepted = "not_accepted"
 	outcomeTooLarge    = "too_large"
 	outcomeUnsupported = "unsupported_media_type"
 	outcomeUnavailable = "unavailable"
@@ -284,6 +285,17 @@ func (f *Function) serveInfer(w http.ResponseWriter, r *http.Request) {
 			wire.ErrorBody{Error: fmt.Sprintf("batch of %d messages over max_batch %d", len(msgs), max)})
 		return
 	}
+	if p := r.Header.Get(httpapi.HeaderProducer); p != "" {
+		producer, err := wire.ParseModelVersion(p)
+		if err != nil {
+			f.fail(w, http.StatusBadRequest, outcomeBadRequest, wire.ErrorBody{Error: httpapi.HeaderProducer + ": " + err.Error()})
+			return
+		}
+		if why := f.refuses(sess, producer, msgs); why != "" {
+			f.fail(w, httpapi.StatusNotAccepted, outcomeNotAccepted, wire.ErrorBody{Error: why})
+			return
+		}
+	}
 	if rej := f.Check(msgs); len(rej) > 0 {
 		f.fail(w, http.StatusBadRequest, outcomeBadRequest, wire.ErrorBody{
 			Error:    fmt.Sprintf("%d of %d messages rejected", len(rej), len(msgs)),
@@ -335,6 +347,29 @@ func (f *Function) serveInfer(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Content-Length", strconv.Itoa(len(out)))
 	w.Header().Set(httpapi.HeaderModel, sess.Model.String())
 	w.Write(out)
+}
+
+// refuses says why the tier's model does not accept forwards that
+// producer (a model of the previous tier) wrote, "" when it does: the
+// tier's accepts names none of producer's version label or sha256, or
+// (without accepts) a message's tensor does not fit the model's input.
+// A forward is then never fed to the model: the connector takes it to a
+// replica that accepts it.
+func (f *Function) refuses(sess *Session, producer wire.ModelVersion, msgs []wire.Message) string {
+	if refs := f.tier.Accepts; len(refs) > 0 {
+		if !slices.ContainsFunc(refs, producer.Matches) {
+			return fmt.Sprintf("tier %q model %s accepts forwards of %s (accepts), not of %s",
+				f.tier.Name, sess.Model, strings.Join(refs, ", "), producer)
+		}
+		return ""
+	}
+	for i := range msgs {
+		if t := &msgs[i].Tensor; t.DType != f.wantDType || t.Len() != f.wantLen {
+			return fmt.Sprintf("tier %q model %s takes %s %v, forwards of %s are %s %v",
+				f.tier.Name, sess.Model, f.wantDType, f.wantShape, producer, t.DType, t.Shape)
+		}
+	}
+	return ""
 }
 
 // Check validates every message against what the tier takes: its tensor,

@@ -22,7 +22,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	m := &Metrics{
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "ddnn_inference_requests_total",
-			Help: "Inference requests by outcome (ok, bad_request, too_large, unsupported_media_type, unavailable, error, method_not_allowed).",
+			Help: "Inference requests by outcome (ok, bad_request, not_accepted, too_large, unsupported_media_type, unavailable, error, method_not_allowed).",
 		}, []string{"tier", "outcome"}),
 		samples: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "ddnn_inference_samples_total",

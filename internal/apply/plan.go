@@ -124,7 +124,7 @@ func liveFunnel(plan *Plan, f string, o, n *pipeline.Funnel) {
 
 // rolloutTier is the tier's rollout: its model (by sha256; the path it is
 // read from is not compared), its version label, which its replicas name
-// in every answer, and its inference settings, which its replicas load at
+// in every answer, the previous tier's models it accepts, and its inference settings, which its replicas load at
 // start.
 func rolloutTier(f string, o, n *pipeline.Tier, oldSHA, newSHA string) Rollout {
 	r := Rollout{Tier: o.Name}
@@ -133,6 +133,7 @@ func rolloutTier(f string, o, n *pipeline.Tier, oldSHA, newSHA string) Rollout {
 	}
 	o.Model = n.Model
 	change(&r.Changes, f+".version", &o.Version, &n.Version)
+	change(&r.Changes, f+".accepts", &o.Accepts, &n.Accepts)
 	in, nin := &o.Inference, &n.Inference
 	change(&r.Changes, f+".inference.intra_op_threads", &in.IntraOpThreads, &nin.IntraOpThreads)
 	change(&r.Changes, f+".inference.max_batch", &in.MaxBatch, &nin.MaxBatch)

@@ -167,7 +167,7 @@ var (
 		"funnel.device_rate_limit.rate", "funnel.device_rate_limit.burst", "funnel.device_rate_limit.max_devices",
 	}
 	rolloutSettings = []string{
-		"tiers[0] (edge).version", "tiers[0] (edge).inference.intra_op_threads", "tiers[0] (edge).inference.max_batch", "tiers[0] (edge).inference.max_request_bytes",
+		"tiers[0] (edge).version", "tiers[0] (edge).accepts", "tiers[0] (edge).inference.intra_op_threads", "tiers[0] (edge).inference.max_batch", "tiers[0] (edge).inference.max_request_bytes",
 		"tiers[0] (edge).inference.emulate.service_time_per_sample", "tiers[0] (edge).inference.emulate.max_concurrency",
 	}
 	// unchangedSettings change nothing: a model is known by its sha256,

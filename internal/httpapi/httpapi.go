@@ -44,6 +44,22 @@ const (
 // label when it has one (3f9a1c0b2d4e or 3f9a1c0b2d4e@v2).
 const HeaderModel = "Ddnn-Model"
 
+// HeaderProducer is the header of a connector's call that names the model
+// of the previous tier that wrote the call's forwards (every message of
+// a call has the same one), a wire.ModelVersion in its compact form. A
+// replica whose model does not accept that producer (the tier's accepts,
+// or a forward that does not fit its input) answers
+// StatusNotAccepted and reads none of them; a call without it is of the
+// first tier, or of forwards written before models were named.
+const HeaderProducer = "Ddnn-Producer"
+
+// StatusNotAccepted is a replica's answer to a call whose forwards its
+// model does not accept (HeaderProducer): 421 Misdirected Request, as the
+// call belongs to another replica. The connector sends them to a replica
+// that accepts them, or keeps them until one runs; it never dead-letters
+// them for it.
+const StatusNotAccepted = http.StatusMisdirectedRequest
+
 // TierPath is the funnel route that takes a batch of messages for tier.
 func TierPath(tier string) string { return PathTiers + tier }
 

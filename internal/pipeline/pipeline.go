@@ -133,6 +133,14 @@ type Tier struct {
 	// its sha256 prefix in every decision's records
 	// (wire.ModelVersion); empty means none.
 	Version string `yaml:"version"`
+	// Accepts narrows which models of the previous tier the tier's model
+	// reads forwards from: each entry a version label or a sha256 prefix
+	// (wire.ModelVersion.Matches). Empty, the default, accepts every
+	// model whose forward fits the tier's input (its elements per
+	// sample). A forward that is not accepted waits for a replica that
+	// accepts it; it is never fed to this model. Not allowed on the first
+	// tier, which reads devices.
+	Accepts []string `yaml:"accepts"`
 	// InputName is the model input to feed; empty means the model's only
 	// input.
 	InputName string `yaml:"input"`
@@ -292,6 +300,14 @@ func (p *Pipeline) Validate() error {
 		if t.Version != "" {
 			if err := wire.CheckModelVersionLabel(t.Version); err != nil {
 				bad(f+".version", "%v", err)
+			}
+		}
+		if i == 0 && len(t.Accepts) > 0 {
+			bad(f+".accepts", "not allowed on the first tier: it reads what devices send, not another tier's forwards")
+		}
+		for j, ref := range t.Accepts {
+			if err := wire.CheckModelRef(ref); err != nil {
+				bad(fmt.Sprintf("%s.accepts[%d]", f, j), "%v", err)
 			}
 		}
 		errs = append(errs, t.Exit.validate(f+".exit", i == len(p.Tiers)-1)...)

@@ -100,6 +100,8 @@ func TestParseErrors(t *testing.T) {
 		{"bad dtype", "name: x\ninput: {dtype: int4, shape: [2]}\nclasses: [a, b]\n" + tier, `int4`},
 		{"version label with a space", base + "tiers:\n  - {name: t, model: m.onnx, version: v 2, exit: {output: o}}\n", `tiers[0] (t).version: version "v 2" must be letters, digits, '.', '_' or '-'`},
 		{"version label too long", base + "tiers:\n  - {name: t, model: m.onnx, version: " + strings.Repeat("v", 33) + ", exit: {output: o}}\n", "tiers[0] (t).version: version \"" + strings.Repeat("v", 33) + "\" must be 1 to 32 characters"},
+		{"accepts on the first tier", base + "tiers:\n  - {name: t, model: m.onnx, accepts: [v1], exit: {output: o}}\n", "tiers[0] (t).accepts: not allowed on the first tier"},
+		{"accepts naming no model", base + "tiers:\n  - {name: a, model: m.onnx, exit: {output: o, policy: max_prob, threshold: 0.5}, forward: {output: f}}\n  - {name: b, model: m.onnx, accepts: [v1, \"-x\"], exit: {output: o}}\n", `tiers[1] (b).accepts[1]: "-x" names no model`},
 		{"version label not a string", base + "tiers:\n  - {name: t, model: m.onnx, version: [v2], exit: {output: o}}\n", "tiers[0] (t).version"},
 		{"no tiers", base, "tiers: at least one tier is required"},
 		{"eval images alone", base + tier + "eval: {images: i.npy}\n", "eval: images and labels go together"},

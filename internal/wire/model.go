@@ -92,3 +92,36 @@ func CheckModelVersionLabel(label string) error {
 	}
 	return nil
 }
+
+// minAcceptSHALen is the shortest sha256 prefix an accepts entry may name
+// a model by: shorter ones would match too many.
+const minAcceptSHALen = 8
+
+// Matches reports whether ref names v: ref is v's version label, or a
+// prefix (of at least 8 hex digits) of its sha256, or v's sha256 prefix
+// is a prefix of ref (ref names the whole digest). A pipeline's
+// tiers[].accepts lists such refs.
+func (v ModelVersion) Matches(ref string) bool {
+	if ref == "" || v.IsZero() {
+		return false
+	}
+	if ref == v.Version {
+		return true
+	}
+	if len(ref) < minAcceptSHALen || len(v.SHA) < minAcceptSHALen {
+		return false
+	}
+	return strings.HasPrefix(v.SHA, ref) || strings.HasPrefix(ref, v.SHA)
+}
+
+// CheckModelRef checks an accepts entry: a version label
+// (CheckModelVersionLabel), or a sha256 prefix of at least 8 hex digits.
+func CheckModelRef(ref string) error {
+	if CheckModelVersionLabel(ref) == nil {
+		return nil
+	}
+	if len(ref) >= minAcceptSHALen && checkModelSHA(ref) == nil {
+		return nil
+	}
+	return fmt.Errorf("%q names no model: want a version label (letters, digits, '.', '_' or '-', at most %d) or a sha256 prefix of %d to %d hex digits", ref, MaxModelVersionLen, minAcceptSHALen, MaxModelSHALen)
+}

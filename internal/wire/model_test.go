@@ -75,3 +75,39 @@ func FuzzParseModelVersion(f *testing.F) {
 		}
 	})
 }
+
+// TestModelVersionMatches: an accepts entry names a model by its label or
+// by a sha256 prefix long enough to be specific, in either direction.
+func TestModelVersionMatches(t *testing.T) {
+	v := wire.ModelVersion{SHA: "3f9a1c0b2d4e", Version: "v2"}
+	for _, tc := range []struct {
+		ref  string
+		want bool
+	}{
+		{"v2", true},
+		{"v3", false},
+		{"3f9a1c0b", true},
+		{"3f9a1c0b2d4e", true},
+		{"3f9a1c0b2d4e0011223344556677889900aabbccddeeff00112233445566778899", true},
+		{"3f9a1c0", false}, // too short to be specific
+		{"3f9a1c0c", false},
+		{"", false},
+	} {
+		if got := v.Matches(tc.ref); got != tc.want {
+			t.Errorf("%v.Matches(%q) = %v, want %v", v, tc.ref, got, tc.want)
+		}
+	}
+	if (wire.ModelVersion{}).Matches("v2") {
+		t.Error("the zero ModelVersion matched a label")
+	}
+	for _, ok := range []string{"v2", "3f9a1c0b", "2026-12.retrain_3"} {
+		if err := wire.CheckModelRef(ok); err != nil {
+			t.Errorf("CheckModelRef(%q): %v", ok, err)
+		}
+	}
+	for _, bad := range []string{"", "-v2", "v 2", "a;b"} {
+		if err := wire.CheckModelRef(bad); err == nil {
+			t.Errorf("CheckModelRef(%q) accepted it", bad)
+		}
+	}
+}
