@@ -42,6 +42,7 @@ package connector
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
@@ -153,6 +154,10 @@ type Connector struct {
 	downMu    sync.Mutex
 	downSince time.Time // when the tier went down; zero while up
 
+	// unaccepted holds the producers whose forwards waited for a replica
+	// that accepts them, each logged once (see awaitAccepting).
+	unaccepted sync.Map
+
 	// joined is set while the consumer is a member of its group (an
 	// assignment came, empty or not); replicasKnown once the replica set
 	// is known (given, or read from ReplicasURL). Ready reads them.
@@ -245,9 +250,14 @@ func newConnector(cfg Config, c *Connector, labels prometheus.Labels) *Connector
 type item struct {
 	rec *kgo.Record
 	// route groups items that may share a call (see target).
-	route  string
-	msg    wire.Message
-	result *wire.Result // an uplink's result record
+	route string
+	// producer is the model that wrote a forward (the last hop's, in
+	// compact form), which the replica must accept; "" for the first
+	// tier's records, an uplink's, and forwards written before models
+	// were named.
+	producer string
+	msg      wire.Message
+	result   *wire.Result // an uplink's result record
 	// attempts counts the failures charged to the record (see invoke).
 	attempts int
 	// fetched is when the poll that fetched rec returned.
@@ -308,7 +318,7 @@ func (c *Connector) Run(ctx context.Context) error {
 			}
 		}
 		follow()
-		bg.Go(func() error { every(loops, 500*time.Millisecond, follow); return nil })
+		bg.Go(func() error { every(loops, followEvery, follow); return nil })
 	}
 	bg.Go(func() error { every(loops, 200*time.Millisecond, func() { c.commit(loops) }); return nil })
 	bg.Go(func() error { every(loops, lagEvery, func() { c.readLag(loops) }); return nil })
@@ -336,6 +346,10 @@ func (c *Connector) Run(ctx context.Context) error {
 	c.log.Info("connector stopped", "pending", c.offsets.Pending())
 	return pollErr
 }
+
+// followEvery is how often the connector reads the live replica set
+// (Config.ReplicasURL).
+const followEvery = 500 * time.Millisecond
 
 // batch groups items of one route into invocations of at most MaxBatch.
 // With MaxWait 0 (the default) partial batches go as soon as no more
@@ -401,7 +415,10 @@ func (c *Connector) batch(items <-chan item) {
 // dispatch waits for a replica slot (backpressure on the batcher) and
 // invokes it in the background.
 func (c *Connector) dispatch(batch []item) {
-	r, err := c.pool.acquire(c.work, nil)
+	r, err := c.pool.acquire(c.work, nil, batch[0].producer)
+	if errors.Is(err, errNoneAccepts) {
+		r, err = nil, nil // invoke waits for one, not the batcher
+	}
 	if err != nil {
 		return // drain deadline passed: records stay uncommitted
 	}

@@ -432,14 +432,14 @@ func TestBackoff(t *testing.T) {
 func TestPoolUpdate(t *testing.T) {
 	p := newPool([]string{"a", "b"}, 2)
 	ctx := context.Background()
-	ra, _ := p.acquire(ctx, nil) // a or b, whichever has fewer
+	ra, _ := p.acquire(ctx, nil, "") // a or b, whichever has fewer
 	added, removed := p.update([]string{"b", "c"})
 	if added != 1 || removed != 1 {
 		t.Fatalf("added %d removed %d", added, removed)
 	}
 	// a (if it was acquired) stays until released but gets no new calls.
 	for i := 0; i < 3; i++ {
-		r, err := p.acquire(ctx, nil)
+		r, err := p.acquire(ctx, nil, "")
 		if err != nil {
 			t.Fatal(err)
 		}

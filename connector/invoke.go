@@ -3,6 +3,7 @@ package connector
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"math/rand/v2"
@@ -59,7 +60,10 @@ func (c *Connector) invoke(r *replica, batch []item) {
 			continue
 		}
 		if r == nil {
-			if r, err = c.pool.acquire(c.work, last); err != nil {
+			if r, err = c.pool.acquire(c.work, last, call.producer); err != nil {
+				if errors.Is(err, errNoneAccepts) && c.awaitAccepting(call.producer) {
+					continue
+				}
 				return // drain deadline passed: records stay uncommitted
 			}
 		}
@@ -96,6 +100,13 @@ func (c *Connector) invoke(r *replica, batch []item) {
 			endCall(spans, status, err)
 		}
 		switch {
+		case err == nil && status == httpapi.StatusNotAccepted && call.producer != "":
+			// The replica's model does not read forwards of this
+			// producer: another replica's may. Not the records' fault.
+			c.pool.refuse(last, call.producer)
+			c.m.notAccepted.Inc()
+			c.log.Debug("replica does not accept the forwards' model; trying another", "replica", last.url, "producer", call.producer, "records", len(batch))
+			continue
 		case err == nil && len(batch) > 1 && (status == http.StatusRequestEntityTooLarge || (c.t.refusesWhole() && refused(status))):
 			// Too big for the replica, or refused as a whole: send the
 			// halves, so that a refused record ends up alone.
@@ -129,6 +140,26 @@ func (c *Connector) invoke(r *replica, batch []item) {
 		if len(queue) > 0 && !c.sleep(backoff(conn.Backoff, conn.MaxBackoff, fails)) {
 			return
 		}
+	}
+}
+
+// awaitAccepting waits while no replica accepts forwards of producer
+// (see pool.acquire): until the replica list may have changed; false
+// when the drain deadline passed. The records wait uncommitted, as for a
+// tier that is down; they are never dead-lettered for it.
+func (c *Connector) awaitAccepting(producer string) bool {
+	if _, warned := c.unaccepted.LoadOrStore(producer, true); !warned {
+		c.log.Warn("forwards wait: no replica accepts their model (tiers[].accepts, or their shape); they are kept until one runs", "producer", producer)
+	}
+	c.m.awaitingAccept.Inc()
+	defer c.m.awaitingAccept.Dec()
+	t := time.NewTimer(followEvery)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-c.work.Done():
+		return false
 	}
 }
 
@@ -273,6 +304,9 @@ func (c *Connector) call(r *replica, req request, spans []trace.Span) (answer, e
 		return answer{}, err
 	}
 	hr.Header.Set("Content-Type", req.contentType)
+	if req.producer != "" {
+		hr.Header.Set(httpapi.HeaderProducer, req.producer)
+	}
 	if spans != nil {
 		setCallTraces(hr.Header, spans)
 	}

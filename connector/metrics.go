@@ -17,6 +17,8 @@ type Metrics struct {
 	commitFails       prometheus.Counter
 	down              prometheus.Gauge
 	downSince         prometheus.Gauge
+	notAccepted       prometheus.Counter
+	awaitingAccept    prometheus.Gauge
 
 	// A tier's connector writes its tier's decisions; an uplink's
 	// leaves these nil.
@@ -69,12 +71,18 @@ func NewMetrics(reg prometheus.Registerer, window func() int, decisions bool) *M
 		downSince: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "ddnn_connector_tier_down_since_seconds", Help: "Unix time the tier went down (every replica failing its calls), 0 while it is up.",
 		}),
+		notAccepted: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "ddnn_connector_not_accepted_calls_total", Help: "Calls a replica answered 421: its model does not accept the forwards' producer (tiers[].accepts, or their shape); they went to another replica.",
+		}),
+		awaitingAccept: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "ddnn_connector_calls_awaiting_accepting_replica", Help: "Calls whose forwards no running replica accepts, waiting for one (a rollout under way, or a model that accepts them is missing).",
+		}),
 	}
 	pending := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "ddnn_connector_pending_records", Help: "Records fetched and not yet committable; fetching pauses at connector.max_pending_records.",
 	}, func() float64 { return float64(window()) })
 	reg.MustRegister(m.fetchedRecs, m.invocations, m.retries, m.deadLetters, m.commits, m.batchSize, m.invocationSeconds,
-		m.exhausts, m.dlqRetries, m.commitFails, m.down, m.downSince, pending)
+		m.exhausts, m.dlqRetries, m.commitFails, m.down, m.downSince, m.notAccepted, m.awaitingAccept, pending)
 	if decisions {
 		m.decisionRecords = prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "ddnn_connector_decision_records_total", Help: "Records Kafka acknowledged for the tier's decisions, by kind: results (this site's results topic), forwards (the next tier's input topic on this site), uplink (the queue of the link to another site).",

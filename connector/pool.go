@@ -2,6 +2,7 @@ package connector
 
 import (
 	"context"
+	"errors"
 	"net/url"
 	"sync"
 	"time"
@@ -24,6 +25,29 @@ type replica struct {
 	// lastSuccess is the pool's successes count right after this
 	// replica's last call answered 200 (0: none yet).
 	lastSuccess uint64
+	// refuses holds the producers (models of the previous tier) whose
+	// forwards the replica answered it does not accept, until when the
+	// pool believes it (refusalTTL).
+	refuses map[string]time.Time
+}
+
+// refusalTTL is how long the pool remembers that a replica does not
+// accept a producer: a replica's model does not change, but its address
+// may come back as another replica's.
+const refusalTTL = time.Minute
+
+// errNoneAccepts: every replica taking calls refused the forwards'
+// producer (see acquire).
+var errNoneAccepts = errors.New("no replica accepts the forwards' model")
+
+// acceptsLocked says whether r may be given forwards of producer: it has
+// not refused them lately. p.mu is held.
+func (r *replica) acceptsLocked(producer string, now time.Time) bool {
+	if producer == "" || r.refuses == nil {
+		return true
+	}
+	until, ok := r.refuses[producer]
+	return !ok || now.After(until)
 }
 
 func newReplica(u string) *replica {
@@ -60,16 +84,27 @@ func newPool(urls []string, limit int) *pool {
 }
 
 // acquire waits for a replica with a free slot that is not resting and
-// takes the slot. It prefers any such replica over avoid (the one that just
-// failed), and takes avoid when it is the only one.
-func (p *pool) acquire(ctx context.Context, avoid *replica) (*replica, error) {
+// accepts forwards of producer (any, for ""), and takes the slot. It
+// prefers any such replica over avoid (the one that just failed), and
+// takes avoid when it is the only one. When replicas take calls but
+// every one refused producer, it returns errNoneAccepts at once.
+func (p *pool) acquire(ctx context.Context, avoid *replica, producer string) (*replica, error) {
 	for {
 		p.mu.Lock()
 		now := time.Now()
 		var best, second *replica
 		var nextUp time.Time // earliest end of a rest, zero if none
+		live, accepting := 0, 0
 		for _, r := range p.reps {
-			if r.removed || r.outstanding >= p.limit {
+			if r.removed {
+				continue
+			}
+			live++
+			if !r.acceptsLocked(producer, now) {
+				continue
+			}
+			accepting++
+			if r.outstanding >= p.limit {
 				continue
 			}
 			if now.Before(r.downUntil) {
@@ -93,6 +128,10 @@ func (p *pool) acquire(ctx context.Context, avoid *replica) (*replica, error) {
 			best.outstanding++
 			p.mu.Unlock()
 			return best, nil
+		}
+		if live > 0 && accepting == 0 {
+			p.mu.Unlock()
+			return nil, errNoneAccepts
 		}
 		wake := p.wake
 		p.mu.Unlock()
@@ -160,6 +199,16 @@ func (p *pool) release(r *replica, healthy, ok bool, rest time.Duration) release
 		p.down, out.wentDown = true, true
 	}
 	return out
+}
+
+// refuse records that r does not accept forwards of producer.
+func (p *pool) refuse(r *replica, producer string) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if r.refuses == nil {
+		r.refuses = map[string]time.Time{}
+	}
+	r.refuses[producer] = time.Now().Add(refusalTTL)
 }
 
 // giveBack returns r's slot unused: no call was made.

@@ -48,6 +48,9 @@ type target interface {
 type request struct {
 	path, contentType string
 	body              []byte
+	// producer, when set, names the model that wrote the call's forwards
+	// (httpapi.HeaderProducer), which the replica must accept.
+	producer string
 }
 
 // reply is a call's answer: its body, when the call was sent and how long
@@ -73,17 +76,25 @@ type tierTarget struct {
 	decisions *decisionWriter
 }
 
+// decode reads a message; a forward's route is the model that wrote it
+// (the last hop's), so that a call carries forwards of one producer,
+// which the replica must accept (httpapi.HeaderProducer).
 func (t *tierTarget) decode(r *kgo.Record) (item, error) {
 	m, err := records.DecodeMessage(r, t.raw)
 	if err == nil {
 		err = records.CheckClaim(t.claims, r, m.Device)
 	}
-	return item{rec: r, msg: m}, err
+	it := item{rec: r, msg: m}
+	if t.raw == nil {
+		it.producer = records.LastHopModel(r).String()
+		it.route = it.producer
+	}
+	return it, err
 }
 
 func (t *tierTarget) request(batch []item) (request, error) {
 	body, err := appendMessages(t.enc, batch)
-	return request{path: httpapi.PathInfer, contentType: t.enc.ContentType(), body: body}, err
+	return request{path: httpapi.PathInfer, contentType: t.enc.ContentType(), body: body, producer: batch[0].producer}, err
 }
 
 // accepted: the function answered its decisions, which become records.

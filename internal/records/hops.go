@@ -225,3 +225,31 @@ func parseHop(s string) (Hop, error) {
 	}
 	return h, nil
 }
+
+// LastHopModel is the model of r's last hop (HeaderHops): for a forward,
+// the model of the previous tier that wrote it, which the next tier's
+// replicas must accept (httpapi.HeaderProducer). Zero without hops, or
+// when the last hop names no model or does not read. It reads only that
+// field, as the connector does for every forward it fetches.
+func LastHopModel(r *kgo.Record) wire.ModelVersion {
+	v := Header(r, HeaderHops)
+	if v == "" {
+		return wire.ModelVersion{}
+	}
+	v = v[strings.LastIndexByte(v, ';')+1:]
+	// tier,replica,model,...
+	_, rest, ok := strings.Cut(v, ",")
+	if !ok {
+		return wire.ModelVersion{}
+	}
+	_, rest, ok = strings.Cut(rest, ",")
+	if !ok {
+		return wire.ModelVersion{}
+	}
+	model, _, _ := strings.Cut(rest, ",")
+	m, err := wire.ParseModelVersion(model)
+	if err != nil {
+		return wire.ModelVersion{}
+	}
+	return m
+}

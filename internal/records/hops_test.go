@@ -67,6 +67,29 @@ func TestHopsCarryModelVersions(t *testing.T) {
 	t.Logf("hop without a label: %d bytes (%q); label v2 adds %d", len(Header(unlabeled, HeaderHops)), Header(unlabeled, HeaderHops), added)
 }
 
+// TestLastHopModel: a forward's producer is the model of its last hop,
+// read as ReadHops reads it; none without hops or with a damaged one.
+func TestLastHopModel(t *testing.T) {
+	edge, fog := hopOf("edge", false), hopOf("fog", false)
+	edge.Model.Version = "v2"
+	fog.Model = wire.ModelVersion{SHA: "fedcba987654", Version: "w48"}
+	in, fwd, fwd2 := &kgo.Record{}, &kgo.Record{}, &kgo.Record{}
+	addHop(fwd, in, true, &edge)
+	addHop(fwd2, fwd, true, &fog)
+	if got := LastHopModel(fwd); got != edge.Model {
+		t.Errorf("one hop: %+v, want %+v", got, edge.Model)
+	}
+	if got := LastHopModel(fwd2); got != fog.Model {
+		t.Errorf("two hops: %+v, want %+v", got, fog.Model)
+	}
+	for _, v := range []string{"", "edge", "edge,r", "edge,r,NOT HEX,0.5,f,1,2,3"} {
+		r := &kgo.Record{Headers: []kgo.RecordHeader{{Key: HeaderHops, Value: []byte(v)}}}
+		if got := LastHopModel(r); !got.IsZero() {
+			t.Errorf("header %q: %+v, want none", v, got)
+		}
+	}
+}
+
 // TestReadHopsWrittenBeforeLabels: a header written before hops carried a
 // version label (and one whose replica named no model) reads, each hop
 // with its sha and no label.
