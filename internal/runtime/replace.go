@@ -15,3 +15,13 @@ type Replacer interface {
 	// Replace, so a tier never runs two specs at once but for the drain.
 	Replace(ctx context.Context, spec Spec) error
 }
+
+// BesideReplacer is a Replacer that can keep the old replicas serving
+// beside the new ones after a replacement, until told to retire them.
+type BesideReplacer interface {
+	Replacer
+	// ReplaceBeside replaces as Replace does, but the old replicas stay
+	// listed beside the new ones (neither counted nor scaled) until
+	// retire drains and stops them.
+	ReplaceBeside(ctx context.Context, spec Spec) (retire func(), err error)
+}

@@ -44,6 +44,9 @@ type replica struct {
 	draining bool
 	// standby is a replica Replace started and does not list yet.
 	standby bool
+	// retiring is a replica of the spec before a ReplaceBeside: listed
+	// beside the new ones, neither counted nor scaled, until retired.
+	retiring bool
 	// gone is closed once the replica was stopped after its drain.
 	gone chan struct{}
 }
@@ -126,9 +129,15 @@ func (r *Runtime) Scale(ctx context.Context, n int) error {
 	return runtime.Scale(r.liveLocked(), n, start, r.drainLocked)
 }
 
-// liveLocked returns the listed replicas: not draining, not on standby,
-// oldest first.
+// liveLocked returns the replicas of the current spec that are listed:
+// not draining, not on standby, not retiring; oldest first.
 func (r *Runtime) liveLocked() []*replica {
+	return slices.DeleteFunc(r.listedLocked(), func(rep *replica) bool { return rep.retiring })
+}
+
+// listedLocked returns the replicas connectors may call: the live ones
+// and those retiring beside them.
+func (r *Runtime) listedLocked() []*replica {
 	return slices.DeleteFunc(slices.Clone(r.reps), func(rep *replica) bool { return rep.draining || rep.standby })
 }
 
@@ -190,11 +199,11 @@ func (r *Runtime) stop(rep *replica) {
 	r.log.Info("replica stopped", "replica", rep.id)
 }
 
-// List returns the live replicas (not draining, not on standby for a
-// Replace) with their readiness.
+// List returns the listed replicas (not draining, not on standby for a
+// Replace; retiring ones included) with their readiness.
 func (r *Runtime) List(_ context.Context) ([]runtime.Replica, error) {
 	r.mu.Lock()
-	live := r.liveLocked()
+	live := r.listedLocked()
 	r.mu.Unlock()
 	return runtime.Describe(live, func(rep *replica) runtime.Replica {
 		return runtime.Replica{ID: rep.id, URL: rep.url, Ready: rep.child.Ready(), Started: rep.started}

@@ -26,22 +26,60 @@ func (r *Runtime) Replace(ctx context.Context, spec runtime.Spec) error {
 	if err := r.lockChange(ctx); err != nil {
 		return fmt.Errorf("replace: %w", err)
 	}
-	old, err := r.replace(ctx, spec)
+	old, err := r.replace(ctx, spec, false)
 	r.unlockChange()
 	if err != nil {
 		return err
 	}
-	for _, rep := range old {
-		<-rep.gone // bounded: DrainDelay and StopGrace, or Close
-	}
+	awaitGone(old)
 	r.log.Info("replicas replaced", "replicas", len(old))
 	return nil
 }
 
+// ReplaceBeside is Replace but for the old replicas, which stay listed
+// beside the new ones (runtime.BesideReplacer): for a tier whose new
+// model does not read the forwards the previous tier's old model wrote,
+// which only the old replicas read until that backlog is done. retire
+// drains and stops them and returns once they are stopped; until then
+// the old replicas are neither counted nor scaled, and another Replace
+// waits.
+func (r *Runtime) ReplaceBeside(ctx context.Context, spec runtime.Spec) (retire func(), err error) {
+	if spec.Tier() != r.tier {
+		return nil, fmt.Errorf("replace tier %q: the new spec is of tier %q", r.tier, spec.Tier())
+	}
+	if err := r.lockChange(ctx); err != nil {
+		return nil, fmt.Errorf("replace: %w", err)
+	}
+	old, err := r.replace(ctx, spec, true)
+	r.unlockChange()
+	if err != nil {
+		return nil, err
+	}
+	r.log.Info("replicas replaced; the old ones serve beside the new until retired", "old", len(old))
+	return func() {
+		r.mu.Lock()
+		for _, rep := range old {
+			r.drainLocked(rep)
+		}
+		r.mu.Unlock()
+		awaitGone(old)
+		r.log.Info("old replicas retired", "replicas", len(old))
+	}, nil
+}
+
+// awaitGone waits until each of reps, draining, is stopped: bounded by
+// DrainDelay and StopGrace, or Close.
+func awaitGone(reps []*replica) {
+	for _, rep := range reps {
+		<-rep.gone
+	}
+}
+
 // replace starts the new replicas, waits for them and switches the list
-// to them, returning the old ones, which are draining; or it rolls back.
-// The caller holds the change lock.
-func (r *Runtime) replace(ctx context.Context, spec runtime.Spec) ([]*replica, error) {
+// to them, returning the old ones, which are draining, or retiring beside
+// the new ones when beside is set; or it rolls back. The caller holds the
+// change lock.
+func (r *Runtime) replace(ctx context.Context, spec runtime.Spec, beside bool) ([]*replica, error) {
 	r.mu.Lock()
 	old := r.liveLocked()
 	var fresh []*replica
@@ -69,7 +107,11 @@ func (r *Runtime) replace(ctx context.Context, spec runtime.Spec) ([]*replica, e
 		rep.standby = false
 	}
 	for _, rep := range old {
-		r.drainLocked(rep)
+		if beside {
+			rep.retiring = true
+		} else {
+			r.drainLocked(rep)
+		}
 	}
 	return old, nil
 }

@@ -298,3 +298,38 @@ func TestReplaceNone(t *testing.T) {
 		t.Errorf("the replica runs %v, want %s", got, v2)
 	}
 }
+
+// TestReplaceBeside: the old replicas stay listed beside the new ones,
+// and running, until retired; Scale meanwhile counts and scales only the
+// new ones; retire drains and stops the old ones.
+func TestReplaceBeside(t *testing.T) {
+	var out testsupport.Buffer
+	dir := t.TempDir()
+	v1, v2 := filepath.Join(dir, "v1.yaml"), filepath.Join(dir, "v2.yaml")
+	r := replaceRuntime(t, &out, Config{}, v1, 1)
+	old := pids(r)
+	retire, err := r.ReplaceBeside(context.Background(), edgeSpec(v2))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !ready(t, r, "edge-0", "edge-1") {
+		t.Fatalf("after ReplaceBeside the list is %v, want the old edge-0 beside the new edge-1, both ready", ids(list(t, r)))
+	}
+	if err := r.Scale(context.Background(), 2); err != nil {
+		t.Fatal(err)
+	}
+	proctest.WaitFor(t, "a second new replica", func() bool { return ready(t, r, "edge-0", "edge-1", "edge-2") })
+	if got := files(t, &out, list(t, r)); !slices.Equal(got, []string{v1, v2, v2}) {
+		t.Errorf("the replicas run %v, want the old one %s and two new %s", got, v1, v2)
+	}
+	if proctest.Gone(old[0]) {
+		t.Fatal("the old replica stopped before it was retired")
+	}
+	retire()
+	if !proctest.Gone(old[0]) {
+		t.Error("the old replica runs after retire returned")
+	}
+	if got := ids(list(t, r)); !slices.Equal(got, []string{"edge-1", "edge-2"}) {
+		t.Errorf("after retire the list is %v, want the new edge-1, edge-2", got)
+	}
+}
