@@ -21,7 +21,17 @@ type Replacer interface {
 type BesideReplacer interface {
 	Replacer
 	// ReplaceBeside replaces as Replace does, but the old replicas stay
-	// listed beside the new ones (neither counted nor scaled) until
-	// retire drains and stops them.
-	ReplaceBeside(ctx context.Context, spec Spec) (retire func(), err error)
+	// listed beside the new ones (neither counted nor scaled) until the
+	// Beside it returns retires them, or undoes the replacement.
+	ReplaceBeside(ctx context.Context, spec Spec) (Beside, error)
+}
+
+// Beside ends a ReplaceBeside. Each returns once the replicas it drains
+// are stopped; call one of them once.
+type Beside struct {
+	// Retire drains and stops the old replicas.
+	Retire func()
+	// Undo drains and stops the new replicas instead, and makes the old
+	// ones and their spec current again.
+	Undo func()
 }

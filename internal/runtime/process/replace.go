@@ -39,32 +39,46 @@ func (r *Runtime) Replace(ctx context.Context, spec runtime.Spec) error {
 // ReplaceBeside is Replace but for the old replicas, which stay listed
 // beside the new ones (runtime.BesideReplacer): for a tier whose new
 // model does not read the forwards the previous tier's old model wrote,
-// which only the old replicas read until that backlog is done. retire
-// drains and stops them and returns once they are stopped; until then
-// the old replicas are neither counted nor scaled, and another Replace
-// waits.
-func (r *Runtime) ReplaceBeside(ctx context.Context, spec runtime.Spec) (retire func(), err error) {
+// which only the old replicas read until that backlog is done. Until the
+// Beside it returns retires them (or undoes the replacement), the old
+// replicas are neither counted nor scaled; Scale acts on the new ones.
+// The caller runs one replacement of the tier at a time.
+func (r *Runtime) ReplaceBeside(ctx context.Context, spec runtime.Spec) (runtime.Beside, error) {
 	if spec.Tier() != r.tier {
-		return nil, fmt.Errorf("replace tier %q: the new spec is of tier %q", r.tier, spec.Tier())
+		return runtime.Beside{}, fmt.Errorf("replace tier %q: the new spec is of tier %q", r.tier, spec.Tier())
 	}
 	if err := r.lockChange(ctx); err != nil {
-		return nil, fmt.Errorf("replace: %w", err)
+		return runtime.Beside{}, fmt.Errorf("replace: %w", err)
 	}
+	oldSpec := r.Spec()
 	old, err := r.replace(ctx, spec, true)
 	r.unlockChange()
 	if err != nil {
-		return nil, err
+		return runtime.Beside{}, err
 	}
 	r.log.Info("replicas replaced; the old ones serve beside the new until retired", "old", len(old))
-	return func() {
+	end := func(undo bool) {
 		r.mu.Lock()
-		for _, rep := range old {
+		leaving := old
+		if undo {
+			leaving = r.liveLocked()
+			r.spec = oldSpec
+			for _, rep := range old {
+				rep.retiring = false
+			}
+		}
+		for _, rep := range leaving {
 			r.drainLocked(rep)
 		}
 		r.mu.Unlock()
-		awaitGone(old)
-		r.log.Info("old replicas retired", "replicas", len(old))
-	}, nil
+		awaitGone(leaving)
+		if undo {
+			r.log.Info("replacement undone: the new replicas stopped, the old ones serve", "replicas", len(leaving))
+		} else {
+			r.log.Info("old replicas retired", "replicas", len(old))
+		}
+	}
+	return runtime.Beside{Retire: func() { end(false) }, Undo: func() { end(true) }}, nil
 }
 
 // awaitGone waits until each of reps, draining, is stopped: bounded by

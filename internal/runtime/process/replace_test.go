@@ -308,7 +308,7 @@ func TestReplaceBeside(t *testing.T) {
 	v1, v2 := filepath.Join(dir, "v1.yaml"), filepath.Join(dir, "v2.yaml")
 	r := replaceRuntime(t, &out, Config{}, v1, 1)
 	old := pids(r)
-	retire, err := r.ReplaceBeside(context.Background(), edgeSpec(v2))
+	beside, err := r.ReplaceBeside(context.Background(), edgeSpec(v2))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -325,11 +325,40 @@ func TestReplaceBeside(t *testing.T) {
 	if proctest.Gone(old[0]) {
 		t.Fatal("the old replica stopped before it was retired")
 	}
-	retire()
+	beside.Retire()
 	if !proctest.Gone(old[0]) {
 		t.Error("the old replica runs after retire returned")
 	}
 	if got := ids(list(t, r)); !slices.Equal(got, []string{"edge-1", "edge-2"}) {
 		t.Errorf("after retire the list is %v, want the new edge-1, edge-2", got)
+	}
+}
+
+// TestReplaceBesideUndone: undoing a ReplaceBeside stops the new
+// replicas, those scaled meanwhile included, and makes the old ones and
+// their spec current again.
+func TestReplaceBesideUndone(t *testing.T) {
+	var out testsupport.Buffer
+	dir := t.TempDir()
+	v1, v2 := filepath.Join(dir, "v1.yaml"), filepath.Join(dir, "v2.yaml")
+	r := replaceRuntime(t, &out, Config{}, v1, 1)
+	beside, err := r.ReplaceBeside(context.Background(), edgeSpec(v2))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Scale(context.Background(), 2); err != nil {
+		t.Fatal(err)
+	}
+	proctest.WaitFor(t, "a second new replica", func() bool { return ready(t, r, "edge-0", "edge-1", "edge-2") })
+	beside.Undo()
+	if got := ids(list(t, r)); !slices.Equal(got, []string{"edge-0"}) {
+		t.Fatalf("after Undo the list is %v, want the old edge-0 alone", got)
+	}
+	if err := r.Scale(context.Background(), 2); err != nil {
+		t.Fatal(err)
+	}
+	proctest.WaitFor(t, "scaled after the undo", func() bool { return ready(t, r, "edge-0", "edge-3") })
+	if got := files(t, &out, list(t, r)); !slices.Equal(got, []string{v1, v1}) {
+		t.Errorf("after Undo the replicas run %v, want the old %s", got, v1)
 	}
 }
