@@ -349,27 +349,38 @@ func (f *Function) serveInfer(w http.ResponseWriter, r *http.Request) {
 	w.Write(out)
 }
 
-// refuses says why the tier's model does not accept forwards that
-// producer (a model of the previous tier) wrote, "" when it does: the
-// tier's accepts names none of producer's version label or sha256, or
-// (without accepts) a message's tensor does not fit the model's input.
-// A forward is then never fed to the model: the connector takes it to a
-// replica that accepts it.
-func (f *Function) refuses(sess *Session, producer wire.ModelVersion, msgs []wire.Message) string {
-	if refs := f.tier.Accepts; len(refs) > 0 {
-		if !slices.ContainsFunc(refs, producer.Matches) {
-			return fmt.Sprintf("tier %q model %s accepts forwards of %s (accepts), not of %s",
-				f.tier.Name, sess.Model, strings.Join(refs, ", "), producer)
-		}
-		return ""
+// Accepts says whether a tier's model reads forwards that producer, a
+// model of the previous tier, wrote: those a tier's accepts (refs) names
+// when it has any, else those that fit its input (fits). A replica
+// decides with it per call, and `ddnn up` before a rollout.
+func Accepts(refs []string, producer wire.ModelVersion, fits bool) bool {
+	if len(refs) > 0 {
+		return slices.ContainsFunc(refs, producer.Matches)
 	}
+	return fits
+}
+
+// refuses says why the tier's model does not accept forwards producer
+// wrote (Accepts), "" when it does. A forward is then never fed to the
+// model: the connector takes it to a replica that accepts it.
+func (f *Function) refuses(sess *Session, producer wire.ModelVersion, msgs []wire.Message) string {
+	fits, shape := true, ""
 	for i := range msgs {
 		if t := &msgs[i].Tensor; t.DType != f.wantDType || t.Len() != f.wantLen {
-			return fmt.Sprintf("tier %q model %s takes %s %v, forwards of %s are %s %v",
-				f.tier.Name, sess.Model, f.wantDType, f.wantShape, producer, t.DType, t.Shape)
+			fits, shape = false, fmt.Sprintf("%s %v", t.DType, t.Shape)
+			break
 		}
 	}
-	return ""
+	switch refs := f.tier.Accepts; {
+	case Accepts(refs, producer, fits):
+		return ""
+	case len(refs) > 0:
+		return fmt.Sprintf("tier %q model %s accepts forwards of %s (accepts), not of %s",
+			f.tier.Name, sess.Model, strings.Join(refs, ", "), producer)
+	default:
+		return fmt.Sprintf("tier %q model %s takes %s %v, forwards of %s are %s",
+			f.tier.Name, sess.Model, f.wantDType, f.wantShape, producer, shape)
+	}
 }
 
 // Check validates every message against what the tier takes: its tensor,

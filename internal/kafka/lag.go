@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kerr"
@@ -92,4 +93,54 @@ func Lag(ctx context.Context, adm *kadm.Client, group string, topics ...string) 
 		return GroupLag{}, err
 	}
 	return g, nil
+}
+
+// AwaitPassed waits until group has consumed topic past where its end
+// was when called: every record written to topic before the call is
+// processed and committed. It reads the lag every interval; ctx bounds
+// it.
+func AwaitPassed(ctx context.Context, adm *kadm.Client, group, topic string, interval time.Duration) error {
+	mark, err := Lag(ctx, adm, group, topic)
+	if err != nil {
+		return err
+	}
+	for {
+		now, err := Lag(ctx, adm, group, topic)
+		if err != nil {
+			return err
+		}
+		if passed(mark, now) {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("group %s on %s: %d records before the mark not yet processed: %w", group, topic, behind(mark, now), ctx.Err())
+		case <-time.After(interval):
+		}
+	}
+}
+
+// passed reports whether every partition of now was consumed up to its
+// end in mark.
+func passed(mark, now GroupLag) bool { return behind(mark, now) == 0 }
+
+// behind counts the records of mark's partitions below their end in mark
+// that now has not consumed.
+func behind(mark, now GroupLag) int64 {
+	var n int64
+	for _, m := range mark.Partitions {
+		consumed := int64(-1)
+		for _, p := range now.Partitions {
+			if p.Topic == m.Topic && p.Partition == m.Partition {
+				consumed = p.Consumed
+			}
+		}
+		if consumed < 0 {
+			consumed = m.Consumed
+		}
+		if d := m.End - consumed; d > 0 {
+			n += d
+		}
+	}
+	return n
 }

@@ -2,6 +2,7 @@ package kafka
 
 import (
 	"context"
+	"strings"
 	"testing"
 	"time"
 
@@ -89,5 +90,47 @@ func TestLagUnknownTopic(t *testing.T) {
 	defer cancel()
 	if got, err := Lag(ctx, adm, "g", "missing"); err == nil {
 		t.Errorf("Lag of a missing topic = %+v, want an error", got)
+	}
+}
+
+// TestAwaitPassed: AwaitPassed returns once the group consumed what the
+// topic held when it was called, and a ctx that ends first is an error
+// that counts what is left; records written after the mark do not hold
+// it (behind).
+func TestAwaitPassed(t *testing.T) {
+	adm := lagBroker(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	commit := func(at0, at1 int64) {
+		t.Helper()
+		offs := kadm.Offsets{}
+		offs.Add(kadm.Offset{Topic: "in", Partition: 0, At: at0, LeaderEpoch: -1})
+		offs.Add(kadm.Offset{Topic: "in", Partition: 1, At: at1, LeaderEpoch: -1})
+		if err := adm.CommitAllOffsets(ctx, "g", offs); err != nil {
+			t.Fatal(err)
+		}
+	}
+	commit(2, 5)
+	short, cancelShort := context.WithTimeout(ctx, 100*time.Millisecond)
+	err := AwaitPassed(short, adm, "g", "in", 10*time.Millisecond)
+	cancelShort()
+	if err == nil || !strings.Contains(err.Error(), "3 records before the mark not yet processed") {
+		t.Fatalf("with 3 records left: %v, want an error counting them", err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- AwaitPassed(ctx, adm, "g", "in", 10*time.Millisecond) }()
+	commit(5, 5)
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+
+	mark := GroupLag{Partitions: []PartitionLag{{Topic: "in", Partition: 0, End: 10, Consumed: 4}, {Topic: "in", Partition: 1, End: 3, Consumed: 3}}}
+	later := GroupLag{Partitions: []PartitionLag{{Topic: "in", Partition: 0, End: 50, Consumed: 10}, {Topic: "in", Partition: 1, End: 40, Consumed: 3}}}
+	if n := behind(mark, later); n != 0 {
+		t.Errorf("consumed to the mark with 77 records written since: %d behind, want 0", n)
+	}
+	later.Partitions[0].Consumed = 7
+	if n := behind(mark, later); n != 3 {
+		t.Errorf("3 short of the mark: %d behind", n)
 	}
 }
