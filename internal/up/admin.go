@@ -146,8 +146,9 @@ func (s *Supervisor) serveAdmin() error {
 	if err != nil {
 		return fmt.Errorf("admin: %w", err)
 	}
+	ms, err := s.readModels(running)
 	s.mu.Lock()
-	s.applied = running
+	s.applied, s.models, s.modelsErr = running, ms, err
 	s.mu.Unlock()
 	tokens, err := auth.LoadTokens(s.cfg.ServiceTokenFile)
 	if err != nil {

@@ -52,7 +52,7 @@ func (s *Supervisor) reload(ctx context.Context, p *pipeline.Pipeline) error {
 		return err
 	}
 	s.mu.Lock()
-	running := s.applied
+	running, runningModels, modelsErr := s.applied, s.models, s.modelsErr
 	s.mu.Unlock()
 	plan := apply.Compute(running, next)
 	var b strings.Builder
@@ -63,15 +63,24 @@ func (s *Supervisor) reload(ctx context.Context, p *pipeline.Pipeline) error {
 	if !plan.OK() {
 		return fmt.Errorf("%d settings cannot change while the pipeline runs (see the plan above)", len(plan.Refused))
 	}
-	s.forwardSIGHUP()
-	errs := []error{s.resize(ctx, running.Pipeline, p)}
-	for _, r := range plan.Rollouts {
-		if err := s.rollOut(ctx, r.Tier); err != nil {
-			errs = append(errs, err)
+	nextModels, err := s.readModels(next)
+	if err != nil {
+		return fmt.Errorf("refused, nothing changed: the file's models: %w", err)
+	}
+	var beside []string
+	if len(plan.Rollouts) > 0 {
+		if modelsErr != nil {
+			return fmt.Errorf("refused, nothing changed: the running models could not be read at start (%v), so a rollout cannot tell which forwards they read", modelsErr)
+		}
+		if beside, err = s.planForwards(&plan, next, runningModels, nextModels); err != nil {
+			return fmt.Errorf("refused, nothing changed: %w", err)
 		}
 	}
+	s.forwardSIGHUP()
+	errs := []error{s.resize(ctx, running.Pipeline, p)}
+	errs = append(errs, s.rollOutAll(ctx, &plan, beside))
 	s.mu.Lock()
-	s.applied = next
+	s.applied, s.models = next, nextModels
 	s.mu.Unlock()
 	return errors.Join(errs...)
 }

@@ -154,7 +154,11 @@ type Supervisor struct {
 	status    lastStatus      // the site's status as last read (siteStatus)
 	// applied is the pipeline as last applied, at start or by a reload
 	// (guarded by mu).
-	applied    *apply.Spec
+	applied *apply.Spec
+	// models are applied's models as a rollout needs them (readModels),
+	// or why they could not be read (guarded by mu).
+	models     map[string]tierModel
+	modelsErr  error
 	reloadMu   sync.Mutex     // one reload at a time (a SIGHUP, an apply)
 	stopScaler func()         // stops the scaler and waits for it
 	scaler     *scaler.Scaler // nil without a tier to scale
