@@ -16,6 +16,7 @@ import (
 
 	"github.com/ddnn-continuum/ddnn/internal/onnx"
 	"github.com/ddnn-continuum/ddnn/internal/testsupport"
+	"github.com/ddnn-continuum/ddnn/internal/wire"
 )
 
 // TestUpSIGHUPChangesEdgeThreshold runs `ddnn up`, rewrites the edge
@@ -74,18 +75,7 @@ func TestUpSIGHUPChangesEdgeThreshold(t *testing.T) {
 	t.Logf("load across the reload: %d accepted, each with a result; %d refused; %d duplicates", len(live.accepted), len(live.refused), dups)
 
 	got := sendTestSet(t, tp.funnel, tp.broker, tp.name+".results", tp.file, " after the reload")
-	mismatches := 0
-	for i, w := range want {
-		rs := got["img-"+strconv.Itoa(i)]
-		if len(rs) == 1 && (rs[0].Tier != w.Tier || rs[0].Class != w.Class) {
-			if mismatches++; mismatches <= 5 {
-				t.Errorf("img-%d: %s class %d, models eval of the new file: %s class %d", i, rs[0].Tier, rs[0].Class, w.Tier, w.Class)
-			}
-		}
-	}
-	if mismatches > 0 {
-		t.Errorf("%d of %d images decided otherwise than models eval of the new file", mismatches, n)
-	}
+	checkDecidedAsEval(t, got, want)
 	if now := childPIDs(t, upPID); !slices.Equal(sorted(now), sorted(children)) {
 		t.Errorf("children %v after the reload, were %v: one was restarted", now, children)
 	}
@@ -109,6 +99,24 @@ func TestUpSIGHUPChangesEdgeThreshold(t *testing.T) {
 	}
 }
 
+// checkDecidedAsEval: each test image sent (img-N) got the exit tier and
+// class `ddnn models eval --per-sample` gives it (want).
+func checkDecidedAsEval(t *testing.T, got map[string][]wire.Result, want []sampleDecision) {
+	t.Helper()
+	mismatches := 0
+	for i, w := range want {
+		rs := got["img-"+strconv.Itoa(i)]
+		if len(rs) == 1 && (rs[0].Tier != w.Tier || rs[0].Class != w.Class) {
+			if mismatches++; mismatches <= 5 {
+				t.Errorf("img-%d: %s class %d, models eval of the new file: %s class %d", i, rs[0].Tier, rs[0].Class, w.Tier, w.Class)
+			}
+		}
+	}
+	if mismatches > 0 {
+		t.Errorf("%d of %d images decided otherwise than models eval of the new file", mismatches, len(want))
+	}
+}
+
 func sorted(s []int) []int {
 	s = slices.Clone(s)
 	slices.Sort(s)
@@ -116,15 +124,17 @@ func sorted(s []int) []int {
 }
 
 // TestUpSIGHUPRollsOutFog runs `ddnn up` with the fog model in a file of
-// its own, replaces that file by a model of another sha256 (the same
-// graph with an extra field the ONNX reader skips) and sends up SIGHUP
-// while devices send 100 msg/s: up logs the plan (the fog tier rolls
+// its own, replaces that file by a retrained fog of the same forward
+// shape (models/testdata/rollout/fog-retrained.onnx) and sends up SIGHUP
+// while devices send 300 msg/s: up logs the plan (the fog tier rolls
 // out), replaces the fog replica, and from then on fog exits name the new
-// sha; none is refused, lost or dead-lettered. A file whose input changed
-// is refused with the reason and changes nothing.
+// sha; none is refused, lost or dead-lettered. The test images sent after
+// the rollout are decided, sample for sample (so with the same accuracy),
+// as `ddnn models eval` decides them with the new chain. A file whose
+// input changed is refused with the reason and changes nothing.
 func TestUpSIGHUPRollsOutFog(t *testing.T) {
 	tp := writePipeline(t, "rollout", 1, "")
-	fog, model := modelBeside(t, tp.file, "fog")
+	fog, _ := modelBeside(t, tp.file, "fog")
 	withFog, err := os.ReadFile(tp.file)
 	if err != nil {
 		t.Fatal(err)
@@ -140,13 +150,17 @@ func TestUpSIGHUPRollsOutFog(t *testing.T) {
 		t.Fatalf("fog replicas %v, want 1", oldFog)
 	}
 
-	live := startLoad(t, tp.funnel, testSet(t).Samples, "roll-", 0, 100)
+	live := startLoad(t, tp.funnel, testSet(t).Samples, "roll-", 0, 300)
 	defer live.stop()
-	testsupport.WaitFor(t, 10*time.Second, "the load under way", func() bool { return len(live.ids()) >= 50 })
-	// Field 1000, a varint: protobuf readers skip fields they do not know.
-	if err := os.WriteFile(fog, append(slices.Clone(model), 0xc0, 0x3e, 0x01), 0o644); err != nil {
+	testsupport.WaitFor(t, 10*time.Second, "the load under way", func() bool { return len(live.ids()) >= 150 })
+	retrained, err := os.ReadFile(filepath.Join(root(t), "models", "testdata", "rollout", "fog-retrained.onnx"))
+	if err != nil {
 		t.Fatal(err)
 	}
+	if err := os.WriteFile(fog, retrained, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	want := evalPerSample(t, tp.file, len(testSet(t).Samples))
 	newSHA, err := onnx.FileSHA256(fog)
 	if err != nil || newSHA == oldSHA {
 		t.Fatalf("new fog sha %s (%v), old %s", newSHA, err, oldSHA)
@@ -168,7 +182,7 @@ func TestUpSIGHUPRollsOutFog(t *testing.T) {
 		t.Errorf("fog replicas %v after the rollout, were %v: want one new", now, oldFog)
 	}
 	after := len(live.ids())
-	testsupport.WaitFor(t, 10*time.Second, "the load going on after the rollout", func() bool { return len(live.ids()) >= after+100 })
+	testsupport.WaitFor(t, 10*time.Second, "the load going on after the rollout", func() bool { return len(live.ids()) >= after+300 })
 	live.stop()
 	if len(live.refused) > 0 {
 		t.Errorf("%d sends refused across the rollout: %v", len(live.refused), live.reasons)
@@ -199,6 +213,7 @@ func TestUpSIGHUPRollsOutFog(t *testing.T) {
 	}
 	t.Logf("fog rolled out %s after SIGHUP; %d sends accepted, %d refused; %d fog exits after it, all by %s",
 		rolled.Round(time.Millisecond), len(live.accepted), len(live.refused), fogNew, newSHA)
+	checkDecidedAsEval(t, sendTestSet(t, tp.funnel, tp.broker, tp.name+".results", tp.file, " after the rollout"), want)
 
 	// A file whose input changed: refused with the reason, nothing changed.
 	if err := os.WriteFile(tp.file, []byte(strings.Replace(string(withFog), "shape: [1, 28, 28]", "shape: [1, 28, 27]", 1)), 0o644); err != nil {
