@@ -25,7 +25,8 @@ import (
 // edge's forwards are processed. Asserted from the records' hops: no
 // forward was read by a fog model that does not accept its edge model
 // (every fog hop follows an edge hop of the same chain), the old fog
-// replica stopped, nothing was refused, lost or dead-lettered.
+// replica stopped, nothing was refused, lost or dead-lettered. A second
+// apply while the first rolls out is refused with the reason.
 func TestApplyPairOfAnotherForwardWidth(t *testing.T) {
 	tp := writePipeline(t, "pair", 1, "")
 	labelTier(t, tp.file, "edge", "v1")
@@ -69,27 +70,42 @@ func TestApplyPairOfAnotherForwardWidth(t *testing.T) {
 	}
 	mark := len(upProc.out.String())
 	applyAt := time.Now()
-	apply := exec.Command(ddnn, "apply", "-f", tp.file, "--apply-timeout", "3m")
-	apply.Dir = workDir(t) // where up keeps the service token
-	out, err := apply.CombinedOutput()
-	if err != nil {
-		t.Fatalf("ddnn apply: %v\n%s", err, out)
+	apply := func() ([]byte, error) {
+		cmd := exec.Command(ddnn, "apply", "-f", tp.file, "--apply-timeout", "3m")
+		cmd.Dir = workDir(t) // where up keeps the service token
+		return cmd.CombinedOutput()
+	}
+	type result struct {
+		out []byte
+		err error
+	}
+	first := make(chan result, 1)
+	go func() {
+		out, err := apply()
+		first <- result{out, err}
+	}()
+	// A second apply while the first rolls out is refused, and says so.
+	testsupport.WaitFor(t, 30*time.Second, "the first apply rolling out", func() bool {
+		return strings.Contains(upProc.out.String()[mark:], "reload: rolling out")
+	})
+	if out, err := apply(); err == nil || !strings.Contains(string(out), "another apply or reload is under way") {
+		t.Errorf("a second apply during the first: %v\n%s", err, out)
+	}
+	r := <-first
+	if r.err != nil {
+		t.Fatalf("ddnn apply: %v\n%s", r.err, r.out)
 	}
 	applied := time.Since(applyAt)
-	t.Logf("ddnn apply (%s):\n%s", applied.Round(time.Millisecond), out)
+	t.Logf("ddnn apply (%s):\n%s", applied.Round(time.Millisecond), r.out)
+	// up logged these before it answered; its output reaches the test
+	// through a pipe.
+	testsupport.WaitFor(t, 5*time.Second, "up logging the old fog replicas retired", func() bool {
+		return strings.Contains(upProc.out.String()[mark:], `msg="reload: old replicas retired, their forwards done" component=up tier=fog`)
+	})
 	logged := upProc.out.String()[mark:]
-	for _, want := range []string{
-		`msg="reload: rolling out, the old replicas serving beside the new until the old forwards are done" component=up tier=fog`,
-		`msg="reload: rolled out" component=up tier=edge`,
-		`msg="reload: old replicas retired, their forwards done" component=up tier=fog`,
-	} {
-		if !strings.Contains(logged, want) {
-			t.Errorf("up did not log %s", want)
-		}
-	}
 	fogAt := strings.Index(logged, `msg="reload: rolling out, the old replicas serving beside the new until the old forwards are done" component=up tier=fog`)
-	if edgeAt := strings.Index(logged, `msg="reload: rolling out" component=up tier=edge`); edgeAt < fogAt {
-		t.Errorf("up rolled the edge out before the fog")
+	if edgeAt := strings.Index(logged, `msg="reload: rolling out" component=up tier=edge`); fogAt < 0 || edgeAt < fogAt {
+		t.Errorf("up did not roll the fog out beside its old replicas (at %d), then the edge (at %d):\n%s", fogAt, edgeAt, logged)
 	}
 	for _, pid := range oldFog {
 		if !proctest.Gone(pid) {

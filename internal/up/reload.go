@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/ddnn-continuum/ddnn/internal/apply"
 	"github.com/ddnn-continuum/ddnn/internal/command"
@@ -32,9 +33,16 @@ import (
 func (s *Supervisor) reloadOnSIGHUP(ctx context.Context) (stop func()) {
 	ctx, cancel := context.WithCancel(ctx) // ends a rollout under way at stop
 	stopSignals := command.Reloader{
-		Load:  func() (*pipeline.Pipeline, error) { return command.LoadPipeline(s.cfg.File) },
-		Apply: func(p *pipeline.Pipeline) error { return s.reload(ctx, p) },
-		Log:   s.log,
+		Load: func() (*pipeline.Pipeline, error) { return command.LoadPipeline(s.cfg.File) },
+		Apply: func(p *pipeline.Pipeline) error {
+			if !s.reloadMu.TryLock() {
+				s.log.Info("reload: waiting for the reload under way to finish", "since", s.reloadingSince().Format(time.RFC3339))
+				s.reloadMu.Lock()
+			}
+			defer s.reloadMu.Unlock()
+			return s.reload(ctx, p)
+		},
+		Log: s.log,
 	}.OnSIGHUP(ctx)
 	return func() {
 		cancel()
@@ -42,11 +50,13 @@ func (s *Supervisor) reloadOnSIGHUP(ctx context.Context) (stop func()) {
 	}
 }
 
-// reload plans p against the running pipeline and applies the plan, one
-// reload at a time (a SIGHUP, an apply).
+// reload plans p against the running pipeline and applies the plan. The
+// caller holds reloadMu: one reload at a time (a SIGHUP waits for the one
+// under way, an apply is refused while one is).
 func (s *Supervisor) reload(ctx context.Context, p *pipeline.Pipeline) error {
-	s.reloadMu.Lock()
-	defer s.reloadMu.Unlock()
+	s.mu.Lock()
+	s.reloading = time.Now()
+	s.mu.Unlock()
 	next, err := apply.Load(p)
 	if err != nil {
 		return err
@@ -172,6 +182,11 @@ func (s *Supervisor) serveApply(w http.ResponseWriter, r *http.Request) {
 		applyError(w, http.StatusConflict, fmt.Sprintf("ddnn up runs %s, which is not %s as planned; apply changes the file ddnn up runs: edit it and apply it. It differs in:\n%s", s.cfg.File, req.File, b.String()))
 		return
 	}
+	if !s.reloadMu.TryLock() {
+		applyError(w, http.StatusConflict, fmt.Sprintf("another apply or reload is under way (since %s): nothing changed; apply again once it is done", s.reloadingSince().Format(time.RFC3339)))
+		return
+	}
+	defer s.reloadMu.Unlock()
 	s.log.Info("reload: applying on behalf of ddnn apply", "file", s.cfg.File, "remote", r.RemoteAddr)
 	if err := s.reload(s.supervise, p); err != nil {
 		applyError(w, http.StatusUnprocessableEntity, err.Error())
@@ -179,6 +194,13 @@ func (s *Supervisor) serveApply(w http.ResponseWriter, r *http.Request) {
 	}
 	w.Header().Set("Content-Type", "application/json")
 	io.WriteString(w, "{\"applied\":true}\n")
+}
+
+// reloadingSince is when the last reload began.
+func (s *Supervisor) reloadingSince() time.Time {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.reloading
 }
 
 // applyError answers an apply with code and why, as JSON.

@@ -160,6 +160,7 @@ type Supervisor struct {
 	models     map[string]tierModel
 	modelsErr  error
 	reloadMu   sync.Mutex     // one reload at a time (a SIGHUP, an apply)
+	reloading  time.Time      // when the last reload began (guarded by mu)
 	stopScaler func()         // stops the scaler and waits for it
 	scaler     *scaler.Scaler // nil without a tier to scale
 
