@@ -82,7 +82,7 @@ func New(ctx context.Context, p *pipeline.Pipeline, t *pipeline.Tier, o Options)
 			return nil, fmt.Errorf("tier %q: %w", t.Name, err)
 		}
 		k := t.Replicas.Kubernetes
-		cfg.Namespace, cfg.Deployment, cfg.Port, cfg.Logger = k.Namespace, k.Deployment, k.Port, o.Logger
+		cfg.Namespace, cfg.Deployment, cfg.Port, cfg.Spec, cfg.Logger = k.Namespace, k.Deployment, k.Port, spec, o.Logger
 		return kubernetes.New(cfg)
 	default:
 		return nil, fmt.Errorf("tier %q: replicas.runtime %q unknown", t.Name, t.Replicas.Runtime)
