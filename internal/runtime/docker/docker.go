@@ -229,10 +229,20 @@ func (r *Runtime) liveLocked() []*replica {
 	return slices.DeleteFunc(slices.Clone(r.reps), func(rep *replica) bool { return rep.draining || rep.standby })
 }
 
+// engineTimeout bounds the engine's create and start of one container.
+const engineTimeout = time.Minute
+
 // start creates and starts a container of run, on standby (not listed)
 // if asked. The engine's calls run without the lock, so List answers
-// meanwhile.
+// meanwhile. They are not cut short when ctx ends (only refused if it has
+// ended): a create cut short may still make a container the runtime would
+// not know of.
 func (r *Runtime) start(ctx context.Context, run started, standby bool) (*replica, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), engineTimeout)
+	defer cancel()
 	port, err := socket.FreePort()
 	if err != nil {
 		return nil, err
