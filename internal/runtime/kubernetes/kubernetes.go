@@ -163,9 +163,9 @@ func explain(cc clientcmd.ClientConfig, rules *clientcmd.ClientConfigLoadingRule
 }
 
 // scheme knows the few API types the runtime sends and reads: a Scale, a
-// Deployment, a Pod list and metav1's Status and options. client-go's typed clientset
-// would register every API group of Kubernetes, which adds about 15 MB to
-// the binary for two requests' worth of types.
+// Deployment, a Pod list and metav1's Status and options. client-go's
+// typed clientset would register every API group of Kubernetes, which adds
+// about 15 MB to the binary for a few requests' worth of types.
 var (
 	scheme         = k8sruntime.NewScheme()
 	codecs         = serializer.NewCodecFactory(scheme)
