@@ -94,11 +94,23 @@ func (s *Supervisor) planForwards(plan *apply.Plan, next *apply.Spec, running, n
 			errs = append(errs, fmt.Errorf("tier %q: the new model %s does not read the forwards of tier %q's running model %s (%s): roll out %q with a model it reads", t, nextModels[t].version, q, running[q].version, mismatch(nextModels[t], running[q]), q))
 		case here != (s.runtime(q) != nil):
 			errs = append(errs, fmt.Errorf("tier %q: the new model %s does not read the forwards of tier %q's running model %s, and the two tiers run on different sites: a live rollout keeps the old %q replicas until %q's old forwards are done only when both run on one site", t, nextModels[t].version, q, running[q].version, t, q))
+		case here && !canReplaceBeside(s.runtime(t)):
+			errs = append(errs, fmt.Errorf("tier %q: the new model %s does not read the forwards of tier %q's running model %s, and the tier's runtime cannot keep its old replicas beside the new ones until they are done (the process runtime can)", t, nextModels[t].version, q, running[q].version))
 		case here:
 			beside = append(beside, t)
 		}
 	}
 	return beside, errors.Join(errs...)
+}
+
+// canReplaceBeside says whether rt can keep a tier's old replicas beside
+// the new ones (rollOutBeside).
+func canReplaceBeside(rt runtime.Runtime) bool {
+	_, ok := rt.(interface {
+		runtime.BesideReplacer
+		Spec() runtime.Spec
+	})
+	return ok
 }
 
 // mismatch says why m does not read producer's forwards.
@@ -184,8 +196,8 @@ func (s *Supervisor) rollOutBeside(ctx context.Context, tier string) (runtime.Be
 		runtime.BesideReplacer
 		Spec() runtime.Spec
 	})
-	if !ok {
-		return runtime.Beside{}, fmt.Errorf("tier %q: rollout: its new model does not read the old forwards, and its runtime cannot keep the old replicas beside the new ones (the process runtime can)", tier)
+	if !ok { // planForwards refused it
+		return runtime.Beside{}, fmt.Errorf("tier %q: rollout: its runtime cannot keep the old replicas beside the new ones", tier)
 	}
 	s.log.Info("reload: rolling out, the old replicas serving beside the new until the old forwards are done", "tier", tier)
 	b, err := rep.ReplaceBeside(ctx, rep.Spec())

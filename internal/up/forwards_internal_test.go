@@ -43,6 +43,7 @@ func TestPlanForwards(t *testing.T) {
 		rollouts []string
 		next     map[string]tierModel
 		onSite   []string // tiers with a runtime on the site; all when nil
+		plain    []string // tiers whose runtime cannot replace beside
 		beside   []string
 		refused  string
 	}{
@@ -58,6 +59,8 @@ func TestPlanForwards(t *testing.T) {
 			refused: `tier "fog": model bbbbbbbbbbbb@v1 would not read the forwards of tier "edge"'s model dddddddddddd@w48`},
 		{name: "a fog whose accepts names neither edge", rollouts: []string{"fog"}, next: with(map[string]tierModel{"fog": model("ffffffffffff", "v2", 32, 16, "v7")}),
 			refused: `its accepts lists [v7]`},
+		{name: "the pair, the fog on a runtime that cannot keep old replicas", rollouts: []string{"edge", "fog"}, next: with(map[string]tierModel{"edge": edgeW48, "fog": fogW48}),
+			plain: []string{"fog"}, refused: `the tier's runtime cannot keep its old replicas beside the new ones`},
 		{name: "the pair on two sites", rollouts: []string{"edge", "fog"}, next: with(map[string]tierModel{"edge": edgeW48, "fog": fogW48}),
 			onSite: []string{"fog", "cloud"}, refused: `the two tiers run on different sites`},
 	} {
@@ -70,6 +73,9 @@ func TestPlanForwards(t *testing.T) {
 			}
 			for _, tier := range on {
 				s.runtimes[tier] = process.New(runtime.Spec{}, process.Config{})
+			}
+			for _, tier := range tc.plain {
+				s.runtimes[tier] = plainRuntime{}
 			}
 			plan := &apply.Plan{}
 			for _, r := range tc.rollouts {
@@ -88,3 +94,6 @@ func TestPlanForwards(t *testing.T) {
 		})
 	}
 }
+
+// plainRuntime is a runtime that cannot replace its replicas beside.
+type plainRuntime struct{ runtime.Runtime }

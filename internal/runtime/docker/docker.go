@@ -9,6 +9,9 @@
 // pipeline and tier, and are removed when stopped; New removes leftovers of a
 // crashed run by label. The pipeline file and the models it names are
 // bind-mounted read-only at their host paths, so `-f` means the same inside.
+//
+// Replace swaps every container for one of a new spec as the process
+// runtime swaps its children (see replace.go).
 package docker
 
 import (
@@ -44,14 +47,19 @@ type Config struct {
 	// CPUs and MemoryBytes limit each container; 0 means no limit.
 	CPUs        float64
 	MemoryBytes int64
-	// Mounts are host paths bind-mounted read-only at the same path: the
-	// pipeline file and the model files it names.
-	Mounts []string
+	// Mounts gives the host paths bind-mounted read-only at the same path
+	// into the containers of a spec: the pipeline file and the model files
+	// it names. New asks it for the first spec, Replace for the new one
+	// (the file may now name other models). Nil mounts nothing.
+	Mounts func(runtime.Spec) ([]string, error)
 	// DrainDelay is how long a leaving replica is hidden before it is
 	// stopped (default 2s), StopGrace how long it may take to stop (8s).
 	DrainDelay time.Duration
 	StopGrace  time.Duration
-	Logger     *slog.Logger
+	// ReadyTimeout is how long Replace waits for a new replica to be
+	// ready before it rolls back (default 1m).
+	ReadyTimeout time.Duration
+	Logger       *slog.Logger
 }
 
 type replica struct {
@@ -60,23 +68,40 @@ type replica struct {
 	url      string
 	started  time.Time
 	draining bool
+	// standby is a replica Replace started and does not list yet.
+	standby bool
+	// gone is closed once the replica was removed.
+	gone chan struct{}
+}
+
+// started is what replicas of a spec run with: the spec and its mounts.
+type started struct {
+	spec   runtime.Spec
+	mounts []string
 }
 
 // Runtime runs one tier's replicas as containers.
 type Runtime struct {
-	spec runtime.Spec
-	cfg  Config
-	cli  *client.Client
-	log  *slog.Logger
-	http *http.Client
+	pipeline, tier string
+	cfg            Config
+	cli            *client.Client
+	log            *slog.Logger
+	http           *http.Client
+
+	// change is held by Scale and Replace: one at a time, so a Scale
+	// never starts a replica of a spec that is being replaced.
+	change runtime.ChangeLock
 
 	mu    sync.Mutex
+	run   started // of the replicas started from now
 	reps  []*replica
 	next  int
 	stops sync.WaitGroup
+	ctx   context.Context // ends drains and waits at Close
+	done  context.CancelFunc
 }
 
-var _ runtime.Runtime = (*Runtime)(nil)
+var _ runtime.Replacer = (*Runtime)(nil)
 
 // New connects to the Docker engine (DOCKER_HOST or the default socket) and
 // removes leftover containers of this pipeline and tier.
@@ -90,6 +115,9 @@ func New(ctx context.Context, spec runtime.Spec, cfg Config) (*Runtime, error) {
 	if cfg.StopGrace == 0 {
 		cfg.StopGrace = 8 * time.Second
 	}
+	if cfg.ReadyTimeout == 0 {
+		cfg.ReadyTimeout = time.Minute
+	}
 	log := cfg.Logger
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
@@ -102,8 +130,19 @@ func New(ctx context.Context, spec runtime.Spec, cfg Config) (*Runtime, error) {
 		cli.Close()
 		return nil, fmt.Errorf("docker engine at %s: %w", cli.DaemonHost(), err)
 	}
-	r := &Runtime{spec: spec, cfg: cfg, cli: cli, log: log.With("runtime", "docker", "tier", spec.Tier()), http: &http.Client{Timeout: time.Second}}
+	run, err := cfg.started(spec)
+	if err != nil {
+		cli.Close()
+		return nil, err
+	}
+	life, cancel := context.WithCancel(context.Background())
+	r := &Runtime{
+		pipeline: spec.Pipeline, tier: spec.Tier(), cfg: cfg, cli: cli, run: run,
+		log: log.With("runtime", "docker", "tier", spec.Tier()), http: &http.Client{Timeout: time.Second},
+		ctx: life, done: cancel,
+	}
 	if n, err := r.removeLeftovers(ctx); err != nil {
+		cancel()
 		cli.Close()
 		return nil, err
 	} else if n > 0 {
@@ -115,8 +154,8 @@ func New(ctx context.Context, spec runtime.Spec, cfg Config) (*Runtime, error) {
 func (r *Runtime) labelFilter() filters.Args {
 	return filters.NewArgs(
 		filters.Arg("label", LabelManaged+"=true"),
-		filters.Arg("label", LabelPipeline+"="+r.spec.Pipeline),
-		filters.Arg("label", LabelTier+"="+r.spec.Tier()),
+		filters.Arg("label", LabelPipeline+"="+r.pipeline),
+		filters.Arg("label", LabelTier+"="+r.tier),
 	)
 }
 
@@ -142,29 +181,80 @@ func (r *Runtime) removeLeftovers(ctx context.Context) (int, error) {
 	return len(cs), nil
 }
 
-// Scale starts or drains containers until n are live.
-func (r *Runtime) Scale(ctx context.Context, n int) error {
+// started is spec with the mounts its replicas need.
+func (c *Config) started(spec runtime.Spec) (started, error) {
+	run := started{spec: spec}
+	if c.Mounts == nil {
+		return run, nil
+	}
+	m, err := c.Mounts(spec)
+	if err != nil {
+		return started{}, fmt.Errorf("docker: mounts of tier %q: %w", spec.Tier(), err)
+	}
+	run.mounts = m
+	return run, nil
+}
+
+// Spec is the spec of the replicas started from now (the last Replace's).
+func (r *Runtime) Spec() runtime.Spec {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	return runtime.Scale(r.liveLocked(), n, func() error { return r.startLocked(ctx) }, r.drainLocked)
+	return r.run.spec
 }
 
-// liveLocked returns the replicas not draining, oldest first.
-func (r *Runtime) liveLocked() []*replica {
-	return slices.DeleteFunc(slices.Clone(r.reps), func(rep *replica) bool { return rep.draining })
-}
-
-func (r *Runtime) startLocked(ctx context.Context) error {
-	port, err := socket.FreePort()
-	if err != nil {
+// Scale starts or drains containers until n are live. During a Replace it
+// waits for it (or for ctx).
+func (r *Runtime) Scale(ctx context.Context, n int) error {
+	if err := r.change.Lock(ctx, r.tier); err != nil {
 		return err
 	}
+	defer r.change.Unlock()
+	r.mu.Lock()
+	live, run := r.liveLocked(), r.run
+	r.mu.Unlock()
+	start := func() error {
+		_, err := r.start(ctx, run, false)
+		return err
+	}
+	return runtime.Scale(live, n, start, func(rep *replica) {
+		r.mu.Lock()
+		defer r.mu.Unlock()
+		r.drainLocked(rep)
+	})
+}
+
+// liveLocked returns the listed replicas: not draining, not on standby,
+// oldest first.
+func (r *Runtime) liveLocked() []*replica {
+	return slices.DeleteFunc(slices.Clone(r.reps), func(rep *replica) bool { return rep.draining || rep.standby })
+}
+
+// engineTimeout bounds the engine's create and start of one container.
+const engineTimeout = time.Minute
+
+// start creates and starts a container of run, on standby (not listed)
+// if asked. The engine's calls run without the lock, so List answers
+// meanwhile. They are not cut short when ctx ends (only refused if it has
+// ended): a create cut short may still make a container the runtime would
+// not know of.
+func (r *Runtime) start(ctx context.Context, run started, standby bool) (*replica, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), engineTimeout)
+	defer cancel()
+	port, err := socket.FreePort()
+	if err != nil {
+		return nil, err
+	}
 	addr := "127.0.0.1:" + strconv.Itoa(port)
-	name := fmt.Sprintf("ddnn-%s-%s-%d-%d", r.spec.Pipeline, r.spec.Tier(), os.Getpid(), r.next)
+	r.mu.Lock()
+	name := fmt.Sprintf("ddnn-%s-%s-%d-%d", r.pipeline, r.tier, os.Getpid(), r.next)
 	r.next++
-	cmd := r.spec.Args(addr)
-	binds := make([]string, len(r.cfg.Mounts))
-	for i, m := range r.cfg.Mounts {
+	r.mu.Unlock()
+	cmd := run.spec.Args(addr)
+	binds := make([]string, len(run.mounts))
+	for i, m := range run.mounts {
 		binds[i] = m + ":" + m + ":ro"
 	}
 	resp, err := r.cli.ContainerCreate(ctx,
@@ -173,7 +263,7 @@ func (r *Runtime) startLocked(ctx context.Context) error {
 			Cmd:   cmd,
 			User:  ContainerUser,
 			Labels: map[string]string{
-				LabelManaged: "true", LabelPipeline: r.spec.Pipeline, LabelTier: r.spec.Tier(),
+				LabelManaged: "true", LabelPipeline: r.pipeline, LabelTier: r.tier,
 			},
 		},
 		&container.HostConfig{
@@ -186,16 +276,18 @@ func (r *Runtime) startLocked(ctx context.Context) error {
 			},
 		}, nil, nil, name)
 	if err != nil {
-		return fmt.Errorf("docker: create %s: %w", name, err)
+		return nil, fmt.Errorf("docker: create %s: %w", name, err)
 	}
 	if err := r.cli.ContainerStart(ctx, resp.ID, container.StartOptions{}); err != nil {
 		r.cli.ContainerRemove(context.Background(), resp.ID, container.RemoveOptions{Force: true})
-		return fmt.Errorf("docker: start %s: %w", name, err)
+		return nil, fmt.Errorf("docker: start %s: %w", name, err)
 	}
-	rep := &replica{id: resp.ID, name: name, url: "http://" + addr, started: time.Now()}
+	rep := &replica{id: resp.ID, name: name, url: "http://" + addr, started: time.Now(), standby: standby, gone: make(chan struct{})}
+	r.mu.Lock()
 	r.reps = append(r.reps, rep)
+	r.mu.Unlock()
 	r.log.Info("replica started", "replica", name, "container", resp.ID[:12], "url", rep.url)
-	return nil
+	return rep, nil
 }
 
 func (r *Runtime) drainLocked(rep *replica) {
@@ -207,7 +299,10 @@ func (r *Runtime) drainLocked(rep *replica) {
 	r.stops.Add(1)
 	go func() {
 		defer r.stops.Done()
-		time.Sleep(r.cfg.DrainDelay)
+		select {
+		case <-time.After(r.cfg.DrainDelay):
+		case <-r.ctx.Done():
+		}
 		r.remove(rep)
 	}()
 }
@@ -224,14 +319,19 @@ func (r *Runtime) remove(rep *replica) {
 		r.log.Warn("remove", "replica", rep.name, "err", err)
 	}
 	r.mu.Lock()
-	if i := slices.Index(r.reps, rep); i >= 0 {
+	i := slices.Index(r.reps, rep)
+	if i >= 0 {
 		r.reps = slices.Delete(r.reps, i, i+1)
 	}
 	r.mu.Unlock()
-	r.log.Info("replica stopped", "replica", rep.name)
+	if i >= 0 {
+		close(rep.gone)
+		r.log.Info("replica stopped", "replica", rep.name)
+	}
 }
 
-// List returns the live containers with readiness from their /readyz.
+// List returns the live containers (not draining, not on standby for a
+// Replace) with readiness from their /readyz.
 func (r *Runtime) List(ctx context.Context) ([]runtime.Replica, error) {
 	r.mu.Lock()
 	live := r.liveLocked()
@@ -254,11 +354,13 @@ func (r *Runtime) ready(ctx context.Context, url string) bool {
 	return resp.StatusCode == http.StatusOK
 }
 
-// Close stops and removes every container of the tier and closes the client.
+// Close stops and removes every container of the tier and closes the
+// client. Draining containers are removed now.
 func (r *Runtime) Close(ctx context.Context) error {
 	r.mu.Lock()
-	live := r.liveLocked() // a draining one is removed by its drain goroutine
+	live := slices.DeleteFunc(slices.Clone(r.reps), func(rep *replica) bool { return rep.draining })
 	r.mu.Unlock()
+	r.done() // a draining one is removed by its drain goroutine, now
 	var wg sync.WaitGroup
 	for _, rep := range live {
 		wg.Go(func() { r.remove(rep) })

@@ -17,6 +17,12 @@
 // A replica is removed by scaling down; the ReplicaSet chooses which pod
 // goes (one not ready first), and Kubernetes' graceful termination lets it
 // finish its in-flight requests.
+//
+// Replace is a rolling update of the Deployment (replace.go): it patches
+// annotations of the pod template, which the scaler's Role allows
+// (get and patch on the inference Deployments) and deploy/k8s's
+// ValidatingAdmissionPolicy bounds to those annotations, so the account
+// still cannot give a pod another label or change what it runs.
 package kubernetes
 
 import (
@@ -30,8 +36,10 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
+	appsv1 "k8s.io/api/apps/v1"
 	autoscalingv1 "k8s.io/api/autoscaling/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -54,8 +62,14 @@ type Config struct {
 	Port int
 	// REST reaches and authenticates to the API server; LoadConfig,
 	// InClusterConfig and KubeconfigConfig fill it.
-	REST   *rest.Config
-	Logger *slog.Logger
+	REST *rest.Config
+	// Spec is what the replicas run: its tier is the Deployment's, and
+	// Replace hashes it into the pod template.
+	Spec runtime.Spec
+	// RolloutTimeout bounds a Replace: a rollout not complete by then is
+	// rolled back (default 5m).
+	RolloutTimeout time.Duration
+	Logger         *slog.Logger
 }
 
 // requestTimeout bounds one API request when REST sets no timeout.
@@ -149,9 +163,9 @@ func explain(cc clientcmd.ClientConfig, rules *clientcmd.ClientConfigLoadingRule
 }
 
 // scheme knows the few API types the runtime sends and reads: a Scale, a
-// Pod list, an Eviction and metav1's Status and options. client-go's typed clientset
-// would register every API group of Kubernetes, which adds about 15 MB to
-// the binary for two requests' worth of types.
+// Deployment, a Pod list and metav1's Status and options. client-go's
+// typed clientset would register every API group of Kubernetes, which adds
+// about 15 MB to the binary for a few requests' worth of types.
 var (
 	scheme         = k8sruntime.NewScheme()
 	codecs         = serializer.NewCodecFactory(scheme)
@@ -161,18 +175,26 @@ var (
 func init() {
 	utilruntime.Must(corev1.AddToScheme(scheme))
 	utilruntime.Must(autoscalingv1.AddToScheme(scheme))
+	utilruntime.Must(appsv1.AddToScheme(scheme))
 }
 
-// Runtime sizes one tier's Deployment.
+// Runtime sizes one tier's Deployment and rolls it out.
 type Runtime struct {
 	cfg Config
 	// apps reaches /apis/apps/v1, core /api/v1.
 	apps, core *rest.RESTClient
 	http       *http.Client
 	log        *slog.Logger
+	// poll is how often Replace reads the rollout's status.
+	poll time.Duration
+
+	// change is held by Scale and Replace: one at a time.
+	change runtime.ChangeLock
+	mu     sync.Mutex
+	spec   runtime.Spec
 }
 
-var _ runtime.Runtime = (*Runtime)(nil)
+var _ runtime.Replacer = (*Runtime)(nil)
 
 // New checks cfg and makes the API clients.
 func New(cfg Config) (*Runtime, error) {
@@ -191,6 +213,9 @@ func New(cfg Config) (*Runtime, error) {
 	}
 	if cfg.Port == 0 {
 		cfg.Port = 8090
+	}
+	if cfg.RolloutTimeout == 0 {
+		cfg.RolloutTimeout = defaultRolloutTimeout
 	}
 	rc := rest.CopyConfig(cfg.REST)
 	if rc.Timeout == 0 {
@@ -221,6 +246,8 @@ func New(cfg Config) (*Runtime, error) {
 		core: core,
 		http: hc,
 		log:  log.With("runtime", "kubernetes", "deployment", cfg.Namespace+"/"+cfg.Deployment),
+		poll: time.Second,
+		spec: cfg.Spec,
 	}, nil
 }
 
@@ -285,11 +312,15 @@ func (r *Runtime) setReplicas(ctx context.Context, want func(current int32) int3
 }
 
 // Scale sets spec.replicas to n through the scale subresource; no write
-// when it already is n.
+// when it already is n. During a Replace it waits for it (or for ctx).
 func (r *Runtime) Scale(ctx context.Context, n int) error {
 	if n < 0 || n > int(^uint32(0)>>1) {
 		return fmt.Errorf("kubernetes: deployment %s: replicas %d out of range", r.name(), n)
 	}
+	if err := r.change.Lock(ctx, r.tier()); err != nil {
+		return fmt.Errorf("kubernetes: deployment %s: %w", r.name(), err)
+	}
+	defer r.change.Unlock()
 	return r.setReplicas(ctx, func(int32) int32 { return int32(n) })
 }
 

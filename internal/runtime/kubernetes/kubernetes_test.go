@@ -43,6 +43,8 @@ type fakeAPI struct {
 	// othersReplicas, if not 0, is what another writer set the replicas to
 	// just before a write that the server answers with 409 Conflict.
 	othersReplicas int
+	// dep, when set, is the Deployment itself (replace_test.go).
+	dep *fakeDeployment
 }
 
 const (
@@ -121,6 +123,8 @@ func (f *fakeAPI) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			items = append(items, p)
 		}
 		json.NewEncoder(w).Encode(map[string]any{"kind": "PodList", "apiVersion": "v1", "metadata": map[string]any{}, "items": items})
+	case r.URL.Path == "/apis/apps/v1/namespaces/"+ns+"/deployments/"+deploy && f.dep != nil:
+		f.dep.serve(t, w, r)
 	case strings.HasPrefix(r.URL.Path, "/apis/apps/v1/namespaces/"+ns+"/deployments/") && strings.HasSuffix(r.URL.Path, "/scale"):
 		name := strings.TrimSuffix(strings.TrimPrefix(r.URL.Path, "/apis/apps/v1/namespaces/"+ns+"/deployments/"), "/scale")
 		status(w, http.StatusNotFound, "NotFound", fmt.Sprintf("deployments.apps %q not found", name))

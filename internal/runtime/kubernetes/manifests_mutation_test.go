@@ -109,7 +109,7 @@ func TestManifestsCatchRemovals(t *testing.T) {
 			set(t, deployment(t, ms, "ddnn-scaler"), false, "spec", "template", "spec", "automountServiceAccountToken")
 		}, "ddnn-scaler"},
 		mutation{"the Role may create pods", func(ms []manifest) {
-			set(t, doc(t, ms, "Role", "ddnn-scaler"), []any{"list", "patch", "create"}, "rules", "1", "verbs")
+			set(t, doc(t, ms, "Role", "ddnn-scaler"), []any{"list", "patch", "create"}, "rules", "2", "verbs")
 		}, "Role"},
 		mutation{"the Role may scale any Deployment", func(ms []manifest) {
 			remove(t, doc(t, ms, "Role", "ddnn-scaler"), "rules", "0", "resourceNames")
@@ -148,6 +148,7 @@ func TestManifestsCatchRemovals(t *testing.T) {
 		}, "NetworkPolicy egress: "})
 	}
 	cases = append(cases, secureAsShippedMutations(t)...)
+	cases = append(cases, rolloutMutations(t)...)
 	for _, mode := range []string{"enforce", "warn", "audit"} {
 		cases = append(cases, mutation{"namespace without " + mode, func(ms []manifest) {
 			remove(t, doc(t, ms, "Namespace", "ddnn"), "metadata", "labels", "pod-security.kubernetes.io/"+mode)
@@ -228,7 +229,7 @@ func secureAsShippedMutations(t *testing.T) []mutation {
 		{"the template's recipe lacks the Kafka CA", text(secretTemplate, "--from-file=kafka-ca.pem ", ""), "makes every key"},
 		{"the template's recipe makes no service token file", text(secretTemplate, "ddnn token > service-token", "openssl rand -hex 32 > service-token"), "ddnn token > service-token"},
 		{"the Role may patch pods", func(ms []manifest) {
-			set(t, doc(t, ms, "Role", "ddnn-scaler"), []any{"list", "patch"}, "rules", "1", "verbs")
+			set(t, doc(t, ms, "Role", "ddnn-scaler"), []any{"list", "patch"}, "rules", "2", "verbs")
 		}, "grants patch on pods"},
 		{"the Role may update Deployments", func(ms []manifest) {
 			r := doc(t, ms, "Role", "ddnn-scaler")

@@ -165,7 +165,8 @@ func checkManifests(ms []manifest) problems {
 		}
 	}
 	want := map[string]int{"Namespace": 1, "ConfigMap": 1, "Deployment": 8, "Service": 6, "ServiceAccount": 1, "Role": 1,
-		"RoleBinding": 1, "NetworkPolicy": 8, "Secret": 1, "Kustomization": 1}
+		"RoleBinding": 1, "NetworkPolicy": 8, "Secret": 1, "Kustomization": 1,
+		"ValidatingAdmissionPolicy": 1, "ValidatingAdmissionPolicyBinding": 1}
 	if !reflect.DeepEqual(kinds, want) {
 		p.add("kinds %v, want %v", kinds, want)
 	}
@@ -185,6 +186,7 @@ func checkManifests(ms []manifest) problems {
 		}
 	}
 	checkImages(&p, ms)
+	checkRollouts(&p, ms)
 	if pl == nil {
 		p.add("no pipeline in a ConfigMap")
 		return p
@@ -426,22 +428,25 @@ func checkRole(p *problems, m manifest) {
 	// request fails those tests, so the runtime makes no other call.
 	want := []rule{
 		{"apps", "deployments/scale", "ddnn-inference-edge,ddnn-inference-fog,ddnn-inference-cloud", "get,update"},
+		{"apps", "deployments", "ddnn-inference-edge,ddnn-inference-fog,ddnn-inference-cloud", "get,patch"},
 		{"", "pods", "", "list"},
 	}
 	if !reflect.DeepEqual(got, want) {
 		p.add("Role %s rules %v, want only %v", m.name(), got, want)
 	}
 	// Whatever the rules' shape: no write to a pod or a Deployment other
-	// than the scale subresource. The NetworkPolicies trust
-	// pod labels; an account that may patch, update or create pods (or
-	// their Deployments' templates) may give a pod any label.
+	// than the scale subresource and a patch of named Deployments, which
+	// the admission policy bounds to the template's annotations
+	// (checkRollouts). The NetworkPolicies trust pod labels; an account
+	// that may patch, update or create pods (or their Deployments'
+	// templates) may give a pod any label.
 	for _, r := range list(m.doc["rules"]) {
 		r := obj(r)
 		for _, res := range list(r["resources"]) {
 			for _, verb := range list(r["verbs"]) {
 				res, verb := fmt.Sprint(res), fmt.Sprint(verb)
 				read := verb == "get" || verb == "list" || verb == "watch"
-				if read || (res == "deployments/scale" && verb == "update") {
+				if read || (res == "deployments/scale" && verb == "update") || (res == "deployments" && verb == "patch" && len(list(r["resourceNames"])) > 0) {
 					continue
 				}
 				p.add("Role %s grants %s on %s: it may change pods or their labels, which the NetworkPolicies trust", m.name(), verb, res)
@@ -456,16 +461,16 @@ func checkRoleNames(p *problems, ms []manifest, tierDeployments []string) {
 		if m.kind() != "Role" {
 			continue
 		}
-		var names []string
+		tiers := slices.Sorted(slices.Values(tierDeployments))
 		for _, r := range list(m.doc["rules"]) {
+			var names []string
 			for _, n := range list(obj(r)["resourceNames"]) {
 				names = append(names, fmt.Sprint(n))
 			}
-		}
-		sort.Strings(names)
-		tiers := slices.Sorted(slices.Values(tierDeployments))
-		if !slices.Equal(names, tiers) {
-			p.add("Role %s resourceNames %v, want the tiers' Deployments %v", m.name(), names, tiers)
+			sort.Strings(names)
+			if names != nil && !slices.Equal(names, tiers) {
+				p.add("Role %s resourceNames %v of %v, want the tiers' Deployments %v", m.name(), names, obj(r)["resources"], tiers)
+			}
 		}
 	}
 }

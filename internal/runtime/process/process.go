@@ -59,7 +59,7 @@ type Runtime struct {
 
 	// change is held by Scale and Replace: one at a time, so a Scale
 	// never starts a replica of a spec that is being replaced.
-	change chan struct{}
+	change runtime.ChangeLock
 
 	mu    sync.Mutex
 	spec  runtime.Spec // of the replicas started from now
@@ -90,7 +90,7 @@ func New(spec runtime.Spec, cfg Config) *Runtime {
 	ctx, cancel := context.WithCancel(context.Background())
 	return &Runtime{
 		tier: spec.Tier(), spec: spec, cfg: cfg, log: log.With("runtime", "process", "tier", spec.Tier()),
-		change: make(chan struct{}, 1), ctx: ctx, done: cancel,
+		ctx: ctx, done: cancel,
 	}
 }
 
@@ -101,25 +101,13 @@ func (r *Runtime) Spec() runtime.Spec {
 	return r.spec
 }
 
-// lockChange takes the change lock, or returns ctx's error.
-func (r *Runtime) lockChange(ctx context.Context) error {
-	select {
-	case r.change <- struct{}{}:
-		return nil
-	case <-ctx.Done():
-		return fmt.Errorf("tier %q: waiting for a replacement to finish: %w", r.tier, ctx.Err())
-	}
-}
-
-func (r *Runtime) unlockChange() { <-r.change }
-
 // Scale starts or drains replicas until n are live. During a Replace it
 // waits for it (or for ctx).
 func (r *Runtime) Scale(ctx context.Context, n int) error {
-	if err := r.lockChange(ctx); err != nil {
+	if err := r.change.Lock(ctx, r.tier); err != nil {
 		return err
 	}
-	defer r.unlockChange()
+	defer r.change.Unlock()
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	start := func() error {

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"sync"
 
 	"github.com/ddnn-continuum/ddnn/internal/runtime"
 )
@@ -23,11 +22,11 @@ func (r *Runtime) Replace(ctx context.Context, spec runtime.Spec) error {
 	if spec.Tier() != r.tier {
 		return fmt.Errorf("replace tier %q: the new spec is of tier %q", r.tier, spec.Tier())
 	}
-	if err := r.lockChange(ctx); err != nil {
+	if err := r.change.Lock(ctx, r.tier); err != nil {
 		return fmt.Errorf("replace: %w", err)
 	}
 	old, err := r.replace(ctx, spec, false)
-	r.unlockChange()
+	r.change.Unlock()
 	if err != nil {
 		return err
 	}
@@ -47,12 +46,12 @@ func (r *Runtime) ReplaceBeside(ctx context.Context, spec runtime.Spec) (runtime
 	if spec.Tier() != r.tier {
 		return runtime.Beside{}, fmt.Errorf("replace tier %q: the new spec is of tier %q", r.tier, spec.Tier())
 	}
-	if err := r.lockChange(ctx); err != nil {
+	if err := r.change.Lock(ctx, r.tier); err != nil {
 		return runtime.Beside{}, fmt.Errorf("replace: %w", err)
 	}
 	oldSpec := r.Spec()
 	old, err := r.replace(ctx, spec, true)
-	r.unlockChange()
+	r.change.Unlock()
 	if err != nil {
 		return runtime.Beside{}, err
 	}
@@ -96,21 +95,27 @@ func awaitGone(reps []*replica) {
 func (r *Runtime) replace(ctx context.Context, spec runtime.Spec, beside bool) ([]*replica, error) {
 	r.mu.Lock()
 	old := r.liveLocked()
-	var fresh []*replica
-	for range old {
-		rep, err := r.startLocked(spec, true)
-		if err != nil {
-			r.mu.Unlock()
-			r.rollback(fresh)
-			return nil, fmt.Errorf("replace tier %q: starting a new replica: %w; kept the %d running", r.tier, err, len(old))
-		}
-		fresh = append(fresh, rep)
-	}
 	r.mu.Unlock()
 	r.log.Info("replacing replicas", "replicas", len(old), "timeout", r.cfg.ReadyTimeout)
-
-	if err := r.waitReady(ctx, fresh); err != nil {
-		r.rollback(fresh)
+	fresh, err := runtime.StartReady(ctx, len(old), runtime.Standby[*replica]{
+		Start: func() (*replica, error) {
+			r.mu.Lock()
+			defer r.mu.Unlock()
+			return r.startLocked(spec, true)
+		},
+		Ready: func(ctx context.Context, rep *replica) error {
+			ctx, cancel := context.WithCancel(ctx)
+			defer cancel()
+			defer context.AfterFunc(r.ctx, cancel)()
+			err := rep.child.WaitReady(ctx, r.cfg.ReadyTimeout)
+			if err != nil && r.ctx.Err() != nil {
+				return errors.New("the runtime was closed while the new replicas started")
+			}
+			return err
+		},
+		Stop: r.stop,
+	})
+	if err != nil {
 		return nil, fmt.Errorf("replace tier %q: %w; stopped the new replicas, kept the %d running", r.tier, err, len(old))
 	}
 
@@ -128,41 +133,4 @@ func (r *Runtime) replace(ctx context.Context, spec runtime.Spec, beside bool) (
 		}
 	}
 	return old, nil
-}
-
-// waitReady waits until every one of reps is ready, ending at the first
-// that exits or is not ready within ReadyTimeout, when ctx ends or the
-// runtime closes.
-func (r *Runtime) waitReady(ctx context.Context, reps []*replica) error {
-	wait, cancel := context.WithCancel(ctx)
-	defer cancel()
-	defer context.AfterFunc(r.ctx, cancel)()
-	var once sync.Once
-	var first error
-	var wg sync.WaitGroup
-	for _, rep := range reps {
-		wg.Go(func() {
-			if err := rep.child.WaitReady(wait, r.cfg.ReadyTimeout); err != nil {
-				once.Do(func() { first = err })
-				cancel() // the others need not wait any longer
-			}
-		})
-	}
-	wg.Wait()
-	switch {
-	case ctx.Err() != nil:
-		return fmt.Errorf("waiting for the new replicas: %w", ctx.Err())
-	case r.ctx.Err() != nil:
-		return errors.New("the runtime was closed while the new replicas started")
-	}
-	return first
-}
-
-// rollback stops reps, never listed, at once.
-func (r *Runtime) rollback(reps []*replica) {
-	var wg sync.WaitGroup
-	for _, rep := range reps {
-		wg.Go(func() { r.stop(rep) })
-	}
-	wg.Wait()
 }

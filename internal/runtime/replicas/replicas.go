@@ -56,7 +56,6 @@ func New(ctx context.Context, p *pipeline.Pipeline, t *pipeline.Tier, o Options)
 		return process.New(spec, process.Config{Out: o.Out, Logger: o.Logger}), nil
 	case pipeline.RuntimeDocker:
 		spec.Replica.ORTLib = "" // the image has its own
-		mounts := []string{file}
 		if o.ServiceTokenFile != "" {
 			// Containers run as docker.ContainerUser, who cannot read the
 			// token file (mode 0600): they get a copy of their own.
@@ -65,19 +64,11 @@ func New(ctx context.Context, p *pipeline.Pipeline, t *pipeline.Tier, o Options)
 				return nil, fmt.Errorf("tier %q: %w", t.Name, err)
 			}
 			withToken(token)
-			mounts = append(mounts, token)
-		}
-		for i := range p.Tiers {
-			m, err := filepath.Abs(p.ModelPath(&p.Tiers[i]))
-			if err != nil {
-				return nil, err
-			}
-			mounts = append(mounts, m)
 		}
 		rt, err := docker.New(ctx, spec, docker.Config{
 			CPUs:        t.Replicas.Resources.CPUs,
 			MemoryBytes: t.Replicas.Resources.MemoryMB << 20,
-			Mounts:      mounts,
+			Mounts:      dockerMounts,
 			Logger:      o.Logger,
 		})
 		if err != nil {
@@ -91,9 +82,31 @@ func New(ctx context.Context, p *pipeline.Pipeline, t *pipeline.Tier, o Options)
 			return nil, fmt.Errorf("tier %q: %w", t.Name, err)
 		}
 		k := t.Replicas.Kubernetes
-		cfg.Namespace, cfg.Deployment, cfg.Port, cfg.Logger = k.Namespace, k.Deployment, k.Port, o.Logger
+		cfg.Namespace, cfg.Deployment, cfg.Port, cfg.Spec, cfg.Logger = k.Namespace, k.Deployment, k.Port, spec, o.Logger
 		return kubernetes.New(cfg)
 	default:
 		return nil, fmt.Errorf("tier %q: replicas.runtime %q unknown", t.Name, t.Replicas.Runtime)
 	}
+}
+
+// dockerMounts are the host files a docker replica of spec reads: the
+// pipeline file, the service token's copy and the model of every tier the
+// file names as it reads now (a Replace after an apply may name others).
+func dockerMounts(spec runtime.Spec) ([]string, error) {
+	p, err := command.LoadPipeline(spec.Replica.File)
+	if err != nil {
+		return nil, err
+	}
+	mounts := []string{spec.Replica.File}
+	if spec.Replica.ServiceTokenFile != "" {
+		mounts = append(mounts, spec.Replica.ServiceTokenFile)
+	}
+	for i := range p.Tiers {
+		m, err := filepath.Abs(p.ModelPath(&p.Tiers[i]))
+		if err != nil {
+			return nil, err
+		}
+		mounts = append(mounts, m)
+	}
+	return mounts, nil
 }
