@@ -5,7 +5,7 @@ Run from the project root:
 
     /usr/bin/python3 models/train.py [--out models] [--epochs 20] [--seed 1]
 
-Produces in --out:
+Produces in --out (the defaults build the shipped models, byte for byte):
   edge.onnx, fog.onnx, cloud.onnx   one ONNX graph per tier (opset 13, dynamic batch)
   data/test-2000-images-idx3-ubyte.gz, data/test-2000-labels-idx1-ubyte.gz
                                     first 2000 samples of Fashion-MNIST t10k (gzipped IDX)
@@ -21,6 +21,17 @@ Model (sizes as in the paper's sample configuration):
 
 Training is joint, BranchyNet style: loss = 1.0*CE(edge) + 1.0*CE(fog) + 1.0*CE(cloud)
 on logits; the exported graphs include the softmax so exits are probabilities.
+
+Other chains (models/testdata/rollout/README.md builds its models with these):
+  --edge-width N, --fog-width N   the edge's and the fog's forward widths (default 32, 16)
+  --freeze TIERS                  tiers (comma-separated) not trained: their weights are read
+                                  from --frozen-from DIR/<tier>.onnx (default models), so a fog
+                                  trained with --freeze edge,cloud reads the shipped edge's
+                                  forward and feeds the shipped cloud, as they were trained
+  --export TIER[=FILE],...        with --models-only: which tiers' ONNX files to write, and
+                                  under which name (default <tier>.onnx)
+  --models-only                   write only the exported ONNX files: no test subset,
+                                  golden.json or metrics.json, no threshold pick
 
 Requires only torch, numpy and onnx (Debian: python3-torch python3-onnx); data comes
 from Debian's dataset-fashion-mnist package.
@@ -96,10 +107,10 @@ def scale(images_u8):
 # --------------------------------------------------------------------------- model
 
 class Edge(nn.Module):
-    def __init__(self):
+    def __init__(self, width=32):
         super().__init__()
-        self.fc = nn.Linear(784, 32)
-        self.exit = nn.Linear(32, 10)
+        self.fc = nn.Linear(784, width)
+        self.exit = nn.Linear(width, 10)
 
     def forward(self, image):
         h1 = F.relu(self.fc(torch.flatten(image, 1)))
@@ -107,10 +118,10 @@ class Edge(nn.Module):
 
 
 class Fog(nn.Module):
-    def __init__(self):
+    def __init__(self, in_width=32, width=16):
         super().__init__()
-        self.fc = nn.Linear(32, 16)
-        self.exit = nn.Linear(16, 10)
+        self.fc = nn.Linear(in_width, width)
+        self.exit = nn.Linear(width, 10)
 
     def forward(self, features):
         h2 = F.relu(self.fc(features))
@@ -118,9 +129,9 @@ class Fog(nn.Module):
 
 
 class Cloud(nn.Module):
-    def __init__(self):
+    def __init__(self, in_width=16):
         super().__init__()
-        self.exit = nn.Linear(16, 10)
+        self.exit = nn.Linear(in_width, 10)
 
     def forward(self, features):
         return self.exit(features)
@@ -142,11 +153,12 @@ class WithSoftmax(nn.Module):
 
 
 class Joint(nn.Module):
-    def __init__(self):
+    def __init__(self, edge_width=32, fog_width=16):
         super().__init__()
-        self.edge = Edge()
-        self.fog = Fog()
-        self.cloud = Cloud()
+        self.edge_width, self.fog_width = edge_width, fog_width
+        self.edge = Edge(edge_width)
+        self.fog = Fog(edge_width, fog_width)
+        self.cloud = Cloud(fog_width)
 
     def forward(self, image):
         e_logits, h1 = self.edge(image)
@@ -160,7 +172,9 @@ class Joint(nn.Module):
 def train(model, x_train, y_train, epochs, seed):
     gen = torch.Generator()
     gen.manual_seed(seed)
-    opt = torch.optim.Adam(model.parameters(), lr=LEARNING_RATE)
+    # Frozen tiers' parameters do not require gradients and are left out;
+    # with none frozen this is model.parameters(), in its order.
+    opt = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=LEARNING_RATE)
     n = x_train.shape[0]
     history = []
     for epoch in range(1, epochs + 1):
@@ -268,20 +282,25 @@ def near_threshold(scores, t, eps):
 
 # --------------------------------------------------------------------------- ONNX
 
-def export_onnx(model, out_dir):
+def export_onnx(model, out_dir, files=None):
+    """Export each tier in files (tier -> file name; default every tier as <tier>.onnx)."""
     import onnx
     model.eval()
+    if files is None:
+        files = {name: name + ".onnx" for name in TIERS}
     specs = [
         ("edge", WithSoftmax(model.edge, True), torch.zeros(1, 1, 28, 28), "image",
          ["exit_probs", "forward"]),
-        ("fog", WithSoftmax(model.fog, True), torch.zeros(1, 32), "features",
+        ("fog", WithSoftmax(model.fog, True), torch.zeros(1, model.edge_width), "features",
          ["exit_probs", "forward"]),
-        ("cloud", WithSoftmax(model.cloud, False), torch.zeros(1, 16), "features",
+        ("cloud", WithSoftmax(model.cloud, False), torch.zeros(1, model.fog_width), "features",
          ["exit_probs"]),
     ]
     info = {}
     for name, module, dummy, in_name, out_names in specs:
-        path = os.path.join(out_dir, name + ".onnx")
+        if name not in files:
+            continue
+        path = os.path.join(out_dir, files[name])
         dyn = {n: {0: "batch"} for n in [in_name] + out_names}
         torch.onnx.export(module, (dummy,), path, opset_version=OPSET,
                           input_names=[in_name], output_names=out_names,
@@ -303,8 +322,8 @@ def export_onnx(model, out_dir):
             "opset": [{"domain": o.domain, "version": o.version} for o in m.opset_import],
             "bytes": os.path.getsize(path),
         }
-        print("%s.onnx (%d bytes, ir_version %d, ops %s)"
-              % (name, info[name]["bytes"], m.ir_version, info[name]["ops"]))
+        print("%s (%d bytes, ir_version %d, ops %s)"
+              % (files[name], info[name]["bytes"], m.ir_version, info[name]["ops"]))
         for kind in ("inputs", "outputs"):
             for d in info[name][kind]:
                 print("   %-7s %-10s %-6s %s" % (kind[:-1], d["name"], d["dtype"], d["shape"]))
@@ -352,6 +371,113 @@ def run_onnx_numpy(path, feeds):
     return {o.name: env[o.name] for o in m.graph.output}
 
 
+# --------------------------------------------------------------------------- other chains
+
+def tier_module(model, name):
+    return getattr(model, name)
+
+
+def onnx_linears(path):
+    """The (weight [out,in], bias) of each Gemm in the graph at path, in graph order."""
+    import onnx
+    from onnx import numpy_helper
+    m = onnx.load(path)
+    inits = {i.name: numpy_helper.to_array(i) for i in m.graph.initializer}
+    out = []
+    for node in m.graph.node:
+        if node.op_type != "Gemm":
+            continue
+        attrs = {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
+        w = inits[node.input[1]]
+        if not attrs.get("transB", 0):
+            w = w.T
+        out.append((np.array(w, copy=True), np.array(inits[node.input[2]], copy=True)))
+    return out
+
+
+def freeze(model, tiers, src_dir):
+    """Load each tier in tiers from src_dir/<tier>.onnx and stop training it.
+
+    The tier's Linear layers (in definition order) take the graph's Gemm
+    weights (in graph order); shapes must match the chain's widths.
+    """
+    for name in tiers:
+        path = os.path.join(src_dir, name + ".onnx")
+        linears = [m for m in tier_module(model, name).modules() if isinstance(m, nn.Linear)]
+        gemms = onnx_linears(path)
+        if len(gemms) != len(linears):
+            sys.exit("%s: %d Gemm nodes, the %s tier has %d linear layers" % (path, len(gemms), name, len(linears)))
+        with torch.no_grad():
+            for lin, (w, b) in zip(linears, gemms):
+                if tuple(w.shape) != tuple(lin.weight.shape):
+                    sys.exit("%s: weight %s does not fit the %s tier's layer %s (check --edge-width, --fog-width)"
+                             % (path, list(w.shape), name, list(lin.weight.shape)))
+                lin.weight.copy_(torch.from_numpy(w))
+                lin.bias.copy_(torch.from_numpy(b))
+        for prm in tier_module(model, name).parameters():
+            prm.requires_grad_(False)
+        print("froze %s: weights from %s" % (name, path))
+
+
+@torch.no_grad()
+def tier_inputs(model, x):
+    """Each tier's input for images x, chained through the model (eval mode)."""
+    model.eval()
+    _, h1 = model.edge(x)
+    _, h2 = model.fog(h1)
+    return {"edge": x.numpy(), "fog": h1.numpy(), "cloud": h2.numpy()}
+
+
+def cross_check(model, paths, x):
+    """Max abs difference between each ONNX file (tier -> path) and the torch tier."""
+    inputs = tier_inputs(model, x)
+    max_err = 0.0
+    for name, path in paths.items():
+        module = WithSoftmax(tier_module(model, name), name != "cloud").eval()
+        with torch.no_grad():
+            want = module(torch.from_numpy(inputs[name]))
+        want = want if isinstance(want, tuple) else (want,)
+        in_name = "image" if name == "edge" else "features"
+        got = run_onnx_numpy(path, {in_name: inputs[name]})
+        for g, w in zip(got.values(), want):
+            max_err = max(max_err, float(np.abs(g - w.numpy()).max()))
+    return max_err
+
+
+def parse_export(spec):
+    """TIER[=FILE],... -> {tier: file}."""
+    files = {}
+    for item in spec.split(","):
+        name, _, file = item.partition("=")
+        if name not in TIERS:
+            sys.exit("--export: unknown tier %r (tiers: %s)" % (name, ", ".join(TIERS)))
+        files[name] = file or name + ".onnx"
+    return files
+
+
+def parse_tiers(spec, flag):
+    tiers = [t for t in spec.split(",") if t]
+    for t in tiers:
+        if t not in TIERS:
+            sys.exit("%s: unknown tier %r (tiers: %s)" % (flag, t, ", ".join(TIERS)))
+    return tiers
+
+
+def models_only(model, args, x_train, y_train, x_test, y_test, files):
+    """Train, print per-exit accuracy and write only the ONNX files in files."""
+    history = train(model, x_train, y_train, args.epochs, args.seed)
+    probs = exit_probs(model, x_test)
+    acc = {k: round(float((probs[k].argmax(1) == y_test).mean()), 4) for k in TIERS}
+    print("per-exit accuracy, full 10k test: %s (final loss %.4f)" % (acc, history[-1]))
+    os.makedirs(args.out, exist_ok=True)
+    export_onnx(model, args.out, files)
+    x = x_test[:GOLDEN_SAMPLES]
+    err = cross_check(model, {n: os.path.join(args.out, f) for n, f in files.items()}, x)
+    print("numpy ONNX interpreter vs torch: max abs diff %.3g" % err)
+    if err > 1e-5:
+        sys.exit("exported ONNX does not match the torch tiers")
+
+
 # --------------------------------------------------------------------------- main
 
 def f32list(a):
@@ -363,20 +489,47 @@ def main():
     ap.add_argument("--out", default="models", help="output directory (default: models)")
     ap.add_argument("--epochs", type=int, default=20, help="training epochs (default: 20)")
     ap.add_argument("--seed", type=int, default=1, help="random seed (default: 1)")
+    ap.add_argument("--edge-width", type=int, default=32, help="edge forward width (default: 32)")
+    ap.add_argument("--fog-width", type=int, default=16, help="fog forward width (default: 16)")
+    ap.add_argument("--freeze", default="", metavar="TIERS",
+                    help="comma-separated tiers read from --frozen-from and not trained")
+    ap.add_argument("--frozen-from", default="models", metavar="DIR",
+                    help="directory of the frozen tiers' <tier>.onnx (default: models)")
+    ap.add_argument("--models-only", action="store_true",
+                    help="write only the --export ONNX files (no test subset, golden.json, metrics.json)")
+    ap.add_argument("--export", default="edge,fog,cloud", metavar="TIER[=FILE],...",
+                    help="with --models-only: tiers to write and their file names (default: <tier>.onnx)")
     args = ap.parse_args()
+    frozen = parse_tiers(args.freeze, "--freeze")
+    files = parse_export(args.export)
+    if args.export != "edge,fog,cloud" and not args.models_only:
+        sys.exit("--export needs --models-only: the shipped set is every tier with its data and metrics")
 
     torch.manual_seed(args.seed)
     np.random.seed(args.seed)
     torch.set_num_threads(1)
     torch.use_deterministic_algorithms(True)
 
-    os.makedirs(os.path.join(args.out, "data"), exist_ok=True)
-
     tr_img = read_idx_gz(os.path.join(DATA_DIR, "train-images-idx3-ubyte.gz"))
     tr_lab = read_idx_gz(os.path.join(DATA_DIR, "train-labels-idx1-ubyte.gz"))
     te_img = read_idx_gz(os.path.join(DATA_DIR, "t10k-images-idx3-ubyte.gz"))
     te_lab = read_idx_gz(os.path.join(DATA_DIR, "t10k-labels-idx1-ubyte.gz"))
     print("train %s %s, test %s %s" % (tr_img.shape, tr_lab.shape, te_img.shape, te_lab.shape))
+
+    model = Joint(args.edge_width, args.fog_width)
+    if frozen:
+        freeze(model, frozen, args.frozen_from)
+        x = torch.from_numpy(scale(te_img[:GOLDEN_SAMPLES]))
+        err = cross_check(model, {n: os.path.join(args.frozen_from, n + ".onnx") for n in frozen}, x)
+        print("frozen tiers vs their ONNX files: max abs diff %.3g" % err)
+        if err > 1e-5:
+            sys.exit("the frozen tiers do not reproduce their ONNX files")
+    if args.models_only:
+        models_only(model, args, torch.from_numpy(scale(tr_img)),
+                    torch.from_numpy(tr_lab.astype(np.int64)), torch.from_numpy(scale(te_img)),
+                    te_lab.astype(np.int64), files)
+        return
+    os.makedirs(os.path.join(args.out, "data"), exist_ok=True)
 
     # ---- labeled test subset (first SUBSET_SIZE of t10k), reproducible gzip
     img_path = os.path.join(args.out, "data", "test-%d-images-idx3-ubyte.gz" % SUBSET_SIZE)
@@ -394,7 +547,6 @@ def main():
     y_test = te_lab.astype(np.int64)
 
     # ---- train
-    model = Joint()
     t0 = time.time()
     history = train(model, x_train, y_train, args.epochs, args.seed)
     train_seconds = time.time() - t0
