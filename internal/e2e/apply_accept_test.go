@@ -12,6 +12,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -133,7 +134,7 @@ func TestApplyThresholdUnderLoad(t *testing.T) {
 // the tiers and both shapes, and changes nothing: the same children run,
 // the pipeline it serves still has the old fog model, and every fog exit
 // comes from the old model's sha; no send is refused, none lost, none
-// dead-lettered.
+// dead-lettered. A SIGHUP of ddnn up with the file is refused the same way.
 func TestApplyBrokenModelRefused(t *testing.T) {
 	tp := writePipeline(t, "applybroken", 1, "")
 	before, err := os.ReadFile(tp.file)
@@ -165,6 +166,18 @@ func TestApplyBrokenModelRefused(t *testing.T) {
 		!strings.Contains(out, `tier "edge": forward output "forward" has shape [-1 32], next tier "fog" input "features" expects [-1 20]`) ||
 		!strings.Contains(out, "nothing was changed") || strings.Contains(out, "applied") {
 		t.Errorf("ddnn apply: %v, want it refused naming the fog tier and both shapes", err)
+	}
+	// ddnn up plans the same file the same way at SIGHUP.
+	mark := len(upProc.out.String())
+	if err := syscall.Kill(upProc.cmd.Process.Pid, syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	testsupport.WaitFor(t, 10*time.Second, "up refusing the reload", func() bool {
+		return strings.Contains(upProc.out.String()[mark:], "reload: nothing changed")
+	})
+	if out := upProc.out.String()[mark:]; strings.Contains(out, "SIGHUP forwarded") || strings.Contains(out, "rolling out") ||
+		!strings.Contains(out, `next tier \"fog\" input \"features\" expects [-1 20]`) {
+		t.Errorf("SIGHUP with the fog model that does not fit: up logged\n%s", out)
 	}
 	bench := ml.finish(t)
 	got := ml.results(t, results)
