@@ -14,6 +14,7 @@ import (
 	"github.com/ddnn-continuum/ddnn/internal/auth"
 	"github.com/ddnn-continuum/ddnn/internal/command"
 	"github.com/ddnn-continuum/ddnn/internal/httpapi"
+	"github.com/ddnn-continuum/ddnn/internal/onnx"
 	"github.com/ddnn-continuum/ddnn/internal/pipeline"
 	"github.com/ddnn-continuum/ddnn/internal/wire"
 )
@@ -33,6 +34,9 @@ type Command struct {
 	Timeout time.Duration
 	// ApplyTimeout bounds one site's apply, rollouts included.
 	ApplyTimeout time.Duration
+	// ORTLib is the ONNX Runtime library that reads the models of a
+	// plan that changes one (default: onnx.Init's).
+	ORTLib string
 }
 
 // Flags binds the command's flags.
@@ -42,10 +46,12 @@ func (c *Command) Flags(fs *flag.FlagSet) {
 	fs.BoolVar(&c.DryRun, "dry-run", false, "print the plan and change nothing")
 	fs.DurationVar(&c.Timeout, "timeout", 5*time.Second, "how long to wait for each site's admin address to answer")
 	fs.DurationVar(&c.ApplyTimeout, "apply-timeout", 5*time.Minute, "how long to wait for each site's ddnn up to apply the plan, rollouts included")
+	onnx.LibFlag(fs, &c.ORTLib)
 }
 
 // Run reads each site's running pipeline, prints the plan against the
-// file and fails when anything is refused.
+// file and fails when anything is refused (a model change whose chain
+// does not pass `ddnn models check` included).
 func (c *Command) Run(ctx context.Context, stdout, _ io.Writer) error {
 	if c.Timeout <= 0 {
 		return command.Usagef("--timeout %s: must be positive", c.Timeout)
@@ -56,6 +62,11 @@ func (c *Command) Run(ctx context.Context, stdout, _ io.Writer) error {
 	p, err := command.LoadPipeline(c.File)
 	if err != nil {
 		return err
+	}
+	if c.ORTLib != "" { // else a plan that changes a model loads the default
+		if _, err := onnx.Init(c.ORTLib); err != nil {
+			return err
+		}
 	}
 	sites := p.Sites()
 	if c.Site != "" {

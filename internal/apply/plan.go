@@ -7,7 +7,9 @@
 //     policy and threshold, its replica bounds and scaling rules, its
 //     connector's batching and timeouts, a funnel's device rate limit);
 //   - Rollout: a tier whose model file (by its sha256) or inference
-//     settings changed, whose replicas are replaced;
+//     settings changed, whose replicas are replaced; a plan that changes
+//     a model has the new chain checked as `ddnn models check` does, and
+//     a model that does not fit it is refused;
 //   - Refused: everything else, each with the reason it cannot change
 //     while the pipeline runs. A plan with anything refused is refused as
 //     a whole.
@@ -15,7 +17,8 @@
 // The Live and Rollout settings are listed one by one in Plan; every
 // setting not listed there is found by a walk of the whole pipeline and
 // refused, so a setting added to package pipeline is refused until it is
-// classified here. The package plans only: it changes nothing.
+// classified here. The package plans only: it changes nothing (it reads
+// the models' files, and with ONNX Runtime their inputs and outputs).
 package apply
 
 import (
@@ -53,6 +56,8 @@ func (p *Plan) OK() bool { return len(p.Refused) == 0 }
 func (p *Plan) Empty() bool { return len(p.Live)+len(p.Rollouts)+len(p.Refused) == 0 }
 
 // Compute plans the change from running to next. Neither is modified.
+// When a tier's model changes, next's chain is checked (models.Check) and
+// each model change refused with the check's problems if it fails.
 func Compute(running, next *Spec) Plan {
 	var plan Plan
 	// The settings Live and Rollout take are copied from next onto a
@@ -85,6 +90,7 @@ func Compute(running, next *Spec) Plan {
 		}
 	}
 	plan.Refused = refused(old, nu)
+	refuseBrokenChain(&plan, next.Pipeline)
 	return plan
 }
 

@@ -87,8 +87,9 @@ func TestRollout(t *testing.T) {
 	if err := os.WriteFile(same, b, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	// Another model file: the f32 test chain's edge model.
-	if err := os.WriteFile(other, must(os.ReadFile(filepath.Join(testsupport.Root(t), "models", "testdata", "f32", "edge.onnx"))), 0o644); err != nil {
+	// Another model file that fits the chain: the fog retrained on the
+	// shipped edge's features.
+	if err := os.WriteFile(other, must(os.ReadFile(filepath.Join(testsupport.Root(t), "models", "testdata", "rollout", "fog-retrained.onnx"))), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	running := spec(t, y)

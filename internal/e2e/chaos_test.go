@@ -588,11 +588,12 @@ func goroutines(p *proc) string {
 }
 
 // resultCounter reads a results topic from its start in the background and
-// counts the results per message id.
+// counts the results per message id, keeping them.
 type resultCounter struct {
 	topic string
 	mu    sync.Mutex
 	n     map[string]int
+	byID  map[string][]wire.Result
 	total int64 // records read
 	bad   int   // records that are not results
 }
@@ -602,7 +603,7 @@ func countResults(t testing.TB, brokers, topic string) *resultCounter {
 	if err != nil {
 		t.Fatal(err)
 	}
-	rc := &resultCounter{topic: topic, n: map[string]int{}}
+	rc := &resultCounter{topic: topic, n: map[string]int{}, byID: map[string][]wire.Result{}}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() {
@@ -614,6 +615,7 @@ func countResults(t testing.TB, brokers, topic string) *resultCounter {
 				rc.total++
 				if res, err := wire.DecodeResult(rec.Value); err == nil {
 					rc.n[res.ID]++
+					rc.byID[res.ID] = append(rc.byID[res.ID], res)
 				} else {
 					rc.bad++
 				}
@@ -630,6 +632,19 @@ func countResults(t testing.TB, brokers, topic string) *resultCounter {
 		}
 	})
 	return rc
+}
+
+// results is every result read so far of the ids keep accepts.
+func (rc *resultCounter) results(keep func(id string) bool) map[string][]wire.Result {
+	rc.mu.Lock()
+	defer rc.mu.Unlock()
+	out := map[string][]wire.Result{}
+	for id, rs := range rc.byID {
+		if keep(id) {
+			out[id] = slices.Clone(rs)
+		}
+	}
+	return out
 }
 
 func (rc *resultCounter) count(id string) int {
