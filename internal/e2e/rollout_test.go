@@ -17,7 +17,8 @@ import (
 )
 
 // TestApplyPairOfAnotherForwardWidth runs `ddnn up` on the shipped chain
-// (edge and fog labeled v1) under 300 msg/s and applies the edge and fog
+// (edge and fog labeled v1) under 300 msg/s from HTTP and CoAP devices
+// and applies the edge and fog
 // of a chain whose forward is 48 wide, not 32 (models/testdata/rollout,
 // labeled w48). The new fog does not read the old edge's forwards, so up
 // rolls the fog out first, keeping the old fog replica beside the new
@@ -52,9 +53,8 @@ func TestApplyPairOfAnotherForwardWidth(t *testing.T) {
 	if len(oldFog) != 1 {
 		t.Fatalf("fog replicas %v, want 1", oldFog)
 	}
-	live := startLoad(t, tp.funnel, testSet(t).Samples, "pair-", 0, 300)
-	defer live.stop()
-	testsupport.WaitFor(t, 10*time.Second, "the load under way", func() bool { return len(live.ids()) >= 300 })
+	results := countResults(t, tp.broker, tp.name+".results")
+	ml := startMixedLoad(t, tp, results, 15*time.Second)
 
 	y, err := os.ReadFile(tp.file)
 	if err != nil {
@@ -112,17 +112,12 @@ func TestApplyPairOfAnotherForwardWidth(t *testing.T) {
 			t.Errorf("the old fog replica (pid %d) runs after the apply", pid)
 		}
 	}
-	after := len(live.ids())
-	testsupport.WaitFor(t, 10*time.Second, "the load going on after the apply", func() bool { return len(live.ids()) >= after+600 })
-	live.stop()
-	if len(live.refused) > 0 {
-		t.Errorf("%d sends refused across the apply: %v", len(live.refused), live.reasons)
-	}
-	dups := checkAtLeastOnce(t, tp.broker, tp.name+".results", "pair-", live.ids())
+	bench := ml.finish(t)
+	got := ml.results(t, results)
 
 	// Every result record's hops: each fog hop follows an edge hop of its
 	// own chain; count the results per chain.
-	pairs := readPairs(t, tp.broker, tp.name+".results", "pair-", len(live.ids()), old, w48)
+	pairs := readPairs(t, tp.broker, tp.name+".results", got, old, w48)
 	for _, tier := range []string{"fog", "cloud"} {
 		if n := topicLen(t, tp.broker, tp.name+"."+tier+".dlq"); n > 0 {
 			t.Errorf("%d dead letters on the %s tier across the apply", n, tier)
@@ -134,8 +129,8 @@ func TestApplyPairOfAnotherForwardWidth(t *testing.T) {
 	if pairs.byChain["v1"] == 0 || pairs.byChain["w48"] == 0 {
 		t.Errorf("results per chain %v: want some of each (the test did not cross the apply)", pairs.byChain)
 	}
-	t.Logf("edge+fog v1 -> w48 applied in %s under 300 msg/s: %d sends accepted, %d refused, %d duplicates; results by chain %v (past the edge: %d v1, %d w48); %d fog hops following another chain's edge; old fog replica stopped",
-		applied.Round(time.Millisecond), len(live.ids()), len(live.refused), dups, pairs.byChain, pairs.pastEdge["v1"], pairs.pastEdge["w48"], pairs.mixed)
+	t.Logf("edge+fog v1 -> w48 applied in %s: results by chain %v (past the edge: %d v1, %d w48); %d fog hops following another chain's edge; old fog replica stopped; %s",
+		applied.Round(time.Millisecond), pairs.byChain, pairs.pastEdge["v1"], pairs.pastEdge["w48"], pairs.mixed, ml.summary(bench, got))
 }
 
 // chainPairs counts results by the chain (version label) of their edge
@@ -146,9 +141,9 @@ type chainPairs struct {
 	mixed             int
 }
 
-// readPairs reads the first result of each of n messages with prefix
-// and checks its hops against the two chains' models.
-func readPairs(t *testing.T, brokers, topic, prefix string, n int, chains ...map[string]wire.ModelVersion) chainPairs {
+// readPairs reads the first result record of each message of want and
+// checks its hops against the two chains' models.
+func readPairs(t *testing.T, brokers, topic string, want map[string][]wire.Result, chains ...map[string]wire.ModelVersion) chainPairs {
 	t.Helper()
 	cl := readFromStart(t, brokers, topic)
 	defer cl.Close()
@@ -156,17 +151,17 @@ func readPairs(t *testing.T, brokers, topic, prefix string, n int, chains ...map
 	defer cancel()
 	out := chainPairs{byChain: map[string]int{}, pastEdge: map[string]int{}}
 	seen := map[string]bool{}
-	for len(seen) < n {
+	for len(seen) < len(want) {
 		fs := cl.PollFetches(ctx)
 		if ctx.Err() != nil {
-			t.Fatalf("%d of %d results within 60s", len(seen), n)
+			t.Fatalf("%d of %d results within 60s", len(seen), len(want))
 		}
 		for _, rec := range fs.Records() {
 			r, err := wire.DecodeResult(rec.Value)
 			if err != nil {
 				t.Fatal(err)
 			}
-			if !strings.HasPrefix(r.ID, prefix) || seen[r.ID] {
+			if _, ok := want[r.ID]; !ok || seen[r.ID] {
 				continue
 			}
 			seen[r.ID] = true
@@ -197,4 +192,84 @@ func readPairs(t *testing.T, brokers, topic, prefix string, n int, chains ...map
 		}
 	}
 	return out
+}
+
+// TestApplyRetrainedFog applies, to a running `ddnn up` under 300 msg/s
+// from HTTP and CoAP devices, a fog model retrained on the shipped edge's
+// features (models/testdata/rollout/fog-retrained.onnx, same forward
+// shape): a plain rolling replacement. The messages ingested after the
+// apply returned are decided as `ddnn models eval --per-sample` of the new
+// chain decides their images (so with its accuracy), every fog decision
+// among them names the new sha; nothing is refused, lost or dead-lettered.
+func TestApplyRetrainedFog(t *testing.T) {
+	tp := writePipeline(t, "retrained", 1, "")
+	n := len(testSet(t).Samples)
+	y, err := os.ReadFile(tp.file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	shipped := filepath.Join(root(t), "models", "fog.onnx")
+	retrained := filepath.Join(root(t), "models", "testdata", "rollout", "fog-retrained.onnx")
+	next := strings.Replace(string(y), shipped, retrained, 1)
+	newFile := filepath.Join(t.TempDir(), "new.yaml")
+	if err := os.WriteFile(newFile, []byte(next), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	want := evalPerSample(t, newFile, n)
+	newSHA, err := onnx.FileSHA256(retrained)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	up(t, tp)
+	results := countResults(t, tp.broker, tp.name+".results")
+	ml := startMixedLoad(t, tp, results, 15*time.Second)
+	if err := os.WriteFile(tp.file, []byte(next), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	applyAt := time.Now()
+	out, err := ddnnApply(t, tp.file)
+	applied := time.Now()
+	if err != nil || !strings.Contains(out, "sha256 "+newSHA) {
+		t.Fatalf("ddnn apply: %v\n%s", err, out)
+	}
+	bench := ml.finish(t)
+	got := ml.results(t, results)
+
+	var after, correct, wantCorrect, mismatches, fogNew int
+	labels := testSet(t).Labels
+	for id, rs := range got {
+		r := rs[0]
+		if r.SentAt.Before(applied) {
+			continue
+		}
+		i, _ := sampleOf(id)
+		w := want[i%n]
+		after++
+		if r.Class == labels[i%n] {
+			correct++
+		}
+		if w.Class == labels[i%n] {
+			wantCorrect++
+		}
+		if r.Tier == "fog" {
+			if r.Model.SHA != newSHA {
+				t.Errorf("%s, ingested after the rollout, exited at the fog by model %+v, not %s", id, r.Model, newSHA)
+			}
+			fogNew++
+		}
+		if r.Tier != w.Tier || r.Class != w.Class {
+			if mismatches++; mismatches <= 5 {
+				t.Errorf("%s (image %d): %s class %d; models eval of the new chain: %s class %d", id, i%n, r.Tier, r.Class, w.Tier, w.Class)
+			}
+		}
+	}
+	if after < applyLoadRate || fogNew == 0 {
+		t.Fatalf("%d messages ingested after the rollout (%d fog exits): too few to compare", after, fogNew)
+	}
+	if n := topicLen(t, tp.broker, tp.name+".fog.dlq"); n > 0 {
+		t.Errorf("%d dead letters on the fog tier", n)
+	}
+	t.Logf("retrained fog rolled out by ddnn apply in %s; %d messages ingested after it: accuracy %.4f, models eval of the new chain on the same images %.4f, %d decided otherwise; %d fog exits, all by %s; %s",
+		applied.Sub(applyAt).Round(time.Millisecond), after, float64(correct)/float64(after), float64(wantCorrect)/float64(after), mismatches, fogNew, newSHA, ml.summary(bench, got))
 }
