@@ -6,6 +6,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -27,9 +28,16 @@ import (
 // forward was read by a fog model that does not accept its edge model
 // (every fog hop follows an edge hop of the same chain), the old fog
 // replica stopped, nothing was refused, lost or dead-lettered. A second
-// apply while the first rolls out is refused with the reason.
+// apply while the first rolls out is refused with the reason. It runs with
+// one replica per tier, and with two edge replicas and the fog connector
+// killed (SIGKILL) while the old and new fog replicas serve side by side.
 func TestApplyPairOfAnotherForwardWidth(t *testing.T) {
-	tp := writePipeline(t, "pair", 1, "")
+	t.Run("one replica per tier", func(t *testing.T) { applyPair(t, 1, false) })
+	t.Run("two edge replicas, fog connector killed", func(t *testing.T) { applyPair(t, 2, true) })
+}
+
+func applyPair(t *testing.T, edgeReplicas int, kill bool) {
+	tp := writePipeline(t, "pair", edgeReplicas, "")
 	labelTier(t, tp.file, "edge", "v1")
 	labelTier(t, tp.file, "fog", "v1")
 	models := filepath.Join(root(t), "models")
@@ -90,6 +98,19 @@ func TestApplyPairOfAnotherForwardWidth(t *testing.T) {
 	})
 	if out, err := apply(); err == nil || !strings.Contains(string(out), "another apply or reload is under way") {
 		t.Errorf("a second apply during the first: %v\n%s", err, out)
+	}
+	if kill {
+		testsupport.WaitFor(t, 30*time.Second, "the old and new fog replicas side by side", func() bool {
+			return len(childPIDs(t, upPID, "inference", "--tier=fog")) == 2
+		})
+		conn := childPIDs(t, upPID, "connector", "--tier=fog")
+		if len(conn) != 1 {
+			t.Fatalf("fog connectors %v, want 1", conn)
+		}
+		if err := syscall.Kill(conn[0], syscall.SIGKILL); err != nil {
+			t.Fatal(err)
+		}
+		t.Logf("killed the fog connector (pid %d) while the old and new fog replicas served side by side", conn[0])
 	}
 	r := <-first
 	if r.err != nil {
