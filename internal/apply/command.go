@@ -101,7 +101,7 @@ func (c *Command) Run(ctx context.Context, stdout, _ io.Writer) error {
 		}
 	}
 	if refused > 0 {
-		return fmt.Errorf("plan refused: %d setting(s) cannot change while the pipeline runs (listed above with why); nothing was changed", refused)
+		return fmt.Errorf("plan refused: %d setting(s) cannot change while the pipeline runs, or not to what the file says (listed above with why); nothing was changed", refused)
 	}
 	if c.DryRun || changes == 0 {
 		return nil
@@ -208,7 +208,7 @@ func Print(w io.Writer, p *Plan) {
 		}
 	}
 	if len(p.Refused) > 0 {
-		fmt.Fprintln(w, "  refused (cannot change while the pipeline runs; the plan is refused as a whole):")
+		fmt.Fprintln(w, "  refused (cannot change while the pipeline runs, or not to this; the plan is refused as a whole):")
 		for _, c := range p.Refused {
 			fmt.Fprintf(w, "    %s: %s -> %s: %s\n", c.Path, c.Old, c.New, c.Reason)
 		}

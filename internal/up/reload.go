@@ -71,7 +71,7 @@ func (s *Supervisor) reload(ctx context.Context, p *pipeline.Pipeline) error {
 		s.log.Info("reload: plan", "line", strings.TrimRight(line, "\n"))
 	}
 	if !plan.OK() {
-		return fmt.Errorf("%d settings cannot change while the pipeline runs (see the plan above)", len(plan.Refused))
+		return fmt.Errorf("%d settings cannot change while the pipeline runs, or not to what the file says (see the plan above)", len(plan.Refused))
 	}
 	nextModels, err := s.readModels(next)
 	if err != nil {
