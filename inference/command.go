@@ -5,6 +5,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"strings"
 
 	"github.com/ddnn-continuum/ddnn/internal/auth"
 	"github.com/ddnn-continuum/ddnn/internal/command"
@@ -22,7 +23,12 @@ const Synopsis = "inference -f FILE --tier NAME [--listen ADDR]"
 // runtimes start replicas with Args of it.
 type Command struct {
 	File, ORTLib, Tier, Listen, ServiceTokenFile string
-	Threads                                      int
+	// ModelSHA, when set, is the sha256 prefix the tier's model file must
+	// have: what its rollout planned (ddnn up sets it), so that a replica
+	// started later (a restart, a scale-up) never serves a model its tier
+	// was not rolled out to.
+	ModelSHA string
+	Threads  int
 	command.Log
 }
 
@@ -32,6 +38,7 @@ func (c *Command) Flags(fs *flag.FlagSet) {
 	onnx.LibFlag(fs, &c.ORTLib)
 	fs.StringVar(&c.Tier, "tier", "", "tier to serve (required)")
 	fs.StringVar(&c.Listen, "listen", "127.0.0.1:8090", "address to serve on; port 0 picks a free one")
+	fs.StringVar(&c.ModelSHA, "model-sha", "", "refuse to serve unless the tier's model file has this sha256 prefix (what its rollout planned; ddnn up sets it)")
 	fs.IntVar(&c.Threads, "threads", 0, "ONNX Runtime intra-op threads (default: the tier's inference.intra_op_threads)")
 	fs.StringVar(&c.ServiceTokenFile, "service-token-file", "", "service tokens the pipeline's parts present to each other (default: the pipeline's auth.service_token_file)")
 	c.Log.Flags(fs)
@@ -91,7 +98,12 @@ func (c *Command) Run(ctx context.Context, stdout, stderr io.Writer) error {
 		Listener: ln,
 		Function: f,
 		Load: func() (*Session, error) {
-			return NewSession(p, i, SessionOptions{IntraOpThreads: threads})
+			s, err := NewSession(p, i, SessionOptions{IntraOpThreads: threads})
+			if err == nil && c.ModelSHA != "" && !strings.HasPrefix(s.Model.SHA, c.ModelSHA) && !strings.HasPrefix(c.ModelSHA, s.Model.SHA) {
+				s.Close()
+				return nil, fmt.Errorf("tier %q: model %s has sha256 %s, not %s, the one its rollout planned: the file changed since; apply it (ddnn apply) to roll it out", t.Name, p.ModelPath(t), s.Model.SHA, c.ModelSHA)
+			}
+			return s, err
 		},
 		Gatherer: reg,
 		Service:  tokens,

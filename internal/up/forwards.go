@@ -128,7 +128,7 @@ func mismatch(m, producer tierModel) string {
 // wrote are processed (awaitOldForwards); if the previous tier's rollout
 // fails, the new replicas of the tier are stopped and the old ones serve
 // on, as before the apply.
-func (s *Supervisor) rollOutAll(ctx context.Context, plan *apply.Plan, beside []string) error {
+func (s *Supervisor) rollOutAll(ctx context.Context, plan *apply.Plan, next *apply.Spec, beside []string) error {
 	tiers := s.p.Tiers
 	besides := map[string]runtime.Beside{}
 	var errs []error
@@ -144,7 +144,7 @@ func (s *Supervisor) rollOutAll(ctx context.Context, plan *apply.Plan, beside []
 			continue
 		}
 		if slices.Contains(beside, t) {
-			b, err := s.rollOutBeside(ctx, t)
+			b, err := s.rollOutBeside(ctx, t, next.ModelSHA256[t])
 			if err != nil {
 				undoBesides()
 				return errors.Join(append(errs, err)...)
@@ -152,7 +152,7 @@ func (s *Supervisor) rollOutAll(ctx context.Context, plan *apply.Plan, beside []
 			besides[t] = b
 			continue
 		}
-		if err := s.rollOut(ctx, t); err != nil {
+		if err := s.rollOut(ctx, t, next.ModelSHA256[t]); err != nil {
 			if _, next := besides[tiers[min(i+1, len(tiers)-1)].Name]; next {
 				undoBesides()
 				return errors.Join(append(errs, err)...)
@@ -189,9 +189,17 @@ func (s *Supervisor) rollOutAll(ctx context.Context, plan *apply.Plan, beside []
 // their own, once their forwards are done.
 const oldForwardsWait = 2 * time.Minute
 
+// rolledSpec is spec rolled out to the model of sha256 prefix modelSHA:
+// its replicas read the pipeline file anew and refuse to serve another
+// model (inference.Command.ModelSHA).
+func rolledSpec(spec runtime.Spec, modelSHA string) runtime.Spec {
+	spec.Replica.ModelSHA = modelSHA
+	return spec
+}
+
 // rollOutBeside replaces tier's replicas keeping the old ones beside the
 // new, where its runtime can (runtime.BesideReplacer).
-func (s *Supervisor) rollOutBeside(ctx context.Context, tier string) (runtime.Beside, error) {
+func (s *Supervisor) rollOutBeside(ctx context.Context, tier, modelSHA string) (runtime.Beside, error) {
 	rep, ok := s.runtime(tier).(interface {
 		runtime.BesideReplacer
 		Spec() runtime.Spec
@@ -200,7 +208,7 @@ func (s *Supervisor) rollOutBeside(ctx context.Context, tier string) (runtime.Be
 		return runtime.Beside{}, fmt.Errorf("tier %q: rollout: its runtime cannot keep the old replicas beside the new ones", tier)
 	}
 	s.log.Info("reload: rolling out, the old replicas serving beside the new until the old forwards are done", "tier", tier)
-	b, err := rep.ReplaceBeside(ctx, rep.Spec())
+	b, err := rep.ReplaceBeside(ctx, rolledSpec(rep.Spec(), modelSHA))
 	if err != nil {
 		return runtime.Beside{}, fmt.Errorf("tier %q: rollout: %w", tier, err)
 	}

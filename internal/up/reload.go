@@ -88,7 +88,7 @@ func (s *Supervisor) reload(ctx context.Context, p *pipeline.Pipeline) error {
 	}
 	s.forwardSIGHUP()
 	errs := []error{s.resize(ctx, running.Pipeline, p)}
-	errs = append(errs, s.rollOutAll(ctx, &plan, beside))
+	errs = append(errs, s.rollOutAll(ctx, &plan, next, beside))
 	s.mu.Lock()
 	s.applied, s.models = next, nextModels
 	s.mu.Unlock()
@@ -98,7 +98,7 @@ func (s *Supervisor) reload(ctx context.Context, p *pipeline.Pipeline) error {
 // rollOut replaces tier's replicas by ones that read the pipeline file
 // anew, where its runtime can (runtime.Replacer); the replicas of a
 // runtime that cannot keep running as they are, and the log says so.
-func (s *Supervisor) rollOut(ctx context.Context, tier string) error {
+func (s *Supervisor) rollOut(ctx context.Context, tier, modelSHA string) error {
 	rt := s.runtime(tier)
 	if rt == nil {
 		return nil // not on this site
@@ -112,7 +112,7 @@ func (s *Supervisor) rollOut(ctx context.Context, tier string) error {
 		return nil
 	}
 	s.log.Info("reload: rolling out", "tier", tier)
-	if err := rep.Replace(ctx, rep.Spec()); err != nil {
+	if err := rep.Replace(ctx, rolledSpec(rep.Spec(), modelSHA)); err != nil {
 		return fmt.Errorf("tier %q: rollout: %w", tier, err)
 	}
 	s.log.Info("reload: rolled out", "tier", tier)

@@ -259,7 +259,7 @@ func TestRunSites(t *testing.T) {
 					childLine("funnel", command.Args(funnel.Command{Role: childRole(file, s.kafka, "", "info"),
 						Site: name, Listen: s.funnel, DeliveryListen: s.delivery})),
 					childLine("inference", command.Args(inference.Command{File: file, Tier: name, Listen: "*",
-						ServiceTokenFile: "*", Log: command.Log{Level: "info"}})),
+						ServiceTokenFile: "*", ModelSHA: "*", Log: command.Log{Level: "info"}})),
 					childLine("connector", command.Args(connector.Command{Role: childRole(file, s.kafka, "", "info"),
 						Tier: name, ReplicasURL: "http://" + s.admin + "/v1/tiers/" + name + "/replicas",
 						Serving: connector.Serving{Admin: "*", DrainTimeout: 3 * time.Second, InstanceID: "up-" + name}})))

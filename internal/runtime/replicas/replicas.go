@@ -14,6 +14,7 @@ import (
 
 	"github.com/ddnn-continuum/ddnn/inference"
 	"github.com/ddnn-continuum/ddnn/internal/command"
+	"github.com/ddnn-continuum/ddnn/internal/onnx"
 	"github.com/ddnn-continuum/ddnn/internal/pipeline"
 	"github.com/ddnn-continuum/ddnn/internal/runtime"
 	"github.com/ddnn-continuum/ddnn/internal/runtime/docker"
@@ -46,8 +47,15 @@ func New(ctx context.Context, p *pipeline.Pipeline, t *pipeline.Tier, o Options)
 	if err != nil {
 		return nil, err
 	}
+	// The replicas serve the model the file names now, and no other: one
+	// started later (a restart, a scale-up) refuses a file changed since,
+	// until a rollout.
+	sha, err := onnx.FileSHA256(p.ModelPath(t))
+	if err != nil {
+		return nil, fmt.Errorf("tier %q: %w", t.Name, err)
+	}
 	spec := runtime.Spec{Pipeline: p.Name, Replica: inference.Command{
-		File: file, Tier: t.Name, ORTLib: o.ORTLib, Log: command.Log{Level: o.LogLevel},
+		File: file, Tier: t.Name, ORTLib: o.ORTLib, Log: command.Log{Level: o.LogLevel}, ModelSHA: sha,
 	}}
 	withToken := func(path string) { spec.Replica.ServiceTokenFile = path }
 	switch t.Replicas.Runtime {
