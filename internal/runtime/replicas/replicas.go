@@ -32,6 +32,9 @@ type Options struct {
 	ServiceTokenFile string
 	// ORTLib is passed to process replicas.
 	ORTLib string
+	// Canary makes the runtime of the tier's canary: replicas that serve
+	// tiers[].canary's model (inference.Command.Canary).
+	Canary bool
 	// Out receives process replicas' output.
 	Out    io.Writer
 	Logger *slog.Logger
@@ -47,7 +50,7 @@ func New(ctx context.Context, p *pipeline.Pipeline, t *pipeline.Tier, o Options)
 		return nil, err
 	}
 	spec := runtime.Spec{Pipeline: p.Name, Replica: inference.Command{
-		File: file, Tier: t.Name, ORTLib: o.ORTLib, Log: command.Log{Level: o.LogLevel},
+		File: file, Tier: t.Name, Canary: o.Canary, ORTLib: o.ORTLib, Log: command.Log{Level: o.LogLevel},
 	}}
 	withToken := func(path string) { spec.Replica.ServiceTokenFile = path }
 	switch t.Replicas.Runtime {
