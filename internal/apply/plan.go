@@ -5,7 +5,8 @@
 //
 //   - Live: a setting the running parts change in place (a tier's exit
 //     policy and threshold, its replica bounds and scaling rules, its
-//     connector's batching and timeouts, a funnel's device rate limit);
+//     connector's batching and timeouts, its canary, a funnel's device
+//     rate limit);
 //   - Rollout: a tier whose model file (by its sha256) or inference
 //     settings changed, whose replicas are replaced;
 //   - Refused: everything else, each with the reason it cannot change
@@ -90,8 +91,8 @@ func Compute(running, next *Spec) Plan {
 
 // liveTier records the tier settings its running parts change in place:
 // the exit policy and threshold (the tier's replicas decide exits), the
-// replica bounds and scaling rules (the scaler), and the connector's
-// batching and timeouts.
+// replica bounds and scaling rules (the scaler), the connector's
+// batching and timeouts, and the tier's canary (liveCanary).
 func liveTier(plan *Plan, f string, o, n *pipeline.Tier) {
 	live(plan, f+".exit.policy", &o.Exit.Policy, &n.Exit.Policy)
 	live(plan, f+".exit.threshold", &o.Exit.Threshold, &n.Exit.Threshold)
@@ -111,6 +112,7 @@ func liveTier(plan *Plan, f string, o, n *pipeline.Tier) {
 	live(plan, f+".connector.request_timeout", &c.RequestTimeout, &nc.RequestTimeout)
 	live(plan, f+".connector.backoff", &c.Backoff, &nc.Backoff)
 	live(plan, f+".connector.max_backoff", &c.MaxBackoff, &nc.MaxBackoff)
+	liveCanary(plan, f, o, n)
 }
 
 // liveFunnel records a funnel's device rate limit, which the funnel

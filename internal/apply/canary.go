@@ -1,0 +1,42 @@
+package apply
+
+import (
+	"fmt"
+
+	"github.com/ddnn-continuum/ddnn/internal/pipeline"
+)
+
+// liveCanary records a tier's canary (tiers[].canary) as Live: added
+// (its replicas start), removed (they drain and stop), or changed: a new
+// candidate (model, version) replaces its replicas, a new share or shadow
+// ratio is the connector's from its next message. Promoting a candidate
+// is setting the tier's model to the candidate's (a rollout) and removing
+// the canary. f is the tier's path.
+func liveCanary(plan *Plan, f string, o, n *pipeline.Tier) {
+	switch {
+	case o.Canary == nil && n.Canary == nil:
+		return
+	case o.Canary == nil || n.Canary == nil:
+		plan.Live = append(plan.Live, Change{Path: f + ".canary", Old: describeCanary(o.Canary), New: describeCanary(n.Canary)})
+		o.Canary = n.Canary
+		return
+	}
+	oc, nc := *o.Canary, n.Canary // o's copy is set as the plan goes
+	o.Canary = &oc
+	live(plan, f+".canary.model", &oc.Model, &nc.Model)
+	live(plan, f+".canary.version", &oc.Version, &nc.Version)
+	live(plan, f+".canary.share", &oc.Share, &nc.Share)
+	live(plan, f+".canary.shadow_ratio", &oc.ShadowRatio, &nc.ShadowRatio)
+}
+
+// describeCanary is a canary section as a plan shows it.
+func describeCanary(c *pipeline.Canary) string {
+	if c == nil {
+		return "unset"
+	}
+	s := fmt.Sprintf("model %s, share %v, shadow_ratio %v", c.Model, c.Share, c.ShadowRatio)
+	if c.Version != "" {
+		s = fmt.Sprintf("model %s@%s, share %v, shadow_ratio %v", c.Model, c.Version, c.Share, c.ShadowRatio)
+	}
+	return s
+}
