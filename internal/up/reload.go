@@ -63,6 +63,10 @@ func (s *Supervisor) reload(ctx context.Context, p *pipeline.Pipeline) error {
 	if !plan.OK() {
 		return fmt.Errorf("%d settings cannot change while the pipeline runs (see the plan above)", len(plan.Refused))
 	}
+	// New candidates ready before the connectors route to them.
+	if err := s.applyCanaries(ctx, p); err != nil {
+		return err
+	}
 	s.forwardSIGHUP()
 	errs := []error{s.resize(ctx, running.Pipeline, p)}
 	for _, r := range plan.Rollouts {
