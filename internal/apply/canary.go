@@ -1,10 +1,6 @@
 package apply
 
-import (
-	"fmt"
-
-	"github.com/ddnn-continuum/ddnn/internal/pipeline"
-)
+import "github.com/ddnn-continuum/ddnn/internal/pipeline"
 
 // liveCanary records a tier's canary (tiers[].canary) as Live: added
 // (its replicas start), removed (they drain and stop), or changed: a new
@@ -17,7 +13,7 @@ func liveCanary(plan *Plan, f string, o, n *pipeline.Tier) {
 	case o.Canary == nil && n.Canary == nil:
 		return
 	case o.Canary == nil || n.Canary == nil:
-		plan.Live = append(plan.Live, Change{Path: f + ".canary", Old: describeCanary(o.Canary), New: describeCanary(n.Canary)})
+		plan.Live = append(plan.Live, Change{Path: f + ".canary", Old: pipeline.FormatSetting(o.Canary), New: pipeline.FormatSetting(n.Canary)})
 		o.Canary = n.Canary
 		return
 	}
@@ -27,16 +23,4 @@ func liveCanary(plan *Plan, f string, o, n *pipeline.Tier) {
 	live(plan, f+".canary.version", &oc.Version, &nc.Version)
 	live(plan, f+".canary.share", &oc.Share, &nc.Share)
 	live(plan, f+".canary.shadow_ratio", &oc.ShadowRatio, &nc.ShadowRatio)
-}
-
-// describeCanary is a canary section as a plan shows it.
-func describeCanary(c *pipeline.Canary) string {
-	if c == nil {
-		return "unset"
-	}
-	s := fmt.Sprintf("model %s, share %v, shadow_ratio %v", c.Model, c.Share, c.ShadowRatio)
-	if c.Version != "" {
-		s = fmt.Sprintf("model %s@%s, share %v, shadow_ratio %v", c.Model, c.Version, c.Share, c.ShadowRatio)
-	}
-	return s
 }

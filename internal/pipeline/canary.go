@@ -35,6 +35,16 @@ type Canary struct {
 	ShadowRatio float64 `yaml:"shadow_ratio"`
 }
 
+// String is the canary as a plan or a reload log shows it:
+// "model m.onnx@v2, share 0.1, shadow_ratio 0.1".
+func (c Canary) String() string {
+	model := c.Model
+	if c.Version != "" {
+		model += "@" + c.Version
+	}
+	return fmt.Sprintf("model %s, share %v, shadow_ratio %v", model, c.Share, c.ShadowRatio)
+}
+
 // UnmarshalYAML decodes a canary onto its defaults.
 func (c *Canary) UnmarshalYAML(n *yaml.Node) error {
 	*c = Canary{ShadowRatio: DefaultCanaryShadowRatio}

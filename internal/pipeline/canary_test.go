@@ -64,3 +64,18 @@ func TestCanaryInvalid(t *testing.T) {
 		})
 	}
 }
+
+func TestCanaryString(t *testing.T) {
+	for _, tc := range []struct {
+		c    *Canary
+		want string
+	}{
+		{&Canary{Model: "m.onnx", Version: "v2", Share: 0.1, ShadowRatio: 0.2}, "model m.onnx@v2, share 0.1, shadow_ratio 0.2"},
+		{&Canary{Model: "m.onnx", Share: 0.5}, "model m.onnx, share 0.5, shadow_ratio 0"},
+		{nil, "unset"},
+	} {
+		if got := FormatSetting(tc.c); got != tc.want {
+			t.Errorf("FormatSetting(%+v) = %q, want %q", tc.c, got, tc.want)
+		}
+	}
+}
