@@ -4,6 +4,7 @@ import (
 	"context"
 	"hash/fnv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -37,8 +38,13 @@ type canary struct {
 	// pool holds the candidate's replicas, read from listURL.
 	pool    *pool
 	listURL string
-	m       *canaryMetrics
-	shadow  shadow
+	// followMu serialises the reads of listURL (the follow loop's and a
+	// reload's); listErr is the last error of one, logged when it changes
+	// (a replica manager that serves no canary list answers 404 to each).
+	followMu sync.Mutex
+	listErr  string
+	m        *canaryMetrics
+	shadow   shadow
 }
 
 // newCanary is the canary router of tier t, whose replica list is at
@@ -130,15 +136,21 @@ func (c *Connector) followCanary(ctx context.Context) {
 	if k == nil || k.listURL == "" {
 		return
 	}
+	k.followMu.Lock()
+	defer k.followMu.Unlock()
 	var urls []string
 	if k.settings.Load() != nil {
 		ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 		defer cancel()
 		reps, err := httpapi.ReadReplicas(ctx, c.http, k.listURL)
 		if err != nil {
-			c.log.Warn("canary replica list", "err", err)
+			if err.Error() != k.listErr {
+				k.listErr = err.Error()
+				c.log.Warn("canary replica list not read: the canary's share goes to the current replicas", "err", err)
+			}
 			return
 		}
+		k.listErr = ""
 		for _, r := range reps {
 			urls = append(urls, r.URL)
 		}

@@ -3,6 +3,8 @@ package connector
 import (
 	"encoding/json"
 	"fmt"
+	"log/slog"
+	"slices"
 	"net/http"
 	"strconv"
 	"strings"
@@ -237,5 +239,68 @@ func TestCanaryFallsBack(t *testing.T) {
 				t.Error("the candidate's failed calls are not counted as its errors")
 			}
 		})
+	}
+}
+
+// TestReloadCanary: a reload that adds a canary sends its share of the
+// messages fetched from then on to the candidate; one that removes it
+// sends them all to the current replica again; each is logged.
+func TestReloadCanary(t *testing.T) {
+	e := setup(t)
+	candidate := newReplicaNaming(t, "edge", "0123456789ab@v2", exitAs(0))
+	current := newReplicaNaming(t, "edge", "ba9876543210", exitAs(0))
+	url := replicaLists(t, "edge", func() []string { return []string{current.srv.URL} }, func() []string { return []string{candidate.srv.URL} })
+	var logs testsupport.Buffer
+	c, err := New(Config{Pipeline: e.p, Tier: "edge", ReplicasURL: url, Registerer: prometheus.NewRegistry(), DrainTimeout: 3 * time.Second,
+		Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.run(t, c)
+	batch := func(prefix string) {
+		t.Helper()
+		e.produce(t, 300, prefix)
+		testsupport.WaitFor(t, 30*time.Second, prefix+" committed", func() bool { return e.lag(t) == 0 })
+	}
+	count := func(prefix string) (cur, cand, share int) {
+		cs, ds := current.ids(), candidate.ids()
+		for i := range 300 {
+			id := fmt.Sprintf("%s%d", prefix, i)
+			cur += cs[id]
+			cand += ds[id]
+			if takesCanary(id, 0.5) {
+				share++
+			}
+		}
+		return cur, cand, share
+	}
+	batch("before-")
+	if cur, cand, _ := count("before-"); cur != 300 || cand != 0 {
+		t.Errorf("without a canary: %d to the current replica, %d to the candidate", cur, cand)
+	}
+	p := *e.p
+	p.Tiers = slices.Clone(e.p.Tiers)
+	p.Tiers[0].Canary = &pipeline.Canary{Model: "e2.onnx", Share: 0.5}
+	if err := c.Reload(&p); err != nil {
+		t.Fatal(err)
+	}
+	batch("during-")
+	if _, cand, share := count("during-"); cand != share {
+		t.Errorf("with a canary of share 0.5: the candidate decided %d of 300, its share is %d", cand, share)
+	}
+	if err := c.Reload(e.p); err != nil {
+		t.Fatal(err)
+	}
+	batch("after-")
+	if cur, cand, _ := count("after-"); cur != 300 || cand != 0 {
+		t.Errorf("after the canary's removal: %d to the current replica, %d to the candidate", cur, cand)
+	}
+	for _, line := range []string{
+		`msg="reload: applied" setting=canary old=unset new="model e2.onnx, share 0.5, shadow_ratio 0"`,
+		`msg="reload: applied" setting=canary old="model e2.onnx, share 0.5, shadow_ratio 0" new=unset`,
+	} {
+		if !strings.Contains(logs.String(), line) {
+			t.Errorf("logs lack %q:\n%s", line, logs.String())
+		}
 	}
 }

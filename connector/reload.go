@@ -23,8 +23,9 @@ func liveSetting(path string) bool {
 
 // Reload applies p's settings of this connector (its tier's connector
 // section; an uplink's, see UplinkSettings) that can change live, from the
-// next batch, call or retry on (and a tier's canary: reloadCanary), and logs them with what else of the
-// section changed and was ignored because it needs a restart. When the
+// next batch, call or retry on, and a tier's canary (reloadCanary), and
+// logs them with what else of the section changed and was ignored because
+// it needs a restart. When the
 // tier is gone, or max_batch is over the inference.max_batch the running
 // replicas take (that needs a rollout first), nothing changes and the
 // error says why.
