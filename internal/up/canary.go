@@ -61,12 +61,13 @@ func (s *Supervisor) canaryChildren() []*proc.Child {
 // version label), gets a runtime of its own with canaryReplicas replicas,
 // ready before this returns (the old candidate's stopped after); one
 // removed is drained and stopped. A share or shadow ratio change is the
-// connector's (it reloads it). Before anything starts, a new candidate is
-// checked in the chain as models check does: one that does not fit, or
-// forwards what the next tier's current model does not read, is refused
-// and nothing changes. At start (nothing running yet) it starts every
-// canary p has.
-func (s *Supervisor) applyCanaries(ctx context.Context, p *pipeline.Pipeline) error {
+// connector's (it reloads it). With check, before anything starts, a new
+// candidate is checked in the chain as models check does: one that does
+// not fit, or forwards what the next tier's current model does not read,
+// is refused and nothing changes. At start (nothing running yet) it
+// starts every canary p has, unchecked: ddnn up checked the chain,
+// canaries included, before Run.
+func (s *Supervisor) applyCanaries(ctx context.Context, p *pipeline.Pipeline, check bool) error {
 	type change struct {
 		tier  *pipeline.Tier
 		sha   string
@@ -95,7 +96,7 @@ func (s *Supervisor) applyCanaries(ctx context.Context, p *pipeline.Pipeline) er
 		}
 	}
 	for _, ch := range changes {
-		if ch.start {
+		if ch.start && check {
 			if _, err := models.Check(p); err != nil {
 				return fmt.Errorf("canary refused: %w", err)
 			}

@@ -64,7 +64,7 @@ func (s *Supervisor) reload(ctx context.Context, p *pipeline.Pipeline) error {
 		return fmt.Errorf("%d settings cannot change while the pipeline runs (see the plan above)", len(plan.Refused))
 	}
 	// New candidates ready before the connectors route to them.
-	if err := s.applyCanaries(ctx, p); err != nil {
+	if err := s.applyCanaries(ctx, p, true); err != nil {
 		return err
 	}
 	s.forwardSIGHUP()
