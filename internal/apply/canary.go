@@ -7,8 +7,9 @@ import "github.com/ddnn-continuum/ddnn/internal/pipeline"
 // candidate (model, version) replaces its replicas, a new share or shadow
 // ratio is the connector's from its next message. Promoting a candidate
 // is setting the tier's model to the candidate's (a rollout) and removing
-// the canary. f is the tier's path.
-func liveCanary(plan *Plan, f string, o, n *pipeline.Tier) {
+// the canary. f is the tier's path; oldSHA and newSHA are the candidates'
+// model files' sha256: the candidate is known by it, not by its path.
+func liveCanary(plan *Plan, f string, o, n *pipeline.Tier, oldSHA, newSHA string) {
 	switch {
 	case o.Canary == nil && n.Canary == nil:
 		return
@@ -19,7 +20,10 @@ func liveCanary(plan *Plan, f string, o, n *pipeline.Tier) {
 	}
 	oc, nc := *o.Canary, n.Canary // o's copy is set as the plan goes
 	o.Canary = &oc
-	live(plan, f+".canary.model", &oc.Model, &nc.Model)
+	if oldSHA != newSHA {
+		plan.Live = append(plan.Live, Change{Path: f + ".canary.model", Old: "sha256 " + oldSHA, New: "sha256 " + newSHA + " (" + nc.Model + ")"})
+	}
+	oc.Model = nc.Model
 	live(plan, f+".canary.version", &oc.Version, &nc.Version)
 	live(plan, f+".canary.share", &oc.Share, &nc.Share)
 	live(plan, f+".canary.shadow_ratio", &oc.ShadowRatio, &nc.ShadowRatio)

@@ -69,6 +69,7 @@ func Compute(running, next *Spec) Plan {
 			o, n := &old.Tiers[i], &nu.Tiers[i]
 			f := fmt.Sprintf("tiers[%d] (%s)", i, o.Name)
 			liveTier(&plan, f, o, n)
+			liveCanary(&plan, f, o, n, running.ModelSHA256[CanaryKey(o.Name)], next.ModelSHA256[CanaryKey(n.Name)])
 			if r := rolloutTier(f, o, n, running.ModelSHA256[o.Name], next.ModelSHA256[n.Name]); len(r.Changes) > 0 {
 				plan.Rollouts = append(plan.Rollouts, r)
 			}
@@ -91,8 +92,8 @@ func Compute(running, next *Spec) Plan {
 
 // liveTier records the tier settings its running parts change in place:
 // the exit policy and threshold (the tier's replicas decide exits), the
-// replica bounds and scaling rules (the scaler), the connector's
-// batching and timeouts, and the tier's canary (liveCanary).
+// replica bounds and scaling rules (the scaler), and the connector's
+// batching and timeouts; the tier's canary is liveCanary's.
 func liveTier(plan *Plan, f string, o, n *pipeline.Tier) {
 	live(plan, f+".exit.policy", &o.Exit.Policy, &n.Exit.Policy)
 	live(plan, f+".exit.threshold", &o.Exit.Threshold, &n.Exit.Threshold)
@@ -112,7 +113,6 @@ func liveTier(plan *Plan, f string, o, n *pipeline.Tier) {
 	live(plan, f+".connector.request_timeout", &c.RequestTimeout, &nc.RequestTimeout)
 	live(plan, f+".connector.backoff", &c.Backoff, &nc.Backoff)
 	live(plan, f+".connector.max_backoff", &c.MaxBackoff, &nc.MaxBackoff)
-	liveCanary(plan, f, o, n)
 }
 
 // liveFunnel records a funnel's device rate limit, which the funnel
