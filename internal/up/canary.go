@@ -31,7 +31,8 @@ type canaries struct {
 type canaryRun struct {
 	rt runtime.Runtime
 	// model is the candidate's file, sha is its sha256 prefix, version its
-	// label: a change of any is a new candidate.
+	// label: a change of sha or version is a new candidate (the file moved
+	// is the same one, as apply plans it).
 	model, sha, version string
 }
 
@@ -57,8 +58,8 @@ func (s *Supervisor) canaryChildren() []*proc.Child {
 }
 
 // applyCanaries makes the site's canary runtimes those p asks for: a
-// tier's canary added, or its candidate changed (model file, its sha256,
-// version label), gets a runtime of its own with canaryReplicas replicas,
+// tier's canary added, or its candidate changed (its model file's sha256,
+// its version label), gets a runtime of its own with canaryReplicas replicas,
 // ready before this returns (the old candidate's stopped after); one
 // removed is drained and stopped. A share or shadow ratio change is the
 // connector's (it reloads it). With check, before anything starts, a new
@@ -90,7 +91,7 @@ func (s *Supervisor) applyCanaries(ctx context.Context, p *pipeline.Pipeline, ch
 			if err != nil {
 				return fmt.Errorf("tier %q: canary: %w", t.Name, err)
 			}
-			if cur == nil || cur.model != c.Model || cur.sha != sha || cur.version != c.Version {
+			if cur == nil || cur.sha != sha || cur.version != c.Version {
 				changes = append(changes, change{tier: tier, sha: sha, start: true})
 			}
 		}
