@@ -163,8 +163,9 @@ func TestUpCanaryFog(t *testing.T) {
 	if err := syscall.Kill(upPID, syscall.SIGHUP); err != nil {
 		t.Fatal(err)
 	}
-	testsupport.WaitFor(t, 60*time.Second, "the canary stopped", func() bool {
-		return strings.Contains(upProc.out.String()[mark:], `msg="canary stopped"`)
+	testsupport.WaitFor(t, 60*time.Second, "the canary stopped and the fog connector routing without it", func() bool {
+		out := upProc.out.String()[mark:]
+		return strings.Contains(out, `msg="canary stopped"`) && strings.Contains(out, "setting=canary old=") && strings.Contains(out, "new=unset")
 	})
 	waitGone(t, "the canary replica", canaryPIDs)
 
@@ -180,7 +181,14 @@ func TestUpCanaryFog(t *testing.T) {
 	testsupport.WaitFor(t, 30*time.Second, "up refusing the candidate", func() bool {
 		return strings.Contains(upProc.out.String()[mark:], "reload: nothing changed")
 	})
-	if out := upProc.out.String()[mark:]; !strings.Contains(out, `canary refused: tier \"fog\" canary `+cloud) || strings.Contains(out, "SIGHUP forwarded") {
+	// What up logged of this reload: from its SIGHUP on (the one before
+	// ended before it began: reloads run one at a time).
+	out := upProc.out.String()[mark:]
+	i := strings.Index(out, `msg="reload: SIGHUP received, re-reading the pipeline file" component=up`)
+	if i < 0 {
+		t.Fatalf("up did not log the SIGHUP:\n%s", out)
+	}
+	if out = out[i:]; !strings.Contains(out, `canary refused: tier \"fog\" canary `+cloud) || strings.Contains(out, "SIGHUP forwarded") {
 		t.Errorf("an unfit candidate: up logged\n%s", out)
 	}
 	if now := childPIDs(t, upPID); !slices.Equal(sorted(now), sorted(children)) {
