@@ -29,9 +29,11 @@ import (
 // lost, the candidate's share of the messages the fog decided 0.1 ±
 // 0.02 over at least 10,000 of them, each fog hop naming the model that
 // ran it (the candidate as sha@cand), and ddnn status --json comparing
-// the two with an agreement (1.0: the same graph). Removing the canary
-// stops its replica; a candidate that does not fit the chain is refused
-// and nothing changes.
+// the two with an agreement (1.0: the same graph). ddnn apply then
+// promotes it (the fog's model set to the candidate's, the canary
+// removed): the canary's replica stops and the fog decides as the
+// candidate from then on. A candidate that does not fit the chain is
+// refused and nothing changes.
 func TestUpCanaryFog(t *testing.T) {
 	const (
 		sends = 11000
@@ -156,23 +158,52 @@ func TestUpCanaryFog(t *testing.T) {
 		*k.Current.P50Seconds*1e3, *k.Candidate.P50Seconds*1e3, *k.Current.P99Seconds*1e3, *k.Candidate.P99Seconds*1e3,
 		k.Current.Errors, k.Candidate.Errors, *k.Agreement, k.ShadowCompared, k.ShadowDropped, k.Fallbacks, len(live.refused))
 
-	// Removing the canary stops its replica.
-	canaryPIDs := childPIDs(t, upPID, "inference", "--tier=fog", "--canary")
-	write(without)
-	mark = len(upProc.out.String())
-	if err := syscall.Kill(upPID, syscall.SIGHUP); err != nil {
-		t.Fatal(err)
+	// ddnn apply promotes the candidate: the fog's model becomes the
+	// candidate's, the canary goes; the fog decides as the candidate from
+	// then on.
+	promoted := strings.Replace(without, "model: "+fog+"\n", "model: "+candidate+"\n    version: cand\n", 1)
+	if promoted == without {
+		t.Fatalf("the fog tier does not name %s", fog)
 	}
-	testsupport.WaitFor(t, 60*time.Second, "the canary stopped and the fog connector routing without it", func() bool {
-		out := upProc.out.String()[mark:]
-		return strings.Contains(out, `msg="canary stopped"`) && strings.Contains(out, "setting=canary old=") && strings.Contains(out, "new=unset")
-	})
+	write(promoted)
+	canaryPIDs := childPIDs(t, upPID, "inference", "--tier=fog", "--canary")
+	apply := exec.Command(ddnn, "apply", "-f", tp.file)
+	apply.Dir = workDir(t)
+	out, err := apply.CombinedOutput()
+	for _, want := range []string{
+		fmt.Sprintf("tiers[1] (fog).canary: model %s@cand, share %v, shadow_ratio 0.2 -> unset", candidate, share),
+		"tier fog:", "tiers[1] (fog).model: sha256 " + fogSHA + " -> sha256 " + candSHA, "tiers[1] (fog).version",
+	} {
+		if !strings.Contains(string(out), want) {
+			t.Errorf("ddnn apply output lacks %q", want)
+		}
+	}
+	if err != nil {
+		t.Fatalf("ddnn apply: %v\n%s", err, out)
+	}
+	t.Logf("ddnn apply:\n%s", out)
 	waitGone(t, "the canary replica", canaryPIDs)
+	after := startLoad(t, tp.funnel, testSet(t).Samples, "prom-", 300, 100)
+	select {
+	case <-after.done:
+	case <-time.After(30 * time.Second):
+		after.stop()
+		t.Fatalf("%d of 300 sends made in 30s", len(after.ids()))
+	}
+	if len(after.refused) > 0 {
+		t.Errorf("%d sends refused after the promotion: %v", len(after.refused), after.reasons)
+	}
+	checkAtLeastOnce(t, tp.broker, tp.name+".results", "prom-", after.ids())
+	for id, m := range fogModels(t, tp, "prom-", len(after.ids())) {
+		if m != (wire.ModelVersion{SHA: candSHA, Version: "cand"}) {
+			t.Errorf("message %s sent after the promotion: fog hop names %+v, want the candidate %s@cand", id, m, candSHA)
+		}
+	}
 
 	// A candidate that does not fit the chain (the cloud model reads 16
 	// features, the edge forwards 32) is refused, and nothing changes.
 	cloud := filepath.Join(root(t), "models", "cloud.onnx")
-	write(strings.Replace(with, candidate, cloud, 1))
+	write(strings.Replace(promoted, "  - name: fog\n", "  - name: fog\n    canary: {model: "+cloud+", share: 0.1}\n", 1))
 	children := childPIDs(t, upPID)
 	mark = len(upProc.out.String())
 	if err := syscall.Kill(upPID, syscall.SIGHUP); err != nil {
@@ -183,13 +214,13 @@ func TestUpCanaryFog(t *testing.T) {
 	})
 	// What up logged of this reload: from its SIGHUP on (the one before
 	// ended before it began: reloads run one at a time).
-	out := upProc.out.String()[mark:]
-	i := strings.Index(out, `msg="reload: SIGHUP received, re-reading the pipeline file" component=up`)
+	logged := upProc.out.String()[mark:]
+	i := strings.Index(logged, `msg="reload: SIGHUP received, re-reading the pipeline file" component=up`)
 	if i < 0 {
-		t.Fatalf("up did not log the SIGHUP:\n%s", out)
+		t.Fatalf("up did not log the SIGHUP:\n%s", logged)
 	}
-	if out = out[i:]; !strings.Contains(out, `canary refused: tier \"fog\" canary `+cloud) || strings.Contains(out, "SIGHUP forwarded") {
-		t.Errorf("an unfit candidate: up logged\n%s", out)
+	if logged = logged[i:]; !strings.Contains(logged, `canary refused: tier \"fog\" canary `+cloud) || strings.Contains(logged, "SIGHUP forwarded") {
+		t.Errorf("an unfit candidate: up logged\n%s", logged)
 	}
 	if now := childPIDs(t, upPID); !slices.Equal(sorted(now), sorted(children)) {
 		t.Errorf("children %v after a refused candidate, were %v", now, children)
