@@ -264,3 +264,12 @@ func (c *Connector) reloadCanary(t *pipeline.Tier) []pipeline.Difference {
 	c.followCanary(context.Background())
 	return pipeline.Diff("canary", old, t.Canary)
 }
+
+// queued counts the items of queue.
+func queued(queue [][]item) int {
+	n := 0
+	for _, b := range queue {
+		n += len(b)
+	}
+	return n
+}

@@ -151,15 +151,6 @@ func (c *Connector) invoke(r *replica, batch []item) {
 	}
 }
 
-// queued counts the items of queue.
-func queued(queue [][]item) int {
-	n := 0
-	for _, b := range queue {
-		n += len(b)
-	}
-	return n
-}
-
 // refused says whether status refuses the records of a call: a 4xx other
 // than busy, a timeout, or a refused credential (401, 403: the caller's
 // setup is wrong, not the records, and they wait until it is fixed).

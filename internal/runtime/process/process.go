@@ -51,8 +51,6 @@ type replica struct {
 // Runtime runs one tier's replicas as child processes.
 type Runtime struct {
 	tier string
-	// name prefixes the replicas' ids (runtime.Spec.Name).
-	name string
 	cfg  Config
 	log  *slog.Logger
 
@@ -88,7 +86,7 @@ func New(spec runtime.Spec, cfg Config) *Runtime {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	return &Runtime{
-		tier: spec.Tier(), name: spec.Name(), spec: spec, cfg: cfg, log: log.With("runtime", "process", "tier", spec.Tier()),
+		tier: spec.Tier(), spec: spec, cfg: cfg, log: log.With("runtime", "process", "tier", spec.Tier()),
 		change: make(chan struct{}, 1), ctx: ctx, done: cancel,
 	}
 }
@@ -141,7 +139,7 @@ func (r *Runtime) startLocked(spec runtime.Spec, standby bool) (*replica, error)
 		return nil, err
 	}
 	addr := sock.Addr
-	id := fmt.Sprintf("%s-%d", r.name, r.next)
+	id := fmt.Sprintf("%s-%d", spec.Name(), r.next)
 	r.next++
 	args := spec.Args(addr)
 	c := proc.New(id, "http://"+addr+"/readyz", r.cfg.Out, r.log, args...)
