@@ -130,6 +130,9 @@ type Connector struct {
 	log                         *slog.Logger
 	http                        *http.Client
 	cl                          *kgo.Client
+	// canary, set for a tier's connector that follows a replica list,
+	// routes the share of its canary (canary.go).
+	canary *canary
 	// tr traces (nil: off); a call's span per message is named
 	// spanName and carries spanAttrs.
 	tr        *telemetry.Tracing
@@ -198,7 +201,7 @@ func New(cfg Config) (*Connector, error) {
 		d.maxBytes -= records.TraceHeaderBytes
 		d.limitNote = fmt.Sprintf(" (less %d bytes for the traceparent header)", records.TraceHeaderBytes)
 	}
-	return newConnector(cfg, &Connector{
+	c := newConnector(cfg, &Connector{
 		site:      site,
 		t:         tt,
 		conn:      t.Connector,
@@ -209,7 +212,11 @@ func New(cfg Config) (*Connector, error) {
 		clientID:  "connector-" + t.Name,
 		spanName:  "invoke " + t.Name,
 		spanAttrs: []attribute.KeyValue{telemetry.AttrTier.String(t.Name)},
-	}, prometheus.Labels{"tier": t.Name}), nil
+	}, prometheus.Labels{"tier": t.Name})
+	if cfg.ReplicasURL != "" {
+		c.canary = newCanary(t, cfg.ReplicasURL, c.conn.InFlightPerReplica, c.tierRegisterer(t.Name))
+	}
+	return c, nil
 }
 
 // newConnector completes c, whose target, settings and topics are set,
@@ -262,6 +269,9 @@ type item struct {
 	attempts int
 	// fetched is when the poll that fetched rec returned.
 	fetched time.Time
+	// variant is the model that serves the record while its tier runs a
+	// canary (variantOf): current or canary; "" without one.
+	variant string
 }
 
 // Run consumes until ctx ends, then stops gracefully, in order: stop
@@ -316,6 +326,7 @@ func (c *Connector) Run(ctx context.Context) error {
 			if err := c.followReplicas(loops); err != nil {
 				c.log.Warn("replica list", "err", err)
 			}
+			c.followCanary(loops)
 		}
 		follow()
 		bg.Go(func() error { every(loops, followEvery, follow); return nil })
@@ -359,7 +370,7 @@ const followEvery = 500 * time.Millisecond
 // batches wait up to that long to fill.
 func (c *Connector) batch(items <-chan item) {
 	var (
-		cur   = map[string][]item{} // by route
+		cur   = map[string][]item{} // by route and variant (batchKey)
 		n     int                   // items in cur
 		timer = time.NewTimer(time.Hour)
 		armed bool // timer runs for the oldest item in cur
@@ -389,11 +400,12 @@ func (c *Connector) batch(items <-chan item) {
 				flushAll()
 				return
 			}
-			cur[it.route] = append(cur[it.route], it)
+			key := it.batchKey()
+			cur[key] = append(cur[key], it)
 			n++
 			conn := c.live.Load()
-			if len(cur[it.route]) >= conn.MaxBatch {
-				flush(it.route)
+			if len(cur[key]) >= conn.MaxBatch {
+				flush(key)
 			}
 			switch {
 			case conn.MaxWait == 0:
@@ -415,9 +427,9 @@ func (c *Connector) batch(items <-chan item) {
 // dispatch waits for a replica slot (backpressure on the batcher) and
 // invokes it in the background.
 func (c *Connector) dispatch(batch []item) {
-	r, err := c.pool.acquire(c.work, nil, batch[0].producer)
+	r, err := c.poolFor(batch[0].variant).acquire(c.work, nil, batch[0].producer)
 	if errors.Is(err, errNoneAccepts) {
-		r, err = nil, nil // invoke waits for one, not the batcher
+		r, err = nil, nil // invoke waits for one, or falls back, not the batcher
 	}
 	if err != nil {
 		return // drain deadline passed: records stay uncommitted

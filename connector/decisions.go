@@ -28,6 +28,7 @@ type settled struct {
 	src   *kgo.Record
 	rec   *kgo.Record
 	kind  string    // of rec
+	exit  bool      // the decision was an exit
 	sent  time.Time // for a result on the results topic: its message's send time
 	fault string
 }
@@ -95,6 +96,7 @@ func (w *decisionWriter) write(batch []item, answer reply) ([]settled, error) {
 			fwd = fwds[i]
 		}
 		out[i] = w.record(&batch[i], &ds[i], fwd, hop, exitedAt, &answer, hops)
+		out[i].exit = ds[i].Exit
 	}
 	return out, nil
 }

@@ -37,15 +37,20 @@ const (
 // record is isolated, and a record charged max_attempts times, the last
 // time alone, goes to the DLQ. Uncharged failures (every replica down, a
 // remote funnel unreachable) are retried without limit.
+//
+// A batch of a tier's canary (item.variant) goes to the canary's
+// replicas; one they fail goes on to the current replicas (canary.go).
 func (c *Connector) invoke(r *replica, batch []item) {
 	conn := c.live.Load()
 	queue := [][]item{batch} // sub-batches still to send
-	seen := c.pool.successesSoFar()
+	variant := batch[0].variant
+	pl := c.poolFor(variant)
+	seen := pl.successesSoFar()
 	var last *replica
 	fails := 0 // consecutive failures, for the backoff
 	defer func() {
 		if r != nil {
-			c.pool.giveBack(r) // acquired for a batch that needed no call
+			pl.giveBack(r) // acquired for a batch that needed no call
 		}
 	}()
 	for len(queue) > 0 {
@@ -60,8 +65,15 @@ func (c *Connector) invoke(r *replica, batch []item) {
 			continue
 		}
 		if r == nil {
-			if r, err = c.pool.acquire(c.work, last, call.producer); err != nil {
-				if errors.Is(err, errNoneAccepts) && c.awaitAccepting(call.producer) {
+			if r, err = pl.acquire(c.work, last, call.producer); err != nil {
+				switch {
+				case errors.Is(err, errNoneAccepts) && variant == variantCanary:
+					// No candidate replica reads these forwards: the
+					// current ones take them.
+					variant, pl, seen, last = variantCurrent, c.pool, c.pool.successesSoFar(), nil
+					c.canary.m.fallbacks.Add(float64(queued(queue)))
+					continue
+				case errors.Is(err, errNoneAccepts) && c.awaitAccepting(call.producer):
 					continue
 				}
 				return // drain deadline passed: records stay uncommitted
@@ -79,8 +91,11 @@ func (c *Connector) invoke(r *replica, batch []item) {
 		c.m.batchSize.Observe(float64(len(batch)))
 		healthy := err == nil && status < 500
 		delivered := err == nil && status/100 == 2
-		rel := c.pool.release(r, healthy, delivered, backoff(conn.Backoff, conn.MaxBackoff, 1))
-		c.tierChanged(rel, r.url, err, status, body)
+		rel := pl.release(r, healthy, delivered, backoff(conn.Backoff, conn.MaxBackoff, 1))
+		c.canary.countCall(variant, took.Seconds(), delivered)
+		if pl == c.pool { // a canary's replicas down are not the tier down
+			c.tierChanged(rel, r.url, err, status, body)
+		}
 		last, r = r, nil
 		var badAnswer error
 		if delivered {
@@ -91,6 +106,10 @@ func (c *Connector) invoke(r *replica, batch []item) {
 			}
 			if aerr == nil {
 				c.m.invocations.WithLabelValues(outcomeOK).Inc()
+				c.canary.countDecisions(variant, ss)
+				if variant == variantCanary {
+					c.shadowScore(call, body)
+				}
 				c.settle(ss)
 				queue, fails, seen = queue[1:], 0, rel.successes
 				continue
@@ -99,11 +118,18 @@ func (c *Connector) invoke(r *replica, batch []item) {
 		} else if spans != nil {
 			endCall(spans, status, err)
 		}
+		if variant == variantCanary && !healthy {
+			// The candidate failed: the tier's current replicas take the
+			// records left.
+			variant, pl, seen, last = variantCurrent, c.pool, c.pool.successesSoFar(), nil
+			c.canary.m.fallbacks.Add(float64(queued(queue)))
+			continue
+		}
 		switch {
 		case err == nil && status == httpapi.StatusNotAccepted && call.producer != "":
 			// The replica's model does not read forwards of this
 			// producer: another replica's may. Not the records' fault.
-			c.pool.refuse(last, call.producer)
+			pl.refuse(last, call.producer)
 			c.m.notAccepted.Inc()
 			c.log.Debug("replica does not accept the forwards' model; trying another", "replica", last.url, "producer", call.producer, "records", len(batch))
 			continue
@@ -137,7 +163,7 @@ func (c *Connector) invoke(r *replica, batch []item) {
 		seen = rel.successes
 		fails++
 		c.log.Debug("invocation failed; retrying", "records", len(batch), "fails", fails, "err", reason)
-		if len(queue) > 0 && !c.sleep(backoff(conn.Backoff, conn.MaxBackoff, fails)) {
+		if len(queue) > 0 && !c.sleep(pl, backoff(conn.Backoff, conn.MaxBackoff, fails)) {
 			return
 		}
 	}
@@ -193,10 +219,10 @@ func (c *Connector) charge(batch []item, reason string) [][]item {
 	return [][]item{batch}
 }
 
-// sleep waits d, or less if the tier comes back up meanwhile; false when
-// the drain deadline passed.
-func (c *Connector) sleep(d time.Duration) bool {
-	up := c.pool.cameUp()
+// sleep waits d, or less if pl's replicas come back up meanwhile; false
+// when the drain deadline passed.
+func (c *Connector) sleep(pl *pool, d time.Duration) bool {
+	up := pl.cameUp()
 	t := time.NewTimer(d)
 	defer t.Stop()
 	select {

@@ -59,6 +59,7 @@ func (c *Connector) poll(ctx context.Context, items chan<- item) error {
 				continue
 			}
 			it.fetched = fetched
+			it.variant = c.variantOf(it.msg.ID)
 			select {
 			case items <- it:
 			case <-ctx.Done():

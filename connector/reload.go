@@ -23,8 +23,9 @@ func liveSetting(path string) bool {
 
 // Reload applies p's settings of this connector (its tier's connector
 // section; an uplink's, see UplinkSettings) that can change live, from the
-// next batch, call or retry on, and logs them with what else of the
-// section changed and was ignored because it needs a restart. When the
+// next batch, call or retry on, and a tier's canary (reloadCanary), and
+// logs them with what else of the section changed and was ignored because
+// it needs a restart. When the
 // tier is gone, or max_batch is over the inference.max_batch the running
 // replicas take (that needs a rollout first), nothing changes and the
 // error says why.
@@ -32,6 +33,7 @@ func (c *Connector) Reload(p *pipeline.Pipeline) error {
 	c.reloadMu.Lock()
 	defer c.reloadMu.Unlock()
 	var next pipeline.Connector
+	var canary []pipeline.Difference
 	if l := c.cfg.Link; l != nil {
 		next = UplinkSettings(p, l.To)
 	} else {
@@ -48,9 +50,10 @@ func (c *Connector) Reload(p *pipeline.Pipeline) error {
 			return fmt.Errorf("%s: connector.max_batch %d is over the inference.max_batch %d the running replicas take: roll the replicas out first",
 				c.name, next.MaxBatch, limit)
 		}
+		canary = c.reloadCanary(t)
 	}
 	cur := *c.live.Load()
-	applied, ignored := []pipeline.Difference(nil), []pipeline.Difference(nil)
+	applied, ignored := canary, []pipeline.Difference(nil)
 	for _, ch := range pipeline.Diff("connector", cur, next) {
 		if liveSetting(ch.Path) {
 			applied = append(applied, ch)

@@ -17,7 +17,7 @@ import (
 )
 
 // Synopsis is ddnn inference's usage line.
-const Synopsis = "inference -f FILE --tier NAME [--listen ADDR]"
+const Synopsis = "inference -f FILE --tier NAME [--canary] [--listen ADDR]"
 
 // Command is ddnn inference with its flags: one replica of a tier. The
 // runtimes start replicas with Args of it.
@@ -29,6 +29,9 @@ type Command struct {
 	// was not rolled out to.
 	ModelSHA string
 	Threads  int
+	// Canary serves the tier's candidate model (tiers[].canary) in place
+	// of its model: a replica of the tier's canary.
+	Canary bool
 	command.Log
 }
 
@@ -39,6 +42,7 @@ func (c *Command) Flags(fs *flag.FlagSet) {
 	fs.StringVar(&c.Tier, "tier", "", "tier to serve (required)")
 	fs.StringVar(&c.Listen, "listen", "127.0.0.1:8090", "address to serve on; port 0 picks a free one")
 	fs.StringVar(&c.ModelSHA, "model-sha", "", "refuse to serve unless the tier's model file has this sha256 prefix (what its rollout planned; ddnn up sets it)")
+	fs.BoolVar(&c.Canary, "canary", false, "serve the tier's canary model (tiers[].canary) instead of its model")
 	fs.IntVar(&c.Threads, "threads", 0, "ONNX Runtime intra-op threads (default: the tier's inference.intra_op_threads)")
 	fs.StringVar(&c.ServiceTokenFile, "service-token-file", "", "service tokens the pipeline's parts present to each other (default: the pipeline's auth.service_token_file)")
 	c.Log.Flags(fs)
@@ -53,6 +57,22 @@ func (c *Command) Run(ctx context.Context, stdout, stderr io.Writer) error {
 	p, log, err := role.Load(stderr, "inference")
 	if err != nil {
 		return err
+	}
+	load := role.LoadPipeline
+	if c.Canary {
+		// The candidate's replicas see the tier with the canary's model
+		// and version label, on start and on every reload.
+		load = func() (*pipeline.Pipeline, error) {
+			p, err := role.LoadPipeline()
+			if err != nil {
+				return nil, err
+			}
+			return p.CanaryView(c.Tier)
+		}
+		if p, err = p.CanaryView(c.Tier); err != nil {
+			return err
+		}
+		log = log.With("variant", "canary")
 	}
 	if _, err := onnx.Init(c.ORTLib); err != nil {
 		return err
@@ -88,7 +108,7 @@ func (c *Command) Run(ctx context.Context, stdout, stderr io.Writer) error {
 		return err
 	}
 	// SIGHUP re-reads the file: the tier's exit policy changes in place.
-	defer command.Reloader{Load: role.LoadPipeline, Apply: f.Reload, Log: log}.OnSIGHUP(ctx)()
+	defer command.Reloader{Load: load, Apply: f.Reload, Log: log}.OnSIGHUP(ctx)()
 	ln, err := socket.Listen(c.Listen)
 	if err != nil {
 		return fmt.Errorf("inference: %w", err)

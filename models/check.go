@@ -29,8 +29,15 @@ type Report struct {
 // Check opens every tier's model (onnx.Init must have succeeded) and verifies
 // the chain. The report holds what could be read even when the returned
 // error lists problems; every problem found is reported, each naming the tier,
-// the tensor and both shapes.
+// the tensor and both shapes. A tier's canary is checked as the tier's
+// model, and its forward output must be the current model's (checkCanaries).
 func Check(p *pipeline.Pipeline) (*Report, error) {
+	r, err := checkModels(p)
+	return r, errors.Join(err, errors.Join(checkCanaries(p, r)...))
+}
+
+// checkModels is Check without the tiers' canaries.
+func checkModels(p *pipeline.Pipeline) (*Report, error) {
 	r := &Report{}
 	var errs []error
 	for i := range p.Tiers {

@@ -18,9 +18,14 @@ import (
 type Spec struct {
 	Pipeline *pipeline.Pipeline
 	// ModelSHA256 maps each tier to its model file's sha256 prefix
-	// (onnx.FileSHA256).
+	// (onnx.FileSHA256), and each tier's canary (CanaryKey) to its
+	// candidate's.
 	ModelSHA256 map[string]string
 }
+
+// CanaryKey is the key of tier's canary's model in a Spec's ModelSHA256
+// (a tier's name has no '/').
+func CanaryKey(tier string) string { return tier + "/canary" }
 
 // Description is a Spec as `ddnn up` serves it on its admin address
 // (httpapi.PathPipeline): the pipeline's settings as the YAML names them,
@@ -29,7 +34,8 @@ type Description struct {
 	// Pipeline is the effective pipeline (defaults and inherited settings
 	// filled in) as a YAML document written in JSON.
 	Pipeline json.RawMessage `json:"pipeline"`
-	// ModelSHA256 maps each tier to its model file's sha256 prefix.
+	// ModelSHA256 maps each tier to its model file's sha256 prefix, and
+	// each tier's canary (CanaryKey) to its candidate's.
 	ModelSHA256 map[string]string `json:"model_sha256"`
 }
 
@@ -64,6 +70,13 @@ func Describe(p *pipeline.Pipeline) (*Description, error) {
 			return nil, fmt.Errorf("tier %q: %w", t.Name, err)
 		}
 		sums[t.Name] = sum
+		if t.Canary != nil {
+			sum, err := onnx.FileSHA256(p.Path(t.Canary.Model))
+			if err != nil {
+				return nil, fmt.Errorf("tier %q: canary: %w", t.Name, err)
+			}
+			sums[CanaryKey(t.Name)] = sum
+		}
 	}
 	return (&Spec{Pipeline: p, ModelSHA256: sums}).Describe()
 }

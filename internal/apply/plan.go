@@ -5,7 +5,8 @@
 //
 //   - Live: a setting the running parts change in place (a tier's exit
 //     policy and threshold, its replica bounds and scaling rules, its
-//     connector's batching and timeouts, a funnel's device rate limit);
+//     connector's batching and timeouts, its canary, a funnel's device
+//     rate limit);
 //   - Rollout: a tier whose model file (by its sha256) or inference
 //     settings changed, whose replicas are replaced; a plan that changes
 //     a model has the new chain checked as `ddnn models check` does, and
@@ -73,6 +74,7 @@ func Compute(running, next *Spec) Plan {
 			o, n := &old.Tiers[i], &nu.Tiers[i]
 			f := fmt.Sprintf("tiers[%d] (%s)", i, o.Name)
 			liveTier(&plan, f, o, n)
+			liveCanary(&plan, f, o, n, running.ModelSHA256[CanaryKey(o.Name)], next.ModelSHA256[CanaryKey(n.Name)])
 			if r := rolloutTier(f, o, n, running.ModelSHA256[o.Name], next.ModelSHA256[n.Name]); len(r.Changes) > 0 {
 				plan.Rollouts = append(plan.Rollouts, r)
 			}
@@ -97,7 +99,7 @@ func Compute(running, next *Spec) Plan {
 // liveTier records the tier settings its running parts change in place:
 // the exit policy and threshold (the tier's replicas decide exits), the
 // replica bounds and scaling rules (the scaler), and the connector's
-// batching and timeouts.
+// batching and timeouts; the tier's canary is liveCanary's.
 func liveTier(plan *Plan, f string, o, n *pipeline.Tier) {
 	live(plan, f+".exit.policy", &o.Exit.Policy, &n.Exit.Policy)
 	live(plan, f+".exit.threshold", &o.Exit.Threshold, &n.Exit.Threshold)

@@ -165,6 +165,7 @@ var (
 		"tiers[0] (edge).scaling.activation_lag", "tiers[0] (edge).scaling.stabilization_window", "tiers[0] (edge).scaling.cooldown_to_zero",
 		"tiers[0] (edge).connector.max_batch", "tiers[0] (edge).connector.max_wait", "tiers[0] (edge).connector.max_attempts", "tiers[0] (edge).connector.request_timeout",
 		"tiers[0] (edge).connector.backoff", "tiers[0] (edge).connector.max_backoff",
+		"tiers[0] (edge).canary",
 		"funnel.device_rate_limit.rate", "funnel.device_rate_limit.burst", "funnel.device_rate_limit.max_devices",
 	}
 	rolloutSettings = []string{

@@ -16,6 +16,15 @@ const ReplicasPattern = "GET /v1/tiers/{tier}/replicas"
 // ReplicasPath is the path of tier's replica list (ReplicasPattern).
 func ReplicasPath(tier string) string { return PathTiers + tier + "/replicas" }
 
+// CanaryReplicasPattern is the route of the ready replicas of a tier's
+// canary (tiers[].canary), in the form of ReplicasPattern: the connector
+// follows both.
+const CanaryReplicasPattern = "GET /v1/tiers/{tier}/canary/replicas"
+
+// CanaryReplicasPath is the path of tier's canary replica list
+// (CanaryReplicasPattern).
+func CanaryReplicasPath(tier string) string { return PathTiers + tier + "/canary/replicas" }
+
 // ListedReplica is one ready replica in a replica list.
 type ListedReplica struct {
 	ID  string `json:"id"`

@@ -154,6 +154,9 @@ type Tier struct {
 	Replicas Replicas `yaml:"replicas"`
 	// Scaling tunes the tier's scaler (when replicas.min != replicas.max).
 	Scaling Scaling `yaml:"scaling"`
+	// Canary, when set, runs a candidate model on a share of the tier's
+	// messages next to Model (see Canary).
+	Canary *Canary `yaml:"canary"`
 }
 
 // Exit describes a tier's exit head and when a sample may leave there.
@@ -311,6 +314,9 @@ func (p *Pipeline) Validate() error {
 			}
 		}
 		errs = append(errs, t.Exit.validate(f+".exit", i == len(p.Tiers)-1)...)
+		if t.Canary != nil {
+			errs = append(errs, t.Canary.validate(f+".canary", t)...)
+		}
 		last := i == len(p.Tiers)-1
 		switch {
 		case last && t.Forward != nil:

@@ -57,3 +57,29 @@ func TestReplicaList(t *testing.T) {
 		}
 	}
 }
+
+// TestCanaryReplicaList: a tier's canary replicas are listed apart from
+// its replicas; a tier without a canary runtime lists none, which the
+// connector reads as "send everything to the current replicas".
+func TestCanaryReplicaList(t *testing.T) {
+	current := map[string]Runtime{"fog": &listed{reps: []Replica{{ID: "fog-0", URL: "http://127.0.0.1:1", Ready: true}}}}
+	canary := map[string]Runtime{"fog": &listed{reps: []Replica{{ID: "fog-canary-0", URL: "http://127.0.0.1:2", Ready: true}}}}
+	mux := http.NewServeMux()
+	HandleReplicas(mux, func(tier string) Runtime { return current[tier] })
+	HandleCanaryReplicas(mux, func(tier string) Runtime { return canary[tier] })
+	srv := httptest.NewServer(mux)
+	defer srv.Close()
+	for _, c := range []struct {
+		path string
+		want []httpapi.ListedReplica
+	}{
+		{httpapi.ReplicasPath("fog"), []httpapi.ListedReplica{{ID: "fog-0", URL: "http://127.0.0.1:1"}}},
+		{httpapi.CanaryReplicasPath("fog"), []httpapi.ListedReplica{{ID: "fog-canary-0", URL: "http://127.0.0.1:2"}}},
+		{httpapi.CanaryReplicasPath("edge"), []httpapi.ListedReplica{}},
+	} {
+		got, err := httpapi.ReadReplicas(context.Background(), srv.Client(), srv.URL+c.path)
+		if err != nil || !reflect.DeepEqual(got, c.want) {
+			t.Errorf("%s: %v, %v; want %v", c.path, got, err, c.want)
+		}
+	}
+}

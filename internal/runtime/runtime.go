@@ -55,6 +55,15 @@ type Spec struct {
 // Tier is the name of the tier whose replicas these are.
 func (s *Spec) Tier() string { return s.Replica.Tier }
 
+// Name names the replicas: the tier's name, with "-canary" for the
+// replicas of its canary (inference.Command.Canary).
+func (s *Spec) Name() string {
+	if s.Replica.Canary {
+		return s.Replica.Tier + "-canary"
+	}
+	return s.Replica.Tier
+}
+
 // Args is the command line of a replica listening on listen.
 func (s *Spec) Args(listen string) []string {
 	c := s.Replica

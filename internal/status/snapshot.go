@@ -80,6 +80,9 @@ type Tier struct {
 	// State sums the tier up: "ok", "down", "lagging", "dead-lettering" or
 	// "unknown" (nothing answered for it).
 	State string `json:"state"`
+	// Canary compares the tier's candidate model with its current one
+	// while it runs a canary (tiers[].canary); absent otherwise.
+	Canary *Canary `json:"canary,omitempty"`
 }
 
 // Model is a tier's model file and the first 12 hex digits of its sha256.

@@ -45,6 +45,7 @@ func Print(w io.Writer, s Snapshot, colour bool) {
 			}})
 		}
 		table(w, rows, colour)
+		printCanaries(w, site.Tiers, colour)
 		if len(site.Uplinks) > 0 {
 			rows = []row{{cells: []string{"LINK", "STATE", "BACKLOG", "RATE/S", "DEAD LETTERS", "DOWN SINCE"}}}
 			for _, u := range site.Uplinks {

@@ -86,6 +86,7 @@ func (r *siteReads) tier(ctx context.Context, t *pipeline.Tier, o Options) (Tier
 		tier.ExitRatio = &ratio
 	}
 
+	tier.Canary = r.canary(t)
 	tier.State = tierState(tier, connector, o)
 	switch tier.State {
 	case StateDown:

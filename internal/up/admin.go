@@ -61,7 +61,7 @@ func (s *Supervisor) children() []*proc.Child {
 			cs = append(cs, childrenOf(rt)...)
 		}
 	}
-	return cs
+	return append(cs, s.canaryChildren()...)
 }
 
 // childrenOf returns a runtime's child processes, if it has any.
@@ -173,6 +173,7 @@ func (s *Supervisor) serveAdmin() error {
 		}
 		return nil // not a typed nil inside the interface
 	})
+	runtime.HandleCanaryReplicas(mux, s.canaryRuntime)
 	page, err := statuspage.New(s.siteStatus, statuspage.Options{Logger: s.log.With("component", "status_page")})
 	if err != nil {
 		return fmt.Errorf("admin: %w", err)

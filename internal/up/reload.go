@@ -86,6 +86,10 @@ func (s *Supervisor) reload(ctx context.Context, p *pipeline.Pipeline) error {
 			return fmt.Errorf("refused, nothing changed: %w", err)
 		}
 	}
+	// New candidates ready before the connectors route to them.
+	if err := s.applyCanaries(ctx, p, true); err != nil {
+		return err
+	}
 	s.forwardSIGHUP()
 	errs := []error{s.resize(ctx, running.Pipeline, p)}
 	errs = append(errs, s.rollOutAll(ctx, &plan, next, beside))

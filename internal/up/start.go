@@ -21,6 +21,7 @@ import (
 	"github.com/ddnn-continuum/ddnn/internal/kafka"
 	"github.com/ddnn-continuum/ddnn/internal/monolith"
 	"github.com/ddnn-continuum/ddnn/internal/proc"
+	"github.com/ddnn-continuum/ddnn/internal/runtime"
 	"github.com/ddnn-continuum/ddnn/internal/runtime/replicas"
 	"github.com/ddnn-continuum/ddnn/internal/socket"
 	"github.com/ddnn-continuum/ddnn/scaler"
@@ -76,10 +77,7 @@ func (s *Supervisor) start(ctx context.Context) error {
 	// Replicas first (they load models), then the connectors that call
 	// them; the connectors follow each tier's live replica set and write
 	// what the replicas decide.
-	tiers, err := scaler.StartTiers(ctx, p, s.site.Name, replicas.Options{
-		File: s.cfg.File, ServiceTokenFile: s.cfg.ServiceTokenFile, LogLevel: s.cfg.LogLevel,
-		ORTLib: s.cfg.ORTLib, Out: s.cfg.Out, Logger: s.log,
-	})
+	tiers, err := scaler.StartTiers(ctx, p, s.site.Name, s.replicaOptions())
 	if err != nil {
 		return err
 	}
@@ -90,6 +88,9 @@ func (s *Supervisor) start(ctx context.Context) error {
 		if err := s.waitReplicas(ctx, t.Name, t.Replicas.Min); err != nil {
 			return err
 		}
+	}
+	if err := s.applyCanaries(ctx, p, false); err != nil {
+		return err
 	}
 	for _, t := range s.tiers {
 		c, err := s.newServingChild(s.childName("connector-"+t.Name), "connector", func(admin string) []string {
@@ -179,12 +180,25 @@ func (s *Supervisor) startBroker() (*kafka.Broker, error) {
 	return kafka.StartSiteBroker(s.p, &s.site.Site, "", s.cfg.Ephemeral, s.log, opts...)
 }
 
+// replicaOptions are what the site's replicas are started with.
+func (s *Supervisor) replicaOptions() replicas.Options {
+	return replicas.Options{
+		File: s.cfg.File, ServiceTokenFile: s.cfg.ServiceTokenFile, LogLevel: s.cfg.LogLevel,
+		ORTLib: s.cfg.ORTLib, Out: s.cfg.Out, Logger: s.log,
+	}
+}
+
 // waitReplicas waits until n replicas of tier are ready.
 func (s *Supervisor) waitReplicas(ctx context.Context, tier string, n int) error {
+	return s.waitRuntime(ctx, s.runtime(tier), fmt.Sprintf("tier %q", tier), n)
+}
+
+// waitRuntime waits until n replicas of rt, which what names, are ready.
+func (s *Supervisor) waitRuntime(ctx context.Context, rt runtime.Runtime, what string, n int) error {
 	ctx, cancel := context.WithTimeout(ctx, s.cfg.ReadyTimeout)
 	defer cancel()
 	for {
-		reps, _ := s.runtime(tier).List(ctx)
+		reps, _ := rt.List(ctx)
 		ready := 0
 		for _, r := range reps {
 			if r.Ready {
@@ -196,7 +210,7 @@ func (s *Supervisor) waitReplicas(ctx context.Context, tier string, n int) error
 		}
 		select {
 		case <-ctx.Done():
-			return fmt.Errorf("tier %q: %d of %d replicas ready within %s", tier, ready, n, s.cfg.ReadyTimeout)
+			return fmt.Errorf("%s: %d of %d replicas ready within %s", what, ready, n, s.cfg.ReadyTimeout)
 		case <-time.After(20 * time.Millisecond):
 		}
 	}

@@ -2,6 +2,7 @@ package up
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"maps"
 	"net/http"
@@ -68,7 +69,7 @@ func (s *Supervisor) stop() {
 		s.awaitBacklog(adm, share(0.3))
 	}
 	stopChildren(connectors, share(0.8))
-	if err := replicas.Close(context.Background()); err != nil {
+	if err := errors.Join(replicas.Close(context.Background()), s.closeCanaries(context.Background())); err != nil {
 		s.log.Warn("stopping replicas", "err", err)
 	}
 	// The uplinks ship what the last deliveries queued for other sites.

@@ -137,6 +137,7 @@ type Supervisor struct {
 	brokers    string
 	funnel     *proc.Child
 	runtimes   map[string]runtime.Runtime // by tier
+	canaries   canaries                   // the tiers' canaries' runtimes
 	connectors []*proc.Child
 	monolith   *proc.Child // in place of the replicas and connectors with Config.Monolith
 	uplinks    []*proc.Child

@@ -136,7 +136,7 @@ func (r *Runtime) startLocked(spec runtime.Spec, standby bool) (*replica, error)
 		return nil, err
 	}
 	addr := sock.Addr
-	id := fmt.Sprintf("%s-%d", r.tier, r.next)
+	id := fmt.Sprintf("%s-%d", spec.Name(), r.next)
 	r.next++
 	args := spec.Args(addr)
 	c := proc.New(id, "http://"+addr+"/readyz", r.cfg.Out, r.log, args...)

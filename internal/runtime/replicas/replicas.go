@@ -33,6 +33,9 @@ type Options struct {
 	ServiceTokenFile string
 	// ORTLib is passed to process replicas.
 	ORTLib string
+	// Canary makes the runtime of the tier's canary: replicas that serve
+	// tiers[].canary's model (inference.Command.Canary).
+	Canary bool
 	// Out receives process replicas' output.
 	Out    io.Writer
 	Logger *slog.Logger
@@ -50,12 +53,16 @@ func New(ctx context.Context, p *pipeline.Pipeline, t *pipeline.Tier, o Options)
 	// The replicas serve the model the file names now, and no other: one
 	// started later (a restart, a scale-up) refuses a file changed since,
 	// until a rollout.
-	sha, err := onnx.FileSHA256(p.ModelPath(t))
+	model := p.ModelPath(t)
+	if o.Canary && t.Canary != nil {
+		model = p.Path(t.Canary.Model)
+	}
+	sha, err := onnx.FileSHA256(model)
 	if err != nil {
 		return nil, fmt.Errorf("tier %q: %w", t.Name, err)
 	}
 	spec := runtime.Spec{Pipeline: p.Name, Replica: inference.Command{
-		File: file, Tier: t.Name, ORTLib: o.ORTLib, Log: command.Log{Level: o.LogLevel}, ModelSHA: sha,
+		File: file, Tier: t.Name, Canary: o.Canary, ORTLib: o.ORTLib, Log: command.Log{Level: o.LogLevel}, ModelSHA: sha,
 	}}
 	withToken := func(path string) { spec.Replica.ServiceTokenFile = path }
 	switch t.Replicas.Runtime {

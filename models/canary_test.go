@@ -1,0 +1,69 @@
+package models
+
+import (
+	"strings"
+	"testing"
+
+	"github.com/ddnn-continuum/ddnn/internal/onnx"
+	"github.com/ddnn-continuum/ddnn/internal/pipeline"
+)
+
+// TestCheckCanary: a tier's candidate is checked as the tier's model, in
+// the chain; one that does not fit is refused naming the canary.
+func TestCheckCanary(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		model string
+		wants []string // none: the check passes
+	}{
+		{"same graph as the current model", "../models/fog.onnx", nil},
+		{"no forward output", "../models/cloud.onnx",
+			[]string{`tier "fog" canary ../models/cloud.onnx: tier "fog": model`, `has no output "forward" for forward.output`}},
+		{"missing file", "../models/nope.onnx", []string{`tier "fog" canary ../models/nope.onnx`, "nope.onnx"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			p := load(t, "../deploy/pipeline.yaml")
+			p.Tiers[1].Canary = &pipeline.Canary{Model: tc.model, Share: 0.1}
+			_, err := Check(p)
+			if len(tc.wants) == 0 {
+				if err != nil {
+					t.Fatal(err)
+				}
+				return
+			}
+			if err == nil {
+				t.Fatal("check passed")
+			}
+			for _, w := range tc.wants {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("error lacks %q:\n%v", w, err)
+				}
+			}
+		})
+	}
+}
+
+// TestSameForward: a candidate forwarding another shape or dtype than
+// the current model is refused, naming both and the next tier.
+func TestSameForward(t *testing.T) {
+	cur := onnx.TensorInfo{Name: "forward", Shape: []int64{-1, 32}, DType: 1, Tensor: true}
+	if err := sameForward(&cur, &cur, "fog"); err != nil {
+		t.Fatalf("the current forward refused: %v", err)
+	}
+	for _, cand := range []onnx.TensorInfo{
+		{Name: "forward", Shape: []int64{-1, 48}, DType: 1, Tensor: true},
+		{Name: "forward", Shape: []int64{-1, 2, 16}, DType: 1, Tensor: true},
+		{Name: "forward", Shape: []int64{-1, 32}, DType: 11, Tensor: true},
+	} {
+		err := sameForward(&cur, &cand, "fog")
+		if err == nil {
+			t.Errorf("forward %s accepted for %s", cand, cur)
+			continue
+		}
+		for _, w := range []string{cand.String(), cur.String(), `next tier "fog"`} {
+			if !strings.Contains(err.Error(), w) {
+				t.Errorf("error lacks %q: %v", w, err)
+			}
+		}
+	}
+}
