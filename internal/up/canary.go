@@ -11,7 +11,6 @@ import (
 	"github.com/ddnn-continuum/ddnn/internal/proc"
 	"github.com/ddnn-continuum/ddnn/internal/runtime"
 	"github.com/ddnn-continuum/ddnn/internal/runtime/replicas"
-	"github.com/ddnn-continuum/ddnn/models"
 )
 
 // canaryReplicas is how many replicas a tier's canary runs: one, of fixed
@@ -62,13 +61,12 @@ func (s *Supervisor) canaryChildren() []*proc.Child {
 // its version label), gets a runtime of its own with canaryReplicas replicas,
 // ready before this returns (the old candidate's stopped after); one
 // removed is drained and stopped. A share or shadow ratio change is the
-// connector's (it reloads it). With check, before anything starts, a new
-// candidate is checked in the chain as models check does: one that does
-// not fit, or forwards what the next tier's current model does not read,
-// is refused and nothing changes. At start (nothing running yet) it
-// starts every canary p has, unchecked: ddnn up checked the chain,
-// canaries included, before Run.
-func (s *Supervisor) applyCanaries(ctx context.Context, p *pipeline.Pipeline, check bool) error {
+// connector's (it reloads it). The caller checked the chain, candidates
+// included, as models check does (ddnn up before Run, a reload in
+// readModels): a candidate that does not fit, or forwards what the next
+// tier's current model does not read, was refused before anything
+// changed.
+func (s *Supervisor) applyCanaries(ctx context.Context, p *pipeline.Pipeline) error {
 	type change struct {
 		tier  *pipeline.Tier
 		sha   string
@@ -94,14 +92,6 @@ func (s *Supervisor) applyCanaries(ctx context.Context, p *pipeline.Pipeline, ch
 			if cur == nil || cur.sha != sha || cur.version != c.Version {
 				changes = append(changes, change{tier: tier, sha: sha, start: true})
 			}
-		}
-	}
-	for _, ch := range changes {
-		if ch.start && check {
-			if _, err := models.Check(p); err != nil {
-				return fmt.Errorf("canary refused: %w", err)
-			}
-			break
 		}
 	}
 	var errs []error

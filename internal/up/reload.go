@@ -87,7 +87,7 @@ func (s *Supervisor) reload(ctx context.Context, p *pipeline.Pipeline) error {
 		}
 	}
 	// New candidates ready before the connectors route to them.
-	if err := s.applyCanaries(ctx, p, true); err != nil {
+	if err := s.applyCanaries(ctx, p); err != nil {
 		return err
 	}
 	s.forwardSIGHUP()

@@ -89,7 +89,7 @@ func (s *Supervisor) start(ctx context.Context) error {
 			return err
 		}
 	}
-	if err := s.applyCanaries(ctx, p, false); err != nil {
+	if err := s.applyCanaries(ctx, p); err != nil {
 		return err
 	}
 	for _, t := range s.tiers {
