@@ -16,6 +16,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/ddnn-continuum/ddnn/internal/httpapi"
+	"github.com/ddnn-continuum/ddnn/internal/pipeline"
 	"github.com/ddnn-continuum/ddnn/internal/records"
 	"github.com/ddnn-continuum/ddnn/internal/testsupport"
 	"github.com/ddnn-continuum/ddnn/internal/wire"
@@ -143,6 +144,45 @@ func TestForwardsGoToReplicasThatAcceptThem(t *testing.T) {
 	}
 	list.set(fresh.srv.URL, old.srv.URL)
 	testsupport.WaitFor(t, 15*time.Second, "waiting forwards read once a replica accepts them", func() bool { return len(old.ids()) == 130 })
+	testsupport.WaitFor(t, 15*time.Second, "committed to the end", func() bool {
+		return groupLag(t, e.cl, e.p.ConsumerGroup("cloud"), "t.cloud.in") == 0
+	})
+	if n := testutil.ToFloat64(c.m.deadLetters); n != 0 {
+		t.Errorf("%v forwards dead-lettered", n)
+	}
+}
+
+// TestForwardsOfACandidatePairGoToTheNextCandidate: with a canary on the
+// previous tier whose forwards only this tier's candidate reads (a pair
+// of candidates of another forward width), each forward is read by a
+// model that accepts it, whichever share its id falls in: the current
+// replicas' refusal sends a candidate's forward to this tier's
+// candidate, and the candidate's refusal sends a current model's
+// forward to the current replicas. Nothing is dead-lettered or lost.
+func TestForwardsOfACandidatePairGoToTheNextCandidate(t *testing.T) {
+	e := setup(t)
+	e.p.Tiers[1].Canary = &pipeline.Canary{Model: "c2.onnx", Share: 0.5}
+	current := acceptingReplica(t, edgeV1)
+	candidate := acceptingReplica(t, edgeV2)
+	url := replicaLists(t, "cloud", func() []string { return []string{current.srv.URL} }, func() []string { return []string{candidate.srv.URL} })
+	c, err := New(Config{Pipeline: e.p, Tier: "cloud", ReplicasURL: url, Registerer: prometheus.NewRegistry(), DrainTimeout: 3 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.run(t, c)
+	e.produceForwards(t, 200, "cur", edgeV1)
+	e.produceForwards(t, 200, "cand", edgeV2)
+	testsupport.WaitFor(t, 20*time.Second, "every forward read", func() bool { return len(current.ids())+len(candidate.ids()) == 400 })
+	for id := range current.ids() {
+		if !strings.HasPrefix(id, "cur") {
+			t.Errorf("the current replica read %s, a forward of the previous tier's candidate", id)
+		}
+	}
+	for id := range candidate.ids() {
+		if !strings.HasPrefix(id, "cand") {
+			t.Errorf("the candidate read %s, a forward of the previous tier's current model", id)
+		}
+	}
 	testsupport.WaitFor(t, 15*time.Second, "committed to the end", func() bool {
 		return groupLag(t, e.cl, e.p.ConsumerGroup("cloud"), "t.cloud.in") == 0
 	})

@@ -48,6 +48,9 @@ func (c *Connector) invoke(r *replica, batch []item) {
 	seen := pl.successesSoFar()
 	var last *replica
 	fails := 0 // consecutive failures, for the backoff
+	// triedCanary is set once the current replicas' refusal of the
+	// batch's producer sent it to the candidate's, until the next wait.
+	triedCanary := false
 	defer func() {
 		if r != nil {
 			pl.giveBack(r) // acquired for a batch that needed no call
@@ -73,7 +76,14 @@ func (c *Connector) invoke(r *replica, batch []item) {
 					variant, pl, seen, last = variantCurrent, c.pool, c.pool.successesSoFar(), nil
 					c.canary.m.fallbacks.Add(float64(queued(queue)))
 					continue
+				case errors.Is(err, errNoneAccepts) && variant == variantCurrent && c.canary != nil && !triedCanary:
+					// No current replica reads these forwards: the
+					// candidate's may (the previous tier's candidate
+					// wrote them for this tier's).
+					variant, pl, seen, last, triedCanary = variantCanary, c.canary.pool, c.canary.pool.successesSoFar(), nil, true
+					continue
 				case errors.Is(err, errNoneAccepts) && c.awaitAccepting(call.producer):
+					triedCanary = false
 					continue
 				}
 				return // drain deadline passed: records stay uncommitted

@@ -67,3 +67,46 @@ func TestSameForward(t *testing.T) {
 		}
 	}
 }
+
+// TestCheckCanaryPair: an edge candidate forwarding another width than
+// the current edge is refused unless the fog runs a candidate that reads
+// it, with a share at least as large (each message's share is by its id,
+// so every forward the edge candidate writes goes on to the fog's); that
+// fog candidate, which reads none of the current edge's forwards, passes
+// as the pair's.
+func TestCheckCanaryPair(t *testing.T) {
+	const w48 = "../models/testdata/rollout/"
+	for _, tc := range []struct {
+		name  string
+		fog   *pipeline.Canary
+		wants []string
+	}{
+		{"the fog's candidate reads it", &pipeline.Canary{Model: w48 + "fog-w48.onnx", Share: 0.2}, nil},
+		{"no fog candidate", nil, []string{`tier "edge" canary`, `next tier "fog" input "features" expects [-1 32]`, `tier "fog" runs no canary that reads it`}},
+		{"a smaller fog share", &pipeline.Canary{Model: w48 + "fog-w48.onnx", Share: 0.05},
+			[]string{`tier "fog"'s canary takes a share of 0.05, less than 0.1`}},
+		{"a fog candidate that does not read it", &pipeline.Canary{Model: w48 + "fog-retrained.onnx", Share: 0.2},
+			[]string{`tier "fog"'s canary does not read it`}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			p := load(t, "../deploy/pipeline.yaml")
+			p.Tiers[0].Canary = &pipeline.Canary{Model: w48 + "edge-w48.onnx", Share: 0.1}
+			p.Tiers[1].Canary = tc.fog
+			_, err := Check(p)
+			if len(tc.wants) == 0 {
+				if err != nil {
+					t.Fatal(err)
+				}
+				return
+			}
+			if err == nil {
+				t.Fatal("check passed")
+			}
+			for _, w := range tc.wants {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("error lacks %q:\n%v", w, err)
+				}
+			}
+		})
+	}
+}
