@@ -23,6 +23,9 @@ func TestMain(m *testing.M) {
 	if os.Getenv(childEnv) == "1" {
 		os.Exit(child(os.Args[1:]))
 	}
+	if os.Getenv(execEnv) == "1" {
+		os.Exit(execChild())
+	}
 	os.Exit(m.Run())
 }
 
