@@ -48,6 +48,9 @@ func (s *Supervisor) start(ctx context.Context) error {
 		s.reportBacklog(ctx, kadm.NewClient(cl), "left from the last run; processing them now")
 		cl.Close()
 	}
+	if err := s.holdAdmin(); err != nil {
+		return err
+	}
 	if err := s.serveAdmin(); err != nil {
 		return err
 	}
@@ -285,6 +288,8 @@ func (s *Supervisor) newChild(name, readyURL, command string, flags []string) *p
 // passFunnelSockets binds the funnel's HTTP sockets and passes them to
 // fc: a taken port fails the start at once, and a restarted funnel keeps
 // its ports, with the requests made meanwhile waiting in their backlog.
+// ddnn up holds them for its life, so that they also outlive a stop
+// and an in-place restart (RestartSignal), and fc gets a copy.
 // Nothing is bound beyond what the pipeline's auth allows (the funnel
 // checks it too, as it may run on its own).
 func (s *Supervisor) passFunnelSockets(fc *proc.Child) error {
@@ -295,7 +300,11 @@ func (s *Supervisor) passFunnelSockets(fc *proc.Child) error {
 		if err := s.site.CheckExposure(l.zone, l.what, l.addr); err != nil {
 			return err
 		}
-		sock, err := socket.Bind(l.addr)
+		held, err := s.cfg.handover.hold(l.addr)
+		if err != nil {
+			return fmt.Errorf("%s: %w", l.key, err)
+		}
+		sock, err := held.Dup()
 		if err != nil {
 			return fmt.Errorf("%s: %w", l.key, err)
 		}

@@ -15,7 +15,8 @@ import (
 	"github.com/ddnn-continuum/ddnn/scaler"
 )
 
-// stop drains in order within StopGrace: intake off, connectors (finish
+// stop drains in order within StopGrace: intake off (but for a restart,
+// see RestartSignal), connectors (finish
 // in-flight, commit, leave) or the monolith (finishes its poll, commits),
 // replicas, uplinks (ship what is queued for
 // other sites), funnel (flush) once the uplinks of every site run together
@@ -49,7 +50,10 @@ func (s *Supervisor) stop() {
 			adm = kadm.NewClient(cl)
 		}
 	}
-	if funnelChild != nil {
+	// A restart keeps the funnel taking device data until it stops: the
+	// sends it cannot take then wait in its sockets' backlogs (held
+	// across the restart) instead of being answered 503.
+	if funnelChild != nil && !s.cfg.handover.restartingNow() {
 		client, err := s.serviceClient(500 * time.Millisecond)
 		if err == nil {
 			var resp *http.Response

@@ -97,6 +97,10 @@ type Config struct {
 	// first start (so that sites started by separate `ddnn up --site` on
 	// one machine share it); "" with auth.service: none.
 	ServiceTokenFile string
+
+	// handover holds the listening sockets across Runs and says whether
+	// a stop is a restart's (RestartSignal); Run makes one when unset.
+	handover *handover
 }
 
 // LinkError is a LinkURLs entry for a link the pipeline does not have.
@@ -179,6 +183,11 @@ func Run(ctx context.Context, cfg Config) error {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
+	if cfg.handover == nil {
+		cfg.handover = newHandover(cfg.Logger.With("component", "up"))
+		defer cfg.handover.close()
+	}
+	defer cfg.handover.released()
 	placement := ""
 	if cfg.Monolith {
 		// The caller's pipeline keeps its placement.
@@ -214,6 +223,7 @@ func Run(ctx context.Context, cfg Config) error {
 	// it holds to another site's funnel.
 	var uplinksStopped sync.WaitGroup
 	uplinksStopped.Add(len(sites))
+	cfg.handover.starting(len(sites))
 	if len(sites) == 1 {
 		return runSite(ctx, cfg, sites[0], placement, &uplinksStopped)
 	}
@@ -311,6 +321,7 @@ func runSite(ctx context.Context, cfg Config, site pipeline.Site, placement stri
 	supervise, stopSupervising := context.WithCancel(bgCtx)
 	s.bg, s.supervise = bg, supervise
 	err := s.start(ctx)
+	cfg.handover.siteStarted()
 	if err == nil {
 		s.started.Store(true)
 		s.announce()
