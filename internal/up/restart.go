@@ -127,10 +127,10 @@ func (h *handover) close() {
 func (s *Supervisor) holdAdmin() error {
 	sock, err := s.cfg.handover.hold(s.site.Admin.Listen)
 	if err != nil {
-		return fmt.Errorf("admin.listen: %w", err)
+		return fmt.Errorf("admin: %w", err)
 	}
 	if err := socket.Provide(sock); err != nil {
-		return fmt.Errorf("admin.listen: %w", err)
+		return fmt.Errorf("admin: %w", err)
 	}
 	return nil
 }
