@@ -25,9 +25,9 @@ func Exec(path string, args, env []string, sockets []*Socket) error {
 	for _, s := range sockets {
 		fd, err := descriptor(s.file)
 		if err != nil {
-			return fmt.Errorf("exec %s: socket %s: %w", path, s.Addr, err)
+			return fmt.Errorf("exec %s: socket %s: %w", path, s.key(), err)
 		}
-		fds, entries = append(fds, fd), append(entries, s.Addr+"="+strconv.Itoa(fd))
+		fds, entries = append(fds, fd), append(entries, s.key()+"="+strconv.Itoa(fd))
 	}
 	out := make([]string, 0, len(env)+1)
 	for _, kv := range env {

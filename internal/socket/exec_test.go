@@ -177,3 +177,52 @@ func TestBindTakesOverInherited(t *testing.T) {
 		t.Error("Bind of an address with '=' succeeded")
 	}
 }
+
+// A UDP socket is passed as a listening one is: a datagram sent before
+// the child runs waits in its buffer and the child, which takes the
+// socket over by its address, answers it.
+func TestPacketSocketPassed(t *testing.T) {
+	s, err := BindPacket("127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if again, err := net.ListenPacket("udp", s.bound); err == nil {
+		again.Close()
+		t.Fatalf("udp %s bound again while held", s.bound)
+	}
+	ua, err := net.ResolveUDPAddr("udp", s.bound)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := net.DialUDP("udp", nil, ua)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if _, err := c.Write([]byte("early")); err != nil {
+		t.Fatal(err)
+	}
+	files, env := Pass(os.Environ(), []*Socket{s})
+	if want := listenFDsEnv + "=" + udpPrefix + s.Addr; !slices.Contains(env, want) {
+		t.Fatalf("environment without %s", want)
+	}
+	line := start(t, udpPrefix+s.Addr, files, env)
+	if want := fmt.Sprintf("listening on %s%s;", udpPrefix, s.bound); !strings.HasPrefix(line, want) {
+		t.Fatalf("child said %q, want it to start with %q", line, want)
+	}
+	c.SetDeadline(time.Now().Add(10 * time.Second))
+	b := make([]byte, 64)
+	n, err := c.Read(b)
+	if got := string(b[:n]); err != nil || got != "hi early" {
+		t.Errorf("the datagram sent before the child ran got %q (%v), want %q", got, err, "hi early")
+	}
+	dup, err := s.Dup()
+	if err != nil {
+		t.Fatal(err)
+	}
+	dup.Close()
+	if _, err := BindPacket("127.0.0.1:1 2"); err == nil {
+		t.Error("BindPacket of an address with a space succeeded")
+	}
+}

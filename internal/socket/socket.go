@@ -1,8 +1,10 @@
 // Package socket passes listening sockets from a supervisor to the child
 // processes it starts: the supervisor binds them (New) and hands them to
 // every process of a child (Pass), the child takes them over by address
-// (Listen). A process may also hand its sockets to the program it replaces
-// itself with (Exec), which takes them over by address (Bind, Listen).
+// (Listen). UDP sockets go the same way (BindPacket, ListenPacket). A
+// process may also hand its sockets to the program it replaces itself
+// with (Exec), which takes them over by address (Bind, BindPacket,
+// Listen, ListenPacket).
 package socket
 
 import (
@@ -19,12 +21,14 @@ import (
 
 // listenFDsEnv tells a child which listening sockets its supervisor
 // passed down: their addresses, as its flags give them, separated by
-// spaces, for file descriptors 3, 4, ... in order; an entry ADDR=FD names
-// its descriptor instead (Exec passes them so).
+// spaces, for file descriptors 3, 4, ... in order, a UDP socket's led by
+// "udp/"; an entry ADDR=FD names its descriptor instead (Exec passes them
+// so).
 const listenFDsEnv = "DDNN_LISTEN_FDS"
 
-// A Socket is a listening TCP socket on 127.0.0.1 that a supervisor binds
-// for a child and passes down to every process of it, restarts included.
+// A Socket is a listening TCP socket (or a UDP one, BindPacket) that a
+// supervisor binds for a child and passes down to every process of it,
+// restarts included.
 //
 // Asking the kernel for a free port, closing it and telling a child to
 // bind it leaves a window in which any process on the machine (or an
@@ -36,6 +40,16 @@ type Socket struct {
 	Addr  string // as the child's flag gives it; the child finds the socket by it
 	file  *os.File
 	bound string // the address taken
+	udp   bool   // a UDP socket (BindPacket), not a listening TCP one
+}
+
+// key is how the environment names s: its address, led by "udp/" for a
+// UDP socket (the same address may have both).
+func (s *Socket) key() string {
+	if s.udp {
+		return udpPrefix + s.Addr
+	}
+	return s.Addr
 }
 
 // New binds a new listening socket on a free port of 127.0.0.1; its Addr
@@ -90,6 +104,13 @@ func fromListener(addr string, ln net.Listener) (*Socket, error) {
 // Dup is another Socket on the same socket, with a descriptor of its own:
 // closing one leaves the other open.
 func (s *Socket) Dup() (*Socket, error) {
+	if s.udp {
+		c, err := s.packetConn()
+		if err != nil {
+			return nil, err
+		}
+		return fromPacketConn(s.Addr, c)
+	}
 	ln, err := s.listener()
 	if err != nil {
 		return nil, err
@@ -131,7 +152,7 @@ func (s *Socket) Close() error { return s.file.Close() }
 func Pass(env []string, sockets []*Socket) (files []*os.File, _ []string) {
 	addrs := make([]string, len(sockets))
 	for i, s := range sockets {
-		files, addrs[i] = append(files, s.file), s.Addr
+		files, addrs[i] = append(files, s.file), s.key()
 	}
 	out := make([]string, 0, len(env)+1)
 	for _, kv := range env {
@@ -146,9 +167,10 @@ func Pass(env []string, sockets []*Socket) (files []*os.File, _ []string) {
 }
 
 var inherited struct {
-	once   sync.Once
-	mu     sync.Mutex
-	byAddr map[string][]net.Listener // not claimed by Listen yet, in the order passed
+	once    sync.Once
+	mu      sync.Mutex
+	byAddr  map[string][]net.Listener // not claimed by Listen yet, in the order passed
+	packets map[string][]*net.UDPConn // by address, not claimed by ListenPacket yet
 }
 
 // passed is one socket passed down: its address and descriptor.
@@ -235,6 +257,13 @@ func CloseUnclaimed() []string {
 		}
 		delete(inherited.byAddr, addr)
 	}
+	for addr, cs := range inherited.packets {
+		for _, c := range cs {
+			c.Close()
+			addrs = append(addrs, udpPrefix+addr)
+		}
+		delete(inherited.packets, addr)
+	}
 	slices.Sort(addrs)
 	return addrs
 }
@@ -243,6 +272,7 @@ func CloseUnclaimed() []string {
 // clears the variable so that nothing started later believes it.
 func adoptSockets() {
 	inherited.byAddr = map[string][]net.Listener{}
+	inherited.packets = map[string][]*net.UDPConn{}
 	ps := passedSockets()
 	os.Unsetenv(listenFDsEnv)
 	for _, p := range ps {
@@ -250,6 +280,16 @@ func adoptSockets() {
 			continue // not passed by a supervisor: not ours to close
 		}
 		f := os.NewFile(uintptr(p.fd), "inherited socket")
+		if addr, ok := strings.CutPrefix(p.addr, udpPrefix); ok {
+			c, err := net.FilePacketConn(f) // its own descriptor, closed on exec
+			f.Close()
+			if uc, isUDP := c.(*net.UDPConn); err == nil && isUDP {
+				inherited.packets[addr] = append(inherited.packets[addr], uc)
+			} else if err == nil {
+				c.Close()
+			}
+			continue
+		}
 		ln, err := net.FileListener(f) // its own descriptor, closed on exec
 		f.Close()
 		if err != nil {
