@@ -1,6 +1,9 @@
 package e2e
 
 import (
+	"bytes"
+	"context"
+	"fmt"
 	"io"
 	"os"
 	"path/filepath"
@@ -11,40 +14,45 @@ import (
 	"testing"
 	"time"
 
+	"github.com/plgd-dev/go-coap/v3/message"
+	"github.com/plgd-dev/go-coap/v3/message/codes"
+	"github.com/plgd-dev/go-coap/v3/options"
+	"github.com/plgd-dev/go-coap/v3/udp"
+	udpclient "github.com/plgd-dev/go-coap/v3/udp/client"
+
 	"github.com/ddnn-continuum/ddnn/internal/testsupport"
 )
 
 // TestUpRestartInPlaceUnderLoad runs `ddnn up` from a binary of its own
-// while devices send 300 msg/s over HTTP and restarts it twice: first the
-// plain way (SIGTERM, then a new `ddnn up`), whose refused sends are only
-// reported, then in place (SIGUSR2) after a new binary was put at its
-// path: the same process runs the new binary, no send is refused and
-// every accepted one has a result. A SIGUSR2 while the binary is not
-// executable is refused and changes nothing.
+// while devices send 300 msg/s (200 over HTTP, 100 over CoAP) and
+// restarts it twice: first the plain way (SIGTERM, then a new `ddnn up`),
+// whose refused sends are only reported, then in place (SIGUSR2) after a
+// new binary was put at its path: the same process runs the new binary,
+// no send is refused and every accepted one has a result. A SIGUSR2
+// while the binary is not executable is refused and changes nothing.
 func TestUpRestartInPlaceUnderLoad(t *testing.T) {
 	tp := writePipeline(t, "restart", 1, "")
 	bin := filepath.Join(t.TempDir(), "ddnn")
 	copyBinary(t, ddnn, bin)
 	images := testSet(t).Samples
 	results := tp.name + ".results"
-	const rate, each = 300, 600 // sends before and after each restart
+	const each = 600 // sends accepted before and after each restart
 
 	// The plain way: stop, start.
 	p := upBinary(t, tp, bin)
-	plain := startLoad(t, tp.funnel, images, "plain-", 0, rate)
+	plain := startDevices(t, tp, images, "plain-")
 	defer plain.stop()
-	testsupport.WaitFor(t, 30*time.Second, "the load under way", func() bool { return len(plain.ids()) >= each })
+	testsupport.WaitFor(t, 30*time.Second, "the load under way", func() bool { return len(plain.accepted()) >= each })
 	stopAt := time.Now()
 	p.term(t)
 	p = upBinary(t, tp, bin)
 	plainTook := time.Since(stopAt)
-	n := len(plain.ids())
-	testsupport.WaitFor(t, 30*time.Second, "the load going on after the restart", func() bool { return len(plain.ids()) >= n+each })
+	n := len(plain.accepted())
+	testsupport.WaitFor(t, 30*time.Second, "the load going on after the restart", func() bool { return len(plain.accepted()) >= n+each })
 	plain.stop()
-	missing, dups := awaitResults(t, tp.broker, results, plain.ids(), 90*time.Second)
-	reportLost(t, "stop and start", plain.ids(), missing)
-	t.Logf("stop and start (%s): %d sends, %d refused %v, %d accepted, %d lost, %d duplicates",
-		plainTook.Round(time.Millisecond), len(plain.accepted)+len(plain.refused), len(plain.refused), plain.reasons, len(plain.accepted), len(missing), dups)
+	missing, dups := awaitResults(t, tp.broker, results, plain.accepted(), 90*time.Second)
+	reportLost(t, "stop and start", plain.accepted(), missing)
+	t.Logf("stop and start (%s to ready): %s, %d lost, %d duplicates", plainTook.Round(time.Millisecond), plain, len(missing), dups)
 
 	pid := p.cmd.Process.Pid
 	children := childPIDs(t, pid)
@@ -70,11 +78,12 @@ func TestUpRestartInPlaceUnderLoad(t *testing.T) {
 	}
 
 	// In place, onto a new binary file at the same path.
-	live := startLoad(t, tp.funnel, images, "inplace-", 0, rate)
+	live := startDevices(t, tp, images, "inplace-")
 	defer live.stop()
-	testsupport.WaitFor(t, 30*time.Second, "the load under way", func() bool { return len(live.ids()) >= each })
+	testsupport.WaitFor(t, 30*time.Second, "the load under way", func() bool { return len(live.accepted()) >= each })
 	copyBinary(t, ddnn, bin) // renamed over the running one
-	if exe, _ := os.Readlink("/proc/" + strconv.Itoa(pid) + "/exe"); !strings.HasSuffix(exe, " (deleted)") {
+	exeLink := "/proc/" + strconv.Itoa(pid) + "/exe"
+	if exe, _ := os.Readlink(exeLink); !strings.HasSuffix(exe, " (deleted)") {
 		t.Fatalf("up runs %q, want the binary replaced", exe)
 	}
 	mark = len(p.out.String())
@@ -94,22 +103,59 @@ func TestUpRestartInPlaceUnderLoad(t *testing.T) {
 		return ready("http://" + tp.admin + "/readyz")
 	})
 	took := time.Since(restartAt)
-	if exe, _ := os.Readlink("/proc/" + strconv.Itoa(pid) + "/exe"); exe != bin {
+	if exe, _ := os.Readlink(exeLink); exe != bin {
 		t.Errorf("up (pid %d) runs %q after the restart, want the new %s", pid, exe, bin)
 	}
 	if now := childPIDs(t, pid); len(now) != len(children) || slices.ContainsFunc(now, func(c int) bool { return slices.Contains(children, c) }) {
 		t.Errorf("children %v after the restart, were %v: want as many, all new", now, children)
 	}
-	n = len(live.ids())
-	testsupport.WaitFor(t, 30*time.Second, "the load going on after the restart", func() bool { return len(live.ids()) >= n+each })
+	n = len(live.accepted())
+	testsupport.WaitFor(t, 30*time.Second, "the load going on after the restart", func() bool { return len(live.accepted()) >= n+each })
 	live.stop()
-	if len(live.refused) > 0 {
-		t.Errorf("%d of %d sends refused across the in-place restart: %v", len(live.refused), len(live.refused)+len(live.accepted), live.reasons)
+	if r := live.refused(); r > 0 {
+		t.Errorf("%d sends refused across the in-place restart: %s", r, live)
 	}
-	missing, dups = awaitResults(t, tp.broker, results, live.ids(), 90*time.Second)
-	reportLost(t, "in-place restart", live.ids(), missing)
-	t.Logf("in-place restart (%s to ready): %d sends, %d refused %v, %d accepted, %d lost, %d duplicates",
-		took.Round(time.Millisecond), len(live.accepted)+len(live.refused), len(live.refused), live.reasons, len(live.accepted), len(missing), dups)
+	missing, dups = awaitResults(t, tp.broker, results, live.accepted(), 90*time.Second)
+	reportLost(t, "in-place restart", live.accepted(), missing)
+	t.Logf("in-place restart (%s to ready): %s, %d lost, %d duplicates", took.Round(time.Millisecond), live, len(missing), dups)
+}
+
+// devices are HTTP devices sending 200 msg/s and CoAP ones 100 msg/s.
+type devices struct{ http, coap *load }
+
+func startDevices(t *testing.T, tp testPipeline, images [][]byte, prefix string) devices {
+	return devices{
+		http: startLoad(t, tp.funnel, images, prefix+"http-", 0, 200),
+		coap: startCoAPLoad(t, tp.coap, images, prefix+"coap-", 100),
+	}
+}
+
+func (d devices) stop() {
+	d.http.stop()
+	d.coap.stop()
+}
+
+func (d devices) accepted() []string { return append(d.http.ids(), d.coap.ids()...) }
+
+func (d devices) refused() int {
+	d.http.mu.Lock()
+	defer d.http.mu.Unlock()
+	d.coap.mu.Lock()
+	defer d.coap.mu.Unlock()
+	return len(d.http.refused) + len(d.coap.refused)
+}
+
+func (d devices) String() string {
+	var b strings.Builder
+	for _, l := range []struct {
+		name string
+		l    *load
+	}{{"HTTP", d.http}, {"CoAP", d.coap}} {
+		l.l.mu.Lock()
+		fmt.Fprintf(&b, "%s %d sent, %d refused %v, %d accepted; ", l.name, len(l.l.accepted)+len(l.l.refused), len(l.l.refused), l.l.reasons, len(l.l.accepted))
+		l.l.mu.Unlock()
+	}
+	return strings.TrimSuffix(b.String(), "; ")
 }
 
 // copyBinary writes the binary src to dst through a file beside it
@@ -137,4 +183,41 @@ func copyBinary(t *testing.T, src, dst string) {
 	if err := os.Rename(tmp, dst); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// startCoAPLoad is startLoad for CoAP devices: each worker a device with
+// its own UDP socket and one confirmable request outstanding (RFC 7252's
+// NSTART), sending ?id= and ?device=; a send is accepted on 2.01 Created.
+func startCoAPLoad(t *testing.T, addr string, images [][]byte, prefix string, rate float64) *load {
+	t.Helper()
+	conns := make([]*udpclient.Conn, loadWorkers)
+	for w := range conns {
+		c, err := udp.Dial(addr, options.WithLimitClientParallelRequest(1), options.WithLimitClientEndpointParallelRequest(1))
+		if err != nil {
+			t.Fatal(err)
+		}
+		conns[w] = c
+	}
+	return runLoad(0, rate, func(l *load, i, worker int) {
+		id := prefix + strconv.Itoa(i)
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		resp, err := conns[worker].Post(ctx, "/v1/ingest", message.AppOctets, bytes.NewReader(images[i%len(images)]),
+			message.Option{ID: message.URIQuery, Value: []byte("id=" + id)},
+			message.Option{ID: message.URIQuery, Value: []byte("device=coap-" + strconv.Itoa(worker))})
+		switch {
+		case err != nil && ctx.Err() != nil:
+			l.record(id, "coap: no answer in time")
+		case err != nil:
+			l.record(id, "coap: "+err.Error())
+		case resp.Code() != codes.Created:
+			l.record(id, "coap "+resp.Code().String())
+		default:
+			l.record(id, "")
+		}
+	}, func() {
+		for _, c := range conns {
+			c.Close()
+		}
+	})
 }

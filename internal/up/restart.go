@@ -23,9 +23,10 @@ import (
 // as a stop does, except that the funnels keep taking device data until
 // they stop, then replaces itself (same PID, arguments and environment)
 // by the binary at the path it was started from, read again, which takes
-// over the listening sockets it held: the funnels' device and delivery
-// listeners and the admin address. Sends made meanwhile wait in those
-// sockets' backlogs instead of being refused. SIGHUP is the reload and
+// over the sockets it held: the funnels' device and delivery listeners,
+// their CoAP sockets and the admin address. Sends made meanwhile wait in
+// those sockets' backlogs (HTTP) or receive buffers (CoAP, up to their
+// size) instead of being refused. SIGHUP is the reload and
 // SIGUSR1 is free for other uses; SIGUSR2 is what nginx and others use to
 // upgrade their binary in place.
 const RestartSignal = syscall.SIGUSR2
@@ -46,28 +47,38 @@ type handover struct {
 
 type heldSocket struct {
 	*socket.Socket
+	udp   bool // bound by socket.BindPacket
 	inUse bool // by a site of the Run under way
 }
 
 func newHandover(log *slog.Logger) *handover { return &handover{log: log} }
 
-// hold is the socket for addr held for the process' life: one held and
-// not in use by this Run, else one bound now (or taken over from the
-// process this one replaced, see socket.Bind).
+// hold is the listening TCP socket for addr held for the process' life:
+// one held and not in use by this Run, else one bound now (or taken over
+// from the process this one replaced, see socket.Bind).
 func (h *handover) hold(addr string) (*socket.Socket, error) {
+	return h.holdSocket(addr, false, socket.Bind)
+}
+
+// holdPacket is hold of a UDP socket (socket.BindPacket).
+func (h *handover) holdPacket(addr string) (*socket.Socket, error) {
+	return h.holdSocket(addr, true, socket.BindPacket)
+}
+
+func (h *handover) holdSocket(addr string, udp bool, bind func(string) (*socket.Socket, error)) (*socket.Socket, error) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	for _, s := range h.held {
-		if s.Addr == addr && !s.inUse {
+		if s.Addr == addr && s.udp == udp && !s.inUse {
 			s.inUse = true
 			return s.Socket, nil
 		}
 	}
-	s, err := socket.Bind(addr)
+	s, err := bind(addr)
 	if err != nil {
 		return nil, err
 	}
-	h.held = append(h.held, &heldSocket{Socket: s, inUse: true})
+	h.held = append(h.held, &heldSocket{Socket: s, udp: udp, inUse: true})
 	return s, nil
 }
 
