@@ -229,7 +229,8 @@ func (r *restarter) check(ctx context.Context) error {
 	if r.binary == "" {
 		return errors.New("the path ddnn up was started from is unknown")
 	}
-	if err := syscall.Access(r.binary, 1 /* X_OK */); err != nil {
+	const xOK = 1 // access(2)'s X_OK
+	if err := syscall.Access(r.binary, xOK); err != nil {
 		return fmt.Errorf("binary %s: %w", r.binary, err)
 	}
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)

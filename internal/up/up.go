@@ -22,6 +22,11 @@
 // their brokers, funnels and uplinks, and a site left with nothing to run
 // is skipped.
 //
+// `ddnn up` holds the sockets devices and operators reach (each site's
+// funnel listeners, its CoAP socket, its admin address) for its whole
+// life, so that they outlive a funnel's restart and its own in-place
+// restart on RestartSignal, which hands them to the binary it executes.
+//
 // This is the one place that knows every component; the components do not
 // know about it.
 package up
