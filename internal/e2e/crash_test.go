@@ -26,6 +26,7 @@ type load struct {
 	accepted []string
 	refused  []string
 	reasons  map[string]int // why sends were refused: "status 503", "connection refused", …
+	slowest  time.Duration  // the longest a send took to be accepted
 
 	stopc    chan struct{}
 	stopOnce sync.Once
@@ -94,6 +95,7 @@ func (l *load) send(client *http.Client, funnel, id, device string, image []byte
 	req.Header.Set("X-Message-Id", id)
 	req.Header.Set("X-Device-Id", device)
 	reason := ""
+	began := time.Now()
 	resp, err := client.Do(req)
 	switch {
 	case errors.Is(err, syscall.ECONNREFUSED):
@@ -113,15 +115,17 @@ func (l *load) send(client *http.Client, funnel, id, device string, image []byte
 			reason = "status " + strconv.Itoa(resp.StatusCode)
 		}
 	}
-	l.record(id, reason)
+	l.record(id, reason, time.Since(began))
 }
 
-// record counts message id accepted (reason "") or refused for reason.
-func (l *load) record(id, reason string) {
+// record counts message id accepted (reason "") after took, or refused
+// for reason.
+func (l *load) record(id, reason string, took time.Duration) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if reason == "" {
 		l.accepted = append(l.accepted, id)
+		l.slowest = max(l.slowest, took)
 		return
 	}
 	l.refused = append(l.refused, id)

@@ -152,7 +152,7 @@ func (d devices) String() string {
 		l    *load
 	}{{"HTTP", d.http}, {"CoAP", d.coap}} {
 		l.l.mu.Lock()
-		fmt.Fprintf(&b, "%s %d sent, %d refused %v, %d accepted; ", l.name, len(l.l.accepted)+len(l.l.refused), len(l.l.refused), l.l.reasons, len(l.l.accepted))
+		fmt.Fprintf(&b, "%s %d sent, %d refused %v, %d accepted (the slowest in %s); ", l.name, len(l.l.accepted)+len(l.l.refused), len(l.l.refused), l.l.reasons, len(l.l.accepted), l.l.slowest.Round(time.Millisecond))
 		l.l.mu.Unlock()
 	}
 	return strings.TrimSuffix(b.String(), "; ")
@@ -202,18 +202,19 @@ func startCoAPLoad(t *testing.T, addr string, images [][]byte, prefix string, ra
 		id := prefix + strconv.Itoa(i)
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
+		began := time.Now()
 		resp, err := conns[worker].Post(ctx, "/v1/ingest", message.AppOctets, bytes.NewReader(images[i%len(images)]),
 			message.Option{ID: message.URIQuery, Value: []byte("id=" + id)},
 			message.Option{ID: message.URIQuery, Value: []byte("device=coap-" + strconv.Itoa(worker))})
 		switch {
 		case err != nil && ctx.Err() != nil:
-			l.record(id, "coap: no answer in time")
+			l.record(id, "coap: no answer in time", 0)
 		case err != nil:
-			l.record(id, "coap: "+err.Error())
+			l.record(id, "coap: "+err.Error(), 0)
 		case resp.Code() != codes.Created:
-			l.record(id, "coap "+resp.Code().String())
+			l.record(id, "coap "+resp.Code().String(), 0)
 		default:
-			l.record(id, "")
+			l.record(id, "", time.Since(began))
 		}
 	}, func() {
 		for _, c := range conns {
