@@ -222,3 +222,39 @@ func startCoAPLoad(t *testing.T, addr string, images [][]byte, prefix string, ra
 		}
 	})
 }
+
+// TestUpRestartInPlaceSites restarts in place a `ddnn up` that runs the
+// continuum's three sites, each with its own broker, funnel and admin,
+// while devices send 200 msg/s to the edge's funnel: every site's sockets
+// are handed over, no send is refused, and every accepted message has a
+// result on the results site.
+func TestUpRestartInPlaceSites(t *testing.T) {
+	c := writeContinuum(t, "restartsites")
+	p := start(t, "up", "-f", c.file)
+	waitSites(t, c, p)
+	const each = 400
+	live := startLoad(t, c.funnel["edge"], testSet(t).Samples, "sites-", 0, 200)
+	defer live.stop()
+	testsupport.WaitFor(t, 30*time.Second, "the load under way", func() bool { return len(live.ids()) >= each })
+	mark := len(p.out.String())
+	if err := syscall.Kill(p.cmd.Process.Pid, syscall.SIGUSR2); err != nil {
+		t.Fatal(err)
+	}
+	testsupport.WaitFor(t, 60*time.Second, "up executing the binary", func() bool {
+		return strings.Contains(p.out.String()[mark:], "restart: pipeline stopped; executing the binary")
+	})
+	waitSites(t, c, p)
+	if out := p.out.String()[mark:]; strings.Contains(out, "no longer in the pipeline file") {
+		t.Errorf("the restarted up closed sockets handed over:\n%s", out)
+	}
+	n := len(live.ids())
+	testsupport.WaitFor(t, 30*time.Second, "the load going on after the restart", func() bool { return len(live.ids()) >= n+each })
+	live.stop()
+	if len(live.refused) > 0 {
+		t.Errorf("%d of %d sends refused across the in-place restart: %v", len(live.refused), len(live.refused)+len(live.accepted), live.reasons)
+	}
+	missing, dups := awaitResults(t, c.kafka["edge"], c.name+".results", live.ids(), 90*time.Second)
+	reportLost(t, "in-place restart of three sites", live.ids(), missing)
+	t.Logf("in-place restart of three sites: %d sent, %d refused, %d accepted (the slowest in %s), %d lost, %d duplicates",
+		len(live.accepted)+len(live.refused), len(live.refused), len(live.accepted), live.slowest.Round(time.Millisecond), len(missing), dups)
+}
