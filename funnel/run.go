@@ -72,8 +72,8 @@ type RunConfig struct {
 // LameDuck; then ingest answers 503 and both HTTP servers close the
 // connections left and wait for the requests in flight (device ingests
 // already taken and internal deliveries) to be acknowledged, and the
-// producer flushes what is left. It closes every
-// socket; the Kafka client stays the caller's to close.
+// producer flushes what is left. It closes every socket; the Kafka client
+// stays the caller's to close.
 func (f *Funnel) Run(ctx context.Context, cfg RunConfig) error {
 	if cfg.Device == nil || cfg.Delivery == nil {
 		return errors.New("funnel: a device and a delivery listener are both required")
@@ -84,10 +84,10 @@ func (f *Funnel) Run(ctx context.Context, cfg RunConfig) error {
 	if cfg.LameDuck == 0 {
 		cfg.LameDuck = time.Second
 	}
-	var lame lameDuck
 	if cfg.FlushTimeout == 0 {
 		cfg.FlushTimeout = 3 * time.Second
 	}
+	var lame lameDuck
 	delivery := http.NewServeMux()
 	delivery.Handle("/", f.DeliveryHandler())
 	if cfg.Gatherer != nil {
