@@ -115,9 +115,12 @@ func TestUpRestartInPlaceUnderLoad(t *testing.T) {
 	if r := live.refused(); r > 0 {
 		t.Errorf("%d sends refused across the in-place restart: %s", r, live)
 	}
-	missing, dups = awaitResults(t, tp.broker, results, live.accepted(), 90*time.Second)
-	reportLost(t, "in-place restart", live.accepted(), missing)
-	t.Logf("in-place restart (%s to ready): %s, %d lost, %d duplicates", took.Round(time.Millisecond), live, len(missing), dups)
+	missing, dups = awaitResults(t, tp.broker, results, live.http.ids(), 90*time.Second)
+	reportLost(t, "in-place restart, HTTP", live.http.ids(), missing)
+	coapMissing, coapDups := awaitResults(t, tp.broker, results, live.coap.ids(), 90*time.Second)
+	reportLost(t, "in-place restart, CoAP", live.coap.ids(), coapMissing)
+	t.Logf("in-place restart (%s to ready): %s; lost %d over HTTP, %d over CoAP; duplicates %d over HTTP, %d over CoAP",
+		took.Round(time.Millisecond), live, len(missing), len(coapMissing), dups, coapDups)
 }
 
 // devices are HTTP devices sending 200 msg/s and CoAP ones 100 msg/s.
