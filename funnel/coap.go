@@ -25,6 +25,7 @@ import (
 
 	"github.com/ddnn-continuum/ddnn/internal/auth"
 	"github.com/ddnn-continuum/ddnn/internal/httpapi"
+	"github.com/ddnn-continuum/ddnn/internal/socket"
 	"github.com/ddnn-continuum/ddnn/internal/telemetry"
 )
 
@@ -60,13 +61,14 @@ type coapIngest struct {
 }
 
 // ListenCoAP binds the CoAP ingest's UDP socket, so that a busy or bad
-// address fails at start rather than in the background.
+// address fails at start rather than in the background; a socket passed
+// down by a supervisor for addr is taken over instead (socket.ListenPacket).
 func ListenCoAP(addr string) (*coapnet.UDPConn, error) {
-	l, err := coapnet.NewListenUDP("udp", addr)
+	c, err := socket.ListenPacket(addr)
 	if err != nil {
 		return nil, fmt.Errorf("coap funnel: %w", err)
 	}
-	return l, nil
+	return coapnet.NewUDPConn("udp", c), nil
 }
 
 // ServeCoAP serves the ingest route on l until ctx ends or the server

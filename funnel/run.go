@@ -51,6 +51,10 @@ type RunConfig struct {
 	CoAPS      *CoAPSListener
 	CoAPLimits CoAPLimits
 	Gatherer   prometheus.Gatherer
+	// LameDuck bounds the first step of the stop, in which the funnel
+	// takes no new connection and answers the requests on the open ones,
+	// closing each connection with its answer (default 1s; see lameDuck).
+	LameDuck time.Duration
 	// ShutdownTimeout bounds the wait for HTTP requests in flight when
 	// stopping (default 8s).
 	ShutdownTimeout time.Duration
@@ -61,11 +65,15 @@ type RunConfig struct {
 // Run serves the funnel until ctx ends or a server stops (a CoAP server
 // that ends on its own ends the funnel too, so a supervisor restarts it
 // whole). With funnel.wait on, it also runs the reader of the results
-// topic that answers waits (watchResults). Then it stops in order: ingest answers 503 and the CoAP and
-// CoAPS servers stop, both HTTP servers stop accepting and wait for the requests in
-// flight (device ingests already taken and internal deliveries) to be
-// acknowledged, and the producer flushes what is left. It closes every
-// socket; the Kafka client stays the caller's to close.
+// topic that answers waits (watchResults). Then it stops in order: the
+// CoAP and CoAPS servers stop and both HTTP servers stop accepting, new
+// connections waiting in the sockets' backlogs; the requests on the open
+// connections are answered, each closing its connection, for up to
+// LameDuck; then ingest answers 503 and both HTTP servers close the
+// connections left and wait for the requests in flight (device ingests
+// already taken and internal deliveries) to be acknowledged, and the
+// producer flushes what is left. It closes every socket; the Kafka client
+// stays the caller's to close.
 func (f *Funnel) Run(ctx context.Context, cfg RunConfig) error {
 	if cfg.Device == nil || cfg.Delivery == nil {
 		return errors.New("funnel: a device and a delivery listener are both required")
@@ -73,9 +81,13 @@ func (f *Funnel) Run(ctx context.Context, cfg RunConfig) error {
 	if cfg.ShutdownTimeout == 0 {
 		cfg.ShutdownTimeout = 8 * time.Second
 	}
+	if cfg.LameDuck == 0 {
+		cfg.LameDuck = time.Second
+	}
 	if cfg.FlushTimeout == 0 {
 		cfg.FlushTimeout = 3 * time.Second
 	}
+	var lame lameDuck
 	delivery := http.NewServeMux()
 	delivery.Handle("/", f.DeliveryHandler())
 	if cfg.Gatherer != nil {
@@ -85,7 +97,7 @@ func (f *Funnel) Run(ctx context.Context, cfg RunConfig) error {
 	fu := f.site.Funnel
 	// The pipeline set every bound (its defaults, or values validated
 	// not to be 0).
-	limiter := newConnLimiter(cfg.Device, fu.MaxConnections, fu.MaxConnectionsPerSource, fu.PerSourceExempt, fu.WriteTimeout, f.m)
+	limiter := newConnLimiter(lame.listen(cfg.Device), fu.MaxConnections, fu.MaxConnectionsPerSource, fu.PerSourceExempt, fu.WriteTimeout, f.m)
 	var device net.Listener = limiter
 	if cfg.TLS != nil {
 		device = tls.NewListener(device, cfg.TLS)
@@ -97,17 +109,20 @@ func (f *Funnel) Run(ctx context.Context, cfg RunConfig) error {
 		srv  *http.Server
 	}{
 		{"device", device, &http.Server{
-			Handler:           guard(f.DeviceHandler()),
+			Handler:           lame.handler(guard(f.DeviceHandler())),
 			ReadHeaderTimeout: fu.ReadHeaderTimeout,
 			ReadTimeout:       fu.ReadTimeout,
 			IdleTimeout:       fu.IdleTimeout,
 			MaxHeaderBytes:    fu.MaxHeaderBytes,
-			ConnState:         limiter.track,
-			ConnContext:       connContext,
-			ErrorLog:          errLog,
+			ConnState: func(c net.Conn, s http.ConnState) {
+				limiter.track(c, s)
+				lame.track(c, s)
+			},
+			ConnContext: connContext,
+			ErrorLog:    errLog,
 		}},
-		{"delivery", cfg.Delivery, &http.Server{
-			Handler:           delivery,
+		{"delivery", lame.listen(cfg.Delivery), &http.Server{
+			Handler:           lame.handler(delivery),
 			ReadHeaderTimeout: deliveryReadHeaderTimeout,
 			ReadTimeout:       deliveryReadTimeout,
 			IdleTimeout:       deliveryIdleTimeout,
@@ -150,6 +165,7 @@ func (f *Funnel) Run(ctx context.Context, cfg RunConfig) error {
 	}
 	g.Go(func() error {
 		<-gctx.Done()
+		lame.run(cfg.LameDuck)
 		f.Drain()
 		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cfg.ShutdownTimeout)
 		defer cancel()

@@ -72,7 +72,7 @@ func Start(ctx context.Context, p *pipeline.Pipeline, o Options) (*Server, error
 		log = log.With("site", o.Site)
 	}
 	deviceAddr, deliveryAddr := cmp.Or(o.Listen, site.Funnel.Listen), cmp.Or(o.DeliveryListen, site.Funnel.DeliveryListen)
-	if err := checkListeners(site, deviceAddr, deliveryAddr); err != nil {
+	if err := CheckListeners(site, deviceAddr, deliveryAddr); err != nil {
 		return nil, err
 	}
 	var fa Auth
@@ -114,9 +114,10 @@ func Start(ctx context.Context, p *pipeline.Pipeline, o Options) (*Server, error
 	return s, nil
 }
 
-// checkListeners refuses listeners that would expose a zone beyond what
-// the pipeline allows, and plain CoAP where devices need a credential.
-func checkListeners(site *pipeline.SiteView, deviceAddr, deliveryAddr string) error {
+// CheckListeners refuses listeners that would expose a zone beyond what
+// the pipeline allows, and plain CoAP where devices need a credential. A
+// supervisor that binds the funnel's sockets checks them so first.
+func CheckListeners(site *pipeline.SiteView, deviceAddr, deliveryAddr string) error {
 	devices := site.Pipeline.Auth.Devices
 	if err := site.CheckExposure("device", "funnel listener", deviceAddr); err != nil {
 		return err

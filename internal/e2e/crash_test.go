@@ -26,6 +26,7 @@ type load struct {
 	accepted []string
 	refused  []string
 	reasons  map[string]int // why sends were refused: "status 503", "connection refused", …
+	slowest  time.Duration  // the longest a send took to be accepted
 
 	stopc    chan struct{}
 	stopOnce sync.Once
@@ -37,9 +38,17 @@ type load struct {
 const loadWorkers = 64
 
 func startLoad(t testing.TB, funnel string, images [][]byte, prefix string, n int, rate float64) *load {
-	l := &load{reasons: map[string]int{}, stopc: make(chan struct{}), done: make(chan struct{}), began: time.Now()}
 	tr := &http.Transport{MaxIdleConnsPerHost: loadWorkers}
 	client := &http.Client{Timeout: 10 * time.Second, Transport: tr}
+	return runLoad(n, rate, func(l *load, i, worker int) {
+		l.send(client, funnel, prefix+strconv.Itoa(i), "load-"+strconv.Itoa(worker), images[i%len(images)])
+	}, tr.CloseIdleConnections)
+}
+
+// runLoad calls send for message i by one of loadWorkers workers, at rate
+// per second: n messages, or until stop when n is 0; then ended.
+func runLoad(n int, rate float64, send func(l *load, i, worker int), ended func()) *load {
+	l := &load{reasons: map[string]int{}, stopc: make(chan struct{}), done: make(chan struct{}), began: time.Now()}
 	work := make(chan int)
 	var wg sync.WaitGroup
 	for w := 0; w < loadWorkers; w++ {
@@ -47,7 +56,7 @@ func startLoad(t testing.TB, funnel string, images [][]byte, prefix string, n in
 		go func() {
 			defer wg.Done()
 			for i := range work {
-				l.send(client, funnel, prefix+strconv.Itoa(i), "load-"+strconv.Itoa(w), images[i%len(images)])
+				send(l, i, w)
 			}
 		}()
 	}
@@ -74,7 +83,7 @@ func startLoad(t testing.TB, funnel string, images [][]byte, prefix string, n in
 		}
 		close(work)
 		wg.Wait()
-		tr.CloseIdleConnections()
+		ended()
 		l.ended = time.Now()
 	}()
 	return l
@@ -86,12 +95,17 @@ func (l *load) send(client *http.Client, funnel, id, device string, image []byte
 	req.Header.Set("X-Message-Id", id)
 	req.Header.Set("X-Device-Id", device)
 	reason := ""
+	began := time.Now()
 	resp, err := client.Do(req)
 	switch {
 	case errors.Is(err, syscall.ECONNREFUSED):
 		reason = "connection refused"
 	case err != nil && os.IsTimeout(err):
 		reason = "no answer in time"
+	case errors.Is(err, syscall.ECONNRESET):
+		reason = "connection reset"
+	case errors.Is(err, io.EOF):
+		reason = "connection closed unanswered"
 	case err != nil:
 		reason = "connection broken"
 	default:
@@ -101,10 +115,17 @@ func (l *load) send(client *http.Client, funnel, id, device string, image []byte
 			reason = "status " + strconv.Itoa(resp.StatusCode)
 		}
 	}
+	l.record(id, reason, time.Since(began))
+}
+
+// record counts message id accepted (reason "") after took, or refused
+// for reason.
+func (l *load) record(id, reason string, took time.Duration) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if reason == "" {
 		l.accepted = append(l.accepted, id)
+		l.slowest = max(l.slowest, took)
 		return
 	}
 	l.refused = append(l.refused, id)

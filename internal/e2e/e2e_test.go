@@ -115,7 +115,13 @@ func workDir(t testing.TB) string {
 
 func start(t testing.TB, args ...string) *proc {
 	t.Helper()
-	p := &proc{cmd: exec.Command(ddnn, args...), out: &testsupport.Buffer{}, exited: make(chan struct{})}
+	return startBinary(t, ddnn, args...)
+}
+
+// startBinary is start of the ddnn binary at bin.
+func startBinary(t testing.TB, bin string, args ...string) *proc {
+	t.Helper()
+	p := &proc{cmd: exec.Command(bin, args...), out: &testsupport.Buffer{}, exited: make(chan struct{})}
 	p.cmd.Dir = workDir(t)
 	p.cmd.Stdout, p.cmd.Stderr = p.out, p.out
 	if err := p.cmd.Start(); err != nil {
@@ -185,7 +191,13 @@ func ready(url string) bool {
 
 func up(t testing.TB, tp testPipeline) *proc {
 	t.Helper()
-	p := start(t, "up", "-f", tp.file)
+	return upBinary(t, tp, ddnn)
+}
+
+// upBinary is up with the ddnn binary at bin.
+func upBinary(t testing.TB, tp testPipeline, bin string) *proc {
+	t.Helper()
+	p := startBinary(t, bin, "up", "-f", tp.file)
 	testsupport.WaitFor(t, 60*time.Second, "ddnn up ready", func() bool {
 		select {
 		case <-p.exited:

@@ -23,13 +23,26 @@ func TestMain(m *testing.M) {
 	if os.Getenv(childEnv) == "1" {
 		os.Exit(child(os.Args[1:]))
 	}
+	if os.Getenv(execEnv) == "1" {
+		os.Exit(execChild())
+	}
 	os.Exit(m.Run())
 }
 
 func child(addrs []string) int {
 	var lns []net.Listener
+	var packets []*net.UDPConn
 	var took []string
 	for _, addr := range addrs {
+		if udpAddr, ok := strings.CutPrefix(addr, udpPrefix); ok {
+			c, err := ListenPacket(udpAddr)
+			if err != nil {
+				fmt.Println("error:", err)
+				return 1
+			}
+			packets, took = append(packets, c), append(took, udpPrefix+c.LocalAddr().String())
+			continue
+		}
 		ln, err := Listen(addr)
 		if err != nil {
 			fmt.Println("error:", err)
@@ -50,6 +63,15 @@ func child(addrs []string) int {
 		}
 		fmt.Fprintf(c, "hi%d", i)
 		c.Close()
+	}
+	// A UDP socket answers its first datagram with "hi" and what it said.
+	for _, c := range packets {
+		b := make([]byte, 64)
+		n, from, err := c.ReadFromUDP(b)
+		if err != nil {
+			return 1
+		}
+		c.WriteToUDP(append([]byte("hi "), b[:n]...), from)
 	}
 	return 0
 }

@@ -6,6 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/url"
 	"strings"
 
@@ -28,7 +29,13 @@ site left with nothing to run is skipped.
 
 --link-url makes the uplink of the link FROM->TO post to URL instead of the
 receiving site's funnel.url, such as a WAN proxy in front of it (quote it:
-the shell reads '>').`
+the shell reads '>').
+
+SIGHUP reloads the pipeline file (see docs/apply.md). SIGUSR2 restarts
+ddnn up in place, for a new binary at the path it was started from: it
+stops the pipeline, keeping the funnels' and the admin's listening sockets
+open, and executes that binary with the same arguments, which takes them
+over; sends made meanwhile wait instead of being refused.`
 
 // Command is ddnn up with its flags.
 type Command struct {
@@ -62,7 +69,10 @@ func (c *Command) Flags(fs *flag.FlagSet) {
 	c.Log.Flags(fs)
 }
 
-// Run checks the models' chain and runs the pipeline until ctx ends.
+// Run checks the models' chain and runs the pipeline until ctx ends. On
+// RestartSignal it stops the pipeline and replaces itself by the binary
+// it was started from (see RestartSignal); when that exec fails it logs
+// why and runs the pipeline again.
 func (c *Command) Run(ctx context.Context, stdout, stderr io.Writer) error {
 	log, err := c.Logger(stderr, "")
 	if err != nil {
@@ -89,7 +99,27 @@ func (c *Command) Run(ctx context.Context, stdout, stderr io.Writer) error {
 			log.Warn(w)
 		}
 	}
-	err = Run(ctx, Config{
+	restart := newRestarter(log.With("component", "up"), c.File, c.Ephemeral)
+	defer restart.h.close()
+	for {
+		err = c.runOnce(ctx, p, lib, stdout, stderr, log, restart)
+		if err != nil || !restart.h.restartingNow() || ctx.Err() != nil {
+			return err
+		}
+		err = restart.exec()
+		log.Error("restart: the exec failed; starting the pipeline again with this binary", "component", "up", "err", err)
+		if p, err = command.LoadPipeline(c.File); err != nil {
+			return err
+		}
+	}
+}
+
+// runOnce runs the pipeline until ctx ends or RestartSignal stops it.
+func (c *Command) runOnce(ctx context.Context, p *pipeline.Pipeline, lib string, stdout, stderr io.Writer, log *slog.Logger, restart *restarter) error {
+	ctx, stopWatch := restart.watch(ctx)
+	defer stopWatch()
+	err := Run(ctx, Config{
+		handover:  restart.h,
 		Pipeline:  p,
 		File:      c.File,
 		ORTLib:    lib,

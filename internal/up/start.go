@@ -49,6 +49,9 @@ func (s *Supervisor) start(ctx context.Context) error {
 		s.reportBacklog(ctx, kadm.NewClient(cl), "left from the last run; processing them now")
 		cl.Close()
 	}
+	if err := s.holdAdmin(); err != nil {
+		return err
+	}
 	if err := s.serveAdmin(); err != nil {
 		return err
 	}
@@ -296,20 +299,35 @@ func (s *Supervisor) newChild(name, readyURL, command string, flags []string) *p
 	return proc.New(name, readyURL, s.cfg.Out, s.log, append([]string{command}, flags...)...)
 }
 
-// passFunnelSockets binds the funnel's HTTP sockets and passes them to
-// fc: a taken port fails the start at once, and a restarted funnel keeps
-// its ports, with the requests made meanwhile waiting in their backlog.
-// Nothing is bound beyond what the pipeline's auth allows (the funnel
-// checks it too, as it may run on its own).
+// passFunnelSockets binds the funnel's HTTP sockets and its CoAP socket
+// and passes them to fc: a taken port fails the start at once, and a
+// restarted funnel keeps its ports, with the requests made meanwhile
+// waiting in their backlog (or, for CoAP, the socket's receive buffer).
+// ddnn up holds them for its life, so that they also outlive a stop and
+// an in-place restart (RestartSignal), and fc gets a copy. Nothing is
+// bound beyond what the pipeline's auth allows (funnel.CheckListeners;
+// the funnel checks it too, as it may run on its own). The CoAPS socket
+// stays the funnel's: its DTLS sessions would not survive the funnel
+// anyway.
 func (s *Supervisor) passFunnelSockets(fc *proc.Child) error {
-	for _, l := range []struct{ zone, what, key, addr string }{
-		{"device", "funnel listener", "funnel.listen", s.site.Funnel.Listen},
-		{"delivery", "funnel delivery listener", "funnel.delivery_listen", s.site.Funnel.DeliveryListen},
-	} {
-		if err := s.site.CheckExposure(l.zone, l.what, l.addr); err != nil {
-			return err
+	fu := s.site.Funnel
+	if err := funnel.CheckListeners(&s.site, fu.Listen, fu.DeliveryListen); err != nil {
+		return err
+	}
+	type listener struct {
+		key, addr string
+		hold      func(string) (*socket.Socket, error)
+	}
+	ls := []listener{{"funnel.listen", fu.Listen, s.cfg.handover.hold}, {"funnel.delivery_listen", fu.DeliveryListen, s.cfg.handover.hold}}
+	if fu.CoAPListen != "off" {
+		ls = append(ls, listener{"funnel.coap_listen", fu.CoAPListen, s.cfg.handover.holdPacket})
+	}
+	for _, l := range ls {
+		held, err := l.hold(l.addr)
+		if err != nil {
+			return fmt.Errorf("%s: %w", l.key, err)
 		}
-		sock, err := socket.Bind(l.addr)
+		sock, err := held.Dup()
 		if err != nil {
 			return fmt.Errorf("%s: %w", l.key, err)
 		}

@@ -16,13 +16,13 @@ import (
 	"github.com/ddnn-continuum/ddnn/scaler"
 )
 
-// stop drains in order within StopGrace: intake off, connectors (finish
-// in-flight, commit, leave) or the monolith (finishes its poll, commits),
-// replicas, uplinks (ship what is queued for
-// other sites), funnel (flush) once the uplinks of every site run together
-// are down; then it reports what
-// is left unprocessed, stops the admin server and the broker. Each step
-// stops what it owns in parallel and starts when the one before is done.
+// stop drains in order within StopGrace: intake off (not for a restart:
+// see RestartSignal), connectors (finish in-flight, commit, leave) or the
+// monolith (finishes its poll, commits), replicas, uplinks (ship what is
+// queued for other sites), funnel (flush) once the uplinks of every site
+// run together are down; then it reports what is left unprocessed, stops
+// the admin server and the broker. Each step stops what it owns in
+// parallel and starts when the one before is done.
 func (s *Supervisor) stop() {
 	began := time.Now()
 	deadline := began.Add(s.cfg.StopGrace)
@@ -50,7 +50,10 @@ func (s *Supervisor) stop() {
 			adm = kadm.NewClient(cl)
 		}
 	}
-	if funnelChild != nil {
+	// A restart keeps the funnel taking device data until it stops: the
+	// sends it cannot take then wait in its sockets' backlogs (held
+	// across the restart) instead of being answered 503.
+	if funnelChild != nil && !s.cfg.handover.restartingNow() {
 		client, err := s.serviceClient(500 * time.Millisecond)
 		if err == nil {
 			var resp *http.Response

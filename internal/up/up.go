@@ -22,6 +22,11 @@
 // their brokers, funnels and uplinks, and a site left with nothing to run
 // is skipped.
 //
+// `ddnn up` holds the sockets devices and operators reach (each site's
+// funnel listeners, its CoAP socket, its admin address) for its whole
+// life, so that they outlive a funnel's restart and its own in-place
+// restart on RestartSignal, which hands them to the binary it executes.
+//
 // This is the one place that knows every component; the components do not
 // know about it.
 package up
@@ -97,6 +102,10 @@ type Config struct {
 	// first start (so that sites started by separate `ddnn up --site` on
 	// one machine share it); "" with auth.service: none.
 	ServiceTokenFile string
+
+	// handover holds the listening sockets across Runs and says whether
+	// a stop is a restart's (RestartSignal); Run makes one when unset.
+	handover *handover
 }
 
 // LinkError is a LinkURLs entry for a link the pipeline does not have.
@@ -185,6 +194,11 @@ func Run(ctx context.Context, cfg Config) error {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
+	if cfg.handover == nil {
+		cfg.handover = newHandover(cfg.Logger.With("component", "up"))
+		defer cfg.handover.close()
+	}
+	defer cfg.handover.released()
 	placement := ""
 	if cfg.Monolith {
 		// The caller's pipeline keeps its placement.
@@ -220,6 +234,7 @@ func Run(ctx context.Context, cfg Config) error {
 	// it holds to another site's funnel.
 	var uplinksStopped sync.WaitGroup
 	uplinksStopped.Add(len(sites))
+	cfg.handover.starting(len(sites))
 	if len(sites) == 1 {
 		return runSite(ctx, cfg, sites[0], placement, &uplinksStopped)
 	}
@@ -317,6 +332,7 @@ func runSite(ctx context.Context, cfg Config, site pipeline.Site, placement stri
 	supervise, stopSupervising := context.WithCancel(bgCtx)
 	s.bg, s.supervise = bg, supervise
 	err := s.start(ctx)
+	cfg.handover.siteStarted()
 	if err == nil {
 		s.started.Store(true)
 		s.announce()
