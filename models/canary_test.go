@@ -25,20 +25,7 @@ func TestCheckCanary(t *testing.T) {
 			p := load(t, "../deploy/pipeline.yaml")
 			p.Tiers[1].Canary = &pipeline.Canary{Model: tc.model, Share: 0.1}
 			_, err := Check(p)
-			if len(tc.wants) == 0 {
-				if err != nil {
-					t.Fatal(err)
-				}
-				return
-			}
-			if err == nil {
-				t.Fatal("check passed")
-			}
-			for _, w := range tc.wants {
-				if !strings.Contains(err.Error(), w) {
-					t.Errorf("error lacks %q:\n%v", w, err)
-				}
-			}
+			checkErr(t, err, tc.wants)
 		})
 	}
 }
@@ -93,20 +80,26 @@ func TestCheckCanaryPair(t *testing.T) {
 			p.Tiers[0].Canary = &pipeline.Canary{Model: w48 + "edge-w48.onnx", Share: 0.1}
 			p.Tiers[1].Canary = tc.fog
 			_, err := Check(p)
-			if len(tc.wants) == 0 {
-				if err != nil {
-					t.Fatal(err)
-				}
-				return
-			}
-			if err == nil {
-				t.Fatal("check passed")
-			}
-			for _, w := range tc.wants {
-				if !strings.Contains(err.Error(), w) {
-					t.Errorf("error lacks %q:\n%v", w, err)
-				}
-			}
+			checkErr(t, err, tc.wants)
 		})
+	}
+}
+
+// checkErr: err is nil when wants is empty, else contains each of wants.
+func checkErr(t *testing.T, err error, wants []string) {
+	t.Helper()
+	if len(wants) == 0 {
+		if err != nil {
+			t.Fatal(err)
+		}
+		return
+	}
+	if err == nil {
+		t.Fatal("check passed")
+	}
+	for _, w := range wants {
+		if !strings.Contains(err.Error(), w) {
+			t.Errorf("error lacks %q:\n%v", w, err)
+		}
 	}
 }

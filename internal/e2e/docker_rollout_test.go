@@ -81,32 +81,7 @@ func TestDockerRollsOutFog(t *testing.T) {
 	}
 	after := len(live.ids())
 	testsupport.WaitFor(t, 10*time.Second, "the load going on after the rollout", func() bool { return len(live.ids()) >= after+100 })
-	live.stop()
-	if len(live.refused) > 0 {
-		t.Errorf("%d sends refused across the rollout: %v", len(live.refused), live.reasons)
-	}
-	checkAtLeastOnce(t, tp.broker, tp.name+".results", "droll-", live.ids())
-	results := collectResults(t, tp.broker, tp.name+".results", "droll-", len(live.ids()), 30*time.Second)
-	var fogOld, fogNew int
-	for _, id := range live.ids()[after:] {
-		for _, r := range results[id] {
-			if r.Tier != "fog" {
-				continue
-			}
-			switch r.Model.SHA {
-			case newSHA:
-				fogNew++
-			case oldSHA:
-				fogOld++
-			}
-		}
-	}
-	if fogNew == 0 || fogOld > 0 {
-		t.Errorf("fog exits sent after the rollout: %d by the new model, %d by the old, want all new", fogNew, fogOld)
-	}
-	if n := topicLen(t, tp.broker, tp.name+".fog.dlq"); n > 0 {
-		t.Errorf("%d dead letters on the fog tier across the rollout", n)
-	}
+	fogNew := checkFogRolledOut(t, tp, live, "droll-", after, oldSHA, newSHA)
 	t.Logf("fog container rolled out %s after SIGHUP; %d sends accepted, %d refused; %d fog exits after it, all by %s",
 		rolled.Round(time.Millisecond), len(live.accepted), len(live.refused), fogNew, newSHA)
 	upProc.term(t)

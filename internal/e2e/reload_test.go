@@ -99,6 +99,42 @@ func TestUpSIGHUPChangesEdgeThreshold(t *testing.T) {
 	}
 }
 
+// checkFogRolledOut stops live, a load across a rollout of the fog tier
+// from model oldSHA to newSHA whose messages' ids start with prefix, and
+// checks it: no send refused, every accepted one with a result, every fog
+// exit of those sent after the first after (once the rollout was done)
+// by the new model, none dead-lettered. It returns those fog exits.
+func checkFogRolledOut(t *testing.T, tp testPipeline, live *load, prefix string, after int, oldSHA, newSHA string) int {
+	t.Helper()
+	live.stop()
+	if len(live.refused) > 0 {
+		t.Errorf("%d sends refused across the rollout: %v", len(live.refused), live.reasons)
+	}
+	checkAtLeastOnce(t, tp.broker, tp.name+".results", prefix, live.ids())
+	results := collectResults(t, tp.broker, tp.name+".results", prefix, len(live.ids()), 30*time.Second)
+	var fogOld, fogNew int
+	for _, id := range live.ids()[after:] {
+		for _, r := range results[id] {
+			if r.Tier != "fog" {
+				continue
+			}
+			switch r.Model.SHA {
+			case newSHA:
+				fogNew++
+			case oldSHA:
+				fogOld++
+			}
+		}
+	}
+	if fogNew == 0 || fogOld > 0 {
+		t.Errorf("fog exits sent after the rollout: %d by the new model, %d by the old, want all new", fogNew, fogOld)
+	}
+	if n := topicLen(t, tp.broker, tp.name+".fog.dlq"); n > 0 {
+		t.Errorf("%d dead letters on the fog tier across the rollout", n)
+	}
+	return fogNew
+}
+
 // checkDecidedAsEval: each test image sent (img-N) got the exit tier and
 // class `ddnn models eval --per-sample` gives it (want).
 func checkDecidedAsEval(t *testing.T, got map[string][]wire.Result, want []sampleDecision) {
@@ -183,34 +219,7 @@ func TestUpSIGHUPRollsOutFog(t *testing.T) {
 	}
 	after := len(live.ids())
 	testsupport.WaitFor(t, 10*time.Second, "the load going on after the rollout", func() bool { return len(live.ids()) >= after+300 })
-	live.stop()
-	if len(live.refused) > 0 {
-		t.Errorf("%d sends refused across the rollout: %v", len(live.refused), live.reasons)
-	}
-	checkAtLeastOnce(t, tp.broker, tp.name+".results", "roll-", live.ids())
-	// Fog exits of messages sent after the rollout name the new model.
-	results := collectResults(t, tp.broker, tp.name+".results", "roll-", len(live.ids()), 30*time.Second)
-	late := live.ids()[after:]
-	var fogOld, fogNew int
-	for _, id := range late {
-		for _, r := range results[id] {
-			if r.Tier != "fog" {
-				continue
-			}
-			switch r.Model.SHA {
-			case newSHA:
-				fogNew++
-			case oldSHA:
-				fogOld++
-			}
-		}
-	}
-	if fogNew == 0 || fogOld > 0 {
-		t.Errorf("fog exits sent after the rollout: %d by the new model, %d by the old, want all new", fogNew, fogOld)
-	}
-	if n := topicLen(t, tp.broker, tp.name+".fog.dlq"); n > 0 {
-		t.Errorf("%d dead letters on the fog tier across the rollout", n)
-	}
+	fogNew := checkFogRolledOut(t, tp, live, "roll-", after, oldSHA, newSHA)
 	t.Logf("fog rolled out %s after SIGHUP; %d sends accepted, %d refused; %d fog exits after it, all by %s",
 		rolled.Round(time.Millisecond), len(live.accepted), len(live.refused), fogNew, newSHA)
 	checkDecidedAsEval(t, sendTestSet(t, tp.funnel, tp.broker, tp.name+".results", tp.file, " after the rollout"), want)
