@@ -1,10 +1,7 @@
 package up_test
 
 import (
-	"context"
 	"encoding/json"
-	"io"
-	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
@@ -14,7 +11,6 @@ import (
 	"github.com/ddnn-continuum/ddnn/internal/httpapi"
 	"github.com/ddnn-continuum/ddnn/internal/pipeline"
 	"github.com/ddnn-continuum/ddnn/internal/testsupport"
-	"github.com/ddnn-continuum/ddnn/internal/up"
 )
 
 // TestCanaryAtStart: a tier whose YAML has a canary at start runs one
@@ -41,17 +37,7 @@ func TestCanaryAtStart(t *testing.T) {
 	if tp.p, err = pipeline.Load(tp.file); err != nil {
 		t.Fatal(err)
 	}
-	var log testsupport.Buffer
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	errc := make(chan error, 1)
-	go func() {
-		errc <- up.Run(ctx, up.Config{
-			Pipeline: tp.p, File: tp.file, ORTLib: ortLib(t), Out: &log, Announce: io.Discard,
-			Logger: slog.New(slog.NewTextHandler(&log, nil)),
-		})
-	}()
-	waitReady(t, "http://"+tp.admin+"/readyz", errc, &log)
+	u := runUp(t, tp)
 
 	var listed []httpapi.ListedReplica
 	if err := json.Unmarshal([]byte(get(t, "http://"+tp.admin+httpapi.CanaryReplicasPath("fog"))), &listed); err != nil {
@@ -66,16 +52,8 @@ func TestCanaryAtStart(t *testing.T) {
 	testsupport.WaitFor(t, 20*time.Second, "the canary replica's metrics gathered", func() bool {
 		return strings.Contains(get(t, "http://"+tp.admin+"/metrics"), `process="fog-canary-0"`)
 	})
-	cancel()
-	select {
-	case err := <-errc:
-		if err != nil {
-			t.Fatalf("Run: %v\n%s", err, log.String())
-		}
-	case <-time.After(30 * time.Second):
-		t.Fatal("Run did not return")
-	}
-	if !strings.Contains(log.String(), `msg="canary started" component=up tier=fog`) {
-		t.Errorf("up did not log the canary's start:\n%s", log.String())
+	u.stop(t)
+	if !strings.Contains(u.log.String(), `msg="canary started" component=up tier=fog`) {
+		t.Errorf("up did not log the canary's start:\n%s", u.log.String())
 	}
 }

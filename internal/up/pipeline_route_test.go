@@ -4,8 +4,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"io"
-	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
@@ -18,7 +16,6 @@ import (
 	"github.com/ddnn-continuum/ddnn/internal/onnx"
 	"github.com/ddnn-continuum/ddnn/internal/proctest"
 	"github.com/ddnn-continuum/ddnn/internal/testsupport"
-	"github.com/ddnn-continuum/ddnn/internal/up"
 )
 
 // TestApplyDryRunAgainstUp runs a pipeline and plans changes against it
@@ -30,22 +27,8 @@ import (
 // --dry-run are errors that say so.
 func TestApplyDryRunAgainstUp(t *testing.T) {
 	tp := writePipeline(t)
-	var log testsupport.Buffer
-	ctx, cancel := context.WithCancel(context.Background())
-	errc := make(chan error, 1)
-	go func() {
-		errc <- up.Run(ctx, up.Config{
-			Pipeline: tp.p, File: tp.file, ORTLib: ortLib(t), Out: &log, Announce: io.Discard,
-			Logger: slog.New(slog.NewTextHandler(&log, nil)),
-		})
-	}()
-	defer func() {
-		cancel()
-		if err := <-errc; err != nil {
-			t.Errorf("ddnn up: %v", err)
-		}
-	}()
-	waitReady(t, "http://"+tp.admin+"/readyz", errc, &log)
+	u := runUp(t, tp)
+	defer u.stop(t)
 
 	served := get(t, "http://"+tp.admin+httpapi.PathPipeline)
 	var d apply.Description

@@ -5,7 +5,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"log/slog"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -22,7 +21,6 @@ import (
 	"github.com/ddnn-continuum/ddnn/internal/kafka"
 	"github.com/ddnn-continuum/ddnn/internal/runtime"
 	"github.com/ddnn-continuum/ddnn/internal/runtime/process"
-	"github.com/ddnn-continuum/ddnn/internal/testsupport"
 	"github.com/ddnn-continuum/ddnn/internal/up"
 	"github.com/ddnn-continuum/ddnn/internal/wire"
 	"github.com/ddnn-continuum/ddnn/models"
@@ -75,17 +73,7 @@ func TestReplaceUnderLoad(t *testing.T) {
 	tp := writePipeline(t)
 	started := make(chan func(string) runtime.Runtime, 1)
 	up.OnSiteStarted(t, func(_ string, rt func(string) runtime.Runtime) { started <- rt })
-	var log testsupport.Buffer
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	errc := make(chan error, 1)
-	go func() {
-		errc <- up.Run(ctx, up.Config{
-			Pipeline: tp.p, File: tp.file, ORTLib: ortLib(t), Out: &log, Announce: io.Discard,
-			Logger: slog.New(slog.NewTextHandler(&log, nil)),
-		})
-	}()
-	waitReady(t, "http://"+tp.admin+"/readyz", errc, &log)
+	u := runUp(t, tp)
 	tierRuntime := <-started
 
 	// The new spec: the same pipeline from another file, as an apply
@@ -168,10 +156,7 @@ func TestReplaceUnderLoad(t *testing.T) {
 		}
 	}
 
-	cancel()
-	if err := <-errc; err != nil {
-		t.Fatalf("Run: %v\n%s", err, &log)
-	}
+	u.stop(t)
 }
 
 // connectorRetries is the sum of the connectors' retried calls, from

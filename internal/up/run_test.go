@@ -58,6 +58,52 @@ type testPipeline struct {
 
 // writePipeline writes the shipped pipeline with free ports, a scaled edge
 // tier and the broker's data in the test's directory.
+// running is a ddnn up a test runs in the background (runUp).
+type running struct {
+	log     *testsupport.Buffer
+	cancel  context.CancelFunc
+	errc    chan error
+	stopped bool
+}
+
+// runUp runs up.Run on tp until its admin address is ready; stop ends it,
+// or the test's end does.
+func runUp(t *testing.T, tp testPipeline) *running {
+	t.Helper()
+	u := &running{log: &testsupport.Buffer{}, errc: make(chan error, 1)}
+	ctx, cancel := context.WithCancel(context.Background())
+	u.cancel = cancel
+	go func() {
+		u.errc <- up.Run(ctx, up.Config{
+			Pipeline: tp.p, File: tp.file, ORTLib: ortLib(t), Out: u.log, Announce: io.Discard,
+			Logger: slog.New(slog.NewTextHandler(u.log, nil)),
+		})
+	}()
+	t.Cleanup(func() {
+		if !u.stopped {
+			cancel()
+			<-u.errc
+		}
+	})
+	waitReady(t, "http://"+tp.admin+"/readyz", u.errc, u.log)
+	return u
+}
+
+// stop ends the run and waits for it: Run must return nil within 15 s.
+func (u *running) stop(t *testing.T) {
+	t.Helper()
+	u.cancel()
+	select {
+	case err := <-u.errc:
+		u.stopped = true
+		if err != nil {
+			t.Fatalf("Run: %v\n%s", err, u.log.String())
+		}
+	case <-time.After(15 * time.Second):
+		t.Fatalf("Run did not return within 15s of the stop:\n%s", u.log.String())
+	}
+}
+
 func writePipeline(t *testing.T) testPipeline {
 	y := testsupport.Shipped(t, "deploy/pipeline.yaml")
 	y = strings.Replace(y, "    inference:\n      intra_op_threads: 1\n", "    inference:\n      intra_op_threads: 1\n    replicas: {min: 1, max: 2}\n", 1)
@@ -116,17 +162,7 @@ func waitReady(t *testing.T, url string, errc <-chan error, log *testsupport.Buf
 // site's status, the status page and its history.
 func TestRunStopsInOrderAndReports(t *testing.T) {
 	tp := writePipeline(t)
-	var log testsupport.Buffer
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	errc := make(chan error, 1)
-	go func() {
-		errc <- up.Run(ctx, up.Config{
-			Pipeline: tp.p, File: tp.file, ORTLib: ortLib(t), Out: &log, Announce: io.Discard,
-			Logger: slog.New(slog.NewTextHandler(&log, nil)),
-		})
-	}()
-	waitReady(t, "http://"+tp.admin+"/readyz", errc, &log)
+	u := runUp(t, tp)
 
 	ds, err := models.LoadDataset(tp.p.Path(tp.p.Eval.Images), tp.p.Path(tp.p.Eval.Labels))
 	if err != nil {
@@ -200,17 +236,9 @@ func TestRunStopsInOrderAndReports(t *testing.T) {
 	http.DefaultClient.CloseIdleConnections()
 
 	stopped := time.Now()
-	cancel()
-	select {
-	case err := <-errc:
-		if err != nil {
-			t.Fatalf("Run: %v\n%s", err, log.String())
-		}
-	case <-time.After(15 * time.Second):
-		t.Fatalf("Run did not return within 15s of the stop:\n%s", log.String())
-	}
+	u.stop(t)
 	t.Logf("stopped in %s", time.Since(stopped).Round(time.Millisecond))
-	out := log.String()
+	out := u.log.String()
 	for _, tier := range []string{"edge", "fog", "cloud"} {
 		if !strings.Contains(out, "tier="+tier+" unprocessed=") {
 			t.Errorf("no stop report for tier %s:\n%s", tier, out)
