@@ -155,6 +155,7 @@ func (f *Function) SetSession(s *Session) error {
 	}
 	f.probeScores(s)
 	f.session.Store(s)
+	f.m.serving(f.tier.Name, s.Model.String())
 	return nil
 }
 

@@ -15,6 +15,7 @@ type Metrics struct {
 	duration  *prometheus.HistogramVec
 	exits     *prometheus.CounterVec
 	forwards  *prometheus.CounterVec
+	model     *prometheus.GaugeVec
 }
 
 // NewMetrics registers the metrics with reg.
@@ -46,8 +47,12 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "ddnn_inference_forwards_total",
 			Help: "Samples forwarded to the next tier.",
 		}, []string{"tier"}),
+		model: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "ddnn_inference_model_info",
+			Help: "1 for the model the replica serves: its sha256 prefix and version label (sha or sha@version), once loaded.",
+		}, []string{"tier", "model"}),
 	}
-	reg.MustRegister(m.requests, m.samples, m.batchSize, m.duration, m.exits, m.forwards)
+	reg.MustRegister(m.requests, m.samples, m.batchSize, m.duration, m.exits, m.forwards, m.model)
 	return m
 }
 
@@ -64,6 +69,15 @@ func (m *Metrics) start(tier string) {
 	m.duration.WithLabelValues(tier)
 	m.exits.WithLabelValues(tier)
 	m.forwards.WithLabelValues(tier)
+}
+
+// serving records the model the replica serves (one per replica: the
+// label is bounded).
+func (m *Metrics) serving(tier, model string) {
+	if m == nil {
+		return
+	}
+	m.model.WithLabelValues(tier, model).Set(1)
 }
 
 func (m *Metrics) request(tier, outcome string) {

@@ -24,3 +24,19 @@ func TestMetricsExistBeforeTheFirstRequest(t *testing.T) {
 		t.Errorf("ddnn_inference_samples_total = %v before any request", v)
 	}
 }
+
+// TestMetricsNameTheModelServed: once its model is loaded, a replica
+// says which it serves (ddnn_inference_model_info), sha@version, as its
+// answers name it: what ddnn status shows a tier serving.
+func TestMetricsNameTheModelServed(t *testing.T) {
+	p := shipped(t)
+	p.Tiers[1].Version = "v2"
+	m := NewMetrics(prometheus.NewRegistry())
+	newFunction(t, "fog", Config{Pipeline: p, Metrics: m})
+	if v := testutil.ToFloat64(m.model.WithLabelValues("fog", modelSHA(t, "fog")+"@v2")); v != 1 {
+		t.Errorf("ddnn_inference_model_info of the fog's model = %v, want 1", v)
+	}
+	if n := testutil.CollectAndCount(m.model); n != 1 {
+		t.Errorf("%d model series, want 1", n)
+	}
+}

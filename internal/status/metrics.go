@@ -61,6 +61,24 @@ func (s metricSet) series(name string, l labels) []*dto.Metric {
 	return out
 }
 
+// labelValues are the values of label key in name's series with l's
+// labels and a value of 1, sorted and each once (an info metric's).
+func (s metricSet) labelValues(name string, l labels, key string) []string {
+	out := []string{}
+	for _, m := range s.series(name, l) {
+		if m.GetGauge().GetValue() != 1 {
+			continue
+		}
+		for _, lp := range m.Label {
+			if lp.GetName() == key && !slices.Contains(out, lp.GetValue()) {
+				out = append(out, lp.GetValue())
+			}
+		}
+	}
+	slices.Sort(out)
+	return out
+}
+
 // has reports whether name has a series with l's labels.
 func (s metricSet) has(name string, l labels) bool { return len(s.series(name, l)) > 0 }
 

@@ -49,7 +49,13 @@ type Endpoint struct {
 type Tier struct {
 	Name    string `json:"name"`
 	Runtime string `json:"runtime"`
-	Model   Model  `json:"model"`
+	// Model is the model the pipeline file names, read where status runs;
+	// Serving the models the tier's replicas say they serve
+	// (ddnn_inference_model_info, sha or sha@version), sorted: one but
+	// during a rollout whose old replicas serve beside the new, or with a
+	// canary. Empty when no replica's metrics were read.
+	Model   Model    `json:"model"`
+	Serving []string `json:"serving"`
 	// Replicas ready and desired; Min and Max are the scaling bounds.
 	ReadyReplicas   int `json:"ready_replicas"`
 	DesiredReplicas int `json:"desired_replicas"`

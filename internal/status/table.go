@@ -38,7 +38,7 @@ func Print(w io.Writer, s Snapshot, colour bool) {
 		rows := []row{{cells: []string{"TIER", "STATE", "READY/DESIRED", "RUNTIME", "MODEL", "LAG", "IN/S", "OUT/S", "EXITS", "P50", "P99", "DEAD LETTERS", "LAST MIN", "DOWN SINCE"}}}
 		for _, t := range site.Tiers {
 			rows = append(rows, row{colour: stateColour(t.State), cells: []string{
-				t.Name, t.State, fmt.Sprintf("%d/%d", t.ReadyReplicas, t.DesiredReplicas), t.Runtime, modelText(t.Model),
+				t.Name, t.State, fmt.Sprintf("%d/%d", t.ReadyReplicas, t.DesiredReplicas), t.Runtime, servingText(t),
 				strconv.FormatInt(t.Lag, 10), rateText(t.InRate), rateText(t.OutRate), ratioText(t.ExitRatio),
 				secondsText(t.P50Seconds), secondsText(t.P99Seconds),
 				strconv.FormatInt(t.DeadLetters, 10), strconv.FormatInt(t.DeadLettersLastMinute, 10), timeText(t.DownSince),
@@ -133,6 +133,17 @@ func modelText(m Model) string {
 		return name + " (unread)"
 	}
 	return name + " " + m.SHA256
+}
+
+// servingText is the tier's model as the file names it and, when its
+// replicas serve other models or more than one (a rollout with the old
+// replicas beside the new, a canary), what they serve.
+func servingText(t Tier) string {
+	text := modelText(t.Model)
+	if len(t.Serving) == 0 || len(t.Serving) == 1 && t.Model.SHA256 != "" && strings.HasPrefix(t.Serving[0], t.Model.SHA256) {
+		return text
+	}
+	return text + " (serving " + strings.Join(t.Serving, ", ") + ")"
 }
 
 func rateText(r float64) string { return strconv.FormatFloat(r, 'f', 1, 64) }

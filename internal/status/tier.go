@@ -19,6 +19,7 @@ const (
 	mDown        = "ddnn_connector_tier_down"
 	mDownSince   = "ddnn_connector_tier_down_since_seconds"
 	mExits       = "ddnn_inference_exits_total"
+	mModel       = "ddnn_inference_model_info"
 	mForwards    = "ddnn_inference_forwards_total"
 	mScaler      = "ddnn_scaler_replicas"
 	mLinkRecords = "ddnn_link_messages_total"
@@ -58,6 +59,8 @@ func (r *siteReads) tier(ctx context.Context, t *pipeline.Tier, o Options) (Tier
 			say("dead letters of %s not read: %s", q.dlqTopic, errText(q.deadErr))
 		}
 	}
+
+	tier.Serving = r.after.labelValues(mModel, l, "model")
 
 	connector := r.after.has(mFetched, l)
 	if connector {
