@@ -41,10 +41,15 @@ func TestUpCanaryFog(t *testing.T) {
 		share = 0.1
 	)
 	tp := writePipeline(t, "canary", 1, "")
-	fog, model := modelBeside(t, tp.file, "fog")
+	fog, _ := modelBeside(t, tp.file, "fog")
+	// The candidate: the fog retrained on the shipped edge's features
+	// (same forward shape), a copy beside the file.
+	retrained, err := os.ReadFile(filepath.Join(root(t), "models", "testdata", "rollout", "fog-retrained.onnx"))
+	if err != nil {
+		t.Fatal(err)
+	}
 	candidate := filepath.Join(filepath.Dir(fog), "fog-candidate.onnx")
-	// Field 1000, a varint: protobuf readers skip fields they do not know.
-	if err := os.WriteFile(candidate, append(slices.Clone(model), 0xc0, 0x3e, 0x01), 0o644); err != nil {
+	if err := os.WriteFile(candidate, retrained, 0o644); err != nil {
 		t.Fatal(err)
 	}
 	fogSHA, err := onnx.FileSHA256(fog)
@@ -91,20 +96,13 @@ func TestUpCanaryFog(t *testing.T) {
 		t.Fatalf("canary replicas %v, want 1", pids)
 	}
 
-	live := startLoad(t, tp.funnel, testSet(t).Samples, "can-", sends, rate)
-	select {
-	case <-live.done:
-	case <-time.After(3 * sends / rate * time.Second):
-		live.stop()
-		t.Fatalf("%d of %d sends made in %ds", len(live.ids()), sends, 3*sends/rate)
-	}
-	if len(live.refused) > 0 {
-		t.Errorf("%d sends refused: %v", len(live.refused), live.reasons)
-	}
-	checkAtLeastOnce(t, tp.broker, tp.name+".results", "can-", live.ids())
+	results := countResults(t, tp.broker, tp.name+".results")
+	ml := startMixedLoad(t, tp, results, time.Duration(sends/rate)*time.Second)
+	bench := ml.finish(t)
+	got := ml.results(t, results)
 
 	// The fog hop of each result names the model that decided it there.
-	fogBy := fogModels(t, tp, "can-", len(live.ids()))
+	fogBy := fogModels(t, tp, func(id string) bool { _, ok := got[id]; return ok }, len(got))
 	var current, canary int
 	for id, m := range fogBy {
 		switch m {
@@ -147,16 +145,16 @@ func TestUpCanaryFog(t *testing.T) {
 	if k.Model.SHA256 != candSHA || k.Version != "cand" || k.Share != share {
 		t.Errorf("status names the candidate %+v@%s share %v, want %s@cand, %v", k.Model, k.Version, k.Share, candSHA, share)
 	}
-	if k.Agreement == nil || k.ShadowCompared == 0 || *k.Agreement != 1 {
-		t.Errorf("agreement %v over %d shadow-scored messages, want 1 (the candidate is the fog model's graph)", k.Agreement, k.ShadowCompared)
+	if k.Agreement == nil || k.ShadowCompared == 0 || *k.Agreement < 0.5 || *k.Agreement > 1 {
+		t.Errorf("agreement %v over %d shadow-scored messages, want one reported (a retrained fog agrees with the fog on most)", k.Agreement, k.ShadowCompared)
 	}
 	if k.Candidate.ExitRatio == nil || k.Current.ExitRatio == nil || k.Candidate.P99Seconds == nil || k.Current.P99Seconds == nil {
 		t.Errorf("status lacks exit ratios or service times: %+v", k)
 	}
-	t.Logf("fog canary: %d of %d messages (%.4f) by the candidate; status: share seen %.4f, exit ratio current %.3f canary %.3f, p50 %.2fms/%.2fms, p99 %.2fms/%.2fms, errors %d/%d, agreement %.3f over %d messages (%d sampled batches dropped), %d fallbacks; %d sends refused",
+	t.Logf("fog canary: %d of %d messages (%.4f) by the candidate; status: share seen %.4f, exit ratio current %.3f canary %.3f, p50 %.2fms/%.2fms, p99 %.2fms/%.2fms, errors %d/%d, agreement %.3f over %d messages (%d sampled batches dropped), %d fallbacks; %s",
 		canary, decided, seen, *k.ShareSeen, *k.Current.ExitRatio, *k.Candidate.ExitRatio,
 		*k.Current.P50Seconds*1e3, *k.Candidate.P50Seconds*1e3, *k.Current.P99Seconds*1e3, *k.Candidate.P99Seconds*1e3,
-		k.Current.Errors, k.Candidate.Errors, *k.Agreement, k.ShadowCompared, k.ShadowDropped, k.Fallbacks, len(live.refused))
+		k.Current.Errors, k.Candidate.Errors, *k.Agreement, k.ShadowCompared, k.ShadowDropped, k.Fallbacks, ml.summary(bench, got))
 
 	// ddnn apply promotes the candidate: the fog's model becomes the
 	// candidate's, the canary goes; the fog decides as the candidate from
@@ -194,7 +192,7 @@ func TestUpCanaryFog(t *testing.T) {
 		t.Errorf("%d sends refused after the promotion: %v", len(after.refused), after.reasons)
 	}
 	checkAtLeastOnce(t, tp.broker, tp.name+".results", "prom-", after.ids())
-	for id, m := range fogModels(t, tp, "prom-", len(after.ids())) {
+	for id, m := range fogModels(t, tp, func(id string) bool { return strings.HasPrefix(id, "prom-") }, len(after.ids())) {
 		if m != (wire.ModelVersion{SHA: candSHA, Version: "cand"}) {
 			t.Errorf("message %s sent after the promotion: fog hop names %+v, want the candidate %s@cand", id, m, candSHA)
 		}
@@ -227,40 +225,50 @@ func TestUpCanaryFog(t *testing.T) {
 	}
 }
 
-// fogModels reads the results of the n messages whose ids start with
-// prefix, with their hops, and returns the model of each one's fog hop
-// (messages that exited at the edge have none).
-func fogModels(t *testing.T, tp testPipeline, prefix string, n int) map[string]wire.ModelVersion {
+// fogModels reads the results of the n messages match takes, with their
+// hops, and returns the model of each one's fog hop (messages that
+// exited at the edge have none).
+func fogModels(t *testing.T, tp testPipeline, match func(id string) bool, n int) map[string]wire.ModelVersion {
+	t.Helper()
+	out := map[string]wire.ModelVersion{}
+	for id, hs := range resultHops(t, tp, match, n) {
+		for _, h := range hs {
+			if h.Tier == "fog" {
+				out[id] = h.Model
+			}
+		}
+	}
+	return out
+}
+
+// resultHops reads the result records from the start until it has one of
+// each of the n messages match takes, and returns each one's hops (of its
+// first result).
+func resultHops(t *testing.T, tp testPipeline, match func(id string) bool, n int) map[string][]records.Hop {
 	t.Helper()
 	cl := readFromStart(t, tp.broker, tp.name+".results")
 	defer cl.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	seen := map[string]bool{}
-	out := map[string]wire.ModelVersion{}
-	for len(seen) < n {
+	out := map[string][]records.Hop{}
+	for len(out) < n {
 		fs := cl.PollFetches(ctx)
 		if ctx.Err() != nil {
-			t.Fatalf("%d of %d results within 60s", len(seen), n)
+			t.Fatalf("%d of %d results within 60s", len(out), n)
 		}
 		for _, rec := range fs.Records() {
 			r, err := wire.DecodeResult(rec.Value)
 			if err != nil {
 				t.Fatal(err)
 			}
-			if !strings.HasPrefix(r.ID, prefix) || seen[r.ID] {
+			if _, seen := out[r.ID]; seen || !match(r.ID) {
 				continue
 			}
-			seen[r.ID] = true
 			hs, err := records.ReadHops(rec)
 			if err != nil {
 				t.Fatal(err)
 			}
-			for _, h := range hs {
-				if h.Tier == "fog" {
-					out[r.ID] = h.Model
-				}
-			}
+			out[r.ID] = hs
 		}
 	}
 	return out

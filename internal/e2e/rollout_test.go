@@ -1,7 +1,6 @@
 package e2e
 
 import (
-	"context"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -12,7 +11,6 @@ import (
 
 	"github.com/ddnn-continuum/ddnn/internal/onnx"
 	"github.com/ddnn-continuum/ddnn/internal/proctest"
-	"github.com/ddnn-continuum/ddnn/internal/records"
 	"github.com/ddnn-continuum/ddnn/internal/testsupport"
 	"github.com/ddnn-continuum/ddnn/internal/wire"
 )
@@ -138,7 +136,7 @@ func applyPair(t *testing.T, edgeReplicas int, kill bool) {
 
 	// Every result record's hops: each fog hop follows an edge hop of its
 	// own chain; count the results per chain.
-	pairs := readPairs(t, tp.broker, tp.name+".results", got, old, w48)
+	pairs := readPairs(t, tp, got, old, w48)
 	for _, tier := range []string{"fog", "cloud"} {
 		if n := topicLen(t, tp.broker, tp.name+"."+tier+".dlq"); n > 0 {
 			t.Errorf("%d dead letters on the %s tier across the apply", n, tier)
@@ -164,133 +162,33 @@ type chainPairs struct {
 
 // readPairs reads the first result record of each message of want and
 // checks its hops against the two chains' models.
-func readPairs(t *testing.T, brokers, topic string, want map[string][]wire.Result, chains ...map[string]wire.ModelVersion) chainPairs {
+func readPairs(t *testing.T, tp testPipeline, want map[string][]wire.Result, chains ...map[string]wire.ModelVersion) chainPairs {
 	t.Helper()
-	cl := readFromStart(t, brokers, topic)
-	defer cl.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
 	out := chainPairs{byChain: map[string]int{}, pastEdge: map[string]int{}}
-	seen := map[string]bool{}
-	for len(seen) < len(want) {
-		fs := cl.PollFetches(ctx)
-		if ctx.Err() != nil {
-			t.Fatalf("%d of %d results within 60s", len(seen), len(want))
+	for id, hs := range resultHops(t, tp, func(id string) bool { _, ok := want[id]; return ok }, len(want)) {
+		if len(hs) == 0 || hs[0].Tier != "edge" {
+			t.Fatalf("result %s: hops %+v", id, hs)
 		}
-		for _, rec := range fs.Records() {
-			r, err := wire.DecodeResult(rec.Value)
-			if err != nil {
-				t.Fatal(err)
+		var chain map[string]wire.ModelVersion
+		for _, c := range chains {
+			if hs[0].Model == c["edge"] {
+				chain = c
 			}
-			if _, ok := want[r.ID]; !ok || seen[r.ID] {
-				continue
-			}
-			seen[r.ID] = true
-			hs, err := records.ReadHops(rec)
-			if err != nil || len(hs) == 0 || hs[0].Tier != "edge" {
-				t.Fatalf("result %s: hops %+v (%v)", r.ID, hs, err)
-			}
-			var chain map[string]wire.ModelVersion
-			for _, c := range chains {
-				if hs[0].Model == c["edge"] {
-					chain = c
-				}
-			}
-			if chain == nil {
-				t.Fatalf("result %s: edge hop by model %s, of neither chain", r.ID, hs[0].Model)
-			}
-			label := chain["edge"].Version
-			out.byChain[label]++
-			if len(hs) > 1 {
-				out.pastEdge[label]++
-				if hs[1].Tier != "fog" || hs[1].Model != chain["fog"] {
-					out.mixed++
-					if out.mixed <= 5 {
-						t.Errorf("result %s: edge %s forwarded to fog %s", r.ID, hs[0].Model, hs[1].Model)
-					}
+		}
+		if chain == nil {
+			t.Fatalf("result %s: edge hop by model %s, of neither chain", id, hs[0].Model)
+		}
+		label := chain["edge"].Version
+		out.byChain[label]++
+		if len(hs) > 1 {
+			out.pastEdge[label]++
+			if hs[1].Tier != "fog" || hs[1].Model != chain["fog"] {
+				out.mixed++
+				if out.mixed <= 5 {
+					t.Errorf("result %s: edge %s forwarded to fog %s", id, hs[0].Model, hs[1].Model)
 				}
 			}
 		}
 	}
 	return out
-}
-
-// TestApplyRetrainedFog applies, to a running `ddnn up` under 300 msg/s
-// from HTTP and CoAP devices, a fog model retrained on the shipped edge's
-// features (models/testdata/rollout/fog-retrained.onnx, same forward
-// shape): a plain rolling replacement. The messages ingested after the
-// apply returned are decided as `ddnn models eval --per-sample` of the new
-// chain decides their images (so with its accuracy), every fog decision
-// among them names the new sha; nothing is refused, lost or dead-lettered.
-func TestApplyRetrainedFog(t *testing.T) {
-	tp := writePipeline(t, "retrained", 1, "")
-	n := len(testSet(t).Samples)
-	y, err := os.ReadFile(tp.file)
-	if err != nil {
-		t.Fatal(err)
-	}
-	shipped := filepath.Join(root(t), "models", "fog.onnx")
-	retrained := filepath.Join(root(t), "models", "testdata", "rollout", "fog-retrained.onnx")
-	next := strings.Replace(string(y), shipped, retrained, 1)
-	newFile := filepath.Join(t.TempDir(), "new.yaml")
-	if err := os.WriteFile(newFile, []byte(next), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	want := evalPerSample(t, newFile, n)
-	newSHA, err := onnx.FileSHA256(retrained)
-	if err != nil {
-		t.Fatal(err)
-	}
-
-	up(t, tp)
-	results := countResults(t, tp.broker, tp.name+".results")
-	ml := startMixedLoad(t, tp, results, 15*time.Second)
-	if err := os.WriteFile(tp.file, []byte(next), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	applyAt := time.Now()
-	out, err := ddnnApply(t, tp.file)
-	applied := time.Now()
-	if err != nil || !strings.Contains(out, "sha256 "+newSHA) {
-		t.Fatalf("ddnn apply: %v\n%s", err, out)
-	}
-	bench := ml.finish(t)
-	got := ml.results(t, results)
-
-	var after, correct, wantCorrect, mismatches, fogNew int
-	labels := testSet(t).Labels
-	for id, rs := range got {
-		r := rs[0]
-		if r.SentAt.Before(applied) {
-			continue
-		}
-		i, _ := sampleOf(id)
-		w := want[i%n]
-		after++
-		if r.Class == labels[i%n] {
-			correct++
-		}
-		if w.Class == labels[i%n] {
-			wantCorrect++
-		}
-		if r.Tier == "fog" {
-			if r.Model.SHA != newSHA {
-				t.Errorf("%s, ingested after the rollout, exited at the fog by model %+v, not %s", id, r.Model, newSHA)
-			}
-			fogNew++
-		}
-		if r.Tier != w.Tier || r.Class != w.Class {
-			if mismatches++; mismatches <= 5 {
-				t.Errorf("%s (image %d): %s class %d; models eval of the new chain: %s class %d", id, i%n, r.Tier, r.Class, w.Tier, w.Class)
-			}
-		}
-	}
-	if after < applyLoadRate || fogNew == 0 {
-		t.Fatalf("%d messages ingested after the rollout (%d fog exits): too few to compare", after, fogNew)
-	}
-	if n := topicLen(t, tp.broker, tp.name+".fog.dlq"); n > 0 {
-		t.Errorf("%d dead letters on the fog tier", n)
-	}
-	t.Logf("retrained fog rolled out by ddnn apply in %s; %d messages ingested after it: accuracy %.4f, models eval of the new chain on the same images %.4f, %d decided otherwise; %d fog exits, all by %s; %s",
-		applied.Sub(applyAt).Round(time.Millisecond), after, float64(correct)/float64(after), float64(wantCorrect)/float64(after), mismatches, fogNew, newSHA, ml.summary(bench, got))
 }
