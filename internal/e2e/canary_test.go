@@ -139,8 +139,11 @@ func TestUpCanaryFog(t *testing.T) {
 		return false
 	})
 	k := fogStatus.Canary
-	if k.Candidate.Decisions != int64(canary) || k.Current.Decisions != int64(current) || k.Fallbacks != 0 {
-		t.Errorf("status: candidate %d, current %d decisions, %d fallbacks; the results say %d and %d, none fell back", k.Candidate.Decisions, k.Current.Decisions, k.Fallbacks, canary, current)
+	// The CoAP devices' bench sends one probe message first, which the
+	// fog may decide too: the status may count one decision more.
+	extraCand, extraCur := k.Candidate.Decisions-int64(canary), k.Current.Decisions-int64(current)
+	if extraCand < 0 || extraCur < 0 || extraCand+extraCur > 1 || k.Fallbacks != 0 {
+		t.Errorf("status: candidate %d, current %d decisions, %d fallbacks; the results say %d and %d (and the bench's probe), none fell back", k.Candidate.Decisions, k.Current.Decisions, k.Fallbacks, canary, current)
 	}
 	if k.Model.SHA256 != candSHA || k.Version != "cand" || k.Share != share {
 		t.Errorf("status names the candidate %+v@%s share %v, want %s@cand, %v", k.Model, k.Version, k.Share, candSHA, share)

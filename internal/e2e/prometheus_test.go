@@ -57,10 +57,10 @@ func TestPrometheusAgainstUp(t *testing.T) {
 	})
 	scraped := time.Since(began)
 
-	// The roles' funnel job reads the funnels' own metrics with the token.
-	if n := len(prom.query(t, `ddnn_funnel_requests_total{job="ddnn-funnel", process=""}`)); n == 0 {
-		t.Error("the ddnn-funnel job of prometheus-roles.yml scraped no funnel request counts")
-	}
+	// The roles' funnel job reads the funnels' own metrics with the token
+	// (its scrapes run on their own schedule: wait for one after the
+	// traffic).
+	prom.waitData(t, "the ddnn-funnel job of prometheus-roles.yml scraping funnel request counts", `ddnn_funnel_requests_total{job="ddnn-funnel", process=""}`, hasNumber)
 	dash := dashboardQueries(t)
 	for _, q := range dash {
 		prom.waitData(t, "dashboard query", q, hasNumber)
