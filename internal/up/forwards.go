@@ -153,7 +153,7 @@ func (s *Supervisor) rollOutAll(ctx context.Context, plan *apply.Plan, next *app
 			continue
 		}
 		if err := s.rollOut(ctx, t, next.ModelSHA256[t]); err != nil {
-			if _, next := besides[tiers[min(i+1, len(tiers)-1)].Name]; next {
+			if _, nextBeside := besides[tiers[min(i+1, len(tiers)-1)].Name]; nextBeside {
 				undoBesides()
 				return errors.Join(append(errs, err)...)
 			}
@@ -167,11 +167,14 @@ func (s *Supervisor) rollOutAll(ctx context.Context, plan *apply.Plan, next *app
 			continue
 		}
 		wg.Go(func() {
-			if err := s.awaitOldForwards(ctx, tiers[i-1].Name, tr.Name); err != nil {
+			err := s.awaitOldForwards(ctx, tiers[i-1].Name, tr.Name)
+			if err != nil {
 				s.log.Warn("reload: retiring the old replicas before their forwards are done; those left wait for a replica that reads them", "tier", tr.Name, "err", err)
 			}
 			b.Retire()
-			s.log.Info("reload: old replicas retired, their forwards done", "tier", tr.Name)
+			if err == nil {
+				s.log.Info("reload: old replicas retired, their forwards done", "tier", tr.Name)
+			}
 		})
 	}
 	retired := make(chan struct{})
