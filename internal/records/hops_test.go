@@ -212,3 +212,19 @@ func TestHopAppenderKeepsValuesApart(t *testing.T) {
 		}
 	}
 }
+
+// BenchmarkLastHopModel is what reading a forward's producer costs the
+// connector per record: a scan of its hops header's last hop.
+func BenchmarkLastHopModel(b *testing.B) {
+	edge, fog := hopOf("edge", false), hopOf("fog", false)
+	edge.Model.Version = "v2"
+	in, fwd, fwd2 := &kgo.Record{}, &kgo.Record{}, &kgo.Record{}
+	addHop(fwd, in, true, &edge)
+	addHop(fwd2, fwd, true, &fog)
+	b.ReportAllocs()
+	for b.Loop() {
+		if LastHopModel(fwd2).IsZero() {
+			b.Fatal("no model")
+		}
+	}
+}
