@@ -18,6 +18,8 @@ const Usage = `Usage:
   ddnn models check -f FILE           load every tier's model and verify the chain
   ddnn models eval -f FILE [--json]   run the labeled test set through the chain: exits and accuracy per tier
   ddnn models eval -f FILE --sweep    accuracy against exit ratio over a grid of thresholds per tier
+  ddnn models eval -f FILE --transform noise=0.3 --last-tier
+                                      the same on a transformed test set, and with every sample sent to the last tier
 
 Run 'ddnn models eval -h' for every flag.
 `
@@ -25,7 +27,7 @@ Run 'ddnn models eval -h' for every flag.
 // Synopses of ddnn models check and eval.
 const (
 	CheckSynopsis = "models check -f FILE"
-	EvalSynopsis  = "models eval -f FILE [--json [--per-sample]] [--sweep] [--images F --labels F]"
+	EvalSynopsis  = "models eval -f FILE [--json [--per-sample]] [--sweep] [--images F --labels F] [--transform SPEC] [--last-tier]"
 )
 
 // flagsAsCommands are flags of models eval a user may type as a command
@@ -105,8 +107,8 @@ func (o *CheckCommand) Run(_ context.Context, stdout, stderr io.Writer) error {
 // EvalCommand is ddnn models eval with its flags.
 type EvalCommand struct {
 	chainFlags
-	JSON, PerSample, Sweep bool
-	Images, Labels         string
+	JSON, PerSample, Sweep, LastTier bool
+	Images, Labels, Transform        string
 }
 
 // Flags binds o to ddnn models eval's flags.
@@ -117,10 +119,16 @@ func (o *EvalCommand) Flags(fs *flag.FlagSet) {
 	fs.BoolVar(&o.Sweep, "sweep", false, "print accuracy against exit ratio over a grid of thresholds per tier")
 	fs.StringVar(&o.Images, "images", "", "test images, gzipped IDX or NumPy .npy (default: the pipeline's eval.images)")
 	fs.StringVar(&o.Labels, "labels", "", "test labels, gzipped IDX or NumPy .npy (default: the pipeline's eval.labels)")
+	fs.StringVar(&o.Transform, "transform", "", "transform the uint8 test images first: parts joined by '+' from clean, noise=S (σ as a fraction of 255, seeded per sample), seed=N, contrast=K (around the image mean), brightness=B, invert, shift=N (pixels right, < 0 left), classes=A/B/... (keep those labels); see docs/drift.md")
+	fs.BoolVar(&o.LastTier, "last-tier", false, "also the accuracy with every sample sent to the last tier (no early exit)")
 }
 
 // Run runs the test set through the chain and prints the result.
 func (o *EvalCommand) Run(_ context.Context, stdout, _ io.Writer) error {
+	tr, err := ParseTransform(o.Transform)
+	if err != nil {
+		return command.Usagef("--transform: %w", err)
+	}
 	p, err := o.load()
 	if err != nil {
 		return err
@@ -139,6 +147,11 @@ func (o *EvalCommand) Run(_ context.Context, stdout, _ io.Writer) error {
 	if err != nil {
 		return err
 	}
+	if !tr.IsClean() {
+		if ds, err = tr.Apply(ds); err != nil {
+			return err
+		}
+	}
 	if _, err := Check(p); err != nil {
 		return fmt.Errorf("pipeline %q: chain check failed (run 'ddnn models check'):\n%w", p.Name, err)
 	}
@@ -153,6 +166,16 @@ func (o *EvalCommand) Run(_ context.Context, stdout, _ io.Writer) error {
 	}
 	if !o.PerSample {
 		res.Decisions = nil
+	}
+	if !tr.IsClean() {
+		res.Transform = tr.String()
+	}
+	if o.LastTier {
+		last, err := chain.LastTier(ds)
+		if err != nil {
+			return err
+		}
+		res.LastTierAccuracy = &last.Accuracy
 	}
 	var sw []SweepTier
 	if o.Sweep {

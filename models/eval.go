@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"strconv"
 	"text/tabwriter"
 
@@ -76,8 +77,11 @@ type TierResult struct {
 
 // Result is an evaluation of the whole chain.
 type Result struct {
-	Samples  int     `json:"samples"`
-	Accuracy float64 `json:"accuracy"`
+	// Transform is the spec the test set was transformed with (see
+	// Transform), empty when it was used as loaded.
+	Transform string  `json:"transform,omitempty"`
+	Samples   int     `json:"samples"`
+	Accuracy  float64 `json:"accuracy"`
 	// EarlyExitRatio is the share of samples that exited before the last tier.
 	EarlyExitRatio float64      `json:"early_exit_ratio"`
 	Tiers          []TierResult `json:"tiers"`
@@ -89,6 +93,9 @@ type Result struct {
 	Warnings []string `json:"warnings,omitempty"`
 	// Decisions is each sample's exit, in test-set order.
 	Decisions []Decision `json:"decisions,omitempty"`
+	// LastTierAccuracy is the accuracy with every sample sent on to the
+	// last tier (no early exit), when asked for (LastTier).
+	LastTierAccuracy *float64 `json:"last_tier_accuracy,omitempty"`
 }
 
 // Decision is where one sample exited and with which class; a refused
@@ -231,6 +238,9 @@ func (r *Result) Print(w io.Writer) {
 	if r.Refused > 0 {
 		refused = "refused\t"
 	}
+	if r.Transform != "" {
+		fmt.Fprintf(w, "test set transformed: %s\n", r.Transform)
+	}
 	fmt.Fprintln(tw, "tier\tpolicy\tthreshold\texited\texit ratio\taccuracy\t"+refused)
 	for _, t := range r.Tiers {
 		th, pol := "-", "always"
@@ -249,6 +259,9 @@ func (r *Result) Print(w io.Writer) {
 		fmt.Fprintf(w, ", refused %d (the pipeline would dead-letter them)", r.Refused)
 	}
 	fmt.Fprintln(w)
+	if r.LastTierAccuracy != nil {
+		fmt.Fprintf(w, "every sample sent to the last tier: accuracy %.4f\n", *r.LastTierAccuracy)
+	}
 	for _, warning := range r.Warnings {
 		fmt.Fprintf(w, "warning: %s\n", warning)
 	}
@@ -387,6 +400,34 @@ func (c *Chain) Sweep(ds *Dataset) ([]SweepTier, error) {
 		out = append(out, st)
 	}
 	return out, nil
+}
+
+// LastTier is the chain's result with every sample sent on to the last
+// tier: no tier before it exits. Samples a tier's function would refuse
+// count as wrong, as in Eval.
+func (c *Chain) LastTier(ds *Dataset) (*Result, error) {
+	sc, err := c.score(ds)
+	if err != nil {
+		return nil, err
+	}
+	tiers := make([]*pipeline.Tier, len(c.p.Tiers))
+	pols := append([]inference.Policy(nil), c.policies...)
+	for i := range tiers {
+		tiers[i] = &c.p.Tiers[i]
+		if !pols[i].Always {
+			pols[i].Threshold = neverExit(pols[i].Kind)
+		}
+	}
+	return sc.simulate(tiers, pols), nil
+}
+
+// neverExit is the threshold at which a policy of kind lets no sample exit:
+// scores of max_prob and margin are at most 1, entropies at least 0.
+func neverExit(kind string) float64 {
+	if kind == pipeline.PolicyEntropy {
+		return math.Inf(-1)
+	}
+	return math.Inf(1)
 }
 
 // PrintSweep writes sweep tables, one per tier.
