@@ -9,7 +9,9 @@
 // and reports exits and accuracy per tier; Sweep shows accuracy against exit
 // ratio over a grid of thresholds; ScoreWarnings flags exit heads declared
 // probabilities that do not emit them. Test sets are gzipped IDX or NumPy
-// .npy files (LoadDataset). The directory also holds the sample DDNN:
+// .npy files (LoadDataset); a Transform changes one reproducibly (noise,
+// contrast, brightness, inversion, a shift, a class selection) to evaluate
+// the chain under drift, and ParsePhases reads a drift workload's phases. The directory also holds the sample DDNN:
 // train.py, the exported ONNX files, a labeled test subset and golden
 // outputs, and testdata/f32, a small float32 pipeline scored in NumPy.
 //
