@@ -68,6 +68,7 @@ const defaultNoiseSeed = 1
 // the empty spec is "clean". Every bad part is reported, each by its text.
 func ParseTransform(spec string) (*Transform, error) {
 	t := &Transform{seed: defaultNoiseSeed}
+	spec = strings.TrimSpace(spec)
 	if spec == "" || spec == transformClean {
 		return t, nil
 	}
@@ -203,6 +204,9 @@ func (t *Transform) String() string {
 func (t *Transform) Apply(ds *Dataset) (*Dataset, error) {
 	if ds.DType != wire.Uint8 {
 		return nil, fmt.Errorf("transform %q: test set samples are %s, transforms work on uint8 images", t, ds.DType)
+	}
+	if len(ds.Shape) == 0 {
+		return nil, fmt.Errorf("transform %q: test set samples have no shape", t)
 	}
 	width := ds.Shape[len(ds.Shape)-1]
 	if len(ds.Shape) < 2 && slices.ContainsFunc(t.steps, func(s step) bool { return s.kind == transformShift }) {

@@ -149,6 +149,7 @@ func TestTransformApply(t *testing.T) {
 	}{
 		{"classes=7", ds, `transform "classes=7" keeps none of the 4 test samples`},
 		{"invert", &Dataset{DType: wire.Float32, Shape: []int{2}, Samples: [][]byte{make([]byte, 8)}, Labels: []int{0}}, "transforms work on uint8 images"},
+		{"invert", &Dataset{DType: wire.Uint8, Samples: [][]byte{{1}}, Labels: []int{0}}, "test set samples have no shape"},
 		{"shift=1", &Dataset{DType: wire.Uint8, Shape: []int{2}, Samples: [][]byte{{1, 2}}, Labels: []int{0}}, "shift needs images of at least 2 dimensions"},
 	} {
 		if _, err := mustTransform(t, tc.spec).Apply(tc.ds); err == nil || !strings.Contains(err.Error(), tc.want) {
@@ -161,7 +162,9 @@ func TestParseTransform(t *testing.T) {
 	for _, tc := range []struct{ spec, canonical string }{
 		{"clean", "clean"},
 		{"", "clean"},
+		{" clean ", "clean"},
 		{"noise=0.30", "noise=0.3"},
+		{"noise = 0.1 + invert", "noise=0.1+invert"},
 		{"noise=0.2+brightness=40", "noise=0.2+brightness=40"},
 		{"seed=9+noise=1", "noise=1+seed=9"},
 		{"seed=1+invert", "invert"},
