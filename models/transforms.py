@@ -168,7 +168,7 @@ def main():
     images = read_idx_gz(os.path.join(args.data, "test-2000-images-idx3-ubyte.gz"))
     labels = read_idx_gz(os.path.join(args.data, "test-2000-labels-idx1-ubyte.gz")).astype(np.int64)
     chains = [parse_chain(c) for c in args.chain]
-    head = " | ".join("edge %g" % t for t in EDGE_THRESHOLDS)
+    head = " | ".join("edge %g" % t if t <= 1 else "no edge exit" for t in EDGE_THRESHOLDS)
     print("| transform | chain | edge | fog | cloud | %s |" % head)
     print("|---|---|---|---|---|%s" % ("---|" * len(EDGE_THRESHOLDS)))
     for name, arg in EVAL_TRANSFORMS:
