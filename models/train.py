@@ -33,6 +33,12 @@ Other chains (models/testdata/rollout/README.md builds its models with these):
                                   under which name (default <tier>.onnx)
   --models-only                   write only the exported ONNX files: no test subset,
                                   golden.json or metrics.json, no threshold pick
+  --augment noise=S,brightness=B[,clean=P]
+                                  corrupt training images on the fly: each stays clean with
+                                  probability P (default 0.5), else gets Gaussian noise of
+                                  std S (of the 0..1 range) or +B (of 0..255), clamped; only
+                                  the tiers not frozen learn from it (transforms.py; the
+                                  robust chain of models/testdata/robust/README.md)
 
 Requires only torch, numpy and onnx (Debian: python3-torch python3-onnx); data comes
 from Debian's dataset-fashion-mnist package.
@@ -52,6 +58,7 @@ import torch
 import torch.nn.functional as F
 
 from graphs import (TIERS, Joint, cross_check, export_onnx, freeze, run_onnx_numpy)
+from transforms import Augmenter, parse_augment
 
 DATA_DIR = "/usr/share/datasets/fashion-mnist"
 CLASS_NAMES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
@@ -107,7 +114,7 @@ def scale(images_u8):
 
 # --------------------------------------------------------------------------- training
 
-def train(model, x_train, y_train, epochs, seed):
+def train(model, x_train, y_train, epochs, seed, augment=None):
     gen = torch.Generator()
     gen.manual_seed(seed)
     # Frozen tiers' parameters do not require gradients and are left out;
@@ -123,6 +130,8 @@ def train(model, x_train, y_train, epochs, seed):
         for start in range(0, n, BATCH_SIZE):
             idx = perm[start:start + BATCH_SIZE]
             xb, yb = x_train[idx], y_train[idx]
+            if augment is not None:
+                xb = augment(xb)
             e, f, c = model(xb)
             loss = (LOSS_WEIGHTS["edge"] * F.cross_entropy(e, yb)
                     + LOSS_WEIGHTS["fog"] * F.cross_entropy(f, yb)
@@ -238,7 +247,8 @@ def parse_tiers(spec, flag):
 
 def models_only(model, args, x_train, y_train, x_test, y_test, files):
     """Train, print per-exit accuracy and write only the ONNX files in files."""
-    history = train(model, x_train, y_train, args.epochs, args.seed)
+    augment = Augmenter(parse_augment(args.augment), args.seed) if args.augment else None
+    history = train(model, x_train, y_train, args.epochs, args.seed, augment)
     probs = exit_probs(model, x_test)
     acc = {k: round(float((probs[k].argmax(1) == y_test).mean()), 4) for k in TIERS}
     print("per-exit accuracy, full 10k test: %s (final loss %.4f)" % (acc, history[-1]))
@@ -272,11 +282,15 @@ def main():
                     help="write only the --export ONNX files (no test subset, golden.json, metrics.json)")
     ap.add_argument("--export", default="edge,fog,cloud", metavar="TIER[=FILE],...",
                     help="with --models-only: tiers to write and their file names (default: <tier>.onnx)")
+    ap.add_argument("--augment", default="", metavar="noise=S,brightness=B[,clean=P]",
+                    help="with --models-only: corrupt training images on the fly (default: none)")
     args = ap.parse_args()
     frozen = parse_tiers(args.freeze, "--freeze")
     files = parse_export(args.export)
     if args.export != "edge,fog,cloud" and not args.models_only:
         sys.exit("--export needs --models-only: the shipped set is every tier with its data and metrics")
+    if args.augment and not args.models_only:
+        sys.exit("--augment needs --models-only: the shipped set is trained on clean images")
 
     torch.manual_seed(args.seed)
     np.random.seed(args.seed)
