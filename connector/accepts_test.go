@@ -77,7 +77,11 @@ type replicaList struct {
 
 func newReplicaList(t *testing.T, urls ...string) *replicaList {
 	l := &replicaList{urls: urls}
-	l.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+	// Only the tier's list: the connector also reads a canary list
+	// beside it, which is not found here (no canary), as under ddnn up.
+	mux := http.NewServeMux()
+	l.srv = httptest.NewServer(mux)
+	mux.HandleFunc(httpapi.ReplicasPattern, func(w http.ResponseWriter, _ *http.Request) {
 		l.mu.Lock()
 		defer l.mu.Unlock()
 		var out []string
@@ -85,7 +89,7 @@ func newReplicaList(t *testing.T, urls ...string) *replicaList {
 			out = append(out, fmt.Sprintf(`{"url":%q}`, u))
 		}
 		fmt.Fprintf(w, "[%s]", strings.Join(out, ","))
-	}))
+	})
 	t.Cleanup(l.srv.Close)
 	return l
 }
@@ -107,7 +111,7 @@ func TestForwardsGoToReplicasThatAcceptThem(t *testing.T) {
 	fresh := acceptingReplica(t, edgeV2)
 	list := newReplicaList(t, old.srv.URL, fresh.srv.URL)
 	reg := prometheus.NewRegistry()
-	c, err := New(Config{Pipeline: e.p, Tier: "cloud", ReplicasURL: list.srv.URL, Registerer: reg, DrainTimeout: 3 * time.Second})
+	c, err := New(Config{Pipeline: e.p, Tier: "cloud", ReplicasURL: list.srv.URL + httpapi.ReplicasPath("cloud"), Registerer: reg, DrainTimeout: 3 * time.Second})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -59,6 +59,12 @@ func newCanary(t *pipeline.Tier, replicasURL string, limit int, reg prometheus.R
 	return k
 }
 
+// serving says whether the tier runs a canary with a replica listed: one
+// a call may be sent to.
+func (k *canary) serving() bool {
+	return k != nil && k.settings.Load() != nil && k.pool.size() > 0
+}
+
 // set makes c the canary settings from the next message on (nil: none).
 func (k *canary) set(c *pipeline.Canary) {
 	if c == nil {

@@ -76,7 +76,7 @@ func (c *Connector) invoke(r *replica, batch []item) {
 					variant, pl, seen, last = variantCurrent, c.pool, c.pool.successesSoFar(), nil
 					c.canary.m.fallbacks.Add(float64(queued(queue)))
 					continue
-				case errors.Is(err, errNoneAccepts) && variant == variantCurrent && c.canary != nil && !triedCanary:
+				case errors.Is(err, errNoneAccepts) && variant == variantCurrent && c.canary.serving() && !triedCanary:
 					// No current replica reads these forwards: the
 					// candidate's may (the previous tier's candidate
 					// wrote them for this tier's).
