@@ -6,6 +6,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -190,6 +191,36 @@ func TestForwardsOfACandidatePairGoToTheNextCandidate(t *testing.T) {
 	testsupport.WaitFor(t, 15*time.Second, "committed to the end", func() bool {
 		return groupLag(t, e.cl, e.p.ConsumerGroup("cloud"), "t.cloud.in") == 0
 	})
+	if n := testutil.ToFloat64(c.m.deadLetters); n != 0 {
+		t.Errorf("%v forwards dead-lettered", n)
+	}
+}
+
+// TestForwardsNoReplicaAcceptsWaitBesideACanary: with a canary set on the
+// tier but no candidate replica listed, forwards the current replicas
+// refuse wait for one that accepts them (not for a candidate that is not
+// there), and are read once it is listed.
+func TestForwardsNoReplicaAcceptsWaitBesideACanary(t *testing.T) {
+	e := setup(t)
+	e.p.Tiers[1].Canary = &pipeline.Canary{Model: "c2.onnx", Share: 0.5}
+	refusing, accepting := acceptingReplica(t, edgeV2), acceptingReplica(t, edgeV1)
+	var mu sync.Mutex
+	current := []string{refusing.srv.URL}
+	url := replicaLists(t, "cloud", func() []string { mu.Lock(); defer mu.Unlock(); return slices.Clone(current) }, func() []string { return nil })
+	c, err := New(Config{Pipeline: e.p, Tier: "cloud", ReplicasURL: url, Registerer: prometheus.NewRegistry(), DrainTimeout: 3 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.run(t, c)
+	e.produceForwards(t, 50, "w", edgeV1)
+	testsupport.WaitFor(t, 10*time.Second, "forwards waiting for an accepting replica", func() bool { return testutil.ToFloat64(c.m.awaitingAccept) > 0 })
+	mu.Lock()
+	current = append(current, accepting.srv.URL)
+	mu.Unlock()
+	testsupport.WaitFor(t, 15*time.Second, "the waiting forwards read once a replica accepts them", func() bool { return len(accepting.ids()) == 50 })
+	if n := len(refusing.ids()); n != 0 {
+		t.Errorf("the refusing replica read %d forwards", n)
+	}
 	if n := testutil.ToFloat64(c.m.deadLetters); n != 0 {
 		t.Errorf("%v forwards dead-lettered", n)
 	}
