@@ -365,13 +365,11 @@ func Accepts(refs []string, producer wire.ModelVersion, fits bool) bool {
 // wrote (Accepts), "" when it does. A forward is then never fed to the
 // model: the connector takes it to a replica that accepts it.
 func (f *Function) refuses(sess *Session, producer wire.ModelVersion, msgs []wire.Message) string {
-	fits, shape := true, ""
-	for i := range msgs {
-		if t := &msgs[i].Tensor; t.DType != f.wantDType || t.Len() != f.wantLen {
-			fits, shape = false, fmt.Sprintf("%s %v", t.DType, t.Shape)
-			break
-		}
-	}
+	// A call's forwards share their producer, so its first tells whether
+	// they fit; a later one that does not is that record's fault, which
+	// Check reports.
+	t := &msgs[0].Tensor
+	fits := t.DType == f.wantDType && t.Len() == f.wantLen
 	switch refs := f.tier.Accepts; {
 	case Accepts(refs, producer, fits):
 		return ""
@@ -379,8 +377,8 @@ func (f *Function) refuses(sess *Session, producer wire.ModelVersion, msgs []wir
 		return fmt.Sprintf("tier %q model %s accepts forwards of %s (accepts), not of %s",
 			f.tier.Name, sess.Model, strings.Join(refs, ", "), producer)
 	default:
-		return fmt.Sprintf("tier %q model %s takes %s %v, forwards of %s are %s",
-			f.tier.Name, sess.Model, f.wantDType, f.wantShape, producer, shape)
+		return fmt.Sprintf("tier %q model %s takes %s %v, forwards of %s are %s %v",
+			f.tier.Name, sess.Model, f.wantDType, f.wantShape, producer, t.DType, t.Shape)
 	}
 }
 
